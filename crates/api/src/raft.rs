@@ -1,0 +1,50 @@
+//! Raft views and admin calls exposed by coordinators under `/raft/`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `GET /raft/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RaftMetricsView {
+    /// This node's id.
+    pub id: u64,
+    /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
+    pub state: String,
+    /// Current term.
+    pub current_term: u64,
+    /// Current leader, if known.
+    pub current_leader: Option<u64>,
+    /// Last applied log index.
+    pub last_applied: Option<u64>,
+    /// Last log index.
+    pub last_log_index: Option<u64>,
+    /// Voter ids.
+    pub membership: Vec<u64>,
+    /// Learner ids.
+    #[serde(default)]
+    pub learners: Vec<u64>,
+    /// Node id -> API URL of every known node.
+    #[serde(default)]
+    pub nodes: BTreeMap<u64, String>,
+    /// Hash of the applied state (equal on nodes that applied the same index).
+    pub state_hash: String,
+    /// Index of the last snapshot, if any.
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+}
+
+/// `POST /raft/add-learner`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddLearnerRequest {
+    /// New node id.
+    pub node_id: u64,
+    /// Its URL.
+    pub address: String,
+}
+
+/// `POST /raft/change-membership`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeMembershipRequest {
+    /// The complete new voter set.
+    pub members: Vec<u64>,
+}

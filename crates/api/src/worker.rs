@@ -1,0 +1,234 @@
+//! The worker's REST API (`varpulis server`): what the coordinator and users call.
+//!
+//! Routes: `POST/GET /api/v1/pipelines`, `GET/DELETE /api/v1/pipelines/{id}`,
+//! `POST /api/v1/pipelines/{id}/events`, `.../events-batch`, `.../checkpoint`, `.../restore`,
+//! `GET .../metrics`, `POST /api/v1/drain`, `GET /health`, `GET /ready`, `GET /metrics`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// `POST /api/v1/pipelines`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployPipelineRequest {
+    /// Pipeline name (free text; the coordinator uses `<group>/<pipeline>`-style names).
+    pub name: String,
+    /// VPL source.
+    pub source: String,
+    /// Connector definitions resolved by the coordinator from its registry, by name.
+    /// They are used for `.from(Name, ...)`/`.to(Name, ...)` when the VPL does not declare `Name`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connectors: BTreeMap<String, ConnectorParams>,
+    /// Optional checkpoint to restore before the first event (migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+    /// Optional id the pipeline must have (the coordinator picks ids so a retried deploy
+    /// is idempotent: deploying an id that already runs the same source answers 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Placement epoch assigned by the coordinator (fencing of moved pipelines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+/// A connector's kind and parameters as shipped to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorParams {
+    /// `mqtt` or `nats`.
+    pub connector_type: String,
+    /// Parameters (`host`, `port`, `client_id`, `topic`, ...); values are strings or numbers.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+/// Answer to a deploy: `201 {id, name, status}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployPipelineResponse {
+    /// Pipeline id on this worker.
+    pub id: String,
+    /// Pipeline name.
+    pub name: String,
+    /// `running` (or `degraded` when a connector failed).
+    pub status: String,
+}
+
+/// One pipeline as listed by `GET /api/v1/pipelines` and `GET /api/v1/pipelines/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineInfo {
+    /// Pipeline id.
+    pub id: String,
+    /// Pipeline name.
+    pub name: String,
+    /// `running`, `degraded` or `stopped`.
+    pub status: String,
+    /// Source text.
+    #[serde(default)]
+    pub source: String,
+    /// Events accepted so far.
+    #[serde(default)]
+    pub events_in: u64,
+    /// Output events produced so far.
+    #[serde(default)]
+    pub events_out: u64,
+    /// Runtime errors counted so far.
+    #[serde(default)]
+    pub errors: u64,
+    /// Why the pipeline is degraded, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// Placement epoch given at deploy time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+/// `GET /api/v1/pipelines`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineList {
+    /// Pipelines on this worker.
+    pub pipelines: Vec<PipelineInfo>,
+    /// Their number.
+    pub total: usize,
+}
+
+/// One input event: `{event_type, fields}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputEvent {
+    /// Event type.
+    pub event_type: String,
+    /// Fields (ordered).
+    #[serde(default)]
+    pub fields: Map<String, Value>,
+    /// Optional event time (RFC 3339 or integer ns since epoch); arrival time otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Value>,
+}
+
+/// One output event: `{event_type, timestamp, fields}` (VPL.md §13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputEvent {
+    /// Event type (the stream name, or the `emit` type inside `.process`).
+    pub event_type: String,
+    /// RFC 3339 event time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// Fields in emitted order.
+    #[serde(default)]
+    pub fields: Map<String, Value>,
+}
+
+/// `POST /api/v1/pipelines/{id}/events` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InjectResponse {
+    /// Always true on 200.
+    pub accepted: bool,
+    /// Output events produced by this event, in order.
+    pub output_events: Vec<OutputEvent>,
+}
+
+/// `POST /api/v1/pipelines/{id}/events-batch` JSON body. A bare JSON array of events is
+/// accepted too, and so is `.evt` text with `Content-Type: text/plain`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchInjectRequest {
+    /// Events in order.
+    pub events: Vec<InputEvent>,
+}
+
+/// `POST /api/v1/pipelines/{id}/events-batch` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchInjectResponse {
+    /// Number of events accepted.
+    pub accepted: usize,
+    /// Output events produced by the batch, in order.
+    pub output_events: Vec<OutputEvent>,
+    /// Per-event runtime errors (event index and message); processing continued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<BatchError>,
+}
+
+/// A runtime error on one event of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchError {
+    /// 0-based index in the batch.
+    pub index: usize,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Opaque pipeline state: `POST /api/v1/pipelines/{id}/checkpoint` answers with it and
+/// `POST /api/v1/pipelines/{id}/restore` takes it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Pipeline id the state was taken from.
+    pub pipeline_id: String,
+    /// Number of events the pipeline had processed when the state was taken.
+    pub events_processed: u64,
+    /// Format version of `state`.
+    pub version: u32,
+    /// The state itself, base64-free JSON-safe encoding chosen by the runtime (a string).
+    pub state: String,
+}
+
+/// `POST /api/v1/pipelines/{id}/restore` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreResponse {
+    /// Always true on 200.
+    pub restored: bool,
+    /// Events processed according to the restored state.
+    pub events_processed: u64,
+}
+
+/// `GET /api/v1/pipelines/{id}/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineMetrics {
+    /// Pipeline id.
+    pub pipeline_id: String,
+    /// Events accepted.
+    pub events_in: u64,
+    /// Output events produced.
+    pub events_out: u64,
+    /// Runtime errors.
+    pub errors: u64,
+}
+
+/// `POST /api/v1/drain` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrainResponse {
+    /// Always true.
+    pub draining: bool,
+    /// Pipelines still running at the time of the answer.
+    pub pipelines_running: usize,
+}
+
+/// `GET /health` on every node (workers and coordinators).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// `worker` or `coordinator`.
+    pub role: String,
+    /// `healthy`.
+    pub status: String,
+    /// Crate version.
+    pub version: String,
+    /// Coordinator only: `Leader`, `Follower`, `Candidate` or `Learner`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_role: Option<String>,
+    /// Coordinator only: current leader id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<u64>,
+    /// Coordinator only: worker counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkerCounts>,
+    /// Worker only: its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+}
+
+/// `workers: {total, ready, unhealthy}` in a coordinator's `/health`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCounts {
+    /// All registered workers.
+    pub total: usize,
+    /// Workers in state Ready.
+    pub ready: usize,
+    /// Workers in state Unhealthy.
+    pub unhealthy: usize,
+}

@@ -1,0 +1,12 @@
+//! `varpulis run` (not yet implemented; owned by its issue).
+
+use std::process::ExitCode;
+
+/// Flags of `varpulis run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`varpulis run` is not implemented yet")
+}

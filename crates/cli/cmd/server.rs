@@ -1,0 +1,12 @@
+//! `varpulis server` (not yet implemented; owned by its issue).
+
+use std::process::ExitCode;
+
+/// Flags of `varpulis server`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`varpulis server` is not implemented yet")
+}

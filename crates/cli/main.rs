@@ -1,0 +1,47 @@
+//! The single `varpulis` binary: parses flags with clap and hands a plain config to the
+//! library crates. No logic lives here beyond wiring and exit codes.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Varpulis: streaming event processing with a Raft-replicated cluster mode.
+#[derive(Debug, Parser)]
+#[command(name = "varpulis", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a VPL program and print diagnostics (exit 1 on errors).
+    Check(cmd::check::Args),
+    /// Run a VPL program over an event file and print output events as JSON lines.
+    Run(cmd::run::Args),
+    /// Run a worker: the VPL runtime behind a REST API, optionally registered with coordinators.
+    Server(cmd::server::Args),
+    /// Run a coordinator node (a Raft group of one without --raft-peers).
+    Coordinator(cmd::coordinator::Args),
+    /// Start a local ensemble: three coordinators, workers and an embedded MQTT broker.
+    Local(cmd::local::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => cmd::check::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Server(args) => cmd::server::run(args),
+        Command::Coordinator(args) => cmd::coordinator::run(args),
+        Command::Local(args) => cmd::local::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
