@@ -1,0 +1,740 @@
+//! Abstract syntax tree of a VPL program.
+//!
+//! Every node carries a [`Span`]. The tree is deliberately close to the surface syntax:
+//!
+//! * Stream operators are **generic**: `.name(args…)` becomes a [`StreamOp`] with a name and a list
+//!   of (optionally named) [`Arg`]s; [`StreamOp::kind`] classifies the known names into [`OpKind`].
+//!   Adding an operator (Tier 2: `.window .aggregate .partition_by .having .within .not`) needs no
+//!   change to the tree, only to the checker and runtime.
+//! * Sequence steps (`A as a -> B where c as b`, Tier 2) are kept apart from the operator chain in
+//!   [`StreamDecl::steps`], because the spec says they define the pattern wherever written.
+//! * Method-call syntax `e.f(a)` is desugared by the parser to `f(e, a)` ([`ExprKind::Call`] with
+//!   `method: true`), so evaluators see one call form.
+//! * `T.from(Conn, …)` directly after the source is folded into [`Source::from`].
+//!
+//! Enums that later tiers will grow are `#[non_exhaustive]`; match them with a `_` arm.
+
+pub use crate::span::Span;
+
+/// A name with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    /// The identifier text.
+    pub name: String,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl Ident {
+    /// Builds an identifier.
+    pub fn new(name: impl Into<String>, span: Span) -> Self {
+        Ident {
+            name: name.into(),
+            span,
+        }
+    }
+
+    /// The identifier text.
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A whole program: top-level items in source order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Program {
+    /// Declarations and top-level statements, in the order written.
+    pub items: Vec<Item>,
+}
+
+impl Program {
+    /// Iterates over the stream declarations.
+    pub fn streams(&self) -> impl Iterator<Item = &StreamDecl> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Stream(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// Iterates over the event declarations.
+    pub fn events(&self) -> impl Iterator<Item = &EventDecl> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Event(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Iterates over the function declarations.
+    pub fn functions(&self) -> impl Iterator<Item = &FnDecl> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Fn(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    /// Iterates over the connector declarations.
+    pub fn connectors(&self) -> impl Iterator<Item = &ConnectorDecl> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Connector(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// Iterates over the context declarations.
+    pub fn contexts(&self) -> impl Iterator<Item = &ContextDecl> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Context(c) => Some(c),
+            _ => None,
+        })
+    }
+}
+
+/// One top-level item.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Item {
+    /// `event Name [extends Base]:` with typed fields.
+    Event(EventDecl),
+    /// `connector Name = kind(k: v, …)`.
+    Connector(ConnectorDecl),
+    /// `context name [(cores: [..])]`.
+    Context(ContextDecl),
+    /// `fn name(params) [-> T]:` block.
+    Fn(FnDecl),
+    /// `stream Name [: Stream<T>] = Source ops…`.
+    Stream(StreamDecl),
+    /// Top-level `let`/`var`/`const`.
+    Binding(Binding),
+    /// Top-level `x := e`.
+    Assign(Assign),
+}
+
+impl Item {
+    /// The span of the whole item.
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Event(d) => d.span,
+            Item::Connector(d) => d.span,
+            Item::Context(d) => d.span,
+            Item::Fn(d) => d.span,
+            Item::Stream(d) => d.span,
+            Item::Binding(d) => d.span,
+            Item::Assign(d) => d.span,
+        }
+    }
+}
+
+/// A type annotation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeExpr {
+    /// The shape of the type.
+    pub kind: TypeKind,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// The shapes a type annotation can take (§3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TypeKind {
+    /// A named type: `int float bool str timestamp duration null` or a user/event type.
+    Named(Ident),
+    /// `[T]`.
+    Array(Box<TypeExpr>),
+    /// `{K: V}`.
+    Map(Box<TypeExpr>, Box<TypeExpr>),
+    /// `(A, B, …)`.
+    Tuple(Vec<TypeExpr>),
+    /// `T?`.
+    Optional(Box<TypeExpr>),
+    /// `Stream<T>`.
+    Stream(Box<TypeExpr>),
+}
+
+/// `event Name [extends Base]:` followed by an indented block of `field: Type` lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDecl {
+    /// The event type name.
+    pub name: Ident,
+    /// `extends Base` (Tier 3), if written.
+    pub extends: Option<Ident>,
+    /// Declared fields in order.
+    pub fields: Vec<FieldDecl>,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// One `name: Type` line of an event declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDecl {
+    /// Field name.
+    pub name: Ident,
+    /// Declared type.
+    pub ty: TypeExpr,
+    /// The whole line.
+    pub span: Span,
+}
+
+/// `connector Name = kind(param: value, …)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorDecl {
+    /// Connector name, referenced by `.from` / `.to`.
+    pub name: Ident,
+    /// Connector kind (`mqtt`, `kafka`, …).
+    pub kind: Ident,
+    /// Parameters as written (normally all named).
+    pub params: Vec<Arg>,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// `context name [(param: value, …)]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextDecl {
+    /// Context name.
+    pub name: Ident,
+    /// Parameters (e.g. `cores: [2, 3]`).
+    pub params: Vec<Arg>,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// `fn name(p: T, …) [-> T]:` with a statement block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FnDecl {
+    /// Function name.
+    pub name: Ident,
+    /// Parameters in order.
+    pub params: Vec<Param>,
+    /// Declared return type.
+    pub ret: Option<TypeExpr>,
+    /// The body.
+    pub body: Block,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// One function parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// Parameter name.
+    pub name: Ident,
+    /// Declared type, if any.
+    pub ty: Option<TypeExpr>,
+    /// The whole parameter.
+    pub span: Span,
+}
+
+/// `stream Name [: Stream<T>] = Source ops…`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamDecl {
+    /// Stream name; its outputs are typed with it.
+    pub name: Ident,
+    /// Declared type (`: Stream<T>`), if any.
+    pub ty: Option<TypeExpr>,
+    /// Where events come from.
+    pub source: Source,
+    /// Sequence steps `-> [all] T [where c] [as a]` (Tier 2), in written order; empty for plain streams.
+    pub steps: Vec<SeqStep>,
+    /// The operator chain in written order (excluding a `.from` folded into the source).
+    pub ops: Vec<StreamOp>,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// The source of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// Which kind of source.
+    pub kind: SourceKind,
+    /// `.from(Conn, topic: …)` written directly after the source.
+    pub from: Option<FromClause>,
+    /// The whole source (without `.from`).
+    pub span: Span,
+}
+
+/// Source kinds. Tier 2 adds `merge`, `join` and `all T`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SourceKind {
+    /// `T` or `T as a`: every event of type (or stream) `T`.
+    Named {
+        /// Event type or stream name.
+        name: Ident,
+        /// `as a` binding.
+        alias: Option<Ident>,
+    },
+}
+
+/// `.from(Conn, topic: "…", …)` on a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FromClause {
+    /// The connector.
+    pub connector: Ident,
+    /// Remaining arguments (usually `topic:`).
+    pub args: Vec<Arg>,
+    /// The whole `.from(…)`.
+    pub span: Span,
+}
+
+/// One step of a sequence: `-> [all] T [where c] [as a]` (Tier 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqStep {
+    /// `all` (Kleene) step.
+    pub all: bool,
+    /// Event type of the step.
+    pub event: Ident,
+    /// `where` filter.
+    pub filter: Option<Expr>,
+    /// `as` alias.
+    pub alias: Option<Ident>,
+    /// The whole step.
+    pub span: Span,
+}
+
+/// A stream operator `.name(args…)`, kept generic so new operators need no AST change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamOp {
+    /// Operator name as written (`where`, `emit`, …).
+    pub name: Ident,
+    /// Arguments in order.
+    pub args: Vec<Arg>,
+    /// The whole `.name(…)`.
+    pub span: Span,
+}
+
+/// Classification of operator names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OpKind {
+    /// `.where(e)` or its alias `.filter(e)`.
+    Where,
+    /// `.select(f, g: e, …)`.
+    Select,
+    /// `.emit(n: e, …)`.
+    Emit,
+    /// `.process(f(…))`.
+    Process,
+    /// `.context(c)`.
+    Context,
+    /// `.from(Conn, …)` not directly after the source.
+    From,
+    /// `.to(Conn[, topic: …])`.
+    To,
+    /// `.window(…)` (Tier 2).
+    Window,
+    /// `.aggregate(…)` (Tier 2).
+    Aggregate,
+    /// `.partition_by(k)` (Tier 2).
+    PartitionBy,
+    /// `.having(e)` (Tier 2).
+    Having,
+    /// `.within(d)` (Tier 2).
+    Within,
+    /// `.not(T where c)` (Tier 2).
+    Not,
+    /// Anything else.
+    Other,
+}
+
+impl OpKind {
+    /// Classifies an operator name.
+    pub fn from_name(name: &str) -> OpKind {
+        match name {
+            "where" | "filter" => OpKind::Where,
+            "select" => OpKind::Select,
+            "emit" => OpKind::Emit,
+            "process" => OpKind::Process,
+            "context" => OpKind::Context,
+            "from" => OpKind::From,
+            "to" => OpKind::To,
+            "window" => OpKind::Window,
+            "aggregate" => OpKind::Aggregate,
+            "partition_by" => OpKind::PartitionBy,
+            "having" => OpKind::Having,
+            "within" => OpKind::Within,
+            "not" => OpKind::Not,
+            _ => OpKind::Other,
+        }
+    }
+}
+
+impl StreamOp {
+    /// The classified operator.
+    pub fn kind(&self) -> OpKind {
+        OpKind::from_name(&self.name.name)
+    }
+
+    /// Positional (unnamed) arguments in order.
+    pub fn positional(&self) -> impl Iterator<Item = &Expr> {
+        self.args
+            .iter()
+            .filter(|a| a.name.is_none())
+            .map(|a| &a.value)
+    }
+
+    /// The value of the named argument `name`, if present.
+    pub fn named(&self, name: &str) -> Option<&Expr> {
+        self.args
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|n| n.name == name))
+            .map(|a| &a.value)
+    }
+
+    /// The first positional argument.
+    pub fn first_positional(&self) -> Option<&Expr> {
+        self.positional().next()
+    }
+}
+
+/// An argument `[name:] value` of an operator, connector, context or `emit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arg {
+    /// The name before `:`, if any.
+    pub name: Option<Ident>,
+    /// The value.
+    pub value: Expr,
+    /// The whole argument.
+    pub span: Span,
+}
+
+impl Arg {
+    /// The field name this argument produces in `.select`/`.emit`: its name, or a bare identifier
+    /// value (`f` means `f: f`).
+    pub fn field_name(&self) -> Option<&str> {
+        match (&self.name, &self.value.kind) {
+            (Some(n), _) => Some(&n.name),
+            (None, ExprKind::Name(id)) => Some(&id.name),
+            _ => None,
+        }
+    }
+}
+
+/// A statement block (the body of `fn`, `if`, `while`, `for`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// Statements in order.
+    pub stmts: Vec<Stmt>,
+    /// The whole block.
+    pub span: Span,
+}
+
+/// How a binding may be used after creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindingKind {
+    /// `let`: immutable.
+    Let,
+    /// `var`: mutable with `:=`.
+    Var,
+    /// `const`: immutable.
+    Const,
+}
+
+/// `let|var|const name [: T] = value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    /// `let`, `var` or `const`.
+    pub kind: BindingKind,
+    /// The bound name.
+    pub name: Ident,
+    /// Declared type, if any.
+    pub ty: Option<TypeExpr>,
+    /// The initial value.
+    pub value: Expr,
+    /// The whole statement.
+    pub span: Span,
+}
+
+/// `name := value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assign {
+    /// The `var` being assigned.
+    pub target: Ident,
+    /// The new value.
+    pub value: Expr,
+    /// The whole statement.
+    pub span: Span,
+}
+
+/// A statement inside a block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    /// What kind of statement.
+    pub kind: StmtKind,
+    /// The whole statement.
+    pub span: Span,
+}
+
+/// One `if`/`elif` arm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IfBranch {
+    /// The condition.
+    pub cond: Expr,
+    /// The body run when it is `true`.
+    pub body: Block,
+    /// The whole arm.
+    pub span: Span,
+}
+
+/// Statement kinds (§11).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StmtKind {
+    /// `let`/`var`/`const`.
+    Binding(Binding),
+    /// `x := e`.
+    Assign(Assign),
+    /// `if c: … elif c: … else: …`; `branches` holds the `if` arm then every `elif` arm.
+    If {
+        /// `if` and `elif` arms in order.
+        branches: Vec<IfBranch>,
+        /// `else` block.
+        else_body: Option<Block>,
+    },
+    /// `while c:`.
+    While {
+        /// Loop condition.
+        cond: Expr,
+        /// Body.
+        body: Block,
+    },
+    /// `for x in e:`.
+    For {
+        /// Loop variable.
+        var: Ident,
+        /// Iterated value (range, array, map, int n).
+        iter: Expr,
+        /// Body.
+        body: Block,
+    },
+    /// `break`.
+    Break,
+    /// `continue`.
+    Continue,
+    /// `return [e]`.
+    Return(Option<Expr>),
+    /// `emit T(f: e, …)`.
+    Emit {
+        /// Type of the created event.
+        event_type: Ident,
+        /// Fields (named arguments; a bare name `f` means `f: f`).
+        args: Vec<Arg>,
+    },
+    /// An expression evaluated for its value.
+    Expr(Expr),
+}
+
+/// An expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    /// What kind of expression.
+    pub kind: ExprKind,
+    /// The whole expression.
+    pub span: Span,
+}
+
+impl Expr {
+    /// Builds an expression.
+    pub fn new(kind: ExprKind, span: Span) -> Self {
+        Expr { kind, span }
+    }
+}
+
+/// Unary operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `-e`.
+    Neg,
+    /// `~e` (bitwise not).
+    BitNot,
+    /// `not e`.
+    Not,
+}
+
+/// Binary operators (§11.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `+`.
+    Add,
+    /// `-`.
+    Sub,
+    /// `*`.
+    Mul,
+    /// `/`.
+    Div,
+    /// `%`.
+    Rem,
+    /// `**`.
+    Pow,
+    /// `==`.
+    Eq,
+    /// `!=`.
+    Ne,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Le,
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Ge,
+    /// `in`.
+    In,
+    /// `not in`.
+    NotIn,
+    /// `&`.
+    BitAnd,
+    /// `|`.
+    BitOr,
+    /// `^`.
+    BitXor,
+    /// `<<`.
+    Shl,
+    /// `>>`.
+    Shr,
+    /// `and` (short-circuit).
+    And,
+    /// `or` (short-circuit).
+    Or,
+    /// `??` (null coalescing, short-circuit).
+    Coalesce,
+}
+
+impl BinaryOp {
+    /// The operator as written in source.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Rem => "%",
+            BinaryOp::Pow => "**",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::In => "in",
+            BinaryOp::NotIn => "not in",
+            BinaryOp::BitAnd => "&",
+            BinaryOp::BitOr => "|",
+            BinaryOp::BitXor => "^",
+            BinaryOp::Shl => "<<",
+            BinaryOp::Shr => ">>",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+            BinaryOp::Coalesce => "??",
+        }
+    }
+}
+
+/// A `key: value` entry of a map literal. A bare identifier key is the string of its name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapEntry {
+    /// The key expression.
+    pub key: Expr,
+    /// The value expression.
+    pub value: Expr,
+}
+
+/// Expression kinds.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ExprKind {
+    /// Integer literal.
+    Int(i64),
+    /// Float literal.
+    Float(f64),
+    /// String literal (escapes decoded).
+    Str(String),
+    /// `true` / `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// Duration literal, in nanoseconds.
+    Duration(u64),
+    /// Timestamp literal, in nanoseconds since the Unix epoch (UTC).
+    Timestamp(i64),
+    /// A name: local, top-level binding or event field (§11 lookup order).
+    Name(Ident),
+    /// `[a, b, …]`.
+    Array(Vec<Expr>),
+    /// `{k: v, …}`.
+    Map(Vec<MapEntry>),
+    /// Prefix operator.
+    Unary {
+        /// The operator.
+        op: UnaryOp,
+        /// The operand.
+        operand: Box<Expr>,
+    },
+    /// Infix operator.
+    Binary {
+        /// The operator.
+        op: BinaryOp,
+        /// Left operand.
+        lhs: Box<Expr>,
+        /// Right operand.
+        rhs: Box<Expr>,
+    },
+    /// `a..b` or `a..=b`.
+    Range {
+        /// Start (inclusive).
+        start: Box<Expr>,
+        /// End.
+        end: Box<Expr>,
+        /// `..=`.
+        inclusive: bool,
+    },
+    /// `f(a, …)`, also the desugaring of `e.f(a, …)` = `f(e, a, …)`.
+    Call {
+        /// Function name.
+        callee: Ident,
+        /// Arguments (for method syntax the receiver is first).
+        args: Vec<Expr>,
+        /// Written with method syntax.
+        method: bool,
+    },
+    /// `e.name` (`optional`: `e?.name`).
+    Field {
+        /// The object.
+        base: Box<Expr>,
+        /// The field name.
+        name: Ident,
+        /// `?.`: `null` when `base` is `null`.
+        optional: bool,
+    },
+    /// `e[i]`.
+    Index {
+        /// The indexed value.
+        base: Box<Expr>,
+        /// The index.
+        index: Box<Expr>,
+    },
+    /// `e[a:b]` (either bound optional).
+    Slice {
+        /// The sliced value.
+        base: Box<Expr>,
+        /// Start bound.
+        start: Option<Box<Expr>>,
+        /// End bound.
+        end: Option<Box<Expr>>,
+    },
+    /// `if c then a else b`.
+    If {
+        /// Condition.
+        cond: Box<Expr>,
+        /// Value when `true`.
+        then: Box<Expr>,
+        /// Value otherwise.
+        else_: Box<Expr>,
+    },
+    /// `x => e` / `(a, b) => e` (Tier 3).
+    Lambda {
+        /// Parameter names.
+        params: Vec<Ident>,
+        /// Body.
+        body: Box<Expr>,
+    },
+}
