@@ -1,0 +1,873 @@
+//! Process-level test harness: spawns real `varpulis coordinator` and `varpulis server`
+//! processes on loopback, talks to them over HTTP, and injects faults by PID
+//! (SIGKILL, SIGSTOP, SIGCONT).
+//!
+//! Everything here is written from the external contracts (DESIGN.md, the spec), never from
+//! the implementation: the point is to test the product the way an operator uses it.
+//! Waits are bounded polls ([`wait_until`]); no correctness check relies on a fixed sleep.
+//! When a test panics, the tails of every child's logs are printed on drop.
+
+// The benches include this file with `#[path]` and use only part of it.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_varpulis");
+/// Coordinator API key used by default.
+pub const ADMIN_KEY: &str = "admin";
+/// Worker API key used by default.
+pub const WORKER_KEY: &str = "worker-secret";
+
+/// Ports handed out by this process, so two ensembles of the same test binary never collide.
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// Picks a free loopback port: binds `127.0.0.1:0`, reads the port, releases it.
+/// Ports already handed out by this process are skipped. Another process may still grab
+/// the port before the child binds it; [`Ensemble::start`] retries with fresh ports then.
+pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        drop(listener);
+        let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        let set = guard.get_or_insert_with(HashSet::new);
+        if set.insert(port) {
+            return port;
+        }
+    }
+    panic!("no free port found after 1000 attempts");
+}
+
+/// Polls `f` every `poll` until it returns `Some`, or gives up after `timeout`.
+pub async fn try_wait_until<T, F, Fut>(timeout: Duration, poll: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Like [`try_wait_until`] but panics with `what` on timeout.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, poll: Duration, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match try_wait_until(timeout, poll, f).await {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for: {what}"),
+    }
+}
+
+/// An HTTP answer: status, parsed JSON body (Null when not JSON) and raw text.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// HTTP status code.
+    pub status: u16,
+    /// Body parsed as JSON, `Value::Null` when it is not JSON.
+    pub body: Value,
+    /// Raw body text.
+    pub text: String,
+    /// `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// `Content-Type` header, if any.
+    pub content_type: Option<String>,
+}
+
+impl Resp {
+    /// Whether the status is 2xx.
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Whether the body parsed as a JSON object.
+    pub fn is_json_object(&self) -> bool {
+        self.body.is_object()
+    }
+
+    /// Asserts the status, printing the body on mismatch.
+    #[track_caller]
+    pub fn expect_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status, body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts a 2xx status, printing the body otherwise.
+    #[track_caller]
+    pub fn expect_ok(&self) -> &Self {
+        assert!(
+            self.ok(),
+            "expected 2xx, got {}: {}",
+            self.status,
+            self.text
+        );
+        self
+    }
+
+    /// Asserts this is a JSON error body `{error, code}` with the given status.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16) -> &Self {
+        self.expect_status(status);
+        assert!(
+            self.body.is_object(),
+            "error body is not a JSON object: {:?}",
+            self.text
+        );
+        assert!(
+            self.body["error"].is_string(),
+            "error body has no `error` string: {}",
+            self.text
+        );
+        assert!(
+            self.body["code"].is_string(),
+            "error body has no `code` string: {}",
+            self.text
+        );
+        self
+    }
+}
+
+/// A small JSON client that sends `x-api-key` when it has one.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    key: Option<String>,
+    timeout: Duration,
+}
+
+impl Api {
+    /// A client sending `key` (or no key).
+    pub fn new(key: Option<&str>) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("reqwest client");
+        Self {
+            http,
+            key: key.map(str::to_owned),
+            timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// The same client with another per-request timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// The same client with another key (or none).
+    pub fn with_key(&self, key: Option<&str>) -> Self {
+        Self {
+            key: key.map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a request; `Err` only on transport failure (refused, timeout, reset).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<(Vec<u8>, &str)>,
+    ) -> Result<Resp, reqwest::Error> {
+        let mut req = self.http.request(method, url).timeout(self.timeout);
+        if let Some(key) = &self.key {
+            req = req.header("x-api-key", key);
+        }
+        if let Some((bytes, content_type)) = body {
+            req = req.header("content-type", content_type).body(bytes);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after");
+        let content_type = header("content-type");
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Resp {
+            status,
+            body,
+            text,
+            retry_after,
+            content_type,
+        })
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str) -> Result<Resp, reqwest::Error> {
+        self.send(reqwest::Method::GET, url, None).await
+    }
+
+    /// `DELETE url`.
+    pub async fn delete(&self, url: &str) -> Result<Resp, reqwest::Error> {
+        self.send(reqwest::Method::DELETE, url, None).await
+    }
+
+    /// `POST url` with a JSON body.
+    pub async fn post(&self, url: &str, body: &Value) -> Result<Resp, reqwest::Error> {
+        let bytes = serde_json::to_vec(body).expect("serialize");
+        self.send(
+            reqwest::Method::POST,
+            url,
+            Some((bytes, "application/json")),
+        )
+        .await
+    }
+
+    /// `POST url` with raw bytes and a content type.
+    pub async fn post_raw(
+        &self,
+        url: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<Resp, reqwest::Error> {
+        self.send(reqwest::Method::POST, url, Some((bytes, content_type)))
+            .await
+    }
+}
+
+/// One child process of the binary, with its logs in files.
+#[derive(Debug)]
+pub struct Proc {
+    /// Name used in log dumps (`coord-1`, `worker-0`).
+    pub name: String,
+    args: Vec<String>,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    child: Option<Child>,
+    stopped: bool,
+}
+
+impl Proc {
+    /// Spawns `varpulis <args>` with logs appended to `<log_dir>/<name>.{out,err}`.
+    pub fn spawn(name: &str, args: Vec<String>, log_dir: &Path) -> Self {
+        let mut proc = Self {
+            name: name.to_owned(),
+            args,
+            stdout_path: log_dir.join(format!("{name}.out")),
+            stderr_path: log_dir.join(format!("{name}.err")),
+            child: None,
+            stopped: false,
+        };
+        proc.start();
+        proc
+    }
+
+    fn start(&mut self) {
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .expect("open log file")
+        };
+        let child = Command::new(BIN)
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("VARPULIS_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("VARPULIS_API_KEY")
+            .env_remove("VARPULIS_COORDINATOR")
+            .env_remove("VARPULIS_WORKER_ID")
+            .stdin(Stdio::null())
+            .stdout(open(&self.stdout_path))
+            .stderr(open(&self.stderr_path))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        self.child = Some(child);
+        self.stopped = false;
+    }
+
+    /// Starts the process again with the same arguments (same ports, same data dir).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start();
+    }
+
+    /// The PID while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process was spawned, has not exited and is not stopped.
+    pub fn is_up(&mut self) -> bool {
+        !self.stopped && self.exit_status().is_none() && self.child.is_some()
+    }
+
+    /// The exit status if the process has exited on its own.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) with the PID of our own (not yet reaped) child.
+            let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+            assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if self.stopped {
+                self.stopped = false;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the process freezes (its sockets stay open but nothing answers).
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.stopped = true;
+    }
+
+    /// SIGCONT after [`Proc::stop`].
+    pub fn cont(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.stopped = false;
+    }
+
+    /// Last `lines` lines of stdout and stderr.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for path in [&self.stdout_path, &self.stderr_path] {
+            out.push_str(&format!("---- {} ----\n", path.display()));
+            out.push_str(&tail(path, lines));
+        }
+        out
+    }
+
+    /// Whole stderr (used to spot "address in use").
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::from("(no file)\n");
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = String::new();
+    let _ = file.read_to_string(&mut buf);
+    let all: Vec<&str> = buf.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    let mut out = all[start..].join("\n");
+    out.push('\n');
+    out
+}
+
+/// Timings and keys of an ensemble.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Coordinator `--api-key`.
+    pub api_key: String,
+    /// Worker `--api-key`.
+    pub worker_key: String,
+    /// Coordinator and worker `--heartbeat-interval` (seconds).
+    pub heartbeat_interval: f64,
+    /// Coordinator `--heartbeat-timeout` (seconds).
+    pub heartbeat_timeout: f64,
+    /// Coordinator `--sweep-interval` (seconds).
+    pub sweep_interval: f64,
+    /// `--raft-heartbeat-ms`, when set.
+    pub raft_heartbeat_ms: Option<u64>,
+    /// `--raft-election-min-ms`, when set.
+    pub raft_election_min_ms: Option<u64>,
+    /// `--raft-election-max-ms`, when set.
+    pub raft_election_max_ms: Option<u64>,
+    /// Worker ids; `worker-0`, `worker-1`, ... when empty.
+    pub worker_ids: Vec<String>,
+    /// How long [`Ensemble::start`] may wait for leader + registrations.
+    pub start_timeout: Duration,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            api_key: ADMIN_KEY.into(),
+            worker_key: WORKER_KEY.into(),
+            heartbeat_interval: 1.0,
+            heartbeat_timeout: 3.0,
+            sweep_interval: 1.0,
+            raft_heartbeat_ms: None,
+            raft_election_min_ms: None,
+            raft_election_max_ms: None,
+            worker_ids: Vec::new(),
+            start_timeout: Duration::from_secs(40),
+        }
+    }
+}
+
+/// A coordinator process and its data dir (kept across restarts).
+#[derive(Debug)]
+pub struct Coordinator {
+    /// Raft node id (1-based position in `--raft-peers`).
+    pub id: u64,
+    /// HTTP port.
+    pub port: u16,
+    /// Base URL.
+    pub url: String,
+    /// Data dir (sled).
+    pub data_dir: TempDir,
+    /// The process.
+    pub proc: Proc,
+}
+
+/// A worker process.
+#[derive(Debug)]
+pub struct Worker {
+    /// Worker id.
+    pub id: String,
+    /// HTTP port.
+    pub port: u16,
+    /// Base URL.
+    pub url: String,
+    /// The process.
+    pub proc: Proc,
+}
+
+/// A set of coordinators (one Raft group) and workers.
+#[derive(Debug)]
+pub struct Ensemble {
+    /// Coordinators, index `i` has Raft id `i + 1`.
+    pub coords: Vec<Coordinator>,
+    /// Workers.
+    pub workers: Vec<Worker>,
+    /// Client with the coordinator key.
+    pub api: Api,
+    /// Options used.
+    pub opts: Opts,
+    logs: TempDir,
+}
+
+fn secs(v: f64) -> String {
+    format!("{v}")
+}
+
+impl Ensemble {
+    /// Starts `n_coords` coordinators (a Raft group; a single node without `--raft-peers`
+    /// when `n_coords == 1`) and `n_workers` workers, then waits until a leader is known,
+    /// every coordinator is ready and every worker is registered `ready`.
+    /// Retries with fresh ports when a child dies at start (port taken by someone else).
+    pub async fn start(n_coords: usize, n_workers: usize, opts: Opts) -> Self {
+        let mut last_err = String::new();
+        for attempt in 0..3 {
+            let ens = Self::spawn(n_coords, n_workers, opts.clone());
+            match ens.settle().await {
+                Ok(()) => return ens,
+                Err(e) => {
+                    let port_clash = ens.any_port_clash();
+                    last_err = format!("{e}\n{}", ens.all_logs(40));
+                    if !port_clash {
+                        break;
+                    }
+                    eprintln!("ensemble start attempt {attempt} hit a port clash, retrying");
+                }
+            }
+        }
+        panic!("ensemble did not start: {last_err}");
+    }
+
+    fn spawn(n_coords: usize, n_workers: usize, opts: Opts) -> Self {
+        let logs = tempfile::Builder::new()
+            .prefix("varpulis-logs-")
+            .tempdir()
+            .expect("tempdir");
+        let ports: Vec<u16> = (0..n_coords).map(|_| free_port()).collect();
+        let urls: Vec<String> = ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let mut coords = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let data_dir = tempfile::Builder::new()
+                .prefix("varpulis-coord-")
+                .tempdir()
+                .expect("tempdir");
+            let args = coordinator_args(&opts, *port, i as u64 + 1, &urls, data_dir.path());
+            let name = format!("coord-{}", i + 1);
+            let proc = Proc::spawn(&name, args, logs.path());
+            coords.push(Coordinator {
+                id: i as u64 + 1,
+                port: *port,
+                url: urls[i].clone(),
+                data_dir,
+                proc,
+            });
+        }
+        let mut workers = Vec::new();
+        for i in 0..n_workers {
+            let id = opts
+                .worker_ids
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("worker-{i}"));
+            let port = free_port();
+            let url = format!("http://127.0.0.1:{port}");
+            let args = worker_args(&opts, port, &id, &urls);
+            let proc = Proc::spawn(&id, args, logs.path());
+            workers.push(Worker {
+                id,
+                port,
+                url,
+                proc,
+            });
+        }
+        let api = Api::new(Some(&opts.api_key));
+        Self {
+            coords,
+            workers,
+            api,
+            opts,
+            logs,
+        }
+    }
+
+    async fn settle(&self) -> Result<(), String> {
+        let deadline = Instant::now() + self.opts.start_timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let me = self;
+        try_wait_until(left(), Duration::from_millis(100), || async move {
+            me.leader().await
+        })
+        .await
+        .ok_or("no leader elected")?;
+        for i in 0..self.coords.len() {
+            if !self.is_ready(i).await {
+                let ok = try_wait_until(left(), Duration::from_millis(100), || async move {
+                    me.is_ready(i).await.then_some(())
+                })
+                .await;
+                ok.ok_or(format!("coordinator {} never ready", i + 1))?;
+            }
+        }
+        let ids: Vec<String> = self.workers.iter().map(|w| w.id.clone()).collect();
+        if !ids.is_empty() {
+            let ids = &ids;
+            try_wait_until(left(), Duration::from_millis(200), || async move {
+                me.workers_in_status(ids, "ready").await.then_some(())
+            })
+            .await
+            .ok_or("workers never all registered ready")?;
+        }
+        Ok(())
+    }
+
+    fn any_port_clash(&self) -> bool {
+        let clash = |s: String| s.contains("in use") || s.contains("AddrInUse");
+        self.coords.iter().any(|c| clash(c.proc.stderr()))
+            || self.workers.iter().any(|w| clash(w.proc.stderr()))
+    }
+
+    /// Tails of every child's logs.
+    pub fn all_logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for c in &self.coords {
+            out.push_str(&format!(
+                "==== {} ====\n{}",
+                c.proc.name,
+                c.proc.log_tail(lines)
+            ));
+        }
+        for w in &self.workers {
+            out.push_str(&format!(
+                "==== {} ====\n{}",
+                w.proc.name,
+                w.proc.log_tail(lines)
+            ));
+        }
+        out
+    }
+
+    /// Coordinator URLs in Raft id order.
+    pub fn coord_urls(&self) -> Vec<String> {
+        self.coords.iter().map(|c| c.url.clone()).collect()
+    }
+
+    /// `{url}/api/v1/cluster{path}` of coordinator `i`.
+    pub fn cluster_url(&self, i: usize, path: &str) -> String {
+        format!("{}/api/v1/cluster{path}", self.coords[i].url)
+    }
+
+    /// `GET /raft/metrics` of coordinator `i` (None when it does not answer within 1 s).
+    pub async fn metrics(&self, i: usize) -> Option<Value> {
+        let api = self.api.with_timeout(Duration::from_secs(1));
+        let r = api
+            .get(&format!("{}/raft/metrics", self.coords[i].url))
+            .await
+            .ok()?;
+        r.ok().then_some(r.body)
+    }
+
+    /// Whether `GET /ready` of coordinator `i` answers 200.
+    pub async fn is_ready(&self, i: usize) -> bool {
+        let api = self.api.with_timeout(Duration::from_secs(1));
+        matches!(api.get(&format!("{}/ready", self.coords[i].url)).await, Ok(r) if r.status == 200)
+    }
+
+    /// Indexes of coordinators whose process is running and not stopped.
+    pub fn live(&mut self) -> Vec<usize> {
+        (0..self.coords.len())
+            .filter(|&i| self.coords[i].proc.is_up())
+            .collect()
+    }
+
+    /// The index of the leader when every answering coordinator agrees on it.
+    pub async fn leader(&self) -> Option<usize> {
+        self.leader_among(&(0..self.coords.len()).collect::<Vec<_>>())
+            .await
+    }
+
+    /// The index of the leader as seen by coordinators `among` (those that answer).
+    pub async fn leader_among(&self, among: &[usize]) -> Option<usize> {
+        let mut leader = None;
+        let mut views = Vec::new();
+        for &i in among {
+            if let Some(m) = self.metrics(i).await {
+                if m["state"] == "Leader" {
+                    leader = Some(i);
+                }
+                views.push(m["current_leader"].as_u64());
+            }
+        }
+        let l = leader?;
+        let id = self.coords[l].id;
+        views.iter().all(|v| *v == Some(id)).then_some(l)
+    }
+
+    /// Waits for a leader agreed by coordinators `among`, then for it to be ready.
+    pub async fn wait_leader_among(&self, among: &[usize], timeout: Duration) -> usize {
+        let me = self;
+        wait_until(
+            "leader elected",
+            timeout,
+            Duration::from_millis(50),
+            || async move {
+                let l = me.leader_among(among).await?;
+                me.is_ready(l).await.then_some(l)
+            },
+        )
+        .await
+    }
+
+    /// Waits for a leader agreed by all coordinators.
+    pub async fn wait_leader(&self, timeout: Duration) -> usize {
+        let all: Vec<usize> = (0..self.coords.len()).collect();
+        self.wait_leader_among(&all, timeout).await
+    }
+
+    /// Indexes of the coordinators other than `leader`.
+    pub fn others(&self, leader: usize) -> Vec<usize> {
+        (0..self.coords.len()).filter(|&i| i != leader).collect()
+    }
+
+    /// Waits until coordinator `i` answers `/ready` 200.
+    pub async fn wait_ready(&self, i: usize, timeout: Duration) {
+        let me = self;
+        wait_until(
+            &format!("coordinator {} ready", i + 1),
+            timeout,
+            Duration::from_millis(100),
+            || async move { me.is_ready(i).await.then_some(()) },
+        )
+        .await
+    }
+
+    /// The full worker list (limit 1000) as answered by coordinator `i`.
+    pub async fn worker_list(&self, i: usize) -> Option<Vec<Value>> {
+        let r = self
+            .api
+            .get(&self.cluster_url(i, "/workers?limit=1000"))
+            .await
+            .ok()?;
+        if !r.ok() {
+            return None;
+        }
+        r.body["workers"].as_array().cloned()
+    }
+
+    /// Whether some coordinator lists every id in `ids` with `status`.
+    pub async fn workers_in_status(&self, ids: &[String], status: &str) -> bool {
+        for i in 0..self.coords.len() {
+            if let Some(list) = self.worker_list(i).await {
+                return ids.iter().all(|id| {
+                    list.iter()
+                        .any(|w| w["id"] == id.as_str() && w["status"] == status)
+                });
+            }
+        }
+        false
+    }
+
+    /// Status of worker `id` as seen by coordinator `i`.
+    pub async fn worker_status(&self, i: usize, id: &str) -> Option<String> {
+        let r = self
+            .api
+            .get(&self.cluster_url(i, &format!("/workers/{id}")))
+            .await
+            .ok()?;
+        r.ok()
+            .then(|| r.body["status"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Index of the worker with id `id`.
+    pub fn worker_index(&self, id: &str) -> usize {
+        self.workers
+            .iter()
+            .position(|w| w.id == id)
+            .expect("known worker id")
+    }
+
+    /// Restarts coordinator `i` with its data dir.
+    pub fn restart_coord(&mut self, i: usize) {
+        self.coords[i].proc.restart();
+    }
+
+    /// Directory holding the children's logs.
+    pub fn log_dir(&self) -> &Path {
+        self.logs.path()
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.all_logs(60));
+        }
+        for w in &mut self.workers {
+            w.proc.kill();
+        }
+        for c in &mut self.coords {
+            c.proc.kill();
+        }
+    }
+}
+
+/// Arguments of `varpulis coordinator` for node `id` of `urls` (single node when one URL).
+pub fn coordinator_args(
+    opts: &Opts,
+    port: u16,
+    id: u64,
+    urls: &[String],
+    data: &Path,
+) -> Vec<String> {
+    let mut args = vec![
+        "coordinator".to_owned(),
+        "--port".into(),
+        port.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--api-key".into(),
+        opts.api_key.clone(),
+        "--heartbeat-interval".into(),
+        secs(opts.heartbeat_interval),
+        "--heartbeat-timeout".into(),
+        secs(opts.heartbeat_timeout),
+        "--sweep-interval".into(),
+        secs(opts.sweep_interval),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    if urls.len() > 1 {
+        args.extend([
+            "--raft-peers".into(),
+            urls.join(","),
+            "--raft-node-id".into(),
+            id.to_string(),
+        ]);
+    }
+    for (flag, value) in [
+        ("--raft-heartbeat-ms", opts.raft_heartbeat_ms),
+        ("--raft-election-min-ms", opts.raft_election_min_ms),
+        ("--raft-election-max-ms", opts.raft_election_max_ms),
+    ] {
+        if let Some(v) = value {
+            args.extend([flag.to_owned(), v.to_string()]);
+        }
+    }
+    args
+}
+
+/// Arguments of `varpulis server` registering with every coordinator of `urls`.
+pub fn worker_args(opts: &Opts, port: u16, id: &str, urls: &[String]) -> Vec<String> {
+    vec![
+        "server".to_owned(),
+        "--port".into(),
+        port.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--api-key".into(),
+        opts.worker_key.clone(),
+        "--coordinator".into(),
+        urls.join(","),
+        "--worker-id".into(),
+        id.to_owned(),
+        "--advertise-address".into(),
+        format!("http://127.0.0.1:{port}"),
+        "--heartbeat-interval".into(),
+        secs(opts.heartbeat_interval),
+    ]
+}
+
+/// Body of a fake worker registration (no process behind it).
+pub fn fake_worker(id: &str) -> Value {
+    serde_json::json!({
+        "worker_id": id,
+        "address": format!("http://127.0.0.1:9/{id}"),
+        "api_key": "fake",
+        "capacity": {"cpu_cores": 1, "pipelines_running": 0, "max_pipelines": 10}
+    })
+}
+
+/// A field of an output event, whether nested in `fields` (DTO) or flat (tutorial output).
+pub fn event_field<'a>(event: &'a Value, name: &str) -> &'a Value {
+    match event.get("fields").and_then(|f| f.get(name)) {
+        Some(v) => v,
+        None => &event[name],
+    }
+}

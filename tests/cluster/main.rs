@@ -1,0 +1,15 @@
+//! Process-level cluster tests: real `varpulis coordinator` and `varpulis server` processes on
+//! loopback, driven over HTTP exactly as an operator would (see `docs/testing.md`).
+//!
+//! One test binary, one module per area. Every test starts its own small ensemble on free
+//! ports, uses short timings (worker heartbeat 1 s, unhealthy after 3 s, sweep 1 s) and
+//! bounds every wait.
+
+mod bad_input;
+mod failover;
+mod harness;
+mod iot;
+mod pagination;
+mod quorum;
+mod tutorial;
+mod worker_health;

@@ -1,0 +1,86 @@
+//! Guarantee 3 of DESIGN.md from outside: a node that lost its quorum refuses writes
+//! (503, or 421 when it still knows an unreachable leader) but keeps serving reads; once the
+//! quorum is back, writes succeed again.
+
+use crate::failover::{ids_on, quiet_opts, register_retrying};
+use crate::harness::{fake_worker, wait_until, Ensemble};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_refuses_writes_but_serves_reads() {
+    let mut ens = Ensemble::start(3, 0, quiet_opts()).await;
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    let r = ens
+        .api
+        .post(
+            &ens.cluster_url(leader, "/workers/register"),
+            &fake_worker("before"),
+        )
+        .await
+        .unwrap();
+    r.expect_ok();
+
+    let followers = ens.others(leader);
+    for &f in &followers {
+        ens.coords[f].proc.kill();
+    }
+
+    // Writes on the lone node are refused with a JSON error (bounded: a leader may first try
+    // to commit before giving up).
+    let api = ens.api.with_timeout(Duration::from_secs(20));
+    let url = ens.cluster_url(leader, "/workers/register");
+    let body = fake_worker("during-minority");
+    let (api_ref, url_ref, body_ref) = (&api, &url, &body);
+    let refused = wait_until(
+        "write refused without quorum",
+        Duration::from_secs(45),
+        Duration::from_millis(200),
+        || async move {
+            match api_ref.post(url_ref, body_ref).await {
+                Ok(r) if r.status == 503 || r.status == 421 => Some(r),
+                Ok(r) if r.ok() => panic!("write acknowledged without a quorum: {}", r.text),
+                Ok(r) => panic!("unexpected answer {}: {}", r.status, r.text),
+                Err(_) => None,
+            }
+        },
+    )
+    .await;
+    refused.expect_error(refused.status);
+    if refused.status == 503 {
+        assert!(
+            refused.retry_after.is_some(),
+            "503 without Retry-After: {}",
+            refused.text
+        );
+    } else {
+        assert_eq!(refused.body["code"], "not_leader", "{}", refused.text);
+    }
+
+    // Reads are still served locally.
+    let r = ens
+        .api
+        .get(&ens.cluster_url(leader, "/workers"))
+        .await
+        .unwrap();
+    r.expect_status(200);
+    let ids = ids_on(&ens, leader).await.unwrap();
+    assert!(ids.contains("before"), "{ids:?}");
+    let h = ens
+        .api
+        .get(&format!("{}/health", ens.coords[leader].url))
+        .await
+        .unwrap();
+    h.expect_status(200);
+
+    // Quorum back: writes succeed again through the node that was alone.
+    for &f in &followers {
+        ens.restart_coord(f);
+    }
+    ens.wait_leader(Duration::from_secs(30)).await;
+    register_retrying(&ens, leader, "after-quorum", Duration::from_secs(20)).await;
+    let ids = ids_on(&ens, leader).await.unwrap();
+    assert!(
+        ids.contains("before") && ids.contains("after-quorum"),
+        "{ids:?}"
+    );
+}
