@@ -1,1 +1,21 @@
-//! placeholder
+//! The coordinator's Raft layer: openraft 0.9 with sled-backed storage and an HTTP network.
+//!
+//! - [`types`]: the openraft type configuration (`Command` in, `CommandResponse` out).
+//! - [`log_store`]: the durable Raft log (sled, flushed before acknowledging).
+//! - [`state_machine`]: applies committed commands to `ClusterState`, snapshot persistence.
+//! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes.
+//! - [`node`]: [`RaftNode`], the handle the coordinator uses (write, read, leader, metrics).
+
+pub mod error;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod routes;
+pub mod state_machine;
+pub mod types;
+
+pub use error::{Error, WriteError};
+pub use node::{RaftConfig, RaftNode};
+pub use routes::{router, write_error_response};
+pub use state_machine::{AppliedEvent, AppliedState, SharedState};
+pub use types::{NodeId, TypeConfig};

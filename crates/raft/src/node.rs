@@ -1,0 +1,443 @@
+//! [`RaftNode`]: the running Raft member of the coordinator group, and its [`RaftConfig`].
+//!
+//! Start-up opens sled under `data_dir`, restores the state machine from its last snapshot, builds
+//! openraft, and, when the node has never voted nor logged anything, initializes the group with
+//! every configured peer as a voter. Every node of a fresh cluster proposes the same membership
+//! as the same first entry (log id term 0, index 0), so it does not matter which node starts first
+//! or whether several initialize concurrently; a restarted node is not fresh and skips it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
+};
+use openraft::{Config, ServerState, SnapshotPolicy};
+use tokio::sync::{broadcast, watch};
+use varpulis_api::raft::RaftMetricsView;
+use varpulis_cluster::{ClusterState, Command, CommandResponse};
+
+use crate::error::{Error, WriteError};
+use crate::log_store::LogStore;
+use crate::network::{NetworkFactory, API_KEY_HEADER};
+use crate::state_machine::{read_lock, AppliedEvent, SharedState, StateMachine};
+use crate::types::{BasicNode, NodeId, Raft, RaftMetrics};
+
+/// Configuration of one Raft member.
+#[derive(Clone)]
+pub struct RaftConfig {
+    /// This node's id (must be a key of `peers`).
+    pub node_id: NodeId,
+    /// Directory holding the sled database (`<data_dir>/raft`).
+    pub data_dir: PathBuf,
+    /// Every voter of a fresh group, this node included: id -> base URL (`http://host:port`).
+    pub peers: BTreeMap<NodeId, String>,
+    /// Cluster key sent on outbound RPCs and required on inbound `/raft/*` calls when set.
+    pub api_key: Option<String>,
+    /// Leader heartbeat period (also openraft's AppendEntries timeout). Default 100 ms.
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomized election timeout. Default 400 ms.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout. Default 800 ms.
+    pub election_timeout_max_ms: u64,
+    /// Upper bound of a vote/append HTTP exchange (openraft may impose a shorter one). Default 1 s.
+    pub rpc_timeout_ms: u64,
+    /// Timeout of a whole snapshot transfer. Default 30 s.
+    pub snapshot_timeout_ms: u64,
+    /// Build a snapshot (and compact the log) after this many applied entries. Default 5000.
+    pub snapshot_logs_since_last: u64,
+    /// Entries kept in the log below the last snapshot, so slightly lagging followers catch up
+    /// from the log instead of a snapshot. Default 1000.
+    pub max_in_snapshot_log_to_keep: u64,
+    /// How long `write` waits for its command to commit and apply. Default 5 s.
+    pub write_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for RaftConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The api key is never printed.
+        f.debug_struct("RaftConfig")
+            .field("node_id", &self.node_id)
+            .field("data_dir", &self.data_dir)
+            .field("peers", &self.peers)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("heartbeat_interval_ms", &self.heartbeat_interval_ms)
+            .field("election_timeout_min_ms", &self.election_timeout_min_ms)
+            .field("election_timeout_max_ms", &self.election_timeout_max_ms)
+            .field("rpc_timeout_ms", &self.rpc_timeout_ms)
+            .field("snapshot_logs_since_last", &self.snapshot_logs_since_last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RaftConfig {
+    /// A configuration with default timings.
+    pub fn new(
+        node_id: NodeId,
+        data_dir: impl Into<PathBuf>,
+        peers: BTreeMap<NodeId, String>,
+    ) -> Self {
+        Self {
+            node_id,
+            data_dir: data_dir.into(),
+            peers,
+            api_key: None,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            rpc_timeout_ms: 1000,
+            snapshot_timeout_ms: 30_000,
+            snapshot_logs_since_last: 5000,
+            max_in_snapshot_log_to_keep: 1000,
+            write_timeout_ms: 5000,
+        }
+    }
+
+    /// A single-node group: this node is the only voter.
+    pub fn single(node_id: NodeId, data_dir: impl Into<PathBuf>, url: impl Into<String>) -> Self {
+        Self::new(node_id, data_dir, BTreeMap::from([(node_id, url.into())]))
+    }
+
+    /// Checks the peers and timings, and builds the openraft configuration.
+    pub fn validate(&self) -> Result<Config, Error> {
+        if !self.peers.contains_key(&self.node_id) {
+            return Err(Error::Config(format!(
+                "node id {} is not in the peer list {:?}",
+                self.node_id,
+                self.peers.keys().collect::<Vec<_>>()
+            )));
+        }
+        if let Some((id, url)) = self
+            .peers
+            .iter()
+            .find(|(_, u)| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(Error::Config(format!(
+                "peer {id} has URL {url:?}: expected http://host:port"
+            )));
+        }
+        if self.snapshot_logs_since_last == 0 {
+            return Err(Error::Config(
+                "snapshot_logs_since_last must be at least 1".into(),
+            ));
+        }
+        Config {
+            cluster_name: "varpulis".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: self.snapshot_timeout_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            enable_heartbeat: true,
+            enable_elect: true,
+            enable_tick: true,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    shared: SharedState,
+    applied_rx: watch::Receiver<Option<u64>>,
+    events: broadcast::Sender<AppliedEvent>,
+    db: sled::Db,
+    config: RaftConfig,
+}
+
+/// Cloneable handle on a running Raft member.
+#[derive(Clone)]
+pub struct RaftNode {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RaftNode {
+    /// Opens storage, starts openraft and initializes the group if this node is fresh.
+    pub async fn start(config: RaftConfig) -> Result<RaftNode, Error> {
+        let raft_config = Arc::new(config.validate()?);
+        let dir = config.data_dir.join("raft");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(&dir)
+            .open()
+            .map_err(|e| Error::Config(format!("cannot open sled at {}: {e}", dir.display())))?;
+
+        let log_store = LogStore::open(&db)?;
+        let fresh = log_store.is_fresh()?;
+        let sm = StateMachine::open(&db)?;
+        let shared = sm.shared();
+        let applied_rx = sm.applied_index_watch();
+        let events = sm.events();
+
+        let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms.max(1));
+        let network = NetworkFactory::new(
+            config.node_id,
+            config.api_key.clone(),
+            rpc_timeout,
+            Duration::from_millis(config.snapshot_timeout_ms.max(1)),
+        )
+        .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+
+        let raft = Raft::new(config.node_id, raft_config, network, log_store, sm)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+
+        if fresh {
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .peers
+                .iter()
+                .map(|(id, url)| (*id, BasicNode::new(url.trim_end_matches('/'))))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(node_id = config.node_id, "raft group initialized"),
+                Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                    tracing::debug!(error = %e, "raft already initialized");
+                }
+                Err(e) => return Err(Error::Raft(e.to_string())),
+            }
+        }
+
+        Ok(RaftNode {
+            inner: Arc::new(Inner {
+                id: config.node_id,
+                raft,
+                shared,
+                applied_rx,
+                events,
+                db,
+                config,
+            }),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The configuration the node was started with.
+    pub fn config(&self) -> &RaftConfig {
+        &self.inner.config
+    }
+
+    /// The underlying openraft handle (tests, triggers, advanced waits).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// Proposes `cmd` and waits until it is committed and applied here (on the leader).
+    pub async fn write(&self, cmd: Command) -> Result<CommandResponse, WriteError> {
+        let timeout = Duration::from_millis(self.inner.config.write_timeout_ms);
+        match tokio::time::timeout(timeout, self.inner.raft.client_write(cmd)).await {
+            Err(_) => Err(WriteError::Timeout),
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(self.forward(&f))
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(WriteError::Fatal(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Fatal(e.to_string())),
+        }
+    }
+
+    fn forward(&self, f: &ForwardToLeader<NodeId, BasicNode>) -> WriteError {
+        match f.leader_id {
+            None => WriteError::NoLeader,
+            Some(id) => WriteError::ForwardToLeader {
+                leader_id: Some(id),
+                leader_url: f
+                    .leader_node
+                    .as_ref()
+                    .map(|n| n.addr.clone())
+                    .or_else(|| self.node_url(id)),
+            },
+        }
+    }
+
+    fn node_url(&self, id: NodeId) -> Option<String> {
+        let m = self.inner.raft.metrics();
+        let from_membership = m
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone());
+        from_membership.or_else(|| self.inner.config.peers.get(&id).cloned())
+    }
+
+    /// Runs `f` on the locally applied state (may lag the leader; see `ensure_linearizable`).
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        let guard = read_lock(&self.inner.shared);
+        f(&guard.state)
+    }
+
+    /// The locally applied state and the index it reflects.
+    pub fn shared_state(&self) -> SharedState {
+        self.inner.shared.clone()
+    }
+
+    /// Confirms leadership with a quorum and waits until everything committed before the call is
+    /// applied locally; a `read` afterwards is linearizable. Only the leader can do it.
+    pub async fn ensure_linearizable(&self) -> Result<(), WriteError> {
+        let timeout = Duration::from_millis(self.inner.config.write_timeout_ms);
+        match tokio::time::timeout(timeout, self.inner.raft.ensure_linearizable()).await {
+            Err(_) => Err(WriteError::Timeout),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(self.forward(&f))
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+                Err(WriteError::NoLeader)
+            }
+            Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Fatal(e.to_string())),
+        }
+    }
+
+    /// The current leader's id and base URL, if one is known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let id = self.inner.raft.metrics().borrow().current_leader?;
+        self.node_url(id).map(|url| (id, url))
+    }
+
+    /// True when this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.inner.id)
+    }
+
+    /// Waits until a leader is known (or `timeout` elapses).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<(NodeId, String)> {
+        let mut rx = self.inner.raft.metrics();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return self.leader(),
+            }
+        }
+    }
+
+    /// openraft's metrics watch.
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics> {
+        self.inner.raft.metrics()
+    }
+
+    /// A watch of the last applied log index.
+    pub fn applied_index_watch(&self) -> watch::Receiver<Option<u64>> {
+        self.inner.applied_rx.clone()
+    }
+
+    /// Subscribes to applied commands (and snapshot installs), in log order.
+    pub fn subscribe_applied(&self) -> broadcast::Receiver<AppliedEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The `GET /raft/metrics` view of this node.
+    pub fn metrics_view(&self) -> RaftMetricsView {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let (last_applied, state_hash) = {
+            let guard = read_lock(&self.inner.shared);
+            (guard.last_applied, guard.state.state_hash())
+        };
+        let state = match m.state {
+            ServerState::Leader => "Leader",
+            ServerState::Follower => "Follower",
+            ServerState::Candidate => "Candidate",
+            ServerState::Learner => "Learner",
+            ServerState::Shutdown => "Shutdown",
+        };
+        RaftMetricsView {
+            id: self.inner.id,
+            state: state.to_string(),
+            current_term: m.current_term,
+            current_leader: m.current_leader,
+            last_applied,
+            last_log_index: m.last_log_index,
+            membership: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            nodes: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+            state_hash,
+            snapshot_index: m.snapshot.map(|l| l.index),
+        }
+    }
+
+    /// Adds a learner (it receives the log but does not vote); waits until it caught up.
+    pub async fn add_learner(&self, node_id: NodeId, address: String) -> Result<(), Error> {
+        let node = BasicNode::new(address.trim_end_matches('/'));
+        let res = self.inner.raft.add_learner(node_id, node, true).await;
+        self.admin_result(res)
+    }
+
+    /// Replaces the voter set with `members` (learners are kept).
+    pub async fn change_membership(&self, members: BTreeSet<NodeId>) -> Result<(), Error> {
+        let res = self.inner.raft.change_membership(members, true).await;
+        self.admin_result(res)
+    }
+
+    fn admin_result<T>(
+        &self,
+        res: Result<T, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>,
+    ) -> Result<(), Error> {
+        match res {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Error::Write(self.forward(&f)))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(Error::Membership(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(Error::Write(WriteError::Fatal(e.to_string()))),
+        }
+    }
+
+    /// True when `headers` carry the cluster key (always true when no key is configured).
+    /// Compared in constant time.
+    pub fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some(expected) = &self.inner.config.api_key else {
+            return true;
+        };
+        headers
+            .get(API_KEY_HEADER)
+            .map(|v| constant_time_eq::constant_time_eq(v.as_bytes(), expected.as_bytes()))
+            .unwrap_or(false)
+    }
+
+    /// Stops openraft and flushes sled. Idempotent.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.inner
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| Error::Raft(format!("shutdown: {e}")))?;
+        self.inner
+            .db
+            .flush_async()
+            .await
+            .map_err(|e| Error::Raft(format!("flush on shutdown: {e}")))?;
+        Ok(())
+    }
+}

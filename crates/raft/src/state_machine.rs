@@ -1,0 +1,358 @@
+//! The replicated state machine: decodes committed entries, applies them to the pure
+//! [`ClusterState`], and persists it snapshot-style in sled.
+//!
+//! Persistence design (snapshot-style): `apply` only changes memory. The state is written to
+//! disk when openraft builds a snapshot (`build_snapshot`: serialize, store in the `raft_snapshot`
+//! tree, flush) or installs one received from the leader. At start-up the last snapshot is loaded
+//! and openraft replays the log after it (it never purges entries above the last snapshot, and the
+//! log store keeps the commit index so replay happens at start-up). The state machine therefore
+//! never claims more than the disk holds, and there is no partial write to reconcile.
+//!
+//! Readers see the applied state through a shared [`AppliedState`] (`std::sync::RwLock`: reads
+//! are a lock and a borrow), a `watch` of the last applied index, and a broadcast of every applied
+//! command with its index.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::storage::SnapshotSignature;
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+use varpulis_cluster::{ClusterState, Command, CommandResponse, Outcome};
+
+use crate::error::sto_err;
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+const SNAPSHOT_TREE: &str = "raft_snapshot";
+const KEY_CURRENT: &[u8] = b"current";
+/// Capacity of the applied-events broadcast; slow subscribers see `Lagged` and resync.
+const EVENTS_CAPACITY: usize = 4096;
+
+/// The applied state and the index it reflects, read together so a state hash always matches
+/// the index it is reported with.
+#[derive(Debug, Default)]
+pub struct AppliedState {
+    /// The cluster state after applying every entry up to `last_applied`.
+    pub state: ClusterState,
+    /// Index of the last applied entry (`None` before anything was applied).
+    pub last_applied: Option<u64>,
+}
+
+/// Shared, cheaply readable handle on the applied state.
+pub type SharedState = Arc<RwLock<AppliedState>>;
+
+/// Something that happened to the applied state, in log order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppliedEvent {
+    /// A command was applied at `index`.
+    Command {
+        /// Log index of the command.
+        index: u64,
+        /// The command.
+        command: Command,
+        /// What applying it returned.
+        response: CommandResponse,
+    },
+    /// The state was replaced by a snapshot ending at `index` (subscribers must re-read it).
+    SnapshotInstalled {
+        /// Last log index covered by the snapshot.
+        index: Option<u64>,
+    },
+}
+
+/// A snapshot as stored in sled: metadata plus the JSON-encoded [`ClusterState`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// Locks for reading, ignoring poisoning (the state is only replaced whole or applied by
+/// deterministic code; a panic elsewhere must not make reads fail forever).
+pub(crate) fn read_lock(s: &RwLock<AppliedState>) -> RwLockReadGuard<'_, AppliedState> {
+    s.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_lock(s: &RwLock<AppliedState>) -> RwLockWriteGuard<'_, AppliedState> {
+    s.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Persistent store of the current snapshot.
+#[derive(Clone)]
+struct SnapshotStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Serializes writers so an older built snapshot never overwrites a newer installed one.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl SnapshotStore {
+    fn load(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        let subject = || ErrorSubject::Snapshot(None);
+        let Some(bytes) = self
+            .tree
+            .get(KEY_CURRENT)
+            .map_err(|e| sto_err(subject(), ErrorVerb::Read, e))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| sto_err(subject(), ErrorVerb::Read, e))
+    }
+
+    /// Stores `snap` and flushes; unless `force`, skips it when a newer snapshot is stored.
+    async fn save(&self, snap: &StoredSnapshot, force: bool) -> Result<(), StorageError> {
+        let _guard = self.write_lock.lock().await;
+        let sig: Option<SnapshotSignature<u64>> = Some(snap.meta.signature());
+        if !force {
+            if let Some(cur) = self.load()? {
+                if cur.meta.last_log_id >= snap.meta.last_log_id {
+                    return Ok(());
+                }
+            }
+        }
+        let bytes = serde_json::to_vec(snap)
+            .map_err(|e| sto_err(ErrorSubject::Snapshot(sig.clone()), ErrorVerb::Write, e))?;
+        self.tree
+            .insert(KEY_CURRENT, bytes)
+            .map_err(|e| sto_err(ErrorSubject::Snapshot(sig.clone()), ErrorVerb::Write, e))?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| sto_err(ErrorSubject::Snapshot(sig), ErrorVerb::Write, e))?;
+        Ok(())
+    }
+}
+
+/// The openraft state machine over [`ClusterState`].
+pub struct StateMachine {
+    shared: SharedState,
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    applied_tx: watch::Sender<Option<u64>>,
+    events: broadcast::Sender<AppliedEvent>,
+    store: SnapshotStore,
+    snapshot_seq: u64,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("last_applied", &self.last_applied)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateMachine {
+    /// Opens the state machine in `db`, restoring the last stored snapshot if any.
+    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        let tree = db
+            .open_tree(SNAPSHOT_TREE)
+            .map_err(|e| sto_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        let store = SnapshotStore {
+            db: db.clone(),
+            tree,
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let (state, last_applied, last_membership) = match store.load()? {
+            Some(snap) => (
+                decode_state(&snap.meta, &snap.data)?,
+                snap.meta.last_log_id,
+                snap.meta.last_membership.clone(),
+            ),
+            None => (ClusterState::default(), None, StoredMembership::default()),
+        };
+        let index = last_applied.map(|l| l.index);
+        let (applied_tx, _) = watch::channel(index);
+        let (events, _) = broadcast::channel(EVENTS_CAPACITY);
+        Ok(Self {
+            shared: Arc::new(RwLock::new(AppliedState {
+                state,
+                last_applied: index,
+            })),
+            last_applied,
+            last_membership,
+            applied_tx,
+            events,
+            store,
+            snapshot_seq: 0,
+        })
+    }
+
+    /// The shared applied state (read it with the lock held briefly).
+    pub fn shared(&self) -> SharedState {
+        self.shared.clone()
+    }
+
+    /// A receiver of the last applied index.
+    pub fn applied_index_watch(&self) -> watch::Receiver<Option<u64>> {
+        self.applied_tx.subscribe()
+    }
+
+    /// The sender side of the applied-events broadcast (call `subscribe()` on it).
+    pub fn events(&self) -> broadcast::Sender<AppliedEvent> {
+        self.events.clone()
+    }
+
+    fn publish_index(&self) {
+        let index = self.last_applied.map(|l| l.index);
+        self.applied_tx.send_replace(index);
+    }
+}
+
+fn decode_state(meta: &SnapshotMeta, data: &[u8]) -> Result<ClusterState, StorageError> {
+    serde_json::from_slice(data).map_err(|e| {
+        sto_err(
+            ErrorSubject::Snapshot(Some(meta.signature())),
+            ErrorVerb::Read,
+            e,
+        )
+    })
+}
+
+/// The response for entries that carry no command (blank leader entries, membership changes).
+fn noop_response() -> CommandResponse {
+    CommandResponse::ok(Outcome::Noop)
+}
+
+/// Builds a snapshot from a copy of the state taken when openraft asked for the builder.
+pub struct SnapshotBuilder {
+    state: ClusterState,
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    snapshot_id: String,
+    store: SnapshotStore,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.last_membership.clone(),
+            snapshot_id: self.snapshot_id.clone(),
+        };
+        let data = serde_json::to_vec(&self.state).map_err(|e| {
+            sto_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+                e,
+            )
+        })?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        // Durable before openraft learns about it: it purges the log up to this snapshot next.
+        self.store.save(&stored, false).await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.last_applied, self.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut applied = Vec::new();
+        {
+            let mut guard = write_lock(&self.shared);
+            for entry in entries {
+                self.last_applied = Some(entry.log_id);
+                guard.last_applied = Some(entry.log_id.index);
+                match entry.payload {
+                    EntryPayload::Blank => responses.push(noop_response()),
+                    EntryPayload::Normal(cmd) => {
+                        let resp = guard.state.apply(&cmd);
+                        responses.push(resp.clone());
+                        applied.push(AppliedEvent::Command {
+                            index: entry.log_id.index,
+                            command: cmd,
+                            response: resp,
+                        });
+                    }
+                    EntryPayload::Membership(m) => {
+                        self.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                        responses.push(noop_response());
+                    }
+                }
+            }
+        }
+        self.publish_index();
+        if self.events.receiver_count() > 0 {
+            for ev in applied {
+                // No receiver left is fine: events are best-effort notifications.
+                let _ = self.events.send(ev);
+            }
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_seq += 1;
+        let state = read_lock(&self.shared).state.clone();
+        let snapshot_id = match self.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
+            None => format!("none-{}", self.snapshot_seq),
+        };
+        SnapshotBuilder {
+            state,
+            last_applied: self.last_applied,
+            last_membership: self.last_membership.clone(),
+            snapshot_id,
+            store: self.store.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let state = decode_state(meta, &data)?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.store.save(&stored, true).await?;
+        {
+            let mut guard = write_lock(&self.shared);
+            guard.state = state;
+            guard.last_applied = meta.last_log_id.map(|l| l.index);
+        }
+        self.last_applied = meta.last_log_id;
+        self.last_membership = meta.last_membership.clone();
+        self.publish_index();
+        let _ = self.events.send(AppliedEvent::SnapshotInstalled {
+            index: meta.last_log_id.map(|l| l.index),
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.store.load()?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
