@@ -1,12 +1,120 @@
-//! `varpulis server` (not yet implemented; owned by its issue).
+//! `varpulis server`: a worker. Flags (and environment) become a `WorkerConfig`; the listener is
+//! bound here and the worker runs until SIGTERM or Ctrl-C, then drains and exits 0.
 
+use anyhow::Context;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Duration;
+use varpulis_worker::WorkerConfig;
 
 /// Flags of `varpulis server`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Port of the REST API.
+    #[arg(long, default_value_t = 9000)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// API key required in `x-api-key` (all routes but /health and /ready).
+    #[arg(long, env = "VARPULIS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Coordinator URL(s), comma separated; tried in turn.
+    #[arg(long, env = "VARPULIS_COORDINATOR", value_delimiter = ',')]
+    coordinator: Vec<String>,
+    /// Worker id (a UUID v4 when unset).
+    #[arg(long, env = "VARPULIS_WORKER_ID")]
+    worker_id: Option<String>,
+    /// URL coordinators use to reach this worker (default http://BIND:PORT).
+    #[arg(long)]
+    advertise_address: Option<String>,
+    /// Join token required by the coordinator.
+    #[arg(long, env = "VARPULIS_WORKER_TOKEN", hide_env_values = true)]
+    worker_token: Option<String>,
+    /// Label `key=value` reported at registration (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Most pipelines this worker accepts.
+    #[arg(long, default_value_t = 100)]
+    max_pipelines: u32,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 5.0)]
+    heartbeat_interval: f64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    body_limit: usize,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("`{s}` is not key=value")),
+    }
+}
+
+fn config(args: Args) -> anyhow::Result<WorkerConfig> {
+    let host = if args.bind == "0.0.0.0" || args.bind == "::" { "127.0.0.1".to_owned() } else { args.bind.clone() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let heartbeat = Duration::try_from_secs_f64(args.heartbeat_interval).context("--heartbeat-interval")?;
+    let cfg = WorkerConfig {
+        advertise_address: args.advertise_address.unwrap_or_else(|| format!("http://{host}:{}", args.port)),
+        bind: args.bind,
+        port: args.port,
+        api_key: args.api_key.filter(|k| !k.is_empty()),
+        coordinators: args.coordinator.into_iter().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect(),
+        worker_id: args.worker_id.filter(|w| !w.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        worker_token: args.worker_token.filter(|t| !t.is_empty()),
+        heartbeat_interval: heartbeat,
+        max_pipelines: args.max_pipelines,
+        labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        body_limit: args.body_limit,
+        ..WorkerConfig::default()
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`varpulis server` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::logging::init();
+    let cfg = config(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    rt.block_on(async move {
+        let addr = format!("{}:{}", cfg.bind, cfg.port);
+        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
+        let local = listener.local_addr()?;
+        println!("varpulis worker {} listening on http://{local}", cfg.worker_id);
+        if cfg.coordinators.is_empty() {
+            println!("  standalone (no --coordinator)");
+        } else {
+            println!("  coordinators: {} (advertised as {})", cfg.coordinators.join(", "), cfg.advertise_address);
+        }
+        varpulis_worker::run(cfg, listener, shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,338 @@
+//! MQTT connector (VPL.md §9) on rumqttc.
+//!
+//! Each connector uses up to two connections: a subscriber feeding the pipeline's bounded
+//! ingest channel and a publisher for `.to` outputs. Keeping them apart avoids a cycle where
+//! the event loop waits on a full ingest channel while the ingest loop waits on a full publish
+//! queue that only that same event loop drains. Both reconnect with exponential backoff.
+
+use crate::engine::Event;
+use crate::error::WorkerError;
+use crate::pipeline::{Pipeline, SinkRoute};
+use crate::server::AppState;
+use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, QoS};
+use serde_json::{Map, Number, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Capacity of rumqttc's request queue: `publish().await` waits when it is full.
+const REQUEST_QUEUE: usize = 1024;
+
+/// Connection parameters of one MQTT connector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttParams {
+    /// Broker host (required).
+    pub host: String,
+    /// Broker port (1883).
+    pub port: u16,
+    /// Client id prefix (generated when absent).
+    pub client_id: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// QoS for subscriptions and publishes (0).
+    pub qos: QoS,
+    /// Default topic.
+    pub topic: Option<String>,
+}
+
+fn param_str(params: &Map<String, Value>, key: &str) -> Option<String> {
+    match params.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl MqttParams {
+    /// Reads parameters whose values are strings or numbers (`"port": "1883"` works).
+    pub fn from_map(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError> {
+        let bad = |m: String| WorkerError::Connector(format!("connector `{name}`: {m}"));
+        let host = param_str(params, "host").filter(|h| !h.is_empty()).ok_or_else(|| bad("`host` is required".into()))?;
+        let port = match param_str(params, "port") {
+            None => 1883,
+            Some(p) => p.parse::<u16>().map_err(|_| bad(format!("`port` `{p}` is not a port number")))?,
+        };
+        let qos = match param_str(params, "qos").as_deref() {
+            None | Some("0") => QoS::AtMostOnce,
+            Some("1") => QoS::AtLeastOnce,
+            Some("2") => QoS::ExactlyOnce,
+            Some(q) => return Err(bad(format!("`qos` `{q}` must be 0, 1 or 2"))),
+        };
+        Ok(Self {
+            host,
+            port,
+            client_id: param_str(params, "client_id"),
+            username: param_str(params, "username"),
+            password: param_str(params, "password"),
+            qos,
+            topic: param_str(params, "topic"),
+        })
+    }
+}
+
+/// One connector's subscriptions and sinks for one pipeline.
+#[derive(Debug)]
+pub struct MqttPlan {
+    name: String,
+    params: MqttParams,
+    /// `(topic filter, default event type)`.
+    subscriptions: Vec<(String, String)>,
+    /// `(output event type, topic)`.
+    sinks: Vec<(String, String)>,
+}
+
+impl MqttPlan {
+    /// A plan with no bindings yet.
+    pub fn new(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError> {
+        Ok(Self {
+            name: name.to_owned(),
+            params: MqttParams::from_map(name, params)?,
+            subscriptions: Vec::new(),
+            sinks: Vec::new(),
+        })
+    }
+
+    fn topic_or_default(&self, topic: Option<&str>, what: &str) -> Result<String, WorkerError> {
+        topic.map(str::to_owned).or_else(|| self.params.topic.clone()).ok_or_else(|| {
+            WorkerError::Connector(format!("connector `{}`: {what} needs a `topic`", self.name))
+        })
+    }
+
+    /// Adds a `.from` binding.
+    pub fn add_source(&mut self, topic: Option<&str>, event_type: &str) -> Result<(), WorkerError> {
+        let topic = self.topic_or_default(topic, "`.from`")?;
+        if !rumqttc::valid_filter(&topic) {
+            return Err(WorkerError::Connector(format!("connector `{}`: bad topic filter `{topic}`", self.name)));
+        }
+        self.subscriptions.push((topic, event_type.to_owned()));
+        Ok(())
+    }
+
+    /// Adds a `.to` binding.
+    pub fn add_sink(&mut self, topic: Option<&str>, event_type: &str) -> Result<(), WorkerError> {
+        let topic = self.topic_or_default(topic, "`.to`")?;
+        if !rumqttc::valid_topic(&topic) {
+            return Err(WorkerError::Connector(format!("connector `{}`: bad publish topic `{topic}`", self.name)));
+        }
+        self.sinks.push((event_type.to_owned(), topic));
+        Ok(())
+    }
+
+    fn options(&self, pipeline_id: &str, role: &str) -> MqttOptions {
+        let short: String = pipeline_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+        // Suffixing keeps two pipelines (or two roles) from kicking each other off the broker.
+        let id = match &self.params.client_id {
+            Some(base) => format!("{base}-{short}-{role}"),
+            None => format!("varpulis-{short}-{role}-{:08x}", rand::random::<u32>()),
+        };
+        let mut o = MqttOptions::new(id, self.params.host.clone(), self.params.port);
+        o.set_keep_alive(Duration::from_secs(30));
+        o.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+        if let Some(u) = &self.params.username {
+            o.set_credentials(u.clone(), self.params.password.clone().unwrap_or_default());
+        }
+        o
+    }
+
+    /// Spawns the connections; returns the sink routes for the pipeline.
+    pub fn start(self, state: &Arc<AppState>, pipeline: &Arc<Pipeline>, ingest: mpsc::Sender<Event>) -> Vec<SinkRoute> {
+        let mut routes = Vec::new();
+        if !self.sinks.is_empty() {
+            let (client, eventloop) = AsyncClient::new(self.options(&pipeline.id, "out"), REQUEST_QUEUE);
+            for (event_type, topic) in &self.sinks {
+                routes.push(SinkRoute {
+                    event_type: event_type.clone(),
+                    topic: topic.clone(),
+                    qos: self.params.qos,
+                    client: client.clone(),
+                });
+            }
+            let conn = Connection {
+                name: self.name.clone(),
+                pipeline: pipeline.clone(),
+                client,
+                cancel: pipeline.cancel.clone(),
+            };
+            state.tasks.spawn(conn.run(eventloop, Vec::new(), self.params.qos, None));
+        }
+        if !self.subscriptions.is_empty() {
+            let (client, eventloop) = AsyncClient::new(self.options(&pipeline.id, "in"), REQUEST_QUEUE);
+            let conn = Connection {
+                name: self.name.clone(),
+                pipeline: pipeline.clone(),
+                client,
+                cancel: pipeline.cancel.clone(),
+            };
+            state.tasks.spawn(conn.run(eventloop, self.subscriptions, self.params.qos, Some(ingest)));
+        }
+        routes
+    }
+}
+
+struct Connection {
+    name: String,
+    pipeline: Arc<Pipeline>,
+    client: AsyncClient,
+    cancel: CancellationToken,
+}
+
+impl Connection {
+    /// Polls the event loop until cancelled: (re)subscribes on every ConnAck, decodes incoming
+    /// publishes into the ingest channel (waiting when it is full), and backs off on errors.
+    async fn run(
+        self,
+        mut eventloop: EventLoop,
+        subscriptions: Vec<(String, String)>,
+        qos: QoS,
+        ingest: Option<mpsc::Sender<Event>>,
+    ) {
+        let mut backoff = BACKOFF_INITIAL;
+        loop {
+            let polled = tokio::select! {
+                () = self.cancel.cancelled() => break,
+                r = eventloop.poll() => r,
+            };
+            match polled {
+                Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = BACKOFF_INITIAL;
+                    self.pipeline.clear_degraded();
+                    tracing::debug!(pipeline = %self.pipeline.id, connector = %self.name, "mqtt connected");
+                    for (filter, _) in &subscriptions {
+                        if let Err(e) = self.client.try_subscribe(filter.clone(), qos) {
+                            tracing::warn!(connector = %self.name, error = %e, "subscribe failed");
+                        }
+                    }
+                }
+                Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
+                    let Some(tx) = &ingest else { continue };
+                    let default_type = subscriptions
+                        .iter()
+                        .find(|(f, _)| rumqttc::matches(&publish.topic, f))
+                        .or(subscriptions.first())
+                        .map(|(_, t)| t.as_str())
+                        .unwrap_or_default();
+                    match decode_payload(&publish.payload, default_type) {
+                        Ok((ty, fields)) => {
+                            let ev = Event::from_json(&ty, &fields, crate::engine::now_ns());
+                            tokio::select! {
+                                () = self.cancel.cancelled() => break,
+                                r = tx.send(ev) => if r.is_err() { break },
+                            }
+                        }
+                        Err(e) => {
+                            self.pipeline.count_dropped();
+                            tracing::debug!(topic = %publish.topic, error = %e, "payload dropped");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let reason = format!("mqtt connector `{}`: {e}", self.name);
+                    tracing::warn!(pipeline = %self.pipeline.id, "{reason}; retrying in {backoff:?}");
+                    self.pipeline.set_degraded(reason);
+                    tokio::select! {
+                        () = self.cancel.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {},
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        let _ = self.client.try_disconnect();
+        // Let the DISCONNECT go out; bounded so shutdown never hangs on a dead broker.
+        let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+    }
+}
+
+/// Decodes a payload (VPL.md §9): type = `event_type`, else `type`, else `default_type`;
+/// fields = the `data` object if present, else the other top-level keys; integral numbers
+/// become ints.
+pub fn decode_payload(payload: &[u8], default_type: &str) -> Result<(String, Map<String, Value>), String> {
+    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(mut obj) = value else {
+        return Err("payload is not a JSON object".into());
+    };
+    let ty = match (obj.remove("event_type"), obj.remove("type")) {
+        (Some(Value::String(t)), other) => {
+            if let Some(o) = other {
+                obj.insert("type".to_owned(), o);
+            }
+            t
+        }
+        (None, Some(Value::String(t))) => t,
+        (Some(_), _) => return Err("`event_type` is not a string".into()),
+        (None, Some(other)) => {
+            obj.insert("type".to_owned(), other);
+            default_type.to_owned()
+        }
+        (None, None) => default_type.to_owned(),
+    };
+    if ty.is_empty() {
+        return Err("no event type".into());
+    }
+    let mut fields = match obj.remove("data") {
+        Some(Value::Object(data)) => data,
+        Some(other) => {
+            obj.insert("data".to_owned(), other);
+            obj
+        }
+        None => obj,
+    };
+    for v in fields.values_mut() {
+        integral_to_int(v);
+    }
+    Ok((ty, fields))
+}
+
+fn integral_to_int(v: &mut Value) {
+    if let Value::Number(n) = v {
+        if n.is_f64() {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *v = Value::Number(Number::from(f as i64));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decode_uses_event_type_then_type_then_default() {
+        let (t, f) = decode_payload(br#"{"event_type":"A","x":1}"#, "D").unwrap();
+        assert_eq!((t.as_str(), f), ("A", json!({"x":1}).as_object().unwrap().clone()));
+        let (t, _) = decode_payload(br#"{"type":"B","x":1}"#, "D").unwrap();
+        assert_eq!(t, "B");
+        let (t, f) = decode_payload(br#"{"x":2.0}"#, "D").unwrap();
+        assert_eq!(t, "D");
+        assert_eq!(f["x"], json!(2));
+        assert!(f["x"].is_i64());
+    }
+
+    #[test]
+    fn decode_prefers_data_object_and_rejects_garbage() {
+        let (_, f) = decode_payload(br#"{"event_type":"A","data":{"y":"z"},"ignored":1}"#, "D").unwrap();
+        assert_eq!(Value::Object(f), json!({"y":"z"}));
+        assert!(decode_payload(b"not json", "D").is_err());
+        assert!(decode_payload(b"[1,2]", "D").is_err());
+    }
+
+    #[test]
+    fn params_accept_strings_and_numbers() {
+        let m = json!({"host":"h","port":"1884","qos":1}).as_object().unwrap().clone();
+        let p = MqttParams::from_map("C", &m).unwrap();
+        assert_eq!((p.port, p.qos), (1884, QoS::AtLeastOnce));
+        let m = json!({"port":1883}).as_object().unwrap().clone();
+        assert!(MqttParams::from_map("C", &m).is_err());
+    }
+}

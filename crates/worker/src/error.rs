@@ -1,0 +1,136 @@
+//! The worker's error type and its single mapping to HTTP status + `ErrorBody`.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use varpulis_api::error::DiagnosticBody;
+use varpulis_api::ErrorBody;
+
+/// Everything that can go wrong in the worker, each variant naming its fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Invalid configuration (startup only).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Missing or wrong `x-api-key`.
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    /// The request body is not acceptable (malformed JSON, bad field, bad `.evt` line).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The VPL source does not compile.
+    #[error("{message}")]
+    InvalidVpl {
+        /// Summary (first diagnostic, rendered).
+        message: String,
+        /// Every diagnostic with line and column.
+        diagnostics: Vec<DiagnosticBody>,
+    },
+    /// A connector named by the program is neither declared nor supplied.
+    #[error("{0}")]
+    Connector(String),
+    /// A checkpoint could not be decoded or restored.
+    #[error("bad checkpoint: {0}")]
+    BadCheckpoint(String),
+    /// No pipeline with this id.
+    #[error("pipeline `{0}` not found")]
+    PipelineNotFound(String),
+    /// Unknown route.
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// A pipeline with this id already runs a different source.
+    #[error("pipeline `{0}` already exists with a different source")]
+    Conflict(String),
+    /// The body is larger than the configured limit.
+    #[error("request body too large: {0}")]
+    PayloadTooLarge(String),
+    /// Wrong `Content-Type`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The worker is draining and accepts no new pipelines.
+    #[error("worker is draining")]
+    Draining,
+    /// `max_pipelines` reached.
+    #[error("worker is at capacity ({0} pipelines)")]
+    AtCapacity(u32),
+    /// The request took longer than the configured timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// Socket-level failure while serving.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl WorkerError {
+    /// HTTP status and stable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "config"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::InvalidVpl { .. } => (StatusCode::BAD_REQUEST, "invalid_vpl"),
+            Self::Connector(_) => (StatusCode::BAD_REQUEST, "invalid_connector"),
+            Self::BadCheckpoint(_) => (StatusCode::BAD_REQUEST, "bad_checkpoint"),
+            Self::PipelineNotFound(_) | Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            Self::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
+            Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            Self::Internal(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        let (_, code) = self.status_and_code();
+        let mut body = ErrorBody::new(code, self.to_string());
+        if let Self::InvalidVpl { diagnostics, .. } = self {
+            body.diagnostics = diagnostics.clone();
+        }
+        body
+    }
+}
+
+impl IntoResponse for WorkerError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        (status, Json(self.body())).into_response()
+    }
+}
+
+impl From<JsonRejection> for WorkerError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonDataError(e) => Self::BadRequest(e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => Self::BadRequest(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::UnsupportedMediaType("expected `Content-Type: application/json`".to_owned())
+            }
+            JsonRejection::BytesRejection(e) => from_bytes_rejection(e.status(), e.body_text()),
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for WorkerError {
+    fn from(r: BytesRejection) -> Self {
+        from_bytes_rejection(r.status(), r.body_text())
+    }
+}
+
+fn from_bytes_rejection(status: StatusCode, text: String) -> WorkerError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        WorkerError::PayloadTooLarge(text)
+    } else {
+        WorkerError::BadRequest(text)
+    }
+}

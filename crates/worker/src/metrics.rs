@@ -1,0 +1,86 @@
+//! Worker-wide metrics rendered as Prometheus text on `GET /metrics`.
+//!
+//! Per-pipeline counters live on each `Pipeline`; this module adds the inject latency
+//! histogram and renders everything.
+
+use crate::pipeline::Pipeline;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0];
+
+/// A fixed-bucket histogram with lock-free updates.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, out: &mut String) {
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cum = 0u64;
+        for (b, c) in BUCKETS.iter().zip(self.counts.iter()) {
+            cum += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Worker-wide metrics.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    /// Latency of `POST .../events` and `.../events-batch` handlers.
+    pub inject_latency: Histogram,
+    /// Requests rejected with an error status.
+    pub request_errors: AtomicU64,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl WorkerMetrics {
+    /// Prometheus text exposition.
+    pub fn render(&self, pipelines: &[Arc<Pipeline>]) -> String {
+        let mut out = String::new();
+        let running = pipelines.iter().filter(|p| p.status().0 != "stopped").count();
+        let _ = writeln!(out, "# TYPE varpulis_worker_pipelines_running gauge");
+        let _ = writeln!(out, "varpulis_worker_pipelines_running {running}");
+        let series: [(&str, fn(&Pipeline) -> u64); 4] = [
+            ("varpulis_worker_events_in_total", |p| p.counters().0),
+            ("varpulis_worker_events_out_total", |p| p.counters().1),
+            ("varpulis_worker_pipeline_errors_total", |p| p.counters().2),
+            ("varpulis_worker_payloads_dropped_total", |p| p.counters().3),
+        ];
+        for (name, f) in series {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for p in pipelines {
+                let _ =
+                    writeln!(out, "{name}{{pipeline=\"{}\",name=\"{}\"}} {}", escape(&p.id), escape(&p.name), f(p));
+            }
+        }
+        let _ = writeln!(out, "# TYPE varpulis_worker_request_errors_total counter");
+        let _ = writeln!(out, "varpulis_worker_request_errors_total {}", self.request_errors.load(Ordering::Relaxed));
+        self.inject_latency.render("varpulis_worker_inject_latency_seconds", &mut out);
+        out
+    }
+}

@@ -1,0 +1,280 @@
+//! A deployed pipeline: its engine behind a `std::sync::Mutex`, counters, status and the
+//! handles of its connector tasks; plus the registry of pipelines keyed by id.
+//!
+//! Invariant: the engine lock is held only while the engine runs (CPU-bound, no `.await`
+//! inside); publishing to sinks happens after the lock is released.
+
+use crate::engine::{output_event_type, Event, Output, PipelineEngine};
+use rumqttc::{AsyncClient, QoS};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use tokio_util::sync::CancellationToken;
+use varpulis_api::worker::{BatchError, PipelineInfo, PipelineMetrics};
+
+/// Where outputs of one event type are published.
+#[derive(Debug, Clone)]
+pub struct SinkRoute {
+    /// Output event type this route takes.
+    pub event_type: String,
+    /// Topic to publish to.
+    pub topic: String,
+    /// QoS of the publish.
+    pub qos: QoS,
+    /// The connector's client; `publish().await` waits when its queue is full (backpressure).
+    pub client: AsyncClient,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Status {
+    degraded: Option<String>,
+    stopped: bool,
+}
+
+/// One running pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Id on this worker.
+    pub id: String,
+    /// Name given at deploy.
+    pub name: String,
+    /// VPL source as deployed (idempotent redeploys compare it).
+    pub source: String,
+    /// Placement epoch from the coordinator.
+    pub epoch: Option<u64>,
+    /// The engine; std mutex because processing is CPU-bound and never awaits.
+    engine: Mutex<PipelineEngine>,
+    events_in: AtomicU64,
+    events_out: AtomicU64,
+    errors: AtomicU64,
+    /// Payloads from connectors that could not be decoded.
+    dropped: AtomicU64,
+    status: Mutex<Status>,
+    /// Sink routes, set once when connectors start (after the pipeline exists).
+    sinks: OnceLock<Vec<SinkRoute>>,
+    /// Cancelled when the pipeline is deleted or the worker shuts down.
+    pub cancel: CancellationToken,
+}
+
+impl Pipeline {
+    /// Wraps a compiled engine.
+    pub fn new(id: String, name: String, source: String, epoch: Option<u64>, engine: PipelineEngine) -> Self {
+        Self {
+            id,
+            name,
+            source,
+            epoch,
+            engine: Mutex::new(engine),
+            events_in: AtomicU64::new(0),
+            events_out: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            status: Mutex::new(Status::default()),
+            sinks: OnceLock::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn lock_engine(&self) -> std::sync::MutexGuard<'_, PipelineEngine> {
+        // A panic while processing poisons the lock; the engine state is still the best we have.
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs events through the engine under one lock hold; runtime errors are collected
+    /// per event (index in `events`) and processing continues.
+    pub fn process(&self, events: &[Event], out: &mut Vec<Output>, errors: &mut Vec<BatchError>) {
+        let before = out.len();
+        let mut n_err = 0u64;
+        {
+            let mut engine = self.lock_engine();
+            for (index, ev) in events.iter().enumerate() {
+                if let Err(error) = engine.process(ev, out) {
+                    n_err += 1;
+                    errors.push(BatchError { index, error });
+                }
+            }
+        }
+        self.events_in.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.events_out.fetch_add((out.len() - before) as u64, Ordering::Relaxed);
+        if n_err > 0 {
+            self.errors.fetch_add(n_err, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes the outputs that match a `.to` sink. Waits when a connector queue is full;
+    /// a publish error is logged and counted (VPL.md §9: not fatal).
+    pub async fn publish(&self, outputs: &[Output]) {
+        let Some(sinks) = self.sinks.get() else { return };
+        if sinks.is_empty() {
+            return;
+        }
+        for o in outputs {
+            let ty = output_event_type(o);
+            for s in sinks.iter().filter(|s| s.event_type == ty) {
+                let payload = egress_payload(&o.json);
+                if let Err(e) = s.client.publish(s.topic.clone(), s.qos, false, payload).await {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(pipeline = %self.id, topic = %s.topic, error = %e, "publish failed");
+                }
+            }
+        }
+    }
+
+    /// Installs the sink routes (once).
+    pub fn set_sinks(&self, sinks: Vec<SinkRoute>) {
+        let _ = self.sinks.set(sinks);
+    }
+
+    /// Serialises the engine state.
+    pub fn checkpoint(&self) -> Result<(Vec<u8>, u64), String> {
+        let engine = self.lock_engine();
+        let bytes = engine.checkpoint()?;
+        Ok((bytes, self.events_in.load(Ordering::Relaxed)))
+    }
+
+    /// Replaces the engine state and the processed-events counter.
+    pub fn restore(&self, state: &[u8], events_processed: u64) -> Result<(), String> {
+        self.lock_engine().restore(state)?;
+        self.events_in.store(events_processed, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Marks the pipeline degraded (a connector failed) with a reason.
+    pub fn set_degraded(&self, reason: impl Into<String>) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.degraded = Some(reason.into());
+    }
+
+    /// Clears a degraded mark.
+    pub fn clear_degraded(&self) {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).degraded = None;
+    }
+
+    /// Marks the pipeline stopped and cancels its tasks.
+    pub fn stop(&self) {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
+        self.cancel.cancel();
+    }
+
+    /// Counts a payload that could not be decoded.
+    pub fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `running`, `degraded` or `stopped`, with the reason when degraded.
+    pub fn status(&self) -> (&'static str, Option<String>) {
+        let s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if s.stopped {
+            ("stopped", None)
+        } else if let Some(r) = &s.degraded {
+            ("degraded", Some(r.clone()))
+        } else {
+            ("running", None)
+        }
+    }
+
+    /// Events accepted so far.
+    pub fn events_in(&self) -> u64 {
+        self.events_in.load(Ordering::Relaxed)
+    }
+
+    /// `(events_in, events_out, errors, dropped)`.
+    pub fn counters(&self) -> (u64, u64, u64, u64) {
+        (
+            self.events_in.load(Ordering::Relaxed),
+            self.events_out.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The API view.
+    pub fn info(&self) -> PipelineInfo {
+        let (status, status_reason) = self.status();
+        let (events_in, events_out, errors, _) = self.counters();
+        PipelineInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            status: status.to_owned(),
+            source: self.source.clone(),
+            events_in,
+            events_out,
+            errors,
+            status_reason,
+            epoch: self.epoch,
+        }
+    }
+
+    /// The metrics view.
+    pub fn metrics(&self) -> PipelineMetrics {
+        let (events_in, events_out, errors, _) = self.counters();
+        PipelineMetrics { pipeline_id: self.id.clone(), events_in, events_out, errors }
+    }
+}
+
+/// `{"event_type", "timestamp", <fields...>}` as published to MQTT (VPL.md §9).
+pub fn egress_payload(json: &Value) -> Vec<u8> {
+    let mut obj = Map::new();
+    if let Some(t) = json.get("event_type") {
+        obj.insert("event_type".to_owned(), t.clone());
+    }
+    if let Some(t) = json.get("timestamp") {
+        obj.insert("timestamp".to_owned(), t.clone());
+    }
+    if let Some(Value::Object(fields)) = json.get("fields") {
+        for (k, v) in fields {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
+}
+
+/// All pipelines of this worker, by id. The lock is held only to clone an `Arc` out.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: RwLock<HashMap<String, Arc<Pipeline>>>,
+}
+
+impl Registry {
+    /// The pipeline with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<Pipeline>> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Inserts unless the id is taken (returns the existing pipeline) or `max` pipelines
+    /// already run (returns `Ok(false)`).
+    pub fn insert(&self, p: Arc<Pipeline>, max: usize) -> Result<bool, Arc<Pipeline>> {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = map.get(&p.id) {
+            return Err(existing.clone());
+        }
+        if map.len() >= max {
+            return Ok(false);
+        }
+        map.insert(p.id.clone(), p);
+        Ok(true)
+    }
+
+    /// Removes and returns the pipeline.
+    pub fn remove(&self, id: &str) -> Option<Arc<Pipeline>> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner()).remove(id)
+    }
+
+    /// Every pipeline, sorted by name then id.
+    pub fn all(&self) -> Vec<Arc<Pipeline>> {
+        let mut v: Vec<_> = self.inner.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        v
+    }
+
+    /// Number of pipelines.
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,51 @@
+//! `/health`, `/ready`, `/metrics` and `POST /api/v1/drain`.
+
+use super::Shared;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::sync::atomic::Ordering;
+use varpulis_api::worker::{DrainResponse, HealthResponse};
+use varpulis_api::ErrorBody;
+
+/// `GET /health`: always 200 while the process serves.
+pub async fn health(State(state): State<Shared>) -> Json<HealthResponse> {
+    Json(HealthResponse {
+        role: "worker".to_owned(),
+        status: "healthy".to_owned(),
+        version: varpulis_api::VERSION.to_owned(),
+        raft_role: None,
+        leader_id: None,
+        workers: None,
+        worker_id: Some(state.config.worker_id.clone()),
+    })
+}
+
+/// `GET /ready`: 200 once registered with a coordinator (at once when standalone), 503 otherwise
+/// and while draining.
+pub async fn ready(State(state): State<Shared>) -> Response {
+    if state.is_draining() {
+        let body = ErrorBody::new("draining", "worker is draining");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    if state.registered.load(Ordering::Relaxed) {
+        Json(serde_json::json!({"status": "ready", "worker_id": state.config.worker_id})).into_response()
+    } else {
+        let body = ErrorBody::new("not_registered", "not yet registered with a coordinator");
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn prometheus(State(state): State<Shared>) -> Response {
+    let text = state.metrics.render(&state.registry.all());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `POST /api/v1/drain`: stop accepting deploys; running pipelines keep running.
+pub async fn drain(State(state): State<Shared>) -> Json<DrainResponse> {
+    state.draining.store(true, Ordering::Relaxed);
+    tracing::info!("drain requested: no new deploys");
+    Json(DrainResponse { draining: true, pipelines_running: state.registry.len() })
+}
