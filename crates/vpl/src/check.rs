@@ -1,6 +1,14 @@
-//! Semantic analysis (stub, being written).
-use crate::ast::Program;
-use crate::Diagnostic;
+//! Semantic analysis of a parsed program (§2–§11): name resolution, arities, mutability,
+//! operator validation, stream cycles and simple literal type checks.
+//!
+//! Only certain errors are errors: unknown variable names are legal (they read event fields,
+//! §11 name lookup) and undeclared event types are legal (warning only, §4).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::ast::*;
+use crate::builtins::{self, BuiltinKind};
+use crate::diagnostics::Diagnostic;
 
 /// Options for [`crate::check`].
 #[derive(Debug, Clone, Default)]
@@ -19,9 +27,1228 @@ pub struct Checked {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Runs all semantic checks.
-pub fn check_program(_program: &Program, _options: &CheckOptions) -> Vec<Diagnostic> {
-    Vec::new()
+/// Operators of later tiers, rejected with "not supported yet".
+const LATER_TIER_OPS: &[&str] = &[
+    "window",
+    "aggregate",
+    "partition_by",
+    "having",
+    "within",
+    "not",
+    "distinct",
+    "limit",
+    "first",
+    "print",
+    "log",
+    "watermark",
+    "allowed_lateness",
+    "pattern",
+    "trend_aggregate",
+    "forecast",
+    "enrich",
+    "score",
+];
+
+/// Tier 1 operator names (for did-you-mean).
+const TIER1_OPS: &[&str] = &[
+    "where", "filter", "select", "emit", "process", "context", "from", "to",
+];
+
+/// Connector kinds named by the spec; only `mqtt` is implemented.
+const CONNECTOR_KINDS: &[&str] = &["mqtt", "kafka", "nats", "http", "file"];
+
+/// Parameters of an MQTT connector (§9).
+const MQTT_PARAMS: &[&str] = &[
+    "host",
+    "port",
+    "client_id",
+    "username",
+    "password",
+    "qos",
+    "topic",
+];
+
+/// Built-in type names (§3).
+const BASIC_TYPES: &[&str] = &[
+    "int",
+    "float",
+    "bool",
+    "str",
+    "timestamp",
+    "duration",
+    "null",
+];
+
+/// Runs all semantic checks; returns errors and warnings in no particular order.
+pub fn check_program(program: &Program, options: &CheckOptions) -> Vec<Diagnostic> {
+    let mut c = Checker::new(program, options);
+    c.run();
+    c.diags
+}
+
+/// A statically known type, inferred from literals only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Int,
+    Float,
+    Str,
+    Bool,
+    Null,
+    Duration,
+    Timestamp,
+    Array,
+    Map,
+    Range,
+    Unknown,
+}
+
+impl Ty {
+    fn name(self) -> &'static str {
+        match self {
+            Ty::Int => "int",
+            Ty::Float => "float",
+            Ty::Str => "str",
+            Ty::Bool => "bool",
+            Ty::Null => "null",
+            Ty::Duration => "duration",
+            Ty::Timestamp => "timestamp",
+            Ty::Array => "array",
+            Ty::Map => "map",
+            Ty::Range => "range",
+            Ty::Unknown => "unknown",
+        }
+    }
+
+    fn is_number(self) -> bool {
+        matches!(self, Ty::Int | Ty::Float)
+    }
+
+    fn known(self) -> bool {
+        !matches!(self, Ty::Unknown | Ty::Null)
+    }
+}
+
+/// What a local name is bound as inside a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Local {
+    Binding(BindingKind),
+    Param,
+    LoopVar,
+}
+
+/// Where an expression is being checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Inside a stream operator.
+    Stream,
+    /// Inside a function body.
+    Function,
+    /// A top-level binding.
+    TopLevel,
+}
+
+struct Checker<'a> {
+    program: &'a Program,
+    options: &'a CheckOptions,
+    diags: Vec<Diagnostic>,
+    events: HashMap<&'a str, &'a EventDecl>,
+    streams: HashMap<&'a str, &'a StreamDecl>,
+    fns: HashMap<&'a str, &'a FnDecl>,
+    connectors: HashMap<&'a str, &'a ConnectorDecl>,
+    contexts: HashMap<&'a str, &'a ContextDecl>,
+    /// Top-level bindings declared so far (all of them once items are checked).
+    globals: HashMap<&'a str, BindingKind>,
+    /// Function-local scopes, innermost last.
+    scopes: Vec<HashMap<&'a str, Local>>,
+    loop_depth: usize,
+}
+
+impl<'a> Checker<'a> {
+    fn new(program: &'a Program, options: &'a CheckOptions) -> Self {
+        Checker {
+            program,
+            options,
+            diags: Vec::new(),
+            events: HashMap::new(),
+            streams: HashMap::new(),
+            fns: HashMap::new(),
+            connectors: HashMap::new(),
+            contexts: HashMap::new(),
+            globals: HashMap::new(),
+            scopes: Vec::new(),
+            loop_depth: 0,
+        }
+    }
+
+    fn error(&mut self, msg: impl Into<String>, span: Span) {
+        self.diags.push(Diagnostic::error(msg, span));
+    }
+
+    fn error_hint(&mut self, msg: impl Into<String>, span: Span, hint: Option<String>) {
+        let mut d = Diagnostic::error(msg, span);
+        d.hint = hint;
+        self.diags.push(d);
+    }
+
+    fn warn(&mut self, msg: impl Into<String>, span: Span) {
+        self.diags.push(Diagnostic::warning(msg, span));
+    }
+
+    fn run(&mut self) {
+        self.collect_declarations();
+        self.check_stream_cycles();
+        let program = self.program;
+        // Top-level bindings are visible in functions and streams regardless of order (they are
+        // evaluated at load time); `:=` at top level still needs an earlier `var`.
+        let mut declared_so_far: HashMap<&'a str, BindingKind> = HashMap::new();
+        for item in &program.items {
+            match item {
+                Item::Event(e) => self.check_event(e),
+                Item::Connector(c) => self.check_connector(c),
+                Item::Context(c) => self.check_context(c),
+                Item::Fn(f) => self.check_fn(f),
+                Item::Stream(s) => self.check_stream(s),
+                Item::Binding(b) => {
+                    self.expr(&b.value, Place::TopLevel);
+                    declared_so_far.insert(&b.name.name, b.kind);
+                }
+                Item::Assign(a) => {
+                    match declared_so_far.get(a.target.name.as_str()) {
+                        Some(BindingKind::Var) => {}
+                        Some(kind) => self.assign_to_immutable(a, binding_word(*kind)),
+                        None => self.error_hint(
+                            format!("cannot assign to `{}`: no `var` with that name is declared before this line", a.target.name),
+                            a.target.span,
+                            Some(format!("declare it first with `var {} = …`", a.target.name)),
+                        ),
+                    }
+                    self.expr(&a.value, Place::TopLevel);
+                }
+            }
+        }
+    }
+
+    fn assign_to_immutable(&mut self, a: &Assign, what: &str) {
+        self.error_hint(
+            format!(
+                "cannot assign to `{}`: it is a {what}, not a `var`",
+                a.target.name
+            ),
+            a.target.span,
+            Some(format!(
+                "declare it with `var {} = …` to make it mutable",
+                a.target.name
+            )),
+        );
+    }
+
+    // ----- namespaces -----------------------------------------------------------------------
+
+    fn collect_declarations(&mut self) {
+        let program = self.program;
+        // Event types and streams share the type namespace: a stream's outputs are typed by its name.
+        let mut types: HashMap<&'a str, Span> = HashMap::new();
+        for item in &program.items {
+            match item {
+                Item::Event(e) => {
+                    self.dup_check(&mut types, &e.name, "type");
+                    self.events.entry(&e.name.name).or_insert(e);
+                }
+                Item::Stream(s) => {
+                    self.dup_check(&mut types, &s.name, "type");
+                    self.streams.entry(&s.name.name).or_insert(s);
+                }
+                _ => {}
+            }
+        }
+        let mut fns = HashMap::new();
+        let mut connectors = HashMap::new();
+        let mut contexts = HashMap::new();
+        let mut globals = HashMap::new();
+        for item in &program.items {
+            match item {
+                Item::Fn(f) => {
+                    self.dup_check(&mut fns, &f.name, "function");
+                    self.fns.entry(&f.name.name).or_insert(f);
+                }
+                Item::Connector(c) => {
+                    self.dup_check(&mut connectors, &c.name, "connector");
+                    self.connectors.entry(&c.name.name).or_insert(c);
+                }
+                Item::Context(c) => {
+                    self.dup_check(&mut contexts, &c.name, "context");
+                    self.contexts.entry(&c.name.name).or_insert(c);
+                }
+                Item::Binding(b) => {
+                    self.dup_check(&mut globals, &b.name, "top-level binding");
+                    self.globals.entry(&b.name.name).or_insert(b.kind);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn dup_check(&mut self, seen: &mut HashMap<&'a str, Span>, name: &'a Ident, what: &str) {
+        if let Some(first) = seen.get(name.name.as_str()) {
+            let first = *first;
+            self.error_hint(
+                format!("duplicate {what} name `{}`", name.name),
+                name.span,
+                Some(format!("first declared at line {}", first.line)),
+            );
+        } else {
+            seen.insert(&name.name, name.span);
+        }
+    }
+
+    fn check_stream_cycles(&mut self) {
+        let program = self.program;
+        let streams: Vec<&StreamDecl> = program.streams().collect();
+        let mut reported: HashSet<&str> = HashSet::new();
+        for s in &streams {
+            // Tier 1 sources have one input, so the dependency graph is a chain per stream.
+            let mut path: Vec<&str> = vec![s.name.name.as_str()];
+            let mut cur = source_name(s);
+            while let Some(next) = cur {
+                if next == s.name.name {
+                    path.push(next);
+                    let first_pos = path
+                        .iter()
+                        .filter_map(|n| self.streams.get(n).map(|d| d.span.start))
+                        .min()
+                        .unwrap_or(s.span.start);
+                    if first_pos == s.span.start && !reported.contains(next) {
+                        reported.insert(next);
+                        self.error_hint(
+                            format!("stream cycle: {}", path.join(" -> ")),
+                            s.name.span,
+                            Some("a stream cannot consume its own outputs, directly or through other streams".into()),
+                        );
+                    }
+                    break;
+                }
+                if path.contains(&next) || path.len() > streams.len() {
+                    break; // a cycle not through `s`; reported from its own members
+                }
+                let Some(decl) = self.streams.get(next) else {
+                    break;
+                };
+                path.push(next);
+                cur = source_name(decl);
+            }
+        }
+    }
+
+    // ----- declarations ---------------------------------------------------------------------
+
+    fn check_event(&mut self, e: &'a EventDecl) {
+        let mut seen = HashMap::new();
+        for f in &e.fields {
+            self.dup_check(&mut seen, &f.name, "field");
+            self.check_type(&f.ty);
+        }
+        if let Some(base) = &e.extends {
+            if !self.events.contains_key(base.name.as_str()) {
+                self.error(format!("unknown base event `{}`", base.name), base.span);
+            }
+        }
+    }
+
+    fn check_type(&mut self, t: &TypeExpr) {
+        match &t.kind {
+            TypeKind::Named(n) => {
+                let known = BASIC_TYPES.contains(&n.name.as_str())
+                    || self.events.contains_key(n.name.as_str())
+                    || self.streams.contains_key(n.name.as_str());
+                if !known {
+                    let hint = suggest(&n.name, BASIC_TYPES.iter().copied());
+                    let mut d = Diagnostic::warning(format!("unknown type `{}`", n.name), n.span);
+                    d.hint = hint.map(|h| format!("did you mean `{h}`?"));
+                    self.diags.push(d);
+                }
+            }
+            TypeKind::Array(t) | TypeKind::Optional(t) | TypeKind::Stream(t) => self.check_type(t),
+            TypeKind::Map(k, v) => {
+                self.check_type(k);
+                self.check_type(v);
+            }
+            TypeKind::Tuple(ts) => {
+                for t in ts {
+                    self.check_type(t);
+                }
+            }
+        }
+    }
+
+    fn check_connector(&mut self, c: &'a ConnectorDecl) {
+        let kind = c.kind.name.as_str();
+        if kind != "mqtt" {
+            if CONNECTOR_KINDS.contains(&kind) {
+                self.error(
+                    format!("connector kind `{kind}` is not supported yet (only `mqtt`)"),
+                    c.kind.span,
+                );
+            } else {
+                let hint = suggest(kind, CONNECTOR_KINDS.iter().copied())
+                    .map(|h| format!("did you mean `{h}`?"));
+                self.error_hint(
+                    format!("unknown connector kind `{kind}`"),
+                    c.kind.span,
+                    hint,
+                );
+            }
+            return;
+        }
+        let mut seen = HashMap::new();
+        for a in &c.params {
+            self.check_param_value(&a.value);
+            let Some(name) = &a.name else {
+                self.error_hint(
+                    "connector parameters need a name",
+                    a.span,
+                    Some("write `param: value`, e.g. `host: \"localhost\"`".into()),
+                );
+                continue;
+            };
+            self.dup_check(&mut seen, name, "parameter");
+            if !MQTT_PARAMS.contains(&name.name.as_str()) {
+                let hint = suggest(&name.name, MQTT_PARAMS.iter().copied());
+                let mut d = Diagnostic::warning(
+                    format!("unknown MQTT parameter `{}`", name.name),
+                    name.span,
+                );
+                d.hint = hint.map(|h| format!("did you mean `{h}`?"));
+                self.diags.push(d);
+            }
+            let ty = literal_type(&a.value);
+            let bad = match name.name.as_str() {
+                "port" | "qos" => ty.known() && ty != Ty::Int,
+                "host" | "client_id" | "username" | "password" | "topic" => {
+                    ty.known() && ty != Ty::Str
+                }
+                _ => false,
+            };
+            if bad {
+                self.error(
+                    format!(
+                        "MQTT parameter `{}` has the wrong type ({})",
+                        name.name,
+                        ty.name()
+                    ),
+                    a.value.span,
+                );
+            }
+        }
+        if !c
+            .params
+            .iter()
+            .any(|a| a.name.as_ref().is_some_and(|n| n.name == "host"))
+        {
+            self.error_hint(
+                format!("MQTT connector `{}` needs a `host`", c.name.name),
+                c.span,
+                Some("add `host: \"localhost\"`".into()),
+            );
+        }
+    }
+
+    /// Connector/context parameter values: literals, identifiers and arrays of those (§9).
+    fn check_param_value(&mut self, e: &Expr) {
+        match &e.kind {
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Str(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Null
+            | ExprKind::Duration(_)
+            | ExprKind::Timestamp(_)
+            | ExprKind::Name(_) => {}
+            ExprKind::Unary {
+                op: UnaryOp::Neg,
+                operand,
+            } if matches!(operand.kind, ExprKind::Int(_) | ExprKind::Float(_)) => {}
+            ExprKind::Array(items) => {
+                for i in items {
+                    self.check_param_value(i);
+                }
+            }
+            _ => self.error("parameter values must be literals, names or arrays", e.span),
+        }
+    }
+
+    fn check_context(&mut self, c: &'a ContextDecl) {
+        let mut seen = HashMap::new();
+        for a in &c.params {
+            self.check_param_value(&a.value);
+            let Some(name) = &a.name else {
+                self.error(
+                    "context parameters need a name (e.g. `cores: [2, 3]`)",
+                    a.span,
+                );
+                continue;
+            };
+            self.dup_check(&mut seen, name, "parameter");
+            if name.name == "cores" {
+                let ok = match &a.value.kind {
+                    ExprKind::Array(items) => items
+                        .iter()
+                        .all(|i| matches!(i.kind, ExprKind::Int(n) if n >= 0)),
+                    _ => false,
+                };
+                if !ok {
+                    self.error(
+                        "`cores` must be an array of non-negative integers, e.g. `[2, 3]`",
+                        a.value.span,
+                    );
+                }
+            } else {
+                self.warn(
+                    format!("unknown context parameter `{}`", name.name),
+                    name.span,
+                );
+            }
+        }
+    }
+
+    fn check_fn(&mut self, f: &'a FnDecl) {
+        let mut scope = HashMap::new();
+        let mut seen = HashMap::new();
+        for p in &f.params {
+            self.dup_check(&mut seen, &p.name, "parameter");
+            if let Some(t) = &p.ty {
+                self.check_type(t);
+            }
+            scope.insert(p.name.name.as_str(), Local::Param);
+        }
+        if let Some(t) = &f.ret {
+            self.check_type(t);
+        }
+        self.scopes = vec![scope];
+        self.loop_depth = 0;
+        self.block(&f.body);
+        self.scopes.clear();
+    }
+
+    // ----- statements -----------------------------------------------------------------------
+
+    fn block(&mut self, b: &'a Block) {
+        self.scopes.push(HashMap::new());
+        for s in &b.stmts {
+            self.stmt(s);
+        }
+        self.scopes.pop();
+    }
+
+    fn lookup_local(&self, name: &str) -> Option<Local> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).copied())
+    }
+
+    fn declare(&mut self, name: &'a str, l: Local) {
+        if let Some(s) = self.scopes.last_mut() {
+            s.insert(name, l);
+        }
+    }
+
+    fn stmt(&mut self, s: &'a Stmt) {
+        match &s.kind {
+            StmtKind::Binding(b) => {
+                if let Some(t) = &b.ty {
+                    self.check_type(t);
+                }
+                self.expr(&b.value, Place::Function);
+                self.declare(&b.name.name, Local::Binding(b.kind));
+            }
+            StmtKind::Assign(a) => {
+                self.expr(&a.value, Place::Function);
+                let target = a.target.name.as_str();
+                match self.lookup_local(target) {
+                    Some(Local::Binding(BindingKind::Var)) => {}
+                    Some(Local::Binding(k)) => self.assign_to_immutable(a, binding_word(k)),
+                    Some(Local::Param) => self.assign_to_immutable(a, "parameter"),
+                    Some(Local::LoopVar) => self.assign_to_immutable(a, "loop variable"),
+                    None => match self.globals.get(target) {
+                        Some(BindingKind::Var) => {}
+                        Some(k) => {
+                            let k = *k;
+                            self.assign_to_immutable(a, binding_word(k));
+                        }
+                        None => self.error_hint(
+                            format!("cannot assign to undeclared variable `{target}`"),
+                            a.target.span,
+                            Some(format!("declare it with `var {target} = …`")),
+                        ),
+                    },
+                }
+            }
+            StmtKind::If {
+                branches,
+                else_body,
+            } => {
+                for br in branches {
+                    self.condition(&br.cond, Place::Function, "`if` condition");
+                    self.block(&br.body);
+                }
+                if let Some(b) = else_body {
+                    self.block(b);
+                }
+            }
+            StmtKind::While { cond, body } => {
+                self.condition(cond, Place::Function, "`while` condition");
+                self.loop_depth += 1;
+                self.block(body);
+                self.loop_depth -= 1;
+            }
+            StmtKind::For { var, iter, body } => {
+                let t = self.expr(iter, Place::Function);
+                if matches!(
+                    t,
+                    Ty::Float | Ty::Str | Ty::Bool | Ty::Duration | Ty::Timestamp
+                ) {
+                    self.error(
+                        format!(
+                            "cannot iterate over a {} (use a range, an array, a map or an int)",
+                            t.name()
+                        ),
+                        iter.span,
+                    );
+                }
+                self.loop_depth += 1;
+                self.scopes.push(HashMap::new());
+                self.declare(&var.name, Local::LoopVar);
+                self.block(body);
+                self.scopes.pop();
+                self.loop_depth -= 1;
+            }
+            StmtKind::Break | StmtKind::Continue => {
+                if self.loop_depth == 0 {
+                    let word = if matches!(s.kind, StmtKind::Break) {
+                        "break"
+                    } else {
+                        "continue"
+                    };
+                    self.error(format!("`{word}` outside of a loop"), s.span);
+                }
+            }
+            StmtKind::Return(e) => {
+                if let Some(e) = e {
+                    self.expr(e, Place::Function);
+                }
+            }
+            StmtKind::Emit { event_type, args } => {
+                let _ = event_type;
+                self.field_args(args, "emit", Place::Function);
+            }
+            StmtKind::Expr(e) => {
+                self.expr(e, Place::Function);
+            }
+        }
+    }
+
+    /// Arguments that produce fields: `name: e` or a bare name; duplicates are errors.
+    fn field_args(&mut self, args: &'a [Arg], what: &str, place: Place) {
+        let mut seen: HashMap<&'a str, Span> = HashMap::new();
+        for a in args {
+            self.expr(&a.value, place);
+            let name = match (&a.name, &a.value.kind) {
+                (Some(n), _) => n,
+                (None, ExprKind::Name(n)) => n,
+                (None, _) => {
+                    self.error_hint(
+                        format!("`{what}` fields need a name"),
+                        a.span,
+                        Some("write `field: expression`".into()),
+                    );
+                    continue;
+                }
+            };
+            self.dup_check(&mut seen, name, "field");
+        }
+    }
+
+    fn condition(&mut self, e: &'a Expr, place: Place, what: &str) {
+        let t = self.expr(e, place);
+        if t.known() && t != Ty::Bool {
+            self.error_hint(
+                format!("type mismatch: {what} must be a bool, found {}", t.name()),
+                e.span,
+                Some("only `true` passes a condition".into()),
+            );
+        }
+    }
+
+    // ----- streams --------------------------------------------------------------------------
+
+    fn check_stream(&mut self, s: &'a StreamDecl) {
+        if let Some(t) = &s.ty {
+            self.check_type(t);
+        }
+        match &s.source.kind {
+            SourceKind::Named { name, .. } => {
+                let n = name.name.as_str();
+                if !self.events.contains_key(n) && !self.streams.contains_key(n) {
+                    let candidates: Vec<&str> = self
+                        .events
+                        .keys()
+                        .chain(self.streams.keys())
+                        .copied()
+                        .collect();
+                    let mut d = Diagnostic::warning(
+                        format!("`{n}` is neither a declared event type nor a stream; it is treated as an event type"),
+                        name.span,
+                    );
+                    d.hint = suggest(n, candidates).map(|h| format!("did you mean `{h}`?"));
+                    self.diags.push(d);
+                }
+            }
+        }
+        if let Some(from) = &s.source.from {
+            self.check_connector_ref(&from.connector);
+            let args: Vec<&Arg> = from.args.iter().collect();
+            self.connector_args(&args, "from");
+        }
+        if let Some(step) = s.steps.first() {
+            self.error("sequences (`->`) are not supported yet (Tier 2)", step.span);
+        }
+        let mut context_seen: Option<Span> = None;
+        for op in &s.ops {
+            match op.kind() {
+                OpKind::Where => {
+                    if let Some(e) = self.single_positional(op) {
+                        self.condition(e, Place::Stream, &format!("`.{}` argument", op.name.name));
+                    }
+                }
+                OpKind::Select => {
+                    if op.args.is_empty() {
+                        self.error("`.select` needs at least one field", op.span);
+                    }
+                    self.field_args(&op.args, "select", Place::Stream);
+                }
+                OpKind::Emit => {
+                    let (ctx, fields): (Vec<&Arg>, Vec<&Arg>) = op
+                        .args
+                        .iter()
+                        .partition(|a| a.name.as_ref().is_some_and(|n| n.name == "context"));
+                    for c in ctx {
+                        self.check_context_ref(&c.value);
+                    }
+                    self.emit_fields(&fields);
+                }
+                OpKind::Process => {
+                    if let Some(e) = self.single_positional(op) {
+                        match &e.kind {
+                            ExprKind::Call {
+                                callee,
+                                method: false,
+                                ..
+                            } if self.fns.contains_key(callee.name.as_str()) => {
+                                self.expr(e, Place::Stream);
+                            }
+                            ExprKind::Call { callee, .. }
+                                if builtins::lookup(&callee.name).is_some()
+                                    && !self.fns.contains_key(callee.name.as_str()) =>
+                            {
+                                self.error_hint(
+                                    format!(
+                                        "`.process` needs a user function, `{}` is a built-in",
+                                        callee.name
+                                    ),
+                                    callee.span,
+                                    Some(
+                                        "declare one with `fn name(…):` whose body uses `emit`"
+                                            .into(),
+                                    ),
+                                );
+                            }
+                            ExprKind::Call { .. } => {
+                                self.expr(e, Place::Stream);
+                            }
+                            _ => self.error_hint(
+                                "`.process` expects a function call",
+                                e.span,
+                                Some("write `.process(my_fn(field, 42))`".into()),
+                            ),
+                        }
+                    }
+                }
+                OpKind::Context => {
+                    if let Some(prev) = context_seen {
+                        self.error_hint(
+                            "a stream can run in only one context",
+                            op.span,
+                            Some(format!("`.context` already given at line {}", prev.line)),
+                        );
+                    }
+                    context_seen = Some(op.span);
+                    if let Some(e) = self.single_positional(op) {
+                        self.check_context_ref(e);
+                    }
+                }
+                OpKind::From => self.error_hint(
+                    "`.from` must directly follow the stream source",
+                    op.span,
+                    Some("write `stream S = Type.from(Connector, topic: \"…\") …`".into()),
+                ),
+                OpKind::To => {
+                    let mut positional = op.args.iter().filter(|a| a.name.is_none());
+                    match positional.next().map(|a| &a.value.kind) {
+                        Some(ExprKind::Name(conn)) => self.check_connector_ref(conn),
+                        Some(_) | None => self.error_hint(
+                            "`.to` needs a connector name first",
+                            op.span,
+                            Some("write `.to(MyConnector, topic: \"a/b\")`".into()),
+                        ),
+                    }
+                    if let Some(extra) = positional.next() {
+                        self.error("`.to` takes one connector and named parameters", extra.span);
+                    }
+                    let named: Vec<&Arg> = op.args.iter().filter(|a| a.name.is_some()).collect();
+                    self.connector_args(&named, "to");
+                }
+                _ => {
+                    let name = op.name.name.as_str();
+                    if LATER_TIER_OPS.contains(&name) {
+                        self.error(
+                            format!("operator `.{name}` is not supported yet"),
+                            op.name.span,
+                        );
+                    } else {
+                        let hint = suggest(name, TIER1_OPS.iter().chain(LATER_TIER_OPS).copied())
+                            .map(|h| format!("did you mean `.{h}`?"));
+                        self.error_hint(format!("unknown operator `.{name}`"), op.name.span, hint);
+                    }
+                    for a in &op.args {
+                        self.expr(&a.value, Place::Stream);
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit_fields(&mut self, fields: &[&Arg]) {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for a in fields {
+            self.expr(&a.value, Place::Stream);
+            match a.field_name() {
+                Some(n) => {
+                    if let Some(first) = seen.get(n) {
+                        let first = *first;
+                        self.error_hint(
+                            format!("duplicate field name `{n}`"),
+                            a.span,
+                            Some(format!(
+                                "first given at line {}, column {}",
+                                first.line, first.column
+                            )),
+                        );
+                    } else {
+                        seen.insert(n, a.span);
+                    }
+                }
+                None => self.error_hint(
+                    "`emit` fields need a name",
+                    a.span,
+                    Some("write `field: expression`".into()),
+                ),
+            }
+        }
+    }
+
+    fn single_positional(&mut self, op: &'a StreamOp) -> Option<&'a Expr> {
+        let name = &op.name.name;
+        if let Some(a) = op.args.iter().find(|a| a.name.is_some()) {
+            self.error(format!("`.{name}` takes no named arguments"), a.span);
+            return None;
+        }
+        match op.args.as_slice() {
+            [a] => Some(&a.value),
+            [] => {
+                self.error(format!("`.{name}` needs one argument"), op.span);
+                None
+            }
+            [_, extra, ..] => {
+                self.error(format!("`.{name}` takes one argument"), extra.span);
+                None
+            }
+        }
+    }
+
+    fn check_context_ref(&mut self, e: &Expr) {
+        let ExprKind::Name(n) = &e.kind else {
+            self.error("expected a context name", e.span);
+            return;
+        };
+        if !self.contexts.contains_key(n.name.as_str()) {
+            let hint = suggest(&n.name, self.contexts.keys().copied())
+                .map(|h| format!("did you mean `{h}`?"))
+                .unwrap_or_else(|| format!("declare it with `context {}`", n.name));
+            self.error_hint(
+                format!("undeclared context `{}`", n.name),
+                n.span,
+                Some(hint),
+            );
+        }
+    }
+
+    fn check_connector_ref(&mut self, n: &Ident) {
+        let name = n.name.as_str();
+        if self.connectors.contains_key(name)
+            || self.options.external_connectors.iter().any(|c| c == name)
+        {
+            return;
+        }
+        let candidates: Vec<&str> = self
+            .connectors
+            .keys()
+            .copied()
+            .chain(self.options.external_connectors.iter().map(String::as_str))
+            .collect();
+        let hint = suggest(name, candidates)
+            .map(|h| format!("did you mean `{h}`?"))
+            .unwrap_or_else(|| format!("declare it with `connector {name} = mqtt(host: \"…\")`"));
+        self.error_hint(format!("unknown connector `{name}`"), n.span, Some(hint));
+    }
+
+    fn connector_args(&mut self, args: &[&Arg], op: &str) {
+        for a in args {
+            if a.name.is_none() {
+                self.error(
+                    format!("`.{op}` takes one connector and named parameters"),
+                    a.span,
+                );
+            }
+            let t = literal_type(&a.value);
+            if a.name.as_ref().is_some_and(|n| n.name == "topic") && t.known() && t != Ty::Str {
+                self.error(
+                    format!("`topic` must be a string, found {}", t.name()),
+                    a.value.span,
+                );
+            }
+        }
+    }
+
+    // ----- expressions ----------------------------------------------------------------------
+
+    /// Checks an expression and infers its type from literals.
+    fn expr(&mut self, e: &Expr, place: Place) -> Ty {
+        match &e.kind {
+            ExprKind::Int(_) => Ty::Int,
+            ExprKind::Float(_) => Ty::Float,
+            ExprKind::Str(_) => Ty::Str,
+            ExprKind::Bool(_) => Ty::Bool,
+            ExprKind::Null => Ty::Null,
+            ExprKind::Duration(_) => Ty::Duration,
+            ExprKind::Timestamp(_) => Ty::Timestamp,
+            ExprKind::Name(_) => Ty::Unknown,
+            ExprKind::Array(items) => {
+                for i in items {
+                    self.expr(i, place);
+                }
+                Ty::Array
+            }
+            ExprKind::Map(entries) => {
+                for m in entries {
+                    self.expr(&m.key, place);
+                    self.expr(&m.value, place);
+                }
+                Ty::Map
+            }
+            ExprKind::Unary { op, operand } => {
+                let t = self.expr(operand, place);
+                match op {
+                    UnaryOp::Not => {
+                        self.expect_bool(t, operand.span, "`not`");
+                        Ty::Bool
+                    }
+                    UnaryOp::Neg => {
+                        if t.known() && !matches!(t, Ty::Int | Ty::Float | Ty::Duration) {
+                            self.mismatch(format!("cannot negate a {}", t.name()), e.span);
+                            Ty::Unknown
+                        } else {
+                            t
+                        }
+                    }
+                    UnaryOp::BitNot => {
+                        if t.known() && t != Ty::Int {
+                            self.mismatch(format!("`~` needs an int, found {}", t.name()), e.span);
+                        }
+                        Ty::Int
+                    }
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let l = self.expr(lhs, place);
+                let r = self.expr(rhs, place);
+                self.binary(*op, l, r, lhs, rhs, e.span)
+            }
+            ExprKind::Range { start, end, .. } => {
+                for b in [start, end] {
+                    let t = self.expr(b, place);
+                    if t.known() && t != Ty::Int {
+                        self.mismatch(
+                            format!("range bounds must be ints, found {}", t.name()),
+                            b.span,
+                        );
+                    }
+                }
+                Ty::Range
+            }
+            ExprKind::Call {
+                callee,
+                args,
+                method,
+            } => {
+                for a in args {
+                    self.expr(a, place);
+                }
+                self.call(callee, args.len(), *method, place)
+            }
+            ExprKind::Field { base, .. } => {
+                self.expr(base, place);
+                Ty::Unknown
+            }
+            ExprKind::Index { base, index } => {
+                self.expr(base, place);
+                self.expr(index, place);
+                Ty::Unknown
+            }
+            ExprKind::Slice { base, start, end } => {
+                self.expr(base, place);
+                for b in [start, end].into_iter().flatten() {
+                    let t = self.expr(b, place);
+                    if t.known() && t != Ty::Int {
+                        self.mismatch(
+                            format!("slice bounds must be ints, found {}", t.name()),
+                            b.span,
+                        );
+                    }
+                }
+                Ty::Unknown
+            }
+            ExprKind::If { cond, then, else_ } => {
+                let c = self.expr(cond, place);
+                self.expect_bool(c, cond.span, "`if` condition");
+                let a = self.expr(then, place);
+                let b = self.expr(else_, place);
+                if a == b {
+                    a
+                } else {
+                    Ty::Unknown
+                }
+            }
+            ExprKind::Lambda { body, .. } => {
+                self.error("lambdas are not supported yet (Tier 3)", e.span);
+                let _ = body;
+                Ty::Unknown
+            }
+        }
+    }
+
+    fn mismatch(&mut self, msg: String, span: Span) {
+        self.error(format!("type mismatch: {msg}"), span);
+    }
+
+    fn expect_bool(&mut self, t: Ty, span: Span, what: &str) {
+        if t.known() && t != Ty::Bool {
+            self.mismatch(format!("{what} needs a bool, found {}", t.name()), span);
+        }
+    }
+
+    fn binary(&mut self, op: BinaryOp, l: Ty, r: Ty, lhs: &Expr, rhs: &Expr, span: Span) -> Ty {
+        use BinaryOp::*;
+        let both_known = l.known() && r.known();
+        let sym = op.symbol();
+        match op {
+            And | Or => {
+                self.expect_bool(l, lhs.span, &format!("`{sym}`"));
+                self.expect_bool(r, rhs.span, &format!("`{sym}`"));
+                Ty::Bool
+            }
+            Coalesce => {
+                if l == Ty::Null {
+                    r
+                } else {
+                    Ty::Unknown
+                }
+            }
+            Eq | Ne | In | NotIn => Ty::Bool,
+            Lt | Le | Gt | Ge => {
+                let comparable = (l.is_number() && r.is_number()) || l == r;
+                if both_known && !comparable {
+                    let mut d = Diagnostic::warning(
+                        format!(
+                            "comparing {} with {} with `{sym}` always gives null",
+                            l.name(),
+                            r.name()
+                        ),
+                        span,
+                    );
+                    d.hint = Some(
+                        "ordering needs two numbers, two strings or two values of the same type"
+                            .into(),
+                    );
+                    self.diags.push(d);
+                }
+                Ty::Bool
+            }
+            Add | Sub | Mul | Div | Rem | Pow => {
+                if !both_known {
+                    return Ty::Unknown;
+                }
+                let result = match (op, l, r) {
+                    (_, Ty::Int, Ty::Int) => Some(Ty::Int),
+                    (_, a, b) if a.is_number() && b.is_number() => Some(Ty::Float),
+                    (Add, Ty::Str, Ty::Str) => Some(Ty::Str),
+                    (Add | Sub, Ty::Duration, Ty::Duration) => Some(Ty::Duration),
+                    (Add, Ty::Timestamp, Ty::Duration) | (Add, Ty::Duration, Ty::Timestamp) => {
+                        Some(Ty::Timestamp)
+                    }
+                    (Sub, Ty::Timestamp, Ty::Duration) => Some(Ty::Timestamp),
+                    (Sub, Ty::Timestamp, Ty::Timestamp) => Some(Ty::Duration),
+                    (Mul, Ty::Duration, Ty::Int) | (Mul, Ty::Int, Ty::Duration) => {
+                        Some(Ty::Duration)
+                    }
+                    (Div, Ty::Duration, Ty::Int) => Some(Ty::Duration),
+                    _ => None,
+                };
+                match result {
+                    Some(t) => t,
+                    None => {
+                        self.mismatch(
+                            format!("cannot apply `{sym}` to {} and {}", l.name(), r.name()),
+                            span,
+                        );
+                        Ty::Unknown
+                    }
+                }
+            }
+            BitAnd | BitOr | BitXor | Shl | Shr => {
+                for (t, s) in [(l, lhs.span), (r, rhs.span)] {
+                    if t.known() && t != Ty::Int {
+                        self.mismatch(format!("`{sym}` needs ints, found {}", t.name()), s);
+                    }
+                }
+                Ty::Int
+            }
+        }
+    }
+
+    /// Resolves a call: user functions shadow built-ins (§11.2).
+    fn call(&mut self, callee: &Ident, argc: usize, method: bool, place: Place) -> Ty {
+        let name = callee.name.as_str();
+        if let Some(f) = self.fns.get(name) {
+            let n = f.params.len();
+            if argc > n {
+                self.error_hint(
+                    format!(
+                        "function `{name}` takes {n} argument{}, found {argc}",
+                        plural(n)
+                    ),
+                    callee.span,
+                    Some(format!("declared at line {}", f.span.line)),
+                );
+            } else if argc < n {
+                let mut d = Diagnostic::warning(
+                    format!("function `{name}` takes {n} argument{}, found {argc}; the missing ones are null", plural(n)),
+                    callee.span,
+                );
+                d.hint = Some(format!("declared at line {}", f.span.line));
+                self.diags.push(d);
+            }
+            return Ty::Unknown;
+        }
+        if let Some(b) = builtins::lookup(name) {
+            if b.kind == BuiltinKind::Aggregate {
+                self.error_hint(
+                    format!(
+                        "`{name}` is an aggregate function; it is only allowed in `.aggregate(…)`"
+                    ),
+                    callee.span,
+                    Some("`.aggregate` is not supported yet".into()),
+                );
+                return Ty::Unknown;
+            }
+            if !b.accepts(argc) {
+                let shown = if method {
+                    format!(" (including the receiver before `.{name}`)")
+                } else {
+                    String::new()
+                };
+                self.error(
+                    format!(
+                        "`{name}` takes {} argument{}, found {argc}{shown}",
+                        b.arity_text(),
+                        plural(b.max_args)
+                    ),
+                    callee.span,
+                );
+            }
+            return builtin_type(name);
+        }
+        let _ = place;
+        let candidates = self.fns.keys().copied().chain(
+            builtins::BUILTINS
+                .iter()
+                .filter(|b| b.kind != BuiltinKind::Aggregate)
+                .map(|b| b.name),
+        );
+        let hint = suggest(name, candidates).map(|h| format!("did you mean `{h}`?"));
+        self.error_hint(format!("unknown function `{name}`"), callee.span, hint);
+        Ty::Unknown
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn binding_word(k: BindingKind) -> &'static str {
+    match k {
+        BindingKind::Let => "`let` binding",
+        BindingKind::Var => "`var`",
+        BindingKind::Const => "`const`",
+    }
+}
+
+/// The result type of a built-in, where fixed.
+fn builtin_type(name: &str) -> Ty {
+    match name {
+        "len" | "floor" | "ceil" | "to_int" => Ty::Int,
+        "sqrt" | "log" | "log10" | "exp" | "sin" | "cos" | "tan" | "to_float" | "pow" => Ty::Float,
+        "lower" | "upper" | "trim" | "replace" | "substring" | "to_string" | "join" | "type_of" => {
+            Ty::Str
+        }
+        "starts_with" | "ends_with" | "contains" | "is_null" | "is_int" | "is_float"
+        | "is_string" | "is_bool" | "is_array" | "is_map" => Ty::Bool,
+        "split" | "keys" | "values" | "push" | "reverse" | "sort" | "range" => Ty::Array,
+        _ => Ty::Unknown,
+    }
+}
+
+/// The type of a literal (or `Unknown`).
+fn literal_type(e: &Expr) -> Ty {
+    match &e.kind {
+        ExprKind::Int(_) => Ty::Int,
+        ExprKind::Float(_) => Ty::Float,
+        ExprKind::Str(_) => Ty::Str,
+        ExprKind::Bool(_) => Ty::Bool,
+        ExprKind::Null => Ty::Null,
+        ExprKind::Duration(_) => Ty::Duration,
+        ExprKind::Timestamp(_) => Ty::Timestamp,
+        ExprKind::Array(_) => Ty::Array,
+        ExprKind::Map(_) => Ty::Map,
+        _ => Ty::Unknown,
+    }
+}
+
+/// The stream/event name a stream reads from.
+fn source_name(s: &StreamDecl) -> Option<&str> {
+    match &s.source.kind {
+        SourceKind::Named { name, .. } => Some(&name.name),
+    }
 }
 
 /// The closest candidate to `word` by edit distance, if close enough to be a plausible typo.

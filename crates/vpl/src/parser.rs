@@ -1069,6 +1069,15 @@ impl Parser {
     }
 
     fn expr_bp_inner(&mut self, min_bp: u8) -> PResult<Expr> {
+        // Each operator in a chain deepens the (left-nested) tree by one level; count it against
+        // the depth budget so later tree walks cannot overflow the stack either.
+        let outer = self.depth;
+        let r = self.operator_chain(min_bp);
+        self.depth = outer;
+        r
+    }
+
+    fn operator_chain(&mut self, min_bp: u8) -> PResult<Expr> {
         let mut lhs = self.prefix(min_bp)?;
         loop {
             let (op, lbp, rbp, width) = match self.infix_op() {
@@ -1078,6 +1087,7 @@ impl Parser {
             if lbp < min_bp {
                 break;
             }
+            self.enter()?;
             for _ in 0..width {
                 self.bump();
             }
@@ -1421,9 +1431,19 @@ impl Parser {
         })
     }
 
-    fn postfix(&mut self, mut e: Expr) -> PResult<Expr> {
+    fn postfix(&mut self, e: Expr) -> PResult<Expr> {
+        let outer = self.depth;
+        let r = self.postfix_chain(e);
+        self.depth = outer;
+        r
+    }
+
+    fn postfix_chain(&mut self, mut e: Expr) -> PResult<Expr> {
         let start = e.span;
         loop {
+            if matches!(self.peek(), Tok::Dot | Tok::QuestionDot | Tok::LBracket) {
+                self.enter()?;
+            }
             match self.peek() {
                 Tok::Dot | Tok::QuestionDot => {
                     let optional = matches!(self.peek(), Tok::QuestionDot);
