@@ -1,46 +1,30 @@
 //! The coordinator's replicated state machine: pure, deterministic, no I/O, no clocks.
 //!
-//! INTERFACE SKELETON (to be replaced by the real implementation). The `raft` crate relies on:
-//! - `ClusterState: Clone + Default + Debug + Serialize + Deserialize + Send + Sync + 'static`
-//! - `Command: Clone + Debug + Serialize + Deserialize + Send + Sync + 'static`
-//! - `CommandResponse: Clone + Debug + Serialize + Deserialize + Send + Sync + 'static`
-//! - `ClusterState::apply(&mut self, &Command) -> CommandResponse` (deterministic)
-//! - `ClusterState::state_hash(&self) -> String` (hex, equal for equal states)
+//! The Raft log carries [`Command`]s; [`ClusterState::apply`] applies one and answers a
+//! [`CommandResponse`] (an [`Outcome`] or an [`Error`]; a rejected command changes nothing).
+//! Time, ids and placement choices are decided by the leader before proposing
+//! ([`placement`]) and travel inside the command, so every replica that applies the same log
+//! holds the same state, with the same [`ClusterState::state_hash`].
+//!
+//! Modules: [`state`] (the state and `apply`), [`command`] (commands and responses),
+//! [`registry`] (workers and their transition table), [`group`] (groups, placements, spec
+//! validation), [`placement`] (strategies and plans), [`routing`], [`migration`],
+//! [`connector`], [`error`] and [`views`] (API DTOs). See `docs/cluster-state.md`.
 
-use serde::{Deserialize, Serialize};
+pub mod command;
+pub mod connector;
+pub mod error;
+pub mod group;
+pub mod migration;
+pub mod placement;
+pub mod registry;
+pub mod routing;
+pub mod state;
+pub mod views;
 
-/// A replicated command (skeleton).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Command {
-    /// Does nothing; used by tests and leader no-ops.
-    Noop,
-}
-
-/// The result of applying one command (skeleton).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum CommandResponse {
-    /// Applied with nothing to report.
-    Ok,
-}
-
-/// The whole replicated state (skeleton).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClusterState {
-    /// Commands applied.
-    pub applied: u64,
-}
-
-impl ClusterState {
-    /// Applies one command deterministically.
-    pub fn apply(&mut self, _cmd: &Command) -> CommandResponse {
-        self.applied += 1;
-        CommandResponse::Ok
-    }
-
-    /// Hex digest of the canonical serialization of the state.
-    pub fn state_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(&bytes))
-    }
-}
+pub use command::{Command, CommandResponse, Outcome, PlacementAssignment, RegisterWorker};
+pub use error::Error;
+pub use group::{Group, GroupStatus, Placement, PlacementStatus};
+pub use migration::{Migration, MigrationReason, MigrationStatus};
+pub use registry::{Worker, WorkerStatus};
+pub use state::{ClusterState, IDEMPOTENCY_CAPACITY, MAX_CHECKPOINT_BYTES};

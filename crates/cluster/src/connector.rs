@@ -1,0 +1,157 @@
+//! Cluster-wide connector definitions (`POST /api/v1/cluster/connectors`).
+//!
+//! VPL programs refer to a connector by name, so the name must be an identifier
+//! (`[A-Za-z_][A-Za-z0-9_]*`). `connector_type` is `mqtt` or `nats` (case-insensitive, stored
+//! lowercase). An MQTT connector needs a non-empty `host`; a `port` (MQTT or NATS) may arrive as
+//! a number or a numeric string and is stored as a number in `1..=65535`.
+
+use serde_json::{Map, Value};
+use varpulis_api::cluster::ConnectorSpec;
+
+use crate::error::Error;
+
+/// Connector types the cluster accepts.
+pub const CONNECTOR_TYPES: [&str; 2] = ["mqtt", "nats"];
+
+/// Whether `name` is an identifier: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn parse_port(value: &Value) -> Result<u64, Error> {
+    let n = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(p) if (1..=65535).contains(&p) => Ok(p),
+        _ => Err(Error::InvalidConnector(format!(
+            "port must be a number between 1 and 65535 (a number or a numeric string), got {value}"
+        ))),
+    }
+}
+
+/// Validates a connector and returns its normalised form (lowercase type, numeric port).
+pub fn normalize(spec: &ConnectorSpec) -> Result<ConnectorSpec, Error> {
+    if !is_identifier(&spec.name) {
+        return Err(Error::InvalidConnector(format!(
+            "name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*) because VPL refers to it",
+            spec.name
+        )));
+    }
+    let kind = spec.connector_type.trim().to_ascii_lowercase();
+    if !CONNECTOR_TYPES.contains(&kind.as_str()) {
+        return Err(Error::InvalidConnector(format!(
+            "connector_type '{}' is not supported (expected one of: {})",
+            spec.connector_type,
+            CONNECTOR_TYPES.join(", ")
+        )));
+    }
+    let mut params: Map<String, Value> = spec.params.clone();
+    if kind == "mqtt" {
+        match params.get("host") {
+            Some(Value::String(h)) if !h.trim().is_empty() => {}
+            Some(_) => {
+                return Err(Error::InvalidConnector(
+                    "mqtt 'host' must be a non-empty string".into(),
+                ))
+            }
+            None => {
+                return Err(Error::InvalidConnector(
+                    "mqtt connector needs a 'host' parameter".into(),
+                ))
+            }
+        }
+    }
+    if let Some(port) = params.get("port") {
+        let port = parse_port(port)?;
+        params.insert("port".to_string(), Value::from(port));
+    }
+    Ok(ConnectorSpec {
+        name: spec.name.clone(),
+        connector_type: kind,
+        params,
+        description: spec.description.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(name: &str, kind: &str, params: Value) -> ConnectorSpec {
+        ConnectorSpec {
+            name: name.into(),
+            connector_type: kind.into(),
+            params: params.as_object().cloned().unwrap_or_default(),
+            description: None,
+        }
+    }
+
+    fn message(r: Result<ConnectorSpec, Error>) -> String {
+        match r {
+            Err(Error::InvalidConnector(m)) => m,
+            other => panic!("expected InvalidConnector, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("MqttOut"));
+        assert!(is_identifier("_x9"));
+        assert!(!is_identifier(""));
+        assert!(!is_identifier("9x"));
+        assert!(!is_identifier("my-conn"));
+        assert!(!is_identifier("a b"));
+    }
+
+    #[test]
+    fn port_string_is_normalised_to_a_number() {
+        let c = normalize(&spec(
+            "M",
+            "MQTT",
+            json!({"host": "localhost", "port": "1883"}),
+        ))
+        .unwrap();
+        assert_eq!(c.connector_type, "mqtt");
+        assert_eq!(c.params["port"], json!(1883));
+        let c = normalize(&spec("M", "mqtt", json!({"host": "h", "port": 8883}))).unwrap();
+        assert_eq!(c.params["port"], json!(8883));
+        let c = normalize(&spec("N", "nats", json!({"servers": "nats://h:4222"}))).unwrap();
+        assert_eq!(c.connector_type, "nats");
+    }
+
+    #[test]
+    fn invalid_connectors_are_rejected() {
+        assert!(
+            message(normalize(&spec("bad-name", "mqtt", json!({"host": "h"}))))
+                .contains("identifier")
+        );
+        assert!(message(normalize(&spec("k", "kafka", json!({})))).contains("not supported"));
+        assert!(message(normalize(&spec("m", "mqtt", json!({})))).contains("needs a 'host'"));
+        assert!(message(normalize(&spec("m", "mqtt", json!({"host": ""})))).contains("non-empty"));
+        assert!(message(normalize(&spec("m", "mqtt", json!({"host": 5})))).contains("non-empty"));
+        for port in [
+            json!("abc"),
+            json!(0),
+            json!(70000),
+            json!(-1),
+            json!(true),
+            json!(""),
+        ] {
+            let m = message(normalize(&spec(
+                "m",
+                "mqtt",
+                json!({"host": "h", "port": port}),
+            )));
+            assert!(m.contains("between 1 and 65535"), "{m}");
+        }
+    }
+}
