@@ -225,6 +225,10 @@ pub struct Token {
     pub span: Span,
     /// True when no other token precedes it on its line.
     pub line_start: bool,
+    /// 1-based line just after the token's last character.
+    pub end_line: u32,
+    /// 1-based column just after the token's last character.
+    pub end_column: u32,
 }
 
 /// Words reserved everywhere (§1).
@@ -326,6 +330,8 @@ impl Lexer<'_> {
             kind,
             span,
             line_start: !self.line_has_token,
+            end_line: self.line,
+            end_column: self.col,
         });
         self.line_has_token = true;
     }

@@ -232,16 +232,10 @@ impl Parser {
     fn cur_span(&self) -> Span {
         if self.at_end() && self.pos > 0 && !matches!(self.cur().kind, Tok::Eof) {
             // Point just after the previous token rather than at the next line.
-            let p = self.prev_span();
-            return Span::new(p.end, p.end, p.line, p.column + self.prev_width());
+            let p = self.raw(self.pos - 1);
+            return Span::new(p.span.end, p.span.end, p.end_line, p.end_column);
         }
         self.cur().span
-    }
-
-    /// Width in characters of the previous token (assumes it lies on one line).
-    fn prev_width(&self) -> u32 {
-        let t = self.raw(self.pos.saturating_sub(1));
-        u32::try_from(t.span.len()).unwrap_or(1).max(1)
     }
 
     fn found(&self) -> String {
@@ -659,7 +653,7 @@ impl Parser {
                         && decl.ops.is_empty()
                         && decl.source.from.is_none()
                     {
-                        decl.source.from = Some(self.from_clause(op)?);
+                        decl.source.from = Some(self.fold_from(op)?);
                     } else {
                         decl.ops.push(op);
                     }
@@ -711,7 +705,7 @@ impl Parser {
         })
     }
 
-    fn from_clause(&mut self, op: StreamOp) -> PResult<FromClause> {
+    fn fold_from(&mut self, op: StreamOp) -> PResult<FromClause> {
         let mut args = op.args.into_iter();
         match args.next() {
             Some(Arg {
@@ -917,7 +911,8 @@ impl Parser {
     /// Skips the rest of the current block line (to the next token at or left of the fence).
     fn sync_line(&mut self, start: usize) {
         self.stmt_start = start;
-        while !matches!(self.cur().kind, Tok::Eof) && !(self.pos > start && self.fenced(self.pos)) {
+        while !(matches!(self.cur().kind, Tok::Eof) || (self.pos > start && self.fenced(self.pos)))
+        {
             self.bump();
         }
     }
@@ -1079,11 +1074,7 @@ impl Parser {
 
     fn operator_chain(&mut self, min_bp: u8) -> PResult<Expr> {
         let mut lhs = self.prefix(min_bp)?;
-        loop {
-            let (op, lbp, rbp, width) = match self.infix_op() {
-                Some(x) => x,
-                None => break,
-            };
+        while let Some((op, lbp, rbp, width)) = self.infix_op() {
             if lbp < min_bp {
                 break;
             }
