@@ -26,7 +26,8 @@ pub fn parse(src: &str) -> (ast::Program, Vec<Diagnostic>) {
 }
 
 /// Parses and checks `src`. On success returns the program and its warnings; otherwise every
-/// error (syntax and semantic), sorted by position.
+/// error, sorted by position: all syntax errors when there are any (semantic checks on a partly
+/// parsed program would report phantom problems), else all semantic errors.
 pub fn check(src: &str, options: &CheckOptions) -> Result<Checked, Vec<Diagnostic>> {
     let (program, mut diags) = parse(src);
     if diags.iter().any(Diagnostic::is_error) {
