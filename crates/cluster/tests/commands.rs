@@ -1,4 +1,5 @@
 //! One test per command outcome and per rejection of the cluster state machine.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Helpers shared by the cluster state tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use serde_json::Value;
 use varpulis_api::cluster::{ConnectorSpec, PipelineGroupSpec, PipelineSpec, RouteSpec, EXTERNAL};
