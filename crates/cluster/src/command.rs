@@ -40,6 +40,21 @@ pub struct RegisterWorker {
     pub now_ms: u64,
 }
 
+impl RegisterWorker {
+    /// The command for a registration request received at `now_ms` (leader's clock).
+    pub fn from_request(req: &varpulis_api::cluster::RegisterWorkerRequest, now_ms: u64) -> Self {
+        RegisterWorker {
+            worker_id: req.worker_id.clone(),
+            address: req.address.clone(),
+            api_key: req.api_key.clone(),
+            cpu_cores: req.capacity.cpu_cores,
+            max_pipelines: req.capacity.max_pipelines,
+            labels: req.labels.clone(),
+            now_ms,
+        }
+    }
+}
+
 /// Where the leader placed one pipeline replica of a new group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlacementAssignment {

@@ -165,3 +165,165 @@ pub fn migration_info(m: &Migration) -> MigrationInfo {
 pub fn migration_views(state: &ClusterState) -> Vec<MigrationInfo> {
     state.migrations().into_iter().map(migration_info).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Command, PlacementAssignment, RegisterWorker};
+    use crate::group::PlacementStatus;
+    use crate::migration::MigrationReason;
+    use varpulis_api::cluster::{PipelineGroupSpec, PipelineSpec, RouteSpec, EXTERNAL};
+
+    fn state() -> ClusterState {
+        let mut s = ClusterState::default();
+        for id in ["w1", "w2"] {
+            let r = s.apply(&Command::RegisterWorker(RegisterWorker {
+                worker_id: id.into(),
+                address: format!("http://{id}:9000"),
+                api_key: "super-secret-key".into(),
+                cpu_cores: 8,
+                max_pipelines: 100,
+                labels: Default::default(),
+                now_ms: 1,
+            }));
+            assert!(r.is_ok());
+        }
+        let pipe = |n: &str| PipelineSpec {
+            name: n.into(),
+            source: "stream A = X .emit(v: 1)".into(),
+            worker_affinity: None,
+            replicas: None,
+            labels: Default::default(),
+        };
+        let spec = PipelineGroupSpec {
+            name: "app".into(),
+            pipelines: vec![pipe("a"), pipe("b")],
+            routes: vec![RouteSpec {
+                from_pipeline: EXTERNAL.into(),
+                to_pipeline: "a".into(),
+                event_types: vec!["A*".into()],
+                mqtt_topic: None,
+            }],
+            placement: None,
+        };
+        let assign = |p: &str, w: Option<&str>| PlacementAssignment {
+            pipeline_name: p.into(),
+            replica: 0,
+            worker_id: w.map(str::to_string),
+        };
+        let r = s.apply(&Command::CreateGroup {
+            group_id: "g1".into(),
+            spec,
+            placements: vec![assign("a", Some("w1")), assign("b", None)],
+            next_rr_cursor: None,
+            created_at_ms: 2,
+        });
+        assert!(r.is_ok());
+        let r = s.apply(&Command::UpdatePlacement {
+            group_id: "g1".into(),
+            pipeline_name: "a".into(),
+            replica: 0,
+            epoch: 1,
+            worker_id: None,
+            pipeline_id: Some("pid-a".into()),
+            status: PlacementStatus::Running,
+            error: None,
+        });
+        assert!(r.is_ok());
+        s
+    }
+
+    #[test]
+    fn worker_views_never_expose_the_api_key() {
+        let s = state();
+        let views = worker_views(&s, &BTreeMap::new());
+        assert_eq!(views.len(), 2);
+        assert_eq!(views[0].id, "w1");
+        assert_eq!(views[0].status, "ready");
+        assert_eq!(views[0].assigned_pipelines, ["a"]);
+        assert_eq!(views[0].pipelines_running, 1);
+        assert_eq!(views[1].assigned_pipelines, Vec::<String>::new());
+        let json = serde_json::to_string(&views).unwrap();
+        assert!(!json.contains("super-secret-key"));
+        assert!(!json.contains("api_key"));
+    }
+
+    #[test]
+    fn live_figures_override_placement_counts() {
+        let s = state();
+        let live = WorkerLive {
+            pipelines_running: 3,
+            events_processed: 99,
+            last_heartbeat_ms_ago: Some(120),
+        };
+        let v = worker_view(&s, "w1", Some(&live)).unwrap();
+        assert_eq!(v.pipelines_running, 3);
+        assert_eq!(v.events_processed, 99);
+        assert_eq!(v.last_heartbeat_ms_ago, Some(120));
+        assert_eq!(v.cpu_cores, 8);
+        assert!(worker_view(&s, "ghost", None).is_none());
+    }
+
+    #[test]
+    fn group_views_show_placements_and_status() {
+        let s = state();
+        let g = group_info(&s, s.group("g1").unwrap());
+        assert_eq!(g.id, "g1");
+        assert_eq!(g.status, "deploying");
+        assert_eq!(g.pipeline_count, 2);
+        assert_eq!(g.version, 1);
+        let a = &g.placements[0];
+        assert_eq!(
+            (a.worker_id.as_str(), a.worker_address.as_str()),
+            ("w1", "http://w1:9000")
+        );
+        assert_eq!(
+            (a.pipeline_id.as_str(), a.status.as_str(), a.epoch),
+            ("pid-a", "Running", 1)
+        );
+        let b = &g.placements[1];
+        assert_eq!((b.worker_id.as_str(), b.status.as_str()), ("", "Pending"));
+        assert_eq!(
+            g.routes[0].mqtt_topic.as_deref(),
+            Some("varpulis/app/_external/a")
+        );
+        assert_eq!(group_views(&s).len(), 1);
+    }
+
+    #[test]
+    fn topology_lists_placed_pipelines_only() {
+        let s = state();
+        let t = topology(&s);
+        assert_eq!(t.groups.len(), 1);
+        assert_eq!(t.groups[0].group_name, "app");
+        assert_eq!(t.groups[0].pipelines.len(), 1);
+        assert_eq!(t.groups[0].pipelines[0].worker_address, "http://w1:9000");
+        assert_eq!(t.groups[0].routes.len(), 1);
+    }
+
+    #[test]
+    fn migration_views_use_api_names() {
+        let mut s = state();
+        let r = s.apply(&Command::StartMigration {
+            migration_id: "m1".into(),
+            group_id: "g1".into(),
+            pipeline_name: "a".into(),
+            replica: 0,
+            from_worker: "w1".into(),
+            to_worker: Some("w2".into()),
+            reason: MigrationReason::Drain,
+            next_rr_cursor: None,
+            now_ms: 5,
+        });
+        assert!(r.is_ok());
+        let v = migration_views(&s);
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].status.as_str(), v[0].reason.as_str()),
+            ("deploying", "drain")
+        );
+        assert_eq!(v[0].to_worker.as_deref(), Some("w2"));
+        assert_eq!(v[0].started_at_ms, 5);
+        assert_eq!(v[0].completed_at_ms, None);
+    }
+}
