@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_is_marked_unhealthy_then_ready_again() {
     let opts = Opts::default();
-    let bound = Duration::from_secs_f64(opts.heartbeat_timeout + opts.sweep_interval + 4.0);
+    let bound = Duration::from_secs_f64(opts.heartbeat_timeout + opts.sweep_interval + 5.0);
     let mut ens = Ensemble::start(3, 1, opts).await;
     let leader = ens.wait_leader(Duration::from_secs(20)).await;
     let id = ens.workers[0].id.clone();
