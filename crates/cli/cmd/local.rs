@@ -1,12 +1,514 @@
-//! `varpulis local` (not yet implemented; owned by its issue).
+//! `varpulis local`: a whole cluster on one machine, for trying Varpulis and for development.
+//!
+//! Starts the embedded MQTT broker in this process, then three `varpulis coordinator` child
+//! processes forming one Raft group and N `varpulis server` workers registered with all three.
+//! It waits until a leader is elected and every worker is registered `ready`, prints the URLs
+//! and a curl session to paste, and on Ctrl-C / SIGTERM stops every child and waits for it.
+//!
+//! Children are spawned from `current_exe()`, so the ensemble always runs the same build.
+//! Their logs go to `<data-dir>/logs/<name>.log`.
 
-use std::process::ExitCode;
+use anyhow::{bail, Context};
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long to wait for a leader and the workers' registrations.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long children get to exit on their own after Ctrl-C before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Number of coordinators: three is the smallest group that survives the loss of one.
+const COORDINATORS: u16 = 3;
 
 /// Flags of `varpulis local`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Number of workers to start.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u16,
+    /// Port of coordinator 1; coordinators 2 and 3 take the next two.
+    #[arg(long, default_value_t = 9100)]
+    pub base_port: u16,
+    /// Port of worker 0; the others take the following ports.
+    #[arg(long, default_value_t = 9000)]
+    pub worker_base_port: u16,
+    /// Port of the embedded MQTT broker.
+    #[arg(long, default_value_t = 1883)]
+    pub mqtt_port: u16,
+    /// API key of the coordinators.
+    #[arg(long, default_value = "admin")]
+    pub api_key: String,
+    /// API key of the workers (the coordinators send it when they call a worker).
+    #[arg(long, default_value = "test")]
+    pub worker_api_key: String,
+    /// Directory for the coordinators' data and every log (default: a fresh temporary
+    /// directory, removed at exit; `./varpulis-local` with `--keep`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the data directory at exit (and default it to `./varpulis-local`), so the next
+    /// run recovers the cluster state.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// A child process with its log file.
+struct Managed {
+    name: String,
+    url: String,
+    log: PathBuf,
+    child: Child,
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`varpulis local` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let coord_ports = port_range(args.base_port, COORDINATORS, "--base-port")?;
+    let worker_ports = port_range(args.worker_base_port, args.workers, "--worker-base-port")?;
+    check_ports(&coord_ports, &worker_ports, args.mqtt_port)?;
+
+    let (data_dir, remove_at_exit) = match (&args.data_dir, args.keep) {
+        (Some(dir), _) => (dir.clone(), false),
+        (None, true) => (PathBuf::from("varpulis-local"), false),
+        (None, false) => {
+            let dir = std::env::temp_dir().join(format!("varpulis-local-{}", std::process::id()));
+            (dir, true)
+        }
+    };
+    let log_dir = data_dir.join("logs");
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(run_ensemble(&args, &coord_ports, &worker_ports, &data_dir));
+    if remove_at_exit {
+        if let Err(e) = std::fs::remove_dir_all(&data_dir) {
+            eprintln!("warning: could not remove {}: {e}", data_dir.display());
+        }
+    }
+    result
+}
+
+/// `count` consecutive ports from `base`, or a clear error when they overflow.
+fn port_range(base: u16, count: u16, flag: &str) -> anyhow::Result<Vec<u16>> {
+    (0..count)
+        .map(|i| base.checked_add(i).filter(|p| *p != 0))
+        .collect::<Option<Vec<u16>>>()
+        .with_context(|| format!("{flag} {base} leaves no room for {count} ports"))
+}
+
+/// Fails with a clear message when a port is used twice or already taken on 127.0.0.1.
+fn check_ports(coords: &[u16], workers: &[u16], mqtt: u16) -> anyhow::Result<()> {
+    let mut wanted: Vec<(u16, String)> = Vec::new();
+    for (i, p) in coords.iter().enumerate() {
+        wanted.push((*p, format!("coordinator {} (--base-port)", i + 1)));
+    }
+    for (i, p) in workers.iter().enumerate() {
+        wanted.push((*p, format!("worker-{i} (--worker-base-port)")));
+    }
+    wanted.push((mqtt, "the MQTT broker (--mqtt-port)".to_owned()));
+    for (i, (port, what)) in wanted.iter().enumerate() {
+        if let Some((_, other)) = wanted[..i].iter().find(|(p, _)| p == port) {
+            bail!("port {port} is wanted by both {other} and {what}; choose other base ports");
+        }
+        if let Err(e) = TcpListener::bind(("127.0.0.1", *port)) {
+            bail!("port {port} for {what} is not available on 127.0.0.1 ({e}); is another `varpulis local` running? Pick another port with the flag named");
+        }
+    }
+    Ok(())
+}
+
+async fn run_ensemble(
+    args: &Args,
+    coord_ports: &[u16],
+    worker_ports: &[u16],
+    data_dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    let log_dir = data_dir.join("logs");
+    let broker =
+        varpulis_worker::broker::start_embedded_broker(args.mqtt_port).with_context(|| {
+            format!(
+                "cannot start the MQTT broker on 127.0.0.1:{}",
+                args.mqtt_port
+            )
+        })?;
+
+    let exe = std::env::current_exe().context("cannot find the varpulis executable")?;
+    let coord_urls: Vec<String> = coord_ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let peers = coord_urls.join(",");
+    let mut children: Vec<Managed> = Vec::new();
+
+    let spawned = spawn_all(
+        args,
+        &exe,
+        coord_ports,
+        worker_ports,
+        &peers,
+        data_dir,
+        &log_dir,
+        &mut children,
+    );
+    let outcome = match spawned {
+        Ok(()) => wait_and_serve(args, &coord_urls, &mut children, data_dir, &log_dir).await,
+        Err(e) => Err(e),
+    };
+    let grace = if outcome.is_ok() {
+        STOP_GRACE
+    } else {
+        Duration::ZERO
+    };
+    stop_all(&mut children, grace);
+    drop(broker);
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_all(
+    args: &Args,
+    exe: &Path,
+    coord_ports: &[u16],
+    worker_ports: &[u16],
+    peers: &str,
+    data_dir: &Path,
+    log_dir: &Path,
+    children: &mut Vec<Managed>,
+) -> anyhow::Result<()> {
+    for (i, port) in coord_ports.iter().enumerate() {
+        let node = i + 1;
+        let dir = data_dir.join(format!("coordinator-{node}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let cmd_args = vec![
+            "coordinator".to_owned(),
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--api-key".into(),
+            args.api_key.clone(),
+            "--raft-peers".into(),
+            peers.to_owned(),
+            "--raft-node-id".into(),
+            node.to_string(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+        ];
+        let name = format!("coordinator-{node}");
+        children.push(spawn(
+            exe,
+            &name,
+            &format!("http://127.0.0.1:{port}"),
+            &cmd_args,
+            log_dir,
+        )?);
+    }
+    for (i, port) in worker_ports.iter().enumerate() {
+        let url = format!("http://127.0.0.1:{port}");
+        let id = format!("worker-{i}");
+        let cmd_args = vec![
+            "server".to_owned(),
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--api-key".into(),
+            args.worker_api_key.clone(),
+            "--coordinator".into(),
+            peers.to_owned(),
+            "--worker-id".into(),
+            id.clone(),
+            "--advertise-address".into(),
+            url.clone(),
+        ];
+        children.push(spawn(exe, &id, &url, &cmd_args, log_dir)?);
+    }
+    Ok(())
+}
+
+fn spawn(
+    exe: &Path,
+    name: &str,
+    url: &str,
+    args: &[String],
+    log_dir: &Path,
+) -> anyhow::Result<Managed> {
+    let log = log_dir.join(format!("{name}.log"));
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let child = Command::new(exe)
+        .args(args)
+        // The key is on the command line; keep the children from picking up a different one.
+        .env_remove("VARPULIS_API_KEY")
+        .env_remove("VARPULIS_COORDINATOR")
+        .env_remove("VARPULIS_WORKER_ID")
+        .env_remove("VARPULIS_WORKER_TOKEN")
+        .env_remove("VARPULIS_RAFT_PEERS")
+        .env_remove("VARPULIS_RAFT_NODE_ID")
+        .env_remove("VARPULIS_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    Ok(Managed {
+        name: name.to_owned(),
+        url: url.to_owned(),
+        log,
+        child,
+    })
+}
+
+/// Fails when a child has exited, quoting the end of its log.
+fn check_alive(children: &mut [Managed]) -> anyhow::Result<()> {
+    for c in children.iter_mut() {
+        if let Ok(Some(status)) = c.child.try_wait() {
+            bail!(
+                "{} exited ({status}); end of {}:\n{}",
+                c.name,
+                c.log.display(),
+                tail(&c.log, 20)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn wait_and_serve(
+    args: &Args,
+    coord_urls: &[String],
+    children: &mut [Managed],
+    data_dir: &Path,
+    log_dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .context("cannot build the HTTP client")?;
+    println!(
+        "Starting 3 coordinators and {} workers (logs in {})...",
+        args.workers,
+        log_dir.display()
+    );
+
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut interrupt = Box::pin(shutdown_signal());
+    let leader = loop {
+        check_alive(children)?;
+        if let Some(l) = find_leader(&http, coord_urls).await {
+            break l;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no Raft leader after {STARTUP_TIMEOUT:?}; see the logs in {}",
+                log_dir.display()
+            );
+        }
+        tokio::select! {
+            _ = &mut interrupt => return Ok(ExitCode::from(130)),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    };
+    let leader_url = &coord_urls[leader];
+    loop {
+        check_alive(children)?;
+        let ready = ready_workers(&http, leader_url, &args.api_key).await;
+        if ready >= usize::from(args.workers) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {ready} of {} workers registered after {STARTUP_TIMEOUT:?}; see the logs in {}",
+                args.workers,
+                log_dir.display()
+            );
+        }
+        tokio::select! {
+            _ = &mut interrupt => return Ok(ExitCode::from(130)),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+
+    print_banner(args, coord_urls, leader, children, data_dir, log_dir);
+
+    let mut reported = vec![false; children.len()];
+    loop {
+        tokio::select! {
+            _ = &mut interrupt => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        for (c, seen) in children.iter_mut().zip(reported.iter_mut()) {
+            if !*seen {
+                if let Ok(Some(status)) = c.child.try_wait() {
+                    eprintln!(
+                        "warning: {} exited ({status}); see {}",
+                        c.name,
+                        c.log.display()
+                    );
+                    *seen = true;
+                }
+            }
+        }
+    }
+    println!("\nStopping the ensemble...");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_banner(
+    args: &Args,
+    coord_urls: &[String],
+    leader: usize,
+    children: &[Managed],
+    data_dir: &Path,
+    log_dir: &Path,
+) {
+    let key = &args.api_key;
+    // Any coordinator answers; show a follower to make the point that writes are proxied.
+    let any = &coord_urls[(leader + 1) % coord_urls.len()];
+    println!();
+    println!("Varpulis local ensemble is ready");
+    println!("================================");
+    for (i, url) in coord_urls.iter().enumerate() {
+        let role = if i == leader { "  (leader)" } else { "" };
+        println!("coordinator {}: {url}{role}", i + 1);
+    }
+    for c in children.iter().filter(|c| c.name.starts_with("worker-")) {
+        println!("{:<14} {}", format!("{}:", c.name), c.url);
+    }
+    println!("MQTT broker:   mqtt://127.0.0.1:{}", args.mqtt_port);
+    println!(
+        "API key:       {key} (coordinators), {} (workers)",
+        args.worker_api_key
+    );
+    println!("Data dir:      {}", data_dir.display());
+    println!("Logs:          {}/<name>.log", log_dir.display());
+    println!();
+    println!("Try it (any coordinator answers; writes are proxied to the leader):");
+    println!();
+    println!("curl -s {any}/api/v1/cluster/workers -H 'x-api-key: {key}'");
+    println!();
+    println!(
+        "GROUP_ID=$(curl -s -X POST {any}/api/v1/cluster/pipeline-groups -H 'x-api-key: {key}' \\\n  \
+         -H 'Content-Type: application/json' \\\n  \
+         -d '{{\"name\":\"demo\",\"pipelines\":[{{\"name\":\"alerts\",\"source\":\"stream Alerts = Reading .where(temperature > 100) .emit(sensor_id: sensor_id, temperature: temperature)\"}}],\"routes\":[{{\"from_pipeline\":\"_external\",\"to_pipeline\":\"alerts\",\"event_types\":[\"Reading*\"]}}]}}' \\\n  \
+         | sed -n 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/p'); echo $GROUP_ID"
+    );
+    println!();
+    println!(
+        "curl -s -X POST {any}/api/v1/cluster/pipeline-groups/$GROUP_ID/inject -H 'x-api-key: {key}' \\\n  \
+         -H 'Content-Type: application/json' \\\n  \
+         -d '{{\"event_type\":\"Reading\",\"fields\":{{\"sensor_id\":\"T1\",\"temperature\":105.5}}}}'"
+    );
+    println!();
+    println!("Press Ctrl-C to stop.");
+}
+
+/// Index of the coordinator every answering node agrees is the leader.
+async fn find_leader(http: &reqwest::Client, urls: &[String]) -> Option<usize> {
+    let mut leader = None;
+    let mut views = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let metrics: Value = match http.get(format!("{url}/raft/metrics")).send().await {
+            Ok(r) if r.status().is_success() => r.json().await.ok()?,
+            _ => return None,
+        };
+        if metrics["state"] == "Leader" {
+            leader = Some(i);
+        }
+        views.push(metrics["current_leader"].as_u64());
+    }
+    let l = leader?;
+    let id = u64::try_from(l + 1).ok()?;
+    views.iter().all(|v| *v == Some(id)).then_some(l)
+}
+
+/// Number of workers the coordinator lists as `ready` (0 when it does not answer).
+async fn ready_workers(http: &reqwest::Client, url: &str, key: &str) -> usize {
+    let resp = http
+        .get(format!("{url}/api/v1/cluster/workers?limit=1000"))
+        .header("x-api-key", key)
+        .send()
+        .await;
+    let Ok(resp) = resp else { return 0 };
+    let Ok(body) = resp.json::<Value>().await else {
+        return 0;
+    };
+    body["workers"]
+        .as_array()
+        .map(|ws| ws.iter().filter(|w| w["status"] == "ready").count())
+        .unwrap_or(0)
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Stops every child: workers first, then coordinators. Children that already received the
+/// terminal's SIGINT get a short grace period to exit on their own; the rest are killed.
+/// Every child is waited for, so none is left behind.
+fn stop_all(children: &mut [Managed], grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline
+        && children
+            .iter_mut()
+            .any(|c| matches!(c.child.try_wait(), Ok(None)))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for c in children.iter_mut().rev() {
+        if matches!(c.child.try_wait(), Ok(None)) {
+            let _ = c.child.kill();
+        }
+        let _ = c.child.wait();
+    }
+}
+
+/// The last `lines` lines of a log file.
+fn tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(32 * 1024)));
+    let mut buf = String::new();
+    let _ = file.read_to_string(&mut buf);
+    let all: Vec<&str> = buf.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
