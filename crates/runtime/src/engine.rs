@@ -201,7 +201,22 @@ fn exec(
         }
         OpCode::Emit(fields) => {
             let next = if fields.is_empty() {
-                ev.retyped(&stream.name)
+                // `.emit()` copies every field; output events never carry null fields.
+                if ev.fields.iter().any(|(_, v)| v.is_null()) {
+                    let kept: Fields = ev
+                        .fields
+                        .iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .cloned()
+                        .collect();
+                    Event {
+                        event_type: stream.name.clone(),
+                        timestamp_ns: ev.timestamp_ns,
+                        fields: Arc::new(kept),
+                    }
+                } else {
+                    ev.retyped(&stream.name)
+                }
             } else {
                 let fields = build(run, fields, ev, false)?;
                 Event {

@@ -321,7 +321,7 @@ mod tests {
             "PumpReading { pump: \"P1\", rpm: 1200 }\nBATCH 5000\n@6s PumpReading(\"P3\", 0)\n\
                     {\"event_type\": \"PumpReading\", \"data\": {\"pump\": \"P4\", \"rpm\": 0}}\n";
         let evs = parse_evt(text).unwrap();
-        assert_eq!(evs.len(), 4);
+        assert_eq!(evs.len(), 3);
         assert_eq!(evs[0].timestamp_ns, 0);
         assert_eq!(evs[1].timestamp_ns, 5_000_000_000);
         assert!(matches!(f(&evs[1], "pump"), Value::Str(s) if &**s == "P4"));
