@@ -531,6 +531,17 @@ impl ClusterState {
             });
         }
         let moving = worker_id.filter(|w| p.worker_id.as_deref() != Some(*w));
+        let has_worker = moving.is_some() || p.worker_id.is_some();
+        if !has_worker
+            && matches!(
+                status,
+                PlacementStatus::Deploying | PlacementStatus::Running
+            )
+        {
+            return Err(Error::InvalidCommand(format!(
+                "'{pipeline}' replica {replica} has no worker and cannot be {status}"
+            )));
+        }
         if let Some(w) = moving {
             if let Some(m) = self.active_migration_for(group_id, pipeline, replica) {
                 return Err(Error::MigrationInProgress(m.id.clone()));

@@ -598,6 +598,9 @@ fn placements_cannot_be_moved_while_migrating() {
 fn a_pending_placement_is_assigned_by_an_update() {
     let mut s = with_workers(1);
     ok(&mut s, create("g1", spec("app", &["a"]), &[]));
+    let e = rejected(&mut s, update("g1", "a", 1, None, PlacementStatus::Running));
+    assert!(matches!(e, Error::InvalidCommand(m) if m.contains("no worker")));
+    ok(&mut s, update("g1", "a", 1, None, PlacementStatus::Failed));
     let out = ok(
         &mut s,
         update("g1", "a", 1, Some("w1"), PlacementStatus::Deploying),
