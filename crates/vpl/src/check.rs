@@ -1659,6 +1659,55 @@ mod tests {
     }
 
     #[test]
+    fn remaining_declaration_and_operator_diagnostics() {
+        assert_eq!(
+            err("event E extends Nope:\n    a: int\n"),
+            vec!["unknown base event `Nope`"]
+        );
+        ok("event E extends A:\n    a: int\n");
+        assert_eq!(
+            err("stream S = A .select()"),
+            vec!["`.select` needs at least one field"]
+        );
+        assert_eq!(
+            err("stream S = A .where(c: x)"),
+            vec!["`.where` takes no named arguments"]
+        );
+        assert_eq!(
+            err("connector C = mqtt(\"h\")"),
+            vec![
+                "MQTT connector `C` needs a `host`",
+                "connector parameters need a name"
+            ]
+        );
+        assert_eq!(
+            err("connector C = mqtt(host: \"h\", port: 1 + 2)"),
+            vec!["parameter values must be literals, names or arrays"]
+        );
+        assert_eq!(
+            err("connector C = mqttt(host: \"h\")"),
+            vec!["unknown connector kind `mqttt`"]
+        );
+        assert_eq!(
+            warnings("context c (threads: 2)"),
+            vec!["unknown context parameter `threads`"]
+        );
+        let conn = "connector C = mqtt(host: \"h\")\n";
+        assert_eq!(
+            err(&format!("{conn}stream S = A .to(C, topic: 5)")),
+            vec!["`topic` must be a string, found int"]
+        );
+        assert_eq!(
+            err(&format!("{conn}stream S = A .to(C, C)")),
+            vec!["`.to` takes one connector and named parameters"]
+        );
+        assert_eq!(
+            err(&format!("{conn}stream S = A.from(C, \"t\")")),
+            vec!["`.from` takes one connector and named parameters"]
+        );
+    }
+
+    #[test]
     fn errors_are_sorted_and_all_reported() {
         let e = errors(
             "stream S = A .where(nope1())\nstream T = A .where(nope2())\nfn f():\n    break\n",

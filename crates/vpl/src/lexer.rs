@@ -669,10 +669,13 @@ impl Lexer<'_> {
     fn timestamp(&mut self) {
         let start = self.here();
         self.advance(); // '@'
-        while self
-            .peek_at(0)
-            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'+' | b'.'))
-        {
+                        // A dot belongs to the timestamp only before a digit (fractional seconds), so
+                        // `@2024-03-01..@2024-03-02` lexes as a range.
+        while self.peek_at(0).is_some_and(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b':' | b'+')
+                || (b == b'.' && self.peek_at(1).is_some_and(|n| n.is_ascii_digit()))
+        }) {
             self.advance();
         }
         let text = &self.src[start.0 + 1..self.pos];
@@ -928,6 +931,15 @@ mod tests {
         assert_eq!(
             kinds("@1970-01-01T00:00:00.5Z"),
             vec![Tok::Timestamp(500_000_000), Tok::Eof]
+        );
+        assert_eq!(
+            kinds("@1970-01-01..@1970-01-02"),
+            vec![
+                Tok::Timestamp(0),
+                Tok::DotDot,
+                Tok::Timestamp(86_400_000_000_000),
+                Tok::Eof
+            ]
         );
         assert_eq!(
             errors("@2024-02-30"),

@@ -1940,6 +1940,14 @@ mod tests {
             vec!["`emit` is only allowed inside a function"]
         );
         assert_eq!(
+            errs("return 1"),
+            vec!["`return` is only allowed inside a function"]
+        );
+        assert_eq!(
+            errs("break"),
+            vec!["`break` is only allowed inside a function"]
+        );
+        assert_eq!(
             errs("fn f():\n    else:\n        x\n"),
             vec!["`else` without a matching `if`"]
         );
