@@ -13,7 +13,7 @@ pub enum Error {
     Config(String),
     /// The sled database could not be opened or written.
     #[error("raft storage: {0}")]
-    Storage(#[from] StorageError),
+    Storage(Box<StorageError>),
     /// openraft refused to start or stopped.
     #[error("raft: {0}")]
     Raft(String),
@@ -23,6 +23,12 @@ pub enum Error {
     /// A proposal failed (membership changes go through the log too).
     #[error(transparent)]
     Write(#[from] WriteError),
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::Storage(Box::new(e))
+    }
 }
 
 /// Why a write (or a linearizable read) could not be served by this node.

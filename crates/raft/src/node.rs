@@ -53,6 +53,10 @@ pub struct RaftConfig {
     pub max_in_snapshot_log_to_keep: u64,
     /// How long `write` waits for its command to commit and apply. Default 5 s.
     pub write_timeout_ms: u64,
+    /// Initialize the group with `peers` when this node's storage is fresh. Default true; a node
+    /// that joins an existing group as a learner (`add_learner`) sets it to false, otherwise it
+    /// would start a group of its own.
+    pub auto_initialize: bool,
 }
 
 impl std::fmt::Debug for RaftConfig {
@@ -92,6 +96,7 @@ impl RaftConfig {
             snapshot_logs_since_last: 5000,
             max_in_snapshot_log_to_keep: 1000,
             write_timeout_ms: 5000,
+            auto_initialize: true,
         }
     }
 
@@ -197,7 +202,7 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
 
-        if fresh {
+        if fresh && config.auto_initialize {
             let members: BTreeMap<NodeId, BasicNode> = config
                 .peers
                 .iter()

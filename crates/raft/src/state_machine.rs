@@ -45,18 +45,22 @@ pub struct AppliedState {
 /// Shared, cheaply readable handle on the applied state.
 pub type SharedState = Arc<RwLock<AppliedState>>;
 
+/// One applied command with its log index and result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedCommand {
+    /// Log index of the command.
+    pub index: u64,
+    /// The command.
+    pub command: Command,
+    /// What applying it returned.
+    pub response: CommandResponse,
+}
+
 /// Something that happened to the applied state, in log order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppliedEvent {
-    /// A command was applied at `index`.
-    Command {
-        /// Log index of the command.
-        index: u64,
-        /// The command.
-        command: Command,
-        /// What applying it returned.
-        response: CommandResponse,
-    },
+    /// A command was applied (shared: every subscriber gets the same allocation).
+    Command(Arc<AppliedCommand>),
     /// The state was replaced by a snapshot ending at `index` (subscribers must re-read it).
     SnapshotInstalled {
         /// Last log index covered by the snapshot.
@@ -280,11 +284,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(cmd) => {
                         let resp = guard.state.apply(&cmd);
                         responses.push(resp.clone());
-                        applied.push(AppliedEvent::Command {
+                        applied.push(AppliedEvent::Command(Arc::new(AppliedCommand {
                             index: entry.log_id.index,
                             command: cmd,
                             response: resp,
-                        });
+                        })));
                     }
                     EntryPayload::Membership(m) => {
                         self.last_membership = StoredMembership::new(Some(entry.log_id), m);
