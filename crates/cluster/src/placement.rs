@@ -204,7 +204,7 @@ impl<'a> Planner<'a> {
             .collect();
         Planner {
             ready,
-            loads: state.worker_loads(),
+            loads: sparse_loads(state),
             cursor: state.rr_cursor(),
         }
     }
@@ -285,6 +285,24 @@ impl<'a> Planner<'a> {
             )),
         }
     }
+}
+
+/// Placements per worker that has any (Stopped ones do not count); O(placements), so planning
+/// stays cheap with thousands of idle workers.
+fn sparse_loads(state: &ClusterState) -> BTreeMap<&str, u32> {
+    let mut loads: BTreeMap<&str, u32> = BTreeMap::new();
+    for g in state.groups() {
+        for p in g
+            .placements
+            .iter()
+            .filter(|p| p.status != PlacementStatus::Stopped)
+        {
+            if let Some(w) = p.worker_id.as_deref() {
+                *loads.entry(w).or_insert(0) += 1;
+            }
+        }
+    }
+    loads
 }
 
 /// Plans placements for a new group (also validates the spec, as `CreateGroup` will).
