@@ -1,12 +1,159 @@
-//! `varpulis coordinator` (not yet implemented; owned by its issue).
+//! `varpulis coordinator`: one node of the coordinator's Raft group.
+//!
+//! Flags and environment variables overlay the optional `--config` TOML file (file < env < flag);
+//! every flag is optional here so that only what the user gave overrides the file.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use varpulis_coordinator::config::parse_secs;
+use varpulis_coordinator::CoordinatorConfig;
 
 /// Flags of `varpulis coordinator`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Coordinator port [default: 9100]
+    #[arg(short, long)]
+    port: Option<u16>,
+    /// Bind address [default: 127.0.0.1]
+    #[arg(long)]
+    bind: Option<String>,
+    /// API key for authentication
+    #[arg(long, env = "VARPULIS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Join token workers must present on register and heartbeat
+    #[arg(long, env = "VARPULIS_WORKER_TOKEN", hide_env_values = true)]
+    worker_token: Option<String>,
+    /// Seconds between worker heartbeats [default: 5]
+    #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+    heartbeat_interval: Option<Duration>,
+    /// Seconds of silence before a worker is marked unhealthy [default: 15]
+    #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+    heartbeat_timeout: Option<Duration>,
+    /// Seconds between health sweeps of the leader [default: 5]
+    #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+    sweep_interval: Option<Duration>,
+    /// Timeout of coordinator → worker calls, in seconds [default: 10]
+    #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+    http_client_timeout: Option<Duration>,
+    /// Every coordinator of the Raft group, this one included (node ids are 1-based positions)
+    #[arg(long, env = "VARPULIS_RAFT_PEERS", value_delimiter = ',', value_name = "URL1,URL2,URL3")]
+    raft_peers: Option<Vec<String>>,
+    /// This node's id (default: its advertise address's position in --raft-peers)
+    #[arg(long, env = "VARPULIS_RAFT_NODE_ID", value_name = "N")]
+    raft_node_id: Option<u64>,
+    /// Run as a Raft node (always true; implied by --raft-peers, kept for compatibility)
+    #[arg(long)]
+    raft: bool,
+    /// URL other nodes and clients reach this node at [default: http://BIND:PORT]
+    #[arg(long, value_name = "URL")]
+    advertise_address: Option<String>,
+    /// Directory of the sled files [default: ./varpulis-data/node-<id>]
+    #[arg(long, env = "VARPULIS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file (see raft-cluster.toml)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Raft heartbeat period in milliseconds [default: 100]
+    #[arg(long, value_name = "MS")]
+    raft_heartbeat_ms: Option<u64>,
+    /// Raft election timeout lower bound in milliseconds [default: 400]
+    #[arg(long, value_name = "MS")]
+    raft_election_min_ms: Option<u64>,
+    /// Raft election timeout upper bound in milliseconds [default: 800]
+    #[arg(long, value_name = "MS")]
+    raft_election_max_ms: Option<u64>,
+    /// Largest accepted request body in bytes [default: 16777216]
+    #[arg(long, value_name = "BYTES")]
+    body_limit: Option<usize>,
+    /// Do not move pipelines off unhealthy workers automatically
+    #[arg(long)]
+    no_auto_rebalance: bool,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`varpulis coordinator` is not implemented yet")
+impl Args {
+    /// The effective configuration: file (or defaults), then env and flags on top.
+    fn into_config(self) -> anyhow::Result<CoordinatorConfig> {
+        let mut c = match &self.config {
+            Some(path) => CoordinatorConfig::from_toml_file(path)?,
+            None => CoordinatorConfig::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident => $target:ident),* $(,)?) => {
+                $(if let Some(v) = self.$field { c.$target = v; })*
+            };
+        }
+        overlay!(
+            port => port, bind => bind, heartbeat_interval => heartbeat_interval,
+            heartbeat_timeout => heartbeat_timeout, sweep_interval => sweep_interval,
+            http_client_timeout => http_client_timeout, raft_peers => peers,
+            raft_heartbeat_ms => raft_heartbeat_ms, raft_election_min_ms => raft_election_min_ms,
+            raft_election_max_ms => raft_election_max_ms, body_limit => body_limit,
+        );
+        if self.api_key.is_some() {
+            c.api_key = self.api_key.filter(|k| !k.is_empty());
+        }
+        if self.worker_token.is_some() {
+            c.worker_token = self.worker_token.filter(|k| !k.is_empty());
+        }
+        if self.raft_node_id.is_some() {
+            c.node_id = self.raft_node_id;
+        }
+        if self.advertise_address.is_some() {
+            c.advertise_address = self.advertise_address;
+        }
+        if self.data_dir.is_some() {
+            c.data_dir = self.data_dir;
+        }
+        if self.no_auto_rebalance {
+            c.auto_rebalance = false;
+        }
+        c.peers.retain(|p| !p.trim().is_empty());
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Runs the subcommand until Ctrl-C or SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::logging::init();
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let address = format!("{}:{}", config.bind, config.port);
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind {address}: {e}"))?;
+        varpulis_coordinator::run(config, listener, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {err}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
 }

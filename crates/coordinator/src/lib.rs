@@ -1,1 +1,27 @@
-//! placeholder
+//! The Varpulis coordinator: REST API, follower → leader proxy and leader-only tasks around a
+//! Raft-replicated [`varpulis_cluster::ClusterState`].
+//!
+//! Every coordinator serves reads from its applied state; writes go through Raft on the leader
+//! (followers forward them, [`proxy`]). Heartbeats stay out of the log ([`health`], [`sweep`]); the
+//! leader deploys placements on workers ([`deploy`]) and keeps them running ([`reconciler`]).
+//! Start a node with [`server::run`].
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod auth;
+pub mod config;
+pub mod deploy;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod proxy;
+pub mod reconciler;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod sweep;
+pub mod validate;
+
+pub use config::CoordinatorConfig;
+pub use error::ApiError;
+pub use server::run;

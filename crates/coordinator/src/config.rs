@@ -1,0 +1,339 @@
+//! Coordinator configuration: one plain struct, loadable from TOML, overridable by env and flags.
+//!
+//! Precedence is file < environment < flag (the CLI parses env and flags with clap and overlays
+//! what it got on top of [`CoordinatorConfig::from_toml_file`]). Durations are written in seconds
+//! (fractions allowed: `heartbeat_timeout = 2.5`). The node id is `node_id` when given, else the
+//! 1-based position of the advertise address in `peers`; without peers the node is a Raft group
+//! of one (`{1: self}`), so single-node and cluster mode share one code path.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default body limit of every route (16 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// File path.
+        path: PathBuf,
+        /// Parser message (with line and column).
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything `varpulis coordinator` needs to run (`Debug` redacts the secrets).
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Address the HTTP server binds (API and Raft share it).
+    pub bind: String,
+    /// Port the HTTP server binds.
+    pub port: u16,
+    /// Cluster API key: required on every route but health, readiness, Raft metrics and the worker routes.
+    pub api_key: Option<String>,
+    /// Join token workers must present on register and heartbeat (open when absent).
+    pub worker_token: Option<String>,
+    /// Interval at which workers are told to heartbeat.
+    #[serde(deserialize_with = "secs")]
+    pub heartbeat_interval: Duration,
+    /// Silence after which the leader marks a worker unhealthy.
+    #[serde(deserialize_with = "secs")]
+    pub heartbeat_timeout: Duration,
+    /// Period of the leader's health sweep.
+    #[serde(deserialize_with = "secs")]
+    pub sweep_interval: Duration,
+    /// Timeout of every coordinator → worker and follower → leader HTTP call.
+    #[serde(deserialize_with = "secs")]
+    pub http_client_timeout: Duration,
+    /// Period of the leader's reconciler (re-deploys placements that are not running).
+    #[serde(deserialize_with = "secs")]
+    pub reconcile_interval: Duration,
+    /// Base URLs of every coordinator of the Raft group, this node included; empty = group of one.
+    pub peers: Vec<String>,
+    /// This node's Raft id (1-based position in `peers` when absent).
+    pub node_id: Option<u64>,
+    /// URL other nodes and clients reach this node at (default `http://BIND:PORT`).
+    pub advertise_address: Option<String>,
+    /// Directory holding the sled files (default `./varpulis-data/node-<id>`).
+    pub data_dir: Option<PathBuf>,
+    /// Raft heartbeat period in milliseconds.
+    pub raft_heartbeat_ms: u64,
+    /// Lower bound of the Raft election timeout in milliseconds.
+    pub raft_election_min_ms: u64,
+    /// Upper bound of the Raft election timeout in milliseconds.
+    pub raft_election_max_ms: u64,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// Whether the leader moves pipelines away from unhealthy workers on its own.
+    pub auto_rebalance: bool,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".to_string(),
+            port: 9100,
+            api_key: None,
+            worker_token: None,
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(15),
+            sweep_interval: Duration::from_secs(5),
+            http_client_timeout: Duration::from_secs(10),
+            reconcile_interval: Duration::from_secs(2),
+            peers: Vec::new(),
+            node_id: None,
+            advertise_address: None,
+            data_dir: None,
+            raft_heartbeat_ms: 100,
+            raft_election_min_ms: 400,
+            raft_election_max_ms: 800,
+            body_limit: DEFAULT_BODY_LIMIT,
+            auto_rebalance: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("CoordinatorConfig")
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("api_key", &redact(&self.api_key))
+            .field("worker_token", &redact(&self.worker_token))
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("peers", &self.peers)
+            .field("node_id", &self.node_id)
+            .field("advertise_address", &self.advertise_address)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Deserializes a number of seconds (integer or fraction) into a `Duration`.
+fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = f64::deserialize(d)?;
+    parse_secs_f64(value).map_err(serde::de::Error::custom)
+}
+
+fn parse_secs_f64(value: f64) -> Result<Duration, String> {
+    if !value.is_finite() || !(0.0..=1.0e9).contains(&value) {
+        return Err(format!("{value} is not a valid number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Parses `"2.5"` or `"5"` (seconds) into a `Duration`; used by the CLI for fractional flags.
+pub fn parse_secs(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    parse_secs_f64(value)
+}
+
+/// Strips a trailing `/` so URLs compare equal however they were typed.
+pub fn normalize_url(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_string()
+}
+
+impl CoordinatorConfig {
+    /// Reads a TOML file; keys absent from the file keep their defaults.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml_str(&text)
+            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+    }
+
+    /// Parses TOML text (the error is the parser's message).
+    pub fn from_toml_str(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The URL this node announces (`advertise_address`, else `http://BIND:PORT`).
+    pub fn advertise_url(&self) -> String {
+        match &self.advertise_address {
+            Some(url) => normalize_url(url),
+            None => format!("http://{}:{}", self.bind, self.port),
+        }
+    }
+
+    /// This node's Raft id: `node_id`, else the 1-based position of the advertise URL in `peers`.
+    pub fn resolve_node_id(&self) -> Result<u64, ConfigError> {
+        if self.peers.is_empty() {
+            return Ok(self.node_id.unwrap_or(1));
+        }
+        if let Some(id) = self.node_id {
+            if id == 0 || id as usize > self.peers.len() {
+                return Err(ConfigError::Invalid(format!(
+                    "--raft-node-id {id} is outside 1..={} (the positions in --raft-peers)",
+                    self.peers.len()
+                )));
+            }
+            return Ok(id);
+        }
+        let me = self.advertise_url();
+        self.peers
+            .iter()
+            .position(|p| normalize_url(p) == me)
+            .map(|i| i as u64 + 1)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "this node's advertise address {me} is not in --raft-peers ({}); \
+                     pass --raft-node-id N or --advertise-address URL matching one entry",
+                    self.peers.join(",")
+                ))
+            })
+    }
+
+    /// Node id → base URL of every member (this node included).
+    pub fn raft_peers(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
+        let id = self.resolve_node_id()?;
+        if self.peers.is_empty() {
+            return Ok(BTreeMap::from([(id, self.advertise_url())]));
+        }
+        Ok(self.peers.iter().enumerate().map(|(i, p)| (i as u64 + 1, normalize_url(p))).collect())
+    }
+
+    /// The sled directory: `data_dir`, else `./varpulis-data/node-<id>`.
+    pub fn data_dir_for(&self, node_id: u64) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("./varpulis-data/node-{node_id}")))
+    }
+
+    /// Checks ranges and consistency; run before starting the server.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.bind.trim().is_empty() {
+            return invalid("bind address is empty".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.sweep_interval.is_zero() {
+            return invalid("heartbeat interval and sweep interval must be positive".into());
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return invalid(format!(
+                "heartbeat timeout ({:?}) must be longer than the heartbeat interval ({:?})",
+                self.heartbeat_timeout, self.heartbeat_interval
+            ));
+        }
+        if self.http_client_timeout.is_zero() || self.reconcile_interval.is_zero() {
+            return invalid("HTTP client timeout and reconcile interval must be positive".into());
+        }
+        if self.raft_heartbeat_ms == 0 || self.raft_election_min_ms <= self.raft_heartbeat_ms {
+            return invalid("raft election timeout must be longer than the raft heartbeat".into());
+        }
+        if self.raft_election_max_ms <= self.raft_election_min_ms {
+            return invalid("raft election max must be greater than election min".into());
+        }
+        if self.body_limit < 1024 {
+            return invalid("body limit must be at least 1024 bytes".into());
+        }
+        for key in [&self.api_key, &self.worker_token].into_iter().flatten() {
+            if key.is_empty() {
+                return invalid("api key and worker token must not be empty strings".into());
+            }
+        }
+        for peer in &self.peers {
+            if !(peer.starts_with("http://") || peer.starts_with("https://")) {
+                return invalid(format!("raft peer `{peer}` must be an http:// or https:// URL"));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for peer in &self.peers {
+            if !seen.insert(normalize_url(peer)) {
+                return invalid(format!("raft peer `{peer}` is listed twice"));
+            }
+        }
+        self.resolve_node_id().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = CoordinatorConfig::default();
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(15));
+        assert_eq!(c.sweep_interval, Duration::from_secs(5));
+        assert_eq!(c.http_client_timeout, Duration::from_secs(10));
+        assert_eq!(c.advertise_url(), "http://127.0.0.1:9100");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn without_peers_the_node_is_a_group_of_one() {
+        let c = CoordinatorConfig::default();
+        assert_eq!(c.resolve_node_id().unwrap(), 1);
+        assert_eq!(c.raft_peers().unwrap(), BTreeMap::from([(1, "http://127.0.0.1:9100".to_string())]));
+    }
+
+    #[test]
+    fn node_id_is_found_by_advertise_address() {
+        let c = CoordinatorConfig {
+            port: 9102,
+            peers: vec!["http://127.0.0.1:9101".into(), "http://127.0.0.1:9102/".into()],
+            ..Default::default()
+        };
+        assert_eq!(c.resolve_node_id().unwrap(), 2);
+        assert_eq!(c.raft_peers().unwrap()[&2], "http://127.0.0.1:9102");
+    }
+
+    #[test]
+    fn absent_self_is_a_clear_error() {
+        let c = CoordinatorConfig {
+            port: 9200,
+            peers: vec!["http://127.0.0.1:9101".into(), "http://127.0.0.1:9102".into()],
+            ..Default::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("--raft-node-id"), "{err}");
+        let c = CoordinatorConfig { node_id: Some(3), ..c };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn fractional_seconds_parse() {
+        assert_eq!(parse_secs("2.5").unwrap(), Duration::from_millis(2500));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("abc").is_err());
+        let c = CoordinatorConfig::from_toml_str("heartbeat_timeout = 2.5\nheartbeat_interval = 1").unwrap();
+        assert_eq!(c.heartbeat_timeout, Duration::from_millis(2500));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(CoordinatorConfig::from_toml_str("prot = 1").is_err());
+        let c = CoordinatorConfig::from_toml_str("heartbeat_timeout = 1\nheartbeat_interval = 2").unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn sample_raft_cluster_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../raft-cluster.toml");
+        let c = CoordinatorConfig::from_toml_file(&path).unwrap();
+        assert_eq!(c.peers.len(), 3);
+        c.validate().unwrap();
+        assert_eq!(c.resolve_node_id().unwrap(), 1);
+    }
+}

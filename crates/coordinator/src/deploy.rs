@@ -1,0 +1,210 @@
+//! Leader → worker calls: deploy a placement, record the result through Raft, tear down.
+//!
+//! A deploy sends `POST {worker}/api/v1/pipelines` with `{name, source, connectors, id, epoch}` and
+//! the worker's own api key. The pipeline id is derived from (group, pipeline, replica, epoch), so a
+//! deploy retried by the same or a new leader is idempotent on the worker instead of starting a
+//! duplicate. The result is recorded with `UpdatePlacement` at the epoch the decision was made
+//! against: if the placement moved meanwhile, the state machine rejects the stale update (fencing).
+
+use std::collections::BTreeMap;
+use varpulis_api::worker::{Checkpoint, ConnectorParams, DeployPipelineRequest, DeployPipelineResponse};
+use varpulis_api::API_KEY_HEADER;
+use varpulis_cluster::group::PlacementStatus;
+use varpulis_cluster::{ClusterState, Command};
+
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Everything needed to deploy one placement, read from the replicated state in one go.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Group id.
+    pub group_id: String,
+    /// Group name.
+    pub group_name: String,
+    /// Pipeline name in the group.
+    pub pipeline_name: String,
+    /// Replica number.
+    pub replica: u32,
+    /// Placement epoch the deploy is decided against.
+    pub epoch: u64,
+    /// Worker id.
+    pub worker_id: String,
+    /// Worker base URL.
+    pub address: String,
+    /// Key the worker expects.
+    pub api_key: String,
+    /// VPL source.
+    pub source: String,
+    /// Last stored checkpoint, to restore before the first event.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+impl Target {
+    /// The pipeline id used on the worker (stable for a given placement epoch).
+    pub fn pipeline_id(&self) -> String {
+        pipeline_id(&self.group_id, &self.pipeline_name, self.replica, self.epoch)
+    }
+}
+
+/// Stable, URL-safe pipeline id for a placement at an epoch.
+pub fn pipeline_id(group_id: &str, pipeline: &str, replica: u32, epoch: u64) -> String {
+    let name: String = pipeline
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(64)
+        .collect();
+    let group: String = group_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    format!("{name}-{group}-r{replica}-e{epoch}")
+}
+
+/// The deploy target of one placement on its current worker, if it has one.
+pub fn target(s: &ClusterState, group_id: &str, pipeline: &str, replica: u32) -> Option<Target> {
+    let placement = s.group(group_id)?.placement(pipeline, replica)?;
+    let worker_id = placement.worker_id.clone()?;
+    target_on(s, group_id, pipeline, replica, &worker_id, placement.epoch)
+}
+
+/// The deploy target of one placement on `worker_id` at `epoch` (migrations deploy on the target
+/// worker at the epoch the placement will have once moved).
+pub fn target_on(
+    s: &ClusterState,
+    group_id: &str,
+    pipeline: &str,
+    replica: u32,
+    worker_id: &str,
+    epoch: u64,
+) -> Option<Target> {
+    let group = s.group(group_id)?;
+    let placement = group.placement(pipeline, replica)?;
+    let worker = s.worker(worker_id)?;
+    let source = group.spec.pipelines.iter().find(|p| p.name == pipeline)?.source.clone();
+    let checkpoint = placement
+        .checkpoint
+        .as_ref()
+        .and_then(|c| serde_json::from_str::<Checkpoint>(&c.data).ok());
+    Some(Target {
+        group_id: group.id.clone(),
+        group_name: group.name.clone(),
+        pipeline_name: pipeline.to_string(),
+        replica,
+        epoch,
+        worker_id: worker_id.to_string(),
+        address: worker.address.clone(),
+        api_key: worker.api_key.clone(),
+        source,
+        checkpoint,
+    })
+}
+
+/// Placements of a group that have a worker but are not running (what a deploy should fix).
+pub fn pending_targets(s: &ClusterState, group_id: &str) -> Vec<Target> {
+    let Some(group) = s.group(group_id) else { return Vec::new() };
+    group
+        .placements
+        .iter()
+        .filter(|p| p.worker_id.is_some())
+        .filter(|p| matches!(p.status, PlacementStatus::Pending | PlacementStatus::Deploying | PlacementStatus::Failed))
+        .filter_map(|p| target(s, group_id, &p.pipeline_name, p.replica))
+        .collect()
+}
+
+/// Every connector of the registry, in the shape workers take.
+pub fn connectors(s: &ClusterState) -> BTreeMap<String, ConnectorParams> {
+    s.connectors()
+        .map(|c| (c.name.clone(), ConnectorParams { connector_type: c.connector_type.clone(), params: c.params.clone() }))
+        .collect()
+}
+
+/// Sends the deploy call; returns the worker's pipeline id or a message.
+pub async fn call_deploy(state: &AppState, t: &Target) -> Result<String, String> {
+    let connectors = state.read(connectors);
+    let body = DeployPipelineRequest {
+        name: format!("{}/{}", t.group_name, t.pipeline_name),
+        source: t.source.clone(),
+        connectors,
+        checkpoint: t.checkpoint.clone(),
+        id: Some(t.pipeline_id()),
+        epoch: Some(t.epoch),
+    };
+    let url = format!("{}/api/v1/pipelines", t.address.trim_end_matches('/'));
+    let answer = state
+        .http
+        .post(&url)
+        .header(API_KEY_HEADER, &t.api_key)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("worker {} unreachable: {e}", t.worker_id))?;
+    let status = answer.status();
+    let text = answer.text().await.map_err(|e| format!("worker {} answer cut short: {e}", t.worker_id))?;
+    if !status.is_success() {
+        return Err(format!("worker {} answered {status}: {}", t.worker_id, truncate(&text, 500)));
+    }
+    match serde_json::from_str::<DeployPipelineResponse>(&text) {
+        Ok(deployed) => Ok(deployed.id),
+        Err(_) => Ok(t.pipeline_id()),
+    }
+}
+
+/// Deploys one placement and records Running or Failed through Raft. Returns whether it runs.
+pub async fn deploy_and_record(state: &AppState, t: &Target) -> bool {
+    let result = call_deploy(state, t).await;
+    let (status, pipeline_id, error) = match &result {
+        Ok(id) => (PlacementStatus::Running, Some(id.clone()), None),
+        Err(message) => {
+            Metrics::inc(&state.metrics.deploy_failures);
+            tracing::warn!(group = %t.group_name, pipeline = %t.pipeline_name, "deploy failed: {message}");
+            (PlacementStatus::Failed, None, Some(message.clone()))
+        }
+    };
+    let command = Command::UpdatePlacement {
+        group_id: t.group_id.clone(),
+        pipeline_name: t.pipeline_name.clone(),
+        replica: t.replica,
+        epoch: t.epoch,
+        worker_id: Some(t.worker_id.clone()),
+        pipeline_id,
+        status,
+        error,
+    };
+    match state.write(command).await {
+        Ok(_) => result.is_ok(),
+        Err(err) => {
+            tracing::warn!(group = %t.group_name, pipeline = %t.pipeline_name, "cannot record deploy result: {err}");
+            false
+        }
+    }
+}
+
+/// Best-effort `DELETE {worker}/api/v1/pipelines/{id}`; a 404 counts as done.
+pub async fn undeploy(state: &AppState, address: &str, api_key: &str, pipeline_id: &str) -> bool {
+    let url = format!("{}/api/v1/pipelines/{pipeline_id}", address.trim_end_matches('/'));
+    match state.http.delete(&url).header(API_KEY_HEADER, api_key).send().await {
+        Ok(answer) => answer.status().is_success() || answer.status() == reqwest::StatusCode::NOT_FOUND,
+        Err(err) => {
+            tracing::debug!(%url, "undeploy failed: {err}");
+            false
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_ids_are_stable_and_url_safe() {
+        let a = pipeline_id("6b19c256-a766-40f9", "pipe a/b", 0, 1);
+        assert_eq!(a, "pipe_a_b-6b19c256-r0-e1");
+        assert_eq!(a, pipeline_id("6b19c256-a766-40f9", "pipe a/b", 0, 1));
+        assert_ne!(a, pipeline_id("6b19c256-a766-40f9", "pipe a/b", 0, 2));
+    }
+}

@@ -1,0 +1,158 @@
+//! Follower → leader forwarding.
+//!
+//! Writes (and heartbeats, which only the leader tracks) that reach a follower are forwarded to the
+//! leader with method, path, query, headers and body preserved, plus `x-varpulis-forwarded-by`; the
+//! leader's answer is returned unchanged. A forwarded request is never forwarded again: a node that
+//! receives one and is not the leader handles it locally and answers 421 from the Raft error.
+//! Leader known but unreachable → 421 `not_leader`; no leader (after a short wait for an election)
+//! → 503 with `Retry-After`. Inject routes work on any node and are not forwarded. Reads are local;
+//! `?consistent=true` first confirms leadership (`ensure_linearizable`) or is forwarded.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::{Duration, Instant};
+use varpulis_api::FORWARDED_BY_HEADER;
+use varpulis_raft::WriteError;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Headers that belong to one hop and are not copied.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || name == header::HOST || name == header::CONTENT_LENGTH
+}
+
+/// Whether the route is served by any node without going through the leader.
+fn served_anywhere(path: &str) -> bool {
+    path.ends_with("/inject") || path.ends_with("/inject-batch")
+}
+
+fn wants_consistent(req: &Request) -> bool {
+    req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "consistent=true" || kv == "consistent=1"))
+}
+
+/// Middleware on the API routes: forwards writes to the leader, makes `?consistent=true` reads linearizable.
+pub async fn leader_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let forwarded = req.headers().contains_key(FORWARDED_BY_HEADER);
+    let is_read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if is_read {
+        if !wants_consistent(&req) {
+            return next.run(req).await;
+        }
+        return match state.raft.ensure_linearizable().await {
+            Ok(()) => next.run(req).await,
+            Err(WriteError::ForwardToLeader { leader_id: Some(id), leader_url: Some(url) })
+                if !forwarded && id != state.node_id =>
+            {
+                forward(&state, req, id, &url).await
+            }
+            Err(err) => ApiError::from(err).into_response(),
+        };
+    }
+    if served_anywhere(req.uri().path()) || forwarded || state.raft.is_leader() {
+        return next.run(req).await;
+    }
+    match wait_for_leader(&state).await {
+        Some((id, _)) if id == state.node_id => next.run(req).await,
+        Some((id, url)) => forward(&state, req, id, &url).await,
+        None => ApiError::NoLeader.into_response(),
+    }
+}
+
+/// The current leader, waiting up to about two election timeouts for one to be elected.
+pub async fn wait_for_leader(state: &AppState) -> Option<(u64, String)> {
+    let patience = Duration::from_millis(state.config.raft_election_max_ms.saturating_mul(2));
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(leader) = state.raft.leader() {
+            return Some(leader);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Forwards `req` to the leader at `leader_url` and returns its answer unchanged.
+pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url: &str) -> Response {
+    let not_leader = || ApiError::NotLeader { leader_id: Some(leader_id), leader_url: Some(leader_url.to_string()) };
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, state.config.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => return ApiError::PayloadTooLarge.into_response(),
+    };
+    let path_and_query = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let url = format!("{}{}", leader_url.trim_end_matches('/'), path_and_query);
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if !is_hop_by_hop(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(HeaderName::from_static(FORWARDED_BY_HEADER), HeaderValue::from(state.node_id));
+    Metrics::inc(&state.metrics.proxied_requests);
+    let sent = state.http.request(parts.method.clone(), &url).headers(headers).body(bytes).send().await;
+    let answer = match sent {
+        Ok(answer) => answer,
+        Err(err) => {
+            Metrics::inc(&state.metrics.proxy_failures);
+            tracing::warn!(leader_id, %leader_url, "cannot reach the leader: {err}");
+            return not_leader().into_response();
+        }
+    };
+    let status = answer.status();
+    let mut out_headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if !is_hop_by_hop(name) {
+            out_headers.append(name.clone(), value.clone());
+        }
+    }
+    match answer.bytes().await {
+        Ok(body) => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = status;
+            *response.headers_mut() = out_headers;
+            response
+        }
+        Err(err) => {
+            Metrics::inc(&state.metrics.proxy_failures);
+            tracing::warn!(leader_id, "leader answer cut short: {err}");
+            not_leader().into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inject_routes_are_not_forwarded() {
+        assert!(served_anywhere("/api/v1/cluster/pipeline-groups/x/inject"));
+        assert!(served_anywhere("/api/v1/cluster/pipeline-groups/x/inject-batch"));
+        assert!(!served_anywhere("/api/v1/cluster/pipeline-groups"));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        assert!(is_hop_by_hop(&header::HOST));
+        assert!(is_hop_by_hop(&header::TRANSFER_ENCODING));
+        assert!(!is_hop_by_hop(&HeaderName::from_static("x-api-key")));
+    }
+}

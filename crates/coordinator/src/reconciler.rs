@@ -1,0 +1,214 @@
+//! The leader's reconciler: makes the workers match the desired state held in Raft.
+//!
+//! Each pass (every `reconcile_interval`, or sooner when woken) works from replicated state only:
+//! 1. failover (when `auto_rebalance`): for every Unhealthy or Dead worker, start a migration of
+//!    each of its placements (`varpulis_cluster::placement::plan_failover`, reason `worker_unhealthy`);
+//! 2. give Pending placements and target-less migrations a worker (`plan_pending`);
+//! 3. deploy every migration that has a target (restoring the last stored checkpoint), then
+//!    `CompleteMigration` (the placement moves atomically, epoch + 1) — after 3 failed attempts
+//!    `FailMigration`, and the next pass starts a fresh one;
+//! 4. deploy every placement whose worker is Ready/Busy but which is not Running.
+//!
+//! Deploys back off per decision (1 s doubling to 30 s). Nothing depends on the previous leader
+//! having finished: a half-done deploy or migration is simply retried, and the deterministic
+//! pipeline id makes a retried deploy idempotent on the worker.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use varpulis_cluster::migration::{MigrationReason, MigrationStatus};
+use varpulis_cluster::registry::WorkerStatus;
+use varpulis_cluster::{placement, Command};
+
+use crate::deploy::{self, Target};
+use crate::state::{now_ms, AppState};
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Failed deploy attempts after which a migration is declared failed.
+const MIGRATION_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    delay: Duration,
+    next: Instant,
+    attempts: u32,
+}
+
+/// Per-decision retry schedule, kept in memory by the leader (a new leader starts afresh).
+#[derive(Debug, Default)]
+pub struct Backoff {
+    entries: HashMap<String, Retry>,
+}
+
+impl Backoff {
+    fn ready(&self, key: &str, now: Instant) -> bool {
+        self.entries.get(key).is_none_or(|r| now >= r.next)
+    }
+
+    /// Records a failure; returns the number of failures so far.
+    fn failed(&mut self, key: String, now: Instant) -> u32 {
+        let retry = match self.entries.get(&key) {
+            Some(r) => {
+                let delay = (r.delay * 2).min(BACKOFF_MAX);
+                Retry { delay, next: now + delay, attempts: r.attempts + 1 }
+            }
+            None => Retry { delay: BACKOFF_START, next: now + BACKOFF_START, attempts: 1 },
+        };
+        self.entries.insert(key, retry);
+        retry.attempts
+    }
+
+    fn succeeded(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+}
+
+/// Runs the reconciler until shutdown.
+pub async fn run(state: AppState) {
+    let mut backoff = Backoff::default();
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(state.config.reconcile_interval) => {}
+            _ = state.reconcile.notified() => {}
+        }
+        if !state.raft.is_leader() {
+            backoff = Backoff::default();
+            continue;
+        }
+        reconcile_once(&state, &mut backoff).await;
+    }
+}
+
+/// One pass of the reconciler; returns how many deploys succeeded.
+pub async fn reconcile_once(state: &AppState, backoff: &mut Backoff) -> usize {
+    if state.config.auto_rebalance {
+        start_failovers(state).await;
+    }
+    assign_pending(state).await;
+    let mut deployed = deploy_migrations(state, backoff).await;
+    deployed += deploy_placements(state, backoff).await;
+    deployed
+}
+
+async fn start_failovers(state: &AppState) {
+    let planned = state.read(|s| {
+        s.workers()
+            .filter(|w| w.status.needs_failover())
+            .flat_map(|w| placement::plan_failover(s, &w.id))
+            .collect::<Vec<_>>()
+    });
+    for m in planned {
+        let id = uuid::Uuid::new_v4().to_string();
+        let command = m.to_command(&id, MigrationReason::WorkerUnhealthy, now_ms());
+        match state.write(command).await {
+            Ok(_) => tracing::info!(
+                migration = %id, group_id = %m.group_id, pipeline = %m.pipeline_name,
+                from = %m.from_worker, to = ?m.to_worker, "migration started"
+            ),
+            Err(err) => tracing::warn!(group_id = %m.group_id, pipeline = %m.pipeline_name, "cannot start migration: {err}"),
+        }
+    }
+}
+
+async fn assign_pending(state: &AppState) {
+    for a in state.read(placement::plan_pending) {
+        if let Err(err) = state.write(a.to_command(now_ms())).await {
+            tracing::warn!(group_id = %a.group_id, pipeline = %a.pipeline_name, "cannot assign placement: {err}");
+        }
+    }
+}
+
+async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
+    let targets: Vec<(String, Target)> = state.read(|s| {
+        s.active_migrations()
+            .into_iter()
+            .filter(|m| m.status == MigrationStatus::Deploying)
+            .filter_map(|m| {
+                let to = m.to_worker.as_deref()?;
+                let epoch = s.group(&m.group_id)?.placement(&m.pipeline_name, m.replica)?.epoch;
+                let t = deploy::target_on(s, &m.group_id, &m.pipeline_name, m.replica, to, epoch + 1)?;
+                Some((m.id.clone(), t))
+            })
+            .collect()
+    });
+    let mut deployed = 0;
+    for (id, t) in targets {
+        if !backoff.ready(&id, Instant::now()) {
+            continue;
+        }
+        let command = match deploy::call_deploy(state, &t).await {
+            Ok(pipeline_id) => {
+                backoff.succeeded(&id);
+                deployed += 1;
+                Command::CompleteMigration {
+                    migration_id: id.clone(),
+                    pipeline_id,
+                    restored_from_checkpoint: t.checkpoint.is_some(),
+                    now_ms: now_ms(),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(migration = %id, to = %t.worker_id, "migration deploy failed: {error}");
+                if backoff.failed(id.clone(), Instant::now()) < MIGRATION_ATTEMPTS {
+                    continue;
+                }
+                backoff.succeeded(&id);
+                Command::FailMigration { migration_id: id.clone(), error, now_ms: now_ms() }
+            }
+        };
+        match state.write(command).await {
+            Ok(_) => tracing::info!(migration = %id, to = %t.worker_id, "migration finished"),
+            Err(err) => tracing::warn!(migration = %id, "cannot record migration result: {err}"),
+        }
+    }
+    deployed
+}
+
+async fn deploy_placements(state: &AppState, backoff: &mut Backoff) -> usize {
+    let targets: Vec<Target> = state.read(|s| {
+        s.groups()
+            .into_iter()
+            .flat_map(|g| deploy::pending_targets(s, &g.id))
+            .filter(|t| s.worker(&t.worker_id).is_some_and(|w| matches!(w.status, WorkerStatus::Ready | WorkerStatus::Busy)))
+            .collect()
+    });
+    let mut deployed = 0;
+    for t in targets {
+        let key = format!("{}/{}/{}/{}", t.group_id, t.pipeline_name, t.replica, t.epoch);
+        if !backoff.ready(&key, Instant::now()) {
+            continue;
+        }
+        if deploy::deploy_and_record(state, &t).await {
+            backoff.succeeded(&key);
+            deployed += 1;
+        } else {
+            backoff.failed(key, Instant::now());
+        }
+    }
+    deployed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Backoff::default();
+        let t0 = Instant::now();
+        assert!(b.ready("k", t0));
+        assert_eq!(b.failed("k".into(), t0), 1);
+        assert!(!b.ready("k", t0));
+        assert!(b.ready("k", t0 + Duration::from_secs(1)));
+        let mut attempts = 0;
+        for _ in 0..10 {
+            attempts = b.failed("k".into(), t0);
+        }
+        assert_eq!(attempts, 11);
+        assert!(b.ready("k", t0 + BACKOFF_MAX));
+        assert!(!b.ready("k", t0 + BACKOFF_MAX - Duration::from_millis(1)));
+        b.succeeded("k");
+        assert!(b.ready("k", t0));
+    }
+}

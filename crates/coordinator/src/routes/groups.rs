@@ -1,0 +1,324 @@
+//! `/api/v1/cluster/pipeline-groups` and `/api/v1/cluster/topology`.
+//!
+//! Create: validate every pipeline's VPL (400 with diagnostics, nothing stored), let the leader
+//! choose the group id and the placements, commit `CreateGroup`, deploy each placement and record
+//! the results, then answer with the final placements. Delete: commit, then best-effort teardown on
+//! the workers (the reconciler does not resurrect deleted groups). Inject works on any node: routing
+//! reads the local replicated state and the event goes straight to the worker.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::future::join_all;
+use std::collections::BTreeMap;
+use varpulis_api::cluster::{
+    GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse, PipelineGroupInfo, PipelineGroupList,
+    PipelineGroupSpec, Topology, TornDownResponse,
+};
+use varpulis_api::worker::{BatchInjectRequest, BatchInjectResponse, InjectResponse, InputEvent};
+use varpulis_api::{Page, API_KEY_HEADER};
+use varpulis_cluster::group::PlacementStatus;
+use varpulis_cluster::{ClusterState, Command, Outcome};
+
+use crate::deploy;
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::metrics::Metrics;
+use crate::state::{idempotency_key, now_ms, AppState};
+
+fn group_view(state: &AppState, id: &str) -> Result<PipelineGroupInfo, ApiError> {
+    state
+        .read(|s| s.group(id).map(|g| varpulis_cluster::views::group_info(s, g)))
+        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{id}' not found")))
+}
+
+/// `POST /api/v1/cluster/pipeline-groups`: 201 with the group and its final placements.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(spec): ApiJson<PipelineGroupSpec>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let connectors: Vec<String> = state.read(|s| s.connectors().map(|c| c.name.clone()).collect());
+    crate::validate::check_group(&spec, connectors).map_err(ApiError::InvalidVpl)?;
+    let group_id = uuid::Uuid::new_v4().to_string();
+    let (placements, next_rr_cursor) = state.read(|s| plan(s, &spec))?;
+    let command = Command::CreateGroup { group_id, spec, placements, next_rr_cursor, created_at_ms: now_ms() };
+    let outcome = state.write_keyed(command, key).await?;
+    let Outcome::GroupCreated { group_id, .. } = outcome else {
+        return Err(ApiError::Internal(format!("unexpected outcome of create_group: {outcome:?}")));
+    };
+    let targets = state.read(|s| deploy::pending_targets(s, &group_id));
+    join_all(targets.iter().map(|t| deploy::deploy_and_record(&state, t))).await;
+    state.reconcile.notify_one();
+    let info = group_view(&state, &group_id)?;
+    tracing::info!(group = %info.name, id = %info.id, status = %info.status, "pipeline group created");
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// Placements for a new group, chosen by the leader from its applied state.
+fn plan(
+    s: &ClusterState,
+    spec: &PipelineGroupSpec,
+) -> Result<(Vec<varpulis_cluster::command::PlacementAssignment>, Option<u64>), ApiError> {
+    let plan = varpulis_cluster::placement::plan_group(s, spec)?;
+    Ok((plan.assignments, Some(plan.next_rr_cursor)))
+}
+
+/// `GET /api/v1/cluster/pipeline-groups`.
+pub async fn list(State(state): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Json<PipelineGroupList> {
+    let all = state.read(varpulis_cluster::views::group_views);
+    let (pipeline_groups, total, pagination) = page.apply(all);
+    Json(PipelineGroupList { pipeline_groups, total, pagination })
+}
+
+/// `GET /api/v1/cluster/pipeline-groups/{id}`.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PipelineGroupInfo>, ApiError> {
+    group_view(&state, &id).map(Json)
+}
+
+/// `DELETE /api/v1/cluster/pipeline-groups/{id}`: `{"torn_down": true}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<TornDownResponse>, ApiError> {
+    let key = idempotency_key(&headers)?;
+    // Where the pipelines run, read before the group disappears from the state.
+    let running: Vec<(String, String, String)> = state.read(|s| {
+        let Some(group) = s.group(&id) else { return Vec::new() };
+        group
+            .placements
+            .iter()
+            .filter_map(|p| {
+                let worker = s.worker(p.worker_id.as_deref()?)?;
+                Some((worker.address.clone(), worker.api_key.clone(), p.pipeline_id.clone()?))
+            })
+            .collect()
+    });
+    state.write_keyed(Command::DeleteGroup { group_id: id.clone() }, key).await?;
+    join_all(running.iter().map(|(address, api_key, pid)| deploy::undeploy(&state, address, api_key, pid))).await;
+    tracing::info!(group_id = %id, pipelines = running.len(), "pipeline group torn down");
+    Ok(Json(TornDownResponse { torn_down: true }))
+}
+
+/// `GET /api/v1/cluster/topology`.
+pub async fn topology(State(state): State<AppState>) -> Json<Topology> {
+    Json(state.read(varpulis_cluster::views::topology))
+}
+
+/// Where an event of `event_type` goes: (pipeline name, worker id, worker URL, worker key, pipeline id).
+struct Route {
+    pipeline: String,
+    worker_id: String,
+    address: String,
+    api_key: String,
+    pipeline_id: String,
+}
+
+fn resolve(s: &ClusterState, group_id: &str, event_type: &str) -> Result<Route, ApiError> {
+    let group = s
+        .group(group_id)
+        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{group_id}' not found")))?;
+    let pipeline = varpulis_cluster::routing::route(group, event_type)
+        .ok_or_else(|| ApiError::BadRequest(format!("no route for event type '{event_type}'")))?
+        .to_string();
+    let running = group
+        .placements
+        .iter()
+        .filter(|p| p.pipeline_name == pipeline && p.status == PlacementStatus::Running)
+        .find_map(|p| {
+            let worker = s.worker(p.worker_id.as_deref()?)?;
+            Some(Route {
+                pipeline: pipeline.clone(),
+                worker_id: worker.id.clone(),
+                address: worker.address.clone(),
+                api_key: worker.api_key.clone(),
+                pipeline_id: p.pipeline_id.clone()?,
+            })
+        });
+    running.ok_or_else(|| ApiError::Unavailable(format!("pipeline '{pipeline}' is not running on any worker yet")))
+}
+
+async fn post_worker(state: &AppState, route: &Route, path: &str, body: reqwest::Body, content_type: &str) -> Result<Bytes, ApiError> {
+    let url = format!("{}/api/v1/pipelines/{}/{path}", route.address.trim_end_matches('/'), route.pipeline_id);
+    let answer = state
+        .http
+        .post(&url)
+        .header(API_KEY_HEADER, &route.api_key)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("worker '{}' unreachable: {e}", route.worker_id)))?;
+    let status = answer.status();
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("worker '{}' answer cut short: {e}", route.worker_id)))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes);
+        return Err(ApiError::BadGateway(format!("worker '{}' answered {status}: {}", route.worker_id, text.trim())));
+    }
+    Ok(bytes)
+}
+
+/// `POST /api/v1/cluster/pipeline-groups/{id}/inject` (any node).
+pub async fn inject(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(event): ApiJson<GroupInjectRequest>,
+) -> Result<Json<GroupInjectResponse>, ApiError> {
+    let route = state.read(|s| resolve(s, &id, &event.event_type))?;
+    let body = serde_json::to_vec(&InputEvent { event_type: event.event_type, fields: event.fields, timestamp: None })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let bytes = post_worker(&state, &route, "events", body.into(), "application/json").await?;
+    let worker_response: InjectResponse = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadGateway(format!("worker '{}' answered unexpected JSON: {e}", route.worker_id)))?;
+    Metrics::inc(&state.metrics.injected_events);
+    Ok(Json(GroupInjectResponse { routed_to: route.pipeline, worker_id: route.worker_id, worker_response }))
+}
+
+/// `POST /api/v1/cluster/pipeline-groups/{id}/inject-batch` (any node): a JSON array,
+/// `{"events": [...]}`, or `.evt` text with `Content-Type: text/plain`.
+pub async fn inject_batch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<GroupInjectBatchResponse>, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let is_text = content_type.starts_with("text/plain");
+    if !is_text && !content_type.starts_with("application/json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "inject-batch takes application/json or text/plain (.evt), not {content_type}"
+        )));
+    }
+    // Per target pipeline: the body to send, in first-seen order of pipelines.
+    let mut order: Vec<String> = Vec::new();
+    let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut json_parts: BTreeMap<String, Vec<InputEvent>> = BTreeMap::new();
+    let mut text_parts: BTreeMap<String, String> = BTreeMap::new();
+    let mut shared_lines = String::new();
+    if is_text {
+        let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+        for line in text.lines() {
+            match evt_event_type(line) {
+                None => {
+                    // Comments and BATCH lines apply to every target.
+                    shared_lines.push_str(line);
+                    shared_lines.push('\n');
+                    for part in text_parts.values_mut() {
+                        part.push_str(line);
+                        part.push('\n');
+                    }
+                }
+                Some(event_type) => {
+                    let target = route_for(&state, &id, event_type, &mut routes, &mut order)?;
+                    *counts.entry(target.clone()).or_default() += 1;
+                    let part = text_parts.entry(target).or_insert_with(|| shared_lines.clone());
+                    part.push_str(line);
+                    part.push('\n');
+                }
+            }
+        }
+    } else {
+        let events = parse_json_events(&body)?;
+        for event in events {
+            let target = route_for(&state, &id, &event.event_type, &mut routes, &mut order)?;
+            *counts.entry(target.clone()).or_default() += 1;
+            json_parts.entry(target).or_default().push(event);
+        }
+    }
+    let mut output_events = Vec::new();
+    let mut accepted = 0;
+    for pipeline in &order {
+        let Some(route) = routes.get(pipeline) else { continue };
+        let bytes = if is_text {
+            let text = text_parts.remove(pipeline).unwrap_or_default();
+            post_worker(&state, route, "events-batch", text.into(), "text/plain").await?
+        } else {
+            let events = json_parts.remove(pipeline).unwrap_or_default();
+            let body = serde_json::to_vec(&BatchInjectRequest { events }).map_err(|e| ApiError::Internal(e.to_string()))?;
+            post_worker(&state, route, "events-batch", body.into(), "application/json").await?
+        };
+        let answer: BatchInjectResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadGateway(format!("worker '{}' answered unexpected JSON: {e}", route.worker_id)))?;
+        accepted += answer.accepted;
+        output_events.extend(answer.output_events);
+    }
+    state.metrics.injected_events.fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(Json(GroupInjectBatchResponse { accepted, routed: counts, output_events }))
+}
+
+fn route_for(
+    state: &AppState,
+    group_id: &str,
+    event_type: &str,
+    routes: &mut BTreeMap<String, Route>,
+    order: &mut Vec<String>,
+) -> Result<String, ApiError> {
+    let route = state.read(|s| resolve(s, group_id, event_type))?;
+    let name = route.pipeline.clone();
+    if !routes.contains_key(&name) {
+        order.push(name.clone());
+        routes.insert(name.clone(), route);
+    }
+    Ok(name)
+}
+
+/// A JSON batch: a bare array of events or `{"events": [...]}`.
+fn parse_json_events(body: &[u8]) -> Result<Vec<InputEvent>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Batch {
+        Bare(Vec<InputEvent>),
+        Wrapped(BatchInjectRequest),
+    }
+    match serde_json::from_slice::<Batch>(body) {
+        Ok(Batch::Bare(events)) => Ok(events),
+        Ok(Batch::Wrapped(req)) => Ok(req.events),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "expected a JSON array of events or {{\"events\": [...]}}: {e}"
+        ))),
+    }
+}
+
+/// The event type of an `.evt` line (`[@offset ]Type { ... }`), `None` for comments, blanks and `BATCH`.
+fn evt_event_type(line: &str) -> Option<&str> {
+    let mut rest = line.trim();
+    if rest.is_empty() || rest.starts_with('#') || rest.starts_with("//") || rest.starts_with("BATCH") {
+        return None;
+    }
+    if let Some(after) = rest.strip_prefix('@') {
+        rest = after.split_once(char::is_whitespace).map(|(_, r)| r.trim_start()).unwrap_or("");
+    }
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let name = &rest[..end];
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evt_lines_give_their_event_type() {
+        assert_eq!(evt_event_type("EventA { x: 1 }"), Some("EventA"));
+        assert_eq!(evt_event_type("@200ms Temp{v: 2};"), Some("Temp"));
+        assert_eq!(evt_event_type("BATCH 100"), None);
+        assert_eq!(evt_event_type("# comment"), None);
+        assert_eq!(evt_event_type("   "), None);
+    }
+
+    #[test]
+    fn json_batches_take_both_shapes() {
+        let bare = parse_json_events(br#"[{"event_type":"A","fields":{"x":1}}]"#).unwrap();
+        assert_eq!(bare.len(), 1);
+        let wrapped = parse_json_events(br#"{"events":[{"event_type":"A"},{"event_type":"B"}]}"#).unwrap();
+        assert_eq!(wrapped.len(), 2);
+        assert!(parse_json_events(b"{").is_err());
+    }
+}

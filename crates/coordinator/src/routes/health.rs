@@ -1,0 +1,117 @@
+//! `GET /health`, `GET /ready` and `GET /metrics`.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use varpulis_api::worker::{HealthResponse, WorkerCounts};
+use varpulis_api::ErrorBody;
+use varpulis_cluster::registry::WorkerStatus;
+use varpulis_cluster::ClusterState;
+
+use crate::error::RETRY_AFTER_SECS;
+use crate::metrics::gauge;
+use crate::state::AppState;
+
+/// Entries a node may trail its own log by and still call itself ready (in-flight appends).
+const READY_LAG: u64 = 64;
+
+fn worker_counts(s: &ClusterState) -> WorkerCounts {
+    let mut counts = WorkerCounts { total: s.worker_count(), ..Default::default() };
+    for w in s.workers() {
+        match w.status {
+            WorkerStatus::Ready => counts.ready += 1,
+            WorkerStatus::Unhealthy => counts.unhealthy += 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
+/// `GET /health`: always 200 while the process serves; says who leads.
+pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
+    let view = state.raft.metrics_view();
+    Json(HealthResponse {
+        role: "coordinator".to_string(),
+        status: "healthy".to_string(),
+        version: varpulis_api::VERSION.to_string(),
+        raft_role: Some(view.state.clone()),
+        leader_id: view.current_leader,
+        workers: Some(state.read(worker_counts)),
+        worker_id: None,
+    })
+}
+
+/// `GET /ready`: 200 when a leader is known and this node has applied what it has in its log.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let view = state.raft.metrics_view();
+    let applied = view.last_applied.unwrap_or(0);
+    let last_log = view.last_log_index.unwrap_or(0);
+    let caught_up = applied.saturating_add(READY_LAG) >= last_log;
+    let body = json!({
+        "ready": view.current_leader.is_some() && caught_up,
+        "node_id": state.node_id,
+        "raft_role": view.state,
+        "leader_id": view.current_leader,
+        "last_applied": view.last_applied,
+        "last_log_index": view.last_log_index,
+    });
+    if view.current_leader.is_some() && caught_up {
+        return (StatusCode::OK, Json(body)).into_response();
+    }
+    let reason = if view.current_leader.is_none() { "no leader known" } else { "catching up with the log" };
+    let mut error = serde_json::to_value(ErrorBody::new("not_ready", format!("not ready: {reason}")))
+        .unwrap_or_else(|_| json!({}));
+    if let (Some(map), Some(extra)) = (error.as_object_mut(), body.as_object()) {
+        map.extend(extra.clone());
+    }
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(error)).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+    response
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let view = state.raft.metrics_view();
+    let mut out = String::new();
+    gauge(&mut out, "varpulis_raft_term", "Current Raft term", view.current_term);
+    gauge(&mut out, "varpulis_raft_is_leader", "1 when this node is the leader", u8::from(view.state == "Leader"));
+    gauge(&mut out, "varpulis_raft_leader_id", "Id of the known leader (0 = none)", view.current_leader.unwrap_or(0));
+    gauge(&mut out, "varpulis_raft_applied_index", "Last applied log index", view.last_applied.unwrap_or(0));
+    gauge(&mut out, "varpulis_raft_last_log_index", "Last log index", view.last_log_index.unwrap_or(0));
+    gauge(&mut out, "varpulis_raft_voters", "Voters in the membership", view.membership.len());
+    let _ = std::fmt::Write::write_fmt(
+        &mut out,
+        format_args!(
+            "# HELP varpulis_state_info Hash of the applied cluster state\n# TYPE varpulis_state_info gauge\n\
+             varpulis_state_info{{state_hash=\"{}\",applied=\"{}\"}} 1\n",
+            view.state_hash,
+            view.last_applied.unwrap_or(0)
+        ),
+    );
+    let (by_status, groups, placements_running) = state.read(|s| {
+        let mut by_status = std::collections::BTreeMap::new();
+        for status in WorkerStatus::ALL {
+            by_status.insert(status.as_str(), 0usize);
+        }
+        for w in s.workers() {
+            *by_status.entry(w.status.as_str()).or_default() += 1;
+        }
+        let running = s
+            .groups()
+            .into_iter()
+            .flat_map(|g| &g.placements)
+            .filter(|p| p.status == varpulis_cluster::group::PlacementStatus::Running)
+            .count();
+        (by_status, s.group_count(), running)
+    });
+    out.push_str("# HELP varpulis_workers Registered workers by status\n# TYPE varpulis_workers gauge\n");
+    for (status, n) in by_status {
+        out.push_str(&format!("varpulis_workers{{status=\"{status}\"}} {n}\n"));
+    }
+    gauge(&mut out, "varpulis_pipeline_groups", "Pipeline groups", groups);
+    gauge(&mut out, "varpulis_placements_running", "Placements in state Running", placements_running);
+    state.metrics.render(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,91 @@
+//! The coordinator's HTTP API, one module per resource.
+//!
+//! Layering (outermost first): API key (or worker token on the two worker routes) → leader gate
+//! (forward writes to the leader, linearizable reads) → handler. `/health` and `/ready` are open.
+//! The Raft routes (`/raft/*`) come from `varpulis_raft::router` and carry their own auth.
+
+pub mod connectors;
+pub mod groups;
+pub mod health;
+pub mod migrations;
+pub mod workers;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use varpulis_api::ErrorBody;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const GROUPS: &str = "/api/v1/cluster/pipeline-groups";
+
+/// The API router (without `/raft/*`).
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/cluster/workers", get(workers::list))
+        .route("/api/v1/cluster/workers/{id}", get(workers::get).delete(workers::delete))
+        .route(GROUPS, post(groups::create).get(groups::list))
+        .route(&format!("{GROUPS}/{{id}}"), get(groups::get).delete(groups::delete))
+        .route(&format!("{GROUPS}/{{id}}/inject"), post(groups::inject))
+        .route(&format!("{GROUPS}/{{id}}/inject-batch"), post(groups::inject_batch))
+        .route("/api/v1/cluster/topology", get(groups::topology))
+        .route("/api/v1/cluster/connectors", post(connectors::create).get(connectors::list))
+        .route(
+            "/api/v1/cluster/connectors/{name}",
+            get(connectors::get).put(connectors::update).delete(connectors::delete),
+        )
+        .route("/api/v1/cluster/migrations", get(migrations::list))
+        .route("/metrics", get(health::metrics))
+        .layer(from_fn_with_state(state.clone(), crate::proxy::leader_gate))
+        .layer(from_fn_with_state(state.clone(), crate::auth::require_api_key));
+    let worker_routes = Router::new()
+        .route("/api/v1/cluster/workers/register", post(workers::register))
+        .route("/api/v1/cluster/workers/{id}/heartbeat", post(workers::heartbeat))
+        .layer(from_fn_with_state(state.clone(), crate::proxy::leader_gate))
+        .layer(from_fn_with_state(state.clone(), crate::auth::require_worker_token));
+    let open = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready));
+    Router::new()
+        .merge(api)
+        .merge(worker_routes)
+        .merge(open)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(from_fn(json_errors))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+/// Turns the framework's bare error answers (405, 413, ...) into JSON error bodies.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/plain; version"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::BAD_REQUEST => "bad_request",
+        _ => "error",
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_string();
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = Json(ErrorBody::new(code, message)).into_response();
+    let (body_parts, body) = body.into_parts();
+    parts.headers.insert(header::CONTENT_TYPE, body_parts.headers[header::CONTENT_TYPE].clone());
+    Response::from_parts(parts, body)
+}

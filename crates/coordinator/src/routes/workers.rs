@@ -1,0 +1,134 @@
+//! `/api/v1/cluster/workers`: registration, heartbeats, listing and deregistration.
+//!
+//! Registration is a Raft write (forwarded to the leader by the proxy). Heartbeats are not: the
+//! leader records them in [`crate::health::Liveness`] and proposes `SetWorkerStatus Ready` only when
+//! an unhealthy worker comes back.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::time::Instant;
+use varpulis_api::cluster::{
+    DeletedResponse, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest, RegisterWorkerResponse, WorkerInfo,
+    WorkerList,
+};
+use varpulis_api::Page;
+use varpulis_cluster::command::RegisterWorker;
+use varpulis_cluster::registry::WorkerStatus;
+use varpulis_cluster::views::{self, WorkerLive};
+use varpulis_cluster::{Command, Outcome};
+use std::collections::BTreeMap;
+
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::state::{idempotency_key, now_ms, AppState};
+
+/// `POST /api/v1/cluster/workers/register`: 201 for a new worker, 200 for a re-registration.
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<RegisterWorkerRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let worker_id = req.worker_id.clone();
+    let command = Command::RegisterWorker(RegisterWorker {
+        worker_id: req.worker_id,
+        address: crate::config::normalize_url(&req.address),
+        api_key: req.api_key,
+        cpu_cores: req.capacity.cpu_cores,
+        max_pipelines: req.capacity.max_pipelines,
+        labels: req.labels,
+        now_ms: now_ms(),
+    });
+    let outcome = state.write_keyed(command, key).await?;
+    let created = matches!(outcome, Outcome::WorkerRegistered { created: true, .. });
+    state.liveness.heartbeat(&worker_id, 0, req.capacity.pipelines_running, Instant::now());
+    state.reconcile.notify_one();
+    tracing::info!(worker_id = %worker_id, created, "worker registered");
+    let body = RegisterWorkerResponse {
+        worker_id,
+        status: "registered".to_string(),
+        heartbeat_interval_secs: state.config.heartbeat_interval.as_secs().max(1),
+    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(body)).into_response())
+}
+
+/// `POST /api/v1/cluster/workers/{id}/heartbeat` (leader; followers forward it). Unknown id → 404.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let req: HeartbeatRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        HeartbeatRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid heartbeat body: {e}")))?
+    };
+    if !state.raft.is_leader() {
+        // Forwarded here but leadership moved on: tell the worker where to go.
+        let (leader_id, leader_url) = state.raft.leader().map_or((None, None), |(i, u)| (Some(i), Some(u)));
+        return Err(if leader_id.is_some() { ApiError::NotLeader { leader_id, leader_url } } else { ApiError::NoLeader });
+    }
+    let status = state.read(|s| s.worker(&id).map(|w| w.status));
+    let Some(status) = status else {
+        return Err(ApiError::NotFound(format!("worker '{id}' is not registered")));
+    };
+    crate::metrics::Metrics::inc(&state.metrics.heartbeats);
+    state.liveness.heartbeat(&id, req.events_processed, req.pipelines_running, Instant::now());
+    if status == WorkerStatus::Unhealthy {
+        let command = Command::SetWorkerStatus {
+            worker_id: id.clone(),
+            status: WorkerStatus::Ready,
+            now_ms: now_ms(),
+            reason: Some("heartbeat received".to_string()),
+        };
+        state.write(command).await?;
+        tracing::info!(worker_id = %id, "worker is back: ready");
+        state.reconcile.notify_one();
+    }
+    Ok(Json(HeartbeatResponse { status: "ok".to_string() }))
+}
+
+/// The leader's in-memory figures for one worker (none on followers).
+fn live(state: &AppState, id: &str) -> Option<WorkerLive> {
+    state.liveness.get(id).map(|seen| WorkerLive {
+        pipelines_running: seen.pipelines_running,
+        events_processed: seen.events_processed,
+        last_heartbeat_ms_ago: Some(seen.at.elapsed().as_millis() as u64),
+    })
+}
+
+/// `GET /api/v1/cluster/workers`.
+pub async fn list(State(state): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Json<WorkerList> {
+    let all = state.read(|s| {
+        let live: BTreeMap<String, WorkerLive> =
+            s.workers().filter_map(|w| live(&state, &w.id).map(|l| (w.id.clone(), l))).collect();
+        views::worker_views(s, &live)
+    });
+    let (workers, total, pagination) = page.apply(all);
+    Json(WorkerList { workers, total, pagination })
+}
+
+/// `GET /api/v1/cluster/workers/{id}`.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<WorkerInfo>, ApiError> {
+    let seen = live(&state, &id);
+    state
+        .read(|s| views::worker_view(s, &id, seen.as_ref()))
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("worker '{id}' not found")))
+}
+
+/// `DELETE /api/v1/cluster/workers/{id}`: `{"deleted": true}`; its placements go back to Pending.
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    let key = idempotency_key(&headers)?;
+    state.write_keyed(Command::DeregisterWorker { worker_id: id.clone() }, key).await?;
+    state.liveness.remove(&id);
+    state.reconcile.notify_one();
+    Ok(Json(DeletedResponse { deleted: true }))
+}

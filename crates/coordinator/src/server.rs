@@ -1,0 +1,121 @@
+//! Starting and stopping a coordinator node.
+//!
+//! [`run`] takes a validated config, an already-bound listener and a shutdown future (mini-redis
+//! style, so tests bind `127.0.0.1:0` first and learn the port). It starts the Raft node (sled
+//! under `data_dir`, default `./varpulis-data/node-<id>`), serves the API and `/raft/*` on the same
+//! listener, spawns the leader-only loops (health sweep, reconciler) and the leader watcher, and on
+//! shutdown stops accepting requests, cancels the loops and shuts Raft down (flushing sled).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use varpulis_raft::{RaftConfig, RaftNode};
+
+use crate::config::CoordinatorConfig;
+use crate::health::Liveness;
+use crate::metrics::Metrics;
+use crate::state::{AppState, Shared};
+
+/// Time given to in-flight requests and background loops after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a coordinator node until `shutdown` completes.
+pub async fn run(
+    mut config: CoordinatorConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    // The advertise default is `http://BIND:PORT`: use the port actually bound (port 0 in tests).
+    config.port = local.port();
+    config.validate()?;
+    let node_id = config.resolve_node_id()?;
+    let peers = config.raft_peers()?;
+    let advertise = config.advertise_url();
+    let data_dir = config.data_dir_for(node_id);
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
+
+    let mut raft_config = RaftConfig::new(node_id, data_dir.clone(), peers.clone());
+    raft_config.api_key = config.api_key.clone();
+    raft_config.heartbeat_interval_ms = config.raft_heartbeat_ms;
+    raft_config.election_timeout_min_ms = config.raft_election_min_ms;
+    raft_config.election_timeout_max_ms = config.raft_election_max_ms;
+    let raft = RaftNode::start(raft_config).await?;
+    let http = reqwest::Client::builder()
+        .timeout(config.http_client_timeout)
+        .connect_timeout(config.http_client_timeout.min(Duration::from_secs(3)))
+        .build()?;
+    let token = CancellationToken::new();
+    let state = AppState(Arc::new(Shared {
+        config: config.clone(),
+        node_id,
+        advertise: advertise.clone(),
+        raft: raft.clone(),
+        http,
+        liveness: Liveness::default(),
+        metrics: Metrics::default(),
+        shutdown: token.clone(),
+        reconcile: tokio::sync::Notify::new(),
+    }));
+
+    print_banner(&config, node_id, &advertise, &peers, &data_dir);
+    if config.worker_token.is_none() {
+        tracing::warn!(
+            "no --worker-token set: any process that can reach this node may register as a worker \
+             (set VARPULIS_WORKER_TOKEN to require a join token)"
+        );
+    }
+
+    let app = crate::routes::router(state.clone()).merge(varpulis_raft::router(raft.clone()));
+    let mut tasks = JoinSet::new();
+    tasks.spawn(crate::sweep::run(state.clone()));
+    tasks.spawn(crate::sweep::watch_leader(state.clone()));
+    tasks.spawn(crate::reconciler::run(state.clone()));
+
+    tracing::info!(node_id, %advertise, %local, "coordinator listening");
+    let stop = token.clone();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop.cancelled() => {}
+        }
+    });
+    let signal = token.clone();
+    let served = tokio::select! {
+        result = serve => result.map_err(anyhow::Error::from),
+        // Connections kept alive by peers must not hold the node up forever.
+        _ = async { signal.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => Ok(()),
+    };
+    token.cancel();
+    tracing::info!(node_id, "coordinator stopping");
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    tasks.abort_all();
+    if let Err(err) = raft.shutdown().await {
+        tracing::warn!(node_id, "raft shutdown: {err}");
+    }
+    served
+}
+
+fn print_banner(
+    config: &CoordinatorConfig,
+    node_id: u64,
+    advertise: &str,
+    peers: &std::collections::BTreeMap<u64, String>,
+    data_dir: &std::path::Path,
+) {
+    let auth = if config.api_key.is_some() { "enabled (API key required)" } else { "disabled (no API key)" };
+    let token = if config.worker_token.is_some() { "required" } else { "not required" };
+    let peers: Vec<String> = peers.iter().map(|(id, url)| format!("{id}={url}")).collect();
+    println!("Varpulis Coordinator");
+    println!("=======================");
+    println!("API:       {advertise}/api/v1/cluster/");
+    println!("Auth:      {auth}");
+    println!("Workers:   join token {token}");
+    println!("Node:      {node_id}");
+    println!("Peers:     {}", peers.join(", "));
+    println!("Data dir:  {}", data_dir.display());
+}
