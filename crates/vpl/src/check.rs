@@ -68,6 +68,9 @@ const MQTT_PARAMS: &[&str] = &[
     "topic",
 ];
 
+/// Diagnostics after which did-you-mean hints are no longer computed.
+const SUGGESTION_BUDGET: usize = 100;
+
 /// Built-in type names (§3).
 const BASIC_TYPES: &[&str] = &[
     "int",
@@ -178,6 +181,18 @@ impl<'a> Checker<'a> {
             scopes: Vec::new(),
             loop_depth: 0,
         }
+    }
+
+    /// Did-you-mean search, skipped once many diagnostics exist (keeps error floods linear).
+    fn capped_suggest<'c>(
+        &self,
+        word: &str,
+        candidates: impl IntoIterator<Item = &'c str>,
+    ) -> Option<&'c str> {
+        if self.diags.len() >= SUGGESTION_BUDGET {
+            return None;
+        }
+        suggest(word, candidates)
     }
 
     fn error(&mut self, msg: impl Into<String>, span: Span) {
@@ -361,7 +376,7 @@ impl<'a> Checker<'a> {
                     || self.events.contains_key(n.name.as_str())
                     || self.streams.contains_key(n.name.as_str());
                 if !known {
-                    let hint = suggest(&n.name, BASIC_TYPES.iter().copied());
+                    let hint = self.capped_suggest(&n.name, BASIC_TYPES.iter().copied());
                     let mut d = Diagnostic::warning(format!("unknown type `{}`", n.name), n.span);
                     d.hint = hint.map(|h| format!("did you mean `{h}`?"));
                     self.diags.push(d);
@@ -389,7 +404,8 @@ impl<'a> Checker<'a> {
                     c.kind.span,
                 );
             } else {
-                let hint = suggest(kind, CONNECTOR_KINDS.iter().copied())
+                let hint = self
+                    .capped_suggest(kind, CONNECTOR_KINDS.iter().copied())
                     .map(|h| format!("did you mean `{h}`?"));
                 self.error_hint(
                     format!("unknown connector kind `{kind}`"),
@@ -412,7 +428,7 @@ impl<'a> Checker<'a> {
             };
             self.dup_check(&mut seen, name, "parameter");
             if !MQTT_PARAMS.contains(&name.name.as_str()) {
-                let hint = suggest(&name.name, MQTT_PARAMS.iter().copied());
+                let hint = self.capped_suggest(&name.name, MQTT_PARAMS.iter().copied());
                 let mut d = Diagnostic::warning(
                     format!("unknown MQTT parameter `{}`", name.name),
                     name.span,
@@ -696,7 +712,9 @@ impl<'a> Checker<'a> {
                         format!("`{n}` is neither a declared event type nor a stream; it is treated as an event type"),
                         name.span,
                     );
-                    d.hint = suggest(n, candidates).map(|h| format!("did you mean `{h}`?"));
+                    d.hint = self
+                        .capped_suggest(n, candidates)
+                        .map(|h| format!("did you mean `{h}`?"));
                     self.diags.push(d);
                 }
             }
@@ -812,7 +830,8 @@ impl<'a> Checker<'a> {
                             op.name.span,
                         );
                     } else {
-                        let hint = suggest(name, TIER1_OPS.iter().chain(LATER_TIER_OPS).copied())
+                        let hint = self
+                            .capped_suggest(name, TIER1_OPS.iter().chain(LATER_TIER_OPS).copied())
                             .map(|h| format!("did you mean `.{h}`?"));
                         self.error_hint(format!("unknown operator `.{name}`"), op.name.span, hint);
                     }
@@ -878,7 +897,8 @@ impl<'a> Checker<'a> {
             return;
         };
         if !self.contexts.contains_key(n.name.as_str()) {
-            let hint = suggest(&n.name, self.contexts.keys().copied())
+            let hint = self
+                .capped_suggest(&n.name, self.contexts.keys().copied())
                 .map(|h| format!("did you mean `{h}`?"))
                 .unwrap_or_else(|| format!("declare it with `context {}`", n.name));
             self.error_hint(
@@ -902,7 +922,8 @@ impl<'a> Checker<'a> {
             .copied()
             .chain(self.options.external_connectors.iter().map(String::as_str))
             .collect();
-        let hint = suggest(name, candidates)
+        let hint = self
+            .capped_suggest(name, candidates)
             .map(|h| format!("did you mean `{h}`?"))
             .unwrap_or_else(|| format!("declare it with `connector {name} = mqtt(host: \"…\")`"));
         self.error_hint(format!("unknown connector `{name}`"), n.span, Some(hint));
@@ -1191,7 +1212,9 @@ impl<'a> Checker<'a> {
                 .filter(|b| b.kind != BuiltinKind::Aggregate)
                 .map(|b| b.name),
         );
-        let hint = suggest(name, candidates).map(|h| format!("did you mean `{h}`?"));
+        let hint = self
+            .capped_suggest(name, candidates)
+            .map(|h| format!("did you mean `{h}`?"));
         self.error_hint(format!("unknown function `{name}`"), callee.span, hint);
         Ty::Unknown
     }
@@ -1258,7 +1281,7 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let max = if len <= 2 { 1 } else { (len / 3).max(2) };
     candidates
         .into_iter()
-        .filter(|c| *c != word)
+        .filter(|c| *c != word && c.chars().count().abs_diff(len) <= max)
         .map(|c| (edit_distance(word, c), c))
         .filter(|(d, _)| *d <= max)
         // Ties go to the candidate sharing the longest prefix (`foo` -> `floor`, not `cos`).

@@ -65,6 +65,12 @@ const DECLARATION_WORDS: &[&str] = &[
     "import",
 ];
 
+/// What [`Parser::bump`] returns: the consumed token's span (cheap to copy).
+#[derive(Debug, Clone, Copy)]
+struct Bumped {
+    span: Span,
+}
+
 /// Marker for a failed parse; the diagnostic has already been recorded.
 #[derive(Debug)]
 struct Fail;
@@ -170,12 +176,13 @@ impl Parser {
         matches!(self.peek(), Tok::Eof)
     }
 
-    fn bump(&mut self) -> Token {
-        let t = self.raw(self.pos).clone();
+    /// Consumes the current token (never moving past `Eof`) and returns its span.
+    fn bump(&mut self) -> Bumped {
+        let span = self.raw(self.pos).span;
         if self.pos + 1 < self.toks.len() {
             self.pos += 1;
         }
-        t
+        Bumped { span }
     }
 
     /// Span of the previously consumed token.
@@ -410,12 +417,12 @@ impl Parser {
     }
 
     fn binding(&mut self) -> PResult<Binding> {
-        let kw = self.bump();
-        let kind = kw
-            .kind
+        let kind = self
+            .peek()
             .word()
             .and_then(binding_kind)
             .unwrap_or(BindingKind::Let);
+        let kw = self.bump();
         let name = self.ident("a name")?;
         let ty = if self.eat(&Tok::Colon) {
             Some(self.type_expr()?)
@@ -1264,7 +1271,9 @@ impl Parser {
     }
 
     fn primary(&mut self) -> PResult<Expr> {
-        let t = self.cur().clone();
+        let t = Bumped {
+            span: self.cur().span,
+        };
         let lit = |k| Ok(Expr::new(k, t.span));
         match self.peek().clone() {
             Tok::Int(i) => {
