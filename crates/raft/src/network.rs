@@ -262,3 +262,94 @@ impl RaftNetwork<TypeConfig> for Network {
         Backoff::new(std::iter::repeat(Duration::from_millis(200)))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use axum::Router;
+    use tokio::net::TcpListener;
+
+    async fn serve(app: Router) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app).await;
+        });
+        url
+    }
+
+    async fn vote_to(
+        url: &str,
+        rpc_timeout: Duration,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId>> {
+        let mut factory =
+            NetworkFactory::new(1, Some("k".into()), rpc_timeout, Duration::from_secs(5)).unwrap();
+        let mut net = factory.new_client(2, &BasicNode::new(url)).await;
+        let req = VoteRequest::new(Vote::new(1, 1), None);
+        net.vote(req, RPCOption::new(Duration::from_secs(5)))
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_unreachable() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        drop(l);
+        let err = vote_to(&url, Duration::from_secs(1)).await;
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn rejected_key_is_unreachable_so_openraft_backs_off() {
+        let url =
+            serve(Router::new().route("/raft/vote", post(|| async { StatusCode::UNAUTHORIZED })))
+                .await;
+        let err = vote_to(&url, Duration::from_secs(1)).await;
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn slow_peer_is_a_timeout() {
+        let url = serve(Router::new().route(
+            "/raft/vote",
+            post(|| async {
+                // A peer that hangs: longer than the RPC timeout below.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        ))
+        .await;
+        let err = vote_to(&url, Duration::from_millis(100)).await;
+        assert!(matches!(err, RPCError::Timeout(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn undecodable_answer_is_a_network_error() {
+        let url = serve(Router::new().route("/raft/vote", post(|| async { "not json" }))).await;
+        let err = vote_to(&url, Duration::from_secs(1)).await;
+        assert!(matches!(err, RPCError::Network(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn sends_the_api_key() {
+        let url = serve(Router::new().route(
+            "/raft/vote",
+            post(|headers: axum::http::HeaderMap| async move {
+                let ok = headers.get(API_KEY_HEADER).map(|v| v.as_bytes()) == Some(b"k");
+                let status = if ok {
+                    StatusCode::IM_A_TEAPOT
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                (status, "")
+            }),
+        ))
+        .await;
+        let err = vote_to(&url, Duration::from_secs(1)).await;
+        assert!(err.to_string().contains("418"), "{err}");
+    }
+}

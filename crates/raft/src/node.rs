@@ -263,7 +263,10 @@ impl RaftNode {
 
     fn forward(&self, f: &ForwardToLeader<NodeId, BasicNode>) -> WriteError {
         match f.leader_id {
+            // No leader, or this node itself while it is not (yet) able to serve: nobody to
+            // forward to, the caller retries later.
             None => WriteError::NoLeader,
+            Some(id) if id == self.inner.id => WriteError::NoLeader,
             Some(id) => WriteError::ForwardToLeader {
                 leader_id: Some(id),
                 leader_url: f
@@ -444,5 +447,58 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Raft(format!("flush on shutdown: {e}")))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers() -> BTreeMap<NodeId, String> {
+        BTreeMap::from([
+            (1, "http://127.0.0.1:9100".to_string()),
+            (2, "http://127.0.0.1:9101".to_string()),
+        ])
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let cfg = RaftConfig::new(1, "/tmp/x", peers());
+        let rc = cfg.validate().map_err(|e| e.to_string());
+        assert!(rc.is_ok(), "{rc:?}");
+        if let Ok(rc) = rc {
+            assert_eq!(rc.heartbeat_interval, 100);
+            assert_eq!(rc.snapshot_policy, SnapshotPolicy::LogsSinceLast(5000));
+        }
+    }
+
+    #[test]
+    fn self_must_be_a_peer() {
+        let cfg = RaftConfig::new(3, "/tmp/x", peers());
+        assert!(matches!(cfg.validate(), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn peer_urls_need_a_scheme() {
+        let mut p = peers();
+        p.insert(2, "127.0.0.1:9101".into());
+        assert!(matches!(
+            RaftConfig::new(1, "/tmp/x", p).validate(),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn election_timeout_must_exceed_heartbeat() {
+        let mut cfg = RaftConfig::new(1, "/tmp/x", peers());
+        cfg.election_timeout_min_ms = 50;
+        assert!(matches!(cfg.validate(), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn debug_redacts_the_key() {
+        let mut cfg = RaftConfig::new(1, "/tmp/x", peers());
+        cfg.api_key = Some("topsecret".into());
+        assert!(!format!("{cfg:?}").contains("topsecret"));
     }
 }
