@@ -252,7 +252,7 @@ pub struct Source {
     pub span: Span,
 }
 
-/// Source kinds. Tier 2 adds `merge`, `join` and `all T`.
+/// Source kinds.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum SourceKind {
@@ -263,6 +263,42 @@ pub enum SourceKind {
         /// `as a` binding.
         alias: Option<Ident>,
     },
+    /// `all T [as a]`: a sequence whose first step is a Kleene group (Tier 2).
+    All {
+        /// Event type.
+        name: Ident,
+        /// `as a` binding.
+        alias: Option<Ident>,
+    },
+    /// `merge(A, stream S = B .where(c), …)`: union of the inputs (Tier 2).
+    Merge(Vec<SubStream>),
+    /// `join(A, stream S = B .on(c), …)`: correlation join of the inputs (Tier 2).
+    Join(Vec<SubStream>),
+}
+
+impl SourceKind {
+    /// Every event type or stream name this source reads.
+    pub fn input_names(&self) -> Vec<&Ident> {
+        match self {
+            SourceKind::Named { name, .. } | SourceKind::All { name, .. } => vec![name],
+            SourceKind::Merge(inputs) | SourceKind::Join(inputs) => {
+                inputs.iter().map(|i| &i.source).collect()
+            }
+        }
+    }
+}
+
+/// One input of `merge(…)` / `join(…)`: `A` or `stream S = A .op(…) …` (Tier 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubStream {
+    /// The name given with `stream S =`, if any.
+    pub name: Option<Ident>,
+    /// Event type or stream read.
+    pub source: Ident,
+    /// Operators applied to this input (`.where`, `.on`).
+    pub ops: Vec<StreamOp>,
+    /// The whole input.
+    pub span: Span,
 }
 
 /// `.from(Conn, topic: "…", …)` on a source.
@@ -332,6 +368,8 @@ pub enum OpKind {
     Within,
     /// `.not(T where c)` (Tier 2).
     Not,
+    /// `.on(c)`: join condition (Tier 2).
+    On,
     /// Anything else.
     Other,
 }
@@ -353,6 +391,7 @@ impl OpKind {
             "having" => OpKind::Having,
             "within" => OpKind::Within,
             "not" => OpKind::Not,
+            "on" => OpKind::On,
             _ => OpKind::Other,
         }
     }
@@ -729,6 +768,13 @@ pub enum ExprKind {
         then: Box<Expr>,
         /// Value otherwise.
         else_: Box<Expr>,
+    },
+    /// `T where c` as an argument of `.not(…)`: events of type `T` passing `c` (Tier 2).
+    EventFilter {
+        /// Event type.
+        event: Ident,
+        /// The filter.
+        filter: Box<Expr>,
     },
     /// `x => e` / `(a, b) => e` (Tier 3).
     Lambda {

@@ -4,7 +4,7 @@
 //! Only certain errors are errors: unknown variable names are legal (they read event fields,
 //! §11 name lookup) and undeclared event types are legal (warning only, §4).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::ast::*;
 use crate::builtins::{self, BuiltinKind};
@@ -316,41 +316,72 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Reports every cycle among streams (a stream reading, directly or not, its own outputs),
+    /// found as back edges of an iterative depth-first search in declaration order.
     fn check_stream_cycles(&mut self) {
-        let program = self.program;
-        let streams: Vec<&StreamDecl> = program.streams().collect();
-        let mut reported: HashSet<&str> = HashSet::new();
-        for s in &streams {
-            // Tier 1 sources have one input, so the dependency graph is a chain per stream.
-            let mut path: Vec<&str> = vec![s.name.name.as_str()];
-            let mut cur = source_name(s);
-            while let Some(next) = cur {
-                if next == s.name.name {
-                    path.push(next);
-                    let first_pos = path
-                        .iter()
-                        .filter_map(|n| self.streams.get(n).map(|d| d.span.start))
-                        .min()
-                        .unwrap_or(s.span.start);
-                    if first_pos == s.span.start && !reported.contains(next) {
-                        reported.insert(next);
-                        self.error_hint(
-                            format!("stream cycle: {}", path.join(" -> ")),
-                            s.name.span,
-                            Some("a stream cannot consume its own outputs, directly or through other streams".into()),
-                        );
-                    }
-                    break;
-                }
-                if path.contains(&next) || path.len() > streams.len() {
-                    break; // a cycle not through `s`; reported from its own members
-                }
-                let Some(decl) = self.streams.get(next) else {
-                    break;
-                };
-                path.push(next);
-                cur = source_name(decl);
+        let streams: Vec<&'a StreamDecl> = self.program.streams().collect();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, s) in streams.iter().enumerate() {
+            index.entry(s.name.name.as_str()).or_insert(i);
+        }
+        let edges: Vec<Vec<usize>> = streams
+            .iter()
+            .map(|s| {
+                s.source
+                    .kind
+                    .input_names()
+                    .iter()
+                    .filter_map(|n| index.get(n.name.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        // 0 = unvisited, 1 = on the DFS stack, 2 = done.
+        let mut color = vec![0u8; streams.len()];
+        let mut found: Vec<(usize, String)> = Vec::new();
+        for root in 0..streams.len() {
+            if color[root] != 0 {
+                continue;
             }
+            color[root] = 1;
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            while let Some(top) = stack.last_mut() {
+                let node = top.0;
+                match edges[node].get(top.1).copied() {
+                    Some(succ) => {
+                        top.1 += 1;
+                        match color[succ] {
+                            0 => {
+                                color[succ] = 1;
+                                stack.push((succ, 0));
+                            }
+                            1 => {
+                                let pos = stack.iter().position(|(n, _)| *n == succ).unwrap_or(0);
+                                let mut names: Vec<&str> = stack[pos..]
+                                    .iter()
+                                    .map(|(n, _)| streams[*n].name.name.as_str())
+                                    .collect();
+                                names.push(streams[succ].name.name.as_str());
+                                found.push((succ, names.join(" -> ")));
+                            }
+                            _ => {}
+                        }
+                    }
+                    None => {
+                        color[node] = 2;
+                        stack.pop();
+                    }
+                }
+            }
+        }
+        for (at, path) in found {
+            self.error_hint(
+                format!("stream cycle: {path}"),
+                streams[at].name.span,
+                Some(
+                    "a stream cannot consume its own outputs, directly or through other streams"
+                        .into(),
+                ),
+            );
         }
     }
 
@@ -681,7 +712,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn condition(&mut self, e: &'a Expr, place: Place, what: &str) {
+    fn condition(&mut self, e: &Expr, place: Place, what: &str) {
         let t = self.expr(e, place);
         if t.known() && t != Ty::Bool {
             self.error_hint(
@@ -699,7 +730,22 @@ impl<'a> Checker<'a> {
             self.check_type(t);
         }
         match &s.source.kind {
-            SourceKind::Named { name, .. } => {
+            SourceKind::Named { .. } => {}
+            SourceKind::All { .. } => self.error(
+                "`all` sequence sources are not supported yet (Tier 2)",
+                s.source.span,
+            ),
+            SourceKind::Merge(_) => self.error(
+                "`merge(…)` sources are not supported yet (Tier 2)",
+                s.source.span,
+            ),
+            SourceKind::Join(_) => self.error(
+                "`join(…)` sources are not supported yet (Tier 2)",
+                s.source.span,
+            ),
+        }
+        for name in s.source.kind.input_names() {
+            {
                 let n = name.name.as_str();
                 if !self.events.contains_key(n) && !self.streams.contains_key(n) {
                     let candidates: Vec<&str> = self
@@ -1056,6 +1102,10 @@ impl<'a> Checker<'a> {
                     Ty::Unknown
                 }
             }
+            ExprKind::EventFilter { filter, .. } => {
+                self.condition(filter, place, "`where` filter");
+                Ty::Unknown
+            }
             ExprKind::Lambda { body, .. } => {
                 self.error("lambdas are not supported yet (Tier 3)", e.span);
                 let _ = body;
@@ -1264,13 +1314,6 @@ fn literal_type(e: &Expr) -> Ty {
         ExprKind::Array(_) => Ty::Array,
         ExprKind::Map(_) => Ty::Map,
         _ => Ty::Unknown,
-    }
-}
-
-/// The stream/event name a stream reads from.
-fn source_name(s: &StreamDecl) -> Option<&str> {
-    match &s.source.kind {
-        SourceKind::Named { name, .. } => Some(&name.name),
     }
 }
 
@@ -1526,6 +1569,11 @@ mod tests {
             vec!["stream cycle: P -> Q -> R -> P"]
         );
         assert_eq!(err("stream S = S .emit()"), vec!["stream cycle: S -> S"]);
+        let e = err("stream M = merge(A, N)\nstream N = M .emit()");
+        assert!(
+            e.contains(&"stream cycle: M -> N -> M".to_string()),
+            "{e:?}"
+        );
         ok("stream Late = Early .emit()\nstream Early = A .emit()");
     }
 
@@ -1538,6 +1586,18 @@ mod tests {
         assert_eq!(
             err("stream S = A .window(10s)"),
             vec!["operator `.window` is not supported yet"]
+        );
+        assert_eq!(
+            err("stream S = merge(A, A)"),
+            vec!["`merge(…)` sources are not supported yet (Tier 2)"]
+        );
+        assert_eq!(
+            err("stream S = join(A, A)"),
+            vec!["`join(…)` sources are not supported yet (Tier 2)"]
+        );
+        assert_eq!(
+            err("stream S = all A"),
+            vec!["`all` sequence sources are not supported yet (Tier 2)"]
         );
         assert_eq!(
             err("stream S = A -> A .emit()"),

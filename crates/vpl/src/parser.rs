@@ -690,12 +690,37 @@ impl Parser {
         };
         let next = self.peek_n(1).clone();
         match (word.as_str(), &next) {
-            ("merge" | "join" | "timer" | "sequence", Tok::LParen) => {
-                let msg = format!("`{word}(…)` sources are not supported yet");
+            ("timer" | "sequence", Tok::LParen) => {
+                let msg = format!("`{word}(…)` sources are not supported yet (Tier 3)");
                 return Err(self.error_here(msg));
             }
+            ("merge" | "join", Tok::LParen) => {
+                self.bump();
+                let inputs = self.sub_streams()?;
+                let kind = if word == "merge" {
+                    SourceKind::Merge(inputs)
+                } else {
+                    SourceKind::Join(inputs)
+                };
+                return Ok(Source {
+                    kind,
+                    from: None,
+                    span: self.span_from(start),
+                });
+            }
             ("all", Tok::Ident(_)) => {
-                return Err(self.error_here("`all` sequence sources are not supported yet"));
+                self.bump();
+                let name = self.ident("an event type after `all`")?;
+                let alias = if self.eat_word("as") {
+                    Some(self.ident("an alias name")?)
+                } else {
+                    None
+                };
+                return Ok(Source {
+                    kind: SourceKind::All { name, alias },
+                    from: None,
+                    span: self.span_from(start),
+                });
             }
             _ => {}
         }
@@ -709,6 +734,41 @@ impl Parser {
             kind: SourceKind::Named { name, alias },
             from: None,
             span: self.span_from(start),
+        })
+    }
+
+    /// `( input, … )` of `merge`/`join`, each `A` or `stream S = A .op(…) …`.
+    fn sub_streams(&mut self) -> PResult<Vec<SubStream>> {
+        self.expect(&Tok::LParen, "`(`")?;
+        self.bracketed(|p| {
+            let mut inputs = Vec::new();
+            while !matches!(p.peek(), Tok::RParen) {
+                let start = p.cur().span;
+                let name = if p.is_word("stream") && matches!(p.peek_n(1), Tok::Ident(_)) {
+                    p.bump();
+                    let n = p.ident("a stream name")?;
+                    p.expect(&Tok::Assign, "`=`")?;
+                    Some(n)
+                } else {
+                    None
+                };
+                let source = p.ident("an event type or stream name")?;
+                let mut ops = Vec::new();
+                while matches!(p.peek(), Tok::Dot) {
+                    ops.push(p.stream_op()?);
+                }
+                inputs.push(SubStream {
+                    name,
+                    source,
+                    ops,
+                    span: p.span_from(start),
+                });
+                if !p.eat(&Tok::Comma) {
+                    break;
+                }
+            }
+            p.expect(&Tok::RParen, "`,` or `)`")?;
+            Ok(inputs)
         })
     }
 
@@ -804,7 +864,23 @@ impl Parser {
                 } else {
                     None
                 };
-                let value = p.expr()?;
+                let mut value = p.expr()?;
+                // `.not(T where c)`: an event type with a filter (Tier 2).
+                if p.is_word("where") {
+                    if let ExprKind::Name(event) = &value.kind {
+                        let event = event.clone();
+                        p.bump();
+                        let filter = p.expr()?;
+                        let span = value.span.to(filter.span);
+                        value = Expr::new(
+                            ExprKind::EventFilter {
+                                event,
+                                filter: Box::new(filter),
+                            },
+                            span,
+                        );
+                    }
+                }
                 args.push(Arg {
                     name,
                     value,
@@ -1628,6 +1704,9 @@ mod tests {
             ExprKind::If { cond, then, else_ } => {
                 format!("(if {} {} {})", sx(cond), sx(then), sx(else_))
             }
+            ExprKind::EventFilter { event, filter } => {
+                format!("({} where {})", event.name, sx(filter))
+            }
             ExprKind::Lambda { params, body } => format!(
                 "(fn {} {})",
                 params
@@ -1777,6 +1856,7 @@ mod tests {
                 assert_eq!(name.name, "PumpReading");
                 assert_eq!(alias.as_ref().map(|a| a.name.as_str()), Some("r"));
             }
+            other => panic!("{other:?}"),
         }
         let kinds: Vec<OpKind> = s.ops.iter().map(StreamOp::kind).collect();
         assert_eq!(kinds, vec![OpKind::Where, OpKind::Emit, OpKind::To]);
@@ -1813,6 +1893,38 @@ mod tests {
             Some("(== account (. lg account))".into())
         );
         assert_eq!(s.ops.len(), 2);
+    }
+
+    #[test]
+    fn tier2_sources_and_not_filters_parse() {
+        let p = parse_ok(
+            "stream M = merge(A, stream Hot = B .where(t > 1))\nstream J = join(A, B) .on(A.k == B.k) .window(5m)\nstream K = all Transfer as tx -> Logout .not(SupportCall where account == tx.account)",
+        );
+        let kinds: Vec<_> = p.streams().map(|s| &s.source.kind).collect();
+        let SourceKind::Merge(inputs) = kinds[0] else {
+            panic!("{:?}", kinds[0])
+        };
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(
+            inputs[1].name.as_ref().map(|n| n.name.as_str()),
+            Some("Hot")
+        );
+        assert_eq!(inputs[1].ops.len(), 1);
+        assert!(matches!(kinds[1], SourceKind::Join(i) if i.len() == 2));
+        assert_eq!(
+            p.streams().nth(1).map(|s| s.ops[0].kind()),
+            Some(OpKind::On)
+        );
+        assert!(
+            matches!(kinds[2], SourceKind::All { name, alias: Some(_) } if name.name == "Transfer")
+        );
+        let not = p
+            .streams()
+            .nth(2)
+            .and_then(|s| s.ops[0].first_positional().cloned());
+        assert!(
+            matches!(not.map(|e| e.kind), Some(ExprKind::EventFilter { event, .. }) if event.name == "SupportCall")
+        );
     }
 
     #[test]

@@ -132,6 +132,19 @@ fn tier2_examples_parse_and_are_reported_unsupported() {
 }
 
 #[test]
+fn takeover_sequence_example_parses() {
+    let src = "stream Takeover = Login as lg\n    -> PasswordReset where account == lg.account as pr\n    -> all Transfer where account == lg.account as tx\n    -> Logout where account == lg.account as lo\n    .within(20m)\n    .not(SupportCall where account == lg.account)\n    .emit(account: lg.account, last_amount: tx.amount)\n";
+    let (p, d) = parse(src);
+    assert!(d.is_empty(), "{d:?}");
+    let s = p.streams().next().map(|s| (s.steps.len(), s.ops.len()));
+    assert_eq!(s, Some((3, 3)));
+    let errs = check(src, &CheckOptions::default())
+        .err()
+        .unwrap_or_default();
+    assert!(errs.iter().any(|d| d.message.starts_with("sequences")));
+}
+
+#[test]
 fn rendered_errors_quote_the_line() {
     let src = "stream S = A\n    .where(foo(x) > 1)\n";
     let errs = check(src, &CheckOptions::default())
