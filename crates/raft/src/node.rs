@@ -177,9 +177,11 @@ impl RaftNode {
         let dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(&dir)
-            .open()
+        // Opening sled reads its files (recovery scan): keep it off the async workers.
+        let open_dir = dir.clone();
+        let db = tokio::task::spawn_blocking(move || sled::Config::new().path(open_dir).open())
+            .await
+            .map_err(|e| Error::Raft(format!("sled open task: {e}")))?
             .map_err(|e| Error::Config(format!("cannot open sled at {}: {e}", dir.display())))?;
 
         let log_store = LogStore::open(&db)?;
