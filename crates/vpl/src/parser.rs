@@ -1015,6 +1015,7 @@ impl Parser {
         let start = self.cur().span;
         let col = start.column;
         let kind = match self.peek().clone() {
+            Tok::If if self.if_is_expression() => StmtKind::Expr(self.expr()?),
             Tok::If => self.if_stmt(col)?,
             Tok::Ident(_) if matches!(self.peek_n(1), Tok::ColonEq) => {
                 StmtKind::Assign(self.assign()?)
@@ -1084,6 +1085,27 @@ impl Parser {
             kind,
             span: self.span_from(start),
         })
+    }
+
+    /// True when the `if` at the cursor is a conditional expression (`if c then a else b`):
+    /// `then` comes before any `:` outside brackets on the statement.
+    fn if_is_expression(&self) -> bool {
+        let mut depth = 0usize;
+        let mut at = self.pos + 1;
+        loop {
+            if self.fenced(at) {
+                return false;
+            }
+            match &self.raw(at).kind {
+                Tok::Eof => return false,
+                Tok::LParen | Tok::LBracket | Tok::LBrace => depth += 1,
+                Tok::RParen | Tok::RBracket | Tok::RBrace => depth = depth.saturating_sub(1),
+                Tok::Then if depth == 0 => return true,
+                Tok::Colon if depth == 0 => return false,
+                _ => {}
+            }
+            at += 1;
+        }
     }
 
     fn if_stmt(&mut self, col: u32) -> PResult<StmtKind> {
@@ -1993,6 +2015,16 @@ mod tests {
         let g = p.functions().nth(1).unwrap();
         assert!(matches!(g.body.stmts[0].kind, StmtKind::Return(None)));
         assert_eq!(p.items.len(), 3);
+    }
+
+    #[test]
+    fn conditional_expression_as_a_statement() {
+        let p = parse_ok("fn pick(a):\n    if a > f(1, [2]) then \"x\" else \"y\"\n    if a:\n        return 1\n");
+        let f = p.functions().next().unwrap();
+        assert!(
+            matches!(&f.body.stmts[0].kind, StmtKind::Expr(e) if matches!(e.kind, ExprKind::If { .. }))
+        );
+        assert!(matches!(&f.body.stmts[1].kind, StmtKind::If { .. }));
     }
 
     #[test]
