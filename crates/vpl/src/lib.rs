@@ -6,6 +6,8 @@
 //! assert_eq!(program.streams().count(), 1);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod ast;
 pub mod builtins;
 pub mod check;

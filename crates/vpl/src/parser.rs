@@ -890,6 +890,15 @@ impl Parser {
                     break;
                 }
             }
+            if matches!(p.peek(), Tok::Assign) {
+                let msg = format!("expected `,` or `)`, found {}", p.found());
+                let span = p.cur_span();
+                p.push(
+                    Diagnostic::error(msg, span)
+                        .with_hint("use `==` to compare, or `name: value` for a named argument"),
+                );
+                return Err(Fail);
+            }
             p.expect(&Tok::RParen, "`,` or `)`")?;
             Ok(args)
         })
@@ -974,7 +983,13 @@ impl Parser {
                 Ok(()) => {
                     if !self.at_end() {
                         let msg = format!("expected end of line, found {}", self.found());
-                        self.error_here(msg);
+                        let mut d = Diagnostic::error(msg, self.cur_span());
+                        if matches!(self.peek(), Tok::Assign) {
+                            d = d.with_hint(
+                                "use `:=` to assign to a `var`, or `let name = …` to declare",
+                            );
+                        }
+                        self.push(d);
                         self.sync_line(start);
                     }
                 }
@@ -2084,6 +2099,19 @@ mod tests {
             errs("fn f():\n    return 1 2\n"),
             vec!["expected end of line, found integer `2`"]
         );
+    }
+
+    #[test]
+    fn hints_for_equals_sign_mistakes() {
+        let d = parse_program("stream S = A .where(x = 1)").1;
+        assert_eq!(d[0].message, "expected `,` or `)`, found `=`");
+        assert_eq!(
+            d[0].hint.as_deref(),
+            Some("use `==` to compare, or `name: value` for a named argument")
+        );
+        let d = parse_program("fn f():\n    x = 1\n").1;
+        assert_eq!(d[0].message, "expected end of line, found `=`");
+        assert!(d[0].hint.as_deref().is_some_and(|h| h.contains(":=")));
     }
 
     #[test]
