@@ -298,7 +298,23 @@ async fn single_node_group_leads_itself_and_recovers() {
     let cfg = RaftConfig::single(1, root.path().join("n1"), url.clone());
     let node = start(1, l, cfg.clone()).await;
     assert_eq!(agreed_leader(&[&node]).await, 1);
+    let mut events = node.node.subscribe_applied();
+    let mut applied = node.node.applied_index_watch();
     write_n(&node.node, 7).await;
+    // Every applied command is announced once, in log order, and the index watch follows.
+    let mut last = 0;
+    for _ in 0..7 {
+        match events.recv().await.unwrap() {
+            varpulis_raft::AppliedEvent::Command(c) => {
+                assert!(c.index > last, "{} after {last}", c.index);
+                assert_eq!(c.command, Command::Noop);
+                assert!(c.response.is_ok());
+                last = c.index;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(*applied.borrow_and_update(), Some(last));
     let before = node.node.metrics_view();
     assert_ne!(
         before.state_hash,
@@ -420,6 +436,43 @@ async fn api_key_guards_raft_routes_and_learner_joins() {
     write_n(&leader_node, 2).await;
     assert_converged(&refs, &leader_node).await;
     for n in all {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_without_quorum_refuses_writes() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, _peers) = cluster(root.path(), &[1, 2, 3], |c| {
+        c.write_timeout_ms = 1500;
+    })
+    .await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let leader_id = agreed_leader(&refs).await;
+    let leader = by_id(&nodes, leader_id).node.clone();
+    write_n(&leader, 3).await;
+    let committed = leader.metrics_view().last_applied;
+
+    // Lose both followers: the old leader is a minority of one.
+    let followers: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader_id)
+        .collect();
+    for id in followers {
+        let pos = nodes.iter().position(|n| n.id == id).unwrap();
+        nodes.remove(pos).stop().await;
+    }
+    let res = leader.write(Command::Noop).await;
+    assert!(
+        matches!(res, Err(WriteError::Timeout | WriteError::NoLeader)),
+        "{res:?}"
+    );
+    assert!(leader.ensure_linearizable().await.is_err());
+    // Nothing uncommitted was applied.
+    assert_eq!(leader.metrics_view().last_applied, committed);
+    drop(leader);
+    for n in nodes {
         n.stop().await;
     }
 }
