@@ -882,7 +882,15 @@ impl<'a> Checker<'a> {
                         self.error_hint(format!("unknown operator `.{name}`"), op.name.span, hint);
                     }
                     for a in &op.args {
-                        self.expr(&a.value, Place::Stream);
+                        match &a.value.kind {
+                            // `.not(T where c)`: only the filter is an ordinary expression.
+                            ExprKind::EventFilter { filter, .. } if op.kind() == OpKind::Not => {
+                                self.condition(filter, Place::Stream, "`where` filter");
+                            }
+                            _ => {
+                                self.expr(&a.value, Place::Stream);
+                            }
+                        }
                     }
                 }
             }
@@ -1103,7 +1111,12 @@ impl<'a> Checker<'a> {
                 }
             }
             ExprKind::EventFilter { filter, .. } => {
-                self.condition(filter, place, "`where` filter");
+                self.error_hint(
+                    "`Type where condition` is only allowed in `.not(…)`",
+                    e.span,
+                    Some("write a boolean expression, e.g. `.where(field > 1)`".into()),
+                );
+                self.expr(filter, place);
                 Ty::Unknown
             }
             ExprKind::Lambda { body, .. } => {
@@ -1704,6 +1717,18 @@ mod tests {
         assert_eq!(
             warnings("let a = \"x\" < 1"),
             vec!["comparing str with int with `<` always gives null"]
+        );
+    }
+
+    #[test]
+    fn event_filters_outside_not() {
+        assert_eq!(
+            err("stream S = A .where(B where x > 1)"),
+            vec!["`Type where condition` is only allowed in `.not(…)`"]
+        );
+        assert_eq!(
+            err("stream S = A .not(B where x > 1)"),
+            vec!["operator `.not` is not supported yet"]
         );
     }
 
