@@ -135,6 +135,21 @@ async fn tutorial_flow_through_followers() {
     r.expect_status(200);
     assert_eq!(r.body["routed_to"], "pipeline-b", "{}", r.text);
     assert_eq!(r.body["worker_id"], "worker-1", "{}", r.text);
+    assert_eq!(r.body["worker_response"]["accepted"], true, "{}", r.text);
+    // The tutorial shows `B {result: from-b}` for EventB_foo too, but VPL.md (normative) routes
+    // an event of type T only to streams whose source is exactly T, so `stream B = EventB`
+    // ignores EventB_foo. The output is therefore checked with an exact EventB, which the
+    // `EventB*` route also sends to pipeline-b.
+    let r = api
+        .post(
+            &inject,
+            &json!({"event_type": "EventB", "fields": {"y": 99}}),
+        )
+        .await
+        .unwrap();
+    r.expect_status(200);
+    assert_eq!(r.body["routed_to"], "pipeline-b", "{}", r.text);
+    assert_eq!(r.body["worker_id"], "worker-1", "{}", r.text);
     let out = r.body["worker_response"]["output_events"]
         .as_array()
         .unwrap();
