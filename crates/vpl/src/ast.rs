@@ -80,6 +80,21 @@ impl Program {
         })
     }
 
+    /// The first stream declared with `name`.
+    pub fn stream(&self, name: &str) -> Option<&StreamDecl> {
+        self.streams().find(|s| s.name.name == name)
+    }
+
+    /// The first event type declared with `name`.
+    pub fn event(&self, name: &str) -> Option<&EventDecl> {
+        self.events().find(|e| e.name.name == name)
+    }
+
+    /// The first function declared with `name`.
+    pub fn function(&self, name: &str) -> Option<&FnDecl> {
+        self.functions().find(|f| f.name.name == name)
+    }
+
     /// Iterates over the context declarations.
     pub fn contexts(&self) -> impl Iterator<Item = &ContextDecl> {
         self.items.iter().filter_map(|i| match i {

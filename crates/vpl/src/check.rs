@@ -10,7 +10,7 @@ use crate::ast::*;
 use crate::builtins::{self, BuiltinKind};
 use crate::diagnostics::Diagnostic;
 
-/// Options for [`crate::check`].
+/// Options for [`crate::check()`].
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
     /// Connector names provided from outside the program (e.g. registered with the coordinator);

@@ -1994,7 +1994,8 @@ mod tests {
     fn statements_and_layout() {
         let src = "fn f(n: int, xs) -> int:\n    var t = 0\n    for i in 0..n:\n        if i % 2 == 0:\n            continue\n        elif i > 10:\n            break\n        else:\n            t := t +\n                i\n    while t > 100:\n        t := t - 1\n    for x in xs:\n        emit Out(x: x,\n    y: 2)\n    return t\nfn g():\n    return\nlet after = 1\n";
         let p = parse_ok(src);
-        let f = p.functions().next().unwrap();
+        let f = p.function("f").unwrap();
+        assert!(p.function("nope").is_none());
         assert_eq!(f.params.len(), 2);
         assert!(f.params[1].ty.is_none());
         assert!(f.ret.is_some());
