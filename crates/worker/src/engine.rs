@@ -1,25 +1,16 @@
-//! The only place that touches `varpulis-runtime`: compile, process, checkpoint, restore,
-//! and the program's connector bindings, behind a small surface the rest of the worker uses.
-//!
-//! TEMPORARY STUB until the runtime crate lands: compiling always fails.
+//! The only place that touches `varpulis-runtime`: compile (diagnostics mapped to the API
+//! shape), process with per-event error attribution, checkpoint, restore, and the program's
+//! connector bindings in a runtime-neutral form.
 
 use crate::error::WorkerError;
 use serde_json::{Map, Value};
+use varpulis_api::error::DiagnosticBody;
+use varpulis_runtime::{Engine, EngineOptions};
 
-/// An input event ready for the engine.
-#[derive(Debug, Clone)]
-pub struct Event {
-    event_type: String,
-    fields: Map<String, Value>,
-    timestamp_ns: i64,
-}
+pub use varpulis_runtime::{Event, OutputEvent as Output};
 
-impl Event {
-    /// Builds an event from JSON fields.
-    pub fn from_json(event_type: &str, fields: &Map<String, Value>, timestamp_ns: i64) -> Self {
-        Self { event_type: event_type.to_owned(), fields: fields.clone(), timestamp_ns }
-    }
-}
+/// File name used in rendered diagnostics.
+const FILE_NAME: &str = "pipeline.vpl";
 
 /// A `.from(Connector, topic: ...)` binding of the program.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +26,8 @@ pub struct SourceBinding {
 /// A `.to(Connector, topic: ...)` binding of the program.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkBinding {
-    /// Output event type routed to this sink.
-    pub event_type: String,
+    /// Stream holding the `.to`.
+    pub stream: String,
     /// Connector name.
     pub connector: String,
     /// Topic override (the connector's `topic` param otherwise).
@@ -54,16 +45,9 @@ pub struct ConnectorDecl {
     pub params: Map<String, Value>,
 }
 
-/// One output event with the sinks it goes to.
-#[derive(Debug, Clone)]
-pub struct Output {
-    /// `{"event_type", "timestamp", "fields"}`.
-    pub json: Value,
-}
-
-/// A compiled pipeline program.
+/// A compiled pipeline program and its state.
 pub struct PipelineEngine {
-    _private: (),
+    inner: Engine,
 }
 
 impl std::fmt::Debug for PipelineEngine {
@@ -73,50 +57,92 @@ impl std::fmt::Debug for PipelineEngine {
 }
 
 impl PipelineEngine {
-    /// Compiles a VPL program.
-    pub fn compile(_source: &str) -> Result<Self, WorkerError> {
-        Err(WorkerError::Internal("runtime not available".into()))
+    /// Compiles a VPL program; `external_connectors` are connector names supplied by the
+    /// deploy request (the program may use them without declaring them).
+    pub fn compile(source: &str, external_connectors: Vec<String>) -> Result<Self, WorkerError> {
+        let opts = EngineOptions { external_connectors, file_name: FILE_NAME.to_owned(), ..EngineOptions::default() };
+        match Engine::compile(source, &opts) {
+            Ok(inner) => Ok(Self { inner }),
+            Err(e) => {
+                let diagnostics: Vec<DiagnosticBody> = e
+                    .diagnostics
+                    .iter()
+                    .map(|d| DiagnosticBody {
+                        severity: if d.is_error() { "error" } else { "warning" }.to_owned(),
+                        line: d.line(),
+                        column: d.column(),
+                        message: d.message.clone(),
+                        hint: d.hint.clone(),
+                        rendered: d.render(source, FILE_NAME),
+                        pipeline: None,
+                    })
+                    .collect();
+                let message = match diagnostics.first() {
+                    Some(d) => format!("invalid VPL: line {}, column {}: {}", d.line, d.column, d.message),
+                    None => format!("invalid VPL: {}", e.rendered),
+                };
+                Err(WorkerError::InvalidVpl { message, diagnostics })
+            }
+        }
     }
 
-    /// Processes one event, appending outputs.
-    pub fn process(&mut self, _event: &Event, _out: &mut Vec<Output>) -> Result<(), String> {
+    /// Processes one event, appending what it produced. Outputs of streams that succeeded are
+    /// kept; when some stream failed on this event, `Err` carries the messages.
+    pub fn process(&mut self, event: &Event, out: &mut Vec<Output>) -> Result<(), String> {
+        let before = self.inner.stats().errors;
+        self.inner.process(event, out).map_err(|e| e.to_string())?;
+        if self.inner.stats().errors > before {
+            let msgs: Vec<String> = self.inner.take_errors().iter().map(ToString::to_string).collect();
+            return Err(if msgs.is_empty() { "runtime error".to_owned() } else { msgs.join("; ") });
+        }
         Ok(())
     }
 
     /// Serialises the engine state.
     pub fn checkpoint(&self) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
+        self.inner.checkpoint().map_err(|e| e.to_string())
     }
 
-    /// Replaces the engine state.
-    pub fn restore(&mut self, _state: &[u8]) -> Result<(), String> {
-        Ok(())
+    /// Replaces the engine state (rejects corrupt bytes or another program's state).
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        self.inner.restore(state).map_err(|e| e.to_string())
     }
 
     /// `.from` bindings.
     pub fn sources(&self) -> Vec<SourceBinding> {
-        Vec::new()
+        self.inner
+            .sources()
+            .into_iter()
+            .map(|s| SourceBinding {
+                topic: s.topic().map(str::to_owned),
+                connector: s.connector,
+                event_type: s.event_type,
+            })
+            .collect()
     }
 
     /// `.to` bindings.
     pub fn sinks(&self) -> Vec<SinkBinding> {
-        Vec::new()
+        self.inner
+            .sinks()
+            .into_iter()
+            .map(|s| SinkBinding { topic: s.topic().map(str::to_owned), connector: s.connector, stream: s.stream })
+            .collect()
     }
 
     /// Connector declarations.
     pub fn connectors(&self) -> Vec<ConnectorDecl> {
-        Vec::new()
+        self.inner
+            .connectors()
+            .into_iter()
+            .map(|c| ConnectorDecl { name: c.name, kind: c.kind.to_ascii_lowercase(), params: c.params.into_iter().collect() })
+            .collect()
     }
 }
 
 /// Parses `.evt` text into events; the error names the line.
-pub fn parse_evt(_text: &str) -> Result<Vec<Event>, String> {
-    Err("runtime not available".into())
-}
-
-/// Output event type of an output (used to route to sinks).
-pub fn output_event_type(o: &Output) -> &str {
-    o.json.get("event_type").and_then(Value::as_str).unwrap_or("")
+pub fn parse_evt(text: &str) -> Result<Vec<Event>, String> {
+    varpulis_runtime::parse_evt(text).map_err(|e| format!("invalid .evt: {e}"))
 }
 
 /// Nanoseconds since the epoch now (arrival time of events without one).

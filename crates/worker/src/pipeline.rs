@@ -4,22 +4,21 @@
 //! Invariant: the engine lock is held only while the engine runs (CPU-bound, no `.await`
 //! inside); publishing to sinks happens after the lock is released.
 
-use crate::engine::{output_event_type, Event, Output, PipelineEngine};
+use crate::engine::{Event, Output, PipelineEngine};
 use rumqttc::{AsyncClient, QoS};
-use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio_util::sync::CancellationToken;
 use varpulis_api::worker::{BatchError, PipelineInfo, PipelineMetrics};
 
-/// Where outputs of one event type are published.
+/// A connector `.to` outputs are published through.
 #[derive(Debug, Clone)]
 pub struct SinkRoute {
-    /// Output event type this route takes.
-    pub event_type: String,
-    /// Topic to publish to.
-    pub topic: String,
+    /// Connector name (matches `SinkBinding::connector` of the outputs).
+    pub connector: String,
+    /// The connector's default topic, used when the `.to` names none.
+    pub default_topic: Option<String>,
     /// QoS of the publish.
     pub qos: QoS,
     /// The connector's client; `publish().await` waits when its queue is full (backpressure).
@@ -96,26 +95,30 @@ impl Pipeline {
             }
         }
         self.events_in.fetch_add(events.len() as u64, Ordering::Relaxed);
-        self.events_out.fetch_add((out.len() - before) as u64, Ordering::Relaxed);
+        let produced = out[before..].iter().filter(|o| o.is_output).count();
+        self.events_out.fetch_add(produced as u64, Ordering::Relaxed);
         if n_err > 0 {
             self.errors.fetch_add(n_err, Ordering::Relaxed);
         }
     }
 
-    /// Publishes the outputs that match a `.to` sink. Waits when a connector queue is full;
-    /// a publish error is logged and counted (VPL.md §9: not fatal).
+    /// Publishes outputs to their `.to` sinks. Waits when a connector queue is full; a publish
+    /// error is logged and counted (VPL.md §9: not fatal).
     pub async fn publish(&self, outputs: &[Output]) {
-        let Some(sinks) = self.sinks.get() else { return };
-        if sinks.is_empty() {
+        let Some(routes) = self.sinks.get() else { return };
+        if routes.is_empty() {
             return;
         }
         for o in outputs {
-            let ty = output_event_type(o);
-            for s in sinks.iter().filter(|s| s.event_type == ty) {
-                let payload = egress_payload(&o.json);
-                if let Err(e) = s.client.publish(s.topic.clone(), s.qos, false, payload).await {
+            for binding in o.sinks() {
+                let Some(route) = routes.iter().find(|r| r.connector == binding.connector) else { continue };
+                let Some(topic) = binding.topic().map(str::to_owned).or_else(|| route.default_topic.clone()) else {
+                    continue;
+                };
+                let payload = serde_json::to_vec(&o.event.to_flat_json()).unwrap_or_default();
+                if let Err(e) = route.client.publish(topic.clone(), route.qos, false, payload).await {
                     self.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(pipeline = %self.id, topic = %s.topic, error = %e, "publish failed");
+                    tracing::warn!(pipeline = %self.id, %topic, error = %e, "publish failed");
                 }
             }
         }
@@ -211,23 +214,6 @@ impl Pipeline {
         let (events_in, events_out, errors, _) = self.counters();
         PipelineMetrics { pipeline_id: self.id.clone(), events_in, events_out, errors }
     }
-}
-
-/// `{"event_type", "timestamp", <fields...>}` as published to MQTT (VPL.md §9).
-pub fn egress_payload(json: &Value) -> Vec<u8> {
-    let mut obj = Map::new();
-    if let Some(t) = json.get("event_type") {
-        obj.insert("event_type".to_owned(), t.clone());
-    }
-    if let Some(t) = json.get("timestamp") {
-        obj.insert("timestamp".to_owned(), t.clone());
-    }
-    if let Some(Value::Object(fields)) = json.get("fields") {
-        for (k, v) in fields {
-            obj.insert(k.clone(), v.clone());
-        }
-    }
-    serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
 }
 
 /// All pipelines of this worker, by id. The lock is held only to clone an `Arc` out.

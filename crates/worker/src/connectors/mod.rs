@@ -70,7 +70,7 @@ pub fn plan(engine: &PipelineEngine, supplied: &BTreeMap<String, ConnectorParams
     }
     for s in &sinks {
         if let Some(p) = by_name.get_mut(&s.connector) {
-            p.add_sink(s.topic.as_deref(), &s.event_type)?;
+            p.add_sink(s.topic.as_deref(), &s.stream)?;
         }
     }
     plan.mqtt = by_name.into_values().collect();

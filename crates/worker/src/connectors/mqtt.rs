@@ -83,8 +83,8 @@ pub struct MqttPlan {
     params: MqttParams,
     /// `(topic filter, default event type)`.
     subscriptions: Vec<(String, String)>,
-    /// `(output event type, topic)`.
-    sinks: Vec<(String, String)>,
+    /// Streams whose `.to` uses this connector.
+    sinks: Vec<String>,
 }
 
 impl MqttPlan {
@@ -115,12 +115,12 @@ impl MqttPlan {
     }
 
     /// Adds a `.to` binding.
-    pub fn add_sink(&mut self, topic: Option<&str>, event_type: &str) -> Result<(), WorkerError> {
+    pub fn add_sink(&mut self, topic: Option<&str>, stream: &str) -> Result<(), WorkerError> {
         let topic = self.topic_or_default(topic, "`.to`")?;
         if !rumqttc::valid_topic(&topic) {
             return Err(WorkerError::Connector(format!("connector `{}`: bad publish topic `{topic}`", self.name)));
         }
-        self.sinks.push((event_type.to_owned(), topic));
+        self.sinks.push(stream.to_owned());
         Ok(())
     }
 
@@ -145,14 +145,12 @@ impl MqttPlan {
         let mut routes = Vec::new();
         if !self.sinks.is_empty() {
             let (client, eventloop) = AsyncClient::new(self.options(&pipeline.id, "out"), REQUEST_QUEUE);
-            for (event_type, topic) in &self.sinks {
-                routes.push(SinkRoute {
-                    event_type: event_type.clone(),
-                    topic: topic.clone(),
-                    qos: self.params.qos,
-                    client: client.clone(),
-                });
-            }
+            routes.push(SinkRoute {
+                connector: self.name.clone(),
+                default_topic: self.params.topic.clone(),
+                qos: self.params.qos,
+                client: client.clone(),
+            });
             let conn = Connection {
                 name: self.name.clone(),
                 pipeline: pipeline.clone(),

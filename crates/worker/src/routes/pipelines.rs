@@ -49,7 +49,7 @@ pub async fn deploy(
             return same_source(&existing, &req.source);
         }
     }
-    let engine = PipelineEngine::compile(&req.source)?;
+    let engine = PipelineEngine::compile(&req.source, req.connectors.keys().cloned().collect())?;
     let plan = connectors::plan(&engine, &req.connectors)?;
     let id = req.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let pipeline = Arc::new(Pipeline::new(id, req.name.clone(), req.source.clone(), req.epoch, engine));
@@ -159,6 +159,9 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
 pub struct InjectBody {
     accepted: bool,
     output_events: Vec<Value>,
+    /// Runtime errors of streams that failed on this event (the others' outputs are kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<String>,
 }
 
 /// `BatchInjectResponse` with outputs kept as the runtime's JSON.
@@ -170,8 +173,8 @@ pub struct BatchBody {
     errors: Vec<BatchError>,
 }
 
-fn into_json(outputs: Vec<Output>) -> Vec<Value> {
-    outputs.into_iter().map(|o| o.json).collect()
+fn into_json(outputs: &[Output]) -> Vec<Value> {
+    outputs.iter().filter(|o| o.is_output).map(Output::to_json).collect()
 }
 
 /// `POST /api/v1/pipelines/{id}/events`: one event; 400 if the engine rejects it.
@@ -186,12 +189,10 @@ pub async fn inject(
     let mut out = Vec::new();
     let mut errors = Vec::new();
     p.process(std::slice::from_ref(&event), &mut out, &mut errors);
-    if let Some(e) = errors.into_iter().next() {
-        return Err(WorkerError::BadRequest(format!("event rejected: {}", e.error)));
-    }
     p.publish(&out).await;
     state.metrics.inject_latency.observe(started.elapsed());
-    Ok(Json(InjectBody { accepted: true, output_events: into_json(out) }))
+    let errors = errors.into_iter().map(|e| e.error).collect();
+    Ok(Json(InjectBody { accepted: true, output_events: into_json(&out), errors }))
 }
 
 /// `POST /api/v1/pipelines/{id}/events-batch`: `{events: [...]}`, a bare JSON array, or `.evt`
@@ -226,7 +227,7 @@ pub async fn inject_batch(
     p.process(&events, &mut out, &mut errors);
     p.publish(&out).await;
     state.metrics.inject_latency.observe(started.elapsed());
-    Ok(Json(BatchBody { accepted: events.len(), output_events: into_json(out), errors }))
+    Ok(Json(BatchBody { accepted: events.len(), output_events: into_json(&out), errors }))
 }
 
 fn parse_json_batch(body: &[u8]) -> Result<Vec<Event>, WorkerError> {
