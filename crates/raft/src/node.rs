@@ -154,6 +154,9 @@ struct Inner {
     events: broadcast::Sender<AppliedEvent>,
     db: sled::Db,
     config: RaftConfig,
+    /// `(applied index, state hash)` of the last `metrics_view`: hashing serializes the whole
+    /// state, and the state only changes when the applied index does.
+    hash_cache: std::sync::Mutex<Option<(Option<u64>, String)>>,
 }
 
 /// Cloneable handle on a running Raft member.
@@ -228,6 +231,7 @@ impl RaftNode {
                 events,
                 db,
                 config,
+                hash_cache: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -366,10 +370,7 @@ impl RaftNode {
     pub fn metrics_view(&self) -> RaftMetricsView {
         let m = self.inner.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
-        let (last_applied, state_hash) = {
-            let guard = read_lock(&self.inner.shared);
-            (guard.last_applied, guard.state.state_hash())
-        };
+        let (last_applied, state_hash) = self.applied_hash();
         let state = match m.state {
             ServerState::Leader => "Leader",
             ServerState::Follower => "Follower",
@@ -393,6 +394,24 @@ impl RaftNode {
             state_hash,
             snapshot_index: m.snapshot.map(|l| l.index),
         }
+    }
+
+    /// The last applied index and the hash of the state at that index (cached per index).
+    pub fn applied_hash(&self) -> (Option<u64>, String) {
+        let guard = read_lock(&self.inner.shared);
+        let mut cache = self
+            .inner
+            .hash_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((index, hash)) = cache.as_ref() {
+            if *index == guard.last_applied {
+                return (*index, hash.clone());
+            }
+        }
+        let hash = guard.state.state_hash();
+        *cache = Some((guard.last_applied, hash.clone()));
+        (guard.last_applied, hash)
     }
 
     /// Adds a learner (it receives the log but does not vote); waits until it caught up.
