@@ -7,7 +7,13 @@ use varpulis_worker::WorkerConfig;
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn ready(w: &Worker) -> u16 {
-    client().get(format!("{}/ready", w.url)).send().await.unwrap().status().as_u16()
+    client()
+        .get(format!("{}/ready", w.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,9 +31,15 @@ async fn registers_with_a_coordinator_that_appears_late_then_heartbeats() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let coord = FakeCoordinator::default();
     let _stop = coord.serve(port).await;
-    assert!(wait_for(WAIT, || async { coord.registrations() >= 1 }).await, "worker never registered");
+    assert!(
+        wait_for(WAIT, || async { coord.registrations() >= 1 }).await,
+        "worker never registered"
+    );
     assert!(wait_for(WAIT, || async { ready(&w).await == 200 }).await);
-    assert!(wait_for(WAIT, || async { coord.heartbeats() >= 2 }).await, "no heartbeats");
+    assert!(
+        wait_for(WAIT, || async { coord.heartbeats() >= 2 }).await,
+        "no heartbeats"
+    );
     {
         let seen = coord.seen.lock().unwrap();
         let reg = &seen.registrations[0];
@@ -40,7 +52,11 @@ async fn registers_with_a_coordinator_that_appears_late_then_heartbeats() {
         assert!(seen.heartbeats[0]["pipelines_running"].is_u64());
     }
     w.shutdown().await;
-    assert_eq!(coord.deregistrations(), ["w-test"], "graceful shutdown deregisters");
+    assert_eq!(
+        coord.deregistrations(),
+        ["w-test"],
+        "graceful shutdown deregisters"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,14 +64,30 @@ async fn re_registers_at_once_when_the_coordinator_forgets_it() {
     let port = free_port();
     let coord = FakeCoordinator::default();
     let _stop = coord.serve(port).await;
-    let w = start_worker(WorkerConfig { coordinators: vec![format!("http://127.0.0.1:{port}")], ..config() }).await;
-    let id = deploy(&w, "f", "stream Hot = Reading .where(temp > 50) .emit(id: id)").await;
+    let w = start_worker(WorkerConfig {
+        coordinators: vec![format!("http://127.0.0.1:{port}")],
+        ..config()
+    })
+    .await;
+    let id = deploy(
+        &w,
+        "f",
+        "stream Hot = Reading .where(temp > 50) .emit(id: id)",
+    )
+    .await;
     assert!(wait_for(WAIT, || async { coord.heartbeats() >= 1 }).await);
     coord.forget_all();
-    assert!(wait_for(WAIT, || async { coord.registrations() >= 2 }).await, "no re-registration after 404");
+    assert!(
+        wait_for(WAIT, || async { coord.registrations() >= 2 }).await,
+        "no re-registration after 404"
+    );
     let seen = coord.seen.lock().unwrap();
     let again = &seen.registrations[1];
-    assert_eq!(again["running_pipelines"][0]["pipeline_id"], id.as_str(), "{again}");
+    assert_eq!(
+        again["running_pipelines"][0]["pipeline_id"],
+        id.as_str(),
+        "{again}"
+    );
     assert_eq!(again["running_pipelines"][0]["name"], "f");
     drop(seen);
     w.shutdown().await;
@@ -68,15 +100,25 @@ async fn fails_over_to_the_second_coordinator_when_the_first_dies() {
     let stop1 = c1.serve(p1).await;
     let _stop2 = c2.serve(p2).await;
     let w = start_worker(WorkerConfig {
-        coordinators: vec![format!("http://127.0.0.1:{p1}"), format!("http://127.0.0.1:{p2}")],
+        coordinators: vec![
+            format!("http://127.0.0.1:{p1}"),
+            format!("http://127.0.0.1:{p2}"),
+        ],
         ..config()
     })
     .await;
     assert!(wait_for(WAIT, || async { c1.heartbeats() >= 1 }).await);
-    assert_eq!(c2.registrations(), 0, "the first URL is used while it answers");
+    assert_eq!(
+        c2.registrations(),
+        0,
+        "the first URL is used while it answers"
+    );
     stop1.send(()).unwrap();
     // The second coordinator does not know the worker: 404 on heartbeat, then registration.
-    assert!(wait_for(WAIT, || async { c2.heartbeats() >= 1 }).await, "no failover");
+    assert!(
+        wait_for(WAIT, || async { c2.heartbeats() >= 1 }).await,
+        "no failover"
+    );
     assert!(c2.registrations() >= 1);
     w.shutdown().await;
     assert_eq!(c2.deregistrations(), ["w-test"]);

@@ -55,11 +55,18 @@ pub async fn start_worker(mut cfg: WorkerConfig) -> Worker {
     let task = tokio::spawn(varpulis_worker::run(cfg, listener, async move {
         let _ = rx.await;
     }));
-    Worker { url: format!("http://{addr}"), stop: Some(tx), task: Some(task) }
+    Worker {
+        url: format!("http://{addr}"),
+        stop: Some(tx),
+        task: Some(task),
+    }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 /// `(status, JSON body)` of a request with the test key.
@@ -67,7 +74,8 @@ pub async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.header("x-api-key", KEY).send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     (status, body)
 }
 
@@ -81,7 +89,11 @@ pub async fn get(url: &str) -> (u16, Value) {
 
 /// Deploys and returns the pipeline id (asserting 201).
 pub async fn deploy(w: &Worker, name: &str, source: &str) -> String {
-    let (s, b) = post(&format!("{}/api/v1/pipelines", w.url), serde_json::json!({"name": name, "source": source})).await;
+    let (s, b) = post(
+        &format!("{}/api/v1/pipelines", w.url),
+        serde_json::json!({"name": name, "source": source}),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     b["id"].as_str().unwrap().to_owned()
 }
@@ -104,7 +116,11 @@ where
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// What a fake coordinator saw.
@@ -142,10 +158,15 @@ impl FakeCoordinator {
     pub async fn serve(&self, port: u16) -> oneshot::Sender<()> {
         let app = Router::new()
             .route("/api/v1/cluster/workers/register", post_route(register))
-            .route("/api/v1/cluster/workers/{id}/heartbeat", post_route(heartbeat))
+            .route(
+                "/api/v1/cluster/workers/{id}/heartbeat",
+                post_route(heartbeat),
+            )
             .route("/api/v1/cluster/workers/{id}", delete_route(deregister))
             .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -167,7 +188,11 @@ async fn register(
     let mut s = c.seen.lock().unwrap();
     let id = body["worker_id"].as_str().unwrap_or_default().to_owned();
     s.known.insert(id.clone());
-    s.tokens.push(headers.get("x-worker-token").map(|v| v.to_str().unwrap().to_owned()));
+    s.tokens.push(
+        headers
+            .get("x-worker-token")
+            .map(|v| v.to_str().unwrap().to_owned()),
+    );
     s.registrations.push(body);
     Json(serde_json::json!({"worker_id": id, "status": "registered"}))
 }
@@ -179,7 +204,10 @@ async fn heartbeat(
 ) -> (StatusCode, Json<Value>) {
     let mut s = c.seen.lock().unwrap();
     if !s.known.contains(&id) {
-        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "unknown worker", "code": "not_found"})));
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "unknown worker", "code": "not_found"})),
+        );
     }
     s.heartbeats.push(body);
     (StatusCode::OK, Json(serde_json::json!({"status": "ok"})))

@@ -6,7 +6,13 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Publishes `payload` to `topic` every 200 ms until a message arrives on `out_topic`.
-async fn publish_until_alert(port: u16, topic: &str, payload: Value, out_topic: &str, bad_first: bool) -> Value {
+async fn publish_until_alert(
+    port: u16,
+    topic: &str,
+    payload: Value,
+    out_topic: &str,
+    bad_first: bool,
+) -> Value {
     let mut opts = MqttOptions::new(format!("probe-{}", free_port()), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(5));
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
@@ -14,12 +20,26 @@ async fn publish_until_alert(port: u16, topic: &str, payload: Value, out_topic: 
     let started = Instant::now();
     let mut next_publish = Instant::now();
     loop {
-        assert!(started.elapsed() < Duration::from_secs(20), "no alert on {out_topic}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no alert on {out_topic}"
+        );
         if Instant::now() >= next_publish {
             if bad_first {
-                client.publish(topic, QoS::AtLeastOnce, false, b"not json".to_vec()).await.unwrap();
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, b"not json".to_vec())
+                    .await
+                    .unwrap();
             }
-            client.publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&payload).unwrap()).await.unwrap();
+            client
+                .publish(
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    serde_json::to_vec(&payload).unwrap(),
+                )
+                .await
+                .unwrap();
             next_publish = Instant::now() + Duration::from_millis(200);
         }
         if let Ok(Ok(Event::Incoming(Packet::Publish(p)))) =
@@ -43,15 +63,39 @@ async fn mqtt_events_flow_through_the_pipeline_and_back_out() {
         broker.port()
     );
     let id = deploy(&w, "mqtt", &source).await;
-    let alert = publish_until_alert(broker.port(), "plant/pumps/7", json!({"pump": "P7", "rpm": 3500.0}), "plant/alerts", true).await;
+    let alert = publish_until_alert(
+        broker.port(),
+        "plant/pumps/7",
+        json!({"pump": "P7", "rpm": 3500.0}),
+        "plant/alerts",
+        true,
+    )
+    .await;
     assert_eq!(alert["event_type"], "Alerts");
     assert_eq!(alert["pump"], "P7");
     assert_eq!(alert["rpm"], json!(3500));
-    assert!(alert["rpm"].is_i64(), "integral numbers become int: {alert}");
+    assert!(
+        alert["rpm"].is_i64(),
+        "integral numbers become int: {alert}"
+    );
     assert!(alert["timestamp"].is_string());
-    let text = client().get(format!("{}/metrics", w.url)).header("x-api-key", KEY).send().await.unwrap().text().await.unwrap();
-    let dropped = text.lines().find(|l| l.starts_with("varpulis_worker_payloads_dropped_total") && l.contains(&id)).unwrap();
-    assert!(!dropped.ends_with(" 0"), "bad payloads are counted: {dropped}");
+    let text = client()
+        .get(format!("{}/metrics", w.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped = text
+        .lines()
+        .find(|l| l.starts_with("varpulis_worker_payloads_dropped_total") && l.contains(&id))
+        .unwrap();
+    assert!(
+        !dropped.ends_with(" 0"),
+        "bad payloads are counted: {dropped}"
+    );
     let (_, info) = get(&format!("{}/api/v1/pipelines/{id}", w.url)).await;
     assert_eq!(info["status"], "running", "{info}");
     w.shutdown().await;
@@ -70,11 +114,22 @@ async fn connectors_can_come_from_the_deploy_request() {
     )
     .await;
     assert_eq!(s, 201, "{b}");
-    let alert = publish_until_alert(broker.port(), "in/x", json!({"data": {"v": 2}}), "out/default", false).await;
+    let alert = publish_until_alert(
+        broker.port(),
+        "in/x",
+        json!({"data": {"v": 2}}),
+        "out/default",
+        false,
+    )
+    .await;
     assert_eq!(alert["event_type"], "Out");
     assert_eq!(alert["v"], 2);
     // An unknown connector is a 400 that deploys nothing.
-    let (s, b) = post(&format!("{}/api/v1/pipelines", w.url), json!({"name": "x", "source": source})).await;
+    let (s, b) = post(
+        &format!("{}/api/v1/pipelines", w.url),
+        json!({"name": "x", "source": source}),
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
     w.shutdown().await;
 }
@@ -88,10 +143,22 @@ async fn unreachable_broker_degrades_the_pipeline_not_the_worker() {
     );
     let id = deploy(&w, "dead", &source).await;
     let url = format!("{}/api/v1/pipelines/{id}", w.url);
-    assert!(wait_for(Duration::from_secs(10), || async { get(&url).await.1["status"] == "degraded" }).await);
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            get(&url).await.1["status"] == "degraded"
+        })
+        .await
+    );
     let (_, info) = get(&url).await;
-    assert!(info["status_reason"].as_str().unwrap().contains("Dead"), "{info}");
-    let h = client().get(format!("{}/health", w.url)).send().await.unwrap();
+    assert!(
+        info["status_reason"].as_str().unwrap().contains("Dead"),
+        "{info}"
+    );
+    let h = client()
+        .get(format!("{}/health", w.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.status().as_u16(), 200);
     w.shutdown().await;
 }

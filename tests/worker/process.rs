@@ -11,15 +11,31 @@ async fn sigterm_stops_the_binary_cleanly_and_deregisters() {
     let _stop = coord.serve(coord_port).await;
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_varpulis"))
-        .args(["server", "--port", &port.to_string(), "--bind", "127.0.0.1", "--worker-id", "proc-1"])
-        .args(["--coordinator", &format!("http://127.0.0.1:{coord_port}"), "--heartbeat-interval", "0.2"])
+        .args([
+            "server",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--worker-id",
+            "proc-1",
+        ])
+        .args([
+            "--coordinator",
+            &format!("http://127.0.0.1:{coord_port}"),
+            "--heartbeat-interval",
+            "0.2",
+        ])
         .args(["--label", "zone=b", "--max-pipelines", "7"])
         .env("VARPULIS_API_KEY", KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let ok = wait_for(Duration::from_secs(20), || async { coord.heartbeats() >= 1 }).await;
+    let ok = wait_for(Duration::from_secs(20), || async {
+        coord.heartbeats() >= 1
+    })
+    .await;
     if !ok {
         let _ = child.kill();
         panic!("the binary never registered");
@@ -36,7 +52,10 @@ async fn sigterm_stops_the_binary_cleanly_and_deregisters() {
     assert_eq!(s, 200);
 
     // Signal our own child by pid.
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let started = Instant::now();
     let status = loop {

@@ -53,16 +53,35 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 fn config(args: Args) -> anyhow::Result<WorkerConfig> {
-    let host = if args.bind == "0.0.0.0" || args.bind == "::" { "127.0.0.1".to_owned() } else { args.bind.clone() };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
-    let heartbeat = Duration::try_from_secs_f64(args.heartbeat_interval).context("--heartbeat-interval")?;
+    let host = if args.bind == "0.0.0.0" || args.bind == "::" {
+        "127.0.0.1".to_owned()
+    } else {
+        args.bind.clone()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let heartbeat =
+        Duration::try_from_secs_f64(args.heartbeat_interval).context("--heartbeat-interval")?;
     let cfg = WorkerConfig {
-        advertise_address: args.advertise_address.unwrap_or_else(|| format!("http://{host}:{}", args.port)),
+        advertise_address: args
+            .advertise_address
+            .unwrap_or_else(|| format!("http://{host}:{}", args.port)),
         bind: args.bind,
         port: args.port,
         api_key: args.api_key.filter(|k| !k.is_empty()),
-        coordinators: args.coordinator.into_iter().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect(),
-        worker_id: args.worker_id.filter(|w| !w.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        coordinators: args
+            .coordinator
+            .into_iter()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        worker_id: args
+            .worker_id
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         worker_token: args.worker_token.filter(|t| !t.is_empty()),
         heartbeat_interval: heartbeat,
         max_pipelines: args.max_pipelines,
@@ -102,16 +121,28 @@ async fn shutdown_signal() {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::logging::init();
     let cfg = config(args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     rt.block_on(async move {
         let addr = format!("{}:{}", cfg.bind, cfg.port);
-        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot bind {addr}"))?;
         let local = listener.local_addr()?;
-        println!("varpulis worker {} listening on http://{local}", cfg.worker_id);
+        println!(
+            "varpulis worker {} listening on http://{local}",
+            cfg.worker_id
+        );
         if cfg.coordinators.is_empty() {
             println!("  standalone (no --coordinator)");
         } else {
-            println!("  coordinators: {} (advertised as {})", cfg.coordinators.join(", "), cfg.advertise_address);
+            println!(
+                "  coordinators: {} (advertised as {})",
+                cfg.coordinators.join(", "),
+                cfg.advertise_address
+            );
         }
         varpulis_worker::run(cfg, listener, shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())

@@ -33,20 +33,27 @@ pub fn start_embedded_broker(port: u16) -> Result<BrokerHandle, WorkerError> {
     // Fail early and clearly when the port is taken (rumqttd would only log it on its thread).
     drop(TcpListener::bind(addr)?);
     let config = broker_config(addr);
-    let thread = std::thread::Builder::new().name(format!("mqtt-broker-{port}")).spawn(move || {
-        let mut broker = rumqttd::Broker::new(config);
-        if let Err(e) = broker.start() {
-            tracing::error!(error = %e, "embedded MQTT broker stopped");
-        }
-    })?;
+    let thread = std::thread::Builder::new()
+        .name(format!("mqtt-broker-{port}"))
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded MQTT broker stopped");
+            }
+        })?;
     let started = Instant::now();
     loop {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             tracing::info!(%addr, "embedded MQTT broker listening");
-            return Ok(BrokerHandle { addr, _thread: thread });
+            return Ok(BrokerHandle {
+                addr,
+                _thread: thread,
+            });
         }
         if thread.is_finished() || started.elapsed() > START_DEADLINE {
-            return Err(WorkerError::Internal(format!("embedded MQTT broker did not start on {addr}")));
+            return Err(WorkerError::Internal(format!(
+                "embedded MQTT broker did not start on {addr}"
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

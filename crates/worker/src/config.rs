@@ -108,9 +108,15 @@ impl WorkerConfig {
         {
             return bad("registration backoff must be positive and initial <= max");
         }
-        for url in self.coordinators.iter().chain(std::iter::once(&self.advertise_address)) {
+        for url in self
+            .coordinators
+            .iter()
+            .chain(std::iter::once(&self.advertise_address))
+        {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(WorkerError::Config(format!("`{url}` is not an http(s) URL")));
+                return Err(WorkerError::Config(format!(
+                    "`{url}` is not an http(s) URL"
+                )));
             }
         }
         if matches!(&self.api_key, Some(k) if k.is_empty()) {
@@ -147,13 +153,16 @@ mod opt_secs {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<f64>::deserialize(d)? {
-            Some(v) => Duration::try_from_secs_f64(v).map(Some).map_err(serde::de::Error::custom),
+            Some(v) => Duration::try_from_secs_f64(v)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
             None => Ok(None),
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -164,9 +173,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_coordinator_url_and_zero_interval() {
-        let c = WorkerConfig { coordinators: vec!["localhost:9100".into()], ..Default::default() };
+        let c = WorkerConfig {
+            coordinators: vec!["localhost:9100".into()],
+            ..Default::default()
+        };
         assert!(c.validate().is_err());
-        let c = WorkerConfig { heartbeat_interval: Duration::ZERO, ..Default::default() };
+        let c = WorkerConfig {
+            heartbeat_interval: Duration::ZERO,
+            ..Default::default()
+        };
         assert!(c.validate().is_err());
     }
 }

@@ -15,7 +15,9 @@ use reqwest::StatusCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use varpulis_api::cluster::{HeartbeatRequest, RegisterWorkerRequest, RunningPipeline, WorkerCapacity};
+use varpulis_api::cluster::{
+    HeartbeatRequest, RegisterWorkerRequest, RunningPipeline, WorkerCapacity,
+};
 
 /// Timeout of the best-effort deregistration at shutdown.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,7 +48,11 @@ impl CoordinatorClient {
             .connect_timeout(state.config.coordinator_timeout)
             .build()
             .map_err(|e| WorkerError::Internal(format!("HTTP client: {e}")))?;
-        Ok(Self { state, http, current: AtomicUsize::new(0) })
+        Ok(Self {
+            state,
+            http,
+            current: AtomicUsize::new(0),
+        })
     }
 
     fn urls(&self) -> &[String] {
@@ -58,7 +64,11 @@ impl CoordinatorClient {
             .registry
             .all()
             .iter()
-            .map(|p| RunningPipeline { pipeline_id: p.id.clone(), name: p.name.clone(), epoch: p.epoch })
+            .map(|p| RunningPipeline {
+                pipeline_id: p.id.clone(),
+                name: p.name.clone(),
+                epoch: p.epoch,
+            })
             .collect()
     }
 
@@ -122,7 +132,9 @@ impl CoordinatorClient {
             address: cfg.advertise_address.clone(),
             api_key: cfg.api_key.clone().unwrap_or_default(),
             capacity: WorkerCapacity {
-                cpu_cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+                cpu_cores: std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(1),
                 pipelines_running: running.len() as u32,
                 max_pipelines: cfg.max_pipelines,
             },
@@ -130,7 +142,10 @@ impl CoordinatorClient {
             running_pipelines: running,
         };
         self.each_url(|base| {
-            let req = self.http.post(format!("{base}/api/v1/cluster/workers/register")).json(&body);
+            let req = self
+                .http
+                .post(format!("{base}/api/v1/cluster/workers/register"))
+                .json(&body);
             self.with_token(req)
         })
         .await
@@ -138,7 +153,13 @@ impl CoordinatorClient {
 
     async fn heartbeat(&self) -> Result<(), CallError> {
         let running = self.running();
-        let events_processed = self.state.registry.all().iter().map(|p| p.events_in()).sum();
+        let events_processed = self
+            .state
+            .registry
+            .all()
+            .iter()
+            .map(|p| p.events_in())
+            .sum();
         let body = HeartbeatRequest {
             events_processed,
             pipelines_running: running.len() as u32,
@@ -146,7 +167,10 @@ impl CoordinatorClient {
         };
         let id = &self.state.config.worker_id;
         self.each_url(|base| {
-            let req = self.http.post(format!("{base}/api/v1/cluster/workers/{id}/heartbeat")).json(&body);
+            let req = self
+                .http
+                .post(format!("{base}/api/v1/cluster/workers/{id}/heartbeat"))
+                .json(&body);
             self.with_token(req)
         })
         .await
@@ -155,7 +179,10 @@ impl CoordinatorClient {
 
     /// Sends the request to each URL in turn, starting at the current one, until one answers
     /// 2xx (success), 404 (`UnknownWorker`) or a non-retryable 4xx.
-    async fn each_url(&self, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Result<String, CallError> {
+    async fn each_url(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<String, CallError> {
         let urls = self.urls();
         let start = self.current.load(Ordering::Relaxed);
         let mut last = String::from("no coordinator configured");
@@ -189,7 +216,10 @@ impl CoordinatorClient {
         let cfg = &self.state.config;
         let id = &cfg.worker_id;
         let attempt = self.each_url(|base| {
-            let mut req = self.http.delete(format!("{base}/api/v1/cluster/workers/{id}")).timeout(DEREGISTER_TIMEOUT);
+            let mut req = self
+                .http
+                .delete(format!("{base}/api/v1/cluster/workers/{id}"))
+                .timeout(DEREGISTER_TIMEOUT);
             if let Some(k) = &cfg.api_key {
                 req = req.header(varpulis_api::API_KEY_HEADER, k);
             }
@@ -197,7 +227,9 @@ impl CoordinatorClient {
         });
         match tokio::time::timeout(DEREGISTER_TIMEOUT * 2, attempt).await {
             Ok(Ok(url)) => tracing::info!(coordinator = %url, "deregistered"),
-            Ok(Err(CallError::UnknownWorker)) => tracing::info!("coordinator already forgot this worker"),
+            Ok(Err(CallError::UnknownWorker)) => {
+                tracing::info!("coordinator already forgot this worker")
+            }
             Ok(Err(CallError::Unavailable(e))) => tracing::warn!("deregistration failed: {e}"),
             Err(_) => tracing::warn!("deregistration timed out"),
         }

@@ -60,7 +60,11 @@ impl PipelineEngine {
     /// Compiles a VPL program; `external_connectors` are connector names supplied by the
     /// deploy request (the program may use them without declaring them).
     pub fn compile(source: &str, external_connectors: Vec<String>) -> Result<Self, WorkerError> {
-        let opts = EngineOptions { external_connectors, file_name: FILE_NAME.to_owned(), ..EngineOptions::default() };
+        let opts = EngineOptions {
+            external_connectors,
+            file_name: FILE_NAME.to_owned(),
+            ..EngineOptions::default()
+        };
         match Engine::compile(source, &opts) {
             Ok(inner) => Ok(Self { inner }),
             Err(e) => {
@@ -78,10 +82,16 @@ impl PipelineEngine {
                     })
                     .collect();
                 let message = match diagnostics.first() {
-                    Some(d) => format!("invalid VPL: line {}, column {}: {}", d.line, d.column, d.message),
+                    Some(d) => format!(
+                        "invalid VPL: line {}, column {}: {}",
+                        d.line, d.column, d.message
+                    ),
                     None => format!("invalid VPL: {}", e.rendered),
                 };
-                Err(WorkerError::InvalidVpl { message, diagnostics })
+                Err(WorkerError::InvalidVpl {
+                    message,
+                    diagnostics,
+                })
             }
         }
     }
@@ -92,8 +102,17 @@ impl PipelineEngine {
         let before = self.inner.stats().errors;
         self.inner.process(event, out).map_err(|e| e.to_string())?;
         if self.inner.stats().errors > before {
-            let msgs: Vec<String> = self.inner.take_errors().iter().map(ToString::to_string).collect();
-            return Err(if msgs.is_empty() { "runtime error".to_owned() } else { msgs.join("; ") });
+            let msgs: Vec<String> = self
+                .inner
+                .take_errors()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            return Err(if msgs.is_empty() {
+                "runtime error".to_owned()
+            } else {
+                msgs.join("; ")
+            });
         }
         Ok(())
     }
@@ -126,7 +145,11 @@ impl PipelineEngine {
         self.inner
             .sinks()
             .into_iter()
-            .map(|s| SinkBinding { topic: s.topic().map(str::to_owned), connector: s.connector, stream: s.stream })
+            .map(|s| SinkBinding {
+                topic: s.topic().map(str::to_owned),
+                connector: s.connector,
+                stream: s.stream,
+            })
             .collect()
     }
 
@@ -135,7 +158,11 @@ impl PipelineEngine {
         self.inner
             .connectors()
             .into_iter()
-            .map(|c| ConnectorDecl { name: c.name, kind: c.kind.to_ascii_lowercase(), params: c.params.into_iter().collect() })
+            .map(|c| ConnectorDecl {
+                name: c.name,
+                kind: c.kind.to_ascii_lowercase(),
+                params: c.params.into_iter().collect(),
+            })
             .collect()
     }
 }

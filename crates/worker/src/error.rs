@@ -75,10 +75,14 @@ impl WorkerError {
             Self::InvalidVpl { .. } => (StatusCode::BAD_REQUEST, "invalid_vpl"),
             Self::Connector(_) => (StatusCode::BAD_REQUEST, "invalid_connector"),
             Self::BadCheckpoint(_) => (StatusCode::BAD_REQUEST, "bad_checkpoint"),
-            Self::PipelineNotFound(_) | Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::PipelineNotFound(_) | Self::RouteNotFound(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             Self::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
             Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),

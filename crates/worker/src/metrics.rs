@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0];
+const BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0,
+];
 
 /// A fixed-bucket histogram with lock-free updates.
 #[derive(Debug, Default)]
@@ -28,7 +30,10 @@ impl Histogram {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     fn render(&self, name: &str, out: &mut String) {
@@ -40,7 +45,11 @@ impl Histogram {
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+        );
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -54,18 +63,26 @@ pub struct WorkerMetrics {
     pub request_errors: AtomicU64,
 }
 
+/// Reads one counter of a pipeline.
+type Counter = fn(&Pipeline) -> u64;
+
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl WorkerMetrics {
     /// Prometheus text exposition.
     pub fn render(&self, pipelines: &[Arc<Pipeline>]) -> String {
         let mut out = String::new();
-        let running = pipelines.iter().filter(|p| p.status().0 != "stopped").count();
+        let running = pipelines
+            .iter()
+            .filter(|p| p.status().0 != "stopped")
+            .count();
         let _ = writeln!(out, "# TYPE varpulis_worker_pipelines_running gauge");
         let _ = writeln!(out, "varpulis_worker_pipelines_running {running}");
-        let series: [(&str, fn(&Pipeline) -> u64); 4] = [
+        let series: [(&str, Counter); 4] = [
             ("varpulis_worker_events_in_total", |p| p.counters().0),
             ("varpulis_worker_events_out_total", |p| p.counters().1),
             ("varpulis_worker_pipeline_errors_total", |p| p.counters().2),
@@ -74,13 +91,23 @@ impl WorkerMetrics {
         for (name, f) in series {
             let _ = writeln!(out, "# TYPE {name} counter");
             for p in pipelines {
-                let _ =
-                    writeln!(out, "{name}{{pipeline=\"{}\",name=\"{}\"}} {}", escape(&p.id), escape(&p.name), f(p));
+                let _ = writeln!(
+                    out,
+                    "{name}{{pipeline=\"{}\",name=\"{}\"}} {}",
+                    escape(&p.id),
+                    escape(&p.name),
+                    f(p)
+                );
             }
         }
         let _ = writeln!(out, "# TYPE varpulis_worker_request_errors_total counter");
-        let _ = writeln!(out, "varpulis_worker_request_errors_total {}", self.request_errors.load(Ordering::Relaxed));
-        self.inject_latency.render("varpulis_worker_inject_latency_seconds", &mut out);
+        let _ = writeln!(
+            out,
+            "varpulis_worker_request_errors_total {}",
+            self.request_errors.load(Ordering::Relaxed)
+        );
+        self.inject_latency
+            .render("varpulis_worker_inject_latency_seconds", &mut out);
         out
     }
 }

@@ -58,7 +58,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Wraps a compiled engine.
-    pub fn new(id: String, name: String, source: String, epoch: Option<u64>, engine: PipelineEngine) -> Self {
+    pub fn new(
+        id: String,
+        name: String,
+        source: String,
+        epoch: Option<u64>,
+        engine: PipelineEngine,
+    ) -> Self {
         Self {
             id,
             name,
@@ -94,9 +100,11 @@ impl Pipeline {
                 }
             }
         }
-        self.events_in.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.events_in
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
         let produced = out[before..].iter().filter(|o| o.is_output).count();
-        self.events_out.fetch_add(produced as u64, Ordering::Relaxed);
+        self.events_out
+            .fetch_add(produced as u64, Ordering::Relaxed);
         if n_err > 0 {
             self.errors.fetch_add(n_err, Ordering::Relaxed);
         }
@@ -105,18 +113,30 @@ impl Pipeline {
     /// Publishes outputs to their `.to` sinks. Waits when a connector queue is full; a publish
     /// error is logged and counted (VPL.md §9: not fatal).
     pub async fn publish(&self, outputs: &[Output]) {
-        let Some(routes) = self.sinks.get() else { return };
+        let Some(routes) = self.sinks.get() else {
+            return;
+        };
         if routes.is_empty() {
             return;
         }
         for o in outputs {
             for binding in o.sinks() {
-                let Some(route) = routes.iter().find(|r| r.connector == binding.connector) else { continue };
-                let Some(topic) = binding.topic().map(str::to_owned).or_else(|| route.default_topic.clone()) else {
+                let Some(route) = routes.iter().find(|r| r.connector == binding.connector) else {
+                    continue;
+                };
+                let Some(topic) = binding
+                    .topic()
+                    .map(str::to_owned)
+                    .or_else(|| route.default_topic.clone())
+                else {
                     continue;
                 };
                 let payload = serde_json::to_vec(&o.event.to_flat_json()).unwrap_or_default();
-                if let Err(e) = route.client.publish(topic.clone(), route.qos, false, payload).await {
+                if let Err(e) = route
+                    .client
+                    .publish(topic.clone(), route.qos, false, payload)
+                    .await
+                {
                     self.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(pipeline = %self.id, %topic, error = %e, "publish failed");
                 }
@@ -151,12 +171,18 @@ impl Pipeline {
 
     /// Clears a degraded mark.
     pub fn clear_degraded(&self) {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).degraded = None;
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .degraded = None;
     }
 
     /// Marks the pipeline stopped and cancels its tasks.
     pub fn stop(&self) {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stopped = true;
         self.cancel.cancel();
     }
 
@@ -212,7 +238,12 @@ impl Pipeline {
     /// The metrics view.
     pub fn metrics(&self) -> PipelineMetrics {
         let (events_in, events_out, errors, _) = self.counters();
-        PipelineMetrics { pipeline_id: self.id.clone(), events_in, events_out, errors }
+        PipelineMetrics {
+            pipeline_id: self.id.clone(),
+            events_in,
+            events_out,
+            errors,
+        }
     }
 }
 
@@ -225,7 +256,11 @@ pub struct Registry {
 impl Registry {
     /// The pipeline with this id.
     pub fn get(&self, id: &str) -> Option<Arc<Pipeline>> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Inserts unless the id is taken (returns the existing pipeline) or `max` pipelines
@@ -244,12 +279,21 @@ impl Registry {
 
     /// Removes and returns the pipeline.
     pub fn remove(&self, id: &str) -> Option<Arc<Pipeline>> {
-        self.inner.write().unwrap_or_else(|p| p.into_inner()).remove(id)
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     /// Every pipeline, sorted by name then id.
     pub fn all(&self) -> Vec<Arc<Pipeline>> {
-        let mut v: Vec<_> = self.inner.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut v: Vec<_> = self
+            .inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         v
     }

@@ -95,7 +95,9 @@ pub async fn serve(
         st.draining.store(true, Ordering::Relaxed);
         st.shutdown.cancel();
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await;
     // Whatever ended serving, make sure every task sees the shutdown.
     state.draining.store(true, Ordering::Relaxed);
     state.shutdown.cancel();
@@ -104,7 +106,10 @@ pub async fn serve(
         p.stop();
     }
     state.tasks.close();
-    if tokio::time::timeout(TASK_STOP_DEADLINE, state.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(TASK_STOP_DEADLINE, state.tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("connector tasks did not stop in time");
     }
     if let Some((client, task)) = client {

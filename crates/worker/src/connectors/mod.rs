@@ -35,9 +35,15 @@ impl Plan {
 }
 
 /// Resolves every binding of the program.
-pub fn plan(engine: &PipelineEngine, supplied: &BTreeMap<String, ConnectorParams>) -> Result<Plan, WorkerError> {
-    let declared: BTreeMap<String, (String, Map<String, Value>)> =
-        engine.connectors().into_iter().map(|c| (c.name, (c.kind, c.params))).collect();
+pub fn plan(
+    engine: &PipelineEngine,
+    supplied: &BTreeMap<String, ConnectorParams>,
+) -> Result<Plan, WorkerError> {
+    let declared: BTreeMap<String, (String, Map<String, Value>)> = engine
+        .connectors()
+        .into_iter()
+        .map(|c| (c.name, (c.kind, c.params)))
+        .collect();
     let resolve = |name: &str| -> Result<(String, Map<String, Value>), WorkerError> {
         if let Some(d) = declared.get(name) {
             return Ok(d.clone());
@@ -53,12 +59,17 @@ pub fn plan(engine: &PipelineEngine, supplied: &BTreeMap<String, ConnectorParams
     let mut plan = Plan::default();
     let sources = engine.sources();
     let sinks = engine.sinks();
-    let names: std::collections::BTreeSet<&str> =
-        sources.iter().map(|s| s.connector.as_str()).chain(sinks.iter().map(|s| s.connector.as_str())).collect();
+    let names: std::collections::BTreeSet<&str> = sources
+        .iter()
+        .map(|s| s.connector.as_str())
+        .chain(sinks.iter().map(|s| s.connector.as_str()))
+        .collect();
     for name in names {
         let (kind, params) = resolve(name)?;
         if kind != "mqtt" {
-            plan.unsupported.push(format!("connector `{name}` of kind `{kind}` is not supported by this worker"));
+            plan.unsupported.push(format!(
+                "connector `{name}` of kind `{kind}` is not supported by this worker"
+            ));
             continue;
         }
         by_name.insert(name.to_owned(), mqtt::MqttPlan::new(name, &params)?);

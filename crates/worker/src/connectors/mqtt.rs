@@ -53,10 +53,14 @@ impl MqttParams {
     /// Reads parameters whose values are strings or numbers (`"port": "1883"` works).
     pub fn from_map(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError> {
         let bad = |m: String| WorkerError::Connector(format!("connector `{name}`: {m}"));
-        let host = param_str(params, "host").filter(|h| !h.is_empty()).ok_or_else(|| bad("`host` is required".into()))?;
+        let host = param_str(params, "host")
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("`host` is required".into()))?;
         let port = match param_str(params, "port") {
             None => 1883,
-            Some(p) => p.parse::<u16>().map_err(|_| bad(format!("`port` `{p}` is not a port number")))?,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| bad(format!("`port` `{p}` is not a port number")))?,
         };
         let qos = match param_str(params, "qos").as_deref() {
             None | Some("0") => QoS::AtMostOnce,
@@ -99,16 +103,22 @@ impl MqttPlan {
     }
 
     fn topic_or_default(&self, topic: Option<&str>, what: &str) -> Result<String, WorkerError> {
-        topic.map(str::to_owned).or_else(|| self.params.topic.clone()).ok_or_else(|| {
-            WorkerError::Connector(format!("connector `{}`: {what} needs a `topic`", self.name))
-        })
+        topic
+            .map(str::to_owned)
+            .or_else(|| self.params.topic.clone())
+            .ok_or_else(|| {
+                WorkerError::Connector(format!("connector `{}`: {what} needs a `topic`", self.name))
+            })
     }
 
     /// Adds a `.from` binding.
     pub fn add_source(&mut self, topic: Option<&str>, event_type: &str) -> Result<(), WorkerError> {
         let topic = self.topic_or_default(topic, "`.from`")?;
         if !rumqttc::valid_filter(&topic) {
-            return Err(WorkerError::Connector(format!("connector `{}`: bad topic filter `{topic}`", self.name)));
+            return Err(WorkerError::Connector(format!(
+                "connector `{}`: bad topic filter `{topic}`",
+                self.name
+            )));
         }
         self.subscriptions.push((topic, event_type.to_owned()));
         Ok(())
@@ -118,14 +128,21 @@ impl MqttPlan {
     pub fn add_sink(&mut self, topic: Option<&str>, stream: &str) -> Result<(), WorkerError> {
         let topic = self.topic_or_default(topic, "`.to`")?;
         if !rumqttc::valid_topic(&topic) {
-            return Err(WorkerError::Connector(format!("connector `{}`: bad publish topic `{topic}`", self.name)));
+            return Err(WorkerError::Connector(format!(
+                "connector `{}`: bad publish topic `{topic}`",
+                self.name
+            )));
         }
         self.sinks.push(stream.to_owned());
         Ok(())
     }
 
     fn options(&self, pipeline_id: &str, role: &str) -> MqttOptions {
-        let short: String = pipeline_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+        let short: String = pipeline_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(12)
+            .collect();
         // Suffixing keeps two pipelines (or two roles) from kicking each other off the broker.
         let id = match &self.params.client_id {
             Some(base) => format!("{base}-{short}-{role}"),
@@ -141,10 +158,16 @@ impl MqttPlan {
     }
 
     /// Spawns the connections; returns the sink routes for the pipeline.
-    pub fn start(self, state: &Arc<AppState>, pipeline: &Arc<Pipeline>, ingest: mpsc::Sender<Event>) -> Vec<SinkRoute> {
+    pub fn start(
+        self,
+        state: &Arc<AppState>,
+        pipeline: &Arc<Pipeline>,
+        ingest: mpsc::Sender<Event>,
+    ) -> Vec<SinkRoute> {
         let mut routes = Vec::new();
         if !self.sinks.is_empty() {
-            let (client, eventloop) = AsyncClient::new(self.options(&pipeline.id, "out"), REQUEST_QUEUE);
+            let (client, eventloop) =
+                AsyncClient::new(self.options(&pipeline.id, "out"), REQUEST_QUEUE);
             routes.push(SinkRoute {
                 connector: self.name.clone(),
                 default_topic: self.params.topic.clone(),
@@ -157,17 +180,25 @@ impl MqttPlan {
                 client,
                 cancel: pipeline.cancel.clone(),
             };
-            state.tasks.spawn(conn.run(eventloop, Vec::new(), self.params.qos, None));
+            state
+                .tasks
+                .spawn(conn.run(eventloop, Vec::new(), self.params.qos, None));
         }
         if !self.subscriptions.is_empty() {
-            let (client, eventloop) = AsyncClient::new(self.options(&pipeline.id, "in"), REQUEST_QUEUE);
+            let (client, eventloop) =
+                AsyncClient::new(self.options(&pipeline.id, "in"), REQUEST_QUEUE);
             let conn = Connection {
                 name: self.name.clone(),
                 pipeline: pipeline.clone(),
                 client,
                 cancel: pipeline.cancel.clone(),
             };
-            state.tasks.spawn(conn.run(eventloop, self.subscriptions, self.params.qos, Some(ingest)));
+            state.tasks.spawn(conn.run(
+                eventloop,
+                self.subscriptions,
+                self.params.qos,
+                Some(ingest),
+            ));
         }
         routes
     }
@@ -251,7 +282,10 @@ impl Connection {
 /// Decodes a payload (VPL.md §9): type = `event_type`, else `type`, else `default_type`;
 /// fields = the `data` object if present, else the other top-level keys; integral numbers
 /// become ints.
-pub fn decode_payload(payload: &[u8], default_type: &str) -> Result<(String, Map<String, Value>), String> {
+pub fn decode_payload(
+    payload: &[u8],
+    default_type: &str,
+) -> Result<(String, Map<String, Value>), String> {
     let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Object(mut obj) = value else {
         return Err("payload is not a JSON object".into());
@@ -301,6 +335,7 @@ fn integral_to_int(v: &mut Value) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -308,7 +343,10 @@ mod tests {
     #[test]
     fn decode_uses_event_type_then_type_then_default() {
         let (t, f) = decode_payload(br#"{"event_type":"A","x":1}"#, "D").unwrap();
-        assert_eq!((t.as_str(), f), ("A", json!({"x":1}).as_object().unwrap().clone()));
+        assert_eq!(
+            (t.as_str(), f),
+            ("A", json!({"x":1}).as_object().unwrap().clone())
+        );
         let (t, _) = decode_payload(br#"{"type":"B","x":1}"#, "D").unwrap();
         assert_eq!(t, "B");
         let (t, f) = decode_payload(br#"{"x":2.0}"#, "D").unwrap();
@@ -319,7 +357,8 @@ mod tests {
 
     #[test]
     fn decode_prefers_data_object_and_rejects_garbage() {
-        let (_, f) = decode_payload(br#"{"event_type":"A","data":{"y":"z"},"ignored":1}"#, "D").unwrap();
+        let (_, f) =
+            decode_payload(br#"{"event_type":"A","data":{"y":"z"},"ignored":1}"#, "D").unwrap();
         assert_eq!(Value::Object(f), json!({"y":"z"}));
         assert!(decode_payload(b"not json", "D").is_err());
         assert!(decode_payload(b"[1,2]", "D").is_err());
@@ -327,7 +366,10 @@ mod tests {
 
     #[test]
     fn params_accept_strings_and_numbers() {
-        let m = json!({"host":"h","port":"1884","qos":1}).as_object().unwrap().clone();
+        let m = json!({"host":"h","port":"1884","qos":1})
+            .as_object()
+            .unwrap()
+            .clone();
         let p = MqttParams::from_map("C", &m).unwrap();
         assert_eq!((p.port, p.qos), (1884, QoS::AtLeastOnce));
         let m = json!({"port":1883}).as_object().unwrap().clone();

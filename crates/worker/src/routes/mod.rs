@@ -32,11 +32,23 @@ pub struct JsonBody<T>(pub T);
 pub fn router(state: Shared) -> Router {
     let cfg = &state.config;
     let api = Router::new()
-        .route("/api/v1/pipelines", post(pipelines::deploy).get(pipelines::list))
-        .route("/api/v1/pipelines/{id}", get(pipelines::get_one).delete(pipelines::delete))
+        .route(
+            "/api/v1/pipelines",
+            post(pipelines::deploy).get(pipelines::list),
+        )
+        .route(
+            "/api/v1/pipelines/{id}",
+            get(pipelines::get_one).delete(pipelines::delete),
+        )
         .route("/api/v1/pipelines/{id}/events", post(pipelines::inject))
-        .route("/api/v1/pipelines/{id}/events-batch", post(pipelines::inject_batch))
-        .route("/api/v1/pipelines/{id}/checkpoint", post(pipelines::checkpoint))
+        .route(
+            "/api/v1/pipelines/{id}/events-batch",
+            post(pipelines::inject_batch),
+        )
+        .route(
+            "/api/v1/pipelines/{id}/checkpoint",
+            post(pipelines::checkpoint),
+        )
         .route("/api/v1/pipelines/{id}/restore", post(pipelines::restore))
         .route("/api/v1/pipelines/{id}/metrics", get(pipelines::metrics))
         .route("/api/v1/drain", post(system::drain))
@@ -44,23 +56,26 @@ pub fn router(state: Shared) -> Router {
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
         .fallback(not_found);
-    api.layer(middleware::from_fn_with_state(state.clone(), require_api_key))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|e: BoxError| async move {
-                    if e.is::<tower::timeout::error::Elapsed>() {
-                        WorkerError::Timeout
-                    } else {
-                        WorkerError::Internal(e.to_string())
-                    }
-                }))
-                .timeout(cfg.request_timeout)
-                .concurrency_limit(cfg.max_concurrent_requests),
-        )
-        .layer(RequestBodyLimitLayer::new(cfg.body_limit))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(state.clone(), json_errors))
-        .with_state(state)
+    api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        require_api_key,
+    ))
+    .layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|e: BoxError| async move {
+                if e.is::<tower::timeout::error::Elapsed>() {
+                    WorkerError::Timeout
+                } else {
+                    WorkerError::Internal(e.to_string())
+                }
+            }))
+            .timeout(cfg.request_timeout)
+            .concurrency_limit(cfg.max_concurrent_requests),
+    )
+    .layer(RequestBodyLimitLayer::new(cfg.body_limit))
+    .layer(axum::extract::DefaultBodyLimit::disable())
+    .layer(middleware::from_fn_with_state(state.clone(), json_errors))
+    .with_state(state)
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> WorkerError {
@@ -76,7 +91,11 @@ async fn require_api_key(State(state): State<Shared>, req: Request, next: Next) 
     if path == "/health" || path == "/ready" {
         return next.run(req).await;
     }
-    let given = req.headers().get(varpulis_api::API_KEY_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let given = req
+        .headers()
+        .get(varpulis_api::API_KEY_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     if constant_time_eq::constant_time_eq(given, expected.as_bytes()) {
         next.run(req).await
     } else {
@@ -123,8 +142,12 @@ async fn json_errors(State(state): State<Shared>, req: Request, next: Next) -> R
             return r;
         }
         StatusCode::REQUEST_TIMEOUT => WorkerError::Timeout,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => WorkerError::UnsupportedMediaType("unsupported content type".into()),
-        s if s.is_client_error() => WorkerError::BadRequest(s.canonical_reason().unwrap_or("bad request").into()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            WorkerError::UnsupportedMediaType("unsupported content type".into())
+        }
+        s if s.is_client_error() => {
+            WorkerError::BadRequest(s.canonical_reason().unwrap_or("bad request").into())
+        }
         s => WorkerError::Internal(s.canonical_reason().unwrap_or("error").into()),
     };
     let mut r = err.into_response();

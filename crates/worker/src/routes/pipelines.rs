@@ -15,19 +15,26 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 use varpulis_api::worker::{
-    BatchError, BatchInjectRequest, Checkpoint, DeployPipelineRequest, DeployPipelineResponse, InputEvent,
-    PipelineInfo, PipelineList, PipelineMetrics, RestoreResponse,
+    BatchError, BatchInjectRequest, Checkpoint, DeployPipelineRequest, DeployPipelineResponse,
+    InputEvent, PipelineInfo, PipelineList, PipelineMetrics, RestoreResponse,
 };
 
 /// Format version of `Checkpoint::state` (base64 of the runtime's bytes).
 const CHECKPOINT_VERSION: u32 = 1;
 
 fn find(state: &Shared, id: &str) -> Result<Arc<Pipeline>, WorkerError> {
-    state.registry.get(id).ok_or_else(|| WorkerError::PipelineNotFound(id.to_owned()))
+    state
+        .registry
+        .get(id)
+        .ok_or_else(|| WorkerError::PipelineNotFound(id.to_owned()))
 }
 
 fn deployed(p: &Pipeline) -> DeployPipelineResponse {
-    DeployPipelineResponse { id: p.id.clone(), name: p.name.clone(), status: p.status().0.to_owned() }
+    DeployPipelineResponse {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        status: p.status().0.to_owned(),
+    }
 }
 
 /// `POST /api/v1/pipelines`.
@@ -51,12 +58,24 @@ pub async fn deploy(
     }
     let engine = PipelineEngine::compile(&req.source, req.connectors.keys().cloned().collect())?;
     let plan = connectors::plan(&engine, &req.connectors)?;
-    let id = req.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let pipeline = Arc::new(Pipeline::new(id, req.name.clone(), req.source.clone(), req.epoch, engine));
+    let id = req
+        .id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let pipeline = Arc::new(Pipeline::new(
+        id,
+        req.name.clone(),
+        req.source.clone(),
+        req.epoch,
+        engine,
+    ));
     if let Some(cp) = &req.checkpoint {
         restore_into(&pipeline, cp)?;
     }
-    match state.registry.insert(pipeline.clone(), state.config.max_pipelines as usize) {
+    match state
+        .registry
+        .insert(pipeline.clone(), state.config.max_pipelines as usize)
+    {
         Ok(true) => {}
         Ok(false) => return Err(WorkerError::AtCapacity(state.config.max_pipelines)),
         Err(existing) => return same_source(&existing, &req.source),
@@ -66,7 +85,10 @@ pub async fn deploy(
     Ok((StatusCode::CREATED, Json(deployed(&pipeline))))
 }
 
-fn same_source(existing: &Pipeline, source: &str) -> Result<(StatusCode, Json<DeployPipelineResponse>), WorkerError> {
+fn same_source(
+    existing: &Pipeline,
+    source: &str,
+) -> Result<(StatusCode, Json<DeployPipelineResponse>), WorkerError> {
     if existing.source == source {
         Ok((StatusCode::OK, Json(deployed(existing))))
     } else {
@@ -77,17 +99,29 @@ fn same_source(existing: &Pipeline, source: &str) -> Result<(StatusCode, Json<De
 /// `GET /api/v1/pipelines`.
 pub async fn list(State(state): State<Shared>) -> Json<PipelineList> {
     let pipelines: Vec<PipelineInfo> = state.registry.all().iter().map(|p| p.info()).collect();
-    Json(PipelineList { total: pipelines.len(), pipelines })
+    Json(PipelineList {
+        total: pipelines.len(),
+        pipelines,
+    })
 }
 
 /// `GET /api/v1/pipelines/{id}`.
-pub async fn get_one(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<PipelineInfo>, WorkerError> {
+pub async fn get_one(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<PipelineInfo>, WorkerError> {
     Ok(Json(find(&state, &id)?.info()))
 }
 
 /// `DELETE /api/v1/pipelines/{id}`: stops connectors and forgets the pipeline.
-pub async fn delete(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, WorkerError> {
-    let p = state.registry.remove(&id).ok_or_else(|| WorkerError::PipelineNotFound(id.clone()))?;
+pub async fn delete(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, WorkerError> {
+    let p = state
+        .registry
+        .remove(&id)
+        .ok_or_else(|| WorkerError::PipelineNotFound(id.clone()))?;
     p.stop();
     tracing::info!(id = %p.id, "pipeline deleted");
     Ok(Json(serde_json::json!({"deleted": true, "id": p.id})))
@@ -95,16 +129,22 @@ pub async fn delete(State(state): State<Shared>, Path(id): Path<String>) -> Resu
 
 fn to_event(ev: &InputEvent, arrival_ns: i64) -> Result<Event, WorkerError> {
     if ev.event_type.is_empty() {
-        return Err(WorkerError::BadRequest("`event_type` must not be empty".into()));
+        return Err(WorkerError::BadRequest(
+            "`event_type` must not be empty".into(),
+        ));
     }
     let ts = match &ev.timestamp {
         None | Some(Value::Null) => arrival_ns,
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| WorkerError::BadRequest("`timestamp` must be an integer (ns since epoch)".into()))?,
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            WorkerError::BadRequest("`timestamp` must be an integer (ns since epoch)".into())
+        })?,
         Some(Value::String(s)) => parse_rfc3339_ns(s)
             .ok_or_else(|| WorkerError::BadRequest(format!("`timestamp` `{s}` is not RFC 3339")))?,
-        Some(_) => return Err(WorkerError::BadRequest("`timestamp` must be a string or an integer".into())),
+        Some(_) => {
+            return Err(WorkerError::BadRequest(
+                "`timestamp` must be a string or an integer".into(),
+            ))
+        }
     };
     Ok(Event::from_json(&ev.event_type, &ev.fields, ts))
 }
@@ -112,11 +152,23 @@ fn to_event(ev: &InputEvent, arrival_ns: i64) -> Result<Event, WorkerError> {
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into ns since the epoch.
 pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -138,7 +190,8 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
         "Z" | "z" => 0,
         tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
             let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (tz.get(1..3)?.parse::<i64>().ok()? * 3600 + tz.get(4..6)?.parse::<i64>().ok()? * 60)
+            sign * (tz.get(1..3)?.parse::<i64>().ok()? * 3600
+                + tz.get(4..6)?.parse::<i64>().ok()? * 60)
         }
         _ => return None,
     };
@@ -174,7 +227,11 @@ pub struct BatchBody {
 }
 
 fn into_json(outputs: &[Output]) -> Vec<Value> {
-    outputs.iter().filter(|o| o.is_output).map(Output::to_json).collect()
+    outputs
+        .iter()
+        .filter(|o| o.is_output)
+        .map(Output::to_json)
+        .collect()
 }
 
 /// `POST /api/v1/pipelines/{id}/events`: one event; 400 if the engine rejects it.
@@ -192,7 +249,11 @@ pub async fn inject(
     p.publish(&out).await;
     state.metrics.inject_latency.observe(started.elapsed());
     let errors = errors.into_iter().map(|e| e.error).collect();
-    Ok(Json(InjectBody { accepted: true, output_events: into_json(&out), errors }))
+    Ok(Json(InjectBody {
+        accepted: true,
+        output_events: into_json(&out),
+        errors,
+    }))
 }
 
 /// `POST /api/v1/pipelines/{id}/events-batch`: `{events: [...]}`, a bare JSON array, or `.evt`
@@ -207,8 +268,16 @@ pub async fn inject_batch(
     let started = Instant::now();
     let p = find(&state, &id)?;
     let body = body?;
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let events = match mime.as_str() {
         "application/json" => parse_json_batch(&body)?,
         "text/plain" | "text/x-evt" => {
@@ -227,19 +296,28 @@ pub async fn inject_batch(
     p.process(&events, &mut out, &mut errors);
     p.publish(&out).await;
     state.metrics.inject_latency.observe(started.elapsed());
-    Ok(Json(BatchBody { accepted: events.len(), output_events: into_json(&out), errors }))
+    Ok(Json(BatchBody {
+        accepted: events.len(),
+        output_events: into_json(&out),
+        errors,
+    }))
 }
 
 fn parse_json_batch(body: &[u8]) -> Result<Vec<Event>, WorkerError> {
     let first = body.iter().find(|c| !c.is_ascii_whitespace()).copied();
     let input: Vec<InputEvent> = match first {
-        Some(b'[') => serde_json::from_slice(body).map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?,
+        Some(b'[') => serde_json::from_slice(body)
+            .map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?,
         Some(b'{') => {
             serde_json::from_slice::<BatchInjectRequest>(body)
                 .map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?
                 .events
         }
-        _ => return Err(WorkerError::BadRequest("expected `{\"events\": [...]}` or a JSON array".into())),
+        _ => {
+            return Err(WorkerError::BadRequest(
+                "expected `{\"events\": [...]}` or a JSON array".into(),
+            ))
+        }
     };
     let arrival = now_ns();
     input
@@ -252,7 +330,10 @@ fn parse_json_batch(body: &[u8]) -> Result<Vec<Event>, WorkerError> {
 }
 
 /// `POST /api/v1/pipelines/{id}/checkpoint`.
-pub async fn checkpoint(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<Checkpoint>, WorkerError> {
+pub async fn checkpoint(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Checkpoint>, WorkerError> {
     let p = find(&state, &id)?;
     let (bytes, events_processed) = p.checkpoint().map_err(WorkerError::Internal)?;
     Ok(Json(Checkpoint {
@@ -273,7 +354,8 @@ fn restore_into(p: &Pipeline, cp: &Checkpoint) -> Result<(), WorkerError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(cp.state.as_bytes())
         .map_err(|e| WorkerError::BadCheckpoint(format!("state is not base64: {e}")))?;
-    p.restore(&bytes, cp.events_processed).map_err(WorkerError::BadCheckpoint)
+    p.restore(&bytes, cp.events_processed)
+        .map_err(WorkerError::BadCheckpoint)
 }
 
 /// `POST /api/v1/pipelines/{id}/restore`.
@@ -285,24 +367,39 @@ pub async fn restore(
     let p = find(&state, &id)?;
     restore_into(&p, &cp)?;
     tracing::info!(id = %p.id, from = %cp.pipeline_id, "pipeline restored");
-    Ok(Json(RestoreResponse { restored: true, events_processed: p.events_in() }))
+    Ok(Json(RestoreResponse {
+        restored: true,
+        events_processed: p.events_in(),
+    }))
 }
 
 /// `GET /api/v1/pipelines/{id}/metrics`.
-pub async fn metrics(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<PipelineMetrics>, WorkerError> {
+pub async fn metrics(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<PipelineMetrics>, WorkerError> {
     Ok(Json(find(&state, &id)?.metrics()))
 }
 
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse_rfc3339_ns;
 
     #[test]
     fn rfc3339_parses_utc_offsets_and_fractions() {
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:06Z"), Some(6_000_000_000));
-        assert_eq!(parse_rfc3339_ns("1970-01-01T01:00:00.5+01:00"), Some(500_000_000));
-        assert_eq!(parse_rfc3339_ns("2024-02-29T00:00:00Z"), Some(1_709_164_800_000_000_000));
+        assert_eq!(
+            parse_rfc3339_ns("1970-01-01T00:00:06Z"),
+            Some(6_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ns("1970-01-01T01:00:00.5+01:00"),
+            Some(500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ns("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000_000_000)
+        );
         assert_eq!(parse_rfc3339_ns("yesterday"), None);
     }
 }

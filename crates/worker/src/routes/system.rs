@@ -30,7 +30,8 @@ pub async fn ready(State(state): State<Shared>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     if state.registered.load(Ordering::Relaxed) {
-        Json(serde_json::json!({"status": "ready", "worker_id": state.config.worker_id})).into_response()
+        Json(serde_json::json!({"status": "ready", "worker_id": state.config.worker_id}))
+            .into_response()
     } else {
         let body = ErrorBody::new("not_registered", "not yet registered with a coordinator");
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
@@ -47,5 +48,8 @@ pub async fn prometheus(State(state): State<Shared>) -> Response {
 pub async fn drain(State(state): State<Shared>) -> Json<DrainResponse> {
     state.draining.store(true, Ordering::Relaxed);
     tracing::info!("drain requested: no new deploys");
-    Json(DrainResponse { draining: true, pipelines_running: state.registry.len() })
+    Json(DrainResponse {
+        draining: true,
+        pipelines_running: state.registry.len(),
+    })
 }
