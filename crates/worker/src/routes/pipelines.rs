@@ -19,6 +19,9 @@ use varpulis_api::worker::{
     InputEvent, PipelineInfo, PipelineList, PipelineMetrics, RestoreResponse,
 };
 
+/// Batches at least this large are processed on the blocking pool.
+const BLOCKING_BATCH: usize = 4096;
+
 /// Format version of `Checkpoint::state` (base64 of the runtime's bytes).
 const CHECKPOINT_VERSION: u32 = 1;
 
@@ -291,13 +294,26 @@ pub async fn inject_batch(
             )))
         }
     };
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    p.process(&events, &mut out, &mut errors);
+    let accepted = events.len();
+    let (out, errors) = if accepted >= BLOCKING_BATCH {
+        // Large batches run on the blocking pool so they do not stall the async workers.
+        let p = p.clone();
+        tokio::task::spawn_blocking(move || {
+            let (mut out, mut errors) = (Vec::new(), Vec::new());
+            p.process(&events, &mut out, &mut errors);
+            (out, errors)
+        })
+        .await
+        .map_err(|e| WorkerError::Internal(format!("batch processing failed: {e}")))?
+    } else {
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        p.process(&events, &mut out, &mut errors);
+        (out, errors)
+    };
     p.publish(&out).await;
     state.metrics.inject_latency.observe(started.elapsed());
     Ok(Json(BatchBody {
-        accepted: events.len(),
+        accepted,
         output_events: into_json(&out),
         errors,
     }))
