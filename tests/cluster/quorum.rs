@@ -84,3 +84,43 @@ async fn minority_refuses_writes_but_serves_reads() {
         "{ids:?}"
     );
 }
+
+/// A frozen leader (SIGSTOP) is replaced; when it resumes it follows the new leader and the
+/// cluster converges: no write is lost and no second leader appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_leader_is_replaced_and_follows_after_resume() {
+    let mut ens = Ensemble::start(3, 0, quiet_opts()).await;
+    let old = ens.wait_leader(Duration::from_secs(20)).await;
+    let r = ens
+        .api
+        .post(
+            &ens.cluster_url(old, "/workers/register"),
+            &fake_worker("pre-freeze"),
+        )
+        .await
+        .unwrap();
+    r.expect_ok();
+
+    ens.coords[old].proc.stop();
+    let others = ens.others(old);
+    let new = ens
+        .wait_leader_among(&others, Duration::from_secs(20))
+        .await;
+    assert_ne!(new, old);
+    register_retrying(&ens, others[0], "while-frozen", Duration::from_secs(15)).await;
+
+    ens.coords[old].proc.cont();
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    assert_ne!(
+        leader, old,
+        "the resumed node took the lead back without an election"
+    );
+    crate::failover::wait_converged(&ens, &[0, 1, 2], Duration::from_secs(20)).await;
+    let ids = ids_on(&ens, old).await.unwrap();
+    assert!(
+        ids.contains("pre-freeze") && ids.contains("while-frozen"),
+        "{ids:?}"
+    );
+    // Writes through the resumed node are proxied to the new leader.
+    register_retrying(&ens, old, "after-resume", Duration::from_secs(15)).await;
+}

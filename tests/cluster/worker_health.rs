@@ -53,3 +53,83 @@ async fn killed_worker_is_marked_unhealthy_then_ready_again() {
     assert_eq!(h.body["workers"]["ready"], 1, "{}", h.text);
     assert_eq!(h.body["workers"]["unhealthy"], 0, "{}", h.text);
 }
+
+/// Guarantee 4 (recovery part): once a worker is unhealthy, its pipelines run elsewhere and the
+/// group keeps answering injections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_of_a_killed_worker_move_to_a_live_one() {
+    let mut ens = Ensemble::start(3, 2, Opts::default()).await;
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    let follower = ens.others(leader)[0];
+    let group = serde_json::json!({
+        "name": "movable",
+        "pipelines": [{"name": "counter", "source": "stream Out = Tick .emit(seen: n)",
+                       "worker_affinity": "worker-0"}],
+        "routes": [{"from_pipeline": "_external", "to_pipeline": "counter", "event_types": ["Tick*"]}]
+    });
+    let r = ens
+        .api
+        .post(&ens.cluster_url(follower, "/pipeline-groups"), &group)
+        .await
+        .unwrap();
+    r.expect_status(201);
+    let gid = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        r.body["placements"][0]["worker_id"], "worker-0",
+        "{}",
+        r.text
+    );
+    let inject = ens.cluster_url(follower, &format!("/pipeline-groups/{gid}/inject"));
+    let tick = serde_json::json!({"event_type": "Tick", "fields": {"n": 1}});
+    ens.api
+        .post(&inject, &tick)
+        .await
+        .unwrap()
+        .expect_status(200);
+
+    ens.workers[0].proc.kill();
+    let me = &ens;
+    let (gid_ref, inject_ref, tick_ref) = (&gid, &inject, &tick);
+    let moved = wait_until(
+        "pipeline running on worker-1",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async move {
+            let url = me.cluster_url(leader, &format!("/pipeline-groups/{gid_ref}"));
+            let r = me.api.get(&url).await.ok()?;
+            let p = &r.body["placements"][0];
+            (p["worker_id"] == "worker-1" && p["status"] == "Running").then(|| r.body.clone())
+        },
+    )
+    .await;
+    eprintln!("placement after the kill: {}", moved["placements"][0]);
+    let r = wait_until(
+        "injection served by worker-1",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || async move {
+            let r = me.api.post(inject_ref, tick_ref).await.ok()?;
+            (r.status == 200).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(r.body["worker_id"], "worker-1", "{}", r.text);
+    let out = r.body["worker_response"]["output_events"]
+        .as_array()
+        .unwrap();
+    assert_eq!(out.len(), 1, "{}", r.text);
+    let r = ens
+        .api
+        .get(&ens.cluster_url(leader, "/migrations"))
+        .await
+        .unwrap();
+    r.expect_status(200);
+    let migrations = r.body["migrations"].as_array().unwrap();
+    assert!(
+        migrations.iter().any(|m| m["from_worker"] == "worker-0"
+            && m["to_worker"] == "worker-1"
+            && m["reason"] == "worker_unhealthy"),
+        "no migration recorded: {}",
+        r.text
+    );
+}
