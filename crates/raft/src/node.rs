@@ -25,6 +25,9 @@ use crate::network::{NetworkFactory, API_KEY_HEADER};
 use crate::state_machine::{read_lock, AppliedEvent, SharedState, StateMachine};
 use crate::types::{BasicNode, NodeId, Raft, RaftMetrics};
 
+/// Upper bound of an admin call (`add_learner` waits for the learner to catch up).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Configuration of one Raft member.
 #[derive(Clone)]
 pub struct RaftConfig {
@@ -417,14 +420,30 @@ impl RaftNode {
     /// Adds a learner (it receives the log but does not vote); waits until it caught up.
     pub async fn add_learner(&self, node_id: NodeId, address: String) -> Result<(), Error> {
         let node = BasicNode::new(address.trim_end_matches('/'));
-        let res = self.inner.raft.add_learner(node_id, node, true).await;
-        self.admin_result(res)
+        // The learner is in the membership once the change commits; the wait for it to catch
+        // up is bounded so an unreachable address does not hang the caller.
+        match tokio::time::timeout(
+            ADMIN_TIMEOUT,
+            self.inner.raft.add_learner(node_id, node, true),
+        )
+        .await
+        {
+            Ok(res) => self.admin_result(res),
+            Err(_) => Err(Error::Write(WriteError::Timeout)),
+        }
     }
 
     /// Replaces the voter set with `members` (learners are kept).
     pub async fn change_membership(&self, members: BTreeSet<NodeId>) -> Result<(), Error> {
-        let res = self.inner.raft.change_membership(members, true).await;
-        self.admin_result(res)
+        match tokio::time::timeout(
+            ADMIN_TIMEOUT,
+            self.inner.raft.change_membership(members, true),
+        )
+        .await
+        {
+            Ok(res) => self.admin_result(res),
+            Err(_) => Err(Error::Write(WriteError::Timeout)),
+        }
     }
 
     fn admin_result<T>(
