@@ -357,3 +357,126 @@ fn rebalance_needs_two_ready_workers() {
     run_all(&mut s);
     assert!(plan_rebalance(&s).is_empty());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::Strategy;
+    use std::collections::{BTreeMap, BTreeSet};
+    use varpulis_api::cluster::PipelineGroupSpec;
+
+    #[derive(Debug, Clone)]
+    struct W {
+        cap: u32,
+        status: WorkerStatus,
+        zone_a: bool,
+    }
+
+    fn worker() -> impl Strategy<Value = W> {
+        (
+            1..4u32,
+            prop::sample::select(vec![
+                WorkerStatus::Ready,
+                WorkerStatus::Ready,
+                WorkerStatus::Busy,
+                WorkerStatus::Unhealthy,
+                WorkerStatus::Draining,
+            ]),
+            any::<bool>(),
+        )
+            .prop_map(|(cap, status, zone_a)| W {
+                cap,
+                status,
+                zone_a,
+            })
+    }
+
+    fn group_spec() -> impl Strategy<Value = PipelineGroupSpec> {
+        prop::collection::vec(
+            (1..3u32, any::<bool>(), proptest::option::of(0..6usize)),
+            1..5,
+        )
+        .prop_map(|pipes| {
+            let names: Vec<String> = (0..pipes.len()).map(|i| format!("p{i}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut sp = spec("prop", &refs);
+            for (p, (replicas, zone, affinity)) in sp.pipelines.iter_mut().zip(pipes) {
+                p.replicas = Some(replicas);
+                if zone {
+                    p.labels.insert("zone".into(), "a".into());
+                }
+                p.worker_affinity = affinity.map(|i| format!("w{i}"));
+            }
+            sp
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn plans_follow_the_placement_rules(
+            workers in prop::collection::vec(worker(), 2..6),
+            existing in 0..4usize,
+            sp in group_spec(),
+            least_loaded in any::<bool>(),
+        ) {
+            let mut s = ClusterState::default();
+            for (i, w) in workers.iter().enumerate() {
+                let labels: &[(&str, &str)] = if w.zone_a { &[("zone", "a")] } else { &[] };
+                ok(&mut s, reg_with(&format!("w{i}"), w.cap, labels));
+            }
+            // Some load before the plan.
+            if existing > 0 {
+                let names: Vec<String> = (0..existing).map(|i| format!("e{i}")).collect();
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                deploy(&mut s, "existing", spec("existing", &refs));
+            }
+            for (i, w) in workers.iter().enumerate() {
+                if w.status == WorkerStatus::Draining || w.status == WorkerStatus::Busy {
+                    set_status(&mut s, &format!("w{i}"), w.status);
+                } else if w.status == WorkerStatus::Unhealthy {
+                    set_status(&mut s, &format!("w{i}"), WorkerStatus::Unhealthy);
+                }
+            }
+            let mut sp = sp;
+            if least_loaded {
+                sp.placement = Some("least_loaded".into());
+            }
+            let Ok(plan) = plan_group(&s, &sp) else {
+                // Only too many replicas for the registered workers can be refused.
+                prop_assert!(sp.pipelines.iter().any(|p| p.replicas.unwrap_or(1) as usize > workers.len()));
+                return Ok(());
+            };
+            let mut loads: BTreeMap<String, u32> =
+                s.worker_loads().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let mut per_pipeline: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for a in &plan.assignments {
+                let Some(id) = &a.worker_id else { continue };
+                let w = s.worker(id).unwrap();
+                let p = sp.pipelines.iter().find(|p| p.name == a.pipeline_name).unwrap();
+                prop_assert_eq!(w.status, WorkerStatus::Ready);
+                prop_assert!(w.matches_labels(&p.labels));
+                prop_assert!(per_pipeline.entry(p.name.clone()).or_default().insert(id.clone()), "replicas share {}", id);
+                let l = loads.entry(id.clone()).or_insert(0);
+                *l += 1;
+                prop_assert!(*l <= w.max_pipelines, "{} over capacity", id);
+            }
+            for u in &plan.unplaced {
+                let p = sp.pipelines.iter().find(|p| p.name == u.pipeline_name).unwrap();
+                let used = per_pipeline.get(&p.name).cloned().unwrap_or_default();
+                for w in s.workers().filter(|w| w.status == WorkerStatus::Ready && w.matches_labels(&p.labels)) {
+                    prop_assert!(
+                        used.contains(&w.id) || loads.get(&w.id).copied().unwrap_or(0) >= w.max_pipelines,
+                        "{} could have taken {} replica {}", w.id, p.name, u.replica
+                    );
+                }
+            }
+            // The plan is accepted as is and every assignment survives apply.
+            let mut applied = s.clone();
+            ok(&mut applied, plan.to_command("gid", &sp, 1));
+            let g = applied.group("gid").unwrap();
+            for a in &plan.assignments {
+                prop_assert_eq!(&g.placement(&a.pipeline_name, a.replica).unwrap().worker_id, &a.worker_id);
+            }
+        }
+    }
+}
