@@ -231,6 +231,8 @@ fn commands(state: &ClusterState, op: &Op) -> Vec<Command> {
             sp.pipelines[0].replicas = Some(*replicas);
             if *least_loaded {
                 sp.placement = Some("least_loaded".into());
+                // Some workers register with zone=a: exercise label constraints too.
+                sp.pipelines[0].labels.insert("zone".into(), "a".into());
             }
             match plan_group(state, &sp) {
                 Ok(plan) => vec![plan.to_command(id, &sp, 5)],
