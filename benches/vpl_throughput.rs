@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use varpulis_runtime::{Engine, EngineOptions, Event, Value};
 
-const FILTER_EMIT: &str = "stream Hot = Reading .where(temp > 80.0) .emit(sensor: sensor, temp: temp)";
+const FILTER_EMIT: &str =
+    "stream Hot = Reading .where(temp > 80.0) .emit(sensor: sensor, temp: temp)";
 const FILTER_SELECT: &str = "stream Hot = Reading .where(temp > 80.0) .select(sensor, temp)";
 const MANDELBROT: &str = r#"
 fn mandelbrot(cx: float, cy: float, max_iter: int) -> int:
@@ -41,7 +42,8 @@ stream Tiles = ComputeTile .process(compute_tile(x_off, y_off, 250, 256))
 
 fn readings(n: usize) -> Vec<Event> {
     let sensors: Vec<Arc<str>> = (0..100).map(|i| Arc::from(format!("s{i}"))).collect();
-    let (k_sensor, k_temp, k_seq): (Arc<str>, Arc<str>, Arc<str>) = (Arc::from("sensor"), Arc::from("temp"), Arc::from("seq"));
+    let (k_sensor, k_temp, k_seq): (Arc<str>, Arc<str>, Arc<str>) =
+        (Arc::from("sensor"), Arc::from("temp"), Arc::from("seq"));
     (0..n)
         .map(|i| {
             // Deterministic pseudo-random temperatures in [0, 100): about 20 % pass the filter.
@@ -90,8 +92,15 @@ fn run_baseline(events: &[Event]) -> (f64, u64) {
         let temp = e.field("temp");
         if matches!(temp, Some(Value::Float(t)) if *t > 80.0) {
             let sensor = e.field("sensor").cloned().unwrap_or_default();
-            let fields = vec![(k_sensor.clone(), sensor), (k_temp.clone(), temp.cloned().unwrap_or_default())];
-            out.push(Event { event_type: ty.clone(), timestamp_ns: e.timestamp_ns, fields: Arc::new(fields) });
+            let fields = vec![
+                (k_sensor.clone(), sensor),
+                (k_temp.clone(), temp.cloned().unwrap_or_default()),
+            ];
+            out.push(Event {
+                event_type: ty.clone(),
+                timestamp_ns: e.timestamp_ns,
+                fields: Arc::new(fields),
+            });
         }
         produced += out.len() as u64;
         black_box(&out);
@@ -112,10 +121,22 @@ fn main() {
     assert_eq!(base_out, fe_out, "engine and baseline disagree");
     let (fs_s, _) = run_engine(FILTER_SELECT, &events);
     let rate = |s: f64| n as f64 / s;
-    println!("  baseline Rust loop   : {:>12.0} events/s ({} outputs)", rate(base_s), base_out);
-    println!("  filter + emit        : {:>12.0} events/s ({} outputs)", rate(fe_s), fe_out);
+    println!(
+        "  baseline Rust loop   : {:>12.0} events/s ({} outputs)",
+        rate(base_s),
+        base_out
+    );
+    println!(
+        "  filter + emit        : {:>12.0} events/s ({} outputs)",
+        rate(fe_s),
+        fe_out
+    );
     println!("  filter + select      : {:>12.0} events/s", rate(fs_s));
-    println!("  engine / baseline    : {:>12.2} (filter + emit time ratio: {:.2}x slower)", base_s / fe_s, fe_s / base_s);
+    println!(
+        "  engine / baseline    : {:>12.2} (filter + emit time ratio: {:.2}x slower)",
+        base_s / fe_s,
+        fe_s / base_s
+    );
 
     let tiles: Vec<Event> = (0..4)
         .map(|i| {

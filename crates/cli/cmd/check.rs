@@ -23,16 +23,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match varpulis_vpl::check(&source, &varpulis_vpl::CheckOptions::default()) {
         Ok(checked) => {
             if !checked.warnings.is_empty() {
-                eprint!("{}", varpulis_vpl::render_all(&source, &file_name, &checked.warnings));
+                eprint!(
+                    "{}",
+                    varpulis_vpl::render_all(&source, &file_name, &checked.warnings)
+                );
             }
         }
         Err(diagnostics) => {
-            eprint!("{}", varpulis_vpl::render_all(&source, &file_name, &diagnostics));
+            eprint!(
+                "{}",
+                varpulis_vpl::render_all(&source, &file_name, &diagnostics)
+            );
             return Ok(ExitCode::from(1));
         }
     }
     // The runtime rejects a few things the front-end accepts (e.g. operators not implemented yet).
-    let opts = EngineOptions { file_name: file_name.clone(), ..EngineOptions::default() };
+    let opts = EngineOptions {
+        file_name: file_name.clone(),
+        ..EngineOptions::default()
+    };
     if let Err(e) = Engine::compile(&source, &opts) {
         eprint!("{}", e.rendered);
         return Ok(ExitCode::from(1));

@@ -33,7 +33,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read `{}`", args.file.display()))?;
     let file_name = args.file.display().to_string();
-    let opts = EngineOptions { step_budget: args.step_budget, file_name, ..EngineOptions::default() };
+    let opts = EngineOptions {
+        step_budget: args.step_budget,
+        file_name,
+        ..EngineOptions::default()
+    };
     let mut engine = match Engine::compile(&source, &opts) {
         Ok(e) => e,
         Err(e) => {
@@ -43,10 +47,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let text = if args.events == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("cannot read events from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read events from stdin")?;
         s
     } else {
-        std::fs::read_to_string(&args.events).with_context(|| format!("cannot read `{}`", args.events))?
+        std::fs::read_to_string(&args.events)
+            .with_context(|| format!("cannot read `{}`", args.events))?
     };
     let events = match evt::parse_evt(&text) {
         Ok(evs) => evs,
@@ -75,7 +82,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.stats {
         let secs = started.elapsed().as_secs_f64();
         let s = engine.stats();
-        let rate = if secs > 0.0 { s.events_in as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            s.events_in as f64 / secs
+        } else {
+            0.0
+        };
         eprintln!(
             "events in: {}, outputs: {}, errors: {}, divisions by zero: {}, {:.3}s, {:.0} events/s",
             s.events_in, s.events_out, s.errors, s.division_by_zero, secs, rate

@@ -176,6 +176,7 @@ pub(crate) fn decode_value(j: &Json) -> Result<Value, RuntimeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -308,6 +308,7 @@ fn parse_quoted(t: &str, q: char) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,12 +1,16 @@
 //! Checkpoint/restore: a restored engine continues exactly where the checkpointed one stopped, and
 //! bad bytes are rejected without changing state.
 
+#![allow(clippy::unwrap_used)]
+
 use varpulis_runtime::{evt, Engine, EngineOptions, Event, RuntimeError, Value};
 
 const COUNTER: &str = include_str!("../examples/counter.vpl");
 
 fn ticks(n: usize) -> Vec<Event> {
-    let text: String = (0..n).map(|i| format!("@{i}s Tick {{ source: \"s{i}\" }}\n")).collect();
+    let text: String = (0..n)
+        .map(|i| format!("@{i}s Tick {{ source: \"s{i}\" }}\n"))
+        .collect();
     evt::parse_evt(&text).unwrap()
 }
 
@@ -46,14 +50,24 @@ fn corrupt_or_foreign_checkpoints_are_rejected() {
     let bytes = engine.checkpoint().unwrap();
 
     let mut fresh = Engine::compile(COUNTER, &opts).unwrap();
-    for bad in [&bytes[..bytes.len() / 2], b"not a checkpoint".as_slice(), &[]] {
-        assert!(matches!(fresh.restore(bad), Err(RuntimeError::Checkpoint(_))));
+    for bad in [
+        &bytes[..bytes.len() / 2],
+        b"not a checkpoint".as_slice(),
+        &[],
+    ] {
+        assert!(matches!(
+            fresh.restore(bad),
+            Err(RuntimeError::Checkpoint(_))
+        ));
     }
     let mut flipped = bytes.clone();
     let i = flipped.len() - 5;
     flipped[i] ^= 0x20;
     assert!(fresh.restore(&flipped).is_err());
-    assert!(matches!(fresh.global("count"), Some(Value::Int(0))), "failed restore changed state");
+    assert!(
+        matches!(fresh.global("count"), Some(Value::Int(0))),
+        "failed restore changed state"
+    );
 
     let other = format!("{COUNTER}\nstream Extra = Tick .emit()\n");
     let mut foreign = Engine::compile(&other, &opts).unwrap();
@@ -71,26 +85,49 @@ stream Alerts = Readings .where(rpm > 3000) .emit(pump: pump, rpm: rpm) .to(Plan
 stream Other = Valve .emit()
 "#;
     let engine = Engine::compile(src, &EngineOptions::default()).unwrap();
-    assert_eq!(engine.input_types(), vec!["PumpReading".to_string(), "Valve".to_string()]);
+    assert_eq!(
+        engine.input_types(),
+        vec!["PumpReading".to_string(), "Valve".to_string()]
+    );
     let sources = engine.sources();
     assert_eq!(sources.len(), 1);
-    assert_eq!((sources[0].connector.as_str(), sources[0].topic()), ("Plant", Some("plant/pumps/#")));
+    assert_eq!(
+        (sources[0].connector.as_str(), sources[0].topic()),
+        ("Plant", Some("plant/pumps/#"))
+    );
     let sinks = engine.sinks();
-    assert_eq!((sinks[0].stream.as_str(), sinks[0].topic()), ("Alerts", Some("plant/alerts")));
+    assert_eq!(
+        (sinks[0].stream.as_str(), sinks[0].topic()),
+        ("Alerts", Some("plant/alerts"))
+    );
     let conns = engine.connectors();
     assert_eq!(conns[0].kind, "mqtt");
-    assert_eq!(conns[0].params[1], ("port".to_string(), serde_json::json!(1883)));
+    assert_eq!(
+        conns[0].params[1],
+        ("port".to_string(), serde_json::json!(1883))
+    );
 }
 
 #[test]
 fn external_connectors_are_accepted() {
     let src = "stream S = In .emit(x: x) .to(Registered, topic: \"t\")";
     assert!(Engine::compile(src, &EngineOptions::default()).is_err());
-    let opts = EngineOptions { external_connectors: vec!["Registered".into()], ..EngineOptions::default() };
+    let opts = EngineOptions {
+        external_connectors: vec!["Registered".into()],
+        ..EngineOptions::default()
+    };
     let mut engine = Engine::compile(src, &opts).unwrap();
     let mut out = Vec::new();
     let fields = serde_json::json!({"x": 1});
-    engine.process(&Event::from_json("In", fields.as_object().unwrap(), 7), &mut out).unwrap();
+    engine
+        .process(
+            &Event::from_json("In", fields.as_object().unwrap(), 7),
+            &mut out,
+        )
+        .unwrap();
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].sink().map(|s| s.connector.as_str()), Some("Registered"));
+    assert_eq!(
+        out[0].sink().map(|s| s.connector.as_str()),
+        Some("Registered")
+    );
 }

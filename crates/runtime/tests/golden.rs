@@ -5,6 +5,8 @@
 //! `UPDATE_GOLDEN=1 cargo test -p varpulis-runtime --test golden` rewrites the expected files
 //! (review the diff by hand: a golden file that records a bug is worthless).
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use varpulis_runtime::{evt, Engine, EngineOptions, Value};
 
