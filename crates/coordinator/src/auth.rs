@@ -35,10 +35,15 @@ pub async fn require_api_key(State(state): State<AppState>, req: Request, next: 
 }
 
 /// Rejects worker requests without the configured join token (no-op when none is configured).
-pub async fn require_worker_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_worker_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     if let Some(expected) = state.config.worker_token.as_deref() {
         if !secret_matches(header(&req, WORKER_TOKEN_HEADER), expected) {
-            return ApiError::Unauthorized("missing or invalid x-worker-token header").into_response();
+            return ApiError::Unauthorized("missing or invalid x-worker-token header")
+                .into_response();
         }
     }
     next.run(req).await

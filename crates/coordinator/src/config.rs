@@ -65,6 +65,9 @@ pub struct CoordinatorConfig {
     /// Period of the leader's reconciler (re-deploys placements that are not running).
     #[serde(deserialize_with = "secs")]
     pub reconcile_interval: Duration,
+    /// Period of the leader's checkpoint loop (zero disables checkpoints).
+    #[serde(deserialize_with = "secs")]
+    pub checkpoint_interval: Duration,
     /// Base URLs of every coordinator of the Raft group, this node included; empty = group of one.
     pub peers: Vec<String>,
     /// This node's Raft id (1-based position in `peers` when absent).
@@ -97,6 +100,7 @@ impl Default for CoordinatorConfig {
             sweep_interval: Duration::from_secs(5),
             http_client_timeout: Duration::from_secs(10),
             reconcile_interval: Duration::from_secs(2),
+            checkpoint_interval: Duration::from_secs(30),
             peers: Vec::new(),
             node_id: None,
             advertise_address: None,
@@ -144,7 +148,10 @@ fn parse_secs_f64(value: f64) -> Result<Duration, String> {
 
 /// Parses `"2.5"` or `"5"` (seconds) into a `Duration`; used by the CLI for fractional flags.
 pub fn parse_secs(text: &str) -> Result<Duration, String> {
-    let value: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     parse_secs_f64(value)
 }
 
@@ -156,10 +163,14 @@ pub fn normalize_url(url: &str) -> String {
 impl CoordinatorConfig {
     /// Reads a TOML file; keys absent from the file keep their defaults.
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Self::from_toml_str(&text)
-            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     /// Parses TOML text (the error is the parser's message).
@@ -209,12 +220,19 @@ impl CoordinatorConfig {
         if self.peers.is_empty() {
             return Ok(BTreeMap::from([(id, self.advertise_url())]));
         }
-        Ok(self.peers.iter().enumerate().map(|(i, p)| (i as u64 + 1, normalize_url(p))).collect())
+        Ok(self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64 + 1, normalize_url(p)))
+            .collect())
     }
 
     /// The sled directory: `data_dir`, else `./varpulis-data/node-<id>`.
     pub fn data_dir_for(&self, node_id: u64) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("./varpulis-data/node-{node_id}")))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("./varpulis-data/node-{node_id}")))
     }
 
     /// Checks ranges and consistency; run before starting the server.
@@ -251,7 +269,9 @@ impl CoordinatorConfig {
         }
         for peer in &self.peers {
             if !(peer.starts_with("http://") || peer.starts_with("https://")) {
-                return invalid(format!("raft peer `{peer}` must be an http:// or https:// URL"));
+                return invalid(format!(
+                    "raft peer `{peer}` must be an http:// or https:// URL"
+                ));
             }
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -284,14 +304,20 @@ mod tests {
     fn without_peers_the_node_is_a_group_of_one() {
         let c = CoordinatorConfig::default();
         assert_eq!(c.resolve_node_id().unwrap(), 1);
-        assert_eq!(c.raft_peers().unwrap(), BTreeMap::from([(1, "http://127.0.0.1:9100".to_string())]));
+        assert_eq!(
+            c.raft_peers().unwrap(),
+            BTreeMap::from([(1, "http://127.0.0.1:9100".to_string())])
+        );
     }
 
     #[test]
     fn node_id_is_found_by_advertise_address() {
         let c = CoordinatorConfig {
             port: 9102,
-            peers: vec!["http://127.0.0.1:9101".into(), "http://127.0.0.1:9102/".into()],
+            peers: vec![
+                "http://127.0.0.1:9101".into(),
+                "http://127.0.0.1:9102/".into(),
+            ],
             ..Default::default()
         };
         assert_eq!(c.resolve_node_id().unwrap(), 2);
@@ -302,12 +328,18 @@ mod tests {
     fn absent_self_is_a_clear_error() {
         let c = CoordinatorConfig {
             port: 9200,
-            peers: vec!["http://127.0.0.1:9101".into(), "http://127.0.0.1:9102".into()],
+            peers: vec![
+                "http://127.0.0.1:9101".into(),
+                "http://127.0.0.1:9102".into(),
+            ],
             ..Default::default()
         };
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("--raft-node-id"), "{err}");
-        let c = CoordinatorConfig { node_id: Some(3), ..c };
+        let c = CoordinatorConfig {
+            node_id: Some(3),
+            ..c
+        };
         assert!(c.validate().is_err());
     }
 
@@ -316,7 +348,8 @@ mod tests {
         assert_eq!(parse_secs("2.5").unwrap(), Duration::from_millis(2500));
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("abc").is_err());
-        let c = CoordinatorConfig::from_toml_str("heartbeat_timeout = 2.5\nheartbeat_interval = 1").unwrap();
+        let c = CoordinatorConfig::from_toml_str("heartbeat_timeout = 2.5\nheartbeat_interval = 1")
+            .unwrap();
         assert_eq!(c.heartbeat_timeout, Duration::from_millis(2500));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(1));
     }
@@ -324,7 +357,8 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         assert!(CoordinatorConfig::from_toml_str("prot = 1").is_err());
-        let c = CoordinatorConfig::from_toml_str("heartbeat_timeout = 1\nheartbeat_interval = 2").unwrap();
+        let c = CoordinatorConfig::from_toml_str("heartbeat_timeout = 1\nheartbeat_interval = 2")
+            .unwrap();
         assert!(c.validate().is_err());
     }
 

@@ -7,7 +7,9 @@
 //! against: if the placement moved meanwhile, the state machine rejects the stale update (fencing).
 
 use std::collections::BTreeMap;
-use varpulis_api::worker::{Checkpoint, ConnectorParams, DeployPipelineRequest, DeployPipelineResponse};
+use varpulis_api::worker::{
+    Checkpoint, ConnectorParams, DeployPipelineRequest, DeployPipelineResponse,
+};
 use varpulis_api::API_KEY_HEADER;
 use varpulis_cluster::group::PlacementStatus;
 use varpulis_cluster::{ClusterState, Command};
@@ -43,7 +45,12 @@ pub struct Target {
 impl Target {
     /// The pipeline id used on the worker (stable for a given placement epoch).
     pub fn pipeline_id(&self) -> String {
-        pipeline_id(&self.group_id, &self.pipeline_name, self.replica, self.epoch)
+        pipeline_id(
+            &self.group_id,
+            &self.pipeline_name,
+            self.replica,
+            self.epoch,
+        )
     }
 }
 
@@ -51,10 +58,20 @@ impl Target {
 pub fn pipeline_id(group_id: &str, pipeline: &str, replica: u32, epoch: u64) -> String {
     let name: String = pipeline
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
-    let group: String = group_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    let group: String = group_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
     format!("{name}-{group}-r{replica}-e{epoch}")
 }
 
@@ -78,7 +95,13 @@ pub fn target_on(
     let group = s.group(group_id)?;
     let placement = group.placement(pipeline, replica)?;
     let worker = s.worker(worker_id)?;
-    let source = group.spec.pipelines.iter().find(|p| p.name == pipeline)?.source.clone();
+    let source = group
+        .spec
+        .pipelines
+        .iter()
+        .find(|p| p.name == pipeline)?
+        .source
+        .clone();
     let checkpoint = placement
         .checkpoint
         .as_ref()
@@ -99,12 +122,19 @@ pub fn target_on(
 
 /// Placements of a group that have a worker but are not running (what a deploy should fix).
 pub fn pending_targets(s: &ClusterState, group_id: &str) -> Vec<Target> {
-    let Some(group) = s.group(group_id) else { return Vec::new() };
+    let Some(group) = s.group(group_id) else {
+        return Vec::new();
+    };
     group
         .placements
         .iter()
         .filter(|p| p.worker_id.is_some())
-        .filter(|p| matches!(p.status, PlacementStatus::Pending | PlacementStatus::Deploying | PlacementStatus::Failed))
+        .filter(|p| {
+            matches!(
+                p.status,
+                PlacementStatus::Pending | PlacementStatus::Deploying | PlacementStatus::Failed
+            )
+        })
         .filter_map(|p| target(s, group_id, &p.pipeline_name, p.replica))
         .collect()
 }
@@ -112,7 +142,15 @@ pub fn pending_targets(s: &ClusterState, group_id: &str) -> Vec<Target> {
 /// Every connector of the registry, in the shape workers take.
 pub fn connectors(s: &ClusterState) -> BTreeMap<String, ConnectorParams> {
     s.connectors()
-        .map(|c| (c.name.clone(), ConnectorParams { connector_type: c.connector_type.clone(), params: c.params.clone() }))
+        .map(|c| {
+            (
+                c.name.clone(),
+                ConnectorParams {
+                    connector_type: c.connector_type.clone(),
+                    params: c.params.clone(),
+                },
+            )
+        })
         .collect()
 }
 
@@ -137,9 +175,16 @@ pub async fn call_deploy(state: &AppState, t: &Target) -> Result<String, String>
         .await
         .map_err(|e| format!("worker {} unreachable: {e}", t.worker_id))?;
     let status = answer.status();
-    let text = answer.text().await.map_err(|e| format!("worker {} answer cut short: {e}", t.worker_id))?;
+    let text = answer
+        .text()
+        .await
+        .map_err(|e| format!("worker {} answer cut short: {e}", t.worker_id))?;
     if !status.is_success() {
-        return Err(format!("worker {} answered {status}: {}", t.worker_id, truncate(&text, 500)));
+        return Err(format!(
+            "worker {} answered {status}: {}",
+            t.worker_id,
+            truncate(&text, 500)
+        ));
     }
     match serde_json::from_str::<DeployPipelineResponse>(&text) {
         Ok(deployed) => Ok(deployed.id),
@@ -179,9 +224,20 @@ pub async fn deploy_and_record(state: &AppState, t: &Target) -> bool {
 
 /// Best-effort `DELETE {worker}/api/v1/pipelines/{id}`; a 404 counts as done.
 pub async fn undeploy(state: &AppState, address: &str, api_key: &str, pipeline_id: &str) -> bool {
-    let url = format!("{}/api/v1/pipelines/{pipeline_id}", address.trim_end_matches('/'));
-    match state.http.delete(&url).header(API_KEY_HEADER, api_key).send().await {
-        Ok(answer) => answer.status().is_success() || answer.status() == reqwest::StatusCode::NOT_FOUND,
+    let url = format!(
+        "{}/api/v1/pipelines/{pipeline_id}",
+        address.trim_end_matches('/')
+    );
+    match state
+        .http
+        .delete(&url)
+        .header(API_KEY_HEADER, api_key)
+        .send()
+        .await
+    {
+        Ok(answer) => {
+            answer.status().is_success() || answer.status() == reqwest::StatusCode::NOT_FOUND
+        }
         Err(err) => {
             tracing::debug!(%url, "undeploy failed: {err}");
             false

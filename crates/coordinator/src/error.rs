@@ -109,7 +109,10 @@ impl ApiError {
         let mut body = ErrorBody::new(self.code(), self.to_string());
         match self {
             ApiError::InvalidVpl(diagnostics) => body.diagnostics = diagnostics.clone(),
-            ApiError::NotLeader { leader_id, leader_url } => {
+            ApiError::NotLeader {
+                leader_id,
+                leader_url,
+            } => {
                 body.leader_id = *leader_id;
                 body.leader_url = leader_url.clone();
             }
@@ -127,7 +130,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(self.body())).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
     }
@@ -136,12 +141,17 @@ impl IntoResponse for ApiError {
 impl From<WriteError> for ApiError {
     fn from(err: WriteError) -> Self {
         match err {
-            WriteError::ForwardToLeader { leader_id: None, .. } | WriteError::NoLeader => {
-                ApiError::NoLeader
+            WriteError::ForwardToLeader {
+                leader_id: None, ..
             }
-            WriteError::ForwardToLeader { leader_id, leader_url } => {
-                ApiError::NotLeader { leader_id, leader_url }
-            }
+            | WriteError::NoLeader => ApiError::NoLeader,
+            WriteError::ForwardToLeader {
+                leader_id,
+                leader_url,
+            } => ApiError::NotLeader {
+                leader_id,
+                leader_url,
+            },
             WriteError::Timeout => ApiError::Timeout,
             WriteError::Fatal(message) => ApiError::Internal(message),
         }
@@ -200,7 +210,10 @@ mod tests {
         let body = e.body();
         assert_eq!(body.code, "not_leader");
         assert_eq!(body.leader_id, Some(2));
-        assert_eq!(ApiError::from(WriteError::NoLeader).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::from(WriteError::NoLeader).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         let response = ApiError::NoLeader.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }

@@ -32,7 +32,9 @@ pub struct Liveness {
 
 impl Default for Liveness {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
     }
 }
 
@@ -42,12 +44,18 @@ impl Liveness {
         id.hash(&mut hasher);
         let index = (hasher.finish() as usize) % SHARDS;
         // A poisoned shard only means a panic elsewhere while holding it; the map stays usable.
-        self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records a heartbeat (with its reported counters) at `now`.
     pub fn heartbeat(&self, id: &str, events_processed: u64, pipelines_running: u32, now: Instant) {
-        let seen = Seen { at: now, events_processed, pipelines_running };
+        let seen = Seen {
+            at: now,
+            events_processed,
+            pipelines_running,
+        };
         self.shard(id).insert(id.to_string(), seen);
     }
 
@@ -57,7 +65,14 @@ impl Liveness {
         match shard.get_mut(id) {
             Some(seen) => seen.at = now,
             None => {
-                shard.insert(id.to_string(), Seen { at: now, events_processed: 0, pipelines_running: 0 });
+                shard.insert(
+                    id.to_string(),
+                    Seen {
+                        at: now,
+                        events_processed: 0,
+                        pipelines_running: 0,
+                    },
+                );
             }
         }
     }
@@ -81,15 +96,29 @@ impl Liveness {
 
     /// Among `ids`, those silent for longer than `timeout` at `now`. A worker never seen gets
     /// `now` as its last-seen time (grace) and is not reported.
-    pub fn stale<'a>(&self, ids: impl IntoIterator<Item = &'a str>, now: Instant, timeout: Duration) -> Vec<String> {
+    pub fn stale<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+        now: Instant,
+        timeout: Duration,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         for id in ids {
             let mut shard = self.shard(id);
             match shard.get(id) {
-                Some(seen) if now.saturating_duration_since(seen.at) > timeout => out.push(id.to_string()),
+                Some(seen) if now.saturating_duration_since(seen.at) > timeout => {
+                    out.push(id.to_string())
+                }
                 Some(_) => {}
                 None => {
-                    shard.insert(id.to_string(), Seen { at: now, events_processed: 0, pipelines_running: 0 });
+                    shard.insert(
+                        id.to_string(),
+                        Seen {
+                            at: now,
+                            events_processed: 0,
+                            pipelines_running: 0,
+                        },
+                    );
                 }
             }
         }
@@ -99,7 +128,10 @@ impl Liveness {
     /// Forgets everything (this node stopped being the leader).
     pub fn clear(&self) {
         for shard in &self.shards {
-            shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+            shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clear();
         }
     }
 }
@@ -115,7 +147,9 @@ mod tests {
         live.heartbeat("w1", 10, 1, t0);
         live.touch("w2", t0);
         let timeout = Duration::from_secs(2);
-        assert!(live.stale(["w1", "w2"], t0 + Duration::from_secs(1), timeout).is_empty());
+        assert!(live
+            .stale(["w1", "w2"], t0 + Duration::from_secs(1), timeout)
+            .is_empty());
         live.heartbeat("w2", 0, 0, t0 + Duration::from_secs(2));
         let stale = live.stale(["w1", "w2"], t0 + Duration::from_millis(3500), timeout);
         assert_eq!(stale, vec!["w1".to_string()]);
@@ -127,9 +161,14 @@ mod tests {
         let live = Liveness::default();
         let t0 = Instant::now();
         assert!(live.stale(["new"], t0, Duration::from_secs(1)).is_empty());
-        assert_eq!(live.stale(["new"], t0 + Duration::from_secs(2), Duration::from_secs(1)), vec!["new"]);
+        assert_eq!(
+            live.stale(["new"], t0 + Duration::from_secs(2), Duration::from_secs(1)),
+            vec!["new"]
+        );
         live.grace(["new"], t0 + Duration::from_secs(2));
-        assert!(live.stale(["new"], t0 + Duration::from_secs(2), Duration::from_secs(1)).is_empty());
+        assert!(live
+            .stale(["new"], t0 + Duration::from_secs(2), Duration::from_secs(1))
+            .is_empty());
         live.remove("new");
         assert!(live.get("new").is_none());
     }

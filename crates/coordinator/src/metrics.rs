@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the write commit latency histogram.
-const BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 /// Counters of one coordinator process.
 #[derive(Debug, Default)]
@@ -40,7 +42,8 @@ impl Metrics {
             }
         }
         self.write_count.fetch_add(1, Ordering::Relaxed);
-        self.write_sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.write_sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Adds 1 to a counter.
@@ -51,20 +54,55 @@ impl Metrics {
     /// Appends this struct's counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let counters = [
-            ("varpulis_coordinator_proxied_requests_total", "Requests forwarded to the leader", &self.proxied_requests),
-            ("varpulis_coordinator_proxy_failures_total", "Forwards that failed (leader unreachable)", &self.proxy_failures),
-            ("varpulis_coordinator_leader_changes_total", "Leader changes seen by this node", &self.leader_changes),
-            ("varpulis_coordinator_heartbeats_total", "Worker heartbeats handled as leader", &self.heartbeats),
-            ("varpulis_coordinator_injected_events_total", "Events injected through this node", &self.injected_events),
-            ("varpulis_coordinator_deploy_failures_total", "Failed deploy calls to workers", &self.deploy_failures),
+            (
+                "varpulis_coordinator_proxied_requests_total",
+                "Requests forwarded to the leader",
+                &self.proxied_requests,
+            ),
+            (
+                "varpulis_coordinator_proxy_failures_total",
+                "Forwards that failed (leader unreachable)",
+                &self.proxy_failures,
+            ),
+            (
+                "varpulis_coordinator_leader_changes_total",
+                "Leader changes seen by this node",
+                &self.leader_changes,
+            ),
+            (
+                "varpulis_coordinator_heartbeats_total",
+                "Worker heartbeats handled as leader",
+                &self.heartbeats,
+            ),
+            (
+                "varpulis_coordinator_injected_events_total",
+                "Events injected through this node",
+                &self.injected_events,
+            ),
+            (
+                "varpulis_coordinator_deploy_failures_total",
+                "Failed deploy calls to workers",
+                &self.deploy_failures,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
         }
         let name = "varpulis_coordinator_write_commit_seconds";
-        let _ = writeln!(out, "# HELP {name} Latency of Raft writes proposed by this node\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Latency of Raft writes proposed by this node\n# TYPE {name} histogram"
+        );
         for (bound, bucket) in BUCKETS.iter().zip(&self.write_buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
         }
         let count = self.write_count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
@@ -75,7 +113,10 @@ impl Metrics {
 
 /// Appends one gauge in Prometheus text format.
 pub fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
 }
 
 #[cfg(test)]
@@ -89,8 +130,17 @@ mod tests {
         m.observe_write(Duration::from_millis(300));
         let mut out = String::new();
         m.render(&mut out);
-        assert!(out.contains("varpulis_coordinator_write_commit_seconds_bucket{le=\"0.005\"} 1"), "{out}");
-        assert!(out.contains("varpulis_coordinator_write_commit_seconds_bucket{le=\"0.5\"} 2"), "{out}");
-        assert!(out.contains("varpulis_coordinator_write_commit_seconds_count 2"), "{out}");
+        assert!(
+            out.contains("varpulis_coordinator_write_commit_seconds_bucket{le=\"0.005\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("varpulis_coordinator_write_commit_seconds_bucket{le=\"0.5\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("varpulis_coordinator_write_commit_seconds_count 2"),
+            "{out}"
+        );
     }
 }

@@ -43,7 +43,10 @@ fn served_anywhere(path: &str) -> bool {
 }
 
 fn wants_consistent(req: &Request) -> bool {
-    req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "consistent=true" || kv == "consistent=1"))
+    req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "consistent=true" || kv == "consistent=1")
+    })
 }
 
 /// Middleware on the API routes: forwards writes to the leader, makes `?consistent=true` reads linearizable.
@@ -56,11 +59,10 @@ pub async fn leader_gate(State(state): State<AppState>, req: Request, next: Next
         }
         return match state.raft.ensure_linearizable().await {
             Ok(()) => next.run(req).await,
-            Err(WriteError::ForwardToLeader { leader_id: Some(id), leader_url: Some(url) })
-                if !forwarded && id != state.node_id =>
-            {
-                forward(&state, req, id, &url).await
-            }
+            Err(WriteError::ForwardToLeader {
+                leader_id: Some(id),
+                leader_url: Some(url),
+            }) if !forwarded && id != state.node_id => forward(&state, req, id, &url).await,
             Err(err) => ApiError::from(err).into_response(),
         };
     }
@@ -91,13 +93,20 @@ pub async fn wait_for_leader(state: &AppState) -> Option<(u64, String)> {
 
 /// Forwards `req` to the leader at `leader_url` and returns its answer unchanged.
 pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url: &str) -> Response {
-    let not_leader = || ApiError::NotLeader { leader_id: Some(leader_id), leader_url: Some(leader_url.to_string()) };
+    let not_leader = || ApiError::NotLeader {
+        leader_id: Some(leader_id),
+        leader_url: Some(leader_url.to_string()),
+    };
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, state.config.body_limit).await {
         Ok(bytes) => bytes,
         Err(_) => return ApiError::PayloadTooLarge.into_response(),
     };
-    let path_and_query = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
     let url = format!("{}{}", leader_url.trim_end_matches('/'), path_and_query);
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
@@ -105,9 +114,18 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
             headers.append(name.clone(), value.clone());
         }
     }
-    headers.insert(HeaderName::from_static(FORWARDED_BY_HEADER), HeaderValue::from(state.node_id));
+    headers.insert(
+        HeaderName::from_static(FORWARDED_BY_HEADER),
+        HeaderValue::from(state.node_id),
+    );
     Metrics::inc(&state.metrics.proxied_requests);
-    let sent = state.http.request(parts.method.clone(), &url).headers(headers).body(bytes).send().await;
+    let sent = state
+        .http
+        .request(parts.method.clone(), &url)
+        .headers(headers)
+        .body(bytes)
+        .send()
+        .await;
     let answer = match sent {
         Ok(answer) => answer,
         Err(err) => {
@@ -145,7 +163,9 @@ mod tests {
     #[test]
     fn inject_routes_are_not_forwarded() {
         assert!(served_anywhere("/api/v1/cluster/pipeline-groups/x/inject"));
-        assert!(served_anywhere("/api/v1/cluster/pipeline-groups/x/inject-batch"));
+        assert!(served_anywhere(
+            "/api/v1/cluster/pipeline-groups/x/inject-batch"
+        ));
         assert!(!served_anywhere("/api/v1/cluster/pipeline-groups"));
     }
 

@@ -50,9 +50,17 @@ impl Backoff {
         let retry = match self.entries.get(&key) {
             Some(r) => {
                 let delay = (r.delay * 2).min(BACKOFF_MAX);
-                Retry { delay, next: now + delay, attempts: r.attempts + 1 }
+                Retry {
+                    delay,
+                    next: now + delay,
+                    attempts: r.attempts + 1,
+                }
             }
-            None => Retry { delay: BACKOFF_START, next: now + BACKOFF_START, attempts: 1 },
+            None => Retry {
+                delay: BACKOFF_START,
+                next: now + BACKOFF_START,
+                attempts: 1,
+            },
         };
         self.entries.insert(key, retry);
         retry.attempts
@@ -106,7 +114,9 @@ async fn start_failovers(state: &AppState) {
                 migration = %id, group_id = %m.group_id, pipeline = %m.pipeline_name,
                 from = %m.from_worker, to = ?m.to_worker, "migration started"
             ),
-            Err(err) => tracing::warn!(group_id = %m.group_id, pipeline = %m.pipeline_name, "cannot start migration: {err}"),
+            Err(err) => {
+                tracing::warn!(group_id = %m.group_id, pipeline = %m.pipeline_name, "cannot start migration: {err}")
+            }
         }
     }
 }
@@ -126,8 +136,12 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
             .filter(|m| m.status == MigrationStatus::Deploying)
             .filter_map(|m| {
                 let to = m.to_worker.as_deref()?;
-                let epoch = s.group(&m.group_id)?.placement(&m.pipeline_name, m.replica)?.epoch;
-                let t = deploy::target_on(s, &m.group_id, &m.pipeline_name, m.replica, to, epoch + 1)?;
+                let epoch = s
+                    .group(&m.group_id)?
+                    .placement(&m.pipeline_name, m.replica)?
+                    .epoch;
+                let t =
+                    deploy::target_on(s, &m.group_id, &m.pipeline_name, m.replica, to, epoch + 1)?;
                 Some((m.id.clone(), t))
             })
             .collect()
@@ -154,7 +168,11 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
                     continue;
                 }
                 backoff.succeeded(&id);
-                Command::FailMigration { migration_id: id.clone(), error, now_ms: now_ms() }
+                Command::FailMigration {
+                    migration_id: id.clone(),
+                    error,
+                    now_ms: now_ms(),
+                }
             }
         };
         match state.write(command).await {
@@ -170,12 +188,18 @@ async fn deploy_placements(state: &AppState, backoff: &mut Backoff) -> usize {
         s.groups()
             .into_iter()
             .flat_map(|g| deploy::pending_targets(s, &g.id))
-            .filter(|t| s.worker(&t.worker_id).is_some_and(|w| matches!(w.status, WorkerStatus::Ready | WorkerStatus::Busy)))
+            .filter(|t| {
+                s.worker(&t.worker_id)
+                    .is_some_and(|w| matches!(w.status, WorkerStatus::Ready | WorkerStatus::Busy))
+            })
             .collect()
     });
     let mut deployed = 0;
     for t in targets {
-        let key = format!("{}/{}/{}/{}", t.group_id, t.pipeline_name, t.replica, t.epoch);
+        let key = format!(
+            "{}/{}/{}/{}",
+            t.group_id, t.pipeline_name, t.replica, t.epoch
+        );
         if !backoff.ready(&key, Instant::now()) {
             continue;
         }

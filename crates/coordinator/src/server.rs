@@ -75,6 +75,7 @@ pub async fn run(
     tasks.spawn(crate::sweep::run(state.clone()));
     tasks.spawn(crate::sweep::watch_leader(state.clone()));
     tasks.spawn(crate::reconciler::run(state.clone()));
+    tasks.spawn(crate::checkpoint::run(state.clone()));
 
     tracing::info!(node_id, %advertise, %local, "coordinator listening");
     let stop = token.clone();
@@ -92,7 +93,10 @@ pub async fn run(
     };
     token.cancel();
     tracing::info!(node_id, "coordinator stopping");
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     tasks.abort_all();
     if let Err(err) = raft.shutdown().await {
         tracing::warn!(node_id, "raft shutdown: {err}");
@@ -107,9 +111,20 @@ fn print_banner(
     peers: &std::collections::BTreeMap<u64, String>,
     data_dir: &std::path::Path,
 ) {
-    let auth = if config.api_key.is_some() { "enabled (API key required)" } else { "disabled (no API key)" };
-    let token = if config.worker_token.is_some() { "required" } else { "not required" };
-    let peers: Vec<String> = peers.iter().map(|(id, url)| format!("{id}={url}")).collect();
+    let auth = if config.api_key.is_some() {
+        "enabled (API key required)"
+    } else {
+        "disabled (no API key)"
+    };
+    let token = if config.worker_token.is_some() {
+        "required"
+    } else {
+        "not required"
+    };
+    let peers: Vec<String> = peers
+        .iter()
+        .map(|(id, url)| format!("{id}={url}"))
+        .collect();
     println!("Varpulis Coordinator");
     println!("=======================");
     println!("API:       {advertise}/api/v1/cluster/");

@@ -45,7 +45,10 @@ pub struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The config holds secrets: only say who this node is.
-        f.debug_struct("Shared").field("node_id", &self.node_id).field("advertise", &self.advertise).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("node_id", &self.node_id)
+            .field("advertise", &self.advertise)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,13 +65,20 @@ impl Deref for AppState {
 
 /// Milliseconds since the Unix epoch on this node's clock (leader decisions only).
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The `Idempotency-Key` header, if present and sane.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else { return Ok(None) };
-    let key = value.to_str().map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
         return Err(ApiError::BadRequest(format!(
             "Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY_LEN} characters"
@@ -79,7 +89,11 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 
 impl Shared {
     /// Proposes `command` (wrapped with the idempotency key, if any) and returns its outcome.
-    pub async fn write_keyed(&self, command: Command, key: Option<String>) -> Result<Outcome, ApiError> {
+    pub async fn write_keyed(
+        &self,
+        command: Command,
+        key: Option<String>,
+    ) -> Result<Outcome, ApiError> {
         let command = match key {
             Some(key) => command.with_key(key),
             None => command,

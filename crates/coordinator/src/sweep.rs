@@ -33,8 +33,14 @@ pub async fn run(state: AppState) {
         }
         if leading_term != Some(view.current_term) {
             let ids: Vec<String> = state.read(|s| s.workers().map(|w| w.id.clone()).collect());
-            state.liveness.grace(ids.iter().map(String::as_str), Instant::now());
-            tracing::info!(term = view.current_term, workers = ids.len(), "leading: every worker gets a heartbeat-timeout of grace");
+            state
+                .liveness
+                .grace(ids.iter().map(String::as_str), Instant::now());
+            tracing::info!(
+                term = view.current_term,
+                workers = ids.len(),
+                "leading: every worker gets a heartbeat-timeout of grace"
+            );
             leading_term = Some(view.current_term);
             continue;
         }
@@ -46,12 +52,21 @@ pub async fn run(state: AppState) {
 pub async fn sweep_once(state: &AppState) -> usize {
     let candidates: Vec<String> = state.read(|s| {
         s.workers()
-            .filter(|w| matches!(w.status, WorkerStatus::Ready | WorkerStatus::Busy | WorkerStatus::Registering))
+            .filter(|w| {
+                matches!(
+                    w.status,
+                    WorkerStatus::Ready | WorkerStatus::Busy | WorkerStatus::Registering
+                )
+            })
             .map(|w| w.id.clone())
             .collect()
     });
     let timeout = state.config.heartbeat_timeout;
-    let stale = state.liveness.stale(candidates.iter().map(String::as_str), Instant::now(), timeout);
+    let stale = state.liveness.stale(
+        candidates.iter().map(String::as_str),
+        Instant::now(),
+        timeout,
+    );
     if stale.is_empty() {
         return 0;
     }
@@ -66,7 +81,11 @@ pub async fn sweep_once(state: &AppState) -> usize {
             reason: Some(reason.clone()),
         })
         .collect();
-    let command = if commands.len() == 1 { commands.remove(0) } else { Command::Batch(commands) };
+    let command = if commands.len() == 1 {
+        commands.remove(0)
+    } else {
+        Command::Batch(commands)
+    };
     match state.write(command).await {
         Ok(_) => {
             for id in &stale {
@@ -76,7 +95,10 @@ pub async fn sweep_once(state: &AppState) -> usize {
             stale.len()
         }
         Err(err) => {
-            tracing::warn!(workers = stale.len(), "cannot mark silent workers unhealthy: {err}");
+            tracing::warn!(
+                workers = stale.len(),
+                "cannot mark silent workers unhealthy: {err}"
+            );
             0
         }
     }

@@ -9,13 +9,22 @@ use varpulis_api::error::DiagnosticBody;
 use varpulis_vpl::{CheckOptions, Diagnostic, Severity};
 
 /// Checks every pipeline of `spec`; `Err` carries every error diagnostic found.
-pub fn check_group(spec: &PipelineGroupSpec, connectors: Vec<String>) -> Result<(), Vec<DiagnosticBody>> {
-    let options = CheckOptions { external_connectors: connectors };
+pub fn check_group(
+    spec: &PipelineGroupSpec,
+    connectors: Vec<String>,
+) -> Result<(), Vec<DiagnosticBody>> {
+    let options = CheckOptions {
+        external_connectors: connectors,
+    };
     let mut errors = Vec::new();
     for pipeline in &spec.pipelines {
         if let Err(diagnostics) = varpulis_vpl::check(&pipeline.source, &options) {
             let file = format!("{}.vpl", pipeline.name);
-            errors.extend(diagnostics.iter().map(|d| to_body(d, &pipeline.source, &file, &pipeline.name)));
+            errors.extend(
+                diagnostics
+                    .iter()
+                    .map(|d| to_body(d, &pipeline.source, &file, &pipeline.name)),
+            );
         }
     }
     if errors.is_empty() {

@@ -25,20 +25,32 @@ pub async fn create(
     ApiJson(spec): ApiJson<ConnectorSpec>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let outcome = state.write_keyed(Command::CreateConnector { spec: spec.clone() }, key).await?;
+    let outcome = state
+        .write_keyed(Command::CreateConnector { spec: spec.clone() }, key)
+        .await?;
     let (_, stored) = saved(outcome, spec);
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
 /// `GET /api/v1/cluster/connectors`.
-pub async fn list(State(state): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Json<ConnectorList> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Json<ConnectorList> {
     let all: Vec<ConnectorSpec> = state.read(|s| s.connectors().cloned().collect());
     let (connectors, total, pagination) = page.apply(all);
-    Json(ConnectorList { connectors, total, pagination })
+    Json(ConnectorList {
+        connectors,
+        total,
+        pagination,
+    })
 }
 
 /// `GET /api/v1/cluster/connectors/{name}`.
-pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ConnectorSpec>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ConnectorSpec>, ApiError> {
     state
         .read(|s| s.connector(&name).cloned())
         .map(Json)
@@ -62,7 +74,9 @@ pub async fn update(
         )));
     }
     let key = idempotency_key(&headers)?;
-    let outcome = state.write_keyed(Command::UpdateConnector { spec: spec.clone() }, key).await?;
+    let outcome = state
+        .write_keyed(Command::UpdateConnector { spec: spec.clone() }, key)
+        .await?;
     Ok(Json(saved(outcome, spec).1))
 }
 
@@ -73,6 +87,8 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let key = idempotency_key(&headers)?;
-    state.write_keyed(Command::DeleteConnector { name }, key).await?;
+    state
+        .write_keyed(Command::DeleteConnector { name }, key)
+        .await?;
     Ok(Json(DeletedResponse { deleted: true }))
 }

@@ -14,8 +14,8 @@ use axum::Json;
 use futures::future::join_all;
 use std::collections::BTreeMap;
 use varpulis_api::cluster::{
-    GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse, PipelineGroupInfo, PipelineGroupList,
-    PipelineGroupSpec, Topology, TornDownResponse,
+    GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse, PipelineGroupInfo,
+    PipelineGroupList, PipelineGroupSpec, Topology, TornDownResponse,
 };
 use varpulis_api::worker::{BatchInjectRequest, BatchInjectResponse, InjectResponse, InputEvent};
 use varpulis_api::{Page, API_KEY_HEADER};
@@ -29,7 +29,10 @@ use crate::state::{idempotency_key, now_ms, AppState};
 
 fn group_view(state: &AppState, id: &str) -> Result<PipelineGroupInfo, ApiError> {
     state
-        .read(|s| s.group(id).map(|g| varpulis_cluster::views::group_info(s, g)))
+        .read(|s| {
+            s.group(id)
+                .map(|g| varpulis_cluster::views::group_info(s, g))
+        })
         .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{id}' not found")))
 }
 
@@ -44,10 +47,18 @@ pub async fn create(
     crate::validate::check_group(&spec, connectors).map_err(ApiError::InvalidVpl)?;
     let group_id = uuid::Uuid::new_v4().to_string();
     let (placements, next_rr_cursor) = state.read(|s| plan(s, &spec))?;
-    let command = Command::CreateGroup { group_id, spec, placements, next_rr_cursor, created_at_ms: now_ms() };
+    let command = Command::CreateGroup {
+        group_id,
+        spec,
+        placements,
+        next_rr_cursor,
+        created_at_ms: now_ms(),
+    };
     let outcome = state.write_keyed(command, key).await?;
     let Outcome::GroupCreated { group_id, .. } = outcome else {
-        return Err(ApiError::Internal(format!("unexpected outcome of create_group: {outcome:?}")));
+        return Err(ApiError::Internal(format!(
+            "unexpected outcome of create_group: {outcome:?}"
+        )));
     };
     let targets = state.read(|s| deploy::pending_targets(s, &group_id));
     join_all(targets.iter().map(|t| deploy::deploy_and_record(&state, t))).await;
@@ -61,20 +72,36 @@ pub async fn create(
 fn plan(
     s: &ClusterState,
     spec: &PipelineGroupSpec,
-) -> Result<(Vec<varpulis_cluster::command::PlacementAssignment>, Option<u64>), ApiError> {
+) -> Result<
+    (
+        Vec<varpulis_cluster::command::PlacementAssignment>,
+        Option<u64>,
+    ),
+    ApiError,
+> {
     let plan = varpulis_cluster::placement::plan_group(s, spec)?;
     Ok((plan.assignments, Some(plan.next_rr_cursor)))
 }
 
 /// `GET /api/v1/cluster/pipeline-groups`.
-pub async fn list(State(state): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Json<PipelineGroupList> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Json<PipelineGroupList> {
     let all = state.read(varpulis_cluster::views::group_views);
     let (pipeline_groups, total, pagination) = page.apply(all);
-    Json(PipelineGroupList { pipeline_groups, total, pagination })
+    Json(PipelineGroupList {
+        pipeline_groups,
+        total,
+        pagination,
+    })
 }
 
 /// `GET /api/v1/cluster/pipeline-groups/{id}`.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PipelineGroupInfo>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PipelineGroupInfo>, ApiError> {
     group_view(&state, &id).map(Json)
 }
 
@@ -87,18 +114,36 @@ pub async fn delete(
     let key = idempotency_key(&headers)?;
     // Where the pipelines run, read before the group disappears from the state.
     let running: Vec<(String, String, String)> = state.read(|s| {
-        let Some(group) = s.group(&id) else { return Vec::new() };
+        let Some(group) = s.group(&id) else {
+            return Vec::new();
+        };
         group
             .placements
             .iter()
             .filter_map(|p| {
                 let worker = s.worker(p.worker_id.as_deref()?)?;
-                Some((worker.address.clone(), worker.api_key.clone(), p.pipeline_id.clone()?))
+                Some((
+                    worker.address.clone(),
+                    worker.api_key.clone(),
+                    p.pipeline_id.clone()?,
+                ))
             })
             .collect()
     });
-    state.write_keyed(Command::DeleteGroup { group_id: id.clone() }, key).await?;
-    join_all(running.iter().map(|(address, api_key, pid)| deploy::undeploy(&state, address, api_key, pid))).await;
+    state
+        .write_keyed(
+            Command::DeleteGroup {
+                group_id: id.clone(),
+            },
+            key,
+        )
+        .await?;
+    join_all(
+        running
+            .iter()
+            .map(|(address, api_key, pid)| deploy::undeploy(&state, address, api_key, pid)),
+    )
+    .await;
     tracing::info!(group_id = %id, pipelines = running.len(), "pipeline group torn down");
     Ok(Json(TornDownResponse { torn_down: true }))
 }
@@ -138,11 +183,25 @@ fn resolve(s: &ClusterState, group_id: &str, event_type: &str) -> Result<Route, 
                 pipeline_id: p.pipeline_id.clone()?,
             })
         });
-    running.ok_or_else(|| ApiError::Unavailable(format!("pipeline '{pipeline}' is not running on any worker yet")))
+    running.ok_or_else(|| {
+        ApiError::Unavailable(format!(
+            "pipeline '{pipeline}' is not running on any worker yet"
+        ))
+    })
 }
 
-async fn post_worker(state: &AppState, route: &Route, path: &str, body: reqwest::Body, content_type: &str) -> Result<Bytes, ApiError> {
-    let url = format!("{}/api/v1/pipelines/{}/{path}", route.address.trim_end_matches('/'), route.pipeline_id);
+async fn post_worker(
+    state: &AppState,
+    route: &Route,
+    path: &str,
+    body: reqwest::Body,
+    content_type: &str,
+) -> Result<Bytes, ApiError> {
+    let url = format!(
+        "{}/api/v1/pipelines/{}/{path}",
+        route.address.trim_end_matches('/'),
+        route.pipeline_id
+    );
     let answer = state
         .http
         .post(&url)
@@ -151,15 +210,23 @@ async fn post_worker(state: &AppState, route: &Route, path: &str, body: reqwest:
         .body(body)
         .send()
         .await
-        .map_err(|e| ApiError::BadGateway(format!("worker '{}' unreachable: {e}", route.worker_id)))?;
+        .map_err(|e| {
+            ApiError::BadGateway(format!("worker '{}' unreachable: {e}", route.worker_id))
+        })?;
     let status = answer.status();
-    let bytes = answer
-        .bytes()
-        .await
-        .map_err(|e| ApiError::BadGateway(format!("worker '{}' answer cut short: {e}", route.worker_id)))?;
+    let bytes = answer.bytes().await.map_err(|e| {
+        ApiError::BadGateway(format!(
+            "worker '{}' answer cut short: {e}",
+            route.worker_id
+        ))
+    })?;
     if !status.is_success() {
         let text = String::from_utf8_lossy(&bytes);
-        return Err(ApiError::BadGateway(format!("worker '{}' answered {status}: {}", route.worker_id, text.trim())));
+        return Err(ApiError::BadGateway(format!(
+            "worker '{}' answered {status}: {}",
+            route.worker_id,
+            text.trim()
+        )));
     }
     Ok(bytes)
 }
@@ -171,13 +238,25 @@ pub async fn inject(
     ApiJson(event): ApiJson<GroupInjectRequest>,
 ) -> Result<Json<GroupInjectResponse>, ApiError> {
     let route = state.read(|s| resolve(s, &id, &event.event_type))?;
-    let body = serde_json::to_vec(&InputEvent { event_type: event.event_type, fields: event.fields, timestamp: None })
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec(&InputEvent {
+        event_type: event.event_type,
+        fields: event.fields,
+        timestamp: None,
+    })
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let bytes = post_worker(&state, &route, "events", body.into(), "application/json").await?;
-    let worker_response: InjectResponse = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadGateway(format!("worker '{}' answered unexpected JSON: {e}", route.worker_id)))?;
+    let worker_response: InjectResponse = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadGateway(format!(
+            "worker '{}' answered unexpected JSON: {e}",
+            route.worker_id
+        ))
+    })?;
     Metrics::inc(&state.metrics.injected_events);
-    Ok(Json(GroupInjectResponse { routed_to: route.pipeline, worker_id: route.worker_id, worker_response }))
+    Ok(Json(GroupInjectResponse {
+        routed_to: route.pipeline,
+        worker_id: route.worker_id,
+        worker_response,
+    }))
 }
 
 /// `POST /api/v1/cluster/pipeline-groups/{id}/inject-batch` (any node): a JSON array,
@@ -188,7 +267,10 @@ pub async fn inject_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<GroupInjectBatchResponse>, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     let is_text = content_type.starts_with("text/plain");
     if !is_text && !content_type.starts_with("application/json") {
         return Err(ApiError::UnsupportedMediaType(format!(
@@ -203,7 +285,8 @@ pub async fn inject_batch(
     let mut text_parts: BTreeMap<String, String> = BTreeMap::new();
     let mut shared_lines = String::new();
     if is_text {
-        let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
         for line in text.lines() {
             match evt_event_type(line) {
                 None => {
@@ -218,7 +301,9 @@ pub async fn inject_batch(
                 Some(event_type) => {
                     let target = route_for(&state, &id, event_type, &mut routes, &mut order)?;
                     *counts.entry(target.clone()).or_default() += 1;
-                    let part = text_parts.entry(target).or_insert_with(|| shared_lines.clone());
+                    let part = text_parts
+                        .entry(target)
+                        .or_insert_with(|| shared_lines.clone());
                     part.push_str(line);
                     part.push('\n');
                 }
@@ -235,22 +320,43 @@ pub async fn inject_batch(
     let mut output_events = Vec::new();
     let mut accepted = 0;
     for pipeline in &order {
-        let Some(route) = routes.get(pipeline) else { continue };
+        let Some(route) = routes.get(pipeline) else {
+            continue;
+        };
         let bytes = if is_text {
             let text = text_parts.remove(pipeline).unwrap_or_default();
             post_worker(&state, route, "events-batch", text.into(), "text/plain").await?
         } else {
             let events = json_parts.remove(pipeline).unwrap_or_default();
-            let body = serde_json::to_vec(&BatchInjectRequest { events }).map_err(|e| ApiError::Internal(e.to_string()))?;
-            post_worker(&state, route, "events-batch", body.into(), "application/json").await?
+            let body = serde_json::to_vec(&BatchInjectRequest { events })
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            post_worker(
+                &state,
+                route,
+                "events-batch",
+                body.into(),
+                "application/json",
+            )
+            .await?
         };
-        let answer: BatchInjectResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadGateway(format!("worker '{}' answered unexpected JSON: {e}", route.worker_id)))?;
+        let answer: BatchInjectResponse = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::BadGateway(format!(
+                "worker '{}' answered unexpected JSON: {e}",
+                route.worker_id
+            ))
+        })?;
         accepted += answer.accepted;
         output_events.extend(answer.output_events);
     }
-    state.metrics.injected_events.fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
-    Ok(Json(GroupInjectBatchResponse { accepted, routed: counts, output_events }))
+    state
+        .metrics
+        .injected_events
+        .fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(Json(GroupInjectBatchResponse {
+        accepted,
+        routed: counts,
+        output_events,
+    }))
 }
 
 fn route_for(
@@ -289,13 +395,22 @@ fn parse_json_events(body: &[u8]) -> Result<Vec<InputEvent>, ApiError> {
 /// The event type of an `.evt` line (`[@offset ]Type { ... }`), `None` for comments, blanks and `BATCH`.
 fn evt_event_type(line: &str) -> Option<&str> {
     let mut rest = line.trim();
-    if rest.is_empty() || rest.starts_with('#') || rest.starts_with("//") || rest.starts_with("BATCH") {
+    if rest.is_empty()
+        || rest.starts_with('#')
+        || rest.starts_with("//")
+        || rest.starts_with("BATCH")
+    {
         return None;
     }
     if let Some(after) = rest.strip_prefix('@') {
-        rest = after.split_once(char::is_whitespace).map(|(_, r)| r.trim_start()).unwrap_or("");
+        rest = after
+            .split_once(char::is_whitespace)
+            .map(|(_, r)| r.trim_start())
+            .unwrap_or("");
     }
-    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
     let name = &rest[..end];
     (!name.is_empty()).then_some(name)
 }
@@ -317,7 +432,8 @@ mod tests {
     fn json_batches_take_both_shapes() {
         let bare = parse_json_events(br#"[{"event_type":"A","fields":{"x":1}}]"#).unwrap();
         assert_eq!(bare.len(), 1);
-        let wrapped = parse_json_events(br#"{"events":[{"event_type":"A"},{"event_type":"B"}]}"#).unwrap();
+        let wrapped =
+            parse_json_events(br#"{"events":[{"event_type":"A"},{"event_type":"B"}]}"#).unwrap();
         assert_eq!(wrapped.len(), 2);
         assert!(parse_json_events(b"{").is_err());
     }

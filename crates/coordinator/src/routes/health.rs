@@ -18,7 +18,10 @@ use crate::state::AppState;
 const READY_LAG: u64 = 64;
 
 fn worker_counts(s: &ClusterState) -> WorkerCounts {
-    let mut counts = WorkerCounts { total: s.worker_count(), ..Default::default() };
+    let mut counts = WorkerCounts {
+        total: s.worker_count(),
+        ..Default::default()
+    };
     for w in s.workers() {
         match w.status {
             WorkerStatus::Ready => counts.ready += 1,
@@ -60,14 +63,21 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if view.current_leader.is_some() && caught_up {
         return (StatusCode::OK, Json(body)).into_response();
     }
-    let reason = if view.current_leader.is_none() { "no leader known" } else { "catching up with the log" };
-    let mut error = serde_json::to_value(ErrorBody::new("not_ready", format!("not ready: {reason}")))
-        .unwrap_or_else(|_| json!({}));
+    let reason = if view.current_leader.is_none() {
+        "no leader known"
+    } else {
+        "catching up with the log"
+    };
+    let mut error =
+        serde_json::to_value(ErrorBody::new("not_ready", format!("not ready: {reason}")))
+            .unwrap_or_else(|_| json!({}));
     if let (Some(map), Some(extra)) = (error.as_object_mut(), body.as_object()) {
         map.extend(extra.clone());
     }
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(error)).into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
     response
 }
 
@@ -75,12 +85,42 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let view = state.raft.metrics_view();
     let mut out = String::new();
-    gauge(&mut out, "varpulis_raft_term", "Current Raft term", view.current_term);
-    gauge(&mut out, "varpulis_raft_is_leader", "1 when this node is the leader", u8::from(view.state == "Leader"));
-    gauge(&mut out, "varpulis_raft_leader_id", "Id of the known leader (0 = none)", view.current_leader.unwrap_or(0));
-    gauge(&mut out, "varpulis_raft_applied_index", "Last applied log index", view.last_applied.unwrap_or(0));
-    gauge(&mut out, "varpulis_raft_last_log_index", "Last log index", view.last_log_index.unwrap_or(0));
-    gauge(&mut out, "varpulis_raft_voters", "Voters in the membership", view.membership.len());
+    gauge(
+        &mut out,
+        "varpulis_raft_term",
+        "Current Raft term",
+        view.current_term,
+    );
+    gauge(
+        &mut out,
+        "varpulis_raft_is_leader",
+        "1 when this node is the leader",
+        u8::from(view.state == "Leader"),
+    );
+    gauge(
+        &mut out,
+        "varpulis_raft_leader_id",
+        "Id of the known leader (0 = none)",
+        view.current_leader.unwrap_or(0),
+    );
+    gauge(
+        &mut out,
+        "varpulis_raft_applied_index",
+        "Last applied log index",
+        view.last_applied.unwrap_or(0),
+    );
+    gauge(
+        &mut out,
+        "varpulis_raft_last_log_index",
+        "Last log index",
+        view.last_log_index.unwrap_or(0),
+    );
+    gauge(
+        &mut out,
+        "varpulis_raft_voters",
+        "Voters in the membership",
+        view.membership.len(),
+    );
     let _ = std::fmt::Write::write_fmt(
         &mut out,
         format_args!(
@@ -106,12 +146,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .count();
         (by_status, s.group_count(), running)
     });
-    out.push_str("# HELP varpulis_workers Registered workers by status\n# TYPE varpulis_workers gauge\n");
+    out.push_str(
+        "# HELP varpulis_workers Registered workers by status\n# TYPE varpulis_workers gauge\n",
+    );
     for (status, n) in by_status {
         out.push_str(&format!("varpulis_workers{{status=\"{status}\"}} {n}\n"));
     }
-    gauge(&mut out, "varpulis_pipeline_groups", "Pipeline groups", groups);
-    gauge(&mut out, "varpulis_placements_running", "Placements in state Running", placements_running);
+    gauge(
+        &mut out,
+        "varpulis_pipeline_groups",
+        "Pipeline groups",
+        groups,
+    );
+    gauge(
+        &mut out,
+        "varpulis_placements_running",
+        "Placements in state Running",
+        placements_running,
+    );
     state.metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

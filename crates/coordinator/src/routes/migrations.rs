@@ -9,8 +9,15 @@ use crate::error::ApiQuery;
 use crate::state::AppState;
 
 /// `GET /api/v1/cluster/migrations`.
-pub async fn list(State(state): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Json<MigrationList> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Json<MigrationList> {
     let all = state.read(varpulis_cluster::views::migration_views);
     let (migrations, total, pagination) = page.apply(all);
-    Json(MigrationList { migrations, total, pagination })
+    Json(MigrationList {
+        migrations,
+        total,
+        pagination,
+    })
 }

@@ -27,27 +27,52 @@ const GROUPS: &str = "/api/v1/cluster/pipeline-groups";
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/cluster/workers", get(workers::list))
-        .route("/api/v1/cluster/workers/{id}", get(workers::get).delete(workers::delete))
+        .route(
+            "/api/v1/cluster/workers/{id}",
+            get(workers::get).delete(workers::delete),
+        )
         .route(GROUPS, post(groups::create).get(groups::list))
-        .route(&format!("{GROUPS}/{{id}}"), get(groups::get).delete(groups::delete))
+        .route(
+            &format!("{GROUPS}/{{id}}"),
+            get(groups::get).delete(groups::delete),
+        )
         .route(&format!("{GROUPS}/{{id}}/inject"), post(groups::inject))
-        .route(&format!("{GROUPS}/{{id}}/inject-batch"), post(groups::inject_batch))
+        .route(
+            &format!("{GROUPS}/{{id}}/inject-batch"),
+            post(groups::inject_batch),
+        )
         .route("/api/v1/cluster/topology", get(groups::topology))
-        .route("/api/v1/cluster/connectors", post(connectors::create).get(connectors::list))
+        .route(
+            "/api/v1/cluster/connectors",
+            post(connectors::create).get(connectors::list),
+        )
         .route(
             "/api/v1/cluster/connectors/{name}",
-            get(connectors::get).put(connectors::update).delete(connectors::delete),
+            get(connectors::get)
+                .put(connectors::update)
+                .delete(connectors::delete),
         )
         .route("/api/v1/cluster/migrations", get(migrations::list))
         .route("/metrics", get(health::metrics))
         .layer(from_fn_with_state(state.clone(), crate::proxy::leader_gate))
-        .layer(from_fn_with_state(state.clone(), crate::auth::require_api_key));
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_api_key,
+        ));
     let worker_routes = Router::new()
         .route("/api/v1/cluster/workers/register", post(workers::register))
-        .route("/api/v1/cluster/workers/{id}/heartbeat", post(workers::heartbeat))
+        .route(
+            "/api/v1/cluster/workers/{id}/heartbeat",
+            post(workers::heartbeat),
+        )
         .layer(from_fn_with_state(state.clone(), crate::proxy::leader_gate))
-        .layer(from_fn_with_state(state.clone(), crate::auth::require_worker_token));
-    let open = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready));
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_worker_token,
+        ));
+    let open = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready));
     Router::new()
         .merge(api)
         .merge(worker_routes)
@@ -59,7 +84,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 /// Turns the framework's bare error answers (405, 413, ...) into JSON error bodies.
@@ -86,6 +115,9 @@ async fn json_errors(req: Request, next: Next) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = Json(ErrorBody::new(code, message)).into_response();
     let (body_parts, body) = body.into_parts();
-    parts.headers.insert(header::CONTENT_TYPE, body_parts.headers[header::CONTENT_TYPE].clone());
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        body_parts.headers[header::CONTENT_TYPE].clone(),
+    );
     Response::from_parts(parts, body)
 }

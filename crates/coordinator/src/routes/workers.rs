@@ -9,18 +9,19 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use varpulis_api::cluster::{
-    DeletedResponse, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest, RegisterWorkerResponse, WorkerInfo,
-    WorkerList,
+    DeletedResponse, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest,
+    RegisterWorkerResponse, RunningPipeline, WorkerInfo, WorkerList,
 };
 use varpulis_api::Page;
 use varpulis_cluster::command::RegisterWorker;
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::views::{self, WorkerLive};
-use varpulis_cluster::{Command, Outcome};
-use std::collections::BTreeMap;
+use varpulis_cluster::{ClusterState, Command, Outcome};
 
+use crate::deploy;
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::{idempotency_key, now_ms, AppState};
 
@@ -43,7 +44,12 @@ pub async fn register(
     });
     let outcome = state.write_keyed(command, key).await?;
     let created = matches!(outcome, Outcome::WorkerRegistered { created: true, .. });
-    state.liveness.heartbeat(&worker_id, 0, req.capacity.pipelines_running, Instant::now());
+    state.liveness.heartbeat(
+        &worker_id,
+        0,
+        req.capacity.pipelines_running,
+        Instant::now(),
+    );
     state.reconcile.notify_one();
     tracing::info!(worker_id = %worker_id, created, "worker registered");
     let body = RegisterWorkerResponse {
@@ -51,7 +57,11 @@ pub async fn register(
         status: "registered".to_string(),
         heartbeat_interval_secs: state.config.heartbeat_interval.as_secs().max(1),
     };
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(body)).into_response())
 }
 
@@ -64,19 +74,40 @@ pub async fn heartbeat(
     let req: HeartbeatRequest = if body.iter().all(u8::is_ascii_whitespace) {
         HeartbeatRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid heartbeat body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid heartbeat body: {e}")))?
     };
     if !state.raft.is_leader() {
         // Forwarded here but leadership moved on: tell the worker where to go.
-        let (leader_id, leader_url) = state.raft.leader().map_or((None, None), |(i, u)| (Some(i), Some(u)));
-        return Err(if leader_id.is_some() { ApiError::NotLeader { leader_id, leader_url } } else { ApiError::NoLeader });
+        let (leader_id, leader_url) = state
+            .raft
+            .leader()
+            .map_or((None, None), |(i, u)| (Some(i), Some(u)));
+        return Err(if leader_id.is_some() {
+            ApiError::NotLeader {
+                leader_id,
+                leader_url,
+            }
+        } else {
+            ApiError::NoLeader
+        });
     }
     let status = state.read(|s| s.worker(&id).map(|w| w.status));
     let Some(status) = status else {
-        return Err(ApiError::NotFound(format!("worker '{id}' is not registered")));
+        return Err(ApiError::NotFound(format!(
+            "worker '{id}' is not registered"
+        )));
     };
     crate::metrics::Metrics::inc(&state.metrics.heartbeats);
-    state.liveness.heartbeat(&id, req.events_processed, req.pipelines_running, Instant::now());
+    state.liveness.heartbeat(
+        &id,
+        req.events_processed,
+        req.pipelines_running,
+        Instant::now(),
+    );
+    if let Some(running) = req.pipelines.as_deref().filter(|r| !r.is_empty()) {
+        remove_orphans(&state, &id, running);
+    }
     if status == WorkerStatus::Unhealthy {
         let command = Command::SetWorkerStatus {
             worker_id: id.clone(),
@@ -88,7 +119,72 @@ pub async fn heartbeat(
         tracing::info!(worker_id = %id, "worker is back: ready");
         state.reconcile.notify_one();
     }
-    Ok(Json(HeartbeatResponse { status: "ok".to_string() }))
+    Ok(Json(HeartbeatResponse {
+        status: "ok".to_string(),
+    }))
+}
+
+/// Pipelines a worker runs that the coordinator deployed (they carry an epoch) but that no current
+/// placement or in-flight migration accounts for: left behind by a migration, a deleted group or
+/// a deploy whose placement moved on.
+pub fn orphans(s: &ClusterState, worker_id: &str, running: &[RunningPipeline]) -> Vec<String> {
+    let mut expected = BTreeSet::new();
+    for (g, p) in s.placements_on(worker_id) {
+        expected.insert(deploy::pipeline_id(
+            &g.id,
+            &p.pipeline_name,
+            p.replica,
+            p.epoch,
+        ));
+        if let Some(id) = &p.pipeline_id {
+            expected.insert(id.clone());
+        }
+    }
+    for m in s.active_migrations() {
+        if m.to_worker.as_deref() != Some(worker_id) {
+            continue;
+        }
+        if let Some(p) = s
+            .group(&m.group_id)
+            .and_then(|g| g.placement(&m.pipeline_name, m.replica))
+        {
+            expected.insert(deploy::pipeline_id(
+                &m.group_id,
+                &m.pipeline_name,
+                m.replica,
+                p.epoch + 1,
+            ));
+        }
+    }
+    running
+        .iter()
+        .filter(|r| r.epoch.is_some() && !expected.contains(&r.pipeline_id))
+        .map(|r| r.pipeline_id.clone())
+        .collect()
+}
+
+/// Deletes orphaned pipelines from a worker in the background (the heartbeat answers at once).
+fn remove_orphans(state: &AppState, worker_id: &str, running: &[RunningPipeline]) {
+    let found = state.read(|s| {
+        let orphans = orphans(s, worker_id, running);
+        s.worker(worker_id)
+            .map(|w| (orphans, w.address.clone(), w.api_key.clone()))
+    });
+    let Some((orphans, address, api_key)) = found else {
+        return;
+    };
+    if orphans.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    let worker_id = worker_id.to_string();
+    tokio::spawn(async move {
+        for pipeline_id in orphans {
+            if deploy::undeploy(&state, &address, &api_key, &pipeline_id).await {
+                tracing::info!(worker_id = %worker_id, pipeline_id = %pipeline_id, "removed orphaned pipeline");
+            }
+        }
+    });
 }
 
 /// The leader's in-memory figures for one worker (none on followers).
@@ -101,18 +197,30 @@ fn live(state: &AppState, id: &str) -> Option<WorkerLive> {
 }
 
 /// `GET /api/v1/cluster/workers`.
-pub async fn list(State(state): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> Json<WorkerList> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Json<WorkerList> {
     let all = state.read(|s| {
-        let live: BTreeMap<String, WorkerLive> =
-            s.workers().filter_map(|w| live(&state, &w.id).map(|l| (w.id.clone(), l))).collect();
+        let live: BTreeMap<String, WorkerLive> = s
+            .workers()
+            .filter_map(|w| live(&state, &w.id).map(|l| (w.id.clone(), l)))
+            .collect();
         views::worker_views(s, &live)
     });
     let (workers, total, pagination) = page.apply(all);
-    Json(WorkerList { workers, total, pagination })
+    Json(WorkerList {
+        workers,
+        total,
+        pagination,
+    })
 }
 
 /// `GET /api/v1/cluster/workers/{id}`.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<WorkerInfo>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkerInfo>, ApiError> {
     let seen = live(&state, &id);
     state
         .read(|s| views::worker_view(s, &id, seen.as_ref()))
@@ -127,7 +235,14 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let key = idempotency_key(&headers)?;
-    state.write_keyed(Command::DeregisterWorker { worker_id: id.clone() }, key).await?;
+    state
+        .write_keyed(
+            Command::DeregisterWorker {
+                worker_id: id.clone(),
+            },
+            key,
+        )
+        .await?;
     state.liveness.remove(&id);
     state.reconcile.notify_one();
     Ok(Json(DeletedResponse { deleted: true }))
