@@ -26,6 +26,8 @@ enum Command {
     Coordinator(cmd::coordinator::Args),
     /// Start a local ensemble: three coordinators, workers and an embedded MQTT broker.
     Local(cmd::local::Args),
+    /// Operate a running cluster: status, workers, groups, inject, topology, members.
+    Cluster(cmd::cluster::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Server(args) => cmd::server::run(args),
         Command::Coordinator(args) => cmd::coordinator::run(args),
         Command::Local(args) => cmd::local::run(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
     };
     match result {
         Ok(code) => code,
