@@ -36,8 +36,16 @@ pub struct Args {
     /// Timeout of coordinator → worker calls, in seconds [default: 10]
     #[arg(long, value_parser = parse_secs, value_name = "SECS")]
     http_client_timeout: Option<Duration>,
+    /// Seconds between checkpoints of running pipelines (0 disables) [default: 30]
+    #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+    checkpoint_interval: Option<Duration>,
     /// Every coordinator of the Raft group, this one included (node ids are 1-based positions)
-    #[arg(long, env = "VARPULIS_RAFT_PEERS", value_delimiter = ',', value_name = "URL1,URL2,URL3")]
+    #[arg(
+        long,
+        env = "VARPULIS_RAFT_PEERS",
+        value_delimiter = ',',
+        value_name = "URL1,URL2,URL3"
+    )]
     raft_peers: Option<Vec<String>>,
     /// This node's id (default: its advertise address's position in --raft-peers)
     #[arg(long, env = "VARPULIS_RAFT_NODE_ID", value_name = "N")]
@@ -86,7 +94,8 @@ impl Args {
         overlay!(
             port => port, bind => bind, heartbeat_interval => heartbeat_interval,
             heartbeat_timeout => heartbeat_timeout, sweep_interval => sweep_interval,
-            http_client_timeout => http_client_timeout, raft_peers => peers,
+            http_client_timeout => http_client_timeout,
+            checkpoint_interval => checkpoint_interval, raft_peers => peers,
             raft_heartbeat_ms => raft_heartbeat_ms, raft_election_min_ms => raft_election_min_ms,
             raft_election_max_ms => raft_election_max_ms, body_limit => body_limit,
         );
@@ -118,7 +127,9 @@ impl Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::logging::init();
     let config = args.into_config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let address = format!("{}:{}", config.bind, config.port);
         let listener = tokio::net::TcpListener::bind(&address)
