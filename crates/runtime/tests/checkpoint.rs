@@ -131,3 +131,11 @@ fn external_connectors_are_accepted() {
         Some("Registered")
     );
 }
+
+#[test]
+fn engine_can_move_between_threads_and_be_shared() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+    assert_send_sync::<Event>();
+    assert_send_sync::<varpulis_runtime::OutputEvent>();
+}
