@@ -254,7 +254,7 @@ fn group_spec(name: &str, worker: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn followers_proxy_writes_and_serve_the_whole_api() {
-    let cluster = Ensemble::start(3, |_| {}).await;
+    let cluster = Ensemble::start(3, |c| c.body_limit = 256 * 1024).await;
     let leader = cluster.leader().await;
     let follower = cluster.follower_of(leader);
     let (w_url, worker, _w) = start_worker().await;
@@ -408,6 +408,42 @@ async fn followers_proxy_writes_and_serve_the_whole_api() {
         .post(follower, "/api/v1/cluster/connectors", connector)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["params"]["port"], 1883, "port normalised: {body}");
+
+    // A retried write with the same Idempotency-Key applies once and answers like the first time;
+    // without the key the same create is a conflict.
+    let retried =
+        json!({"name": "Other", "connector_type": "mqtt", "params": {"host": "h", "port": 1}});
+    for _ in 0..2 {
+        let res = cluster
+            .http
+            .post(format!(
+                "{}/api/v1/cluster/connectors",
+                cluster.nodes[follower].url
+            ))
+            .header("x-api-key", KEY)
+            .header("idempotency-key", "create-other-1")
+            .json(&retried)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    let (status, _) = cluster
+        .post(leader, "/api/v1/cluster/connectors", retried)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Oversized bodies: 413 as JSON, on the leader and through a follower.
+    let huge = json!({"name": "x".repeat(300 * 1024), "pipelines": []});
+    for node in [leader, follower] {
+        let (status, body) = cluster
+            .post(node, "/api/v1/cluster/pipeline-groups", huge.clone())
+            .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert_eq!(body["code"], "payload_too_large");
+    }
+
     let (_, topo) = cluster
         .get(follower, "/api/v1/cluster/topology?consistent=true")
         .await;
