@@ -57,7 +57,7 @@ def run(binary, workers, args, port_base):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="varpulis")
-    ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--size", type=int, default=24)
     ap.add_argument("--max-iter", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--port-base", type=int, default=19100)

@@ -334,7 +334,8 @@ fn decode<T: DeserializeOwned>(path: &str, text: &str) -> anyhow::Result<(T, Val
 fn read_input(path: &Path) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read stdin")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read stdin")?;
         Ok(s)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
@@ -417,7 +418,14 @@ async fn dispatch(c: &Client, args: &Args) -> anyhow::Result<()> {
                 })
                 .collect();
             table(
-                &["ID", "STATUS", "ADDRESS", "PIPELINES", "EVENTS", "LAST_HB_MS"],
+                &[
+                    "ID",
+                    "STATUS",
+                    "ADDRESS",
+                    "PIPELINES",
+                    "EVENTS",
+                    "LAST_HB_MS",
+                ],
                 &rows,
             );
             println!("{} worker(s)", list.total);
@@ -442,7 +450,10 @@ async fn dispatch(c: &Client, args: &Args) -> anyhow::Result<()> {
                     ]);
                 }
             }
-            table(&["GROUP", "GROUP_ID", "PIPELINE", "WORKER", "ADDRESS"], &rows);
+            table(
+                &["GROUP", "GROUP_ID", "PIPELINE", "WORKER", "ADDRESS"],
+                &rows,
+            );
             for g in &topo.groups {
                 for r in &g.routes {
                     println!(
@@ -479,7 +490,16 @@ async fn dispatch(c: &Client, args: &Args) -> anyhow::Result<()> {
                 })
                 .collect();
             table(
-                &["ID", "GROUP", "PIPELINE", "FROM", "TO", "STATUS", "REASON", "CHECKPOINT"],
+                &[
+                    "ID",
+                    "GROUP",
+                    "PIPELINE",
+                    "FROM",
+                    "TO",
+                    "STATUS",
+                    "REASON",
+                    "CHECKPOINT",
+                ],
                 &rows,
             );
             println!("{} migration(s)", list.total);
@@ -537,7 +557,15 @@ async fn status(c: &Client, json: bool) -> anyhow::Result<()> {
         return print_json(&serde_json::json!({"nodes": nodes, "workers": w}));
     }
     table(
-        &["COORDINATOR", "ID", "STATE", "TERM", "LEADER", "APPLIED", "MEMBERS"],
+        &[
+            "COORDINATOR",
+            "ID",
+            "STATE",
+            "TERM",
+            "LEADER",
+            "APPLIED",
+            "MEMBERS",
+        ],
         &rows,
     );
     match workers {
@@ -593,7 +621,9 @@ async fn groups(c: &Client, cmd: &GroupsCmd, json: bool) -> anyhow::Result<()> {
             let spec: PipelineGroupSpec = serde_json::from_str(&text)
                 .with_context(|| format!("`{}` is not a pipeline group spec", file.display()))?;
             let body = serde_json::to_value(&spec)?;
-            let answer = c.request(Method::POST, GROUPS, Some(Body::Json(body))).await?;
+            let answer = c
+                .request(Method::POST, GROUPS, Some(Body::Json(body)))
+                .await?;
             let (g, raw): (PipelineGroupInfo, _) = decode(GROUPS, &answer)?;
             if json {
                 return print_json(&raw);
@@ -637,7 +667,10 @@ fn print_group(g: &PipelineGroupInfo) {
             ]
         })
         .collect();
-    table(&["PIPELINE", "WORKER", "ADDRESS", "PIPELINE_ID", "STATUS"], &rows);
+    table(
+        &["PIPELINE", "WORKER", "ADDRESS", "PIPELINE_ID", "STATUS"],
+        &rows,
+    );
 }
 
 async fn inject(c: &Client, a: &InjectArgs, json: bool) -> anyhow::Result<()> {
@@ -645,13 +678,19 @@ async fn inject(c: &Client, a: &InjectArgs, json: bool) -> anyhow::Result<()> {
     if let Some(file) = &a.file {
         let text = read_input(file)?;
         let path = format!("{base}/inject-batch");
-        let answer = c.request(Method::POST, &path, Some(Body::Text(text))).await?;
+        let answer = c
+            .request(Method::POST, &path, Some(Body::Text(text)))
+            .await?;
         let (r, raw): (GroupInjectBatchResponse, _) = decode(&path, &answer)?;
         if json {
             return print_json(&raw);
         }
         let routed: Vec<String> = r.routed.iter().map(|(p, n)| format!("{p}={n}")).collect();
-        println!("accepted {} event(s), routed: {}", r.accepted, routed.join(", "));
+        println!(
+            "accepted {} event(s), routed: {}",
+            r.accepted,
+            routed.join(", ")
+        );
         for e in &r.output_events {
             println!("{}", serde_json::to_string(e)?);
         }
@@ -665,7 +704,9 @@ async fn inject(c: &Client, a: &InjectArgs, json: bool) -> anyhow::Result<()> {
         .with_context(|| format!("--fields must be a JSON object, got `{}`", a.fields))?;
     let body = serde_json::to_value(GroupInjectRequest { event_type, fields })?;
     let path = format!("{base}/inject");
-    let answer = c.request(Method::POST, &path, Some(Body::Json(body))).await?;
+    let answer = c
+        .request(Method::POST, &path, Some(Body::Json(body)))
+        .await?;
     let (r, raw): (GroupInjectResponse, _) = decode(&path, &answer)?;
     if json {
         return print_json(&raw);
@@ -746,7 +787,11 @@ async fn change_membership(
 ) -> anyhow::Result<(RaftMetricsView, Value)> {
     let req = serde_json::to_value(ChangeMembershipRequest { members })?;
     let text = c
-        .request(Method::POST, "/raft/change-membership", Some(Body::Json(req)))
+        .request(
+            Method::POST,
+            "/raft/change-membership",
+            Some(Body::Json(req)),
+        )
         .await?;
     decode("/raft/change-membership", &text)
 }

@@ -1,0 +1,16 @@
+//! Operations tests: deployment files (systemd units, Docker Compose), the examples, and the
+//! `varpulis cluster` client against a live local ensemble (3 coordinators + 2 workers).
+
+#[path = "../cluster/harness.rs"]
+mod harness;
+
+mod cli;
+mod deploy;
+mod examples;
+
+use std::path::PathBuf;
+
+/// The repository root (where `deploy/` and `examples/` live).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
