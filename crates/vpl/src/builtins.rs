@@ -124,6 +124,31 @@ pub fn lookup(name: &str) -> Option<&'static Builtin> {
         .and_then(|i| BUILTINS.get(i))
 }
 
+/// Functions usable as aggregates inside `.aggregate(…)` (VPL.md §6.2).
+pub const AGGREGATE_FUNCTIONS: &[&str] = &[
+    "count",
+    "count_distinct",
+    "sum",
+    "avg",
+    "stddev",
+    "min",
+    "max",
+    "first",
+    "last",
+    "ema",
+];
+
+/// Whether `name(…)` with `argc` arguments is an aggregate call inside `.aggregate(…)`
+/// (`min`/`max` with two arguments stay scalar).
+pub fn is_aggregate_call(name: &str, argc: usize) -> bool {
+    match name {
+        "count" => argc <= 1,
+        "count_distinct" | "sum" | "avg" | "stddev" | "min" | "max" | "first" | "last" => argc == 1,
+        "ema" => argc == 2,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,10 +29,6 @@ pub struct Checked {
 
 /// Operators of later tiers, rejected with "not supported yet".
 const LATER_TIER_OPS: &[&str] = &[
-    "window",
-    "aggregate",
-    "partition_by",
-    "having",
     "within",
     "not",
     "distinct",
@@ -51,7 +47,18 @@ const LATER_TIER_OPS: &[&str] = &[
 
 /// Tier 1 operator names (for did-you-mean).
 const TIER1_OPS: &[&str] = &[
-    "where", "filter", "select", "emit", "process", "context", "from", "to",
+    "where",
+    "filter",
+    "select",
+    "emit",
+    "process",
+    "context",
+    "from",
+    "to",
+    "window",
+    "aggregate",
+    "partition_by",
+    "having",
 ];
 
 /// Connector kinds named by the spec; only `mqtt` is implemented.
@@ -774,8 +781,99 @@ impl<'a> Checker<'a> {
             self.error("sequences (`->`) are not supported yet (Tier 2)", step.span);
         }
         let mut context_seen: Option<Span> = None;
+        let mut partition_seen: Option<Span> = None;
+        let mut window_seen: Option<Span> = None;
+        let mut aggregate_seen: Option<Span> = None;
         for op in &s.ops {
             match op.kind() {
+                OpKind::Window => {
+                    if let Some(prev) = window_seen {
+                        self.error_hint(
+                            "a stream can have only one `.window`",
+                            op.span,
+                            Some(format!("`.window` already given at line {}", prev.line)),
+                        );
+                    }
+                    if let Some(prev) = aggregate_seen {
+                        self.error_hint(
+                            "`.window` must come before `.aggregate`",
+                            op.span,
+                            Some(format!("`.aggregate` is at line {}", prev.line)),
+                        );
+                    }
+                    window_seen = Some(op.span);
+                    self.window_args(op);
+                }
+                OpKind::Aggregate => {
+                    if let Some(prev) = aggregate_seen {
+                        self.error_hint(
+                            "a stream can have only one `.aggregate`",
+                            op.span,
+                            Some(format!("`.aggregate` already given at line {}", prev.line)),
+                        );
+                    }
+                    aggregate_seen = Some(op.span);
+                    if op.args.is_empty() {
+                        self.error_hint(
+                            "`.aggregate` needs at least one field",
+                            op.span,
+                            Some("write `.aggregate(n: count(), mean: avg(x))`".into()),
+                        );
+                    }
+                    let mut seen = HashMap::new();
+                    for a in &op.args {
+                        match &a.name {
+                            Some(n) => self.dup_check(&mut seen, n, "field"),
+                            None => self.error_hint(
+                                "`.aggregate` fields need a name",
+                                a.span,
+                                Some("write `alias: count()`".into()),
+                            ),
+                        }
+                        self.aggregate_expr(&a.value);
+                    }
+                }
+                OpKind::PartitionBy => {
+                    if let Some(prev) = partition_seen {
+                        self.error_hint(
+                            "a stream can have only one `.partition_by`",
+                            op.span,
+                            Some(format!(
+                                "`.partition_by` already given at line {}",
+                                prev.line
+                            )),
+                        );
+                    }
+                    partition_seen = Some(op.span);
+                    if let Some(e) = self.single_positional(op) {
+                        if !matches!(e.kind, ExprKind::Name(_)) {
+                            self.error_hint(
+                                "`.partition_by` expects a field name",
+                                e.span,
+                                Some("write `.partition_by(sensor_id)`".into()),
+                            );
+                        }
+                    }
+                }
+                OpKind::Having => {
+                    if aggregate_seen.is_none() {
+                        self.error_hint(
+                            "`.having` needs a preceding `.aggregate`",
+                            op.span,
+                            Some("use `.where` to filter events".into()),
+                        );
+                    }
+                    if let Some(e) = self.single_positional(op) {
+                        self.condition(e, Place::Stream, "`.having` argument");
+                    }
+                }
+                OpKind::Within if s.steps.is_empty() => {
+                    self.error_hint(
+                        "`.within` needs a sequence",
+                        op.span,
+                        Some("write `A as a -> B as b .within(5m)`".into()),
+                    );
+                }
                 OpKind::Where => {
                     if let Some(e) = self.single_positional(op) {
                         self.condition(e, Place::Stream, &format!("`.{}` argument", op.name.name));
@@ -922,6 +1020,216 @@ impl<'a> Checker<'a> {
                     a.span,
                     Some("write `field: expression`".into()),
                 ),
+            }
+        }
+    }
+
+    /// `.window(10s)`, `.window(1m, sliding: 15s)`, `.window(50)`, `.window(50, sliding: 10)`,
+    /// `.window(session: 30s)` (VPL.md §6.1).
+    fn window_args(&mut self, op: &StreamOp) {
+        const HINT: &str =
+            "write `.window(10s)`, `.window(1m, sliding: 15s)`, `.window(50)` or `.window(session: 30s)`";
+        let positional: Vec<&Arg> = op.args.iter().filter(|a| a.name.is_none()).collect();
+        let mut sliding = None;
+        let mut session = None;
+        for a in op.args.iter() {
+            let Some(n) = &a.name else { continue };
+            match n.name.as_str() {
+                "sliding" if sliding.is_none() => sliding = Some(&a.value),
+                "session" if session.is_none() => session = Some(&a.value),
+                "sliding" | "session" => self.error(format!("`{}` given twice", n.name), n.span),
+                other => self.error_hint(
+                    format!("unknown `.window` parameter `{other}`"),
+                    n.span,
+                    Some(HINT.into()),
+                ),
+            }
+        }
+        if let Some(g) = session {
+            if let Some(p) = positional.first() {
+                self.error_hint(
+                    "a session window takes only `session: <duration>`",
+                    p.span,
+                    Some(HINT.into()),
+                );
+            }
+            if sliding.is_some() {
+                self.error("a session window cannot slide", op.span);
+            }
+            self.window_size(g, false, "session gap");
+            return;
+        }
+        let size = match positional.as_slice() {
+            [] => {
+                self.error_hint("`.window` needs a size", op.span, Some(HINT.into()));
+                return;
+            }
+            [a] => &a.value,
+            [_, extra, ..] => {
+                self.error_hint("`.window` takes one size", extra.span, Some(HINT.into()));
+                return;
+            }
+        };
+        let Some(is_count) = self.window_size(size, true, "window size") else {
+            return;
+        };
+        if let Some(sl) = sliding {
+            if let Some(slide_count) = self.window_size(sl, true, "slide") {
+                if slide_count != is_count {
+                    self.error_hint(
+                        "the slide must be of the same kind as the window size",
+                        sl.span,
+                        Some(
+                            "a time window slides by a duration, a count window by a count".into(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Checks one window size: a positive duration, or (if `count_ok`) a positive integer.
+    /// Returns whether it is a count.
+    fn window_size(&mut self, e: &Expr, count_ok: bool, what: &str) -> Option<bool> {
+        match &e.kind {
+            ExprKind::Duration(0) => {
+                self.error(format!("the {what} must be positive"), e.span);
+                None
+            }
+            ExprKind::Duration(_) => Some(false),
+            ExprKind::Int(n) if count_ok => {
+                if *n <= 0 {
+                    self.error(format!("the {what} must be positive"), e.span);
+                    None
+                } else {
+                    Some(true)
+                }
+            }
+            ExprKind::Unary { operand, .. }
+                if matches!(operand.kind, ExprKind::Int(_) | ExprKind::Duration(_)) =>
+            {
+                self.error(format!("the {what} must be positive"), e.span);
+                None
+            }
+            ExprKind::Name(n) if n.name.starts_with("session") => {
+                self.error_hint(
+                    format!("`{}` is not a window kind", n.name),
+                    e.span,
+                    Some("write `.window(session: 30s)`".into()),
+                );
+                None
+            }
+            _ => {
+                let expect = if count_ok {
+                    "a duration literal or a positive integer"
+                } else {
+                    "a duration literal"
+                };
+                self.error_hint(
+                    format!("the {what} must be {expect}"),
+                    e.span,
+                    Some("write e.g. `5m`, `30s`, `500ms` or `50`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An `.aggregate` field: aggregate calls over per-event expressions, combined by ordinary
+    /// expressions (VPL.md §6.2).
+    fn aggregate_expr(&mut self, e: &Expr) {
+        match &e.kind {
+            ExprKind::Call {
+                callee,
+                args,
+                method,
+            } => {
+                let name = callee.name.as_str();
+                if !self.fns.contains_key(name) && builtins::is_aggregate_call(name, args.len()) {
+                    if *method {
+                        self.error_hint(
+                            format!("aggregate `{name}` cannot use method syntax"),
+                            callee.span,
+                            Some(format!("write `{name}(…)`")),
+                        );
+                    }
+                    self.aggregate_call(callee, args);
+                    return;
+                }
+                if self.fns.contains_key(name) || builtins::lookup(name).is_some() {
+                    if builtins::lookup(name).is_some_and(|b| b.kind == BuiltinKind::Aggregate)
+                        && !self.fns.contains_key(name)
+                    {
+                        // e.g. `distinct(x)` alone or `ema(x)` with a wrong arity.
+                        self.error_hint(
+                            format!("`{name}` cannot be used like this in `.aggregate`"),
+                            callee.span,
+                            Some("write `count(distinct(x))` or `ema(x, 10)`".into()),
+                        );
+                        return;
+                    }
+                    self.call(callee, args.len(), *method, Place::Stream);
+                    for a in args {
+                        self.aggregate_expr(a);
+                    }
+                    return;
+                }
+                let hint = self
+                    .capped_suggest(name, builtins::AGGREGATE_FUNCTIONS.iter().copied())
+                    .map(|h| format!("did you mean `{h}`?"));
+                self.error_hint(
+                    format!("unknown aggregate function `{name}`"),
+                    callee.span,
+                    hint,
+                );
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                self.aggregate_expr(lhs);
+                self.aggregate_expr(rhs);
+            }
+            ExprKind::Unary { operand, .. } => self.aggregate_expr(operand),
+            _ => {
+                self.expr(e, Place::Stream);
+            }
+        }
+    }
+
+    fn aggregate_call(&mut self, callee: &Ident, args: &[Expr]) {
+        let name = callee.name.as_str();
+        match (name, args) {
+            ("count", [a]) => {
+                if let ExprKind::Call {
+                    callee: inner,
+                    args: inner_args,
+                    ..
+                } = &a.kind
+                {
+                    if inner.name == "distinct" && !self.fns.contains_key("distinct") {
+                        match inner_args.as_slice() {
+                            [x] => {
+                                self.expr(x, Place::Stream);
+                            }
+                            _ => self.error("`distinct` takes one argument", inner.span),
+                        }
+                        return;
+                    }
+                }
+                self.expr(a, Place::Stream);
+            }
+            ("ema", [a, n]) => {
+                self.expr(a, Place::Stream);
+                if !matches!(n.kind, ExprKind::Int(k) if k > 0) {
+                    self.error_hint(
+                        "the `ema` period must be a positive integer literal",
+                        n.span,
+                        Some("write `ema(price, 10)`".into()),
+                    );
+                }
+            }
+            (_, args) => {
+                for a in args {
+                    self.expr(a, Place::Stream);
+                }
             }
         }
     }
@@ -1247,7 +1555,7 @@ impl<'a> Checker<'a> {
                         "`{name}` is an aggregate function; it is only allowed in `.aggregate(…)`"
                     ),
                     callee.span,
-                    Some("`.aggregate` is not supported yet".into()),
+                    Some("write `.aggregate(alias: {name}(…))`".into()),
                 );
                 return Ty::Unknown;
             }
@@ -1597,8 +1905,8 @@ mod tests {
         assert_eq!(d.hint.as_deref(), Some("did you mean `.where`?"));
         assert_eq!(err("stream S = A .map(x)"), vec!["unknown operator `.map`"]);
         assert_eq!(
-            err("stream S = A .window(10s)"),
-            vec!["operator `.window` is not supported yet"]
+            err("stream S = A .within(5m)"),
+            vec!["`.within` needs a sequence"]
         );
         assert_eq!(
             err("stream S = merge(A, A)"),
@@ -1828,5 +2136,81 @@ mod tests {
                 "`break` outside of a loop"
             ]
         );
+    }
+
+    #[test]
+    fn tier2_windows_and_aggregates_accepted() {
+        ok("stream S = A .window(10s) .aggregate(n: count(), m: avg(x)) .having(n > 1) .emit()");
+        ok("stream S = A .partition_by(x) .window(1m, sliding: 15s) .aggregate(k: x, s: sum(x * 2))");
+        ok("stream S = A .window(50, sliding: 10) .aggregate(r: max(x) - min(x), d: count(distinct(x)))");
+        ok("stream S = A .window(session: 30s) .aggregate(e: ema(x, 5), sd: stddev(x), f: first(x), l: last(x))");
+        ok("stream S = A .aggregate(c: count_distinct(x), m: max(x, 3) + count(x))");
+        ok("stream S = A .window(100) .emit()");
+    }
+
+    #[test]
+    fn tier2_misuse_diagnostics() {
+        let e = err;
+        assert_eq!(
+            e("stream S = A .where(stddev(x) > 1)"),
+            vec!["`stddev` is an aggregate function; it is only allowed in `.aggregate(…)`"]
+        );
+        assert_eq!(
+            e("stream S = A .aggregate(m: median(x))"),
+            vec!["unknown aggregate function `median`"]
+        );
+        assert_eq!(
+            e("stream S = A .having(x > 1)"),
+            vec!["`.having` needs a preceding `.aggregate`"]
+        );
+        assert_eq!(
+            e("stream S = A .window(5min)"),
+            vec!["invalid duration unit `min`"]
+        );
+        assert_eq!(
+            e("stream S = A .window(x)"),
+            vec!["the window size must be a duration literal or a positive integer"]
+        );
+        assert_eq!(
+            e("stream S = A .window(session_x)"),
+            vec!["`session_x` is not a window kind"]
+        );
+        assert_eq!(
+            e("stream S = A .window(0s)"),
+            vec!["the window size must be positive"]
+        );
+        assert_eq!(
+            e("stream S = A .window(-5)"),
+            vec!["the window size must be positive"]
+        );
+        assert_eq!(
+            e("stream S = A .window(10s, sliding: 0s)"),
+            vec!["the slide must be positive"]
+        );
+        assert_eq!(
+            e("stream S = A .window(10s, sliding: 3)"),
+            vec!["the slide must be of the same kind as the window size"]
+        );
+        assert_eq!(
+            e("stream S = A .window(session: 5)"),
+            vec!["the session gap must be a duration literal"]
+        );
+        assert_eq!(
+            e("stream S = A .partition_by(x) .partition_by(x)"),
+            vec!["a stream can have only one `.partition_by`"]
+        );
+        assert_eq!(
+            e("stream S = A .aggregate(count())"),
+            vec!["`.aggregate` fields need a name"]
+        );
+        assert_eq!(
+            e("stream S = A .aggregate(n: count()) .window(5s)"),
+            vec!["`.window` must come before `.aggregate`"]
+        );
+        assert_eq!(
+            e("stream S = A .aggregate(e: ema(x, 0))"),
+            vec!["the `ema` period must be a positive integer literal"]
+        );
+        assert_eq!(e("stream S = A .aggregate(n: count(), n: sum(x))").len(), 1);
     }
 }
