@@ -1,0 +1,856 @@
+//! One chaos run: an ensemble of 3 coordinators and 2 workers, concurrent client traffic,
+//! a seeded fault schedule, a metrics sampler, then the final checks and the report.
+
+use crate::checker::{self, Input, Op, Output, Verdict};
+use crate::harness::{Api, Ensemble, Opts};
+use crate::history::{classify, write_output, Class, Record};
+use crate::netns;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Parameters of a run (from the environment, see docs/chaos.md).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// RNG seed of the fault schedule and the traffic.
+    pub seed: u64,
+    /// How long traffic and faults run.
+    pub duration: Duration,
+    /// Maximum number of faults (the schedule stops early when reached).
+    pub max_faults: usize,
+    /// Concurrent client tasks.
+    pub clients: usize,
+    /// Search budget of the linearizability checker per key.
+    pub budget: usize,
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Config {
+    /// Reads `CHAOS_SEED`, `CHAOS_DURATION_SECS`, `CHAOS_FAULTS`, `CHAOS_CLIENTS`.
+    pub fn from_env(default_secs: u64, default_faults: usize) -> Self {
+        let seed = env_num("CHAOS_SEED", rand::random::<u64>() % 1_000_000);
+        Self {
+            seed,
+            duration: Duration::from_secs(env_num("CHAOS_DURATION_SECS", default_secs)),
+            max_faults: env_num("CHAOS_FAULTS", default_faults),
+            clients: env_num("CHAOS_CLIENTS", 6),
+            budget: env_num("CHAOS_CHECK_BUDGET", 2_000_000),
+        }
+    }
+}
+
+/// Shared recorder of operations.
+#[derive(Debug, Default)]
+struct Recorder {
+    seq: AtomicU64,
+    ops: Mutex<Vec<Record>>,
+}
+
+/// Connector names, worker ids under test (fake registrations, no process behind them).
+const CONNECTORS: usize = 5;
+const FAKE_WORKERS: usize = 4;
+const VPL: &str = "stream A = EventA .emit(v: 1)";
+
+struct Client {
+    idx: usize,
+    urls: Vec<String>,
+    api: Api,
+    rec: Arc<Recorder>,
+    t0: Instant,
+    rng: StdRng,
+    groups: Vec<(String, Option<String>)>,
+    next_group: usize,
+}
+
+impl Client {
+    fn now(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Sends one request and records it.
+    #[allow(clippy::too_many_arguments)]
+    async fn call(
+        &mut self,
+        node: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        key: String,
+        input: Input,
+        read: Option<fn(&Value, &str) -> Option<String>>,
+    ) -> (Option<u16>, Option<Value>) {
+        let url = format!("{}/api/v1/cluster{path}", self.urls[node]);
+        let id = self.rec.seq.fetch_add(1, Ordering::SeqCst);
+        let invoke = self.now();
+        let bytes = body.map(|b| {
+            (
+                serde_json::to_vec(&b).unwrap_or_default(),
+                "application/json",
+            )
+        });
+        let result = self.api.send(method.clone(), &url, bytes).await;
+        let complete = self.now();
+        let class = classify(&result);
+        let status = result.as_ref().ok().map(|r| r.status);
+        let output = match read {
+            Some(extract) => match &result {
+                Ok(r) if r.status == 200 => {
+                    let id = key.split_once(':').map_or("", |(_, id)| id);
+                    Some(Output::Value(extract(&r.body, id)))
+                }
+                Ok(r) if r.status == 404 => Some(Output::Value(None)),
+                _ => None,
+            },
+            None => write_output(class, status),
+        };
+        let detail = match &result {
+            Ok(r) if !r.ok() => r.text.chars().take(160).collect(),
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        let body = result.ok().filter(|r| r.ok()).map(|r| r.body);
+        self.rec
+            .ops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Record {
+                id,
+                client: self.idx,
+                node,
+                key,
+                request: format!("{method} {path}"),
+                invoke_ns: invoke,
+                complete_ns: complete,
+                status,
+                class: if read.is_some() && class == Class::Failed && status == Some(404) {
+                    Class::Ok
+                } else {
+                    class
+                },
+                detail,
+                input,
+                output,
+            });
+        (status, body)
+    }
+
+    async fn one(&mut self) {
+        let node = self.rng.gen_range(0..self.urls.len());
+        let val = format!("v{}-{}", self.idx, self.rng.gen::<u32>());
+        match self.rng.gen_range(0..10) {
+            0..=4 => {
+                let name = format!("c{}", self.rng.gen_range(0..CONNECTORS));
+                let key = format!("conn:{name}");
+                let body = json!({"name": name, "connector_type": "mqtt",
+                    "params": {"host": "localhost", "port": 1883}, "description": val});
+                match self.rng.gen_range(0..4) {
+                    0 => {
+                        self.call(
+                            node,
+                            reqwest::Method::POST,
+                            "/connectors",
+                            Some(body),
+                            key,
+                            Input::Create(val),
+                            None,
+                        )
+                        .await;
+                    }
+                    1 => {
+                        self.call(
+                            node,
+                            reqwest::Method::PUT,
+                            &format!("/connectors/{name}"),
+                            Some(body),
+                            key,
+                            Input::Update(val),
+                            None,
+                        )
+                        .await;
+                    }
+                    2 => {
+                        self.call(
+                            node,
+                            reqwest::Method::DELETE,
+                            &format!("/connectors/{name}"),
+                            None,
+                            key,
+                            Input::Delete,
+                            None,
+                        )
+                        .await;
+                    }
+                    _ => {
+                        self.call(
+                            node,
+                            reqwest::Method::GET,
+                            &format!("/connectors/{name}?consistent=true"),
+                            None,
+                            key,
+                            Input::Read,
+                            Some(read_connector),
+                        )
+                        .await;
+                    }
+                }
+            }
+            5..=7 => {
+                let wid = format!("chaos-w{}", self.rng.gen_range(0..FAKE_WORKERS));
+                let key = format!("worker:{wid}");
+                match self.rng.gen_range(0..3) {
+                    0 => {
+                        let body = json!({"worker_id": wid,
+                            "address": format!("http://127.0.0.1:9/{val}"), "api_key": "fake",
+                            "capacity": {"cpu_cores": 1, "pipelines_running": 0, "max_pipelines": 0}});
+                        self.call(
+                            node,
+                            reqwest::Method::POST,
+                            "/workers/register",
+                            Some(body),
+                            key,
+                            Input::Upsert(val),
+                            None,
+                        )
+                        .await;
+                    }
+                    1 => {
+                        self.call(
+                            node,
+                            reqwest::Method::DELETE,
+                            &format!("/workers/{wid}"),
+                            None,
+                            key,
+                            Input::Delete,
+                            None,
+                        )
+                        .await;
+                    }
+                    _ => {
+                        self.call(
+                            node,
+                            reqwest::Method::GET,
+                            &format!("/workers/{wid}?consistent=true"),
+                            None,
+                            key,
+                            Input::Read,
+                            Some(read_worker),
+                        )
+                        .await;
+                    }
+                }
+            }
+            _ => {
+                // Group names are used for one create only, so the id of an acknowledged
+                // create is the only id that name can ever have.
+                let choice = self.rng.gen_range(0..3);
+                let known = self.groups.len();
+                if choice == 0 || known == 0 {
+                    let name = format!("g-{}-{}", self.idx, self.next_group);
+                    self.next_group += 1;
+                    let body = json!({"name": name, "pipelines": [{"name": "p", "source": VPL}]});
+                    let got = self
+                        .call(
+                            node,
+                            reqwest::Method::POST,
+                            "/pipeline-groups",
+                            Some(body),
+                            format!("group:{name}"),
+                            Input::Create("1".into()),
+                            None,
+                        )
+                        .await;
+                    let id = got.1.and_then(|b| b["id"].as_str().map(str::to_owned));
+                    self.groups.push((name, id));
+                } else {
+                    let (name, id) = self.groups[self.rng.gen_range(0..known)].clone();
+                    match (choice, id) {
+                        (1, Some(id)) => {
+                            self.call(
+                                node,
+                                reqwest::Method::DELETE,
+                                &format!("/pipeline-groups/{id}"),
+                                None,
+                                format!("group:{name}"),
+                                Input::Delete,
+                                None,
+                            )
+                            .await;
+                        }
+                        _ => {
+                            self.call(
+                                node,
+                                reqwest::Method::GET,
+                                "/pipeline-groups?consistent=true&limit=1000",
+                                None,
+                                format!("group:{name}"),
+                                Input::Read,
+                                Some(read_group),
+                            )
+                            .await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn read_connector(body: &Value, _name: &str) -> Option<String> {
+    Some(body["description"].as_str().unwrap_or_default().to_owned())
+}
+
+fn read_worker(body: &Value, _id: &str) -> Option<String> {
+    let addr = body["address"].as_str().unwrap_or_default();
+    Some(addr.rsplit('/').next().unwrap_or_default().to_owned())
+}
+
+fn read_group(body: &Value, name: &str) -> Option<String> {
+    body["pipeline_groups"]
+        .as_array()?
+        .iter()
+        .any(|g| g["name"] == name)
+        .then(|| "1".to_owned())
+}
+
+/// One `/raft/metrics` sample.
+#[derive(Debug, Clone)]
+struct Sample {
+    node: usize,
+    at_ms: u64,
+    state: String,
+    term: u64,
+    leader: Option<u64>,
+    applied: Option<u64>,
+    hash: Option<String>,
+}
+
+/// A fault that was injected, with what was measured around it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FaultRecord {
+    /// Kind (`kill_leader`, `kill_follower`, `pause_leader`, `kill_worker`, `restart`).
+    pub kind: String,
+    /// Target (`coord-2`, `worker-0`).
+    pub target: String,
+    /// Seconds since the start.
+    pub at_secs: f64,
+    /// Milliseconds until the remaining coordinators agreed on a ready leader (leader faults).
+    pub no_leader_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    KillLeader,
+    KillFollower,
+    PauseLeader,
+    KillWorker,
+}
+
+/// Runs the whole scenario and returns the report (panics only on harness failures).
+pub async fn run(cfg: Config) -> Value {
+    eprintln!(
+        "chaos: seed {} (replay with CHAOS_SEED={}), duration {:?}, max faults {}",
+        cfg.seed, cfg.seed, cfg.duration, cfg.max_faults
+    );
+    let partitions = netns::probe();
+    eprintln!("chaos: network partitions: {partitions}");
+    let opts = Opts {
+        raft_heartbeat_ms: Some(100),
+        raft_election_min_ms: Some(400),
+        raft_election_max_ms: Some(800),
+        heartbeat_interval: 1.0,
+        heartbeat_timeout: 4.0,
+        sweep_interval: 1.0,
+        ..Opts::default()
+    };
+    let mut ens = Ensemble::start(3, 2, opts).await;
+    let urls = ens.coord_urls();
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let rec = Arc::new(Recorder::default());
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+
+    // Metrics sampler.
+    let sampler = {
+        let (urls, stop, samples, api) = (
+            urls.clone(),
+            stop.clone(),
+            samples.clone(),
+            ens.api.with_timeout(Duration::from_millis(500)),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                for (node, url) in urls.iter().enumerate() {
+                    if let Ok(r) = api.get(&format!("{url}/raft/metrics")).await {
+                        if r.ok() {
+                            let m = &r.body;
+                            let s = Sample {
+                                node,
+                                at_ms: t0.elapsed().as_millis() as u64,
+                                state: m["state"].as_str().unwrap_or_default().to_owned(),
+                                term: m["current_term"].as_u64().unwrap_or(0),
+                                leader: m["current_leader"].as_u64(),
+                                applied: m["last_applied"].as_u64(),
+                                hash: m["state_hash"].as_str().map(str::to_owned),
+                            };
+                            samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        })
+    };
+
+    // Traffic.
+    let mut clients = Vec::new();
+    for idx in 0..cfg.clients {
+        let mut c = Client {
+            idx,
+            urls: urls.clone(),
+            api: ens.api.with_timeout(Duration::from_secs(5)),
+            rec: rec.clone(),
+            t0,
+            rng: StdRng::seed_from_u64(cfg.seed.wrapping_mul(31).wrapping_add(idx as u64 + 1)),
+            groups: Vec::new(),
+            next_group: 0,
+        };
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                c.one().await;
+                let pause = c.rng.gen_range(10..60);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            c.groups
+        }));
+    }
+
+    // Fault schedule.
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut faults: Vec<FaultRecord> = Vec::new();
+    let end = t0 + cfg.duration;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while Instant::now() + Duration::from_secs(8) < end && faults.len() < cfg.max_faults {
+        let fault = match rng.gen_range(0..4) {
+            0 => Fault::KillLeader,
+            1 => Fault::KillFollower,
+            2 => Fault::PauseLeader,
+            _ => Fault::KillWorker,
+        };
+        let down_ms = rng.gen_range(1000..4000);
+        let gap_ms = rng.gen_range(2000..6000);
+        inject(&mut ens, fault, down_ms, t0, &mut faults).await;
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+    }
+    let left = end.saturating_duration_since(Instant::now());
+    tokio::time::sleep(left).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut group_names: BTreeSet<String> = BTreeSet::new();
+    for c in clients {
+        if let Ok(groups) = c.await {
+            group_names.extend(groups.into_iter().map(|(n, _)| n));
+        }
+    }
+    let _ = sampler.await;
+
+    // Heal: every process up, a leader known, every node ready.
+    for i in 0..ens.coords.len() {
+        if !ens.coords[i].proc.is_up() {
+            ens.restart_coord(i);
+        }
+    }
+    ens.wait_leader(Duration::from_secs(60)).await;
+    for i in 0..ens.coords.len() {
+        ens.wait_ready(i, Duration::from_secs(60)).await;
+    }
+
+    // Final consistent reads of every key from every node, after all traffic ended.
+    let mut fin = Client {
+        idx: usize::MAX,
+        urls: urls.clone(),
+        api: ens.api.with_timeout(Duration::from_secs(10)),
+        rec: rec.clone(),
+        t0,
+        rng: StdRng::seed_from_u64(0),
+        groups: Vec::new(),
+        next_group: 0,
+    };
+    let mut final_unanswered = 0usize;
+    for node in 0..urls.len() {
+        for c in 0..CONNECTORS {
+            let got = fin
+                .call(
+                    node,
+                    reqwest::Method::GET,
+                    &format!("/connectors/c{c}?consistent=true"),
+                    None,
+                    format!("conn:c{c}"),
+                    Input::Read,
+                    Some(read_connector),
+                )
+                .await;
+            final_unanswered += usize::from(!matches!(got.0, Some(200 | 404)));
+        }
+        for w in 0..FAKE_WORKERS {
+            let got = fin
+                .call(
+                    node,
+                    reqwest::Method::GET,
+                    &format!("/workers/chaos-w{w}?consistent=true"),
+                    None,
+                    format!("worker:chaos-w{w}"),
+                    Input::Read,
+                    Some(read_worker),
+                )
+                .await;
+            final_unanswered += usize::from(!matches!(got.0, Some(200 | 404)));
+        }
+        let list = fin
+            .api
+            .get(&format!(
+                "{}/api/v1/cluster/pipeline-groups?consistent=true&limit=1000",
+                urls[node]
+            ))
+            .await;
+        match list {
+            Ok(r) if r.ok() => {
+                let now = fin.now();
+                let mut ops = rec.ops.lock().unwrap_or_else(|e| e.into_inner());
+                for name in &group_names {
+                    let id = rec.seq.fetch_add(1, Ordering::SeqCst);
+                    ops.push(Record {
+                        id,
+                        client: usize::MAX,
+                        node,
+                        key: format!("group:{name}"),
+                        request: "GET /pipeline-groups (final)".into(),
+                        invoke_ns: now,
+                        complete_ns: now + 1,
+                        status: Some(r.status),
+                        class: Class::Ok,
+                        detail: String::new(),
+                        input: Input::Read,
+                        output: Some(Output::Value(read_group(&r.body, name))),
+                    });
+                }
+            }
+            _ => final_unanswered += 1,
+        }
+    }
+
+    let samples = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let final_hashes = converge_hashes(&ens).await;
+    let ops = std::mem::take(&mut *rec.ops.lock().unwrap_or_else(|e| e.into_inner()));
+    let report = build_report(
+        &cfg,
+        &partitions,
+        &ops,
+        &faults,
+        &samples,
+        final_hashes,
+        final_unanswered,
+    );
+    drop(ens);
+    report
+}
+
+async fn inject(
+    ens: &mut Ensemble,
+    fault: Fault,
+    down_ms: u64,
+    t0: Instant,
+    faults: &mut Vec<FaultRecord>,
+) {
+    let at_secs = t0.elapsed().as_secs_f64();
+    let down = Duration::from_millis(down_ms);
+    if matches!(fault, Fault::KillWorker) && !ens.workers.is_empty() {
+        let w = (down_ms as usize) % ens.workers.len();
+        ens.workers[w].proc.kill();
+        let name = ens.workers[w].id.clone();
+        eprintln!("chaos: t={at_secs:.1}s kill -9 worker {name}");
+        tokio::time::sleep(down).await;
+        ens.workers[w].proc.restart();
+        faults.push(FaultRecord {
+            kind: "kill_worker".into(),
+            target: name,
+            at_secs,
+            no_leader_ms: None,
+        });
+        return;
+    }
+    let leader = ens.leader().await;
+    match (fault, leader) {
+        (_, None) => {
+            eprintln!("chaos: t={at_secs:.1}s no agreed leader, fault skipped");
+        }
+        (Fault::KillFollower, Some(l)) => {
+            let others = ens.others(l);
+            let f = others[(down_ms as usize) % others.len()];
+            eprintln!("chaos: t={at_secs:.1}s kill -9 follower coord-{}", f + 1);
+            ens.coords[f].proc.kill();
+            tokio::time::sleep(down).await;
+            ens.restart_coord(f);
+            faults.push(FaultRecord {
+                kind: "kill_follower".into(),
+                target: format!("coord-{}", f + 1),
+                at_secs,
+                no_leader_ms: None,
+            });
+        }
+        (Fault::KillLeader | Fault::PauseLeader, Some(l)) => {
+            let pause = matches!(fault, Fault::PauseLeader);
+            eprintln!(
+                "chaos: t={at_secs:.1}s {} leader coord-{}",
+                if pause { "SIGSTOP" } else { "kill -9" },
+                l + 1
+            );
+            let started = Instant::now();
+            if pause {
+                ens.coords[l].proc.stop();
+            } else {
+                ens.coords[l].proc.kill();
+            }
+            let others = ens.others(l);
+            let others = &others;
+            let me = &*ens;
+            let new = crate::harness::try_wait_until(
+                Duration::from_secs(20),
+                Duration::from_millis(25),
+                || async move {
+                    let n = me.leader_among(others).await?;
+                    me.is_ready(n).await.then_some(n)
+                },
+            )
+            .await;
+            let no_leader_ms = new.map(|_| started.elapsed().as_millis() as u64);
+            eprintln!("chaos:   new leader after {no_leader_ms:?} ms");
+            tokio::time::sleep(down).await;
+            if pause {
+                ens.coords[l].proc.cont();
+            } else {
+                ens.restart_coord(l);
+            }
+            faults.push(FaultRecord {
+                kind: if pause { "pause_leader" } else { "kill_leader" }.into(),
+                target: format!("coord-{}", l + 1),
+                at_secs,
+                no_leader_ms,
+            });
+        }
+        (Fault::KillWorker, Some(_)) => {}
+    }
+}
+
+/// Polls every node's metrics until all report the same applied index, and returns
+/// `(applied, hashes)` of that moment (or the last view if they never line up).
+async fn converge_hashes(ens: &Ensemble) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let mut views = Vec::new();
+        for i in 0..ens.coords.len() {
+            views.push(ens.metrics(i).await);
+        }
+        let applied: Vec<Option<u64>> = views
+            .iter()
+            .map(|m| m.as_ref().and_then(|m| m["last_applied"].as_u64()))
+            .collect();
+        let hashes: Vec<Value> = views
+            .iter()
+            .map(|m| {
+                m.as_ref()
+                    .map(|m| m["state_hash"].clone())
+                    .unwrap_or(Value::Null)
+            })
+            .collect();
+        last = json!({"applied": applied, "hashes": hashes, "aligned": false});
+        if applied.iter().all(|a| a.is_some() && *a == applied[0]) {
+            last["aligned"] = json!(true);
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// Checks everything and builds the JSON report.
+fn build_report(
+    cfg: &Config,
+    partitions: &str,
+    ops: &[Record],
+    faults: &[FaultRecord],
+    samples: &[Sample],
+    final_hashes: Value,
+    final_unanswered: usize,
+) -> Value {
+    let mut violations: Vec<String> = Vec::new();
+    let count = |c: Class| {
+        ops.iter()
+            .filter(|r| r.class == c && r.input != Input::Read)
+            .count()
+    };
+    let reads = ops.iter().filter(|r| r.input == Input::Read).count();
+
+    // Linearizability per key.
+    let mut history: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+    for r in ops {
+        let Some(output) = r.output.clone() else {
+            continue;
+        };
+        let ret = (output != Output::Unknown).then_some(r.complete_ns);
+        history.entry(r.key.clone()).or_default().push(Op {
+            id: r.id,
+            invoke: r.invoke_ns,
+            ret,
+            input: r.input.clone(),
+            output,
+        });
+    }
+    let verdicts = checker::check_all(&history, cfg.budget);
+    let mut inconclusive = Vec::new();
+    for (key, v) in &verdicts {
+        match v {
+            Verdict::Violation => {
+                violations.push(format!("key {key}: history is not linearizable"));
+                eprintln!("chaos: VIOLATION on {key}; history:");
+                for r in ops.iter().filter(|r| &r.key == key) {
+                    eprintln!(
+                        "  #{} c{} n{} [{:.3}s..{:.3}s] {} {:?} -> {:?} {:?} {}",
+                        r.id,
+                        r.client,
+                        r.node,
+                        r.invoke_ns as f64 / 1e9,
+                        r.complete_ns as f64 / 1e9,
+                        r.request,
+                        r.input,
+                        r.status,
+                        r.output,
+                        r.detail
+                    );
+                }
+            }
+            Verdict::Inconclusive => inconclusive.push(key.clone()),
+            Verdict::Linearizable => {}
+        }
+    }
+
+    // State hashes at equal applied index; one leader per term.
+    let mut by_index: BTreeMap<u64, BTreeMap<String, BTreeSet<usize>>> = BTreeMap::new();
+    let mut leaders: BTreeMap<u64, BTreeSet<usize>> = BTreeMap::new();
+    let mut leader_changes = 0usize;
+    let mut max_term = 0u64;
+    let mut seen_leader = false;
+    for s in samples {
+        if let (Some(a), Some(h)) = (s.applied, &s.hash) {
+            by_index
+                .entry(a)
+                .or_default()
+                .entry(h.clone())
+                .or_default()
+                .insert(s.node);
+        }
+        if s.state == "Leader" {
+            leaders.entry(s.term).or_default().insert(s.node);
+            if s.term > max_term {
+                if seen_leader {
+                    leader_changes += 1;
+                }
+                seen_leader = true;
+                max_term = s.term;
+            }
+        }
+        let _ = (s.at_ms, s.leader);
+    }
+    let hash_comparisons = by_index
+        .values()
+        .filter(|h| h.values().flatten().collect::<BTreeSet<_>>().len() > 1)
+        .count();
+    for (idx, hashes) in &by_index {
+        if hashes.len() > 1 {
+            violations.push(format!(
+                "state hashes differ at applied index {idx}: {hashes:?}"
+            ));
+        }
+    }
+    for (term, nodes) in &leaders {
+        if nodes.len() > 1 {
+            violations.push(format!("two leaders in term {term}: {nodes:?}"));
+        }
+    }
+    if final_hashes["aligned"] == true {
+        let hs: BTreeSet<String> = final_hashes["hashes"]
+            .as_array()
+            .map(|a| a.iter().map(|h| h.to_string()).collect())
+            .unwrap_or_default();
+        if hs.len() > 1 {
+            violations.push(format!("final state hashes differ: {final_hashes}"));
+        }
+    }
+    if final_unanswered > 0 {
+        violations.push(format!(
+            "{final_unanswered} final consistent reads got no answer after healing"
+        ));
+    }
+
+    let sample_ops: Vec<&Record> = ops
+        .iter()
+        .filter(|r| r.class == Class::Unknown)
+        .take(20)
+        .collect();
+    let report = json!({
+        "seed": cfg.seed,
+        "replay": format!("CHAOS_SEED={} CHAOS_DURATION_SECS={} CHAOS_FAULTS={}", cfg.seed, cfg.duration.as_secs(), cfg.max_faults),
+        "duration_secs": cfg.duration.as_secs(),
+        "clients": cfg.clients,
+        "partitions": partitions,
+        "faults": faults,
+        "fault_count": faults.len(),
+        "ops": {
+            "writes_acked": count(Class::Ok),
+            "writes_failed": count(Class::Failed),
+            "writes_unknown": count(Class::Unknown),
+            "reads": reads,
+            "keys_checked": verdicts.len(),
+        },
+        "leader_changes": leader_changes,
+        "terms_seen": leaders.len(),
+        "applied_indexes_compared_across_nodes": hash_comparisons,
+        "final_hashes": final_hashes,
+        "inconclusive_keys": inconclusive,
+        "violations": violations,
+        "unknown_examples": sample_ops,
+    });
+    let path = report_path();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match serde_json::to_string_pretty(&report) {
+        Ok(text) => {
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("chaos: cannot write {}: {e}", path.display());
+            }
+        }
+        Err(e) => eprintln!("chaos: cannot serialize the report: {e}"),
+    }
+    eprintln!("chaos: report written to {}", path.display());
+    report
+}
+
+/// `CHAOS_REPORT`, else `<workspace>/target/chaos-report.json`.
+pub fn report_path() -> PathBuf {
+    std::env::var_os("CHAOS_REPORT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/chaos-report.json")
+        })
+}
