@@ -166,18 +166,27 @@ fn main() {
             }));
         }
         // Sample the sweep's view while heartbeats flow.
+        // `sim-00000` is the first worker registered (at `started`) and a silent one: poll it
+        // every 500 ms to see when the sweep marks it; take full counts every 5 s.
         let mut silent_marked_at = None;
         let mut max_false = 0usize;
+        let mut polls = 0u64;
         while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let counts = status_counts(&ens, leader).await;
-            let ready = counts.get("ready").copied().unwrap_or(0);
-            let unhealthy = counts.values().sum::<usize>() - ready;
-            max_false = max_false.max(unhealthy.saturating_sub(silent));
-            if silent_marked_at.is_none() && unhealthy >= silent && silent > 0 {
-                silent_marked_at = Some(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            polls += 1;
+            if silent > 0 && silent_marked_at.is_none() {
+                let status = ens.worker_status(leader, "sim-00000").await.unwrap_or_default();
+                if status != "ready" && !status.is_empty() {
+                    silent_marked_at = Some(started.elapsed());
+                }
             }
-            println!("  t={:>3.0?} statuses {counts:?}", hb_started.elapsed());
+            if polls % 10 == 0 {
+                let counts = status_counts(&ens, leader).await;
+                let ready = counts.get("ready").copied().unwrap_or(0);
+                let unhealthy = counts.values().sum::<usize>() - ready;
+                max_false = max_false.max(unhealthy.saturating_sub(silent));
+                println!("  t={:>3.0?} statuses {counts:?}", hb_started.elapsed());
+            }
         }
         for t in tasks {
             t.await.expect("task");
@@ -196,8 +205,8 @@ fn main() {
             100.0 * hb_cpu / hb_time
         );
         match silent_marked_at {
-            Some(t) => println!("sweep: all {silent} silent workers unhealthy by {t:.0?} after registration began (bound 15 s + 5 s sweep)"),
-            None => println!("sweep: silent workers NOT all marked unhealthy within {secs} s"),
+            Some(t) => println!("sweep: the first silent worker was marked unhealthy {t:.1?} after its registration (bound: 15 s timeout + 5 s sweep)"),
+            None => println!("sweep: the first silent worker was NOT marked unhealthy during the run"),
         }
         println!("false unhealthy marks among heartbeating workers: {false_marks} (must be 0); final statuses {counts:?}");
     });
