@@ -194,8 +194,17 @@ async fn batch_inject_accepts_wrapped_bare_and_evt_forms() {
         .map(|o| o["fields"]["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["x", "z"]);
+    // A large batch (processed on the blocking pool) keeps order and counts.
+    let many: Vec<Value> = (0..5000)
+        .map(|i| json!({"event_type": "Reading", "fields": {"id": i.to_string(), "temp": if i % 10 == 0 { 60 } else { 5 }}}))
+        .collect();
+    let (s, b) = post(&url, Value::Array(many)).await;
+    assert_eq!((s, b["accepted"].as_u64()), (200, Some(5000)));
+    let outs = b["output_events"].as_array().unwrap();
+    assert_eq!(outs.len(), 500);
+    assert_eq!(outs[1]["fields"]["id"], "10");
     let (_, m) = get(&format!("{}/api/v1/pipelines/{id}/metrics", w.url)).await;
-    assert_eq!(m["events_in"], 9);
+    assert_eq!(m["events_in"], 5009);
     w.shutdown().await;
 }
 
