@@ -94,6 +94,8 @@ enum OpCode {
         outputs: bool,
     },
     To(Arc<SinkBinding>),
+    /// `.window` / `.aggregate` / `.partition_by` state of the stream (Tier 2).
+    Window(Box<crate::window::WindowOp>),
     Pass,
 }
 
@@ -274,6 +276,13 @@ fn exec(
             };
             exec(run, i + 1, ev, Some(idx))
         }
+        OpCode::Window(w) => {
+            let fired = w.on_event(ev, &mut |f, e| eval(run, f, e))?;
+            for e in &fired {
+                exec(run, i + 1, e, None)?;
+            }
+            Ok(())
+        }
         OpCode::Pass => exec(run, i + 1, ev, out_idx),
     }
 }
@@ -341,6 +350,7 @@ impl Engine {
         }
         let n_globals = globals.values().map(|g| g.slot + 1).max().unwrap_or(0);
         let mut c = Compiler::new(globals, fn_table);
+        let mut window_errors: Vec<Diagnostic> = Vec::new();
         let fns: Vec<FnCode> = fn_decls.iter().map(|f| c.function(f)).collect();
 
         let mut inits: Vec<(StmtFn, ast::Span)> = Vec::new();
@@ -493,12 +503,21 @@ impl Engine {
                             OpCode::To(Arc::new(sink))
                         }
                     }
-                    OpKind::Window
-                    | OpKind::Aggregate
-                    | OpKind::PartitionBy
-                    | OpKind::Having
-                    | OpKind::Within
-                    | OpKind::Not => {
+                    OpKind::Window | OpKind::Aggregate if crate::window::is_site(&s.ops, oi) => {
+                        let name: Arc<str> = Arc::from(s.name.name.as_str());
+                        OpCode::Window(Box::new(crate::window::WindowOp::compile(
+                            &mut c,
+                            &s.ops,
+                            &name,
+                            &mut window_errors,
+                        )))
+                    }
+                    OpKind::Window | OpKind::Aggregate | OpKind::PartitionBy => OpCode::Pass,
+                    OpKind::Having => match op.first_positional() {
+                        Some(e) => OpCode::Where(c.expr(e)),
+                        None => OpCode::Pass,
+                    },
+                    OpKind::Within | OpKind::Not => {
                         c.errors.push(Diagnostic::error(
                             format!("operator `.{}` is not supported yet", op.name.name),
                             op.name.span,
@@ -541,6 +560,7 @@ impl Engine {
                 span,
             ));
         }
+        c.errors.append(&mut window_errors);
         if !c.errors.is_empty() {
             return Err(fail(std::mem::take(&mut c.errors)));
         }
@@ -640,9 +660,52 @@ impl Engine {
         Ok(())
     }
 
-    /// Signals the end of input. Tier 1 operators hold no pending events, so nothing is flushed.
+    /// Signals the end of input: fires every open time and session window (count windows that
+    /// are incomplete emit nothing), routing the results downstream like [`Engine::process`].
     pub fn finish(&mut self, out: &mut Vec<OutputEvent>) {
-        let _ = out;
+        // A flushed stream may feed a windowed stream declared before it: repeat until quiet.
+        for _ in 0..=self.streams.len() {
+            let start = out.len();
+            let mut tail: Vec<Event> = Vec::new();
+            let mut fired_any = false;
+            for stream in &self.streams {
+                for (i, op) in stream.ops.iter().enumerate() {
+                    let OpCode::Window(w) = op else { continue };
+                    let (out_mark, tail_mark) = (out.len(), tail.len());
+                    self.state.reset_frame();
+                    let alias = Event::new(&stream.name, 0, Vec::new());
+                    let mut run = Run {
+                        st: &mut self.state,
+                        fns: &self.fns,
+                        stream,
+                        alias: &alias,
+                        out,
+                        tail: &mut tail,
+                    };
+                    let r = w.flush(&mut |f, e| eval(&mut run, f, e)).and_then(|fired| {
+                        fired_any |= !fired.is_empty();
+                        fired
+                            .iter()
+                            .try_for_each(|e| exec(&mut run, i + 1, e, None))
+                    });
+                    if let Err(error) = r {
+                        out.truncate(out_mark);
+                        tail.truncate(tail_mark);
+                        self.stats.errors += 1;
+                        tracing::warn!(stream = %stream.name, %error, "runtime error while flushing windows");
+                    }
+                }
+            }
+            self.stats.events_out += out[start..].iter().filter(|o| o.is_output).count() as u64;
+            for e in tail {
+                if self.process(&e, out).is_ok() {
+                    self.stats.events_in = self.stats.events_in.saturating_sub(1);
+                }
+            }
+            if !fired_any {
+                break;
+            }
+        }
     }
 
     /// Serializes the engine state (top-level `var`s and counters) as versioned, checksummed bytes.

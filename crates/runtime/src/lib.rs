@@ -25,6 +25,7 @@ pub mod error;
 pub mod event;
 pub mod evt;
 pub mod value;
+mod window;
 
 pub use engine::{Engine, EngineOptions, EngineStats, ErrorRecord, DEFAULT_STEP_BUDGET};
 pub use error::{CompileError, RuntimeError};

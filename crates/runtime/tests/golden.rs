@@ -71,6 +71,9 @@ fn run_case(dir: &Path, case: &str) -> (&'static str, String) {
     }
     out.clear();
     engine.finish(&mut out);
+    for o in out.iter().filter(|o| o.is_output) {
+        actual.push_str(&format!("# finish: {}\n", o.to_json()));
+    }
     let s = engine.stats();
     actual.push_str(&format!(
         "# stats: in={} out={} errors={} div0={}\n",

@@ -1,0 +1,599 @@
+//! Windows, aggregates and partitioning (VPL.md §6).
+//!
+//! One [`WindowOp`] per stream holds everything stateful about `.window`, `.aggregate` and
+//! `.partition_by`: per partition key, the open windows and their buffered events. Windows are
+//! evicted as soon as they fire, so memory is bounded by the events of open windows.
+//!
+//! * Time windows (tumbling, hopping) are aligned to the Unix epoch and fire, in order of their
+//!   end then of partition creation, when the watermark (max event time seen by the stream)
+//!   reaches their end. Events for a window that already fired are dropped (late).
+//! * Session windows close when the watermark is more than the gap past their last event.
+//! * Count windows fire on the event that completes them; incomplete ones never fire.
+//! * [`WindowOp::flush`] (end of input) fires every open time and session window.
+//!
+//! Aggregates are evaluated when a window fires: every aggregate call of an `.aggregate` field is
+//! computed over the batch into a synthetic field, and the field's expression (rewritten to read
+//! those synthetic fields) is evaluated on a synthetic event that also carries the partition key.
+
+use crate::compile::{Compiler, ExprFn};
+use crate::error::RuntimeError;
+use crate::event::Event;
+use crate::value::{ArithOp, Fields, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use varpulis_vpl::ast::{self, ExprKind, OpKind};
+use varpulis_vpl::builtins::is_aggregate_call;
+use varpulis_vpl::Diagnostic;
+
+/// Evaluates a compiled expression on an event (provided by the engine).
+pub(crate) type Eval<'a> = dyn FnMut(&ExprFn, &Event) -> Result<Value, RuntimeError> + 'a;
+
+/// The shape of a window (VPL.md §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spec {
+    /// No `.window`: each event is its own window.
+    Each,
+    /// Time windows `[k·slide, k·slide + size)` (tumbling when `slide == size`), in ns.
+    Time { size: i64, slide: i64 },
+    /// Count windows: the last `size` events every `slide` events once `size` are buffered.
+    Count { size: usize, slide: usize },
+    /// Session windows closed by a gap (ns).
+    Session { gap: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggKind {
+    Count,
+    CountDistinct,
+    Sum,
+    Avg,
+    Stddev,
+    Min,
+    Max,
+    First,
+    Last,
+    Ema,
+}
+
+struct Agg {
+    kind: AggKind,
+    /// `None` for `count()`.
+    arg: Option<ExprFn>,
+    /// `ema` period.
+    period: i64,
+}
+
+/// Hashable form of a partition key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum KeyRepr {
+    Null,
+    Int(i64),
+    Str(Arc<str>),
+    Other(String),
+}
+
+impl KeyRepr {
+    fn of(v: &Value) -> KeyRepr {
+        match v {
+            Value::Null => KeyRepr::Null,
+            Value::Int(i) => KeyRepr::Int(*i),
+            Value::Str(s) => KeyRepr::Str(s.clone()),
+            other => KeyRepr::Other(format!("{other:?}")),
+        }
+    }
+}
+
+/// State of one partition.
+#[derive(Default)]
+struct Part {
+    key: Value,
+    /// Time windows by start.
+    buckets: BTreeMap<i64, Vec<Event>>,
+    /// Count and session windows.
+    buf: VecDeque<Event>,
+    /// Events seen (count windows).
+    seen: u64,
+    /// Last event time of the open session.
+    last_ts: i64,
+}
+
+#[derive(Default)]
+struct WinState {
+    watermark: Option<i64>,
+    parts: Vec<Part>,
+    index: HashMap<KeyRepr, usize>,
+    /// Earliest instant at which some time/session window may be due (`i64::MAX`: none).
+    next_due: i64,
+}
+
+/// A fired batch: the events, its partition and its result time.
+struct Batch {
+    part: usize,
+    ts: i64,
+    events: Vec<Event>,
+}
+
+/// The stateful operator of a stream with `.window`, `.aggregate` and/or `.partition_by`.
+pub(crate) struct WindowOp {
+    spec: Spec,
+    key: Option<(Arc<str>, ExprFn)>,
+    aggs: Vec<Agg>,
+    agg_names: Vec<Arc<str>>,
+    /// `None`: no `.aggregate`, fired events continue singly.
+    outputs: Option<Vec<(Arc<str>, ExprFn)>>,
+    result_type: Arc<str>,
+    state: Mutex<WinState>,
+}
+
+/// Where the stream's [`WindowOp`] sits: at `.aggregate` if any, else at `.window`.
+pub(crate) fn is_site(ops: &[ast::StreamOp], i: usize) -> bool {
+    let agg = ops.iter().position(|o| o.kind() == OpKind::Aggregate);
+    let win = ops.iter().position(|o| o.kind() == OpKind::Window);
+    agg.or(win) == Some(i)
+}
+
+fn duration_or_count(e: &ast::Expr) -> Option<Result<i64, usize>> {
+    match &e.kind {
+        ExprKind::Duration(d) => i64::try_from(*d).ok().filter(|d| *d > 0).map(Ok),
+        ExprKind::Int(n) => usize::try_from(*n).ok().filter(|n| *n > 0).map(Err),
+        _ => None,
+    }
+}
+
+fn spec_of(op: Option<&ast::StreamOp>) -> Option<Spec> {
+    let Some(op) = op else {
+        return Some(Spec::Each);
+    };
+    let named = |n: &str| {
+        op.args
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|x| x.name == n))
+            .map(|a| &a.value)
+    };
+    if let Some(g) = named("session") {
+        return match duration_or_count(g)? {
+            Ok(gap) => Some(Spec::Session { gap }),
+            Err(_) => None,
+        };
+    }
+    let size = duration_or_count(op.first_positional()?)?;
+    let slide = match named("sliding") {
+        Some(e) => Some(duration_or_count(e)?),
+        None => None,
+    };
+    match (size, slide) {
+        (Ok(size), None) => Some(Spec::Time { size, slide: size }),
+        (Ok(size), Some(Ok(slide))) => Some(Spec::Time { size, slide }),
+        (Err(size), None) => Some(Spec::Count { size, slide: size }),
+        (Err(size), Some(Err(slide))) => Some(Spec::Count { size, slide }),
+        _ => None,
+    }
+}
+
+impl WindowOp {
+    /// Compiles the stream's window/aggregate/partition operators (the checker validated them).
+    pub(crate) fn compile(
+        c: &mut Compiler,
+        ops: &[ast::StreamOp],
+        stream: &Arc<str>,
+        errors: &mut Vec<Diagnostic>,
+    ) -> WindowOp {
+        let win = ops.iter().find(|o| o.kind() == OpKind::Window);
+        let spec = match spec_of(win) {
+            Some(s) => s,
+            None => {
+                if let Some(w) = win {
+                    errors.push(Diagnostic::error("invalid `.window` arguments", w.span));
+                }
+                Spec::Each
+            }
+        };
+        let key = ops
+            .iter()
+            .find(|o| o.kind() == OpKind::PartitionBy)
+            .and_then(|o| o.first_positional())
+            .and_then(|e| match &e.kind {
+                ExprKind::Name(id) => Some((c.intern(&id.name), c.expr(e))),
+                _ => None,
+            });
+        let mut op = WindowOp {
+            spec,
+            key,
+            aggs: Vec::new(),
+            agg_names: Vec::new(),
+            outputs: None,
+            result_type: stream.clone(),
+            state: Mutex::new(WinState {
+                next_due: i64::MAX,
+                ..WinState::default()
+            }),
+        };
+        if let Some(agg) = ops.iter().find(|o| o.kind() == OpKind::Aggregate) {
+            let mut outputs = Vec::new();
+            for a in &agg.args {
+                let Some(name) = &a.name else { continue };
+                let rewritten = op.rewrite(c, &a.value);
+                outputs.push((c.intern(&name.name), c.expr(&rewritten)));
+            }
+            op.outputs = Some(outputs);
+        }
+        op
+    }
+
+    /// Replaces aggregate calls in `e` by names of synthetic fields, compiling their arguments.
+    fn rewrite(&mut self, c: &mut Compiler, e: &ast::Expr) -> ast::Expr {
+        let kind = match &e.kind {
+            ExprKind::Call { callee, args, .. } if is_aggregate_call(&callee.name, args.len()) => {
+                let (kind, arg) = match (callee.name.as_str(), args.as_slice()) {
+                    ("count", []) => (AggKind::Count, None),
+                    ("count", [a]) => match &a.kind {
+                        ExprKind::Call {
+                            callee: inner,
+                            args: inner_args,
+                            ..
+                        } if inner.name == "distinct" && inner_args.len() == 1 => {
+                            (AggKind::CountDistinct, inner_args.first())
+                        }
+                        _ => (AggKind::Count, Some(a)),
+                    },
+                    ("count_distinct", [a]) => (AggKind::CountDistinct, Some(a)),
+                    ("sum", [a]) => (AggKind::Sum, Some(a)),
+                    ("avg", [a]) => (AggKind::Avg, Some(a)),
+                    ("stddev", [a]) => (AggKind::Stddev, Some(a)),
+                    ("min", [a]) => (AggKind::Min, Some(a)),
+                    ("max", [a]) => (AggKind::Max, Some(a)),
+                    ("first", [a]) => (AggKind::First, Some(a)),
+                    ("last", [a]) => (AggKind::Last, Some(a)),
+                    (_, [a, _]) => (AggKind::Ema, Some(a)),
+                    _ => (AggKind::Count, None),
+                };
+                let period = match args.get(1).map(|a| &a.kind) {
+                    Some(ExprKind::Int(n)) => *n,
+                    _ => 1,
+                };
+                let name = format!("__agg{}", self.aggs.len());
+                self.aggs.push(Agg {
+                    kind,
+                    arg: arg.map(|a| c.expr(a)),
+                    period,
+                });
+                self.agg_names.push(c.intern(&name));
+                ExprKind::Name(ast::Ident {
+                    name,
+                    span: callee.span,
+                })
+            }
+            ExprKind::Call {
+                callee,
+                args,
+                method,
+            } => ExprKind::Call {
+                callee: callee.clone(),
+                args: args.iter().map(|a| self.rewrite(c, a)).collect(),
+                method: *method,
+            },
+            ExprKind::Binary { op, lhs, rhs } => ExprKind::Binary {
+                op: *op,
+                lhs: Box::new(self.rewrite(c, lhs)),
+                rhs: Box::new(self.rewrite(c, rhs)),
+            },
+            ExprKind::Unary { op, operand } => ExprKind::Unary {
+                op: *op,
+                operand: Box::new(self.rewrite(c, operand)),
+            },
+            other => other.clone(),
+        };
+        ast::Expr { kind, span: e.span }
+    }
+
+    fn part_index(&self, st: &mut WinState, key: Value) -> usize {
+        let repr = KeyRepr::of(&key);
+        if let Some(i) = st.index.get(&repr) {
+            return *i;
+        }
+        let i = st.parts.len();
+        st.parts.push(Part {
+            key,
+            ..Part::default()
+        });
+        st.index.insert(repr, i);
+        i
+    }
+
+    /// Feeds one event; returns the events to pass downstream (aggregate results or the events
+    /// of fired windows), in firing order.
+    pub(crate) fn on_event(
+        &self,
+        ev: &Event,
+        eval: &mut Eval<'_>,
+    ) -> Result<Vec<Event>, RuntimeError> {
+        let key = match &self.key {
+            Some((_, f)) => eval(f, ev)?,
+            None => Value::Null,
+        };
+        let batches = {
+            let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let st = &mut *guard;
+            let pi = self.part_index(st, key);
+            let ts = ev.timestamp_ns;
+            let old_wm = st.watermark;
+            let wm = old_wm.map_or(ts, |w| w.max(ts));
+            st.watermark = Some(wm);
+            let mut batches = Vec::new();
+            match self.spec {
+                Spec::Each => batches.push(Batch {
+                    part: pi,
+                    ts,
+                    events: vec![ev.clone()],
+                }),
+                Spec::Time { size, slide } => {
+                    // Windows [k·slide, k·slide + size) containing ts.
+                    let last_k = ts.div_euclid(slide);
+                    let mut k = (ts - size).div_euclid(slide) + 1;
+                    while k <= last_k {
+                        let start = k.saturating_mul(slide);
+                        let end = start.saturating_add(size);
+                        k += 1;
+                        if old_wm.is_some_and(|w| end <= w) {
+                            continue; // late: that window already fired
+                        }
+                        if let Some(p) = st.parts.get_mut(pi) {
+                            p.buckets.entry(start).or_default().push(ev.clone());
+                        }
+                        st.next_due = st.next_due.min(end);
+                    }
+                    if wm >= st.next_due {
+                        self.fire_time(st, size, Some(wm), &mut batches);
+                    }
+                }
+                Spec::Session { gap } => {
+                    if wm.saturating_sub(st.next_due) > 0 {
+                        self.fire_sessions(st, gap, Some(wm), &mut batches);
+                    }
+                    if let Some(p) = st.parts.get_mut(pi) {
+                        if !p.buf.is_empty() && ts.saturating_sub(p.last_ts) > gap {
+                            batches.push(Batch {
+                                part: pi,
+                                ts: p.last_ts,
+                                events: p.buf.drain(..).collect(),
+                            });
+                        }
+                        p.last_ts = if p.buf.is_empty() {
+                            ts
+                        } else {
+                            p.last_ts.max(ts)
+                        };
+                        p.buf.push_back(ev.clone());
+                        st.next_due = st.next_due.min(p.last_ts.saturating_add(gap));
+                    }
+                }
+                Spec::Count { size, slide } => {
+                    if let Some(p) = st.parts.get_mut(pi) {
+                        p.buf.push_back(ev.clone());
+                        if p.buf.len() > size {
+                            p.buf.pop_front();
+                        }
+                        p.seen += 1;
+                        let over = p.seen.saturating_sub(size as u64);
+                        if p.buf.len() == size && over % slide as u64 == 0 {
+                            let events: Vec<Event> = if slide == size {
+                                p.buf.drain(..).collect()
+                            } else {
+                                p.buf.iter().cloned().collect()
+                            };
+                            if slide == size {
+                                p.seen = 0;
+                            }
+                            batches.push(Batch {
+                                part: pi,
+                                ts,
+                                events,
+                            });
+                        }
+                    }
+                }
+            }
+            batches
+        };
+        self.results(batches, eval)
+    }
+
+    /// End of input: fires every open time and session window.
+    pub(crate) fn flush(&self, eval: &mut Eval<'_>) -> Result<Vec<Event>, RuntimeError> {
+        let batches = {
+            let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let st = &mut *guard;
+            let mut batches = Vec::new();
+            match self.spec {
+                Spec::Time { size, .. } => self.fire_time(st, size, None, &mut batches),
+                Spec::Session { gap } => self.fire_sessions(st, gap, None, &mut batches),
+                Spec::Each | Spec::Count { .. } => {}
+            }
+            batches
+        };
+        self.results(batches, eval)
+    }
+
+    /// Fires time windows whose end is `<= wm` (all if `wm` is `None`).
+    fn fire_time(&self, st: &mut WinState, size: i64, wm: Option<i64>, out: &mut Vec<Batch>) {
+        let mut due: Vec<(i64, usize, Vec<Event>)> = Vec::new();
+        let mut next_due = i64::MAX;
+        for (pi, p) in st.parts.iter_mut().enumerate() {
+            while let Some(entry) = p.buckets.first_entry() {
+                let end = entry.key().saturating_add(size);
+                if wm.is_some_and(|w| end > w) {
+                    next_due = next_due.min(end);
+                    break;
+                }
+                due.push((end, pi, entry.remove()));
+            }
+        }
+        st.next_due = next_due;
+        due.sort_by_key(|(end, pi, _)| (*end, *pi));
+        out.extend(
+            due.into_iter()
+                .map(|(ts, part, events)| Batch { part, ts, events }),
+        );
+    }
+
+    /// Fires sessions whose last event is more than `gap` before `wm` (all if `None`).
+    fn fire_sessions(&self, st: &mut WinState, gap: i64, wm: Option<i64>, out: &mut Vec<Batch>) {
+        let mut due: Vec<(i64, usize, Vec<Event>)> = Vec::new();
+        let mut next_due = i64::MAX;
+        for (pi, p) in st.parts.iter_mut().enumerate() {
+            if p.buf.is_empty() {
+                continue;
+            }
+            let deadline = p.last_ts.saturating_add(gap);
+            if wm.is_some_and(|w| w.saturating_sub(deadline) <= 0) {
+                next_due = next_due.min(deadline);
+                continue;
+            }
+            due.push((p.last_ts, pi, p.buf.drain(..).collect()));
+        }
+        st.next_due = next_due;
+        due.sort_by_key(|(ts, pi, _)| (*ts, *pi));
+        out.extend(
+            due.into_iter()
+                .map(|(ts, part, events)| Batch { part, ts, events }),
+        );
+    }
+
+    fn part_key(&self, part: usize) -> Value {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .parts
+            .get(part)
+            .map(|p| p.key.clone())
+            .unwrap_or_default()
+    }
+
+    /// Turns fired batches into the events passed downstream.
+    fn results(
+        &self,
+        batches: Vec<Batch>,
+        eval: &mut Eval<'_>,
+    ) -> Result<Vec<Event>, RuntimeError> {
+        let Some(outputs) = &self.outputs else {
+            return Ok(batches.into_iter().flat_map(|b| b.events).collect());
+        };
+        let mut res = Vec::with_capacity(batches.len());
+        for b in batches {
+            let key = self
+                .key
+                .as_ref()
+                .map(|(name, _)| (name.clone(), self.part_key(b.part)));
+            let mut synth: Fields = Vec::with_capacity(self.aggs.len() + 1);
+            if let Some(k) = &key {
+                synth.push(k.clone());
+            }
+            for (agg, name) in self.aggs.iter().zip(&self.agg_names) {
+                synth.push((name.clone(), compute(agg, &b.events, eval)?));
+            }
+            let synth = Event {
+                event_type: self.result_type.clone(),
+                timestamp_ns: b.ts,
+                fields: Arc::new(synth),
+            };
+            let mut fields: Fields = Vec::with_capacity(outputs.len() + 1);
+            if let Some(k) = key {
+                fields.push(k);
+            }
+            for (name, f) in outputs {
+                let v = eval(f, &synth)?;
+                match fields.iter_mut().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = v,
+                    None => fields.push((name.clone(), v)),
+                }
+            }
+            res.push(Event {
+                event_type: self.result_type.clone(),
+                timestamp_ns: b.ts,
+                fields: Arc::new(fields),
+            });
+        }
+        Ok(res)
+    }
+}
+
+/// Computes one aggregate over a batch; `null` arguments are skipped (VPL.md §6.2).
+fn compute(agg: &Agg, events: &[Event], eval: &mut Eval<'_>) -> Result<Value, RuntimeError> {
+    let Some(arg) = &agg.arg else {
+        return Ok(Value::Int(events.len() as i64));
+    };
+    let mut vals = Vec::with_capacity(events.len());
+    for e in events {
+        let v = eval(arg, e)?;
+        if !v.is_null() {
+            vals.push(v);
+        }
+    }
+    let nums = || vals.iter().filter_map(|v| v.as_f64());
+    Ok(match agg.kind {
+        AggKind::Count => Value::Int(vals.len() as i64),
+        AggKind::CountDistinct => {
+            let set: HashSet<KeyRepr> = vals.iter().map(KeyRepr::of).collect();
+            Value::Int(set.len() as i64)
+        }
+        AggKind::Sum => {
+            let mut acc = Value::Int(0);
+            for v in vals
+                .iter()
+                .filter(|v| matches!(v, Value::Int(_) | Value::Float(_)))
+            {
+                acc = acc.arith(ArithOp::Add, v)?;
+            }
+            acc
+        }
+        AggKind::Avg => {
+            let (n, s) = nums().fold((0u64, 0.0), |(n, s), x| (n + 1, s + x));
+            if n == 0 {
+                Value::Null
+            } else {
+                Value::Float(s / n as f64)
+            }
+        }
+        AggKind::Stddev => {
+            let xs: Vec<f64> = nums().collect();
+            if xs.len() < 2 {
+                Value::Null
+            } else {
+                let n = xs.len() as f64;
+                let mean = xs.iter().sum::<f64>() / n;
+                let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+                Value::Float(var.sqrt())
+            }
+        }
+        AggKind::Min | AggKind::Max => {
+            let want = if agg.kind == AggKind::Min {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            };
+            let mut best: Option<&Value> = None;
+            for v in &vals {
+                best = match best {
+                    None => Some(v),
+                    Some(b) if v.vpl_cmp(b) == Some(want) => Some(v),
+                    keep => keep,
+                };
+            }
+            best.cloned().unwrap_or_default()
+        }
+        AggKind::First => vals.first().cloned().unwrap_or_default(),
+        AggKind::Last => vals.last().cloned().unwrap_or_default(),
+        AggKind::Ema => {
+            let alpha = 2.0 / (agg.period as f64 + 1.0);
+            let mut ema: Option<f64> = None;
+            for x in nums() {
+                ema = Some(match ema {
+                    None => x,
+                    Some(e) => alpha * x + (1.0 - alpha) * e,
+                });
+            }
+            ema.map(Value::Float).unwrap_or_default()
+        }
+    })
+}
