@@ -25,7 +25,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn bench() -> Result<(), Box<dyn std::error::Error>> {
+async fn bench() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let secs = arg("--secs", 5);
     let clients = arg("--clients", 4) as usize;
     let singles = arg("--singles", 5_000) as usize;
