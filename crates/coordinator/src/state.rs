@@ -109,6 +109,44 @@ impl Shared {
         self.write_keyed(command, None).await
     }
 
+    /// On a follower, waits (at most about 2 s) until the local state has applied everything the
+    /// leader had applied when asked. Used when a local read misses something a client may just
+    /// have written through the leader (read-your-writes for inject). Returns whether it caught up.
+    pub async fn catch_up_with_leader(&self) -> bool {
+        const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+        if self.raft.is_leader() {
+            return false;
+        }
+        let Some((_, url)) = self.raft.leader() else {
+            return false;
+        };
+        let asked = self
+            .http
+            .get(format!("{}/raft/metrics", url.trim_end_matches('/')))
+            .timeout(PATIENCE)
+            .send()
+            .await;
+        let Ok(answer) = asked else { return false };
+        let Ok(view) = answer.json::<varpulis_api::raft::RaftMetricsView>().await else {
+            return false;
+        };
+        let Some(target) = view.last_applied else {
+            return false;
+        };
+        let mut applied = self.raft.applied_index_watch();
+        let wait = async {
+            loop {
+                if applied.borrow_and_update().is_some_and(|i| i >= target) {
+                    return true;
+                }
+                if applied.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, wait).await.unwrap_or(false)
+    }
+
     /// Runs `f` on the locally applied state.
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         self.raft.read(f)

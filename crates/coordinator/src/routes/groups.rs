@@ -190,6 +190,23 @@ fn resolve(s: &ClusterState, group_id: &str, event_type: &str) -> Result<Route, 
     })
 }
 
+/// [`resolve`], retried once after catching up with the leader when this follower's state may
+/// simply lag behind a write the client just made (unknown group, placement not running yet).
+async fn resolve_fresh(
+    state: &AppState,
+    group_id: &str,
+    event_type: &str,
+) -> Result<Route, ApiError> {
+    match state.read(|s| resolve(s, group_id, event_type)) {
+        Err(ApiError::NotFound(_) | ApiError::Unavailable(_))
+            if state.catch_up_with_leader().await =>
+        {
+            state.read(|s| resolve(s, group_id, event_type))
+        }
+        other => other,
+    }
+}
+
 async fn post_worker(
     state: &AppState,
     route: &Route,
@@ -237,7 +254,7 @@ pub async fn inject(
     Path(id): Path<String>,
     ApiJson(event): ApiJson<GroupInjectRequest>,
 ) -> Result<Json<GroupInjectResponse>, ApiError> {
-    let route = state.read(|s| resolve(s, &id, &event.event_type))?;
+    let route = resolve_fresh(&state, &id, &event.event_type).await?;
     let body = serde_json::to_vec(&InputEvent {
         event_type: event.event_type,
         fields: event.fields,
@@ -276,6 +293,17 @@ pub async fn inject_batch(
         return Err(ApiError::UnsupportedMediaType(format!(
             "inject-batch takes application/json or text/plain (.evt), not {content_type}"
         )));
+    }
+    // A follower may lag behind a create or a move the client just made through the leader.
+    let settled = state.read(|s| {
+        s.group(&id).is_some_and(|g| {
+            g.placements
+                .iter()
+                .all(|p| p.status == PlacementStatus::Running)
+        })
+    });
+    if !settled {
+        state.catch_up_with_leader().await;
     }
     // Per target pipeline: the body to send, in first-seen order of pipelines.
     let mut order: Vec<String> = Vec::new();

@@ -114,10 +114,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = Json(ErrorBody::new(code, message)).into_response();
-    let (body_parts, body) = body.into_parts();
+    let (_, body) = body.into_parts();
     parts.headers.insert(
         header::CONTENT_TYPE,
-        body_parts.headers[header::CONTENT_TYPE].clone(),
+        header::HeaderValue::from_static("application/json"),
     );
     Response::from_parts(parts, body)
 }
