@@ -24,6 +24,9 @@ use varpulis_api::cluster::{
 use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest, RaftMetricsView};
 use varpulis_api::{ErrorBody, API_KEY_HEADER};
 
+/// How long `status` waits for one coordinator's `/raft/metrics`.
+const STATUS_NODE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Flags of `varpulis cluster`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -514,17 +517,21 @@ async fn status(c: &Client, json: bool) -> anyhow::Result<()> {
     let mut nodes: Vec<Value> = Vec::new();
     let mut rows = Vec::new();
     for url in &c.urls {
-        match c
-            .send_to(url, &Method::GET, "/raft/metrics", None)
-            .await
-            .map_err(|e| transport_reason(&e))
-            .and_then(|(status, text)| {
-                if status.is_success() {
-                    serde_json::from_str::<Value>(&text).map_err(|e| format!("bad JSON: {e}"))
-                } else {
-                    Err(format!("HTTP {status}"))
-                }
-            }) {
+        // A frozen node must not stall the whole report: each node gets a few seconds.
+        let answer = tokio::time::timeout(
+            STATUS_NODE_TIMEOUT,
+            c.send_to(url, &Method::GET, "/raft/metrics", None),
+        )
+        .await
+        .map_err(|_| "timed out".to_owned())
+        .and_then(|r| r.map_err(|e| transport_reason(&e)));
+        match answer.and_then(|(status, text)| {
+            if status.is_success() {
+                serde_json::from_str::<Value>(&text).map_err(|e| format!("bad JSON: {e}"))
+            } else {
+                Err(format!("HTTP {status}"))
+            }
+        }) {
             Ok(raw) => {
                 match serde_json::from_value::<RaftMetricsView>(raw.clone()) {
                     Ok(m) => rows.push(vec![
