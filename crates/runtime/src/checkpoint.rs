@@ -31,6 +31,8 @@ pub(crate) struct Decoded {
     pub program_sha256: String,
     pub stats: EngineStats,
     pub vars: Vec<(String, Value)>,
+    /// State of stateful operators, keyed `"<stream>#<operator index>"` (empty object if none).
+    pub operators: Json,
 }
 
 /// SHA-256 of the program source, hex.
@@ -43,10 +45,21 @@ fn err(msg: impl Into<String>) -> RuntimeError {
 }
 
 /// Encodes the state.
+#[allow(dead_code)]
 pub(crate) fn encode(
     program: &str,
     stats: &EngineStats,
     vars: &[(String, Value)],
+) -> Result<Vec<u8>, RuntimeError> {
+    encode_with_operators(program, stats, vars, json!({}))
+}
+
+/// Encodes the state including stateful operators (an object keyed by operator).
+pub(crate) fn encode_with_operators(
+    program: &str,
+    stats: &EngineStats,
+    vars: &[(String, Value)],
+    operators: Json,
 ) -> Result<Vec<u8>, RuntimeError> {
     let body = json!({
         "format": "varpulis-checkpoint",
@@ -54,7 +67,7 @@ pub(crate) fn encode(
         "program_sha256": program,
         "stats": serde_json::to_value(stats).map_err(|e| err(e.to_string()))?,
         "vars": vars.iter().map(|(n, v)| json!([n, encode_value(v)])).collect::<Vec<_>>(),
-        "operators": {},
+        "operators": operators,
     });
     let body = serde_json::to_vec(&body).map_err(|e| err(e.to_string()))?;
     let mut out =
@@ -112,10 +125,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, RuntimeError> {
         let name = pair[0].as_str().ok_or_else(|| err("bad var name"))?;
         vars.push((name.to_string(), decode_value(&pair[1])?));
     }
+    let operators = v.get("operators").cloned().unwrap_or_else(|| json!({}));
     Ok(Decoded {
         program_sha256,
         stats,
         vars,
+        operators,
     })
 }
 

@@ -720,7 +720,20 @@ impl Engine {
                 )
             })
             .collect::<Vec<_>>();
-        checkpoint::encode(&self.program_hash, &self.stats, &vars)
+        let mut operators = serde_json::Map::new();
+        for stream in &self.streams {
+            for (i, op) in stream.ops.iter().enumerate() {
+                if let OpCode::Window(w) = op {
+                    operators.insert(format!("{}#{i}", stream.name), w.snapshot());
+                }
+            }
+        }
+        checkpoint::encode_with_operators(
+            &self.program_hash,
+            &self.stats,
+            &vars,
+            serde_json::Value::Object(operators),
+        )
     }
 
     /// Restores state produced by [`Engine::checkpoint`] of an engine compiled from the same
@@ -743,6 +756,18 @@ impl Engine {
                     RuntimeError::Checkpoint(format!("checkpoint lacks `var {name}`"))
                 })?;
             updates.push((*slot, v));
+        }
+        let mut windows = Vec::new();
+        for stream in &self.streams {
+            for (i, op) in stream.ops.iter().enumerate() {
+                if let OpCode::Window(w) = op {
+                    let j = cp.operators.get(format!("{}#{i}", stream.name));
+                    windows.push((w, w.parse_snapshot(j)?));
+                }
+            }
+        }
+        for (w, r) in windows {
+            w.install(r);
         }
         for (slot, v) in updates {
             if let Some(dst) = self.state.globals.get_mut(slot) {

@@ -15,6 +15,7 @@
 //! computed over the batch into a synthetic field, and the field's expression (rewritten to read
 //! those synthetic fields) is evaluated on a synthetic event that also carries the partition key.
 
+use crate::checkpoint::{decode_value, encode_value};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
@@ -596,4 +597,139 @@ fn compute(agg: &Agg, events: &[Event], eval: &mut Eval<'_>) -> Result<Value, Ru
             ema.map(Value::Float).unwrap_or_default()
         }
     })
+}
+
+// ----- checkpoint -------------------------------------------------------------------------------
+
+fn ck_err(msg: &str) -> RuntimeError {
+    RuntimeError::Checkpoint(format!("window state: {msg}"))
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    serde_json::json!({
+        "t": &*e.event_type,
+        "ts": e.timestamp_ns,
+        "f": e.fields.iter().map(|(n, v)| serde_json::json!([&**n, encode_value(v)])).collect::<Vec<_>>(),
+    })
+}
+
+fn event_from_json(j: &serde_json::Value) -> Result<Event, RuntimeError> {
+    let t = j
+        .get("t")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ck_err("event type"))?;
+    let ts = j
+        .get("ts")
+        .and_then(|v| v.as_i64())
+        .ok_or_else(|| ck_err("event time"))?;
+    let mut fields: Fields = Vec::new();
+    for f in j
+        .get("f")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| ck_err("event fields"))?
+    {
+        let name = f
+            .get(0)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ck_err("field name"))?;
+        let v = decode_value(f.get(1).ok_or_else(|| ck_err("field value"))?)?;
+        fields.push((Arc::from(name), v));
+    }
+    Ok(Event::new(t, ts, fields))
+}
+
+fn events_from_json(j: Option<&serde_json::Value>) -> Result<Vec<Event>, RuntimeError> {
+    j.and_then(|v| v.as_array())
+        .ok_or_else(|| ck_err("event list"))?
+        .iter()
+        .map(event_from_json)
+        .collect()
+}
+
+/// Decoded window state, applied only once everything parsed (restore is all-or-nothing).
+pub(crate) struct Restored(WinState);
+
+impl WindowOp {
+    /// Serializes the open windows of every partition.
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let parts: Vec<serde_json::Value> = st
+            .parts
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "k": encode_value(&p.key),
+                    "b": p.buckets.iter().map(|(start, evs)| {
+                        serde_json::json!([start, evs.iter().map(event_json).collect::<Vec<_>>()])
+                    }).collect::<Vec<_>>(),
+                    "q": p.buf.iter().map(event_json).collect::<Vec<_>>(),
+                    "n": p.seen,
+                    "l": p.last_ts,
+                })
+            })
+            .collect();
+        serde_json::json!({ "wm": st.watermark, "due": st.next_due, "parts": parts })
+    }
+
+    /// Parses a [`WindowOp::snapshot`]; `None` (no entry) is the empty state.
+    pub(crate) fn parse_snapshot(
+        &self,
+        j: Option<&serde_json::Value>,
+    ) -> Result<Restored, RuntimeError> {
+        let mut st = WinState {
+            next_due: i64::MAX,
+            ..WinState::default()
+        };
+        let Some(j) = j else {
+            return Ok(Restored(st));
+        };
+        st.watermark = match j.get("wm") {
+            Some(serde_json::Value::Null) | None => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| ck_err("watermark"))?),
+        };
+        st.next_due = j
+            .get("due")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| ck_err("next due"))?;
+        for p in j
+            .get("parts")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| ck_err("partitions"))?
+        {
+            let key = decode_value(p.get("k").ok_or_else(|| ck_err("key"))?)?;
+            let mut buckets = BTreeMap::new();
+            for b in p
+                .get("b")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| ck_err("buckets"))?
+            {
+                let start = b
+                    .get(0)
+                    .and_then(|v| v.as_i64())
+                    .ok_or_else(|| ck_err("start"))?;
+                buckets.insert(start, events_from_json(b.get(1))?);
+            }
+            let part = Part {
+                key: key.clone(),
+                buckets,
+                buf: events_from_json(p.get("q"))?.into(),
+                seen: p
+                    .get("n")
+                    .and_then(|v| v.as_u64())
+                    .ok_or_else(|| ck_err("seen"))?,
+                last_ts: p
+                    .get("l")
+                    .and_then(|v| v.as_i64())
+                    .ok_or_else(|| ck_err("last"))?,
+            };
+            st.index.insert(KeyRepr::of(&key), st.parts.len());
+            st.parts.push(part);
+        }
+        Ok(Restored(st))
+    }
+
+    /// Installs state from [`WindowOp::parse_snapshot`].
+    pub(crate) fn install(&self, r: Restored) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = r.0;
+    }
 }
