@@ -22,8 +22,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-/// Path of the binary under test.
+/// Path of the binary cargo built for this test or bench target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_varpulis");
+
+/// The binary to run: `VARPULIS_BIN` when set (e.g. a release build for the benches),
+/// otherwise [`BIN`].
+pub fn bin() -> String {
+    std::env::var("VARPULIS_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
 /// Coordinator API key used by default.
 pub const ADMIN_KEY: &str = "admin";
 /// Worker API key used by default.
@@ -292,7 +298,7 @@ impl Proc {
                 .open(p)
                 .expect("open log file")
         };
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(&self.args)
             .env(
                 "RUST_LOG",
@@ -309,7 +315,7 @@ impl Proc {
             .stdout(open(&self.stdout_path))
             .stderr(open(&self.stderr_path))
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin()));
         self.child = Some(child);
         self.stopped = false;
     }
