@@ -45,7 +45,7 @@ impl Config {
             duration: Duration::from_secs(env_num("CHAOS_DURATION_SECS", default_secs)),
             max_faults: env_num("CHAOS_FAULTS", default_faults),
             clients: env_num("CHAOS_CLIENTS", 6),
-            budget: env_num("CHAOS_CHECK_BUDGET", 2_000_000),
+            budget: env_num("CHAOS_CHECK_BUDGET", 300_000),
         }
     }
 }
@@ -716,7 +716,14 @@ fn build_report(
             output,
         });
     }
+    let started = Instant::now();
     let verdicts = checker::check_all(&history, cfg.budget);
+    eprintln!(
+        "chaos: checked {} keys, {} ops in {:?}",
+        history.len(),
+        history.values().map(Vec::len).sum::<usize>(),
+        started.elapsed()
+    );
     let mut inconclusive = Vec::new();
     for (key, v) in &verdicts {
         match v {
