@@ -27,6 +27,9 @@ use varpulis_vpl::ast::{self, ExprKind, OpKind};
 use varpulis_vpl::builtins::is_aggregate_call;
 use varpulis_vpl::Diagnostic;
 
+/// Most hopping windows one event may belong to (`size / slide`).
+const MAX_OVERLAP: i64 = 10_000;
+
 /// Evaluates a compiled expression on an event (provided by the engine).
 pub(crate) type Eval<'a> = dyn FnMut(&ExprFn, &Event) -> Result<Value, RuntimeError> + 'a;
 
@@ -182,6 +185,15 @@ impl WindowOp {
     ) -> WindowOp {
         let win = ops.iter().find(|o| o.kind() == OpKind::Window);
         let spec = match spec_of(win) {
+            Some(Spec::Time { size, slide }) if size / slide > MAX_OVERLAP => {
+                if let Some(w) = win {
+                    errors.push(Diagnostic::error(
+                        format!("a window may overlap at most {MAX_OVERLAP} others (size / slide)"),
+                        w.span,
+                    ));
+                }
+                Spec::Each
+            }
             Some(s) => s,
             None => {
                 if let Some(w) = win {
@@ -331,11 +343,11 @@ impl WindowOp {
                 Spec::Time { size, slide } => {
                     // Windows [k·slide, k·slide + size) containing ts.
                     let last_k = ts.div_euclid(slide);
-                    let mut k = (ts - size).div_euclid(slide) + 1;
+                    let mut k = ts.saturating_sub(size).div_euclid(slide).saturating_add(1);
                     while k <= last_k {
                         let start = k.saturating_mul(slide);
                         let end = start.saturating_add(size);
-                        k += 1;
+                        k = k.saturating_add(1);
                         if old_wm.is_some_and(|w| end <= w) {
                             continue; // late: that window already fired
                         }

@@ -130,3 +130,22 @@ proptest! {
         prop_assert_eq!(second.stats(), whole.stats());
     }
 }
+
+#[test]
+fn too_many_overlapping_windows_is_a_compile_error() {
+    let err = Engine::compile(
+        "event R:\n    v: int\nstream S = R .window(1h, sliding: 1ms) .aggregate(n: count())\n",
+        &EngineOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.rendered.contains("overlap at most 10000"),
+        "{}",
+        err.rendered
+    );
+    assert!(Engine::compile(
+        "event R:\n    v: int\nstream S = R .window(1h, sliding: 1s) .aggregate(n: count())\n",
+        &EngineOptions::default(),
+    )
+    .is_ok());
+}
