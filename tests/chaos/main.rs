@@ -21,6 +21,7 @@ fn assert_clean(report: &serde_json::Value) {
             "seed": report["seed"],
             "faults": report["fault_count"],
             "ops": report["ops"],
+            "statuses": report["statuses"],
             "leader_changes": report["leader_changes"],
             "no_leader_ms": report["faults"].as_array().map(|f| f.iter()
                 .filter(|x| !x["no_leader_ms"].is_null())

@@ -112,7 +112,14 @@ impl Client {
                 Ok(r) if r.status == 404 => Some(Output::Value(None)),
                 _ => None,
             },
-            None => write_output(class, status),
+            // 409 observes presence only for a create; 404 absence only for an update or
+            // delete. Any other definite refusal (e.g. a 409 on deregistering a busy worker)
+            // had no effect and observes nothing.
+            None => match (write_output(class, status), &input) {
+                (Some(Output::Exists), i) if !matches!(i, Input::Create(_)) => None,
+                (Some(Output::Missing), Input::Create(_) | Input::Upsert(_)) => None,
+                (o, _) => o,
+            },
         };
         let detail = match &result {
             Ok(r) if !r.ok() => r.text.chars().take(160).collect(),
@@ -212,7 +219,7 @@ impl Client {
                     0 => {
                         let body = json!({"worker_id": wid,
                             "address": format!("http://127.0.0.1:9/{val}"), "api_key": "fake",
-                            "capacity": {"cpu_cores": 1, "pipelines_running": 0, "max_pipelines": 0}});
+                            "capacity": {"cpu_cores": 1, "pipelines_running": 0, "max_pipelines": 1}});
                         self.call(
                             node,
                             reqwest::Method::POST,
@@ -809,6 +816,13 @@ fn build_report(
         ));
     }
 
+    // Status histogram per route kind, e.g. `POST /workers/register 201`.
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    for r in ops {
+        let route: String = r.request.split('/').take(2).collect::<Vec<_>>().join("/");
+        let status = r.status.map_or("none".to_owned(), |s| s.to_string());
+        *statuses.entry(format!("{route} {status}")).or_default() += 1;
+    }
     let sample_ops: Vec<&Record> = ops
         .iter()
         .filter(|r| r.class == Class::Unknown)
@@ -829,6 +843,7 @@ fn build_report(
             "reads": reads,
             "keys_checked": verdicts.len(),
         },
+        "statuses": statuses,
         "leader_changes": leader_changes,
         "terms_seen": leaders.len(),
         "applied_indexes_compared_across_nodes": hash_comparisons,
