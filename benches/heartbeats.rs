@@ -98,6 +98,48 @@ fn main() {
         let api = ens.api.with_timeout(Duration::from_secs(30));
         let reg_url = Arc::new(ens.cluster_url(leader, "/workers/register"));
 
+        // Heartbeats: every worker but the `silent` first ones, once per 5 s, spread evenly.
+        // They start with the registrations (a heartbeat that overtakes its registration gets
+        // 404 and is counted apart), so no worker waits 15 s for its first heartbeat when
+        // registering everyone takes longer than that.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let early = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
+        let hb_fail = Arc::new(AtomicU64::new(0));
+        let tasks_n = 64usize;
+        let per_task = (n - silent).div_ceil(tasks_n).max(1);
+        let period = Duration::from_secs_f64(5.0 / per_task as f64);
+        let mut hb_tasks = Vec::new();
+        for c in 0..tasks_n {
+            let (api, sent, hb_fail) = (api.clone(), sent.clone(), hb_fail.clone());
+            let (stop, early) = (stop.clone(), early.clone());
+            let base = ens.coords[leader].url.clone();
+            hb_tasks.push(tokio::spawn(async move {
+                let ids: Vec<usize> = (silent..n).filter(|i| i % tasks_n == c).collect();
+                if ids.is_empty() {
+                    return;
+                }
+                let mut tick = tokio::time::interval(period);
+                let mut k = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let id = ids[k % ids.len()];
+                    k += 1;
+                    let url = format!("{base}/api/v1/cluster/workers/sim-{id:05}/heartbeat");
+                    let body = json!({"events_processed": k, "pipelines_running": 0});
+                    match api.post(&url, &body).await {
+                        Ok(r) if r.ok() => {}
+                        Ok(r) if r.status == 404 => {
+                            early.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            hb_fail.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
         // Registration, 64 at a time.
         let started = Instant::now();
         let cpu0 = cpu_ticks(pid);
@@ -129,42 +171,9 @@ fn main() {
             failures.load(Ordering::Relaxed)
         );
 
-        // Heartbeats: every worker but the `silent` first ones, once per 5 s, spread evenly.
         let hb_started = Instant::now();
         let cpu1 = cpu_ticks(pid);
         let deadline = hb_started + Duration::from_secs(secs as u64);
-        let sent = Arc::new(AtomicU64::new(0));
-        let hb_fail = Arc::new(AtomicU64::new(0));
-        let tasks_n = 64usize;
-        let per_task = (n - silent).div_ceil(tasks_n).max(1);
-        let period = Duration::from_secs_f64(5.0 / per_task as f64);
-        let mut tasks = Vec::new();
-        for c in 0..tasks_n {
-            let (api, sent, hb_fail) = (api.clone(), sent.clone(), hb_fail.clone());
-            let base = ens.coords[leader].url.clone();
-            tasks.push(tokio::spawn(async move {
-                let ids: Vec<usize> = (silent..n).filter(|i| i % tasks_n == c).collect();
-                if ids.is_empty() {
-                    return;
-                }
-                let mut tick = tokio::time::interval(period);
-                let mut k = 0usize;
-                while Instant::now() < deadline {
-                    tick.tick().await;
-                    let id = ids[k % ids.len()];
-                    k += 1;
-                    let url = format!("{base}/api/v1/cluster/workers/sim-{id:05}/heartbeat");
-                    let body = json!({"events_processed": k, "pipelines_running": 0});
-                    match api.post(&url, &body).await {
-                        Ok(r) if r.ok() => {}
-                        _ => {
-                            hb_fail.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
         // Sample the sweep's view while heartbeats flow.
         // `sim-00000` is the first worker registered (at `started`) and a silent one: poll it
         // every 500 ms to see when the sweep marks it; take full counts every 5 s.
@@ -188,7 +197,8 @@ fn main() {
                 println!("  t={:>3.0?} statuses {counts:?}", hb_started.elapsed());
             }
         }
-        for t in tasks {
+        stop.store(true, Ordering::Relaxed);
+        for t in hb_tasks {
             t.await.expect("task");
         }
         let hb_time = hb_started.elapsed().as_secs_f64();
@@ -198,10 +208,11 @@ fn main() {
         let unhealthy = counts.values().sum::<usize>() - ready;
         let false_marks = unhealthy.saturating_sub(silent).max(max_false);
         println!(
-            "heartbeats: {} sent in {hb_time:.0} s ({:.0}/s), {} failed; leader CPU {:.1}% of one core",
+            "heartbeats: {} sent in {hb_time:.0} s ({:.0}/s), {} failed, {} before their registration; leader CPU {:.1}% of one core",
             sent.load(Ordering::Relaxed),
             sent.load(Ordering::Relaxed) as f64 / hb_time,
             hb_fail.load(Ordering::Relaxed),
+            early.load(Ordering::Relaxed),
             100.0 * hb_cpu / hb_time
         );
         match silent_marked_at {
