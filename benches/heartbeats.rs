@@ -189,7 +189,8 @@ fn main() {
                     silent_marked_at = Some(started.elapsed());
                 }
             }
-            if polls % 10 == 0 {
+            if polls == 10 {
+                polls = 0;
                 let counts = status_counts(&ens, leader).await;
                 let ready = counts.get("ready").copied().unwrap_or(0);
                 let unhealthy = counts.values().sum::<usize>() - ready;
