@@ -367,7 +367,7 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut calls = Vec::new();
-        let mut clock = vec![0u64; 6];
+        let mut clock = [0u64; 6];
         for id in 0..n as u64 {
             let c = rng.gen_range(0..6);
             let invoke = clock[c] + rng.gen_range(1..50);

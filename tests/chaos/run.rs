@@ -494,7 +494,7 @@ pub async fn run(cfg: Config) -> Value {
         next_group: 0,
     };
     let mut final_unanswered = 0usize;
-    for node in 0..urls.len() {
+    for (node, url) in urls.iter().enumerate() {
         for c in 0..CONNECTORS {
             let got = fin
                 .call(
@@ -527,7 +527,7 @@ pub async fn run(cfg: Config) -> Value {
             .api
             .get(&format!(
                 "{}/api/v1/cluster/pipeline-groups?consistent=true&limit=1000",
-                urls[node]
+                url
             ))
             .await;
         match list {
