@@ -32,7 +32,11 @@ fn default_max_pipelines() -> u32 {
 
 impl Default for WorkerCapacity {
     fn default() -> Self {
-        Self { cpu_cores: 1, pipelines_running: 0, max_pipelines: default_max_pipelines() }
+        Self {
+            cpu_cores: 1,
+            pipelines_running: 0,
+            max_pipelines: default_max_pipelines(),
+        }
     }
 }
 

@@ -21,5 +21,9 @@ pub const WORKER_TOKEN_HEADER: &str = "x-worker-token";
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Header set by a follower on a request it proxies to the leader (prevents proxy loops).
 pub const FORWARDED_BY_HEADER: &str = "x-varpulis-forwarded-by";
+/// Header the leader sets on write answers: its applied log index after the write. A follower
+/// that proxied the write waits until it has applied that index before answering, so a client
+/// reads its own writes from the node it wrote through.
+pub const APPLIED_INDEX_HEADER: &str = "x-varpulis-applied-index";
 /// Version string reported by `/health` on every node.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

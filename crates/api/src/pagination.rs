@@ -33,7 +33,15 @@ impl Page {
         let (limit, offset) = (self.limit(), self.offset());
         let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
         let has_more = offset.saturating_add(page.len()) < total;
-        (page, total, Pagination { limit, offset, has_more })
+        (
+            page,
+            total,
+            Pagination {
+                limit,
+                offset,
+                has_more,
+            },
+        )
     }
 }
 

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::{Duration, Instant};
-use varpulis_api::FORWARDED_BY_HEADER;
+use varpulis_api::{APPLIED_INDEX_HEADER, FORWARDED_BY_HEADER};
 use varpulis_raft::WriteError;
 
 use crate::error::ApiError;
@@ -66,13 +66,62 @@ pub async fn leader_gate(State(state): State<AppState>, req: Request, next: Next
             Err(err) => ApiError::from(err).into_response(),
         };
     }
-    if served_anywhere(req.uri().path()) || forwarded || state.raft.is_leader() {
+    if served_anywhere(req.uri().path()) {
         return next.run(req).await;
     }
+    // Heartbeats never go through the log: nothing to wait for on the way back.
+    let stamp = !req.uri().path().ends_with("/heartbeat");
+    let local = |response: Response| {
+        if stamp {
+            with_applied_index(&state, response)
+        } else {
+            response
+        }
+    };
+    if forwarded || state.raft.is_leader() {
+        return local(next.run(req).await);
+    }
     match wait_for_leader(&state).await {
-        Some((id, _)) if id == state.node_id => next.run(req).await,
+        Some((id, _)) if id == state.node_id => local(next.run(req).await),
         Some((id, url)) => forward(&state, req, id, &url).await,
         None => ApiError::NoLeader.into_response(),
+    }
+}
+
+/// Longest a follower waits to apply a write it proxied before answering anyway.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
+
+/// Stamps a locally handled write's answer with this node's applied index (see
+/// [`APPLIED_INDEX_HEADER`]); the write, when it succeeded, is at or below that index.
+fn with_applied_index(state: &AppState, mut response: Response) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let applied = *state.raft.applied_index_watch().borrow();
+    if let Some(index) = applied {
+        response.headers_mut().insert(
+            HeaderName::from_static(APPLIED_INDEX_HEADER),
+            HeaderValue::from(index),
+        );
+    }
+    response
+}
+
+/// Waits (bounded) until this node has applied `index`, so that a client reading from the node
+/// it wrote through sees its write. On timeout the answer goes out anyway: the write is durable,
+/// only this replica is slow.
+async fn wait_applied(state: &AppState, index: u64) {
+    let mut rx = state.raft.applied_index_watch();
+    let reached = tokio::time::timeout(
+        READ_YOUR_WRITES_WAIT,
+        rx.wait_for(|applied| applied.is_some_and(|a| a >= index)),
+    )
+    .await;
+    if reached.is_err() {
+        tracing::debug!(
+            index,
+            "proxied write not yet applied locally; answering anyway"
+        );
     }
 }
 
@@ -141,8 +190,16 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
             out_headers.append(name.clone(), value.clone());
         }
     }
+    let leader_applied = answer
+        .headers()
+        .get(APPLIED_INDEX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     match answer.bytes().await {
         Ok(body) => {
+            if let Some(index) = leader_applied.filter(|_| status.is_success()) {
+                wait_applied(state, index).await;
+            }
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = status;
             *response.headers_mut() = out_headers;

@@ -434,15 +434,36 @@ impl RaftNode {
     }
 
     /// Replaces the voter set with `members` (learners are kept).
+    ///
+    /// A change proposed while a previous one is still committing (openraft's `InProgress`, e.g.
+    /// right after a removal that moved leadership) is retried until [`ADMIN_TIMEOUT`] instead of
+    /// failing: the caller asked for a target membership, not for a race with the last one.
     pub async fn change_membership(&self, members: BTreeSet<NodeId>) -> Result<(), Error> {
-        match tokio::time::timeout(
-            ADMIN_TIMEOUT,
-            self.inner.raft.change_membership(members, true),
-        )
-        .await
-        {
-            Ok(res) => self.admin_result(res),
-            Err(_) => Err(Error::Write(WriteError::Timeout)),
+        let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let res = match tokio::time::timeout(
+                left,
+                self.inner.raft.change_membership(members.clone(), true),
+            )
+            .await
+            {
+                Ok(res) => res,
+                Err(_) => return Err(Error::Write(WriteError::Timeout)),
+            };
+            let in_progress = matches!(
+                &res,
+                Err(RaftError::APIError(
+                    ClientWriteError::ChangeMembershipError(
+                        openraft::error::ChangeMembershipError::InProgress(_)
+                    )
+                ))
+            );
+            if in_progress && tokio::time::Instant::now() + Duration::from_millis(100) < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            return self.admin_result(res);
         }
     }
 
