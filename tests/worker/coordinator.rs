@@ -81,15 +81,14 @@ async fn re_registers_at_once_when_the_coordinator_forgets_it() {
         wait_for(WAIT, || async { coord.registrations() >= 2 }).await,
         "no re-registration after 404"
     );
-    let seen = coord.seen.lock().unwrap();
-    let again = &seen.registrations[1];
+    // Copy out of the lock so no guard lives across the await below.
+    let again = coord.seen.lock().unwrap().registrations[1].clone();
     assert_eq!(
         again["running_pipelines"][0]["pipeline_id"],
         id.as_str(),
         "{again}"
     );
     assert_eq!(again["running_pipelines"][0]["name"], "f");
-    drop(seen);
     w.shutdown().await;
 }
 
