@@ -519,17 +519,8 @@ impl ClusterState {
         status: PlacementStatus,
         error: Option<&str>,
     ) -> Result<Outcome, Error> {
-        let (g, idx) = self.placement_ref(group_id, pipeline, replica)?;
+        let (g, idx) = self.fenced_placement_ref(group_id, pipeline, replica, epoch)?;
         let p = &g.placements[idx];
-        if p.epoch != epoch {
-            return Err(Error::StaleEpoch {
-                group: group_id.to_string(),
-                pipeline: pipeline.to_string(),
-                replica,
-                current: p.epoch,
-                given: epoch,
-            });
-        }
         let moving = worker_id.filter(|w| p.worker_id.as_deref() != Some(*w));
         let has_worker = moving.is_some() || p.worker_id.is_some();
         if !has_worker
@@ -570,6 +561,29 @@ impl ClusterState {
     }
 
     /// The group and index of a placement, or the matching 404.
+    /// [`Self::placement_ref`] plus epoch fencing: a command carrying another epoch than the
+    /// placement's current one comes from before a move and is refused.
+    fn fenced_placement_ref(
+        &self,
+        group_id: &str,
+        pipeline: &str,
+        replica: u32,
+        epoch: u64,
+    ) -> Result<(&Group, usize), Error> {
+        let (g, idx) = self.placement_ref(group_id, pipeline, replica)?;
+        let current = g.placements[idx].epoch;
+        if current != epoch {
+            return Err(Error::StaleEpoch {
+                group: group_id.to_string(),
+                pipeline: pipeline.to_string(),
+                replica,
+                current,
+                given: epoch,
+            });
+        }
+        Ok((g, idx))
+    }
+
     fn placement_ref(
         &self,
         group_id: &str,
@@ -886,17 +900,8 @@ impl ClusterState {
                 max: MAX_CHECKPOINT_BYTES,
             });
         }
-        let (g, idx) = self.placement_ref(group_id, pipeline, replica)?;
+        let (g, idx) = self.fenced_placement_ref(group_id, pipeline, replica, epoch)?;
         let p = &g.placements[idx];
-        if p.epoch != epoch {
-            return Err(Error::StaleEpoch {
-                group: group_id.to_string(),
-                pipeline: pipeline.to_string(),
-                replica,
-                current: p.epoch,
-                given: epoch,
-            });
-        }
         if let Some(old) = &p.checkpoint {
             if old.epoch == epoch && old.taken_at_ms > checkpoint.taken_at_ms {
                 return Err(Error::StaleCheckpoint {
