@@ -97,6 +97,10 @@ pub struct HeartbeatRequest {
     /// Pipelines running now, with ids (lets the reconciler spot orphans and gaps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipelines: Option<Vec<RunningPipeline>>,
+    /// Set by a worker shutting down gracefully: asks the leader to drain it (move its
+    /// pipelines away with fresh checkpoints) before it deregisters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 /// Answer to a heartbeat.
@@ -104,6 +108,10 @@ pub struct HeartbeatRequest {
 pub struct HeartbeatResponse {
     /// `ok`.
     pub status: String,
+    /// Answer to a draining heartbeat: true once no placement and no active migration is left
+    /// on the worker (it may deregister). Absent on ordinary heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained: Option<bool>,
 }
 
 /// One worker in `GET /api/v1/cluster/workers` and `GET /api/v1/cluster/workers/{id}`.
@@ -133,6 +141,10 @@ pub struct WorkerInfo {
     /// Milliseconds since the leader last heard from it (leader's view; absent elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat_ms_ago: Option<u64>,
+    /// True when the worker is `draining` and nothing is placed on or migrating off it any
+    /// more: it may be removed (`DELETE`) or stopped. Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removable: bool,
 }
 
 /// `GET /api/v1/cluster/workers`.
@@ -375,9 +387,15 @@ pub struct MigrationInfo {
     pub reason: String,
     /// Start time, ms since epoch (leader's clock at proposal).
     pub started_at_ms: u64,
+    /// Last change (target chosen, finished), ms since epoch.
+    #[serde(default)]
+    pub updated_at_ms: u64,
     /// End time, ms since epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at_ms: Option<u64>,
+    /// `completed_at_ms - started_at_ms` once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     /// Last error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -7,7 +7,10 @@
 //! - replicas of one pipeline go to distinct workers;
 //! - `worker_affinity` is tried first (replica 0) and falls back to the strategy;
 //! - `round_robin` (default) walks the workers sorted by id from the replicated cursor;
-//!   `least_loaded` takes the worker with the fewest placements (ties: smallest id).
+//!   `least_loaded` takes the worker with the fewest placements (ties: smallest id);
+//!   `least_connections` takes the worker with the fewest *connections*: its placements plus
+//!   the active migrations heading to it (pipelines in flight that will land there), so a burst
+//!   of failovers does not pile onto the worker that merely looks empty (ties: smallest id).
 //!
 //! When nothing is eligible the slot is reported in [`PlacementPlan::unplaced`]; the group is
 //! still created with that placement Pending and the reconciler fills it later
@@ -31,6 +34,8 @@ pub enum Strategy {
     RoundRobin,
     /// The worker with the fewest placements.
     LeastLoaded,
+    /// The worker with the fewest placements plus inbound (active) migrations.
+    LeastConnections,
 }
 
 impl Strategy {
@@ -42,8 +47,10 @@ impl Strategy {
         match name.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "" | "round_robin" | "roundrobin" => Ok(Strategy::RoundRobin),
             "least_loaded" | "leastloaded" => Ok(Strategy::LeastLoaded),
+            "least_connections" | "leastconnections" => Ok(Strategy::LeastConnections),
             _ => Err(Error::InvalidSpec(format!(
-                "unknown placement strategy '{name}' (expected round_robin or least_loaded)"
+                "unknown placement strategy '{name}' \
+                 (expected round_robin, least_loaded or least_connections)"
             ))),
         }
     }
@@ -193,6 +200,8 @@ struct Planner<'a> {
     ready: Vec<&'a Worker>,
     /// Placements per worker, including the ones this plan added.
     loads: BTreeMap<&'a str, u32>,
+    /// Active migrations heading to each worker (for `least_connections`).
+    inbound: BTreeMap<&'a str, u32>,
     cursor: u64,
 }
 
@@ -205,6 +214,7 @@ impl<'a> Planner<'a> {
         Planner {
             ready,
             loads: sparse_loads(state),
+            inbound: state.inbound_migrations(),
             cursor: state.rr_cursor(),
         }
     }
@@ -219,6 +229,12 @@ impl<'a> Planner<'a> {
             && self.loads.get(w.id.as_str()).copied().unwrap_or(0) < w.max_pipelines
             && w.matches_labels(labels)
             && !exclude.contains(&w.id)
+    }
+
+    /// Placements plus inbound migrations of a worker (`least_connections`).
+    fn connections(&self, id: &str) -> u32 {
+        let placed = self.loads.get(id).copied().unwrap_or(0);
+        placed.saturating_add(self.inbound.get(id).copied().unwrap_or(0))
     }
 
     fn take(&mut self, w: &'a Worker) -> String {
@@ -269,6 +285,12 @@ impl<'a> Planner<'a> {
                         w.id.as_str(),
                     )
                 }),
+            Strategy::LeastConnections => self
+                .ready
+                .iter()
+                .copied()
+                .filter(|w| self.eligible(w, labels, exclude))
+                .min_by_key(|w| (self.connections(w.id.as_str()), w.id.as_str())),
         };
         match chosen {
             Some(w) => Ok(self.take(w)),

@@ -1066,6 +1066,30 @@ impl ClusterState {
         loads
     }
 
+    /// Whether `worker_id` is Draining with nothing left to move: no placement on it and no
+    /// active migration leaving it. Such a worker may be deregistered or stopped.
+    pub fn is_drained(&self, worker_id: &str) -> bool {
+        self.workers
+            .get(worker_id)
+            .is_some_and(|w| w.status == WorkerStatus::Draining)
+            && self.placements_on(worker_id).is_empty()
+            && !self
+                .migrations
+                .values()
+                .any(|m| m.status.is_active() && m.from_worker == worker_id)
+    }
+
+    /// Active migrations per target worker (pipelines about to arrive there).
+    pub fn inbound_migrations(&self) -> BTreeMap<&str, u32> {
+        let mut out: BTreeMap<&str, u32> = BTreeMap::new();
+        for m in self.migrations.values().filter(|m| m.status.is_active()) {
+            if let Some(to) = m.to_worker.as_deref() {
+                *out.entry(to).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     /// Names of the pipelines placed on each worker (every worker present).
     pub fn assigned_pipelines(&self) -> BTreeMap<&str, Vec<String>> {
         let mut out: BTreeMap<&str, Vec<String>> = self

@@ -40,6 +40,7 @@ pub fn worker_info(w: &Worker, assigned: Vec<String>, live: Option<&WorkerLive>)
         cpu_cores: w.cpu_cores,
         labels: w.labels.clone(),
         last_heartbeat_ms_ago: live.and_then(|l| l.last_heartbeat_ms_ago),
+        removable: false,
     }
 }
 
@@ -55,7 +56,9 @@ pub fn worker_view(
         .into_iter()
         .map(|(_, p)| p.pipeline_name.clone())
         .collect();
-    Some(worker_info(w, assigned, live))
+    let mut info = worker_info(w, assigned, live);
+    info.removable = state.is_drained(id);
+    Some(info)
 }
 
 /// Every worker, sorted by id.
@@ -64,11 +67,13 @@ pub fn worker_views(state: &ClusterState, live: &BTreeMap<String, WorkerLive>) -
     state
         .workers()
         .map(|w| {
-            worker_info(
+            let mut info = worker_info(
                 w,
                 assigned.remove(w.id.as_str()).unwrap_or_default(),
                 live.get(&w.id),
-            )
+            );
+            info.removable = state.is_drained(&w.id);
+            info
         })
         .collect()
 }
@@ -155,7 +160,11 @@ pub fn migration_info(m: &Migration) -> MigrationInfo {
         status: m.status.as_str().to_string(),
         reason: m.reason.as_str().to_string(),
         started_at_ms: m.started_at_ms,
+        updated_at_ms: m.updated_at_ms,
         completed_at_ms: m.completed_at_ms,
+        duration_ms: m
+            .completed_at_ms
+            .map(|end| end.saturating_sub(m.started_at_ms)),
         error: m.error.clone(),
         restored_from_checkpoint: m.restored_from_checkpoint,
     }
