@@ -10,6 +10,9 @@ use crate::ast::*;
 use crate::builtins::{self, BuiltinKind};
 use crate::diagnostics::Diagnostic;
 
+#[path = "check_seq.rs"]
+mod seq;
+
 /// Options for [`crate::check()`].
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
@@ -29,8 +32,6 @@ pub struct Checked {
 
 /// Operators of later tiers, rejected with "not supported yet".
 const LATER_TIER_OPS: &[&str] = &[
-    "within",
-    "not",
     "distinct",
     "limit",
     "first",
@@ -59,6 +60,9 @@ const TIER1_OPS: &[&str] = &[
     "aggregate",
     "partition_by",
     "having",
+    "within",
+    "not",
+    "on",
 ];
 
 /// Connector kinds named by the spec; only `mqtt` is implemented.
@@ -334,9 +338,7 @@ impl<'a> Checker<'a> {
         let edges: Vec<Vec<usize>> = streams
             .iter()
             .map(|s| {
-                s.source
-                    .kind
-                    .input_names()
+                crate::correlate::stream_inputs(s)
                     .iter()
                     .filter_map(|n| index.get(n.name.as_str()).copied())
                     .collect()
@@ -738,20 +740,10 @@ impl<'a> Checker<'a> {
         }
         match &s.source.kind {
             SourceKind::Named { .. } => {}
-            SourceKind::All { .. } => self.error(
-                "`all` sequence sources are not supported yet (Tier 2)",
-                s.source.span,
-            ),
-            SourceKind::Merge(_) => self.error(
-                "`merge(…)` sources are not supported yet (Tier 2)",
-                s.source.span,
-            ),
-            SourceKind::Join(_) => self.error(
-                "`join(…)` sources are not supported yet (Tier 2)",
-                s.source.span,
-            ),
+            SourceKind::All { .. } | SourceKind::Merge(_) | SourceKind::Join(_) => {}
         }
-        for name in s.source.kind.input_names() {
+        self.check_correlation(s);
+        for name in crate::correlate::stream_inputs(s) {
             {
                 let n = name.name.as_str();
                 if !self.events.contains_key(n) && !self.streams.contains_key(n) {
@@ -776,9 +768,6 @@ impl<'a> Checker<'a> {
             self.check_connector_ref(&from.connector);
             let args: Vec<&Arg> = from.args.iter().collect();
             self.connector_args(&args, "from");
-        }
-        if let Some(step) = s.steps.first() {
-            self.error("sequences (`->`) are not supported yet (Tier 2)", step.span);
         }
         let mut context_seen: Option<Span> = None;
         let mut partition_seen: Option<Span> = None;
@@ -867,13 +856,8 @@ impl<'a> Checker<'a> {
                         self.condition(e, Place::Stream, "`.having` argument");
                     }
                 }
-                OpKind::Within if s.steps.is_empty() => {
-                    self.error_hint(
-                        "`.within` needs a sequence",
-                        op.span,
-                        Some("write `A as a -> B as b .within(5m)`".into()),
-                    );
-                }
+                // Checked with the pattern (`check_seq.rs`).
+                OpKind::Within | OpKind::Not | OpKind::On => {}
                 OpKind::Where => {
                     if let Some(e) = self.single_positional(op) {
                         self.condition(e, Place::Stream, &format!("`.{}` argument", op.name.name));
@@ -1910,20 +1894,14 @@ mod tests {
         );
         assert_eq!(
             err("stream S = merge(A, A)"),
-            vec!["`merge(…)` sources are not supported yet (Tier 2)"]
+            vec!["duplicate merge input `A`"]
         );
         assert_eq!(
-            err("stream S = join(A, A)"),
-            vec!["`join(…)` sources are not supported yet (Tier 2)"]
+            err("stream S = join(A, B).on(A.k == B.k)"),
+            vec!["a join needs `.window(<duration>)`: how old a partner event may be"]
         );
-        assert_eq!(
-            err("stream S = all A"),
-            vec!["`all` sequence sources are not supported yet (Tier 2)"]
-        );
-        assert_eq!(
-            err("stream S = A -> A .emit()"),
-            vec!["sequences (`->`) are not supported yet (Tier 2)"]
-        );
+        ok("stream S = all A .within(1s)");
+        ok("stream S = A -> A as a2 .emit()");
     }
 
     #[test]
@@ -2036,7 +2014,7 @@ mod tests {
         );
         assert_eq!(
             err("stream S = A .not(B where x > 1)"),
-            vec!["operator `.not` is not supported yet"]
+            vec!["`.not` needs a sequence"]
         );
     }
 
@@ -2212,5 +2190,83 @@ mod tests {
             vec!["the `ema` period must be a positive integer literal"]
         );
         assert_eq!(e("stream S = A .aggregate(n: count(), n: sum(x))").len(), 1);
+    }
+
+    #[test]
+    fn tier2_sequences_accepted() {
+        ok("stream Takeover = Login as lg\n    -> PasswordReset where account == lg.account as pr\n    -> all Transfer where account == lg.account as tx\n    -> Logout where account == lg.account as lo\n    .within(20m)\n    .not(SupportCall where account == lg.account)\n    .emit(account: lg.account, last_amount: tx.amount)");
+        ok("stream S = A as a -> B .partition_by(k) .within(5s) .not(C) .where(a.x > 1) .emit()");
+        ok("stream M = merge(A, stream Hi = B .where(x > 1)) .window(1s) .aggregate(n: count())");
+        ok("stream J = join(A, stream Bs = B .where(ok)).on(A.k == Bs.k and A.j == Bs.j).window(5m) .emit(a: A.x, b: Bs.y)");
+        let w = warnings("stream S = A -> all B");
+        assert!(w.iter().any(|m| m.contains("trailing `all`")), "{w:?}");
+    }
+
+    #[test]
+    fn tier2_sequence_and_join_misuse_diagnostics() {
+        let d = first_error("stream S = A as a\n  -> B where x == b.y as b");
+        assert_eq!(d.message, "`b` is not captured yet");
+        assert_eq!((d.span.line, d.span.column), (2, 19));
+        assert_eq!(
+            err("stream S = A -> B -> B .emit()"),
+            vec!["two sequence steps are named `B`"]
+        );
+        assert_eq!(
+            err("stream S = A -> B .within(5) .within(1s)"),
+            vec![
+                "the `.within` duration must be a duration literal",
+                "a sequence can have only one `.within`"
+            ]
+        );
+        assert_eq!(
+            err("stream S = A -> B .not(3)"),
+            vec!["`.not` expects an event type, optionally with a filter"]
+        );
+        assert_eq!(
+            err("stream S = A -> B .window(1s) .aggregate(n: count())"),
+            vec![
+                "`.window` cannot be used on a sequence stream",
+                "`.aggregate` cannot be used on a sequence stream"
+            ]
+        );
+        assert_eq!(
+            err("stream S = A .on(A.k == B.k)"),
+            vec!["`.on` is only allowed on a `join(…)` stream"]
+        );
+        assert_eq!(
+            err("stream J = join(A, B).window(1m)"),
+            vec!["a join needs `.on(…)`"]
+        );
+        assert_eq!(
+            err("stream J = join(A, B).on(A.k == C.k).window(1m)"),
+            vec!["`C` is not an input of this join"]
+        );
+        assert_eq!(
+            err("stream J = join(A, B).on(A.k == B.k).window(10)"),
+            vec!["a join window must be a duration"]
+        );
+        assert_eq!(
+            err("stream J = join(A, B).on(A.k == B.k).window(1m) .aggregate(n: count())"),
+            vec!["`.aggregate` cannot be used on a join stream"]
+        );
+        assert_eq!(
+            err("stream J = join(A).on(A.k == A.j).window(1m)"),
+            vec![
+                "a join needs at least two inputs",
+                "a join condition must relate two different inputs"
+            ]
+        );
+        assert_eq!(
+            err("stream M = merge(A .emit(), B)"),
+            vec!["`.emit` is not allowed on a merge input"]
+        );
+        assert_eq!(
+            err("stream M = merge(A, B) -> C"),
+            vec!["a sequence must start with an event type"]
+        );
+        assert_eq!(
+            err("stream S = Late -> Late2 as x .emit()\nstream Late = S .emit()\nstream Late2 = A .emit()"),
+            vec!["stream cycle: S -> Late -> S"]
+        );
     }
 }

@@ -11,6 +11,7 @@
 pub mod ast;
 pub mod builtins;
 pub mod check;
+pub mod correlate;
 pub mod diagnostics;
 pub mod lexer;
 pub mod parser;

@@ -1,0 +1,282 @@
+//! Checks of sequences, joins and merges (VPL.md §7): step names and filters, `.within`,
+//! `.not`, `.on` join keys, the inputs of `merge`/`join`, and operators that make no sense on
+//! such streams. A child module of `check`, so it extends the same `Checker`.
+
+use super::{Checker, Place};
+use crate::ast::*;
+use crate::correlate::{self, input_name, is_sequence, join_conditions, join_keys};
+use std::collections::HashMap;
+
+/// Every `x` of an `x.field` in `e`.
+fn field_bases<'e>(e: &'e Expr, out: &mut Vec<&'e Ident>) {
+    match &e.kind {
+        ExprKind::Field { base, .. } => {
+            if let ExprKind::Name(id) = &base.kind {
+                out.push(id);
+            } else {
+                field_bases(base, out);
+            }
+        }
+        ExprKind::Array(items) => items.iter().for_each(|i| field_bases(i, out)),
+        ExprKind::Map(entries) => entries.iter().for_each(|m| {
+            field_bases(&m.key, out);
+            field_bases(&m.value, out);
+        }),
+        ExprKind::Unary { operand, .. } => field_bases(operand, out),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            field_bases(lhs, out);
+            field_bases(rhs, out);
+        }
+        ExprKind::Range { start, end, .. } => {
+            field_bases(start, out);
+            field_bases(end, out);
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| field_bases(a, out)),
+        ExprKind::Index { base, index } => {
+            field_bases(base, out);
+            field_bases(index, out);
+        }
+        ExprKind::Slice { base, start, end } => {
+            field_bases(base, out);
+            start.iter().for_each(|s| field_bases(s, out));
+            end.iter().for_each(|s| field_bases(s, out));
+        }
+        ExprKind::If { cond, then, else_ } => {
+            field_bases(cond, out);
+            field_bases(then, out);
+            field_bases(else_, out);
+        }
+        ExprKind::EventFilter { filter, .. } => field_bases(filter, out),
+        _ => {}
+    }
+}
+
+impl<'a> Checker<'a> {
+    /// Everything about `->` steps, `all`, `.within`, `.not`, `merge(…)` and `join(…)`.
+    pub(super) fn check_correlation(&mut self, s: &'a StreamDecl) {
+        let sequence = is_sequence(s);
+        let mut join = false;
+        match &s.source.kind {
+            SourceKind::Merge(inputs) | SourceKind::Join(inputs) => {
+                join = matches!(s.source.kind, SourceKind::Join(_));
+                if let Some(step) = s.steps.first() {
+                    self.error_hint(
+                        "a sequence must start with an event type",
+                        step.span,
+                        Some("correlate the merged or joined stream in a downstream stream".into()),
+                    );
+                }
+                self.check_inputs(inputs, join);
+                if join {
+                    self.check_join(s, inputs);
+                }
+            }
+            _ => {}
+        }
+        if sequence && !join {
+            self.check_sequence(s);
+        }
+        for op in &s.ops {
+            match op.kind() {
+                OpKind::Within if !sequence => self.error_hint(
+                    "`.within` needs a sequence",
+                    op.span,
+                    Some("write `A as a -> B as b .within(5m)`".into()),
+                ),
+                OpKind::Not if !sequence => self.error_hint(
+                    "`.not` needs a sequence",
+                    op.span,
+                    Some("write `A as a -> B .not(C where id == a.id)`".into()),
+                ),
+                OpKind::On if !join => self.error_hint(
+                    "`.on` is only allowed on a `join(…)` stream",
+                    op.span,
+                    Some("filter events with `.where`".into()),
+                ),
+                OpKind::Window | OpKind::Aggregate | OpKind::Having if sequence => self
+                    .error_hint(
+                        format!("`.{}` cannot be used on a sequence stream", op.name.name),
+                        op.name.span,
+                        Some("aggregate the matches in a downstream stream: `stream Stats = Matches .window(…) .aggregate(…)`".into()),
+                    ),
+                OpKind::Aggregate | OpKind::Having | OpKind::PartitionBy if join => self
+                    .error_hint(
+                        format!("`.{}` cannot be used on a join stream", op.name.name),
+                        op.name.span,
+                        Some("aggregate the joined events in a downstream stream".into()),
+                    ),
+                _ => {}
+            }
+        }
+    }
+
+    fn check_inputs(&mut self, inputs: &'a [SubStream], join: bool) {
+        let what = if join { "join" } else { "merge" };
+        if join && inputs.len() < 2 {
+            self.error_hint(
+                "a join needs at least two inputs",
+                inputs.first().map(|i| i.span).unwrap_or_default(),
+                Some("write `join(A, B).on(A.k == B.k).window(5m)`".into()),
+            );
+        }
+        let mut seen: HashMap<&'a str, Span> = HashMap::new();
+        for input in inputs {
+            let name = input_name(input);
+            if let Some(prev) = seen.insert(&name.name, name.span) {
+                self.error_hint(
+                    format!("duplicate {what} input `{}`", name.name),
+                    name.span,
+                    Some(format!(
+                        "first given at line {}; name one: `stream {}2 = {} .where(…)`",
+                        prev.line, name.name, input.source.name
+                    )),
+                );
+            }
+            for op in &input.ops {
+                match op.kind() {
+                    OpKind::Where => {
+                        if let Some(e) = self.single_positional(op) {
+                            self.condition(e, Place::Stream, "`.where` argument");
+                        }
+                    }
+                    OpKind::On if join => {}
+                    _ => self.error_hint(
+                        format!("`.{}` is not allowed on a {what} input", op.name.name),
+                        op.name.span,
+                        Some(if join {
+                            "an input takes only `.where(…)` and `.on(…)`".into()
+                        } else {
+                            "an input takes only `.where(…)`".into()
+                        }),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn check_join(&mut self, s: &'a StreamDecl, inputs: &'a [SubStream]) {
+        let names: Vec<&str> = inputs.iter().map(|i| input_name(i).name.as_str()).collect();
+        let conds = join_conditions(inputs, s);
+        for c in &conds {
+            self.expr(c, Place::Stream);
+        }
+        if conds.is_empty() {
+            self.error_hint(
+                "a join needs `.on(…)`",
+                s.source.span,
+                Some("write `.on(A.key == B.key)`".into()),
+            );
+        } else if let Err(e) = join_keys(&names, &conds) {
+            self.error_hint(e.message, e.span, e.hint);
+        }
+        let windows: Vec<&StreamOp> = s
+            .ops
+            .iter()
+            .filter(|o| o.kind() == OpKind::Window)
+            .collect();
+        match windows.first() {
+            None => self.error_hint(
+                "a join needs `.window(<duration>)`: how old a partner event may be",
+                s.source.span,
+                Some("write `.window(5m)`".into()),
+            ),
+            Some(w) => {
+                if w.args.iter().any(|a| a.name.is_some()) {
+                    self.error_hint(
+                        "a join window takes only a duration",
+                        w.span,
+                        Some("write `.window(5m)`".into()),
+                    );
+                } else if let Some(e) = w.first_positional() {
+                    if !matches!(e.kind, ExprKind::Duration(_)) {
+                        self.error_hint(
+                            "a join window must be a duration",
+                            e.span,
+                            Some("write `.window(5m)`".into()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_sequence(&mut self, s: &'a StreamDecl) {
+        let Some(steps) = correlate::sequence_steps(s) else {
+            return;
+        };
+        let mut names: HashMap<&'a str, Span> = HashMap::new();
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(prev) = names.insert(&step.capture.name, step.capture.span) {
+                self.error_hint(
+                    format!("two sequence steps are named `{}`", step.capture.name),
+                    step.capture.span,
+                    Some(format!(
+                        "the other is at line {}; give this step an alias: `-> {} as {}{}`",
+                        prev.line,
+                        step.event.name,
+                        step.capture.name.to_lowercase(),
+                        i + 1
+                    )),
+                );
+            }
+            if let Some(filter) = step.filter {
+                self.condition(filter, Place::Stream, "`where` filter");
+                let mut bases = Vec::new();
+                field_bases(filter, &mut bases);
+                for b in bases {
+                    let earlier = steps[..i].iter().any(|p| p.capture.name == b.name);
+                    let later = steps[i..].iter().any(|p| p.capture.name == b.name);
+                    if later && !earlier {
+                        self.error_hint(
+                            format!("`{}` is not captured yet", b.name),
+                            b.span,
+                            Some("a step filter sees the candidate's fields by bare name and earlier steps as `alias.field`".into()),
+                        );
+                    }
+                }
+            }
+        }
+        let mut within_seen: Option<Span> = None;
+        for op in &s.ops {
+            match op.kind() {
+                OpKind::Within => {
+                    if let Some(prev) = within_seen {
+                        self.error_hint(
+                            "a sequence can have only one `.within`",
+                            op.span,
+                            Some(format!("`.within` already given at line {}", prev.line)),
+                        );
+                    }
+                    within_seen = Some(op.span);
+                    if let Some(e) = self.single_positional(op) {
+                        self.window_size(e, false, "`.within` duration");
+                    }
+                }
+                OpKind::Not => {
+                    if let Some(e) = self.single_positional(op) {
+                        match &e.kind {
+                            ExprKind::EventFilter { filter, .. } => {
+                                self.condition(filter, Place::Stream, "`where` filter");
+                            }
+                            ExprKind::Name(_) => {}
+                            _ => self.error_hint(
+                                "`.not` expects an event type, optionally with a filter",
+                                e.span,
+                                Some("write `.not(Logout where user == a.user)`".into()),
+                            ),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if within_seen.is_none() {
+            if let Some(last) = steps.last().filter(|l| l.all) {
+                self.warn(
+                    "a trailing `all` step without `.within` keeps its runs open until the end of input (bounded only by the live-run cap)",
+                    last.span,
+                );
+            }
+        }
+    }
+}

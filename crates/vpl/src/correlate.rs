@@ -1,0 +1,295 @@
+//! Shared analysis of sequences and joins (VPL.md §7), used by the checker and the runtime so
+//! both read a pattern the same way.
+//!
+//! * A **sequence** is a stream with `->` steps or an `all T` source. Its steps are the source
+//!   (step 0) followed by the written steps; each step's *capture name* is its alias, else its
+//!   event type name.
+//! * A **join** `join(A, B).on(A.k == B.k)` relates its inputs by key: the condition is a
+//!   conjunction of equalities `X.f == Y.g` between input fields. Equal terms form classes and
+//!   every class must hold a field of every input; the key of an input is then its field in each
+//!   class, in class order.
+
+use crate::ast::{BinaryOp, Expr, ExprKind, Ident, OpKind, SourceKind, StreamDecl, SubStream};
+use crate::span::Span;
+
+/// One step of a sequence, the source included (step 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// `all` (Kleene) step.
+    pub all: bool,
+    /// Event type the step waits for.
+    pub event: &'a Ident,
+    /// `where` filter (never on step 0).
+    pub filter: Option<&'a Expr>,
+    /// Name under which later steps and operators read the captured event (alias or type).
+    pub capture: &'a Ident,
+    /// Where the step was written.
+    pub span: Span,
+}
+
+/// Whether the stream is a sequence (has `->` steps or an `all T` source).
+pub fn is_sequence(s: &StreamDecl) -> bool {
+    !s.steps.is_empty() || matches!(s.source.kind, SourceKind::All { .. })
+}
+
+/// The steps of a sequence stream, source first; `None` when the source cannot start a
+/// sequence (`merge(…)`, `join(…)`).
+pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
+    let first = match &s.source.kind {
+        SourceKind::Named { name, alias } => Step {
+            all: false,
+            event: name,
+            filter: None,
+            capture: alias.as_ref().unwrap_or(name),
+            span: s.source.span,
+        },
+        SourceKind::All { name, alias } => Step {
+            all: true,
+            event: name,
+            filter: None,
+            capture: alias.as_ref().unwrap_or(name),
+            span: s.source.span,
+        },
+        _ => return None,
+    };
+    let mut steps = vec![first];
+    steps.extend(s.steps.iter().map(|st| Step {
+        all: st.all,
+        event: &st.event,
+        filter: st.filter.as_ref(),
+        capture: st.alias.as_ref().unwrap_or(&st.event),
+        span: st.span,
+    }));
+    Some(steps)
+}
+
+/// Every event type or stream the stream reads, in first-mention order without duplicates: its
+/// source inputs, then sequence step types, then `.not(T …)` types.
+pub fn stream_inputs(s: &StreamDecl) -> Vec<&Ident> {
+    let mut out: Vec<&Ident> = Vec::new();
+    let nots = s
+        .ops
+        .iter()
+        .filter(|o| o.kind() == OpKind::Not)
+        .filter_map(|o| match &o.first_positional()?.kind {
+            ExprKind::EventFilter { event, .. } => Some(event),
+            ExprKind::Name(id) => Some(id),
+            _ => None,
+        });
+    for id in s
+        .source
+        .kind
+        .input_names()
+        .into_iter()
+        .chain(s.steps.iter().map(|st| &st.event))
+        .chain(nots)
+    {
+        if !out.iter().any(|o| o.name == id.name) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// Name of a `merge`/`join` input: `S` for `stream S = A …`, else the source `A`.
+pub fn input_name(input: &SubStream) -> &Ident {
+    input.name.as_ref().unwrap_or(&input.source)
+}
+
+/// Every `.on(c)` condition of a join: those written on the inputs, then on the stream.
+pub fn join_conditions<'a>(inputs: &'a [SubStream], s: &'a StreamDecl) -> Vec<&'a Expr> {
+    inputs
+        .iter()
+        .flat_map(|i| i.ops.iter())
+        .chain(s.ops.iter())
+        .filter(|o| o.kind() == OpKind::On)
+        .filter_map(|o| o.first_positional())
+        .collect()
+}
+
+/// Why a join condition cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinKeyError {
+    /// What is wrong.
+    pub message: String,
+    /// Where.
+    pub span: Span,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+fn key_error(message: impl Into<String>, span: Span, hint: Option<&str>) -> JoinKeyError {
+    JoinKeyError {
+        message: message.into(),
+        span,
+        hint: hint.map(str::to_string),
+    }
+}
+
+const ON_HINT: &str = "write `.on(A.key == B.key)`, joining several keys with `and`";
+
+fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match &e.kind {
+        ExprKind::Binary {
+            op: BinaryOp::And,
+            lhs,
+            rhs,
+        } => {
+            conjuncts(lhs, out);
+            conjuncts(rhs, out);
+        }
+        _ => out.push(e),
+    }
+}
+
+/// `(input index, field)` of an `X.f` term.
+fn term(e: &Expr, names: &[&str]) -> Result<(usize, String), JoinKeyError> {
+    match &e.kind {
+        ExprKind::Field { base, name, .. } => match &base.kind {
+            ExprKind::Name(x) => match names.iter().position(|n| *n == x.name) {
+                Some(i) => Ok((i, name.name.clone())),
+                None => Err(key_error(
+                    format!("`{}` is not an input of this join", x.name),
+                    x.span,
+                    Some(&format!("the inputs are {}", quoted(names))),
+                )),
+            },
+            _ => Err(key_error(
+                "a join key must be `Input.field`",
+                e.span,
+                Some(ON_HINT),
+            )),
+        },
+        _ => Err(key_error(
+            "a join key must be `Input.field`",
+            e.span,
+            Some(ON_HINT),
+        )),
+    }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Derives the key fields of every input from the `.on` conditions. `names` are the input names
+/// in order; the result holds, per input, its key fields (one per class of equal terms).
+pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, JoinKeyError> {
+    let mut leaves = Vec::new();
+    for c in conds {
+        conjuncts(c, &mut leaves);
+    }
+    // Classes of equal terms, each a list of (input, field), in first-mention order.
+    let mut classes: Vec<Vec<(usize, String)>> = Vec::new();
+    for leaf in &leaves {
+        let ExprKind::Binary {
+            op: BinaryOp::Eq,
+            lhs,
+            rhs,
+        } = &leaf.kind
+        else {
+            return Err(key_error(
+                "a join condition must equate fields of two inputs",
+                leaf.span,
+                Some(ON_HINT),
+            ));
+        };
+        let (a, b) = (term(lhs, names)?, term(rhs, names)?);
+        if a.0 == b.0 {
+            return Err(key_error(
+                "a join condition must relate two different inputs",
+                leaf.span,
+                Some(ON_HINT),
+            ));
+        }
+        let ca = classes.iter().position(|c| c.contains(&a));
+        let cb = classes.iter().position(|c| c.contains(&b));
+        match (ca, cb) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(x), Some(y)) => {
+                let (lo, hi) = (x.min(y), x.max(y));
+                let moved = classes.remove(hi);
+                if let Some(c) = classes.get_mut(lo) {
+                    c.extend(moved);
+                }
+            }
+            (Some(x), None) => {
+                if let Some(c) = classes.get_mut(x) {
+                    c.push(b);
+                }
+            }
+            (None, Some(y)) => {
+                if let Some(c) = classes.get_mut(y) {
+                    c.push(a);
+                }
+            }
+            (None, None) => classes.push(vec![a, b]),
+        }
+    }
+    let Some(first) = leaves.first() else {
+        return Ok(Vec::new());
+    };
+    let mut keys: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    for class in &classes {
+        for (i, name) in names.iter().enumerate() {
+            match class.iter().find(|(inp, _)| *inp == i) {
+                Some((_, f)) => keys[i].push(f.clone()),
+                None => {
+                    let (oi, of) = &class[0];
+                    return Err(key_error(
+                        format!(
+                            "the join condition does not relate `{name}` to `{}.{of}`",
+                            names.get(*oi).copied().unwrap_or("?")
+                        ),
+                        first.span,
+                        Some("every input needs a field equal to each join key, e.g. `A.k == B.k and B.k == C.k`"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(src: &str) -> Expr {
+        let (p, d) = crate::parse(&format!("stream S = X .where({src})"));
+        assert!(d.is_empty(), "{d:?}");
+        let s = p.streams().next().unwrap().clone();
+        s.ops[0].first_positional().unwrap().clone()
+    }
+
+    #[test]
+    fn keys_per_input_in_class_order() {
+        let c = cond("A.k == B.id and B.z == A.y and C.key == B.id");
+        let keys = join_keys(&["A", "B", "C"], &[&c]);
+        assert!(keys.is_err(), "class of y/z lacks C: {keys:?}");
+        let c = cond("A.k == B.id and B.z == A.y");
+        assert_eq!(
+            join_keys(&["A", "B"], &[&c]).unwrap(),
+            vec![vec!["k", "y"], vec!["id", "z"]]
+        );
+    }
+
+    #[test]
+    fn bad_conditions_are_explained() {
+        let msg = |s: &str| join_keys(&["A", "B"], &[&cond(s)]).unwrap_err().message;
+        assert_eq!(
+            msg("A.k == A.j"),
+            "a join condition must relate two different inputs"
+        );
+        assert_eq!(msg("A.k == Q.k"), "`Q` is not an input of this join");
+        assert_eq!(
+            msg("A.k > B.k"),
+            "a join condition must equate fields of two inputs"
+        );
+        assert_eq!(msg("A.k == 3"), "a join key must be `Input.field`");
+    }
+}
