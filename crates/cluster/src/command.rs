@@ -220,6 +220,8 @@ pub enum Command {
         /// When it was taken (leader's clock).
         taken_at_ms: u64,
     },
+    /// One step of a rolling update ([`crate::version`]).
+    Rollout(crate::version::RolloutCommand),
     /// Applies commands in order, each on its own; answers one response per item.
     Batch(Vec<Command>),
     /// Applies `command` once per `key`; repeats answer the original response.
@@ -251,6 +253,7 @@ impl Command {
             Command::CompleteMigration { .. } => "complete_migration",
             Command::FailMigration { .. } => "fail_migration",
             Command::StoreCheckpoint { .. } => "store_checkpoint",
+            Command::Rollout(_) => "rollout",
             Command::Batch(_) => "batch",
             Command::Idempotent { .. } => "idempotent",
         }
@@ -352,6 +355,15 @@ pub enum Outcome {
         replica: u32,
         /// Its size in bytes.
         size: usize,
+    },
+    /// A rolling update took a step (`started`, `switched`, `finished`, `aborted`).
+    RolloutUpdated {
+        /// Group id.
+        group_id: String,
+        /// The rollout's target version.
+        version: u64,
+        /// The step taken.
+        step: String,
     },
     /// One response per item of a batch.
     Batch(Vec<CommandResponse>),

@@ -90,6 +90,10 @@ pub enum Error {
         /// `taken_at_ms` of the stored checkpoint.
         stored_ms: u64,
     },
+    /// A rolling update step does not fit the group's rollout state (one already runs, the
+    /// version moved on, ...).
+    #[error("rolling update conflict: {0}")]
+    RolloutConflict(String),
     /// A migration for this placement is already in progress.
     #[error("migration '{0}' is already in progress for this placement")]
     MigrationInProgress(String),
@@ -150,6 +154,7 @@ impl Error {
             Error::StaleEpoch { .. } => "stale_epoch",
             Error::StaleCheckpoint { .. } => "stale_checkpoint",
             Error::MigrationInProgress(_) => "migration_in_progress",
+            Error::RolloutConflict(_) => "update_conflict",
             Error::MigrationFinished { .. } => "migration_finished",
             Error::WrongWorker { .. } => "wrong_worker",
             Error::WorkerUnavailable { .. } => "worker_unavailable",
@@ -178,6 +183,7 @@ impl Error {
             | Error::StaleEpoch { .. }
             | Error::StaleCheckpoint { .. }
             | Error::MigrationInProgress(_)
+            | Error::RolloutConflict(_)
             | Error::MigrationFinished { .. }
             | Error::WrongWorker { .. }
             | Error::WorkerUnavailable { .. } => 409,

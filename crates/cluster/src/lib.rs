@@ -20,6 +20,7 @@ pub mod placement;
 pub mod registry;
 pub mod routing;
 pub mod state;
+pub mod version;
 pub mod views;
 
 pub use command::{Command, CommandResponse, Outcome, PlacementAssignment, RegisterWorker};

@@ -64,11 +64,11 @@ pub struct ClusterState {
     /// Workers by id.
     workers: BTreeMap<String, Worker>,
     /// Groups by id.
-    groups: BTreeMap<String, Group>,
+    pub(crate) groups: BTreeMap<String, Group>,
     /// Connectors by name (normalised).
     connectors: BTreeMap<String, ConnectorSpec>,
     /// Migrations by id.
-    migrations: BTreeMap<String, Migration>,
+    pub(crate) migrations: BTreeMap<String, Migration>,
     /// Round-robin cursor, stored so a new leader continues where the old one stopped.
     rr_cursor: u64,
     /// Next group creation sequence number.
@@ -79,6 +79,9 @@ pub struct ClusterState {
     idempotency: IdempotencyTable,
     /// Top-level commands applied (accepted or rejected).
     applied: u64,
+    /// Version history and rolling update of each group that changed version ([`crate::version`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) versions: BTreeMap<String, crate::version::GroupVersions>,
 }
 
 impl ClusterState {
@@ -165,6 +168,7 @@ impl ClusterState {
                 created_at_ms,
             } => self.create_group(group_id, spec, placements, *next_rr_cursor, *created_at_ms),
             Command::DeleteGroup { group_id } => self.delete_group(group_id),
+            Command::Rollout(step) => self.apply_rollout(step),
             Command::UpdatePlacement {
                 group_id,
                 pipeline_name,
@@ -493,6 +497,7 @@ impl ClusterState {
             .groups
             .remove(group_id)
             .ok_or_else(|| Error::UnknownGroup(group_id.to_string()))?;
+        self.versions.remove(group_id);
         for m in self.migrations.values_mut() {
             if m.group_id == group_id && m.status.is_active() {
                 m.status = MigrationStatus::Failed;
