@@ -8,7 +8,7 @@
 
 use crate::builtins::{self, BuiltinFn};
 use crate::error::RuntimeError;
-use crate::event::Event;
+use crate::event::{fields_cached, Event};
 use crate::value::{ArithOp, Fields, OpError, Value};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
@@ -125,6 +125,9 @@ pub(crate) struct Compiler {
     loop_depth: usize,
     /// `as` alias of the stream being compiled.
     pub alias: Option<String>,
+    /// Capture names of a sequence or join stream: `x.f` reads field `f` of the map held in
+    /// field `x` of the context's alias event (the captures).
+    pub captures: Vec<String>,
     /// Errors found.
     pub errors: Vec<Diagnostic>,
 }
@@ -231,6 +234,7 @@ impl Compiler {
             max_slot: 0,
             loop_depth: 0,
             alias: None,
+            captures: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -301,6 +305,20 @@ impl Compiler {
         self.next_slot = 0;
         self.max_slot = 0;
         self.alias = alias;
+        self.captures.clear();
+    }
+
+    /// Prepares for compiling the expressions of a sequence or join stream, whose alias event
+    /// holds one map per capture name.
+    pub fn enter_pattern(&mut self, captures: Vec<String>) {
+        self.enter_stream(None);
+        self.captures = captures;
+    }
+
+    fn is_capture(&self, name: &str) -> bool {
+        self.captures.iter().any(|c| c == name)
+            && self.lookup_local(name).is_none()
+            && !self.globals.contains_key(name)
     }
 
     fn block(&mut self, b: &Block) -> Vec<StmtFn> {
@@ -661,6 +679,22 @@ impl Compiler {
             }
             ExprKind::Call { callee, args, .. } => self.call(callee, args),
             ExprKind::Field { base, name, .. } => {
+                // `x.field` on a capture reads the captured event's field.
+                if let ExprKind::Name(id) = &base.kind {
+                    if self.is_capture(&id.name) {
+                        let cap = self.intern(&id.name);
+                        let key = self.intern(&name.name);
+                        let (s1, s2) = (AtomicU32::new(0), AtomicU32::new(0));
+                        return Box::new(move |cx| {
+                            Ok(match cx.alias.field_cached(&cap, &s1) {
+                                Some(Value::Map(m)) => {
+                                    fields_cached(m, &key, &s2).cloned().unwrap_or(Value::Null)
+                                }
+                                _ => Value::Null,
+                            })
+                        });
+                    }
+                }
                 // `a.field` on the stream alias reads the event that entered the stream.
                 if let ExprKind::Name(id) = &base.kind {
                     if self.alias.as_deref() == Some(id.name.as_str())
@@ -741,6 +775,17 @@ impl Compiler {
         }
         if self.alias.as_deref() == Some(name) {
             return Box::new(|cx| Ok(Value::Map(cx.alias.fields.clone())));
+        }
+        if self.is_capture(name) {
+            let cap = self.intern(name);
+            let slot = AtomicU32::new(0);
+            return Box::new(move |cx| {
+                Ok(cx
+                    .alias
+                    .field_cached(&cap, &slot)
+                    .cloned()
+                    .unwrap_or(Value::Null))
+            });
         }
         if let Some(g) = self.globals.get(name).copied() {
             return Box::new(move |cx| {

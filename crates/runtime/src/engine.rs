@@ -15,12 +15,14 @@ use crate::checkpoint;
 use crate::compile::{literal_json, Compiler, Ctx, ExprFn, FnCode, GlobalVar, State, StmtFn};
 use crate::error::{CompileError, RuntimeError};
 use crate::event::{ConnectorDecl, Event, OutputEvent, SinkBinding, SourceBinding};
+use crate::join::{JoinOp, MergeOp};
+use crate::sequence::SeqOp;
 use crate::value::{Fields, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use varpulis_vpl::ast::{self, ExprKind, Item, OpKind, SourceKind};
-use varpulis_vpl::{CheckOptions, Diagnostic};
+use varpulis_vpl::{correlate, CheckOptions, Diagnostic};
 
 /// Default per-event budget of loop iterations and function calls.
 pub const DEFAULT_STEP_BUDGET: u64 = 100_000_000;
@@ -37,6 +39,9 @@ pub struct EngineOptions {
     pub external_connectors: Vec<String>,
     /// File name used when rendering diagnostics.
     pub file_name: String,
+    /// Most live partial matches one sequence stream keeps (all partitions together); when
+    /// hit, the oldest run is dropped and the drop is logged (VPL.md §7).
+    pub max_sequence_runs: usize,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +50,7 @@ impl Default for EngineOptions {
             step_budget: DEFAULT_STEP_BUDGET,
             external_connectors: Vec::new(),
             file_name: "pipeline.vpl".to_string(),
+            max_sequence_runs: crate::sequence::DEFAULT_MAX_SEQUENCE_RUNS,
         }
     }
 }
@@ -96,6 +102,12 @@ enum OpCode {
     To(Arc<SinkBinding>),
     /// `.window` / `.aggregate` / `.partition_by` state of the stream (Tier 2).
     Window(Box<crate::window::WindowOp>),
+    /// Sequence pattern (`->`, `all`, `.within`, `.not`); always the stream's first operator.
+    Sequence(Box<SeqOp>),
+    /// `join(…)` source; always the stream's first operator.
+    Join(Box<JoinOp>),
+    /// `merge(…)` source; always the stream's first operator.
+    Merge(Box<MergeOp>),
     Pass,
 }
 
@@ -153,6 +165,41 @@ fn eval(run: &mut Run<'_>, f: &ExprFn, ev: &Event) -> Result<Value, RuntimeError
         fns: run.fns,
     };
     f(&mut cx)
+}
+
+fn eval_with(
+    run: &mut Run<'_>,
+    f: &ExprFn,
+    ev: &Event,
+    alias: &Event,
+) -> Result<Value, RuntimeError> {
+    let mut cx = Ctx {
+        st: run.st,
+        event: ev,
+        alias,
+        fns: run.fns,
+    };
+    f(&mut cx)
+}
+
+/// Runs operators `i + 1..` on each match, with the match's captures as alias.
+fn exec_matches(
+    run: &mut Run<'_>,
+    i: usize,
+    matches: &[crate::sequence::Match],
+) -> Result<(), RuntimeError> {
+    for (m, caps) in matches {
+        let mut sub = Run {
+            st: &mut *run.st,
+            fns: run.fns,
+            stream: run.stream,
+            alias: caps,
+            out: &mut *run.out,
+            tail: &mut *run.tail,
+        };
+        exec(&mut sub, i + 1, m, None)?;
+    }
+    Ok(())
 }
 
 fn build(
@@ -283,6 +330,21 @@ fn exec(
             }
             Ok(())
         }
+        OpCode::Sequence(q) => {
+            let matches = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            exec_matches(run, i, &matches)
+        }
+        OpCode::Join(j) => {
+            let matches = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            exec_matches(run, i, &matches)
+        }
+        OpCode::Merge(m) => {
+            let n = m.accepts(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            for _ in 0..n {
+                exec(run, i + 1, ev, None)?;
+            }
+            Ok(())
+        }
         OpCode::Pass => exec(run, i + 1, ev, out_idx),
     }
 }
@@ -394,26 +456,19 @@ impl Engine {
         let mut input_types: Vec<String> = Vec::new();
         let mut sources = Vec::new();
         let mut sinks = Vec::new();
-        for (si, s) in program.streams().enumerate() {
-            let (src, alias) = match &s.source.kind {
-                SourceKind::Named { name, alias } => {
-                    (name.name.clone(), alias.as_ref().map(|a| a.name.clone()))
-                }
-                #[allow(unreachable_patterns)]
-                _ => {
-                    c.errors.push(Diagnostic::error(
-                        "this stream source is not supported yet",
-                        s.source.span,
-                    ));
-                    continue;
-                }
+        for s in program.streams() {
+            // Every type the stream reads: source inputs, sequence steps, `.not` types.
+            let inputs: Vec<String> = correlate::stream_inputs(s)
+                .iter()
+                .map(|i| i.name.clone())
+                .collect();
+            let src = inputs.first().cloned().unwrap_or_default();
+            let alias = match &s.source.kind {
+                SourceKind::Named { alias, .. } => alias.as_ref().map(|a| a.name.clone()),
+                _ => None,
             };
-            if !s.steps.is_empty() {
-                c.errors.push(Diagnostic::error(
-                    "sequences (`->`) are not supported yet",
-                    s.steps[0].span,
-                ));
-            }
+            let sequence = correlate::is_sequence(s);
+            let join = matches!(s.source.kind, SourceKind::Join(_));
             if let Some(from) = &s.source.from {
                 if !known_connectors.contains(&from.connector.name) {
                     c.errors.push(Diagnostic::error(
@@ -429,7 +484,29 @@ impl Engine {
                 });
             }
             c.enter_stream(alias);
-            let mut ops = Vec::with_capacity(s.ops.len());
+            let mut ops = Vec::with_capacity(s.ops.len() + 1);
+            let front = if sequence {
+                SeqOp::compile(&mut c, s, opts.max_sequence_runs)
+                    .map(|q| OpCode::Sequence(Box::new(q)))
+            } else {
+                match &s.source.kind {
+                    SourceKind::Join(inputs) => {
+                        JoinOp::compile(&mut c, s, inputs).map(|j| OpCode::Join(Box::new(j)))
+                    }
+                    SourceKind::Merge(inputs) => {
+                        Some(OpCode::Merge(Box::new(MergeOp::compile(&mut c, inputs))))
+                    }
+                    _ => Some(OpCode::Pass),
+                }
+            };
+            match front {
+                Some(OpCode::Pass) => {}
+                Some(op) => ops.push(op),
+                None => c.errors.push(Diagnostic::error(
+                    "this stream source cannot be compiled",
+                    s.source.span,
+                )),
+            }
             for (oi, op) in s.ops.iter().enumerate() {
                 let later_emit = s.ops[oi + 1..].iter().any(|o| o.kind() == OpKind::Emit);
                 let code = match op.kind() {
@@ -503,6 +580,8 @@ impl Engine {
                             OpCode::To(Arc::new(sink))
                         }
                     }
+                    // The join's window is its horizon, consumed by the join operator.
+                    OpKind::Window if join => OpCode::Pass,
                     OpKind::Window | OpKind::Aggregate if crate::window::is_site(&s.ops, oi) => {
                         let name: Arc<str> = Arc::from(s.name.name.as_str());
                         OpCode::Window(Box::new(crate::window::WindowOp::compile(
@@ -517,13 +596,8 @@ impl Engine {
                         Some(e) => OpCode::Where(c.expr(e)),
                         None => OpCode::Pass,
                     },
-                    OpKind::Within | OpKind::Not => {
-                        c.errors.push(Diagnostic::error(
-                            format!("operator `.{}` is not supported yet", op.name.name),
-                            op.name.span,
-                        ));
-                        OpCode::Pass
-                    }
+                    // Part of the pattern or join, compiled into the front operator.
+                    OpKind::Within | OpKind::Not | OpKind::On => OpCode::Pass,
                     _ => {
                         c.errors.push(Diagnostic::error(
                             format!("unknown operator `.{}`", op.name.name),
@@ -534,11 +608,12 @@ impl Engine {
                 };
                 ops.push(code);
             }
-            routes.entry(src.clone()).or_default().push(streams.len());
-            if !stream_names.contains(src.as_str()) && !input_types.contains(&src) {
-                input_types.push(src.clone());
+            for input in &inputs {
+                routes.entry(input.clone()).or_default().push(streams.len());
+                if !stream_names.contains(input.as_str()) && !input_types.contains(input) {
+                    input_types.push(input.clone());
+                }
             }
-            let _ = si;
             stream_sources.push(src);
             streams.push(StreamCode {
                 name: c.intern(&s.name.name),
@@ -723,9 +798,13 @@ impl Engine {
         let mut operators = serde_json::Map::new();
         for stream in &self.streams {
             for (i, op) in stream.ops.iter().enumerate() {
-                if let OpCode::Window(w) = op {
-                    operators.insert(format!("{}#{i}", stream.name), w.snapshot());
-                }
+                let snap = match op {
+                    OpCode::Window(w) => w.snapshot(),
+                    OpCode::Sequence(q) => q.snapshot(),
+                    OpCode::Join(j) => j.snapshot(),
+                    _ => continue,
+                };
+                operators.insert(format!("{}#{i}", stream.name), snap);
             }
         }
         checkpoint::encode_with_operators(
@@ -757,17 +836,29 @@ impl Engine {
                 })?;
             updates.push((*slot, v));
         }
-        let mut windows = Vec::new();
+        let mut installs: Vec<Box<dyn FnOnce() + '_>> = Vec::new();
         for stream in &self.streams {
             for (i, op) in stream.ops.iter().enumerate() {
-                if let OpCode::Window(w) = op {
-                    let j = cp.operators.get(format!("{}#{i}", stream.name));
-                    windows.push((w, w.parse_snapshot(j)?));
+                let j = cp.operators.get(format!("{}#{i}", stream.name));
+                match op {
+                    OpCode::Window(w) => {
+                        let r = w.parse_snapshot(j)?;
+                        installs.push(Box::new(move || w.install(r)));
+                    }
+                    OpCode::Sequence(q) => {
+                        let r = q.parse_snapshot(j)?;
+                        installs.push(Box::new(move || q.install(r)));
+                    }
+                    OpCode::Join(jo) => {
+                        let r = jo.parse_snapshot(j)?;
+                        installs.push(Box::new(move || jo.install(r)));
+                    }
+                    _ => {}
                 }
             }
         }
-        for (w, r) in windows {
-            w.install(r);
+        for install in installs {
+            install();
         }
         for (slot, v) in updates {
             if let Some(dst) = self.state.globals.get_mut(slot) {

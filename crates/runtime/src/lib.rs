@@ -24,6 +24,8 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod evt;
+mod join;
+pub mod sequence;
 pub mod value;
 mod window;
 

@@ -70,7 +70,7 @@ struct Agg {
 
 /// Hashable form of a partition key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-enum KeyRepr {
+pub(crate) enum KeyRepr {
     Null,
     Int(i64),
     Str(Arc<str>),
@@ -78,7 +78,7 @@ enum KeyRepr {
 }
 
 impl KeyRepr {
-    fn of(v: &Value) -> KeyRepr {
+    pub(crate) fn of(v: &Value) -> KeyRepr {
         match v {
             Value::Null => KeyRepr::Null,
             Value::Int(i) => KeyRepr::Int(*i),
@@ -617,7 +617,7 @@ fn ck_err(msg: &str) -> RuntimeError {
     RuntimeError::Checkpoint(format!("window state: {msg}"))
 }
 
-fn event_json(e: &Event) -> serde_json::Value {
+pub(crate) fn event_json(e: &Event) -> serde_json::Value {
     serde_json::json!({
         "t": &*e.event_type,
         "ts": e.timestamp_ns,
@@ -625,7 +625,7 @@ fn event_json(e: &Event) -> serde_json::Value {
     })
 }
 
-fn event_from_json(j: &serde_json::Value) -> Result<Event, RuntimeError> {
+pub(crate) fn event_from_json(j: &serde_json::Value) -> Result<Event, RuntimeError> {
     let t = j
         .get("t")
         .and_then(|v| v.as_str())

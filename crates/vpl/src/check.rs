@@ -1109,10 +1109,15 @@ impl<'a> Checker<'a> {
                 } else {
                     "a duration literal"
                 };
+                let hint = if count_ok {
+                    "write e.g. `5m`, `30s`, `500ms` or `50`"
+                } else {
+                    "write e.g. `5m`, `30s` or `500ms`"
+                };
                 self.error_hint(
                     format!("the {what} must be {expect}"),
                     e.span,
-                    Some("write e.g. `5m`, `30s`, `500ms` or `50`".into()),
+                    Some(hint.into()),
                 );
                 None
             }

@@ -1,0 +1,502 @@
+//! Sequences (VPL.md §7): `A as a -> B where … as b -> all C as c .within(d) .not(N where …)`.
+//!
+//! A [`SeqOp`] is a small NFA run per started match. Every event of the first step's type opens
+//! a run; a run waits for its next step and takes the first later event of that type passing
+//! the step's filter (other events are skipped). For one event, per run in creation order: an
+//! expired run (watermark > start + `within`) is dropped, a matching `.not` clause kills it, then
+//! it may advance by one step; finally the event may open a new run. Completed matches of one
+//! event are therefore ordered by run creation.
+//!
+//! * `all T` (Kleene) collects every matching `T` (at least one) and keeps only the most recent
+//!   (`alias.field` reads it), so a run's memory is one event per step. If a step follows, that
+//!   step's event ends the collection; a trailing `all` yields a match for every newly collected
+//!   event and stays open until it expires.
+//! * `.partition_by(k)`: runs live per key and only see events with their key.
+//! * Memory: runs expire by `within` (a queue in creation order, so expiry is amortised O(1));
+//!   live runs are capped per stream ([`crate::EngineOptions::max_sequence_runs`]); when the cap
+//!   is hit the oldest run is dropped, counted and logged.
+//!
+//! A run holds its captures as an [`Event`] whose fields are the capture names, each a map of
+//! the captured event's fields (shared, not copied). Compiled filters read `x.f` from it (the
+//! evaluation alias). A match passes on as an event typed with the stream name whose fields are
+//! `<capture>_<field>`, with the captures as alias for the remaining operators.
+
+use crate::compile::{Compiler, ExprFn};
+use crate::error::RuntimeError;
+use crate::event::Event;
+use crate::value::{Fields, Value};
+use crate::window::{event_from_json, event_json, KeyRepr};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use varpulis_vpl::ast::{self, ExprKind, OpKind};
+use varpulis_vpl::correlate;
+
+/// Default cap on live runs of one sequence stream (all partitions together).
+pub const DEFAULT_MAX_SEQUENCE_RUNS: usize = 100_000;
+
+/// Evaluates a compiled expression on an event with the given alias (captures) event.
+pub(crate) type EvalWith<'a> =
+    dyn FnMut(&ExprFn, &Event, &Event) -> Result<Value, RuntimeError> + 'a;
+
+struct StepCode {
+    ty: Arc<str>,
+    all: bool,
+    filter: Option<ExprFn>,
+}
+
+struct NotCode {
+    ty: Arc<str>,
+    filter: Option<ExprFn>,
+}
+
+/// One partial match.
+#[derive(Clone)]
+struct SeqRun {
+    id: u64,
+    /// Time of the event that opened the run.
+    start: i64,
+    /// Next step to match (`1..=steps`).
+    pos: usize,
+    /// The step before `pos` is a Kleene step that may collect more events.
+    kleene: bool,
+    /// One field per step: capture name → map of the captured fields (`null` until captured).
+    caps: Event,
+}
+
+#[derive(Default)]
+struct SeqState {
+    watermark: Option<i64>,
+    next_id: u64,
+    parts: HashMap<KeyRepr, Vec<SeqRun>>,
+    /// `(deadline, id)` of runs in creation order; entries of closed runs are skipped.
+    order: VecDeque<(i64, u64)>,
+    /// Partition of every live run.
+    live: HashMap<u64, KeyRepr>,
+    /// Runs dropped because the live-run cap was hit.
+    dropped: u64,
+    /// Interned `<capture>_<field>` names by (capture index, field).
+    flat: HashMap<(usize, Arc<str>), Arc<str>>,
+}
+
+/// What one event did to one run.
+enum Outcome {
+    Keep,
+    Drop,
+    Match { close: bool },
+}
+
+/// The pattern operator of a sequence stream.
+pub(crate) struct SeqOp {
+    steps: Vec<StepCode>,
+    nots: Vec<NotCode>,
+    /// `.within` in ns.
+    within: Option<i64>,
+    key: Option<ExprFn>,
+    result_type: Arc<str>,
+    max_runs: usize,
+    /// Captures of a fresh run: every capture name bound to `null`.
+    empty_caps: Event,
+    state: Mutex<SeqState>,
+}
+
+/// A match: the event passed on and the captures (alias for the remaining operators).
+pub(crate) type Match = (Event, Event);
+
+impl SeqOp {
+    /// Compiles the pattern of sequence stream `s` and switches `c` to its capture names, so the
+    /// stream's remaining operators are compiled against them. `None` if `s` is no sequence.
+    pub(crate) fn compile(c: &mut Compiler, s: &ast::StreamDecl, max_runs: usize) -> Option<SeqOp> {
+        let steps = correlate::sequence_steps(s)?;
+        c.enter_pattern(steps.iter().map(|st| st.capture.name.clone()).collect());
+        let caps: Fields = steps
+            .iter()
+            .map(|st| (c.intern(&st.capture.name), Value::Null))
+            .collect();
+        let step_code = steps
+            .iter()
+            .map(|st| StepCode {
+                ty: c.intern(&st.event.name),
+                all: st.all,
+                filter: st.filter.map(|f| c.expr(f)),
+            })
+            .collect();
+        let mut nots = Vec::new();
+        let mut within = None;
+        let mut key = None;
+        for op in &s.ops {
+            let arg = op.first_positional();
+            match (op.kind(), arg.map(|a| &a.kind)) {
+                (OpKind::Within, Some(ExprKind::Duration(d))) => {
+                    within = Some(i64::try_from(*d).unwrap_or(i64::MAX));
+                }
+                (OpKind::Not, Some(ExprKind::EventFilter { event, filter })) => {
+                    nots.push(NotCode {
+                        ty: c.intern(&event.name),
+                        filter: Some(c.expr(filter)),
+                    })
+                }
+                (OpKind::Not, Some(ExprKind::Name(event))) => nots.push(NotCode {
+                    ty: c.intern(&event.name),
+                    filter: None,
+                }),
+                (OpKind::PartitionBy, Some(ExprKind::Name(_))) => {
+                    key = arg.map(|e| c.expr(e));
+                }
+                _ => {}
+            }
+        }
+        Some(SeqOp {
+            steps: step_code,
+            nots,
+            within,
+            key,
+            result_type: c.intern(&s.name.name),
+            max_runs: max_runs.max(1),
+            empty_caps: Event {
+                event_type: c.intern(&s.name.name),
+                timestamp_ns: 0,
+                fields: Arc::new(caps),
+            },
+            state: Mutex::new(SeqState::default()),
+        })
+    }
+
+    fn deadline(&self, start: i64) -> i64 {
+        self.within.map_or(i64::MAX, |d| start.saturating_add(d))
+    }
+
+    fn passes(
+        filter: &Option<ExprFn>,
+        ev: &Event,
+        caps: &Event,
+        eval: &mut EvalWith<'_>,
+    ) -> Result<bool, RuntimeError> {
+        match filter {
+            Some(f) => Ok(eval(f, ev, caps)?.is_true()),
+            None => Ok(true),
+        }
+    }
+
+    /// Applies `ev` to one run: expiry, `.not` clauses, then at most one step.
+    fn step_run(
+        &self,
+        run: &mut SeqRun,
+        ev: &Event,
+        wm: i64,
+        eval: &mut EvalWith<'_>,
+    ) -> Result<Outcome, RuntimeError> {
+        if self.deadline(run.start) < wm {
+            return Ok(Outcome::Drop);
+        }
+        for n in &self.nots {
+            if *n.ty == *ev.event_type && Self::passes(&n.filter, ev, &run.caps, eval)? {
+                return Ok(Outcome::Drop);
+            }
+        }
+        let n = self.steps.len();
+        if let Some(s) = self.steps.get(run.pos) {
+            if *s.ty == *ev.event_type && Self::passes(&s.filter, ev, &run.caps, eval)? {
+                capture(run, run.pos, ev);
+                run.kleene = s.all;
+                run.pos += 1;
+                if run.pos == n {
+                    return Ok(Outcome::Match { close: !s.all });
+                }
+                return Ok(Outcome::Keep);
+            }
+        }
+        if run.kleene {
+            let k = run.pos - 1;
+            if let Some(s) = self.steps.get(k) {
+                if *s.ty == *ev.event_type && Self::passes(&s.filter, ev, &run.caps, eval)? {
+                    capture(run, k, ev);
+                    if run.pos == n {
+                        return Ok(Outcome::Match { close: false });
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Keep)
+    }
+
+    /// Feeds one event; returns the completed matches in run-creation order.
+    pub(crate) fn on_event(
+        &self,
+        ev: &Event,
+        eval: &mut EvalWith<'_>,
+    ) -> Result<Vec<Match>, RuntimeError> {
+        let key = match &self.key {
+            Some(f) => KeyRepr::of(&eval(f, ev, ev)?),
+            None => KeyRepr::Null,
+        };
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = &mut *guard;
+        let ts = ev.timestamp_ns;
+        let wm = st.watermark.map_or(ts, |w| w.max(ts));
+        st.watermark = Some(wm);
+        expire(st, wm);
+
+        let mut matches = Vec::new();
+        let mut failure = None;
+        if let Some(runs) = st.parts.get_mut(&key) {
+            let old = std::mem::take(runs);
+            for mut run in old {
+                if failure.is_some() {
+                    runs.push(run);
+                    continue;
+                }
+                match self.step_run(&mut run, ev, wm, eval) {
+                    Ok(Outcome::Keep) => runs.push(run),
+                    Ok(Outcome::Drop) => {
+                        st.live.remove(&run.id);
+                    }
+                    Ok(Outcome::Match { close }) => {
+                        matches.push(self.matched(&mut st.flat, &run, ev));
+                        if close {
+                            st.live.remove(&run.id);
+                        } else {
+                            runs.push(run);
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        runs.push(run);
+                    }
+                }
+            }
+            if runs.is_empty() {
+                st.parts.remove(&key);
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+
+        let first = &self.steps[0];
+        if *first.ty == *ev.event_type {
+            if st.live.len() >= self.max_runs {
+                self.drop_oldest(st);
+            }
+            let id = st.next_id;
+            st.next_id += 1;
+            let mut run = SeqRun {
+                id,
+                start: ts,
+                pos: 1,
+                kleene: first.all,
+                caps: self.empty_caps.clone(),
+            };
+            capture(&mut run, 0, ev);
+            if first.all && self.steps.len() == 1 {
+                matches.push(self.matched(&mut st.flat, &run, ev));
+            }
+            st.order.push_back((self.deadline(ts), id));
+            st.live.insert(id, key.clone());
+            st.parts.entry(key).or_default().push(run);
+            if st.order.len() > 2 * st.live.len() + 64 {
+                let live = &st.live;
+                st.order.retain(|(_, id)| live.contains_key(id));
+            }
+        }
+        Ok(matches)
+    }
+
+    /// Drops the oldest live run (the live-run cap was hit).
+    fn drop_oldest(&self, st: &mut SeqState) {
+        while let Some((_, id)) = st.order.pop_front() {
+            let Some(k) = st.live.remove(&id) else {
+                continue;
+            };
+            remove_run(st, &k, id);
+            st.dropped += 1;
+            if st.dropped.is_power_of_two() {
+                tracing::warn!(
+                    stream = %self.result_type,
+                    cap = self.max_runs,
+                    dropped = st.dropped,
+                    "sequence live-run cap hit; oldest partial matches dropped"
+                );
+            }
+            return;
+        }
+    }
+
+    /// The event passed on for a completed match, and its captures.
+    fn matched(
+        &self,
+        flat: &mut HashMap<(usize, Arc<str>), Arc<str>>,
+        run: &SeqRun,
+        ev: &Event,
+    ) -> Match {
+        let mut fields: Fields = Vec::new();
+        for (ci, (cap, v)) in run.caps.fields.iter().enumerate() {
+            let Value::Map(m) = v else { continue };
+            for (f, fv) in m.iter() {
+                let name = flat
+                    .entry((ci, f.clone()))
+                    .or_insert_with(|| Arc::from(format!("{cap}_{f}")))
+                    .clone();
+                fields.push((name, fv.clone()));
+            }
+        }
+        let out = Event {
+            event_type: self.result_type.clone(),
+            timestamp_ns: ev.timestamp_ns,
+            fields: Arc::new(fields),
+        };
+        (out, run.caps.clone())
+    }
+}
+
+fn capture(run: &mut SeqRun, step: usize, ev: &Event) {
+    if let Some(slot) = Arc::make_mut(&mut run.caps.fields).get_mut(step) {
+        slot.1 = Value::Map(ev.fields.clone());
+    }
+}
+
+fn remove_run(st: &mut SeqState, key: &KeyRepr, id: u64) {
+    if let Some(runs) = st.parts.get_mut(key) {
+        runs.retain(|r| r.id != id);
+        if runs.is_empty() {
+            st.parts.remove(key);
+        }
+    }
+}
+
+/// Drops runs whose deadline is before the watermark, oldest first.
+fn expire(st: &mut SeqState, wm: i64) {
+    while let Some(&(deadline, id)) = st.order.front() {
+        if deadline >= wm {
+            break;
+        }
+        st.order.pop_front();
+        if let Some(k) = st.live.remove(&id) {
+            remove_run(st, &k, id);
+        }
+    }
+}
+
+// ----- checkpoint -------------------------------------------------------------------------------
+
+fn ck_err(msg: &str) -> RuntimeError {
+    RuntimeError::Checkpoint(format!("sequence state: {msg}"))
+}
+
+/// Decoded sequence state, applied only once everything parsed (restore is all-or-nothing).
+pub(crate) struct Restored(SeqState);
+
+impl SeqOp {
+    /// Serializes the live runs (in creation order) and the watermark.
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runs: Vec<(&KeyRepr, &SeqRun)> = st
+            .parts
+            .iter()
+            .flat_map(|(k, rs)| rs.iter().map(move |r| (k, r)))
+            .collect();
+        runs.sort_by_key(|(_, r)| r.id);
+        let runs: Vec<serde_json::Value> = runs
+            .into_iter()
+            .map(|(k, r)| {
+                serde_json::json!({
+                    "id": r.id,
+                    "k": serde_json::to_value(k).unwrap_or(serde_json::Value::Null),
+                    "s": r.start,
+                    "p": r.pos,
+                    "kl": r.kleene,
+                    "c": event_json(&r.caps),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "wm": st.watermark,
+            "next": st.next_id,
+            "dropped": st.dropped,
+            "runs": runs,
+        })
+    }
+
+    /// Parses a [`SeqOp::snapshot`]; `None` (no entry) is the empty state.
+    pub(crate) fn parse_snapshot(
+        &self,
+        j: Option<&serde_json::Value>,
+    ) -> Result<Restored, RuntimeError> {
+        let mut st = SeqState::default();
+        let Some(j) = j else {
+            return Ok(Restored(st));
+        };
+        st.watermark = match j.get("wm") {
+            Some(serde_json::Value::Null) | None => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| ck_err("watermark"))?),
+        };
+        st.next_id = j
+            .get("next")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| ck_err("next id"))?;
+        st.dropped = j
+            .get("dropped")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| ck_err("dropped"))?;
+        let n = self.steps.len();
+        for r in j
+            .get("runs")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| ck_err("runs"))?
+        {
+            let id = r
+                .get("id")
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| ck_err("run id"))?;
+            let key: KeyRepr = r
+                .get("k")
+                .cloned()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or_else(|| ck_err("run key"))?;
+            let start = r
+                .get("s")
+                .and_then(|v| v.as_i64())
+                .ok_or_else(|| ck_err("run start"))?;
+            let pos = r
+                .get("p")
+                .and_then(|v| v.as_u64())
+                .and_then(|p| usize::try_from(p).ok())
+                .filter(|p| (1..=n).contains(p))
+                .ok_or_else(|| ck_err("run step"))?;
+            let kleene = r
+                .get("kl")
+                .and_then(|v| v.as_bool())
+                .ok_or_else(|| ck_err("run kleene"))?;
+            let caps = event_from_json(r.get("c").ok_or_else(|| ck_err("captures"))?)?;
+            if caps.fields.len() != n {
+                return Err(ck_err("capture count"));
+            }
+            let caps = Event {
+                event_type: self.empty_caps.event_type.clone(),
+                timestamp_ns: caps.timestamp_ns,
+                fields: Arc::new(
+                    self.empty_caps
+                        .fields
+                        .iter()
+                        .zip(caps.fields.iter())
+                        .map(|((name, _), (_, v))| (name.clone(), v.clone()))
+                        .collect(),
+                ),
+            };
+            st.order.push_back((self.deadline(start), id));
+            st.live.insert(id, key.clone());
+            st.parts.entry(key).or_default().push(SeqRun {
+                id,
+                start,
+                pos,
+                kleene,
+                caps,
+            });
+        }
+        Ok(Restored(st))
+    }
+
+    /// Installs state from [`SeqOp::parse_snapshot`].
+    pub(crate) fn install(&self, r: Restored) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = r.0;
+    }
+}
