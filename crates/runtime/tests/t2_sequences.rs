@@ -1,0 +1,191 @@
+//! Tier 2 sequences, joins and merges beyond the golden cases: arrival-order semantics with
+//! out-of-order events, the live-run cap, bounded state over long runs, and exact
+//! checkpoint/restore of partial matches and join buffers at any point of a run.
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use varpulis_runtime::{Engine, EngineOptions, Event, Value};
+
+const SEC: i64 = 1_000_000_000;
+
+const PROGRAM: &str = r#"
+stream Three = A as a -> B where v >= a.v as b -> C as c
+    .partition_by(k) .within(5s) .not(N where v == a.v)
+    .emit(k: a.k, a: a.v, b: b.v, c: c.v)
+stream Kleene = A as a -> all B where k == a.k as b -> C where k == a.k as c
+    .within(8s) .emit(a: a.v, last_b: b.v, c: c.v)
+stream Trailing = C as c -> all B as b .partition_by(k) .within(3s) .emit()
+stream Starts = all A as a -> N as n .partition_by(k) .within(4s) .emit()
+stream Unbounded = N as n -> C where v > n.v as c .emit(n: n.v, c: c.v)
+stream J = join(A, stream Bs = B .where(v > 2)) .on(A.k == Bs.k) .window(2s)
+    .emit(k: k, a: A.v, b: Bs.v)
+stream M = merge(A, stream Cs = C .where(v < 5)) .partition_by(k) .window(3s)
+    .aggregate(n: count(), s: sum(v)) .emit()
+"#;
+
+fn ev(ty: &str, k: i64, v: i64, ts: i64) -> Event {
+    Event::new(
+        ty,
+        ts,
+        vec![("k".into(), Value::Int(k)), ("v".into(), Value::Int(v))],
+    )
+}
+
+fn compile_with(src: &str, max_runs: usize) -> Engine {
+    let opts = EngineOptions {
+        max_sequence_runs: max_runs,
+        ..EngineOptions::default()
+    };
+    Engine::compile(src, &opts).unwrap()
+}
+
+fn run(engine: &mut Engine, events: &[Event], finish: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut out = Vec::new();
+    for e in events {
+        out.clear();
+        engine.process(e, &mut out).unwrap();
+        lines.extend(out.iter().map(|o| o.to_json().to_string()));
+    }
+    if finish {
+        out.clear();
+        engine.finish(&mut out);
+        lines.extend(out.iter().map(|o| o.to_json().to_string()));
+    }
+    lines
+}
+
+#[test]
+fn runs_take_later_events_in_arrival_order_even_if_older() {
+    let mut e = compile_with(
+        "stream P = S as s -> E where id == s.id .within(5s) .emit(id: s.id)",
+        10,
+    );
+    let lines = run(
+        &mut e,
+        &[
+            ev("S", 0, 0, 10 * SEC),
+            // Older than the start but later in arrival: still advances the run.
+            Event::new("E", 9 * SEC, vec![("id".into(), Value::Null)]),
+            ev("S", 0, 0, 10 * SEC),
+        ],
+        true,
+    );
+    // `id` is absent on S, so both `s.id` and `id` are null and null == null.
+    assert_eq!(lines.len(), 1, "{lines:?}");
+}
+
+#[test]
+fn live_run_cap_drops_the_oldest_runs() {
+    let src = "stream P = A as a -> B as b .emit(a: a.v)";
+    let mut e = compile_with(src, 3);
+    let mut events: Vec<Event> = (0..5).map(|i| ev("A", 0, i, i * SEC)).collect();
+    events.push(ev("B", 0, 0, 6 * SEC));
+    let lines = run(&mut e, &events, true);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, a) in lines.iter().zip(2..) {
+        assert!(line.contains(&format!(r#""a":{a}"#)), "{line}");
+    }
+}
+
+#[test]
+fn state_stays_bounded_over_long_runs() {
+    // 30,000 events, one per ms, each with its own key: no run ever completes and no join ever
+    // finds a partner, so only expiry (runs after `within`, join entries after the window) and
+    // the live-run cap (the sequence without `within`) keep the state small. Without them the
+    // checkpoint would hold 10,000 runs per sequence and 20,000 join entries (several MB).
+    let src = r#"
+stream Seq = A as a -> B as b -> C as c .partition_by(k) .within(1s) .emit(k: a.k)
+stream J = join(A, B) .on(A.k == B.k) .window(1s) .emit(k: k)
+stream Open = A as a -> D as d .emit(k: a.k)
+"#;
+    let mut e = compile_with(src, 200);
+    let mut out = Vec::new();
+    let mut max_len = 0usize;
+    for i in 0..30_000i64 {
+        let ty = ["A", "B", "C"][(i % 3) as usize];
+        out.clear();
+        e.process(&ev(ty, i, i, i * 1_000_000), &mut out).unwrap();
+        if i % 3_000 == 2_999 {
+            max_len = max_len.max(e.checkpoint().unwrap().len());
+        }
+    }
+    // About 1,000 events per second of event time: a few hundred runs and entries at most.
+    assert!(max_len < 400_000, "checkpoint grew to {max_len} bytes");
+    assert_eq!(e.stats().events_out, 0);
+}
+
+#[test]
+fn restore_rejects_corrupt_sequence_state() {
+    let src = "stream P = A as a -> B as b .emit(a: a.v)";
+    let mut a = compile_with(src, 10);
+    run(&mut a, &[ev("A", 0, 1, 0)], false);
+    let bytes = a.checkpoint().unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let body = text.split_once('\n').unwrap().1;
+    let forged = body.replace(r#""p":1"#, r#""p":7"#);
+    assert_ne!(forged, body);
+    let digest = {
+        use std::fmt::Write;
+        let d = <sha2::Sha256 as sha2::Digest>::digest(forged.as_bytes());
+        d.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    };
+    let forged = format!("VPCK 1 {digest}\n{forged}");
+    let mut b = compile_with(src, 10);
+    let err = b.restore(forged.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("run step"), "{err}");
+    b.restore(&bytes).unwrap();
+    assert_eq!(
+        run(&mut b, &[ev("B", 0, 0, SEC)], true),
+        run(&mut a, &[ev("B", 0, 0, SEC)], true)
+    );
+}
+
+fn events_from(steps: &[(usize, i64, i64, i64)]) -> Vec<Event> {
+    let mut t = 0i64;
+    steps
+        .iter()
+        .map(|(ty, k, v, dt)| {
+            // Mostly forward in time, sometimes backwards (late/out of order).
+            t += dt - 300;
+            ev(["A", "B", "C", "N", "X"][*ty], *k, *v, t.max(0) * 1_000_000)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Checkpoint after any prefix, restore into a fresh engine, feed the rest: the outputs and
+    /// counters equal an uninterrupted run, with a cap high enough never to drop runs and one
+    /// so low that it drops runs on both sides of the cut.
+    #[test]
+    fn checkpoint_restore_is_exact(
+        steps in prop::collection::vec((0usize..5, 0i64..3, 0i64..6, 0i64..2_000), 1..80),
+        cut in 0usize..80,
+        small_cap in any::<bool>(),
+    ) {
+        let events = events_from(&steps);
+        let cap = if small_cap { 2 } else { 10_000 };
+        let cut = cut.min(events.len());
+        let mut whole = compile_with(PROGRAM, cap);
+        let expected = run(&mut whole, &events, true);
+
+        let mut first = compile_with(PROGRAM, cap);
+        let mut got = run(&mut first, &events[..cut], false);
+        let bytes = first.checkpoint().unwrap();
+        let mut second = compile_with(PROGRAM, cap);
+        second.restore(&bytes).unwrap();
+        got.extend(run(&mut second, &events[cut..], true));
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!(second.stats(), whole.stats());
+        // Restoring is idempotent: the restored engine checkpoints to the same bytes.
+        let mut third = compile_with(PROGRAM, cap);
+        third.restore(&bytes).unwrap();
+        prop_assert_eq!(third.checkpoint().unwrap(), bytes);
+    }
+}
