@@ -188,6 +188,26 @@ impl OutputEvent {
     }
 }
 
+/// Looks `name` up in `fields`, trying the position cached in `slot` first (see
+/// [`Event::field_cached`]); also used for captured events held as maps.
+pub(crate) fn fields_cached<'f>(
+    fields: &'f Fields,
+    name: &Arc<str>,
+    slot: &AtomicU32,
+) -> Option<&'f Value> {
+    let i = slot.load(Ordering::Relaxed) as usize;
+    if let Some((k, v)) = fields.get(i) {
+        if Arc::ptr_eq(k, name) || **k == **name {
+            return Some(v);
+        }
+    }
+    let pos = fields
+        .iter()
+        .position(|(k, _)| Arc::ptr_eq(k, name) || **k == **name)?;
+    slot.store(pos as u32, Ordering::Relaxed);
+    fields.get(pos).map(|(_, v)| v)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -224,24 +244,4 @@ mod tests {
             r#"{"event_type":"Hot","timestamp":"1970-01-01T00:00:06Z","fields":{"temp":91.5}}"#
         );
     }
-}
-
-/// Looks `name` up in `fields`, trying the position cached in `slot` first (see
-/// [`Event::field_cached`]); also used for captured events held as maps.
-pub(crate) fn fields_cached<'f>(
-    fields: &'f Fields,
-    name: &Arc<str>,
-    slot: &AtomicU32,
-) -> Option<&'f Value> {
-    let i = slot.load(Ordering::Relaxed) as usize;
-    if let Some((k, v)) = fields.get(i) {
-        if Arc::ptr_eq(k, name) || **k == **name {
-            return Some(v);
-        }
-    }
-    let pos = fields
-        .iter()
-        .position(|(k, _)| Arc::ptr_eq(k, name) || **k == **name)?;
-    slot.store(pos as u32, Ordering::Relaxed);
-    fields.get(pos).map(|(_, v)| v)
 }

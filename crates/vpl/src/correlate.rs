@@ -256,6 +256,7 @@ pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, Jo
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
