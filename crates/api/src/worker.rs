@@ -29,6 +29,43 @@ pub struct DeployPipelineRequest {
     /// Placement epoch assigned by the coordinator (fencing of moved pipelines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// Inter-pipeline routes of this pipeline (data plane over MQTT); absent for pipelines
+    /// deployed outside a group or by older coordinators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<PipelineRoutes>,
+}
+
+/// The MQTT route topics of one pipeline of a group, as shipped in its deploy request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRoutes {
+    /// Routes leaving this pipeline: its output events of matching types are published there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<RouteTopic>,
+    /// Routes arriving at this pipeline: it subscribes to these topics and processes what comes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound: Vec<RouteTopic>,
+    /// Broker given to the coordinator (`--mqtt-url`, e.g. `mqtt://host:1883`); the worker's own
+    /// `--mqtt-url` takes precedence over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_url: Option<String>,
+    /// Identity of the inbound subscription that stays the same when the pipeline migrates
+    /// (group, pipeline and replica): used as the MQTT client id of a persistent session, so the
+    /// broker keeps QoS 1 route events published while the pipeline moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// One route as one end sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTopic {
+    /// The pipeline at the other end (`to_pipeline` of an outbound route, `from_pipeline` of
+    /// an inbound one).
+    pub pipeline: String,
+    /// MQTT topic carrying the route (no wildcards).
+    pub topic: String,
+    /// Event type patterns (exact, trailing `*`, or `*`).
+    #[serde(default)]
+    pub event_types: Vec<String>,
 }
 
 /// A connector's kind and parameters as shipped to a worker.
@@ -231,4 +268,31 @@ pub struct WorkerCounts {
     pub ready: usize,
     /// Workers in state Unhealthy.
     pub unhealthy: usize,
+}
+
+/// `POST /api/v1/pipelines/{id}/handover`: the pipeline hands its traffic (and, with
+/// `state: "keep"`, its state) over to another pipeline of the same worker. From then on the
+/// old id forwards every event to the new pipeline (rolling updates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverRequest {
+    /// Id of the pipeline taking over.
+    pub to: String,
+    /// `keep` (default) transfers the engine state; `reset` leaves the new pipeline empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+/// Answer of a handover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverResponse {
+    /// Old pipeline id.
+    pub from: String,
+    /// New pipeline id.
+    pub to: String,
+    /// Whether the engine state was transferred.
+    pub state_transferred: bool,
+    /// Events the old pipeline had processed at the handover.
+    pub events_processed: u64,
+    /// The handover had already happened (retried call).
+    pub already: bool,
 }

@@ -82,11 +82,20 @@ impl WorkerMetrics {
             .count();
         let _ = writeln!(out, "# TYPE varpulis_worker_pipelines_running gauge");
         let _ = writeln!(out, "varpulis_worker_pipelines_running {running}");
-        let series: [(&str, Counter); 4] = [
+        let series: [(&str, Counter); 7] = [
             ("varpulis_worker_events_in_total", |p| p.counters().0),
             ("varpulis_worker_events_out_total", |p| p.counters().1),
             ("varpulis_worker_pipeline_errors_total", |p| p.counters().2),
             ("varpulis_worker_payloads_dropped_total", |p| p.counters().3),
+            ("varpulis_worker_route_events_published_total", |p| {
+                p.routes.published.load(Ordering::Relaxed)
+            }),
+            ("varpulis_worker_route_events_received_total", |p| {
+                p.routes.received.load(Ordering::Relaxed)
+            }),
+            ("varpulis_worker_route_events_dropped_total", |p| {
+                p.routes.dropped.load(Ordering::Relaxed)
+            }),
         ];
         for (name, f) in series {
             let _ = writeln!(out, "# TYPE {name} counter");
