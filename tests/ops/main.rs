@@ -1,5 +1,6 @@
-//! Operations tests: deployment files (systemd units, Docker Compose), the examples, and the
-//! `varpulis cluster` client against a live local ensemble (3 coordinators + 2 workers).
+//! Operations tests: deployment files (systemd units, Docker Compose), the examples, the
+//! `varpulis cluster` client against a live local ensemble (3 coordinators + 2 workers), and
+//! `docs/openapi.yaml` checked against the servers.
 
 #[path = "../cluster/harness.rs"]
 mod harness;
@@ -7,6 +8,7 @@ mod harness;
 mod cli;
 mod deploy;
 mod examples;
+mod openapi;
 
 use std::path::PathBuf;
 
