@@ -5,12 +5,16 @@
 //! - [`state_machine`]: applies committed commands to `ClusterState`, snapshot persistence.
 //! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes.
 //! - [`node`]: [`RaftNode`], the handle the coordinator uses (write, read, leader, metrics).
+//! - [`join`]: joining a running group (`--join`): learner, catch up, voter.
+//! - [`batch`]: merges concurrent writes into one log entry (one fsync per batch).
 
 // openraft's own error types (StorageError, RPCError) are large by design and dictated by its
 // traits; boxing them at every storage helper would only add allocations on the I/O path.
 #![allow(clippy::result_large_err)]
 
+pub mod batch;
 pub mod error;
+pub mod join;
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -19,6 +23,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use error::{Error, WriteError};
+pub use join::{join_group, JoinRequest, Joined};
 pub use node::{RaftConfig, RaftNode};
 pub use routes::{router, write_error_response};
 pub use state_machine::{AppliedCommand, AppliedEvent, AppliedState, SharedState};

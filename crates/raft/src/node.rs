@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
+    CheckIsLeaderError, ClientWriteError, Fatal, ForwardToLeader, InitializeError, RaftError,
 };
 use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::sync::{broadcast, watch};
 use varpulis_api::raft::RaftMetricsView;
 use varpulis_cluster::{ClusterState, Command, CommandResponse};
 
+use crate::batch::{self, Batcher};
 use crate::error::{Error, WriteError};
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, API_KEY_HEADER};
@@ -152,6 +153,7 @@ impl RaftConfig {
 struct Inner {
     id: NodeId,
     raft: Raft,
+    batcher: Batcher,
     shared: SharedState,
     applied_rx: watch::Receiver<Option<u64>>,
     events: broadcast::Sender<AppliedEvent>,
@@ -228,6 +230,7 @@ impl RaftNode {
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 id: config.node_id,
+                batcher: Batcher::spawn(raft.clone()),
                 raft,
                 shared,
                 applied_rx,
@@ -255,11 +258,25 @@ impl RaftNode {
     }
 
     /// Proposes `cmd` and waits until it is committed and applied here (on the leader).
+    ///
+    /// Concurrent writes share log entries (see [`crate::batch`]): each caller still gets its
+    /// own command's response, after the entry holding it is durable on a quorum.
     pub async fn write(&self, cmd: Command) -> Result<CommandResponse, WriteError> {
         let timeout = Duration::from_millis(self.inner.config.write_timeout_ms);
-        match tokio::time::timeout(timeout, self.inner.raft.client_write(cmd)).await {
+        let proposed = async {
+            if batch::is_batch(&cmd) {
+                return self.inner.raft.client_write(cmd).await.map(|r| r.data);
+            }
+            match self.inner.batcher.submit(cmd) {
+                Some(rx) => rx
+                    .await
+                    .unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
+                None => Err(RaftError::Fatal(Fatal::Stopped)),
+            }
+        };
+        match tokio::time::timeout(timeout, proposed).await {
             Err(_) => Err(WriteError::Timeout),
-            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Ok(resp)) => Ok(resp),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 Err(self.forward(&f))
             }

@@ -476,3 +476,69 @@ async fn leader_without_quorum_refuses_writes() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_log_entries_and_get_their_own_answers() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _) = cluster(root.path(), &[1, 2, 3], |_| {}).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let leader_id = agreed_leader(&refs).await;
+    let leader = by_id(&nodes, leader_id).node.clone();
+    let before = leader.metrics_view().last_log_index.unwrap_or(0);
+
+    let writers = 64;
+    let mut tasks = Vec::new();
+    for i in 0..writers {
+        let node = leader.clone();
+        tasks.push(tokio::spawn(async move {
+            let cmd = Command::RegisterWorker(varpulis_cluster::RegisterWorker {
+                worker_id: format!("w{i}"),
+                address: format!("http://127.0.0.1:{}", 20000 + i),
+                api_key: "k".into(),
+                cpu_cores: 1,
+                max_pipelines: 1,
+                labels: BTreeMap::new(),
+                now_ms: 1,
+            });
+            // Every other write carries an idempotency key: keyed commands batch too.
+            let cmd = if i % 2 == 0 {
+                cmd.with_key(format!("key-{i}"))
+            } else {
+                cmd
+            };
+            (i, node.write(cmd).await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (i, resp) = t.await.unwrap();
+        match resp.into_result().unwrap() {
+            varpulis_cluster::Outcome::WorkerRegistered {
+                worker_id, created, ..
+            } => {
+                assert_eq!(worker_id, format!("w{i}"));
+                assert!(created);
+            }
+            other => panic!("write {i} got {other:?}"),
+        }
+    }
+    // A caller's own batch is proposed as is (batches do not nest) and answered whole.
+    let own = leader
+        .write(Command::Batch(vec![Command::Noop, Command::Noop]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        own.into_result().unwrap(),
+        varpulis_cluster::Outcome::Batch(items) if items.len() == 2
+    ));
+    let after = leader.metrics_view().last_log_index.unwrap_or(0);
+    assert!(
+        after - before < writers as u64,
+        "{writers} concurrent writes took {} log entries: nothing was batched",
+        after - before
+    );
+    assert_eq!(leader.read(|s| s.worker_count()), writers as usize);
+    assert_converged(&refs, &leader).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
