@@ -7,6 +7,7 @@ mod harness;
 
 mod cli;
 mod deploy;
+mod docs_curl;
 mod examples;
 mod openapi;
 
