@@ -9,6 +9,7 @@ mod cli;
 mod deploy;
 mod docs_curl;
 mod examples;
+mod helm;
 mod openapi;
 
 use std::path::PathBuf;

@@ -1,0 +1,60 @@
+{{/* Chart name. */}}
+{{- define "varpulis.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-qualified base name. */}}
+{{- define "varpulis.fullname" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "varpulis.labels" -}}
+app.kubernetes.io/name: {{ include "varpulis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Selector labels of the coordinators. */}}
+{{- define "varpulis.coordinatorSelector" -}}
+app.kubernetes.io/name: {{ include "varpulis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: coordinator
+{{- end -}}
+
+{{/* Selector labels of the workers. */}}
+{{- define "varpulis.workerSelector" -}}
+app.kubernetes.io/name: {{ include "varpulis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: worker
+{{- end -}}
+
+{{/* Image reference. */}}
+{{- define "varpulis.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the keys. */}}
+{{- define "varpulis.secretName" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "varpulis.fullname" .)) -}}
+{{- end -}}
+
+{{/* Headless service of the coordinators (stable DNS names for the Raft peers). */}}
+{{- define "varpulis.coordinatorHeadless" -}}
+{{- printf "%s-coordinator-headless" (include "varpulis.fullname" .) -}}
+{{- end -}}
+
+{{/* Comma-separated peer URLs: pod ordinal i is Raft node id i+1. */}}
+{{- define "varpulis.peers" -}}
+{{- $full := include "varpulis.fullname" . -}}
+{{- $headless := include "varpulis.coordinatorHeadless" . -}}
+{{- $port := int .Values.coordinator.port -}}
+{{- $ns := .Release.Namespace -}}
+{{- $peers := list -}}
+{{- range $i := until (int .Values.coordinator.replicas) -}}
+{{- $peers = append $peers (printf "http://%s-coordinator-%d.%s.%s.svc.cluster.local:%d" $full $i $headless $ns $port) -}}
+{{- end -}}
+{{- join "," $peers -}}
+{{- end -}}

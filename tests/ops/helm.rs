@@ -1,0 +1,301 @@
+//! The Helm chart `deploy/helm/varpulis`: every template is valid YAML once its `{{ ... }}`
+//! actions are substituted, the objects have the shape a Raft group needs (parallel start,
+//! headless service publishing not-ready pods, a PVC per coordinator, probes on /health and
+//! /ready, disruption budgets), every `.Values` path exists, and a pod's advertised address is
+//! its own entry of the peers list (pod ordinal i = Raft node id i+1). With `helm` on the PATH,
+//! `helm lint` and `helm template` run too (helm is not packaged by Debian; skipped otherwise).
+
+use crate::openapi::yaml_to_json;
+use crate::repo;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use yaml_rust::YamlLoader;
+
+fn chart() -> PathBuf {
+    repo().join("deploy/helm/varpulis")
+}
+
+fn template(name: &str) -> String {
+    std::fs::read_to_string(chart().join("templates").join(name)).unwrap()
+}
+
+/// Replaces template actions so the YAML structure can be parsed without Helm: lines holding
+/// only a control action (`if`, `range`, `with`, `end`, `$x := ...`) go away (their bodies
+/// stay), `include`/`toYaml ... | nindent N` lines become one indented placeholder, and any
+/// other action becomes `x`.
+fn substitute(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let only_action = t.starts_with("{{") && t.ends_with("}}") && t.matches("{{").count() == 1;
+        if only_action {
+            let inner = t
+                .trim_start_matches("{{")
+                .trim_end_matches("}}")
+                .trim_matches('-')
+                .trim();
+            let control = [
+                "if ", "else", "end", "range ", "with ", "define ", "/*", "$",
+            ]
+            .iter()
+            .any(|k| inner.starts_with(k));
+            if control {
+                continue;
+            }
+            if let Some(n) = inner
+                .rsplit("nindent ")
+                .next()
+                .filter(|_| inner.contains("nindent"))
+            {
+                let n: usize = n.trim().parse().unwrap();
+                let placeholder = if inner.starts_with("toYaml") {
+                    "{}"
+                } else {
+                    "placeholder/label: x"
+                };
+                out.push_str(&" ".repeat(n));
+                out.push_str(placeholder);
+                out.push('\n');
+                continue;
+            }
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find("}}").expect("unclosed {{") + start + 2;
+            out.push('x');
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
+/// The objects of one template, parsed after [`substitute`].
+fn objects(name: &str) -> Vec<Value> {
+    let text = substitute(&template(name));
+    let docs = YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{name} is not YAML after substitution: {e}\n{text}"));
+    docs.iter()
+        .map(yaml_to_json)
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn all_objects() -> Vec<Value> {
+    let mut names: Vec<String> = std::fs::read_dir(chart().join("templates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    names.iter().flat_map(|n| objects(n)).collect()
+}
+
+fn of_kind<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objs.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn load_yaml(path: PathBuf) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    yaml_to_json(&YamlLoader::load_from_str(&text).unwrap()[0])
+}
+
+#[test]
+fn helm_templates_parse_and_have_the_raft_shape() {
+    let meta = load_yaml(chart().join("Chart.yaml"));
+    assert_eq!(meta["apiVersion"], "v2");
+    assert_eq!(meta["name"], "varpulis");
+    assert!(meta["version"].is_string());
+
+    let objs = all_objects();
+    for o in &objs {
+        assert!(o["apiVersion"].is_string() && o["kind"].is_string(), "{o}");
+        assert!(o["metadata"]["name"].is_string(), "{o}");
+    }
+    let sts = of_kind(&objs, "StatefulSet");
+    assert_eq!(sts.len(), 1);
+    let sts = sts[0];
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+    assert!(sts["spec"]["serviceName"].is_string());
+    let claim = &sts["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claim["metadata"]["name"], "data");
+    let pod = &sts["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert!(c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == "data" && m["mountPath"] == "/var/lib/varpulis"));
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args[0], "coordinator");
+    for flag in ["--config", "--advertise-address", "--data-dir"] {
+        assert!(args.contains(&flag), "{args:?}");
+    }
+    let env_names = |c: &Value| -> Vec<String> {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let env = env_names(c);
+    for v in ["POD_NAME", "VARPULIS_API_KEY", "VARPULIS_WORKER_TOKEN"] {
+        assert!(env.iter().any(|e| e == v), "{env:?}");
+    }
+
+    let services = of_kind(&objs, "Service");
+    let headless: Vec<_> = services
+        .iter()
+        .filter(|s| s["spec"]["clusterIP"] == "None")
+        .collect();
+    assert_eq!(headless.len(), 1, "one headless service");
+    assert_eq!(headless[0]["spec"]["publishNotReadyAddresses"], true);
+
+    let cm = of_kind(&objs, "ConfigMap");
+    assert!(cm[0]["data"]["raft-cluster.toml"]
+        .as_str()
+        .unwrap()
+        .contains("peers = ["));
+    let secret = of_kind(&objs, "Secret");
+    for k in ["api-key", "worker-key", "worker-token"] {
+        assert!(!secret[0]["data"][k].is_null(), "secret lacks {k}");
+    }
+
+    let dep = of_kind(&objs, "Deployment");
+    assert_eq!(dep.len(), 1);
+    let w = &dep[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(w["args"][0], "server");
+    assert_eq!(w["livenessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(w["readinessProbe"]["httpGet"]["path"], "/ready");
+    let env = env_names(w);
+    for v in [
+        "VARPULIS_COORDINATOR",
+        "VARPULIS_WORKER_ID",
+        "VARPULIS_API_KEY",
+        "VARPULIS_WORKER_TOKEN",
+        "POD_IP",
+    ] {
+        assert!(env.iter().any(|e| e == v), "{env:?}");
+    }
+
+    let pdbs = of_kind(&objs, "PodDisruptionBudget");
+    assert_eq!(pdbs.len(), 2);
+    assert!(pdbs.iter().any(|p| !p["spec"]["maxUnavailable"].is_null()));
+}
+
+#[test]
+fn every_values_path_used_by_the_templates_exists() {
+    let values = load_yaml(chart().join("values.yaml"));
+    let mut n = 0;
+    for entry in std::fs::read_dir(chart().join("templates")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, _) in text.match_indices(".Values.") {
+            let dotted: String = text[i + 8..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '.' || *c == '_')
+                .collect();
+            let pointer = format!("/{}", dotted.trim_end_matches('.').replace('.', "/"));
+            assert!(
+                values.pointer(&pointer).is_some(),
+                "{}: .Values.{dotted} is not in values.yaml",
+                path.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 30, "{n} .Values references");
+}
+
+/// The statefulset's `--advertise-address` for pod `i` equals the configmap's peer entry `i`,
+/// so each coordinator finds its node id (i + 1) in the peers list.
+#[test]
+fn pod_ordinal_is_the_raft_node_id() {
+    let (full, headless, ns, port) = (
+        "rel-varpulis",
+        "rel-varpulis-coordinator-headless",
+        "ns",
+        "9100",
+    );
+    let line = |file: &str| -> String {
+        template(file)
+            .lines()
+            .find(|l| l.contains("svc.cluster.local"))
+            .unwrap()
+            .trim()
+            .trim_start_matches("- ")
+            .trim_matches(|c| c == '"' || c == ',')
+            .to_owned()
+    };
+    let fill = |s: &str, i: usize| -> String {
+        s.replace("$(POD_NAME)", &format!("{full}-coordinator-{i}"))
+            .replace("{{ $full }}", full)
+            .replace("{{ $i }}", &i.to_string())
+            .replace("{{ $headless }}", headless)
+            .replace("{{ .Release.Namespace }}", ns)
+            .replace("{{ $.Release.Namespace }}", ns)
+            .replace("{{ .Values.coordinator.port }}", port)
+            .replace("{{ $.Values.coordinator.port }}", port)
+    };
+    let advertise = line("coordinator-statefulset.yaml");
+    let peer = line("configmap.yaml");
+    for i in 0..3 {
+        let a = fill(&advertise, i);
+        assert!(!a.contains("{{"), "unfilled: {a}");
+        assert_eq!(a, fill(&peer, i));
+    }
+    // The statefulset's pods are named `<full>-coordinator-<i>`.
+    assert!(template("coordinator-statefulset.yaml").contains("name: {{ $full }}-coordinator\n"));
+    // The headless service is the statefulset's serviceName.
+    assert!(template("coordinator-statefulset.yaml").contains("serviceName: {{ $headless }}"));
+}
+
+#[test]
+fn helm_lint_and_template_when_helm_is_installed() {
+    if Command::new("helm").arg("version").output().is_err() {
+        eprintln!("SKIP: helm is not installed; the chart is checked by substitution only");
+        return;
+    }
+    let lint = Command::new("helm")
+        .arg("lint")
+        .arg(chart())
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "helm lint:\n{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let out = Command::new("helm")
+        .args(["template", "rel", "--namespace", "ns"])
+        .arg(chart())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = YamlLoader::load_from_str(&text)
+        .unwrap()
+        .iter()
+        .map(yaml_to_json)
+        .filter(|d| !d.is_null())
+        .collect();
+    let cm = of_kind(&docs, "ConfigMap");
+    let toml = cm[0]["data"]["raft-cluster.toml"].as_str().unwrap();
+    assert_eq!(toml.matches("svc.cluster.local").count(), 3, "{toml}");
+}
