@@ -2,7 +2,7 @@
 //! a seeded fault schedule, a metrics sampler, then the final checks and the report.
 
 use crate::checker::{self, Input, Op, Output, Verdict};
-use crate::harness::{Api, Ensemble, Opts};
+use crate::harness::{Api, Ensemble, NetLayout, Opts};
 use crate::history::{classify, write_output, Class, Record};
 use crate::netns;
 use rand::rngs::StdRng;
@@ -73,23 +73,79 @@ struct Client {
     next_group: usize,
 }
 
+/// Extracts the checked value of a key from a read's answer body.
+type Extract = fn(&Value, &str) -> Option<String>;
+
+/// One request of the traffic and how the checker models it.
+struct Req {
+    method: reqwest::Method,
+    path: String,
+    body: Option<Value>,
+    /// History key, e.g. `conn:c1`.
+    key: String,
+    input: Input,
+    /// Set for reads: how to get the value out of a 200 answer.
+    read: Option<Extract>,
+}
+
+impl Req {
+    fn new(method: reqwest::Method, path: String, key: String, input: Input) -> Self {
+        Self {
+            method,
+            path,
+            body: None,
+            key,
+            input,
+            read: None,
+        }
+    }
+
+    fn body(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// A consistent read of `key` through `path`.
+    fn read(path: String, key: String, extract: Extract) -> Self {
+        let mut req = Self::new(reqwest::Method::GET, path, key, Input::Read);
+        req.read = Some(extract);
+        req
+    }
+
+    /// Consistent read of connector `name`.
+    fn read_connector(name: &str) -> Self {
+        Self::read(
+            format!("/connectors/{name}?consistent=true"),
+            format!("conn:{name}"),
+            read_connector,
+        )
+    }
+
+    /// Consistent read of fake worker `wid`.
+    fn read_worker(wid: &str) -> Self {
+        Self::read(
+            format!("/workers/{wid}?consistent=true"),
+            format!("worker:{wid}"),
+            read_worker,
+        )
+    }
+}
+
 impl Client {
     fn now(&self) -> u64 {
         self.t0.elapsed().as_nanos() as u64
     }
 
-    /// Sends one request and records it.
-    #[allow(clippy::too_many_arguments)]
-    async fn call(
-        &mut self,
-        node: usize,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        key: String,
-        input: Input,
-        read: Option<fn(&Value, &str) -> Option<String>>,
-    ) -> (Option<u16>, Option<Value>) {
+    /// Sends one request to coordinator `node` and records it.
+    async fn call(&mut self, node: usize, req: Req) -> (Option<u16>, Option<Value>) {
+        let Req {
+            method,
+            path,
+            body,
+            key,
+            input,
+            read,
+        } = req;
         let url = format!("{}/api/v1/cluster{path}", self.urls[node]);
         let id = self.rec.seq.fetch_add(1, Ordering::SeqCst);
         let invoke = self.now();
@@ -152,163 +208,107 @@ impl Client {
         (status, body)
     }
 
+    /// A random operation on a connector (create/update/delete/read) or a fake worker
+    /// registration (upsert/deregister/read); `val` is the unique value a write sets.
+    fn keyed(&mut self, val: String) -> Req {
+        use reqwest::Method;
+        if self.rng.gen_range(0..8) < 5 {
+            let name = format!("c{}", self.rng.gen_range(0..CONNECTORS));
+            let key = format!("conn:{name}");
+            let body = json!({"name": name, "connector_type": "mqtt",
+                "params": {"host": "localhost", "port": 1883}, "description": val});
+            match self.rng.gen_range(0..4) {
+                0 => {
+                    Req::new(Method::POST, "/connectors".into(), key, Input::Create(val)).body(body)
+                }
+                1 => Req::new(
+                    Method::PUT,
+                    format!("/connectors/{name}"),
+                    key,
+                    Input::Update(val),
+                )
+                .body(body),
+                2 => Req::new(
+                    Method::DELETE,
+                    format!("/connectors/{name}"),
+                    key,
+                    Input::Delete,
+                ),
+                _ => Req::read_connector(&name),
+            }
+        } else {
+            let wid = format!("chaos-w{}", self.rng.gen_range(0..FAKE_WORKERS));
+            let key = format!("worker:{wid}");
+            match self.rng.gen_range(0..3) {
+                0 => Req::new(
+                    Method::POST,
+                    "/workers/register".into(),
+                    key,
+                    Input::Upsert(val.clone()),
+                )
+                .body(json!({"worker_id": wid,
+                    "address": format!("http://127.0.0.1:9/{val}"), "api_key": "fake",
+                    "capacity": {"cpu_cores": 1, "pipelines_running": 0, "max_pipelines": 1}})),
+                1 => Req::new(
+                    Method::DELETE,
+                    format!("/workers/{wid}"),
+                    key,
+                    Input::Delete,
+                ),
+                _ => Req::read_worker(&wid),
+            }
+        }
+    }
+
+    /// A random pipeline-group operation. Group names are used for one create only, so the
+    /// id of an acknowledged create is the only id that name can ever have.
+    async fn group_op(&mut self, node: usize) {
+        use reqwest::Method;
+        let choice = self.rng.gen_range(0..3);
+        let known = self.groups.len();
+        if choice == 0 || known == 0 {
+            let name = format!("g-{}-{}", self.idx, self.next_group);
+            self.next_group += 1;
+            let body = json!({"name": name, "pipelines": [{"name": "p", "source": VPL}]});
+            let req = Req::new(
+                Method::POST,
+                "/pipeline-groups".into(),
+                format!("group:{name}"),
+                Input::Create("1".into()),
+            )
+            .body(body);
+            let got = self.call(node, req).await;
+            let id = got.1.and_then(|b| b["id"].as_str().map(str::to_owned));
+            self.groups.push((name, id));
+            return;
+        }
+        let (name, id) = self.groups[self.rng.gen_range(0..known)].clone();
+        let key = format!("group:{name}");
+        let req = match (choice, id) {
+            (1, Some(id)) => Req::new(
+                Method::DELETE,
+                format!("/pipeline-groups/{id}"),
+                key,
+                Input::Delete,
+            ),
+            _ => Req::read(
+                "/pipeline-groups?consistent=true&limit=1000".into(),
+                key,
+                read_group,
+            ),
+        };
+        self.call(node, req).await;
+    }
+
+    /// One random operation through a random coordinator.
     async fn one(&mut self) {
         let node = self.rng.gen_range(0..self.urls.len());
         let val = format!("v{}-{}", self.idx, self.rng.gen::<u32>());
-        match self.rng.gen_range(0..10) {
-            0..=4 => {
-                let name = format!("c{}", self.rng.gen_range(0..CONNECTORS));
-                let key = format!("conn:{name}");
-                let body = json!({"name": name, "connector_type": "mqtt",
-                    "params": {"host": "localhost", "port": 1883}, "description": val});
-                match self.rng.gen_range(0..4) {
-                    0 => {
-                        self.call(
-                            node,
-                            reqwest::Method::POST,
-                            "/connectors",
-                            Some(body),
-                            key,
-                            Input::Create(val),
-                            None,
-                        )
-                        .await;
-                    }
-                    1 => {
-                        self.call(
-                            node,
-                            reqwest::Method::PUT,
-                            &format!("/connectors/{name}"),
-                            Some(body),
-                            key,
-                            Input::Update(val),
-                            None,
-                        )
-                        .await;
-                    }
-                    2 => {
-                        self.call(
-                            node,
-                            reqwest::Method::DELETE,
-                            &format!("/connectors/{name}"),
-                            None,
-                            key,
-                            Input::Delete,
-                            None,
-                        )
-                        .await;
-                    }
-                    _ => {
-                        self.call(
-                            node,
-                            reqwest::Method::GET,
-                            &format!("/connectors/{name}?consistent=true"),
-                            None,
-                            key,
-                            Input::Read,
-                            Some(read_connector),
-                        )
-                        .await;
-                    }
-                }
-            }
-            5..=7 => {
-                let wid = format!("chaos-w{}", self.rng.gen_range(0..FAKE_WORKERS));
-                let key = format!("worker:{wid}");
-                match self.rng.gen_range(0..3) {
-                    0 => {
-                        let body = json!({"worker_id": wid,
-                            "address": format!("http://127.0.0.1:9/{val}"), "api_key": "fake",
-                            "capacity": {"cpu_cores": 1, "pipelines_running": 0, "max_pipelines": 1}});
-                        self.call(
-                            node,
-                            reqwest::Method::POST,
-                            "/workers/register",
-                            Some(body),
-                            key,
-                            Input::Upsert(val),
-                            None,
-                        )
-                        .await;
-                    }
-                    1 => {
-                        self.call(
-                            node,
-                            reqwest::Method::DELETE,
-                            &format!("/workers/{wid}"),
-                            None,
-                            key,
-                            Input::Delete,
-                            None,
-                        )
-                        .await;
-                    }
-                    _ => {
-                        self.call(
-                            node,
-                            reqwest::Method::GET,
-                            &format!("/workers/{wid}?consistent=true"),
-                            None,
-                            key,
-                            Input::Read,
-                            Some(read_worker),
-                        )
-                        .await;
-                    }
-                }
-            }
-            _ => {
-                // Group names are used for one create only, so the id of an acknowledged
-                // create is the only id that name can ever have.
-                let choice = self.rng.gen_range(0..3);
-                let known = self.groups.len();
-                if choice == 0 || known == 0 {
-                    let name = format!("g-{}-{}", self.idx, self.next_group);
-                    self.next_group += 1;
-                    let body = json!({"name": name, "pipelines": [{"name": "p", "source": VPL}]});
-                    let got = self
-                        .call(
-                            node,
-                            reqwest::Method::POST,
-                            "/pipeline-groups",
-                            Some(body),
-                            format!("group:{name}"),
-                            Input::Create("1".into()),
-                            None,
-                        )
-                        .await;
-                    let id = got.1.and_then(|b| b["id"].as_str().map(str::to_owned));
-                    self.groups.push((name, id));
-                } else {
-                    let (name, id) = self.groups[self.rng.gen_range(0..known)].clone();
-                    match (choice, id) {
-                        (1, Some(id)) => {
-                            self.call(
-                                node,
-                                reqwest::Method::DELETE,
-                                &format!("/pipeline-groups/{id}"),
-                                None,
-                                format!("group:{name}"),
-                                Input::Delete,
-                                None,
-                            )
-                            .await;
-                        }
-                        _ => {
-                            self.call(
-                                node,
-                                reqwest::Method::GET,
-                                "/pipeline-groups?consistent=true&limit=1000",
-                                None,
-                                format!("group:{name}"),
-                                Input::Read,
-                                Some(read_group),
-                            )
-                            .await;
-                        }
-                    }
-                }
-            }
+        if self.rng.gen_range(0..10) < 8 {
+            let req = self.keyed(val);
+            self.call(node, req).await;
+        } else {
+            self.group_op(node).await;
         }
     }
 }
@@ -353,14 +353,51 @@ pub struct FaultRecord {
     pub at_secs: f64,
     /// Milliseconds until the remaining coordinators agreed on a ready leader (leader faults).
     pub no_leader_ms: Option<u64>,
+    /// Partitions: seconds the victim was cut off.
+    pub cut_secs: Option<f64>,
+    /// Partitions: milliseconds after the heal until the victim followed the current
+    /// leader at the leader's applied index (None: not within 30 s, or not a partition).
+    pub rejoin_ms: Option<u64>,
+    /// Partitions: the victim's coordinator index and the cut window (ns since start).
+    #[serde(skip)]
+    pub window: Option<(usize, u64, u64)>,
 }
 
-#[derive(Debug, Clone, Copy)]
+impl FaultRecord {
+    fn new(kind: &str, target: String, at_secs: f64, no_leader_ms: Option<u64>) -> Self {
+        Self {
+            kind: kind.into(),
+            target,
+            at_secs,
+            no_leader_ms,
+            cut_secs: None,
+            rejoin_ms: None,
+            window: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     KillLeader,
     KillFollower,
     PauseLeader,
     KillWorker,
+    /// Split 1|2 with the leader alone: peer traffic cut both ways, clients still reach it.
+    PartitionLeader,
+    /// Split 1|2 with a follower alone (peer traffic cut, clients still reach it).
+    PartitionFollower,
+    /// The leader's link down: cut from peers, clients and workers.
+    IsolateLeader,
+}
+
+impl Fault {
+    fn is_partition(self) -> bool {
+        matches!(
+            self,
+            Self::PartitionLeader | Self::PartitionFollower | Self::IsolateLeader
+        )
+    }
 }
 
 /// Runs the whole scenario and returns the report (panics only on harness failures).
@@ -369,8 +406,24 @@ pub async fn run(cfg: Config) -> Value {
         "chaos: seed {} (replay with CHAOS_SEED={}), duration {:?}, max faults {}",
         cfg.seed, cfg.seed, cfg.duration, cfg.max_faults
     );
-    let partitions = netns::probe();
+    // Declared before the ensemble so that it is dropped after the processes are killed.
+    let (net, partitions) = match netns::probe().and_then(|()| netns::Net::setup(3)) {
+        Ok(net) => {
+            let described = net.describe();
+            (Some(net), described)
+        }
+        Err(why) => (None, format!("SKIPPED: {why}")),
+    };
     eprintln!("chaos: network partitions: {partitions}");
+    let layout = match &net {
+        Some(net) => NetLayout {
+            coords: (0..3)
+                .map(|i| (net.nodes[i].addr.clone(), net.exec_prefix(i)))
+                .collect(),
+            worker_host: Some(net.host_addr.clone()),
+        },
+        None => NetLayout::default(),
+    };
     let opts = Opts {
         raft_heartbeat_ms: Some(100),
         raft_election_min_ms: Some(400),
@@ -380,7 +433,7 @@ pub async fn run(cfg: Config) -> Value {
         sweep_interval: 1.0,
         ..Opts::default()
     };
-    let mut ens = Ensemble::start(3, 2, opts).await;
+    let mut ens = Ensemble::start_in(3, 2, opts, &layout).await;
     let urls = ens.coord_urls();
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -446,18 +499,32 @@ pub async fn run(cfg: Config) -> Value {
     // Fault schedule.
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut faults: Vec<FaultRecord> = Vec::new();
+    let mut partitions_skipped = 0usize;
     let end = t0 + cfg.duration;
     tokio::time::sleep(Duration::from_secs(3)).await;
     while Instant::now() + Duration::from_secs(8) < end && faults.len() < cfg.max_faults {
-        let fault = match rng.gen_range(0..4) {
+        let fault = match rng.gen_range(0..7) {
             0 => Fault::KillLeader,
             1 => Fault::KillFollower,
             2 => Fault::PauseLeader,
-            _ => Fault::KillWorker,
+            3 => Fault::KillWorker,
+            4 => Fault::PartitionLeader,
+            5 => Fault::PartitionFollower,
+            _ => Fault::IsolateLeader,
         };
         let down_ms = rng.gen_range(1000..4000);
         let gap_ms = rng.gen_range(2000..6000);
-        inject(&mut ens, fault, down_ms, t0, &mut faults).await;
+        match (&net, fault.is_partition()) {
+            (None, true) => {
+                eprintln!(
+                    "chaos: t={:.1}s {fault:?} SKIPPED ({partitions})",
+                    t0.elapsed().as_secs_f64()
+                );
+                partitions_skipped += 1;
+            }
+            (Some(net), true) => partition(&ens, net, fault, down_ms, t0, &mut faults).await,
+            (_, false) => inject(&mut ens, fault, down_ms, t0, &mut faults).await,
+        }
         tokio::time::sleep(Duration::from_millis(gap_ms)).await;
     }
     let left = end.saturating_duration_since(Instant::now());
@@ -495,32 +562,11 @@ pub async fn run(cfg: Config) -> Value {
     };
     let mut final_unanswered = 0usize;
     for (node, url) in urls.iter().enumerate() {
-        for c in 0..CONNECTORS {
-            let got = fin
-                .call(
-                    node,
-                    reqwest::Method::GET,
-                    &format!("/connectors/c{c}?consistent=true"),
-                    None,
-                    format!("conn:c{c}"),
-                    Input::Read,
-                    Some(read_connector),
-                )
-                .await;
-            final_unanswered += usize::from(!matches!(got.0, Some(200 | 404)));
-        }
-        for w in 0..FAKE_WORKERS {
-            let got = fin
-                .call(
-                    node,
-                    reqwest::Method::GET,
-                    &format!("/workers/chaos-w{w}?consistent=true"),
-                    None,
-                    format!("worker:chaos-w{w}"),
-                    Input::Read,
-                    Some(read_worker),
-                )
-                .await;
+        let finals = (0..CONNECTORS)
+            .map(|c| Req::read_connector(&format!("c{c}")))
+            .chain((0..FAKE_WORKERS).map(|w| Req::read_worker(&format!("chaos-w{w}"))));
+        for req in finals {
+            let got = fin.call(node, req).await;
             final_unanswered += usize::from(!matches!(got.0, Some(200 | 404)));
         }
         let list = fin
@@ -562,6 +608,7 @@ pub async fn run(cfg: Config) -> Value {
     let report = build_report(
         &cfg,
         &partitions,
+        partitions_skipped,
         &ops,
         &faults,
         &samples,
@@ -588,12 +635,7 @@ async fn inject(
         eprintln!("chaos: t={at_secs:.1}s kill -9 worker {name}");
         tokio::time::sleep(down).await;
         ens.workers[w].proc.restart();
-        faults.push(FaultRecord {
-            kind: "kill_worker".into(),
-            target: name,
-            at_secs,
-            no_leader_ms: None,
-        });
+        faults.push(FaultRecord::new("kill_worker", name, at_secs, None));
         return;
     }
     let leader = ens.leader().await;
@@ -608,12 +650,12 @@ async fn inject(
             ens.coords[f].proc.kill();
             tokio::time::sleep(down).await;
             ens.restart_coord(f);
-            faults.push(FaultRecord {
-                kind: "kill_follower".into(),
-                target: format!("coord-{}", f + 1),
+            faults.push(FaultRecord::new(
+                "kill_follower",
+                format!("coord-{}", f + 1),
                 at_secs,
-                no_leader_ms: None,
-            });
+                None,
+            ));
         }
         (Fault::KillLeader | Fault::PauseLeader, Some(l)) => {
             let pause = matches!(fault, Fault::PauseLeader);
@@ -648,15 +690,121 @@ async fn inject(
             } else {
                 ens.restart_coord(l);
             }
-            faults.push(FaultRecord {
-                kind: if pause { "pause_leader" } else { "kill_leader" }.into(),
-                target: format!("coord-{}", l + 1),
+            faults.push(FaultRecord::new(
+                if pause { "pause_leader" } else { "kill_leader" },
+                format!("coord-{}", l + 1),
                 at_secs,
                 no_leader_ms,
-            });
+            ));
         }
-        (Fault::KillWorker, Some(_)) => {}
+        (_, Some(_)) => {}
     }
+}
+
+/// Waits until coordinators `among` agree on a ready leader; the elapsed milliseconds.
+async fn leader_elected(ens: &Ensemble, among: &[usize], started: Instant) -> Option<u64> {
+    let new = crate::harness::try_wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(25),
+        || async move {
+            let n = ens.leader_among(among).await?;
+            ens.is_ready(n).await.then_some(n)
+        },
+    )
+    .await;
+    new.map(|_| started.elapsed().as_millis() as u64)
+}
+
+/// Cuts a coordinator off for `down_ms` (see [`Fault`]), heals, and measures the time to
+/// a new leader (leader victims) and until the victim has caught up after the heal.
+async fn partition(
+    ens: &Ensemble,
+    net: &netns::Net,
+    fault: Fault,
+    down_ms: u64,
+    t0: Instant,
+    faults: &mut Vec<FaultRecord>,
+) {
+    let at_secs = t0.elapsed().as_secs_f64();
+    let Some(leader) = ens.leader().await else {
+        eprintln!("chaos: t={at_secs:.1}s no agreed leader, {fault:?} skipped");
+        return;
+    };
+    let victim = if fault == Fault::PartitionFollower {
+        let others = ens.others(leader);
+        others[(down_ms as usize) % others.len()]
+    } else {
+        leader
+    };
+    let (kind, cut, heal): (&str, fn(&netns::Net, usize) -> Result<(), String>, _) = match fault {
+        Fault::IsolateLeader => (
+            "isolate_leader",
+            netns::Net::isolate,
+            netns::Net::rejoin as fn(&netns::Net, usize) -> Result<(), String>,
+        ),
+        Fault::PartitionLeader => (
+            "partition_leader",
+            netns::Net::split_off,
+            netns::Net::unsplit,
+        ),
+        _ => (
+            "partition_follower",
+            netns::Net::split_off,
+            netns::Net::unsplit,
+        ),
+    };
+    eprintln!("chaos: t={at_secs:.1}s {kind} coord-{}", victim + 1);
+    if let Err(e) = cut(net, victim) {
+        eprintln!("chaos:   cut failed ({e}), healing");
+        let _ = heal(net, victim);
+        return;
+    }
+    let started = Instant::now();
+    let cut_ns = t0.elapsed().as_nanos() as u64;
+    let others = ens.others(victim);
+    let no_leader_ms = if victim == leader {
+        let ms = leader_elected(ens, &others, started).await;
+        eprintln!("chaos:   new leader after {ms:?} ms");
+        ms
+    } else {
+        None
+    };
+    tokio::time::sleep(Duration::from_millis(down_ms)).await;
+    let heal_ns = t0.elapsed().as_nanos() as u64;
+    let cut_secs = started.elapsed().as_secs_f64();
+    if let Err(e) = heal(net, victim) {
+        eprintln!("chaos:   heal failed: {e}");
+    }
+    let rejoin_ms = rejoined(ens, victim).await;
+    eprintln!("chaos:   healed after {cut_secs:.1}s, victim caught up after {rejoin_ms:?} ms");
+    let mut rec = FaultRecord::new(kind, format!("coord-{}", victim + 1), at_secs, no_leader_ms);
+    rec.cut_secs = Some(cut_secs);
+    rec.rejoin_ms = rejoin_ms;
+    rec.window = Some((victim, cut_ns, heal_ns));
+    faults.push(rec);
+}
+
+/// Milliseconds until coordinator `victim` follows the leader agreed by everyone and has
+/// applied at least what the leader had applied when the wait began (30 s at most).
+async fn rejoined(ens: &Ensemble, victim: usize) -> Option<u64> {
+    let started = Instant::now();
+    // u64::MAX: the leader's applied index is not known yet.
+    let target = &AtomicU64::new(u64::MAX);
+    crate::harness::try_wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async move {
+            let leader = ens.leader().await?;
+            if target.load(Ordering::SeqCst) == u64::MAX {
+                let applied = ens.metrics(leader).await?["last_applied"].as_u64()?;
+                target.store(applied, Ordering::SeqCst);
+            }
+            let applied = ens.metrics(victim).await?["last_applied"].as_u64()?;
+            (applied >= target.load(Ordering::SeqCst)).then_some(())
+        },
+    )
+    .await
+    .map(|()| started.elapsed().as_millis() as u64)
 }
 
 /// Polls every node's metrics until all report the same applied index, and returns
@@ -691,9 +839,11 @@ async fn converge_hashes(ens: &Ensemble) -> Value {
 }
 
 /// Checks everything and builds the JSON report.
+#[allow(clippy::too_many_arguments)]
 fn build_report(
     cfg: &Config,
     partitions: &str,
+    partitions_skipped: usize,
     ops: &[Record],
     faults: &[FaultRecord],
     samples: &[Sample],
@@ -810,6 +960,7 @@ fn build_report(
             violations.push(format!("final state hashes differ: {final_hashes}"));
         }
     }
+    let minority = minority_checks(ops, faults, &mut violations);
     if final_unanswered > 0 {
         violations.push(format!(
             "{final_unanswered} final consistent reads got no answer after healing"
@@ -834,6 +985,8 @@ fn build_report(
         "duration_secs": cfg.duration.as_secs(),
         "clients": cfg.clients,
         "partitions": partitions,
+        "partition_faults_skipped": partitions_skipped,
+        "minority_checks": minority,
         "faults": faults,
         "fault_count": faults.len(),
         "ops": {
@@ -866,6 +1019,48 @@ fn build_report(
     }
     eprintln!("chaos: report written to {}", path.display());
     report
+}
+
+/// "A minority never acknowledges a write": during each partition window, a write sent to
+/// the cut-off coordinator after the cut and answered before the heal must not be 2xx (it
+/// can only be committed by a majority it cannot reach). Returns per-window counts.
+fn minority_checks(ops: &[Record], faults: &[FaultRecord], violations: &mut Vec<String>) -> Value {
+    let mut out = Vec::new();
+    for f in faults {
+        let Some((node, cut, heal)) = f.window else {
+            continue;
+        };
+        let inside: Vec<&Record> = ops
+            .iter()
+            .filter(|r| r.node == node && r.invoke_ns >= cut && r.complete_ns <= heal)
+            .collect();
+        let writes = |c: Class| {
+            inside
+                .iter()
+                .filter(|r| r.input != Input::Read && r.class == c)
+                .count()
+        };
+        let acked = writes(Class::Ok);
+        for r in inside
+            .iter()
+            .filter(|r| r.input != Input::Read && r.class == Class::Ok)
+        {
+            violations.push(format!(
+                "{} {} acknowledged write #{} ({} {}) while cut off from the majority",
+                f.kind, f.target, r.id, r.request, r.key
+            ));
+        }
+        out.push(json!({
+            "kind": f.kind,
+            "target": f.target,
+            "at_secs": f.at_secs,
+            "writes_acked": acked,
+            "writes_failed": writes(Class::Failed),
+            "writes_unknown": writes(Class::Unknown),
+            "reads_answered": inside.iter().filter(|r| r.input == Input::Read && r.class == Class::Ok).count(),
+        }));
+    }
+    Value::Array(out)
 }
 
 /// `CHAOS_REPORT`, else `<workspace>/target/chaos-report.json`.

@@ -273,11 +273,24 @@ pub struct Proc {
     stderr_path: PathBuf,
     child: Option<Child>,
     stopped: bool,
+    /// Command run in front of the binary, e.g. `ip netns exec <ns>` (empty: none).
+    prefix: Vec<String>,
 }
 
 impl Proc {
     /// Spawns `varpulis <args>` with logs appended to `<log_dir>/<name>.{out,err}`.
     pub fn spawn(name: &str, args: Vec<String>, log_dir: &Path) -> Self {
+        Self::spawn_wrapped(name, Vec::new(), args, log_dir)
+    }
+
+    /// Like [`Proc::spawn`] but runs `<prefix...> varpulis <args>`, e.g. with the prefix
+    /// `ip netns exec <ns>` (which execs in place, so the PID is the binary's).
+    pub fn spawn_wrapped(
+        name: &str,
+        prefix: Vec<String>,
+        args: Vec<String>,
+        log_dir: &Path,
+    ) -> Self {
         let mut proc = Self {
             name: name.to_owned(),
             args,
@@ -285,6 +298,7 @@ impl Proc {
             stderr_path: log_dir.join(format!("{name}.err")),
             child: None,
             stopped: false,
+            prefix,
         };
         proc.start();
         proc
@@ -298,7 +312,15 @@ impl Proc {
                 .open(p)
                 .expect("open log file")
         };
-        let child = Command::new(bin())
+        let mut cmd = match self.prefix.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(bin());
+                cmd
+            }
+            None => Command::new(bin()),
+        };
+        let child = cmd
             .args(&self.args)
             .env(
                 "RUST_LOG",
@@ -434,6 +456,10 @@ pub struct Opts {
     pub worker_ids: Vec<String>,
     /// How long [`Ensemble::start`] may wait for leader + registrations.
     pub start_timeout: Duration,
+    /// Extra arguments appended to every coordinator's command line (e.g. `--mqtt-url`).
+    pub coord_extra_args: Vec<String>,
+    /// Extra arguments appended to every worker's command line.
+    pub worker_extra_args: Vec<String>,
 }
 
 impl Default for Opts {
@@ -449,7 +475,34 @@ impl Default for Opts {
             raft_election_max_ms: None,
             worker_ids: Vec::new(),
             start_timeout: Duration::from_secs(40),
+            coord_extra_args: Vec::new(),
+            worker_extra_args: Vec::new(),
         }
+    }
+}
+
+/// Where the children of an ensemble run (default: everything on 127.0.0.1).
+#[derive(Debug, Clone, Default)]
+pub struct NetLayout {
+    /// Per coordinator `i`: the IPv4 address it binds to and advertises, and a command
+    /// prefix such as `ip netns exec <ns>`. Missing entries mean 127.0.0.1, no prefix.
+    pub coords: Vec<(String, Vec<String>)>,
+    /// Address the workers bind to and advertise (127.0.0.1 when `None`).
+    pub worker_host: Option<String>,
+}
+
+impl NetLayout {
+    fn coord(&self, i: usize) -> (String, Vec<String>) {
+        self.coords
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| ("127.0.0.1".to_owned(), Vec::new()))
+    }
+
+    fn worker_host(&self) -> String {
+        self.worker_host
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".to_owned())
     }
 }
 
@@ -505,9 +558,15 @@ impl Ensemble {
     /// every coordinator is ready and every worker is registered `ready`.
     /// Retries with fresh ports when a child dies at start (port taken by someone else).
     pub async fn start(n_coords: usize, n_workers: usize, opts: Opts) -> Self {
+        Self::start_in(n_coords, n_workers, opts, &NetLayout::default()).await
+    }
+
+    /// Like [`Ensemble::start`], with the coordinators and workers placed by `net`
+    /// (bind addresses, e.g. network namespaces for partition tests).
+    pub async fn start_in(n_coords: usize, n_workers: usize, opts: Opts, net: &NetLayout) -> Self {
         let mut last_err = String::new();
         for attempt in 0..3 {
-            let ens = Self::spawn(n_coords, n_workers, opts.clone());
+            let ens = Self::spawn(n_coords, n_workers, opts.clone(), net);
             match ens.settle().await {
                 Ok(()) => return ens,
                 Err(e) => {
@@ -523,7 +582,7 @@ impl Ensemble {
         panic!("ensemble did not start: {last_err}");
     }
 
-    fn spawn(n_coords: usize, n_workers: usize, opts: Opts) -> Self {
+    fn spawn(n_coords: usize, n_workers: usize, opts: Opts, net: &NetLayout) -> Self {
         let logs = tempfile::Builder::new()
             .prefix("varpulis-logs-")
             .tempdir()
@@ -531,7 +590,8 @@ impl Ensemble {
         let ports: Vec<u16> = (0..n_coords).map(|_| free_port()).collect();
         let urls: Vec<String> = ports
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .enumerate()
+            .map(|(i, p)| format!("http://{}:{p}", net.coord(i).0))
             .collect();
         let mut coords = Vec::new();
         for (i, port) in ports.iter().enumerate() {
@@ -539,9 +599,12 @@ impl Ensemble {
                 .prefix("varpulis-coord-")
                 .tempdir()
                 .expect("tempdir");
-            let args = coordinator_args(&opts, *port, i as u64 + 1, &urls, data_dir.path());
+            let (host, prefix) = net.coord(i);
+            let mut args =
+                coordinator_args_on(&host, &opts, *port, i as u64 + 1, &urls, data_dir.path());
+            args.extend(opts.coord_extra_args.iter().cloned());
             let name = format!("coord-{}", i + 1);
-            let proc = Proc::spawn(&name, args, logs.path());
+            let proc = Proc::spawn_wrapped(&name, prefix, args, logs.path());
             coords.push(Coordinator {
                 id: i as u64 + 1,
                 port: *port,
@@ -558,8 +621,10 @@ impl Ensemble {
                 .cloned()
                 .unwrap_or_else(|| format!("worker-{i}"));
             let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
-            let args = worker_args(&opts, port, &id, &urls);
+            let host = net.worker_host();
+            let url = format!("http://{host}:{port}");
+            let mut args = worker_args_on(&host, &opts, port, &id, &urls);
+            args.extend(opts.worker_extra_args.iter().cloned());
             let proc = Proc::spawn(&id, args, logs.path());
             workers.push(Worker {
                 id,
@@ -806,12 +871,24 @@ pub fn coordinator_args(
     urls: &[String],
     data: &Path,
 ) -> Vec<String> {
+    coordinator_args_on("127.0.0.1", opts, port, id, urls, data)
+}
+
+/// [`coordinator_args`] binding `host` instead of 127.0.0.1.
+pub fn coordinator_args_on(
+    host: &str,
+    opts: &Opts,
+    port: u16,
+    id: u64,
+    urls: &[String],
+    data: &Path,
+) -> Vec<String> {
     let mut args = vec![
         "coordinator".to_owned(),
         "--port".into(),
         port.to_string(),
         "--bind".into(),
-        "127.0.0.1".into(),
+        host.to_owned(),
         "--api-key".into(),
         opts.api_key.clone(),
         "--heartbeat-interval".into(),
@@ -845,12 +922,23 @@ pub fn coordinator_args(
 
 /// Arguments of `varpulis server` registering with every coordinator of `urls`.
 pub fn worker_args(opts: &Opts, port: u16, id: &str, urls: &[String]) -> Vec<String> {
+    worker_args_on("127.0.0.1", opts, port, id, urls)
+}
+
+/// [`worker_args`] binding and advertising `host` instead of 127.0.0.1.
+pub fn worker_args_on(
+    host: &str,
+    opts: &Opts,
+    port: u16,
+    id: &str,
+    urls: &[String],
+) -> Vec<String> {
     vec![
         "server".to_owned(),
         "--port".into(),
         port.to_string(),
         "--bind".into(),
-        "127.0.0.1".into(),
+        host.to_owned(),
         "--api-key".into(),
         opts.worker_key.clone(),
         "--coordinator".into(),
@@ -858,7 +946,7 @@ pub fn worker_args(opts: &Opts, port: u16, id: &str, urls: &[String]) -> Vec<Str
         "--worker-id".into(),
         id.to_owned(),
         "--advertise-address".into(),
-        format!("http://127.0.0.1:{port}"),
+        format!("http://{host}:{port}"),
         "--heartbeat-interval".into(),
         secs(opts.heartbeat_interval),
     ]
