@@ -805,3 +805,25 @@ async fn openapi_matches_a_live_ensemble() {
         ck.errors.join("\n")
     );
 }
+
+#[test]
+fn api_md_lists_every_documented_route() {
+    let spec = load_spec();
+    let api_md = std::fs::read_to_string(repo().join("docs/api.md")).unwrap();
+    let missing: Vec<String> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| {
+            // The path must appear as a whole (followed by a backtick, a space or a query).
+            ["`", " ", "?", "\""]
+                .iter()
+                .all(|end| !api_md.contains(&format!("{p}{end}")))
+        })
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/api.md does not mention: {missing:?}"
+    );
+}
