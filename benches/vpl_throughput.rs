@@ -1,10 +1,15 @@
 //! VPL runtime throughput (harness = false): prints figures, asserts nothing.
 //!
-//! `cargo bench --bench vpl_throughput` (optionally `-- <events>`). Measures, single-threaded:
-//! * filter + emit over 1,000,000 in-memory events, and a hand-written Rust loop doing the same
-//!   filter and building the same output events (the baseline ratio);
-//! * filter + select;
-//! * the tutorial's Mandelbrot `.process` pipeline (pixels/s).
+//! `cargo bench --bench vpl_throughput [-- <tier1 events> [<tier2 events>]]` (defaults 1,000,000
+//! and 10,000,000). Measures, single-threaded:
+//! * filter + emit over in-memory events, and a hand-written Rust loop doing the same filter and
+//!   building the same output events (the baseline ratio); filter + select; the tutorial's
+//!   Mandelbrot `.process` pipeline (pixels/s);
+//! * Tier 2, over events generated on the fly (generation included, also timed alone): a tumbling
+//!   1s window with `avg` per key over 1,000 keys, a partitioned 3-step sequence with `.within`,
+//!   and a windowed join, each next to a hand-written Rust equivalent in the same process, with
+//!   wall and CPU rates and the peak RSS of each workload (`VmHWM`, reset between workloads
+//!   through `/proc/self/clear_refs`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -108,11 +113,18 @@ fn run_baseline(events: &[Event]) -> (f64, u64) {
     (start.elapsed().as_secs_f64(), produced)
 }
 
-fn main() {
-    let n: usize = std::env::args()
+pub fn main() {
+    let args: Vec<u64> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().map_or(1_000_000, |n| *n as usize);
+    let t2_n = args.get(1).copied().unwrap_or(10_000_000);
+    tier1(n);
+    tier2::run_all(t2_n);
+}
+
+fn tier1(n: usize) {
     let events = readings(n);
     println!("vpl_throughput: {n} events, single thread");
 
@@ -154,4 +166,370 @@ fn main() {
         pixels,
         mb_s
     );
+}
+
+/// Tier 2 workloads: windowed aggregate, sequence and join, with baselines and peak RSS.
+mod tier2 {
+    use super::black_box;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Instant;
+    use varpulis_runtime::{Engine, EngineOptions, Event, Value};
+
+    /// 1,000 keys; 100,000 events per second of event time, so each 1s window holds 100 events
+    /// per key.
+    const KEYS: u64 = 1_000;
+    const TICK_NS: i64 = 10_000;
+
+    const WINDOWED_AVG: &str = "stream Stats = Reading .partition_by(sensor) .window(1s) \
+        .aggregate(n: count(), mean: avg(temp)) .emit()";
+    const SEQUENCE: &str =
+        "stream Flow = Login as l -> Browse as b -> Buy where amount > 50.0 as p \
+        .partition_by(user) .within(5s) .emit(user: l.user, page: b.page, amount: p.amount)";
+    const JOIN: &str = "stream Paid = join(Order, Payment) .on(Order.id == Payment.order_id) \
+        .window(1s) .emit(id: Order.id, item: Order.item, amount: Payment.amount)";
+
+    fn vm_kib(field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Resets the peak RSS (`VmHWM`) to the current RSS (Linux `clear_refs` value 5).
+    fn reset_peak() -> bool {
+        std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    }
+
+    /// User + system CPU time of this process in seconds (`/proc/self/stat`, 100 Hz ticks).
+    fn cpu_secs() -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
+        Some((utime + stime) / 100.0)
+    }
+
+    /// Generates the i-th event of a workload.
+    struct Gen {
+        names: HashMap<&'static str, Arc<str>>,
+        keys: Vec<Arc<str>>,
+        pages: Vec<Arc<str>>,
+    }
+
+    impl Gen {
+        fn new() -> Gen {
+            let names = [
+                "Reading", "sensor", "temp", "Login", "Browse", "Buy", "user", "page", "amount",
+                "Order", "Payment", "id", "order_id", "item",
+            ]
+            .into_iter()
+            .map(|n| (n, Arc::from(n)))
+            .collect();
+            Gen {
+                names,
+                keys: (0..KEYS).map(|i| Arc::from(format!("k{i}"))).collect(),
+                pages: (0..7).map(|i| Arc::from(format!("/p/{i}"))).collect(),
+            }
+        }
+
+        fn n(&self, name: &str) -> Arc<str> {
+            self.names
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(name))
+        }
+
+        fn key(&self, i: u64) -> Value {
+            Value::Str(self.keys[(i % KEYS) as usize].clone())
+        }
+
+        fn reading(&self, i: u64) -> Event {
+            let temp = (i.wrapping_mul(2_654_435_761) % 10_000) as f64 / 100.0;
+            Event {
+                event_type: self.n("Reading"),
+                timestamp_ns: i as i64 * TICK_NS,
+                fields: Arc::new(vec![
+                    (self.n("sensor"), self.key(i)),
+                    (self.n("temp"), Value::Float(temp)),
+                ]),
+            }
+        }
+
+        /// Login, Browse, Buy for one user after another (1,000 users round robin); about half
+        /// the purchases pass `amount > 50.0`, so failed runs overlap with the next login's.
+        fn click(&self, i: u64) -> Event {
+            let user = self.key(i / 3);
+            let (ty, extra) = match i % 3 {
+                0 => ("Login", None),
+                1 => (
+                    "Browse",
+                    Some((
+                        self.n("page"),
+                        Value::Str(self.pages[(i % 7) as usize].clone()),
+                    )),
+                ),
+                _ => {
+                    let amount = ((i / 3).wrapping_mul(2_654_435_761) % 10_000) as f64 / 100.0;
+                    ("Buy", Some((self.n("amount"), Value::Float(amount))))
+                }
+            };
+            let mut fields = vec![(self.n("user"), user)];
+            fields.extend(extra);
+            Event {
+                event_type: self.n(ty),
+                timestamp_ns: i as i64 * TICK_NS,
+                fields: Arc::new(fields),
+            }
+        }
+
+        /// An order, then its payment 500 events (5 ms) later; ids cycle over 1,000 keys.
+        fn trade(&self, i: u64) -> Event {
+            let half = i / 2;
+            let ts = i as i64 * TICK_NS;
+            if i % 2 == 0 {
+                Event {
+                    event_type: self.n("Order"),
+                    timestamp_ns: ts,
+                    fields: Arc::new(vec![
+                        (self.n("id"), self.key(half)),
+                        (
+                            self.n("item"),
+                            Value::Str(self.pages[(half % 7) as usize].clone()),
+                        ),
+                    ]),
+                }
+            } else {
+                Event {
+                    event_type: self.n("Payment"),
+                    timestamp_ns: ts,
+                    fields: Arc::new(vec![
+                        (self.n("order_id"), self.key(half.saturating_sub(250))),
+                        (self.n("amount"), Value::Float((half % 100) as f64)),
+                    ]),
+                }
+            }
+        }
+    }
+
+    struct Figures {
+        secs: f64,
+        cpu: Option<f64>,
+        produced: u64,
+        peak_kib: Option<u64>,
+    }
+
+    fn measure(n: u64, mut step: impl FnMut(u64) -> u64, finish: impl FnOnce() -> u64) -> Figures {
+        let peak_reset = reset_peak();
+        let cpu0 = cpu_secs();
+        let start = Instant::now();
+        let mut produced = 0;
+        for i in 0..n {
+            produced += step(i);
+        }
+        produced += finish();
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_secs()
+            .zip(cpu0)
+            .map(|(b, a)| b - a)
+            .filter(|c| *c > 0.0);
+        Figures {
+            secs,
+            cpu,
+            produced,
+            peak_kib: if peak_reset { vm_kib("VmHWM:") } else { None },
+        }
+    }
+
+    fn engine_run(src: &str, n: u64, gen: impl Fn(u64) -> Event) -> Figures {
+        let mut engine = match Engine::compile(src, &EngineOptions::default()) {
+            Ok(e) => e,
+            Err(e) => panic!("bench program does not compile:\n{e}"),
+        };
+        let mut out = Vec::with_capacity(1024);
+        let cell = std::cell::RefCell::new(&mut engine);
+        measure(
+            n,
+            |i| {
+                out.clear();
+                if cell.borrow_mut().process(&gen(i), &mut out).is_err() {
+                    panic!("engine fault");
+                }
+                black_box(&out);
+                out.len() as u64
+            },
+            || {
+                let mut rest = Vec::new();
+                cell.borrow_mut().finish(&mut rest);
+                rest.len() as u64
+            },
+        )
+    }
+
+    fn report(name: &str, n: u64, engine: &Figures, baseline: &Figures, target: Option<f64>) {
+        let rate = |f: &Figures| n as f64 / f.secs;
+        let cpu_rate = |f: &Figures| f.cpu.map(|c| n as f64 / c);
+        let fmt_opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+        let kib = |f: &Figures| f.peak_kib.map_or("n/a".to_string(), |k| format!("{k} KiB"));
+        println!("  {name}");
+        println!(
+            "    engine   : {:>10.0} events/s wall, {:>10} events/CPU-s, {} outputs, peak RSS {}",
+            rate(engine),
+            fmt_opt(cpu_rate(engine)),
+            engine.produced,
+            kib(engine)
+        );
+        println!(
+            "    baseline : {:>10.0} events/s wall, {:>10} events/CPU-s, {} outputs, peak RSS {}",
+            rate(baseline),
+            fmt_opt(cpu_rate(baseline)),
+            baseline.produced,
+            kib(baseline)
+        );
+        let best = cpu_rate(engine).unwrap_or_else(|| rate(engine));
+        println!(
+            "    engine / baseline time: {:.2}x{}",
+            engine.secs / baseline.secs,
+            target.map_or(String::new(), |t| format!(
+                "; target {t:.0} events/s per CPU-s: {}",
+                if best >= t { "met" } else { "MISSED" }
+            ))
+        );
+    }
+
+    /// Hand-written tumbling 1s count/avg per key.
+    fn windowed_baseline(g: &Gen, n: u64) -> Figures {
+        let mut acc: HashMap<Arc<str>, (u64, f64)> = HashMap::new();
+        let mut window = 0i64;
+        let mut out: Vec<(Arc<str>, u64, f64)> = Vec::new();
+        let cell = std::cell::RefCell::new((&mut acc, &mut window, &mut out));
+        measure(
+            n,
+            |i| {
+                let e = g.reading(i);
+                let mut st = cell.borrow_mut();
+                let (acc, window, out) = &mut *st;
+                out.clear();
+                let w = e.timestamp_ns.div_euclid(1_000_000_000);
+                if w != **window {
+                    out.extend(acc.drain().map(|(k, (c, s))| (k, c, s / c as f64)));
+                    **window = w;
+                }
+                if let (Some(Value::Str(k)), Some(Value::Float(t))) =
+                    (e.field("sensor"), e.field("temp"))
+                {
+                    let slot = acc.entry(k.clone()).or_insert((0, 0.0));
+                    slot.0 += 1;
+                    slot.1 += t;
+                }
+                black_box(&out);
+                out.len() as u64
+            },
+            || cell.borrow().0.len() as u64,
+        )
+    }
+
+    /// Hand-written per-user Login -> Browse -> Buy state machine (no `within` bookkeeping).
+    fn sequence_baseline(g: &Gen, n: u64) -> Figures {
+        let mut runs: HashMap<Arc<str>, Vec<(i64, u8)>> = HashMap::new();
+        measure(
+            n,
+            |i| {
+                let e = g.click(i);
+                let Some(Value::Str(user)) = e.field("user") else {
+                    return 0;
+                };
+                let rs = runs.entry(user.clone()).or_default();
+                rs.retain(|(start, _)| e.timestamp_ns - start <= 5_000_000_000);
+                let mut matched = 0;
+                match &*e.event_type {
+                    "Login" => rs.push((e.timestamp_ns, 1)),
+                    "Browse" => rs.iter_mut().filter(|r| r.1 == 1).for_each(|r| r.1 = 2),
+                    _ => {
+                        if matches!(e.field("amount"), Some(Value::Float(a)) if *a > 50.0) {
+                            let before = rs.len();
+                            rs.retain(|r| r.1 != 2);
+                            matched = (before - rs.len()) as u64;
+                        }
+                    }
+                }
+                black_box(&rs);
+                matched
+            },
+            || 0,
+        )
+    }
+
+    /// Hand-written latest-per-key join of orders and payments within 1s.
+    fn join_baseline(g: &Gen, n: u64) -> Figures {
+        let mut orders: HashMap<Arc<str>, Event> = HashMap::new();
+        let mut payments: HashMap<Arc<str>, Event> = HashMap::new();
+        measure(
+            n,
+            |i| {
+                let e = g.trade(i);
+                let is_order = &*e.event_type == "Order";
+                let key = if is_order { "id" } else { "order_id" };
+                let Some(Value::Str(k)) = e.field(key).cloned() else {
+                    return 0;
+                };
+                let (mine, other) = if is_order {
+                    (&mut orders, &payments)
+                } else {
+                    (&mut payments, &orders)
+                };
+                let hit = other
+                    .get(&k)
+                    .is_some_and(|p| p.timestamp_ns >= e.timestamp_ns - 1_000_000_000);
+                mine.insert(k, e);
+                u64::from(hit)
+            },
+            || 0,
+        )
+    }
+
+    pub(super) fn run_all(n: u64) {
+        let g = Gen::new();
+        println!("vpl_throughput tier 2: {n} events per workload, {KEYS} keys, single thread");
+        let base_rss = vm_kib("VmRSS:");
+        let gen_only = measure(
+            n,
+            |i| {
+                black_box(g.reading(i));
+                black_box(g.click(i));
+                black_box(g.trade(i));
+                0
+            },
+            || 0,
+        );
+        println!(
+            "  event generation alone: {:.0} events/s ({:.2}s for 3 x {n}); RSS before the workloads {}",
+            3.0 * n as f64 / gen_only.secs,
+            gen_only.secs,
+            base_rss.map_or("n/a".to_string(), |k| format!("{k} KiB"))
+        );
+        let e = engine_run(WINDOWED_AVG, n, |i| g.reading(i));
+        let b = windowed_baseline(&g, n);
+        report(
+            "tumbling 1s avg per key (.partition_by .window .aggregate)",
+            n,
+            &e,
+            &b,
+            Some(1_000_000.0),
+        );
+        let e = engine_run(SEQUENCE, n, |i| g.click(i));
+        let b = sequence_baseline(&g, n);
+        report(
+            "3-step sequence Login -> Browse -> Buy .partition_by(user) .within(5s)",
+            n,
+            &e,
+            &b,
+            Some(500_000.0),
+        );
+        let e = engine_run(JOIN, n, |i| g.trade(i));
+        let b = join_baseline(&g, n);
+        report("join(Order, Payment) .on(id) .window(1s)", n, &e, &b, None);
+    }
 }

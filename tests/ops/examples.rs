@@ -76,7 +76,7 @@ fn iot_group_spec_routes_both_sensor_types() {
 }
 
 #[test]
-fn fraud_example_flags_only_the_probe_then_large_payment() {
+fn fraud_example_flags_only_the_unconfirmed_new_device_transfer() {
     let d = repo().join("examples/fraud");
     let out = run(&d.join("fraud.vpl"), &d.join("events.evt"));
     assert_eq!(out, expected(&d.join("expected.jsonl")));

@@ -238,34 +238,34 @@ impl SeqOp {
 
         let mut matches = Vec::new();
         let mut failure = None;
-        if let Some(runs) = st.parts.get_mut(&key) {
-            let old = std::mem::take(runs);
-            for mut run in old {
-                if failure.is_some() {
-                    runs.push(run);
-                    continue;
-                }
-                match self.step_run(&mut run, ev, wm, eval) {
-                    Ok(Outcome::Keep) => runs.push(run),
-                    Ok(Outcome::Drop) => {
-                        st.live.remove(&run.id);
+        {
+            let SeqState {
+                parts, live, flat, ..
+            } = &mut *st;
+            if let Some(runs) = parts.get_mut(&key) {
+                runs.retain_mut(|run| {
+                    if failure.is_some() {
+                        return true;
                     }
-                    Ok(Outcome::Match { close }) => {
-                        matches.push(self.matched(&mut st.flat, &run, ev));
-                        if close {
-                            st.live.remove(&run.id);
-                        } else {
-                            runs.push(run);
+                    match self.step_run(run, ev, wm, eval) {
+                        Ok(Outcome::Keep) => true,
+                        Ok(Outcome::Drop) => {
+                            live.remove(&run.id);
+                            false
+                        }
+                        Ok(Outcome::Match { close }) => {
+                            matches.push(self.matched(flat, run, ev));
+                            if close {
+                                live.remove(&run.id);
+                            }
+                            !close
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            true
                         }
                     }
-                    Err(e) => {
-                        failure = Some(e);
-                        runs.push(run);
-                    }
-                }
-            }
-            if runs.is_empty() {
-                st.parts.remove(&key);
+                });
             }
         }
         if let Some(e) = failure {
@@ -293,9 +293,12 @@ impl SeqOp {
             st.order.push_back((self.deadline(ts), id));
             st.live.insert(id, key.clone());
             st.parts.entry(key).or_default().push(run);
+            // Closed runs leave stale queue entries and empty partitions behind (kept to avoid
+            // churn on the hot path); compact both once they outnumber the live runs.
             if st.order.len() > 2 * st.live.len() + 64 {
                 let live = &st.live;
                 st.order.retain(|(_, id)| live.contains_key(id));
+                st.parts.retain(|_, runs| !runs.is_empty());
             }
         }
         Ok(matches)

@@ -189,3 +189,20 @@ proptest! {
         prop_assert_eq!(third.checkpoint().unwrap(), bytes);
     }
 }
+
+#[test]
+fn fraud_example_raises_exactly_the_expected_alert() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fraud");
+    let src = std::fs::read_to_string(dir.join("fraud.vpl")).unwrap();
+    let events =
+        varpulis_runtime::parse_evt(&std::fs::read_to_string(dir.join("events.evt")).unwrap())
+            .unwrap();
+    let mut e = compile_with(&src, 100);
+    let got = run(&mut e, &events, true).join("\n") + "\n";
+    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::write(dir.join("expected.jsonl"), &got).unwrap();
+    }
+    let expected = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
+    assert_eq!(got, expected);
+    assert_eq!(e.stats().errors, 0);
+}
