@@ -1,8 +1,8 @@
 //! Network namespaces for partition faults.
 //!
-//! Each coordinator runs in its own namespace `vch<pid>n<i>`, joined to a bridge
-//! `vch<pid>b` in the root namespace by a veth pair (root side `vch<pid>v<i>`, namespace
-//! side renamed `eth0`). Addresses are `10.77.<run>.<i+1>/24`, the bridge holds
+//! Each coordinator runs in its own namespace `vch<pid><k>n<i>` (`k` a letter per setup in
+//! this process), joined to a bridge `vch<pid><k>b` in the root namespace by a veth pair
+//! (root side `vch<pid><k>v<i>`, namespace side renamed `eth0`). Addresses are `10.77.<run>.<i+1>/24`, the bridge holds
 //! `10.77.<run>.254`: the test process and the workers (which bind the bridge address)
 //! reach every coordinator from the root namespace, and the coordinators reach each other
 //! and the workers through the bridge.
@@ -21,6 +21,10 @@
 //! no longer exists).
 
 use std::process::Command;
+use std::sync::Mutex;
+
+/// Serialises [`Net::setup`] within this process (subnet choice, instance letter).
+static SETUP: Mutex<u8> = Mutex::new(0);
 
 /// Prefix of every namespace, bridge and veth this module creates.
 const PREFIX: &str = "vch";
@@ -146,11 +150,17 @@ pub struct Net {
 impl Net {
     /// Creates the bridge and `n` namespaces. On error, what was created is removed.
     pub fn setup(n: usize) -> Result<Self, String> {
+        let mut instance = SETUP.lock().unwrap_or_else(|e| e.into_inner());
         cleanup_stale();
-        let pid = std::process::id();
+        let base = format!(
+            "{PREFIX}{}{}",
+            std::process::id(),
+            char::from(b'a' + *instance % 26)
+        );
+        *instance = instance.wrapping_add(1);
         let x = pick_subnet()?;
         let mut net = Self {
-            bridge: format!("{PREFIX}{pid}b"),
+            bridge: format!("{base}b"),
             host_addr: format!("10.77.{x}.254"),
             nodes: Vec::new(),
         };
@@ -165,8 +175,8 @@ impl Net {
         ip(&["link", "set", &net.bridge, "up"])?;
         for i in 0..n {
             let node = Node {
-                ns: format!("{PREFIX}{pid}n{i}"),
-                veth: format!("{PREFIX}{pid}v{i}"),
+                ns: format!("{base}n{i}"),
+                veth: format!("{base}v{i}"),
                 addr: format!("10.77.{x}.{}", i + 1),
             };
             let peer = format!("{}p", node.veth);
@@ -300,7 +310,8 @@ mod tests {
 
     #[test]
     fn owner_pid_parses_our_names_only() {
-        assert_eq!(owner_pid("vch1234b"), Some(1234));
+        assert_eq!(owner_pid("vch1234ab"), Some(1234));
+        assert_eq!(owner_pid("vch4194304zv2p"), Some(4194304));
         assert_eq!(owner_pid("vch77n0"), Some(77));
         assert_eq!(owner_pid("vch9v2p"), Some(9));
         assert_eq!(owner_pid("veth0"), None);

@@ -811,7 +811,7 @@ async fn rejoined(ens: &Ensemble, victim: usize) -> Option<u64> {
 /// `(applied, hashes)` of that moment (or the last view if they never line up).
 async fn converge_hashes(ens: &Ensemble) -> Value {
     let mut last = Value::Null;
-    for _ in 0..200 {
+    for _ in 0..600 {
         let mut views = Vec::new();
         for i in 0..ens.coords.len() {
             views.push(ens.metrics(i).await);
@@ -959,6 +959,10 @@ fn build_report(
         if hs.len() > 1 {
             violations.push(format!("final state hashes differ: {final_hashes}"));
         }
+    } else {
+        violations.push(format!(
+            "nodes never reached one applied index after healing: {final_hashes}"
+        ));
     }
     let minority = minority_checks(ops, faults, &mut violations);
     if final_unanswered > 0 {
