@@ -9,6 +9,7 @@ mod bad_input;
 mod failover;
 mod harness;
 mod iot;
+mod join;
 mod pagination;
 mod quorum;
 mod tutorial;

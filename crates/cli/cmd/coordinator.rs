@@ -59,6 +59,9 @@ pub struct Args {
     /// Directory of the sled files [default: ./varpulis-data/node-<id>]
     #[arg(long, env = "VARPULIS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Join the running group of this coordinator URL (needs --raft-node-id; data dir empty or already a member)
+    #[arg(long, env = "VARPULIS_JOIN", value_name = "URL")]
+    join: Option<String>,
     /// TOML configuration file (see raft-cluster.toml)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -110,6 +113,9 @@ impl Args {
         }
         if self.advertise_address.is_some() {
             c.advertise_address = self.advertise_address;
+        }
+        if self.join.is_some() {
+            c.join = self.join.filter(|u| !u.trim().is_empty());
         }
         if self.data_dir.is_some() {
             c.data_dir = self.data_dir;

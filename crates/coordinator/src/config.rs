@@ -76,6 +76,9 @@ pub struct CoordinatorConfig {
     pub advertise_address: Option<String>,
     /// Directory holding the sled files (default `./varpulis-data/node-<id>`).
     pub data_dir: Option<PathBuf>,
+    /// Any member of a running group (`--join URL`): start without initializing a group, then
+    /// become a learner and a voter through it. Needs an explicit `node_id`; `peers` is ignored.
+    pub join: Option<String>,
     /// Raft heartbeat period in milliseconds.
     pub raft_heartbeat_ms: u64,
     /// Lower bound of the Raft election timeout in milliseconds.
@@ -105,6 +108,7 @@ impl Default for CoordinatorConfig {
             node_id: None,
             advertise_address: None,
             data_dir: None,
+            join: None,
             raft_heartbeat_ms: 100,
             raft_election_min_ms: 400,
             raft_election_max_ms: 800,
@@ -188,7 +192,7 @@ impl CoordinatorConfig {
 
     /// This node's Raft id: `node_id`, else the 1-based position of the advertise URL in `peers`.
     pub fn resolve_node_id(&self) -> Result<u64, ConfigError> {
-        if self.peers.is_empty() {
+        if self.peers.is_empty() || self.join.is_some() {
             return Ok(self.node_id.unwrap_or(1));
         }
         if let Some(id) = self.node_id {
@@ -217,7 +221,7 @@ impl CoordinatorConfig {
     /// Node id → base URL of every member (this node included).
     pub fn raft_peers(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
         let id = self.resolve_node_id()?;
-        if self.peers.is_empty() {
+        if self.peers.is_empty() || self.join.is_some() {
             return Ok(BTreeMap::from([(id, self.advertise_url())]));
         }
         Ok(self
@@ -258,6 +262,14 @@ impl CoordinatorConfig {
         }
         if self.raft_election_max_ms <= self.raft_election_min_ms {
             return invalid("raft election max must be greater than election min".into());
+        }
+        if let Some(seed) = &self.join {
+            if !(seed.starts_with("http://") || seed.starts_with("https://")) {
+                return invalid(format!("--join {seed:?}: expected http://host:port"));
+            }
+            if self.node_id.is_none() {
+                return invalid("--join needs --raft-node-id (an id not used in the group)".into());
+            }
         }
         if self.body_limit < 1024 {
             return invalid("body limit must be at least 1024 bytes".into());

@@ -44,6 +44,8 @@ pub async fn run(
     raft_config.heartbeat_interval_ms = config.raft_heartbeat_ms;
     raft_config.election_timeout_min_ms = config.raft_election_min_ms;
     raft_config.election_timeout_max_ms = config.raft_election_max_ms;
+    // A joining node must not found a group of its own: it is added by the existing one.
+    raft_config.auto_initialize = config.join.is_none();
     let raft = RaftNode::start(raft_config).await?;
     let http = reqwest::Client::builder()
         .timeout(config.http_client_timeout)
@@ -77,6 +79,11 @@ pub async fn run(
     tasks.spawn(crate::reconciler::run(state.clone()));
     tasks.spawn(crate::checkpoint::run(state.clone()));
 
+    let join_failed = Arc::new(std::sync::Mutex::new(None));
+    if let Some(seed) = config.join.clone() {
+        tasks.spawn(join(state.clone(), seed, join_failed.clone()));
+    }
+
     tracing::info!(node_id, %advertise, %local, "coordinator listening");
     let stop = token.clone();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -101,7 +108,46 @@ pub async fn run(
     if let Err(err) = raft.shutdown().await {
         tracing::warn!(node_id, "raft shutdown: {err}");
     }
+    let failed = join_failed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(message) = failed {
+        return Err(anyhow::anyhow!(message));
+    }
     served
+}
+
+/// `--join`: makes this node a voter of the group `seed` belongs to (see
+/// [`varpulis_raft::join`]). Nothing to do when the local log already lists this node as a
+/// voter (a restart after a join). A refusal that retrying cannot fix (bad key, id taken)
+/// stops the node with that error.
+async fn join(
+    state: AppState,
+    seed: String,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    if state.raft.metrics_view().membership.contains(&state.node_id) {
+        tracing::info!(node_id = state.node_id, "already a voter: not joining again");
+        return;
+    }
+    let request = varpulis_raft::JoinRequest {
+        node_id: state.node_id,
+        address: state.advertise.clone(),
+        seed,
+        api_key: state.config.api_key.clone(),
+    };
+    let token = state.shutdown.clone();
+    match varpulis_raft::join_group(&request, token.cancelled()).await {
+        Ok(joined) => tracing::info!(node_id = state.node_id, ?joined, "join complete"),
+        Err(_) if token.is_cancelled() => {}
+        Err(err) => {
+            tracing::error!(node_id = state.node_id, "cannot join the group: {err}");
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("cannot join the group: {err}"));
+            token.cancel();
+        }
+    }
 }
 
 fn print_banner(
