@@ -39,6 +39,10 @@ pub struct Args {
     /// Port of the embedded MQTT broker.
     #[arg(long, default_value_t = 1883)]
     pub mqtt_port: u16,
+    /// Use this external MQTT broker (e.g. mqtt://host:1883) instead of starting the embedded
+    /// one; passed to every coordinator and worker for inter-pipeline routes.
+    #[arg(long, env = "VARPULIS_MQTT_URL", value_name = "URL")]
+    pub mqtt_url: Option<String>,
     /// API key of the coordinators.
     #[arg(long, default_value = "admin")]
     pub api_key: String,
@@ -70,7 +74,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let coord_ports = port_range(args.base_port, COORDINATORS, "--base-port")?;
     let worker_ports = port_range(args.worker_base_port, args.workers, "--worker-base-port")?;
-    check_ports(&coord_ports, &worker_ports, args.mqtt_port)?;
+    check_ports(
+        &coord_ports,
+        &worker_ports,
+        args.mqtt_url.is_none().then_some(args.mqtt_port),
+    )?;
 
     let (data_dir, remove_at_exit) = match (&args.data_dir, args.keep) {
         (Some(dir), _) => (dir.clone(), false),
@@ -98,6 +106,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// The broker every child uses for routes: `--mqtt-url`, else the embedded one.
+fn mqtt_url(args: &Args) -> String {
+    args.mqtt_url
+        .clone()
+        .unwrap_or_else(|| format!("mqtt://127.0.0.1:{}", args.mqtt_port))
+}
+
 /// `count` consecutive ports from `base`, or a clear error when they overflow.
 fn port_range(base: u16, count: u16, flag: &str) -> anyhow::Result<Vec<u16>> {
     (0..count)
@@ -107,7 +122,7 @@ fn port_range(base: u16, count: u16, flag: &str) -> anyhow::Result<Vec<u16>> {
 }
 
 /// Fails with a clear message when a port is used twice or already taken on 127.0.0.1.
-fn check_ports(coords: &[u16], workers: &[u16], mqtt: u16) -> anyhow::Result<()> {
+fn check_ports(coords: &[u16], workers: &[u16], mqtt: Option<u16>) -> anyhow::Result<()> {
     let mut wanted: Vec<(u16, String)> = Vec::new();
     for (i, p) in coords.iter().enumerate() {
         wanted.push((*p, format!("coordinator {} (--base-port)", i + 1)));
@@ -115,7 +130,9 @@ fn check_ports(coords: &[u16], workers: &[u16], mqtt: u16) -> anyhow::Result<()>
     for (i, p) in workers.iter().enumerate() {
         wanted.push((*p, format!("worker-{i} (--worker-base-port)")));
     }
-    wanted.push((mqtt, "the MQTT broker (--mqtt-port)".to_owned()));
+    if let Some(mqtt) = mqtt {
+        wanted.push((mqtt, "the MQTT broker (--mqtt-port)".to_owned()));
+    }
     for (i, (port, what)) in wanted.iter().enumerate() {
         if let Some((_, other)) = wanted[..i].iter().find(|(p, _)| p == port) {
             bail!("port {port} is wanted by both {other} and {what}; choose other base ports");
@@ -134,13 +151,17 @@ async fn run_ensemble(
     data_dir: &Path,
 ) -> anyhow::Result<ExitCode> {
     let log_dir = data_dir.join("logs");
-    let broker =
-        varpulis_worker::broker::start_embedded_broker(args.mqtt_port).with_context(|| {
-            format!(
-                "cannot start the MQTT broker on 127.0.0.1:{}",
-                args.mqtt_port
-            )
-        })?;
+    let broker = match &args.mqtt_url {
+        Some(_) => None,
+        None => Some(
+            varpulis_worker::broker::start_embedded_broker(args.mqtt_port).with_context(|| {
+                format!(
+                    "cannot start the MQTT broker on 127.0.0.1:{}",
+                    args.mqtt_port
+                )
+            })?,
+        ),
+    };
 
     let exe = std::env::current_exe().context("cannot find the varpulis executable")?;
     let coord_urls: Vec<String> = coord_ports
@@ -204,6 +225,8 @@ fn spawn_all(
             node.to_string(),
             "--data-dir".into(),
             dir.display().to_string(),
+            "--mqtt-url".into(),
+            mqtt_url(args),
         ];
         let name = format!("coordinator-{node}");
         children.push(spawn(
@@ -231,6 +254,8 @@ fn spawn_all(
             id.clone(),
             "--advertise-address".into(),
             url.clone(),
+            "--mqtt-url".into(),
+            mqtt_url(args),
         ];
         children.push(spawn(exe, &id, &url, &cmd_args, log_dir)?);
     }
@@ -263,6 +288,7 @@ fn spawn(
         .env_remove("VARPULIS_RAFT_PEERS")
         .env_remove("VARPULIS_RAFT_NODE_ID")
         .env_remove("VARPULIS_DATA_DIR")
+        .env_remove("VARPULIS_MQTT_URL")
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -392,7 +418,7 @@ fn print_banner(
     for c in children.iter().filter(|c| c.name.starts_with("worker-")) {
         println!("{:<14} {}", format!("{}:", c.name), c.url);
     }
-    println!("MQTT broker:   mqtt://127.0.0.1:{}", args.mqtt_port);
+    println!("MQTT broker:   {}", mqtt_url(args));
     println!(
         "API key:       {key} (coordinators), {} (workers)",
         args.worker_api_key

@@ -60,7 +60,10 @@ pub async fn deploy(
         }
     }
     let engine = PipelineEngine::compile(&req.source, req.connectors.keys().cloned().collect())?;
-    let plan = connectors::plan(&engine, &req.connectors)?;
+    let plan = connectors::plan(&engine, &req.connectors)?.with_routes(crate::dataplane::plan(
+        state.config.mqtt_url.as_deref(),
+        req.routes.as_ref(),
+    )?);
     let id = req
         .id
         .clone()
@@ -84,6 +87,10 @@ pub async fn deploy(
         Err(existing) => return same_source(&existing, &req.source),
     }
     connectors::start(&state, &pipeline, plan);
+    pipeline
+        .routes
+        .wait_subscribed(state.config.route_subscribe_wait)
+        .await;
     tracing::info!(id = %pipeline.id, name = %pipeline.name, "pipeline deployed");
     Ok((StatusCode::CREATED, Json(deployed(&pipeline))))
 }
