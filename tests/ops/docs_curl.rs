@@ -549,7 +549,6 @@ async fn docs_curl_examples_replay_against_a_live_ensemble() {
     let blocks: Vec<Block> = files.iter().flat_map(|f| curl_blocks(f)).collect();
     let opts = Opts {
         worker_key: "secret".into(),
-        worker_ids: vec!["doc-worker-a".into(), "doc-worker-b".into()],
         ..Opts::default()
     };
     let ens = Ensemble::start(3, 2, opts).await;
