@@ -623,6 +623,9 @@ impl Engine {
         }
         for st in &mut streams {
             st.feeds_downstream = routes.contains_key(&*st.name);
+            if let Some(OpCode::Sequence(q)) = st.ops.first_mut() {
+                q.set_feeds_downstream(st.feeds_downstream);
+            }
         }
         if let Some(cycle) = find_cycle(&streams, &stream_sources) {
             let span = program

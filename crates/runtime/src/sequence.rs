@@ -96,6 +96,11 @@ pub(crate) struct SeqOp {
     max_runs: usize,
     /// Captures of a fresh run: every capture name bound to `null`.
     empty_caps: Event,
+    /// Whether matches need their `<capture>_<field>` fields: `Some` when the operators after
+    /// the pattern decide it, `None` when it depends on a downstream stream (see
+    /// [`SeqOp::set_feeds_downstream`]).
+    flatten_needed: Option<bool>,
+    flatten: bool,
     state: Mutex<SeqState>,
 }
 
@@ -145,7 +150,11 @@ impl SeqOp {
                 _ => {}
             }
         }
+        let captures: Vec<String> = steps.iter().map(|st| st.capture.name.clone()).collect();
+        let flatten_needed = chain_reads_match(&s.ops, &captures, c);
         Some(SeqOp {
+            flatten_needed,
+            flatten: flatten_needed.unwrap_or(true),
             steps: step_code,
             nots,
             within,
@@ -159,6 +168,12 @@ impl SeqOp {
             },
             state: Mutex::new(SeqState::default()),
         })
+    }
+
+    /// Tells the operator whether another stream consumes this one (known once every stream
+    /// is compiled); only then may matches without an `.emit` need their flattened fields.
+    pub(crate) fn set_feeds_downstream(&mut self, feeds: bool) {
+        self.flatten = self.flatten_needed.unwrap_or(feeds);
     }
 
     fn deadline(&self, start: i64) -> i64 {
@@ -332,7 +347,12 @@ impl SeqOp {
         ev: &Event,
     ) -> Match {
         let mut fields: Fields = Vec::new();
-        for (ci, (cap, v)) in run.caps.fields.iter().enumerate() {
+        let caps = if self.flatten {
+            &run.caps.fields[..]
+        } else {
+            &[]
+        };
+        for (ci, (cap, v)) in caps.iter().enumerate() {
             let Value::Map(m) = v else { continue };
             for (f, fv) in m.iter() {
                 let name = flat
@@ -348,6 +368,65 @@ impl SeqOp {
             fields: Arc::new(fields),
         };
         (out, run.caps.clone())
+    }
+}
+
+/// Whether the operators after a pattern read the match event's own fields (bare names,
+/// `.emit()`, `.select`, `.process`, `.to` before any `.emit`): `Some(false)` if an `.emit(…)`
+/// replaces the event before anything reads it, `None` if nothing decides (then it depends on
+/// whether a downstream stream consumes the matches).
+fn chain_reads_match(ops: &[ast::StreamOp], captures: &[String], c: &Compiler) -> Option<bool> {
+    for op in ops {
+        let reads = |op: &ast::StreamOp| op.args.iter().any(|a| reads_event(&a.value, captures, c));
+        match op.kind() {
+            OpKind::Within | OpKind::Not | OpKind::PartitionBy | OpKind::Context => {}
+            OpKind::Where | OpKind::Having => {
+                if reads(op) {
+                    return Some(true);
+                }
+            }
+            OpKind::Emit => {
+                let fields = op
+                    .args
+                    .iter()
+                    .filter(|a| a.name.as_ref().is_none_or(|n| n.name != "context"));
+                let mut fields = fields.peekable();
+                if fields.peek().is_none() {
+                    return Some(true);
+                }
+                return Some(fields.any(|a| reads_event(&a.value, captures, c)));
+            }
+            _ => return Some(true),
+        }
+    }
+    None
+}
+
+/// Whether `e` may read a field of the current event: a bare name that is not a capture or a
+/// top-level binding, or a call of a user function (its body may read fields by name).
+/// Conservative: unknown expression kinds count as reading.
+fn reads_event(e: &ast::Expr, captures: &[String], c: &Compiler) -> bool {
+    let r = |x: &ast::Expr| reads_event(x, captures, c);
+    match &e.kind {
+        ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Str(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Null
+        | ExprKind::Duration(_)
+        | ExprKind::Timestamp(_) => false,
+        ExprKind::Name(id) => !captures.contains(&id.name) && !c.globals.contains_key(&id.name),
+        ExprKind::Field { base, .. } => r(base),
+        ExprKind::Array(items) => items.iter().any(r),
+        ExprKind::Map(entries) => entries.iter().any(|m| r(&m.value) || r(&m.key)),
+        ExprKind::Unary { operand, .. } => r(operand),
+        ExprKind::Binary { lhs, rhs, .. } => r(lhs) || r(rhs),
+        ExprKind::Call { callee, args, .. } => {
+            c.fns.contains_key(&callee.name) || args.iter().any(r)
+        }
+        ExprKind::Index { base, index } => r(base) || r(index),
+        ExprKind::If { cond, then, else_ } => r(cond) || r(then) || r(else_),
+        _ => true,
     }
 }
 
