@@ -188,10 +188,7 @@ pub async fn placement(ens: &Ensemble, gid: &str, pipeline: &str) -> (String, St
 /// `GET {worker}/api/v1/pipelines/{id}` with the worker key (Null when unreachable).
 pub async fn worker_pipeline(address: &str, id: &str) -> Value {
     let api = Api::new(Some(WORKER_KEY)).with_timeout(Duration::from_secs(3));
-    match api
-        .get(&format!("{address}/api/v1/pipelines/{id}"))
-        .await
-    {
+    match api.get(&format!("{address}/api/v1/pipelines/{id}")).await {
         Ok(r) if r.ok() => r.body,
         _ => Value::Null,
     }

@@ -30,13 +30,20 @@ fn reference(evt: &str) -> BTreeSet<Pixel> {
     std::fs::write(&events, evt).unwrap();
     let mut pixels = BTreeSet::new();
     for row in 0..4 {
-        let program = format!("{}/examples/mandelbrot/row{row}.vpl", env!("CARGO_MANIFEST_DIR"));
+        let program = format!(
+            "{}/examples/mandelbrot/row{row}.vpl",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let out = std::process::Command::new(BIN)
             .args(["run", &program, "--events"])
             .arg(&events)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for line in String::from_utf8(out.stdout).unwrap().lines() {
             let e: Value = serde_json::from_str(line).unwrap();
             assert_eq!(e["event_type"], "Pixel");
@@ -92,9 +99,7 @@ async fn distributed_mandelbrot_matches_a_single_process_run() {
         .collect();
     assert_eq!(direct, expected, "pixels in the inject answer");
 
-    let got = canvas
-        .events(expected.len(), Duration::from_secs(20))
-        .await;
+    let got = canvas.events(expected.len(), Duration::from_secs(20)).await;
     assert_eq!(got.len(), expected.len());
     let image: BTreeSet<Pixel> = got.iter().map(pixel).collect();
     assert_eq!(image, expected, "pixels read back from MQTT");

@@ -126,9 +126,7 @@ async fn two_stage_route_across_workers_delivers_exact_counts() {
         .text;
     let line = metrics
         .lines()
-        .find(|l| {
-            l.starts_with("varpulis_worker_route_events_published_total") && l.contains(&id1)
-        })
+        .find(|l| l.starts_with("varpulis_worker_route_events_published_total") && l.contains(&id1))
         .unwrap_or_else(|| panic!("no route metric:\n{metrics}"));
     assert!(line.ends_with(&format!(" {hot}")), "{line}");
 }
