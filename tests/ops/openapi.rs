@@ -651,7 +651,9 @@ async fn openapi_matches_a_live_ensemble() {
     ck.check_served("get", v, &api.get(&versions).await.unwrap());
     let update = json!({"pipelines": [{"name": "a", "source": "stream A = TypeA .emit(v: value + 1)"}],
                         "state": "reset"});
-    let put = api
+    // Rolling updates, rollbacks and drains wait for workers: allow more than the default 15 s.
+    let slow = api.with_timeout(Duration::from_secs(90));
+    let put = slow
         .send(
             reqwest::Method::PUT,
             &gurl,
@@ -660,7 +662,7 @@ async fn openapi_matches_a_live_ensemble() {
         .await
         .unwrap();
     ck.check_served("put", "/api/v1/cluster/pipeline-groups/{id}", &put);
-    let rollback = api
+    let rollback = slow
         .post(&format!("{gurl}/rollback"), &json!({"state": "reset"}))
         .await
         .unwrap();
@@ -685,7 +687,7 @@ async fn openapi_matches_a_live_ensemble() {
         &key,
     )
     .await;
-    let rebalance = api
+    let rebalance = slow
         .post_raw(
             &format!("{c}/api/v1/cluster/rebalance"),
             Vec::new(),
@@ -855,6 +857,7 @@ async fn openapi_matches_a_live_ensemble() {
     ck.check("get", "/api/v1/cluster/migrations", &m);
     let survivor = ens.workers[1 - idx].id.clone();
     let drain = api
+        .with_timeout(Duration::from_secs(90))
         .post_raw(
             &format!("{workers}/{survivor}/drain"),
             Vec::new(),
