@@ -975,3 +975,29 @@ fn api_md_lists_every_documented_route() {
         "docs/api.md does not mention: {missing:?}"
     );
 }
+
+/// Structural validation by `openapi-spec-validator` (Python), when it is installed.
+#[test]
+fn openapi_passes_openapi_spec_validator_when_installed() {
+    let script = "import sys\n\
+        from openapi_spec_validator import validate\n\
+        from openapi_spec_validator.readers import read_from_filename\n\
+        validate(read_from_filename(sys.argv[1])[0])\n";
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIP: python3 with openapi-spec-validator is not installed");
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(repo().join("docs/openapi.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
