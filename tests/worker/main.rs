@@ -6,3 +6,4 @@ mod coordinator;
 mod harness;
 mod mqtt;
 mod process;
+mod routes;
