@@ -54,6 +54,21 @@ pub struct WorkerConfig {
     pub registration_backoff_max: Duration,
     /// Capacity of the channel between an MQTT subscription and its pipeline (backpressure).
     pub connector_channel_capacity: usize,
+    /// MQTT broker for inter-pipeline routes (`mqtt://host:port`); wins over the one the
+    /// coordinator ships in deploys (docs/dataplane.md).
+    pub mqtt_url: Option<String>,
+    /// Longest wait for room in a route publisher's queue before the events are dropped
+    /// (and counted).
+    #[serde(with = "secs")]
+    pub route_publish_timeout: Duration,
+    /// Longest time a deploy waits for the broker to acknowledge the pipeline's inbound route
+    /// subscriptions before answering (the pipeline runs either way).
+    #[serde(with = "secs")]
+    pub route_subscribe_wait: Duration,
+    /// Coordinator transport: `http` (default) or `nats` (docs/nats.md).
+    pub transport: crate::transport::Transport,
+    /// NATS server(s) for `transport = nats` (`nats://host:4222`, comma-separated list allowed).
+    pub nats_url: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -77,6 +92,11 @@ impl Default for WorkerConfig {
             registration_backoff_initial: Duration::from_secs(1),
             registration_backoff_max: Duration::from_secs(30),
             connector_channel_capacity: 1024,
+            mqtt_url: None,
+            route_publish_timeout: Duration::from_secs(1),
+            route_subscribe_wait: Duration::from_secs(2),
+            transport: crate::transport::Transport::Http,
+            nats_url: None,
         }
     }
 }
@@ -118,6 +138,10 @@ impl WorkerConfig {
                     "`{url}` is not an http(s) URL"
                 )));
             }
+        }
+        crate::transport::nats::validate(self)?;
+        if let Some(url) = &self.mqtt_url {
+            crate::dataplane::parse_mqtt_url(url)?;
         }
         if matches!(&self.api_key, Some(k) if k.is_empty()) {
             return bad("api_key must not be empty when set");

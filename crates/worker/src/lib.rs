@@ -8,12 +8,14 @@ pub mod broker;
 pub mod config;
 pub mod connectors;
 pub mod coordinator_client;
+pub mod dataplane;
 pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod routes;
 pub mod server;
+pub mod transport;
 
 pub use broker::{start_embedded_broker, BrokerHandle};
 pub use config::WorkerConfig;

@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio_util::sync::CancellationToken;
 use varpulis_api::worker::{BatchError, PipelineInfo, PipelineMetrics};
 
+/// Output events buffered per live subscriber before it lags.
+const OUTPUT_STREAM_CAPACITY: usize = 1024;
+
 /// A connector `.to` outputs are published through.
 #[derive(Debug, Clone)]
 pub struct SinkRoute {
@@ -54,6 +57,15 @@ pub struct Pipeline {
     sinks: OnceLock<Vec<SinkRoute>>,
     /// Cancelled when the pipeline is deleted or the worker shuts down.
     pub cancel: CancellationToken,
+    /// Inter-pipeline routes: outbound publisher and counters.
+    pub routes: crate::dataplane::RouteState,
+    /// NATS `.to` sinks (connectors/nats.rs).
+    pub nats: crate::connectors::nats::NatsSinks,
+    /// Live copy of the output events for `GET .../output` subscribers (routes/output.rs).
+    outputs: tokio::sync::broadcast::Sender<Arc<serde_json::Value>>,
+    /// Set by a handover (rolling update): events and checkpoints go to this pipeline instead.
+    /// Written only while the engine lock is held, so `process` sees it consistently.
+    forward: RwLock<Option<Arc<Pipeline>>>,
 }
 
 impl Pipeline {
@@ -78,7 +90,66 @@ impl Pipeline {
             status: Mutex::new(Status::default()),
             sinks: OnceLock::new(),
             cancel: CancellationToken::new(),
+            routes: crate::dataplane::RouteState::default(),
+            nats: crate::connectors::nats::NatsSinks::default(),
+            outputs: tokio::sync::broadcast::channel(OUTPUT_STREAM_CAPACITY).0,
+            forward: RwLock::new(None),
         }
+    }
+
+    /// The pipeline this one hands its events to, if it was handed over.
+    pub fn forward_target(&self) -> Option<Arc<Pipeline>> {
+        self.forward
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Subscribes to the live output events (JSON, as in inject answers).
+    pub fn subscribe_outputs(&self) -> tokio::sync::broadcast::Receiver<Arc<serde_json::Value>> {
+        self.outputs.subscribe()
+    }
+
+    /// Copies outputs to the live subscribers; never blocks (a slow subscriber lags instead).
+    fn stream_outputs(&self, outputs: &[Output]) {
+        if self.outputs.receiver_count() == 0 {
+            return;
+        }
+        for o in outputs.iter().filter(|o| o.is_output) {
+            let _ = self.outputs.send(Arc::new(o.to_json()));
+        }
+    }
+
+    /// Hands this pipeline over to `to` (rolling update): under both engine locks, optionally
+    /// moves the engine state and event count into `to`, then makes this pipeline forward
+    /// every later event and checkpoint to `to`. No event is processed by both or by neither.
+    /// Returns `(events processed, already handed over)`.
+    pub fn handover_to(&self, to: &Arc<Pipeline>, keep_state: bool) -> Result<(u64, bool), String> {
+        if std::ptr::eq(self, Arc::as_ptr(to)) {
+            return Err("a pipeline cannot hand over to itself".into());
+        }
+        let engine = self.lock_engine();
+        if let Some(current) = self.forward_target() {
+            return if Arc::ptr_eq(&current, to) {
+                Ok((self.events_in.load(Ordering::Relaxed), true))
+            } else {
+                Err(format!("already handed over to '{}'", current.id))
+            };
+        }
+        let processed = self.events_in.load(Ordering::Relaxed);
+        {
+            let mut target = to.lock_engine();
+            if keep_state {
+                let state = engine.checkpoint()?;
+                target.restore(&state)?;
+                to.events_in.store(processed, Ordering::Relaxed);
+            }
+            // A reverse handover (rollback of a half-done update) takes the traffic back.
+            *to.forward.write().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        *self.forward.write().unwrap_or_else(|p| p.into_inner()) = Some(to.clone());
+        drop(engine);
+        Ok((processed, false))
     }
 
     fn lock_engine(&self) -> std::sync::MutexGuard<'_, PipelineEngine> {
@@ -93,6 +164,12 @@ impl Pipeline {
         let mut n_err = 0u64;
         {
             let mut engine = self.lock_engine();
+            if let Some(next) = self.forward_target() {
+                drop(engine);
+                next.process(events, out, errors);
+                self.stream_outputs(&out[before..]);
+                return;
+            }
             for (index, ev) in events.iter().enumerate() {
                 if let Err(error) = engine.process(ev, out) {
                     n_err += 1;
@@ -108,11 +185,15 @@ impl Pipeline {
         if n_err > 0 {
             self.errors.fetch_add(n_err, Ordering::Relaxed);
         }
+        self.stream_outputs(&out[before..]);
     }
 
     /// Publishes outputs to their `.to` sinks. Waits when a connector queue is full; a publish
     /// error is logged and counted (VPL.md §9: not fatal).
     pub async fn publish(&self, outputs: &[Output]) {
+        self.routes.publish(outputs).await;
+        let nats_failed = self.nats.publish(&self.id, outputs).await;
+        self.errors.fetch_add(nats_failed, Ordering::Relaxed);
         let Some(routes) = self.sinks.get() else {
             return;
         };
@@ -151,6 +232,9 @@ impl Pipeline {
 
     /// Serialises the engine state.
     pub fn checkpoint(&self) -> Result<(Vec<u8>, u64), String> {
+        if let Some(next) = self.forward_target() {
+            return next.checkpoint();
+        }
         let engine = self.lock_engine();
         let bytes = engine.checkpoint()?;
         Ok((bytes, self.events_in.load(Ordering::Relaxed)))

@@ -6,6 +6,7 @@
 //! `degraded` with a reason; it never fails the worker.
 
 pub mod mqtt;
+pub mod nats;
 
 use crate::engine::{Event, PipelineEngine};
 use crate::error::WorkerError;
@@ -24,13 +25,25 @@ const INGEST_BATCH: usize = 256;
 #[derive(Debug, Default)]
 pub struct Plan {
     mqtt: Vec<mqtt::MqttPlan>,
+    nats: Vec<nats::NatsPlan>,
     /// Connectors that cannot run here, with the reason (the pipeline starts `degraded`).
     unsupported: Vec<String>,
+    /// Inter-pipeline routes (docs/dataplane.md).
+    routes: Option<crate::dataplane::RoutePlan>,
 }
 
 impl Plan {
     fn is_empty(&self) -> bool {
-        self.mqtt.is_empty() && self.unsupported.is_empty()
+        self.mqtt.is_empty()
+            && self.nats.is_empty()
+            && self.unsupported.is_empty()
+            && self.routes.is_none()
+    }
+
+    /// Adds the pipeline's inter-pipeline routes.
+    pub fn with_routes(mut self, routes: Option<crate::dataplane::RoutePlan>) -> Self {
+        self.routes = routes;
+        self
     }
 }
 
@@ -56,6 +69,7 @@ pub fn plan(
         )))
     };
     let mut by_name: BTreeMap<String, mqtt::MqttPlan> = BTreeMap::new();
+    let mut nats_by_name: BTreeMap<String, nats::NatsPlan> = BTreeMap::new();
     let mut plan = Plan::default();
     let sources = engine.sources();
     let sinks = engine.sinks();
@@ -66,6 +80,10 @@ pub fn plan(
         .collect();
     for name in names {
         let (kind, params) = resolve(name)?;
+        if kind == "nats" {
+            nats_by_name.insert(name.to_owned(), nats::NatsPlan::new(name, &params)?);
+            continue;
+        }
         if kind != "mqtt" {
             plan.unsupported.push(format!(
                 "connector `{name}` of kind `{kind}` is not supported by this worker"
@@ -78,13 +96,20 @@ pub fn plan(
         if let Some(p) = by_name.get_mut(&s.connector) {
             p.add_source(s.topic.as_deref(), &s.event_type)?;
         }
+        if let Some(p) = nats_by_name.get_mut(&s.connector) {
+            p.add_source(s.topic.as_deref(), &s.event_type)?;
+        }
     }
     for s in &sinks {
         if let Some(p) = by_name.get_mut(&s.connector) {
             p.add_sink(s.topic.as_deref(), &s.stream)?;
         }
+        if let Some(p) = nats_by_name.get_mut(&s.connector) {
+            p.add_sink(s.topic.as_deref(), &s.stream)?;
+        }
     }
     plan.mqtt = by_name.into_values().collect();
+    plan.nats = nats_by_name.into_values().collect();
     Ok(plan)
 }
 
@@ -102,7 +127,15 @@ pub fn start(state: &Arc<AppState>, pipeline: &Arc<Pipeline>, plan: Plan) {
     for m in plan.mqtt {
         sinks.extend(m.start(state, pipeline, tx.clone()));
     }
+    if let Some(routes) = plan.routes {
+        routes.start(state, pipeline, tx.clone());
+    }
     pipeline.set_sinks(sinks);
+    let nats_sinks = plan
+        .nats
+        .into_iter()
+        .filter_map(|n| n.start(state, pipeline, tx.clone()));
+    pipeline.nats.set(nats_sinks.collect());
     drop(tx);
     let p = pipeline.clone();
     let cancel = pipeline.cancel.clone();
