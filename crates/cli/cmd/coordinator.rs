@@ -80,6 +80,12 @@ pub struct Args {
     /// Do not move pipelines off unhealthy workers automatically
     #[arg(long)]
     no_auto_rebalance: bool,
+    /// Coordinator ↔ worker transport: http or nats [default: http]
+    #[arg(long, env = "VARPULIS_TRANSPORT", value_name = "KIND")]
+    transport: Option<varpulis_coordinator::nats::Transport>,
+    /// NATS server(s) for --transport nats (e.g. nats://127.0.0.1:4222)
+    #[arg(long, env = "VARPULIS_NATS_URL", value_name = "URL")]
+    nats_url: Option<String>,
 }
 
 impl Args {
@@ -101,7 +107,11 @@ impl Args {
             checkpoint_interval => checkpoint_interval, raft_peers => peers,
             raft_heartbeat_ms => raft_heartbeat_ms, raft_election_min_ms => raft_election_min_ms,
             raft_election_max_ms => raft_election_max_ms, body_limit => body_limit,
+            transport => transport,
         );
+        if self.nats_url.is_some() {
+            c.nats_url = self.nats_url.filter(|u| !u.trim().is_empty());
+        }
         if self.api_key.is_some() {
             c.api_key = self.api_key.filter(|k| !k.is_empty());
         }

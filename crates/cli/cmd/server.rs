@@ -43,6 +43,12 @@ pub struct Args {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     body_limit: usize,
+    /// Coordinator transport: http or nats (nats needs --nats-url instead of --coordinator).
+    #[arg(long, env = "VARPULIS_TRANSPORT", default_value = "http")]
+    transport: varpulis_worker::transport::Transport,
+    /// NATS server(s) for --transport nats (e.g. nats://127.0.0.1:4222).
+    #[arg(long, env = "VARPULIS_NATS_URL", value_name = "URL")]
+    nats_url: Option<String>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -87,6 +93,8 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
         max_pipelines: args.max_pipelines,
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         body_limit: args.body_limit,
+        transport: args.transport,
+        nats_url: args.nats_url.filter(|u| !u.trim().is_empty()),
         ..WorkerConfig::default()
     };
     cfg.validate()?;
@@ -135,7 +143,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "varpulis worker {} listening on http://{local}",
             cfg.worker_id
         );
-        if cfg.coordinators.is_empty() {
+        if let Some(url) = cfg
+            .nats_url
+            .as_deref()
+            .filter(|_| cfg.coordinators.is_empty())
+        {
+            println!(
+                "  coordinators via NATS {url} (advertised as {})",
+                cfg.advertise_address
+            );
+        } else if cfg.coordinators.is_empty() {
             println!("  standalone (no --coordinator)");
         } else {
             println!(

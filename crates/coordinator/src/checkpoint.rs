@@ -118,6 +118,9 @@ pub async fn checkpoint_once(state: &AppState) -> usize {
 }
 
 async fn fetch(state: &AppState, src: &Source) -> Option<Checkpoint> {
+    if let Some((link, worker_id)) = crate::nats::link_for_address(state, &src.address) {
+        return crate::nats::checkpoint(&link, &worker_id, &src.api_key, &src.pipeline_id).await;
+    }
     let url = format!(
         "{}/api/v1/pipelines/{}/checkpoint",
         src.address.trim_end_matches('/'),

@@ -89,6 +89,10 @@ pub struct CoordinatorConfig {
     pub body_limit: usize,
     /// Whether the leader moves pipelines away from unhealthy workers on its own.
     pub auto_rebalance: bool,
+    /// Coordinator ↔ worker transport: `http` (default) or `nats` (docs/nats.md).
+    pub transport: crate::nats::Transport,
+    /// NATS server(s) for `transport = "nats"` (`nats://host:4222`, comma-separated list allowed).
+    pub nats_url: Option<String>,
 }
 
 impl Default for CoordinatorConfig {
@@ -114,6 +118,8 @@ impl Default for CoordinatorConfig {
             raft_election_max_ms: 800,
             body_limit: DEFAULT_BODY_LIMIT,
             auto_rebalance: true,
+            transport: crate::nats::Transport::Http,
+            nats_url: None,
         }
     }
 }
@@ -242,6 +248,16 @@ impl CoordinatorConfig {
     /// Checks ranges and consistency; run before starting the server.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.transport == crate::nats::Transport::Nats {
+            match self.nats_url.as_deref() {
+                None => return invalid("transport `nats` needs a NATS URL (--nats-url)".into()),
+                Some(url) => {
+                    if let Err(e) = crate::nats::parse_servers(url) {
+                        return invalid(e.to_string());
+                    }
+                }
+            }
+        }
         if self.bind.trim().is_empty() {
             return invalid("bind address is empty".into());
         }

@@ -165,6 +165,9 @@ pub async fn call_deploy(state: &AppState, t: &Target) -> Result<String, String>
         id: Some(t.pipeline_id()),
         epoch: Some(t.epoch),
     };
+    if let Some(link) = crate::nats::link_for(state, &t.worker_id) {
+        return crate::nats::deploy(&link, t, &body).await;
+    }
     let url = format!("{}/api/v1/pipelines", t.address.trim_end_matches('/'));
     let answer = state
         .http
@@ -224,6 +227,9 @@ pub async fn deploy_and_record(state: &AppState, t: &Target) -> bool {
 
 /// Best-effort `DELETE {worker}/api/v1/pipelines/{id}`; a 404 counts as done.
 pub async fn undeploy(state: &AppState, address: &str, api_key: &str, pipeline_id: &str) -> bool {
+    if let Some((link, worker_id)) = crate::nats::link_for_address(state, address) {
+        return crate::nats::undeploy(&link, &worker_id, api_key, pipeline_id).await;
+    }
     let url = format!(
         "{}/api/v1/pipelines/{pipeline_id}",
         address.trim_end_matches('/')

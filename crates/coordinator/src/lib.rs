@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod nats;
 pub mod proxy;
 pub mod reconciler;
 pub mod routes;

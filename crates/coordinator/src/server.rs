@@ -51,6 +51,7 @@ pub async fn run(
         .timeout(config.http_client_timeout)
         .connect_timeout(config.http_client_timeout.min(Duration::from_secs(3)))
         .build()?;
+    let nats = crate::nats::connect(&config, node_id).await?;
     let token = CancellationToken::new();
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
@@ -62,6 +63,7 @@ pub async fn run(
         metrics: Metrics::default(),
         shutdown: token.clone(),
         reconcile: tokio::sync::Notify::new(),
+        nats,
     }));
 
     print_banner(&config, node_id, &advertise, &peers, &data_dir);
@@ -78,6 +80,7 @@ pub async fn run(
     tasks.spawn(crate::sweep::watch_leader(state.clone()));
     tasks.spawn(crate::reconciler::run(state.clone()));
     tasks.spawn(crate::checkpoint::run(state.clone()));
+    tasks.spawn(crate::nats::run(state.clone()));
 
     let join_failed = Arc::new(std::sync::Mutex::new(None));
     if let Some(seed) = config.join.clone() {

@@ -40,6 +40,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Wakes the reconciler early (after a create, a failed deploy, a status change).
     pub reconcile: tokio::sync::Notify,
+    /// NATS link when the cluster transport is NATS (`crate::nats`).
+    pub nats: Option<crate::nats::NatsLink>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -437,10 +437,16 @@ impl<'a> Checker<'a> {
 
     fn check_connector(&mut self, c: &'a ConnectorDecl) {
         let kind = c.kind.name.as_str();
+        if kind == "nats" {
+            self.check_nats_connector(c);
+            return;
+        }
         if kind != "mqtt" {
             if CONNECTOR_KINDS.contains(&kind) {
                 self.error(
-                    format!("connector kind `{kind}` is not supported yet (only `mqtt`)"),
+                    format!(
+                        "connector kind `{kind}` is not supported yet (only `mqtt` and `nats`)"
+                    ),
                     c.kind.span,
                 );
             } else {
@@ -504,6 +510,35 @@ impl<'a> Checker<'a> {
                 format!("MQTT connector `{}` needs a `host`", c.name.name),
                 c.span,
                 Some("add `host: \"localhost\"`".into()),
+            );
+        }
+    }
+
+    /// A NATS connector (docs/nats.md): named parameters, and a server (`servers`, `url` or
+    /// `host`). Other parameters are checked by the worker when it connects.
+    fn check_nats_connector(&mut self, c: &'a ConnectorDecl) {
+        let mut seen = HashMap::new();
+        for a in &c.params {
+            self.check_param_value(&a.value);
+            match &a.name {
+                Some(name) => self.dup_check(&mut seen, name, "parameter"),
+                None => self.error_hint(
+                    "connector parameters need a name",
+                    a.span,
+                    Some("write `param: value`, e.g. `servers: \"nats://localhost:4222\"`".into()),
+                ),
+            }
+        }
+        let has_server = c.params.iter().any(|a| {
+            a.name
+                .as_ref()
+                .is_some_and(|n| matches!(n.name.as_str(), "servers" | "url" | "host"))
+        });
+        if !has_server {
+            self.error_hint(
+                format!("NATS connector `{}` needs `servers`", c.name.name),
+                c.span,
+                Some("add `servers: \"nats://localhost:4222\"`".into()),
             );
         }
     }
@@ -1814,13 +1849,18 @@ mod tests {
 
     #[test]
     fn connector_declarations() {
+        ok("connector N = nats(servers: \"nats://h:4222\")\nstream S = A.from(N, topic: \"a.>\")");
+        assert_eq!(
+            err("connector N = nats(subject: \"a\")"),
+            vec!["NATS connector `N` needs `servers`"]
+        );
         assert_eq!(
             err("connector C = mqtt(port: 1883)"),
             vec!["MQTT connector `C` needs a `host`"]
         );
         assert_eq!(
             err("connector C = kafka(host: \"h\")"),
-            vec!["connector kind `kafka` is not supported yet (only `mqtt`)"]
+            vec!["connector kind `kafka` is not supported yet (only `mqtt` and `nats`)"]
         );
         assert_eq!(
             err("connector C = mqtt(host: \"h\", port: \"x\")"),

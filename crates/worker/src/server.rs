@@ -75,8 +75,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
+    let nats = crate::transport::spawn(&state).await?;
     let client = if state.config.coordinators.is_empty() {
-        state.registered.store(true, Ordering::Relaxed);
+        state.registered.store(nats.is_none(), Ordering::Relaxed);
         None
     } else {
         let client = Arc::new(CoordinatorClient::new(state.clone())?);
@@ -111,6 +112,9 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("connector tasks did not stop in time");
+    }
+    if let Some(task) = nats {
+        let _ = task.await;
     }
     if let Some((client, task)) = client {
         let _ = task.await;

@@ -214,6 +214,15 @@ async fn post_worker(
     body: reqwest::Body,
     content_type: &str,
 ) -> Result<Bytes, ApiError> {
+    let bytes = body.as_bytes().unwrap_or_default();
+    let ids = (
+        route.worker_id.as_str(),
+        route.api_key.as_str(),
+        route.pipeline_id.as_str(),
+    );
+    if let Some(answer) = crate::nats::post_pipeline(state, ids, path, bytes, content_type).await {
+        return answer;
+    }
     let url = format!(
         "{}/api/v1/pipelines/{}/{path}",
         route.address.trim_end_matches('/'),

@@ -1,0 +1,203 @@
+//! The NATS cluster transport end to end: three coordinators and two workers with
+//! `--transport nats`. Workers advertise HTTP addresses nobody listens on, so every deploy and
+//! inject that succeeds went over NATS request/reply.
+
+use crate::harness::{
+    event_field, free_port, wait_until, Ensemble, Opts, Proc, Worker, WORKER_KEY,
+};
+use crate::start_nats;
+use serde_json::json;
+use std::time::Duration;
+
+fn nats_worker(id: &str, nats_url: &str, logs: &std::path::Path) -> Worker {
+    let port = free_port();
+    // Never listened on: coordinators must not need the worker's HTTP API.
+    let advertise = format!("http://127.0.0.1:{}", free_port());
+    let args = vec![
+        "server".to_owned(),
+        "--port".into(),
+        port.to_string(),
+        "--api-key".into(),
+        WORKER_KEY.into(),
+        "--worker-id".into(),
+        id.into(),
+        "--advertise-address".into(),
+        advertise.clone(),
+        "--heartbeat-interval".into(),
+        "1".into(),
+        "--transport".into(),
+        "nats".into(),
+        "--nats-url".into(),
+        nats_url.into(),
+    ];
+    Worker {
+        id: id.into(),
+        port,
+        url: advertise,
+        proc: Proc::spawn(id, args, logs),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_transport_register_heartbeat_deploy_inject_and_failure() {
+    let Some(nats) = start_nats() else { return };
+    let opts = Opts {
+        coord_extra_args: vec![
+            "--transport".into(),
+            "nats".into(),
+            "--nats-url".into(),
+            nats.url.clone(),
+        ],
+        ..Opts::default()
+    };
+    let mut ens = Ensemble::start(3, 0, opts).await;
+    let logs = tempfile::tempdir().unwrap();
+    for id in ["nats-w0", "nats-w1"] {
+        ens.workers.push(nats_worker(id, &nats.url, logs.path()));
+    }
+    let ids: Vec<String> = vec!["nats-w0".into(), "nats-w1".into()];
+
+    // Register + heartbeat over NATS: both become ready.
+    {
+        let ens = &ens;
+        let ids = &ids;
+        if crate::harness::try_wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || async move { ens.workers_in_status(ids, "ready").await.then_some(()) },
+        )
+        .await
+        .is_none()
+        {
+            panic!("workers never ready over nats:\n{}", ens.all_logs(40));
+        }
+    }
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    let follower = ens.others(leader)[0];
+    let list = ens.worker_list(follower).await.expect("worker list");
+    for w in &list {
+        assert_eq!(w["labels"]["varpulis.transport"], "nats", "{w}");
+        assert!(w.get("api_key").is_none(), "{w}");
+    }
+
+    // Deploy a group through a follower: the leader deploys over NATS.
+    let group = json!({
+        "name": "nats-group",
+        "pipelines": [
+            {"name": "pipeline-a", "source": "stream A = EventA .where(x > 0) .emit(result: \"from-a\", x: x)",
+             "worker_affinity": "nats-w0"},
+            {"name": "pipeline-b", "source": "stream B = EventB .emit(result: \"from-b\")",
+             "worker_affinity": "nats-w1"}
+        ],
+        "routes": [
+            {"from_pipeline": "_external", "to_pipeline": "pipeline-a", "event_types": ["EventA*"]},
+            {"from_pipeline": "_external", "to_pipeline": "pipeline-b", "event_types": ["EventB*"]}
+        ]
+    });
+    let api = &ens.api;
+    let r = api
+        .post(&ens.cluster_url(follower, "/pipeline-groups"), &group)
+        .await
+        .unwrap();
+    r.expect_status(201);
+    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let running = wait_until(
+        "group running",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let g = api
+                .get(&ens.cluster_url(leader, &format!("/pipeline-groups/{gid}")))
+                .await
+                .ok()?;
+            (g.body["status"] == "running").then_some(g)
+        },
+    )
+    .await;
+    assert_eq!(running.body["pipeline_count"], 2, "{}", running.text);
+
+    // Inject through the coordinators' HTTP API (leader and follower): routed over NATS.
+    for via in [leader, follower] {
+        let inject = ens.cluster_url(via, &format!("/pipeline-groups/{gid}/inject"));
+        let r = api
+            .post(
+                &inject,
+                &json!({"event_type": "EventA", "fields": {"x": 5}}),
+            )
+            .await
+            .unwrap();
+        r.expect_status(200);
+        assert_eq!(r.body["worker_id"], "nats-w0", "{}", r.text);
+        let out = r.body["worker_response"]["output_events"]
+            .as_array()
+            .unwrap();
+        assert_eq!(out.len(), 1, "{}", r.text);
+        assert_eq!(event_field(&out[0], "result"), "from-a", "{}", r.text);
+        assert_eq!(event_field(&out[0], "x"), 5, "{}", r.text);
+
+        let r = api
+            .post(&inject, &json!({"event_type": "EventB", "fields": {}}))
+            .await
+            .unwrap();
+        r.expect_status(200);
+        assert_eq!(r.body["worker_id"], "nats-w1", "{}", r.text);
+        let out = r.body["worker_response"]["output_events"]
+            .as_array()
+            .unwrap();
+        assert_eq!(event_field(&out[0], "result"), "from-b", "{}", r.text);
+    }
+
+    // A batch (JSON array) and `.evt` text go over inject_batch.
+    let batch = ens.cluster_url(follower, &format!("/pipeline-groups/{gid}/inject-batch"));
+    let events = json!([
+        {"event_type": "EventA", "fields": {"x": 1}},
+        {"event_type": "EventA", "fields": {"x": -1}},
+        {"event_type": "EventB", "fields": {}}
+    ]);
+    let r = api.post(&batch, &events).await.unwrap();
+    r.expect_status(200);
+    assert_eq!(r.body["accepted"], 3, "{}", r.text);
+    assert_eq!(
+        r.body["output_events"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text
+    );
+    let r = api
+        .post_raw(
+            &batch,
+            b"EventA { x: 7 }\nEventA { x: 8 }\n".to_vec(),
+            "text/plain",
+        )
+        .await
+        .unwrap();
+    r.expect_status(200);
+    assert_eq!(r.body["accepted"], 2, "{}", r.text);
+    assert_eq!(
+        r.body["output_events"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text
+    );
+
+    // Kill worker 1: no more heartbeats, the leader marks it unhealthy.
+    let idx = ens.worker_index("nats-w1");
+    ens.workers[idx].proc.kill();
+    let gone = vec!["nats-w1".to_owned()];
+    {
+        let ens = &ens;
+        let gone = &gone;
+        wait_until(
+            "nats-w1 unhealthy",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || async move { ens.workers_in_status(gone, "unhealthy").await.then_some(()) },
+        )
+        .await;
+    }
+    assert!(
+        ens.workers_in_status(&ids[..1], "ready").await,
+        "nats-w0 must stay ready:\n{}",
+        ens.all_logs(30)
+    );
+}
