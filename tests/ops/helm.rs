@@ -131,15 +131,16 @@ fn helm_templates_parse_and_have_the_raft_shape() {
         .any(|m| m["name"] == "data" && m["mountPath"] == "/var/lib/varpulis"));
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(args[0], "coordinator");
-    for flag in ["--config", "--advertise-address", "--data-dir"] {
-        assert!(args.contains(&flag), "{args:?}");
+    assert_eq!(c["command"], serde_json::json!(["/bin/sh", "-ec"]));
+    let script = c["args"][0].as_str().unwrap();
+    for flag in [
+        "coordinator --config",
+        "--advertise-address",
+        "--data-dir",
+        "--join",
+        "--raft-node-id",
+    ] {
+        assert!(script.contains(flag), "{script}");
     }
     let env_names = |c: &Value| -> Vec<String> {
         c["env"]
@@ -218,47 +219,90 @@ fn every_values_path_used_by_the_templates_exists() {
     assert!(n > 30, "{n} .Values references");
 }
 
-/// The statefulset's `--advertise-address` for pod `i` equals the configmap's peer entry `i`,
-/// so each coordinator finds its node id (i + 1) in the peers list.
+/// Fills the template expressions the coordinator start script and the peers list use.
+fn fill(s: &str, i: usize) -> String {
+    s.replace("{{ $full }}", "rel-varpulis")
+        .replace("{{ $i }}", &i.to_string())
+        .replace("{{ $headless }}", "rel-varpulis-coordinator-headless")
+        .replace("{{ .Release.Namespace }}", "ns")
+        .replace("{{ $.Release.Namespace }}", "ns")
+        .replace("{{ .Values.coordinator.port }}", "9100")
+        .replace("{{ $.Values.coordinator.port }}", "9100")
+        .replace("{{ .Values.coordinator.founders }}", "3")
+}
+
+/// The coordinator's start script (the statefulset's `args[0]`), template expressions filled,
+/// with `echo` standing in for the binary.
+fn start_script() -> String {
+    let sts = objects("coordinator-statefulset.yaml");
+    assert_eq!(sts.len(), 1);
+    // Read the raw block (substitution replaced the expressions with `x`).
+    let raw = template("coordinator-statefulset.yaml");
+    let from = raw.find("self=").unwrap();
+    let to = raw[from..].find("          env:").unwrap() + from;
+    let script: String = raw[from..to]
+        .lines()
+        .map(str::trim_start)
+        .collect::<Vec<_>>()
+        .join("\n");
+    fill(&script, 0).replace("exec /usr/local/bin/varpulis", "exec echo")
+}
+
+/// Runs the start script as pod `ordinal` would, returning the coordinator's arguments.
+fn start_args(ordinal: usize) -> String {
+    let out = Command::new("sh")
+        .args(["-ec", &start_script()])
+        .env("POD_NAME", format!("rel-varpulis-coordinator-{ordinal}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Founders (pods 0..3) advertise exactly their own entry of the peers list, so each finds its
+/// node id (ordinal + 1) there; a later pod joins the running group with node id ordinal + 1.
 #[test]
 fn pod_ordinal_is_the_raft_node_id() {
-    let (full, headless, ns, port) = (
-        "rel-varpulis",
-        "rel-varpulis-coordinator-headless",
-        "ns",
-        "9100",
-    );
-    let line = |file: &str| -> String {
-        template(file)
-            .lines()
-            .find(|l| l.contains("svc.cluster.local"))
-            .unwrap()
-            .trim()
-            .trim_start_matches("- ")
-            .trim_matches(|c| c == '"' || c == ',')
-            .to_owned()
-    };
-    let fill = |s: &str, i: usize| -> String {
-        s.replace("$(POD_NAME)", &format!("{full}-coordinator-{i}"))
-            .replace("{{ $full }}", full)
-            .replace("{{ $i }}", &i.to_string())
-            .replace("{{ $headless }}", headless)
-            .replace("{{ .Release.Namespace }}", ns)
-            .replace("{{ $.Release.Namespace }}", ns)
-            .replace("{{ .Values.coordinator.port }}", port)
-            .replace("{{ $.Values.coordinator.port }}", port)
-    };
-    let advertise = line("coordinator-statefulset.yaml");
-    let peer = line("configmap.yaml");
+    let peer_line = template("configmap.yaml")
+        .lines()
+        .find(|l| l.contains("svc.cluster.local"))
+        .unwrap()
+        .trim()
+        .trim_matches(|c| c == '"' || c == ',')
+        .to_owned();
     for i in 0..3 {
-        let a = fill(&advertise, i);
-        assert!(!a.contains("{{"), "unfilled: {a}");
-        assert_eq!(a, fill(&peer, i));
+        let args = start_args(i);
+        let peer = fill(&peer_line, i);
+        assert!(!peer.contains("{{"), "unfilled: {peer}");
+        assert_eq!(
+            args,
+            format!(
+                "coordinator --config /etc/varpulis/raft-cluster.toml --advertise-address {peer} \
+                 --data-dir /var/lib/varpulis/raft"
+            ),
+            "founder {i}"
+        );
     }
-    // The statefulset's pods are named `<full>-coordinator-<i>`.
-    assert!(template("coordinator-statefulset.yaml").contains("name: {{ $full }}-coordinator\n"));
-    // The headless service is the statefulset's serviceName.
-    assert!(template("coordinator-statefulset.yaml").contains("serviceName: {{ $headless }}"));
+    let args = start_args(3);
+    assert!(
+        args.contains(
+            "--raft-node-id 4 --join http://rel-varpulis-coordinator.ns.svc.cluster.local:9100"
+        ),
+        "{args}"
+    );
+    assert!(args.contains(
+        "--advertise-address http://rel-varpulis-coordinator-3.rel-varpulis-coordinator-headless.ns.svc.cluster.local:9100"
+    ));
+    // The statefulset's pods are named `<full>-coordinator-<i>`, the headless service is its
+    // serviceName, and `peers` lists the founders only.
+    let sts = template("coordinator-statefulset.yaml");
+    assert!(sts.contains("name: {{ $full }}-coordinator\n"));
+    assert!(sts.contains("serviceName: {{ $headless }}"));
+    assert!(template("configmap.yaml").contains("until (int .Values.coordinator.founders)"));
 }
 
 #[test]

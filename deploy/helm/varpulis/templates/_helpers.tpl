@@ -53,7 +53,7 @@ app.kubernetes.io/component: worker
 {{- $port := int .Values.coordinator.port -}}
 {{- $ns := .Release.Namespace -}}
 {{- $peers := list -}}
-{{- range $i := until (int .Values.coordinator.replicas) -}}
+{{- range $i := until (int .Values.coordinator.founders) -}}
 {{- $peers = append $peers (printf "http://%s-coordinator-%d.%s.%s.svc.cluster.local:%d" $full $i $headless $ns $port) -}}
 {{- end -}}
 {{- join "," $peers -}}
