@@ -206,3 +206,211 @@ fn fraud_example_raises_exactly_the_expected_alert() {
     assert_eq!(got, expected);
     assert_eq!(e.stats().errors, 0);
 }
+
+/// A random sequence program: steps over types A/B/C with aliases s0…, optional Kleene steps,
+/// filters reading earlier captures, `.within`, `.not`, `.partition_by`.
+fn sequence_program(
+    steps: &[(usize, bool, usize)],
+    within: Option<i64>,
+    not: Option<usize>,
+    partitioned: bool,
+) -> String {
+    let ty = |t: usize| ["A", "B", "C"][t % 3];
+    let mut src = format!("stream S = {} as s0", ty(steps[0].0));
+    if steps[0].1 {
+        src = format!("stream S = all {} as s0", ty(steps[0].0));
+    }
+    for (i, (t, all, filter)) in steps.iter().enumerate().skip(1) {
+        let filter = match filter % 4 {
+            0 => String::new(),
+            1 => " where v >= s0.v".to_string(),
+            2 => format!(" where k == s{}.k", i - 1),
+            _ => " where v % 2 == 0".to_string(),
+        };
+        let all = if *all { "all " } else { "" };
+        src.push_str(&format!("\n    -> {all}{}{filter} as s{i}", ty(*t)));
+    }
+    if let Some(ms) = within {
+        src.push_str(&format!("\n    .within({ms}ms)"));
+    }
+    if let Some(n) = not {
+        src.push_str(&format!("\n    .not(N where v == {n})"));
+    }
+    if partitioned {
+        src.push_str("\n    .partition_by(k)");
+    }
+    src.push_str("\n    .emit()\n");
+    src
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random sequence shapes: compile, and checkpoint/restore at any point is exact.
+    #[test]
+    fn random_sequences_restore_exactly(
+        shape in prop::collection::vec((0usize..3, any::<bool>(), 0usize..4), 1..5),
+        within in prop::option::of(500i64..4_000),
+        not in prop::option::of(0usize..6),
+        partitioned in any::<bool>(),
+        steps in prop::collection::vec((0usize..5, 0i64..3, 0i64..6, 0i64..1_000), 1..60),
+        cut in 0usize..60,
+    ) {
+        // A single non-Kleene step is not a sequence; make it one.
+        let mut shape = shape;
+        if shape.len() == 1 {
+            shape[0].1 = true;
+        }
+        let src = sequence_program(&shape, within, not, partitioned);
+        let events = events_from(&steps);
+        let cut = cut.min(events.len());
+        let mut whole = compile_with(&src, 50);
+        let expected = run(&mut whole, &events, true);
+        let mut first = compile_with(&src, 50);
+        let mut got = run(&mut first, &events[..cut], false);
+        let bytes = first.checkpoint().unwrap();
+        let mut second = compile_with(&src, 50);
+        second.restore(&bytes).unwrap();
+        got.extend(run(&mut second, &events[cut..], true));
+        prop_assert_eq!(got, expected, "program:\n{}", src);
+        prop_assert_eq!(whole.stats().errors, 0);
+    }
+}
+
+/// A deliberately naive model of VPL.md §7 matching for [`sequence_program`] shapes: a plain
+/// list of runs, no expiry queue, no cap, no compaction. Returns, per match, its time and the
+/// `(k, v)` of every capture.
+fn reference_matches(
+    shape: &[(usize, bool, usize)],
+    within: Option<i64>,
+    not: Option<usize>,
+    partitioned: bool,
+    events: &[Event],
+) -> Vec<(i64, Vec<(i64, i64)>)> {
+    struct RefRun {
+        key: Option<i64>,
+        start: i64,
+        pos: usize,
+        kleene: bool,
+        caps: Vec<(i64, i64)>,
+    }
+    let ty = |t: usize| ["A", "B", "C"][t % 3];
+    let int = |e: &Event, f: &str| match e.field(f) {
+        Some(Value::Int(i)) => *i,
+        _ => unreachable!("test events carry ints"),
+    };
+    // Step 0 is the source: it has no filter.
+    let passes = |step: usize, k: i64, v: i64, caps: &[(i64, i64)]| match shape[step].2 % 4 {
+        _ if step == 0 => true,
+        0 => true,
+        1 => v >= caps[0].1,
+        2 => k == caps[step - 1].0,
+        _ => v % 2 == 0,
+    };
+    let n = shape.len();
+    let mut runs: Vec<RefRun> = Vec::new();
+    let mut wm = i64::MIN;
+    let mut out = Vec::new();
+    for e in events {
+        let (t, k, v, ts) = (&*e.event_type, int(e, "k"), int(e, "v"), e.timestamp_ns);
+        // The watermark is the stream's: only events of types it reads advance it.
+        let reads = shape.iter().any(|s| ty(s.0) == t) || (not.is_some() && t == "N");
+        if !reads {
+            continue;
+        }
+        wm = wm.max(ts);
+        let key = partitioned.then_some(k);
+        let mut kept = Vec::new();
+        for mut r in runs.drain(..) {
+            if r.key != key {
+                kept.push(r);
+                continue;
+            }
+            if within.is_some_and(|w| r.start + w * 1_000_000 < wm) {
+                continue;
+            }
+            if not.is_some_and(|x| t == "N" && v == x as i64) {
+                continue;
+            }
+            if r.pos < n && ty(shape[r.pos].0) == t && passes(r.pos, k, v, &r.caps) {
+                r.caps.push((k, v));
+                r.kleene = shape[r.pos].1;
+                r.pos += 1;
+                if r.pos == n {
+                    out.push((ts, r.caps.clone()));
+                    if !r.kleene {
+                        continue;
+                    }
+                }
+            } else if r.kleene && ty(shape[r.pos - 1].0) == t && passes(r.pos - 1, k, v, &r.caps) {
+                let last = r.caps.len() - 1;
+                r.caps[last] = (k, v);
+                if r.pos == n {
+                    out.push((ts, r.caps.clone()));
+                }
+            }
+            kept.push(r);
+        }
+        runs = kept;
+        if ty(shape[0].0) == t {
+            let r = RefRun {
+                key,
+                start: ts,
+                pos: 1,
+                kleene: shape[0].1,
+                caps: vec![(k, v)],
+            };
+            if r.kleene && n == 1 {
+                out.push((ts, r.caps.clone()));
+            }
+            runs.push(r);
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// The engine's sequence operator agrees with the naive model on random shapes and events.
+    #[test]
+    fn sequences_agree_with_a_naive_model(
+        shape in prop::collection::vec((0usize..3, any::<bool>(), 0usize..4), 1..5),
+        within in prop::option::of(200i64..3_000),
+        not in prop::option::of(0usize..6),
+        partitioned in any::<bool>(),
+        steps in prop::collection::vec((0usize..5, 0i64..3, 0i64..6, 0i64..1_000), 1..80),
+    ) {
+        let mut shape = shape;
+        if shape.len() == 1 {
+            shape[0].1 = true;
+        }
+        let src = sequence_program(&shape, within, not, partitioned);
+        let events = events_from(&steps);
+        let mut engine = compile_with(&src, 1_000_000);
+        let lines = run(&mut engine, &events, true);
+        let got: Vec<(i64, Vec<(i64, i64)>)> = lines
+            .iter()
+            .map(|l| {
+                let j: serde_json::Value = serde_json::from_str(l).unwrap();
+                let f = &j["fields"];
+                let caps = (0..shape.len())
+                    .map(|i| {
+                        (
+                            f[format!("s{i}_k")].as_i64().unwrap(),
+                            f[format!("s{i}_v")].as_i64().unwrap(),
+                        )
+                    })
+                    .collect();
+                let ts = events
+                    .iter()
+                    .map(|e| e.timestamp_ns)
+                    .find(|t| Value::Timestamp(*t).to_json() == j["timestamp"])
+                    .unwrap();
+                (ts, caps)
+            })
+            .collect();
+        let expected = reference_matches(&shape, within, not, partitioned, &events);
+        prop_assert_eq!(got, expected, "program:\n{}", src);
+    }
+}
