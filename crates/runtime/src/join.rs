@@ -8,7 +8,8 @@
 //!   event for its key if it is not older, and if every other input has an event with the same
 //!   key no older than `event time - window`, one joined event is produced: fields of all inputs
 //!   unprefixed (first input wins on clashes), timestamp of the arriving event, and the inputs as
-//!   captures (`A.field`) for the remaining operators. A `null` key never joins.
+//!   captures (`A.field`) for the remaining operators. A `null` key never joins. Events older
+//!   than watermark - window are swept, so an out-of-order event can miss partners that old.
 //! * [`MergeOp`]: `merge(A, stream S = B .where(c))` forwards each event once per input that
 //!   accepts it (type and filters).
 
