@@ -414,3 +414,60 @@ proptest! {
         prop_assert_eq!(got, expected, "program:\n{}", src);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// With in-order event times, the join agrees with a naive model that keeps every event and
+    /// pairs an arrival with the most recent same-key event of the other input within the window.
+    #[test]
+    fn join_agrees_with_a_naive_model(
+        window_ms in 1i64..1_500,
+        steps in prop::collection::vec((0usize..3, 0i64..3, 0i64..6, 0i64..600), 1..80),
+    ) {
+        let src = format!(
+            "stream J = join(A, stream Bs = B .where(v > 2)) .on(A.k == Bs.k) .window({window_ms}ms)\n    .emit(k: A.k, a: A.v, b: Bs.v)\n"
+        );
+        let mut t = 0i64;
+        let events: Vec<Event> = steps
+            .iter()
+            .map(|(ty, k, v, dt)| {
+                t += dt;
+                ev(["A", "B", "C"][*ty], *k, *v, t * 1_000_000)
+            })
+            .collect();
+        let mut engine = compile_with(&src, 10);
+        let got: Vec<(i64, i64, i64)> = run(&mut engine, &events, true)
+            .iter()
+            .map(|l| {
+                let j: serde_json::Value = serde_json::from_str(l).unwrap();
+                let f = &j["fields"];
+                (f["k"].as_i64().unwrap(), f["a"].as_i64().unwrap(), f["b"].as_i64().unwrap())
+            })
+            .collect();
+        // (is_a, k, v, ts) of every accepted event so far.
+        let mut seen: Vec<(bool, i64, i64, i64)> = Vec::new();
+        let mut expected = Vec::new();
+        for e in &events {
+            let (k, v) = match (e.field("k"), e.field("v")) {
+                (Some(Value::Int(k)), Some(Value::Int(v))) => (*k, *v),
+                _ => unreachable!(),
+            };
+            let is_a = match &*e.event_type {
+                "A" => true,
+                "B" if v > 2 => false,
+                _ => continue,
+            };
+            let partner = seen
+                .iter()
+                .filter(|(a, pk, _, _)| *a != is_a && *pk == k)
+                .max_by_key(|(_, _, _, ts)| *ts)
+                .filter(|(_, _, _, ts)| *ts >= e.timestamp_ns - window_ms * 1_000_000);
+            if let Some((_, _, pv, _)) = partner {
+                expected.push(if is_a { (k, v, *pv) } else { (k, *pv, v) });
+            }
+            seen.push((is_a, k, v, e.timestamp_ns));
+        }
+        prop_assert_eq!(got, expected);
+    }
+}
