@@ -16,6 +16,10 @@
 //!   live runs are capped per stream ([`crate::EngineOptions::max_sequence_runs`]); when the cap
 //!   is hit the oldest run is dropped, counted and logged.
 //!
+//! A runtime error in a filter (e.g. a type error) aborts the event for this stream: runs already
+//! handled for that event keep their update, the failing and later runs are left unchanged, and
+//! no run is opened.
+//!
 //! A run holds its captures as an [`Event`] whose fields are the capture names, each a map of
 //! the captured event's fields (shared, not copied). Compiled filters read `x.f` from it (the
 //! evaluation alias). A match passes on as an event typed with the stream name whose fields are
