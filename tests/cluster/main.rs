@@ -6,11 +6,14 @@
 //! bounds every wait.
 
 mod bad_input;
+mod drain;
 mod failover;
 mod harness;
 mod iot;
 mod join;
+mod migration;
 mod pagination;
 mod quorum;
+mod rebalance;
 mod tutorial;
 mod worker_health;

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod deploy;
+pub mod drain;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -22,6 +23,9 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod sweep;
+// Self-healing: phi-accrual detection and rebalancing.
+pub mod phi;
+pub mod rebalance;
 pub mod validate;
 
 pub use config::CoordinatorConfig;
