@@ -6,14 +6,14 @@
 //! bounds every wait.
 
 mod bad_input;
-mod drain;
+mod events;
 mod failover;
 mod harness;
 mod iot;
+mod output;
 mod join;
-mod migration;
 mod pagination;
 mod quorum;
-mod rebalance;
+mod rolling;
 mod tutorial;
 mod worker_health;

@@ -71,6 +71,12 @@ enum Cmd {
     /// Raft membership: add or remove a coordinator.
     #[command(subcommand)]
     Members(MembersCmd),
+    /// Follow the cluster event stream (workers, groups, migrations, leader changes).
+    Events {
+        /// Resume after this event id (e.g. `42` or `42.1`); default: from now on.
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 /// `varpulis cluster groups ...`.
@@ -401,6 +407,7 @@ async fn dispatch(c: &Client, args: &Args) -> anyhow::Result<()> {
     let json = args.json;
     match &args.command {
         Cmd::Status => status(c, json).await,
+        Cmd::Events { since } => follow_events(c, since.clone(), json).await,
         Cmd::Workers => {
             let (list, raw): (WorkerList, _) = c.get("/api/v1/cluster/workers?limit=1000").await?;
             if json {
@@ -801,4 +808,80 @@ async fn change_membership(
         )
         .await?;
     decode("/raft/change-membership", &text)
+}
+
+/// `varpulis cluster events`: follows `GET /api/v1/cluster/events` (SSE), printing one line per
+/// event; on a dropped connection it resumes from the last id seen, trying the next coordinator.
+async fn follow_events(c: &Client, mut since: Option<String>, json: bool) -> anyhow::Result<()> {
+    let mut attempt = 0usize;
+    loop {
+        let url = &c.urls[attempt % c.urls.len()];
+        attempt += 1;
+        let mut req = c
+            .http
+            .get(format!("{url}/api/v1/cluster/events"))
+            .timeout(Duration::from_secs(365 * 24 * 3600));
+        if let Some(k) = &c.key {
+            req = req.header(API_KEY_HEADER, k);
+        }
+        if let Some(id) = &since {
+            req = req.query(&[("since", id)]);
+        }
+        let mut resp = match req.send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                let parsed = serde_json::from_str::<ErrorBody>(&text).ok();
+                if status.is_client_error() {
+                    bail!("{url}: {status}: {}", error_message(parsed.as_ref(), &text));
+                }
+                eprintln!("{url}: {status}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                eprintln!("{url}: {}; retrying", transport_reason(&e));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut buffer = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let (mut id, mut kind, mut data) = (None, "message".to_string(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                if id.is_some() {
+                    since.clone_from(&id);
+                }
+                if json {
+                    println!("{data}");
+                } else if kind == "reset" {
+                    println!("-- reset: events were missed ({data})");
+                } else {
+                    let details = serde_json::from_str::<Value>(&data)
+                        .ok()
+                        .and_then(|v| v.get("data").cloned())
+                        .map(|d| d.to_string())
+                        .unwrap_or(data);
+                    println!("{:<8} {:<24} {details}", id.unwrap_or_default(), kind);
+                }
+            }
+        }
+        eprintln!("{url}: event stream closed; reconnecting");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -39,21 +39,6 @@ pub struct Args {
     /// Seconds between checkpoints of running pipelines (0 disables) [default: 30]
     #[arg(long, value_parser = parse_secs, value_name = "SECS")]
     checkpoint_interval: Option<Duration>,
-    /// Rebalance pipelines when a worker joins: true or false [default: true]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    auto_rebalance: Option<bool>,
-    /// Do not move pipelines off unhealthy workers automatically
-    #[arg(long)]
-    no_auto_failover: bool,
-    /// Failure detector of the health sweep: timeout or phi [default: timeout]
-    #[arg(long, value_name = "KIND")]
-    failure_detector: Option<varpulis_coordinator::config::FailureDetector>,
-    /// Phi-accrual suspicion threshold (with --failure-detector phi) [default: 8.0]
-    #[arg(long, value_name = "PHI")]
-    phi_threshold: Option<f64>,
-    /// Most rebalance moves in flight at once [default: 2]
-    #[arg(long, value_name = "N")]
-    rebalance_max_moves: Option<usize>,
     /// Every coordinator of the Raft group, this one included (node ids are 1-based positions)
     #[arg(
         long,
@@ -65,6 +50,18 @@ pub struct Args {
     /// This node's id (default: its advertise address's position in --raft-peers)
     #[arg(long, env = "VARPULIS_RAFT_NODE_ID", value_name = "N")]
     raft_node_id: Option<u64>,
+    /// Kubernetes: find the peers from this headless service's DNS records (ids from pod ordinals)
+    #[cfg(feature = "k8s")]
+    #[arg(long, env = "VARPULIS_K8S_SERVICE", value_name = "NAME")]
+    k8s_service: Option<String>,
+    /// Kubernetes: number of coordinator pods [default: the service's address count]
+    #[cfg(feature = "k8s")]
+    #[arg(long, env = "VARPULIS_K8S_REPLICAS", value_name = "N")]
+    k8s_replicas: Option<usize>,
+    /// Kubernetes: namespace of the service (appended to the DNS names)
+    #[cfg(feature = "k8s")]
+    #[arg(long, env = "VARPULIS_K8S_NAMESPACE", value_name = "NS")]
+    k8s_namespace: Option<String>,
     /// Run as a Raft node (always true; implied by --raft-peers, kept for compatibility)
     #[arg(long)]
     raft: bool,
@@ -92,7 +89,7 @@ pub struct Args {
     /// Largest accepted request body in bytes [default: 16777216]
     #[arg(long, value_name = "BYTES")]
     body_limit: Option<usize>,
-    /// Same as --auto-rebalance=false
+    /// Do not move pipelines off unhealthy workers automatically
     #[arg(long)]
     no_auto_rebalance: bool,
     /// Coordinator ↔ worker transport: http or nats [default: http]
@@ -120,8 +117,6 @@ impl Args {
             heartbeat_timeout => heartbeat_timeout, sweep_interval => sweep_interval,
             http_client_timeout => http_client_timeout,
             checkpoint_interval => checkpoint_interval, raft_peers => peers,
-            auto_rebalance => auto_rebalance, failure_detector => failure_detector,
-            phi_threshold => phi_threshold, rebalance_max_moves => rebalance_max_moves,
             raft_heartbeat_ms => raft_heartbeat_ms, raft_election_min_ms => raft_election_min_ms,
             raft_election_max_ms => raft_election_max_ms, body_limit => body_limit,
             transport => transport,
@@ -150,12 +145,6 @@ impl Args {
         if self.no_auto_rebalance {
             c.auto_rebalance = false;
         }
-        if self.no_auto_failover {
-            c.auto_failover = false;
-        }
-        if self.mqtt_url.is_some() {
-            c.mqtt_url = self.mqtt_url.filter(|u| !u.trim().is_empty());
-        }
         c.peers.retain(|p| !p.trim().is_empty());
         c.validate()?;
         Ok(c)
@@ -165,11 +154,34 @@ impl Args {
 /// Runs the subcommand until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::logging::init();
-    let config = args.into_config()?;
+    #[cfg(feature = "k8s")]
+    let k8s = args
+        .k8s_service
+        .clone()
+        .map(|service| (service, args.k8s_namespace.clone(), args.k8s_replicas));
+    #[cfg_attr(not(feature = "k8s"), allow(unused_mut))]
+    let mut config = args.into_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        #[cfg(feature = "k8s")]
+        if let Some((service, namespace, replicas)) = k8s {
+            let options = varpulis_coordinator::k8s::K8sOptions {
+                service,
+                namespace,
+                replicas,
+                pod_name: std::env::var("HOSTNAME").unwrap_or_default(),
+                port: config.port,
+                timeout: std::time::Duration::from_secs(300),
+            };
+            let found = varpulis_coordinator::k8s::discover(&options).await?;
+            if config.advertise_address.is_none() {
+                config.advertise_address = found.peers.get(found.node_id as usize - 1).cloned();
+            }
+            config.node_id = Some(found.node_id);
+            config.peers = found.peers;
+        }
         let address = format!("{}:{}", config.bind, config.port);
         let listener = tokio::net::TcpListener::bind(&address)
             .await

@@ -12,20 +12,20 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod deploy;
-pub mod drain;
 pub mod error;
+pub mod events;
 pub mod health;
+#[cfg(feature = "k8s")]
+pub mod k8s;
 pub mod metrics;
 pub mod nats;
 pub mod proxy;
 pub mod reconciler;
+pub mod rolling;
 pub mod routes;
 pub mod server;
 pub mod state;
 pub mod sweep;
-// Self-healing: phi-accrual detection and rebalancing.
-pub mod phi;
-pub mod rebalance;
 pub mod validate;
 
 pub use config::CoordinatorConfig;

@@ -60,10 +60,10 @@ pub async fn run(
         raft: raft.clone(),
         http,
         liveness: Liveness::default(),
-        rebalance: Default::default(),
         metrics: Metrics::default(),
         shutdown: token.clone(),
         reconcile: tokio::sync::Notify::new(),
+        events: crate::events::EventLog::default(),
         nats,
     }));
 
@@ -80,6 +80,8 @@ pub async fn run(
     tasks.spawn(crate::sweep::run(state.clone()));
     tasks.spawn(crate::sweep::watch_leader(state.clone()));
     tasks.spawn(crate::reconciler::run(state.clone()));
+    tasks.spawn(crate::events::run(state.clone()));
+    tasks.spawn(crate::rolling::run(state.clone()));
     tasks.spawn(crate::checkpoint::run(state.clone()));
     tasks.spawn(crate::nats::run(state.clone()));
 

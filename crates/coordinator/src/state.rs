@@ -34,14 +34,14 @@ pub struct Shared {
     pub http: reqwest::Client,
     /// Leader-only: last heartbeat of each worker.
     pub liveness: Liveness,
-    /// Leader-only: whether a rebalance is wanted ([`crate::rebalance`]).
-    pub rebalance: crate::rebalance::RebalanceState,
     /// Process counters.
     pub metrics: Metrics,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
     /// Wakes the reconciler early (after a create, a failed deploy, a status change).
     pub reconcile: tokio::sync::Notify,
+    /// This node's cluster event log (`GET /api/v1/cluster/events`).
+    pub events: crate::events::EventLog,
     /// NATS link when the cluster transport is NATS (`crate::nats`).
     pub nats: Option<crate::nats::NatsLink>,
 }

@@ -242,6 +242,9 @@ impl Pipeline {
 
     /// Replaces the engine state and the processed-events counter.
     pub fn restore(&self, state: &[u8], events_processed: u64) -> Result<(), String> {
+        if let Some(next) = self.forward_target() {
+            return next.restore(state, events_processed);
+        }
         self.lock_engine().restore(state)?;
         self.events_in.store(events_processed, Ordering::Relaxed);
         Ok(())

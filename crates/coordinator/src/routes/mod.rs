@@ -5,9 +5,11 @@
 //! The Raft routes (`/raft/*`) come from `varpulis_raft::router` and carry their own auth.
 
 pub mod connectors;
+pub mod events;
 pub mod groups;
 pub mod health;
 pub mod migrations;
+pub mod output;
 pub mod workers;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -34,7 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route(GROUPS, post(groups::create).get(groups::list))
         .route(
             &format!("{GROUPS}/{{id}}"),
-            get(groups::get).delete(groups::delete),
+            get(groups::get).delete(groups::delete).put(groups::update),
         )
         .route(&format!("{GROUPS}/{{id}}/inject"), post(groups::inject))
         .route(
@@ -52,15 +54,14 @@ pub fn router(state: AppState) -> Router {
                 .put(connectors::update)
                 .delete(connectors::delete),
         )
-        .route(
-            "/api/v1/cluster/workers/{id}/drain",
-            post(crate::drain::drain),
-        )
-        .route(
-            "/api/v1/cluster/rebalance",
-            post(crate::rebalance::rebalance),
-        )
         .route("/api/v1/cluster/migrations", get(migrations::list))
+        .route("/api/v1/cluster/events", get(events::stream_events))
+        .route(
+            &format!("{GROUPS}/{{id}}/output"),
+            get(output::stream_group_output),
+        )
+        .route(&format!("{GROUPS}/{{id}}/rollback"), post(groups::rollback))
+        .route(&format!("{GROUPS}/{{id}}/versions"), get(groups::versions))
         .route("/metrics", get(health::metrics))
         .layer(from_fn_with_state(state.clone(), crate::proxy::leader_gate))
         .layer(from_fn_with_state(
@@ -72,10 +73,6 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/cluster/workers/{id}/heartbeat",
             post(workers::heartbeat),
-        )
-        .route(
-            "/api/v1/cluster/workers/{id}/checkpoints",
-            post(workers::push_checkpoint),
         )
         .layer(from_fn_with_state(state.clone(), crate::proxy::leader_gate))
         .layer(from_fn_with_state(

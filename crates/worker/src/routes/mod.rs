@@ -3,7 +3,9 @@
 //! Layer order (outermost first): JSON error rewriting, body limit, timeout + concurrency
 //! limit, API key, handlers.
 
-mod pipelines;
+mod handover;
+mod output;
+pub(crate) mod pipelines;
 mod system;
 
 use crate::error::WorkerError;
@@ -51,6 +53,8 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/api/v1/pipelines/{id}/restore", post(pipelines::restore))
         .route("/api/v1/pipelines/{id}/metrics", get(pipelines::metrics))
+        .route("/api/v1/pipelines/{id}/output", get(output::stream_output))
+        .route("/api/v1/pipelines/{id}/handover", post(handover::handover))
         .route("/api/v1/drain", post(system::drain))
         .route("/metrics", get(system::prometheus))
         .route("/health", get(system::health))

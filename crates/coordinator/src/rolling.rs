@@ -1,0 +1,493 @@
+//! Rolling updates of pipeline groups, driven by the leader from replicated records.
+//!
+//! `PUT /api/v1/cluster/pipeline-groups/{id}` (and `POST .../rollback`) validate the new VPL,
+//! check the state shape, plan one target per replica of each changed pipeline and commit
+//! `Rollout::Start`. [`drive`] then takes the rollout to its end, reading only replicated state,
+//! so the new leader's loop ([`run`]) resumes a rollout the old leader left half done:
+//!
+//! * `deploying`: deploy the new version next to the old one on the same worker (pipeline id of
+//!   the next epoch, so a retried deploy is idempotent), then ask each old pipeline to hand over
+//!   (worker `POST /api/v1/pipelines/{old}/handover`: state moved when kept, the old id forwards
+//!   events from then on), then commit `Switch` — spec, version and placements change in one
+//!   entry, so every node routes to the new pipelines from the same log index. Any failure
+//!   before the switch takes the handovers back (new → old, state included), removes the new
+//!   pipelines and commits `Abort`: the group is unchanged.
+//! * `draining`: wait [`DRAIN_GRACE`] so nodes still routing with an older state reach the old
+//!   id (which forwards), stop the old pipelines, commit `Finish`.
+//!
+//! State compatibility: the old state is carried over only when every changed pipeline keeps
+//! the same state shape — the same top-level variables and the same streams with the same
+//! operators in the same order ([`state_shape`]). Otherwise the update needs
+//! `"state": "reset"`.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+use varpulis_api::cluster::PipelineGroupSpec;
+use varpulis_api::worker::{HandoverRequest, HandoverResponse};
+use varpulis_api::API_KEY_HEADER;
+use varpulis_cluster::version::{Rollout, RolloutCommand, RolloutStatus, RolloutTarget, StateMode};
+use varpulis_cluster::{ClusterState, Command};
+use varpulis_vpl::ast::Item;
+
+use crate::deploy;
+use crate::error::ApiError;
+use crate::state::{now_ms, AppState};
+
+/// Time between the switch and stopping the old pipelines (lets lagging nodes catch up).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Rollouts being driven on this process, by (node id, group id): one driver per rollout.
+static DRIVING: Mutex<BTreeSet<(u64, String)>> = Mutex::new(BTreeSet::new());
+
+/// The state-relevant shape of a program: top-level variables, then each stream with its
+/// operator names and sequence steps.
+pub fn state_shape(source: &str) -> Vec<String> {
+    let (program, _) = varpulis_vpl::parse(source);
+    let mut shape = Vec::new();
+    for item in &program.items {
+        match item {
+            Item::Binding(b) => shape.push(format!("var {}", b.name.name)),
+            Item::Stream(s) => {
+                let ops: Vec<&str> = s.ops.iter().map(|o| o.name.name.as_str()).collect();
+                shape.push(format!(
+                    "stream {} ({} steps) .{}",
+                    s.name.name,
+                    s.steps.len(),
+                    ops.join(" .")
+                ));
+            }
+            _ => {}
+        }
+    }
+    shape
+}
+
+/// Why the state of `old` cannot continue in `new` (empty when compatible).
+pub fn incompatibilities(pipeline: &str, old: &str, new: &str) -> Vec<String> {
+    let (a, b) = (state_shape(old), state_shape(new));
+    if a == b {
+        return Vec::new();
+    }
+    let removed = a.iter().filter(|x| !b.contains(x));
+    let added = b.iter().filter(|x| !a.contains(x));
+    let mut out: Vec<String> = removed
+        .map(|x| format!("{pipeline}: `{x}` is gone"))
+        .chain(added.map(|x| format!("{pipeline}: `{x}` is new")))
+        .collect();
+    if out.is_empty() {
+        out.push(format!("{pipeline}: streams or variables are reordered"));
+    }
+    out
+}
+
+/// Parses the `state` field of an update: `keep` (default) or `reset`.
+pub fn parse_state(state: Option<&str>) -> Result<Option<StateMode>, ApiError> {
+    match state {
+        None => Ok(None),
+        Some("keep") => Ok(Some(StateMode::Keep)),
+        Some("reset") => Ok(Some(StateMode::Reset)),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "state must be \"keep\" or \"reset\", not \"{other}\""
+        ))),
+    }
+}
+
+/// Plans a rollout of `group_id` to `spec` (which differs only in the sources of `changed`).
+pub fn plan(
+    s: &ClusterState,
+    group_id: &str,
+    spec: PipelineGroupSpec,
+    changed: Vec<String>,
+    state: StateMode,
+    restores: Option<u64>,
+) -> Result<Rollout, ApiError> {
+    let g = s
+        .group(group_id)
+        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{group_id}' not found")))?;
+    let mut targets = Vec::new();
+    for p in g
+        .placements
+        .iter()
+        .filter(|p| changed.contains(&p.pipeline_name))
+    {
+        let (Some(worker_id), Some(old_pipeline_id)) = (&p.worker_id, &p.pipeline_id) else {
+            return Err(ApiError::Unavailable(format!(
+                "'{}' replica {} is not running on a worker; retry once the group runs",
+                p.pipeline_name, p.replica
+            )));
+        };
+        targets.push(RolloutTarget {
+            pipeline_name: p.pipeline_name.clone(),
+            replica: p.replica,
+            worker_id: worker_id.clone(),
+            epoch: p.epoch,
+            old_pipeline_id: old_pipeline_id.clone(),
+            new_pipeline_id: deploy::pipeline_id(
+                group_id,
+                &p.pipeline_name,
+                p.replica,
+                p.epoch + 1,
+            ),
+        });
+    }
+    Ok(Rollout {
+        from_version: g.version,
+        to_version: g.version + 1,
+        spec,
+        changed,
+        state,
+        targets,
+        status: RolloutStatus::Deploying,
+        restores,
+        started_at_ms: now_ms(),
+    })
+}
+
+/// Why a rollout did not complete.
+#[derive(Debug)]
+pub enum DriveError {
+    /// It was aborted: the group keeps its version.
+    Aborted(String),
+    /// This node could not finish it (lost leadership, no quorum); the leader's loop resumes it.
+    Interrupted(ApiError),
+}
+
+/// Takes the rollout of `group_id` to its end (or abort). Returns the version reached.
+pub async fn drive(state: &AppState, group_id: &str) -> Result<u64, DriveError> {
+    let key = (state.node_id, group_id.to_string());
+    let first = DRIVING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key.clone());
+    if !first {
+        return wait_for_end(state, group_id).await;
+    }
+    let result = drive_locked(state, group_id).await;
+    DRIVING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+    result
+}
+
+/// Waits (bounded) for another driver of the same rollout to end it.
+async fn wait_for_end(state: &AppState, group_id: &str) -> Result<u64, DriveError> {
+    for _ in 0..600 {
+        let (rollout, version, error) = state.read(|s| {
+            let v = s.group_versions(group_id);
+            (
+                v.and_then(|v| v.rollout.clone()),
+                s.group(group_id).map(|g| g.version),
+                v.and_then(|v| v.last_error.clone()),
+            )
+        });
+        match (rollout, version) {
+            (None, Some(v)) => {
+                return match error {
+                    Some(e) => Err(DriveError::Aborted(e)),
+                    None => Ok(v),
+                }
+            }
+            (_, None) => return Err(DriveError::Aborted("the group was deleted".into())),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    Err(DriveError::Interrupted(ApiError::Unavailable(
+        "the rolling update is still in progress".into(),
+    )))
+}
+
+async fn drive_locked(state: &AppState, group_id: &str) -> Result<u64, DriveError> {
+    loop {
+        let Some(rollout) =
+            state.read(|s| s.group_versions(group_id).and_then(|v| v.rollout.clone()))
+        else {
+            let version = state.read(|s| s.group(group_id).map(|g| g.version));
+            return version.ok_or_else(|| DriveError::Aborted("the group was deleted".into()));
+        };
+        match rollout.status {
+            RolloutStatus::Deploying => deploy_and_switch(state, group_id, &rollout).await?,
+            RolloutStatus::Draining => {
+                tokio::time::sleep(DRAIN_GRACE).await;
+                stop_old(state, &rollout).await;
+                write(
+                    state,
+                    RolloutCommand::Finish {
+                        group_id: group_id.to_string(),
+                        version: rollout.to_version,
+                    },
+                )
+                .await?;
+                tracing::info!(
+                    group_id,
+                    version = rollout.to_version,
+                    "rolling update finished"
+                );
+                return Ok(rollout.to_version);
+            }
+        }
+    }
+}
+
+async fn write(state: &AppState, step: RolloutCommand) -> Result<(), DriveError> {
+    state
+        .write(Command::Rollout(step))
+        .await
+        .map(|_| ())
+        .map_err(DriveError::Interrupted)
+}
+
+/// Worker URL and key of each target, read once.
+fn worker_of(state: &AppState, worker_id: &str) -> Option<(String, String)> {
+    state.read(|s| {
+        s.worker(worker_id)
+            .map(|w| (w.address.clone(), w.api_key.clone()))
+    })
+}
+
+async fn deploy_and_switch(
+    state: &AppState,
+    group_id: &str,
+    rollout: &Rollout,
+) -> Result<(), DriveError> {
+    // 1. Start every new pipeline next to its old one.
+    for t in &rollout.targets {
+        if let Err(error) = deploy_new(state, group_id, rollout, t).await {
+            return abort(state, group_id, rollout, &[], error).await;
+        }
+    }
+    // 2. Hand each old pipeline over to its new one.
+    let keep = rollout.state == StateMode::Keep;
+    let mut handed: Vec<&RolloutTarget> = Vec::new();
+    for t in &rollout.targets {
+        match handover(state, t, &t.old_pipeline_id, &t.new_pipeline_id, keep).await {
+            Ok(_) => handed.push(t),
+            Err(error) => return abort(state, group_id, rollout, &handed, error).await,
+        }
+    }
+    // 3. Switch routes, spec and version in one entry.
+    let switched = state
+        .write(Command::Rollout(RolloutCommand::Switch {
+            group_id: group_id.to_string(),
+            version: rollout.to_version,
+            now_ms: now_ms(),
+        }))
+        .await;
+    match switched {
+        Ok(_) => {
+            tracing::info!(
+                group_id,
+                version = rollout.to_version,
+                "rolling update switched"
+            );
+            Ok(())
+        }
+        Err(ApiError::Cluster(e)) => {
+            abort(
+                state,
+                group_id,
+                rollout,
+                &handed,
+                format!("switch refused: {e}"),
+            )
+            .await
+        }
+        Err(e) => Err(DriveError::Interrupted(e)),
+    }
+}
+
+async fn deploy_new(
+    state: &AppState,
+    group_id: &str,
+    rollout: &Rollout,
+    t: &RolloutTarget,
+) -> Result<(), String> {
+    let source = rollout
+        .spec
+        .pipelines
+        .iter()
+        .find(|p| p.name == t.pipeline_name)
+        .map(|p| p.source.clone())
+        .ok_or_else(|| format!("pipeline '{}' is not in the new spec", t.pipeline_name))?;
+    let target = state
+        .read(|s| deploy::target(s, group_id, &t.pipeline_name, t.replica))
+        .ok_or_else(|| format!("'{}' replica {} has no worker", t.pipeline_name, t.replica))?;
+    let target = deploy::Target {
+        epoch: t.epoch + 1,
+        source,
+        checkpoint: None,
+        ..target
+    };
+    if target.pipeline_id() != t.new_pipeline_id || target.worker_id != t.worker_id {
+        return Err(format!(
+            "'{}' replica {} moved since the update started",
+            t.pipeline_name, t.replica
+        ));
+    }
+    deploy::call_deploy(state, &target).await.map(|_| ())
+}
+
+async fn handover(
+    state: &AppState,
+    t: &RolloutTarget,
+    from: &str,
+    to: &str,
+    keep: bool,
+) -> Result<HandoverResponse, String> {
+    let (address, api_key) = worker_of(state, &t.worker_id)
+        .ok_or_else(|| format!("worker '{}' is gone", t.worker_id))?;
+    let url = format!(
+        "{}/api/v1/pipelines/{from}/handover",
+        address.trim_end_matches('/')
+    );
+    let body = HandoverRequest {
+        to: to.to_string(),
+        state: Some(if keep { "keep" } else { "reset" }.to_string()),
+    };
+    let answer = state
+        .http
+        .post(&url)
+        .header(API_KEY_HEADER, &api_key)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("worker '{}' unreachable: {e}", t.worker_id))?;
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!(
+            "handover {from} -> {to} on worker '{}' answered {status}: {}",
+            t.worker_id,
+            text.trim()
+        ));
+    }
+    serde_json::from_str(&text).map_err(|e| format!("unexpected handover answer: {e}"))
+}
+
+/// Takes back the handovers already made, removes the new pipelines and commits `Abort`.
+async fn abort(
+    state: &AppState,
+    group_id: &str,
+    rollout: &Rollout,
+    handed: &[&RolloutTarget],
+    error: String,
+) -> Result<(), DriveError> {
+    tracing::warn!(
+        group_id,
+        version = rollout.to_version,
+        "rolling update aborted: {error}"
+    );
+    for t in handed {
+        if let Err(e) = handover(state, t, &t.new_pipeline_id, &t.old_pipeline_id, true).await {
+            tracing::warn!(group_id, pipeline = %t.pipeline_name, "cannot hand back: {e}");
+        }
+    }
+    write(
+        state,
+        RolloutCommand::Abort {
+            group_id: group_id.to_string(),
+            version: rollout.to_version,
+            error: error.clone(),
+        },
+    )
+    .await?;
+    for t in &rollout.targets {
+        if let Some((address, api_key)) = worker_of(state, &t.worker_id) {
+            deploy::undeploy(state, &address, &api_key, &t.new_pipeline_id).await;
+        }
+    }
+    Err(DriveError::Aborted(error))
+}
+
+async fn stop_old(state: &AppState, rollout: &Rollout) {
+    for t in &rollout.targets {
+        if let Some((address, api_key)) = worker_of(state, &t.worker_id) {
+            deploy::undeploy(state, &address, &api_key, &t.old_pipeline_id).await;
+        }
+    }
+}
+
+/// Pipeline ids a rollout in progress runs on `worker_id` (kept by the orphan sweep).
+pub fn rollout_pipelines(s: &ClusterState, worker_id: &str) -> Vec<String> {
+    s.active_rollouts()
+        .into_iter()
+        .flat_map(|(_, r)| r.targets.iter())
+        .filter(|t| t.worker_id == worker_id)
+        .flat_map(|t| [t.old_pipeline_id.clone(), t.new_pipeline_id.clone()])
+        .collect()
+}
+
+/// Leader loop: resumes every rollout in progress (after a leader change, or an interrupted
+/// request), until shutdown.
+pub async fn run(state: AppState) {
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(state.config.reconcile_interval) => {}
+        }
+        if !state.raft.is_leader() {
+            continue;
+        }
+        let groups: Vec<String> = state.read(|s| {
+            s.active_rollouts()
+                .into_iter()
+                .map(|(g, _)| g.to_string())
+                .collect()
+        });
+        for group_id in groups {
+            let busy = DRIVING
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&(state.node_id, group_id.clone()));
+            if busy {
+                continue;
+            }
+            match drive(&state, &group_id).await {
+                Ok(version) => tracing::info!(%group_id, version, "resumed rolling update done"),
+                Err(DriveError::Aborted(e)) => {
+                    tracing::warn!(%group_id, "resumed rolling update aborted: {e}")
+                }
+                Err(DriveError::Interrupted(e)) => {
+                    tracing::debug!(%group_id, "rolling update interrupted: {e}")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COUNTER: &str = "var count = 0\nfn bump(v: int):\n    count := count + 1\n    emit Count(n: count, v: v)\nstream S = Tick .process(bump(v))\n";
+
+    #[test]
+    fn same_streams_and_operators_keep_the_state() {
+        let changed = COUNTER.replace(
+            "emit Count(n: count, v: v)",
+            "emit Count(n: count, v: v * 2)",
+        );
+        assert!(incompatibilities("p", COUNTER, &changed).is_empty());
+    }
+
+    #[test]
+    fn a_new_operator_or_stream_needs_a_reset() {
+        let filtered = COUNTER.replace(".process(bump(v))", ".where(v > 0) .process(bump(v))");
+        let why = incompatibilities("p", COUNTER, &filtered);
+        assert!(!why.is_empty());
+        assert!(why.iter().any(|w| w.contains("where")), "{why:?}");
+        let renamed = COUNTER.replace("stream S", "stream T");
+        assert_eq!(incompatibilities("p", COUNTER, &renamed).len(), 2);
+        let no_var = COUNTER.replace("var count = 0", "var total = 0");
+        assert!(!incompatibilities("p", COUNTER, &no_var).is_empty());
+    }
+
+    #[test]
+    fn state_mode_parses_keep_and_reset_only() {
+        assert_eq!(parse_state(None).unwrap(), None);
+        assert_eq!(parse_state(Some("keep")).unwrap(), Some(StateMode::Keep));
+        assert_eq!(parse_state(Some("reset")).unwrap(), Some(StateMode::Reset));
+        assert!(parse_state(Some("wipe")).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! `POST /api/v1/pipelines/{id}/handover`: the last step of a rolling update on a worker.
+//!
+//! The coordinator deploys the new version next to the old one, then asks the old pipeline to
+//! hand over: its state moves into the new pipeline (unless `state: "reset"`) and from then on
+//! the old id forwards every event and checkpoint to the new pipeline, so clients and routes
+//! still using the old id lose nothing until they switch. Repeating a handover is a no-op.
+//! Handovers are serialized per worker (two in opposite directions could otherwise deadlock).
+
+use super::{JsonBody, Shared};
+use crate::error::WorkerError;
+use axum::extract::{Path, State};
+use axum::Json;
+use std::sync::Mutex;
+use varpulis_api::worker::{HandoverRequest, HandoverResponse};
+
+/// One handover at a time on this worker.
+static HANDOVERS: Mutex<()> = Mutex::new(());
+
+/// `POST /api/v1/pipelines/{id}/handover`.
+pub async fn handover(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<HandoverRequest>,
+) -> Result<Json<HandoverResponse>, WorkerError> {
+    let keep = match req.state.as_deref() {
+        None | Some("keep") => true,
+        Some("reset") => false,
+        Some(other) => {
+            return Err(WorkerError::BadRequest(format!(
+                "state must be \"keep\" or \"reset\", not \"{other}\""
+            )))
+        }
+    };
+    let from = state
+        .registry
+        .get(&id)
+        .ok_or_else(|| WorkerError::PipelineNotFound(id.clone()))?;
+    let to = state
+        .registry
+        .get(&req.to)
+        .ok_or_else(|| WorkerError::PipelineNotFound(req.to.clone()))?;
+    let result = {
+        let _one = HANDOVERS.lock().unwrap_or_else(|p| p.into_inner());
+        from.handover_to(&to, keep)
+    };
+    let (events_processed, already) = result.map_err(WorkerError::BadRequest)?;
+    tracing::info!(from = %from.id, to = %to.id, keep, already, "pipeline handed over");
+    Ok(Json(HandoverResponse {
+        from: from.id.clone(),
+        to: to.id.clone(),
+        state_transferred: keep && !already,
+        events_processed,
+        already,
+    }))
+}
