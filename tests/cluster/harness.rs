@@ -390,6 +390,11 @@ impl Proc {
         self.stopped = true;
     }
 
+    /// SIGTERM: asks the process to shut down gracefully (it exits on its own).
+    pub fn term(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
     /// SIGCONT after [`Proc::stop`].
     pub fn cont(&mut self) {
         self.signal(libc::SIGCONT);
@@ -836,6 +841,23 @@ impl Ensemble {
             .iter()
             .position(|w| w.id == id)
             .expect("known worker id")
+    }
+
+    /// Starts one more worker `id` registering with every coordinator (same options as the
+    /// ensemble's workers); returns its index. Does not wait for the registration.
+    pub fn add_worker(&mut self, id: &str) -> usize {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut args = worker_args(&self.opts, port, id, &self.coord_urls());
+        args.extend(self.opts.worker_extra_args.iter().cloned());
+        let proc = Proc::spawn(id, args, self.logs.path());
+        self.workers.push(Worker {
+            id: id.to_owned(),
+            port,
+            url,
+            proc,
+        });
+        self.workers.len() - 1
     }
 
     /// Restarts coordinator `i` with its data dir.

@@ -7,13 +7,16 @@
 
 mod bad_input;
 mod events;
+mod drain;
 mod failover;
 mod harness;
 mod iot;
 mod output;
 mod join;
+mod migration;
 mod pagination;
 mod quorum;
 mod rolling;
+mod rebalance;
 mod tutorial;
 mod worker_health;

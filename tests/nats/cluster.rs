@@ -201,3 +201,80 @@ async fn nats_transport_register_heartbeat_deploy_inject_and_failure() {
         ens.all_logs(30)
     );
 }
+
+/// Mixed cluster (one HTTP worker, one NATS worker, one coordinator in NATS mode) and a rough
+/// latency figure of sequential injects through the coordinator over each transport. Prints
+/// figures, asserts only correctness. Run with
+/// `cargo test -p varpulis --test nats -- --ignored --nocapture inject_latency`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints figures; run by hand"]
+async fn inject_latency_http_vs_nats_worker() {
+    let Some(nats) = start_nats() else { return };
+    let opts = Opts {
+        coord_extra_args: vec![
+            "--transport".into(),
+            "nats".into(),
+            "--nats-url".into(),
+            nats.url.clone(),
+        ],
+        worker_ids: vec!["http-w".into()],
+        ..Opts::default()
+    };
+    let mut ens = Ensemble::start(1, 1, opts).await;
+    let logs = tempfile::tempdir().unwrap();
+    ens.workers
+        .push(nats_worker("nats-w", &nats.url, logs.path()));
+    let both = vec!["http-w".to_owned(), "nats-w".to_owned()];
+    {
+        let (ens, both) = (&ens, &both);
+        wait_until(
+            "both workers ready",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || async move { ens.workers_in_status(both, "ready").await.then_some(()) },
+        )
+        .await;
+    }
+    let group = json!({
+        "name": "latency",
+        "pipelines": [
+            {"name": "over-http", "source": "stream H = EventH .emit(x: x)", "worker_affinity": "http-w"},
+            {"name": "over-nats", "source": "stream N = EventN .emit(x: x)", "worker_affinity": "nats-w"}
+        ],
+        "routes": [
+            {"from_pipeline": "_external", "to_pipeline": "over-http", "event_types": ["EventH"]},
+            {"from_pipeline": "_external", "to_pipeline": "over-nats", "event_types": ["EventN"]}
+        ]
+    });
+    let r = ens
+        .api
+        .post(&ens.cluster_url(0, "/pipeline-groups"), &group)
+        .await
+        .unwrap();
+    r.expect_status(201);
+    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let inject = ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject"));
+    const N: usize = 500;
+    for (ty, worker) in [("EventH", "http-w"), ("EventN", "nats-w")] {
+        let event = json!({"event_type": ty, "fields": {"x": 1}});
+        // Warm-up (deploy may still be settling).
+        wait_until(
+            "inject works",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async {
+                let r = ens.api.post(&inject, &event).await.ok()?;
+                r.ok().then_some(())
+            },
+        )
+        .await;
+        let start = std::time::Instant::now();
+        for _ in 0..N {
+            let r = ens.api.post(&inject, &event).await.unwrap();
+            r.expect_status(200);
+            assert_eq!(r.body["worker_id"], worker, "{}", r.text);
+        }
+        let per = start.elapsed() / N as u32;
+        println!("inject via coordinator to {worker}: {N} sequential, {per:?} per event");
+    }
+}

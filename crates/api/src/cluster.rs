@@ -106,7 +106,7 @@ pub struct HeartbeatRequest {
 /// Answer to a heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
-    /// `ok`.
+    /// `ok`; `no_target` answers a draining heartbeat when some pipeline has nowhere to go.
     pub status: String,
     /// Answer to a draining heartbeat: true once no placement and no active migration is left
     /// on the worker (it may deregister). Absent on ordinary heartbeats.
@@ -231,6 +231,12 @@ pub struct PlacementInfo {
     /// Placement epoch (increases each time the placement moves).
     #[serde(default)]
     pub epoch: u64,
+    /// Events processed at the newest stored checkpoint (what a migration restores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_events: Option<u64>,
+    /// When that checkpoint was stored, ms since epoch (leader's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_at_ms: Option<u64>,
 }
 
 /// A pipeline group as answered by create, get and list.
@@ -413,6 +419,68 @@ pub struct MigrationList {
     pub total: usize,
     /// Page description.
     pub pagination: Pagination,
+}
+/// One planned or started move in a drain or rebalance answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedMove {
+    /// Migration id once started (absent for a move deferred by the rate limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_id: Option<String>,
+    /// Group id.
+    pub group_id: String,
+    /// Pipeline name.
+    pub pipeline_name: String,
+    /// Replica number.
+    #[serde(default)]
+    pub replica: u32,
+    /// Worker it leaves.
+    pub from_worker: String,
+    /// Worker it goes to (absent when no worker can take it: the migration waits pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_worker: Option<String>,
+}
+
+/// `POST /api/v1/cluster/workers/{id}/drain` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrainResponse {
+    /// Worker id.
+    pub worker_id: String,
+    /// Its status now (`draining`).
+    pub status: String,
+    /// Migrations started by this request (one per placement not already moving).
+    pub migrations: Vec<PlannedMove>,
+    /// Placements still on the worker (moving or waiting for a target).
+    pub remaining: usize,
+    /// True when nothing is left on the worker: it may be removed.
+    pub removable: bool,
+}
+
+/// `POST /api/v1/cluster/rebalance` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebalanceResponse {
+    /// Every move of the plan, in order; the first ones carry the id of their migration.
+    pub moves: Vec<PlannedMove>,
+    /// Moves started now (the rate limit defers the rest to later rounds).
+    pub started: usize,
+}
+
+/// `POST /api/v1/cluster/workers/{id}/checkpoints`: a worker pushes the newest state of one
+/// of its coordinator-deployed pipelines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointPush {
+    /// Placement epoch the pipeline was deployed at (fencing: a stale epoch is refused).
+    pub epoch: u64,
+    /// The checkpoint, as `POST /api/v1/pipelines/{id}/checkpoint` returns it.
+    pub checkpoint: crate::worker::Checkpoint,
+}
+
+/// Answer to a checkpoint push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointPushResponse {
+    /// Whether it was stored (false when unchanged since the stored one).
+    pub stored: bool,
+    /// Size of the stored state in bytes.
+    pub size: usize,
 }
 
 /// New VPL for one pipeline of a group (rolling update).

@@ -39,6 +39,21 @@ pub struct Args {
     /// Seconds between checkpoints of running pipelines (0 disables) [default: 30]
     #[arg(long, value_parser = parse_secs, value_name = "SECS")]
     checkpoint_interval: Option<Duration>,
+    /// Rebalance pipelines when a worker joins: true or false [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    auto_rebalance: Option<bool>,
+    /// Do not move pipelines off unhealthy workers automatically
+    #[arg(long)]
+    no_auto_failover: bool,
+    /// Failure detector of the health sweep: timeout or phi [default: timeout]
+    #[arg(long, value_name = "KIND")]
+    failure_detector: Option<varpulis_coordinator::config::FailureDetector>,
+    /// Phi-accrual suspicion threshold (with --failure-detector phi) [default: 8.0]
+    #[arg(long, value_name = "PHI")]
+    phi_threshold: Option<f64>,
+    /// Most rebalance moves in flight at once [default: 2]
+    #[arg(long, value_name = "N")]
+    rebalance_max_moves: Option<usize>,
     /// Every coordinator of the Raft group, this one included (node ids are 1-based positions)
     #[arg(
         long,
@@ -89,7 +104,7 @@ pub struct Args {
     /// Largest accepted request body in bytes [default: 16777216]
     #[arg(long, value_name = "BYTES")]
     body_limit: Option<usize>,
-    /// Do not move pipelines off unhealthy workers automatically
+    /// Same as --auto-rebalance=false
     #[arg(long)]
     no_auto_rebalance: bool,
     /// Coordinator ↔ worker transport: http or nats [default: http]
@@ -117,6 +132,8 @@ impl Args {
             heartbeat_timeout => heartbeat_timeout, sweep_interval => sweep_interval,
             http_client_timeout => http_client_timeout,
             checkpoint_interval => checkpoint_interval, raft_peers => peers,
+            auto_rebalance => auto_rebalance, failure_detector => failure_detector,
+            phi_threshold => phi_threshold, rebalance_max_moves => rebalance_max_moves,
             raft_heartbeat_ms => raft_heartbeat_ms, raft_election_min_ms => raft_election_min_ms,
             raft_election_max_ms => raft_election_max_ms, body_limit => body_limit,
             transport => transport,
@@ -144,6 +161,12 @@ impl Args {
         }
         if self.no_auto_rebalance {
             c.auto_rebalance = false;
+        }
+        if self.no_auto_failover {
+            c.auto_failover = false;
+        }
+        if self.mqtt_url.is_some() {
+            c.mqtt_url = self.mqtt_url.filter(|u| !u.trim().is_empty());
         }
         c.peers.retain(|p| !p.trim().is_empty());
         c.validate()?;

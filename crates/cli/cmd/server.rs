@@ -40,6 +40,10 @@ pub struct Args {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5.0)]
     heartbeat_interval: f64,
+    /// Seconds between checkpoint pushes to the coordinator (0 or unset: none; the coordinator
+    /// then pulls checkpoints itself).
+    #[arg(long, value_name = "SECS")]
+    checkpoint_interval: Option<f64>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     body_limit: usize,
@@ -89,6 +93,12 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         worker_token: args.worker_token.filter(|t| !t.is_empty()),
+        checkpoint_interval: match args.checkpoint_interval {
+            Some(secs) if secs > 0.0 => {
+                Some(Duration::try_from_secs_f64(secs).context("--checkpoint-interval")?)
+            }
+            _ => None,
+        },
         heartbeat_interval: heartbeat,
         max_pipelines: args.max_pipelines,
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),

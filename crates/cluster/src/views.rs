@@ -89,6 +89,8 @@ pub fn placement_info(state: &ClusterState, p: &Placement) -> PlacementInfo {
         status: p.status.as_str().to_string(),
         replica: p.replica,
         epoch: p.epoch,
+        checkpoint_events: p.checkpoint.as_ref().map(|c| c.events_processed),
+        checkpoint_at_ms: p.checkpoint.as_ref().map(|c| c.taken_at_ms),
     }
 }
 

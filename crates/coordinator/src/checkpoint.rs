@@ -6,14 +6,22 @@
 //! reconciler ships that checkpoint to the new worker, so the pipeline resumes from it. A pipeline
 //! whose event count did not change since its stored checkpoint is skipped, so idle clusters add
 //! nothing to the log.
+//!
+//! Workers may also **push** checkpoints (`varpulis server --checkpoint-interval`):
+//! `POST /api/v1/cluster/workers/{id}/checkpoints` `{epoch, checkpoint}` → [`store_pushed`], same
+//! `StoreCheckpoint` (newest only, epoch-fenced, size-capped). The pull loop stays as a fallback
+//! for workers that do not push. Drains and rebalances take a fresh checkpoint from the live
+//! source right before moving ([`take_fresh`]).
 
 use std::time::Duration;
+use varpulis_api::cluster::{CheckpointPush, CheckpointPushResponse};
 use varpulis_api::worker::Checkpoint;
 use varpulis_api::API_KEY_HEADER;
 use varpulis_cluster::group::PlacementStatus;
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::{ClusterState, Command};
 
+use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
 
 /// One running placement to checkpoint.
@@ -139,4 +147,94 @@ async fn fetch(state: &AppState, src: &Source) -> Option<Checkpoint> {
         return None;
     }
     answer.json::<Checkpoint>().await.ok()
+}
+/// Takes a checkpoint of a live placement's pipeline and stores it in Raft at `epoch`, so a new
+/// leader restores the same state; returns it (also when storing failed, e.g. over the cap:
+/// the migration can still ship it).
+pub async fn take_fresh(
+    state: &AppState,
+    placement: (&str, &str, u32),
+    epoch: u64,
+    worker: (&str, &str),
+    pipeline_id: &str,
+) -> Option<Checkpoint> {
+    let (group_id, pipeline_name, replica) = placement;
+    let (address, api_key) = worker;
+    let src = Source {
+        group_id: group_id.to_string(),
+        pipeline_name: pipeline_name.to_string(),
+        replica,
+        epoch,
+        pipeline_id: pipeline_id.to_string(),
+        address: address.to_string(),
+        api_key: api_key.to_string(),
+        stored_events: None,
+    };
+    let cp = fetch(state, &src).await?;
+    if let Ok(data) = serde_json::to_string(&cp) {
+        let command = Command::StoreCheckpoint {
+            group_id: src.group_id.clone(),
+            pipeline_name: src.pipeline_name.clone(),
+            replica,
+            epoch,
+            checkpoint: data,
+            events_processed: cp.events_processed,
+            taken_at_ms: now_ms(),
+        };
+        if let Err(err) = state.write(command).await {
+            tracing::warn!(pipeline = %pipeline_name, "fresh checkpoint not stored: {err}");
+        }
+    }
+    Some(cp)
+}
+
+/// Stores a checkpoint pushed by `worker_id` for one of its placements (see the module docs).
+pub async fn store_pushed(
+    state: &AppState,
+    worker_id: &str,
+    push: CheckpointPush,
+) -> Result<CheckpointPushResponse, ApiError> {
+    let pipeline_id = push.checkpoint.pipeline_id.clone();
+    let found = state.read(|s| {
+        s.worker(worker_id)?;
+        let found = s.placements_on(worker_id).into_iter().find_map(|(g, p)| {
+            (p.pipeline_id.as_deref() == Some(pipeline_id.as_str())).then(|| {
+                let unchanged = p.checkpoint.as_ref().is_some_and(|c| {
+                    c.epoch == push.epoch && c.events_processed == push.checkpoint.events_processed
+                });
+                (g.id.clone(), p.pipeline_name.clone(), p.replica, unchanged)
+            })
+        });
+        Some(found)
+    });
+    let Some(found) = found else {
+        return Err(ApiError::NotFound(format!(
+            "worker '{worker_id}' is not registered"
+        )));
+    };
+    let Some((group_id, pipeline_name, replica, unchanged)) = found else {
+        return Err(ApiError::NotFound(format!(
+            "pipeline '{pipeline_id}' is not placed on worker '{worker_id}'"
+        )));
+    };
+    let data = serde_json::to_string(&push.checkpoint)
+        .map_err(|e| ApiError::BadRequest(format!("checkpoint: {e}")))?;
+    let size = data.len();
+    if unchanged {
+        return Ok(CheckpointPushResponse {
+            stored: false,
+            size,
+        });
+    }
+    let command = Command::StoreCheckpoint {
+        group_id,
+        pipeline_name,
+        replica,
+        epoch: push.epoch,
+        checkpoint: data,
+        events_processed: push.checkpoint.events_processed,
+        taken_at_ms: now_ms(),
+    };
+    state.write(command).await?;
+    Ok(CheckpointPushResponse { stored: true, size })
 }

@@ -38,6 +38,30 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Failure detector of the leader's health sweep (see `crate::health::Detector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureDetector {
+    /// Unhealthy after `heartbeat_timeout` of silence (the spec's behaviour).
+    #[default]
+    Timeout,
+    /// Phi accrual over each worker's heartbeat intervals, bounded by `heartbeat_timeout`.
+    Phi,
+}
+
+impl std::str::FromStr for FailureDetector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "timeout" => Ok(FailureDetector::Timeout),
+            "phi" | "phi-accrual" | "phi_accrual" => Ok(FailureDetector::Phi),
+            other => Err(format!(
+                "unknown failure detector `{other}` (timeout or phi)"
+            )),
+        }
+    }
+}
+
 /// Everything `varpulis coordinator` needs to run (`Debug` redacts the secrets).
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -68,6 +92,14 @@ pub struct CoordinatorConfig {
     /// Period of the leader's checkpoint loop (zero disables checkpoints).
     #[serde(deserialize_with = "secs")]
     pub checkpoint_interval: Duration,
+    /// How silent workers are detected: `timeout` (default) or `phi` accrual.
+    pub failure_detector: FailureDetector,
+    /// Phi threshold of the `phi` detector (default 8.0).
+    pub phi_threshold: f64,
+    /// Whether the leader moves pipelines off Unhealthy/Dead workers on its own (default true).
+    pub auto_failover: bool,
+    /// Most rebalance moves in flight at once (default 2); the rest wait for the next round.
+    pub rebalance_max_moves: usize,
     /// Base URLs of every coordinator of the Raft group, this node included; empty = group of one.
     pub peers: Vec<String>,
     /// This node's Raft id (1-based position in `peers` when absent).
@@ -87,7 +119,7 @@ pub struct CoordinatorConfig {
     pub raft_election_max_ms: u64,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
-    /// Whether the leader moves pipelines away from unhealthy workers on its own.
+    /// Whether the leader rebalances pipelines when a worker registers (default true).
     pub auto_rebalance: bool,
     /// Coordinator ↔ worker transport: `http` (default) or `nats` (docs/nats.md).
     pub transport: crate::nats::Transport,
@@ -108,6 +140,10 @@ impl Default for CoordinatorConfig {
             http_client_timeout: Duration::from_secs(10),
             reconcile_interval: Duration::from_secs(2),
             checkpoint_interval: Duration::from_secs(30),
+            failure_detector: FailureDetector::Timeout,
+            phi_threshold: 8.0,
+            auto_failover: true,
+            rebalance_max_moves: 2,
             peers: Vec::new(),
             node_id: None,
             advertise_address: None,
@@ -272,6 +308,15 @@ impl CoordinatorConfig {
         }
         if self.http_client_timeout.is_zero() || self.reconcile_interval.is_zero() {
             return invalid("HTTP client timeout and reconcile interval must be positive".into());
+        }
+        if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
+            return invalid(format!(
+                "phi threshold must be a positive number, got {}",
+                self.phi_threshold
+            ));
+        }
+        if self.rebalance_max_moves == 0 {
+            return invalid("rebalance_max_moves must be at least 1".into());
         }
         if self.raft_heartbeat_ms == 0 || self.raft_election_min_ms <= self.raft_heartbeat_ms {
             return invalid("raft election timeout must be longer than the raft heartbeat".into());

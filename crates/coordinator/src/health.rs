@@ -4,6 +4,10 @@
 //! here and only a *change* of state (Ready ↔ Unhealthy) is proposed. The map is sharded so that
 //! 10,000 workers heartbeating every 5 s (2,000 updates/s) never contend on one lock. Followers keep
 //! an empty map: they forward heartbeats to the leader.
+//!
+//! Failure detection is a [`Detector`]: the spec's fixed `Timeout` (default 15 s), or
+//! `Phi` accrual ([`crate::phi`]) over a sliding window of each worker's heartbeat intervals,
+//! still bounded by the timeout (a worker is never kept longer than with the timeout detector).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -11,7 +15,63 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::phi::{Intervals, PhiConfig, MIN_SAMPLES, WINDOW};
+
 const SHARDS: usize = 32;
+
+/// How the leader decides that a silent worker has failed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Detector {
+    /// Silent for longer than the duration.
+    Timeout(Duration),
+    /// Phi above the threshold, or silent for longer than `timeout` (upper bound).
+    Phi {
+        /// Detector parameters.
+        config: PhiConfig,
+        /// Upper bound: the heartbeat timeout.
+        timeout: Duration,
+    },
+}
+
+impl Detector {
+    /// Whether a worker last heard from `elapsed` ago, with this interval history, has failed.
+    fn suspects(&self, elapsed: Duration, intervals: &Intervals) -> bool {
+        match self {
+            Detector::Timeout(timeout) => elapsed > *timeout,
+            Detector::Phi { config, timeout } => {
+                if elapsed > *timeout {
+                    return true;
+                }
+                if intervals.len() >= MIN_SAMPLES {
+                    return intervals.suspects(elapsed, config);
+                }
+                let mut seeded = intervals.clone();
+                seeded.seed(config.first_interval);
+                seeded.suspects(elapsed, config)
+            }
+        }
+    }
+}
+
+/// One worker's entry: the public figures plus the interval history.
+#[derive(Debug, Clone)]
+struct Entry {
+    seen: Seen,
+    /// Whether `seen.at` is a real heartbeat (not a registration or a grace touch), so the
+    /// next heartbeat measures a true interval.
+    from_heartbeat: bool,
+    intervals: Intervals,
+}
+
+impl Entry {
+    fn new(seen: Seen, from_heartbeat: bool) -> Self {
+        Entry {
+            seen,
+            from_heartbeat,
+            intervals: Intervals::new(WINDOW),
+        }
+    }
+}
 
 /// What the leader last heard from one worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +84,21 @@ pub struct Seen {
     pub pipelines_running: u32,
 }
 
-/// Sharded map worker id → [`Seen`].
+impl Seen {
+    /// Seen at `at`, no counters yet.
+    fn at(at: Instant) -> Self {
+        Seen {
+            at,
+            events_processed: 0,
+            pipelines_running: 0,
+        }
+    }
+}
+
+/// Sharded map worker id → [`Seen`] (plus its heartbeat interval history).
 #[derive(Debug)]
 pub struct Liveness {
-    shards: Vec<Mutex<HashMap<String, Seen>>>,
+    shards: Vec<Mutex<HashMap<String, Entry>>>,
 }
 
 impl Default for Liveness {
@@ -39,7 +110,7 @@ impl Default for Liveness {
 }
 
 impl Liveness {
-    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);
         let index = (hasher.finish() as usize) % SHARDS;
@@ -56,30 +127,39 @@ impl Liveness {
             events_processed,
             pipelines_running,
         };
-        self.shard(id).insert(id.to_string(), seen);
+        let mut shard = self.shard(id);
+        match shard.get_mut(id) {
+            Some(entry) => {
+                if entry.from_heartbeat {
+                    let interval = now.saturating_duration_since(entry.seen.at);
+                    entry.intervals.record(interval);
+                }
+                entry.seen = seen;
+                entry.from_heartbeat = true;
+            }
+            None => {
+                shard.insert(id.to_string(), Entry::new(seen, true));
+            }
+        }
     }
 
     /// Marks a worker as just seen, keeping its counters (registration, grace).
     pub fn touch(&self, id: &str, now: Instant) {
         let mut shard = self.shard(id);
         match shard.get_mut(id) {
-            Some(seen) => seen.at = now,
+            Some(entry) => {
+                entry.seen.at = now;
+                entry.from_heartbeat = false;
+            }
             None => {
-                shard.insert(
-                    id.to_string(),
-                    Seen {
-                        at: now,
-                        events_processed: 0,
-                        pipelines_running: 0,
-                    },
-                );
+                shard.insert(id.to_string(), Entry::new(Seen::at(now), false));
             }
         }
     }
 
     /// What was last heard from `id`.
     pub fn get(&self, id: &str) -> Option<Seen> {
-        self.shard(id).get(id).copied()
+        self.shard(id).get(id).map(|e| e.seen)
     }
 
     /// Forgets a worker (deregistered).
@@ -102,23 +182,29 @@ impl Liveness {
         now: Instant,
         timeout: Duration,
     ) -> Vec<String> {
+        self.suspected(ids, now, &Detector::Timeout(timeout))
+    }
+
+    /// Among `ids`, those `detector` declares failed at `now`. A worker never seen gets `now`
+    /// as its last-seen time (grace) and is not reported.
+    pub fn suspected<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+        now: Instant,
+        detector: &Detector,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         for id in ids {
             let mut shard = self.shard(id);
             match shard.get(id) {
-                Some(seen) if now.saturating_duration_since(seen.at) > timeout => {
-                    out.push(id.to_string())
+                Some(entry) => {
+                    let elapsed = now.saturating_duration_since(entry.seen.at);
+                    if detector.suspects(elapsed, &entry.intervals) {
+                        out.push(id.to_string());
+                    }
                 }
-                Some(_) => {}
                 None => {
-                    shard.insert(
-                        id.to_string(),
-                        Seen {
-                            at: now,
-                            events_processed: 0,
-                            pipelines_running: 0,
-                        },
-                    );
+                    shard.insert(id.to_string(), Entry::new(Seen::at(now), false));
                 }
             }
         }
@@ -154,6 +240,66 @@ mod tests {
         let stale = live.stale(["w1", "w2"], t0 + Duration::from_millis(3500), timeout);
         assert_eq!(stale, vec!["w1".to_string()]);
         assert_eq!(live.get("w1").map(|s| s.events_processed), Some(10));
+    }
+
+    #[test]
+    fn phi_suspects_a_regular_worker_before_the_timeout() {
+        let live = Liveness::default();
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(1);
+        for k in 0..20u64 {
+            live.heartbeat("w", k, 1, t0 + interval * k as u32);
+        }
+        let last = t0 + interval * 19;
+        let timeout = Duration::from_secs(15);
+        let phi = Detector::Phi {
+            config: PhiConfig::for_interval(8.0, interval),
+            timeout,
+        };
+        let plain = Detector::Timeout(timeout);
+        let at = |ms: u64| last + Duration::from_millis(ms);
+        assert!(live.suspected(["w"], at(1500), &phi).is_empty());
+        assert_eq!(live.suspected(["w"], at(3000), &phi), vec!["w"]);
+        assert!(live.suspected(["w"], at(3000), &plain).is_empty());
+        assert_eq!(live.suspected(["w"], at(15_001), &plain), vec!["w"]);
+    }
+
+    #[test]
+    fn phi_bootstraps_from_the_interval_and_respects_the_timeout_bound() {
+        let live = Liveness::default();
+        let t0 = Instant::now();
+        // Registration touch only, then a single heartbeat: seeds carry the detector.
+        live.touch("w", t0);
+        live.heartbeat("w", 0, 0, t0 + Duration::from_millis(200));
+        let phi = Detector::Phi {
+            config: PhiConfig::for_interval(8.0, Duration::from_secs(1)),
+            timeout: Duration::from_secs(15),
+        };
+        let base = t0 + Duration::from_millis(200);
+        assert!(live
+            .suspected(["w"], base + Duration::from_millis(1200), &phi)
+            .is_empty());
+        assert_eq!(
+            live.suspected(["w"], base + Duration::from_secs(4), &phi),
+            vec!["w"]
+        );
+        // Very slow heartbeats: phi alone would wait long, the timeout still bounds it.
+        let slow = Liveness::default();
+        for k in 0..10u32 {
+            slow.heartbeat("s", 0, 0, t0 + Duration::from_secs(10) * k);
+        }
+        let last = t0 + Duration::from_secs(90);
+        let bounded = Detector::Phi {
+            config: PhiConfig::for_interval(8.0, Duration::from_secs(1)),
+            timeout: Duration::from_secs(12),
+        };
+        assert!(slow
+            .suspected(["s"], last + Duration::from_secs(11), &bounded)
+            .is_empty());
+        assert_eq!(
+            slow.suspected(["s"], last + Duration::from_secs(13), &bounded),
+            vec!["s"]
+        );
     }
 
     #[test]

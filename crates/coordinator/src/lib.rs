@@ -12,6 +12,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod deploy;
+pub mod drain;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -26,6 +27,9 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod sweep;
+// Self-healing: phi-accrual detection and rebalancing.
+pub mod phi;
+pub mod rebalance;
 pub mod validate;
 
 pub use config::CoordinatorConfig;

@@ -1,13 +1,17 @@
 //! The leader's reconciler: makes the workers match the desired state held in Raft.
 //!
 //! Each pass (every `reconcile_interval`, or sooner when woken) works from replicated state only:
-//! 1. failover (when `auto_rebalance`): for every Unhealthy or Dead worker, start a migration of
+//! 1. failover (when `auto_failover`): for every Unhealthy or Dead worker, start a migration of
 //!    each of its placements (`varpulis_cluster::placement::plan_failover`, reason `worker_unhealthy`);
+//!    drains: the same for every Draining worker (reason `drain`, [`crate::drain`]);
 //! 2. give Pending placements and target-less migrations a worker (`plan_pending`);
-//! 3. deploy every migration that has a target (restoring the last stored checkpoint), then
-//!    `CompleteMigration` (the placement moves atomically, epoch + 1) — after 3 failed attempts
-//!    `FailMigration`, and the next pass starts a fresh one;
-//! 4. deploy every placement whose worker is Ready/Busy but which is not Running.
+//! 3. deploy every migration that has a target, then `CompleteMigration` (the placement moves
+//!    atomically, epoch + 1) — after 3 failed attempts `FailMigration`, and the next pass starts
+//!    a fresh one. When the source worker is still alive (drain, rebalance) a fresh checkpoint is
+//!    taken from it first (and stored in Raft), and its pipeline is deleted once the move is
+//!    complete; otherwise the last stored checkpoint is restored;
+//! 4. deploy every placement whose worker is Ready/Busy but which is not Running;
+//! 5. when a rebalance is wanted, one rate-limited round ([`crate::rebalance`]).
 //!
 //! Deploys back off per decision (1 s doubling to 30 s). Nothing depends on the previous leader
 //! having finished: a half-done deploy or migration is simply retried, and the deterministic
@@ -20,6 +24,7 @@ use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::{placement, Command};
 
 use crate::deploy::{self, Target};
+use crate::drain;
 use crate::state::{now_ms, AppState};
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -90,13 +95,52 @@ pub async fn run(state: AppState) {
 
 /// One pass of the reconciler; returns how many deploys succeeded.
 pub async fn reconcile_once(state: &AppState, backoff: &mut Backoff) -> usize {
-    if state.config.auto_rebalance {
+    if state.config.auto_failover {
         start_failovers(state).await;
     }
+    resume_drains(state).await;
     assign_pending(state).await;
     let mut deployed = deploy_migrations(state, backoff).await;
     deployed += deploy_placements(state, backoff).await;
+    if state.rebalance.is_wanted() {
+        crate::rebalance::round(state).await;
+    }
     deployed
+}
+
+/// Starts drain migrations for placements of Draining workers that have none (a drain
+/// requested under a previous leader, or a drain migration that failed and must be retried).
+async fn resume_drains(state: &AppState) {
+    let draining: Vec<String> = state.read(|s| {
+        s.workers()
+            .filter(|w| w.status == WorkerStatus::Draining)
+            .filter(|w| {
+                s.placements_on(&w.id).iter().any(|(g, p)| {
+                    s.active_migration_for(&g.id, &p.pipeline_name, p.replica)
+                        .is_none()
+                })
+            })
+            .map(|w| w.id.clone())
+            .collect()
+    });
+    for id in draining {
+        drain::start_drain_migrations(state, &id).await;
+    }
+}
+
+/// A migration ready to deploy, with its still-alive source (for a fresh checkpoint).
+struct Job {
+    id: String,
+    target: Target,
+    source: Option<LiveSource>,
+}
+
+/// The source placement of a migration whose worker still answers (Ready, Busy or Draining).
+struct LiveSource {
+    epoch: u64,
+    address: String,
+    api_key: String,
+    pipeline_id: String,
 }
 
 async fn start_failovers(state: &AppState) {
@@ -130,26 +174,68 @@ async fn assign_pending(state: &AppState) {
 }
 
 async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
-    let targets: Vec<(String, Target)> = state.read(|s| {
+    let jobs: Vec<Job> = state.read(|s| {
         s.active_migrations()
             .into_iter()
             .filter(|m| m.status == MigrationStatus::Deploying)
             .filter_map(|m| {
                 let to = m.to_worker.as_deref()?;
-                let epoch = s
+                let placement = s
                     .group(&m.group_id)?
-                    .placement(&m.pipeline_name, m.replica)?
-                    .epoch;
-                let t =
+                    .placement(&m.pipeline_name, m.replica)?;
+                let epoch = placement.epoch;
+                let target =
                     deploy::target_on(s, &m.group_id, &m.pipeline_name, m.replica, to, epoch + 1)?;
-                Some((m.id.clone(), t))
+                let source = placement
+                    .worker_id
+                    .as_deref()
+                    .and_then(|w| s.worker(w))
+                    .filter(|w| {
+                        matches!(
+                            w.status,
+                            WorkerStatus::Ready | WorkerStatus::Busy | WorkerStatus::Draining
+                        )
+                    })
+                    .zip(placement.pipeline_id.clone())
+                    .map(|(w, pipeline_id)| LiveSource {
+                        epoch,
+                        address: w.address.clone(),
+                        api_key: w.api_key.clone(),
+                        pipeline_id,
+                    });
+                Some(Job {
+                    id: m.id.clone(),
+                    target,
+                    source,
+                })
             })
             .collect()
     });
     let mut deployed = 0;
-    for (id, t) in targets {
+    for Job {
+        id,
+        target: mut t,
+        source,
+    } in jobs
+    {
         if !backoff.ready(&id, Instant::now()) {
             continue;
+        }
+        if let Some(src) = &source {
+            let fresh = crate::checkpoint::take_fresh(
+                state,
+                (&t.group_id, &t.pipeline_name, t.replica),
+                src.epoch,
+                (&src.address, &src.api_key),
+                &src.pipeline_id,
+            )
+            .await;
+            match fresh {
+                Some(cp) => t.checkpoint = Some(cp),
+                None => tracing::warn!(
+                    migration = %id, "no fresh checkpoint from the source; using the stored one"
+                ),
+            }
         }
         let command = match deploy::call_deploy(state, &t).await {
             Ok(pipeline_id) => {
@@ -175,8 +261,18 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
                 }
             }
         };
+        let completed = matches!(command, Command::CompleteMigration { .. });
         match state.write(command).await {
-            Ok(_) => tracing::info!(migration = %id, to = %t.worker_id, "migration finished"),
+            Ok(_) => {
+                tracing::info!(migration = %id, to = %t.worker_id, "migration finished");
+                if let Some(src) = source.filter(|_| completed) {
+                    // The placement moved (epoch + 1): the old copy must not keep running.
+                    if !deploy::undeploy(state, &src.address, &src.api_key, &src.pipeline_id).await
+                    {
+                        tracing::info!(migration = %id, "old pipeline not removed now; the orphan sweep will");
+                    }
+                }
+            }
             Err(err) => tracing::warn!(migration = %id, "cannot record migration result: {err}"),
         }
     }

@@ -60,6 +60,7 @@ pub async fn run(
         raft: raft.clone(),
         http,
         liveness: Liveness::default(),
+        rebalance: Default::default(),
         metrics: Metrics::default(),
         shutdown: token.clone(),
         reconcile: tokio::sync::Notify::new(),

@@ -34,6 +34,8 @@ pub struct Shared {
     pub http: reqwest::Client,
     /// Leader-only: last heartbeat of each worker.
     pub liveness: Liveness,
+    /// Leader-only: whether a rebalance is wanted ([`crate::rebalance`]).
+    pub rebalance: crate::rebalance::RebalanceState,
     /// Process counters.
     pub metrics: Metrics,
     /// Cancelled when the server shuts down.

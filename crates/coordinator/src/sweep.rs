@@ -6,13 +6,30 @@
 //! within `heartbeat_timeout + sweep_interval` of its last heartbeat. When a node becomes leader
 //! (a new term) every worker first gets one full timeout of grace (last-seen = now), so a leader
 //! change never causes a false failover. Followers do nothing and keep no liveness data.
+//!
+//! With `--failure-detector phi` the test is phi accrual over each worker's heartbeat intervals
+//! (`--phi-threshold`, default 8.0; [`crate::phi`]), still bounded by `heartbeat_timeout`.
 
 use std::time::Instant;
 use tokio::time::MissedTickBehavior;
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::Command;
 
+use crate::config::FailureDetector;
+use crate::health::Detector;
+use crate::phi::PhiConfig;
 use crate::state::{now_ms, AppState};
+
+/// The detector the configuration selects.
+pub fn detector(config: &crate::config::CoordinatorConfig) -> Detector {
+    match config.failure_detector {
+        FailureDetector::Timeout => Detector::Timeout(config.heartbeat_timeout),
+        FailureDetector::Phi => Detector::Phi {
+            config: PhiConfig::for_interval(config.phi_threshold, config.heartbeat_interval),
+            timeout: config.heartbeat_timeout,
+        },
+    }
+}
 
 /// Runs the sweep until shutdown.
 pub async fn run(state: AppState) {
@@ -62,16 +79,25 @@ pub async fn sweep_once(state: &AppState) -> usize {
             .collect()
     });
     let timeout = state.config.heartbeat_timeout;
-    let stale = state.liveness.stale(
+    let stale = state.liveness.suspected(
         candidates.iter().map(String::as_str),
         Instant::now(),
-        timeout,
+        &detector(&state.config),
     );
     if stale.is_empty() {
         return 0;
     }
     let now = now_ms();
-    let reason = format!("no heartbeat for more than {:.1} s", timeout.as_secs_f64());
+    let reason = match state.config.failure_detector {
+        FailureDetector::Timeout => {
+            format!("no heartbeat for more than {:.1} s", timeout.as_secs_f64())
+        }
+        FailureDetector::Phi => format!(
+            "phi-accrual suspicion above {} (or silent for more than {:.1} s)",
+            state.config.phi_threshold,
+            timeout.as_secs_f64()
+        ),
+    };
     let mut commands: Vec<Command> = stale
         .iter()
         .map(|id| Command::SetWorkerStatus {

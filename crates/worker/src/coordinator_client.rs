@@ -5,22 +5,33 @@
 //! on a heartbeat means the coordinator lost us: re-register at once, reporting the pipelines
 //! that run here.
 //!
-//! Extension point: periodic checkpoint push (`WorkerConfig::checkpoint_interval`) belongs in
-//! the heartbeat loop of [`CoordinatorClient::run`]; it is not implemented yet.
+//! With `WorkerConfig::checkpoint_interval` set, the heartbeat loop also pushes the checkpoint
+//! of every coordinator-deployed pipeline whose event count moved to
+//! `POST /api/v1/cluster/workers/{id}/checkpoints` (the coordinator stores the newest one in
+//! Raft). At graceful shutdown [`CoordinatorClient::drain_self`] asks the leader to drain this
+//! worker (heartbeats with `draining: true`) and waits, bounded, until it is empty.
 
 use crate::error::WorkerError;
 use crate::server::AppState;
 use rand::Rng;
 use reqwest::StatusCode;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use varpulis_api::cluster::{
-    HeartbeatRequest, RegisterWorkerRequest, RunningPipeline, WorkerCapacity,
+    CheckpointPush, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest, RunningPipeline,
+    WorkerCapacity,
 };
+use varpulis_api::worker::Checkpoint;
 
 /// Timeout of the best-effort deregistration at shutdown.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between draining heartbeats while waiting for the drain to finish.
+const DRAIN_POLL: Duration = Duration::from_millis(250);
+/// `Checkpoint::version` of pushed checkpoints (the worker API's checkpoint format).
+const PUSHED_CHECKPOINT_VERSION: u32 = 1;
 
 /// Why one call to the coordinators failed.
 #[derive(Debug)]
@@ -31,6 +42,22 @@ enum CallError {
     Unavailable(String),
 }
 
+/// The leader's answer to a draining heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DrainState {
+    /// Nothing left on this worker.
+    Drained,
+    /// Pipelines are moving away.
+    Moving,
+    /// Some pipeline has nowhere to go (its migration waits pending at the coordinator).
+    NoTarget,
+    /// The coordinator does not drain workers (no `drained` in its answer).
+    Unsupported,
+}
+
+/// Heartbeat `status` of a drain that cannot place every pipeline.
+const DRAIN_NO_TARGET: &str = "no_target";
+
 /// Talks to the configured coordinators on behalf of the worker.
 #[derive(Debug)]
 pub struct CoordinatorClient {
@@ -38,6 +65,8 @@ pub struct CoordinatorClient {
     http: reqwest::Client,
     /// Index of the URL that answered last (the next call starts there).
     current: AtomicUsize,
+    /// Event count of each pipeline at its last accepted checkpoint push.
+    pushed: Mutex<HashMap<String, u64>>,
 }
 
 impl CoordinatorClient {
@@ -52,6 +81,7 @@ impl CoordinatorClient {
             state,
             http,
             current: AtomicUsize::new(0),
+            pushed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -106,10 +136,18 @@ impl CoordinatorClient {
             let mut ticker = tokio::time::interval(cfg.heartbeat_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
+            let mut pushes =
+                tokio::time::interval(cfg.checkpoint_interval.unwrap_or(Duration::from_secs(3600)));
+            pushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            pushes.tick().await;
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => break 'outer,
                     _ = ticker.tick() => {},
+                    _ = pushes.tick(), if cfg.checkpoint_interval.is_some() => {
+                        self.push_checkpoints().await;
+                        continue;
+                    }
                 }
                 match self.heartbeat().await {
                     Ok(()) => {}
@@ -164,6 +202,7 @@ impl CoordinatorClient {
             events_processed,
             pipelines_running: running.len() as u32,
             pipelines: Some(running),
+            draining: false,
         };
         let id = &self.state.config.worker_id;
         self.each_url(|base| {
@@ -205,6 +244,153 @@ impl CoordinatorClient {
                     // 5xx and 421 (not leader) mean "try another one"; so do other 4xx
                     // (e.g. a wrong token on one node), after which we back off.
                 }
+                Err(e) => last = format!("{base}: {e}"),
+            }
+        }
+        Err(CallError::Unavailable(last))
+    }
+
+    /// Pushes the checkpoint of every coordinator-deployed pipeline (it has an epoch) whose
+    /// event count changed since its last accepted push. Failures are logged and retried at the
+    /// next tick (the coordinator's own pull remains the fallback).
+    async fn push_checkpoints(&self) {
+        use base64::Engine as _;
+        let id = &self.state.config.worker_id;
+        for p in self.state.registry.all() {
+            let Some(epoch) = p.epoch else { continue };
+            let events = p.events_in();
+            if self.pushed_events(&p.id) == Some(events) {
+                continue;
+            }
+            let (bytes, events_processed) = match p.checkpoint() {
+                Ok(cp) => cp,
+                Err(e) => {
+                    tracing::debug!(pipeline = %p.id, "no checkpoint to push: {e}");
+                    continue;
+                }
+            };
+            let body = CheckpointPush {
+                epoch,
+                checkpoint: Checkpoint {
+                    pipeline_id: p.id.clone(),
+                    events_processed,
+                    version: PUSHED_CHECKPOINT_VERSION,
+                    state: base64::engine::general_purpose::STANDARD.encode(bytes),
+                },
+            };
+            let pushed = self
+                .each_url(|base| {
+                    let req = self
+                        .http
+                        .post(format!("{base}/api/v1/cluster/workers/{id}/checkpoints"))
+                        .json(&body);
+                    self.with_token(req)
+                })
+                .await;
+            match pushed {
+                Ok(_) => self.set_pushed_events(&p.id, events),
+                Err(e) => tracing::debug!(pipeline = %p.id, "checkpoint push failed: {e:?}"),
+            }
+        }
+    }
+
+    fn pushed_events(&self, pipeline_id: &str) -> Option<u64> {
+        self.pushed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(pipeline_id)
+            .copied()
+    }
+
+    fn set_pushed_events(&self, pipeline_id: &str, events: u64) {
+        let mut pushed = self
+            .pushed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let live: std::collections::HashSet<String> = self
+            .state
+            .registry
+            .all()
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
+        pushed.retain(|id, _| live.contains(id));
+        pushed.insert(pipeline_id.to_owned(), events);
+    }
+
+    /// Graceful shutdown: asks the leader to drain this worker (its pipelines move away with
+    /// fresh checkpoints) and waits until it reports the worker empty, at most `deadline`.
+    /// Gives up early when no coordinator answers or the worker is unknown. Returns whether
+    /// the drain completed.
+    pub async fn drain_self(&self, deadline: Duration) -> bool {
+        let started = tokio::time::Instant::now();
+        let mut failures = 0;
+        while started.elapsed() < deadline {
+            match self.drain_heartbeat().await {
+                Ok(DrainState::Drained) => {
+                    tracing::info!(waited = ?started.elapsed(), "drained: every pipeline moved away");
+                    return true;
+                }
+                Ok(DrainState::NoTarget) => {
+                    tracing::warn!("no other worker can take our pipelines; leaving them pending");
+                    return false;
+                }
+                Ok(DrainState::Unsupported) => return false,
+                Ok(DrainState::Moving) => failures = 0,
+                Err(CallError::UnknownWorker) => return false,
+                Err(CallError::Unavailable(e)) => {
+                    failures += 1;
+                    tracing::warn!("drain request failed: {e}");
+                    if failures >= 3 {
+                        return false;
+                    }
+                }
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        tracing::warn!(?deadline, "drain did not complete in time; leaving anyway");
+        false
+    }
+
+    /// One heartbeat with `draining: true`, and what the leader answered.
+    async fn drain_heartbeat(&self) -> Result<DrainState, CallError> {
+        let running = self.running();
+        let body = HeartbeatRequest {
+            events_processed: self
+                .state
+                .registry
+                .all()
+                .iter()
+                .map(|p| p.events_in())
+                .sum(),
+            pipelines_running: running.len() as u32,
+            pipelines: Some(running),
+            draining: true,
+        };
+        let id = &self.state.config.worker_id;
+        let urls = self.urls();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = String::from("no coordinator configured");
+        for i in 0..urls.len() {
+            let base = urls[(start + i) % urls.len()].trim_end_matches('/');
+            let req = self
+                .http
+                .post(format!("{base}/api/v1/cluster/workers/{id}/heartbeat"))
+                .json(&body);
+            match self.with_token(req).send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    let answer: HeartbeatResponse = resp.json().await.unwrap_or_default();
+                    return Ok(match answer.drained {
+                        Some(true) => DrainState::Drained,
+                        _ if answer.status == DRAIN_NO_TARGET => DrainState::NoTarget,
+                        Some(false) => DrainState::Moving,
+                        None => DrainState::Unsupported,
+                    });
+                }
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
+                    return Err(CallError::UnknownWorker)
+                }
+                Ok(resp) => last = format!("{base}: {}", resp.status()),
                 Err(e) => last = format!("{base}: {e}"),
             }
         }

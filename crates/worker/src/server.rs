@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long a graceful shutdown waits for the coordinator to move our pipelines away.
+const SHUTDOWN_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connector tasks to finish.
 const TASK_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -87,10 +89,17 @@ pub async fn serve(
 
     let app = routes::router(state.clone());
     let st = state.clone();
+    let drainer = client.as_ref().map(|(c, _)| c.clone());
     let stop = async move {
-        tokio::select! {
-            () = shutdown => {},
-            () = st.shutdown.cancelled() => {},
+        let graceful = tokio::select! {
+            () = shutdown => true,
+            () = st.shutdown.cancelled() => false,
+        };
+        if let Some(client) = drainer.filter(|_| graceful) {
+            // Still serving: the leader pulls fresh checkpoints from us and deletes the
+            // pipelines it moved while we wait.
+            tracing::info!("shutting down: asking the coordinator to drain this worker");
+            client.drain_self(SHUTDOWN_DRAIN_DEADLINE).await;
         }
         tracing::info!("shutting down: draining");
         st.draining.store(true, Ordering::Relaxed);

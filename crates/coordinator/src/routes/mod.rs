@@ -54,6 +54,14 @@ pub fn router(state: AppState) -> Router {
                 .put(connectors::update)
                 .delete(connectors::delete),
         )
+        .route(
+            "/api/v1/cluster/workers/{id}/drain",
+            post(crate::drain::drain),
+        )
+        .route(
+            "/api/v1/cluster/rebalance",
+            post(crate::rebalance::rebalance),
+        )
         .route("/api/v1/cluster/migrations", get(migrations::list))
         .route("/api/v1/cluster/events", get(events::stream_events))
         .route(
@@ -73,6 +81,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/cluster/workers/{id}/heartbeat",
             post(workers::heartbeat),
+        )
+        .route(
+            "/api/v1/cluster/workers/{id}/checkpoints",
+            post(workers::push_checkpoint),
         )
         .layer(from_fn_with_state(state.clone(), crate::proxy::leader_gate))
         .layer(from_fn_with_state(

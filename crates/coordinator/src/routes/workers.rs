@@ -2,7 +2,9 @@
 //!
 //! Registration is a Raft write (forwarded to the leader by the proxy). Heartbeats are not: the
 //! leader records them in [`crate::health::Liveness`] and proposes `SetWorkerStatus Ready` only when
-//! an unhealthy worker comes back.
+//! an unhealthy worker comes back. A heartbeat with `draining: true` (graceful shutdown) drains
+//! the worker ([`crate::drain`]) and answers `drained` once nothing is left on it. Workers push
+//! their pipelines' checkpoints to `POST /api/v1/cluster/workers/{id}/checkpoints`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -12,8 +14,8 @@ use axum::Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use varpulis_api::cluster::{
-    DeletedResponse, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest,
-    RegisterWorkerResponse, RunningPipeline, WorkerInfo, WorkerList,
+    CheckpointPush, CheckpointPushResponse, DeletedResponse, HeartbeatRequest, HeartbeatResponse,
+    RegisterWorkerRequest, RegisterWorkerResponse, RunningPipeline, WorkerInfo, WorkerList,
 };
 use varpulis_api::Page;
 use varpulis_cluster::command::RegisterWorker;
@@ -50,6 +52,9 @@ pub async fn register(
         req.capacity.pipelines_running,
         Instant::now(),
     );
+    if state.config.auto_rebalance {
+        state.rebalance.request();
+    }
     state.reconcile.notify_one();
     tracing::info!(worker_id = %worker_id, created, "worker registered");
     let body = RegisterWorkerResponse {
@@ -108,6 +113,19 @@ pub async fn heartbeat(
     if let Some(running) = req.pipelines.as_deref().filter(|r| !r.is_empty()) {
         remove_orphans(&state, &id, running);
     }
+    if req.draining {
+        // Also resumes a drain whose migrations failed or were never started.
+        let d = crate::drain::drain_worker(&state, &id).await?;
+        let status = if d.without_target > 0 {
+            "no_target"
+        } else {
+            "ok"
+        };
+        return Ok(Json(HeartbeatResponse {
+            status: status.to_string(),
+            drained: Some(d.response.removable),
+        }));
+    }
     if status == WorkerStatus::Unhealthy {
         let command = Command::SetWorkerStatus {
             worker_id: id.clone(),
@@ -121,7 +139,22 @@ pub async fn heartbeat(
     }
     Ok(Json(HeartbeatResponse {
         status: "ok".to_string(),
+        drained: None,
     }))
+}
+
+/// `POST /api/v1/cluster/workers/{id}/checkpoints` (worker token, like heartbeats): stores the
+/// pushed checkpoint of one of the worker's placements in Raft. 404 when the worker or the
+/// pipeline is not placed there, 409 `stale_epoch` when the placement moved on (fencing),
+/// 413 over the checkpoint cap.
+pub async fn push_checkpoint(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(push): ApiJson<CheckpointPush>,
+) -> Result<Json<CheckpointPushResponse>, ApiError> {
+    crate::checkpoint::store_pushed(&state, &id, push)
+        .await
+        .map(Json)
 }
 
 /// Pipelines a worker runs that the coordinator deployed (they carry an epoch) but that no current

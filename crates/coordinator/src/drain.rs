@@ -1,0 +1,136 @@
+//! Draining a worker: move every pipeline away with a fresh checkpoint, then let it go.
+//!
+//! `POST /api/v1/cluster/workers/{id}/drain` (admin key; followers forward it) and a worker's
+//! own draining heartbeat (graceful shutdown, see `varpulis_worker::coordinator_client`) both
+//! end up in [`drain_worker`]:
+//! 1. the worker is marked **Draining** through Raft (it receives no new placements);
+//! 2. one replicated migration (reason `drain`) is started for each of its placements that is
+//!    not already moving, with a target chosen by the group's strategy, or none when nothing
+//!    can take it (the migration then waits pending; it is never dropped);
+//! 3. the reconciler does the rest: it takes a fresh checkpoint from the still-running source,
+//!    stores it in Raft, deploys on the target restoring it, completes the migration (routes
+//!    follow the placement atomically) and deletes the source pipeline.
+//!
+//! The reconciler also resumes drains from replicated state alone: after a leader change any
+//! Draining worker with a placement that has no active migration gets one. Once nothing is
+//! placed on or migrating off the worker, `GET /workers/{id}` shows `"removable": true`.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use varpulis_api::cluster::{DrainResponse, PlannedMove};
+use varpulis_cluster::migration::MigrationReason;
+use varpulis_cluster::registry::WorkerStatus;
+use varpulis_cluster::{placement, Command};
+
+use crate::error::ApiError;
+use crate::state::{now_ms, AppState};
+
+/// What [`drain_worker`] did.
+#[derive(Debug, Clone)]
+pub struct Drained {
+    /// The answer for the API.
+    pub response: DrainResponse,
+    /// Active migrations off the worker that have no target (nothing can take them now).
+    pub without_target: usize,
+}
+
+/// Marks `worker_id` Draining (if it is not yet) and starts a drain migration for each of its
+/// placements without one. Unknown worker → 404; a Dead worker → 409 (invalid transition).
+pub async fn drain_worker(state: &AppState, worker_id: &str) -> Result<Drained, ApiError> {
+    let status = state.read(|s| s.worker(worker_id).map(|w| w.status));
+    let Some(status) = status else {
+        return Err(ApiError::NotFound(format!(
+            "worker '{worker_id}' not found"
+        )));
+    };
+    if status != WorkerStatus::Draining {
+        state
+            .write(Command::SetWorkerStatus {
+                worker_id: worker_id.to_string(),
+                status: WorkerStatus::Draining,
+                now_ms: now_ms(),
+                reason: Some("drain requested".to_string()),
+            })
+            .await?;
+        tracing::info!(worker_id, "worker draining");
+    }
+    let started = start_drain_migrations(state, worker_id).await;
+    state.reconcile.notify_one();
+    let response = state.read(|s| {
+        let remaining = s.placements_on(worker_id).len();
+        DrainResponse {
+            worker_id: worker_id.to_string(),
+            status: s
+                .worker(worker_id)
+                .map_or("unknown", |w| w.status.as_str())
+                .to_string(),
+            migrations: started,
+            remaining,
+            removable: s.is_drained(worker_id),
+        }
+    });
+    let without_target = state.read(|s| {
+        s.active_migrations()
+            .iter()
+            .filter(|m| m.from_worker == worker_id && m.to_worker.is_none())
+            .count()
+    });
+    Ok(Drained {
+        response,
+        without_target,
+    })
+}
+
+/// Starts a `drain` migration for every placement of a Draining worker that has none yet;
+/// returns the moves started. Used by the drain request and by the reconciler (resume).
+pub async fn start_drain_migrations(state: &AppState, worker_id: &str) -> Vec<PlannedMove> {
+    let planned = state.read(|s| placement::plan_failover(s, worker_id));
+    let mut started = Vec::new();
+    for m in planned {
+        let id = uuid::Uuid::new_v4().to_string();
+        let command = m.to_command(&id, MigrationReason::Drain, now_ms());
+        match state.write(command).await {
+            Ok(_) => {
+                tracing::info!(
+                    migration = %id, group_id = %m.group_id, pipeline = %m.pipeline_name,
+                    from = %m.from_worker, to = ?m.to_worker, "drain migration started"
+                );
+                started.push(PlannedMove {
+                    migration_id: Some(id),
+                    group_id: m.group_id,
+                    pipeline_name: m.pipeline_name,
+                    replica: m.replica,
+                    from_worker: m.from_worker,
+                    to_worker: m.to_worker,
+                });
+            }
+            Err(err) => {
+                tracing::warn!(group_id = %m.group_id, pipeline = %m.pipeline_name, "cannot start drain migration: {err}")
+            }
+        }
+    }
+    started
+}
+
+/// `POST /api/v1/cluster/workers/{id}/drain`: 200 with the migrations started; 404 unknown
+/// worker; 409 when some pipeline has nowhere to go (its migration stays pending and completes
+/// as soon as a worker can take it).
+pub async fn drain(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DrainResponse>, ApiError> {
+    let drained = drain_worker(&state, &id).await?;
+    if drained.without_target > 0 {
+        return Err(ApiError::Cluster(
+            varpulis_cluster::Error::WorkerUnavailable {
+                worker: id,
+                reason: format!(
+                    "no other worker can take {} of its pipelines now; the worker is draining \
+                     and those migrations stay pending until one can",
+                    drained.without_target
+                ),
+            },
+        ));
+    }
+    Ok(Json(drained.response))
+}
