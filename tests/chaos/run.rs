@@ -522,7 +522,11 @@ pub async fn run(cfg: Config) -> Value {
                 );
                 partitions_skipped += 1;
             }
-            (Some(net), true) => partition(&ens, net, fault, down_ms, t0, &mut faults).await,
+            // Cut for longer than the clients' 5 s timeout, so that writes sent to the
+            // cut-off node complete (or time out) inside the window and are checked.
+            (Some(net), true) => {
+                partition(&ens, net, fault, down_ms + 5000, t0, &mut faults).await;
+            }
             (_, false) => inject(&mut ens, fault, down_ms, t0, &mut faults).await,
         }
         tokio::time::sleep(Duration::from_millis(gap_ms)).await;
@@ -715,6 +719,9 @@ async fn leader_elected(ens: &Ensemble, among: &[usize], started: Instant) -> Op
     new.map(|_| started.elapsed().as_millis() as u64)
 }
 
+/// A cut or heal of one node of a [`netns::Net`].
+type NetOp = fn(&netns::Net, usize) -> Result<(), String>;
+
 /// Cuts a coordinator off for `down_ms` (see [`Fault`]), heals, and measures the time to
 /// a new leader (leader victims) and until the victim has caught up after the heal.
 async fn partition(
@@ -736,12 +743,8 @@ async fn partition(
     } else {
         leader
     };
-    let (kind, cut, heal): (&str, fn(&netns::Net, usize) -> Result<(), String>, _) = match fault {
-        Fault::IsolateLeader => (
-            "isolate_leader",
-            netns::Net::isolate,
-            netns::Net::rejoin as fn(&netns::Net, usize) -> Result<(), String>,
-        ),
+    let (kind, cut, heal): (&str, NetOp, NetOp) = match fault {
+        Fault::IsolateLeader => ("isolate_leader", netns::Net::isolate, netns::Net::rejoin),
         Fault::PartitionLeader => (
             "partition_leader",
             netns::Net::split_off,
@@ -1027,13 +1030,20 @@ fn build_report(
 
 /// "A minority never acknowledges a write": during each partition window, a write sent to
 /// the cut-off coordinator after the cut and answered before the heal must not be 2xx (it
-/// can only be committed by a majority it cannot reach). Returns per-window counts.
+/// can only be committed by a majority it cannot reach). Returns per-window counts:
+/// writes sent to the node during the window, and the outcome of those answered in it.
 fn minority_checks(ops: &[Record], faults: &[FaultRecord], violations: &mut Vec<String>) -> Value {
     let mut out = Vec::new();
     for f in faults {
         let Some((node, cut, heal)) = f.window else {
             continue;
         };
+        let sent = ops
+            .iter()
+            .filter(|r| {
+                r.node == node && r.input != Input::Read && r.invoke_ns >= cut && r.invoke_ns < heal
+            })
+            .count();
         let inside: Vec<&Record> = ops
             .iter()
             .filter(|r| r.node == node && r.invoke_ns >= cut && r.complete_ns <= heal)
@@ -1058,6 +1068,7 @@ fn minority_checks(ops: &[Record], faults: &[FaultRecord], violations: &mut Vec<
             "kind": f.kind,
             "target": f.target,
             "at_secs": f.at_secs,
+            "writes_sent": sent,
             "writes_acked": acked,
             "writes_failed": writes(Class::Failed),
             "writes_unknown": writes(Class::Unknown),
