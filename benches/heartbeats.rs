@@ -221,5 +221,31 @@ fn main() {
             None => println!("sweep: the first silent worker was NOT marked unhealthy during the run"),
         }
         println!("false unhealthy marks among heartbeating workers: {false_marks} (must be 0); final statuses {counts:?}");
+        // The leader's own account of its sweeps (GET /metrics, Prometheus text).
+        let metrics = ens
+            .api
+            .get(&format!("{}/metrics", ens.coords[leader].url))
+            .await
+            .map(|r| r.text)
+            .unwrap_or_default();
+        let sample = |name: &str| {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name) && !l.starts_with('#'))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        match (
+            sample("varpulis_coordinator_sweeps_total"),
+            sample("varpulis_coordinator_sweep_last_seconds"),
+            sample("varpulis_coordinator_sweep_max_seconds"),
+        ) {
+            (Some(n), Some(last), Some(max)) => println!(
+                "sweep duration on the leader: last {:.2} ms, max {:.2} ms over {n} sweeps",
+                last * 1e3,
+                max * 1e3
+            ),
+            _ => println!("sweep duration: not exported by this build"),
+        }
     });
 }

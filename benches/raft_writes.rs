@@ -2,7 +2,8 @@
 //! through a follower (proxied), with 1, 16 and 64 concurrent clients, on a three-coordinator
 //! ensemble on loopback. A write is a worker registration with a distinct id.
 //!
-//! `RAFT_WRITES_SECS` (default 5) sets the duration of each measurement.
+//! `RAFT_WRITES_SECS` (default 5) sets the duration of each measurement. `RAFT_HEARTBEAT_MS`,
+//! `RAFT_ELECTION_MIN_MS` and `RAFT_ELECTION_MAX_MS` override the product's Raft timings.
 //! Run: `cargo bench --bench raft_writes`.
 
 #[path = "../tests/cluster/harness.rs"]
@@ -11,6 +12,10 @@ mod harness;
 use harness::{fake_worker, Api, Ensemble, Opts};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -72,6 +77,9 @@ fn main() {
     rt.block_on(async move {
         let opts = Opts {
             heartbeat_timeout: 3600.0,
+            raft_heartbeat_ms: env_u64("RAFT_HEARTBEAT_MS"),
+            raft_election_min_ms: env_u64("RAFT_ELECTION_MIN_MS"),
+            raft_election_max_ms: env_u64("RAFT_ELECTION_MAX_MS"),
             start_timeout: Duration::from_secs(60),
             ..Opts::default()
         };

@@ -92,13 +92,13 @@ pub struct Args {
     /// TOML configuration file (see raft-cluster.toml)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Raft heartbeat period in milliseconds [default: 100]
+    /// Raft heartbeat period in milliseconds [default: 50]
     #[arg(long, value_name = "MS")]
     raft_heartbeat_ms: Option<u64>,
-    /// Raft election timeout lower bound in milliseconds [default: 400]
+    /// Raft election timeout lower bound in milliseconds [default: 200]
     #[arg(long, value_name = "MS")]
     raft_election_min_ms: Option<u64>,
-    /// Raft election timeout upper bound in milliseconds [default: 800]
+    /// Raft election timeout upper bound in milliseconds [default: 400]
     #[arg(long, value_name = "MS")]
     raft_election_max_ms: Option<u64>,
     /// Largest accepted request body in bytes [default: 16777216]

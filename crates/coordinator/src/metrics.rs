@@ -27,6 +27,12 @@ pub struct Metrics {
     pub injected_events: AtomicU64,
     /// Deploy calls to workers that failed.
     pub deploy_failures: AtomicU64,
+    /// Duration of the leader's last health sweep, in microseconds.
+    pub sweep_last_micros: AtomicU64,
+    /// Longest health sweep seen, in microseconds.
+    pub sweep_max_micros: AtomicU64,
+    /// Health sweeps run as leader.
+    pub sweeps: AtomicU64,
     write_buckets: [AtomicU64; BUCKETS.len()],
     write_count: AtomicU64,
     write_sum_micros: AtomicU64,
@@ -44,6 +50,14 @@ impl Metrics {
         self.write_count.fetch_add(1, Ordering::Relaxed);
         self.write_sum_micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Records the duration of one health sweep (leader only).
+    pub fn observe_sweep(&self, elapsed: Duration) {
+        let micros = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.sweep_last_micros.store(micros, Ordering::Relaxed);
+        self.sweep_max_micros.fetch_max(micros, Ordering::Relaxed);
+        self.sweeps.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Adds 1 to a counter.
@@ -91,6 +105,27 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 value.load(Ordering::Relaxed)
             );
+        }
+        let sweeps = "varpulis_coordinator_sweeps_total";
+        let _ = writeln!(
+            out,
+            "# HELP {sweeps} Health sweeps run as leader\n# TYPE {sweeps} counter\n{sweeps} {}",
+            self.sweeps.load(Ordering::Relaxed)
+        );
+        for (name, help, value) in [
+            (
+                "varpulis_coordinator_sweep_last_seconds",
+                "Duration of the last health sweep",
+                &self.sweep_last_micros,
+            ),
+            (
+                "varpulis_coordinator_sweep_max_seconds",
+                "Longest health sweep",
+                &self.sweep_max_micros,
+            ),
+        ] {
+            let secs = value.load(Ordering::Relaxed) as f64 / 1e6;
+            gauge(out, name, help, secs);
         }
         let name = "varpulis_coordinator_write_commit_seconds";
         let _ = writeln!(

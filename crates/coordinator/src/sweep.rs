@@ -61,7 +61,9 @@ pub async fn run(state: AppState) {
             leading_term = Some(view.current_term);
             continue;
         }
+        let started = Instant::now();
         sweep_once(&state).await;
+        state.metrics.observe_sweep(started.elapsed());
     }
 }
 

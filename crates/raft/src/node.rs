@@ -40,11 +40,11 @@ pub struct RaftConfig {
     pub peers: BTreeMap<NodeId, String>,
     /// Cluster key sent on outbound RPCs and required on inbound `/raft/*` calls when set.
     pub api_key: Option<String>,
-    /// Leader heartbeat period (also openraft's AppendEntries timeout). Default 100 ms.
+    /// Leader heartbeat period (also openraft's AppendEntries timeout). Default 50 ms.
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomized election timeout. Default 400 ms.
+    /// Lower bound of the randomized election timeout. Default 200 ms.
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomized election timeout. Default 800 ms.
+    /// Upper bound of the randomized election timeout. Default 400 ms.
     pub election_timeout_max_ms: u64,
     /// Upper bound of a vote/append HTTP exchange (openraft may impose a shorter one). Default 1 s.
     pub rpc_timeout_ms: u64,
@@ -92,9 +92,9 @@ impl RaftConfig {
             data_dir: data_dir.into(),
             peers,
             api_key: None,
-            heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             rpc_timeout_ms: 1000,
             snapshot_timeout_ms: 30_000,
             snapshot_logs_since_last: 5000,
@@ -545,7 +545,7 @@ mod tests {
         let rc = cfg.validate().map_err(|e| e.to_string());
         assert!(rc.is_ok(), "{rc:?}");
         if let Ok(rc) = rc {
-            assert_eq!(rc.heartbeat_interval, 100);
+            assert_eq!(rc.heartbeat_interval, 50);
             assert_eq!(rc.snapshot_policy, SnapshotPolicy::LogsSinceLast(5000));
         }
     }
