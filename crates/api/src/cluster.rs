@@ -420,6 +420,7 @@ pub struct MigrationList {
     /// Page description.
     pub pagination: Pagination,
 }
+
 /// One planned or started move in a drain or rebalance answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedMove {
