@@ -282,20 +282,27 @@ impl Client {
             self.groups.push((name, id));
             return;
         }
+        // Reads go by id (a list is paginated, at most 1000 per page, and offsets shift
+        // under concurrent deletes). Names whose create had no known outcome are only read
+        // by the final paged listing.
         let (name, id) = self.groups[self.rng.gen_range(0..known)].clone();
+        let Some(id) = id else {
+            return;
+        };
         let key = format!("group:{name}");
-        let req = match (choice, id) {
-            (1, Some(id)) => Req::new(
+        let req = if choice == 1 {
+            Req::new(
                 Method::DELETE,
                 format!("/pipeline-groups/{id}"),
                 key,
                 Input::Delete,
-            ),
-            _ => Req::read(
-                "/pipeline-groups?consistent=true&limit=1000".into(),
+            )
+        } else {
+            Req::read(
+                format!("/pipeline-groups/{id}?consistent=true"),
                 key,
-                read_group,
-            ),
+                |_, _| Some("1".to_owned()),
+            )
         };
         self.call(node, req).await;
     }
@@ -320,14 +327,6 @@ fn read_connector(body: &Value, _name: &str) -> Option<String> {
 fn read_worker(body: &Value, _id: &str) -> Option<String> {
     let addr = body["address"].as_str().unwrap_or_default();
     Some(addr.rsplit('/').next().unwrap_or_default().to_owned())
-}
-
-fn read_group(body: &Value, name: &str) -> Option<String> {
-    body["pipeline_groups"]
-        .as_array()?
-        .iter()
-        .any(|g| g["name"] == name)
-        .then(|| "1".to_owned())
 }
 
 /// One `/raft/metrics` sample.
@@ -573,36 +572,58 @@ pub async fn run(cfg: Config) -> Value {
             let got = fin.call(node, req).await;
             final_unanswered += usize::from(!matches!(got.0, Some(200 | 404)));
         }
-        let list = fin
-            .api
-            .get(&format!(
-                "{}/api/v1/cluster/pipeline-groups?consistent=true&limit=1000",
-                url
-            ))
-            .await;
-        match list {
-            Ok(r) if r.ok() => {
-                let now = fin.now();
-                let mut ops = rec.ops.lock().unwrap_or_else(|e| e.into_inner());
-                for name in &group_names {
-                    let id = rec.seq.fetch_add(1, Ordering::SeqCst);
-                    ops.push(Record {
-                        id,
-                        client: usize::MAX,
-                        node,
-                        key: format!("group:{name}"),
-                        request: "GET /pipeline-groups (final)".into(),
-                        invoke_ns: now,
-                        complete_ns: now + 1,
-                        status: Some(r.status),
-                        class: Class::Ok,
-                        detail: String::new(),
-                        input: Input::Read,
-                        output: Some(Output::Value(read_group(&r.body, name))),
-                    });
-                }
+        // Every page (traffic has stopped, so offsets are stable).
+        let invoke = fin.now();
+        let mut present: BTreeSet<String> = BTreeSet::new();
+        let mut offset = 0usize;
+        let complete = loop {
+            let page = fin
+                .api
+                .get(&format!(
+                    "{url}/api/v1/cluster/pipeline-groups?consistent=true&limit=1000&offset={offset}"
+                ))
+                .await;
+            let r = match page {
+                Ok(r) if r.ok() => r,
+                _ => break None,
+            };
+            let items = r.body["pipeline_groups"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            present.extend(
+                items
+                    .iter()
+                    .filter_map(|g| g["name"].as_str().map(str::to_owned)),
+            );
+            offset += items.len();
+            if r.body["pagination"]["has_more"] != true || items.is_empty() {
+                break Some(fin.now());
             }
-            _ => final_unanswered += 1,
+        };
+        let Some(complete) = complete else {
+            final_unanswered += 1;
+            continue;
+        };
+        let mut ops = rec.ops.lock().unwrap_or_else(|e| e.into_inner());
+        for name in &group_names {
+            let id = rec.seq.fetch_add(1, Ordering::SeqCst);
+            ops.push(Record {
+                id,
+                client: usize::MAX,
+                node,
+                key: format!("group:{name}"),
+                request: "GET /pipeline-groups (final, all pages)".into(),
+                invoke_ns: invoke,
+                complete_ns: complete,
+                status: Some(200),
+                class: Class::Ok,
+                detail: String::new(),
+                input: Input::Read,
+                output: Some(Output::Value(
+                    present.contains(name).then(|| "1".to_owned()),
+                )),
+            });
         }
     }
 
@@ -1038,12 +1059,27 @@ fn minority_checks(ops: &[Record], faults: &[FaultRecord], violations: &mut Vec<
         let Some((node, cut, heal)) = f.window else {
             continue;
         };
-        let sent = ops
+        let sent: Vec<&Record> = ops
             .iter()
             .filter(|r| {
                 r.node == node && r.input != Input::Read && r.invoke_ns >= cut && r.invoke_ns < heal
             })
-            .count();
+            .collect();
+        // The first few, as `[invoke, complete]` seconds after the cut and the status.
+        let examples: Vec<String> = sent
+            .iter()
+            .take(8)
+            .map(|r| {
+                format!(
+                    "{} [{:.2}s..{:.2}s] {:?} {}",
+                    r.request,
+                    (r.invoke_ns - cut) as f64 / 1e9,
+                    r.complete_ns.saturating_sub(cut) as f64 / 1e9,
+                    r.status,
+                    r.detail.chars().take(60).collect::<String>()
+                )
+            })
+            .collect();
         let inside: Vec<&Record> = ops
             .iter()
             .filter(|r| r.node == node && r.invoke_ns >= cut && r.complete_ns <= heal)
@@ -1068,7 +1104,9 @@ fn minority_checks(ops: &[Record], faults: &[FaultRecord], violations: &mut Vec<
             "kind": f.kind,
             "target": f.target,
             "at_secs": f.at_secs,
-            "writes_sent": sent,
+            "writes_sent": sent.len(),
+            "window_secs": (heal - cut) as f64 / 1e9,
+            "sent_examples": examples,
             "writes_acked": acked,
             "writes_failed": writes(Class::Failed),
             "writes_unknown": writes(Class::Unknown),
