@@ -115,10 +115,7 @@ pub async fn run(
     if let Err(err) = raft.shutdown().await {
         tracing::warn!(node_id, "raft shutdown: {err}");
     }
-    let failed = join_failed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    let failed = join_failed.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(message) = failed {
         return Err(anyhow::anyhow!(message));
     }
@@ -129,13 +126,17 @@ pub async fn run(
 /// [`varpulis_raft::join`]). Nothing to do when the local log already lists this node as a
 /// voter (a restart after a join). A refusal that retrying cannot fix (bad key, id taken)
 /// stops the node with that error.
-async fn join(
-    state: AppState,
-    seed: String,
-    failed: Arc<std::sync::Mutex<Option<String>>>,
-) {
-    if state.raft.metrics_view().membership.contains(&state.node_id) {
-        tracing::info!(node_id = state.node_id, "already a voter: not joining again");
+async fn join(state: AppState, seed: String, failed: Arc<std::sync::Mutex<Option<String>>>) {
+    if state
+        .raft
+        .metrics_view()
+        .membership
+        .contains(&state.node_id)
+    {
+        tracing::info!(
+            node_id = state.node_id,
+            "already a voter: not joining again"
+        );
         return;
     }
     let request = varpulis_raft::JoinRequest {
