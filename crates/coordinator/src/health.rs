@@ -143,6 +143,18 @@ impl Liveness {
         }
     }
 
+    /// A (re-)registration: a new process, so its interval history starts afresh (the gap
+    /// since the previous process's last heartbeat says nothing about this one).
+    pub fn registered(&self, id: &str, pipelines_running: u32, now: Instant) {
+        let seen = Seen {
+            at: now,
+            events_processed: 0,
+            pipelines_running,
+        };
+        self.shard(id)
+            .insert(id.to_string(), Entry::new(seen, true));
+    }
+
     /// Marks a worker as just seen, keeping its counters (registration, grace).
     pub fn touch(&self, id: &str, now: Instant) {
         let mut shard = self.shard(id);
@@ -299,6 +311,31 @@ mod tests {
         assert_eq!(
             slow.suspected(["s"], last + Duration::from_secs(13), &bounded),
             vec!["s"]
+        );
+    }
+
+    #[test]
+    fn a_registration_starts_a_fresh_interval_history() {
+        let live = Liveness::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        for k in 0..10u32 {
+            live.heartbeat("w", 0, 0, t0 + s * k);
+        }
+        // Killed after t0 + 9 s, restarted and registered at t0 + 20 s, then regular again.
+        live.registered("w", 0, t0 + s * 20);
+        for k in 21..24u32 {
+            live.heartbeat("w", 0, 0, t0 + s * k);
+        }
+        let phi = Detector::Phi {
+            config: PhiConfig::for_interval(8.0, s),
+            timeout: Duration::from_secs(15),
+        };
+        // Without the reset the 11 s gap would inflate sigma and delay detection to the timeout.
+        let last = t0 + s * 23;
+        assert_eq!(
+            live.suspected(["w"], last + Duration::from_millis(2600), &phi),
+            vec!["w"]
         );
     }
 
