@@ -821,8 +821,20 @@ impl Engine {
     /// Restores state produced by [`Engine::checkpoint`] of an engine compiled from the same
     /// source. Corrupt bytes or a checkpoint of another program are rejected and change nothing.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), RuntimeError> {
+        self.restore_checked(bytes, true)
+    }
+
+    /// Restores a checkpoint taken by ANOTHER version of the program (a rolling update whose
+    /// state shape is unchanged): state is matched by `var` name and by stream name and
+    /// operator position instead of by the program hash. A missing `var` or an operator state
+    /// that does not parse is rejected and changes nothing.
+    pub fn restore_compatible(&mut self, bytes: &[u8]) -> Result<(), RuntimeError> {
+        self.restore_checked(bytes, false)
+    }
+
+    fn restore_checked(&mut self, bytes: &[u8], same_program: bool) -> Result<(), RuntimeError> {
         let cp = checkpoint::decode(bytes)?;
-        if cp.program_sha256 != self.program_hash {
+        if same_program && cp.program_sha256 != self.program_hash {
             return Err(RuntimeError::Checkpoint(
                 "checkpoint belongs to a different program".into(),
             ));

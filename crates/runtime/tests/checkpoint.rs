@@ -139,3 +139,23 @@ fn engine_can_move_between_threads_and_be_shared() {
     assert_send_sync::<Event>();
     assert_send_sync::<varpulis_runtime::OutputEvent>();
 }
+
+#[test]
+fn another_version_with_the_same_state_shape_continues_from_the_state() {
+    let opts = EngineOptions::default();
+    let mut old = Engine::compile(COUNTER, &opts).unwrap();
+    run(&mut old, &ticks(3));
+    let bytes = old.checkpoint().unwrap();
+    // A rolling update: same variable and streams, different expressions (whitespace here).
+    let new_source = format!("{COUNTER}\n# version 2\n");
+    let mut new = Engine::compile(&new_source, &opts).unwrap();
+    assert!(new.restore(&bytes).is_err(), "strict restore is per program");
+    new.restore_compatible(&bytes).unwrap();
+    assert!(matches!(new.global("count"), Some(Value::Int(3))));
+    // A program without the variable cannot take the state, and is left untouched.
+    let mut other = Engine::compile("stream S = Tick .emit(v: 1)", &opts).unwrap();
+    let other_bytes = other.checkpoint().unwrap();
+    let mut counter = Engine::compile(COUNTER, &opts).unwrap();
+    assert!(counter.restore_compatible(&other_bytes).is_err());
+    assert!(matches!(counter.global("count"), Some(Value::Int(0))));
+}

@@ -127,6 +127,11 @@ impl PipelineEngine {
         self.inner.restore(state).map_err(|e| e.to_string())
     }
 
+    /// Restores the state of another version of the program (rolling update handover).
+    pub fn restore_compatible(&mut self, state: &[u8]) -> Result<(), String> {
+        self.inner.restore_compatible(state).map_err(|e| e.to_string())
+    }
+
     /// `.from` bindings.
     pub fn sources(&self) -> Vec<SourceBinding> {
         self.inner

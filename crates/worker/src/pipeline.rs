@@ -141,7 +141,7 @@ impl Pipeline {
             let mut target = to.lock_engine();
             if keep_state {
                 let state = engine.checkpoint()?;
-                target.restore(&state)?;
+                target.restore_compatible(&state)?;
                 to.events_in.store(processed, Ordering::Relaxed);
             }
             // A reverse handover (rollback of a half-done update) takes the traffic back.
