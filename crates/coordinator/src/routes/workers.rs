@@ -46,12 +46,9 @@ pub async fn register(
     });
     let outcome = state.write_keyed(command, key).await?;
     let created = matches!(outcome, Outcome::WorkerRegistered { created: true, .. });
-    state.liveness.heartbeat(
-        &worker_id,
-        0,
-        req.capacity.pipelines_running,
-        Instant::now(),
-    );
+    state
+        .liveness
+        .registered(&worker_id, req.capacity.pipelines_running, Instant::now());
     if state.config.auto_rebalance {
         state.rebalance.request();
     }
