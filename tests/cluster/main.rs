@@ -6,17 +6,17 @@
 //! bounds every wait.
 
 mod bad_input;
-mod events;
 mod drain;
+mod events;
 mod failover;
 mod harness;
 mod iot;
-mod output;
 mod join;
 mod migration;
+mod output;
 mod pagination;
 mod quorum;
-mod rolling;
 mod rebalance;
+mod rolling;
 mod tutorial;
 mod worker_health;

@@ -148,6 +148,7 @@ async fn fetch(state: &AppState, src: &Source) -> Option<Checkpoint> {
     }
     answer.json::<Checkpoint>().await.ok()
 }
+
 /// Takes a checkpoint of a live placement's pipeline and stores it in Raft at `epoch`, so a new
 /// leader restores the same state; returns it (also when storing failed, e.g. over the cap:
 /// the migration can still ship it).
