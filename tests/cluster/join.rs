@@ -57,7 +57,13 @@ async fn fourth_coordinator_joins_takes_part_in_quorum_and_rejoins_idempotently(
         .prefix("varpulis-coord-")
         .tempdir()
         .expect("tempdir");
-    let mut args = coordinator_args(&ens.opts, port, 4, &[url.clone()], data_dir.path());
+    let mut args = coordinator_args(
+        &ens.opts,
+        port,
+        4,
+        std::slice::from_ref(&url),
+        data_dir.path(),
+    );
     args.extend([
         "--raft-node-id".to_owned(),
         "4".to_owned(),
