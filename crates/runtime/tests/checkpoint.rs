@@ -149,7 +149,10 @@ fn another_version_with_the_same_state_shape_continues_from_the_state() {
     // A rolling update: same variable and streams, different expressions (whitespace here).
     let new_source = format!("{COUNTER}\n# version 2\n");
     let mut new = Engine::compile(&new_source, &opts).unwrap();
-    assert!(new.restore(&bytes).is_err(), "strict restore is per program");
+    assert!(
+        new.restore(&bytes).is_err(),
+        "strict restore is per program"
+    );
     new.restore_compatible(&bytes).unwrap();
     assert!(matches!(new.global("count"), Some(Value::Int(3))));
     // A program without the variable cannot take the state, and is left untouched.
