@@ -156,7 +156,7 @@ fn another_version_with_the_same_state_shape_continues_from_the_state() {
     new.restore_compatible(&bytes).unwrap();
     assert!(matches!(new.global("count"), Some(Value::Int(3))));
     // A program without the variable cannot take the state, and is left untouched.
-    let mut other = Engine::compile("stream S = Tick .emit(v: 1)", &opts).unwrap();
+    let other = Engine::compile("stream S = Tick .emit(v: 1)", &opts).unwrap();
     let other_bytes = other.checkpoint().unwrap();
     let mut counter = Engine::compile(COUNTER, &opts).unwrap();
     assert!(counter.restore_compatible(&other_bytes).is_err());
