@@ -107,6 +107,9 @@ pub struct Args {
     /// Same as --auto-rebalance=false
     #[arg(long)]
     no_auto_rebalance: bool,
+    /// MQTT broker for inter-pipeline routes, shipped to workers (e.g. mqtt://host:1883)
+    #[arg(long, env = "VARPULIS_MQTT_URL", value_name = "URL")]
+    mqtt_url: Option<String>,
     /// Coordinator ↔ worker transport: http or nats [default: http]
     #[arg(long, env = "VARPULIS_TRANSPORT", value_name = "KIND")]
     transport: Option<varpulis_coordinator::nats::Transport>,

@@ -47,6 +47,10 @@ pub struct Args {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     body_limit: usize,
+    /// MQTT broker for inter-pipeline routes (e.g. mqtt://host:1883); wins over the
+    /// coordinator's --mqtt-url shipped in deploys.
+    #[arg(long, env = "VARPULIS_MQTT_URL", value_name = "URL")]
+    mqtt_url: Option<String>,
     /// Coordinator transport: http or nats (nats needs --nats-url instead of --coordinator).
     #[arg(long, env = "VARPULIS_TRANSPORT", default_value = "http")]
     transport: varpulis_worker::transport::Transport,
@@ -103,6 +107,7 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
         max_pipelines: args.max_pipelines,
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         body_limit: args.body_limit,
+        mqtt_url: args.mqtt_url.filter(|u| !u.trim().is_empty()),
         transport: args.transport,
         nats_url: args.nats_url.filter(|u| !u.trim().is_empty()),
         ..WorkerConfig::default()

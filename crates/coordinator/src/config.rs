@@ -121,6 +121,9 @@ pub struct CoordinatorConfig {
     pub body_limit: usize,
     /// Whether the leader rebalances pipelines when a worker registers (default true).
     pub auto_rebalance: bool,
+    /// MQTT broker shipped to workers in deploys for inter-pipeline routes
+    /// (`mqtt://host:port`); a worker's own `--mqtt-url` wins (docs/dataplane.md).
+    pub mqtt_url: Option<String>,
     /// Coordinator ↔ worker transport: `http` (default) or `nats` (docs/nats.md).
     pub transport: crate::nats::Transport,
     /// NATS server(s) for `transport = "nats"` (`nats://host:4222`, comma-separated list allowed).
@@ -154,6 +157,7 @@ impl Default for CoordinatorConfig {
             raft_election_max_ms: 400,
             body_limit: DEFAULT_BODY_LIMIT,
             auto_rebalance: true,
+            mqtt_url: None,
             transport: crate::nats::Transport::Http,
             nats_url: None,
         }

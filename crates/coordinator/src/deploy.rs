@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use varpulis_api::worker::{
-    Checkpoint, ConnectorParams, DeployPipelineRequest, DeployPipelineResponse,
+    Checkpoint, ConnectorParams, DeployPipelineRequest, DeployPipelineResponse, PipelineRoutes,
+    RouteTopic,
 };
 use varpulis_api::API_KEY_HEADER;
 use varpulis_cluster::group::PlacementStatus;
@@ -154,9 +155,74 @@ pub fn connectors(s: &ClusterState) -> BTreeMap<String, ConnectorParams> {
         .collect()
 }
 
+/// The inter-pipeline routes of one placement (data plane, docs/dataplane.md): outbound and
+/// inbound MQTT topics, the coordinator's `--mqtt-url`, and a session id stable across epochs.
+/// `None` when the pipeline has no route to or from another pipeline.
+pub fn route_topics(
+    s: &ClusterState,
+    group_id: &str,
+    pipeline: &str,
+    replica: u32,
+    mqtt_url: Option<&str>,
+) -> Option<PipelineRoutes> {
+    let group = s.group(group_id)?;
+    let topic = |r: &varpulis_api::cluster::RouteSpec| {
+        r.mqtt_topic.clone().unwrap_or_else(|| {
+            varpulis_cluster::group::default_topic(&group.name, &r.from_pipeline, &r.to_pipeline)
+        })
+    };
+    let mut routes = PipelineRoutes::default();
+    for r in group
+        .routes
+        .iter()
+        .filter(|r| r.from_pipeline != varpulis_api::cluster::EXTERNAL)
+    {
+        if r.from_pipeline == pipeline {
+            routes.outbound.push(RouteTopic {
+                pipeline: r.to_pipeline.clone(),
+                topic: topic(r),
+                event_types: r.event_types.clone(),
+            });
+        }
+        if r.to_pipeline == pipeline {
+            routes.inbound.push(RouteTopic {
+                pipeline: r.from_pipeline.clone(),
+                topic: topic(r),
+                event_types: r.event_types.clone(),
+            });
+        }
+    }
+    if routes.outbound.is_empty() && routes.inbound.is_empty() {
+        return None;
+    }
+    routes.mqtt_url = mqtt_url.map(str::to_owned);
+    let short_group: String = group_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    let name: String = pipeline
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(48)
+        .collect();
+    routes.session = Some(format!("vp-{short_group}-{name}-r{replica}"));
+    Some(routes)
+}
+
 /// Sends the deploy call; returns the worker's pipeline id or a message.
 pub async fn call_deploy(state: &AppState, t: &Target) -> Result<String, String> {
     let connectors = state.read(connectors);
+    let mqtt_url = state.config.mqtt_url.clone();
+    let routes = state.read(|s| {
+        route_topics(
+            s,
+            &t.group_id,
+            &t.pipeline_name,
+            t.replica,
+            mqtt_url.as_deref(),
+        )
+    });
     let body = DeployPipelineRequest {
         name: format!("{}/{}", t.group_name, t.pipeline_name),
         source: t.source.clone(),
@@ -164,6 +230,7 @@ pub async fn call_deploy(state: &AppState, t: &Target) -> Result<String, String>
         checkpoint: t.checkpoint.clone(),
         id: Some(t.pipeline_id()),
         epoch: Some(t.epoch),
+        routes,
     };
     if let Some(link) = crate::nats::link_for(state, &t.worker_id) {
         return crate::nats::deploy(&link, t, &body).await;
