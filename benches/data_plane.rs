@@ -3,9 +3,11 @@
 //! 1. **route**: coordinator inject-batch into `stage1` on one worker, whose output events
 //!    cross an MQTT route (embedded broker) to `stage2` on another worker; the clock stops when
 //!    `stage2` has received every event.
-//! 2. **inject**: coordinator inject-batch into a single pipeline (no route): the ingest path
+//! 2. **route, worker ingest**: the same, posting the batches straight to `stage1`'s worker
+//!    (`/api/v1/pipelines/{id}/events-batch`), to see the MQTT hop without the coordinator.
+//! 3. **inject**: coordinator inject-batch into a single pipeline (no route): the ingest path
 //!    alone.
-//! 3. **direct**: `varpulis run` of both stages in one program over the same events (one
+//! 4. **direct**: `varpulis run` of both stages in one program over the same events (one
 //!    process, no network), for the ratio.
 //!
 //! Env: `DATA_PLANE_EVENTS` (default 200000), `DATA_PLANE_BATCH` (events per inject-batch,
@@ -192,6 +194,24 @@ fn main() {
         let route_time = started.elapsed();
         assert_eq!(last["events_in"].as_u64(), Some(total), "{last}");
 
+        // 1b. The same route, batches posted straight to stage1's worker.
+        let (addr1, id1) = placement(&group, "stage1");
+        let url1 = format!("{addr1}/api/v1/pipelines/{id1}/events-batch");
+        let worker_api = Api::new(Some(WORKER_KEY)).with_timeout(Duration::from_secs(120));
+        let started = Instant::now();
+        pump(&worker_api, &url1, total, batch, clients).await;
+        wait_until(
+            "stage2 received the second round",
+            Duration::from_secs(600),
+            Duration::from_millis(20),
+            || async move {
+                let r = worker.get(stage2).await.ok()?;
+                (r.body["events_in"].as_u64().unwrap_or(0) >= 2 * total).then_some(())
+            },
+        )
+        .await;
+        let hop_time = started.elapsed();
+
         // 2. inject-batch alone, one pipeline, no route.
         let single = deploy(
             &ens,
@@ -209,8 +229,9 @@ fn main() {
         // 3. Both stages in one process.
         let direct = direct_run(total);
 
-        let (r_route, r_inject, r_direct) = (
+        let (r_route, r_hop, r_inject, r_direct) = (
             rate(total, route_time),
+            rate(total, hop_time),
             rate(total, inject_time),
             rate(total, direct),
         );
@@ -226,6 +247,11 @@ fn main() {
             injected.as_secs_f64()
         );
         println!(
+            "  route, batches posted to stage1's worker directly:       {:.0} events/s ({:.2} s)",
+            r_hop,
+            hop_time.as_secs_f64()
+        );
+        println!(
             "  inject-batch only (stage1):                              {:.0} events/s ({:.2} s)",
             r_inject,
             inject_time.as_secs_f64()
@@ -236,8 +262,9 @@ fn main() {
             direct.as_secs_f64()
         );
         println!(
-            "  ratios vs direct: route {:.3}, inject-batch {:.3}",
+            "  ratios vs direct: route {:.3}, route via worker {:.3}, inject-batch {:.3}",
             r_route / r_direct,
+            r_hop / r_direct,
             r_inject / r_direct
         );
     });
