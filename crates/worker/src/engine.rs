@@ -129,7 +129,9 @@ impl PipelineEngine {
 
     /// Restores the state of another version of the program (rolling update handover).
     pub fn restore_compatible(&mut self, state: &[u8]) -> Result<(), String> {
-        self.inner.restore_compatible(state).map_err(|e| e.to_string())
+        self.inner
+            .restore_compatible(state)
+            .map_err(|e| e.to_string())
     }
 
     /// `.from` bindings.
