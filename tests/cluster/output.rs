@@ -5,7 +5,7 @@
 
 use crate::events::SseReader;
 use crate::harness::{Ensemble, Opts, ADMIN_KEY};
-use crate::rolling::{create_counters, group_view};
+use crate::migration::{create_counters, group_view};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -4,70 +4,10 @@
 //! middle of an update leaves one consistent version on every coordinator.
 
 use crate::harness::{wait_until, Ensemble, Opts};
+use crate::migration::{counter, create_counters, group_view};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A running count of `event` events: each one emits `Count(n)` with the count so far.
-pub fn counter(event: &str) -> String {
-    format!(
-        "var count = 0\nfn bump(v: int):\n    count := count + 1\n    emit Count(n: count, v: v)\n\
-         stream Counted = {event} .process(bump(value))\n"
-    )
-}
-
-/// `GET /pipeline-groups/{gid}` through coordinator `via`.
-pub async fn group_view(ens: &Ensemble, via: usize, gid: &str) -> Option<Value> {
-    let r = ens
-        .api
-        .get(&ens.cluster_url(via, &format!("/pipeline-groups/{gid}")))
-        .await
-        .ok()?;
-    r.ok().then_some(r.body)
-}
-
-/// Creates a group of one counter pipeline per `(name, event, affinity)`, routed by event
-/// type, and waits until every placement runs; returns the group id.
-pub async fn create_counters(
-    ens: &Ensemble,
-    via: usize,
-    group: &str,
-    pipes: &[(&str, &str, &str)],
-) -> String {
-    let pipelines: Vec<Value> = pipes
-        .iter()
-        .map(|(name, event, affinity)| {
-            json!({"name": name, "source": counter(event), "worker_affinity": affinity})
-        })
-        .collect();
-    let routes: Vec<Value> = pipes
-        .iter()
-        .map(|(name, event, _)| {
-            json!({"from_pipeline": "_external", "to_pipeline": name, "event_types": [event]})
-        })
-        .collect();
-    let spec = json!({"name": group, "pipelines": pipelines, "routes": routes});
-    let r = ens
-        .api
-        .post(&ens.cluster_url(via, "/pipeline-groups"), &spec)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
-    let gid_ref = &gid;
-    wait_until(
-        "every placement running",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || async move {
-            let g = group_view(ens, via, gid_ref).await?;
-            let all = g["placements"].as_array()?;
-            all.iter().all(|p| p["status"] == "Running").then_some(())
-        },
-    )
-    .await;
-    gid
-}
 
 /// The counter with outputs marked by `tag` (same state shape: same variable and stream).
 fn tagged_counter(event: &str, tag: i64) -> String {
