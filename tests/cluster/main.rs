@@ -12,6 +12,7 @@ mod failover;
 mod harness;
 mod iot;
 mod join;
+mod live_mqtt;
 mod migration;
 mod output;
 mod pagination;

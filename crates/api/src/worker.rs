@@ -33,6 +33,10 @@ pub struct DeployPipelineRequest {
     /// deployed outside a group or by older coordinators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routes: Option<PipelineRoutes>,
+    /// Start without consuming the sources (`.from` subscriptions, inbound routes): the new
+    /// version of a rolling update, whose sources start at the hand-over. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// The MQTT route topics of one pipeline of a group, as shipped in its deploy request.

@@ -212,6 +212,15 @@ pub fn route_topics(
 
 /// Sends the deploy call; returns the worker's pipeline id or a message.
 pub async fn call_deploy(state: &AppState, t: &Target) -> Result<String, String> {
+    call_deploy_with(state, t, false).await
+}
+
+/// [`call_deploy`], optionally `paused` (sources start at a hand-over: rolling updates).
+pub async fn call_deploy_with(
+    state: &AppState,
+    t: &Target,
+    paused: bool,
+) -> Result<String, String> {
     let connectors = state.read(connectors);
     let mqtt_url = state.config.mqtt_url.clone();
     let routes = state.read(|s| {
@@ -231,6 +240,7 @@ pub async fn call_deploy(state: &AppState, t: &Target) -> Result<String, String>
         id: Some(t.pipeline_id()),
         epoch: Some(t.epoch),
         routes,
+        paused,
     };
     if let Some(link) = crate::nats::link_for(state, &t.worker_id) {
         return crate::nats::deploy(&link, t, &body).await;

@@ -325,7 +325,10 @@ async fn deploy_new(
             t.pipeline_name, t.replica
         ));
     }
-    deploy::call_deploy(state, &target).await.map(|_| ())
+    // Paused: the new version consumes its sources only from the hand-over on.
+    deploy::call_deploy_with(state, &target, true)
+        .await
+        .map(|_| ())
 }
 
 async fn handover(

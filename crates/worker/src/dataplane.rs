@@ -18,7 +18,7 @@
 
 use crate::engine::{Event, Output};
 use crate::error::WorkerError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Feed, Pipeline};
 use crate::server::AppState;
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{Map, Value};
@@ -112,7 +112,7 @@ pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
 }
 
 /// A pipeline's resolved routes, computed before it is registered so bad input changes nothing.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RoutePlan {
     /// The broker, or why there is none (the pipeline then runs degraded).
     broker: Result<BrokerAddr, String>,
@@ -275,12 +275,65 @@ impl RoutePlan {
         !self.inbound.is_empty()
     }
 
-    /// Starts the publisher and subscriber connections of a registered pipeline; inbound
+    /// Splits into the outbound-only and the inbound-only plan (each `None` when empty).
+    pub fn split(self) -> (Option<RoutePlan>, Option<RoutePlan>) {
+        let out = (!self.outbound.is_empty()).then(|| RoutePlan {
+            inbound: Vec::new(),
+            ..self.clone()
+        });
+        let inp = (!self.inbound.is_empty()).then(|| RoutePlan {
+            outbound: Vec::new(),
+            ..self
+        });
+        (out, inp)
+    }
+
+    /// Starts the publisher connection of a registered pipeline (its outbound routes). Without
+    /// a broker the pipeline is marked degraded.
+    pub fn start_outbound(self, state: &Arc<AppState>, pipeline: &Arc<Pipeline>) {
+        let broker = match self.broker {
+            Ok(b) => b,
+            Err(reason) => {
+                pipeline.set_degraded(reason);
+                return;
+            }
+        };
+        if self.outbound.is_empty() {
+            return;
+        }
+        let id = format!(
+            "vp-{}-route-out-{:08x}",
+            short_id(&pipeline.id),
+            rand::random::<u32>()
+        );
+        let (client, eventloop) = AsyncClient::new(options(&broker, id, true), REQUEST_QUEUE);
+        let connected = Arc::new(AtomicBool::new(false));
+        let out = RouteOut {
+            client: client.clone(),
+            routes: self.outbound,
+            connected: connected.clone(),
+            timeout: state.config.route_publish_timeout,
+        };
+        if pipeline.routes.out.set(out).is_err() {
+            tracing::warn!(pipeline = %pipeline.id, "route publisher already set");
+        }
+        let conn = RouteConnection {
+            feed: Feed::sinks_of(pipeline),
+            client,
+            connected,
+            subscriptions: Vec::new(),
+            ingest: None,
+        };
+        state.tasks.spawn(conn.run(eventloop));
+    }
+
+    /// Starts the subscriber connection of `feed` (the pipeline's inbound routes); inbound
     /// events go to `ingest`. Without a broker the pipeline is marked degraded.
-    pub fn start(
+    pub fn start_inbound(
         self,
         state: &Arc<AppState>,
         pipeline: &Arc<Pipeline>,
+        feed: &Arc<Feed>,
         ingest: mpsc::Sender<Event>,
     ) {
         let broker = match self.broker {
@@ -290,65 +343,42 @@ impl RoutePlan {
                 return;
             }
         };
-        if !self.outbound.is_empty() {
-            let id = format!(
-                "vp-{}-route-out-{:08x}",
-                short_id(&pipeline.id),
-                rand::random::<u32>()
-            );
-            let (client, eventloop) = AsyncClient::new(options(&broker, id, true), REQUEST_QUEUE);
-            let connected = Arc::new(AtomicBool::new(false));
-            let out = RouteOut {
-                client: client.clone(),
-                routes: self.outbound,
-                connected: connected.clone(),
-                timeout: state.config.route_publish_timeout,
-            };
-            if pipeline.routes.out.set(out).is_err() {
-                tracing::warn!(pipeline = %pipeline.id, "route publisher already set");
-            }
-            let conn = RouteConnection {
-                pipeline: pipeline.clone(),
-                client,
-                connected,
-                subscriptions: Vec::new(),
-                ingest: None,
-            };
-            state.tasks.spawn(conn.run(eventloop));
+        if self.inbound.is_empty() {
+            return;
         }
-        if !self.inbound.is_empty() {
-            // A persistent session keyed by the placement (not the worker) lets the broker keep
-            // QoS 1 events published while the pipeline migrates.
-            let (id, clean) = match &self.session {
-                Some(s) => (format!("{s}-route-in"), false),
-                None => (
-                    format!(
-                        "vp-{}-route-in-{:08x}",
-                        short_id(&pipeline.id),
-                        rand::random::<u32>()
-                    ),
-                    true,
+        // A persistent session keyed by the placement (not the worker) lets the broker keep
+        // QoS 1 events published while the pipeline migrates. A rolling update does not open a
+        // second one: the new version takes this connection over at the hand-over.
+        let (id, clean) = match &self.session {
+            Some(s) => (format!("{s}-route-in"), false),
+            None => (
+                format!(
+                    "vp-{}-route-in-{:08x}",
+                    short_id(&pipeline.id),
+                    rand::random::<u32>()
                 ),
-            };
-            let (client, eventloop) = AsyncClient::new(options(&broker, id, clean), REQUEST_QUEUE);
-            pipeline.routes.has_inbound.store(true, Ordering::Relaxed);
-            let mut topics: Vec<String> = self.inbound.into_iter().map(|r| r.topic).collect();
-            topics.sort();
-            topics.dedup();
-            let conn = RouteConnection {
-                pipeline: pipeline.clone(),
-                client,
-                connected: Arc::new(AtomicBool::new(false)),
-                subscriptions: topics,
-                ingest: Some(ingest),
-            };
-            state.tasks.spawn(conn.run(eventloop));
-        }
+                true,
+            ),
+        };
+        let (client, eventloop) = AsyncClient::new(options(&broker, id, clean), REQUEST_QUEUE);
+        pipeline.routes.has_inbound.store(true, Ordering::Relaxed);
+        let mut topics: Vec<String> = self.inbound.into_iter().map(|r| r.topic).collect();
+        topics.sort();
+        topics.dedup();
+        let conn = RouteConnection {
+            feed: feed.clone(),
+            client,
+            connected: Arc::new(AtomicBool::new(false)),
+            subscriptions: topics,
+            ingest: Some(ingest),
+        };
+        state.tasks.spawn(conn.run(eventloop));
     }
 }
 
 struct RouteConnection {
-    pipeline: Arc<Pipeline>,
+    /// Who the connection works for: the pipeline's sinks, or a feed (handed over in updates).
+    feed: Arc<Feed>,
     client: AsyncClient,
     connected: Arc<AtomicBool>,
     subscriptions: Vec<String>,
@@ -356,11 +386,18 @@ struct RouteConnection {
 }
 
 impl RouteConnection {
+    /// Runs `f` on the pipeline the connection works for now.
+    fn on_pipeline(&self, f: impl FnOnce(&Pipeline)) {
+        if let Some(p) = self.feed.target() {
+            f(&p);
+        }
+    }
+
     /// Polls the event loop until the pipeline stops: (re)subscribes on every ConnAck, feeds
     /// inbound events to the pipeline (waiting when its channel is full, which stops reading
     /// from the broker), and reconnects with backoff.
     async fn run(self, mut eventloop: EventLoop) {
-        let cancel = self.pipeline.cancel.clone();
+        let cancel = self.feed.connections.clone();
         let mut backoff = BACKOFF_INITIAL;
         loop {
             let polled = tokio::select! {
@@ -371,7 +408,7 @@ impl RouteConnection {
                 Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = BACKOFF_INITIAL;
                     self.connected.store(true, Ordering::Relaxed);
-                    self.pipeline.clear_degraded();
+                    self.on_pipeline(Pipeline::clear_degraded);
                     if !self.subscriptions.is_empty() {
                         let filters = self
                             .subscriptions
@@ -383,7 +420,7 @@ impl RouteConnection {
                     }
                 }
                 Ok(rumqttc::Event::Incoming(Packet::SubAck(_))) => {
-                    self.pipeline.routes.subscribed.notify_one();
+                    self.on_pipeline(|p| p.routes.subscribed.notify_one());
                 }
                 Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
                     let Some(tx) = &self.ingest else { continue };
@@ -391,18 +428,21 @@ impl RouteConnection {
                         Ok(events) => {
                             let n = events.len() as u64;
                             for ev in events {
+                                // Only a deleted pipeline interrupts: when the sources are
+                                // replaced at a hand-over, the ingest loop drains this channel.
                                 tokio::select! {
-                                    () = cancel.cancelled() => return,
+                                    () = self.feed.ingest.cancelled() => return,
                                     r = tx.send(ev) => if r.is_err() { return },
                                 }
                             }
-                            self.pipeline
-                                .routes
-                                .received
-                                .fetch_add(n, Ordering::Relaxed);
+                            self.on_pipeline(|p| {
+                                p.routes.received.fetch_add(n, Ordering::Relaxed);
+                            });
                         }
                         Err(e) => {
-                            self.pipeline.routes.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.on_pipeline(|p| {
+                                p.routes.dropped.fetch_add(1, Ordering::Relaxed);
+                            });
                             tracing::debug!(topic = %publish.topic, error = %e, "route message dropped");
                         }
                     }
@@ -411,8 +451,8 @@ impl RouteConnection {
                 Err(e) => {
                     self.connected.store(false, Ordering::Relaxed);
                     let reason = format!("route broker: {e}");
-                    tracing::warn!(pipeline = %self.pipeline.id, "{reason}; retrying in {backoff:?}");
-                    self.pipeline.set_degraded(reason);
+                    tracing::warn!("{reason}; retrying in {backoff:?}");
+                    self.on_pipeline(|p| p.set_degraded(reason));
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         () = tokio::time::sleep(backoff) => {},

@@ -3,12 +3,18 @@
 //!
 //! Invariant: the engine lock is held only while the engine runs (CPU-bound, no `.await`
 //! inside); publishing to sinks happens after the lock is released.
+//!
+//! A pipeline's inputs (MQTT `.from`, NATS subscriptions, inbound routes) run as a [`Feed`]:
+//! the source connections and the ingest loop they fill. A pipeline deployed `paused` (the new
+//! version of a rolling update) has none until the hand-over, which moves the old pipeline's
+//! feed over (same connections, same broker sessions, same queued messages) when the sources
+//! are the same, or else closes the old sources and tells the caller to start the new ones.
 
 use crate::engine::{Event, Output, PipelineEngine};
 use rumqttc::{AsyncClient, QoS};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use tokio_util::sync::CancellationToken;
 use varpulis_api::worker::{BatchError, PipelineInfo, PipelineMetrics};
 
@@ -26,6 +32,80 @@ pub struct SinkRoute {
     pub qos: QoS,
     /// The connector's client; `publish().await` waits when its queue is full (backpressure).
     pub client: AsyncClient,
+}
+
+/// The source connections of a pipeline and the ingest loop they feed. It outlives the
+/// pipeline that started it when a rolling update hands it over to the next version.
+#[derive(Debug)]
+pub struct Feed {
+    /// The pipeline the events go to (weak: the registry owns pipelines).
+    target: RwLock<Weak<Pipeline>>,
+    /// Stops the connections; the ingest loop then drains what they queued and ends.
+    pub connections: CancellationToken,
+    /// Stops the ingest loop at once (its pipeline is deleted).
+    pub ingest: CancellationToken,
+    /// What the sources are (connectors, topics, sessions): a new version takes the feed over
+    /// only when its own sources are the same.
+    pub signature: String,
+}
+
+impl Feed {
+    /// A feed of `target`'s sources with fresh cancellation tokens.
+    pub fn new(target: &Arc<Pipeline>, signature: String) -> Arc<Self> {
+        Arc::new(Self {
+            target: RwLock::new(Arc::downgrade(target)),
+            connections: CancellationToken::new(),
+            ingest: CancellationToken::new(),
+            signature,
+        })
+    }
+
+    /// The owner of output-side connections: stops with the pipeline, never handed over.
+    pub fn sinks_of(pipeline: &Arc<Pipeline>) -> Arc<Self> {
+        Arc::new(Self {
+            target: RwLock::new(Arc::downgrade(pipeline)),
+            connections: pipeline.cancel.clone(),
+            ingest: pipeline.cancel.clone(),
+            signature: String::new(),
+        })
+    }
+
+    /// The pipeline events go to now, while it exists.
+    pub fn target(&self) -> Option<Arc<Pipeline>> {
+        self.target
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()
+    }
+
+    fn retarget(&self, to: &Arc<Pipeline>) {
+        *self.target.write().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(to);
+    }
+
+    fn stop(&self) {
+        self.connections.cancel();
+        self.ingest.cancel();
+    }
+}
+
+/// What a hand-over did with the sources of the two pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceSwitch {
+    /// Nothing to do: no sources, or the target consumes by itself already.
+    Unchanged,
+    /// The target took the old pipeline's feed over (same sources).
+    TakenOver,
+    /// The target's sources differ: the old ones were closed (what they queued still reaches
+    /// the target) and the caller must start the target's own (`connectors::start_sources`).
+    StartNew,
+}
+
+/// A pipeline's sources: the plan (kept to start them later) and the running feed.
+#[derive(Debug, Default)]
+struct Sources {
+    plan: Option<crate::connectors::Plan>,
+    signature: String,
+    feed: Option<Arc<Feed>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -66,6 +146,8 @@ pub struct Pipeline {
     /// Set by a handover (rolling update): events and checkpoints go to this pipeline instead.
     /// Written only while the engine lock is held, so `process` sees it consistently.
     forward: RwLock<Option<Arc<Pipeline>>>,
+    /// Source plan and running feed (none while paused).
+    sources: Mutex<Sources>,
 }
 
 impl Pipeline {
@@ -94,6 +176,72 @@ impl Pipeline {
             nats: crate::connectors::nats::NatsSinks::default(),
             outputs: tokio::sync::broadcast::channel(OUTPUT_STREAM_CAPACITY).0,
             forward: RwLock::new(None),
+            sources: Mutex::new(Sources::default()),
+        }
+    }
+
+    fn lock_sources(&self) -> std::sync::MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the pipeline's sources (a sources-only plan; `None` without sources) and their
+    /// signature; they start with [`crate::connectors::start_sources`].
+    pub fn set_source_plan(&self, plan: Option<crate::connectors::Plan>, signature: String) {
+        let mut s = self.lock_sources();
+        s.plan = plan;
+        s.signature = signature;
+    }
+
+    /// A copy of the source plan, if the pipeline has sources.
+    pub fn source_plan(&self) -> Option<(crate::connectors::Plan, String)> {
+        let s = self.lock_sources();
+        s.plan.clone().map(|p| (p, s.signature.clone()))
+    }
+
+    /// Installs the running feed; stops it at once when the pipeline was deleted meanwhile.
+    pub fn set_feed(&self, feed: Arc<Feed>) {
+        let mut s = self.lock_sources();
+        if self.cancel.is_cancelled() {
+            feed.stop();
+            return;
+        }
+        if let Some(old) = s.feed.replace(feed) {
+            old.stop();
+        }
+    }
+
+    /// Whether the pipeline has sources that are not consumed yet (deployed paused).
+    pub fn is_paused(&self) -> bool {
+        let s = self.lock_sources();
+        s.plan.is_some() && s.feed.is_none()
+    }
+
+    /// Moves or replaces the sources at a hand-over to `to` (called under both engine locks).
+    fn switch_sources(&self, to: &Arc<Pipeline>) -> SourceSwitch {
+        let mut from = self.lock_sources();
+        let mut target = to.lock_sources();
+        if target.feed.is_some() {
+            // Deployed unpaused (an older coordinator): it consumes by itself already.
+            return SourceSwitch::Unchanged;
+        }
+        let start = if target.plan.is_some() {
+            SourceSwitch::StartNew
+        } else {
+            SourceSwitch::Unchanged
+        };
+        match from.feed.take() {
+            Some(feed) if target.plan.is_some() && feed.signature == target.signature => {
+                feed.retarget(to);
+                target.feed = Some(feed);
+                SourceSwitch::TakenOver
+            }
+            Some(feed) => {
+                // What the old connections queued still reaches the target, then they end.
+                feed.retarget(to);
+                feed.connections.cancel();
+                start
+            }
+            None => start,
         }
     }
 
@@ -121,23 +269,33 @@ impl Pipeline {
     }
 
     /// Hands this pipeline over to `to` (rolling update): under both engine locks, optionally
-    /// moves the engine state and event count into `to`, then makes this pipeline forward
-    /// every later event and checkpoint to `to`. No event is processed by both or by neither.
-    /// Returns `(events processed, already handed over)`.
-    pub fn handover_to(&self, to: &Arc<Pipeline>, keep_state: bool) -> Result<(u64, bool), String> {
+    /// moves the engine state and event count into `to`, makes this pipeline forward every
+    /// later event and checkpoint to `to`, and switches the sources ([`SourceSwitch`]): the
+    /// old pipeline stops consuming and the new one starts at that point, so no input is
+    /// processed by both or by neither. Returns `(events processed, already handed over,
+    /// what happened to the sources)`.
+    pub fn handover_to(
+        &self,
+        to: &Arc<Pipeline>,
+        keep_state: bool,
+    ) -> Result<(u64, bool, SourceSwitch), String> {
         if std::ptr::eq(self, Arc::as_ptr(to)) {
             return Err("a pipeline cannot hand over to itself".into());
         }
         let engine = self.lock_engine();
         if let Some(current) = self.forward_target() {
             return if Arc::ptr_eq(&current, to) {
-                Ok((self.events_in.load(Ordering::Relaxed), true))
+                Ok((
+                    self.events_in.load(Ordering::Relaxed),
+                    true,
+                    SourceSwitch::Unchanged,
+                ))
             } else {
                 Err(format!("already handed over to '{}'", current.id))
             };
         }
         let processed = self.events_in.load(Ordering::Relaxed);
-        {
+        let switch = {
             let mut target = to.lock_engine();
             if keep_state {
                 let state = engine.checkpoint()?;
@@ -146,10 +304,11 @@ impl Pipeline {
             }
             // A reverse handover (rollback of a half-done update) takes the traffic back.
             *to.forward.write().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        *self.forward.write().unwrap_or_else(|p| p.into_inner()) = Some(to.clone());
+            *self.forward.write().unwrap_or_else(|p| p.into_inner()) = Some(to.clone());
+            self.switch_sources(to)
+        };
         drop(engine);
-        Ok((processed, false))
+        Ok((processed, false, switch))
     }
 
     fn lock_engine(&self) -> std::sync::MutexGuard<'_, PipelineEngine> {
@@ -160,15 +319,37 @@ impl Pipeline {
     /// Runs events through the engine under one lock hold; runtime errors are collected
     /// per event (index in `events`) and processing continues.
     pub fn process(&self, events: &[Event], out: &mut Vec<Output>, errors: &mut Vec<BatchError>) {
+        let _ = self.run(events, out, errors);
+    }
+
+    /// Like [`Pipeline::process`], and returns the pipeline whose engine ran the events (the
+    /// one a hand-over forwarded them to, if any): its sinks publish the outputs.
+    pub fn process_in(
+        self: &Arc<Self>,
+        events: &[Event],
+        out: &mut Vec<Output>,
+        errors: &mut Vec<BatchError>,
+    ) -> Arc<Pipeline> {
+        self.run(events, out, errors)
+            .unwrap_or_else(|| self.clone())
+    }
+
+    /// Processes here, or forwards; returns the pipeline that processed when it is not `self`.
+    fn run(
+        &self,
+        events: &[Event],
+        out: &mut Vec<Output>,
+        errors: &mut Vec<BatchError>,
+    ) -> Option<Arc<Pipeline>> {
         let before = out.len();
         let mut n_err = 0u64;
         {
             let mut engine = self.lock_engine();
             if let Some(next) = self.forward_target() {
                 drop(engine);
-                next.process(events, out, errors);
+                let deeper = next.run(events, out, errors);
                 self.stream_outputs(&out[before..]);
-                return;
+                return Some(deeper.unwrap_or(next));
             }
             for (index, ev) in events.iter().enumerate() {
                 if let Err(error) = engine.process(ev, out) {
@@ -186,6 +367,7 @@ impl Pipeline {
             self.errors.fetch_add(n_err, Ordering::Relaxed);
         }
         self.stream_outputs(&out[before..]);
+        None
     }
 
     /// Publishes outputs to their `.to` sinks. Waits when a connector queue is full; a publish
@@ -264,13 +446,17 @@ impl Pipeline {
             .degraded = None;
     }
 
-    /// Marks the pipeline stopped and cancels its tasks.
+    /// Marks the pipeline stopped and cancels its tasks, and its feed unless it was handed over.
     pub fn stop(&self) {
         self.status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .stopped = true;
+        let mut sources = self.lock_sources();
         self.cancel.cancel();
+        if let Some(feed) = sources.feed.take() {
+            feed.stop();
+        }
     }
 
     /// Counts a payload that could not be decoded.

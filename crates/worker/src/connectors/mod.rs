@@ -4,13 +4,18 @@
 //!
 //! A connector that cannot be opened or is of an unsupported kind marks the pipeline
 //! `degraded` with a reason; it never fails the worker.
+//!
+//! The output side (MQTT/NATS `.to`, outbound routes) starts with the pipeline. The input side
+//! (`.from`, inbound routes) runs as a [`Feed`] and starts with it too, unless the deploy says
+//! `paused` (the new version of a rolling update): its sources then start at the hand-over,
+//! usually by taking the old version's feed over (pipeline.rs).
 
 pub mod mqtt;
 pub mod nats;
 
 use crate::engine::{Event, PipelineEngine};
 use crate::error::WorkerError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Feed, Pipeline};
 use crate::server::AppState;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -22,7 +27,7 @@ const INGEST_BATCH: usize = 256;
 
 /// What a pipeline's connectors will do, computed before the pipeline is registered so a
 /// bad binding rejects the deploy without side effects.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Plan {
     mqtt: Vec<mqtt::MqttPlan>,
     nats: Vec<nats::NatsPlan>,
@@ -38,6 +43,29 @@ impl Plan {
             && self.nats.is_empty()
             && self.unsupported.is_empty()
             && self.routes.is_none()
+    }
+
+    /// Splits into the output side (sinks, outbound routes, unsupported connectors) and the
+    /// input side (subscriptions, inbound routes), each keeping only what it needs.
+    fn split(self) -> (Plan, Plan) {
+        let (mut sinks, mut sources) = (Plan::default(), Plan::default());
+        for m in self.mqtt {
+            let (out, inp) = m.split();
+            sinks.mqtt.extend(out);
+            sources.mqtt.extend(inp);
+        }
+        for n in self.nats {
+            let (out, inp) = n.split();
+            sinks.nats.extend(out);
+            sources.nats.extend(inp);
+        }
+        if let Some(r) = self.routes {
+            let (out, inp) = r.split();
+            sinks.routes = out;
+            sources.routes = inp;
+        }
+        sinks.unsupported = self.unsupported;
+        (sinks, sources)
     }
 
     /// Adds the pipeline's inter-pipeline routes.
@@ -113,47 +141,73 @@ pub fn plan(
     Ok(plan)
 }
 
-/// Starts the connection tasks and the ingest loop of a registered pipeline.
-pub fn start(state: &Arc<AppState>, pipeline: &Arc<Pipeline>, plan: Plan) {
-    if plan.is_empty() {
-        pipeline.set_sinks(Vec::new());
+/// Starts the connection tasks of a registered pipeline: its output side at once, its input
+/// side (feed and ingest loop) unless `paused`. The sources are recorded either way, so a
+/// hand-over can compare them and start them later.
+pub fn start(state: &Arc<AppState>, pipeline: &Arc<Pipeline>, plan: Plan, paused: bool) {
+    let (sinks, sources) = plan.split();
+    start_sinks(state, pipeline, sinks);
+    if sources.is_empty() {
+        pipeline.set_source_plan(None, String::new());
         return;
     }
+    let signature = format!("{sources:?}");
+    pipeline.set_source_plan(Some(sources), signature);
+    if !paused {
+        start_sources(state, pipeline);
+    }
+}
+
+fn start_sinks(state: &Arc<AppState>, pipeline: &Arc<Pipeline>, plan: Plan) {
     if let Some(reason) = plan.unsupported.first() {
         pipeline.set_degraded(reason.clone());
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(state.config.connector_channel_capacity);
     let mut sinks = Vec::new();
     for m in plan.mqtt {
-        sinks.extend(m.start(state, pipeline, tx.clone()));
+        sinks.extend(m.start_sinks(state, pipeline));
     }
     if let Some(routes) = plan.routes {
-        routes.start(state, pipeline, tx.clone());
+        routes.start_outbound(state, pipeline);
     }
     pipeline.set_sinks(sinks);
     let nats_sinks = plan
         .nats
         .into_iter()
-        .filter_map(|n| n.start(state, pipeline, tx.clone()));
+        .filter_map(|n| n.start(state, pipeline, None, pipeline.cancel.clone()));
     pipeline.nats.set(nats_sinks.collect());
-    drop(tx);
-    let p = pipeline.clone();
-    let cancel = pipeline.cancel.clone();
-    state.tasks.spawn(ingest_loop(p, rx, cancel));
 }
 
-/// Feeds connector events to the engine in small batches and publishes the outputs.
-async fn ingest_loop(
-    p: Arc<Pipeline>,
-    mut rx: tokio::sync::mpsc::Receiver<Event>,
-    cancel: tokio_util::sync::CancellationToken,
-) {
+/// Starts the input side of a pipeline from its recorded source plan: the source connections
+/// and the ingest loop, as a [`Feed`] the pipeline owns (and may hand over later).
+pub fn start_sources(state: &Arc<AppState>, pipeline: &Arc<Pipeline>) {
+    let Some((plan, signature)) = pipeline.source_plan() else {
+        return;
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(state.config.connector_channel_capacity);
+    let feed = Feed::new(pipeline, signature);
+    for m in plan.mqtt {
+        m.start_sources(state, &feed, tx.clone());
+    }
+    if let Some(routes) = plan.routes {
+        routes.start_inbound(state, pipeline, &feed, tx.clone());
+    }
+    for n in plan.nats {
+        let _ = n.start(state, pipeline, Some(tx.clone()), feed.connections.clone());
+    }
+    drop(tx);
+    pipeline.set_feed(feed.clone());
+    state.tasks.spawn(ingest_loop(feed, rx));
+}
+
+/// Feeds connector events to the engine in small batches and publishes the outputs through
+/// the pipeline that processed them (the feed's target may change at a hand-over).
+async fn ingest_loop(feed: Arc<Feed>, mut rx: tokio::sync::mpsc::Receiver<Event>) {
     let mut batch = Vec::with_capacity(INGEST_BATCH);
     let mut out = Vec::new();
     let mut errors: Vec<BatchError> = Vec::new();
     loop {
         let first = tokio::select! {
-            () = cancel.cancelled() => break,
+            () = feed.ingest.cancelled() => break,
             ev = rx.recv() => match ev { Some(ev) => ev, None => break },
         };
         batch.push(first);
@@ -163,14 +217,18 @@ async fn ingest_loop(
                 Err(_) => break,
             }
         }
-        p.process(&batch, &mut out, &mut errors);
+        let Some(p) = feed.target() else { break };
+        let ran = p.process_in(&batch, &mut out, &mut errors);
+        drop(p);
         for e in errors.drain(..) {
-            tracing::debug!(pipeline = %p.id, error = %e.error, "event rejected by the engine");
+            tracing::debug!(pipeline = %ran.id, error = %e.error, "event rejected by the engine");
         }
         batch.clear();
         tokio::select! {
-            () = cancel.cancelled() => break,
-            () = p.publish(&out) => {},
+            () = feed.ingest.cancelled() => break,
+            // Its pipeline is gone (deleted after a hand-over): skip, the feed goes on.
+            () = ran.cancel.cancelled() => {},
+            () = ran.publish(&out) => {},
         }
         out.clear();
     }

@@ -4,17 +4,21 @@
 //! ingest channel and a publisher for `.to` outputs. Keeping them apart avoids a cycle where
 //! the event loop waits on a full ingest channel while the ingest loop waits on a full publish
 //! queue that only that same event loop drains. Both reconnect with exponential backoff.
+//!
+//! Client ids: `client_id` (or `varpulis`) + the pipeline id + the role, so two pipelines, two
+//! versions of one pipeline, or the two roles never share an id. In a rolling update the new
+//! version does not open a subscriber of its own: it takes the old version's subscriber over at
+//! the hand-over (a [`Feed`]), so only one client ever consumes the topic.
 
 use crate::engine::Event;
 use crate::error::WorkerError;
-use crate::pipeline::{Pipeline, SinkRoute};
+use crate::pipeline::{Feed, Pipeline, SinkRoute};
 use crate::server::AppState;
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{Map, Number, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -81,7 +85,7 @@ impl MqttParams {
 }
 
 /// One connector's subscriptions and sinks for one pipeline.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MqttPlan {
     name: String,
     params: MqttParams,
@@ -137,12 +141,26 @@ impl MqttPlan {
         Ok(())
     }
 
+    /// Splits into the sinks-only and the subscriptions-only plan (each `None` when empty).
+    pub fn split(self) -> (Option<MqttPlan>, Option<MqttPlan>) {
+        let sinks = (!self.sinks.is_empty()).then(|| MqttPlan {
+            subscriptions: Vec::new(),
+            ..self.clone()
+        });
+        let sources = (!self.subscriptions.is_empty()).then(|| MqttPlan {
+            sinks: Vec::new(),
+            ..self
+        });
+        (sinks, sources)
+    }
+
     fn options(&self, pipeline_id: &str, role: &str) -> MqttOptions {
-        let short: String = pipeline_id
+        // The end of the id: placement ids differ there by epoch (`...-r0-e2`).
+        let alnum: Vec<char> = pipeline_id
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
-            .take(12)
             .collect();
+        let short: String = alnum[alnum.len().saturating_sub(16)..].iter().collect();
         // Suffixing keeps two pipelines (or two roles) from kicking each other off the broker.
         let id = match &self.params.client_id {
             Some(base) => format!("{base}-{short}-{role}"),
@@ -157,61 +175,73 @@ impl MqttPlan {
         o
     }
 
-    /// Spawns the connections; returns the sink routes for the pipeline.
-    pub fn start(
-        self,
+    /// Spawns the publisher connection, if the plan has sinks; returns its sink route.
+    pub fn start_sinks(
+        &self,
         state: &Arc<AppState>,
         pipeline: &Arc<Pipeline>,
+    ) -> Option<SinkRoute> {
+        if self.sinks.is_empty() {
+            return None;
+        }
+        let (client, eventloop) =
+            AsyncClient::new(self.options(&pipeline.id, "out"), REQUEST_QUEUE);
+        let route = SinkRoute {
+            connector: self.name.clone(),
+            default_topic: self.params.topic.clone(),
+            qos: self.params.qos,
+            client: client.clone(),
+        };
+        let conn = Connection {
+            name: self.name.clone(),
+            feed: Feed::sinks_of(pipeline),
+            client,
+        };
+        state
+            .tasks
+            .spawn(conn.run(eventloop, Vec::new(), self.params.qos, None));
+        Some(route)
+    }
+
+    /// Spawns the subscriber connection of `feed` (nothing without subscriptions); incoming
+    /// publishes go to `ingest`.
+    pub fn start_sources(
+        self,
+        state: &Arc<AppState>,
+        feed: &Arc<Feed>,
         ingest: mpsc::Sender<Event>,
-    ) -> Vec<SinkRoute> {
-        let mut routes = Vec::new();
-        if !self.sinks.is_empty() {
-            let (client, eventloop) =
-                AsyncClient::new(self.options(&pipeline.id, "out"), REQUEST_QUEUE);
-            routes.push(SinkRoute {
-                connector: self.name.clone(),
-                default_topic: self.params.topic.clone(),
-                qos: self.params.qos,
-                client: client.clone(),
-            });
-            let conn = Connection {
-                name: self.name.clone(),
-                pipeline: pipeline.clone(),
-                client,
-                cancel: pipeline.cancel.clone(),
-            };
-            state
-                .tasks
-                .spawn(conn.run(eventloop, Vec::new(), self.params.qos, None));
+    ) {
+        if self.subscriptions.is_empty() {
+            return;
         }
-        if !self.subscriptions.is_empty() {
-            let (client, eventloop) =
-                AsyncClient::new(self.options(&pipeline.id, "in"), REQUEST_QUEUE);
-            let conn = Connection {
-                name: self.name.clone(),
-                pipeline: pipeline.clone(),
-                client,
-                cancel: pipeline.cancel.clone(),
-            };
-            state.tasks.spawn(conn.run(
-                eventloop,
-                self.subscriptions,
-                self.params.qos,
-                Some(ingest),
-            ));
-        }
-        routes
+        let id = feed.target().map(|p| p.id.clone()).unwrap_or_default();
+        let (client, eventloop) = AsyncClient::new(self.options(&id, "in"), REQUEST_QUEUE);
+        let conn = Connection {
+            name: self.name.clone(),
+            feed: feed.clone(),
+            client,
+        };
+        state
+            .tasks
+            .spawn(conn.run(eventloop, self.subscriptions, self.params.qos, Some(ingest)));
     }
 }
 
+/// One MQTT connection working for a feed (subscriber) or a pipeline's sinks (publisher).
 struct Connection {
     name: String,
-    pipeline: Arc<Pipeline>,
+    feed: Arc<Feed>,
     client: AsyncClient,
-    cancel: CancellationToken,
 }
 
 impl Connection {
+    /// Runs `f` on the pipeline the connection works for now (after a hand-over, the new one).
+    fn on_pipeline(&self, f: impl FnOnce(&Pipeline)) {
+        if let Some(p) = self.feed.target() {
+            f(&p);
+        }
+    }
+
     /// Polls the event loop until cancelled: (re)subscribes on every ConnAck, decodes incoming
     /// publishes into the ingest channel (waiting when it is full), and backs off on errors.
     async fn run(
@@ -221,17 +251,18 @@ impl Connection {
         qos: QoS,
         ingest: Option<mpsc::Sender<Event>>,
     ) {
+        let cancel = self.feed.connections.clone();
         let mut backoff = BACKOFF_INITIAL;
         loop {
             let polled = tokio::select! {
-                () = self.cancel.cancelled() => break,
+                () = cancel.cancelled() => break,
                 r = eventloop.poll() => r,
             };
             match polled {
                 Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = BACKOFF_INITIAL;
-                    self.pipeline.clear_degraded();
-                    tracing::debug!(pipeline = %self.pipeline.id, connector = %self.name, "mqtt connected");
+                    self.on_pipeline(Pipeline::clear_degraded);
+                    tracing::debug!(connector = %self.name, "mqtt connected");
                     for (filter, _) in &subscriptions {
                         if let Err(e) = self.client.try_subscribe(filter.clone(), qos) {
                             tracing::warn!(connector = %self.name, error = %e, "subscribe failed");
@@ -249,13 +280,15 @@ impl Connection {
                     match decode_payload(&publish.payload, default_type) {
                         Ok((ty, fields)) => {
                             let ev = Event::from_json(&ty, &fields, crate::engine::now_ns());
+                            // Not interrupted when only the connection is closed (sources
+                            // replaced at a hand-over): the ingest loop drains this channel.
                             tokio::select! {
-                                () = self.cancel.cancelled() => break,
+                                () = self.feed.ingest.cancelled() => break,
                                 r = tx.send(ev) => if r.is_err() { break },
                             }
                         }
                         Err(e) => {
-                            self.pipeline.count_dropped();
+                            self.on_pipeline(Pipeline::count_dropped);
                             tracing::debug!(topic = %publish.topic, error = %e, "payload dropped");
                         }
                     }
@@ -263,10 +296,10 @@ impl Connection {
                 Ok(_) => {}
                 Err(e) => {
                     let reason = format!("mqtt connector `{}`: {e}", self.name);
-                    tracing::warn!(pipeline = %self.pipeline.id, "{reason}; retrying in {backoff:?}");
-                    self.pipeline.set_degraded(reason);
+                    tracing::warn!("{reason}; retrying in {backoff:?}");
+                    self.on_pipeline(|p| p.set_degraded(reason));
                     tokio::select! {
-                        () = self.cancel.cancelled() => break,
+                        () = cancel.cancelled() => break,
                         () = tokio::time::sleep(backoff) => {},
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);

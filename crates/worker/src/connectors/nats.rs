@@ -7,13 +7,14 @@
 //! ```
 //!
 //! `topic` is the NATS subject (`*` and `>` wildcards allowed in `.from`). One client connection
-//! per connector and pipeline carries both directions; async-nats reconnects by itself (our
+//! per connector, pipeline and direction (subscriptions apart, so a rolling update can hand
+//! them over to the next version); async-nats reconnects by itself (our
 //! delay: 0.5 s doubling to 30 s) and re-sends the subscriptions. Payloads are decoded and
 //! encoded exactly like MQTT ones ([`super::mqtt::decode_payload`]).
 //!
 //! Flow control: each subscription feeds the pipeline's bounded ingest channel, waiting when it
 //! is full; `.to` outputs go through a bounded queue (`publish` waits when it is full) to a
-//! publisher that shares the connection. Core NATS is at-most-once: when a subscription's
+//! publisher connection. Core NATS is at-most-once: when a subscription's
 //! client-side buffer overflows (slow consumer) the server drops messages; this is logged and
 //! marks the pipeline `degraded` until the next successful reconnect.
 
@@ -158,7 +159,7 @@ impl NatsParams {
 }
 
 /// One connector's subscriptions and sinks for one pipeline.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NatsPlan {
     name: String,
     params: NatsParams,
@@ -217,12 +218,28 @@ impl NatsPlan {
         Ok(())
     }
 
-    /// Spawns the connection task; returns the sink for `.to` outputs, if any.
+    /// Splits into the sinks-only and the subscriptions-only plan (each `None` when empty):
+    /// they run as two connections, so the subscriptions can be handed over on their own.
+    pub fn split(self) -> (Option<NatsPlan>, Option<NatsPlan>) {
+        let sinks = (!self.sinks.is_empty()).then(|| NatsPlan {
+            subscriptions: Vec::new(),
+            ..self.clone()
+        });
+        let sources = (!self.subscriptions.is_empty()).then(|| NatsPlan {
+            sinks: Vec::new(),
+            ..self
+        });
+        (sinks, sources)
+    }
+
+    /// Spawns the connection task, stopped by `cancel`; subscriptions feed `ingest` (when
+    /// given); returns the sink for `.to` outputs, if any.
     pub fn start(
         self,
         state: &Arc<AppState>,
         pipeline: &Arc<Pipeline>,
-        ingest: mpsc::Sender<Event>,
+        ingest: Option<mpsc::Sender<Event>>,
+        cancel: CancellationToken,
     ) -> Option<NatsSink> {
         let (sink, publish_rx) = if self.sinks.is_empty() {
             (None, None)
@@ -235,12 +252,12 @@ impl NatsPlan {
             };
             (Some(sink), Some(rx))
         };
-        let ingest = (!self.subscriptions.is_empty()).then_some(ingest);
+        let ingest = ingest.filter(|_| !self.subscriptions.is_empty());
         let conn = Connection {
             name: self.name,
             params: self.params,
             pipeline: pipeline.clone(),
-            cancel: pipeline.cancel.clone(),
+            cancel,
         };
         state
             .tasks

@@ -4,10 +4,16 @@
 //! hand over: its state moves into the new pipeline (unless `state: "reset"`) and from then on
 //! the old id forwards every event and checkpoint to the new pipeline, so clients and routes
 //! still using the old id lose nothing until they switch. Repeating a handover is a no-op.
+//!
+//! Sources switch at the same point: the new pipeline is deployed `paused` (no source
+//! connection) and takes the old pipeline's feed over — the same MQTT clients, inbound-route
+//! sessions and queued messages — when its sources are the same; otherwise the old sources are
+//! closed (what they already queued is forwarded) and the new ones start here.
 //! Handovers are serialized per worker (two in opposite directions could otherwise deadlock).
 
 use super::{JsonBody, Shared};
 use crate::error::WorkerError;
+use crate::pipeline::SourceSwitch;
 use axum::extract::{Path, State};
 use axum::Json;
 use std::sync::Mutex;
@@ -43,8 +49,11 @@ pub async fn handover(
         let _one = HANDOVERS.lock().unwrap_or_else(|p| p.into_inner());
         from.handover_to(&to, keep)
     };
-    let (events_processed, already) = result.map_err(WorkerError::BadRequest)?;
-    tracing::info!(from = %from.id, to = %to.id, keep, already, "pipeline handed over");
+    let (events_processed, already, sources) = result.map_err(WorkerError::BadRequest)?;
+    if sources == SourceSwitch::StartNew {
+        crate::connectors::start_sources(&state, &to);
+    }
+    tracing::info!(from = %from.id, to = %to.id, keep, already, ?sources, "pipeline handed over");
     Ok(Json(HandoverResponse {
         from: from.id.clone(),
         to: to.id.clone(),

@@ -86,7 +86,7 @@ pub async fn deploy(
         Ok(false) => return Err(WorkerError::AtCapacity(state.config.max_pipelines)),
         Err(existing) => return same_source(&existing, &req.source),
     }
-    connectors::start(&state, &pipeline, plan);
+    connectors::start(&state, &pipeline, plan, req.paused);
     pipeline
         .routes
         .wait_subscribed(state.config.route_subscribe_wait)
