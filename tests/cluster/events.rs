@@ -202,3 +202,104 @@ async fn event_stream_follows_a_scripted_scenario_on_every_node_and_resumes() {
     let resp = reqwest::get(stream(follower)).await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 }
+
+/// `(log index, sub-index)` of an event id, for ordering.
+fn id_key(id: &str) -> (u64, u64) {
+    let (a, b) = id.split_once('.').unwrap_or((id, "0"));
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_stream_shows_a_migration_and_a_leader_kill_and_resumes_without_gaps() {
+    let mut ens = Ensemble::start(3, 2, Opts::default()).await;
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    let follower = ens.others(leader)[0];
+    let stream = format!("{}/api/v1/cluster/events", ens.coords[follower].url);
+    // `reference` reads everything; `first` goes away mid-way and resumes with `since`.
+    let mut reference = SseReader::open(&stream, ADMIN_KEY).await;
+    let mut first = SseReader::open(&stream, ADMIN_KEY).await;
+    let gid = crate::migration::create_counters(
+        &ens,
+        leader,
+        "ev-move",
+        &[("count", "Tick", "worker-0")],
+    )
+    .await;
+
+    // The worker running the pipeline dies: it is moved, with reason worker_unhealthy.
+    ens.workers[0].proc.kill();
+    let is_started = |e: &Sse| e.event == "migration_started";
+    let before = first.until(Duration::from_secs(20), is_started).await;
+    drop(first);
+    let started = before.last().unwrap().clone();
+    assert_eq!(
+        started.data["data"]["group_id"],
+        gid.as_str(),
+        "{started:?}"
+    );
+    assert_eq!(started.data["data"]["from_worker"], "worker-0");
+    assert_eq!(started.data["data"]["to_worker"], "worker-1");
+    assert_eq!(started.data["data"]["reason"], "worker_unhealthy");
+    let migration_id = started.data["data"]["migration_id"].clone();
+    let done = |e: &Sse| e.event == "migration_completed";
+    let mut seen = reference.until(Duration::from_secs(20), done).await;
+    let completed = seen.last().unwrap().clone();
+    assert_eq!(
+        completed.data["data"]["migration_id"], migration_id,
+        "{completed:?}"
+    );
+
+    // The leader is killed: the follower's stream reports the new leader.
+    ens.coords[leader].proc.kill();
+    let changed = |e: &Sse| e.event == "leader_changed";
+    seen.extend(reference.until(Duration::from_secs(30), changed).await);
+    let lc = seen.last().unwrap().clone();
+    assert_ne!(
+        lc.data["data"]["leader_id"],
+        json!(leader as u64 + 1),
+        "{lc:?}"
+    );
+    assert_eq!(
+        lc.data["data"]["previous_leader_id"],
+        json!(leader as u64 + 1),
+        "{lc:?}"
+    );
+    assert_eq!(lc.data["data"]["observed_by"], json!(follower as u64 + 1));
+
+    // Resume after the last event `first` read: exactly what `reference` saw after it.
+    let url = format!("{stream}?since={}", started.id);
+    let mut resumed = SseReader::open(&url, ADMIN_KEY).await;
+    let again = resumed.until(Duration::from_secs(10), changed).await;
+    let ids = |evs: &[Sse]| evs.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    let after: Vec<Sse> = seen
+        .iter()
+        .filter(|e| id_key(&e.id) > id_key(&started.id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        ids(&again),
+        ids(&after),
+        "resumed {again:#?}\nreference {seen:#?}"
+    );
+    assert!(again.iter().all(|e| e.event != "reset"));
+    // Together, the two halves hold every id once, in order.
+    let mut all = ids(&before);
+    all.extend(ids(&again));
+    let keys: Vec<(u64, u64)> = all.iter().map(|i| id_key(i)).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "ids not increasing: {all:?}"
+    );
+    let kinds: Vec<&str> = before
+        .iter()
+        .chain(&again)
+        .map(|e| e.event.as_str())
+        .collect();
+    for kind in ["migration_started", "migration_completed", "leader_changed"] {
+        assert_eq!(
+            kinds.iter().filter(|k| **k == kind).count(),
+            1,
+            "{kind} in {kinds:?}"
+        );
+    }
+}
