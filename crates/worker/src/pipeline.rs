@@ -581,3 +581,115 @@ impl Registry {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::connectors::Plan;
+
+    const COUNTER: &str = "var count = 0\nfn bump(v: int):\n    count := count + 1\n    emit Count(n: count, v: v)\nstream S = Tick .process(bump(value))\n";
+
+    fn pipeline(id: &str, signature: Option<&str>) -> Arc<Pipeline> {
+        let engine = PipelineEngine::compile(COUNTER, Vec::new()).unwrap();
+        let p = Arc::new(Pipeline::new(
+            id.into(),
+            id.into(),
+            COUNTER.into(),
+            None,
+            engine,
+        ));
+        if let Some(sig) = signature {
+            p.set_source_plan(Some(Plan::default()), sig.into());
+        }
+        p
+    }
+
+    fn tick(p: &Arc<Pipeline>, value: i64) -> (Arc<Pipeline>, i64) {
+        let ev = Event::from_json(
+            "Tick",
+            serde_json::json!({"value": value}).as_object().unwrap(),
+            0,
+        );
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let ran = p.process_in(&[ev], &mut out, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let n = out[0].to_json()["fields"]["n"].as_i64().unwrap();
+        (ran, n)
+    }
+
+    #[test]
+    fn same_sources_are_taken_over_and_survive_the_old_pipeline() {
+        let old = pipeline("old", Some("mqtt A in/#"));
+        let feed = Feed::new(&old, "mqtt A in/#".into());
+        old.set_feed(feed.clone());
+        let new = pipeline("new", Some("mqtt A in/#"));
+        assert!(new.is_paused() && !old.is_paused());
+        assert_eq!(tick(&old, 1).1, 1);
+
+        let (_, already, switch) = old.handover_to(&new, true).unwrap();
+        assert_eq!((already, switch), (false, SourceSwitch::TakenOver));
+        assert!(Arc::ptr_eq(&feed.target().unwrap(), &new));
+        assert!(!new.is_paused());
+        // An event read by the old feed before the switch is processed once, by the new engine.
+        let (ran, n) = tick(&old, 2);
+        assert!(Arc::ptr_eq(&ran, &new));
+        assert_eq!(n, 2);
+        // A repeated hand-over changes nothing.
+        assert_eq!(
+            old.handover_to(&new, true).unwrap().2,
+            SourceSwitch::Unchanged
+        );
+        // Handing back (an abort) returns the same feed, state included, and again forward.
+        assert_eq!(
+            new.handover_to(&old, true).unwrap().2,
+            SourceSwitch::TakenOver
+        );
+        assert!(Arc::ptr_eq(&feed.target().unwrap(), &old));
+        let (ran, n) = tick(&new, 3);
+        assert!(Arc::ptr_eq(&ran, &old));
+        assert_eq!(n, 3);
+        assert_eq!(
+            old.handover_to(&new, true).unwrap().2,
+            SourceSwitch::TakenOver
+        );
+        // Deleting the old pipeline keeps the feed; deleting its owner stops it.
+        old.stop();
+        assert!(!feed.connections.is_cancelled() && !feed.ingest.is_cancelled());
+        new.stop();
+        assert!(feed.connections.is_cancelled() && feed.ingest.is_cancelled());
+    }
+
+    #[test]
+    fn changed_sources_close_the_old_ones_and_start_the_new() {
+        let old = pipeline("old", Some("mqtt A in/#"));
+        let feed = Feed::new(&old, "mqtt A in/#".into());
+        old.set_feed(feed.clone());
+        let new = pipeline("new", Some("mqtt A other/#"));
+        let switch = old.handover_to(&new, true).unwrap().2;
+        assert_eq!(switch, SourceSwitch::StartNew);
+        // The old connections close; what they queued still drains into the new pipeline.
+        assert!(feed.connections.is_cancelled() && !feed.ingest.is_cancelled());
+        assert!(Arc::ptr_eq(&feed.target().unwrap(), &new));
+        assert!(new.is_paused(), "the caller starts the new sources");
+    }
+
+    #[test]
+    fn a_paused_pipeline_deleted_before_the_switch_leaves_the_old_one_consuming() {
+        let old = pipeline("old", Some("mqtt A in/#"));
+        let feed = Feed::new(&old, "mqtt A in/#".into());
+        old.set_feed(feed.clone());
+        let new = pipeline("new", Some("mqtt A in/#"));
+        new.stop();
+        assert!(!feed.connections.is_cancelled());
+        assert_eq!(tick(&old, 1).1, 1);
+        // A feed installed on a deleted pipeline is stopped at once.
+        let late = Feed::new(&new, String::new());
+        new.set_feed(late.clone());
+        assert!(late.ingest.is_cancelled());
+        // Without sources on either side a hand-over switches nothing.
+        let (a, b) = (pipeline("a", None), pipeline("b", None));
+        assert_eq!(a.handover_to(&b, false).unwrap().2, SourceSwitch::Unchanged);
+        assert!(old.handover_to(&old, true).is_err());
+    }
+}
