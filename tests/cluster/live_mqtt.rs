@@ -150,7 +150,10 @@ async fn mqtt_fed_pipeline_counts_every_message_once_across_a_rolling_update() {
         probes.push(count_of(&v));
     }
     let k = probes.len() as i64;
-    assert!(probes.iter().all(|&(_, v, ver)| v == 0 && ver == 1), "{probes:?}");
+    assert!(
+        probes.iter().all(|&(_, v, ver)| v == 0 && ver == 1),
+        "{probes:?}"
+    );
 
     // Numbered messages flow while the update runs.
     let flow = {
@@ -200,7 +203,11 @@ async fn mqtt_fed_pipeline_counts_every_message_once_across_a_rolling_update() {
     for o in &got {
         *seen.entry(o.1).or_default() += 1;
     }
-    let dups: Vec<i64> = seen.iter().filter(|(_, c)| **c > 1).map(|(v, _)| *v).collect();
+    let dups: Vec<i64> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(v, _)| *v)
+        .collect();
     let missing: Vec<i64> = (1..=N).filter(|v| !seen.contains_key(v)).collect();
     assert!(
         dups.is_empty() && missing.is_empty(),
@@ -217,11 +224,214 @@ async fn mqtt_fed_pipeline_counts_every_message_once_across_a_rolling_update() {
     by_v.sort_by_key(|o| o.1);
     let first_new = by_v.iter().position(|o| o.2 == 2);
     let first_new = first_new.expect("the new version processed some messages");
-    assert!(first_new > 0, "the old version processed none: update too early");
+    assert!(
+        first_new > 0,
+        "the old version processed none: update too early"
+    );
     assert!(
         by_v[first_new..].iter().all(|o| o.2 == 2),
         "the old version processed a message after the switch"
     );
     let g = group_view(&ens, 0, &gid).await.unwrap();
     assert_eq!(g["version"], 2);
+}
+
+/// A counter fed by an inter-pipeline route (events `Fwd`), publishing to `topic_out`.
+fn routed_counter(port: u16, prefix: &str, ver: i64) -> String {
+    format!(
+        "connector Bus = mqtt(host: \"127.0.0.1\", port: {port}, qos: 1)\n\
+         var count = 0\n\
+         fn bump(v: int):\n    count := count + 1\n    emit Count(n: count, v: v, ver: {ver})\n\
+         stream Counted = Fwd .process(bump(value)) .to(Bus, topic: \"{prefix}/out\")\n"
+    )
+}
+
+const FORWARDER: &str = "stream Fwd = Tick .emit(value: value)";
+
+async fn put_update(ens: &Ensemble, gid: &str, pipelines: Value) -> crate::harness::Resp {
+    ens.api
+        .with_timeout(Duration::from_secs(60))
+        .send(
+            reqwest::Method::PUT,
+            &ens.cluster_url(0, &format!("/pipeline-groups/{gid}")),
+            Some((
+                serde_json::to_vec(&json!({ "pipelines": pipelines })).unwrap(),
+                "application/json",
+            )),
+        )
+        .await
+        .unwrap()
+}
+
+async fn inject_tick(ens: &Ensemble, gid: &str, value: i64) {
+    let r = ens
+        .api
+        .post(
+            &ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject")),
+            &json!({"event_type": "Tick", "fields": {"value": value}}),
+        )
+        .await
+        .unwrap();
+    assert!(r.ok(), "inject {value}: {} {}", r.status, r.text);
+}
+
+/// Reads outputs until `want` distinct values `>= 1` arrived and nothing more comes.
+async fn collect(outs: &mut mpsc::UnboundedReceiver<Value>, want: usize) -> Vec<(i64, i64, i64)> {
+    let mut got: Vec<(i64, i64, i64)> = Vec::new();
+    loop {
+        let enough = got.iter().filter(|o| o.1 > 0).count() >= want;
+        let wait = Duration::from_millis(if enough { 1500 } else { 20_000 });
+        match tokio::time::timeout(wait, outs.recv()).await {
+            Ok(Some(v)) => got.push(count_of(&v)),
+            _ => return got,
+        }
+    }
+}
+
+/// Asserts that `got` holds each of `values` exactly once, counted as the `k + v`-th event.
+fn assert_once(got: &[(i64, i64, i64)], values: std::ops::RangeInclusive<i64>, k: i64) {
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for o in got {
+        *seen.entry(o.1).or_default() += 1;
+    }
+    let dups: Vec<i64> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(v, _)| *v)
+        .collect();
+    let missing: Vec<i64> = values.clone().filter(|v| !seen.contains_key(v)).collect();
+    let extra: Vec<i64> = seen
+        .keys()
+        .filter(|v| !values.contains(v))
+        .copied()
+        .collect();
+    assert!(
+        dups.is_empty() && missing.is_empty() && extra.is_empty(),
+        "duplicated {dups:?}; missing {missing:?}; unexpected {extra:?}"
+    );
+    let off: Vec<&(i64, i64, i64)> = got.iter().filter(|o| o.0 != k + o.1).collect();
+    assert!(off.is_empty(), "counts off (k = {k}): {off:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_fed_pipeline_counts_every_event_once_across_an_update_and_an_abort() {
+    let port = free_port();
+    let _broker = varpulis_worker::start_embedded_broker(port).expect("embedded broker");
+    let prefix = format!("live-route-{:08x}", rand::random::<u32>());
+    let opts = Opts {
+        coord_extra_args: vec!["--mqtt-url".into(), format!("mqtt://127.0.0.1:{port}")],
+        // Room for the two pipelines and one new version: updating both at once fails.
+        worker_extra_args: vec!["--max-pipelines".into(), "3".into()],
+        ..Opts::default()
+    };
+    let ens = Ensemble::start(1, 1, opts).await;
+    let (_sub, mut outs) = subscribe(port, &format!("{prefix}/out")).await;
+    let spec = json!({"name": "live-route", "pipelines": [
+            {"name": "fwd", "source": FORWARDER},
+            {"name": "count", "source": routed_counter(port, &prefix, 1)}],
+        "routes": [
+            {"from_pipeline": "_external", "to_pipeline": "fwd", "event_types": ["Tick"]},
+            {"from_pipeline": "fwd", "to_pipeline": "count", "event_types": ["Fwd"]}]});
+    let r = ens
+        .api
+        .post(&ens.cluster_url(0, "/pipeline-groups"), &spec)
+        .await
+        .unwrap();
+    r.expect_status(201);
+    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let (me, g) = (&ens, gid.as_str());
+    wait_until(
+        "group running",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async move { (group_view(me, 0, g).await?["status"] == "running").then_some(()) },
+    )
+    .await;
+    // Probe with value 0 until the route carries events.
+    let probe = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            inject_tick(&ens, &gid, 0).await;
+            if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(300), outs.recv()).await
+            {
+                return v;
+            }
+        }
+    })
+    .await
+    .expect("the route never delivered a probe");
+    let mut k = 1;
+    assert_eq!(count_of(&probe).1, 0);
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(700), outs.recv()).await {
+        k += 1;
+    }
+
+    // Events flow through the route while the counter is updated.
+    const M: i64 = 300;
+    let flow = |from: i64, to: i64| {
+        let (url, api) = (
+            ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject")),
+            ens.api.clone(),
+        );
+        tokio::spawn(async move {
+            for i in from..=to {
+                let r = api
+                    .post(&url, &json!({"event_type": "Tick", "fields": {"value": i}}))
+                    .await
+                    .unwrap();
+                assert!(r.ok(), "inject {i}: {} {}", r.status, r.text);
+            }
+        })
+    };
+    let running = flow(1, M);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = put_update(
+        &ens,
+        &gid,
+        json!([{"name": "count", "source": routed_counter(port, &prefix, 2)}]),
+    )
+    .await;
+    r.expect_ok();
+    assert_eq!(r.body["version"], 2, "{}", r.text);
+    running.await.unwrap();
+    let got = collect(&mut outs, M as usize).await;
+    assert_once(&got, 1..=M, k);
+    let mut by_v = got.clone();
+    by_v.sort_by_key(|o| o.1);
+    let first_new = by_v
+        .iter()
+        .position(|o| o.2 == 2)
+        .expect("v2 processed some");
+    assert!(first_new > 0, "the update came before any event");
+    assert!(
+        by_v[first_new..].iter().all(|o| o.2 == 2),
+        "old version after the switch"
+    );
+
+    // An update of both pipelines fails on the second deploy (no room): aborted, the paused
+    // copy deleted, the running pipelines never stopped.
+    let running = flow(M + 1, M + 100);
+    let r = put_update(
+        &ens,
+        &gid,
+        json!([{"name": "fwd", "source": FORWARDER.replace("value: value", "value: value * 1")},
+               {"name": "count", "source": routed_counter(port, &prefix, 3)}]),
+    )
+    .await;
+    r.expect_error(409);
+    assert_eq!(r.body["code"], "update_aborted", "{}", r.text);
+    running.await.unwrap();
+    let got = collect(&mut outs, 100).await;
+    assert_once(&got, M + 1..=M + 100, k);
+    assert!(
+        got.iter().all(|o| o.2 == 2),
+        "served by version 2 throughout"
+    );
+    let g = group_view(&ens, 0, &gid).await.unwrap();
+    assert_eq!(g["version"], 2);
+    let wapi = ens.api.with_key(Some(&ens.opts.worker_key));
+    let list = wapi
+        .get(&format!("{}/api/v1/pipelines", ens.workers[0].url))
+        .await
+        .unwrap();
+    assert_eq!(list.body["total"], 2, "paused copy removed: {}", list.text);
 }
