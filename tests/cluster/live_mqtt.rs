@@ -166,59 +166,19 @@ async fn mqtt_fed_pipeline_counts_every_message_once_across_a_rolling_update() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = ens
-        .api
-        .with_timeout(Duration::from_secs(60))
-        .send(
-            reqwest::Method::PUT,
-            &ens.cluster_url(0, &format!("/pipeline-groups/{gid}")),
-            Some((
-                serde_json::to_vec(&json!({"pipelines": [
-                    {"name": "count", "source": mqtt_counter(port, &prefix, 2)}]}))
-                .unwrap(),
-                "application/json",
-            )),
-        )
-        .await
-        .unwrap();
+    let r = put_update(
+        &ens,
+        &gid,
+        json!([{"name": "count", "source": mqtt_counter(port, &prefix, 2)}]),
+    )
+    .await;
     r.expect_ok();
     assert_eq!(r.body["version"], 2, "{}", r.text);
     assert_eq!(r.body["state"], "keep", "{}", r.text);
     flow.await.unwrap();
 
-    // Collect until every number arrived and nothing more comes for a while.
-    let mut got: Vec<(i64, i64, i64)> = Vec::new();
-    loop {
-        let wait = if got.iter().filter(|o| o.1 > 0).count() as i64 >= N {
-            Duration::from_millis(1500)
-        } else {
-            Duration::from_secs(20)
-        };
-        match tokio::time::timeout(wait, outs.recv()).await {
-            Ok(Some(v)) => got.push(count_of(&v)),
-            _ => break,
-        }
-    }
-    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
-    for o in &got {
-        *seen.entry(o.1).or_default() += 1;
-    }
-    let dups: Vec<i64> = seen
-        .iter()
-        .filter(|(_, c)| **c > 1)
-        .map(|(v, _)| *v)
-        .collect();
-    let missing: Vec<i64> = (1..=N).filter(|v| !seen.contains_key(v)).collect();
-    assert!(
-        dups.is_empty() && missing.is_empty(),
-        "{} outputs; duplicated {dups:?}; missing {missing:?}\n{}",
-        got.len(),
-        ens.all_logs(30)
-    );
-    assert!(got.iter().all(|o| o.1 >= 1), "late probe outputs: {got:?}");
-    // The count continues from the old state: message v is the (k + v)-th counted.
-    let off: Vec<&(i64, i64, i64)> = got.iter().filter(|o| o.0 != k + o.1).collect();
-    assert!(off.is_empty(), "counts off (k = {k}): {off:?}");
+    let got = collect(&mut outs, N as usize).await;
+    assert_once(&got, 1..=N, k);
     // Both versions answered, and the old one never after the new one.
     let mut by_v = got.clone();
     by_v.sort_by_key(|o| o.1);
