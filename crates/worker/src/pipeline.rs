@@ -47,6 +47,8 @@ pub struct Feed {
     /// What the sources are (connectors, topics, sessions): a new version takes the feed over
     /// only when its own sources are the same.
     pub signature: String,
+    /// Cancelled when the ingest loop ended (every connection closed, the queue drained).
+    pub done: CancellationToken,
 }
 
 impl Feed {
@@ -57,6 +59,7 @@ impl Feed {
             connections: CancellationToken::new(),
             ingest: CancellationToken::new(),
             signature,
+            done: CancellationToken::new(),
         })
     }
 
@@ -67,6 +70,7 @@ impl Feed {
             connections: pipeline.cancel.clone(),
             ingest: pipeline.cancel.clone(),
             signature: String::new(),
+            done: CancellationToken::new(),
         })
     }
 
@@ -95,8 +99,9 @@ pub enum SourceSwitch {
     Unchanged,
     /// The target took the old pipeline's feed over (same sources).
     TakenOver,
-    /// The target's sources differ: the old ones were closed (what they queued still reaches
-    /// the target) and the caller must start the target's own (`connectors::start_sources`).
+    /// The target's sources differ: the old ones are closing (what they received still
+    /// reaches the target) and the caller must start the target's own once they are gone
+    /// ([`Pipeline::wait_replaced`], then `connectors::start_sources`).
     StartNew,
 }
 
@@ -106,6 +111,8 @@ struct Sources {
     plan: Option<crate::connectors::Plan>,
     signature: String,
     feed: Option<Arc<Feed>>,
+    /// The previous version's feed being closed, to wait for before starting `plan`.
+    replacing: Option<Arc<Feed>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -210,6 +217,20 @@ impl Pipeline {
         }
     }
 
+    /// Waits (at most `timeout`) until the sources this pipeline replaces at a hand-over are
+    /// closed and drained, so its own never overlap them (no message read twice).
+    pub async fn wait_replaced(&self, timeout: std::time::Duration) {
+        let replacing = self.lock_sources().replacing.take();
+        if let Some(old) = replacing {
+            if tokio::time::timeout(timeout, old.done.cancelled())
+                .await
+                .is_err()
+            {
+                tracing::warn!(pipeline = %self.id, "replaced sources still open; starting anyway");
+            }
+        }
+    }
+
     /// Whether the pipeline has sources that are not consumed yet (deployed paused).
     pub fn is_paused(&self) -> bool {
         let s = self.lock_sources();
@@ -236,9 +257,10 @@ impl Pipeline {
                 SourceSwitch::TakenOver
             }
             Some(feed) => {
-                // What the old connections queued still reaches the target, then they end.
+                // What the old connections received still reaches the target, then they end.
                 feed.retarget(to);
                 feed.connections.cancel();
+                target.replacing = Some(feed);
                 start
             }
             None => start,

@@ -201,7 +201,12 @@ pub fn start_sources(state: &Arc<AppState>, pipeline: &Arc<Pipeline>) {
 
 /// Feeds connector events to the engine in small batches and publishes the outputs through
 /// the pipeline that processed them (the feed's target may change at a hand-over).
-async fn ingest_loop(feed: Arc<Feed>, mut rx: tokio::sync::mpsc::Receiver<Event>) {
+async fn ingest_loop(feed: Arc<Feed>, rx: tokio::sync::mpsc::Receiver<Event>) {
+    run_ingest(&feed, rx).await;
+    feed.done.cancel();
+}
+
+async fn run_ingest(feed: &Feed, mut rx: tokio::sync::mpsc::Receiver<Event>) {
     let mut batch = Vec::with_capacity(INGEST_BATCH);
     let mut out = Vec::new();
     let mut errors: Vec<BatchError> = Vec::new();

@@ -24,6 +24,16 @@ const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Capacity of rumqttc's request queue: `publish().await` waits when it is full.
 const REQUEST_QUEUE: usize = 1024;
+/// Longest a subscriber that is being replaced waits for its UNSUBACKs.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Connection parameters of one MQTT connector.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +254,11 @@ impl Connection {
 
     /// Polls the event loop until cancelled: (re)subscribes on every ConnAck, decodes incoming
     /// publishes into the ingest channel (waiting when it is full), and backs off on errors.
+    ///
+    /// A subscriber whose feed closes while its pipeline lives on (sources replaced at a
+    /// hand-over) closes gracefully: it unsubscribes and keeps passing on what the broker sent
+    /// until every UNSUBACK arrived (at most [`CLOSE_DEADLINE`]), so no message the client
+    /// acknowledged is left behind. A deleted pipeline (`feed.ingest`) stops it at once.
     async fn run(
         self,
         mut eventloop: EventLoop,
@@ -252,13 +267,42 @@ impl Connection {
         ingest: Option<mpsc::Sender<Event>>,
     ) {
         let cancel = self.feed.connections.clone();
+        let hard = self.feed.ingest.clone();
         let mut backoff = BACKOFF_INITIAL;
+        // While closing: UNSUBACKs still expected, and the deadline.
+        let mut closing: Option<(usize, tokio::time::Instant)> = None;
         loop {
+            let deadline = closing.map(|c| c.1);
             let polled = tokio::select! {
-                () = cancel.cancelled() => break,
+                () = hard.cancelled() => break,
+                () = cancel.cancelled(), if closing.is_none() => {
+                    if ingest.is_none() || subscriptions.is_empty() {
+                        break;
+                    }
+                    for (filter, _) in &subscriptions {
+                        if self.client.try_unsubscribe(filter.clone()).is_err() {
+                            break;
+                        }
+                    }
+                    closing = Some((subscriptions.len(), tokio::time::Instant::now() + CLOSE_DEADLINE));
+                    continue;
+                }
+                () = sleep_until(deadline) => break,
                 r = eventloop.poll() => r,
             };
             match polled {
+                Ok(rumqttc::Event::Incoming(Packet::UnsubAck(_))) => {
+                    if let Some((pending, _)) = &mut closing {
+                        *pending = pending.saturating_sub(1);
+                        if *pending == 0 {
+                            break;
+                        }
+                    }
+                }
+                // Reconnected or failed while closing: the clean session has nothing more.
+                Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) | Err(_) if closing.is_some() => {
+                    break
+                }
                 Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = BACKOFF_INITIAL;
                     self.on_pipeline(Pipeline::clear_degraded);
@@ -283,7 +327,7 @@ impl Connection {
                             // Not interrupted when only the connection is closed (sources
                             // replaced at a hand-over): the ingest loop drains this channel.
                             tokio::select! {
-                                () = self.feed.ingest.cancelled() => break,
+                                () = hard.cancelled() => break,
                                 r = tx.send(ev) => if r.is_err() { break },
                             }
                         }

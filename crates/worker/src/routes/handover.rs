@@ -19,6 +19,10 @@ use axum::Json;
 use std::sync::Mutex;
 use varpulis_api::worker::{HandoverRequest, HandoverResponse};
 
+/// Longest the new sources wait for the replaced ones to close (an MQTT subscriber waits up to
+/// 2 s for its UNSUBACKs).
+const REPLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One handover at a time on this worker.
 static HANDOVERS: Mutex<()> = Mutex::new(());
 
@@ -51,7 +55,14 @@ pub async fn handover(
     };
     let (events_processed, already, sources) = result.map_err(WorkerError::BadRequest)?;
     if sources == SourceSwitch::StartNew {
-        crate::connectors::start_sources(&state, &to);
+        // After the old subscriptions closed: the two never read the same message.
+        let (state, to) = (state.clone(), to.clone());
+        state.clone().tasks.spawn(async move {
+            to.wait_replaced(REPLACE_WAIT).await;
+            if !to.cancel.is_cancelled() {
+                crate::connectors::start_sources(&state, &to);
+            }
+        });
     }
     tracing::info!(from = %from.id, to = %to.id, keep, already, ?sources, "pipeline handed over");
     Ok(Json(HandoverResponse {
