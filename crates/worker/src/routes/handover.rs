@@ -59,7 +59,8 @@ pub async fn handover(
         let (state, to) = (state.clone(), to.clone());
         state.clone().tasks.spawn(async move {
             to.wait_replaced(REPLACE_WAIT).await;
-            if !to.cancel.is_cancelled() {
+            // Unless it was deleted or handed back (an abort) meanwhile.
+            if !to.cancel.is_cancelled() && to.forward_target().is_none() {
                 crate::connectors::start_sources(&state, &to);
             }
         });
