@@ -255,8 +255,9 @@ pub async fn inject(
     let event = to_event(&ev, now_ns())?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    p.process(std::slice::from_ref(&event), &mut out, &mut errors);
-    p.publish(&out).await;
+    // After a hand-over the new version ran the event: its sinks publish the outputs.
+    let ran = p.process_in(std::slice::from_ref(&event), &mut out, &mut errors);
+    ran.publish(&out).await;
     state.metrics.inject_latency.observe(started.elapsed());
     let errors = errors.into_iter().map(|e| e.error).collect();
     Ok(Json(InjectBody {
@@ -302,22 +303,22 @@ pub async fn inject_batch(
         }
     };
     let accepted = events.len();
-    let (out, errors) = if accepted >= BLOCKING_BATCH {
+    let (out, errors, ran) = if accepted >= BLOCKING_BATCH {
         // Large batches run on the blocking pool so they do not stall the async workers.
         let p = p.clone();
         tokio::task::spawn_blocking(move || {
             let (mut out, mut errors) = (Vec::new(), Vec::new());
-            p.process(&events, &mut out, &mut errors);
-            (out, errors)
+            let ran = p.process_in(&events, &mut out, &mut errors);
+            (out, errors, ran)
         })
         .await
         .map_err(|e| WorkerError::Internal(format!("batch processing failed: {e}")))?
     } else {
         let (mut out, mut errors) = (Vec::new(), Vec::new());
-        p.process(&events, &mut out, &mut errors);
-        (out, errors)
+        let ran = p.process_in(&events, &mut out, &mut errors);
+        (out, errors, ran)
     };
-    p.publish(&out).await;
+    ran.publish(&out).await;
     state.metrics.inject_latency.observe(started.elapsed());
     Ok(Json(BatchBody {
         accepted,
