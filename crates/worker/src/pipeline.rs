@@ -40,7 +40,8 @@ pub struct SinkRoute {
 pub struct Feed {
     /// The pipeline the events go to (weak: the registry owns pipelines).
     target: RwLock<Weak<Pipeline>>,
-    /// Stops the connections; the ingest loop then drains what they queued and ends.
+    /// Closes the connections (an MQTT subscriber gracefully while `ingest` lives: it passes
+    /// on what the broker already sent); the ingest loop then drains the queue and ends.
     pub connections: CancellationToken,
     /// Stops the ingest loop at once (its pipeline is deleted).
     pub ingest: CancellationToken,

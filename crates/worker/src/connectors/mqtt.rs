@@ -284,7 +284,8 @@ impl Connection {
                             break;
                         }
                     }
-                    closing = Some((subscriptions.len(), tokio::time::Instant::now() + CLOSE_DEADLINE));
+                    let until = tokio::time::Instant::now() + CLOSE_DEADLINE;
+                    closing = Some((subscriptions.len(), until));
                     continue;
                 }
                 () = sleep_until(deadline) => break,
