@@ -6,9 +6,10 @@
 //! so the new leader's loop ([`run`]) resumes a rollout the old leader left half done:
 //!
 //! * `deploying`: deploy the new version next to the old one on the same worker (pipeline id of
-//!   the next epoch, so a retried deploy is idempotent), then ask each old pipeline to hand over
-//!   (worker `POST /api/v1/pipelines/{old}/handover`: state moved when kept, the old id forwards
-//!   events from then on), then commit `Switch` — spec, version and placements change in one
+//!   the next epoch, so a retried deploy is idempotent), `paused` so it consumes no source yet,
+//!   then ask each old pipeline to hand over (worker `POST /api/v1/pipelines/{old}/handover`:
+//!   state moved when kept, the old id forwards events from then on, the new pipeline takes the
+//!   old one's MQTT/route/NATS sources over), then commit `Switch` — spec, version and placements change in one
 //!   entry, so every node routes to the new pipelines from the same log index. Any failure
 //!   before the switch takes the handovers back (new → old, state included), removes the new
 //!   pipelines and commits `Abort`: the group is unchanged.
