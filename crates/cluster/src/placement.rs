@@ -486,6 +486,15 @@ pub fn plan_pending(state: &ClusterState) -> Vec<PlannedAssignment> {
 /// Plans moves of Running placements from the most to the least loaded Ready workers until
 /// loads differ by at most one (or no move fits the rules). Never moves a placement twice.
 pub fn plan_rebalance(state: &ClusterState) -> Vec<PlannedMigration> {
+    let nothing_running = state.groups.values().all(|g| {
+        g.placements
+            .iter()
+            .all(|p| p.status != PlacementStatus::Running)
+    });
+    if nothing_running {
+        // Cheap exit: registrations call this often and there may be thousands of workers.
+        return Vec::new();
+    }
     let ready: Vec<&Worker> = state
         .workers()
         .filter(|w| w.status == WorkerStatus::Ready)

@@ -76,19 +76,36 @@ impl Backoff {
     }
 }
 
+/// Shortest time between two passes started by wake-ups. A pass scans every worker and group,
+/// so a burst of wake-ups (thousands of registrations per second) is coalesced into one pass
+/// per interval instead of one per request; a deploy starts at most this much later.
+const MIN_PASS_SPACING: Duration = Duration::from_millis(50);
+
 /// Runs the reconciler until shutdown.
 pub async fn run(state: AppState) {
     let mut backoff = Backoff::default();
+    let mut last_pass: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(state.config.reconcile_interval) => {}
-            _ = state.reconcile.notified() => {}
+            _ = state.reconcile.notified() => {
+                if let Some(wait) = last_pass
+                    .map(|at| MIN_PASS_SPACING.saturating_sub(at.elapsed()))
+                    .filter(|w| !w.is_zero())
+                {
+                    tokio::select! {
+                        _ = state.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
         }
         if !state.raft.is_leader() {
             backoff = Backoff::default();
             continue;
         }
+        last_pass = Some(Instant::now());
         reconcile_once(&state, &mut backoff).await;
     }
 }

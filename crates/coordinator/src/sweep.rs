@@ -32,33 +32,49 @@ pub fn detector(config: &crate::config::CoordinatorConfig) -> Detector {
 }
 
 /// Runs the sweep until shutdown.
+///
+/// Leadership changes are watched directly (openraft's server metrics, which change only with
+/// the vote, the leader or the membership), so the new leader's grace starts at its election,
+/// not at its next sweep tick: a silent worker is then marked within one heartbeat-timeout plus
+/// one sweep interval of the election, the same bound as in steady state.
 pub async fn run(state: AppState) {
     let mut ticker = tokio::time::interval(state.config.sweep_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut server = state.raft.raft().server_metrics();
     let mut leading_term: Option<u64> = None;
     loop {
-        tokio::select! {
+        let tick = tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let view = state.raft.metrics_view();
+            _ = ticker.tick() => true,
+            changed = server.changed() => {
+                if changed.is_err() {
+                    // Raft has shut down.
+                    return;
+                }
+                false
+            }
+        };
         if !state.raft.is_leader() {
             if leading_term.take().is_some() {
                 state.liveness.clear();
             }
             continue;
         }
-        if leading_term != Some(view.current_term) {
+        let term = state.raft.metrics_view().current_term;
+        if leading_term != Some(term) {
             let ids: Vec<String> = state.read(|s| s.workers().map(|w| w.id.clone()).collect());
             state
                 .liveness
                 .grace(ids.iter().map(String::as_str), Instant::now());
             tracing::info!(
-                term = view.current_term,
+                term,
                 workers = ids.len(),
                 "leading: every worker gets a heartbeat-timeout of grace"
             );
-            leading_term = Some(view.current_term);
+            leading_term = Some(term);
+            continue;
+        }
+        if !tick {
             continue;
         }
         let started = Instant::now();
