@@ -69,6 +69,37 @@ pub struct CoordinatorClient {
     pushed: Mutex<HashMap<String, u64>>,
 }
 
+/// Calls `register` until it succeeds, waiting between attempts with the registration backoff
+/// of the config (`registration_backoff_initial` doubling up to `registration_backoff_max`,
+/// ±20 % jitter); `what` names the attempt in the warnings. `None` when the worker shuts down
+/// first. Used by the HTTP client and the NATS transport.
+pub(crate) async fn register_with_backoff<T, F, Fut>(
+    state: &AppState,
+    what: &str,
+    mut register: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let cfg = &state.config;
+    let mut delay = cfg.registration_backoff_initial;
+    loop {
+        match register().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let jittered = delay.mul_f64(rand::thread_rng().gen_range(0.8..1.2));
+                tracing::warn!("{what} failed ({e}); retrying in {jittered:?}");
+                tokio::select! {
+                    () = state.shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(jittered) => {},
+                }
+                delay = (delay * 2).min(cfg.registration_backoff_max);
+            }
+        }
+    }
+}
+
 impl CoordinatorClient {
     /// A client for the state's configured coordinators.
     pub fn new(state: Arc<AppState>) -> Result<Self, WorkerError> {
@@ -114,25 +145,14 @@ impl CoordinatorClient {
         let cancel = self.state.shutdown.clone();
         let cfg = &self.state.config;
         'outer: loop {
-            let mut delay = cfg.registration_backoff_initial;
-            loop {
-                match self.register().await {
-                    Ok(url) => {
-                        tracing::info!(coordinator = %url, worker_id = %cfg.worker_id, "registered");
-                        self.state.registered.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) => {
-                        let jittered = delay.mul_f64(rand::thread_rng().gen_range(0.8..1.2));
-                        tracing::warn!("registration failed ({e:?}); retrying in {jittered:?}");
-                        tokio::select! {
-                            () = cancel.cancelled() => break 'outer,
-                            () = tokio::time::sleep(jittered) => {},
-                        }
-                        delay = (delay * 2).min(cfg.registration_backoff_max);
-                    }
-                }
-            }
+            let registered = register_with_backoff(&self.state, "registration", || async {
+                self.register().await.map_err(|e| format!("{e:?}"))
+            });
+            let Some(url) = registered.await else {
+                break 'outer;
+            };
+            tracing::info!(coordinator = %url, worker_id = %cfg.worker_id, "registered");
+            self.state.registered.store(true, Ordering::Relaxed);
             let mut ticker = tokio::time::interval(cfg.heartbeat_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;

@@ -24,13 +24,13 @@
 //! Every reply carries the route's JSON answer as payload and its HTTP status code in the
 //! `varpulis-status` header.
 
+use crate::coordinator_client::register_with_backoff;
 use crate::error::WorkerError;
 use crate::server::AppState;
 use axum::body::Body;
 use axum::http::{header, Method, Request};
 use axum::Router;
 use futures::StreamExt;
-use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -336,25 +336,13 @@ impl NatsWorker {
         let cancel = self.state.shutdown.clone();
         let cfg = &self.state.config;
         'outer: loop {
-            let mut delay = cfg.registration_backoff_initial;
-            loop {
-                match self.register().await {
-                    Ok(()) => {
-                        tracing::info!(worker_id = %cfg.worker_id, "registered over nats");
-                        self.state.registered.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) => {
-                        let jittered = delay.mul_f64(rand::thread_rng().gen_range(0.8..1.2));
-                        tracing::warn!("nats registration failed ({e}); retrying in {jittered:?}");
-                        tokio::select! {
-                            () = cancel.cancelled() => break 'outer,
-                            () = tokio::time::sleep(jittered) => {},
-                        }
-                        delay = (delay * 2).min(cfg.registration_backoff_max);
-                    }
-                }
+            let registered =
+                register_with_backoff(&self.state, "nats registration", || self.register());
+            if registered.await.is_none() {
+                break 'outer;
             }
+            tracing::info!(worker_id = %cfg.worker_id, "registered over nats");
+            self.state.registered.store(true, Ordering::Relaxed);
             let mut ticker = tokio::time::interval(cfg.heartbeat_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
