@@ -32,14 +32,10 @@ use varpulis_api::{API_KEY_HEADER, WORKER_TOKEN_HEADER};
 use crate::error::ApiJson;
 use crate::state::AppState;
 
-/// Prefix of every cluster subject.
-pub const PREFIX: &str = "varpulis.cluster";
-/// Registration subject.
-pub const REGISTER_SUBJECT: &str = "varpulis.cluster.register";
-/// Wildcard the leader subscribes to for heartbeats.
-pub const HEARTBEAT_WILDCARD: &str = "varpulis.cluster.heartbeat.>";
-/// Header holding the HTTP status of a reply.
-pub const STATUS_HEADER: &str = "varpulis-status";
+pub use varpulis_api::nats::{
+    command_subject, Transport, HEARTBEAT_WILDCARD, PREFIX, REGISTER_SUBJECT, STATUS_HEADER,
+};
+
 /// Label recording that a worker registered over NATS (its commands go over NATS).
 pub const TRANSPORT_LABEL: &str = "varpulis.transport";
 /// How often a node checks whether it gained or lost leadership.
@@ -72,26 +68,9 @@ pub struct NatsLink {
     pub timeout: Duration,
 }
 
-/// `varpulis.cluster.cmd.{worker_id}.{cmd}`.
-pub fn command_subject(worker_id: &str, cmd: &str) -> String {
-    format!("{PREFIX}.cmd.{worker_id}.{cmd}")
-}
-
 /// Parses a comma-separated NATS server list.
 pub fn parse_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, NatsError> {
-    let addrs: Vec<async_nats::ServerAddr> = url
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|e| NatsError::Config(format!("bad NATS URL `{s}`: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    if addrs.is_empty() {
-        return Err(NatsError::Config("the NATS URL is empty".into()));
-    }
-    Ok(addrs)
+    varpulis_api::nats::parse_servers(url).map_err(NatsError::Config)
 }
 
 /// Connects (retrying in the background forever) when the config selects NATS.
@@ -132,29 +111,6 @@ pub async fn connect(
         client,
         timeout: config.http_client_timeout,
     }))
-}
-
-/// Coordinator ↔ worker transport.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// Workers register and heartbeat over HTTP; the leader calls their REST API.
-    #[default]
-    Http,
-    /// Workers register, heartbeat and take commands over NATS.
-    Nats,
-}
-
-impl std::str::FromStr for Transport {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "http" | "rest" => Ok(Self::Http),
-            "nats" => Ok(Self::Nats),
-            other => Err(format!("unknown transport `{other}` (http or nats)")),
-        }
-    }
 }
 
 /// The NATS link to use for `worker_id`, if this node has one and the worker registered over
@@ -529,16 +485,10 @@ mod tests {
 
     #[test]
     fn subjects_and_payloads() {
-        assert_eq!(
-            command_subject("w1", "inject_batch"),
-            "varpulis.cluster.cmd.w1.inject_batch"
-        );
         let p = pipeline_payload("p-1", json!({"event_type": "A"}));
         let v: Value = serde_json::from_slice(&p).unwrap();
         assert_eq!(v, json!({"event_type": "A", "pipeline_id": "p-1"}));
         assert!(parse_servers("nats://127.0.0.1:4222, nats://h:1").is_ok());
         assert!(parse_servers(" , ").is_err());
-        assert_eq!("NATS".parse::<Transport>(), Ok(Transport::Nats));
-        assert!("carrier-pigeon".parse::<Transport>().is_err());
     }
 }

@@ -41,32 +41,11 @@ use varpulis_api::cluster::{
 };
 use varpulis_api::{API_KEY_HEADER, WORKER_TOKEN_HEADER};
 
-/// Prefix of every cluster subject.
-pub const PREFIX: &str = "varpulis.cluster";
-/// Registration subject (request/reply).
-pub const REGISTER_SUBJECT: &str = "varpulis.cluster.register";
-/// Header holding the HTTP status of a reply.
-pub const STATUS_HEADER: &str = "varpulis-status";
+pub use varpulis_api::nats::{
+    command_subject, heartbeat_subject, valid_token, PREFIX, REGISTER_SUBJECT, STATUS_HEADER,
+};
 /// Largest delay between two reconnect attempts to the NATS server.
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
-
-/// `varpulis.cluster.heartbeat.{worker_id}`.
-pub fn heartbeat_subject(worker_id: &str) -> String {
-    format!("{PREFIX}.heartbeat.{worker_id}")
-}
-
-/// `varpulis.cluster.cmd.{worker_id}.{cmd}`.
-pub fn command_subject(worker_id: &str, cmd: &str) -> String {
-    format!("{PREFIX}.cmd.{worker_id}.{cmd}")
-}
-
-/// Whether `id` can be one subject token (worker ids appear in subjects).
-pub fn valid_token(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
 
 /// Checks the transport settings of a worker config (called by `WorkerConfig::validate`).
 pub fn validate(cfg: &crate::config::WorkerConfig) -> Result<(), WorkerError> {
@@ -123,19 +102,7 @@ pub async fn connect(
 
 /// Parses a comma-separated NATS server list.
 pub fn parse_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, WorkerError> {
-    let addrs: Vec<async_nats::ServerAddr> = url
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|e| WorkerError::Config(format!("bad NATS URL `{s}`: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    if addrs.is_empty() {
-        return Err(WorkerError::Config("the NATS URL is empty".into()));
-    }
-    Ok(addrs)
+    varpulis_api::nats::parse_servers(url).map_err(WorkerError::Config)
 }
 
 /// The worker's NATS link: registration, heartbeats and the command subscription.
@@ -488,19 +455,6 @@ pub fn to_request(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subjects_follow_the_spec() {
-        assert_eq!(heartbeat_subject("w-1"), "varpulis.cluster.heartbeat.w-1");
-        assert_eq!(
-            command_subject("w-1", "deploy"),
-            "varpulis.cluster.cmd.w-1.deploy"
-        );
-        assert!(valid_token("9b1c-aa_2"));
-        assert!(!valid_token("a.b"));
-        assert!(!valid_token("a*"));
-        assert!(!valid_token(""));
-    }
 
     #[test]
     fn commands_map_to_routes() {
