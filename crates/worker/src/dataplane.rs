@@ -451,13 +451,9 @@ impl RouteConnection {
                 Err(e) => {
                     self.connected.store(false, Ordering::Relaxed);
                     let reason = format!("route broker: {e}");
-                    tracing::warn!("{reason}; retrying in {backoff:?}");
-                    self.on_pipeline(|p| p.set_degraded(reason));
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {},
+                    if !self.feed.back_off(reason, &mut backoff, BACKOFF_MAX).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }

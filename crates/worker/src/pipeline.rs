@@ -15,6 +15,7 @@ use rumqttc::{AsyncClient, QoS};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use varpulis_api::worker::{BatchError, PipelineInfo, PipelineMetrics};
 
@@ -81,6 +82,22 @@ impl Feed {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .upgrade()
+    }
+
+    /// A connection of this feed failed: logs `reason`, marks the target pipeline degraded
+    /// with it and waits `backoff` (doubled afterwards, up to `max`). `false` when the
+    /// connections closed while waiting.
+    pub async fn back_off(&self, reason: String, backoff: &mut Duration, max: Duration) -> bool {
+        tracing::warn!("{reason}; retrying in {backoff:?}");
+        if let Some(p) = self.target() {
+            p.set_degraded(reason);
+        }
+        tokio::select! {
+            () = self.connections.cancelled() => return false,
+            () = tokio::time::sleep(*backoff) => {},
+        }
+        *backoff = (*backoff * 2).min(max);
+        true
     }
 
     fn retarget(&self, to: &Arc<Pipeline>) {

@@ -341,13 +341,9 @@ impl Connection {
                 Ok(_) => {}
                 Err(e) => {
                     let reason = format!("mqtt connector `{}`: {e}", self.name);
-                    tracing::warn!("{reason}; retrying in {backoff:?}");
-                    self.on_pipeline(|p| p.set_degraded(reason));
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {},
+                    if !self.feed.back_off(reason, &mut backoff, BACKOFF_MAX).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
