@@ -138,13 +138,7 @@ async fn event_stream_follows_a_scripted_scenario_on_every_node_and_resumes() {
         .await;
     let spec = json!({"name": "ev-group", "pipelines": [
         {"name": "p", "source": "stream S = Tick .emit(v: 1)"}]});
-    let created = ens
-        .api
-        .post(&ens.cluster_url(follower, "/pipeline-groups"), &spec)
-        .await
-        .unwrap();
-    created.expect_status(201);
-    let gid = created.body["id"].as_str().unwrap().to_owned();
+    let gid = ens.create_group(follower, &spec).await;
     ens.api
         .delete(&ens.cluster_url(follower, &format!("/pipeline-groups/{gid}")))
         .await

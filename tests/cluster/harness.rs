@@ -991,3 +991,108 @@ pub fn event_field<'a>(event: &'a Value, name: &str) -> &'a Value {
         None => &event[name],
     }
 }
+
+/// Group helpers shared by the process tests (create, read back, wait until running).
+impl Ensemble {
+    /// `POST /pipeline-groups` through coordinator `via`; expects 201 and returns the group id.
+    pub async fn create_group(&self, via: usize, spec: &Value) -> String {
+        let r = self
+            .api
+            .post(&self.cluster_url(via, "/pipeline-groups"), spec)
+            .await
+            .expect("create group");
+        r.expect_status(201);
+        r.body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("group without id: {}", r.text))
+            .to_owned()
+    }
+
+    /// `GET /pipeline-groups/{gid}` through coordinator `via` (`None` when that fails).
+    pub async fn group_view(&self, via: usize, gid: &str) -> Option<Value> {
+        let r = self
+            .api
+            .get(&self.cluster_url(via, &format!("/pipeline-groups/{gid}")))
+            .await
+            .ok()?;
+        r.ok().then_some(r.body)
+    }
+
+    /// Waits (20 s at most) until the group's status seen through `via` is `running`.
+    pub async fn wait_group_running(&self, via: usize, gid: &str) {
+        wait_until(
+            "group running",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async move { (self.group_view(via, gid).await?["status"] == "running").then_some(()) },
+        )
+        .await;
+    }
+
+    /// Waits (polling every 100 ms, panicking after `timeout`) until every worker of `ids` is in
+    /// `status` ([`Ensemble::workers_in_status`]).
+    pub async fn wait_workers_in_status(&self, ids: &[&str], status: &str, timeout: Duration) {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        let ids = &ids;
+        wait_until(
+            &format!("{ids:?} {status}"),
+            timeout,
+            Duration::from_millis(100),
+            || async move { self.workers_in_status(ids, status).await.then_some(()) },
+        )
+        .await;
+    }
+
+    /// [`Ensemble::create_group`] then [`Ensemble::wait_group_running`]; returns the group id.
+    pub async fn deploy_group(&self, via: usize, spec: &Value) -> String {
+        let gid = self.create_group(via, spec).await;
+        self.wait_group_running(via, &gid).await;
+        gid
+    }
+}
+
+/// Subscribes a test MQTT client built from `options` (request queue `cap`) to `topic`;
+/// returns once the broker acknowledged, with the client and the received JSON payloads
+/// (`null` for a payload that is not JSON). The event loop runs in the background.
+pub async fn mqtt_subscriber(
+    options: rumqttc::MqttOptions,
+    cap: usize,
+    topic: &str,
+) -> (
+    rumqttc::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<Value>,
+) {
+    use rumqttc::{Event, Packet, QoS};
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, cap);
+    client
+        .subscribe(topic, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut ack = Some(ack_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(a) = ack.take() {
+                        let _ = a.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let v: Value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ack_rx)
+        .await
+        .expect("subscription acknowledged")
+        .expect("subscriber task alive");
+    (client, rx)
+}

@@ -27,12 +27,7 @@ async fn iot_alerts_are_routed_and_carry_their_fields() {
             {"from_pipeline": "_external", "to_pipeline": "pressure-alerts", "event_types": ["Pressure*"]}
         ]
     });
-    let r = api
-        .post(&ens.cluster_url(0, "/pipeline-groups"), &group)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let gid = ens.create_group(0, &group).await;
     let inject = ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject"));
 
     let r = api

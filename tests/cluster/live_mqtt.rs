@@ -3,9 +3,9 @@
 //! exactly once across the switch (no gap, no duplicate) and the count must continue from the
 //! old version's state.
 
-use crate::harness::{free_port, wait_until, Ensemble, Opts};
+use crate::harness::{free_port, mqtt_subscriber, Ensemble, Opts};
 use crate::migration::group_view;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,7 +24,7 @@ fn mqtt_counter(port: u16, prefix: &str, ver: i64) -> String {
     )
 }
 
-fn client(port: u16, name: &str) -> (AsyncClient, rumqttc::EventLoop) {
+fn options(port: u16, name: &str) -> MqttOptions {
     let mut o = MqttOptions::new(
         format!("{name}-{:08x}", rand::random::<u32>()),
         "127.0.0.1",
@@ -32,40 +32,16 @@ fn client(port: u16, name: &str) -> (AsyncClient, rumqttc::EventLoop) {
     );
     o.set_keep_alive(Duration::from_secs(10));
     o.set_inflight(100);
-    AsyncClient::new(o, 256)
+    o
+}
+
+fn client(port: u16, name: &str) -> (AsyncClient, rumqttc::EventLoop) {
+    AsyncClient::new(options(port, name), 256)
 }
 
 /// Subscribes to `topic`; returns once the broker acknowledged, with the received payloads.
 async fn subscribe(port: u16, topic: &str) -> (AsyncClient, mpsc::UnboundedReceiver<Value>) {
-    let (c, mut el) = client(port, "live-sub");
-    c.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut ack = Some(ack_tx);
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(a) = ack.take() {
-                        let _ = a.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let v: Value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(10), ack_rx)
-        .await
-        .expect("subscription acknowledged")
-        .unwrap();
-    (c, rx)
+    mqtt_subscriber(options(port, "live-sub"), 256, topic).await
 }
 
 /// A publisher whose event loop runs in the background.
@@ -111,25 +87,7 @@ async fn mqtt_fed_pipeline_counts_every_message_once_across_a_rolling_update() {
     let (_sub, mut outs) = subscribe(port, &format!("{prefix}/out")).await;
     let spec = json!({"name": "live-mqtt", "pipelines": [
         {"name": "count", "source": mqtt_counter(port, &prefix, 1), "worker_affinity": "worker-0"}]});
-    let r = ens
-        .api
-        .post(&ens.cluster_url(0, "/pipeline-groups"), &spec)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
-    let me = &ens;
-    let gid_ref = &gid;
-    wait_until(
-        "group running",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || async move {
-            let g = group_view(me, 0, gid_ref).await?;
-            (g["status"] == "running").then_some(())
-        },
-    )
-    .await;
+    let gid = ens.deploy_group(0, &spec).await;
 
     // Probe with value 0 until the pipeline is subscribed; the probes it counted shift `n`.
     let topic_in = format!("{prefix}/in");
@@ -292,21 +250,7 @@ async fn route_fed_pipeline_counts_every_event_once_across_an_update_and_an_abor
         "routes": [
             {"from_pipeline": "_external", "to_pipeline": "fwd", "event_types": ["Tick"]},
             {"from_pipeline": "fwd", "to_pipeline": "count", "event_types": ["Fwd"]}]});
-    let r = ens
-        .api
-        .post(&ens.cluster_url(0, "/pipeline-groups"), &spec)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
-    let (me, g) = (&ens, gid.as_str());
-    wait_until(
-        "group running",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || async move { (group_view(me, 0, g).await?["status"] == "running").then_some(()) },
-    )
-    .await;
+    let gid = ens.deploy_group(0, &spec).await;
     // Probe with value 0 until the route carries events.
     let probe = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -407,21 +351,7 @@ async fn changed_mqtt_source_is_replaced_at_the_switch_without_double_counting()
     let v1 = mqtt_counter(port, &prefix, 1).replace("/in\"", "/in/a\"");
     let v2 = mqtt_counter(port, &prefix, 2).replace("/in\"", "/in/+\"");
     let spec = json!({"name": "live-chg", "pipelines": [{"name": "count", "source": v1}]});
-    let r = ens
-        .api
-        .post(&ens.cluster_url(0, "/pipeline-groups"), &spec)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
-    let (me, g) = (&ens, gid.as_str());
-    wait_until(
-        "group running",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || async move { (group_view(me, 0, g).await?["status"] == "running").then_some(()) },
-    )
-    .await;
+    let gid = ens.deploy_group(0, &spec).await;
     let topic_in = format!("{prefix}/in/a");
     let pubc = publisher(port);
     tokio::time::timeout(Duration::from_secs(20), async {

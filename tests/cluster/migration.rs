@@ -46,13 +46,7 @@ pub async fn create_counters(
         })
         .collect();
     let spec = json!({"name": group, "pipelines": pipelines, "routes": routes});
-    let r = ens
-        .api
-        .post(&ens.cluster_url(via, "/pipeline-groups"), &spec)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let gid = ens.create_group(via, &spec).await;
     let me = ens;
     let gid_ref = &gid;
     wait_until(
@@ -71,12 +65,7 @@ pub async fn create_counters(
 
 /// `GET /pipeline-groups/{gid}` through coordinator `via`.
 pub async fn group_view(ens: &Ensemble, via: usize, gid: &str) -> Option<Value> {
-    let r = ens
-        .api
-        .get(&ens.cluster_url(via, &format!("/pipeline-groups/{gid}")))
-        .await
-        .ok()?;
-    r.ok().then_some(r.body)
+    ens.group_view(via, gid).await
 }
 
 /// The placement of `pipeline` in the group view.
@@ -219,34 +208,26 @@ async fn killed_worker_count_resumes_from_its_checkpoint_and_restart_runs_no_dup
             }
         })
     };
-    let served_by = |w: &'static str| {
+    // Waits until the flow got `n` answers from worker `w`.
+    let wait_served = |w: &'static str, n: usize, timeout: Duration| {
         let seen = seen.clone();
-        move || seen.lock().unwrap().iter().filter(|(_, x)| x == w).count()
+        async move {
+            wait_until(
+                &format!("flow served by {w}"),
+                timeout,
+                Duration::from_millis(50),
+                || {
+                    let k = seen.lock().unwrap().iter().filter(|(_, x)| x == w).count();
+                    async move { (k >= n).then_some(()) }
+                },
+            )
+            .await
+        }
     };
-    let on0 = served_by("worker-0");
-    wait_until(
-        "flow served by worker-0",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            let n = on0();
-            async move { (n >= 3).then_some(()) }
-        },
-    )
-    .await;
+    wait_served("worker-0", 3, Duration::from_secs(10)).await;
     ens.workers[0].proc.kill();
     wait_placed(&ens, 0, &gid, "count", "worker-1").await;
-    let on1 = served_by("worker-1");
-    wait_until(
-        "flow served by worker-1",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            let n = on1();
-            async move { (n >= 5).then_some(()) }
-        },
-    )
-    .await;
+    wait_served("worker-1", 5, Duration::from_secs(20)).await;
     stop.store(true, Ordering::Relaxed);
     flow.await.unwrap();
     let seen = seen.lock().unwrap().clone();
@@ -286,18 +267,8 @@ async fn killed_worker_count_resumes_from_its_checkpoint_and_restart_runs_no_dup
 
     // The dead worker comes back empty and registers again: the pipeline runs exactly once.
     ens.workers[0].proc.restart();
-    let ids = vec!["worker-0".to_owned()];
-    let me = &ens;
-    wait_until(
-        "worker-0 ready again",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || {
-            let ids = &ids;
-            async move { me.workers_in_status(ids, "ready").await.then_some(()) }
-        },
-    )
-    .await;
+    ens.wait_workers_in_status(&["worker-0"], "ready", Duration::from_secs(20))
+        .await;
     let n = inject(&ens, 0, &gid, "Tick", 1).await;
     assert_eq!(n, after[after.len() - 1] + 1);
     let on0 = pipelines_on_worker(&ens, 0).await.unwrap();

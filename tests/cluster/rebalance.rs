@@ -96,18 +96,8 @@ async fn manual_rebalance_when_auto_is_off_is_rate_limited() {
     let gid = create_counters(&ens, 0, "manual", &PIPES).await;
     fill(&ens, &gid).await;
     ens.add_worker("worker-1");
-    let ids = vec!["worker-1".to_owned()];
-    let me = &ens;
-    wait_until(
-        "worker-1 ready",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || {
-            let ids = &ids;
-            async move { me.workers_in_status(ids, "ready").await.then_some(()) }
-        },
-    )
-    .await;
+    ens.wait_workers_in_status(&["worker-1"], "ready", Duration::from_secs(20))
+        .await;
     // Auto rebalance is off: nothing moved on the join.
     assert!(migrations(&ens, 0).await.is_empty());
     let r = ens

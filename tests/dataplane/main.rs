@@ -13,7 +13,7 @@ mod mandelbrot;
 mod routes;
 
 use harness::{free_port, wait_until, Api, Ensemble, Opts, WORKER_KEY};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -79,34 +79,7 @@ impl Sub {
         );
         o.set_keep_alive(Duration::from_secs(10));
         o.set_max_packet_size(16 << 20, 16 << 20);
-        let (client, mut eventloop) = AsyncClient::new(o, 64);
-        client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let mut ack = Some(ack_tx);
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if let Some(a) = ack.take() {
-                            let _ = a.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let v: Value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                        if tx.send(v).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), ack_rx)
-            .await
-            .expect("subscription acknowledged")
-            .unwrap();
+        let (client, rx) = harness::mqtt_subscriber(o, 64, topic).await;
         Sub {
             rx,
             _client: client,
@@ -144,27 +117,7 @@ pub async fn register_connector(ens: &Ensemble, broker: &Broker, name: &str) {
 
 /// Deploys a group and waits until every placement runs; returns its id.
 pub async fn deploy(ens: &Ensemble, spec: &Value) -> String {
-    let r = ens
-        .api
-        .post(&ens.cluster_url(0, "/pipeline-groups"), spec)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
-    let url = ens.cluster_url(0, &format!("/pipeline-groups/{gid}"));
-    let api = &ens.api;
-    let url = &url;
-    wait_until(
-        "group running",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || async move {
-            let r = api.get(url).await.ok()?;
-            (r.body["status"] == "running").then_some(())
-        },
-    )
-    .await;
-    gid
+    ens.deploy_group(0, spec).await
 }
 
 /// `(worker_id, worker_address, pipeline_id)` of a running placement.

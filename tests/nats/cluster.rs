@@ -95,12 +95,7 @@ async fn nats_transport_register_heartbeat_deploy_inject_and_failure() {
         ]
     });
     let api = &ens.api;
-    let r = api
-        .post(&ens.cluster_url(follower, "/pipeline-groups"), &group)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let gid = ens.create_group(follower, &group).await;
     let running = wait_until(
         "group running",
         Duration::from_secs(30),
@@ -246,13 +241,7 @@ async fn inject_latency_http_vs_nats_worker() {
             {"from_pipeline": "_external", "to_pipeline": "over-nats", "event_types": ["EventN"]}
         ]
     });
-    let r = ens
-        .api
-        .post(&ens.cluster_url(0, "/pipeline-groups"), &group)
-        .await
-        .unwrap();
-    r.expect_status(201);
-    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let gid = ens.create_group(0, &group).await;
     let inject = ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject"));
     const N: usize = 500;
     for (ty, worker) in [("EventH", "http-w"), ("EventN", "nats-w")] {
