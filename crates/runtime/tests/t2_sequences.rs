@@ -4,10 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{run, SEC};
 use proptest::prelude::*;
 use varpulis_runtime::{Engine, EngineOptions, Event, Value};
-
-const SEC: i64 = 1_000_000_000;
 
 const PROGRAM: &str = r#"
 stream Three = A as a -> B where v >= a.v as b -> C as c
@@ -25,11 +26,7 @@ stream M = merge(A, stream Cs = C .where(v < 5)) .partition_by(k) .window(3s)
 "#;
 
 fn ev(ty: &str, k: i64, v: i64, ts: i64) -> Event {
-    Event::new(
-        ty,
-        ts,
-        vec![("k".into(), Value::Int(k)), ("v".into(), Value::Int(v))],
-    )
+    common::kv_event(ty, k, v, ts)
 }
 
 fn compile_with(src: &str, max_runs: usize) -> Engine {
@@ -38,22 +35,6 @@ fn compile_with(src: &str, max_runs: usize) -> Engine {
         ..EngineOptions::default()
     };
     Engine::compile(src, &opts).unwrap()
-}
-
-fn run(engine: &mut Engine, events: &[Event], finish: bool) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut out = Vec::new();
-    for e in events {
-        out.clear();
-        engine.process(e, &mut out).unwrap();
-        lines.extend(out.iter().map(|o| o.to_json().to_string()));
-    }
-    if finish {
-        out.clear();
-        engine.finish(&mut out);
-        lines.extend(out.iter().map(|o| o.to_json().to_string()));
-    }
-    lines
 }
 
 #[test]

@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use proptest::prelude::*;
-use varpulis_runtime::{Engine, EngineOptions, Event, Value};
+mod common;
 
-const SEC: i64 = 1_000_000_000;
+use common::{run, SEC};
+use proptest::prelude::*;
+use varpulis_runtime::{Engine, EngineOptions, Event};
 
 const PROGRAM: &str = r#"
 event R:
@@ -22,31 +23,11 @@ stream Pass = R .window(7s) .where(v > 5) .emit()
 "#;
 
 fn ev(k: i64, v: i64, ts: i64) -> Event {
-    Event::new(
-        "R",
-        ts,
-        vec![("k".into(), Value::Int(k)), ("v".into(), Value::Int(v))],
-    )
+    common::kv_event("R", k, v, ts)
 }
 
 fn compile(src: &str) -> Engine {
     Engine::compile(src, &EngineOptions::default()).unwrap()
-}
-
-fn run(engine: &mut Engine, events: &[Event], finish: bool) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut out = Vec::new();
-    for e in events {
-        out.clear();
-        engine.process(e, &mut out).unwrap();
-        lines.extend(out.iter().map(|o| o.to_json().to_string()));
-    }
-    if finish {
-        out.clear();
-        engine.finish(&mut out);
-        lines.extend(out.iter().map(|o| o.to_json().to_string()));
-    }
-    lines
 }
 
 #[test]
