@@ -156,6 +156,12 @@ impl Ensemble {
             .await
     }
 
+    /// Status of a GET without the API key.
+    async fn status_without_key(&self, node: usize, path: &str) -> u16 {
+        let url = format!("{}{path}", self.nodes[node].url);
+        self.http.get(url).send().await.unwrap().status().as_u16()
+    }
+
     async fn shutdown(mut self) {
         for i in 0..self.nodes.len() {
             self.stop(i).await;
@@ -356,30 +362,12 @@ async fn followers_proxy_writes_and_serve_the_whole_api() {
     assert_eq!(body["worker_response"]["accepted"], true);
 
     // Auth and errors.
-    let res = cluster
-        .http
-        .get(format!(
-            "{}/api/v1/cluster/workers",
-            cluster.nodes[follower].url
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 401);
-    let res = cluster
-        .http
-        .get(format!("{}/health", cluster.nodes[follower].url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    let res = cluster
-        .http
-        .get(format!("{}/ready", cluster.nodes[follower].url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    let unauthenticated = cluster
+        .status_without_key(follower, "/api/v1/cluster/workers")
+        .await;
+    assert_eq!(unauthenticated, 401);
+    assert_eq!(cluster.status_without_key(follower, "/health").await, 200);
+    assert_eq!(cluster.status_without_key(follower, "/ready").await, 200);
     let res = cluster
         .http
         .post(format!(
@@ -643,12 +631,6 @@ async fn leader_loss_elects_a_new_leader_and_quorum_loss_answers_503() {
         assert!(Instant::now() < deadline, "never answered 503");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let res = cluster
-        .http
-        .get(format!("{}/ready", cluster.nodes[last].url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(cluster.status_without_key(last, "/ready").await, 503);
     cluster.shutdown().await;
 }
