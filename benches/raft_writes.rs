@@ -48,7 +48,18 @@ async fn measure(
                 let t = Instant::now();
                 match api.post(&url, &body).await {
                     Ok(r) if r.ok() => lat.push(t.elapsed()),
-                    _ => errors += 1,
+                    Ok(r) => {
+                        if errors == 0 {
+                            eprintln!("  first error of client {c}: {} {}", r.status, r.text);
+                        }
+                        errors += 1;
+                    }
+                    Err(e) => {
+                        if errors == 0 {
+                            eprintln!("  first error of client {c}: {e}");
+                        }
+                        errors += 1;
+                    }
                 }
             }
             (lat, errors)

@@ -422,6 +422,15 @@ pub fn plan_failover(state: &ClusterState, worker_id: &str) -> Vec<PlannedMigrat
 
 /// Plans workers for Pending placements without a worker and targets for Pending migrations.
 pub fn plan_pending(state: &ClusterState) -> Vec<PlannedAssignment> {
+    let unplaced = state
+        .groups
+        .values()
+        .any(|g| g.placements.iter().any(|p| p.worker_id.is_none()));
+    let targetless = state.active_migrations().iter().any(|m| m.to_worker.is_none());
+    if !unplaced && !targetless {
+        // Cheap exit: the planner indexes every worker, and this runs on every reconciler pass.
+        return Vec::new();
+    }
     let mut planner = Planner::new(state);
     let mut out = Vec::new();
     for m in state.active_migrations() {

@@ -129,7 +129,7 @@ pub async fn run(
 async fn join(state: AppState, seed: String, failed: Arc<std::sync::Mutex<Option<String>>>) {
     if state
         .raft
-        .metrics_view()
+        .metrics_summary()
         .membership
         .contains(&state.node_id)
     {

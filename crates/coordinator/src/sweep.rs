@@ -60,7 +60,7 @@ pub async fn run(state: AppState) {
             }
             continue;
         }
-        let term = state.raft.metrics_view().current_term;
+        let term = state.raft.current_term();
         if leading_term != Some(term) {
             let ids: Vec<String> = state.read(|s| s.workers().map(|w| w.id.clone()).collect());
             state

@@ -386,11 +386,33 @@ impl RaftNode {
         self.inner.events.subscribe()
     }
 
-    /// The `GET /raft/metrics` view of this node.
+    /// The `GET /raft/metrics` view of this node, with the hash of the applied state.
+    ///
+    /// Hashing serializes the whole state (cached per applied index): use
+    /// [`RaftNode::metrics_summary`] on paths that run often.
     pub fn metrics_view(&self) -> RaftMetricsView {
+        self.view(true)
+    }
+
+    /// [`RaftNode::metrics_view`] without the state hash (`state_hash` is empty): cheap at
+    /// any state size, for health checks, readiness probes and the leader's periodic tasks.
+    pub fn metrics_summary(&self) -> RaftMetricsView {
+        self.view(false)
+    }
+
+    /// This node's current Raft term.
+    pub fn current_term(&self) -> u64 {
+        self.inner.raft.metrics().borrow().current_term
+    }
+
+    fn view(&self, with_hash: bool) -> RaftMetricsView {
         let m = self.inner.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
-        let (last_applied, state_hash) = self.applied_hash();
+        let (last_applied, state_hash) = if with_hash {
+            self.applied_hash()
+        } else {
+            (read_lock(&self.inner.shared).last_applied, String::new())
+        };
         let state = match m.state {
             ServerState::Leader => "Leader",
             ServerState::Follower => "Follower",

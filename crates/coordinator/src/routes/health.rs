@@ -34,7 +34,7 @@ fn worker_counts(s: &ClusterState) -> WorkerCounts {
 
 /// `GET /health`: always 200 while the process serves; says who leads.
 pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
-    let view = state.raft.metrics_view();
+    let view = state.raft.metrics_summary();
     Json(HealthResponse {
         role: "coordinator".to_string(),
         status: "healthy".to_string(),
@@ -48,7 +48,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
 
 /// `GET /ready`: 200 when a leader is known and this node has applied what it has in its log.
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let view = state.raft.metrics_view();
+    let view = state.raft.metrics_summary();
     let applied = view.last_applied.unwrap_or(0);
     let last_log = view.last_log_index.unwrap_or(0);
     let caught_up = applied.saturating_add(READY_LAG) >= last_log;
