@@ -426,7 +426,10 @@ pub fn plan_pending(state: &ClusterState) -> Vec<PlannedAssignment> {
         .groups
         .values()
         .any(|g| g.placements.iter().any(|p| p.worker_id.is_none()));
-    let targetless = state.active_migrations().iter().any(|m| m.to_worker.is_none());
+    let targetless = state
+        .active_migrations()
+        .iter()
+        .any(|m| m.to_worker.is_none());
     if !unplaced && !targetless {
         // Cheap exit: the planner indexes every worker, and this runs on every reconciler pass.
         return Vec::new();
