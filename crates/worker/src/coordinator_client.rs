@@ -69,6 +69,53 @@ pub struct CoordinatorClient {
     pushed: Mutex<HashMap<String, u64>>,
 }
 
+/// The pipelines running on this worker, as reported to the coordinators.
+fn running(state: &AppState) -> Vec<RunningPipeline> {
+    state
+        .registry
+        .all()
+        .iter()
+        .map(|p| RunningPipeline {
+            pipeline_id: p.id.clone(),
+            name: p.name.clone(),
+            epoch: p.epoch,
+        })
+        .collect()
+}
+
+/// The registration body (HTTP route and NATS subject alike): identity, capacity, labels and
+/// the pipelines running here.
+pub(crate) fn registration(state: &AppState) -> RegisterWorkerRequest {
+    let cfg = &state.config;
+    let running = running(state);
+    RegisterWorkerRequest {
+        worker_id: cfg.worker_id.clone(),
+        address: cfg.advertise_address.clone(),
+        api_key: cfg.api_key.clone().unwrap_or_default(),
+        capacity: WorkerCapacity {
+            cpu_cores: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            pipelines_running: running.len() as u32,
+            max_pipelines: cfg.max_pipelines,
+        },
+        labels: cfg.labels.clone(),
+        running_pipelines: running,
+    }
+}
+
+/// The heartbeat body (HTTP route and NATS subject alike): events processed and the pipelines
+/// running here; `draining` during a graceful self-drain.
+pub(crate) fn heartbeat(state: &AppState, draining: bool) -> HeartbeatRequest {
+    let running = running(state);
+    HeartbeatRequest {
+        events_processed: state.registry.all().iter().map(|p| p.events_in()).sum(),
+        pipelines_running: running.len() as u32,
+        pipelines: Some(running),
+        draining,
+    }
+}
+
 /// Calls `register` until it succeeds, waiting between attempts with the registration backoff
 /// of the config (`registration_backoff_initial` doubling up to `registration_backoff_max`,
 /// ±20 % jitter); `what` names the attempt in the warnings. `None` when the worker shuts down
@@ -118,19 +165,6 @@ impl CoordinatorClient {
 
     fn urls(&self) -> &[String] {
         &self.state.config.coordinators
-    }
-
-    fn running(&self) -> Vec<RunningPipeline> {
-        self.state
-            .registry
-            .all()
-            .iter()
-            .map(|p| RunningPipeline {
-                pipeline_id: p.id.clone(),
-                name: p.name.clone(),
-                epoch: p.epoch,
-            })
-            .collect()
     }
 
     fn with_token(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -183,22 +217,7 @@ impl CoordinatorClient {
 
     /// Tries each URL in turn starting at the current one; returns the URL that accepted.
     async fn register(&self) -> Result<String, CallError> {
-        let cfg = &self.state.config;
-        let running = self.running();
-        let body = RegisterWorkerRequest {
-            worker_id: cfg.worker_id.clone(),
-            address: cfg.advertise_address.clone(),
-            api_key: cfg.api_key.clone().unwrap_or_default(),
-            capacity: WorkerCapacity {
-                cpu_cores: std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1),
-                pipelines_running: running.len() as u32,
-                max_pipelines: cfg.max_pipelines,
-            },
-            labels: cfg.labels.clone(),
-            running_pipelines: running,
-        };
+        let body = registration(&self.state);
         self.each_url(|base| {
             let req = self
                 .http
@@ -210,20 +229,7 @@ impl CoordinatorClient {
     }
 
     async fn heartbeat(&self) -> Result<(), CallError> {
-        let running = self.running();
-        let events_processed = self
-            .state
-            .registry
-            .all()
-            .iter()
-            .map(|p| p.events_in())
-            .sum();
-        let body = HeartbeatRequest {
-            events_processed,
-            pipelines_running: running.len() as u32,
-            pipelines: Some(running),
-            draining: false,
-        };
+        let body = heartbeat(&self.state, false);
         let id = &self.state.config.worker_id;
         self.each_url(|base| {
             let req = self
@@ -374,19 +380,7 @@ impl CoordinatorClient {
 
     /// One heartbeat with `draining: true`, and what the leader answered.
     async fn drain_heartbeat(&self) -> Result<DrainState, CallError> {
-        let running = self.running();
-        let body = HeartbeatRequest {
-            events_processed: self
-                .state
-                .registry
-                .all()
-                .iter()
-                .map(|p| p.events_in())
-                .sum(),
-            pipelines_running: running.len() as u32,
-            pipelines: Some(running),
-            draining: true,
-        };
+        let body = heartbeat(&self.state, true);
         let id = &self.state.config.worker_id;
         let urls = self.urls();
         let start = self.current.load(Ordering::Relaxed);

@@ -24,7 +24,7 @@
 //! Every reply carries the route's JSON answer as payload and its HTTP status code in the
 //! `varpulis-status` header.
 
-use crate::coordinator_client::register_with_backoff;
+use crate::coordinator_client::{register_with_backoff, registration};
 use crate::error::WorkerError;
 use crate::server::AppState;
 use axum::body::Body;
@@ -36,9 +36,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
-use varpulis_api::cluster::{
-    HeartbeatRequest, RegisterWorkerRequest, RunningPipeline, WorkerCapacity,
-};
 use varpulis_api::{API_KEY_HEADER, WORKER_TOKEN_HEADER};
 
 pub use varpulis_api::nats::{
@@ -215,19 +212,6 @@ impl NatsWorker {
         }
     }
 
-    fn running(&self) -> Vec<RunningPipeline> {
-        self.state
-            .registry
-            .all()
-            .iter()
-            .map(|p| RunningPipeline {
-                pipeline_id: p.id.clone(),
-                name: p.name.clone(),
-                epoch: p.epoch,
-            })
-            .collect()
-    }
-
     fn headers(&self) -> async_nats::HeaderMap {
         let mut h = async_nats::HeaderMap::new();
         if let Some(t) = &self.state.config.worker_token {
@@ -253,22 +237,7 @@ impl NatsWorker {
     }
 
     async fn register(&self) -> Result<(), String> {
-        let cfg = &self.state.config;
-        let running = self.running();
-        let body = RegisterWorkerRequest {
-            worker_id: cfg.worker_id.clone(),
-            address: cfg.advertise_address.clone(),
-            api_key: cfg.api_key.clone().unwrap_or_default(),
-            capacity: WorkerCapacity {
-                cpu_cores: std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1),
-                pipelines_running: running.len() as u32,
-                max_pipelines: cfg.max_pipelines,
-            },
-            labels: cfg.labels.clone(),
-            running_pipelines: running,
-        };
+        let body = registration(&self.state);
         match self.request(REGISTER_SUBJECT.to_owned(), &body).await? {
             (200..=299, _) => Ok(()),
             (status, v) => Err(format!("{status}: {v}")),
@@ -277,20 +246,7 @@ impl NatsWorker {
 
     /// `Ok(true)` when the coordinator asked us to register again.
     async fn heartbeat(&self) -> Result<bool, String> {
-        let running = self.running();
-        let events_processed = self
-            .state
-            .registry
-            .all()
-            .iter()
-            .map(|p| p.events_in())
-            .sum();
-        let body = HeartbeatRequest {
-            events_processed,
-            pipelines_running: running.len() as u32,
-            pipelines: Some(running),
-            ..HeartbeatRequest::default()
-        };
+        let body = crate::coordinator_client::heartbeat(&self.state, false);
         let subject = heartbeat_subject(&self.state.config.worker_id);
         match self.request(subject, &body).await? {
             (200..=299, _) => Ok(false),
