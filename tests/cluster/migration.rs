@@ -68,6 +68,22 @@ pub async fn group_view(ens: &Ensemble, via: usize, gid: &str) -> Option<Value> 
     ens.group_view(via, gid).await
 }
 
+/// Waits (10 s at most) until the stored checkpoint of `pipeline`, seen through `via`, holds at
+/// least `n` events; returns its event count.
+pub async fn wait_checkpoint(ens: &Ensemble, via: usize, gid: &str, pipeline: &str, n: u64) -> u64 {
+    wait_until(
+        &format!("checkpoint of {n} events stored"),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async move {
+            let view = group_view(ens, via, gid).await?;
+            let stored = placement(&view, pipeline)["checkpoint_events"].as_u64()?;
+            (stored >= n).then_some(stored)
+        },
+    )
+    .await
+}
+
 /// The placement of `pipeline` in the group view.
 pub fn placement<'a>(group: &'a Value, pipeline: &str) -> &'a Value {
     group["placements"]
@@ -173,17 +189,7 @@ async fn killed_worker_count_resumes_from_its_checkpoint_and_restart_runs_no_dup
         assert_eq!(inject(&ens, 0, &gid, "Tick", v).await, v + 1);
     }
     // The worker pushed a checkpoint with all ten events.
-    let (me, g) = (&ens, gid.as_str());
-    wait_until(
-        "checkpoint of 10 events stored",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || async move {
-            let view = group_view(me, 0, g).await?;
-            (placement(&view, "count")["checkpoint_events"].as_u64()? >= 10).then_some(())
-        },
-    )
-    .await;
+    wait_checkpoint(&ens, 0, &gid, "count", 10).await;
 
     // Events keep flowing while the worker is killed.
     let seen: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
@@ -287,17 +293,7 @@ async fn frozen_worker_that_comes_back_runs_no_duplicate() {
     for v in 0..5 {
         inject(&ens, 0, &gid, "Tick", v).await;
     }
-    let (me, g) = (&ens, gid.as_str());
-    wait_until(
-        "checkpoint stored",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || async move {
-            let view = group_view(me, 0, g).await?;
-            (placement(&view, "count")["checkpoint_events"].as_u64()? == 5).then_some(())
-        },
-    )
-    .await;
+    assert_eq!(wait_checkpoint(&ens, 0, &gid, "count", 5).await, 5);
     // SIGSTOP: the worker keeps its pipeline in memory but stops answering.
     ens.workers[0].proc.stop();
     wait_placed(&ens, 0, &gid, "count", "worker-1").await;
@@ -331,17 +327,7 @@ async fn killed_leader_mid_migration_new_leader_completes_it() {
     for v in 0..4 {
         inject(&ens, leader, &gid, "Tick", v).await;
     }
-    let (me, g) = (&ens, gid.as_str());
-    wait_until(
-        "checkpoint stored",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || async move {
-            let view = group_view(me, leader, g).await?;
-            (placement(&view, "count")["checkpoint_events"].as_u64()? == 4).then_some(())
-        },
-    )
-    .await;
+    assert_eq!(wait_checkpoint(&ens, leader, &gid, "count", 4).await, 4);
     // The only worker dies: the migration starts but has nowhere to go (pending).
     ens.workers[0].proc.kill();
     let me = &ens;

@@ -2,7 +2,7 @@
 //! `POST /rebalance` plans and starts moves on demand. Moves carry the state: every counter
 //! continues exactly where it was.
 
-use crate::harness::{wait_until, Ensemble, Opts};
+use crate::harness::{wait_until, Ensemble, Opts, Resp};
 use crate::migration::{create_counters, group_view, heal_opts, inject, migrations};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -57,6 +57,17 @@ async fn check_counts_continue(ens: &Ensemble, gid: &str) {
     }
 }
 
+/// `POST /rebalance` on coordinator 0; expects 200.
+async fn manual_rebalance(ens: &Ensemble) -> Resp {
+    let r = ens
+        .api
+        .post(&ens.cluster_url(0, "/rebalance"), &json!({}))
+        .await
+        .unwrap();
+    r.expect_status(200);
+    r
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_worker_gets_half_the_pipelines_with_their_state() {
     let mut ens = Ensemble::start(1, 1, heal_opts()).await;
@@ -73,12 +84,7 @@ async fn a_joining_worker_gets_half_the_pipelines_with_their_state() {
         && m["to_worker"] == "worker-1"
         && m["restored_from_checkpoint"] == true));
     // Balanced: a manual rebalance has nothing to do.
-    let r = ens
-        .api
-        .post(&ens.cluster_url(0, "/rebalance"), &json!({}))
-        .await
-        .unwrap();
-    r.expect_status(200);
+    let r = manual_rebalance(&ens).await;
     assert_eq!(r.body["moves"], json!([]), "{}", r.text);
 }
 
@@ -100,12 +106,7 @@ async fn manual_rebalance_when_auto_is_off_is_rate_limited() {
         .await;
     // Auto rebalance is off: nothing moved on the join.
     assert!(migrations(&ens, 0).await.is_empty());
-    let r = ens
-        .api
-        .post(&ens.cluster_url(0, "/rebalance"), &json!({}))
-        .await
-        .unwrap();
-    r.expect_status(200);
+    let r = manual_rebalance(&ens).await;
     let moves = r.body["moves"].as_array().unwrap();
     assert_eq!(moves.len(), 2, "{}", r.text);
     assert_eq!(r.body["started"], 1, "one move at a time: {}", r.text);

@@ -38,18 +38,23 @@ fn nats_worker(id: &str, nats_url: &str, logs: &std::path::Path) -> Worker {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_transport_register_heartbeat_deploy_inject_and_failure() {
-    let Some(nats) = start_nats() else { return };
-    let opts = Opts {
+/// Coordinators in NATS mode on `nats_url`.
+fn nats_opts(nats_url: &str) -> Opts {
+    Opts {
         coord_extra_args: vec![
             "--transport".into(),
             "nats".into(),
             "--nats-url".into(),
-            nats.url.clone(),
+            nats_url.into(),
         ],
         ..Opts::default()
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_transport_register_heartbeat_deploy_inject_and_failure() {
+    let Some(nats) = start_nats() else { return };
+    let opts = nats_opts(&nats.url);
     let mut ens = Ensemble::start(3, 0, opts).await;
     let logs = tempfile::tempdir().unwrap();
     for id in ["nats-w0", "nats-w1"] {
@@ -178,18 +183,8 @@ async fn nats_transport_register_heartbeat_deploy_inject_and_failure() {
     // Kill worker 1: no more heartbeats, the leader marks it unhealthy.
     let idx = ens.worker_index("nats-w1");
     ens.workers[idx].proc.kill();
-    let gone = vec!["nats-w1".to_owned()];
-    {
-        let ens = &ens;
-        let gone = &gone;
-        wait_until(
-            "nats-w1 unhealthy",
-            Duration::from_secs(30),
-            Duration::from_millis(200),
-            || async move { ens.workers_in_status(gone, "unhealthy").await.then_some(()) },
-        )
+    ens.wait_workers_in_status(&["nats-w1"], "unhealthy", Duration::from_secs(30))
         .await;
-    }
     assert!(
         ens.workers_in_status(&ids[..1], "ready").await,
         "nats-w0 must stay ready:\n{}",
@@ -206,30 +201,15 @@ async fn nats_transport_register_heartbeat_deploy_inject_and_failure() {
 async fn inject_latency_http_vs_nats_worker() {
     let Some(nats) = start_nats() else { return };
     let opts = Opts {
-        coord_extra_args: vec![
-            "--transport".into(),
-            "nats".into(),
-            "--nats-url".into(),
-            nats.url.clone(),
-        ],
         worker_ids: vec!["http-w".into()],
-        ..Opts::default()
+        ..nats_opts(&nats.url)
     };
     let mut ens = Ensemble::start(1, 1, opts).await;
     let logs = tempfile::tempdir().unwrap();
     ens.workers
         .push(nats_worker("nats-w", &nats.url, logs.path()));
-    let both = vec!["http-w".to_owned(), "nats-w".to_owned()];
-    {
-        let (ens, both) = (&ens, &both);
-        wait_until(
-            "both workers ready",
-            Duration::from_secs(30),
-            Duration::from_millis(200),
-            || async move { ens.workers_in_status(both, "ready").await.then_some(()) },
-        )
+    ens.wait_workers_in_status(&["http-w", "nats-w"], "ready", Duration::from_secs(30))
         .await;
-    }
     let group = json!({
         "name": "latency",
         "pipelines": [
