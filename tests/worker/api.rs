@@ -132,15 +132,7 @@ async fn list_get_metrics_delete_and_idempotent_deploy() {
         json!({"pipeline_id": "fixed", "events_in": 2, "events_out": 1, "errors": 0})
     );
 
-    let text = client()
-        .get(format!("{}/metrics", w.url))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&w).await;
     assert!(
         text.contains("varpulis_worker_events_in_total{pipeline=\"fixed\",name=\"f\"} 2"),
         "{text}"

@@ -87,6 +87,17 @@ pub async fn get(url: &str) -> (u16, Value) {
     call(client().get(url)).await
 }
 
+/// The worker's Prometheus text (`GET /metrics` with the test key).
+pub async fn metrics_text(w: &Worker) -> String {
+    let resp = client()
+        .get(format!("{}/metrics", w.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    resp.text().await.unwrap()
+}
+
 /// Deploys and returns the pipeline id (asserting 201).
 pub async fn deploy(w: &Worker, name: &str, source: &str) -> String {
     let (s, b) = post(

@@ -79,15 +79,7 @@ async fn mqtt_events_flow_through_the_pipeline_and_back_out() {
         "integral numbers become int: {alert}"
     );
     assert!(alert["timestamp"].is_string());
-    let text = client()
-        .get(format!("{}/metrics", w.url))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&w).await;
     let dropped = text
         .lines()
         .find(|l| l.starts_with("varpulis_worker_payloads_dropped_total") && l.contains(&id))

@@ -97,15 +97,7 @@ async fn route_between_two_pipelines_uses_the_worker_broker_over_the_deploy_one(
     let (_, info) = get(url).await;
     assert_eq!(info["events_in"], 4, "{info}");
     assert_eq!(info["status"], "running", "{info}");
-    let (_, metrics) = {
-        let resp = client()
-            .get(format!("{}/metrics", w.url))
-            .header("x-api-key", KEY)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    };
+    let metrics = metrics_text(&w).await;
     let received = metrics
         .lines()
         .find(|l| l.starts_with("varpulis_worker_route_events_received_total") && l.contains(&b_id))
