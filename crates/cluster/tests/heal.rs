@@ -7,19 +7,7 @@ mod common;
 use common::*;
 use varpulis_cluster::placement::{plan_failover, plan_group, Strategy};
 use varpulis_cluster::views;
-use varpulis_cluster::{ClusterState, Command, MigrationReason, PlacementStatus, WorkerStatus};
-
-fn set_status(s: &mut ClusterState, id: &str, status: WorkerStatus) {
-    ok(
-        s,
-        Command::SetWorkerStatus {
-            worker_id: id.into(),
-            status,
-            now_ms: 1,
-            reason: None,
-        },
-    );
-}
+use varpulis_cluster::{ClusterState, Command, MigrationReason, WorkerStatus};
 
 fn run(s: &mut ClusterState, group: &str, pipeline: &str) {
     let epoch = s
@@ -28,19 +16,7 @@ fn run(s: &mut ClusterState, group: &str, pipeline: &str) {
         .placement(pipeline, 0)
         .unwrap()
         .epoch;
-    ok(
-        s,
-        Command::UpdatePlacement {
-            group_id: group.into(),
-            pipeline_name: pipeline.into(),
-            replica: 0,
-            epoch,
-            worker_id: None,
-            pipeline_id: Some(format!("pid-{pipeline}")),
-            status: PlacementStatus::Running,
-            error: None,
-        },
-    );
+    ok(s, running_update(group, pipeline, 0, epoch));
 }
 
 #[test]

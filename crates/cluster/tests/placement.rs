@@ -8,7 +8,7 @@ use varpulis_cluster::placement::{
     plan_failover, plan_group, plan_pending, plan_rebalance, Strategy,
 };
 use varpulis_cluster::{
-    ClusterState, Command, Error, MigrationReason, MigrationStatus, PlacementStatus, WorkerStatus,
+    ClusterState, Command, Error, MigrationReason, MigrationStatus, WorkerStatus,
 };
 
 fn workers_of(plan: &varpulis_cluster::placement::PlacementPlan) -> Vec<Option<&str>> {
@@ -16,18 +16,6 @@ fn workers_of(plan: &varpulis_cluster::placement::PlacementPlan) -> Vec<Option<&
         .iter()
         .map(|a| a.worker_id.as_deref())
         .collect()
-}
-
-fn set_status(s: &mut ClusterState, id: &str, status: WorkerStatus) {
-    ok(
-        s,
-        Command::SetWorkerStatus {
-            worker_id: id.into(),
-            status,
-            now_ms: 1,
-            reason: None,
-        },
-    );
 }
 
 /// Plans and creates group `name`, returning the group id.
@@ -50,16 +38,7 @@ fn run_all(s: &mut ClusterState) {
             g.placements
                 .iter()
                 .filter(|p| p.worker_id.is_some())
-                .map(|p| Command::UpdatePlacement {
-                    group_id: g.id.clone(),
-                    pipeline_name: p.pipeline_name.clone(),
-                    replica: p.replica,
-                    epoch: p.epoch,
-                    worker_id: None,
-                    pipeline_id: Some(format!("pid-{}", p.pipeline_name)),
-                    status: PlacementStatus::Running,
-                    error: None,
-                })
+                .map(|p| running_update(&g.id, &p.pipeline_name, p.replica, p.epoch))
         })
         .collect();
     for u in updates {

@@ -4,7 +4,8 @@
 use serde_json::Value;
 use varpulis_api::cluster::{ConnectorSpec, PipelineGroupSpec, PipelineSpec, RouteSpec, EXTERNAL};
 use varpulis_cluster::{
-    ClusterState, Command, Error, Outcome, PlacementAssignment, RegisterWorker,
+    ClusterState, Command, Error, Outcome, PlacementAssignment, PlacementStatus, RegisterWorker,
+    WorkerStatus,
 };
 
 /// A registration of `id` at a derived address.
@@ -124,6 +125,34 @@ pub fn rejected(state: &mut ClusterState, cmd: Command) -> Error {
         cmd.name()
     );
     err
+}
+
+/// Sets worker `id` to `status` (at t = 1 ms, no reason), expecting success.
+pub fn set_status(state: &mut ClusterState, id: &str, status: WorkerStatus) {
+    ok(
+        state,
+        Command::SetWorkerStatus {
+            worker_id: id.into(),
+            status,
+            now_ms: 1,
+            reason: None,
+        },
+    );
+}
+
+/// The worker's report that replica `replica` of `pipeline` (at `epoch`) runs as
+/// `pid-{pipeline}`.
+pub fn running_update(group_id: &str, pipeline: &str, replica: u32, epoch: u64) -> Command {
+    Command::UpdatePlacement {
+        group_id: group_id.into(),
+        pipeline_name: pipeline.into(),
+        replica,
+        epoch,
+        worker_id: None,
+        pipeline_id: Some(format!("pid-{pipeline}")),
+        status: PlacementStatus::Running,
+        error: None,
+    }
 }
 
 /// A state with workers `w1..=wn` registered.
