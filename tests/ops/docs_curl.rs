@@ -463,12 +463,7 @@ async fn run_curl(http: &reqwest::Client, c: &Curl) -> Result<(u16, String, bool
     }
     let resp = req.send().await.map_err(|e| format!("transport: {e}"))?;
     let status = resp.status().as_u16();
-    let sse = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if sse {
+    if crate::is_event_stream(&resp) {
         return Ok((status, String::new(), true));
     }
     let text = resp.text().await.map_err(|e| e.to_string())?;

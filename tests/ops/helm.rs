@@ -255,12 +255,7 @@ fn start_args(ordinal: usize) -> String {
         .env("POD_NAME", format!("rel-varpulis-coordinator-{ordinal}"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    crate::stdout_of(out).trim().to_owned()
 }
 
 /// Founders (pods 0..3) advertise exactly their own entry of the peers list, so each finds its
@@ -327,12 +322,7 @@ fn helm_lint_and_template_when_helm_is_installed() {
         .arg(chart())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = crate::stdout_of(out);
     let docs: Vec<Value> = YamlLoader::load_from_str(&text)
         .unwrap()
         .iter()

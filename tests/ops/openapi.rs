@@ -492,12 +492,7 @@ async fn request(
         .await
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
-    let sse = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if sse {
+    if crate::is_event_stream(&resp) {
         return (status, String::new(), true);
     }
     (status, resp.text().await.unwrap_or_default(), false)
