@@ -9,6 +9,12 @@ use crate::migration::{create_counters, group_view};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Posts one `Tick { value }` to the inject URL, expecting 2xx.
+async fn post_tick(ens: &Ensemble, inject: &str, value: i64) {
+    let event = json!({"event_type": "Tick", "fields": {"value": value}});
+    ens.api.post(inject, &event).await.unwrap().expect_ok();
+}
+
 #[tokio::test]
 async fn outputs_stream_live_from_worker_and_coordinator() {
     let ens = Ensemble::start(1, 1, Opts::default()).await;
@@ -33,14 +39,7 @@ async fn outputs_stream_live_from_worker_and_coordinator() {
     let mut sent = 0;
     let first = loop {
         sent += 1;
-        ens.api
-            .post(
-                &inject,
-                &json!({"event_type": "Tick", "fields": {"value": sent}}),
-            )
-            .await
-            .unwrap()
-            .expect_ok();
+        post_tick(&ens, &inject, sent).await;
         if let Some(ev) = merged.next(Duration::from_millis(300)).await {
             break ev;
         }
@@ -53,14 +52,7 @@ async fn outputs_stream_live_from_worker_and_coordinator() {
     let mut merged_ns = vec![n_of(&first.data["event"])];
     for _ in 0..5 {
         sent += 1;
-        ens.api
-            .post(
-                &inject,
-                &json!({"event_type": "Tick", "fields": {"value": sent}}),
-            )
-            .await
-            .unwrap()
-            .expect_ok();
+        post_tick(&ens, &inject, sent).await;
     }
     while merged_ns.len() < 6 {
         let ev = merged
