@@ -79,7 +79,7 @@ impl Backoff {
 /// Shortest time between two passes started by wake-ups. A pass scans every worker and group,
 /// so a burst of wake-ups (thousands of registrations per second) is coalesced into one pass
 /// per interval instead of one per request; a deploy starts at most this much later.
-const MIN_PASS_SPACING: Duration = Duration::from_millis(50);
+const MIN_PASS_SPACING: Duration = Duration::from_millis(100);
 
 /// Runs the reconciler until shutdown.
 pub async fn run(state: AppState) {
