@@ -179,7 +179,7 @@ impl Args {
 
 /// Runs the subcommand until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    super::logging::init();
+    let _log_guard = super::logging::init();
     #[cfg(feature = "k8s")]
     let k8s = args
         .k8s_service

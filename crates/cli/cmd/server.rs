@@ -142,7 +142,7 @@ async fn shutdown_signal() {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    super::logging::init();
+    let _log_guard = super::logging::init();
     let cfg = config(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

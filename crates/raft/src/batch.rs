@@ -28,8 +28,9 @@ use crate::types::{BasicNode, NodeId, Raft};
 
 /// Largest number of commands merged into one log entry.
 pub const MAX_BATCH: usize = 256;
-/// Proposals (batches or lone commands) outstanding at once.
-pub const MAX_IN_FLIGHT: usize = 4;
+/// Proposals (batches or lone commands) outstanding at once. One: openraft appends and flushes
+/// proposals one after another, so one large batch commits sooner than several small ones.
+pub const MAX_IN_FLIGHT: usize = 1;
 
 /// What `client_write` answers, as seen by one caller.
 pub(crate) type ProposeResult =

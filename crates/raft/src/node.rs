@@ -150,10 +150,49 @@ impl RaftConfig {
     }
 }
 
+/// The dedicated Tokio runtime that runs this node's consensus tasks (openraft's core,
+/// replication streams, state-machine worker, the proposal batcher and their RPC clients).
+struct ConsensusRuntime(Option<tokio::runtime::Runtime>);
+
+impl ConsensusRuntime {
+    fn new(node_id: NodeId) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(CONSENSUS_THREADS)
+            .thread_name(format!("raft-{node_id}"))
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Raft(format!("cannot start the consensus runtime: {e}")))?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            // Only `drop` takes the runtime out.
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for ConsensusRuntime {
+    fn drop(&mut self) {
+        // The last handle may be dropped inside async code, where a blocking shutdown panics.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Worker threads of the consensus runtime.
+const CONSENSUS_THREADS: usize = 1;
+
 struct Inner {
     id: NodeId,
     raft: Raft,
     batcher: Batcher,
+    /// Declared after `raft` and `batcher` so they drop first.
+    #[allow(dead_code)] // held for its Drop
+    runtime: ConsensusRuntime,
     shared: SharedState,
     applied_rx: watch::Receiver<Option<u64>>,
     events: broadcast::Sender<AppliedEvent>,
@@ -208,8 +247,16 @@ impl RaftNode {
         )
         .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
 
-        let raft = Raft::new(config.node_id, raft_config, network, log_store, sm)
+        // Consensus runs on its own runtime: its core, replication and state-machine tasks must
+        // not queue behind hundreds of HTTP handler tasks on the caller's workers, or every
+        // commit waits for them (measured: p50 write latency doubled under 64 clients).
+        let runtime = ConsensusRuntime::new(config.node_id)?;
+        let handle = runtime.handle();
+        let node_id = config.node_id;
+        let raft = handle
+            .spawn(async move { Raft::new(node_id, raft_config, network, log_store, sm).await })
             .await
+            .map_err(|e| Error::Raft(format!("raft start task: {e}")))?
             .map_err(|e| Error::Raft(e.to_string()))?;
 
         if fresh && config.auto_initialize {
@@ -227,10 +274,15 @@ impl RaftNode {
             }
         }
 
+        let batcher = {
+            let _on_consensus_runtime = handle.enter();
+            Batcher::spawn(raft.clone())
+        };
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 id: config.node_id,
-                batcher: Batcher::spawn(raft.clone()),
+                batcher,
+                runtime,
                 raft,
                 shared,
                 applied_rx,
