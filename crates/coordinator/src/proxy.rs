@@ -125,6 +125,18 @@ async fn wait_applied(state: &AppState, index: u64) {
     }
 }
 
+/// `err` and its sources, `: `-separated (reqwest's own message omits the cause).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// The current leader, waiting up to about two election timeouts for one to be elected.
 pub async fn wait_for_leader(state: &AppState) -> Option<(u64, String)> {
     let patience = Duration::from_millis(state.config.raft_election_max_ms.saturating_mul(2));
@@ -168,18 +180,28 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
         HeaderValue::from(state.node_id),
     );
     Metrics::inc(&state.metrics.proxied_requests);
-    let sent = state
-        .http
-        .request(parts.method.clone(), &url)
-        .headers(headers)
-        .body(bytes)
-        .send()
-        .await;
+    let send = || {
+        state
+            .http
+            .request(parts.method.clone(), &url)
+            .headers(headers.clone())
+            .body(bytes.clone())
+            .send()
+    };
+    let sent = match send().await {
+        // Connecting failed: the leader never saw the request, so one retry is safe (a stale
+        // pooled connection or a full accept queue are the usual causes).
+        Err(err) if err.is_connect() => send().await,
+        other => other,
+    };
     let answer = match sent {
         Ok(answer) => answer,
         Err(err) => {
             Metrics::inc(&state.metrics.proxy_failures);
-            tracing::warn!(leader_id, %leader_url, "cannot reach the leader: {err}");
+            tracing::warn!(
+                leader_id, %leader_url,
+                "cannot reach the leader: {}", error_chain(&err)
+            );
             return not_leader().into_response();
         }
     };
