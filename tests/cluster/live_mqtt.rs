@@ -8,11 +8,44 @@ use crate::migration::group_view;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-/// Messages published while the update runs.
-const N: i64 = 600;
+/// Numbered inputs still sent once the update under test has returned, so the new version
+/// always gets some, however fast or slow the machine is.
+const TAIL: i64 = 50;
+
+/// Sends `1, 2, 3, ...` through `send` until `stop` is set and [`TAIL`] more went out; the task
+/// returns the last number sent. Tying the end of the flow to the update (rather than a fixed
+/// count) keeps both versions busy on a loaded CI machine, where a fixed count could all be
+/// processed by the old version before the switch.
+fn numbered_flow<F, Fut>(mut send: F) -> (Arc<AtomicBool>, JoinHandle<i64>)
+where
+    F: FnMut(i64) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut tail = 0;
+        for i in 1.. {
+            send(i).await;
+            if flag.load(Ordering::Relaxed) {
+                tail += 1;
+                if tail >= TAIL {
+                    return i;
+                }
+            }
+            assert!(i < 100_000, "the update never returned");
+        }
+        unreachable!()
+    });
+    (stop, task)
+}
 
 /// A counter fed by MQTT `topic_in`, publishing `Count(n, v, ver)` to `topic_out`.
 fn mqtt_counter(port: u16, prefix: &str, ver: i64) -> String {
@@ -114,10 +147,11 @@ async fn mqtt_fed_pipeline_counts_every_message_once_across_a_rolling_update() {
     );
 
     // Numbered messages flow while the update runs.
-    let flow = {
+    let (stop, flow) = {
         let (pubc, topic_in) = (pubc.clone(), topic_in.clone());
-        tokio::spawn(async move {
-            for i in 1..=N {
+        numbered_flow(move |i| {
+            let (pubc, topic_in) = (pubc.clone(), topic_in.clone());
+            async move {
                 publish(&pubc, &topic_in, i).await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -133,10 +167,11 @@ async fn mqtt_fed_pipeline_counts_every_message_once_across_a_rolling_update() {
     r.expect_ok();
     assert_eq!(r.body["version"], 2, "{}", r.text);
     assert_eq!(r.body["state"], "keep", "{}", r.text);
-    flow.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let n = flow.await.unwrap();
 
-    let got = collect(&mut outs, N as usize).await;
-    assert_once(&got, 1..=N, k);
+    let got = collect(&mut outs, n as usize).await;
+    assert_once(&got, 1..=n, k);
     // Both versions answered, and the old one never after the new one.
     let mut by_v = got.clone();
     by_v.sort_by_key(|o| o.1);
@@ -270,7 +305,6 @@ async fn route_fed_pipeline_counts_every_event_once_across_an_update_and_an_abor
     }
 
     // Events flow through the route while the counter is updated.
-    const M: i64 = 300;
     let flow = |from: i64, to: i64| {
         let (url, api) = (
             ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject")),
@@ -286,7 +320,22 @@ async fn route_fed_pipeline_counts_every_event_once_across_an_update_and_an_abor
             }
         })
     };
-    let running = flow(1, M);
+    let (stop, running) = {
+        let (url, api) = (
+            ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject")),
+            ens.api.clone(),
+        );
+        numbered_flow(move |i| {
+            let (url, api) = (url.clone(), api.clone());
+            async move {
+                let r = api
+                    .post(&url, &json!({"event_type": "Tick", "fields": {"value": i}}))
+                    .await
+                    .unwrap();
+                assert!(r.ok(), "inject {i}: {} {}", r.status, r.text);
+            }
+        })
+    };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = put_update(
         &ens,
@@ -296,9 +345,10 @@ async fn route_fed_pipeline_counts_every_event_once_across_an_update_and_an_abor
     .await;
     r.expect_ok();
     assert_eq!(r.body["version"], 2, "{}", r.text);
-    running.await.unwrap();
-    let got = collect(&mut outs, M as usize).await;
-    assert_once(&got, 1..=M, k);
+    stop.store(true, Ordering::Relaxed);
+    let m = running.await.unwrap();
+    let got = collect(&mut outs, m as usize).await;
+    assert_once(&got, 1..=m, k);
     let mut by_v = got.clone();
     by_v.sort_by_key(|o| o.1);
     let first_new = by_v
@@ -313,7 +363,7 @@ async fn route_fed_pipeline_counts_every_event_once_across_an_update_and_an_abor
 
     // An update of both pipelines fails on the second deploy (no room): aborted, the paused
     // copy deleted, the running pipelines never stopped.
-    let running = flow(M + 1, M + 100);
+    let running = flow(m + 1, m + 100);
     let r = put_update(
         &ens,
         &gid,
@@ -325,7 +375,7 @@ async fn route_fed_pipeline_counts_every_event_once_across_an_update_and_an_abor
     assert_eq!(r.body["code"], "update_aborted", "{}", r.text);
     running.await.unwrap();
     let got = collect(&mut outs, 100).await;
-    assert_once(&got, M + 1..=M + 100, k);
+    assert_once(&got, m + 1..=m + 100, k);
     assert!(
         got.iter().all(|o| o.2 == 2),
         "served by version 2 throughout"
@@ -370,11 +420,11 @@ async fn changed_mqtt_source_is_replaced_at_the_switch_without_double_counting()
         k += 1;
     }
 
-    const M: i64 = 400;
-    let flow = {
+    let (stop, flow) = {
         let (pubc, topic_in) = (pubc.clone(), topic_in.clone());
-        tokio::spawn(async move {
-            for i in 1..=M {
+        numbered_flow(move |i| {
+            let (pubc, topic_in) = (pubc.clone(), topic_in.clone());
+            async move {
                 publish(&pubc, &topic_in, i).await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -384,13 +434,14 @@ async fn changed_mqtt_source_is_replaced_at_the_switch_without_double_counting()
     let r = put_update(&ens, &gid, json!([{"name": "count", "source": v2}])).await;
     r.expect_ok();
     assert_eq!(r.body["state"], "keep", "{}", r.text);
-    flow.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let m = flow.await.unwrap();
     // The last message is surely seen by v2; a few around the reconnect may be missed.
     let mut got: Vec<(i64, i64, i64)> = Vec::new();
-    while !got.iter().any(|o| o.1 == M) {
+    while !got.iter().any(|o| o.1 == m) {
         match tokio::time::timeout(Duration::from_secs(20), outs.recv()).await {
             Ok(Some(v)) => got.push(count_of(&v)),
-            _ => panic!("message {M} never counted: {got:?}"),
+            _ => panic!("message {m} never counted: {got:?}"),
         }
     }
     while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(1500), outs.recv()).await {
@@ -398,7 +449,7 @@ async fn changed_mqtt_source_is_replaced_at_the_switch_without_double_counting()
     }
     got.sort_by_key(|o| o.0);
     eprintln!(
-        "changed source: {} of {M} messages counted across the reconnect",
+        "changed source: {} of {m} messages counted across the reconnect",
         got.iter().filter(|o| o.1 > 0).count()
     );
     // Never counted twice: the counts are k+1, k+2, ... and follow the message order.
