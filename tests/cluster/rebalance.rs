@@ -3,10 +3,10 @@
 //! continues exactly where it was.
 
 use crate::harness::{wait_until, Ensemble, Opts, Resp};
-use crate::migration::{create_counters, group_view, heal_opts, inject, migrations};
+use crate::migration::{create_counters, group_view, heal_opts, inject, migrations, try_inject};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PIPES: [(&str, &str, &str); 4] = [
     ("c0", "Tick0", "worker-0"),
@@ -51,9 +51,19 @@ async fn fill(ens: &Ensemble, gid: &str) {
     }
 }
 
-async fn check_counts_continue(ens: &Ensemble, gid: &str) {
+/// Counts after [`fill`]: pipeline `i` has seen `i + 1` events.
+fn filled_counts() -> Vec<i64> {
+    (1..=PIPES.len() as i64).collect()
+}
+
+/// One more event per pipeline: each count continues from `counts`.
+async fn check_counts_continue(ens: &Ensemble, gid: &str, counts: &[i64]) {
     for (i, (_, event, _)) in PIPES.iter().enumerate() {
-        assert_eq!(inject(ens, 0, gid, event, 9).await, i as i64 + 2, "{event}");
+        assert_eq!(
+            inject(ens, 0, gid, event, 9).await,
+            counts[i] + 1,
+            "{event}"
+        );
     }
 }
 
@@ -74,9 +84,31 @@ async fn a_joining_worker_gets_half_the_pipelines_with_their_state() {
     let gid = create_counters(&ens, 0, "spread", &PIPES).await;
     fill(&ens, &gid).await;
     ens.add_worker("worker-1");
+    // Events keep coming while pipelines move: each inject is answered at once (it waits out a
+    // move rather than failing with 503) and each count goes on by exactly one.
+    let mut counts = filled_counts();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut during = 0;
+    loop {
+        for (i, (_, event, _)) in PIPES.iter().enumerate() {
+            let n = try_inject(&ens, 0, &gid, event, 5).await;
+            assert_eq!(n, Some(counts[i] + 1), "{event} during the rebalance");
+            counts[i] += 1;
+            during += 1;
+        }
+        let done = migrations(&ens, 0)
+            .await
+            .iter()
+            .filter(|m| m["reason"] == "rebalance" && m["status"] == "completed")
+            .count();
+        if done == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rebalance never finished");
+    }
     let loads = settled_loads(&ens, &gid).await;
-    eprintln!("loads after the join: {loads:?}");
-    check_counts_continue(&ens, &gid).await;
+    eprintln!("loads after the join: {loads:?}, {during} events injected during the moves");
+    check_counts_continue(&ens, &gid, &counts).await;
     let all = migrations(&ens, 0).await;
     let moves: Vec<&Value> = all.iter().filter(|m| m["reason"] == "rebalance").collect();
     assert_eq!(moves.len(), 2, "{all:?}");
@@ -112,7 +144,7 @@ async fn manual_rebalance_when_auto_is_off_is_rate_limited() {
     assert_eq!(r.body["started"], 1, "one move at a time: {}", r.text);
     assert!(moves[0]["migration_id"].is_string() && moves[1]["migration_id"].is_null());
     settled_loads(&ens, &gid).await;
-    check_counts_continue(&ens, &gid).await;
+    check_counts_continue(&ens, &gid, &filled_counts()).await;
     let all = migrations(&ens, 0).await;
     assert_eq!(
         all.iter().filter(|m| m["reason"] == "rebalance").count(),

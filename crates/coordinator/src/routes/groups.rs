@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::future::join_all;
 use std::collections::BTreeMap;
+use std::time::Duration;
 use varpulis_api::cluster::{
     GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse, PipelineGroupInfo,
     PipelineGroupList, PipelineGroupSpec, Topology, TornDownResponse,
@@ -193,21 +194,66 @@ fn resolve(s: &ClusterState, group_id: &str, event_type: &str) -> Result<Route, 
     })
 }
 
-/// [`resolve`], retried once after catching up with the leader when this follower's state may
-/// simply lag behind a write the client just made (unknown group, placement not running yet).
+/// How long an inject waits for a pipeline that is being deployed or moved to another worker
+/// before answering 503. A rebalance move or a migration takes tens of milliseconds; a deploy at
+/// most the worker call timeout. Waiting keeps those internal moves invisible to clients.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Whether `pipeline` of the group has a placement on its way to running (deploying or moving).
+fn in_transit(s: &ClusterState, group_id: &str, pipeline: Option<&str>) -> bool {
+    s.group(group_id).is_some_and(|g| {
+        g.placements.iter().any(|p| {
+            pipeline.is_none_or(|name| p.pipeline_name == name)
+                && matches!(
+                    p.status,
+                    PlacementStatus::Deploying | PlacementStatus::Migrating
+                )
+        })
+    })
+}
+
+/// The pipeline an event of `event_type` is routed to, if the group and a route exist.
+fn target_pipeline(s: &ClusterState, group_id: &str, event_type: &str) -> Option<String> {
+    let group = s.group(group_id)?;
+    varpulis_cluster::routing::route(group, event_type).map(str::to_owned)
+}
+
+/// Waits (at most [`SETTLE_PATIENCE`]) until no placement of the group (or only of `pipeline`,
+/// when given) is being deployed or moved, following the locally applied state.
+async fn await_settled(state: &AppState, group_id: &str, pipeline: Option<&str>) {
+    let mut applied = state.raft.applied_index_watch();
+    let settled = async {
+        loop {
+            applied.borrow_and_update();
+            if !state.read(|s| in_transit(s, group_id, pipeline)) {
+                return;
+            }
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SETTLE_PATIENCE, settled).await;
+}
+
+/// [`resolve`], retried when this follower's state may simply lag behind a write the client just
+/// made (unknown group, placement not running yet: it catches up with the leader first), and
+/// when the target pipeline is being deployed or moved (it waits for that to finish).
 async fn resolve_fresh(
     state: &AppState,
     group_id: &str,
     event_type: &str,
 ) -> Result<Route, ApiError> {
     match state.read(|s| resolve(s, group_id, event_type)) {
-        Err(ApiError::NotFound(_) | ApiError::Unavailable(_))
-            if state.catch_up_with_leader().await =>
-        {
-            state.read(|s| resolve(s, group_id, event_type))
-        }
-        other => other,
+        Err(ApiError::NotFound(_) | ApiError::Unavailable(_)) => {}
+        other => return other,
     }
+    state.catch_up_with_leader().await;
+    let Some(pipeline) = state.read(|s| target_pipeline(s, group_id, event_type)) else {
+        return state.read(|s| resolve(s, group_id, event_type));
+    };
+    await_settled(state, group_id, Some(&pipeline)).await;
+    state.read(|s| resolve(s, group_id, event_type))
 }
 
 async fn post_worker(
@@ -306,7 +352,8 @@ pub async fn inject_batch(
             "inject-batch takes application/json or text/plain (.evt), not {content_type}"
         )));
     }
-    // A follower may lag behind a create or a move the client just made through the leader.
+    // A follower may lag behind a create or a move the client just made through the leader, and
+    // a pipeline may be on its way to another worker: wait for both rather than fail.
     let settled = state.read(|s| {
         s.group(&id).is_some_and(|g| {
             g.placements
@@ -316,6 +363,7 @@ pub async fn inject_batch(
     });
     if !settled {
         state.catch_up_with_leader().await;
+        await_settled(&state, &id, None).await;
     }
     // Per target pipeline: the body to send, in first-seen order of pipelines.
     let mut order: Vec<String> = Vec::new();
