@@ -220,8 +220,9 @@ async fn tutorial_flow_through_followers() {
             r.text
         );
     }
+    // f1 did not proxy the delete and may not have applied it yet: a linearizable read.
     let r = api
-        .get(&ens.cluster_url(f1, "/workers/worker-0"))
+        .get(&ens.cluster_url(f1, "/workers/worker-0?consistent=true"))
         .await
         .unwrap();
     assert_eq!(r.body["assigned_pipelines"], json!([]), "{}", r.text);
