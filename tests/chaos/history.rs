@@ -95,6 +95,7 @@ mod tests {
             text: String::new(),
             retry_after: None,
             content_type: None,
+            connection: None,
         })
     }
 

@@ -127,6 +127,8 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         .await
         .expect("oversized body must get an answer, not a reset");
     assert_json_error(&r, 413);
+    // Answered before the body was read: the connection must not be reused.
+    assert_eq!(r.connection.as_deref(), Some("close"), "{}", r.text);
     let r = api.get(&groups).await.unwrap();
     assert_eq!(r.body["total"], 1, "{}", r.text);
 

@@ -98,6 +98,8 @@ pub struct Resp {
     pub retry_after: Option<String>,
     /// `Content-Type` header, if any.
     pub content_type: Option<String>,
+    /// `Connection` header, if any.
+    pub connection: Option<String>,
 }
 
 impl Resp {
@@ -219,6 +221,7 @@ impl Api {
         };
         let retry_after = header("retry-after");
         let content_type = header("content-type");
+        let connection = header("connection");
         let text = resp.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Resp {
@@ -227,6 +230,7 @@ impl Api {
             text,
             retry_after,
             content_type,
+            connection,
         })
     }
 

@@ -13,7 +13,7 @@ pub mod output;
 pub mod workers;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -113,9 +113,16 @@ async fn not_found(req: Request) -> ApiError {
 }
 
 /// Turns the framework's bare error answers (405, 413, ...) into JSON error bodies.
+/// A 413 is answered before the body was read: it also says `Connection: close`, so the client
+/// does not reuse a connection the server is about to drop (else its next request on it fails).
 async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
     let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -108,11 +108,12 @@ async fn require_api_key(State(state): State<Shared>, req: Request, next: Next) 
 }
 
 /// Turns every non-JSON error answer (405 from the router, 413 from the body limit, ...)
-/// into an `ErrorBody`, and counts error answers.
+/// into an `ErrorBody`, and counts error answers. A 413 also says `Connection: close`: it is
+/// answered before the body was read, and a client reusing that connection would fail.
 async fn json_errors(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let resp = next.run(req).await;
+    let resp = with_close_on_413(next.run(req).await);
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
@@ -156,5 +157,16 @@ async fn json_errors(State(state): State<Shared>, req: Request, next: Next) -> R
     };
     let mut r = err.into_response();
     *r.status_mut() = status;
-    r
+    with_close_on_413(r)
+}
+
+/// Adds `Connection: close` to a 413 answer.
+fn with_close_on_413(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
 }
