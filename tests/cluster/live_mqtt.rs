@@ -101,6 +101,48 @@ async fn publish(c: &AsyncClient, topic: &str, value: i64) {
     .unwrap();
 }
 
+/// Sends value-0 probes through `send` until the pipeline answers one, then reads the answers to
+/// the probes still in flight until it is quiet: the probes' `(n, v, ver)`, in arrival order.
+/// Their number shifts the counts of the numbered inputs that follow.
+async fn probe<F, Fut>(
+    outs: &mut mpsc::UnboundedReceiver<Value>,
+    mut send: F,
+) -> Vec<(i64, i64, i64)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let first = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            send().await;
+            if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(300), outs.recv()).await
+            {
+                return v;
+            }
+        }
+    })
+    .await
+    .expect("the pipeline never answered a probe");
+    let mut probes = vec![count_of(&first)];
+    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(700), outs.recv()).await {
+        probes.push(count_of(&v));
+    }
+    assert!(probes.iter().all(|&(_, v, _)| v == 0), "{probes:?}");
+    probes
+}
+
+/// A [`numbered_flow`] of QoS-1 messages `{"value": i}` to `topic`, one every 5 ms.
+fn publish_flow(pubc: &AsyncClient, topic: &str) -> (Arc<AtomicBool>, JoinHandle<i64>) {
+    let (pubc, topic) = (pubc.clone(), topic.to_owned());
+    numbered_flow(move |i| {
+        let (pubc, topic) = (pubc.clone(), topic.clone());
+        async move {
+            publish(&pubc, &topic, i).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
 /// `(n, v, ver)` of an output payload (flat or under `fields`).
 fn count_of(v: &Value) -> (i64, i64, i64) {
     let f = |k: &str| {
@@ -125,38 +167,12 @@ async fn mqtt_fed_pipeline_counts_every_message_once_across_a_rolling_update() {
     // Probe with value 0 until the pipeline is subscribed; the probes it counted shift `n`.
     let topic_in = format!("{prefix}/in");
     let pubc = publisher(port);
-    let probed = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            publish(&pubc, &topic_in, 0).await;
-            if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(300), outs.recv()).await
-            {
-                return v;
-            }
-        }
-    })
-    .await
-    .expect("the pipeline never answered a probe");
-    let mut probes = vec![count_of(&probed)];
-    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(700), outs.recv()).await {
-        probes.push(count_of(&v));
-    }
+    let probes = probe(&mut outs, || publish(&pubc, &topic_in, 0)).await;
     let k = probes.len() as i64;
-    assert!(
-        probes.iter().all(|&(_, v, ver)| v == 0 && ver == 1),
-        "{probes:?}"
-    );
+    assert!(probes.iter().all(|&(_, _, ver)| ver == 1), "{probes:?}");
 
     // Numbered messages flow while the update runs.
-    let (stop, flow) = {
-        let (pubc, topic_in) = (pubc.clone(), topic_in.clone());
-        numbered_flow(move |i| {
-            let (pubc, topic_in) = (pubc.clone(), topic_in.clone());
-            async move {
-                publish(&pubc, &topic_in, i).await;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let (stop, flow) = publish_flow(&pubc, &topic_in);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = put_update(
         &ens,
@@ -287,22 +303,7 @@ async fn route_fed_pipeline_counts_every_event_once_across_an_update_and_an_abor
             {"from_pipeline": "fwd", "to_pipeline": "count", "event_types": ["Fwd"]}]});
     let gid = ens.deploy_group(0, &spec).await;
     // Probe with value 0 until the route carries events.
-    let probe = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            inject_tick(&ens, &gid, 0).await;
-            if let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(300), outs.recv()).await
-            {
-                return v;
-            }
-        }
-    })
-    .await
-    .expect("the route never delivered a probe");
-    let mut k = 1;
-    assert_eq!(count_of(&probe).1, 0);
-    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(700), outs.recv()).await {
-        k += 1;
-    }
+    let k = probe(&mut outs, || inject_tick(&ens, &gid, 0)).await.len() as i64;
 
     // Events flow through the route while the counter is updated.
     let flow = |from: i64, to: i64| {
@@ -404,32 +405,11 @@ async fn changed_mqtt_source_is_replaced_at_the_switch_without_double_counting()
     let gid = ens.deploy_group(0, &spec).await;
     let topic_in = format!("{prefix}/in/a");
     let pubc = publisher(port);
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            publish(&pubc, &topic_in, 0).await;
-            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), outs.recv()).await
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the pipeline never answered a probe");
-    let mut k = 1;
-    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(700), outs.recv()).await {
-        k += 1;
-    }
+    let k = probe(&mut outs, || publish(&pubc, &topic_in, 0))
+        .await
+        .len() as i64;
 
-    let (stop, flow) = {
-        let (pubc, topic_in) = (pubc.clone(), topic_in.clone());
-        numbered_flow(move |i| {
-            let (pubc, topic_in) = (pubc.clone(), topic_in.clone());
-            async move {
-                publish(&pubc, &topic_in, i).await;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let (stop, flow) = publish_flow(&pubc, &topic_in);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = put_update(&ens, &gid, json!([{"name": "count", "source": v2}])).await;
     r.expect_ok();
