@@ -199,16 +199,26 @@ fn resolve(s: &ClusterState, group_id: &str, event_type: &str) -> Result<Route, 
 /// most the worker call timeout. Waiting keeps those internal moves invisible to clients.
 const SETTLE_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Whether `pipeline` of the group has a placement on its way to running (deploying or moving).
+/// Whether `pipeline` of the group (every pipeline when `None`) has a placement on its way to
+/// running: being deployed, or moving to a chosen worker. A move still waiting for a target (no
+/// worker can take it) is not: waiting for it would only delay the 503.
 fn in_transit(s: &ClusterState, group_id: &str, pipeline: Option<&str>) -> bool {
-    s.group(group_id).is_some_and(|g| {
-        g.placements.iter().any(|p| {
-            pipeline.is_none_or(|name| p.pipeline_name == name)
-                && matches!(
-                    p.status,
-                    PlacementStatus::Deploying | PlacementStatus::Migrating
-                )
-        })
+    let Some(g) = s.group(group_id) else {
+        return false;
+    };
+    g.placements.iter().any(|p| {
+        pipeline.is_none_or(|name| p.pipeline_name == name)
+            && match p.status {
+                PlacementStatus::Deploying => true,
+                PlacementStatus::Migrating => s.migrations().iter().any(|m| {
+                    m.status.is_active()
+                        && m.to_worker.is_some()
+                        && m.group_id == group_id
+                        && m.pipeline_name == p.pipeline_name
+                        && m.replica == p.replica
+                }),
+                _ => false,
+            }
     })
 }
 
@@ -704,6 +714,114 @@ mod tests {
         assert_eq!(evt_event_type("BATCH 100"), None);
         assert_eq!(evt_event_type("# comment"), None);
         assert_eq!(evt_event_type("   "), None);
+    }
+
+    fn apply(s: &mut ClusterState, cmd: Command) {
+        let name = cmd.name();
+        assert!(s.apply(&cmd).into_result().is_ok(), "{name}");
+    }
+
+    fn register(id: &str) -> Command {
+        Command::RegisterWorker(varpulis_cluster::RegisterWorker {
+            worker_id: id.into(),
+            address: format!("http://{id}:9000"),
+            api_key: "k".into(),
+            cpu_cores: 2,
+            max_pipelines: 10,
+            labels: Default::default(),
+            now_ms: 1,
+        })
+    }
+
+    /// A group `g` with pipeline `p` running on `w1`, and workers `w1`, `w2`.
+    fn running_group() -> ClusterState {
+        let mut s = ClusterState::default();
+        apply(&mut s, register("w1"));
+        apply(&mut s, register("w2"));
+        let spec: PipelineGroupSpec = serde_json::from_value(serde_json::json!({
+            "name": "g", "pipelines": [{"name": "p", "source": "stream P = X .emit(v: 1)"}]
+        }))
+        .unwrap();
+        apply(
+            &mut s,
+            Command::CreateGroup {
+                group_id: "g".into(),
+                spec,
+                placements: vec![varpulis_cluster::PlacementAssignment {
+                    pipeline_name: "p".into(),
+                    replica: 0,
+                    worker_id: Some("w1".into()),
+                }],
+                next_rr_cursor: None,
+                created_at_ms: 2,
+            },
+        );
+        let epoch = s.group("g").unwrap().placements[0].epoch;
+        let update = |status, pipeline_id: Option<&str>| Command::UpdatePlacement {
+            group_id: "g".into(),
+            pipeline_name: "p".into(),
+            replica: 0,
+            epoch,
+            worker_id: Some("w1".into()),
+            pipeline_id: pipeline_id.map(str::to_owned),
+            status,
+            error: None,
+        };
+        apply(&mut s, update(PlacementStatus::Deploying, None));
+        assert!(in_transit(&s, "g", Some("p")), "deploying");
+        apply(&mut s, update(PlacementStatus::Running, Some("p-1")));
+        s
+    }
+
+    #[test]
+    fn only_deploys_and_moves_with_a_target_are_waited_for() {
+        let mut s = running_group();
+        assert!(!in_transit(&s, "g", Some("p")));
+        assert!(!in_transit(&s, "nope", None));
+        // A move with no target yet (no worker can take it): not worth waiting for.
+        apply(
+            &mut s,
+            Command::StartMigration {
+                migration_id: "m".into(),
+                group_id: "g".into(),
+                pipeline_name: "p".into(),
+                replica: 0,
+                from_worker: "w1".into(),
+                to_worker: None,
+                reason: varpulis_cluster::MigrationReason::Drain,
+                next_rr_cursor: None,
+                now_ms: 3,
+            },
+        );
+        assert!(!in_transit(&s, "g", Some("p")));
+        assert!(resolve(&s, "g", "X").is_err());
+        // Once it has a target, injects wait for it; other pipelines are not concerned.
+        apply(
+            &mut s,
+            Command::ProgressMigration {
+                migration_id: "m".into(),
+                to_worker: "w2".into(),
+                next_rr_cursor: None,
+                now_ms: 4,
+            },
+        );
+        assert!(in_transit(&s, "g", Some("p")));
+        assert!(in_transit(&s, "g", None));
+        assert!(!in_transit(&s, "g", Some("other")));
+        apply(
+            &mut s,
+            Command::CompleteMigration {
+                migration_id: "m".into(),
+                pipeline_id: "p-2".into(),
+                restored_from_checkpoint: false,
+                now_ms: 5,
+            },
+        );
+        assert!(!in_transit(&s, "g", None));
+        assert_eq!(
+            resolve(&s, "g", "X").map(|r| r.worker_id).ok(),
+            Some("w2".into())
+        );
     }
 
     #[test]
