@@ -210,13 +210,9 @@ fn in_transit(s: &ClusterState, group_id: &str, pipeline: Option<&str>) -> bool 
         pipeline.is_none_or(|name| p.pipeline_name == name)
             && match p.status {
                 PlacementStatus::Deploying => true,
-                PlacementStatus::Migrating => s.migrations().iter().any(|m| {
-                    m.status.is_active()
-                        && m.to_worker.is_some()
-                        && m.group_id == group_id
-                        && m.pipeline_name == p.pipeline_name
-                        && m.replica == p.replica
-                }),
+                PlacementStatus::Migrating => s
+                    .active_migration_for(group_id, &p.pipeline_name, p.replica)
+                    .is_some_and(|m| m.to_worker.is_some()),
                 _ => false,
             }
     })

@@ -111,9 +111,13 @@ async fn require_api_key(State(state): State<Shared>, req: Request, next: Next) 
 /// into an `ErrorBody`, and counts error answers. A 413 also says `Connection: close`: it is
 /// answered before the body was read, and a client reusing that connection would fail.
 async fn json_errors(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    with_close_on_413(json_error_body(&state, req, next).await)
+}
+
+async fn json_error_body(state: &Shared, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let resp = with_close_on_413(next.run(req).await);
+    let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
@@ -157,7 +161,7 @@ async fn json_errors(State(state): State<Shared>, req: Request, next: Next) -> R
     };
     let mut r = err.into_response();
     *r.status_mut() = status;
-    with_close_on_413(r)
+    r
 }
 
 /// Adds `Connection: close` to a 413 answer.
