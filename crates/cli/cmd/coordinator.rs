@@ -112,7 +112,7 @@ pub struct Args {
     mqtt_url: Option<String>,
     /// Coordinator ↔ worker transport: http or nats [default: http]
     #[arg(long, env = "VARPULIS_TRANSPORT", value_name = "KIND")]
-    transport: Option<varpulis_coordinator::nats::Transport>,
+    transport: Option<varpulis_coordinator::config::Transport>,
     /// NATS server(s) for --transport nats (e.g. nats://127.0.0.1:4222)
     #[arg(long, env = "VARPULIS_NATS_URL", value_name = "URL")]
     nats_url: Option<String>,

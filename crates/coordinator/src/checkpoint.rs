@@ -13,16 +13,15 @@
 //! for workers that do not push. Drains and rebalances take a fresh checkpoint from the live
 //! source right before moving ([`take_fresh`]).
 
-use std::time::Duration;
 use varpulis_api::cluster::{CheckpointPush, CheckpointPushResponse};
 use varpulis_api::worker::Checkpoint;
-use varpulis_api::API_KEY_HEADER;
 use varpulis_cluster::group::PlacementStatus;
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::{ClusterState, Command};
 
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
+use crate::transport::worker_client::WorkerRef;
 
 /// One running placement to checkpoint.
 #[derive(Debug, Clone)]
@@ -32,8 +31,7 @@ struct Source {
     replica: u32,
     epoch: u64,
     pipeline_id: String,
-    address: String,
-    api_key: String,
+    worker: WorkerRef,
     stored_events: Option<u64>,
 }
 
@@ -62,8 +60,7 @@ fn sources(s: &ClusterState) -> Vec<Source> {
                 replica: p.replica,
                 epoch: p.epoch,
                 pipeline_id: pipeline_id.clone(),
-                address: w.address.clone(),
-                api_key: w.api_key.clone(),
+                worker: WorkerRef::of(w),
                 stored_events: p
                     .checkpoint
                     .as_ref()
@@ -126,27 +123,17 @@ pub async fn checkpoint_once(state: &AppState) -> usize {
 }
 
 async fn fetch(state: &AppState, src: &Source) -> Option<Checkpoint> {
-    if let Some((link, worker_id)) = crate::nats::link_for_address(state, &src.address) {
-        return crate::nats::checkpoint(&link, &worker_id, &src.api_key, &src.pipeline_id).await;
-    }
-    let url = format!(
-        "{}/api/v1/pipelines/{}/checkpoint",
-        src.address.trim_end_matches('/'),
-        src.pipeline_id
-    );
-    let answer = state
-        .http
-        .post(&url)
-        .header(API_KEY_HEADER, &src.api_key)
-        .timeout(state.config.http_client_timeout.min(Duration::from_secs(5)))
-        .send()
+    match state
+        .workers
+        .checkpoint(&src.worker, &src.pipeline_id)
         .await
-        .ok()?;
-    if !answer.status().is_success() {
-        tracing::debug!(%url, status = %answer.status(), "checkpoint refused");
-        return None;
+    {
+        Ok(cp) => Some(cp),
+        Err(err) => {
+            tracing::debug!(pipeline_id = %src.pipeline_id, "checkpoint refused: {err}");
+            None
+        }
     }
-    answer.json::<Checkpoint>().await.ok()
 }
 
 /// Takes a checkpoint of a live placement's pipeline and stores it in Raft at `epoch`, so a new
@@ -156,19 +143,17 @@ pub async fn take_fresh(
     state: &AppState,
     placement: (&str, &str, u32),
     epoch: u64,
-    worker: (&str, &str),
+    worker: &WorkerRef,
     pipeline_id: &str,
 ) -> Option<Checkpoint> {
     let (group_id, pipeline_name, replica) = placement;
-    let (address, api_key) = worker;
     let src = Source {
         group_id: group_id.to_string(),
         pipeline_name: pipeline_name.to_string(),
         replica,
         epoch,
         pipeline_id: pipeline_id.to_string(),
-        address: address.to_string(),
-        api_key: api_key.to_string(),
+        worker: worker.clone(),
         stored_events: None,
     };
     let cp = fetch(state, &src).await?;

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use varpulis_api::nats::Transport;
+
 /// Default body limit of every route (16 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -125,7 +127,7 @@ pub struct CoordinatorConfig {
     /// (`mqtt://host:port`); a worker's own `--mqtt-url` wins (docs/dataplane.md).
     pub mqtt_url: Option<String>,
     /// Coordinator ↔ worker transport: `http` (default) or `nats` (docs/nats.md).
-    pub transport: crate::nats::Transport,
+    pub transport: Transport,
     /// NATS server(s) for `transport = "nats"` (`nats://host:4222`, comma-separated list allowed).
     pub nats_url: Option<String>,
 }
@@ -158,7 +160,7 @@ impl Default for CoordinatorConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             auto_rebalance: true,
             mqtt_url: None,
-            transport: crate::nats::Transport::Http,
+            transport: Transport::Http,
             nats_url: None,
         }
     }
@@ -288,12 +290,13 @@ impl CoordinatorConfig {
     /// Checks ranges and consistency; run before starting the server.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.transport == crate::nats::Transport::Nats {
+        if self.transport == Transport::Nats {
             match self.nats_url.as_deref() {
                 None => return invalid("transport `nats` needs a NATS URL (--nats-url)".into()),
                 Some(url) => {
-                    if let Err(e) = crate::nats::parse_servers(url) {
-                        return invalid(e.to_string());
+                    if let Err(e) = varpulis_api::nats::parse_servers::<async_nats::ServerAddr>(url)
+                    {
+                        return invalid(format!("invalid NATS configuration: {e}"));
                     }
                 }
             }

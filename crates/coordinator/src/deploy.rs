@@ -8,15 +8,14 @@
 
 use std::collections::BTreeMap;
 use varpulis_api::worker::{
-    Checkpoint, ConnectorParams, DeployPipelineRequest, DeployPipelineResponse, PipelineRoutes,
-    RouteTopic,
+    Checkpoint, ConnectorParams, DeployPipelineRequest, PipelineRoutes, RouteTopic,
 };
-use varpulis_api::API_KEY_HEADER;
 use varpulis_cluster::group::PlacementStatus;
 use varpulis_cluster::{ClusterState, Command};
 
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::transport::worker_client::WorkerRef;
 
 /// Everything needed to deploy one placement, read from the replicated state in one go.
 #[derive(Debug, Clone)]
@@ -31,12 +30,8 @@ pub struct Target {
     pub replica: u32,
     /// Placement epoch the deploy is decided against.
     pub epoch: u64,
-    /// Worker id.
-    pub worker_id: String,
-    /// Worker base URL.
-    pub address: String,
-    /// Key the worker expects.
-    pub api_key: String,
+    /// The worker it runs on.
+    pub worker: WorkerRef,
     /// VPL source.
     pub source: String,
     /// Last stored checkpoint, to restore before the first event.
@@ -113,9 +108,7 @@ pub fn target_on(
         pipeline_name: pipeline.to_string(),
         replica,
         epoch,
-        worker_id: worker_id.to_string(),
-        address: worker.address.clone(),
-        api_key: worker.api_key.clone(),
+        worker: WorkerRef::of(worker),
         source,
         checkpoint,
     })
@@ -242,34 +235,11 @@ pub async fn call_deploy_with(
         routes,
         paused,
     };
-    if let Some(link) = crate::nats::link_for(state, &t.worker_id) {
-        return crate::nats::deploy(&link, t, &body).await;
-    }
-    let url = format!("{}/api/v1/pipelines", t.address.trim_end_matches('/'));
-    let answer = state
-        .http
-        .post(&url)
-        .header(API_KEY_HEADER, &t.api_key)
-        .json(&body)
-        .send()
+    state
+        .workers
+        .deploy(&t.worker, &body)
         .await
-        .map_err(|e| format!("worker {} unreachable: {e}", t.worker_id))?;
-    let status = answer.status();
-    let text = answer
-        .text()
-        .await
-        .map_err(|e| format!("worker {} answer cut short: {e}", t.worker_id))?;
-    if !status.is_success() {
-        return Err(format!(
-            "worker {} answered {status}: {}",
-            t.worker_id,
-            truncate(&text, 500)
-        ));
-    }
-    match serde_json::from_str::<DeployPipelineResponse>(&text) {
-        Ok(deployed) => Ok(deployed.id),
-        Err(_) => Ok(t.pipeline_id()),
-    }
+        .map_err(|e| e.to_string())
 }
 
 /// Deploys one placement and records Running or Failed through Raft. Returns whether it runs.
@@ -288,7 +258,7 @@ pub async fn deploy_and_record(state: &AppState, t: &Target) -> bool {
         pipeline_name: t.pipeline_name.clone(),
         replica: t.replica,
         epoch: t.epoch,
-        worker_id: Some(t.worker_id.clone()),
+        worker_id: Some(t.worker.id.clone()),
         pipeline_id,
         status,
         error,
@@ -303,35 +273,13 @@ pub async fn deploy_and_record(state: &AppState, t: &Target) -> bool {
 }
 
 /// Best-effort `DELETE {worker}/api/v1/pipelines/{id}`; a 404 counts as done.
-pub async fn undeploy(state: &AppState, address: &str, api_key: &str, pipeline_id: &str) -> bool {
-    if let Some((link, worker_id)) = crate::nats::link_for_address(state, address) {
-        return crate::nats::undeploy(&link, &worker_id, api_key, pipeline_id).await;
-    }
-    let url = format!(
-        "{}/api/v1/pipelines/{pipeline_id}",
-        address.trim_end_matches('/')
-    );
-    match state
-        .http
-        .delete(&url)
-        .header(API_KEY_HEADER, api_key)
-        .send()
-        .await
-    {
-        Ok(answer) => {
-            answer.status().is_success() || answer.status() == reqwest::StatusCode::NOT_FOUND
-        }
+pub async fn undeploy(state: &AppState, worker: &WorkerRef, pipeline_id: &str) -> bool {
+    match state.workers.undeploy(worker, pipeline_id).await {
+        Ok(()) => true,
         Err(err) => {
-            tracing::debug!(%url, "undeploy failed: {err}");
+            tracing::debug!(%pipeline_id, "undeploy failed: {err}");
             false
         }
-    }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => &text[..i],
-        None => text,
     }
 }
 

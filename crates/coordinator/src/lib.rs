@@ -19,7 +19,6 @@ pub mod health;
 #[cfg(feature = "k8s")]
 pub mod k8s;
 pub mod metrics;
-pub mod nats;
 pub mod proxy;
 pub mod reconciler;
 pub mod rolling;
@@ -27,6 +26,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod sweep;
+pub mod transport;
 // Self-healing: phi-accrual detection and rebalancing.
 pub mod phi;
 pub mod rebalance;

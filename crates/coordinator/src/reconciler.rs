@@ -26,6 +26,7 @@ use varpulis_cluster::{placement, Command};
 use crate::deploy::{self, Target};
 use crate::drain;
 use crate::state::{now_ms, AppState};
+use crate::transport::worker_client::WorkerRef;
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -155,8 +156,7 @@ struct Job {
 /// The source placement of a migration whose worker still answers (Ready, Busy or Draining).
 struct LiveSource {
     epoch: u64,
-    address: String,
-    api_key: String,
+    worker: WorkerRef,
     pipeline_id: String,
 }
 
@@ -216,8 +216,7 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
                     .zip(placement.pipeline_id.clone())
                     .map(|(w, pipeline_id)| LiveSource {
                         epoch,
-                        address: w.address.clone(),
-                        api_key: w.api_key.clone(),
+                        worker: WorkerRef::of(w),
                         pipeline_id,
                     });
                 Some(Job {
@@ -243,7 +242,7 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
                 state,
                 (&t.group_id, &t.pipeline_name, t.replica),
                 src.epoch,
-                (&src.address, &src.api_key),
+                &src.worker,
                 &src.pipeline_id,
             )
             .await;
@@ -266,7 +265,7 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
                 }
             }
             Err(error) => {
-                tracing::warn!(migration = %id, to = %t.worker_id, "migration deploy failed: {error}");
+                tracing::warn!(migration = %id, to = %t.worker.id, "migration deploy failed: {error}");
                 if backoff.failed(id.clone(), Instant::now()) < MIGRATION_ATTEMPTS {
                     continue;
                 }
@@ -281,11 +280,10 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
         let completed = matches!(command, Command::CompleteMigration { .. });
         match state.write(command).await {
             Ok(_) => {
-                tracing::info!(migration = %id, to = %t.worker_id, "migration finished");
+                tracing::info!(migration = %id, to = %t.worker.id, "migration finished");
                 if let Some(src) = source.filter(|_| completed) {
                     // The placement moved (epoch + 1): the old copy must not keep running.
-                    if !deploy::undeploy(state, &src.address, &src.api_key, &src.pipeline_id).await
-                    {
+                    if !deploy::undeploy(state, &src.worker, &src.pipeline_id).await {
                         tracing::info!(migration = %id, "old pipeline not removed now; the orphan sweep will");
                     }
                 }
@@ -302,7 +300,7 @@ async fn deploy_placements(state: &AppState, backoff: &mut Backoff) -> usize {
             .into_iter()
             .flat_map(|g| deploy::pending_targets(s, &g.id))
             .filter(|t| {
-                s.worker(&t.worker_id)
+                s.worker(&t.worker.id)
                     .is_some_and(|w| matches!(w.status, WorkerStatus::Ready | WorkerStatus::Busy))
             })
             .collect()

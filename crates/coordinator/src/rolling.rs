@@ -26,7 +26,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 use varpulis_api::cluster::PipelineGroupSpec;
 use varpulis_api::worker::{HandoverRequest, HandoverResponse};
-use varpulis_api::API_KEY_HEADER;
 use varpulis_cluster::version::{Rollout, RolloutCommand, RolloutStatus, RolloutTarget, StateMode};
 use varpulis_cluster::{ClusterState, Command};
 use varpulis_vpl::ast::Item;
@@ -34,6 +33,7 @@ use varpulis_vpl::ast::Item;
 use crate::deploy;
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
+use crate::transport::worker_client::WorkerRef;
 
 /// Time between the switch and stopping the old pipelines (lets lagging nodes catch up).
 pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -239,12 +239,9 @@ async fn write(state: &AppState, step: RolloutCommand) -> Result<(), DriveError>
         .map_err(DriveError::Interrupted)
 }
 
-/// Worker URL and key of each target, read once.
-fn worker_of(state: &AppState, worker_id: &str) -> Option<(String, String)> {
-    state.read(|s| {
-        s.worker(worker_id)
-            .map(|w| (w.address.clone(), w.api_key.clone()))
-    })
+/// The worker of a target, as registered now.
+fn worker_of(state: &AppState, worker_id: &str) -> Option<WorkerRef> {
+    state.read(|s| WorkerRef::find(s, worker_id))
 }
 
 async fn deploy_and_switch(
@@ -320,7 +317,7 @@ async fn deploy_new(
         checkpoint: None,
         ..target
     };
-    if target.pipeline_id() != t.new_pipeline_id || target.worker_id != t.worker_id {
+    if target.pipeline_id() != t.new_pipeline_id || target.worker.id != t.worker_id {
         return Err(format!(
             "'{}' replica {} moved since the update started",
             t.pipeline_name, t.replica
@@ -339,34 +336,17 @@ async fn handover(
     to: &str,
     keep: bool,
 ) -> Result<HandoverResponse, String> {
-    let (address, api_key) = worker_of(state, &t.worker_id)
+    let worker = worker_of(state, &t.worker_id)
         .ok_or_else(|| format!("worker '{}' is gone", t.worker_id))?;
-    let url = format!(
-        "{}/api/v1/pipelines/{from}/handover",
-        address.trim_end_matches('/')
-    );
-    let body = HandoverRequest {
+    let request = HandoverRequest {
         to: to.to_string(),
         state: Some(if keep { "keep" } else { "reset" }.to_string()),
     };
-    let answer = state
-        .http
-        .post(&url)
-        .header(API_KEY_HEADER, &api_key)
-        .json(&body)
-        .send()
+    state
+        .workers
+        .handover(&worker, from, request)
         .await
-        .map_err(|e| format!("worker '{}' unreachable: {e}", t.worker_id))?;
-    let status = answer.status();
-    let text = answer.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!(
-            "handover {from} -> {to} on worker '{}' answered {status}: {}",
-            t.worker_id,
-            text.trim()
-        ));
-    }
-    serde_json::from_str(&text).map_err(|e| format!("unexpected handover answer: {e}"))
+        .map_err(|e| format!("handover {from} -> {to}: {e}"))
 }
 
 /// Takes back the handovers already made, removes the new pipelines and commits `Abort`.
@@ -397,8 +377,8 @@ async fn abort(
     )
     .await?;
     for t in &rollout.targets {
-        if let Some((address, api_key)) = worker_of(state, &t.worker_id) {
-            deploy::undeploy(state, &address, &api_key, &t.new_pipeline_id).await;
+        if let Some(worker) = worker_of(state, &t.worker_id) {
+            deploy::undeploy(state, &worker, &t.new_pipeline_id).await;
         }
     }
     Err(DriveError::Aborted(error))
@@ -406,8 +386,8 @@ async fn abort(
 
 async fn stop_old(state: &AppState, rollout: &Rollout) {
     for t in &rollout.targets {
-        if let Some((address, api_key)) = worker_of(state, &t.worker_id) {
-            deploy::undeploy(state, &address, &api_key, &t.old_pipeline_id).await;
+        if let Some(worker) = worker_of(state, &t.worker_id) {
+            deploy::undeploy(state, &worker, &t.old_pipeline_id).await;
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::config::CoordinatorConfig;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Shared};
+use crate::transport::worker_client::{WorkerClient, WorkerClientConfig};
 
 /// Time given to in-flight requests and background loops after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -51,7 +52,8 @@ pub async fn run(
         .timeout(config.http_client_timeout)
         .connect_timeout(config.http_client_timeout.min(Duration::from_secs(3)))
         .build()?;
-    let nats = crate::nats::connect(&config, node_id).await?;
+    let nats = crate::transport::nats::link::connect(&config, node_id).await?;
+    let workers = WorkerClient::new(WorkerClientConfig::from_config(&config, nats.clone()))?;
     let token = CancellationToken::new();
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
@@ -59,6 +61,7 @@ pub async fn run(
         advertise: advertise.clone(),
         raft: raft.clone(),
         http,
+        workers,
         liveness: Liveness::default(),
         rebalance: Default::default(),
         metrics: Metrics::default(),
@@ -84,7 +87,7 @@ pub async fn run(
     tasks.spawn(crate::events::run(state.clone()));
     tasks.spawn(crate::rolling::run(state.clone()));
     tasks.spawn(crate::checkpoint::run(state.clone()));
-    tasks.spawn(crate::nats::run(state.clone()));
+    tasks.spawn(crate::transport::nats::server::run(state.clone()));
 
     let join_failed = Arc::new(std::sync::Mutex::new(None));
     if let Some(seed) = config.join.clone() {

@@ -30,8 +30,10 @@ pub struct Shared {
     pub advertise: String,
     /// The Raft node (replicated state, writes).
     pub raft: RaftNode,
-    /// Client for worker calls and leader forwarding (pooled, with the configured timeout).
+    /// Client for follower → leader forwarding (pooled, with the configured timeout).
     pub http: reqwest::Client,
+    /// Client for every call to a worker (HTTP or NATS).
+    pub workers: crate::transport::worker_client::WorkerClient,
     /// Leader-only: last heartbeat of each worker.
     pub liveness: Liveness,
     /// Leader-only: whether a rebalance is wanted ([`crate::rebalance`]).
@@ -45,7 +47,7 @@ pub struct Shared {
     /// This node's cluster event log (`GET /api/v1/cluster/events`).
     pub events: crate::events::EventLog,
     /// NATS link when the cluster transport is NATS (`crate::nats`).
-    pub nats: Option<crate::nats::NatsLink>,
+    pub nats: Option<crate::transport::nats::link::NatsLink>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -18,8 +18,8 @@ use varpulis_api::cluster::{
     GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse, PipelineGroupInfo,
     PipelineGroupList, PipelineGroupSpec, Topology, TornDownResponse,
 };
-use varpulis_api::worker::{BatchInjectRequest, BatchInjectResponse, InjectResponse, InputEvent};
-use varpulis_api::{Page, API_KEY_HEADER};
+use varpulis_api::worker::{BatchInjectRequest, InputEvent};
+use varpulis_api::Page;
 use varpulis_cluster::group::PlacementStatus;
 use varpulis_cluster::{ClusterState, Command, Outcome};
 
@@ -28,6 +28,7 @@ use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::metrics::Metrics;
 use crate::rolling::DriveError;
 use crate::state::{idempotency_key, now_ms, AppState};
+use crate::transport::worker_client::{EventBatch, WorkerRef};
 use varpulis_api::cluster::{GroupUpdateResponse, RollbackRequest, UpdateGroupRequest};
 use varpulis_cluster::version::{RolloutCommand, StateMode};
 
@@ -117,7 +118,7 @@ pub async fn delete(
 ) -> Result<Json<TornDownResponse>, ApiError> {
     let key = idempotency_key(&headers)?;
     // Where the pipelines run, read before the group disappears from the state.
-    let running: Vec<(String, String, String)> = state.read(|s| {
+    let running: Vec<(WorkerRef, String)> = state.read(|s| {
         let Some(group) = s.group(&id) else {
             return Vec::new();
         };
@@ -125,12 +126,8 @@ pub async fn delete(
             .placements
             .iter()
             .filter_map(|p| {
-                let worker = s.worker(p.worker_id.as_deref()?)?;
-                Some((
-                    worker.address.clone(),
-                    worker.api_key.clone(),
-                    p.pipeline_id.clone()?,
-                ))
+                let worker = WorkerRef::find(s, p.worker_id.as_deref()?)?;
+                Some((worker, p.pipeline_id.clone()?))
             })
             .collect()
     });
@@ -145,7 +142,7 @@ pub async fn delete(
     join_all(
         running
             .iter()
-            .map(|(address, api_key, pid)| deploy::undeploy(&state, address, api_key, pid)),
+            .map(|(worker, pid)| deploy::undeploy(&state, worker, pid)),
     )
     .await;
     tracing::info!(group_id = %id, pipelines = running.len(), "pipeline group torn down");
@@ -157,12 +154,10 @@ pub async fn topology(State(state): State<AppState>) -> Json<Topology> {
     Json(state.read(varpulis_cluster::views::topology))
 }
 
-/// Where an event of `event_type` goes: (pipeline name, worker id, worker URL, worker key, pipeline id).
+/// Where an event of `event_type` goes: the pipeline, its worker and its id there.
 struct Route {
     pipeline: String,
-    worker_id: String,
-    address: String,
-    api_key: String,
+    worker: WorkerRef,
     pipeline_id: String,
 }
 
@@ -178,12 +173,9 @@ fn resolve(s: &ClusterState, group_id: &str, event_type: &str) -> Result<Route, 
         .iter()
         .filter(|p| p.pipeline_name == pipeline && p.status == PlacementStatus::Running)
         .find_map(|p| {
-            let worker = s.worker(p.worker_id.as_deref()?)?;
             Some(Route {
                 pipeline: pipeline.clone(),
-                worker_id: worker.id.clone(),
-                address: worker.address.clone(),
-                api_key: worker.api_key.clone(),
+                worker: WorkerRef::find(s, p.worker_id.as_deref()?)?,
                 pipeline_id: p.pipeline_id.clone()?,
             })
         });
@@ -262,56 +254,6 @@ async fn resolve_fresh(
     state.read(|s| resolve(s, group_id, event_type))
 }
 
-async fn post_worker(
-    state: &AppState,
-    route: &Route,
-    path: &str,
-    body: reqwest::Body,
-    content_type: &str,
-) -> Result<Bytes, ApiError> {
-    let bytes = body.as_bytes().unwrap_or_default();
-    let ids = (
-        route.worker_id.as_str(),
-        route.api_key.as_str(),
-        route.pipeline_id.as_str(),
-    );
-    if let Some(answer) = crate::nats::post_pipeline(state, ids, path, bytes, content_type).await {
-        return answer;
-    }
-    let url = format!(
-        "{}/api/v1/pipelines/{}/{path}",
-        route.address.trim_end_matches('/'),
-        route.pipeline_id
-    );
-    let answer = state
-        .http
-        .post(&url)
-        .header(API_KEY_HEADER, &route.api_key)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| {
-            ApiError::BadGateway(format!("worker '{}' unreachable: {e}", route.worker_id))
-        })?;
-    let status = answer.status();
-    let bytes = answer.bytes().await.map_err(|e| {
-        ApiError::BadGateway(format!(
-            "worker '{}' answer cut short: {e}",
-            route.worker_id
-        ))
-    })?;
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&bytes);
-        return Err(ApiError::BadGateway(format!(
-            "worker '{}' answered {status}: {}",
-            route.worker_id,
-            text.trim()
-        )));
-    }
-    Ok(bytes)
-}
-
 /// `POST /api/v1/cluster/pipeline-groups/{id}/inject` (any node).
 pub async fn inject(
     State(state): State<AppState>,
@@ -319,23 +261,20 @@ pub async fn inject(
     ApiJson(event): ApiJson<GroupInjectRequest>,
 ) -> Result<Json<GroupInjectResponse>, ApiError> {
     let route = resolve_fresh(&state, &id, &event.event_type).await?;
-    let body = serde_json::to_vec(&InputEvent {
+    let event = InputEvent {
         event_type: event.event_type,
         fields: event.fields,
         timestamp: None,
-    })
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let bytes = post_worker(&state, &route, "events", body.into(), "application/json").await?;
-    let worker_response: InjectResponse = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::BadGateway(format!(
-            "worker '{}' answered unexpected JSON: {e}",
-            route.worker_id
-        ))
-    })?;
+    };
+    let worker_response = state
+        .workers
+        .inject(&route.worker, &route.pipeline_id, event)
+        .await
+        .map_err(|e| ApiError::BadGateway(e.to_string()))?;
     Metrics::inc(&state.metrics.injected_events);
     Ok(Json(GroupInjectResponse {
         routed_to: route.pipeline,
-        worker_id: route.worker_id,
+        worker_id: route.worker.id,
         worker_response,
     }))
 }
@@ -417,28 +356,16 @@ pub async fn inject_batch(
         let Some(route) = routes.get(pipeline) else {
             continue;
         };
-        let bytes = if is_text {
-            let text = text_parts.remove(pipeline).unwrap_or_default();
-            post_worker(&state, route, "events-batch", text.into(), "text/plain").await?
+        let batch = if is_text {
+            EventBatch::Evt(text_parts.remove(pipeline).unwrap_or_default())
         } else {
-            let events = json_parts.remove(pipeline).unwrap_or_default();
-            let body = serde_json::to_vec(&BatchInjectRequest { events })
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            post_worker(
-                &state,
-                route,
-                "events-batch",
-                body.into(),
-                "application/json",
-            )
-            .await?
+            EventBatch::Json(json_parts.remove(pipeline).unwrap_or_default())
         };
-        let answer: BatchInjectResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::BadGateway(format!(
-                "worker '{}' answered unexpected JSON: {e}",
-                route.worker_id
-            ))
-        })?;
+        let answer = state
+            .workers
+            .inject_batch(&route.worker, &route.pipeline_id, batch)
+            .await
+            .map_err(|e| ApiError::BadGateway(e.to_string()))?;
         accepted += answer.accepted;
         output_events.extend(answer.output_events);
     }
@@ -815,7 +742,7 @@ mod tests {
         );
         assert!(!in_transit(&s, "g", None));
         assert_eq!(
-            resolve(&s, "g", "X").map(|r| r.worker_id).ok(),
+            resolve(&s, "g", "X").map(|r| r.worker.id).ok(),
             Some("w2".into())
         );
     }

@@ -16,26 +16,21 @@ use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use varpulis_api::API_KEY_HEADER;
 use varpulis_cluster::group::PlacementStatus;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::transport::worker_client::WorkerRef;
 
 /// Events buffered between the worker streams and a slow client; beyond it the relays wait
 /// (they only read from workers, so no pipeline is slowed down: the workers drop instead).
 const MERGE_BUFFER: usize = 1024;
 /// Pause before following a placement again after its stream ended or failed.
 const REFOLLOW_DELAY: Duration = Duration::from_millis(300);
-/// Longest a single worker stream is followed before it is re-opened (overrides the client's
-/// request timeout, which would otherwise cut the stream).
-const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
 /// Where one placement's output stream is right now.
 struct Source {
-    url: String,
-    api_key: String,
-    worker_id: String,
+    worker: WorkerRef,
+    pipeline_id: String,
 }
 
 fn locate(state: &AppState, group_id: &str, pipeline: &str, replica: u32) -> Option<Source> {
@@ -44,15 +39,9 @@ fn locate(state: &AppState, group_id: &str, pipeline: &str, replica: u32) -> Opt
         if p.status != PlacementStatus::Running {
             return None;
         }
-        let w = s.worker(p.worker_id.as_deref()?)?;
         Some(Source {
-            url: format!(
-                "{}/api/v1/pipelines/{}/output",
-                w.address.trim_end_matches('/'),
-                p.pipeline_id.as_deref()?
-            ),
-            api_key: w.api_key.clone(),
-            worker_id: w.id.clone(),
+            worker: WorkerRef::find(s, p.worker_id.as_deref()?)?,
+            pipeline_id: p.pipeline_id.clone()?,
         })
     })
 }
@@ -87,21 +76,12 @@ async fn follow(
     replica: u32,
     tx: &mpsc::Sender<Event>,
 ) {
-    let request = state
-        .http
-        .get(&source.url)
-        .header(API_KEY_HEADER, &source.api_key)
-        .timeout(STREAM_TIMEOUT)
-        .send();
+    let request = state.workers.output(&source.worker, &source.pipeline_id);
     let response = tokio::select! {
         _ = tx.closed() => return,
         r = request => r,
     };
-    let Ok(response) = response else { return };
-    if !response.status().is_success() {
-        return;
-    }
-    let mut body = response.bytes_stream();
+    let Ok(mut body) = response else { return };
     let mut buffer = String::new();
     loop {
         let chunk = tokio::select! {
@@ -121,7 +101,7 @@ async fn follow(
             let payload = json!({
                 "pipeline": pipeline,
                 "replica": replica,
-                "worker_id": source.worker_id,
+                "worker_id": source.worker.id,
                 "event": serde_json::from_str::<Value>(&data).unwrap_or(Value::String(data)),
             });
             let event = Event::default().event(kind).data(payload.to_string());

@@ -26,6 +26,7 @@ use varpulis_cluster::{ClusterState, Command, Outcome};
 use crate::deploy;
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::{idempotency_key, now_ms, AppState};
+use crate::transport::worker_client::WorkerRef;
 
 /// `POST /api/v1/cluster/workers/register`: 201 for a new worker, 200 for a re-registration.
 pub async fn register(
@@ -199,10 +200,9 @@ pub fn orphans(s: &ClusterState, worker_id: &str, running: &[RunningPipeline]) -
 fn remove_orphans(state: &AppState, worker_id: &str, running: &[RunningPipeline]) {
     let found = state.read(|s| {
         let orphans = orphans(s, worker_id, running);
-        s.worker(worker_id)
-            .map(|w| (orphans, w.address.clone(), w.api_key.clone()))
+        WorkerRef::find(s, worker_id).map(|w| (orphans, w))
     });
-    let Some((orphans, address, api_key)) = found else {
+    let Some((orphans, worker)) = found else {
         return;
     };
     if orphans.is_empty() {
@@ -212,7 +212,7 @@ fn remove_orphans(state: &AppState, worker_id: &str, running: &[RunningPipeline]
     let worker_id = worker_id.to_string();
     tokio::spawn(async move {
         for pipeline_id in orphans {
-            if deploy::undeploy(&state, &address, &api_key, &pipeline_id).await {
+            if deploy::undeploy(&state, &worker, &pipeline_id).await {
                 tracing::info!(worker_id = %worker_id, pipeline_id = %pipeline_id, "removed orphaned pipeline");
             }
         }

@@ -1,0 +1,75 @@
+//! This node's NATS connection.
+
+use std::time::Duration;
+
+use crate::config::CoordinatorConfig;
+
+pub use varpulis_api::nats::Transport;
+
+/// Largest delay between two reconnect attempts to the NATS server.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// The configuration names no usable NATS server.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid NATS configuration: {0}")]
+pub struct NatsConfigError(pub String);
+
+/// This node's NATS connection.
+#[derive(Debug, Clone)]
+pub struct NatsLink {
+    /// The client (cheap to clone; reconnects by itself).
+    pub client: async_nats::Client,
+}
+
+/// Parses a comma-separated NATS server list.
+pub fn parse_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, NatsConfigError> {
+    varpulis_api::nats::parse_servers(url).map_err(NatsConfigError)
+}
+
+/// Connects (retrying in the background forever) when the config selects NATS.
+pub async fn connect(
+    config: &CoordinatorConfig,
+    node_id: u64,
+) -> Result<Option<NatsLink>, NatsConfigError> {
+    if config.transport != Transport::Nats {
+        return Ok(None);
+    }
+    let url = config
+        .nats_url
+        .as_deref()
+        .ok_or_else(|| NatsConfigError("--transport nats needs --nats-url".into()))?;
+    let addrs = parse_servers(url)?;
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("varpulis-coordinator-{node_id}"))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(config.http_client_timeout))
+        .reconnect_delay_callback(|n| {
+            let shift = n.saturating_sub(1).min(16) as u32;
+            Duration::from_millis(250)
+                .saturating_mul(1u32 << shift)
+                .min(RECONNECT_MAX)
+        })
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("nats transport connected"),
+                other => tracing::warn!("nats transport: {other}"),
+            }
+        })
+        .connect(addrs)
+        .await
+        .map_err(|e| NatsConfigError(e.to_string()))?;
+    Ok(Some(NatsLink { client }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists_parse() {
+        assert!(parse_servers("nats://127.0.0.1:4222, nats://h:1").is_ok());
+        assert!(parse_servers(" , ").is_err());
+    }
+}
