@@ -20,6 +20,17 @@ pub fn secret_matches(presented: Option<&str>, expected: &str) -> bool {
     }
 }
 
+/// Checks a presented worker join token against the configured one (no-op when none is
+/// configured). The HTTP middleware and the NATS transport both call it.
+pub fn check_worker_token(expected: Option<&str>, presented: Option<&str>) -> Result<(), ApiError> {
+    match expected {
+        Some(expected) if !secret_matches(presented, expected) => Err(ApiError::Unauthorized(
+            "missing or invalid x-worker-token header",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -40,13 +51,13 @@ pub async fn require_worker_token(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(expected) = state.config.worker_token.as_deref() {
-        if !secret_matches(header(&req, WORKER_TOKEN_HEADER), expected) {
-            return ApiError::Unauthorized("missing or invalid x-worker-token header")
-                .into_response();
-        }
+    match check_worker_token(
+        state.config.worker_token.as_deref(),
+        header(&req, WORKER_TOKEN_HEADER),
+    ) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod transport;
 pub mod phi;
 pub mod rebalance;
 pub mod validate;
+pub mod workers;
 
 pub use config::CoordinatorConfig;
 pub use error::ApiError;

@@ -3,22 +3,19 @@
 //! Replies carry the route's JSON answer, with its HTTP status in the `varpulis-status` header;
 //! the join token travels in the `x-worker-token` header, exactly like the HTTP header.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use futures::StreamExt;
-use serde_json::json;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use varpulis_api::cluster::RegisterWorkerRequest;
 use varpulis_api::nats::{HEARTBEAT_WILDCARD, PREFIX, REGISTER_SUBJECT, STATUS_HEADER};
 use varpulis_api::WORKER_TOKEN_HEADER;
 
-use crate::error::ApiJson;
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::transport::nats::link::NatsLink;
 use crate::transport::worker_client::TRANSPORT_LABEL;
+use crate::workers;
 
 /// How often a node checks whether it gained or lost leadership.
 const LEADER_POLL: Duration = Duration::from_millis(200);
@@ -85,15 +82,15 @@ async fn serve(
         let state = state.clone();
         let link = link.clone();
         tokio::spawn(async move {
-            let response = handle(&state, &msg).await;
+            let (status, body) = handle(&state, &msg).await;
             if let Some(reply) = msg.reply {
-                let status = response.status().as_u16();
-                let body = axum::body::to_bytes(response.into_body(), 1024 * 1024)
-                    .await
-                    .unwrap_or_default();
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert(STATUS_HEADER, status.to_string().as_str());
-                if let Err(e) = link.client.publish_with_headers(reply, headers, body).await {
+                if let Err(e) = link
+                    .client
+                    .publish_with_headers(reply, headers, body.into())
+                    .await
+                {
                     tracing::debug!("cannot reply over nats: {e}");
                 }
             }
@@ -102,65 +99,49 @@ async fn serve(
     let _ = sub.unsubscribe().await;
 }
 
-fn error_response(status: axum::http::StatusCode, code: &str, message: String) -> Response {
-    (status, axum::Json(json!({"error": message, "code": code}))).into_response()
+/// Runs one register or heartbeat message through the worker service; returns the HTTP status
+/// and JSON body of the answer (an error as `{"error", "code"}`).
+async fn handle(state: &AppState, msg: &async_nats::Message) -> (u16, Vec<u8>) {
+    let (status, body) = match answer(state, msg).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::debug!(subject = %msg.subject, "nats worker request refused: {e}");
+            (e.status().as_u16(), serde_json::to_vec(&e.body()))
+        }
+    };
+    (status, body.unwrap_or_default())
 }
 
-/// Runs one register or heartbeat message through the HTTP handlers.
-async fn handle(state: &AppState, msg: &async_nats::Message) -> Response {
-    use axum::http::StatusCode;
-    if let Some(expected) = state.config.worker_token.as_deref() {
-        let presented = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(WORKER_TOKEN_HEADER))
-            .map(|v| v.as_str());
-        if !crate::auth::secret_matches(presented, expected) {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong worker token".into(),
-            );
-        }
-    }
+async fn answer(
+    state: &AppState,
+    msg: &async_nats::Message,
+) -> Result<(u16, serde_json::Result<Vec<u8>>), ApiError> {
+    let presented = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(WORKER_TOKEN_HEADER))
+        .map(|v| v.as_str());
+    crate::auth::check_worker_token(state.config.worker_token.as_deref(), presented)?;
     let subject = msg.subject.as_str();
     if subject == REGISTER_SUBJECT {
-        let mut req: RegisterWorkerRequest = match serde_json::from_slice(&msg.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("invalid registration: {e}"),
-                )
-            }
-        };
+        let mut req: RegisterWorkerRequest = serde_json::from_slice(&msg.payload)
+            .map_err(|e| ApiError::BadRequest(format!("invalid registration: {e}")))?;
         req.labels
             .insert(TRANSPORT_LABEL.to_string(), "nats".to_string());
-        return crate::routes::workers::register(
-            State(state.clone()),
-            HeaderMap::new(),
-            ApiJson(req),
-        )
-        .await
-        .into_response();
+        let registered = workers::register(state, req, None).await?;
+        let status = if registered.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return Ok((status.as_u16(), serde_json::to_vec(&registered.response)));
     }
-    let Some(worker_id) = subject
+    let worker_id = subject
         .strip_prefix(PREFIX)
         .and_then(|s| s.strip_prefix(".heartbeat."))
         .filter(|id| !id.is_empty() && !id.contains('.'))
-    else {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no handler for subject `{subject}`"),
-        );
-    };
-    crate::routes::workers::heartbeat(
-        State(state.clone()),
-        Path(worker_id.to_string()),
-        Bytes::copy_from_slice(&msg.payload),
-    )
-    .await
-    .into_response()
+        .ok_or_else(|| ApiError::NotFound(format!("no handler for subject `{subject}`")))?;
+    let req = workers::parse_heartbeat(&msg.payload)?;
+    let answer = workers::heartbeat(state, worker_id, req).await?;
+    Ok((StatusCode::OK.as_u16(), serde_json::to_vec(&answer)))
 }
