@@ -1,19 +1,17 @@
-//! The coordinator's one error type and its mapping to HTTP.
+//! The coordinator's API error: what a client is answered, whichever transport carried the
+//! request.
 //!
-//! Every handler returns `Result<_, ApiError>`; this module is the only place that turns cluster,
-//! Raft, validation and transport failures into a status code plus a JSON [`ErrorBody`]
-//! (`{"error", "code", ...}`). 503 answers carry `Retry-After` so clients back off during elections.
+//! Every handler (HTTP, or the NATS worker subjects) returns `Result<_, ApiError>`; this module
+//! is the one place that turns cluster, Raft, leader, validation and worker-call failures into
+//! a status plus a JSON [`ErrorBody`] (`{"error", "code", ...}`). The HTTP rendering (with
+//! `Retry-After` on 503) is the HTTP layer's `http::error`.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::StatusCode;
 use varpulis_api::error::DiagnosticBody;
 use varpulis_api::ErrorBody;
 use varpulis_raft::WriteError;
 
-/// Seconds a client should wait before retrying a 503.
-pub const RETRY_AFTER_SECS: u64 = 1;
+use crate::leader::error::LeaderError;
 
 /// A failed request, as the coordinator answers it.
 #[derive(Debug, thiserror::Error)]
@@ -122,22 +120,6 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() && !matches!(self, ApiError::NoLeader | ApiError::Timeout) {
-            tracing::warn!(code = self.code(), "request failed: {self}");
-        }
-        let mut response = (status, Json(self.body())).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        response
-    }
-}
-
 impl From<WriteError> for ApiError {
     fn from(err: WriteError) -> Self {
         match err {
@@ -158,43 +140,17 @@ impl From<WriteError> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
-                "expected a JSON body with `Content-Type: application/json`".to_string(),
-            ),
-            _ => ApiError::BadRequest(rejection.body_text()),
+impl From<LeaderError> for ApiError {
+    fn from(err: LeaderError) -> Self {
+        match err {
+            LeaderError::Rejected(e) => ApiError::Cluster(e),
+            LeaderError::NotCommitted(e) => e.into(),
+            LeaderError::NotFound(m) => ApiError::NotFound(m),
+            LeaderError::NotRunning(m) => ApiError::Unavailable(m),
+            LeaderError::Invalid(m) => ApiError::BadRequest(m),
         }
     }
 }
-
-impl From<BytesRejection> for ApiError {
-    fn from(rejection: BytesRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::BadRequest(rejection.body_text())
-        }
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::BadRequest(rejection.body_text())
-    }
-}
-
-/// A JSON body extractor whose rejections are [`ApiError`]s (400/413/415 as JSON).
-#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
-
-/// A query-string extractor whose rejections are [`ApiError`]s.
-#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
 
 #[cfg(test)]
 mod tests {
@@ -214,8 +170,6 @@ mod tests {
             ApiError::from(WriteError::NoLeader).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        let response = ApiError::NoLeader.into_response();
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

@@ -25,7 +25,8 @@ use varpulis_cluster::version::RolloutCommand;
 use varpulis_cluster::{Command, CommandResponse, Outcome};
 use varpulis_raft::AppliedEvent;
 
-use crate::state::AppState;
+use tokio_util::sync::CancellationToken;
+use varpulis_raft::RaftNode;
 
 /// Events kept for `since` resumes.
 pub const RING_CAPACITY: usize = 4096;
@@ -359,28 +360,29 @@ impl EventLog {
 }
 
 /// Feeds the node's event log from its state machine and Raft metrics until shutdown.
-pub async fn run(state: AppState) {
-    let mut applied = state.raft.subscribe_applied();
+pub async fn run(raft: RaftNode, log: Arc<EventLog>, shutdown: CancellationToken) {
+    let node_id = raft.id();
+    let mut applied = raft.subscribe_applied();
     // Whatever was applied before we listened is behind the floor.
-    let applied_index = state.raft.applied_index_watch();
+    let applied_index = raft.applied_index_watch();
     let start = applied_index.borrow().unwrap_or(0);
-    state.events.reset_to(start);
-    let mut metrics = state.raft.metrics();
+    log.reset_to(start);
+    let mut metrics = raft.metrics();
     let mut leader = metrics.borrow().current_leader;
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
             received = applied.recv() => match received {
                 Ok(AppliedEvent::Command(c)) => {
-                    state.events.push_entry(c.index, derive(&c.command, &c.response));
+                    log.push_entry(c.index, derive(&c.command, &c.response));
                 }
                 Ok(AppliedEvent::SnapshotInstalled { index }) => {
-                    state.events.reset_to(index.unwrap_or(0));
+                    log.reset_to(index.unwrap_or(0));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let now = applied_index.borrow().unwrap_or(0);
                     tracing::warn!(index = now, "event stream lagged behind the state machine");
-                    state.events.reset_to(now);
+                    log.reset_to(now);
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
@@ -397,8 +399,8 @@ pub async fn run(state: AppState) {
                     data.insert("leader_id".into(), json!(now));
                     data.insert("previous_leader_id".into(), json!(leader));
                     data.insert("term".into(), json!(term));
-                    data.insert("observed_by".into(), json!(state.node_id));
-                    state.events.push_local("leader_changed", Value::Object(data));
+                    data.insert("observed_by".into(), json!(node_id));
+                    log.push_local("leader_changed", Value::Object(data));
                 }
                 if now.is_some() {
                     leader = now;

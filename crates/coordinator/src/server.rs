@@ -15,9 +15,12 @@ use tokio_util::sync::CancellationToken;
 use varpulis_raft::{RaftConfig, RaftNode};
 
 use crate::config::CoordinatorConfig;
-use crate::health::Liveness;
+use crate::events::EventLog;
+use crate::leader::context::{LeaderCtx, LeaderSettings};
+use crate::leader::store::Store;
+use crate::leader::{checkpoint, reconciler, rolling, sweep};
 use crate::metrics::Metrics;
-use crate::state::{AppState, Shared};
+use crate::node::{AppState, Shared};
 use crate::transport::worker_client::{WorkerClient, WorkerClientConfig};
 
 /// Time given to in-flight requests and background loops after shutdown is requested.
@@ -54,6 +57,14 @@ pub async fn run(
         .build()?;
     let nats = crate::transport::nats::link::connect(&config, node_id).await?;
     let workers = WorkerClient::new(WorkerClientConfig::from_config(&config, nats.clone()))?;
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::new(Arc::new(raft.clone()), metrics.clone());
+    let leader = LeaderCtx::new(
+        store,
+        workers,
+        metrics,
+        LeaderSettings::from_config(&config),
+    );
     let token = CancellationToken::new();
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
@@ -61,13 +72,9 @@ pub async fn run(
         advertise: advertise.clone(),
         raft: raft.clone(),
         http,
-        workers,
-        liveness: Liveness::default(),
-        rebalance: Default::default(),
-        metrics: Metrics::default(),
+        leader: leader.clone(),
         shutdown: token.clone(),
-        reconcile: tokio::sync::Notify::new(),
-        events: crate::events::EventLog::default(),
+        events: Arc::new(EventLog::default()),
         nats,
     }));
 
@@ -79,14 +86,18 @@ pub async fn run(
         );
     }
 
-    let app = crate::routes::router(state.clone()).merge(varpulis_raft::router(raft.clone()));
+    let app = crate::http::router(state.clone()).merge(varpulis_raft::router(raft.clone()));
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::sweep::run(state.clone()));
-    tasks.spawn(crate::sweep::watch_leader(state.clone()));
-    tasks.spawn(crate::reconciler::run(state.clone()));
-    tasks.spawn(crate::events::run(state.clone()));
-    tasks.spawn(crate::rolling::run(state.clone()));
-    tasks.spawn(crate::checkpoint::run(state.clone()));
+    tasks.spawn(sweep::run(leader.clone(), token.clone()));
+    tasks.spawn(reconciler::run(leader.clone(), token.clone()));
+    tasks.spawn(rolling::run(leader.clone(), token.clone()));
+    tasks.spawn(checkpoint::run(leader, token.clone()));
+    tasks.spawn(watch_leader(state.clone()));
+    tasks.spawn(crate::events::run(
+        raft.clone(),
+        state.events.clone(),
+        token.clone(),
+    ));
     tasks.spawn(crate::transport::nats::server::run(state.clone()));
 
     let join_failed = Arc::new(std::sync::Mutex::new(None));
@@ -157,6 +168,26 @@ async fn join(state: AppState, seed: String, failed: Arc<std::sync::Mutex<Option
             *failed.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(format!("cannot join the group: {err}"));
             token.cancel();
+        }
+    }
+}
+
+/// Counts leader changes seen by this node (for `/metrics`) and logs them, until shutdown.
+async fn watch_leader(state: AppState) {
+    let mut rx = state.raft.metrics();
+    let mut last = rx.borrow().current_leader;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+        let leader = rx.borrow().current_leader;
+        if leader != last {
+            if leader.is_some() {
+                Metrics::inc(&state.metrics().leader_changes);
+            }
+            tracing::info!(node_id = state.node_id, ?leader, "raft leader changed");
+            last = leader;
         }
     }
 }

@@ -12,7 +12,7 @@ use varpulis_api::nats::{HEARTBEAT_WILDCARD, PREFIX, REGISTER_SUBJECT, STATUS_HE
 use varpulis_api::WORKER_TOKEN_HEADER;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::node::AppState;
 use crate::transport::nats::link::NatsLink;
 use crate::transport::worker_client::TRANSPORT_LABEL;
 use crate::workers;
@@ -128,7 +128,7 @@ async fn answer(
             .map_err(|e| ApiError::BadRequest(format!("invalid registration: {e}")))?;
         req.labels
             .insert(TRANSPORT_LABEL.to_string(), "nats".to_string());
-        let registered = workers::register(state, req, None).await?;
+        let registered = workers::register(&state.leader, req, None).await?;
         let status = if registered.created {
             StatusCode::CREATED
         } else {
@@ -142,6 +142,6 @@ async fn answer(
         .filter(|id| !id.is_empty() && !id.contains('.'))
         .ok_or_else(|| ApiError::NotFound(format!("no handler for subject `{subject}`")))?;
     let req = workers::parse_heartbeat(&msg.payload)?;
-    let answer = workers::heartbeat(state, worker_id, req).await?;
+    let answer = workers::heartbeat(&state.leader, worker_id, req).await?;
     Ok((StatusCode::OK.as_u16(), serde_json::to_vec(&answer)))
 }

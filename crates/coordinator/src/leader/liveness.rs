@@ -6,7 +6,7 @@
 //! an empty map: they forward heartbeats to the leader.
 //!
 //! Failure detection is a [`Detector`]: the spec's fixed `Timeout` (default 15 s), or
-//! `Phi` accrual ([`crate::phi`]) over a sliding window of each worker's heartbeat intervals,
+//! `Phi` accrual ([`crate::leader::phi`]) over a sliding window of each worker's heartbeat intervals,
 //! still bounded by the timeout (a worker is never kept longer than with the timeout detector).
 
 use std::collections::hash_map::DefaultHasher;
@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::phi::{Intervals, PhiConfig, MIN_SAMPLES, WINDOW};
+use crate::leader::phi::{Intervals, PhiConfig, MIN_SAMPLES, WINDOW};
 
 const SHARDS: usize = 32;
 

@@ -5,8 +5,8 @@ use axum::Json;
 use varpulis_api::cluster::MigrationList;
 use varpulis_api::Page;
 
-use crate::error::ApiQuery;
-use crate::state::AppState;
+use crate::http::extract::ApiQuery;
+use crate::node::AppState;
 
 /// `GET /api/v1/cluster/migrations`.
 pub async fn list(

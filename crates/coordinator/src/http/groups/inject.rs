@@ -1,158 +1,27 @@
-//! `/api/v1/cluster/pipeline-groups` and `/api/v1/cluster/topology`.
+//! `POST /api/v1/cluster/pipeline-groups/{id}/inject` and `.../inject-batch`, on any node.
 //!
-//! Create: validate every pipeline's VPL (400 with diagnostics, nothing stored), let the leader
-//! choose the group id and the placements, commit `CreateGroup`, deploy each placement and record
-//! the results, then answer with the final placements. Delete: commit, then best-effort teardown on
-//! the workers (the reconciler does not resurrect deleted groups). Inject works on any node: routing
-//! reads the local replicated state and the event goes straight to the worker.
+//! Routing reads the local replicated state and the event goes straight to the worker through
+//! the worker client. A follower that does not see the group or a running target yet catches up
+//! with the leader first, and an inject waits (bounded) for a placement that is being deployed or
+//! moved, so internal moves stay invisible to clients.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
 use axum::Json;
-use futures::future::join_all;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use varpulis_api::cluster::{
-    GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse, PipelineGroupInfo,
-    PipelineGroupList, PipelineGroupSpec, Topology, TornDownResponse,
-};
+use varpulis_api::cluster::{GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse};
 use varpulis_api::worker::{BatchInjectRequest, InputEvent};
-use varpulis_api::Page;
 use varpulis_cluster::group::PlacementStatus;
-use varpulis_cluster::{ClusterState, Command, Outcome};
+use varpulis_cluster::ClusterState;
 
-use crate::deploy;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::http::proxy::catch_up_with_leader;
 use crate::metrics::Metrics;
-use crate::rolling::DriveError;
-use crate::state::{idempotency_key, now_ms, AppState};
+use crate::node::AppState;
 use crate::transport::worker_client::{EventBatch, WorkerRef};
-use varpulis_api::cluster::{GroupUpdateResponse, RollbackRequest, UpdateGroupRequest};
-use varpulis_cluster::version::{RolloutCommand, StateMode};
-
-fn group_view(state: &AppState, id: &str) -> Result<PipelineGroupInfo, ApiError> {
-    state
-        .read(|s| {
-            s.group(id)
-                .map(|g| varpulis_cluster::views::group_info(s, g))
-        })
-        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{id}' not found")))
-}
-
-/// `POST /api/v1/cluster/pipeline-groups`: 201 with the group and its final placements.
-pub async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiJson(spec): ApiJson<PipelineGroupSpec>,
-) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    let connectors: Vec<String> = state.read(|s| s.connectors().map(|c| c.name.clone()).collect());
-    crate::validate::check_group(&spec, connectors).map_err(ApiError::InvalidVpl)?;
-    let group_id = uuid::Uuid::new_v4().to_string();
-    let (placements, next_rr_cursor) = state.read(|s| plan(s, &spec))?;
-    let command = Command::CreateGroup {
-        group_id,
-        spec,
-        placements,
-        next_rr_cursor,
-        created_at_ms: now_ms(),
-    };
-    let outcome = state.write_keyed(command, key).await?;
-    let Outcome::GroupCreated { group_id, .. } = outcome else {
-        return Err(ApiError::Internal(format!(
-            "unexpected outcome of create_group: {outcome:?}"
-        )));
-    };
-    let targets = state.read(|s| deploy::pending_targets(s, &group_id));
-    join_all(targets.iter().map(|t| deploy::deploy_and_record(&state, t))).await;
-    state.reconcile.notify_one();
-    let info = group_view(&state, &group_id)?;
-    tracing::info!(group = %info.name, id = %info.id, status = %info.status, "pipeline group created");
-    Ok((StatusCode::CREATED, Json(info)).into_response())
-}
-
-/// Placements for a new group, chosen by the leader from its applied state.
-fn plan(
-    s: &ClusterState,
-    spec: &PipelineGroupSpec,
-) -> Result<
-    (
-        Vec<varpulis_cluster::command::PlacementAssignment>,
-        Option<u64>,
-    ),
-    ApiError,
-> {
-    let plan = varpulis_cluster::placement::plan_group(s, spec)?;
-    Ok((plan.assignments, Some(plan.next_rr_cursor)))
-}
-
-/// `GET /api/v1/cluster/pipeline-groups`.
-pub async fn list(
-    State(state): State<AppState>,
-    ApiQuery(page): ApiQuery<Page>,
-) -> Json<PipelineGroupList> {
-    let all = state.read(varpulis_cluster::views::group_views);
-    let (pipeline_groups, total, pagination) = page.apply(all);
-    Json(PipelineGroupList {
-        pipeline_groups,
-        total,
-        pagination,
-    })
-}
-
-/// `GET /api/v1/cluster/pipeline-groups/{id}`.
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<PipelineGroupInfo>, ApiError> {
-    group_view(&state, &id).map(Json)
-}
-
-/// `DELETE /api/v1/cluster/pipeline-groups/{id}`: `{"torn_down": true}`.
-pub async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<TornDownResponse>, ApiError> {
-    let key = idempotency_key(&headers)?;
-    // Where the pipelines run, read before the group disappears from the state.
-    let running: Vec<(WorkerRef, String)> = state.read(|s| {
-        let Some(group) = s.group(&id) else {
-            return Vec::new();
-        };
-        group
-            .placements
-            .iter()
-            .filter_map(|p| {
-                let worker = WorkerRef::find(s, p.worker_id.as_deref()?)?;
-                Some((worker, p.pipeline_id.clone()?))
-            })
-            .collect()
-    });
-    state
-        .write_keyed(
-            Command::DeleteGroup {
-                group_id: id.clone(),
-            },
-            key,
-        )
-        .await?;
-    join_all(
-        running
-            .iter()
-            .map(|(worker, pid)| deploy::undeploy(&state, worker, pid)),
-    )
-    .await;
-    tracing::info!(group_id = %id, pipelines = running.len(), "pipeline group torn down");
-    Ok(Json(TornDownResponse { torn_down: true }))
-}
-
-/// `GET /api/v1/cluster/topology`.
-pub async fn topology(State(state): State<AppState>) -> Json<Topology> {
-    Json(state.read(varpulis_cluster::views::topology))
-}
 
 /// Where an event of `event_type` goes: the pipeline, its worker and its id there.
 struct Route {
@@ -246,7 +115,7 @@ async fn resolve_fresh(
         Err(ApiError::NotFound(_) | ApiError::Unavailable(_)) => {}
         other => return other,
     }
-    state.catch_up_with_leader().await;
+    catch_up_with_leader(state).await;
     let Some(pipeline) = state.read(|s| target_pipeline(s, group_id, event_type)) else {
         return state.read(|s| resolve(s, group_id, event_type));
     };
@@ -267,11 +136,12 @@ pub async fn inject(
         timestamp: None,
     };
     let worker_response = state
+        .leader
         .workers
         .inject(&route.worker, &route.pipeline_id, event)
         .await
         .map_err(|e| ApiError::BadGateway(e.to_string()))?;
-    Metrics::inc(&state.metrics.injected_events);
+    Metrics::inc(&state.metrics().injected_events);
     Ok(Json(GroupInjectResponse {
         routed_to: route.pipeline,
         worker_id: route.worker.id,
@@ -307,7 +177,7 @@ pub async fn inject_batch(
         })
     });
     if !settled {
-        state.catch_up_with_leader().await;
+        catch_up_with_leader(&state).await;
         await_settled(&state, &id, None).await;
     }
     // Per target pipeline: the body to send, in first-seen order of pipelines.
@@ -362,6 +232,7 @@ pub async fn inject_batch(
             EventBatch::Json(json_parts.remove(pipeline).unwrap_or_default())
         };
         let answer = state
+            .leader
             .workers
             .inject_batch(&route.worker, &route.pipeline_id, batch)
             .await
@@ -370,7 +241,7 @@ pub async fn inject_batch(
         output_events.extend(answer.output_events);
     }
     state
-        .metrics
+        .metrics()
         .injected_events
         .fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(Json(GroupInjectBatchResponse {
@@ -436,199 +307,11 @@ fn evt_event_type(line: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-// ----- rolling updates (crate::rolling) -----
-
-/// An error answer with a specific code (for outcomes `ApiError` has no variant for).
-fn coded_error(status: StatusCode, code: &str, message: String, details: Vec<String>) -> Response {
-    let mut body = serde_json::json!({"error": message, "code": code});
-    if !details.is_empty() {
-        body["details"] = serde_json::json!(details);
-    }
-    (status, Json(body)).into_response()
-}
-
-/// Validates, plans and runs a rolling update of `group_id` to `spec`; the answer of
-/// `PUT .../{id}` and `POST .../{id}/rollback`.
-async fn roll(
-    state: &AppState,
-    group_id: &str,
-    spec: PipelineGroupSpec,
-    state_mode: Option<StateMode>,
-    restores: Option<u64>,
-) -> Result<Response, ApiError> {
-    let connectors: Vec<String> = state.read(|s| s.connectors().map(|c| c.name.clone()).collect());
-    crate::validate::check_group(&spec, connectors).map_err(ApiError::InvalidVpl)?;
-    let current = state
-        .read(|s| s.group(group_id).map(|g| g.spec.clone()))
-        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{group_id}' not found")))?;
-    let mut changed = Vec::new();
-    let mut why = Vec::new();
-    for (old, new) in current.pipelines.iter().zip(&spec.pipelines) {
-        if old.source != new.source {
-            changed.push(old.name.clone());
-            why.extend(crate::rolling::incompatibilities(
-                &old.name,
-                &old.source,
-                &new.source,
-            ));
-        }
-    }
-    if changed.is_empty() {
-        return Err(ApiError::BadRequest(
-            "the update changes no pipeline source".into(),
-        ));
-    }
-    let mode = match state_mode {
-        Some(m) => m,
-        None if why.is_empty() => StateMode::Keep,
-        None => {
-            return Ok(coded_error(
-                StatusCode::CONFLICT,
-                "state_incompatible",
-                "the state shape changes (streams, operators or variables); \
-                 send \"state\": \"reset\" to start the new version without the old state"
-                    .into(),
-                why,
-            ))
-        }
-    };
-    if mode == StateMode::Keep && !why.is_empty() {
-        return Ok(coded_error(
-            StatusCode::CONFLICT,
-            "state_incompatible",
-            "the old state cannot continue in the new version; use \"state\": \"reset\"".into(),
-            why,
-        ));
-    }
-    let previous_version = state.read(|s| s.group(group_id).map(|g| g.version).unwrap_or(0));
-    let rollout =
-        state.read(|s| crate::rolling::plan(s, group_id, spec, changed.clone(), mode, restores))?;
-    state
-        .write(Command::Rollout(RolloutCommand::Start {
-            group_id: group_id.to_string(),
-            rollout: Box::new(rollout),
-        }))
-        .await?;
-    match crate::rolling::drive(state, group_id).await {
-        Ok(version) => {
-            let group = group_view(state, group_id)?;
-            tracing::info!(%group_id, version, "pipeline group updated");
-            Ok(Json(GroupUpdateResponse {
-                group_id: group_id.to_string(),
-                version,
-                previous_version,
-                changed,
-                state: mode.as_str().to_string(),
-                restores,
-                group,
-            })
-            .into_response())
-        }
-        Err(DriveError::Aborted(error)) => Ok(coded_error(
-            StatusCode::CONFLICT,
-            "update_aborted",
-            format!("rolling update aborted, the group keeps version {previous_version}: {error}"),
-            Vec::new(),
-        )),
-        Err(DriveError::Interrupted(e)) => Err(e),
-    }
-}
-
-/// `PUT /api/v1/cluster/pipeline-groups/{id}`: rolling update of some pipelines' VPL.
-pub async fn update(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(req): ApiJson<UpdateGroupRequest>,
-) -> Result<Response, ApiError> {
-    let mode = crate::rolling::parse_state(req.state.as_deref())?;
-    let mut spec = state
-        .read(|s| s.group(&id).map(|g| g.spec.clone()))
-        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{id}' not found")))?;
-    if req.pipelines.is_empty() {
-        return Err(ApiError::BadRequest("`pipelines` must not be empty".into()));
-    }
-    for update in &req.pipelines {
-        let Some(p) = spec.pipelines.iter_mut().find(|p| p.name == update.name) else {
-            return Err(ApiError::BadRequest(format!(
-                "the group has no pipeline named '{}'",
-                update.name
-            )));
-        };
-        p.source.clone_from(&update.source);
-    }
-    roll(&state, &id, spec, mode, None).await
-}
-
-/// `POST /api/v1/cluster/pipeline-groups/{id}/rollback`: rolling update back to the spec of
-/// an earlier version (default: the previous one), recorded as a new version.
-pub async fn rollback(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let req: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RollbackRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid rollback request: {e}")))?
-    };
-    let mode = crate::rolling::parse_state(req.state.as_deref())?;
-    let (version, history) = state
-        .read(|s| {
-            s.group(&id).map(|g| {
-                let history = s
-                    .group_versions(&id)
-                    .map(|v| v.history.clone())
-                    .unwrap_or_default();
-                (g.version, history)
-            })
-        })
-        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{id}' not found")))?;
-    let wanted = req.version.unwrap_or(version.saturating_sub(1));
-    if wanted == version {
-        return Err(ApiError::BadRequest(format!(
-            "version {version} is already running"
-        )));
-    }
-    let Some(record) = history.iter().find(|r| r.version == wanted) else {
-        return Err(ApiError::NotFound(format!(
-            "version {wanted} of group '{id}' is not in its history"
-        )));
-    };
-    roll(&state, &id, record.spec.clone(), mode, Some(wanted)).await
-}
-
-/// `GET /api/v1/cluster/pipeline-groups/{id}/versions`: current version, history (oldest
-/// first) and the rolling update in progress, if any.
-pub async fn versions(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    state
-        .read(|s| {
-            let g = s.group(&id)?;
-            let v = s.group_versions(&id);
-            let history: Vec<serde_json::Value> = match v {
-                Some(v) => v.history.iter().map(|r| serde_json::json!(r)).collect(),
-                None => vec![serde_json::json!({
-                    "version": g.version, "spec": g.spec, "changed": [], "state": null,
-                    "restores": null, "at_ms": g.created_at_ms
-                })],
-            };
-            Some(Json(serde_json::json!({
-                "group_id": g.id,
-                "version": g.version,
-                "history": history,
-                "rollout": v.and_then(|v| v.rollout.as_ref()),
-                "last_error": v.and_then(|v| v.last_error.as_ref()),
-            })))
-        })
-        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{id}' not found")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use varpulis_api::cluster::PipelineGroupSpec;
+    use varpulis_cluster::Command;
 
     #[test]
     fn evt_lines_give_their_event_type() {

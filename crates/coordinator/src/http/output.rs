@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use varpulis_cluster::group::PlacementStatus;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::node::AppState;
 use crate::transport::worker_client::WorkerRef;
 
 /// Events buffered between the worker streams and a slow client; beyond it the relays wait
@@ -76,7 +76,10 @@ async fn follow(
     replica: u32,
     tx: &mpsc::Sender<Event>,
 ) {
-    let request = state.workers.output(&source.worker, &source.pipeline_id);
+    let request = state
+        .leader
+        .workers
+        .output(&source.worker, &source.pipeline_id);
     let response = tokio::select! {
         _ = tx.closed() => return,
         r = request => r,
@@ -143,7 +146,7 @@ pub async fn stream_group_output(
                 .collect()
         })
     });
-    if placements.is_none() && state.catch_up_with_leader().await {
+    if placements.is_none() && crate::http::proxy::catch_up_with_leader(&state).await {
         placements = state.read(|s| {
             s.group(&id).map(|g| {
                 g.placements

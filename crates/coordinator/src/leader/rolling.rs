@@ -21,25 +21,21 @@
 //! operators in the same order ([`state_shape`]). Otherwise the update needs
 //! `"state": "reset"`.
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use varpulis_api::cluster::PipelineGroupSpec;
 use varpulis_api::worker::{HandoverRequest, HandoverResponse};
 use varpulis_cluster::version::{Rollout, RolloutCommand, RolloutStatus, RolloutTarget, StateMode};
 use varpulis_cluster::{ClusterState, Command};
 use varpulis_vpl::ast::Item;
 
-use crate::deploy;
-use crate::error::ApiError;
-use crate::state::{now_ms, AppState};
+use crate::leader::context::LeaderCtx;
+use crate::leader::deploy;
+use crate::leader::error::LeaderError;
 use crate::transport::worker_client::WorkerRef;
 
 /// Time between the switch and stopping the old pipelines (lets lagging nodes catch up).
 pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
-
-/// Rollouts being driven on this process, by (node id, group id): one driver per rollout.
-static DRIVING: Mutex<BTreeSet<(u64, String)>> = Mutex::new(BTreeSet::new());
 
 /// The state-relevant shape of a program: top-level variables, then each stream with its
 /// operator names and sequence steps.
@@ -82,18 +78,6 @@ pub fn incompatibilities(pipeline: &str, old: &str, new: &str) -> Vec<String> {
     out
 }
 
-/// Parses the `state` field of an update: `keep` (default) or `reset`.
-pub fn parse_state(state: Option<&str>) -> Result<Option<StateMode>, ApiError> {
-    match state {
-        None => Ok(None),
-        Some("keep") => Ok(Some(StateMode::Keep)),
-        Some("reset") => Ok(Some(StateMode::Reset)),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "state must be \"keep\" or \"reset\", not \"{other}\""
-        ))),
-    }
-}
-
 /// Plans a rollout of `group_id` to `spec` (which differs only in the sources of `changed`).
 pub fn plan(
     s: &ClusterState,
@@ -102,10 +86,11 @@ pub fn plan(
     changed: Vec<String>,
     state: StateMode,
     restores: Option<u64>,
-) -> Result<Rollout, ApiError> {
+    now_ms: u64,
+) -> Result<Rollout, LeaderError> {
     let g = s
         .group(group_id)
-        .ok_or_else(|| ApiError::NotFound(format!("pipeline group '{group_id}' not found")))?;
+        .ok_or_else(|| LeaderError::NotFound(format!("pipeline group '{group_id}' not found")))?;
     let mut targets = Vec::new();
     for p in g
         .placements
@@ -113,7 +98,7 @@ pub fn plan(
         .filter(|p| changed.contains(&p.pipeline_name))
     {
         let (Some(worker_id), Some(old_pipeline_id)) = (&p.worker_id, &p.pipeline_id) else {
-            return Err(ApiError::Unavailable(format!(
+            return Err(LeaderError::NotRunning(format!(
                 "'{}' replica {} is not running on a worker; retry once the group runs",
                 p.pipeline_name, p.replica
             )));
@@ -141,7 +126,7 @@ pub fn plan(
         targets,
         status: RolloutStatus::Deploying,
         restores,
-        started_at_ms: now_ms(),
+        started_at_ms: now_ms,
     })
 }
 
@@ -151,31 +136,23 @@ pub enum DriveError {
     /// It was aborted: the group keeps its version.
     Aborted(String),
     /// This node could not finish it (lost leadership, no quorum); the leader's loop resumes it.
-    Interrupted(ApiError),
+    Interrupted(LeaderError),
 }
 
 /// Takes the rollout of `group_id` to its end (or abort). Returns the version reached.
-pub async fn drive(state: &AppState, group_id: &str) -> Result<u64, DriveError> {
-    let key = (state.node_id, group_id.to_string());
-    let first = DRIVING
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key.clone());
-    if !first {
-        return wait_for_end(state, group_id).await;
+pub async fn drive(ctx: &LeaderCtx, group_id: &str) -> Result<u64, DriveError> {
+    if !ctx.start_driving(group_id) {
+        return wait_for_end(ctx, group_id).await;
     }
-    let result = drive_locked(state, group_id).await;
-    DRIVING
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key);
+    let result = drive_locked(ctx, group_id).await;
+    ctx.stop_driving(group_id);
     result
 }
 
 /// Waits (bounded) for another driver of the same rollout to end it.
-async fn wait_for_end(state: &AppState, group_id: &str) -> Result<u64, DriveError> {
+async fn wait_for_end(ctx: &LeaderCtx, group_id: &str) -> Result<u64, DriveError> {
     for _ in 0..600 {
-        let (rollout, version, error) = state.read(|s| {
+        let (rollout, version, error) = ctx.store.read(|s| {
             let v = s.group_versions(group_id);
             (
                 v.and_then(|v| v.rollout.clone()),
@@ -194,26 +171,27 @@ async fn wait_for_end(state: &AppState, group_id: &str) -> Result<u64, DriveErro
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-    Err(DriveError::Interrupted(ApiError::Unavailable(
+    Err(DriveError::Interrupted(LeaderError::NotRunning(
         "the rolling update is still in progress".into(),
     )))
 }
 
-async fn drive_locked(state: &AppState, group_id: &str) -> Result<u64, DriveError> {
+async fn drive_locked(ctx: &LeaderCtx, group_id: &str) -> Result<u64, DriveError> {
     loop {
-        let Some(rollout) =
-            state.read(|s| s.group_versions(group_id).and_then(|v| v.rollout.clone()))
+        let Some(rollout) = ctx
+            .store
+            .read(|s| s.group_versions(group_id).and_then(|v| v.rollout.clone()))
         else {
-            let version = state.read(|s| s.group(group_id).map(|g| g.version));
+            let version = ctx.store.read(|s| s.group(group_id).map(|g| g.version));
             return version.ok_or_else(|| DriveError::Aborted("the group was deleted".into()));
         };
         match rollout.status {
-            RolloutStatus::Deploying => deploy_and_switch(state, group_id, &rollout).await?,
+            RolloutStatus::Deploying => deploy_and_switch(ctx, group_id, &rollout).await?,
             RolloutStatus::Draining => {
                 tokio::time::sleep(DRAIN_GRACE).await;
-                stop_old(state, &rollout).await;
+                stop_old(ctx, &rollout).await;
                 write(
-                    state,
+                    ctx,
                     RolloutCommand::Finish {
                         group_id: group_id.to_string(),
                         version: rollout.to_version,
@@ -231,8 +209,8 @@ async fn drive_locked(state: &AppState, group_id: &str) -> Result<u64, DriveErro
     }
 }
 
-async fn write(state: &AppState, step: RolloutCommand) -> Result<(), DriveError> {
-    state
+async fn write(ctx: &LeaderCtx, step: RolloutCommand) -> Result<(), DriveError> {
+    ctx.store
         .write(Command::Rollout(step))
         .await
         .map(|_| ())
@@ -240,36 +218,37 @@ async fn write(state: &AppState, step: RolloutCommand) -> Result<(), DriveError>
 }
 
 /// The worker of a target, as registered now.
-fn worker_of(state: &AppState, worker_id: &str) -> Option<WorkerRef> {
-    state.read(|s| WorkerRef::find(s, worker_id))
+fn worker_of(ctx: &LeaderCtx, worker_id: &str) -> Option<WorkerRef> {
+    ctx.store.read(|s| WorkerRef::find(s, worker_id))
 }
 
 async fn deploy_and_switch(
-    state: &AppState,
+    ctx: &LeaderCtx,
     group_id: &str,
     rollout: &Rollout,
 ) -> Result<(), DriveError> {
     // 1. Start every new pipeline next to its old one.
     for t in &rollout.targets {
-        if let Err(error) = deploy_new(state, group_id, rollout, t).await {
-            return abort(state, group_id, rollout, &[], error).await;
+        if let Err(error) = deploy_new(ctx, group_id, rollout, t).await {
+            return abort(ctx, group_id, rollout, &[], error).await;
         }
     }
     // 2. Hand each old pipeline over to its new one.
     let keep = rollout.state == StateMode::Keep;
     let mut handed: Vec<&RolloutTarget> = Vec::new();
     for t in &rollout.targets {
-        match handover(state, t, &t.old_pipeline_id, &t.new_pipeline_id, keep).await {
+        match handover(ctx, t, &t.old_pipeline_id, &t.new_pipeline_id, keep).await {
             Ok(_) => handed.push(t),
-            Err(error) => return abort(state, group_id, rollout, &handed, error).await,
+            Err(error) => return abort(ctx, group_id, rollout, &handed, error).await,
         }
     }
     // 3. Switch routes, spec and version in one entry.
-    let switched = state
+    let switched = ctx
+        .store
         .write(Command::Rollout(RolloutCommand::Switch {
             group_id: group_id.to_string(),
             version: rollout.to_version,
-            now_ms: now_ms(),
+            now_ms: ctx.now_ms(),
         }))
         .await;
     match switched {
@@ -281,9 +260,9 @@ async fn deploy_and_switch(
             );
             Ok(())
         }
-        Err(ApiError::Cluster(e)) => {
+        Err(LeaderError::Rejected(e)) => {
             abort(
-                state,
+                ctx,
                 group_id,
                 rollout,
                 &handed,
@@ -296,7 +275,7 @@ async fn deploy_and_switch(
 }
 
 async fn deploy_new(
-    state: &AppState,
+    ctx: &LeaderCtx,
     group_id: &str,
     rollout: &Rollout,
     t: &RolloutTarget,
@@ -308,7 +287,8 @@ async fn deploy_new(
         .find(|p| p.name == t.pipeline_name)
         .map(|p| p.source.clone())
         .ok_or_else(|| format!("pipeline '{}' is not in the new spec", t.pipeline_name))?;
-    let target = state
+    let target = ctx
+        .store
         .read(|s| deploy::target(s, group_id, &t.pipeline_name, t.replica))
         .ok_or_else(|| format!("'{}' replica {} has no worker", t.pipeline_name, t.replica))?;
     let target = deploy::Target {
@@ -324,26 +304,25 @@ async fn deploy_new(
         ));
     }
     // Paused: the new version consumes its sources only from the hand-over on.
-    deploy::call_deploy_with(state, &target, true)
+    deploy::call_deploy_with(ctx, &target, true)
         .await
         .map(|_| ())
 }
 
 async fn handover(
-    state: &AppState,
+    ctx: &LeaderCtx,
     t: &RolloutTarget,
     from: &str,
     to: &str,
     keep: bool,
 ) -> Result<HandoverResponse, String> {
-    let worker = worker_of(state, &t.worker_id)
-        .ok_or_else(|| format!("worker '{}' is gone", t.worker_id))?;
+    let worker =
+        worker_of(ctx, &t.worker_id).ok_or_else(|| format!("worker '{}' is gone", t.worker_id))?;
     let request = HandoverRequest {
         to: to.to_string(),
         state: Some(if keep { "keep" } else { "reset" }.to_string()),
     };
-    state
-        .workers
+    ctx.workers
         .handover(&worker, from, request)
         .await
         .map_err(|e| format!("handover {from} -> {to}: {e}"))
@@ -351,7 +330,7 @@ async fn handover(
 
 /// Takes back the handovers already made, removes the new pipelines and commits `Abort`.
 async fn abort(
-    state: &AppState,
+    ctx: &LeaderCtx,
     group_id: &str,
     rollout: &Rollout,
     handed: &[&RolloutTarget],
@@ -363,12 +342,12 @@ async fn abort(
         "rolling update aborted: {error}"
     );
     for t in handed {
-        if let Err(e) = handover(state, t, &t.new_pipeline_id, &t.old_pipeline_id, true).await {
+        if let Err(e) = handover(ctx, t, &t.new_pipeline_id, &t.old_pipeline_id, true).await {
             tracing::warn!(group_id, pipeline = %t.pipeline_name, "cannot hand back: {e}");
         }
     }
     write(
-        state,
+        ctx,
         RolloutCommand::Abort {
             group_id: group_id.to_string(),
             version: rollout.to_version,
@@ -377,17 +356,17 @@ async fn abort(
     )
     .await?;
     for t in &rollout.targets {
-        if let Some(worker) = worker_of(state, &t.worker_id) {
-            deploy::undeploy(state, &worker, &t.new_pipeline_id).await;
+        if let Some(worker) = worker_of(ctx, &t.worker_id) {
+            deploy::undeploy(ctx, &worker, &t.new_pipeline_id).await;
         }
     }
     Err(DriveError::Aborted(error))
 }
 
-async fn stop_old(state: &AppState, rollout: &Rollout) {
+async fn stop_old(ctx: &LeaderCtx, rollout: &Rollout) {
     for t in &rollout.targets {
-        if let Some(worker) = worker_of(state, &t.worker_id) {
-            deploy::undeploy(state, &worker, &t.old_pipeline_id).await;
+        if let Some(worker) = worker_of(ctx, &t.worker_id) {
+            deploy::undeploy(ctx, &worker, &t.old_pipeline_id).await;
         }
     }
 }
@@ -404,30 +383,26 @@ pub fn rollout_pipelines(s: &ClusterState, worker_id: &str) -> Vec<String> {
 
 /// Leader loop: resumes every rollout in progress (after a leader change, or an interrupted
 /// request), until shutdown.
-pub async fn run(state: AppState) {
+pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(state.config.reconcile_interval) => {}
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ctx.settings.reconcile_interval) => {}
         }
-        if !state.raft.is_leader() {
+        if !ctx.store.is_leader() {
             continue;
         }
-        let groups: Vec<String> = state.read(|s| {
+        let groups: Vec<String> = ctx.store.read(|s| {
             s.active_rollouts()
                 .into_iter()
                 .map(|(g, _)| g.to_string())
                 .collect()
         });
         for group_id in groups {
-            let busy = DRIVING
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&(state.node_id, group_id.clone()));
-            if busy {
+            if ctx.is_driving(&group_id) {
                 continue;
             }
-            match drive(&state, &group_id).await {
+            match drive(&ctx, &group_id).await {
                 Ok(version) => tracing::info!(%group_id, version, "resumed rolling update done"),
                 Err(DriveError::Aborted(e)) => {
                     tracing::warn!(%group_id, "resumed rolling update aborted: {e}")
@@ -465,13 +440,5 @@ mod tests {
         assert_eq!(incompatibilities("p", COUNTER, &renamed).len(), 2);
         let no_var = COUNTER.replace("var count = 0", "var total = 0");
         assert!(!incompatibilities("p", COUNTER, &no_var).is_empty());
-    }
-
-    #[test]
-    fn state_mode_parses_keep_and_reset_only() {
-        assert_eq!(parse_state(None).unwrap(), None);
-        assert_eq!(parse_state(Some("keep")).unwrap(), Some(StateMode::Keep));
-        assert_eq!(parse_state(Some("reset")).unwrap(), Some(StateMode::Reset));
-        assert!(parse_state(Some("wipe")).is_err());
     }
 }

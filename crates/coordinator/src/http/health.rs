@@ -10,9 +10,9 @@ use varpulis_api::ErrorBody;
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::ClusterState;
 
-use crate::error::RETRY_AFTER_SECS;
+use crate::http::error::RETRY_AFTER_SECS;
 use crate::metrics::gauge;
-use crate::state::AppState;
+use crate::node::AppState;
 
 /// Entries a node may trail its own log by and still call itself ready (in-flight appends).
 const READY_LAG: u64 = 64;
@@ -164,6 +164,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Placements in state Running",
         placements_running,
     );
-    state.metrics.render(&mut out);
+    state.metrics().render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -3,7 +3,7 @@
 //! Each pass (every `reconcile_interval`, or sooner when woken) works from replicated state only:
 //! 1. failover (when `auto_failover`): for every Unhealthy or Dead worker, start a migration of
 //!    each of its placements (`varpulis_cluster::placement::plan_failover`, reason `worker_unhealthy`);
-//!    drains: the same for every Draining worker (reason `drain`, [`crate::drain`]);
+//!    drains: the same for every Draining worker (reason `drain`, [`crate::leader::drain`]);
 //! 2. give Pending placements and target-less migrations a worker (`plan_pending`);
 //! 3. deploy every migration that has a target, then `CompleteMigration` (the placement moves
 //!    atomically, epoch + 1) — after 3 failed attempts `FailMigration`, and the next pass starts
@@ -11,7 +11,7 @@
 //!    taken from it first (and stored in Raft), and its pipeline is deleted once the move is
 //!    complete; otherwise the last stored checkpoint is restored;
 //! 4. deploy every placement whose worker is Ready/Busy but which is not Running;
-//! 5. when a rebalance is wanted, one rate-limited round ([`crate::rebalance`]).
+//! 5. when a rebalance is wanted, one rate-limited round ([`crate::leader::rebalance`]).
 //!
 //! Deploys back off per decision (1 s doubling to 30 s). Nothing depends on the previous leader
 //! having finished: a half-done deploy or migration is simply retried, and the deterministic
@@ -23,9 +23,11 @@ use varpulis_cluster::migration::{MigrationReason, MigrationStatus};
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::{placement, Command};
 
-use crate::deploy::{self, Target};
-use crate::drain;
-use crate::state::{now_ms, AppState};
+use tokio_util::sync::CancellationToken;
+
+use crate::leader::context::LeaderCtx;
+use crate::leader::deploy::{self, Target};
+use crate::leader::drain;
 use crate::transport::worker_client::WorkerRef;
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -83,53 +85,53 @@ impl Backoff {
 const MIN_PASS_SPACING: Duration = Duration::from_millis(100);
 
 /// Runs the reconciler until shutdown.
-pub async fn run(state: AppState) {
+pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
     let mut backoff = Backoff::default();
     let mut last_pass: Option<Instant> = None;
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(state.config.reconcile_interval) => {}
-            _ = state.reconcile.notified() => {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ctx.settings.reconcile_interval) => {}
+            _ = ctx.reconcile.notified() => {
                 if let Some(wait) = last_pass
                     .map(|at| MIN_PASS_SPACING.saturating_sub(at.elapsed()))
                     .filter(|w| !w.is_zero())
                 {
                     tokio::select! {
-                        _ = state.shutdown.cancelled() => return,
+                        _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
-        if !state.raft.is_leader() {
+        if !ctx.store.is_leader() {
             backoff = Backoff::default();
             continue;
         }
         last_pass = Some(Instant::now());
-        reconcile_once(&state, &mut backoff).await;
+        reconcile_once(&ctx, &mut backoff).await;
     }
 }
 
 /// One pass of the reconciler; returns how many deploys succeeded.
-pub async fn reconcile_once(state: &AppState, backoff: &mut Backoff) -> usize {
-    if state.config.auto_failover {
-        start_failovers(state).await;
+pub async fn reconcile_once(ctx: &LeaderCtx, backoff: &mut Backoff) -> usize {
+    if ctx.settings.auto_failover {
+        start_failovers(ctx).await;
     }
-    resume_drains(state).await;
-    assign_pending(state).await;
-    let mut deployed = deploy_migrations(state, backoff).await;
-    deployed += deploy_placements(state, backoff).await;
-    if state.rebalance.is_wanted() {
-        crate::rebalance::round(state).await;
+    resume_drains(ctx).await;
+    assign_pending(ctx).await;
+    let mut deployed = deploy_migrations(ctx, backoff).await;
+    deployed += deploy_placements(ctx, backoff).await;
+    if ctx.rebalance.is_wanted() {
+        crate::leader::rebalance::round(ctx).await;
     }
     deployed
 }
 
 /// Starts drain migrations for placements of Draining workers that have none (a drain
 /// requested under a previous leader, or a drain migration that failed and must be retried).
-async fn resume_drains(state: &AppState) {
-    let draining: Vec<String> = state.read(|s| {
+async fn resume_drains(ctx: &LeaderCtx) {
+    let draining: Vec<String> = ctx.store.read(|s| {
         s.workers()
             .filter(|w| w.status == WorkerStatus::Draining)
             .filter(|w| {
@@ -142,7 +144,7 @@ async fn resume_drains(state: &AppState) {
             .collect()
     });
     for id in draining {
-        drain::start_drain_migrations(state, &id).await;
+        drain::start_drain_migrations(ctx, &id).await;
     }
 }
 
@@ -160,17 +162,17 @@ struct LiveSource {
     pipeline_id: String,
 }
 
-async fn start_failovers(state: &AppState) {
-    let planned = state.read(|s| {
+async fn start_failovers(ctx: &LeaderCtx) {
+    let planned = ctx.store.read(|s| {
         s.workers()
             .filter(|w| w.status.needs_failover())
             .flat_map(|w| placement::plan_failover(s, &w.id))
             .collect::<Vec<_>>()
     });
     for m in planned {
-        let id = uuid::Uuid::new_v4().to_string();
-        let command = m.to_command(&id, MigrationReason::WorkerUnhealthy, now_ms());
-        match state.write(command).await {
+        let id = ctx.new_id();
+        let command = m.to_command(&id, MigrationReason::WorkerUnhealthy, ctx.now_ms());
+        match ctx.store.write(command).await {
             Ok(_) => tracing::info!(
                 migration = %id, group_id = %m.group_id, pipeline = %m.pipeline_name,
                 from = %m.from_worker, to = ?m.to_worker, "migration started"
@@ -182,16 +184,16 @@ async fn start_failovers(state: &AppState) {
     }
 }
 
-async fn assign_pending(state: &AppState) {
-    for a in state.read(placement::plan_pending) {
-        if let Err(err) = state.write(a.to_command(now_ms())).await {
+async fn assign_pending(ctx: &LeaderCtx) {
+    for a in ctx.store.read(placement::plan_pending) {
+        if let Err(err) = ctx.store.write(a.to_command(ctx.now_ms())).await {
             tracing::warn!(group_id = %a.group_id, pipeline = %a.pipeline_name, "cannot assign placement: {err}");
         }
     }
 }
 
-async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
-    let jobs: Vec<Job> = state.read(|s| {
+async fn deploy_migrations(ctx: &LeaderCtx, backoff: &mut Backoff) -> usize {
+    let jobs: Vec<Job> = ctx.store.read(|s| {
         s.active_migrations()
             .into_iter()
             .filter(|m| m.status == MigrationStatus::Deploying)
@@ -238,8 +240,8 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
             continue;
         }
         if let Some(src) = &source {
-            let fresh = crate::checkpoint::take_fresh(
-                state,
+            let fresh = crate::leader::checkpoint::take_fresh(
+                ctx,
                 (&t.group_id, &t.pipeline_name, t.replica),
                 src.epoch,
                 &src.worker,
@@ -253,7 +255,7 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
                 ),
             }
         }
-        let command = match deploy::call_deploy(state, &t).await {
+        let command = match deploy::call_deploy(ctx, &t).await {
             Ok(pipeline_id) => {
                 backoff.succeeded(&id);
                 deployed += 1;
@@ -261,7 +263,7 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
                     migration_id: id.clone(),
                     pipeline_id,
                     restored_from_checkpoint: t.checkpoint.is_some(),
-                    now_ms: now_ms(),
+                    now_ms: ctx.now_ms(),
                 }
             }
             Err(error) => {
@@ -273,17 +275,17 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
                 Command::FailMigration {
                     migration_id: id.clone(),
                     error,
-                    now_ms: now_ms(),
+                    now_ms: ctx.now_ms(),
                 }
             }
         };
         let completed = matches!(command, Command::CompleteMigration { .. });
-        match state.write(command).await {
+        match ctx.store.write(command).await {
             Ok(_) => {
                 tracing::info!(migration = %id, to = %t.worker.id, "migration finished");
                 if let Some(src) = source.filter(|_| completed) {
                     // The placement moved (epoch + 1): the old copy must not keep running.
-                    if !deploy::undeploy(state, &src.worker, &src.pipeline_id).await {
+                    if !deploy::undeploy(ctx, &src.worker, &src.pipeline_id).await {
                         tracing::info!(migration = %id, "old pipeline not removed now; the orphan sweep will");
                     }
                 }
@@ -294,8 +296,8 @@ async fn deploy_migrations(state: &AppState, backoff: &mut Backoff) -> usize {
     deployed
 }
 
-async fn deploy_placements(state: &AppState, backoff: &mut Backoff) -> usize {
-    let targets: Vec<Target> = state.read(|s| {
+async fn deploy_placements(ctx: &LeaderCtx, backoff: &mut Backoff) -> usize {
+    let targets: Vec<Target> = ctx.store.read(|s| {
         s.groups()
             .into_iter()
             .flat_map(|g| deploy::pending_targets(s, &g.id))
@@ -314,7 +316,7 @@ async fn deploy_placements(state: &AppState, backoff: &mut Backoff) -> usize {
         if !backoff.ready(&key, Instant::now()) {
             continue;
         }
-        if deploy::deploy_and_record(state, &t).await {
+        if deploy::deploy_and_record(ctx, &t).await {
             backoff.succeeded(&key);
             deployed += 1;
         } else {

@@ -19,7 +19,7 @@ use varpulis_raft::WriteError;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::node::AppState;
 
 /// Headers that belong to one hop and are not copied.
 const HOP_BY_HOP: [&str; 8] = [
@@ -179,7 +179,7 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
         HeaderName::from_static(FORWARDED_BY_HEADER),
         HeaderValue::from(state.node_id),
     );
-    Metrics::inc(&state.metrics.proxied_requests);
+    Metrics::inc(&state.metrics().proxied_requests);
     let send = || {
         state
             .http
@@ -197,7 +197,7 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
     let answer = match sent {
         Ok(answer) => answer,
         Err(err) => {
-            Metrics::inc(&state.metrics.proxy_failures);
+            Metrics::inc(&state.metrics().proxy_failures);
             tracing::warn!(
                 leader_id, %leader_url,
                 "cannot reach the leader: {}", error_chain(&err)
@@ -228,11 +228,46 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
             response
         }
         Err(err) => {
-            Metrics::inc(&state.metrics.proxy_failures);
+            Metrics::inc(&state.metrics().proxy_failures);
             tracing::warn!(leader_id, "leader answer cut short: {err}");
             not_leader().into_response()
         }
     }
+}
+
+/// On a follower, waits (at most about 2 s) until the local state has applied everything the
+/// leader had applied when asked. Used when a local read misses something a client may just
+/// have written through the leader (read-your-writes for inject and output streams). Returns
+/// whether it caught up.
+pub async fn catch_up_with_leader(state: &AppState) -> bool {
+    const PATIENCE: Duration = Duration::from_secs(2);
+    if state.raft.is_leader() {
+        return false;
+    }
+    let Some((_, url)) = state.raft.leader() else {
+        return false;
+    };
+    let asked = state
+        .http
+        .get(format!("{}/raft/metrics", url.trim_end_matches('/')))
+        .timeout(PATIENCE)
+        .send()
+        .await;
+    let Ok(answer) = asked else { return false };
+    let Ok(view) = answer.json::<varpulis_api::raft::RaftMetricsView>().await else {
+        return false;
+    };
+    let Some(target) = view.last_applied else {
+        return false;
+    };
+    let mut applied = state.raft.applied_index_watch();
+    let wait = async {
+        applied
+            .wait_for(|a| a.is_some_and(|i| i >= target))
+            .await
+            .is_ok()
+    };
+    tokio::time::timeout(PATIENCE, wait).await.unwrap_or(false)
 }
 
 #[cfg(test)]

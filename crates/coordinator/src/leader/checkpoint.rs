@@ -19,8 +19,10 @@ use varpulis_cluster::group::PlacementStatus;
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::{ClusterState, Command};
 
-use crate::error::ApiError;
-use crate::state::{now_ms, AppState};
+use tokio_util::sync::CancellationToken;
+
+use crate::leader::context::LeaderCtx;
+use crate::leader::error::LeaderError;
 use crate::transport::worker_client::WorkerRef;
 
 /// One running placement to checkpoint.
@@ -73,27 +75,27 @@ fn sources(s: &ClusterState) -> Vec<Source> {
 }
 
 /// Runs the loop until shutdown (does nothing when the interval is zero).
-pub async fn run(state: AppState) {
-    let interval = state.config.checkpoint_interval;
+pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
+    let interval = ctx.settings.checkpoint_interval;
     if interval.is_zero() {
         return;
     }
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        if state.raft.is_leader() {
-            checkpoint_once(&state).await;
+        if ctx.store.is_leader() {
+            checkpoint_once(&ctx).await;
         }
     }
 }
 
 /// Takes and stores one checkpoint per running placement; returns how many were stored.
-pub async fn checkpoint_once(state: &AppState) -> usize {
+pub async fn checkpoint_once(ctx: &LeaderCtx) -> usize {
     let mut stored = 0;
-    for src in state.read(sources) {
-        let Some(cp) = fetch(state, &src).await else {
+    for src in ctx.store.read(sources) {
+        let Some(cp) = fetch(ctx, &src).await else {
             continue;
         };
         if src.stored_events == Some(cp.events_processed) {
@@ -110,9 +112,9 @@ pub async fn checkpoint_once(state: &AppState) -> usize {
             epoch: src.epoch,
             checkpoint: data,
             events_processed,
-            taken_at_ms: now_ms(),
+            taken_at_ms: ctx.now_ms(),
         };
-        match state.write(command).await {
+        match ctx.store.write(command).await {
             Ok(_) => stored += 1,
             Err(err) => {
                 tracing::debug!(pipeline = %src.pipeline_name, "checkpoint not stored: {err}")
@@ -122,12 +124,8 @@ pub async fn checkpoint_once(state: &AppState) -> usize {
     stored
 }
 
-async fn fetch(state: &AppState, src: &Source) -> Option<Checkpoint> {
-    match state
-        .workers
-        .checkpoint(&src.worker, &src.pipeline_id)
-        .await
-    {
+async fn fetch(ctx: &LeaderCtx, src: &Source) -> Option<Checkpoint> {
+    match ctx.workers.checkpoint(&src.worker, &src.pipeline_id).await {
         Ok(cp) => Some(cp),
         Err(err) => {
             tracing::debug!(pipeline_id = %src.pipeline_id, "checkpoint refused: {err}");
@@ -140,7 +138,7 @@ async fn fetch(state: &AppState, src: &Source) -> Option<Checkpoint> {
 /// leader restores the same state; returns it (also when storing failed, e.g. over the cap:
 /// the migration can still ship it).
 pub async fn take_fresh(
-    state: &AppState,
+    ctx: &LeaderCtx,
     placement: (&str, &str, u32),
     epoch: u64,
     worker: &WorkerRef,
@@ -156,7 +154,7 @@ pub async fn take_fresh(
         worker: worker.clone(),
         stored_events: None,
     };
-    let cp = fetch(state, &src).await?;
+    let cp = fetch(ctx, &src).await?;
     if let Ok(data) = serde_json::to_string(&cp) {
         let command = Command::StoreCheckpoint {
             group_id: src.group_id.clone(),
@@ -165,9 +163,9 @@ pub async fn take_fresh(
             epoch,
             checkpoint: data,
             events_processed: cp.events_processed,
-            taken_at_ms: now_ms(),
+            taken_at_ms: ctx.now_ms(),
         };
-        if let Err(err) = state.write(command).await {
+        if let Err(err) = ctx.store.write(command).await {
             tracing::warn!(pipeline = %pipeline_name, "fresh checkpoint not stored: {err}");
         }
     }
@@ -176,12 +174,12 @@ pub async fn take_fresh(
 
 /// Stores a checkpoint pushed by `worker_id` for one of its placements (see the module docs).
 pub async fn store_pushed(
-    state: &AppState,
+    ctx: &LeaderCtx,
     worker_id: &str,
     push: CheckpointPush,
-) -> Result<CheckpointPushResponse, ApiError> {
+) -> Result<CheckpointPushResponse, LeaderError> {
     let pipeline_id = push.checkpoint.pipeline_id.clone();
-    let found = state.read(|s| {
+    let found = ctx.store.read(|s| {
         s.worker(worker_id)?;
         let found = s.placements_on(worker_id).into_iter().find_map(|(g, p)| {
             (p.pipeline_id.as_deref() == Some(pipeline_id.as_str())).then(|| {
@@ -194,17 +192,17 @@ pub async fn store_pushed(
         Some(found)
     });
     let Some(found) = found else {
-        return Err(ApiError::NotFound(format!(
+        return Err(LeaderError::NotFound(format!(
             "worker '{worker_id}' is not registered"
         )));
     };
     let Some((group_id, pipeline_name, replica, unchanged)) = found else {
-        return Err(ApiError::NotFound(format!(
+        return Err(LeaderError::NotFound(format!(
             "pipeline '{pipeline_id}' is not placed on worker '{worker_id}'"
         )));
     };
     let data = serde_json::to_string(&push.checkpoint)
-        .map_err(|e| ApiError::BadRequest(format!("checkpoint: {e}")))?;
+        .map_err(|e| LeaderError::Invalid(format!("checkpoint: {e}")))?;
     let size = data.len();
     if unchanged {
         return Ok(CheckpointPushResponse {
@@ -219,8 +217,8 @@ pub async fn store_pushed(
         epoch: push.epoch,
         checkpoint: data,
         events_processed: push.checkpoint.events_processed,
-        taken_at_ms: now_ms(),
+        taken_at_ms: ctx.now_ms(),
     };
-    state.write(command).await?;
+    ctx.store.write(command).await?;
     Ok(CheckpointPushResponse { stored: true, size })
 }

@@ -8,8 +8,10 @@ use varpulis_api::cluster::{ConnectorList, ConnectorSpec, DeletedResponse};
 use varpulis_api::Page;
 use varpulis_cluster::{Command, Outcome};
 
-use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::state::{idempotency_key, AppState};
+use crate::error::ApiError;
+use crate::http::extract::idempotency_key;
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::node::AppState;
 
 fn saved(outcome: Outcome, fallback: ConnectorSpec) -> (bool, ConnectorSpec) {
     match outcome {
@@ -26,6 +28,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let outcome = state
+        .leader
+        .store
         .write_keyed(Command::CreateConnector { spec: spec.clone() }, key)
         .await?;
     let (_, stored) = saved(outcome, spec);
@@ -75,6 +79,8 @@ pub async fn update(
     }
     let key = idempotency_key(&headers)?;
     let outcome = state
+        .leader
+        .store
         .write_keyed(Command::UpdateConnector { spec: spec.clone() }, key)
         .await?;
     Ok(Json(saved(outcome, spec).1))
@@ -88,6 +94,8 @@ pub async fn delete(
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let key = idempotency_key(&headers)?;
     state
+        .leader
+        .store
         .write_keyed(Command::DeleteConnector { name }, key)
         .await?;
     Ok(Json(DeletedResponse { deleted: true }))

@@ -19,8 +19,10 @@ use varpulis_api::Page;
 use varpulis_cluster::views::{self, WorkerLive};
 use varpulis_cluster::Command;
 
-use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::state::{idempotency_key, AppState};
+use crate::error::ApiError;
+use crate::http::extract::idempotency_key;
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::node::AppState;
 
 /// `POST /api/v1/cluster/workers/register`: 201 for a new worker, 200 for a re-registration.
 pub async fn register(
@@ -29,7 +31,7 @@ pub async fn register(
     ApiJson(req): ApiJson<RegisterWorkerRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let registered = crate::workers::register(&state, req, key).await?;
+    let registered = crate::workers::register(&state.leader, req, key).await?;
     let status = if registered.created {
         StatusCode::CREATED
     } else {
@@ -45,7 +47,8 @@ pub async fn heartbeat(
     body: Bytes,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let req = crate::workers::parse_heartbeat(&body)?;
-    crate::workers::heartbeat(&state, &id, req).await.map(Json)
+    let answer = crate::workers::heartbeat(&state.leader, &id, req).await?;
+    Ok(Json(answer))
 }
 
 /// `POST /api/v1/cluster/workers/{id}/checkpoints` (worker token, like heartbeats): stores the
@@ -57,14 +60,13 @@ pub async fn push_checkpoint(
     Path(id): Path<String>,
     ApiJson(push): ApiJson<CheckpointPush>,
 ) -> Result<Json<CheckpointPushResponse>, ApiError> {
-    crate::checkpoint::store_pushed(&state, &id, push)
-        .await
-        .map(Json)
+    let stored = crate::leader::checkpoint::store_pushed(&state.leader, &id, push).await?;
+    Ok(Json(stored))
 }
 
 /// The leader's in-memory figures for one worker (none on followers).
 fn live(state: &AppState, id: &str) -> Option<WorkerLive> {
-    state.liveness.get(id).map(|seen| WorkerLive {
+    state.leader.liveness.get(id).map(|seen| WorkerLive {
         pipelines_running: seen.pipelines_running,
         events_processed: seen.events_processed,
         last_heartbeat_ms_ago: Some(seen.at.elapsed().as_millis() as u64),
@@ -111,6 +113,8 @@ pub async fn delete(
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let key = idempotency_key(&headers)?;
     state
+        .leader
+        .store
         .write_keyed(
             Command::DeregisterWorker {
                 worker_id: id.clone(),
@@ -118,7 +122,7 @@ pub async fn delete(
             key,
         )
         .await?;
-    state.liveness.remove(&id);
-    state.reconcile.notify_one();
+    state.leader.liveness.remove(&id);
+    state.leader.reconcile.notify_one();
     Ok(Json(DeletedResponse { deleted: true }))
 }

@@ -13,8 +13,8 @@ use varpulis_api::worker::{
 use varpulis_cluster::group::PlacementStatus;
 use varpulis_cluster::{ClusterState, Command};
 
+use crate::leader::context::LeaderCtx;
 use crate::metrics::Metrics;
-use crate::state::AppState;
 use crate::transport::worker_client::WorkerRef;
 
 /// Everything needed to deploy one placement, read from the replicated state in one go.
@@ -204,19 +204,15 @@ pub fn route_topics(
 }
 
 /// Sends the deploy call; returns the worker's pipeline id or a message.
-pub async fn call_deploy(state: &AppState, t: &Target) -> Result<String, String> {
-    call_deploy_with(state, t, false).await
+pub async fn call_deploy(ctx: &LeaderCtx, t: &Target) -> Result<String, String> {
+    call_deploy_with(ctx, t, false).await
 }
 
 /// [`call_deploy`], optionally `paused` (sources start at a hand-over: rolling updates).
-pub async fn call_deploy_with(
-    state: &AppState,
-    t: &Target,
-    paused: bool,
-) -> Result<String, String> {
-    let connectors = state.read(connectors);
-    let mqtt_url = state.config.mqtt_url.clone();
-    let routes = state.read(|s| {
+pub async fn call_deploy_with(ctx: &LeaderCtx, t: &Target, paused: bool) -> Result<String, String> {
+    let connectors = ctx.store.read(connectors);
+    let mqtt_url = ctx.settings.mqtt_url.clone();
+    let routes = ctx.store.read(|s| {
         route_topics(
             s,
             &t.group_id,
@@ -235,20 +231,19 @@ pub async fn call_deploy_with(
         routes,
         paused,
     };
-    state
-        .workers
+    ctx.workers
         .deploy(&t.worker, &body)
         .await
         .map_err(|e| e.to_string())
 }
 
 /// Deploys one placement and records Running or Failed through Raft. Returns whether it runs.
-pub async fn deploy_and_record(state: &AppState, t: &Target) -> bool {
-    let result = call_deploy(state, t).await;
+pub async fn deploy_and_record(ctx: &LeaderCtx, t: &Target) -> bool {
+    let result = call_deploy(ctx, t).await;
     let (status, pipeline_id, error) = match &result {
         Ok(id) => (PlacementStatus::Running, Some(id.clone()), None),
         Err(message) => {
-            Metrics::inc(&state.metrics.deploy_failures);
+            Metrics::inc(&ctx.metrics.deploy_failures);
             tracing::warn!(group = %t.group_name, pipeline = %t.pipeline_name, "deploy failed: {message}");
             (PlacementStatus::Failed, None, Some(message.clone()))
         }
@@ -263,7 +258,7 @@ pub async fn deploy_and_record(state: &AppState, t: &Target) -> bool {
         status,
         error,
     };
-    match state.write(command).await {
+    match ctx.store.write(command).await {
         Ok(_) => result.is_ok(),
         Err(err) => {
             tracing::warn!(group = %t.group_name, pipeline = %t.pipeline_name, "cannot record deploy result: {err}");
@@ -273,8 +268,8 @@ pub async fn deploy_and_record(state: &AppState, t: &Target) -> bool {
 }
 
 /// Best-effort `DELETE {worker}/api/v1/pipelines/{id}`; a 404 counts as done.
-pub async fn undeploy(state: &AppState, worker: &WorkerRef, pipeline_id: &str) -> bool {
-    match state.workers.undeploy(worker, pipeline_id).await {
+pub async fn undeploy(ctx: &LeaderCtx, worker: &WorkerRef, pipeline_id: &str) -> bool {
+    match ctx.workers.undeploy(worker, pipeline_id).await {
         Ok(()) => true,
         Err(err) => {
             tracing::debug!(%pipeline_id, "undeploy failed: {err}");

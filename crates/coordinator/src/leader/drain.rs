@@ -15,15 +15,13 @@
 //! Draining worker with a placement that has no active migration gets one. Once nothing is
 //! placed on or migrating off the worker, `GET /workers/{id}` shows `"removable": true`.
 
-use axum::extract::{Path, State};
-use axum::Json;
 use varpulis_api::cluster::{DrainResponse, PlannedMove};
 use varpulis_cluster::migration::MigrationReason;
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::{placement, Command};
 
-use crate::error::ApiError;
-use crate::state::{now_ms, AppState};
+use crate::leader::context::LeaderCtx;
+use crate::leader::error::LeaderError;
 
 /// What [`drain_worker`] did.
 #[derive(Debug, Clone)]
@@ -36,27 +34,27 @@ pub struct Drained {
 
 /// Marks `worker_id` Draining (if it is not yet) and starts a drain migration for each of its
 /// placements without one. Unknown worker → 404; a Dead worker → 409 (invalid transition).
-pub async fn drain_worker(state: &AppState, worker_id: &str) -> Result<Drained, ApiError> {
-    let status = state.read(|s| s.worker(worker_id).map(|w| w.status));
+pub async fn drain_worker(ctx: &LeaderCtx, worker_id: &str) -> Result<Drained, LeaderError> {
+    let status = ctx.store.read(|s| s.worker(worker_id).map(|w| w.status));
     let Some(status) = status else {
-        return Err(ApiError::NotFound(format!(
+        return Err(LeaderError::NotFound(format!(
             "worker '{worker_id}' not found"
         )));
     };
     if status != WorkerStatus::Draining {
-        state
+        ctx.store
             .write(Command::SetWorkerStatus {
                 worker_id: worker_id.to_string(),
                 status: WorkerStatus::Draining,
-                now_ms: now_ms(),
+                now_ms: ctx.now_ms(),
                 reason: Some("drain requested".to_string()),
             })
             .await?;
         tracing::info!(worker_id, "worker draining");
     }
-    let started = start_drain_migrations(state, worker_id).await;
-    state.reconcile.notify_one();
-    let response = state.read(|s| {
+    let started = start_drain_migrations(ctx, worker_id).await;
+    ctx.reconcile.notify_one();
+    let response = ctx.store.read(|s| {
         let remaining = s.placements_on(worker_id).len();
         DrainResponse {
             worker_id: worker_id.to_string(),
@@ -69,7 +67,7 @@ pub async fn drain_worker(state: &AppState, worker_id: &str) -> Result<Drained, 
             removable: s.is_drained(worker_id),
         }
     });
-    let without_target = state.read(|s| {
+    let without_target = ctx.store.read(|s| {
         s.active_migrations()
             .iter()
             .filter(|m| m.from_worker == worker_id && m.to_worker.is_none())
@@ -83,13 +81,13 @@ pub async fn drain_worker(state: &AppState, worker_id: &str) -> Result<Drained, 
 
 /// Starts a `drain` migration for every placement of a Draining worker that has none yet;
 /// returns the moves started. Used by the drain request and by the reconciler (resume).
-pub async fn start_drain_migrations(state: &AppState, worker_id: &str) -> Vec<PlannedMove> {
-    let planned = state.read(|s| placement::plan_failover(s, worker_id));
+pub async fn start_drain_migrations(ctx: &LeaderCtx, worker_id: &str) -> Vec<PlannedMove> {
+    let planned = ctx.store.read(|s| placement::plan_failover(s, worker_id));
     let mut started = Vec::new();
     for m in planned {
-        let id = uuid::Uuid::new_v4().to_string();
-        let command = m.to_command(&id, MigrationReason::Drain, now_ms());
-        match state.write(command).await {
+        let id = ctx.new_id();
+        let command = m.to_command(&id, MigrationReason::Drain, ctx.now_ms());
+        match ctx.store.write(command).await {
             Ok(_) => {
                 tracing::info!(
                     migration = %id, group_id = %m.group_id, pipeline = %m.pipeline_name,
@@ -110,27 +108,4 @@ pub async fn start_drain_migrations(state: &AppState, worker_id: &str) -> Vec<Pl
         }
     }
     started
-}
-
-/// `POST /api/v1/cluster/workers/{id}/drain`: 200 with the migrations started; 404 unknown
-/// worker; 409 when some pipeline has nowhere to go (its migration stays pending and completes
-/// as soon as a worker can take it).
-pub async fn drain(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<DrainResponse>, ApiError> {
-    let drained = drain_worker(&state, &id).await?;
-    if drained.without_target > 0 {
-        return Err(ApiError::Cluster(
-            varpulis_cluster::Error::WorkerUnavailable {
-                worker: id,
-                reason: format!(
-                    "no other worker can take {} of its pipelines now; the worker is draining \
-                     and those migrations stay pending until one can",
-                    drained.without_target
-                ),
-            },
-        ));
-    }
-    Ok(Json(drained.response))
 }

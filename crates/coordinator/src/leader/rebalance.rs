@@ -13,37 +13,11 @@
 //! "wanted" flag is leader memory: a new leader does not resume a rebalance (the moves already
 //! started are replicated and complete; a rebalance is an optimisation, not a correctness need).
 
-use axum::extract::State;
-use axum::Json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use varpulis_api::cluster::{PlannedMove, RebalanceResponse};
 use varpulis_cluster::migration::MigrationReason;
 use varpulis_cluster::placement::{self, PlannedMigration};
 
-use crate::error::ApiError;
-use crate::state::{now_ms, AppState};
-
-/// Leader memory of the rebalancer.
-#[derive(Debug, Default)]
-pub struct RebalanceState {
-    wanted: AtomicBool,
-}
-
-impl RebalanceState {
-    /// Asks for a rebalance at the reconciler's next pass.
-    pub fn request(&self) {
-        self.wanted.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether a rebalance is wanted.
-    pub fn is_wanted(&self) -> bool {
-        self.wanted.load(Ordering::Relaxed)
-    }
-
-    fn set(&self, wanted: bool) {
-        self.wanted.store(wanted, Ordering::Relaxed);
-    }
-}
+use crate::leader::context::LeaderCtx;
 
 fn to_move(m: &PlannedMigration, id: Option<String>) -> PlannedMove {
     PlannedMove {
@@ -58,21 +32,21 @@ fn to_move(m: &PlannedMigration, id: Option<String>) -> PlannedMove {
 
 /// Plans a rebalance and, when no migration is active, starts up to `rebalance_max_moves` of
 /// its moves. Keeps the rebalance wanted while moves remain. Returns every move of the plan.
-pub async fn round(state: &AppState) -> RebalanceResponse {
-    let (plan, busy) = state.read(|s| {
+pub async fn round(ctx: &LeaderCtx) -> RebalanceResponse {
+    let (plan, busy) = ctx.store.read(|s| {
         (
             placement::plan_rebalance(s),
             !s.active_migrations().is_empty(),
         )
     });
     if plan.is_empty() {
-        state.rebalance.set(false);
+        ctx.rebalance.set(false);
         return RebalanceResponse {
             moves: Vec::new(),
             started: 0,
         };
     }
-    state.rebalance.set(true);
+    ctx.rebalance.set(true);
     let mut moves: Vec<PlannedMove> = plan.iter().map(|m| to_move(m, None)).collect();
     if busy {
         return RebalanceResponse { moves, started: 0 };
@@ -81,11 +55,12 @@ pub async fn round(state: &AppState) -> RebalanceResponse {
     for (i, m) in plan
         .iter()
         .enumerate()
-        .take(state.config.rebalance_max_moves)
+        .take(ctx.settings.rebalance_max_moves)
     {
-        let id = uuid::Uuid::new_v4().to_string();
-        match state
-            .write(m.to_command(&id, MigrationReason::Rebalance, now_ms()))
+        let id = ctx.new_id();
+        match ctx
+            .store
+            .write(m.to_command(&id, MigrationReason::Rebalance, ctx.now_ms()))
             .await
         {
             Ok(_) => {
@@ -102,17 +77,7 @@ pub async fn round(state: &AppState) -> RebalanceResponse {
         }
     }
     if started > 0 {
-        state.reconcile.notify_one();
+        ctx.reconcile.notify_one();
     }
     RebalanceResponse { moves, started }
-}
-
-/// `POST /api/v1/cluster/rebalance`: the planned moves (empty when balanced); the first
-/// `rebalance_max_moves` start at once, the rest in later rounds.
-pub async fn rebalance(State(state): State<AppState>) -> Result<Json<RebalanceResponse>, ApiError> {
-    if !state.raft.is_leader() {
-        // Writes are forwarded to the leader by the proxy; reaching here means leadership moved.
-        return Err(ApiError::NoLeader);
-    }
-    Ok(Json(round(&state).await))
 }

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::error::ApiError;
 use crate::events::{ClusterEvent, EventId, EventLog};
-use crate::state::AppState;
+use crate::node::AppState;
 
 /// Query of the event stream.
 #[derive(Debug, Deserialize)]

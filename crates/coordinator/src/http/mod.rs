@@ -1,0 +1,114 @@
+//! The coordinator's HTTP API: routing, authentication, the follower → leader proxy, error
+//! rendering, and one module per resource whose handlers only translate HTTP to calls.
+//!
+//! Layering (outermost first): API key (or worker token on the worker routes, [`auth`]) →
+//! leader gate ([`proxy`]: forward writes to the leader, linearizable reads) → handler.
+//! `/health` and `/ready` are open. The Raft routes (`/raft/*`) come from
+//! `varpulis_raft::router` and carry their own auth.
+
+pub mod auth;
+pub mod connectors;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod groups;
+pub mod health;
+pub mod migrations;
+pub mod operations;
+pub mod output;
+pub mod proxy;
+pub mod workers;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::http::error::{json_errors, not_found};
+use crate::node::AppState;
+
+const GROUPS: &str = "/api/v1/cluster/pipeline-groups";
+
+/// The API router (without `/raft/*`).
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/cluster/workers", get(workers::list))
+        .route(
+            "/api/v1/cluster/workers/{id}",
+            get(workers::get).delete(workers::delete),
+        )
+        .route(GROUPS, post(groups::create).get(groups::list))
+        .route(
+            &format!("{GROUPS}/{{id}}"),
+            get(groups::get)
+                .delete(groups::delete)
+                .put(groups::rollout::update),
+        )
+        .route(
+            &format!("{GROUPS}/{{id}}/inject"),
+            post(groups::inject::inject),
+        )
+        .route(
+            &format!("{GROUPS}/{{id}}/inject-batch"),
+            post(groups::inject::inject_batch),
+        )
+        .route("/api/v1/cluster/topology", get(groups::topology))
+        .route(
+            "/api/v1/cluster/connectors",
+            post(connectors::create).get(connectors::list),
+        )
+        .route(
+            "/api/v1/cluster/connectors/{name}",
+            get(connectors::get)
+                .put(connectors::update)
+                .delete(connectors::delete),
+        )
+        .route(
+            "/api/v1/cluster/workers/{id}/drain",
+            post(operations::drain),
+        )
+        .route("/api/v1/cluster/rebalance", post(operations::rebalance))
+        .route("/api/v1/cluster/migrations", get(migrations::list))
+        .route("/api/v1/cluster/events", get(events::stream_events))
+        .route(
+            &format!("{GROUPS}/{{id}}/output"),
+            get(output::stream_group_output),
+        )
+        .route(
+            &format!("{GROUPS}/{{id}}/rollback"),
+            post(groups::rollout::rollback),
+        )
+        .route(
+            &format!("{GROUPS}/{{id}}/versions"),
+            get(groups::rollout::versions),
+        )
+        .route("/metrics", get(health::metrics))
+        .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
+        .layer(from_fn_with_state(state.clone(), auth::require_api_key));
+    let worker_routes = Router::new()
+        .route("/api/v1/cluster/workers/register", post(workers::register))
+        .route(
+            "/api/v1/cluster/workers/{id}/heartbeat",
+            post(workers::heartbeat),
+        )
+        .route(
+            "/api/v1/cluster/workers/{id}/checkpoints",
+            post(workers::push_checkpoint),
+        )
+        .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
+        .layer(from_fn_with_state(
+            state.clone(),
+            auth::require_worker_token,
+        ));
+    let open = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready));
+    Router::new()
+        .merge(api)
+        .merge(worker_routes)
+        .merge(open)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(from_fn(json_errors))
+        .with_state(state)
+}
