@@ -11,7 +11,7 @@ pub mod pagination;
 pub mod raft;
 pub mod worker;
 
-pub use error::ErrorBody;
+pub use error::{Code, ErrorBody};
 pub use pagination::{Page, Pagination};
 
 /// Header carrying the API key (coordinator and worker alike).

@@ -3,9 +3,10 @@
 //! A rejected command never fails the Raft log: `apply` turns the error into a
 //! [`CommandResponse`](crate::CommandResponse) and leaves the state unchanged. The error is
 //! serializable so it travels through the log's response channel and over HTTP intact;
-//! [`Error::code`] and [`Error::http_status`] are the one place that maps it to the wire.
+//! [`Error::code`] is the one place that maps it to the wire (the code carries the status).
 
 use serde::{Deserialize, Serialize};
+use varpulis_api::error::{Code, ErrorBody};
 
 /// Why a command was rejected (or a placement could not be planned).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -135,66 +136,37 @@ pub enum Error {
 }
 
 impl Error {
-    /// Stable snake_case code for `ErrorBody::code`.
-    pub fn code(&self) -> &'static str {
+    /// The wire code of this error (its HTTP status is `code().status()`).
+    pub fn code(&self) -> Code {
         match self {
-            Error::InvalidCommand(_) => "bad_request",
-            Error::InvalidWorker(_) => "invalid_worker",
-            Error::InvalidSpec(_) => "invalid_spec",
-            Error::InvalidConnector(_) => "invalid_connector",
-            Error::UnknownWorker(_) => "worker_not_found",
-            Error::UnknownGroup(_) => "group_not_found",
-            Error::UnknownPlacement { .. } => "placement_not_found",
-            Error::UnknownConnector(_) => "connector_not_found",
-            Error::UnknownMigration(_) => "migration_not_found",
-            Error::DuplicateGroupName(_) | Error::DuplicateGroupId(_) => "group_exists",
-            Error::DuplicateConnector(_) => "connector_exists",
-            Error::DuplicateMigration(_) => "migration_exists",
-            Error::InvalidTransition { .. } => "invalid_transition",
-            Error::StaleEpoch { .. } => "stale_epoch",
-            Error::StaleCheckpoint { .. } => "stale_checkpoint",
-            Error::MigrationInProgress(_) => "migration_in_progress",
-            Error::RolloutConflict(_) => "update_conflict",
-            Error::MigrationFinished { .. } => "migration_finished",
-            Error::WrongWorker { .. } => "wrong_worker",
-            Error::WorkerUnavailable { .. } => "worker_unavailable",
-            Error::NoWorkerAvailable(_) => "no_worker_available",
-            Error::CheckpointTooLarge { .. } => "payload_too_large",
-        }
-    }
-
-    /// HTTP status a server should answer with.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Error::InvalidCommand(_)
-            | Error::InvalidWorker(_)
-            | Error::InvalidSpec(_)
-            | Error::InvalidConnector(_) => 400,
-            Error::UnknownWorker(_)
-            | Error::UnknownGroup(_)
-            | Error::UnknownPlacement { .. }
-            | Error::UnknownConnector(_)
-            | Error::UnknownMigration(_) => 404,
-            Error::DuplicateGroupName(_)
-            | Error::DuplicateGroupId(_)
-            | Error::DuplicateConnector(_)
-            | Error::DuplicateMigration(_)
-            | Error::InvalidTransition { .. }
-            | Error::StaleEpoch { .. }
-            | Error::StaleCheckpoint { .. }
-            | Error::MigrationInProgress(_)
-            | Error::RolloutConflict(_)
-            | Error::MigrationFinished { .. }
-            | Error::WrongWorker { .. }
-            | Error::WorkerUnavailable { .. } => 409,
-            Error::CheckpointTooLarge { .. } => 413,
-            Error::NoWorkerAvailable(_) => 503,
+            Error::InvalidCommand(_) => Code::BadRequest,
+            Error::InvalidWorker(_) => Code::InvalidWorker,
+            Error::InvalidSpec(_) => Code::InvalidSpec,
+            Error::InvalidConnector(_) => Code::InvalidConnector,
+            Error::UnknownWorker(_) => Code::WorkerNotFound,
+            Error::UnknownGroup(_) => Code::GroupNotFound,
+            Error::UnknownPlacement { .. } => Code::PlacementNotFound,
+            Error::UnknownConnector(_) => Code::ConnectorNotFound,
+            Error::UnknownMigration(_) => Code::MigrationNotFound,
+            Error::DuplicateGroupName(_) | Error::DuplicateGroupId(_) => Code::GroupExists,
+            Error::DuplicateConnector(_) => Code::ConnectorExists,
+            Error::DuplicateMigration(_) => Code::MigrationExists,
+            Error::InvalidTransition { .. } => Code::InvalidTransition,
+            Error::StaleEpoch { .. } => Code::StaleEpoch,
+            Error::StaleCheckpoint { .. } => Code::StaleCheckpoint,
+            Error::MigrationInProgress(_) => Code::MigrationInProgress,
+            Error::RolloutConflict(_) => Code::UpdateConflict,
+            Error::MigrationFinished { .. } => Code::MigrationFinished,
+            Error::WrongWorker { .. } => Code::WrongWorker,
+            Error::WorkerUnavailable { .. } => Code::WorkerUnavailable,
+            Error::NoWorkerAvailable(_) => Code::NoWorkerAvailable,
+            Error::CheckpointTooLarge { .. } => Code::PayloadTooLarge,
         }
     }
 
     /// The error as the shared JSON error body.
-    pub fn to_body(&self) -> varpulis_api::error::ErrorBody {
-        varpulis_api::error::ErrorBody::new(self.code(), self.to_string())
+    pub fn to_body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.to_string())
     }
 }
 
@@ -221,7 +193,7 @@ mod tests {
         ];
         for (err, code, status) in cases {
             assert_eq!(err.code(), code);
-            assert_eq!(err.http_status(), status);
+            assert_eq!(err.code().status(), status);
             assert_eq!(err.to_body().code, code);
         }
     }

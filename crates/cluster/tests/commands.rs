@@ -178,7 +178,7 @@ fn registration_rejections() {
         Error::InvalidWorker(m) if m.contains("label")
     ));
     let e = bad(&|r| r.worker_id = "a/b".into());
-    assert_eq!(e.http_status(), 400);
+    assert_eq!(e.code().status(), 400);
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn deregistering_an_unknown_worker_is_404() {
         },
     );
     assert_eq!(e, Error::UnknownWorker("ghost".into()));
-    assert_eq!(e.http_status(), 404);
+    assert_eq!(e.code().status(), 404);
 }
 
 #[test]
@@ -252,7 +252,7 @@ fn invalid_transitions_and_unknown_workers_are_rejected() {
     let mut s = with_workers(1);
     let e = rejected(&mut s, set_status("w1", WorkerStatus::Dead));
     assert_eq!(e.code(), "invalid_transition");
-    assert_eq!(e.http_status(), 409);
+    assert_eq!(e.code().status(), 409);
     assert!(e.to_string().contains("ready to dead"), "{e}");
     rejected(&mut s, set_status("w1", WorkerStatus::Registering));
     ok(&mut s, set_status("w1", WorkerStatus::Draining));
@@ -351,11 +351,11 @@ fn duplicate_group_names_and_ids_are_409() {
     let mut s = with_group();
     let e = rejected(&mut s, create("g2", spec("app", &["a"]), &[]));
     assert_eq!(e, Error::DuplicateGroupName("app".into()));
-    assert_eq!(e.http_status(), 409);
+    assert_eq!(e.code().status(), 409);
     let e = rejected(&mut s, create("g1", spec("new", &["a"]), &[]));
     assert_eq!(e, Error::DuplicateGroupId("g1".into()));
     let e = rejected(&mut s, create(" ", spec("new", &["a"]), &[]));
-    assert_eq!(e.http_status(), 400);
+    assert_eq!(e.code().status(), 400);
 }
 
 #[test]
@@ -378,7 +378,7 @@ fn invalid_group_specs_are_400() {
         matches!(&e, Error::InvalidSpec(m) if m.contains("3 replicas")),
         "{e}"
     );
-    assert_eq!(e.http_status(), 400);
+    assert_eq!(e.code().status(), 400);
     let mut bad = spec("app", &["a"]);
     bad.pipelines.clear();
     bad.routes.clear();
@@ -483,7 +483,7 @@ fn deleting_an_unknown_group_is_404() {
         },
     );
     assert_eq!(e, Error::UnknownGroup("nope".into()));
-    assert_eq!(e.http_status(), 404);
+    assert_eq!(e.code().status(), 404);
 }
 
 // ----- placements -----
@@ -535,7 +535,7 @@ fn moving_a_placement_bumps_its_epoch_and_fences_old_commands() {
             given: 1
         }
     );
-    assert_eq!(e.http_status(), 409);
+    assert_eq!(e.code().status(), 409);
     ok(&mut s, update("g1", "a", 2, None, PlacementStatus::Running));
 }
 
@@ -638,7 +638,7 @@ fn connector_create_update_put_delete() {
         },
     );
     assert_eq!(e, Error::DuplicateConnector("MqttOut".into()));
-    assert_eq!(e.http_status(), 409);
+    assert_eq!(e.code().status(), 409);
 
     ok(
         &mut s,
@@ -689,7 +689,7 @@ fn connector_create_update_put_delete() {
             name: "Nats1".into(),
         },
     );
-    assert_eq!(e.http_status(), 404);
+    assert_eq!(e.code().status(), 404);
 }
 
 #[test]
@@ -712,7 +712,7 @@ fn invalid_connectors_are_400_with_clear_messages() {
         ),
     ] {
         let e = rejected(&mut s, Command::CreateConnector { spec: c });
-        assert_eq!(e.http_status(), 400);
+        assert_eq!(e.code().status(), 400);
         assert!(e.to_string().contains(needle), "{e} lacks {needle}");
     }
 }
@@ -811,7 +811,9 @@ fn migration_start_rejections() {
         Error::UnknownGroup("nope".into())
     );
     assert_eq!(
-        rejected(&mut s, start("m2", "g1", "zzz", "w2", None)).http_status(),
+        rejected(&mut s, start("m2", "g1", "zzz", "w2", None))
+            .code()
+            .status(),
         404
     );
     let e = rejected(&mut s, start("m2", "g1", "b", "w1", None));
@@ -830,7 +832,7 @@ fn migration_start_rejections() {
     let e = rejected(&mut s, start("m2", "g1", "b", "w2", Some("w3")));
     assert!(matches!(e, Error::WorkerUnavailable { reason, .. } if reason.contains("draining")));
     let e = rejected(&mut s, start("", "g1", "b", "w2", None));
-    assert_eq!(e.http_status(), 400);
+    assert_eq!(e.code().status(), 400);
 }
 
 #[test]
@@ -860,7 +862,7 @@ fn migration_progress_and_completion_rejections() {
     if let Command::CompleteMigration { pipeline_id, .. } = &mut empty {
         pipeline_id.clear();
     }
-    assert_eq!(rejected(&mut s, empty).http_status(), 400);
+    assert_eq!(rejected(&mut s, empty).code().status(), 400);
     ok(&mut s, complete("m1"));
     let e = rejected(&mut s, complete("m1"));
     assert_eq!(
@@ -920,7 +922,7 @@ fn a_failed_migration_marks_the_placement_failed() {
             now_ms: 1,
         },
     );
-    assert_eq!(e.http_status(), 404);
+    assert_eq!(e.code().status(), 404);
     // A new attempt may start after a failure.
     ok(&mut s, start("m2", "g1", "a", "w1", None));
 }
@@ -998,7 +1000,7 @@ fn only_the_newest_checkpoint_is_kept() {
     assert_eq!(cp.events_processed, 42);
     let e = rejected(&mut s, checkpoint(1, "older", 150));
     assert_eq!(e, Error::StaleCheckpoint { stored_ms: 200 });
-    assert_eq!(e.http_status(), 409);
+    assert_eq!(e.code().status(), 409);
 }
 
 #[test]
@@ -1013,7 +1015,7 @@ fn checkpoint_rejections() {
             max: MAX_CHECKPOINT_BYTES
         }
     );
-    assert_eq!(e.http_status(), 413);
+    assert_eq!(e.code().status(), 413);
     ok(&mut s, checkpoint(1, &"x".repeat(MAX_CHECKPOINT_BYTES), 1));
     assert_eq!(
         rejected(&mut s, checkpoint(2, "s", 5)).code(),
@@ -1023,7 +1025,7 @@ fn checkpoint_rejections() {
     if let Command::StoreCheckpoint { replica, .. } = &mut unknown {
         *replica = 3;
     }
-    assert_eq!(rejected(&mut s, unknown).http_status(), 404);
+    assert_eq!(rejected(&mut s, unknown).code().status(), 404);
 }
 
 #[test]
@@ -1085,12 +1087,12 @@ fn errors_are_remembered_too() {
 fn bad_keys_and_nested_keys_are_rejected() {
     let mut s = ClusterState::default();
     let e = s.apply(&reg("w1").with_key("")).into_result().unwrap_err();
-    assert_eq!(e.http_status(), 400);
+    assert_eq!(e.code().status(), 400);
     let e = s
         .apply(&reg("w1").with_key("k".repeat(300)))
         .into_result()
         .unwrap_err();
-    assert_eq!(e.http_status(), 400);
+    assert_eq!(e.code().status(), 400);
     let e = s
         .apply(&reg("w1").with_key("a").with_key("b"))
         .into_result()

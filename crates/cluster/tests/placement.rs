@@ -169,7 +169,7 @@ fn only_ready_workers_with_capacity_are_used() {
         "w1 holds one pipeline at most"
     );
     let err = plan.no_worker_error().unwrap();
-    assert_eq!(err.http_status(), 503);
+    assert_eq!(err.code().status(), 503);
     assert!(err.to_string().contains("1 of 2"), "{err}");
     // The group is stored with the unplaced slot Pending; the reconciler fills it later.
     let id = deploy(&mut s, "app", sp);

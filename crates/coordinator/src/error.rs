@@ -8,7 +8,7 @@
 
 use axum::http::StatusCode;
 use varpulis_api::error::DiagnosticBody;
-use varpulis_api::ErrorBody;
+use varpulis_api::{Code, ErrorBody};
 use varpulis_raft::WriteError;
 
 use crate::leader::error::LeaderError;
@@ -57,49 +57,47 @@ pub enum ApiError {
     /// A worker answered with an error or did not answer.
     #[error("{0}")]
     BadGateway(String),
+    /// A rolling update would carry state into a program whose state shape differs.
+    #[error("{message}")]
+    StateIncompatible {
+        /// What to do about it.
+        message: String,
+        /// What changed shape, one line each.
+        details: Vec<String>,
+    },
+    /// A rolling update was aborted; the group keeps its version.
+    #[error("{0}")]
+    UpdateAborted(String),
     /// A bug or a fatal Raft/storage error.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl ApiError {
-    /// HTTP status of this error.
-    pub fn status(&self) -> StatusCode {
+    /// The wire code of this error (the one mapping of the coordinator's errors).
+    pub fn code(&self) -> Code {
         match self {
-            ApiError::BadRequest(_) | ApiError::InvalidVpl(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Cluster(e) => {
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-            ApiError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
-            ApiError::NoLeader | ApiError::Timeout | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BadRequest(_) => Code::BadRequest,
+            ApiError::InvalidVpl(_) => Code::InvalidVpl,
+            ApiError::Unauthorized(_) => Code::Unauthorized,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::PayloadTooLarge => Code::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
+            ApiError::Cluster(e) => e.code(),
+            ApiError::NotLeader { .. } => Code::NotLeader,
+            ApiError::NoLeader => Code::NoLeader,
+            ApiError::Timeout => Code::NoQuorum,
+            ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::BadGateway(_) => Code::WorkerError,
+            ApiError::StateIncompatible { .. } => Code::StateIncompatible,
+            ApiError::UpdateAborted(_) => Code::UpdateAborted,
+            ApiError::Internal(_) => Code::Internal,
         }
     }
 
-    /// Stable snake_case code of this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::InvalidVpl(_) => "invalid_vpl",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Cluster(e) => e.code(),
-            ApiError::NotLeader { .. } => "not_leader",
-            ApiError::NoLeader => "no_leader",
-            ApiError::Timeout => "no_quorum",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::BadGateway(_) => "worker_error",
-            ApiError::Internal(_) => "internal",
-        }
+    /// HTTP status of this error (its code's).
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The JSON body of this error.
@@ -107,6 +105,7 @@ impl ApiError {
         let mut body = ErrorBody::new(self.code(), self.to_string());
         match self {
             ApiError::InvalidVpl(diagnostics) => body.diagnostics = diagnostics.clone(),
+            ApiError::StateIncompatible { details, .. } => body.details = details.clone(),
             ApiError::NotLeader {
                 leader_id,
                 leader_url,
@@ -164,7 +163,7 @@ mod tests {
         });
         assert_eq!(e.status(), StatusCode::MISDIRECTED_REQUEST);
         let body = e.body();
-        assert_eq!(body.code, "not_leader");
+        assert_eq!(body.code, Code::NotLeader);
         assert_eq!(body.leader_id, Some(2));
         assert_eq!(
             ApiError::from(WriteError::NoLeader).status(),
@@ -176,6 +175,12 @@ mod tests {
     fn cluster_errors_keep_their_status() {
         let e = ApiError::from(varpulis_cluster::Error::DuplicateGroupName("g".into()));
         assert_eq!(e.status(), StatusCode::CONFLICT);
-        assert_eq!(e.code(), "group_exists");
+        assert_eq!(e.code(), Code::GroupExists);
+        let e = ApiError::StateIncompatible {
+            message: "reset needed".into(),
+            details: vec!["p: `stream S` is gone".into()],
+        };
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert_eq!(e.body().details.len(), 1);
     }
 }

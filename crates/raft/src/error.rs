@@ -2,6 +2,7 @@
 //! proposals and linearizable reads (what a coordinator maps to 421/503).
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageIOError};
+use varpulis_api::error::{Code, ErrorBody};
 
 use crate::types::{NodeId, StorageError};
 
@@ -23,6 +24,26 @@ pub enum Error {
     /// A proposal failed (membership changes go through the log too).
     #[error(transparent)]
     Write(#[from] WriteError),
+}
+
+impl Error {
+    /// The wire code of this error (admin routes).
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Write(w) => w.code(),
+            Error::Membership(_) => Code::Conflict,
+            Error::Config(_) => Code::BadRequest,
+            Error::Storage(_) | Error::Raft(_) => Code::Internal,
+        }
+    }
+
+    /// The error as the shared JSON error body.
+    pub fn to_body(&self) -> ErrorBody {
+        match self {
+            Error::Write(w) => w.to_body(),
+            other => ErrorBody::new(other.code(), other.to_string()),
+        }
+    }
 }
 
 impl From<StorageError> for Error {
@@ -53,6 +74,40 @@ pub enum WriteError {
     Fatal(String),
 }
 
+impl WriteError {
+    /// The wire code of this error: `not_leader` (421) when a leader is known, `no_leader`
+    /// (503) during an election, `no_quorum` (503) when the write did not commit in time.
+    pub fn code(&self) -> Code {
+        match self {
+            WriteError::ForwardToLeader {
+                leader_id: Some(_), ..
+            } => Code::NotLeader,
+            WriteError::ForwardToLeader {
+                leader_id: None, ..
+            }
+            | WriteError::NoLeader => Code::NoLeader,
+            WriteError::Timeout => Code::NoQuorum,
+            WriteError::Fatal(_) => Code::Internal,
+        }
+    }
+
+    /// The error as the shared JSON error body (with the leader's id and URL when known).
+    pub fn to_body(&self) -> ErrorBody {
+        match self {
+            WriteError::ForwardToLeader {
+                leader_id: Some(id),
+                leader_url,
+            } => {
+                let mut body = ErrorBody::new(Code::NotLeader, "this node is not the raft leader");
+                body.leader_id = Some(*id);
+                body.leader_url = leader_url.clone();
+                body
+            }
+            other => ErrorBody::new(other.code(), other.to_string()),
+        }
+    }
+}
+
 /// Wraps a storage failure as an openraft [`StorageError`] with its subject and verb.
 pub(crate) fn sto_err(
     subject: ErrorSubject<NodeId>,
@@ -60,4 +115,23 @@ pub(crate) fn sto_err(
     err: impl std::error::Error + 'static,
 ) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::new(&err)).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_errors_map_to_one_code_each() {
+        let known = WriteError::ForwardToLeader {
+            leader_id: Some(2),
+            leader_url: Some("http://n2".into()),
+        };
+        let body = known.to_body();
+        assert_eq!((body.code, body.status()), (Code::NotLeader, 421));
+        assert_eq!(body.leader_url.as_deref(), Some("http://n2"));
+        assert_eq!(WriteError::NoLeader.code(), Code::NoLeader);
+        assert_eq!(WriteError::Timeout.code().status(), 503);
+        assert_eq!(Error::Membership("busy".into()).code(), Code::Conflict);
+    }
 }

@@ -7,7 +7,8 @@
 //! `Result`, so remote Raft errors cross the wire intact. Admin calls must reach the leader: a
 //! follower answers `421` with `{"code": "not_leader", "leader_id", "leader_url"}` (the
 //! coordinator's proxy layer, or the client, retries there), and `503` with `Retry-After` when no
-//! leader is known.
+//! leader is known. Errors are [`ErrorBody`]s whose status is their code's
+//! (`crate::error` maps each error to its code).
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
@@ -21,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest};
-use varpulis_api::ErrorBody;
+use varpulis_api::{Code, ErrorBody};
 
 use crate::error::{Error, WriteError};
 use crate::network::FullSnapshotRequest;
@@ -52,68 +53,37 @@ async fn require_key(State(node): State<RaftNode>, req: Request, next: Next) -> 
     if node.authorized(req.headers()) {
         next.run(req).await
     } else {
-        error_response(
-            StatusCode::UNAUTHORIZED,
-            ErrorBody::new("unauthorized", "missing or invalid x-api-key"),
-        )
+        error_response(ErrorBody::new(
+            Code::Unauthorized,
+            "missing or invalid x-api-key",
+        ))
     }
 }
 
-fn error_response(status: StatusCode, body: ErrorBody) -> Response {
-    (status, Json(body)).into_response()
+/// `body` with its code's status; a retryable (503) answer says `Retry-After: 1`.
+fn error_response(body: ErrorBody) -> Response {
+    let status = StatusCode::from_u16(body.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let retry = body.code.is_retryable();
+    let mut response = (status, Json(body)).into_response();
+    if retry {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
 }
 
 fn bad_json(rej: JsonRejection) -> Response {
-    error_response(
-        StatusCode::BAD_REQUEST,
-        ErrorBody::new("bad_request", rej.body_text()),
-    )
+    error_response(ErrorBody::new(Code::BadRequest, rej.body_text()))
 }
 
-/// Maps a write failure to the HTTP answer the cluster API uses (421, 503, 500).
+/// The HTTP answer of a write failure (421, 503 with `Retry-After`, 500).
 pub fn write_error_response(err: &WriteError) -> Response {
-    match err {
-        WriteError::ForwardToLeader {
-            leader_id,
-            leader_url,
-        } => {
-            let mut body = ErrorBody::new("not_leader", "this node is not the raft leader");
-            body.leader_id = *leader_id;
-            body.leader_url = leader_url.clone();
-            error_response(StatusCode::MISDIRECTED_REQUEST, body)
-        }
-        WriteError::NoLeader | WriteError::Timeout => {
-            let mut resp = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorBody::new("no_leader", err.to_string()),
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            resp
-        }
-        WriteError::Fatal(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorBody::new("internal", err.to_string()),
-        ),
-    }
+    error_response(err.to_body())
 }
 
 fn admin_error_response(err: &Error) -> Response {
-    match err {
-        Error::Write(w) => write_error_response(w),
-        Error::Membership(_) => error_response(
-            StatusCode::CONFLICT,
-            ErrorBody::new("conflict", err.to_string()),
-        ),
-        Error::Config(_) => error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorBody::new("bad_request", err.to_string()),
-        ),
-        Error::Storage(_) | Error::Raft(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorBody::new("internal", err.to_string()),
-        ),
-    }
+    error_response(err.to_body())
 }
 
 async fn vote(State(node): State<RaftNode>, Json(req): Json<VoteRequest<NodeId>>) -> Response {
@@ -138,10 +108,10 @@ async fn snapshot(State(node): State<RaftNode>, Json(req): Json<FullSnapshotRequ
     let data = match req.decode_data() {
         Ok(d) => d,
         Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorBody::new("bad_request", format!("snapshot data: {e}")),
-            )
+            return error_response(ErrorBody::new(
+                Code::BadRequest,
+                format!("snapshot data: {e}"),
+            ))
         }
     };
     let snap = Snapshot {
@@ -160,10 +130,10 @@ async fn add_learner(
         Err(rej) => return bad_json(rej),
     };
     if !(req.address.starts_with("http://") || req.address.starts_with("https://")) {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorBody::new("bad_request", "address must be an http(s) base URL"),
-        );
+        return error_response(ErrorBody::new(
+            Code::BadRequest,
+            "address must be an http(s) base URL",
+        ));
     }
     match node.add_learner(req.node_id, req.address).await {
         Ok(()) => Json(node.metrics_view()).into_response(),
@@ -181,10 +151,10 @@ async fn change_membership(
     };
     let members: BTreeSet<NodeId> = req.members.into_iter().collect();
     if members.is_empty() {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorBody::new("bad_request", "members must not be empty"),
-        );
+        return error_response(ErrorBody::new(
+            Code::BadRequest,
+            "members must not be empty",
+        ));
     }
     match node.change_membership(members).await {
         Ok(()) => Json(node.metrics_view()).into_response(),

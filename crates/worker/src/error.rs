@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use varpulis_api::error::DiagnosticBody;
-use varpulis_api::ErrorBody;
+use varpulis_api::{Code, ErrorBody};
 
 /// Everything that can go wrong in the worker, each variant naming its fault.
 #[derive(Debug, thiserror::Error)]
@@ -67,26 +67,27 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// HTTP status and stable code of this error.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub fn status_and_code(&self) -> (StatusCode, Code) {
         match self {
-            Self::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "config"),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::InvalidVpl { .. } => (StatusCode::BAD_REQUEST, "invalid_vpl"),
-            Self::Connector(_) => (StatusCode::BAD_REQUEST, "invalid_connector"),
-            Self::BadCheckpoint(_) => (StatusCode::BAD_REQUEST, "bad_checkpoint"),
+            Self::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, Code::Config),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, Code::Unauthorized),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, Code::BadRequest),
+            Self::InvalidVpl { .. } => (StatusCode::BAD_REQUEST, Code::InvalidVpl),
+            Self::Connector(_) => (StatusCode::BAD_REQUEST, Code::InvalidConnector),
+            Self::BadCheckpoint(_) => (StatusCode::BAD_REQUEST, Code::BadCheckpoint),
             Self::PipelineNotFound(_) | Self::RouteNotFound(_) => {
-                (StatusCode::NOT_FOUND, "not_found")
+                (StatusCode::NOT_FOUND, Code::NotFound)
             }
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
-            Self::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
-            Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            Self::Internal(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, Code::Conflict),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Code::PayloadTooLarge),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::UnsupportedMediaType,
+            ),
+            Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, Code::Draining),
+            Self::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::AtCapacity),
+            Self::Timeout => (StatusCode::REQUEST_TIMEOUT, Code::Timeout),
+            Self::Internal(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
         }
     }
 

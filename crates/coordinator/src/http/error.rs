@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use varpulis_api::ErrorBody;
+use varpulis_api::{Code, ErrorBody};
 
 use crate::error::ApiError;
 
@@ -19,10 +19,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() && !matches!(self, ApiError::NoLeader | ApiError::Timeout) {
-            tracing::warn!(code = self.code(), "request failed: {self}");
+            tracing::warn!(code = %self.code(), "request failed: {self}");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if self.code().is_retryable() {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
@@ -88,11 +88,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         return response;
     }
     let code = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::BAD_REQUEST => "bad_request",
-        _ => "error",
+        StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::UnsupportedMediaType,
+        StatusCode::BAD_REQUEST => Code::BadRequest,
+        _ => Code::Error,
     };
     let message = status.canonical_reason().unwrap_or("error").to_string();
     let (mut parts, _) = response.into_parts();

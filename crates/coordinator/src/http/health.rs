@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use varpulis_api::worker::{HealthResponse, WorkerCounts};
-use varpulis_api::ErrorBody;
+use varpulis_api::{Code, ErrorBody};
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::ClusterState;
 
@@ -68,13 +68,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     } else {
         "catching up with the log"
     };
-    let mut error =
-        serde_json::to_value(ErrorBody::new("not_ready", format!("not ready: {reason}")))
-            .unwrap_or_else(|_| json!({}));
+    let mut error = serde_json::to_value(ErrorBody::new(
+        Code::NotReady,
+        format!("not ready: {reason}"),
+    ))
+    .unwrap_or_else(|_| json!({}));
     if let (Some(map), Some(extra)) = (error.as_object_mut(), body.as_object()) {
         map.extend(extra.clone());
     }
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(error)).into_response();
+    let status =
+        StatusCode::from_u16(Code::NotReady.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = (status, Json(error)).into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());

@@ -140,7 +140,7 @@ async fn json_error_body(state: &Shared, req: Request, next: Next) -> Response {
             let mut r = (
                 status,
                 axum::Json(varpulis_api::ErrorBody::new(
-                    "method_not_allowed",
+                    varpulis_api::Code::MethodNotAllowed,
                     format!("method {method} not allowed on {path}"),
                 )),
             )

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::atomic::Ordering;
 use varpulis_api::worker::{DrainResponse, HealthResponse};
-use varpulis_api::ErrorBody;
+use varpulis_api::{Code, ErrorBody};
 
 /// `GET /health`: always 200 while the process serves.
 pub async fn health(State(state): State<Shared>) -> Json<HealthResponse> {
@@ -26,14 +26,14 @@ pub async fn health(State(state): State<Shared>) -> Json<HealthResponse> {
 /// and while draining.
 pub async fn ready(State(state): State<Shared>) -> Response {
     if state.is_draining() {
-        let body = ErrorBody::new("draining", "worker is draining");
+        let body = ErrorBody::new(Code::Draining, "worker is draining");
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     if state.registered.load(Ordering::Relaxed) {
         Json(serde_json::json!({"status": "ready", "worker_id": state.config.worker_id}))
             .into_response()
     } else {
-        let body = ErrorBody::new("not_registered", "not yet registered with a coordinator");
+        let body = ErrorBody::new(Code::NotRegistered, "not yet registered with a coordinator");
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

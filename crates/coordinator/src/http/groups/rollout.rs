@@ -3,7 +3,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use varpulis_api::cluster::{
@@ -28,15 +27,6 @@ fn parse_state(state: Option<&str>) -> Result<Option<StateMode>, ApiError> {
             "state must be \"keep\" or \"reset\", not \"{other}\""
         ))),
     }
-}
-
-/// An error answer with a specific code (for outcomes `ApiError` has no variant for).
-fn coded_error(status: StatusCode, code: &str, message: String, details: Vec<String>) -> Response {
-    let mut body = serde_json::json!({"error": message, "code": code});
-    if !details.is_empty() {
-        body["details"] = serde_json::json!(details);
-    }
-    (status, Json(body)).into_response()
 }
 
 /// Validates, plans and runs a rolling update of `group_id` to `spec`; the answer of
@@ -73,23 +63,20 @@ async fn roll(
         Some(m) => m,
         None if why.is_empty() => StateMode::Keep,
         None => {
-            return Ok(coded_error(
-                StatusCode::CONFLICT,
-                "state_incompatible",
-                "the state shape changes (streams, operators or variables); \
-                 send \"state\": \"reset\" to start the new version without the old state"
+            return Err(ApiError::StateIncompatible {
+                message: "the state shape changes (streams, operators or variables); \
+                          send \"state\": \"reset\" to start the new version without the old state"
                     .into(),
-                why,
-            ))
+                details: why,
+            })
         }
     };
     if mode == StateMode::Keep && !why.is_empty() {
-        return Ok(coded_error(
-            StatusCode::CONFLICT,
-            "state_incompatible",
-            "the old state cannot continue in the new version; use \"state\": \"reset\"".into(),
-            why,
-        ));
+        return Err(ApiError::StateIncompatible {
+            message: "the old state cannot continue in the new version; use \"state\": \"reset\""
+                .into(),
+            details: why,
+        });
     }
     let previous_version = state.read(|s| s.group(group_id).map(|g| g.version).unwrap_or(0));
     let ctx = &state.leader;
@@ -117,12 +104,9 @@ async fn roll(
             })
             .into_response())
         }
-        Err(DriveError::Aborted(error)) => Ok(coded_error(
-            StatusCode::CONFLICT,
-            "update_aborted",
-            format!("rolling update aborted, the group keeps version {previous_version}: {error}"),
-            Vec::new(),
-        )),
+        Err(DriveError::Aborted(error)) => Err(ApiError::UpdateAborted(format!(
+            "rolling update aborted, the group keeps version {previous_version}: {error}"
+        ))),
         Err(DriveError::Interrupted(e)) => Err(e.into()),
     }
 }

@@ -106,7 +106,7 @@ async fn handle(state: &AppState, msg: &async_nats::Message) -> (u16, Vec<u8>) {
         Ok(answer) => answer,
         Err(e) => {
             tracing::debug!(subject = %msg.subject, "nats worker request refused: {e}");
-            (e.status().as_u16(), serde_json::to_vec(&e.body()))
+            (e.code().status(), serde_json::to_vec(&e.body()))
         }
     };
     (status, body.unwrap_or_default())
