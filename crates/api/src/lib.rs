@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod events;
 pub mod nats;
 pub mod pagination;
 pub mod raft;

@@ -10,7 +10,7 @@
 //! - [`Command::Idempotent`] carries a client key: the first time the key is seen the inner
 //!   command is applied and its response (success or error) remembered; a repeated key returns
 //!   that original response without applying anything. The last
-//!   [`IDEMPOTENCY_CAPACITY`](crate::state::IDEMPOTENCY_CAPACITY) keys are kept (FIFO).
+//!   `IDEMPOTENCY_CAPACITY` (10,000) keys are kept (FIFO).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -92,7 +92,7 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Creates a pipeline group with placements chosen by the leader
-    /// ([`crate::placement::plan_group`]). Missing or unusable assignments are stored Pending.
+    /// (`placement::plan_group`). Missing or unusable assignments are stored Pending.
     CreateGroup {
         /// Group id (UUID chosen by the leader).
         group_id: String,

@@ -267,7 +267,7 @@ pub fn validate_spec(
             spec.name
         )));
     }
-    crate::placement::Strategy::parse(spec.placement.as_deref())?;
+    crate::strategy::Strategy::parse(spec.placement.as_deref())?;
     let mut names = BTreeSet::new();
     for p in &spec.pipelines {
         validate_name("pipeline", &p.name)?;

@@ -1,15 +1,18 @@
 //! The coordinator's replicated state machine: pure, deterministic, no I/O, no clocks.
 //!
-//! The Raft log carries [`Command`]s; [`ClusterState::apply`] applies one and answers a
-//! [`CommandResponse`] (an [`Outcome`] or an [`Error`]; a rejected command changes nothing).
-//! Time, ids and placement choices are decided by the leader before proposing
-//! ([`placement`]) and travel inside the command, so every replica that applies the same log
-//! holds the same state, with the same [`ClusterState::state_hash`].
+//! The Raft log carries [`Command`]s; [`ClusterState::apply`] applies one and answers
+//! [`Applied`]: the [`CommandResponse`] (an [`Outcome`] or an [`Error`]; a rejected command
+//! changes nothing) and the typed events it produced (`varpulis_api::events::ClusterEvent`).
+//! Time, ids and placement choices are decided by the leader before proposing ([`placement`],
+//! [`plan`]) and travel inside the command, so every replica that applies the same log holds
+//! the same state, with the same [`ClusterState::state_hash`], and reports the same events.
 //!
-//! Modules: [`state`] (the state and `apply`), [`command`] (commands and responses),
-//! [`registry`] (workers and their transition table), [`group`] (groups, placements, spec
-//! validation), [`placement`] (strategies and plans), [`routing`], [`migration`],
-//! [`connector`], [`error`] and [`views`] (API DTOs). See `docs/cluster-state.md`.
+//! Modules, bottom up: [`error`]; the records [`registry`] (workers and their transition
+//! table), [`migration`], [`connector`], [`strategy`], [`group`] (groups, placements, spec
+//! validation), [`version`] (versions and rolling updates); [`command`] (commands and
+//! responses); [`state`] (the state, `apply`, and one `impl` block per concept); then what
+//! reads the state: [`placement`] (strategies and plans), [`routing`], [`views`] (API DTOs) and
+//! [`plan`] (the leader's decisions as pure planners). See `docs/cluster-state.md`.
 
 pub mod command;
 pub mod connector;
@@ -17,9 +20,11 @@ pub mod error;
 pub mod group;
 pub mod migration;
 pub mod placement;
+pub mod plan;
 pub mod registry;
 pub mod routing;
 pub mod state;
+pub mod strategy;
 pub mod version;
 pub mod views;
 
@@ -28,4 +33,4 @@ pub use error::Error;
 pub use group::{Group, GroupStatus, Placement, PlacementStatus};
 pub use migration::{Migration, MigrationReason, MigrationStatus};
 pub use registry::{Worker, WorkerStatus};
-pub use state::{ClusterState, IDEMPOTENCY_CAPACITY, MAX_CHECKPOINT_BYTES};
+pub use state::{Applied, ClusterState, IDEMPOTENCY_CAPACITY, MAX_CHECKPOINT_BYTES};

@@ -25,36 +25,7 @@ use crate::group::{self, Group, PlacementStatus};
 use crate::migration::MigrationReason;
 use crate::registry::{Worker, WorkerStatus};
 use crate::state::ClusterState;
-
-/// A placement strategy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Workers in id order, continuing from the replicated cursor.
-    #[default]
-    RoundRobin,
-    /// The worker with the fewest placements.
-    LeastLoaded,
-    /// The worker with the fewest placements plus inbound (active) migrations.
-    LeastConnections,
-}
-
-impl Strategy {
-    /// Parses a spec's `placement` field (`None` means round-robin).
-    pub fn parse(name: Option<&str>) -> Result<Strategy, Error> {
-        let Some(name) = name else {
-            return Ok(Strategy::RoundRobin);
-        };
-        match name.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "" | "round_robin" | "roundrobin" => Ok(Strategy::RoundRobin),
-            "least_loaded" | "leastloaded" => Ok(Strategy::LeastLoaded),
-            "least_connections" | "leastconnections" => Ok(Strategy::LeastConnections),
-            _ => Err(Error::InvalidSpec(format!(
-                "unknown placement strategy '{name}' \
-                 (expected round_robin, least_loaded or least_connections)"
-            ))),
-        }
-    }
-}
+pub use crate::strategy::Strategy;
 
 /// A slot the plan could not fill.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -497,7 +468,7 @@ pub fn plan_pending(state: &ClusterState) -> Vec<PlannedAssignment> {
 
 /// Plans moves of Running placements from the most to the least loaded Ready workers until
 /// loads differ by at most one (or no move fits the rules). Never moves a placement twice.
-pub fn plan_rebalance(state: &ClusterState) -> Vec<PlannedMigration> {
+pub fn rebalance_moves(state: &ClusterState) -> Vec<PlannedMigration> {
     let nothing_running = state.groups.values().all(|g| {
         g.placements
             .iter()

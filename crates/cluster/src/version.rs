@@ -24,10 +24,8 @@
 use serde::{Deserialize, Serialize};
 use varpulis_api::cluster::PipelineGroupSpec;
 
-use crate::command::Outcome;
 use crate::error::Error;
-use crate::group::PlacementStatus;
-use crate::state::ClusterState;
+use crate::group::{Group, PlacementStatus};
 
 /// Versions kept in a group's history (oldest dropped first).
 pub const MAX_HISTORY: usize = 20;
@@ -181,236 +179,14 @@ impl RolloutCommand {
     }
 }
 
-fn conflict(message: impl Into<String>) -> Error {
+/// A [`Error::RolloutConflict`] with `message`.
+pub(crate) fn conflict(message: impl Into<String>) -> Error {
     Error::RolloutConflict(message.into())
 }
 
-impl ClusterState {
-    /// The version history and rollout of a group (`None` when it never changed version).
-    pub fn group_versions(&self, group_id: &str) -> Option<&GroupVersions> {
-        self.versions.get(group_id)
-    }
-
-    /// Every group with a rollout in progress, with that rollout.
-    pub fn active_rollouts(&self) -> Vec<(&str, &Rollout)> {
-        self.versions
-            .iter()
-            .filter_map(|(id, v)| v.rollout.as_ref().map(|r| (id.as_str(), r)))
-            .collect()
-    }
-
-    /// Applies one rollout step (called by `apply`).
-    pub(crate) fn apply_rollout(&mut self, cmd: &RolloutCommand) -> Result<Outcome, Error> {
-        match cmd {
-            RolloutCommand::Start { group_id, rollout } => self.start_rollout(group_id, rollout),
-            RolloutCommand::Switch {
-                group_id,
-                version,
-                now_ms,
-            } => self.switch_rollout(group_id, *version, *now_ms),
-            RolloutCommand::Finish { group_id, version } => {
-                let r = self.rollout_at(group_id, *version)?;
-                if r.status != RolloutStatus::Draining {
-                    return Err(conflict(format!(
-                        "rollout to version {version} has not switched yet"
-                    )));
-                }
-                if let Some(v) = self.versions.get_mut(group_id) {
-                    v.rollout = None;
-                }
-                Ok(rollout_outcome(group_id, *version, "finished"))
-            }
-            RolloutCommand::Abort {
-                group_id,
-                version,
-                error,
-            } => {
-                let r = self.rollout_at(group_id, *version)?;
-                if r.status != RolloutStatus::Deploying {
-                    return Err(conflict(format!(
-                        "rollout to version {version} already switched; it can only finish"
-                    )));
-                }
-                if let Some(v) = self.versions.get_mut(group_id) {
-                    v.rollout = None;
-                    v.last_error = Some(error.clone());
-                }
-                Ok(rollout_outcome(group_id, *version, "aborted"))
-            }
-        }
-    }
-
-    fn rollout_at(&self, group_id: &str, version: u64) -> Result<&Rollout, Error> {
-        if !self.groups.contains_key(group_id) {
-            return Err(Error::UnknownGroup(group_id.to_string()));
-        }
-        match self.versions.get(group_id).and_then(|v| v.rollout.as_ref()) {
-            Some(r) if r.to_version == version => Ok(r),
-            Some(r) => Err(conflict(format!(
-                "the rollout in progress goes to version {}, not {version}",
-                r.to_version
-            ))),
-            None => Err(conflict(format!(
-                "no rollout in progress for group '{group_id}'"
-            ))),
-        }
-    }
-
-    fn start_rollout(&mut self, group_id: &str, r: &Rollout) -> Result<Outcome, Error> {
-        let g = self
-            .groups
-            .get(group_id)
-            .ok_or_else(|| Error::UnknownGroup(group_id.to_string()))?;
-        if let Some(active) = self.versions.get(group_id).and_then(|v| v.rollout.as_ref()) {
-            return Err(conflict(format!(
-                "a rolling update to version {} is already in progress",
-                active.to_version
-            )));
-        }
-        if r.status != RolloutStatus::Deploying {
-            return Err(Error::InvalidCommand(
-                "a rollout starts in status deploying".into(),
-            ));
-        }
-        if r.from_version != g.version || r.to_version != g.version.saturating_add(1) {
-            return Err(conflict(format!(
-                "group is at version {}, the update was planned from version {}",
-                g.version, r.from_version
-            )));
-        }
-        if let Some(m) = self
-            .migrations
-            .values()
-            .find(|m| m.group_id == group_id && m.status.is_active())
-        {
-            return Err(Error::MigrationInProgress(m.id.clone()));
-        }
-        check_same_shape(&g.spec, &r.spec, &r.changed)?;
-        if r.changed.is_empty() {
-            return Err(Error::InvalidCommand(
-                "the update changes no pipeline".into(),
-            ));
-        }
-        let mut expected = 0usize;
-        for name in &r.changed {
-            expected += g
-                .placements
-                .iter()
-                .filter(|p| &p.pipeline_name == name)
-                .count();
-        }
-        if expected != r.targets.len() {
-            return Err(Error::InvalidCommand(format!(
-                "the update names {} replicas, the changed pipelines have {expected}",
-                r.targets.len()
-            )));
-        }
-        for t in &r.targets {
-            if !r.changed.contains(&t.pipeline_name) {
-                return Err(Error::InvalidCommand(format!(
-                    "target '{}' is not a changed pipeline",
-                    t.pipeline_name
-                )));
-            }
-            check_target_current(g, group_id, t)?;
-            if t.new_pipeline_id.trim().is_empty() || t.new_pipeline_id == t.old_pipeline_id {
-                return Err(Error::InvalidCommand(format!(
-                    "target '{}' needs a new pipeline id",
-                    t.pipeline_name
-                )));
-            }
-        }
-        let first = VersionRecord {
-            version: g.version,
-            spec: g.spec.clone(),
-            changed: Vec::new(),
-            state: None,
-            restores: None,
-            at_ms: g.created_at_ms,
-        };
-        let entry = self.versions.entry(group_id.to_string()).or_default();
-        if entry.history.is_empty() {
-            entry.history.push(first);
-        }
-        entry.rollout = Some(r.clone());
-        entry.last_error = None;
-        Ok(rollout_outcome(group_id, r.to_version, "started"))
-    }
-
-    fn switch_rollout(
-        &mut self,
-        group_id: &str,
-        version: u64,
-        now_ms: u64,
-    ) -> Result<Outcome, Error> {
-        let r = self.rollout_at(group_id, version)?.clone();
-        if r.status != RolloutStatus::Deploying {
-            return Err(conflict(format!(
-                "rollout to version {version} already switched"
-            )));
-        }
-        let g = self
-            .groups
-            .get(group_id)
-            .ok_or_else(|| Error::UnknownGroup(group_id.to_string()))?;
-        for t in &r.targets {
-            check_target_current(g, group_id, t)?;
-        }
-        let g = self
-            .groups
-            .get_mut(group_id)
-            .ok_or_else(|| Error::UnknownGroup(group_id.to_string()))?;
-        for t in &r.targets {
-            let Some(idx) = g.placement_index(&t.pipeline_name, t.replica) else {
-                continue;
-            };
-            let p = &mut g.placements[idx];
-            p.move_to(Some(t.worker_id.clone()));
-            p.pipeline_id = Some(t.new_pipeline_id.clone());
-            p.status = PlacementStatus::Running;
-            p.error = None;
-            match r.state {
-                // The old state continues in the new pipeline: its last checkpoint stays the
-                // best restore point until the new one stores its own.
-                StateMode::Keep => {
-                    if let Some(c) = p.checkpoint.as_mut() {
-                        c.epoch = p.epoch;
-                    }
-                }
-                StateMode::Reset => p.checkpoint = None,
-            }
-        }
-        g.spec = r.spec.clone();
-        g.version = r.to_version;
-        let entry = self.versions.entry(group_id.to_string()).or_default();
-        entry.history.push(VersionRecord {
-            version: r.to_version,
-            spec: r.spec.clone(),
-            changed: r.changed.clone(),
-            state: Some(r.state),
-            restores: r.restores,
-            at_ms: now_ms,
-        });
-        let excess = entry.history.len().saturating_sub(MAX_HISTORY);
-        entry.history.drain(..excess);
-        if let Some(active) = entry.rollout.as_mut() {
-            active.status = RolloutStatus::Draining;
-        }
-        Ok(rollout_outcome(group_id, version, "switched"))
-    }
-}
-
-fn rollout_outcome(group_id: &str, version: u64, step: &str) -> Outcome {
-    Outcome::RolloutUpdated {
-        group_id: group_id.to_string(),
-        version,
-        step: step.to_string(),
-    }
-}
-
 /// The target's placement still is where the rollout found it, and Running.
-fn check_target_current(
-    g: &crate::group::Group,
+pub(crate) fn check_target_current(
+    g: &Group,
     group_id: &str,
     t: &RolloutTarget,
 ) -> Result<(), Error> {
@@ -448,7 +224,7 @@ fn check_target_current(
 }
 
 /// The new spec differs from the current one only in the sources of `changed` pipelines.
-fn check_same_shape(
+pub(crate) fn check_same_shape(
     current: &PipelineGroupSpec,
     new: &PipelineGroupSpec,
     changed: &[String],
@@ -485,7 +261,8 @@ fn check_same_shape(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{Command, PlacementAssignment, RegisterWorker};
+    use crate::command::{Command, Outcome, PlacementAssignment, RegisterWorker};
+    use crate::state::ClusterState;
     use varpulis_api::cluster::PipelineSpec;
 
     fn spec(source_a: &str) -> PipelineGroupSpec {

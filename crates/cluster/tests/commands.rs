@@ -1053,11 +1053,12 @@ fn a_checkpoint_survives_the_migration_it_restores() {
 fn a_repeated_key_returns_the_original_response_without_reapplying() {
     let mut s = with_workers(1);
     let cmd = create("g1", spec("app", &["a"]), &[("a", 0, Some("w1"))]).with_key("req-1");
-    let first = s.apply(&cmd);
+    let first = s.apply(&cmd).response;
     assert!(first.is_ok());
     let hash = s.state_hash();
     let again = s.apply(&cmd);
-    assert_eq!(again, first, "original response, not a 409");
+    assert_eq!(again.response, first, "original response, not a 409");
+    assert!(again.events.is_empty(), "nothing happened again");
     assert_eq!(s.group_count(), 1);
     assert_ne!(s.state_hash(), hash, "only the applied counter moved");
     assert_eq!(s.idempotent_response("req-1"), Some(&first));
@@ -1076,10 +1077,10 @@ fn errors_are_remembered_too() {
         worker_id: "w1".into(),
     }
     .with_key("k");
-    let first = s.apply(&cmd);
+    let first = s.apply(&cmd).response;
     assert!(!first.is_ok());
     ok(&mut s, reg("w1"));
-    assert_eq!(s.apply(&cmd), first);
+    assert_eq!(s.apply(&cmd).response, first);
     assert!(s.worker("w1").is_some(), "not re-applied");
 }
 
@@ -1166,7 +1167,7 @@ fn commands_and_responses_round_trip_through_json() {
         let json = serde_json::to_string(&cmd).unwrap();
         let back: Command = serde_json::from_str(&json).unwrap();
         assert_eq!(back, cmd);
-        let resp = s.apply(&cmd);
+        let resp = s.apply(&cmd).response;
         let json = serde_json::to_string(&resp).unwrap();
         let back: varpulis_cluster::CommandResponse = serde_json::from_str(&json).unwrap();
         assert_eq!(back, resp);

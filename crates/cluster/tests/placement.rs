@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use varpulis_cluster::placement::{
-    plan_failover, plan_group, plan_pending, plan_rebalance, Strategy,
+    plan_failover, plan_group, plan_pending, rebalance_moves, Strategy,
 };
 use varpulis_cluster::{
     ClusterState, Command, Error, MigrationReason, MigrationStatus, WorkerStatus,
@@ -298,7 +298,7 @@ fn rebalance_evens_out_running_placements() {
     run_all(&mut s);
     ok(&mut s, reg("w2"));
     ok(&mut s, reg("w3"));
-    let plans = plan_rebalance(&s);
+    let plans = rebalance_moves(&s);
     assert_eq!(plans.len(), 4);
     let to_w2 = plans
         .iter()
@@ -326,7 +326,7 @@ fn rebalance_evens_out_running_placements() {
     }
     let loads = s.worker_loads();
     assert_eq!(loads.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
-    assert!(plan_rebalance(&s).is_empty(), "balanced: nothing to do");
+    assert!(rebalance_moves(&s).is_empty(), "balanced: nothing to do");
 }
 
 #[test]
@@ -334,7 +334,7 @@ fn rebalance_needs_two_ready_workers() {
     let mut s = with_workers(1);
     deploy(&mut s, "app", spec("app", &["a", "b"]));
     run_all(&mut s);
-    assert!(plan_rebalance(&s).is_empty());
+    assert!(rebalance_moves(&s).is_empty());
 }
 
 mod properties {

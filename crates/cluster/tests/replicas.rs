@@ -7,7 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use varpulis_cluster::placement::{plan_failover, plan_group, plan_pending, plan_rebalance};
+use varpulis_cluster::placement::{plan_failover, plan_group, plan_pending, rebalance_moves};
 use varpulis_cluster::{
     ClusterState, Command, MigrationReason, PlacementStatus, RegisterWorker, WorkerStatus,
 };
@@ -265,7 +265,7 @@ fn commands(state: &ClusterState, op: &Op) -> Vec<Command> {
             .iter()
             .map(|p| p.to_command(21))
             .collect(),
-        Op::PlanRebalance { first_migration } => plan_rebalance(state)
+        Op::PlanRebalance { first_migration } => rebalance_moves(state)
             .iter()
             .enumerate()
             .map(|(i, p)| {

@@ -1,10 +1,11 @@
 //! The cluster event stream: what happened to workers, groups, migrations and leadership.
 //!
-//! Events are derived deterministically from the commands this node's state machine applies
-//! (and their outcomes), so every node — leader or follower — produces the same events with
-//! the same ids for the same log. An event's id is its Raft log index, plus a sub-index when
-//! one entry yields several events (a batch): `"42"`, `"42.1"`, `"42.2"`. Rejected commands
-//! yield nothing.
+//! Events come out of the state machine: applying a command returns the typed
+//! `varpulis_api::events::ClusterEvent`s it produced (`varpulis_cluster::ClusterState::apply`),
+//! so every node — leader or follower — produces the same events with the same ids for the
+//! same log. An event's id is its Raft log index, plus a sub-index when one entry yields
+//! several events (a batch): `"42"`, `"42.1"`, `"42.2"`. Rejected commands, and repeats of an
+//! idempotency key, yield nothing.
 //!
 //! `leader_changed` is not in the log: each node emits it when its own Raft metrics show a new
 //! leader, with the id of the position it was noticed at (`"<last index>.<n>"`, `n >= 1`), so
@@ -14,19 +15,14 @@
 //! ring, or lost because this node installed a snapshot or started after them, are behind the
 //! ring's `floor`: a client resuming from before it first gets a `reset` event.
 
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
-use varpulis_cluster::registry::WorkerStatus;
-use varpulis_cluster::version::RolloutCommand;
-use varpulis_cluster::{Command, CommandResponse, Outcome};
-use varpulis_raft::AppliedEvent;
-
 use tokio_util::sync::CancellationToken;
-use varpulis_raft::RaftNode;
+use varpulis_api::events::{ClusterEvent, EventRecord};
+use varpulis_raft::{AppliedEvent, RaftNode};
 
 /// Events kept for `since` resumes.
 pub const RING_CAPACITY: usize = 4096;
@@ -64,162 +60,22 @@ impl fmt::Display for EventId {
     }
 }
 
-/// One cluster event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClusterEvent {
-    /// Position (serialized as `"42"` / `"42.1"`).
-    #[serde(serialize_with = "id_string")]
+/// One cluster event with its position in this node's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEvent {
+    /// Position.
     pub id: EventId,
-    /// Kind: `worker_joined`, `worker_ready`, `worker_unhealthy`, `worker_left`,
-    /// `worker_status_changed`, `group_deployed`, `group_update_started`, `group_updated`,
-    /// `group_update_finished`, `group_update_aborted`, `group_deleted`, `migration_started`,
-    /// `migration_completed`, `migration_failed`, `leader_changed`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Details (ids, names, statuses).
-    pub data: Value,
+    /// The event.
+    pub event: ClusterEvent,
 }
 
-fn id_string<S: serde::Serializer>(id: &EventId, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(id)
-}
-
-/// Events derived from one applied command and its response, in order.
-pub fn derive(cmd: &Command, resp: &CommandResponse) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    derive_into(cmd, resp, &mut out);
-    out
-}
-
-fn ev(out: &mut Vec<(String, Value)>, kind: &str, data: Value) {
-    out.push((kind.to_string(), data));
-}
-
-fn derive_into(cmd: &Command, resp: &CommandResponse, out: &mut Vec<(String, Value)>) {
-    let Ok(outcome) = &resp.result else {
-        return;
-    };
-    match (cmd, outcome) {
-        (Command::Batch(items), Outcome::Batch(responses)) => {
-            for (c, r) in items.iter().zip(responses) {
-                derive_into(c, r, out);
-            }
+impl LoggedEvent {
+    /// The event as it goes on the wire: `{"id", "type", "data"}`.
+    pub fn record(&self) -> EventRecord {
+        EventRecord {
+            id: self.id.to_string(),
+            event: self.event.clone(),
         }
-        (Command::Idempotent { command, .. }, _) => derive_into(command, resp, out),
-        (
-            Command::RegisterWorker(r),
-            Outcome::WorkerRegistered {
-                created, status, ..
-            },
-        ) => ev(
-            out,
-            "worker_joined",
-            json!({"worker_id": r.worker_id, "address": r.address, "rejoined": !created,
-                   "status": status.to_string()}),
-        ),
-        (Command::DeregisterWorker { worker_id }, Outcome::WorkerDeregistered { .. }) => ev(
-            out,
-            "worker_left",
-            json!({"worker_id": worker_id, "reason": "deregistered"}),
-        ),
-        (
-            Command::SetWorkerStatus { reason, .. },
-            Outcome::WorkerStatusChanged {
-                worker_id,
-                from,
-                to,
-            },
-        ) if from != to => {
-            let kind = match to {
-                WorkerStatus::Ready => "worker_ready",
-                WorkerStatus::Unhealthy => "worker_unhealthy",
-                WorkerStatus::Dead => "worker_left",
-                _ => "worker_status_changed",
-            };
-            ev(
-                out,
-                kind,
-                json!({"worker_id": worker_id, "from": from.to_string(), "to": to.to_string(),
-                       "reason": reason}),
-            )
-        }
-        (Command::CreateGroup { spec, .. }, Outcome::GroupCreated { group_id, pending }) => ev(
-            out,
-            "group_deployed",
-            json!({"group_id": group_id, "name": spec.name, "version": 1,
-                   "pipelines": spec.pipelines.len(), "pending": pending}),
-        ),
-        (Command::DeleteGroup { .. }, Outcome::GroupDeleted { group_id, name }) => ev(
-            out,
-            "group_deleted",
-            json!({"group_id": group_id, "name": name}),
-        ),
-        (
-            Command::StartMigration {
-                group_id,
-                pipeline_name,
-                replica,
-                from_worker,
-                to_worker,
-                reason,
-                ..
-            },
-            Outcome::MigrationUpdated { migration_id, .. },
-        ) => ev(
-            out,
-            "migration_started",
-            json!({"migration_id": migration_id, "group_id": group_id, "pipeline": pipeline_name,
-                   "replica": replica, "from_worker": from_worker, "to_worker": to_worker,
-                   "reason": reason}),
-        ),
-        (
-            Command::CompleteMigration {
-                restored_from_checkpoint,
-                ..
-            },
-            Outcome::MigrationUpdated {
-                migration_id,
-                epoch,
-                ..
-            },
-        ) => ev(
-            out,
-            "migration_completed",
-            json!({"migration_id": migration_id, "epoch": epoch,
-                   "restored_from_checkpoint": restored_from_checkpoint}),
-        ),
-        (Command::FailMigration { error, .. }, Outcome::MigrationUpdated { migration_id, .. }) => {
-            ev(
-                out,
-                "migration_failed",
-                json!({"migration_id": migration_id, "error": error}),
-            )
-        }
-        (
-            Command::Rollout(step),
-            Outcome::RolloutUpdated {
-                group_id, version, ..
-            },
-        ) => {
-            let (kind, mut data) = match step {
-                RolloutCommand::Start { rollout, .. } => (
-                    "group_update_started",
-                    json!({"from_version": rollout.from_version, "changed": rollout.changed,
-                           "state": rollout.state.as_str(), "restores": rollout.restores}),
-                ),
-                RolloutCommand::Switch { .. } => ("group_updated", json!({})),
-                RolloutCommand::Finish { .. } => ("group_update_finished", json!({})),
-                RolloutCommand::Abort { error, .. } => {
-                    ("group_update_aborted", json!({"error": error}))
-                }
-            };
-            if let Value::Object(map) = &mut data {
-                map.insert("group_id".into(), json!(group_id));
-                map.insert("version".into(), json!(version));
-            }
-            ev(out, kind, data)
-        }
-        _ => {}
     }
 }
 
@@ -228,14 +84,14 @@ pub struct Subscription {
     /// The requested position is older than the ring: events were missed.
     pub reset: Option<Value>,
     /// Events after the requested position, oldest first.
-    pub backlog: Vec<Arc<ClusterEvent>>,
+    pub backlog: Vec<Arc<LoggedEvent>>,
     /// Every event pushed after the backlog was taken.
-    pub live: broadcast::Receiver<Arc<ClusterEvent>>,
+    pub live: broadcast::Receiver<Arc<LoggedEvent>>,
 }
 
 #[derive(Debug, Default)]
 struct Ring {
-    events: VecDeque<Arc<ClusterEvent>>,
+    events: VecDeque<Arc<LoggedEvent>>,
     /// Events at or before this position may be missing from the ring.
     floor: EventId,
     /// Position of the last event pushed (or the floor).
@@ -246,7 +102,7 @@ struct Ring {
 #[derive(Debug)]
 pub struct EventLog {
     ring: Mutex<Ring>,
-    live: broadcast::Sender<Arc<ClusterEvent>>,
+    live: broadcast::Sender<Arc<LoggedEvent>>,
     capacity: usize,
 }
 
@@ -283,7 +139,7 @@ impl EventLog {
         ring.last = ring.last.max(pos);
     }
 
-    fn push_locked(&self, ring: &mut Ring, event: ClusterEvent) {
+    fn push_locked(&self, ring: &mut Ring, event: LoggedEvent) {
         let event = Arc::new(event);
         ring.last = event.id;
         ring.events.push_back(event.clone());
@@ -297,35 +153,29 @@ impl EventLog {
     }
 
     /// Records the events of log entry `index` (ignored when at or below what is recorded).
-    pub fn push_entry(&self, index: u64, events: Vec<(String, Value)>) {
+    pub fn push_entry(&self, index: u64, events: &[ClusterEvent]) {
         let mut ring = self.lock();
         if index <= ring.last.index {
             return;
         }
-        for (sub, (kind, data)) in events.into_iter().enumerate() {
+        for (sub, event) in events.iter().enumerate() {
             let id = EventId {
                 index,
                 sub: u32::try_from(sub).unwrap_or(u32::MAX),
             };
-            self.push_locked(&mut ring, ClusterEvent { id, kind, data });
+            let event = event.clone();
+            self.push_locked(&mut ring, LoggedEvent { id, event });
         }
     }
 
     /// Records a node-local event after the last recorded position.
-    pub fn push_local(&self, kind: &str, data: Value) {
+    pub fn push_local(&self, event: ClusterEvent) {
         let mut ring = self.lock();
         let id = EventId {
             index: ring.last.index,
             sub: ring.last.sub.saturating_add(1).max(1),
         };
-        self.push_locked(
-            &mut ring,
-            ClusterEvent {
-                id,
-                kind: kind.to_string(),
-                data,
-            },
-        );
+        self.push_locked(&mut ring, LoggedEvent { id, event });
     }
 
     /// Subscribes; with `since`, also returns every recorded event after it (and a reset
@@ -374,7 +224,7 @@ pub async fn run(raft: RaftNode, log: Arc<EventLog>, shutdown: CancellationToken
             _ = shutdown.cancelled() => return,
             received = applied.recv() => match received {
                 Ok(AppliedEvent::Command(c)) => {
-                    log.push_entry(c.index, derive(&c.command, &c.response));
+                    log.push_entry(c.index, &c.events);
                 }
                 Ok(AppliedEvent::SnapshotInstalled { index }) => {
                     log.reset_to(index.unwrap_or(0));
@@ -395,12 +245,12 @@ pub async fn run(raft: RaftNode, log: Arc<EventLog>, shutdown: CancellationToken
                     (m.current_leader, m.current_term)
                 };
                 if now != leader && now.is_some() {
-                    let mut data = Map::new();
-                    data.insert("leader_id".into(), json!(now));
-                    data.insert("previous_leader_id".into(), json!(leader));
-                    data.insert("term".into(), json!(term));
-                    data.insert("observed_by".into(), json!(node_id));
-                    log.push_local("leader_changed", Value::Object(data));
+                    log.push_local(ClusterEvent::LeaderChanged {
+                        leader_id: now,
+                        previous_leader_id: leader,
+                        term,
+                        observed_by: node_id,
+                    });
                 }
                 if now.is_some() {
                     leader = now;
@@ -413,7 +263,6 @@ pub async fn run(raft: RaftNode, log: Arc<EventLog>, shutdown: CancellationToken
 #[cfg(test)]
 mod tests {
     use super::*;
-    use varpulis_cluster::RegisterWorker;
 
     #[test]
     fn ids_print_and_parse() {
@@ -426,70 +275,26 @@ mod tests {
         assert!(EventId::parse("5") > EventId::parse("4.9"));
     }
 
-    fn register(id: &str) -> Command {
-        Command::RegisterWorker(RegisterWorker {
-            worker_id: id.into(),
-            address: format!("http://{id}"),
-            api_key: "secret".into(),
-            cpu_cores: 1,
-            max_pipelines: 4,
-            labels: Default::default(),
-            now_ms: 1,
-        })
-    }
-
-    #[test]
-    fn batches_yield_one_event_per_accepted_item() {
-        let mut s = varpulis_cluster::ClusterState::new();
-        let batch = Command::Batch(vec![register("w1"), register(""), register("w2")]);
-        let resp = s.apply(&batch);
-        let events = derive(&batch, &resp);
-        let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(kinds, ["worker_joined", "worker_joined"]);
-        assert_eq!(events[1].1["worker_id"], "w2");
-        assert!(
-            !events[0].1.to_string().contains("secret"),
-            "never leak keys"
-        );
-        let again = s.apply(&register("w1"));
-        assert_eq!(derive(&register("w1"), &again)[0].1["rejoined"], true);
-    }
-
-    #[test]
-    fn status_changes_are_named_and_rejections_are_silent() {
-        let mut s = varpulis_cluster::ClusterState::new();
-        s.apply(&register("w1"));
-        let down = Command::SetWorkerStatus {
-            worker_id: "w1".into(),
-            status: WorkerStatus::Unhealthy,
-            now_ms: 2,
-            reason: Some("silent".into()),
-        };
-        let resp = s.apply(&down);
-        assert_eq!(derive(&down, &resp)[0].0, "worker_unhealthy");
-        let unknown = Command::SetWorkerStatus {
-            worker_id: "ghost".into(),
-            status: WorkerStatus::Ready,
-            now_ms: 3,
-            reason: None,
-        };
-        let resp = s.apply(&unknown);
-        assert!(derive(&unknown, &resp).is_empty());
-    }
-
-    fn kinds(events: &[Arc<ClusterEvent>]) -> Vec<String> {
+    fn kinds(events: &[Arc<LoggedEvent>]) -> Vec<String> {
         events.iter().map(|e| e.id.to_string()).collect()
+    }
+
+    fn event(n: u64) -> ClusterEvent {
+        ClusterEvent::GroupUpdated {
+            group_id: "g".into(),
+            version: n,
+        }
     }
 
     #[test]
     fn ring_resumes_after_an_id_and_signals_dropped_events() {
         let log = EventLog::with_capacity(3);
         log.reset_to(2);
-        log.push_entry(3, vec![("a".into(), json!({}))]);
-        log.push_entry(4, vec![("b".into(), json!({})), ("c".into(), json!({}))]);
-        log.push_local("leader_changed", json!({}));
+        log.push_entry(3, &[event(1)]);
+        log.push_entry(4, &[event(2), event(3)]);
+        log.push_local(event(4));
         // Replays of already recorded entries are ignored.
-        log.push_entry(4, vec![("dup".into(), json!({}))]);
+        log.push_entry(4, &[event(5)]);
         let sub = log.subscribe(EventId::parse("4"));
         assert!(sub.reset.is_none());
         assert_eq!(kinds(&sub.backlog), ["4.1", "4.2"]);
@@ -504,12 +309,15 @@ mod tests {
     #[tokio::test]
     async fn live_subscribers_get_what_follows_their_backlog() {
         let log = EventLog::default();
-        log.push_entry(1, vec![("a".into(), json!({}))]);
+        log.push_entry(1, &[event(1)]);
         let mut sub = log.subscribe(EventId::parse("0"));
         assert_eq!(kinds(&sub.backlog), ["1"]);
-        log.push_entry(2, vec![("b".into(), json!({}))]);
+        log.push_entry(2, &[event(2)]);
         let next = sub.live.recv().await.unwrap();
         assert_eq!(next.id.to_string(), "2");
-        assert_eq!(next.kind, "b");
+        assert_eq!(next.event, event(2));
+        let record = serde_json::to_value(next.record()).unwrap();
+        assert_eq!(record["id"], "2");
+        assert_eq!(record["type"], "group_updated");
     }
 }

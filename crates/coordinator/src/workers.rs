@@ -12,7 +12,7 @@
 //! answers `drained` once nothing is left on it. A heartbeat that lists the worker's pipelines
 //! lets the leader remove orphans ([`crate::leader::orphans`]).
 
-use std::time::Instant;
+use tokio::time::Instant;
 use varpulis_api::cluster::{
     HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest, RegisterWorkerResponse,
 };

@@ -20,6 +20,7 @@ use openraft::storage::SnapshotSignature;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
+use varpulis_api::events::ClusterEvent;
 use varpulis_cluster::{ClusterState, Command, CommandResponse, Outcome};
 
 use crate::error::sto_err;
@@ -45,7 +46,7 @@ pub struct AppliedState {
 /// Shared, cheaply readable handle on the applied state.
 pub type SharedState = Arc<RwLock<AppliedState>>;
 
-/// One applied command with its log index and result.
+/// One applied command with its log index, result and the events it produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppliedCommand {
     /// Log index of the command.
@@ -54,6 +55,8 @@ pub struct AppliedCommand {
     pub command: Command,
     /// What applying it returned.
     pub response: CommandResponse,
+    /// What it changed, as cluster events (none for a rejection).
+    pub events: Vec<ClusterEvent>,
 }
 
 /// Something that happened to the applied state, in log order.
@@ -282,12 +285,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 match entry.payload {
                     EntryPayload::Blank => responses.push(noop_response()),
                     EntryPayload::Normal(cmd) => {
-                        let resp = guard.state.apply(&cmd);
-                        responses.push(resp.clone());
+                        let outcome = guard.state.apply(&cmd);
+                        responses.push(outcome.response.clone());
                         applied.push(AppliedEvent::Command(Arc::new(AppliedCommand {
                             index: entry.log_id.index,
                             command: cmd,
-                            response: resp,
+                            response: outcome.response,
+                            events: outcome.events,
                         })));
                     }
                     EntryPayload::Membership(m) => {

@@ -114,6 +114,12 @@ pub fn ok(state: &mut ClusterState, cmd: Command) -> Outcome {
 pub fn rejected(state: &mut ClusterState, cmd: Command) -> Error {
     let before = domain(state);
     let resp = state.apply(&cmd);
+    assert!(
+        resp.events.is_empty(),
+        "rejected {} reported {:?}",
+        cmd.name(),
+        resp.events
+    );
     let err = match resp.into_result() {
         Ok(o) => panic!("{} accepted: {o:?}", cmd.name()),
         Err(e) => e,

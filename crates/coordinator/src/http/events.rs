@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::error::ApiError;
-use crate::events::{ClusterEvent, EventId, EventLog};
+use crate::events::{EventId, EventLog, LoggedEvent};
 use crate::node::AppState;
 
 /// Query of the event stream.
@@ -29,11 +29,11 @@ pub struct EventsQuery {
     pub since: Option<String>,
 }
 
-fn sse_event(e: &ClusterEvent) -> Event {
-    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".to_string());
+fn sse_event(e: &LoggedEvent) -> Event {
+    let data = serde_json::to_string(&e.record()).unwrap_or_else(|_| "{}".to_string());
     Event::default()
         .id(e.id.to_string())
-        .event(e.kind.clone())
+        .event(e.event.kind())
         .data(data)
 }
 
@@ -44,7 +44,7 @@ fn reset_event(detail: &serde_json::Value) -> Event {
 struct Feed {
     state: AppState,
     pending: VecDeque<Event>,
-    live: broadcast::Receiver<Arc<ClusterEvent>>,
+    live: broadcast::Receiver<Arc<LoggedEvent>>,
     last: Option<EventId>,
 }
 

@@ -11,68 +11,16 @@
 //! `POST /api/v1/cluster/workers/{id}/checkpoints` `{epoch, checkpoint}` → [`store_pushed`], same
 //! `StoreCheckpoint` (newest only, epoch-fenced, size-capped). The pull loop stays as a fallback
 //! for workers that do not push. Drains and rebalances take a fresh checkpoint from the live
-//! source right before moving ([`take_fresh`]).
-
-use varpulis_api::cluster::{CheckpointPush, CheckpointPushResponse};
-use varpulis_api::worker::Checkpoint;
-use varpulis_cluster::group::PlacementStatus;
-use varpulis_cluster::registry::WorkerStatus;
-use varpulis_cluster::{ClusterState, Command};
+//! source right before moving (`executor::take_fresh`).
 
 use tokio_util::sync::CancellationToken;
+use varpulis_api::cluster::{CheckpointPush, CheckpointPushResponse};
+use varpulis_cluster::plan::{plan_checkpoints, Action};
+use varpulis_cluster::Command;
 
 use crate::leader::context::LeaderCtx;
 use crate::leader::error::LeaderError;
-use crate::transport::worker_client::WorkerRef;
-
-/// One running placement to checkpoint.
-#[derive(Debug, Clone)]
-struct Source {
-    group_id: String,
-    pipeline_name: String,
-    replica: u32,
-    epoch: u64,
-    pipeline_id: String,
-    worker: WorkerRef,
-    stored_events: Option<u64>,
-}
-
-fn sources(s: &ClusterState) -> Vec<Source> {
-    let mut out = Vec::new();
-    for g in s.groups() {
-        for p in g
-            .placements
-            .iter()
-            .filter(|p| p.status == PlacementStatus::Running)
-        {
-            let (Some(worker_id), Some(pipeline_id)) =
-                (p.worker_id.as_deref(), p.pipeline_id.as_ref())
-            else {
-                continue;
-            };
-            let Some(w) = s
-                .worker(worker_id)
-                .filter(|w| w.status == WorkerStatus::Ready || w.status == WorkerStatus::Busy)
-            else {
-                continue;
-            };
-            out.push(Source {
-                group_id: g.id.clone(),
-                pipeline_name: p.pipeline_name.clone(),
-                replica: p.replica,
-                epoch: p.epoch,
-                pipeline_id: pipeline_id.clone(),
-                worker: WorkerRef::of(w),
-                stored_events: p
-                    .checkpoint
-                    .as_ref()
-                    .filter(|c| c.epoch == p.epoch)
-                    .map(|c| c.events_processed),
-            });
-        }
-    }
-    out
-}
+use crate::leader::executor;
 
 /// Runs the loop until shutdown (does nothing when the interval is zero).
 pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
@@ -91,85 +39,16 @@ pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
     }
 }
 
-/// Takes and stores one checkpoint per running placement; returns how many were stored.
+/// Takes and stores one checkpoint per running placement (`plan_checkpoints`); returns how
+/// many were stored.
 pub async fn checkpoint_once(ctx: &LeaderCtx) -> usize {
     let mut stored = 0;
-    for src in ctx.store.read(sources) {
-        let Some(cp) = fetch(ctx, &src).await else {
-            continue;
-        };
-        if src.stored_events == Some(cp.events_processed) {
-            continue;
-        }
-        let events_processed = cp.events_processed;
-        let Ok(data) = serde_json::to_string(&cp) else {
-            continue;
-        };
-        let command = Command::StoreCheckpoint {
-            group_id: src.group_id.clone(),
-            pipeline_name: src.pipeline_name.clone(),
-            replica: src.replica,
-            epoch: src.epoch,
-            checkpoint: data,
-            events_processed,
-            taken_at_ms: ctx.now_ms(),
-        };
-        match ctx.store.write(command).await {
-            Ok(_) => stored += 1,
-            Err(err) => {
-                tracing::debug!(pipeline = %src.pipeline_name, "checkpoint not stored: {err}")
-            }
+    for action in ctx.store.read(plan_checkpoints) {
+        if let Action::Checkpoint(job) = action {
+            stored += usize::from(executor::checkpoint(ctx, &job).await);
         }
     }
     stored
-}
-
-async fn fetch(ctx: &LeaderCtx, src: &Source) -> Option<Checkpoint> {
-    match ctx.workers.checkpoint(&src.worker, &src.pipeline_id).await {
-        Ok(cp) => Some(cp),
-        Err(err) => {
-            tracing::debug!(pipeline_id = %src.pipeline_id, "checkpoint refused: {err}");
-            None
-        }
-    }
-}
-
-/// Takes a checkpoint of a live placement's pipeline and stores it in Raft at `epoch`, so a new
-/// leader restores the same state; returns it (also when storing failed, e.g. over the cap:
-/// the migration can still ship it).
-pub async fn take_fresh(
-    ctx: &LeaderCtx,
-    placement: (&str, &str, u32),
-    epoch: u64,
-    worker: &WorkerRef,
-    pipeline_id: &str,
-) -> Option<Checkpoint> {
-    let (group_id, pipeline_name, replica) = placement;
-    let src = Source {
-        group_id: group_id.to_string(),
-        pipeline_name: pipeline_name.to_string(),
-        replica,
-        epoch,
-        pipeline_id: pipeline_id.to_string(),
-        worker: worker.clone(),
-        stored_events: None,
-    };
-    let cp = fetch(ctx, &src).await?;
-    if let Ok(data) = serde_json::to_string(&cp) {
-        let command = Command::StoreCheckpoint {
-            group_id: src.group_id.clone(),
-            pipeline_name: src.pipeline_name.clone(),
-            replica,
-            epoch,
-            checkpoint: data,
-            events_processed: cp.events_processed,
-            taken_at_ms: ctx.now_ms(),
-        };
-        if let Err(err) = ctx.store.write(command).await {
-            tracing::warn!(pipeline = %pipeline_name, "fresh checkpoint not stored: {err}");
-        }
-    }
-    Some(cp)
 }
 
 /// Stores a checkpoint pushed by `worker_id` for one of its placements (see the module docs).

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
+use varpulis_cluster::plan::{LivenessView, Policy};
 
 use crate::config::{CoordinatorConfig, FailureDetector};
 use crate::leader::liveness::{Detector, Liveness};
@@ -100,6 +101,15 @@ impl LeaderSettings {
         }
     }
 
+    /// The leader policy the planners apply.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            auto_failover: self.auto_failover,
+            rebalance_max_moves: self.rebalance_max_moves,
+            mqtt_url: self.mqtt_url.clone(),
+        }
+    }
+
     /// The failure detector these settings select.
     pub fn detector(&self) -> Detector {
         match self.failure_detector {
@@ -180,6 +190,16 @@ impl LeaderCtx {
     /// A new unique id.
     pub fn new_id(&self) -> String {
         (self.ids)()
+    }
+
+    /// What the planners may know beyond the replicated state (suspicions are the sweep's own).
+    pub fn view(&self) -> LivenessView {
+        LivenessView {
+            suspected: Default::default(),
+            suspicion: String::new(),
+            rebalance_wanted: self.rebalance.is_wanted(),
+            policy: self.settings.policy(),
+        }
     }
 
     /// Marks the rollout of `group_id` as driven here; `false` when it already is.

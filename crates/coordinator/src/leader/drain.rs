@@ -1,8 +1,8 @@
 //! Draining a worker: move every pipeline away with a fresh checkpoint, then let it go.
 //!
 //! `POST /api/v1/cluster/workers/{id}/drain` (admin key; followers forward it) and a worker's
-//! own draining heartbeat (graceful shutdown, see `varpulis_worker::coordinator_client`) both
-//! end up in [`drain_worker`]:
+//! own draining heartbeat (graceful shutdown) both end up in [`drain_worker`], which carries out
+//! `varpulis_cluster::plan::plan_drain`:
 //! 1. the worker is marked **Draining** through Raft (it receives no new placements);
 //! 2. one replicated migration (reason `drain`) is started for each of its placements that is
 //!    not already moving, with a target chosen by the group's strategy, or none when nothing
@@ -16,12 +16,11 @@
 //! placed on or migrating off the worker, `GET /workers/{id}` shows `"removable": true`.
 
 use varpulis_api::cluster::{DrainResponse, PlannedMove};
-use varpulis_cluster::migration::MigrationReason;
-use varpulis_cluster::registry::WorkerStatus;
-use varpulis_cluster::{placement, Command};
+use varpulis_cluster::plan::{plan_drain, Action};
 
 use crate::leader::context::LeaderCtx;
 use crate::leader::error::LeaderError;
+use crate::leader::executor;
 
 /// What [`drain_worker`] did.
 #[derive(Debug, Clone)]
@@ -33,79 +32,60 @@ pub struct Drained {
 }
 
 /// Marks `worker_id` Draining (if it is not yet) and starts a drain migration for each of its
-/// placements without one. Unknown worker → 404; a Dead worker → 409 (invalid transition).
+/// placements without one. Unknown worker → not found; a Dead worker → the state machine's
+/// invalid transition.
 pub async fn drain_worker(ctx: &LeaderCtx, worker_id: &str) -> Result<Drained, LeaderError> {
-    let status = ctx.store.read(|s| s.worker(worker_id).map(|w| w.status));
-    let Some(status) = status else {
+    if ctx.store.read(|s| s.worker(worker_id).is_none()) {
         return Err(LeaderError::NotFound(format!(
             "worker '{worker_id}' not found"
         )));
-    };
-    if status != WorkerStatus::Draining {
-        ctx.store
-            .write(Command::SetWorkerStatus {
-                worker_id: worker_id.to_string(),
-                status: WorkerStatus::Draining,
-                now_ms: ctx.now_ms(),
-                reason: Some("drain requested".to_string()),
-            })
-            .await?;
-        tracing::info!(worker_id, "worker draining");
     }
-    let started = start_drain_migrations(ctx, worker_id).await;
+    let view = ctx.view();
+    let now_ms = ctx.now_ms();
+    let actions = ctx.store.read(|s| plan_drain(s, &view, now_ms, worker_id));
+    let mut started = Vec::new();
+    for action in actions {
+        match action {
+            Action::Propose(command) => {
+                ctx.store.write(command).await?;
+                tracing::info!(worker_id, "worker draining");
+            }
+            Action::StartMigration { planned, reason } => {
+                if let Some(id) = executor::start_migration(ctx, &planned, reason).await {
+                    started.push(PlannedMove {
+                        migration_id: Some(id),
+                        group_id: planned.group_id,
+                        pipeline_name: planned.pipeline_name,
+                        replica: planned.replica,
+                        from_worker: planned.from_worker,
+                        to_worker: planned.to_worker,
+                    });
+                }
+            }
+            other => tracing::warn!(?other, "unexpected drain action"),
+        }
+    }
     ctx.reconcile.notify_one();
-    let response = ctx.store.read(|s| {
-        let remaining = s.placements_on(worker_id).len();
-        DrainResponse {
+    let (response, without_target) = ctx.store.read(|s| {
+        let response = DrainResponse {
             worker_id: worker_id.to_string(),
             status: s
                 .worker(worker_id)
                 .map_or("unknown", |w| w.status.as_str())
                 .to_string(),
             migrations: started,
-            remaining,
+            remaining: s.placements_on(worker_id).len(),
             removable: s.is_drained(worker_id),
-        }
-    });
-    let without_target = ctx.store.read(|s| {
-        s.active_migrations()
+        };
+        let without_target = s
+            .active_migrations()
             .iter()
             .filter(|m| m.from_worker == worker_id && m.to_worker.is_none())
-            .count()
+            .count();
+        (response, without_target)
     });
     Ok(Drained {
         response,
         without_target,
     })
-}
-
-/// Starts a `drain` migration for every placement of a Draining worker that has none yet;
-/// returns the moves started. Used by the drain request and by the reconciler (resume).
-pub async fn start_drain_migrations(ctx: &LeaderCtx, worker_id: &str) -> Vec<PlannedMove> {
-    let planned = ctx.store.read(|s| placement::plan_failover(s, worker_id));
-    let mut started = Vec::new();
-    for m in planned {
-        let id = ctx.new_id();
-        let command = m.to_command(&id, MigrationReason::Drain, ctx.now_ms());
-        match ctx.store.write(command).await {
-            Ok(_) => {
-                tracing::info!(
-                    migration = %id, group_id = %m.group_id, pipeline = %m.pipeline_name,
-                    from = %m.from_worker, to = ?m.to_worker, "drain migration started"
-                );
-                started.push(PlannedMove {
-                    migration_id: Some(id),
-                    group_id: m.group_id,
-                    pipeline_name: m.pipeline_name,
-                    replica: m.replica,
-                    from_worker: m.from_worker,
-                    to_worker: m.to_worker,
-                });
-            }
-            Err(err) => {
-                tracing::warn!(group_id = %m.group_id, pipeline = %m.pipeline_name, "cannot start drain migration: {err}")
-            }
-        }
-    }
-    started
 }

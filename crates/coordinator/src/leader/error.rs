@@ -22,3 +22,12 @@ pub enum LeaderError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// Why a rolling update did not complete.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriveError {
+    /// It was aborted: the group keeps its version.
+    Aborted(String),
+    /// This node could not finish it (lost leadership, no quorum); the leader's loop resumes it.
+    Interrupted(LeaderError),
+}

@@ -8,14 +8,17 @@
 //! - [`liveness`] + [`phi`]: the in-memory heartbeat table and failure detectors;
 //!   [`sweep`]: marks silent workers unhealthy.
 //! - [`reconciler`]: failovers, pending placements, migrations, (re)deploys, rebalance rounds.
-//! - [`deploy`], [`checkpoint`], [`drain`], [`rebalance`], [`rolling`], [`orphans`]: the
-//!   operations the reconciler and the API handlers start.
+//! - [`checkpoint`], [`drain`], [`rebalance`], [`rolling`], [`orphans`]: the operations the
+//!   reconciler and the API handlers start.
+//! - [`executor`]: carries out the actions the pure planners of `varpulis_cluster::plan`
+//!   decide (the leader logic itself is there); [`backoff`]: its retry schedule.
 
+pub mod backoff;
 pub mod checkpoint;
 pub mod context;
-pub mod deploy;
 pub mod drain;
 pub mod error;
+pub mod executor;
 pub mod liveness;
 pub mod orphans;
 pub mod phi;

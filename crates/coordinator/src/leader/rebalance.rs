@@ -1,23 +1,25 @@
 //! Rebalancing: even out pipelines across Ready workers with checkpoint transfer, rate-limited.
 //!
-//! A plan comes from the pure `varpulis_cluster::placement::plan_rebalance` (moves of Running
-//! placements from the most to the least loaded Ready worker until loads differ by at most
-//! one). Moves are replicated migrations with reason `rebalance`; the reconciler executes them
-//! like drain migrations (fresh checkpoint from the live source, deploy + restore on the
-//! target, atomic `CompleteMigration`, source pipeline deleted).
+//! A round carries out `varpulis_cluster::plan::plan_rebalance`: the moves of
+//! `varpulis_cluster::placement::rebalance_moves` (Running placements from the most to the
+//! least loaded Ready worker until loads differ by at most one), at most `rebalance_max_moves`
+//! of them started, and only when no migration of any kind is active. Moves are replicated
+//! migrations with reason `rebalance`; the reconciler executes them like drain migrations
+//! (fresh checkpoint from the live source, deploy + restore on the target, atomic
+//! `CompleteMigration`, source pipeline deleted).
 //!
-//! Rate limit: a *round* starts at most `rebalance_max_moves` moves, and only when no
-//! migration of any kind is active; the next round is planned afresh once they finished. A
-//! rebalance is wanted after `POST /api/v1/cluster/rebalance` (which also starts the first
+//! A rebalance is wanted after `POST /api/v1/cluster/rebalance` (which also starts the first
 //! round at once) and, with `auto_rebalance` (default on), whenever a worker registers. The
 //! "wanted" flag is leader memory: a new leader does not resume a rebalance (the moves already
 //! started are replicated and complete; a rebalance is an optimisation, not a correctness need).
 
 use varpulis_api::cluster::{PlannedMove, RebalanceResponse};
-use varpulis_cluster::migration::MigrationReason;
-use varpulis_cluster::placement::{self, PlannedMigration};
+use varpulis_cluster::placement::{rebalance_moves, PlannedMigration};
+use varpulis_cluster::plan::plan_rebalance;
 
+use crate::leader::backoff::Backoff;
 use crate::leader::context::LeaderCtx;
+use crate::leader::executor;
 
 fn to_move(m: &PlannedMigration, id: Option<String>) -> PlannedMove {
     PlannedMove {
@@ -30,52 +32,21 @@ fn to_move(m: &PlannedMigration, id: Option<String>) -> PlannedMove {
     }
 }
 
-/// Plans a rebalance and, when no migration is active, starts up to `rebalance_max_moves` of
-/// its moves. Keeps the rebalance wanted while moves remain. Returns every move of the plan.
+/// One rebalance round; returns every move of the plan, the started ones with their ids.
 pub async fn round(ctx: &LeaderCtx) -> RebalanceResponse {
-    let (plan, busy) = ctx.store.read(|s| {
-        (
-            placement::plan_rebalance(s),
-            !s.active_migrations().is_empty(),
-        )
-    });
-    if plan.is_empty() {
-        ctx.rebalance.set(false);
-        return RebalanceResponse {
-            moves: Vec::new(),
-            started: 0,
-        };
-    }
-    ctx.rebalance.set(true);
+    let view = ctx.view();
+    let now_ms = ctx.now_ms();
+    let (plan, actions) = ctx
+        .store
+        .read(|s| (rebalance_moves(s), plan_rebalance(s, &view, now_ms)));
+    let report = executor::run(ctx, actions, &mut Backoff::default()).await;
     let mut moves: Vec<PlannedMove> = plan.iter().map(|m| to_move(m, None)).collect();
-    if busy {
-        return RebalanceResponse { moves, started: 0 };
-    }
-    let mut started = 0;
-    for (i, m) in plan
-        .iter()
-        .enumerate()
-        .take(ctx.settings.rebalance_max_moves)
-    {
-        let id = ctx.new_id();
-        match ctx
-            .store
-            .write(m.to_command(&id, MigrationReason::Rebalance, ctx.now_ms()))
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(
-                    migration = %id, group_id = %m.group_id, pipeline = %m.pipeline_name,
-                    from = %m.from_worker, to = ?m.to_worker, "rebalance move started"
-                );
-                moves[i].migration_id = Some(id);
-                started += 1;
-            }
-            Err(err) => tracing::warn!(
-                group_id = %m.group_id, pipeline = %m.pipeline_name, "cannot start rebalance move: {err}"
-            ),
+    for (id, planned) in &report.started {
+        if let Some(i) = plan.iter().position(|m| m == planned) {
+            moves[i].migration_id = Some(id.clone());
         }
     }
+    let started = report.started.len();
     if started > 0 {
         ctx.reconcile.notify_one();
     }

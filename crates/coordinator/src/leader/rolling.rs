@@ -5,16 +5,18 @@
 //! `Rollout::Start`. [`drive`] then takes the rollout to its end, reading only replicated state,
 //! so the new leader's loop ([`run`]) resumes a rollout the old leader left half done:
 //!
+//! Each step is planned by `varpulis_cluster::plan::plan_rollout_step` and carried out by
+//! [`crate::leader::executor`]:
 //! * `deploying`: deploy the new version next to the old one on the same worker (pipeline id of
 //!   the next epoch, so a retried deploy is idempotent), `paused` so it consumes no source yet,
 //!   then ask each old pipeline to hand over (worker `POST /api/v1/pipelines/{old}/handover`:
 //!   state moved when kept, the old id forwards events from then on, the new pipeline takes the
-//!   old one's MQTT/route/NATS sources over), then commit `Switch` — spec, version and placements change in one
-//!   entry, so every node routes to the new pipelines from the same log index. Any failure
-//!   before the switch takes the handovers back (new → old, state included), removes the new
-//!   pipelines and commits `Abort`: the group is unchanged.
-//! * `draining`: wait [`DRAIN_GRACE`] so nodes still routing with an older state reach the old
-//!   id (which forwards), stop the old pipelines, commit `Finish`.
+//!   old one's MQTT/route/NATS sources over), then commit `Switch` — spec, version and
+//!   placements change in one entry, so every node routes to the new pipelines from the same
+//!   log index. Any failure before the switch takes the handovers back (new → old, state
+//!   included), removes the new pipelines and commits `Abort`: the group is unchanged.
+//! * `draining`: wait a grace period (1 s) so nodes still routing with an older state reach the
+//!   old id (which forwards), stop the old pipelines, commit `Finish`.
 //!
 //! State compatibility: the old state is carried over only when every changed pipeline keeps
 //! the same state shape — the same top-level variables and the same streams with the same
@@ -24,18 +26,15 @@
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use varpulis_api::cluster::PipelineGroupSpec;
-use varpulis_api::worker::{HandoverRequest, HandoverResponse};
-use varpulis_cluster::version::{Rollout, RolloutCommand, RolloutStatus, RolloutTarget, StateMode};
-use varpulis_cluster::{ClusterState, Command};
+use varpulis_cluster::plan::deploy::pipeline_id;
+use varpulis_cluster::plan::{plan_rollout_step, Action};
+use varpulis_cluster::version::{Rollout, RolloutStatus, RolloutTarget, StateMode};
+use varpulis_cluster::ClusterState;
 use varpulis_vpl::ast::Item;
 
 use crate::leader::context::LeaderCtx;
-use crate::leader::deploy;
-use crate::leader::error::LeaderError;
-use crate::transport::worker_client::WorkerRef;
-
-/// Time between the switch and stopping the old pipelines (lets lagging nodes catch up).
-pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+use crate::leader::error::{DriveError, LeaderError};
+use crate::leader::executor;
 
 /// The state-relevant shape of a program: top-level variables, then each stream with its
 /// operator names and sequence steps.
@@ -109,12 +108,7 @@ pub fn plan(
             worker_id: worker_id.clone(),
             epoch: p.epoch,
             old_pipeline_id: old_pipeline_id.clone(),
-            new_pipeline_id: deploy::pipeline_id(
-                group_id,
-                &p.pipeline_name,
-                p.replica,
-                p.epoch + 1,
-            ),
+            new_pipeline_id: pipeline_id(group_id, &p.pipeline_name, p.replica, p.epoch + 1),
         });
     }
     Ok(Rollout {
@@ -128,15 +122,6 @@ pub fn plan(
         restores,
         started_at_ms: now_ms,
     })
-}
-
-/// Why a rollout did not complete.
-#[derive(Debug)]
-pub enum DriveError {
-    /// It was aborted: the group keeps its version.
-    Aborted(String),
-    /// This node could not finish it (lost leadership, no quorum); the leader's loop resumes it.
-    Interrupted(LeaderError),
 }
 
 /// Takes the rollout of `group_id` to its end (or abort). Returns the version reached.
@@ -178,207 +163,22 @@ async fn wait_for_end(ctx: &LeaderCtx, group_id: &str) -> Result<u64, DriveError
 
 async fn drive_locked(ctx: &LeaderCtx, group_id: &str) -> Result<u64, DriveError> {
     loop {
-        let Some(rollout) = ctx
+        let view = ctx.view();
+        let now_ms = ctx.now_ms();
+        let step = ctx
             .store
-            .read(|s| s.group_versions(group_id).and_then(|v| v.rollout.clone()))
-        else {
+            .read(|s| plan_rollout_step(s, &view, now_ms, group_id));
+        let Some(action) = step.into_iter().next() else {
             let version = ctx.store.read(|s| s.group(group_id).map(|g| g.version));
             return version.ok_or_else(|| DriveError::Aborted("the group was deleted".into()));
         };
-        match rollout.status {
-            RolloutStatus::Deploying => deploy_and_switch(ctx, group_id, &rollout).await?,
-            RolloutStatus::Draining => {
-                tokio::time::sleep(DRAIN_GRACE).await;
-                stop_old(ctx, &rollout).await;
-                write(
-                    ctx,
-                    RolloutCommand::Finish {
-                        group_id: group_id.to_string(),
-                        version: rollout.to_version,
-                    },
-                )
-                .await?;
-                tracing::info!(
-                    group_id,
-                    version = rollout.to_version,
-                    "rolling update finished"
-                );
-                return Ok(rollout.to_version);
-            }
+        match action {
+            Action::RolloutSwitch(step) => executor::rollout_switch(ctx, &step).await?,
+            Action::RolloutAbort(abort) => executor::rollout_abort(ctx, &abort).await?,
+            Action::RolloutFinish(step) => return executor::rollout_finish(ctx, &step).await,
+            other => tracing::warn!(?other, "unexpected rolling update action"),
         }
     }
-}
-
-async fn write(ctx: &LeaderCtx, step: RolloutCommand) -> Result<(), DriveError> {
-    ctx.store
-        .write(Command::Rollout(step))
-        .await
-        .map(|_| ())
-        .map_err(DriveError::Interrupted)
-}
-
-/// The worker of a target, as registered now.
-fn worker_of(ctx: &LeaderCtx, worker_id: &str) -> Option<WorkerRef> {
-    ctx.store.read(|s| WorkerRef::find(s, worker_id))
-}
-
-async fn deploy_and_switch(
-    ctx: &LeaderCtx,
-    group_id: &str,
-    rollout: &Rollout,
-) -> Result<(), DriveError> {
-    // 1. Start every new pipeline next to its old one.
-    for t in &rollout.targets {
-        if let Err(error) = deploy_new(ctx, group_id, rollout, t).await {
-            return abort(ctx, group_id, rollout, &[], error).await;
-        }
-    }
-    // 2. Hand each old pipeline over to its new one.
-    let keep = rollout.state == StateMode::Keep;
-    let mut handed: Vec<&RolloutTarget> = Vec::new();
-    for t in &rollout.targets {
-        match handover(ctx, t, &t.old_pipeline_id, &t.new_pipeline_id, keep).await {
-            Ok(_) => handed.push(t),
-            Err(error) => return abort(ctx, group_id, rollout, &handed, error).await,
-        }
-    }
-    // 3. Switch routes, spec and version in one entry.
-    let switched = ctx
-        .store
-        .write(Command::Rollout(RolloutCommand::Switch {
-            group_id: group_id.to_string(),
-            version: rollout.to_version,
-            now_ms: ctx.now_ms(),
-        }))
-        .await;
-    match switched {
-        Ok(_) => {
-            tracing::info!(
-                group_id,
-                version = rollout.to_version,
-                "rolling update switched"
-            );
-            Ok(())
-        }
-        Err(LeaderError::Rejected(e)) => {
-            abort(
-                ctx,
-                group_id,
-                rollout,
-                &handed,
-                format!("switch refused: {e}"),
-            )
-            .await
-        }
-        Err(e) => Err(DriveError::Interrupted(e)),
-    }
-}
-
-async fn deploy_new(
-    ctx: &LeaderCtx,
-    group_id: &str,
-    rollout: &Rollout,
-    t: &RolloutTarget,
-) -> Result<(), String> {
-    let source = rollout
-        .spec
-        .pipelines
-        .iter()
-        .find(|p| p.name == t.pipeline_name)
-        .map(|p| p.source.clone())
-        .ok_or_else(|| format!("pipeline '{}' is not in the new spec", t.pipeline_name))?;
-    let target = ctx
-        .store
-        .read(|s| deploy::target(s, group_id, &t.pipeline_name, t.replica))
-        .ok_or_else(|| format!("'{}' replica {} has no worker", t.pipeline_name, t.replica))?;
-    let target = deploy::Target {
-        epoch: t.epoch + 1,
-        source,
-        checkpoint: None,
-        ..target
-    };
-    if target.pipeline_id() != t.new_pipeline_id || target.worker.id != t.worker_id {
-        return Err(format!(
-            "'{}' replica {} moved since the update started",
-            t.pipeline_name, t.replica
-        ));
-    }
-    // Paused: the new version consumes its sources only from the hand-over on.
-    deploy::call_deploy_with(ctx, &target, true)
-        .await
-        .map(|_| ())
-}
-
-async fn handover(
-    ctx: &LeaderCtx,
-    t: &RolloutTarget,
-    from: &str,
-    to: &str,
-    keep: bool,
-) -> Result<HandoverResponse, String> {
-    let worker =
-        worker_of(ctx, &t.worker_id).ok_or_else(|| format!("worker '{}' is gone", t.worker_id))?;
-    let request = HandoverRequest {
-        to: to.to_string(),
-        state: Some(if keep { "keep" } else { "reset" }.to_string()),
-    };
-    ctx.workers
-        .handover(&worker, from, request)
-        .await
-        .map_err(|e| format!("handover {from} -> {to}: {e}"))
-}
-
-/// Takes back the handovers already made, removes the new pipelines and commits `Abort`.
-async fn abort(
-    ctx: &LeaderCtx,
-    group_id: &str,
-    rollout: &Rollout,
-    handed: &[&RolloutTarget],
-    error: String,
-) -> Result<(), DriveError> {
-    tracing::warn!(
-        group_id,
-        version = rollout.to_version,
-        "rolling update aborted: {error}"
-    );
-    for t in handed {
-        if let Err(e) = handover(ctx, t, &t.new_pipeline_id, &t.old_pipeline_id, true).await {
-            tracing::warn!(group_id, pipeline = %t.pipeline_name, "cannot hand back: {e}");
-        }
-    }
-    write(
-        ctx,
-        RolloutCommand::Abort {
-            group_id: group_id.to_string(),
-            version: rollout.to_version,
-            error: error.clone(),
-        },
-    )
-    .await?;
-    for t in &rollout.targets {
-        if let Some(worker) = worker_of(ctx, &t.worker_id) {
-            deploy::undeploy(ctx, &worker, &t.new_pipeline_id).await;
-        }
-    }
-    Err(DriveError::Aborted(error))
-}
-
-async fn stop_old(ctx: &LeaderCtx, rollout: &Rollout) {
-    for t in &rollout.targets {
-        if let Some(worker) = worker_of(ctx, &t.worker_id) {
-            deploy::undeploy(ctx, &worker, &t.old_pipeline_id).await;
-        }
-    }
-}
-
-/// Pipeline ids a rollout in progress runs on `worker_id` (kept by the orphan sweep).
-pub fn rollout_pipelines(s: &ClusterState, worker_id: &str) -> Vec<String> {
-    s.active_rollouts()
-        .into_iter()
-        .flat_map(|(_, r)| r.targets.iter())
-        .filter(|t| t.worker_id == worker_id)
-        .flat_map(|t| [t.old_pipeline_id.clone(), t.new_pipeline_id.clone()])
-        .collect()
 }
 
 /// Leader loop: resumes every rollout in progress (after a leader change, or an interrupted

@@ -10,10 +10,9 @@
 //! With `--failure-detector phi` the test is phi accrual over each worker's heartbeat intervals
 //! (`--phi-threshold`, default 8.0; [`crate::leader::phi`]), still bounded by `heartbeat_timeout`.
 
-use std::time::Instant;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use varpulis_cluster::registry::WorkerStatus;
+use varpulis_cluster::plan::{plan_sweep, Action, LivenessView};
 use varpulis_cluster::Command;
 
 use crate::config::FailureDetector;
@@ -72,30 +71,22 @@ pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
     }
 }
 
-/// One sweep: proposes Unhealthy for every Ready/Busy worker silent longer than the timeout.
+/// One sweep: proposes Unhealthy (`varpulis_cluster::plan::plan_sweep`) for every Ready/Busy
+/// worker the failure detector suspects; returns how many were marked.
 pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
-    let candidates: Vec<String> = ctx.store.read(|s| {
-        s.workers()
-            .filter(|w| {
-                matches!(
-                    w.status,
-                    WorkerStatus::Ready | WorkerStatus::Busy | WorkerStatus::Registering
-                )
-            })
-            .map(|w| w.id.clone())
-            .collect()
-    });
-    let timeout = ctx.settings.heartbeat_timeout;
-    let stale = ctx.liveness.suspected(
-        candidates.iter().map(String::as_str),
+    let ids: Vec<String> = ctx
+        .store
+        .read(|s| s.workers().map(|w| w.id.clone()).collect());
+    let suspected = ctx.liveness.suspected(
+        ids.iter().map(String::as_str),
         Instant::now(),
         &ctx.settings.detector(),
     );
-    if stale.is_empty() {
+    if suspected.is_empty() {
         return 0;
     }
-    let now = ctx.now_ms();
-    let reason = match ctx.settings.failure_detector {
+    let timeout = ctx.settings.heartbeat_timeout;
+    let suspicion = match ctx.settings.failure_detector {
         FailureDetector::Timeout => {
             format!("no heartbeat for more than {:.1} s", timeout.as_secs_f64())
         }
@@ -105,34 +96,45 @@ pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
             timeout.as_secs_f64()
         ),
     };
-    let mut commands: Vec<Command> = stale
-        .iter()
-        .map(|id| Command::SetWorkerStatus {
-            worker_id: id.clone(),
-            status: WorkerStatus::Unhealthy,
-            now_ms: now,
-            reason: Some(reason.clone()),
-        })
-        .collect();
-    let command = if commands.len() == 1 {
-        commands.remove(0)
-    } else {
-        Command::Batch(commands)
+    let view = LivenessView {
+        suspected: suspected.into_iter().collect(),
+        suspicion,
+        ..ctx.view()
     };
-    match ctx.store.write(command).await {
-        Ok(_) => {
-            for id in &stale {
-                tracing::warn!(worker_id = %id, "{reason}: marked unhealthy");
+    let now_ms = ctx.now_ms();
+    let actions = ctx.store.read(|s| plan_sweep(s, &view, now_ms));
+    let mut marked = 0;
+    for action in actions {
+        let Action::Propose(command) = action else {
+            continue;
+        };
+        let workers: Vec<String> = match &command {
+            Command::Batch(items) => items.iter().filter_map(worker_of).collect(),
+            single => worker_of(single).into_iter().collect(),
+        };
+        match ctx.store.write(command).await {
+            Ok(_) => {
+                for id in &workers {
+                    tracing::warn!(worker_id = %id, "{}: marked unhealthy", view.suspicion);
+                }
+                marked += workers.len();
+                ctx.reconcile.notify_one();
             }
-            ctx.reconcile.notify_one();
-            stale.len()
+            Err(err) => {
+                tracing::warn!(
+                    workers = workers.len(),
+                    "cannot mark silent workers unhealthy: {err}"
+                );
+            }
         }
-        Err(err) => {
-            tracing::warn!(
-                workers = stale.len(),
-                "cannot mark silent workers unhealthy: {err}"
-            );
-            0
-        }
+    }
+    marked
+}
+
+/// The worker a `SetWorkerStatus` is about.
+fn worker_of(command: &Command) -> Option<String> {
+    match command {
+        Command::SetWorkerStatus { worker_id, .. } => Some(worker_id.clone()),
+        _ => None,
     }
 }

@@ -18,13 +18,13 @@ use varpulis_api::cluster::{
     PipelineGroupInfo, PipelineGroupList, PipelineGroupSpec, Topology, TornDownResponse,
 };
 use varpulis_api::Page;
+use varpulis_cluster::plan::deploy::pending_deploys;
 use varpulis_cluster::{ClusterState, Command, Outcome};
 
 use crate::error::ApiError;
 use crate::http::extract::{idempotency_key, ApiJson, ApiQuery};
-use crate::leader::deploy;
+use crate::leader::executor;
 use crate::node::AppState;
-use crate::transport::worker_client::WorkerRef;
 
 /// The view of group `id`, or 404.
 pub(crate) fn group_view(state: &AppState, id: &str) -> Result<PipelineGroupInfo, ApiError> {
@@ -60,8 +60,9 @@ pub async fn create(
             "unexpected outcome of create_group: {outcome:?}"
         )));
     };
-    let targets = state.read(|s| deploy::pending_targets(s, &group_id));
-    join_all(targets.iter().map(|t| deploy::deploy_and_record(ctx, t))).await;
+    let mqtt_url = ctx.settings.mqtt_url.as_deref();
+    let jobs = state.read(|s| pending_deploys(s, &group_id, mqtt_url));
+    join_all(jobs.iter().map(|job| executor::deploy_and_record(ctx, job))).await;
     ctx.reconcile.notify_one();
     let info = group_view(&state, &group_id)?;
     tracing::info!(group = %info.name, id = %info.id, status = %info.status, "pipeline group created");
@@ -113,17 +114,14 @@ pub async fn delete(
 ) -> Result<Json<TornDownResponse>, ApiError> {
     let key = idempotency_key(&headers)?;
     // Where the pipelines run, read before the group disappears from the state.
-    let running: Vec<(WorkerRef, String)> = state.read(|s| {
+    let running: Vec<(String, String)> = state.read(|s| {
         let Some(group) = s.group(&id) else {
             return Vec::new();
         };
         group
             .placements
             .iter()
-            .filter_map(|p| {
-                let worker = WorkerRef::find(s, p.worker_id.as_deref()?)?;
-                Some((worker, p.pipeline_id.clone()?))
-            })
+            .filter_map(|p| Some((p.worker_id.clone()?, p.pipeline_id.clone()?)))
             .collect()
     });
     state
@@ -139,7 +137,7 @@ pub async fn delete(
     join_all(
         running
             .iter()
-            .map(|(worker, pid)| deploy::undeploy(&state.leader, worker, pid)),
+            .map(|(worker, pid)| executor::undeploy(&state.leader, worker, pid)),
     )
     .await;
     tracing::info!(group_id = %id, pipelines = running.len(), "pipeline group torn down");

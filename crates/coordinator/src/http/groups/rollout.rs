@@ -14,7 +14,8 @@ use varpulis_cluster::Command;
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::http::groups::{check_vpl, group_view};
-use crate::leader::rolling::{self, DriveError};
+use crate::leader::error::DriveError;
+use crate::leader::rolling;
 use crate::node::AppState;
 
 /// Parses the `state` field of an update: `keep` (default) or `reset`.

@@ -1,0 +1,51 @@
+//! Connector commands: create, replace, upsert, delete (validation in `crate::connector`).
+
+use varpulis_api::cluster::ConnectorSpec;
+
+use super::ClusterState;
+use crate::command::Outcome;
+use crate::connector;
+use crate::error::Error;
+
+/// How `save_connector` treats an existing name.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ConnectorMode {
+    Create,
+    Update,
+    Upsert,
+}
+
+impl ClusterState {
+    pub(super) fn save_connector(
+        &mut self,
+        spec: &ConnectorSpec,
+        mode: ConnectorMode,
+    ) -> Result<Outcome, Error> {
+        let normalized = connector::normalize(spec)?;
+        let exists = self.connectors.contains_key(&normalized.name);
+        match mode {
+            ConnectorMode::Create if exists => {
+                return Err(Error::DuplicateConnector(normalized.name))
+            }
+            ConnectorMode::Update if !exists => {
+                return Err(Error::UnknownConnector(normalized.name))
+            }
+            _ => {}
+        }
+        self.connectors
+            .insert(normalized.name.clone(), normalized.clone());
+        Ok(Outcome::ConnectorSaved {
+            spec: normalized,
+            created: !exists,
+        })
+    }
+
+    pub(super) fn delete_connector(&mut self, name: &str) -> Result<Outcome, Error> {
+        match self.connectors.remove(name) {
+            Some(_) => Ok(Outcome::ConnectorDeleted {
+                name: name.to_string(),
+            }),
+            None => Err(Error::UnknownConnector(name.to_string())),
+        }
+    }
+}
