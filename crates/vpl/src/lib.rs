@@ -15,6 +15,7 @@ pub mod correlate;
 pub mod diagnostics;
 pub mod lexer;
 pub mod parser;
+pub mod shape;
 pub mod span;
 
 pub use check::{CheckOptions, Checked};

@@ -20,7 +20,7 @@
 //!
 //! State compatibility: the old state is carried over only when every changed pipeline keeps
 //! the same state shape — the same top-level variables and the same streams with the same
-//! operators in the same order ([`state_shape`]). Otherwise the update needs
+//! operators in the same order (`varpulis_vpl::shape`). Otherwise the update needs
 //! `"state": "reset"`.
 
 use std::time::Duration;
@@ -30,51 +30,18 @@ use varpulis_cluster::plan::deploy::pipeline_id;
 use varpulis_cluster::plan::{plan_rollout_step, Action};
 use varpulis_cluster::version::{Rollout, RolloutStatus, RolloutTarget, StateMode};
 use varpulis_cluster::ClusterState;
-use varpulis_vpl::ast::Item;
 
 use crate::leader::context::LeaderCtx;
 use crate::leader::error::{DriveError, LeaderError};
 use crate::leader::executor;
 
-/// The state-relevant shape of a program: top-level variables, then each stream with its
-/// operator names and sequence steps.
-pub fn state_shape(source: &str) -> Vec<String> {
-    let (program, _) = varpulis_vpl::parse(source);
-    let mut shape = Vec::new();
-    for item in &program.items {
-        match item {
-            Item::Binding(b) => shape.push(format!("var {}", b.name.name)),
-            Item::Stream(s) => {
-                let ops: Vec<&str> = s.ops.iter().map(|o| o.name.name.as_str()).collect();
-                shape.push(format!(
-                    "stream {} ({} steps) .{}",
-                    s.name.name,
-                    s.steps.len(),
-                    ops.join(" .")
-                ));
-            }
-            _ => {}
-        }
-    }
-    shape
-}
-
-/// Why the state of `old` cannot continue in `new` (empty when compatible).
+/// Why the state of `old` cannot continue in `new` (empty when compatible), each reason
+/// prefixed with the pipeline's name (`varpulis_vpl::shape`).
 pub fn incompatibilities(pipeline: &str, old: &str, new: &str) -> Vec<String> {
-    let (a, b) = (state_shape(old), state_shape(new));
-    if a == b {
-        return Vec::new();
-    }
-    let removed = a.iter().filter(|x| !b.contains(x));
-    let added = b.iter().filter(|x| !a.contains(x));
-    let mut out: Vec<String> = removed
-        .map(|x| format!("{pipeline}: `{x}` is gone"))
-        .chain(added.map(|x| format!("{pipeline}: `{x}` is new")))
-        .collect();
-    if out.is_empty() {
-        out.push(format!("{pipeline}: streams or variables are reordered"));
-    }
-    out
+    varpulis_vpl::shape::shape_changes(old, new)
+        .into_iter()
+        .map(|why| format!("{pipeline}: {why}"))
+        .collect()
 }
 
 /// Plans a rollout of `group_id` to `spec` (which differs only in the sources of `changed`).
@@ -219,26 +186,11 @@ pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
 mod tests {
     use super::*;
 
-    const COUNTER: &str = "var count = 0\nfn bump(v: int):\n    count := count + 1\n    emit Count(n: count, v: v)\nstream S = Tick .process(bump(v))\n";
-
     #[test]
-    fn same_streams_and_operators_keep_the_state() {
-        let changed = COUNTER.replace(
-            "emit Count(n: count, v: v)",
-            "emit Count(n: count, v: v * 2)",
-        );
-        assert!(incompatibilities("p", COUNTER, &changed).is_empty());
-    }
-
-    #[test]
-    fn a_new_operator_or_stream_needs_a_reset() {
-        let filtered = COUNTER.replace(".process(bump(v))", ".where(v > 0) .process(bump(v))");
-        let why = incompatibilities("p", COUNTER, &filtered);
-        assert!(!why.is_empty());
-        assert!(why.iter().any(|w| w.contains("where")), "{why:?}");
-        let renamed = COUNTER.replace("stream S", "stream T");
-        assert_eq!(incompatibilities("p", COUNTER, &renamed).len(), 2);
-        let no_var = COUNTER.replace("var count = 0", "var total = 0");
-        assert!(!incompatibilities("p", COUNTER, &no_var).is_empty());
+    fn reasons_name_the_pipeline() {
+        let why = incompatibilities("p", "stream S = A .emit(v: 1)", "stream T = A .emit(v: 1)");
+        assert_eq!(why.len(), 2);
+        assert!(why.iter().all(|w| w.starts_with("p: ")), "{why:?}");
+        assert!(incompatibilities("p", "var x = 1", "var x = 2").is_empty());
     }
 }
