@@ -6,7 +6,7 @@ use varpulis_api::events::ClusterEvent;
 use super::{ClusterState, Events, MAX_FINISHED_MIGRATIONS};
 use crate::command::Outcome;
 use crate::error::Error;
-use crate::group::{Group, PlacementStatus};
+use crate::group::{Group, Placement, PlacementStatus};
 use crate::migration::{Migration, MigrationReason, MigrationStatus};
 
 /// Borrowed fields of `Command::StartMigration`.
@@ -184,21 +184,12 @@ impl ClusterState {
                 reason: format!("it already runs another replica of '{}'", m.pipeline_name),
             });
         }
-        let group_id = m.group_id.clone();
-        let g = self
-            .groups
-            .get_mut(&group_id)
-            .ok_or_else(|| Error::UnknownGroup(group_id.clone()))?;
-        let p = &mut g.placements[idx];
+        let (p, m) = self.finishing(id, idx)?;
         p.move_to(Some(target));
         p.pipeline_id = Some(pipeline_id.to_string());
         p.status = PlacementStatus::Running;
         p.error = None;
         let epoch = p.epoch;
-        let m = self
-            .migrations
-            .get_mut(id)
-            .ok_or_else(|| Error::UnknownMigration(id.to_string()))?;
         m.status = MigrationStatus::Completed;
         m.updated_at_ms = now_ms;
         m.completed_at_ms = Some(now_ms);
@@ -224,20 +215,11 @@ impl ClusterState {
         now_ms: u64,
         events: &mut Events,
     ) -> Result<Outcome, Error> {
-        let (m, _, idx) = self.active_migration(id)?;
-        let group_id = m.group_id.clone();
-        let g = self
-            .groups
-            .get_mut(&group_id)
-            .ok_or_else(|| Error::UnknownGroup(group_id.clone()))?;
-        let p = &mut g.placements[idx];
+        let (_, _, idx) = self.active_migration(id)?;
+        let (p, m) = self.finishing(id, idx)?;
         p.status = PlacementStatus::Failed;
         p.error = Some(error.to_string());
         let epoch = p.epoch;
-        let m = self
-            .migrations
-            .get_mut(id)
-            .ok_or_else(|| Error::UnknownMigration(id.to_string()))?;
         m.status = MigrationStatus::Failed;
         m.error = Some(error.to_string());
         m.updated_at_ms = now_ms;
@@ -255,6 +237,32 @@ impl ClusterState {
     }
 
     /// Drops the oldest finished migrations beyond [`MAX_FINISHED_MIGRATIONS`].
+    /// The placement (at `idx` in its group) and the migration `id`, both to change, once the
+    /// migration was validated by [`Self::active_migration`].
+    fn finishing(
+        &mut self,
+        id: &str,
+        idx: usize,
+    ) -> Result<(&mut Placement, &mut Migration), Error> {
+        let m = self
+            .migrations
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownMigration(id.to_string()))?;
+        let g = self
+            .groups
+            .get_mut(&m.group_id)
+            .ok_or_else(|| Error::UnknownGroup(m.group_id.clone()))?;
+        let p = g
+            .placements
+            .get_mut(idx)
+            .ok_or_else(|| Error::UnknownPlacement {
+                group: m.group_id.clone(),
+                pipeline: m.pipeline_name.clone(),
+                replica: m.replica,
+            })?;
+        Ok((p, m))
+    }
+
     pub(super) fn prune_migrations(&mut self) {
         let finished = self
             .migrations

@@ -20,6 +20,7 @@ use varpulis_raft::WriteError;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::node::AppState;
+use crate::transport::worker_client::error_chain;
 
 /// Headers that belong to one hop and are not copied.
 const HOP_BY_HOP: [&str; 8] = [
@@ -123,18 +124,6 @@ async fn wait_applied(state: &AppState, index: u64) {
             "proxied write not yet applied locally; answering anyway"
         );
     }
-}
-
-/// `err` and its sources, `: `-separated (reqwest's own message omits the cause).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The current leader, waiting up to about two election timeouts for one to be elected.

@@ -67,7 +67,7 @@ impl HttpTransport {
 }
 
 /// `err` and its sources, `: `-separated (reqwest's own message omits the cause).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -19,7 +19,7 @@ mod http;
 mod nats;
 
 pub use call::{Answer, ByteStream, EventBatch, WorkerCall};
-pub use http::HttpTransport;
+pub use http::{error_chain, HttpTransport};
 pub use nats::NatsTransport;
 
 use serde::de::DeserializeOwned;
