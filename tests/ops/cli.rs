@@ -335,7 +335,10 @@ async fn cluster_cli_drives_a_live_ensemble() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("409") && err.contains("connector_exists"), "{err}");
+    assert!(
+        err.contains("409") && err.contains("connector_exists"),
+        "{err}"
+    );
     cli.ok(&["connectors", "rm", "Broker"]);
     assert_eq!(cli.json(&["connectors", "list"])["total"], 0);
 

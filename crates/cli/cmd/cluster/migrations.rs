@@ -49,8 +49,8 @@ pub async fn run(c: &Client, a: &MigrationsArgs, json: bool) -> anyhow::Result<(
         .await?
         .into_iter()
         .filter(|(m, _)| !a.active || matches!(m.status.as_str(), "pending" | "deploying"))
-        .filter(|(m, _)| group.as_ref().map_or(true, |g| &m.group_id == g))
-        .filter(|(m, _)| a.status.as_ref().map_or(true, |s| &m.status == s))
+        .filter(|(m, _)| group.as_ref().is_none_or(|g| &m.group_id == g))
+        .filter(|(m, _)| a.status.as_ref().is_none_or(|s| &m.status == s))
         .collect();
     if json {
         let total = kept.len();
