@@ -15,6 +15,7 @@ mod groups;
 mod inject;
 mod members;
 mod migrations;
+mod report;
 mod resolve;
 mod sse;
 mod status;
