@@ -60,7 +60,9 @@ impl Browser {
             return None;
         };
         let Some(chromedriver) = find_binary("CHROMEDRIVER_BIN", &["chromedriver"]) else {
-            println!("SKIPPED: chromedriver not found (install with apt-get install chromium-driver)");
+            println!(
+                "SKIPPED: chromedriver not found (install with apt-get install chromium-driver)"
+            );
             return None;
         };
         let http = reqwest::Client::builder()
@@ -106,15 +108,26 @@ impl Browser {
         panic!("could not start a Chromium session: {last}");
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, DriverError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, DriverError> {
         let url = format!("{}{path}", self.session);
         let mut req = self.http.request(method, &url);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| DriverError(format!("{path}: {e}")))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| DriverError(format!("{path}: {e}")))?;
         let status = resp.status();
-        let v: Value = resp.json().await.map_err(|e| DriverError(format!("{path}: {e}")))?;
+        let v: Value = resp
+            .json()
+            .await
+            .map_err(|e| DriverError(format!("{path}: {e}")))?;
         if !status.is_success() {
             return Err(DriverError(format!(
                 "{path}: {} {}",
@@ -204,14 +217,23 @@ impl Browser {
                 return id;
             }
             if Instant::now() > deadline {
-                panic!("timed out after {timeout:?} waiting for `{css}`; page:\n{}", self.page_text().await);
+                panic!(
+                    "timed out after {timeout:?} waiting for `{css}`; page:\n{}",
+                    self.page_text().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Waits until the text of `css` satisfies `ok`; returns it. Panics after `timeout`.
-    pub async fn wait_text(&self, css: &str, timeout: Duration, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    pub async fn wait_text(
+        &self,
+        css: &str,
+        timeout: Duration,
+        what: &str,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(t) = self.text(css).await {
@@ -238,26 +260,50 @@ impl Browser {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("timed out after {timeout:?} waiting for {what}; page:\n{}", self.page_text().await);
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; page:\n{}",
+                    self.page_text().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
 
-    /// Clicks the first element matching `css` (waiting up to 10 s for it).
+    /// Clicks the first element matching `css` (waiting up to 10 s for it). The console
+    /// re-renders live tables every few seconds, so an element found a moment ago may have been
+    /// replaced: a stale reference is looked up again.
     pub async fn click(&self, css: &str) {
-        let id = self.wait_for(css, Duration::from_secs(10)).await;
-        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({})))
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let mut attempts = 0;
+        loop {
+            let id = self.wait_for(css, Duration::from_secs(10)).await;
+            match self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/element/{id}/click"),
+                    Some(json!({})),
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if attempts < 5 && e.0.contains("stale element") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Clears the field matching `css`, then types `text` into it as keystrokes.
     pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.wait_for(css, Duration::from_secs(10)).await;
-        self.call(reqwest::Method::POST, &format!("/element/{id}/clear"), Some(json!({})))
-            .await
-            .unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("clear {css}: {e}"));
         self.send_keys(css, text).await;
     }
 
@@ -273,13 +319,27 @@ impl Browser {
         .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
+    /// Resizes the browser window (the viewport a screenshot shows).
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("resize window: {e}"));
+    }
+
     /// Visible text of the page (for failure messages).
     pub async fn page_text(&self) -> String {
-        self.try_js("return document.body ? document.body.innerText : '';", vec![])
-            .await
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        self.try_js(
+            "return document.body ? document.body.innerText : '';",
+            vec![],
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
     }
 
     /// Saves a PNG screenshot of the page to `path`.
@@ -302,9 +362,13 @@ impl Drop for Browser {
         let http = self.http.clone();
         let session = self.session.clone();
         let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 let _ = rt.block_on(async {
-                    tokio::time::timeout(Duration::from_secs(10), http.delete(&session).send()).await
+                    tokio::time::timeout(Duration::from_secs(10), http.delete(&session).send())
+                        .await
                 });
             }
         })

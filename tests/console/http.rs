@@ -46,7 +46,12 @@ async fn console_pages_headers_cors_and_routes() {
     assert!(header(&h, "content-type").starts_with("text/html"));
     assert_security_headers(&h, "page");
     let csp = header(&h, "content-security-policy");
-    for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "form-action 'none'"] {
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "form-action 'none'",
+    ] {
         assert!(csp.contains(directive), "{directive} missing: {csp}");
     }
     // The page may call every member (it moves to another one when its node dies).
@@ -54,7 +59,10 @@ async fn console_pages_headers_cors_and_routes() {
         assert!(csp.contains(&c.url), "{} not in connect-src: {csp}", c.url);
     }
     let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<script type="module" src="js/main.js"></script>"#), "{html}");
+    assert!(
+        html.contains(r#"<script type="module" src="js/main.js"></script>"#),
+        "{html}"
+    );
     assert!(!html.contains("<script>"), "inline script");
     assert!(html.contains(r#"type="password""#));
 
@@ -67,7 +75,10 @@ async fn console_pages_headers_cors_and_routes() {
     ] {
         let r = plain.get(format!("{c0}/ui/{path}")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
-        assert!(header(r.headers(), "content-type").starts_with(ty), "{path}");
+        assert!(
+            header(r.headers(), "content-type").starts_with(ty),
+            "{path}"
+        );
         assert_security_headers(r.headers(), path);
         let etag = header(r.headers(), "etag");
         assert!(etag.starts_with('"'), "{path}: etag {etag}");
@@ -103,7 +114,10 @@ async fn console_pages_headers_cors_and_routes() {
     let loopback_alias = c1.replace("127.0.0.1", "localhost");
     for origin in [member.as_str(), loopback_alias.as_str()] {
         let pre = plain
-            .request(reqwest::Method::OPTIONS, format!("{c0}/api/v1/cluster/workers"))
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{c0}/api/v1/cluster/workers"),
+            )
             .header("origin", origin)
             .header("access-control-request-method", "GET")
             .header("access-control-request-headers", "x-api-key")
@@ -128,7 +142,10 @@ async fn console_pages_headers_cors_and_routes() {
     // ... any other origin may not: no CORS headers, a refused preflight, refused writes.
     let evil = "http://evil.example:8080";
     let pre = plain
-        .request(reqwest::Method::OPTIONS, format!("{c0}/api/v1/cluster/workers"))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{c0}/api/v1/cluster/workers"),
+        )
         .header("origin", evil)
         .header("access-control-request-method", "GET")
         .send()
@@ -160,7 +177,10 @@ async fn console_pages_headers_cors_and_routes() {
         let body: Value = drain.json().await.unwrap();
         assert_eq!(body["code"], "forbidden_origin");
     }
-    assert_eq!(ens.worker_status(0, &worker).await.as_deref(), Some("ready"));
+    assert_eq!(
+        ens.worker_status(0, &worker).await.as_deref(),
+        Some("ready")
+    );
 
     // A write from a member's page goes through (a follower forwards it to the leader).
     let spec = json!({
@@ -186,11 +206,19 @@ async fn console_pages_headers_cors_and_routes() {
 
     // POST /api/v1/cluster/validate: served by any node, key required, diagnostics with line:col.
     let validate = format!("{c1}/api/v1/cluster/validate");
-    let r = ens.api.with_key(None).post(&validate, &json!({"source": "stream A = X"})).await.unwrap();
+    let r = ens
+        .api
+        .with_key(None)
+        .post(&validate, &json!({"source": "stream A = X"}))
+        .await
+        .unwrap();
     r.expect_error(401);
     let ok = ens
         .api
-        .post(&validate, &json!({"source": "stream A = X .emit(v: 1)", "pipeline": "a"}))
+        .post(
+            &validate,
+            &json!({"source": "stream A = X .emit(v: 1)", "pipeline": "a"}),
+        )
         .await
         .unwrap();
     ok.expect_status(200);
@@ -228,13 +256,18 @@ async fn console_pages_headers_cors_and_routes() {
     }
     let url = format!("{c1}/api/v1/cluster/pipeline-groups/{gid}/metrics");
     let api = ens.api.clone();
-    let m = wait_until("counters", Duration::from_secs(15), Duration::from_millis(200), || {
-        let (api, url) = (api.clone(), url.clone());
-        async move {
-            let r = api.get(&url).await.ok()?;
-            (r.body["placements"][0]["events_in"].as_u64()? >= 3).then_some(r.body)
-        }
-    })
+    let m = wait_until(
+        "counters",
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || {
+            let (api, url) = (api.clone(), url.clone());
+            async move {
+                let r = api.get(&url).await.ok()?;
+                (r.body["placements"][0]["events_in"].as_u64()? >= 3).then_some(r.body)
+            }
+        },
+    )
     .await;
     assert_eq!(m["group_id"], gid.as_str());
     assert_eq!(m["name"], "console-http");

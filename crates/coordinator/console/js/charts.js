@@ -10,6 +10,8 @@ const LEFT = 52;
 const RIGHT = 12;
 const TOP = 10;
 const BOTTOM = 22;
+const MIN_WINDOW_MS = 60000;
+const MAX_WINDOW_MS = 300000;
 
 /** The smallest 1, 2 or 5 times a power of ten at or above `v` (1 for nothing). */
 export function niceMax(v) {
@@ -37,7 +39,9 @@ export function lineChart(opts) {
   const times = opts.times;
   const n = times.length;
   const t1 = n ? times[n - 1] : Date.now();
-  const t0 = t1 - (opts.windowMs || 300000);
+  // Show what was sampled: at least a minute, at most the five minutes kept.
+  const span = n ? t1 - times[0] : 0;
+  const t0 = t1 - Math.min(Math.max(span, MIN_WINDOW_MS), opts.windowMs || MAX_WINDOW_MS);
   let max = 0;
   for (const se of opts.series) for (const v of se.values) if (v !== null && v > max) max = v;
   const yMax = niceMax(max);

@@ -106,11 +106,7 @@ fn serve(asset: &'static Asset, request: &HeaderMap, csp: Option<String>) -> Res
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (
-            [(header::CONTENT_TYPE, asset.content_type)],
-            asset.body,
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
     };
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -218,7 +214,11 @@ mod tests {
                     }
                 }
                 let target = parts.join("/");
-                assert!(find(&target).is_some(), "{} imports missing {target}", a.path);
+                assert!(
+                    find(&target).is_some(),
+                    "{} imports missing {target}",
+                    a.path
+                );
             }
         }
     }

@@ -47,12 +47,7 @@ enum Caller {
 
 /// The advertised URLs of every known member, this node included.
 pub fn member_urls(state: &AppState) -> Vec<String> {
-    let mut urls: Vec<String> = state
-        .raft
-        .metrics_summary()
-        .nodes
-        .into_values()
-        .collect();
+    let mut urls: Vec<String> = state.raft.metrics_summary().nodes.into_values().collect();
     urls.push(state.advertise.clone());
     urls.extend(state.config.peers.iter().cloned());
     urls.sort();
@@ -177,11 +172,8 @@ pub async fn json_method_errors(response: Response) -> Response {
         return response;
     }
     let (mut parts, _) = response.into_parts();
-    let body = serde_json::to_vec(&ErrorBody::new(
-        "method_not_allowed",
-        "Method Not Allowed",
-    ))
-    .unwrap_or_default();
+    let body = serde_json::to_vec(&ErrorBody::new("method_not_allowed", "Method Not Allowed"))
+        .unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -7,7 +7,7 @@ export function mount(root, { store }) {
   const list = h("div");
   replace(root,
     h("div", { class: "row" }, h("h1", null, "Pipeline groups"), h("div", { class: "spacer" }),
-      h("a", { href: "#/groups/new", id: "new-group-link" }, h("button", { type: "button" }, "New group"))),
+      h("a", { href: "#/groups/new", id: "new-group-link", class: "button" }, "New group")),
     h("div", { class: "panel" }, list));
   const render = () => {
     const rows = store.groups.map((g) => {
