@@ -159,11 +159,15 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
-/// `GET /ui/{asset}`: a console file (404 for anything else).
+/// `GET /ui/{asset}`: a console file (404 for anything else; `index.html` is the page at
+/// `/ui/`, which alone carries the page's CSP).
 pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     match find(&path) {
-        Some(asset) if asset.path != "index.html" => Ok(serve(asset, &headers, None)),
-        _ => Err(ApiError::NotFound(format!("no console file '{path}'"))),
+        Some(asset) if asset.path == "index.html" => {
+            Ok(Redirect::permanent("/ui/").into_response())
+        }
+        Some(asset) => Ok(serve(asset, &headers, None)),
+        None => Err(ApiError::NotFound(format!("no console file '{path}'"))),
     }
 }
 
