@@ -10,6 +10,10 @@ import { TOKEN_CLASS, tokenize } from "./vpl.js";
 
 /** Pause after the last keystroke before checking. */
 const CHECK_DELAY_MS = 250;
+/** Line height of the editor (console.css) and the bounds of its height. */
+const LINE_PX = 20;
+const MIN_HEIGHT_PX = 180;
+const MAX_HEIGHT_PX = 460;
 
 /** Tokens of `text` grouped by line (a token spanning lines is split). */
 function tokenLines(text) {
@@ -71,9 +75,8 @@ export class VplEditor {
     this.input.value = opts.value || "";
     this.status = h("div", { class: "editor-status", "aria-live": "polite" });
     this.list = h("ul", { class: "diag-list" });
-    this.el = h("div", { class: "editor-wrap", "data-pipeline": opts.name },
-      h("div", { class: "editor" }, this.gutter, h("div", { class: "code" }, this.pre, this.input)),
-      this.status, this.list);
+    this.box = h("div", { class: "editor" }, this.gutter, h("div", { class: "code" }, this.pre, this.input));
+    this.el = h("div", { class: "editor-wrap", "data-pipeline": opts.name }, this.box, this.status, this.list);
     this.input.addEventListener("input", () => this.changed());
     this.input.addEventListener("scroll", () => this.sync());
     this.input.addEventListener("keydown", (e) => this.onKey(e));
@@ -181,6 +184,9 @@ export class VplEditor {
     });
     replace(this.pre, codeLines);
     replace(this.gutter, gutterLines);
+    // Grow with the program, within bounds (then it scrolls).
+    const height = Math.min(Math.max(lines.length * LINE_PX + 60, MIN_HEIGHT_PX), MAX_HEIGHT_PX);
+    this.box.style.setProperty("height", `${height}px`);
     this.sync();
   }
 

@@ -46,16 +46,20 @@ export function routesGraph(group) {
     add(r.to_pipeline);
   }
   const col = columns(names, routes);
+  // Back edges (to a column at or left of the source) arc over the boxes: leave room above.
+  const arcs = routes.some((r) => col.has(r.from_pipeline) && col.has(r.to_pipeline)
+    && col.get(r.to_pipeline) <= col.get(r.from_pipeline));
+  const top = PAD + (arcs ? 30 : 0);
   const rows = new Map();
   const pos = new Map();
   for (const n of names) {
     const c = col.get(n);
     const r = rows.get(c) || 0;
     rows.set(c, r + 1);
-    pos.set(n, { x: PAD + c * COL, y: PAD + r * ROW });
+    pos.set(n, { x: PAD + c * COL, y: top + r * ROW });
   }
   const width = PAD * 2 + (Math.max(...col.values(), 0) * COL) + BOX_W;
-  const height = PAD * 2 + (Math.max(...rows.values(), 1) - 1) * ROW + BOX_H + 10;
+  const height = top + PAD + (Math.max(...rows.values(), 1) - 1) * ROW + BOX_H + 10;
   const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, id: "routes-graph", role: "img", "aria-label": "routes" });
   svg.appendChild(s("defs", null,
     s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
@@ -83,10 +87,10 @@ export function routesGraph(group) {
       // Back or same-column edge: an arc over the boxes.
       const x1 = a.x + BOX_W / 2;
       const x2 = b.x + BOX_W / 2 + (a === b ? 30 : 0);
-      const top = Math.min(a.y, b.y) - 14;
-      d = `M${x1} ${a.y} C${x1} ${top} ${x2} ${top} ${x2} ${b.y}`;
+      const peak = Math.min(a.y, b.y) - 26;
+      d = `M${x1} ${a.y} C${x1} ${peak} ${x2} ${peak} ${x2} ${b.y}`;
       lx = (x1 + x2) / 2;
-      ly = top - 2;
+      ly = peak + 4;
     }
     const types = (r.event_types || []).join(", ");
     svg.appendChild(s("path", { class: "edge", d, "marker-end": "url(#arrow)", "data-from": r.from_pipeline, "data-to": r.to_pipeline }));

@@ -2,7 +2,7 @@
 //! errors) of every placement of a group, read from the workers that run them.
 //!
 //! The node answering reads each running placement's `GET /api/v1/pipelines/{id}/metrics` on
-//! its worker, all at once, each bounded by [`WORKER_TIMEOUT`], and reports a placement it
+//! its worker, [`CONCURRENCY`] at a time, each bounded by [`WORKER_TIMEOUT`], and reports a placement it
 //! could not read with `unavailable` (not running yet, worker unreachable, ...) instead of
 //! failing the whole answer. Counters start at zero when a pipeline is deployed on a worker:
 //! after a migration or a rolling update they restart, which clients computing rates must
@@ -10,7 +10,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use std::time::Duration;
 use varpulis_api::console::{GroupMetrics, PlacementMetrics};
 use varpulis_api::worker::PipelineMetrics;
@@ -22,6 +22,8 @@ use crate::state::{now_ms, AppState};
 
 /// Longest wait for one worker's counters.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Worker calls in flight at once for one answer (a group may have many placements).
+const CONCURRENCY: usize = 32;
 
 /// What is needed to read one placement's counters.
 struct Target {
@@ -113,7 +115,11 @@ pub async fn group_metrics(
     }
     let (name, targets) =
         found.ok_or_else(|| ApiError::NotFound(format!("pipeline group '{id}' not found")))?;
-    let placements = join_all(targets.into_iter().map(|t| read_one(&state, t))).await;
+    let placements = stream::iter(targets)
+        .map(|t| read_one(&state, t))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
     Ok(Json(GroupMetrics {
         group_id: id,
         name,
