@@ -4,7 +4,8 @@
 //! crate: the protocol is small, and this keeps the test build light.
 //!
 //! Chromium runs with a fresh profile and everything that would reach the internet turned off
-//! (`--disable-background-networking`, `--disable-component-update`, `--disable-sync`, ...).
+//! (`--disable-background-networking`, `--disable-component-update`, `--disable-sync`, ...);
+//! on top of that no host name resolves and non-loopback requests go to a dead proxy.
 //! When `chromium` or `chromedriver` is missing, [`Browser::start`] prints
 //! `SKIPPED: ...` and returns `None` (`.ci/run` installs both).
 
@@ -414,7 +415,21 @@ async fn new_session(
         "--disable-component-update".into(),
         "--disable-sync".into(),
         "--disable-extensions".into(),
-        "--disable-features=Translate,MediaRouter,OptimizationHints".into(),
+        "--disable-default-apps".into(),
+        "--disable-client-side-phishing-detection".into(),
+        "--disable-domain-reliability".into(),
+        "--disable-breakpad".into(),
+        "--safebrowsing-disable-auto-update".into(),
+        "--metrics-recording-only".into(),
+        "--no-pings".into(),
+        "--password-store=basic".into(),
+        "--disable-features=Translate,MediaRouter,OptimizationHints,OptimizationGuideModelDownloading,\
+         AutofillServerCommunication,CertificateTransparencyComponentUpdater,DialMediaRouteProvider"
+            .into(),
+        // Belt and braces: no name resolves and every non-loopback request goes to a dead proxy
+        // (loopback is never proxied), so nothing can leave the machine whatever Chromium tries.
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1".into(),
+        "--proxy-server=http://127.0.0.1:9".into(),
         "--window-size=1360,1000".into(),
         format!("--user-data-dir={}", profile.display()),
     ];
