@@ -14,6 +14,9 @@ stream Alerts = Reading\n    .where(temperature > 100)\n    .emit(sensor_id: sen
 /// Line 4 has an error (a field without a value).
 const BAD: &str = "# Readings above the threshold become alerts.\n\
 stream Alerts = Reading\n    .where(temperature > 100)\n    .emit(sensor_id: sensor_id, temperature: )\n";
+/// Version 4: the stream is renamed, so its state cannot carry over.
+const V4: &str = "# Readings above the threshold become alarms.\n\
+stream Alarms = Reading\n    .where(temperature > 100)\n    .emit(sensor_id: sensor_id, temperature: temperature)\n";
 /// Version 2: another threshold, same state shape.
 const V2: &str = "# Readings above the threshold become alerts.\n\
 stream Alerts = Reading\n    .where(temperature > 50)\n    .emit(sensor_id: sensor_id, temperature: temperature)\n";
@@ -409,6 +412,42 @@ async fn console_runs_a_cluster_through_a_follower() {
             "the editor showing version 1's source again",
         )
         .await;
+    // A version whose state cannot carry over (the stream is renamed): refused with "keep when
+    // compatible", deployed with "state: reset".
+    type_vpl(&browser, V4).await;
+    browser
+        .wait_js(
+            "return document.querySelector('.editor-status').dataset.valid === 'true';",
+            vec![],
+            SHOWN,
+            "v4 valid",
+        )
+        .await;
+    browser.click("#deploy").await;
+    browser
+        .wait_text(
+            "#deploy-msg",
+            Duration::from_secs(90),
+            "the refusal of a state change",
+            |t| t.contains("Not deployed") && t.contains("state: reset"),
+        )
+        .await;
+    browser
+        .wait_for("#group-version[data-version='3']", SHOWN)
+        .await;
+    browser.click("#state-mode option[value='reset']").await;
+    browser.click("#deploy").await;
+    browser
+        .wait_text(
+            "#deploy-msg",
+            Duration::from_secs(90),
+            "the update with a state reset",
+            |t| t.contains("Version 4 is running") && t.contains("state reset"),
+        )
+        .await;
+    browser
+        .wait_for("#versions tr[data-version='4']", SHOWN)
+        .await;
     let versions = ens
         .api
         .get(&format!(
@@ -416,7 +455,12 @@ async fn console_runs_a_cluster_through_a_follower() {
         ))
         .await
         .unwrap();
-    assert_eq!(versions.body["version"], 3, "{}", versions.text);
+    assert_eq!(versions.body["version"], 4, "{}", versions.text);
+    assert_eq!(
+        versions.body["history"][3]["state"], "reset",
+        "{}",
+        versions.text
+    );
 
     // --- Workers: a killed worker turns unhealthy without a reload; drain from the page. ----
     browser.click("#nav a[data-view='workers']").await;
