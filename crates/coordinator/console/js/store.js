@@ -12,6 +12,8 @@ const MAX_EVENTS = 1000;
 /** Poll periods (ms). */
 const MEMBERS_EVERY = 2000;
 const LISTS_EVERY = 3000;
+/** Views re-render at most this often per kind of data. */
+const RENDER_EVERY_MS = 100;
 
 /** Which lists an event type makes stale. */
 function staleBy(type) {
@@ -37,6 +39,7 @@ export class Store extends EventTarget {
     this.streamState = "connecting";
     this.timers = [];
     this.jobs = new Map();
+    this.dirty = new Set();
     this.loaded = new Set();
   }
 
@@ -68,8 +71,14 @@ export class Store extends EventTarget {
     this.changed("stream");
   }
 
+  /** Tells the views that `kind` changed, at most every RENDER_EVERY_MS (bursts of events merge). */
   changed(kind) {
-    this.dispatchEvent(new CustomEvent("change", { detail: kind }));
+    if (this.dirty.has(kind)) return;
+    this.dirty.add(kind);
+    setTimeout(() => {
+      this.dirty.delete(kind);
+      if (!this.stopped) this.dispatchEvent(new CustomEvent("change", { detail: kind }));
+    }, RENDER_EVERY_MS);
   }
 
   onEvent(ev) {

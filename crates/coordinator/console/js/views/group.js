@@ -10,6 +10,8 @@ import { routesGraph } from "../graph.js";
 import { follow } from "../sse.js";
 
 const MAX_OUTPUT_ROWS = 200;
+/** Output rows are added in batches at most this often. */
+const OUTPUT_FLUSH_MS = 150;
 const COUNTERS_EVERY_MS = 3000;
 /** A rolling update waits for every replica to switch: allow it minutes. */
 const ROLLOUT_TIMEOUT_MS = 300000;
@@ -257,6 +259,21 @@ export function mount(root, { store, conn }, id) {
 
   // ----- live output -----
 
+  // Output events are added in batches (a busy pipeline can emit thousands per second).
+  let queued = [];
+  let flushTimer = null;
+  const flushOutput = () => {
+    flushTimer = null;
+    const batch = queued.slice(-MAX_OUTPUT_ROWS);
+    queued = [];
+    for (const payload of batch) addOutput(payload);
+  };
+  const queueOutput = (payload) => {
+    queued.push(payload);
+    if (queued.length > MAX_OUTPUT_ROWS * 2) queued = queued.slice(-MAX_OUTPUT_ROWS);
+    if (!flushTimer) flushTimer = setTimeout(flushOutput, OUTPUT_FLUSH_MS);
+  };
+
   const addOutput = (payload) => {
     const e = payload.event || {};
     const row = e.skipped !== undefined
@@ -277,7 +294,7 @@ export function mount(root, { store, conn }, id) {
     output = follow(conn, () => `${path}/output`, {
       onEvent: (ev) => {
         try {
-          addOutput(JSON.parse(ev.data));
+          queueOutput(JSON.parse(ev.data));
         } catch {
           // not JSON: ignore
         }
@@ -354,6 +371,7 @@ export function mount(root, { store, conn }, id) {
     },
     unmount() {
       clearInterval(countersTimer);
+      clearTimeout(flushTimer);
       if (output) output.stop();
       output = null;
     },
