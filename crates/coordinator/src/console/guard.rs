@@ -181,3 +181,44 @@ pub async fn json_method_errors(response: Response) -> Response {
     );
     Response::from_parts(parts, Body::from(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_answer_gets_the_headers_and_keeps_its_own_csp() {
+        let mut h = HeaderMap::new();
+        secure(&mut h);
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], DEFAULT_CSP);
+        let mut page = HeaderMap::new();
+        page.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("script-src 'self'"),
+        );
+        secure(&mut page);
+        assert_eq!(page[header::CONTENT_SECURITY_POLICY], "script-src 'self'");
+    }
+
+    #[tokio::test]
+    async fn bare_405_becomes_json() {
+        let bare = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            "",
+        )
+            .into_response();
+        let r = json_method_errors(bare).await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "POST");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(r.into_body(), 1024).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], "method_not_allowed");
+        let ok = json_method_errors(StatusCode::OK.into_response()).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+}
