@@ -416,6 +416,7 @@ fn print_banner(
     println!();
     println!("Varpulis local ensemble is ready");
     println!("================================");
+    println!("Console:       {any}/ui/  (API key: {key})");
     for (i, url) in coord_urls.iter().enumerate() {
         let role = if i == leader { "  (leader)" } else { "" };
         let pid = children
