@@ -53,6 +53,8 @@ codes! {
     BadCheckpoint = "bad_checkpoint", 400;
     /// Missing or wrong API key or worker token.
     Unauthorized = "unauthorized", 401;
+    /// A cross-site write from a page that is not a cluster member (the console's guard).
+    ForbiddenOrigin = "forbidden_origin", 403;
     /// Unknown route or id.
     NotFound = "not_found", 404;
     /// No worker with this id.

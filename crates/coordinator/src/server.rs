@@ -87,6 +87,7 @@ pub async fn run(
     }
 
     let app = crate::http::router(state.clone()).merge(varpulis_raft::router(raft.clone()));
+    let app = crate::http::console::attach(app, state.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(sweep::run(leader.clone(), token.clone()));
     tasks.spawn(reconciler::run(leader.clone(), token.clone()));
@@ -215,6 +216,7 @@ fn print_banner(
         .collect();
     println!("Varpulis Coordinator");
     println!("=======================");
+    println!("Console:   {advertise}/ui/");
     println!("API:       {advertise}/api/v1/cluster/");
     println!("Auth:      {auth}");
     println!("Workers:   join token {token}");

@@ -7,6 +7,7 @@
 //! `varpulis_raft::router` and carry their own auth.
 
 pub mod auth;
+pub mod console;
 pub mod connectors;
 pub mod error;
 pub mod events;

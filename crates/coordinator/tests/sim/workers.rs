@@ -181,6 +181,13 @@ impl FakeWorkers {
                 Some(_) => answer(200, json!({"deleted": true})),
                 None => not_found(pipeline_id),
             },
+            WorkerCall::Metrics { pipeline_id } => match w.pipelines.get(pipeline_id) {
+                Some(p) => answer(
+                    200,
+                    json!({"pipeline_id": pipeline_id, "events_in": p.events, "events_out": 0, "errors": 0}),
+                ),
+                None => not_found(pipeline_id),
+            },
             WorkerCall::Checkpoint { pipeline_id } => match w.pipelines.get(pipeline_id) {
                 Some(p) => answer(
                     200,

@@ -37,6 +37,11 @@ pub enum WorkerCall {
         /// Pipeline id on the worker.
         pipeline_id: String,
     },
+    /// `GET /api/v1/pipelines/{id}/metrics` (HTTP only: NATS has no such command).
+    Metrics {
+        /// Pipeline id on the worker.
+        pipeline_id: String,
+    },
     /// `POST /api/v1/pipelines/{id}/handover` (HTTP only: NATS has no such command).
     Handover {
         /// Pipeline id handing over.
@@ -64,6 +69,7 @@ impl WorkerCall {
             | WorkerCall::Inject { pipeline_id, .. }
             | WorkerCall::InjectBatch { pipeline_id, .. }
             | WorkerCall::Checkpoint { pipeline_id }
+            | WorkerCall::Metrics { pipeline_id }
             | WorkerCall::Handover { pipeline_id, .. } => Some(pipeline_id),
         }
     }
@@ -77,7 +83,7 @@ impl WorkerCall {
             WorkerCall::Inject { .. } => Some("inject"),
             WorkerCall::InjectBatch { .. } => Some("inject_batch"),
             WorkerCall::Checkpoint { .. } => Some("checkpoint"),
-            WorkerCall::Handover { .. } => None,
+            WorkerCall::Handover { .. } | WorkerCall::Metrics { .. } => None,
         }
     }
 }

@@ -54,6 +54,9 @@ impl HttpTransport {
             WorkerCall::Checkpoint { pipeline_id } => {
                 self.client.post(pipeline(pipeline_id, "checkpoint"))
             }
+            WorkerCall::Metrics { pipeline_id } => {
+                self.client.get(pipeline(pipeline_id, "metrics"))
+            }
             WorkerCall::Handover {
                 pipeline_id,
                 request,

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use varpulis_api::worker::{
     BatchInjectResponse, Checkpoint, DeployPipelineRequest, DeployPipelineResponse,
-    HandoverRequest, HandoverResponse, InjectResponse, InputEvent,
+    HandoverRequest, HandoverResponse, InjectResponse, InputEvent, PipelineMetrics,
 };
 
 use crate::config::CoordinatorConfig;
@@ -333,6 +333,18 @@ impl WorkerClient {
         let call = WorkerCall::Handover {
             pipeline_id: pipeline_id.to_string(),
             request,
+        };
+        self.call(worker, &call).await
+    }
+
+    /// Reads the counters of a pipeline (over HTTP whatever the worker's transport).
+    pub async fn metrics(
+        &self,
+        worker: &WorkerRef,
+        pipeline_id: &str,
+    ) -> Result<PipelineMetrics, WorkerCallError> {
+        let call = WorkerCall::Metrics {
+            pipeline_id: pipeline_id.to_string(),
         };
         self.call(worker, &call).await
     }

@@ -54,6 +54,7 @@ pub fn payload(call: &WorkerCall) -> Result<Vec<u8>, String> {
             with_pipeline(json!({ "events": events }), pipeline_id)
         }
         WorkerCall::Handover { .. } => return Err("no NATS command for a hand-over".into()),
+        WorkerCall::Metrics { .. } => return Err("no NATS command for pipeline metrics".into()),
     };
     Ok(value.to_string().into_bytes())
 }
