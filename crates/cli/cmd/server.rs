@@ -53,7 +53,7 @@ pub struct Args {
     mqtt_url: Option<String>,
     /// Coordinator transport: http or nats (nats needs --nats-url instead of --coordinator).
     #[arg(long, env = "VARPULIS_TRANSPORT", default_value = "http")]
-    transport: varpulis_worker::transport::Transport,
+    transport: varpulis_worker::Transport,
     /// NATS server(s) for --transport nats (e.g. nats://127.0.0.1:4222).
     #[arg(long, env = "VARPULIS_NATS_URL", value_name = "URL")]
     nats_url: Option<String>,
