@@ -41,7 +41,11 @@ async fn health_answers_while_pipelines_spin_through_their_step_budget() {
     let started = Instant::now();
     let (s, b) = post(&format!("{base}/{spin}/events"), tick(1)).await;
     let one = started.elapsed();
-    assert_eq!((s, b["code"].as_str()), (422, Some("budget_exceeded")), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (422, Some("budget_exceeded")),
+        "{b}"
+    );
     assert!(b["error"].as_str().unwrap().contains("step budget"), "{b}");
 
     let spinners: Vec<_> = (0..4)
@@ -77,10 +81,17 @@ async fn health_answers_while_pipelines_spin_through_their_step_budget() {
     );
     for s in spinners {
         let (status, b) = s.await.unwrap();
-        assert_eq!((status, b["code"].as_str()), (422, Some("budget_exceeded")), "{b}");
+        assert_eq!(
+            (status, b["code"].as_str()),
+            (422, Some("budget_exceeded")),
+            "{b}"
+        );
     }
     let (_, info) = get(&format!("{base}/{spin}")).await;
-    assert_eq!(info["status"], "running", "fail_after_budget_errors = 0 never fails it");
+    assert_eq!(
+        info["status"], "running",
+        "fail_after_budget_errors = 0 never fails it"
+    );
     w.shutdown().await;
 }
 
@@ -96,7 +107,11 @@ async fn repeated_budget_errors_mark_the_pipeline_failed() {
     let base = format!("{}/api/v1/pipelines", w.url);
     for _ in 0..3 {
         let (s, b) = post(&format!("{base}/{spin}/events"), tick(1)).await;
-        assert_eq!((s, b["code"].as_str()), (422, Some("budget_exceeded")), "{b}");
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (422, Some("budget_exceeded")),
+            "{b}"
+        );
     }
     let (_, info) = get(&format!("{base}/{spin}")).await;
     assert_eq!(info["status"], "failed", "{info}");
@@ -106,9 +121,21 @@ async fn repeated_budget_errors_mark_the_pipeline_failed() {
     // Refused at once, single and batch, without running.
     let started = Instant::now();
     let (s, b) = post(&format!("{base}/{spin}/events"), tick(1)).await;
-    assert_eq!((s, b["code"].as_str()), (422, Some("pipeline_failed")), "{b}");
-    let (s, b) = post(&format!("{base}/{spin}/events-batch"), json!([tick(1), tick(2)])).await;
-    assert_eq!((s, b["code"].as_str()), (422, Some("pipeline_failed")), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (422, Some("pipeline_failed")),
+        "{b}"
+    );
+    let (s, b) = post(
+        &format!("{base}/{spin}/events-batch"),
+        json!([tick(1), tick(2)]),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (422, Some("pipeline_failed")),
+        "{b}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     // Its state can still be taken away (a coordinator may move it elsewhere, or not).
     let (s, _) = post(&format!("{base}/{spin}/checkpoint"), json!({})).await;
@@ -154,8 +181,18 @@ async fn outputs_are_capped_per_event_and_per_answer() {
 
     // One event over the per-event cap: refused, nothing published.
     let (s, b) = post(&format!("{base}/{spam}/events"), tick(501)).await;
-    assert_eq!((s, b["code"].as_str()), (422, Some("budget_exceeded")), "{b}");
-    assert!(b["error"].as_str().unwrap().contains("max_outputs_per_event"), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (422, Some("budget_exceeded")),
+        "{b}"
+    );
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_outputs_per_event"),
+        "{b}"
+    );
     let (s, b) = post(&format!("{base}/{spam}/events"), tick(500)).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["output_events"].as_array().unwrap().len(), 500);
@@ -190,7 +227,13 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn a_million_outputs_from_one_inject_are_refused_with_bounded_memory() {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_varpulis"))
-        .args(["server", "--port", &port.to_string(), "--worker-id", "toxic"])
+        .args([
+            "server",
+            "--port",
+            &port.to_string(),
+            "--worker-id",
+            "toxic",
+        ])
         .env("VARPULIS_API_KEY", KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -232,7 +275,11 @@ async fn a_million_outputs_from_one_inject_are_refused_with_bounded_memory() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(status, 422, "{text}");
-    assert!(text.len() < 4096, "a refusal is small: {} bytes", text.len());
+    assert!(
+        text.len() < 4096,
+        "a refusal is small: {} bytes",
+        text.len()
+    );
     let b: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(b["code"], "budget_exceeded", "{b}");
     // Without caps the answer alone was 161 MB and the worker grew by 1.4 GB.

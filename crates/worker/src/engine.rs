@@ -81,6 +81,8 @@ impl PipelineEngine {
         external_connectors: Vec<String>,
         limits: &PipelineLimits,
     ) -> Result<Self, WorkerError> {
+        // Options the worker does not set yet (the runtime grows budgets) keep their defaults.
+        #[allow(clippy::needless_update)]
         let opts = EngineOptions {
             external_connectors,
             file_name: FILE_NAME.to_owned(),

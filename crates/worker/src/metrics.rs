@@ -95,9 +95,13 @@ impl WorkerMetrics {
             ("varpulis_worker_events_out_total", |c| &c.events_out),
             ("varpulis_worker_pipeline_errors_total", |c| &c.errors),
             ("varpulis_worker_payloads_dropped_total", |c| &c.dropped),
-            ("varpulis_worker_budget_exceeded_total", |c| &c.budget_exceeded),
+            ("varpulis_worker_budget_exceeded_total", |c| {
+                &c.budget_exceeded
+            }),
             ("varpulis_worker_events_refused_total", |c| &c.refused),
-            ("varpulis_worker_outputs_omitted_total", |c| &c.outputs_omitted),
+            ("varpulis_worker_outputs_omitted_total", |c| {
+                &c.outputs_omitted
+            }),
             ("varpulis_worker_route_events_published_total", |c| {
                 &c.route_published
             }),

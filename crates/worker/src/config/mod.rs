@@ -201,9 +201,10 @@ impl WorkerConfig {
         if self.transport == Transport::Http {
             return Ok(());
         }
-        let url = self.nats_url.as_deref().ok_or_else(|| {
-            ConfigError("transport `nats` needs a NATS URL (--nats-url)".into())
-        })?;
+        let url = self
+            .nats_url
+            .as_deref()
+            .ok_or_else(|| ConfigError("transport `nats` needs a NATS URL (--nats-url)".into()))?;
         varpulis_api::nats::parse_servers::<async_nats::ServerAddr>(url).map_err(ConfigError)?;
         if !varpulis_api::nats::valid_token(&self.worker_id) {
             return Err(ConfigError(format!(
@@ -229,7 +230,10 @@ impl PipelineLimits {
             (self.step_budget == 0, "step_budget"),
             (self.max_sequence_runs == 0, "max_sequence_runs"),
             (self.max_outputs_per_event == 0, "max_outputs_per_event"),
-            (self.max_outputs_per_response == 0, "max_outputs_per_response"),
+            (
+                self.max_outputs_per_response == 0,
+                "max_outputs_per_response",
+            ),
             (self.queue_capacity == 0, "queue_capacity"),
         ];
         match positive.iter().find(|(zero, _)| *zero) {

@@ -52,7 +52,13 @@ fn start_sinks(state: &AppState, pipeline: &Arc<Pipeline>, plan: Plan) {
         sinks.extend(routes::start_outbound(state, pipeline, r));
     }
     for n in plan.nats {
-        sinks.extend(nats::start(state, pipeline, n, None, pipeline.cancel.clone()));
+        sinks.extend(nats::start(
+            state,
+            pipeline,
+            n,
+            None,
+            pipeline.cancel.clone(),
+        ));
     }
     for m in &plan.mqtt {
         sinks.extend(mqtt::start_sink(state, pipeline, m));
@@ -75,7 +81,13 @@ pub fn start_sources(state: &AppState, pipeline: &Arc<Pipeline>) {
         routes::start_inbound(state, pipeline, &feed, r, tx.clone());
     }
     for n in plan.nats {
-        let _ = nats::start(state, pipeline, n, Some(tx.clone()), feed.connections.clone());
+        let _ = nats::start(
+            state,
+            pipeline,
+            n,
+            Some(tx.clone()),
+            feed.connections.clone(),
+        );
     }
     drop(tx);
     pipeline.set_feed(feed.clone());

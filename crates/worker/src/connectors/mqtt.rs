@@ -145,12 +145,9 @@ pub fn start_source(
         feed: feed.clone(),
         client,
     };
-    state.tasks.spawn(conn.run(
-        eventloop,
-        plan.subscriptions,
-        plan.params.qos,
-        Some(ingest),
-    ));
+    state
+        .tasks
+        .spawn(conn.run(eventloop, plan.subscriptions, plan.params.qos, Some(ingest)));
 }
 
 /// One MQTT connection working for a feed (subscriber) or a pipeline's sinks (publisher).

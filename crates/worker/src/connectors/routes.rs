@@ -76,10 +76,11 @@ impl RouteSink {
                 .try_publish(topic, QoS::AtLeastOnce, false, payload)
                 .is_ok();
         }
-        let publish = self
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, payload);
-        matches!(tokio::time::timeout(self.timeout, publish).await, Ok(Ok(())))
+        let publish = self.client.publish(topic, QoS::AtLeastOnce, false, payload);
+        matches!(
+            tokio::time::timeout(self.timeout, publish).await,
+            Ok(Ok(()))
+        )
     }
 }
 

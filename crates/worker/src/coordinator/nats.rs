@@ -35,8 +35,7 @@ impl NatsLink {
         worker_token: Option<String>,
         request_timeout: Duration,
     ) -> Result<Self, String> {
-        let addrs =
-            varpulis_api::nats::parse_servers::<async_nats::ServerAddr>(url)?;
+        let addrs = varpulis_api::nats::parse_servers::<async_nats::ServerAddr>(url)?;
         let client = async_nats::ConnectOptions::new()
             .name(format!("varpulis-worker-{worker_id}"))
             .retry_on_initial_connect()
@@ -72,7 +71,8 @@ impl NatsLink {
         subject: String,
         body: &impl serde::Serialize,
     ) -> Result<(u16, Value), CallError> {
-        let payload = serde_json::to_vec(body).map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let payload =
+            serde_json::to_vec(body).map_err(|e| CallError::Unavailable(e.to_string()))?;
         let mut headers = async_nats::HeaderMap::new();
         if let Some(t) = &self.worker_token {
             headers.insert(varpulis_api::WORKER_TOKEN_HEADER, t.as_str());
@@ -96,7 +96,10 @@ impl NatsLink {
 
     /// A heartbeat; the reply's JSON on a 2xx, `UnknownWorker` on a 404.
     pub async fn heartbeat(&self, body: &impl serde::Serialize) -> Result<Value, CallError> {
-        match self.request(heartbeat_subject(&self.worker_id), body).await? {
+        match self
+            .request(heartbeat_subject(&self.worker_id), body)
+            .await?
+        {
             (200..=299, v) => Ok(v),
             (404, _) => Err(CallError::UnknownWorker),
             (status, v) => Err(CallError::Unavailable(format!("{status}: {v}"))),

@@ -207,7 +207,9 @@ impl CoordinatorClient {
     pub async fn leave(&self) {
         match self.deregister().await {
             Ok(by) => tracing::info!(coordinator = %by, "deregistered"),
-            Err(CallError::UnknownWorker) => tracing::info!("coordinator already forgot this worker"),
+            Err(CallError::UnknownWorker) => {
+                tracing::info!("coordinator already forgot this worker")
+            }
             Err(CallError::Unsupported) => {}
             Err(CallError::Unavailable(e)) => tracing::warn!("deregistration failed: {e}"),
         }

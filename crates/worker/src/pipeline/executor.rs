@@ -119,7 +119,10 @@ mod tests {
         // Occupy the thread, then queue a job and give up on it before it starts.
         let busy = {
             let ex = ex.clone();
-            tokio::spawn(async move { ex.run(|| std::thread::sleep(Duration::from_millis(300))).await })
+            tokio::spawn(async move {
+                ex.run(|| std::thread::sleep(Duration::from_millis(300)))
+                    .await
+            })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         let flag = ran.clone();

@@ -286,9 +286,7 @@ mod tests {
 
     fn pipeline_with(id: &str, source: &str, limits: PipelineLimits) -> Arc<Pipeline> {
         let engine = PipelineEngine::compile(source, Vec::new(), &limits).unwrap();
-        Arc::new(
-            Pipeline::new(id.into(), id.into(), source.into(), None, engine, limits).unwrap(),
-        )
+        Arc::new(Pipeline::new(id.into(), id.into(), source.into(), None, engine, limits).unwrap())
     }
 
     fn pipeline(id: &str, with_sources: bool) -> Arc<Pipeline> {
@@ -305,7 +303,10 @@ mod tests {
     }
 
     /// Runs every event on the calling thread, chunk after chunk.
-    fn run_all(p: &Arc<Pipeline>, events: &[Event]) -> (Vec<Output>, Vec<EventError>, Arc<Pipeline>) {
+    fn run_all(
+        p: &Arc<Pipeline>,
+        events: &[Event],
+    ) -> (Vec<Output>, Vec<EventError>, Arc<Pipeline>) {
         let (mut out, mut errors, mut ran) = (Vec::new(), Vec::new(), p.clone());
         let mut start = 0;
         while start < events.len() {
@@ -411,10 +412,17 @@ mod tests {
         };
         let p = pipeline_with("spam", SPAM, limits);
         let (out, errors, _) = run_all(&p, &[event(3), event(11), event(10)]);
-        assert_eq!(out.len(), 13, "the 11 outputs of the second event are discarded");
+        assert_eq!(
+            out.len(),
+            13,
+            "the 11 outputs of the second event are discarded"
+        );
         assert_eq!(errors.len(), 1);
         assert_eq!((errors[0].index, errors[0].kind), (1, FaultKind::Budget));
-        assert!(errors[0].error.contains("max_outputs_per_event"), "{errors:?}");
+        assert!(
+            errors[0].error.contains("max_outputs_per_event"),
+            "{errors:?}"
+        );
         assert_eq!(Counters::get(&p.counters.budget_exceeded), 1);
         assert_eq!(p.status().0, "running");
     }

@@ -49,8 +49,9 @@ pub fn plan(
     }
     let broker = match (worker_url, r.mqtt_url.as_deref()) {
         (Some(u), _) => Ok(parse_mqtt_url(u)?),
-        (None, Some(u)) => Ok(parse_mqtt_url(u)
-            .map_err(|e| WorkerError::Connector(format!("routes: {e}")))?),
+        (None, Some(u)) => {
+            Ok(parse_mqtt_url(u).map_err(|e| WorkerError::Connector(format!("routes: {e}")))?)
+        }
         (None, None) => Err(
             "routes need an MQTT broker: start the worker or the coordinator with --mqtt-url"
                 .to_owned(),
