@@ -112,8 +112,10 @@ impl Pipeline {
         events: Arc<[Event]>,
         start: usize,
     ) -> Result<Chunk, WorkerError> {
+        // `self` runs them (it forwards, and streams to its own subscribers too), on the
+        // engine thread of the pipeline that will process them.
         let target = self.processing_target();
-        let runner = target.clone();
+        let runner = self.clone();
         target
             .on_engine_thread(move || {
                 let (mut outputs, mut errors) = (Vec::new(), Vec::new());
