@@ -13,7 +13,7 @@
 
 use super::payload::{decode_payload, encode_output};
 use super::plan::mqtt::MqttPlan;
-use super::sink::Sink;
+use super::sink::{bound_to, Sink};
 use crate::counters::Counters;
 use crate::engine::{Event, Output};
 use crate::event_time::now_ns;
@@ -76,24 +76,16 @@ pub struct MqttSink {
 impl Sink for MqttSink {
     fn publish<'a>(&'a self, outputs: &'a [Output], counters: &'a Counters) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            for o in outputs {
-                for binding in o.sinks().filter(|b| b.connector == self.connector) {
-                    let Some(topic) = binding
-                        .topic()
-                        .map(str::to_owned)
-                        .or_else(|| self.default_topic.clone())
-                    else {
-                        continue;
-                    };
-                    let payload = encode_output(o);
-                    if let Err(e) = self
-                        .client
-                        .publish(topic.clone(), self.qos, false, payload)
-                        .await
-                    {
-                        Counters::add(&counters.errors, 1);
-                        tracing::warn!(pipeline = %self.pipeline, %topic, error = %e, "publish failed");
-                    }
+            let default = self.default_topic.as_deref();
+            for (o, topic) in bound_to(outputs, &self.connector, default) {
+                let payload = encode_output(o);
+                if let Err(e) = self
+                    .client
+                    .publish(topic.clone(), self.qos, false, payload)
+                    .await
+                {
+                    Counters::add(&counters.errors, 1);
+                    tracing::warn!(pipeline = %self.pipeline, %topic, error = %e, "publish failed");
                 }
             }
         })

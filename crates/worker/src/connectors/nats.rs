@@ -19,7 +19,7 @@
 
 use super::payload::{decode_payload, encode_output};
 use super::plan::nats::{NatsParams, NatsPlan};
-use super::sink::Sink;
+use super::sink::{bound_to, Sink};
 use crate::counters::Counters;
 use crate::engine::{Event, Output};
 use crate::event_time::now_ns;
@@ -49,25 +49,17 @@ pub struct NatsSink {
 impl Sink for NatsSink {
     fn publish<'a>(&'a self, outputs: &'a [Output], counters: &'a Counters) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            for o in outputs {
-                for binding in o.sinks().filter(|b| b.connector == self.connector) {
-                    let Some(subject) = binding
-                        .topic()
-                        .map(str::to_owned)
-                        .or_else(|| self.default_subject.clone())
-                    else {
-                        continue;
-                    };
-                    if self
-                        .tx
-                        .send((subject.clone(), encode_output(o)))
-                        .await
-                        .is_err()
-                    {
-                        // The connection is gone: the pipeline is stopping.
-                        Counters::add(&counters.errors, 1);
-                        tracing::warn!(pipeline = %self.pipeline, %subject, "nats publish queue closed");
-                    }
+            let default = self.default_subject.as_deref();
+            for (o, subject) in bound_to(outputs, &self.connector, default) {
+                if self
+                    .tx
+                    .send((subject.clone(), encode_output(o)))
+                    .await
+                    .is_err()
+                {
+                    // The connection is gone: the pipeline is stopping.
+                    Counters::add(&counters.errors, 1);
+                    tracing::warn!(pipeline = %self.pipeline, %subject, "nats publish queue closed");
                 }
             }
         })

@@ -13,3 +13,17 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// fatal to the pipeline (VPL.md §9).
     fn publish<'a>(&'a self, outputs: &'a [Output], counters: &'a Counters) -> BoxFuture<'a, ()>;
 }
+
+/// Each output a `.to` bound to `connector`, with the topic (or subject) it goes to: the
+/// binding's, else the connector's `default`; a binding with neither is skipped.
+pub fn bound_to<'a>(
+    outputs: &'a [Output],
+    connector: &'a str,
+    default: Option<&'a str>,
+) -> impl Iterator<Item = (&'a Output, String)> + 'a {
+    outputs.iter().flat_map(move |o| {
+        o.sinks()
+            .filter(move |b| b.connector == connector)
+            .filter_map(move |b| Some((o, b.topic().or(default)?.to_owned())))
+    })
+}

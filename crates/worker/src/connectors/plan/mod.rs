@@ -15,6 +15,69 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use varpulis_api::worker::ConnectorParams;
 
+/// The parameters of one kind of connector, and how its topics are checked.
+pub trait Params: Sized + Clone {
+    /// Reads the parameters of connector `name` (strings or numbers both work).
+    fn from_map(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError>;
+    /// The topic (or subject) a `.from` subscribes to: `topic`, else the connector's default.
+    fn source_topic(&self, name: &str, topic: Option<&str>) -> Result<String, WorkerError>;
+    /// Checks the topic a `.to` publishes to (`topic`, else the connector's default).
+    fn check_sink_topic(&self, name: &str, topic: Option<&str>) -> Result<(), WorkerError>;
+}
+
+/// One connector's parameters and bindings for one pipeline.
+#[derive(Debug, Clone)]
+pub struct ConnectorPlan<P> {
+    /// Connector name.
+    pub name: String,
+    /// Its parameters.
+    pub params: P,
+    /// `(topic, default event type)` of each `.from`.
+    pub subscriptions: Vec<(String, String)>,
+    /// Streams whose `.to` uses this connector.
+    pub sinks: Vec<String>,
+}
+
+impl<P: Params> ConnectorPlan<P> {
+    /// A plan with no bindings yet.
+    pub fn new(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError> {
+        Ok(Self {
+            name: name.to_owned(),
+            params: P::from_map(name, params)?,
+            subscriptions: Vec::new(),
+            sinks: Vec::new(),
+        })
+    }
+
+    /// Adds a `.from` binding.
+    pub fn add_source(&mut self, topic: Option<&str>, event_type: &str) -> Result<(), WorkerError> {
+        let topic = self.params.source_topic(&self.name, topic)?;
+        self.subscriptions.push((topic, event_type.to_owned()));
+        Ok(())
+    }
+
+    /// Adds a `.to` binding.
+    pub fn add_sink(&mut self, topic: Option<&str>, stream: &str) -> Result<(), WorkerError> {
+        self.params.check_sink_topic(&self.name, topic)?;
+        self.sinks.push(stream.to_owned());
+        Ok(())
+    }
+
+    /// Splits into the sinks-only and the subscriptions-only plan (each `None` when empty):
+    /// they run as two connections, so the subscriptions can be handed over on their own.
+    pub fn split(self) -> (Option<Self>, Option<Self>) {
+        let sinks = (!self.sinks.is_empty()).then(|| Self {
+            subscriptions: Vec::new(),
+            ..self.clone()
+        });
+        let sources = (!self.subscriptions.is_empty()).then(|| Self {
+            sinks: Vec::new(),
+            ..self
+        });
+        (sinks, sources)
+    }
+}
+
 /// Every connection of one pipeline.
 #[derive(Debug, Default, Clone)]
 pub struct Plan {

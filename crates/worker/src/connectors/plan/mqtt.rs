@@ -65,76 +65,48 @@ impl MqttParams {
     }
 }
 
-/// One connector's subscriptions and sinks for one pipeline.
-#[derive(Debug, Clone)]
-pub struct MqttPlan {
-    /// Connector name.
-    pub name: String,
-    /// Its parameters.
-    pub params: MqttParams,
-    /// `(topic filter, default event type)` of each `.from`.
-    pub subscriptions: Vec<(String, String)>,
-    /// Streams whose `.to` uses this connector.
-    pub sinks: Vec<String>,
-}
+/// One MQTT connector's subscriptions and sinks for one pipeline.
+pub type MqttPlan = super::ConnectorPlan<MqttParams>;
 
-impl MqttPlan {
-    /// A plan with no bindings yet.
-    pub fn new(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError> {
-        Ok(Self {
-            name: name.to_owned(),
-            params: MqttParams::from_map(name, params)?,
-            subscriptions: Vec::new(),
-            sinks: Vec::new(),
-        })
-    }
-
-    fn topic_or_default(&self, topic: Option<&str>, what: &str) -> Result<String, WorkerError> {
+impl MqttParams {
+    fn topic_or_default(
+        &self,
+        name: &str,
+        topic: Option<&str>,
+        what: &str,
+    ) -> Result<String, WorkerError> {
         topic
             .map(str::to_owned)
-            .or_else(|| self.params.topic.clone())
+            .or_else(|| self.topic.clone())
             .ok_or_else(|| {
-                WorkerError::Connector(format!("connector `{}`: {what} needs a `topic`", self.name))
+                WorkerError::Connector(format!("connector `{name}`: {what} needs a `topic`"))
             })
     }
+}
 
-    /// Adds a `.from` binding.
-    pub fn add_source(&mut self, topic: Option<&str>, event_type: &str) -> Result<(), WorkerError> {
-        let topic = self.topic_or_default(topic, "`.from`")?;
+impl super::Params for MqttParams {
+    fn from_map(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError> {
+        MqttParams::from_map(name, params)
+    }
+
+    fn source_topic(&self, name: &str, topic: Option<&str>) -> Result<String, WorkerError> {
+        let topic = self.topic_or_default(name, topic, "`.from`")?;
         if !rumqttc::valid_filter(&topic) {
             return Err(WorkerError::Connector(format!(
-                "connector `{}`: bad topic filter `{topic}`",
-                self.name
+                "connector `{name}`: bad topic filter `{topic}`"
             )));
         }
-        self.subscriptions.push((topic, event_type.to_owned()));
-        Ok(())
+        Ok(topic)
     }
 
-    /// Adds a `.to` binding.
-    pub fn add_sink(&mut self, topic: Option<&str>, stream: &str) -> Result<(), WorkerError> {
-        let topic = self.topic_or_default(topic, "`.to`")?;
+    fn check_sink_topic(&self, name: &str, topic: Option<&str>) -> Result<(), WorkerError> {
+        let topic = self.topic_or_default(name, topic, "`.to`")?;
         if !rumqttc::valid_topic(&topic) {
             return Err(WorkerError::Connector(format!(
-                "connector `{}`: bad publish topic `{topic}`",
-                self.name
+                "connector `{name}`: bad publish topic `{topic}`"
             )));
         }
-        self.sinks.push(stream.to_owned());
         Ok(())
-    }
-
-    /// Splits into the sinks-only and the subscriptions-only plan (each `None` when empty).
-    pub fn split(self) -> (Option<MqttPlan>, Option<MqttPlan>) {
-        let sinks = (!self.sinks.is_empty()).then(|| MqttPlan {
-            subscriptions: Vec::new(),
-            ..self.clone()
-        });
-        let sources = (!self.subscriptions.is_empty()).then(|| MqttPlan {
-            sinks: Vec::new(),
-            ..self
-        });
-        (sinks, sources)
     }
 }
 

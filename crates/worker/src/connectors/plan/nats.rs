@@ -127,80 +127,46 @@ impl NatsParams {
     }
 }
 
-/// One connector's subscriptions and sinks for one pipeline.
-#[derive(Debug, Clone)]
-pub struct NatsPlan {
-    /// Connector name.
-    pub name: String,
-    /// Its parameters.
-    pub params: NatsParams,
-    /// `(subject, default event type)` of each `.from`.
-    pub subscriptions: Vec<(String, String)>,
-    /// Streams whose `.to` uses this connector.
-    pub sinks: Vec<String>,
-}
+/// One NATS connector's subscriptions and sinks for one pipeline.
+pub type NatsPlan = super::ConnectorPlan<NatsParams>;
 
-impl NatsPlan {
-    /// A plan with no bindings yet.
-    pub fn new(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError> {
-        Ok(Self {
-            name: name.to_owned(),
-            params: NatsParams::from_map(name, params)?,
-            subscriptions: Vec::new(),
-            sinks: Vec::new(),
-        })
-    }
-
+impl NatsParams {
     fn subject_or_default(
         &self,
+        name: &str,
         topic: Option<&str>,
         what: &str,
         wildcards: bool,
     ) -> Result<String, WorkerError> {
         let subject = topic
             .map(str::to_owned)
-            .or_else(|| self.params.subject.clone())
+            .or_else(|| self.subject.clone())
             .ok_or_else(|| {
                 WorkerError::Connector(format!(
-                    "connector `{}`: {what} needs a `topic` (NATS subject)",
-                    self.name
+                    "connector `{name}`: {what} needs a `topic` (NATS subject)"
                 ))
             })?;
         if !valid_subject(&subject, wildcards) {
             return Err(WorkerError::Connector(format!(
-                "connector `{}`: bad NATS subject `{subject}` for {what}",
-                self.name
+                "connector `{name}`: bad NATS subject `{subject}` for {what}"
             )));
         }
         Ok(subject)
     }
+}
 
-    /// Adds a `.from` binding.
-    pub fn add_source(&mut self, topic: Option<&str>, event_type: &str) -> Result<(), WorkerError> {
-        let subject = self.subject_or_default(topic, "`.from`", true)?;
-        self.subscriptions.push((subject, event_type.to_owned()));
-        Ok(())
+impl super::Params for NatsParams {
+    fn from_map(name: &str, params: &Map<String, Value>) -> Result<Self, WorkerError> {
+        NatsParams::from_map(name, params)
     }
 
-    /// Adds a `.to` binding.
-    pub fn add_sink(&mut self, topic: Option<&str>, stream: &str) -> Result<(), WorkerError> {
-        self.subject_or_default(topic, "`.to`", false)?;
-        self.sinks.push(stream.to_owned());
-        Ok(())
+    fn source_topic(&self, name: &str, topic: Option<&str>) -> Result<String, WorkerError> {
+        self.subject_or_default(name, topic, "`.from`", true)
     }
 
-    /// Splits into the sinks-only and the subscriptions-only plan (each `None` when empty):
-    /// they run as two connections, so the subscriptions can be handed over on their own.
-    pub fn split(self) -> (Option<NatsPlan>, Option<NatsPlan>) {
-        let sinks = (!self.sinks.is_empty()).then(|| NatsPlan {
-            subscriptions: Vec::new(),
-            ..self.clone()
-        });
-        let sources = (!self.subscriptions.is_empty()).then(|| NatsPlan {
-            sinks: Vec::new(),
-            ..self
-        });
-        (sinks, sources)
+    fn check_sink_topic(&self, name: &str, topic: Option<&str>) -> Result<(), WorkerError> {
+        self.subject_or_default(name, topic, "`.to`", false)
+            .map(|_| ())
     }
 }
 
