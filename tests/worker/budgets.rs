@@ -96,6 +96,50 @@ async fn health_answers_while_pipelines_spin_through_their_step_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_metrics_answer_when_every_request_slot_waits_on_a_busy_pipeline() {
+    let w = start_worker(WorkerConfig {
+        max_concurrent_requests: 2,
+        ..limits(|l| {
+            l.step_budget = 1_500_000;
+            l.fail_after_budget_errors = 0;
+        })
+    })
+    .await;
+    let spin = deploy(&w, "spin", SPIN).await;
+    let url = format!("{}/api/v1/pipelines/{spin}/events", w.url);
+    let spinners: Vec<_> = (0..5)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move { post(&url, tick(i)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = client();
+    for path in ["/health", "/ready", "/metrics"] {
+        let t = Instant::now();
+        let resp = c
+            .get(format!("{}{path}", w.url))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{path} took {:?}",
+            t.elapsed()
+        );
+    }
+    let resp = c.get(format!("{}/metrics", w.url)).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "/metrics still needs the key");
+    for s in spinners {
+        let (status, b) = s.await.unwrap();
+        assert_eq!(status, 422, "{b}");
+    }
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_budget_errors_mark_the_pipeline_failed() {
     let w = start_worker(limits(|l| {
         l.step_budget = 200_000;

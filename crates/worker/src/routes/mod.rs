@@ -3,8 +3,8 @@
 //! ([`inject`], [`output`]), state ([`checkpoint`]), rolling updates ([`handover`]) and the
 //! worker itself ([`system`]).
 //!
-//! Layer order (outermost first): JSON error rewriting, body limit, timeout + concurrency
-//! limit, API key, handlers ([`middleware`]).
+//! Layer order (outermost first): JSON error rewriting, body limit, API key ([`middleware`]),
+//! timeout + concurrency limit (not on the probes and `/metrics`), handlers.
 
 pub mod checkpoint;
 pub mod deploy;
@@ -44,9 +44,12 @@ pub fn find(state: &AppState, id: &str) -> Result<Arc<Pipeline>, WorkerError> {
 }
 
 /// Builds the router.
+///
+/// `/health`, `/ready` and `/metrics` sit outside the timeout and concurrency limit: they
+/// answer even when every request slot waits on a busy pipeline.
 pub fn router(state: Shared) -> Router {
     let cfg = &state.config;
-    let api = Router::new()
+    let limited = Router::new()
         .route("/api/v1/pipelines", post(deploy::deploy).get(deploy::list))
         .route(
             "/api/v1/pipelines/{id}",
@@ -66,33 +69,35 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/pipelines/{id}/output", get(output::stream_output))
         .route("/api/v1/pipelines/{id}/handover", post(handover::handover))
         .route("/api/v1/drain", post(system::drain))
+        .fallback(not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|e: BoxError| async move {
+                    if e.is::<tower::timeout::error::Elapsed>() {
+                        WorkerError::Timeout
+                    } else {
+                        WorkerError::Internal(e.to_string())
+                    }
+                }))
+                .timeout(cfg.request_timeout)
+                .concurrency_limit(cfg.max_concurrent_requests),
+        );
+    Router::new()
         .route("/metrics", get(system::prometheus))
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
-        .fallback(not_found);
-    api.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        middleware::require_api_key,
-    ))
-    .layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|e: BoxError| async move {
-                if e.is::<tower::timeout::error::Elapsed>() {
-                    WorkerError::Timeout
-                } else {
-                    WorkerError::Internal(e.to_string())
-                }
-            }))
-            .timeout(cfg.request_timeout)
-            .concurrency_limit(cfg.max_concurrent_requests),
-    )
-    .layer(RequestBodyLimitLayer::new(cfg.body_limit))
-    .layer(axum::extract::DefaultBodyLimit::disable())
-    .layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        middleware::json_errors,
-    ))
-    .with_state(state)
+        .merge(limited)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_api_key,
+        ))
+        .layer(RequestBodyLimitLayer::new(cfg.body_limit))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::json_errors,
+        ))
+        .with_state(state)
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> WorkerError {
