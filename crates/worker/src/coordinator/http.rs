@@ -1,5 +1,6 @@
-//! The HTTP transport to the coordinators: the URL list, the join token, timeouts and the
-//! fail-over between URLs.
+//! The HTTP transport to the coordinators: the URL list, the worker's credentials (its API key
+//! in `x-api-key`, the join token in `x-worker-token`), timeouts and the fail-over between
+//! URLs.
 //!
 //! The URLs are tried in turn, starting at the one that answered last: a connect error, a 5xx,
 //! a 421 (not the leader) or another 4xx (e.g. a wrong token on one node) moves to the next
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub struct HttpLink {
     http: reqwest::Client,
     urls: Vec<String>,
+    api_key: Option<String>,
     worker_token: Option<String>,
     /// Index of the URL that answered last (the next call starts there).
     current: AtomicUsize,
@@ -28,16 +30,16 @@ pub struct Call<'a, B> {
     pub path: String,
     /// JSON body, if any.
     pub body: Option<&'a B>,
-    /// Extra headers (`x-api-key` on deregistration).
-    pub headers: Vec<(&'static str, String)>,
     /// Timeout of each attempt instead of the client's.
     pub timeout: Option<Duration>,
 }
 
 impl HttpLink {
-    /// A link to `urls` (tried in turn) sending `worker_token` in `x-worker-token`.
+    /// A link to `urls` (tried in turn) presenting `api_key` (the key this worker registers
+    /// with, which binds its id) in `x-api-key` and `worker_token` in `x-worker-token`.
     pub fn new(
         urls: Vec<String>,
+        api_key: Option<String>,
         worker_token: Option<String>,
         timeout: Duration,
     ) -> Result<Self, String> {
@@ -52,6 +54,7 @@ impl HttpLink {
                 .into_iter()
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .collect(),
+            api_key,
             worker_token,
             current: AtomicUsize::new(0),
         })
@@ -67,8 +70,8 @@ impl HttpLink {
         if let Some(t) = call.timeout {
             req = req.timeout(t);
         }
-        for (name, value) in &call.headers {
-            req = req.header(*name, value);
+        if let Some(k) = &self.api_key {
+            req = req.header(varpulis_api::API_KEY_HEADER, k);
         }
         match &self.worker_token {
             Some(t) => req.header(varpulis_api::WORKER_TOKEN_HEADER, t),

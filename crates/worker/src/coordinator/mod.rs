@@ -68,6 +68,7 @@ impl CoordinatorClient {
                 let link = nats::NatsLink::connect(
                     url,
                     &cfg.worker_id,
+                    cfg.api_key.clone(),
                     cfg.worker_token.clone(),
                     cfg.coordinator_timeout,
                 )
@@ -79,6 +80,7 @@ impl CoordinatorClient {
             Transport::Http => Link::Http(
                 http::HttpLink::new(
                     cfg.coordinators.clone(),
+                    cfg.api_key.clone(),
                     cfg.worker_token.clone(),
                     cfg.coordinator_timeout,
                 )
@@ -117,7 +119,6 @@ impl CoordinatorClient {
                     method: Method::POST,
                     path: "/api/v1/cluster/workers/register".into(),
                     body: Some(&body),
-                    headers: Vec::new(),
                     timeout: None,
                 })
                 .await
@@ -137,7 +138,6 @@ impl CoordinatorClient {
                         method: Method::POST,
                         path: format!("/api/v1/cluster/workers/{id}/heartbeat"),
                         body: Some(&body),
-                        headers: Vec::new(),
                         timeout: None,
                     })
                     .await?;
@@ -161,7 +161,6 @@ impl CoordinatorClient {
                     method: Method::POST,
                     path: format!("/api/v1/cluster/workers/{id}/checkpoints"),
                     body: Some(body),
-                    headers: Vec::new(),
                     timeout: None,
                 })
                 .await
@@ -176,16 +175,10 @@ impl CoordinatorClient {
         let cfg = &self.state.config;
         match &self.link {
             Link::Http(h) => {
-                let headers = cfg
-                    .api_key
-                    .iter()
-                    .map(|k| (varpulis_api::API_KEY_HEADER, k.clone()))
-                    .collect();
                 let call = h.send::<()>(http::Call {
                     method: Method::DELETE,
                     path: format!("/api/v1/cluster/workers/{}", cfg.worker_id),
                     body: None,
-                    headers,
                     timeout: Some(DEREGISTER_TIMEOUT),
                 });
                 match tokio::time::timeout(DEREGISTER_TIMEOUT * 2, call).await {

@@ -1,6 +1,7 @@
 //! The NATS transport to the coordinators (spec/nats-transport.txt): request/reply on
 //! `varpulis.cluster.register` and `varpulis.cluster.heartbeat.{worker_id}` with the HTTP
-//! bodies, the join token in the `x-worker-token` header, the HTTP status of each reply in its
+//! bodies, the worker's API key in `x-api-key` and the join token in `x-worker-token` headers,
+//! the HTTP status of each reply in its
 //! `varpulis-status` header. The same connection carries the worker API commands
 //! (`routes::nats`).
 //!
@@ -23,6 +24,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 pub struct NatsLink {
     client: async_nats::Client,
     worker_id: String,
+    api_key: Option<String>,
     worker_token: Option<String>,
 }
 
@@ -32,6 +34,7 @@ impl NatsLink {
     pub async fn connect(
         url: &str,
         worker_id: &str,
+        api_key: Option<String>,
         worker_token: Option<String>,
         request_timeout: Duration,
     ) -> Result<Self, String> {
@@ -55,6 +58,7 @@ impl NatsLink {
         Ok(Self {
             client,
             worker_id: worker_id.to_owned(),
+            api_key,
             worker_token,
         })
     }
@@ -74,6 +78,9 @@ impl NatsLink {
         let payload =
             serde_json::to_vec(body).map_err(|e| CallError::Unavailable(e.to_string()))?;
         let mut headers = async_nats::HeaderMap::new();
+        if let Some(k) = &self.api_key {
+            headers.insert(varpulis_api::API_KEY_HEADER, k.as_str());
+        }
         if let Some(t) = &self.worker_token {
             headers.insert(varpulis_api::WORKER_TOKEN_HEADER, t.as_str());
         }
