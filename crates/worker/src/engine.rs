@@ -58,6 +58,8 @@ pub struct EventFault {
 }
 
 /// Whether a runtime error means the event needed more resources than its pipeline may spend.
+/// (When the runtime gains `RuntimeError::is_budget`, with memory and output budgets, this
+/// becomes a call to it.)
 fn is_budget(e: &RuntimeError) -> bool {
     matches!(e, RuntimeError::StepBudget(_) | RuntimeError::Limit(_))
 }
