@@ -169,7 +169,13 @@ pub async fn inject_batch(
     };
     let total = events.len();
     let keep = state.config.limits.max_outputs_per_response;
-    let outcome = p.process(events, keep).await?;
+    // A task of its own: once started, a batch runs to its end even if the caller gives up
+    // (a batch is never left half processed by a timeout).
+    let outcome = state
+        .tasks
+        .spawn(async move { p.process(events, keep).await })
+        .await
+        .map_err(|e| WorkerError::Internal(format!("batch processing failed: {e}")))??;
     state.metrics.inject_latency.observe(started.elapsed());
     let rejected = outcome
         .errors
