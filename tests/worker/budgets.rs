@@ -331,3 +331,80 @@ async fn a_million_outputs_from_one_inject_are_refused_with_bounded_memory() {
     eprintln!("peak RSS before {before} KiB, after {after} KiB (+{grew_mib} MiB)");
     assert!(grew_mib < 512, "the worker grew by {grew_mib} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toxic_events_from_mqtt_fail_the_pipeline_not_the_worker() {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let broker = varpulis_worker::start_embedded_broker(free_port()).unwrap();
+    let w = start_worker(limits(|l| {
+        l.step_budget = 200_000;
+        l.fail_after_budget_errors = 3;
+    }))
+    .await;
+    let source = format!(
+        "connector Plant = mqtt(host: \"127.0.0.1\", port: {}, client_id: \"vp-toxic\")\n\
+         {}stream S = Tick.from(Plant, topic: \"ticks\") .process(spin(value))\n",
+        broker.port(),
+        SPIN.lines()
+            .filter(|l| !l.starts_with("stream"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    let id = deploy(&w, "toxic", &source).await;
+    let url = format!("{}/api/v1/pipelines/{id}", w.url);
+    let mut opts = MqttOptions::new(
+        format!("feeder-{}", free_port()),
+        "127.0.0.1",
+        broker.port(),
+    );
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let failed = wait_for(Duration::from_secs(30), || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let payload = serde_json::to_vec(&json!({"value": 1})).unwrap();
+            let _ = client
+                .publish("ticks", QoS::AtLeastOnce, false, payload)
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            get(&url).await.1["status"] == "failed"
+        }
+    })
+    .await;
+    assert!(
+        failed,
+        "the pipeline was never marked failed: {}",
+        get(&url).await.1
+    );
+    // More toxic input is refused without running; the worker serves on.
+    for _ in 0..5 {
+        let payload = serde_json::to_vec(&json!({"value": 2})).unwrap();
+        client
+            .publish("ticks", QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    let refused = wait_for(Duration::from_secs(10), || async {
+        metrics_text(&w).await.lines().any(|l| {
+            l.starts_with("varpulis_worker_events_refused_total")
+                && l.contains(&id)
+                && !l.ends_with(" 0")
+        })
+    })
+    .await;
+    assert!(refused, "{}", metrics_text(&w).await);
+    assert_eq!(health_status(&w).await, 200);
+    w.shutdown().await;
+}
+
+/// The status of `GET /health`.
+async fn health_status(w: &Worker) -> u16 {
+    client()
+        .get(format!("{}/health", w.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
