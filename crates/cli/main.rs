@@ -3,7 +3,7 @@
 
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Varpulis: streaming event processing with a Raft-replicated cluster mode.
@@ -26,8 +26,13 @@ enum Command {
     Coordinator(cmd::coordinator::Args),
     /// Start a local ensemble: three coordinators, workers and an embedded MQTT broker.
     Local(cmd::local::Args),
-    /// Operate a running cluster: status, workers, groups, inject, topology, members.
+    /// Operate a running cluster: status, workers, groups, inject, topology, connectors,
+    /// migrations, members, events.
     Cluster(cmd::cluster::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::completions::Args),
+    /// Print the man page, or write one per command with --out-dir.
+    Man(cmd::manpages::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,11 +44,15 @@ fn main() -> ExitCode {
         Command::Coordinator(args) => cmd::coordinator::run(args),
         Command::Local(args) => cmd::local::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
+        Command::Completions(args) => cmd::completions::run(args, Cli::command()),
+        Command::Man(args) => cmd::manpages::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,
+        // The reader of our stdout went away (`| head`): nothing left to say to anyone.
+        Err(err) if cmd::output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            cmd::output::err_line(&format!("error: {err:#}"));
             ExitCode::from(2)
         }
     }

@@ -102,7 +102,7 @@ fn flag<'a>(command: &'a [Yaml], flag: &str) -> Option<&'a str> {
 }
 
 #[test]
-fn compose_has_three_raft_coordinators_four_workers_and_mosquitto() {
+fn compose_has_three_raft_coordinators_four_workers_mosquitto_and_monitoring() {
     let doc = load_compose();
     let services = doc["services"].as_hash().expect("services map");
     let names: Vec<&str> = services.keys().filter_map(Yaml::as_str).collect();
@@ -119,6 +119,8 @@ fn compose_has_three_raft_coordinators_four_workers_and_mosquitto() {
     assert_eq!(coords.len(), 3, "{names:?}");
     assert_eq!(workers.len(), 4, "{names:?}");
     assert!(names.contains(&"mosquitto"), "{names:?}");
+    assert!(names.contains(&"prometheus"), "{names:?}");
+    assert!(names.contains(&"grafana"), "{names:?}");
 
     let svc = |n: &str| &doc["services"][n];
     let peers0 = {
@@ -149,6 +151,11 @@ fn compose_has_three_raft_coordinators_four_workers_and_mosquitto() {
             "{c}: advertise {advertise}"
         );
         assert!(flag(cmd, "--data-dir").is_some(), "{c}: no --data-dir");
+        assert_eq!(
+            flag(cmd, "--mqtt-url"),
+            Some("mqtt://mosquitto:1883"),
+            "{c}: routes need the broker"
+        );
         assert!(
             !svc(c)["volumes"].is_badvalue(),
             "{c}: data dir not on a volume"
@@ -161,6 +168,11 @@ fn compose_has_three_raft_coordinators_four_workers_and_mosquitto() {
         let all: HashSet<&str> = peer_list.iter().copied().collect();
         assert_eq!(list, all, "{w} must know every coordinator");
         assert_eq!(flag(cmd, "--worker-id"), Some(*w));
+        assert_eq!(
+            flag(cmd, "--mqtt-url"),
+            Some("mqtt://mosquitto:1883"),
+            "{w}: routes need the broker"
+        );
         let advertise = flag(cmd, "--advertise-address").unwrap();
         assert!(
             advertise.contains(&format!("//{w}:")),
@@ -179,16 +191,51 @@ fn compose_has_three_raft_coordinators_four_workers_and_mosquitto() {
             }
         }
     }
-    assert_eq!(host_ports.len(), 8, "every service publishes one port");
+    assert_eq!(host_ports.len(), 10, "every service publishes one port");
+    // The port plan of every doc: coordinators 9100-9102, workers 9000-9003, in name order.
+    let published = |n: &str| {
+        svc(n)["ports"][0]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let mut sorted_coords = coords.clone();
+    sorted_coords.sort();
+    for (i, c) in sorted_coords.iter().enumerate() {
+        assert_eq!(published(c), (9100 + i).to_string(), "{c}");
+    }
+    let mut sorted_workers = workers.clone();
+    sorted_workers.sort();
+    for (i, w) in sorted_workers.iter().enumerate() {
+        assert_eq!(published(w), (9000 + i).to_string(), "{w}");
+    }
+    assert_eq!(published("prometheus"), "9091");
+    assert_eq!(published("grafana"), "3000");
 }
 
+/// One port plan everywhere: `raft-cluster.toml` uses coordinators 9100-9102 on one host, like
+/// `varpulis local`, the compose file and the CLI default (`http://127.0.0.1:9100`).
 #[test]
-fn dockerfile_is_multi_stage_non_root_with_healthcheck() {
-    let text = std::fs::read_to_string(repo().join("deploy/docker/Dockerfile")).unwrap();
-    let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
-    assert_eq!(froms.len(), 2, "{froms:?}");
-    assert!(froms[0].contains("rust") && froms[0].contains(" AS builder"));
-    assert!(froms[1].contains("debian") && froms[1].contains("slim"));
-    assert!(text.lines().any(|l| l.starts_with("USER varpulis")));
-    assert!(text.contains("HEALTHCHECK") && text.contains("/health"));
+fn sample_config_follows_the_port_plan() {
+    let text = std::fs::read_to_string(repo().join("raft-cluster.toml")).unwrap();
+    let cfg: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(cfg["port"].as_integer(), Some(9100));
+    let peers: Vec<&str> = cfg["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            "http://127.0.0.1:9100",
+            "http://127.0.0.1:9101",
+            "http://127.0.0.1:9102"
+        ]
+    );
+    assert!(!text.contains("9103"), "raft-cluster.toml still names 9103");
 }

@@ -173,7 +173,10 @@ fn helm_templates_parse_and_have_the_raft_shape() {
         assert!(!secret[0]["data"][k].is_null(), "secret lacks {k}");
     }
 
-    let dep = of_kind(&objs, "Deployment");
+    let dep: Vec<&Value> = of_kind(&objs, "Deployment")
+        .into_iter()
+        .filter(|d| d["metadata"]["name"].as_str().unwrap().ends_with("-worker"))
+        .collect();
     assert_eq!(dep.len(), 1);
     let w = &dep[0]["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(w["args"][0], "server");
@@ -193,6 +196,90 @@ fn helm_templates_parse_and_have_the_raft_shape() {
     let pdbs = of_kind(&objs, "PodDisruptionBudget");
     assert_eq!(pdbs.len(), 2);
     assert!(pdbs.iter().any(|p| !p["spec"]["maxUnavailable"].is_null()));
+}
+
+/// MQTT is optional: off by default; `mqtt.enabled` runs mosquitto in the release, `mqtt.url`
+/// names an existing broker; either way coordinators and workers get `VARPULIS_MQTT_URL`.
+#[test]
+fn mqtt_broker_is_optional() {
+    let values = load_yaml(chart().join("values.yaml"));
+    assert_eq!(values["mqtt"]["enabled"], false);
+    assert_eq!(values["mqtt"]["url"], "");
+    let raw = template("mqtt.yaml");
+    assert!(
+        raw.starts_with("{{- if and .Values.mqtt.enabled (not .Values.mqtt.url) }}"),
+        "the broker is only rendered when enabled and no external url is given"
+    );
+    let objs = objects("mqtt.yaml");
+    let dep = of_kind(&objs, "Deployment");
+    let c = &dep[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["command"],
+        serde_json::json!(["mosquitto", "-c", "/mosquitto-no-auth.conf"]),
+        "the image's default config listens on localhost only"
+    );
+    assert_eq!(c["ports"][0]["containerPort"], 1883);
+    let svc = of_kind(&objs, "Service");
+    assert_eq!(svc[0]["spec"]["ports"][0]["targetPort"], "mqtt");
+    let helpers = template("_helpers.tpl");
+    assert!(helpers.contains("define \"varpulis.mqttUrl\""));
+    assert!(helpers.contains("mqtt://%s-mqtt.%s.svc.cluster.local:%d"));
+    for t in ["coordinator-statefulset.yaml", "worker-deployment.yaml"] {
+        let text = template(t);
+        assert!(
+            text.contains("{{- with (include \"varpulis.mqttUrl\" .) }}\n")
+                && text.contains("- name: VARPULIS_MQTT_URL\n              value: {{ . | quote }}"),
+            "{t} does not pass the broker"
+        );
+    }
+    // With helm: rendered only when asked, and the URL reaches both roles.
+    if Command::new("helm").arg("version").output().is_err() {
+        return;
+    }
+    let render = |extra: &[&str]| -> Vec<Value> {
+        let out = Command::new("helm")
+            .args(["template", "rel", "--namespace", "ns"])
+            .arg(chart())
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = crate::stdout_of(out);
+        YamlLoader::load_from_str(&text)
+            .unwrap()
+            .iter()
+            .map(yaml_to_json)
+            .filter(|d| !d.is_null())
+            .collect()
+    };
+    let mqtt_env = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .filter(|d| d["kind"] == "StatefulSet" || d["kind"] == "Deployment")
+            .flat_map(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|e| e["name"] == "VARPULIS_MQTT_URL")
+            .map(|e| e["value"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(mqtt_env(&render(&[])).is_empty());
+    let on = render(&["--set", "mqtt.enabled=true"]);
+    assert_eq!(
+        mqtt_env(&on),
+        ["mqtt://rel-varpulis-mqtt.ns.svc.cluster.local:1883"; 2]
+    );
+    let external = render(&[
+        "--set",
+        "mqtt.enabled=true",
+        "--set",
+        "mqtt.url=mqtt://b:1883",
+    ]);
+    assert_eq!(mqtt_env(&external), ["mqtt://b:1883"; 2]);
+    assert!(!external
+        .iter()
+        .any(|d| d["metadata"]["name"] == "rel-varpulis-mqtt"));
 }
 
 #[test]

@@ -1,15 +1,19 @@
-//! Operations tests: deployment files (systemd units, Docker Compose), the examples, the
-//! `varpulis cluster` client against a live local ensemble (3 coordinators + 2 workers), and
+//! Operations tests: deployment files (systemd units, Docker Compose, Helm), monitoring
+//! (Prometheus rules, Grafana dashboard), the examples, the `varpulis cluster` client against
+//! live ensembles (status, every command, closed pipes, completions, man pages), and
 //! `docs/openapi.yaml` checked against the servers.
 
 #[path = "../cluster/harness.rs"]
 mod harness;
 
 mod cli;
+mod cli_misc;
+mod cli_status;
 mod deploy;
 mod docs_curl;
 mod examples;
 mod helm;
+mod monitoring;
 mod openapi;
 
 use std::path::PathBuf;

@@ -321,6 +321,8 @@ fn scan_routes(text: &str, found: &mut BTreeSet<(String, String)>) {
                 }
             }
         };
+        // An axum catch-all `{*rest}` is an ordinary path parameter in OpenAPI.
+        let raw = raw.replace("{*", "{");
         // The route call's arguments: up to the matching `)`.
         let mut depth = 1;
         let mut end = 0;
@@ -612,6 +614,26 @@ async fn openapi_matches_a_live_ensemble() {
             .await
             .unwrap(),
     );
+    ck.check(
+        "post",
+        "/api/v1/cluster/validate",
+        &api.post(
+            &format!("{c}/api/v1/cluster/validate"),
+            &json!({"source": "stream A = TypeA .emit(v: value)", "pipeline": "a"}),
+        )
+        .await
+        .unwrap(),
+    );
+    ck.check(
+        "post",
+        "/api/v1/cluster/validate",
+        &api.post(
+            &format!("{c}/api/v1/cluster/validate"),
+            &json!({"source": "stream A = TypeA .emit(v: )"}),
+        )
+        .await
+        .unwrap(),
+    );
     let inject = api
         .post(
             &format!("{gurl}/inject"),
@@ -637,6 +659,12 @@ async fn openapi_matches_a_live_ensemble() {
         "post",
         "/api/v1/cluster/pipeline-groups/{id}/inject-batch",
         &batch,
+    );
+
+    ck.check(
+        "get",
+        "/api/v1/cluster/pipeline-groups/{id}/metrics",
+        &api.get(&format!("{gurl}/metrics")).await.unwrap(),
     );
 
     // Session-2 routes (skipped while pending and not served): versions, rolling update,

@@ -5,6 +5,7 @@
 //! `shared/spec/cluster-mode.txt`, `shared/spec/tutorial-cluster.txt` and `shared/DESIGN.md`.
 
 pub mod cluster;
+pub mod console;
 pub mod error;
 pub mod nats;
 pub mod pagination;

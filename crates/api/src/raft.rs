@@ -31,6 +31,13 @@ pub struct RaftMetricsView {
     /// Index of the last snapshot, if any.
     #[serde(default)]
     pub snapshot_index: Option<u64>,
+    /// Version of the node's binary (as `/health` reports it); absent from older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Bytes the node's Raft storage (sled: log, vote, state snapshot) takes on disk; absent
+    /// when it cannot be measured or from older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_size_bytes: Option<u64>,
 }
 
 /// `POST /raft/add-learner`.

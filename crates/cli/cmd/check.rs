@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use varpulis_runtime::{Engine, EngineOptions};
 
+use crate::cmd::output::outln;
+
 /// Flags of `varpulis check`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,6 +48,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprint!("{}", e.rendered);
         return Ok(ExitCode::from(1));
     }
-    println!("{file_name}: ok");
+    outln!("{file_name}: ok")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,8 @@
 //! processes forming one Raft group and N `varpulis server` workers registered with all three.
 //! It waits until a leader is elected and every worker is registered `ready`, prints the URLs
 //! and a curl session to paste, and on Ctrl-C / SIGTERM stops every child and waits for it.
+//! The banner shows each child's pid; a child that dies later is reported on stderr (name,
+//! pid, exit status, end of its log) while the others keep running.
 //!
 //! Children are spawned from `current_exe()`, so the ensemble always runs the same build.
 //! Their logs go to `<data-dir>/logs/<name>.log`.
@@ -307,8 +309,9 @@ fn check_alive(children: &mut [Managed]) -> anyhow::Result<()> {
     for c in children.iter_mut() {
         if let Ok(Some(status)) = c.child.try_wait() {
             bail!(
-                "{} exited ({status}); end of {}:\n{}",
+                "{} (pid {}) exited ({status}); end of {}:\n{}",
                 c.name,
+                c.child.id(),
                 c.log.display(),
                 tail(&c.log, 20)
             );
@@ -384,9 +387,11 @@ async fn wait_and_serve(
             if !*seen {
                 if let Ok(Some(status)) = c.child.try_wait() {
                     eprintln!(
-                        "warning: {} exited ({status}); see {}",
+                        "warning: {} (pid {}) exited ({status}); the others keep running. End of {}:\n{}",
                         c.name,
-                        c.log.display()
+                        c.child.id(),
+                        c.log.display(),
+                        tail(&c.log, 10)
                     );
                     *seen = true;
                 }
@@ -411,12 +416,21 @@ fn print_banner(
     println!();
     println!("Varpulis local ensemble is ready");
     println!("================================");
+    println!("Console:       {any}/ui/  (API key: {key})");
     for (i, url) in coord_urls.iter().enumerate() {
         let role = if i == leader { "  (leader)" } else { "" };
-        println!("coordinator {}: {url}{role}", i + 1);
+        let pid = children
+            .get(i)
+            .map_or_else(String::new, |c| format!("  pid {}", c.child.id()));
+        println!("coordinator {}: {url}{pid}{role}", i + 1);
     }
     for c in children.iter().filter(|c| c.name.starts_with("worker-")) {
-        println!("{:<14} {}", format!("{}:", c.name), c.url);
+        println!(
+            "{:<14} {}  pid {}",
+            format!("{}:", c.name),
+            c.url,
+            c.child.id()
+        );
     }
     println!("MQTT broker:   {}", mqtt_url(args));
     println!(

@@ -50,8 +50,12 @@ pub enum ApiError {
     /// No leader (election or lost quorum).
     #[error("no leader: election in progress or no quorum; retry shortly")]
     NoLeader,
-    /// The write was not committed in time (quorum lost or overloaded).
-    #[error("the raft group did not commit the write in time (no quorum?); retry shortly")]
+    /// The write was not confirmed in time (quorum lost or overloaded). It may still commit:
+    /// the client cannot know, so the message points to `Idempotency-Key`.
+    #[error(
+        "the write was not confirmed in time (no quorum?): its outcome is unknown, it may still be \
+         applied; retry with the same Idempotency-Key header so that it applies at most once"
+    )]
     Timeout,
     /// The target of an inject or deploy is not running.
     #[error("{0}")]
@@ -216,6 +220,17 @@ mod tests {
         );
         let response = ApiError::NoLeader.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_write_timeout_says_the_outcome_is_unknown() {
+        let e = ApiError::from(WriteError::Timeout);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code(), "no_quorum");
+        let message = e.body().error;
+        assert!(message.contains("outcome is unknown"), "{message}");
+        assert!(message.contains("Idempotency-Key"), "{message}");
+        assert!(!message.contains("did not commit"), "{message}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod console;
 pub mod deploy;
 pub mod drain;
 pub mod error;

@@ -77,6 +77,7 @@ pub async fn run(
     }
 
     let app = crate::routes::router(state.clone()).merge(varpulis_raft::router(raft.clone()));
+    let app = crate::console::attach(app, state.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::sweep::run(state.clone()));
     tasks.spawn(crate::sweep::watch_leader(state.clone()));
@@ -181,6 +182,7 @@ fn print_banner(
         .collect();
     println!("Varpulis Coordinator");
     println!("=======================");
+    println!("Console:   {advertise}/ui/");
     println!("API:       {advertise}/api/v1/cluster/");
     println!("Auth:      {auth}");
     println!("Workers:   join token {token}");

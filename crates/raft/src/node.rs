@@ -487,6 +487,13 @@ impl RaftNode {
                 .collect(),
             state_hash,
             snapshot_index: m.snapshot.map(|l| l.index),
+            version: Some(varpulis_api::VERSION.to_string()),
+            // Measuring walks sled's files: only the full view (`GET /raft/metrics`) pays it.
+            data_size_bytes: if with_hash {
+                self.inner.db.size_on_disk().ok()
+            } else {
+                None
+            },
         }
     }
 

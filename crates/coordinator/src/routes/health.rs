@@ -121,6 +121,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Voters in the membership",
         view.membership.len(),
     );
+    gauge(
+        &mut out,
+        "varpulis_raft_learners",
+        "Learners in the membership",
+        view.learners.len(),
+    );
+    if let Some(bytes) = view.data_size_bytes {
+        gauge(
+            &mut out,
+            "varpulis_raft_data_size_bytes",
+            "Bytes of Raft storage (sled) on this node's disk",
+            bytes,
+        );
+    }
     let _ = std::fmt::Write::write_fmt(
         &mut out,
         format_args!(
@@ -130,7 +144,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             view.last_applied.unwrap_or(0)
         ),
     );
-    let (by_status, groups, placements_running) = state.read(|s| {
+    let (by_status, groups, placements_running, migrations) = state.read(|s| {
         let mut by_status = std::collections::BTreeMap::new();
         for status in WorkerStatus::ALL {
             by_status.insert(status.as_str(), 0usize);
@@ -144,7 +158,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .flat_map(|g| &g.placements)
             .filter(|p| p.status == varpulis_cluster::group::PlacementStatus::Running)
             .count();
-        (by_status, s.group_count(), running)
+        (by_status, s.group_count(), running, migration_counts(s))
     });
     out.push_str(
         "# HELP varpulis_workers Registered workers by status\n# TYPE varpulis_workers gauge\n",
@@ -164,6 +178,45 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Placements in state Running",
         placements_running,
     );
+    let (by_migration_status, started) = migrations;
+    out.push_str(
+        "# HELP varpulis_migrations Migrations kept (every active one, the last finished ones) by status\n\
+         # TYPE varpulis_migrations gauge\n",
+    );
+    for (status, n) in by_migration_status {
+        out.push_str(&format!("varpulis_migrations{{status=\"{status}\"}} {n}\n"));
+    }
+    out.push_str(
+        "# HELP varpulis_migrations_started_total Migrations started since the cluster was created\n\
+         # TYPE varpulis_migrations_started_total counter\n",
+    );
+    out.push_str(&format!("varpulis_migrations_started_total {started}\n"));
     state.metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Kept migrations by status (every status listed, zeros included) and the number ever started
+/// (sequence numbers grow by one per migration and the newest one is always kept).
+fn migration_counts(s: &ClusterState) -> (Vec<(&'static str, usize)>, u64) {
+    use varpulis_cluster::migration::MigrationStatus;
+    let mut counts: Vec<(&'static str, usize)> = [
+        MigrationStatus::Pending,
+        MigrationStatus::Deploying,
+        MigrationStatus::Completed,
+        MigrationStatus::Failed,
+    ]
+    .iter()
+    .map(|st| (st.as_str(), 0))
+    .collect();
+    let mut started = 0u64;
+    for m in s.migrations() {
+        if let Some(entry) = counts
+            .iter_mut()
+            .find(|(name, _)| *name == m.status.as_str())
+        {
+            entry.1 += 1;
+        }
+        started = started.max(m.seq.saturating_add(1));
+    }
+    (counts, started)
 }

@@ -58,3 +58,19 @@ app.kubernetes.io/component: worker
 {{- end -}}
 {{- join "," $peers -}}
 {{- end -}}
+
+{{/* MQTT broker URL for routes: mqtt.url, else the release's broker when mqtt.enabled, else empty. */}}
+{{- define "varpulis.mqttUrl" -}}
+{{- if .Values.mqtt.url -}}
+{{- .Values.mqtt.url -}}
+{{- else if .Values.mqtt.enabled -}}
+{{- printf "mqtt://%s-mqtt.%s.svc.cluster.local:%d" (include "varpulis.fullname" .) .Release.Namespace (int .Values.mqtt.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Selector labels of the MQTT broker. */}}
+{{- define "varpulis.mqttSelector" -}}
+app.kubernetes.io/name: {{ include "varpulis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: mqtt
+{{- end -}}

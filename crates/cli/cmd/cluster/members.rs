@@ -1,0 +1,187 @@
+//! `varpulis cluster members ...`: the Raft membership (list, add, remove).
+//!
+//! Membership changes go to the leader (a follower forwards them). A member may be named by
+//! its node id or by its address (`http://10.0.0.13:9100`).
+
+use anyhow::bail;
+use reqwest::Method;
+use serde_json::{json, Value};
+use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest, RaftMetricsView};
+
+use super::client::{decode, trim_url, Client};
+use crate::cmd::output::{self, outln};
+
+/// `varpulis cluster members ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum MembersCmd {
+    /// List voters and learners with their addresses (as the answering node sees them).
+    List,
+    /// Add a coordinator: first as a learner (it catches up), then as a voter.
+    Add {
+        /// Id of the new node (must be unused).
+        #[arg(long)]
+        node_id: u64,
+        /// Base URL the other coordinators reach it at.
+        #[arg(long)]
+        address: String,
+        /// Stop after add-learner (do not make it a voter).
+        #[arg(long)]
+        learner_only: bool,
+    },
+    /// Remove a coordinator from the voters. It stays a learner (it still receives the log
+    /// and shows in `members list`) until its process is stopped; stop it afterwards.
+    /// Refused for a node that is not a voter.
+    Remove {
+        /// Node id or address of the voter to remove.
+        node: String,
+    },
+}
+
+/// The node id named by `key`: a number, or the address of a member.
+fn node_id(view: &RaftMetricsView, key: &str) -> anyhow::Result<u64> {
+    if let Ok(id) = key.trim().parse::<u64>() {
+        return Ok(id);
+    }
+    let wanted = trim_url(key);
+    view.nodes
+        .iter()
+        .find(|(_, addr)| trim_url(addr) == wanted)
+        .map(|(id, _)| *id)
+        .ok_or_else(|| anyhow::anyhow!("`{key}` is neither a node id nor the address of a member"))
+}
+
+/// Runs `members SUB`.
+pub async fn run(c: &Client, cmd: &MembersCmd, json: bool) -> anyhow::Result<()> {
+    let view = match cmd {
+        MembersCmd::List => {
+            let (view, raw): (RaftMetricsView, Value) = c.get("/raft/metrics").await?;
+            if json {
+                return Ok(output::json(&json!({
+                    "voters": view.membership,
+                    "learners": view.learners,
+                    "nodes": raw["nodes"],
+                    "leader_id": view.current_leader,
+                    "term": view.current_term,
+                    "answered_by": view.id,
+                }))?);
+            }
+            let mut rows = Vec::new();
+            for (id, addr) in &view.nodes {
+                let kind = if view.membership.contains(id) {
+                    "voter"
+                } else if view.learners.contains(id) {
+                    "learner"
+                } else {
+                    "-"
+                };
+                let leader = if view.current_leader == Some(*id) {
+                    "yes"
+                } else {
+                    ""
+                };
+                rows.push(vec![
+                    id.to_string(),
+                    addr.clone(),
+                    kind.to_owned(),
+                    leader.to_owned(),
+                ]);
+            }
+            output::table(&["ID", "ADDRESS", "MEMBER", "LEADER"], &rows)?;
+            outln!(
+                "{} voter(s), {} learner(s); term {} (as seen by node {})",
+                view.membership.len(),
+                view.learners.len(),
+                view.current_term,
+                view.id
+            )?;
+            return Ok(());
+        }
+        MembersCmd::Add {
+            node_id,
+            address,
+            learner_only,
+        } => {
+            let req = serde_json::to_value(AddLearnerRequest {
+                node_id: *node_id,
+                address: trim_url(address),
+            })?;
+            let (mut view, mut raw): (RaftMetricsView, Value) = c
+                .write(Method::POST, "/raft/add-learner", Some(req))
+                .await?;
+            if !learner_only {
+                let mut members = view.membership.clone();
+                if !members.contains(node_id) {
+                    members.push(*node_id);
+                }
+                (view, raw) = change_membership(c, members).await?;
+            }
+            if json {
+                return Ok(output::json(&raw)?);
+            }
+            view
+        }
+        MembersCmd::Remove { node } => {
+            let (view, _): (RaftMetricsView, Value) = c.get("/raft/metrics").await?;
+            let node_id = node_id(&view, node)?;
+            if !view.membership.contains(&node_id) {
+                bail!(
+                    "node {node_id} is not a voter (voters: {:?}, learners: {:?})",
+                    view.membership,
+                    view.learners
+                );
+            }
+            let members: Vec<u64> = view
+                .membership
+                .iter()
+                .copied()
+                .filter(|n| *n != node_id)
+                .collect();
+            let (view, raw) = change_membership(c, members).await?;
+            if json {
+                return Ok(output::json(&raw)?);
+            }
+            view
+        }
+    };
+    outln!(
+        "membership: voters {:?}, learners {:?}, leader {}",
+        view.membership,
+        view.learners,
+        output::opt(view.current_leader)
+    )?;
+    Ok(())
+}
+
+async fn change_membership(
+    c: &Client,
+    members: Vec<u64>,
+) -> anyhow::Result<(RaftMetricsView, Value)> {
+    let req = serde_json::to_value(ChangeMembershipRequest { members })?;
+    let text = c
+        .request(
+            Method::POST,
+            "/raft/change-membership",
+            Some(super::client::Body::Json(req)),
+        )
+        .await?;
+    decode("/raft/change-membership", &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_named_by_id_or_address() {
+        let view: RaftMetricsView = serde_json::from_value(json!({
+            "id": 1, "state": "Leader", "current_term": 2, "current_leader": 1,
+            "last_applied": 5, "last_log_index": 5, "membership": [1, 2],
+            "nodes": {"1": "http://a:9100", "2": "http://b:9100/"}, "state_hash": ""
+        }))
+        .unwrap();
+        assert_eq!(node_id(&view, "2").unwrap(), 2);
+        assert_eq!(node_id(&view, "http://b:9100").unwrap(), 2);
+        assert_eq!(node_id(&view, "http://a:9100/").unwrap(), 1);
+        assert!(node_id(&view, "http://c:9100").is_err());
+    }
+}
