@@ -34,7 +34,7 @@ pub struct Broker {
 pub fn broker() -> Broker {
     if let Ok(url) = std::env::var("VARPULIS_TEST_MQTT_URL") {
         if !url.trim().is_empty() {
-            let addr = varpulis_worker::dataplane::parse_mqtt_url(&url).expect("mqtt url");
+            let addr = varpulis_worker::config::parse_mqtt_url(&url).expect("mqtt url");
             return Broker {
                 url,
                 host: addr.host,

@@ -49,6 +49,12 @@ async fn registers_with_a_coordinator_that_appears_late_then_heartbeats() {
         assert_eq!(reg["labels"]["zone"], "a");
         assert_eq!(reg["capacity"]["max_pipelines"], 100);
         assert_eq!(seen.tokens[0].as_deref(), Some("join-me"));
+        // The key the id is bound to, on registration and every heartbeat.
+        assert!(
+            seen.keys.iter().all(|k| k.as_deref() == Some(KEY)),
+            "{:?}",
+            seen.keys
+        );
         assert!(seen.heartbeats[0]["pipelines_running"].is_u64());
     }
     w.shutdown().await;

@@ -142,6 +142,8 @@ pub struct Seen {
     pub heartbeats: Vec<Value>,
     pub deregistrations: Vec<String>,
     pub tokens: Vec<Option<String>>,
+    /// `x-api-key` of each registration and heartbeat, in arrival order.
+    pub keys: Vec<Option<String>>,
 }
 
 /// A minimal coordinator: register, heartbeat (404 for unknown workers), delete.
@@ -204,16 +206,25 @@ async fn register(
             .get("x-worker-token")
             .map(|v| v.to_str().unwrap().to_owned()),
     );
+    s.keys.push(api_key(&headers));
     s.registrations.push(body);
     Json(serde_json::json!({"worker_id": id, "status": "registered"}))
+}
+
+fn api_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-api-key")
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 async fn heartbeat(
     State(c): State<FakeCoordinator>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
     let mut s = c.seen.lock().unwrap();
+    s.keys.push(api_key(&headers));
     if !s.known.contains(&id) {
         return (
             StatusCode::NOT_FOUND,

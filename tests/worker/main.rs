@@ -2,6 +2,7 @@
 //! real binary for signal handling. One test binary, one module per area.
 
 mod api;
+mod budgets;
 mod coordinator;
 mod harness;
 mod mqtt;

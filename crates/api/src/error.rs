@@ -107,6 +107,10 @@ codes! {
     UnsupportedMediaType = "unsupported_media_type", 415;
     /// The leader is known but unreachable from this node (the body names it).
     NotLeader = "not_leader", 421;
+    /// One event of a pipeline went over a program budget (steps, memory, outputs): refused.
+    BudgetExceeded = "budget_exceeded", 422;
+    /// The pipeline failed after repeated budget errors and takes no more events.
+    PipelineFailed = "pipeline_failed", 422;
     // ----- server side -----
     /// A bug or a fatal Raft/storage error.
     Internal = "internal", 500;

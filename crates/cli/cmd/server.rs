@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
-use varpulis_worker::WorkerConfig;
+use varpulis_worker::{PipelineLimits, WorkerConfig};
 
 /// Flags of `varpulis server`.
 #[derive(Debug, clap::Args)]
@@ -53,10 +53,28 @@ pub struct Args {
     mqtt_url: Option<String>,
     /// Coordinator transport: http or nats (nats needs --nats-url instead of --coordinator).
     #[arg(long, env = "VARPULIS_TRANSPORT", default_value = "http")]
-    transport: varpulis_worker::transport::Transport,
+    transport: varpulis_worker::Transport,
     /// NATS server(s) for --transport nats (e.g. nats://127.0.0.1:4222).
     #[arg(long, env = "VARPULIS_NATS_URL", value_name = "URL")]
     nats_url: Option<String>,
+    /// Loop steps one stream may spend on one event before the event is rejected
+    /// (default: the runtime's per-event step budget).
+    #[arg(long, value_name = "STEPS")]
+    step_budget: Option<u64>,
+    /// Most output events one input event may produce before it is rejected (default 100000).
+    #[arg(long, value_name = "N")]
+    max_outputs_per_event: Option<usize>,
+    /// Most output events one inject answer carries; the rest are published but left out
+    /// (default 100000).
+    #[arg(long, value_name = "N")]
+    max_outputs_per_response: Option<usize>,
+    /// Consecutive budget errors after which a pipeline is marked failed and refuses events
+    /// (0: never; default 5).
+    #[arg(long, value_name = "N")]
+    fail_after_budget_errors: Option<u32>,
+    /// Most live partial matches one sequence stream keeps (default: the runtime's).
+    #[arg(long, value_name = "N")]
+    max_sequence_runs: Option<usize>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -79,6 +97,21 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
     };
     let heartbeat =
         Duration::try_from_secs_f64(args.heartbeat_interval).context("--heartbeat-interval")?;
+    let defaults = PipelineLimits::default();
+    let limits = PipelineLimits {
+        step_budget: args.step_budget.unwrap_or(defaults.step_budget),
+        max_outputs_per_event: args
+            .max_outputs_per_event
+            .unwrap_or(defaults.max_outputs_per_event),
+        max_outputs_per_response: args
+            .max_outputs_per_response
+            .unwrap_or(defaults.max_outputs_per_response),
+        fail_after_budget_errors: args
+            .fail_after_budget_errors
+            .unwrap_or(defaults.fail_after_budget_errors),
+        max_sequence_runs: args.max_sequence_runs.unwrap_or(defaults.max_sequence_runs),
+        ..defaults
+    };
     let cfg = WorkerConfig {
         advertise_address: args
             .advertise_address
@@ -110,6 +143,7 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
         mqtt_url: args.mqtt_url.filter(|u| !u.trim().is_empty()),
         transport: args.transport,
         nats_url: args.nats_url.filter(|u| !u.trim().is_empty()),
+        limits,
         ..WorkerConfig::default()
     };
     cfg.validate()?;

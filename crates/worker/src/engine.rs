@@ -1,11 +1,13 @@
-//! The only place that touches `varpulis-runtime`: compile (diagnostics mapped to the API
-//! shape), process with per-event error attribution, checkpoint, restore, and the program's
-//! connector bindings in a runtime-neutral form.
+//! The only place that runs `varpulis-runtime`: compile (diagnostics mapped to the API
+//! shape, the worker's [`PipelineLimits`] turned into engine options), process with per-event
+//! error attribution (budget errors told apart from other runtime errors), checkpoint, restore,
+//! and the program's connector bindings in a runtime-neutral form.
 
+use crate::config::PipelineLimits;
 use crate::error::WorkerError;
 use serde_json::{Map, Value};
 use varpulis_api::error::DiagnosticBody;
-use varpulis_runtime::{Engine, EngineOptions};
+use varpulis_runtime::{Engine, EngineOptions, RuntimeError};
 
 pub use varpulis_runtime::{Event, OutputEvent as Output};
 
@@ -45,6 +47,23 @@ pub struct ConnectorDecl {
     pub params: Map<String, Value>,
 }
 
+/// Why the engine failed on one event: the messages of the streams that failed, and whether
+/// one of them ran out of a budget (steps, memory) rather than hitting a program error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFault {
+    /// The runtime errors, `; `-separated.
+    pub message: String,
+    /// Whether a budget was exceeded (the event is then rejected as a whole).
+    pub budget: bool,
+}
+
+/// Whether a runtime error means the event needed more resources than its pipeline may spend.
+/// (When the runtime gains `RuntimeError::is_budget`, with memory and output budgets, this
+/// becomes a call to it.)
+fn is_budget(e: &RuntimeError) -> bool {
+    matches!(e, RuntimeError::StepBudget(_) | RuntimeError::Limit(_))
+}
+
 /// A compiled pipeline program and its state.
 pub struct PipelineEngine {
     inner: Engine,
@@ -59,10 +78,18 @@ impl std::fmt::Debug for PipelineEngine {
 impl PipelineEngine {
     /// Compiles a VPL program; `external_connectors` are connector names supplied by the
     /// deploy request (the program may use them without declaring them).
-    pub fn compile(source: &str, external_connectors: Vec<String>) -> Result<Self, WorkerError> {
+    pub fn compile(
+        source: &str,
+        external_connectors: Vec<String>,
+        limits: &PipelineLimits,
+    ) -> Result<Self, WorkerError> {
+        // Options the worker does not set yet (the runtime grows budgets) keep their defaults.
+        #[allow(clippy::needless_update)]
         let opts = EngineOptions {
             external_connectors,
             file_name: FILE_NAME.to_owned(),
+            step_budget: limits.step_budget,
+            max_sequence_runs: limits.max_sequence_runs,
             ..EngineOptions::default()
         };
         match Engine::compile(source, &opts) {
@@ -97,21 +124,26 @@ impl PipelineEngine {
     }
 
     /// Processes one event, appending what it produced. Outputs of streams that succeeded are
-    /// kept; when some stream failed on this event, `Err` carries the messages.
-    pub fn process(&mut self, event: &Event, out: &mut Vec<Output>) -> Result<(), String> {
+    /// kept; when some stream failed on this event, `Err` says why.
+    pub fn process(&mut self, event: &Event, out: &mut Vec<Output>) -> Result<(), EventFault> {
         let before = self.inner.stats().errors;
-        self.inner.process(event, out).map_err(|e| e.to_string())?;
+        if let Err(e) = self.inner.process(event, out) {
+            return Err(EventFault {
+                message: e.to_string(),
+                budget: is_budget(&e),
+            });
+        }
         if self.inner.stats().errors > before {
-            let msgs: Vec<String> = self
-                .inner
-                .take_errors()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            return Err(if msgs.is_empty() {
-                "runtime error".to_owned()
-            } else {
-                msgs.join("; ")
+            let records = self.inner.take_errors();
+            let budget = records.iter().any(|r| is_budget(&r.error));
+            let msgs: Vec<String> = records.iter().map(ToString::to_string).collect();
+            return Err(EventFault {
+                message: if msgs.is_empty() {
+                    "runtime error".to_owned()
+                } else {
+                    msgs.join("; ")
+                },
+                budget,
             });
         }
         Ok(())
@@ -177,12 +209,4 @@ impl PipelineEngine {
 /// Parses `.evt` text into events; the error names the line.
 pub fn parse_evt(text: &str) -> Result<Vec<Event>, String> {
     varpulis_runtime::parse_evt(text).map_err(|e| format!("invalid .evt: {e}"))
-}
-
-/// Nanoseconds since the epoch now (arrival time of events without one).
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

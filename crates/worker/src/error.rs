@@ -1,5 +1,8 @@
 //! The worker's error type and its single mapping to HTTP status + `ErrorBody`.
+//!
+//! Below everything but `config`: every other module reports its faults as a [`WorkerError`].
 
+use crate::config::ConfigError;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -57,6 +60,14 @@ pub enum WorkerError {
     /// The request took longer than the configured timeout.
     #[error("request timed out")]
     Timeout,
+    /// An event needed more than a budget of its pipeline allows (steps, memory, outputs);
+    /// its outputs are discarded.
+    #[error("{0}")]
+    BudgetExceeded(String),
+    /// The pipeline exceeded its budgets too often in a row and refuses events until it is
+    /// deployed again.
+    #[error("{0}")]
+    PipelineFailed(String),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +98,8 @@ impl WorkerError {
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, Code::Draining),
             Self::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::AtCapacity),
             Self::Timeout => (StatusCode::REQUEST_TIMEOUT, Code::Timeout),
+            Self::BudgetExceeded(_) => (StatusCode::UNPROCESSABLE_ENTITY, Code::BudgetExceeded),
+            Self::PipelineFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, Code::PipelineFailed),
             Self::Internal(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
         }
     }
@@ -109,6 +122,12 @@ impl IntoResponse for WorkerError {
             tracing::warn!(error = %self, "request failed");
         }
         (status, Json(self.body())).into_response()
+    }
+}
+
+impl From<ConfigError> for WorkerError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e.0)
     }
 }
 

@@ -1,23 +1,39 @@
-//! The Varpulis worker (`varpulis server`): the VPL runtime behind a REST API, MQTT connectors,
-//! and a client that registers with and heartbeats to the coordinators.
+//! The Varpulis worker (`varpulis server`): the VPL runtime behind a REST API, connectors
+//! (MQTT, NATS, inter-pipeline routes), and a client that registers with and heartbeats to the
+//! coordinators.
 //!
 //! Entry point: [`server::run`] with a [`config::WorkerConfig`], a bound listener and a
 //! shutdown future. [`broker::start_embedded_broker`] runs an MQTT broker in-process.
+//!
+//! Modules, from the bottom up (each imports only modules above it in this list):
+//! - [`config`] (a leaf), [`error`], [`event_time`], [`backoff`], [`counters`];
+//! - [`engine`]: the only user of `varpulis-runtime`;
+//! - [`connectors::plan`], [`connectors::sink`]: what a pipeline's connections do, and the
+//!   trait its outputs go through;
+//! - [`pipeline`]: a deployed pipeline (engine thread, budgets, sources, hand-over) and the
+//!   registry;
+//! - [`metrics`], [`state`]: what handlers and tasks share;
+//! - [`connectors`]: the MQTT, NATS and route connections;
+//! - [`coordinator`]: the one client of the coordinators (HTTP or NATS);
+//! - [`routes`]: the worker API over HTTP and NATS;
+//! - [`server`]: ties it together; [`broker`]: the embedded MQTT broker.
 
+pub mod backoff;
 pub mod broker;
 pub mod config;
 pub mod connectors;
-pub mod coordinator_client;
-pub mod dataplane;
+pub mod coordinator;
+pub mod counters;
 pub mod engine;
 pub mod error;
+pub mod event_time;
 pub mod metrics;
 pub mod pipeline;
 pub mod routes;
 pub mod server;
-pub mod transport;
+pub mod state;
 
 pub use broker::{start_embedded_broker, BrokerHandle};
-pub use config::WorkerConfig;
+pub use config::{PipelineLimits, Transport, WorkerConfig};
 pub use error::WorkerError;
 pub use server::run;

@@ -3,6 +3,7 @@
 //! Per-pipeline counters live on each `Pipeline`; this module adds the inject latency
 //! histogram and renders everything.
 
+use crate::counters::Counters;
 use crate::pipeline::Pipeline;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,8 +64,8 @@ pub struct WorkerMetrics {
     pub request_errors: AtomicU64,
 }
 
-/// Reads one counter of a pipeline.
-type Counter = fn(&Pipeline) -> u64;
+/// Picks one counter of a pipeline.
+type Counter = fn(&Counters) -> &AtomicU64;
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -76,28 +77,42 @@ impl WorkerMetrics {
     /// Prometheus text exposition.
     pub fn render(&self, pipelines: &[Arc<Pipeline>]) -> String {
         let mut out = String::new();
-        let running = pipelines
+        let statuses: Vec<&str> = pipelines.iter().map(|p| p.status().0).collect();
+        let running = statuses
             .iter()
-            .filter(|p| p.status().0 != "stopped")
+            .filter(|s| !matches!(**s, "stopped" | "failed"))
             .count();
-        let _ = writeln!(out, "# TYPE varpulis_worker_pipelines_running gauge");
-        let _ = writeln!(out, "varpulis_worker_pipelines_running {running}");
-        let series: [(&str, Counter); 7] = [
-            ("varpulis_worker_events_in_total", |p| p.counters().0),
-            ("varpulis_worker_events_out_total", |p| p.counters().1),
-            ("varpulis_worker_pipeline_errors_total", |p| p.counters().2),
-            ("varpulis_worker_payloads_dropped_total", |p| p.counters().3),
-            ("varpulis_worker_route_events_published_total", |p| {
-                p.routes.published.load(Ordering::Relaxed)
+        let failed = statuses.iter().filter(|s| **s == "failed").count();
+        for (name, value) in [
+            ("varpulis_worker_pipelines_running", running),
+            ("varpulis_worker_pipelines_failed", failed),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let series: [(&str, Counter); 10] = [
+            ("varpulis_worker_events_in_total", |c| &c.events_in),
+            ("varpulis_worker_events_out_total", |c| &c.events_out),
+            ("varpulis_worker_pipeline_errors_total", |c| &c.errors),
+            ("varpulis_worker_payloads_dropped_total", |c| &c.dropped),
+            ("varpulis_worker_budget_exceeded_total", |c| {
+                &c.budget_exceeded
             }),
-            ("varpulis_worker_route_events_received_total", |p| {
-                p.routes.received.load(Ordering::Relaxed)
+            ("varpulis_worker_events_refused_total", |c| &c.refused),
+            ("varpulis_worker_outputs_omitted_total", |c| {
+                &c.outputs_omitted
             }),
-            ("varpulis_worker_route_events_dropped_total", |p| {
-                p.routes.dropped.load(Ordering::Relaxed)
+            ("varpulis_worker_route_events_published_total", |c| {
+                &c.route_published
+            }),
+            ("varpulis_worker_route_events_received_total", |c| {
+                &c.route_received
+            }),
+            ("varpulis_worker_route_events_dropped_total", |c| {
+                &c.route_dropped
             }),
         ];
-        for (name, f) in series {
+        for (name, counter) in series {
             let _ = writeln!(out, "# TYPE {name} counter");
             for p in pipelines {
                 let _ = writeln!(
@@ -105,7 +120,7 @@ impl WorkerMetrics {
                     "{name}{{pipeline=\"{}\",name=\"{}\"}} {}",
                     escape(&p.id),
                     escape(&p.name),
-                    f(p)
+                    Counters::get(counter(&p.counters))
                 );
             }
         }

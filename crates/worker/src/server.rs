@@ -2,62 +2,19 @@
 //! drains: stop accepting, stop pipelines and connectors, deregister from the coordinator.
 
 use crate::config::WorkerConfig;
-use crate::coordinator_client::CoordinatorClient;
+use crate::coordinator::CoordinatorClient;
 use crate::error::WorkerError;
-use crate::metrics::WorkerMetrics;
-use crate::pipeline::Registry;
 use crate::routes;
+use crate::state::AppState;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// How long a graceful shutdown waits for the coordinator to move our pipelines away.
 const SHUTDOWN_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connector tasks to finish.
 const TASK_STOP_DEADLINE: Duration = Duration::from_secs(5);
-
-/// State shared by every handler and background task.
-#[derive(Debug)]
-pub struct AppState {
-    /// Validated configuration.
-    pub config: WorkerConfig,
-    /// Deployed pipelines.
-    pub registry: Registry,
-    /// Worker-wide metrics.
-    pub metrics: WorkerMetrics,
-    /// Set by `POST /api/v1/drain` or at shutdown: no new deploys.
-    pub draining: AtomicBool,
-    /// Set once a coordinator accepted our registration (or at once when standalone).
-    pub registered: AtomicBool,
-    /// Cancelled when the worker shuts down; every background task watches it.
-    pub shutdown: CancellationToken,
-    /// Connector and processing tasks, awaited at shutdown.
-    pub tasks: TaskTracker,
-}
-
-impl AppState {
-    /// Fresh state for a validated config.
-    pub fn new(config: WorkerConfig) -> Self {
-        Self {
-            config,
-            registry: Registry::default(),
-            metrics: WorkerMetrics::default(),
-            draining: AtomicBool::new(false),
-            registered: AtomicBool::new(false),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        }
-    }
-
-    /// Whether new deploys are refused.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-}
 
 /// Serves the worker API on `listener` until `shutdown` completes (or the process is asked to
 /// stop through the state's token), then shuts down cleanly and returns.
@@ -77,19 +34,23 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    let nats = crate::transport::spawn(&state).await?;
-    let client = if state.config.coordinators.is_empty() {
-        state.registered.store(nats.is_none(), Ordering::Relaxed);
-        None
-    } else {
-        let client = Arc::new(CoordinatorClient::new(state.clone())?);
-        let task = tokio::spawn(client.clone().run());
-        Some((client, task))
+    let app = routes::router(state.clone());
+    let client = CoordinatorClient::connect(&state).await?;
+    // Commands over NATS are subscribed before registering, so none sent after it is missed.
+    let commands = match client.as_ref().and_then(|c| c.nats()) {
+        Some(nats) => Some(routes::nats::serve(state.clone(), nats.clone(), app.clone()).await?),
+        None => None,
+    };
+    let session = match &client {
+        Some(c) => Some(tokio::spawn(c.clone().run())),
+        None => {
+            state.set_registered(true);
+            None
+        }
     };
 
-    let app = routes::router(state.clone());
     let st = state.clone();
-    let drainer = client.as_ref().map(|(c, _)| c.clone());
+    let drainer = client.clone();
     let stop = async move {
         let graceful = tokio::select! {
             () = shutdown => true,
@@ -102,14 +63,14 @@ pub async fn serve(
             client.drain_self(SHUTDOWN_DRAIN_DEADLINE).await;
         }
         tracing::info!("shutting down: draining");
-        st.draining.store(true, Ordering::Relaxed);
+        st.start_draining();
         st.shutdown.cancel();
     };
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await;
     // Whatever ended serving, make sure every task sees the shutdown.
-    state.draining.store(true, Ordering::Relaxed);
+    state.start_draining();
     state.shutdown.cancel();
 
     for p in state.registry.all() {
@@ -122,12 +83,14 @@ pub async fn serve(
     {
         tracing::warn!("connector tasks did not stop in time");
     }
-    if let Some(task) = nats {
+    if let Some(task) = commands {
         let _ = task.await;
     }
-    if let Some((client, task)) = client {
+    if let Some(task) = session {
         let _ = task.await;
-        client.deregister().await;
+    }
+    if let Some(client) = client {
+        client.leave().await;
     }
     tracing::info!("worker stopped");
     served.map_err(WorkerError::Io)

@@ -9,22 +9,18 @@
 //! connection) and takes the old pipeline's feed over — the same MQTT clients, inbound-route
 //! sessions and queued messages — when its sources are the same; otherwise the old sources are
 //! closed (what they already queued is forwarded) and the new ones start here.
-//! Handovers are serialized per worker (two in opposite directions could otherwise deadlock).
+//! The hand-over itself runs on the old pipeline's engine thread (pipeline/handover.rs).
 
-use super::{JsonBody, Shared};
+use super::{find, JsonBody, Shared};
 use crate::error::WorkerError;
 use crate::pipeline::SourceSwitch;
 use axum::extract::{Path, State};
 use axum::Json;
-use std::sync::Mutex;
 use varpulis_api::worker::{HandoverRequest, HandoverResponse};
 
 /// Longest the new sources wait for the replaced ones to close (an MQTT subscriber waits up to
 /// 2 s for its UNSUBACKs).
 const REPLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// One handover at a time on this worker.
-static HANDOVERS: Mutex<()> = Mutex::new(());
 
 /// `POST /api/v1/pipelines/{id}/handover`.
 pub async fn handover(
@@ -41,36 +37,38 @@ pub async fn handover(
             )))
         }
     };
-    let from = state
-        .registry
-        .get(&id)
-        .ok_or_else(|| WorkerError::PipelineNotFound(id.clone()))?;
-    let to = state
-        .registry
-        .get(&req.to)
-        .ok_or_else(|| WorkerError::PipelineNotFound(req.to.clone()))?;
-    let result = {
-        let _one = HANDOVERS.lock().unwrap_or_else(|p| p.into_inner());
-        from.handover_to(&to, keep)
-    };
-    let (events_processed, already, sources) = result.map_err(WorkerError::BadRequest)?;
-    if sources == SourceSwitch::StartNew {
-        // After the old subscriptions closed: the two never read the same message.
-        let (state, to) = (state.clone(), to.clone());
+    let from = find(&state, &id)?;
+    let to = find(&state, &req.to)?;
+    // A task of its own: a caller that gives up cannot leave a half-done switch (state moved
+    // but the new sources never started).
+    let done = {
+        let (state, from, to) = (state.clone(), from.clone(), to.clone());
         state.clone().tasks.spawn(async move {
-            to.wait_replaced(REPLACE_WAIT).await;
-            // Unless it was deleted or handed back (an abort) meanwhile.
-            if !to.cancel.is_cancelled() && to.forward_target().is_none() {
-                crate::connectors::start_sources(&state, &to);
+            let done = from.handover_to(&to, keep).await?;
+            if done.sources == SourceSwitch::StartNew {
+                state.clone().tasks.spawn(async move {
+                    // After the old subscriptions closed: the two never read the same message.
+                    to.wait_replaced(REPLACE_WAIT).await;
+                    // Unless it was deleted or handed back (an abort) meanwhile.
+                    if !to.cancel.is_cancelled() && to.forward_target().is_none() {
+                        crate::connectors::start_sources(&state, &to);
+                    }
+                });
             }
-        });
-    }
+            Ok::<_, WorkerError>(done)
+        })
+    };
+    let done = done
+        .await
+        .map_err(|e| WorkerError::Internal(format!("hand-over failed: {e}")))??;
+    let sources = done.sources;
+    let already = done.already;
     tracing::info!(from = %from.id, to = %to.id, keep, already, ?sources, "pipeline handed over");
     Ok(Json(HandoverResponse {
         from: from.id.clone(),
         to: to.id.clone(),
         state_transferred: keep && !already,
-        events_processed,
+        events_processed: done.events_processed,
         already,
     }))
 }

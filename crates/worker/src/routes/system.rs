@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use std::sync::atomic::Ordering;
 use varpulis_api::worker::{DrainResponse, HealthResponse};
 use varpulis_api::{Code, ErrorBody};
 
@@ -29,7 +28,7 @@ pub async fn ready(State(state): State<Shared>) -> Response {
         let body = ErrorBody::new(Code::Draining, "worker is draining");
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    if state.registered.load(Ordering::Relaxed) {
+    if state.is_registered() {
         Json(serde_json::json!({"status": "ready", "worker_id": state.config.worker_id}))
             .into_response()
     } else {
@@ -46,7 +45,7 @@ pub async fn prometheus(State(state): State<Shared>) -> Response {
 
 /// `POST /api/v1/drain`: stop accepting deploys; running pipelines keep running.
 pub async fn drain(State(state): State<Shared>) -> Json<DrainResponse> {
-    state.draining.store(true, Ordering::Relaxed);
+    state.start_draining();
     tracing::info!("drain requested: no new deploys");
     Json(DrainResponse {
         draining: true,

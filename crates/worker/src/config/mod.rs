@@ -1,11 +1,58 @@
 //! Worker configuration: a plain struct the CLI fills from flags and environment.
 //!
-//! The server never reads the environment itself; `validate()` is called once by `server::run`.
+//! A leaf of the crate: nothing here imports another module of the worker. The server never
+//! reads the environment itself; `validate()` is called once by `server::run`.
 
-use crate::error::WorkerError;
+mod duration;
+mod mqtt_url;
+
+pub use mqtt_url::{parse_mqtt_url, BrokerAddr};
+/// Coordinator ↔ worker transport (shared with the coordinator).
+pub use varpulis_api::nats::Transport;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// A configuration value that would make the server misbehave.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Resource limits of every pipeline of this worker (docs/worker.md, "Budgets").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PipelineLimits {
+    /// Loop steps (iterations and function calls) one stream may spend on one event.
+    pub step_budget: u64,
+    /// Most live partial matches one sequence stream keeps.
+    pub max_sequence_runs: usize,
+    /// Most output events one input event may produce; an event producing more is rejected
+    /// (its outputs are discarded).
+    pub max_outputs_per_event: usize,
+    /// Most output events one inject answer carries; the rest are published but left out of
+    /// the answer (`outputs_omitted`).
+    pub max_outputs_per_response: usize,
+    /// Consecutive budget errors after which a pipeline is marked `failed` and refuses events
+    /// (0: never).
+    pub fail_after_budget_errors: u32,
+    /// Engine commands (event batches, checkpoints, hand-overs) queued per pipeline before
+    /// callers wait for room.
+    pub queue_capacity: usize,
+}
+
+impl Default for PipelineLimits {
+    fn default() -> Self {
+        Self {
+            step_budget: varpulis_runtime::DEFAULT_STEP_BUDGET,
+            max_sequence_runs: varpulis_runtime::EngineOptions::default().max_sequence_runs,
+            max_outputs_per_event: 100_000,
+            max_outputs_per_response: 100_000,
+            fail_after_budget_errors: 5,
+            queue_capacity: 64,
+        }
+    }
+}
 
 /// Everything `varpulis server` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,31 +73,30 @@ pub struct WorkerConfig {
     /// Join token presented to coordinators in `x-worker-token`.
     pub worker_token: Option<String>,
     /// Interval between heartbeats.
-    #[serde(with = "secs")]
+    #[serde(with = "duration::secs")]
     pub heartbeat_interval: Duration,
     /// Most pipelines this worker accepts.
     pub max_pipelines: u32,
     /// Labels reported at registration (placement constraints).
     pub labels: BTreeMap<String, String>,
-    /// Periodic checkpoint interval (extension point: pushing checkpoints to the coordinator
-    /// is not implemented yet; `None` disables it).
-    #[serde(with = "opt_secs")]
+    /// Interval of checkpoint pushes to the coordinator (`None`: the coordinator pulls).
+    #[serde(with = "duration::opt_secs")]
     pub checkpoint_interval: Option<Duration>,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
     /// Per-request timeout.
-    #[serde(with = "secs")]
+    #[serde(with = "duration::secs")]
     pub request_timeout: Duration,
     /// Most requests handled concurrently (others wait).
     pub max_concurrent_requests: usize,
     /// Timeout of each call to a coordinator.
-    #[serde(with = "secs")]
+    #[serde(with = "duration::secs")]
     pub coordinator_timeout: Duration,
     /// First registration retry delay (doubles up to `registration_backoff_max`).
-    #[serde(with = "secs")]
+    #[serde(with = "duration::secs")]
     pub registration_backoff_initial: Duration,
     /// Largest registration retry delay.
-    #[serde(with = "secs")]
+    #[serde(with = "duration::secs")]
     pub registration_backoff_max: Duration,
     /// Capacity of the channel between an MQTT subscription and its pipeline (backpressure).
     pub connector_channel_capacity: usize,
@@ -59,16 +105,18 @@ pub struct WorkerConfig {
     pub mqtt_url: Option<String>,
     /// Longest wait for room in a route publisher's queue before the events are dropped
     /// (and counted).
-    #[serde(with = "secs")]
+    #[serde(with = "duration::secs")]
     pub route_publish_timeout: Duration,
     /// Longest time a deploy waits for the broker to acknowledge the pipeline's inbound route
     /// subscriptions before answering (the pipeline runs either way).
-    #[serde(with = "secs")]
+    #[serde(with = "duration::secs")]
     pub route_subscribe_wait: Duration,
     /// Coordinator transport: `http` (default) or `nats` (docs/nats.md).
-    pub transport: crate::transport::Transport,
+    pub transport: Transport,
     /// NATS server(s) for `transport = nats` (`nats://host:4222`, comma-separated list allowed).
     pub nats_url: Option<String>,
+    /// Resource limits of every pipeline.
+    pub limits: PipelineLimits,
 }
 
 impl Default for WorkerConfig {
@@ -95,16 +143,17 @@ impl Default for WorkerConfig {
             mqtt_url: None,
             route_publish_timeout: Duration::from_secs(1),
             route_subscribe_wait: Duration::from_secs(2),
-            transport: crate::transport::Transport::Http,
+            transport: Transport::Http,
             nats_url: None,
+            limits: PipelineLimits::default(),
         }
     }
 }
 
 impl WorkerConfig {
     /// Checks values that would make the server misbehave.
-    pub fn validate(&self) -> Result<(), WorkerError> {
-        let bad = |m: &str| Err(WorkerError::Config(m.to_owned()));
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError(m.to_owned()));
         if self.worker_id.trim().is_empty() {
             return bad("worker_id must not be empty");
         }
@@ -134,53 +183,62 @@ impl WorkerConfig {
             .chain(std::iter::once(&self.advertise_address))
         {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(WorkerError::Config(format!(
-                    "`{url}` is not an http(s) URL"
-                )));
+                return Err(ConfigError(format!("`{url}` is not an http(s) URL")));
             }
         }
-        crate::transport::nats::validate(self)?;
+        self.validate_transport()?;
         if let Some(url) = &self.mqtt_url {
-            crate::dataplane::parse_mqtt_url(url)?;
+            parse_mqtt_url(url)?;
         }
         if matches!(&self.api_key, Some(k) if k.is_empty()) {
             return bad("api_key must not be empty when set");
+        }
+        self.limits.validate()
+    }
+
+    /// Checks the coordinator transport settings.
+    fn validate_transport(&self) -> Result<(), ConfigError> {
+        if self.transport == Transport::Http {
+            return Ok(());
+        }
+        let url = self
+            .nats_url
+            .as_deref()
+            .ok_or_else(|| ConfigError("transport `nats` needs a NATS URL (--nats-url)".into()))?;
+        varpulis_api::nats::parse_servers::<async_nats::ServerAddr>(url).map_err(ConfigError)?;
+        if !varpulis_api::nats::valid_token(&self.worker_id) {
+            return Err(ConfigError(format!(
+                "worker id `{}` cannot be used in NATS subjects (letters, digits, `-`, `_`)",
+                self.worker_id
+            )));
+        }
+        if !self.coordinators.is_empty() {
+            return Err(ConfigError(
+                "--coordinator is not used with --transport nats (workers find the \
+                 coordinators through NATS)"
+                    .into(),
+            ));
         }
         Ok(())
     }
 }
 
-mod secs {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let v = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
-    }
-}
-
-mod opt_secs {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&d.as_secs_f64()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        match Option::<f64>::deserialize(d)? {
-            Some(v) => Duration::try_from_secs_f64(v)
-                .map(Some)
-                .map_err(serde::de::Error::custom),
-            None => Ok(None),
+impl PipelineLimits {
+    /// Checks that every limit lets at least something through.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            (self.step_budget == 0, "step_budget"),
+            (self.max_sequence_runs == 0, "max_sequence_runs"),
+            (self.max_outputs_per_event == 0, "max_outputs_per_event"),
+            (
+                self.max_outputs_per_response == 0,
+                "max_outputs_per_response",
+            ),
+            (self.queue_capacity == 0, "queue_capacity"),
+        ];
+        match positive.iter().find(|(zero, _)| *zero) {
+            Some((_, name)) => Err(ConfigError(format!("{name} must be at least 1"))),
+            None => Ok(()),
         }
     }
 }
@@ -207,5 +265,38 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn rejects_zero_limits_and_nats_without_url() {
+        let c = WorkerConfig {
+            limits: PipelineLimits {
+                max_outputs_per_event: 0,
+                ..PipelineLimits::default()
+            },
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert!(e.0.contains("max_outputs_per_event"), "{e}");
+        let c = WorkerConfig {
+            transport: Transport::Nats,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+        let c = WorkerConfig {
+            transport: Transport::Nats,
+            nats_url: Some("nats://127.0.0.1:4222".into()),
+            worker_id: "a.b".into(),
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().0.contains("NATS subjects"));
+    }
+
+    #[test]
+    fn limits_deserialize_with_defaults() {
+        let c: WorkerConfig =
+            serde_json::from_str(r#"{"limits": {"max_outputs_per_event": 7}}"#).unwrap();
+        assert_eq!(c.limits.max_outputs_per_event, 7);
+        assert_eq!(c.limits.step_budget, varpulis_runtime::DEFAULT_STEP_BUDGET);
     }
 }

@@ -1,0 +1,44 @@
+//! The counters of one pipeline, shared by its engine runs, its sinks and its sources and
+//! rendered on `/metrics`. Lock-free; every field only grows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one pipeline.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events the engine processed.
+    pub events_in: AtomicU64,
+    /// Output events produced.
+    pub events_out: AtomicU64,
+    /// Runtime errors, failed publishes.
+    pub errors: AtomicU64,
+    /// Connector payloads that could not be decoded.
+    pub dropped: AtomicU64,
+    /// Events rejected because they exceeded a budget (steps, memory, outputs per event).
+    pub budget_exceeded: AtomicU64,
+    /// Events refused without running, because the pipeline is `failed`.
+    pub refused: AtomicU64,
+    /// Outputs published but left out of inject answers (`max_outputs_per_response`).
+    pub outputs_omitted: AtomicU64,
+    /// Events published to outbound routes.
+    pub route_published: AtomicU64,
+    /// Events received from inbound routes.
+    pub route_received: AtomicU64,
+    /// Route events dropped: publish queue full past the timeout, broker unreachable, or an
+    /// undecodable inbound message.
+    pub route_dropped: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,132 @@
+//! `/api/v1/pipelines` and `/api/v1/pipelines/{id}`: deploy, list, get, delete.
+
+use super::{find, JsonBody, Shared};
+use crate::connectors::{self, plan};
+use crate::engine::PipelineEngine;
+use crate::error::WorkerError;
+use crate::pipeline::Pipeline;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::Value;
+use std::sync::Arc;
+use varpulis_api::worker::{
+    DeployPipelineRequest, DeployPipelineResponse, PipelineInfo, PipelineList,
+};
+
+fn deployed(p: &Pipeline) -> DeployPipelineResponse {
+    DeployPipelineResponse {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        status: p.status().0.to_owned(),
+    }
+}
+
+/// `POST /api/v1/pipelines`: compiles (off the reactor), restores the optional checkpoint,
+/// registers the pipeline and starts its connections. Idempotent on `id` with the same source.
+pub async fn deploy(
+    State(state): State<Shared>,
+    JsonBody(req): JsonBody<DeployPipelineRequest>,
+) -> Result<(StatusCode, Json<DeployPipelineResponse>), WorkerError> {
+    if state.is_draining() {
+        return Err(WorkerError::Draining);
+    }
+    if req.name.trim().is_empty() {
+        return Err(WorkerError::BadRequest("`name` must not be empty".into()));
+    }
+    if let Some(id) = &req.id {
+        if id.trim().is_empty() {
+            return Err(WorkerError::BadRequest("`id` must not be empty".into()));
+        }
+        if let Some(existing) = state.registry.get(id) {
+            return same_source(&existing, &req.source);
+        }
+    }
+    let worker_mqtt = state.config.mqtt_url.clone();
+    let limits = state.config.limits;
+    let (pipeline, plan) = tokio::task::spawn_blocking(move || {
+        let external = req.connectors.keys().cloned().collect();
+        let engine = PipelineEngine::compile(&req.source, external, &limits)?;
+        let plan = plan::plan(&engine, &req.connectors)?.with_routes(plan::routes::plan(
+            worker_mqtt.as_deref(),
+            req.routes.as_ref(),
+        )?);
+        let id = req
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let pipeline = Pipeline::new(id, req.name, req.source, req.epoch, engine, limits)?;
+        if let Some(cp) = &req.checkpoint {
+            let (bytes, events) = super::checkpoint::decode(cp)?;
+            pipeline
+                .restore_now(&bytes, events)
+                .map_err(WorkerError::BadCheckpoint)?;
+        }
+        Ok::<_, WorkerError>((Arc::new(pipeline), (plan, req.paused)))
+    })
+    .await
+    .map_err(|e| WorkerError::Internal(format!("deploy failed: {e}")))??;
+    match state
+        .registry
+        .insert(pipeline.clone(), state.config.max_pipelines as usize)
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            pipeline.stop();
+            return Err(WorkerError::AtCapacity(state.config.max_pipelines));
+        }
+        Err(existing) => {
+            pipeline.stop();
+            return same_source(&existing, &pipeline.source);
+        }
+    }
+    let (plan, paused) = plan;
+    connectors::start(&state, &pipeline, plan, paused);
+    pipeline
+        .wait_subscribed(state.config.route_subscribe_wait)
+        .await;
+    tracing::info!(id = %pipeline.id, name = %pipeline.name, "pipeline deployed");
+    Ok((StatusCode::CREATED, Json(deployed(&pipeline))))
+}
+
+fn same_source(
+    existing: &Pipeline,
+    source: &str,
+) -> Result<(StatusCode, Json<DeployPipelineResponse>), WorkerError> {
+    if existing.source == source {
+        Ok((StatusCode::OK, Json(deployed(existing))))
+    } else {
+        Err(WorkerError::Conflict(existing.id.clone()))
+    }
+}
+
+/// `GET /api/v1/pipelines`.
+pub async fn list(State(state): State<Shared>) -> Json<PipelineList> {
+    let pipelines: Vec<PipelineInfo> = state.registry.all().iter().map(|p| p.info()).collect();
+    Json(PipelineList {
+        total: pipelines.len(),
+        pipelines,
+    })
+}
+
+/// `GET /api/v1/pipelines/{id}`.
+pub async fn get_one(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<PipelineInfo>, WorkerError> {
+    Ok(Json(find(&state, &id)?.info()))
+}
+
+/// `DELETE /api/v1/pipelines/{id}`: stops connectors and forgets the pipeline.
+pub async fn delete(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, WorkerError> {
+    let p = state
+        .registry
+        .remove(&id)
+        .ok_or_else(|| WorkerError::PipelineNotFound(id.clone()))?;
+    p.stop();
+    tracing::info!(id = %p.id, "pipeline deleted");
+    Ok(Json(serde_json::json!({"deleted": true, "id": p.id})))
+}

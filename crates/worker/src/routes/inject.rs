@@ -1,0 +1,235 @@
+//! `POST /api/v1/pipelines/{id}/events` and `.../events-batch`: events in, outputs out.
+//!
+//! Events run on the pipeline's engine thread, never on the async reactor. Budgets
+//! (docs/worker.md, "Budgets"):
+//! - an event that exceeds a budget (steps, memory, `max_outputs_per_event`) is rejected: its
+//!   outputs are discarded; a single inject answers 422 `budget_exceeded`, a batch lists it in
+//!   `errors` with that code;
+//! - a `failed` pipeline refuses events: 422 `pipeline_failed` (a batch that was partly run
+//!   lists the refused events with that code);
+//! - an answer carries at most `max_outputs_per_response` output events; the others are
+//!   published as usual and counted in `outputs_omitted`.
+
+use super::{find, Shared};
+use crate::engine::{self, Event, Output};
+use crate::error::WorkerError;
+use crate::event_time::{now_ns, parse_rfc3339_ns};
+use crate::pipeline::{EventError, FaultKind, Outcome};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use std::time::Instant;
+use varpulis_api::worker::{BatchInjectRequest, InputEvent};
+
+/// `InjectResponse` with outputs kept as the runtime's JSON (no re-encoding).
+#[derive(Debug, Serialize)]
+pub struct InjectBody {
+    accepted: bool,
+    output_events: Vec<Value>,
+    /// Runtime errors of streams that failed on this event (the others' outputs are kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<String>,
+    /// Output events left out of this answer (`max_outputs_per_response`).
+    #[serde(skip_serializing_if = "is_zero")]
+    outputs_omitted: u64,
+}
+
+/// `BatchInjectResponse` with outputs kept as the runtime's JSON.
+#[derive(Debug, Serialize)]
+pub struct BatchBody {
+    /// Events processed (not rejected by a budget, not refused).
+    accepted: usize,
+    output_events: Vec<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<BatchErrorBody>,
+    /// Output events left out of this answer (`max_outputs_per_response`).
+    #[serde(skip_serializing_if = "is_zero")]
+    outputs_omitted: u64,
+}
+
+/// One failed event of a batch: `{index, error}` plus `code` when it was rejected.
+#[derive(Debug, Serialize)]
+struct BatchErrorBody {
+    index: usize,
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn code_of(kind: FaultKind) -> Option<&'static str> {
+    match kind {
+        FaultKind::Runtime => None,
+        FaultKind::Budget => Some("budget_exceeded"),
+        FaultKind::Refused => Some("pipeline_failed"),
+    }
+}
+
+fn into_json(outputs: &[Output]) -> Vec<Value> {
+    outputs.iter().map(Output::to_json).collect()
+}
+
+fn to_event(ev: &InputEvent, arrival_ns: i64) -> Result<Event, WorkerError> {
+    if ev.event_type.is_empty() {
+        return Err(WorkerError::BadRequest(
+            "`event_type` must not be empty".into(),
+        ));
+    }
+    let ts = match &ev.timestamp {
+        None | Some(Value::Null) => arrival_ns,
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            WorkerError::BadRequest("`timestamp` must be an integer (ns since epoch)".into())
+        })?,
+        Some(Value::String(s)) => parse_rfc3339_ns(s)
+            .ok_or_else(|| WorkerError::BadRequest(format!("`timestamp` `{s}` is not RFC 3339")))?,
+        Some(_) => {
+            return Err(WorkerError::BadRequest(
+                "`timestamp` must be a string or an integer".into(),
+            ))
+        }
+    };
+    Ok(Event::from_json(&ev.event_type, &ev.fields, ts))
+}
+
+/// `POST /api/v1/pipelines/{id}/events`: one event; 422 when it exceeded a budget or the
+/// pipeline is failed.
+pub async fn inject(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    super::JsonBody(ev): super::JsonBody<InputEvent>,
+) -> Result<Json<InjectBody>, WorkerError> {
+    let started = Instant::now();
+    let p = find(&state, &id)?;
+    let event = to_event(&ev, now_ns())?;
+    let keep = state.config.limits.max_outputs_per_response;
+    let Outcome {
+        outputs,
+        omitted,
+        errors,
+    } = p.process(vec![event], keep).await?;
+    state.metrics.inject_latency.observe(started.elapsed());
+    if let Some(e) = errors.iter().find(|e| e.kind != FaultKind::Runtime) {
+        return Err(rejection(e));
+    }
+    Ok(Json(InjectBody {
+        accepted: true,
+        output_events: into_json(&outputs),
+        errors: errors.into_iter().map(|e| e.error).collect(),
+        outputs_omitted: omitted,
+    }))
+}
+
+fn rejection(e: &EventError) -> WorkerError {
+    match e.kind {
+        FaultKind::Refused => WorkerError::PipelineFailed(e.error.clone()),
+        _ => WorkerError::BudgetExceeded(e.error.clone()),
+    }
+}
+
+/// `POST /api/v1/pipelines/{id}/events-batch`: `{events: [...]}`, a bare JSON array, or `.evt`
+/// text (`Content-Type: text/plain`). A parse error rejects the whole batch; runtime errors
+/// and rejections are reported per event.
+pub async fn inject_batch(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<BatchBody>, WorkerError> {
+    let started = Instant::now();
+    let p = find(&state, &id)?;
+    let body = body?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let events = match mime.as_str() {
+        "application/json" => parse_json_batch(&body)?,
+        "text/plain" | "text/x-evt" => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|e| WorkerError::BadRequest(format!("body is not UTF-8: {e}")))?;
+            engine::parse_evt(text).map_err(WorkerError::BadRequest)?
+        }
+        _ => {
+            return Err(WorkerError::UnsupportedMediaType(format!(
+                "expected `application/json` or `text/plain` (.evt), got `{ctype}`"
+            )))
+        }
+    };
+    let total = events.len();
+    let keep = state.config.limits.max_outputs_per_response;
+    // A task of its own: once started, a batch runs to its end even if the caller gives up
+    // (a batch is never left half processed by a timeout).
+    let outcome = state
+        .tasks
+        .spawn(async move { p.process(events, keep).await })
+        .await
+        .map_err(|e| WorkerError::Internal(format!("batch processing failed: {e}")))??;
+    state.metrics.inject_latency.observe(started.elapsed());
+    let rejected = outcome
+        .errors
+        .iter()
+        .filter(|e| e.kind != FaultKind::Runtime)
+        .count();
+    let refused = outcome
+        .errors
+        .iter()
+        .filter(|e| e.kind == FaultKind::Refused)
+        .count();
+    if total > 0 && refused == total {
+        if let Some(e) = outcome.errors.first() {
+            return Err(rejection(e));
+        }
+    }
+    Ok(Json(BatchBody {
+        accepted: total - rejected,
+        output_events: into_json(&outcome.outputs),
+        errors: outcome
+            .errors
+            .into_iter()
+            .map(|e| BatchErrorBody {
+                index: e.index,
+                code: code_of(e.kind),
+                error: e.error,
+            })
+            .collect(),
+        outputs_omitted: outcome.omitted,
+    }))
+}
+
+fn parse_json_batch(body: &[u8]) -> Result<Vec<Event>, WorkerError> {
+    let first = body.iter().find(|c| !c.is_ascii_whitespace()).copied();
+    let input: Vec<InputEvent> = match first {
+        Some(b'[') => serde_json::from_slice(body)
+            .map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?,
+        Some(b'{') => {
+            serde_json::from_slice::<BatchInjectRequest>(body)
+                .map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?
+                .events
+        }
+        _ => {
+            return Err(WorkerError::BadRequest(
+                "expected `{\"events\": [...]}` or a JSON array".into(),
+            ))
+        }
+    };
+    let arrival = now_ns();
+    input
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| {
+            to_event(ev, arrival).map_err(|e| WorkerError::BadRequest(format!("event {i}: {e}")))
+        })
+        .collect()
+}

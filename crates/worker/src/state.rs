@@ -1,0 +1,62 @@
+//! The state every handler and background task of a worker shares.
+
+use crate::config::WorkerConfig;
+use crate::metrics::WorkerMetrics;
+use crate::pipeline::Registry;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// State shared by every handler and background task.
+#[derive(Debug)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: WorkerConfig,
+    /// Deployed pipelines.
+    pub registry: Registry,
+    /// Worker-wide metrics.
+    pub metrics: WorkerMetrics,
+    /// Set by `POST /api/v1/drain` or at shutdown: no new deploys.
+    pub draining: AtomicBool,
+    /// Set once a coordinator accepted our registration (or at once when standalone).
+    pub registered: AtomicBool,
+    /// Cancelled when the worker shuts down; every background task watches it.
+    pub shutdown: CancellationToken,
+    /// Connector and processing tasks, awaited at shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    /// Fresh state for a validated config.
+    pub fn new(config: WorkerConfig) -> Self {
+        Self {
+            config,
+            registry: Registry::default(),
+            metrics: WorkerMetrics::default(),
+            draining: AtomicBool::new(false),
+            registered: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Whether new deploys are refused.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Refuses new deploys from now on (`/ready` answers 503).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a coordinator accepted the registration (or the worker is standalone).
+    pub fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the worker is registered.
+    pub fn set_registered(&self, registered: bool) {
+        self.registered.store(registered, Ordering::Relaxed);
+    }
+}
