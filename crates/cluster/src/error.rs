@@ -124,6 +124,21 @@ pub enum Error {
     /// Placement found no eligible worker.
     #[error("no worker available: {0}")]
     NoWorkerAvailable(String),
+    /// A field, a collection or a cluster-wide count is over its configured limit
+    /// ([`crate::limits`]); checked before proposing, so nothing was stored.
+    #[error("{what} is {actual}, over the limit of {max} ({limit})")]
+    LimitExceeded {
+        /// The limit's configuration key (`limits.max_labels`, ...).
+        limit: String,
+        /// What was measured.
+        what: String,
+        /// Its size or count.
+        actual: u64,
+        /// The limit.
+        max: u64,
+        /// Whether the request itself is too large (413) or the cluster is full (400).
+        scope: LimitScope,
+    },
     /// A checkpoint is larger than the configured cap.
     #[error("checkpoint of {size} bytes exceeds the limit of {max} bytes")]
     CheckpointTooLarge {
@@ -132,6 +147,16 @@ pub enum Error {
         /// The cap.
         max: usize,
     },
+}
+
+/// What a [`Error::LimitExceeded`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    /// A field or a count inside the request (answered 413).
+    Request,
+    /// A cluster-wide count: workers, groups, connectors (answered 400).
+    Cluster,
 }
 
 impl Error {
@@ -160,6 +185,7 @@ impl Error {
             Error::WorkerUnavailable { .. } => "worker_unavailable",
             Error::NoWorkerAvailable(_) => "no_worker_available",
             Error::CheckpointTooLarge { .. } => "payload_too_large",
+            Error::LimitExceeded { .. } => "limit_exceeded",
         }
     }
 
@@ -188,6 +214,10 @@ impl Error {
             | Error::WrongWorker { .. }
             | Error::WorkerUnavailable { .. } => 409,
             Error::CheckpointTooLarge { .. } => 413,
+            Error::LimitExceeded { scope, .. } => match scope {
+                LimitScope::Request => 413,
+                LimitScope::Cluster => 400,
+            },
             Error::NoWorkerAvailable(_) => 503,
         }
     }

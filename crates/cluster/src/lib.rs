@@ -9,12 +9,14 @@
 //! Modules: [`state`] (the state and `apply`), [`command`] (commands and responses),
 //! [`registry`] (workers and their transition table), [`group`] (groups, placements, spec
 //! validation), [`placement`] (strategies and plans), [`routing`], [`migration`],
-//! [`connector`], [`error`] and [`views`] (API DTOs). See `docs/cluster-state.md`.
+//! [`connector`], [`error`], [`views`] (API DTOs) and [`limits`] (checked before proposing).
+//! See `docs/cluster-state.md`.
 
 pub mod command;
 pub mod connector;
 pub mod error;
 pub mod group;
+pub mod limits;
 pub mod migration;
 pub mod placement;
 pub mod registry;
@@ -24,7 +26,8 @@ pub mod version;
 pub mod views;
 
 pub use command::{Command, CommandResponse, Outcome, PlacementAssignment, RegisterWorker};
-pub use error::Error;
+pub use error::{Error, LimitScope};
+pub use limits::Limits;
 pub use group::{Group, GroupStatus, Placement, PlacementStatus};
 pub use migration::{Migration, MigrationReason, MigrationStatus};
 pub use registry::{Worker, WorkerStatus};
