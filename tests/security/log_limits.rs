@@ -34,27 +34,47 @@ async fn oversized_labels_under_write_load_are_refused_and_writes_keep_committin
         }
         t
     };
+    // Five 9 MB registrations, without any credential, encoded before the clock starts (the
+    // writers below time the cluster, not this process's JSON encoder).
+    let stranger = Api::new(None).with_timeout(Duration::from_secs(60));
+    let blob = "x".repeat(9 * 1024 * 1024);
+    let bodies: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let body = with_labels(&format!("big-{i}"), json!({ "blob": blob }));
+            serde_json::to_vec(&body).expect("json")
+        })
+        .collect();
+
     let via_leader = Writer::start(&ens.api, &ens.coords[leader].url);
     let via_follower = Writer::start(&ens.api, &ens.coords[follower].url);
     via_leader.wait_progress(10, Duration::from_secs(20)).await;
 
-    // Five 9 MB registrations at once, without any credential, through every coordinator.
-    let stranger = Api::new(None).with_timeout(Duration::from_secs(60));
-    let blob = "x".repeat(9 * 1024 * 1024);
+    // All five at once, through every coordinator.
     let mut attacks = Vec::new();
-    for i in 0..5 {
+    for (i, body) in bodies.into_iter().enumerate() {
         let url = ens.cluster_url(i % 3, "/workers/register");
-        let body = with_labels(&format!("big-{i}"), json!({ "blob": blob }));
         let api = stranger.clone();
-        attacks.push(tokio::spawn(async move { api.post(&url, &body).await }));
+        attacks.push(tokio::spawn(async move {
+            api.post_raw(&url, body, "application/json").await
+        }));
     }
     for a in attacks {
         let r = a.await.expect("task").expect("an answer, not a reset");
+        // Refused before it is parsed (the registration body limit follows the label limits).
         r.expect_error(413);
         assert_eq!(r.body["code"], "limit_exceeded", "{}", r.text);
-        assert!(r.body["error"].as_str().unwrap_or("").contains("limits.max_label_bytes"));
+        assert!(r.text.contains("limits.max_label_bytes"), "{}", r.text);
         assert!(r.text.len() < 1000, "the answer does not echo the label");
     }
+    // A label just over its limit (in a small body) is refused by the limit check.
+    let over = json!({ "zone": "z".repeat(257) });
+    let r = stranger
+        .post(&ens.cluster_url(1, "/workers/register"), &with_labels("over", over))
+        .await
+        .unwrap();
+    r.expect_error(413);
+    assert_eq!(r.body["code"], "limit_exceeded", "{}", r.text);
+    assert!(r.text.contains("limits.max_label_bytes"), "{}", r.text);
     // Too many labels, and a key too long: refused too. At the limit: accepted.
     let many: serde_json::Map<String, Value> =
         (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
@@ -82,9 +102,15 @@ async fn oversized_labels_under_write_load_are_refused_and_writes_keep_committin
     via_follower.wait_progress(20, Duration::from_secs(20)).await;
     for (name, w) in [("leader", via_leader), ("follower", via_follower)] {
         let stats = w.finish().await;
+        eprintln!(
+            "writes via the {name}: {} acknowledged, slowest {:?}",
+            stats.ok, stats.slowest
+        );
         assert!(stats.failed.is_empty(), "writes via the {name} failed: {:?}", stats.failed);
+        // Before: every write stopped for about 90 s. A loaded test machine may be slow, but
+        // not that slow.
         assert!(
-            stats.slowest < Duration::from_secs(3),
+            stats.slowest < Duration::from_secs(5),
             "a write via the {name} took {:?}",
             stats.slowest
         );
@@ -100,7 +126,11 @@ async fn oversized_labels_under_write_load_are_refused_and_writes_keep_committin
         .iter()
         .filter_map(|w| w["id"].as_str().map(str::to_owned))
         .collect();
-    assert!(ids.iter().all(|id| !id.starts_with("big-") && id != "many"), "{ids:?}");
+    assert!(
+        ids.iter()
+            .all(|id| !id.starts_with("big-") && id != "many" && id != "over"),
+        "{ids:?}"
+    );
     assert!(ids.iter().any(|id| id == "full"), "{ids:?}");
 }
 
@@ -139,6 +169,7 @@ async fn configured_limits_refuse_groups_and_connectors_before_anything_is_store
     let long_name = json!({"name": "g".repeat(200), "pipelines": [pipeline(0)]});
     let r = ens.api.post(&groups, &long_name).await.unwrap();
     r.expect_error(413);
+    assert!(r.text.contains("limits.max_name_bytes"), "{}", r.text);
 
     let r = ens.api.get(&groups).await.unwrap();
     assert_eq!(r.body["total"], 0, "nothing stored: {}", r.text);

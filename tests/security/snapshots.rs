@@ -7,6 +7,13 @@ use crate::harness::{fake_worker, wait_until, Ensemble, Opts};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// `last_applied` from `GET /ready` (cheap: no state hash) of coordinator `i`.
+async fn applied(ens: &Ensemble, i: usize) -> Option<u64> {
+    let api = ens.api.with_timeout(Duration::from_secs(2));
+    let r = api.get(&format!("{}/ready", ens.coords[i].url)).await.ok()?;
+    r.body["last_applied"].as_u64()
+}
+
 /// Registrations with 32 labels of 256 bytes: about 8.5 KB each in the state.
 fn heavy_worker(id: &str) -> Value {
     let labels: serde_json::Map<String, Value> = (0..32)
@@ -76,13 +83,53 @@ async fn a_large_state_reaches_a_restarted_follower_in_chunks_while_writes_commi
     .await;
     let term_before = term(&ens, leader).await;
 
-    // Bring the follower back while writes keep going through the leader.
+    // Bring the follower back while writes keep going through the leader, and while a stranger
+    // (no credentials) polls every node's `GET /raft/metrics`, which hashes the whole state:
+    // hashing must not hold up consensus.
     let writer = Writer::start(&ens.api, &ens.coords[leader].url);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let urls = ens.coord_urls();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut polls = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for url in &urls {
+                    let _ = client
+                        .get(format!("{url}/raft/metrics"))
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    polls += 1;
+                }
+            }
+            polls
+        })
+    };
     writer.wait_progress(5, Duration::from_secs(20)).await;
+    let target = applied(&ens, leader).await.expect("leader's applied index");
     ens.coords[lagging].proc.restart();
-    wait_converged(&ens, &[0, 1, 2], Duration::from_secs(90)).await;
+    let me = &ens;
+    let started = std::time::Instant::now();
+    wait_until(
+        "the restarted follower caught up",
+        Duration::from_secs(90),
+        Duration::from_millis(100),
+        || async move { (applied(me, lagging).await? >= target).then_some(()) },
+    )
+    .await;
+    eprintln!("caught up in {:?}", started.elapsed());
     writer.wait_progress(20, Duration::from_secs(20)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let polls = poller.await.expect("poller");
     let stats = writer.finish().await;
+    eprintln!("GET /raft/metrics polled {polls} times meanwhile");
+    eprintln!(
+        "writes during the transfer: {} acknowledged, slowest {:?}",
+        stats.ok, stats.slowest
+    );
+    wait_converged(&ens, &[0, 1, 2], Duration::from_secs(60)).await;
     assert!(stats.failed.is_empty(), "{:?}", stats.failed);
     assert!(
         stats.slowest < Duration::from_secs(3),

@@ -181,6 +181,21 @@ impl Limits {
         Ok(())
     }
 
+    /// Largest accepted body of a worker registration: every field at its limit, plus room for
+    /// the capacity and the list of running pipelines a worker reports (at least 1 MiB). A
+    /// larger body is refused before it is read.
+    pub fn registration_body_bytes(&self) -> usize {
+        let labels = self
+            .max_labels
+            .saturating_mul(self.max_label_bytes.saturating_mul(2).saturating_add(8));
+        let fields = self
+            .max_id_bytes
+            .saturating_add(self.max_address_bytes)
+            .saturating_add(self.max_secret_bytes);
+        let total = labels.saturating_add(fields).saturating_add(1024 * 1024);
+        usize::try_from(total).unwrap_or(usize::MAX)
+    }
+
     /// Checks that every limit is usable (at least 1; checkpoints within the hard cap).
     pub fn validate(&self) -> Result<(), String> {
         let mut copy = self.clone();
@@ -281,6 +296,26 @@ fn clamp_opt(text: &mut Option<String>, max: u64) {
     if let Some(t) = text {
         clamp(t, max);
     }
+}
+
+/// Checks the size of a registration's body (bytes) against
+/// [`Limits::registration_body_bytes`], before it is parsed.
+pub fn check_registration_body(limits: &Limits, len: usize) -> Result<(), Error> {
+    let max = limits.registration_body_bytes();
+    if len > max {
+        return Err(exceeded(
+            LimitScope::Request,
+            "max_labels",
+            format!(
+                "the registration body (bytes; its size follows limits.max_labels, \
+                 limits.max_label_bytes, limits.max_id_bytes, limits.max_address_bytes and \
+                 limits.max_secret_bytes)"
+            ),
+            len as u64,
+            max as u64,
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the sizes of a worker registration.
@@ -810,6 +845,23 @@ mod tests {
         for key in LIMIT_KEYS {
             assert!(all.slot(key).is_some(), "{key}");
         }
+    }
+
+    #[test]
+    fn the_registration_body_limit_follows_the_label_limits() {
+        let l = Limits::default();
+        assert!(l.registration_body_bytes() >= 1024 * 1024);
+        assert!(l.registration_body_bytes() < 2 * 1024 * 1024);
+        let big = Limits {
+            max_labels: 1000,
+            max_label_bytes: 4096,
+            ..Limits::default()
+        };
+        assert!(big.registration_body_bytes() > 8 * 1024 * 1024);
+        assert!(check_registration_body(&l, 1000).is_ok());
+        let (msg, status) = refused(check_registration_body(&l, 9 * 1024 * 1024));
+        assert_eq!(status, 413);
+        assert!(msg.contains("limits.max_label_bytes"), "{msg}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod body_cap;
 pub mod checkpoint;
 pub mod config;
 pub mod deploy;

@@ -567,21 +567,52 @@ impl RaftNode {
     }
 
     /// The last applied index and the hash of the state at that index (cached per index).
+    ///
+    /// The state is taken by reference under the read lock, copied, and the copy hashed:
+    /// `apply` takes the write lock on the consensus runtime's only thread, and hashing a large
+    /// state while holding the lock would stall heartbeats (anyone may poll
+    /// `GET /raft/metrics`). `apply` waits for the reference to go while the copy is made,
+    /// yielding that thread (see [`crate::state_machine`]). Concurrent callers share one
+    /// computation (they wait on the cache and find it filled).
     pub fn applied_hash(&self) -> (Option<u64>, String) {
-        let guard = read_lock(&self.inner.shared);
+        // Never wait for the cache (a computation may be running) while holding the state lock.
+        let current = read_lock(&self.inner.shared).last_applied;
+        if let Some(hit) = self.cached_hash(current) {
+            return hit;
+        }
+        let (index, state) = {
+            let guard = read_lock(&self.inner.shared);
+            (guard.last_applied, Arc::clone(&guard.state))
+        };
         let mut cache = self
             .inner
             .hash_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some((index, hash)) = cache.as_ref() {
-            if *index == guard.last_applied {
-                return (*index, hash.clone());
+        if let Some((cached, hash)) = cache.as_ref() {
+            if *cached == index {
+                return (index, hash.clone());
             }
         }
-        let hash = guard.state.state_hash();
-        *cache = Some((guard.last_applied, hash.clone()));
-        (guard.last_applied, hash)
+        // Copy, let go of the shared state (so `apply` waits at most for the copy, which is
+        // much cheaper than serializing and hashing), then hash the copy.
+        let copy = ClusterState::clone(&state);
+        drop(state);
+        let hash = copy.state_hash();
+        *cache = Some((index, hash.clone()));
+        (index, hash)
+    }
+
+    fn cached_hash(&self, index: Option<u64>) -> Option<(Option<u64>, String)> {
+        let cache = self
+            .inner
+            .hash_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match cache.as_ref() {
+            Some((cached, hash)) if *cached == index => Some((index, hash.clone())),
+            _ => None,
+        }
     }
 
     /// Adds a learner (it receives the log but does not vote); waits until it caught up.

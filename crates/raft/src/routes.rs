@@ -301,7 +301,7 @@ async fn add_learner(
         );
     }
     match node.add_learner(req.node_id, req.address).await {
-        Ok(()) => Json(node.metrics_view()).into_response(),
+        Ok(()) => view_response(node).await,
         Err(e) => admin_error_response(&e),
     }
 }
@@ -322,11 +322,25 @@ async fn change_membership(
         );
     }
     match node.change_membership(members).await {
-        Ok(()) => Json(node.metrics_view()).into_response(),
+        Ok(()) => view_response(node).await,
         Err(e) => admin_error_response(&e),
     }
 }
 
 async fn metrics(State(node): State<RaftNode>) -> Response {
-    Json(node.metrics_view()).into_response()
+    view_response(node).await
+}
+
+/// The node's metrics view with its state hash. Hashing is proportional to the state (and
+/// concurrent callers wait for one computation): it runs on the blocking pool, never on the
+/// async workers that also serve the peer RPCs, so anyone polling `GET /raft/metrics` cannot
+/// hold up heartbeats.
+async fn view_response(node: RaftNode) -> Response {
+    match tokio::task::spawn_blocking(move || node.metrics_view()).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorBody::new("internal", format!("metrics task: {e}")),
+        ),
+    }
 }

@@ -12,6 +12,12 @@
 //! are a lock and a borrow), a `watch` of the last applied index, and a broadcast of every applied
 //! command with its index.
 //!
+//! The state sits behind an `Arc`: a reader with long work to do on it (hashing it for
+//! `GET /raft/metrics`) takes a reference under the lock and works without holding the lock.
+//! `apply` then waits, yielding the consensus thread, until such references are gone before it
+//! mutates the state in place ([`wait_for_readers`]); it never blocks the thread behind a slow
+//! reader, so heartbeats keep flowing however large the state is.
+//!
 //! The work proportional to the state's size (serializing it into a snapshot, decoding a
 //! received one, writing either to sled) runs on the blocking pool: the consensus runtime has one
 //! thread, and a snapshot of a large state built there would stop heartbeats long enough for a
@@ -46,8 +52,9 @@ const EVENTS_CAPACITY: usize = 4096;
 /// the index it is reported with.
 #[derive(Debug, Default)]
 pub struct AppliedState {
-    /// The cluster state after applying every entry up to `last_applied`.
-    pub state: ClusterState,
+    /// The cluster state after applying every entry up to `last_applied` (shared with readers
+    /// that work on it outside the lock; `apply` waits for them, see the module docs).
+    pub state: Arc<ClusterState>,
     /// Index of the last applied entry (`None` before anything was applied).
     pub last_applied: Option<u64>,
 }
@@ -93,6 +100,22 @@ pub(crate) fn read_lock(s: &RwLock<AppliedState>) -> RwLockReadGuard<'_, Applied
 
 fn write_lock(s: &RwLock<AppliedState>) -> RwLockWriteGuard<'_, AppliedState> {
     s.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Longest `apply` waits for readers holding a reference to the state before it copies the
+/// state instead (a reader that never lets go must not stop the log).
+const READER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits, yielding the thread, until no reader holds a reference to the state (then `apply`
+/// mutates it in place instead of copying it), or [`READER_PATIENCE`] has passed.
+async fn wait_for_readers(shared: &RwLock<AppliedState>) {
+    let deadline = tokio::time::Instant::now() + READER_PATIENCE;
+    while Arc::strong_count(&read_lock(shared).state) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// Persistent store of the current snapshot.
@@ -221,7 +244,7 @@ impl StateMachine {
         let (events, _) = broadcast::channel(EVENTS_CAPACITY);
         Ok(Self {
             shared: Arc::new(RwLock::new(AppliedState {
-                state,
+                state: Arc::new(state),
                 last_applied: index,
             })),
             last_applied,
@@ -324,6 +347,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         let mut applied = Vec::new();
+        wait_for_readers(&self.shared).await;
         {
             let mut guard = write_lock(&self.shared);
             for entry in entries {
@@ -332,7 +356,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 match entry.payload {
                     EntryPayload::Blank => responses.push(noop_response()),
                     EntryPayload::Normal(cmd) => {
-                        let resp = guard.state.apply(&cmd);
+                        // In place unless a reader took a reference since `wait_for_readers`.
+                        let resp = Arc::make_mut(&mut guard.state).apply(&cmd);
                         responses.push(resp.clone());
                         applied.push(AppliedEvent::Command(Arc::new(AppliedCommand {
                             index: entry.log_id.index,
@@ -359,7 +384,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_seq += 1;
-        let state = read_lock(&self.shared).state.clone();
+        // A deep copy: the builder serializes it while `apply` goes on.
+        let state = ClusterState::clone(&read_lock(&self.shared).state);
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
             None => format!("none-{}", self.snapshot_seq),
@@ -402,7 +428,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.store.save(stored, true).await?;
         {
             let mut guard = write_lock(&self.shared);
-            guard.state = state;
+            guard.state = Arc::new(state);
             guard.last_applied = meta.last_log_id.map(|l| l.index);
         }
         self.last_applied = meta.last_log_id;
@@ -512,5 +538,39 @@ mod tests {
         drop(sm);
         let reopened = StateMachine::open(&db).unwrap();
         assert!(read_lock(&reopened.shared).state.worker("new").is_some());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn apply_waits_for_a_reader_without_blocking_the_thread() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut sm = StateMachine::open(&db).unwrap();
+        let shared = sm.shared();
+        // A reader working on the state outside the lock (a hash of `GET /raft/metrics`).
+        let held = Arc::clone(&read_lock(&shared).state);
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let counter = ticks.clone();
+        // Stands for the heartbeats sharing the one consensus thread.
+        let beat = tokio::spawn(async move {
+            loop {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        });
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(Command::Noop),
+        };
+        let apply = tokio::spawn(async move { sm.apply(vec![entry]).await.map(|r| r.len()) });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!apply.is_finished(), "apply waits for the reader");
+        assert!(ticks.load(Ordering::SeqCst) > 5, "the thread stays free meanwhile");
+        drop(held);
+        assert_eq!(apply.await.unwrap().unwrap(), 1);
+        assert_eq!(read_lock(&shared).last_applied, Some(1));
+        // Mutated in place: nobody else holds the state now.
+        assert_eq!(Arc::strong_count(&read_lock(&shared).state), 1);
+        beat.abort();
     }
 }

@@ -47,6 +47,8 @@ pub async fn create(
     ApiJson(spec): ApiJson<PipelineGroupSpec>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
+    // Sizes first (cheap), before the VPL check and placement (docs/security.md).
+    varpulis_cluster::limits::check_group_spec(&state.config.limits, &spec)?;
     let connectors: Vec<String> = state.read(|s| s.connectors().map(|c| c.name.clone()).collect());
     crate::validate::check_group(&spec, connectors).map_err(ApiError::InvalidVpl)?;
     let group_id = uuid::Uuid::new_v4().to_string();
@@ -529,6 +531,7 @@ async fn roll(
     state_mode: Option<StateMode>,
     restores: Option<u64>,
 ) -> Result<Response, ApiError> {
+    varpulis_cluster::limits::check_group_spec(&state.config.limits, &spec)?;
     let connectors: Vec<String> = state.read(|s| s.connectors().map(|c| c.name.clone()).collect());
     crate::validate::check_group(&spec, connectors).map_err(ApiError::InvalidVpl)?;
     let current = state

@@ -76,8 +76,16 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::auth::require_api_key,
         ));
+    // A registration larger than its fields' limits allow is refused before it is parsed
+    // (docs/security.md): a 9 MB body must not cost the leader a 9 MB parse.
     let worker_routes = Router::new()
-        .route("/api/v1/cluster/workers/register", post(workers::register))
+        .route(
+            "/api/v1/cluster/workers/register",
+            post(workers::register).layer(from_fn_with_state(
+                state.clone(),
+                crate::body_cap::cap_registration,
+            )),
+        )
         .route(
             "/api/v1/cluster/workers/{id}/heartbeat",
             post(workers::heartbeat),
