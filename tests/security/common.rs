@@ -34,7 +34,12 @@ pub fn registration_entry(term: u64, leader: u64, index: u64, worker_id: &str) -
 }
 
 /// `POST {url}{path}` with `body` and the given extra headers.
-pub async fn raw_post(url: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+pub async fn raw_post(
+    url: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (u16, Value) {
     let client = reqwest::Client::new();
     let mut req = client
         .post(format!("{url}{path}"))

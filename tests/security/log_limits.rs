@@ -69,7 +69,10 @@ async fn oversized_labels_under_write_load_are_refused_and_writes_keep_committin
     // A label just over its limit (in a small body) is refused by the limit check.
     let over = json!({ "zone": "z".repeat(257) });
     let r = stranger
-        .post(&ens.cluster_url(1, "/workers/register"), &with_labels("over", over))
+        .post(
+            &ens.cluster_url(1, "/workers/register"),
+            &with_labels("over", over),
+        )
         .await
         .unwrap();
     r.expect_error(413);
@@ -79,13 +82,19 @@ async fn oversized_labels_under_write_load_are_refused_and_writes_keep_committin
     let many: serde_json::Map<String, Value> =
         (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
     let r = stranger
-        .post(&ens.cluster_url(0, "/workers/register"), &with_labels("many", Value::Object(many)))
+        .post(
+            &ens.cluster_url(0, "/workers/register"),
+            &with_labels("many", Value::Object(many)),
+        )
         .await
         .unwrap();
     r.expect_error(413);
     let long_key = json!({ "k".repeat(300): "v" });
     let r = stranger
-        .post(&ens.cluster_url(1, "/workers/register"), &with_labels("long-key", long_key))
+        .post(
+            &ens.cluster_url(1, "/workers/register"),
+            &with_labels("long-key", long_key),
+        )
         .await
         .unwrap();
     r.expect_error(413);
@@ -93,20 +102,29 @@ async fn oversized_labels_under_write_load_are_refused_and_writes_keep_committin
         .map(|i| (format!("{i:0>256}"), json!("v".repeat(256))))
         .collect();
     let r = stranger
-        .post(&ens.cluster_url(2, "/workers/register"), &with_labels("full", Value::Object(full)))
+        .post(
+            &ens.cluster_url(2, "/workers/register"),
+            &with_labels("full", Value::Object(full)),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.text);
 
     via_leader.wait_progress(20, Duration::from_secs(20)).await;
-    via_follower.wait_progress(20, Duration::from_secs(20)).await;
+    via_follower
+        .wait_progress(20, Duration::from_secs(20))
+        .await;
     for (name, w) in [("leader", via_leader), ("follower", via_follower)] {
         let stats = w.finish().await;
         eprintln!(
             "writes via the {name}: {} acknowledged, slowest {:?}",
             stats.ok, stats.slowest
         );
-        assert!(stats.failed.is_empty(), "writes via the {name} failed: {:?}", stats.failed);
+        assert!(
+            stats.failed.is_empty(),
+            "writes via the {name} failed: {:?}",
+            stats.failed
+        );
         // Before: every write stopped for about 90 s. A loaded test machine may be slow, but
         // not that slow.
         assert!(
@@ -116,7 +134,12 @@ async fn oversized_labels_under_write_load_are_refused_and_writes_keep_committin
         );
     }
     for (i, before) in terms_before.iter().enumerate() {
-        assert_eq!(term(&ens, i).await, *before, "no election on coordinator {}", i + 1);
+        assert_eq!(
+            term(&ens, i).await,
+            *before,
+            "no election on coordinator {}",
+            i + 1
+        );
     }
     wait_converged(&ens, &[0, 1, 2], Duration::from_secs(20)).await;
     let ids: Vec<String> = ens
@@ -152,13 +175,18 @@ async fn configured_limits_refuse_groups_and_connectors_before_anything_is_store
     };
     let ens = Ensemble::start(1, 0, opts).await;
     let groups = ens.cluster_url(0, "/pipeline-groups");
-    let pipeline = |i: usize| json!({"name": format!("p{i}"), "source": "stream A = EventA .emit(v: 1)"});
+    let pipeline =
+        |i: usize| json!({"name": format!("p{i}"), "source": "stream A = EventA .emit(v: 1)"});
 
     let four = json!({"name": "wide", "pipelines": (0..4).map(pipeline).collect::<Vec<_>>()});
     let r = ens.api.post(&groups, &four).await.unwrap();
     r.expect_error(413);
     assert_eq!(r.body["code"], "limit_exceeded", "{}", r.text);
-    assert!(r.text.contains("limits.max_pipelines_per_group"), "{}", r.text);
+    assert!(
+        r.text.contains("limits.max_pipelines_per_group"),
+        "{}",
+        r.text
+    );
 
     let source = format!("# {}\nstream A = EventA .emit(v: 1)", "x".repeat(3000));
     let big = json!({"name": "big", "pipelines": [{"name": "p", "source": source}]});
@@ -213,7 +241,11 @@ async fn configured_limits_refuse_groups_and_connectors_before_anything_is_store
         .expect_status(201);
     let mut huge_param = connector("d");
     huge_param["params"]["password"] = json!("p".repeat(20_000));
-    ens.api.delete(&format!("{connectors}/c")).await.unwrap().expect_ok();
+    ens.api
+        .delete(&format!("{connectors}/c"))
+        .await
+        .unwrap()
+        .expect_ok();
     let r = ens.api.post(&connectors, &huge_param).await.unwrap();
     r.expect_error(413);
     assert!(r.text.contains("limits.max_param_bytes"), "{}", r.text);

@@ -69,8 +69,13 @@ async fn forged_append_with_the_api_key_is_refused_and_states_stay_identical() {
             "entries": [registration_entry(t, 99, last + 1, "forged-worker")],
             "leader_commit": null,
         });
-        let (status, body) =
-            raw_post(url, "/raft/append", &[(SECRET_HEADER, PEER_SECRET)], &stranger).await;
+        let (status, body) = raw_post(
+            url,
+            "/raft/append",
+            &[(SECRET_HEADER, PEER_SECRET)],
+            &stranger,
+        )
+        .await;
         assert_eq!(status, 403, "{body}");
         assert_eq!(body["code"], "not_a_member", "{body}");
         // Entries with a gap are refused before openraft sees them.
@@ -96,7 +101,10 @@ async fn forged_append_with_the_api_key_is_refused_and_states_stay_identical() {
             .iter()
             .filter_map(|w| w["id"].as_str().map(str::to_owned))
             .collect();
-        assert!(!ids.iter().any(|id| id == "forged-worker"), "node {i}: {ids:?}");
+        assert!(
+            !ids.iter().any(|id| id == "forged-worker"),
+            "node {i}: {ids:?}"
+        );
         assert!(ids.iter().any(|id| id == "after"), "node {i}: {ids:?}");
     }
     assert_eq!(futures_terms(&ens).await, terms, "no election happened");
@@ -140,12 +148,21 @@ async fn term_bomb_is_refused_and_a_later_failover_elects_a_leader() {
             "entries": [],
             "leader_commit": null,
         });
-        let (status, body) =
-            raw_post(url, "/raft/append", &[(SECRET_HEADER, PEER_SECRET)], &append_bomb).await;
+        let (status, body) = raw_post(
+            url,
+            "/raft/append",
+            &[(SECRET_HEADER, PEER_SECRET)],
+            &append_bomb,
+        )
+        .await;
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["code"], "term_out_of_range", "{body}");
     }
-    assert_eq!(futures_terms(&ens).await, terms, "the cluster kept its term");
+    assert_eq!(
+        futures_terms(&ens).await,
+        terms,
+        "the cluster kept its term"
+    );
 
     // Lose the leader: the survivors elect a new one at a normal term, without panicking.
     ens.coords[leader].proc.kill();
@@ -165,7 +182,11 @@ async fn term_bomb_is_refused_and_a_later_failover_elects_a_leader() {
     for &i in &survivors {
         assert!(ens.coords[i].proc.is_up(), "coordinator {} died", i + 1);
         let logs = ens.coords[i].proc.log_tail(400);
-        assert!(!logs.contains("panicked"), "coordinator {} panicked:\n{logs}", i + 1);
+        assert!(
+            !logs.contains("panicked"),
+            "coordinator {} panicked:\n{logs}",
+            i + 1
+        );
     }
 }
 
@@ -193,7 +214,12 @@ async fn without_a_peer_secret_the_api_key_still_opens_raft_rpcs_with_a_warning(
         "start-up warning about the missing peer secret",
         Duration::from_secs(10),
         Duration::from_millis(100),
-        || async move { c.proc.log_tail(200).contains("no --peer-secret set").then_some(()) },
+        || async move {
+            c.proc
+                .log_tail(200)
+                .contains("no --peer-secret set")
+                .then_some(())
+        },
     )
     .await;
 
@@ -203,16 +229,31 @@ async fn without_a_peer_secret_the_api_key_still_opens_raft_rpcs_with_a_warning(
     let url = &closed.coords[0].url;
     let (status, _) = raw_post(url, "/raft/vote", &[("x-api-key", ADMIN_KEY)], &stranger).await;
     assert_eq!(status, 401);
-    let (status, body) =
-        raw_post(url, "/raft/vote", &[(SECRET_HEADER, PEER_SECRET)], &stranger).await;
+    let (status, body) = raw_post(
+        url,
+        "/raft/vote",
+        &[(SECRET_HEADER, PEER_SECRET)],
+        &stranger,
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     let learner = json!({"node_id": 7, "address": "http://127.0.0.1:9"});
-    let (status, _) =
-        raw_post(url, "/raft/add-learner", &[(SECRET_HEADER, PEER_SECRET)], &learner).await;
+    let (status, _) = raw_post(
+        url,
+        "/raft/add-learner",
+        &[(SECRET_HEADER, PEER_SECRET)],
+        &learner,
+    )
+    .await;
     assert_eq!(status, 401, "the peer secret is not an admin credential");
-    let r = reqwest::get(format!("{url}/raft/metrics")).await.expect("metrics");
+    let r = reqwest::get(format!("{url}/raft/metrics"))
+        .await
+        .expect("metrics");
     assert_eq!(r.status().as_u16(), 200);
-    assert!(!closed.coords[0].proc.log_tail(200).contains("no --peer-secret"));
+    assert!(!closed.coords[0]
+        .proc
+        .log_tail(200)
+        .contains("no --peer-secret"));
     // Writes work: the node's own Raft traffic carries the secret.
     register(&closed, 0, "w").await;
 }

@@ -10,14 +10,22 @@ use std::time::Duration;
 /// `last_applied` from `GET /ready` (cheap: no state hash) of coordinator `i`.
 async fn applied(ens: &Ensemble, i: usize) -> Option<u64> {
     let api = ens.api.with_timeout(Duration::from_secs(2));
-    let r = api.get(&format!("{}/ready", ens.coords[i].url)).await.ok()?;
+    let r = api
+        .get(&format!("{}/ready", ens.coords[i].url))
+        .await
+        .ok()?;
     r.body["last_applied"].as_u64()
 }
 
 /// Registrations with 32 labels of 256 bytes: about 8.5 KB each in the state.
 fn heavy_worker(id: &str) -> Value {
     let labels: serde_json::Map<String, Value> = (0..32)
-        .map(|i| (format!("label-{i:02}"), json!(format!("{id}-{}", "v".repeat(240)))))
+        .map(|i| {
+            (
+                format!("label-{i:02}"),
+                json!(format!("{id}-{}", "v".repeat(240))),
+            )
+        })
         .collect();
     let mut body = fake_worker(id);
     body["labels"] = Value::Object(labels);

@@ -125,7 +125,7 @@ pub enum Error {
     #[error("no worker available: {0}")]
     NoWorkerAvailable(String),
     /// A field, a collection or a cluster-wide count is over its configured limit
-    /// ([`crate::limits`]); checked before proposing, so nothing was stored.
+    /// (the `limits` module); checked before proposing, so nothing was stored.
     #[error("{what} is {actual}, over the limit of {max} ({limit})")]
     LimitExceeded {
         /// The limit's configuration key (`limits.max_labels`, ...).

@@ -27,8 +27,8 @@ pub mod views;
 
 pub use command::{Command, CommandResponse, Outcome, PlacementAssignment, RegisterWorker};
 pub use error::{Error, LimitScope};
-pub use limits::Limits;
 pub use group::{Group, GroupStatus, Placement, PlacementStatus};
+pub use limits::Limits;
 pub use migration::{Migration, MigrationReason, MigrationStatus};
 pub use registry::{Worker, WorkerStatus};
 pub use state::{ClusterState, IDEMPOTENCY_CAPACITY, MAX_CHECKPOINT_BYTES};

@@ -171,12 +171,9 @@ impl Limits {
             .replace('_', "")
             .parse()
             .map_err(|_| format!("`{assignment}`: the value must be a whole number"))?;
-        let slot = self.slot(key).ok_or_else(|| {
-            format!(
-                "unknown limit `{key}` (known: {})",
-                LIMIT_KEYS.join(", ")
-            )
-        })?;
+        let slot = self
+            .slot(key)
+            .ok_or_else(|| format!("unknown limit `{key}` (known: {})", LIMIT_KEYS.join(", ")))?;
         *slot = value;
         Ok(())
     }
@@ -306,11 +303,10 @@ pub fn check_registration_body(limits: &Limits, len: usize) -> Result<(), Error>
         return Err(exceeded(
             LimitScope::Request,
             "max_labels",
-            format!(
-                "the registration body (bytes; its size follows limits.max_labels, \
+            "the registration body (bytes; its size follows limits.max_labels, \
                  limits.max_label_bytes, limits.max_id_bytes, limits.max_address_bytes and \
                  limits.max_secret_bytes)"
-            ),
+                .to_string(),
             len as u64,
             max as u64,
         ));
@@ -586,7 +582,9 @@ pub fn check_counts(limits: &Limits, state: &ClusterState, cmd: &Command) -> Res
                 limits.max_connectors,
             )
         }
-        Command::Batch(items) => items.iter().try_for_each(|c| check_counts(limits, state, c)),
+        Command::Batch(items) => items
+            .iter()
+            .try_for_each(|c| check_counts(limits, state, c)),
         Command::Idempotent { command, .. } => check_counts(limits, state, command),
         _ => Ok(()),
     }
@@ -652,7 +650,10 @@ mod tests {
         let (msg, status) = refused(check_registration(&l, &r));
         assert_eq!(status, 413);
         assert!(msg.contains("limits.max_label_bytes"), "{msg}");
-        assert!(msg.len() < 400, "the message does not echo the value: {msg}");
+        assert!(
+            msg.len() < 400,
+            "the message does not echo the value: {msg}"
+        );
 
         let mut r = registration("w1");
         for i in 0..65 {
@@ -763,7 +764,8 @@ mod tests {
         };
         let mut s = ClusterState::new();
         let mut c = connector("broker");
-        c.params.insert("password".into(), "p".repeat(16 * 1024 + 1).into());
+        c.params
+            .insert("password".into(), "p".repeat(16 * 1024 + 1).into());
         refused(check_connector(&l, &c));
         let mut c = connector("broker");
         for i in 0..64 {

@@ -26,5 +26,6 @@ pub async fn cap_registration(State(state): State<AppState>, req: Request, next:
     {
         return ApiError::from(refused).into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }

@@ -180,14 +180,26 @@ mod tests {
     #[test]
     fn with_a_peer_secret_the_api_key_no_longer_opens_peer_rpcs() {
         let c = Credentials::new(Some("peer".into()), Some("key".into()));
-        assert!(c.allows(Access::Peer, &headers(&[(PEER_SECRET_HEADER, "peer")]), None));
+        assert!(c.allows(
+            Access::Peer,
+            &headers(&[(PEER_SECRET_HEADER, "peer")]),
+            None
+        ));
         assert!(!c.allows(Access::Peer, &headers(&[(API_KEY_HEADER, "key")]), None));
-        assert!(!c.allows(Access::Peer, &headers(&[(PEER_SECRET_HEADER, "peer2")]), None));
+        assert!(!c.allows(
+            Access::Peer,
+            &headers(&[(PEER_SECRET_HEADER, "peer2")]),
+            None
+        ));
         assert!(!c.allows(Access::Peer, &headers(&[(PEER_SECRET_HEADER, "pee")]), None));
         assert!(!c.allows(Access::Peer, &HeaderMap::new(), None));
         // Admin calls keep using the API key, and only it.
         assert!(c.allows(Access::Admin, &headers(&[(API_KEY_HEADER, "key")]), None));
-        assert!(!c.allows(Access::Admin, &headers(&[(PEER_SECRET_HEADER, "peer")]), None));
+        assert!(!c.allows(
+            Access::Admin,
+            &headers(&[(PEER_SECRET_HEADER, "peer")]),
+            None
+        ));
     }
 
     #[test]
@@ -203,7 +215,11 @@ mod tests {
     fn a_peer_secret_alone_also_guards_admin_calls() {
         let c = Credentials::new(Some("peer".into()), None);
         assert!(!c.allows(Access::Admin, &HeaderMap::new(), None));
-        assert!(c.allows(Access::Admin, &headers(&[(PEER_SECRET_HEADER, "peer")]), None));
+        assert!(c.allows(
+            Access::Admin,
+            &headers(&[(PEER_SECRET_HEADER, "peer")]),
+            None
+        ));
         assert!(c.startup_warning().is_none());
     }
 

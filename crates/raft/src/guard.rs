@@ -215,7 +215,11 @@ mod tests {
         }
     }
 
-    fn append(vote: Vote, prev: Option<LogId>, entries: Vec<Entry>) -> AppendEntriesRequest<TypeConfig> {
+    fn append(
+        vote: Vote,
+        prev: Option<LogId>,
+        entries: Vec<Entry>,
+    ) -> AppendEntriesRequest<TypeConfig> {
         AppendEntriesRequest {
             vote,
             prev_log_id: prev,
@@ -230,10 +234,17 @@ mod tests {
         let bomb = VoteRequest::new(Vote::new(u64::MAX, 2), Some(log_id(u64::MAX, u64::MAX)));
         assert!(matches!(
             v.check_vote(&bomb),
-            Err(Refusal::TermTooFarAhead { given: u64::MAX, current: 5, .. })
+            Err(Refusal::TermTooFarAhead {
+                given: u64::MAX,
+                current: 5,
+                ..
+            })
         ));
         let far = append(Vote::new_committed(1006, 2), None, vec![]);
-        assert_eq!(v.check_append(&far).unwrap_err().code(), "term_out_of_range");
+        assert_eq!(
+            v.check_append(&far).unwrap_err().code(),
+            "term_out_of_range"
+        );
         // Right at the bound is still a term a partitioned node could have reached.
         let edge = VoteRequest::new(Vote::new(1005, 2), Some(log_id(4, 10)));
         assert_eq!(v.check_vote(&edge), Ok(()));
@@ -270,12 +281,25 @@ mod tests {
         let gap = append(leader, Some(log_id(5, 10)), vec![entry(5, 12)]);
         assert!(matches!(v.check_append(&gap), Err(Refusal::Malformed(_))));
         let future = append(leader, Some(log_id(5, 10)), vec![entry(6, 11)]);
-        assert!(matches!(v.check_append(&future), Err(Refusal::Malformed(_))));
-        let backwards = append(leader, Some(log_id(4, 10)), vec![entry(5, 11), entry(4, 12)]);
-        assert!(matches!(v.check_append(&backwards), Err(Refusal::Malformed(_))));
+        assert!(matches!(
+            v.check_append(&future),
+            Err(Refusal::Malformed(_))
+        ));
+        let backwards = append(
+            leader,
+            Some(log_id(4, 10)),
+            vec![entry(5, 11), entry(4, 12)],
+        );
+        assert!(matches!(
+            v.check_append(&backwards),
+            Err(Refusal::Malformed(_))
+        ));
         let mut commit = append(leader, None, vec![]);
         commit.leader_commit = Some(log_id(7, 3));
-        assert!(matches!(v.check_append(&commit), Err(Refusal::Malformed(_))));
+        assert!(matches!(
+            v.check_append(&commit),
+            Err(Refusal::Malformed(_))
+        ));
         let ok = append(
             leader,
             Some(log_id(4, 10)),
@@ -289,7 +313,10 @@ mod tests {
     #[test]
     fn a_candidate_log_from_the_future_is_refused() {
         let req = VoteRequest::new(Vote::new(6, 2), Some(log_id(7, 3)));
-        assert!(matches!(view().check_vote(&req), Err(Refusal::Malformed(_))));
+        assert!(matches!(
+            view().check_vote(&req),
+            Err(Refusal::Malformed(_))
+        ));
     }
 
     #[test]

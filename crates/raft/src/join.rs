@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest, RaftMetricsView};
 
-use crate::error::Error;
 use crate::auth::Credentials;
+use crate::error::Error;
 use crate::types::NodeId;
 
 /// Pause between attempts after a transient failure.

@@ -45,8 +45,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::auth::Credentials;
-use crate::guard::check_answer_vote;
 pub use crate::auth::API_KEY_HEADER;
+use crate::guard::check_answer_vote;
 use crate::types::{BasicNode, LogId, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
 /// Largest answer body read from a peer (answers are small JSON values).
@@ -394,9 +394,10 @@ impl Network {
         rpc: &AppendEntriesRequest<TypeConfig>,
     ) -> Result<AppendResult, Failure> {
         let last = rpc.entries.last().map(|e| e.log_id);
-        let joins = self.inflight.as_ref().is_some_and(|f| {
-            f.vote == rpc.vote && f.prev == rpc.prev_log_id && f.last <= last
-        });
+        let joins = self
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.vote == rpc.vote && f.prev == rpc.prev_log_id && f.last <= last);
         if joins {
             // openraft gave up on the previous call and asks again: let the running transfer
             // finish, and keep the follower from starting an election meanwhile.
@@ -470,8 +471,10 @@ impl RaftNetwork<TypeConfig> for Network {
             .payload_timeout(chunk.data.len())
             .min(option.hard_ttl())
             .min(self.factory.settings.snapshot_timeout);
-        let res: Result<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>, Failure> =
-            self.post("/raft/snapshot-chunk", &chunk, timeout).await;
+        let res: Result<
+            Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+            Failure,
+        > = self.post("/raft/snapshot-chunk", &chunk, timeout).await;
         let res = match res {
             Ok(Ok(resp)) => self.sane_answer(&rpc.vote, &resp.vote).map(|()| Ok(resp)),
             other => other,
@@ -669,19 +672,21 @@ mod tests {
         let (a, b) = (appends.clone(), beats.clone());
         let url = serve(Router::new().route(
             "/raft/append",
-            post(move |axum::Json(req): axum::Json<AppendEntriesRequest<TypeConfig>>| {
-                let (a, b) = (a.clone(), b.clone());
-                async move {
-                    if req.entries.is_empty() {
-                        b.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        a.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(400)).await;
+            post(
+                move |axum::Json(req): axum::Json<AppendEntriesRequest<TypeConfig>>| {
+                    let (a, b) = (a.clone(), b.clone());
+                    async move {
+                        if req.entries.is_empty() {
+                            b.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(400)).await;
+                        }
+                        let resp: AppendResult = Ok(AppendEntriesResponse::Success);
+                        axum::Json(resp)
                     }
-                    let resp: AppendResult = Ok(AppendEntriesResponse::Success);
-                    axum::Json(resp)
-                }
-            }),
+                },
+            ),
         ))
         .await;
         let mut net = client(&url, Duration::from_secs(2)).await;
@@ -698,7 +703,11 @@ mod tests {
         for attempt in 0..40 {
             // Later retries ask for more entries than the running transfer carries.
             let n = if attempt == 0 { 3 } else { 5 };
-            let req = rpc(if n == 3 { first.clone() } else { entries(5, 10) });
+            let req = rpc(if n == 3 {
+                first.clone()
+            } else {
+                entries(5, 10)
+            });
             match tokio::time::timeout(ttl, net.append_entries(req, RPCOption::new(ttl))).await {
                 Ok(res) => {
                     answer = Some(res.unwrap());
@@ -713,7 +722,10 @@ mod tests {
             AppendEntriesResponse::PartialSuccess(Some(first[2].log_id))
         );
         assert_eq!(appends.load(Ordering::SeqCst), 1, "sent once");
-        assert!(beats.load(Ordering::SeqCst) >= 1, "keepalives while waiting");
+        assert!(
+            beats.load(Ordering::SeqCst) >= 1,
+            "keepalives while waiting"
+        );
     }
 
     #[tokio::test]
@@ -722,19 +734,21 @@ mod tests {
         let a = appends.clone();
         let url = serve(Router::new().route(
             "/raft/append",
-            post(move |axum::Json(req): axum::Json<AppendEntriesRequest<TypeConfig>>| {
-                let a = a.clone();
-                async move {
-                    if !req.entries.is_empty() {
-                        a.fetch_add(1, Ordering::SeqCst);
-                        if req.prev_log_id.is_none() {
-                            tokio::time::sleep(Duration::from_secs(5)).await;
+            post(
+                move |axum::Json(req): axum::Json<AppendEntriesRequest<TypeConfig>>| {
+                    let a = a.clone();
+                    async move {
+                        if !req.entries.is_empty() {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            if req.prev_log_id.is_none() {
+                                tokio::time::sleep(Duration::from_secs(5)).await;
+                            }
                         }
+                        let resp: AppendResult = Ok(AppendEntriesResponse::Success);
+                        axum::Json(resp)
                     }
-                    let resp: AppendResult = Ok(AppendEntriesResponse::Success);
-                    axum::Json(resp)
-                }
-            }),
+                },
+            ),
         ))
         .await;
         let mut net = client(&url, Duration::from_secs(10)).await;
@@ -755,10 +769,13 @@ mod tests {
             entries: all[2..].to_vec(),
             leader_commit: None,
         };
-        let r = tokio::time::timeout(Duration::from_secs(3), net.append_entries(moved, RPCOption::new(ttl)))
-            .await
-            .expect("the new range is sent at once")
-            .unwrap();
+        let r = tokio::time::timeout(
+            Duration::from_secs(3),
+            net.append_entries(moved, RPCOption::new(ttl)),
+        )
+        .await
+        .expect("the new range is sent at once")
+        .unwrap();
         assert_eq!(r, AppendEntriesResponse::Success);
         assert_eq!(appends.load(Ordering::SeqCst), 2);
     }

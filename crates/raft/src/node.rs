@@ -95,7 +95,10 @@ impl std::fmt::Debug for RaftConfig {
             .field("data_dir", &self.data_dir)
             .field("peers", &self.peers)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("peer_secret", &self.peer_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "peer_secret",
+                &self.peer_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("max_term_jump", &self.max_term_jump)
             .field("max_append_bytes", &self.max_append_bytes)
             .field("heartbeat_interval_ms", &self.heartbeat_interval_ms)
@@ -770,7 +773,10 @@ mod tests {
         cfg.api_key = Some("topsecret".into());
         cfg.peer_secret = Some("peersecret".into());
         let text = format!("{cfg:?}");
-        assert!(!text.contains("topsecret") && !text.contains("peersecret"), "{text}");
+        assert!(
+            !text.contains("topsecret") && !text.contains("peersecret"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -75,7 +75,10 @@ async fn require_peer(State(node): State<RaftNode>, req: Request, next: Next) ->
         } else {
             "missing or invalid x-api-key"
         };
-        error_response(StatusCode::UNAUTHORIZED, ErrorBody::new("unauthorized", what))
+        error_response(
+            StatusCode::UNAUTHORIZED,
+            ErrorBody::new("unauthorized", what),
+        )
     }
 }
 
@@ -108,7 +111,11 @@ fn refuse(node: &RaftNode, rpc: &str, refusal: Refusal) -> Response {
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        tracing::warn!(node_id = node.id(), rpc, "refused a raft request: {refusal}");
+        tracing::warn!(
+            node_id = node.id(),
+            rpc,
+            "refused a raft request: {refusal}"
+        );
     }
     let status = match refusal {
         Refusal::NotAMember(_) => StatusCode::FORBIDDEN,

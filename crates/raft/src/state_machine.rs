@@ -565,7 +565,10 @@ mod tests {
         let apply = tokio::spawn(async move { sm.apply(vec![entry]).await.map(|r| r.len()) });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!apply.is_finished(), "apply waits for the reader");
-        assert!(ticks.load(Ordering::SeqCst) > 5, "the thread stays free meanwhile");
+        assert!(
+            ticks.load(Ordering::SeqCst) > 5,
+            "the thread stays free meanwhile"
+        );
         drop(held);
         assert_eq!(apply.await.unwrap().unwrap(), 1);
         assert_eq!(read_lock(&shared).last_applied, Some(1));

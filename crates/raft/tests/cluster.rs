@@ -666,7 +666,11 @@ async fn large_writes_travel_in_byte_bounded_entries_and_chunked_snapshots() {
         t.await.unwrap();
     }
     let after = leader.metrics_view().last_log_index.unwrap_or(0);
-    assert!(after - before >= 40, "{} entries for 40 writes", after - before);
+    assert!(
+        after - before >= 40,
+        "{} entries for 40 writes",
+        after - before
+    );
     leader.raft().trigger().snapshot().await.unwrap();
     leader
         .raft()
@@ -684,7 +688,9 @@ async fn large_writes_travel_in_byte_bounded_entries_and_chunked_snapshots() {
     let refs: Vec<&TestNode> = nodes.iter().collect();
     assert_converged(&refs, &leader).await;
     assert_eq!(
-        by_id(&nodes, victim_id).node.read(|s| s.connectors().count()),
+        by_id(&nodes, victim_id)
+            .node
+            .read(|s| s.connectors().count()),
         40
     );
     drop(leader);
@@ -715,7 +721,13 @@ async fn commands_over_the_limits_are_answered_without_being_proposed() {
         labels,
         now_ms: 1,
     });
-    let err = node.node.write(big).await.unwrap().into_result().unwrap_err();
+    let err = node
+        .node
+        .write(big)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap_err();
     assert_eq!((err.code(), err.http_status()), ("limit_exceeded", 413));
     for i in 0..2 {
         node.node
