@@ -525,12 +525,16 @@ pub fn check_sizes(limits: &Limits, cmd: &mut Command) -> Result<(), Error> {
             clamp(error, text);
             Ok(())
         }
-        Command::StoreCheckpoint { checkpoint, .. } => within(
-            "max_checkpoint_bytes",
-            || "the checkpoint (bytes)".into(),
-            checkpoint.len(),
-            limits.max_checkpoint_bytes,
-        ),
+        // Same answer as the state machine's own cap (`413 payload_too_large`, docs/api.md).
+        Command::StoreCheckpoint { checkpoint, .. }
+            if checkpoint.len() as u64 > limits.max_checkpoint_bytes =>
+        {
+            Err(Error::CheckpointTooLarge {
+                size: checkpoint.len(),
+                max: usize::try_from(limits.max_checkpoint_bytes).unwrap_or(usize::MAX),
+            })
+        }
+        Command::StoreCheckpoint { .. } => Ok(()),
         Command::Rollout(step) => match step {
             RolloutCommand::Start { rollout, .. } => check_group_spec(limits, &rollout.spec),
             RolloutCommand::Abort { error, .. } => {
@@ -585,6 +589,8 @@ pub fn check_counts(limits: &Limits, state: &ClusterState, cmd: &Command) -> Res
         Command::Batch(items) => items
             .iter()
             .try_for_each(|c| check_counts(limits, state, c)),
+        // A retry of a keyed command that was already applied only replays its answer.
+        Command::Idempotent { key, .. } if state.idempotent_response(key).is_some() => Ok(()),
         Command::Idempotent { command, .. } => check_counts(limits, state, command),
         _ => Ok(()),
     }
@@ -737,6 +743,45 @@ mod tests {
         }
         let (msg, _) = refused(check_group_spec(&l, &s));
         assert!(msg.contains("max_spec_bytes"), "{msg}");
+    }
+
+    #[test]
+    fn checkpoints_keep_the_state_machine_answer_and_retries_replay() {
+        let l = Limits {
+            max_checkpoint_bytes: 10,
+            ..Limits::default()
+        };
+        let mut cmd = Command::StoreCheckpoint {
+            group_id: "g".into(),
+            pipeline_name: "p".into(),
+            replica: 0,
+            epoch: 1,
+            checkpoint: "c".repeat(11),
+            events_processed: 0,
+            taken_at_ms: 1,
+        };
+        let err = check_sizes(&l, &mut cmd).unwrap_err();
+        assert_eq!((err.code(), err.http_status()), ("payload_too_large", 413));
+
+        // A keyed create that was applied is replayed even once the limit is reached.
+        let l = Limits {
+            max_groups: 1,
+            ..Limits::default()
+        };
+        let mut s = ClusterState::new();
+        let create = |id: &str, key: &str| {
+            Command::CreateGroup {
+                group_id: id.into(),
+                spec: spec(1),
+                placements: Vec::new(),
+                next_rr_cursor: None,
+                created_at_ms: 1,
+            }
+            .with_key(key)
+        };
+        assert!(s.apply(&create("g1", "k")).result.is_ok());
+        assert!(check_counts(&l, &s, &create("g1", "k")).is_ok());
+        refused(check_counts(&l, &s, &create("g2", "k2")));
     }
 
     #[test]

@@ -139,13 +139,17 @@ impl LocalView {
         if let Some(commit) = &req.leader_commit {
             above("leader_commit", commit)?;
         }
-        let mut expected_index = req.prev_log_id.as_ref().map_or(0, |p| p.index + 1);
+        let mut expected_index = match &req.prev_log_id {
+            None => Some(0),
+            Some(p) => p.index.checked_add(1),
+        };
         let mut last_term = req.prev_log_id.as_ref().map_or(0, log_term);
         for entry in &req.entries {
             let id = &entry.log_id;
-            if id.index != expected_index {
+            if Some(id.index) != expected_index {
                 return Err(Refusal::Malformed(format!(
-                    "entry {id} is not consecutive: expected index {expected_index}"
+                    "entry {id} is not consecutive after {:?}",
+                    req.prev_log_id
                 )));
             }
             above("entry", id)?;
@@ -155,7 +159,7 @@ impl LocalView {
                 )));
             }
             last_term = log_term(id);
-            expected_index = expected_index.saturating_add(1);
+            expected_index = id.index.checked_add(1);
         }
         Ok(())
     }
@@ -308,6 +312,11 @@ mod tests {
         assert_eq!(v.check_append(&ok), Ok(()));
         let first = append(leader, None, vec![entry(0, 0), entry(5, 1)]);
         assert_eq!(v.check_append(&first), Ok(()));
+        // An index at the end of u64 cannot be followed by anything (no overflow either).
+        let edge = append(leader, Some(log_id(5, u64::MAX)), vec![entry(5, 0)]);
+        assert!(matches!(v.check_append(&edge), Err(Refusal::Malformed(_))));
+        let edge = append(leader, Some(log_id(5, u64::MAX)), vec![]);
+        assert_eq!(v.check_append(&edge), Ok(()));
     }
 
     #[test]
