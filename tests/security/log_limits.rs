@@ -250,3 +250,57 @@ async fn configured_limits_refuse_groups_and_connectors_before_anything_is_store
     r.expect_error(413);
     assert!(r.text.contains("limits.max_param_bytes"), "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_at_the_size_limits_replicates_while_writes_keep_committing() {
+    // Four pipelines just under the program limit: one log entry of almost 1 MiB, larger than
+    // what an AppendEntries may carry in one heartbeat interval on a busy machine.
+    let ens = Ensemble::start(3, 0, quiet()).await;
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    let terms_before: Vec<u64> = {
+        let mut t = Vec::new();
+        for i in 0..3 {
+            t.push(term(&ens, i).await);
+        }
+        t
+    };
+    let comment = format!("# {}\n", "x".repeat(240 * 1024));
+    let pipelines: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"name": format!("p{i}"), "source": format!("{comment}stream A{i} = EventA .emit(v: {i})")})
+        })
+        .collect();
+    let spec = json!({"name": "large", "pipelines": pipelines});
+    let writer = Writer::start(&ens.api, &ens.coords[leader].url);
+    writer.wait_progress(10, Duration::from_secs(20)).await;
+    let started = std::time::Instant::now();
+    let r = ens
+        .api
+        .with_timeout(Duration::from_secs(30))
+        .post(&ens.cluster_url(leader, "/pipeline-groups"), &spec)
+        .await
+        .expect("create");
+    assert_eq!(r.status, 201, "{}", r.text);
+    eprintln!("a group of about 1 MiB committed in {:?}", started.elapsed());
+    writer.wait_progress(20, Duration::from_secs(20)).await;
+    let stats = writer.finish().await;
+    eprintln!(
+        "writes meanwhile: {} acknowledged, slowest {:?}",
+        stats.ok, stats.slowest
+    );
+    assert!(stats.failed.is_empty(), "{:?}", stats.failed);
+    let (_, hash) = wait_converged(&ens, &[0, 1, 2], Duration::from_secs(30)).await;
+    assert!(!hash.is_empty());
+    for (i, before) in terms_before.iter().enumerate() {
+        assert_eq!(term(&ens, i).await, *before, "no election on coordinator {}", i + 1);
+    }
+    // A fifth such pipeline takes the spec over the whole-spec limit: refused, nothing stored.
+    let over = json!({"name": "larger", "pipelines": (0..5).map(|i| json!({"name": format!("q{i}"), "source": format!("{comment}stream B{i} = EventA .emit(v: {i})")})).collect::<Vec<_>>()});
+    let r = ens
+        .api
+        .post(&ens.cluster_url(leader, "/pipeline-groups"), &over)
+        .await
+        .expect("create");
+    r.expect_error(413);
+    assert!(r.text.contains("limits.max_spec_bytes"), "{}", r.text);
+}
