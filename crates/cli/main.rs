@@ -23,7 +23,7 @@ enum Command {
     /// Run a worker: the VPL runtime behind a REST API, optionally registered with coordinators.
     Server(cmd::server::Args),
     /// Run a coordinator node (a Raft group of one without --raft-peers).
-    Coordinator(cmd::coordinator::Args),
+    Coordinator(Box<cmd::coordinator::Args>),
     /// Start a local ensemble: three coordinators, workers and an embedded MQTT broker.
     Local(cmd::local::Args),
     /// Operate a running cluster: status, workers, groups, inject, topology, connectors,
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Server(args) => cmd::server::run(args),
-        Command::Coordinator(args) => cmd::coordinator::run(args),
+        Command::Coordinator(args) => cmd::coordinator::run(*args),
         Command::Local(args) => cmd::local::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),

@@ -34,6 +34,8 @@ pub fn bin() -> String {
 pub const ADMIN_KEY: &str = "admin";
 /// Worker API key used by default.
 pub const WORKER_KEY: &str = "worker-secret";
+/// Coordinators' peer secret used by default (`--peer-secret`).
+pub const PEER_SECRET: &str = "peer-secret";
 
 /// Ports handed out by this process, so two ensembles of the same test binary never collide.
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
@@ -337,6 +339,7 @@ impl Proc {
             .env_remove("VARPULIS_RAFT_PEERS")
             .env_remove("VARPULIS_RAFT_NODE_ID")
             .env_remove("VARPULIS_DATA_DIR")
+            .env_remove("VARPULIS_PEER_SECRET")
             .stdin(Stdio::null())
             .stdout(open(&self.stdout_path))
             .stderr(open(&self.stderr_path))
@@ -449,6 +452,8 @@ pub struct Opts {
     pub api_key: String,
     /// Worker `--api-key`.
     pub worker_key: String,
+    /// Coordinator `--peer-secret` (`None`: the API key guards the Raft RPCs).
+    pub peer_secret: Option<String>,
     /// Coordinator and worker `--heartbeat-interval` (seconds).
     pub heartbeat_interval: f64,
     /// Coordinator `--heartbeat-timeout` (seconds).
@@ -476,6 +481,7 @@ impl Default for Opts {
         Self {
             api_key: ADMIN_KEY.into(),
             worker_key: WORKER_KEY.into(),
+            peer_secret: Some(PEER_SECRET.into()),
             heartbeat_interval: 1.0,
             heartbeat_timeout: 3.0,
             sweep_interval: 1.0,
@@ -926,6 +932,9 @@ pub fn coordinator_args_on(
         "--data-dir".into(),
         data.display().to_string(),
     ];
+    if let Some(secret) = &opts.peer_secret {
+        args.extend(["--peer-secret".into(), secret.clone()]);
+    }
     if urls.len() > 1 {
         args.extend([
             "--raft-peers".into(),

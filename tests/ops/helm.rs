@@ -169,9 +169,15 @@ fn helm_templates_parse_and_have_the_raft_shape() {
         .unwrap()
         .contains("peers = ["));
     let secret = of_kind(&objs, "Secret");
-    for k in ["api-key", "worker-key", "worker-token"] {
+    for k in ["api-key", "worker-key", "worker-token", "peer-secret"] {
         assert!(!secret[0]["data"][k].is_null(), "secret lacks {k}");
     }
+    let sts = of_kind(&objs, "StatefulSet");
+    let coordinator_env = env_names(&sts[0]["spec"]["template"]["spec"]["containers"][0]);
+    assert!(
+        coordinator_env.iter().any(|e| e == "VARPULIS_PEER_SECRET"),
+        "{coordinator_env:?}"
+    );
 
     let dep: Vec<&Value> = of_kind(&objs, "Deployment")
         .into_iter()
@@ -192,6 +198,10 @@ fn helm_templates_parse_and_have_the_raft_shape() {
     ] {
         assert!(env.iter().any(|e| e == v), "{env:?}");
     }
+    assert!(
+        !env.iter().any(|e| e == "VARPULIS_PEER_SECRET"),
+        "workers never get the peer secret: {env:?}"
+    );
 
     let pdbs = of_kind(&objs, "PodDisruptionBudget");
     assert_eq!(pdbs.len(), 2);

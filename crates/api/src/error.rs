@@ -49,12 +49,16 @@ codes! {
     InvalidWorker = "invalid_worker", 400;
     /// A connector definition is invalid (or a pipeline names an unknown connector).
     InvalidConnector = "invalid_connector", 400;
+    /// A Raft RPC with a term far beyond this node's (a forged or corrupt peer message).
+    TermOutOfRange = "term_out_of_range", 400;
     /// A checkpoint could not be decoded or restored.
     BadCheckpoint = "bad_checkpoint", 400;
     /// Missing or wrong API key or worker token.
     Unauthorized = "unauthorized", 401;
     /// A cross-site write from a page that is not a cluster member (the console's guard).
     ForbiddenOrigin = "forbidden_origin", 403;
+    /// A Raft RPC from a node that is not a member of this cluster.
+    NotAMember = "not_a_member", 403;
     /// Unknown route or id.
     NotFound = "not_found", 404;
     /// No worker with this id.
@@ -103,6 +107,9 @@ codes! {
     // ----- limits -----
     /// The body (or a checkpoint) is over the limit.
     PayloadTooLarge = "payload_too_large", 413;
+    /// A field, a count or a size is over a configured limit (`limits.*`; a cluster-wide count
+    /// such as the number of workers is answered 400).
+    LimitExceeded = "limit_exceeded", 413;
     /// The body is of a type the route does not take.
     UnsupportedMediaType = "unsupported_media_type", 415;
     /// The leader is known but unreachable from this node (the body names it).

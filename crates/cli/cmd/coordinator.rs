@@ -24,6 +24,12 @@ pub struct Args {
     /// Join token workers must present on register and heartbeat
     #[arg(long, env = "VARPULIS_WORKER_TOKEN", hide_env_values = true)]
     worker_token: Option<String>,
+    /// Secret the coordinators present to each other on Raft RPCs (x-varpulis-peer-secret)
+    #[arg(long, env = "VARPULIS_PEER_SECRET", hide_env_values = true)]
+    peer_secret: Option<String>,
+    /// Override one limit on what enters the Raft log, e.g. max_labels=32 (repeatable; see docs/security.md)
+    #[arg(long = "limit", value_name = "KEY=VALUE")]
+    limits: Vec<String>,
     /// Seconds between worker heartbeats [default: 5]
     #[arg(long, value_parser = parse_secs, value_name = "SECS")]
     heartbeat_interval: Option<Duration>,
@@ -149,6 +155,14 @@ impl Args {
         }
         if self.worker_token.is_some() {
             c.worker_token = self.worker_token.filter(|k| !k.is_empty());
+        }
+        if self.peer_secret.is_some() {
+            c.peer_secret = self.peer_secret.filter(|k| !k.is_empty());
+        }
+        for assignment in &self.limits {
+            c.limits
+                .set(assignment)
+                .map_err(|e| anyhow::anyhow!("--limit {e}"))?;
         }
         if self.raft_node_id.is_some() {
             c.node_id = self.raft_node_id;

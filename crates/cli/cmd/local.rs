@@ -9,6 +9,10 @@
 //!
 //! Children are spawned from `current_exe()`, so the ensemble always runs the same build.
 //! Their logs go to `<data-dir>/logs/<name>.log`.
+//!
+//! The coordinators authenticate their Raft RPCs with a peer secret generated at random for
+//! each run ([`peer_secret`]) and handed to them in `VARPULIS_PEER_SECRET` (the environment, not
+//! the command line, which other local users can read); workers never see it.
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -172,9 +176,11 @@ async fn run_ensemble(
         .collect();
     let peers = coord_urls.join(",");
     let mut children: Vec<Managed> = Vec::new();
+    let secret = peer_secret();
 
     let spawned = spawn_all(
         args,
+        &secret,
         &exe,
         coord_ports,
         worker_ports,
@@ -200,6 +206,7 @@ async fn run_ensemble(
 #[allow(clippy::too_many_arguments)]
 fn spawn_all(
     args: &Args,
+    peer_secret: &str,
     exe: &Path,
     coord_ports: &[u16],
     worker_ports: &[u16],
@@ -236,6 +243,7 @@ fn spawn_all(
             &name,
             &format!("http://127.0.0.1:{port}"),
             &cmd_args,
+            &[("VARPULIS_PEER_SECRET", peer_secret)],
             log_dir,
         )?);
     }
@@ -259,9 +267,18 @@ fn spawn_all(
             "--mqtt-url".into(),
             mqtt_url(args),
         ];
-        children.push(spawn(exe, &id, &url, &cmd_args, log_dir)?);
+        children.push(spawn(exe, &id, &url, &cmd_args, &[], log_dir)?);
     }
     Ok(())
+}
+
+/// A fresh random peer secret (two UUID v4: 244 random bits, hex).
+fn peer_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 fn spawn(
@@ -269,6 +286,7 @@ fn spawn(
     name: &str,
     url: &str,
     args: &[String],
+    env: &[(&str, &str)],
     log_dir: &Path,
 ) -> anyhow::Result<Managed> {
     let log = log_dir.join(format!("{name}.log"));
@@ -291,6 +309,8 @@ fn spawn(
         .env_remove("VARPULIS_RAFT_NODE_ID")
         .env_remove("VARPULIS_DATA_DIR")
         .env_remove("VARPULIS_MQTT_URL")
+        .env_remove("VARPULIS_PEER_SECRET")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -551,4 +571,17 @@ fn tail(path: &Path, lines: usize) -> String {
     let _ = file.read_to_string(&mut buf);
     let all: Vec<&str> = buf.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_run_gets_its_own_long_peer_secret() {
+        let (a, b) = (peer_secret(), peer_secret());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+    }
 }

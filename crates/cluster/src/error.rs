@@ -125,6 +125,21 @@ pub enum Error {
     /// Placement found no eligible worker.
     #[error("no worker available: {0}")]
     NoWorkerAvailable(String),
+    /// A field, a collection or a cluster-wide count is over its configured limit
+    /// (the `limits` module); checked before proposing, so nothing was stored.
+    #[error("{what} is {actual}, over the limit of {max} ({limit})")]
+    LimitExceeded {
+        /// The limit's configuration key (`limits.max_labels`, ...).
+        limit: String,
+        /// What was measured.
+        what: String,
+        /// Its size or count.
+        actual: u64,
+        /// The limit.
+        max: u64,
+        /// Whether the request itself is too large (413) or the cluster is full (400).
+        scope: LimitScope,
+    },
     /// A checkpoint is larger than the configured cap.
     #[error("checkpoint of {size} bytes exceeds the limit of {max} bytes")]
     CheckpointTooLarge {
@@ -133,6 +148,16 @@ pub enum Error {
         /// The cap.
         max: usize,
     },
+}
+
+/// What a [`Error::LimitExceeded`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    /// A field or a count inside the request (answered 413).
+    Request,
+    /// A cluster-wide count: workers, groups, connectors (answered 400).
+    Cluster,
 }
 
 impl Error {
@@ -161,6 +186,19 @@ impl Error {
             Error::WorkerUnavailable { .. } => Code::WorkerUnavailable,
             Error::NoWorkerAvailable(_) => Code::NoWorkerAvailable,
             Error::CheckpointTooLarge { .. } => Code::PayloadTooLarge,
+            Error::LimitExceeded { .. } => Code::LimitExceeded,
+        }
+    }
+
+    /// HTTP status a server answers with: the code's, except that a cluster-wide limit
+    /// (workers, groups, connectors) is a 400, not a 413 (the request itself is not too large).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::LimitExceeded {
+                scope: LimitScope::Cluster,
+                ..
+            } => 400,
+            other => other.code().status(),
         }
     }
 

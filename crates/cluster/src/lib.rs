@@ -11,13 +11,15 @@
 //! table), [`migration`], [`connector`], [`strategy`], [`group`] (groups, placements, spec
 //! validation), [`version`] (versions and rolling updates); [`command`] (commands and
 //! responses); [`state`] (the state, `apply`, and one `impl` block per concept); then what
-//! reads the state: [`placement`] (strategies and plans), [`routing`], [`views`] (API DTOs) and
-//! [`plan`] (the leader's decisions as pure planners). See `docs/cluster-state.md`.
+//! reads the state: [`placement`] (strategies and plans), [`routing`], [`views`] (API DTOs),
+//! [`plan`] (the leader's decisions as pure planners) and [`limits`] (what may enter the log,
+//! checked before proposing). See `docs/cluster-state.md`.
 
 pub mod command;
 pub mod connector;
 pub mod error;
 pub mod group;
+pub mod limits;
 pub mod migration;
 pub mod placement;
 pub mod plan;
@@ -29,8 +31,9 @@ pub mod version;
 pub mod views;
 
 pub use command::{Command, CommandResponse, Outcome, PlacementAssignment, RegisterWorker};
-pub use error::Error;
+pub use error::{Error, LimitScope};
 pub use group::{Group, GroupStatus, Placement, PlacementStatus};
+pub use limits::Limits;
 pub use migration::{Migration, MigrationReason, MigrationStatus};
 pub use registry::{Worker, WorkerStatus};
 pub use state::{Applied, ClusterState, IDEMPOTENCY_CAPACITY, MAX_CHECKPOINT_BYTES};

@@ -76,6 +76,24 @@ pub struct CoordinatorConfig {
     pub api_key: Option<String>,
     /// Join token workers must present on register and heartbeat (open when absent).
     pub worker_token: Option<String>,
+    /// Peer secret of the Raft RPCs between coordinators (`--peer-secret`); without it the API
+    /// key opens them, with a warning at start (docs/security.md).
+    pub peer_secret: Option<String>,
+    /// Limits on what enters the Raft log (`[limits]`, `--limit KEY=VALUE`; docs/security.md).
+    pub limits: varpulis_cluster::Limits,
+    /// Largest accepted jump of a peer's Raft term above this node's (docs/raft.md).
+    pub raft_max_term_jump: u64,
+    /// Byte budget of one AppendEntries and of one proposal batch.
+    pub raft_max_append_bytes: usize,
+    /// Size of one snapshot chunk sent to a lagging follower.
+    pub raft_snapshot_chunk_bytes: usize,
+    /// Largest snapshot this node accepts from a leader.
+    pub raft_max_snapshot_bytes: u64,
+    /// Build a Raft snapshot (and compact the log) every this many applied entries.
+    pub raft_snapshot_logs: u64,
+    /// Entries kept in the log below the last snapshot (a follower lagging by fewer catches up
+    /// from the log instead of a snapshot).
+    pub raft_snapshot_keep_logs: u64,
     /// Interval at which workers are told to heartbeat.
     #[serde(deserialize_with = "secs")]
     pub heartbeat_interval: Duration,
@@ -139,6 +157,14 @@ impl Default for CoordinatorConfig {
             port: 9100,
             api_key: None,
             worker_token: None,
+            peer_secret: None,
+            limits: varpulis_cluster::Limits::default(),
+            raft_max_term_jump: 1_000_000,
+            raft_max_append_bytes: 1024 * 1024,
+            raft_snapshot_chunk_bytes: 1024 * 1024,
+            raft_max_snapshot_bytes: 4 << 30,
+            raft_snapshot_logs: 5000,
+            raft_snapshot_keep_logs: 1000,
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(15),
             sweep_interval: Duration::from_secs(5),
@@ -174,6 +200,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("port", &self.port)
             .field("api_key", &redact(&self.api_key))
             .field("worker_token", &redact(&self.worker_token))
+            .field("peer_secret", &redact(&self.peer_secret))
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("sweep_interval", &self.sweep_interval)
@@ -342,10 +369,32 @@ impl CoordinatorConfig {
         if self.body_limit < 1024 {
             return invalid("body limit must be at least 1024 bytes".into());
         }
-        for key in [&self.api_key, &self.worker_token].into_iter().flatten() {
+        for key in [&self.api_key, &self.worker_token, &self.peer_secret]
+            .into_iter()
+            .flatten()
+        {
             if key.is_empty() {
-                return invalid("api key and worker token must not be empty strings".into());
+                return invalid(
+                    "api key, worker token and peer secret must not be empty strings".into(),
+                );
             }
+        }
+        if let Err(e) = self.limits.validate() {
+            return invalid(e);
+        }
+        if self.raft_max_term_jump == 0
+            || self.raft_max_snapshot_bytes == 0
+            || self.raft_snapshot_logs == 0
+        {
+            return invalid(
+                "raft_max_term_jump, raft_max_snapshot_bytes and raft_snapshot_logs must be positive"
+                    .into(),
+            );
+        }
+        if self.raft_max_append_bytes < 1024 || self.raft_snapshot_chunk_bytes < 1024 {
+            return invalid(
+                "raft_max_append_bytes and raft_snapshot_chunk_bytes must be at least 1024".into(),
+            );
         }
         for peer in &self.peers {
             if !(peer.starts_with("http://") || peer.starts_with("https://")) {
@@ -440,6 +489,28 @@ mod tests {
         let c = CoordinatorConfig::from_toml_str("heartbeat_timeout = 1\nheartbeat_interval = 2")
             .unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn peer_secret_and_limits_come_from_toml() {
+        let c = CoordinatorConfig::from_toml_str(
+            "peer_secret = \"s\"\n[limits]\nmax_labels = 8\nmax_workers = 50\n",
+        )
+        .unwrap();
+        assert_eq!(c.peer_secret.as_deref(), Some("s"));
+        assert_eq!(c.limits.max_labels, 8);
+        assert_eq!(c.limits.max_workers, 50);
+        assert_eq!(
+            c.limits.max_pipelines_per_group,
+            varpulis_cluster::Limits::default().max_pipelines_per_group
+        );
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("\"s\""));
+        assert!(CoordinatorConfig::from_toml_str("[limits]\nmax_lables = 8\n").is_err());
+        let zero = CoordinatorConfig::from_toml_str("[limits]\nmax_labels = 0\n").unwrap();
+        assert!(zero.validate().is_err());
+        let empty = CoordinatorConfig::from_toml_str("peer_secret = \"\"\n").unwrap();
+        assert!(empty.validate().is_err());
     }
 
     #[test]

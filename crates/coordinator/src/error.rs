@@ -101,7 +101,11 @@ impl ApiError {
 
     /// HTTP status of this error (its code's).
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        let status = match self {
+            ApiError::Cluster(e) => e.http_status(),
+            other => other.code().status(),
+        };
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The JSON body of this error.

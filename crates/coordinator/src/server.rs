@@ -45,6 +45,14 @@ pub async fn run(
 
     let mut raft_config = RaftConfig::new(node_id, data_dir.clone(), peers.clone());
     raft_config.api_key = config.api_key.clone();
+    raft_config.peer_secret = config.peer_secret.clone();
+    raft_config.limits = config.limits.clone();
+    raft_config.max_term_jump = config.raft_max_term_jump;
+    raft_config.max_append_bytes = config.raft_max_append_bytes;
+    raft_config.snapshot_chunk_bytes = config.raft_snapshot_chunk_bytes;
+    raft_config.max_snapshot_bytes = config.raft_max_snapshot_bytes;
+    raft_config.snapshot_logs_since_last = config.raft_snapshot_logs;
+    raft_config.max_in_snapshot_log_to_keep = config.raft_snapshot_keep_logs;
     raft_config.heartbeat_interval_ms = config.raft_heartbeat_ms;
     raft_config.election_timeout_min_ms = config.raft_election_min_ms;
     raft_config.election_timeout_max_ms = config.raft_election_max_ms;
@@ -79,6 +87,9 @@ pub async fn run(
     }));
 
     print_banner(&config, node_id, &advertise, &peers, &data_dir);
+    if let Some(warning) = raft.credentials().startup_warning() {
+        tracing::warn!("{warning}");
+    }
     if config.worker_token.is_none() {
         tracing::warn!(
             "no --worker-token set: any process that can reach this node may register as a worker \
@@ -159,6 +170,7 @@ async fn join(state: AppState, seed: String, failed: Arc<std::sync::Mutex<Option
         address: state.advertise.clone(),
         seed,
         api_key: state.config.api_key.clone(),
+        peer_secret: state.config.peer_secret.clone(),
     };
     let token = state.shutdown.clone();
     match varpulis_raft::join_group(&request, token.cancelled()).await {
@@ -210,6 +222,11 @@ fn print_banner(
     } else {
         "not required"
     };
+    let peers_auth = match (&config.peer_secret, &config.api_key) {
+        (Some(_), _) => "peer secret required",
+        (None, Some(_)) => "API key (no peer secret set)",
+        (None, None) => "open (no peer secret, no API key)",
+    };
     let peers: Vec<String> = peers
         .iter()
         .map(|(id, url)| format!("{id}={url}"))
@@ -222,5 +239,6 @@ fn print_banner(
     println!("Workers:   join token {token}");
     println!("Node:      {node_id}");
     println!("Peers:     {}", peers.join(", "));
+    println!("Raft RPCs: {peers_auth}");
     println!("Data dir:  {}", data_dir.display());
 }

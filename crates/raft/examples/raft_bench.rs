@@ -32,6 +32,10 @@ async fn leader_of(nodes: &[&RaftNode]) -> RaftNode {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `BENCH_LOG=info` (a tracing filter) prints the nodes' logs.
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
     let root = tempfile::tempdir()?;
     let mut listeners = BTreeMap::new();
     let mut peers = BTreeMap::new();

@@ -9,7 +9,11 @@
 //! (one append, one fsync on the leader and on each follower), then hands every caller the
 //! response of its own item. A lone command is proposed as is, so an idle node pays nothing.
 //! At most [`MAX_IN_FLIGHT`] proposals are outstanding: while they commit, new commands pile up
-//! and form the next, larger batch, which is how the batch size follows the load.
+//! and form the next, larger batch, which is how the batch size follows the load. A batch is
+//! also bounded in bytes (`max_bytes`, the serialized size of its commands, measured by the
+//! caller when it submits): one log entry stays within one AppendEntries' byte budget, so large
+//! commands under load do not merge into entries that take long to replicate. A command larger
+//! than the budget on its own is proposed alone.
 //!
 //! Semantics are those of separate entries: `Batch` applies its items in order, each on its own,
 //! and every caller is answered only after the entry holding its command is committed (durable on
@@ -39,7 +43,33 @@ pub(crate) type ProposeResult =
 /// One queued command and where its answer goes.
 struct Pending {
     command: Command,
+    /// Serialized size of `command` in bytes.
+    bytes: usize,
     reply: oneshot::Sender<ProposeResult>,
+}
+
+/// Counts the bytes serde writes, without keeping them.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The JSON size of `command` (what it weighs in the log and on the wire).
+pub(crate) fn encoded_len(command: &Command) -> usize {
+    let mut counter = ByteCounter(0);
+    match serde_json::to_writer(&mut counter, command) {
+        Ok(()) => counter.0,
+        // Cannot happen for our types; weigh it as too large to share an entry.
+        Err(_) => usize::MAX,
+    }
 }
 
 /// Handle to the batching task; dropping every handle stops it.
@@ -49,18 +79,27 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    /// Spawns the batching task for `raft` (must run inside a Tokio runtime).
-    pub(crate) fn spawn(raft: Raft) -> Self {
+    /// Spawns the batching task for `raft` (must run inside a Tokio runtime); a batch holds at
+    /// most `max_bytes` of serialized commands (or one command).
+    pub(crate) fn spawn(raft: Raft, max_bytes: usize) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, rx, max_bytes));
         Self { queue }
     }
 
     /// Queues `command`; the receiver yields its response once it is committed and applied.
-    /// `None` when the batching task is gone (the node is shutting down).
+    /// `None` when the batching task is gone (the node is shutting down). The command is
+    /// measured here, on the caller's task, not on the consensus runtime.
     pub(crate) fn submit(&self, command: Command) -> Option<oneshot::Receiver<ProposeResult>> {
         let (reply, rx) = oneshot::channel();
-        self.queue.send(Pending { command, reply }).ok()?;
+        let bytes = encoded_len(&command);
+        self.queue
+            .send(Pending {
+                command,
+                bytes,
+                reply,
+            })
+            .ok()?;
         Some(rx)
     }
 }
@@ -74,17 +113,34 @@ pub(crate) fn is_batch(command: &Command) -> bool {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, max_bytes: usize) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A command that did not fit the previous batch opens the next one.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => break,
+            },
+        };
         // Wait for a free slot first: whatever arrives meanwhile joins this batch.
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        let mut bytes = first.bytes;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) if bytes.saturating_add(p.bytes) > max_bytes => {
+                    carried = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    bytes = bytes.saturating_add(p.bytes);
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -144,5 +200,15 @@ mod tests {
         assert!(is_batch(&Command::Batch(vec![]).with_key("k")));
         assert!(!is_batch(&Command::Noop));
         assert!(!is_batch(&Command::Noop.with_key("k")));
+    }
+
+    #[test]
+    fn commands_are_weighed_by_their_json_size() {
+        let cmd = Command::DeleteConnector {
+            name: "x".repeat(1000),
+        };
+        let exact = serde_json::to_vec(&cmd).map(|v| v.len()).unwrap_or(0);
+        assert_eq!(encoded_len(&cmd), exact);
+        assert!(exact > 1000);
     }
 }

@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest, RaftMetricsView};
 
+use crate::auth::Credentials;
 use crate::error::Error;
-use crate::network::API_KEY_HEADER;
 use crate::types::NodeId;
 
 /// Pause between attempts after a transient failure.
@@ -41,6 +41,8 @@ pub struct JoinRequest {
     pub seed: String,
     /// Cluster key for the admin calls, if the group has one.
     pub api_key: Option<String>,
+    /// Peer secret: signs the admin calls of a group that has no API key.
+    pub peer_secret: Option<String>,
 }
 
 impl std::fmt::Debug for JoinRequest {
@@ -202,11 +204,11 @@ where
     }
 }
 
-/// A client wrapper that adds the cluster key to each request.
+/// A client wrapper that signs each request as an admin call ([`Credentials`]).
 #[derive(Clone)]
 struct KeyedClient {
     inner: reqwest::Client,
-    key: Option<String>,
+    credentials: Credentials,
 }
 
 impl KeyedClient {
@@ -219,17 +221,14 @@ impl KeyedClient {
     }
 
     fn keyed(&self, b: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.key {
-            Some(k) => b.header(API_KEY_HEADER, k),
-            None => b,
-        }
+        self.credentials.sign_admin_request(b)
     }
 }
 
 fn with_key(client: &reqwest::Client, req: &JoinRequest) -> KeyedClient {
     KeyedClient {
         inner: client.clone(),
-        key: req.api_key.clone(),
+        credentials: Credentials::new(req.peer_secret.clone(), req.api_key.clone()),
     }
 }
 
@@ -283,7 +282,9 @@ mod tests {
             address: "http://127.0.0.1:1".into(),
             seed: "http://127.0.0.1:2".into(),
             api_key: Some("topsecret".into()),
+            peer_secret: Some("peersecret".into()),
         };
-        assert!(!format!("{req:?}").contains("topsecret"));
+        let text = format!("{req:?}");
+        assert!(!text.contains("topsecret") && !text.contains("peersecret"));
     }
 }

@@ -4,6 +4,8 @@
 //! - [`log_store`]: the durable Raft log (sled, flushed before acknowledging).
 //! - [`state_machine`]: applies committed commands to `ClusterState`, snapshot persistence.
 //! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes.
+//! - [`auth`]: who may call which route (peer secret, API key, mutual-TLS hook).
+//! - [`guard`]: sanity checks on peer RPCs (absurd terms, strangers, malformed entries).
 //! - [`node`]: [`RaftNode`], the handle the coordinator uses (write, read, leader, metrics).
 //! - [`join`]: joining a running group (`--join`): learner, catch up, voter.
 //! - [`batch`]: merges concurrent writes into one log entry (one fsync per batch).
@@ -12,8 +14,10 @@
 // traits; boxing them at every storage helper would only add allocations on the I/O path.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod batch;
 pub mod error;
+pub mod guard;
 pub mod join;
 pub mod log_store;
 pub mod network;
@@ -22,6 +26,7 @@ pub mod routes;
 pub mod state_machine;
 pub mod types;
 
+pub use auth::{Credentials, PeerCertificate, PEER_SECRET_HEADER};
 pub use error::{Error, WriteError};
 pub use join::{join_group, JoinRequest, Joined};
 pub use node::{RaftConfig, RaftNode};

@@ -11,6 +11,11 @@
 //! its whole batch with one sled batch and one flush, so group commit comes for free when
 //! openraft hands over several entries. `purge` records the purge point before deleting entries,
 //! so a crash in between leaves extra entries, never a hole.
+//!
+//! Replication reads through [`RaftLogReader::limited_get_log_entries`], which stops once the
+//! entries read reach `max_append_bytes` (their stored JSON size, which is what travels): one
+//! AppendEntries then carries a bounded number of bytes, not only openraft's bounded number of
+//! entries (at least one entry, however large, so replication always progresses).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -36,7 +41,12 @@ pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Byte budget of one replication read (one AppendEntries).
+    max_append_bytes: usize,
 }
+
+/// Default byte budget of one AppendEntries (`RaftConfig::max_append_bytes`).
+pub const DEFAULT_MAX_APPEND_BYTES: usize = 1024 * 1024;
 
 impl Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,7 +67,14 @@ impl LogStore {
             db: db.clone(),
             log,
             meta,
+            max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
         })
+    }
+
+    /// The same store whose replication reads stop at `bytes` (at least one entry).
+    pub fn with_max_append_bytes(mut self, bytes: usize) -> Self {
+        self.max_append_bytes = bytes.max(1);
+        self
     }
 
     /// True when nothing was ever written: no vote and no log (initialization is allowed).
@@ -173,6 +190,27 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 break;
             }
             out.push(Self::decode_entry(index, &value)?);
+        }
+        Ok(out)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let mut bytes = 0usize;
+        for item in self.log.range(start.to_be_bytes()..end.to_be_bytes()) {
+            let (key, value) = item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            bytes = bytes.saturating_add(value.len());
+            if !out.is_empty() && bytes > self.max_append_bytes {
+                break;
+            }
+            out.push(Self::decode_entry(index_of(&key), &value)?);
         }
         Ok(out)
     }

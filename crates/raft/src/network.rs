@@ -1,12 +1,29 @@
-//! Outbound Raft RPCs over HTTP (reqwest): `POST {addr}/raft/append`, `/raft/vote`,
-//! `/raft/snapshot` with JSON bodies.
+//! Outbound Raft RPCs over HTTP (reqwest): `POST {addr}/raft/append`, `/raft/vote` and
+//! `/raft/snapshot-chunk`, JSON bodies, signed with this node's [`Credentials`].
 //!
-//! One [`reqwest::Client`] (connection pool) is shared by every peer connection. AppendEntries and
-//! Vote use a short timeout (`rpc_timeout`, bounded by openraft's own TTL) so a dead peer is
-//! noticed within an election timeout; snapshots use a longer one. Failures are mapped so openraft
-//! backs off where it should: connection failures and non-2xx answers are `Unreachable` (openraft
-//! sleeps before retrying), timeouts are `Timeout`, undecodable answers are `Network`, and an error
-//! returned by the remote Raft is a `RemoteError`.
+//! One [`reqwest::Client`] (connection pool) is shared by every peer connection. Failures are
+//! mapped so openraft backs off where it should: connection failures and non-2xx answers are
+//! `Unreachable` (openraft sleeps before retrying), timeouts are `Timeout`, undecodable answers
+//! are `Network`, and an error returned by the remote Raft is a `RemoteError`. An answer whose
+//! vote is absurdly far ahead ([`crate::guard::check_answer_vote`]) is a `Network` error: a
+//! member we call (a learner an operator added, say) cannot move us to term `u64::MAX`.
+//!
+//! **Deadlines that follow the payload.** openraft gives every AppendEntries one heartbeat
+//! interval (50 ms by default) and drops the call when it runs out, so an append that needs
+//! longer (a large entry, a slow link, a busy follower) would be cut off and re-sent forever.
+//! Here an append that carries entries runs as its own task, with a timeout of
+//! `rpc_timeout + bytes / min_throughput` ([`NetworkFactory::payload_timeout`]). When openraft
+//! gives up on the call and retries the same range (same vote and `prev_log_id`, a range at
+//! least as long), the retry waits for the task already running instead of starting over, and
+//! answers `PartialSuccess` when the running task carried fewer entries than the retry asks
+//! for. Meanwhile each retry sends the follower an empty append (a keepalive, what openraft's
+//! own heartbeat sends), so its election timer does not expire while a long transfer runs.
+//! How many entries one append carries is bounded in bytes by the log reader
+//! ([`crate::log_store`]), not only by openraft's entry count.
+//!
+//! **Chunked snapshots.** A snapshot is sent with openraft's chunked transport, one
+//! `POST /raft/snapshot-chunk` per `snapshot_chunk_bytes` (base64 in JSON), each chunk under its
+//! own deadline, so a large snapshot never has to fit one timeout.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,6 +33,7 @@ use openraft::error::{
     Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
     StreamingError, Timeout, Unreachable,
 };
+use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -24,13 +42,18 @@ use openraft::raft::{
 use openraft::{OptionalSend, RPCTypes};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 
-use crate::types::{BasicNode, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::auth::Credentials;
+pub use crate::auth::API_KEY_HEADER;
+use crate::guard::check_answer_vote;
+use crate::types::{BasicNode, LogId, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
-/// Header carrying the cluster API key on Raft RPCs.
-pub const API_KEY_HEADER: &str = "x-api-key";
+/// Largest answer body read from a peer (answers are small JSON values).
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
-/// Body of `POST /raft/snapshot`: a whole snapshot in one request.
+/// Body of `POST /raft/snapshot`: a whole snapshot in one request (accepted from older nodes;
+/// this version sends chunks).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FullSnapshotRequest {
     /// The leader's vote (the receiver rejects snapshots from stale leaders).
@@ -48,36 +71,92 @@ impl FullSnapshotRequest {
     }
 }
 
+/// Body of `POST /raft/snapshot-chunk`: one chunk of a snapshot (openraft's
+/// `InstallSnapshotRequest` with the bytes in base64 instead of a JSON array of numbers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The leader's vote.
+    pub vote: Vote,
+    /// Metadata of the snapshot the chunk belongs to.
+    pub meta: SnapshotMeta,
+    /// Byte offset of this chunk in the snapshot.
+    pub offset: u64,
+    /// The chunk's bytes, base64-encoded.
+    pub data: String,
+    /// Whether this is the last chunk.
+    pub done: bool,
+}
+
+impl SnapshotChunk {
+    /// The chunk of `req`, encoded.
+    pub fn encode(req: &InstallSnapshotRequest<TypeConfig>) -> Self {
+        Self {
+            vote: req.vote,
+            meta: req.meta.clone(),
+            offset: req.offset,
+            data: base64::engine::general_purpose::STANDARD.encode(&req.data),
+            done: req.done,
+        }
+    }
+
+    /// Decodes the chunk into openraft's request.
+    pub fn decode(self) -> Result<InstallSnapshotRequest<TypeConfig>, base64::DecodeError> {
+        let data = base64::engine::general_purpose::STANDARD.decode(&self.data)?;
+        Ok(InstallSnapshotRequest {
+            vote: self.vote,
+            meta: self.meta,
+            offset: self.offset,
+            data,
+            done: self.done,
+        })
+    }
+}
+
+/// How outbound RPCs are timed and signed.
+#[derive(Clone, Debug)]
+pub struct NetworkSettings {
+    /// Secrets sent to peers.
+    pub credentials: Credentials,
+    /// Base deadline of an RPC (vote, heartbeat, the fixed part of an append or a chunk).
+    pub rpc_timeout: Duration,
+    /// Upper bound of one snapshot chunk's exchange.
+    pub snapshot_timeout: Duration,
+    /// Slowest transfer rate still considered healthy: an RPC of `n` bytes gets
+    /// `rpc_timeout + n / min_throughput` seconds.
+    pub min_throughput_bytes_per_sec: u64,
+    /// Largest accepted jump of the term in a peer's answer.
+    pub max_term_jump: u64,
+}
+
 /// Creates one [`Network`] per peer, all sharing one HTTP client.
 #[derive(Clone, Debug)]
 pub struct NetworkFactory {
     client: reqwest::Client,
-    api_key: Option<String>,
-    rpc_timeout: Duration,
-    snapshot_timeout: Duration,
+    settings: NetworkSettings,
     id: NodeId,
 }
 
 impl NetworkFactory {
-    /// A factory for node `id`; `rpc_timeout` bounds append/vote, `snapshot_timeout` snapshots.
-    pub fn new(
-        id: NodeId,
-        api_key: Option<String>,
-        rpc_timeout: Duration,
-        snapshot_timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    /// A factory for node `id`.
+    pub fn new(id: NodeId, settings: NetworkSettings) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .connect_timeout(rpc_timeout)
+            .connect_timeout(settings.rpc_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()?;
         Ok(Self {
             client,
-            api_key,
-            rpc_timeout,
-            snapshot_timeout,
+            settings,
             id,
         })
+    }
+
+    /// The deadline of an RPC carrying `bytes`: the base RPC timeout plus the time the payload
+    /// takes at the minimum healthy throughput.
+    pub fn payload_timeout(&self, bytes: usize) -> Duration {
+        let rate = self.settings.min_throughput_bytes_per_sec.max(1);
+        let transfer = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        self.settings.rpc_timeout.saturating_add(transfer)
     }
 }
 
@@ -89,64 +168,137 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             factory: self.clone(),
             target,
             base: node.addr.trim_end_matches('/').to_string(),
+            inflight: None,
+            keepalive: None,
         }
     }
 }
 
+/// An append that outlives openraft's deadline: what it carries and its running task.
+struct InFlight {
+    vote: Vote,
+    prev: Option<LogId>,
+    last: Option<LogId>,
+    task: JoinHandle<Result<AppendResult, Failure>>,
+}
+
 /// The connection to one peer.
-#[derive(Debug)]
 pub struct Network {
     factory: NetworkFactory,
     target: NodeId,
     base: String,
+    /// The append (with entries) currently running, if any.
+    inflight: Option<InFlight>,
+    /// The keepalive sent while `inflight` runs long, if any.
+    keepalive: Option<JoinHandle<()>>,
 }
 
-/// How a single HTTP exchange failed, before mapping to openraft's error types.
-enum HttpFailure {
-    Timeout,
-    Unreachable(reqwest::Error),
-    Status(String),
-    Decode(reqwest::Error),
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("target", &self.target)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        // A replication stream that ends (leader change, node removed) takes its transfers along.
+        if let Some(f) = self.inflight.take() {
+            f.task.abort();
+        }
+        if let Some(k) = self.keepalive.take() {
+            k.abort();
+        }
+    }
+}
+
+/// How one exchange failed, before mapping to openraft's error types.
+#[derive(Debug)]
+enum Failure {
+    Timeout(Duration),
+    Unreachable(String),
+    Network(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct StatusError(String);
+struct Message(String);
+
+/// Sends a signed JSON body and decodes the answer (at most [`MAX_ANSWER_BYTES`]).
+async fn exchange<Resp: DeserializeOwned>(
+    client: reqwest::Client,
+    credentials: Credentials,
+    url: String,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Resp, Failure> {
+    let builder = client
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .timeout(timeout);
+    let send = credentials.sign_peer_request(builder).send();
+    let mut resp = send.await.map_err(|e| {
+        if e.is_timeout() {
+            Failure::Timeout(timeout)
+        } else {
+            Failure::Unreachable(format!("POST {url}: {e}"))
+        }
+    })?;
+    let status = resp.status();
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(Failure::Network(format!(
+                        "POST {url}: answer larger than {MAX_ANSWER_BYTES} bytes"
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(Failure::Timeout(timeout)),
+            Err(e) => return Err(Failure::Network(format!("POST {url}: {e}"))),
+        }
+    }
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes);
+        return Err(Failure::Unreachable(format!(
+            "POST {url}: HTTP {status}: {}",
+            text.chars().take(200).collect::<String>()
+        )));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::Network(format!("POST {url}: undecodable answer: {e}")))
+}
+
+type AppendResult = Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>;
 
 impl Network {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// One exchange in this task (no detaching): heartbeats, votes.
     async fn post<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         path: &str,
         req: &Req,
         timeout: Duration,
-    ) -> Result<Resp, HttpFailure> {
-        let url = format!("{}{}", self.base, path);
-        let mut builder = self.factory.client.post(&url).json(req).timeout(timeout);
-        if let Some(key) = &self.factory.api_key {
-            builder = builder.header(API_KEY_HEADER, key);
-        }
-        let resp = builder.send().await.map_err(|e| {
-            if e.is_timeout() {
-                HttpFailure::Timeout
-            } else {
-                HttpFailure::Unreachable(e)
-            }
-        })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(HttpFailure::Status(format!(
-                "POST {url}: HTTP {status}: {}",
-                body.chars().take(200).collect::<String>()
-            )));
-        }
-        resp.json::<Resp>().await.map_err(|e| {
-            if e.is_timeout() {
-                HttpFailure::Timeout
-            } else {
-                HttpFailure::Decode(e)
-            }
-        })
+    ) -> Result<Resp, Failure> {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| Failure::Network(format!("cannot encode the request: {e}")))?;
+        exchange(
+            self.factory.client.clone(),
+            self.factory.settings.credentials.clone(),
+            self.url(path),
+            body,
+            timeout,
+        )
+        .await
     }
 
     fn timeout_err(&self, action: RPCTypes, timeout: Duration) -> Timeout<NodeId> {
@@ -158,26 +310,127 @@ impl Network {
         }
     }
 
-    fn map_rpc<T, E: std::error::Error>(
+    fn rpc_error<E: std::error::Error>(
         &self,
-        res: Result<Result<T, RaftError<NodeId, E>>, HttpFailure>,
+        failure: Failure,
         action: RPCTypes,
-        timeout: Duration,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        match failure {
+            Failure::Timeout(t) => RPCError::Timeout(self.timeout_err(action, t)),
+            Failure::Unreachable(m) => RPCError::Unreachable(Unreachable::new(&Message(m))),
+            Failure::Network(m) => RPCError::Network(NetworkError::new(&Message(m))),
+        }
+    }
+
+    fn remote<T, E: std::error::Error>(
+        &self,
+        res: Result<Result<T, RaftError<NodeId, E>>, Failure>,
+        action: RPCTypes,
     ) -> Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
         match res {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
-            Err(HttpFailure::Timeout) => Err(RPCError::Timeout(self.timeout_err(action, timeout))),
-            Err(HttpFailure::Unreachable(e)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Err(HttpFailure::Status(s)) => {
-                Err(RPCError::Unreachable(Unreachable::new(&StatusError(s))))
-            }
-            Err(HttpFailure::Decode(e)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(f) => Err(self.rpc_error(f, action)),
         }
     }
 
+    /// Refuses an answer whose vote is absurdly far above the vote we sent.
+    fn sane_answer(&self, sent: &Vote, answered: &Vote) -> Result<(), Failure> {
+        check_answer_vote(sent, answered, self.factory.settings.max_term_jump)
+            .map_err(|r| Failure::Network(format!("peer {} answered: {r}", self.target)))
+    }
+
     fn short_timeout(&self, option: &RPCOption) -> Duration {
-        self.factory.rpc_timeout.min(option.hard_ttl())
+        self.factory.settings.rpc_timeout.min(option.hard_ttl())
+    }
+
+    /// Starts the detached task of an append with entries.
+    fn spawn_append(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> Result<InFlight, Failure> {
+        let body = serde_json::to_vec(rpc)
+            .map_err(|e| Failure::Network(format!("cannot encode the append: {e}")))?;
+        let timeout = self.factory.payload_timeout(body.len());
+        let client = self.factory.client.clone();
+        let credentials = self.factory.settings.credentials.clone();
+        let url = self.url("/raft/append");
+        let task = tokio::spawn(exchange(client, credentials, url, body, timeout));
+        Ok(InFlight {
+            vote: rpc.vote,
+            prev: rpc.prev_log_id,
+            last: rpc.entries.last().map(|e| e.log_id),
+            task,
+        })
+    }
+
+    /// An empty append with the same vote, `prev_log_id` and commit point (what openraft's own
+    /// heartbeat sends): keeps the follower's election timer from expiring while a long append
+    /// runs. At most one at a time; its answer is not needed (the running append brings the
+    /// same news).
+    fn send_keepalive(&mut self, rpc: &AppendEntriesRequest<TypeConfig>) {
+        if self.keepalive.as_ref().is_some_and(|k| !k.is_finished()) {
+            return;
+        }
+        let beat: AppendEntriesRequest<TypeConfig> = AppendEntriesRequest {
+            vote: rpc.vote,
+            prev_log_id: rpc.prev_log_id,
+            entries: Vec::new(),
+            leader_commit: rpc.leader_commit,
+        };
+        let Ok(body) = serde_json::to_vec(&beat) else {
+            return;
+        };
+        let client = self.factory.client.clone();
+        let credentials = self.factory.settings.credentials.clone();
+        let url = self.url("/raft/append");
+        let timeout = self.factory.settings.rpc_timeout;
+        self.keepalive = Some(tokio::spawn(async move {
+            let _: Result<AppendResult, Failure> =
+                exchange(client, credentials, url, body, timeout).await;
+        }));
+    }
+
+    /// Sends an append with entries, or joins the one already running for the same range.
+    async fn append_detached(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendResult, Failure> {
+        let last = rpc.entries.last().map(|e| e.log_id);
+        let joins = self
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.vote == rpc.vote && f.prev == rpc.prev_log_id && f.last <= last);
+        if joins {
+            // openraft gave up on the previous call and asks again: let the running transfer
+            // finish, and keep the follower from starting an election meanwhile.
+            self.send_keepalive(rpc);
+        } else {
+            if let Some(old) = self.inflight.take() {
+                old.task.abort();
+            }
+            self.inflight = Some(self.spawn_append(rpc)?);
+        }
+        let Some(flight) = self.inflight.as_mut() else {
+            return Err(Failure::Network("append task missing".into()));
+        };
+        // If openraft's deadline drops this future here, the task keeps running and the next
+        // call for the same range picks its answer up.
+        let joined = (&mut flight.task).await;
+        let carried = flight.last;
+        self.inflight = None;
+        let resp = match joined {
+            Ok(Ok(Ok(resp))) => resp,
+            Ok(Ok(Err(remote))) => return Ok(Err(remote)),
+            Ok(Err(failure)) => return Err(failure),
+            Err(e) => return Err(Failure::Network(format!("append task ended: {e}"))),
+        };
+        if let AppendEntriesResponse::HigherVote(v) = &resp {
+            self.sane_answer(&rpc.vote, v)?;
+        }
+        Ok(Ok(match resp {
+            AppendEntriesResponse::Success if carried < last => {
+                AppendEntriesResponse::PartialSuccess(carried)
+            }
+            other => other,
+        }))
     }
 }
 
@@ -187,22 +440,46 @@ impl RaftNetwork<TypeConfig> for Network {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let timeout = self.short_timeout(&option);
-        let res = self.post("/raft/append", &rpc, timeout).await;
-        self.map_rpc(res, RPCTypes::AppendEntries, timeout)
+        if rpc.entries.is_empty() {
+            // A heartbeat: small, and openraft sends the next one soon anyway.
+            let timeout = self.short_timeout(&option);
+            let res: Result<AppendResult, Failure> = self.post("/raft/append", &rpc, timeout).await;
+            let res = match res {
+                Ok(Ok(AppendEntriesResponse::HigherVote(v))) => self
+                    .sane_answer(&rpc.vote, &v)
+                    .map(|()| Ok(AppendEntriesResponse::HigherVote(v))),
+                other => other,
+            };
+            return self.remote(res, RPCTypes::AppendEntries);
+        }
+        let res = self.append_detached(&rpc).await;
+        self.remote(res, RPCTypes::AppendEntries)
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        let timeout = self.factory.snapshot_timeout;
-        let res = self.post("/raft/install-snapshot", &rpc, timeout).await;
-        self.map_rpc(res, RPCTypes::InstallSnapshot, timeout)
+        // One chunk of `full_snapshot` (openraft's chunked transport calls this).
+        let chunk = SnapshotChunk::encode(&rpc);
+        let timeout = self
+            .factory
+            .payload_timeout(chunk.data.len())
+            .min(option.hard_ttl())
+            .min(self.factory.settings.snapshot_timeout);
+        let res: Result<
+            Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+            Failure,
+        > = self.post("/raft/snapshot-chunk", &chunk, timeout).await;
+        let res = match res {
+            Ok(Ok(resp)) => self.sane_answer(&rpc.vote, &resp.vote).map(|()| Ok(resp)),
+            other => other,
+        };
+        self.remote(res, RPCTypes::InstallSnapshot)
     }
 
     async fn vote(
@@ -211,8 +488,13 @@ impl RaftNetwork<TypeConfig> for Network {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let timeout = self.short_timeout(&option);
-        let res = self.post("/raft/vote", &rpc, timeout).await;
-        self.map_rpc(res, RPCTypes::Vote, timeout)
+        let res: Result<Result<VoteResponse<NodeId>, RaftError<NodeId>>, Failure> =
+            self.post("/raft/vote", &rpc, timeout).await;
+        let res = match res {
+            Ok(Ok(resp)) => self.sane_answer(&rpc.vote, &resp.vote).map(|()| Ok(resp)),
+            other => other,
+        };
+        self.remote(res, RPCTypes::Vote)
     }
 
     async fn full_snapshot(
@@ -220,40 +502,11 @@ impl RaftNetwork<TypeConfig> for Network {
         vote: Vote,
         snapshot: Snapshot,
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
-        let timeout = self.factory.snapshot_timeout;
-        let req = FullSnapshotRequest {
-            vote,
-            meta: snapshot.meta.clone(),
-            data: base64::engine::general_purpose::STANDARD.encode(snapshot.snapshot.get_ref()),
-        };
-        let send = self.post::<_, Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(
-            "/raft/snapshot",
-            &req,
-            timeout,
-        );
-        let res = tokio::select! {
-            closed = cancel => return Err(StreamingError::Closed(closed)),
-            res = send => res,
-        };
-        match res {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(fatal)) => Err(StreamingError::RemoteError(RemoteError::new(
-                self.target,
-                fatal,
-            ))),
-            Err(HttpFailure::Timeout) => Err(StreamingError::Timeout(
-                self.timeout_err(RPCTypes::InstallSnapshot, timeout),
-            )),
-            Err(HttpFailure::Unreachable(e)) => {
-                Err(StreamingError::Unreachable(Unreachable::new(&e)))
-            }
-            Err(HttpFailure::Status(s)) => Err(StreamingError::Unreachable(Unreachable::new(
-                &StatusError(s),
-            ))),
-            Err(HttpFailure::Decode(e)) => Err(StreamingError::Network(NetworkError::new(&e))),
-        }
+        // openraft's chunked transport: `install_snapshot` per chunk, each under its own deadline,
+        // retried a few times on transient failures.
+        Chunked::send_snapshot(self, vote, snapshot, cancel, option).await
     }
 
     fn backoff(&self) -> Backoff {
@@ -268,10 +521,15 @@ impl RaftNetwork<TypeConfig> for Network {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+    use crate::auth::PEER_SECRET_HEADER;
     use axum::http::StatusCode;
     use axum::routing::post;
     use axum::Router;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use tokio::net::TcpListener;
+    use varpulis_cluster::Command;
 
     async fn serve(app: Router) -> String {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -282,17 +540,41 @@ mod tests {
         url
     }
 
+    fn settings(rpc_timeout: Duration) -> NetworkSettings {
+        NetworkSettings {
+            credentials: Credentials::new(Some("peer".into()), Some("k".into())),
+            rpc_timeout,
+            snapshot_timeout: Duration::from_secs(5),
+            min_throughput_bytes_per_sec: 1024 * 1024,
+            max_term_jump: 1000,
+        }
+    }
+
+    async fn client(url: &str, rpc_timeout: Duration) -> Network {
+        let mut factory = NetworkFactory::new(1, settings(rpc_timeout)).unwrap();
+        factory.new_client(2, &BasicNode::new(url)).await
+    }
+
     async fn vote_to(
         url: &str,
         rpc_timeout: Duration,
     ) -> RPCError<NodeId, BasicNode, RaftError<NodeId>> {
-        let mut factory =
-            NetworkFactory::new(1, Some("k".into()), rpc_timeout, Duration::from_secs(5)).unwrap();
-        let mut net = factory.new_client(2, &BasicNode::new(url)).await;
+        let mut net = client(url, rpc_timeout).await;
         let req = VoteRequest::new(Vote::new(1, 1), None);
         net.vote(req, RPCOption::new(Duration::from_secs(5)))
             .await
             .unwrap_err()
+    }
+
+    fn entries(n: u64, bytes: usize) -> Vec<crate::types::Entry> {
+        (1..=n)
+            .map(|i| crate::types::Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                payload: EntryPayload::Normal(Command::DeleteConnector {
+                    name: "x".repeat(bytes),
+                }),
+            })
+            .collect()
     }
 
     #[tokio::test]
@@ -336,12 +618,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sends_the_api_key() {
+    async fn an_absurd_vote_in_an_answer_is_a_network_error() {
+        let url = serve(Router::new().route(
+            "/raft/vote",
+            post(|| async {
+                let resp: Result<VoteResponse<NodeId>, RaftError<NodeId>> = Ok(VoteResponse {
+                    vote: Vote::new(u64::MAX, 2),
+                    vote_granted: false,
+                    last_log_id: None,
+                });
+                axum::Json(resp)
+            }),
+        ))
+        .await;
+        let err = vote_to(&url, Duration::from_secs(1)).await;
+        assert!(matches!(err, RPCError::Network(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn sends_the_peer_secret_and_the_api_key() {
         let url = serve(Router::new().route(
             "/raft/vote",
             post(|headers: axum::http::HeaderMap| async move {
-                let ok = headers.get(API_KEY_HEADER).map(|v| v.as_bytes()) == Some(b"k");
-                let status = if ok {
+                let secret = headers.get(PEER_SECRET_HEADER).map(|v| v.as_bytes()) == Some(b"peer");
+                let key = headers.get(API_KEY_HEADER).map(|v| v.as_bytes()) == Some(b"k");
+                let status = if secret && key {
                     StatusCode::IM_A_TEAPOT
                 } else {
                     StatusCode::UNAUTHORIZED
@@ -352,5 +653,130 @@ mod tests {
         .await;
         let err = vote_to(&url, Duration::from_secs(1)).await;
         assert!(err.to_string().contains("418"), "{err}");
+    }
+
+    #[test]
+    fn deadlines_grow_with_the_payload() {
+        let f = NetworkFactory::new(1, settings(Duration::from_secs(1))).unwrap();
+        assert_eq!(f.payload_timeout(0), Duration::from_secs(1));
+        assert_eq!(f.payload_timeout(4 * 1024 * 1024), Duration::from_secs(5));
+    }
+
+    /// A follower that needs longer than openraft's deadline to answer an append: the retries
+    /// join the running transfer (one request reaches the follower, not one per retry), a
+    /// longer retry gets a partial success, and keepalives reach it meanwhile.
+    #[tokio::test]
+    async fn a_slow_append_survives_openraft_deadlines_and_is_sent_once() {
+        let appends = Arc::new(AtomicUsize::new(0));
+        let beats = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (appends.clone(), beats.clone());
+        let url = serve(Router::new().route(
+            "/raft/append",
+            post(
+                move |axum::Json(req): axum::Json<AppendEntriesRequest<TypeConfig>>| {
+                    let (a, b) = (a.clone(), b.clone());
+                    async move {
+                        if req.entries.is_empty() {
+                            b.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(400)).await;
+                        }
+                        let resp: AppendResult = Ok(AppendEntriesResponse::Success);
+                        axum::Json(resp)
+                    }
+                },
+            ),
+        ))
+        .await;
+        let mut net = client(&url, Duration::from_secs(2)).await;
+        let vote = Vote::new_committed(1, 1);
+        let first: Vec<_> = entries(3, 10);
+        let rpc = |entries: Vec<crate::types::Entry>| AppendEntriesRequest {
+            vote,
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        };
+        let ttl = Duration::from_millis(50);
+        let mut answer = None;
+        for attempt in 0..40 {
+            // Later retries ask for more entries than the running transfer carries.
+            let n = if attempt == 0 { 3 } else { 5 };
+            let req = rpc(if n == 3 {
+                first.clone()
+            } else {
+                entries(5, 10)
+            });
+            match tokio::time::timeout(ttl, net.append_entries(req, RPCOption::new(ttl))).await {
+                Ok(res) => {
+                    answer = Some(res.unwrap());
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+        let answer = answer.expect("the append completed");
+        assert_eq!(
+            answer,
+            AppendEntriesResponse::PartialSuccess(Some(first[2].log_id))
+        );
+        assert_eq!(appends.load(Ordering::SeqCst), 1, "sent once");
+        assert!(
+            beats.load(Ordering::SeqCst) >= 1,
+            "keepalives while waiting"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_different_range_replaces_the_running_append() {
+        let appends = Arc::new(AtomicUsize::new(0));
+        let a = appends.clone();
+        let url = serve(Router::new().route(
+            "/raft/append",
+            post(
+                move |axum::Json(req): axum::Json<AppendEntriesRequest<TypeConfig>>| {
+                    let a = a.clone();
+                    async move {
+                        if !req.entries.is_empty() {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            if req.prev_log_id.is_none() {
+                                tokio::time::sleep(Duration::from_secs(5)).await;
+                            }
+                        }
+                        let resp: AppendResult = Ok(AppendEntriesResponse::Success);
+                        axum::Json(resp)
+                    }
+                },
+            ),
+        ))
+        .await;
+        let mut net = client(&url, Duration::from_secs(10)).await;
+        let vote = Vote::new_committed(1, 1);
+        let all = entries(4, 10);
+        let ttl = Duration::from_millis(50);
+        let stuck = AppendEntriesRequest {
+            vote,
+            prev_log_id: None,
+            entries: all.clone(),
+            leader_commit: None,
+        };
+        let r = tokio::time::timeout(ttl, net.append_entries(stuck, RPCOption::new(ttl))).await;
+        assert!(r.is_err(), "the first append is still running");
+        let moved = AppendEntriesRequest {
+            vote,
+            prev_log_id: Some(all[1].log_id),
+            entries: all[2..].to_vec(),
+            leader_commit: None,
+        };
+        let r = tokio::time::timeout(
+            Duration::from_secs(3),
+            net.append_entries(moved, RPCOption::new(ttl)),
+        )
+        .await
+        .expect("the new range is sent at once")
+        .unwrap();
+        assert_eq!(r, AppendEntriesResponse::Success);
+        assert_eq!(appends.load(Ordering::SeqCst), 2);
     }
 }

@@ -19,10 +19,14 @@ use tokio::sync::{broadcast, watch};
 use varpulis_api::raft::RaftMetricsView;
 use varpulis_cluster::{ClusterState, Command, CommandResponse};
 
+use varpulis_cluster::Limits;
+
+use crate::auth::Credentials;
 use crate::batch::{self, Batcher};
 use crate::error::{Error, WriteError};
-use crate::log_store::LogStore;
-use crate::network::{NetworkFactory, API_KEY_HEADER};
+use crate::guard::{LocalView, DEFAULT_MAX_TERM_JUMP};
+use crate::log_store::{LogStore, DEFAULT_MAX_APPEND_BYTES};
+use crate::network::{NetworkFactory, NetworkSettings};
 use crate::state_machine::{read_lock, AppliedEvent, SharedState, StateMachine};
 use crate::types::{BasicNode, NodeId, Raft, RaftMetrics};
 
@@ -38,8 +42,27 @@ pub struct RaftConfig {
     pub data_dir: PathBuf,
     /// Every voter of a fresh group, this node included: id -> base URL (`http://host:port`).
     pub peers: BTreeMap<NodeId, String>,
-    /// Cluster key sent on outbound RPCs and required on inbound `/raft/*` calls when set.
+    /// Cluster API key: required on the admin routes (add-learner, change-membership), and on
+    /// the peer RPCs too when no `peer_secret` is set. Sent on outbound RPCs.
     pub api_key: Option<String>,
+    /// Peer secret (`--peer-secret`): required on the peer RPCs (vote, append, snapshots) in
+    /// the `x-varpulis-peer-secret` header, where the API key then no longer opens them.
+    /// Sent on outbound RPCs. See [`crate::auth`].
+    pub peer_secret: Option<String>,
+    /// Largest accepted jump of a peer's term above ours ([`crate::guard`]). Default 1,000,000.
+    pub max_term_jump: u64,
+    /// Byte budget of one AppendEntries and of one proposal batch. Default 1 MiB.
+    pub max_append_bytes: usize,
+    /// Size of one snapshot chunk on the wire (before base64). Default 1 MiB.
+    pub snapshot_chunk_bytes: usize,
+    /// Largest snapshot this node accepts from a leader (chunks beyond are refused). Default
+    /// 4 GiB.
+    pub max_snapshot_bytes: u64,
+    /// Slowest peer transfer rate still considered healthy: an RPC of `n` bytes may take
+    /// `rpc_timeout + n / rate`. Default 1 MiB/s.
+    pub min_throughput_bytes_per_sec: u64,
+    /// Limits on what enters the log, checked by [`RaftNode::write`] before proposing.
+    pub limits: Limits,
     /// Leader heartbeat period (also openraft's AppendEntries timeout). Default 50 ms.
     pub heartbeat_interval_ms: u64,
     /// Lower bound of the randomized election timeout. Default 200 ms.
@@ -48,7 +71,8 @@ pub struct RaftConfig {
     pub election_timeout_max_ms: u64,
     /// Upper bound of a vote/append HTTP exchange (openraft may impose a shorter one). Default 1 s.
     pub rpc_timeout_ms: u64,
-    /// Timeout of a whole snapshot transfer. Default 30 s.
+    /// Upper bound of one snapshot chunk's exchange (the whole transfer has no deadline: each
+    /// chunk has its own). Default 30 s.
     pub snapshot_timeout_ms: u64,
     /// Build a snapshot (and compact the log) after this many applied entries. Default 5000.
     pub snapshot_logs_since_last: u64,
@@ -71,6 +95,12 @@ impl std::fmt::Debug for RaftConfig {
             .field("data_dir", &self.data_dir)
             .field("peers", &self.peers)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "peer_secret",
+                &self.peer_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_term_jump", &self.max_term_jump)
+            .field("max_append_bytes", &self.max_append_bytes)
             .field("heartbeat_interval_ms", &self.heartbeat_interval_ms)
             .field("election_timeout_min_ms", &self.election_timeout_min_ms)
             .field("election_timeout_max_ms", &self.election_timeout_max_ms)
@@ -92,6 +122,13 @@ impl RaftConfig {
             data_dir: data_dir.into(),
             peers,
             api_key: None,
+            peer_secret: None,
+            max_term_jump: DEFAULT_MAX_TERM_JUMP,
+            max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
+            snapshot_chunk_bytes: 1024 * 1024,
+            max_snapshot_bytes: 4 << 30,
+            min_throughput_bytes_per_sec: 1024 * 1024,
+            limits: Limits::default(),
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 200,
             election_timeout_max_ms: 400,
@@ -132,12 +169,36 @@ impl RaftConfig {
                 "snapshot_logs_since_last must be at least 1".into(),
             ));
         }
+        if self.max_term_jump == 0 {
+            return Err(Error::Config("max_term_jump must be at least 1".into()));
+        }
+        if self.max_append_bytes < 1024 || self.snapshot_chunk_bytes < 1024 {
+            return Err(Error::Config(
+                "max_append_bytes and snapshot_chunk_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.min_throughput_bytes_per_sec == 0 || self.max_snapshot_bytes == 0 {
+            return Err(Error::Config(
+                "min_throughput_bytes_per_sec and max_snapshot_bytes must be positive".into(),
+            ));
+        }
+        self.limits.validate().map_err(Error::Config)?;
+        if [&self.api_key, &self.peer_secret]
+            .into_iter()
+            .flatten()
+            .any(|s| s.is_empty())
+        {
+            return Err(Error::Config(
+                "api_key and peer_secret must not be empty strings".into(),
+            ));
+        }
         Config {
             cluster_name: "varpulis".into(),
             heartbeat_interval: self.heartbeat_interval_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
             install_snapshot_timeout: self.snapshot_timeout_ms,
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             enable_heartbeat: true,
@@ -198,6 +259,8 @@ struct Inner {
     events: broadcast::Sender<AppliedEvent>,
     db: sled::Db,
     config: RaftConfig,
+    /// Secrets required from callers and sent to peers.
+    credentials: Credentials,
     /// `(applied index, state hash)` of the last `metrics_view`: hashing serializes the whole
     /// state, and the state only changes when the applied index does.
     hash_cache: std::sync::Mutex<Option<(Option<u64>, String)>>,
@@ -231,19 +294,23 @@ impl RaftNode {
             .map_err(|e| Error::Raft(format!("sled open task: {e}")))?
             .map_err(|e| Error::Config(format!("cannot open sled at {}: {e}", dir.display())))?;
 
-        let log_store = LogStore::open(&db)?;
+        let log_store = LogStore::open(&db)?.with_max_append_bytes(config.max_append_bytes);
         let fresh = log_store.is_fresh()?;
         let sm = StateMachine::open(&db)?;
         let shared = sm.shared();
         let applied_rx = sm.applied_index_watch();
         let events = sm.events();
 
-        let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms.max(1));
+        let credentials = Credentials::new(config.peer_secret.clone(), config.api_key.clone());
         let network = NetworkFactory::new(
             config.node_id,
-            config.api_key.clone(),
-            rpc_timeout,
-            Duration::from_millis(config.snapshot_timeout_ms.max(1)),
+            NetworkSettings {
+                credentials: credentials.clone(),
+                rpc_timeout: Duration::from_millis(config.rpc_timeout_ms.max(1)),
+                snapshot_timeout: Duration::from_millis(config.snapshot_timeout_ms.max(1)),
+                min_throughput_bytes_per_sec: config.min_throughput_bytes_per_sec,
+                max_term_jump: config.max_term_jump,
+            },
         )
         .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
 
@@ -276,7 +343,7 @@ impl RaftNode {
 
         let batcher = {
             let _on_consensus_runtime = handle.enter();
-            Batcher::spawn(raft.clone())
+            Batcher::spawn(raft.clone(), config.max_append_bytes)
         };
         Ok(RaftNode {
             inner: Arc::new(Inner {
@@ -289,6 +356,7 @@ impl RaftNode {
                 events,
                 db,
                 config,
+                credentials,
                 hash_cache: std::sync::Mutex::new(None),
             }),
         })
@@ -311,9 +379,20 @@ impl RaftNode {
 
     /// Proposes `cmd` and waits until it is committed and applied here (on the leader).
     ///
+    /// The command is first checked against the configured [`Limits`]
+    /// ([`varpulis_cluster::limits::enforce`]): a command over a limit is not proposed and
+    /// answers `Ok` with its `limit_exceeded` error, like a command the state machine rejects.
+    ///
     /// Concurrent writes share log entries (see [`crate::batch`]): each caller still gets its
     /// own command's response, after the entry holding it is durable on a quorum.
-    pub async fn write(&self, cmd: Command) -> Result<CommandResponse, WriteError> {
+    pub async fn write(&self, mut cmd: Command) -> Result<CommandResponse, WriteError> {
+        let limits = &self.inner.config.limits;
+        // Sizes first, without the state lock (they may serialize a large spec).
+        let checked = varpulis_cluster::limits::check_sizes(limits, &mut cmd)
+            .and_then(|()| self.read(|s| varpulis_cluster::limits::check_counts(limits, s, &cmd)));
+        if let Err(refused) = checked {
+            return Ok(CommandResponse::err(refused));
+        }
         let timeout = Duration::from_millis(self.inner.config.write_timeout_ms);
         let proposed = async {
             if batch::is_batch(&cmd) {
@@ -498,21 +577,52 @@ impl RaftNode {
     }
 
     /// The last applied index and the hash of the state at that index (cached per index).
+    ///
+    /// The state is taken by reference under the read lock, copied, and the copy hashed:
+    /// `apply` takes the write lock on the consensus runtime's only thread, and hashing a large
+    /// state while holding the lock would stall heartbeats (anyone may poll
+    /// `GET /raft/metrics`). `apply` waits for the reference to go while the copy is made,
+    /// yielding that thread (see [`crate::state_machine`]). Concurrent callers share one
+    /// computation (they wait on the cache and find it filled).
     pub fn applied_hash(&self) -> (Option<u64>, String) {
-        let guard = read_lock(&self.inner.shared);
+        // Never wait for the cache (a computation may be running) while holding the state lock.
+        let current = read_lock(&self.inner.shared).last_applied;
+        if let Some(hit) = self.cached_hash(current) {
+            return hit;
+        }
+        let (index, state) = {
+            let guard = read_lock(&self.inner.shared);
+            (guard.last_applied, Arc::clone(&guard.state))
+        };
         let mut cache = self
             .inner
             .hash_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some((index, hash)) = cache.as_ref() {
-            if *index == guard.last_applied {
-                return (*index, hash.clone());
+        if let Some((cached, hash)) = cache.as_ref() {
+            if *cached == index {
+                return (index, hash.clone());
             }
         }
-        let hash = guard.state.state_hash();
-        *cache = Some((guard.last_applied, hash.clone()));
-        (guard.last_applied, hash)
+        // Copy, let go of the shared state (so `apply` waits at most for the copy, which is
+        // much cheaper than serializing and hashing), then hash the copy.
+        let copy = ClusterState::clone(&state);
+        drop(state);
+        let hash = copy.state_hash();
+        *cache = Some((index, hash.clone()));
+        (index, hash)
+    }
+
+    fn cached_hash(&self, index: Option<u64>) -> Option<(Option<u64>, String)> {
+        let cache = self
+            .inner
+            .hash_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match cache.as_ref() {
+            Some((cached, hash)) if *cached == index => Some((index, hash.clone())),
+            _ => None,
+        }
     }
 
     /// Adds a learner (it receives the log but does not vote); waits until it caught up.
@@ -581,16 +691,26 @@ impl RaftNode {
         }
     }
 
-    /// True when `headers` carry the cluster key (always true when no key is configured).
-    /// Compared in constant time.
-    pub fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
-        let Some(expected) = &self.inner.config.api_key else {
-            return true;
-        };
-        headers
-            .get(API_KEY_HEADER)
-            .map(|v| constant_time_eq::constant_time_eq(v.as_bytes(), expected.as_bytes()))
-            .unwrap_or(false)
+    /// The secrets this node requires from callers and sends to its peers.
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.credentials
+    }
+
+    /// What [`crate::guard`] needs to judge a peer request: the current term, the members this
+    /// node knows, the configured bound.
+    pub fn guard_view(&self) -> LocalView {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        LocalView {
+            current_term: m.current_term,
+            members: m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect(),
+            max_term_jump: self.inner.config.max_term_jump,
+        }
     }
 
     /// Stops openraft and flushes sled. Idempotent.
@@ -655,9 +775,34 @@ mod tests {
     }
 
     #[test]
-    fn debug_redacts_the_key() {
+    fn debug_redacts_the_secrets() {
         let mut cfg = RaftConfig::new(1, "/tmp/x", peers());
         cfg.api_key = Some("topsecret".into());
-        assert!(!format!("{cfg:?}").contains("topsecret"));
+        cfg.peer_secret = Some("peersecret".into());
+        let text = format!("{cfg:?}");
+        assert!(
+            !text.contains("topsecret") && !text.contains("peersecret"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn byte_budgets_and_bounds_are_validated() {
+        let mut cfg = RaftConfig::new(1, "/tmp/x", peers());
+        cfg.max_append_bytes = 10;
+        assert!(matches!(cfg.validate(), Err(Error::Config(_))));
+        let mut cfg = RaftConfig::new(1, "/tmp/x", peers());
+        cfg.max_term_jump = 0;
+        assert!(matches!(cfg.validate(), Err(Error::Config(_))));
+        let mut cfg = RaftConfig::new(1, "/tmp/x", peers());
+        cfg.peer_secret = Some(String::new());
+        assert!(matches!(cfg.validate(), Err(Error::Config(_))));
+        let mut cfg = RaftConfig::new(1, "/tmp/x", peers());
+        cfg.limits.max_labels = 0;
+        assert!(matches!(cfg.validate(), Err(Error::Config(_))));
+        let mut cfg = RaftConfig::new(1, "/tmp/x", peers());
+        cfg.snapshot_chunk_bytes = 64 * 1024;
+        let rc = cfg.validate().map_err(|e| e.to_string());
+        assert_eq!(rc.map(|c| c.snapshot_max_chunk_size), Ok(64 * 1024));
     }
 }

@@ -1,9 +1,13 @@
-//! Inbound Raft HTTP routes: peer RPCs (`/raft/vote`, `/raft/append`, `/raft/snapshot`,
-//! `/raft/install-snapshot`), admin calls (`/raft/add-learner`, `/raft/change-membership`) and
-//! `GET /raft/metrics`.
+//! Inbound Raft HTTP routes: peer RPCs (`/raft/vote`, `/raft/append`, `/raft/snapshot-chunk`,
+//! and `/raft/snapshot` and `/raft/install-snapshot` for older senders), admin calls
+//! (`/raft/add-learner`, `/raft/change-membership`) and `GET /raft/metrics`.
 //!
-//! Every route except `GET /raft/metrics` requires the cluster key (`x-api-key`, compared in
-//! constant time) when one is configured. Peer RPC answers are the JSON-encoded openraft
+//! Access ([`crate::auth`]): peer RPCs need the peer secret (`x-varpulis-peer-secret`), or the
+//! cluster API key when no peer secret is configured, or a peer certificate recognised by the
+//! TLS layer; admin calls need the API key; `GET /raft/metrics` is open. Refusals answer `401`
+//! before the body is read. Peer requests then pass [`crate::guard`] (absurd terms, strangers,
+//! malformed entries: `400`/`403` with codes `term_out_of_range`, `not_a_member`,
+//! `bad_request`) before openraft sees them. Peer RPC answers are the JSON-encoded openraft
 //! `Result`, so remote Raft errors cross the wire intact. Admin calls must reach the leader: a
 //! follower answers `421` with `{"code": "not_leader", "leader_id", "leader_url"}` (the
 //! coordinator's proxy layer, or the client, retries there), and `503` with `Retry-After` when no
@@ -12,6 +16,8 @@
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -24,33 +30,64 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest};
 use varpulis_api::{Code, ErrorBody};
 
+use crate::auth::{Access, PeerCertificate};
 use crate::error::{Error, WriteError};
-use crate::network::FullSnapshotRequest;
+use crate::guard::Refusal;
+use crate::network::{FullSnapshotRequest, SnapshotChunk};
 use crate::node::RaftNode;
-use crate::types::{NodeId, Snapshot, TypeConfig};
+use crate::types::{NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
-/// Largest accepted Raft RPC body (append batches and whole snapshots travel as one request).
+/// Largest accepted Raft RPC body. Appends are bounded by `max_append_bytes` (one larger entry
+/// travels alone) and snapshots travel in chunks, but an older peer sends a whole snapshot in
+/// one `POST /raft/snapshot`. Only authenticated peers get past the check to the body.
 const MAX_RAFT_BODY: usize = 512 * 1024 * 1024;
 
 /// The `/raft/*` router of `node`; merge it into the coordinator's API router.
 pub fn router(node: RaftNode) -> Router {
-    let protected = Router::new()
+    let peer = Router::new()
         .route("/raft/vote", post(vote))
         .route("/raft/append", post(append))
         .route("/raft/snapshot", post(snapshot))
+        .route("/raft/snapshot-chunk", post(snapshot_chunk))
         .route("/raft/install-snapshot", post(install_snapshot_chunk))
+        .route_layer(middleware::from_fn_with_state(node.clone(), require_peer))
+        .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
+    let admin = Router::new()
         .route("/raft/add-learner", post(add_learner))
         .route("/raft/change-membership", post(change_membership))
-        .route_layer(middleware::from_fn_with_state(node.clone(), require_key))
-        .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
+        .route_layer(middleware::from_fn_with_state(node.clone(), require_admin));
     Router::new()
         .route("/raft/metrics", get(metrics))
-        .merge(protected)
+        .merge(peer)
+        .merge(admin)
         .with_state(node)
 }
 
-async fn require_key(State(node): State<RaftNode>, req: Request, next: Next) -> Response {
-    if node.authorized(req.headers()) {
+async fn require_peer(State(node): State<RaftNode>, req: Request, next: Next) -> Response {
+    let certificate = req.extensions().get::<PeerCertificate>();
+    if node
+        .credentials()
+        .allows(Access::Peer, req.headers(), certificate)
+    {
+        next.run(req).await
+    } else {
+        let what = if node.credentials().has_peer_secret() {
+            "missing or invalid x-varpulis-peer-secret (raft peer RPCs need the peer secret)"
+        } else {
+            "missing or invalid x-api-key"
+        };
+        error_response(
+            StatusCode::UNAUTHORIZED,
+            ErrorBody::new(Code::Unauthorized, what),
+        )
+    }
+}
+
+async fn require_admin(State(node): State<RaftNode>, req: Request, next: Next) -> Response {
+    if node
+        .credentials()
+        .allows(Access::Admin, req.headers(), None)
+    {
         next.run(req).await
     } else {
         error_response(ErrorBody::new(
@@ -58,6 +95,41 @@ async fn require_key(State(node): State<RaftNode>, req: Request, next: Next) -> 
             "missing or invalid x-api-key",
         ))
     }
+}
+
+/// Milliseconds of the last refusal log line (at most one a second: a flood of forged requests
+/// must not flood the log too).
+static LAST_REFUSAL_LOG_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Answers a request [`crate::guard`] refused, and logs it (rate-limited).
+fn refuse(node: &RaftNode, rpc: &str, refusal: Refusal) -> Response {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let last = LAST_REFUSAL_LOG_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000
+        && LAST_REFUSAL_LOG_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            node_id = node.id(),
+            rpc,
+            "refused a raft request: {refusal}"
+        );
+    }
+    error_response(ErrorBody::new(refusal.code(), refusal.to_string()))
+}
+
+/// Refuses a snapshot chunk that would grow the received snapshot beyond the node's cap.
+fn snapshot_too_large(node: &RaftNode, end: u64) -> Option<Response> {
+    let max = node.config().max_snapshot_bytes;
+    (end > max).then(|| {
+        error_response(ErrorBody::new(
+            Code::PayloadTooLarge,
+            format!("snapshot of more than {max} bytes refused (raft max_snapshot_bytes)"),
+        ))
+    })
 }
 
 /// `body` with its code's status; a retryable (503) answer says `Retry-After: 1`.
@@ -86,25 +158,85 @@ fn admin_error_response(err: &Error) -> Response {
     error_response(err.to_body())
 }
 
-async fn vote(State(node): State<RaftNode>, Json(req): Json<VoteRequest<NodeId>>) -> Response {
+async fn vote(
+    State(node): State<RaftNode>,
+    body: Result<Json<VoteRequest<NodeId>>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(rej) => return bad_json(rej),
+    };
+    if let Err(refusal) = node.guard_view().check_vote(&req) {
+        return refuse(&node, "vote", refusal);
+    }
     Json(node.raft().vote(req).await).into_response()
 }
 
 async fn append(
     State(node): State<RaftNode>,
-    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+    body: Result<Json<AppendEntriesRequest<TypeConfig>>, JsonRejection>,
 ) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(rej) => return bad_json(rej),
+    };
+    if let Err(refusal) = node.guard_view().check_append(&req) {
+        return refuse(&node, "append", refusal);
+    }
     Json(node.raft().append_entries(req).await).into_response()
+}
+
+/// Checks and installs one chunk (openraft assembles the chunks of one snapshot id).
+async fn receive_chunk(node: &RaftNode, req: InstallSnapshotRequest<TypeConfig>) -> Response {
+    if let Err(refusal) = node.guard_view().check_snapshot(&req.vote, &req.meta) {
+        return refuse(node, "snapshot-chunk", refusal);
+    }
+    let end = req.offset.saturating_add(req.data.len() as u64);
+    if let Some(refused) = snapshot_too_large(node, end) {
+        return refused;
+    }
+    Json(node.raft().install_snapshot(req).await).into_response()
+}
+
+async fn snapshot_chunk(
+    State(node): State<RaftNode>,
+    body: Result<Json<SnapshotChunk>, JsonRejection>,
+) -> Response {
+    let Json(chunk) = match body {
+        Ok(b) => b,
+        Err(rej) => return bad_json(rej),
+    };
+    match chunk.decode() {
+        Ok(req) => receive_chunk(&node, req).await,
+        Err(e) => error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorBody::new(Code::BadRequest, format!("snapshot chunk data: {e}")),
+        ),
+    }
 }
 
 async fn install_snapshot_chunk(
     State(node): State<RaftNode>,
-    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+    body: Result<Json<InstallSnapshotRequest<TypeConfig>>, JsonRejection>,
 ) -> Response {
-    Json(node.raft().install_snapshot(req).await).into_response()
+    match body {
+        Ok(Json(req)) => receive_chunk(&node, req).await,
+        Err(rej) => bad_json(rej),
+    }
 }
 
-async fn snapshot(State(node): State<RaftNode>, Json(req): Json<FullSnapshotRequest>) -> Response {
+async fn snapshot(
+    State(node): State<RaftNode>,
+    body: Result<Json<FullSnapshotRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(rej) => return bad_json(rej),
+    };
+    let (vote, meta): (&Vote, &SnapshotMeta) = (&req.vote, &req.meta);
+    if let Err(refusal) = node.guard_view().check_snapshot(vote, meta) {
+        return refuse(&node, "snapshot", refusal);
+    }
     let data = match req.decode_data() {
         Ok(d) => d,
         Err(e) => {
@@ -114,6 +246,9 @@ async fn snapshot(State(node): State<RaftNode>, Json(req): Json<FullSnapshotRequ
             ))
         }
     };
+    if let Some(refused) = snapshot_too_large(&node, data.len() as u64) {
+        return refused;
+    }
     let snap = Snapshot {
         meta: req.meta,
         snapshot: Box::new(Cursor::new(data)),
@@ -136,7 +271,7 @@ async fn add_learner(
         ));
     }
     match node.add_learner(req.node_id, req.address).await {
-        Ok(()) => Json(node.metrics_view()).into_response(),
+        Ok(()) => view_response(node).await,
         Err(e) => admin_error_response(&e),
     }
 }
@@ -157,11 +292,25 @@ async fn change_membership(
         ));
     }
     match node.change_membership(members).await {
-        Ok(()) => Json(node.metrics_view()).into_response(),
+        Ok(()) => view_response(node).await,
         Err(e) => admin_error_response(&e),
     }
 }
 
 async fn metrics(State(node): State<RaftNode>) -> Response {
-    Json(node.metrics_view()).into_response()
+    view_response(node).await
+}
+
+/// The node's metrics view with its state hash. Hashing is proportional to the state (and
+/// concurrent callers wait for one computation): it runs on the blocking pool, never on the
+/// async workers that also serve the peer RPCs, so anyone polling `GET /raft/metrics` cannot
+/// hold up heartbeats.
+async fn view_response(node: RaftNode) -> Response {
+    match tokio::task::spawn_blocking(move || node.metrics_view()).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorBody::new(Code::Internal, format!("metrics task: {e}")),
+        ),
+    }
 }

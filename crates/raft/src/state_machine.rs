@@ -11,6 +11,19 @@
 //! Readers see the applied state through a shared [`AppliedState`] (`std::sync::RwLock`: reads
 //! are a lock and a borrow), a `watch` of the last applied index, and a broadcast of every applied
 //! command with its index.
+//!
+//! The state sits behind an `Arc`: a reader with long work to do on it (hashing it for
+//! `GET /raft/metrics`) takes a reference under the lock and works without holding the lock.
+//! `apply` then waits, yielding the consensus thread, until such references are gone before it
+//! mutates the state in place ([`wait_for_readers`]); it never blocks the thread behind a slow
+//! reader, so heartbeats keep flowing however large the state is.
+//!
+//! The work proportional to the state's size (serializing it into a snapshot, decoding a
+//! received one, writing either to sled) runs on the blocking pool: the consensus runtime has one
+//! thread, and a snapshot of a large state built there would stop heartbeats long enough for a
+//! follower to start an election. A snapshot is stored as two sled keys written in one batch:
+//! `meta` (JSON) and `data` (the JSON state, raw bytes); a database written by an older version
+//! (one `current` key holding `{meta, data}` with the data as a JSON array) is still read.
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,7 +42,10 @@ use crate::types::{
 };
 
 const SNAPSHOT_TREE: &str = "raft_snapshot";
+/// Older layout: `{meta, data}` in one JSON value (read, never written).
 const KEY_CURRENT: &[u8] = b"current";
+const KEY_META: &[u8] = b"meta";
+const KEY_DATA: &[u8] = b"data";
 /// Capacity of the applied-events broadcast; slow subscribers see `Lagged` and resync.
 const EVENTS_CAPACITY: usize = 4096;
 
@@ -37,8 +53,9 @@ const EVENTS_CAPACITY: usize = 4096;
 /// the index it is reported with.
 #[derive(Debug, Default)]
 pub struct AppliedState {
-    /// The cluster state after applying every entry up to `last_applied`.
-    pub state: ClusterState,
+    /// The cluster state after applying every entry up to `last_applied` (shared with readers
+    /// that work on it outside the lock; `apply` waits for them, see the module docs).
+    pub state: Arc<ClusterState>,
     /// Index of the last applied entry (`None` before anything was applied).
     pub last_applied: Option<u64>,
 }
@@ -71,7 +88,7 @@ pub enum AppliedEvent {
     },
 }
 
-/// A snapshot as stored in sled: metadata plus the JSON-encoded [`ClusterState`].
+/// A snapshot: metadata plus the JSON-encoded [`ClusterState`] (also the older stored layout).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
@@ -88,6 +105,22 @@ fn write_lock(s: &RwLock<AppliedState>) -> RwLockWriteGuard<'_, AppliedState> {
     s.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Longest `apply` waits for readers holding a reference to the state before it copies the
+/// state instead (a reader that never lets go must not stop the log).
+const READER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits, yielding the thread, until no reader holds a reference to the state (then `apply`
+/// mutates it in place instead of copying it), or [`READER_PATIENCE`] has passed.
+async fn wait_for_readers(shared: &RwLock<AppliedState>) {
+    let deadline = tokio::time::Instant::now() + READER_PATIENCE;
+    while Arc::strong_count(&read_lock(shared).state) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 /// Persistent store of the current snapshot.
 #[derive(Clone)]
 struct SnapshotStore {
@@ -98,40 +131,75 @@ struct SnapshotStore {
 }
 
 impl SnapshotStore {
+    fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+        sto_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)
+    }
+
+    /// The stored snapshot's metadata, without its data.
+    fn load_meta(&self) -> Result<Option<SnapshotMeta>, StorageError> {
+        if let Some(bytes) = self.tree.get(KEY_META).map_err(Self::read_err)? {
+            return serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(Self::read_err);
+        }
+        Ok(self.load_legacy()?.map(|s| s.meta))
+    }
+
+    /// The stored snapshot (blocking: run it off the consensus runtime for large states).
     fn load(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        let subject = || ErrorSubject::Snapshot(None);
-        let Some(bytes) = self
-            .tree
-            .get(KEY_CURRENT)
-            .map_err(|e| sto_err(subject(), ErrorVerb::Read, e))?
-        else {
+        let meta = self.tree.get(KEY_META).map_err(Self::read_err)?;
+        let data = self.tree.get(KEY_DATA).map_err(Self::read_err)?;
+        match (meta, data) {
+            (Some(meta), Some(data)) => Ok(Some(StoredSnapshot {
+                meta: serde_json::from_slice(&meta).map_err(Self::read_err)?,
+                data: data.to_vec(),
+            })),
+            _ => self.load_legacy(),
+        }
+    }
+
+    fn load_legacy(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        let Some(bytes) = self.tree.get(KEY_CURRENT).map_err(Self::read_err)? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| sto_err(subject(), ErrorVerb::Read, e))
+            .map_err(Self::read_err)
     }
 
     /// Stores `snap` and flushes; unless `force`, skips it when a newer snapshot is stored.
-    async fn save(&self, snap: &StoredSnapshot, force: bool) -> Result<(), StorageError> {
+    async fn save(&self, snap: StoredSnapshot, force: bool) -> Result<(), StorageError> {
         let _guard = self.write_lock.lock().await;
         let sig: Option<SnapshotSignature<u64>> = Some(snap.meta.signature());
+        let write_err = |e: &dyn std::fmt::Display| {
+            sto_err(
+                ErrorSubject::Snapshot(sig.clone()),
+                ErrorVerb::Write,
+                std::io::Error::other(e.to_string()),
+            )
+        };
         if !force {
-            if let Some(cur) = self.load()? {
-                if cur.meta.last_log_id >= snap.meta.last_log_id {
+            if let Some(cur) = self.load_meta()? {
+                if cur.last_log_id >= snap.meta.last_log_id {
                     return Ok(());
                 }
             }
         }
-        let bytes = serde_json::to_vec(snap)
-            .map_err(|e| sto_err(ErrorSubject::Snapshot(sig.clone()), ErrorVerb::Write, e))?;
-        self.tree
-            .insert(KEY_CURRENT, bytes)
-            .map_err(|e| sto_err(ErrorSubject::Snapshot(sig.clone()), ErrorVerb::Write, e))?;
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| sto_err(ErrorSubject::Snapshot(sig), ErrorVerb::Write, e))?;
+        let meta = serde_json::to_vec(&snap.meta).map_err(|e| write_err(&e))?;
+        let tree = self.tree.clone();
+        // Copying megabytes into sled is work proportional to the state: not on the consensus
+        // runtime.
+        tokio::task::spawn_blocking(move || {
+            let mut batch = sled::Batch::default();
+            batch.insert(KEY_META, meta);
+            batch.insert(KEY_DATA, snap.data);
+            batch.remove(KEY_CURRENT);
+            tree.apply_batch(batch)
+        })
+        .await
+        .map_err(|e| write_err(&e))?
+        .map_err(|e| write_err(&e))?;
+        self.db.flush_async().await.map_err(|e| write_err(&e))?;
         Ok(())
     }
 }
@@ -179,7 +247,7 @@ impl StateMachine {
         let (events, _) = broadcast::channel(EVENTS_CAPACITY);
         Ok(Self {
             shared: Arc::new(RwLock::new(AppliedState {
-                state,
+                state: Arc::new(state),
                 last_applied: index,
             })),
             last_applied,
@@ -243,19 +311,24 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.last_membership.clone(),
             snapshot_id: self.snapshot_id.clone(),
         };
-        let data = serde_json::to_vec(&self.state).map_err(|e| {
-            sto_err(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Write,
-                e,
-            )
-        })?;
+        let state = std::mem::take(&mut self.state);
+        let sig = meta.signature();
+        let data = tokio::task::spawn_blocking(move || serde_json::to_vec(&state))
+            .await
+            .map_err(|e| {
+                sto_err(
+                    ErrorSubject::Snapshot(Some(sig.clone())),
+                    ErrorVerb::Write,
+                    std::io::Error::other(e.to_string()),
+                )
+            })?
+            .map_err(|e| sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data: data.clone(),
         };
         // Durable before openraft learns about it: it purges the log up to this snapshot next.
-        self.store.save(&stored, false).await?;
+        self.store.save(stored, false).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -277,6 +350,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         let mut applied = Vec::new();
+        wait_for_readers(&self.shared).await;
         {
             let mut guard = write_lock(&self.shared);
             for entry in entries {
@@ -285,7 +359,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 match entry.payload {
                     EntryPayload::Blank => responses.push(noop_response()),
                     EntryPayload::Normal(cmd) => {
-                        let outcome = guard.state.apply(&cmd);
+                        // In place unless a reader took a reference since `wait_for_readers`.
+                        let outcome = Arc::make_mut(&mut guard.state).apply(&cmd);
                         responses.push(outcome.response.clone());
                         applied.push(AppliedEvent::Command(Arc::new(AppliedCommand {
                             index: entry.log_id.index,
@@ -313,7 +388,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_seq += 1;
-        let state = read_lock(&self.shared).state.clone();
+        // A deep copy: the builder serializes it while `apply` goes on.
+        let state = ClusterState::clone(&read_lock(&self.shared).state);
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
             None => format!("none-{}", self.snapshot_seq),
@@ -337,15 +413,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state = decode_state(meta, &data)?;
+        let decode_meta = meta.clone();
+        let (state, data) = tokio::task::spawn_blocking(move || {
+            decode_state(&decode_meta, &data).map(|state| (state, data))
+        })
+        .await
+        .map_err(|e| {
+            sto_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                std::io::Error::other(e.to_string()),
+            )
+        })??;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
         };
-        self.store.save(&stored, true).await?;
+        self.store.save(stored, true).await?;
         {
             let mut guard = write_lock(&self.shared);
-            guard.state = state;
+            guard.state = Arc::new(state);
             guard.last_applied = meta.last_log_id.map(|l| l.index);
         }
         self.last_applied = meta.last_log_id;
@@ -358,9 +445,139 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self.store.load()?.map(|s| Snapshot {
+        let store = self.store.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.load())
+            .await
+            .map_err(|e| {
+                sto_err(
+                    ErrorSubject::Snapshot(None),
+                    ErrorVerb::Read,
+                    std::io::Error::other(e.to_string()),
+                )
+            })??;
+        Ok(loaded.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Membership};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn meta(index: u64) -> SnapshotMeta {
+        let membership = Membership::new(vec![BTreeSet::from([1])], None::<BTreeSet<u64>>);
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+            last_membership: StoredMembership::new(None, membership),
+            snapshot_id: format!("s{index}"),
+        }
+    }
+
+    fn state_with_worker(id: &str) -> ClusterState {
+        let mut state = ClusterState::default();
+        let cmd = Command::RegisterWorker(varpulis_cluster::RegisterWorker {
+            worker_id: id.into(),
+            address: "http://127.0.0.1:1".into(),
+            api_key: "k".into(),
+            cpu_cores: 1,
+            max_pipelines: 1,
+            labels: BTreeMap::new(),
+            now_ms: 1,
+        });
+        assert!(state.apply(&cmd).result.is_ok());
+        state
+    }
+
+    #[test]
+    fn a_snapshot_stored_by_an_older_version_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let state = state_with_worker("old");
+        let legacy = StoredSnapshot {
+            meta: meta(7),
+            data: serde_json::to_vec(&state).unwrap(),
+        };
+        let tree = db.open_tree(SNAPSHOT_TREE).unwrap();
+        tree.insert(KEY_CURRENT, serde_json::to_vec(&legacy).unwrap())
+            .unwrap();
+        let sm = StateMachine::open(&db).unwrap();
+        assert_eq!(sm.last_applied.map(|l| l.index), Some(7));
+        assert!(read_lock(&sm.shared).state.worker("old").is_some());
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_stored_raw_and_only_newer_ones_replace_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut sm = StateMachine::open(&db).unwrap();
+        let newer = state_with_worker("new");
+        let bytes = serde_json::to_vec(&newer).unwrap();
+        sm.install_snapshot(&meta(9), Box::new(Cursor::new(bytes.clone())))
+            .await
+            .unwrap();
+        // Stored as raw bytes next to its metadata, no legacy key left.
+        let tree = db.open_tree(SNAPSHOT_TREE).unwrap();
+        assert_eq!(tree.get(KEY_DATA).unwrap().unwrap().to_vec(), bytes);
+        assert!(tree.get(KEY_CURRENT).unwrap().is_none());
+        // A builder holding an older state does not overwrite the newer snapshot.
+        let store = sm.store.clone();
+        store
+            .save(
+                StoredSnapshot {
+                    meta: meta(3),
+                    data: b"{}".to_vec(),
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(9));
+        assert_eq!(current.snapshot.into_inner(), bytes);
+        drop(sm);
+        let reopened = StateMachine::open(&db).unwrap();
+        assert!(read_lock(&reopened.shared).state.worker("new").is_some());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn apply_waits_for_a_reader_without_blocking_the_thread() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut sm = StateMachine::open(&db).unwrap();
+        let shared = sm.shared();
+        // A reader working on the state outside the lock (a hash of `GET /raft/metrics`).
+        let held = Arc::clone(&read_lock(&shared).state);
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let counter = ticks.clone();
+        // Stands for the heartbeats sharing the one consensus thread.
+        let beat = tokio::spawn(async move {
+            loop {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        });
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(Command::Noop),
+        };
+        let apply = tokio::spawn(async move { sm.apply(vec![entry]).await.map(|r| r.len()) });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!apply.is_finished(), "apply waits for the reader");
+        assert!(
+            ticks.load(Ordering::SeqCst) > 5,
+            "the thread stays free meanwhile"
+        );
+        drop(held);
+        assert_eq!(apply.await.unwrap().unwrap(), 1);
+        assert_eq!(read_lock(&shared).last_applied, Some(1));
+        // Mutated in place: nobody else holds the state now.
+        assert_eq!(Arc::strong_count(&read_lock(&shared).state), 1);
+        beat.abort();
     }
 }

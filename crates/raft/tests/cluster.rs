@@ -542,3 +542,211 @@ async fn concurrent_writes_share_log_entries_and_get_their_own_answers() {
         n.stop().await;
     }
 }
+
+/// A connector whose params weigh about `kb` KiB in the log.
+fn heavy_connector(name: &str, kb: usize) -> Command {
+    let mut params = serde_json::Map::new();
+    params.insert("host".into(), "localhost".into());
+    for i in 0..kb.div_ceil(10) {
+        params.insert(format!("p{i}"), "x".repeat(10 * 1024).into());
+    }
+    Command::CreateConnector {
+        spec: varpulis_api::cluster::ConnectorSpec {
+            name: name.into(),
+            connector_type: "mqtt".into(),
+            params,
+            description: None,
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peer_secret_guards_peer_rpcs_but_not_admin_calls() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _peers) = cluster(root.path(), &[1, 2, 3], |c| {
+        c.api_key = Some("s3cret".into());
+        c.peer_secret = Some("peer-s3cret".into());
+    })
+    .await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let leader_id = agreed_leader(&refs).await;
+    let leader = by_id(&nodes, leader_id).node.clone();
+    // The group replicates with the secret on its own traffic.
+    write_n(&leader, 5).await;
+    assert_converged(&refs, &leader).await;
+
+    let http = reqwest::Client::new();
+    let follower = nodes.iter().find(|n| n.id != leader_id).unwrap();
+    let vote = serde_json::json!({
+        "vote": {"leader_id": {"term": 1, "node_id": 42}, "committed": false},
+        "last_log_id": null
+    });
+    for (header, value, status) in [
+        ("x-api-key", "s3cret", 401),
+        ("x-varpulis-peer-secret", "wrong", 401),
+        // Past authentication, refused by the guard (node 42 is not a member).
+        ("x-varpulis-peer-secret", "peer-s3cret", 403),
+    ] {
+        let r = http
+            .post(format!("{}/raft/vote", follower.url))
+            .header(header, value)
+            .json(&vote)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{header}: {value}");
+    }
+    // Admin calls take the API key, not the peer secret.
+    let change = varpulis_api::raft::ChangeMembershipRequest {
+        members: vec![1, 2, 3],
+    };
+    let leader_url = &by_id(&nodes, leader_id).url;
+    let r = http
+        .post(format!("{leader_url}/raft/change-membership"))
+        .header("x-varpulis-peer-secret", "peer-s3cret")
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http
+        .post(format!("{leader_url}/raft/change-membership"))
+        .header("x-api-key", "s3cret")
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    drop(leader);
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_writes_travel_in_byte_bounded_entries_and_chunked_snapshots() {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("TEST_LOG").unwrap())
+            .try_init();
+    }
+    let root = tempfile::tempdir().unwrap();
+    let tweak = |c: &mut RaftConfig| {
+        c.max_append_bytes = 64 * 1024;
+        c.snapshot_chunk_bytes = 16 * 1024;
+        c.snapshot_logs_since_last = 20;
+        c.max_in_snapshot_log_to_keep = 0;
+    };
+    let (mut nodes, peers) = cluster(root.path(), &[1, 2, 3], tweak).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let leader_id = agreed_leader(&refs).await;
+    let leader = by_id(&nodes, leader_id).node.clone();
+
+    // A follower goes away; it will need a snapshot of a state of about 2 MB.
+    let victim_id = nodes.iter().find(|n| n.id != leader_id).unwrap().id;
+    let pos = nodes.iter().position(|n| n.id == victim_id).unwrap();
+    let (_, victim_url, victim_dir) = nodes.remove(pos).stop().await;
+    std::fs::remove_dir_all(&victim_dir).unwrap();
+
+    // 40 concurrent writes of about 50 KiB: a batch never exceeds the 64 KiB budget, so each
+    // takes its own entry (unbounded batching would have merged them into a few).
+    let before = leader.metrics_view().last_log_index.unwrap_or(0);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let node = leader.clone();
+        tasks.push(tokio::spawn(async move {
+            node.write(heavy_connector(&format!("c{i}"), 50))
+                .await
+                .unwrap()
+                .into_result()
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = leader.metrics_view().last_log_index.unwrap_or(0);
+    assert!(
+        after - before >= 40,
+        "{} entries for 40 writes",
+        after - before
+    );
+    leader.raft().trigger().snapshot().await.unwrap();
+    leader
+        .raft()
+        .wait(Some(WAIT))
+        .metrics(|m| m.purged.is_some_and(|p| p.index > before), "log purged")
+        .await
+        .unwrap();
+
+    // The wiped follower gets the 2 MB snapshot in 16 KiB chunks, then the log.
+    let listener = bind_url(&victim_url).await;
+    let mut cfg = RaftConfig::new(victim_id, victim_dir, peers.clone());
+    tweak(&mut cfg);
+    nodes.push(start(victim_id, listener, cfg).await);
+    write_n(&leader, 3).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert_converged(&refs, &leader).await;
+    assert_eq!(
+        by_id(&nodes, victim_id)
+            .node
+            .read(|s| s.connectors().count()),
+        40
+    );
+    drop(leader);
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_over_the_limits_are_answered_without_being_proposed() {
+    let root = tempfile::tempdir().unwrap();
+    let (l, url) = bind_any().await;
+    let mut cfg = RaftConfig::single(1, root.path().join("n1"), url);
+    cfg.limits.max_connectors = 2;
+    let node = start(1, l, cfg).await;
+    agreed_leader(&[&node]).await;
+    write_n(&node.node, 1).await;
+    let before = node.node.metrics_view().last_log_index;
+
+    let mut labels = BTreeMap::new();
+    labels.insert("blob".to_string(), "x".repeat(9 * 1024 * 1024));
+    let big = Command::RegisterWorker(varpulis_cluster::RegisterWorker {
+        worker_id: "big".into(),
+        address: "http://127.0.0.1:1".into(),
+        api_key: "k".into(),
+        cpu_cores: 1,
+        max_pipelines: 1,
+        labels,
+        now_ms: 1,
+    });
+    let err = node
+        .node
+        .write(big)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap_err();
+    assert_eq!((err.code(), err.http_status()), ("limit_exceeded", 413));
+    for i in 0..2 {
+        node.node
+            .write(heavy_connector(&format!("c{i}"), 1))
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap();
+    }
+    let err = node
+        .node
+        .write(heavy_connector("c2", 1).with_key("k"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap_err();
+    assert_eq!((err.code(), err.http_status()), ("limit_exceeded", 400));
+    // Two connectors were written; nothing else entered the log.
+    let after = node.node.metrics_view().last_log_index;
+    assert_eq!(after.map(|a| a - before.unwrap_or(0)), Some(2));
+    node.stop().await;
+}

@@ -7,6 +7,7 @@
 //! `varpulis_raft::router` and carry their own auth.
 
 pub mod auth;
+pub mod body_cap;
 pub mod console;
 pub mod connectors;
 pub mod error;
@@ -87,7 +88,12 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
         .layer(from_fn_with_state(state.clone(), auth::require_api_key));
     let worker_routes = Router::new()
-        .route("/api/v1/cluster/workers/register", post(workers::register))
+        // A registration larger than its fields' limits allow is refused before it is parsed
+        // (docs/security.md): a 9 MB body must not cost the leader a 9 MB parse.
+        .route(
+            "/api/v1/cluster/workers/register",
+            post(workers::register).layer(from_fn_with_state(state.clone(), body_cap::cap_registration)),
+        )
         .route(
             "/api/v1/cluster/workers/{id}/heartbeat",
             post(workers::heartbeat),

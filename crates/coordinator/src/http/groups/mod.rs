@@ -149,8 +149,10 @@ pub async fn topology(State(state): State<AppState>) -> Json<Topology> {
     Json(state.read(varpulis_cluster::views::topology))
 }
 
-/// Checks every pipeline's VPL against the registry's connectors (400 with every diagnostic).
+/// Checks the spec's sizes against the configured limits (cheap, first: docs/security.md),
+/// then every pipeline's VPL against the registry's connectors (400 with every diagnostic).
 pub(crate) fn check_vpl(state: &AppState, spec: &PipelineGroupSpec) -> Result<(), ApiError> {
+    varpulis_cluster::limits::check_group_spec(&state.config.limits, spec)?;
     let connectors: Vec<String> = state.read(|s| s.connectors().map(|c| c.name.clone()).collect());
     crate::validate::check_group(spec, connectors).map_err(ApiError::InvalidVpl)
 }

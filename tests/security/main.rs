@@ -1,0 +1,18 @@
+//! Security suite: the attacks of issue 18 replayed against real processes on loopback
+//! (`varpulis coordinator` ensembles started by the cluster harness), one module per area.
+//!
+//! - [`raft_rpcs`]: who may call `/raft/*` (peer secret vs API key), forged appends, term bombs.
+//! - [`log_limits`]: oversized registrations and specs are refused before they reach the log,
+//!   and writes keep committing while they arrive.
+//! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
+//!   chunks while writes keep committing.
+//!
+//! See docs/security.md for the threat model these tests check.
+
+#[path = "../cluster/harness.rs"]
+mod harness;
+
+mod common;
+mod log_limits;
+mod raft_rpcs;
+mod snapshots;
