@@ -281,7 +281,10 @@ async fn a_group_at_the_size_limits_replicates_while_writes_keep_committing() {
         .await
         .expect("create");
     assert_eq!(r.status, 201, "{}", r.text);
-    eprintln!("a group of about 1 MiB committed in {:?}", started.elapsed());
+    eprintln!(
+        "a group of about 1 MiB committed in {:?}",
+        started.elapsed()
+    );
     writer.wait_progress(20, Duration::from_secs(20)).await;
     let stats = writer.finish().await;
     eprintln!(
@@ -292,7 +295,12 @@ async fn a_group_at_the_size_limits_replicates_while_writes_keep_committing() {
     let (_, hash) = wait_converged(&ens, &[0, 1, 2], Duration::from_secs(30)).await;
     assert!(!hash.is_empty());
     for (i, before) in terms_before.iter().enumerate() {
-        assert_eq!(term(&ens, i).await, *before, "no election on coordinator {}", i + 1);
+        assert_eq!(
+            term(&ens, i).await,
+            *before,
+            "no election on coordinator {}",
+            i + 1
+        );
     }
     // A fifth such pipeline takes the spec over the whole-spec limit: refused, nothing stored.
     let over = json!({"name": "larger", "pipelines": (0..5).map(|i| json!({"name": format!("q{i}"), "source": format!("{comment}stream B{i} = EventA .emit(v: {i})")})).collect::<Vec<_>>()});

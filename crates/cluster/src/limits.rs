@@ -701,7 +701,7 @@ mod tests {
         for id in ["a", "b"] {
             let mut cmd = Command::RegisterWorker(registration(id));
             enforce(&l, &s, &mut cmd).unwrap();
-            assert!(s.apply(&cmd).result.is_ok());
+            assert!(s.apply(&cmd).response.result.is_ok());
         }
         let mut third = Command::RegisterWorker(registration("c"));
         let (msg, status) = refused(enforce(&l, &s, &mut third));
@@ -761,7 +761,10 @@ mod tests {
             taken_at_ms: 1,
         };
         let err = check_sizes(&l, &mut cmd).unwrap_err();
-        assert_eq!((err.code(), err.http_status()), ("payload_too_large", 413));
+        assert_eq!(
+            (err.code().as_str(), err.http_status()),
+            ("payload_too_large", 413)
+        );
 
         // A keyed create that was applied is replayed even once the limit is reached.
         let l = Limits {
@@ -779,7 +782,7 @@ mod tests {
             }
             .with_key(key)
         };
-        assert!(s.apply(&create("g1", "k")).result.is_ok());
+        assert!(s.apply(&create("g1", "k")).response.result.is_ok());
         assert!(check_counts(&l, &s, &create("g1", "k")).is_ok());
         refused(check_counts(&l, &s, &create("g2", "k2")));
     }
@@ -825,7 +828,7 @@ mod tests {
         let cmd = Command::CreateConnector {
             spec: connector("broker"),
         };
-        assert!(s.apply(&cmd).result.is_ok());
+        assert!(s.apply(&cmd).response.result.is_ok());
         let mut other = Command::CreateConnector {
             spec: connector("other"),
         };

@@ -76,10 +76,7 @@ async fn require_peer(State(node): State<RaftNode>, req: Request, next: Next) ->
         } else {
             "missing or invalid x-api-key"
         };
-        error_response(
-            StatusCode::UNAUTHORIZED,
-            ErrorBody::new(Code::Unauthorized, what),
-        )
+        error_response(ErrorBody::new(Code::Unauthorized, what))
     }
 }
 
@@ -208,10 +205,10 @@ async fn snapshot_chunk(
     };
     match chunk.decode() {
         Ok(req) => receive_chunk(&node, req).await,
-        Err(e) => error_response(
-            StatusCode::BAD_REQUEST,
-            ErrorBody::new(Code::BadRequest, format!("snapshot chunk data: {e}")),
-        ),
+        Err(e) => error_response(ErrorBody::new(
+            Code::BadRequest,
+            format!("snapshot chunk data: {e}"),
+        )),
     }
 }
 
@@ -308,9 +305,6 @@ async fn metrics(State(node): State<RaftNode>) -> Response {
 async fn view_response(node: RaftNode) -> Response {
     match tokio::task::spawn_blocking(move || node.metrics_view()).await {
         Ok(view) => Json(view).into_response(),
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorBody::new(Code::Internal, format!("metrics task: {e}")),
-        ),
+        Err(e) => error_response(ErrorBody::new(Code::Internal, format!("metrics task: {e}"))),
     }
 }

@@ -489,7 +489,7 @@ mod tests {
             labels: BTreeMap::new(),
             now_ms: 1,
         });
-        assert!(state.apply(&cmd).result.is_ok());
+        assert!(state.apply(&cmd).response.result.is_ok());
         state
     }
 

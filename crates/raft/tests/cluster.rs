@@ -728,7 +728,10 @@ async fn commands_over_the_limits_are_answered_without_being_proposed() {
         .unwrap()
         .into_result()
         .unwrap_err();
-    assert_eq!((err.code(), err.http_status()), ("limit_exceeded", 413));
+    assert_eq!(
+        (err.code().as_str(), err.http_status()),
+        ("limit_exceeded", 413)
+    );
     for i in 0..2 {
         node.node
             .write(heavy_connector(&format!("c{i}"), 1))
@@ -744,7 +747,10 @@ async fn commands_over_the_limits_are_answered_without_being_proposed() {
         .unwrap()
         .into_result()
         .unwrap_err();
-    assert_eq!((err.code(), err.http_status()), ("limit_exceeded", 400));
+    assert_eq!(
+        (err.code().as_str(), err.http_status()),
+        ("limit_exceeded", 400)
+    );
     // Two connectors were written; nothing else entered the log.
     let after = node.node.metrics_view().last_log_index;
     assert_eq!(after.map(|a| a - before.unwrap_or(0)), Some(2));

@@ -8,8 +8,8 @@
 
 pub mod auth;
 pub mod body_cap;
-pub mod console;
 pub mod connectors;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -92,7 +92,10 @@ pub fn router(state: AppState) -> Router {
         // (docs/security.md): a 9 MB body must not cost the leader a 9 MB parse.
         .route(
             "/api/v1/cluster/workers/register",
-            post(workers::register).layer(from_fn_with_state(state.clone(), body_cap::cap_registration)),
+            post(workers::register).layer(from_fn_with_state(
+                state.clone(),
+                body_cap::cap_registration,
+            )),
         )
         .route(
             "/api/v1/cluster/workers/{id}/heartbeat",

@@ -91,7 +91,7 @@ impl SimRaft {
         let mut response = None;
         for (node, replica) in self.replicas.iter().enumerate() {
             let mut applied = replica.write().unwrap();
-            let outcome = applied.state.apply(&command);
+            let outcome = std::sync::Arc::make_mut(&mut applied.state).apply(&command);
             applied.last_applied = Some(index);
             events[node].extend(outcome.events);
             if node == id {

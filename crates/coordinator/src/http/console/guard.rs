@@ -172,8 +172,11 @@ pub async fn json_method_errors(response: Response) -> Response {
         return response;
     }
     let (mut parts, _) = response.into_parts();
-    let body = serde_json::to_vec(&ErrorBody::new(Code::MethodNotAllowed, "Method Not Allowed"))
-        .unwrap_or_default();
+    let body = serde_json::to_vec(&ErrorBody::new(
+        Code::MethodNotAllowed,
+        "Method Not Allowed",
+    ))
+    .unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

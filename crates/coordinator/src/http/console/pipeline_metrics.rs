@@ -85,7 +85,9 @@ async fn read_one(state: &AppState, target: Target) -> PlacementMetrics {
             entry.errors = Some(m.errors);
         }
         Ok(Err(e)) => entry.unavailable = Some(e.to_string()),
-        Err(_) => entry.unavailable = Some(format!("worker did not answer within {WORKER_TIMEOUT:?}")),
+        Err(_) => {
+            entry.unavailable = Some(format!("worker did not answer within {WORKER_TIMEOUT:?}"))
+        }
     }
     entry
 }
