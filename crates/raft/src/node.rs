@@ -531,6 +531,12 @@ impl RaftNode {
         self.view(false)
     }
 
+    /// Bytes of Raft storage (sled) on this node's disk; walks the files, so call it off the
+    /// async workers.
+    pub fn data_size_bytes(&self) -> Option<u64> {
+        self.inner.db.size_on_disk().ok()
+    }
+
     /// This node's current Raft term.
     pub fn current_term(&self) -> u64 {
         self.inner.raft.metrics().borrow().current_term
