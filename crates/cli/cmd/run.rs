@@ -88,8 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             0.0
         };
         eprintln!(
-            "events in: {}, outputs: {}, errors: {}, divisions by zero: {}, {:.3}s, {:.0} events/s",
-            s.events_in, s.events_out, s.errors, s.division_by_zero, secs, rate
+            "events in: {}, outputs: {}, errors: {} (budgets: {}), divisions by zero: {}, {:.3}s, {:.0} events/s",
+            s.events_in, s.events_out, s.errors, s.budget_exceeded, s.division_by_zero, secs, rate
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@
 use crate::builtins::{self, BuiltinFn};
 use crate::error::RuntimeError;
 use crate::event::{fields_cached, Event};
+use crate::limits::Limits;
 use crate::value::{ArithOp, Fields, OpError, Value};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
@@ -18,6 +19,21 @@ use varpulis_vpl::Diagnostic;
 
 /// Deepest user-function call nesting (§11).
 pub(crate) const MAX_DEPTH: u32 = 256;
+
+/// Most bytes of native stack the engine may use below the point where it was entered. Deeply
+/// nested calls through deeply nested expressions could otherwise overflow a 2 MiB thread stack
+/// (the default of spawned threads and of tokio's pools) before [`MAX_DEPTH`] calls, and a stack
+/// overflow aborts the process. Debug builds use several times more stack per call than release
+/// builds, so there the limit can be reached earlier than `MAX_DEPTH`.
+pub(crate) const MAX_STACK_BYTES: usize = 1 << 20;
+
+/// An address inside the current stack frame (the stack grows downwards on every platform we
+/// run on).
+#[inline(never)]
+pub(crate) fn stack_addr() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
 
 /// Mutable evaluation state shared by all closures while one stream handles one event.
 #[derive(Debug, Default)]
@@ -30,8 +46,15 @@ pub(crate) struct State {
     pub base: usize,
     /// Loop steps and calls used so far for the current (stream, event).
     pub steps: u64,
-    /// Step budget per (stream, event).
-    pub budget: u64,
+    /// Bytes of strings and collections built so far for the current (stream, event).
+    pub mem: usize,
+    /// Events produced so far for the current input event (all streams), against
+    /// [`Limits::max_outputs`].
+    pub produced: usize,
+    /// Budgets per (stream, event).
+    pub limits: Limits,
+    /// [`stack_addr`] where the engine was entered (see [`MAX_STACK_BYTES`]).
+    pub stack_base: usize,
     /// Current call depth.
     pub depth: u32,
     /// Divisions by zero seen (they yield `null`; counted in stats).
@@ -48,6 +71,8 @@ impl State {
         self.stack.clear();
         self.base = 0;
         self.steps = 0;
+        self.mem = 0;
+        self.stack_base = stack_addr();
         self.depth = 0;
         self.in_process = false;
         self.emitted.clear();
@@ -56,10 +81,53 @@ impl State {
     #[inline]
     fn step(&mut self) -> Result<(), RuntimeError> {
         self.steps += 1;
-        if self.steps > self.budget {
-            return Err(RuntimeError::StepBudget(self.budget));
+        if self.steps > self.limits.step_budget {
+            return Err(RuntimeError::StepBudget(self.limits.step_budget));
         }
         Ok(())
+    }
+
+    /// Checks a freshly built string or collection against the size limits and charges it to
+    /// the memory budget of the current (stream, event).
+    #[inline]
+    pub fn charge(&mut self, v: &Value) -> Result<(), RuntimeError> {
+        match v {
+            Value::Str(_) | Value::Array(_) | Value::Map(_) => {
+                let n = self.limits.check_value(v)?;
+                self.charge_bytes(n)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Charges `n` bytes to the memory budget of the current (stream, event).
+    #[inline]
+    pub fn charge_bytes(&mut self, n: usize) -> Result<(), RuntimeError> {
+        self.mem = self.mem.saturating_add(n);
+        if self.mem > self.limits.memory_budget {
+            return Err(RuntimeError::MemoryBudget(self.limits.memory_budget));
+        }
+        Ok(())
+    }
+
+    /// Counts one more event produced for the current input event.
+    #[inline]
+    pub fn produce(&mut self) -> Result<(), RuntimeError> {
+        self.produced += 1;
+        if self.produced > self.limits.max_outputs {
+            return Err(RuntimeError::OutputLimit(self.limits.max_outputs));
+        }
+        Ok(())
+    }
+
+    /// Charges the fields of an event being built (output fields must also be writable as text).
+    pub fn charge_fields(&mut self, fields: &Fields) -> Result<(), RuntimeError> {
+        for (_, v) in fields {
+            if matches!(v, Value::Array(_) | Value::Map(_)) {
+                self.limits.check_text(v)?;
+            }
+        }
+        self.charge_bytes(Limits::fields_bytes(fields.len()))
     }
 }
 
@@ -152,6 +220,9 @@ fn call_fn(cx: &mut Ctx<'_>, idx: usize, base: usize) -> Result<Value, RuntimeEr
     if cx.st.depth >= MAX_DEPTH {
         return Err(RuntimeError::Recursion(MAX_DEPTH));
     }
+    if cx.st.stack_base.saturating_sub(stack_addr()) > MAX_STACK_BYTES {
+        return Err(RuntimeError::StackLimit(MAX_STACK_BYTES));
+    }
     cx.st.stack.truncate(base + f.params);
     cx.st.stack.resize(base + f.locals, Value::Null);
     cx.st.depth += 1;
@@ -167,8 +238,19 @@ fn call_fn(cx: &mut Ctx<'_>, idx: usize, base: usize) -> Result<Value, RuntimeEr
 }
 
 fn arith(op: ArithOp, a: &Value, b: &Value, st: &mut State) -> Result<Value, RuntimeError> {
+    if op == ArithOp::Add {
+        // Refuse an oversized concatenation before allocating it.
+        match (a, b) {
+            (Value::Str(x), Value::Str(y)) => st.limits.check_string(x.len() + y.len())?,
+            (Value::Array(x), Value::Array(y)) => st.limits.check_len(x.len() + y.len())?,
+            _ => {}
+        }
+    }
     match a.arith(op, b) {
-        Ok(v) => Ok(v),
+        Ok(v) => {
+            st.charge(&v)?;
+            Ok(v)
+        }
         Err(OpError::DivisionByZero) => {
             st.div_by_zero += 1;
             Ok(Value::Null)
@@ -402,6 +484,9 @@ impl Compiler {
                     if !cx.st.in_process {
                         return Err(RuntimeError::EmitOutsideProcess);
                     }
+                    if cx.st.produced + cx.st.emitted.len() >= cx.st.limits.max_outputs {
+                        return Err(RuntimeError::OutputLimit(cx.st.limits.max_outputs));
+                    }
                     let mut out: Fields = Vec::with_capacity(fields.len());
                     for (name, e) in &fields {
                         let v = e(cx)?;
@@ -409,6 +494,7 @@ impl Compiler {
                             out.push((name.clone(), v));
                         }
                     }
+                    cx.st.charge_fields(&out)?;
                     let ev = Event {
                         event_type: ty.clone(),
                         timestamp_ns: cx.event.timestamp_ns,
@@ -620,7 +706,9 @@ impl Compiler {
                     for i in &items {
                         v.push(i(cx)?);
                     }
-                    Ok(Value::Array(Arc::new(v)))
+                    let v = Value::Array(Arc::new(v));
+                    cx.st.charge(&v)?;
+                    Ok(v)
                 })
             }
             ExprKind::Map(entries) => {
@@ -647,7 +735,9 @@ impl Compiler {
                             None => m.push((key, val)),
                         }
                     }
-                    Ok(Value::Map(Arc::new(m)))
+                    let m = Value::Map(Arc::new(m));
+                    cx.st.charge(&m)?;
+                    Ok(m)
                 })
             }
             ExprKind::Unary { op, operand } => {
@@ -667,7 +757,10 @@ impl Compiler {
                 let (lo, hi, inc) = (self.expr(start), self.expr(end), *inclusive);
                 Box::new(move |cx| match (lo(cx)?, hi(cx)?) {
                     (Value::Int(l), Value::Int(h)) => {
-                        builtins::range_array(l, if inc { h.saturating_add(1) } else { h })
+                        let hi = if inc { h.saturating_add(1) } else { h };
+                        let v = builtins::range_array(l, hi, &cx.st.limits)?;
+                        cx.st.charge(&v)?;
+                        Ok(v)
                     }
                     (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
                     (a, b) => Err(RuntimeError::Type(format!(
@@ -743,7 +836,9 @@ impl Compiler {
                 Box::new(move |cx| {
                     let bv = b(cx)?;
                     let (lo, hi) = (s(cx)?, en(cx)?);
-                    Ok(bv.slice(&lo, &hi)?)
+                    let v = bv.slice(&lo, &hi)?;
+                    cx.st.charge(&v)?;
+                    Ok(v)
                 })
             }
             ExprKind::If { cond, then, else_ } => {
@@ -886,18 +981,28 @@ impl Compiler {
     }
 }
 
+/// Calls a built-in and charges what it built to the memory budget (builtins check the size
+/// limits themselves before allocating).
 fn builtin_call(f: BuiltinFn, mut args: Vec<ExprFn>) -> ExprFn {
+    fn finish(cx: &mut Ctx<'_>, v: Value) -> Result<Value, RuntimeError> {
+        cx.st.charge(&v)?;
+        Ok(v)
+    }
     match args.len() {
         1 => {
             let a = args.remove(0);
-            Box::new(move |cx| f(&[a(cx)?]))
+            Box::new(move |cx| {
+                let v = f(&[a(cx)?], &cx.st.limits)?;
+                finish(cx, v)
+            })
         }
         2 => {
             let b = args.remove(1);
             let a = args.remove(0);
             Box::new(move |cx| {
                 let x = a(cx)?;
-                f(&[x, b(cx)?])
+                let v = f(&[x, b(cx)?], &cx.st.limits)?;
+                finish(cx, v)
             })
         }
         _ => Box::new(move |cx| {
@@ -905,7 +1010,8 @@ fn builtin_call(f: BuiltinFn, mut args: Vec<ExprFn>) -> ExprFn {
             for a in &args {
                 vals.push(a(cx)?);
             }
-            f(&vals)
+            let v = f(&vals, &cx.st.limits)?;
+            finish(cx, v)
         }),
     }
 }

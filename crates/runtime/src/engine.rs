@@ -16,6 +16,7 @@ use crate::compile::{literal_json, Compiler, Ctx, ExprFn, FnCode, GlobalVar, Sta
 use crate::error::{CompileError, RuntimeError};
 use crate::event::{ConnectorDecl, Event, OutputEvent, SinkBinding, SourceBinding};
 use crate::join::{JoinOp, MergeOp};
+use crate::limits::{self, Limits};
 use crate::sequence::SeqOp;
 use crate::value::{Fields, Value};
 use serde::{Deserialize, Serialize};
@@ -24,17 +25,24 @@ use std::sync::Arc;
 use varpulis_vpl::ast::{self, ExprKind, Item, OpKind, SourceKind};
 use varpulis_vpl::{correlate, CheckOptions, Diagnostic};
 
-/// Default per-event budget of loop iterations and function calls.
-pub const DEFAULT_STEP_BUDGET: u64 = 100_000_000;
-
 /// How many recent runtime errors the engine keeps for [`Engine::take_errors`].
 const RECENT_ERRORS: usize = 100;
 
 /// Options for [`Engine::compile`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Loop steps (iterations and user-function calls) one stream may spend on one event.
+    /// Loop steps (iterations and user-function calls) one stream may spend on one event
+    /// (default [`limits::DEFAULT_STEP_BUDGET`]).
     pub step_budget: u64,
+    /// Largest string a program may build, in bytes.
+    pub max_string_bytes: usize,
+    /// Largest array or map a program may build, in elements.
+    pub max_collection_len: usize,
+    /// Bytes of strings and collections one stream may build while handling one event.
+    pub memory_budget: usize,
+    /// Events one input event may produce in total (outputs, publications, `emit` statements and
+    /// events routed downstream); beyond it the producing stream fails on that event.
+    pub max_outputs_per_event: usize,
     /// Connector names provided from outside the program (coordinator registry).
     pub external_connectors: Vec<String>,
     /// File name used when rendering diagnostics.
@@ -44,10 +52,27 @@ pub struct EngineOptions {
     pub max_sequence_runs: usize,
 }
 
+impl EngineOptions {
+    /// The per-(stream, event) budgets these options set.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            step_budget: self.step_budget,
+            max_string_bytes: self.max_string_bytes,
+            max_collection_len: self.max_collection_len,
+            memory_budget: self.memory_budget,
+            max_outputs: self.max_outputs_per_event,
+        }
+    }
+}
+
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            step_budget: DEFAULT_STEP_BUDGET,
+            step_budget: limits::DEFAULT_STEP_BUDGET,
+            max_string_bytes: limits::DEFAULT_MAX_STRING_BYTES,
+            max_collection_len: limits::DEFAULT_MAX_COLLECTION_LEN,
+            memory_budget: limits::DEFAULT_MEMORY_BUDGET,
+            max_outputs_per_event: limits::DEFAULT_MAX_OUTPUTS,
             external_connectors: Vec::new(),
             file_name: "pipeline.vpl".to_string(),
             max_sequence_runs: crate::sequence::DEFAULT_MAX_SEQUENCE_RUNS,
@@ -66,6 +91,10 @@ pub struct EngineStats {
     pub errors: u64,
     /// Divisions by zero (they yield `null`, §3).
     pub division_by_zero: u64,
+    /// Runtime errors that were a budget running out (steps, recursion, value size, memory,
+    /// outputs); also counted in `errors`.
+    #[serde(default)]
+    pub budget_exceeded: u64,
 }
 
 /// A runtime error as recorded by the engine.
@@ -215,6 +244,7 @@ fn build(
             out.push((name.clone(), v));
         }
     }
+    run.st.charge_fields(&out)?;
     Ok(out)
 }
 
@@ -228,6 +258,7 @@ fn exec(
     let stream = run.stream;
     let Some(op) = stream.ops.get(i) else {
         if stream.feeds_downstream {
+            run.st.produce()?;
             run.tail.push(ev.retyped(&stream.name));
         }
         return Ok(());
@@ -274,6 +305,7 @@ fn exec(
                     fields: Arc::new(fields),
                 }
             };
+            run.st.produce()?;
             run.out.push(OutputEvent {
                 event: next.clone(),
                 is_output: true,
@@ -291,6 +323,7 @@ fn exec(
             let created = std::mem::take(&mut run.st.emitted);
             for e in &created {
                 let idx = if *outputs {
+                    run.st.produce()?;
                     run.out.push(OutputEvent {
                         event: e.clone(),
                         is_output: true,
@@ -313,6 +346,7 @@ fn exec(
                     idx
                 }
                 None => {
+                    run.st.produce()?;
                     run.out.push(OutputEvent {
                         event: ev.clone(),
                         is_output: false,
@@ -650,7 +684,7 @@ impl Engine {
             routes,
             state: State {
                 globals: vec![Value::Null; n_globals],
-                budget: opts.step_budget,
+                limits: opts.limits(),
                 ..State::default()
             },
             vars,
@@ -691,6 +725,7 @@ impl Engine {
         out: &mut Vec<OutputEvent>,
     ) -> Result<(), RuntimeError> {
         self.stats.events_in += 1;
+        self.state.produced = 0;
         let start = out.len();
         let mut queue: VecDeque<Event> = VecDeque::new();
         let mut tail: Vec<Event> = Vec::new();
@@ -702,6 +737,7 @@ impl Engine {
                         continue;
                     };
                     let (out_mark, tail_mark) = (out.len(), tail.len());
+                    let produced_mark = self.state.produced;
                     self.state.reset_frame();
                     let mut run = Run {
                         st: &mut self.state,
@@ -714,7 +750,11 @@ impl Engine {
                     if let Err(error) = exec(&mut run, 0, &current, None) {
                         out.truncate(out_mark);
                         tail.truncate(tail_mark);
+                        self.state.produced = produced_mark;
                         self.stats.errors += 1;
+                        if error.is_budget() {
+                            self.stats.budget_exceeded += 1;
+                        }
                         tracing::warn!(stream = %stream.name, event_type = %current.event_type, %error, "runtime error; event skipped by this stream");
                         if self.recent_errors.len() == RECENT_ERRORS {
                             self.recent_errors.pop_front();
@@ -751,6 +791,7 @@ impl Engine {
                     let OpCode::Window(w) = op else { continue };
                     let (out_mark, tail_mark) = (out.len(), tail.len());
                     self.state.reset_frame();
+                    self.state.produced = 0;
                     let alias = Event::new(&stream.name, 0, Vec::new());
                     let mut run = Run {
                         st: &mut self.state,
@@ -770,6 +811,9 @@ impl Engine {
                         out.truncate(out_mark);
                         tail.truncate(tail_mark);
                         self.stats.errors += 1;
+                        if error.is_budget() {
+                            self.stats.budget_exceeded += 1;
+                        }
                         tracing::warn!(stream = %stream.name, %error, "runtime error while flushing windows");
                     }
                 }

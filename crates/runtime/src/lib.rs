@@ -25,11 +25,13 @@ pub mod error;
 pub mod event;
 pub mod evt;
 mod join;
+pub mod limits;
 pub mod sequence;
 pub mod value;
 mod window;
 
-pub use engine::{Engine, EngineOptions, EngineStats, ErrorRecord, DEFAULT_STEP_BUDGET};
+pub use engine::{Engine, EngineOptions, EngineStats, ErrorRecord};
+pub use limits::{Limits, DEFAULT_STEP_BUDGET};
 pub use error::{CompileError, RuntimeError};
 pub use event::{ConnectorDecl, Event, OutputEvent, SinkBinding, SourceBinding};
 pub use evt::{parse_evt, EvtError};
