@@ -34,7 +34,7 @@ pub enum RuntimeError {
     #[error("`emit` outside `.process`")]
     EmitOutsideProcess,
     /// A value too large to build: a string over the byte limit, a collection over the element
-    /// limit, or a value whose text form would be (see [`crate::limits`]).
+    /// limit, or a value whose text form would be (see the `limits` module).
     #[error("value too large: {0}")]
     ValueTooLarge(String),
     /// The strings and collections built while handling one event exceeded the memory budget.

@@ -15,6 +15,7 @@ pub mod correlate;
 pub mod diagnostics;
 pub mod lexer;
 pub mod parser;
+pub mod suggest;
 pub mod span;
 
 pub use check::{CheckOptions, Checked};

@@ -110,7 +110,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_inputs(&mut self, inputs: &'a [SubStream], join: bool) {
+    pub(super) fn check_inputs(&mut self, inputs: &'a [SubStream], join: bool) {
         let what = if join { "join" } else { "merge" };
         if join && inputs.len() < 2 {
             self.error_hint(
@@ -154,7 +154,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_join(&mut self, s: &'a StreamDecl, inputs: &'a [SubStream]) {
+    pub(super) fn check_join(&mut self, s: &'a StreamDecl, inputs: &'a [SubStream]) {
         let names: Vec<&str> = inputs.iter().map(|i| input_name(i).name.as_str()).collect();
         let conds = join_conditions(inputs, s);
         for c in &conds {
@@ -200,7 +200,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_sequence(&mut self, s: &'a StreamDecl) {
+    pub(super) fn check_sequence(&mut self, s: &'a StreamDecl) {
         let Some(steps) = correlate::sequence_steps(s) else {
             return;
         };
