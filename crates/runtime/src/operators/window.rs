@@ -15,12 +15,12 @@
 //! computed over the batch into a synthetic field, and the field's expression (rewritten to read
 //! those synthetic fields) is evaluated on a synthetic event that also carries the partition key.
 
-use crate::checkpoint::{decode_value, encode_value};
+use crate::codec::{decode_value, encode_value, event_json, events_from_json};
+use crate::key::KeyRepr;
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::value::{ArithOp, Fields, Value};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
@@ -66,26 +66,6 @@ struct Agg {
     arg: Option<ExprFn>,
     /// `ema` period.
     period: i64,
-}
-
-/// Hashable form of a partition key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub(crate) enum KeyRepr {
-    Null,
-    Int(i64),
-    Str(Arc<str>),
-    Other(String),
-}
-
-impl KeyRepr {
-    pub(crate) fn of(v: &Value) -> KeyRepr {
-        match v {
-            Value::Null => KeyRepr::Null,
-            Value::Int(i) => KeyRepr::Int(*i),
-            Value::Str(s) => KeyRepr::Str(s.clone()),
-            other => KeyRepr::Other(format!("{other:?}")),
-        }
-    }
 }
 
 /// State of one partition.
@@ -617,46 +597,6 @@ fn ck_err(msg: &str) -> RuntimeError {
     RuntimeError::Checkpoint(format!("window state: {msg}"))
 }
 
-pub(crate) fn event_json(e: &Event) -> serde_json::Value {
-    serde_json::json!({
-        "t": &*e.event_type,
-        "ts": e.timestamp_ns,
-        "f": e.fields.iter().map(|(n, v)| serde_json::json!([&**n, encode_value(v)])).collect::<Vec<_>>(),
-    })
-}
-
-pub(crate) fn event_from_json(j: &serde_json::Value) -> Result<Event, RuntimeError> {
-    let t = j
-        .get("t")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| ck_err("event type"))?;
-    let ts = j
-        .get("ts")
-        .and_then(|v| v.as_i64())
-        .ok_or_else(|| ck_err("event time"))?;
-    let mut fields: Fields = Vec::new();
-    for f in j
-        .get("f")
-        .and_then(|v| v.as_array())
-        .ok_or_else(|| ck_err("event fields"))?
-    {
-        let name = f
-            .get(0)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| ck_err("field name"))?;
-        let v = decode_value(f.get(1).ok_or_else(|| ck_err("field value"))?)?;
-        fields.push((Arc::from(name), v));
-    }
-    Ok(Event::new(t, ts, fields))
-}
-
-fn events_from_json(j: Option<&serde_json::Value>) -> Result<Vec<Event>, RuntimeError> {
-    j.and_then(|v| v.as_array())
-        .ok_or_else(|| ck_err("event list"))?
-        .iter()
-        .map(event_from_json)
-        .collect()
-}
 
 /// Decoded window state, applied only once everything parsed (restore is all-or-nothing).
 pub(crate) struct Restored(WinState);

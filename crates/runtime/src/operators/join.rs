@@ -16,9 +16,10 @@
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::sequence::{EvalWith, Match};
+use super::sequence::{EvalWith, Match};
 use crate::value::{Fields, Value};
-use crate::window::{event_from_json, event_json, KeyRepr};
+use crate::codec::{event_from_json, event_json};
+use crate::key::KeyRepr;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,261 @@
+//! Running one stream's operator chain on one event.
+//!
+//! [`exec`] runs operators `i..` of a stream on one event, depth-first: each operator passes the
+//! events it produces to the next. Output entries (`.emit`, `.process` results, `.to`-only
+//! publications) are appended to the run's output list; events reaching the end of a stream that
+//! feeds others go to the run's tail, to be routed breadth-first by the engine.
+
+use crate::compile::{Ctx, ExprFn, FnCode, State};
+use crate::error::RuntimeError;
+use crate::event::{Event, OutputEvent, SinkBinding};
+use crate::operators::join::{JoinOp, MergeOp};
+use crate::operators::sequence::{Match, SeqOp};
+use crate::operators::window::WindowOp;
+use crate::value::{Fields, Value};
+use std::sync::Arc;
+
+/// One compiled operator.
+pub(super) enum OpCode {
+    Where(ExprFn),
+    Select(Vec<(Arc<str>, ExprFn)>),
+    Emit(Vec<(Arc<str>, ExprFn)>),
+    /// `outputs`: the created events are output events (no `.emit` follows in the chain).
+    Process {
+        call: ExprFn,
+        outputs: bool,
+    },
+    To(Arc<SinkBinding>),
+    /// `.window` / `.aggregate` / `.partition_by` state of the stream (Tier 2).
+    Window(Box<WindowOp>),
+    /// Sequence pattern (`->`, `all`, `.within`, `.not`); always the stream's first operator.
+    Sequence(Box<SeqOp>),
+    /// `join(…)` source; always the stream's first operator.
+    Join(Box<JoinOp>),
+    /// `merge(…)` source; always the stream's first operator.
+    Merge(Box<MergeOp>),
+    Pass,
+}
+
+/// A compiled stream.
+pub(super) struct StreamCode {
+    /// The stream's name (the type of its results).
+    pub name: Arc<str>,
+    /// The operator chain.
+    pub ops: Vec<OpCode>,
+    /// Some stream consumes this one, so its results must be re-routed.
+    pub feeds_downstream: bool,
+}
+
+/// Everything one stream invocation needs besides the event.
+pub(super) struct Run<'a> {
+    /// Evaluation state.
+    pub st: &'a mut State,
+    /// Compiled user functions.
+    pub fns: &'a [FnCode],
+    /// The stream being run.
+    pub stream: &'a StreamCode,
+    /// The event bound by `T as a` (or a pattern's captures).
+    pub alias: &'a Event,
+    /// Output entries of the current input event.
+    pub out: &'a mut Vec<OutputEvent>,
+    /// Results of streams that feed others, to be routed.
+    pub tail: &'a mut Vec<Event>,
+}
+
+pub(super) fn eval(run: &mut Run<'_>, f: &ExprFn, ev: &Event) -> Result<Value, RuntimeError> {
+    let mut cx = Ctx {
+        st: run.st,
+        event: ev,
+        alias: run.alias,
+        fns: run.fns,
+    };
+    f(&mut cx)
+}
+
+fn eval_with(
+    run: &mut Run<'_>,
+    f: &ExprFn,
+    ev: &Event,
+    alias: &Event,
+) -> Result<Value, RuntimeError> {
+    let mut cx = Ctx {
+        st: run.st,
+        event: ev,
+        alias,
+        fns: run.fns,
+    };
+    f(&mut cx)
+}
+
+/// Runs operators `i + 1..` on each match, with the match's captures as alias.
+fn exec_matches(
+    run: &mut Run<'_>,
+    i: usize,
+    matches: &[Match],
+) -> Result<(), RuntimeError> {
+    for (m, caps) in matches {
+        let mut sub = Run {
+            st: &mut *run.st,
+            fns: run.fns,
+            stream: run.stream,
+            alias: caps,
+            out: &mut *run.out,
+            tail: &mut *run.tail,
+        };
+        exec(&mut sub, i + 1, m, None)?;
+    }
+    Ok(())
+}
+
+fn build(
+    run: &mut Run<'_>,
+    fields: &[(Arc<str>, ExprFn)],
+    ev: &Event,
+    keep_null: bool,
+) -> Result<Fields, RuntimeError> {
+    let mut out: Fields = Vec::with_capacity(fields.len());
+    for (name, f) in fields {
+        let v = eval(run, f, ev)?;
+        if keep_null || !v.is_null() {
+            out.push((name.clone(), v));
+        }
+    }
+    run.st.charge_fields(&out)?;
+    Ok(out)
+}
+
+/// Runs operators `i..` of the stream on `ev`; `out_idx` is the output entry of `ev`, if any.
+pub(super) fn exec(
+    run: &mut Run<'_>,
+    i: usize,
+    ev: &Event,
+    out_idx: Option<usize>,
+) -> Result<(), RuntimeError> {
+    let stream = run.stream;
+    let Some(op) = stream.ops.get(i) else {
+        if stream.feeds_downstream {
+            run.st.produce()?;
+            run.tail.push(ev.retyped(&stream.name));
+        }
+        return Ok(());
+    };
+    match op {
+        OpCode::Where(f) => {
+            if eval(run, f, ev)?.is_true() {
+                exec(run, i + 1, ev, out_idx)?;
+            }
+            Ok(())
+        }
+        OpCode::Select(fields) => {
+            let fields = build(run, fields, ev, true)?;
+            let next = Event {
+                event_type: ev.event_type.clone(),
+                timestamp_ns: ev.timestamp_ns,
+                fields: Arc::new(fields),
+            };
+            exec(run, i + 1, &next, None)
+        }
+        OpCode::Emit(fields) => {
+            let next = if fields.is_empty() {
+                // `.emit()` copies every field; output events never carry null fields.
+                if ev.fields.iter().any(|(_, v)| v.is_null()) {
+                    let kept: Fields = ev
+                        .fields
+                        .iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .cloned()
+                        .collect();
+                    Event {
+                        event_type: stream.name.clone(),
+                        timestamp_ns: ev.timestamp_ns,
+                        fields: Arc::new(kept),
+                    }
+                } else {
+                    ev.retyped(&stream.name)
+                }
+            } else {
+                let fields = build(run, fields, ev, false)?;
+                Event {
+                    event_type: stream.name.clone(),
+                    timestamp_ns: ev.timestamp_ns,
+                    fields: Arc::new(fields),
+                }
+            };
+            run.st.produce()?;
+            run.out.push(OutputEvent {
+                event: next.clone(),
+                is_output: true,
+                sinks: Vec::new(),
+            });
+            let idx = run.out.len() - 1;
+            exec(run, i + 1, &next, Some(idx))
+        }
+        OpCode::Process { call, outputs } => {
+            run.st.in_process = true;
+            run.st.emitted.clear();
+            let r = eval(run, call, ev);
+            run.st.in_process = false;
+            r?;
+            let created = std::mem::take(&mut run.st.emitted);
+            for e in &created {
+                let idx = if *outputs {
+                    run.st.produce()?;
+                    run.out.push(OutputEvent {
+                        event: e.clone(),
+                        is_output: true,
+                        sinks: Vec::new(),
+                    });
+                    Some(run.out.len() - 1)
+                } else {
+                    None
+                };
+                exec(run, i + 1, e, idx)?;
+            }
+            Ok(())
+        }
+        OpCode::To(sink) => {
+            let idx = match out_idx {
+                Some(idx) => {
+                    if let Some(o) = run.out.get_mut(idx) {
+                        o.sinks.push(sink.clone());
+                    }
+                    idx
+                }
+                None => {
+                    run.st.produce()?;
+                    run.out.push(OutputEvent {
+                        event: ev.clone(),
+                        is_output: false,
+                        sinks: vec![sink.clone()],
+                    });
+                    run.out.len() - 1
+                }
+            };
+            exec(run, i + 1, ev, Some(idx))
+        }
+        OpCode::Window(w) => {
+            let fired = w.on_event(ev, &mut |f, e| eval(run, f, e))?;
+            for e in &fired {
+                exec(run, i + 1, e, None)?;
+            }
+            Ok(())
+        }
+        OpCode::Sequence(q) => {
+            let matches = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            exec_matches(run, i, &matches)
+        }
+        OpCode::Join(j) => {
+            let matches = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            exec_matches(run, i, &matches)
+        }
+        OpCode::Merge(m) => {
+            let n = m.accepts(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            for _ in 0..n {
+                exec(run, i + 1, ev, None)?;
+            }
+            Ok(())
+        }
+        OpCode::Pass => exec(run, i + 1, ev, out_idx),
+    }
+}
+

@@ -1,0 +1,10 @@
+//! Stateful stream operators. Each holds its state behind a `Mutex` (the engine runs an operator
+//! chain through shared references), snapshots it for checkpoints and restores it exactly.
+//!
+//! * [`window`]: `.window`, `.aggregate`, `.partition_by` (VPL.md §6);
+//! * [`sequence`]: `->` sequences with `all`, `.within`, `.not` (§7);
+//! * [`join`]: `join(…)` and `merge(…)` (§7).
+
+pub(crate) mod join;
+pub mod sequence;
+pub(crate) mod window;
