@@ -61,6 +61,8 @@ use BuiltinKind::{Aggregate as A, Both as B, Scalar as S};
 /// `round` takes an optional number of decimals; `get` an optional default.
 pub static BUILTINS: &[Builtin] = &[
     b("abs", 1, 1, S),
+    b("all", 2, 2, S),
+    b("any", 2, 2, S),
     b("avg", 1, 1, B),
     b("ceil", 1, 1, S),
     b("contains", 2, 2, S),
@@ -71,7 +73,9 @@ pub static BUILTINS: &[Builtin] = &[
     b("ema", 2, 2, A),
     b("ends_with", 2, 2, S),
     b("exp", 1, 1, S),
+    b("filter", 2, 2, S),
     b("first", 1, 1, B),
+    b("flatten", 1, 1, S),
     b("floor", 1, 1, S),
     b("get", 2, 3, S),
     b("is_array", 1, 1, S),
@@ -88,6 +92,7 @@ pub static BUILTINS: &[Builtin] = &[
     b("log", 1, 1, S),
     b("log10", 1, 1, S),
     b("lower", 1, 1, S),
+    b("map", 2, 2, S),
     b("max", 1, 2, B),
     b("min", 1, 2, B),
     b("pop", 1, 1, S),
@@ -99,6 +104,7 @@ pub static BUILTINS: &[Builtin] = &[
     b("round", 1, 2, S),
     b("set", 3, 3, S),
     b("sin", 1, 1, S),
+    b("sliding_pairs", 1, 1, S),
     b("sort", 1, 1, S),
     b("split", 2, 2, S),
     b("sqrt", 1, 1, S),
@@ -114,7 +120,16 @@ pub static BUILTINS: &[Builtin] = &[
     b("type_of", 1, 1, S),
     b("upper", 1, 1, S),
     b("values", 1, 1, S),
+    b("variance", 1, 1, B),
 ];
+
+/// For built-ins that take a function (`filter(xs, x => …)`), the position of that argument.
+pub fn lambda_arg(name: &str) -> Option<usize> {
+    match name {
+        "filter" | "map" | "any" | "all" => Some(1),
+        _ => None,
+    }
+}
 
 /// Looks up a built-in by name.
 pub fn lookup(name: &str) -> Option<&'static Builtin> {
@@ -136,6 +151,7 @@ pub const AGGREGATE_FUNCTIONS: &[&str] = &[
     "first",
     "last",
     "ema",
+    "variance",
 ];
 
 /// Whether `name(…)` with `argc` arguments is an aggregate call inside `.aggregate(…)`
@@ -143,7 +159,8 @@ pub const AGGREGATE_FUNCTIONS: &[&str] = &[
 pub fn is_aggregate_call(name: &str, argc: usize) -> bool {
     match name {
         "count" => argc <= 1,
-        "count_distinct" | "sum" | "avg" | "stddev" | "min" | "max" | "first" | "last" => argc == 1,
+        "count_distinct" | "sum" | "avg" | "stddev" | "variance" | "min" | "max" | "first"
+        | "last" => argc == 1,
         "ema" => argc == 2,
         _ => false,
     }

@@ -9,7 +9,10 @@
 //!   every class must hold a field of every input; the key of an input is then its field in each
 //!   class, in class order.
 
-use crate::ast::{BinaryOp, Expr, ExprKind, Ident, OpKind, SourceKind, StreamDecl, SubStream};
+use crate::ast::{
+    BinaryOp, Expr, ExprKind, Ident, OpKind, PatternDecl, Program, SourceKind, StreamDecl,
+    SubStream,
+};
 use crate::span::Span;
 
 /// One step of a sequence, the source included (step 0).
@@ -91,6 +94,39 @@ pub fn stream_inputs(s: &StreamDecl) -> Vec<&Ident> {
     out
 }
 
+/// The named pattern a stream reads (`stream S = P …`), if its source names one.
+pub fn stream_pattern<'a>(program: &'a Program, s: &StreamDecl) -> Option<&'a PatternDecl> {
+    match &s.source.kind {
+        SourceKind::Named { name, .. } if s.steps.is_empty() => program.pattern(&name.name),
+        _ => None,
+    }
+}
+
+/// Every event type or stream the stream reads, like [`stream_inputs`], with a named pattern
+/// source replaced by the types its items read (negated items included).
+pub fn stream_reads<'a>(program: &'a Program, s: &'a StreamDecl) -> Vec<&'a Ident> {
+    let Some(p) = stream_pattern(program, s) else {
+        return stream_inputs(s);
+    };
+    let mut out: Vec<&Ident> = Vec::new();
+    let items = p.body.items();
+    let nots = s
+        .ops
+        .iter()
+        .filter(|o| o.kind() == OpKind::Not)
+        .filter_map(|o| match &o.first_positional()?.kind {
+            ExprKind::EventFilter { event, .. } => Some(event),
+            ExprKind::Name(id) => Some(id),
+            _ => None,
+        });
+    for id in items.iter().map(|i| &i.event).chain(nots) {
+        if !out.iter().any(|o| o.name == id.name) {
+            out.push(id);
+        }
+    }
+    out
+}
+
 /// Name of a `merge`/`join` input: `S` for `stream S = A …`, else the source `A`.
 pub fn input_name(input: &SubStream) -> &Ident {
     input.name.as_ref().unwrap_or(&input.source)
@@ -143,11 +179,30 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 }
 
 /// `(input index, field)` of an `X.f` term.
-fn term(e: &Expr, names: &[&str]) -> Result<(usize, String), JoinKeyError> {
+fn term(
+    e: &Expr,
+    names: &[&str],
+    types: &[&str],
+    warnings: &mut Vec<(Span, String)>,
+) -> Result<(usize, String), JoinKeyError> {
     match &e.kind {
         ExprKind::Field { base, name, .. } => match &base.kind {
             ExprKind::Name(x) => match names.iter().position(|n| *n == x.name) {
                 Some(i) => Ok((i, name.name.clone())),
+                // Leniency: an input named by its event type (`.on(OrderEvent.id == …)` for
+                // `stream Orders = OrderEvent`), when exactly one input reads that type.
+                None if types.iter().filter(|t| **t == x.name).count() == 1 => {
+                    let i = types.iter().position(|t| *t == x.name).unwrap_or(0);
+                    warnings.push((
+                        x.span,
+                        format!(
+                            "`{}` is the event type of input `{}`; name the input instead",
+                            x.name,
+                            names.get(i).copied().unwrap_or("?")
+                        ),
+                    ));
+                    Ok((i, name.name.clone()))
+                }
                 None => Err(key_error(
                     format!("`{}` is not an input of this join", x.name),
                     x.span,
@@ -179,6 +234,27 @@ fn quoted(names: &[&str]) -> String {
 /// Derives the key fields of every input from the `.on` conditions. `names` are the input names
 /// in order; the result holds, per input, its key fields (one per class of equal terms).
 pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, JoinKeyError> {
+    join_keys_lenient(names, &[], conds).map(|(keys, _)| keys)
+}
+
+/// Like [`join_keys`], also accepting an input named by its event type (`types`, per input)
+/// when that is unambiguous; each such use gives a warning (position, message).
+pub fn join_keys_lenient(
+    names: &[&str],
+    types: &[&str],
+    conds: &[&Expr],
+) -> Result<(Vec<Vec<String>>, Vec<(Span, String)>), JoinKeyError> {
+    let mut warnings = Vec::new();
+    let keys = join_keys_inner(names, types, conds, &mut warnings)?;
+    Ok((keys, warnings))
+}
+
+fn join_keys_inner(
+    names: &[&str],
+    types: &[&str],
+    conds: &[&Expr],
+    warnings: &mut Vec<(Span, String)>,
+) -> Result<Vec<Vec<String>>, JoinKeyError> {
     let mut leaves = Vec::new();
     for c in conds {
         conjuncts(c, &mut leaves);
@@ -198,7 +274,10 @@ pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, Jo
                 Some(ON_HINT),
             ));
         };
-        let (a, b) = (term(lhs, names)?, term(rhs, names)?);
+        let (a, b) = (
+            term(lhs, names, types, warnings)?,
+            term(rhs, names, types, warnings)?,
+        );
         if a.0 == b.0 {
             return Err(key_error(
                 "a join condition must relate two different inputs",

@@ -22,6 +22,14 @@ impl<'a> Checker<'a> {
                     self.dup_check(&mut types, &s.name, "type");
                     self.streams.entry(&s.name.name).or_insert(s);
                 }
+                Item::Pattern(p) => {
+                    self.dup_check(&mut types, &p.name, "type");
+                    self.patterns.entry(&p.name.name).or_insert(p);
+                }
+                Item::Type(t) => {
+                    self.dup_check(&mut types, &t.name, "type");
+                    self.type_aliases.entry(&t.name.name).or_insert(t);
+                }
                 _ => {}
             }
         }
@@ -46,8 +54,37 @@ impl<'a> Checker<'a> {
                 Item::Binding(b) => {
                     self.dup_check(&mut globals, &b.name, "top-level binding");
                     self.globals.entry(&b.name.name).or_insert(b.kind);
+                    if let ExprKind::Lambda { params, .. } = &b.value.kind {
+                        // `let double = x => x * 2` is callable as `double(3)`.
+                        self.dup_check(&mut fns, &b.name, "function");
+                        self.lambdas.entry(&b.name.name).or_insert(params.len());
+                    }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// `type Name = T`: the aliased type must exist and must not refer back to the alias.
+    pub(super) fn check_type_decl(&mut self, t: &'a TypeDecl) {
+        self.check_type(&t.ty);
+        let mut seen = vec![t.name.name.as_str()];
+        let mut cur = &t.ty;
+        while let TypeKind::Named(n) = &cur.kind {
+            if seen.contains(&n.name.as_str()) {
+                self.error_hint(
+                    format!("type alias `{}` refers to itself", t.name.name),
+                    t.span,
+                    Some("an alias must end in a basic, event or structured type".into()),
+                );
+                return;
+            }
+            match self.type_aliases.get(n.name.as_str()) {
+                Some(next) => {
+                    seen.push(&next.name.name);
+                    cur = &next.ty;
+                }
+                None => return,
             }
         }
     }
@@ -76,7 +113,7 @@ impl<'a> Checker<'a> {
         let edges: Vec<Vec<usize>> = streams
             .iter()
             .map(|s| {
-                crate::correlate::stream_inputs(s)
+                crate::correlate::stream_reads(self.program, s)
                     .iter()
                     .filter_map(|n| index.get(n.name.as_str()).copied())
                     .collect()
@@ -141,6 +178,40 @@ impl<'a> Checker<'a> {
         if let Some(base) = &e.extends {
             if !self.events.contains_key(base.name.as_str()) {
                 self.error(format!("unknown base event `{}`", base.name), base.span);
+                return;
+            }
+            // `extends` prepends the base's fields: the chain must end, and a field may not be
+            // declared twice along it.
+            let mut chain = vec![e.name.name.as_str()];
+            let mut inherited: HashMap<&'a str, &'a str> = HashMap::new();
+            let mut cur = self.events.get(base.name.as_str()).copied();
+            while let Some(b) = cur {
+                if chain.contains(&b.name.name.as_str()) {
+                    chain.push(&b.name.name);
+                    self.error_hint(
+                        format!("event `{}` extends itself: {}", e.name.name, chain.join(" extends ")),
+                        base.span,
+                        Some("remove one `extends` from the cycle".into()),
+                    );
+                    return;
+                }
+                chain.push(&b.name.name);
+                for f in &b.fields {
+                    inherited.entry(&f.name.name).or_insert(&b.name.name);
+                }
+                cur = b
+                    .extends
+                    .as_ref()
+                    .and_then(|x| self.events.get(x.name.as_str()).copied());
+            }
+            for f in &e.fields {
+                if let Some(from) = inherited.get(f.name.name.as_str()) {
+                    self.error_hint(
+                        format!("field `{}` is already declared by base event `{from}`", f.name.name),
+                        f.name.span,
+                        Some("`extends` prepends the base's fields; remove this one".into()),
+                    );
+                }
             }
         }
     }
@@ -150,7 +221,8 @@ impl<'a> Checker<'a> {
             TypeKind::Named(n) => {
                 let known = BASIC_TYPES.contains(&n.name.as_str())
                     || self.events.contains_key(n.name.as_str())
-                    || self.streams.contains_key(n.name.as_str());
+                    || self.streams.contains_key(n.name.as_str())
+                    || self.type_aliases.contains_key(n.name.as_str());
                 if !known {
                     let hint = self.capped_suggest(&n.name, BASIC_TYPES.iter().copied());
                     let mut d = Diagnostic::warning(format!("unknown type `{}`", n.name), n.span);

@@ -75,8 +75,17 @@ impl<'a> Checker<'a> {
                 args,
                 method,
             } => {
-                for a in args {
-                    self.expr(a, place);
+                let lambda_at = if self.fns.contains_key(callee.name.as_str()) {
+                    None
+                } else {
+                    builtins::lambda_arg(&callee.name)
+                };
+                for (i, a) in args.iter().enumerate() {
+                    if Some(i) == lambda_at {
+                        self.lambda_argument(callee, a, place);
+                    } else {
+                        self.expr(a, place);
+                    }
                 }
                 self.call(callee, args.len(), *method, place)
             }
@@ -122,9 +131,13 @@ impl<'a> Checker<'a> {
                 self.expr(filter, place);
                 Ty::Unknown
             }
-            ExprKind::Lambda { body, .. } => {
-                self.error("lambdas are not supported yet (Tier 3)", e.span);
-                let _ = body;
+            ExprKind::Lambda { params, body } => {
+                self.error_hint(
+                    "a lambda can only be passed to `filter`, `map`, `any` or `all`, given to `.pattern(…)`, or bound at top level",
+                    e.span,
+                    Some("write `filter(xs, x => x > 0)` or `let double = x => x * 2`".into()),
+                );
+                self.lambda(params, body, place);
                 Ty::Unknown
             }
         }
@@ -222,6 +235,15 @@ impl<'a> Checker<'a> {
     /// Resolves a call: user functions shadow built-ins (§11.2).
     pub(super) fn call(&mut self, callee: &Ident, argc: usize, method: bool, place: Place) -> Ty {
         let name = callee.name.as_str();
+        if let Some(&n) = self.lambdas.get(name) {
+            if argc != n {
+                self.error(
+                    format!("`{name}` takes {n} argument{}, found {argc}", plural(n)),
+                    callee.span,
+                );
+            }
+            return Ty::Unknown;
+        }
         if let Some(f) = self.fns.get(name) {
             let n = f.params.len();
             if argc > n {
@@ -296,7 +318,10 @@ fn builtin_type(name: &str) -> Ty {
         }
         "starts_with" | "ends_with" | "contains" | "is_null" | "is_int" | "is_float"
         | "is_string" | "is_bool" | "is_array" | "is_map" => Ty::Bool,
-        "split" | "keys" | "values" | "push" | "reverse" | "sort" | "range" => Ty::Array,
+        "split" | "keys" | "values" | "push" | "reverse" | "sort" | "range" | "filter" | "map"
+        | "flatten" | "sliding_pairs" => Ty::Array,
+        "any" | "all" => Ty::Bool,
+        "variance" => Ty::Float,
         _ => Ty::Unknown,
     }
 }

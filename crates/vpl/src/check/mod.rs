@@ -11,9 +11,11 @@ use crate::diagnostics::Diagnostic;
 
 mod decl;
 mod expr;
+mod pattern;
 mod seq;
 mod stmt;
 mod stream;
+mod tier3;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
@@ -35,9 +37,19 @@ pub struct Checked {
     pub program: Program,
     /// Non-fatal findings.
     pub warnings: Vec<Diagnostic>,
+    /// The files the program imported (spans with `file = n` point into `imports[n - 1]`).
+    pub imports: crate::source::Imports,
 }
 
-/// Operators of later tiers, rejected with "not supported yet".
+/// Operators of the existing product that this implementation does not offer, with the reason.
+const UNSUPPORTED_OPS: &[(&str, &str)] = &[
+    ("forecast", "pattern forecasting needs a learned prediction model that this runtime does not have"),
+    ("score", "ONNX model scoring is not available in this runtime"),
+    ("enrich", "enrichment needs a reference-data connector, which this runtime does not have"),
+    ("trend_aggregate", "trend aggregation over Kleene patterns is not available in this runtime; aggregate the matches with `.window(…) .aggregate(…)` in a downstream stream"),
+];
+
+/// Operators the language has beyond Tier 1 and 2 (for did-you-mean).
 const LATER_TIER_OPS: &[&str] = &[
     "distinct",
     "limit",
@@ -47,10 +59,6 @@ const LATER_TIER_OPS: &[&str] = &[
     "watermark",
     "allowed_lateness",
     "pattern",
-    "trend_aggregate",
-    "forecast",
-    "enrich",
-    "score",
 ];
 
 /// Tier 1 operator names (for did-you-mean).
@@ -177,6 +185,10 @@ struct Checker<'a> {
     fns: HashMap<&'a str, &'a FnDecl>,
     connectors: HashMap<&'a str, &'a ConnectorDecl>,
     contexts: HashMap<&'a str, &'a ContextDecl>,
+    patterns: HashMap<&'a str, &'a PatternDecl>,
+    type_aliases: HashMap<&'a str, &'a TypeDecl>,
+    /// Top-level `let f = x => …` bindings, callable like functions: name → parameter count.
+    lambdas: HashMap<&'a str, usize>,
     /// Top-level bindings declared so far (all of them once items are checked).
     globals: HashMap<&'a str, BindingKind>,
     /// Function-local scopes, innermost last.
@@ -195,6 +207,9 @@ impl<'a> Checker<'a> {
             fns: HashMap::new(),
             connectors: HashMap::new(),
             contexts: HashMap::new(),
+            patterns: HashMap::new(),
+            type_aliases: HashMap::new(),
+            lambdas: HashMap::new(),
             globals: HashMap::new(),
             scopes: Vec::new(),
             loop_depth: 0,
@@ -241,8 +256,14 @@ impl<'a> Checker<'a> {
                 Item::Context(c) => self.check_context(c),
                 Item::Fn(f) => self.check_fn(f),
                 Item::Stream(s) => self.check_stream(s),
+                Item::Pattern(p) => self.check_pattern(p),
+                Item::Type(t) => self.check_type_decl(t),
                 Item::Binding(b) => {
-                    self.expr(&b.value, Place::TopLevel);
+                    if let ExprKind::Lambda { params, body } = &b.value.kind {
+                        self.lambda(params, body, Place::TopLevel);
+                    } else {
+                        self.expr(&b.value, Place::TopLevel);
+                    }
                     declared_so_far.insert(&b.name.name, b.kind);
                 }
                 Item::Assign(a) => {

@@ -4,7 +4,8 @@
 
 use super::{Checker, Place};
 use crate::ast::*;
-use crate::correlate::{self, input_name, is_sequence, join_conditions, join_keys};
+use crate::diagnostics::Diagnostic;
+use crate::correlate::{self, input_name, is_sequence, join_conditions, join_keys_lenient};
 use std::collections::HashMap;
 
 /// Every `x` of an `x.field` in `e`.
@@ -52,9 +53,33 @@ fn field_bases<'e>(e: &'e Expr, out: &mut Vec<&'e Ident>) {
 }
 
 impl<'a> Checker<'a> {
+    /// The `.within` operators of a sequence or pattern stream: durations; several of them are
+    /// accepted (the existing product's leniency) with a warning, the last one bounding the whole
+    /// pattern. Returns the last one's position.
+    pub(super) fn check_withins(&mut self, s: &'a StreamDecl) -> Option<Span> {
+        let mut last: Option<Span> = None;
+        for op in s.ops.iter().filter(|o| o.kind() == OpKind::Within) {
+            if let Some(prev) = last {
+                self.diags.push(
+                    Diagnostic::warning(
+                        "several `.within`: the last one bounds the whole pattern",
+                        op.span,
+                    )
+                    .with_hint(format!("another `.within` is at line {}", prev.line)),
+                );
+            }
+            last = Some(op.span);
+            if let Some(e) = self.single_positional(op) {
+                self.window_size(e, false, "`.within` duration");
+            }
+        }
+        last
+    }
+
     /// Everything about `->` steps, `all`, `.within`, `.not`, `merge(…)` and `join(…)`.
     pub(super) fn check_correlation(&mut self, s: &'a StreamDecl) {
-        let sequence = is_sequence(s);
+        let pattern = correlate::stream_pattern(self.program, s).is_some();
+        let sequence = is_sequence(s) || pattern;
         let mut join = false;
         match &s.source.kind {
             SourceKind::Merge(inputs) | SourceKind::Join(inputs) => {
@@ -73,8 +98,11 @@ impl<'a> Checker<'a> {
             }
             _ => {}
         }
-        if sequence && !join {
+        if is_sequence(s) && !join {
             self.check_sequence(s);
+        }
+        if pattern {
+            self.check_withins(s);
         }
         for op in &s.ops {
             match op.kind() {
@@ -166,8 +194,16 @@ impl<'a> Checker<'a> {
                 s.source.span,
                 Some("write `.on(A.key == B.key)`".into()),
             );
-        } else if let Err(e) = join_keys(&names, &conds) {
-            self.error_hint(e.message, e.span, e.hint);
+        } else {
+            let types: Vec<&str> = inputs.iter().map(|i| i.source.name.as_str()).collect();
+            match join_keys_lenient(&names, &types, &conds) {
+                Ok((_, warnings)) => {
+                    for (span, msg) in warnings {
+                        self.warn(msg, span);
+                    }
+                }
+                Err(e) => self.error_hint(e.message, e.span, e.hint),
+            }
         }
         let windows: Vec<&StreamOp> = s
             .ops
@@ -175,13 +211,20 @@ impl<'a> Checker<'a> {
             .filter(|o| o.kind() == OpKind::Window)
             .collect();
         match windows.first() {
-            None => self.error_hint(
-                "a join needs `.window(<duration>)`: how old a partner event may be",
-                s.source.span,
-                Some("write `.window(5m)`".into()),
+            // Leniency of the existing product: no window means a one-minute horizon.
+            None => self.diags.push(
+                Diagnostic::warning(
+                    "a join without `.window` keeps partner events for 1 minute",
+                    s.source.span,
+                )
+                .with_hint("write `.window(5m)` to choose how old a partner event may be"),
             ),
             Some(w) => {
-                if w.args.iter().any(|a| a.name.is_some()) {
+                if w
+                    .args
+                    .iter()
+                    .any(|a| a.name.as_ref().is_some_and(|n| n.name != "policy"))
+                {
                     self.error_hint(
                         "a join window takes only a duration",
                         w.span,
@@ -236,22 +279,10 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        let mut within_seen: Option<Span> = None;
+        let within_seen = self.check_withins(s);
         for op in &s.ops {
             match op.kind() {
-                OpKind::Within => {
-                    if let Some(prev) = within_seen {
-                        self.error_hint(
-                            "a sequence can have only one `.within`",
-                            op.span,
-                            Some(format!("`.within` already given at line {}", prev.line)),
-                        );
-                    }
-                    within_seen = Some(op.span);
-                    if let Some(e) = self.single_positional(op) {
-                        self.window_size(e, false, "`.within` duration");
-                    }
-                }
+                OpKind::Within => {}
                 OpKind::Not => {
                     if let Some(e) = self.single_positional(op) {
                         match &e.kind {

@@ -1,7 +1,7 @@
 //! Stream operators: `.where .select .emit .process .context .from .to`, windows and aggregates,
 //! connector and context references.
 
-use super::{literal_type, Checker, Place, Ty, LATER_TIER_OPS, TIER1_OPS};
+use super::{literal_type, Checker, Place, Ty, LATER_TIER_OPS, TIER1_OPS, UNSUPPORTED_OPS};
 use crate::ast::*;
 use crate::builtins::{self, BuiltinKind};
 use crate::diagnostics::Diagnostic;
@@ -13,11 +13,30 @@ impl<'a> Checker<'a> {
             self.check_type(t);
         }
         match &s.source.kind {
-            SourceKind::Named { .. } => {}
-            SourceKind::All { .. } | SourceKind::Merge(_) | SourceKind::Join(_) => {}
+            SourceKind::Timer(args) => self.check_timer(s, args),
+            SourceKind::Named { name, alias } => {
+                if let (Some(_), Some(alias)) = (self.patterns.get(name.name.as_str()), alias) {
+                    if s.steps.is_empty() {
+                        self.error_hint(
+                            format!("a pattern source takes no alias: `{}` names its captures itself", name.name),
+                            alias.span,
+                            Some("read the pattern's captures by their names (`alias.field`)".into()),
+                        );
+                    }
+                }
+                if s.steps.first().is_some() && self.patterns.contains_key(name.name.as_str()) {
+                    self.error_hint(
+                        "a sequence cannot start with a named pattern",
+                        name.span,
+                        Some("add the steps to the pattern declaration".into()),
+                    );
+                }
+            }
+            _ => {}
         }
         self.check_correlation(s);
-        for name in crate::correlate::stream_inputs(s) {
+        let mut state = super::tier3::OpState::default();
+        for name in crate::correlate::stream_reads(self.program, s) {
             {
                 let n = name.name.as_str();
                 if !self.events.contains_key(n) && !self.streams.contains_key(n) {
@@ -224,18 +243,26 @@ impl<'a> Checker<'a> {
                     let named: Vec<&Arg> = op.args.iter().filter(|a| a.name.is_some()).collect();
                     self.connector_args(&named, "to");
                 }
+                OpKind::Distinct
+                | OpKind::Limit
+                | OpKind::First
+                | OpKind::Print
+                | OpKind::Log
+                | OpKind::Watermark
+                | OpKind::AllowedLateness
+                | OpKind::WindowPattern => self.tier3_op(s, op, &mut state),
                 _ => {
                     let name = op.name.name.as_str();
-                    if LATER_TIER_OPS.contains(&name) {
-                        self.error(
-                            format!("operator `.{name}` is not supported yet"),
-                            op.name.span,
-                        );
+                    if let Some((_, why)) = UNSUPPORTED_OPS.iter().find(|(n, _)| *n == name) {
+                        self.error(format!("`.{name}` is not supported: {why}"), op.name.span);
                     } else {
                         let hint = self
                             .capped_suggest(name, TIER1_OPS.iter().chain(LATER_TIER_OPS).copied())
                             .map(|h| format!("did you mean `.{h}`?"));
                         self.error_hint(format!("unknown operator `.{name}`"), op.name.span, hint);
+                        if op.unparsed {
+                            continue;
+                        }
                     }
                     for a in &op.args {
                         match &a.value.kind {
@@ -296,6 +323,12 @@ impl<'a> Checker<'a> {
                 "sliding" if sliding.is_none() => sliding = Some(&a.value),
                 "session" if session.is_none() => session = Some(&a.value),
                 "sliding" | "session" => self.error(format!("`{}` given twice", n.name), n.span),
+                // The existing product accepts `policy: "watermark"`; time windows here always
+                // fire on the watermark (§6.1).
+                "policy" => self.warn(
+                    "`policy:` is ignored: time windows always fire when the watermark passes their end",
+                    n.span,
+                ),
                 other => self.error_hint(
                     format!("unknown `.window` parameter `{other}`"),
                     n.span,

@@ -15,6 +15,19 @@ fn binding_kind(word: &str) -> Option<BindingKind> {
 }
 
 impl Parser {
+    /// `type Name = T`.
+    pub(super) fn type_decl(&mut self) -> PResult<TypeDecl> {
+        let kw = self.bump();
+        let name = self.ident("a type name")?;
+        self.expect(&Tok::Assign, "`=`")?;
+        let ty = self.type_expr()?;
+        Ok(TypeDecl {
+            span: self.span_from(kw.span),
+            name,
+            ty,
+        })
+    }
+
     pub(super) fn assign(&mut self) -> PResult<Assign> {
         let target = self.ident("a variable name")?;
         self.expect(&Tok::ColonEq, "`:=`")?;

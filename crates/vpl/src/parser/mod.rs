@@ -19,9 +19,13 @@
 use crate::ast::*;
 use crate::diagnostics::Diagnostic;
 use crate::lexer::{tokenize, Tok, Token};
+use crate::source::{Imports, Loader};
+use std::sync::Arc;
 
 mod decl;
+mod expand;
 mod expr;
+mod pattern;
 mod stmt;
 mod stream;
 #[cfg(test)]
@@ -86,8 +90,25 @@ struct Fail;
 type PResult<T> = Result<T, Fail>;
 
 /// Parses a whole program, returning the best-effort tree and every diagnostic (lexical and
-/// syntactic) in source order.
+/// syntactic) in source order. `import` is an error here (no loader).
 pub fn parse_program(src: &str) -> (Program, Vec<Diagnostic>) {
+    let (program, diags, _) = parse_with(src, &ParseOptions::default());
+    (program, diags)
+}
+
+/// How to parse a program that may import files.
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// The program's own file name (imports are resolved relative to it).
+    pub file_name: String,
+    /// Reads imported files; `None`: `import` is an error.
+    pub loader: Option<Arc<dyn Loader>>,
+}
+
+/// Parses a program and the files it imports (spliced in place of each `import`), expanding
+/// top-level template `for` loops. Returns the tree, every diagnostic (those about an imported
+/// file carry it) and the imported files.
+pub fn parse_with(src: &str, opts: &ParseOptions) -> (Program, Vec<Diagnostic>, Imports) {
     let (tokens, lex_diags) = tokenize(src);
     let mut p = Parser {
         toks: tokens,
@@ -97,13 +118,20 @@ pub fn parse_program(src: &str) -> (Program, Vec<Diagnostic>) {
         stmt_start: 0,
         depth: 0,
         stop_at_chain_op: false,
+        texts: vec![Arc::from(src)],
+        file_name: opts.file_name.clone(),
+        loader: opts.loader.clone(),
+        imports: Vec::new(),
+        import_parent: Vec::new(),
+        expanded: 0,
     };
     let program = p.program();
     let mut diags = lex_diags;
     diags.append(&mut p.diags);
     crate::sort_diagnostics(&mut diags);
     diags.truncate(MAX_DIAGNOSTICS);
-    (program, diags)
+    crate::attach_files(&mut diags, &p.imports);
+    (program, diags, p.imports)
 }
 
 struct Parser {
@@ -118,6 +146,18 @@ struct Parser {
     depth: usize,
     /// In a sequence-step filter at chain level: `.name(` ends the expression.
     stop_at_chain_op: bool,
+    /// Text of every source file by file id (0: the program).
+    texts: Vec<Arc<str>>,
+    /// The program's file name.
+    file_name: String,
+    /// Reads imported files.
+    loader: Option<Arc<dyn Loader>>,
+    /// Imported files (file id `n` is `imports[n - 1]`).
+    imports: Imports,
+    /// The file that imported file `n` (`import_parent[n - 1]`).
+    import_parent: Vec<u32>,
+    /// Template iterations expanded so far (capped).
+    expanded: usize,
 }
 
 impl Parser {
@@ -235,7 +275,7 @@ impl Parser {
         if self.at_end() && self.pos > 0 && !matches!(self.cur().kind, Tok::Eof) {
             // Point just after the previous token rather than at the next line.
             let p = self.raw(self.pos - 1);
-            return Span::new(p.span.end, p.span.end, p.end_line, p.end_column);
+            return Span::new(p.span.end, p.span.end, p.end_line, p.end_column).in_file(p.span.file);
         }
         self.cur().span
     }
@@ -370,9 +410,23 @@ impl Parser {
             "context" => Ok(Some(Item::Context(self.context_decl()?))),
             "fn" => Ok(Some(Item::Fn(self.fn_decl()?))),
             "let" | "var" | "const" => Ok(Some(Item::Binding(self.binding()?))),
-            "type" | "pattern" | "import" | "config" => {
-                let msg = format!("`{word}` declarations are not supported yet (Tier 3)");
-                Err(self.error_here(msg))
+            "pattern" if matches!(self.peek_n(1), Tok::Ident(_)) => {
+                Ok(Some(Item::Pattern(self.pattern_decl()?)))
+            }
+            "type" if matches!(self.peek_n(1), Tok::Ident(_)) => {
+                Ok(Some(Item::Type(self.type_decl()?)))
+            }
+            "import" if matches!(self.peek_n(1), Tok::Str(_)) => {
+                self.import()?;
+                Ok(None)
+            }
+            "config" => {
+                self.config_block()?;
+                Ok(None)
+            }
+            "for" if matches!(self.peek_n(1), Tok::Ident(_)) => {
+                self.template()?;
+                Ok(None)
             }
             "if" | "elif" | "for" | "while" | "break" | "continue" | "return" | "emit" => {
                 let span = self.cur().span;

@@ -15,14 +15,26 @@ impl Parser {
             None
         };
         self.expect(&Tok::Assign, "`=`")?;
-        let source = self.source()?;
-        let mut decl = StreamDecl {
-            span: kw.span,
-            name,
-            ty,
-            source,
-            steps: Vec::new(),
-            ops: Vec::new(),
+        let mut decl = if self.is_word("sequence") && matches!(self.peek_n(1), Tok::LParen) {
+            let (source, steps, ops) = self.sequence_source()?;
+            StreamDecl {
+                span: kw.span,
+                name,
+                ty,
+                source,
+                steps,
+                ops,
+            }
+        } else {
+            let source = self.source()?;
+            StreamDecl {
+                span: kw.span,
+                name,
+                ty,
+                source,
+                steps: Vec::new(),
+                ops: Vec::new(),
+            }
         };
         loop {
             match self.peek() {
@@ -48,6 +60,95 @@ impl Parser {
         Ok(decl)
     }
 
+    /// `sequence(a: A, b: B where c .within(d), …)`: the explicit spelling of
+    /// `A as a -> B where c as b … .within(d)` (Tier 3); returns the source, the steps and the
+    /// `.within` operators written on items.
+    fn sequence_source(&mut self) -> PResult<(Source, Vec<SeqStep>, Vec<StreamOp>)> {
+        let start = self.cur().span;
+        self.bump();
+        self.bump();
+        let items = self.bracketed(|p| {
+            let mut items = Vec::new();
+            while !matches!(p.peek(), Tok::RParen) {
+                let item_start = p.cur().span;
+                let alias = p.ident("a step name (`name: EventType`)")?;
+                p.expect(&Tok::Colon, "`:` after the step name")?;
+                let all = p.is_word("all") && matches!(p.peek_n(1), Tok::Ident(_));
+                if all {
+                    p.bump();
+                }
+                let event = p.ident("an event type")?;
+                let filter = if p.eat_word("where") {
+                    let saved = std::mem::replace(&mut p.stop_at_chain_op, true);
+                    let e = p.expr();
+                    p.stop_at_chain_op = saved;
+                    Some(e?)
+                } else {
+                    None
+                };
+                let mut ops = Vec::new();
+                while matches!(p.peek(), Tok::Dot) {
+                    ops.push(p.stream_op()?);
+                }
+                items.push((
+                    SeqStep {
+                        all,
+                        event,
+                        filter,
+                        alias: Some(alias),
+                        span: p.span_from(item_start),
+                    },
+                    ops,
+                ));
+                if !p.eat(&Tok::Comma) {
+                    break;
+                }
+            }
+            p.expect(&Tok::RParen, "`,` or `)`")?;
+            Ok(items)
+        })?;
+        let span = self.span_from(start);
+        let mut steps = Vec::new();
+        let mut ops = Vec::new();
+        let mut source = None;
+        for (step, step_ops) in items {
+            if source.is_none() {
+                if step.filter.is_some() {
+                    self.push(
+                        Diagnostic::error("the first step of a sequence takes no `where`", step.span)
+                            .with_hint("filter the first events with a `.where` on the stream"),
+                    );
+                    return Err(Fail);
+                }
+                let kind = if step.all {
+                    SourceKind::All {
+                        name: step.event,
+                        alias: step.alias,
+                    }
+                } else {
+                    SourceKind::Named {
+                        name: step.event,
+                        alias: step.alias,
+                    }
+                };
+                source = Some(Source {
+                    kind,
+                    from: None,
+                    span: step.span,
+                });
+            } else {
+                steps.push(step);
+            }
+            ops.extend(step_ops);
+        }
+        let Some(mut source) = source else {
+            self.push(Diagnostic::error("a sequence needs at least one step", span));
+            return Err(Fail);
+        };
+        source.span = span;
+        Ok((source, steps, ops))
+    }
+
     pub(super) fn source(&mut self) -> PResult<Source> {
         let start = self.cur().span;
         let word = match self.peek() {
@@ -62,9 +163,14 @@ impl Parser {
         };
         let next = self.peek_n(1).clone();
         match (word.as_str(), &next) {
-            ("timer" | "sequence", Tok::LParen) => {
-                let msg = format!("`{word}(…)` sources are not supported yet (Tier 3)");
-                return Err(self.error_here(msg));
+            ("timer", Tok::LParen) => {
+                self.bump();
+                let args = self.args()?;
+                return Ok(Source {
+                    kind: SourceKind::Timer(args),
+                    from: None,
+                    span: self.span_from(start),
+                });
             }
             ("merge" | "join", Tok::LParen) => {
                 self.bump();
@@ -126,8 +232,29 @@ impl Parser {
                 };
                 let source = p.ident("an event type or stream name")?;
                 let mut ops = Vec::new();
-                while matches!(p.peek(), Tok::Dot) {
-                    ops.push(p.stream_op()?);
+                loop {
+                    if matches!(p.peek(), Tok::Dot) {
+                        ops.push(p.stream_op()?);
+                    } else if p.is_word("on") {
+                        // `stream C = Customer on O.id == C.order_id`: the existing product's
+                        // spelling of `.on(…)` inside a join input.
+                        let kw = p.bump();
+                        let cond = p.expr()?;
+                        let span = kw.span.to(cond.span);
+                        ops.push(StreamOp {
+                            name: Ident::new("on", kw.span),
+                            args: vec![Arg {
+                                name: None,
+                                span: cond.span,
+                                value: cond,
+                            }],
+                            emit_type: None,
+                            unparsed: false,
+                            span,
+                        });
+                    } else {
+                        break;
+                    }
                 }
                 inputs.push(SubStream {
                     name,
@@ -173,8 +300,19 @@ impl Parser {
     pub(super) fn stream_op(&mut self) -> PResult<StreamOp> {
         let dot = self.bump();
         let name = self.any_word("an operator name after `.`")?;
-        if name.name == "emit" && self.is_word("as") {
-            return Err(self.error_here("`.emit as T(…)` is not supported yet (Tier 3)"));
+        let mut emit_type = None;
+        if name.name == "emit" && self.eat_word("as") {
+            emit_type = Some(self.ident("the output event type after `.emit as`")?);
+            if !matches!(self.peek(), Tok::LParen) {
+                // `.emit as T` without arguments copies every field, like `.emit()`.
+                return Ok(StreamOp {
+                    span: self.span_from(dot.span),
+                    name,
+                    args: Vec::new(),
+                    emit_type,
+                    unparsed: false,
+                });
+            }
         }
         if !matches!(self.peek(), Tok::LParen) {
             let msg = format!(
@@ -184,12 +322,63 @@ impl Parser {
             );
             return Err(self.error_here(msg));
         }
-        let args = self.args()?;
+        if OpKind::from_name(&name.name) != OpKind::Other {
+            let args = self.args()?;
+            return Ok(StreamOp {
+                span: self.span_from(dot.span),
+                name,
+                args,
+                emit_type,
+                unparsed: false,
+            });
+        }
+        // An operator the language does not have (`.order_by(price desc)`, `.fork(…)`): its
+        // arguments may not even be expressions. Keep them if they parse; otherwise skip to the
+        // closing parenthesis, so the checker reports the unknown operator, not a syntax error.
+        let (at, n_diags) = (self.pos, self.diags.len());
+        if let Ok(args) = self.args() {
+            return Ok(StreamOp {
+                span: self.span_from(dot.span),
+                name,
+                args,
+                emit_type,
+                unparsed: false,
+            });
+        }
+        self.diags.truncate(n_diags);
+        self.pos = at;
+        self.skip_parens()?;
         Ok(StreamOp {
             span: self.span_from(dot.span),
             name,
-            args,
+            args: Vec::new(),
+            emit_type,
+            unparsed: true,
         })
+    }
+
+    /// Skips a balanced `( … )` group at the cursor.
+    fn skip_parens(&mut self) -> PResult<()> {
+        let open = self.cur().span;
+        let mut depth = 0usize;
+        loop {
+            match self.raw(self.pos).kind {
+                Tok::LParen | Tok::LBracket | Tok::LBrace => depth += 1,
+                Tok::RParen | Tok::RBracket | Tok::RBrace => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        self.bump();
+                        return Ok(());
+                    }
+                }
+                Tok::Eof => {
+                    self.push(Diagnostic::error("unclosed `(`", open));
+                    return Err(Fail);
+                }
+                _ => {}
+            }
+            self.bump();
+        }
     }
 
     pub(super) fn seq_step(&mut self) -> PResult<SeqStep> {
