@@ -63,6 +63,8 @@ pub(crate) struct State {
     pub in_process: bool,
     /// Events created by `emit` statements during the current `.process`.
     pub emitted: Vec<Event>,
+    /// Lines written by `.print` since the engine last handed them out.
+    pub printed: Vec<String>,
 }
 
 impl State {
@@ -196,6 +198,9 @@ pub(crate) struct Compiler {
     /// Capture names of a sequence or join stream: `x.f` reads field `f` of the map held in
     /// field `x` of the context's alias event (the captures).
     pub captures: Vec<String>,
+    /// Other names of captures: a join input named by its event type (`OrderEvent.id` for
+    /// `stream Orders = OrderEvent`), alias → capture.
+    pub capture_aliases: Vec<(String, String)>,
     /// Errors found.
     pub errors: Vec<Diagnostic>,
 }
@@ -317,6 +322,7 @@ impl Compiler {
             loop_depth: 0,
             alias: None,
             captures: Vec::new(),
+            capture_aliases: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -388,6 +394,7 @@ impl Compiler {
         self.max_slot = 0;
         self.alias = alias;
         self.captures.clear();
+        self.capture_aliases.clear();
     }
 
     /// Prepares for compiling the expressions of a sequence or join stream, whose alias event
@@ -397,10 +404,18 @@ impl Compiler {
         self.captures = captures;
     }
 
-    fn is_capture(&self, name: &str) -> bool {
-        self.captures.iter().any(|c| c == name)
-            && self.lookup_local(name).is_none()
-            && !self.globals.contains_key(name)
+    /// The capture `name` reads (itself or the capture it is another name of), if any.
+    fn capture_of<'n>(&'n self, name: &'n str) -> Option<&'n str> {
+        if self.lookup_local(name).is_some() || self.globals.contains_key(name) {
+            return None;
+        }
+        if self.captures.iter().any(|c| c == name) {
+            return Some(name);
+        }
+        self.capture_aliases
+            .iter()
+            .find(|(a, _)| a == name)
+            .map(|(_, c)| c.as_str())
     }
 
     fn block(&mut self, b: &Block) -> Vec<StmtFn> {
@@ -774,8 +789,8 @@ impl Compiler {
             ExprKind::Field { base, name, .. } => {
                 // `x.field` on a capture reads the captured event's field.
                 if let ExprKind::Name(id) = &base.kind {
-                    if self.is_capture(&id.name) {
-                        let cap = self.intern(&id.name);
+                    if let Some(cap) = self.capture_of(&id.name).map(str::to_string) {
+                        let cap = self.intern(&cap);
                         let key = self.intern(&name.name);
                         let (s1, s2) = (AtomicU32::new(0), AtomicU32::new(0));
                         return Box::new(move |cx| {
@@ -871,8 +886,8 @@ impl Compiler {
         if self.alias.as_deref() == Some(name) {
             return Box::new(|cx| Ok(Value::Map(cx.alias.fields.clone())));
         }
-        if self.is_capture(name) {
-            let cap = self.intern(name);
+        if let Some(cap) = self.capture_of(name).map(str::to_string) {
+            let cap = self.intern(&cap);
             let slot = AtomicU32::new(0);
             return Box::new(move |cx| {
                 Ok(cx

@@ -33,7 +33,7 @@ pub mod operators;
 pub mod stats;
 pub mod value;
 
-pub use engine::{Engine, EngineOptions, ErrorRecord};
+pub use engine::{Engine, EngineOptions, ErrorRecord, PrintTarget};
 pub use stats::EngineStats;
 pub use limits::{Limits, DEFAULT_STEP_BUDGET};
 pub use error::{CompileError, RuntimeError};

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use varpulis_runtime::{evt, Engine, EngineOptions, Value};
+use varpulis_runtime::{evt, Engine, EngineOptions, PrintTarget, Value};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -17,6 +17,7 @@ fn golden_dir() -> PathBuf {
 fn options_for(src: &str, case: &str) -> EngineOptions {
     let mut opts = EngineOptions {
         file_name: format!("{case}.vpl"),
+        print: PrintTarget::Buffer,
         ..EngineOptions::default()
     };
     if let Some(line) = src
@@ -67,6 +68,9 @@ fn run_case(dir: &Path, case: &str) -> (&'static str, String) {
         }
         for err in engine.take_errors() {
             actual.push_str(&format!("# error: {err}\n"));
+        }
+        for line in engine.take_printed() {
+            actual.push_str(&format!("# print: {line}\n"));
         }
     }
     out.clear();

@@ -17,6 +17,7 @@ use crate::checkpoint;
 use crate::compile::{literal_json, Compiler, Ctx, FnCode, GlobalVar, State, StmtFn};
 use crate::error::CompileError;
 use crate::event::{ConnectorDecl, Event, SinkBinding, SourceBinding};
+use crate::operators::gate::{DistinctOp, LimitOp, DISTINCT_CAPACITY};
 use crate::operators::join::{JoinOp, MergeOp};
 use crate::operators::sequence::SeqOp;
 use crate::operators::window::{is_site, WindowOp};
@@ -284,7 +285,44 @@ impl<'p> Builder<'p> {
                 if let Some(ctx) = op.named("context") {
                     check_context(c, &self.contexts, ctx);
                 }
-                OpCode::Emit(c.field_list(&op.args, "emit"))
+                let ty = match &op.emit_type {
+                    Some(t) => c.intern(&t.name),
+                    None => c.intern(&s.name.name),
+                };
+                OpCode::Emit(c.field_list(&op.args, "emit"), ty)
+            }
+            OpKind::Distinct => OpCode::Distinct {
+                part: partition_key(c, s),
+                keys: op.positional().map(|e| c.expr(e)).collect(),
+                op: Box::new(DistinctOp::new(DISTINCT_CAPACITY)),
+            },
+            OpKind::Limit | OpKind::First => {
+                let n = match op.first_positional().map(|e| &e.kind) {
+                    Some(ExprKind::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                    _ => 1,
+                };
+                OpCode::Limit {
+                    part: partition_key(c, s),
+                    op: Box::new(LimitOp::new(n)),
+                }
+            }
+            OpKind::Print => OpCode::Print(op.positional().map(|e| c.expr(e)).collect()),
+            OpKind::Log => {
+                let level = match op.named("level").map(|e| &e.kind) {
+                    Some(ExprKind::Str(l)) => log_level(l),
+                    Some(ExprKind::Name(l)) => log_level(&l.name),
+                    _ => tracing::Level::INFO,
+                };
+                let message = op
+                    .named("message")
+                    .or_else(|| op.first_positional())
+                    .map(|e| c.expr(e));
+                let data = op.named("data").map(|e| c.expr(e));
+                OpCode::Log {
+                    level,
+                    message,
+                    data,
+                }
             }
             OpKind::Process => match op.first_positional() {
                 Some(e) => OpCode::Process {
@@ -354,6 +392,8 @@ impl<'p> Builder<'p> {
             },
             // Part of the pattern or join, compiled into the front operator.
             OpKind::Within | OpKind::Not | OpKind::On => OpCode::Pass,
+            // Read by the stream's stateful operator.
+            OpKind::Watermark | OpKind::AllowedLateness | OpKind::WindowPattern => OpCode::Pass,
             _ => {
                 c.errors.push(Diagnostic::error(
                     format!("unknown operator `.{}`", op.name.name),
@@ -418,6 +458,7 @@ impl<'p> Builder<'p> {
             connectors: self.connectors,
             stats: EngineStats::default(),
             recent_errors: VecDeque::new(),
+            print: self.opts.print,
         };
         let empty = Event::new("", 0, Vec::new());
         for (init, span) in &self.inits {
@@ -437,6 +478,27 @@ impl<'p> Builder<'p> {
         }
         engine.stats.division_by_zero = std::mem::take(&mut engine.state.div_by_zero);
         Ok(engine)
+    }
+}
+
+/// The stream's `.partition_by` key as a compiled expression (stateful Tier 3 operators keep
+/// their state per partition).
+fn partition_key(c: &mut Compiler, s: &StreamDecl) -> Option<crate::compile::ExprFn> {
+    s.ops
+        .iter()
+        .find(|o| o.kind() == OpKind::PartitionBy)
+        .and_then(|o| o.first_positional())
+        .map(|e| c.expr(e))
+}
+
+/// `.log(level: …)` names; the checker accepted only these.
+fn log_level(name: &str) -> tracing::Level {
+    match name.to_ascii_lowercase().as_str() {
+        "trace" => tracing::Level::TRACE,
+        "debug" => tracing::Level::DEBUG,
+        "warn" | "warning" => tracing::Level::WARN,
+        "error" => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
     }
 }
 

@@ -8,6 +8,8 @@
 use crate::compile::{Ctx, ExprFn, FnCode, State};
 use crate::error::RuntimeError;
 use crate::event::{Event, OutputEvent, SinkBinding};
+use crate::key::{KeyRepr, ValueKey};
+use crate::operators::gate::{DistinctOp, LimitOp};
 use crate::operators::join::{JoinOp, MergeOp};
 use crate::operators::sequence::{Match, SeqOp};
 use crate::operators::window::WindowOp;
@@ -18,7 +20,27 @@ use std::sync::Arc;
 pub(super) enum OpCode {
     Where(ExprFn),
     Select(Vec<(Arc<str>, ExprFn)>),
-    Emit(Vec<(Arc<str>, ExprFn)>),
+    /// `.emit(…)` with its fields (none: copy all) and output type (`.emit as T`; else the stream).
+    Emit(Vec<(Arc<str>, ExprFn)>, Arc<str>),
+    /// `.distinct(e, …)`: the stream's partition key, the key expressions (none: every field).
+    Distinct {
+        part: Option<ExprFn>,
+        keys: Vec<ExprFn>,
+        op: Box<DistinctOp>,
+    },
+    /// `.limit(n)` / `.first()`.
+    Limit {
+        part: Option<ExprFn>,
+        op: Box<LimitOp>,
+    },
+    /// `.print(e, …)`: one line of side output per event.
+    Print(Vec<ExprFn>),
+    /// `.log(level:, message:, data:)`: one `tracing` event per event.
+    Log {
+        level: tracing::Level,
+        message: Option<ExprFn>,
+        data: Option<ExprFn>,
+    },
     /// `outputs`: the created events are output events (no `.emit` follows in the chain).
     Process {
         call: ExprFn,
@@ -155,7 +177,7 @@ pub(super) fn exec(
             };
             exec(run, i + 1, &next, None)
         }
-        OpCode::Emit(fields) => {
+        OpCode::Emit(fields, ty) => {
             let next = if fields.is_empty() {
                 // `.emit()` copies every field; output events never carry null fields.
                 if ev.fields.iter().any(|(_, v)| v.is_null()) {
@@ -166,17 +188,17 @@ pub(super) fn exec(
                         .cloned()
                         .collect();
                     Event {
-                        event_type: stream.name.clone(),
+                        event_type: ty.clone(),
                         timestamp_ns: ev.timestamp_ns,
                         fields: Arc::new(kept),
                     }
                 } else {
-                    ev.retyped(&stream.name)
+                    ev.retyped(ty)
                 }
             } else {
                 let fields = build(run, fields, ev, false)?;
                 Event {
-                    event_type: stream.name.clone(),
+                    event_type: ty.clone(),
                     timestamp_ns: ev.timestamp_ns,
                     fields: Arc::new(fields),
                 }
@@ -255,7 +277,100 @@ pub(super) fn exec(
             }
             Ok(())
         }
+        OpCode::Distinct { part, keys, op } => {
+            let part = partition(run, part, ev)?;
+            let key = if keys.is_empty() {
+                ValueKey::of_fields(&ev.fields)
+            } else if let [k] = keys.as_slice() {
+                ValueKey::of(&eval(run, k, ev)?)
+            } else {
+                let mut parts = Vec::with_capacity(keys.len());
+                for k in keys {
+                    parts.push(ValueKey::of(&eval(run, k, ev)?));
+                }
+                ValueKey::List(parts)
+            };
+            if op.admit(part, key) {
+                exec(run, i + 1, ev, out_idx)?;
+            }
+            Ok(())
+        }
+        OpCode::Limit { part, op } => {
+            let part = partition(run, part, ev)?;
+            if op.admit(part) {
+                exec(run, i + 1, ev, out_idx)?;
+            }
+            Ok(())
+        }
+        OpCode::Print(args) => {
+            let line = print_line(run, &stream.name, args, ev)?;
+            run.st.printed.push(line);
+            exec(run, i + 1, ev, out_idx)
+        }
+        OpCode::Log {
+            level,
+            message,
+            data,
+        } => {
+            let message = match message {
+                Some(m) => eval(run, m, ev)?.to_string(),
+                None => format!("{} event", stream.name),
+            };
+            let data = match data {
+                Some(d) => {
+                    let v = eval(run, d, ev)?;
+                    run.st.limits.check_text(&v)?;
+                    v.to_json().to_string()
+                }
+                None => Value::Map(ev.fields.clone()).to_json().to_string(),
+            };
+            log_event(*level, &stream.name, &message, &data);
+            exec(run, i + 1, ev, out_idx)
+        }
         OpCode::Pass => exec(run, i + 1, ev, out_idx),
     }
 }
 
+
+/// The partition of `ev` for `.distinct`/`.limit` (`Null` without `.partition_by`).
+fn partition(run: &mut Run<'_>, part: &Option<ExprFn>, ev: &Event) -> Result<KeyRepr, RuntimeError> {
+    Ok(match part {
+        Some(f) => KeyRepr::of(&eval(run, f, ev)?),
+        None => KeyRepr::Null,
+    })
+}
+
+/// `.print(…)`: `[Stream] v1 v2 …` (strings unquoted, other values as text; without arguments
+/// the event's fields as JSON). Newlines are escaped so that one print is one line, and the line
+/// never starts with `{` (JSON output lines do).
+fn print_line(
+    run: &mut Run<'_>,
+    stream: &str,
+    args: &[ExprFn],
+    ev: &Event,
+) -> Result<String, RuntimeError> {
+    let mut line = format!("[{stream}]");
+    if args.is_empty() {
+        line.push(' ');
+        line.push_str(&Value::Map(ev.fields.clone()).to_json().to_string());
+    }
+    for a in args {
+        let v = eval(run, a, ev)?;
+        run.st.limits.check_text(&v)?;
+        line.push(' ');
+        line.push_str(&v.to_string());
+    }
+    run.st.limits.check_string(line.len())?;
+    Ok(line.replace('\n', "\\n").replace('\r', "\\r"))
+}
+
+/// Writes one `.log` record through `tracing` (target `vpl`).
+fn log_event(level: tracing::Level, stream: &str, message: &str, data: &str) {
+    match level {
+        tracing::Level::TRACE => tracing::trace!(target: "vpl", stream, data, "{message}"),
+        tracing::Level::DEBUG => tracing::debug!(target: "vpl", stream, data, "{message}"),
+        tracing::Level::INFO => tracing::info!(target: "vpl", stream, data, "{message}"),
+        tracing::Level::WARN => tracing::warn!(target: "vpl", stream, data, "{message}"),
+        tracing::Level::ERROR => tracing::error!(target: "vpl", stream, data, "{message}"),
+    }
+}

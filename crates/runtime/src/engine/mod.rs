@@ -49,6 +49,21 @@ pub struct EngineOptions {
     /// Most live partial matches one sequence stream keeps (all partitions together); when
     /// hit, the oldest run is dropped and the drop is logged (VPL.md §7).
     pub max_sequence_runs: usize,
+    /// Where `.print` lines go.
+    pub print: PrintTarget,
+}
+
+/// Where the side output of `.print` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrintTarget {
+    /// Written to the process's standard output as soon as the event is handled (a worker).
+    #[default]
+    Stdout,
+    /// Kept until [`Engine::take_printed`] (e.g. `varpulis run`, which interleaves them with
+    /// the JSON output lines in order).
+    Buffer,
+    /// Dropped.
+    Discard,
 }
 
 impl EngineOptions {
@@ -75,6 +90,7 @@ impl Default for EngineOptions {
             external_connectors: Vec::new(),
             file_name: "pipeline.vpl".to_string(),
             max_sequence_runs: crate::operators::sequence::DEFAULT_MAX_SEQUENCE_RUNS,
+            print: PrintTarget::Stdout,
         }
     }
 }
@@ -115,6 +131,8 @@ pub struct Engine {
     connectors: Vec<ConnectorDecl>,
     stats: EngineStats,
     recent_errors: VecDeque<ErrorRecord>,
+    /// Where `.print` lines go.
+    print: PrintTarget,
 }
 
 impl std::fmt::Debug for Engine {
@@ -190,6 +208,7 @@ impl Engine {
         }
         self.stats.events_out += out[start..].iter().filter(|o| o.is_output).count() as u64;
         self.stats.division_by_zero += std::mem::take(&mut self.state.div_by_zero);
+        self.flush_printed();
         Ok(())
     }
 
@@ -261,6 +280,8 @@ impl Engine {
         for stream in &self.streams {
             for (i, op) in stream.ops.iter().enumerate() {
                 let snap = match op {
+                    OpCode::Distinct { op, .. } => op.snapshot(),
+                    OpCode::Limit { op, .. } => op.snapshot(),
                     OpCode::Window(w) => w.snapshot(),
                     OpCode::Sequence(q) => q.snapshot(),
                     OpCode::Join(j) => j.snapshot(),
@@ -315,6 +336,14 @@ impl Engine {
             for (i, op) in stream.ops.iter().enumerate() {
                 let j = cp.operators.get(format!("{}#{i}", stream.name));
                 match op {
+                    OpCode::Distinct { op, .. } => {
+                        let r = op.parse_snapshot(j)?;
+                        installs.push(Box::new(move || op.install(r)));
+                    }
+                    OpCode::Limit { op, .. } => {
+                        let r = op.parse_snapshot(j)?;
+                        installs.push(Box::new(move || op.install(r)));
+                    }
                     OpCode::Window(w) => {
                         let r = w.parse_snapshot(j)?;
                         installs.push(Box::new(move || w.install(r)));
@@ -366,6 +395,30 @@ impl Engine {
     /// Counters.
     pub fn stats(&self) -> EngineStats {
         self.stats
+    }
+
+    /// Hands out the `.print` lines written since the last call (with [`PrintTarget::Buffer`]).
+    pub fn take_printed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.state.printed)
+    }
+
+    /// Sends `.print` lines to their target (stdout or nowhere; a buffer keeps them).
+    fn flush_printed(&mut self) {
+        match self.print {
+            PrintTarget::Buffer => {}
+            PrintTarget::Discard => self.state.printed.clear(),
+            PrintTarget::Stdout => {
+                if self.state.printed.is_empty() {
+                    return;
+                }
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                for line in self.state.printed.drain(..) {
+                    // A closed stdout must not fail the pipeline.
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
     }
 
     /// Drains the most recent runtime errors (at most 100 are kept).

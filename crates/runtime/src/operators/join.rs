@@ -24,7 +24,10 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind, SubStream};
-use varpulis_vpl::correlate::{input_name, join_conditions, join_keys};
+use varpulis_vpl::correlate::{input_name, join_conditions, join_keys_lenient};
+
+/// How old a partner event may be when a join has no `.window`: one minute.
+pub const DEFAULT_JOIN_WINDOW_NS: i64 = 60_000_000_000;
 
 /// One input of a merge or join.
 struct Input {
@@ -135,16 +138,16 @@ impl JoinOp {
         inputs: &[SubStream],
     ) -> Option<JoinOp> {
         let names: Vec<&str> = inputs.iter().map(|i| input_name(i).name.as_str()).collect();
-        let keys = join_keys(&names, &join_conditions(inputs, s)).ok()?;
-        let window = s
-            .ops
-            .iter()
-            .find(|o| o.kind() == OpKind::Window)
-            .and_then(|o| o.first_positional())
-            .and_then(|e| match e.kind {
-                ExprKind::Duration(d) => i64::try_from(d).ok(),
-                _ => None,
-            })?;
+        let types: Vec<&str> = inputs.iter().map(|i| i.source.name.as_str()).collect();
+        let (keys, _) = join_keys_lenient(&names, &types, &join_conditions(inputs, s)).ok()?;
+        // Without `.window`, partners are kept for one minute (the existing product's default).
+        let window = match s.ops.iter().find(|o| o.kind() == OpKind::Window) {
+            Some(w) => match w.first_positional()?.kind {
+                ExprKind::Duration(d) => i64::try_from(d).ok()?,
+                _ => return None,
+            },
+            None => DEFAULT_JOIN_WINDOW_NS,
+        };
         c.enter_stream(None);
         let mut compiled = compile_inputs(c, inputs);
         for (input, fields) in compiled.iter_mut().zip(keys) {
@@ -154,6 +157,12 @@ impl JoinOp {
                 .collect();
         }
         c.enter_pattern(names.iter().map(|n| n.to_string()).collect());
+        for (i, t) in types.iter().enumerate() {
+            let unique = types.iter().filter(|x| *x == t).count() == 1;
+            if unique && !names.contains(t) {
+                c.capture_aliases.push((t.to_string(), names[i].to_string()));
+            }
+        }
         Some(JoinOp {
             state: Mutex::new(JoinState {
                 latest: vec![HashMap::new(); compiled.len()],

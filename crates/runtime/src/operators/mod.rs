@@ -3,8 +3,10 @@
 //!
 //! * [`window`]: `.window`, `.aggregate`, `.partition_by` (VPL.md §6);
 //! * [`sequence`]: `->` sequences with `all`, `.within`, `.not` (§7);
-//! * [`join`]: `join(…)` and `merge(…)` (§7).
+//! * [`join`]: `join(…)` and `merge(…)` (§7);
+//! * [`gate`]: `.distinct` and `.limit` (Tier 3).
 
+pub(crate) mod gate;
 pub(crate) mod join;
 pub mod sequence;
 pub(crate) mod window;
