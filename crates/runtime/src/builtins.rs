@@ -66,6 +66,9 @@ pub(crate) fn lookup(name: &str) -> Option<BuiltinFn> {
         "set" => |a, _| set(a),
         "range" => range,
         "sum" => |a, _| sum(a),
+        "flatten" => flatten,
+        "sliding_pairs" => sliding_pairs,
+        "variance" => |a, _| variance(a),
         "avg" => |a, _| avg(a),
         "type_of" => |a, _| Ok(Value::str(arg(a, 0).type_name())),
         "is_null" => |a, _| Ok(Value::Bool(arg(a, 0).is_null())),
@@ -455,6 +458,73 @@ fn sum(a: &[Value]) -> Result<Value, RuntimeError> {
         }
         other => Err(type_err("sum", "an array", other)),
     }
+}
+
+/// `flatten(xs)`: the elements of the arrays in `xs` (one level), other elements as they are.
+fn flatten(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
+    match arg(a, 0) {
+        Value::Null => Ok(Value::Null),
+        Value::Array(v) => {
+            let n: usize = v
+                .iter()
+                .map(|x| match x {
+                    Value::Array(inner) => inner.len(),
+                    _ => 1,
+                })
+                .sum();
+            limits.check_len(n)?;
+            let mut out = Vec::with_capacity(n);
+            for x in v.iter() {
+                match x {
+                    Value::Array(inner) => out.extend(inner.iter().cloned()),
+                    other => out.push(other.clone()),
+                }
+            }
+            Ok(Value::Array(Arc::new(out)))
+        }
+        other => Err(type_err("flatten", "an array", other)),
+    }
+}
+
+/// `sliding_pairs(xs)`: `[[x0, x1], [x1, x2], …]`.
+fn sliding_pairs(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
+    match arg(a, 0) {
+        Value::Null => Ok(Value::Null),
+        Value::Array(v) => {
+            limits.check_len(v.len().saturating_sub(1))?;
+            Ok(Value::Array(Arc::new(
+                v.windows(2)
+                    .map(|w| Value::Array(Arc::new(w.to_vec())))
+                    .collect(),
+            )))
+        }
+        other => Err(type_err("sliding_pairs", "an array", other)),
+    }
+}
+
+/// `variance(xs)`: sample variance of the numbers in `xs` (`null` with fewer than two).
+fn variance(a: &[Value]) -> Result<Value, RuntimeError> {
+    match arg(a, 0) {
+        Value::Null => Ok(Value::Null),
+        Value::Array(v) => {
+            let mut xs = Vec::with_capacity(v.len());
+            for x in v.iter().filter(|x| !x.is_null()) {
+                xs.push(x.as_f64().ok_or_else(|| type_err("variance", "numbers", x))?);
+            }
+            Ok(sample_variance(&xs).map(Value::Float).unwrap_or(Value::Null))
+        }
+        other => Err(type_err("variance", "an array", other)),
+    }
+}
+
+/// Sample variance (n - 1), `None` for fewer than two values.
+pub(crate) fn sample_variance(xs: &[f64]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    Some(xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0))
 }
 
 fn avg(a: &[Value]) -> Result<Value, RuntimeError> {

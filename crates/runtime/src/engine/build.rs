@@ -61,7 +61,9 @@ struct Builder<'p> {
     n_globals: usize,
     /// Top-level `var`s (name, slot): what a checkpoint captures.
     vars: Vec<(String, usize)>,
-    fn_decls: Vec<&'p ast::FnDecl>,
+    /// Function declarations, top-level `let f = x => …` lambdas included (as one-statement
+    /// functions).
+    fn_decls: Vec<ast::FnDecl>,
     fns: Vec<FnCode>,
     /// Top-level initializers in source order.
     inits: Vec<(StmtFn, ast::Span)>,
@@ -120,9 +122,23 @@ impl<'p> Builder<'p> {
                 }
                 Item::Fn(f) => {
                     fn_table.insert(f.name.name.clone(), (self.fn_decls.len(), f.params.len()));
-                    self.fn_decls.push(f);
+                    self.fn_decls.push(f.clone());
                 }
                 _ => {}
+            }
+            if let Item::Binding(ast::Binding {
+                name,
+                value:
+                    ast::Expr {
+                        kind: ExprKind::Lambda { params, body },
+                        ..
+                    },
+                span,
+                ..
+            }) = item
+            {
+                fn_table.insert(name.name.clone(), (self.fn_decls.len(), params.len()));
+                self.fn_decls.push(lambda_fn(name, params, body, *span));
             }
         }
         self.n_globals = globals.values().map(|g| g.slot + 1).max().unwrap_or(0);
@@ -139,6 +155,8 @@ impl<'p> Builder<'p> {
     fn items(&mut self) {
         for item in &self.program.items {
             match item {
+                // A top-level lambda is a function (see `declare`), not a value.
+                Item::Binding(b) if matches!(b.value.kind, ExprKind::Lambda { .. }) => {}
                 Item::Binding(b) => {
                     self.c.enter_stream(None);
                     let value = self.c.expr(&b.value);
@@ -376,7 +394,7 @@ impl<'p> Builder<'p> {
             }
             // The join's window is its horizon, consumed by the join operator.
             OpKind::Window if join => OpCode::Pass,
-            OpKind::Window | OpKind::Aggregate if is_site(&s.ops, oi) => {
+            OpKind::Window | OpKind::Aggregate | OpKind::WindowPattern if is_site(&s.ops, oi) => {
                 let name: Arc<str> = Arc::from(s.name.name.as_str());
                 OpCode::Window(Box::new(WindowOp::compile(
                     c,
@@ -478,6 +496,35 @@ impl<'p> Builder<'p> {
         }
         engine.stats.division_by_zero = std::mem::take(&mut engine.state.div_by_zero);
         Ok(engine)
+    }
+}
+
+/// `let name = (params) => body` as the function `fn name(params): return body`.
+fn lambda_fn(
+    name: &ast::Ident,
+    params: &[ast::Ident],
+    body: &ast::Expr,
+    span: ast::Span,
+) -> ast::FnDecl {
+    ast::FnDecl {
+        name: name.clone(),
+        params: params
+            .iter()
+            .map(|p| ast::Param {
+                name: p.clone(),
+                ty: None,
+                span: p.span,
+            })
+            .collect(),
+        ret: None,
+        body: ast::Block {
+            stmts: vec![ast::Stmt {
+                kind: ast::StmtKind::Return(Some(body.clone())),
+                span: body.span,
+            }],
+            span: body.span,
+        },
+        span,
     }
 }
 

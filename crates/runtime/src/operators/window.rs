@@ -53,6 +53,7 @@ enum AggKind {
     Sum,
     Avg,
     Stddev,
+    Variance,
     Min,
     Max,
     First,
@@ -106,15 +107,20 @@ pub(crate) struct WindowOp {
     agg_names: Vec<Arc<str>>,
     /// `None`: no `.aggregate`, fired events continue singly.
     outputs: Option<Vec<(Arc<str>, ExprFn)>>,
+    /// `.pattern(name: events => cond)`: the lambda's parameter and body; a fired batch is kept
+    /// only when the body is `true` with the parameter bound to the batch's events (as maps).
+    batch_filter: Option<(Arc<str>, ExprFn)>,
     result_type: Arc<str>,
     state: Mutex<WinState>,
 }
 
 /// Where the stream's [`WindowOp`] sits: at `.aggregate` if any, else at `.window`.
 pub(crate) fn is_site(ops: &[ast::StreamOp], i: usize) -> bool {
-    let agg = ops.iter().position(|o| o.kind() == OpKind::Aggregate);
-    let win = ops.iter().position(|o| o.kind() == OpKind::Window);
-    agg.or(win) == Some(i)
+    let at = |k: OpKind| ops.iter().position(|o| o.kind() == k);
+    at(OpKind::Aggregate)
+        .or(at(OpKind::Window))
+        .or(at(OpKind::WindowPattern))
+        == Some(i)
 }
 
 fn duration_or_count(e: &ast::Expr) -> Option<Result<i64, usize>> {
@@ -190,12 +196,27 @@ impl WindowOp {
                 ExprKind::Name(id) => Some((c.intern(&id.name), c.expr(e))),
                 _ => None,
             });
+        let batch_filter = ops
+            .iter()
+            .find(|o| o.kind() == OpKind::WindowPattern)
+            .and_then(|o| o.args.first())
+            .and_then(|a| match &a.value.kind {
+                ExprKind::Lambda { params, body } => {
+                    let param = params.first()?;
+                    c.field_params.push(param.name.clone());
+                    let f = c.expr(body);
+                    c.field_params.clear();
+                    Some((c.intern(&param.name), f))
+                }
+                _ => None,
+            });
         let mut op = WindowOp {
             spec,
             key,
             aggs: Vec::new(),
             agg_names: Vec::new(),
             outputs: None,
+            batch_filter,
             result_type: stream.clone(),
             state: Mutex::new(WinState {
                 next_due: i64::MAX,
@@ -234,6 +255,7 @@ impl WindowOp {
                     ("sum", [a]) => (AggKind::Sum, Some(a)),
                     ("avg", [a]) => (AggKind::Avg, Some(a)),
                     ("stddev", [a]) => (AggKind::Stddev, Some(a)),
+                    ("variance", [a]) => (AggKind::Variance, Some(a)),
                     ("min", [a]) => (AggKind::Min, Some(a)),
                     ("max", [a]) => (AggKind::Max, Some(a)),
                     ("first", [a]) => (AggKind::First, Some(a)),
@@ -466,9 +488,28 @@ impl WindowOp {
     /// Turns fired batches into the events passed downstream.
     fn results(
         &self,
-        batches: Vec<Batch>,
+        mut batches: Vec<Batch>,
         eval: &mut Eval<'_>,
     ) -> Result<Vec<Event>, RuntimeError> {
+        if let Some((param, cond)) = &self.batch_filter {
+            let mut kept = Vec::with_capacity(batches.len());
+            for b in batches {
+                let events: Vec<Value> = b
+                    .events
+                    .iter()
+                    .map(|e| Value::Map(e.fields.clone()))
+                    .collect();
+                let synth = Event {
+                    event_type: self.result_type.clone(),
+                    timestamp_ns: b.ts,
+                    fields: Arc::new(vec![(param.clone(), Value::Array(Arc::new(events)))]),
+                };
+                if eval(cond, &synth)?.is_true() {
+                    kept.push(b);
+                }
+            }
+            batches = kept;
+        }
         let Some(outputs) = &self.outputs else {
             return Ok(batches.into_iter().flat_map(|b| b.events).collect());
         };
@@ -548,15 +589,12 @@ fn compute(agg: &Agg, events: &[Event], eval: &mut Eval<'_>) -> Result<Value, Ru
                 Value::Float(s / n as f64)
             }
         }
-        AggKind::Stddev => {
+        AggKind::Stddev | AggKind::Variance => {
             let xs: Vec<f64> = nums().collect();
-            if xs.len() < 2 {
-                Value::Null
-            } else {
-                let n = xs.len() as f64;
-                let mean = xs.iter().sum::<f64>() / n;
-                let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
-                Value::Float(var.sqrt())
+            match crate::builtins::sample_variance(&xs) {
+                None => Value::Null,
+                Some(var) if agg.kind == AggKind::Variance => Value::Float(var),
+                Some(var) => Value::Float(var.sqrt()),
             }
         }
         AggKind::Min | AggKind::Max => {

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use varpulis_vpl::ast::{self, BinaryOp, Block, Expr, ExprKind, StmtKind, UnaryOp};
 use varpulis_vpl::Diagnostic;
 
+mod lambda;
+
 /// Deepest user-function call nesting (§11).
 pub(crate) const MAX_DEPTH: u32 = 256;
 
@@ -201,6 +203,9 @@ pub(crate) struct Compiler {
     /// Other names of captures: a join input named by its event type (`OrderEvent.id` for
     /// `stream Orders = OrderEvent`), alias → capture.
     pub capture_aliases: Vec<(String, String)>,
+    /// Names that read a field of the current event whatever else they could mean: the
+    /// parameter of a `.pattern(name: events => …)` lambda, evaluated on a synthetic event.
+    pub field_params: Vec<String>,
     /// Errors found.
     pub errors: Vec<Diagnostic>,
 }
@@ -323,6 +328,7 @@ impl Compiler {
             alias: None,
             captures: Vec::new(),
             capture_aliases: Vec::new(),
+            field_params: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -861,7 +867,8 @@ impl Compiler {
                 Box::new(move |cx| if c(cx)?.is_true() { t(cx) } else { f(cx) })
             }
             ExprKind::Lambda { .. } => {
-                self.error("lambdas are not supported by this runtime (Tier 3)", e.span);
+                // The checker only lets lambdas through where a function is expected.
+                self.error("a lambda is not a value", e.span);
                 constant(Value::Null)
             }
             _ => {
@@ -872,6 +879,17 @@ impl Compiler {
     }
 
     fn name(&mut self, name: &str) -> ExprFn {
+        if self.field_params.iter().any(|p| p == name) {
+            let key = self.intern(name);
+            let slot = AtomicU32::new(0);
+            return Box::new(move |cx| {
+                Ok(cx
+                    .event
+                    .field_cached(&key, &slot)
+                    .cloned()
+                    .unwrap_or(Value::Null))
+            });
+        }
         if let Some(l) = self.lookup_local(name) {
             let slot = l.slot;
             return Box::new(move |cx| {
@@ -977,6 +995,15 @@ impl Compiler {
     }
 
     fn call(&mut self, callee: &ast::Ident, args: &[Expr]) -> ExprFn {
+        if !self.fns.contains_key(&callee.name) {
+            if let (Some(at), [arr, f]) = (varpulis_vpl::builtins::lambda_arg(&callee.name), args) {
+                if at == 1 {
+                    if let ExprKind::Lambda { params, body } = &f.kind {
+                        return self.lambda_call(&callee.name, arr, params, body);
+                    }
+                }
+            }
+        }
         let compiled: Vec<ExprFn> = args.iter().map(|a| self.expr(a)).collect();
         if let Some(&(idx, _)) = self.fns.get(&callee.name) {
             return Box::new(move |cx| {
