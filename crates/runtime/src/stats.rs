@@ -17,4 +17,17 @@ pub struct EngineStats {
     /// outputs); also counted in `errors`.
     #[serde(default)]
     pub budget_exceeded: u64,
+    /// Events dropped because they arrived too late for their windows (or, on a stream with a
+    /// `.watermark`, later than the watermark minus the allowed lateness).
+    #[serde(default)]
+    pub late_events: u64,
+    /// Timer ticks delivered (`timer(…)` sources).
+    #[serde(default)]
+    pub timer_ticks: u64,
+    /// Timer ticks skipped because time jumped further than the catch-up limit.
+    #[serde(default)]
+    pub timer_ticks_skipped: u64,
+    /// Partial pattern matches dropped because a stream hit its live-run cap.
+    #[serde(default)]
+    pub runs_dropped: u64,
 }

@@ -252,6 +252,25 @@ impl PatternExpr {
         out
     }
 
+    /// The items that capture an event (every item but the negated ones), in written order.
+    pub fn captures(&self) -> Vec<&PatternItem> {
+        let mut out = Vec::new();
+        self.collect_captures(&mut out);
+        out
+    }
+
+    fn collect_captures<'a>(&'a self, out: &mut Vec<&'a PatternItem>) {
+        match &self.kind {
+            PatternKind::Item(i) => out.push(i),
+            PatternKind::Not(_) => {}
+            PatternKind::Seq(kids) | PatternKind::And(kids) | PatternKind::Or(kids) => {
+                for k in kids {
+                    k.collect_captures(out);
+                }
+            }
+        }
+    }
+
     fn collect_items<'a>(&'a self, out: &mut Vec<&'a PatternItem>) {
         match &self.kind {
             PatternKind::Item(i) | PatternKind::Not(i) => out.push(i),

@@ -67,6 +67,10 @@ pub(crate) struct State {
     pub emitted: Vec<Event>,
     /// Lines written by `.print` since the engine last handed them out.
     pub printed: Vec<String>,
+    /// Late events dropped since the engine last collected the count.
+    pub late: u64,
+    /// Pattern runs dropped (live-run cap) since the engine last collected the count.
+    pub runs_dropped: u64,
 }
 
 impl State {

@@ -12,6 +12,7 @@
 //! it leaves to the runtime (and a safety net), reported with the same rendering.
 
 use super::exec::{OpCode, StreamCode};
+use super::time::TimerCode;
 use super::{Engine, EngineOptions};
 use crate::checkpoint;
 use crate::compile::{literal_json, Compiler, Ctx, FnCode, GlobalVar, State, StmtFn};
@@ -19,8 +20,10 @@ use crate::error::CompileError;
 use crate::event::{ConnectorDecl, Event, SinkBinding, SourceBinding};
 use crate::operators::gate::{DistinctOp, LimitOp, DISTINCT_CAPACITY};
 use crate::operators::join::{JoinOp, MergeOp};
+use crate::operators::pattern::PatternOp;
+use crate::operators::reorder::ReorderOp;
 use crate::operators::sequence::SeqOp;
-use crate::operators::window::{is_site, WindowOp};
+use crate::operators::window::{is_site, Lateness, WindowOp};
 use crate::stats::EngineStats;
 use crate::value::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -78,6 +81,8 @@ struct Builder<'p> {
     sinks: Vec<SinkBinding>,
     /// Errors found while compiling window operators (reported with the others).
     window_errors: Vec<Diagnostic>,
+    /// `timer(…)` sources.
+    timers: Vec<TimerCode>,
 }
 
 impl<'p> Builder<'p> {
@@ -100,6 +105,7 @@ impl<'p> Builder<'p> {
             sources: Vec::new(),
             sinks: Vec::new(),
             window_errors: Vec::new(),
+            timers: Vec::new(),
         }
     }
 
@@ -195,11 +201,19 @@ impl<'p> Builder<'p> {
             .map(|s| s.name.name.as_str())
             .collect();
         for s in self.program.streams() {
-            // Every type the stream reads: source inputs, sequence steps, `.not` types.
-            let inputs: Vec<String> = correlate::stream_inputs(s)
+            // Every type the stream reads: source inputs, sequence steps, pattern items, `.not`
+            // types; a timer stream reads its ticks.
+            let mut inputs: Vec<String> = correlate::stream_reads(self.program, s)
                 .iter()
                 .map(|i| i.name.clone())
                 .collect();
+            let mut internal: Option<String> = None;
+            if let SourceKind::Timer(args) = &s.source.kind {
+                let ty = format!("Timer_{}", s.name.name);
+                self.timers.push(timer_code(self.c.intern(&ty), args));
+                inputs.push(ty.clone());
+                internal = Some(ty);
+            }
             let src = inputs.first().cloned().unwrap_or_default();
             if let Some(from) = &s.source.from {
                 self.check_connector(&known_connectors, &from.connector);
@@ -216,7 +230,10 @@ impl<'p> Builder<'p> {
                     .entry(input.clone())
                     .or_default()
                     .push(self.streams.len());
-                if !stream_names.contains(input.as_str()) && !self.input_types.contains(input) {
+                if !stream_names.contains(input.as_str())
+                    && !self.input_types.contains(input)
+                    && internal.as_ref() != Some(input)
+                {
                     self.input_types.push(input.clone());
                 }
             }
@@ -244,7 +261,14 @@ impl<'p> Builder<'p> {
         let join = matches!(s.source.kind, SourceKind::Join(_));
         self.c.enter_stream(alias);
         let mut ops = Vec::with_capacity(s.ops.len() + 1);
-        let front = if correlate::is_sequence(s) {
+        let front = if let Some(p) = correlate::stream_pattern(self.program, s) {
+            Some(OpCode::Pattern(Box::new(PatternOp::compile(
+                &mut self.c,
+                p,
+                s,
+                self.opts.max_sequence_runs,
+            ))))
+        } else if correlate::is_sequence(s) {
             SeqOp::compile(&mut self.c, s, self.opts.max_sequence_runs)
                 .map(|q| OpCode::Sequence(Box::new(q)))
         } else {
@@ -272,6 +296,9 @@ impl<'p> Builder<'p> {
             if let Some(code) = self.op(s, oi, op, later_emit, join, src, known_connectors) {
                 ops.push(code);
             }
+        }
+        if let Some(front) = lateness_front(&s.ops, &ops) {
+            ops.insert(0, front);
         }
         ops
     }
@@ -435,8 +462,12 @@ impl<'p> Builder<'p> {
     fn link(&mut self) {
         for st in &mut self.streams {
             st.feeds_downstream = self.routes.contains_key(&*st.name);
-            if let Some(OpCode::Sequence(q)) = st.ops.first_mut() {
-                q.set_feeds_downstream(st.feeds_downstream);
+            for op in st.ops.iter_mut().take(2) {
+                match op {
+                    OpCode::Sequence(q) => q.set_feeds_downstream(st.feeds_downstream),
+                    OpCode::Pattern(p) => p.set_feeds_downstream(st.feeds_downstream),
+                    _ => {}
+                }
             }
         }
         if let Some(cycle) = find_cycle(&self.streams, &self.stream_sources) {
@@ -477,6 +508,7 @@ impl<'p> Builder<'p> {
             stats: EngineStats::default(),
             recent_errors: VecDeque::new(),
             print: self.opts.print,
+            timers: self.timers,
         };
         let empty = Event::new("", 0, Vec::new());
         for (init, span) in &self.inits {
@@ -496,6 +528,52 @@ impl<'p> Builder<'p> {
         }
         engine.stats.division_by_zero = std::mem::take(&mut engine.state.div_by_zero);
         Ok(engine)
+    }
+}
+
+/// The `.watermark` front a stream needs: none without `.watermark`/`.allowed_lateness` or when
+/// its window handles lateness itself (time and session windows); a reorder buffer when its
+/// results depend on event order (sequences, patterns, joins, count windows); else a filter
+/// dropping late events.
+fn lateness_front(decl: &[ast::StreamOp], ops: &[OpCode]) -> Option<OpCode> {
+    let lateness = Lateness::of(decl);
+    if !lateness.declared {
+        return None;
+    }
+    let mut reorder = false;
+    for op in ops {
+        match op {
+            OpCode::Window(w) if w.handles_lateness() => return None,
+            OpCode::Window(w) => reorder |= w.order_sensitive(),
+            OpCode::Sequence(_) | OpCode::Pattern(_) | OpCode::Join(_) => reorder = true,
+            _ => {}
+        }
+    }
+    Some(OpCode::Reorder(Box::new(ReorderOp::new(lateness, reorder))))
+}
+
+/// A `timer(period[, initial_delay: d])` source (checked: positive period, non-negative delay).
+fn timer_code(ty: Arc<str>, args: &[ast::Arg]) -> TimerCode {
+    let ns = |e: &ast::Expr| match e.kind {
+        ExprKind::Duration(d) => i64::try_from(d).unwrap_or(i64::MAX),
+        _ => 0,
+    };
+    let period = args
+        .iter()
+        .find(|a| a.name.is_none())
+        .map(|a| ns(&a.value))
+        .unwrap_or(0)
+        .max(1);
+    let delay = args
+        .iter()
+        .find(|a| a.name.as_ref().is_some_and(|n| n.name == "initial_delay"))
+        .map(|a| ns(&a.value))
+        .unwrap_or(period);
+    TimerCode {
+        ty,
+        period,
+        delay,
+        next: None,
     }
 }
 

@@ -11,6 +11,8 @@ use crate::event::{Event, OutputEvent, SinkBinding};
 use crate::key::{KeyRepr, ValueKey};
 use crate::operators::gate::{DistinctOp, LimitOp};
 use crate::operators::join::{JoinOp, MergeOp};
+use crate::operators::pattern::PatternOp;
+use crate::operators::reorder::ReorderOp;
 use crate::operators::sequence::{Match, SeqOp};
 use crate::operators::window::WindowOp;
 use crate::value::{Fields, Value};
@@ -53,6 +55,11 @@ pub(super) enum OpCode {
     Sequence(Box<SeqOp>),
     /// `join(…)` source; always the stream's first operator.
     Join(Box<JoinOp>),
+    /// A named pattern source (§8); the stream's first operator (after a reorder front).
+    Pattern(Box<PatternOp>),
+    /// The `.watermark` front of a stream whose operators need ordered events (or only late
+    /// events dropped); always the stream's first operator.
+    Reorder(Box<ReorderOp>),
     /// `merge(…)` source; always the stream's first operator.
     Merge(Box<MergeOp>),
     Pass,
@@ -110,7 +117,7 @@ fn eval_with(
 }
 
 /// Runs operators `i + 1..` on each match, with the match's captures as alias.
-fn exec_matches(
+pub(super) fn exec_matches(
     run: &mut Run<'_>,
     i: usize,
     matches: &[Match],
@@ -256,7 +263,10 @@ pub(super) fn exec(
             exec(run, i + 1, ev, Some(idx))
         }
         OpCode::Window(w) => {
-            let fired = w.on_event(ev, &mut |f, e| eval(run, f, e))?;
+            let mut late = 0;
+            let fired = w.on_event(ev, &mut |f, e| eval(run, f, e), &mut late);
+            run.st.late += late;
+            let fired = fired?;
             for e in &fired {
                 exec(run, i + 1, e, None)?;
             }
@@ -265,6 +275,29 @@ pub(super) fn exec(
         OpCode::Sequence(q) => {
             let matches = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
             exec_matches(run, i, &matches)
+        }
+        OpCode::Pattern(p) => {
+            let mut dropped = 0;
+            let matches = p.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut dropped);
+            run.st.runs_dropped += dropped;
+            exec_matches(run, i, &matches?)
+        }
+        OpCode::Reorder(r) => {
+            let mut late = 0;
+            let released = r.on_event(ev, &mut late);
+            run.st.late += late;
+            for e in &released {
+                let mut sub = Run {
+                    st: &mut *run.st,
+                    fns: run.fns,
+                    stream: run.stream,
+                    alias: e,
+                    out: &mut *run.out,
+                    tail: &mut *run.tail,
+                };
+                exec(&mut sub, i + 1, e, None)?;
+            }
+            Ok(())
         }
         OpCode::Join(j) => {
             let matches = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;

@@ -13,6 +13,7 @@
 
 mod build;
 mod exec;
+mod time;
 
 use crate::checkpoint;
 use crate::compile::{FnCode, State};
@@ -21,7 +22,7 @@ use crate::event::{ConnectorDecl, Event, OutputEvent, SinkBinding, SourceBinding
 use crate::limits::{self, Limits};
 use crate::stats::EngineStats;
 use crate::value::Value;
-use exec::{exec, eval, OpCode, Run, StreamCode};
+use exec::{exec, OpCode, Run, StreamCode};
 use std::collections::{HashMap, VecDeque};
 
 /// How many recent runtime errors the engine keeps for [`Engine::take_errors`].
@@ -133,6 +134,8 @@ pub struct Engine {
     recent_errors: VecDeque<ErrorRecord>,
     /// Where `.print` lines go.
     print: PrintTarget,
+    /// `timer(…)` sources.
+    timers: Vec<time::TimerCode>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -158,11 +161,19 @@ impl Engine {
         out: &mut Vec<OutputEvent>,
     ) -> Result<(), RuntimeError> {
         self.stats.events_in += 1;
+        self.route(event, out);
+        Ok(())
+    }
+
+    /// Runs `event` through every stream that reads its type, then the events those streams
+    /// produce for downstream streams, breadth-first.
+    fn route(&mut self, event: &Event, out: &mut Vec<OutputEvent>) {
         self.state.produced = 0;
         let start = out.len();
         let mut queue: VecDeque<Event> = VecDeque::new();
         let mut tail: Vec<Event> = Vec::new();
         let mut current = std::borrow::Cow::Borrowed(event);
+        let mut errors = Vec::new();
         loop {
             if let Some(targets) = self.routes.get(&*current.event_type) {
                 for &si in targets {
@@ -184,19 +195,11 @@ impl Engine {
                         out.truncate(out_mark);
                         tail.truncate(tail_mark);
                         self.state.produced = produced_mark;
-                        self.stats.errors += 1;
-                        if error.is_budget() {
-                            self.stats.budget_exceeded += 1;
-                        }
-                        tracing::warn!(stream = %stream.name, event_type = %current.event_type, %error, "runtime error; event skipped by this stream");
-                        if self.recent_errors.len() == RECENT_ERRORS {
-                            self.recent_errors.pop_front();
-                        }
-                        self.recent_errors.push_back(ErrorRecord {
-                            stream: stream.name.to_string(),
-                            event_type: current.event_type.to_string(),
+                        errors.push((
+                            stream.name.to_string(),
+                            current.event_type.to_string(),
                             error,
-                        });
+                        ));
                     }
                 }
             }
@@ -206,62 +209,36 @@ impl Engine {
                 None => break,
             }
         }
+        for (stream, event_type, error) in errors {
+            self.record_error(stream, event_type, error);
+        }
         self.stats.events_out += out[start..].iter().filter(|o| o.is_output).count() as u64;
-        self.stats.division_by_zero += std::mem::take(&mut self.state.div_by_zero);
-        self.flush_printed();
-        Ok(())
+        self.collect_counters();
     }
 
-    /// Signals the end of input: fires every open time and session window (count windows that
-    /// are incomplete emit nothing), routing the results downstream like [`Engine::process`].
-    pub fn finish(&mut self, out: &mut Vec<OutputEvent>) {
-        // A flushed stream may feed a windowed stream declared before it: repeat until quiet.
-        for _ in 0..=self.streams.len() {
-            let start = out.len();
-            let mut tail: Vec<Event> = Vec::new();
-            let mut fired_any = false;
-            for stream in &self.streams {
-                for (i, op) in stream.ops.iter().enumerate() {
-                    let OpCode::Window(w) = op else { continue };
-                    let (out_mark, tail_mark) = (out.len(), tail.len());
-                    self.state.reset_frame();
-                    self.state.produced = 0;
-                    let alias = Event::new(&stream.name, 0, Vec::new());
-                    let mut run = Run {
-                        st: &mut self.state,
-                        fns: &self.fns,
-                        stream,
-                        alias: &alias,
-                        out,
-                        tail: &mut tail,
-                    };
-                    let r = w.flush(&mut |f, e| eval(&mut run, f, e)).and_then(|fired| {
-                        fired_any |= !fired.is_empty();
-                        fired
-                            .iter()
-                            .try_for_each(|e| exec(&mut run, i + 1, e, None))
-                    });
-                    if let Err(error) = r {
-                        out.truncate(out_mark);
-                        tail.truncate(tail_mark);
-                        self.stats.errors += 1;
-                        if error.is_budget() {
-                            self.stats.budget_exceeded += 1;
-                        }
-                        tracing::warn!(stream = %stream.name, %error, "runtime error while flushing windows");
-                    }
-                }
-            }
-            self.stats.events_out += out[start..].iter().filter(|o| o.is_output).count() as u64;
-            for e in tail {
-                if self.process(&e, out).is_ok() {
-                    self.stats.events_in = self.stats.events_in.saturating_sub(1);
-                }
-            }
-            if !fired_any {
-                break;
-            }
+    /// Moves the counters operators keep in the evaluation state into the stats.
+    fn collect_counters(&mut self) {
+        self.stats.division_by_zero += std::mem::take(&mut self.state.div_by_zero);
+        self.stats.late_events += std::mem::take(&mut self.state.late);
+        self.stats.runs_dropped += std::mem::take(&mut self.state.runs_dropped);
+        self.flush_printed();
+    }
+
+    /// Counts, logs and keeps a runtime error of `stream` on an event of type `event_type`.
+    fn record_error(&mut self, stream: String, event_type: String, error: RuntimeError) {
+        self.stats.errors += 1;
+        if error.is_budget() {
+            self.stats.budget_exceeded += 1;
         }
+        tracing::warn!(%stream, %event_type, %error, "runtime error; event skipped by this stream");
+        if self.recent_errors.len() == RECENT_ERRORS {
+            self.recent_errors.pop_front();
+        }
+        self.recent_errors.push_back(ErrorRecord {
+            stream,
+            event_type,
+            error,
+        });
     }
 
     /// Serializes the engine state (top-level `var`s and counters) as versioned, checksummed bytes.
@@ -280,6 +257,8 @@ impl Engine {
         for stream in &self.streams {
             for (i, op) in stream.ops.iter().enumerate() {
                 let snap = match op {
+                    OpCode::Reorder(r) => r.snapshot(),
+                    OpCode::Pattern(p) => p.snapshot(),
                     OpCode::Distinct { op, .. } => op.snapshot(),
                     OpCode::Limit { op, .. } => op.snapshot(),
                     OpCode::Window(w) => w.snapshot(),
@@ -336,6 +315,14 @@ impl Engine {
             for (i, op) in stream.ops.iter().enumerate() {
                 let j = cp.operators.get(format!("{}#{i}", stream.name));
                 match op {
+                    OpCode::Reorder(r) => {
+                        let x = r.parse_snapshot(j)?;
+                        installs.push(Box::new(move || r.install(x)));
+                    }
+                    OpCode::Pattern(p) => {
+                        let x = p.parse_snapshot(j)?;
+                        installs.push(Box::new(move || p.install(x)));
+                    }
                     OpCode::Distinct { op, .. } => {
                         let r = op.parse_snapshot(j)?;
                         installs.push(Box::new(move || op.install(r)));

@@ -193,15 +193,7 @@ impl JoinOp {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
-        let wm = st.watermark.map_or(ts, |w| w.max(ts));
-        st.watermark = Some(wm);
-        if wm.saturating_sub(st.swept) > self.window {
-            let horizon = wm.saturating_sub(self.window);
-            for m in &mut st.latest {
-                m.retain(|_, e| e.timestamp_ns >= horizon);
-            }
-            st.swept = wm;
-        }
+        self.sweep(st, ts);
         let oldest = ts.saturating_sub(self.window);
         for (i, key) in accepted {
             if let Some(m) = st.latest.get_mut(i) {
@@ -229,6 +221,26 @@ impl JoinOp {
             }
         }
         Ok(out)
+    }
+
+    /// Raises the watermark to `ts` and forgets, once per window of progress, partner events too
+    /// old to join.
+    fn sweep(&self, st: &mut JoinState, ts: i64) {
+        let wm = st.watermark.map_or(ts, |w| w.max(ts));
+        st.watermark = Some(wm);
+        if wm.saturating_sub(st.swept) > self.window {
+            let horizon = wm.saturating_sub(self.window);
+            for m in &mut st.latest {
+                m.retain(|_, e| e.timestamp_ns >= horizon);
+            }
+            st.swept = wm;
+        }
+    }
+
+    /// Time reached `now` without an event of this stream (a timer tick).
+    pub(crate) fn on_time(&self, now: i64) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.sweep(&mut st, now);
     }
 
     fn joined(&self, parts: &[&Event], ts: i64) -> Match {

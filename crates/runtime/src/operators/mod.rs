@@ -4,9 +4,13 @@
 //! * [`window`]: `.window`, `.aggregate`, `.partition_by` (VPL.md §6);
 //! * [`sequence`]: `->` sequences with `all`, `.within`, `.not` (§7);
 //! * [`join`]: `join(…)` and `merge(…)` (§7);
-//! * [`gate`]: `.distinct` and `.limit` (Tier 3).
+//! * [`gate`]: `.distinct` and `.limit` (Tier 3);
+//! * [`pattern`]: named patterns (§8);
+//! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).
 
 pub(crate) mod gate;
 pub(crate) mod join;
+pub(crate) mod pattern;
+pub(crate) mod reorder;
 pub mod sequence;
 pub(crate) mod window;

@@ -324,6 +324,15 @@ impl SeqOp {
         Ok(matches)
     }
 
+    /// Time reached `now` without an event of this stream (a timer tick): expires the runs
+    /// whose `.within` the raised watermark passes.
+    pub(crate) fn on_time(&self, now: i64) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let wm = st.watermark.map_or(now, |w| w.max(now));
+        st.watermark = Some(wm);
+        expire(&mut st, wm);
+    }
+
     /// Drops the oldest live run (the live-run cap was hit).
     fn drop_oldest(&self, st: &mut SeqState) {
         while let Some((_, id)) = st.order.pop_front() {
@@ -380,7 +389,11 @@ impl SeqOp {
 /// `.emit()`, `.select`, `.process`, `.to` before any `.emit`): `Some(false)` if an `.emit(…)`
 /// replaces the event before anything reads it, `None` if nothing decides (then it depends on
 /// whether a downstream stream consumes the matches).
-fn chain_reads_match(ops: &[ast::StreamOp], captures: &[String], c: &Compiler) -> Option<bool> {
+pub(crate) fn chain_reads_match(
+    ops: &[ast::StreamOp],
+    captures: &[String],
+    c: &Compiler,
+) -> Option<bool> {
     for op in ops {
         let reads = |op: &ast::StreamOp| op.args.iter().any(|a| reads_event(&a.value, captures, c));
         match op.kind() {

@@ -56,7 +56,7 @@ impl<'a> Checker<'a> {
         let items = p.body.items();
         // Capture names: unique (a `NOT` item captures nothing).
         let mut seen: HashMap<&'a str, Span> = HashMap::new();
-        for item in &items {
+        for item in &p.body.captures() {
             let n = item.capture();
             if let Some(prev) = seen.get(n.name.as_str()) {
                 let prev = *prev;
@@ -97,8 +97,14 @@ impl<'a> Checker<'a> {
             let mut bases = Vec::new();
             captured_names(filter, &mut bases);
             for b in bases {
-                let earlier = items[..i].iter().any(|x| x.capture().name == b.name);
-                let later = items[i..].iter().any(|x| x.capture().name == b.name);
+                let caps = p.body.captures();
+                let names = |xs: &[&PatternItem]| -> bool {
+                    xs.iter().any(|x| {
+                        caps.iter().any(|c| std::ptr::eq(*c, *x)) && x.capture().name == b.name
+                    })
+                };
+                let earlier = names(&items[..i]);
+                let later = names(&items[i..]);
                 if later && !earlier && !self.is_kleene_self(item, &b.name) {
                     self.error_hint(
                         format!("`{}` is not captured yet", b.name),

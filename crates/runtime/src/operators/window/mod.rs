@@ -2,24 +2,32 @@
 //!
 //! One [`WindowOp`] per stream holds everything stateful about `.window`, `.aggregate` and
 //! `.partition_by`: per partition key, the open windows and their buffered events. Windows are
-//! evicted as soon as they fire, so memory is bounded by the events of open windows.
+//! evicted once they fired and their allowed lateness passed, so memory is bounded by the events
+//! of open (and recently fired) windows.
 //!
 //! * Time windows (tumbling, hopping) are aligned to the Unix epoch and fire, in order of their
-//!   end then of partition creation, when the watermark (max event time seen by the stream)
-//!   reaches their end. Events for a window that already fired are dropped (late).
+//!   end then of partition creation, when the watermark reaches their end. The watermark is the
+//!   largest event time the stream has seen, lowered by `.watermark(out_of_order: d)` (§6.4).
 //! * Session windows close when the watermark is more than the gap past their last event.
 //! * Count windows fire on the event that completes them; incomplete ones never fire.
+//! * Lateness (`time.rs`): an event whose window fired less than `.allowed_lateness` ago joins it
+//!   and the window fires again with its updated contents; an event too late for every window it
+//!   belongs to is dropped and counted.
 //! * [`WindowOp::flush`] (end of input) fires every open time and session window.
 //!
 //! Aggregates are evaluated when a window fires: every aggregate call of an `.aggregate` field is
 //! computed over the batch into a synthetic field, and the field's expression (rewritten to read
 //! those synthetic fields) is evaluated on a synthetic event that also carries the partition key.
 
-use crate::codec::{decode_value, encode_value, event_json, events_from_json};
-use crate::key::KeyRepr;
+mod snapshot;
+mod time;
+
+pub(crate) use time::Lateness;
+
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
+use crate::key::KeyRepr;
 use crate::value::{ArithOp, Fields, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -69,27 +77,50 @@ struct Agg {
     period: i64,
 }
 
+/// An open or fired session: its first and last event times and its events.
+#[derive(Debug, Clone, Default)]
+struct Session {
+    first: i64,
+    last: i64,
+    events: Vec<Event>,
+}
+
 /// State of one partition.
 #[derive(Default)]
 struct Part {
     key: Value,
-    /// Time windows by start.
+    /// Open time windows by start.
     buckets: BTreeMap<i64, Vec<Event>>,
-    /// Count and session windows.
+    /// Fired time windows kept for their allowed lateness, by start.
+    fired: BTreeMap<i64, Vec<Event>>,
+    /// Count windows.
     buf: VecDeque<Event>,
     /// Events seen (count windows).
     seen: u64,
-    /// Last event time of the open session.
-    last_ts: i64,
+    /// Open sessions, by first event time.
+    sessions: Vec<Session>,
+    /// Fired sessions kept for their allowed lateness.
+    closed: Vec<Session>,
 }
 
-#[derive(Default)]
 struct WinState {
-    watermark: Option<i64>,
+    /// Largest event time seen (`None` before the first event).
+    max_ts: Option<i64>,
     parts: Vec<Part>,
     index: HashMap<KeyRepr, usize>,
-    /// Earliest instant at which some time/session window may be due (`i64::MAX`: none).
+    /// Earliest watermark at which some window may fire or be evicted (`i64::MAX`: none).
     next_due: i64,
+}
+
+impl Default for WinState {
+    fn default() -> Self {
+        WinState {
+            max_ts: None,
+            parts: Vec::new(),
+            index: HashMap::new(),
+            next_due: i64::MAX,
+        }
+    }
 }
 
 /// A fired batch: the events, its partition and its result time.
@@ -102,6 +133,8 @@ struct Batch {
 /// The stateful operator of a stream with `.window`, `.aggregate` and/or `.partition_by`.
 pub(crate) struct WindowOp {
     spec: Spec,
+    /// `.watermark` / `.allowed_lateness` of the stream.
+    lateness: Lateness,
     key: Option<(Arc<str>, ExprFn)>,
     aggs: Vec<Agg>,
     agg_names: Vec<Arc<str>>,
@@ -210,18 +243,17 @@ impl WindowOp {
                 }
                 _ => None,
             });
+        let lateness = Lateness::of(ops);
         let mut op = WindowOp {
             spec,
+            lateness,
             key,
             aggs: Vec::new(),
             agg_names: Vec::new(),
             outputs: None,
             batch_filter,
             result_type: stream.clone(),
-            state: Mutex::new(WinState {
-                next_due: i64::MAX,
-                ..WinState::default()
-            }),
+            state: Mutex::new(WinState::default()),
         };
         if let Some(agg) = ops.iter().find(|o| o.kind() == OpKind::Aggregate) {
             let mut outputs = Vec::new();
@@ -316,12 +348,25 @@ impl WindowOp {
         i
     }
 
+    /// Whether the operator handles late and out-of-order events itself (time and session
+    /// windows); otherwise a stream with a `.watermark` orders events in front of it.
+    pub(crate) fn handles_lateness(&self) -> bool {
+        matches!(self.spec, Spec::Time { .. } | Spec::Session { .. })
+    }
+
+    /// Whether its results depend on the order of events (count windows).
+    pub(crate) fn order_sensitive(&self) -> bool {
+        matches!(self.spec, Spec::Count { .. })
+    }
+
     /// Feeds one event; returns the events to pass downstream (aggregate results or the events
-    /// of fired windows), in firing order.
+    /// of fired windows), in firing order, and counts in `late` an event too late for every
+    /// window it belongs to.
     pub(crate) fn on_event(
         &self,
         ev: &Event,
         eval: &mut Eval<'_>,
+        late: &mut u64,
     ) -> Result<Vec<Event>, RuntimeError> {
         let key = match &self.key {
             Some((_, f)) => eval(f, ev)?,
@@ -332,9 +377,7 @@ impl WindowOp {
             let st = &mut *guard;
             let pi = self.part_index(st, key);
             let ts = ev.timestamp_ns;
-            let old_wm = st.watermark;
-            let wm = old_wm.map_or(ts, |w| w.max(ts));
-            st.watermark = Some(wm);
+            let old_wm = st.advance(ts, self.lateness);
             let mut batches = Vec::new();
             match self.spec {
                 Spec::Each => batches.push(Batch {
@@ -343,45 +386,16 @@ impl WindowOp {
                     events: vec![ev.clone()],
                 }),
                 Spec::Time { size, slide } => {
-                    // Windows [k·slide, k·slide + size) containing ts.
-                    let last_k = ts.div_euclid(slide);
-                    let mut k = ts.saturating_sub(size).div_euclid(slide).saturating_add(1);
-                    while k <= last_k {
-                        let start = k.saturating_mul(slide);
-                        let end = start.saturating_add(size);
-                        k = k.saturating_add(1);
-                        if old_wm.is_some_and(|w| end <= w) {
-                            continue; // late: that window already fired
-                        }
-                        if let Some(p) = st.parts.get_mut(pi) {
-                            p.buckets.entry(start).or_default().push(ev.clone());
-                        }
-                        st.next_due = st.next_due.min(end);
+                    if !self.time_event(st, pi, ev, size, slide, old_wm, &mut batches) {
+                        *late += 1;
                     }
-                    if wm >= st.next_due {
-                        self.fire_time(st, size, Some(wm), &mut batches);
-                    }
+                    self.fire_time(st, size, st.watermark(self.lateness), &mut batches);
                 }
                 Spec::Session { gap } => {
-                    if wm.saturating_sub(st.next_due) > 0 {
-                        self.fire_sessions(st, gap, Some(wm), &mut batches);
+                    if !self.session_event(st, pi, ev, gap, old_wm, &mut batches) {
+                        *late += 1;
                     }
-                    if let Some(p) = st.parts.get_mut(pi) {
-                        if !p.buf.is_empty() && ts.saturating_sub(p.last_ts) > gap {
-                            batches.push(Batch {
-                                part: pi,
-                                ts: p.last_ts,
-                                events: p.buf.drain(..).collect(),
-                            });
-                        }
-                        p.last_ts = if p.buf.is_empty() {
-                            ts
-                        } else {
-                            p.last_ts.max(ts)
-                        };
-                        p.buf.push_back(ev.clone());
-                        st.next_due = st.next_due.min(p.last_ts.saturating_add(gap));
-                    }
+                    self.fire_sessions(st, gap, st.watermark(self.lateness), &mut batches);
                 }
                 Spec::Count { size, slide } => {
                     if let Some(p) = st.parts.get_mut(pi) {
@@ -414,6 +428,28 @@ impl WindowOp {
         self.results(batches, eval)
     }
 
+    /// Time moved on to `now` without an event of this stream (a timer tick): fires the windows
+    /// the raised watermark closes.
+    pub(crate) fn on_time(&self, now: i64, eval: &mut Eval<'_>) -> Result<Vec<Event>, RuntimeError> {
+        let batches = {
+            let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let st = &mut *guard;
+            if st.max_ts.is_some_and(|m| m >= now) {
+                return Ok(Vec::new());
+            }
+            st.advance(now, self.lateness);
+            let mut batches = Vec::new();
+            let wm = st.watermark(self.lateness);
+            match self.spec {
+                Spec::Time { size, .. } => self.fire_time(st, size, wm, &mut batches),
+                Spec::Session { gap } => self.fire_sessions(st, gap, wm, &mut batches),
+                Spec::Each | Spec::Count { .. } => {}
+            }
+            batches
+        };
+        self.results(batches, eval)
+    }
+
     /// End of input: fires every open time and session window.
     pub(crate) fn flush(&self, eval: &mut Eval<'_>) -> Result<Vec<Event>, RuntimeError> {
         let batches = {
@@ -428,51 +464,6 @@ impl WindowOp {
             batches
         };
         self.results(batches, eval)
-    }
-
-    /// Fires time windows whose end is `<= wm` (all if `wm` is `None`).
-    fn fire_time(&self, st: &mut WinState, size: i64, wm: Option<i64>, out: &mut Vec<Batch>) {
-        let mut due: Vec<(i64, usize, Vec<Event>)> = Vec::new();
-        let mut next_due = i64::MAX;
-        for (pi, p) in st.parts.iter_mut().enumerate() {
-            while let Some(entry) = p.buckets.first_entry() {
-                let end = entry.key().saturating_add(size);
-                if wm.is_some_and(|w| end > w) {
-                    next_due = next_due.min(end);
-                    break;
-                }
-                due.push((end, pi, entry.remove()));
-            }
-        }
-        st.next_due = next_due;
-        due.sort_by_key(|(end, pi, _)| (*end, *pi));
-        out.extend(
-            due.into_iter()
-                .map(|(ts, part, events)| Batch { part, ts, events }),
-        );
-    }
-
-    /// Fires sessions whose last event is more than `gap` before `wm` (all if `None`).
-    fn fire_sessions(&self, st: &mut WinState, gap: i64, wm: Option<i64>, out: &mut Vec<Batch>) {
-        let mut due: Vec<(i64, usize, Vec<Event>)> = Vec::new();
-        let mut next_due = i64::MAX;
-        for (pi, p) in st.parts.iter_mut().enumerate() {
-            if p.buf.is_empty() {
-                continue;
-            }
-            let deadline = p.last_ts.saturating_add(gap);
-            if wm.is_some_and(|w| w.saturating_sub(deadline) <= 0) {
-                next_due = next_due.min(deadline);
-                continue;
-            }
-            due.push((p.last_ts, pi, p.buf.drain(..).collect()));
-        }
-        st.next_due = next_due;
-        due.sort_by_key(|(ts, pi, _)| (*ts, *pi));
-        out.extend(
-            due.into_iter()
-                .map(|(ts, part, events)| Batch { part, ts, events }),
-        );
     }
 
     fn part_key(&self, part: usize) -> Value {
@@ -627,99 +618,4 @@ fn compute(agg: &Agg, events: &[Event], eval: &mut Eval<'_>) -> Result<Value, Ru
             ema.map(Value::Float).unwrap_or_default()
         }
     })
-}
-
-// ----- checkpoint -------------------------------------------------------------------------------
-
-fn ck_err(msg: &str) -> RuntimeError {
-    RuntimeError::Checkpoint(format!("window state: {msg}"))
-}
-
-
-/// Decoded window state, applied only once everything parsed (restore is all-or-nothing).
-pub(crate) struct Restored(WinState);
-
-impl WindowOp {
-    /// Serializes the open windows of every partition.
-    pub(crate) fn snapshot(&self) -> serde_json::Value {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let parts: Vec<serde_json::Value> = st
-            .parts
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "k": encode_value(&p.key),
-                    "b": p.buckets.iter().map(|(start, evs)| {
-                        serde_json::json!([start, evs.iter().map(event_json).collect::<Vec<_>>()])
-                    }).collect::<Vec<_>>(),
-                    "q": p.buf.iter().map(event_json).collect::<Vec<_>>(),
-                    "n": p.seen,
-                    "l": p.last_ts,
-                })
-            })
-            .collect();
-        serde_json::json!({ "wm": st.watermark, "due": st.next_due, "parts": parts })
-    }
-
-    /// Parses a [`WindowOp::snapshot`]; `None` (no entry) is the empty state.
-    pub(crate) fn parse_snapshot(
-        &self,
-        j: Option<&serde_json::Value>,
-    ) -> Result<Restored, RuntimeError> {
-        let mut st = WinState {
-            next_due: i64::MAX,
-            ..WinState::default()
-        };
-        let Some(j) = j else {
-            return Ok(Restored(st));
-        };
-        st.watermark = match j.get("wm") {
-            Some(serde_json::Value::Null) | None => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| ck_err("watermark"))?),
-        };
-        st.next_due = j
-            .get("due")
-            .and_then(|v| v.as_i64())
-            .ok_or_else(|| ck_err("next due"))?;
-        for p in j
-            .get("parts")
-            .and_then(|v| v.as_array())
-            .ok_or_else(|| ck_err("partitions"))?
-        {
-            let key = decode_value(p.get("k").ok_or_else(|| ck_err("key"))?)?;
-            let mut buckets = BTreeMap::new();
-            for b in p
-                .get("b")
-                .and_then(|v| v.as_array())
-                .ok_or_else(|| ck_err("buckets"))?
-            {
-                let start = b
-                    .get(0)
-                    .and_then(|v| v.as_i64())
-                    .ok_or_else(|| ck_err("start"))?;
-                buckets.insert(start, events_from_json(b.get(1))?);
-            }
-            let part = Part {
-                key: key.clone(),
-                buckets,
-                buf: events_from_json(p.get("q"))?.into(),
-                seen: p
-                    .get("n")
-                    .and_then(|v| v.as_u64())
-                    .ok_or_else(|| ck_err("seen"))?,
-                last_ts: p
-                    .get("l")
-                    .and_then(|v| v.as_i64())
-                    .ok_or_else(|| ck_err("last"))?,
-            };
-            st.index.insert(KeyRepr::of(&key), st.parts.len());
-            st.parts.push(part);
-        }
-        Ok(Restored(st))
-    }
-
-    /// Installs state from [`WindowOp::parse_snapshot`].
-    pub(crate) fn install(&self, r: Restored) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = r.0;
-    }
 }
