@@ -25,6 +25,9 @@ use crate::value::Value;
 use exec::{exec, OpCode, Run, StreamCode};
 use std::collections::{HashMap, VecDeque};
 
+/// Key of the timers' state in a checkpoint's `operators` object (not a `<stream>#<i>` key).
+const TIMERS_KEY: &str = "#timers";
+
 /// How many recent runtime errors the engine keeps for [`Engine::take_errors`].
 const RECENT_ERRORS: usize = 100;
 
@@ -269,6 +272,15 @@ impl Engine {
                 operators.insert(format!("{}#{i}", stream.name), snap);
             }
         }
+        if !self.timers.is_empty() {
+            // When each timer ticks next (`null`: not anchored yet), by tick type.
+            let timers: serde_json::Map<String, serde_json::Value> = self
+                .timers
+                .iter()
+                .map(|t| (t.ty.to_string(), serde_json::json!(t.next)))
+                .collect();
+            operators.insert(TIMERS_KEY.into(), serde_json::Value::Object(timers));
+        }
         checkpoint::encode_with_operators(
             &self.program_hash,
             &self.stats,
@@ -347,8 +359,21 @@ impl Engine {
                 }
             }
         }
+        let mut timer_next = Vec::with_capacity(self.timers.len());
+        for t in &self.timers {
+            let next = match cp.operators.get(TIMERS_KEY).and_then(|j| j.get(&*t.ty)) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(v.as_i64().ok_or_else(|| {
+                    RuntimeError::Checkpoint("timer state: next tick".into())
+                })?),
+            };
+            timer_next.push(next);
+        }
         for install in installs {
             install();
+        }
+        for (t, next) in self.timers.iter_mut().zip(timer_next) {
+            t.next = next;
         }
         for (slot, v) in updates {
             if let Some(dst) = self.state.globals.get_mut(slot) {

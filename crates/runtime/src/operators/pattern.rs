@@ -363,8 +363,28 @@ impl PatternOp {
             Node::Not { .. } => false,
             Node::Seq(kids) => {
                 let at = prog[n] as usize;
-                kids.get(at).is_some_and(|k| self.extendable(*k, prog))
+                let Some(cur) = kids.get(at) else {
+                    return false;
+                };
+                if self.extendable(*cur, prog)
                     && kids[at + 1..].iter().all(|k| self.nullable(*k, prog))
+                {
+                    return true;
+                }
+                // A later Kleene item reachable through items that may be skipped (`SEQ(A, B*)`
+                // keeps collecting Bs after matching on A).
+                if !self.nullable(*cur, prog) {
+                    return false;
+                }
+                for k in &kids[at + 1..] {
+                    match &self.nodes[*k] {
+                        Node::Item { max, .. } if *max == u32::MAX => return true,
+                        Node::Not { .. } => {}
+                        _ if self.nullable(*k, prog) => {}
+                        _ => return false,
+                    }
+                }
+                false
             }
             Node::And(kids) => kids.iter().any(|k| self.extendable(*k, prog)),
             Node::Or(kids) => match prog[n] {
@@ -451,7 +471,17 @@ impl PatternOp {
             Node::Not { .. } => Ok(false),
             Node::Seq(kids) => {
                 let at = run.prog[n] as usize;
-                // The next items first (an item may be skipped when it can be complete).
+                // Before the sequence took anything, its items are tried in order; after, the
+                // next items win over the current one (which may be a Kleene item collecting).
+                let fresh = kids.get(at).is_some_and(|k| !self.started(*k, &run.prog));
+                if fresh {
+                    if let Some(k) = kids.get(at) {
+                        if self.offer(*k, run, ev, eval)? {
+                            return Ok(true);
+                        }
+                    }
+                }
+                // The next items (an item may be skipped when it can be complete).
                 let mut j = at;
                 while j + 1 < kids.len() {
                     if !self.nullable(kids[j], &run.prog) {
@@ -467,8 +497,8 @@ impl PatternOp {
                     }
                 }
                 match kids.get(at) {
-                    Some(k) => self.offer(*k, run, ev, eval),
-                    None => Ok(false),
+                    Some(k) if !fresh => self.offer(*k, run, ev, eval),
+                    _ => Ok(false),
                 }
             }
             Node::And(kids) => {

@@ -142,7 +142,7 @@ impl<'a> Checker<'a> {
         }
         if p.within.is_empty() && trailing_not(&p.body) {
             self.error_hint(
-                "a pattern ending in `NOT` needs `within`: the absence is confirmed at the deadline",
+                "a pattern that can end in `NOT` needs `within`: the absence is confirmed at the deadline",
                 p.body.span,
                 Some("add `within 5m` after the pattern".into()),
             );
@@ -220,11 +220,22 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// Whether the pattern ends with an absence (so it completes at the deadline).
+/// Whether the pattern can end with an absence (a `NOT` followed only by optional items), so
+/// that it completes at the deadline.
 pub fn trailing_not(p: &PatternExpr) -> bool {
     match &p.kind {
         PatternKind::Not(_) => true,
-        PatternKind::Seq(kids) => kids.last().is_some_and(trailing_not),
+        PatternKind::Seq(kids) => {
+            for k in kids.iter().rev() {
+                if trailing_not(k) {
+                    return true;
+                }
+                if !nullable(k) {
+                    return false;
+                }
+            }
+            false
+        }
         _ => false,
     }
 }
