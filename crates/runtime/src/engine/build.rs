@@ -29,7 +29,7 @@ use crate::value::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use varpulis_vpl::ast::{self, ExprKind, Item, OpKind, Program, SourceKind, StreamDecl};
-use varpulis_vpl::{correlate, CheckOptions, Diagnostic};
+use varpulis_vpl::{correlate, CheckOptions, Diagnostic, ParseOptions};
 
 impl Engine {
     /// Parses, checks and compiles `source`, then evaluates its top-level bindings in order.
@@ -45,14 +45,29 @@ impl Engine {
         let check_opts = CheckOptions {
             external_connectors: opts.external_connectors.clone(),
         };
-        let checked = varpulis_vpl::check(source, &check_opts).map_err(fail)?;
+        let parse_opts = ParseOptions {
+            file_name: opts.file_name.clone(),
+            loader: opts.loader.clone(),
+        };
+        let checked = varpulis_vpl::check_with(source, &check_opts, &parse_opts).map_err(fail)?;
         let mut b = Builder::new(&checked.program, opts);
         b.declare();
         b.functions();
         b.items();
         b.streams();
         b.link();
-        b.into_engine(source).map_err(fail)
+        let watermarked = checked.program.streams().any(|s| Lateness::of(&s.ops).declared);
+        match b.into_engine(source) {
+            Ok(mut engine) => {
+                engine.watermarked = watermarked;
+                engine.warnings = checked.warnings;
+                Ok(engine)
+            }
+            Err(mut diags) => {
+                varpulis_vpl::attach_files(&mut diags, &checked.imports);
+                Err(fail(diags))
+            }
+        }
     }
 }
 
@@ -509,6 +524,8 @@ impl<'p> Builder<'p> {
             recent_errors: VecDeque::new(),
             print: self.opts.print,
             timers: self.timers,
+            watermarked: false,
+            warnings: Vec::new(),
         };
         let empty = Event::new("", 0, Vec::new());
         for (init, span) in &self.inits {

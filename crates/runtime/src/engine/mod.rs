@@ -55,6 +55,9 @@ pub struct EngineOptions {
     pub max_sequence_runs: usize,
     /// Where `.print` lines go.
     pub print: PrintTarget,
+    /// Reads the files the program imports (`import "path"`); without one, `import` is an
+    /// error (a program deployed as text).
+    pub loader: Option<std::sync::Arc<dyn varpulis_vpl::Loader>>,
 }
 
 /// Where the side output of `.print` goes.
@@ -95,6 +98,7 @@ impl Default for EngineOptions {
             file_name: "pipeline.vpl".to_string(),
             max_sequence_runs: crate::operators::sequence::DEFAULT_MAX_SEQUENCE_RUNS,
             print: PrintTarget::Stdout,
+            loader: None,
         }
     }
 }
@@ -139,6 +143,11 @@ pub struct Engine {
     print: PrintTarget,
     /// `timer(…)` sources.
     timers: Vec<time::TimerCode>,
+    /// Some stream declares `.watermark` or `.allowed_lateness`: the program expects events in
+    /// arrival order, event times possibly going backwards.
+    watermarked: bool,
+    /// The compiler's warnings (the program loads anyway).
+    warnings: Vec<varpulis_vpl::Diagnostic>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -431,6 +440,23 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Whether some stream declares `.watermark` or `.allowed_lateness` (`varpulis run` then
+    /// replays an event file in file order, as recorded arrivals).
+    pub fn uses_watermark(&self) -> bool {
+        self.watermarked
+    }
+
+    /// Whether the program has `timer(…)` sources (a worker must then call
+    /// [`Engine::advance_time`] periodically).
+    pub fn has_timers(&self) -> bool {
+        !self.timers.is_empty()
+    }
+
+    /// The compiler's warnings (deprecations, leniencies, suspicious code).
+    pub fn warnings(&self) -> &[varpulis_vpl::Diagnostic] {
+        &self.warnings
     }
 
     /// Drains the most recent runtime errors (at most 100 are kept).

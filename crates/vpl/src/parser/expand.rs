@@ -91,7 +91,7 @@ impl Parser {
         }
         // Each file is imported once, however many files import it.
         if self.imports.iter().any(|f| f.name == name) {
-            return Ok(());
+            return self.splice(start, end, Vec::new());
         }
         let id = self.imports.len() as u32 + 1;
         let (mut toks, mut diags) = tokenize_file(&text, id);
@@ -129,6 +129,7 @@ impl Parser {
         self.toks.splice(start..end, with);
         self.pos = start;
         self.stmt_start = start;
+        self.spliced = true;
         Ok(())
     }
 

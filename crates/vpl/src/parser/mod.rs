@@ -124,6 +124,7 @@ pub fn parse_with(src: &str, opts: &ParseOptions) -> (Program, Vec<Diagnostic>, 
         imports: Vec::new(),
         import_parent: Vec::new(),
         expanded: 0,
+        spliced: false,
     };
     let program = p.program();
     let mut diags = lex_diags;
@@ -158,6 +159,8 @@ struct Parser {
     import_parent: Vec<u32>,
     /// Template iterations expanded so far (capped).
     expanded: usize,
+    /// An import or template just replaced its tokens: the cursor is at the new tokens (not stuck).
+    spliced: bool,
 }
 
 impl Parser {
@@ -365,7 +368,7 @@ impl Parser {
                 Ok(None) => {}
                 Err(Fail) => self.sync_top(start),
             }
-            if self.pos == start {
+            if self.pos == start && !std::mem::take(&mut self.spliced) {
                 // Guarantee progress even if an item consumed nothing.
                 self.bump();
                 self.sync_top(start);
