@@ -19,6 +19,9 @@ mod tier3;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests3;
 
 pub use crate::suggest::suggest;
 

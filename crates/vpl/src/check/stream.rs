@@ -260,21 +260,9 @@ impl<'a> Checker<'a> {
                             .capped_suggest(name, TIER1_OPS.iter().chain(LATER_TIER_OPS).copied())
                             .map(|h| format!("did you mean `.{h}`?"));
                         self.error_hint(format!("unknown operator `.{name}`"), op.name.span, hint);
-                        if op.unparsed {
-                            continue;
-                        }
                     }
-                    for a in &op.args {
-                        match &a.value.kind {
-                            // `.not(T where c)`: only the filter is an ordinary expression.
-                            ExprKind::EventFilter { filter, .. } if op.kind() == OpKind::Not => {
-                                self.condition(filter, Place::Stream, "`where` filter");
-                            }
-                            _ => {
-                                self.expr(&a.value, Place::Stream);
-                            }
-                        }
-                    }
+                    // The arguments of an operator the language does not have are not checked:
+                    // the operator's error says it all.
                 }
             }
         }
