@@ -534,12 +534,18 @@ mod tier2 {
                 0 => ("Login", None),
                 1 | 2 => (
                     "Browse",
-                    Some((self.n("page"), Value::Str(self.pages[(i % 7) as usize].clone()))),
+                    Some((
+                        self.n("page"),
+                        Value::Str(self.pages[(i % 7) as usize].clone()),
+                    )),
                 ),
-                3 if u % 8 == 0 => ("Logout", None),
+                3 if u.is_multiple_of(8) => ("Logout", None),
                 3 => (
                     "Browse",
-                    Some((self.n("page"), Value::Str(self.pages[(i % 5) as usize].clone()))),
+                    Some((
+                        self.n("page"),
+                        Value::Str(self.pages[(i % 5) as usize].clone()),
+                    )),
                 ),
                 _ => {
                     let amount = ((i / 3).wrapping_mul(2_654_435_761) % 10_000) as f64 / 100.0;
@@ -575,7 +581,11 @@ mod tier2 {
                     if let (Some(Value::Str(k)), Some(Value::Float(t))) =
                         (e.field("sensor"), e.field("temp"))
                     {
-                        let slot = buckets.entry(start).or_default().entry(k.clone()).or_insert((0, 0.0));
+                        let slot = buckets
+                            .entry(start)
+                            .or_default()
+                            .entry(k.clone())
+                            .or_insert((0, 0.0));
                         slot.0 += 1;
                         slot.1 += t;
                     }
@@ -584,7 +594,12 @@ mod tier2 {
                     if *entry.key() + 1_000_000_000 > wm {
                         break;
                     }
-                    out.extend(entry.remove().into_iter().map(|(k, (c, s))| (k, c, s / c as f64)));
+                    out.extend(
+                        entry
+                            .remove()
+                            .into_iter()
+                            .map(|(k, (c, s))| (k, c, s / c as f64)),
+                    );
                 }
                 black_box(&out);
                 out.len() as u64

@@ -49,7 +49,11 @@ fn imports_are_relative_to_the_importing_file() {
     ]);
     let out = varpulis(d.path(), &["check", "main.vpl"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stderr), "", "no warnings: Reading is declared in the import");
+    assert_eq!(
+        text(&out.stderr),
+        "",
+        "no warnings: Reading is declared in the import"
+    );
     let out = varpulis(d.path(), &["run", "main.vpl", "--events", "ev.evt"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -62,13 +66,19 @@ fn imports_are_relative_to_the_importing_file() {
 fn diagnostics_point_into_the_imported_file() {
     let d = dir_with(&[
         ("main.vpl", "import \"lib.vpl\"\n"),
-        ("lib.vpl", "event X:\n    a: int\n\nstream S = X .where(foo(a))\n"),
+        (
+            "lib.vpl",
+            "event X:\n    a: int\n\nstream S = X .where(foo(a))\n",
+        ),
     ]);
     let out = varpulis(d.path(), &["check", "main.vpl"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("error: unknown function `foo`"), "{err}");
-    assert!(err.contains("--> ./lib.vpl:4:21") || err.contains("lib.vpl:4:21"), "{err}");
+    assert!(
+        err.contains("--> ./lib.vpl:4:21") || err.contains("lib.vpl:4:21"),
+        "{err}"
+    );
     assert!(err.contains("4 | stream S = X .where(foo(a))"), "{err}");
 }
 
@@ -79,7 +89,10 @@ fn import_cycles_depth_and_missing_files_are_errors_with_positions() {
         ("b.vpl", "import \"a.vpl\"\n"),
     ]);
     let err = text(&varpulis(d.path(), &["check", "a.vpl"]).stderr);
-    assert!(err.contains("error: import cycle: a.vpl -> b.vpl -> a.vpl"), "{err}");
+    assert!(
+        err.contains("error: import cycle: a.vpl -> b.vpl -> a.vpl"),
+        "{err}"
+    );
     assert!(err.contains("b.vpl:1:8"), "{err}");
 
     // 20 files each importing the next: deeper than 16.
@@ -87,14 +100,23 @@ fn import_cycles_depth_and_missing_files_are_errors_with_positions() {
         .map(|i| (format!("f{i}.vpl"), format!("import \"f{}.vpl\"\n", i + 1)))
         .collect();
     files.push(("f20.vpl".into(), "event E:\n    x: int\n".into()));
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let d = dir_with(&refs);
     let err = text(&varpulis(d.path(), &["check", "f0.vpl"]).stderr);
-    assert!(err.contains("imports nested more than 16 files deep"), "{err}");
+    assert!(
+        err.contains("imports nested more than 16 files deep"),
+        "{err}"
+    );
 
     let d = dir_with(&[("m.vpl", "import \"nope.vpl\"\n")]);
     let err = text(&varpulis(d.path(), &["check", "m.vpl"]).stderr);
-    assert!(err.contains("cannot read") && err.contains("m.vpl:1:8"), "{err}");
+    assert!(
+        err.contains("cannot read") && err.contains("m.vpl:1:8"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -114,11 +136,20 @@ fn template_for_expands_declarations_with_the_loop_value() {
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
 
     // An error in the template body points at the template's line.
-    let d = dir_with(&[("t.vpl", "for i in 0..2:\n    stream S{i} = A .where(nosuch{i}(x))\n")]);
+    let d = dir_with(&[(
+        "t.vpl",
+        "for i in 0..2:\n    stream S{i} = A .where(nosuch{i}(x))\n",
+    )]);
     let err = text(&varpulis(d.path(), &["check", "t.vpl"]).stderr);
-    assert!(err.contains("unknown function `nosuch0`") && err.contains("t.vpl:2:"), "{err}");
+    assert!(
+        err.contains("unknown function `nosuch0`") && err.contains("t.vpl:2:"),
+        "{err}"
+    );
 
-    let d = dir_with(&[("t.vpl", "for i in 0..100000:\n    stream S{i} = A .emit()\n")]);
+    let d = dir_with(&[(
+        "t.vpl",
+        "for i in 0..100000:\n    stream S{i} = A .emit()\n",
+    )]);
     let err = text(&varpulis(d.path(), &["check", "t.vpl"]).stderr);
     assert!(err.contains("exceeds the limit of 10000"), "{err}");
 }
@@ -137,7 +168,10 @@ fn print_lines_are_plain_text_before_the_json_lines_of_their_event() {
     assert!(lines[1].starts_with('{'));
     assert_eq!(lines[2], "[S] saw 2");
     // Consumers filter JSON lines by their first character.
-    assert!(lines.iter().filter(|l| !l.starts_with('{')).all(|l| l.starts_with('[')));
+    assert!(lines
+        .iter()
+        .filter(|l| !l.starts_with('{'))
+        .all(|l| l.starts_with('[')));
 }
 
 #[test]
@@ -153,13 +187,24 @@ fn offsets_going_backwards_are_late_events_for_watermarked_programs() {
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     // [0,5) fires at the 7s event (watermark 6s) with one event; the 2s and 3s events are late.
-    assert!(stdout.starts_with("{\"event_type\":\"W\",\"timestamp\":\"1970-01-01T00:00:05Z\",\"fields\":{\"n\":1}}\n"), "{stdout}");
-    assert!(stdout.contains("\"timestamp\":\"1970-01-01T00:00:10Z\",\"fields\":{\"n\":2}"), "{stdout}");
+    assert!(
+        stdout.starts_with(
+            "{\"event_type\":\"W\",\"timestamp\":\"1970-01-01T00:00:05Z\",\"fields\":{\"n\":1}}\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"timestamp\":\"1970-01-01T00:00:10Z\",\"fields\":{\"n\":2}"),
+        "{stdout}"
+    );
     let err = text(&out.stderr);
     assert!(err.contains("2 late event(s) dropped"), "{err}");
     assert!(err.contains("late: 2"), "{err}");
     // Sorted by offset (`--order time`), nothing is late.
-    let out = varpulis(d.path(), &["run", "w.vpl", "--events", "ev.evt", "--order", "time"]);
+    let out = varpulis(
+        d.path(),
+        &["run", "w.vpl", "--events", "ev.evt", "--order", "time"],
+    );
     assert!(!text(&out.stderr).contains("late"), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("\"fields\":{\"n\":3}"));
 }
@@ -167,7 +212,10 @@ fn offsets_going_backwards_are_late_events_for_watermarked_programs() {
 #[test]
 fn timers_tick_in_the_files_time() {
     let d = dir_with(&[
-        ("t.vpl", "stream T = timer(2s, initial_delay: 1s) .emit(at: timestamp)\n"),
+        (
+            "t.vpl",
+            "stream T = timer(2s, initial_delay: 1s) .emit(at: timestamp)\n",
+        ),
         ("ev.evt", "@4500ms Other {}\n"),
     ]);
     let out = varpulis(d.path(), &["run", "t.vpl", "--events", "ev.evt"]);

@@ -130,7 +130,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     if s.timer_ticks_skipped > 0 {
-        eprintln!("{} timer tick(s) skipped (time jumped)", s.timer_ticks_skipped);
+        eprintln!(
+            "{} timer tick(s) skipped (time jumped)",
+            s.timer_ticks_skipped
+        );
     }
     if args.stats {
         let secs = started.elapsed().as_secs_f64();

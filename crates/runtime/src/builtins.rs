@@ -509,9 +509,14 @@ fn variance(a: &[Value]) -> Result<Value, RuntimeError> {
         Value::Array(v) => {
             let mut xs = Vec::with_capacity(v.len());
             for x in v.iter().filter(|x| !x.is_null()) {
-                xs.push(x.as_f64().ok_or_else(|| type_err("variance", "numbers", x))?);
+                xs.push(
+                    x.as_f64()
+                        .ok_or_else(|| type_err("variance", "numbers", x))?,
+                );
             }
-            Ok(sample_variance(&xs).map(Value::Float).unwrap_or(Value::Null))
+            Ok(sample_variance(&xs)
+                .map(Value::Float)
+                .unwrap_or(Value::Null))
         }
         other => Err(type_err("variance", "an array", other)),
     }

@@ -15,8 +15,8 @@
 //! checkpoint restored into a different program.
 
 use crate::codec::{decode_value, encode_value};
-use crate::stats::EngineStats;
 use crate::error::RuntimeError;
+use crate::stats::EngineStats;
 use crate::value::Value;
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};

@@ -74,7 +74,6 @@ pub(crate) fn decode_value(j: &Json) -> Result<Value, RuntimeError> {
     }
 }
 
-
 pub(crate) fn event_json(e: &Event) -> serde_json::Value {
     serde_json::json!({
         "t": &*e.event_type,
@@ -107,7 +106,6 @@ pub(crate) fn event_from_json(j: &serde_json::Value) -> Result<Event, RuntimeErr
     }
     Ok(Event::new(t, ts, fields))
 }
-
 
 /// A list of events encoded with [`event_json`].
 pub(crate) fn events_from_json(j: Option<&Json>) -> Result<Vec<Event>, RuntimeError> {

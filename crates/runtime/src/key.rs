@@ -27,7 +27,6 @@ impl KeyRepr {
     }
 }
 
-
 /// A hashable value with VPL equality: `1` and `1.0` are the same key, maps compare regardless of
 /// entry order, `NaN` equals itself. Used by `.distinct`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,7 +86,9 @@ impl ValueKey {
             ValueKey::Str(s) => Value::Str(s.clone()),
             ValueKey::Timestamp(t) => Value::Timestamp(*t),
             ValueKey::Duration(d) => Value::Duration(*d),
-            ValueKey::List(items) => Value::Array(Arc::new(items.iter().map(Self::to_value).collect())),
+            ValueKey::List(items) => {
+                Value::Array(Arc::new(items.iter().map(Self::to_value).collect()))
+            }
             ValueKey::Map(entries) => Value::Map(Arc::new(
                 entries
                     .iter()

@@ -34,9 +34,9 @@ pub mod stats;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, ErrorRecord, PrintTarget};
-pub use stats::EngineStats;
-pub use limits::{Limits, DEFAULT_STEP_BUDGET};
 pub use error::{CompileError, RuntimeError};
 pub use event::{ConnectorDecl, Event, OutputEvent, SinkBinding, SourceBinding};
 pub use evt::{parse_evt, EvtError};
+pub use limits::{Limits, DEFAULT_STEP_BUDGET};
+pub use stats::EngineStats;
 pub use value::Value;

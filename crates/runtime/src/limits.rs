@@ -259,7 +259,10 @@ mod tests {
         let small = Value::Array(Arc::new(vec![Value::Int(12), Value::str("ab")]));
         let exact = small.to_json().to_string().len();
         let estimate = text_len_within(&small, 100).unwrap();
-        assert!((exact..exact + 8).contains(&estimate), "{estimate} vs {exact}");
+        assert!(
+            (exact..exact + 8).contains(&estimate),
+            "{estimate} vs {exact}"
+        );
     }
 
     #[test]
@@ -290,6 +293,10 @@ mod tests {
         let e = l.check_value(&Value::str("abcde")).unwrap_err();
         assert!(e.to_string().contains("limit of 4 bytes"), "{e}");
         let arr = Value::Array(Arc::new(vec![Value::Null; 3]));
-        assert!(l.check_value(&arr).unwrap_err().to_string().contains("3 elements"));
+        assert!(l
+            .check_value(&arr)
+            .unwrap_err()
+            .to_string()
+            .contains("3 elements"));
     }
 }

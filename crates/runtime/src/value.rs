@@ -279,8 +279,8 @@ impl Value {
             (Map(a), Map(b)) => {
                 Arc::ptr_eq(a, b)
                     || a.len() == b.len()
-                    && a.iter()
-                        .all(|(k, v)| other.map_get(k).is_some_and(|w| v.vpl_eq(w)))
+                        && a.iter()
+                            .all(|(k, v)| other.map_get(k).is_some_and(|w| v.vpl_eq(w)))
             }
             _ => false,
         }

@@ -128,7 +128,10 @@ fn an_exponential_value_cannot_become_an_output_field() {
     );
     let (outs, errs) = feed(&mut e, &event(1));
     assert_eq!(outs, 0);
-    assert!(matches!(errs.as_slice(), [RuntimeError::ValueTooLarge(_)]), "{errs:?}");
+    assert!(
+        matches!(errs.as_slice(), [RuntimeError::ValueTooLarge(_)]),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -159,8 +162,15 @@ fn output_floods_are_capped_per_input_event() {
     // 200 outputs fit and the other 200 fail.
     let (outs, errs) = feed(&mut e, &event(400));
     assert_eq!(outs, 600);
-    assert_eq!(e.stats().errors, 200, "(only the last 100 errors are kept for take_errors)");
-    assert!(errs.iter().all(|e| *e == RuntimeError::OutputLimit(1_000)), "{errs:?}");
+    assert_eq!(
+        e.stats().errors,
+        200,
+        "(only the last 100 errors are kept for take_errors)"
+    );
+    assert!(
+        errs.iter().all(|e| *e == RuntimeError::OutputLimit(1_000)),
+        "{errs:?}"
+    );
     let (outs, errs) = feed(&mut e, &event(1_000_000));
     assert_eq!(outs, 0);
     assert_eq!(errs, vec![RuntimeError::OutputLimit(1_000)]);

@@ -65,7 +65,10 @@ fn program(s: &Shape) -> String {
     let mut parts = Vec::new();
     for (i, it) in s.items.iter().enumerate() {
         if s.not.is_some_and(|(at, _)| at == i) {
-            parts.push(format!("NOT N where v == {}", s.not.map(|n| n.1).unwrap_or(0)));
+            parts.push(format!(
+                "NOT N where v == {}",
+                s.not.map(|n| n.1).unwrap_or(0)
+            ));
         }
         let mut item = format!("{}{}", TYPES[it.ty], quant(it.q));
         if let Some(f) = filter_src(i, it.filter) {
@@ -75,7 +78,10 @@ fn program(s: &Shape) -> String {
         parts.push(item);
     }
     if s.not.is_some_and(|(at, _)| at == s.items.len()) {
-        parts.push(format!("NOT N where v == {}", s.not.map(|n| n.1).unwrap_or(0)));
+        parts.push(format!(
+            "NOT N where v == {}",
+            s.not.map(|n| n.1).unwrap_or(0)
+        ));
     }
     let mut src = format!("pattern P = SEQ({})", parts.join(", "));
     if let Some(ms) = s.within_ms {
@@ -87,6 +93,9 @@ fn program(s: &Shape) -> String {
     src.push_str("\nstream S = P .emit()\n");
     src
 }
+
+/// A match: its time and the `(k, v)` captured by every positive item.
+type MatchRow = (i64, Vec<Option<(i64, i64)>>);
 
 /// A run of the model.
 #[derive(Clone)]
@@ -100,10 +109,16 @@ struct MRun {
 }
 
 /// The naive model: matches as (time, captures of every positive item).
-fn model(s: &Shape, events: &[Event]) -> Vec<(i64, Vec<Option<(i64, i64)>>)> {
+fn model(s: &Shape, events: &[Event]) -> Vec<MatchRow> {
     let n = s.items.len();
     let min = |i: usize| matches!(s.items[i].q, Q::One | Q::Plus) as u32;
-    let max = |i: usize| if matches!(s.items[i].q, Q::Plus | Q::Star) { u32::MAX } else { 1 };
+    let max = |i: usize| {
+        if matches!(s.items[i].q, Q::Plus | Q::Star) {
+            u32::MAX
+        } else {
+            1
+        }
+    };
     let int = |e: &Event, f: &str| match e.field(f) {
         Some(Value::Int(i)) => *i,
         _ => unreachable!(),
@@ -299,9 +314,8 @@ fn shapes() -> impl Strategy<Value = Shape> {
             let not = not.map(|(at, v)| (at.min(items.len()), v));
             let mut within_ms = within_ms;
             // A NOT followed only by optional items can end the pattern: it needs `within`.
-            let can_end = not.is_some_and(|(at, _)| {
-                items[at..].iter().all(|i| matches!(i.q, Q::Opt | Q::Star))
-            });
+            let can_end = not
+                .is_some_and(|(at, _)| items[at..].iter().all(|i| matches!(i.q, Q::Opt | Q::Star)));
             if can_end && within_ms.is_none() {
                 within_ms = Some(1_000);
             }
@@ -337,7 +351,7 @@ fn engine(src: &str) -> Engine {
     }
 }
 
-fn parse_matches(lines: &[String], n: usize) -> Vec<(i64, Vec<Option<(i64, i64)>>)> {
+fn parse_matches(lines: &[String], n: usize) -> Vec<MatchRow> {
     lines
         .iter()
         .map(|l| {

@@ -237,13 +237,16 @@ pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, Jo
     join_keys_lenient(names, &[], conds).map(|(keys, _)| keys)
 }
 
+/// Join keys per input, and warnings (position, message) about inputs named by event type.
+pub type LenientKeys = (Vec<Vec<String>>, Vec<(Span, String)>);
+
 /// Like [`join_keys`], also accepting an input named by its event type (`types`, per input)
 /// when that is unambiguous; each such use gives a warning (position, message).
 pub fn join_keys_lenient(
     names: &[&str],
     types: &[&str],
     conds: &[&Expr],
-) -> Result<(Vec<Vec<String>>, Vec<(Span, String)>), JoinKeyError> {
+) -> Result<LenientKeys, JoinKeyError> {
     let mut warnings = Vec::new();
     let keys = join_keys_inner(names, types, conds, &mut warnings)?;
     Ok((keys, warnings))

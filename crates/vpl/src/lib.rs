@@ -16,12 +16,12 @@ pub mod diagnostics;
 pub mod lexer;
 pub mod parser;
 pub mod source;
-pub mod suggest;
 pub mod span;
+pub mod suggest;
 
 pub use check::{CheckOptions, Checked};
-pub use parser::ParseOptions;
 pub use diagnostics::{render_all, Diagnostic, Severity};
+pub use parser::ParseOptions;
 pub use source::{FsLoader, Loader, SourceFile};
 pub use span::Span;
 

@@ -56,7 +56,10 @@ impl Engine {
         b.items();
         b.streams();
         b.link();
-        let watermarked = checked.program.streams().any(|s| Lateness::of(&s.ops).declared);
+        let watermarked = checked
+            .program
+            .streams()
+            .any(|s| Lateness::of(&s.ops).declared);
         match b.into_engine(source) {
             Ok(mut engine) => {
                 engine.watermarked = watermarked;

@@ -364,9 +364,12 @@ pub(super) fn exec(
     }
 }
 
-
 /// The partition of `ev` for `.distinct`/`.limit` (`Null` without `.partition_by`).
-fn partition(run: &mut Run<'_>, part: &Option<ExprFn>, ev: &Event) -> Result<KeyRepr, RuntimeError> {
+fn partition(
+    run: &mut Run<'_>,
+    part: &Option<ExprFn>,
+    ev: &Event,
+) -> Result<KeyRepr, RuntimeError> {
     Ok(match part {
         Some(f) => KeyRepr::of(&eval(run, f, ev)?),
         None => KeyRepr::Null,

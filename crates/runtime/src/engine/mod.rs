@@ -372,9 +372,10 @@ impl Engine {
         for t in &self.timers {
             let next = match cp.operators.get(TIMERS_KEY).and_then(|j| j.get(&*t.ty)) {
                 None | Some(serde_json::Value::Null) => None,
-                Some(v) => Some(v.as_i64().ok_or_else(|| {
-                    RuntimeError::Checkpoint("timer state: next tick".into())
-                })?),
+                Some(v) => Some(
+                    v.as_i64()
+                        .ok_or_else(|| RuntimeError::Checkpoint("timer state: next tick".into()))?,
+                ),
             };
             timer_next.push(next);
         }

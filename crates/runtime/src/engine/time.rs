@@ -14,7 +14,7 @@
 //!   every held event; it confirms no absence (where a recording stops says nothing about what
 //!   came after).
 
-use super::exec::{exec, eval, exec_matches, OpCode, Run};
+use super::exec::{eval, exec, exec_matches, OpCode, Run};
 use super::Engine;
 use crate::event::{Event, OutputEvent};
 use crate::value::Value;
@@ -106,10 +106,7 @@ impl Engine {
     /// When the next timer tick is due (ns since the epoch): `None` without timers; before the
     /// first [`Engine::advance_time`] (timers not anchored yet) `Some(i64::MIN)`, i.e. now.
     pub fn next_timer_deadline(&self) -> Option<i64> {
-        self.timers
-            .iter()
-            .map(|t| t.next.unwrap_or(i64::MIN))
-            .min()
+        self.timers.iter().map(|t| t.next.unwrap_or(i64::MIN)).min()
     }
 
     /// Tells every stateful operator that time reached `now` (see the module documentation).

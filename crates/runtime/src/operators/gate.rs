@@ -89,7 +89,10 @@ impl DistinctOp {
     }
 
     /// Parses a [`DistinctOp::snapshot`] (`None`: empty state).
-    pub(crate) fn parse_snapshot(&self, j: Option<&Json>) -> Result<DistinctRestored, RuntimeError> {
+    pub(crate) fn parse_snapshot(
+        &self,
+        j: Option<&Json>,
+    ) -> Result<DistinctRestored, RuntimeError> {
         let mut st = LruState::default();
         if let Some(j) = j {
             for e in j
@@ -206,11 +209,17 @@ mod tests {
         assert!(d.admit(KeyRepr::Null, k(1)));
         assert!(d.admit(KeyRepr::Null, k(2)));
         assert!(!d.admit(KeyRepr::Null, k(1)), "seen; refreshed");
-        assert!(d.admit(KeyRepr::Null, k(3)), "evicts 2, the least recently used");
+        assert!(
+            d.admit(KeyRepr::Null, k(3)),
+            "evicts 2, the least recently used"
+        );
         assert!(!d.admit(KeyRepr::Null, k(1)));
         assert!(d.admit(KeyRepr::Null, k(2)));
         // 1.0 and 1 are the same key; partitions are separate.
-        assert!(!d.admit(KeyRepr::Null, ValueKey::of(&crate::value::Value::Float(2.0))));
+        assert!(!d.admit(
+            KeyRepr::Null,
+            ValueKey::of(&crate::value::Value::Float(2.0))
+        ));
         assert!(d.admit(KeyRepr::Int(7), k(2)));
     }
 

@@ -13,13 +13,13 @@
 //! * [`MergeOp`]: `merge(A, stream S = B .where(c))` forwards each event once per input that
 //!   accepts it (type and filters).
 
+use super::sequence::{EvalWith, Match};
+use crate::codec::{event_from_json, event_json};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use super::sequence::{EvalWith, Match};
-use crate::value::{Fields, Value};
-use crate::codec::{event_from_json, event_json};
 use crate::key::KeyRepr;
+use crate::value::{Fields, Value};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
@@ -160,7 +160,8 @@ impl JoinOp {
         for (i, t) in types.iter().enumerate() {
             let unique = types.iter().filter(|x| *x == t).count() == 1;
             if unique && !names.contains(t) {
-                c.capture_aliases.push((t.to_string(), names[i].to_string()));
+                c.capture_aliases
+                    .push((t.to_string(), names[i].to_string()));
             }
         }
         Some(JoinOp {

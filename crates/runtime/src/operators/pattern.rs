@@ -455,7 +455,11 @@ impl PatternOp {
                 max,
                 ..
             } => {
-                let filter = if run.prog[n] == 0 { first_filter } else { filter };
+                let filter = if run.prog[n] == 0 {
+                    first_filter
+                } else {
+                    filter
+                };
                 if **ty != *ev.event_type
                     || run.prog[n] >= *max
                     || !passes(filter, ev, &run.caps, eval)?
@@ -742,7 +746,12 @@ impl PatternOp {
     }
 
     /// The event passed on for a match at `ts`, and its captures.
-    fn matched(&self, flat: &mut HashMap<(usize, Arc<str>), Arc<str>>, run: &PRun, ts: i64) -> Match {
+    fn matched(
+        &self,
+        flat: &mut HashMap<(usize, Arc<str>), Arc<str>>,
+        run: &PRun,
+        ts: i64,
+    ) -> Match {
         let mut fields: Fields = Vec::new();
         if self.flatten {
             for (ci, (cap, v)) in run.caps.fields.iter().enumerate() {
@@ -835,19 +844,28 @@ impl PatternOp {
             Some(Json::Null) | None => None,
             Some(v) => Some(v.as_i64().ok_or_else(|| ck_err("clock"))?),
         };
-        st.next_id = j.get("next").and_then(Json::as_u64).ok_or_else(|| ck_err("next id"))?;
+        st.next_id = j
+            .get("next")
+            .and_then(Json::as_u64)
+            .ok_or_else(|| ck_err("next id"))?;
         for r in j
             .get("runs")
             .and_then(Json::as_array)
             .ok_or_else(|| ck_err("runs"))?
         {
-            let id = r.get("id").and_then(Json::as_u64).ok_or_else(|| ck_err("run id"))?;
+            let id = r
+                .get("id")
+                .and_then(Json::as_u64)
+                .ok_or_else(|| ck_err("run id"))?;
             let key: KeyRepr = r
                 .get("k")
                 .cloned()
                 .and_then(|v| serde_json::from_value(v).ok())
                 .ok_or_else(|| ck_err("run key"))?;
-            let start = r.get("s").and_then(Json::as_i64).ok_or_else(|| ck_err("run start"))?;
+            let start = r
+                .get("s")
+                .and_then(Json::as_i64)
+                .ok_or_else(|| ck_err("run start"))?;
             let prog: Vec<u32> = r
                 .get("p")
                 .and_then(|p| serde_json::from_value(p.clone()).ok())

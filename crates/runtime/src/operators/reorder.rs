@@ -121,7 +121,10 @@ impl ReorderOp {
                 Some(Json::Null) | None => None,
                 Some(v) => Some(v.as_i64().ok_or_else(|| ck_err("max"))?),
             };
-            st.seq = j.get("seq").and_then(Json::as_u64).ok_or_else(|| ck_err("seq"))?;
+            st.seq = j
+                .get("seq")
+                .and_then(Json::as_u64)
+                .ok_or_else(|| ck_err("seq"))?;
             let held = j
                 .get("held")
                 .and_then(Json::as_array)

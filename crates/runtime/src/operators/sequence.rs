@@ -25,12 +25,12 @@
 //! evaluation alias). A match passes on as an event typed with the stream name whose fields are
 //! `<capture>_<field>`, with the captures as alias for the remaining operators.
 
+use crate::codec::{event_from_json, event_json};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::value::{Fields, Value};
-use crate::codec::{event_from_json, event_json};
 use crate::key::KeyRepr;
+use crate::value::{Fields, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind};

@@ -1,8 +1,8 @@
 //! Declarations: the type, function, connector, context and binding namespaces, stream cycles,
 //! `event` fields and base events, type annotations, connector and context parameters, functions.
 
-use super::{Checker, Local, BASIC_TYPES, CONNECTOR_KINDS, MQTT_PARAMS};
 use super::{literal_type, Ty};
+use super::{Checker, Local, BASIC_TYPES, CONNECTOR_KINDS, MQTT_PARAMS};
 use crate::ast::*;
 use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
@@ -89,7 +89,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub(super) fn dup_check(&mut self, seen: &mut HashMap<&'a str, Span>, name: &'a Ident, what: &str) {
+    pub(super) fn dup_check(
+        &mut self,
+        seen: &mut HashMap<&'a str, Span>,
+        name: &'a Ident,
+        what: &str,
+    ) {
         if let Some(first) = seen.get(name.name.as_str()) {
             let first = *first;
             self.error_hint(
@@ -189,7 +194,11 @@ impl<'a> Checker<'a> {
                 if chain.contains(&b.name.name.as_str()) {
                     chain.push(&b.name.name);
                     self.error_hint(
-                        format!("event `{}` extends itself: {}", e.name.name, chain.join(" extends ")),
+                        format!(
+                            "event `{}` extends itself: {}",
+                            e.name.name,
+                            chain.join(" extends ")
+                        ),
                         base.span,
                         Some("remove one `extends` from the cycle".into()),
                     );
@@ -207,7 +216,10 @@ impl<'a> Checker<'a> {
             for f in &e.fields {
                 if let Some(from) = inherited.get(f.name.name.as_str()) {
                     self.error_hint(
-                        format!("field `{}` is already declared by base event `{from}`", f.name.name),
+                        format!(
+                            "field `{}` is already declared by base event `{from}`",
+                            f.name.name
+                        ),
                         f.name.span,
                         Some("`extends` prepends the base's fields; remove this one".into()),
                     );

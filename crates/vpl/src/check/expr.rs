@@ -153,7 +153,15 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub(super) fn binary(&mut self, op: BinaryOp, l: Ty, r: Ty, lhs: &Expr, rhs: &Expr, span: Span) -> Ty {
+    pub(super) fn binary(
+        &mut self,
+        op: BinaryOp,
+        l: Ty,
+        r: Ty,
+        lhs: &Expr,
+        rhs: &Expr,
+        span: Span,
+    ) -> Ty {
         use BinaryOp::*;
         let both_known = l.known() && r.known();
         let sym = op.symbol();

@@ -15,13 +15,13 @@ mod pattern;
 mod seq;
 mod stmt;
 mod stream;
-mod tier3;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests3;
+mod tier3;
 
 pub use crate::suggest::suggest;
 

@@ -82,8 +82,12 @@ impl<'a> Checker<'a> {
                     format!("`{t}` is neither a declared event type nor a stream; it is treated as an event type"),
                     item.event.span,
                 );
-                let candidates: Vec<&str> =
-                    self.events.keys().chain(self.streams.keys()).copied().collect();
+                let candidates: Vec<&str> = self
+                    .events
+                    .keys()
+                    .chain(self.streams.keys())
+                    .copied()
+                    .collect();
                 d.hint = self
                     .capped_suggest(t, candidates)
                     .map(|h| format!("did you mean `{h}`?"));
@@ -180,7 +184,10 @@ impl<'a> Checker<'a> {
             }
             PatternKind::Seq(kids) => {
                 if kids.iter().all(|k| matches!(k.kind, PatternKind::Not(_))) {
-                    self.error("a sequence needs at least one item that is not `NOT`", p.span);
+                    self.error(
+                        "a sequence needs at least one item that is not `NOT`",
+                        p.span,
+                    );
                 }
                 for k in kids {
                     self.check_pattern_shape(k, false);

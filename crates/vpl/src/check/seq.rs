@@ -4,8 +4,8 @@
 
 use super::{Checker, Place};
 use crate::ast::*;
-use crate::diagnostics::Diagnostic;
 use crate::correlate::{self, input_name, is_sequence, join_conditions, join_keys_lenient};
+use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
 
 /// Every `x` of an `x.field` in `e`.
@@ -220,8 +220,7 @@ impl<'a> Checker<'a> {
                 .with_hint("write `.window(5m)` to choose how old a partner event may be"),
             ),
             Some(w) => {
-                if w
-                    .args
+                if w.args
                     .iter()
                     .any(|a| a.name.as_ref().is_some_and(|n| n.name != "policy"))
                 {

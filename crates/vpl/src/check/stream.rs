@@ -18,13 +18,18 @@ impl<'a> Checker<'a> {
                 if let (Some(_), Some(alias)) = (self.patterns.get(name.name.as_str()), alias) {
                     if s.steps.is_empty() {
                         self.error_hint(
-                            format!("a pattern source takes no alias: `{}` names its captures itself", name.name),
+                            format!(
+                                "a pattern source takes no alias: `{}` names its captures itself",
+                                name.name
+                            ),
                             alias.span,
-                            Some("read the pattern's captures by their names (`alias.field`)".into()),
+                            Some(
+                                "read the pattern's captures by their names (`alias.field`)".into(),
+                            ),
                         );
                     }
                 }
-                if s.steps.first().is_some() && self.patterns.contains_key(name.name.as_str()) {
+                if !s.steps.is_empty() && self.patterns.contains_key(name.name.as_str()) {
                     self.error_hint(
                         "a sequence cannot start with a named pattern",
                         name.span,

@@ -241,8 +241,13 @@ fn unknown_and_unsupported_operators() {
         err("stream S = merge(A, A)"),
         vec!["duplicate merge input `A`"]
     );
-    let w = warnings("event A:\n    k: int\nevent B:\n    k: int\nstream S = join(A, B).on(A.k == B.k)");
-    assert_eq!(w, vec!["a join without `.window` keeps partner events for 1 minute"]);
+    let w = warnings(
+        "event A:\n    k: int\nevent B:\n    k: int\nstream S = join(A, B).on(A.k == B.k)",
+    );
+    assert_eq!(
+        w,
+        vec!["a join without `.window` keeps partner events for 1 minute"]
+    );
     ok("stream S = all A .within(1s)");
     ok("stream S = A -> A as a2 .emit()");
 }
@@ -456,9 +461,8 @@ fn remaining_declaration_and_operator_diagnostics() {
 
 #[test]
 fn errors_are_sorted_and_all_reported() {
-    let e = errors(
-        "stream S = A .where(nope1())\nstream T = A .where(nope2())\nfn f():\n    break\n",
-    );
+    let e =
+        errors("stream S = A .where(nope1())\nstream T = A .where(nope2())\nfn f():\n    break\n");
     assert_eq!(
         e,
         vec![
@@ -566,9 +570,7 @@ fn tier2_sequence_and_join_misuse_diagnostics() {
     );
     assert_eq!(
         err("stream S = A -> B .within(5) .within(1s)"),
-        vec![
-            "the `.within` duration must be a duration literal",
-        ]
+        vec!["the `.within` duration must be a duration literal",]
     );
     assert_eq!(
         err("stream S = A -> B .not(3)"),

@@ -75,7 +75,10 @@ fn pattern_misuse_is_reported_with_positions() {
     assert_eq!(
         diags("pattern P = A -> B within 1m -> C within 5m\nstream S = P .emit()\n"),
         unknown_types(&["A", "B", "C"], &[(1, 13), (1, 18), (1, 33)])
-            .chain(["1:42 warning: several `within` clauses: the last one bounds the whole pattern".to_string()])
+            .chain([
+                "1:42 warning: several `within` clauses: the last one bounds the whole pattern"
+                    .to_string()
+            ])
             .collect::<Vec<_>>()
     );
     assert_eq!(
@@ -98,10 +101,7 @@ fn pattern_misuse_is_reported_with_positions() {
 }
 
 /// The warnings for undeclared types `names` at the given positions.
-fn unknown_types<'a>(
-    names: &'a [&str],
-    at: &'a [(u32, u32)],
-) -> impl Iterator<Item = String> + 'a {
+fn unknown_types<'a>(names: &'a [&str], at: &'a [(u32, u32)]) -> impl Iterator<Item = String> + 'a {
     names.iter().zip(at).map(|(n, (l, c))| {
         format!("{l}:{c} warning: `{n}` is neither a declared event type nor a stream; it is treated as an event type")
     })
@@ -111,13 +111,34 @@ fn unknown_types<'a>(
 fn tier3_operator_misuse_is_reported_with_positions() {
     let e = "event A:\n    x: int\n";
     let at2 = |s: &str| diags(&format!("{e}{s}\n"));
-    assert_eq!(at2("stream S = A .limit(x)"), ["3:21 error: `.limit` needs a non-negative integer literal"]);
-    assert_eq!(at2("stream S = A .first(2)"), ["3:21 error: `.first()` takes no arguments"]);
-    assert_eq!(at2("stream S = A .distinct(k: x)"), ["3:24 error: `.distinct` takes no named arguments"]);
-    assert_eq!(at2("stream S = A .print(t: x)"), ["3:21 error: `.print` takes values to print, not named arguments"]);
-    assert_eq!(at2("stream S = A .log(level: \"loud\")"), ["3:26 error: unknown log level"]);
-    assert_eq!(at2("stream S = A .log(lvl: \"info\")"), ["3:19 error: unknown `.log` parameter `lvl`"]);
-    assert_eq!(at2("stream S = A .watermark()"), ["3:14 error: `.watermark` needs the out-of-order bound"]);
+    assert_eq!(
+        at2("stream S = A .limit(x)"),
+        ["3:21 error: `.limit` needs a non-negative integer literal"]
+    );
+    assert_eq!(
+        at2("stream S = A .first(2)"),
+        ["3:21 error: `.first()` takes no arguments"]
+    );
+    assert_eq!(
+        at2("stream S = A .distinct(k: x)"),
+        ["3:24 error: `.distinct` takes no named arguments"]
+    );
+    assert_eq!(
+        at2("stream S = A .print(t: x)"),
+        ["3:21 error: `.print` takes values to print, not named arguments"]
+    );
+    assert_eq!(
+        at2("stream S = A .log(level: \"loud\")"),
+        ["3:26 error: unknown log level"]
+    );
+    assert_eq!(
+        at2("stream S = A .log(lvl: \"info\")"),
+        ["3:19 error: unknown `.log` parameter `lvl`"]
+    );
+    assert_eq!(
+        at2("stream S = A .watermark()"),
+        ["3:14 error: `.watermark` needs the out-of-order bound"]
+    );
     assert_eq!(
         at2("stream S = A .watermark(out_of_order: 5)"),
         ["3:39 error: the out-of-order bound must be a duration literal (e.g. `5s`, `500ms`)"]
@@ -126,7 +147,10 @@ fn tier3_operator_misuse_is_reported_with_positions() {
         at2("stream S = A .watermark(out_of_order: 1s) .watermark(out_of_order: 2s)"),
         ["3:43 error: a stream can have only one `.watermark`"]
     );
-    assert_eq!(at2("stream S = A .allowed_lateness(x)"), ["3:32 error: the allowed lateness must be a duration literal (e.g. `5s`, `500ms`)"]);
+    assert_eq!(
+        at2("stream S = A .allowed_lateness(x)"),
+        ["3:32 error: the allowed lateness must be a duration literal (e.g. `5s`, `500ms`)"]
+    );
     assert_eq!(
         at2("stream S = A .window(3) .allowed_lateness(1s)"),
         ["3:25 warning: `.allowed_lateness` has no effect on a count window: late events are dropped"]
@@ -135,26 +159,59 @@ fn tier3_operator_misuse_is_reported_with_positions() {
         at2("stream S = A .window(5s) .aggregate(n: count()) .pattern(p: e => true)"),
         ["3:49 error: `.pattern` must come before `.aggregate`"]
     );
-    assert_eq!(at2("stream S = A .pattern(e => true)"), ["3:14 error: `.pattern` takes one named lambda over the window's events"]);
-    assert_eq!(at2("stream S = A .pattern(p: (a, b) => true)"), ["3:14 error: the `.pattern` lambda takes one parameter: the window's events"]);
-    assert_eq!(at2("stream S = timer(0s)"), ["3:18 error: the timer period must be positive"]);
-    assert_eq!(at2("stream S = timer(5s, every: 1s)"), ["3:22 error: unknown `timer` parameter `every`"]);
-    assert_eq!(at2("stream S = timer(initial_delay: 1s)"), ["3:12 error: `timer` needs a period"]);
+    assert_eq!(
+        at2("stream S = A .pattern(e => true)"),
+        ["3:14 error: `.pattern` takes one named lambda over the window's events"]
+    );
+    assert_eq!(
+        at2("stream S = A .pattern(p: (a, b) => true)"),
+        ["3:14 error: the `.pattern` lambda takes one parameter: the window's events"]
+    );
+    assert_eq!(
+        at2("stream S = timer(0s)"),
+        ["3:18 error: the timer period must be positive"]
+    );
+    assert_eq!(
+        at2("stream S = timer(5s, every: 1s)"),
+        ["3:22 error: unknown `timer` parameter `every`"]
+    );
+    assert_eq!(
+        at2("stream S = timer(initial_delay: 1s)"),
+        ["3:12 error: `timer` needs a period"]
+    );
     assert_eq!(
         at2("stream S = A .forecast(confidence: 0.5)"),
         ["3:15 error: `.forecast` is not supported: pattern forecasting needs a learned prediction model that this runtime does not have"]
     );
     assert_eq!(at2("stream S = A .score(model: \"m.onnx\")"), ["3:15 error: `.score` is not supported: ONNX model scoring is not available in this runtime"]);
-    assert!(at2("stream S = A .trend_aggregate(n: count_trends())")[0].starts_with("3:15 error: `.trend_aggregate` is not supported"));
-    assert!(at2("stream S = A .enrich(Ref, key: x)")[0].starts_with("3:15 error: `.enrich` is not supported"));
+    assert!(at2("stream S = A .trend_aggregate(n: count_trends())")[0]
+        .starts_with("3:15 error: `.trend_aggregate` is not supported"));
+    assert!(at2("stream S = A .enrich(Ref, key: x)")[0]
+        .starts_with("3:15 error: `.enrich` is not supported"));
 }
 
 #[test]
 fn unknown_operators_are_named_even_with_unparsable_arguments() {
     let e = "event A:\n    x: int\n";
-    assert_eq!(diags(&format!("{e}stream S = A .order_by(x desc)\n")), ["3:15 error: unknown operator `.order_by`"]);
-    assert_eq!(diags(&format!("{e}stream S = A .fork(a: A .where(x > 1), b: A)\n")), ["3:15 error: unknown operator `.fork`"]);
-    for op in ["map", "tap", "collect", "any", "all", "concurrent", "on_error"] {
+    assert_eq!(
+        diags(&format!("{e}stream S = A .order_by(x desc)\n")),
+        ["3:15 error: unknown operator `.order_by`"]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A .fork(a: A .where(x > 1), b: A)\n"
+        )),
+        ["3:15 error: unknown operator `.fork`"]
+    );
+    for op in [
+        "map",
+        "tap",
+        "collect",
+        "any",
+        "all",
+        "concurrent",
+        "on_error",
+    ] {
         let d = diags(&format!("{e}stream S = A .{op}(x => x)\n"));
         assert_eq!(d, [format!("3:15 error: unknown operator `.{op}`")], "{op}");
     }
@@ -164,7 +221,9 @@ fn unknown_operators_are_named_even_with_unparsable_arguments() {
 fn leniencies_are_warnings() {
     let types = "event O:\n    id: int\nevent C:\n    oid: int\n";
     assert_eq!(
-        diags(&format!("{types}stream J = join(O, C) .on(O.id == C.oid) .emit()\n")),
+        diags(&format!(
+            "{types}stream J = join(O, C) .on(O.id == C.oid) .emit()\n"
+        )),
         ["5:12 warning: a join without `.window` keeps partner events for 1 minute"]
     );
     assert_eq!(
@@ -179,7 +238,9 @@ fn leniencies_are_warnings() {
         Vec::<String>::new()
     );
     assert_eq!(
-        diags(&format!("{types}stream S = O as o -> C as c .within(1m) .within(5m) .emit()\n")),
+        diags(&format!(
+            "{types}stream S = O as o -> C as c .within(1m) .within(5m) .emit()\n"
+        )),
         ["5:41 warning: several `.within`: the last one bounds the whole pattern"]
     );
     assert_eq!(
@@ -190,12 +251,18 @@ fn leniencies_are_warnings() {
         diags("config mqtt {\n    host: \"x\"\n}\nevent A:\n    x: int\n"),
         ["1:1 warning: `config` blocks are deprecated and ignored"]
     );
-    assert_eq!(diags("config:\n    a: 1\n    b: [1, 2]\n"), ["1:1 warning: `config` blocks are deprecated and ignored"]);
+    assert_eq!(
+        diags("config:\n    a: 1\n    b: [1, 2]\n"),
+        ["1:1 warning: `config` blocks are deprecated and ignored"]
+    );
 }
 
 #[test]
 fn lambdas_types_and_events() {
-    assert_eq!(diags("type A = B\ntype B = A\n")[0], "1:1 error: type alias `A` refers to itself");
+    assert_eq!(
+        diags("type A = B\ntype B = A\n")[0],
+        "1:1 error: type alias `A` refers to itself"
+    );
     assert_eq!(
         diags("event A extends B:\n    x: int\nevent B extends A:\n    y: int\n")[0],
         "1:17 error: event `A` extends itself: A extends B extends A"
@@ -224,7 +291,10 @@ fn template_and_import_misuse() {
         diags("for i in x..3:\n    stream S{i} = A .emit()\n"),
         ["1:10 error: template range bounds must be integer literals"]
     );
-    assert_eq!(diags("for i in 0..2:\nstream S = A\n"), ["1:14 error: expected an indented block after `:`"]);
+    assert_eq!(
+        diags("for i in 0..2:\nstream S = A\n"),
+        ["1:14 error: expected an indented block after `:`"]
+    );
     assert_eq!(
         diags("import \"x.vpl\"\n"),
         ["1:1 error: `import` needs a program read from a file; this program was given as text"]

@@ -110,7 +110,10 @@ impl<'a> Checker<'a> {
                     self.error_hint(
                         "a stream can have only one `.allowed_lateness`",
                         op.span,
-                        Some(format!("`.allowed_lateness` already given at line {}", prev.line)),
+                        Some(format!(
+                            "`.allowed_lateness` already given at line {}",
+                            prev.line
+                        )),
                     );
                 }
                 st.lateness = Some(op.span);
@@ -167,7 +170,9 @@ impl<'a> Checker<'a> {
                         _ => self.error_hint(
                             "unknown log level",
                             a.value.span,
-                            Some("use \"trace\", \"debug\", \"info\", \"warn\" or \"error\"".into()),
+                            Some(
+                                "use \"trace\", \"debug\", \"info\", \"warn\" or \"error\"".into(),
+                            ),
                         ),
                     }
                 }
@@ -226,7 +231,10 @@ impl<'a> Checker<'a> {
                 let t = self.lambda(params, body, Place::Stream);
                 if t.known() && t != Ty::Bool {
                     self.error(
-                        format!("type mismatch: a `.pattern` condition must be a bool, found {}", t.name()),
+                        format!(
+                            "type mismatch: a `.pattern` condition must be a bool, found {}",
+                            t.name()
+                        ),
                         body.span,
                     );
                 }
@@ -288,7 +296,10 @@ impl<'a> Checker<'a> {
             ExprKind::Lambda { params, body } => {
                 if params.is_empty() || params.len() > 2 {
                     self.error_hint(
-                        format!("the function given to `{}` takes one parameter (or two for pairs)", callee.name),
+                        format!(
+                            "the function given to `{}` takes one parameter (or two for pairs)",
+                            callee.name
+                        ),
                         arg.span,
                         Some(format!("write `{}(xs, x => …)`", callee.name)),
                     );

@@ -37,7 +37,10 @@ impl Parser {
             let alias = self.ident("a name after `as`")?;
             self.push(
                 Diagnostic::warning(
-                    format!("`as {}` has no effect: the imported declarations keep their own names", alias.name),
+                    format!(
+                        "`as {}` has no effect: the imported declarations keep their own names",
+                        alias.name
+                    ),
                     alias.span,
                 )
                 .with_hint("VPL has one namespace per kind of name; remove `as …`"),
@@ -50,7 +53,9 @@ impl Parser {
                     "`import` needs a program read from a file; this program was given as text",
                     kw.span.to(path_span),
                 )
-                .with_hint("run `varpulis check`/`run` on the file, or inline the imported declarations"),
+                .with_hint(
+                    "run `varpulis check`/`run` on the file, or inline the imported declarations",
+                ),
             );
             return Err(Fail);
         };
@@ -174,7 +179,10 @@ impl Parser {
                 }
             }
             _ => {
-                let msg = format!("expected `{{` or `:` after `config`, found {}", self.found());
+                let msg = format!(
+                    "expected `{{` or `:` after `config`, found {}",
+                    self.found()
+                );
                 return Err(self.error_here(msg));
             }
         }
@@ -209,11 +217,15 @@ impl Parser {
         self.expect(&Tok::Colon, "`:` after the template header")?;
         let body_start = self.pos;
         let first = self.raw(body_start);
-        if matches!(first.kind, Tok::Eof) || !first.line_start || first.span.column <= kw.span.column {
+        if matches!(first.kind, Tok::Eof)
+            || !first.line_start
+            || first.span.column <= kw.span.column
+        {
             let span = self.prev_span();
             self.push(
-                Diagnostic::error("expected an indented block after `:`", span)
-                    .with_hint("put the declarations to repeat on the following lines, indented deeper"),
+                Diagnostic::error("expected an indented block after `:`", span).with_hint(
+                    "put the declarations to repeat on the following lines, indented deeper",
+                ),
             );
             return Err(Fail);
         }
@@ -229,7 +241,9 @@ impl Parser {
         if self.expanded > MAX_TEMPLATE_ITERATIONS {
             self.push(
                 Diagnostic::error(
-                    format!("template `for` loops expand to more than {MAX_TEMPLATE_ITERATIONS} copies"),
+                    format!(
+                        "template `for` loops expand to more than {MAX_TEMPLATE_ITERATIONS} copies"
+                    ),
                     kw.span.to(iter.span),
                 )
                 .with_hint("loop over fewer values, or nest fewer templates"),

@@ -176,7 +176,12 @@ impl Parser {
         }
     }
 
-    pub(super) fn lambda_body(&mut self, params: Vec<Ident>, start: Span, min_bp: u8) -> PResult<Expr> {
+    pub(super) fn lambda_body(
+        &mut self,
+        params: Vec<Ident>,
+        start: Span,
+        min_bp: u8,
+    ) -> PResult<Expr> {
         self.expect(&Tok::FatArrow, "`=>`")?;
         if min_bp > 0 {
             let span = self.prev_span();

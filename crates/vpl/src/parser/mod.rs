@@ -278,7 +278,8 @@ impl Parser {
         if self.at_end() && self.pos > 0 && !matches!(self.cur().kind, Tok::Eof) {
             // Point just after the previous token rather than at the next line.
             let p = self.raw(self.pos - 1);
-            return Span::new(p.span.end, p.span.end, p.end_line, p.end_column).in_file(p.span.file);
+            return Span::new(p.span.end, p.span.end, p.end_line, p.end_column)
+                .in_file(p.span.file);
         }
         self.cur().span
     }

@@ -26,7 +26,8 @@ impl Parser {
             if self.is_word("within") {
                 self.bump();
                 within.push(self.pattern_duration()?);
-            } else if self.is_word("partition") && matches!(self.peek_n(1), Tok::Ident(w) if w == "by")
+            } else if self.is_word("partition")
+                && matches!(self.peek_n(1), Tok::Ident(w) if w == "by")
             {
                 self.bump();
                 self.bump();

@@ -115,8 +115,11 @@ impl Parser {
             if source.is_none() {
                 if step.filter.is_some() {
                     self.push(
-                        Diagnostic::error("the first step of a sequence takes no `where`", step.span)
-                            .with_hint("filter the first events with a `.where` on the stream"),
+                        Diagnostic::error(
+                            "the first step of a sequence takes no `where`",
+                            step.span,
+                        )
+                        .with_hint("filter the first events with a `.where` on the stream"),
                     );
                     return Err(Fail);
                 }
@@ -142,7 +145,10 @@ impl Parser {
             ops.extend(step_ops);
         }
         let Some(mut source) = source else {
-            self.push(Diagnostic::error("a sequence needs at least one step", span));
+            self.push(Diagnostic::error(
+                "a sequence needs at least one step",
+                span,
+            ));
             return Err(Fail);
         };
         source.span = span;

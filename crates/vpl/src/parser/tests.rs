@@ -234,9 +234,7 @@ fn stream_declarations() {
     let emit = &s.ops[1];
     assert_eq!(emit.args.len(), 3);
     assert_eq!(emit.args[2].field_name(), Some("level"));
-    assert!(
-        matches!(emit.named("level").map(|e| &e.kind), Some(ExprKind::Str(s)) if s == "high")
-    );
+    assert!(matches!(emit.named("level").map(|e| &e.kind), Some(ExprKind::Str(s)) if s == "high"));
     assert_eq!(s.ops[2].named("topic").map(sx), Some("\"a/b\"".into()));
 }
 
@@ -359,9 +357,7 @@ fn statements_and_layout() {
     assert_eq!(branches.len(), 2);
     let else_body = else_body.as_ref().unwrap();
     // the continuation line (deeper indentation) belongs to the assignment
-    assert!(
-        matches!(&else_body.stmts[0].kind, StmtKind::Assign(a) if sx(&a.value) == "(+ t i)")
-    );
+    assert!(matches!(&else_body.stmts[0].kind, StmtKind::Assign(a) if sx(&a.value) == "(+ t i)"));
     let g = p.functions().nth(1).unwrap();
     assert!(matches!(g.body.stmts[0].kind, StmtKind::Return(None)));
     assert_eq!(p.items.len(), 3);
@@ -369,7 +365,9 @@ fn statements_and_layout() {
 
 #[test]
 fn conditional_expression_as_a_statement() {
-    let p = parse_ok("fn pick(a):\n    if a > f(1, [2]) then \"x\" else \"y\"\n    if a:\n        return 1\n");
+    let p = parse_ok(
+        "fn pick(a):\n    if a > f(1, [2]) then \"x\" else \"y\"\n    if a:\n        return 1\n",
+    );
     let f = p.functions().next().unwrap();
     assert!(
         matches!(&f.body.stmts[0].kind, StmtKind::Expr(e) if matches!(e.kind, ExprKind::If { .. }))
@@ -379,8 +377,7 @@ fn conditional_expression_as_a_statement() {
 
 #[test]
 fn multiline_chains_at_top_level() {
-    let p =
-        parse_ok("stream S = A\n.where(x > 1)\n        .emit(\n  x: x)\nstream T = S .emit()");
+    let p = parse_ok("stream S = A\n.where(x > 1)\n        .emit(\n  x: x)\nstream T = S .emit()");
     assert_eq!(
         p.streams().map(|s| s.ops.len()).collect::<Vec<_>>(),
         vec![2, 1]
@@ -408,8 +405,7 @@ fn errors_recover_to_the_next_declaration() {
 
 #[test]
 fn errors_in_blocks_recover_per_line() {
-    let (p, d) =
-        parse_program("fn f():\n    let = 1\n    let y = 2\n    x := )\n    return y\n");
+    let (p, d) = parse_program("fn f():\n    let = 1\n    let y = 2\n    x := )\n    return y\n");
     assert_eq!(d.len(), 2, "{d:#?}");
     assert_eq!(d[0].span.line, 2);
     assert_eq!(d[1].span.line, 4);

@@ -430,7 +430,11 @@ impl WindowOp {
 
     /// Time moved on to `now` without an event of this stream (a timer tick): fires the windows
     /// the raised watermark closes.
-    pub(crate) fn on_time(&self, now: i64, eval: &mut Eval<'_>) -> Result<Vec<Event>, RuntimeError> {
+    pub(crate) fn on_time(
+        &self,
+        now: i64,
+        eval: &mut Eval<'_>,
+    ) -> Result<Vec<Event>, RuntimeError> {
         let batches = {
             let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let st = &mut *guard;

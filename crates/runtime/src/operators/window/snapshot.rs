@@ -44,7 +44,13 @@ fn buckets_from(j: Option<&Json>) -> Result<BTreeMap<i64, Vec<Event>>, RuntimeEr
 fn sessions_json(s: &[Session]) -> Json {
     Json::Array(
         s.iter()
-            .map(|s| json!([s.first, s.last, s.events.iter().map(event_json).collect::<Vec<_>>()]))
+            .map(|s| {
+                json!([
+                    s.first,
+                    s.last,
+                    s.events.iter().map(event_json).collect::<Vec<_>>()
+                ])
+            })
             .collect(),
     )
 }
@@ -55,8 +61,14 @@ fn sessions_from(j: Option<&Json>) -> Result<Vec<Session>, RuntimeError> {
         return Ok(out);
     };
     for s in j.as_array().ok_or_else(|| ck_err("sessions"))? {
-        let first = s.get(0).and_then(Json::as_i64).ok_or_else(|| ck_err("session"))?;
-        let last = s.get(1).and_then(Json::as_i64).ok_or_else(|| ck_err("session"))?;
+        let first = s
+            .get(0)
+            .and_then(Json::as_i64)
+            .ok_or_else(|| ck_err("session"))?;
+        let last = s
+            .get(1)
+            .and_then(Json::as_i64)
+            .ok_or_else(|| ck_err("session"))?;
         out.push(Session {
             first,
             last,
@@ -110,10 +122,16 @@ impl WindowOp {
             let key = decode_value(p.get("k").ok_or_else(|| ck_err("key"))?)?;
             let buf = events_from_json(p.get("q"))?;
             let mut sessions = sessions_from(p.get("s"))?;
-            if p.get("s").is_none() && p.get("l").is_some() && matches!(self.spec, super::Spec::Session { .. }) {
+            if p.get("s").is_none()
+                && p.get("l").is_some()
+                && matches!(self.spec, super::Spec::Session { .. })
+            {
                 // An older checkpoint: the session buffer and its last event time.
                 if !buf.is_empty() {
-                    let last = p.get("l").and_then(Json::as_i64).ok_or_else(|| ck_err("last"))?;
+                    let last = p
+                        .get("l")
+                        .and_then(Json::as_i64)
+                        .ok_or_else(|| ck_err("last"))?;
                     let first = buf.iter().map(|e| e.timestamp_ns).min().unwrap_or(last);
                     sessions.push(Session {
                         first,

@@ -186,9 +186,8 @@ impl WindowOp {
         let Some(p) = st.parts.get_mut(pi) else {
             return false;
         };
-        let touches = |s: &Session| {
-            ts.saturating_sub(s.last) <= gap && s.first.saturating_sub(ts) <= gap
-        };
+        let touches =
+            |s: &Session| ts.saturating_sub(s.last) <= gap && s.first.saturating_sub(ts) <= gap;
         let mut merged = Session {
             first: ts,
             last: ts,
@@ -272,12 +271,10 @@ impl WindowOp {
             match wm {
                 None => p.closed.clear(),
                 Some(w) => {
-                    p.closed.retain(|s| {
-                        s.last.saturating_add(gap).saturating_add(allowed) >= w
-                    });
+                    p.closed
+                        .retain(|s| s.last.saturating_add(gap).saturating_add(allowed) >= w);
                     for s in &p.closed {
-                        next_due =
-                            next_due.min(s.last.saturating_add(gap).saturating_add(allowed));
+                        next_due = next_due.min(s.last.saturating_add(gap).saturating_add(allowed));
                     }
                 }
             }
