@@ -999,6 +999,26 @@ impl Compiler {
     }
 
     fn call(&mut self, callee: &ast::Ident, args: &[Expr]) -> ExprFn {
+        // `count(capture)` on a sequence or pattern: the events that capture took.
+        if callee.name == "count" && !self.fns.contains_key("count") {
+            if let [Expr {
+                kind: ExprKind::Name(id),
+                ..
+            }] = args
+            {
+                if let Some(cap) = self.capture_of(&id.name).map(str::to_string) {
+                    let key = self.intern(&format!("#{cap}"));
+                    let slot = AtomicU32::new(0);
+                    return Box::new(move |cx| {
+                        Ok(cx
+                            .alias
+                            .field_cached(&key, &slot)
+                            .cloned()
+                            .unwrap_or(Value::Int(0)))
+                    });
+                }
+            }
+        }
         if !self.fns.contains_key(&callee.name) {
             if let (Some(at), [arr, f]) = (varpulis_vpl::builtins::lambda_arg(&callee.name), args) {
                 if at == 1 {

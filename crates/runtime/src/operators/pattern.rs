@@ -24,7 +24,7 @@
 //!   ([`crate::EngineOptions::max_sequence_runs`]): beyond it the oldest run is dropped and
 //!   counted (`EngineStats::runs_dropped`).
 
-use super::sequence::{chain_reads_match, EvalWith, Match};
+use super::sequence::{alias_with_counts, chain_reads_match, uses_capture_count, EvalWith, Match};
 use crate::codec::{event_from_json, event_json};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
@@ -115,6 +115,9 @@ pub(crate) struct PatternOp {
     empty_caps: Event,
     flatten_needed: Option<bool>,
     flatten: bool,
+    /// For each capture, its item node (matches carry `#<capture>` counts when `count_captures`).
+    capture_nodes: Vec<usize>,
+    count_captures: bool,
     state: Mutex<PatState>,
 }
 
@@ -307,7 +310,17 @@ impl PatternOp {
             .map(|n| (c.intern(n), Value::Null))
             .collect();
         let flatten_needed = chain_reads_match(&s.ops, &captures, c);
+        let capture_nodes = (0..captures.len())
+            .map(|ci| {
+                nodes
+                    .iter()
+                    .position(|n| matches!(n, Node::Item { cap, .. } if *cap == ci))
+                    .unwrap_or(0)
+            })
+            .collect();
         PatternOp {
+            count_captures: uses_capture_count(&s.ops, &captures),
+            capture_nodes,
             nodes,
             root,
             leading,
@@ -770,7 +783,11 @@ impl PatternOp {
             timestamp_ns: ts,
             fields: Arc::new(fields),
         };
-        (out, run.caps.clone())
+        if !self.count_captures {
+            return (out, run.caps.clone());
+        }
+        let counts: Vec<u32> = self.capture_nodes.iter().map(|n| run.prog[*n]).collect();
+        (out, alias_with_counts(&run.caps, Some(&counts)))
     }
 }
 

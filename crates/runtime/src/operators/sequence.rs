@@ -66,6 +66,8 @@ struct SeqRun {
     kleene: bool,
     /// One field per step: capture name → map of the captured fields (`null` until captured).
     caps: Event,
+    /// Events taken by each step (a Kleene step counts every event it collected).
+    counts: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -106,6 +108,8 @@ pub(crate) struct SeqOp {
     /// [`SeqOp::set_feeds_downstream`]).
     flatten_needed: Option<bool>,
     flatten: bool,
+    /// Matches carry `#<capture>` counts (some operator uses `count(capture)`).
+    counts: bool,
     state: Mutex<SeqState>,
 }
 
@@ -158,6 +162,7 @@ impl SeqOp {
         let captures: Vec<String> = steps.iter().map(|st| st.capture.name.clone()).collect();
         let flatten_needed = chain_reads_match(&s.ops, &captures, c);
         Some(SeqOp {
+            counts: uses_capture_count(&s.ops, &captures),
             flatten_needed,
             flatten: flatten_needed.unwrap_or(true),
             steps: step_code,
@@ -305,6 +310,7 @@ impl SeqOp {
                 pos: 1,
                 kleene: first.all,
                 caps: self.empty_caps.clone(),
+                counts: vec![0; self.steps.len()],
             };
             capture(&mut run, 0, ev);
             if first.all && self.steps.len() == 1 {
@@ -381,7 +387,8 @@ impl SeqOp {
             timestamp_ns: ev.timestamp_ns,
             fields: Arc::new(fields),
         };
-        (out, run.caps.clone())
+        let counts = self.counts.then_some(&run.counts[..]);
+        (out, alias_with_counts(&run.caps, counts))
     }
 }
 
@@ -452,6 +459,52 @@ fn capture(run: &mut SeqRun, step: usize, ev: &Event) {
     if let Some(slot) = Arc::make_mut(&mut run.caps.fields).get_mut(step) {
         slot.1 = Value::Map(ev.fields.clone());
     }
+    if let Some(n) = run.counts.get_mut(step) {
+        *n = n.saturating_add(1);
+    }
+}
+
+/// Whether the operators after a pattern use `count(capture)` (then matches carry the counts).
+pub(crate) fn uses_capture_count(ops: &[ast::StreamOp], captures: &[String]) -> bool {
+    fn walk(e: &ast::Expr, captures: &[String]) -> bool {
+        let r = |x: &ast::Expr| walk(x, captures);
+        match &e.kind {
+            ExprKind::Call { callee, args, .. } => {
+                (callee.name == "count"
+                    && matches!(args.as_slice(), [a] if matches!(&a.kind, ExprKind::Name(id) if captures.contains(&id.name))))
+                    || args.iter().any(r)
+            }
+            ExprKind::Field { base, .. } => r(base),
+            ExprKind::Unary { operand, .. } => r(operand),
+            ExprKind::Binary { lhs, rhs, .. } => r(lhs) || r(rhs),
+            ExprKind::Array(items) => items.iter().any(r),
+            ExprKind::Map(entries) => entries.iter().any(|m| r(&m.key) || r(&m.value)),
+            ExprKind::Index { base, index } => r(base) || r(index),
+            ExprKind::If { cond, then, else_ } => r(cond) || r(then) || r(else_),
+            ExprKind::Range { start, end, .. } => r(start) || r(end),
+            _ => false,
+        }
+    }
+    ops.iter()
+        .flat_map(|o| o.args.iter())
+        .any(|a| walk(&a.value, captures))
+}
+
+/// The captures passed on with a match: one map per capture, then, when `counts` is given, the
+/// number of events each capture took as `#<capture>` (read by `count(capture)`).
+pub(crate) fn alias_with_counts(caps: &Event, counts: Option<&[u32]>) -> Event {
+    let Some(counts) = counts else {
+        return caps.clone();
+    };
+    let mut fields: Fields = caps.fields.as_ref().clone();
+    for ((name, _), n) in caps.fields.iter().zip(counts) {
+        fields.push((Arc::from(format!("#{name}")), Value::Int(i64::from(*n))));
+    }
+    Event {
+        event_type: caps.event_type.clone(),
+        timestamp_ns: caps.timestamp_ns,
+        fields: Arc::new(fields),
+    }
 }
 
 fn remove_run(st: &mut SeqState, key: &KeyRepr, id: u64) {
@@ -505,6 +558,7 @@ impl SeqOp {
                     "p": r.pos,
                     "kl": r.kleene,
                     "c": event_json(&r.caps),
+                    "cn": r.counts,
                 })
             })
             .collect();
@@ -584,12 +638,25 @@ impl SeqOp {
             };
             st.order.push_back((self.deadline(start), id));
             st.live.insert(id, key.clone());
+            // Older checkpoints have no counts: one event per captured step.
+            let counts: Vec<u32> = match r.get("cn") {
+                Some(c) => serde_json::from_value(c.clone())
+                    .ok()
+                    .filter(|c: &Vec<u32>| c.len() == n)
+                    .ok_or_else(|| ck_err("run counts"))?,
+                None => caps
+                    .fields
+                    .iter()
+                    .map(|(_, v)| u32::from(!v.is_null()))
+                    .collect(),
+            };
             st.parts.entry(key).or_default().push(SeqRun {
                 id,
                 start,
                 pos,
                 kleene,
                 caps,
+                counts,
             });
         }
         Ok(Restored(st))

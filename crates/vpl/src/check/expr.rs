@@ -74,6 +74,18 @@ impl<'a> Checker<'a> {
                 callee,
                 args,
                 method,
+            } if callee.name == "count"
+                && !self.fns.contains_key("count")
+                && matches!(args.as_slice(), [Expr { kind: ExprKind::Name(id), .. }] if self.stream_captures.contains(&id.name)) =>
+            {
+                // `count(capture)`: the events a sequence step or pattern item took.
+                let _ = method;
+                Ty::Int
+            }
+            ExprKind::Call {
+                callee,
+                args,
+                method,
             } => {
                 let lambda_at = if self.fns.contains_key(callee.name.as_str()) {
                     None

@@ -192,6 +192,8 @@ struct Checker<'a> {
     type_aliases: HashMap<&'a str, &'a TypeDecl>,
     /// Top-level `let f = x => …` bindings, callable like functions: name → parameter count.
     lambdas: HashMap<&'a str, usize>,
+    /// Capture names of the sequence or pattern stream being checked (`count(capture)`).
+    stream_captures: Vec<String>,
     /// Top-level bindings declared so far (all of them once items are checked).
     globals: HashMap<&'a str, BindingKind>,
     /// Function-local scopes, innermost last.
@@ -213,6 +215,7 @@ impl<'a> Checker<'a> {
             patterns: HashMap::new(),
             type_aliases: HashMap::new(),
             lambdas: HashMap::new(),
+            stream_captures: Vec::new(),
             globals: HashMap::new(),
             scopes: Vec::new(),
             loop_depth: 0,
@@ -258,7 +261,10 @@ impl<'a> Checker<'a> {
                 Item::Connector(c) => self.check_connector(c),
                 Item::Context(c) => self.check_context(c),
                 Item::Fn(f) => self.check_fn(f),
-                Item::Stream(s) => self.check_stream(s),
+                Item::Stream(s) => {
+                    self.check_stream(s);
+                    self.stream_captures.clear();
+                }
                 Item::Pattern(p) => self.check_pattern(p),
                 Item::Type(t) => self.check_type_decl(t),
                 Item::Binding(b) => {

@@ -40,6 +40,13 @@ impl<'a> Checker<'a> {
             _ => {}
         }
         self.check_correlation(s);
+        self.stream_captures = match crate::correlate::stream_pattern(self.program, s) {
+            Some(p) => p.body.captures().iter().map(|i| i.capture().name.clone()).collect(),
+            None => crate::correlate::sequence_steps(s)
+                .filter(|_| crate::correlate::is_sequence(s))
+                .map(|steps| steps.iter().map(|st| st.capture.name.clone()).collect())
+                .unwrap_or_default(),
+        };
         let mut state = super::tier3::OpState::default();
         for name in crate::correlate::stream_reads(self.program, s) {
             {

@@ -96,6 +96,12 @@ fn pattern_misuse_is_reported_with_positions() {
             "2:27 error: `.aggregate` cannot be used on a sequence stream"
         ]
     );
+    // `count(capture)`: the events a capture took (sequences and patterns only).
+    accepted("event T:\n    v: int\npattern R = T as t0 -> T+ as r\nstream S = R .where(count(r) >= 2) .emit(n: count(r) + 1)\nstream Q = T as a -> all T as b .within(1m) .emit(n: count(b))\n");
+    assert_eq!(
+        diags("event T:\n    v: int\nstream S = T .emit(n: count(v))\n"),
+        ["3:23 error: `count` is an aggregate function; it is only allowed in `.aggregate(…)`"]
+    );
     // A Kleene item's filter may read its own capture (the previous event).
     accepted("event T:\n    v: int\npattern R = T as t0 -> all T where v > r.v as r\nstream S = R .emit()\n");
 }
