@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod routes;
 pub mod server;
+pub mod timers;
 pub mod transport;
 
 pub use broker::{start_embedded_broker, BrokerHandle};

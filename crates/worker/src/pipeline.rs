@@ -356,6 +356,29 @@ impl Pipeline {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Delivers the engine's timer ticks due at `now_ns` (wall clock), like [`Pipeline::process_in`]
+    /// for the outputs they produce; returns the pipeline that ran them (a hand-over may forward).
+    pub fn tick_in(self: &Arc<Self>, now_ns: i64, out: &mut Vec<Output>) -> Arc<Pipeline> {
+        let before = out.len();
+        let mut engine = self.lock_engine();
+        if let Some(next) = self.forward_target() {
+            drop(engine);
+            return next.tick_in(now_ns, out);
+        }
+        engine.advance_time(now_ns, out);
+        drop(engine);
+        let produced = out[before..].iter().filter(|o| o.is_output).count();
+        self.events_out
+            .fetch_add(produced as u64, Ordering::Relaxed);
+        self.stream_outputs(&out[before..]);
+        self.clone()
+    }
+
+    /// When the engine's next timer tick is due (`None` without timers).
+    pub fn next_timer_deadline(&self) -> Option<i64> {
+        self.lock_engine().next_timer_deadline()
+    }
+
     /// Runs events through the engine under one lock hold; runtime errors are collected
     /// per event (index in `events`) and processing continues.
     pub fn process(&self, events: &[Event], out: &mut Vec<Output>, errors: &mut Vec<BatchError>) {

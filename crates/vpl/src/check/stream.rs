@@ -41,7 +41,12 @@ impl<'a> Checker<'a> {
         }
         self.check_correlation(s);
         self.stream_captures = match crate::correlate::stream_pattern(self.program, s) {
-            Some(p) => p.body.captures().iter().map(|i| i.capture().name.clone()).collect(),
+            Some(p) => p
+                .body
+                .captures()
+                .iter()
+                .map(|i| i.capture().name.clone())
+                .collect(),
             None => crate::correlate::sequence_steps(s)
                 .filter(|_| crate::correlate::is_sequence(s))
                 .map(|steps| steps.iter().map(|st| st.capture.name.clone()).collect())

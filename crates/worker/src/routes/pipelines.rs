@@ -87,6 +87,7 @@ pub async fn deploy(
         Err(existing) => return same_source(&existing, &req.source),
     }
     connectors::start(&state, &pipeline, plan, req.paused);
+    crate::timers::start(&state, &pipeline);
     pipeline
         .routes
         .wait_subscribed(state.config.route_subscribe_wait)
