@@ -125,4 +125,26 @@ async fn absences_and_windows_complete_on_time_in_a_worker_fed_over_mqtt() {
         total += event_field(&v, "n").as_i64().unwrap_or(0);
     }
     assert!(total >= 3, "windows counted {total} requests");
+
+    // The engine's counters are worker metrics: the timer ticked.
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", ens.workers[0].url))
+        .header("x-api-key", &ens.opts.worker_key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ticks: u64 = text
+        .lines()
+        .find(|l| l.starts_with("varpulis_worker_timer_ticks_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(ticks >= 5, "timer ticks: {ticks}\n{text}");
+    assert!(
+        text.contains("varpulis_worker_late_events_total{"),
+        "{text}"
+    );
 }

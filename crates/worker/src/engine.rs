@@ -128,6 +128,11 @@ impl PipelineEngine {
         self.inner.next_timer_deadline()
     }
 
+    /// The engine's counters (late events, timer ticks, dropped pattern runs, budgets, …).
+    pub fn stats(&self) -> varpulis_runtime::EngineStats {
+        self.inner.stats()
+    }
+
     /// Whether the program has `timer(…)` sources.
     pub fn has_timers(&self) -> bool {
         self.inner.has_timers()

@@ -82,7 +82,7 @@ impl WorkerMetrics {
             .count();
         let _ = writeln!(out, "# TYPE varpulis_worker_pipelines_running gauge");
         let _ = writeln!(out, "varpulis_worker_pipelines_running {running}");
-        let series: [(&str, Counter); 7] = [
+        let series: [(&str, Counter); 11] = [
             ("varpulis_worker_events_in_total", |p| p.counters().0),
             ("varpulis_worker_events_out_total", |p| p.counters().1),
             ("varpulis_worker_pipeline_errors_total", |p| p.counters().2),
@@ -95,6 +95,19 @@ impl WorkerMetrics {
             }),
             ("varpulis_worker_route_events_dropped_total", |p| {
                 p.routes.dropped.load(Ordering::Relaxed)
+            }),
+            // The engine's counters (VPL Tier 3, program budgets).
+            ("varpulis_worker_late_events_total", |p| {
+                p.engine_stats().late_events
+            }),
+            ("varpulis_worker_timer_ticks_total", |p| {
+                p.engine_stats().timer_ticks
+            }),
+            ("varpulis_worker_pattern_runs_dropped_total", |p| {
+                p.engine_stats().runs_dropped
+            }),
+            ("varpulis_worker_budget_exceeded_total", |p| {
+                p.engine_stats().budget_exceeded
             }),
         ];
         for (name, f) in series {

@@ -374,6 +374,14 @@ impl Pipeline {
         self.clone()
     }
 
+    /// The engine's own counters (of the pipeline that runs the events after a hand-over).
+    pub fn engine_stats(&self) -> varpulis_runtime::EngineStats {
+        if let Some(next) = self.forward_target() {
+            return next.engine_stats();
+        }
+        self.lock_engine().stats()
+    }
+
     /// When the engine's next timer tick is due (`None` without timers).
     pub fn next_timer_deadline(&self) -> Option<i64> {
         self.lock_engine().next_timer_deadline()
