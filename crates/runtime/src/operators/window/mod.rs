@@ -15,10 +15,13 @@
 //!   belongs to is dropped and counted.
 //! * [`WindowOp::flush`] (end of input) fires every open time and session window.
 //!
-//! Aggregates are evaluated when a window fires: every aggregate call of an `.aggregate` field is
-//! computed over the batch into a synthetic field, and the field's expression (rewritten to read
-//! those synthetic fields) is evaluated on a synthetic event that also carries the partition key.
+//! Aggregates (`acc.rs`): every aggregate call of an `.aggregate` field becomes a synthetic field
+//! of the window's result, and the field's expression (rewritten to read those synthetic fields)
+//! is evaluated on a synthetic event that also carries the partition key. Time windows whose
+//! results are only aggregates fold each event into per-aggregate accumulators as it arrives
+//! (the event is not kept); other windows keep their events and fold them when firing.
 
+mod acc;
 mod snapshot;
 mod time;
 
@@ -28,8 +31,9 @@ use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::KeyRepr;
-use crate::value::{ArithOp, Fields, Value};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use crate::value::{Fields, Value};
+use acc::Contents;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
 use varpulis_vpl::builtins::is_aggregate_call;
@@ -90,9 +94,9 @@ struct Session {
 struct Part {
     key: Value,
     /// Open time windows by start.
-    buckets: BTreeMap<i64, Vec<Event>>,
+    buckets: BTreeMap<i64, Contents>,
     /// Fired time windows kept for their allowed lateness, by start.
-    fired: BTreeMap<i64, Vec<Event>>,
+    fired: BTreeMap<i64, Contents>,
     /// Count windows.
     buf: VecDeque<Event>,
     /// Events seen (count windows).
@@ -110,6 +114,8 @@ struct WinState {
     index: HashMap<KeyRepr, usize>,
     /// Earliest watermark at which some window may fire or be evicted (`i64::MAX`: none).
     next_due: i64,
+    /// The current event's aggregate arguments (accumulating time windows; reused buffer).
+    args: Vec<Value>,
 }
 
 impl Default for WinState {
@@ -119,15 +125,16 @@ impl Default for WinState {
             parts: Vec::new(),
             index: HashMap::new(),
             next_due: i64::MAX,
+            args: Vec::new(),
         }
     }
 }
 
-/// A fired batch: the events, its partition and its result time.
+/// A fired batch: its contents, its partition and its result time.
 struct Batch {
     part: usize,
     ts: i64,
-    events: Vec<Event>,
+    contents: Contents,
 }
 
 /// The stateful operator of a stream with `.window`, `.aggregate` and/or `.partition_by`.
@@ -143,6 +150,8 @@ pub(crate) struct WindowOp {
     /// `.pattern(name: events => cond)`: the lambda's parameter and body; a fired batch is kept
     /// only when the body is `true` with the parameter bound to the batch's events (as maps).
     batch_filter: Option<(Arc<str>, ExprFn)>,
+    /// Time windows fold events into accumulators as they arrive (results are only aggregates).
+    accumulate: bool,
     result_type: Arc<str>,
     state: Mutex<WinState>,
 }
@@ -252,6 +261,7 @@ impl WindowOp {
             agg_names: Vec::new(),
             outputs: None,
             batch_filter,
+            accumulate: false,
             result_type: stream.clone(),
             state: Mutex::new(WinState::default()),
         };
@@ -263,8 +273,19 @@ impl WindowOp {
                 outputs.push((c.intern(&name.name), c.expr(&rewritten)));
             }
             op.outputs = Some(outputs);
+            op.accumulate =
+                matches!(op.spec, Spec::Time { .. }) && op.batch_filter.is_none();
         }
         op
+    }
+
+    /// An empty time window.
+    fn new_contents(&self) -> Contents {
+        if self.accumulate {
+            Contents::Accs(self.aggs.iter().map(acc::Acc::new).collect())
+        } else {
+            Contents::Events(Vec::new())
+        }
     }
 
     /// Replaces aggregate calls in `e` by names of synthetic fields, compiling their arguments.
@@ -374,58 +395,79 @@ impl WindowOp {
         };
         let batches = {
             let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let st = &mut *guard;
-            let pi = self.part_index(st, key);
-            let ts = ev.timestamp_ns;
-            let old_wm = st.advance(ts, self.lateness);
-            let mut batches = Vec::new();
-            match self.spec {
-                Spec::Each => batches.push(Batch {
-                    part: pi,
-                    ts,
-                    events: vec![ev.clone()],
-                }),
-                Spec::Time { size, slide } => {
-                    if !self.time_event(st, pi, ev, size, slide, old_wm, &mut batches) {
-                        *late += 1;
-                    }
-                    self.fire_time(st, size, st.watermark(self.lateness), &mut batches);
+            self.add_event(&mut guard, ev, key, eval, late)?
+        };
+        self.results(batches, eval)
+    }
+
+    /// Adds `ev` (partition `key`) to its windows; returns the batches that fire. An error
+    /// (an aggregate argument failing, a `sum` overflowing) leaves every window unchanged.
+    fn add_event(
+        &self,
+        st: &mut WinState,
+        ev: &Event,
+        key: Value,
+        eval: &mut Eval<'_>,
+        late: &mut u64,
+    ) -> Result<Vec<Batch>, RuntimeError> {
+        if self.accumulate {
+            acc::eval_args(&self.aggs, ev, eval, &mut st.args)?;
+        }
+        let pi = self.part_index(st, key);
+        let ts = ev.timestamp_ns;
+        let mut batches = Vec::new();
+        if let Spec::Time { size, slide } = self.spec {
+            let old_wm = st.watermark(self.lateness);
+            let w = time::TimeWindows { size, slide };
+            let joined = self.time_event(st, pi, ev, w, old_wm, &mut batches)?;
+            st.advance(ts, self.lateness);
+            if !joined {
+                *late += 1;
+            }
+            self.fire_time(st, size, st.watermark(self.lateness), &mut batches);
+            return Ok(batches);
+        }
+        let old_wm = st.advance(ts, self.lateness);
+        match self.spec {
+            Spec::Each => batches.push(Batch {
+                part: pi,
+                ts,
+                contents: Contents::Events(vec![ev.clone()]),
+            }),
+            Spec::Time { .. } => {}
+            Spec::Session { gap } => {
+                if !self.session_event(st, pi, ev, gap, old_wm, &mut batches) {
+                    *late += 1;
                 }
-                Spec::Session { gap } => {
-                    if !self.session_event(st, pi, ev, gap, old_wm, &mut batches) {
-                        *late += 1;
+                self.fire_sessions(st, gap, st.watermark(self.lateness), &mut batches);
+            }
+            Spec::Count { size, slide } => {
+                if let Some(p) = st.parts.get_mut(pi) {
+                    p.buf.push_back(ev.clone());
+                    if p.buf.len() > size {
+                        p.buf.pop_front();
                     }
-                    self.fire_sessions(st, gap, st.watermark(self.lateness), &mut batches);
-                }
-                Spec::Count { size, slide } => {
-                    if let Some(p) = st.parts.get_mut(pi) {
-                        p.buf.push_back(ev.clone());
-                        if p.buf.len() > size {
-                            p.buf.pop_front();
+                    p.seen += 1;
+                    let over = p.seen.saturating_sub(size as u64);
+                    if p.buf.len() == size && over % slide as u64 == 0 {
+                        let events: Vec<Event> = if slide == size {
+                            p.buf.drain(..).collect()
+                        } else {
+                            p.buf.iter().cloned().collect()
+                        };
+                        if slide == size {
+                            p.seen = 0;
                         }
-                        p.seen += 1;
-                        let over = p.seen.saturating_sub(size as u64);
-                        if p.buf.len() == size && over % slide as u64 == 0 {
-                            let events: Vec<Event> = if slide == size {
-                                p.buf.drain(..).collect()
-                            } else {
-                                p.buf.iter().cloned().collect()
-                            };
-                            if slide == size {
-                                p.seen = 0;
-                            }
-                            batches.push(Batch {
-                                part: pi,
-                                ts,
-                                events,
-                            });
-                        }
+                        batches.push(Batch {
+                            part: pi,
+                            ts,
+                            contents: Contents::Events(events),
+                        });
                     }
                 }
             }
-            batches
-        };
-        self.results(batches, eval)
+        }
+        Ok(batches)
     }
 
     /// Time moved on to `now` without an event of this stream (a timer tick): fires the windows
@@ -490,7 +532,8 @@ impl WindowOp {
             let mut kept = Vec::with_capacity(batches.len());
             for b in batches {
                 let events: Vec<Value> = b
-                    .events
+                    .contents
+                    .events()
                     .iter()
                     .map(|e| Value::Map(e.fields.clone()))
                     .collect();
@@ -506,7 +549,10 @@ impl WindowOp {
             batches = kept;
         }
         let Some(outputs) = &self.outputs else {
-            return Ok(batches.into_iter().flat_map(|b| b.events).collect());
+            return Ok(batches
+                .into_iter()
+                .flat_map(|b| b.contents.into_events())
+                .collect());
         };
         let mut res = Vec::with_capacity(batches.len());
         for b in batches {
@@ -518,8 +564,8 @@ impl WindowOp {
             if let Some(k) = &key {
                 synth.push(k.clone());
             }
-            for (agg, name) in self.aggs.iter().zip(&self.agg_names) {
-                synth.push((name.clone(), compute(agg, &b.events, eval)?));
+            for (i, (agg, name)) in self.aggs.iter().zip(&self.agg_names).enumerate() {
+                synth.push((name.clone(), b.contents.aggregate(i, agg, eval)?));
             }
             let synth = Event {
                 event_type: self.result_type.clone(),
@@ -545,81 +591,4 @@ impl WindowOp {
         }
         Ok(res)
     }
-}
-
-/// Computes one aggregate over a batch; `null` arguments are skipped (VPL.md §6.2).
-fn compute(agg: &Agg, events: &[Event], eval: &mut Eval<'_>) -> Result<Value, RuntimeError> {
-    let Some(arg) = &agg.arg else {
-        return Ok(Value::Int(events.len() as i64));
-    };
-    let mut vals = Vec::with_capacity(events.len());
-    for e in events {
-        let v = eval(arg, e)?;
-        if !v.is_null() {
-            vals.push(v);
-        }
-    }
-    let nums = || vals.iter().filter_map(|v| v.as_f64());
-    Ok(match agg.kind {
-        AggKind::Count => Value::Int(vals.len() as i64),
-        AggKind::CountDistinct => {
-            let set: HashSet<KeyRepr> = vals.iter().map(KeyRepr::of).collect();
-            Value::Int(set.len() as i64)
-        }
-        AggKind::Sum => {
-            let mut acc = Value::Int(0);
-            for v in vals
-                .iter()
-                .filter(|v| matches!(v, Value::Int(_) | Value::Float(_)))
-            {
-                acc = acc.arith(ArithOp::Add, v)?;
-            }
-            acc
-        }
-        AggKind::Avg => {
-            let (n, s) = nums().fold((0u64, 0.0), |(n, s), x| (n + 1, s + x));
-            if n == 0 {
-                Value::Null
-            } else {
-                Value::Float(s / n as f64)
-            }
-        }
-        AggKind::Stddev | AggKind::Variance => {
-            let xs: Vec<f64> = nums().collect();
-            match crate::builtins::sample_variance(&xs) {
-                None => Value::Null,
-                Some(var) if agg.kind == AggKind::Variance => Value::Float(var),
-                Some(var) => Value::Float(var.sqrt()),
-            }
-        }
-        AggKind::Min | AggKind::Max => {
-            let want = if agg.kind == AggKind::Min {
-                std::cmp::Ordering::Less
-            } else {
-                std::cmp::Ordering::Greater
-            };
-            let mut best: Option<&Value> = None;
-            for v in &vals {
-                best = match best {
-                    None => Some(v),
-                    Some(b) if v.vpl_cmp(b) == Some(want) => Some(v),
-                    keep => keep,
-                };
-            }
-            best.cloned().unwrap_or_default()
-        }
-        AggKind::First => vals.first().cloned().unwrap_or_default(),
-        AggKind::Last => vals.last().cloned().unwrap_or_default(),
-        AggKind::Ema => {
-            let alpha = 2.0 / (agg.period as f64 + 1.0);
-            let mut ema: Option<f64> = None;
-            for x in nums() {
-                ema = Some(match ema {
-                    None => x,
-                    Some(e) => alpha * x + (1.0 - alpha) * e,
-                });
-            }
-            ema.map(Value::Float).unwrap_or_default()
-        }
-    })
 }

@@ -1,12 +1,12 @@
 //! Checkpoint of a [`WindowOp`]: the largest event time, and per partition its key, open and
-//! fired time windows, count buffer and open and fired sessions, with their events encoded
-//! exactly. A checkpoint taken before sessions were kept by event time (`"q"`/`"l"`) still
+//! fired time windows (their events or accumulators), count buffer and open and fired sessions,
+//! with their events encoded exactly. A window's events restore as events even into a stream
+//! that now accumulates (both forms fire the same results). A checkpoint taken before sessions were kept by event time (`"q"`/`"l"`) still
 //! restores: its buffer becomes one open session.
 
-use super::{Part, Session, WinState, WindowOp};
+use super::{Agg, Contents, Part, Session, WinState, WindowOp};
 use crate::codec::{decode_value, encode_value, event_json, events_from_json};
 use crate::error::RuntimeError;
-use crate::event::Event;
 use crate::key::KeyRepr;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -18,15 +18,11 @@ fn ck_err(msg: &str) -> RuntimeError {
 /// Decoded window state, applied only once everything parsed (restore is all-or-nothing).
 pub(crate) struct Restored(WinState);
 
-fn buckets_json(b: &BTreeMap<i64, Vec<Event>>) -> Json {
-    Json::Array(
-        b.iter()
-            .map(|(start, evs)| json!([start, evs.iter().map(event_json).collect::<Vec<_>>()]))
-            .collect(),
-    )
+fn buckets_json(b: &BTreeMap<i64, Contents>) -> Json {
+    Json::Array(b.iter().map(|(start, c)| c.to_json(*start)).collect())
 }
 
-fn buckets_from(j: Option<&Json>) -> Result<BTreeMap<i64, Vec<Event>>, RuntimeError> {
+fn buckets_from(aggs: &[Agg], j: Option<&Json>) -> Result<BTreeMap<i64, Contents>, RuntimeError> {
     let mut out = BTreeMap::new();
     let Some(j) = j else {
         return Ok(out);
@@ -36,7 +32,7 @@ fn buckets_from(j: Option<&Json>) -> Result<BTreeMap<i64, Vec<Event>>, RuntimeEr
             .get(0)
             .and_then(Json::as_i64)
             .ok_or_else(|| ck_err("start"))?;
-        out.insert(start, events_from_json(b.get(1))?);
+        out.insert(start, Contents::from_json(aggs, b)?);
     }
     Ok(out)
 }
@@ -142,8 +138,8 @@ impl WindowOp {
             }
             let part = Part {
                 key: key.clone(),
-                buckets: buckets_from(p.get("b"))?,
-                fired: buckets_from(p.get("f"))?,
+                buckets: buckets_from(&self.aggs, p.get("b"))?,
+                fired: buckets_from(&self.aggs, p.get("f"))?,
                 buf: if matches!(self.spec, super::Spec::Session { .. }) {
                     Default::default()
                 } else {

@@ -13,7 +13,8 @@
 //!   fired but within lateness) joins and merges them; a merged session that had fired and is
 //!   still past its deadline fires again.
 
-use super::{Batch, Session, WinState, WindowOp};
+use super::{AggKind, Batch, Contents, Session, WinState, WindowOp};
+use crate::error::RuntimeError;
 use crate::event::Event;
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
 
@@ -72,55 +73,92 @@ impl WinState {
     }
 }
 
+/// The time windows of a stream: `[k·slide, k·slide + size)` for every integer `k` (ns).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TimeWindows {
+    pub size: i64,
+    pub slide: i64,
+}
+
+impl TimeWindows {
+    /// The starts of the windows containing `ts`, in increasing order.
+    fn starts(self, ts: i64) -> impl Iterator<Item = i64> {
+        let last = ts.div_euclid(self.slide);
+        let first = ts
+            .saturating_sub(self.size)
+            .div_euclid(self.slide)
+            .saturating_add(1);
+        (first..=last).map(move |k| k.saturating_mul(self.slide))
+    }
+}
+
 impl WindowOp {
-    /// Adds an event to the time windows `[k·slide, k·slide + size)` containing it. Windows that
-    /// fired within the allowed lateness take it and fire again (into `out`). Returns whether the
-    /// event joined any window.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds an event to the time windows containing it (its aggregate arguments are in
+    /// `st.args` when the windows accumulate). Windows that fired within the allowed lateness
+    /// take it and fire again (into `out`). Returns whether the event joined any window; an
+    /// error (a `sum` overflowing) is returned before any window changed.
     pub(super) fn time_event(
         &self,
         st: &mut WinState,
         pi: usize,
         ev: &Event,
-        size: i64,
-        slide: i64,
+        w: TimeWindows,
         old_wm: Option<i64>,
         out: &mut Vec<Batch>,
-    ) -> bool {
+    ) -> Result<bool, RuntimeError> {
         let ts = ev.timestamp_ns;
         let allowed = self.lateness.allowed;
-        let mut joined = false;
-        let last_k = ts.div_euclid(slide);
-        let mut k = ts.saturating_sub(size).div_euclid(slide).saturating_add(1);
-        while k <= last_k {
-            let start = k.saturating_mul(slide);
-            let end = start.saturating_add(size);
-            k = k.saturating_add(1);
-            let Some(p) = st.parts.get_mut(pi) else {
-                return false;
-            };
+        // `Some(true)`: the window fired but still takes late events; `Some(false)`: open.
+        let takes = |start: i64| {
+            let end = start.saturating_add(w.size);
             match old_wm {
-                Some(w) if end <= w => {
-                    if end.saturating_add(allowed) > w {
-                        let evs = p.fired.entry(start).or_default();
-                        evs.push(ev.clone());
-                        out.push(Batch {
-                            part: pi,
-                            ts: end,
-                            events: evs.clone(),
-                        });
-                        st.next_due = st.next_due.min(end.saturating_add(allowed));
-                        joined = true;
-                    }
+                Some(wm) if end <= wm => (end.saturating_add(allowed) > wm).then_some(true),
+                _ => Some(false),
+            }
+        };
+        let Some(p) = st.parts.get_mut(pi) else {
+            return Ok(false);
+        };
+        let args = &st.args;
+        if self.accumulate && self.aggs.iter().any(|a| a.kind == AggKind::Sum) {
+            for start in w.starts(ts) {
+                let window = match takes(start) {
+                    Some(true) => p.fired.get(&start),
+                    Some(false) => p.buckets.get(&start),
+                    None => None,
+                };
+                if let Some(c) = window {
+                    c.check(args)?;
                 }
-                _ => {
-                    p.buckets.entry(start).or_default().push(ev.clone());
+            }
+        }
+        let mut joined = false;
+        for start in w.starts(ts) {
+            let end = start.saturating_add(w.size);
+            match takes(start) {
+                None => {}
+                Some(true) => {
+                    let c = p.fired.entry(start).or_insert_with(|| self.new_contents());
+                    c.add(&self.aggs, ev, args)?;
+                    out.push(Batch {
+                        part: pi,
+                        ts: end,
+                        contents: c.clone(),
+                    });
+                    st.next_due = st.next_due.min(end.saturating_add(allowed));
+                    joined = true;
+                }
+                Some(false) => {
+                    p.buckets
+                        .entry(start)
+                        .or_insert_with(|| self.new_contents())
+                        .add(&self.aggs, ev, args)?;
                     st.next_due = st.next_due.min(end);
                     joined = true;
                 }
             }
         }
-        joined
+        Ok(joined)
     }
 
     /// Fires time windows whose end is `<= wm` (all if `wm` is `None`) and forgets fired windows
@@ -136,7 +174,7 @@ impl WindowOp {
             return;
         }
         let allowed = self.lateness.allowed;
-        let mut due: Vec<(i64, usize, Vec<Event>)> = Vec::new();
+        let mut due: Vec<(i64, usize, Contents)> = Vec::new();
         let mut next_due = i64::MAX;
         for (pi, p) in st.parts.iter_mut().enumerate() {
             while let Some(entry) = p.buckets.first_entry() {
@@ -145,11 +183,11 @@ impl WindowOp {
                     next_due = next_due.min(end);
                     break;
                 }
-                let (start, events) = entry.remove_entry();
+                let (start, contents) = entry.remove_entry();
                 if allowed > 0 && wm.is_some() {
-                    p.fired.insert(start, events.clone());
+                    p.fired.insert(start, contents.clone());
                 }
-                due.push((end, pi, events));
+                due.push((end, pi, contents));
             }
             match wm {
                 None => p.fired.clear(),
@@ -166,7 +204,7 @@ impl WindowOp {
         due.sort_by_key(|(end, pi, _)| (*end, *pi));
         out.extend(
             due.into_iter()
-                .map(|(ts, part, events)| Batch { part, ts, events }),
+                .map(|(ts, part, contents)| Batch { part, ts, contents }),
         );
     }
 
@@ -229,7 +267,7 @@ impl WindowOp {
         out.push(Batch {
             part: pi,
             ts: merged.last,
-            events: merged.events.clone(),
+            contents: Contents::Events(merged.events.clone()),
         });
         if allowed > 0 {
             st.next_due = st.next_due.min(deadline.saturating_add(allowed));
@@ -281,9 +319,10 @@ impl WindowOp {
         }
         st.next_due = next_due;
         due.sort_by_key(|(ts, pi, _)| (*ts, *pi));
-        out.extend(
-            due.into_iter()
-                .map(|(ts, part, events)| Batch { part, ts, events }),
-        );
+        out.extend(due.into_iter().map(|(ts, part, events)| Batch {
+            part,
+            ts,
+            contents: Contents::Events(events),
+        }));
     }
 }
