@@ -700,9 +700,10 @@ mod tier2 {
         );
         println!(
             "  event generation alone: {} events/CPU-s ({gen_n} events of each workload)",
-            gen_only
-                .cpu
-                .map_or("n/a".to_string(), |c| format!("{:.0}", 2.0 * gen_n as f64 / c)),
+            gen_only.cpu.map_or("n/a".to_string(), |c| format!(
+                "{:.0}",
+                2.0 * gen_n as f64 / c
+            )),
         );
         let (e, early) = engine_run_flat(WATERMARKED_AVG, n, |i| g.late_reading(i));
         let b = watermarked_baseline(&g, n);

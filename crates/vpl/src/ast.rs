@@ -421,13 +421,18 @@ pub enum SourceKind {
         name: Ident,
         /// `as a` binding.
         alias: Option<Ident>,
+        /// `T where c [as a] -> …`: the first step's filter of a sequence (a stream without
+        /// steps gets a leading `.where(c)` instead, so this is `None` there).
+        filter: Option<Box<Expr>>,
     },
-    /// `all T [as a]`: a sequence whose first step is a Kleene group (Tier 2).
+    /// `all T [where c] [as a]`: a sequence whose first step is a Kleene group (Tier 2).
     All {
         /// Event type.
         name: Ident,
         /// `as a` binding.
         alias: Option<Ident>,
+        /// `where` filter of the group.
+        filter: Option<Box<Expr>>,
     },
     /// `merge(A, stream S = B .where(c), …)`: union of the inputs (Tier 2).
     Merge(Vec<SubStream>),

@@ -22,7 +22,7 @@ pub struct Step<'a> {
     pub all: bool,
     /// Event type the step waits for.
     pub event: &'a Ident,
-    /// `where` filter (never on step 0).
+    /// `where` filter.
     pub filter: Option<&'a Expr>,
     /// Name under which later steps and operators read the captured event (alias or type).
     pub capture: &'a Ident,
@@ -39,17 +39,25 @@ pub fn is_sequence(s: &StreamDecl) -> bool {
 /// sequence (`merge(…)`, `join(…)`).
 pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
     let first = match &s.source.kind {
-        SourceKind::Named { name, alias } => Step {
+        SourceKind::Named {
+            name,
+            alias,
+            filter,
+        } => Step {
             all: false,
             event: name,
-            filter: None,
+            filter: filter.as_deref(),
             capture: alias.as_ref().unwrap_or(name),
             span: s.source.span,
         },
-        SourceKind::All { name, alias } => Step {
+        SourceKind::All {
+            name,
+            alias,
+            filter,
+        } => Step {
             all: true,
             event: name,
-            filter: None,
+            filter: filter.as_deref(),
             capture: alias.as_ref().unwrap_or(name),
             span: s.source.span,
         },

@@ -12,5 +12,6 @@ pub(crate) mod gate;
 pub(crate) mod join;
 pub(crate) mod pattern;
 pub(crate) mod reorder;
+pub(crate) mod self_ref;
 pub mod sequence;
 pub(crate) mod window;

@@ -24,6 +24,7 @@
 //!   ([`crate::EngineOptions::max_sequence_runs`]): beyond it the oldest run is dropped and
 //!   counted (`EngineStats::runs_dropped`).
 
+use super::self_ref::{refs_capture, without_own};
 use super::sequence::{alias_with_counts, chain_reads_match, uses_capture_count, EvalWith, Match};
 use crate::codec::{event_from_json, event_json};
 use crate::compile::{Compiler, ExprFn};
@@ -45,6 +46,9 @@ enum Node {
         /// item's own capture (`all B where v > b.v as b` compares with the previous `b`; the
         /// first one has none).
         first_filter: Option<ExprFn>,
+        /// A non-Kleene item whose filter reads its own capture: the filter sees the candidate
+        /// under it.
+        reads_self: bool,
         /// Capture index.
         cap: usize,
         min: u32,
@@ -146,18 +150,15 @@ impl Builder<'_> {
                 };
                 let own = i.capture().name.as_str();
                 let first = match &i.filter {
-                    Some(f) if max == u32::MAX && refs_capture(f, own) => {
-                        let mut kept: Vec<&ast::Expr> = Vec::new();
-                        conjuncts(f, &mut kept);
-                        kept.retain(|c| !refs_capture(c, own));
-                        conjoin(kept)
-                    }
+                    Some(f) if max == u32::MAX => without_own(f, own),
                     other => other.clone(),
                 };
                 Node::Item {
                     ty: self.c.intern(&i.event.name),
                     filter: i.filter.as_ref().map(|f| self.c.expr(f)),
                     first_filter: first.as_ref().map(|f| self.c.expr(f)),
+                    reads_self: max != u32::MAX
+                        && i.filter.as_ref().is_some_and(|f| refs_capture(f, own)),
                     cap,
                     min,
                     max,
@@ -186,56 +187,6 @@ fn passes(
         Some(f) => Ok(eval(f, ev, caps)?.is_true()),
         None => Ok(true),
     }
-}
-
-/// Whether `e` reads `name.field`.
-fn refs_capture(e: &ast::Expr, name: &str) -> bool {
-    let r = |x: &ast::Expr| refs_capture(x, name);
-    match &e.kind {
-        ExprKind::Field { base, .. } => match &base.kind {
-            ExprKind::Name(id) => id.name == name,
-            _ => r(base),
-        },
-        ExprKind::Unary { operand, .. } => r(operand),
-        ExprKind::Binary { lhs, rhs, .. } => r(lhs) || r(rhs),
-        ExprKind::Call { args, .. } => args.iter().any(r),
-        ExprKind::Array(items) => items.iter().any(r),
-        ExprKind::Map(entries) => entries.iter().any(|m| r(&m.key) || r(&m.value)),
-        ExprKind::Index { base, index } => r(base) || r(index),
-        ExprKind::If { cond, then, else_ } => r(cond) || r(then) || r(else_),
-        ExprKind::Range { start, end, .. } => r(start) || r(end),
-        _ => false,
-    }
-}
-
-/// The conjuncts of `a and b and …`.
-fn conjuncts<'e>(e: &'e ast::Expr, out: &mut Vec<&'e ast::Expr>) {
-    match &e.kind {
-        ExprKind::Binary {
-            op: ast::BinaryOp::And,
-            lhs,
-            rhs,
-        } => {
-            conjuncts(lhs, out);
-            conjuncts(rhs, out);
-        }
-        _ => out.push(e),
-    }
-}
-
-/// `a and b and …` of the given conjuncts (`None`: no condition).
-fn conjoin(parts: Vec<&ast::Expr>) -> Option<ast::Expr> {
-    parts.into_iter().cloned().reduce(|a, b| {
-        let span = a.span;
-        ast::Expr::new(
-            ExprKind::Binary {
-                op: ast::BinaryOp::And,
-                lhs: Box::new(a),
-                rhs: Box::new(b),
-            },
-            span,
-        )
-    })
 }
 
 fn duration_ns(e: &ast::Expr) -> Option<i64> {
@@ -464,6 +415,7 @@ impl PatternOp {
                 ty,
                 filter,
                 first_filter,
+                reads_self,
                 cap,
                 max,
                 ..
@@ -473,10 +425,24 @@ impl PatternOp {
                 } else {
                     filter
                 };
-                if **ty != *ev.event_type
-                    || run.prog[n] >= *max
-                    || !passes(filter, ev, &run.caps, eval)?
-                {
+                if **ty != *ev.event_type || run.prog[n] >= *max {
+                    return Ok(false);
+                }
+                let ok = if *reads_self {
+                    let mut fields = (*run.caps.fields).clone();
+                    if let Some(slot) = fields.get_mut(*cap) {
+                        slot.1 = Value::Map(ev.fields.clone());
+                    }
+                    let with_candidate = Event {
+                        event_type: run.caps.event_type.clone(),
+                        timestamp_ns: run.caps.timestamp_ns,
+                        fields: Arc::new(fields),
+                    };
+                    passes(filter, ev, &with_candidate, eval)?
+                } else {
+                    passes(filter, ev, &run.caps, eval)?
+                };
+                if !ok {
                     return Ok(false);
                 }
                 run.prog[n] += 1;

@@ -1,7 +1,7 @@
 //! Sequences (VPL.md §7): `A as a -> B where … as b -> all C as c .within(d) .not(N where …)`.
 //!
-//! A [`SeqOp`] is a small NFA run per started match. Every event of the first step's type opens
-//! a run; a run waits for its next step and takes the first later event of that type passing
+//! A [`SeqOp`] is a small NFA run per started match. Every event of the first step's type passing
+//! its filter (`T where c as a -> …`) opens a run; a run waits for its next step and takes the first later event of that type passing
 //! the step's filter (other events are skipped). For one event, per run in creation order: an
 //! expired run (watermark > start + `within`) is dropped, a matching `.not` clause kills it, then
 //! it may advance by one step; finally the event may open a new run. Completed matches of one
@@ -11,6 +11,8 @@
 //!   (`alias.field` reads it), so a run's memory is one event per step. If a step follows, that
 //!   step's event ends the collection; a trailing `all` yields a match for every newly collected
 //!   event and stays open until it expires.
+//! * A step's filter reads earlier captures as `alias.field`; its own capture names the candidate
+//!   (a Kleene step's: the event it collected last, see `self_ref.rs`).
 //! * `.partition_by(k)`: runs live per key and only see events with their key.
 //! * Memory: runs expire by `within` (a queue in creation order, so expiry is amortised O(1));
 //!   live runs are capped per stream ([`crate::EngineOptions::max_sequence_runs`]); when the cap
@@ -30,6 +32,7 @@ use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::KeyRepr;
+use crate::operators::self_ref::{refs_capture, without_own};
 use crate::value::{Fields, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -47,6 +50,11 @@ struct StepCode {
     ty: Arc<str>,
     all: bool,
     filter: Option<ExprFn>,
+    /// A Kleene step whose filter reads its own capture: the filter for its first event (the
+    /// conjuncts reading the capture dropped; `self_ref.rs`).
+    first: Option<Option<ExprFn>>,
+    /// Another step whose filter reads its own capture: the filter sees the candidate under it.
+    reads_self: bool,
 }
 
 struct NotCode {
@@ -128,10 +136,21 @@ impl SeqOp {
             .collect();
         let step_code = steps
             .iter()
-            .map(|st| StepCode {
-                ty: c.intern(&st.event.name),
-                all: st.all,
-                filter: st.filter.map(|f| c.expr(f)),
+            .map(|st| {
+                let own = st.capture.name.as_str();
+                let reads_own = st.filter.is_some_and(|f| refs_capture(f, own));
+                StepCode {
+                    ty: c.intern(&st.event.name),
+                    all: st.all,
+                    filter: st.filter.map(|f| c.expr(f)),
+                    first: match st.filter {
+                        Some(f) if st.all && reads_own => {
+                            Some(without_own(f, own).map(|f| c.expr(&f)))
+                        }
+                        _ => None,
+                    },
+                    reads_self: reads_own && !st.all,
+                }
             })
             .collect();
         let mut nots = Vec::new();
@@ -202,6 +221,38 @@ impl SeqOp {
         }
     }
 
+    /// Whether `ev` passes the filter of step `k` (`entering`: as the step's first event).
+    fn passes_step(
+        &self,
+        k: usize,
+        entering: bool,
+        ev: &Event,
+        caps: &Event,
+        eval: &mut EvalWith<'_>,
+    ) -> Result<bool, RuntimeError> {
+        let Some(s) = self.steps.get(k) else {
+            return Ok(false);
+        };
+        if entering {
+            if let Some(first) = &s.first {
+                return Self::passes(first, ev, caps, eval);
+            }
+        }
+        if s.reads_self {
+            let mut fields = (*caps.fields).clone();
+            if let Some(slot) = fields.get_mut(k) {
+                slot.1 = Value::Map(ev.fields.clone());
+            }
+            let with_candidate = Event {
+                event_type: caps.event_type.clone(),
+                timestamp_ns: caps.timestamp_ns,
+                fields: Arc::new(fields),
+            };
+            return Self::passes(&s.filter, ev, &with_candidate, eval);
+        }
+        Self::passes(&s.filter, ev, caps, eval)
+    }
+
     /// Applies `ev` to one run: expiry, `.not` clauses, then at most one step.
     fn step_run(
         &self,
@@ -220,7 +271,7 @@ impl SeqOp {
         }
         let n = self.steps.len();
         if let Some(s) = self.steps.get(run.pos) {
-            if *s.ty == *ev.event_type && Self::passes(&s.filter, ev, &run.caps, eval)? {
+            if *s.ty == *ev.event_type && self.passes_step(run.pos, true, ev, &run.caps, eval)? {
                 capture(run, run.pos, ev);
                 run.kleene = s.all;
                 run.pos += 1;
@@ -233,7 +284,7 @@ impl SeqOp {
         if run.kleene {
             let k = run.pos - 1;
             if let Some(s) = self.steps.get(k) {
-                if *s.ty == *ev.event_type && Self::passes(&s.filter, ev, &run.caps, eval)? {
+                if *s.ty == *ev.event_type && self.passes_step(k, false, ev, &run.caps, eval)? {
                     capture(run, k, ev);
                     if run.pos == n {
                         return Ok(Outcome::Match { close: false });
@@ -298,7 +349,7 @@ impl SeqOp {
         }
 
         let first = &self.steps[0];
-        if *first.ty == *ev.event_type {
+        if *first.ty == *ev.event_type && self.passes_step(0, true, ev, &self.empty_caps, eval)? {
             if st.live.len() >= self.max_runs {
                 self.drop_oldest(st);
             }

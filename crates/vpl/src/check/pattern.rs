@@ -94,7 +94,8 @@ impl<'a> Checker<'a> {
                 self.diags.push(d);
             }
         }
-        // Filters see the candidate's fields and the captures of earlier items.
+        // Filters see the candidate's fields (also under the item's own capture name; a Kleene
+        // item's own capture is its previous event) and the captures of earlier items.
         for (i, item) in items.iter().enumerate() {
             let Some(filter) = &item.filter else { continue };
             self.condition(filter, Place::Stream, "`where` filter");
@@ -109,11 +110,11 @@ impl<'a> Checker<'a> {
                 };
                 let earlier = names(&items[..i]);
                 let later = names(&items[i..]);
-                if later && !earlier && !self.is_kleene_self(item, &b.name) {
+                if later && !earlier && !self.is_own_capture(item, &b.name) {
                     self.error_hint(
                         format!("`{}` is not captured yet", b.name),
                         b.span,
-                        Some("a filter sees the candidate's fields by bare name and earlier items as `alias.field`".into()),
+                        Some("a filter sees the candidate's fields by bare name (or as `own_alias.field`) and earlier items as `alias.field`".into()),
                     );
                 }
             }
@@ -153,10 +154,10 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// `all B where v > b.v as b`: a Kleene item's filter may read its own capture (the
-    /// previously collected event).
-    fn is_kleene_self(&self, item: &PatternItem, name: &str) -> bool {
-        matches!(item.quant, Quantifier::Plus | Quantifier::Star) && item.capture().name == name
+    /// An item's filter may read its own capture: the candidate (`Tx as t where t.v > 1`), or
+    /// for a Kleene item the previously collected event (`all B where v > b.v as b`).
+    fn is_own_capture(&self, item: &PatternItem, name: &str) -> bool {
+        item.capture().name == name
     }
 
     /// Where `NOT` may stand: inside a sequence, never alone, without quantifier or alias.

@@ -265,14 +265,15 @@ impl<'a> Checker<'a> {
                 self.condition(filter, Place::Stream, "`where` filter");
                 let mut bases = Vec::new();
                 field_bases(filter, &mut bases);
+                // Its own capture names the candidate (a Kleene step's: its last event).
                 for b in bases {
-                    let earlier = steps[..i].iter().any(|p| p.capture.name == b.name);
-                    let later = steps[i..].iter().any(|p| p.capture.name == b.name);
+                    let earlier = steps[..=i].iter().any(|p| p.capture.name == b.name);
+                    let later = steps[i + 1..].iter().any(|p| p.capture.name == b.name);
                     if later && !earlier {
                         self.error_hint(
                             format!("`{}` is not captured yet", b.name),
                             b.span,
-                            Some("a step filter sees the candidate's fields by bare name and earlier steps as `alias.field`".into()),
+                            Some("a step filter sees the candidate's fields by bare name (or as `own_alias.field`) and earlier steps as `alias.field`".into()),
                         );
                     }
                 }

@@ -14,7 +14,7 @@ impl<'a> Checker<'a> {
         }
         match &s.source.kind {
             SourceKind::Timer(args) => self.check_timer(s, args),
-            SourceKind::Named { name, alias } => {
+            SourceKind::Named { name, alias, .. } => {
                 if let (Some(_), Some(alias)) = (self.patterns.get(name.name.as_str()), alias) {
                     if s.steps.is_empty() {
                         self.error_hint(

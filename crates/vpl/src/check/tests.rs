@@ -561,9 +561,11 @@ fn tier2_sequences_accepted() {
 
 #[test]
 fn tier2_sequence_and_join_misuse_diagnostics() {
-    let d = first_error("stream S = A as a\n  -> B where x == b.y as b");
-    assert_eq!(d.message, "`b` is not captured yet");
+    let d = first_error("stream S = A as a\n  -> B where x == c.y as b -> C as c");
+    assert_eq!(d.message, "`c` is not captured yet");
     assert_eq!((d.span.line, d.span.column), (2, 19));
+    // A step's own capture names the candidate; the first step may be filtered.
+    ok("stream S = A where x > 1 as a -> B as b where b.y > a.x -> all C where v > c.v as c .within(1m)");
     assert_eq!(
         err("stream S = A -> B -> B .emit()"),
         vec!["two sequence steps are named `B`"]

@@ -261,6 +261,21 @@ fn leniencies_are_warnings() {
         diags("config:\n    a: 1\n    b: [1, 2]\n"),
         ["1:1 warning: `config` blocks are deprecated and ignored"]
     );
+    assert_eq!(
+        diags(&format!(
+            "{types}stream S = O .where(id > 1 && id < 5 || id == 9) .emit()\n"
+        )),
+        [
+            "5:28 warning: `&&` is read as `and`",
+            "5:38 warning: `||` is read as `or`"
+        ]
+    );
+    // The first step of a sequence may be filtered, `as` may precede `where`, a step's filter may
+    // name its own capture; without steps `T where c as a` is a filter.
+    assert_eq!(
+        diags(&format!("{types}stream S = O where id > 1 as o -> C as c where c.oid == o.id .within(1m) .emit()\nstream F = O where id > 1 as o .emit(id: o.id)\n")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

@@ -34,8 +34,27 @@ impl Parser {
                 break;
             }
             self.enter()?;
+            let doubled = matches!(self.peek(), Tok::Amp | Tok::Pipe) && width == 2;
+            let op_span = self.cur_span();
             for _ in 0..width {
                 self.bump();
+            }
+            if doubled {
+                let word = if matches!(op, Infix::Bin(BinaryOp::And)) {
+                    "and"
+                } else {
+                    "or"
+                };
+                self.push(
+                    Diagnostic::warning(
+                        format!(
+                            "`{}` is read as `{word}`",
+                            if word == "and" { "&&" } else { "||" }
+                        ),
+                        op_span,
+                    )
+                    .with_hint(format!("VPL writes logical operators as words: `{word}`")),
+                );
             }
             match op {
                 Infix::Range(inclusive) => {
@@ -105,6 +124,9 @@ impl Parser {
             Tok::Ge => bin(Ge, 12, 13),
             Tok::In => bin(In, 12, 13),
             Tok::Not if matches!(self.peek_n(1), Tok::In) => Some((Infix::Bin(NotIn), 12, 13, 2)),
+            // `&&` / `||`: accepted for `and` / `or` (with a warning), as in C-like languages.
+            Tok::Pipe if matches!(self.peek_n(1), Tok::Pipe) => Some((Infix::Bin(Or), 6, 7, 2)),
+            Tok::Amp if matches!(self.peek_n(1), Tok::Amp) => Some((Infix::Bin(And), 8, 9, 2)),
             Tok::Pipe => bin(BitOr, 14, 15),
             Tok::Caret => bin(BitXor, 16, 17),
             Tok::Amp => bin(BitAnd, 18, 19),

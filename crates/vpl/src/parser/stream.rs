@@ -56,6 +56,28 @@ impl Parser {
                 _ => break,
             }
         }
+        if decl.steps.is_empty() {
+            // `T where c [as a]` without steps: the filter is the stream's first `.where(c)`.
+            if let SourceKind::Named { filter, .. } = &mut decl.source.kind {
+                if let Some(cond) = filter.take() {
+                    let span = cond.span;
+                    decl.ops.insert(
+                        0,
+                        StreamOp {
+                            name: Ident::new("where", span),
+                            args: vec![Arg {
+                                name: None,
+                                span,
+                                value: *cond,
+                            }],
+                            emit_type: None,
+                            unparsed: false,
+                            span,
+                        },
+                    );
+                }
+            }
+        }
         decl.span = self.span_from(kw.span);
         Ok(decl)
     }
@@ -113,25 +135,18 @@ impl Parser {
         let mut source = None;
         for (step, step_ops) in items {
             if source.is_none() {
-                if step.filter.is_some() {
-                    self.push(
-                        Diagnostic::error(
-                            "the first step of a sequence takes no `where`",
-                            step.span,
-                        )
-                        .with_hint("filter the first events with a `.where` on the stream"),
-                    );
-                    return Err(Fail);
-                }
+                let filter = step.filter.map(Box::new);
                 let kind = if step.all {
                     SourceKind::All {
                         name: step.event,
                         alias: step.alias,
+                        filter,
                     }
                 } else {
                     SourceKind::Named {
                         name: step.event,
                         alias: step.alias,
+                        filter,
                     }
                 };
                 source = Some(Source {
@@ -195,13 +210,13 @@ impl Parser {
             ("all", Tok::Ident(_)) => {
                 self.bump();
                 let name = self.ident("an event type after `all`")?;
-                let alias = if self.eat_word("as") {
-                    Some(self.ident("an alias name")?)
-                } else {
-                    None
-                };
+                let (filter, alias) = self.step_filter_alias()?;
                 return Ok(Source {
-                    kind: SourceKind::All { name, alias },
+                    kind: SourceKind::All {
+                        name,
+                        alias,
+                        filter: filter.map(Box::new),
+                    },
                     from: None,
                     span: self.span_from(start),
                 });
@@ -209,16 +224,38 @@ impl Parser {
             _ => {}
         }
         let name = self.ident("a source")?;
-        let alias = if self.eat_word("as") {
+        let (filter, alias) = self.step_filter_alias()?;
+        Ok(Source {
+            kind: SourceKind::Named {
+                name,
+                alias,
+                filter: filter.map(Box::new),
+            },
+            from: None,
+            span: self.span_from(start),
+        })
+    }
+
+    /// `[where c] [as a]` after a source or step's event type (`as a where c` is accepted too,
+    /// as the existing product does).
+    fn step_filter_alias(&mut self) -> PResult<(Option<Expr>, Option<Ident>)> {
+        let mut alias = if self.eat_word("as") {
             Some(self.ident("an alias name")?)
         } else {
             None
         };
-        Ok(Source {
-            kind: SourceKind::Named { name, alias },
-            from: None,
-            span: self.span_from(start),
-        })
+        let filter = if self.eat_word("where") {
+            let saved = std::mem::replace(&mut self.stop_at_chain_op, true);
+            let e = self.expr();
+            self.stop_at_chain_op = saved;
+            Some(e?)
+        } else {
+            None
+        };
+        if alias.is_none() && self.eat_word("as") {
+            alias = Some(self.ident("an alias name")?);
+        }
+        Ok((filter, alias))
     }
 
     /// `( input, … )` of `merge`/`join`, each `A` or `stream S = A .op(…) …`.
@@ -395,19 +432,7 @@ impl Parser {
             self.bump();
         }
         let event = self.ident("an event type after `->`")?;
-        let filter = if self.eat_word("where") {
-            let saved = std::mem::replace(&mut self.stop_at_chain_op, true);
-            let e = self.expr();
-            self.stop_at_chain_op = saved;
-            Some(e?)
-        } else {
-            None
-        };
-        let alias = if self.eat_word("as") {
-            Some(self.ident("an alias name")?)
-        } else {
-            None
-        };
+        let (filter, alias) = self.step_filter_alias()?;
         Ok(SeqStep {
             span: self.span_from(arrow.span),
             all,

@@ -223,7 +223,7 @@ fn stream_declarations() {
         })
     ));
     match &s.source.kind {
-        SourceKind::Named { name, alias } => {
+        SourceKind::Named { name, alias, .. } => {
             assert_eq!(name.name, "PumpReading");
             assert_eq!(alias.as_ref().map(|a| a.name.as_str()), Some("r"));
         }
@@ -285,7 +285,7 @@ fn tier2_sources_and_not_filters_parse() {
         Some(OpKind::On)
     );
     assert!(
-        matches!(kinds[2], SourceKind::All { name, alias: Some(_) } if name.name == "Transfer")
+        matches!(kinds[2], SourceKind::All { name, alias: Some(_), .. } if name.name == "Transfer")
     );
     let not = p
         .streams()

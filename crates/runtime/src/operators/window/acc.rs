@@ -84,9 +84,7 @@ impl Acc {
                 let replace = match (agg.kind, &*best) {
                     (_, None) | (AggKind::Last, _) => true,
                     (AggKind::Min, Some(b)) => v.vpl_cmp(b) == Some(std::cmp::Ordering::Less),
-                    (AggKind::Max, Some(b)) => {
-                        v.vpl_cmp(b) == Some(std::cmp::Ordering::Greater)
-                    }
+                    (AggKind::Max, Some(b)) => v.vpl_cmp(b) == Some(std::cmp::Ordering::Greater),
                     _ => false,
                 };
                 if replace {

@@ -273,8 +273,7 @@ impl WindowOp {
                 outputs.push((c.intern(&name.name), c.expr(&rewritten)));
             }
             op.outputs = Some(outputs);
-            op.accumulate =
-                matches!(op.spec, Spec::Time { .. }) && op.batch_filter.is_none();
+            op.accumulate = matches!(op.spec, Spec::Time { .. }) && op.batch_filter.is_none();
         }
         op
     }
