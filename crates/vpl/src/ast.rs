@@ -233,6 +233,8 @@ pub struct PatternItem {
     pub filter: Option<Expr>,
     /// Capture name (default: the type name).
     pub alias: Option<Ident>,
+    /// Written `T+.increasing(f)` / `all T.decreasing(f)` (see [`SeqStep::trend`]).
+    pub trend: bool,
     /// The whole item.
     pub span: Span,
 }
@@ -433,6 +435,8 @@ pub enum SourceKind {
         alias: Option<Ident>,
         /// `where` filter of the group.
         filter: Option<Box<Expr>>,
+        /// Written `all T.increasing(f)` / `.decreasing(f)` (see [`SeqStep::trend`]).
+        trend: bool,
     },
     /// `merge(A, stream S = B .where(c), …)`: union of the inputs (Tier 2).
     Merge(Vec<SubStream>),
@@ -490,6 +494,9 @@ pub struct SeqStep {
     pub filter: Option<Expr>,
     /// `as` alias.
     pub alias: Option<Ident>,
+    /// Written `all T.increasing(f)` / `.decreasing(f)` (the filter holds the comparison): the
+    /// stream emits in `.longest()` mode unless it says `.each()`.
+    pub trend: bool,
     /// The whole step.
     pub span: Span,
 }
@@ -560,6 +567,9 @@ pub enum OpKind {
     WindowPattern,
     /// `.trend_aggregate(…)` over a Kleene sequence (Tier 3).
     TrendAggregate,
+    /// A selection or emission mode of a sequence or pattern: `.strict() .stnm() .stam()`,
+    /// `.each() .longest() .subsets()` (the existing product's operators).
+    MatchMode,
     /// Anything else.
     Other,
 }
@@ -591,6 +601,7 @@ impl OpKind {
             "allowed_lateness" => OpKind::AllowedLateness,
             "pattern" => OpKind::WindowPattern,
             "trend_aggregate" => OpKind::TrendAggregate,
+            "strict" | "stnm" | "stam" | "each" | "longest" | "subsets" => OpKind::MatchMode,
             _ => OpKind::Other,
         }
     }

@@ -26,6 +26,8 @@ pub struct Step<'a> {
     pub filter: Option<&'a Expr>,
     /// Name under which later steps and operators read the captured event (alias or type).
     pub capture: &'a Ident,
+    /// Written with `.increasing(f)` / `.decreasing(f)`.
+    pub trend: bool,
     /// Where the step was written.
     pub span: Span,
 }
@@ -47,6 +49,7 @@ pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
             all: false,
             event: name,
             filter: filter.as_deref(),
+            trend: false,
             capture: alias.as_ref().unwrap_or(name),
             span: s.source.span,
         },
@@ -54,10 +57,12 @@ pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
             name,
             alias,
             filter,
+            trend,
         } => Step {
             all: true,
             event: name,
             filter: filter.as_deref(),
+            trend: *trend,
             capture: alias.as_ref().unwrap_or(name),
             span: s.source.span,
         },
@@ -68,6 +73,7 @@ pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
         all: st.all,
         event: &st.event,
         filter: st.filter.as_ref(),
+        trend: st.trend,
         capture: st.alias.as_ref().unwrap_or(&st.event),
         span: st.span,
     }));

@@ -454,7 +454,7 @@ impl<'p> Builder<'p> {
                 None => OpCode::Pass,
             },
             // Part of the pattern or join, compiled into the front operator.
-            OpKind::Within | OpKind::Not | OpKind::On => OpCode::Pass,
+            OpKind::Within | OpKind::Not | OpKind::On | OpKind::MatchMode => OpCode::Pass,
             // Read by the stream's stateful operator.
             OpKind::Watermark | OpKind::AllowedLateness | OpKind::WindowPattern => OpCode::Pass,
             _ => {

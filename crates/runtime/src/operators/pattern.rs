@@ -24,7 +24,7 @@
 //!   ([`crate::EngineOptions::max_sequence_runs`]): beyond it the oldest run is dropped and
 //!   counted (`EngineStats::runs_dropped`).
 
-use super::self_ref::{refs_capture, without_own};
+use super::self_ref::{carries, own_fields, refs_capture, without_own};
 use super::sequence::{alias_with_counts, chain_reads_match, uses_capture_count, EvalWith, Match};
 use crate::codec::{event_from_json, event_json};
 use crate::compile::{Compiler, ExprFn};
@@ -49,6 +49,11 @@ enum Node {
         /// A non-Kleene item whose filter reads its own capture: the filter sees the candidate
         /// under it.
         reads_self: bool,
+        /// A Kleene item whose filter reads its own capture: the fields it reads from it, and
+        /// the capture of the item before it in its `SEQ` (its first event compares with that
+        /// one when it carries those fields, else uses `first_filter`).
+        own_fields: Vec<Arc<str>>,
+        prev_cap: Option<usize>,
         /// Capture index.
         cap: usize,
         min: u32,
@@ -100,9 +105,16 @@ struct PatState {
 
 /// What one event did to one run.
 enum Step {
+    /// The run ignores the event.
     Keep,
+    /// The run took the event and waits for more.
+    Took,
     Drop,
-    Match { close: bool },
+    /// The run matched (`took`: with this event; else the event broke a `.longest()` group).
+    Match {
+        close: bool,
+        took: bool,
+    },
 }
 
 /// The operator of a stream reading a named pattern.
@@ -122,6 +134,17 @@ pub(crate) struct PatternOp {
     /// For each capture, its item node (matches carry `#<capture>` counts when `count_captures`).
     capture_nodes: Vec<usize>,
     count_captures: bool,
+    /// `.strict()`: a run dies on an event of the pattern's item types that it does not take.
+    strict: bool,
+    /// `.stnm()`: an event goes to at most one run, and opens none if a run took it.
+    stnm: bool,
+    /// `.longest()` (implied by `.increasing`/`.decreasing` unless `.each()`): a complete run
+    /// whose Kleene item could take more matches once, when an event of a Kleene item's type
+    /// fails to extend it.
+    longest: bool,
+    /// Types of the items (`strict`) and of the Kleene items (`longest`).
+    item_types: Vec<Arc<str>>,
+    kleene_types: Vec<Arc<str>>,
     state: Mutex<PatState>,
 }
 
@@ -153,12 +176,21 @@ impl Builder<'_> {
                     Some(f) if max == u32::MAX => without_own(f, own),
                     other => other.clone(),
                 };
+                let own_fields = match &i.filter {
+                    Some(f) if max == u32::MAX => own_fields(f, own)
+                        .iter()
+                        .map(|n| self.c.intern(n))
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 Node::Item {
                     ty: self.c.intern(&i.event.name),
                     filter: i.filter.as_ref().map(|f| self.c.expr(f)),
                     first_filter: first.as_ref().map(|f| self.c.expr(f)),
                     reads_self: max != u32::MAX
                         && i.filter.as_ref().is_some_and(|f| refs_capture(f, own)),
+                    own_fields,
+                    prev_cap: None,
                     cap,
                     min,
                     max,
@@ -168,7 +200,19 @@ impl Builder<'_> {
                 ty: self.c.intern(&i.event.name),
                 filter: i.filter.as_ref().map(|f| self.c.expr(f)),
             },
-            PatternKind::Seq(kids) => Node::Seq(kids.iter().map(|k| self.node(k)).collect()),
+            PatternKind::Seq(kids) => {
+                let kids: Vec<usize> = kids.iter().map(|k| self.node(k)).collect();
+                for pair in kids.windows(2) {
+                    let prev = match &self.nodes[pair[0]] {
+                        Node::Item { cap, .. } => Some(*cap),
+                        _ => None,
+                    };
+                    if let Some(Node::Item { prev_cap, .. }) = self.nodes.get_mut(pair[1]) {
+                        *prev_cap = prev;
+                    }
+                }
+                Node::Seq(kids)
+            }
             PatternKind::And(kids) => Node::And(kids.iter().map(|k| self.node(k)).collect()),
             PatternKind::Or(kids) => Node::Or(kids.iter().map(|k| self.node(k)).collect()),
         };
@@ -269,7 +313,28 @@ impl PatternOp {
                     .unwrap_or(0)
             })
             .collect();
+        let mode = |n: &str| {
+            s.ops
+                .iter()
+                .any(|o| o.kind() == OpKind::MatchMode && o.name.name == n)
+        };
+        let mut item_types: Vec<Arc<str>> = Vec::new();
+        let mut kleene_types: Vec<Arc<str>> = Vec::new();
+        for n in &nodes {
+            if let Node::Item { ty, max, .. } = n {
+                item_types.push(ty.clone());
+                if *max == u32::MAX {
+                    kleene_types.push(ty.clone());
+                }
+            }
+        }
+        let trend = p.body.items().iter().any(|i| i.trend);
         PatternOp {
+            strict: mode("strict"),
+            stnm: mode("stnm"),
+            longest: mode("longest") || (trend && !mode("each")),
+            item_types,
+            kleene_types,
             count_captures: uses_capture_count(&s.ops, &captures),
             capture_nodes,
             nodes,
@@ -416,22 +481,32 @@ impl PatternOp {
                 filter,
                 first_filter,
                 reads_self,
+                own_fields,
+                prev_cap,
                 cap,
                 max,
                 ..
             } => {
-                let filter = if run.prog[n] == 0 {
-                    first_filter
-                } else {
-                    filter
-                };
                 if **ty != *ev.event_type || run.prog[n] >= *max {
                     return Ok(false);
                 }
-                let ok = if *reads_self {
+                // What the item's own capture stands for in its filter, when not the captured
+                // event: the candidate, or (a Kleene item's first event) the previous item's.
+                let mut own = reads_self.then(|| Value::Map(ev.fields.clone()));
+                let mut filter = filter;
+                if run.prog[n] == 0 && !own_fields.is_empty() {
+                    let previous = prev_cap
+                        .and_then(|p| run.caps.fields.get(p))
+                        .filter(|(_, v)| carries(v, own_fields));
+                    match previous {
+                        Some((_, v)) => own = Some(v.clone()),
+                        None => filter = first_filter,
+                    }
+                }
+                let ok = if let Some(own) = own {
                     let mut fields = (*run.caps.fields).clone();
                     if let Some(slot) = fields.get_mut(*cap) {
-                        slot.1 = Value::Map(ev.fields.clone());
+                        slot.1 = own;
                     }
                     let with_candidate = Event {
                         event_type: run.caps.event_type.clone(),
@@ -517,11 +592,13 @@ impl PatternOp {
         !nots.is_empty()
     }
 
-    /// What `ev` does to `run`: killed by a `NOT`, takes the event (maybe completing), or nothing.
+    /// What `ev` does to `run`: killed by a `NOT`, takes the event (maybe completing; only when
+    /// `may_take`), or nothing (`.strict()`: then it dies if the event is of an item's type).
     fn step(
         &self,
         run: &mut PRun,
         ev: &Event,
+        may_take: bool,
         eval: &mut EvalWith<'_>,
     ) -> Result<Step, RuntimeError> {
         for n in &self.nots {
@@ -538,15 +615,37 @@ impl PatternOp {
                 }
             }
         }
-        if !self.offer(self.root, run, ev, eval)? {
-            return Ok(Step::Keep);
+        if may_take {
+            let complete =
+                |run: &PRun| self.nullable(self.root, &run.prog) && !self.awaits_absence(run);
+            if self.offer(self.root, run, ev, eval)? {
+                if !complete(run) {
+                    return Ok(Step::Took);
+                }
+                let more = self.extendable(self.root, &run.prog);
+                if more && self.longest {
+                    return Ok(Step::Took);
+                }
+                return Ok(Step::Match {
+                    close: !more,
+                    took: true,
+                });
+            }
+            if self.longest
+                && self.kleene_types.iter().any(|t| **t == *ev.event_type)
+                && complete(run)
+                && self.extendable(self.root, &run.prog)
+            {
+                return Ok(Step::Match {
+                    close: true,
+                    took: false,
+                });
+            }
         }
-        if !self.nullable(self.root, &run.prog) || self.awaits_absence(run) {
-            return Ok(Step::Keep);
+        if self.strict && self.item_types.iter().any(|t| **t == *ev.event_type) {
+            return Ok(Step::Drop);
         }
-        Ok(Step::Match {
-            close: !self.extendable(self.root, &run.prog),
-        })
+        Ok(Step::Keep)
     }
 
     // ----- events and time ------------------------------------------------------------------
@@ -583,6 +682,7 @@ impl PatternOp {
             }
         }
         let mut failure = None;
+        let mut taken = false;
         {
             let PatState {
                 parts,
@@ -596,13 +696,20 @@ impl PatternOp {
                     if failure.is_some() {
                         return true;
                     }
-                    match self.step(run, ev, eval) {
+                    // `.stnm()`: an event goes to at most one run.
+                    let may_take = !(self.stnm && taken);
+                    match self.step(run, ev, may_take, eval) {
                         Ok(Step::Keep) => true,
+                        Ok(Step::Took) => {
+                            taken = true;
+                            true
+                        }
                         Ok(Step::Drop) => {
                             close(live, deadlines, self.deadline(run.start), run.id);
                             false
                         }
-                        Ok(Step::Match { close: done }) => {
+                        Ok(Step::Match { close: done, took }) => {
+                            taken |= took;
                             matches.push(self.matched(flat, run, ev.timestamp_ns));
                             if done {
                                 close(live, deadlines, self.deadline(run.start), run.id);
@@ -620,7 +727,10 @@ impl PatternOp {
         if let Some(e) = failure {
             return Err(e);
         }
-        // A new run, if the pattern can start with this event.
+        // A new run, if the pattern can start with this event (`.stnm()`: one no run took).
+        if self.stnm && taken {
+            return Ok(matches);
+        }
         let mut run = PRun {
             id: st.next_id,
             start: ts,
@@ -632,8 +742,11 @@ impl PatternOp {
         }
         st.next_id += 1;
         if self.nullable(self.root, &run.prog) && !self.awaits_absence(&run) {
-            matches.push(self.matched(&mut st.flat, &run, ts));
-            if !self.extendable(self.root, &run.prog) {
+            let more = self.extendable(self.root, &run.prog);
+            if !(more && self.longest) {
+                matches.push(self.matched(&mut st.flat, &run, ts));
+            }
+            if !more {
                 return Ok(matches);
             }
         }

@@ -1,8 +1,10 @@
 //! Step filters that read their own step's capture.
 //!
 //! * A Kleene step or item (`all B where v > b.v as b`, `B+ … as b`) compares each candidate with
-//!   the event it collected last; its first event has none, so it is checked against the filter
-//!   without the conjuncts that read the capture ([`without_own`]).
+//!   the event it collected last. Its first event has none: it compares with the event the
+//!   previous step or item captured when that one carries every field read ([`own_fields`];
+//!   `Reading as r0 -> all Reading where v > up.v as up` rises from `r0`), else it is checked
+//!   against the filter without the conjuncts that read the capture ([`without_own`]).
 //! * Any other step whose filter reads its own capture (`Transaction as t where t.amount > 5`)
 //!   reads the candidate itself under that name.
 
@@ -67,4 +69,59 @@ pub(crate) fn without_own(f: &ast::Expr, own: &str) -> Option<ast::Expr> {
     conjuncts(f, &mut kept);
     kept.retain(|c| !refs_capture(c, own));
     conjoin(kept)
+}
+
+/// The fields `e` reads as `name.field`, without duplicates.
+pub(crate) fn own_fields(e: &ast::Expr, name: &str) -> Vec<String> {
+    fn walk(e: &ast::Expr, name: &str, out: &mut Vec<String>) {
+        let mut r = |x: &ast::Expr| walk(x, name, out);
+        match &e.kind {
+            ExprKind::Field { base, name: f, .. } => match &base.kind {
+                ExprKind::Name(id) if id.name == name => {
+                    if !out.contains(&f.name) {
+                        out.push(f.name.clone());
+                    }
+                }
+                _ => r(base),
+            },
+            ExprKind::Unary { operand, .. } => r(operand),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                r(lhs);
+                r(rhs);
+            }
+            ExprKind::Call { args, .. } => args.iter().for_each(r),
+            ExprKind::Array(items) => items.iter().for_each(r),
+            ExprKind::Map(entries) => entries.iter().for_each(|m| {
+                r(&m.key);
+                r(&m.value);
+            }),
+            ExprKind::Index { base, index } => {
+                r(base);
+                r(index);
+            }
+            ExprKind::If { cond, then, else_ } => {
+                r(cond);
+                r(then);
+                r(else_);
+            }
+            ExprKind::Range { start, end, .. } => {
+                r(start);
+                r(end);
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(e, name, &mut out);
+    out
+}
+
+/// Whether a captured value (a map of the event's fields) carries every field in `fields`.
+pub(crate) fn carries(captured: &crate::value::Value, fields: &[std::sync::Arc<str>]) -> bool {
+    match captured {
+        crate::value::Value::Map(m) => fields
+            .iter()
+            .all(|f| m.iter().any(|(k, v)| k == f && !v.is_null())),
+        _ => false,
+    }
 }

@@ -32,7 +32,7 @@ use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::KeyRepr;
-use crate::operators::self_ref::{refs_capture, without_own};
+use crate::operators::self_ref::{carries, own_fields, refs_capture, without_own};
 use crate::value::{Fields, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -51,8 +51,11 @@ struct StepCode {
     all: bool,
     filter: Option<ExprFn>,
     /// A Kleene step whose filter reads its own capture: the filter for its first event (the
-    /// conjuncts reading the capture dropped; `self_ref.rs`).
+    /// conjuncts reading the capture dropped; `self_ref.rs`), used when the previous step's
+    /// event lacks one of `own_fields` (else it stands for the capture).
     first: Option<Option<ExprFn>>,
+    /// The fields the filter reads from its own capture.
+    own_fields: Vec<Arc<str>>,
     /// Another step whose filter reads its own capture: the filter sees the candidate under it.
     reads_self: bool,
 }
@@ -95,9 +98,16 @@ struct SeqState {
 
 /// What one event did to one run.
 enum Outcome {
+    /// The run ignores the event.
     Keep,
+    /// The run took the event and waits for more.
+    Took,
     Drop,
-    Match { close: bool },
+    /// The run matched (`took`: with this event; else the event broke a `.longest()` group).
+    Match {
+        close: bool,
+        took: bool,
+    },
 }
 
 /// The pattern operator of a sequence stream.
@@ -106,6 +116,13 @@ pub(crate) struct SeqOp {
     nots: Vec<NotCode>,
     /// `.within` in ns.
     within: Option<i64>,
+    /// `.strict()`: a run dies on an event of the sequence's types that it does not take.
+    strict: bool,
+    /// `.stnm()`: an event goes to at most one run, and opens none if a run took it.
+    stnm: bool,
+    /// `.longest()` (implied by `.increasing`/`.decreasing` unless `.each()`): a trailing
+    /// Kleene group matches once, when it breaks.
+    longest: bool,
     key: Option<ExprFn>,
     result_type: Arc<str>,
     max_runs: usize,
@@ -150,6 +167,12 @@ impl SeqOp {
                         _ => None,
                     },
                     reads_self: reads_own && !st.all,
+                    own_fields: match st.filter {
+                        Some(f) if st.all && reads_own => {
+                            own_fields(f, own).iter().map(|n| c.intern(n)).collect()
+                        }
+                        _ => Vec::new(),
+                    },
                 }
             })
             .collect();
@@ -180,7 +203,15 @@ impl SeqOp {
         }
         let captures: Vec<String> = steps.iter().map(|st| st.capture.name.clone()).collect();
         let flatten_needed = chain_reads_match(&s.ops, &captures, c);
+        let mode = |n: &str| {
+            s.ops
+                .iter()
+                .any(|o| o.kind() == OpKind::MatchMode && o.name.name == n)
+        };
         Some(SeqOp {
+            strict: mode("strict"),
+            stnm: mode("stnm"),
+            longest: mode("longest") || (steps.iter().any(|st| st.trend) && !mode("each")),
             counts: uses_capture_count(&s.ops, &captures),
             flatten_needed,
             flatten: flatten_needed.unwrap_or(true),
@@ -233,15 +264,27 @@ impl SeqOp {
         let Some(s) = self.steps.get(k) else {
             return Ok(false);
         };
+        // The value the step's own capture stands for, when it is not the captured one.
+        let mut own = None;
         if entering {
             if let Some(first) = &s.first {
-                return Self::passes(first, ev, caps, eval);
+                let previous = k
+                    .checked_sub(1)
+                    .and_then(|p| caps.fields.get(p))
+                    .filter(|(_, v)| carries(v, &s.own_fields));
+                match previous {
+                    Some((_, v)) => own = Some(v.clone()),
+                    None => return Self::passes(first, ev, caps, eval),
+                }
             }
         }
         if s.reads_self {
+            own = Some(Value::Map(ev.fields.clone()));
+        }
+        if let Some(own) = own {
             let mut fields = (*caps.fields).clone();
             if let Some(slot) = fields.get_mut(k) {
-                slot.1 = Value::Map(ev.fields.clone());
+                slot.1 = own;
             }
             let with_candidate = Event {
                 event_type: caps.event_type.clone(),
@@ -253,12 +296,14 @@ impl SeqOp {
         Self::passes(&s.filter, ev, caps, eval)
     }
 
-    /// Applies `ev` to one run: expiry, `.not` clauses, then at most one step.
+    /// Applies `ev` to one run: expiry, `.not` clauses, then (when `may_take`) at most one
+    /// step; under `.strict()` a run that does not take an event of the sequence's types dies.
     fn step_run(
         &self,
         run: &mut SeqRun,
         ev: &Event,
         wm: i64,
+        may_take: bool,
         eval: &mut EvalWith<'_>,
     ) -> Result<Outcome, RuntimeError> {
         if self.deadline(run.start) < wm {
@@ -269,30 +314,65 @@ impl SeqOp {
                 return Ok(Outcome::Drop);
             }
         }
+        if may_take {
+            if let Some(o) = self.take(run, ev, eval)? {
+                return Ok(o);
+            }
+        }
+        if self.strict && self.steps.iter().any(|s| *s.ty == *ev.event_type) {
+            return Ok(Outcome::Drop);
+        }
+        Ok(Outcome::Keep)
+    }
+
+    /// `ev` advances the run by one step or extends its Kleene group (`None`: neither). Under
+    /// `.longest()` a trailing Kleene group yields no match per event but one when an event of
+    /// its type fails its filter (the group breaks; the run closes).
+    fn take(
+        &self,
+        run: &mut SeqRun,
+        ev: &Event,
+        eval: &mut EvalWith<'_>,
+    ) -> Result<Option<Outcome>, RuntimeError> {
         let n = self.steps.len();
         if let Some(s) = self.steps.get(run.pos) {
             if *s.ty == *ev.event_type && self.passes_step(run.pos, true, ev, &run.caps, eval)? {
                 capture(run, run.pos, ev);
                 run.kleene = s.all;
                 run.pos += 1;
-                if run.pos == n {
-                    return Ok(Outcome::Match { close: !s.all });
+                if run.pos == n && !(s.all && self.longest) {
+                    return Ok(Some(Outcome::Match {
+                        close: !s.all,
+                        took: true,
+                    }));
                 }
-                return Ok(Outcome::Keep);
+                return Ok(Some(Outcome::Took));
             }
         }
         if run.kleene {
             let k = run.pos - 1;
             if let Some(s) = self.steps.get(k) {
-                if *s.ty == *ev.event_type && self.passes_step(k, false, ev, &run.caps, eval)? {
-                    capture(run, k, ev);
-                    if run.pos == n {
-                        return Ok(Outcome::Match { close: false });
+                if *s.ty == *ev.event_type {
+                    if self.passes_step(k, false, ev, &run.caps, eval)? {
+                        capture(run, k, ev);
+                        if run.pos == n && !self.longest {
+                            return Ok(Some(Outcome::Match {
+                                close: false,
+                                took: true,
+                            }));
+                        }
+                        return Ok(Some(Outcome::Took));
+                    }
+                    if run.pos == n && self.longest {
+                        return Ok(Some(Outcome::Match {
+                            close: true,
+                            took: false,
+                        }));
                     }
                 }
             }
         }
-        Ok(Outcome::Keep)
+        Ok(None)
     }
 
     /// Feeds one event; returns the completed matches in run-creation order.
@@ -314,6 +394,7 @@ impl SeqOp {
 
         let mut matches = Vec::new();
         let mut failure = None;
+        let mut taken = false;
         {
             let SeqState {
                 parts, live, flat, ..
@@ -323,13 +404,20 @@ impl SeqOp {
                     if failure.is_some() {
                         return true;
                     }
-                    match self.step_run(run, ev, wm, eval) {
+                    // `.stnm()`: an event goes to at most one run.
+                    let may_take = !(self.stnm && taken);
+                    match self.step_run(run, ev, wm, may_take, eval) {
                         Ok(Outcome::Keep) => true,
+                        Ok(Outcome::Took) => {
+                            taken = true;
+                            true
+                        }
                         Ok(Outcome::Drop) => {
                             live.remove(&run.id);
                             false
                         }
-                        Ok(Outcome::Match { close }) => {
+                        Ok(Outcome::Match { close, took }) => {
+                            taken |= took;
                             matches.push(self.matched(flat, run, ev));
                             if close {
                                 live.remove(&run.id);
@@ -349,7 +437,11 @@ impl SeqOp {
         }
 
         let first = &self.steps[0];
-        if *first.ty == *ev.event_type && self.passes_step(0, true, ev, &self.empty_caps, eval)? {
+        // `.stnm()`: an event a run took does not open another one.
+        if *first.ty == *ev.event_type
+            && !(self.stnm && taken)
+            && self.passes_step(0, true, ev, &self.empty_caps, eval)?
+        {
             if st.live.len() >= self.max_runs {
                 self.drop_oldest(st);
             }
@@ -364,7 +456,7 @@ impl SeqOp {
                 counts: vec![0; self.steps.len()],
             };
             capture(&mut run, 0, ev);
-            if first.all && self.steps.len() == 1 {
+            if first.all && self.steps.len() == 1 && !self.longest {
                 matches.push(self.matched(&mut st.flat, &run, ev));
             }
             st.order.push_back((self.deadline(ts), id));

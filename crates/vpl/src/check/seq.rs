@@ -104,6 +104,7 @@ impl<'a> Checker<'a> {
         if pattern {
             self.check_withins(s);
         }
+        self.check_modes(s, sequence && !join);
         for op in &s.ops {
             match op.kind() {
                 OpKind::Within if !sequence => self.error_hint(
@@ -238,6 +239,47 @@ impl<'a> Checker<'a> {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Selection modes `.strict() .stnm() .stam()` and emission modes `.each() .longest()
+    /// .subsets()` of a sequence or pattern stream: at most one of each kind, no arguments.
+    fn check_modes(&mut self, s: &'a StreamDecl, sequence: bool) {
+        let mut selection: Option<&StreamOp> = None;
+        let mut emission: Option<&StreamOp> = None;
+        for op in s.ops.iter().filter(|o| o.kind() == OpKind::MatchMode) {
+            let name = op.name.name.as_str();
+            if !sequence {
+                self.error_hint(
+                    format!("`.{name}()` needs a sequence or a named pattern"),
+                    op.name.span,
+                    Some("write it on a `->` sequence: `A as a -> B as b .stnm()`".into()),
+                );
+                continue;
+            }
+            if !op.args.is_empty() {
+                self.error(format!("`.{name}()` takes no arguments"), op.span);
+            }
+            if name == "subsets" {
+                self.error_hint(
+                    "`.subsets` is not supported: enumerating every subset of a Kleene group (2^n - 1 matches per run) is not available",
+                    op.name.span,
+                    Some("use the default emission (one match per collected event) or `.longest()`".into()),
+                );
+            }
+            let slot = if matches!(name, "strict" | "stnm" | "stam") {
+                &mut selection
+            } else {
+                &mut emission
+            };
+            match slot {
+                Some(prev) => self.error_hint(
+                    format!("`.{name}()` conflicts with `.{}()`", prev.name.name),
+                    op.name.span,
+                    Some("give at most one selection mode (`.strict()`, `.stnm()`, `.stam()`) and one emission mode (`.each()`, `.longest()`)".into()),
+                ),
+                None => *slot = Some(op),
             }
         }
     }

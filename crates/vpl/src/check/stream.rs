@@ -166,8 +166,8 @@ impl<'a> Checker<'a> {
                         self.condition(e, Place::Stream, "`.having` argument");
                     }
                 }
-                // Checked with the pattern (`check_seq.rs`).
-                OpKind::Within | OpKind::Not | OpKind::On => {}
+                // Checked with the pattern (`check/seq.rs`).
+                OpKind::Within | OpKind::Not | OpKind::On | OpKind::MatchMode => {}
                 OpKind::Where => {
                     if let Some(e) = self.single_positional(op) {
                         self.condition(e, Place::Stream, &format!("`.{}` argument", op.name.name));

@@ -321,3 +321,38 @@ fn template_and_import_misuse() {
         ["1:1 error: `import` needs a program read from a file; this program was given as text"]
     );
 }
+
+#[test]
+fn match_mode_diagnostics() {
+    let e = "event A:\n    v: int\n";
+    assert_eq!(
+        diags(&format!("{e}stream S = A .stnm() .emit()\n")),
+        ["3:15 error: `.stnm()` needs a sequence or a named pattern"]
+    );
+    assert_eq!(
+        diags(&format!("{e}stream S = A as a -> all A as b -> A as c .within(1m) .subsets() .emit()\n")),
+        ["3:56 error: `.subsets` is not supported: enumerating every subset of a Kleene group (2^n - 1 matches per run) is not available"]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A as a -> A as b .within(1m) .stnm() .strict() .emit()\n"
+        )),
+        ["3:50 error: `.strict()` conflicts with `.stnm()`"]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A as a -> A as b .within(1m) .longest(1) .emit()\n"
+        )),
+        ["3:41 error: `.longest()` takes no arguments"]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A as a -> all A.increasing(1) as b .within(1m)\n"
+        )),
+        ["3:28 error: `.increasing` expects one field name"]
+    );
+    assert_eq!(
+        diags(&format!("{e}stream S = A as a -> all A.increasing(v) as up .within(1m) .stnm() .each() .emit(n: count(up))\npattern P = A as a -> all A.decreasing(v) as d within 1m\nstream Q = P .stam() .longest() .emit(v: d.v)\n")),
+        Vec::<String>::new()
+    );
+}

@@ -178,6 +178,7 @@ impl Parser {
             },
             filter: None,
             alias: None,
+            trend: false,
             span: start,
         };
         self.pattern_item_tail(item, within)
@@ -216,6 +217,8 @@ impl Parser {
             }
             item.quant = q;
         }
+        let kleene = matches!(item.quant, Quantifier::Plus | Quantifier::Star);
+        let trend = if kleene { self.trend_call()? } else { None };
         loop {
             if self.is_word("where") && item.filter.is_none() {
                 self.bump();
@@ -229,6 +232,11 @@ impl Parser {
             } else {
                 break;
             }
+        }
+        if trend.is_some() {
+            item.trend = true;
+            let own = item.capture().clone();
+            item.filter = super::stream::with_trend(item.filter.take(), trend, &own);
         }
         item.span = self.span_from(start);
         Ok(item)

@@ -108,6 +108,7 @@ impl Parser {
                 } else {
                     None
                 };
+                let trend = false;
                 let mut ops = Vec::new();
                 while matches!(p.peek(), Tok::Dot) {
                     ops.push(p.stream_op()?);
@@ -117,6 +118,7 @@ impl Parser {
                         all,
                         event,
                         filter,
+                        trend,
                         alias: Some(alias),
                         span: p.span_from(item_start),
                     },
@@ -141,6 +143,7 @@ impl Parser {
                         name: step.event,
                         alias: step.alias,
                         filter,
+                        trend: step.trend,
                     }
                 } else {
                     SourceKind::Named {
@@ -210,12 +213,16 @@ impl Parser {
             ("all", Tok::Ident(_)) => {
                 self.bump();
                 let name = self.ident("an event type after `all`")?;
+                let trend = self.trend_call()?;
                 let (filter, alias) = self.step_filter_alias()?;
+                let trend_used = trend.is_some();
+                let filter = with_trend(filter, trend, alias.as_ref().unwrap_or(&name));
                 return Ok(Source {
                     kind: SourceKind::All {
                         name,
                         alias,
                         filter: filter.map(Box::new),
+                        trend: trend_used,
                     },
                     from: None,
                     span: self.span_from(start),
@@ -234,6 +241,38 @@ impl Parser {
             from: None,
             span: self.span_from(start),
         })
+    }
+
+    /// `.increasing(f)` / `.decreasing(f)` right after a Kleene step's event type: the field and
+    /// whether it rises.
+    pub(super) fn trend_call(&mut self) -> PResult<Option<(Expr, bool)>> {
+        let rising = match (self.peek(), self.peek_n(1), self.peek_n(2)) {
+            (Tok::Dot, Tok::Ident(w), Tok::LParen) if w == "increasing" => true,
+            (Tok::Dot, Tok::Ident(w), Tok::LParen) if w == "decreasing" => false,
+            _ => return Ok(None),
+        };
+        self.bump();
+        let name = self.bump();
+        let args = self.args()?;
+        match args.as_slice() {
+            [Arg {
+                name: None, value, ..
+            }] if matches!(value.kind, ExprKind::Name(_)) => Ok(Some((value.clone(), rising))),
+            _ => {
+                let span = name.span;
+                self.push(
+                    Diagnostic::error(
+                        format!(
+                            "`.{}` expects one field name",
+                            if rising { "increasing" } else { "decreasing" }
+                        ),
+                        span,
+                    )
+                    .with_hint("write `all Reading.increasing(temperature) as up`"),
+                );
+                Err(Fail)
+            }
+        }
     }
 
     /// `[where c] [as a]` after a source or step's event type (`as a where c` is accepted too,
@@ -432,13 +471,17 @@ impl Parser {
             self.bump();
         }
         let event = self.ident("an event type after `->`")?;
+        let trend = if all { self.trend_call()? } else { None };
         let (filter, alias) = self.step_filter_alias()?;
+        let trend_used = trend.is_some();
+        let filter = with_trend(filter, trend, alias.as_ref().unwrap_or(&event));
         Ok(SeqStep {
             span: self.span_from(arrow.span),
             all,
             event,
             filter,
             alias,
+            trend: trend_used,
         })
     }
 
@@ -495,4 +538,50 @@ impl Parser {
             Ok(args)
         })
     }
+}
+
+/// Adds `.increasing(f)` / `.decreasing(f)` to a Kleene step's filter as `f > own.f` /
+/// `f < own.f` (its own capture is the event it collected last).
+pub(super) fn with_trend(
+    filter: Option<Expr>,
+    trend: Option<(Expr, bool)>,
+    own: &Ident,
+) -> Option<Expr> {
+    let Some((field, rising)) = trend else {
+        return filter;
+    };
+    let ExprKind::Name(f) = &field.kind else {
+        return filter;
+    };
+    let span = field.span;
+    let previous = Expr::new(
+        ExprKind::Field {
+            base: Box::new(Expr::new(ExprKind::Name(own.clone()), span)),
+            name: f.clone(),
+            optional: false,
+        },
+        span,
+    );
+    let cmp = Expr::new(
+        ExprKind::Binary {
+            op: if rising { BinaryOp::Gt } else { BinaryOp::Lt },
+            lhs: Box::new(field.clone()),
+            rhs: Box::new(previous),
+        },
+        span,
+    );
+    Some(match filter {
+        None => cmp,
+        Some(c) => {
+            let span = c.span;
+            Expr::new(
+                ExprKind::Binary {
+                    op: BinaryOp::And,
+                    lhs: Box::new(cmp),
+                    rhs: Box::new(c),
+                },
+                span,
+            )
+        }
+    })
 }
