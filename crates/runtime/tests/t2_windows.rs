@@ -30,7 +30,7 @@ event M:
     k: int
     v: float
 
-stream T = M .watermark(out_of_order: 1s) .allowed_lateness(2s) .partition_by(k) .window(3s) {FILTER} .aggregate(n: count(), c: count(v), s: sum(v), a: avg(v), lo: min(v), hi: max(v), f: first(v), l: last(v), d: count(distinct(v)), sd: stddev(v), va: variance(v), e: ema(v, 4), r: max(v) - min(v)) .emit()
+stream T = M .watermark(out_of_order: 1s) .allowed_lateness(2s) .partition_by(k) .window(3s) {FILTER} .aggregate(n: count(), c: count(v), s: sum(v), a: avg(v), lo: min(v), hi: max(v), f: first(v), l: last(v), d: count(distinct(v)), sd: stddev(v), va: variance(v), e: ema(v, 4), r: max(v) - min(v), pc: percentile(v, 0.3), md: median(v), co: collect(v)) .emit()
 stream H = M .watermark(out_of_order: 1s) .allowed_lateness(1s) .window(4s, sliding: 2s) {FILTER} .aggregate(n: count(), s: sum(v), a: avg(v), l: last(v)) .emit()
 "#;
 

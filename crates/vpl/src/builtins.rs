@@ -1,5 +1,9 @@
 //! The table of built-in functions (§11.2 scalar built-ins, §6.2 aggregates) with their arities.
 //!
+//! Beyond §6.2, the aggregates of the existing product are known: `percentile(e, q)`,
+//! `median(e)`, `p50/p95/p99(e)` (linear interpolation between sorted values), `collect(e)` (the
+//! non-null values as an array) and `distinct_count(e)` (= `count_distinct`).
+//!
 //! Shared by the checker (unknown function / wrong arity diagnostics) and the runtime (dispatch).
 
 /// Where a built-in may be called.
@@ -65,11 +69,13 @@ pub static BUILTINS: &[Builtin] = &[
     b("any", 2, 2, S),
     b("avg", 1, 1, B),
     b("ceil", 1, 1, S),
+    b("collect", 1, 1, A),
     b("contains", 2, 2, S),
     b("cos", 1, 1, S),
     b("count", 0, 1, A),
     b("count_distinct", 1, 1, A),
     b("distinct", 1, 1, A),
+    b("distinct_count", 1, 1, A),
     b("ema", 2, 2, A),
     b("ends_with", 2, 2, S),
     b("exp", 1, 1, S),
@@ -94,7 +100,12 @@ pub static BUILTINS: &[Builtin] = &[
     b("lower", 1, 1, S),
     b("map", 2, 2, S),
     b("max", 1, 2, B),
+    b("median", 1, 1, A),
     b("min", 1, 2, B),
+    b("p50", 1, 1, A),
+    b("p95", 1, 1, A),
+    b("p99", 1, 1, A),
+    b("percentile", 2, 2, A),
     b("pop", 1, 1, S),
     b("pow", 2, 2, S),
     b("push", 2, 2, S),
@@ -152,6 +163,13 @@ pub const AGGREGATE_FUNCTIONS: &[&str] = &[
     "last",
     "ema",
     "variance",
+    "percentile",
+    "median",
+    "p50",
+    "p95",
+    "p99",
+    "collect",
+    "distinct_count",
 ];
 
 /// Whether `name(…)` with `argc` arguments is an aggregate call inside `.aggregate(…)`
@@ -159,9 +177,9 @@ pub const AGGREGATE_FUNCTIONS: &[&str] = &[
 pub fn is_aggregate_call(name: &str, argc: usize) -> bool {
     match name {
         "count" => argc <= 1,
-        "count_distinct" | "sum" | "avg" | "stddev" | "variance" | "min" | "max" | "first"
-        | "last" => argc == 1,
-        "ema" => argc == 2,
+        "count_distinct" | "distinct_count" | "sum" | "avg" | "stddev" | "variance" | "min"
+        | "max" | "first" | "last" | "median" | "p50" | "p95" | "p99" | "collect" => argc == 1,
+        "ema" | "percentile" => argc == 2,
         _ => false,
     }
 }

@@ -517,6 +517,21 @@ impl<'a> Checker<'a> {
                 }
                 self.expr(a, Place::Stream);
             }
+            ("percentile", [a, q]) => {
+                self.expr(a, Place::Stream);
+                let ok = match q.kind {
+                    ExprKind::Float(x) => (0.0..=1.0).contains(&x),
+                    ExprKind::Int(k) => k == 0 || k == 1,
+                    _ => false,
+                };
+                if !ok {
+                    self.error_hint(
+                        "the percentile must be a number literal between 0 and 1",
+                        q.span,
+                        Some("write `percentile(latency, 0.95)`".into()),
+                    );
+                }
+            }
             ("ema", [a, n]) => {
                 self.expr(a, Place::Stream);
                 if !matches!(n.kind, ExprKind::Int(k) if k > 0) {

@@ -491,8 +491,8 @@ fn tier2_misuse_diagnostics() {
         vec!["`stddev` is an aggregate function; it is only allowed in `.aggregate(…)`"]
     );
     assert_eq!(
-        e("stream S = A .aggregate(m: median(x))"),
-        vec!["unknown aggregate function `median`"]
+        e("stream S = A .aggregate(m: kurtosis(x))"),
+        vec!["unknown aggregate function `kurtosis`"]
     );
     assert_eq!(
         e("stream S = A .having(x > 1)"),

@@ -356,3 +356,18 @@ fn match_mode_diagnostics() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn extra_aggregates() {
+    let e = "event A:\n    v: float\n";
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A .window(1s) .aggregate(p: percentile(v, 1.5))\n"
+        )),
+        ["3:54 error: the percentile must be a number literal between 0 and 1"]
+    );
+    assert_eq!(
+        diags(&format!("{e}stream S = A .window(1s) .aggregate(p: percentile(v, 0.9), m: median(v), a: p50(v), b: p95(v), c: p99(v), d: collect(v), n: distinct_count(v)) .emit()\n")),
+        Vec::<String>::new()
+    );
+}

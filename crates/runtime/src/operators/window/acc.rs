@@ -29,8 +29,11 @@ pub(super) enum Acc {
     Sum(Value),
     /// `avg`: how many numbers and their sum.
     Avg(u64, f64),
-    /// `stddev` / `variance`: the numbers (two-pass sample variance when firing).
+    /// `stddev` / `variance` / percentiles: the numbers (two-pass sample variance, or sorted
+    /// and interpolated, when firing).
     Spread(Vec<f64>),
+    /// `collect`: the values.
+    Collect(Vec<Value>),
     /// `min` / `max` (by VPL ordering), `first`, `last`.
     Pick(Option<Value>),
     /// `ema(e, period)`.
@@ -45,7 +48,8 @@ impl Acc {
             AggKind::CountDistinct => Acc::Distinct(HashSet::new()),
             AggKind::Sum => Acc::Sum(Value::Int(0)),
             AggKind::Avg => Acc::Avg(0, 0.0),
-            AggKind::Stddev | AggKind::Variance => Acc::Spread(Vec::new()),
+            AggKind::Stddev | AggKind::Variance | AggKind::Percentile => Acc::Spread(Vec::new()),
+            AggKind::Collect => Acc::Collect(Vec::new()),
             AggKind::Min | AggKind::Max | AggKind::First | AggKind::Last => Acc::Pick(None),
             AggKind::Ema => Acc::Ema(None),
         }
@@ -80,6 +84,7 @@ impl Acc {
                 }
             }
             Acc::Spread(xs) => xs.extend(v.as_f64()),
+            Acc::Collect(vs) => vs.push(v),
             Acc::Pick(best) => {
                 let replace = match (agg.kind, &*best) {
                     (_, None) | (AggKind::Last, _) => true,
@@ -112,6 +117,8 @@ impl Acc {
             Acc::Sum(v) => v.clone(),
             Acc::Avg(0, _) => Value::Null,
             Acc::Avg(n, s) => Value::Float(s / *n as f64),
+            Acc::Spread(xs) if agg.kind == AggKind::Percentile => percentile(xs, agg.q),
+            Acc::Collect(vs) => Value::Array(std::sync::Arc::new(vs.clone())),
             Acc::Spread(xs) => match crate::builtins::sample_variance(xs) {
                 None => Value::Null,
                 Some(var) if agg.kind == AggKind::Variance => Value::Float(var),
@@ -138,6 +145,7 @@ impl Acc {
             Acc::Pick(None) | Acc::Ema(None) => Json::Null,
             Acc::Avg(n, s) => json!([n, bits(s)]),
             Acc::Spread(xs) => Json::Array(xs.iter().map(bits).collect()),
+            Acc::Collect(vs) => Json::Array(vs.iter().map(encode_value).collect()),
             Acc::Ema(Some(e)) => bits(e),
         }
     }
@@ -167,11 +175,35 @@ impl Acc {
                     .map(float)
                     .collect::<Result<_, _>>()?,
             ),
+            Acc::Collect(_) => Acc::Collect(
+                j.as_array()
+                    .ok_or_else(bad)?
+                    .iter()
+                    .map(decode_value)
+                    .collect::<Result<_, _>>()?,
+            ),
             Acc::Pick(_) if j.is_null() => Acc::Pick(None),
             Acc::Pick(_) => Acc::Pick(Some(decode_value(j)?)),
             Acc::Ema(_) if j.is_null() => Acc::Ema(None),
             Acc::Ema(_) => Acc::Ema(Some(float(j)?)),
         })
+    }
+}
+
+/// The `q` quantile of `xs` by linear interpolation between the sorted values (`null` if empty;
+/// NaNs sort last).
+fn percentile(xs: &[f64], q: f64) -> Value {
+    if xs.is_empty() {
+        return Value::Null;
+    }
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    match (sorted.get(lo), sorted.get(hi)) {
+        (Some(a), Some(b)) => Value::Float(a + (b - a) * (pos - lo as f64)),
+        _ => Value::Null,
     }
 }
 

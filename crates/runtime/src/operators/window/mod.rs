@@ -71,6 +71,10 @@ enum AggKind {
     First,
     Last,
     Ema,
+    /// `percentile(e, q)`, `median`, `p50`/`p95`/`p99` (the quantile is in `Agg::q`).
+    Percentile,
+    /// `collect(e)`: the values as an array.
+    Collect,
 }
 
 struct Agg {
@@ -79,6 +83,8 @@ struct Agg {
     arg: Option<ExprFn>,
     /// `ema` period.
     period: i64,
+    /// Percentile quantile in `[0, 1]`.
+    q: f64,
 }
 
 /// An open or fired session: its first and last event times and its events.
@@ -303,7 +309,11 @@ impl WindowOp {
                         }
                         _ => (AggKind::Count, Some(a)),
                     },
-                    ("count_distinct", [a]) => (AggKind::CountDistinct, Some(a)),
+                    ("count_distinct" | "distinct_count", [a]) => (AggKind::CountDistinct, Some(a)),
+                    ("percentile" | "median" | "p50" | "p95" | "p99", [a, ..]) => {
+                        (AggKind::Percentile, Some(a))
+                    }
+                    ("collect", [a]) => (AggKind::Collect, Some(a)),
                     ("sum", [a]) => (AggKind::Sum, Some(a)),
                     ("avg", [a]) => (AggKind::Avg, Some(a)),
                     ("stddev", [a]) => (AggKind::Stddev, Some(a)),
@@ -319,11 +329,19 @@ impl WindowOp {
                     Some(ExprKind::Int(n)) => *n,
                     _ => 1,
                 };
+                let q = match (callee.name.as_str(), args.get(1).map(|a| &a.kind)) {
+                    ("p95", _) => 0.95,
+                    ("p99", _) => 0.99,
+                    ("percentile", Some(ExprKind::Float(x))) => x.clamp(0.0, 1.0),
+                    ("percentile", Some(ExprKind::Int(k))) => (*k as f64).clamp(0.0, 1.0),
+                    _ => 0.5,
+                };
                 let name = format!("__agg{}", self.aggs.len());
                 self.aggs.push(Agg {
                     kind,
                     arg: arg.map(|a| c.expr(a)),
                     period,
+                    q,
                 });
                 self.agg_names.push(c.intern(&name));
                 ExprKind::Name(ast::Ident {
