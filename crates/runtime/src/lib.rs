@@ -31,6 +31,7 @@ mod key;
 pub mod limits;
 pub mod operators;
 pub mod stats;
+mod template;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, ErrorRecord, PrintTarget};

@@ -567,6 +567,8 @@ pub enum OpKind {
     WindowPattern,
     /// `.trend_aggregate(…)` over a Kleene sequence (Tier 3).
     TrendAggregate,
+    /// `.alert(message: "…", webhook: url)`: the existing product's notification (logged).
+    Alert,
     /// A selection or emission mode of a sequence or pattern: `.strict() .stnm() .stam()`,
     /// `.each() .longest() .subsets()` (the existing product's operators).
     MatchMode,
@@ -602,6 +604,7 @@ impl OpKind {
             "pattern" => OpKind::WindowPattern,
             "trend_aggregate" => OpKind::TrendAggregate,
             "strict" | "stnm" | "stam" | "each" | "longest" | "subsets" => OpKind::MatchMode,
+            "alert" => OpKind::Alert,
             _ => OpKind::Other,
         }
     }

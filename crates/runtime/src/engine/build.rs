@@ -369,7 +369,19 @@ impl<'p> Builder<'p> {
                     op: Box::new(LimitOp::new(n)),
                 }
             }
-            OpKind::Print => OpCode::Print(op.positional().map(|e| c.expr(e)).collect()),
+            OpKind::Print => OpCode::Print(op.positional().map(|e| text_arg(c, e)).collect()),
+            // `.alert(message: "…{field}…", webhook: url)`: logged at INFO (no HTTP client here).
+            OpKind::Alert => OpCode::Log {
+                level: tracing::Level::INFO,
+                message: Some(match op.named("message") {
+                    Some(e) => text_arg(c, e),
+                    None => {
+                        let name = s.name.name.clone();
+                        Box::new(move |_| Ok(Value::str(&format!("{name} alert"))))
+                    }
+                }),
+                data: None,
+            },
             OpKind::Log => {
                 let level = match op.named("level").map(|e| &e.kind) {
                     Some(ExprKind::Str(l)) => log_level(l),
@@ -379,7 +391,7 @@ impl<'p> Builder<'p> {
                 let message = op
                     .named("message")
                     .or_else(|| op.first_positional())
-                    .map(|e| c.expr(e));
+                    .map(|e| text_arg(c, e));
                 let data = op.named("data").map(|e| c.expr(e));
                 OpCode::Log {
                     level,
@@ -706,4 +718,15 @@ fn find_cycle(streams: &[StreamCode], sources: &[String]) -> Option<String> {
         }
     }
     None
+}
+
+/// A `.print`/`.log`/`.alert` text argument: a string literal with `{field}` placeholders
+/// renders from the current event (`template.rs`); anything else is an ordinary expression.
+fn text_arg(c: &mut Compiler, e: &ast::Expr) -> crate::compile::ExprFn {
+    if let ExprKind::Str(text) = &e.kind {
+        if let Some(t) = crate::template::Template::parse(text) {
+            return Box::new(move |cx| Ok(Value::str(&t.render(&cx.event.fields))));
+        }
+    }
+    c.expr(e)
 }

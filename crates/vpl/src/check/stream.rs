@@ -265,6 +265,7 @@ impl<'a> Checker<'a> {
                 | OpKind::First
                 | OpKind::Print
                 | OpKind::Log
+                | OpKind::Alert
                 | OpKind::Watermark
                 | OpKind::AllowedLateness
                 | OpKind::WindowPattern => self.tier3_op(s, op, &mut state),

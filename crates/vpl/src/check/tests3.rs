@@ -371,3 +371,21 @@ fn extra_aggregates() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn alert_parameters() {
+    let e = "event A:\n    v: float\n";
+    assert_eq!(
+        diags(&format!("{e}stream S = A .alert(webhook: \"https://x\", message: \"v={{v}}\") .emit()\n")),
+        ["3:21 warning: webhooks are not sent by this runtime: the alert is logged (target `vpl`, level info)"]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A .alert(\"x\", channel: \"c\") .emit()\n"
+        )),
+        [
+            "3:21 error: `.alert` takes named parameters",
+            "3:26 error: unknown `.alert` parameter `channel`"
+        ]
+    );
+}

@@ -71,6 +71,7 @@ impl<'a> Checker<'a> {
                 }
             }
             OpKind::Log => self.log_args(op),
+            OpKind::Alert => self.alert_args(op),
             OpKind::Watermark => {
                 if let Some(prev) = st.watermark {
                     self.error_hint(
@@ -141,6 +142,41 @@ impl<'a> Checker<'a> {
 
     /// `.log(level: "warn", message: "…", data: expr)` (a first positional argument is the
     /// message).
+    /// `.alert(message: "…", webhook: "url")`: both optional; the alert is logged.
+    fn alert_args(&mut self, op: &'a StreamOp) {
+        let mut seen: HashMap<&'a str, Span> = HashMap::new();
+        for a in &op.args {
+            let Some(n) = &a.name else {
+                self.error_hint(
+                    "`.alert` takes named parameters",
+                    a.span,
+                    Some("write `.alert(message: \"High temp: {temperature}\")`".into()),
+                );
+                continue;
+            };
+            self.dup_check(&mut seen, n, "parameter");
+            match n.name.as_str() {
+                "message" => {
+                    self.expr(&a.value, Place::Stream);
+                }
+                "webhook" => {
+                    if !matches!(a.value.kind, ExprKind::Str(_)) {
+                        self.error("the webhook must be a string literal (a URL)", a.value.span);
+                    }
+                    self.warn(
+                        "webhooks are not sent by this runtime: the alert is logged (target `vpl`, level info)",
+                        n.span,
+                    );
+                }
+                other => self.error_hint(
+                    format!("unknown `.alert` parameter `{other}`"),
+                    n.span,
+                    Some("`.alert` takes `message:` and `webhook:`".into()),
+                ),
+            }
+        }
+    }
+
     fn log_args(&mut self, op: &'a StreamOp) {
         let mut seen: HashMap<&'a str, Span> = HashMap::new();
         let mut positional = 0;
