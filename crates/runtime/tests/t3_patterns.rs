@@ -428,7 +428,7 @@ const TIER3: &str = r#"
 stream D = A .partition_by(k) .distinct(v) .emit(k: k, v: v)
 stream L = B .partition_by(k) .limit(2) .emit(k: k, v: v)
 stream Tw = A .watermark(out_of_order: 300ms) .allowed_lateness(500ms) .partition_by(k)
-    .window(1s) .aggregate(n: count(), s: sum(v)) .emit()
+    .window(1s) .aggregate(n: count(), s: sum(v), md: median(v), co: collect(v)) .emit()
 stream Ss = B .watermark(out_of_order: 200ms) .allowed_lateness(400ms)
     .window(session: 300ms) .aggregate(n: count(), hi: max(v)) .emit()
 stream Cw = C .watermark(out_of_order: 250ms) .window(3) .aggregate(f: first(v), l: last(v)) .emit()
@@ -439,6 +439,10 @@ stream Ab = Abs .emit(k: a.k, v: a.v)
 stream J = join(A, C) .on(A.k == C.k) .emit(a: A.v, c: C.v)
 stream T = timer(700ms) .emit(at: timestamp)
 stream P = A .print(v) .first() .emit(v: v)
+stream Jc = join(A, B, C) .on(A.k == B.k and B.v == C.v) .window(1s) .emit(a: A.v, b: B.v, c: C.k)
+stream Mo = A as a -> all B where k == a.k as b -> C .within(1s) .stnm() .emit(n: count(b))
+stream Lo = A as a -> all A.increasing(v) as up .within(1s) .stnm() .emit(n: count(up), top: up.v)
+stream St = B as b -> C as c .within(1s) .strict() .emit(b: b.v, c: c.v)
 "#;
 
 /// Runs events in the given (arrival) order, driving timers with the largest time seen.

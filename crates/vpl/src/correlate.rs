@@ -245,33 +245,83 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// Derives the key fields of every input from the `.on` conditions. `names` are the input names
-/// in order; the result holds, per input, its key fields (one per class of equal terms).
-pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, JoinKeyError> {
-    join_keys_lenient(names, &[], conds).map(|(keys, _)| keys)
+/// The equality classes of a join's `.on` conditions: each class lists the `(input, field)`
+/// terms that must be equal, in first-mention order. Every input is related to the others
+/// through the classes (directly or through other inputs).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JoinGraph {
+    /// The classes of equal terms.
+    pub classes: Vec<Vec<(usize, String)>>,
 }
 
-/// Join keys per input, and warnings (position, message) about inputs named by event type.
-pub type LenientKeys = (Vec<Vec<String>>, Vec<(Span, String)>);
+impl JoinGraph {
+    /// The classes holding a field of both inputs, in class order.
+    pub fn shared(&self, a: usize, b: usize) -> Vec<usize> {
+        (0..self.classes.len())
+            .filter(|c| self.field(*c, a).is_some() && self.field(*c, b).is_some())
+            .collect()
+    }
 
-/// Like [`join_keys`], also accepting an input named by its event type (`types`, per input)
-/// when that is unambiguous; each such use gives a warning (position, message).
-pub fn join_keys_lenient(
+    /// The field of `input` in class `class`, if it has one.
+    pub fn field(&self, class: usize, input: usize) -> Option<&str> {
+        self.classes
+            .get(class)?
+            .iter()
+            .find(|(i, _)| *i == input)
+            .map(|(_, f)| f.as_str())
+    }
+
+    /// Whether one class holds a field of every input (a single shared key, VPL.md §7).
+    pub fn single_key(&self, inputs: usize) -> bool {
+        self.classes
+            .iter()
+            .all(|c| (0..inputs).all(|i| c.iter().any(|(x, _)| *x == i)))
+    }
+}
+
+/// Derives the key fields of every input when the `.on` conditions give every input a field in
+/// every class (one shared key); `names` are the input names in order.
+pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, JoinKeyError> {
+    let (g, _) = join_graph_lenient(names, &[], conds)?;
+    let mut keys: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    for c in 0..g.classes.len() {
+        for (i, k) in keys.iter_mut().enumerate() {
+            match g.field(c, i) {
+                Some(f) => k.push(f.to_string()),
+                None => {
+                    return Err(key_error(
+                        format!("`{}` has no field in every join key", names[i]),
+                        Span::default(),
+                        None,
+                    ))
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The join graph, and warnings (position, message) about inputs named by event type.
+pub type LenientGraph = (JoinGraph, Vec<(Span, String)>);
+
+/// Reads the `.on` conditions into a [`JoinGraph`], also accepting an input named by its event
+/// type (`types`, per input) when that is unambiguous (each such use gives a warning).
+pub fn join_graph_lenient(
     names: &[&str],
     types: &[&str],
     conds: &[&Expr],
-) -> Result<LenientKeys, JoinKeyError> {
+) -> Result<LenientGraph, JoinKeyError> {
     let mut warnings = Vec::new();
-    let keys = join_keys_inner(names, types, conds, &mut warnings)?;
-    Ok((keys, warnings))
+    let g = join_graph_inner(names, types, conds, &mut warnings)?;
+    Ok((g, warnings))
 }
 
-fn join_keys_inner(
+fn join_graph_inner(
     names: &[&str],
     types: &[&str],
     conds: &[&Expr],
     warnings: &mut Vec<(Span, String)>,
-) -> Result<Vec<Vec<String>>, JoinKeyError> {
+) -> Result<JoinGraph, JoinKeyError> {
     let mut leaves = Vec::new();
     for c in conds {
         conjuncts(c, &mut leaves);
@@ -327,28 +377,41 @@ fn join_keys_inner(
         }
     }
     let Some(first) = leaves.first() else {
-        return Ok(Vec::new());
+        return Ok(JoinGraph::default());
     };
-    let mut keys: Vec<Vec<String>> = vec![Vec::new(); names.len()];
-    for class in &classes {
-        for (i, name) in names.iter().enumerate() {
-            match class.iter().find(|(inp, _)| *inp == i) {
-                Some((_, f)) => keys[i].push(f.clone()),
-                None => {
-                    let (oi, of) = &class[0];
-                    return Err(key_error(
-                        format!(
-                            "the join condition does not relate `{name}` to `{}.{of}`",
-                            names.get(*oi).copied().unwrap_or("?")
-                        ),
-                        first.span,
-                        Some("every input needs a field equal to each join key, e.g. `A.k == B.k and B.k == C.k`"),
-                    ));
+    // Every input must be reachable from the first one through the classes.
+    let mut reached = vec![false; names.len()];
+    if let Some(r) = reached.first_mut() {
+        *r = true;
+    }
+    loop {
+        let mut grew = false;
+        for class in &classes {
+            if class.iter().any(|(i, _)| reached.get(*i) == Some(&true)) {
+                for (i, _) in class {
+                    if let Some(r) = reached.get_mut(*i) {
+                        grew |= !*r;
+                        *r = true;
+                    }
                 }
             }
         }
+        if !grew {
+            break;
+        }
     }
-    Ok(keys)
+    if let Some(i) = reached.iter().position(|r| !r) {
+        return Err(key_error(
+            format!(
+                "the join conditions do not relate `{}` to `{}`",
+                names.get(i).copied().unwrap_or("?"),
+                names.first().copied().unwrap_or("?")
+            ),
+            first.span,
+            Some("relate every input to another one, e.g. `A.k == B.k and B.j == C.j`"),
+        ));
+    }
+    Ok(JoinGraph { classes })
 }
 
 #[cfg(test)]
@@ -368,11 +431,19 @@ mod tests {
         let c = cond("A.k == B.id and B.z == A.y and C.key == B.id");
         let keys = join_keys(&["A", "B", "C"], &[&c]);
         assert!(keys.is_err(), "class of y/z lacks C: {keys:?}");
+        let (g, _) = join_graph_lenient(&["A", "B", "C"], &[], &[&c]).unwrap();
+        assert!(!g.single_key(3));
+        assert_eq!(g.shared(0, 1), vec![0, 1]);
+        assert_eq!(g.shared(1, 2), vec![0]);
+        assert_eq!(g.field(1, 0), Some("y"));
         let c = cond("A.k == B.id and B.z == A.y");
         assert_eq!(
             join_keys(&["A", "B"], &[&c]).unwrap(),
             vec![vec!["k", "y"], vec!["id", "z"]]
         );
+        let c = cond("A.k == B.k and C.j == D.j");
+        let e = join_graph_lenient(&["A", "B", "C", "D"], &[], &[&c]).unwrap_err();
+        assert_eq!(e.message, "the join conditions do not relate `C` to `A`");
     }
 
     #[test]

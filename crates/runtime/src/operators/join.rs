@@ -1,15 +1,21 @@
 //! Joins and merges of streams (VPL.md §7 "Joins and merge").
 //!
-//! * [`JoinOp`]: `join(A, B).on(A.k == B.k).window(5m)`. Per input and key only the most recent
-//!   event matters (an older one cannot be within the window when a newer one is not), so the
-//!   state is one event per (input, key), swept once per window length of watermark progress:
-//!   memory is bounded by the keys active within the window. When an event arrives on an input
-//!   (type and the input's `.where` filters match) with a non-null key, it replaces the stored
-//!   event for its key if it is not older, and if every other input has an event with the same
-//!   key no older than `event time - window`, one joined event is produced: fields of all inputs
-//!   unprefixed (first input wins on clashes), timestamp of the arriving event, and the inputs as
-//!   captures (`A.field`) for the remaining operators. A `null` key never joins. Events older
-//!   than watermark - window are swept, so an out-of-order event can miss partners that old.
+//! * [`JoinOp`]: `join(A, B).on(A.k == B.k).window(5m)`. The `.on` conditions form classes of
+//!   equal fields ([`JoinGraph`]). Each input keeps, per key it is looked up by (its fields for
+//!   the classes it shares with a neighbouring input), only its most recent event: an older one
+//!   cannot be within the window when a newer one is not. State is swept once per window length
+//!   of watermark progress, so memory is bounded by the keys active within the window. When an
+//!   event arrives on an input (type and the input's `.where` filters match), it is stored under
+//!   each of its non-null keys unless a newer event is stored there, then partners are looked up
+//!   from it input by input (breadth-first over inputs sharing a class, in input order): each
+//!   the most recent event with the same shared-key values, no older than `event time - window`.
+//!   When every input has a partner (and, for chained keys, every class holds one value), one
+//!   joined event is produced: fields of all inputs unprefixed (first input wins on clashes),
+//!   timestamp of the arriving event, and the inputs as captures (`A.field`). With one key shared
+//!   by all inputs (VPL.md §7) this is "every other input has an event with the same key"; with
+//!   chained keys (`A.c == B.id and A.p == C.p`) partners are found pairwise along the chain. A
+//!   `null` key never joins. Events older than watermark - window are swept, so an out-of-order
+//!   event can miss partners that old.
 //! * [`MergeOp`]: `merge(A, stream S = B .where(c))` forwards each event once per input that
 //!   accepts it (type and filters).
 
@@ -24,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind, SubStream};
-use varpulis_vpl::correlate::{input_name, join_conditions, join_keys_lenient};
+use varpulis_vpl::correlate::{input_name, join_conditions, join_graph_lenient, JoinGraph};
 
 /// How old a partner event may be when a join has no `.window`: one minute.
 pub const DEFAULT_JOIN_WINDOW_NS: i64 = 60_000_000_000;
@@ -34,8 +40,37 @@ struct Input {
     name: Arc<str>,
     ty: Arc<str>,
     filters: Vec<ExprFn>,
-    /// Key fields (join only), each with a cached position.
-    key: Vec<(Arc<str>, AtomicU32)>,
+}
+
+/// Key fields, each with a cached position.
+type KeyFields = Vec<(Arc<str>, AtomicU32)>;
+
+/// The key of `ev` by `fields`, `None` if a part is missing or `null`.
+fn key_of(fields: &KeyFields, ev: &Event) -> Option<Vec<KeyRepr>> {
+    fields
+        .iter()
+        .map(|(f, slot)| match ev.field_cached(f, slot) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(KeyRepr::of(v)),
+        })
+        .collect()
+}
+
+fn key_fields(c: &mut Compiler, g: &JoinGraph, classes: &[usize], input: usize) -> KeyFields {
+    classes
+        .iter()
+        .filter_map(|k| g.field(*k, input))
+        .map(|f| (c.intern(f), AtomicU32::new(0)))
+        .collect()
+}
+
+/// A lookup from one input to a neighbour sharing classes with it.
+struct Edge {
+    to: usize,
+    /// Which index of `to` holds the key.
+    index: usize,
+    /// The key's fields on the `from` side.
+    from_fields: KeyFields,
 }
 
 impl Input {
@@ -49,17 +84,6 @@ impl Input {
             }
         }
         Ok(true)
-    }
-
-    /// The key of `ev`, `None` if a part is missing or `null`.
-    fn key_of(&self, ev: &Event) -> Option<Vec<KeyRepr>> {
-        self.key
-            .iter()
-            .map(|(f, slot)| match ev.field_cached(f, slot) {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(KeyRepr::of(v)),
-            })
-            .collect()
     }
 }
 
@@ -76,7 +100,6 @@ fn compile_inputs(c: &mut Compiler, inputs: &[SubStream]) -> Vec<Input> {
                 .filter_map(|o| o.first_positional())
                 .map(|e| c.expr(e))
                 .collect(),
-            key: Vec::new(),
         })
         .collect()
 }
@@ -116,13 +139,20 @@ struct JoinState {
     watermark: Option<i64>,
     /// Watermark at the last sweep of old entries.
     swept: i64,
-    /// Per input: key → most recent event.
-    latest: Vec<HashMap<Vec<KeyRepr>, Event>>,
+    /// Per input, per index: key → most recent event.
+    latest: Vec<Vec<HashMap<Vec<KeyRepr>, Event>>>,
 }
 
 /// The front operator of a `join(…)` stream.
 pub(crate) struct JoinOp {
     inputs: Vec<Input>,
+    /// Per input, its indexes: the key fields of each (one index per distinct set of classes
+    /// it shares with a neighbour).
+    indexes: Vec<Vec<KeyFields>>,
+    /// Per input, its lookups to the inputs it shares classes with, in input order.
+    edges: Vec<Vec<Edge>>,
+    /// Chained keys: every class's `(input, field)` terms, checked to hold one value.
+    classes: Option<Vec<Vec<(usize, Arc<str>, AtomicU32)>>>,
     /// `.window` in ns: how old a partner event may be.
     window: i64,
     result_type: Arc<str>,
@@ -139,7 +169,7 @@ impl JoinOp {
     ) -> Option<JoinOp> {
         let names: Vec<&str> = inputs.iter().map(|i| input_name(i).name.as_str()).collect();
         let types: Vec<&str> = inputs.iter().map(|i| i.source.name.as_str()).collect();
-        let (keys, _) = join_keys_lenient(&names, &types, &join_conditions(inputs, s)).ok()?;
+        let (graph, _) = join_graph_lenient(&names, &types, &join_conditions(inputs, s)).ok()?;
         // Without `.window`, partners are kept for one minute (the existing product's default).
         let window = match s.ops.iter().find(|o| o.kind() == OpKind::Window) {
             Some(w) => match w.first_positional()?.kind {
@@ -149,13 +179,48 @@ impl JoinOp {
             None => DEFAULT_JOIN_WINDOW_NS,
         };
         c.enter_stream(None);
-        let mut compiled = compile_inputs(c, inputs);
-        for (input, fields) in compiled.iter_mut().zip(keys) {
-            input.key = fields
-                .iter()
-                .map(|f| (c.intern(f), AtomicU32::new(0)))
-                .collect();
+        let compiled = compile_inputs(c, inputs);
+        let n = compiled.len();
+        // Indexes per input, by the class sets it shares with each neighbour.
+        let mut index_classes: Vec<Vec<Vec<usize>>> = vec![Vec::new(); n];
+        let mut edges: Vec<Vec<Edge>> = (0..n).map(|_| Vec::new()).collect();
+        for (from, out) in edges.iter_mut().enumerate() {
+            for to in (0..n).filter(|t| *t != from) {
+                let shared = graph.shared(from, to);
+                if shared.is_empty() {
+                    continue;
+                }
+                let list = &mut index_classes[to];
+                let index = match list.iter().position(|cl| *cl == shared) {
+                    Some(x) => x,
+                    None => {
+                        list.push(shared.clone());
+                        list.len() - 1
+                    }
+                };
+                out.push(Edge {
+                    to,
+                    index,
+                    from_fields: key_fields(c, &graph, &shared, from),
+                });
+            }
         }
+        let indexes: Vec<Vec<KeyFields>> = index_classes
+            .iter()
+            .enumerate()
+            .map(|(i, sets)| sets.iter().map(|cl| key_fields(c, &graph, cl, i)).collect())
+            .collect();
+        let classes = (!graph.single_key(n)).then(|| {
+            graph
+                .classes
+                .iter()
+                .map(|cl| {
+                    cl.iter()
+                        .map(|(i, f)| (*i, c.intern(f), AtomicU32::new(0)))
+                        .collect()
+                })
+                .collect()
+        });
         c.enter_pattern(names.iter().map(|n| n.to_string()).collect());
         for (i, t) in types.iter().enumerate() {
             let unique = types.iter().filter(|x| *x == t).count() == 1;
@@ -166,10 +231,16 @@ impl JoinOp {
         }
         Some(JoinOp {
             state: Mutex::new(JoinState {
-                latest: vec![HashMap::new(); compiled.len()],
+                latest: indexes
+                    .iter()
+                    .map(|ix| vec![HashMap::new(); ix.len()])
+                    .collect(),
                 ..JoinState::default()
             }),
             inputs: compiled,
+            indexes,
+            edges,
+            classes,
             window,
             result_type: c.intern(&s.name.name),
         })
@@ -185,9 +256,7 @@ impl JoinOp {
         let mut accepted = Vec::new();
         for (i, input) in self.inputs.iter().enumerate() {
             if input.accepts(ev, eval)? {
-                if let Some(key) = input.key_of(ev) {
-                    accepted.push((i, key));
-                }
+                accepted.push(i);
             }
         }
         let mut out = Vec::new();
@@ -195,33 +264,68 @@ impl JoinOp {
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
         self.sweep(st, ts);
-        let oldest = ts.saturating_sub(self.window);
-        for (i, key) in accepted {
-            if let Some(m) = st.latest.get_mut(i) {
-                match m.get_mut(&key) {
-                    Some(prev) if prev.timestamp_ns > ts => {}
-                    Some(prev) => *prev = ev.clone(),
-                    None => {
-                        m.insert(key.clone(), ev.clone());
+        for i in accepted {
+            if let (Some(ix), Some(maps)) = (self.indexes.get(i), st.latest.get_mut(i)) {
+                for (fields, m) in ix.iter().zip(maps.iter_mut()) {
+                    let Some(key) = key_of(fields, ev) else {
+                        continue;
+                    };
+                    match m.get_mut(&key) {
+                        Some(prev) if prev.timestamp_ns > ts => {}
+                        Some(prev) => *prev = ev.clone(),
+                        None => {
+                            m.insert(key, ev.clone());
+                        }
                     }
                 }
             }
-            let mut parts: Vec<&Event> = Vec::with_capacity(self.inputs.len());
-            for (j, m) in st.latest.iter().enumerate() {
-                if j == i {
-                    parts.push(ev);
-                    continue;
-                }
-                match m.get(&key) {
-                    Some(p) if p.timestamp_ns >= oldest => parts.push(p),
-                    _ => break,
-                }
-            }
-            if parts.len() == self.inputs.len() {
+            if let Some(parts) = self.partners(st, i, ev) {
                 out.push(self.joined(&parts, ts));
             }
         }
         Ok(out)
+    }
+
+    /// The partner events of `ev` arriving on input `i`, one per input (`ev` itself for `i`),
+    /// found breadth-first along the shared keys; `None` when some input has none.
+    fn partners<'s>(&self, st: &'s JoinState, i: usize, ev: &'s Event) -> Option<Vec<&'s Event>> {
+        let oldest = ev.timestamp_ns.saturating_sub(self.window);
+        let mut chosen: Vec<Option<&Event>> = vec![None; self.inputs.len()];
+        *chosen.get_mut(i)? = Some(ev);
+        let mut queue = std::collections::VecDeque::from([i]);
+        while let Some(u) = queue.pop_front() {
+            let from = (*chosen.get(u)?)?;
+            for e in self.edges.get(u)? {
+                if chosen.get(e.to)?.is_some() {
+                    continue;
+                }
+                let key = key_of(&e.from_fields, from)?;
+                let p = st.latest.get(e.to)?.get(e.index)?.get(&key)?;
+                if p.timestamp_ns < oldest {
+                    return None;
+                }
+                *chosen.get_mut(e.to)? = Some(p);
+                queue.push_back(e.to);
+            }
+        }
+        let parts: Vec<&Event> = chosen.into_iter().collect::<Option<_>>()?;
+        if let Some(classes) = &self.classes {
+            for class in classes {
+                let mut value: Option<KeyRepr> = None;
+                for (input, f, slot) in class {
+                    let v = match parts.get(*input)?.field_cached(f, slot) {
+                        None | Some(Value::Null) => return None,
+                        Some(v) => KeyRepr::of(v),
+                    };
+                    match &value {
+                        Some(x) if *x != v => return None,
+                        Some(_) => {}
+                        None => value = Some(v),
+                    }
+                }
+            }
+        }
+        Some(parts)
     }
 
     /// Raises the watermark to `ts` and forgets, once per window of progress, partner events too
@@ -231,7 +335,7 @@ impl JoinOp {
         st.watermark = Some(wm);
         if wm.saturating_sub(st.swept) > self.window {
             let horizon = wm.saturating_sub(self.window);
-            for m in &mut st.latest {
+            for m in st.latest.iter_mut().flatten() {
                 m.retain(|_, e| e.timestamp_ns >= horizon);
             }
             st.swept = wm;
@@ -278,32 +382,40 @@ fn ck_err(msg: &str) -> RuntimeError {
 /// Decoded join state, applied only once everything parsed (restore is all-or-nothing).
 pub(crate) struct Restored(JoinState);
 
+/// One index's events, sorted by time then key for stable bytes.
+fn index_json(m: &HashMap<Vec<KeyRepr>, Event>) -> serde_json::Value {
+    let mut evs: Vec<(&Vec<KeyRepr>, &Event)> = m.iter().collect();
+    evs.sort_by(|a, b| {
+        (a.1.timestamp_ns, format!("{:?}", a.0)).cmp(&(b.1.timestamp_ns, format!("{:?}", b.0)))
+    });
+    serde_json::Value::Array(evs.into_iter().map(|(_, e)| event_json(e)).collect())
+}
+
 impl JoinOp {
-    /// Serializes the stored events per input (sorted by time, then key, for stable bytes).
+    /// Serializes the stored events per input and index.
     pub(crate) fn snapshot(&self) -> serde_json::Value {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let latest: Vec<serde_json::Value> = st
             .latest
             .iter()
-            .map(|m| {
-                let mut evs: Vec<(&Vec<KeyRepr>, &Event)> = m.iter().collect();
-                evs.sort_by(|a, b| {
-                    (a.1.timestamp_ns, format!("{:?}", a.0))
-                        .cmp(&(b.1.timestamp_ns, format!("{:?}", b.0)))
-                });
-                serde_json::Value::Array(evs.into_iter().map(|(_, e)| event_json(e)).collect())
-            })
+            .map(|maps| serde_json::Value::Array(maps.iter().map(index_json).collect()))
             .collect();
-        serde_json::json!({ "wm": st.watermark, "swept": st.swept, "latest": latest })
+        serde_json::json!({ "wm": st.watermark, "swept": st.swept, "indexes": latest })
     }
 
-    /// Parses a [`JoinOp::snapshot`]; `None` (no entry) is the empty state.
+    /// Parses a [`JoinOp::snapshot`]; `None` (no entry) is the empty state. A checkpoint taken
+    /// before inputs had several indexes (`"latest"`: one event list per input) restores into
+    /// inputs with one index.
     pub(crate) fn parse_snapshot(
         &self,
         j: Option<&serde_json::Value>,
     ) -> Result<Restored, RuntimeError> {
         let mut st = JoinState {
-            latest: vec![HashMap::new(); self.inputs.len()],
+            latest: self
+                .indexes
+                .iter()
+                .map(|ix| vec![HashMap::new(); ix.len()])
+                .collect(),
             ..JoinState::default()
         };
         let Some(j) = j else {
@@ -317,20 +429,46 @@ impl JoinOp {
             .get("swept")
             .and_then(|v| v.as_i64())
             .ok_or_else(|| ck_err("sweep"))?;
-        let lists = j
-            .get("latest")
-            .and_then(|v| v.as_array())
-            .filter(|l| l.len() == self.inputs.len())
-            .ok_or_else(|| ck_err("inputs"))?;
-        for ((list, input), m) in lists.iter().zip(&self.inputs).zip(&mut st.latest) {
-            for e in list.as_array().ok_or_else(|| ck_err("events"))? {
-                let ev = event_from_json(e)?;
-                let ev = Event {
-                    event_type: input.ty.clone(),
-                    ..ev
-                };
-                let key = input.key_of(&ev).ok_or_else(|| ck_err("event key"))?;
-                m.insert(key, ev);
+        let per_input: Vec<Vec<&serde_json::Value>> = match (j.get("indexes"), j.get("latest")) {
+            (Some(ix), _) => ix
+                .as_array()
+                .ok_or_else(|| ck_err("inputs"))?
+                .iter()
+                .map(|l| l.as_array().map(|a| a.iter().collect()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| ck_err("indexes"))?,
+            (None, Some(old)) => old
+                .as_array()
+                .ok_or_else(|| ck_err("inputs"))?
+                .iter()
+                .map(|l| vec![l])
+                .collect(),
+            (None, None) => return Err(ck_err("inputs")),
+        };
+        if per_input.len() != self.inputs.len() {
+            return Err(ck_err("inputs"));
+        }
+        for (i, lists) in per_input.iter().enumerate() {
+            let (Some(input), Some(ix), Some(maps)) = (
+                self.inputs.get(i),
+                self.indexes.get(i),
+                st.latest.get_mut(i),
+            ) else {
+                return Err(ck_err("inputs"));
+            };
+            if lists.len() != ix.len() {
+                return Err(ck_err("indexes"));
+            }
+            for ((list, fields), m) in lists.iter().zip(ix).zip(maps.iter_mut()) {
+                for e in list.as_array().ok_or_else(|| ck_err("events"))? {
+                    let ev = event_from_json(e)?;
+                    let ev = Event {
+                        event_type: input.ty.clone(),
+                        ..ev
+                    };
+                    let key = key_of(fields, &ev).ok_or_else(|| ck_err("event key"))?;
+                    m.insert(key, ev);
+                }
             }
         }
         Ok(Restored(st))

@@ -4,7 +4,7 @@
 
 use super::{Checker, Place};
 use crate::ast::*;
-use crate::correlate::{self, input_name, is_sequence, join_conditions, join_keys_lenient};
+use crate::correlate::{self, input_name, is_sequence, join_conditions, join_graph_lenient};
 use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
 
@@ -197,7 +197,7 @@ impl<'a> Checker<'a> {
             );
         } else {
             let types: Vec<&str> = inputs.iter().map(|i| i.source.name.as_str()).collect();
-            match join_keys_lenient(&names, &types, &conds) {
+            match join_graph_lenient(&names, &types, &conds) {
                 Ok((_, warnings)) => {
                     for (span, msg) in warnings {
                         self.warn(msg, span);
