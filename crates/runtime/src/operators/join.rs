@@ -64,6 +64,9 @@ fn key_fields(c: &mut Compiler, g: &JoinGraph, classes: &[usize], input: usize) 
         .collect()
 }
 
+/// The `(input, field)` terms of one class of equal fields.
+type ClassTerms = Vec<(usize, Arc<str>, AtomicU32)>;
+
 /// A lookup from one input to a neighbour sharing classes with it.
 struct Edge {
     to: usize,
@@ -152,7 +155,7 @@ pub(crate) struct JoinOp {
     /// Per input, its lookups to the inputs it shares classes with, in input order.
     edges: Vec<Vec<Edge>>,
     /// Chained keys: every class's `(input, field)` terms, checked to hold one value.
-    classes: Option<Vec<Vec<(usize, Arc<str>, AtomicU32)>>>,
+    classes: Option<Vec<ClassTerms>>,
     /// `.window` in ns: how old a partner event may be.
     window: i64,
     result_type: Arc<str>,
