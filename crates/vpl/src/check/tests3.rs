@@ -389,3 +389,13 @@ fn alert_parameters() {
         ]
     );
 }
+
+#[test]
+fn outer_joins_are_unsupported() {
+    let d = diags("stream R = left_join(stream L = A, stream Q = B .on(L.k == Q.k)) .window(5m) .emit(k: L.k)\n");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].starts_with("1:12 error: `left_join` is not supported: outer joins"),
+        "{d:?}"
+    );
+}

@@ -196,6 +196,24 @@ impl Parser {
                     span: self.span_from(start),
                 });
             }
+            ("left_join" | "right_join" | "full_join", Tok::LParen) => {
+                // The existing product's outer joins: parsed as a join so the rest of the
+                // program is checked, and reported as unsupported.
+                let kw = self.bump();
+                self.push(
+                    Diagnostic::error(
+                        format!("`{word}` is not supported: outer joins (partners filled with `null` when none arrives within the window) are not available"),
+                        kw.span,
+                    )
+                    .with_hint("use `join(…)` for matched pairs, or a sequence with `.not(…)` / a pattern with `NOT` to detect a missing partner"),
+                );
+                let inputs = self.sub_streams()?;
+                return Ok(Source {
+                    kind: SourceKind::Join(inputs),
+                    from: None,
+                    span: self.span_from(start),
+                });
+            }
             ("merge" | "join", Tok::LParen) => {
                 self.bump();
                 let inputs = self.sub_streams()?;
