@@ -1,8 +1,9 @@
-//! Message templates: `"High temp: {temperature}F in {zone}"` in `.print`, `.log` and `.alert`
-//! string literals (the existing product's interpolation).
+//! Message templates: `"High temp: {temperature}F in {zone}"` in `.emit`, `.print`, `.log` and
+//! `.alert` string literals (the existing product's interpolation).
 //!
 //! `{name}` is replaced by the current event's field `name` as text (strings without quotes);
-//! `{name:.N}` formats a number with `N` decimals. A placeholder naming no field of the event,
+//! `{a.b}` reads field `b` of capture (or map field) `a`; `{name:.N}` formats a number with `N`
+//! decimals. A placeholder naming no field of the event,
 //! or that is not a placeholder (`{}`, `{a b}`), stays as written; `{{` and `}}` are literal
 //! braces.
 
@@ -13,7 +14,8 @@ use std::sync::Arc;
 enum Part {
     Lit(String),
     Field {
-        name: Arc<str>,
+        /// `a.b.c`: the first name is a field of the event (else a capture), the rest map keys.
+        path: Vec<Arc<str>>,
         decimals: Option<usize>,
         /// The placeholder as written (kept when the field is missing).
         raw: String,
@@ -24,6 +26,10 @@ enum Part {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Template {
     parts: Vec<Part>,
+}
+
+fn is_path(s: &str) -> bool {
+    s.split('.').all(is_name)
 }
 
 fn is_name(s: &str) -> bool {
@@ -73,12 +79,12 @@ impl Template {
                     .map(Some),
             };
             match decimals {
-                Some(decimals) if is_name(name) => {
+                Some(decimals) if is_path(name) => {
                     if !lit.is_empty() {
                         parts.push(Part::Lit(std::mem::take(&mut lit)));
                     }
                     parts.push(Part::Field {
-                        name: Arc::from(name),
+                        path: name.split('.').map(Arc::from).collect(),
                         decimals,
                         raw: tail[..=end].to_string(),
                     });
@@ -95,17 +101,17 @@ impl Template {
         any.then_some(Template { parts })
     }
 
-    /// The text with the placeholders filled from `fields`.
-    pub(crate) fn render(&self, fields: &Fields) -> String {
+    /// The text with the placeholders filled from the event's `fields` (or the `captures`).
+    pub(crate) fn render(&self, fields: &Fields, captures: &Fields) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
                 Part::Lit(s) => out.push_str(s),
                 Part::Field {
-                    name,
+                    path,
                     decimals,
                     raw,
-                } => match fields.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+                } => match resolve(path, fields, captures) {
                     None => out.push_str(raw),
                     Some(v) => match (decimals, v.as_f64()) {
                         (Some(d), Some(x)) => out.push_str(&format!("{x:.d$}", d = *d)),
@@ -119,6 +125,20 @@ impl Template {
         }
         out
     }
+}
+
+/// The value at `path`: its first name in `fields`, else in `captures`, then map keys.
+fn resolve<'v>(path: &[Arc<str>], fields: &'v Fields, captures: &'v Fields) -> Option<&'v Value> {
+    let (first, rest) = path.split_first()?;
+    let find = |fs: &'v Fields| fs.iter().find(|(k, _)| k == first).map(|(_, v)| v);
+    let mut v = find(fields).or_else(|| find(captures))?;
+    for key in rest {
+        v = match v {
+            Value::Map(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v)?,
+            _ => return None,
+        };
+    }
+    (!v.is_null()).then_some(v)
 }
 
 #[cfg(test)]
@@ -136,7 +156,7 @@ mod tests {
     #[test]
     fn placeholders_are_filled_from_the_event() {
         let t = Template::parse("High {t}F in {zone} ({n}), {t:.2}, {{x}}, {missing}, {a b}, {}")
-            .map(|t| t.render(&fields()));
+            .map(|t| t.render(&fields(), &Vec::new()));
         assert_eq!(
             t.as_deref(),
             Some("High 105.256F in A (3), 105.26, {x}, {missing}, {a b}, {}")
@@ -144,9 +164,22 @@ mod tests {
         assert_eq!(Template::parse("no placeholders {} {{x}}"), None);
         assert_eq!(
             Template::parse("{n:.1} {zone:.3} {open")
-                .map(|t| t.render(&fields()))
+                .map(|t| t.render(&fields(), &Vec::new()))
                 .as_deref(),
             Some("3.0 A {open")
+        );
+        let caps: Fields = vec![(
+            "t1".into(),
+            Value::Map(std::sync::Arc::new(vec![(
+                "symbol".into(),
+                Value::str("ACME"),
+            )])),
+        )];
+        assert_eq!(
+            Template::parse("{t1.symbol} {t1.price} {zone}")
+                .map(|t| t.render(&fields(), &caps))
+                .as_deref(),
+            Some("ACME {t1.price} A")
         );
     }
 }

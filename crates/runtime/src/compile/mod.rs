@@ -700,7 +700,12 @@ impl Compiler {
             match a.field_name() {
                 Some(name) => {
                     let name = self.intern(name);
-                    out.push((name, self.expr(&a.value)));
+                    let f = if what == "emit" {
+                        self.text(&a.value)
+                    } else {
+                        self.expr(&a.value)
+                    };
+                    out.push((name, f));
                 }
                 None => self.error(
                     format!("`{what}` arguments need a name (`name: expression`)"),
@@ -709,6 +714,20 @@ impl Compiler {
             }
         }
         out
+    }
+
+    /// Compiles a text argument (`.emit` fields, `.print`, `.log`, `.alert`): a string literal
+    /// with `{field}` placeholders renders from the current event and captures
+    /// (`template.rs`); anything else is an ordinary expression.
+    pub fn text(&mut self, e: &Expr) -> ExprFn {
+        if let ExprKind::Str(text) = &e.kind {
+            if let Some(t) = crate::template::Template::parse(text) {
+                return Box::new(move |cx| {
+                    Ok(Value::str(&t.render(&cx.event.fields, &cx.alias.fields)))
+                });
+            }
+        }
+        self.expr(e)
     }
 
     /// Compiles an expression.

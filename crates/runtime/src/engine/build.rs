@@ -720,13 +720,7 @@ fn find_cycle(streams: &[StreamCode], sources: &[String]) -> Option<String> {
     None
 }
 
-/// A `.print`/`.log`/`.alert` text argument: a string literal with `{field}` placeholders
-/// renders from the current event (`template.rs`); anything else is an ordinary expression.
+/// A `.print`/`.log`/`.alert` text argument (see `Compiler::text`).
 fn text_arg(c: &mut Compiler, e: &ast::Expr) -> crate::compile::ExprFn {
-    if let ExprKind::Str(text) = &e.kind {
-        if let Some(t) = crate::template::Template::parse(text) {
-            return Box::new(move |cx| Ok(Value::str(&t.render(&cx.event.fields))));
-        }
-    }
-    c.expr(e)
+    c.text(e)
 }

@@ -520,16 +520,17 @@ impl<'a> Checker<'a> {
             }
             ("percentile", [a, q]) => {
                 self.expr(a, Place::Stream);
+                // A fraction in [0, 1], or a percentage in (1, 100].
                 let ok = match q.kind {
-                    ExprKind::Float(x) => (0.0..=1.0).contains(&x),
-                    ExprKind::Int(k) => k == 0 || k == 1,
+                    ExprKind::Float(x) => (0.0..=100.0).contains(&x),
+                    ExprKind::Int(k) => (0..=100).contains(&k),
                     _ => false,
                 };
                 if !ok {
                     self.error_hint(
-                        "the percentile must be a number literal between 0 and 1",
+                        "the percentile must be a number literal between 0 and 1 (or a percentage up to 100)",
                         q.span,
-                        Some("write `percentile(latency, 0.95)`".into()),
+                        Some("write `percentile(latency, 0.95)` or `percentile(latency, 95)`".into()),
                     );
                 }
             }

@@ -362,9 +362,9 @@ fn extra_aggregates() {
     let e = "event A:\n    v: float\n";
     assert_eq!(
         diags(&format!(
-            "{e}stream S = A .window(1s) .aggregate(p: percentile(v, 1.5))\n"
+            "{e}stream S = A .window(1s) .aggregate(p: percentile(v, 150))\n"
         )),
-        ["3:54 error: the percentile must be a number literal between 0 and 1"]
+        ["3:54 error: the percentile must be a number literal between 0 and 1 (or a percentage up to 100)"]
     );
     assert_eq!(
         diags(&format!("{e}stream S = A .window(1s) .aggregate(p: percentile(v, 0.9), m: median(v), a: p50(v), b: p95(v), c: p99(v), d: collect(v), n: distinct_count(v)) .emit()\n")),
@@ -397,5 +397,30 @@ fn outer_joins_are_unsupported() {
     assert!(
         d[0].starts_with("1:12 error: `left_join` is not supported: outer joins"),
         "{d:?}"
+    );
+}
+
+#[test]
+fn inline_pattern_streams() {
+    let e = "event A:\n    v: int\nevent B:\n    v: int\n";
+    // Arithmetic in filters is not pattern syntax: these stay sequences and filters.
+    assert_eq!(
+        diags(&format!("{e}stream S = A where v * 2 > 1 as a -> B where v + 1 > a.v as b .within(1m) .emit()\nstream F = A .where(v * 2 > 1) .emit()\n")),
+        Vec::<String>::new()
+    );
+    let prog = crate::parse(&format!(
+        "{e}stream S = A+ as a -> B[v > 1] as b .within(1m) .emit()\n"
+    ))
+    .0;
+    assert!(prog.pattern("S#pattern").is_some());
+    assert_eq!(
+        diags(&format!("{e}stream S = A+ as a -> B[v > 1] as b -> NOT A .emit()\n")),
+        ["5:12 error: a pattern that can end in `NOT` needs `within`: the absence is confirmed at the deadline"]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = (A as a -> B as b) AND OR(A, B) .within(1m) .emit()\n"
+        )),
+        Vec::<String>::new()
     );
 }

@@ -125,6 +125,7 @@ pub fn parse_with(src: &str, opts: &ParseOptions) -> (Program, Vec<Diagnostic>, 
         import_parent: Vec::new(),
         expanded: 0,
         spliced: false,
+        extra_items: Vec::new(),
     };
     let program = p.program();
     let mut diags = lex_diags;
@@ -161,6 +162,9 @@ struct Parser {
     expanded: usize,
     /// An import or template just replaced its tokens: the cursor is at the new tokens (not stuck).
     spliced: bool,
+    /// Items produced alongside the current one (the pattern of a stream written with pattern
+    /// syntax), emitted before it.
+    extra_items: Vec<Item>,
 }
 
 impl Parser {
@@ -364,10 +368,14 @@ impl Parser {
             self.stmt_start = start;
             match self.item() {
                 Ok(Some(item)) => {
+                    items.append(&mut self.extra_items);
                     items.push(item);
                 }
                 Ok(None) => {}
-                Err(Fail) => self.sync_top(start),
+                Err(Fail) => {
+                    self.extra_items.clear();
+                    self.sync_top(start);
+                }
             }
             if self.pos == start && !std::mem::take(&mut self.spliced) {
                 // Guarantee progress even if an item consumed nothing.

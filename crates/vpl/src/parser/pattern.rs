@@ -20,7 +20,7 @@ impl Parser {
         let name = self.ident("a pattern name")?;
         self.expect(&Tok::Assign, "`=`")?;
         let mut within = Vec::new();
-        let body = self.pattern_arrows(&mut within)?;
+        let body = self.pattern_infix(&mut within)?;
         let mut partition_by = None;
         loop {
             if self.is_word("within") {
@@ -56,6 +56,121 @@ impl Parser {
             within,
             partition_by,
         })
+    }
+
+    /// `seq (AND seq)* (OR …)*`: infix `AND` / `OR` between sequences (`(A -> B) AND C`), `AND`
+    /// binding tighter than `OR` and `->` tighter than both.
+    pub(super) fn pattern_infix(&mut self, within: &mut Vec<Expr>) -> PResult<PatternExpr> {
+        self.enter()?;
+        let r = self.pattern_or(within);
+        self.leave();
+        r
+    }
+
+    fn pattern_or(&mut self, within: &mut Vec<Expr>) -> PResult<PatternExpr> {
+        let first = self.pattern_and(within)?;
+        if !self.is_word("OR") {
+            return Ok(first);
+        }
+        let start = first.span;
+        let mut kids = vec![first];
+        while self.eat_word("OR") {
+            kids.push(self.pattern_and(within)?);
+        }
+        Ok(PatternExpr {
+            kind: PatternKind::Or(kids),
+            span: self.span_from(start),
+        })
+    }
+
+    fn pattern_and(&mut self, within: &mut Vec<Expr>) -> PResult<PatternExpr> {
+        let first = self.pattern_arrows(within)?;
+        if !self.is_word("AND") {
+            return Ok(first);
+        }
+        let start = first.span;
+        let mut kids = vec![first];
+        while self.eat_word("AND") {
+            kids.push(self.pattern_arrows(within)?);
+        }
+        Ok(PatternExpr {
+            kind: PatternKind::And(kids),
+            span: self.span_from(start),
+        })
+    }
+
+    /// Whether the stream source at the cursor is written with pattern syntax: an item with a
+    /// quantifier (`A+`, `B*`, `C?`) or a bracket filter (`A[x > 1]`), `NOT`, `AND`, `OR`, `SEQ`
+    /// or a parenthesised group at an item position.
+    pub(super) fn inline_pattern_ahead(&self) -> bool {
+        let mut k = 0;
+        let mut depth = 0i32;
+        let mut item_pos = true;
+        while k < 2_000 {
+            let t = self.peek_n(k);
+            match t {
+                Tok::Eof => return false,
+                Tok::LParen | Tok::LBracket | Tok::LBrace => {
+                    if depth == 0 && item_pos && matches!(t, Tok::LParen) {
+                        return true;
+                    }
+                    depth += 1;
+                    item_pos = false;
+                }
+                Tok::RParen | Tok::RBracket | Tok::RBrace => {
+                    depth -= 1;
+                    if depth < 0 {
+                        return false;
+                    }
+                }
+                Tok::Dot
+                    if depth == 0
+                        && matches!(self.peek_n(k + 1), Tok::Ident(_))
+                        && matches!(self.peek_n(k + 2), Tok::LParen) =>
+                {
+                    return false;
+                }
+                Tok::Arrow if depth == 0 => {
+                    item_pos = true;
+                    k += 1;
+                    continue;
+                }
+                Tok::Not if depth == 0 && item_pos => return true,
+                Tok::Ident(w) if depth == 0 && item_pos => {
+                    if w == "all" && matches!(self.peek_n(k + 1), Tok::Ident(_)) {
+                        k += 1;
+                        continue;
+                    }
+                    if matches!(w.as_str(), "NOT" | "AND" | "OR" | "SEQ") {
+                        return true;
+                    }
+                    match self.peek_n(k + 1) {
+                        Tok::LBracket => return true,
+                        Tok::Plus | Tok::Star | Tok::Question => {
+                            let after = self.peek_n(k + 2);
+                            let ends = match after {
+                                Tok::Arrow | Tok::Comma | Tok::RParen | Tok::Eof | Tok::Dot => true,
+                                Tok::Ident(x) => matches!(x.as_str(), "as" | "where" | "within"),
+                                _ => false,
+                            };
+                            if ends {
+                                return true;
+                            }
+                        }
+                        _ => {}
+                    }
+                    item_pos = false;
+                }
+                Tok::Ident(w) if depth == 0 && (w == "AND" || w == "OR") => return true,
+                _ => {
+                    if depth == 0 {
+                        item_pos = false;
+                    }
+                }
+            }
+            k += 1;
+        }
+        false
     }
 
     /// `unit (-> unit)*`: one unit, or a sequence of them.
@@ -100,7 +215,7 @@ impl Parser {
             let kids = self.bracketed(|p| {
                 let mut kids = Vec::new();
                 while !matches!(p.peek(), Tok::RParen) {
-                    kids.push(p.pattern_arrows(within)?);
+                    kids.push(p.pattern_infix(within)?);
                     if !p.eat(&Tok::Comma) {
                         break;
                     }
@@ -145,7 +260,7 @@ impl Parser {
         if matches!(self.peek(), Tok::LParen) {
             self.bump();
             let inner = self.bracketed(|p| {
-                let e = p.pattern_arrows(within)?;
+                let e = p.pattern_infix(within)?;
                 p.expect(&Tok::RParen, "`)`")?;
                 Ok(e)
             })?;

@@ -15,7 +15,41 @@ impl Parser {
             None
         };
         self.expect(&Tok::Assign, "`=`")?;
-        let mut decl = if self.is_word("sequence") && matches!(self.peek_n(1), Tok::LParen) {
+        let mut decl = if self.inline_pattern_ahead() {
+            // `stream S = A+ -> NOT B …`: pattern syntax; the stream reads an anonymous pattern
+            // (`S#pattern`) declared with it.
+            let start = self.cur().span;
+            let saved = std::mem::replace(&mut self.stop_at_chain_op, true);
+            let mut within = Vec::new();
+            let body = self.pattern_infix(&mut within);
+            self.stop_at_chain_op = saved;
+            let body = body?;
+            let span = self.span_from(start);
+            let pname = Ident::new(format!("{}#pattern", name.name), span);
+            self.extra_items.push(Item::Pattern(PatternDecl {
+                name: pname.clone(),
+                body,
+                within,
+                partition_by: None,
+                span,
+            }));
+            StreamDecl {
+                span: kw.span,
+                name,
+                ty,
+                source: Source {
+                    kind: SourceKind::Named {
+                        name: pname,
+                        alias: None,
+                        filter: None,
+                    },
+                    from: None,
+                    span,
+                },
+                steps: Vec::new(),
+                ops: Vec::new(),
+            }
+        } else if self.is_word("sequence") && matches!(self.peek_n(1), Tok::LParen) {
             let (source, steps, ops) = self.sequence_source()?;
             StreamDecl {
                 span: kw.span,
@@ -54,6 +88,25 @@ impl Parser {
                     decl.steps.push(step);
                 }
                 _ => break,
+            }
+        }
+        // An inline pattern's `.within(d)` bounds the pattern (as `within d` would).
+        if let Some(Item::Pattern(p)) = self.extra_items.last_mut() {
+            if let SourceKind::Named { name, .. } = &decl.source.kind {
+                if name.name == p.name.name {
+                    decl.ops.retain(|op| {
+                        if op.kind() != OpKind::Within {
+                            return true;
+                        }
+                        match op.first_positional() {
+                            Some(d) => {
+                                p.within.push(d.clone());
+                                false
+                            }
+                            None => true,
+                        }
+                    });
+                }
             }
         }
         if decl.steps.is_empty() {

@@ -332,8 +332,13 @@ impl WindowOp {
                 let q = match (callee.name.as_str(), args.get(1).map(|a| &a.kind)) {
                     ("p95", _) => 0.95,
                     ("p99", _) => 0.99,
-                    ("percentile", Some(ExprKind::Float(x))) => x.clamp(0.0, 1.0),
-                    ("percentile", Some(ExprKind::Int(k))) => (*k as f64).clamp(0.0, 1.0),
+                    // A fraction, or a percentage above 1 (`percentile(x, 95)`).
+                    ("percentile", Some(ExprKind::Float(x))) if *x > 1.0 => (x / 100.0).min(1.0),
+                    ("percentile", Some(ExprKind::Float(x))) => x.max(0.0),
+                    ("percentile", Some(ExprKind::Int(k))) if *k > 1 => {
+                        (*k as f64 / 100.0).min(1.0)
+                    }
+                    ("percentile", Some(ExprKind::Int(k))) => (*k as f64).max(0.0),
                     _ => 0.5,
                 };
                 let name = format!("__agg{}", self.aggs.len());
