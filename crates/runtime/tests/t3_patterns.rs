@@ -443,6 +443,8 @@ stream Jc = join(A, B, C) .on(A.k == B.k and B.v == C.v) .window(1s) .emit(a: A.
 stream Mo = A as a -> all B where k == a.k as b -> C .within(1s) .stnm() .emit(n: count(b))
 stream Lo = A as a -> all A.increasing(v) as up .within(1s) .stnm() .emit(n: count(up), top: up.v)
 stream St = B as b -> C as c .within(1s) .strict() .emit(b: b.v, c: c.v)
+stream Lj = left_join(A, C) .on(A.k == C.k) .window(600ms) .emit(a: A.v, c: C.v)
+stream Fj = full_join(stream X = A, stream Y = B on X.k == Y.k) .window(400ms) .emit(x: X.v, y: Y.v)
 "#;
 
 /// Runs events in the given (arrival) order, driving timers with the largest time seen.

@@ -440,10 +440,37 @@ pub enum SourceKind {
     },
     /// `merge(A, stream S = B .where(c), …)`: union of the inputs (Tier 2).
     Merge(Vec<SubStream>),
-    /// `join(A, stream S = B .on(c), …)`: correlation join of the inputs (Tier 2).
-    Join(Vec<SubStream>),
+    /// `join(A, stream S = B .on(c), …)`: correlation join of the inputs (Tier 2); also the
+    /// existing product's outer joins `left_join(…)`, `right_join(…)`, `full_join(…)`.
+    Join(Vec<SubStream>, JoinKind),
     /// `timer(period[, initial_delay: d])`: a tick event `Timer_<Stream>` every period (Tier 3).
     Timer(Vec<Arg>),
+}
+
+/// Which inputs of a join produce an output even without partners (their missing partners'
+/// fields are `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// `join(…)`: only matched events.
+    Inner,
+    /// `left_join(…)`: every event of the first input.
+    Left,
+    /// `right_join(…)`: every event of the last input.
+    Right,
+    /// `full_join(…)`: every event of every input.
+    Full,
+}
+
+impl JoinKind {
+    /// Whether input `i` of `n` is preserved (produces an output even without partners).
+    pub fn preserves(self, i: usize, n: usize) -> bool {
+        match self {
+            JoinKind::Inner => false,
+            JoinKind::Left => i == 0,
+            JoinKind::Right => i + 1 == n,
+            JoinKind::Full => true,
+        }
+    }
 }
 
 impl SourceKind {
@@ -451,7 +478,7 @@ impl SourceKind {
     pub fn input_names(&self) -> Vec<&Ident> {
         match self {
             SourceKind::Named { name, .. } | SourceKind::All { name, .. } => vec![name],
-            SourceKind::Merge(inputs) | SourceKind::Join(inputs) => {
+            SourceKind::Merge(inputs) | SourceKind::Join(inputs, _) => {
                 inputs.iter().map(|i| &i.source).collect()
             }
             SourceKind::Timer(_) => Vec::new(),

@@ -276,7 +276,7 @@ impl<'p> Builder<'p> {
             SourceKind::Named { alias, .. } => alias.as_ref().map(|a| a.name.clone()),
             _ => None,
         };
-        let join = matches!(s.source.kind, SourceKind::Join(_));
+        let join = matches!(s.source.kind, SourceKind::Join(..));
         self.c.enter_stream(alias);
         let mut ops = Vec::with_capacity(s.ops.len() + 1);
         let front = if let Some(p) = correlate::stream_pattern(self.program, s) {
@@ -291,9 +291,8 @@ impl<'p> Builder<'p> {
                 .map(|q| OpCode::Sequence(Box::new(q)))
         } else {
             match &s.source.kind {
-                SourceKind::Join(inputs) => {
-                    JoinOp::compile(&mut self.c, s, inputs).map(|j| OpCode::Join(Box::new(j)))
-                }
+                SourceKind::Join(inputs, kind) => JoinOp::compile(&mut self.c, s, inputs, *kind)
+                    .map(|j| OpCode::Join(Box::new(j))),
                 SourceKind::Merge(inputs) => Some(OpCode::Merge(Box::new(MergeOp::compile(
                     &mut self.c,
                     inputs,

@@ -193,9 +193,13 @@ impl Engine {
                         q.on_time(t);
                         Ok(())
                     }
-                    (OpCode::Join(j), Sweep::Time(t)) => {
-                        j.on_time(t);
-                        Ok(())
+                    (OpCode::Join(j), how) => {
+                        let matches = match how {
+                            Sweep::Time(t) => j.on_time(t),
+                            Sweep::Flush => j.flush(),
+                        };
+                        produced_any |= !matches.is_empty();
+                        exec_matches(&mut run, i, &matches)
                     }
                     (OpCode::Pattern(p), Sweep::Time(t)) => {
                         let mut dropped = 0;

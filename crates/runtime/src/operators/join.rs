@@ -16,6 +16,12 @@
 //!   chained keys (`A.c == B.id and A.p == C.p`) partners are found pairwise along the chain. A
 //!   `null` key never joins. Events older than watermark - window are swept, so an out-of-order
 //!   event can miss partners that old.
+//! * Outer joins (`left_join`, `right_join`, `full_join`; [`JoinKind`]): the same matching, and
+//!   every event of a preserved input (the first, the last, every input) that has been in no
+//!   joined event when the watermark passes its time + window (no partner can join it any more)
+//!   produces one joined event at that deadline: its own fields, the partners found along the
+//!   keys at that moment, `null` (absent fields, an empty capture) for the rest. End of input
+//!   emits every such pending event.
 //! * [`MergeOp`]: `merge(A, stream S = B .where(c))` forwards each event once per input that
 //!   accepts it (type and filters).
 
@@ -26,10 +32,11 @@ use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::KeyRepr;
 use crate::value::{Fields, Value};
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
-use varpulis_vpl::ast::{self, ExprKind, OpKind, SubStream};
+use varpulis_vpl::ast::{self, ExprKind, JoinKind, OpKind, SubStream};
 use varpulis_vpl::correlate::{input_name, join_conditions, join_graph_lenient, JoinGraph};
 
 /// How old a partner event may be when a join has no `.window`: one minute.
@@ -144,6 +151,48 @@ struct JoinState {
     swept: i64,
     /// Per input, per index: key → most recent event.
     latest: Vec<Vec<HashMap<Vec<KeyRepr>, Event>>>,
+    /// Outer joins: events of preserved inputs in no joined event yet, by (deadline, arrival).
+    pending: BTreeMap<(i64, u64), (usize, Event)>,
+    /// `pending` entries by the address of their fields (shared with `latest`'s copies).
+    pending_by_ptr: HashMap<usize, (i64, u64)>,
+    /// Arrival counter for `pending`.
+    seq: u64,
+}
+
+/// Identity of an event's stored copies: they share one field list.
+fn ptr_of(ev: &Event) -> usize {
+    Arc::as_ptr(&ev.fields) as *const u8 as usize
+}
+
+impl JoinState {
+    fn add_pending(&mut self, input: usize, ev: &Event, deadline: i64) {
+        let k = (deadline, self.seq);
+        self.seq += 1;
+        self.pending_by_ptr.insert(ptr_of(ev), k);
+        self.pending.insert(k, (input, ev.clone()));
+    }
+
+    /// `ev` is in a joined event: it no longer waits for a null-filled one.
+    fn matched(&mut self, ev: &Event) {
+        if let Some(k) = self.pending_by_ptr.remove(&ptr_of(ev)) {
+            self.pending.remove(&k);
+        }
+    }
+
+    /// Removes and returns the pending events whose deadline is before `wm` (all with `None`).
+    fn expired(&mut self, wm: Option<i64>) -> Vec<(i64, usize, Event)> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            let (deadline, _) = *entry.key();
+            if wm.is_some_and(|wm| deadline >= wm) {
+                break;
+            }
+            let (input, ev) = entry.remove();
+            self.pending_by_ptr.remove(&ptr_of(&ev));
+            out.push((deadline, input, ev));
+        }
+        out
+    }
 }
 
 /// The front operator of a `join(…)` stream.
@@ -158,6 +207,8 @@ pub(crate) struct JoinOp {
     classes: Option<Vec<ClassTerms>>,
     /// `.window` in ns: how old a partner event may be.
     window: i64,
+    /// Per input: whether it is preserved (outer joins).
+    preserved: Vec<bool>,
     result_type: Arc<str>,
     state: Mutex<JoinState>,
 }
@@ -169,6 +220,7 @@ impl JoinOp {
         c: &mut Compiler,
         s: &ast::StreamDecl,
         inputs: &[SubStream],
+        kind: JoinKind,
     ) -> Option<JoinOp> {
         let names: Vec<&str> = inputs.iter().map(|i| input_name(i).name.as_str()).collect();
         let types: Vec<&str> = inputs.iter().map(|i| i.source.name.as_str()).collect();
@@ -240,6 +292,7 @@ impl JoinOp {
                     .collect(),
                 ..JoinState::default()
             }),
+            preserved: (0..n).map(|i| kind.preserves(i, n)).collect(),
             inputs: compiled,
             indexes,
             edges,
@@ -267,6 +320,7 @@ impl JoinOp {
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
         self.sweep(st, ts);
+        self.expire(st, &mut out);
         for i in accepted {
             if let (Some(ix), Some(maps)) = (self.indexes.get(i), st.latest.get_mut(i)) {
                 for (fields, m) in ix.iter().zip(maps.iter_mut()) {
@@ -282,11 +336,87 @@ impl JoinOp {
                     }
                 }
             }
-            if let Some(parts) = self.partners(st, i, ev) {
-                out.push(self.joined(&parts, ts));
+            match self.partners(st, i, ev) {
+                Some(parts) => {
+                    let m = self.joined(&parts, ts);
+                    let done: Vec<Event> = if st.pending.is_empty() {
+                        Vec::new()
+                    } else {
+                        parts
+                            .iter()
+                            .zip(&self.preserved)
+                            .filter(|(_, keep)| **keep)
+                            .map(|(p, _)| (*p).clone())
+                            .collect()
+                    };
+                    for p in &done {
+                        st.matched(p);
+                    }
+                    out.push(m);
+                }
+                None if self.preserved.get(i) == Some(&true) => {
+                    // The stored copy (if it is the most recent for a key) shares `ev`'s fields.
+                    let stored = self.stored_copy(st, i, ev).unwrap_or_else(|| ev.clone());
+                    st.add_pending(i, &stored, ts.saturating_add(self.window));
+                }
+                None => {}
             }
         }
         Ok(out)
+    }
+
+    /// `ev`'s copy stored in input `i`'s indexes, if any.
+    fn stored_copy(&self, st: &JoinState, i: usize, ev: &Event) -> Option<Event> {
+        let ix = self.indexes.get(i)?;
+        let maps = st.latest.get(i)?;
+        ix.iter().zip(maps).find_map(|(fields, m)| {
+            let stored = m.get(&key_of(fields, ev)?)?;
+            Arc::ptr_eq(&stored.fields, &ev.fields).then(|| stored.clone())
+        })
+    }
+
+    /// Appends a null-filled joined event for every pending event whose deadline the watermark
+    /// passed.
+    fn expire(&self, st: &mut JoinState, out: &mut Vec<Match>) {
+        if st.pending.is_empty() {
+            return;
+        }
+        for (deadline, i, ev) in st.expired(st.watermark) {
+            out.push(self.unmatched(st, i, &ev, deadline));
+        }
+    }
+
+    /// The joined event of a preserved event without a full set of partners: the partners found
+    /// along the keys now, nothing for the others.
+    fn unmatched(&self, st: &JoinState, i: usize, ev: &Event, at: i64) -> Match {
+        let oldest = ev.timestamp_ns.saturating_sub(self.window);
+        let mut chosen: Vec<Option<&Event>> = vec![None; self.inputs.len()];
+        if let Some(c) = chosen.get_mut(i) {
+            *c = Some(ev);
+        }
+        let mut queue = std::collections::VecDeque::from([i]);
+        while let Some(u) = queue.pop_front() {
+            let Some(Some(from)) = chosen.get(u).copied() else {
+                continue;
+            };
+            for e in self.edges.get(u).into_iter().flatten() {
+                if chosen.get(e.to).is_some_and(|c| c.is_some()) {
+                    continue;
+                }
+                let found = key_of(&e.from_fields, from).and_then(|key| {
+                    st.latest
+                        .get(e.to)?
+                        .get(e.index)?
+                        .get(&key)
+                        .filter(|p| p.timestamp_ns >= oldest && p.timestamp_ns <= at)
+                });
+                if let (Some(p), Some(c)) = (found, chosen.get_mut(e.to)) {
+                    *c = Some(p);
+                    queue.push_back(e.to);
+                }
+            }
+        }
+        self.joined_partial(&chosen, at)
     }
 
     /// The partner events of `ev` arriving on input `i`, one per input (`ev` itself for `i`),
@@ -345,16 +475,42 @@ impl JoinOp {
         }
     }
 
-    /// Time reached `now` without an event of this stream (a timer tick).
-    pub(crate) fn on_time(&self, now: i64) {
+    /// Time reached `now` without an event of this stream (a timer tick): returns the
+    /// null-filled joined events of outer joins whose deadline passed.
+    pub(crate) fn on_time(&self, now: i64) -> Vec<Match> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         self.sweep(&mut st, now);
+        let mut out = Vec::new();
+        self.expire(&mut st, &mut out);
+        out
+    }
+
+    /// End of input: the null-filled joined events of every pending event of an outer join.
+    pub(crate) fn flush(&self) -> Vec<Match> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = &mut *guard;
+        let mut out = Vec::new();
+        for (deadline, i, ev) in st.expired(None) {
+            out.push(self.unmatched(st, i, &ev, deadline));
+        }
+        out
     }
 
     fn joined(&self, parts: &[&Event], ts: i64) -> Match {
+        let parts: Vec<Option<&Event>> = parts.iter().map(|p| Some(*p)).collect();
+        self.joined_partial(&parts, ts)
+    }
+
+    /// A joined event from the inputs' events; a missing input adds no fields and an empty
+    /// capture (so `Input.field` reads `null`).
+    fn joined_partial(&self, parts: &[Option<&Event>], ts: i64) -> Match {
         let mut fields: Fields = Vec::new();
         let mut caps: Fields = Vec::with_capacity(parts.len());
         for (input, p) in self.inputs.iter().zip(parts) {
+            let Some(p) = p else {
+                caps.push((input.name.clone(), Value::Map(Arc::new(Vec::new()))));
+                continue;
+            };
             for (k, v) in p.fields.iter() {
                 if !fields.iter().any(|(n, _)| n == k) {
                     fields.push((k.clone(), v.clone()));
@@ -403,7 +559,18 @@ impl JoinOp {
             .iter()
             .map(|maps| serde_json::Value::Array(maps.iter().map(index_json).collect()))
             .collect();
-        serde_json::json!({ "wm": st.watermark, "swept": st.swept, "indexes": latest })
+        let pending: Vec<serde_json::Value> = st
+            .pending
+            .iter()
+            .map(|((deadline, _), (input, ev))| {
+                serde_json::json!([input, deadline, event_json(ev)])
+            })
+            .collect();
+        let mut j = serde_json::json!({ "wm": st.watermark, "swept": st.swept, "indexes": latest });
+        if !pending.is_empty() {
+            j["pending"] = serde_json::Value::Array(pending);
+        }
+        j
     }
 
     /// Parses a [`JoinOp::snapshot`]; `None` (no entry) is the empty state. A checkpoint taken
@@ -472,6 +639,41 @@ impl JoinOp {
                     let key = key_of(fields, &ev).ok_or_else(|| ck_err("event key"))?;
                     m.insert(key, ev);
                 }
+            }
+        }
+        // Outer joins' pending events, sharing their fields with their stored copies.
+        if let Some(list) = j.get("pending") {
+            for entry in list.as_array().ok_or_else(|| ck_err("pending"))? {
+                let (Some(input), Some(deadline), Some(e)) = (
+                    entry.get(0).and_then(|v| v.as_u64()),
+                    entry.get(1).and_then(|v| v.as_i64()),
+                    entry.get(2),
+                ) else {
+                    return Err(ck_err("pending event"));
+                };
+                let input = usize::try_from(input).map_err(|_| ck_err("pending input"))?;
+                let ty = match self.inputs.get(input) {
+                    Some(i) if self.preserved.get(input) == Some(&true) => i.ty.clone(),
+                    _ => return Err(ck_err("pending input")),
+                };
+                let mut ev = Event {
+                    event_type: ty,
+                    ..event_from_json(e)?
+                };
+                if let (Some(ix), Some(maps)) = (self.indexes.get(input), st.latest.get_mut(input))
+                {
+                    for (fields, m) in ix.iter().zip(maps.iter_mut()) {
+                        let Some(stored) = key_of(fields, &ev).and_then(|k| m.get_mut(&k)) else {
+                            continue;
+                        };
+                        if stored.timestamp_ns == ev.timestamp_ns
+                            && event_json(stored) == event_json(&ev)
+                        {
+                            ev = stored.clone();
+                        }
+                    }
+                }
+                st.add_pending(input, &ev, deadline);
             }
         }
         Ok(Restored(st))

@@ -82,8 +82,8 @@ impl<'a> Checker<'a> {
         let sequence = is_sequence(s) || pattern;
         let mut join = false;
         match &s.source.kind {
-            SourceKind::Merge(inputs) | SourceKind::Join(inputs) => {
-                join = matches!(s.source.kind, SourceKind::Join(_));
+            SourceKind::Merge(inputs) | SourceKind::Join(inputs, _) => {
+                join = matches!(s.source.kind, SourceKind::Join(..));
                 if let Some(step) = s.steps.first() {
                     self.error_hint(
                         "a sequence must start with an event type",

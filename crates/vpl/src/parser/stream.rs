@@ -250,19 +250,17 @@ impl Parser {
                 });
             }
             ("left_join" | "right_join" | "full_join", Tok::LParen) => {
-                // The existing product's outer joins: parsed as a join so the rest of the
-                // program is checked, and reported as unsupported.
-                let kw = self.bump();
-                self.push(
-                    Diagnostic::error(
-                        format!("`{word}` is not supported: outer joins (partners filled with `null` when none arrives within the window) are not available"),
-                        kw.span,
-                    )
-                    .with_hint("use `join(…)` for matched pairs, or a sequence with `.not(…)` / a pattern with `NOT` to detect a missing partner"),
-                );
+                // The existing product's outer joins: a join whose preserved inputs also
+                // produce an output without partners.
+                self.bump();
+                let kind = match word.as_str() {
+                    "left_join" => JoinKind::Left,
+                    "right_join" => JoinKind::Right,
+                    _ => JoinKind::Full,
+                };
                 let inputs = self.sub_streams()?;
                 return Ok(Source {
-                    kind: SourceKind::Join(inputs),
+                    kind: SourceKind::Join(inputs, kind),
                     from: None,
                     span: self.span_from(start),
                 });
@@ -273,7 +271,7 @@ impl Parser {
                 let kind = if word == "merge" {
                     SourceKind::Merge(inputs)
                 } else {
-                    SourceKind::Join(inputs)
+                    SourceKind::Join(inputs, JoinKind::Inner)
                 };
                 return Ok(Source {
                     kind,

@@ -279,7 +279,7 @@ fn tier2_sources_and_not_filters_parse() {
         Some("Hot")
     );
     assert_eq!(inputs[1].ops.len(), 1);
-    assert!(matches!(kinds[1], SourceKind::Join(i) if i.len() == 2));
+    assert!(matches!(kinds[1], SourceKind::Join(i, _) if i.len() == 2));
     assert_eq!(
         p.streams().nth(1).map(|s| s.ops[0].kind()),
         Some(OpKind::On)
