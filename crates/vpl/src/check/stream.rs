@@ -122,6 +122,16 @@ impl<'a> Checker<'a> {
                     let mut seen = HashMap::new();
                     for a in &op.args {
                         match &a.name {
+                            Some(n) if n.span == a.value.span => {
+                                self.warn(
+                                    format!(
+                                        "this aggregate has no name: its field is `{}`",
+                                        n.name
+                                    ),
+                                    a.span,
+                                );
+                                self.dup_check(&mut seen, n, "field");
+                            }
                             Some(n) => self.dup_check(&mut seen, n, "field"),
                             None => self.error_hint(
                                 "`.aggregate` fields need a name",

@@ -535,7 +535,7 @@ fn tier2_misuse_diagnostics() {
         vec!["a stream can have only one `.partition_by`"]
     );
     assert_eq!(
-        e("stream S = A .aggregate(count())"),
+        e("stream S = A .aggregate(count() + 1)"),
         vec!["`.aggregate` fields need a name"]
     );
     assert_eq!(

@@ -433,3 +433,22 @@ fn inline_pattern_streams() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn unnamed_aggregates_are_named_after_the_call() {
+    let e = "event A:\n    v: float\n    k: str\n";
+    assert_eq!(
+        diags(&format!("{e}stream S = A .window(1s) .aggregate(sum(v), count(), count(distinct(k)), m: max(v)) .emit()\n")),
+        [
+            "4:37 warning: this aggregate has no name: its field is `sum_v`",
+            "4:45 warning: this aggregate has no name: its field is `count`",
+            "4:54 warning: this aggregate has no name: its field is `count_distinct_k`"
+        ]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A .window(1s) .aggregate(sum(v), sum_v: sum(v))\n"
+        )),
+        ["4:45 error: duplicate field name `sum_v`"]
+    );
+}

@@ -474,7 +474,10 @@ impl Parser {
             return Err(self.error_here(msg));
         }
         if OpKind::from_name(&name.name) != OpKind::Other {
-            let args = self.args()?;
+            let mut args = self.args()?;
+            if OpKind::from_name(&name.name) == OpKind::Aggregate {
+                name_aggregates(&mut args);
+            }
             return Ok(StreamOp {
                 span: self.span_from(dot.span),
                 name,
@@ -653,4 +656,28 @@ pub(super) fn with_trend(
             )
         }
     })
+}
+
+/// `.aggregate(sum(volume), count())` (the existing product's unnamed aggregates): each call gets
+/// a field name from its function and a bare-field first argument, `sum_volume`, `count`
+/// (`count(distinct(x))`: `count_distinct_x`). The name's span is the call's, so the checker can
+/// tell it was not written.
+fn name_aggregates(args: &mut [Arg]) {
+    fn derive(e: &Expr) -> Option<String> {
+        match &e.kind {
+            ExprKind::Name(id) => Some(id.name.clone()),
+            ExprKind::Call { callee, args, .. } => match args.first() {
+                None => Some(callee.name.clone()),
+                Some(a) => Some(format!("{}_{}", callee.name, derive(a)?)),
+            },
+            _ => None,
+        }
+    }
+    for a in args.iter_mut().filter(|a| a.name.is_none()) {
+        if matches!(a.value.kind, ExprKind::Call { .. }) {
+            if let Some(n) = derive(&a.value) {
+                a.name = Some(Ident::new(n, a.value.span));
+            }
+        }
+    }
 }
