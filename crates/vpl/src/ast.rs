@@ -303,6 +303,9 @@ pub enum TypeKind {
     Array(Box<TypeExpr>),
     /// `{K: V}`.
     Map(Box<TypeExpr>, Box<TypeExpr>),
+    /// `{x: float, y: float}`: a map with these keys (the existing product's record types;
+    /// written with a comma, or one lower-case key that is not a type name).
+    Record(Vec<(Ident, TypeExpr)>),
     /// `(A, B, …)`.
     Tuple(Vec<TypeExpr>),
     /// `T?`.
@@ -446,6 +449,17 @@ pub enum SourceKind {
     /// `timer(period[, initial_delay: d])`: a tick event `Timer_<Stream>` every period (Tier 3).
     Timer(Vec<Arg>),
 }
+
+/// Built-in type names (§3).
+pub const BASIC_TYPES: &[&str] = &[
+    "int",
+    "float",
+    "bool",
+    "str",
+    "timestamp",
+    "duration",
+    "null",
+];
 
 /// Which inputs of a join produce an output even without partners (their missing partners'
 /// fields are `null`).

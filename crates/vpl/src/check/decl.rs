@@ -252,6 +252,14 @@ impl<'a> Checker<'a> {
                     self.check_type(t);
                 }
             }
+            TypeKind::Record(fields) => {
+                for (i, (name, t)) in fields.iter().enumerate() {
+                    if fields[..i].iter().any(|(n, _)| n.name == name.name) {
+                        self.error(format!("duplicate field name `{}`", name.name), name.span);
+                    }
+                    self.check_type(t);
+                }
+            }
         }
     }
 

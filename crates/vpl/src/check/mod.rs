@@ -100,16 +100,7 @@ const MQTT_PARAMS: &[&str] = &[
 /// Diagnostics after which did-you-mean hints are no longer computed.
 const SUGGESTION_BUDGET: usize = 100;
 
-/// Built-in type names (§3).
-const BASIC_TYPES: &[&str] = &[
-    "int",
-    "float",
-    "bool",
-    "str",
-    "timestamp",
-    "duration",
-    "null",
-];
+use crate::ast::BASIC_TYPES;
 
 /// Runs all semantic checks; returns errors and warnings in no particular order.
 pub fn check_program(program: &Program, options: &CheckOptions) -> Vec<Diagnostic> {

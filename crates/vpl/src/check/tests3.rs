@@ -452,3 +452,23 @@ fn unnamed_aggregates_are_named_after_the_call() {
         ["4:45 error: duplicate field name `sum_v`"]
     );
 }
+
+#[test]
+fn record_types() {
+    let ok = "type Point = {x: float, y: float}\ntype One = {name: str}\ntype Trailing = {a: int, b: [str],}\ntype Counts = {str: int}\nevent Shape:\n    center: Point\n    pt: {x: float, y: float}?\n";
+    assert_eq!(diags(ok), Vec::<String>::new());
+    let prog = crate::parse(ok).0;
+    let kinds: Vec<bool> = prog
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            crate::ast::Item::Type(t) => Some(matches!(t.ty.kind, crate::ast::TypeKind::Record(_))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, [true, true, true, false]);
+    assert_eq!(
+        diags("type P = {x: int, x: nosuch}\n"),
+        ["1:19 error: duplicate field name `x`"]
+    );
+}

@@ -71,6 +71,7 @@ impl Parser {
         })
     }
 
+    /// A type annotation.
     pub(super) fn type_expr(&mut self) -> PResult<TypeExpr> {
         self.enter()?;
         let r = self.type_expr_inner();
@@ -92,14 +93,37 @@ impl Parser {
             }
             Tok::LBrace => {
                 self.bump();
-                let (k, v) = self.bracketed(|p| {
+                self.bracketed(|p| {
                     let k = p.type_expr()?;
                     p.expect(&Tok::Colon, "`:`")?;
                     let v = p.type_expr()?;
-                    p.expect(&Tok::RBrace, "`}`")?;
-                    Ok((k, v))
-                })?;
-                TypeKind::Map(Box::new(k), Box::new(v))
+                    let record_key = match &k.kind {
+                        TypeKind::Named(n) => {
+                            let lower = n.name.starts_with(|c: char| c.is_ascii_lowercase());
+                            (lower && !BASIC_TYPES.contains(&n.name.as_str())).then(|| n.clone())
+                        }
+                        _ => None,
+                    };
+                    match record_key {
+                        Some(first) if matches!(p.peek(), Tok::Comma | Tok::RBrace) => {
+                            let mut fields = vec![(first, v)];
+                            while p.eat(&Tok::Comma) {
+                                if matches!(p.peek(), Tok::RBrace) {
+                                    break;
+                                }
+                                let name = p.any_word("a field name")?;
+                                p.expect(&Tok::Colon, "`:`")?;
+                                fields.push((name, p.type_expr()?));
+                            }
+                            p.expect(&Tok::RBrace, "`}`")?;
+                            Ok(TypeKind::Record(fields))
+                        }
+                        _ => {
+                            p.expect(&Tok::RBrace, "`}`")?;
+                            Ok(TypeKind::Map(Box::new(k), Box::new(v)))
+                        }
+                    }
+                })?
             }
             Tok::LParen => {
                 self.bump();
