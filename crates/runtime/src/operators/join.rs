@@ -319,8 +319,7 @@ impl JoinOp {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
-        self.sweep(st, ts);
-        self.expire(st, &mut out);
+        self.sweep(st, ts, &mut out);
         for i in accepted {
             if let (Some(ix), Some(maps)) = (self.indexes.get(i), st.latest.get_mut(i)) {
                 for (fields, m) in ix.iter().zip(maps.iter_mut()) {
@@ -461,11 +460,13 @@ impl JoinOp {
         Some(parts)
     }
 
-    /// Raises the watermark to `ts` and forgets, once per window of progress, partner events too
-    /// old to join.
-    fn sweep(&self, st: &mut JoinState, ts: i64) {
+    /// Raises the watermark to `ts`, appends the null-filled joined events of outer joins whose
+    /// deadline it passed (their partners still stored), and forgets, once per window of
+    /// progress, partner events too old to join.
+    fn sweep(&self, st: &mut JoinState, ts: i64, out: &mut Vec<Match>) {
         let wm = st.watermark.map_or(ts, |w| w.max(ts));
         st.watermark = Some(wm);
+        self.expire(st, out);
         if wm.saturating_sub(st.swept) > self.window {
             let horizon = wm.saturating_sub(self.window);
             for m in st.latest.iter_mut().flatten() {
@@ -479,9 +480,8 @@ impl JoinOp {
     /// null-filled joined events of outer joins whose deadline passed.
     pub(crate) fn on_time(&self, now: i64) -> Vec<Match> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.sweep(&mut st, now);
         let mut out = Vec::new();
-        self.expire(&mut st, &mut out);
+        self.sweep(&mut st, now, &mut out);
         out
     }
 
