@@ -210,6 +210,9 @@ pub(crate) struct Compiler {
     /// Names that read a field of the current event whatever else they could mean: the
     /// parameter of a `.pattern(name: events => …)` lambda, evaluated on a synthetic event.
     pub field_params: Vec<String>,
+    /// Compiling the operators after a sequence or pattern: a bare name the match event lacks
+    /// reads the first capture that has that field (`user_id` after `partition by user_id`).
+    pub match_names: bool,
     /// Errors found.
     pub errors: Vec<Diagnostic>,
 }
@@ -333,6 +336,7 @@ impl Compiler {
             captures: Vec::new(),
             capture_aliases: Vec::new(),
             field_params: Vec::new(),
+            match_names: false,
             errors: Vec::new(),
         }
     }
@@ -405,6 +409,7 @@ impl Compiler {
         self.alias = alias;
         self.captures.clear();
         self.capture_aliases.clear();
+        self.match_names = false;
     }
 
     /// Prepares for compiling the expressions of a sequence or join stream, whose alias event
@@ -945,6 +950,18 @@ impl Compiler {
         }
         let key = self.intern(name);
         let slot = AtomicU32::new(0);
+        if self.match_names {
+            return Box::new(move |cx| {
+                if let Some(v) = cx.event.field_cached(&key, &slot) {
+                    return Ok(v.clone());
+                }
+                let from_capture = cx.alias.fields.iter().find_map(|(_, cap)| match cap {
+                    Value::Map(m) => m.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
+                    _ => None,
+                });
+                Ok(from_capture.unwrap_or(Value::Null))
+            });
+        }
         Box::new(move |cx| {
             Ok(cx
                 .event

@@ -300,6 +300,8 @@ impl<'p> Builder<'p> {
                 _ => Some(OpCode::Pass),
             }
         };
+        // After a match, a bare name the match lacks reads the captures (`.emit(user: user_id)`).
+        self.c.match_names = matches!(front, Some(OpCode::Sequence(_) | OpCode::Pattern(_)));
         match front {
             Some(OpCode::Pass) => {}
             Some(op) => ops.push(op),
