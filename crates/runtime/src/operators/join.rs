@@ -153,8 +153,9 @@ struct JoinState {
     latest: Vec<Vec<HashMap<Vec<KeyRepr>, Event>>>,
     /// Outer joins: events of preserved inputs in no joined event yet, by (deadline, arrival).
     pending: BTreeMap<(i64, u64), (usize, Event)>,
-    /// `pending` entries by the address of their fields (shared with `latest`'s copies).
-    pending_by_ptr: HashMap<usize, (i64, u64)>,
+    /// `pending` entries by input and the address of their fields (shared with `latest`'s
+    /// copies).
+    pending_by_ptr: HashMap<(usize, usize), (i64, u64)>,
     /// Arrival counter for `pending`.
     seq: u64,
 }
@@ -168,13 +169,13 @@ impl JoinState {
     fn add_pending(&mut self, input: usize, ev: &Event, deadline: i64) {
         let k = (deadline, self.seq);
         self.seq += 1;
-        self.pending_by_ptr.insert(ptr_of(ev), k);
+        self.pending_by_ptr.insert((input, ptr_of(ev)), k);
         self.pending.insert(k, (input, ev.clone()));
     }
 
-    /// `ev` is in a joined event: it no longer waits for a null-filled one.
-    fn matched(&mut self, ev: &Event) {
-        if let Some(k) = self.pending_by_ptr.remove(&ptr_of(ev)) {
+    /// `ev` is in a joined event as input `input`: it no longer waits for a null-filled one.
+    fn matched(&mut self, input: usize, ev: &Event) {
+        if let Some(k) = self.pending_by_ptr.remove(&(input, ptr_of(ev))) {
             self.pending.remove(&k);
         }
     }
@@ -188,7 +189,7 @@ impl JoinState {
                 break;
             }
             let (input, ev) = entry.remove();
-            self.pending_by_ptr.remove(&ptr_of(&ev));
+            self.pending_by_ptr.remove(&(input, ptr_of(&ev)));
             out.push((deadline, input, ev));
         }
         out
@@ -338,18 +339,18 @@ impl JoinOp {
             match self.partners(st, i, ev) {
                 Some(parts) => {
                     let m = self.joined(&parts, ts);
-                    let done: Vec<Event> = if st.pending.is_empty() {
+                    let done: Vec<(usize, Event)> = if st.pending.is_empty() {
                         Vec::new()
                     } else {
                         parts
                             .iter()
-                            .zip(&self.preserved)
-                            .filter(|(_, keep)| **keep)
-                            .map(|(p, _)| (*p).clone())
+                            .enumerate()
+                            .filter(|(j, _)| self.preserved.get(*j) == Some(&true))
+                            .map(|(j, p)| (j, (*p).clone()))
                             .collect()
                     };
-                    for p in &done {
-                        st.matched(p);
+                    for (j, p) in &done {
+                        st.matched(*j, p);
                     }
                     out.push(m);
                 }
