@@ -9,7 +9,12 @@
 //!   1s window with `avg` per key over 1,000 keys, a partitioned 3-step sequence with `.within`,
 //!   and a windowed join, each next to a hand-written Rust equivalent in the same process, with
 //!   wall and CPU rates and the peak RSS of each workload (`VmHWM`, reset between workloads
-//!   through `/proc/self/clear_refs`).
+//!   through `/proc/self/clear_refs`);
+//! * Tier 3 (third argument, default 10,000,000): the same windowed average behind
+//!   `.watermark(out_of_order: 100ms) .allowed_lateness(200ms)` over events arriving out of order,
+//!   and a named pattern `SEQ(Login, Browse+, NOT Logout, Buy)` within 5s partitioned over 1,000
+//!   users, each next to a hand-written equivalent; peak RSS is sampled at 10% and at 100% of the
+//!   events to show that memory stays flat.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -120,10 +125,14 @@ pub fn main() {
         .collect();
     let n = args.first().map_or(1_000_000, |n| *n as usize);
     let t2_n = args.get(1).copied().unwrap_or(10_000_000);
+    let t3_n = args.get(2).copied().unwrap_or(10_000_000);
     // Tier 2 first: its peak-RSS figures must not include the Tier 1 event vectors, whose
     // memory the allocator keeps after they are dropped. A count of 0 skips a tier.
     if t2_n > 0 {
         tier2::run_all(t2_n);
+    }
+    if t3_n > 0 {
+        tier2::run_tier3(t3_n);
     }
     if n > 0 {
         tier1(n);
@@ -220,7 +229,7 @@ mod tier2 {
 
     /// Generates the i-th event of a workload.
     struct Gen {
-        names: HashMap<&'static str, Arc<str>>,
+        names: Vec<(&'static str, Arc<str>)>,
         keys: Vec<Arc<str>>,
         pages: Vec<Arc<str>>,
     }
@@ -229,7 +238,7 @@ mod tier2 {
         fn new() -> Gen {
             let names = [
                 "Reading", "sensor", "temp", "Login", "Browse", "Buy", "user", "page", "amount",
-                "Order", "Payment", "id", "order_id", "item",
+                "Order", "Payment", "id", "order_id", "item", "Logout",
             ]
             .into_iter()
             .map(|n| (n, Arc::from(n)))
@@ -241,10 +250,14 @@ mod tier2 {
             }
         }
 
+        /// The generator's shared copy of `name` (as a decoder interns field names). A linear scan
+        /// of a few short names is cheaper than hashing them, which keeps the generator's share
+        /// of every workload's figures small.
         fn n(&self, name: &str) -> Arc<str> {
             self.names
-                .get(name)
-                .cloned()
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, a)| a.clone())
                 .unwrap_or_else(|| Arc::from(name))
         }
 
@@ -494,6 +507,224 @@ mod tier2 {
             },
             || 0,
         )
+    }
+
+    /// Windowed average per key behind a watermark, events arriving up to 60 ms out of order.
+    const WATERMARKED_AVG: &str = "stream Stats = Reading .watermark(out_of_order: 100ms) \
+        .allowed_lateness(200ms) .partition_by(sensor) .window(1s) \
+        .aggregate(n: count(), mean: avg(temp)) .emit()";
+    /// A named pattern: SEQ of 3 items with a Kleene `+` and a NOT, 1,000 users.
+    const PATTERN: &str = "pattern Checkout = SEQ(Login as l, Browse+ as b, NOT Logout, \
+        Buy where amount > 50.0 as p) within 5s partition by user\n\
+        stream Sale = Checkout .emit(user: l.user, page: b.page, amount: p.amount)";
+
+    impl Gen {
+        /// A reading whose time jumps back by up to 60 ms for one event in seven.
+        fn late_reading(&self, i: u64) -> Event {
+            let mut e = self.reading(i);
+            if i % 7 == 3 {
+                e.timestamp_ns = (e.timestamp_ns - 60_000_000).max(0);
+            }
+            e
+        }
+
+        /// Per user (1,000, round robin), cycles of Login, Browse, Browse, Browse (Logout for one
+        /// user in eight), Buy (about half with `amount > 50`).
+        fn shop(&self, i: u64) -> Event {
+            let user = self.key(i);
+            let phase = (i / KEYS) % 5;
+            let u = i % KEYS;
+            let (ty, extra) = match phase {
+                0 => ("Login", None),
+                1 | 2 => (
+                    "Browse",
+                    Some((
+                        self.n("page"),
+                        Value::Str(self.pages[(i % 7) as usize].clone()),
+                    )),
+                ),
+                3 if u.is_multiple_of(8) => ("Logout", None),
+                3 => (
+                    "Browse",
+                    Some((
+                        self.n("page"),
+                        Value::Str(self.pages[(i % 5) as usize].clone()),
+                    )),
+                ),
+                _ => {
+                    let amount = ((i / 3).wrapping_mul(2_654_435_761) % 10_000) as f64 / 100.0;
+                    ("Buy", Some((self.n("amount"), Value::Float(amount))))
+                }
+            };
+            let mut fields = vec![(self.n("user"), user)];
+            fields.extend(extra);
+            Event {
+                event_type: self.n(ty),
+                timestamp_ns: i as i64 * TICK_NS,
+                fields: Arc::new(fields),
+            }
+        }
+    }
+
+    /// Hand-written watermarked tumbling window per key: buckets by window start, fired when
+    /// the watermark passes their end, late events (window fired more than 200 ms ago) dropped.
+    fn watermarked_baseline(g: &Gen, n: u64) -> Figures {
+        let mut buckets: std::collections::BTreeMap<i64, HashMap<Arc<str>, (u64, f64)>> =
+            Default::default();
+        let mut max_ts = 0i64;
+        let mut out: Vec<(Arc<str>, u64, f64)> = Vec::new();
+        measure(
+            n,
+            |i| {
+                let e = g.late_reading(i);
+                out.clear();
+                max_ts = max_ts.max(e.timestamp_ns);
+                let wm = max_ts - 100_000_000;
+                let start = e.timestamp_ns.div_euclid(1_000_000_000) * 1_000_000_000;
+                if start + 1_000_000_000 + 200_000_000 > wm {
+                    if let (Some(Value::Str(k)), Some(Value::Float(t))) =
+                        (e.field("sensor"), e.field("temp"))
+                    {
+                        let slot = buckets
+                            .entry(start)
+                            .or_default()
+                            .entry(k.clone())
+                            .or_insert((0, 0.0));
+                        slot.0 += 1;
+                        slot.1 += t;
+                    }
+                }
+                while let Some(entry) = buckets.first_entry() {
+                    if *entry.key() + 1_000_000_000 > wm {
+                        break;
+                    }
+                    out.extend(
+                        entry
+                            .remove()
+                            .into_iter()
+                            .map(|(k, (c, s))| (k, c, s / c as f64)),
+                    );
+                }
+                black_box(&out);
+                out.len() as u64
+            },
+            || 0,
+        )
+    }
+
+    /// Hand-written Checkout state machine: per user, runs (start, saw browse) killed by Logout
+    /// once a Browse was seen, completed by a Buy over 50.
+    fn pattern_baseline(g: &Gen, n: u64) -> Figures {
+        let mut runs: HashMap<Arc<str>, Vec<(i64, bool)>> = HashMap::new();
+        measure(
+            n,
+            |i| {
+                let e = g.shop(i);
+                let Some(Value::Str(user)) = e.field("user") else {
+                    return 0;
+                };
+                let rs = runs.entry(user.clone()).or_default();
+                rs.retain(|(start, _)| e.timestamp_ns - start <= 5_000_000_000);
+                let mut matched = 0;
+                match &*e.event_type {
+                    "Login" => rs.push((e.timestamp_ns, false)),
+                    "Browse" => rs.iter_mut().for_each(|r| r.1 = true),
+                    "Logout" => rs.retain(|r| !r.1),
+                    _ => {
+                        if matches!(e.field("amount"), Some(Value::Float(a)) if *a > 50.0) {
+                            let before = rs.len();
+                            rs.retain(|r| !r.1);
+                            matched = (before - rs.len()) as u64;
+                        }
+                    }
+                }
+                black_box(&rs);
+                matched
+            },
+            || 0,
+        )
+    }
+
+    /// Runs `src` over `n` events, reporting the peak RSS after 10% of them as well (flat memory
+    /// means the two peaks are close).
+    fn engine_run_flat(src: &str, n: u64, gen: impl Fn(u64) -> Event) -> (Figures, Option<u64>) {
+        let mut engine = match Engine::compile(src, &EngineOptions::default()) {
+            Ok(e) => e,
+            Err(e) => panic!("bench program does not compile:\n{e}"),
+        };
+        let mut out = Vec::with_capacity(1024);
+        let tenth = n / 10;
+        let mut early_peak = None;
+        let cell = std::cell::RefCell::new(&mut engine);
+        let figures = measure(
+            n,
+            |i| {
+                if i == tenth {
+                    early_peak = vm_kib("VmHWM:");
+                }
+                out.clear();
+                if cell.borrow_mut().process(&gen(i), &mut out).is_err() {
+                    panic!("engine fault");
+                }
+                black_box(&out);
+                out.len() as u64
+            },
+            || {
+                let mut rest = Vec::new();
+                cell.borrow_mut().finish(&mut rest);
+                rest.len() as u64
+            },
+        );
+        (figures, early_peak)
+    }
+
+    pub(super) fn run_tier3(n: u64) {
+        let g = Gen::new();
+        println!("vpl_throughput tier 3: {n} events per workload, {KEYS} keys, single thread");
+        let flat = |early: Option<u64>, f: &Figures| {
+            println!(
+                "    peak RSS after 10% of the events: {}, after all: {}",
+                early.map_or("n/a".to_string(), |k| format!("{k} KiB")),
+                f.peak_kib.map_or("n/a".to_string(), |k| format!("{k} KiB"))
+            );
+        };
+        let gen_n = n.min(1_000_000);
+        let gen_only = measure(
+            gen_n,
+            |i| {
+                black_box(g.late_reading(i));
+                black_box(g.shop(i));
+                0
+            },
+            || 0,
+        );
+        println!(
+            "  event generation alone: {} events/CPU-s ({gen_n} events of each workload)",
+            gen_only.cpu.map_or("n/a".to_string(), |c| format!(
+                "{:.0}",
+                2.0 * gen_n as f64 / c
+            )),
+        );
+        let (e, early) = engine_run_flat(WATERMARKED_AVG, n, |i| g.late_reading(i));
+        let b = watermarked_baseline(&g, n);
+        report(
+            "watermarked tumbling 1s avg per key (.watermark(100ms) .allowed_lateness(200ms))",
+            n,
+            &e,
+            &b,
+            Some(1_000_000.0),
+        );
+        flat(early, &e);
+        let (e, early) = engine_run_flat(PATTERN, n, |i| g.shop(i));
+        let b = pattern_baseline(&g, n);
+        report(
+            "named pattern SEQ(Login, Browse+, NOT Logout, Buy) within 5s partition by user",
+            n,
+            &e,
+            &b,
+            Some(500_000.0),
+        );
+        flat(early, &e);
     }
 
     pub(super) fn run_all(n: u64) {

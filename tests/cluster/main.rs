@@ -19,5 +19,6 @@ mod pagination;
 mod quorum;
 mod rebalance;
 mod rolling;
+mod tier3;
 mod tutorial;
 mod worker_health;

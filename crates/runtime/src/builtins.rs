@@ -5,76 +5,79 @@
 //! String functions count characters, not bytes.
 
 use crate::error::RuntimeError;
+use crate::limits::Limits;
 use crate::value::{ArithOp, OpError, Value};
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-/// A built-in implementation.
-pub(crate) type BuiltinFn = fn(&[Value]) -> Result<Value, RuntimeError>;
-
-/// Largest array a built-in (`range`, `split`, …) may build.
-pub(crate) const MAX_BUILT_ARRAY: i64 = 10_000_000;
+/// A built-in implementation: evaluated arguments and the budgets of the current event. Builtins
+/// whose result may be much larger than their arguments check the size limits before
+/// allocating; the caller charges the result to the memory budget.
+pub(crate) type BuiltinFn = fn(&[Value], &Limits) -> Result<Value, RuntimeError>;
 
 /// Looks up a scalar built-in by name.
 pub(crate) fn lookup(name: &str) -> Option<BuiltinFn> {
     Some(match name {
-        "abs" => abs,
-        "sqrt" => |a| float1(a, f64::sqrt),
-        "log" => |a| float1(a, f64::ln),
-        "log10" => |a| float1(a, f64::log10),
-        "exp" => |a| float1(a, f64::exp),
-        "sin" => |a| float1(a, f64::sin),
-        "cos" => |a| float1(a, f64::cos),
-        "tan" => |a| float1(a, f64::tan),
-        "floor" => |a| to_int_rounded(a, f64::floor),
-        "ceil" => |a| to_int_rounded(a, f64::ceil),
-        "round" => round,
-        "pow" => |a| arg(a, 0).arith(ArithOp::Pow, arg(a, 1)).or_else(op_null),
-        "min" => |a| min_max(a, Ordering::Less),
-        "max" => |a| min_max(a, Ordering::Greater),
-        "len" => len,
-        "lower" => |a| str1(a, |s| s.to_lowercase()),
-        "upper" => |a| str1(a, |s| s.to_uppercase()),
-        "trim" => |a| str1(a, |s| s.trim().to_string()),
+        "abs" => |a, _| abs(a),
+        "sqrt" => |a, _| float1(a, f64::sqrt),
+        "log" => |a, _| float1(a, f64::ln),
+        "log10" => |a, _| float1(a, f64::log10),
+        "exp" => |a, _| float1(a, f64::exp),
+        "sin" => |a, _| float1(a, f64::sin),
+        "cos" => |a, _| float1(a, f64::cos),
+        "tan" => |a, _| float1(a, f64::tan),
+        "floor" => |a, _| to_int_rounded(a, f64::floor),
+        "ceil" => |a, _| to_int_rounded(a, f64::ceil),
+        "round" => |a, _| round(a),
+        "pow" => |a, _| arg(a, 0).arith(ArithOp::Pow, arg(a, 1)).or_else(op_null),
+        "min" => |a, _| min_max(a, Ordering::Less),
+        "max" => |a, _| min_max(a, Ordering::Greater),
+        "len" => |a, _| len(a),
+        "lower" => |a, _| str1(a, |s| s.to_lowercase()),
+        "upper" => |a, _| str1(a, |s| s.to_uppercase()),
+        "trim" => |a, _| str1(a, |s| s.trim().to_string()),
         "split" => split,
         "join" => join,
         "replace" => replace,
-        "starts_with" => |a| str_pred(a, |s, p| s.starts_with(p)),
-        "ends_with" => |a| str_pred(a, |s, p| s.ends_with(p)),
-        "contains" => |a| Ok(arg(a, 0).contains(arg(a, 1))?),
-        "substring" => substring,
-        "to_string" => |a| Ok(Value::Str(Arc::from(arg(a, 0).to_string()))),
-        "to_int" => to_int,
-        "to_float" => to_float,
-        "first" => |a| array1(a, |v| v.first().cloned().unwrap_or(Value::Null)),
-        "last" => |a| array1(a, |v| v.last().cloned().unwrap_or(Value::Null)),
-        "push" => push,
-        "pop" => |a| {
+        "starts_with" => |a, _| str_pred(a, |s, p| s.starts_with(p)),
+        "ends_with" => |a, _| str_pred(a, |s, p| s.ends_with(p)),
+        "contains" => |a, _| Ok(arg(a, 0).contains(arg(a, 1))?),
+        "substring" => |a, _| substring(a),
+        "to_string" => to_string,
+        "to_int" => |a, _| to_int(a),
+        "to_float" => |a, _| to_float(a),
+        "first" => |a, _| array1(a, |v| v.first().cloned().unwrap_or(Value::Null)),
+        "last" => |a, _| array1(a, |v| v.last().cloned().unwrap_or(Value::Null)),
+        "push" => |a, _| push(a),
+        "pop" => |a, _| {
             array1(a, |v| {
                 Value::Array(Arc::new(v[..v.len().saturating_sub(1)].to_vec()))
             })
         },
-        "reverse" => reverse,
-        "sort" => sort,
-        "keys" => |a| {
+        "reverse" => |a, _| reverse(a),
+        "sort" => |a, _| sort(a),
+        "keys" => |a, _| {
             map1(a, |m| {
                 m.iter().map(|(k, _)| Value::Str(k.clone())).collect()
             })
         },
-        "values" => |a| map1(a, |m| m.iter().map(|(_, v)| v.clone()).collect()),
-        "get" => get,
-        "set" => set,
+        "values" => |a, _| map1(a, |m| m.iter().map(|(_, v)| v.clone()).collect()),
+        "get" => |a, _| get(a),
+        "set" => |a, _| set(a),
         "range" => range,
-        "sum" => sum,
-        "avg" => avg,
-        "type_of" => |a| Ok(Value::str(arg(a, 0).type_name())),
-        "is_null" => |a| Ok(Value::Bool(arg(a, 0).is_null())),
-        "is_int" => |a| Ok(Value::Bool(matches!(arg(a, 0), Value::Int(_)))),
-        "is_float" => |a| Ok(Value::Bool(matches!(arg(a, 0), Value::Float(_)))),
-        "is_string" => |a| Ok(Value::Bool(matches!(arg(a, 0), Value::Str(_)))),
-        "is_bool" => |a| Ok(Value::Bool(matches!(arg(a, 0), Value::Bool(_)))),
-        "is_array" => |a| Ok(Value::Bool(matches!(arg(a, 0), Value::Array(_)))),
-        "is_map" => |a| Ok(Value::Bool(matches!(arg(a, 0), Value::Map(_)))),
+        "sum" => |a, _| sum(a),
+        "flatten" => flatten,
+        "sliding_pairs" => sliding_pairs,
+        "variance" => |a, _| variance(a),
+        "avg" => |a, _| avg(a),
+        "type_of" => |a, _| Ok(Value::str(arg(a, 0).type_name())),
+        "is_null" => |a, _| Ok(Value::Bool(arg(a, 0).is_null())),
+        "is_int" => |a, _| Ok(Value::Bool(matches!(arg(a, 0), Value::Int(_)))),
+        "is_float" => |a, _| Ok(Value::Bool(matches!(arg(a, 0), Value::Float(_)))),
+        "is_string" => |a, _| Ok(Value::Bool(matches!(arg(a, 0), Value::Str(_)))),
+        "is_bool" => |a, _| Ok(Value::Bool(matches!(arg(a, 0), Value::Bool(_)))),
+        "is_array" => |a, _| Ok(Value::Bool(matches!(arg(a, 0), Value::Array(_)))),
+        "is_map" => |a, _| Ok(Value::Bool(matches!(arg(a, 0), Value::Map(_)))),
         _ => return None,
     })
 }
@@ -217,10 +220,16 @@ fn str_pred(a: &[Value], f: fn(&str, &str) -> bool) -> Result<Value, RuntimeErro
     }
 }
 
-fn split(a: &[Value]) -> Result<Value, RuntimeError> {
+fn split(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
     match (arg(a, 0), arg(a, 1)) {
         (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
         (Value::Str(s), Value::Str(sep)) => {
+            let n = if sep.is_empty() {
+                s.chars().count()
+            } else {
+                s.matches(&**sep).count() + 1
+            };
+            limits.check_len(n)?;
             let parts: Vec<Value> = if sep.is_empty() {
                 s.chars()
                     .map(|c| Value::Str(Arc::from(c.to_string())))
@@ -234,10 +243,15 @@ fn split(a: &[Value]) -> Result<Value, RuntimeError> {
     }
 }
 
-fn join(a: &[Value]) -> Result<Value, RuntimeError> {
+fn join(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
     match (arg(a, 0), arg(a, 1)) {
         (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
         (Value::Array(items), Value::Str(sep)) => {
+            let mut total = sep.len().saturating_mul(items.len());
+            for v in items.iter() {
+                total = total.saturating_add(limits.check_text(v)?);
+                limits.check_string(total)?;
+            }
             let parts: Vec<String> = items.iter().map(|v| v.to_string()).collect();
             Ok(Value::Str(Arc::from(parts.join(sep))))
         }
@@ -245,12 +259,16 @@ fn join(a: &[Value]) -> Result<Value, RuntimeError> {
     }
 }
 
-fn replace(a: &[Value]) -> Result<Value, RuntimeError> {
+fn replace(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
     match (arg(a, 0), arg(a, 1), arg(a, 2)) {
         (Value::Null, _, _) | (_, Value::Null, _) | (_, _, Value::Null) => Ok(Value::Null),
         (Value::Str(s), Value::Str(from), Value::Str(to)) => {
             if from.is_empty() {
                 return Ok(Value::Str(s.clone()));
+            }
+            if to.len() > from.len() {
+                let grow = (to.len() - from.len()).saturating_mul(s.matches(&**from).count());
+                limits.check_string(s.len().saturating_add(grow))?;
             }
             Ok(Value::Str(Arc::from(s.replace(&**from, to))))
         }
@@ -396,25 +414,30 @@ fn set(a: &[Value]) -> Result<Value, RuntimeError> {
     }
 }
 
-/// Materializes `lo..hi` (exclusive), refusing more than [`MAX_BUILT_ARRAY`] elements.
-pub(crate) fn range_array(lo: i64, hi: i64) -> Result<Value, RuntimeError> {
+/// Materializes `lo..hi` (exclusive), refusing more elements than the collection limit.
+pub(crate) fn range_array(lo: i64, hi: i64, limits: &Limits) -> Result<Value, RuntimeError> {
     let n = hi.saturating_sub(lo).max(0);
-    if n > MAX_BUILT_ARRAY {
-        return Err(RuntimeError::Limit(format!(
-            "range of {n} elements exceeds the limit of {MAX_BUILT_ARRAY}"
-        )));
-    }
+    limits.check_len(usize::try_from(n).unwrap_or(usize::MAX))?;
     Ok(Value::Array(Arc::new((lo..hi).map(Value::Int).collect())))
 }
 
-fn range(a: &[Value]) -> Result<Value, RuntimeError> {
+/// `to_string(v)`: the text form, refused when it would exceed the string limit.
+fn to_string(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
+    let v = arg(a, 0);
+    if matches!(v, Value::Array(_) | Value::Map(_)) {
+        limits.check_text(v)?;
+    }
+    Ok(Value::Str(Arc::from(v.to_string())))
+}
+
+fn range(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
     let (lo, hi) = if a.len() == 1 {
         (&Value::Int(0), arg(a, 0))
     } else {
         (arg(a, 0), arg(a, 1))
     };
     match (lo, hi) {
-        (Value::Int(l), Value::Int(h)) => range_array(*l, *h),
+        (Value::Int(l), Value::Int(h)) => range_array(*l, *h, limits),
         (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
         (x, _) => Err(type_err("range", "ints", x)),
     }
@@ -435,6 +458,78 @@ fn sum(a: &[Value]) -> Result<Value, RuntimeError> {
         }
         other => Err(type_err("sum", "an array", other)),
     }
+}
+
+/// `flatten(xs)`: the elements of the arrays in `xs` (one level), other elements as they are.
+fn flatten(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
+    match arg(a, 0) {
+        Value::Null => Ok(Value::Null),
+        Value::Array(v) => {
+            let n: usize = v
+                .iter()
+                .map(|x| match x {
+                    Value::Array(inner) => inner.len(),
+                    _ => 1,
+                })
+                .sum();
+            limits.check_len(n)?;
+            let mut out = Vec::with_capacity(n);
+            for x in v.iter() {
+                match x {
+                    Value::Array(inner) => out.extend(inner.iter().cloned()),
+                    other => out.push(other.clone()),
+                }
+            }
+            Ok(Value::Array(Arc::new(out)))
+        }
+        other => Err(type_err("flatten", "an array", other)),
+    }
+}
+
+/// `sliding_pairs(xs)`: `[[x0, x1], [x1, x2], …]`.
+fn sliding_pairs(a: &[Value], limits: &Limits) -> Result<Value, RuntimeError> {
+    match arg(a, 0) {
+        Value::Null => Ok(Value::Null),
+        Value::Array(v) => {
+            limits.check_len(v.len().saturating_sub(1))?;
+            Ok(Value::Array(Arc::new(
+                v.windows(2)
+                    .map(|w| Value::Array(Arc::new(w.to_vec())))
+                    .collect(),
+            )))
+        }
+        other => Err(type_err("sliding_pairs", "an array", other)),
+    }
+}
+
+/// `variance(xs)`: sample variance of the numbers in `xs` (`null` with fewer than two).
+fn variance(a: &[Value]) -> Result<Value, RuntimeError> {
+    match arg(a, 0) {
+        Value::Null => Ok(Value::Null),
+        Value::Array(v) => {
+            let mut xs = Vec::with_capacity(v.len());
+            for x in v.iter().filter(|x| !x.is_null()) {
+                xs.push(
+                    x.as_f64()
+                        .ok_or_else(|| type_err("variance", "numbers", x))?,
+                );
+            }
+            Ok(sample_variance(&xs)
+                .map(Value::Float)
+                .unwrap_or(Value::Null))
+        }
+        other => Err(type_err("variance", "an array", other)),
+    }
+}
+
+/// Sample variance (n - 1), `None` for fewer than two values.
+pub(crate) fn sample_variance(xs: &[f64]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    Some(xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0))
 }
 
 fn avg(a: &[Value]) -> Result<Value, RuntimeError> {
@@ -464,7 +559,7 @@ mod tests {
 
     fn call(name: &str, args: &[Value]) -> Value {
         lookup(name)
-            .map(|f| f(args))
+            .map(|f| f(args, &Limits::default()))
             .unwrap_or(Ok(Value::str("missing")))
             .unwrap_or(Value::str("error"))
     }

@@ -14,12 +14,12 @@
 //! rejected. The checksum catches truncation and bit flips; the program hash catches a
 //! checkpoint restored into a different program.
 
-use crate::engine::EngineStats;
+use crate::codec::{decode_value, encode_value};
 use crate::error::RuntimeError;
+use crate::stats::EngineStats;
 use crate::value::Value;
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 
 /// Current format version.
 pub const VERSION: u32 = 1;
@@ -134,66 +134,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, RuntimeError> {
     })
 }
 
-/// Tagged JSON form of a value.
-pub(crate) fn encode_value(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => json!({ "i": i }),
-        Value::Float(f) => json!({ "f": f.to_bits() }),
-        Value::Str(s) => json!({ "s": &**s }),
-        Value::Array(a) => json!({ "a": a.iter().map(encode_value).collect::<Vec<_>>() }),
-        Value::Map(m) => {
-            json!({ "m": m.iter().map(|(k, v)| json!([&**k, encode_value(v)])).collect::<Vec<_>>() })
-        }
-        Value::Timestamp(t) => json!({ "t": t }),
-        Value::Duration(d) => json!({ "d": d }),
-    }
-}
-
-/// Inverse of [`encode_value`].
-pub(crate) fn decode_value(j: &Json) -> Result<Value, RuntimeError> {
-    let bad = || err(format!("bad value {j}"));
-    match j {
-        Json::Null => Ok(Value::Null),
-        Json::Bool(b) => Ok(Value::Bool(*b)),
-        Json::Object(o) if o.len() == 1 => {
-            let (tag, inner) = o.iter().next().ok_or_else(bad)?;
-            match tag.as_str() {
-                "i" => inner.as_i64().map(Value::Int).ok_or_else(bad),
-                "f" => inner
-                    .as_u64()
-                    .map(|b| Value::Float(f64::from_bits(b)))
-                    .ok_or_else(bad),
-                "s" => inner.as_str().map(Value::str).ok_or_else(bad),
-                "t" => inner.as_i64().map(Value::Timestamp).ok_or_else(bad),
-                "d" => inner.as_i64().map(Value::Duration).ok_or_else(bad),
-                "a" => {
-                    let items = inner.as_array().ok_or_else(bad)?;
-                    Ok(Value::Array(Arc::new(
-                        items.iter().map(decode_value).collect::<Result<_, _>>()?,
-                    )))
-                }
-                "m" => {
-                    let mut m = Vec::new();
-                    for e in inner.as_array().ok_or_else(bad)? {
-                        let pair = e.as_array().filter(|p| p.len() == 2).ok_or_else(bad)?;
-                        let k = pair[0].as_str().ok_or_else(bad)?;
-                        m.push((Arc::from(k), decode_value(&pair[1])?));
-                    }
-                    Ok(Value::Map(Arc::new(m)))
-                }
-                _ => Err(bad()),
-            }
-        }
-        _ => Err(bad()),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn round_trip_preserves_types() {

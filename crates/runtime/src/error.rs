@@ -27,16 +27,42 @@ pub enum RuntimeError {
     /// User function calls nested deeper than the limit.
     #[error("recursion deeper than {0} calls")]
     Recursion(u32),
+    /// Nested calls used more native stack than the engine allows (see `MAX_STACK_BYTES`).
+    #[error("calls nested too deeply: more than {0} bytes of stack")]
+    StackLimit(usize),
     /// `emit T(…)` evaluated outside `.process`.
     #[error("`emit` outside `.process`")]
     EmitOutsideProcess,
-    /// A value too large to build (e.g. a materialized range).
-    #[error("{0}")]
-    Limit(String),
+    /// A value too large to build: a string over the byte limit, a collection over the element
+    /// limit, or a value whose text form would be (see the `limits` module).
+    #[error("value too large: {0}")]
+    ValueTooLarge(String),
+    /// The strings and collections built while handling one event exceeded the memory budget.
+    #[error("memory budget of {0} bytes exceeded")]
+    MemoryBudget(usize),
+    /// One input event produced more events than allowed.
+    #[error("output limit of {0} events per input event exceeded")]
+    OutputLimit(usize),
     /// A checkpoint could not be encoded, or the bytes given to restore are corrupt or belong to
     /// another program.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+}
+
+impl RuntimeError {
+    /// Whether the error is a budget (steps, recursion, value size, memory, outputs) running out,
+    /// as opposed to a fault of the program's logic (type error, overflow, …).
+    pub fn is_budget(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::StepBudget(_)
+                | RuntimeError::Recursion(_)
+                | RuntimeError::StackLimit(_)
+                | RuntimeError::ValueTooLarge(_)
+                | RuntimeError::MemoryBudget(_)
+                | RuntimeError::OutputLimit(_)
+        )
+    }
 }
 
 impl From<crate::value::OpError> for RuntimeError {

@@ -22,8 +22,16 @@ pub struct EvtError {
 
 /// Parses an event file into events sorted by offset (ties keep file order).
 pub fn parse_evt(text: &str) -> Result<Vec<Event>, EvtError> {
+    let mut events = parse_evt_in_file_order(text)?;
+    events.sort_by_key(|e| e.timestamp_ns);
+    Ok(events)
+}
+
+/// Parses an event file keeping the events in file order: a recording of arrival order, where
+/// event times (offsets) may go backwards (used for programs with `.watermark`).
+pub fn parse_evt_in_file_order(text: &str) -> Result<Vec<Event>, EvtError> {
     let mut batch_ms: i64 = 0;
-    let mut events: Vec<(i64, Event)> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
         let line_no = idx + 1;
         let err = |message: String| EvtError {
@@ -61,10 +69,9 @@ pub fn parse_evt(text: &str) -> Result<Vec<Event>, EvtError> {
             .checked_mul(1_000_000)
             .ok_or_else(|| err("offset out of range".into()))?;
         let event = parse_event_line(body, ts).map_err(err)?;
-        events.push((offset_ms, event));
+        events.push(event);
     }
-    events.sort_by_key(|(off, _)| *off);
-    Ok(events.into_iter().map(|(_, e)| e).collect())
+    Ok(events)
 }
 
 /// `BATCH 500` → Some(" 500"); keyword must be a whole word.

@@ -13,24 +13,31 @@
 //! assert_eq!(out[0].to_json()["fields"]["temp"], 91.5);
 //! ```
 //!
-//! Modules: [`value`] (values and operators), [`event`] (events, outputs, connector bindings),
-//! [`evt`] (event files), `compile` (AST → closures), [`engine`] (routing, execution, state),
-//! [`checkpoint`] (state bytes), `builtins` (scalar built-ins), [`error`].
+//! Modules, from the bottom up: [`value`] (values and operators), [`event`] (events, outputs,
+//! connector bindings), [`error`], [`limits`] (per-event budgets), `key` (hashable keys), `codec`
+//! (exact JSON of values and events), [`stats`], [`checkpoint`] (state bytes), `builtins`
+//! (scalar built-ins), `compile` (AST → closures), [`operators`] (windows, sequences, joins),
+//! [`engine`] (compile phases, routing, execution), [`evt`] (event files).
 
 mod builtins;
 pub mod checkpoint;
+mod codec;
 mod compile;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod evt;
-mod join;
-pub mod sequence;
+mod key;
+pub mod limits;
+pub mod operators;
+pub mod stats;
+mod template;
 pub mod value;
-mod window;
 
-pub use engine::{Engine, EngineOptions, EngineStats, ErrorRecord, DEFAULT_STEP_BUDGET};
+pub use engine::{Engine, EngineOptions, ErrorRecord, PrintTarget};
 pub use error::{CompileError, RuntimeError};
 pub use event::{ConnectorDecl, Event, OutputEvent, SinkBinding, SourceBinding};
 pub use evt::{parse_evt, EvtError};
+pub use limits::{Limits, DEFAULT_STEP_BUDGET};
+pub use stats::EngineStats;
 pub use value::Value;

@@ -273,12 +273,14 @@ impl Value {
             (Str(a), Str(b)) => a == b,
             (Timestamp(a), Timestamp(b)) | (Duration(a), Duration(b)) => a == b,
             (Array(a), Array(b)) => {
-                a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.vpl_eq(y))
+                Arc::ptr_eq(a, b)
+                    || (a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.vpl_eq(y)))
             }
             (Map(a), Map(b)) => {
-                a.len() == b.len()
-                    && a.iter()
-                        .all(|(k, v)| other.map_get(k).is_some_and(|w| v.vpl_eq(w)))
+                Arc::ptr_eq(a, b)
+                    || a.len() == b.len()
+                        && a.iter()
+                            .all(|(k, v)| other.map_get(k).is_some_and(|w| v.vpl_eq(w)))
             }
             _ => false,
         }

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use varpulis_runtime::{evt, Engine, EngineOptions, Value};
+use varpulis_runtime::{evt, Engine, EngineOptions, PrintTarget, Value};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -17,6 +17,7 @@ fn golden_dir() -> PathBuf {
 fn options_for(src: &str, case: &str) -> EngineOptions {
     let mut opts = EngineOptions {
         file_name: format!("{case}.vpl"),
+        print: PrintTarget::Buffer,
         ..EngineOptions::default()
     };
     if let Some(line) = src
@@ -27,6 +28,9 @@ fn options_for(src: &str, case: &str) -> EngineOptions {
         for kv in line.split_whitespace() {
             if let Some(v) = kv.strip_prefix("step_budget=") {
                 opts.step_budget = v.parse().unwrap();
+            }
+            if let Some(v) = kv.strip_prefix("max_runs=") {
+                opts.max_sequence_runs = v.parse().unwrap();
             }
         }
     }
@@ -42,32 +46,33 @@ fn run_case(dir: &Path, case: &str) -> (&'static str, String) {
     };
     let evt_path = dir.join(format!("{case}.evt"));
     let text = std::fs::read_to_string(&evt_path).unwrap_or_default();
-    let events = match evt::parse_evt(&text) {
+    // `# options: order=file` replays the events in file order (arrival order, event times
+    // possibly going backwards), as `varpulis run` does for programs with `.watermark`.
+    let file_order = src
+        .lines()
+        .next()
+        .is_some_and(|l| l.starts_with("# options:") && l.contains("order=file"));
+    let parsed = if file_order {
+        evt::parse_evt_in_file_order(&text)
+    } else {
+        evt::parse_evt(&text)
+    };
+    let events = match parsed {
         Ok(evs) => evs,
         Err(e) => return ("jsonl", format!("# evt error: {e}\n")),
     };
     let mut actual = String::new();
     let mut out = Vec::new();
+    // Timers tick in event time: anchored at the file's start, advanced to each event's time.
+    let mut clock = 0i64;
+    engine.advance_time(clock, &mut out);
+    report(&mut engine, &out, &mut actual);
     for e in &events {
         out.clear();
+        clock = clock.max(e.timestamp_ns);
+        engine.advance_time(clock, &mut out);
         engine.process(e, &mut out).unwrap();
-        for o in out.iter().filter(|o| o.is_output) {
-            actual.push_str(&o.to_json().to_string());
-            actual.push('\n');
-        }
-        for o in out.iter().filter(|o| !o.sinks.is_empty()) {
-            for s in o.sinks() {
-                actual.push_str(&format!(
-                    "# to {} {}: {}\n",
-                    s.connector,
-                    s.topic().unwrap_or("-"),
-                    o.event.to_json()
-                ));
-            }
-        }
-        for err in engine.take_errors() {
-            actual.push_str(&format!("# error: {err}\n"));
-        }
+        report(&mut engine, &out, &mut actual);
     }
     out.clear();
     engine.finish(&mut out);
@@ -75,11 +80,45 @@ fn run_case(dir: &Path, case: &str) -> (&'static str, String) {
         actual.push_str(&format!("# finish: {}\n", o.to_json()));
     }
     let s = engine.stats();
+    let mut extra = String::new();
+    for (name, n) in [
+        ("late", s.late_events),
+        ("ticks", s.timer_ticks),
+        ("dropped", s.runs_dropped),
+    ] {
+        if n > 0 {
+            extra.push_str(&format!(" {name}={n}"));
+        }
+    }
     actual.push_str(&format!(
-        "# stats: in={} out={} errors={} div0={}\n",
+        "# stats: in={} out={} errors={} div0={}{extra}\n",
         s.events_in, s.events_out, s.errors, s.division_by_zero
     ));
     ("jsonl", actual)
+}
+
+/// Appends the outputs, sink publications, runtime errors and printed lines of one step.
+fn report(engine: &mut Engine, out: &[varpulis_runtime::OutputEvent], actual: &mut String) {
+    for o in out.iter().filter(|o| o.is_output) {
+        actual.push_str(&o.to_json().to_string());
+        actual.push('\n');
+    }
+    for o in out.iter().filter(|o| !o.sinks.is_empty()) {
+        for s in o.sinks() {
+            actual.push_str(&format!(
+                "# to {} {}: {}\n",
+                s.connector,
+                s.topic().unwrap_or("-"),
+                o.event.to_json()
+            ));
+        }
+    }
+    for err in engine.take_errors() {
+        actual.push_str(&format!("# error: {err}\n"));
+    }
+    for line in engine.take_printed() {
+        actual.push_str(&format!("# print: {line}\n"));
+    }
 }
 
 #[test]

@@ -95,6 +95,19 @@ impl Program {
         self.functions().find(|f| f.name.name == name)
     }
 
+    /// Iterates over the pattern declarations.
+    pub fn patterns(&self) -> impl Iterator<Item = &PatternDecl> {
+        self.items.iter().filter_map(|i| match i {
+            Item::Pattern(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The first pattern declared with `name`.
+    pub fn pattern(&self, name: &str) -> Option<&PatternDecl> {
+        self.patterns().find(|p| p.name.name == name)
+    }
+
     /// Iterates over the context declarations.
     pub fn contexts(&self) -> impl Iterator<Item = &ContextDecl> {
         self.items.iter().filter_map(|i| match i {
@@ -122,6 +135,10 @@ pub enum Item {
     Binding(Binding),
     /// Top-level `x := e`.
     Assign(Assign),
+    /// `pattern Name = …` (Tier 3, §8).
+    Pattern(PatternDecl),
+    /// `type Name = T` (Tier 3): an alias usable in type annotations.
+    Type(TypeDecl),
 }
 
 impl Item {
@@ -135,6 +152,135 @@ impl Item {
             Item::Stream(d) => d.span,
             Item::Binding(d) => d.span,
             Item::Assign(d) => d.span,
+            Item::Pattern(d) => d.span,
+            Item::Type(d) => d.span,
+        }
+    }
+}
+
+/// `type Name = T`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeDecl {
+    /// The alias.
+    pub name: Ident,
+    /// What it stands for.
+    pub ty: TypeExpr,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// `pattern Name = <pattern> [within d] [partition by k]` (§8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternDecl {
+    /// The pattern's name; streams use it as a source.
+    pub name: Ident,
+    /// What to match.
+    pub body: PatternExpr,
+    /// `within d` clauses in written order (the pattern's and its items'); the last one bounds
+    /// the whole pattern.
+    pub within: Vec<Expr>,
+    /// `partition by k`.
+    pub partition_by: Option<Ident>,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// A pattern: an item, `SEQ(…)`/`->`, `AND(…)`, `OR(…)` or `NOT item`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternExpr {
+    /// The shape.
+    pub kind: PatternKind,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// Pattern shapes (§8).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatternKind {
+    /// One event type with quantifier, filter and alias.
+    Item(PatternItem),
+    /// `SEQ(a, b, …)` or `a -> b -> …`: in this order.
+    Seq(Vec<PatternExpr>),
+    /// `AND(a, b, …)`: all of them, in any order.
+    And(Vec<PatternExpr>),
+    /// `OR(a, b, …)`: any one of them.
+    Or(Vec<PatternExpr>),
+    /// `NOT T [where c]`: no such event (inside a sequence; until the deadline when last).
+    Not(PatternItem),
+}
+
+/// How many events one pattern item matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quantifier {
+    /// Exactly one.
+    One,
+    /// `T+` / `all T`: one or more.
+    Plus,
+    /// `T*`: zero or more.
+    Star,
+    /// `T?`: zero or one.
+    Optional,
+}
+
+/// `[all] T[+|*|?] [where c] [as a]` (also `T[c]` for `T where c`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternItem {
+    /// Event type (or stream) matched.
+    pub event: Ident,
+    /// Repetition.
+    pub quant: Quantifier,
+    /// Filter over the candidate's fields and earlier captures.
+    pub filter: Option<Expr>,
+    /// Capture name (default: the type name).
+    pub alias: Option<Ident>,
+    /// Written `T+.increasing(f)` / `all T.decreasing(f)` (see [`SeqStep::trend`]).
+    pub trend: bool,
+    /// The whole item.
+    pub span: Span,
+}
+
+impl PatternItem {
+    /// The name under which later items and operators read the captured event.
+    pub fn capture(&self) -> &Ident {
+        self.alias.as_ref().unwrap_or(&self.event)
+    }
+}
+
+impl PatternExpr {
+    /// Every item (negated ones included) in written order.
+    pub fn items(&self) -> Vec<&PatternItem> {
+        let mut out = Vec::new();
+        self.collect_items(&mut out);
+        out
+    }
+
+    /// The items that capture an event (every item but the negated ones), in written order.
+    pub fn captures(&self) -> Vec<&PatternItem> {
+        let mut out = Vec::new();
+        self.collect_captures(&mut out);
+        out
+    }
+
+    fn collect_captures<'a>(&'a self, out: &mut Vec<&'a PatternItem>) {
+        match &self.kind {
+            PatternKind::Item(i) => out.push(i),
+            PatternKind::Not(_) => {}
+            PatternKind::Seq(kids) | PatternKind::And(kids) | PatternKind::Or(kids) => {
+                for k in kids {
+                    k.collect_captures(out);
+                }
+            }
+        }
+    }
+
+    fn collect_items<'a>(&'a self, out: &mut Vec<&'a PatternItem>) {
+        match &self.kind {
+            PatternKind::Item(i) | PatternKind::Not(i) => out.push(i),
+            PatternKind::Seq(kids) | PatternKind::And(kids) | PatternKind::Or(kids) => {
+                for k in kids {
+                    k.collect_items(out);
+                }
+            }
         }
     }
 }
@@ -157,6 +303,9 @@ pub enum TypeKind {
     Array(Box<TypeExpr>),
     /// `{K: V}`.
     Map(Box<TypeExpr>, Box<TypeExpr>),
+    /// `{x: float, y: float}`: a map with these keys (the existing product's record types;
+    /// written with a comma, or one lower-case key that is not a type name).
+    Record(Vec<(Ident, TypeExpr)>),
     /// `(A, B, …)`.
     Tuple(Vec<TypeExpr>),
     /// `T?`.
@@ -277,18 +426,65 @@ pub enum SourceKind {
         name: Ident,
         /// `as a` binding.
         alias: Option<Ident>,
+        /// `T where c [as a] -> …`: the first step's filter of a sequence (a stream without
+        /// steps gets a leading `.where(c)` instead, so this is `None` there).
+        filter: Option<Box<Expr>>,
     },
-    /// `all T [as a]`: a sequence whose first step is a Kleene group (Tier 2).
+    /// `all T [where c] [as a]`: a sequence whose first step is a Kleene group (Tier 2).
     All {
         /// Event type.
         name: Ident,
         /// `as a` binding.
         alias: Option<Ident>,
+        /// `where` filter of the group.
+        filter: Option<Box<Expr>>,
+        /// Written `all T.increasing(f)` / `.decreasing(f)` (see [`SeqStep::trend`]).
+        trend: bool,
     },
     /// `merge(A, stream S = B .where(c), …)`: union of the inputs (Tier 2).
     Merge(Vec<SubStream>),
-    /// `join(A, stream S = B .on(c), …)`: correlation join of the inputs (Tier 2).
-    Join(Vec<SubStream>),
+    /// `join(A, stream S = B .on(c), …)`: correlation join of the inputs (Tier 2); also the
+    /// existing product's outer joins `left_join(…)`, `right_join(…)`, `full_join(…)`.
+    Join(Vec<SubStream>, JoinKind),
+    /// `timer(period[, initial_delay: d])`: a tick event `Timer_<Stream>` every period (Tier 3).
+    Timer(Vec<Arg>),
+}
+
+/// Built-in type names (§3).
+pub const BASIC_TYPES: &[&str] = &[
+    "int",
+    "float",
+    "bool",
+    "str",
+    "timestamp",
+    "duration",
+    "null",
+];
+
+/// Which inputs of a join produce an output even without partners (their missing partners'
+/// fields are `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// `join(…)`: only matched events.
+    Inner,
+    /// `left_join(…)`: every event of the first input.
+    Left,
+    /// `right_join(…)`: every event of the last input.
+    Right,
+    /// `full_join(…)`: every event of every input.
+    Full,
+}
+
+impl JoinKind {
+    /// Whether input `i` of `n` is preserved (produces an output even without partners).
+    pub fn preserves(self, i: usize, n: usize) -> bool {
+        match self {
+            JoinKind::Inner => false,
+            JoinKind::Left => i == 0,
+            JoinKind::Right => i + 1 == n,
+            JoinKind::Full => true,
+        }
+    }
 }
 
 impl SourceKind {
@@ -296,9 +492,10 @@ impl SourceKind {
     pub fn input_names(&self) -> Vec<&Ident> {
         match self {
             SourceKind::Named { name, .. } | SourceKind::All { name, .. } => vec![name],
-            SourceKind::Merge(inputs) | SourceKind::Join(inputs) => {
+            SourceKind::Merge(inputs) | SourceKind::Join(inputs, _) => {
                 inputs.iter().map(|i| &i.source).collect()
             }
+            SourceKind::Timer(_) => Vec::new(),
         }
     }
 }
@@ -338,6 +535,9 @@ pub struct SeqStep {
     pub filter: Option<Expr>,
     /// `as` alias.
     pub alias: Option<Ident>,
+    /// Written `all T.increasing(f)` / `.decreasing(f)` (the filter holds the comparison): the
+    /// stream emits in `.longest()` mode unless it says `.each()`.
+    pub trend: bool,
     /// The whole step.
     pub span: Span,
 }
@@ -349,6 +549,11 @@ pub struct StreamOp {
     pub name: Ident,
     /// Arguments in order.
     pub args: Vec<Arg>,
+    /// `.emit as T(…)`: the output type (Tier 3).
+    pub emit_type: Option<Ident>,
+    /// The arguments could not be parsed (only for operators the language does not have: the
+    /// checker reports the unknown operator instead of a syntax error).
+    pub unparsed: bool,
     /// The whole `.name(…)`.
     pub span: Span,
 }
@@ -385,6 +590,29 @@ pub enum OpKind {
     Not,
     /// `.on(c)`: join condition (Tier 2).
     On,
+    /// `.distinct([e])` (Tier 3).
+    Distinct,
+    /// `.limit(n)` (Tier 3).
+    Limit,
+    /// `.first()` = `.limit(1)` (Tier 3).
+    First,
+    /// `.print(e, …)` (Tier 3).
+    Print,
+    /// `.log(level:, message:, data:)` (Tier 3).
+    Log,
+    /// `.watermark(out_of_order: d)` (Tier 3, §6.4).
+    Watermark,
+    /// `.allowed_lateness(d)` (Tier 3, §6.4).
+    AllowedLateness,
+    /// `.pattern(name: events => e)` on a window (Tier 3).
+    WindowPattern,
+    /// `.trend_aggregate(…)` over a Kleene sequence (Tier 3).
+    TrendAggregate,
+    /// `.alert(message: "…", webhook: url)`: the existing product's notification (logged).
+    Alert,
+    /// A selection or emission mode of a sequence or pattern: `.strict() .stnm() .stam()`,
+    /// `.each() .longest() .subsets()` (the existing product's operators).
+    MatchMode,
     /// Anything else.
     Other,
 }
@@ -407,6 +635,17 @@ impl OpKind {
             "within" => OpKind::Within,
             "not" => OpKind::Not,
             "on" => OpKind::On,
+            "distinct" => OpKind::Distinct,
+            "limit" => OpKind::Limit,
+            "first" => OpKind::First,
+            "print" => OpKind::Print,
+            "log" => OpKind::Log,
+            "watermark" => OpKind::Watermark,
+            "allowed_lateness" => OpKind::AllowedLateness,
+            "pattern" => OpKind::WindowPattern,
+            "trend_aggregate" => OpKind::TrendAggregate,
+            "strict" | "stnm" | "stam" | "each" | "longest" | "subsets" => OpKind::MatchMode,
+            "alert" => OpKind::Alert,
             _ => OpKind::Other,
         }
     }

@@ -1,5 +1,9 @@
 //! The table of built-in functions (§11.2 scalar built-ins, §6.2 aggregates) with their arities.
 //!
+//! Beyond §6.2, the aggregates of the existing product are known: `percentile(e, q)`,
+//! `median(e)`, `p50/p95/p99(e)` (linear interpolation between sorted values), `collect(e)` (the
+//! non-null values as an array) and `distinct_count(e)` (= `count_distinct`).
+//!
 //! Shared by the checker (unknown function / wrong arity diagnostics) and the runtime (dispatch).
 
 /// Where a built-in may be called.
@@ -61,17 +65,23 @@ use BuiltinKind::{Aggregate as A, Both as B, Scalar as S};
 /// `round` takes an optional number of decimals; `get` an optional default.
 pub static BUILTINS: &[Builtin] = &[
     b("abs", 1, 1, S),
+    b("all", 2, 2, S),
+    b("any", 2, 2, S),
     b("avg", 1, 1, B),
     b("ceil", 1, 1, S),
+    b("collect", 1, 1, A),
     b("contains", 2, 2, S),
     b("cos", 1, 1, S),
     b("count", 0, 1, A),
     b("count_distinct", 1, 1, A),
     b("distinct", 1, 1, A),
+    b("distinct_count", 1, 1, A),
     b("ema", 2, 2, A),
     b("ends_with", 2, 2, S),
     b("exp", 1, 1, S),
+    b("filter", 2, 2, S),
     b("first", 1, 1, B),
+    b("flatten", 1, 1, S),
     b("floor", 1, 1, S),
     b("get", 2, 3, S),
     b("is_array", 1, 1, S),
@@ -88,8 +98,14 @@ pub static BUILTINS: &[Builtin] = &[
     b("log", 1, 1, S),
     b("log10", 1, 1, S),
     b("lower", 1, 1, S),
+    b("map", 2, 2, S),
     b("max", 1, 2, B),
+    b("median", 1, 1, A),
     b("min", 1, 2, B),
+    b("p50", 1, 1, A),
+    b("p95", 1, 1, A),
+    b("p99", 1, 1, A),
+    b("percentile", 2, 2, A),
     b("pop", 1, 1, S),
     b("pow", 2, 2, S),
     b("push", 2, 2, S),
@@ -99,6 +115,7 @@ pub static BUILTINS: &[Builtin] = &[
     b("round", 1, 2, S),
     b("set", 3, 3, S),
     b("sin", 1, 1, S),
+    b("sliding_pairs", 1, 1, S),
     b("sort", 1, 1, S),
     b("split", 2, 2, S),
     b("sqrt", 1, 1, S),
@@ -114,7 +131,16 @@ pub static BUILTINS: &[Builtin] = &[
     b("type_of", 1, 1, S),
     b("upper", 1, 1, S),
     b("values", 1, 1, S),
+    b("variance", 1, 1, B),
 ];
+
+/// For built-ins that take a function (`filter(xs, x => …)`), the position of that argument.
+pub fn lambda_arg(name: &str) -> Option<usize> {
+    match name {
+        "filter" | "map" | "any" | "all" => Some(1),
+        _ => None,
+    }
+}
 
 /// Looks up a built-in by name.
 pub fn lookup(name: &str) -> Option<&'static Builtin> {
@@ -136,6 +162,14 @@ pub const AGGREGATE_FUNCTIONS: &[&str] = &[
     "first",
     "last",
     "ema",
+    "variance",
+    "percentile",
+    "median",
+    "p50",
+    "p95",
+    "p99",
+    "collect",
+    "distinct_count",
 ];
 
 /// Whether `name(…)` with `argc` arguments is an aggregate call inside `.aggregate(…)`
@@ -143,8 +177,9 @@ pub const AGGREGATE_FUNCTIONS: &[&str] = &[
 pub fn is_aggregate_call(name: &str, argc: usize) -> bool {
     match name {
         "count" => argc <= 1,
-        "count_distinct" | "sum" | "avg" | "stddev" | "min" | "max" | "first" | "last" => argc == 1,
-        "ema" => argc == 2,
+        "count_distinct" | "distinct_count" | "sum" | "avg" | "stddev" | "variance" | "min"
+        | "max" | "first" | "last" | "median" | "p50" | "p95" | "p99" | "collect" => argc == 1,
+        "ema" | "percentile" => argc == 2,
         _ => false,
     }
 }

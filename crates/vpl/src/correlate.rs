@@ -9,7 +9,10 @@
 //!   every class must hold a field of every input; the key of an input is then its field in each
 //!   class, in class order.
 
-use crate::ast::{BinaryOp, Expr, ExprKind, Ident, OpKind, SourceKind, StreamDecl, SubStream};
+use crate::ast::{
+    BinaryOp, Expr, ExprKind, Ident, OpKind, PatternDecl, Program, SourceKind, StreamDecl,
+    SubStream,
+};
 use crate::span::Span;
 
 /// One step of a sequence, the source included (step 0).
@@ -19,10 +22,12 @@ pub struct Step<'a> {
     pub all: bool,
     /// Event type the step waits for.
     pub event: &'a Ident,
-    /// `where` filter (never on step 0).
+    /// `where` filter.
     pub filter: Option<&'a Expr>,
     /// Name under which later steps and operators read the captured event (alias or type).
     pub capture: &'a Ident,
+    /// Written with `.increasing(f)` / `.decreasing(f)`.
+    pub trend: bool,
     /// Where the step was written.
     pub span: Span,
 }
@@ -36,17 +41,28 @@ pub fn is_sequence(s: &StreamDecl) -> bool {
 /// sequence (`merge(…)`, `join(…)`).
 pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
     let first = match &s.source.kind {
-        SourceKind::Named { name, alias } => Step {
+        SourceKind::Named {
+            name,
+            alias,
+            filter,
+        } => Step {
             all: false,
             event: name,
-            filter: None,
+            filter: filter.as_deref(),
+            trend: false,
             capture: alias.as_ref().unwrap_or(name),
             span: s.source.span,
         },
-        SourceKind::All { name, alias } => Step {
+        SourceKind::All {
+            name,
+            alias,
+            filter,
+            trend,
+        } => Step {
             all: true,
             event: name,
-            filter: None,
+            filter: filter.as_deref(),
+            trend: *trend,
             capture: alias.as_ref().unwrap_or(name),
             span: s.source.span,
         },
@@ -57,6 +73,7 @@ pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
         all: st.all,
         event: &st.event,
         filter: st.filter.as_ref(),
+        trend: st.trend,
         capture: st.alias.as_ref().unwrap_or(&st.event),
         span: st.span,
     }));
@@ -84,6 +101,39 @@ pub fn stream_inputs(s: &StreamDecl) -> Vec<&Ident> {
         .chain(s.steps.iter().map(|st| &st.event))
         .chain(nots)
     {
+        if !out.iter().any(|o| o.name == id.name) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+/// The named pattern a stream reads (`stream S = P …`), if its source names one.
+pub fn stream_pattern<'a>(program: &'a Program, s: &StreamDecl) -> Option<&'a PatternDecl> {
+    match &s.source.kind {
+        SourceKind::Named { name, .. } if s.steps.is_empty() => program.pattern(&name.name),
+        _ => None,
+    }
+}
+
+/// Every event type or stream the stream reads, like [`stream_inputs`], with a named pattern
+/// source replaced by the types its items read (negated items included).
+pub fn stream_reads<'a>(program: &'a Program, s: &'a StreamDecl) -> Vec<&'a Ident> {
+    let Some(p) = stream_pattern(program, s) else {
+        return stream_inputs(s);
+    };
+    let mut out: Vec<&Ident> = Vec::new();
+    let items = p.body.items();
+    let nots = s
+        .ops
+        .iter()
+        .filter(|o| o.kind() == OpKind::Not)
+        .filter_map(|o| match &o.first_positional()?.kind {
+            ExprKind::EventFilter { event, .. } => Some(event),
+            ExprKind::Name(id) => Some(id),
+            _ => None,
+        });
+    for id in items.iter().map(|i| &i.event).chain(nots) {
         if !out.iter().any(|o| o.name == id.name) {
             out.push(id);
         }
@@ -143,11 +193,30 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 }
 
 /// `(input index, field)` of an `X.f` term.
-fn term(e: &Expr, names: &[&str]) -> Result<(usize, String), JoinKeyError> {
+fn term(
+    e: &Expr,
+    names: &[&str],
+    types: &[&str],
+    warnings: &mut Vec<(Span, String)>,
+) -> Result<(usize, String), JoinKeyError> {
     match &e.kind {
         ExprKind::Field { base, name, .. } => match &base.kind {
             ExprKind::Name(x) => match names.iter().position(|n| *n == x.name) {
                 Some(i) => Ok((i, name.name.clone())),
+                // Leniency: an input named by its event type (`.on(OrderEvent.id == …)` for
+                // `stream Orders = OrderEvent`), when exactly one input reads that type.
+                None if types.iter().filter(|t| **t == x.name).count() == 1 => {
+                    let i = types.iter().position(|t| *t == x.name).unwrap_or(0);
+                    warnings.push((
+                        x.span,
+                        format!(
+                            "`{}` is the event type of input `{}`; name the input instead",
+                            x.name,
+                            names.get(i).copied().unwrap_or("?")
+                        ),
+                    ));
+                    Ok((i, name.name.clone()))
+                }
                 None => Err(key_error(
                     format!("`{}` is not an input of this join", x.name),
                     x.span,
@@ -176,9 +245,83 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// Derives the key fields of every input from the `.on` conditions. `names` are the input names
-/// in order; the result holds, per input, its key fields (one per class of equal terms).
+/// The equality classes of a join's `.on` conditions: each class lists the `(input, field)`
+/// terms that must be equal, in first-mention order. Every input is related to the others
+/// through the classes (directly or through other inputs).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JoinGraph {
+    /// The classes of equal terms.
+    pub classes: Vec<Vec<(usize, String)>>,
+}
+
+impl JoinGraph {
+    /// The classes holding a field of both inputs, in class order.
+    pub fn shared(&self, a: usize, b: usize) -> Vec<usize> {
+        (0..self.classes.len())
+            .filter(|c| self.field(*c, a).is_some() && self.field(*c, b).is_some())
+            .collect()
+    }
+
+    /// The field of `input` in class `class`, if it has one.
+    pub fn field(&self, class: usize, input: usize) -> Option<&str> {
+        self.classes
+            .get(class)?
+            .iter()
+            .find(|(i, _)| *i == input)
+            .map(|(_, f)| f.as_str())
+    }
+
+    /// Whether one class holds a field of every input (a single shared key, VPL.md §7).
+    pub fn single_key(&self, inputs: usize) -> bool {
+        self.classes
+            .iter()
+            .all(|c| (0..inputs).all(|i| c.iter().any(|(x, _)| *x == i)))
+    }
+}
+
+/// Derives the key fields of every input when the `.on` conditions give every input a field in
+/// every class (one shared key); `names` are the input names in order.
 pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, JoinKeyError> {
+    let (g, _) = join_graph_lenient(names, &[], conds)?;
+    let mut keys: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    for c in 0..g.classes.len() {
+        for (i, k) in keys.iter_mut().enumerate() {
+            match g.field(c, i) {
+                Some(f) => k.push(f.to_string()),
+                None => {
+                    return Err(key_error(
+                        format!("`{}` has no field in every join key", names[i]),
+                        Span::default(),
+                        None,
+                    ))
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The join graph, and warnings (position, message) about inputs named by event type.
+pub type LenientGraph = (JoinGraph, Vec<(Span, String)>);
+
+/// Reads the `.on` conditions into a [`JoinGraph`], also accepting an input named by its event
+/// type (`types`, per input) when that is unambiguous (each such use gives a warning).
+pub fn join_graph_lenient(
+    names: &[&str],
+    types: &[&str],
+    conds: &[&Expr],
+) -> Result<LenientGraph, JoinKeyError> {
+    let mut warnings = Vec::new();
+    let g = join_graph_inner(names, types, conds, &mut warnings)?;
+    Ok((g, warnings))
+}
+
+fn join_graph_inner(
+    names: &[&str],
+    types: &[&str],
+    conds: &[&Expr],
+    warnings: &mut Vec<(Span, String)>,
+) -> Result<JoinGraph, JoinKeyError> {
     let mut leaves = Vec::new();
     for c in conds {
         conjuncts(c, &mut leaves);
@@ -198,7 +341,10 @@ pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, Jo
                 Some(ON_HINT),
             ));
         };
-        let (a, b) = (term(lhs, names)?, term(rhs, names)?);
+        let (a, b) = (
+            term(lhs, names, types, warnings)?,
+            term(rhs, names, types, warnings)?,
+        );
         if a.0 == b.0 {
             return Err(key_error(
                 "a join condition must relate two different inputs",
@@ -231,28 +377,41 @@ pub fn join_keys(names: &[&str], conds: &[&Expr]) -> Result<Vec<Vec<String>>, Jo
         }
     }
     let Some(first) = leaves.first() else {
-        return Ok(Vec::new());
+        return Ok(JoinGraph::default());
     };
-    let mut keys: Vec<Vec<String>> = vec![Vec::new(); names.len()];
-    for class in &classes {
-        for (i, name) in names.iter().enumerate() {
-            match class.iter().find(|(inp, _)| *inp == i) {
-                Some((_, f)) => keys[i].push(f.clone()),
-                None => {
-                    let (oi, of) = &class[0];
-                    return Err(key_error(
-                        format!(
-                            "the join condition does not relate `{name}` to `{}.{of}`",
-                            names.get(*oi).copied().unwrap_or("?")
-                        ),
-                        first.span,
-                        Some("every input needs a field equal to each join key, e.g. `A.k == B.k and B.k == C.k`"),
-                    ));
+    // Every input must be reachable from the first one through the classes.
+    let mut reached = vec![false; names.len()];
+    if let Some(r) = reached.first_mut() {
+        *r = true;
+    }
+    loop {
+        let mut grew = false;
+        for class in &classes {
+            if class.iter().any(|(i, _)| reached.get(*i) == Some(&true)) {
+                for (i, _) in class {
+                    if let Some(r) = reached.get_mut(*i) {
+                        grew |= !*r;
+                        *r = true;
+                    }
                 }
             }
         }
+        if !grew {
+            break;
+        }
     }
-    Ok(keys)
+    if let Some(i) = reached.iter().position(|r| !r) {
+        return Err(key_error(
+            format!(
+                "the join conditions do not relate `{}` to `{}`",
+                names.get(i).copied().unwrap_or("?"),
+                names.first().copied().unwrap_or("?")
+            ),
+            first.span,
+            Some("relate every input to another one, e.g. `A.k == B.k and B.j == C.j`"),
+        ));
+    }
+    Ok(JoinGraph { classes })
 }
 
 #[cfg(test)]
@@ -272,11 +431,19 @@ mod tests {
         let c = cond("A.k == B.id and B.z == A.y and C.key == B.id");
         let keys = join_keys(&["A", "B", "C"], &[&c]);
         assert!(keys.is_err(), "class of y/z lacks C: {keys:?}");
+        let (g, _) = join_graph_lenient(&["A", "B", "C"], &[], &[&c]).unwrap();
+        assert!(!g.single_key(3));
+        assert_eq!(g.shared(0, 1), vec![0, 1]);
+        assert_eq!(g.shared(1, 2), vec![0]);
+        assert_eq!(g.field(1, 0), Some("y"));
         let c = cond("A.k == B.id and B.z == A.y");
         assert_eq!(
             join_keys(&["A", "B"], &[&c]).unwrap(),
             vec![vec!["k", "y"], vec!["id", "z"]]
         );
+        let c = cond("A.k == B.k and C.j == D.j");
+        let e = join_graph_lenient(&["A", "B", "C", "D"], &[], &[&c]).unwrap_err();
+        assert_eq!(e.message, "the join conditions do not relate `C` to `A`");
     }
 
     #[test]

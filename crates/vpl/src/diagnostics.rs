@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::source::SourceFile;
 use crate::span::Span;
+use std::sync::Arc;
 
 /// How serious a diagnostic is. Errors stop a program from loading; warnings never do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -29,6 +31,8 @@ pub struct Diagnostic {
     pub span: Span,
     /// A cheap suggestion, shown after the caret line (`help: …`).
     pub hint: Option<String>,
+    /// The imported file the span points into (`None`: the program's own source).
+    pub file: Option<Arc<SourceFile>>,
 }
 
 fn severity_word(s: Severity) -> &'static str {
@@ -46,6 +50,7 @@ impl Diagnostic {
             message: message.into(),
             span,
             hint: None,
+            file: None,
         }
     }
 
@@ -56,6 +61,7 @@ impl Diagnostic {
             message: message.into(),
             span,
             hint: None,
+            file: None,
         }
     }
 
@@ -90,6 +96,10 @@ impl Diagnostic {
     ///   |            ^^^ help: did you mean `floor`?
     /// ```
     pub fn render(&self, source: &str, file_name: &str) -> String {
+        let (source, file_name) = match &self.file {
+            Some(f) => (f.text.as_str(), f.name.as_str()),
+            None => (source, file_name),
+        };
         let mut out = String::new();
         let line_no = self.span.line.max(1);
         let _ = writeln!(out, "{}: {}", severity_word(self.severity), self.message);

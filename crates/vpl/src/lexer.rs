@@ -251,8 +251,14 @@ fn reserved(word: &str) -> Option<Tok> {
 
 /// Splits `src` into tokens. Never fails: problems become diagnostics.
 pub fn tokenize(src: &str) -> (Vec<Token>, Vec<Diagnostic>) {
+    tokenize_file(src, 0)
+}
+
+/// Like [`tokenize`], with every span (of tokens and diagnostics) in source file `file`.
+pub fn tokenize_file(src: &str, file: u32) -> (Vec<Token>, Vec<Diagnostic>) {
     let mut lx = Lexer {
         src,
+        file,
         bytes: src.as_bytes(),
         pos: 0,
         line: 1,
@@ -267,6 +273,7 @@ pub fn tokenize(src: &str) -> (Vec<Token>, Vec<Diagnostic>) {
 
 struct Lexer<'a> {
     src: &'a str,
+    file: u32,
     bytes: &'a [u8],
     pos: usize,
     line: u32,
@@ -321,7 +328,7 @@ impl Lexer<'_> {
     }
 
     fn span_from(&self, start: (usize, u32, u32)) -> Span {
-        Span::new(start.0, self.pos, start.1, start.2)
+        Span::new(start.0, self.pos, start.1, start.2).in_file(self.file)
     }
 
     fn push(&mut self, kind: Tok, start: (usize, u32, u32)) {
@@ -374,7 +381,7 @@ impl Lexer<'_> {
         loop {
             match self.peek_at(0) {
                 None => {
-                    let span = Span::new(start.0, start.0 + 2, start.1, start.2);
+                    let span = Span::new(start.0, start.0 + 2, start.1, start.2).in_file(self.file);
                     self.diags.push(
                         Diagnostic::error("unterminated block comment", span)
                             .with_hint("close it with `*/`"),
@@ -572,7 +579,7 @@ impl Lexer<'_> {
         let mut value = String::new();
         loop {
             let Some(b) = self.peek_at(0) else {
-                let span = Span::new(start.0, start.0 + 1, start.1, start.2);
+                let span = Span::new(start.0, start.0 + 1, start.1, start.2).in_file(self.file);
                 self.diags.push(
                     Diagnostic::error("unterminated string", span).with_hint("close it with `\"`"),
                 );

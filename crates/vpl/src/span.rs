@@ -17,6 +17,9 @@ pub struct Span {
     pub line: u32,
     /// 1-based column (in characters) of `start`.
     pub column: u32,
+    /// Which source file: 0 is the program itself, `n` the `n`-th imported file (see
+    /// [`crate::SourceFile`]). Byte offsets, line and column are within that file.
+    pub file: u32,
 }
 
 impl Span {
@@ -27,11 +30,22 @@ impl Span {
             end: end.max(start),
             line,
             column,
+            file: 0,
         }
     }
 
+    /// The same position in source file `file`.
+    pub fn in_file(mut self, file: u32) -> Span {
+        self.file = file;
+        self
+    }
+
     /// The smallest span covering `self` and `other` (line/column taken from the earlier one).
+    /// Spans of different files do not combine: the result is `self`.
     pub fn to(self, other: Span) -> Span {
+        if self.file != other.file {
+            return self;
+        }
         let (first, _) = if other.start < self.start {
             (other, self)
         } else {
@@ -42,6 +56,7 @@ impl Span {
             end: self.end.max(other.end),
             line: first.line,
             column: first.column,
+            file: self.file,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The counters of one pipeline, shared by its engine runs, its sinks and its sources and
-//! rendered on `/metrics`. Lock-free; every field only grows.
+//! rendered on `/metrics`. Lock-free; every field only grows (the engine copies only between
+//! restores).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +28,12 @@ pub struct Counters {
     /// Route events dropped: publish queue full past the timeout, broker unreachable, or an
     /// undecodable inbound message.
     pub route_dropped: AtomicU64,
+    /// Events the engine dropped as too late for their windows (a copy of the engine's count).
+    pub late_events: AtomicU64,
+    /// Timer ticks the engine delivered (a copy of the engine's count).
+    pub timer_ticks: AtomicU64,
+    /// Partial pattern matches dropped at the live-run cap (a copy of the engine's count).
+    pub pattern_runs_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -35,6 +42,15 @@ impl Counters {
         if n > 0 {
             counter.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Copies the engine's own counts (late events, timer ticks, dropped pattern runs), read
+    /// on the engine thread so that `/metrics` never takes the engine lock.
+    pub fn copy_engine_counts(&self, late_events: u64, timer_ticks: u64, runs_dropped: u64) {
+        self.late_events.store(late_events, Ordering::Relaxed);
+        self.timer_ticks.store(timer_ticks, Ordering::Relaxed);
+        self.pattern_runs_dropped
+            .store(runs_dropped, Ordering::Relaxed);
     }
 
     /// Reads `counter`.

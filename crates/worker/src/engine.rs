@@ -149,6 +149,27 @@ impl PipelineEngine {
         Ok(())
     }
 
+    /// Delivers the timer ticks due at `now_ns` (wall clock; `timer(…)` sources), appending what
+    /// they produce.
+    pub fn advance_time(&mut self, now_ns: i64, out: &mut Vec<Output>) {
+        self.inner.advance_time(now_ns, out);
+    }
+
+    /// When the next timer tick is due (`None` without timers).
+    pub fn next_timer_deadline(&self) -> Option<i64> {
+        self.inner.next_timer_deadline()
+    }
+
+    /// The engine's counters (late events, timer ticks, dropped pattern runs, budgets, …).
+    pub fn stats(&self) -> varpulis_runtime::EngineStats {
+        self.inner.stats()
+    }
+
+    /// Whether the program has `timer(…)` sources.
+    pub fn has_timers(&self) -> bool {
+        self.inner.has_timers()
+    }
+
     /// Serialises the engine state.
     pub fn checkpoint(&self) -> Result<Vec<u8>, String> {
         self.inner.checkpoint().map_err(|e| e.to_string())

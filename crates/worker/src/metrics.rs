@@ -90,7 +90,7 @@ impl WorkerMetrics {
             let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {value}");
         }
-        let series: [(&str, Counter); 10] = [
+        let series: [(&str, Counter); 13] = [
             ("varpulis_worker_events_in_total", |c| &c.events_in),
             ("varpulis_worker_events_out_total", |c| &c.events_out),
             ("varpulis_worker_pipeline_errors_total", |c| &c.errors),
@@ -110,6 +110,12 @@ impl WorkerMetrics {
             }),
             ("varpulis_worker_route_events_dropped_total", |c| {
                 &c.route_dropped
+            }),
+            // The engine's own counters (VPL Tier 3).
+            ("varpulis_worker_late_events_total", |c| &c.late_events),
+            ("varpulis_worker_timer_ticks_total", |c| &c.timer_ticks),
+            ("varpulis_worker_pattern_runs_dropped_total", |c| {
+                &c.pattern_runs_dropped
             }),
         ];
         for (name, counter) in series {

@@ -6,6 +6,7 @@
 //! - [`mqtt`], [`nats`], [`routes`]: the connections of each kind.
 //! - [`ingest`]: the loop that runs what the sources received through the engine.
 //! - [`payload`]: the wire format of events on each kind of connection.
+//! - [`timers`]: wall-clock ticks for `timer(…)` sources.
 //!
 //! A connector that cannot be opened or is of an unsupported kind marks the pipeline
 //! `degraded` with a reason; it never fails the worker.
@@ -21,6 +22,7 @@ pub mod payload;
 pub mod plan;
 pub mod routes;
 pub mod sink;
+pub mod timers;
 
 use crate::pipeline::{Feed, Pipeline};
 use crate::state::AppState;
@@ -33,6 +35,9 @@ use std::sync::Arc;
 pub fn start(state: &AppState, pipeline: &Arc<Pipeline>, plan: Plan, paused: bool) {
     let (sinks, sources) = plan.split();
     start_sinks(state, pipeline, sinks);
+    if !paused {
+        timers::start(state, pipeline);
+    }
     if sources.is_empty() {
         pipeline.set_source_plan(None);
         return;

@@ -230,8 +230,10 @@ impl Pipeline {
                 break;
             }
         }
+        let stats = slot.engine.stats();
         drop(slot);
         let c = &self.counters;
+        c.copy_engine_counts(stats.late_events, stats.timer_ticks, stats.runs_dropped);
         Counters::add(&c.events_in, consumed as u64);
         let produced = out[before..].iter().filter(|o| o.is_output).count();
         Counters::add(&c.events_out, produced as u64);
@@ -239,6 +241,52 @@ impl Pipeline {
         Counters::add(&c.budget_exceeded, n_budget);
         self.stream_outputs(&out[before..]);
         (consumed, self.clone())
+    }
+
+    /// Delivers the engine's timer ticks due at `now_ns` (wall clock; `timer(…)` sources) on
+    /// the engine thread of the pipeline that runs this one's events. Returns the outputs (to
+    /// publish through the sinks of the pipeline that ran them, also returned) and when the next
+    /// tick is due (`None`: the program has no timers, or the pipeline is gone or failed).
+    pub async fn tick(
+        self: &Arc<Self>,
+        now_ns: i64,
+    ) -> Result<(Vec<Output>, Arc<Pipeline>, Option<i64>), WorkerError> {
+        let target = self.processing_target();
+        let runner = self.clone();
+        target
+            .on_engine_thread(move || {
+                let mut out = Vec::new();
+                let ran = runner.processing_target();
+                if ran.failure().is_some() {
+                    return (out, ran, None);
+                }
+                let mut slot = ran.lock_engine();
+                slot.engine.advance_time(now_ns, &mut out);
+                let next = slot.engine.next_timer_deadline();
+                let stats = slot.engine.stats();
+                drop(slot);
+                let c = &ran.counters;
+                c.copy_engine_counts(stats.late_events, stats.timer_ticks, stats.runs_dropped);
+                let produced = out.iter().filter(|o| o.is_output).count();
+                Counters::add(&c.events_out, produced as u64);
+                ran.stream_outputs(&out);
+                if !Arc::ptr_eq(&ran, &runner) {
+                    runner.stream_outputs(&out);
+                }
+                (out, ran, next)
+            })
+            .await
+    }
+
+    /// When the engine's next timer tick is due (`None` without timers), read on its thread.
+    pub async fn next_timer_deadline(self: &Arc<Self>) -> Option<i64> {
+        let target = self.processing_target();
+        let ran = target.clone();
+        target
+            .on_engine_thread(move || ran.lock_engine().engine.next_timer_deadline())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Marks the pipeline `failed` after `streak` consecutive budget errors (the last one

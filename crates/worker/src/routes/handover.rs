@@ -45,6 +45,8 @@ pub async fn handover(
         let (state, from, to) = (state.clone(), from.clone(), to.clone());
         state.clone().tasks.spawn(async move {
             let done = from.handover_to(&to, keep).await?;
+            // The new copy ticks its timers from now on (it did not while paused).
+            crate::connectors::timers::start(&state, &to);
             if done.sources == SourceSwitch::StartNew {
                 state.clone().tasks.spawn(async move {
                     // After the old subscriptions closed: the two never read the same message.

@@ -4,7 +4,8 @@
 
 use super::{Checker, Place};
 use crate::ast::*;
-use crate::correlate::{self, input_name, is_sequence, join_conditions, join_keys};
+use crate::correlate::{self, input_name, is_sequence, join_conditions, join_graph_lenient};
+use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
 
 /// Every `x` of an `x.field` in `e`.
@@ -52,13 +53,37 @@ fn field_bases<'e>(e: &'e Expr, out: &mut Vec<&'e Ident>) {
 }
 
 impl<'a> Checker<'a> {
+    /// The `.within` operators of a sequence or pattern stream: durations; several of them are
+    /// accepted (the existing product's leniency) with a warning, the last one bounding the whole
+    /// pattern. Returns the last one's position.
+    pub(super) fn check_withins(&mut self, s: &'a StreamDecl) -> Option<Span> {
+        let mut last: Option<Span> = None;
+        for op in s.ops.iter().filter(|o| o.kind() == OpKind::Within) {
+            if let Some(prev) = last {
+                self.diags.push(
+                    Diagnostic::warning(
+                        "several `.within`: the last one bounds the whole pattern",
+                        op.span,
+                    )
+                    .with_hint(format!("another `.within` is at line {}", prev.line)),
+                );
+            }
+            last = Some(op.span);
+            if let Some(e) = self.single_positional(op) {
+                self.window_size(e, false, "`.within` duration");
+            }
+        }
+        last
+    }
+
     /// Everything about `->` steps, `all`, `.within`, `.not`, `merge(…)` and `join(…)`.
     pub(super) fn check_correlation(&mut self, s: &'a StreamDecl) {
-        let sequence = is_sequence(s);
+        let pattern = correlate::stream_pattern(self.program, s).is_some();
+        let sequence = is_sequence(s) || pattern;
         let mut join = false;
         match &s.source.kind {
-            SourceKind::Merge(inputs) | SourceKind::Join(inputs) => {
-                join = matches!(s.source.kind, SourceKind::Join(_));
+            SourceKind::Merge(inputs) | SourceKind::Join(inputs, _) => {
+                join = matches!(s.source.kind, SourceKind::Join(..));
                 if let Some(step) = s.steps.first() {
                     self.error_hint(
                         "a sequence must start with an event type",
@@ -73,9 +98,13 @@ impl<'a> Checker<'a> {
             }
             _ => {}
         }
-        if sequence && !join {
+        if is_sequence(s) && !join {
             self.check_sequence(s);
         }
+        if pattern {
+            self.check_withins(s);
+        }
+        self.check_modes(s, sequence && !join);
         for op in &s.ops {
             match op.kind() {
                 OpKind::Within if !sequence => self.error_hint(
@@ -110,7 +139,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_inputs(&mut self, inputs: &'a [SubStream], join: bool) {
+    pub(super) fn check_inputs(&mut self, inputs: &'a [SubStream], join: bool) {
         let what = if join { "join" } else { "merge" };
         if join && inputs.len() < 2 {
             self.error_hint(
@@ -154,7 +183,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_join(&mut self, s: &'a StreamDecl, inputs: &'a [SubStream]) {
+    pub(super) fn check_join(&mut self, s: &'a StreamDecl, inputs: &'a [SubStream]) {
         let names: Vec<&str> = inputs.iter().map(|i| input_name(i).name.as_str()).collect();
         let conds = join_conditions(inputs, s);
         for c in &conds {
@@ -166,8 +195,16 @@ impl<'a> Checker<'a> {
                 s.source.span,
                 Some("write `.on(A.key == B.key)`".into()),
             );
-        } else if let Err(e) = join_keys(&names, &conds) {
-            self.error_hint(e.message, e.span, e.hint);
+        } else {
+            let types: Vec<&str> = inputs.iter().map(|i| i.source.name.as_str()).collect();
+            match join_graph_lenient(&names, &types, &conds) {
+                Ok((_, warnings)) => {
+                    for (span, msg) in warnings {
+                        self.warn(msg, span);
+                    }
+                }
+                Err(e) => self.error_hint(e.message, e.span, e.hint),
+            }
         }
         let windows: Vec<&StreamOp> = s
             .ops
@@ -175,13 +212,19 @@ impl<'a> Checker<'a> {
             .filter(|o| o.kind() == OpKind::Window)
             .collect();
         match windows.first() {
-            None => self.error_hint(
-                "a join needs `.window(<duration>)`: how old a partner event may be",
-                s.source.span,
-                Some("write `.window(5m)`".into()),
+            // Leniency of the existing product: no window means a one-minute horizon.
+            None => self.diags.push(
+                Diagnostic::warning(
+                    "a join without `.window` keeps partner events for 1 minute",
+                    s.source.span,
+                )
+                .with_hint("write `.window(5m)` to choose how old a partner event may be"),
             ),
             Some(w) => {
-                if w.args.iter().any(|a| a.name.is_some()) {
+                if w.args
+                    .iter()
+                    .any(|a| a.name.as_ref().is_some_and(|n| n.name != "policy"))
+                {
                     self.error_hint(
                         "a join window takes only a duration",
                         w.span,
@@ -200,7 +243,48 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_sequence(&mut self, s: &'a StreamDecl) {
+    /// Selection modes `.strict() .stnm() .stam()` and emission modes `.each() .longest()
+    /// .subsets()` of a sequence or pattern stream: at most one of each kind, no arguments.
+    fn check_modes(&mut self, s: &'a StreamDecl, sequence: bool) {
+        let mut selection: Option<&StreamOp> = None;
+        let mut emission: Option<&StreamOp> = None;
+        for op in s.ops.iter().filter(|o| o.kind() == OpKind::MatchMode) {
+            let name = op.name.name.as_str();
+            if !sequence {
+                self.error_hint(
+                    format!("`.{name}()` needs a sequence or a named pattern"),
+                    op.name.span,
+                    Some("write it on a `->` sequence: `A as a -> B as b .stnm()`".into()),
+                );
+                continue;
+            }
+            if !op.args.is_empty() {
+                self.error(format!("`.{name}()` takes no arguments"), op.span);
+            }
+            if name == "subsets" {
+                self.error_hint(
+                    "`.subsets` is not supported: enumerating every subset of a Kleene group (2^n - 1 matches per run) is not available",
+                    op.name.span,
+                    Some("use the default emission (one match per collected event) or `.longest()`".into()),
+                );
+            }
+            let slot = if matches!(name, "strict" | "stnm" | "stam") {
+                &mut selection
+            } else {
+                &mut emission
+            };
+            match slot {
+                Some(prev) => self.error_hint(
+                    format!("`.{name}()` conflicts with `.{}()`", prev.name.name),
+                    op.name.span,
+                    Some("give at most one selection mode (`.strict()`, `.stnm()`, `.stam()`) and one emission mode (`.each()`, `.longest()`)".into()),
+                ),
+                None => *slot = Some(op),
+            }
+        }
+    }
+
+    pub(super) fn check_sequence(&mut self, s: &'a StreamDecl) {
         let Some(steps) = correlate::sequence_steps(s) else {
             return;
         };
@@ -223,35 +307,24 @@ impl<'a> Checker<'a> {
                 self.condition(filter, Place::Stream, "`where` filter");
                 let mut bases = Vec::new();
                 field_bases(filter, &mut bases);
+                // Its own capture names the candidate (a Kleene step's: its last event).
                 for b in bases {
-                    let earlier = steps[..i].iter().any(|p| p.capture.name == b.name);
-                    let later = steps[i..].iter().any(|p| p.capture.name == b.name);
+                    let earlier = steps[..=i].iter().any(|p| p.capture.name == b.name);
+                    let later = steps[i + 1..].iter().any(|p| p.capture.name == b.name);
                     if later && !earlier {
                         self.error_hint(
                             format!("`{}` is not captured yet", b.name),
                             b.span,
-                            Some("a step filter sees the candidate's fields by bare name and earlier steps as `alias.field`".into()),
+                            Some("a step filter sees the candidate's fields by bare name (or as `own_alias.field`) and earlier steps as `alias.field`".into()),
                         );
                     }
                 }
             }
         }
-        let mut within_seen: Option<Span> = None;
+        let within_seen = self.check_withins(s);
         for op in &s.ops {
             match op.kind() {
-                OpKind::Within => {
-                    if let Some(prev) = within_seen {
-                        self.error_hint(
-                            "a sequence can have only one `.within`",
-                            op.span,
-                            Some(format!("`.within` already given at line {}", prev.line)),
-                        );
-                    }
-                    within_seen = Some(op.span);
-                    if let Some(e) = self.single_positional(op) {
-                        self.window_size(e, false, "`.within` duration");
-                    }
-                }
+                OpKind::Within => {}
                 OpKind::Not => {
                     if let Some(e) = self.single_positional(op) {
                         match &e.kind {

@@ -1,7 +1,7 @@
 //! Sequences (VPL.md §7): `A as a -> B where … as b -> all C as c .within(d) .not(N where …)`.
 //!
-//! A [`SeqOp`] is a small NFA run per started match. Every event of the first step's type opens
-//! a run; a run waits for its next step and takes the first later event of that type passing
+//! A [`SeqOp`] is a small NFA run per started match. Every event of the first step's type passing
+//! its filter (`T where c as a -> …`) opens a run; a run waits for its next step and takes the first later event of that type passing
 //! the step's filter (other events are skipped). For one event, per run in creation order: an
 //! expired run (watermark > start + `within`) is dropped, a matching `.not` clause kills it, then
 //! it may advance by one step; finally the event may open a new run. Completed matches of one
@@ -11,6 +11,8 @@
 //!   (`alias.field` reads it), so a run's memory is one event per step. If a step follows, that
 //!   step's event ends the collection; a trailing `all` yields a match for every newly collected
 //!   event and stays open until it expires.
+//! * A step's filter reads earlier captures as `alias.field`; its own capture names the candidate
+//!   (a Kleene step's: the event it collected last, see `self_ref.rs`).
 //! * `.partition_by(k)`: runs live per key and only see events with their key.
 //! * Memory: runs expire by `within` (a queue in creation order, so expiry is amortised O(1));
 //!   live runs are capped per stream ([`crate::EngineOptions::max_sequence_runs`]); when the cap
@@ -25,11 +27,13 @@
 //! evaluation alias). A match passes on as an event typed with the stream name whose fields are
 //! `<capture>_<field>`, with the captures as alias for the remaining operators.
 
+use crate::codec::{event_from_json, event_json};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
+use crate::key::KeyRepr;
+use crate::operators::self_ref::{carries, own_fields, refs_capture, without_own};
 use crate::value::{Fields, Value};
-use crate::window::{event_from_json, event_json, KeyRepr};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
@@ -46,6 +50,14 @@ struct StepCode {
     ty: Arc<str>,
     all: bool,
     filter: Option<ExprFn>,
+    /// A Kleene step whose filter reads its own capture: the filter for its first event (the
+    /// conjuncts reading the capture dropped; `self_ref.rs`), used when the previous step's
+    /// event lacks one of `own_fields` (else it stands for the capture).
+    first: Option<Option<ExprFn>>,
+    /// The fields the filter reads from its own capture.
+    own_fields: Vec<Arc<str>>,
+    /// Another step whose filter reads its own capture: the filter sees the candidate under it.
+    reads_self: bool,
 }
 
 struct NotCode {
@@ -65,6 +77,8 @@ struct SeqRun {
     kleene: bool,
     /// One field per step: capture name → map of the captured fields (`null` until captured).
     caps: Event,
+    /// Events taken by each step (a Kleene step counts every event it collected).
+    counts: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -84,9 +98,16 @@ struct SeqState {
 
 /// What one event did to one run.
 enum Outcome {
+    /// The run ignores the event.
     Keep,
+    /// The run took the event and waits for more.
+    Took,
     Drop,
-    Match { close: bool },
+    /// The run matched (`took`: with this event; else the event broke a `.longest()` group).
+    Match {
+        close: bool,
+        took: bool,
+    },
 }
 
 /// The pattern operator of a sequence stream.
@@ -95,6 +116,13 @@ pub(crate) struct SeqOp {
     nots: Vec<NotCode>,
     /// `.within` in ns.
     within: Option<i64>,
+    /// `.strict()`: a run dies on an event of the sequence's types that it does not take.
+    strict: bool,
+    /// `.stnm()`: an event goes to at most one run, and opens none if a run took it.
+    stnm: bool,
+    /// `.longest()` (implied by `.increasing`/`.decreasing` unless `.each()`): a trailing
+    /// Kleene group matches once, when it breaks.
+    longest: bool,
     key: Option<ExprFn>,
     result_type: Arc<str>,
     max_runs: usize,
@@ -105,6 +133,8 @@ pub(crate) struct SeqOp {
     /// [`SeqOp::set_feeds_downstream`]).
     flatten_needed: Option<bool>,
     flatten: bool,
+    /// Matches carry `#<capture>` counts (some operator uses `count(capture)`).
+    counts: bool,
     state: Mutex<SeqState>,
 }
 
@@ -123,10 +153,27 @@ impl SeqOp {
             .collect();
         let step_code = steps
             .iter()
-            .map(|st| StepCode {
-                ty: c.intern(&st.event.name),
-                all: st.all,
-                filter: st.filter.map(|f| c.expr(f)),
+            .map(|st| {
+                let own = st.capture.name.as_str();
+                let reads_own = st.filter.is_some_and(|f| refs_capture(f, own));
+                StepCode {
+                    ty: c.intern(&st.event.name),
+                    all: st.all,
+                    filter: st.filter.map(|f| c.expr(f)),
+                    first: match st.filter {
+                        Some(f) if st.all && reads_own => {
+                            Some(without_own(f, own).map(|f| c.expr(&f)))
+                        }
+                        _ => None,
+                    },
+                    reads_self: reads_own && !st.all,
+                    own_fields: match st.filter {
+                        Some(f) if st.all && reads_own => {
+                            own_fields(f, own).iter().map(|n| c.intern(n)).collect()
+                        }
+                        _ => Vec::new(),
+                    },
+                }
             })
             .collect();
         let mut nots = Vec::new();
@@ -156,7 +203,16 @@ impl SeqOp {
         }
         let captures: Vec<String> = steps.iter().map(|st| st.capture.name.clone()).collect();
         let flatten_needed = chain_reads_match(&s.ops, &captures, c);
+        let mode = |n: &str| {
+            s.ops
+                .iter()
+                .any(|o| o.kind() == OpKind::MatchMode && o.name.name == n)
+        };
         Some(SeqOp {
+            strict: mode("strict"),
+            stnm: mode("stnm"),
+            longest: mode("longest") || (steps.iter().any(|st| st.trend) && !mode("each")),
+            counts: uses_capture_count(&s.ops, &captures),
             flatten_needed,
             flatten: flatten_needed.unwrap_or(true),
             steps: step_code,
@@ -196,12 +252,58 @@ impl SeqOp {
         }
     }
 
-    /// Applies `ev` to one run: expiry, `.not` clauses, then at most one step.
+    /// Whether `ev` passes the filter of step `k` (`entering`: as the step's first event).
+    fn passes_step(
+        &self,
+        k: usize,
+        entering: bool,
+        ev: &Event,
+        caps: &Event,
+        eval: &mut EvalWith<'_>,
+    ) -> Result<bool, RuntimeError> {
+        let Some(s) = self.steps.get(k) else {
+            return Ok(false);
+        };
+        // The value the step's own capture stands for, when it is not the captured one.
+        let mut own = None;
+        if entering {
+            if let Some(first) = &s.first {
+                let previous = k
+                    .checked_sub(1)
+                    .and_then(|p| caps.fields.get(p))
+                    .filter(|(_, v)| carries(v, &s.own_fields));
+                match previous {
+                    Some((_, v)) => own = Some(v.clone()),
+                    None => return Self::passes(first, ev, caps, eval),
+                }
+            }
+        }
+        if s.reads_self {
+            own = Some(Value::Map(ev.fields.clone()));
+        }
+        if let Some(own) = own {
+            let mut fields = (*caps.fields).clone();
+            if let Some(slot) = fields.get_mut(k) {
+                slot.1 = own;
+            }
+            let with_candidate = Event {
+                event_type: caps.event_type.clone(),
+                timestamp_ns: caps.timestamp_ns,
+                fields: Arc::new(fields),
+            };
+            return Self::passes(&s.filter, ev, &with_candidate, eval);
+        }
+        Self::passes(&s.filter, ev, caps, eval)
+    }
+
+    /// Applies `ev` to one run: expiry, `.not` clauses, then (when `may_take`) at most one
+    /// step; under `.strict()` a run that does not take an event of the sequence's types dies.
     fn step_run(
         &self,
         run: &mut SeqRun,
         ev: &Event,
         wm: i64,
+        may_take: bool,
         eval: &mut EvalWith<'_>,
     ) -> Result<Outcome, RuntimeError> {
         if self.deadline(run.start) < wm {
@@ -212,30 +314,65 @@ impl SeqOp {
                 return Ok(Outcome::Drop);
             }
         }
+        if may_take {
+            if let Some(o) = self.take(run, ev, eval)? {
+                return Ok(o);
+            }
+        }
+        if self.strict && self.steps.iter().any(|s| *s.ty == *ev.event_type) {
+            return Ok(Outcome::Drop);
+        }
+        Ok(Outcome::Keep)
+    }
+
+    /// `ev` advances the run by one step or extends its Kleene group (`None`: neither). Under
+    /// `.longest()` a trailing Kleene group yields no match per event but one when an event of
+    /// its type fails its filter (the group breaks; the run closes).
+    fn take(
+        &self,
+        run: &mut SeqRun,
+        ev: &Event,
+        eval: &mut EvalWith<'_>,
+    ) -> Result<Option<Outcome>, RuntimeError> {
         let n = self.steps.len();
         if let Some(s) = self.steps.get(run.pos) {
-            if *s.ty == *ev.event_type && Self::passes(&s.filter, ev, &run.caps, eval)? {
+            if *s.ty == *ev.event_type && self.passes_step(run.pos, true, ev, &run.caps, eval)? {
                 capture(run, run.pos, ev);
                 run.kleene = s.all;
                 run.pos += 1;
-                if run.pos == n {
-                    return Ok(Outcome::Match { close: !s.all });
+                if run.pos == n && !(s.all && self.longest) {
+                    return Ok(Some(Outcome::Match {
+                        close: !s.all,
+                        took: true,
+                    }));
                 }
-                return Ok(Outcome::Keep);
+                return Ok(Some(Outcome::Took));
             }
         }
         if run.kleene {
             let k = run.pos - 1;
             if let Some(s) = self.steps.get(k) {
-                if *s.ty == *ev.event_type && Self::passes(&s.filter, ev, &run.caps, eval)? {
-                    capture(run, k, ev);
-                    if run.pos == n {
-                        return Ok(Outcome::Match { close: false });
+                if *s.ty == *ev.event_type {
+                    if self.passes_step(k, false, ev, &run.caps, eval)? {
+                        capture(run, k, ev);
+                        if run.pos == n && !self.longest {
+                            return Ok(Some(Outcome::Match {
+                                close: false,
+                                took: true,
+                            }));
+                        }
+                        return Ok(Some(Outcome::Took));
+                    }
+                    if run.pos == n && self.longest {
+                        return Ok(Some(Outcome::Match {
+                            close: true,
+                            took: false,
+                        }));
                     }
                 }
             }
         }
-        Ok(Outcome::Keep)
+        Ok(None)
     }
 
     /// Feeds one event; returns the completed matches in run-creation order.
@@ -257,6 +394,7 @@ impl SeqOp {
 
         let mut matches = Vec::new();
         let mut failure = None;
+        let mut taken = false;
         {
             let SeqState {
                 parts, live, flat, ..
@@ -266,13 +404,20 @@ impl SeqOp {
                     if failure.is_some() {
                         return true;
                     }
-                    match self.step_run(run, ev, wm, eval) {
+                    // `.stnm()`: an event goes to at most one run.
+                    let may_take = !(self.stnm && taken);
+                    match self.step_run(run, ev, wm, may_take, eval) {
                         Ok(Outcome::Keep) => true,
+                        Ok(Outcome::Took) => {
+                            taken = true;
+                            true
+                        }
                         Ok(Outcome::Drop) => {
                             live.remove(&run.id);
                             false
                         }
-                        Ok(Outcome::Match { close }) => {
+                        Ok(Outcome::Match { close, took }) => {
+                            taken |= took;
                             matches.push(self.matched(flat, run, ev));
                             if close {
                                 live.remove(&run.id);
@@ -292,7 +437,11 @@ impl SeqOp {
         }
 
         let first = &self.steps[0];
-        if *first.ty == *ev.event_type {
+        // `.stnm()`: an event a run took does not open another one.
+        if *first.ty == *ev.event_type
+            && !(self.stnm && taken)
+            && self.passes_step(0, true, ev, &self.empty_caps, eval)?
+        {
             if st.live.len() >= self.max_runs {
                 self.drop_oldest(st);
             }
@@ -304,9 +453,10 @@ impl SeqOp {
                 pos: 1,
                 kleene: first.all,
                 caps: self.empty_caps.clone(),
+                counts: vec![0; self.steps.len()],
             };
             capture(&mut run, 0, ev);
-            if first.all && self.steps.len() == 1 {
+            if first.all && self.steps.len() == 1 && !self.longest {
                 matches.push(self.matched(&mut st.flat, &run, ev));
             }
             st.order.push_back((self.deadline(ts), id));
@@ -321,6 +471,15 @@ impl SeqOp {
             }
         }
         Ok(matches)
+    }
+
+    /// Time reached `now` without an event of this stream (a timer tick): expires the runs
+    /// whose `.within` the raised watermark passes.
+    pub(crate) fn on_time(&self, now: i64) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let wm = st.watermark.map_or(now, |w| w.max(now));
+        st.watermark = Some(wm);
+        expire(&mut st, wm);
     }
 
     /// Drops the oldest live run (the live-run cap was hit).
@@ -371,7 +530,8 @@ impl SeqOp {
             timestamp_ns: ev.timestamp_ns,
             fields: Arc::new(fields),
         };
-        (out, run.caps.clone())
+        let counts = self.counts.then_some(&run.counts[..]);
+        (out, alias_with_counts(&run.caps, counts))
     }
 }
 
@@ -379,7 +539,11 @@ impl SeqOp {
 /// `.emit()`, `.select`, `.process`, `.to` before any `.emit`): `Some(false)` if an `.emit(…)`
 /// replaces the event before anything reads it, `None` if nothing decides (then it depends on
 /// whether a downstream stream consumes the matches).
-fn chain_reads_match(ops: &[ast::StreamOp], captures: &[String], c: &Compiler) -> Option<bool> {
+pub(crate) fn chain_reads_match(
+    ops: &[ast::StreamOp],
+    captures: &[String],
+    c: &Compiler,
+) -> Option<bool> {
     for op in ops {
         let reads = |op: &ast::StreamOp| op.args.iter().any(|a| reads_event(&a.value, captures, c));
         match op.kind() {
@@ -438,6 +602,52 @@ fn capture(run: &mut SeqRun, step: usize, ev: &Event) {
     if let Some(slot) = Arc::make_mut(&mut run.caps.fields).get_mut(step) {
         slot.1 = Value::Map(ev.fields.clone());
     }
+    if let Some(n) = run.counts.get_mut(step) {
+        *n = n.saturating_add(1);
+    }
+}
+
+/// Whether the operators after a pattern use `count(capture)` (then matches carry the counts).
+pub(crate) fn uses_capture_count(ops: &[ast::StreamOp], captures: &[String]) -> bool {
+    fn walk(e: &ast::Expr, captures: &[String]) -> bool {
+        let r = |x: &ast::Expr| walk(x, captures);
+        match &e.kind {
+            ExprKind::Call { callee, args, .. } => {
+                (callee.name == "count"
+                    && matches!(args.as_slice(), [a] if matches!(&a.kind, ExprKind::Name(id) if captures.contains(&id.name))))
+                    || args.iter().any(r)
+            }
+            ExprKind::Field { base, .. } => r(base),
+            ExprKind::Unary { operand, .. } => r(operand),
+            ExprKind::Binary { lhs, rhs, .. } => r(lhs) || r(rhs),
+            ExprKind::Array(items) => items.iter().any(r),
+            ExprKind::Map(entries) => entries.iter().any(|m| r(&m.key) || r(&m.value)),
+            ExprKind::Index { base, index } => r(base) || r(index),
+            ExprKind::If { cond, then, else_ } => r(cond) || r(then) || r(else_),
+            ExprKind::Range { start, end, .. } => r(start) || r(end),
+            _ => false,
+        }
+    }
+    ops.iter()
+        .flat_map(|o| o.args.iter())
+        .any(|a| walk(&a.value, captures))
+}
+
+/// The captures passed on with a match: one map per capture, then, when `counts` is given, the
+/// number of events each capture took as `#<capture>` (read by `count(capture)`).
+pub(crate) fn alias_with_counts(caps: &Event, counts: Option<&[u32]>) -> Event {
+    let Some(counts) = counts else {
+        return caps.clone();
+    };
+    let mut fields: Fields = caps.fields.as_ref().clone();
+    for ((name, _), n) in caps.fields.iter().zip(counts) {
+        fields.push((Arc::from(format!("#{name}")), Value::Int(i64::from(*n))));
+    }
+    Event {
+        event_type: caps.event_type.clone(),
+        timestamp_ns: caps.timestamp_ns,
+        fields: Arc::new(fields),
+    }
 }
 
 fn remove_run(st: &mut SeqState, key: &KeyRepr, id: u64) {
@@ -491,6 +701,7 @@ impl SeqOp {
                     "p": r.pos,
                     "kl": r.kleene,
                     "c": event_json(&r.caps),
+                    "cn": r.counts,
                 })
             })
             .collect();
@@ -570,12 +781,25 @@ impl SeqOp {
             };
             st.order.push_back((self.deadline(start), id));
             st.live.insert(id, key.clone());
+            // Older checkpoints have no counts: one event per captured step.
+            let counts: Vec<u32> = match r.get("cn") {
+                Some(c) => serde_json::from_value(c.clone())
+                    .ok()
+                    .filter(|c: &Vec<u32>| c.len() == n)
+                    .ok_or_else(|| ck_err("run counts"))?,
+                None => caps
+                    .fields
+                    .iter()
+                    .map(|(_, v)| u32::from(!v.is_null()))
+                    .collect(),
+            };
             st.parts.entry(key).or_default().push(SeqRun {
                 id,
                 start,
                 pos,
                 kleene,
                 caps,
+                counts,
             });
         }
         Ok(Restored(st))

@@ -9,6 +9,7 @@
 use crate::builtins::{self, BuiltinFn};
 use crate::error::RuntimeError;
 use crate::event::{fields_cached, Event};
+use crate::limits::Limits;
 use crate::value::{ArithOp, Fields, OpError, Value};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
@@ -16,8 +17,25 @@ use std::sync::Arc;
 use varpulis_vpl::ast::{self, BinaryOp, Block, Expr, ExprKind, StmtKind, UnaryOp};
 use varpulis_vpl::Diagnostic;
 
+mod lambda;
+
 /// Deepest user-function call nesting (§11).
 pub(crate) const MAX_DEPTH: u32 = 256;
+
+/// Most bytes of native stack the engine may use below the point where it was entered. Deeply
+/// nested calls through deeply nested expressions could otherwise overflow a 2 MiB thread stack
+/// (the default of spawned threads and of tokio's pools) before [`MAX_DEPTH`] calls, and a stack
+/// overflow aborts the process. Debug builds use several times more stack per call than release
+/// builds, so there the limit can be reached earlier than `MAX_DEPTH`.
+pub(crate) const MAX_STACK_BYTES: usize = 1 << 20;
+
+/// An address inside the current stack frame (the stack grows downwards on every platform we
+/// run on).
+#[inline(never)]
+pub(crate) fn stack_addr() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
 
 /// Mutable evaluation state shared by all closures while one stream handles one event.
 #[derive(Debug, Default)]
@@ -30,8 +48,15 @@ pub(crate) struct State {
     pub base: usize,
     /// Loop steps and calls used so far for the current (stream, event).
     pub steps: u64,
-    /// Step budget per (stream, event).
-    pub budget: u64,
+    /// Bytes of strings and collections built so far for the current (stream, event).
+    pub mem: usize,
+    /// Events produced so far for the current input event (all streams), against
+    /// [`Limits::max_outputs`].
+    pub produced: usize,
+    /// Budgets per (stream, event).
+    pub limits: Limits,
+    /// [`stack_addr`] where the engine was entered (see [`MAX_STACK_BYTES`]).
+    pub stack_base: usize,
     /// Current call depth.
     pub depth: u32,
     /// Divisions by zero seen (they yield `null`; counted in stats).
@@ -40,6 +65,12 @@ pub(crate) struct State {
     pub in_process: bool,
     /// Events created by `emit` statements during the current `.process`.
     pub emitted: Vec<Event>,
+    /// Lines written by `.print` since the engine last handed them out.
+    pub printed: Vec<String>,
+    /// Late events dropped since the engine last collected the count.
+    pub late: u64,
+    /// Pattern runs dropped (live-run cap) since the engine last collected the count.
+    pub runs_dropped: u64,
 }
 
 impl State {
@@ -48,6 +79,8 @@ impl State {
         self.stack.clear();
         self.base = 0;
         self.steps = 0;
+        self.mem = 0;
+        self.stack_base = stack_addr();
         self.depth = 0;
         self.in_process = false;
         self.emitted.clear();
@@ -56,10 +89,53 @@ impl State {
     #[inline]
     fn step(&mut self) -> Result<(), RuntimeError> {
         self.steps += 1;
-        if self.steps > self.budget {
-            return Err(RuntimeError::StepBudget(self.budget));
+        if self.steps > self.limits.step_budget {
+            return Err(RuntimeError::StepBudget(self.limits.step_budget));
         }
         Ok(())
+    }
+
+    /// Checks a freshly built string or collection against the size limits and charges it to
+    /// the memory budget of the current (stream, event).
+    #[inline]
+    pub fn charge(&mut self, v: &Value) -> Result<(), RuntimeError> {
+        match v {
+            Value::Str(_) | Value::Array(_) | Value::Map(_) => {
+                let n = self.limits.check_value(v)?;
+                self.charge_bytes(n)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Charges `n` bytes to the memory budget of the current (stream, event).
+    #[inline]
+    pub fn charge_bytes(&mut self, n: usize) -> Result<(), RuntimeError> {
+        self.mem = self.mem.saturating_add(n);
+        if self.mem > self.limits.memory_budget {
+            return Err(RuntimeError::MemoryBudget(self.limits.memory_budget));
+        }
+        Ok(())
+    }
+
+    /// Counts one more event produced for the current input event.
+    #[inline]
+    pub fn produce(&mut self) -> Result<(), RuntimeError> {
+        self.produced += 1;
+        if self.produced > self.limits.max_outputs {
+            return Err(RuntimeError::OutputLimit(self.limits.max_outputs));
+        }
+        Ok(())
+    }
+
+    /// Charges the fields of an event being built (output fields must also be writable as text).
+    pub fn charge_fields(&mut self, fields: &Fields) -> Result<(), RuntimeError> {
+        for (_, v) in fields {
+            if matches!(v, Value::Array(_) | Value::Map(_)) {
+                self.limits.check_text(v)?;
+            }
+        }
+        self.charge_bytes(Limits::fields_bytes(fields.len()))
     }
 }
 
@@ -128,6 +204,15 @@ pub(crate) struct Compiler {
     /// Capture names of a sequence or join stream: `x.f` reads field `f` of the map held in
     /// field `x` of the context's alias event (the captures).
     pub captures: Vec<String>,
+    /// Other names of captures: a join input named by its event type (`OrderEvent.id` for
+    /// `stream Orders = OrderEvent`), alias → capture.
+    pub capture_aliases: Vec<(String, String)>,
+    /// Names that read a field of the current event whatever else they could mean: the
+    /// parameter of a `.pattern(name: events => …)` lambda, evaluated on a synthetic event.
+    pub field_params: Vec<String>,
+    /// Compiling the operators after a sequence or pattern: a bare name the match event lacks
+    /// reads the first capture that has that field (`user_id` after `partition by user_id`).
+    pub match_names: bool,
     /// Errors found.
     pub errors: Vec<Diagnostic>,
 }
@@ -152,6 +237,9 @@ fn call_fn(cx: &mut Ctx<'_>, idx: usize, base: usize) -> Result<Value, RuntimeEr
     if cx.st.depth >= MAX_DEPTH {
         return Err(RuntimeError::Recursion(MAX_DEPTH));
     }
+    if cx.st.stack_base.saturating_sub(stack_addr()) > MAX_STACK_BYTES {
+        return Err(RuntimeError::StackLimit(MAX_STACK_BYTES));
+    }
     cx.st.stack.truncate(base + f.params);
     cx.st.stack.resize(base + f.locals, Value::Null);
     cx.st.depth += 1;
@@ -167,8 +255,19 @@ fn call_fn(cx: &mut Ctx<'_>, idx: usize, base: usize) -> Result<Value, RuntimeEr
 }
 
 fn arith(op: ArithOp, a: &Value, b: &Value, st: &mut State) -> Result<Value, RuntimeError> {
+    if op == ArithOp::Add {
+        // Refuse an oversized concatenation before allocating it.
+        match (a, b) {
+            (Value::Str(x), Value::Str(y)) => st.limits.check_string(x.len() + y.len())?,
+            (Value::Array(x), Value::Array(y)) => st.limits.check_len(x.len() + y.len())?,
+            _ => {}
+        }
+    }
     match a.arith(op, b) {
-        Ok(v) => Ok(v),
+        Ok(v) => {
+            st.charge(&v)?;
+            Ok(v)
+        }
         Err(OpError::DivisionByZero) => {
             st.div_by_zero += 1;
             Ok(Value::Null)
@@ -235,6 +334,9 @@ impl Compiler {
             loop_depth: 0,
             alias: None,
             captures: Vec::new(),
+            capture_aliases: Vec::new(),
+            field_params: Vec::new(),
+            match_names: false,
             errors: Vec::new(),
         }
     }
@@ -306,6 +408,8 @@ impl Compiler {
         self.max_slot = 0;
         self.alias = alias;
         self.captures.clear();
+        self.capture_aliases.clear();
+        self.match_names = false;
     }
 
     /// Prepares for compiling the expressions of a sequence or join stream, whose alias event
@@ -315,10 +419,18 @@ impl Compiler {
         self.captures = captures;
     }
 
-    fn is_capture(&self, name: &str) -> bool {
-        self.captures.iter().any(|c| c == name)
-            && self.lookup_local(name).is_none()
-            && !self.globals.contains_key(name)
+    /// The capture `name` reads (itself or the capture it is another name of), if any.
+    fn capture_of<'n>(&'n self, name: &'n str) -> Option<&'n str> {
+        if self.lookup_local(name).is_some() || self.globals.contains_key(name) {
+            return None;
+        }
+        if self.captures.iter().any(|c| c == name) {
+            return Some(name);
+        }
+        self.capture_aliases
+            .iter()
+            .find(|(a, _)| a == name)
+            .map(|(_, c)| c.as_str())
     }
 
     fn block(&mut self, b: &Block) -> Vec<StmtFn> {
@@ -402,6 +514,9 @@ impl Compiler {
                     if !cx.st.in_process {
                         return Err(RuntimeError::EmitOutsideProcess);
                     }
+                    if cx.st.produced + cx.st.emitted.len() >= cx.st.limits.max_outputs {
+                        return Err(RuntimeError::OutputLimit(cx.st.limits.max_outputs));
+                    }
                     let mut out: Fields = Vec::with_capacity(fields.len());
                     for (name, e) in &fields {
                         let v = e(cx)?;
@@ -409,6 +524,7 @@ impl Compiler {
                             out.push((name.clone(), v));
                         }
                     }
+                    cx.st.charge_fields(&out)?;
                     let ev = Event {
                         event_type: ty.clone(),
                         timestamp_ns: cx.event.timestamp_ns,
@@ -589,7 +705,12 @@ impl Compiler {
             match a.field_name() {
                 Some(name) => {
                     let name = self.intern(name);
-                    out.push((name, self.expr(&a.value)));
+                    let f = if what == "emit" {
+                        self.text(&a.value)
+                    } else {
+                        self.expr(&a.value)
+                    };
+                    out.push((name, f));
                 }
                 None => self.error(
                     format!("`{what}` arguments need a name (`name: expression`)"),
@@ -598,6 +719,20 @@ impl Compiler {
             }
         }
         out
+    }
+
+    /// Compiles a text argument (`.emit` fields, `.print`, `.log`, `.alert`): a string literal
+    /// with `{field}` placeholders renders from the current event and captures
+    /// (`template.rs`); anything else is an ordinary expression.
+    pub fn text(&mut self, e: &Expr) -> ExprFn {
+        if let ExprKind::Str(text) = &e.kind {
+            if let Some(t) = crate::template::Template::parse(text) {
+                return Box::new(move |cx| {
+                    Ok(Value::str(&t.render(&cx.event.fields, &cx.alias.fields)))
+                });
+            }
+        }
+        self.expr(e)
     }
 
     /// Compiles an expression.
@@ -620,7 +755,9 @@ impl Compiler {
                     for i in &items {
                         v.push(i(cx)?);
                     }
-                    Ok(Value::Array(Arc::new(v)))
+                    let v = Value::Array(Arc::new(v));
+                    cx.st.charge(&v)?;
+                    Ok(v)
                 })
             }
             ExprKind::Map(entries) => {
@@ -647,7 +784,9 @@ impl Compiler {
                             None => m.push((key, val)),
                         }
                     }
-                    Ok(Value::Map(Arc::new(m)))
+                    let m = Value::Map(Arc::new(m));
+                    cx.st.charge(&m)?;
+                    Ok(m)
                 })
             }
             ExprKind::Unary { op, operand } => {
@@ -667,7 +806,10 @@ impl Compiler {
                 let (lo, hi, inc) = (self.expr(start), self.expr(end), *inclusive);
                 Box::new(move |cx| match (lo(cx)?, hi(cx)?) {
                     (Value::Int(l), Value::Int(h)) => {
-                        builtins::range_array(l, if inc { h.saturating_add(1) } else { h })
+                        let hi = if inc { h.saturating_add(1) } else { h };
+                        let v = builtins::range_array(l, hi, &cx.st.limits)?;
+                        cx.st.charge(&v)?;
+                        Ok(v)
                     }
                     (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
                     (a, b) => Err(RuntimeError::Type(format!(
@@ -681,8 +823,8 @@ impl Compiler {
             ExprKind::Field { base, name, .. } => {
                 // `x.field` on a capture reads the captured event's field.
                 if let ExprKind::Name(id) = &base.kind {
-                    if self.is_capture(&id.name) {
-                        let cap = self.intern(&id.name);
+                    if let Some(cap) = self.capture_of(&id.name).map(str::to_string) {
+                        let cap = self.intern(&cap);
                         let key = self.intern(&name.name);
                         let (s1, s2) = (AtomicU32::new(0), AtomicU32::new(0));
                         return Box::new(move |cx| {
@@ -743,7 +885,9 @@ impl Compiler {
                 Box::new(move |cx| {
                     let bv = b(cx)?;
                     let (lo, hi) = (s(cx)?, en(cx)?);
-                    Ok(bv.slice(&lo, &hi)?)
+                    let v = bv.slice(&lo, &hi)?;
+                    cx.st.charge(&v)?;
+                    Ok(v)
                 })
             }
             ExprKind::If { cond, then, else_ } => {
@@ -751,7 +895,8 @@ impl Compiler {
                 Box::new(move |cx| if c(cx)?.is_true() { t(cx) } else { f(cx) })
             }
             ExprKind::Lambda { .. } => {
-                self.error("lambdas are not supported by this runtime (Tier 3)", e.span);
+                // The checker only lets lambdas through where a function is expected.
+                self.error("a lambda is not a value", e.span);
                 constant(Value::Null)
             }
             _ => {
@@ -762,6 +907,17 @@ impl Compiler {
     }
 
     fn name(&mut self, name: &str) -> ExprFn {
+        if self.field_params.iter().any(|p| p == name) {
+            let key = self.intern(name);
+            let slot = AtomicU32::new(0);
+            return Box::new(move |cx| {
+                Ok(cx
+                    .event
+                    .field_cached(&key, &slot)
+                    .cloned()
+                    .unwrap_or(Value::Null))
+            });
+        }
         if let Some(l) = self.lookup_local(name) {
             let slot = l.slot;
             return Box::new(move |cx| {
@@ -776,8 +932,8 @@ impl Compiler {
         if self.alias.as_deref() == Some(name) {
             return Box::new(|cx| Ok(Value::Map(cx.alias.fields.clone())));
         }
-        if self.is_capture(name) {
-            let cap = self.intern(name);
+        if let Some(cap) = self.capture_of(name).map(str::to_string) {
+            let cap = self.intern(&cap);
             let slot = AtomicU32::new(0);
             return Box::new(move |cx| {
                 Ok(cx
@@ -794,6 +950,18 @@ impl Compiler {
         }
         let key = self.intern(name);
         let slot = AtomicU32::new(0);
+        if self.match_names {
+            return Box::new(move |cx| {
+                if let Some(v) = cx.event.field_cached(&key, &slot) {
+                    return Ok(v.clone());
+                }
+                let from_capture = cx.alias.fields.iter().find_map(|(_, cap)| match cap {
+                    Value::Map(m) => m.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
+                    _ => None,
+                });
+                Ok(from_capture.unwrap_or(Value::Null))
+            });
+        }
         Box::new(move |cx| {
             Ok(cx
                 .event
@@ -867,6 +1035,35 @@ impl Compiler {
     }
 
     fn call(&mut self, callee: &ast::Ident, args: &[Expr]) -> ExprFn {
+        // `count(capture)` on a sequence or pattern: the events that capture took.
+        if callee.name == "count" && !self.fns.contains_key("count") {
+            if let [Expr {
+                kind: ExprKind::Name(id),
+                ..
+            }] = args
+            {
+                if let Some(cap) = self.capture_of(&id.name).map(str::to_string) {
+                    let key = self.intern(&format!("#{cap}"));
+                    let slot = AtomicU32::new(0);
+                    return Box::new(move |cx| {
+                        Ok(cx
+                            .alias
+                            .field_cached(&key, &slot)
+                            .cloned()
+                            .unwrap_or(Value::Int(0)))
+                    });
+                }
+            }
+        }
+        if !self.fns.contains_key(&callee.name) {
+            if let (Some(at), [arr, f]) = (varpulis_vpl::builtins::lambda_arg(&callee.name), args) {
+                if at == 1 {
+                    if let ExprKind::Lambda { params, body } = &f.kind {
+                        return self.lambda_call(&callee.name, arr, params, body);
+                    }
+                }
+            }
+        }
         let compiled: Vec<ExprFn> = args.iter().map(|a| self.expr(a)).collect();
         if let Some(&(idx, _)) = self.fns.get(&callee.name) {
             return Box::new(move |cx| {
@@ -886,18 +1083,28 @@ impl Compiler {
     }
 }
 
+/// Calls a built-in and charges what it built to the memory budget (builtins check the size
+/// limits themselves before allocating).
 fn builtin_call(f: BuiltinFn, mut args: Vec<ExprFn>) -> ExprFn {
+    fn finish(cx: &mut Ctx<'_>, v: Value) -> Result<Value, RuntimeError> {
+        cx.st.charge(&v)?;
+        Ok(v)
+    }
     match args.len() {
         1 => {
             let a = args.remove(0);
-            Box::new(move |cx| f(&[a(cx)?]))
+            Box::new(move |cx| {
+                let v = f(&[a(cx)?], &cx.st.limits)?;
+                finish(cx, v)
+            })
         }
         2 => {
             let b = args.remove(1);
             let a = args.remove(0);
             Box::new(move |cx| {
                 let x = a(cx)?;
-                f(&[x, b(cx)?])
+                let v = f(&[x, b(cx)?], &cx.st.limits)?;
+                finish(cx, v)
             })
         }
         _ => Box::new(move |cx| {
@@ -905,7 +1112,8 @@ fn builtin_call(f: BuiltinFn, mut args: Vec<ExprFn>) -> ExprFn {
             for a in &args {
                 vals.push(a(cx)?);
             }
-            f(&vals)
+            let v = f(&vals, &cx.st.limits)?;
+            finish(cx, v)
         }),
     }
 }

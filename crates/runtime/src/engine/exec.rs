@@ -1,0 +1,412 @@
+//! Running one stream's operator chain on one event.
+//!
+//! [`exec`] runs operators `i..` of a stream on one event, depth-first: each operator passes the
+//! events it produces to the next. Output entries (`.emit`, `.process` results, `.to`-only
+//! publications) are appended to the run's output list; events reaching the end of a stream that
+//! feeds others go to the run's tail, to be routed breadth-first by the engine.
+
+use crate::compile::{Ctx, ExprFn, FnCode, State};
+use crate::error::RuntimeError;
+use crate::event::{Event, OutputEvent, SinkBinding};
+use crate::key::{KeyRepr, ValueKey};
+use crate::operators::gate::{DistinctOp, LimitOp};
+use crate::operators::join::{JoinOp, MergeOp};
+use crate::operators::pattern::PatternOp;
+use crate::operators::reorder::ReorderOp;
+use crate::operators::sequence::{Match, SeqOp};
+use crate::operators::window::WindowOp;
+use crate::value::{Fields, Value};
+use std::sync::Arc;
+
+/// One compiled operator.
+pub(super) enum OpCode {
+    Where(ExprFn),
+    Select(Vec<(Arc<str>, ExprFn)>),
+    /// `.emit(…)` with its fields (none: copy all) and output type (`.emit as T`; else the stream).
+    Emit(Vec<(Arc<str>, ExprFn)>, Arc<str>),
+    /// `.distinct(e, …)`: the stream's partition key, the key expressions (none: every field).
+    Distinct {
+        part: Option<ExprFn>,
+        keys: Vec<ExprFn>,
+        op: Box<DistinctOp>,
+    },
+    /// `.limit(n)` / `.first()`.
+    Limit {
+        part: Option<ExprFn>,
+        op: Box<LimitOp>,
+    },
+    /// `.print(e, …)`: one line of side output per event.
+    Print(Vec<ExprFn>),
+    /// `.log(level:, message:, data:)`: one `tracing` event per event.
+    Log {
+        level: tracing::Level,
+        message: Option<ExprFn>,
+        data: Option<ExprFn>,
+    },
+    /// `outputs`: the created events are output events (no `.emit` follows in the chain).
+    Process {
+        call: ExprFn,
+        outputs: bool,
+    },
+    To(Arc<SinkBinding>),
+    /// `.window` / `.aggregate` / `.partition_by` state of the stream (Tier 2).
+    Window(Box<WindowOp>),
+    /// Sequence pattern (`->`, `all`, `.within`, `.not`); always the stream's first operator.
+    Sequence(Box<SeqOp>),
+    /// `join(…)` source; always the stream's first operator.
+    Join(Box<JoinOp>),
+    /// A named pattern source (§8); the stream's first operator (after a reorder front).
+    Pattern(Box<PatternOp>),
+    /// The `.watermark` front of a stream whose operators need ordered events (or only late
+    /// events dropped); always the stream's first operator.
+    Reorder(Box<ReorderOp>),
+    /// `merge(…)` source; always the stream's first operator.
+    Merge(Box<MergeOp>),
+    Pass,
+}
+
+/// A compiled stream.
+pub(super) struct StreamCode {
+    /// The stream's name (the type of its results).
+    pub name: Arc<str>,
+    /// The operator chain.
+    pub ops: Vec<OpCode>,
+    /// Some stream consumes this one, so its results must be re-routed.
+    pub feeds_downstream: bool,
+}
+
+/// Everything one stream invocation needs besides the event.
+pub(super) struct Run<'a> {
+    /// Evaluation state.
+    pub st: &'a mut State,
+    /// Compiled user functions.
+    pub fns: &'a [FnCode],
+    /// The stream being run.
+    pub stream: &'a StreamCode,
+    /// The event bound by `T as a` (or a pattern's captures).
+    pub alias: &'a Event,
+    /// Output entries of the current input event.
+    pub out: &'a mut Vec<OutputEvent>,
+    /// Results of streams that feed others, to be routed.
+    pub tail: &'a mut Vec<Event>,
+}
+
+pub(super) fn eval(run: &mut Run<'_>, f: &ExprFn, ev: &Event) -> Result<Value, RuntimeError> {
+    let mut cx = Ctx {
+        st: run.st,
+        event: ev,
+        alias: run.alias,
+        fns: run.fns,
+    };
+    f(&mut cx)
+}
+
+fn eval_with(
+    run: &mut Run<'_>,
+    f: &ExprFn,
+    ev: &Event,
+    alias: &Event,
+) -> Result<Value, RuntimeError> {
+    let mut cx = Ctx {
+        st: run.st,
+        event: ev,
+        alias,
+        fns: run.fns,
+    };
+    f(&mut cx)
+}
+
+/// Runs operators `i + 1..` on each match, with the match's captures as alias.
+pub(super) fn exec_matches(
+    run: &mut Run<'_>,
+    i: usize,
+    matches: &[Match],
+) -> Result<(), RuntimeError> {
+    for (m, caps) in matches {
+        let mut sub = Run {
+            st: &mut *run.st,
+            fns: run.fns,
+            stream: run.stream,
+            alias: caps,
+            out: &mut *run.out,
+            tail: &mut *run.tail,
+        };
+        exec(&mut sub, i + 1, m, None)?;
+    }
+    Ok(())
+}
+
+fn build(
+    run: &mut Run<'_>,
+    fields: &[(Arc<str>, ExprFn)],
+    ev: &Event,
+    keep_null: bool,
+) -> Result<Fields, RuntimeError> {
+    let mut out: Fields = Vec::with_capacity(fields.len());
+    for (name, f) in fields {
+        let v = eval(run, f, ev)?;
+        if keep_null || !v.is_null() {
+            out.push((name.clone(), v));
+        }
+    }
+    run.st.charge_fields(&out)?;
+    Ok(out)
+}
+
+/// Runs operators `i..` of the stream on `ev`; `out_idx` is the output entry of `ev`, if any.
+pub(super) fn exec(
+    run: &mut Run<'_>,
+    i: usize,
+    ev: &Event,
+    out_idx: Option<usize>,
+) -> Result<(), RuntimeError> {
+    let stream = run.stream;
+    let Some(op) = stream.ops.get(i) else {
+        if stream.feeds_downstream {
+            run.st.produce()?;
+            run.tail.push(ev.retyped(&stream.name));
+        }
+        return Ok(());
+    };
+    match op {
+        OpCode::Where(f) => {
+            if eval(run, f, ev)?.is_true() {
+                exec(run, i + 1, ev, out_idx)?;
+            }
+            Ok(())
+        }
+        OpCode::Select(fields) => {
+            let fields = build(run, fields, ev, true)?;
+            let next = Event {
+                event_type: ev.event_type.clone(),
+                timestamp_ns: ev.timestamp_ns,
+                fields: Arc::new(fields),
+            };
+            exec(run, i + 1, &next, None)
+        }
+        OpCode::Emit(fields, ty) => {
+            let next = if fields.is_empty() {
+                // `.emit()` copies every field; output events never carry null fields.
+                if ev.fields.iter().any(|(_, v)| v.is_null()) {
+                    let kept: Fields = ev
+                        .fields
+                        .iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .cloned()
+                        .collect();
+                    Event {
+                        event_type: ty.clone(),
+                        timestamp_ns: ev.timestamp_ns,
+                        fields: Arc::new(kept),
+                    }
+                } else {
+                    ev.retyped(ty)
+                }
+            } else {
+                let fields = build(run, fields, ev, false)?;
+                Event {
+                    event_type: ty.clone(),
+                    timestamp_ns: ev.timestamp_ns,
+                    fields: Arc::new(fields),
+                }
+            };
+            run.st.produce()?;
+            run.out.push(OutputEvent {
+                event: next.clone(),
+                is_output: true,
+                sinks: Vec::new(),
+            });
+            let idx = run.out.len() - 1;
+            exec(run, i + 1, &next, Some(idx))
+        }
+        OpCode::Process { call, outputs } => {
+            run.st.in_process = true;
+            run.st.emitted.clear();
+            let r = eval(run, call, ev);
+            run.st.in_process = false;
+            r?;
+            let created = std::mem::take(&mut run.st.emitted);
+            for e in &created {
+                let idx = if *outputs {
+                    run.st.produce()?;
+                    run.out.push(OutputEvent {
+                        event: e.clone(),
+                        is_output: true,
+                        sinks: Vec::new(),
+                    });
+                    Some(run.out.len() - 1)
+                } else {
+                    None
+                };
+                exec(run, i + 1, e, idx)?;
+            }
+            Ok(())
+        }
+        OpCode::To(sink) => {
+            let idx = match out_idx {
+                Some(idx) => {
+                    if let Some(o) = run.out.get_mut(idx) {
+                        o.sinks.push(sink.clone());
+                    }
+                    idx
+                }
+                None => {
+                    run.st.produce()?;
+                    run.out.push(OutputEvent {
+                        event: ev.clone(),
+                        is_output: false,
+                        sinks: vec![sink.clone()],
+                    });
+                    run.out.len() - 1
+                }
+            };
+            exec(run, i + 1, ev, Some(idx))
+        }
+        OpCode::Window(w) => {
+            let mut late = 0;
+            let fired = w.on_event(ev, &mut |f, e| eval(run, f, e), &mut late);
+            run.st.late += late;
+            let fired = fired?;
+            for e in &fired {
+                exec(run, i + 1, e, None)?;
+            }
+            Ok(())
+        }
+        OpCode::Sequence(q) => {
+            let matches = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            exec_matches(run, i, &matches)
+        }
+        OpCode::Pattern(p) => {
+            let mut dropped = 0;
+            let matches = p.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut dropped);
+            run.st.runs_dropped += dropped;
+            exec_matches(run, i, &matches?)
+        }
+        OpCode::Reorder(r) => {
+            let mut late = 0;
+            let released = r.on_event(ev, &mut late);
+            run.st.late += late;
+            for e in &released {
+                let mut sub = Run {
+                    st: &mut *run.st,
+                    fns: run.fns,
+                    stream: run.stream,
+                    alias: e,
+                    out: &mut *run.out,
+                    tail: &mut *run.tail,
+                };
+                exec(&mut sub, i + 1, e, None)?;
+            }
+            Ok(())
+        }
+        OpCode::Join(j) => {
+            let matches = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            exec_matches(run, i, &matches)
+        }
+        OpCode::Merge(m) => {
+            let n = m.accepts(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
+            for _ in 0..n {
+                exec(run, i + 1, ev, None)?;
+            }
+            Ok(())
+        }
+        OpCode::Distinct { part, keys, op } => {
+            let part = partition(run, part, ev)?;
+            let key = if keys.is_empty() {
+                ValueKey::of_fields(&ev.fields)
+            } else if let [k] = keys.as_slice() {
+                ValueKey::of(&eval(run, k, ev)?)
+            } else {
+                let mut parts = Vec::with_capacity(keys.len());
+                for k in keys {
+                    parts.push(ValueKey::of(&eval(run, k, ev)?));
+                }
+                ValueKey::List(parts)
+            };
+            if op.admit(part, key) {
+                exec(run, i + 1, ev, out_idx)?;
+            }
+            Ok(())
+        }
+        OpCode::Limit { part, op } => {
+            let part = partition(run, part, ev)?;
+            if op.admit(part) {
+                exec(run, i + 1, ev, out_idx)?;
+            }
+            Ok(())
+        }
+        OpCode::Print(args) => {
+            let line = print_line(run, &stream.name, args, ev)?;
+            run.st.printed.push(line);
+            exec(run, i + 1, ev, out_idx)
+        }
+        OpCode::Log {
+            level,
+            message,
+            data,
+        } => {
+            let message = match message {
+                Some(m) => eval(run, m, ev)?.to_string(),
+                None => format!("{} event", stream.name),
+            };
+            let data = match data {
+                Some(d) => {
+                    let v = eval(run, d, ev)?;
+                    run.st.limits.check_text(&v)?;
+                    v.to_json().to_string()
+                }
+                None => Value::Map(ev.fields.clone()).to_json().to_string(),
+            };
+            log_event(*level, &stream.name, &message, &data);
+            exec(run, i + 1, ev, out_idx)
+        }
+        OpCode::Pass => exec(run, i + 1, ev, out_idx),
+    }
+}
+
+/// The partition of `ev` for `.distinct`/`.limit` (`Null` without `.partition_by`).
+fn partition(
+    run: &mut Run<'_>,
+    part: &Option<ExprFn>,
+    ev: &Event,
+) -> Result<KeyRepr, RuntimeError> {
+    Ok(match part {
+        Some(f) => KeyRepr::of(&eval(run, f, ev)?),
+        None => KeyRepr::Null,
+    })
+}
+
+/// `.print(…)`: `[Stream] v1 v2 …` (strings unquoted, other values as text; without arguments
+/// the event's fields as JSON). Newlines are escaped so that one print is one line, and the line
+/// never starts with `{` (JSON output lines do).
+fn print_line(
+    run: &mut Run<'_>,
+    stream: &str,
+    args: &[ExprFn],
+    ev: &Event,
+) -> Result<String, RuntimeError> {
+    let mut line = format!("[{stream}]");
+    if args.is_empty() {
+        line.push(' ');
+        line.push_str(&Value::Map(ev.fields.clone()).to_json().to_string());
+    }
+    for a in args {
+        let v = eval(run, a, ev)?;
+        run.st.limits.check_text(&v)?;
+        line.push(' ');
+        line.push_str(&v.to_string());
+    }
+    run.st.limits.check_string(line.len())?;
+    Ok(line.replace('\n', "\\n").replace('\r', "\\r"))
+}
+
+/// Writes one `.log` record through `tracing` (target `vpl`).
+fn log_event(level: tracing::Level, stream: &str, message: &str, data: &str) {
+    match level {
+        tracing::Level::TRACE => tracing::trace!(target: "vpl", stream, data, "{message}"),
+        tracing::Level::DEBUG => tracing::debug!(target: "vpl", stream, data, "{message}"),
+        tracing::Level::INFO => tracing::info!(target: "vpl", stream, data, "{message}"),
+        tracing::Level::WARN => tracing::warn!(target: "vpl", stream, data, "{message}"),
+        tracing::Level::ERROR => tracing::error!(target: "vpl", stream, data, "{message}"),
+    }
+}

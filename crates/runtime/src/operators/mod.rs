@@ -1,0 +1,17 @@
+//! Stateful stream operators. Each holds its state behind a `Mutex` (the engine runs an operator
+//! chain through shared references), snapshots it for checkpoints and restores it exactly.
+//!
+//! * [`window`]: `.window`, `.aggregate`, `.partition_by` (VPL.md §6);
+//! * [`sequence`]: `->` sequences with `all`, `.within`, `.not` (§7);
+//! * [`join`]: `join(…)` and `merge(…)` (§7);
+//! * [`gate`]: `.distinct` and `.limit` (Tier 3);
+//! * [`pattern`]: named patterns (§8);
+//! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).
+
+pub(crate) mod gate;
+pub(crate) mod join;
+pub(crate) mod pattern;
+pub(crate) mod reorder;
+pub(crate) mod self_ref;
+pub mod sequence;
+pub(crate) mod window;
