@@ -57,11 +57,10 @@ pub struct EventFault {
     pub budget: bool,
 }
 
-/// Whether a runtime error means the event needed more resources than its pipeline may spend.
-/// (When the runtime gains `RuntimeError::is_budget`, with memory and output budgets, this
-/// becomes a call to it.)
+/// Whether a runtime error means the event needed more resources than its pipeline may spend
+/// (steps, recursion, stack, value sizes, memory, outputs).
 fn is_budget(e: &RuntimeError) -> bool {
-    matches!(e, RuntimeError::StepBudget(_) | RuntimeError::Limit(_))
+    e.is_budget()
 }
 
 /// A compiled pipeline program and its state.
