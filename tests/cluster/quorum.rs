@@ -121,3 +121,41 @@ async fn frozen_leader_is_replaced_and_follows_after_resume() {
     // Writes through the resumed node are proxied to the new leader.
     register_retrying(&ens, old, "after-resume", Duration::from_secs(15)).await;
 }
+
+/// Issue 23 item 4: a leader whose two followers were stopped keeps the `Leader` role in
+/// openraft, but `/ready` stops answering 200 within a few election timeouts (it has not heard
+/// from a quorum), and says why; `/health` still answers (the process is alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_quorum_is_not_ready() {
+    let mut ens = Ensemble::start(3, 0, quiet_opts()).await;
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    ens.wait_ready(leader, Duration::from_secs(20)).await;
+    for f in ens.others(leader) {
+        ens.coords[f].proc.kill();
+    }
+    let started = std::time::Instant::now();
+    let url = format!("{}/ready", ens.coords[leader].url);
+    let (api, url_ref) = (&ens.api, &url);
+    let not_ready = wait_until(
+        "/ready 503 on the leader that lost its quorum",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async move {
+            match api.get(url_ref).await {
+                Ok(r) if r.status == 503 => Some(r),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    eprintln!("not ready after {:?}", started.elapsed());
+    assert_eq!(not_ready.body["code"], "not_ready", "{}", not_ready.text);
+    assert_eq!(not_ready.body["ready"], false, "{}", not_ready.text);
+    assert_eq!(not_ready.body["quorum"], false, "{}", not_ready.text);
+    let health = ens
+        .api
+        .get(&format!("{}/health", ens.coords[leader].url))
+        .await
+        .expect("health");
+    assert_eq!(health.status, 200, "{}", health.text);
+}

@@ -47,11 +47,27 @@ pub struct AddLearnerRequest {
     pub node_id: u64,
     /// Its URL.
     pub address: String,
+    /// Skip the check that something answers at `address`.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `POST /raft/change-membership`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeMembershipRequest {
-    /// The complete new voter set.
+    /// The complete new voter set; voters left out leave the membership entirely.
     pub members: Vec<u64>,
+    /// Skip the safety checks (new voters caught up, a reachable majority left).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /raft/remove-node`: removes a voter or a learner from the membership.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoveNodeRequest {
+    /// The node to remove.
+    pub node_id: u64,
+    /// Remove it even if the remaining voters would have no reachable majority.
+    #[serde(default)]
+    pub force: bool,
 }

@@ -10,10 +10,17 @@ use std::io::IsTerminal;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-/// Installs a fmt subscriber on stderr honouring `RUST_LOG` (default `info`). Keep the returned
-/// guard alive until the process exits: dropping it flushes the buffered lines.
+/// The filter without `RUST_LOG`: our lines at `info`; openraft's at `warn` (its `info` lines
+/// dump whole state structs) and none from its replication streams, which log every failed
+/// RPC to a down peer (about 40 lines a second): `varpulis_raft::peer_log` says once when a
+/// peer goes down, reminds every 30 s with a count, and says when it is back.
+pub const DEFAULT_FILTER: &str = "info,openraft=warn,openraft::replication=off";
+
+/// Installs a fmt subscriber on stderr honouring `RUST_LOG` (default [`DEFAULT_FILTER`]). Keep
+/// the returned guard alive until the process exits: dropping it flushes the buffered lines.
 pub fn init() -> WorkerGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     // A second init (tests calling twice) is harmless: ignore the error.
     let _ = tracing_subscriber::fmt()

@@ -119,6 +119,7 @@ async fn run(client: &reqwest::Client, req: &JoinRequest) -> Result<Joined, Erro
     let body = AddLearnerRequest {
         node_id: req.node_id,
         address: address.clone(),
+        force: false,
     };
     let view: RaftMetricsView = until_done(client, req, &seed, |c, target| {
         let url = format!("{target}/raft/add-learner");
@@ -151,6 +152,7 @@ async fn run(client: &reqwest::Client, req: &JoinRequest) -> Result<Joined, Erro
             members.insert(req.node_id);
             let body = ChangeMembershipRequest {
                 members: members.into_iter().collect(),
+                force: false,
             };
             exchange(c.post(url).json(&body)).await
         }

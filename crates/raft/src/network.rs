@@ -134,6 +134,8 @@ pub struct NetworkFactory {
     client: reqwest::Client,
     settings: NetworkSettings,
     id: NodeId,
+    /// Peers' reachability, for log lines once per transition ([`crate::peer_log`]).
+    peers: std::sync::Arc<crate::peer_log::PeerLog>,
 }
 
 impl NetworkFactory {
@@ -148,7 +150,13 @@ impl NetworkFactory {
             client,
             settings,
             id,
+            peers: Default::default(),
         })
+    }
+
+    /// Peers' reachability as this node's RPCs see it (shared by every peer connection).
+    pub fn peers(&self) -> std::sync::Arc<crate::peer_log::PeerLog> {
+        self.peers.clone()
     }
 
     /// The deadline of an RPC carrying `bytes`: the base RPC timeout plus the time the payload
@@ -327,10 +335,24 @@ impl Network {
         res: Result<Result<T, RaftError<NodeId, E>>, Failure>,
         action: RPCTypes,
     ) -> Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        let peers = &self.factory.peers;
         match res {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
-            Err(f) => Err(self.rpc_error(f, action)),
+            Ok(Ok(v)) => {
+                peers.succeeded(self.target, &self.base);
+                Ok(v)
+            }
+            Ok(Err(remote)) => {
+                peers.succeeded(self.target, &self.base);
+                Err(RPCError::RemoteError(RemoteError::new(self.target, remote)))
+            }
+            Err(f) => {
+                let error = match &f {
+                    Failure::Timeout(t) => format!("no answer within {t:?}"),
+                    Failure::Unreachable(m) | Failure::Network(m) => m.clone(),
+                };
+                peers.failed(self.target, &self.base, &error);
+                Err(self.rpc_error(f, action))
+            }
         }
     }
 

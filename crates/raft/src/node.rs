@@ -14,7 +14,7 @@ use std::time::Duration;
 use openraft::error::{
     CheckIsLeaderError, ClientWriteError, Fatal, ForwardToLeader, InitializeError, RaftError,
 };
-use openraft::{Config, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use tokio::sync::{broadcast, watch};
 use varpulis_api::raft::RaftMetricsView;
 use varpulis_cluster::{ClusterState, Command, CommandResponse};
@@ -32,6 +32,10 @@ use crate::types::{BasicNode, NodeId, Raft, RaftMetrics};
 
 /// Upper bound of an admin call (`add_learner` waits for the learner to catch up).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a new voter to catch up before a promotion is refused.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+/// Entries a member may trail the leader's log by and still count as caught up.
+pub const READY_LAG: u64 = 64;
 
 /// Configuration of one Raft member.
 #[derive(Clone)]
@@ -261,6 +265,8 @@ struct Inner {
     config: RaftConfig,
     /// Secrets required from callers and sent to peers.
     credentials: Credentials,
+    /// Peers' reachability as seen by this node's RPCs (membership safety checks).
+    peers: Arc<crate::peer_log::PeerLog>,
     /// `(applied index, state hash)` of the last `metrics_view`: hashing serializes the whole
     /// state, and the state only changes when the applied index does.
     hash_cache: std::sync::Mutex<Option<(Option<u64>, String)>>,
@@ -313,6 +319,7 @@ impl RaftNode {
             },
         )
         .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        let peers = network.peers();
 
         // Consensus runs on its own runtime: its core, replication and state-machine tasks must
         // not queue behind hundreds of HTTP handler tasks on the caller's workers, or every
@@ -357,6 +364,7 @@ impl RaftNode {
                 db,
                 config,
                 credentials,
+                peers,
                 hash_cache: std::sync::Mutex::new(None),
             }),
         })
@@ -537,6 +545,30 @@ impl RaftNode {
         self.inner.db.size_on_disk().ok()
     }
 
+    /// Whether this node leads but has not heard from a quorum of voters for longer than
+    /// [`RaftNode::quorum_loss_after`]: a partitioned leader keeps its role in openraft until
+    /// it hears of a higher term, so readiness must not trust the role alone. A single-voter
+    /// cluster always has its quorum; a leader without an acknowledgement yet is not judged.
+    pub fn leader_lost_quorum(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return false;
+        }
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return false;
+        }
+        m.millis_since_quorum_ack
+            .is_some_and(|ms| ms > self.quorum_loss_after().as_millis() as u64)
+    }
+
+    /// How long a leader may go without a quorum's acknowledgement before it counts as having
+    /// lost its quorum: twice the maximum election timeout, at least one second (acks lag
+    /// under heavy load; a follower that stops hearing from the leader starts an election
+    /// after one election timeout).
+    pub fn quorum_loss_after(&self) -> Duration {
+        Duration::from_millis((self.inner.config.election_timeout_max_ms * 2).max(1000))
+    }
+
     /// This node's current Raft term.
     pub fn current_term(&self) -> u64 {
         self.inner.raft.metrics().borrow().current_term
@@ -632,7 +664,19 @@ impl RaftNode {
     }
 
     /// Adds a learner (it receives the log but does not vote); waits until it caught up.
-    pub async fn add_learner(&self, node_id: NodeId, address: String) -> Result<(), Error> {
+    ///
+    /// Unless `force`, the address must accept connections first: a typo must not put a
+    /// phantom member into the membership (docs/operations.md, "Adding and removing a
+    /// coordinator").
+    pub async fn add_learner(
+        &self,
+        node_id: NodeId,
+        address: String,
+        force: bool,
+    ) -> Result<(), Error> {
+        if !force {
+            probe(&address).await?;
+        }
         let node = BasicNode::new(address.trim_end_matches('/'));
         // The learner is in the membership once the change commits; the wait for it to catch
         // up is bounded so an unreachable address does not hang the caller.
@@ -647,18 +691,129 @@ impl RaftNode {
         }
     }
 
-    /// Replaces the voter set with `members` (learners are kept).
+    /// Replaces the voter set with `members`; voters left out are removed from the membership
+    /// entirely (not kept as learners); learners stay.
     ///
-    /// A change proposed while a previous one is still committing (openraft's `InProgress`, e.g.
-    /// right after a removal that moved leadership) is retried until [`ADMIN_TIMEOUT`] instead of
-    /// failing: the caller asked for a target membership, not for a race with the last one.
-    pub async fn change_membership(&self, members: BTreeSet<NodeId>) -> Result<(), Error> {
+    /// Unless `force`: a new voter must be a learner that has caught up with the leader's log
+    /// (waited for up to [`CATCH_UP_WAIT`]), and the new voter set must keep a majority of
+    /// members this node can reach. A change proposed while a previous one is still
+    /// committing (openraft's `InProgress`, e.g. right after a removal that moved leadership) is
+    /// retried until [`ADMIN_TIMEOUT`] instead of failing: the caller asked for a target
+    /// membership, not for a race with the last one.
+    pub async fn change_membership(
+        &self,
+        members: BTreeSet<NodeId>,
+        force: bool,
+    ) -> Result<(), Error> {
+        if !force && self.is_leader() {
+            let voters = self.voters();
+            for &new in members.difference(&voters) {
+                self.wait_caught_up(new).await?;
+            }
+            self.check_live_majority(&members)?;
+        }
+        self.propose_membership(members.into(), false).await
+    }
+
+    /// Removes `node` from the membership, voter or learner. Idempotent: removing a node that is
+    /// not a member changes nothing. Unless `force`, removing a voter must leave a majority of
+    /// the remaining voters reachable from this node, and the last voter cannot be removed.
+    pub async fn remove_node(&self, node: NodeId, force: bool) -> Result<(), Error> {
+        let voters = self.voters();
+        if voters.contains(&node) {
+            let rest: BTreeSet<NodeId> = voters.iter().copied().filter(|n| *n != node).collect();
+            if rest.is_empty() {
+                return Err(Error::Membership(format!(
+                    "node {node} is the last voter: a cluster cannot remove its last voter"
+                )));
+            }
+            if !force && self.is_leader() {
+                self.check_live_majority(&rest)?;
+            }
+            return self.propose_membership(rest.into(), false).await;
+        }
+        let is_learner = {
+            let m = self.inner.raft.metrics().borrow().clone();
+            let learner = m
+                .membership_config
+                .membership()
+                .learner_ids()
+                .any(|l| l == node);
+            learner
+        };
+        if !is_learner {
+            return Ok(());
+        }
+        let remove: BTreeSet<NodeId> = [node].into_iter().collect();
+        self.propose_membership(ChangeMembers::RemoveNodes(remove), false)
+            .await
+    }
+
+    fn voters(&self) -> BTreeSet<NodeId> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let voters = m.membership_config.membership().voter_ids().collect();
+        voters
+    }
+
+    /// Waits until `node` replicated the leader's log up to [`READY_LAG`] entries (leader only).
+    async fn wait_caught_up(&self, node: NodeId) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        loop {
+            let m = self.inner.raft.metrics().borrow().clone();
+            let last = m.last_log_index.unwrap_or(0);
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&node).cloned())
+                .flatten()
+                .map(|l| l.index);
+            if matched.is_some_and(|i| i.saturating_add(READY_LAG) >= last) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let known = m.membership_config.membership().get_node(&node).is_some();
+                return Err(Error::Membership(if known {
+                    format!(
+                        "node {node} has not caught up with the log (replicated up to {},                          leader at {last}): it stays a learner; check that it runs and is                          reachable, then promote it (or pass force)",
+                        matched.map_or_else(|| "nothing".to_string(), |i| i.to_string())
+                    )
+                } else {
+                    format!("node {node} is not a member: add it as a learner first")
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Refuses a voter set in which fewer than a majority are reachable from this node (this
+    /// node counts as reachable; a peer counts once an RPC to it failed and none succeeded
+    /// since, see [`crate::peer_log`]).
+    fn check_live_majority(&self, voters: &BTreeSet<NodeId>) -> Result<(), Error> {
+        let down: Vec<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|n| *n != self.inner.id && self.inner.peers.is_down(*n))
+            .collect();
+        let live = voters.len() - down.len();
+        if live * 2 > voters.len() {
+            return Ok(());
+        }
+        Err(Error::Membership(format!(
+            "refused: of the voters {voters:?}, {down:?} do not answer; the change would leave              no reachable majority (the cluster could not commit anything). Bring them back              first, or pass force"
+        )))
+    }
+
+    async fn propose_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+        retain: bool,
+    ) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let res = match tokio::time::timeout(
                 left,
-                self.inner.raft.change_membership(members.clone(), true),
+                self.inner.raft.change_membership(change.clone(), retain),
             )
             .await
             {
@@ -732,6 +887,28 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Raft(format!("flush on shutdown: {e}")))?;
         Ok(())
+    }
+}
+
+/// Checks that `address` (an http(s) base URL) accepts TCP connections within 3 s.
+async fn probe(address: &str) -> Result<(), Error> {
+    let url = reqwest::Url::parse(address)
+        .map_err(|e| Error::Config(format!("bad address `{address}`: {e}")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| Error::Config(format!("bad address `{address}`: no host")))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| Error::Config(format!("bad address `{address}`: no port")))?;
+    let connect = tokio::net::TcpStream::connect((host, port));
+    match tokio::time::timeout(Duration::from_secs(3), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::Config(format!(
+            "nothing answers at {address}: {e} (start the node first, or pass force)"
+        ))),
+        Err(_) => Err(Error::Config(format!(
+            "nothing answers at {address} within 3 s (start the node first, or pass force)"
+        ))),
     }
 }
 

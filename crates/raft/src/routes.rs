@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest};
+use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest, RemoveNodeRequest};
 use varpulis_api::{Code, ErrorBody};
 
 use crate::auth::{Access, PeerCertificate};
@@ -55,6 +55,7 @@ pub fn router(node: RaftNode) -> Router {
     let admin = Router::new()
         .route("/raft/add-learner", post(add_learner))
         .route("/raft/change-membership", post(change_membership))
+        .route("/raft/remove-node", post(remove_node))
         .route_layer(middleware::from_fn_with_state(node.clone(), require_admin));
     Router::new()
         .route("/raft/metrics", get(metrics))
@@ -267,7 +268,7 @@ async fn add_learner(
             "address must be an http(s) base URL",
         ));
     }
-    match node.add_learner(req.node_id, req.address).await {
+    match node.add_learner(req.node_id, req.address, req.force).await {
         Ok(()) => view_response(node).await,
         Err(e) => admin_error_response(&e),
     }
@@ -288,7 +289,21 @@ async fn change_membership(
             "members must not be empty",
         ));
     }
-    match node.change_membership(members).await {
+    match node.change_membership(members, req.force).await {
+        Ok(()) => view_response(node).await,
+        Err(e) => admin_error_response(&e),
+    }
+}
+
+async fn remove_node(
+    State(node): State<RaftNode>,
+    body: Result<Json<RemoveNodeRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(rej) => return bad_json(rej),
+    };
+    match node.remove_node(req.node_id, req.force).await {
         Ok(()) => view_response(node).await,
         Err(e) => admin_error_response(&e),
     }

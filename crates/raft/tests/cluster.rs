@@ -395,6 +395,7 @@ async fn api_key_guards_raft_routes_and_learner_joins() {
         .json(&varpulis_api::raft::AddLearnerRequest {
             node_id: 4,
             address: url4.clone(),
+            force: false,
         })
         .send()
         .await
@@ -410,6 +411,7 @@ async fn api_key_guards_raft_routes_and_learner_joins() {
         .json(&varpulis_api::raft::AddLearnerRequest {
             node_id: 4,
             address: url4.clone(),
+            force: false,
         })
         .send()
         .await
@@ -420,6 +422,7 @@ async fn api_key_guards_raft_routes_and_learner_joins() {
         .header("x-api-key", "s3cret")
         .json(&varpulis_api::raft::ChangeMembershipRequest {
             members: vec![1, 2, 3, 4],
+            force: false,
         })
         .send()
         .await
@@ -599,6 +602,7 @@ async fn peer_secret_guards_peer_rpcs_but_not_admin_calls() {
     // Admin calls take the API key, not the peer secret.
     let change = varpulis_api::raft::ChangeMembershipRequest {
         members: vec![1, 2, 3],
+        force: false,
     };
     let leader_url = &by_id(&nodes, leader_id).url;
     let r = http

@@ -63,6 +63,15 @@ fn is_budget(e: &RuntimeError) -> bool {
     e.is_budget()
 }
 
+/// The worker flag behind a budget error, for the operator reading it.
+fn flag_hint(e: &RuntimeError) -> &'static str {
+    match e {
+        RuntimeError::OutputLimit(_) => " (max_outputs_per_event)",
+        RuntimeError::StepBudget(_) => " (step_budget)",
+        _ => "",
+    }
+}
+
 /// A compiled pipeline program and its state.
 pub struct PipelineEngine {
     inner: Engine,
@@ -89,6 +98,8 @@ impl PipelineEngine {
             file_name: FILE_NAME.to_owned(),
             step_budget: limits.step_budget,
             max_sequence_runs: limits.max_sequence_runs,
+            // The runtime stops the event at the cap, before holding more outputs.
+            max_outputs_per_event: limits.max_outputs_per_event,
             ..EngineOptions::default()
         };
         match Engine::compile(source, &opts) {
@@ -128,14 +139,17 @@ impl PipelineEngine {
         let before = self.inner.stats().errors;
         if let Err(e) = self.inner.process(event, out) {
             return Err(EventFault {
-                message: e.to_string(),
+                message: format!("{e}{}", flag_hint(&e)),
                 budget: is_budget(&e),
             });
         }
         if self.inner.stats().errors > before {
             let records = self.inner.take_errors();
             let budget = records.iter().any(|r| is_budget(&r.error));
-            let msgs: Vec<String> = records.iter().map(ToString::to_string).collect();
+            let msgs: Vec<String> = records
+                .iter()
+                .map(|r| format!("{r}{}", flag_hint(&r.error)))
+                .collect();
             return Err(EventFault {
                 message: if msgs.is_empty() {
                     "runtime error".to_owned()

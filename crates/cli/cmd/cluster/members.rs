@@ -1,12 +1,18 @@
-//! `varpulis cluster members ...`: the Raft membership (list, add, remove).
+//! `varpulis cluster members ...`: the Raft membership (list, add, promote, remove).
 //!
 //! Membership changes go to the leader (a follower forwards them). A member may be named by
-//! its node id or by its address (`http://10.0.0.13:9100`).
+//! its node id or by its address (`http://10.0.0.13:9100`). The leader checks each change
+//! (docs/operations.md, "Adding and removing a coordinator"): an added node must answer, a
+//! new voter must have caught up, and a change must leave a reachable majority of voters;
+//! `--force` skips those checks. Every command is idempotent: asking for the membership that
+//! already is succeeds and changes nothing.
 
 use anyhow::bail;
 use reqwest::Method;
 use serde_json::{json, Value};
-use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest, RaftMetricsView};
+use varpulis_api::raft::{
+    AddLearnerRequest, ChangeMembershipRequest, RaftMetricsView, RemoveNodeRequest,
+};
 
 use super::client::{decode, trim_url, Client};
 use crate::cmd::output::{self, outln};
@@ -16,7 +22,8 @@ use crate::cmd::output::{self, outln};
 pub enum MembersCmd {
     /// List voters and learners with their addresses (as the answering node sees them).
     List,
-    /// Add a coordinator: first as a learner (it catches up), then as a voter.
+    /// Add a coordinator: first as a learner (refused if nothing answers at the address), then,
+    /// once it has caught up with the log, as a voter.
     Add {
         /// Id of the new node (must be unused).
         #[arg(long)]
@@ -24,16 +31,30 @@ pub enum MembersCmd {
         /// Base URL the other coordinators reach it at.
         #[arg(long)]
         address: String,
-        /// Stop after add-learner (do not make it a voter).
+        /// Stop after add-learner (do not make it a voter; `members promote` later).
         #[arg(long)]
         learner_only: bool,
+        /// Skip the checks (the address answers, the node caught up).
+        #[arg(long)]
+        force: bool,
     },
-    /// Remove a coordinator from the voters. It stays a learner (it still receives the log
-    /// and shows in `members list`) until its process is stopped; stop it afterwards.
-    /// Refused for a node that is not a voter.
-    Remove {
-        /// Node id or address of the voter to remove.
+    /// Make a learner a voter, once it has caught up with the log (waits up to 10 s).
+    Promote {
+        /// Node id or address of the learner.
         node: String,
+        /// Promote even if it has not caught up.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a coordinator (voter or learner) from the membership entirely; stop its process
+    /// afterwards. Refused when the remaining voters would have no reachable majority (unless
+    /// `--force`); removing a node that is not a member does nothing.
+    Remove {
+        /// Node id or address of the member to remove.
+        node: String,
+        /// Remove it even if the remaining voters would have no reachable majority.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -100,43 +121,58 @@ pub async fn run(c: &Client, cmd: &MembersCmd, json: bool) -> anyhow::Result<()>
             node_id,
             address,
             learner_only,
+            force,
         } => {
             let req = serde_json::to_value(AddLearnerRequest {
                 node_id: *node_id,
                 address: trim_url(address),
+                force: *force,
             })?;
             let (mut view, mut raw): (RaftMetricsView, Value) = c
                 .write(Method::POST, "/raft/add-learner", Some(req))
                 .await?;
             if !learner_only {
-                let mut members = view.membership.clone();
-                if !members.contains(node_id) {
-                    members.push(*node_id);
-                }
-                (view, raw) = change_membership(c, members).await?;
+                (view, raw) = promote(c, &view, *node_id, *force).await?;
             }
             if json {
                 return Ok(output::json(&raw)?);
             }
             view
         }
-        MembersCmd::Remove { node } => {
+        MembersCmd::Promote { node, force } => {
             let (view, _): (RaftMetricsView, Value) = c.get("/raft/metrics").await?;
             let node_id = node_id(&view, node)?;
-            if !view.membership.contains(&node_id) {
+            if !view.membership.contains(&node_id) && !view.learners.contains(&node_id) {
                 bail!(
-                    "node {node_id} is not a voter (voters: {:?}, learners: {:?})",
+                    "node {node_id} is not a member (voters: {:?}, learners: {:?}): add it first",
                     view.membership,
                     view.learners
                 );
             }
-            let members: Vec<u64> = view
-                .membership
-                .iter()
-                .copied()
-                .filter(|n| *n != node_id)
-                .collect();
-            let (view, raw) = change_membership(c, members).await?;
+            let (view, raw) = promote(c, &view, node_id, *force).await?;
+            if json {
+                return Ok(output::json(&raw)?);
+            }
+            view
+        }
+        MembersCmd::Remove { node, force } => {
+            let (view, _): (RaftMetricsView, Value) = c.get("/raft/metrics").await?;
+            let node_id = node_id(&view, node)?;
+            if !view.membership.contains(&node_id) && !view.learners.contains(&node_id) {
+                outln!(
+                    "node {node_id} is not a member (voters {:?}, learners {:?}): nothing to do",
+                    view.membership,
+                    view.learners
+                )?;
+                return Ok(());
+            }
+            let req = serde_json::to_value(RemoveNodeRequest {
+                node_id,
+                force: *force,
+            })?;
+            let (view, raw): (RaftMetricsView, Value) = c
+                .write(Method::POST, "/raft/remove-node", Some(req))
+                .await?;
             if json {
                 return Ok(output::json(&raw)?);
             }
@@ -152,11 +188,19 @@ pub async fn run(c: &Client, cmd: &MembersCmd, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn change_membership(
+/// Makes `node` a voter (nothing to do when it is one already).
+async fn promote(
     c: &Client,
-    members: Vec<u64>,
+    view: &RaftMetricsView,
+    node: u64,
+    force: bool,
 ) -> anyhow::Result<(RaftMetricsView, Value)> {
-    let req = serde_json::to_value(ChangeMembershipRequest { members })?;
+    let mut members = view.membership.clone();
+    if members.contains(&node) {
+        return c.get("/raft/metrics").await;
+    }
+    members.push(node);
+    let req = serde_json::to_value(ChangeMembershipRequest { members, force })?;
     let text = c
         .request(
             Method::POST,

@@ -46,27 +46,36 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     })
 }
 
-/// `GET /ready`: 200 when a leader is known and this node has applied what it has in its log.
+/// `GET /ready`: 200 when this node can serve linearizable reads and writes: it knows a leader,
+/// that leader holds a quorum (a leader that has not heard from a quorum for
+/// `RaftNode::quorum_loss_after` answers 503), and this node has applied what it has in its log.
+/// docs/operations.md ("Health and readiness") documents each reason.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let view = state.raft.metrics_summary();
     let applied = view.last_applied.unwrap_or(0);
     let last_log = view.last_log_index.unwrap_or(0);
     let caught_up = applied.saturating_add(READY_LAG) >= last_log;
+    let lost_quorum = state.raft.leader_lost_quorum();
+    let reason = if view.current_leader.is_none() {
+        Some("no leader known")
+    } else if lost_quorum {
+        Some("this node leads but has not heard from a quorum of voters (quorum lost?)")
+    } else if !caught_up {
+        Some("catching up with the log")
+    } else {
+        None
+    };
     let body = json!({
-        "ready": view.current_leader.is_some() && caught_up,
+        "ready": reason.is_none(),
         "node_id": state.node_id,
         "raft_role": view.state,
         "leader_id": view.current_leader,
+        "quorum": !lost_quorum && view.current_leader.is_some(),
         "last_applied": view.last_applied,
         "last_log_index": view.last_log_index,
     });
-    if view.current_leader.is_some() && caught_up {
+    let Some(reason) = reason else {
         return (StatusCode::OK, Json(body)).into_response();
-    }
-    let reason = if view.current_leader.is_none() {
-        "no leader known"
-    } else {
-        "catching up with the log"
     };
     let mut error = serde_json::to_value(ErrorBody::new(
         Code::NotReady,

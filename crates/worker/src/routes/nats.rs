@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 use varpulis_api::nats::{valid_token, PREFIX, STATUS_HEADER};
-use varpulis_api::API_KEY_HEADER;
+use varpulis_api::{Code, ErrorBody, API_KEY_HEADER};
 
 /// Serves the worker API on NATS commands.
 #[derive(Debug, Clone)]
@@ -91,9 +91,7 @@ impl CommandServer {
             Ok(req) => self.call(req).await,
             Err(message) => (
                 400,
-                json!({"error": message, "code": "bad_request"})
-                    .to_string()
-                    .into_bytes(),
+                serde_json::to_vec(&ErrorBody::new(Code::BadRequest, message)).unwrap_or_default(),
             ),
         };
         tracing::debug!(%cmd, status, "nats command");
@@ -121,9 +119,11 @@ impl CommandServer {
             Ok(b) => (status, b.to_vec()),
             Err(e) => (
                 500,
-                json!({"error": format!("reading the answer: {e}"), "code": "internal"})
-                    .to_string()
-                    .into_bytes(),
+                serde_json::to_vec(&ErrorBody::new(
+                    Code::Internal,
+                    format!("reading the answer: {e}"),
+                ))
+                .unwrap_or_default(),
             ),
         }
     }
