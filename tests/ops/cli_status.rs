@@ -127,13 +127,28 @@ async fn status_finds_every_member_and_exits_by_health() {
     assert_eq!(member(&r, 4)["address"], url4.as_str());
     assert_eq!(r["quorum"]["voters"], 4);
 
-    // Make node 4 a learner: still a member, still healthy.
-    let out = Command::new(env!("CARGO_BIN_EXE_varpulis"))
-        .args(["cluster", "--coordinator", &seed, "members", "remove", "4"])
-        .env("VARPULIS_API_KEY", ADMIN_KEY)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    // Make node 4 a learner (removed, then added back with --learner-only): still a member,
+    // still healthy.
+    for args in [
+        vec!["members", "remove", "4"],
+        vec![
+            "members",
+            "add",
+            "--node-id",
+            "4",
+            "--address",
+            url4.as_str(),
+            "--learner-only",
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_varpulis"))
+            .args(["cluster", "--coordinator", &seed])
+            .args(&args)
+            .env("VARPULIS_API_KEY", ADMIN_KEY)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
     let r = wait_until(
         "node 4 listed as a learner",
         Duration::from_secs(30),

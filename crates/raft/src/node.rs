@@ -691,8 +691,8 @@ impl RaftNode {
         }
     }
 
-    /// Replaces the voter set with `members`; voters left out are removed from the membership
-    /// entirely (not kept as learners); learners stay.
+    /// Replaces the voter set with `members`; voters left out leave the membership entirely (in
+    /// two steps, as [`RaftNode::remove_node`] does); learners stay.
     ///
     /// Unless `force`: a new voter must be a learner that has caught up with the leader's log
     /// (waited for up to [`CATCH_UP_WAIT`]), and the new voter set must keep a majority of
@@ -705,19 +705,28 @@ impl RaftNode {
         members: BTreeSet<NodeId>,
         force: bool,
     ) -> Result<(), Error> {
+        let voters = self.voters();
         if !force && self.is_leader() {
-            let voters = self.voters();
             for &new in members.difference(&voters) {
                 self.wait_caught_up(new).await?;
             }
             self.check_live_majority(&members)?;
         }
-        self.propose_membership(members.into(), false).await
+        let dropped: BTreeSet<NodeId> = voters.difference(&members).copied().collect();
+        self.propose_membership(members.into(), true).await?;
+        self.drop_learners(dropped).await
     }
 
     /// Removes `node` from the membership, voter or learner. Idempotent: removing a node that is
     /// not a member changes nothing. Unless `force`, removing a voter must leave a majority of
     /// the remaining voters reachable from this node, and the last voter cannot be removed.
+    ///
+    /// A voter is removed in two steps: it becomes a learner (so it receives the configuration
+    /// that no longer counts it and never campaigns again, even if its process keeps running),
+    /// then, once it has that entry (or after [`CATCH_UP_WAIT`] if it does not answer), it
+    /// leaves the membership. When this node removes itself it stops leading after the first
+    /// step and answers with the node still a learner; ask again (the CLI does) and the new
+    /// leader finishes.
     pub async fn remove_node(&self, node: NodeId, force: bool) -> Result<(), Error> {
         let voters = self.voters();
         if voters.contains(&node) {
@@ -730,22 +739,32 @@ impl RaftNode {
             if !force && self.is_leader() {
                 self.check_live_majority(&rest)?;
             }
-            return self.propose_membership(rest.into(), false).await;
+            self.propose_membership(rest.into(), true).await?;
+            return self.drop_learners([node].into_iter().collect()).await;
         }
-        let is_learner = {
+        self.drop_learners([node].into_iter().collect()).await
+    }
+
+    /// Removes the learners among `nodes` from the membership, each once it has replicated
+    /// the leader's log (waited for up to [`CATCH_UP_WAIT`]). Does nothing when this node no
+    /// longer leads (it removed itself) or for nodes that are not learners.
+    async fn drop_learners(&self, nodes: BTreeSet<NodeId>) -> Result<(), Error> {
+        let learners: BTreeSet<NodeId> = {
             let m = self.inner.raft.metrics().borrow().clone();
-            let learner = m
-                .membership_config
-                .membership()
-                .learner_ids()
-                .any(|l| l == node);
-            learner
+            let learners = m.membership_config.membership().learner_ids().collect();
+            learners
         };
-        if !is_learner {
+        let nodes: BTreeSet<NodeId> = nodes.intersection(&learners).copied().collect();
+        if nodes.is_empty() || !self.is_leader() {
             return Ok(());
         }
-        let remove: BTreeSet<NodeId> = [node].into_iter().collect();
-        self.propose_membership(ChangeMembers::RemoveNodes(remove), false)
+        for &n in &nodes {
+            // A dead node never catches up: remove it anyway (at once when it is known down).
+            if !self.inner.peers.is_down(n) {
+                let _ = self.wait_caught_up(n).await;
+            }
+        }
+        self.propose_membership(ChangeMembers::RemoveNodes(nodes), false)
             .await
     }
 

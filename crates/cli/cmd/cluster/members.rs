@@ -20,7 +20,7 @@ use crate::cmd::output::{self, outln};
 /// `varpulis cluster members ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum MembersCmd {
-    /// List voters and learners with their addresses (as the answering node sees them).
+    /// List voters and learners with their addresses (as the leader sees them).
     List,
     /// Add a coordinator: first as a learner (refused if nothing answers at the address), then,
     /// once it has caught up with the log, as a voter.
@@ -71,11 +71,34 @@ fn node_id(view: &RaftMetricsView, key: &str) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("`{key}` is neither a node id nor the address of a member"))
 }
 
+/// The membership as the leader sees it: the answering node's `/raft/metrics`, or its
+/// leader's when it knows another one (a removed or lagging node has a stale view).
+async fn leader_view(c: &Client) -> anyhow::Result<(RaftMetricsView, Value)> {
+    let (view, raw): (RaftMetricsView, Value) = c.get("/raft/metrics").await?;
+    let leader_url = view
+        .current_leader
+        .filter(|l| *l != view.id)
+        .and_then(|l| view.nodes.get(&l).cloned());
+    if let Some(url) = leader_url {
+        if let Ok((status, text)) = c
+            .send_to(&trim_url(&url), &Method::GET, "/raft/metrics", None, None)
+            .await
+        {
+            if status.is_success() {
+                if let Ok(answer) = decode::<RaftMetricsView>("/raft/metrics", &text) {
+                    return Ok(answer);
+                }
+            }
+        }
+    }
+    Ok((view, raw))
+}
+
 /// Runs `members SUB`.
 pub async fn run(c: &Client, cmd: &MembersCmd, json: bool) -> anyhow::Result<()> {
     let view = match cmd {
         MembersCmd::List => {
-            let (view, raw): (RaftMetricsView, Value) = c.get("/raft/metrics").await?;
+            let (view, raw) = leader_view(c).await?;
             if json {
                 return Ok(output::json(&json!({
                     "voters": view.membership,
@@ -140,7 +163,7 @@ pub async fn run(c: &Client, cmd: &MembersCmd, json: bool) -> anyhow::Result<()>
             view
         }
         MembersCmd::Promote { node, force } => {
-            let (view, _): (RaftMetricsView, Value) = c.get("/raft/metrics").await?;
+            let (view, _) = leader_view(c).await?;
             let node_id = node_id(&view, node)?;
             if !view.membership.contains(&node_id) && !view.learners.contains(&node_id) {
                 bail!(
@@ -156,7 +179,7 @@ pub async fn run(c: &Client, cmd: &MembersCmd, json: bool) -> anyhow::Result<()>
             view
         }
         MembersCmd::Remove { node, force } => {
-            let (view, _): (RaftMetricsView, Value) = c.get("/raft/metrics").await?;
+            let (view, _) = leader_view(c).await?;
             let node_id = node_id(&view, node)?;
             if !view.membership.contains(&node_id) && !view.learners.contains(&node_id) {
                 outln!(
@@ -170,9 +193,20 @@ pub async fn run(c: &Client, cmd: &MembersCmd, json: bool) -> anyhow::Result<()>
                 node_id,
                 force: *force,
             })?;
-            let (view, raw): (RaftMetricsView, Value) = c
-                .write(Method::POST, "/raft/remove-node", Some(req))
+            let (mut view, mut raw): (RaftMetricsView, Value) = c
+                .write(Method::POST, "/raft/remove-node", Some(req.clone()))
                 .await?;
+            // A leader removing itself stops leading half-way (the node is then a learner):
+            // the new leader finishes.
+            for _ in 0..5 {
+                if !view.learners.contains(&node_id) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                (view, raw) = c
+                    .write(Method::POST, "/raft/remove-node", Some(req.clone()))
+                    .await?;
+            }
             if json {
                 return Ok(output::json(&raw)?);
             }
