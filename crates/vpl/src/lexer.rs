@@ -457,8 +457,6 @@ impl Lexer<'_> {
                 let d = match ch {
                     '!' => Diagnostic::error("unexpected character `!`", span)
                         .with_hint("use `not` for negation"),
-                    '\'' => Diagnostic::error("unexpected character `'`", span)
-                        .with_hint("strings use double quotes"),
                     ';' => Diagnostic::error("unexpected character `;`", span)
                         .with_hint("statements end at the end of the line"),
                     c if c.is_control() => {
