@@ -165,6 +165,7 @@ fn resolve<'v>(path: &[Arc<str>], fields: &'v Fields, captures: &'v Fields) -> O
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

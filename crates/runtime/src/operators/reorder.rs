@@ -175,6 +175,7 @@ impl ReorderOp {
 pub(crate) struct ReorderRestored(ReorderState);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::value::Value;
