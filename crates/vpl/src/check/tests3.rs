@@ -432,6 +432,14 @@ fn inline_pattern_streams() {
         )),
         Vec::<String>::new()
     );
+    // `within d` and `partition by k` after the pattern, as in a declaration.
+    let src = format!("{e}stream S = SEQ(A as a, B as b) within 5m partition by v .emit()\n");
+    let prog = crate::parse(&src).0;
+    let p = prog
+        .pattern("S#pattern")
+        .map(|p| (p.within.len(), p.partition_by.is_some()));
+    assert_eq!(p, Some((1, true)));
+    assert_eq!(diags(&src), Vec::<String>::new());
 }
 
 #[test]

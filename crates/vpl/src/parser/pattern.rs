@@ -358,7 +358,7 @@ impl Parser {
     }
 
     /// The duration after `within` (an expression; the checker wants a duration literal).
-    fn pattern_duration(&mut self) -> PResult<Expr> {
+    pub(super) fn pattern_duration(&mut self) -> PResult<Expr> {
         if matches!(self.peek(), Tok::LParen) {
             self.bump();
             let e = self.bracketed(|p| p.expr())?;

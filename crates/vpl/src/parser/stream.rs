@@ -24,13 +24,29 @@ impl Parser {
             let body = self.pattern_infix(&mut within);
             self.stop_at_chain_op = saved;
             let body = body?;
+            // `within d` / `partition by k` after the pattern, as in a `pattern` declaration.
+            let mut partition_by = None;
+            loop {
+                if self.is_word("within") {
+                    self.bump();
+                    within.push(self.pattern_duration()?);
+                } else if self.is_word("partition")
+                    && matches!(self.peek_n(1), Tok::Ident(w) if w == "by")
+                {
+                    self.bump();
+                    self.bump();
+                    partition_by = Some(self.ident("a field name after `partition by`")?);
+                } else {
+                    break;
+                }
+            }
             let span = self.span_from(start);
             let pname = Ident::new(format!("{}#pattern", name.name), span);
             self.extra_items.push(Item::Pattern(PatternDecl {
                 name: pname.clone(),
                 body,
                 within,
-                partition_by: None,
+                partition_by,
                 span,
             }));
             StreamDecl {
