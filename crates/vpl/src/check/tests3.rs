@@ -480,3 +480,30 @@ fn record_types() {
         ["1:19 error: duplicate field name `x`"]
     );
 }
+
+#[test]
+fn keyword_within_and_partition_after_sequence_steps() {
+    let e = "event A:\n    k: int\nevent B:\n    k: int\n";
+    let src = format!("{e}stream S = A as a -> B as b within 5m partition by k .emit()\n");
+    let prog = crate::parse(&src).0;
+    let kinds: Vec<crate::ast::OpKind> = prog
+        .streams()
+        .next()
+        .map(|s| s.ops.iter().map(|o| o.kind()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        kinds,
+        [
+            crate::ast::OpKind::Within,
+            crate::ast::OpKind::PartitionBy,
+            crate::ast::OpKind::Emit
+        ]
+    );
+    assert_eq!(diags(&src), Vec::<String>::new());
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A as a -> B as b within k .emit()\n"
+        )),
+        ["5:36 error: the `.within` duration must be a duration literal"]
+    );
+}

@@ -365,6 +365,10 @@ impl Parser {
             self.expect(&Tok::RParen, "`)`")?;
             return Ok(e);
         }
-        self.expr_bp(30)
+        // `within 5m .emit()`: `.emit(` starts a stream operator, it is no method call on `5m`.
+        let saved = std::mem::replace(&mut self.stop_at_chain_op, true);
+        let e = self.expr_bp(30);
+        self.stop_at_chain_op = saved;
+        e
     }
 }

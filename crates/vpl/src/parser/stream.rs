@@ -103,6 +103,24 @@ impl Parser {
                     let step = self.seq_step()?;
                     decl.steps.push(step);
                 }
+                // `A as a -> B as b within 5m partition by k`: the pattern-declaration spelling
+                // of `.within(5m)` / `.partition_by(k)` after sequence steps.
+                Tok::Ident(w) if w == "within" && !decl.steps.is_empty() => {
+                    let kw = self.bump();
+                    let d = self.pattern_duration()?;
+                    decl.ops.push(keyword_op("within", kw.span, d));
+                }
+                Tok::Ident(w)
+                    if w == "partition"
+                        && !decl.steps.is_empty()
+                        && matches!(self.peek_n(1), Tok::Ident(b) if b == "by") =>
+                {
+                    let kw = self.bump();
+                    self.bump();
+                    let key = self.ident("a field name after `partition by`")?;
+                    let e = Expr::new(ExprKind::Name(key.clone()), key.span);
+                    decl.ops.push(keyword_op("partition_by", kw.span, e));
+                }
                 _ => break,
             }
         }
@@ -695,5 +713,21 @@ fn name_aggregates(args: &mut [Arg]) {
                 a.name = Some(Ident::new(n, a.value.span));
             }
         }
+    }
+}
+
+/// A stream operator written as a keyword clause (`within 5m`, `partition by k`).
+fn keyword_op(name: &str, kw: Span, value: Expr) -> StreamOp {
+    let span = kw.to(value.span);
+    StreamOp {
+        name: Ident::new(name, kw),
+        args: vec![Arg {
+            name: None,
+            span: value.span,
+            value,
+        }],
+        emit_type: None,
+        unparsed: false,
+        span,
     }
 }
