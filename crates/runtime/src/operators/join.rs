@@ -523,14 +523,14 @@ impl JoinOp {
         self.joined_partial(&parts, ts)
     }
 
-    /// A joined event from the inputs' events; a missing input adds no fields and an empty
-    /// capture (so `Input.field` reads `null`).
+    /// A joined event from the inputs' events; a missing input adds no fields and a `null`
+    /// capture (so `Input.field` reads `null` and `Input == null` holds).
     fn joined_partial(&self, parts: &[Option<&Event>], ts: i64) -> Match {
         let mut fields: Fields = Vec::new();
         let mut caps: Fields = Vec::with_capacity(parts.len());
         for (input, p) in self.inputs.iter().zip(parts) {
             let Some(p) = p else {
-                caps.push((input.name.clone(), Value::Map(Arc::new(Vec::new()))));
+                caps.push((input.name.clone(), Value::Null));
                 continue;
             };
             for (k, v) in p.fields.iter() {
