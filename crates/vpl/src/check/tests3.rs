@@ -507,3 +507,41 @@ fn keyword_within_and_partition_after_sequence_steps() {
         ["5:36 error: the `.within` duration must be a duration literal"]
     );
 }
+
+#[test]
+fn patterns_built_from_patterns() {
+    let e = "event A:\n    v: int\nevent B:\n    v: int\nevent C:\n    v: int\n";
+    let src = format!("{e}pattern P1 = A as a -> B as b\npattern P2 = P1 -> C as c within 1m\n");
+    let prog = crate::parse(&src).0;
+    let caps: Option<Vec<String>> = prog.pattern("P2").map(|p| {
+        p.body
+            .captures()
+            .into_iter()
+            .map(|i| i.capture().name.clone())
+            .collect()
+    });
+    assert_eq!(caps, Some(vec!["a".into(), "b".into(), "c".into()]));
+    assert_eq!(diags(&src), Vec::<String>::new());
+    assert_eq!(
+        diags(&format!(
+            "{e}pattern P1 = A -> P2\npattern P2 = P1 -> C within 1m\n"
+        )),
+        [
+            "7:19 error: pattern `P2` uses itself",
+            "8:14 error: pattern `P1` uses itself"
+        ]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}pattern P1 = A -> B\npattern P2 = P1+ -> NOT P1 -> C within 1m\n"
+        )),
+        [
+            "8:14 error: pattern `P1` used as an item takes no quantifier, filter or alias",
+            "8:25 error: `NOT` needs an event type: `P1` is a pattern"
+        ]
+    );
+    assert_eq!(
+        diags(&format!("{e}pattern P1 = A -> B within 5s\npattern P2 = P1 -> C within 1m\n")),
+        ["8:14 warning: the `within` / `partition by` of pattern `P1` do not apply where it is used"]
+    );
+}
