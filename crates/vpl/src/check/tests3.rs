@@ -545,3 +545,19 @@ fn patterns_built_from_patterns() {
         ["8:14 warning: the `within` / `partition by` of pattern `P1` do not apply where it is used"]
     );
 }
+
+#[test]
+fn sequences_over_patterns() {
+    let e = "event A:\n    v: int\nevent B:\n    v: int\nevent C:\n    v: int\n";
+    let src = format!("{e}pattern P1 = A as a -> B as b\nstream S = P1 -> all C where v > a.v as c .within(1m) .emit(n: count(c))\n");
+    let prog = crate::parse(&src).0;
+    let caps: Option<Vec<String>> = prog.pattern("S#pattern").map(|p| {
+        p.body
+            .captures()
+            .into_iter()
+            .map(|i| i.capture().name.clone())
+            .collect()
+    });
+    assert_eq!(caps, Some(vec!["a".into(), "b".into(), "c".into()]));
+    assert_eq!(diags(&src), Vec::<String>::new());
+}

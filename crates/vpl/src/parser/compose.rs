@@ -8,6 +8,10 @@
 //! `within` / `partition by` do not apply inside the other (warning). Expansion stops with an
 //! error beyond [`MAX_COMPOSED_ITEMS`] items in one pattern (nested references can double the
 //! size at each level).
+//!
+//! A stream sequence whose source or steps name a pattern (`stream S = Takeover -> Transfer as t
+//! .within(1m)`) becomes a stream reading an anonymous pattern `S#pattern` made of its steps
+//! (`all T` is `T+`), expanded the same way; its `.within`, `.partition_by` and `.not` apply.
 
 use crate::ast::*;
 use crate::diagnostics::Diagnostic;
@@ -37,6 +41,7 @@ pub(super) fn expand_pattern_refs(program: &mut Program, diags: &mut Vec<Diagnos
     if bodies.is_empty() {
         return;
     }
+    sequences_over_patterns(program, &bodies);
     for item in &mut program.items {
         if let Item::Pattern(p) = item {
             let mut x = Expander {
@@ -134,5 +139,97 @@ impl Expander<'_> {
         let body = self.expand(&used.body);
         self.stack.pop();
         body
+    }
+}
+
+/// Turns sequence streams that use a pattern as a step into streams over `S#pattern`.
+fn sequences_over_patterns(program: &mut Program, bodies: &HashMap<String, PatternDecl>) {
+    let mut i = 0;
+    while i < program.items.len() {
+        let Item::Stream(s) = &mut program.items[i] else {
+            i += 1;
+            continue;
+        };
+        let first = match &s.source.kind {
+            SourceKind::Named {
+                name,
+                alias,
+                filter,
+            } => PatternItem {
+                event: name.clone(),
+                quant: Quantifier::One,
+                filter: filter.as_deref().cloned(),
+                alias: alias.clone(),
+                trend: false,
+                span: s.source.span,
+            },
+            SourceKind::All {
+                name,
+                alias,
+                filter,
+                trend,
+            } => PatternItem {
+                event: name.clone(),
+                quant: Quantifier::Plus,
+                filter: filter.as_deref().cloned(),
+                alias: alias.clone(),
+                trend: *trend,
+                span: s.source.span,
+            },
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let uses_pattern = bodies.contains_key(&first.event.name)
+            || s.steps.iter().any(|st| bodies.contains_key(&st.event.name));
+        if s.steps.is_empty() || !uses_pattern {
+            i += 1;
+            continue;
+        }
+        let mut items = vec![PatternExpr {
+            span: first.span,
+            kind: PatternKind::Item(first),
+        }];
+        for st in std::mem::take(&mut s.steps) {
+            items.push(PatternExpr {
+                span: st.span,
+                kind: PatternKind::Item(PatternItem {
+                    event: st.event,
+                    quant: if st.all {
+                        Quantifier::Plus
+                    } else {
+                        Quantifier::One
+                    },
+                    filter: st.filter,
+                    alias: st.alias,
+                    trend: st.trend,
+                    span: st.span,
+                }),
+            });
+        }
+        let span = items
+            .first()
+            .map(|f| f.span)
+            .unwrap_or(s.source.span)
+            .to(items.last().map(|l| l.span).unwrap_or(s.source.span));
+        let name = Ident::new(format!("{}#pattern", s.name.name), span);
+        s.source.kind = SourceKind::Named {
+            name: name.clone(),
+            alias: None,
+            filter: None,
+        };
+        let decl = PatternDecl {
+            name,
+            body: PatternExpr {
+                kind: PatternKind::Seq(items),
+                span,
+            },
+            within: Vec::new(),
+            partition_by: None,
+            span,
+        };
+        program.items.insert(i, Item::Pattern(decl));
+        i += 2;
     }
 }
