@@ -7,6 +7,8 @@
 //! or that is not a placeholder (`{}`, `{a b}`), stays as written; `{{` and `}}` are literal
 //! braces.
 
+use crate::error::RuntimeError;
+use crate::limits::Limits;
 use crate::value::{Fields, Value};
 use std::sync::Arc;
 
@@ -101,29 +103,50 @@ impl Template {
         any.then_some(Template { parts })
     }
 
-    /// The text with the placeholders filled from the event's `fields` (or the `captures`).
-    pub(crate) fn render(&self, fields: &Fields, captures: &Fields) -> String {
+    /// The text with the placeholders filled from the event's `fields` (or the `captures`);
+    /// an error, before allocating, if it would exceed the string limit of `limits`.
+    pub(crate) fn render(
+        &self,
+        fields: &Fields,
+        captures: &Fields,
+        limits: &Limits,
+    ) -> Result<String, RuntimeError> {
         let mut out = String::new();
         for p in &self.parts {
             match p {
-                Part::Lit(s) => out.push_str(s),
+                Part::Lit(s) => {
+                    limits.check_string(out.len().saturating_add(s.len()))?;
+                    out.push_str(s);
+                }
                 Part::Field {
                     path,
                     decimals,
                     raw,
-                } => match resolve(path, fields, captures) {
-                    None => out.push_str(raw),
-                    Some(v) => match (decimals, v.as_f64()) {
-                        (Some(d), Some(x)) => out.push_str(&format!("{x:.d$}", d = *d)),
-                        _ => match v {
-                            Value::Str(s) => out.push_str(s),
-                            other => out.push_str(&other.to_string()),
+                } => {
+                    let piece = match resolve(path, fields, captures) {
+                        None => raw.clone(),
+                        Some(v) => match (decimals, v.as_f64()) {
+                            (Some(d), Some(x)) => format!("{x:.d$}", d = *d),
+                            _ => match v {
+                                Value::Str(s) => {
+                                    limits.check_string(out.len().saturating_add(s.len()))?;
+                                    out.push_str(s);
+                                    continue;
+                                }
+                                other => {
+                                    let n = limits.check_text(other)?;
+                                    limits.check_string(out.len().saturating_add(n))?;
+                                    other.to_string()
+                                }
+                            },
                         },
-                    },
-                },
+                    };
+                    limits.check_string(out.len().saturating_add(piece.len()))?;
+                    out.push_str(&piece);
+                }
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -142,6 +165,7 @@ fn resolve<'v>(path: &[Arc<str>], fields: &'v Fields, captures: &'v Fields) -> O
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -156,7 +180,10 @@ mod tests {
     #[test]
     fn placeholders_are_filled_from_the_event() {
         let t = Template::parse("High {t}F in {zone} ({n}), {t:.2}, {{x}}, {missing}, {a b}, {}")
-            .map(|t| t.render(&fields(), &Vec::new()));
+            .map(|t| {
+                t.render(&fields(), &Vec::new(), &Limits::default())
+                    .unwrap()
+            });
         assert_eq!(
             t.as_deref(),
             Some("High 105.256F in A (3), 105.26, {x}, {missing}, {a b}, {}")
@@ -164,7 +191,9 @@ mod tests {
         assert_eq!(Template::parse("no placeholders {} {{x}}"), None);
         assert_eq!(
             Template::parse("{n:.1} {zone:.3} {open")
-                .map(|t| t.render(&fields(), &Vec::new()))
+                .map(|t| t
+                    .render(&fields(), &Vec::new(), &Limits::default())
+                    .unwrap())
                 .as_deref(),
             Some("3.0 A {open")
         );
@@ -177,9 +206,23 @@ mod tests {
         )];
         assert_eq!(
             Template::parse("{t1.symbol} {t1.price} {zone}")
-                .map(|t| t.render(&fields(), &caps))
+                .map(|t| t.render(&fields(), &caps, &Limits::default()).unwrap())
                 .as_deref(),
             Some("ACME {t1.price} A")
         );
+    }
+
+    #[test]
+    fn rendering_respects_the_string_limit() {
+        let limits = Limits {
+            max_string_bytes: 10,
+            ..Limits::default()
+        };
+        let t = Template::parse("{zone}{zone}{zone}").unwrap();
+        assert!(t.render(&fields(), &Vec::new(), &limits).is_ok());
+        let t = Template::parse("{zone} and a long literal").unwrap();
+        assert!(t.render(&fields(), &Vec::new(), &limits).is_err());
+        // Huge precisions are not placeholders (at most 32 decimals).
+        assert_eq!(Template::parse("{t:.1000000000}"), None);
     }
 }

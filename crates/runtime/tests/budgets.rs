@@ -178,3 +178,30 @@ fn output_floods_are_capped_per_input_event() {
     let (outs, errs) = feed(&mut e, &event(3));
     assert_eq!((outs, errs.len()), (6, 0));
 }
+
+#[test]
+fn message_templates_respect_the_string_limit() {
+    // A 1 MiB field written 64 times by a template would be 64 MiB: over a 4 MiB limit, the
+    // event fails before the text is built.
+    let placeholders = "{s}".repeat(64);
+    let src =
+        format!("stream S = In .emit(m: \"{placeholders}\")\nstream Ok = In .emit(n: len(s))\n");
+    let opts = EngineOptions {
+        max_string_bytes: 4 << 20,
+        ..EngineOptions::default()
+    };
+    let mut e = Engine::compile(&src, &opts).unwrap();
+    let ev = Event::new(
+        "In",
+        0,
+        vec![("s".into(), Value::str(&"x".repeat(1 << 20)))],
+    );
+    let (outs, errs) = feed(&mut e, &ev);
+    assert_eq!(outs, 1, "the other stream still ran");
+    assert!(
+        matches!(errs.as_slice(), [RuntimeError::ValueTooLarge(_)]),
+        "{errs:?}"
+    );
+    let small = Event::new("In", 0, vec![("s".into(), Value::str("ab"))]);
+    assert_eq!(feed(&mut e, &small), (2, Vec::new()));
+}

@@ -355,7 +355,8 @@ impl Lexer<'_> {
                 b'#' => self.skip_line(),
                 b'/' if self.peek_at(1) == Some(b'/') => self.skip_line(),
                 b'/' if self.peek_at(1) == Some(b'*') => self.skip_block_comment(),
-                b'"' => self.string(),
+                b'"' => self.string(b'"'),
+                b'\'' => self.string(b'\''),
                 b'@' => self.timestamp(),
                 b'0'..=b'9' => self.number(),
                 _ if is_ident_start(b) => self.word(),
@@ -456,8 +457,6 @@ impl Lexer<'_> {
                 let d = match ch {
                     '!' => Diagnostic::error("unexpected character `!`", span)
                         .with_hint("use `not` for negation"),
-                    '\'' => Diagnostic::error("unexpected character `'`", span)
-                        .with_hint("strings use double quotes"),
                     ';' => Diagnostic::error("unexpected character `;`", span)
                         .with_hint("statements end at the end of the line"),
                     c if c.is_control() => {
@@ -573,7 +572,9 @@ impl Lexer<'_> {
         }
     }
 
-    fn string(&mut self) {
+    /// A string literal: `"…"`, or `'…'` (the existing product's spelling; `\'` is an escape
+    /// there only).
+    fn string(&mut self, quote: u8) {
         let start = self.here();
         self.advance(); // opening quote
         let mut value = String::new();
@@ -581,16 +582,22 @@ impl Lexer<'_> {
             let Some(b) = self.peek_at(0) else {
                 let span = Span::new(start.0, start.0 + 1, start.1, start.2).in_file(self.file);
                 self.diags.push(
-                    Diagnostic::error("unterminated string", span).with_hint("close it with `\"`"),
+                    Diagnostic::error("unterminated string", span)
+                        .with_hint(format!("close it with `{}`", quote as char)),
                 );
                 self.push(Tok::Str(value), start);
                 return;
             };
             match b {
-                b'"' => {
+                _ if b == quote => {
                     self.advance();
                     self.push(Tok::Str(value), start);
                     return;
+                }
+                b'\\' if quote == b'\'' && self.peek_at(1) == Some(b'\'') => {
+                    self.advance();
+                    self.advance();
+                    value.push('\'');
                 }
                 b'\\' => self.escape(&mut value),
                 _ => {
@@ -912,6 +919,13 @@ mod tests {
         assert_eq!(errors(r#""\u{110000}""#), vec!["invalid unicode escape"]);
         assert_eq!(errors(r#""\u{}""#), vec!["invalid unicode escape"]);
         assert_eq!(errors("\"abc"), vec!["unterminated string"]);
+        // Single quotes (the existing product's spelling): `\'` only there.
+        assert_eq!(
+            kinds(r#"'it\'s "x"\n'"#),
+            vec![Tok::Str("it's \"x\"\n".into()), Tok::Eof]
+        );
+        assert_eq!(errors(r#""\'""#), vec!["unknown escape `\\'`"]);
+        assert_eq!(errors("'abc"), vec!["unterminated string"]);
     }
 
     #[test]

@@ -728,7 +728,10 @@ impl Compiler {
         if let ExprKind::Str(text) = &e.kind {
             if let Some(t) = crate::template::Template::parse(text) {
                 return Box::new(move |cx| {
-                    Ok(Value::str(&t.render(&cx.event.fields, &cx.alias.fields)))
+                    let text = t.render(&cx.event.fields, &cx.alias.fields, &cx.st.limits)?;
+                    let v = Value::str(&text);
+                    cx.st.charge(&v)?;
+                    Ok(v)
                 });
             }
         }

@@ -392,7 +392,10 @@ fn print_line(
     }
     for a in args {
         let v = eval(run, a, ev)?;
-        run.st.limits.check_text(&v)?;
+        let n = run.st.limits.check_text(&v)?;
+        run.st
+            .limits
+            .check_string(line.len().saturating_add(n).saturating_add(1))?;
         line.push(' ');
         line.push_str(&v.to_string());
     }

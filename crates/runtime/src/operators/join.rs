@@ -39,6 +39,10 @@ use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, JoinKind, OpKind, SubStream};
 use varpulis_vpl::correlate::{input_name, join_conditions, join_graph_lenient, JoinGraph};
 
+/// Most events of preserved inputs an outer join keeps waiting for partners; beyond, the
+/// earliest produce their null-filled joined event early (with a warning).
+pub const MAX_PENDING_EVENTS: usize = 1_000_000;
+
 /// How old a partner event may be when a join has no `.window`: one minute.
 pub const DEFAULT_JOIN_WINDOW_NS: i64 = 60_000_000_000;
 
@@ -158,6 +162,8 @@ struct JoinState {
     pending_by_ptr: HashMap<(usize, usize), (i64, u64)>,
     /// Arrival counter for `pending`.
     seq: u64,
+    /// Pending events that produced their null-filled event early (for the log).
+    forced: u64,
 }
 
 /// Identity of an event's stored copies: they share one field list.
@@ -358,6 +364,21 @@ impl JoinOp {
                     // The stored copy (if it is the most recent for a key) shares `ev`'s fields.
                     let stored = self.stored_copy(st, i, ev).unwrap_or_else(|| ev.clone());
                     st.add_pending(i, &stored, ts.saturating_add(self.window));
+                    while st.pending.len() > MAX_PENDING_EVENTS {
+                        let Some(((deadline, _), (j, early))) = st.pending.pop_first() else {
+                            break;
+                        };
+                        st.pending_by_ptr.remove(&(j, ptr_of(&early)));
+                        out.push(self.unmatched(st, j, &early, deadline));
+                        st.forced += 1;
+                        if st.forced.is_power_of_two() {
+                            tracing::warn!(
+                                pending = MAX_PENDING_EVENTS,
+                                emitted_early = st.forced,
+                                "outer join: too many events wait for partners; the earliest are emitted without them"
+                            );
+                        }
+                    }
                 }
                 None => {}
             }
@@ -502,14 +523,14 @@ impl JoinOp {
         self.joined_partial(&parts, ts)
     }
 
-    /// A joined event from the inputs' events; a missing input adds no fields and an empty
-    /// capture (so `Input.field` reads `null`).
+    /// A joined event from the inputs' events; a missing input adds no fields and a `null`
+    /// capture (so `Input.field` reads `null` and `Input == null` holds).
     fn joined_partial(&self, parts: &[Option<&Event>], ts: i64) -> Match {
         let mut fields: Fields = Vec::new();
         let mut caps: Fields = Vec::with_capacity(parts.len());
         for (input, p) in self.inputs.iter().zip(parts) {
             let Some(p) = p else {
-                caps.push((input.name.clone(), Value::Map(Arc::new(Vec::new()))));
+                caps.push((input.name.clone(), Value::Null));
                 continue;
             };
             for (k, v) in p.fields.iter() {

@@ -9,6 +9,10 @@
 //! In both modes an event older than the watermark minus the allowed lateness is dropped and
 //! counted; one older than the watermark but within the allowed lateness passes at once (out of
 //! order). End of input releases everything held.
+//!
+//! Held events are bounded: beyond [`MAX_HELD_EVENTS`] per stream (a huge out-of-order bound, or
+//! event times far in the future), the earliest held events are released before the watermark
+//! reaches them (still in time order among themselves), with a warning; nothing is dropped.
 
 use crate::codec::{event_from_json, event_json};
 use crate::error::RuntimeError;
@@ -18,6 +22,9 @@ use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// Most events a reorder front holds; beyond, the earliest are released early.
+pub const MAX_HELD_EVENTS: usize = 1_000_000;
+
 #[derive(Default)]
 struct ReorderState {
     max_ts: Option<i64>,
@@ -25,12 +32,16 @@ struct ReorderState {
     seq: u64,
     /// Held events by (event time, arrival).
     held: BTreeMap<(i64, u64), Event>,
+    /// Events released early because too many were held (not checkpointed; for the log).
+    forced: u64,
 }
 
 /// The lateness front of a stream.
 pub(crate) struct ReorderOp {
     lateness: Lateness,
     reorder: bool,
+    /// Most events held ([`MAX_HELD_EVENTS`]).
+    cap: usize,
     state: Mutex<ReorderState>,
 }
 
@@ -44,6 +55,7 @@ impl ReorderOp {
         ReorderOp {
             lateness,
             reorder,
+            cap: MAX_HELD_EVENTS,
             state: Mutex::new(ReorderState::default()),
         }
     }
@@ -73,7 +85,22 @@ impl ReorderOp {
         let seq = st.seq;
         st.seq += 1;
         st.held.insert((ts, seq), ev.clone());
-        self.release(&mut st)
+        let mut out = self.release(&mut st);
+        while st.held.len() > self.cap {
+            let Some(entry) = st.held.first_entry() else {
+                break;
+            };
+            out.push(entry.remove());
+            st.forced += 1;
+            if st.forced.is_power_of_two() {
+                tracing::warn!(
+                    held = self.cap,
+                    released_early = st.forced,
+                    "watermark reorder buffer full: releasing the earliest events before the watermark reaches them"
+                );
+            }
+        }
+        out
     }
 
     /// Time moved on to `now` (a timer tick): releases what the raised watermark reaches.
@@ -146,3 +173,40 @@ impl ReorderOp {
 
 /// Decoded reorder state.
 pub(crate) struct ReorderRestored(ReorderState);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn ev(ts: i64) -> Event {
+        Event::new("A", ts, vec![("t".into(), Value::Int(ts))])
+    }
+
+    #[test]
+    fn a_full_buffer_releases_its_earliest_events_in_order() {
+        let mut op = ReorderOp::new(
+            Lateness {
+                out_of_order: 1_000_000,
+                allowed: 0,
+                declared: true,
+            },
+            true,
+        );
+        op.cap = 3;
+        let mut late = 0;
+        let mut released = Vec::new();
+        for ts in [50, 10, 40, 20, 30, 60] {
+            released.extend(
+                op.on_event(&ev(ts), &mut late)
+                    .iter()
+                    .map(|e| e.timestamp_ns),
+            );
+        }
+        assert_eq!(released, [10, 20, 30]);
+        let rest: Vec<i64> = op.flush().iter().map(|e| e.timestamp_ns).collect();
+        assert_eq!(rest, [40, 50, 60]);
+        assert_eq!(late, 0);
+    }
+}

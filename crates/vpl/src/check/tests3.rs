@@ -432,6 +432,14 @@ fn inline_pattern_streams() {
         )),
         Vec::<String>::new()
     );
+    // `within d` and `partition by k` after the pattern, as in a declaration.
+    let src = format!("{e}stream S = SEQ(A as a, B as b) within 5m partition by v .emit()\n");
+    let prog = crate::parse(&src).0;
+    let p = prog
+        .pattern("S#pattern")
+        .map(|p| (p.within.len(), p.partition_by.is_some()));
+    assert_eq!(p, Some((1, true)));
+    assert_eq!(diags(&src), Vec::<String>::new());
 }
 
 #[test]
@@ -471,4 +479,85 @@ fn record_types() {
         diags("type P = {x: int, x: nosuch}\n"),
         ["1:19 error: duplicate field name `x`"]
     );
+}
+
+#[test]
+fn keyword_within_and_partition_after_sequence_steps() {
+    let e = "event A:\n    k: int\nevent B:\n    k: int\n";
+    let src = format!("{e}stream S = A as a -> B as b within 5m partition by k .emit()\n");
+    let prog = crate::parse(&src).0;
+    let kinds: Vec<crate::ast::OpKind> = prog
+        .streams()
+        .next()
+        .map(|s| s.ops.iter().map(|o| o.kind()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        kinds,
+        [
+            crate::ast::OpKind::Within,
+            crate::ast::OpKind::PartitionBy,
+            crate::ast::OpKind::Emit
+        ]
+    );
+    assert_eq!(diags(&src), Vec::<String>::new());
+    assert_eq!(
+        diags(&format!(
+            "{e}stream S = A as a -> B as b within k .emit()\n"
+        )),
+        ["5:36 error: the `.within` duration must be a duration literal"]
+    );
+}
+
+#[test]
+fn patterns_built_from_patterns() {
+    let e = "event A:\n    v: int\nevent B:\n    v: int\nevent C:\n    v: int\n";
+    let src = format!("{e}pattern P1 = A as a -> B as b\npattern P2 = P1 -> C as c within 1m\n");
+    let prog = crate::parse(&src).0;
+    let caps: Option<Vec<String>> = prog.pattern("P2").map(|p| {
+        p.body
+            .captures()
+            .into_iter()
+            .map(|i| i.capture().name.clone())
+            .collect()
+    });
+    assert_eq!(caps, Some(vec!["a".into(), "b".into(), "c".into()]));
+    assert_eq!(diags(&src), Vec::<String>::new());
+    assert_eq!(
+        diags(&format!(
+            "{e}pattern P1 = A -> P2\npattern P2 = P1 -> C within 1m\n"
+        )),
+        [
+            "7:19 error: pattern `P2` uses itself",
+            "8:14 error: pattern `P1` uses itself"
+        ]
+    );
+    assert_eq!(
+        diags(&format!(
+            "{e}pattern P1 = A -> B\npattern P2 = P1+ -> NOT P1 -> C within 1m\n"
+        )),
+        [
+            "8:14 error: pattern `P1` used as an item takes no quantifier, filter or alias",
+            "8:25 error: `NOT` needs an event type: `P1` is a pattern"
+        ]
+    );
+    assert_eq!(
+        diags(&format!("{e}pattern P1 = A -> B within 5s\npattern P2 = P1 -> C within 1m\n")),
+        ["8:14 warning: the `within` / `partition by` of pattern `P1` do not apply where it is used"]
+    );
+}
+
+#[test]
+fn sequences_over_patterns() {
+    let e = "event A:\n    v: int\nevent B:\n    v: int\nevent C:\n    v: int\n";
+    let src = format!("{e}pattern P1 = A as a -> B as b\nstream S = P1 -> all C where v > a.v as c .within(1m) .emit(n: count(c))\n");
+    let prog = crate::parse(&src).0;
+    let caps: Option<Vec<String>> = prog.pattern("S#pattern").map(|p| {
+        p.body
+            .captures()
+            .into_iter()
+            .map(|i| i.capture().name.clone())
+            .collect()
+    });
+    assert_eq!(caps, Some(vec!["a".into(), "b".into(), "c".into()]));
+    assert_eq!(diags(&src), Vec::<String>::new());
 }

@@ -22,6 +22,7 @@ use crate::lexer::{tokenize, Tok, Token};
 use crate::source::{Imports, Loader};
 use std::sync::Arc;
 
+mod compose;
 mod decl;
 mod expand;
 mod expr;
@@ -127,7 +128,8 @@ pub fn parse_with(src: &str, opts: &ParseOptions) -> (Program, Vec<Diagnostic>, 
         spliced: false,
         extra_items: Vec::new(),
     };
-    let program = p.program();
+    let mut program = p.program();
+    compose::expand_pattern_refs(&mut program, &mut p.diags);
     let mut diags = lex_diags;
     diags.append(&mut p.diags);
     crate::sort_diagnostics(&mut diags);

@@ -358,13 +358,17 @@ impl Parser {
     }
 
     /// The duration after `within` (an expression; the checker wants a duration literal).
-    fn pattern_duration(&mut self) -> PResult<Expr> {
+    pub(super) fn pattern_duration(&mut self) -> PResult<Expr> {
         if matches!(self.peek(), Tok::LParen) {
             self.bump();
             let e = self.bracketed(|p| p.expr())?;
             self.expect(&Tok::RParen, "`)`")?;
             return Ok(e);
         }
-        self.expr_bp(30)
+        // `within 5m .emit()`: `.emit(` starts a stream operator, it is no method call on `5m`.
+        let saved = std::mem::replace(&mut self.stop_at_chain_op, true);
+        let e = self.expr_bp(30);
+        self.stop_at_chain_op = saved;
+        e
     }
 }

@@ -24,13 +24,29 @@ impl Parser {
             let body = self.pattern_infix(&mut within);
             self.stop_at_chain_op = saved;
             let body = body?;
+            // `within d` / `partition by k` after the pattern, as in a `pattern` declaration.
+            let mut partition_by = None;
+            loop {
+                if self.is_word("within") {
+                    self.bump();
+                    within.push(self.pattern_duration()?);
+                } else if self.is_word("partition")
+                    && matches!(self.peek_n(1), Tok::Ident(w) if w == "by")
+                {
+                    self.bump();
+                    self.bump();
+                    partition_by = Some(self.ident("a field name after `partition by`")?);
+                } else {
+                    break;
+                }
+            }
             let span = self.span_from(start);
             let pname = Ident::new(format!("{}#pattern", name.name), span);
             self.extra_items.push(Item::Pattern(PatternDecl {
                 name: pname.clone(),
                 body,
                 within,
-                partition_by: None,
+                partition_by,
                 span,
             }));
             StreamDecl {
@@ -86,6 +102,24 @@ impl Parser {
                 Tok::Arrow => {
                     let step = self.seq_step()?;
                     decl.steps.push(step);
+                }
+                // `A as a -> B as b within 5m partition by k`: the pattern-declaration spelling
+                // of `.within(5m)` / `.partition_by(k)` after sequence steps.
+                Tok::Ident(w) if w == "within" && !decl.steps.is_empty() => {
+                    let kw = self.bump();
+                    let d = self.pattern_duration()?;
+                    decl.ops.push(keyword_op("within", kw.span, d));
+                }
+                Tok::Ident(w)
+                    if w == "partition"
+                        && !decl.steps.is_empty()
+                        && matches!(self.peek_n(1), Tok::Ident(b) if b == "by") =>
+                {
+                    let kw = self.bump();
+                    self.bump();
+                    let key = self.ident("a field name after `partition by`")?;
+                    let e = Expr::new(ExprKind::Name(key.clone()), key.span);
+                    decl.ops.push(keyword_op("partition_by", kw.span, e));
                 }
                 _ => break,
             }
@@ -679,5 +713,21 @@ fn name_aggregates(args: &mut [Arg]) {
                 a.name = Some(Ident::new(n, a.value.span));
             }
         }
+    }
+}
+
+/// A stream operator written as a keyword clause (`within 5m`, `partition by k`).
+fn keyword_op(name: &str, kw: Span, value: Expr) -> StreamOp {
+    let span = kw.to(value.span);
+    StreamOp {
+        name: Ident::new(name, kw),
+        args: vec![Arg {
+            name: None,
+            span: value.span,
+            value,
+        }],
+        emit_type: None,
+        unparsed: false,
+        span,
     }
 }
