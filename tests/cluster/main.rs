@@ -6,6 +6,7 @@
 //! bounds every wait.
 
 mod bad_input;
+mod cut_proxy;
 mod drain;
 mod events;
 mod failover;
@@ -19,5 +20,6 @@ mod pagination;
 mod quorum;
 mod rebalance;
 mod rolling;
+mod sessions;
 mod tutorial;
 mod worker_health;

@@ -27,6 +27,8 @@ pub struct Counters {
     /// Route events dropped: publish queue full past the timeout, broker unreachable, or an
     /// undecodable inbound message.
     pub route_dropped: AtomicU64,
+    /// Events and outputs discarded because the pipeline was fenced (lease expired).
+    pub fenced_dropped: AtomicU64,
 }
 
 impl Counters {

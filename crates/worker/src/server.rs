@@ -42,7 +42,10 @@ pub async fn serve(
         None => None,
     };
     let session = match &client {
-        Some(c) => Some(tokio::spawn(c.clone().run())),
+        Some(c) => {
+            tokio::spawn(crate::coordinator::fence::watch(state.clone()));
+            Some(tokio::spawn(c.clone().run()))
+        }
         None => {
             state.set_registered(true);
             None

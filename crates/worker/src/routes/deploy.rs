@@ -66,6 +66,9 @@ pub async fn deploy(
     })
     .await
     .map_err(|e| WorkerError::Internal(format!("deploy failed: {e}")))??;
+    if pipeline.epoch.is_some() {
+        pipeline.set_lease(state.lease.clone());
+    }
     match state
         .registry
         .insert(pipeline.clone(), state.config.max_pipelines as usize)
