@@ -308,3 +308,63 @@ async fn a_worker_cut_off_from_every_coordinator_fences_and_its_pipeline_runs_on
         .collect();
     assert!(after_move.is_empty(), "lost after the move: {after_move:?}");
 }
+
+/// Sum of `ws_connections` over the coordinators that answer `/health`.
+async fn ws_connections(ens: &Ensemble) -> u64 {
+    let mut total = 0;
+    for c in &ens.coords {
+        if let Ok(r) = ens.api.get(&format!("{}/health", c.url)).await {
+            total += r.body["ws_connections"].as_u64().unwrap_or(0);
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_pipeline_moves_within_two_seconds_through_its_session() {
+    // Default-like detection (heartbeat timeout 15 s): only the session hint can be this fast.
+    let opts = Opts {
+        heartbeat_timeout: 15.0,
+        ..Opts::default()
+    };
+    let mut ens = Ensemble::start(3, 2, opts).await;
+    wait_until(
+        "every worker holds a session",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            let ens = &ens;
+            async move { (ws_connections(ens).await == 2).then_some(()) }
+        },
+    )
+    .await;
+    let spec = json!({"name": "kill-me", "pipelines": [
+        {"name": "p", "source": "stream S = Tick .emit(v: value)", "worker_affinity": "worker-0"}]});
+    let gid = ens.deploy_group(0, &spec).await;
+    crate::migration::wait_placed(&ens, 0, &gid, "p", "worker-0").await;
+    let killed_at = Instant::now();
+    ens.workers[0].proc.kill();
+    crate::migration::wait_placed(&ens, 0, &gid, "p", "worker-1").await;
+    let moved = killed_at.elapsed();
+    eprintln!("sessions: killed worker's pipeline running elsewhere after {moved:?}");
+    assert!(
+        moved < Duration::from_secs(2),
+        "moved after {moved:?}\n{}",
+        ens.all_logs(30)
+    );
+    let logs = ens.all_logs(400);
+    assert!(
+        logs.contains("WebSocket disconnected: worker-0"),
+        "no disconnect logged"
+    );
+    wait_until(
+        "the dead worker's session is gone",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            let ens = &ens;
+            async move { (ws_connections(ens).await == 1).then_some(()) }
+        },
+    )
+    .await;
+}

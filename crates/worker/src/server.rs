@@ -44,6 +44,9 @@ pub async fn serve(
     let session = match &client {
         Some(c) => {
             tokio::spawn(crate::coordinator::fence::watch(state.clone()));
+            if c.nats().is_none() {
+                tokio::spawn(c.clone().hold_session());
+            }
             Some(tokio::spawn(c.clone().run()))
         }
         None => {

@@ -10,6 +10,7 @@
 //! - [`session`]: the loop that registers (with backoff), heartbeats, pushes checkpoints and
 //!   re-registers when a coordinator forgot the worker; the graceful self-drain; deregistration.
 //! - [`reports`]: the registration and heartbeat bodies.
+//! - [`ws`]: the persistent WebSocket session (a fast failure signal for the coordinators).
 //! - [`fence`]: the lease watch (fences the worker when its lease runs out) and lifting the
 //!   fence once the leader answers again.
 //!
@@ -21,6 +22,7 @@ pub mod http;
 pub mod nats;
 pub mod reports;
 pub mod session;
+pub mod ws;
 
 use crate::config::Transport;
 use crate::error::WorkerError;

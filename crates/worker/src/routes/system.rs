@@ -18,6 +18,7 @@ pub async fn health(State(state): State<Shared>) -> Json<HealthResponse> {
         leader_id: None,
         workers: None,
         worker_id: Some(state.config.worker_id.clone()),
+        ws_connections: None,
     })
 }
 
