@@ -338,6 +338,11 @@ async fn a_killed_workers_pipeline_moves_within_two_seconds_through_its_session(
         },
     )
     .await;
+    // Sessions are stable: pings are answered, nothing reconnects.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let connects = ens.all_logs(2000).matches("WebSocket connected").count();
+    assert_eq!(connects, 2, "sessions reconnected\n{}", ens.all_logs(60));
+    assert_eq!(ws_connections(&ens).await, 2);
     let spec = json!({"name": "kill-me", "pipelines": [
         {"name": "p", "source": "stream S = Tick .emit(v: value)", "worker_affinity": "worker-0"}]});
     let gid = ens.deploy_group(0, &spec).await;
