@@ -1,7 +1,8 @@
 //! The session-loss hint: a worker's WebSocket session closed, so the leader checks that worker
 //! at once instead of waiting for the heartbeat timeout.
 //!
-//! The check probes the worker's `GET /health` (bounded by [`PROBE_TIMEOUT`]):
+//! The check probes the worker's `GET /health` (each attempt bounded by [`PROBE_TIMEOUT`];
+//! up to three attempts while the answer is unclear):
 //! - it answers: the worker lives (its session reconnects); nothing happens;
 //! - the connection is **refused**: the host answers but no process listens, so nothing of
 //!   that worker can run any more; it is marked unhealthy now (`plan_sweep`) and its pipelines
@@ -17,6 +18,13 @@ use crate::leader::context::LeaderCtx;
 
 /// Longest wait for the probe of a suspected worker.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Pauses before each probe attempt (an unclear answer is asked again).
+const PROBE_RETRIES: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(150),
+    Duration::from_millis(400),
+];
 
 /// What the probe of a worker found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +76,16 @@ pub async fn check(ctx: &LeaderCtx, http: &reqwest::Client, id: &str) -> bool {
     if !matches!(status, WorkerStatus::Ready | WorkerStatus::Busy) {
         return false;
     }
-    let found = probe(http, &address).await;
+    // The session may close before the dying process's listener does (sockets close one by
+    // one at exit): an unclear answer is asked again a little later.
+    let mut found = Probe::Unknown;
+    for pause in PROBE_RETRIES {
+        tokio::time::sleep(pause).await;
+        found = probe(http, &address).await;
+        if found != Probe::Unknown {
+            break;
+        }
+    }
     tracing::info!(worker_id = %id, ?found, "session lost: probed the worker");
     if found != Probe::Refused {
         return false;
