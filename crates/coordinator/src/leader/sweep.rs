@@ -90,10 +90,9 @@ pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
     // Never before the worker's lease has certainly expired (lease + margin since the last
     // grant, on this clock): until then it may still be running its pipelines.
     let held = ctx.settings.lease() + ctx.settings.lease_margin();
-    suspected.retain(|id| {
-        ctx.liveness
-            .get(id)
-            .map_or(true, |seen| now.saturating_duration_since(seen.at) > held)
+    suspected.retain(|id| match ctx.liveness.get(id) {
+        Some(seen) => now.saturating_duration_since(seen.at) > held,
+        None => true,
     });
     if suspected.is_empty() {
         return 0;
