@@ -420,6 +420,7 @@ pub async fn run(cfg: Config) -> Value {
                 .map(|i| (net.nodes[i].addr.clone(), net.exec_prefix(i)))
                 .collect(),
             worker_host: Some(net.host_addr.clone()),
+            ..NetLayout::default()
         },
         None => NetLayout::default(),
     };

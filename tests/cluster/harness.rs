@@ -504,6 +504,11 @@ pub struct NetLayout {
     pub coords: Vec<(String, Vec<String>)>,
     /// Address the workers bind to and advertise (127.0.0.1 when `None`).
     pub worker_host: Option<String>,
+    /// Per coordinator `i`: the URL the group (and the workers) know it by, e.g. a proxy in
+    /// front of it (`--raft-peers` lists these). Missing: its own address.
+    pub advertise: Vec<String>,
+    /// Per coordinator `i`: its HTTP port (picked free when missing).
+    pub ports: Vec<u16>,
 }
 
 impl NetLayout {
@@ -602,11 +607,18 @@ impl Ensemble {
             .prefix("varpulis-logs-")
             .tempdir()
             .expect("tempdir");
-        let ports: Vec<u16> = (0..n_coords).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..n_coords)
+            .map(|i| net.ports.get(i).copied().unwrap_or_else(free_port))
+            .collect();
         let urls: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("http://{}:{p}", net.coord(i).0))
+            .map(|(i, p)| {
+                net.advertise
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("http://{}:{p}", net.coord(i).0))
+            })
             .collect();
         let mut coords = Vec::new();
         for (i, port) in ports.iter().enumerate() {
@@ -859,6 +871,27 @@ impl Ensemble {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let mut args = worker_args(&self.opts, port, id, &self.coord_urls());
+        args.extend(self.opts.worker_extra_args.iter().cloned());
+        let proc = Proc::spawn(id, args, self.logs.path());
+        self.workers.push(Worker {
+            id: id.to_owned(),
+            port,
+            url,
+            proc,
+        });
+        self.workers.len() - 1
+    }
+
+    /// Starts one more worker `id` with its own API key `key`, knowing only the coordinators
+    /// `urls`; returns its index. Does not wait for the registration.
+    pub fn add_worker_with(&mut self, id: &str, key: &str, urls: &[String]) -> usize {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let opts = Opts {
+            worker_key: key.to_owned(),
+            ..self.opts.clone()
+        };
+        let mut args = worker_args(&opts, port, id, urls);
         args.extend(self.opts.worker_extra_args.iter().cloned());
         let proc = Proc::spawn(id, args, self.logs.path());
         self.workers.push(Worker {

@@ -6,6 +6,7 @@
 //! bounds every wait.
 
 mod bad_input;
+mod cut_proxy;
 mod drain;
 mod events;
 mod failover;
@@ -19,6 +20,7 @@ mod pagination;
 mod quorum;
 mod rebalance;
 mod rolling;
+mod sessions;
 mod tier3;
 mod tutorial;
 mod worker_health;

@@ -83,6 +83,15 @@ pub struct RegisterWorkerResponse {
     /// Interval at which the coordinator expects heartbeats.
     #[serde(default)]
     pub heartbeat_interval_secs: u64,
+    /// Base URLs of every coordinator of the ensemble (discovery: the worker fails over to
+    /// them whatever single URL it was started with). Empty from an older coordinator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coordinators: Vec<String>,
+    /// The lease granted with this answer, in milliseconds: the worker's coordinator-deployed
+    /// pipelines may run for this long after the request was sent unless a later answer
+    /// renews it (docs/worker.md "Leases and fencing"). Absent: no lease (never fenced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
 
 /// `POST /api/v1/cluster/workers/{id}/heartbeat`.
@@ -112,6 +121,18 @@ pub struct HeartbeatResponse {
     /// on the worker (it may deregister). Absent on ordinary heartbeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained: Option<bool>,
+    /// Base URLs of every coordinator of the ensemble (discovery). Empty from an older
+    /// coordinator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coordinators: Vec<String>,
+    /// The lease renewed by this answer, in milliseconds (see [`RegisterWorkerResponse`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Pipelines the heartbeat listed that the leader does not place on this worker (an
+    /// older epoch, a group deleted or moved away): the worker removes them before it lifts
+    /// its fence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_pipelines: Vec<String>,
 }
 
 /// One worker in `GET /api/v1/cluster/workers` and `GET /api/v1/cluster/workers/{id}`.

@@ -141,6 +141,9 @@ codes! {
     AtCapacity = "at_capacity", 503;
     /// The worker has not registered with a coordinator yet (`/ready`).
     NotRegistered = "not_registered", 503;
+    /// The pipeline is fenced: its worker could not renew its lease with the leader, so it
+    /// takes no events and publishes nothing until the leader answers again.
+    Fenced = "fenced", 503;
     /// An error the framework answered without a more specific code.
     Error = "error", 500;
     /// A code this version does not know (read from a newer server).

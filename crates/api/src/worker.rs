@@ -261,6 +261,9 @@ pub struct HealthResponse {
     /// Worker only: its id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
+    /// Coordinator only: worker sessions (WebSockets) this node holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_connections: Option<usize>,
 }
 
 /// `workers: {total, ready, unhealthy}` in a coordinator's `/health`.

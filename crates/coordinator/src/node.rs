@@ -36,6 +36,8 @@ pub struct Shared {
     pub events: Arc<EventLog>,
     /// NATS link when the cluster transport is NATS (`crate::transport::nats`).
     pub nats: Option<NatsLink>,
+    /// Worker sessions this node holds (`ws_connections` on `/health`).
+    pub sessions: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Shared {

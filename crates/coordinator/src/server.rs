@@ -84,6 +84,7 @@ pub async fn run(
         shutdown: token.clone(),
         events: Arc::new(EventLog::default()),
         nats,
+        sessions: Default::default(),
     }));
 
     print_banner(&config, node_id, &advertise, &peers, &data_dir);

@@ -10,7 +10,11 @@
 //! `SetWorkerStatus Ready` only when an unhealthy worker comes back. A heartbeat with
 //! `draining: true` (graceful shutdown) drains the worker ([`crate::leader::drain`]) and
 //! answers `drained` once nothing is left on it. A heartbeat that lists the worker's pipelines
-//! lets the leader remove orphans ([`crate::leader::orphans`]).
+//! lets the leader remove orphans ([`crate::leader::orphans`]); their ids go back in the answer
+//! (`stale_pipelines`) so a fenced worker drops them before it lifts its fence.
+//!
+//! Every answer carries the coordinators of the ensemble (discovery) and the worker's lease
+//! (`lease_ms`, see `LeaderSettings::lease` and docs/coordinator.md "Leases and fencing").
 
 use tokio::time::Instant;
 use varpulis_api::cluster::{
@@ -62,6 +66,8 @@ pub async fn register(
             worker_id,
             status: "registered".to_string(),
             heartbeat_interval_secs: ctx.settings.heartbeat_interval.as_secs().max(1),
+            coordinators: ctx.store.replica().coordinators(),
+            lease_ms: Some(lease_ms(ctx)),
         },
         created,
     })
@@ -97,9 +103,11 @@ pub async fn heartbeat(
         req.pipelines_running,
         Instant::now(),
     );
-    if let Some(running) = req.pipelines.as_deref().filter(|r| !r.is_empty()) {
-        crate::leader::orphans::remove_orphans(ctx, id, running);
-    }
+    let stale_pipelines = match req.pipelines.as_deref().filter(|r| !r.is_empty()) {
+        Some(running) => crate::leader::orphans::remove_orphans(ctx, id, running),
+        None => Vec::new(),
+    };
+    let coordinators = ctx.store.replica().coordinators();
     if req.draining {
         // Also resumes a drain whose migrations failed or were never started.
         let d = crate::leader::drain::drain_worker(ctx, id).await?;
@@ -111,6 +119,9 @@ pub async fn heartbeat(
         return Ok(HeartbeatResponse {
             status: status.to_string(),
             drained: Some(d.response.removable),
+            coordinators,
+            lease_ms: Some(lease_ms(ctx)),
+            stale_pipelines,
         });
     }
     if status == WorkerStatus::Unhealthy {
@@ -127,5 +138,15 @@ pub async fn heartbeat(
     Ok(HeartbeatResponse {
         status: "ok".to_string(),
         drained: None,
+        coordinators,
+        lease_ms: Some(lease_ms(ctx)),
+        stale_pipelines,
     })
+}
+
+/// The lease every answer grants, in milliseconds (`LeaderSettings::lease`). It is granted
+/// at the time the leader records the heartbeat in its liveness map, which is what the sweep
+/// measures expiry from.
+fn lease_ms(ctx: &LeaderCtx) -> u64 {
+    u64::try_from(ctx.settings.lease().as_millis()).unwrap_or(u64::MAX)
 }

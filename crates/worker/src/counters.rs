@@ -34,6 +34,8 @@ pub struct Counters {
     pub timer_ticks: AtomicU64,
     /// Partial pattern matches dropped at the live-run cap (a copy of the engine's count).
     pub pattern_runs_dropped: AtomicU64,
+    /// Events and outputs discarded because the pipeline was fenced (lease expired).
+    pub fenced_dropped: AtomicU64,
 }
 
 impl Counters {

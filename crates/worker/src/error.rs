@@ -54,6 +54,13 @@ pub enum WorkerError {
     /// The worker is draining and accepts no new pipelines.
     #[error("worker is draining")]
     Draining,
+    /// The pipeline is fenced: the worker's lease with the leader ran out (docs/worker.md
+    /// "Leases and fencing").
+    #[error("pipeline `{0}` is fenced: this worker cannot renew its lease with the leader")]
+    Fenced(String),
+    /// A command for an older placement epoch than the one running here.
+    #[error("{0}")]
+    StaleEpoch(String),
     /// `max_pipelines` reached.
     #[error("worker is at capacity ({0} pipelines)")]
     AtCapacity(u32),
@@ -96,6 +103,8 @@ impl WorkerError {
                 Code::UnsupportedMediaType,
             ),
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, Code::Draining),
+            Self::Fenced(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::Fenced),
+            Self::StaleEpoch(_) => (StatusCode::CONFLICT, Code::StaleEpoch),
             Self::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::AtCapacity),
             Self::Timeout => (StatusCode::REQUEST_TIMEOUT, Code::Timeout),
             Self::BudgetExceeded(_) => (StatusCode::UNPROCESSABLE_ENTITY, Code::BudgetExceeded),

@@ -6,7 +6,7 @@
 //! shutdown future. [`broker::start_embedded_broker`] runs an MQTT broker in-process.
 //!
 //! Modules, from the bottom up (each imports only modules above it in this list):
-//! - [`config`] (a leaf), [`error`], [`event_time`], [`backoff`], [`counters`];
+//! - [`config`] (a leaf), [`error`], [`event_time`], [`backoff`], [`counters`], [`lease`];
 //! - [`engine`]: the only user of `varpulis-runtime`;
 //! - [`connectors::plan`], [`connectors::sink`]: what a pipeline's connections do, and the
 //!   trait its outputs go through;
@@ -27,6 +27,7 @@ pub mod counters;
 pub mod engine;
 pub mod error;
 pub mod event_time;
+pub mod lease;
 pub mod metrics;
 pub mod pipeline;
 pub mod routes;

@@ -80,17 +80,19 @@ impl WorkerMetrics {
         let statuses: Vec<&str> = pipelines.iter().map(|p| p.status().0).collect();
         let running = statuses
             .iter()
-            .filter(|s| !matches!(**s, "stopped" | "failed"))
+            .filter(|s| !matches!(**s, "stopped" | "failed" | "fenced"))
             .count();
         let failed = statuses.iter().filter(|s| **s == "failed").count();
+        let fenced = statuses.iter().filter(|s| **s == "fenced").count();
         for (name, value) in [
             ("varpulis_worker_pipelines_running", running),
             ("varpulis_worker_pipelines_failed", failed),
+            ("varpulis_worker_pipelines_fenced", fenced),
         ] {
             let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {value}");
         }
-        let series: [(&str, Counter); 13] = [
+        let series: [(&str, Counter); 14] = [
             ("varpulis_worker_events_in_total", |c| &c.events_in),
             ("varpulis_worker_events_out_total", |c| &c.events_out),
             ("varpulis_worker_pipeline_errors_total", |c| &c.errors),
@@ -116,6 +118,9 @@ impl WorkerMetrics {
             ("varpulis_worker_timer_ticks_total", |c| &c.timer_ticks),
             ("varpulis_worker_pattern_runs_dropped_total", |c| {
                 &c.pattern_runs_dropped
+            }),
+            ("varpulis_worker_fenced_dropped_total", |c| {
+                &c.fenced_dropped
             }),
         ];
         for (name, counter) in series {

@@ -42,7 +42,13 @@ pub async fn serve(
         None => None,
     };
     let session = match &client {
-        Some(c) => Some(tokio::spawn(c.clone().run())),
+        Some(c) => {
+            tokio::spawn(crate::coordinator::fence::watch(state.clone()));
+            if c.nats().is_none() {
+                tokio::spawn(c.clone().hold_session());
+            }
+            Some(tokio::spawn(c.clone().run()))
+        }
         None => {
             state.set_registered(true);
             None

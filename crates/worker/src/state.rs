@@ -1,9 +1,11 @@
 //! The state every handler and background task of a worker shares.
 
 use crate::config::WorkerConfig;
+use crate::lease::Lease;
 use crate::metrics::WorkerMetrics;
 use crate::pipeline::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +26,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Connector and processing tasks, awaited at shutdown.
     pub tasks: TaskTracker,
+    /// The lease coordinator-deployed pipelines run under (docs/worker.md).
+    pub lease: Arc<Lease>,
 }
 
 impl AppState {
@@ -37,6 +41,7 @@ impl AppState {
             registered: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            lease: Arc::new(Lease::default()),
         }
     }
 

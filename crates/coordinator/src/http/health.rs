@@ -43,6 +43,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         leader_id: view.current_leader,
         workers: Some(state.read(worker_counts)),
         worker_id: None,
+        ws_connections: Some(state.sessions.load(std::sync::atomic::Ordering::Relaxed)),
     })
 }
 

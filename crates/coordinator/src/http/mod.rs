@@ -19,6 +19,7 @@ pub mod migrations;
 pub mod operations;
 pub mod output;
 pub mod proxy;
+pub mod session;
 pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
@@ -104,6 +105,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/cluster/workers/{id}/checkpoints",
             post(workers::push_checkpoint),
+        )
+        .route(
+            "/api/v1/cluster/workers/{id}/session",
+            get(session::session),
+        )
+        .route(
+            "/api/v1/cluster/workers/{id}/suspect",
+            post(session::suspect),
         )
         .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
         .layer(from_fn_with_state(

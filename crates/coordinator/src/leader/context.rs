@@ -110,6 +110,19 @@ impl LeaderSettings {
         }
     }
 
+    /// The lease margin: a tenth of the heartbeat timeout, at least 100 ms. It absorbs clock
+    /// rate drift between leader and worker and the worker's own lateness in noticing its
+    /// lease ran out (docs/coordinator.md "Leases").
+    pub fn lease_margin(&self) -> Duration {
+        (self.heartbeat_timeout / 10).max(Duration::from_millis(100))
+    }
+
+    /// The lease granted with every registration and heartbeat answer: the heartbeat timeout
+    /// minus the margin, so a worker fences itself before the leader may mark it unhealthy.
+    pub fn lease(&self) -> Duration {
+        self.heartbeat_timeout.saturating_sub(self.lease_margin())
+    }
+
     /// The failure detector these settings select.
     pub fn detector(&self) -> Detector {
         match self.failure_detector {

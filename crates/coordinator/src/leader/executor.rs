@@ -282,6 +282,9 @@ pub async fn migrate(ctx: &LeaderCtx, job: &MigrationJob, backoff: &mut Backoff)
             ),
         }
     }
+    if job.source.is_none() {
+        stop_old_copy(ctx, &deploy_job).await;
+    }
     let deployed = deploy(ctx, &deploy_job).await;
     let succeeded = deployed.is_ok();
     let command = match deployed {
@@ -320,6 +323,29 @@ pub async fn migrate(ctx: &LeaderCtx, job: &MigrationJob, backoff: &mut Backoff)
         Err(err) => tracing::warn!(migration = %id, "cannot record migration result: {err}"),
     }
     succeeded
+}
+
+/// Longest wait for the best-effort stop of a failed-over placement's old copy.
+const STOP_OLD_COPY_WAIT: Duration = Duration::from_secs(1);
+
+/// Best effort, before a failover deploys elsewhere: the old worker is unhealthy (its lease has
+/// expired, so it has fenced itself if it is alive) but may still answer this leader; it is
+/// asked to delete the old copy, waiting at most [`STOP_OLD_COPY_WAIT`]. Whether it answers or
+/// not, the move goes on; a copy that survives is removed when the worker heartbeats again.
+async fn stop_old_copy(ctx: &LeaderCtx, job: &DeployJob) {
+    let old = ctx.store.read(|s| {
+        let p = s
+            .group(&job.group_id)?
+            .placement(&job.pipeline_name, job.replica)?;
+        Some((p.worker_id.clone()?, p.pipeline_id.clone()?))
+    });
+    let Some((worker_id, pipeline_id)) = old.filter(|(w, _)| *w != job.worker_id) else {
+        return;
+    };
+    match tokio::time::timeout(STOP_OLD_COPY_WAIT, undeploy(ctx, &worker_id, &pipeline_id)).await {
+        Ok(true) => tracing::info!(%worker_id, %pipeline_id, "old copy stopped before the move"),
+        _ => tracing::debug!(%worker_id, %pipeline_id, "old copy unreachable; moving anyway"),
+    }
 }
 
 /// Asks the old pipeline of `t` (or the new one, `back`) to hand over to the other.

@@ -26,4 +26,5 @@ pub mod rebalance;
 pub mod reconciler;
 pub mod rolling;
 pub mod store;
+pub mod suspect;
 pub mod sweep;

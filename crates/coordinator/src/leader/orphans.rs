@@ -8,11 +8,23 @@ use varpulis_cluster::plan::{plan_orphans, Action};
 use crate::leader::context::LeaderCtx;
 use crate::leader::executor;
 
-/// Deletes orphaned pipelines from a worker in the background (the heartbeat answers at once).
-pub fn remove_orphans(ctx: &LeaderCtx, worker_id: &str, running: &[RunningPipeline]) {
+/// Deletes orphaned pipelines from a worker in the background (the heartbeat answers at once);
+/// returns their ids (the worker removes them itself too, before it lifts a fence).
+pub fn remove_orphans(
+    ctx: &LeaderCtx,
+    worker_id: &str,
+    running: &[RunningPipeline],
+) -> Vec<String> {
     let actions = ctx.store.read(|s| plan_orphans(s, worker_id, running));
+    let ids: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Undeploy { pipeline_id, .. } => Some(pipeline_id.clone()),
+            _ => None,
+        })
+        .collect();
     if actions.is_empty() {
-        return;
+        return ids;
     }
     let ctx = ctx.clone();
     tokio::spawn(async move {
@@ -28,4 +40,5 @@ pub fn remove_orphans(ctx: &LeaderCtx, worker_id: &str, running: &[RunningPipeli
             }
         }
     });
+    ids
 }

@@ -33,6 +33,10 @@ pub trait Replica: Send + Sync + 'static {
     fn current_term(&self) -> u64;
     /// A feed that fires whenever leadership may have changed (vote, leader or membership).
     fn leadership_changes(&self) -> Box<dyn LeadershipChanges>;
+    /// Base URLs of every member of the group (what workers discover); empty when unknown.
+    fn coordinators(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Notifications of leadership changes.
@@ -65,6 +69,10 @@ impl Replica for RaftNode {
     fn leadership_changes(&self) -> Box<dyn LeadershipChanges> {
         // Server metrics change only with the vote, the leader or the membership.
         Box::new(ServerMetrics(self.raft().server_metrics()))
+    }
+
+    fn coordinators(&self) -> Vec<String> {
+        self.metrics_summary().nodes.into_values().collect()
     }
 }
 

@@ -7,6 +7,10 @@
 //! (a new term) every worker first gets one full timeout of grace (last-seen = now), so a leader
 //! change never causes a false failover. Followers do nothing and keep no liveness data.
 //!
+//! A worker is never marked before its lease ran out: lease + margin since the leader last
+//! heard from it (`LeaderSettings::lease`), which equals `heartbeat_timeout`; the phi detector
+//! can therefore not move pipelines sooner than the timeout would, only confirm it.
+//!
 //! With `--failure-detector phi` the test is phi accrual over each worker's heartbeat intervals
 //! (`--phi-threshold`, default 8.0; [`crate::leader::phi`]), still bounded by `heartbeat_timeout`.
 
@@ -77,11 +81,19 @@ pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
     let ids: Vec<String> = ctx
         .store
         .read(|s| s.workers().map(|w| w.id.clone()).collect());
-    let suspected = ctx.liveness.suspected(
+    let now = Instant::now();
+    let mut suspected = ctx.liveness.suspected(
         ids.iter().map(String::as_str),
-        Instant::now(),
+        now,
         &ctx.settings.detector(),
     );
+    // Never before the worker's lease has certainly expired (lease + margin since the last
+    // grant, on this clock): until then it may still be running its pipelines.
+    let held = ctx.settings.lease() + ctx.settings.lease_margin();
+    suspected.retain(|id| match ctx.liveness.get(id) {
+        Some(seen) => now.saturating_duration_since(seen.at) > held,
+        None => true,
+    });
     if suspected.is_empty() {
         return 0;
     }

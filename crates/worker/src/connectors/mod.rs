@@ -77,6 +77,11 @@ pub fn start_sources(state: &AppState, pipeline: &Arc<Pipeline>) {
     let Some((plan, signature)) = pipeline.source_plan() else {
         return;
     };
+    if pipeline.is_fenced() {
+        // Started when the fence is lifted (`coordinator::fence`).
+        pipeline.mark_fence_paused();
+        return;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(state.config.connector_channel_capacity);
     let feed = Feed::new(pipeline, signature);
     for m in plan.mqtt {

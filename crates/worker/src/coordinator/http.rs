@@ -5,17 +5,23 @@
 //! The URLs are tried in turn, starting at the one that answered last: a connect error, a 5xx,
 //! a 421 (not the leader) or another 4xx (e.g. a wrong token on one node) moves to the next
 //! one; a 2xx is success and a 404 means the coordinator does not know this worker.
+//!
+//! Discovery: the coordinators named in registration and heartbeat answers are added to the
+//! list ([`HttpLink::learn`]), so a worker started with one URL fails over to every member of
+//! the ensemble. Configured URLs are never dropped.
 
 use super::CallError;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// One worker's HTTP link to its coordinators.
 #[derive(Debug)]
 pub struct HttpLink {
     http: reqwest::Client,
-    urls: Vec<String>,
+    /// Configured URLs first, then the discovered ones (only ever appended).
+    urls: RwLock<Vec<String>>,
     api_key: Option<String>,
     worker_token: Option<String>,
     /// Index of the URL that answered last (the next call starts there).
@@ -50,10 +56,11 @@ impl HttpLink {
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             http,
-            urls: urls
-                .into_iter()
-                .map(|u| u.trim_end_matches('/').to_owned())
-                .collect(),
+            urls: RwLock::new(
+                urls.into_iter()
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .collect(),
+            ),
             api_key,
             worker_token,
             current: AtomicUsize::new(0),
@@ -79,17 +86,40 @@ impl HttpLink {
         }
     }
 
+    /// The URLs tried, configured first then discovered.
+    pub fn urls(&self) -> Vec<String> {
+        self.urls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Adds the coordinators an answer named that are not known yet; returns how many.
+    pub fn learn(&self, coordinators: &[String]) -> usize {
+        let mut urls = self.urls.write().unwrap_or_else(|p| p.into_inner());
+        let mut added = 0;
+        for c in coordinators {
+            let c = c.trim_end_matches('/');
+            if c.is_empty() || !(c.starts_with("http://") || c.starts_with("https://")) {
+                continue;
+            }
+            if !urls.iter().any(|u| u == c) {
+                urls.push(c.to_owned());
+                added += 1;
+            }
+        }
+        added
+    }
+
     /// Sends the call to each URL in turn until one answers 2xx (returns the URL and the
     /// answer) or 404 (`UnknownWorker`).
     pub async fn send<B: serde::Serialize>(
         &self,
         call: Call<'_, B>,
     ) -> Result<(String, Response), CallError> {
+        let urls = self.urls();
         let start = self.current.load(Ordering::Relaxed);
         let mut last = String::from("no coordinator configured");
-        for i in 0..self.urls.len() {
-            let idx = (start + i) % self.urls.len();
-            let base = &self.urls[idx];
+        for i in 0..urls.len() {
+            let idx = (start + i) % urls.len();
+            let base = &urls[idx];
             match self.request(base, &call).send().await {
                 Ok(resp) if resp.status().is_success() => {
                     self.current.store(idx, Ordering::Relaxed);

@@ -10,11 +10,19 @@
 //! - [`session`]: the loop that registers (with backoff), heartbeats, pushes checkpoints and
 //!   re-registers when a coordinator forgot the worker; the graceful self-drain; deregistration.
 //! - [`reports`]: the registration and heartbeat bodies.
+//! - [`ws`]: the persistent WebSocket session (a fast failure signal for the coordinators).
+//! - [`fence`]: the lease watch (fences the worker when its lease runs out) and lifting the
+//!   fence once the leader answers again.
+//!
+//! Every answer carrying `coordinators` extends the URL list (discovery) and every answer
+//! carrying `lease_ms` renews the lease from the time the request was sent.
 
+pub mod fence;
 pub mod http;
 pub mod nats;
 pub mod reports;
 pub mod session;
+pub mod ws;
 
 use crate::config::Transport;
 use crate::error::WorkerError;
@@ -22,8 +30,8 @@ use crate::state::AppState;
 use reqwest::Method;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use varpulis_api::cluster::{CheckpointPush, HeartbeatResponse};
+use std::time::{Duration, Instant};
+use varpulis_api::cluster::{CheckpointPush, HeartbeatResponse, RegisterWorkerResponse};
 
 /// Timeout of the best-effort deregistration at shutdown.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -110,19 +118,52 @@ impl CoordinatorClient {
         }
     }
 
+    /// Records what an answer tells every worker: the coordinators (discovery) and the lease
+    /// (renewed from `sent`, when the request left).
+    fn absorb(&self, coordinators: &[String], lease_ms: Option<u64>, sent: Instant) {
+        if let Link::Http(h) = &self.link {
+            let added = h.learn(coordinators);
+            if added > 0 {
+                tracing::info!(urls = ?h.urls(), "discovered {added} more coordinator(s)");
+            }
+        }
+        if let Some(ms) = lease_ms {
+            // A lease that ran out is a fence, even if the watch has not noticed yet: only a
+            // heartbeat answer (with the stale copies) lifts it.
+            if self.state.lease.expired_at(Instant::now()) {
+                fence::fence(&self.state);
+            }
+            self.state.lease.renew(sent, Duration::from_millis(ms));
+        }
+    }
+
+    /// The coordinator URLs this client tries (configured, then discovered).
+    pub fn coordinator_urls(&self) -> Vec<String> {
+        match &self.link {
+            Link::Http(h) => h.urls(),
+            Link::Nats(_) => Vec::new(),
+        }
+    }
+
     /// Registers this worker; returns who accepted.
     pub async fn register(&self) -> Result<String, CallError> {
         let body = reports::registration(&self.state);
+        let sent = Instant::now();
         match &self.link {
-            Link::Http(h) => h
-                .send(http::Call {
-                    method: Method::POST,
-                    path: "/api/v1/cluster/workers/register".into(),
-                    body: Some(&body),
-                    timeout: None,
-                })
-                .await
-                .map(|(url, _)| self.describe(url)),
+            Link::Http(h) => {
+                let (url, resp) = h
+                    .send(http::Call {
+                        method: Method::POST,
+                        path: "/api/v1/cluster/workers/register".into(),
+                        body: Some(&body),
+                        timeout: None,
+                    })
+                    .await?;
+                if let Ok(answer) = resp.json::<RegisterWorkerResponse>().await {
+                    self.absorb(&answer.coordinators, answer.lease_ms, sent);
+                }
+                Ok(self.describe(url))
+            }
             Link::Nats(n) => n.register(&body).await.map(|()| "nats".to_owned()),
         }
     }
@@ -130,7 +171,8 @@ impl CoordinatorClient {
     /// One heartbeat (`draining` during a graceful self-drain) and the coordinator's answer.
     pub async fn heartbeat(&self, draining: bool) -> Result<HeartbeatResponse, CallError> {
         let body = reports::heartbeat(&self.state, draining);
-        match &self.link {
+        let sent = Instant::now();
+        let answer: HeartbeatResponse = match &self.link {
             Link::Http(h) => {
                 let id = &self.state.config.worker_id;
                 let (_, resp) = h
@@ -141,15 +183,17 @@ impl CoordinatorClient {
                         timeout: None,
                     })
                     .await?;
-                Ok(resp.json().await.unwrap_or_default())
+                resp.json().await.unwrap_or_default()
             }
             // A draining heartbeat would start a drain the NATS protocol cannot follow.
-            Link::Nats(_) if draining => Err(CallError::Unsupported),
+            Link::Nats(_) if draining => return Err(CallError::Unsupported),
             Link::Nats(n) => {
                 let answer = n.heartbeat(&body).await?;
-                Ok(serde_json::from_value(answer).unwrap_or_default())
+                serde_json::from_value(answer).unwrap_or_default()
             }
-        }
+        };
+        self.absorb(&answer.coordinators, answer.lease_ms, sent);
+        Ok(answer)
     }
 
     /// Pushes one pipeline checkpoint.

@@ -79,7 +79,7 @@ impl CoordinatorClient {
                     }
                 }
                 match self.heartbeat(false).await {
-                    Ok(_) => {}
+                    Ok(answer) => super::fence::after_heartbeat(&self.state, &answer),
                     Err(CallError::UnknownWorker) => {
                         tracing::warn!("coordinator does not know this worker; re-registering");
                         continue 'session;

@@ -31,7 +31,9 @@ use crate::connectors::sink::Sink;
 use crate::counters::Counters;
 use crate::engine::{Output, PipelineEngine};
 use crate::error::WorkerError;
+use crate::lease::Lease;
 use executor::Executor;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use tokio_util::sync::CancellationToken;
 use varpulis_api::worker::{PipelineInfo, PipelineMetrics};
@@ -85,6 +87,11 @@ pub struct Pipeline {
     sources: Mutex<sources::Sources>,
     /// Acknowledgement of the inbound route subscriptions.
     subscription: sources::Subscription,
+    /// The worker's lease, for coordinator-deployed pipelines: fenced while it does not hold.
+    lease: OnceLock<Arc<Lease>>,
+    /// The fence paused (or kept from starting) this pipeline's sources: lifting it restarts
+    /// them.
+    fence_paused: AtomicBool,
 }
 
 impl Pipeline {
@@ -125,7 +132,41 @@ impl Pipeline {
             forward: RwLock::new(None),
             sources: Mutex::new(sources::Sources::default()),
             subscription: sources::Subscription::default(),
+            lease: OnceLock::new(),
+            fence_paused: AtomicBool::new(false),
         })
+    }
+
+    /// Runs this pipeline under the worker's lease (coordinator-deployed pipelines).
+    pub fn set_lease(&self, lease: Arc<Lease>) {
+        let _ = self.lease.set(lease);
+    }
+
+    /// Whether the pipeline is fenced: it runs under a lease that does not hold now.
+    pub fn is_fenced(&self) -> bool {
+        self.lease.get().is_some_and(|l| l.is_fenced())
+    }
+
+    /// Pauses the sources for a fence (stops the feed; nothing is read any more) and
+    /// remembers to restart them when the fence is lifted.
+    pub fn pause_for_fence(&self) {
+        if self.lease.get().is_none() {
+            return;
+        }
+        if self.has_feed() {
+            self.stop_feed();
+            self.fence_paused.store(true, Ordering::Release);
+        }
+    }
+
+    /// Records that the fence kept the sources from starting.
+    pub(crate) fn mark_fence_paused(&self) {
+        self.fence_paused.store(true, Ordering::Release);
+    }
+
+    /// Whether the fence paused the sources (and clears the mark).
+    pub fn take_fence_paused(&self) -> bool {
+        self.fence_paused.swap(false, Ordering::AcqRel)
     }
 
     fn lock_engine(&self) -> MutexGuard<'_, EngineSlot> {
@@ -190,6 +231,10 @@ impl Pipeline {
         if outputs.is_empty() {
             return;
         }
+        if self.is_fenced() {
+            Counters::add(&self.counters.fenced_dropped, outputs.len() as u64);
+            return;
+        }
         for sink in self.sinks.get().map(Vec::as_slice).unwrap_or_default() {
             sink.publish(outputs, &self.counters).await;
         }
@@ -229,11 +274,17 @@ impl Pipeline {
         Counters::add(&self.counters.dropped, 1);
     }
 
-    /// `running`, `degraded`, `failed` or `stopped`, with the reason when degraded or failed.
+    /// `running`, `degraded`, `failed`, `fenced` or `stopped`, with the reason when degraded,
+    /// failed or fenced.
     pub fn status(&self) -> (&'static str, Option<String>) {
         let s = self.lock_status();
         if s.stopped {
             ("stopped", None)
+        } else if self.is_fenced() {
+            (
+                "fenced",
+                Some("lease expired: the worker cannot reach the leader".to_owned()),
+            )
         } else if let Some(r) = &s.failed {
             ("failed", Some(r.clone()))
         } else if let Some(r) = &s.degraded {

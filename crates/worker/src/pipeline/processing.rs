@@ -115,6 +115,11 @@ impl Pipeline {
         // `self` runs them (it forwards, and streams to its own subscribers too), on the
         // engine thread of the pipeline that will process them.
         let target = self.processing_target();
+        if target.is_fenced() {
+            let n = events.len().saturating_sub(start) as u64;
+            Counters::add(&target.counters.fenced_dropped, n);
+            return Err(WorkerError::Fenced(target.id.clone()));
+        }
         let runner = self.clone();
         target
             .on_engine_thread(move || {

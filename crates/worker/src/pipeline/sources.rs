@@ -156,6 +156,11 @@ impl Pipeline {
         }
     }
 
+    /// Whether a feed runs.
+    pub(super) fn has_feed(&self) -> bool {
+        self.lock_sources().feed.is_some()
+    }
+
     /// Stops the feed unless it was handed over (called when the pipeline stops).
     pub(super) fn stop_feed(&self) {
         if let Some(feed) = self.lock_sources().feed.take() {

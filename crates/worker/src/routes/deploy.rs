@@ -42,6 +42,7 @@ pub async fn deploy(
             return same_source(&existing, &req.source);
         }
     }
+    refuse_older_epoch(&state, req.id.as_deref(), req.epoch)?;
     let worker_mqtt = state.config.mqtt_url.clone();
     let limits = state.config.limits;
     let (pipeline, plan) = tokio::task::spawn_blocking(move || {
@@ -66,6 +67,9 @@ pub async fn deploy(
     })
     .await
     .map_err(|e| WorkerError::Internal(format!("deploy failed: {e}")))??;
+    if pipeline.epoch.is_some() {
+        pipeline.set_lease(state.lease.clone());
+    }
     match state
         .registry
         .insert(pipeline.clone(), state.config.max_pipelines as usize)
@@ -87,6 +91,39 @@ pub async fn deploy(
         .await;
     tracing::info!(id = %pipeline.id, name = %pipeline.name, "pipeline deployed");
     Ok((StatusCode::CREATED, Json(deployed(&pipeline))))
+}
+
+/// The placement a coordinator pipeline id names (`{name}-{group}-r{replica}`) and its
+/// epoch (the `-e{epoch}` suffix).
+fn placement_of(id: &str) -> Option<(&str, u64)> {
+    let (key, epoch) = id.rsplit_once("-e")?;
+    Some((key, epoch.parse().ok()?))
+}
+
+/// Refuses a deploy for an older epoch of a placement than a copy running here: it was
+/// decided before the placement moved on (fencing by epoch).
+fn refuse_older_epoch(
+    state: &crate::state::AppState,
+    id: Option<&str>,
+    epoch: Option<u64>,
+) -> Result<(), WorkerError> {
+    let (Some(id), Some(epoch)) = (id, epoch) else {
+        return Ok(());
+    };
+    let Some((key, _)) = placement_of(id) else {
+        return Ok(());
+    };
+    let newer = state.registry.all().into_iter().find(|p| {
+        p.epoch.is_some_and(|e| e > epoch) && placement_of(&p.id).is_some_and(|(k, _)| k == key)
+    });
+    match newer {
+        Some(p) => Err(WorkerError::StaleEpoch(format!(
+            "pipeline `{id}` is for epoch {epoch}; `{}` runs epoch {} of the same placement here",
+            p.id,
+            p.epoch.unwrap_or_default()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn same_source(
@@ -129,4 +166,22 @@ pub async fn delete(
     p.stop();
     tracing::info!(id = %p.id, "pipeline deleted");
     Ok(Json(serde_json::json!({"deleted": true, "id": p.id})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placement_of;
+
+    #[test]
+    fn coordinator_ids_name_their_placement_and_epoch() {
+        assert_eq!(
+            placement_of("echo-5a9803f5-r0-e12"),
+            Some(("echo-5a9803f5-r0", 12))
+        );
+        assert_eq!(
+            placement_of("my-e-name-ab12-r1-e3"),
+            Some(("my-e-name-ab12-r1", 3))
+        );
+        assert_eq!(placement_of("hand-made"), None);
+    }
 }

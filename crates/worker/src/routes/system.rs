@@ -18,6 +18,7 @@ pub async fn health(State(state): State<Shared>) -> Json<HealthResponse> {
         leader_id: None,
         workers: None,
         worker_id: Some(state.config.worker_id.clone()),
+        ws_connections: None,
     })
 }
 
@@ -39,7 +40,13 @@ pub async fn ready(State(state): State<Shared>) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 pub async fn prometheus(State(state): State<Shared>) -> Response {
-    let text = state.metrics.render(&state.registry.all());
+    let mut text = state.metrics.render(&state.registry.all());
+    let fenced = u8::from(state.lease.fence_recorded() || state.lease.is_fenced());
+    text.push_str(&format!(
+        "# TYPE varpulis_worker_fenced gauge\nvarpulis_worker_fenced {fenced}\n\
+         # TYPE varpulis_worker_fences_total counter\nvarpulis_worker_fences_total {}\n",
+        state.lease.fence_count()
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

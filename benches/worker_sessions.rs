@@ -1,0 +1,177 @@
+//! Worker sessions benchmark (issue 20): what holding many worker WebSocket sessions costs the
+//! leader. One coordinator; `SESSIONS_WORKERS` (default 10,000) simulated workers register, then
+//! the leader's CPU (utime + stime from `/proc/<pid>/stat`) is measured for `SESSIONS_SECS`
+//! (default 10) without sessions, then again with one session per worker, each pinging once a
+//! second as `varpulis server` does. Prints both figures, the difference per session and the
+//! `ws_connections` the coordinator reports.
+//! Run: `cargo bench --profile dev --bench worker_sessions` (or `cargo bench` for release).
+
+#[path = "../tests/cluster/harness.rs"]
+mod harness;
+
+use futures::{SinkExt, StreamExt};
+use harness::{fake_worker, Ensemble, Opts};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// utime + stime of `pid` in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// Leader CPU seconds per second over `secs`.
+async fn cpu_over(pid: u32, secs: u64) -> f64 {
+    let c0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    (cpu_ticks(pid) - c0) as f64 / ticks_per_second() / t0.elapsed().as_secs_f64()
+}
+
+/// Opens worker `id`'s session on `base` and pings every second until `stop`.
+async fn session(base: String, id: String, stop: Arc<AtomicBool>, open: Arc<AtomicU64>) {
+    let url = format!(
+        "{}/api/v1/cluster/workers/{id}/session",
+        base.replacen("http://", "ws://", 1)
+    );
+    // A burst of connects can overflow the listen backlog: retry a few times.
+    let mut ws = None;
+    for _ in 0..10 {
+        let Ok(mut req) = url.as_str().into_client_request() else {
+            return;
+        };
+        req.headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("fake"));
+        if let Ok((s, _)) = tokio_tungstenite::connect_async(req).await {
+            ws = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let Some(mut ws) = ws else {
+        return;
+    };
+    open.fetch_add(1, Ordering::Relaxed);
+    let mut ping = tokio::time::interval(Duration::from_secs(1));
+    while !stop.load(Ordering::Relaxed) {
+        tokio::select! {
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            msg = ws.next() => if matches!(msg, None | Some(Err(_))) { break },
+        }
+    }
+    open.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn main() {
+    let n = env_usize("SESSIONS_WORKERS", 10_000);
+    let secs = env_usize("SESSIONS_SECS", 10) as u64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let opts = Opts {
+            // Simulated workers never heartbeat: keep the sweep out of the figures.
+            heartbeat_interval: 5.0,
+            heartbeat_timeout: 3600.0,
+            sweep_interval: 5.0,
+            start_timeout: Duration::from_secs(60),
+            ..Opts::default()
+        };
+        let ens = Ensemble::start(1, 0, opts).await;
+        let pid = ens.coords[0].proc.pid().expect("pid");
+        let api = ens.api.with_timeout(Duration::from_secs(30));
+        let reg = Arc::new(ens.cluster_url(0, "/workers/register"));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..64 {
+            let (api, reg) = (api.clone(), reg.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = c;
+                while i < n {
+                    let _ = api.post(&reg, &fake_worker(&format!("s-{i:05}"))).await;
+                    i += 64;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("register task");
+        }
+        println!("registered {n} workers in {:.2?}", started.elapsed());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = cpu_over(pid, secs).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(AtomicU64::new(0));
+        let opening = Instant::now();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
+            for &i in chunk {
+                tokio::spawn(session(
+                    ens.coords[0].url.clone(),
+                    format!("s-{i:05}"),
+                    stop.clone(),
+                    open.clone(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        while open.load(Ordering::Relaxed) < n as u64 && opening.elapsed() < Duration::from_secs(60)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "opened {} sessions in {:.2?}",
+            open.load(Ordering::Relaxed),
+            opening.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let held = cpu_over(pid, secs).await;
+        let health = ens
+            .api
+            .get(&format!("{}/health", ens.coords[0].url))
+            .await
+            .expect("health");
+        let reported = health.body["ws_connections"].as_u64().unwrap_or(0);
+        println!(
+            "leader CPU: {idle:.3} s/s with {n} registered workers and no session; \
+             {held:.3} s/s holding {reported} sessions pinging every second \
+             (+{:.3} s/s, {:.1} µs/s per session)",
+            held - idle,
+            (held - idle) / (reported.max(1) as f64) * 1e6
+        );
+        stop.store(true, Ordering::Relaxed);
+    });
+}

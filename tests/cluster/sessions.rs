@@ -1,0 +1,375 @@
+//! Each pipeline runs in exactly one place (issue 20): coordinator discovery, the worker's
+//! lease and self-fencing, and the removal of stale copies when a cut-off worker comes back.
+
+use crate::cut_proxy::CutProxy;
+use crate::harness::{free_port, mqtt_subscriber, wait_until, Api, Ensemble, NetLayout, Opts};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The pipeline's name on the workers (`group/pipeline`).
+const ECHO: &str = "cut-echo/echo";
+
+/// Inputs (10 ms apart) the new copy may miss after it shows `running`, while its MQTT
+/// connection subscribes.
+const SUBSCRIBE_SLACK: i64 = 300;
+
+/// Status of worker `id` as each live coordinator sees it, sampled every 200 ms for `span`;
+/// returns every status seen.
+async fn statuses_during(ens: &Ensemble, live: &[usize], id: &str, span: Duration) -> Vec<String> {
+    let mut seen = Vec::new();
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        for &i in live {
+            if let Some(s) = ens.worker_status(i, id).await {
+                seen.push(s);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_with_one_coordinator_fails_over_to_the_others() {
+    let mut ens = Ensemble::start(3, 0, Opts::default()).await;
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    // The worker knows only the leader's URL.
+    let only = vec![ens.coords[leader].url.clone()];
+    let key = ens.opts.worker_key.clone();
+    ens.add_worker_with("solo", &key, &only);
+    ens.wait_workers_in_status(&["solo"], "ready", Duration::from_secs(20))
+        .await;
+    // One heartbeat answer is enough to learn the others; give it two.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ens.coords[leader].proc.kill();
+    let others = ens.others(leader);
+    let new_leader = ens
+        .wait_leader_among(&others, Duration::from_secs(20))
+        .await;
+    // Longer than the new leader's grace plus the heartbeat timeout: without discovery the
+    // worker would be marked unhealthy here.
+    let seen = statuses_during(&ens, &[new_leader], "solo", Duration::from_secs(8)).await;
+    assert!(!seen.is_empty(), "the new leader never answered");
+    assert!(
+        seen.iter().all(|s| s == "ready"),
+        "worker left `ready` after its only configured coordinator died: {seen:?}\n{}",
+        ens.all_logs(30)
+    );
+}
+
+/// An MQTT echo: every `Tick{value}` on `{prefix}/in` becomes `Echo{v}` on `{prefix}/out`.
+fn echo(port: u16, prefix: &str) -> String {
+    format!(
+        "connector Bus = mqtt(host: \"127.0.0.1\", port: {port}, qos: 1)\n\
+         stream Echo = Tick.from(Bus, topic: \"{prefix}/in\") .emit(v: value) .to(Bus, topic: \"{prefix}/out\")\n"
+    )
+}
+
+fn mqtt_options(port: u16, name: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(
+        format!("{name}-{:08x}", rand::random::<u32>()),
+        "127.0.0.1",
+        port,
+    );
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_inflight(100);
+    o
+}
+
+/// Names of the pipelines of worker `url` in `status`.
+async fn pipelines_in(api: &Api, url: &str, status: &str) -> Option<Vec<String>> {
+    let r = api.get(&format!("{url}/api/v1/pipelines")).await.ok()?;
+    let list = r.body["pipelines"].as_array()?;
+    Some(
+        list.iter()
+            .filter(|p| p["status"] == status)
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_from_every_coordinator_fences_and_its_pipeline_runs_once() {
+    let broker_port = free_port();
+    let _broker = varpulis_worker::start_embedded_broker(broker_port).expect("embedded broker");
+    let prefix = format!("cut-{:08x}", rand::random::<u32>());
+    let (cut_key, spare_key) = ("key-of-cut-worker-7f3a", "key-of-spare-worker-21c9");
+
+    // Three coordinators, each behind a proxy it advertises (Raft traffic goes through too).
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut proxies = Vec::new();
+    for p in &ports {
+        let target = format!("127.0.0.1:{p}").parse().expect("addr");
+        proxies.push(CutProxy::start(target, &format!("x-api-key: {cut_key}")).await);
+    }
+    let net = NetLayout {
+        advertise: proxies.iter().map(CutProxy::url).collect(),
+        ports: ports.clone(),
+        ..NetLayout::default()
+    };
+    let mut ens = Ensemble::start_in(3, 0, Opts::default(), &net).await;
+    let first = vec![proxies[0].url()];
+    ens.add_worker_with("cut", cut_key, &first);
+    ens.add_worker_with("spare", spare_key, &first);
+    ens.wait_workers_in_status(&["cut", "spare"], "ready", Duration::from_secs(20))
+        .await;
+    let cut_url = ens.workers[0].url.clone();
+    let spare_url = ens.workers[1].url.clone();
+    let cut_api = Api::new(Some(cut_key));
+    let spare_api = Api::new(Some(spare_key));
+
+    let (_sub, mut outs) = mqtt_subscriber(
+        mqtt_options(broker_port, "cut-sub"),
+        1024,
+        &format!("{prefix}/out"),
+    )
+    .await;
+    let spec = json!({"name": "cut-echo", "pipelines": [
+        {"name": "echo", "source": echo(broker_port, &prefix), "worker_affinity": "cut"}]});
+    ens.deploy_group(0, &spec).await;
+
+    // A steady numbered flow, one message every 10 ms.
+    let (pubc, mut el) = AsyncClient::new(mqtt_options(broker_port, "cut-pub"), 1024);
+    tokio::spawn(async move {
+        loop {
+            if el.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicI64::new(0));
+    let flow = {
+        let (stop, sent, topic) = (stop.clone(), sent.clone(), format!("{prefix}/in"));
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let payload = json!({"value": i}).to_string();
+                let _ = pubc.publish(&topic, QoS::AtLeastOnce, false, payload).await;
+                sent.store(i, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    // Outputs flow from the worker about to be cut.
+    wait_until(
+        "first outputs",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let got = outs.try_recv().ok();
+            async move { got }
+        },
+    )
+    .await;
+    assert_eq!(
+        pipelines_in(&cut_api, &cut_url, "running").await,
+        Some(vec![ECHO.to_owned()])
+    );
+
+    // Sample both workers' running sets all along: never two copies at once.
+    let overlap = Arc::new(AtomicI64::new(0));
+    let samples = Arc::new(AtomicI64::new(0));
+    let sampler = {
+        let (overlap, samples, stop) = (overlap.clone(), samples.clone(), stop.clone());
+        let (cut_api, spare_api) = (cut_api.clone(), spare_api.clone());
+        let (cut_url, spare_url) = (cut_url.clone(), spare_url.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let a = pipelines_in(&cut_api, &cut_url, "running").await;
+                let b = pipelines_in(&spare_api, &spare_url, "running").await;
+                if let (Some(a), Some(b)) = (a, b) {
+                    samples.fetch_add(1, Ordering::Relaxed);
+                    if a.contains(&ECHO.to_owned()) && b.contains(&ECHO.to_owned()) {
+                        overlap.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // Cut the worker from every coordinator; its sources and the broker stay reachable.
+    let cut_at = Instant::now();
+    for p in &proxies {
+        p.set_cut(true);
+    }
+    wait_until(
+        "the cut worker fences its pipeline",
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || {
+            let (api, url) = (cut_api.clone(), cut_url.clone());
+            async move {
+                pipelines_in(&api, &url, "fenced")
+                    .await
+                    .filter(|f| f.contains(&ECHO.to_owned()))
+            }
+        },
+    )
+    .await;
+    let fenced_after = cut_at.elapsed();
+    wait_until(
+        "the pipeline runs on the spare worker",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let (api, url) = (spare_api.clone(), spare_url.clone());
+            async move {
+                pipelines_in(&api, &url, "running")
+                    .await
+                    .filter(|r| r.contains(&ECHO.to_owned()))
+            }
+        },
+    )
+    .await;
+    let moved_after = cut_at.elapsed();
+    let moved_at_value = sent.load(Ordering::Relaxed);
+    assert!(
+        fenced_after < moved_after,
+        "fenced after {fenced_after:?}, moved after {moved_after:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The worker comes back: its stale copy goes before it consumes anything.
+    for p in &proxies {
+        p.set_cut(false);
+    }
+    let ids = vec!["cut".to_owned()];
+    wait_until(
+        "the cut worker is back and its stale copy removed",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let (api, url, ens, ids) = (cut_api.clone(), cut_url.clone(), &ens, &ids);
+            async move {
+                let r = api.get(&format!("{url}/api/v1/pipelines")).await.ok()?;
+                let empty = r.body["total"] == 0;
+                (empty && ens.workers_in_status(ids, "ready").await).then_some(())
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    flow.await.expect("flow");
+    sampler.await.expect("sampler");
+    let last = sent.load(Ordering::Relaxed);
+
+    // Every output once; the inputs lost at the lease edge form one window before the move.
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(1500), outs.recv()).await {
+        if let Some(n) = crate::harness::event_field(&v, "v").as_i64() {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    let dups: Vec<i64> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(v, _)| *v)
+        .collect();
+    let first_seen = seen.keys().next().copied().unwrap_or(1);
+    let missing: Vec<i64> = (first_seen..=last)
+        .filter(|v| !seen.contains_key(v))
+        .collect();
+    eprintln!(
+        "sessions: fenced {:.2} s and moved {:.2} s after the cut; {} inputs lost at the lease edge \
+         ({:?}..{:?}), {} duplicates; {} samples, {} with two copies running",
+        fenced_after.as_secs_f64(),
+        moved_after.as_secs_f64(),
+        missing.len(),
+        missing.first(),
+        missing.last(),
+        dups.len(),
+        samples.load(Ordering::Relaxed),
+        overlap.load(Ordering::Relaxed)
+    );
+    assert!(dups.is_empty(), "duplicated outputs: {dups:?}");
+    assert_eq!(
+        overlap.load(Ordering::Relaxed),
+        0,
+        "both workers ran the pipeline at once"
+    );
+    assert!(samples.load(Ordering::Relaxed) > 10);
+    // Lost inputs are only the ones sent between the fence and the new copy's subscription.
+    if let Some(&late) = missing.last() {
+        assert!(
+            late <= moved_at_value + SUBSCRIBE_SLACK,
+            "input {late} lost after the move (moved at input {moved_at_value}): {missing:?}"
+        );
+    }
+    let after_move: Vec<i64> = (moved_at_value + SUBSCRIBE_SLACK..=last)
+        .filter(|v| !seen.contains_key(v))
+        .collect();
+    assert!(after_move.is_empty(), "lost after the move: {after_move:?}");
+}
+
+/// Sum of `ws_connections` over the coordinators that answer `/health`.
+async fn ws_connections(ens: &Ensemble) -> u64 {
+    let mut total = 0;
+    for c in &ens.coords {
+        if let Ok(r) = ens.api.get(&format!("{}/health", c.url)).await {
+            total += r.body["ws_connections"].as_u64().unwrap_or(0);
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_pipeline_moves_within_two_seconds_through_its_session() {
+    // Default-like detection (heartbeat timeout 15 s): only the session hint can be this fast.
+    let opts = Opts {
+        heartbeat_timeout: 15.0,
+        ..Opts::default()
+    };
+    let mut ens = Ensemble::start(3, 2, opts).await;
+    wait_until(
+        "every worker holds a session",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            let ens = &ens;
+            async move { (ws_connections(ens).await == 2).then_some(()) }
+        },
+    )
+    .await;
+    // Sessions are stable: pings are answered, nothing reconnects.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let connects = ens.all_logs(2000).matches("WebSocket connected").count();
+    assert_eq!(connects, 2, "sessions reconnected\n{}", ens.all_logs(60));
+    assert_eq!(ws_connections(&ens).await, 2);
+    let spec = json!({"name": "kill-me", "pipelines": [
+        {"name": "p", "source": "stream S = Tick .emit(v: value)", "worker_affinity": "worker-0"}]});
+    let gid = ens.deploy_group(0, &spec).await;
+    crate::migration::wait_placed(&ens, 0, &gid, "p", "worker-0").await;
+    let killed_at = Instant::now();
+    ens.workers[0].proc.kill();
+    crate::migration::wait_placed(&ens, 0, &gid, "p", "worker-1").await;
+    let moved = killed_at.elapsed();
+    eprintln!("sessions: killed worker's pipeline running elsewhere after {moved:?}");
+    assert!(
+        moved < Duration::from_secs(2),
+        "moved after {moved:?}\n{}",
+        ens.all_logs(30)
+    );
+    let logs = ens.all_logs(400);
+    assert!(
+        logs.contains("WebSocket disconnected: worker-0"),
+        "no disconnect logged"
+    );
+    wait_until(
+        "the dead worker's session is gone",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            let ens = &ens;
+            async move { (ws_connections(ens).await == 1).then_some(()) }
+        },
+    )
+    .await;
+}
