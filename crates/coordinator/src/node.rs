@@ -36,6 +36,8 @@ pub struct Shared {
     pub events: Arc<EventLog>,
     /// NATS link when the cluster transport is NATS (`crate::transport::nats`).
     pub nats: Option<NatsLink>,
+    /// TLS of this node's outbound calls (also used by the join and by later clients).
+    pub client_tls: varpulis_tls::ClientTls,
 }
 
 impl std::fmt::Debug for Shared {

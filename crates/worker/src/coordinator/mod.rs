@@ -83,6 +83,7 @@ impl CoordinatorClient {
                     cfg.api_key.clone(),
                     cfg.worker_token.clone(),
                     cfg.coordinator_timeout,
+                    &state.client_tls,
                 )
                 .map_err(WorkerError::Internal)?,
             ),
