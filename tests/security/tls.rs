@@ -282,3 +282,125 @@ async fn an_ensemble_over_mutual_tls_deploys_and_injects() {
         assert_eq!(out[0]["event_type"], "Hot", "{}", r.text);
     }
 }
+
+/// `varpulis local --tls`: the whole ensemble on a throwaway CA; the banner names the CA and
+/// prints curl lines with `--cacert`, and a client trusting that CA deploys and injects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tls_runs_the_ensemble_on_a_throwaway_ca() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = loop {
+        let p = crate::harness::free_port();
+        if p < 65000 && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            break p;
+        }
+    };
+    let mut child = Command::new(crate::harness::bin())
+        .args(["local", "--workers", "1", "--tls"])
+        .args(["--base-port", &base.to_string()])
+        .args([
+            "--worker-base-port",
+            &crate::harness::free_port().to_string(),
+        ])
+        .args(["--mqtt-port", &crate::harness::free_port().to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("varpulis local");
+    let stdout = child.stdout.take().expect("stdout");
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let done = line.contains("Press Ctrl-C to stop.");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let banner = tokio::time::timeout(Duration::from_secs(120), banner)
+        .await
+        .expect("banner in time")
+        .expect("reader");
+    let text = banner.join("\n");
+    let kill = |child: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    };
+    if !text.contains("Press Ctrl-C to stop.") {
+        kill(&mut child);
+        panic!("local --tls did not start:\n{text}");
+    }
+    let ca = dir.path().join("tls").join("ca.pem");
+    assert!(
+        text.contains(&format!("--cacert {}", ca.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("https://127.0.0.1:{base}")),
+        "{text}"
+    );
+    let api = Api::with_tls(
+        Some("admin"),
+        &ClientTls::new(Some(&ca), None).expect("client"),
+    );
+    let url = format!("https://127.0.0.1:{base}");
+    let group = json!({
+        "name": "local-tls",
+        "pipelines": [{"name": "p", "source": "stream Out = Reading .where(v > 1) .emit(v: v)"}],
+        "routes": [{"from_pipeline": "_external", "to_pipeline": "p", "event_types": ["Reading"]}]
+    });
+    let api_ref = &api;
+    let url_ref = &url;
+    let group_ref = &group;
+    let outcome = async move {
+        let created = api_ref
+            .post(
+                &format!("{url_ref}/api/v1/cluster/pipeline-groups"),
+                group_ref,
+            )
+            .await
+            .map_err(|e| format!("create: {e}"))?;
+        let gid = created.body["id"]
+            .as_str()
+            .ok_or(format!("no id: {}", created.text))?
+            .to_owned();
+        let inject = format!("{url_ref}/api/v1/cluster/pipeline-groups/{gid}/inject");
+        let gid_ref = &inject;
+        let r = crate::harness::try_wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || async move {
+                let r = api_ref
+                    .post(
+                        gid_ref,
+                        &json!({"event_type": "Reading", "fields": {"v": 5}}),
+                    )
+                    .await
+                    .ok()?;
+                (r.status == 200).then_some(r)
+            },
+        )
+        .await
+        .ok_or("inject never answered 200")?;
+        let out = r.body["worker_response"]["output_events"]
+            .as_array()
+            .map_or(0, Vec::len);
+        (out == 1)
+            .then_some(())
+            .ok_or(format!("unexpected output: {}", r.text))
+    }
+    .await;
+    kill(&mut child);
+    if let Err(e) = outcome {
+        panic!("{e}\n{text}");
+    }
+}
