@@ -3,8 +3,11 @@
 //! A leaf of the crate: nothing here imports another module of the worker. The server never
 //! reads the environment itself; `validate()` is called once by `server::run`.
 
+mod connector_tls;
 mod duration;
 mod mqtt_url;
+
+pub use connector_tls::ClientTlsFiles;
 
 pub use mqtt_url::{parse_mqtt_url, BrokerAddr};
 /// Coordinator ↔ worker transport (shared with the coordinator).

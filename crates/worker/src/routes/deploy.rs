@@ -43,6 +43,7 @@ pub async fn deploy(
         }
     }
     let worker_mqtt = state.config.mqtt_url.clone();
+    let worker_tls = state.config.tls_settings();
     let limits = state.config.limits;
     let (pipeline, plan) = tokio::task::spawn_blocking(move || {
         let external = req.connectors.keys().cloned().collect();
@@ -50,6 +51,7 @@ pub async fn deploy(
         let plan = plan::plan(&engine, &req.connectors)?.with_routes(plan::routes::plan(
             worker_mqtt.as_deref(),
             req.routes.as_ref(),
+            &worker_tls,
         )?);
         let id = req
             .id
