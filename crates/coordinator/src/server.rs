@@ -135,10 +135,7 @@ pub async fn run(
     }
 
     tracing::info!(node_id, %advertise, %local, "coordinator listening");
-    let reload = match &server_tls {
-        Some(tls) => Some(varpulis_tls::reload::on_sighup(tls.clone())?),
-        None => None,
-    };
+    let reload = varpulis_tls::reload::on_sighup(server_tls.clone())?;
     let listener = varpulis_tls::AnyListener::new(listener, server_tls)?;
     let stop = token.clone();
     let serve = varpulis_tls::serve(listener, app, async move {
@@ -154,9 +151,7 @@ pub async fn run(
         _ = async { signal.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => Ok(()),
     };
     token.cancel();
-    if let Some(task) = reload {
-        task.abort();
-    }
+    reload.abort();
     tracing::info!(node_id, "coordinator stopping");
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}

@@ -71,16 +71,12 @@ pub async fn serve(
         st.start_draining();
         st.shutdown.cancel();
     };
-    let reload = match &state.server_tls {
-        Some(tls) => Some(varpulis_tls::reload::on_sighup(tls.clone()).map_err(WorkerError::Io)?),
-        None => None,
-    };
+    let reload =
+        varpulis_tls::reload::on_sighup(state.server_tls.clone()).map_err(WorkerError::Io)?;
     let listener = varpulis_tls::AnyListener::new(listener, state.server_tls.clone())
         .map_err(WorkerError::Io)?;
     let served = varpulis_tls::serve(listener, app, stop).await;
-    if let Some(task) = reload {
-        task.abort();
-    }
+    reload.abort();
     // Whatever ended serving, make sure every task sees the shutdown.
     state.start_draining();
     state.shutdown.cancel();
