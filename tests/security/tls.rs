@@ -284,7 +284,9 @@ async fn an_ensemble_over_mutual_tls_deploys_and_injects() {
 }
 
 /// `varpulis local --tls`: the whole ensemble on a throwaway CA; the banner names the CA and
-/// prints curl lines with `--cacert`, and a client trusting that CA deploys and injects.
+/// prints curl lines with `--cacert`, and a client trusting that CA deploys and injects. The
+/// embedded broker speaks `mqtts://`: a route between two pipelines crosses it over TLS, seen
+/// by a subscriber that trusts the same CA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_tls_runs_the_ensemble_on_a_throwaway_ca() {
     use std::io::BufRead;
@@ -296,6 +298,7 @@ async fn local_tls_runs_the_ensemble_on_a_throwaway_ca() {
             break p;
         }
     };
+    let mqtt_port = crate::harness::free_port();
     let mut child = Command::new(crate::harness::bin())
         .args(["local", "--workers", "1", "--tls"])
         .args(["--base-port", &base.to_string()])
@@ -303,7 +306,7 @@ async fn local_tls_runs_the_ensemble_on_a_throwaway_ca() {
             "--worker-base-port",
             &crate::harness::free_port().to_string(),
         ])
-        .args(["--mqtt-port", &crate::harness::free_port().to_string()])
+        .args(["--mqtt-port", &mqtt_port.to_string()])
         .arg("--data-dir")
         .arg(dir.path())
         .stdin(Stdio::null())
@@ -353,10 +356,55 @@ async fn local_tls_runs_the_ensemble_on_a_throwaway_ca() {
         &ClientTls::new(Some(&ca), None).expect("client"),
     );
     let url = format!("https://127.0.0.1:{base}");
+    assert!(
+        text.contains(&format!("mqtts://127.0.0.1:{mqtt_port}")),
+        "{text}"
+    );
+    // A subscriber over TLS, trusting the run's CA, on every topic of the embedded broker.
+    let mut options = rumqttc::MqttOptions::new("tls-test-sub", "127.0.0.1", mqtt_port);
+    options.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Simple {
+            ca: std::fs::read(&ca).expect("CA"),
+            alpn: None,
+            client_auth: None,
+        },
+    ));
+    let (sub, mut events) = rumqttc::AsyncClient::new(options, 64);
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            if let rumqttc::Event::Incoming(packet) = event {
+                let _ = seen_tx.send(packet);
+            }
+        }
+    });
+    sub.subscribe("#", rumqttc::QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    // The TLS handshake and the subscription are done once the broker acknowledged it.
+    let acked = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(packet) = seen.recv().await {
+            if matches!(packet, rumqttc::Packet::SubAck(_)) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if !matches!(acked, Ok(true)) {
+        kill(&mut child);
+        panic!("no SUBACK from the broker over TLS: {acked:?}\n{text}");
+    }
     let group = json!({
         "name": "local-tls",
-        "pipelines": [{"name": "p", "source": "stream Out = Reading .where(v > 1) .emit(v: v)"}],
-        "routes": [{"from_pipeline": "_external", "to_pipeline": "p", "event_types": ["Reading"]}]
+        "pipelines": [
+            {"name": "p", "source": "stream Mid = Reading .where(v > 1) .emit(v: v)"},
+            {"name": "q", "source": "stream Out = Mid .emit(v: v)"}
+        ],
+        "routes": [
+            {"from_pipeline": "_external", "to_pipeline": "p", "event_types": ["Reading"]},
+            {"from_pipeline": "p", "to_pipeline": "q", "event_types": ["Mid"]}
+        ]
     });
     let api_ref = &api;
     let url_ref = &url;
@@ -396,7 +444,24 @@ async fn local_tls_runs_the_ensemble_on_a_throwaway_ca() {
             .map_or(0, Vec::len);
         (out == 1)
             .then_some(())
-            .ok_or(format!("unexpected output: {}", r.text))
+            .ok_or(format!("unexpected output: {}", r.text))?;
+        // The route p -> q went through the broker over TLS.
+        let published = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match seen.recv().await {
+                    Some(rumqttc::Packet::Publish(p)) => return Some(p.topic),
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await;
+        match published {
+            Ok(Some(_topic)) => Ok(()),
+            other => Err(format!(
+                "no route message seen on the TLS broker: {other:?}"
+            )),
+        }
     }
     .await;
     kill(&mut child);

@@ -17,8 +17,9 @@
 //! With `--tls`, a throwaway CA is generated for the run (rcgen, [`TlsDir`]) under
 //! `<data-dir>/tls/`: coordinators and workers serve HTTPS only with leaves it signed and verify
 //! every server they call against it (`--tls-ca`); the banner prints the CA path and curl lines
-//! with `--cacert`. Mutual TLS is not switched on (curl would then need a client certificate);
-//! the MQTT broker stays plain on loopback.
+//! with `--cacert`. Mutual TLS is not switched on (curl would then need a client certificate).
+//! The embedded MQTT broker speaks TLS too (`mqtts://`, a leaf of the same CA), so route
+//! traffic between workers is encrypted as well.
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -80,6 +81,7 @@ struct TlsDir {
     ca: PathBuf,
     coordinator: varpulis_tls::throwaway::IssuedFiles,
     worker: varpulis_tls::throwaway::IssuedFiles,
+    broker: varpulis_tls::throwaway::IssuedFiles,
 }
 
 impl TlsDir {
@@ -100,10 +102,12 @@ impl TlsDir {
             &["localhost", "127.0.0.1", "varpulis-coordinator"],
         )?;
         let worker = ca.issue_files(dir, "worker", &["localhost", "127.0.0.1"])?;
+        let broker = ca.issue_files(dir, "broker", &["localhost", "127.0.0.1"])?;
         Ok(Self {
             ca: ca_path,
             coordinator,
             worker,
+            broker,
         })
     }
 
@@ -169,9 +173,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The broker every child uses for routes: `--mqtt-url`, else the embedded one.
 fn mqtt_url(args: &Args) -> String {
-    args.mqtt_url
-        .clone()
-        .unwrap_or_else(|| format!("mqtt://127.0.0.1:{}", args.mqtt_port))
+    args.mqtt_url.clone().unwrap_or_else(|| {
+        // The embedded broker speaks TLS under --tls.
+        let scheme = if args.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", args.mqtt_port)
+    })
 }
 
 /// `count` consecutive ports from `base`, or a clear error when they overflow.
@@ -212,24 +218,29 @@ async fn run_ensemble(
     data_dir: &Path,
 ) -> anyhow::Result<ExitCode> {
     let log_dir = data_dir.join("logs");
-    let broker = match &args.mqtt_url {
-        Some(_) => None,
-        None => Some(
-            varpulis_worker::broker::start_embedded_broker(args.mqtt_port).with_context(|| {
-                format!(
-                    "cannot start the MQTT broker on 127.0.0.1:{}",
-                    args.mqtt_port
-                )
-            })?,
-        ),
-    };
-
-    let exe = std::env::current_exe().context("cannot find the varpulis executable")?;
     let tls = if args.tls {
         Some(TlsDir::generate(&data_dir.join("tls"))?)
     } else {
         None
     };
+    let broker_tls = tls.as_ref().map(|t| varpulis_worker::BrokerTls {
+        cert: t.broker.cert.clone(),
+        key: t.broker.key.clone(),
+    });
+    let broker = match &args.mqtt_url {
+        Some(_) => None,
+        None => Some(
+            varpulis_worker::broker::start_embedded_broker_with(args.mqtt_port, broker_tls)
+                .with_context(|| {
+                    format!(
+                        "cannot start the MQTT broker on 127.0.0.1:{}",
+                        args.mqtt_port
+                    )
+                })?,
+        ),
+    };
+
+    let exe = std::env::current_exe().context("cannot find the varpulis executable")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let coord_urls: Vec<String> = coord_ports
         .iter()
