@@ -469,3 +469,48 @@ async fn local_tls_runs_the_ensemble_on_a_throwaway_ca() {
         panic!("{e}\n{text}");
     }
 }
+
+/// `varpulis cluster --tls-ca --tls-cert --tls-key` against coordinators that require mutual
+/// TLS; without the client certificate it cannot reach them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_cli_speaks_mutual_tls() {
+    let tls = TlsFiles::generate(&[], true);
+    let ens = Ensemble::start(1, 1, tls_opts(tls.clone())).await;
+    let url = ens.coords[0].url.clone();
+    let key = ens.opts.api_key.clone();
+    let files = tls.clone();
+    let cli = move |with_cert: bool| {
+        let tls = &files;
+        let mut cmd = std::process::Command::new(crate::harness::bin());
+        cmd.args(["cluster", "--json", "--timeout", "5"])
+            .args(["--coordinator", &url])
+            .args(["--api-key", &key])
+            .arg("--tls-ca")
+            .arg(&tls.ca)
+            .env_remove("VARPULIS_TLS_CERT")
+            .env_remove("VARPULIS_TLS_KEY");
+        if with_cert {
+            cmd.arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
+        }
+        cmd.arg("workers").output().expect("varpulis cluster")
+    };
+    let out = tokio::task::spawn_blocking(move || (cli(true), cli(false)))
+        .await
+        .expect("cli");
+    let (with, without) = out;
+    let text = String::from_utf8_lossy(&with.stdout);
+    assert!(
+        with.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(text.contains("worker-0"), "{text}");
+    assert!(
+        !without.status.success(),
+        "no client certificate, yet: {}",
+        String::from_utf8_lossy(&without.stdout)
+    );
+}

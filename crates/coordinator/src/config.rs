@@ -555,6 +555,30 @@ mod tests {
     }
 
     #[test]
+    fn tls_keys_come_from_toml_and_switch_the_advertise_scheme() {
+        let c = CoordinatorConfig::from_toml_str(
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_ca = \"ca.pem\"\n\
+             tls_client_ca = \"ca.pem\"\ntls_peer_name = \"varpulis-coordinator\"\n",
+        )
+        .unwrap();
+        let tls = c.tls_settings();
+        assert!(tls.mutual());
+        assert_eq!(tls.peer_name.as_deref(), Some("varpulis-coordinator"));
+        assert!(
+            c.advertise_url().starts_with("https://"),
+            "{}",
+            c.advertise_url()
+        );
+        assert!(c.validate().is_ok());
+        // A certificate without its key is refused before anything starts.
+        let half = CoordinatorConfig::from_toml_str("tls_cert = \"c.pem\"\n").unwrap();
+        assert!(half.validate().is_err());
+        assert!(CoordinatorConfig::default()
+            .advertise_url()
+            .starts_with("http://"));
+    }
+
+    #[test]
     fn sample_raft_cluster_toml_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../raft-cluster.toml");
         let c = CoordinatorConfig::from_toml_file(&path).unwrap();
