@@ -30,6 +30,9 @@ use tokio_rustls::TlsAcceptor;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const READY_QUEUE: usize = 128;
+/// Most handshakes in progress at once; past it the accept loop waits (new connections queue
+/// in the kernel's backlog), so a flood of silent clients cannot pile up tasks and descriptors.
+pub const MAX_PENDING_HANDSHAKES: usize = 512;
 
 /// The leaf certificate a client presented and the client CA verified (mutual TLS).
 #[derive(Debug, Clone)]
@@ -97,7 +100,15 @@ async fn accept_loop(
     tls: Arc<ServerTls>,
     tx: mpsc::Sender<(Conn, SocketAddr)>,
 ) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
+        let permit = tokio::select! {
+            () = tx.closed() => return,
+            permit = pending.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             () = tx.closed() => return,
             accepted = listener.accept() => accepted,
@@ -115,7 +126,9 @@ async fn accept_loop(
         let acceptor = TlsAcceptor::from(tls.config());
         let tx = tx.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            drop(permit);
+            match handshake {
                 Ok(Ok(tls)) => {
                     let _ = tx.send((Conn::Tls(Box::new(tls)), addr)).await;
                 }
@@ -293,4 +306,63 @@ pub async fn serve(
     axum::serve(listener, MakeConn { router })
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::throwaway::ThrowawayCa;
+    use crate::{ClientTls, TlsSettings};
+
+    #[tokio::test]
+    async fn a_silent_client_does_not_hold_up_other_handshakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ThrowawayCa::new("test CA").unwrap();
+        ca.write_cert(&dir.path().join("ca.pem")).unwrap();
+        let leaf = ca
+            .issue_files(dir.path(), "node", &["localhost", "127.0.0.1"])
+            .unwrap();
+        let settings = TlsSettings {
+            cert: Some(leaf.cert),
+            key: Some(leaf.key),
+            ..Default::default()
+        };
+        let server = ServerTls::from_settings(&settings).unwrap().unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = AnyListener::new(tcp, Some(server)).unwrap();
+        let router = Router::new().route(
+            "/who",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.ip().to_string()
+            }),
+        );
+        tokio::spawn(serve(listener, router, std::future::pending()));
+        // Connected, never says a word.
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let client = ClientTls::new(Some(&dir.path().join("ca.pem")), None)
+            .unwrap()
+            .reqwest_builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let answer = client
+            .get(format!("https://127.0.0.1:{}/who", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        // The remote address reaches the handlers as ConnectInfo.
+        assert_eq!(answer.text().await.unwrap(), "127.0.0.1");
+        // Clear text gets no HTTP answer.
+        let plain = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{}/who", addr.port()))
+            .send()
+            .await;
+        assert!(plain.is_err(), "{plain:?}");
+    }
 }
