@@ -4,6 +4,7 @@
 //! at equal applied indexes and no term may have two leaders. See docs/chaos.md.
 //!
 //! `chaos_short` runs in `cargo test --workspace` (`CHAOS_DURATION_SECS`, default 90);
+//! `chaos_short_tls` runs a shorter round with every process on mutual TLS.
 //! `chaos_long` is `#[ignore]`d and meant for long runs driven by the environment.
 
 #[path = "../cluster/harness.rs"]
@@ -49,6 +50,22 @@ fn assert_clean(report: &serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_short() {
     let report = run::run(run::Config::from_env(90, 12)).await;
+    assert_clean(&report);
+}
+
+/// The short scenario once over mutual TLS (issue 18 item 7): every Raft RPC, proxy hop,
+/// worker call and client request is HTTPS with client certificates. Kept short for CI
+/// (`CHAOS_TLS_DURATION_SECS`, default 30); `CHAOS_TLS=1` runs the other scenarios over TLS too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_short_tls() {
+    let mut cfg = run::Config::from_env(30, 5).with_tls();
+    if let Some(secs) = std::env::var("CHAOS_TLS_DURATION_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.duration = std::time::Duration::from_secs(secs);
+    }
+    let report = run::run(cfg).await;
     assert_clean(&report);
 }
 

@@ -2,7 +2,7 @@
 //! a seeded fault schedule, a metrics sampler, then the final checks and the report.
 
 use crate::checker::{self, Input, Op, Output, Verdict};
-use crate::harness::{Api, Ensemble, NetLayout, Opts};
+use crate::harness::{Api, Ensemble, NetLayout, Opts, TlsFiles};
 use crate::history::{classify, write_output, Class, Record};
 use crate::netns;
 use rand::rngs::StdRng;
@@ -27,6 +27,9 @@ pub struct Config {
     pub clients: usize,
     /// Search budget of the linearizability checker per key.
     pub budget: usize,
+    /// Run every process over mutual TLS (`CHAOS_TLS=1`): HTTPS between coordinators, to
+    /// workers and from the clients.
+    pub tls: bool,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -46,7 +49,13 @@ impl Config {
             max_faults: env_num("CHAOS_FAULTS", default_faults),
             clients: env_num("CHAOS_CLIENTS", 6),
             budget: env_num("CHAOS_CHECK_BUDGET", 300_000),
+            tls: env_num("CHAOS_TLS", 0u8) == 1,
         }
+    }
+
+    /// The same configuration over mutual TLS.
+    pub fn with_tls(self) -> Self {
+        Self { tls: true, ..self }
     }
 }
 
@@ -424,7 +433,19 @@ pub async fn run(cfg: Config) -> Value {
         },
         None => NetLayout::default(),
     };
+    // Over TLS the one leaf must be valid for every address the processes advertise.
+    let tls = cfg.tls.then(|| {
+        let mut hosts: Vec<String> = layout.coords.iter().map(|(a, _)| a.clone()).collect();
+        hosts.extend(layout.worker_host.clone());
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        TlsFiles::generate(&hosts, true)
+    });
+    eprintln!(
+        "chaos: TLS {}",
+        if tls.is_some() { "on (mutual)" } else { "off" }
+    );
     let opts = Opts {
+        tls,
         raft_heartbeat_ms: Some(100),
         raft_election_min_ms: Some(400),
         raft_election_max_ms: Some(800),

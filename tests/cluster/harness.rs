@@ -161,6 +161,88 @@ impl Resp {
     }
 }
 
+/// TLS files of an ensemble: one leaf certificate (valid for localhost, 127.0.0.1 and the
+/// given hosts) shared by every process, signed by a throwaway CA.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate (`--tls-ca`, and `--tls-client-ca` when `mutual`).
+    pub ca: PathBuf,
+    /// The leaf certificate (`--tls-cert`).
+    pub cert: PathBuf,
+    /// Its key (`--tls-key`).
+    pub key: PathBuf,
+    /// Mutual TLS: every process requires and presents client certificates.
+    pub mutual: bool,
+    /// The CA that signed the leaf (to issue more, e.g. for reload tests).
+    pub authority: std::sync::Arc<varpulis_tls::throwaway::ThrowawayCa>,
+    /// Names the leaf is valid for.
+    pub names: Vec<String>,
+    /// Keeps the files alive.
+    pub dir: std::sync::Arc<TempDir>,
+}
+
+impl TlsFiles {
+    /// A fresh CA and a leaf for localhost, 127.0.0.1 and `hosts`.
+    pub fn generate(hosts: &[&str], mutual: bool) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("varpulis-tls-")
+            .tempdir()
+            .expect("tempdir");
+        let ca = varpulis_tls::throwaway::ThrowawayCa::new("varpulis test CA").expect("CA");
+        let ca_path = dir.path().join("ca.pem");
+        ca.write_cert(&ca_path).expect("write CA");
+        let mut names = vec!["localhost", "127.0.0.1", "varpulis-coordinator"];
+        for host in hosts {
+            if !names.contains(host) {
+                names.push(host);
+            }
+        }
+        let leaf = ca.issue_files(dir.path(), "node", &names).expect("leaf");
+        Self {
+            ca: ca_path,
+            cert: leaf.cert,
+            key: leaf.key,
+            mutual,
+            authority: std::sync::Arc::new(ca),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            dir: std::sync::Arc::new(dir),
+        }
+    }
+
+    /// The `--tls-*` flags of a coordinator or worker.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--tls-cert".to_owned(),
+            self.cert.display().to_string(),
+            "--tls-key".into(),
+            self.key.display().to_string(),
+            "--tls-ca".into(),
+            self.ca.display().to_string(),
+        ];
+        if self.mutual {
+            args.extend(["--tls-client-ca".into(), self.ca.display().to_string()]);
+        }
+        args
+    }
+
+    /// The client side for tests: trusts the CA, presents the leaf under mutual TLS.
+    pub fn client(&self) -> varpulis_tls::ClientTls {
+        let identity = self.mutual.then(|| {
+            varpulis_tls::keys::KeyStore::load(&self.cert, &self.key).expect("client identity")
+        });
+        varpulis_tls::ClientTls::new(Some(&self.ca), identity).expect("client TLS")
+    }
+}
+
+/// `https` with TLS files, `http` without.
+pub fn scheme(tls: &Option<TlsFiles>) -> &'static str {
+    if tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// A small JSON client that sends `x-api-key` when it has one.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -172,7 +254,13 @@ pub struct Api {
 impl Api {
     /// A client sending `key` (or no key).
     pub fn new(key: Option<&str>) -> Self {
-        let http = reqwest::Client::builder()
+        Self::with_tls(key, &varpulis_tls::ClientTls::none())
+    }
+
+    /// A client sending `key` over `tls` (CA and client certificate of a TLS ensemble).
+    pub fn with_tls(key: Option<&str>, tls: &varpulis_tls::ClientTls) -> Self {
+        let http = tls
+            .reqwest_builder()
             .pool_max_idle_per_host(64)
             .build()
             .expect("reqwest client");
@@ -474,6 +562,8 @@ pub struct Opts {
     pub coord_extra_args: Vec<String>,
     /// Extra arguments appended to every worker's command line.
     pub worker_extra_args: Vec<String>,
+    /// Serve and call over TLS (`https://` everywhere), see [`TlsFiles`].
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Opts {
@@ -492,6 +582,7 @@ impl Default for Opts {
             start_timeout: Duration::from_secs(40),
             coord_extra_args: Vec::new(),
             worker_extra_args: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -617,7 +708,7 @@ impl Ensemble {
                 net.advertise
                     .get(i)
                     .cloned()
-                    .unwrap_or_else(|| format!("http://{}:{p}", net.coord(i).0))
+                    .unwrap_or_else(|| format!("{}://{}:{p}", scheme(&opts.tls), net.coord(i).0))
             })
             .collect();
         let mut coords = Vec::new();
@@ -649,7 +740,7 @@ impl Ensemble {
                 .unwrap_or_else(|| format!("worker-{i}"));
             let port = free_port();
             let host = net.worker_host();
-            let url = format!("http://{host}:{port}");
+            let url = format!("{}://{host}:{port}", scheme(&opts.tls));
             let mut args = worker_args_on(&host, &opts, port, &id, &urls);
             args.extend(opts.worker_extra_args.iter().cloned());
             let proc = Proc::spawn(&id, args, logs.path());
@@ -660,7 +751,10 @@ impl Ensemble {
                 proc,
             });
         }
-        let api = Api::new(Some(&opts.api_key));
+        let api = match &opts.tls {
+            Some(tls) => Api::with_tls(Some(&opts.api_key), &tls.client()),
+            None => Api::new(Some(&opts.api_key)),
+        };
         Self {
             coords,
             workers,
@@ -869,7 +963,7 @@ impl Ensemble {
     /// ensemble's workers); returns its index. Does not wait for the registration.
     pub fn add_worker(&mut self, id: &str) -> usize {
         let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("{}://127.0.0.1:{port}", scheme(&self.opts.tls));
         let mut args = worker_args(&self.opts, port, id, &self.coord_urls());
         args.extend(self.opts.worker_extra_args.iter().cloned());
         let proc = Proc::spawn(id, args, self.logs.path());
@@ -968,6 +1062,9 @@ pub fn coordinator_args_on(
     if let Some(secret) = &opts.peer_secret {
         args.extend(["--peer-secret".into(), secret.clone()]);
     }
+    if let Some(tls) = &opts.tls {
+        args.extend(tls.args());
+    }
     if urls.len() > 1 {
         args.extend([
             "--raft-peers".into(),
@@ -1001,7 +1098,7 @@ pub fn worker_args_on(
     id: &str,
     urls: &[String],
 ) -> Vec<String> {
-    vec![
+    let mut args = vec![
         "server".to_owned(),
         "--port".into(),
         port.to_string(),
@@ -1014,10 +1111,14 @@ pub fn worker_args_on(
         "--worker-id".into(),
         id.to_owned(),
         "--advertise-address".into(),
-        format!("http://{host}:{port}"),
+        format!("{}://{host}:{port}", scheme(&opts.tls)),
         "--heartbeat-interval".into(),
         secs(opts.heartbeat_interval),
-    ]
+    ];
+    if let Some(tls) = &opts.tls {
+        args.extend(tls.args());
+    }
+    args
 }
 
 /// Body of a fake worker registration (no process behind it).

@@ -326,6 +326,7 @@ fn fill(s: &str, i: usize) -> String {
         .replace("{{ .Values.coordinator.port }}", "9100")
         .replace("{{ $.Values.coordinator.port }}", "9100")
         .replace("{{ .Values.coordinator.founders }}", "3")
+        .replace("{{ $scheme }}", "http")
 }
 
 /// The coordinator's start script (the statefulset's `args[0]`), template expressions filled,

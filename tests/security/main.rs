@@ -4,6 +4,7 @@
 //! - [`raft_rpcs`]: who may call `/raft/*` (peer secret vs API key), forged appends, term bombs.
 //! - [`log_limits`]: oversized registrations and specs are refused before they reach the log,
 //!   and writes keep committing while they arrive.
+//! - [`tls`]: HTTPS, mutual TLS, peer certificates, SIGHUP reload, a TLS ensemble.
 //! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
 //!   chunks while writes keep committing.
 //!
@@ -16,3 +17,4 @@ mod common;
 mod log_limits;
 mod raft_rpcs;
 mod snapshots;
+mod tls;

@@ -27,6 +27,11 @@ pub struct Args {
     /// Secret the coordinators present to each other on Raft RPCs (x-varpulis-peer-secret)
     #[arg(long, env = "VARPULIS_PEER_SECRET", hide_env_values = true)]
     peer_secret: Option<String>,
+    #[command(flatten)]
+    tls: super::tls::ServerTlsArgs,
+    /// Under mutual TLS, client certificates valid for this DNS name are coordinator peers (stand in for the peer secret on /raft/*)
+    #[arg(long, env = "VARPULIS_TLS_PEER_NAME", value_name = "NAME")]
+    tls_peer_name: Option<String>,
     /// Override one limit on what enters the Raft log, e.g. max_labels=32 (repeatable; see docs/security.md)
     #[arg(long = "limit", value_name = "KEY=VALUE")]
     limits: Vec<String>,
@@ -158,6 +163,16 @@ impl Args {
         }
         if self.peer_secret.is_some() {
             c.peer_secret = self.peer_secret.filter(|k| !k.is_empty());
+        }
+        let tls = self.tls;
+        tls.overlay(
+            &mut c.tls_cert,
+            &mut c.tls_key,
+            &mut c.tls_ca,
+            &mut c.tls_client_ca,
+        );
+        if self.tls_peer_name.is_some() {
+            c.tls_peer_name = self.tls_peer_name.filter(|n| !n.is_empty());
         }
         for assignment in &self.limits {
             c.limits

@@ -13,6 +13,13 @@
 //! The coordinators authenticate their Raft RPCs with a peer secret generated at random for
 //! each run ([`peer_secret`]) and handed to them in `VARPULIS_PEER_SECRET` (the environment, not
 //! the command line, which other local users can read); workers never see it.
+//!
+//! With `--tls`, a throwaway CA is generated for the run (rcgen, [`TlsDir`]) under
+//! `<data-dir>/tls/`: coordinators and workers serve HTTPS only with leaves it signed and verify
+//! every server they call against it (`--tls-ca`); the banner prints the CA path and curl lines
+//! with `--cacert`. Mutual TLS is not switched on (curl would then need a client certificate).
+//! The embedded MQTT broker speaks TLS too (`mqtts://`, a leaf of the same CA), so route
+//! traffic between workers is encrypted as well.
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -63,6 +70,58 @@ pub struct Args {
     /// run recovers the cluster state.
     #[arg(long)]
     pub keep: bool,
+    /// Serve HTTPS everywhere with a throwaway CA generated for this run (printed in the
+    /// banner; use it with curl --cacert).
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// The throwaway CA and leaves of `varpulis local --tls`.
+struct TlsDir {
+    ca: PathBuf,
+    coordinator: varpulis_tls::throwaway::IssuedFiles,
+    worker: varpulis_tls::throwaway::IssuedFiles,
+    broker: varpulis_tls::throwaway::IssuedFiles,
+}
+
+impl TlsDir {
+    /// Generates a CA and one leaf for the coordinators, one for the workers, in `dir`.
+    fn generate(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let ca = varpulis_tls::throwaway::ThrowawayCa::new("varpulis local throwaway CA")?;
+        let ca_path = dir.join("ca.pem");
+        ca.write_cert(&ca_path)?;
+        let coordinator = ca.issue_files(
+            dir,
+            "coordinator",
+            &["localhost", "127.0.0.1", "varpulis-coordinator"],
+        )?;
+        let worker = ca.issue_files(dir, "worker", &["localhost", "127.0.0.1"])?;
+        let broker = ca.issue_files(dir, "broker", &["localhost", "127.0.0.1"])?;
+        Ok(Self {
+            ca: ca_path,
+            coordinator,
+            worker,
+            broker,
+        })
+    }
+
+    /// The `--tls-*` flags of a child using `leaf`.
+    fn args(&self, leaf: &varpulis_tls::throwaway::IssuedFiles) -> Vec<String> {
+        vec![
+            "--tls-cert".to_owned(),
+            leaf.cert.display().to_string(),
+            "--tls-key".into(),
+            leaf.key.display().to_string(),
+            "--tls-ca".into(),
+            self.ca.display().to_string(),
+        ]
+    }
 }
 
 /// A child process with its log file.
@@ -114,9 +173,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The broker every child uses for routes: `--mqtt-url`, else the embedded one.
 fn mqtt_url(args: &Args) -> String {
-    args.mqtt_url
-        .clone()
-        .unwrap_or_else(|| format!("mqtt://127.0.0.1:{}", args.mqtt_port))
+    args.mqtt_url.clone().unwrap_or_else(|| {
+        // The embedded broker speaks TLS under --tls.
+        let scheme = if args.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", args.mqtt_port)
+    })
 }
 
 /// `count` consecutive ports from `base`, or a clear error when they overflow.
@@ -157,22 +218,33 @@ async fn run_ensemble(
     data_dir: &Path,
 ) -> anyhow::Result<ExitCode> {
     let log_dir = data_dir.join("logs");
+    let tls = if args.tls {
+        Some(TlsDir::generate(&data_dir.join("tls"))?)
+    } else {
+        None
+    };
+    let broker_tls = tls.as_ref().map(|t| varpulis_worker::BrokerTls {
+        cert: t.broker.cert.clone(),
+        key: t.broker.key.clone(),
+    });
     let broker = match &args.mqtt_url {
         Some(_) => None,
         None => Some(
-            varpulis_worker::broker::start_embedded_broker(args.mqtt_port).with_context(|| {
-                format!(
-                    "cannot start the MQTT broker on 127.0.0.1:{}",
-                    args.mqtt_port
-                )
-            })?,
+            varpulis_worker::broker::start_embedded_broker_with(args.mqtt_port, broker_tls)
+                .with_context(|| {
+                    format!(
+                        "cannot start the MQTT broker on 127.0.0.1:{}",
+                        args.mqtt_port
+                    )
+                })?,
         ),
     };
 
     let exe = std::env::current_exe().context("cannot find the varpulis executable")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let coord_urls: Vec<String> = coord_ports
         .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
+        .map(|p| format!("{scheme}://127.0.0.1:{p}"))
         .collect();
     let peers = coord_urls.join(",");
     let mut children: Vec<Managed> = Vec::new();
@@ -180,6 +252,7 @@ async fn run_ensemble(
 
     let spawned = spawn_all(
         args,
+        tls.as_ref(),
         &secret,
         &exe,
         coord_ports,
@@ -190,7 +263,17 @@ async fn run_ensemble(
         &mut children,
     );
     let outcome = match spawned {
-        Ok(()) => wait_and_serve(args, &coord_urls, &mut children, data_dir, &log_dir).await,
+        Ok(()) => {
+            wait_and_serve(
+                args,
+                tls.as_ref(),
+                &coord_urls,
+                &mut children,
+                data_dir,
+                &log_dir,
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     let grace = if outcome.is_ok() {
@@ -206,6 +289,7 @@ async fn run_ensemble(
 #[allow(clippy::too_many_arguments)]
 fn spawn_all(
     args: &Args,
+    tls: Option<&TlsDir>,
     peer_secret: &str,
     exe: &Path,
     coord_ports: &[u16],
@@ -220,7 +304,7 @@ fn spawn_all(
         let dir = data_dir.join(format!("coordinator-{node}"));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let cmd_args = vec![
+        let mut cmd_args = vec![
             "coordinator".to_owned(),
             "--port".into(),
             port.to_string(),
@@ -237,20 +321,25 @@ fn spawn_all(
             "--mqtt-url".into(),
             mqtt_url(args),
         ];
+        if let Some(tls) = tls {
+            cmd_args.extend(tls.args(&tls.coordinator));
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let name = format!("coordinator-{node}");
         children.push(spawn(
             exe,
             &name,
-            &format!("http://127.0.0.1:{port}"),
+            &format!("{scheme}://127.0.0.1:{port}"),
             &cmd_args,
             &[("VARPULIS_PEER_SECRET", peer_secret)],
             log_dir,
         )?);
     }
     for (i, port) in worker_ports.iter().enumerate() {
-        let url = format!("http://127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let id = format!("worker-{i}");
-        let cmd_args = vec![
+        let mut cmd_args = vec![
             "server".to_owned(),
             "--port".into(),
             port.to_string(),
@@ -267,6 +356,9 @@ fn spawn_all(
             "--mqtt-url".into(),
             mqtt_url(args),
         ];
+        if let Some(tls) = tls {
+            cmd_args.extend(tls.args(&tls.worker));
+        }
         children.push(spawn(exe, &id, &url, &cmd_args, &[], log_dir)?);
     }
     Ok(())
@@ -310,6 +402,11 @@ fn spawn(
         .env_remove("VARPULIS_DATA_DIR")
         .env_remove("VARPULIS_MQTT_URL")
         .env_remove("VARPULIS_PEER_SECRET")
+        .env_remove("VARPULIS_TLS_CERT")
+        .env_remove("VARPULIS_TLS_KEY")
+        .env_remove("VARPULIS_TLS_CA")
+        .env_remove("VARPULIS_TLS_CLIENT_CA")
+        .env_remove("VARPULIS_TLS_PEER_NAME")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out)
@@ -342,12 +439,15 @@ fn check_alive(children: &mut [Managed]) -> anyhow::Result<()> {
 
 async fn wait_and_serve(
     args: &Args,
+    tls: Option<&TlsDir>,
     coord_urls: &[String],
     children: &mut [Managed],
     data_dir: &Path,
     log_dir: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let http = reqwest::Client::builder()
+    let client_tls = varpulis_tls::ClientTls::new(tls.map(|t| t.ca.as_path()), None)?;
+    let http = client_tls
+        .reqwest_builder()
         .timeout(Duration::from_secs(2))
         .build()
         .context("cannot build the HTTP client")?;
@@ -395,7 +495,7 @@ async fn wait_and_serve(
         }
     }
 
-    print_banner(args, coord_urls, leader, children, data_dir, log_dir);
+    print_banner(args, tls, coord_urls, leader, children, data_dir, log_dir);
 
     let mut reported = vec![false; children.len()];
     loop {
@@ -424,6 +524,7 @@ async fn wait_and_serve(
 
 fn print_banner(
     args: &Args,
+    tls: Option<&TlsDir>,
     coord_urls: &[String],
     leader: usize,
     children: &[Managed],
@@ -431,6 +532,11 @@ fn print_banner(
     log_dir: &Path,
 ) {
     let key = &args.api_key;
+    // With --tls, curl verifies the coordinators against the run's CA.
+    let curl = match tls {
+        Some(tls) => format!("curl --cacert {}", tls.ca.display()),
+        None => "curl".to_owned(),
+    };
     // Any coordinator answers; show a follower to make the point that writes are proxied.
     let any = &coord_urls[(leader + 1) % coord_urls.len()];
     println!();
@@ -457,22 +563,32 @@ fn print_banner(
         "API key:       {key} (coordinators), {} (workers)",
         args.worker_api_key
     );
+    if let Some(tls) = tls {
+        println!(
+            "TLS:           HTTPS only; throwaway CA {} (certificates in {})",
+            tls.ca.display(),
+            tls.ca
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        );
+    }
     println!("Data dir:      {}", data_dir.display());
     println!("Logs:          {}/<name>.log", log_dir.display());
     println!();
     println!("Try it (any coordinator answers; writes are proxied to the leader):");
     println!();
-    println!("curl -s {any}/api/v1/cluster/workers -H 'x-api-key: {key}'");
+    println!("{curl} -s {any}/api/v1/cluster/workers -H 'x-api-key: {key}'");
     println!();
     println!(
-        "GROUP_ID=$(curl -s -X POST {any}/api/v1/cluster/pipeline-groups -H 'x-api-key: {key}' \\\n  \
+        "GROUP_ID=$({curl} -s -X POST {any}/api/v1/cluster/pipeline-groups -H 'x-api-key: {key}' \\\n  \
          -H 'Content-Type: application/json' \\\n  \
          -d '{{\"name\":\"demo\",\"pipelines\":[{{\"name\":\"alerts\",\"source\":\"stream Alerts = Reading .where(temperature > 100) .emit(sensor_id: sensor_id, temperature: temperature)\"}}],\"routes\":[{{\"from_pipeline\":\"_external\",\"to_pipeline\":\"alerts\",\"event_types\":[\"Reading*\"]}}]}}' \\\n  \
          | sed -n 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/p'); echo $GROUP_ID"
     );
     println!();
     println!(
-        "curl -s -X POST {any}/api/v1/cluster/pipeline-groups/$GROUP_ID/inject -H 'x-api-key: {key}' \\\n  \
+        "{curl} -s -X POST {any}/api/v1/cluster/pipeline-groups/$GROUP_ID/inject -H 'x-api-key: {key}' \\\n  \
          -H 'Content-Type: application/json' \\\n  \
          -d '{{\"event_type\":\"Reading\",\"fields\":{{\"sensor_id\":\"T1\",\"temperature\":105.5}}}}'"
     );

@@ -75,6 +75,8 @@ pub struct Args {
     /// Most live partial matches one sequence stream keeps (default: the runtime's).
     #[arg(long, value_name = "N")]
     max_sequence_runs: Option<usize>,
+    #[command(flatten)]
+    tls: super::tls::ServerTlsArgs,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -97,6 +99,11 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
     };
     let heartbeat =
         Duration::try_from_secs_f64(args.heartbeat_interval).context("--heartbeat-interval")?;
+    let scheme = if args.tls.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let defaults = PipelineLimits::default();
     let limits = PipelineLimits {
         step_budget: args.step_budget.unwrap_or(defaults.step_budget),
@@ -115,7 +122,7 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
     let cfg = WorkerConfig {
         advertise_address: args
             .advertise_address
-            .unwrap_or_else(|| format!("http://{host}:{}", args.port)),
+            .unwrap_or_else(|| format!("{scheme}://{host}:{}", args.port)),
         bind: args.bind,
         port: args.port,
         api_key: args.api_key.filter(|k| !k.is_empty()),
@@ -146,6 +153,13 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
         limits,
         ..WorkerConfig::default()
     };
+    let mut cfg = cfg;
+    args.tls.overlay(
+        &mut cfg.tls_cert,
+        &mut cfg.tls_key,
+        &mut cfg.tls_ca,
+        &mut cfg.tls_client_ca,
+    );
     cfg.validate()?;
     Ok(cfg)
 }
@@ -189,8 +203,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot bind {addr}"))?;
         let local = listener.local_addr()?;
         println!(
-            "varpulis worker {} listening on http://{local}",
-            cfg.worker_id
+            "varpulis worker {} listening on {}://{local}",
+            cfg.worker_id,
+            cfg.tls_settings().scheme()
         );
         if let Some(url) = cfg
             .nats_url

@@ -79,6 +79,18 @@ pub struct CoordinatorConfig {
     /// Peer secret of the Raft RPCs between coordinators (`--peer-secret`); without it the API
     /// key opens them, with a warning at start (docs/security.md).
     pub peer_secret: Option<String>,
+    /// PEM certificate chain served over HTTPS (`--tls-cert`; with `tls_key`, HTTPS only).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (`--tls-key`).
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle every server this node calls must chain to: peers, leader, workers (`--tls-ca`).
+    pub tls_ca: Option<PathBuf>,
+    /// CA bundle client certificates must chain to: mutual TLS on every connection, and this
+    /// node presents `tls_cert` when it calls others (`--tls-client-ca`).
+    pub tls_client_ca: Option<PathBuf>,
+    /// Under mutual TLS, a client certificate valid for this DNS name is a coordinator peer's and
+    /// stands in for the peer secret on the Raft RPCs (`--tls-peer-name`; docs/security.md).
+    pub tls_peer_name: Option<String>,
     /// Limits on what enters the Raft log (`[limits]`, `--limit KEY=VALUE`; docs/security.md).
     pub limits: varpulis_cluster::Limits,
     /// Largest accepted jump of a peer's Raft term above this node's (docs/raft.md).
@@ -158,6 +170,11 @@ impl Default for CoordinatorConfig {
             api_key: None,
             worker_token: None,
             peer_secret: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_client_ca: None,
+            tls_peer_name: None,
             limits: varpulis_cluster::Limits::default(),
             raft_max_term_jump: 1_000_000,
             raft_max_append_bytes: 1024 * 1024,
@@ -201,6 +218,10 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("api_key", &redact(&self.api_key))
             .field("worker_token", &redact(&self.worker_token))
             .field("peer_secret", &redact(&self.peer_secret))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_client_ca", &self.tls_client_ca)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("sweep_interval", &self.sweep_interval)
@@ -257,11 +278,28 @@ impl CoordinatorConfig {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// The URL this node announces (`advertise_address`, else `http://BIND:PORT`).
+    /// The URL this node announces (`advertise_address`, else `http://BIND:PORT`, or
+    /// `https://BIND:PORT` when it serves TLS).
     pub fn advertise_url(&self) -> String {
         match &self.advertise_address {
             Some(url) => normalize_url(url),
-            None => format!("http://{}:{}", self.bind, self.port),
+            None => format!(
+                "{}://{}:{}",
+                self.tls_settings().scheme(),
+                self.bind,
+                self.port
+            ),
+        }
+    }
+
+    /// The TLS files of this node (docs/security.md, "TLS").
+    pub fn tls_settings(&self) -> varpulis_tls::TlsSettings {
+        varpulis_tls::TlsSettings {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+            client_ca: self.tls_client_ca.clone(),
+            peer_name: self.tls_peer_name.clone(),
         }
     }
 
@@ -317,6 +355,9 @@ impl CoordinatorConfig {
     /// Checks ranges and consistency; run before starting the server.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Err(e) = self.tls_settings().validate() {
+            return invalid(e.to_string());
+        }
         if self.transport == Transport::Nats {
             match self.nats_url.as_deref() {
                 None => return invalid("transport `nats` needs a NATS URL (--nats-url)".into()),
@@ -511,6 +552,30 @@ mod tests {
         assert!(zero.validate().is_err());
         let empty = CoordinatorConfig::from_toml_str("peer_secret = \"\"\n").unwrap();
         assert!(empty.validate().is_err());
+    }
+
+    #[test]
+    fn tls_keys_come_from_toml_and_switch_the_advertise_scheme() {
+        let c = CoordinatorConfig::from_toml_str(
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_ca = \"ca.pem\"\n\
+             tls_client_ca = \"ca.pem\"\ntls_peer_name = \"varpulis-coordinator\"\n",
+        )
+        .unwrap();
+        let tls = c.tls_settings();
+        assert!(tls.mutual());
+        assert_eq!(tls.peer_name.as_deref(), Some("varpulis-coordinator"));
+        assert!(
+            c.advertise_url().starts_with("https://"),
+            "{}",
+            c.advertise_url()
+        );
+        assert!(c.validate().is_ok());
+        // A certificate without its key is refused before anything starts.
+        let half = CoordinatorConfig::from_toml_str("tls_cert = \"c.pem\"\n").unwrap();
+        assert!(half.validate().is_err());
+        assert!(CoordinatorConfig::default()
+            .advertise_url()
+            .starts_with("http://"));
     }
 
     #[test]

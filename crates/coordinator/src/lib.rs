@@ -26,6 +26,7 @@ pub mod leader;
 pub mod metrics;
 pub mod node;
 pub mod server;
+pub mod tls;
 pub mod transport;
 pub mod validate;
 pub mod workers;

@@ -38,6 +38,8 @@ pub struct Shared {
     pub nats: Option<NatsLink>,
     /// Worker sessions this node holds (`ws_connections` on `/health`).
     pub sessions: std::sync::atomic::AtomicUsize,
+    /// TLS of this node's outbound calls (also used by the join and by later clients).
+    pub client_tls: varpulis_tls::ClientTls,
 }
 
 impl std::fmt::Debug for Shared {

@@ -40,6 +40,14 @@ pub async fn run(
     let peers = config.raft_peers()?;
     let advertise = config.advertise_url();
     let data_dir = config.data_dir_for(node_id);
+    // TLS: the server side (HTTPS only when a certificate is given) and the one client-side
+    // configuration every outbound client of this node uses (peers, leader proxy, workers).
+    let tls_settings = config.tls_settings();
+    let server_tls = varpulis_tls::ServerTls::from_settings(&tls_settings)?;
+    let client_tls = varpulis_tls::ClientTls::from_settings(
+        &tls_settings,
+        server_tls.as_ref().map(|s| s.keys()),
+    )?;
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
 
@@ -58,13 +66,17 @@ pub async fn run(
     raft_config.election_timeout_max_ms = config.raft_election_max_ms;
     // A joining node must not found a group of its own: it is added by the existing one.
     raft_config.auto_initialize = config.join.is_none();
+    raft_config.tls = client_tls.clone();
     let raft = RaftNode::start(raft_config).await?;
-    let http = reqwest::Client::builder()
+    let http = client_tls
+        .reqwest_builder()
         .timeout(config.http_client_timeout)
         .connect_timeout(config.http_client_timeout.min(Duration::from_secs(3)))
         .build()?;
     let nats = crate::transport::nats::link::connect(&config, node_id).await?;
-    let workers = WorkerClient::new(WorkerClientConfig::from_config(&config, nats.clone()))?;
+    let mut worker_client = WorkerClientConfig::from_config(&config, nats.clone());
+    worker_client.tls = client_tls.clone();
+    let workers = WorkerClient::new(worker_client)?;
     let metrics = Arc::new(Metrics::default());
     let store = Store::new(Arc::new(raft.clone()), metrics.clone());
     let leader = LeaderCtx::new(
@@ -85,6 +97,7 @@ pub async fn run(
         events: Arc::new(EventLog::default()),
         nats,
         sessions: Default::default(),
+        client_tls,
     }));
 
     print_banner(&config, node_id, &advertise, &peers, &data_dir);
@@ -98,7 +111,11 @@ pub async fn run(
         );
     }
 
-    let app = crate::http::router(state.clone()).merge(varpulis_raft::router(raft.clone()));
+    let raft_routes = crate::tls::peer_certificates(
+        varpulis_raft::router(raft.clone()),
+        config.tls_peer_name.clone(),
+    );
+    let app = crate::http::router(state.clone()).merge(raft_routes);
     let app = crate::http::console::attach(app, state.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(sweep::run(leader.clone(), token.clone()));
@@ -119,8 +136,10 @@ pub async fn run(
     }
 
     tracing::info!(node_id, %advertise, %local, "coordinator listening");
+    let reload = varpulis_tls::reload::on_sighup(server_tls.clone())?;
+    let listener = varpulis_tls::AnyListener::new(listener, server_tls)?;
     let stop = token.clone();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let serve = varpulis_tls::serve(listener, app, async move {
         tokio::select! {
             _ = shutdown => {}
             _ = stop.cancelled() => {}
@@ -133,6 +152,7 @@ pub async fn run(
         _ = async { signal.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => Ok(()),
     };
     token.cancel();
+    reload.abort();
     tracing::info!(node_id, "coordinator stopping");
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
@@ -172,6 +192,7 @@ async fn join(state: AppState, seed: String, failed: Arc<std::sync::Mutex<Option
         seed,
         api_key: state.config.api_key.clone(),
         peer_secret: state.config.peer_secret.clone(),
+        tls: state.client_tls.clone(),
     };
     let token = state.shutdown.clone();
     match varpulis_raft::join_group(&request, token.cancelled()).await {
@@ -241,5 +262,21 @@ fn print_banner(
     println!("Node:      {node_id}");
     println!("Peers:     {}", peers.join(", "));
     println!("Raft RPCs: {peers_auth}");
+    println!("TLS:       {}", tls_banner(config));
     println!("Data dir:  {}", data_dir.display());
+}
+
+fn tls_banner(config: &CoordinatorConfig) -> String {
+    let settings = config.tls_settings();
+    if !settings.serves_tls() {
+        return "off (plain HTTP)".to_string();
+    }
+    let mut text = "HTTPS".to_string();
+    if settings.mutual() {
+        text.push_str(", client certificates required (mutual TLS)");
+    }
+    if let Some(name) = &settings.peer_name {
+        text.push_str(&format!(", peer certificates named {name} open /raft/*"));
+    }
+    text
 }

@@ -43,6 +43,8 @@ pub struct JoinRequest {
     pub api_key: Option<String>,
     /// Peer secret: signs the admin calls of a group that has no API key.
     pub peer_secret: Option<String>,
+    /// TLS of the calls to the group (`https://` seed).
+    pub tls: varpulis_tls::ClientTls,
 }
 
 impl std::fmt::Debug for JoinRequest {
@@ -82,7 +84,9 @@ pub async fn join_group(
     req: &JoinRequest,
     cancel: impl Future<Output = ()>,
 ) -> Result<Joined, Error> {
-    let client = reqwest::Client::builder()
+    let client = req
+        .tls
+        .reqwest_builder()
         .connect_timeout(Duration::from_secs(3))
         .timeout(ADMIN_HTTP_TIMEOUT)
         .build()
@@ -285,6 +289,7 @@ mod tests {
             seed: "http://127.0.0.1:2".into(),
             api_key: Some("topsecret".into()),
             peer_secret: Some("peersecret".into()),
+            tls: varpulis_tls::ClientTls::none(),
         };
         let text = format!("{req:?}");
         assert!(!text.contains("topsecret") && !text.contains("peersecret"));

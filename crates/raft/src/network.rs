@@ -126,6 +126,8 @@ pub struct NetworkSettings {
     pub min_throughput_bytes_per_sec: u64,
     /// Largest accepted jump of the term in a peer's answer.
     pub max_term_jump: u64,
+    /// TLS of the peer RPCs.
+    pub tls: varpulis_tls::ClientTls,
 }
 
 /// Creates one [`Network`] per peer, all sharing one HTTP client.
@@ -141,7 +143,9 @@ pub struct NetworkFactory {
 impl NetworkFactory {
     /// A factory for node `id`.
     pub fn new(id: NodeId, settings: NetworkSettings) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = settings
+            .tls
+            .reqwest_builder()
             .connect_timeout(settings.rpc_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
@@ -569,6 +573,7 @@ mod tests {
             snapshot_timeout: Duration::from_secs(5),
             min_throughput_bytes_per_sec: 1024 * 1024,
             max_term_jump: 1000,
+            tls: varpulis_tls::ClientTls::none(),
         }
     }
 

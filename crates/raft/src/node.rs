@@ -89,6 +89,9 @@ pub struct RaftConfig {
     /// that joins an existing group as a learner (`add_learner`) sets it to false, otherwise it
     /// would start a group of its own.
     pub auto_initialize: bool,
+    /// TLS of the outbound peer RPCs (`https://` peers: CA to verify them, client certificate
+    /// under mutual TLS). Default: reqwest's defaults.
+    pub tls: varpulis_tls::ClientTls,
 }
 
 impl std::fmt::Debug for RaftConfig {
@@ -142,6 +145,7 @@ impl RaftConfig {
             max_in_snapshot_log_to_keep: 1000,
             write_timeout_ms: 5000,
             auto_initialize: true,
+            tls: varpulis_tls::ClientTls::none(),
         }
     }
 
@@ -316,6 +320,7 @@ impl RaftNode {
                 snapshot_timeout: Duration::from_millis(config.snapshot_timeout_ms.max(1)),
                 min_throughput_bytes_per_sec: config.min_throughput_bytes_per_sec,
                 max_term_jump: config.max_term_jump,
+                tls: config.tls.clone(),
             },
         )
         .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;

@@ -29,10 +29,44 @@ impl BrokerHandle {
 /// Starts rumqttd (MQTT 3.1.1) on `127.0.0.1:port` in a background thread and returns once it
 /// accepts TCP connections. Fails when the port is taken or the broker does not come up.
 pub fn start_embedded_broker(port: u16) -> Result<BrokerHandle, WorkerError> {
+    start_embedded_broker_with(port, None)
+}
+
+/// The certificate and key (PEM files) of an embedded broker speaking MQTT over TLS
+/// (`mqtts://`; no client certificates are asked for).
+#[derive(Debug, Clone)]
+pub struct BrokerTls {
+    /// Certificate chain.
+    pub cert: std::path::PathBuf,
+    /// Private key.
+    pub key: std::path::PathBuf,
+}
+
+/// Like [`start_embedded_broker`], over TLS when `tls` is given (clients then use
+/// `mqtts://127.0.0.1:port`).
+pub fn start_embedded_broker_with(
+    port: u16,
+    tls: Option<BrokerTls>,
+) -> Result<BrokerHandle, WorkerError> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     // Fail early and clearly when the port is taken (rumqttd would only log it on its thread).
     drop(TcpListener::bind(addr)?);
-    let config = broker_config(addr);
+    let mut config = broker_config(addr);
+    if let Some(tls) = tls {
+        let tls = rumqttd::TlsConfig::Rustls {
+            capath: None,
+            certpath: tls.cert.display().to_string(),
+            keypath: tls.key.display().to_string(),
+        };
+        if !tls.validate_paths() {
+            return Err(WorkerError::Config(
+                "embedded broker: TLS certificate or key file missing".into(),
+            ));
+        }
+        for server in config.v4.iter_mut().flat_map(|v4| v4.values_mut()) {
+            server.tls = Some(tls.clone());
+        }
+    }
     let thread = std::thread::Builder::new()
         .name(format!("mqtt-broker-{port}"))
         .spawn(move || {

@@ -24,7 +24,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
     config.validate()?;
-    let state = Arc::new(AppState::new(config));
+    let state = Arc::new(AppState::try_new(config)?);
     serve(state, listener, shutdown).await
 }
 
@@ -34,6 +34,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
+    if state.config.tls_settings().serves_tls() && state.server_tls.is_none() {
+        return Err(WorkerError::Config(
+            "TLS is configured but the state was built without it (use AppState::try_new)".into(),
+        ));
+    }
     let app = routes::router(state.clone());
     let client = CoordinatorClient::connect(&state).await?;
     // Commands over NATS are subscribed before registering, so none sent after it is missed.
@@ -72,9 +77,12 @@ pub async fn serve(
         st.start_draining();
         st.shutdown.cancel();
     };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await;
+    let reload =
+        varpulis_tls::reload::on_sighup(state.server_tls.clone()).map_err(WorkerError::Io)?;
+    let listener = varpulis_tls::AnyListener::new(listener, state.server_tls.clone())
+        .map_err(WorkerError::Io)?;
+    let served = varpulis_tls::serve(listener, app, stop).await;
+    reload.abort();
     // Whatever ended serving, make sure every task sees the shutdown.
     state.start_draining();
     state.shutdown.cancel();

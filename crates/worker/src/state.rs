@@ -28,12 +28,36 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// The lease coordinator-deployed pipelines run under (docs/worker.md).
     pub lease: Arc<Lease>,
+    /// HTTPS of the listener (`None`: plain HTTP); reloaded on SIGHUP.
+    pub server_tls: Option<Arc<varpulis_tls::ServerTls>>,
+    /// TLS of every outbound call (coordinator client, sessions): `--tls-ca`, and the worker's
+    /// certificate under mutual TLS.
+    pub client_tls: varpulis_tls::ClientTls,
 }
 
 impl AppState {
-    /// Fresh state for a validated config.
+    /// Fresh state for a validated config, with its TLS files loaded.
+    pub fn try_new(config: WorkerConfig) -> Result<Self, crate::error::WorkerError> {
+        let settings = config.tls_settings();
+        let tls_error =
+            |e: varpulis_tls::TlsError| crate::error::WorkerError::Config(e.to_string());
+        let server_tls = varpulis_tls::ServerTls::from_settings(&settings).map_err(tls_error)?;
+        let client_tls = varpulis_tls::ClientTls::from_settings(
+            &settings,
+            server_tls.as_ref().map(|s| s.keys()),
+        )
+        .map_err(tls_error)?;
+        let mut state = Self::new(config);
+        state.server_tls = server_tls;
+        state.client_tls = client_tls;
+        Ok(state)
+    }
+
+    /// Fresh state for a validated config, without TLS (see [`AppState::try_new`]).
     pub fn new(config: WorkerConfig) -> Self {
         Self {
+            server_tls: None,
+            client_tls: varpulis_tls::ClientTls::none(),
             config,
             registry: Registry::default(),
             metrics: WorkerMetrics::default(),

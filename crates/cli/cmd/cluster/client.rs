@@ -72,6 +72,20 @@ impl ClientError {
     }
 }
 
+/// The TLS of `varpulis cluster` from `--tls-ca`, `--tls-cert` and `--tls-key`.
+pub fn tls(
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> anyhow::Result<varpulis_tls::ClientTls> {
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some(varpulis_tls::keys::KeyStore::load(cert, key)?),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    Ok(varpulis_tls::ClientTls::new(ca, identity)?)
+}
+
 /// A request body.
 pub enum Body {
     /// Sent as `application/json`.
@@ -123,6 +137,19 @@ impl Client {
             key: key.filter(|k| !k.is_empty()),
             timeout,
         })
+    }
+
+    /// Rebuilds the HTTP client with `tls` (custom CA, client certificate).
+    pub fn with_tls(mut self, tls: &varpulis_tls::ClientTls) -> anyhow::Result<Self> {
+        if tls.is_custom() {
+            self.http = tls
+                .reqwest_builder()
+                .timeout(self.timeout)
+                .connect_timeout(Duration::from_secs(3).min(self.timeout))
+                .build()
+                .context("cannot build the HTTPS client")?;
+        }
+        Ok(self)
     }
 
     /// A request to `url + path` with the API key.

@@ -49,6 +49,15 @@ pub struct Args {
     /// Per-request timeout in seconds (also how long `workers drain --wait` waits).
     #[arg(long, default_value_t = 30.0, global = true, value_name = "SECS")]
     timeout: f64,
+    /// CA bundle the coordinators' certificates must chain to (https:// coordinators)
+    #[arg(long, env = "VARPULIS_TLS_CA", value_name = "FILE", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for coordinators that require mutual TLS (needs --tls-key)
+    #[arg(long, env = "VARPULIS_TLS_CERT", value_name = "FILE", global = true)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, env = "VARPULIS_TLS_KEY", value_name = "FILE", global = true)]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -87,7 +96,13 @@ enum Cmd {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.coordinator, args.api_key.clone(), args.timeout)?;
+    let tls = client::tls(
+        args.tls_ca.as_deref(),
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+    )?;
+    let client =
+        Client::new(&args.coordinator, args.api_key.clone(), args.timeout)?.with_tls(&tls)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -3,8 +3,11 @@
 //! A leaf of the crate: nothing here imports another module of the worker. The server never
 //! reads the environment itself; `validate()` is called once by `server::run`.
 
+mod connector_tls;
 mod duration;
 mod mqtt_url;
+
+pub use connector_tls::ClientTlsFiles;
 
 pub use mqtt_url::{parse_mqtt_url, BrokerAddr};
 /// Coordinator ↔ worker transport (shared with the coordinator).
@@ -117,6 +120,15 @@ pub struct WorkerConfig {
     pub nats_url: Option<String>,
     /// Resource limits of every pipeline.
     pub limits: PipelineLimits,
+    /// PEM certificate chain: serve HTTPS only (`--tls-cert`, with `tls_key`; SIGHUP reloads).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert` (`--tls-key`).
+    pub tls_key: Option<std::path::PathBuf>,
+    /// CA bundle the coordinators this worker calls must chain to (`--tls-ca`).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// CA bundle client certificates must chain to; the worker then presents `tls_cert` to
+    /// coordinators (mutual TLS, `--tls-client-ca`).
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -146,14 +158,32 @@ impl Default for WorkerConfig {
             transport: Transport::Http,
             nats_url: None,
             limits: PipelineLimits::default(),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_client_ca: None,
         }
     }
 }
 
 impl WorkerConfig {
+    /// The TLS files of this worker (docs/security.md, "TLS").
+    pub fn tls_settings(&self) -> varpulis_tls::TlsSettings {
+        varpulis_tls::TlsSettings {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+            client_ca: self.tls_client_ca.clone(),
+            peer_name: None,
+        }
+    }
+
     /// Checks values that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError(m.to_owned()));
+        self.tls_settings()
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))?;
         if self.worker_id.trim().is_empty() {
             return bad("worker_id must not be empty");
         }

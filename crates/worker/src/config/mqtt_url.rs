@@ -1,5 +1,6 @@
 //! MQTT broker addresses as configured (`--mqtt-url`) or shipped in deploys:
 //! `mqtt://[user[:password]@]host[:port]`, `tcp://...` or no scheme; the port defaults to 1883.
+//! `mqtts://` (or `ssl://`) asks for TLS; its port defaults to 8883.
 
 use super::ConfigError;
 
@@ -14,20 +15,23 @@ pub struct BrokerAddr {
     pub username: Option<String>,
     /// Password, if any.
     pub password: Option<String>,
+    /// TLS (`mqtts://`).
+    pub tls: bool,
 }
 
 /// Parses a broker URL; the error names the URL and what is wrong with it.
 pub fn parse_mqtt_url(url: &str) -> Result<BrokerAddr, ConfigError> {
     let bad = |m: &str| ConfigError(format!("mqtt url `{url}`: {m}"));
     let url = url.trim();
-    let rest = match url.split_once("://") {
-        Some(("mqtt" | "tcp", rest)) => rest,
+    let (rest, tls) = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => (rest, false),
+        Some(("mqtts" | "ssl", rest)) => (rest, true),
         Some((scheme, _)) => {
             return Err(bad(&format!(
-                "scheme `{scheme}` is not supported (use mqtt://)"
+                "scheme `{scheme}` is not supported (use mqtt:// or mqtts://)"
             )))
         }
-        None => url,
+        None => (url, false),
     };
     let rest = rest.trim_end_matches('/');
     let (creds, hostport) = match rest.rsplit_once('@') {
@@ -54,6 +58,7 @@ pub fn parse_mqtt_url(url: &str) -> Result<BrokerAddr, ConfigError> {
         return Err(bad("no host"));
     }
     let port = match port {
+        None if tls => 8883,
         None => 1883,
         Some(p) => p
             .parse::<u16>()
@@ -66,6 +71,7 @@ pub fn parse_mqtt_url(url: &str) -> Result<BrokerAddr, ConfigError> {
         port,
         username,
         password,
+        tls,
     })
 }
 
@@ -87,6 +93,9 @@ mod tests {
         );
         let b = parse_mqtt_url("mqtt://[::1]:1885").unwrap();
         assert_eq!((b.host.as_str(), b.port), ("::1", 1885));
+        let b = parse_mqtt_url("mqtts://broker.local").unwrap();
+        assert_eq!((b.port, b.tls), (8883, true));
+        assert!(!parse_mqtt_url("mqtt://h").unwrap().tls);
         assert!(parse_mqtt_url("http://h:1883").is_err());
         assert!(parse_mqtt_url("mqtt://h:notaport").is_err());
         assert!(parse_mqtt_url("mqtt://:1883").is_err());

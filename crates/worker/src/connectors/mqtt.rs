@@ -53,6 +53,23 @@ fn options(plan: &MqttPlan, pipeline_id: &str, role: &str) -> MqttOptions {
         None => format!("varpulis-{short}-{role}-{:08x}", rand::random::<u32>()),
     };
     let mut o = MqttOptions::new(id, plan.params.host.clone(), plan.params.port);
+    // The files were read when the plan was made; a failure here (a file removed since) falls
+    // back to no connection at all rather than clear text.
+    match plan.params.tls.mqtt_transport() {
+        Ok(transport) => {
+            o.set_transport(transport);
+        }
+        Err(e) => {
+            tracing::error!("connector TLS: {}", e.0);
+            o.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Simple {
+                    ca: Vec::new(),
+                    alpn: None,
+                    client_auth: None,
+                },
+            ));
+        }
+    }
     o.set_keep_alive(Duration::from_secs(30));
     o.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
     if let Some(u) = &plan.params.username {

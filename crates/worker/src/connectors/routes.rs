@@ -14,7 +14,7 @@
 use super::payload::{decode_route_message, encode_route_message};
 use super::plan::routes::{pattern_matches, RoutePlan};
 use super::sink::Sink;
-use crate::config::BrokerAddr;
+use crate::config::{BrokerAddr, ClientTlsFiles};
 use crate::counters::Counters;
 use crate::engine::{Event, Output};
 use crate::pipeline::{Feed, Pipeline};
@@ -37,8 +37,14 @@ const INFLIGHT: u16 = 512;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-fn options(broker: &BrokerAddr, client_id: String, clean: bool) -> MqttOptions {
+fn options(
+    broker: &BrokerAddr,
+    tls: &ClientTlsFiles,
+    client_id: String,
+    clean: bool,
+) -> Result<MqttOptions, String> {
     let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    o.set_transport(tls.mqtt_transport().map_err(|e| format!("routes: {e}"))?);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
     o.set_inflight(INFLIGHT);
@@ -46,7 +52,7 @@ fn options(broker: &BrokerAddr, client_id: String, clean: bool) -> MqttOptions {
     if let Some(u) = &broker.username {
         o.set_credentials(u.clone(), broker.password.clone().unwrap_or_default());
     }
-    o
+    Ok(o)
 }
 
 fn short_id(pipeline_id: &str) -> String {
@@ -135,7 +141,14 @@ pub fn start_outbound(
         short_id(&pipeline.id),
         rand::random::<u32>()
     );
-    let (client, eventloop) = AsyncClient::new(options(&broker, id, true), REQUEST_QUEUE);
+    let options = match options(&broker, &plan.tls, id, true) {
+        Ok(o) => o,
+        Err(reason) => {
+            pipeline.set_degraded(reason);
+            return None;
+        }
+    };
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     let connected = Arc::new(AtomicBool::new(false));
     let conn = RouteConnection {
         feed: Feed::sinks_of(pipeline),
@@ -186,7 +199,14 @@ pub fn start_inbound(
             true,
         ),
     };
-    let (client, eventloop) = AsyncClient::new(options(&broker, id, clean), REQUEST_QUEUE);
+    let options = match options(&broker, &plan.tls, id, clean) {
+        Ok(o) => o,
+        Err(reason) => {
+            pipeline.set_degraded(reason);
+            return;
+        }
+    };
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     pipeline.expect_subscription();
     let mut topics: Vec<String> = plan.inbound.into_iter().map(|r| r.topic).collect();
     topics.sort();

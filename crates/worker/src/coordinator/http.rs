@@ -48,8 +48,10 @@ impl HttpLink {
         api_key: Option<String>,
         worker_token: Option<String>,
         timeout: Duration,
+        tls: &varpulis_tls::ClientTls,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
+        let http = tls
+            .reqwest_builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()

@@ -79,6 +79,7 @@ impl CoordinatorClient {
                     cfg.api_key.clone(),
                     cfg.worker_token.clone(),
                     cfg.coordinator_timeout,
+                    &crate::config::ClientTlsFiles::for_worker(false, &cfg.tls_settings()),
                 )
                 .await
                 .map_err(WorkerError::Config)?;
@@ -91,6 +92,7 @@ impl CoordinatorClient {
                     cfg.api_key.clone(),
                     cfg.worker_token.clone(),
                     cfg.coordinator_timeout,
+                    &state.client_tls,
                 )
                 .map_err(WorkerError::Internal)?,
             ),

@@ -37,9 +37,11 @@ impl NatsLink {
         api_key: Option<String>,
         worker_token: Option<String>,
         request_timeout: Duration,
+        tls: &crate::config::ClientTlsFiles,
     ) -> Result<Self, String> {
         let addrs = varpulis_api::nats::parse_servers::<async_nats::ServerAddr>(url)?;
-        let client = async_nats::ConnectOptions::new()
+        let options = tls.nats_options(async_nats::ConnectOptions::new());
+        let client = options
             .name(format!("varpulis-worker-{worker_id}"))
             .retry_on_initial_connect()
             .max_reconnects(None)

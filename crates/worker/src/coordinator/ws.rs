@@ -79,9 +79,20 @@ impl CoordinatorClient {
             let v = HeaderValue::from_str(t).map_err(|e| e.to_string())?;
             headers.insert(varpulis_api::WORKER_TOKEN_HEADER, v);
         }
+        // `wss://` with the worker's TLS client configuration (`--tls-ca`, mutual TLS).
+        let connector = if base.starts_with("https://") {
+            let tls = self
+                .state
+                .client_tls
+                .rustls_config_or_default()
+                .map_err(|e| e.to_string())?;
+            Some(tokio_tungstenite::Connector::Rustls(tls))
+        } else {
+            None
+        };
         let (mut ws, _) = tokio::time::timeout(
             cfg.coordinator_timeout,
-            tokio_tungstenite::connect_async(req),
+            tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector),
         )
         .await
         .map_err(|_| "connect timed out".to_owned())?

@@ -44,6 +44,7 @@ pub async fn deploy(
     }
     refuse_older_epoch(&state, req.id.as_deref(), req.epoch)?;
     let worker_mqtt = state.config.mqtt_url.clone();
+    let worker_tls = state.config.tls_settings();
     let limits = state.config.limits;
     let (pipeline, plan) = tokio::task::spawn_blocking(move || {
         let external = req.connectors.keys().cloned().collect();
@@ -51,6 +52,7 @@ pub async fn deploy(
         let plan = plan::plan(&engine, &req.connectors)?.with_routes(plan::routes::plan(
             worker_mqtt.as_deref(),
             req.routes.as_ref(),
+            &worker_tls,
         )?);
         let id = req
             .id

@@ -46,15 +46,21 @@ app.kubernetes.io/component: worker
 {{- printf "%s-coordinator-headless" (include "varpulis.fullname" .) -}}
 {{- end -}}
 
+{{/* URL scheme of every coordinator and worker: https when tls.enabled. */}}
+{{- define "varpulis.scheme" -}}
+{{- if .Values.tls.enabled -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
 {{/* Comma-separated peer URLs: pod ordinal i is Raft node id i+1. */}}
 {{- define "varpulis.peers" -}}
 {{- $full := include "varpulis.fullname" . -}}
 {{- $headless := include "varpulis.coordinatorHeadless" . -}}
 {{- $port := int .Values.coordinator.port -}}
 {{- $ns := .Release.Namespace -}}
+{{- $scheme := include "varpulis.scheme" . -}}
 {{- $peers := list -}}
 {{- range $i := until (int .Values.coordinator.founders) -}}
-{{- $peers = append $peers (printf "http://%s-coordinator-%d.%s.%s.svc.cluster.local:%d" $full $i $headless $ns $port) -}}
+{{- $peers = append $peers (printf "%s://%s-coordinator-%d.%s.%s.svc.cluster.local:%d" $scheme $full $i $headless $ns $port) -}}
 {{- end -}}
 {{- join "," $peers -}}
 {{- end -}}

@@ -39,7 +39,18 @@ pub async fn connect(
         .as_deref()
         .ok_or_else(|| NatsConfigError("--transport nats needs --nats-url".into()))?;
     let addrs = parse_servers(url)?;
-    let client = async_nats::ConnectOptions::new()
+    // TLS of the NATS link: `tls://` URLs (or a server that requires TLS) are verified
+    // against `--tls-ca`; under mutual TLS the node presents its certificate.
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(ca) = &config.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key), Some(_)) =
+        (&config.tls_cert, &config.tls_key, &config.tls_client_ca)
+    {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let client = options
         .name(format!("varpulis-coordinator-{node_id}"))
         .retry_on_initial_connect()
         .max_reconnects(None)

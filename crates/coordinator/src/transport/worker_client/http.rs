@@ -18,7 +18,9 @@ pub struct HttpTransport {
 impl HttpTransport {
     /// A transport with the timeouts of `config` (each call also sets its own).
     pub fn new(config: &WorkerClientConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = config
+            .tls
+            .reqwest_builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .build()?;

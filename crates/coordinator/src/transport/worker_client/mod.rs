@@ -141,6 +141,8 @@ pub struct WorkerClientConfig {
     pub stream_timeout: Duration,
     /// This node's NATS link, when the cluster transport is NATS.
     pub nats: Option<NatsLink>,
+    /// TLS of the calls to workers (`--tls-ca`, and the node's certificate under mutual TLS).
+    pub tls: varpulis_tls::ClientTls,
 }
 
 impl WorkerClientConfig {
@@ -153,6 +155,7 @@ impl WorkerClientConfig {
             checkpoint_timeout: timeout.min(Duration::from_secs(5)),
             stream_timeout: Duration::from_secs(24 * 3600),
             nats,
+            tls: varpulis_tls::ClientTls::none(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct MqttParams {
     pub qos: QoS,
     /// Default topic.
     pub topic: Option<String>,
+    /// TLS (`tls`, `tls_ca`, `tls_cert`, `tls_key`; port 8883 by default with TLS).
+    pub tls: crate::config::ClientTlsFiles,
 }
 
 /// A parameter as a string, whether it was given as a string, a number or a boolean.
@@ -41,7 +43,9 @@ impl MqttParams {
         let host = param_str(params, "host")
             .filter(|h| !h.is_empty())
             .ok_or_else(|| bad("`host` is required".into()))?;
+        let tls = crate::config::ClientTlsFiles::from_params(params).map_err(|e| bad(e.0))?;
         let port = match param_str(params, "port") {
+            None if tls.enabled => 8883,
             None => 1883,
             Some(p) => p
                 .parse::<u16>()
@@ -61,6 +65,7 @@ impl MqttParams {
             password: param_str(params, "password"),
             qos,
             topic: param_str(params, "topic"),
+            tls,
         })
     }
 }

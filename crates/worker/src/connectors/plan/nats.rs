@@ -59,6 +59,8 @@ pub struct NatsParams {
     pub name: Option<String>,
     /// Default subject (`subject`, else `topic`).
     pub subject: Option<String>,
+    /// TLS (`tls`, `tls_ca`, `tls_cert`, `tls_key`; `tls://` server URLs also require TLS).
+    pub tls: crate::config::ClientTlsFiles,
 }
 
 impl NatsParams {
@@ -94,6 +96,7 @@ impl NatsParams {
                 .map_err(|e| bad(format!("bad server address `{s}`: {e}")))?;
         }
         let subject = param_str(params, "subject").or_else(|| param_str(params, "topic"));
+        let tls = crate::config::ClientTlsFiles::from_params(params).map_err(|e| bad(e.0))?;
         Ok(Self {
             servers,
             username: param_str(params, "username").or_else(|| param_str(params, "user")),
@@ -101,6 +104,7 @@ impl NatsParams {
             token: param_str(params, "token"),
             name: param_str(params, "name").or_else(|| param_str(params, "client_id")),
             subject,
+            tls,
         })
     }
 
@@ -118,7 +122,7 @@ impl NatsParams {
         if let Some(t) = &self.token {
             o = o.token(t.clone());
         }
-        o
+        self.tls.nats_options(o)
     }
 
     /// The server list as async-nats addresses (checked in [`Self::from_map`]).

@@ -5,7 +5,7 @@
 //! Broker precedence: the worker's own `mqtt_url` (`varpulis server --mqtt-url`), else the one
 //! the coordinator ships in the deploy. Without either, the pipeline runs `degraded`.
 
-use crate::config::{parse_mqtt_url, BrokerAddr};
+use crate::config::{parse_mqtt_url, BrokerAddr, ClientTlsFiles};
 use crate::error::WorkerError;
 use varpulis_api::worker::{PipelineRoutes, RouteTopic};
 
@@ -28,12 +28,16 @@ pub struct RoutePlan {
     pub inbound: Vec<RouteTopic>,
     /// Persistent session name of the inbound subscription (keyed by placement).
     pub session: Option<String>,
+    /// TLS of the broker connection (`mqtts://`: the worker's `--tls-ca`, and its certificate
+    /// under mutual TLS).
+    pub tls: ClientTlsFiles,
 }
 
 /// Resolves a deploy's routes; `Ok(None)` when there is nothing to do.
 pub fn plan(
     worker_url: Option<&str>,
     routes: Option<&PipelineRoutes>,
+    worker_tls: &varpulis_tls::TlsSettings,
 ) -> Result<Option<RoutePlan>, WorkerError> {
     let Some(r) = routes else { return Ok(None) };
     if r.outbound.is_empty() && r.inbound.is_empty() {
@@ -57,11 +61,15 @@ pub fn plan(
                 .to_owned(),
         ),
     };
+    let tls = ClientTlsFiles::for_worker(broker.as_ref().is_ok_and(|b| b.tls), worker_tls);
+    tls.check()
+        .map_err(|e| WorkerError::Connector(format!("routes: {e}")))?;
     Ok(Some(RoutePlan {
         broker,
         outbound: r.outbound.clone(),
         inbound: r.inbound.clone(),
         session: r.session.clone(),
+        tls,
     }))
 }
 
@@ -105,18 +113,28 @@ mod tests {
             mqtt_url: Some("mqtt://coord-broker:1884".into()),
             ..PipelineRoutes::default()
         };
-        let p = plan(Some("mqtt://worker-broker"), Some(&routes))
+        let p = plan(
+            Some("mqtt://worker-broker"),
+            Some(&routes),
+            &Default::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.broker.unwrap().host, "worker-broker");
+        let p = plan(None, Some(&routes), &Default::default())
             .unwrap()
             .unwrap();
-        assert_eq!(p.broker.unwrap().host, "worker-broker");
-        let p = plan(None, Some(&routes)).unwrap().unwrap();
         assert_eq!(p.broker.unwrap().port, 1884);
         let none = PipelineRoutes {
             mqtt_url: None,
             ..routes.clone()
         };
-        assert!(plan(None, Some(&none)).unwrap().unwrap().broker.is_err());
-        assert!(plan(None, None).unwrap().is_none());
+        assert!(plan(None, Some(&none), &Default::default())
+            .unwrap()
+            .unwrap()
+            .broker
+            .is_err());
+        assert!(plan(None, None, &Default::default()).unwrap().is_none());
         let bad = PipelineRoutes {
             outbound: vec![RouteTopic {
                 pipeline: "b".into(),
@@ -125,6 +143,6 @@ mod tests {
             }],
             ..routes
         };
-        assert!(plan(None, Some(&bad)).is_err());
+        assert!(plan(None, Some(&bad), &Default::default()).is_err());
     }
 }

@@ -1,0 +1,120 @@
+//! The client side: one TLS configuration per process, handed to every outbound client.
+//!
+//! Build it once from the settings ([`ClientTls::from_settings`], or [`ClientTls::new`] for the
+//! CLI) and use [`ClientTls::reqwest_builder`] wherever a `reqwest::Client` is made, or
+//! [`ClientTls::rustls_config`] for other transports (WebSocket sessions, ...). Without a CA and
+//! without a client identity it changes nothing: reqwest's defaults (public web roots) apply.
+
+use crate::error::TlsError;
+use crate::keys::KeyStore;
+use crate::pem;
+use crate::settings::TlsSettings;
+use rustls::{ClientConfig, RootCertStore};
+use std::path::Path;
+use std::sync::Arc;
+
+/// How this process verifies the servers it calls and which certificate it presents.
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    config: Option<Arc<ClientConfig>>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("custom", &self.config.is_some())
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Plain reqwest defaults (public web roots, no client certificate).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Servers must chain to the CA bundle `ca` (public web roots when `None`); `identity`, if
+    /// any, is presented as client certificate (and follows its reloads).
+    pub fn new(ca: Option<&Path>, identity: Option<Arc<KeyStore>>) -> Result<Self, TlsError> {
+        if ca.is_none() && identity.is_none() {
+            return Ok(Self::default());
+        }
+        let roots = match ca {
+            Some(path) => pem::roots(path)?,
+            None => RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        };
+        let builder = ClientConfig::builder_with_provider(crate::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let mut config = match identity {
+            Some(keys) => builder.with_client_cert_resolver(keys),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            config: Some(Arc::new(config)),
+        })
+    }
+
+    /// The client side of a server process: verify with `--tls-ca`, and under mutual TLS
+    /// (`--tls-client-ca`) present the process's own certificate from `keys` (the same store
+    /// the server uses, so a SIGHUP reload covers both).
+    pub fn from_settings(
+        settings: &TlsSettings,
+        keys: Option<Arc<KeyStore>>,
+    ) -> Result<Self, TlsError> {
+        let identity = if settings.mutual() {
+            match keys {
+                Some(keys) => Some(keys),
+                None => match (&settings.cert, &settings.key) {
+                    (Some(c), Some(k)) => Some(KeyStore::load(c, k)?),
+                    _ => None,
+                },
+            }
+        } else {
+            None
+        };
+        Self::new(settings.ca.as_deref(), identity)
+    }
+
+    /// Whether a custom configuration (own CA or client certificate) is in use.
+    pub fn is_custom(&self) -> bool {
+        self.config.is_some()
+    }
+
+    /// The rustls configuration for non-reqwest clients (e.g. a WebSocket connector); `None`
+    /// means "use the transport's defaults".
+    pub fn rustls_config(&self) -> Option<Arc<ClientConfig>> {
+        self.config.clone()
+    }
+
+    /// A rustls configuration in every case: the custom one, or the public web roots.
+    pub fn rustls_config_or_default(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        if let Some(config) = &self.config {
+            return Ok(config.clone());
+        }
+        let roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let config = ClientConfig::builder_with_provider(crate::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+
+    /// A `reqwest::ClientBuilder` using this configuration; callers add their timeouts.
+    pub fn reqwest_builder(&self) -> reqwest::ClientBuilder {
+        self.apply(reqwest::Client::builder())
+    }
+
+    /// Applies this configuration to an existing builder.
+    pub fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        match &self.config {
+            Some(config) => builder.use_preconfigured_tls(ClientConfig::clone(config)),
+            None => builder,
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Serving an axum router over plain TCP or TLS from one listener type.
+//!
+//! [`AnyListener::tls`] accepts TCP connections and runs each handshake on its own task (with a
+//! deadline), so a slow or silent client never holds up the accept loop. [`serve`] inserts into
+//! every request an `axum::extract::ConnectInfo<SocketAddr>` (the remote address, so
+//! `ConnectInfo` extractors work as with `into_make_service_with_connect_info`) and, when the
+//! client presented a certificate the client CA verified, a [`VerifiedClientCert`].
+
+use crate::server::ServerTls;
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
+use axum::serve::{IncomingStream, Listener};
+use axum::Router;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Deadline of one TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshaken connections waiting for the server to take them.
+const READY_QUEUE: usize = 128;
+/// Most handshakes in progress at once; past it the accept loop waits (new connections queue
+/// in the kernel's backlog), so a flood of silent clients cannot pile up tasks and descriptors.
+pub const MAX_PENDING_HANDSHAKES: usize = 512;
+
+/// The leaf certificate a client presented and the client CA verified (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct VerifiedClientCert(pub Arc<CertificateDer<'static>>);
+
+impl VerifiedClientCert {
+    /// Whether the certificate is valid for the DNS name (or IP) `name`.
+    pub fn is_valid_for(&self, name: &str) -> bool {
+        let Ok(server_name) = ServerName::try_from(name.to_string()) else {
+            return false;
+        };
+        match webpki::EndEntityCert::try_from(self.0.as_ref()) {
+            Ok(cert) => cert.verify_is_valid_for_subject_name(&server_name).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// A plain TCP listener, or one that terminates TLS.
+pub enum AnyListener {
+    /// Clear text.
+    Plain(TcpListener),
+    /// TLS (handshakes run in the background; see [`AnyListener::tls`]).
+    Tls(TlsListener),
+}
+
+/// The TLS side of [`AnyListener`].
+pub struct TlsListener {
+    ready: mpsc::Receiver<(Conn, SocketAddr)>,
+    local: SocketAddr,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+impl AnyListener {
+    /// `listener` as is when `tls` is `None`, TLS-terminating otherwise.
+    pub fn new(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> io::Result<Self> {
+        match tls {
+            None => Ok(Self::Plain(listener)),
+            Some(tls) => Self::tls(listener, tls),
+        }
+    }
+
+    /// A listener that accepts on `listener` and hands over connections once their TLS
+    /// handshake (with the configuration current at accept time) completed.
+    pub fn tls(listener: TcpListener, tls: Arc<ServerTls>) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(READY_QUEUE);
+        let accept_loop = tokio::spawn(accept_loop(listener, tls, tx));
+        Ok(Self::Tls(TlsListener {
+            ready,
+            local,
+            accept_loop,
+        }))
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Arc<ServerTls>,
+    tx: mpsc::Sender<(Conn, SocketAddr)>,
+) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    loop {
+        let permit = tokio::select! {
+            () = tx.closed() => return,
+            permit = pending.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            () = tx.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = TlsAcceptor::from(tls.config());
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            drop(permit);
+            match handshake {
+                Ok(Ok(tls)) => {
+                    let _ = tx.send((Conn::Tls(Box::new(tls)), addr)).await;
+                }
+                Ok(Err(err)) => tracing::debug!(%addr, "TLS handshake failed: {err}"),
+                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl Listener for AnyListener {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self {
+            Self::Plain(listener) => {
+                let (stream, addr) = Listener::accept(listener).await;
+                (Conn::Plain(stream), addr)
+            }
+            Self::Tls(listener) => match listener.ready.recv().await {
+                Some(pair) => pair,
+                // The accept loop only ends when the receiver is gone: never here.
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        match self {
+            Self::Plain(listener) => listener.local_addr(),
+            Self::Tls(listener) => Ok(listener.local),
+        }
+    }
+}
+
+/// One accepted connection.
+pub enum Conn {
+    /// Clear text.
+    Plain(TcpStream),
+    /// After a completed TLS handshake.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// The verified client certificate, if the client presented one.
+    pub fn client_certificate(&self) -> Option<VerifiedClientCert> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(stream) => stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| VerifiedClientCert(Arc::new(leaf.clone().into_owned()))),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Per-connection service factory: remembers the remote address and client certificate.
+#[derive(Clone)]
+struct MakeConn {
+    router: Router,
+}
+
+impl<'a> tower::Service<IncomingStream<'a, AnyListener>> for MakeConn {
+    type Response = ConnService;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<ConnService, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, incoming: IncomingStream<'a, AnyListener>) -> Self::Future {
+        std::future::ready(Ok(ConnService {
+            router: self.router.clone(),
+            addr: *incoming.remote_addr(),
+            cert: incoming.io().client_certificate(),
+        }))
+    }
+}
+
+/// The router of one connection, adding its facts to each request.
+#[derive(Clone)]
+struct ConnService {
+    router: Router,
+    addr: SocketAddr,
+    cert: Option<VerifiedClientCert>,
+}
+
+impl tower::Service<Request> for ConnService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = <Router as tower::Service<Request>>::Future;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.addr));
+        if let Some(cert) = &self.cert {
+            req.extensions_mut().insert(cert.clone());
+        }
+        tower::Service::call(&mut self.router, req)
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes (then stops accepting and lets
+/// open requests finish, like `axum::serve(..).with_graceful_shutdown`).
+pub async fn serve(
+    listener: AnyListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    axum::serve(listener, MakeConn { router })
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::throwaway::ThrowawayCa;
+    use crate::{ClientTls, TlsSettings};
+
+    #[tokio::test]
+    async fn a_silent_client_does_not_hold_up_other_handshakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ThrowawayCa::new("test CA").unwrap();
+        ca.write_cert(&dir.path().join("ca.pem")).unwrap();
+        let leaf = ca
+            .issue_files(dir.path(), "node", &["localhost", "127.0.0.1"])
+            .unwrap();
+        let settings = TlsSettings {
+            cert: Some(leaf.cert),
+            key: Some(leaf.key),
+            ..Default::default()
+        };
+        let server = ServerTls::from_settings(&settings).unwrap().unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = AnyListener::new(tcp, Some(server)).unwrap();
+        let router = Router::new().route(
+            "/who",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.ip().to_string()
+            }),
+        );
+        tokio::spawn(serve(listener, router, std::future::pending()));
+        // Connected, never says a word.
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let client = ClientTls::new(Some(&dir.path().join("ca.pem")), None)
+            .unwrap()
+            .reqwest_builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let answer = client
+            .get(format!("https://127.0.0.1:{}/who", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        // The remote address reaches the handlers as ConnectInfo.
+        assert_eq!(answer.text().await.unwrap(), "127.0.0.1");
+        // Clear text gets no HTTP answer.
+        let plain = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{}/who", addr.port()))
+            .send()
+            .await;
+        assert!(plain.is_err(), "{plain:?}");
+    }
+}
