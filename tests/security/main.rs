@@ -4,6 +4,8 @@
 //! - [`raft_rpcs`]: who may call `/raft/*` (peer secret vs API key), forged appends, term bombs.
 //! - [`log_limits`]: oversized registrations and specs are refused before they reach the log,
 //!   and writes keep committing while they arrive.
+//! - [`worker_identity`]: worker ids bound to their keys (takeover, stranger drains, SSRF
+//!   addresses, path-unsafe ids, the join token, self-deregistration at SIGTERM).
 //! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
 //!   chunks while writes keep committing.
 //!
@@ -16,3 +18,4 @@ mod common;
 mod log_limits;
 mod raft_rpcs;
 mod snapshots;
+mod worker_identity;

@@ -12,7 +12,9 @@
 //!
 //! The coordinators authenticate their Raft RPCs with a peer secret generated at random for
 //! each run ([`peer_secret`]) and handed to them in `VARPULIS_PEER_SECRET` (the environment, not
-//! the command line, which other local users can read); workers never see it.
+//! the command line, which other local users can read); workers never see it. Workers join
+//! with a join token generated the same way (`VARPULIS_WORKER_TOKEN` of every child), so no
+//! other local process can register a worker with the ensemble.
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -177,10 +179,12 @@ async fn run_ensemble(
     let peers = coord_urls.join(",");
     let mut children: Vec<Managed> = Vec::new();
     let secret = peer_secret();
+    let join_token = peer_secret();
 
     let spawned = spawn_all(
         args,
         &secret,
+        &join_token,
         &exe,
         coord_ports,
         worker_ports,
@@ -207,6 +211,7 @@ async fn run_ensemble(
 fn spawn_all(
     args: &Args,
     peer_secret: &str,
+    join_token: &str,
     exe: &Path,
     coord_ports: &[u16],
     worker_ports: &[u16],
@@ -243,7 +248,10 @@ fn spawn_all(
             &name,
             &format!("http://127.0.0.1:{port}"),
             &cmd_args,
-            &[("VARPULIS_PEER_SECRET", peer_secret)],
+            &[
+                ("VARPULIS_PEER_SECRET", peer_secret),
+                ("VARPULIS_WORKER_TOKEN", join_token),
+            ],
             log_dir,
         )?);
     }
@@ -267,7 +275,8 @@ fn spawn_all(
             "--mqtt-url".into(),
             mqtt_url(args),
         ];
-        children.push(spawn(exe, &id, &url, &cmd_args, &[], log_dir)?);
+        let env = [("VARPULIS_WORKER_TOKEN", join_token)];
+        children.push(spawn(exe, &id, &url, &cmd_args, &env, log_dir)?);
     }
     Ok(())
 }

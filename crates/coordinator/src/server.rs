@@ -92,8 +92,9 @@ pub async fn run(
     }
     if config.worker_token.is_none() {
         tracing::warn!(
-            "no --worker-token set: any process that can reach this node may register as a worker \
-             (set VARPULIS_WORKER_TOKEN to require a join token)"
+            "no --worker-token set: any process that can reach this node may register a new worker \
+             id (known ids stay bound to their keys; set VARPULIS_WORKER_TOKEN to require a join \
+             token)"
         );
     }
 
