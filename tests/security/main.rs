@@ -6,6 +6,8 @@
 //!   and writes keep committing while they arrive.
 //! - [`worker_identity`]: worker ids bound to their keys (takeover, stranger drains, SSRF
 //!   addresses, path-unsafe ids, the join token, self-deregistration at SIGTERM).
+//! - [`secrets`]: connector secrets redacted in answers, owner-only Raft files, a client-set
+//!   `x-varpulis-forwarded-by` header.
 //! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
 //!   chunks while writes keep committing.
 //!
@@ -17,5 +19,6 @@ mod harness;
 mod common;
 mod log_limits;
 mod raft_rpcs;
+mod secrets;
 mod snapshots;
 mod worker_identity;

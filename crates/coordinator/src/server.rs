@@ -40,8 +40,15 @@ pub async fn run(
     let peers = config.raft_peers()?;
     let advertise = config.advertise_url();
     let data_dir = config.data_dir_for(node_id);
+    let created = !data_dir.exists();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
+    if created {
+        // It holds the replicated state, secrets included (docs/security.md): owner only. A
+        // directory the operator made keeps its mode; `<data-dir>/raft` is private either way.
+        varpulis_raft::private_dir::make_dir_private(&data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot restrict data dir {}: {e}", data_dir.display()))?;
+    }
 
     let mut raft_config = RaftConfig::new(node_id, data_dir.clone(), peers.clone());
     raft_config.api_key = config.api_key.clone();
@@ -99,7 +106,12 @@ pub async fn run(
     }
 
     let app = crate::http::router(state.clone()).merge(varpulis_raft::router(raft.clone()));
-    let app = crate::http::console::attach(app, state.clone());
+    let app = crate::http::console::attach(app, state.clone()).layer(
+        axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::proxy::strip_untrusted_forward,
+        ),
+    );
     let mut tasks = JoinSet::new();
     tasks.spawn(sweep::run(leader.clone(), token.clone()));
     tasks.spawn(reconciler::run(leader.clone(), token.clone()));

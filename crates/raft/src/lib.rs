@@ -22,6 +22,7 @@ pub mod join;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod private_dir;
 pub mod routes;
 pub mod state_machine;
 pub mod types;
