@@ -6,6 +6,8 @@
 //!   and writes keep committing while they arrive.
 //! - [`worker_identity`]: worker ids bound to their keys (takeover, stranger drains, SSRF
 //!   addresses, path-unsafe ids, the join token, self-deregistration at SIGTERM).
+//! - [`deploys`]: only the connectors a pipeline uses are shipped; a 300-pipeline group deploys
+//!   a few calls at a time in bounded leader memory; 10,000 pipelines are refused.
 //! - [`secrets`]: connector secrets redacted in answers, owner-only Raft files, a client-set
 //!   `x-varpulis-forwarded-by` header.
 //! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
@@ -17,6 +19,7 @@
 mod harness;
 
 mod common;
+mod deploys;
 mod log_limits;
 mod raft_rpcs;
 mod secrets;
