@@ -1,6 +1,7 @@
 //! Deploys (issue 18, attack 5): a deploy ships only the connectors its pipeline uses, with
 //! their real values (answers show them redacted), and a large group is deployed a few calls
-//! at a time with leader memory in proportion to the request.
+//! at a time with leader memory in proportion to the request. And (attack 4, coordinator side)
+//! a worker answering an inject with millions of output events is refused, not buffered.
 //!
 //! The worker is a recording fake served by this test process (axum): it answers every deploy
 //! 201 and keeps the bodies it received.
@@ -39,11 +40,21 @@ async fn deploy(
     )
 }
 
+/// An inject answered with about 20 MB of output events (a worker without output budgets).
+async fn flood() -> String {
+    let event = r#"{"event_type":"Out","fields":{"v":1}},"#;
+    let mut body = String::from(r#"{"accepted":true,"output_events":["#);
+    body.push_str(&event.repeat(20 * 1024 * 1024 / event.len()));
+    body.push_str(r#"{"event_type":"Out","fields":{"v":1}}]}"#);
+    body
+}
+
 /// Serves a recording fake worker on 127.0.0.1; returns its URL and recorder.
 async fn fake_worker() -> (String, Recorder) {
     let rec = Recorder::default();
     let app = Router::new()
         .route("/api/v1/pipelines", post(deploy))
+        .route("/api/v1/pipelines/{id}/events", post(flood))
         .with_state(rec.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -189,4 +200,33 @@ async fn a_300_pipeline_group_deploys_a_few_at_a_time_in_bounded_memory() {
         .unwrap();
     r.expect_error(413);
     assert_eq!(r.body["code"], "limit_exceeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_output_events_is_refused_not_buffered() {
+    let ens = Ensemble::start(1, 0, Opts::default()).await;
+    let (url, _rec) = fake_worker().await;
+    register(&ens, "flooder", &url, 10).await;
+    let spec = json!({"name": "flood", "pipelines": [{"name": "p",
+        "source": "stream S = EventA\n  .emit(v: 1)"}]});
+    let gid = ens.deploy_group(0, &spec).await;
+    let pid = ens.coords[0].proc.pid().expect("coordinator pid");
+    let before = rss_kib(pid);
+    let r = ens
+        .api
+        .post(
+            &ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject")),
+            &json!({"event_type": "EventA", "fields": {"x": 1}}),
+        )
+        .await
+        .unwrap();
+    let after = rss_kib(pid);
+    r.expect_error(502);
+    assert!(r.text.contains("larger than"), "{}", r.text);
+    println!(
+        "20 MB inject answer: refused, leader RSS {before} KiB -> {after} KiB (+{} KiB)",
+        after.saturating_sub(before)
+    );
+    let health = ens.api.get(&format!("{}/health", ens.coords[0].url)).await;
+    health.unwrap().expect_ok();
 }
