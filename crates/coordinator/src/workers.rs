@@ -128,11 +128,7 @@ pub async fn register(
                 .is_some_and(|w| !identity::key_matches(&command.api_key, &w.api_key))
         });
     let command = Command::RegisterWorker(command);
-    let outcome = ctx
-        .store
-        .write_keyed(command, idempotency_key)
-        .await
-        .map_err(LeaderError::from)?;
+    let outcome = ctx.store.write_keyed(command, idempotency_key).await?;
     let created = matches!(outcome, Outcome::WorkerRegistered { created: true, .. });
     ctx.liveness
         .registered(&worker_id, req.capacity.pipelines_running, Instant::now());
@@ -173,7 +169,7 @@ pub async fn heartbeat(
     presented_key: Option<&str>,
 ) -> Result<HeartbeatResponse, ApiError> {
     // Forwarded here but leadership moved on: tell the worker where to go.
-    ctx.store.ensure_leader().map_err(LeaderError::from)?;
+    ctx.store.ensure_leader()?;
     authorize_worker(ctx, id, presented_key)?;
     let Some(status) = ctx.store.read(|s| s.worker(id).map(|w| w.status)) else {
         return Err(ApiError::NotFound(format!(
@@ -192,9 +188,7 @@ pub async fn heartbeat(
     }
     if req.draining {
         // Also resumes a drain whose migrations failed or were never started.
-        let d = crate::leader::drain::drain_worker(ctx, id)
-            .await
-            .map_err(ApiError::from)?;
+        let d = crate::leader::drain::drain_worker(ctx, id).await?;
         let status = if d.without_target > 0 {
             "no_target"
         } else {
@@ -212,7 +206,7 @@ pub async fn heartbeat(
             now_ms: ctx.now_ms(),
             reason: Some("heartbeat received".to_string()),
         };
-        ctx.store.write(command).await.map_err(LeaderError::from)?;
+        ctx.store.write(command).await?;
         tracing::info!(worker_id = %id, "worker is back: ready");
         ctx.reconcile.notify_one();
     }
