@@ -256,7 +256,7 @@ impl Client {
                     Input::Upsert(val.clone()),
                 )
                 .body(json!({"worker_id": wid,
-                    "address": format!("http://127.0.0.1:9/{val}"), "api_key": "fake",
+                    "address": "http://127.0.0.1:9", "api_key": "fake", "labels": {"v": val},
                     "capacity": {"cpu_cores": 1, "pipelines_running": 0, "max_pipelines": 1}})),
                 1 => Req::new(
                     Method::DELETE,
@@ -334,8 +334,8 @@ fn read_connector(body: &Value, _name: &str) -> Option<String> {
 }
 
 fn read_worker(body: &Value, _id: &str) -> Option<String> {
-    let addr = body["address"].as_str().unwrap_or_default();
-    Some(addr.rsplit('/').next().unwrap_or_default().to_owned())
+    // The written value travels in a label (an address is scheme://host:port only).
+    Some(body["labels"]["v"].as_str().unwrap_or_default().to_owned())
 }
 
 /// One `/raft/metrics` sample.

@@ -1125,7 +1125,7 @@ pub fn worker_args_on(
 pub fn fake_worker(id: &str) -> Value {
     serde_json::json!({
         "worker_id": id,
-        "address": format!("http://127.0.0.1:9/{id}"),
+        "address": "http://127.0.0.1:9",
         "api_key": "fake",
         "capacity": {"cpu_cores": 1, "pipelines_running": 0, "max_pipelines": 10}
     })

@@ -741,7 +741,9 @@ async fn openapi_matches_a_live_ensemble() {
             .await
             .unwrap(),
     );
+    // A heartbeat presents the key the worker registered with (fake_worker's).
     let hb = api
+        .with_key(Some("fake"))
         .post(
             &format!("{workers}/doc-fake/heartbeat"),
             &json!({"events_processed": 1, "pipelines_running": 0}),

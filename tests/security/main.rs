@@ -5,6 +5,12 @@
 //! - [`log_limits`]: oversized registrations and specs are refused before they reach the log,
 //!   and writes keep committing while they arrive.
 //! - [`tls`]: HTTPS, mutual TLS, peer certificates, SIGHUP reload, a TLS ensemble.
+//! - [`worker_identity`]: worker ids bound to their keys (takeover, stranger drains, SSRF
+//!   addresses, path-unsafe ids, the join token, self-deregistration at SIGTERM).
+//! - [`deploys`]: only the connectors a pipeline uses are shipped; a 300-pipeline group deploys
+//!   a few calls at a time in bounded leader memory; 10,000 pipelines are refused.
+//! - [`secrets`]: connector secrets redacted in answers, owner-only Raft files, a client-set
+//!   `x-varpulis-forwarded-by` header.
 //! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
 //!   chunks while writes keep committing.
 //!
@@ -14,7 +20,10 @@
 mod harness;
 
 mod common;
+mod deploys;
 mod log_limits;
 mod raft_rpcs;
+mod secrets;
 mod snapshots;
+mod worker_identity;
 mod tls;

@@ -84,6 +84,9 @@ codes! {
     ConnectorExists = "connector_exists", 409;
     /// A migration with this id exists.
     MigrationExists = "migration_exists", 409;
+    /// The worker id is registered with another key and is alive (or the caller is not an
+    /// operator allowed to take a dead id over).
+    WorkerIdTaken = "worker_id_taken", 409;
     /// The worker status transition is not allowed.
     InvalidTransition = "invalid_transition", 409;
     /// The command was decided against an older placement epoch.
@@ -112,6 +115,8 @@ codes! {
     LimitExceeded = "limit_exceeded", 413;
     /// The body is of a type the route does not take.
     UnsupportedMediaType = "unsupported_media_type", 415;
+    /// The client sent more writes than its rate limit allows (the answer has `Retry-After`).
+    TooManyRequests = "too_many_requests", 429;
     /// The leader is known but unreachable from this node (the body names it).
     NotLeader = "not_leader", 421;
     /// One event of a pipeline went over a program budget (steps, memory, outputs): refused.
@@ -133,6 +138,8 @@ codes! {
     Unavailable = "unavailable", 503;
     /// No worker can take a pipeline now.
     NoWorkerAvailable = "no_worker_available", 503;
+    /// The node serves as many connections as it may; retry shortly.
+    Overloaded = "overloaded", 503;
     /// The node cannot serve yet (`/ready`).
     NotReady = "not_ready", 503;
     /// The worker is draining and takes no new pipelines.

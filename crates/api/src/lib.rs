@@ -11,6 +11,7 @@ pub mod events;
 pub mod nats;
 pub mod pagination;
 pub mod raft;
+pub mod redact;
 pub mod worker;
 
 pub use error::{Code, ErrorBody};

@@ -65,6 +65,9 @@ pub struct Args {
     /// Most rebalance moves in flight at once [default: 2]
     #[arg(long, value_name = "N")]
     rebalance_max_moves: Option<usize>,
+    /// Most deploy calls to workers in flight at once on the leader [default: 4]
+    #[arg(long, value_name = "N")]
+    deploy_concurrency: Option<usize>,
     /// Every coordinator of the Raft group, this one included (node ids are 1-based positions)
     #[arg(
         long,
@@ -148,6 +151,7 @@ impl Args {
             checkpoint_interval => checkpoint_interval, raft_peers => peers,
             auto_rebalance => auto_rebalance, failure_detector => failure_detector,
             phi_threshold => phi_threshold, rebalance_max_moves => rebalance_max_moves,
+            deploy_concurrency => deploy_concurrency,
             raft_heartbeat_ms => raft_heartbeat_ms, raft_election_min_ms => raft_election_min_ms,
             raft_election_max_ms => raft_election_max_ms, body_limit => body_limit,
             transport => transport,

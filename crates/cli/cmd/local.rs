@@ -12,7 +12,9 @@
 //!
 //! The coordinators authenticate their Raft RPCs with a peer secret generated at random for
 //! each run ([`peer_secret`]) and handed to them in `VARPULIS_PEER_SECRET` (the environment, not
-//! the command line, which other local users can read); workers never see it.
+//! the command line, which other local users can read); workers never see it. Workers join
+//! with a join token generated the same way (`VARPULIS_WORKER_TOKEN` of every child), so no
+//! other local process can register a worker with the ensemble.
 //!
 //! With `--tls`, a throwaway CA is generated for the run (rcgen, [`TlsDir`]) under
 //! `<data-dir>/tls/`: coordinators and workers serve HTTPS only with leaves it signed and verify
@@ -249,11 +251,13 @@ async fn run_ensemble(
     let peers = coord_urls.join(",");
     let mut children: Vec<Managed> = Vec::new();
     let secret = peer_secret();
+    let join_token = peer_secret();
 
     let spawned = spawn_all(
         args,
         tls.as_ref(),
         &secret,
+        &join_token,
         &exe,
         coord_ports,
         worker_ports,
@@ -291,6 +295,7 @@ fn spawn_all(
     args: &Args,
     tls: Option<&TlsDir>,
     peer_secret: &str,
+    join_token: &str,
     exe: &Path,
     coord_ports: &[u16],
     worker_ports: &[u16],
@@ -331,7 +336,10 @@ fn spawn_all(
             &name,
             &format!("{scheme}://127.0.0.1:{port}"),
             &cmd_args,
-            &[("VARPULIS_PEER_SECRET", peer_secret)],
+            &[
+                ("VARPULIS_PEER_SECRET", peer_secret),
+                ("VARPULIS_WORKER_TOKEN", join_token),
+            ],
             log_dir,
         )?);
     }
@@ -359,7 +367,8 @@ fn spawn_all(
         if let Some(tls) = tls {
             cmd_args.extend(tls.args(&tls.worker));
         }
-        children.push(spawn(exe, &id, &url, &cmd_args, &[], log_dir)?);
+        let env = [("VARPULIS_WORKER_TOKEN", join_token)];
+        children.push(spawn(exe, &id, &url, &cmd_args, &env, log_dir)?);
     }
     Ok(())
 }

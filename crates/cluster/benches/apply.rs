@@ -17,6 +17,7 @@ fn reg(i: usize) -> Command {
         max_pipelines: 100,
         labels: Default::default(),
         now_ms: 1,
+        takeover: None,
     })
 }
 

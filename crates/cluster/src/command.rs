@@ -38,6 +38,12 @@ pub struct RegisterWorker {
     pub labels: BTreeMap<String, String>,
     /// Leader's clock.
     pub now_ms: u64,
+    /// How the key binding of a known id is checked ([`crate::identity`]): `None` (commands
+    /// written before worker identity existed) replaces the key as before; `Some(false)`
+    /// refuses another key ([`crate::Error::WorkerIdTaken`]); `Some(true)` is an operator's
+    /// takeover, allowed only while the id is not alive (unhealthy or dead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<bool>,
 }
 
 impl RegisterWorker {
@@ -51,6 +57,7 @@ impl RegisterWorker {
             max_pipelines: req.capacity.max_pipelines,
             labels: req.labels.clone(),
             now_ms,
+            takeover: Some(false),
         }
     }
 }

@@ -27,6 +27,9 @@ pub enum Error {
     /// No worker with this id is registered.
     #[error("worker '{0}' not found")]
     UnknownWorker(String),
+    /// The worker id is bound to another key (`crate::identity`).
+    #[error("{0}")]
+    WorkerIdTaken(String),
     /// No pipeline group with this id (or name) exists.
     #[error("pipeline group '{0}' not found")]
     UnknownGroup(String),
@@ -169,6 +172,7 @@ impl Error {
             Error::InvalidSpec(_) => Code::InvalidSpec,
             Error::InvalidConnector(_) => Code::InvalidConnector,
             Error::UnknownWorker(_) => Code::WorkerNotFound,
+            Error::WorkerIdTaken(_) => Code::WorkerIdTaken,
             Error::UnknownGroup(_) => Code::GroupNotFound,
             Error::UnknownPlacement { .. } => Code::PlacementNotFound,
             Error::UnknownConnector(_) => Code::ConnectorNotFound,

@@ -19,6 +19,7 @@ pub mod command;
 pub mod connector;
 pub mod error;
 pub mod group;
+pub mod identity;
 pub mod limits;
 pub mod migration;
 pub mod placement;

@@ -611,6 +611,7 @@ mod tests {
             max_pipelines: 10,
             labels: BTreeMap::new(),
             now_ms: 1,
+            takeover: None,
         }
     }
 

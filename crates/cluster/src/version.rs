@@ -300,6 +300,7 @@ mod tests {
             max_pipelines: 10,
             labels: Default::default(),
             now_ms: 1,
+            takeover: None,
         });
         assert!(s.apply(&reg).is_ok());
         let create = Command::CreateGroup {

@@ -196,6 +196,7 @@ mod tests {
                 max_pipelines: 100,
                 labels: Default::default(),
                 now_ms: 1,
+                takeover: None,
             }));
             assert!(r.is_ok());
         }

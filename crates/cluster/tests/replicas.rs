@@ -86,6 +86,7 @@ fn raw_command() -> impl Strategy<Value = Command> {
                     BTreeMap::new()
                 },
                 now_ms: 7,
+                takeover: None,
             })
         }),
         worker_id().prop_map(|worker_id| Command::DeregisterWorker { worker_id }),

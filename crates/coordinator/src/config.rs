@@ -132,6 +132,9 @@ pub struct CoordinatorConfig {
     pub auto_failover: bool,
     /// Most rebalance moves in flight at once (default 2); the rest wait for the next round.
     pub rebalance_max_moves: usize,
+    /// Most deploy calls to workers in flight at once on the leader (default 4): a group of 300
+    /// pipelines is deployed 4 at a time, whatever sent it (create, reconciler, rollout).
+    pub deploy_concurrency: usize,
     /// Base URLs of every coordinator of the Raft group, this node included; empty = group of one.
     pub peers: Vec<String>,
     /// This node's Raft id (1-based position in `peers` when absent).
@@ -192,6 +195,7 @@ impl Default for CoordinatorConfig {
             phi_threshold: 8.0,
             auto_failover: true,
             rebalance_max_moves: 2,
+            deploy_concurrency: 4,
             peers: Vec::new(),
             node_id: None,
             advertise_address: None,
@@ -389,6 +393,9 @@ impl CoordinatorConfig {
                 "phi threshold must be a positive number, got {}",
                 self.phi_threshold
             ));
+        }
+        if self.deploy_concurrency == 0 {
+            return invalid("deploy_concurrency must be at least 1".into());
         }
         if self.rebalance_max_moves == 0 {
             return invalid("rebalance_max_moves must be at least 1".into());

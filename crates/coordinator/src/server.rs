@@ -48,8 +48,15 @@ pub async fn run(
         &tls_settings,
         server_tls.as_ref().map(|s| s.keys()),
     )?;
+    let created = !data_dir.exists();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
+    if created {
+        // It holds the replicated state, secrets included (docs/security.md): owner only. A
+        // directory the operator made keeps its mode; `<data-dir>/raft` is private either way.
+        varpulis_raft::private_dir::make_dir_private(&data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot restrict data dir {}: {e}", data_dir.display()))?;
+    }
 
     let mut raft_config = RaftConfig::new(node_id, data_dir.clone(), peers.clone());
     raft_config.api_key = config.api_key.clone();
@@ -106,8 +113,9 @@ pub async fn run(
     }
     if config.worker_token.is_none() {
         tracing::warn!(
-            "no --worker-token set: any process that can reach this node may register as a worker \
-             (set VARPULIS_WORKER_TOKEN to require a join token)"
+            "no --worker-token set: any process that can reach this node may register a new worker \
+             id (known ids stay bound to their keys; set VARPULIS_WORKER_TOKEN to require a join \
+             token)"
         );
     }
 
@@ -116,7 +124,12 @@ pub async fn run(
         config.tls_peer_name.clone(),
     );
     let app = crate::http::router(state.clone()).merge(raft_routes);
-    let app = crate::http::console::attach(app, state.clone());
+    let app = crate::http::console::attach(app, state.clone()).layer(
+        axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::proxy::strip_untrusted_forward,
+        ),
+    );
     let mut tasks = JoinSet::new();
     tasks.spawn(sweep::run(leader.clone(), token.clone()));
     tasks.spawn(reconciler::run(leader.clone(), token.clone()));

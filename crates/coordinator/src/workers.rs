@@ -15,6 +15,11 @@
 //!
 //! Every answer carries the coordinators of the ensemble (discovery) and the worker's lease
 //! (`lease_ms`, see `LeaderSettings::lease` and docs/coordinator.md "Leases and fencing").
+//!
+//! Identity ([`varpulis_cluster::identity`], docs/security.md): a worker id is bound to the key
+//! it registered with. Heartbeats, checkpoint pushes and the worker's own deregistration must
+//! present that key (`x-api-key`, [`authorize_worker`]); a registration of a known id with
+//! another key is refused (409 `worker_id_taken`) unless an operator takes over a dead id.
 
 use tokio::time::Instant;
 use varpulis_api::cluster::{
@@ -24,8 +29,54 @@ use varpulis_cluster::command::RegisterWorker;
 use varpulis_cluster::registry::WorkerStatus;
 use varpulis_cluster::{Command, Outcome};
 
+use crate::auth::secret_matches;
+use crate::error::ApiError;
 use crate::leader::context::LeaderCtx;
 use crate::leader::error::LeaderError;
+
+/// The credentials a worker route was called with.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The `x-api-key` presented (the worker's own key, or the cluster API key).
+    pub key: Option<String>,
+    /// `?force=true` on a registration: an operator takes over an unhealthy or dead id.
+    pub force: bool,
+}
+
+impl Caller {
+    /// Whether the caller holds the cluster API key (anyone does when none is configured:
+    /// then every operator route is open too).
+    pub fn is_operator(&self, cluster_key: Option<&str>) -> bool {
+        match cluster_key {
+            Some(expected) => secret_matches(self.key.as_deref(), expected),
+            None => true,
+        }
+    }
+}
+
+/// Checks that `presented` is the key worker `id` registered with (no check for a worker that
+/// registered without a key: it has no identity to protect). Unknown id → not found.
+pub fn authorize_worker(
+    ctx: &LeaderCtx,
+    id: &str,
+    presented: Option<&str>,
+) -> Result<(), ApiError> {
+    let verdict = ctx.store.read(|s| {
+        s.worker(id).map(|w| {
+            w.api_key.is_empty()
+                || presented.is_some_and(|p| varpulis_cluster::identity::key_matches(p, &w.api_key))
+        })
+    });
+    match verdict {
+        None => Err(ApiError::NotFound(format!(
+            "worker '{id}' is not registered"
+        ))),
+        Some(true) => Ok(()),
+        Some(false) => Err(ApiError::Unauthorized(
+            "missing or wrong x-api-key: this worker id is bound to the key it registered with",
+        )),
+    }
+}
 
 /// A registration's answer, and whether the worker is new (HTTP answers 201 then, else 200).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,13 +88,28 @@ pub struct Registered {
 }
 
 /// Registers (or re-registers) a worker through Raft, wrapped with the idempotency key if any.
+///
+/// The id and the address are checked strictly first (400); a known id with another key is
+/// refused (409 `worker_id_taken`) unless `caller` is an operator forcing the takeover of an
+/// id that is not alive. The state machine checks the binding again when it applies the
+/// command, so two racing registrations cannot both bind the id.
 pub async fn register(
     ctx: &LeaderCtx,
     req: RegisterWorkerRequest,
     idempotency_key: Option<String>,
-) -> Result<Registered, LeaderError> {
+    caller: &Caller,
+    cluster_key: Option<&str>,
+) -> Result<Registered, ApiError> {
+    use varpulis_cluster::identity;
+    identity::check_worker_id(&req.worker_id)?;
+    identity::check_address(&req.address)?;
+    if caller.force && !caller.is_operator(cluster_key) {
+        return Err(ApiError::Unauthorized(
+            "?force=true (taking over a worker id) needs the cluster API key in x-api-key",
+        ));
+    }
     let worker_id = req.worker_id.clone();
-    let command = Command::RegisterWorker(RegisterWorker {
+    let command = RegisterWorker {
         worker_id: req.worker_id,
         address: crate::config::normalize_url(&req.address),
         api_key: req.api_key,
@@ -51,7 +117,21 @@ pub async fn register(
         max_pipelines: req.capacity.max_pipelines,
         labels: req.labels,
         now_ms: ctx.now_ms(),
-    });
+        takeover: Some(caller.force),
+    };
+    // Refuse before proposing: a refused takeover must not reach the log.
+    ctx.store
+        .read(|s| match s.worker(&command.worker_id) {
+            Some(w) => identity::check_rebinding(w, &command),
+            None => Ok(()),
+        })
+        .map_err(LeaderError::from)?;
+    let taken_over = caller.force
+        && ctx.store.read(|s| {
+            s.worker(&command.worker_id)
+                .is_some_and(|w| !identity::key_matches(&command.api_key, &w.api_key))
+        });
+    let command = Command::RegisterWorker(command);
     let outcome = ctx.store.write_keyed(command, idempotency_key).await?;
     let created = matches!(outcome, Outcome::WorkerRegistered { created: true, .. });
     ctx.liveness
@@ -60,6 +140,9 @@ pub async fn register(
         ctx.rebalance.request();
     }
     ctx.reconcile.notify_one();
+    if taken_over {
+        tracing::warn!(worker_id = %worker_id, "worker id taken over by an operator (new key)");
+    }
     tracing::info!(worker_id = %worker_id, created, "worker registered");
     Ok(Registered {
         response: RegisterWorkerResponse {
@@ -74,25 +157,28 @@ pub async fn register(
 }
 
 /// Parses a heartbeat body (an empty body is a heartbeat with no figures).
-pub fn parse_heartbeat(body: &[u8]) -> Result<HeartbeatRequest, LeaderError> {
+pub fn parse_heartbeat(body: &[u8]) -> Result<HeartbeatRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(HeartbeatRequest::default());
     }
     serde_json::from_slice(body)
-        .map_err(|e| LeaderError::Invalid(format!("invalid heartbeat body: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("invalid heartbeat body: {e}")))
 }
 
 /// Handles a heartbeat on the leader (another node answers where the leader is). Unknown
-/// worker → not found (the worker registers again).
+/// worker → not found (the worker registers again); a key other than the worker's → 401 (a
+/// stranger cannot drain a worker or keep a dead one alive).
 pub async fn heartbeat(
     ctx: &LeaderCtx,
     id: &str,
     req: HeartbeatRequest,
-) -> Result<HeartbeatResponse, LeaderError> {
+    presented_key: Option<&str>,
+) -> Result<HeartbeatResponse, ApiError> {
     // Forwarded here but leadership moved on: tell the worker where to go.
     ctx.store.ensure_leader()?;
+    authorize_worker(ctx, id, presented_key)?;
     let Some(status) = ctx.store.read(|s| s.worker(id).map(|w| w.status)) else {
-        return Err(LeaderError::NotFound(format!(
+        return Err(ApiError::NotFound(format!(
             "worker '{id}' is not registered"
         )));
     };

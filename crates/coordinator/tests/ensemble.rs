@@ -219,8 +219,10 @@ async fn start_worker() -> (String, FakeWorker, JoinHandle<()>) {
     (url, worker, task)
 }
 
+/// A registration whose key is the cluster's: this test client sends `KEY` on every call, and a
+/// heartbeat must present the key its worker registered with.
 fn register_body(id: &str, address: &str) -> Value {
-    json!({"worker_id": id, "address": address, "api_key": "wkey",
+    json!({"worker_id": id, "address": address, "api_key": KEY,
            "capacity": {"cpu_cores": 2, "pipelines_running": 0, "max_pipelines": 10}})
 }
 
@@ -230,6 +232,7 @@ fn heartbeat_loop(http: reqwest::Client, url: String, id: String) -> JoinHandle<
         loop {
             let _ = http
                 .post(format!("{url}/api/v1/cluster/workers/{id}/heartbeat"))
+                .header("x-api-key", KEY)
                 .json(&json!({"events_processed": 1, "pipelines_running": 1}))
                 .send()
                 .await;

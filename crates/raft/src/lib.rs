@@ -23,6 +23,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod peer_log;
+pub mod private_dir;
 pub mod routes;
 pub mod state_machine;
 pub mod types;

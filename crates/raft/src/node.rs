@@ -303,6 +303,13 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Raft(format!("sled open task: {e}")))?
             .map_err(|e| Error::Config(format!("cannot open sled at {}: {e}", dir.display())))?;
+        // The state holds secrets in clear (connector params, worker keys): owner only.
+        crate::private_dir::make_private(&dir).map_err(|e| {
+            Error::Config(format!(
+                "cannot restrict {} to its owner: {e}",
+                dir.display()
+            ))
+        })?;
 
         let log_store = LogStore::open(&db)?.with_max_append_bytes(config.max_append_bytes);
         let fresh = log_store.is_fresh()?;

@@ -488,6 +488,7 @@ mod tests {
             max_pipelines: 1,
             labels: BTreeMap::new(),
             now_ms: 1,
+            takeover: None,
         });
         assert!(state.apply(&cmd).response.result.is_ok());
         state

@@ -502,6 +502,7 @@ async fn concurrent_writes_share_log_entries_and_get_their_own_answers() {
                 max_pipelines: 1,
                 labels: BTreeMap::new(),
                 now_ms: 1,
+                takeover: None,
             });
             // Every other write carries an idempotency key: keyed commands batch too.
             let cmd = if i % 2 == 0 {
@@ -724,6 +725,7 @@ async fn commands_over_the_limits_are_answered_without_being_proposed() {
         max_pipelines: 1,
         labels,
         now_ms: 1,
+        takeover: None,
     });
     let err = node
         .node

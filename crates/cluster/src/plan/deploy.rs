@@ -107,6 +107,7 @@ pub fn deploy_job(
         ),
     };
     let id = pipeline_id(group_id, pipeline, replica, at.epoch);
+    let connectors = connectors_used(s, &source);
     Some(DeployJob {
         group_id: group.id.clone(),
         group_name: group.name.clone(),
@@ -117,7 +118,7 @@ pub fn deploy_job(
         request: DeployPipelineRequest {
             name: format!("{}/{}", group.name, pipeline),
             source,
-            connectors: connectors(s),
+            connectors,
             checkpoint,
             id: Some(id),
             epoch: Some(at.epoch),
@@ -166,7 +167,34 @@ pub fn pending_deploys(s: &ClusterState, group_id: &str, mqtt_url: Option<&str>)
 
 /// Every connector of the registry, in the shape workers take.
 pub fn connectors(s: &ClusterState) -> BTreeMap<String, ConnectorParams> {
+    select_connectors(s, |_| true)
+}
+
+/// The connectors of the registry that `source` may use, in the shape workers take: those whose
+/// name appears in it as an identifier (a VPL `.from(Name, …)`/`.to(Name)` names the connector
+/// by its identifier). Conservative: a name that only appears in a comment or a string is
+/// shipped too, but a connector the program uses is never left out. Workers get no other
+/// connector's parameters (secrets included), and a deploy's size follows its program, not the
+/// registry.
+pub fn connectors_used(s: &ClusterState, source: &str) -> BTreeMap<String, ConnectorParams> {
+    let idents = identifiers(source);
+    select_connectors(s, |name| idents.contains(name))
+}
+
+/// The identifiers of `source` (ASCII letters, digits, `_`; not starting with a digit).
+fn identifiers(source: &str) -> std::collections::BTreeSet<&str> {
+    source
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty() && !w.starts_with(|c: char| c.is_ascii_digit()))
+        .collect()
+}
+
+fn select_connectors(
+    s: &ClusterState,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeMap<String, ConnectorParams> {
     s.connectors()
+        .filter(|c| keep(&c.name))
         .map(|c| {
             (
                 c.name.clone(),
@@ -233,6 +261,18 @@ pub fn route_topics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_split_a_program_into_names() {
+        let ids = identifiers("stream S = A.from(Plant, topic: \"a/b\")\n  .to(Out_2) # 3x");
+        for name in [
+            "stream", "S", "A", "from", "Plant", "topic", "a", "b", "to", "Out_2",
+        ] {
+            assert!(ids.contains(name), "{name}");
+        }
+        assert!(!ids.contains("Plan"));
+        assert!(!ids.contains("3x"));
+    }
 
     #[test]
     fn pipeline_ids_are_stable_and_url_safe() {

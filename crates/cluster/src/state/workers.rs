@@ -26,6 +26,7 @@ impl ClusterState {
         }
         let (created, status) = match self.workers.get_mut(&r.worker_id) {
             Some(w) => {
+                crate::identity::check_rebinding(w, r)?;
                 w.address.clone_from(&r.address);
                 w.api_key.clone_from(&r.api_key);
                 w.cpu_cores = r.cpu_cores;

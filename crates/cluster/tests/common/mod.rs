@@ -26,6 +26,7 @@ pub fn reg_with(id: &str, max_pipelines: u32, labels: &[(&str, &str)]) -> Comman
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         now_ms: 1_000,
+        takeover: None,
     })
 }
 

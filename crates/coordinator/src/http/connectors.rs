@@ -1,4 +1,7 @@
 //! `/api/v1/cluster/connectors`: the connector registry VPL refers to by name.
+//!
+//! Answers show secret parameters as `<redacted>` (`varpulis_api::redact`); a `PUT` that sends
+//! `<redacted>` back keeps the stored value. The workers get the real values in deploys.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -33,7 +36,7 @@ pub async fn create(
         .write_keyed(Command::CreateConnector { spec: spec.clone() }, key)
         .await?;
     let (_, stored) = saved(outcome, spec);
-    Ok((StatusCode::CREATED, Json(stored)).into_response())
+    Ok((StatusCode::CREATED, Json(stored.redacted())).into_response())
 }
 
 /// `GET /api/v1/cluster/connectors`.
@@ -41,7 +44,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Json<ConnectorList> {
-    let all: Vec<ConnectorSpec> = state.read(|s| s.connectors().cloned().collect());
+    let all: Vec<ConnectorSpec> = state.read(|s| s.connectors().map(|c| c.redacted()).collect());
     let (connectors, total, pagination) = page.apply(all);
     Json(ConnectorList {
         connectors,
@@ -56,7 +59,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<ConnectorSpec>, ApiError> {
     state
-        .read(|s| s.connector(&name).cloned())
+        .read(|s| s.connector(&name).map(ConnectorSpec::redacted))
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("connector '{name}' not found")))
 }
@@ -78,12 +81,15 @@ pub async fn update(
         )));
     }
     let key = idempotency_key(&headers)?;
+    if let Some(stored) = state.read(|s| s.connector(&name).cloned()) {
+        spec.restore_redacted(&stored);
+    }
     let outcome = state
         .leader
         .store
         .write_keyed(Command::UpdateConnector { spec: spec.clone() }, key)
         .await?;
-    Ok(Json(saved(outcome, spec).1))
+    Ok(Json(saved(outcome, spec).1.redacted()))
 }
 
 /// `DELETE /api/v1/cluster/connectors/{name}`: `{"deleted": true}`.

@@ -24,7 +24,7 @@ pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::http::error::{json_errors, not_found};
@@ -36,10 +36,7 @@ const GROUPS: &str = "/api/v1/cluster/pipeline-groups";
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/cluster/workers", get(workers::list))
-        .route(
-            "/api/v1/cluster/workers/{id}",
-            get(workers::get).delete(workers::delete),
-        )
+        .route("/api/v1/cluster/workers/{id}", get(workers::get))
         .route(GROUPS, post(groups::create).get(groups::list))
         .route(
             &format!("{GROUPS}/{{id}}"),
@@ -119,12 +116,22 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_worker_token,
         ));
+    // A deregistration comes from an operator (cluster API key) or from the worker itself (its
+    // own key): the worker's graceful shutdown deregisters with the key it registered with.
+    let deregistration = Router::new()
+        .route("/api/v1/cluster/workers/{id}", delete(workers::delete))
+        .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            auth::require_operator_or_worker,
+        ));
     let open = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready));
     Router::new()
         .merge(api)
         .merge(worker_routes)
+        .merge(deregistration)
         .merge(open)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.body_limit))

@@ -7,6 +7,11 @@
 //! Leader known but unreachable → 421 `not_leader`; no leader (after a short wait for an election)
 //! → 503 with `Retry-After`. Inject routes work on any node and are not forwarded. Reads are local;
 //! `?consistent=true` first confirms leadership (`ensure_linearizable`) or is forwarded.
+//!
+//! `x-varpulis-forwarded-by` is trusted only between peers: with a peer secret configured, the
+//! forwarding node also sends `x-varpulis-peer-secret` and a request without it has the header
+//! stripped (a client that sets it gets its request handled as any other); without a peer secret,
+//! only a value naming another node id counts (docs/security.md).
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -15,8 +20,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::{Duration, Instant};
 use varpulis_api::{APPLIED_INDEX_HEADER, FORWARDED_BY_HEADER};
-use varpulis_raft::WriteError;
+use varpulis_raft::{WriteError, PEER_SECRET_HEADER};
 
+use crate::auth::secret_matches;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::node::AppState;
@@ -50,9 +56,46 @@ fn wants_consistent(req: &Request) -> bool {
     })
 }
 
+/// Whether `req` was forwarded by a peer (see the module doc); strips an untrusted
+/// `x-varpulis-forwarded-by` so that the handler and any further hop never see it.
+fn peer_forwarded(state: &AppState, req: &mut Request) -> bool {
+    let Some(value) = req.headers().get(FORWARDED_BY_HEADER) else {
+        return false;
+    };
+    let trusted = match state.config.peer_secret.as_deref() {
+        Some(secret) => secret_matches(
+            req.headers()
+                .get(PEER_SECRET_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            secret,
+        ),
+        None => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|id| id != state.node_id),
+    };
+    if !trusted {
+        req.headers_mut().remove(FORWARDED_BY_HEADER);
+    }
+    trusted
+}
+
+/// Outermost middleware of the whole router (`server::run`): strips an untrusted
+/// `x-varpulis-forwarded-by` before anything (the console's origin guard, the leader gate)
+/// looks at it.
+pub async fn strip_untrusted_forward(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    peer_forwarded(&state, &mut req);
+    next.run(req).await
+}
+
 /// Middleware on the API routes: forwards writes to the leader, makes `?consistent=true` reads linearizable.
-pub async fn leader_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let forwarded = req.headers().contains_key(FORWARDED_BY_HEADER);
+pub async fn leader_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let forwarded = peer_forwarded(&state, &mut req);
     let is_read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if is_read {
         if !wants_consistent(&req) {
@@ -168,6 +211,15 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
         HeaderName::from_static(FORWARDED_BY_HEADER),
         HeaderValue::from(state.node_id),
     );
+    headers.remove(PEER_SECRET_HEADER);
+    if let Some(secret) = state.config.peer_secret.as_deref() {
+        match HeaderValue::from_str(secret) {
+            Ok(v) => {
+                headers.insert(HeaderName::from_static(PEER_SECRET_HEADER), v);
+            }
+            Err(_) => tracing::warn!("the peer secret is not a valid header value"),
+        }
+    }
     Metrics::inc(&state.metrics().proxied_requests);
     let send = || {
         state

@@ -79,6 +79,8 @@ pub struct LeaderSettings {
     pub auto_rebalance: bool,
     /// Rebalance moves per round.
     pub rebalance_max_moves: usize,
+    /// Deploy calls in flight at once.
+    pub deploy_concurrency: usize,
     /// MQTT broker shipped to workers for inter-pipeline routes.
     pub mqtt_url: Option<String>,
 }
@@ -97,6 +99,7 @@ impl LeaderSettings {
             auto_failover: config.auto_failover,
             auto_rebalance: config.auto_rebalance,
             rebalance_max_moves: config.rebalance_max_moves,
+            deploy_concurrency: config.deploy_concurrency,
             mqtt_url: config.mqtt_url.clone(),
         }
     }
@@ -156,6 +159,9 @@ pub struct LeaderCtx {
     ids: IdSource,
     /// Groups whose rolling update a task of this node is driving.
     driving: Arc<Mutex<BTreeSet<String>>>,
+    /// Bounds the deploy calls in flight (`deploy_concurrency`): a large group must not open
+    /// hundreds of requests (and their bodies) at once.
+    pub deploys: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for LeaderCtx {
@@ -181,6 +187,9 @@ impl LeaderCtx {
             rebalance: Arc::default(),
             reconcile: Arc::default(),
             metrics,
+            deploys: Arc::new(tokio::sync::Semaphore::new(
+                settings.deploy_concurrency.max(1),
+            )),
             settings: Arc::new(settings),
             clock: Arc::new(system_now_ms),
             ids: Arc::new(|| uuid::Uuid::new_v4().to_string()),

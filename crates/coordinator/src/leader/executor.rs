@@ -135,6 +135,12 @@ pub async fn start_migration(
 
 /// Sends a deploy to its worker; returns the pipeline id it runs under, or why not.
 pub async fn deploy(ctx: &LeaderCtx, job: &DeployJob) -> Result<String, String> {
+    // At most `deploy_concurrency` calls in flight on this leader; the semaphore is never closed.
+    let _permit = ctx
+        .deploys
+        .acquire()
+        .await
+        .map_err(|_| "the leader is shutting down".to_string())?;
     let worker =
         worker(ctx, &job.worker_id).ok_or_else(|| format!("worker '{}' is gone", job.worker_id))?;
     ctx.workers

@@ -106,7 +106,8 @@ impl Sim {
             labels: Default::default(),
             running_pipelines: Vec::new(),
         };
-        varpulis_coordinator::workers::register(self.leader(), req, None)
+        let caller = varpulis_coordinator::workers::Caller::default();
+        varpulis_coordinator::workers::register(self.leader(), req, None, &caller, None)
             .await
             .unwrap();
     }
@@ -119,6 +120,7 @@ impl Sim {
                 self.leader(),
                 id,
                 HeartbeatRequest::default(),
+                Some(&format!("key-{id}")),
             )
             .await
             .unwrap();

@@ -336,6 +336,7 @@ mod tests {
             max_pipelines: 10,
             labels: Default::default(),
             now_ms: 1,
+            takeover: None,
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use varpulis_api::cluster::RegisterWorkerRequest;
 use varpulis_api::nats::{HEARTBEAT_WILDCARD, PREFIX, REGISTER_SUBJECT, STATUS_HEADER};
-use varpulis_api::WORKER_TOKEN_HEADER;
+use varpulis_api::{API_KEY_HEADER, WORKER_TOKEN_HEADER};
 
 use crate::error::ApiError;
 use crate::node::AppState;
@@ -116,19 +116,32 @@ async fn answer(
     state: &AppState,
     msg: &async_nats::Message,
 ) -> Result<(u16, serde_json::Result<Vec<u8>>), ApiError> {
-    let presented = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(WORKER_TOKEN_HEADER))
-        .map(|v| v.as_str());
-    crate::auth::check_worker_token(state.config.worker_token.as_deref(), presented)?;
+    let header = |name: &str| {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let presented = header(WORKER_TOKEN_HEADER);
+    crate::auth::check_worker_token(state.config.worker_token.as_deref(), presented.as_deref())?;
+    let caller = workers::Caller {
+        key: header(API_KEY_HEADER),
+        force: false,
+    };
     let subject = msg.subject.as_str();
     if subject == REGISTER_SUBJECT {
         let mut req: RegisterWorkerRequest = serde_json::from_slice(&msg.payload)
             .map_err(|e| ApiError::BadRequest(format!("invalid registration: {e}")))?;
         req.labels
             .insert(TRANSPORT_LABEL.to_string(), "nats".to_string());
-        let registered = workers::register(&state.leader, req, None).await?;
+        let registered = workers::register(
+            &state.leader,
+            req,
+            None,
+            &caller,
+            state.config.api_key.as_deref(),
+        )
+        .await?;
         let status = if registered.created {
             StatusCode::CREATED
         } else {
@@ -142,6 +155,6 @@ async fn answer(
         .filter(|id| !id.is_empty() && !id.contains('.'))
         .ok_or_else(|| ApiError::NotFound(format!("no handler for subject `{subject}`")))?;
     let req = workers::parse_heartbeat(&msg.payload)?;
-    let answer = workers::heartbeat(&state.leader, worker_id, req).await?;
+    let answer = workers::heartbeat(&state.leader, worker_id, req, caller.key.as_deref()).await?;
     Ok((StatusCode::OK.as_u16(), serde_json::to_vec(&answer)))
 }

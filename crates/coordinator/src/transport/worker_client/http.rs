@@ -7,6 +7,35 @@ use varpulis_api::worker::BatchInjectRequest;
 use varpulis_api::API_KEY_HEADER;
 
 use super::call::{Answer, ByteStream, EventBatch, WorkerCall};
+
+/// Largest worker answer the coordinator reads (bytes). A worker's own budgets cap the output
+/// of one inject (`budget_exceeded`); this is the coordinator's backstop against a worker (old,
+/// misconfigured or hostile) answering with millions of events: the answer is refused with a
+/// clear error instead of being held in memory (docs/security.md, "Failing pipelines").
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads `response`'s body, refusing one over `max` bytes (announced or streamed).
+async fn read_capped(response: reqwest::Response, max: usize) -> Result<axum::body::Bytes, String> {
+    let too_large = || {
+        format!(
+            "the worker's answer is larger than {max} bytes (too many output events for one \
+             call?): refused; inject fewer events per call or lower the pipeline's output"
+        )
+    };
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| format!("answer cut short: {}", error_chain(&e)))?;
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
+}
 use super::{BoxFuture, WorkerClientConfig, WorkerRef, WorkerTransport};
 
 /// The HTTP transport: one pooled `reqwest` client for every worker.
@@ -100,10 +129,7 @@ impl WorkerTransport for HttpTransport {
             };
             let response = sent.map_err(|e| error_chain(&e))?;
             let status = response.status().as_u16();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| format!("answer cut short: {}", error_chain(&e)))?;
+            let body = read_capped(response, MAX_ANSWER_BYTES).await?;
             Ok(Answer { status, body })
         })
     }
