@@ -25,5 +25,5 @@ mod log_limits;
 mod raft_rpcs;
 mod secrets;
 mod snapshots;
-mod worker_identity;
 mod tls;
+mod worker_identity;

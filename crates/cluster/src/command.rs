@@ -38,7 +38,7 @@ pub struct RegisterWorker {
     pub labels: BTreeMap<String, String>,
     /// Leader's clock.
     pub now_ms: u64,
-    /// How the key binding of a known id is checked ([`crate::identity`]): `None` (commands
+    /// How the key binding of a known id is checked (the `identity` module): `None` (commands
     /// written before worker identity existed) replaces the key as before; `Some(false)`
     /// refuses another key ([`crate::Error::WorkerIdTaken`]); `Some(true)` is an operator's
     /// takeover, allowed only while the id is not alive (unhealthy or dead).

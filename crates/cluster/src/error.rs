@@ -27,7 +27,7 @@ pub enum Error {
     /// No worker with this id is registered.
     #[error("worker '{0}' not found")]
     UnknownWorker(String),
-    /// The worker id is bound to another key (`crate::identity`).
+    /// The worker id is bound to another key (the `identity` module).
     #[error("{0}")]
     WorkerIdTaken(String),
     /// No pipeline group with this id (or name) exists.
