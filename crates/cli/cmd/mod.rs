@@ -12,3 +12,4 @@ pub mod logging;
 pub mod manpages;
 pub mod run;
 pub mod server;
+pub mod snapshot;
