@@ -71,19 +71,34 @@ async fn leader_of(nodes: &[RaftNode]) -> RaftNode {
     }
 }
 
+/// Writes `cmd` through whichever node leads, retrying while leadership settles (a first
+/// election can be followed by a second one at start-up).
+async fn write_ok(nodes: &[RaftNode], cmd: Command) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let leader = leader_of(nodes).await;
+        match leader.write(cmd.clone()).await {
+            Ok(resp) => {
+                assert!(resp.is_ok(), "{resp:?}");
+                return;
+            }
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "write failed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_snapshot_under_writes_restores_into_a_new_group_with_its_exact_state() {
     let root = tempfile::tempdir().unwrap();
     let (ls, peers) = listeners(3).await;
     let source = group(&root.path().join("old"), ls, &peers).await;
-    let leader = leader_of(&source).await;
     for i in 0..60 {
-        assert!(leader
-            .write(connector(&format!("c{i}")))
-            .await
-            .unwrap()
-            .is_ok());
+        write_ok(&source, connector(&format!("c{i}"))).await;
     }
+    let leader = leader_of(&source).await;
     // Writes keep committing while the snapshot is taken.
     let writer = {
         let leader = leader.clone();
@@ -137,7 +152,7 @@ async fn a_snapshot_under_writes_restores_into_a_new_group_with_its_exact_state(
     assert!(restore_data_dir(&file, &new_root.join("x"), 4, &new_peers, false).is_err());
 
     let restored = group(&new_root, ls, &new_peers).await;
-    let new_leader = leader_of(&restored).await;
+    leader_of(&restored).await;
     for n in &restored {
         assert!(n.cluster_id() != leader.cluster_id());
         let view = n.metrics_view();
@@ -151,8 +166,8 @@ async fn a_snapshot_under_writes_restores_into_a_new_group_with_its_exact_state(
         );
     }
     // The new group commits writes and converges.
-    assert!(new_leader.write(connector("after")).await.unwrap().is_ok());
-    let target = new_leader.metrics_view().last_applied;
+    write_ok(&restored, connector("after")).await;
+    let target = leader_of(&restored).await.metrics_view().last_applied;
     for n in &restored {
         n.raft()
             .wait(Some(WAIT))
