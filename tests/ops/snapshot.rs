@@ -250,6 +250,10 @@ async fn backup_under_writes_restores_a_new_cluster_with_that_exact_state() {
             "{name} acked before the save is missing"
         );
     }
+    eprintln!(
+        "snapshot test: index {index}, {} connectors restored",
+        names.len()
+    );
     // The new cluster takes writes, through any node.
     let r = api
         .post(
