@@ -27,8 +27,11 @@ enum Command {
     /// Start a local ensemble: three coordinators, workers and an embedded MQTT broker.
     Local(cmd::local::Args),
     /// Operate a running cluster: status, workers, groups, inject, topology, connectors,
-    /// migrations, members, events.
+    /// migrations, members, events, snapshot.
     Cluster(cmd::cluster::Args),
+    /// Backup files, offline: verify one (`status`), or build a new cluster's data dir from one
+    /// (`restore`).
+    Snapshot(cmd::snapshot::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(cmd::completions::Args),
     /// Print the man page, or write one per command with --out-dir.
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Coordinator(args) => cmd::coordinator::run(*args),
         Command::Local(args) => cmd::local::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
+        Command::Snapshot(args) => cmd::snapshot::run(args),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
         Command::Man(args) => cmd::manpages::run(args, Cli::command()),
     };

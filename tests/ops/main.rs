@@ -15,6 +15,7 @@ mod examples;
 mod helm;
 mod monitoring;
 mod openapi;
+mod snapshot;
 
 use std::path::PathBuf;
 

@@ -38,6 +38,10 @@ pub struct RaftMetricsView {
     /// when it cannot be measured or from older nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_size_bytes: Option<u64>,
+    /// Id of the cluster (the same on every member; a restored cluster has a new one); absent
+    /// from older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 /// `POST /raft/add-learner`.

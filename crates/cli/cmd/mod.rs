@@ -12,4 +12,5 @@ pub mod logging;
 pub mod manpages;
 pub mod run;
 pub mod server;
+pub mod snapshot;
 pub mod tls;

@@ -77,6 +77,11 @@ pub struct Args {
     max_sequence_runs: Option<usize>,
     #[command(flatten)]
     tls: super::tls::ServerTlsArgs,
+    /// Serve Prometheus metrics on `GET /metrics` (the tutorial's production checklist flag).
+    /// Accepted for compatibility: metrics are always on, so it changes nothing.
+    #[arg(long)]
+    #[allow(dead_code)] // accepted only; see the doc comment
+    metrics: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -229,4 +234,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn metrics_flag_is_accepted() {
+        let parsed = Cli::try_parse_from(["server", "--metrics", "--port", "9001"]);
+        assert!(parsed.is_ok_and(|c| c.args.metrics && c.args.port == 9001));
+    }
 }

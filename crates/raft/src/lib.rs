@@ -9,6 +9,8 @@
 //! - [`node`]: [`RaftNode`], the handle the coordinator uses (write, read, leader, metrics).
 //! - [`join`]: joining a running group (`--join`): learner, catch up, voter.
 //! - [`batch`]: merges concurrent writes into one log entry (one fsync per batch).
+//! - [`snapshot_file`]: the backup file format (online snapshot, offline status);
+//!   [`restore`]: building a new cluster's data dir from one; [`cluster_id`]: whose it is.
 
 // openraft's own error types (StorageError, RPCError) are large by design and dictated by its
 // traits; boxing them at every storage helper would only add allocations on the I/O path.
@@ -16,6 +18,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod cluster_id;
 pub mod error;
 pub mod guard;
 pub mod join;
@@ -24,7 +27,9 @@ pub mod network;
 pub mod node;
 pub mod peer_log;
 pub mod private_dir;
+pub mod restore;
 pub mod routes;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;
 

@@ -3,7 +3,8 @@
 //! Layout (two trees of the node's sled database):
 //! - `raft_log`: one entry per key, the key is the log index as 8 big-endian bytes (so sled's
 //!   lexicographic order is the index order), the value is the JSON-encoded [`Entry`].
-//! - `raft_meta`: `vote`, `committed` and `last_purged` (JSON).
+//! - `raft_meta`: `vote`, `committed`, `last_purged` and, in a restored data dir, `cluster_id`
+//!   (JSON).
 //!
 //! Durability: `save_vote` and `append` flush the database (`flush_async`) before answering or
 //! before calling `log_io_completed`: a lost vote could let a node vote twice in a term (two
@@ -29,10 +30,13 @@ use crate::error::sto_err;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const LOG_TREE: &str = "raft_log";
-const META_TREE: &str = "raft_meta";
+pub(crate) const META_TREE: &str = "raft_meta";
 const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
+pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
+pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
+/// The cluster id written by `varpulis snapshot restore` (JSON string); absent otherwise
+/// ([`crate::cluster_id`]).
+pub(crate) const KEY_CLUSTER_ID: &[u8] = b"cluster_id";
 
 /// The Raft log in sled. Cheap to clone: clones share the same trees (the clone is also the
 /// log reader used by replication tasks).
@@ -82,6 +86,11 @@ impl LogStore {
         let vote: Option<Vote> = self.get_meta(KEY_VOTE, ErrorSubject::Vote)?;
         let purged: Option<LogId> = self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs)?;
         Ok(vote.is_none() && purged.is_none() && self.log.is_empty())
+    }
+
+    /// The cluster id stored in this database, if one was (a restored cluster's).
+    pub fn stored_cluster_id(&self) -> Result<Option<String>, StorageError> {
+        self.get_meta(KEY_CLUSTER_ID, ErrorSubject::Store)
     }
 
     fn get_meta<T: DeserializeOwned>(

@@ -274,6 +274,8 @@ struct Inner {
     /// `(applied index, state hash)` of the last `metrics_view`: hashing serializes the whole
     /// state, and the state only changes when the applied index does.
     hash_cache: std::sync::Mutex<Option<(Option<u64>, String)>>,
+    /// The cluster id ([`crate::cluster_id`]): stored by a restore, else derived from `peers`.
+    cluster_id: String,
 }
 
 /// Cloneable handle on a running Raft member.
@@ -313,6 +315,10 @@ impl RaftNode {
 
         let log_store = LogStore::open(&db)?.with_max_append_bytes(config.max_append_bytes);
         let fresh = log_store.is_fresh()?;
+        let cluster_id = match log_store.stored_cluster_id()? {
+            Some(id) => id,
+            None => crate::cluster_id::from_peers(&config.peers),
+        };
         let sm = StateMachine::open(&db)?;
         let shared = sm.shared();
         let applied_rx = sm.applied_index_watch();
@@ -378,6 +384,7 @@ impl RaftNode {
                 credentials,
                 peers,
                 hash_cache: std::sync::Mutex::new(None),
+                cluster_id,
             }),
         })
     }
@@ -385,6 +392,47 @@ impl RaftNode {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.inner.id
+    }
+
+    /// The cluster id ([`crate::cluster_id`]).
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+
+    /// A backup file ([`crate::snapshot_file`]) of the locally applied state, as it is now.
+    ///
+    /// Call [`RaftNode::ensure_linearizable`] first for a linearizable point (the coordinator's
+    /// `GET /api/v1/cluster/snapshot` does). The state is copied under the read lock with its
+    /// index (so `apply` waits at most for the copy), then serialized and checksummed on the
+    /// blocking pool; writes keep committing meanwhile. Returns the applied index the file
+    /// reflects, and the file.
+    pub async fn capture_snapshot(&self) -> Result<(Option<u64>, Vec<u8>), Error> {
+        let (index, state) = {
+            let guard = read_lock(&self.inner.shared);
+            (guard.last_applied, Arc::clone(&guard.state))
+        };
+        let copy = ClusterState::clone(&state);
+        drop(state);
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let info = crate::snapshot_file::CaptureInfo {
+            cluster_id: self.inner.cluster_id.clone(),
+            applied_index: index,
+            membership: crate::snapshot_file::SourceMembership {
+                voters: membership.voter_ids().collect(),
+                learners: membership.learner_ids().collect(),
+                nodes: membership
+                    .nodes()
+                    .map(|(id, n)| (*id, n.addr.clone()))
+                    .collect(),
+            },
+            node_id: self.inner.id,
+        };
+        tokio::task::spawn_blocking(move || crate::snapshot_file::encode(&copy, info))
+            .await
+            .map_err(|e| Error::Raft(format!("snapshot task: {e}")))?
+            .map(|bytes| (index, bytes))
+            .map_err(|e| Error::Raft(e.to_string()))
     }
 
     /// The configuration the node was started with.
@@ -623,6 +671,7 @@ impl RaftNode {
             } else {
                 None
             },
+            cluster_id: Some(self.inner.cluster_id.clone()),
         }
     }
 

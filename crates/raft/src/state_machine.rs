@@ -41,11 +41,11 @@ use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
-const SNAPSHOT_TREE: &str = "raft_snapshot";
+pub(crate) const SNAPSHOT_TREE: &str = "raft_snapshot";
 /// Older layout: `{meta, data}` in one JSON value (read, never written).
 const KEY_CURRENT: &[u8] = b"current";
-const KEY_META: &[u8] = b"meta";
-const KEY_DATA: &[u8] = b"data";
+pub(crate) const KEY_META: &[u8] = b"meta";
+pub(crate) const KEY_DATA: &[u8] = b"data";
 /// Capacity of the applied-events broadcast; slow subscribers see `Lagged` and resync.
 const EVENTS_CAPACITY: usize = 4096;
 

@@ -17,6 +17,7 @@ mod members;
 mod migrations;
 mod report;
 mod resolve;
+mod snapshot;
 mod sse;
 mod status;
 mod topology;
@@ -92,6 +93,9 @@ enum Cmd {
     Members(members::MembersCmd),
     /// Follow the cluster event stream (workers, groups, migrations, leader changes).
     Events(events::EventsArgs),
+    /// Online backup: `snapshot save FILE` (restore offline with `varpulis snapshot restore`).
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
 }
 
 /// Runs the subcommand.
@@ -133,6 +137,7 @@ async fn dispatch(c: &Client, args: &Args) -> anyhow::Result<ExitCode> {
         Cmd::Connectors(cmd) => connectors::run(c, cmd, json).await?,
         Cmd::Members(m) => members::run(c, m, json).await?,
         Cmd::Events(e) => events::run(c, e, json).await?,
+        Cmd::Snapshot(s) => snapshot::run(c, s, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

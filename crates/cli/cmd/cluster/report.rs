@@ -303,6 +303,7 @@ mod tests {
             snapshot_index: None,
             version: Some("0.1.0".into()),
             data_size_bytes: Some(2048),
+            cluster_id: None,
         }
     }
 

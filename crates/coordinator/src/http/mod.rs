@@ -19,6 +19,7 @@ pub mod migrations;
 pub mod operations;
 pub mod output;
 pub mod proxy;
+pub mod snapshot;
 pub mod session;
 pub mod workers;
 
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{GROUPS}/{{id}}/versions"),
             get(groups::rollout::versions),
         )
+        .route("/api/v1/cluster/snapshot", get(snapshot::get))
         .route("/metrics", get(health::metrics))
         .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
         .layer(from_fn_with_state(state.clone(), auth::require_api_key));
