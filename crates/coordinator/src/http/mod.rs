@@ -19,8 +19,8 @@ pub mod migrations;
 pub mod operations;
 pub mod output;
 pub mod proxy;
-pub mod snapshot;
 pub mod session;
+pub mod snapshot;
 pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
