@@ -90,6 +90,9 @@ fn main() {
             heartbeat_timeout: 15.0,
             sweep_interval: 5.0,
             start_timeout: Duration::from_secs(60),
+            // 10,000 workers plus the silent ones: over the default cap of 10,000 workers
+            // (docs/security.md).
+            coord_extra_args: vec!["--limit".into(), "max_workers=1000000".into()],
             ..Opts::default()
         };
         let ens = Ensemble::start(3, 0, opts).await;

@@ -92,6 +92,9 @@ fn main() {
             raft_election_min_ms: env_u64("RAFT_ELECTION_MIN_MS"),
             raft_election_max_ms: env_u64("RAFT_ELECTION_MAX_MS"),
             start_timeout: Duration::from_secs(60),
+            // Every write registers a new worker id: lift the default cap of 10,000 workers
+            // (docs/security.md) so the bench measures the log, not the limit.
+            coord_extra_args: vec!["--limit".into(), "max_workers=100000000".into()],
             ..Opts::default()
         };
         let ens = Ensemble::start(3, 0, opts).await;
