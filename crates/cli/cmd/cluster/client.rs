@@ -213,27 +213,16 @@ impl Client {
             {
                 Err(e) => failures.push(format!("{url}: {}", transport_reason(&e))),
                 Ok((status, text)) if status.is_success() => return Ok(text),
-                Ok((status, text)) => {
-                    let parsed: Option<ErrorBody> = serde_json::from_str(&text).ok();
-                    let err = ClientError::Http {
-                        method: method.clone(),
-                        path: path.to_owned(),
-                        url: url.clone(),
-                        status,
-                        message: error_message(parsed.as_ref(), &text),
-                    };
-                    if status == StatusCode::MISDIRECTED_REQUEST
-                        || status == StatusCode::SERVICE_UNAVAILABLE
-                    {
-                        if let Some(leader) = parsed.and_then(|p| p.leader_url) {
-                            queue.insert(0, trim_url(&leader));
+                Ok((status, text)) => match refusal(&method, path, &url, status, &text) {
+                    Refusal::TryNext { err, leader } => {
+                        if let Some(leader) = leader {
+                            queue.insert(0, leader);
                         }
                         failures.push(format!("{url}: HTTP {status}"));
                         last_refusal = Some(err);
-                        continue;
                     }
-                    return Err(err);
-                }
+                    Refusal::Final(err) => return Err(err),
+                },
             }
         }
         Err(last_refusal.unwrap_or(ClientError::Unreachable {
@@ -297,6 +286,38 @@ pub fn error_message(parsed: Option<&ErrorBody>, text: &str) -> String {
         }
         None if text.trim().is_empty() => "empty body".to_owned(),
         None => text.chars().take(500).collect(),
+    }
+}
+
+/// What to do with a coordinator's error answer.
+pub enum Refusal {
+    /// 421 or 503: try the next coordinator (first the leader it names, if any).
+    TryNext {
+        /// The answer, kept in case no coordinator does better.
+        err: ClientError,
+        /// The leader URL the answer names.
+        leader: Option<String>,
+    },
+    /// Any other error: the answer.
+    Final(ClientError),
+}
+
+/// Classifies the error answer `status`/`text` of `method path` at `url` (shared by every
+/// request loop that fails over between coordinators).
+pub fn refusal(method: &Method, path: &str, url: &str, status: StatusCode, text: &str) -> Refusal {
+    let parsed: Option<ErrorBody> = serde_json::from_str(text).ok();
+    let err = ClientError::Http {
+        method: method.clone(),
+        path: path.to_owned(),
+        url: url.to_owned(),
+        status,
+        message: error_message(parsed.as_ref(), text),
+    };
+    if status == StatusCode::MISDIRECTED_REQUEST || status == StatusCode::SERVICE_UNAVAILABLE {
+        let leader = parsed.and_then(|p| p.leader_url).map(|l| trim_url(&l));
+        Refusal::TryNext { err, leader }
+    } else {
+        Refusal::Final(err)
     }
 }
 

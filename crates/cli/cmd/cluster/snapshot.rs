@@ -6,11 +6,11 @@
 //! disk, then renamed to FILE: FILE is either absent or a complete, sound backup.
 
 use anyhow::Context;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
-use super::client::{error_message, transport_reason, trim_url, Client, ClientError};
+use super::client::{refusal, transport_reason, Client, ClientError, Refusal};
 use crate::cmd::output::{self, outln};
 
 const PATH: &str = "/api/v1/cluster/snapshot";
@@ -90,24 +90,16 @@ async fn download(c: &Client, part: &Path) -> anyhow::Result<String> {
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            let parsed: Option<varpulis_api::ErrorBody> = serde_json::from_str(&text).ok();
-            let err = ClientError::Http {
-                method: Method::GET,
-                path: PATH.to_owned(),
-                url: url.clone(),
-                status,
-                message: error_message(parsed.as_ref(), &text),
-            };
-            if status == StatusCode::MISDIRECTED_REQUEST
-                || status == StatusCode::SERVICE_UNAVAILABLE
-            {
-                if let Some(leader) = parsed.and_then(|p| p.leader_url) {
-                    queue.insert(0, trim_url(&leader));
+            match refusal(&Method::GET, PATH, &url, status, &text) {
+                Refusal::TryNext { err, leader } => {
+                    if let Some(leader) = leader {
+                        queue.insert(0, leader);
+                    }
+                    last_refusal = Some(err);
+                    continue;
                 }
-                last_refusal = Some(err);
-                continue;
+                Refusal::Final(err) => return Err(err.into()),
             }
-            return Err(err.into());
         }
         let mut out = tokio::fs::File::create(part)
             .await
