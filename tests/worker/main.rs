@@ -8,3 +8,4 @@ mod harness;
 mod mqtt;
 mod process;
 mod routes;
+mod state_dir;

@@ -44,6 +44,14 @@ pub struct Args {
     /// then pulls checkpoints itself).
     #[arg(long, value_name = "SECS")]
     checkpoint_interval: Option<f64>,
+    /// Keep each pipeline's deploy and last checkpoint in this directory (created 0700), so a
+    /// restarted worker resumes its pipelines' state; without coordinators it also deploys
+    /// them again at start.
+    #[arg(long, env = "VARPULIS_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
+    /// Seconds between local checkpoints into --state-dir (pipelines whose state moved).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    state_interval: f64,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     body_limit: usize,
@@ -149,6 +157,9 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
             _ => None,
         },
         heartbeat_interval: heartbeat,
+        state_dir: args.state_dir,
+        state_interval: Duration::try_from_secs_f64(args.state_interval)
+            .context("--state-interval")?,
         max_pipelines: args.max_pipelines,
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         body_limit: args.body_limit,
@@ -229,6 +240,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 cfg.coordinators.join(", "),
                 cfg.advertise_address
             );
+        }
+        if let Some(dir) = &cfg.state_dir {
+            println!("  state dir: {}", dir.display());
         }
         varpulis_worker::run(cfg, listener, shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())

@@ -62,6 +62,10 @@ pub struct WorkerMetrics {
     pub inject_latency: Histogram,
     /// Requests rejected with an error status.
     pub request_errors: AtomicU64,
+    /// Checkpoints written to `--state-dir`.
+    pub local_checkpoints: AtomicU64,
+    /// Checkpoints that could not be written to `--state-dir`.
+    pub local_checkpoint_errors: AtomicU64,
 }
 
 /// Picks one counter of a pipeline.
@@ -141,6 +145,17 @@ impl WorkerMetrics {
             "varpulis_worker_request_errors_total {}",
             self.request_errors.load(Ordering::Relaxed)
         );
+        for (name, v) in [
+            ("local_checkpoints", &self.local_checkpoints),
+            ("local_checkpoint_errors", &self.local_checkpoint_errors),
+        ] {
+            let _ = writeln!(out, "# TYPE varpulis_worker_{name}_total counter");
+            let _ = writeln!(
+                out,
+                "varpulis_worker_{name}_total {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         self.inject_latency
             .render("varpulis_worker_inject_latency_seconds", &mut out);
         out

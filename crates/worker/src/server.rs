@@ -1,5 +1,6 @@
 //! `run(config, listener, shutdown)`: serves the worker API until `shutdown` completes, then
-//! drains: stop accepting, stop pipelines and connectors, deregister from the coordinator.
+//! drains: stop accepting, write the last local checkpoints (`--state-dir`), stop pipelines and
+//! connectors, deregister from the coordinator.
 
 use crate::config::WorkerConfig;
 use crate::coordinator::CoordinatorClient;
@@ -13,6 +14,8 @@ use tokio::net::TcpListener;
 
 /// How long a graceful shutdown waits for the coordinator to move our pipelines away.
 const SHUTDOWN_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the last checkpoints to reach `--state-dir`.
+const STATE_SAVE_DEADLINE: Duration = Duration::from_secs(20);
 /// How long shutdown waits for connector tasks to finish.
 const TASK_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -56,9 +59,14 @@ pub async fn serve(
         }
         None => {
             state.set_registered(true);
+            let restored = crate::persistence::restore_at_start(&state).await;
+            if restored > 0 {
+                tracing::info!(restored, "pipelines restored from the state dir");
+            }
             None
         }
     };
+    let saver = tokio::spawn(crate::persistence::run(state.clone()));
 
     let st = state.clone();
     let drainer = client.clone();
@@ -86,6 +94,13 @@ pub async fn serve(
     // Whatever ended serving, make sure every task sees the shutdown.
     state.start_draining();
     state.shutdown.cancel();
+    // The last local checkpoints, before the engines stop.
+    if tokio::time::timeout(STATE_SAVE_DEADLINE, saver)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the last local checkpoints did not finish in time");
+    }
 
     for p in state.registry.all() {
         p.stop();

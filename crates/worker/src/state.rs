@@ -3,7 +3,8 @@
 use crate::config::WorkerConfig;
 use crate::lease::Lease;
 use crate::metrics::WorkerMetrics;
-use crate::pipeline::Registry;
+use crate::pipeline::{Pipeline, Registry};
+use crate::state_dir::StateDir;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,8 @@ pub struct AppState {
     /// TLS of every outbound call (coordinator client, sessions): `--tls-ca`, and the worker's
     /// certificate under mutual TLS.
     pub client_tls: varpulis_tls::ClientTls,
+    /// `--state-dir`, opened and locked (`None`: nothing is kept on disk).
+    pub state_dir: Option<Arc<StateDir>>,
 }
 
 impl AppState {
@@ -47,9 +50,16 @@ impl AppState {
             server_tls.as_ref().map(|s| s.keys()),
         )
         .map_err(tls_error)?;
+        let state_dir = match &config.state_dir {
+            Some(dir) => Some(Arc::new(StateDir::open(dir).map_err(|e| {
+                crate::error::WorkerError::Config(format!("--state-dir {}: {e}", dir.display()))
+            })?)),
+            None => None,
+        };
         let mut state = Self::new(config);
         state.server_tls = server_tls;
         state.client_tls = client_tls;
+        state.state_dir = state_dir;
         Ok(state)
     }
 
@@ -66,6 +76,33 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             lease: Arc::new(Lease::default()),
+            state_dir: None,
+        }
+    }
+
+    /// Removes a pipeline from the registry and from the state dir (the caller stops it).
+    pub async fn remove_pipeline(&self, id: &str) -> Option<Arc<Pipeline>> {
+        let p = self.registry.remove(id)?;
+        self.forget_stored(id).await;
+        Some(p)
+    }
+
+    /// Removes what the state dir holds for `id` (a failure is logged: the entry is then
+    /// restored at the next start, like a pipeline deleted while the worker was down).
+    pub async fn forget_stored(&self, id: &str) {
+        let Some(dir) = self.state_dir.clone() else {
+            return;
+        };
+        let owned = id.to_owned();
+        let done = tokio::task::spawn_blocking(move || dir.remove(&owned)).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(id, error = %e, "cannot remove the pipeline from the state dir")
+            }
+            Err(e) => {
+                tracing::error!(id, error = %e, "cannot remove the pipeline from the state dir")
+            }
         }
     }
 

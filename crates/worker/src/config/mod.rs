@@ -85,6 +85,12 @@ pub struct WorkerConfig {
     /// Interval of checkpoint pushes to the coordinator (`None`: the coordinator pulls).
     #[serde(with = "duration::opt_secs")]
     pub checkpoint_interval: Option<Duration>,
+    /// Directory where each pipeline's deploy request and last checkpoint are kept, so a
+    /// restarted worker resumes their state (`--state-dir`; docs/worker.md "Local state").
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Interval between local checkpoints of pipelines whose state moved (`--state-interval`).
+    #[serde(with = "duration::secs")]
+    pub state_interval: Duration,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
     /// Per-request timeout.
@@ -145,6 +151,8 @@ impl Default for WorkerConfig {
             max_pipelines: 100,
             labels: BTreeMap::new(),
             checkpoint_interval: None,
+            state_dir: None,
+            state_interval: Duration::from_secs(5),
             body_limit: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 1024,
@@ -192,6 +200,9 @@ impl WorkerConfig {
         }
         if self.max_pipelines == 0 {
             return bad("max_pipelines must be at least 1");
+        }
+        if self.state_interval.is_zero() {
+            return bad("state_interval must be positive");
         }
         if self.body_limit == 0 {
             return bad("body_limit must be positive");

@@ -65,6 +65,14 @@ pub fn after_heartbeat(state: &AppState, answer: &HeartbeatResponse) {
             }
             if let Some(p) = state.registry.remove(id) {
                 p.stop();
+                if let Some(dir) = state.state_dir.clone() {
+                    let id = id.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = dir.remove(&id) {
+                            tracing::error!(pipeline = %id, error = %e, "cannot remove the stale copy from the state dir");
+                        }
+                    });
+                }
                 tracing::info!(pipeline = %id, "stale copy removed: the leader places it elsewhere");
             }
         }

@@ -4,8 +4,13 @@
 
 use super::Pipeline;
 use crate::error::WorkerError;
+use base64::Engine as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use varpulis_api::worker::Checkpoint;
+
+/// Format version of `Checkpoint::state` (the base64 of the runtime's checksummed bytes).
+pub const CHECKPOINT_VERSION: u32 = 1;
 
 impl Pipeline {
     /// The engine state and the number of events it reflects.
@@ -16,6 +21,18 @@ impl Pipeline {
             .on_engine_thread(move || p.checkpoint_now())
             .await?
             .map_err(WorkerError::Internal)
+    }
+
+    /// [`Pipeline::checkpoint`] as the API's `Checkpoint` (what `POST .../checkpoint` answers
+    /// and `--state-dir` stores).
+    pub async fn checkpoint_record(self: &Arc<Self>) -> Result<Checkpoint, WorkerError> {
+        let (bytes, events_processed) = self.checkpoint().await?;
+        Ok(Checkpoint {
+            pipeline_id: self.id.clone(),
+            events_processed,
+            version: CHECKPOINT_VERSION,
+            state: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
     }
 
     /// Replaces the engine state and the processed-events counter (rejects corrupt bytes and

@@ -21,6 +21,7 @@ mod processing;
 mod registry;
 mod sources;
 
+pub use checkpoint::CHECKPOINT_VERSION;
 pub use handover::HandedOver;
 pub use processing::{Chunk, EventError, FaultKind, Outcome, CHUNK_OUTPUTS};
 pub use registry::Registry;

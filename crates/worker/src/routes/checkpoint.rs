@@ -10,8 +10,7 @@ use axum::Json;
 use base64::Engine as _;
 use varpulis_api::worker::{Checkpoint, PipelineMetrics, RestoreResponse};
 
-/// Format version of `Checkpoint::state`.
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub use crate::pipeline::CHECKPOINT_VERSION;
 
 /// The state bytes and event count of a checkpoint (`BadCheckpoint` when it cannot be read).
 pub fn decode(cp: &Checkpoint) -> Result<(Vec<u8>, u64), WorkerError> {
@@ -32,14 +31,7 @@ pub async fn checkpoint(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Checkpoint>, WorkerError> {
-    let p = find(&state, &id)?;
-    let (bytes, events_processed) = p.checkpoint().await?;
-    Ok(Json(Checkpoint {
-        pipeline_id: p.id.clone(),
-        events_processed,
-        version: CHECKPOINT_VERSION,
-        state: base64::engine::general_purpose::STANDARD.encode(bytes),
-    }))
+    Ok(Json(find(&state, &id)?.checkpoint_record().await?))
 }
 
 /// `POST /api/v1/pipelines/{id}/restore`.

@@ -5,13 +5,14 @@ use crate::connectors::{self, plan};
 use crate::engine::PipelineEngine;
 use crate::error::WorkerError;
 use crate::pipeline::Pipeline;
+use crate::state_dir::StateDir;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 use std::sync::Arc;
 use varpulis_api::worker::{
-    DeployPipelineRequest, DeployPipelineResponse, PipelineInfo, PipelineList,
+    Checkpoint, DeployPipelineRequest, DeployPipelineResponse, PipelineInfo, PipelineList,
 };
 
 fn deployed(p: &Pipeline) -> DeployPipelineResponse {
@@ -31,6 +32,18 @@ pub async fn deploy(
     if state.is_draining() {
         return Err(WorkerError::Draining);
     }
+    let (status, answer) = deploy_pipeline(&state, req).await?;
+    Ok((status, Json(answer)))
+}
+
+/// Deploys a pipeline (the `POST /api/v1/pipelines` handler without the draining check; also
+/// how the state dir's pipelines are restored at start). With a state dir, the pipeline is
+/// recorded there before its connections start, and a stored checkpoint of the same id and
+/// source that is ahead of the request's one is restored instead of it.
+pub async fn deploy_pipeline(
+    state: &Shared,
+    req: DeployPipelineRequest,
+) -> Result<(StatusCode, DeployPipelineResponse), WorkerError> {
     if req.name.trim().is_empty() {
         return Err(WorkerError::BadRequest("`name` must not be empty".into()));
     }
@@ -42,11 +55,12 @@ pub async fn deploy(
             return same_source(&existing, &req.source);
         }
     }
-    refuse_older_epoch(&state, req.id.as_deref(), req.epoch)?;
+    refuse_older_epoch(state, req.id.as_deref(), req.epoch)?;
     let worker_mqtt = state.config.mqtt_url.clone();
     let worker_tls = state.config.tls_settings();
     let limits = state.config.limits;
-    let (pipeline, plan) = tokio::task::spawn_blocking(move || {
+    let store = state.state_dir.clone();
+    let (pipeline, plan, record) = tokio::task::spawn_blocking(move || {
         let external = req.connectors.keys().cloned().collect();
         let engine = PipelineEngine::compile(&req.source, external, &limits)?;
         let plan = plan::plan(&engine, &req.connectors)?.with_routes(plan::routes::plan(
@@ -58,14 +72,19 @@ pub async fn deploy(
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let checkpoint = newest_checkpoint(store.as_deref(), &id, &req)?;
+        let record = store.is_some().then(|| DeployPipelineRequest {
+            checkpoint: None,
+            ..req.clone()
+        });
         let pipeline = Pipeline::new(id, req.name, req.source, req.epoch, engine, limits)?;
-        if let Some(cp) = &req.checkpoint {
+        if let Some(cp) = &checkpoint {
             let (bytes, events) = super::checkpoint::decode(cp)?;
             pipeline
                 .restore_now(&bytes, events)
                 .map_err(WorkerError::BadCheckpoint)?;
         }
-        Ok::<_, WorkerError>((Arc::new(pipeline), (plan, req.paused)))
+        Ok::<_, WorkerError>((Arc::new(pipeline), (plan, req.paused), record))
     })
     .await
     .map_err(|e| WorkerError::Internal(format!("deploy failed: {e}")))??;
@@ -86,13 +105,83 @@ pub async fn deploy(
             return same_source(&existing, &pipeline.source);
         }
     }
+    if let Some(record) = record {
+        if let Err(e) = record_in_state_dir(state, &pipeline, record).await {
+            state.registry.remove(&pipeline.id);
+            pipeline.stop();
+            return Err(e);
+        }
+    }
     let (plan, paused) = plan;
-    connectors::start(&state, &pipeline, plan, paused);
+    connectors::start(state, &pipeline, plan, paused);
     pipeline
         .wait_subscribed(state.config.route_subscribe_wait)
         .await;
     tracing::info!(id = %pipeline.id, name = %pipeline.name, "pipeline deployed");
-    Ok((StatusCode::CREATED, Json(deployed(&pipeline))))
+    Ok((StatusCode::CREATED, deployed(&pipeline)))
+}
+
+/// The checkpoint to restore: the request's, or the state dir's for this id and source when
+/// it reflects more events (the same id is the same copy of a placement, so ours is newer).
+fn newest_checkpoint(
+    store: Option<&StateDir>,
+    id: &str,
+    req: &DeployPipelineRequest,
+) -> Result<Option<Checkpoint>, WorkerError> {
+    let Some(store) = store else {
+        return Ok(req.checkpoint.clone());
+    };
+    let local = store.checkpoint_for(id, &req.source).map_err(|e| {
+        WorkerError::BadCheckpoint(format!(
+            "the state dir's checkpoint of `{id}` cannot be read: {e}"
+        ))
+    })?;
+    Ok(match (local, &req.checkpoint) {
+        (Some(local), Some(shipped)) if shipped.events_processed >= local.events_processed => {
+            Some(shipped.clone())
+        }
+        (Some(local), _) => {
+            tracing::info!(
+                id,
+                events_processed = local.events_processed,
+                "restoring the state dir's checkpoint"
+            );
+            Some(local)
+        }
+        (None, shipped) => shipped.clone(),
+    })
+}
+
+/// Writes the deploy request to the state dir and forgets older epochs of the same placement.
+async fn record_in_state_dir(
+    state: &Shared,
+    pipeline: &Pipeline,
+    record: DeployPipelineRequest,
+) -> Result<(), WorkerError> {
+    let Some(store) = state.state_dir.clone() else {
+        return Ok(());
+    };
+    let id = pipeline.id.clone();
+    tokio::task::spawn_blocking(move || {
+        store.save_deploy(&id, &record)?;
+        let (Some((key, epoch)), Some(_)) = (placement_of(&id), record.epoch) else {
+            return Ok(());
+        };
+        for other in store.ids()? {
+            if placement_of(&other).is_some_and(|(k, e)| k == key && e < epoch) {
+                store.remove(&other)?;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await
+    .map_err(|e| WorkerError::Internal(format!("state dir: {e}")))?
+    .map_err(|e| {
+        WorkerError::Internal(format!(
+            "cannot record pipeline `{}` in the state dir: {e}",
+            pipeline.id
+        ))
+    })
 }
 
 /// The placement a coordinator pipeline id names (`{name}-{group}-r{replica}`) and its
@@ -131,9 +220,9 @@ fn refuse_older_epoch(
 fn same_source(
     existing: &Pipeline,
     source: &str,
-) -> Result<(StatusCode, Json<DeployPipelineResponse>), WorkerError> {
+) -> Result<(StatusCode, DeployPipelineResponse), WorkerError> {
     if existing.source == source {
-        Ok((StatusCode::OK, Json(deployed(existing))))
+        Ok((StatusCode::OK, deployed(existing)))
     } else {
         Err(WorkerError::Conflict(existing.id.clone()))
     }
@@ -162,8 +251,8 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, WorkerError> {
     let p = state
-        .registry
-        .remove(&id)
+        .remove_pipeline(&id)
+        .await
         .ok_or_else(|| WorkerError::PipelineNotFound(id.clone()))?;
     p.stop();
     tracing::info!(id = %p.id, "pipeline deleted");

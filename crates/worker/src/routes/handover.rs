@@ -65,6 +65,8 @@ pub async fn handover(
         .map_err(|e| WorkerError::Internal(format!("hand-over failed: {e}")))??;
     let sources = done.sources;
     let already = done.already;
+    // The old id only forwards now: restarted on its own it would be a second copy.
+    state.forget_stored(&from.id).await;
     tracing::info!(from = %from.id, to = %to.id, keep, already, ?sources, "pipeline handed over");
     Ok(Json(HandoverResponse {
         from: from.id.clone(),
