@@ -11,6 +11,8 @@
 //!   a few calls at a time in bounded leader memory; 10,000 pipelines are refused.
 //! - [`secrets`]: connector secrets redacted in answers, owner-only Raft files, a client-set
 //!   `x-varpulis-forwarded-by` header.
+//! - [`connections`]: 1,100 idle connections under a 1,024-descriptor limit (coordinator and
+//!   worker), a slowloris client, per-client rate limits (429 then recovery).
 //! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
 //!   chunks while writes keep committing.
 //!
@@ -20,6 +22,7 @@
 mod harness;
 
 mod common;
+mod connections;
 mod deploys;
 mod log_limits;
 mod raft_rpcs;

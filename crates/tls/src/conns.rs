@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 
 /// Default of [`ConnLimits::header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -278,12 +278,66 @@ impl Drop for Registered {
     }
 }
 
-/// A connection's I/O: records activity, and holds the connection's slot (the permit) for as
-/// long as the socket is open, an upgraded (WebSocket) connection included.
+/// A count of open connections of one kind, with its limit.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    open: AtomicUsize,
+    limit: usize,
+    freed: Notify,
+}
+
+impl Slots {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            open: AtomicUsize::new(0),
+            limit,
+            freed: Notify::new(),
+        })
+    }
+
+    /// A slot, waiting up to `wait` for one to be given back.
+    pub(crate) async fn take_waiting(self: &Arc<Self>, wait: Duration) -> Option<Slot> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_take(0) {
+                return Some(slot);
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// A slot if fewer than `limit + extra` are taken.
+    pub(crate) fn try_take(self: &Arc<Self>, extra: usize) -> Option<Slot> {
+        let max = self.limit + extra;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+/// One taken slot, given back when dropped (with the socket).
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<Slots>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.notify_waiters();
+    }
+}
+
+/// A connection's I/O: records activity, and holds the connection's slot for as long as the
+/// socket is open, an upgraded (WebSocket) connection included.
 pub(crate) struct Tracked<Io> {
     pub(crate) io: Io,
     pub(crate) activity: Arc<Activity>,
-    pub(crate) _permit: OwnedSemaphorePermit,
+    pub(crate) _slot: Slot,
 }
 
 impl<Io: AsyncRead + Unpin> AsyncRead for Tracked<Io> {
@@ -428,6 +482,19 @@ mod tests {
         a.touched(true);
         let t2 = now_ms();
         assert_eq!(a.expired(&limits, t2 + 200), Some(Expired::Header));
+    }
+
+    #[test]
+    fn slots_are_counted_until_dropped() {
+        let slots = Slots::new(2);
+        let a = slots.try_take(0).unwrap();
+        let _b = slots.try_take(0).unwrap();
+        assert!(slots.try_take(0).is_none());
+        let c = slots.try_take(1).unwrap();
+        assert!(slots.try_take(1).is_none());
+        drop(a);
+        drop(c);
+        assert!(slots.try_take(0).is_some());
     }
 
     #[test]

@@ -5,17 +5,20 @@
 //! flight; request bodies are bounded in time by `tower_http`'s request body timeout.
 //!
 //! **The cap.** At most [`Budget::clients`] connections are served normally. A connection past
-//! the cap first makes the least recently active idle connection close (its slot is handed
-//! over); when every connection is busy it is served as an *overflow* connection (at most
-//! [`Budget::overflow`] of them): requests the server marks as reserved (the peers' Raft RPCs,
-//! see [`ServeOptions::reserved`]) are served, anything else gets `503` `overloaded` with
-//! `Retry-After` and the connection is closed. Past the overflow share a connection is answered
-//! the same `503` if the socket takes it at once, and closed.
+//! the cap makes the least recently active idle connection close and takes its slot (the
+//! accept loop waits up to [`RECLAIM_WAIT`] for it: new connections queue in the kernel's
+//! backlog meanwhile); when every connection is busy it is served as an *overflow* connection (at most [`Budget::overflow`]
+//! of them, with timeouts of at most [`OVERFLOW_TIMEOUT`]): requests the server marks as
+//! reserved (the peers' Raft RPCs, see [`ServeOptions::reserved`]) are served, anything else
+//! gets `503` `overloaded` with `Retry-After` and the connection is closed. Past the overflow
+//! share a connection is answered the same `503` if the socket takes it at once, and closed.
 //!
 //! **Accept errors** (out of file descriptors: `EMFILE`, `ENFILE`) make the loop close an idle
 //! connection, back off and retry; open connections keep being served. Logged once per episode.
 
-use crate::conns::{now_ms, AcceptErrors, Activity, ConnLimits, InFlight, Registry, Tracked};
+use crate::conns::{
+    now_ms, AcceptErrors, Activity, ConnLimits, InFlight, Registry, Slot, Slots, Tracked,
+};
 use crate::listener::{AnyListener, Conn, VerifiedClientCert};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
@@ -33,12 +36,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-/// How long a connection past the cap waits for the slot of the idle connection it reclaimed.
-const RECLAIM_WAIT: Duration = Duration::from_secs(1);
+/// How long the accept loop waits for the slot of the idle connection it asked to close.
+pub const RECLAIM_WAIT: Duration = Duration::from_millis(500);
+/// Longest header-read and idle timeouts of an overflow connection (it must not squat).
+pub const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(2);
 /// The `Retry-After` of `503 overloaded`, in seconds.
 const RETRY_AFTER_SECS: &str = "1";
 const OVERLOADED_BODY: &str =
@@ -99,8 +104,8 @@ pub async fn serve_with(
         limits: options.limits,
         reserved: options.reserved,
         registry: Arc::new(Registry::default()),
-        clients: Arc::new(Semaphore::new(budget.clients)),
-        overflow: Arc::new(Semaphore::new(budget.overflow)),
+        clients: Slots::new(budget.clients),
+        overflow: Slots::new(budget.overflow),
     });
     let (close_tx, close_rx) = watch::channel(());
     tokio::pin!(shutdown);
@@ -113,7 +118,19 @@ pub async fn serve_with(
         match accepted {
             Ok((conn, addr)) => {
                 errors.succeeded();
-                dispatch(&shared, conn, addr, close_rx.clone());
+                match admit(&shared).await {
+                    Some((mode, slot)) => {
+                        tokio::spawn(serve_conn(
+                            shared.clone(),
+                            conn,
+                            addr,
+                            mode,
+                            slot,
+                            close_rx.clone(),
+                        ));
+                    }
+                    None => refuse_now(conn),
+                }
             }
             Err(err) => {
                 if let Some(pause) = errors.failed(&err) {
@@ -140,8 +157,8 @@ struct Shared {
     limits: ConnLimits,
     reserved: Option<Reserved>,
     registry: Arc<Registry>,
-    clients: Arc<Semaphore>,
-    overflow: Arc<Semaphore>,
+    clients: Arc<Slots>,
+    overflow: Arc<Slots>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,33 +169,21 @@ enum Mode {
     Overflow,
 }
 
-fn dispatch(shared: &Arc<Shared>, conn: Conn, addr: SocketAddr, close: watch::Receiver<()>) {
-    if let Ok(permit) = shared.clients.clone().try_acquire_owned() {
-        tokio::spawn(serve_conn(
-            shared.clone(),
-            conn,
-            addr,
-            Mode::Client,
-            permit,
-            close,
-        ));
-        return;
+/// The slot a new connection gets: a free one; else the one of the idle connection it makes
+/// close; else an overflow one; else none.
+async fn admit(shared: &Shared) -> Option<(Mode, Slot)> {
+    if let Some(slot) = shared.clients.try_take(0) {
+        return Some((Mode::Client, slot));
     }
-    let Ok(overflow) = shared.overflow.clone().try_acquire_owned() else {
-        refuse_now(conn);
-        return;
-    };
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        if shared.registry.reclaim_idle() {
-            let slot = tokio::time::timeout(RECLAIM_WAIT, shared.clients.clone().acquire_owned());
-            if let Ok(Ok(permit)) = slot.await {
-                drop(overflow);
-                return serve_conn(shared, conn, addr, Mode::Client, permit, close).await;
-            }
+    if shared.registry.reclaim_idle() {
+        if let Some(slot) = shared.clients.take_waiting(RECLAIM_WAIT).await {
+            return Some((Mode::Client, slot));
         }
-        serve_conn(shared, conn, addr, Mode::Overflow, overflow, close).await;
-    });
+    }
+    shared
+        .overflow
+        .try_take(0)
+        .map(|slot| (Mode::Overflow, slot))
 }
 
 /// Past every budget: `503` if the socket takes it without waiting, then close.
@@ -213,7 +218,7 @@ async fn serve_conn(
     conn: Conn,
     addr: SocketAddr,
     mode: Mode,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     mut close: watch::Receiver<()>,
 ) {
     let cert = conn.client_certificate();
@@ -222,7 +227,7 @@ async fn serve_conn(
     let io = TokioIo::new(Tracked {
         io: conn,
         activity: activity.clone(),
-        _permit: permit,
+        _slot: slot,
     });
     let service = ConnService {
         shared: shared.clone(),
@@ -235,7 +240,15 @@ async fn serve_conn(
         .serve_connection(io, TowerToHyperService::new(service))
         .with_upgrades();
     tokio::pin!(conn);
-    let mut ticker = tokio::time::interval(tick_period(&shared.limits));
+    let limits = match mode {
+        Mode::Client => shared.limits.clone(),
+        Mode::Overflow => ConnLimits {
+            header_read_timeout: shared.limits.header_read_timeout.min(OVERFLOW_TIMEOUT),
+            idle_timeout: shared.limits.idle_timeout.min(OVERFLOW_TIMEOUT),
+            ..shared.limits.clone()
+        },
+    };
+    let mut ticker = tokio::time::interval(tick_period(&limits));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
     loop {
@@ -260,7 +273,7 @@ async fn serve_conn(
                 conn.as_mut().graceful_shutdown();
             }
             _ = ticker.tick() => {
-                if let Some(why) = activity.expired(&shared.limits, now_ms()) {
+                if let Some(why) = activity.expired(&limits, now_ms()) {
                     tracing::debug!(%addr, ?why, "closing the connection: timeout");
                     return;
                 }
