@@ -364,10 +364,12 @@ pub fn plan_failover(state: &ClusterState, worker_id: &str) -> Vec<PlannedMigrat
     let mut planner = Planner::new(state);
     let mut out = Vec::new();
     for (g, p) in state.placements_on(worker_id) {
-        if state
-            .active_migration_for(&g.id, &p.pipeline_name, p.replica)
-            .is_some()
+        if p.is_program_failed()
+            || state
+                .active_migration_for(&g.id, &p.pipeline_name, p.replica)
+                .is_some()
         {
+            // A program that failed would fail on any worker: it stays where it failed.
             continue;
         }
         let strategy = Strategy::parse(g.spec.placement.as_deref()).unwrap_or_default();
