@@ -265,6 +265,10 @@ pub struct PlacementInfo {
     /// When that checkpoint was stored, ms since epoch (leader's clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_at_ms: Option<u64>,
+    /// Why the placement is `Failed` (a deploy error, or `pipeline failed on its worker: …`
+    /// when the program itself failed: then it is not redeployed until the group is updated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A pipeline group as answered by create, get and list.
