@@ -419,3 +419,23 @@ fn a_placement_pinned_by_labels_is_not_moved_where_they_do_not_match() {
     };
     assert_eq!(planned.to_worker, None, "no other eligible worker: it waits unplaced");
 }
+
+#[test]
+fn a_failed_program_whose_worker_leaves_stays_failed_and_unplaced() {
+    let mut s = running();
+    for c in varpulis_cluster::plan::plan_failed(&s, "w1", &[failed_report("pid-a", Some(1))]) {
+        ok(&mut s, c);
+    }
+    ok(
+        &mut s,
+        Command::DeregisterWorker {
+            worker_id: "w1".into(),
+        },
+    );
+    let a = s.group("g").unwrap().placement("a", 0).unwrap().clone();
+    assert_eq!(a.status, PlacementStatus::Failed);
+    assert_eq!(a.worker_id, None);
+    assert!(a.is_program_failed());
+    assert!(plan_reconcile_phase(&s, &live(), 10, Phase::Assign).is_empty());
+    assert!(plan_reconcile_phase(&s, &live(), 10, Phase::Deploy).is_empty());
+}

@@ -645,4 +645,24 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.resolve_node_id().unwrap(), 1);
     }
+
+    #[test]
+    fn connection_keys_are_read_from_toml_and_checked() {
+        let c = CoordinatorConfig::from_toml_str(
+            "header_read_timeout = 2.5\nbody_read_timeout = 30\nidle_timeout = 15\n\
+             max_connections = 100\nrate_limit_writes = 0\nrate_limit_burst = 10\n\
+             rate_limit_workers = 5\nrate_limit_metrics = 1\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let limits = c.conn_limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(2500));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(15));
+        assert_eq!(limits.max_connections, 100);
+        assert_eq!(c.rate_limit_writes, 0.0);
+        let zero = CoordinatorConfig::from_toml_str("idle_timeout = 0\n").unwrap();
+        assert!(zero.validate().is_err());
+        let negative = CoordinatorConfig::from_toml_str("rate_limit_writes = -1\n").unwrap();
+        assert!(negative.validate().is_err());
+    }
 }
