@@ -154,7 +154,7 @@ pub async fn run(
     }
 
     tracing::info!(node_id, %advertise, %local, "coordinator listening");
-    let reload = varpulis_tls::reload::on_sighup(server_tls.clone())?;
+    let reload = varpulis_tls::reload::on_sighup(server_tls.clone(), state.client_tls.clone())?;
     let listener = varpulis_tls::AnyListener::new(listener, server_tls)?;
     let stop = token.clone();
     let options = varpulis_tls::ServeOptions {

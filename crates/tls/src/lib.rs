@@ -28,6 +28,7 @@ pub mod serve;
 pub mod server;
 pub mod settings;
 pub mod throwaway;
+pub mod verifier;
 
 pub use client::ClientTls;
 pub use error::TlsError;

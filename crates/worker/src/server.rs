@@ -78,7 +78,8 @@ pub async fn serve(
         st.shutdown.cancel();
     };
     let reload =
-        varpulis_tls::reload::on_sighup(state.server_tls.clone()).map_err(WorkerError::Io)?;
+        varpulis_tls::reload::on_sighup(state.server_tls.clone(), state.client_tls.clone())
+            .map_err(WorkerError::Io)?;
     let listener = varpulis_tls::AnyListener::new(listener, state.server_tls.clone())
         .map_err(WorkerError::Io)?;
     let options = varpulis_tls::ServeOptions {
