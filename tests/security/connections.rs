@@ -37,8 +37,7 @@ async fn closed_or_refused(conns: &mut [TcpStream], wait: Duration) -> usize {
     for conn in conns.iter_mut() {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut buf = [0u8; 512];
-        match tokio::time::timeout(left.max(Duration::from_millis(1)), conn.read(&mut buf)).await
-        {
+        match tokio::time::timeout(left.max(Duration::from_millis(1)), conn.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => count += 1,
             Ok(Ok(n)) => {
                 let text = String::from_utf8_lossy(&buf[..n]);
@@ -114,7 +113,10 @@ async fn idle_connections_under_a_low_fd_limit_do_not_stop_a_coordinator() {
     );
     // Still a healthy member of the group.
     let fresh = fresh.with_timeout(Duration::from_secs(5));
-    let health = fresh.get(&format!("{}/health", node.url)).await.expect("health");
+    let health = fresh
+        .get(&format!("{}/health", node.url))
+        .await
+        .expect("health");
     assert_eq!(health.status, 200);
 }
 
@@ -140,7 +142,7 @@ async fn a_slowloris_client_is_cut_and_others_are_served() {
         }
         sent += 1;
         // Meanwhile the node serves everyone else.
-        if sent % 5 == 0 {
+        if sent.is_multiple_of(5) {
             let health = ens.api.get(&format!("{url}/health")).await.expect("health");
             assert_eq!(health.status, 200);
         }
@@ -153,7 +155,10 @@ async fn a_slowloris_client_is_cut_and_others_are_served() {
             Ok(Ok(_)) | Err(_) => {}
         }
     }
-    assert!(cut, "a client sending its head byte by byte is disconnected");
+    assert!(
+        cut,
+        "a client sending its head byte by byte is disconnected"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "cut after {:?}",
@@ -214,7 +219,11 @@ async fn writes_over_the_rate_get_429_then_recover() {
         .await
         .expect("health");
     assert_eq!(r.status, 200);
-    let r = ens.api.post(&target, &connector).await.expect("operator write");
+    let r = ens
+        .api
+        .post(&target, &connector)
+        .await
+        .expect("operator write");
     assert!(r.ok(), "{}: {}", r.status, r.text);
     // After Retry-After the bucket has a token again.
     tokio::time::sleep(Duration::from_secs(retry)).await;
@@ -233,7 +242,10 @@ async fn writes_over_the_rate_get_429_then_recover() {
         }
         assert_eq!(r.status, 200);
     }
-    assert!(metrics_limited, "strangers' /raft/metrics polling is limited");
+    assert!(
+        metrics_limited,
+        "strangers' /raft/metrics polling is limited"
+    );
     assert!(ens.metrics(0).await.is_some(), "not for the operator");
 }
 
@@ -286,7 +298,12 @@ async fn idle_connections_under_a_low_fd_limit_do_not_stop_a_worker() {
             .get(&format!("{url}/api/v1/pipelines"))
             .await
             .expect("an authenticated call answers");
-        assert!(pipelines.status < 500, "{}: {}", pipelines.status, pipelines.text);
+        assert!(
+            pipelines.status < 500,
+            "{}: {}",
+            pipelines.status,
+            pipelines.text
+        );
     }
     let refused = closed_or_refused(&mut idle, Duration::from_secs(5)).await;
     assert!(

@@ -56,7 +56,10 @@ async fn a_toxic_pipeline_ends_failed_in_place_and_the_rest_keeps_running() {
     for value in 0..4 {
         let r = ens
             .api
-            .post(&inject, &json!({"event_type": "Tick", "fields": {"value": value}}))
+            .post(
+                &inject,
+                &json!({"event_type": "Tick", "fields": {"value": value}}),
+            )
             .await
             .expect("inject answers");
         assert!(r.status >= 400, "a spinning event is refused: {}", r.text);
@@ -91,7 +94,10 @@ async fn a_toxic_pipeline_ends_failed_in_place_and_the_rest_keeps_running() {
         assert_eq!(health.status, 200);
         let r = ens
             .api
-            .post(&inject, &json!({"event_type": "Reading", "fields": {"temp": 70}}))
+            .post(
+                &inject,
+                &json!({"event_type": "Reading", "fields": {"temp": 70}}),
+            )
             .await
             .expect("inject");
         assert_eq!(r.status, 200, "{}", r.text);
@@ -113,7 +119,10 @@ async fn a_toxic_pipeline_ends_failed_in_place_and_the_rest_keeps_running() {
         .and_then(|ws| ws.iter().find(|w| w["id"] == "worker-0"));
     let w0 = w0.unwrap_or_else(|| panic!("worker-0 listed: {}", workers.text));
     assert_eq!(
-        w0["status"].as_str().map(str::to_ascii_lowercase).as_deref(),
+        w0["status"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("ready"),
         "{w0}"
     );

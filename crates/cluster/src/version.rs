@@ -382,7 +382,12 @@ mod tests {
             reason: "budgets".into(),
         };
         assert!(s.apply(&failed).is_ok());
-        assert!(s.group("g").unwrap().placement("a", 0).unwrap().is_program_failed());
+        assert!(s
+            .group("g")
+            .unwrap()
+            .placement("a", 0)
+            .unwrap()
+            .is_program_failed());
         start(&mut s, rollout(StateMode::Keep)).unwrap();
         step(
             &mut s,

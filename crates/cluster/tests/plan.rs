@@ -343,7 +343,11 @@ fn a_pipeline_the_worker_reports_failed_is_recorded_once() {
     assert_eq!(a.status, PlacementStatus::Failed);
     assert!(a.is_program_failed());
     assert!(a.error.as_deref().unwrap().contains("step budget exceeded"));
-    assert_eq!(a.worker_id.as_deref(), Some("w1"), "it stays where it failed");
+    assert_eq!(
+        a.worker_id.as_deref(),
+        Some("w1"),
+        "it stays where it failed"
+    );
     // Already recorded: nothing more to do at the next heartbeat.
     assert!(varpulis_cluster::plan::plan_failed(&s, "w1", &reports).is_empty());
 }
@@ -398,7 +402,13 @@ fn a_failed_program_is_neither_redeployed_nor_moved_until_the_group_is_updated()
             error: None,
         },
     );
-    assert!(!s.group("g").unwrap().placement("a", 0).unwrap().program_failed);
+    assert!(
+        !s.group("g")
+            .unwrap()
+            .placement("a", 0)
+            .unwrap()
+            .program_failed
+    );
 }
 
 #[test]
@@ -417,7 +427,10 @@ fn a_placement_pinned_by_labels_is_not_moved_where_they_do_not_match() {
     let [Action::StartMigration { planned, .. }] = actions.as_slice() else {
         panic!("{actions:?}");
     };
-    assert_eq!(planned.to_worker, None, "no other eligible worker: it waits unplaced");
+    assert_eq!(
+        planned.to_worker, None,
+        "no other eligible worker: it waits unplaced"
+    );
 }
 
 #[test]

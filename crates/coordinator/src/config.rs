@@ -458,7 +458,9 @@ impl CoordinatorConfig {
         if self.body_limit < 1024 {
             return invalid("body limit must be at least 1024 bytes".into());
         }
-        self.conn_limits().validate().map_err(ConfigError::Invalid)?;
+        self.conn_limits()
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         for (name, value) in [
             ("rate_limit_writes", self.rate_limit_writes),
             ("rate_limit_burst", self.rate_limit_burst),

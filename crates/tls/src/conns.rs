@@ -170,12 +170,9 @@ impl Activity {
         let now = now_ms();
         self.last_active_ms.store(now, Ordering::Relaxed);
         if read && self.in_flight.load(Ordering::Relaxed) == 0 {
-            let _ = self.head_started_ms.compare_exchange(
-                0,
-                now,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ =
+                self.head_started_ms
+                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -315,7 +312,9 @@ impl Slots {
     pub(crate) fn try_take(self: &Arc<Self>, extra: usize) -> Option<Slot> {
         let max = self.limit + extra;
         self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| Slot(self.clone()))
     }
@@ -453,7 +452,8 @@ mod tests {
         let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
                     Max open files            1024                 524288               files     \n";
         assert_eq!(parse_fd_limit(text), Some(1024));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_fd_limit(unlimited), None);
         if cfg!(target_os = "linux") {
             assert!(fd_limit().is_some());
@@ -476,7 +476,11 @@ mod tests {
         assert_eq!(a.expired(&limits, t0 + 5000), None, "in flight");
         drop(req);
         let t1 = now_ms();
-        assert_eq!(a.expired(&limits, t1 + 500), None, "idle, within the idle timeout");
+        assert_eq!(
+            a.expired(&limits, t1 + 500),
+            None,
+            "idle, within the idle timeout"
+        );
         assert_eq!(a.expired(&limits, t1 + 1500), Some(Expired::Idle));
         // A head that started to arrive must complete within the header timeout.
         a.touched(true);

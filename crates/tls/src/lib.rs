@@ -31,8 +31,8 @@ pub mod throwaway;
 pub mod verifier;
 
 pub use client::ClientTls;
-pub use error::TlsError;
 pub use conns::ConnLimits;
+pub use error::TlsError;
 pub use listener::{AnyListener, VerifiedClientCert};
 pub use serve::{serve, serve_with, ServeOptions};
 pub use server::ServerTls;

@@ -6,8 +6,8 @@
 //! (the remote address) and, when the client presented a certificate the client CA verified, a
 //! [`VerifiedClientCert`].
 
-use crate::server::ServerTls;
 use crate::conns::AcceptErrors;
+use crate::server::ServerTls;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io;
 use std::net::SocketAddr;
@@ -253,11 +253,11 @@ impl AsyncWrite for Conn {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use axum::extract::ConnectInfo;
-    use axum::Router;
     use crate::serve;
     use crate::throwaway::ThrowawayCa;
     use crate::{ClientTls, TlsSettings};
+    use axum::extract::ConnectInfo;
+    use axum::Router;
 
     #[tokio::test]
     async fn a_silent_client_does_not_hold_up_other_handshakes() {

@@ -49,9 +49,9 @@ impl Rate {
         }
     }
 
-    /// Whether the class is turned off.
+    /// Whether the class is turned off (a rate of zero, negative or NaN).
     pub fn is_off(&self) -> bool {
-        !(self.per_second > 0.0)
+        self.per_second.is_nan() || self.per_second <= 0.0
     }
 }
 
@@ -262,7 +262,10 @@ mod tests {
             assert!(limiter.check(0, ip("10.0.0.1"), t0).is_ok());
         }
         let wait = limiter.check(0, ip("10.0.0.1"), t0).unwrap_err();
-        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO, "{wait:?}");
+        assert!(
+            wait <= Duration::from_millis(100) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
         // Another client has its own bucket.
         assert!(limiter.check(0, ip("10.0.0.2"), t0).is_ok());
         // 100 ms later one token is back, not two.
@@ -281,7 +284,10 @@ mod tests {
         for _ in 0..100 {
             assert!(limiter.check(1, ip("10.0.0.1"), t0).is_ok());
         }
-        assert!(limiter.check(7, ip("10.0.0.1"), t0).is_ok(), "unknown class");
+        assert!(
+            limiter.check(7, ip("10.0.0.1"), t0).is_ok(),
+            "unknown class"
+        );
     }
 
     #[test]

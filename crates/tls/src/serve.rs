@@ -377,7 +377,12 @@ mod tests {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
         let listener = AnyListener::new(tcp, None).unwrap();
-        tokio::spawn(serve_with(listener, router, options, std::future::pending()));
+        tokio::spawn(serve_with(
+            listener,
+            router,
+            options,
+            std::future::pending(),
+        ));
         addr
     }
 
@@ -430,7 +435,8 @@ mod tests {
         let mut slow = TcpStream::connect(addr).await.unwrap();
         let started = std::time::Instant::now();
         let mut cut = false;
-        for byte in b"GET /who HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        for byte in b"GET /who HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
+        {
             if slow.write_all(&[*byte]).await.is_err() {
                 cut = true;
                 break;

@@ -36,10 +36,7 @@ impl CaVerifier {
     }
 
     fn current(&self) -> Arc<WebPkiServerVerifier> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

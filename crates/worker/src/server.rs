@@ -122,6 +122,8 @@ fn reserved_requests(api_key: Option<String>) -> Option<varpulis_tls::serve::Res
     Some(Arc::new(move |req: &axum::extract::Request| {
         req.headers()
             .get(varpulis_api::API_KEY_HEADER)
-            .is_some_and(|given| constant_time_eq::constant_time_eq(given.as_bytes(), key.as_bytes()))
+            .is_some_and(|given| {
+                constant_time_eq::constant_time_eq(given.as_bytes(), key.as_bytes())
+            })
     }))
 }

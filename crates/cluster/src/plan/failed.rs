@@ -29,7 +29,7 @@ pub fn plan_failed(
             let id = p.pipeline_id.as_deref()?;
             let report = failed
                 .iter()
-                .find(|r| r.pipeline_id == id && r.epoch.map_or(true, |e| e == p.epoch))?;
+                .find(|r| r.pipeline_id == id && r.epoch.is_none_or(|e| e == p.epoch))?;
             Some(Command::FailPipeline {
                 group_id: g.id.clone(),
                 pipeline_name: p.pipeline_name.clone(),

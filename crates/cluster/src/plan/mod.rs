@@ -14,8 +14,8 @@
 
 mod checkpoints;
 pub mod deploy;
-mod failed;
 mod drain;
+mod failed;
 mod orphans;
 mod rebalance;
 mod reconcile;

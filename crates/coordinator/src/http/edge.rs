@@ -61,7 +61,10 @@ impl Trust {
                 return true;
             }
         }
-        match (&self.peer_name, req.extensions().get::<VerifiedClientCert>()) {
+        match (
+            &self.peer_name,
+            req.extensions().get::<VerifiedClientCert>(),
+        ) {
             (Some(name), Some(cert)) => cert.is_valid_for(name),
             _ => false,
         }
@@ -158,18 +161,45 @@ mod tests {
         assert_eq!(c("GET", "/raft/metrics", &[]), Some(METRICS));
         assert_eq!(c("GET", "/raft/metrics", &[("x-api-key", "key")]), None);
         assert_eq!(c("POST", "/api/v1/cluster/connectors", &[]), Some(WRITES));
-        assert_eq!(c("POST", "/api/v1/cluster/connectors", &[("x-api-key", "bad")]), Some(WRITES));
-        assert_eq!(c("POST", "/api/v1/cluster/connectors", &[("x-api-key", "key")]), None);
         assert_eq!(
-            c("POST", "/api/v1/cluster/connectors", &[(PEER_SECRET_HEADER, "peer")]),
+            c(
+                "POST",
+                "/api/v1/cluster/connectors",
+                &[("x-api-key", "bad")]
+            ),
+            Some(WRITES)
+        );
+        assert_eq!(
+            c(
+                "POST",
+                "/api/v1/cluster/connectors",
+                &[("x-api-key", "key")]
+            ),
+            None
+        );
+        assert_eq!(
+            c(
+                "POST",
+                "/api/v1/cluster/connectors",
+                &[(PEER_SECRET_HEADER, "peer")]
+            ),
             None,
             "a follower's forwarded write"
         );
-        assert_eq!(c("POST", "/api/v1/cluster/workers/register", &[]), Some(WORKERS));
-        assert_eq!(c("POST", "/api/v1/cluster/workers/w1/heartbeat", &[]), Some(WORKERS));
+        assert_eq!(
+            c("POST", "/api/v1/cluster/workers/register", &[]),
+            Some(WORKERS)
+        );
+        assert_eq!(
+            c("POST", "/api/v1/cluster/workers/w1/heartbeat", &[]),
+            Some(WORKERS)
+        );
         assert_eq!(c("DELETE", "/api/v1/cluster/workers/w1", &[]), Some(WRITES));
         assert_eq!(c("POST", "/raft/append", &[]), Some(WRITES));
-        assert_eq!(c("POST", "/raft/append", &[(PEER_SECRET_HEADER, "peer")]), None);
+        assert_eq!(
+            c("POST", "/raft/append", &[(PEER_SECRET_HEADER, "peer")]),
+            None
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub fn record_failed(ctx: &LeaderCtx, worker_id: &str, running: &[RunningPipelin
                 _ => String::new(),
             };
             match ctx.store.write(command).await {
-                Ok(_) => tracing::warn!(%worker_id, "pipeline failed on its worker, not redeployed: {what}"),
+                Ok(_) => {
+                    tracing::warn!(%worker_id, "pipeline failed on its worker, not redeployed: {what}")
+                }
                 Err(err) => tracing::debug!(%worker_id, "cannot record a failed pipeline: {err}"),
             }
         }
