@@ -3,7 +3,7 @@
 //! connections that finds an idle one to close when the cap is reached.
 //!
 //! Every served connection has an [`Activity`]: when bytes last moved, whether a request is in
-//! flight, when the head of the next request started to arrive. [`crate::serve`] checks it every
+//! flight, when the head of the next request started to arrive. `varpulis_tls::serve` checks it every
 //! tick and closes a connection that broke a timeout while no request was in flight; the
 //! [`Registry`] closes the least recently active idle connection when a new one needs its slot
 //! (as nginx reuses keep-alive connections when it runs out of them).
@@ -24,6 +24,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default of [`ConnLimits::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most TLS handshakes in progress at once (fewer under a low file-descriptor limit, see
+/// [`Budget`]); past it the accept loop waits (new connections queue in the kernel's backlog),
+/// so a flood of silent clients cannot pile up tasks and descriptors.
+pub const MAX_PENDING_HANDSHAKES: usize = 512;
 /// Default of [`ConnLimits::max_connections`] (before the file-descriptor clamp).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -100,7 +104,7 @@ impl Budget {
         Self {
             clients,
             overflow: (clients / 16).clamp(8, 256),
-            handshakes: (clients / 4).clamp(8, crate::listener::MAX_PENDING_HANDSHAKES),
+            handshakes: (clients / 4).clamp(8, MAX_PENDING_HANDSHAKES),
         }
     }
 }

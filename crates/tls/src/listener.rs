@@ -1,7 +1,7 @@
 //! One listener type for plain TCP and TLS.
 //!
 //! [`AnyListener::tls`] accepts TCP connections and runs each handshake on its own task (with a
-//! deadline), so a slow or silent client never holds up the accept loop. [`crate::serve`]
+//! deadline), so a slow or silent client never holds up the accept loop. `varpulis_tls::serve`
 //! serves a router on it and puts into every request an `axum::extract::ConnectInfo<SocketAddr>`
 //! (the remote address) and, when the client presented a certificate the client CA verified, a
 //! [`VerifiedClientCert`].
@@ -25,9 +25,7 @@ use tokio_rustls::TlsAcceptor;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const READY_QUEUE: usize = 128;
-/// Most handshakes in progress at once; past it the accept loop waits (new connections queue
-/// in the kernel's backlog), so a flood of silent clients cannot pile up tasks and descriptors.
-pub const MAX_PENDING_HANDSHAKES: usize = 512;
+pub use crate::conns::MAX_PENDING_HANDSHAKES;
 
 /// The leaf certificate a client presented and the client CA verified (mutual TLS).
 #[derive(Debug, Clone)]
@@ -246,67 +244,5 @@ impl AsyncWrite for Conn {
             Self::Plain(s) => s.is_write_vectored(),
             Self::Tls(s) => s.is_write_vectored(),
         }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::serve;
-    use crate::throwaway::ThrowawayCa;
-    use crate::{ClientTls, TlsSettings};
-    use axum::extract::ConnectInfo;
-    use axum::Router;
-
-    #[tokio::test]
-    async fn a_silent_client_does_not_hold_up_other_handshakes() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = ThrowawayCa::new("test CA").unwrap();
-        ca.write_cert(&dir.path().join("ca.pem")).unwrap();
-        let leaf = ca
-            .issue_files(dir.path(), "node", &["localhost", "127.0.0.1"])
-            .unwrap();
-        let settings = TlsSettings {
-            cert: Some(leaf.cert),
-            key: Some(leaf.key),
-            ..Default::default()
-        };
-        let server = ServerTls::from_settings(&settings).unwrap().unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let listener = AnyListener::new(tcp, Some(server)).unwrap();
-        let router = Router::new().route(
-            "/who",
-            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
-                peer.ip().to_string()
-            }),
-        );
-        tokio::spawn(serve(listener, router, std::future::pending()));
-        // Connected, never says a word.
-        let _silent = TcpStream::connect(addr).await.unwrap();
-        let client = ClientTls::new(Some(&dir.path().join("ca.pem")), None)
-            .unwrap()
-            .reqwest_builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let answer = client
-            .get(format!("https://127.0.0.1:{}/who", addr.port()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
-        // The remote address reaches the handlers as ConnectInfo.
-        assert_eq!(answer.text().await.unwrap(), "127.0.0.1");
-        // Clear text gets no HTTP answer.
-        let plain = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap()
-            .get(format!("http://127.0.0.1:{}/who", addr.port()))
-            .send()
-            .await;
-        assert!(plain.is_err(), "{plain:?}");
     }
 }

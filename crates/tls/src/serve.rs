@@ -369,6 +369,8 @@ impl http_body::Body for Guarded {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::throwaway::ThrowawayCa;
+    use crate::{ClientTls, ServerTls, TlsSettings};
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -500,5 +502,56 @@ mod tests {
         for task in busy {
             assert_eq!(task.await.unwrap().unwrap().status(), 200);
         }
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_does_not_hold_up_other_handshakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ThrowawayCa::new("test CA").unwrap();
+        ca.write_cert(&dir.path().join("ca.pem")).unwrap();
+        let leaf = ca
+            .issue_files(dir.path(), "node", &["localhost", "127.0.0.1"])
+            .unwrap();
+        let settings = TlsSettings {
+            cert: Some(leaf.cert),
+            key: Some(leaf.key),
+            ..Default::default()
+        };
+        let server = ServerTls::from_settings(&settings).unwrap().unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = AnyListener::new(tcp, Some(server)).unwrap();
+        let router = Router::new().route(
+            "/who",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.ip().to_string()
+            }),
+        );
+        tokio::spawn(serve(listener, router, std::future::pending()));
+        // Connected, never says a word.
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let client = ClientTls::new(Some(&dir.path().join("ca.pem")), None)
+            .unwrap()
+            .reqwest_builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let answer = client
+            .get(format!("https://127.0.0.1:{}/who", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        // The remote address reaches the handlers as ConnectInfo.
+        assert_eq!(answer.text().await.unwrap(), "127.0.0.1");
+        // Clear text gets no HTTP answer.
+        let plain = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{}/who", addr.port()))
+            .send()
+            .await;
+        assert!(plain.is_err(), "{plain:?}");
     }
 }
