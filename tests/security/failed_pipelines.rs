@@ -137,4 +137,34 @@ async fn a_toxic_pipeline_ends_failed_in_place_and_the_rest_keeps_running() {
         "the toxic pipeline reached the other worker: {}",
         other.text
     );
+
+    // A rolling update of the group with a fixed program starts it again, on the same worker.
+    let fixed = "stream S = Tick .emit(v: value)";
+    let update = ens
+        .api
+        .send(
+            reqwest::Method::PUT,
+            &ens.cluster_url(leader, &format!("/pipeline-groups/{gid}")),
+            Some((
+                serde_json::to_vec(&json!({
+                    "pipelines": [{"name": "spin", "source": fixed}],
+                    "state": "reset"
+                }))
+                .expect("json"),
+                "application/json",
+            )),
+        )
+        .await
+        .expect("update answers");
+    assert!(update.ok(), "{}: {}", update.status, update.text);
+    let group = ens.group_view(leader, &gid).await.expect("group");
+    let spin = placement(&group, "spin");
+    assert_eq!(spin["status"], "Running", "{group}");
+    assert_eq!(spin["worker_id"], "worker-0", "{group}");
+    let r = ens
+        .api
+        .post(&inject, &json!({"event_type": "Tick", "fields": {"value": 7}}))
+        .await
+        .expect("inject");
+    assert_eq!(r.status, 200, "{}", r.text);
 }
