@@ -163,7 +163,10 @@ async fn a_toxic_pipeline_ends_failed_in_place_and_the_rest_keeps_running() {
     assert_eq!(spin["worker_id"], "worker-0", "{group}");
     let r = ens
         .api
-        .post(&inject, &json!({"event_type": "Tick", "fields": {"value": 7}}))
+        .post(
+            &inject,
+            &json!({"event_type": "Tick", "fields": {"value": 7}}),
+        )
         .await
         .expect("inject");
     assert_eq!(r.status, 200, "{}", r.text);
