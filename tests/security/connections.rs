@@ -315,3 +315,77 @@ async fn idle_connections_under_a_low_fd_limit_do_not_stop_a_worker() {
     assert!(fds < 1000, "{fds} descriptors open");
     assert!(worker.is_up(), "the worker is still running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_out_of_descriptors_keeps_serving_and_recovers() {
+    // So few descriptors that accepting fails with EMFILE before the connection cap is reached.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut worker = Proc::spawn_wrapped(
+        "worker",
+        vec!["prlimit".into(), "--nofile=16:16".into(), "--".into()],
+        vec![
+            "server".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+            "--max-connections".into(),
+            "4096".into(),
+        ],
+        dir.path(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let api = Api::new(None).with_timeout(Duration::from_secs(5));
+    wait_until(
+        "worker up",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            let url = url.clone();
+            async move {
+                matches!(api.get(&format!("{url}/health")).await, Ok(r) if r.status == 200)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // More connections than descriptors; then, with them still open, the node answers.
+    let idle = idle_connections(&format!("127.0.0.1:{port}"), 200).await;
+    assert!(!idle.is_empty());
+    let fresh = Api::new(None).with_timeout(Duration::from_secs(10));
+    let health = wait_until(
+        "health while out of descriptors",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let fresh = fresh.clone();
+            let url = url.clone();
+            async move {
+                fresh
+                    .get(&format!("{url}/health"))
+                    .await
+                    .ok()
+                    .filter(|r| r.status == 200)
+            }
+        },
+    )
+    .await;
+    assert_eq!(health.status, 200);
+    assert!(worker.is_up(), "the worker survived EMFILE");
+    drop(idle);
+    let health = fresh.get(&format!("{url}/health")).await.expect("health");
+    assert_eq!(health.status, 200);
+    let log = std::fs::read_to_string(dir.path().join("worker.out")).unwrap_or_default()
+        + &std::fs::read_to_string(dir.path().join("worker.err")).unwrap_or_default();
+    let failures = log.matches("accept failed").count();
+    assert!(
+        failures >= 1,
+        "the test did not run out of descriptors:\n{log}"
+    );
+    assert!(
+        failures <= 2,
+        "accept errors are not logged in a loop:\n{log}"
+    );
+}

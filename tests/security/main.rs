@@ -14,7 +14,8 @@
 //! - [`secrets`]: connector secrets redacted in answers, owner-only Raft files, a client-set
 //!   `x-varpulis-forwarded-by` header.
 //! - [`connections`]: 1,100 idle connections under a 1,024-descriptor limit (coordinator and
-//!   worker), a slowloris client, per-client rate limits (429 then recovery).
+//!   worker), a worker out of descriptors (EMFILE), a slowloris client, per-client rate
+//!   limits (429 then recovery).
 //! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
 //!   chunks while writes keep committing.
 //!

@@ -399,11 +399,19 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Tracked<Io> {
     }
 }
 
-/// Logs accept failures once per episode and says how long to back off.
+/// Logs accept failures at most once per [`ACCEPT_LOG_PERIOD`] (with the count since) and
+/// says how long to back off.
 #[derive(Debug, Default)]
 pub(crate) struct AcceptErrors {
-    failed: u64,
+    /// Consecutive failures (the back-off grows with them).
+    streak: u64,
+    /// Failures since the last log line.
+    unlogged: u64,
+    last_log: Option<Instant>,
 }
+
+/// Shortest interval between two "accept failed" log lines.
+pub const ACCEPT_LOG_PERIOD: Duration = Duration::from_secs(60);
 
 impl AcceptErrors {
     /// An accept failed: whether it concerns only that connection (retry at once), otherwise
@@ -416,23 +424,27 @@ impl AcceptErrors {
         ) {
             return None;
         }
-        if self.failed == 0 {
+        self.streak += 1;
+        self.unlogged += 1;
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= ACCEPT_LOG_PERIOD)
+        {
             tracing::warn!(
-                "accept failed: {err}; backing off and serving the open connections \
-                 (logged once until accepting works again)"
+                "accept failed: {err}; closing idle connections, backing off and serving the \
+                 open ones ({} failures since the last report, logged at most once a minute)",
+                self.unlogged
             );
+            self.last_log = Some(Instant::now());
+            self.unlogged = 0;
         }
-        self.failed += 1;
-        let exp = self.failed.min(6) as u32;
+        let exp = self.streak.min(6) as u32;
         Some(Duration::from_millis(10 * 2u64.pow(exp)).min(Duration::from_millis(500)))
     }
 
     /// An accept succeeded.
     pub(crate) fn succeeded(&mut self) {
-        if self.failed > 0 {
-            tracing::info!("accepting connections again after {} failures", self.failed);
-            self.failed = 0;
-        }
+        self.streak = 0;
     }
 }
 
@@ -490,6 +502,28 @@ mod tests {
         a.touched(true);
         let t2 = now_ms();
         assert_eq!(a.expired(&limits, t2 + 200), Some(Expired::Header));
+    }
+
+    #[test]
+    fn accept_errors_back_off_and_are_not_logged_in_a_loop() {
+        let mut errors = AcceptErrors::default();
+        let emfile = io::Error::from_raw_os_error(24);
+        let first = errors.failed(&emfile).unwrap();
+        let second = errors.failed(&emfile).unwrap();
+        assert!(second > first);
+        assert!(errors.last_log.is_some());
+        assert_eq!(
+            errors.unlogged, 1,
+            "the second failure waits for the next report"
+        );
+        errors.succeeded();
+        assert_eq!(
+            errors.failed(&emfile),
+            Some(first),
+            "the back-off starts over"
+        );
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(errors.failed(&reset), None);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! share a connection is answered the same `503` if the socket takes it at once, and closed.
 //!
 //! **Accept errors** (out of file descriptors: `EMFILE`, `ENFILE`) make the loop close an idle
-//! connection, back off and retry; open connections keep being served. Logged once per episode.
+//! connection, back off and retry; open connections keep being served. Logged at most once a
+//! minute.
 
 use crate::conns::{
     now_ms, AcceptErrors, Activity, ConnLimits, InFlight, Registry, Slot, Slots, Tracked,
