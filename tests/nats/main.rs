@@ -1,6 +1,6 @@
 //! NATS tests against a real `nats-server` started on a free loopback port (docs/nats.md):
 //! the NATS connector (`.from`/`.to`) on one worker, and the NATS cluster transport (three
-//! coordinators and two workers with `--transport nats`).
+//! coordinators and two workers with `--transport nats`), also over TLS (`tls://`).
 //!
 //! When the `nats-server` binary is missing each test prints
 //! `SKIPPED: nats-server not found (install with apt-get install nats-server)` and returns;
@@ -11,6 +11,7 @@ mod harness;
 
 mod cluster;
 mod connector;
+mod tls;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -46,6 +47,11 @@ fn nats_server_binary() -> Option<PathBuf> {
 /// Starts `nats-server -a 127.0.0.1 -p PORT`; `None` (after printing why) when the binary is
 /// missing.
 pub fn start_nats() -> Option<NatsServer> {
+    start_nats_with(&[], "nats")
+}
+
+/// Like [`start_nats`] with extra arguments (e.g. TLS files) and the URL scheme clients use.
+pub fn start_nats_with(extra: &[String], scheme: &str) -> Option<NatsServer> {
     let Some(bin) = nats_server_binary() else {
         println!("SKIPPED: nats-server not found (install with apt-get install nats-server)");
         return None;
@@ -54,6 +60,7 @@ pub fn start_nats() -> Option<NatsServer> {
         let port = harness::free_port();
         let mut child = Command::new(&bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -62,7 +69,7 @@ pub fn start_nats() -> Option<NatsServer> {
         while Instant::now() < deadline {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Some(NatsServer {
-                    url: format!("nats://127.0.0.1:{port}"),
+                    url: format!("{scheme}://127.0.0.1:{port}"),
                     child,
                 });
             }

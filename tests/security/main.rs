@@ -9,8 +9,13 @@
 //!   addresses, path-unsafe ids, the join token, self-deregistration at SIGTERM).
 //! - [`deploys`]: only the connectors a pipeline uses are shipped; a 300-pipeline group deploys
 //!   a few calls at a time in bounded leader memory; 10,000 pipelines are refused.
+//! - [`failed_pipelines`]: a toxic program deployed through the coordinator ends `Failed` in
+//!   place (not redeployed, not moved), its worker healthy, the other pipeline running.
 //! - [`secrets`]: connector secrets redacted in answers, owner-only Raft files, a client-set
 //!   `x-varpulis-forwarded-by` header.
+//! - [`connections`]: 1,100 idle connections under a 1,024-descriptor limit (coordinator and
+//!   worker), a worker out of descriptors (EMFILE), a slowloris client, per-client rate
+//!   limits (429 then recovery).
 //! - [`snapshots`]: a state grown large through allowed writes reaches a lagging follower in
 //!   chunks while writes keep committing.
 //!
@@ -20,7 +25,9 @@
 mod harness;
 
 mod common;
+mod connections;
 mod deploys;
+mod failed_pipelines;
 mod log_limits;
 mod raft_rpcs;
 mod secrets;

@@ -71,6 +71,13 @@ pub struct RunningPipeline {
     /// Placement epoch it was deployed with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// `failed` when the worker marked the pipeline failed (repeated budget errors); absent
+    /// while it runs. The leader records a failed placement and does not move it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Answer to a registration: `{"worker_id": "...", "status": "registered"}`.
@@ -258,6 +265,10 @@ pub struct PlacementInfo {
     /// When that checkpoint was stored, ms since epoch (leader's clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_at_ms: Option<u64>,
+    /// Why the placement is `Failed` (a deploy error, or `pipeline failed on its worker: …`
+    /// when the program itself failed: then it is not redeployed until the group is updated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A pipeline group as answered by create, get and list.

@@ -118,6 +118,20 @@ pub struct Args {
     /// Largest accepted request body in bytes [default: 16777216]
     #[arg(long, value_name = "BYTES")]
     body_limit: Option<usize>,
+    #[command(flatten)]
+    conns: super::conns::ConnArgs,
+    /// Write requests per second per client address without the API key (0: unlimited) [default: 100]
+    #[arg(long, env = "VARPULIS_RATE_LIMIT_WRITES", value_name = "N")]
+    rate_limit_writes: Option<f64>,
+    /// Write requests a client may send at once before --rate-limit-writes applies [default: 200]
+    #[arg(long, env = "VARPULIS_RATE_LIMIT_BURST", value_name = "N")]
+    rate_limit_burst: Option<f64>,
+    /// Worker requests (register, heartbeat, checkpoint) per second per client address without the API key (0: unlimited) [default: 1000]
+    #[arg(long, env = "VARPULIS_RATE_LIMIT_WORKERS", value_name = "N")]
+    rate_limit_workers: Option<f64>,
+    /// GET /raft/metrics per second per client address without the API key (0: unlimited) [default: 50]
+    #[arg(long, env = "VARPULIS_RATE_LIMIT_METRICS", value_name = "N")]
+    rate_limit_metrics: Option<f64>,
     /// Same as --auto-rebalance=false
     #[arg(long)]
     no_auto_rebalance: bool,
@@ -154,7 +168,15 @@ impl Args {
             deploy_concurrency => deploy_concurrency,
             raft_heartbeat_ms => raft_heartbeat_ms, raft_election_min_ms => raft_election_min_ms,
             raft_election_max_ms => raft_election_max_ms, body_limit => body_limit,
-            transport => transport,
+            transport => transport, rate_limit_writes => rate_limit_writes,
+            rate_limit_burst => rate_limit_burst, rate_limit_workers => rate_limit_workers,
+            rate_limit_metrics => rate_limit_metrics,
+        );
+        self.conns.overlay(
+            &mut c.header_read_timeout,
+            &mut c.body_read_timeout,
+            &mut c.idle_timeout,
+            &mut c.max_connections,
         );
         if self.nats_url.is_some() {
             c.nats_url = self.nats_url.filter(|u| !u.trim().is_empty());

@@ -6,6 +6,7 @@ pub mod output;
 pub mod check;
 pub mod cluster;
 pub mod completions;
+pub mod conns;
 pub mod coordinator;
 pub mod local;
 pub mod logging;

@@ -85,6 +85,8 @@ pub struct Args {
     max_sequence_runs: Option<usize>,
     #[command(flatten)]
     tls: super::tls::ServerTlsArgs,
+    #[command(flatten)]
+    conns: super::conns::ConnArgs,
     /// Serve Prometheus metrics on `GET /metrics` (the tutorial's production checklist flag).
     /// Accepted for compatibility: metrics are always on, so it changes nothing.
     #[arg(long)]
@@ -175,6 +177,12 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
         &mut cfg.tls_key,
         &mut cfg.tls_ca,
         &mut cfg.tls_client_ca,
+    );
+    args.conns.overlay(
+        &mut cfg.header_read_timeout,
+        &mut cfg.body_read_timeout,
+        &mut cfg.idle_timeout,
+        &mut cfg.max_connections,
     );
     cfg.validate()?;
     Ok(cfg)

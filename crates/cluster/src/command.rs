@@ -138,6 +138,24 @@ pub enum Command {
         /// Error to record (cleared when `None`).
         error: Option<String>,
     },
+    /// Records that a placement's program failed on its worker (the worker reported the
+    /// pipeline `failed`, e.g. after repeated budget errors): status `Failed` with `reason`,
+    /// never redeployed nor moved until the group is redeployed or updated. Refused (stale
+    /// epoch) when the placement moved since, ignored when it no longer runs that pipeline id.
+    FailPipeline {
+        /// Group id.
+        group_id: String,
+        /// Pipeline name.
+        pipeline_name: String,
+        /// Replica number.
+        replica: u32,
+        /// Epoch of the placement the worker runs.
+        epoch: u64,
+        /// Pipeline id on the worker.
+        pipeline_id: String,
+        /// Why it failed (the worker's reason).
+        reason: String,
+    },
     /// Creates a connector; 409 if the name exists.
     CreateConnector {
         /// The connector.
@@ -251,6 +269,7 @@ impl Command {
             Command::CreateGroup { .. } => "create_group",
             Command::DeleteGroup { .. } => "delete_group",
             Command::UpdatePlacement { .. } => "update_placement",
+            Command::FailPipeline { .. } => "fail_pipeline",
             Command::CreateConnector { .. } => "create_connector",
             Command::UpdateConnector { .. } => "update_connector",
             Command::PutConnector { .. } => "put_connector",

@@ -86,6 +86,12 @@ pub struct Placement {
     pub error: Option<String>,
     /// Newest checkpoint.
     pub checkpoint: Option<Checkpoint>,
+    /// The *program* failed on its worker (repeated budget errors, reported in a heartbeat),
+    /// as opposed to a failed deploy: with status `Failed`, the leader neither redeploys nor
+    /// moves it; a redeploy or update of the group (any later placement update) starts it
+    /// again. Absent from states written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub program_failed: bool,
 }
 
 impl Placement {
@@ -100,13 +106,20 @@ impl Placement {
             epoch: 1,
             error: None,
             checkpoint: None,
+            program_failed: false,
         }
+    }
+
+    /// Whether the leader must leave it alone: its program failed on its worker.
+    pub fn is_program_failed(&self) -> bool {
+        self.program_failed && self.status == PlacementStatus::Failed
     }
 
     /// Moves the placement to `worker_id` (or unassigns it): new epoch, no pipeline id.
     pub(crate) fn move_to(&mut self, worker_id: Option<String>) {
         self.worker_id = worker_id;
         self.pipeline_id = None;
+        self.program_failed = false;
         self.epoch = self.epoch.saturating_add(1);
     }
 }

@@ -518,6 +518,10 @@ pub fn check_sizes(limits: &Limits, cmd: &mut Command) -> Result<(), Error> {
             clamp_opt(error, text);
             Ok(())
         }
+        Command::FailPipeline { reason, .. } => {
+            clamp(reason, text);
+            Ok(())
+        }
         Command::CreateConnector { spec }
         | Command::UpdateConnector { spec }
         | Command::PutConnector { spec } => check_connector(limits, spec),

@@ -364,10 +364,12 @@ pub fn plan_failover(state: &ClusterState, worker_id: &str) -> Vec<PlannedMigrat
     let mut planner = Planner::new(state);
     let mut out = Vec::new();
     for (g, p) in state.placements_on(worker_id) {
-        if state
-            .active_migration_for(&g.id, &p.pipeline_name, p.replica)
-            .is_some()
+        if p.is_program_failed()
+            || state
+                .active_migration_for(&g.id, &p.pipeline_name, p.replica)
+                .is_some()
         {
+            // A program that failed would fail on any worker: it stays where it failed.
             continue;
         }
         let strategy = Strategy::parse(g.spec.placement.as_deref()).unwrap_or_default();
@@ -393,10 +395,11 @@ pub fn plan_failover(state: &ClusterState, worker_id: &str) -> Vec<PlannedMigrat
 
 /// Plans workers for Pending placements without a worker and targets for Pending migrations.
 pub fn plan_pending(state: &ClusterState) -> Vec<PlannedAssignment> {
-    let unplaced = state
-        .groups
-        .values()
-        .any(|g| g.placements.iter().any(|p| p.worker_id.is_none()));
+    let unplaced = state.groups.values().any(|g| {
+        g.placements
+            .iter()
+            .any(|p| p.worker_id.is_none() && !p.is_program_failed())
+    });
     let targetless = state
         .active_migrations()
         .iter()
@@ -437,7 +440,11 @@ pub fn plan_pending(state: &ClusterState) -> Vec<PlannedAssignment> {
     }
     for g in state.groups() {
         let strategy = Strategy::parse(g.spec.placement.as_deref()).unwrap_or_default();
-        for p in g.placements.iter().filter(|p| p.worker_id.is_none()) {
+        for p in g
+            .placements
+            .iter()
+            .filter(|p| p.worker_id.is_none() && !p.is_program_failed())
+        {
             if state
                 .active_migration_for(&g.id, &p.pipeline_name, p.replica)
                 .is_some()

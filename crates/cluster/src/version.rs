@@ -184,7 +184,8 @@ pub(crate) fn conflict(message: impl Into<String>) -> Error {
     Error::RolloutConflict(message.into())
 }
 
-/// The target's placement still is where the rollout found it, and Running.
+/// The target's placement still is where the rollout found it, and Running (or its program
+/// failed there: updating the group is how a failed program is started again).
 pub(crate) fn check_target_current(
     g: &Group,
     group_id: &str,
@@ -213,7 +214,7 @@ pub(crate) fn check_target_current(
         });
     }
     if p.pipeline_id.as_deref() != Some(t.old_pipeline_id.as_str())
-        || p.status != PlacementStatus::Running
+        || !(p.status == PlacementStatus::Running || p.is_program_failed())
     {
         return Err(conflict(format!(
             "'{}' replica {} is not running as '{}' any more",
@@ -367,6 +368,39 @@ mod tests {
                 rollout: Box::new(r),
             },
         )
+    }
+
+    #[test]
+    fn an_update_starts_a_failed_program_again() {
+        let mut s = running();
+        let failed = Command::FailPipeline {
+            group_id: "g".into(),
+            pipeline_name: "a".into(),
+            replica: 0,
+            epoch: 1,
+            pipeline_id: "a-e1".into(),
+            reason: "budgets".into(),
+        };
+        assert!(s.apply(&failed).is_ok());
+        assert!(s
+            .group("g")
+            .unwrap()
+            .placement("a", 0)
+            .unwrap()
+            .is_program_failed());
+        start(&mut s, rollout(StateMode::Keep)).unwrap();
+        step(
+            &mut s,
+            RolloutCommand::Switch {
+                group_id: "g".into(),
+                version: 2,
+                now_ms: 20,
+            },
+        )
+        .unwrap();
+        let a = s.group("g").unwrap().placement("a", 0).unwrap().clone();
+        assert_eq!(a.status, PlacementStatus::Running);
+        assert!(!a.program_failed && a.error.is_none());
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub fn placement_info(state: &ClusterState, p: &Placement) -> PlacementInfo {
         epoch: p.epoch,
         checkpoint_events: p.checkpoint.as_ref().map(|c| c.events_processed),
         checkpoint_at_ms: p.checkpoint.as_ref().map(|c| c.taken_at_ms),
+        error: p.error.clone(),
     }
 }
 

@@ -285,6 +285,8 @@ fn only_unaccounted_coordinator_pipelines_are_orphans() {
         pipeline_id: id.into(),
         name: id.into(),
         epoch,
+        status: None,
+        reason: None,
     };
     let running_on_w1 = [
         reported("pid-a", Some(1)),
@@ -303,4 +305,150 @@ fn only_unaccounted_coordinator_pipelines_are_orphans() {
         s.group("g").unwrap().placement("a", 0).unwrap().status,
         PlacementStatus::Running
     );
+}
+
+fn failed_report(id: &str, epoch: Option<u64>) -> RunningPipeline {
+    RunningPipeline {
+        pipeline_id: id.into(),
+        name: id.into(),
+        epoch,
+        status: Some("failed".into()),
+        reason: Some("step budget exceeded 5 times in a row".into()),
+    }
+}
+
+#[test]
+fn a_pipeline_the_worker_reports_failed_is_recorded_once() {
+    let mut s = running();
+    let healthy = RunningPipeline {
+        status: None,
+        reason: None,
+        ..failed_report("pid-b", Some(1))
+    };
+    // Only the failed report of the placement's current deployment counts.
+    let reports = [
+        failed_report("pid-a", Some(1)),
+        failed_report("pid-a", Some(7)),
+        failed_report("by-hand", None),
+        healthy,
+    ];
+    let commands = varpulis_cluster::plan::plan_failed(&s, "w1", &reports);
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    assert!(varpulis_cluster::plan::plan_failed(&s, "w2", &reports).is_empty());
+    for c in commands {
+        ok(&mut s, c);
+    }
+    let g = s.group("g").unwrap();
+    let a = g.placement("a", 0).unwrap();
+    assert_eq!(a.status, PlacementStatus::Failed);
+    assert!(a.is_program_failed());
+    assert!(a.error.as_deref().unwrap().contains("step budget exceeded"));
+    assert_eq!(
+        a.worker_id.as_deref(),
+        Some("w1"),
+        "it stays where it failed"
+    );
+    // Already recorded: nothing more to do at the next heartbeat.
+    assert!(varpulis_cluster::plan::plan_failed(&s, "w1", &reports).is_empty());
+}
+
+#[test]
+fn a_failed_program_is_neither_redeployed_nor_moved_until_the_group_is_updated() {
+    let mut s = running();
+    for c in varpulis_cluster::plan::plan_failed(&s, "w1", &[failed_report("pid-a", Some(1))]) {
+        ok(&mut s, c);
+    }
+    // Not redeployed on its (healthy) worker.
+    let deploys = plan_reconcile_phase(&s, &live(), 10, Phase::Deploy);
+    assert!(deploys.is_empty(), "{deploys:?}");
+    // Its worker turns unhealthy (the toxic program's doing): b is not on it, a is not moved.
+    set_status(&mut s, "w1", WorkerStatus::Unhealthy);
+    assert!(starts(&plan_reconcile_phase(&s, &live(), 10, Phase::Failover)).is_empty());
+    set_status(&mut s, "w1", WorkerStatus::Ready);
+    // A failed *deploy* is still retried.
+    ok(
+        &mut s,
+        Command::UpdatePlacement {
+            group_id: "g".into(),
+            pipeline_name: "b".into(),
+            replica: 0,
+            epoch: 1,
+            worker_id: None,
+            pipeline_id: None,
+            status: PlacementStatus::Failed,
+            error: Some("connection refused".into()),
+        },
+    );
+    let deploys = plan_reconcile_phase(&s, &live(), 10, Phase::Deploy);
+    let names: Vec<String> = deploys
+        .iter()
+        .filter_map(|a| match a {
+            Action::Deploy(job) => Some(job.pipeline_name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["b"]);
+    // An update of the placement (the user redeploys) starts it again.
+    ok(
+        &mut s,
+        Command::UpdatePlacement {
+            group_id: "g".into(),
+            pipeline_name: "a".into(),
+            replica: 0,
+            epoch: 1,
+            worker_id: None,
+            pipeline_id: None,
+            status: PlacementStatus::Pending,
+            error: None,
+        },
+    );
+    assert!(
+        !s.group("g")
+            .unwrap()
+            .placement("a", 0)
+            .unwrap()
+            .program_failed
+    );
+}
+
+#[test]
+fn a_placement_pinned_by_labels_is_not_moved_where_they_do_not_match() {
+    let mut s = ClusterState::default();
+    ok(&mut s, reg_with("w1", 10, &[("zone", "a")]));
+    ok(&mut s, reg_with("w2", 10, &[("zone", "b")]));
+    let mut group = spec("app", &["a"]);
+    group.pipelines[0]
+        .labels
+        .insert("zone".to_string(), "a".to_string());
+    ok(&mut s, create("g", group, &[("a", 0, Some("w1"))]));
+    ok(&mut s, running_update("g", "a", 0, 1));
+    set_status(&mut s, "w1", WorkerStatus::Unhealthy);
+    let actions = plan_reconcile_phase(&s, &live(), 10, Phase::Failover);
+    let [Action::StartMigration { planned, .. }] = actions.as_slice() else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(
+        planned.to_worker, None,
+        "no other eligible worker: it waits unplaced"
+    );
+}
+
+#[test]
+fn a_failed_program_whose_worker_leaves_stays_failed_and_unplaced() {
+    let mut s = running();
+    for c in varpulis_cluster::plan::plan_failed(&s, "w1", &[failed_report("pid-a", Some(1))]) {
+        ok(&mut s, c);
+    }
+    ok(
+        &mut s,
+        Command::DeregisterWorker {
+            worker_id: "w1".into(),
+        },
+    );
+    let a = s.group("g").unwrap().placement("a", 0).unwrap().clone();
+    assert_eq!(a.status, PlacementStatus::Failed);
+    assert_eq!(a.worker_id, None);
+    assert!(a.is_program_failed());
+    assert!(plan_reconcile_phase(&s, &live(), 10, Phase::Assign).is_empty());
+    assert!(plan_reconcile_phase(&s, &live(), 10, Phase::Deploy).is_empty());
 }

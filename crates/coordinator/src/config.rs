@@ -154,6 +154,29 @@ pub struct CoordinatorConfig {
     pub raft_election_max_ms: u64,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// A connection must send a complete request head within this time (docs/security.md,
+    /// "Connections").
+    #[serde(deserialize_with = "secs")]
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this time.
+    #[serde(deserialize_with = "secs")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection without a request is closed after this time.
+    #[serde(deserialize_with = "secs")]
+    pub idle_timeout: Duration,
+    /// Most client connections at once (clamped to half the file-descriptor limit).
+    pub max_connections: usize,
+    /// Write requests per second per client address without the API key or peer secret
+    /// (0: unlimited).
+    pub rate_limit_writes: f64,
+    /// Write requests a client may send at once (the bucket size).
+    pub rate_limit_burst: f64,
+    /// Worker requests (register, heartbeat, checkpoint) per second per client address without
+    /// the API key (burst: twice as many; 0: unlimited).
+    pub rate_limit_workers: f64,
+    /// `GET /raft/metrics` per second per client address without the API key (burst: twice as
+    /// many; 0: unlimited): each one hashes the state.
+    pub rate_limit_metrics: f64,
     /// Whether the leader rebalances pipelines when a worker registers (default true).
     pub auto_rebalance: bool,
     /// MQTT broker shipped to workers in deploys for inter-pipeline routes
@@ -205,6 +228,14 @@ impl Default for CoordinatorConfig {
             raft_election_min_ms: 200,
             raft_election_max_ms: 400,
             body_limit: DEFAULT_BODY_LIMIT,
+            header_read_timeout: varpulis_tls::conns::DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: varpulis_tls::conns::DEFAULT_BODY_READ_TIMEOUT,
+            idle_timeout: varpulis_tls::conns::DEFAULT_IDLE_TIMEOUT,
+            max_connections: varpulis_tls::conns::DEFAULT_MAX_CONNECTIONS,
+            rate_limit_writes: 100.0,
+            rate_limit_burst: 200.0,
+            rate_limit_workers: 1000.0,
+            rate_limit_metrics: 50.0,
             auto_rebalance: true,
             mqtt_url: None,
             transport: Transport::Http,
@@ -293,6 +324,16 @@ impl CoordinatorConfig {
                 self.bind,
                 self.port
             ),
+        }
+    }
+
+    /// The connection timeouts and cap of this node's listener.
+    pub fn conn_limits(&self) -> varpulis_tls::ConnLimits {
+        varpulis_tls::ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
         }
     }
 
@@ -416,6 +457,19 @@ impl CoordinatorConfig {
         }
         if self.body_limit < 1024 {
             return invalid("body limit must be at least 1024 bytes".into());
+        }
+        self.conn_limits()
+            .validate()
+            .map_err(ConfigError::Invalid)?;
+        for (name, value) in [
+            ("rate_limit_writes", self.rate_limit_writes),
+            ("rate_limit_burst", self.rate_limit_burst),
+            ("rate_limit_workers", self.rate_limit_workers),
+            ("rate_limit_metrics", self.rate_limit_metrics),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return invalid(format!("{name} must be a number >= 0, got {value}"));
+            }
         }
         for key in [&self.api_key, &self.worker_token, &self.peer_secret]
             .into_iter()
@@ -592,5 +646,25 @@ mod tests {
         assert_eq!(c.peers.len(), 3);
         c.validate().unwrap();
         assert_eq!(c.resolve_node_id().unwrap(), 1);
+    }
+
+    #[test]
+    fn connection_keys_are_read_from_toml_and_checked() {
+        let c = CoordinatorConfig::from_toml_str(
+            "header_read_timeout = 2.5\nbody_read_timeout = 30\nidle_timeout = 15\n\
+             max_connections = 100\nrate_limit_writes = 0\nrate_limit_burst = 10\n\
+             rate_limit_workers = 5\nrate_limit_metrics = 1\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let limits = c.conn_limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(2500));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(15));
+        assert_eq!(limits.max_connections, 100);
+        assert_eq!(c.rate_limit_writes, 0.0);
+        let zero = CoordinatorConfig::from_toml_str("idle_timeout = 0\n").unwrap();
+        assert!(zero.validate().is_err());
+        let negative = CoordinatorConfig::from_toml_str("rate_limit_writes = -1\n").unwrap();
+        assert!(negative.validate().is_err());
     }
 }

@@ -130,6 +130,11 @@ pub async fn run(
             crate::http::proxy::strip_untrusted_forward,
         ),
     );
+    // Outermost: a client over its rate is refused before anything reads its body.
+    let app = match crate::http::edge::rate_limit(&config) {
+        Some(layer) => app.layer(layer),
+        None => app,
+    };
     let mut tasks = JoinSet::new();
     tasks.spawn(sweep::run(leader.clone(), token.clone()));
     tasks.spawn(reconciler::run(leader.clone(), token.clone()));
@@ -149,10 +154,14 @@ pub async fn run(
     }
 
     tracing::info!(node_id, %advertise, %local, "coordinator listening");
-    let reload = varpulis_tls::reload::on_sighup(server_tls.clone())?;
+    let reload = varpulis_tls::reload::on_sighup(server_tls.clone(), state.client_tls.clone())?;
     let listener = varpulis_tls::AnyListener::new(listener, server_tls)?;
     let stop = token.clone();
-    let serve = varpulis_tls::serve(listener, app, async move {
+    let options = varpulis_tls::ServeOptions {
+        limits: config.conn_limits(),
+        reserved: Some(crate::http::edge::reserved(&config)),
+    };
+    let serve = varpulis_tls::serve_with(listener, app, options, async move {
         tokio::select! {
             _ = shutdown => {}
             _ = stop.cancelled() => {}

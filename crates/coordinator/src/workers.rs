@@ -190,7 +190,10 @@ pub async fn heartbeat(
         Instant::now(),
     );
     let stale_pipelines = match req.pipelines.as_deref().filter(|r| !r.is_empty()) {
-        Some(running) => crate::leader::orphans::remove_orphans(ctx, id, running),
+        Some(running) => {
+            crate::leader::failed::record_failed(ctx, id, running);
+            crate::leader::orphans::remove_orphans(ctx, id, running)
+        }
         None => Vec::new(),
     };
     let coordinators = ctx.store.replica().coordinators();

@@ -7,8 +7,8 @@
 
 use crate::error::TlsError;
 use crate::keys::KeyStore;
-use crate::pem;
 use crate::settings::TlsSettings;
+use crate::verifier::CaVerifier;
 use rustls::{ClientConfig, RootCertStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct ClientTls {
     config: Option<Arc<ClientConfig>>,
+    /// The `--tls-ca` verifier shared by every client of the process ([`ClientTls::reload`]).
+    ca: Option<Arc<CaVerifier>>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -39,15 +41,26 @@ impl ClientTls {
         if ca.is_none() && identity.is_none() {
             return Ok(Self::default());
         }
-        let roots = match ca {
-            Some(path) => pem::roots(path)?,
-            None => RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            },
-        };
         let builder = ClientConfig::builder_with_provider(crate::provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
+            .with_safe_default_protocol_versions()?;
+        let (builder, verifier) = match ca {
+            // A CA file: verified through a verifier that SIGHUP can reload.
+            Some(path) => {
+                let verifier = CaVerifier::load(path)?;
+                (
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(verifier.clone()),
+                    Some(verifier),
+                )
+            }
+            None => (
+                builder.with_root_certificates(RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                }),
+                None,
+            ),
+        };
         let mut config = match identity {
             Some(keys) => builder.with_client_cert_resolver(keys),
             None => builder.with_no_client_auth(),
@@ -55,7 +68,17 @@ impl ClientTls {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             config: Some(Arc::new(config)),
+            ca: verifier,
         })
+    }
+
+    /// Re-reads the `--tls-ca` bundle (no-op without one): the next handshakes of every client
+    /// built from this configuration use it. On error the previous bundle stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        match &self.ca {
+            Some(ca) => ca.reload(),
+            None => Ok(()),
+        }
     }
 
     /// The client side of a server process: verify with `--tls-ca`, and under mutual TLS
@@ -77,6 +100,11 @@ impl ClientTls {
             None
         };
         Self::new(settings.ca.as_deref(), identity)
+    }
+
+    /// Whether [`ClientTls::reload`] re-reads a CA bundle.
+    pub fn reloads_ca(&self) -> bool {
+        self.ca.is_some()
     }
 
     /// Whether a custom configuration (own CA or client certificate) is in use.

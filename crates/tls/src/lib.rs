@@ -8,24 +8,33 @@
 //! - [`ClientTls`]: the client side, shared by every outbound client of a process (Raft peers,
 //!   the leader proxy, the worker client, the worker's coordinator client, the CLI, sessions):
 //!   [`ClientTls::reqwest_builder`] and [`ClientTls::rustls_config`].
-//! - [`listener`]: an axum listener that is plain TCP or TLS, and [`listener::serve`], which
-//!   puts the remote address and the verified client certificate into each request.
+//! - [`listener`]: a listener that is plain TCP or TLS.
+//! - [`serve()`] / [`serve_with`]: serve an axum router on it within the connection limits of
+//!   [`conns`] (timeouts, a cap sized from the file-descriptor limit, peers served past it),
+//!   putting the remote address and the verified client certificate into each request.
+//! - [`ratelimit`]: per-client token buckets on write routes (`429 too_many_requests`).
 //! - [`throwaway`]: a generated CA and leaf certificates (rcgen) for `varpulis local --tls`
 //!   and tests.
 
 pub mod client;
+pub mod conns;
 pub mod error;
 pub mod keys;
 pub mod listener;
 pub mod pem;
+pub mod ratelimit;
 pub mod reload;
+pub mod serve;
 pub mod server;
 pub mod settings;
 pub mod throwaway;
+pub mod verifier;
 
 pub use client::ClientTls;
+pub use conns::ConnLimits;
 pub use error::TlsError;
-pub use listener::{serve, AnyListener, VerifiedClientCert};
+pub use listener::{AnyListener, VerifiedClientCert};
+pub use serve::{serve, serve_with, ServeOptions};
 pub use server::ServerTls;
 pub use settings::TlsSettings;
 

@@ -1,19 +1,14 @@
-//! Serving an axum router over plain TCP or TLS from one listener type.
+//! One listener type for plain TCP and TLS.
 //!
 //! [`AnyListener::tls`] accepts TCP connections and runs each handshake on its own task (with a
-//! deadline), so a slow or silent client never holds up the accept loop. [`serve`] inserts into
-//! every request an `axum::extract::ConnectInfo<SocketAddr>` (the remote address, so
-//! `ConnectInfo` extractors work as with `into_make_service_with_connect_info`) and, when the
-//! client presented a certificate the client CA verified, a [`VerifiedClientCert`].
+//! deadline), so a slow or silent client never holds up the accept loop. `varpulis_tls::serve`
+//! serves a router on it and puts into every request an `axum::extract::ConnectInfo<SocketAddr>`
+//! (the remote address) and, when the client presented a certificate the client CA verified, a
+//! [`VerifiedClientCert`].
 
+use crate::conns::AcceptErrors;
 use crate::server::ServerTls;
-use axum::extract::{ConnectInfo, Request};
-use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
-use axum::Router;
 use rustls::pki_types::{CertificateDer, ServerName};
-use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,9 +25,7 @@ use tokio_rustls::TlsAcceptor;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const READY_QUEUE: usize = 128;
-/// Most handshakes in progress at once; past it the accept loop waits (new connections queue
-/// in the kernel's backlog), so a flood of silent clients cannot pile up tasks and descriptors.
-pub const MAX_PENDING_HANDSHAKES: usize = 512;
+pub use crate::conns::MAX_PENDING_HANDSHAKES;
 
 /// The leaf certificate a client presented and the client CA verified (mutual TLS).
 #[derive(Debug, Clone)]
@@ -86,7 +79,8 @@ impl AnyListener {
     pub fn tls(listener: TcpListener, tls: Arc<ServerTls>) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
-        let accept_loop = tokio::spawn(accept_loop(listener, tls, tx));
+        let handshakes = crate::conns::ConnLimits::default().budget().handshakes;
+        let accept_loop = tokio::spawn(accept_loop(listener, tls, tx, handshakes));
         Ok(Self::Tls(TlsListener {
             ready,
             local,
@@ -99,8 +93,10 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Arc<ServerTls>,
     tx: mpsc::Sender<(Conn, SocketAddr)>,
+    handshakes: usize,
 ) {
-    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let pending = Arc::new(tokio::sync::Semaphore::new(handshakes));
+    let mut errors = AcceptErrors::default();
     loop {
         let permit = tokio::select! {
             () = tx.closed() => return,
@@ -114,11 +110,15 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
         };
         let (stream, addr) = match accepted {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                errors.succeeded();
+                pair
+            }
             Err(err) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept failed: {err}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(pause) = errors.failed(&err) {
+                    tokio::time::sleep(pause).await;
+                }
                 continue;
             }
         };
@@ -139,25 +139,26 @@ async fn accept_loop(
     }
 }
 
-impl Listener for AnyListener {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl AnyListener {
+    /// The next connection (after its TLS handshake, for TLS). Errors are the plain listener's
+    /// accept errors (the TLS accept loop handles its own).
+    pub async fn accept(&mut self) -> io::Result<(Conn, SocketAddr)> {
         match self {
             Self::Plain(listener) => {
-                let (stream, addr) = Listener::accept(listener).await;
-                (Conn::Plain(stream), addr)
+                let (stream, addr) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok((Conn::Plain(stream), addr))
             }
             Self::Tls(listener) => match listener.ready.recv().await {
-                Some(pair) => pair,
+                Some(pair) => Ok(pair),
                 // The accept loop only ends when the receiver is gone: never here.
                 None => std::future::pending().await,
             },
         }
     }
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Self::Plain(listener) => listener.local_addr(),
             Self::Tls(listener) => Ok(listener.local),
@@ -243,126 +244,5 @@ impl AsyncWrite for Conn {
             Self::Plain(s) => s.is_write_vectored(),
             Self::Tls(s) => s.is_write_vectored(),
         }
-    }
-}
-
-/// Per-connection service factory: remembers the remote address and client certificate.
-#[derive(Clone)]
-struct MakeConn {
-    router: Router,
-}
-
-impl<'a> tower::Service<IncomingStream<'a, AnyListener>> for MakeConn {
-    type Response = ConnService;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<ConnService, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, incoming: IncomingStream<'a, AnyListener>) -> Self::Future {
-        std::future::ready(Ok(ConnService {
-            router: self.router.clone(),
-            addr: *incoming.remote_addr(),
-            cert: incoming.io().client_certificate(),
-        }))
-    }
-}
-
-/// The router of one connection, adding its facts to each request.
-#[derive(Clone)]
-struct ConnService {
-    router: Router,
-    addr: SocketAddr,
-    cert: Option<VerifiedClientCert>,
-}
-
-impl tower::Service<Request> for ConnService {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = <Router as tower::Service<Request>>::Future;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        req.extensions_mut().insert(ConnectInfo(self.addr));
-        if let Some(cert) = &self.cert {
-            req.extensions_mut().insert(cert.clone());
-        }
-        tower::Service::call(&mut self.router, req)
-    }
-}
-
-/// Serves `router` on `listener` until `shutdown` completes (then stops accepting and lets
-/// open requests finish, like `axum::serve(..).with_graceful_shutdown`).
-pub async fn serve(
-    listener: AnyListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    axum::serve(listener, MakeConn { router })
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::throwaway::ThrowawayCa;
-    use crate::{ClientTls, TlsSettings};
-
-    #[tokio::test]
-    async fn a_silent_client_does_not_hold_up_other_handshakes() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = ThrowawayCa::new("test CA").unwrap();
-        ca.write_cert(&dir.path().join("ca.pem")).unwrap();
-        let leaf = ca
-            .issue_files(dir.path(), "node", &["localhost", "127.0.0.1"])
-            .unwrap();
-        let settings = TlsSettings {
-            cert: Some(leaf.cert),
-            key: Some(leaf.key),
-            ..Default::default()
-        };
-        let server = ServerTls::from_settings(&settings).unwrap().unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let listener = AnyListener::new(tcp, Some(server)).unwrap();
-        let router = Router::new().route(
-            "/who",
-            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
-                peer.ip().to_string()
-            }),
-        );
-        tokio::spawn(serve(listener, router, std::future::pending()));
-        // Connected, never says a word.
-        let _silent = TcpStream::connect(addr).await.unwrap();
-        let client = ClientTls::new(Some(&dir.path().join("ca.pem")), None)
-            .unwrap()
-            .reqwest_builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let answer = client
-            .get(format!("https://127.0.0.1:{}/who", addr.port()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
-        // The remote address reaches the handlers as ConnectInfo.
-        assert_eq!(answer.text().await.unwrap(), "127.0.0.1");
-        // Clear text gets no HTTP answer.
-        let plain = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap()
-            .get(format!("http://127.0.0.1:{}/who", addr.port()))
-            .send()
-            .await;
-        assert!(plain.is_err(), "{plain:?}");
     }
 }

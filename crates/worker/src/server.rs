@@ -86,10 +86,15 @@ pub async fn serve(
         st.shutdown.cancel();
     };
     let reload =
-        varpulis_tls::reload::on_sighup(state.server_tls.clone()).map_err(WorkerError::Io)?;
+        varpulis_tls::reload::on_sighup(state.server_tls.clone(), state.client_tls.clone())
+            .map_err(WorkerError::Io)?;
     let listener = varpulis_tls::AnyListener::new(listener, state.server_tls.clone())
         .map_err(WorkerError::Io)?;
-    let served = varpulis_tls::serve(listener, app, stop).await;
+    let options = varpulis_tls::ServeOptions {
+        limits: state.config.conn_limits(),
+        reserved: reserved_requests(state.config.api_key.clone()),
+    };
+    let served = varpulis_tls::serve_with(listener, app, options, stop).await;
     reload.abort();
     // Whatever ended serving, make sure every task sees the shutdown.
     state.start_draining();
@@ -123,4 +128,17 @@ pub async fn serve(
     }
     tracing::info!("worker stopped");
     served.map_err(WorkerError::Io)
+}
+
+/// Requests served even when client connections are at the cap (docs/security.md,
+/// "Connections"): the coordinator's, which carry this worker's key. None without a key.
+fn reserved_requests(api_key: Option<String>) -> Option<varpulis_tls::serve::Reserved> {
+    let key = api_key?;
+    Some(Arc::new(move |req: &axum::extract::Request| {
+        req.headers()
+            .get(varpulis_api::API_KEY_HEADER)
+            .is_some_and(|given| {
+                constant_time_eq::constant_time_eq(given.as_bytes(), key.as_bytes())
+            })
+    }))
 }

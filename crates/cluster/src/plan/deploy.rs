@@ -146,7 +146,8 @@ pub fn current_deploy(
 }
 
 /// Deploys of a group's placements that have a worker but are not running (Pending,
-/// Deploying or Failed).
+/// Deploying or Failed), except those whose program failed on the worker (a failed *deploy*
+/// is retried, a failed *program* is not: see `Placement::program_failed`).
 pub fn pending_deploys(s: &ClusterState, group_id: &str, mqtt_url: Option<&str>) -> Vec<DeployJob> {
     let Some(group) = s.group(group_id) else {
         return Vec::new();
@@ -154,7 +155,7 @@ pub fn pending_deploys(s: &ClusterState, group_id: &str, mqtt_url: Option<&str>)
     group
         .placements
         .iter()
-        .filter(|p| p.worker_id.is_some())
+        .filter(|p| p.worker_id.is_some() && !p.is_program_failed())
         .filter(|p| {
             matches!(
                 p.status,

@@ -15,6 +15,7 @@
 mod checkpoints;
 pub mod deploy;
 mod drain;
+mod failed;
 mod orphans;
 mod rebalance;
 mod reconcile;
@@ -24,6 +25,7 @@ mod sweep;
 pub use checkpoints::{plan_checkpoints, CheckpointJob};
 pub use deploy::{DeployAt, DeployJob};
 pub use drain::plan_drain;
+pub use failed::plan_failed;
 pub use orphans::plan_orphans;
 pub use rebalance::plan_rebalance;
 pub use reconcile::{plan_reconcile, plan_reconcile_phase, Phase};

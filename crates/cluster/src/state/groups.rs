@@ -210,6 +210,36 @@ impl ClusterState {
         }
         p.status = status;
         p.error = error.map(str::to_string);
+        p.program_failed = false;
+        Ok(Outcome::PlacementUpdated {
+            group_id: group_id.to_string(),
+            pipeline_name: pipeline.to_string(),
+            replica,
+            epoch: p.epoch,
+        })
+    }
+
+    /// `Command::FailPipeline`: the placement's program failed on its worker.
+    pub(super) fn fail_pipeline(
+        &mut self,
+        (group_id, pipeline, replica): (&str, &str, u32),
+        epoch: u64,
+        pipeline_id: &str,
+        reason: &str,
+    ) -> Result<Outcome, Error> {
+        let (_, idx) = self.fenced_placement_ref(group_id, pipeline, replica, epoch)?;
+        let g = self
+            .groups
+            .get_mut(group_id)
+            .ok_or_else(|| Error::UnknownGroup(group_id.to_string()))?;
+        let p = &mut g.placements[idx];
+        if p.pipeline_id.as_deref() != Some(pipeline_id) || p.status == PlacementStatus::Stopped {
+            // Redeployed since (another pipeline id) or stopped on purpose: nothing to record.
+            return Ok(Outcome::Noop);
+        }
+        p.status = PlacementStatus::Failed;
+        p.error = Some(format!("pipeline failed on its worker: {reason}"));
+        p.program_failed = true;
         Ok(Outcome::PlacementUpdated {
             group_id: group_id.to_string(),
             pipeline_name: pipeline.to_string(),

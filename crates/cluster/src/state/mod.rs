@@ -265,6 +265,19 @@ impl ClusterState {
                 status: *status,
                 error: error.as_deref(),
             }),
+            Command::FailPipeline {
+                group_id,
+                pipeline_name,
+                replica,
+                epoch,
+                pipeline_id,
+                reason,
+            } => self.fail_pipeline(
+                (group_id, pipeline_name, *replica),
+                *epoch,
+                pipeline_id,
+                reason,
+            ),
             Command::CreateConnector { spec } => {
                 self.save_connector(spec, connectors::ConnectorMode::Create)
             }

@@ -91,8 +91,12 @@ impl ClusterState {
                 .iter_mut()
                 .filter(|p| p.worker_id.as_deref() == Some(worker_id))
             {
+                // A failed program stays failed, without a worker, until the group is updated.
+                let failed = p.is_program_failed();
                 p.move_to(None);
-                if p.status != PlacementStatus::Migrating {
+                if failed {
+                    p.program_failed = true;
+                } else if p.status != PlacementStatus::Migrating {
                     p.status = PlacementStatus::Pending;
                 }
                 orphaned += 1;

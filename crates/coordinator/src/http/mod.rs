@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body_cap;
 pub mod connectors;
 pub mod console;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -19,6 +19,7 @@ pub mod context;
 pub mod drain;
 pub mod error;
 pub mod executor;
+pub mod failed;
 pub mod liveness;
 pub mod orphans;
 pub mod phi;

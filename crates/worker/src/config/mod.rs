@@ -135,6 +135,18 @@ pub struct WorkerConfig {
     /// CA bundle client certificates must chain to; the worker then presents `tls_cert` to
     /// coordinators (mutual TLS, `--tls-client-ca`).
     pub tls_client_ca: Option<std::path::PathBuf>,
+    /// A connection must send a complete request head within this time (docs/security.md,
+    /// "Connections").
+    #[serde(with = "duration::secs")]
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this time.
+    #[serde(with = "duration::secs")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection without a request is closed after this time.
+    #[serde(with = "duration::secs")]
+    pub idle_timeout: Duration,
+    /// Most client connections at once (clamped to half the file-descriptor limit).
+    pub max_connections: usize,
 }
 
 impl Default for WorkerConfig {
@@ -170,11 +182,25 @@ impl Default for WorkerConfig {
             tls_key: None,
             tls_ca: None,
             tls_client_ca: None,
+            header_read_timeout: varpulis_tls::conns::DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: varpulis_tls::conns::DEFAULT_BODY_READ_TIMEOUT,
+            idle_timeout: varpulis_tls::conns::DEFAULT_IDLE_TIMEOUT,
+            max_connections: varpulis_tls::conns::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
 
 impl WorkerConfig {
+    /// The connection timeouts and cap of this worker's listener.
+    pub fn conn_limits(&self) -> varpulis_tls::ConnLimits {
+        varpulis_tls::ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     /// The TLS files of this worker (docs/security.md, "TLS").
     pub fn tls_settings(&self) -> varpulis_tls::TlsSettings {
         varpulis_tls::TlsSettings {
@@ -192,6 +218,7 @@ impl WorkerConfig {
         self.tls_settings()
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
+        self.conn_limits().validate().map_err(ConfigError)?;
         if self.worker_id.trim().is_empty() {
             return bad("worker_id must not be empty");
         }

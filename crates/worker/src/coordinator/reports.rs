@@ -12,10 +12,18 @@ fn running(state: &AppState) -> Vec<RunningPipeline> {
         .registry
         .all()
         .iter()
-        .map(|p| RunningPipeline {
-            pipeline_id: p.id.clone(),
-            name: p.name.clone(),
-            epoch: p.epoch,
+        .map(|p| {
+            let (status, reason) = match p.status() {
+                ("failed", reason) => (Some("failed".to_owned()), reason),
+                _ => (None, None),
+            };
+            RunningPipeline {
+                pipeline_id: p.id.clone(),
+                name: p.name.clone(),
+                epoch: p.epoch,
+                status,
+                reason,
+            }
         })
         .collect()
 }

@@ -94,7 +94,8 @@ export function mount(root, { store, conn }, id) {
         h("td", null, p.pipeline_name),
         h("td", { class: "num" }, String(p.replica)),
         h("td", { class: "worker" }, p.worker_id || "–"),
-        h("td", { class: "status" }, badge(p.status)),
+        h("td", { class: "status" }, badge(p.status),
+          p.error ? h("div", { class: "muted small placement-error" }, p.error) : null),
         h("td", { class: "mono small" }, p.pipeline_id || "–"),
         h("td", { class: "num" }, String(p.epoch)),
         h("td", { class: "small" }, p.checkpoint_events === undefined ? "–"
