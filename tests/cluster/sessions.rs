@@ -332,11 +332,23 @@ async fn a_killed_workers_pipeline_moves_within_two_seconds_through_its_session(
         },
     )
     .await;
-    // Sessions are stable: pings are answered, nothing reconnects.
+    // Sessions settle on the leader (a follower sends them there: it cannot renew leases)
+    // and then stay: renewals and pings are answered, nothing reconnects.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = ens.all_logs(2000).matches("WebSocket connected").count();
+    assert!(settled <= 4, "sessions kept moving\n{}", ens.all_logs(60));
     tokio::time::sleep(Duration::from_secs(5)).await;
     let connects = ens.all_logs(2000).matches("WebSocket connected").count();
-    assert_eq!(connects, 2, "sessions reconnected\n{}", ens.all_logs(60));
+    assert_eq!(connects, settled, "sessions reconnected\n{}", ens.all_logs(60));
     assert_eq!(ws_connections(&ens).await, 2);
+    let leader = ens.wait_leader(Duration::from_secs(5)).await;
+    let on_leader = ens
+        .api
+        .get(&format!("{}/health", ens.coords[leader].url))
+        .await
+        .map(|r| r.body["ws_connections"].as_u64().unwrap_or(0))
+        .unwrap_or(0);
+    assert_eq!(on_leader, 2, "every session is held by the leader");
     let spec = json!({"name": "kill-me", "pipelines": [
         {"name": "p", "source": "stream S = Tick .emit(v: value)", "worker_affinity": "worker-0"}]});
     let gid = ens.deploy_group(0, &spec).await;
@@ -366,4 +378,47 @@ async fn a_killed_workers_pipeline_moves_within_two_seconds_through_its_session(
         },
     )
     .await;
+}
+
+/// A counter of worker `url`'s `/metrics`.
+async fn worker_counter(api: &Api, url: &str, name: &str) -> Option<u64> {
+    let r = api.get(&format!("{url}/metrics")).await.ok()?;
+    r.text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_renewed_over_the_session_when_heartbeats_are_too_slow() {
+    // The leader marks a worker unhealthy after 3 s of silence and grants 2.7 s leases.
+    let mut ens = Ensemble::start(3, 0, Opts::default()).await;
+    ens.wait_leader(Duration::from_secs(20)).await;
+    // This worker heartbeats every 8 s: heartbeats alone would let its lease run out and the
+    // leader mark it unhealthy between two of them. Its session renews the lease every second.
+    ens.opts.heartbeat_interval = 8.0;
+    let w = ens.add_worker("slow");
+    ens.wait_workers_in_status(&["slow"], "ready", Duration::from_secs(20))
+        .await;
+    let spec = json!({"name": "slow-hb", "pipelines": [
+        {"name": "p", "source": "stream S = Tick .emit(v: value)", "worker_affinity": "slow"}]});
+    let gid = ens.deploy_group(0, &spec).await;
+    crate::migration::wait_placed(&ens, 0, &gid, "p", "slow").await;
+    let live: Vec<usize> = (0..ens.coords.len()).collect();
+    let seen = statuses_during(&ens, &live, "slow", Duration::from_secs(12)).await;
+    let url = ens.workers[w].url.clone();
+    let api = Api::new(Some(&ens.opts.worker_key));
+    let fences = worker_counter(&api, &url, "varpulis_worker_fences_total").await;
+    let renewals = worker_counter(&api, &url, "varpulis_worker_lease_session_renewals_total").await;
+    eprintln!("sessions: slow heartbeats: {renewals:?} session renewals, {fences:?} fences");
+    assert!(
+        seen.iter().all(|s| s == "ready"),
+        "the worker left `ready`: {seen:?}\n{}",
+        ens.all_logs(40)
+    );
+    assert_eq!(fences, Some(0), "the worker fenced itself\n{}", ens.all_logs(40));
+    assert!(
+        renewals.is_some_and(|n| n >= 8),
+        "leases were not renewed over the session: {renewals:?}"
+    );
+    crate::migration::wait_placed(&ens, 0, &gid, "p", "slow").await;
 }
