@@ -34,7 +34,10 @@ pub mod routes;
 pub mod server;
 pub mod state;
 
-pub use broker::{start_embedded_broker, start_embedded_broker_with, BrokerHandle, BrokerTls};
+pub use broker::{
+    start_embedded_broker, start_embedded_broker_at, start_embedded_broker_with, BrokerHandle,
+    BrokerTls,
+};
 pub use config::{PipelineLimits, Transport, WorkerConfig};
 pub use error::WorkerError;
 pub use server::run;
