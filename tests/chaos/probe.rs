@@ -185,7 +185,7 @@ impl Probe {
 
     /// Stops the flow, waits (bounded) for the outputs to catch up, checks the invariants;
     /// returns the report section and pushes violations.
-    pub async fn finish(mut self, violations: &mut Vec<String>) -> Value {
+    pub async fn finish(mut self, ens: &Ensemble, violations: &mut Vec<String>) -> Value {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.publisher.await;
         let _ = self.sampler.await;
@@ -230,6 +230,7 @@ impl Probe {
             violations.push("probe: no output at all".into());
         }
         if !lost.is_empty() {
+            eprintln!("chaos: probe lost inputs; worker logs:\n{}", ens.all_logs(300));
             violations.push(format!(
                 "probe: {} of inputs {first}..={last} lost (first {:?}, last {:?})",
                 lost.len(),

@@ -602,7 +602,7 @@ pub async fn run(cfg: Config) -> Value {
         ens.wait_ready(i, Duration::from_secs(60)).await;
     }
     let mut probe_violations = Vec::new();
-    let probe_report = probe.finish(&mut probe_violations).await;
+    let probe_report = probe.finish(&ens, &mut probe_violations).await;
 
     // Final consistent reads of every key from every node, after all traffic ended.
     let mut fin = Client {

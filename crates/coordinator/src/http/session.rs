@@ -99,12 +99,12 @@ fn answer(state: &AppState, id: &str, text: &str) -> Option<SessionMessage> {
     }
     // A leader cut off from its quorum may already be deposed: it grants nothing (the bound
     // on a deposed leader's grants, docs/coordinator.md "Leases and fencing").
-    if state.raft.leader_lost_quorum() {
+    let Some(lease_ms) = crate::workers::lease_ms(ctx) else {
         return Some(SessionMessage::Refused {
             seq,
             reason: "this leader lost its quorum".to_owned(),
         });
-    }
+    };
     let status = ctx.store.read(|s| s.worker(id).map(|w| w.status));
     match status {
         Some(WorkerStatus::Ready | WorkerStatus::Busy | WorkerStatus::Draining) => {}
@@ -119,7 +119,6 @@ fn answer(state: &AppState, id: &str, text: &str) -> Option<SessionMessage> {
     // Recorded before the answer leaves, as for a heartbeat: the worker counts the lease from
     // when it sent the renewal, which is earlier still.
     ctx.liveness.renewed(id, tokio::time::Instant::now());
-    let lease_ms = u64::try_from(ctx.settings.lease().as_millis()).unwrap_or(u64::MAX);
     Some(SessionMessage::Lease { seq, lease_ms })
 }
 

@@ -264,11 +264,15 @@ impl Connection {
         loop {
             let deadline = closing.map(|c| c.1);
             let polled = tokio::select! {
+                // A stop (fence, delete) cancels both tokens: it must win over the graceful
+                // close, which unsubscribes (a persistent session would then forget the topic
+                // and lose what arrives until the next copy subscribes).
+                biased;
                 () = hard.cancelled() => {
                     stopped = true;
                     break;
                 }
-                () = cancel.cancelled(), if closing.is_none() => {
+                () = cancel.cancelled(), if closing.is_none() && !hard.is_cancelled() => {
                     if ingest.is_none() || subscriptions.is_empty() {
                         break;
                     }
