@@ -154,8 +154,8 @@ fn main() {
         let leases_before = leases.load(Ordering::Relaxed);
         let measuring = Instant::now();
         let held = cpu_over(pid, secs).await;
-        let lease_rate =
-            (leases.load(Ordering::Relaxed) - leases_before) as f64 / measuring.elapsed().as_secs_f64();
+        let lease_rate = (leases.load(Ordering::Relaxed) - leases_before) as f64
+            / measuring.elapsed().as_secs_f64();
         let health = ens
             .api
             .get(&format!("{}/health", ens.coords[0].url))

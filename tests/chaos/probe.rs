@@ -158,10 +158,14 @@ impl Probe {
                     }
                     let now = running.join("+");
                     if now != last {
-                        holders
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((at, if now.is_empty() { "-".into() } else { now.clone() }));
+                        holders.lock().unwrap_or_else(|e| e.into_inner()).push((
+                            at,
+                            if now.is_empty() {
+                                "-".into()
+                            } else {
+                                now.clone()
+                            },
+                        ));
                         last = now;
                     }
                     tokio::time::sleep(SAMPLE_EVERY).await;
@@ -230,7 +234,10 @@ impl Probe {
             violations.push("probe: no output at all".into());
         }
         if !lost.is_empty() {
-            eprintln!("chaos: probe lost inputs; worker logs:\n{}", ens.all_logs(300));
+            eprintln!(
+                "chaos: probe lost inputs; worker logs:\n{}",
+                ens.all_logs(300)
+            );
             violations.push(format!(
                 "probe: {} of inputs {first}..={last} lost (first {:?}, last {:?})",
                 lost.len(),

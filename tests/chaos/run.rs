@@ -873,7 +873,11 @@ async fn partition_worker(
     faults: &mut Vec<FaultRecord>,
 ) {
     let at_secs = t0.elapsed().as_secs_f64();
-    let n = net.nodes.len().saturating_sub(net.coords).min(ens.workers.len());
+    let n = net
+        .nodes
+        .len()
+        .saturating_sub(net.coords)
+        .min(ens.workers.len());
     if n == 0 {
         return;
     }

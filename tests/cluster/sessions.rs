@@ -339,7 +339,12 @@ async fn a_killed_workers_pipeline_moves_within_two_seconds_through_its_session(
     assert!(settled <= 4, "sessions kept moving\n{}", ens.all_logs(60));
     tokio::time::sleep(Duration::from_secs(5)).await;
     let connects = ens.all_logs(2000).matches("WebSocket connected").count();
-    assert_eq!(connects, settled, "sessions reconnected\n{}", ens.all_logs(60));
+    assert_eq!(
+        connects,
+        settled,
+        "sessions reconnected\n{}",
+        ens.all_logs(60)
+    );
     assert_eq!(ws_connections(&ens).await, 2);
     let leader = ens.wait_leader(Duration::from_secs(5)).await;
     let on_leader = ens
@@ -415,7 +420,12 @@ async fn leases_are_renewed_over_the_session_when_heartbeats_are_too_slow() {
         "the worker left `ready`: {seen:?}\n{}",
         ens.all_logs(40)
     );
-    assert_eq!(fences, Some(0), "the worker fenced itself\n{}", ens.all_logs(40));
+    assert_eq!(
+        fences,
+        Some(0),
+        "the worker fenced itself\n{}",
+        ens.all_logs(40)
+    );
     assert!(
         renewals.is_some_and(|n| n >= 8),
         "leases were not renewed over the session: {renewals:?}"

@@ -57,11 +57,14 @@ mod tests {
         };
         let s = serde_json::to_string(&m).unwrap_or_default();
         assert_eq!(s, r#"{"type":"lease","seq":3,"lease_ms":13500}"#);
-        let back: SessionMessage =
-            serde_json::from_str(r#"{"type":"renew","seq":7}"#).unwrap_or(SessionMessage::Renew { seq: 0 });
+        let back: SessionMessage = serde_json::from_str(r#"{"type":"renew","seq":7}"#)
+            .unwrap_or(SessionMessage::Renew { seq: 0 });
         assert_eq!(back, SessionMessage::Renew { seq: 7 });
         assert!(serde_json::from_str::<SessionMessage>(r#"{"type":"bogus"}"#).is_err());
-        let nl = SessionMessage::NotLeader { seq: 1, leader: None };
+        let nl = SessionMessage::NotLeader {
+            seq: 1,
+            leader: None,
+        };
         assert_eq!(
             serde_json::to_string(&nl).unwrap_or_default(),
             r#"{"type":"not_leader","seq":1}"#

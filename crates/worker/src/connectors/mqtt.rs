@@ -165,10 +165,8 @@ pub fn start_sink(
     if plan.sinks.is_empty() {
         return None;
     }
-    let (client, eventloop) = AsyncClient::new(
-        options(plan, &pipeline.id, "out", None),
-        REQUEST_QUEUE,
-    );
+    let (client, eventloop) =
+        AsyncClient::new(options(plan, &pipeline.id, "out", None), REQUEST_QUEUE);
     let conn = Connection {
         name: plan.name.clone(),
         feed: Feed::sinks_of(pipeline),

@@ -17,11 +17,11 @@
 //! overflows (slow consumer) the server drops messages; this is logged and marks the pipeline
 //! `degraded` until the next successful reconnect.
 
+use super::inbound::Inbound;
 use super::payload::{decode_payload, encode_output};
 use super::plan::nats::{NatsParams, NatsPlan};
 use super::sink::{bound_to, Sink};
 use crate::counters::Counters;
-use super::inbound::Inbound;
 use crate::engine::{Event, Output};
 use crate::event_time::now_ns;
 use crate::pipeline::Pipeline;

@@ -321,7 +321,10 @@ impl RouteConnection {
             // Write the acknowledgements of what the ingest loop still publishes; what it
             // does not finish stays with the broker for the next copy.
             let RouteConnection {
-                feed, client, ingest, ..
+                feed,
+                client,
+                ingest,
+                ..
             } = self;
             drop(ingest);
             close_flushing(&feed, &client, &mut eventloop).await;

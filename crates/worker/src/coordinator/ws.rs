@@ -20,10 +20,10 @@ use futures::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use varpulis_api::session::SessionMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
+use varpulis_api::session::SessionMessage;
 
 /// Interval of the worker's pings.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
