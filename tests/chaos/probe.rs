@@ -34,6 +34,9 @@ const CATCH_UP: Duration = Duration::from_secs(45);
 /// The label only real workers carry (`--label chaos=real`).
 pub const WORKER_LABEL: &str = "chaos=real";
 
+/// Samples (seconds since start) that saw two copies running, with the workers.
+type Overlaps = Arc<Mutex<Vec<(f64, Vec<String>)>>>;
+
 /// A running probe.
 pub struct Probe {
     _broker: varpulis_worker::BrokerHandle,
@@ -45,7 +48,7 @@ pub struct Probe {
     sampler: tokio::task::JoinHandle<()>,
     samples: Arc<AtomicU64>,
     /// Samples (seconds since start) that saw two copies running.
-    overlaps: Arc<Mutex<Vec<(f64, Vec<String>)>>>,
+    overlaps: Overlaps,
     /// Which worker ran the probe at each change (seconds since start).
     holders: Arc<Mutex<Vec<(f64, String)>>>,
 }
@@ -121,7 +124,7 @@ impl Probe {
         };
 
         let samples = Arc::new(AtomicU64::new(0));
-        let overlaps: Arc<Mutex<Vec<(f64, Vec<String>)>>> = Arc::default();
+        let overlaps: Overlaps = Arc::default();
         let holders: Arc<Mutex<Vec<(f64, String)>>> = Arc::default();
         let sampler = {
             let workers: Vec<(String, String)> = ens
