@@ -432,3 +432,45 @@ async fn leases_are_renewed_over_the_session_when_heartbeats_are_too_slow() {
     );
     crate::migration::wait_placed(&ens, 0, &gid, "p", "slow").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_over_wss_renew_leases_with_mutual_tls() {
+    let opts = Opts {
+        tls: Some(crate::harness::TlsFiles::generate(&[], true)),
+        ..Opts::default()
+    };
+    let ens = Ensemble::start(3, 1, opts).await;
+    assert!(ens.coords[0].url.starts_with("https://"));
+    wait_until(
+        "the worker holds a wss:// session",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let ens = &ens;
+            async move { (ws_connections(ens).await == 1).then_some(()) }
+        },
+    )
+    .await;
+    let api = ens.api.with_key(Some(&ens.opts.worker_key));
+    let url = ens.workers[0].url.clone();
+    let renewals = wait_until(
+        "leases renewed over the wss:// session",
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || {
+            let (api, url) = (&api, &url);
+            async move {
+                worker_counter(api, url, "varpulis_worker_lease_session_renewals_total")
+                    .await
+                    .filter(|n| *n >= 3)
+            }
+        },
+    )
+    .await;
+    assert!(renewals >= 3);
+    assert!(
+        ens.all_logs(400).contains("session open coordinator=https://"),
+        "{}",
+        ens.all_logs(60)
+    );
+}
