@@ -204,6 +204,12 @@ impl CoordinatorClient {
                     Some(sent) => {
                         self.absorb(&[], Some(lease_ms), sent);
                         self.state.lease.note_session_renewal();
+                        // Heartbeats go to the leader too; a fenced worker asks for the
+                        // heartbeat answer that lifts its fence at once.
+                        self.prefer(base);
+                        if self.state.lease.fence_recorded() {
+                            self.heartbeat_now.notify_one();
+                        }
                     }
                     None => tracing::debug!(seq, "lease for a forgotten renewal ignored"),
                 }
