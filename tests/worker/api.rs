@@ -436,7 +436,10 @@ async fn events_for_an_older_epoch_of_a_placement_are_refused_as_stale() {
     .await;
     assert_eq!(s, 409, "{b}");
     assert_eq!(b["code"], "stale_epoch", "{b}");
-    assert!(b["error"].as_str().unwrap().contains("echo-g1-r0-e2"), "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("echo-g1-r0-e2"),
+        "{b}"
+    );
     let (s, b) = post(
         &format!("{}/api/v1/pipelines/echo-g1-r0-e1/events-batch", w.url),
         json!([event.clone()]),
@@ -450,6 +453,10 @@ async fn events_for_an_older_epoch_of_a_placement_are_refused_as_stale() {
             event.clone(),
         )
         .await;
-        assert_eq!((s, b["code"].as_str()), (404, Some("not_found")), "{id}: {b}");
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (404, Some("not_found")),
+            "{id}: {b}"
+        );
     }
 }

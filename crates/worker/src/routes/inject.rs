@@ -20,13 +20,13 @@ use crate::error::WorkerError;
 use crate::event_time::{now_ns, parse_rfc3339_ns};
 use crate::pipeline::{EventError, FaultKind, Outcome, Pipeline};
 use crate::state::AppState;
-use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Instant;
 use varpulis_api::worker::{BatchInjectRequest, InputEvent};
 
