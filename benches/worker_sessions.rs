@@ -1,9 +1,9 @@
 //! Worker sessions benchmark (issue 20): what holding many worker WebSocket sessions costs the
 //! leader. One coordinator; `SESSIONS_WORKERS` (default 10,000) simulated workers register, then
 //! the leader's CPU (utime + stime from `/proc/<pid>/stat`) is measured for `SESSIONS_SECS`
-//! (default 10) without sessions, then again with one session per worker, each pinging and
-//! asking for a lease renewal (`{"type":"renew"}`, answered `{"type":"lease"}`) once a second as
-//! `varpulis server` does. Prints both figures, the difference per session, the leases granted
+//! (default 10) without sessions, then again with one session per worker, each pinging once a
+//! second and asking for a lease renewal (`{"type":"renew"}`, answered `{"type":"lease"}`) every
+//! `SESSIONS_RENEW_SECS` (default 4: what `varpulis server` does with the default 13.5 s lease). Prints both figures, the difference per session, the leases granted
 //! per second and the `ws_connections` the coordinator reports.
 //! Run: `cargo bench --profile dev --bench worker_sessions` (or `cargo bench` for release).
 
@@ -38,6 +38,7 @@ async fn session(
     stop: Arc<AtomicBool>,
     open: Arc<AtomicU64>,
     leases: Arc<AtomicU64>,
+    renew_every: u64,
 ) {
     let url = format!(
         "{}/api/v1/cluster/workers/{id}/session",
@@ -63,15 +64,20 @@ async fn session(
     open.fetch_add(1, Ordering::Relaxed);
     let mut ping = tokio::time::interval(Duration::from_secs(1));
     let mut seq = 0u64;
+    let mut ticks = 0u64;
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {
             _ = ping.tick() => {
-                seq += 1;
-                let renew = format!(r#"{{"type":"renew","seq":{seq}}}"#);
-                if ws.send(Message::Ping(Default::default())).await.is_err()
-                    || ws.send(Message::Text(renew.into())).await.is_err()
-                {
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
                     break;
+                }
+                ticks += 1;
+                if ticks % renew_every == 0 {
+                    seq += 1;
+                    let renew = format!(r#"{{"type":"renew","seq":{seq}}}"#);
+                    if ws.send(Message::Text(renew.into())).await.is_err() {
+                        break;
+                    }
                 }
             }
             msg = ws.next() => match msg {
@@ -89,6 +95,7 @@ async fn session(
 fn main() {
     let n = env_usize("SESSIONS_WORKERS", 10_000);
     let secs = env_usize("SESSIONS_SECS", 10) as u64;
+    let renew_every = (env_usize("SESSIONS_RENEW_SECS", 4) as u64).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,6 +144,7 @@ fn main() {
                     stop.clone(),
                     open.clone(),
                     leases.clone(),
+                    renew_every,
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -164,7 +172,8 @@ fn main() {
         let reported = health.body["ws_connections"].as_u64().unwrap_or(0);
         println!(
             "leader CPU: {idle:.3} s/s with {n} registered workers and no session; \
-             {held:.3} s/s holding {reported} sessions pinging and renewing every second \
+             {held:.3} s/s holding {reported} sessions pinging every second and renewing every \
+             {renew_every} s \
              ({lease_rate:.0} leases granted/s; +{:.3} s/s, {:.1} µs/s per session)",
             held - idle,
             (held - idle) / (reported.max(1) as f64) * 1e6

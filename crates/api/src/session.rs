@@ -1,7 +1,8 @@
 //! Messages of the worker session (`GET /api/v1/cluster/workers/{id}/session`, WebSocket), one
 //! JSON object per text frame, tagged by `type` (docs/worker.md "Session").
 //!
-//! The worker asks for a lease renewal every second ([`SessionMessage::Renew`], numbered); the
+//! The worker asks for a lease renewal four times per lease ([`SessionMessage::Renew`], numbered;
+//! at least every second, at most every 5 s); the
 //! leader answers each with a [`SessionMessage::Lease`] naming the same `seq`, which the worker
 //! counts from the moment it *sent* that renewal, exactly like a heartbeat answer. A follower
 //! holding the session cannot grant leases: it answers [`SessionMessage::NotLeader`] with the

@@ -10,7 +10,7 @@
 //! ([`crate::leader::suspect`]).
 //!
 //! The session also renews the worker's lease ([`varpulis_api::session::SessionMessage`]): the
-//! worker sends `{"type":"renew","seq":N}` every second; the leader records it as a sign of
+//! worker sends `{"type":"renew","seq":N}` four times per lease (every 4 s by default); the leader records it as a sign of
 //! life (`Liveness::renewed`, which the sweep measures from) and answers
 //! `{"type":"lease","seq":N,"lease_ms":L}`; a follower answers `not_leader` with the leader's
 //! URL so the worker moves its session there.

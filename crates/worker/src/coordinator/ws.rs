@@ -8,8 +8,8 @@
 //! [`SILENT_FOR`] (or closed) is dropped and the next coordinator of the list (configured, then
 //! discovered) is tried, after [`RETRY_AFTER`].
 //!
-//! The session renews the lease too ([`SessionMessage`], docs/worker.md "Session"): with every
-//! ping goes a numbered `renew`; the leader answers `lease` with the same number, and the lease
+//! The session renews the lease too ([`SessionMessage`], docs/worker.md "Session"): with a ping,
+//! four times per lease (at most every second, at least every 5 s), goes a numbered `renew`; the leader answers `lease` with the same number, and the lease
 //! runs from when that `renew` was sent, as for a heartbeat. A follower answers `not_leader`
 //! with the leader's URL, and the session moves there. Heartbeats still renew the lease every
 //! `heartbeat_interval` (the fallback while no session is open), and only a heartbeat answer
@@ -33,15 +33,43 @@ pub const SILENT_FOR: Duration = Duration::from_secs(3);
 pub const RETRY_AFTER: Duration = Duration::from_millis(250);
 /// Renewals remembered while waiting for their answers (older answers are ignored).
 const RENEWALS_KEPT: usize = 16;
+/// Longest pause between two renewals, whatever the lease.
+const RENEW_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+
+/// How often to renew a lease of `lease_ms`: a quarter of it, between one ping interval and
+/// [`RENEW_AT_MOST_EVERY`] (default 15 s heartbeat timeout: a 13.5 s lease renewed every 4 s,
+/// three chances before it runs out; the heartbeats renew it too).
+fn renew_every(lease_ms: u64) -> Duration {
+    (Duration::from_millis(lease_ms) / 4).clamp(PING_EVERY, RENEW_AT_MOST_EVERY)
+}
 
 /// Renewals sent on one session and when, to count each granted lease from its request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Renewals {
     next: u64,
     sent: VecDeque<(u64, Instant)>,
+    /// Pause between renewals (every ping until a lease says how long it lasts).
+    every: Duration,
+}
+
+impl Default for Renewals {
+    fn default() -> Self {
+        Self {
+            next: 0,
+            sent: VecDeque::new(),
+            every: PING_EVERY,
+        }
+    }
 }
 
 impl Renewals {
+    /// Whether a renewal is due now (with a little slack for the ping ticks' jitter).
+    fn due(&self) -> bool {
+        self.sent
+            .back()
+            .is_none_or(|(_, at)| at.elapsed() + PING_EVERY / 10 >= self.every)
+    }
+
     /// Numbers a new renewal sent now.
     fn send(&mut self) -> u64 {
         self.next += 1;
@@ -169,18 +197,20 @@ impl CoordinatorClient {
                     ws.send(Message::Ping(Default::default()))
                         .await
                         .map_err(|e| e.to_string())?;
-                    let renew = SessionMessage::Renew { seq: renewals.send() };
-                    let text = serde_json::to_string(&renew).map_err(|e| e.to_string())?;
-                    ws.send(Message::Text(text.into()))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    if renewals.due() {
+                        let renew = SessionMessage::Renew { seq: renewals.send() };
+                        let text = serde_json::to_string(&renew).map_err(|e| e.to_string())?;
+                        ws.send(Message::Text(text.into()))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
                 }
                 msg = ws.next() => match msg {
                     Some(Ok(Message::Close(_))) | None => return Ok(Ended::Closed),
                     Some(Err(e)) => return Err(e.to_string()),
                     Some(Ok(Message::Text(text))) => {
                         heard = tokio::time::Instant::now();
-                        if let Some(to) = self.on_message(base, text.as_str(), &renewals) {
+                        if let Some(to) = self.on_message(base, text.as_str(), &mut renewals) {
                             let _ = ws.close(None).await;
                             return Ok(Ended::MoveTo(to));
                         }
@@ -193,7 +223,7 @@ impl CoordinatorClient {
 
     /// Applies one message of the coordinator: a granted lease renews ours from when its
     /// request left; `Some(url)` when the session should move to the leader at `url`.
-    fn on_message(&self, base: &str, text: &str, renewals: &Renewals) -> Option<String> {
+    fn on_message(&self, base: &str, text: &str, renewals: &mut Renewals) -> Option<String> {
         let Ok(msg) = serde_json::from_str::<SessionMessage>(text) else {
             tracing::debug!(coordinator = %base, "unknown session message ignored");
             return None;
@@ -202,6 +232,7 @@ impl CoordinatorClient {
             SessionMessage::Lease { seq, lease_ms } => {
                 match renewals.sent_at(seq) {
                     Some(sent) => {
+                        renewals.every = renew_every(lease_ms);
                         self.absorb(&[], Some(lease_ms), sent);
                         self.state.lease.note_session_renewal();
                         // Heartbeats go to the leader too; a fenced worker asks for the
@@ -229,7 +260,21 @@ impl CoordinatorClient {
 
 #[cfg(test)]
 mod tests {
-    use super::{session_url, Renewals, RENEWALS_KEPT};
+    use super::{renew_every, session_url, Renewals, RENEWALS_KEPT};
+    use std::time::Duration;
+
+    #[test]
+    fn renewals_come_four_times_per_lease_between_one_and_five_seconds() {
+        assert_eq!(renew_every(13_500), Duration::from_millis(3_375));
+        assert_eq!(renew_every(2_700), Duration::from_secs(1));
+        assert_eq!(renew_every(3_600_000), Duration::from_secs(5));
+        let mut r = Renewals::default();
+        assert!(r.due(), "the first renewal goes at once");
+        r.send();
+        assert!(!r.due());
+        r.every = Duration::ZERO;
+        assert!(r.due());
+    }
 
     #[test]
     fn renewals_remember_their_send_times_for_a_while() {
