@@ -72,7 +72,7 @@ async fn session(
                     break;
                 }
                 ticks += 1;
-                if ticks % renew_every == 0 {
+                if ticks.is_multiple_of(renew_every) {
                     seq += 1;
                     let renew = format!(r#"{{"type":"renew","seq":{seq}}}"#);
                     if ws.send(Message::Text(renew.into())).await.is_err() {
