@@ -2,8 +2,9 @@
 //! leader. One coordinator; `SESSIONS_WORKERS` (default 10,000) simulated workers register, then
 //! the leader's CPU (utime + stime from `/proc/<pid>/stat`) is measured for `SESSIONS_SECS`
 //! (default 10) without sessions, then again with one session per worker, each pinging once a
-//! second as `varpulis server` does. Prints both figures, the difference per session and the
-//! `ws_connections` the coordinator reports.
+//! second and asking for a lease renewal (`{"type":"renew"}`, answered `{"type":"lease"}`) every
+//! `SESSIONS_RENEW_SECS` (default 4: what `varpulis server` does with the default 13.5 s lease). Prints both figures, the difference per session, the leases granted
+//! per second and the `ws_connections` the coordinator reports.
 //! Run: `cargo bench --profile dev --bench worker_sessions` (or `cargo bench` for release).
 
 #[path = "../tests/cluster/harness.rs"]
@@ -29,8 +30,16 @@ async fn cpu_over(pid: u32, secs: u64) -> f64 {
     (cpu_ticks(pid) - c0) as f64 / ticks_per_second() / t0.elapsed().as_secs_f64()
 }
 
-/// Opens worker `id`'s session on `base` and pings every second until `stop`.
-async fn session(base: String, id: String, stop: Arc<AtomicBool>, open: Arc<AtomicU64>) {
+/// Opens worker `id`'s session on `base`, pings and renews every second until `stop`; counts
+/// the leases granted in `leases`.
+async fn session(
+    base: String,
+    id: String,
+    stop: Arc<AtomicBool>,
+    open: Arc<AtomicU64>,
+    leases: Arc<AtomicU64>,
+    renew_every: u64,
+) {
     let url = format!(
         "{}/api/v1/cluster/workers/{id}/session",
         base.replacen("http://", "ws://", 1)
@@ -54,14 +63,30 @@ async fn session(base: String, id: String, stop: Arc<AtomicBool>, open: Arc<Atom
     };
     open.fetch_add(1, Ordering::Relaxed);
     let mut ping = tokio::time::interval(Duration::from_secs(1));
+    let mut seq = 0u64;
+    let mut ticks = 0u64;
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {
             _ = ping.tick() => {
                 if ws.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
+                ticks += 1;
+                if ticks.is_multiple_of(renew_every) {
+                    seq += 1;
+                    let renew = format!(r#"{{"type":"renew","seq":{seq}}}"#);
+                    if ws.send(Message::Text(renew.into())).await.is_err() {
+                        break;
+                    }
+                }
             }
-            msg = ws.next() => if matches!(msg, None | Some(Err(_))) { break },
+            msg = ws.next() => match msg {
+                None | Some(Err(_)) => break,
+                Some(Ok(Message::Text(t))) if t.as_str().contains(r#""type":"lease""#) => {
+                    leases.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Ok(_)) => {}
+            },
         }
     }
     open.fetch_sub(1, Ordering::Relaxed);
@@ -70,6 +95,7 @@ async fn session(base: String, id: String, stop: Arc<AtomicBool>, open: Arc<Atom
 fn main() {
     let n = env_usize("SESSIONS_WORKERS", 10_000);
     let secs = env_usize("SESSIONS_SECS", 10) as u64;
+    let renew_every = (env_usize("SESSIONS_RENEW_SECS", 4) as u64).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,6 +134,7 @@ fn main() {
 
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(AtomicU64::new(0));
+        let leases = Arc::new(AtomicU64::new(0));
         let opening = Instant::now();
         for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
             for &i in chunk {
@@ -116,6 +143,8 @@ fn main() {
                     format!("s-{i:05}"),
                     stop.clone(),
                     open.clone(),
+                    leases.clone(),
+                    renew_every,
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -130,7 +159,11 @@ fn main() {
             opening.elapsed()
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let leases_before = leases.load(Ordering::Relaxed);
+        let measuring = Instant::now();
         let held = cpu_over(pid, secs).await;
+        let lease_rate = (leases.load(Ordering::Relaxed) - leases_before) as f64
+            / measuring.elapsed().as_secs_f64();
         let health = ens
             .api
             .get(&format!("{}/health", ens.coords[0].url))
@@ -139,8 +172,9 @@ fn main() {
         let reported = health.body["ws_connections"].as_u64().unwrap_or(0);
         println!(
             "leader CPU: {idle:.3} s/s with {n} registered workers and no session; \
-             {held:.3} s/s holding {reported} sessions pinging every second \
-             (+{:.3} s/s, {:.1} µs/s per session)",
+             {held:.3} s/s holding {reported} sessions pinging every second and renewing every \
+             {renew_every} s \
+             ({lease_rate:.0} leases granted/s; +{:.3} s/s, {:.1} µs/s per session)",
             held - idle,
             (held - idle) / (reported.max(1) as f64) * 1e6
         );

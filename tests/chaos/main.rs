@@ -13,6 +13,7 @@ mod harness;
 mod checker;
 mod history;
 mod netns;
+mod probe;
 mod run;
 
 fn assert_clean(report: &serde_json::Value) {
@@ -29,6 +30,7 @@ fn assert_clean(report: &serde_json::Value) {
                 .map(|x| format!("{}:{}", x["kind"].as_str().unwrap_or(""), x["no_leader_ms"]))
                 .collect::<Vec<_>>()),
             "partitions": report["partitions"],
+            "probe": report["probe"],
             "inconclusive_keys": report["inconclusive_keys"],
             "violations": report["violations"],
         }))

@@ -141,15 +141,26 @@ pub struct Node {
 pub struct Net {
     /// Bridge in the root namespace.
     pub bridge: String,
-    /// Address of the bridge (the workers bind it).
+    /// Address of the bridge (workers without a namespace bind it; the test's MQTT broker
+    /// listens there).
     pub host_addr: String,
-    /// The namespaces, index `i` for coordinator `i`.
+    /// The namespaces: `0..coords` for the coordinators, then one per worker.
     pub nodes: Vec<Node>,
+    /// How many of `nodes` are coordinators (peer cuts split among them only).
+    pub coords: usize,
 }
 
 impl Net {
-    /// Creates the bridge and `n` namespaces. On error, what was created is removed.
+    /// Creates the bridge and `n` namespaces, all coordinators. On error, what was created is
+    /// removed.
     pub fn setup(n: usize) -> Result<Self, String> {
+        Self::setup_with(n, 0)
+    }
+
+    /// Creates the bridge, `coords` coordinator namespaces and `workers` worker namespaces
+    /// (node `coords + w` for worker `w`).
+    pub fn setup_with(coords: usize, workers: usize) -> Result<Self, String> {
+        let n = coords + workers;
         let mut instance = SETUP.lock().unwrap_or_else(|e| e.into_inner());
         cleanup_stale();
         let base = format!(
@@ -163,6 +174,7 @@ impl Net {
             bridge: format!("{base}b"),
             host_addr: format!("10.77.{x}.254"),
             nodes: Vec::new(),
+            coords,
         };
         ip(&["link", "add", &net.bridge, "type", "bridge"])?;
         ip(&[
@@ -255,19 +267,45 @@ impl Net {
         ])
     }
 
-    /// Cuts node `i` from every other node in both directions (clients still reach it).
+    /// Cuts coordinator `i` from every other coordinator in both directions (clients and
+    /// workers still reach it).
     pub fn split_off(&self, i: usize) -> Result<(), String> {
-        for j in (0..self.nodes.len()).filter(|&j| j != i) {
+        for j in (0..self.coords).filter(|&j| j != i) {
             self.cut(i, j)?;
             self.cut(j, i)?;
         }
         Ok(())
     }
 
+    /// Cuts worker `w` (node `coords + w`) from every coordinator in both directions; it
+    /// still reaches the bridge (the MQTT broker, the test process).
+    pub fn cut_worker(&self, w: usize) -> Result<(), String> {
+        let i = self.coords + w;
+        for j in 0..self.coords {
+            self.cut(i, j)?;
+            self.cut(j, i)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Net::cut_worker`].
+    pub fn uncut_worker(&self, w: usize) -> Result<(), String> {
+        let i = self.coords + w;
+        let mut result = Ok(());
+        for j in 0..self.coords {
+            for (a, b) in [(i, j), (j, i)] {
+                if let Err(e) = self.uncut(a, b) {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
     /// Undoes [`Net::split_off`].
     pub fn unsplit(&self, i: usize) -> Result<(), String> {
         let mut result = Ok(());
-        for j in (0..self.nodes.len()).filter(|&j| j != i) {
+        for j in (0..self.coords).filter(|&j| j != i) {
             for (a, b) in [(i, j), (j, i)] {
                 if let Err(e) = self.uncut(a, b) {
                     result = Err(e);

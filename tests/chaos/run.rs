@@ -1,10 +1,12 @@
 //! One chaos run: an ensemble of 3 coordinators and 2 workers, concurrent client traffic,
-//! a seeded fault schedule, a metrics sampler, then the final checks and the report.
+//! a data-plane probe through the workers ([`crate::probe`]), a seeded fault schedule, a
+//! metrics sampler, then the final checks and the report.
 
 use crate::checker::{self, Input, Op, Output, Verdict};
 use crate::harness::{Api, Ensemble, NetLayout, Opts, TlsFiles};
 use crate::history::{classify, write_output, Class, Record};
 use crate::netns;
+use crate::probe::{self, Probe};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -397,13 +399,19 @@ enum Fault {
     PartitionFollower,
     /// The leader's link down: cut from peers, clients and workers.
     IsolateLeader,
+    /// A worker cut from every coordinator both ways; it still reaches the MQTT broker, so
+    /// only its lease keeps it from running its pipelines next to their new copies.
+    PartitionWorker,
 }
 
 impl Fault {
     fn is_partition(self) -> bool {
         matches!(
             self,
-            Self::PartitionLeader | Self::PartitionFollower | Self::IsolateLeader
+            Self::PartitionLeader
+                | Self::PartitionFollower
+                | Self::IsolateLeader
+                | Self::PartitionWorker
         )
     }
 }
@@ -415,7 +423,9 @@ pub async fn run(cfg: Config) -> Value {
         cfg.seed, cfg.seed, cfg.duration, cfg.max_faults
     );
     // Declared before the ensemble so that it is dropped after the processes are killed.
-    let (net, partitions) = match netns::probe().and_then(|()| netns::Net::setup(3)) {
+    // A namespace per coordinator and per worker (the workers' own let a partition cut one
+    // worker from the coordinators while it still reaches the MQTT broker on the bridge).
+    let (net, partitions) = match netns::probe().and_then(|()| netns::Net::setup_with(3, 2)) {
         Ok(net) => {
             let described = net.describe();
             (Some(net), described)
@@ -429,6 +439,9 @@ pub async fn run(cfg: Config) -> Value {
                 .map(|i| (net.nodes[i].addr.clone(), net.exec_prefix(i)))
                 .collect(),
             worker_host: Some(net.host_addr.clone()),
+            workers: (0..2)
+                .map(|w| (net.nodes[3 + w].addr.clone(), net.exec_prefix(3 + w)))
+                .collect(),
             ..NetLayout::default()
         },
         None => NetLayout::default(),
@@ -437,6 +450,7 @@ pub async fn run(cfg: Config) -> Value {
     let tls = cfg.tls.then(|| {
         let mut hosts: Vec<String> = layout.coords.iter().map(|(a, _)| a.clone()).collect();
         hosts.extend(layout.worker_host.clone());
+        hosts.extend(layout.workers.iter().map(|(a, _)| a.clone()));
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
         TlsFiles::generate(&hosts, true)
     });
@@ -452,11 +466,19 @@ pub async fn run(cfg: Config) -> Value {
         heartbeat_interval: 1.0,
         heartbeat_timeout: 4.0,
         sweep_interval: 1.0,
+        // Planned moves (rebalance) run the old and new copy side by side for a moment by
+        // design; the probe checks failover moves, where that must never happen.
+        coord_extra_args: vec!["--no-auto-rebalance".into()],
+        worker_extra_args: vec!["--label".into(), probe::WORKER_LABEL.into()],
         ..Opts::default()
     };
     let mut ens = Ensemble::start_in(3, 2, opts, &layout).await;
+    let probe_host = net
+        .as_ref()
+        .map_or_else(|| "127.0.0.1".to_owned(), |n| n.host_addr.clone());
     let urls = ens.coord_urls();
     let t0 = Instant::now();
+    let probe = Probe::start(&ens, &probe_host, t0).await;
     let stop = Arc::new(AtomicBool::new(false));
     let rec = Arc::new(Recorder::default());
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
@@ -524,13 +546,14 @@ pub async fn run(cfg: Config) -> Value {
     let end = t0 + cfg.duration;
     tokio::time::sleep(Duration::from_secs(3)).await;
     while Instant::now() + Duration::from_secs(8) < end && faults.len() < cfg.max_faults {
-        let fault = match rng.gen_range(0..7) {
+        let fault = match rng.gen_range(0..8) {
             0 => Fault::KillLeader,
             1 => Fault::KillFollower,
             2 => Fault::PauseLeader,
             3 => Fault::KillWorker,
             4 => Fault::PartitionLeader,
             5 => Fault::PartitionFollower,
+            6 => Fault::PartitionWorker,
             _ => Fault::IsolateLeader,
         };
         let down_ms = rng.gen_range(1000..4000);
@@ -545,6 +568,11 @@ pub async fn run(cfg: Config) -> Value {
             }
             // Cut for longer than the clients' 5 s timeout, so that writes sent to the
             // cut-off node complete (or time out) inside the window and are checked.
+            // Longer than the workers' lease (3.6 s), so the victim fences and its pipelines
+            // move while it is cut off.
+            (Some(net), true) if fault == Fault::PartitionWorker => {
+                partition_worker(&ens, net, down_ms + 5000, t0, &mut faults).await;
+            }
             (Some(net), true) => {
                 partition(&ens, net, fault, down_ms + 5000, t0, &mut faults).await;
             }
@@ -573,6 +601,8 @@ pub async fn run(cfg: Config) -> Value {
     for i in 0..ens.coords.len() {
         ens.wait_ready(i, Duration::from_secs(60)).await;
     }
+    let mut probe_violations = Vec::new();
+    let probe_report = probe.finish(&ens, &mut probe_violations).await;
 
     // Final consistent reads of every key from every node, after all traffic ended.
     let mut fin = Client {
@@ -652,7 +682,7 @@ pub async fn run(cfg: Config) -> Value {
     let samples = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let final_hashes = converge_hashes(&ens).await;
     let ops = std::mem::take(&mut *rec.ops.lock().unwrap_or_else(|e| e.into_inner()));
-    let report = build_report(
+    let mut report = build_report(
         &cfg,
         &partitions,
         partitions_skipped,
@@ -662,6 +692,10 @@ pub async fn run(cfg: Config) -> Value {
         final_hashes,
         final_unanswered,
     );
+    report["probe"] = probe_report;
+    if let Some(v) = report["violations"].as_array_mut() {
+        v.extend(probe_violations.into_iter().map(Value::String));
+    }
     drop(ens);
     report
 }
@@ -827,6 +861,43 @@ async fn partition(
     rec.cut_secs = Some(cut_secs);
     rec.rejoin_ms = rejoin_ms;
     rec.window = Some((victim, cut_ns, heal_ns));
+    faults.push(rec);
+}
+
+/// Cuts a worker from every coordinator for `down_ms` (it keeps its MQTT broker), then heals.
+async fn partition_worker(
+    ens: &Ensemble,
+    net: &netns::Net,
+    down_ms: u64,
+    t0: Instant,
+    faults: &mut Vec<FaultRecord>,
+) {
+    let at_secs = t0.elapsed().as_secs_f64();
+    let n = net
+        .nodes
+        .len()
+        .saturating_sub(net.coords)
+        .min(ens.workers.len());
+    if n == 0 {
+        return;
+    }
+    let w = (down_ms as usize) % n;
+    let name = ens.workers[w].id.clone();
+    eprintln!("chaos: t={at_secs:.1}s partition_worker {name}");
+    if let Err(e) = net.cut_worker(w) {
+        eprintln!("chaos:   cut failed ({e}), healing");
+        let _ = net.uncut_worker(w);
+        return;
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(down_ms)).await;
+    let cut_secs = started.elapsed().as_secs_f64();
+    if let Err(e) = net.uncut_worker(w) {
+        eprintln!("chaos:   heal failed: {e}");
+    }
+    eprintln!("chaos:   healed after {cut_secs:.1}s");
+    let mut rec = FaultRecord::new("partition_worker", name, at_secs, None);
+    rec.cut_secs = Some(cut_secs);
     faults.push(rec);
 }
 

@@ -595,6 +595,9 @@ pub struct NetLayout {
     pub coords: Vec<(String, Vec<String>)>,
     /// Address the workers bind to and advertise (127.0.0.1 when `None`).
     pub worker_host: Option<String>,
+    /// Per worker `i`: the address it binds to and advertises and a command prefix (its own
+    /// network namespace); missing entries use `worker_host`, no prefix.
+    pub workers: Vec<(String, Vec<String>)>,
     /// Per coordinator `i`: the URL the group (and the workers) know it by, e.g. a proxy in
     /// front of it (`--raft-peers` lists these). Missing: its own address.
     pub advertise: Vec<String>,
@@ -614,6 +617,13 @@ impl NetLayout {
         self.worker_host
             .clone()
             .unwrap_or_else(|| "127.0.0.1".to_owned())
+    }
+
+    fn worker(&self, i: usize) -> (String, Vec<String>) {
+        self.workers
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| (self.worker_host(), Vec::new()))
     }
 }
 
@@ -739,11 +749,11 @@ impl Ensemble {
                 .cloned()
                 .unwrap_or_else(|| format!("worker-{i}"));
             let port = free_port();
-            let host = net.worker_host();
+            let (host, prefix) = net.worker(i);
             let url = format!("{}://{host}:{port}", scheme(&opts.tls));
             let mut args = worker_args_on(&host, &opts, port, &id, &urls);
             args.extend(opts.worker_extra_args.iter().cloned());
-            let proc = Proc::spawn(&id, args, logs.path());
+            let proc = Proc::spawn_wrapped(&id, prefix, args, logs.path());
             workers.push(Worker {
                 id,
                 port,

@@ -410,3 +410,53 @@ async fn drain_refuses_new_deploys_but_keeps_pipelines() {
     assert_eq!(r.status().as_u16(), 503);
     w.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_for_an_older_epoch_of_a_placement_are_refused_as_stale() {
+    let w = start_worker(config()).await;
+    let (s, b) = post(
+        &format!("{}/api/v1/pipelines", w.url),
+        json!({"name": "g/echo", "source": FILTER, "id": "echo-g1-r0-e2", "epoch": 2}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let event = json!({"event_type": "Reading", "fields": {"id": "a", "temp": 70}});
+    // The current epoch takes events.
+    let (s, b) = post(
+        &format!("{}/api/v1/pipelines/echo-g1-r0-e2/events", w.url),
+        event.clone(),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // An older epoch of the same placement: refused, single and batch.
+    let (s, b) = post(
+        &format!("{}/api/v1/pipelines/echo-g1-r0-e1/events", w.url),
+        event.clone(),
+    )
+    .await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["code"], "stale_epoch", "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("echo-g1-r0-e2"),
+        "{b}"
+    );
+    let (s, b) = post(
+        &format!("{}/api/v1/pipelines/echo-g1-r0-e1/events-batch", w.url),
+        json!([event.clone()]),
+    )
+    .await;
+    assert_eq!((s, b["code"].as_str()), (409, Some("stale_epoch")), "{b}");
+    // A newer epoch that is not here, another placement, a hand-made id: plain 404.
+    for id in ["echo-g1-r0-e3", "echo-g1-r1-e1", "nothing"] {
+        let (s, b) = post(
+            &format!("{}/api/v1/pipelines/{id}/events", w.url),
+            event.clone(),
+        )
+        .await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (404, Some("not_found")),
+            "{id}: {b}"
+        );
+    }
+}

@@ -12,6 +12,7 @@ pub mod nats;
 pub mod pagination;
 pub mod raft;
 pub mod redact;
+pub mod session;
 pub mod worker;
 
 pub use error::{Code, ErrorBody};

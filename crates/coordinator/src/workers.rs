@@ -150,7 +150,7 @@ pub async fn register(
             status: "registered".to_string(),
             heartbeat_interval_secs: ctx.settings.heartbeat_interval.as_secs().max(1),
             coordinators: ctx.store.replica().coordinators(),
-            lease_ms: Some(lease_ms(ctx)),
+            lease_ms: lease_ms(ctx),
         },
         created,
     })
@@ -176,6 +176,11 @@ pub async fn heartbeat(
 ) -> Result<HeartbeatResponse, ApiError> {
     // Forwarded here but leadership moved on: tell the worker where to go.
     ctx.store.ensure_leader()?;
+    // A leader without its quorum may be deposed already: no lease from here, and a 503 sends
+    // the worker on to the other coordinators (the new leader).
+    if !ctx.store.replica().may_grant_leases() {
+        return Err(ApiError::Timeout);
+    }
     authorize_worker(ctx, id, presented_key)?;
     let Some(status) = ctx.store.read(|s| s.worker(id).map(|w| w.status)) else {
         return Err(ApiError::NotFound(format!(
@@ -209,7 +214,7 @@ pub async fn heartbeat(
             status: status.to_string(),
             drained: Some(d.response.removable),
             coordinators,
-            lease_ms: Some(lease_ms(ctx)),
+            lease_ms: lease_ms(ctx),
             stale_pipelines,
         });
     }
@@ -228,14 +233,18 @@ pub async fn heartbeat(
         status: "ok".to_string(),
         drained: None,
         coordinators,
-        lease_ms: Some(lease_ms(ctx)),
+        lease_ms: lease_ms(ctx),
         stale_pipelines,
     })
 }
 
 /// The lease every answer grants, in milliseconds (`LeaderSettings::lease`). It is granted
 /// at the time the leader records the heartbeat in its liveness map, which is what the sweep
-/// measures expiry from.
-fn lease_ms(ctx: &LeaderCtx) -> u64 {
-    u64::try_from(ctx.settings.lease().as_millis()).unwrap_or(u64::MAX)
+/// measures expiry from. None from a leader that lost its quorum (it may be deposed already):
+/// the worker's lease then runs out unless the new leader renews it.
+pub fn lease_ms(ctx: &LeaderCtx) -> Option<u64> {
+    ctx.store
+        .replica()
+        .may_grant_leases()
+        .then(|| u64::try_from(ctx.settings.lease().as_millis()).unwrap_or(u64::MAX))
 }

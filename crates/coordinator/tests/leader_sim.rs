@@ -278,3 +278,29 @@ async fn runs_are_reproducible() {
     assert_eq!(first.0, second.0, "same seed, same worker calls");
     assert_eq!(first.1, second.1, "same seed, same state");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_without_its_quorum_grants_no_lease() {
+    use varpulis_api::cluster::HeartbeatRequest;
+    use varpulis_coordinator::workers;
+    let sim = Sim::new(3, 5);
+    sim.add_worker("w1").await;
+    let heartbeat = || {
+        workers::heartbeat(
+            sim.leader(),
+            "w1",
+            HeartbeatRequest::default(),
+            Some("key-w1"),
+        )
+    };
+    assert!(heartbeat().await.unwrap().lease_ms.is_some());
+    // Deposed without knowing it yet: still `is_leader`, but no lease and a 503 that sends the
+    // worker on to the other coordinators.
+    sim.raft.lose_quorum(true);
+    assert!(sim.leader().store.is_leader());
+    let refused = heartbeat().await.unwrap_err();
+    assert_eq!(refused.code(), "no_quorum");
+    assert_eq!(workers::lease_ms(sim.leader()), None);
+    sim.raft.lose_quorum(false);
+    assert!(heartbeat().await.unwrap().lease_ms.is_some());
+}

@@ -48,7 +48,16 @@ pub fn start_embedded_broker_with(
     port: u16,
     tls: Option<BrokerTls>,
 ) -> Result<BrokerHandle, WorkerError> {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    start_embedded_broker_at(([127, 0, 0, 1], port).into(), tls)
+}
+
+/// Like [`start_embedded_broker_with`], listening on `addr` (e.g. a bridge address that
+/// processes in other network namespaces reach).
+pub fn start_embedded_broker_at(
+    addr: SocketAddr,
+    tls: Option<BrokerTls>,
+) -> Result<BrokerHandle, WorkerError> {
+    let port = addr.port();
     // Fail early and clearly when the port is taken (rumqttd would only log it on its thread).
     drop(TcpListener::bind(addr)?);
     let mut config = broker_config(addr);

@@ -26,6 +26,8 @@ pub struct Lease {
     fenced: AtomicBool,
     /// Times the worker fenced itself (for `/metrics`).
     fences: AtomicU64,
+    /// Leases granted over the worker session (for `/metrics`).
+    session_renewals: AtomicU64,
 }
 
 impl Lease {
@@ -85,6 +87,16 @@ impl Lease {
     /// How many times the worker fenced itself.
     pub fn fence_count(&self) -> u64 {
         self.fences.load(Ordering::Relaxed)
+    }
+
+    /// Counts a lease granted over the worker session (`coordinator::ws`).
+    pub fn note_session_renewal(&self) {
+        self.session_renewals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Leases granted over the worker session so far.
+    pub fn session_renewals(&self) -> u64 {
+        self.session_renewals.load(Ordering::Relaxed)
     }
 }
 

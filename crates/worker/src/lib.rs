@@ -39,7 +39,10 @@ pub mod server;
 pub mod state;
 pub mod state_dir;
 
-pub use broker::{start_embedded_broker, start_embedded_broker_with, BrokerHandle, BrokerTls};
+pub use broker::{
+    start_embedded_broker, start_embedded_broker_at, start_embedded_broker_with, BrokerHandle,
+    BrokerTls,
+};
 pub use config::{PipelineLimits, Transport, WorkerConfig};
 pub use error::WorkerError;
 pub use server::run;

@@ -8,6 +8,12 @@
 //! down, the node logs `WebSocket disconnected: <id>` and passes the hint to the leader (a
 //! follower posts it to `.../suspect` on the leader), which probes the worker at once
 //! ([`crate::leader::suspect`]).
+//!
+//! The session also renews the worker's lease ([`varpulis_api::session::SessionMessage`]): the
+//! worker sends `{"type":"renew","seq":N}` four times per lease (every 4 s by default); the leader records it as a sign of
+//! life (`Liveness::renewed`, which the sweep measures from) and answers
+//! `{"type":"lease","seq":N,"lease_ms":L}`; a follower answers `not_leader` with the leader's
+//! URL so the worker moves its session there.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -16,6 +22,8 @@ use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
+use varpulis_api::session::SessionMessage;
+use varpulis_cluster::registry::WorkerStatus;
 
 use crate::error::ApiError;
 use crate::node::AppState;
@@ -55,6 +63,17 @@ async fn hold(state: AppState, id: String, mut socket: WebSocket) {
             () = state.shutdown.cancelled() => break,
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(Message::Text(text))) => {
+                    let Some(answer) = answer(&state, &id, text.as_str()) else {
+                        continue;
+                    };
+                    let Ok(body) = serde_json::to_string(&answer) else {
+                        continue;
+                    };
+                    if socket.send(Message::Text(body.into())).await.is_err() {
+                        break;
+                    }
+                }
                 Some(Ok(_)) => {}
             },
         }
@@ -65,6 +84,42 @@ async fn hold(state: AppState, id: String, mut socket: WebSocket) {
     }
     tracing::warn!(worker_id = %id, "WebSocket disconnected: {id}");
     tokio::spawn(hint(state, id));
+}
+
+/// The answer to one text message of worker `id`'s session (`None`: not a request; an unknown
+/// or malformed message is ignored, so newer workers can talk to older coordinators).
+fn answer(state: &AppState, id: &str, text: &str) -> Option<SessionMessage> {
+    let SessionMessage::Renew { seq } = serde_json::from_str(text).ok()? else {
+        return None;
+    };
+    let ctx = &state.leader;
+    if !ctx.store.is_leader() {
+        let leader = state.raft.leader().map(|(_, url)| url);
+        return Some(SessionMessage::NotLeader { seq, leader });
+    }
+    // A leader cut off from its quorum may already be deposed: it grants nothing (the bound
+    // on a deposed leader's grants, docs/coordinator.md "Leases and fencing").
+    let Some(lease_ms) = crate::workers::lease_ms(ctx) else {
+        return Some(SessionMessage::Refused {
+            seq,
+            reason: "this leader lost its quorum".to_owned(),
+        });
+    };
+    let status = ctx.store.read(|s| s.worker(id).map(|w| w.status));
+    match status {
+        Some(WorkerStatus::Ready | WorkerStatus::Busy | WorkerStatus::Draining) => {}
+        other => {
+            let reason = match other {
+                Some(status) => format!("worker is {status:?}; heartbeat to be readmitted"),
+                None => "worker is not registered".to_owned(),
+            };
+            return Some(SessionMessage::Refused { seq, reason });
+        }
+    }
+    // Recorded before the answer leaves, as for a heartbeat: the worker counts the lease from
+    // when it sent the renewal, which is earlier still.
+    ctx.liveness.renewed(id, tokio::time::Instant::now());
+    Some(SessionMessage::Lease { seq, lease_ms })
 }
 
 /// Passes a session-loss hint to the leader (this node, or over HTTP).

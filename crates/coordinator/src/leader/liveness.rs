@@ -58,15 +58,19 @@ impl Detector {
 #[derive(Debug, Clone)]
 struct Entry {
     seen: Seen,
-    /// Whether `seen.at` is a real heartbeat (not a registration or a grace touch), so the
+    /// Whether `beat_at` is a real heartbeat (not a registration or a grace touch), so the
     /// next heartbeat measures a true interval.
     from_heartbeat: bool,
+    /// When the last heartbeat (or registration, grace) happened: intervals are measured
+    /// between heartbeats only, session renewals in between do not shorten them.
+    beat_at: Instant,
     intervals: Intervals,
 }
 
 impl Entry {
     fn new(seen: Seen, from_heartbeat: bool) -> Self {
         Entry {
+            beat_at: seen.at,
             seen,
             from_heartbeat,
             intervals: Intervals::new(WINDOW),
@@ -132,10 +136,11 @@ impl Liveness {
         match shard.get_mut(id) {
             Some(entry) => {
                 if entry.from_heartbeat {
-                    let interval = now.saturating_duration_since(entry.seen.at);
+                    let interval = now.saturating_duration_since(entry.beat_at);
                     entry.intervals.record(interval);
                 }
                 entry.seen = seen;
+                entry.beat_at = now;
                 entry.from_heartbeat = true;
             }
             None => {
@@ -162,7 +167,24 @@ impl Liveness {
         match shard.get_mut(id) {
             Some(entry) => {
                 entry.seen.at = now;
+                entry.beat_at = now;
                 entry.from_heartbeat = false;
+            }
+            None => {
+                shard.insert(id.to_string(), Entry::new(Seen::at(now), false));
+            }
+        }
+    }
+
+    /// A lease renewal over the worker's session at `now`: a sign of life (the sweep and the
+    /// lease count from it) that keeps the counters and the heartbeat interval history.
+    pub fn renewed(&self, id: &str, now: Instant) {
+        let mut shard = self.shard(id);
+        match shard.get_mut(id) {
+            Some(entry) => {
+                if now > entry.seen.at {
+                    entry.seen.at = now;
+                }
             }
             None => {
                 shard.insert(id.to_string(), Entry::new(Seen::at(now), false));
@@ -253,6 +275,40 @@ mod tests {
         let stale = live.stale(["w1", "w2"], t0 + Duration::from_millis(3500), timeout);
         assert_eq!(stale, vec!["w1".to_string()]);
         assert_eq!(live.get("w1").map(|s| s.events_processed), Some(10));
+    }
+
+    #[test]
+    fn session_renewals_keep_a_worker_alive_without_skewing_its_intervals() {
+        let live = Liveness::default();
+        let t0 = Instant::now();
+        let beat = Duration::from_secs(5);
+        live.heartbeat("w", 7, 2, t0);
+        // Renewals every second between two heartbeats 5 s apart.
+        for k in 1..5u32 {
+            live.renewed("w", t0 + Duration::from_secs(u64::from(k)));
+        }
+        live.heartbeat("w", 9, 2, t0 + beat);
+        let (n, mean) = live
+            .shard("w")
+            .get("w")
+            .map_or((0, 0.0), |e| (e.intervals.len(), e.intervals.mean()));
+        assert_eq!(n, 1, "one interval: renewals are not heartbeats");
+        assert!(
+            (mean - beat.as_secs_f64()).abs() < 1e-6,
+            "intervals are measured between heartbeats: {mean}"
+        );
+        // Renewals alone keep it from going stale, and never move `seen` backwards.
+        let timeout = Duration::from_secs(2);
+        live.renewed("w", t0 + Duration::from_secs(7));
+        live.renewed("w", t0 + Duration::from_secs(6));
+        assert!(live
+            .stale(["w"], t0 + Duration::from_secs(8), timeout)
+            .is_empty());
+        assert_eq!(
+            live.stale(["w"], t0 + Duration::from_millis(9100), timeout),
+            vec!["w".to_string()]
+        );
+        assert_eq!(live.get("w").map(|s| s.events_processed), Some(9));
     }
 
     #[test]

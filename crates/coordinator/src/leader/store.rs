@@ -37,6 +37,12 @@ pub trait Replica: Send + Sync + 'static {
     fn coordinators(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether this leader may grant worker leases now: false once it has gone without a
+    /// quorum's acknowledgement for long enough that it may have been deposed
+    /// (docs/coordinator.md "Leases and fencing", the deposed-leader bound).
+    fn may_grant_leases(&self) -> bool {
+        self.is_leader()
+    }
 }
 
 /// Notifications of leadership changes.
@@ -73,6 +79,10 @@ impl Replica for RaftNode {
 
     fn coordinators(&self) -> Vec<String> {
         self.metrics_summary().nodes.into_values().collect()
+    }
+
+    fn may_grant_leases(&self) -> bool {
+        RaftNode::is_leader(self) && !RaftNode::leader_lost_quorum(self)
     }
 }
 

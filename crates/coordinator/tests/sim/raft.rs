@@ -4,6 +4,7 @@
 //! node refuses it the way `RaftNode` does (`ForwardToLeader`). Leadership moves when a test
 //! says so, bumping the term.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 use varpulis_api::events::ClusterEvent;
@@ -20,6 +21,8 @@ pub struct SimRaft {
     /// Events of every applied entry, as each replica produced them.
     events: Mutex<Vec<Vec<ClusterEvent>>>,
     changes: watch::Sender<u64>,
+    /// The leader has not heard from a quorum for too long (it may be deposed).
+    quorum_lost: AtomicBool,
 }
 
 impl SimRaft {
@@ -34,7 +37,13 @@ impl SimRaft {
             log: Mutex::new(Vec::new()),
             events: Mutex::new(vec![Vec::new(); nodes]),
             changes: watch::channel(1).0,
+            quorum_lost: AtomicBool::new(false),
         })
+    }
+
+    /// Cuts the leader from its quorum (`true`) or restores it, without a new election yet.
+    pub fn lose_quorum(&self, lost: bool) {
+        self.quorum_lost.store(lost, Ordering::SeqCst);
     }
 
     /// The replica of node `id` as a [`Replica`].
@@ -135,6 +144,10 @@ impl Replica for SimNode {
 
     fn leadership_changes(&self) -> Box<dyn LeadershipChanges> {
         Box::new(Changes(self.raft.changes.subscribe()))
+    }
+
+    fn may_grant_leases(&self) -> bool {
+        self.is_leader() && !self.raft.quorum_lost.load(Ordering::SeqCst)
     }
 }
 

@@ -1,8 +1,11 @@
 //! The ingest loop of a [`Feed`]: takes what the source connections decoded from the bounded
 //! channel, in batches of up to [`INGEST_BATCH`], runs them on the target pipeline's engine
 //! thread and publishes the outputs through the pipeline that processed them (the feed's
-//! target may change at a hand-over).
+//! target may change at a hand-over). Then, and only if the outputs were really published, it
+//! acknowledges the inputs that carry an [`Ack`](super::inbound::Ack): an input whose outputs
+//! were discarded (fenced) or never produced (pipeline stopped) stays with the broker.
 
+use super::inbound::{Ack, Inbound};
 use crate::engine::Event;
 use crate::pipeline::Feed;
 use std::sync::Arc;
@@ -13,13 +16,13 @@ pub const INGEST_BATCH: usize = 256;
 
 /// Runs until the feed's ingest is cancelled, its channel closes (every connection ended), or
 /// its pipeline is gone; then marks the feed done.
-pub async fn ingest_loop(feed: Arc<Feed>, rx: mpsc::Receiver<Event>) {
+pub async fn ingest_loop(feed: Arc<Feed>, rx: mpsc::Receiver<Inbound>) {
     run(&feed, rx).await;
     feed.done.cancel();
 }
 
-async fn run(feed: &Feed, mut rx: mpsc::Receiver<Event>) {
-    let mut batch = Vec::with_capacity(INGEST_BATCH);
+async fn run(feed: &Feed, mut rx: mpsc::Receiver<Inbound>) {
+    let mut batch: Vec<Inbound> = Vec::with_capacity(INGEST_BATCH);
     loop {
         let first = tokio::select! {
             () = feed.ingest.cancelled() => break,
@@ -33,27 +36,46 @@ async fn run(feed: &Feed, mut rx: mpsc::Receiver<Event>) {
             }
         }
         let Some(p) = feed.target() else { break };
-        let events: Arc<[Event]> = std::mem::take(&mut batch).into();
+        let (events, mut acks): (Vec<Event>, Vec<Option<Ack>>) = std::mem::take(&mut batch)
+            .into_iter()
+            .map(|i| (i.event, i.ack))
+            .unzip();
+        let events: Arc<[Event]> = events.into();
         let mut start = 0;
         while start < events.len() {
             let chunk = match p.process_chunk(events.clone(), start).await {
                 Ok(chunk) => chunk,
                 Err(e) => {
-                    // The pipeline stopped under us (deleted after a hand-over): skip.
+                    // Fenced, or the pipeline stopped under us (deleted after a hand-over):
+                    // skip, unacknowledged.
                     tracing::debug!(pipeline = %p.id, error = %e, "ingest batch not processed");
                     break;
                 }
             };
-            start += chunk.consumed.max(1);
+            let end = (start + chunk.consumed.max(1)).min(events.len());
             for e in &chunk.errors {
                 tracing::debug!(pipeline = %chunk.ran.id, error = %e.error, "event rejected by the engine");
             }
-            tokio::select! {
-                () = feed.ingest.cancelled() => return,
+            // Not interrupted when only the feed stops (a fence): the outputs under way are
+            // published and their inputs acknowledged, so the next copy does not repeat them.
+            let published = tokio::select! {
                 // Its pipeline is gone (deleted after a hand-over): skip, the feed goes on.
-                () = chunk.ran.cancel.cancelled() => {},
-                () = chunk.ran.publish(&chunk.outputs) => {},
+                () = chunk.ran.cancel.cancelled() => None,
+                published = chunk.ran.publish(&chunk.outputs) => Some(published),
+            };
+            match published {
+                // Fenced: the rest would be refused too; nothing is acknowledged.
+                Some(false) => break,
+                Some(true) => {
+                    for ack in acks.get_mut(start..end).unwrap_or_default() {
+                        if let Some(ack) = ack.take() {
+                            ack.send();
+                        }
+                    }
+                }
+                None => {}
             }
+            start = end;
         }
         batch = Vec::with_capacity(INGEST_BATCH);
     }

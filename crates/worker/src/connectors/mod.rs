@@ -4,6 +4,7 @@
 //! - [`plan`]: what the connectors will do, resolved and checked before anything connects.
 //! - [`sink`]: the [`sink::Sink`] trait every output connection implements.
 //! - [`mqtt`], [`nats`], [`routes`]: the connections of each kind.
+//! - [`inbound`]: what sources hand the ingest loop (an event, maybe an MQTT acknowledgement).
 //! - [`ingest`]: the loop that runs what the sources received through the engine.
 //! - [`payload`]: the wire format of events on each kind of connection.
 //! - [`timers`]: wall-clock ticks for `timer(…)` sources.
@@ -15,6 +16,7 @@
 //! it too, unless the deploy says `paused` (the new version of a rolling update): its sources
 //! then start at the hand-over, usually by taking the old version's feed over.
 
+pub mod inbound;
 pub mod ingest;
 pub mod mqtt;
 pub mod nats;

@@ -17,6 +17,7 @@
 //! overflows (slow consumer) the server drops messages; this is logged and marks the pipeline
 //! `degraded` until the next successful reconnect.
 
+use super::inbound::Inbound;
 use super::payload::{decode_payload, encode_output};
 use super::plan::nats::{NatsParams, NatsPlan};
 use super::sink::{bound_to, Sink};
@@ -72,7 +73,7 @@ pub fn start(
     state: &AppState,
     pipeline: &Arc<Pipeline>,
     plan: NatsPlan,
-    ingest: Option<mpsc::Sender<Event>>,
+    ingest: Option<mpsc::Sender<Inbound>>,
     cancel: CancellationToken,
 ) -> Option<Box<dyn Sink>> {
     let (sink, publish_rx) = if plan.sinks.is_empty() {
@@ -113,7 +114,7 @@ impl Connection {
     async fn run(
         self,
         subscriptions: Vec<(String, String)>,
-        ingest: Option<mpsc::Sender<Event>>,
+        ingest: Option<mpsc::Sender<Inbound>>,
         publish_rx: Option<mpsc::Receiver<(String, Vec<u8>)>>,
     ) {
         let weak = Arc::downgrade(&self.pipeline);
@@ -163,7 +164,7 @@ impl Connection {
     async fn receive(
         &self,
         subscribers: Vec<(Subscriber, String)>,
-        ingest: Option<mpsc::Sender<Event>>,
+        ingest: Option<mpsc::Sender<Inbound>>,
     ) {
         let Some(tx) = ingest else { return };
         if subscribers.is_empty() {
@@ -178,7 +179,7 @@ impl Connection {
             match decode_payload(&msg.payload, &default_type) {
                 Ok((ty, fields)) => {
                     let ev = Event::from_json(&ty, &fields, now_ns());
-                    if tx.send(ev).await.is_err() {
+                    if tx.send(ev.into()).await.is_err() {
                         return;
                     }
                 }

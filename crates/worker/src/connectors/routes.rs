@@ -11,12 +11,13 @@
 //! broker is unreachable: events that do not fit are dropped and counted, so the pipeline is
 //! never blocked for long.
 
+use super::inbound::{close_flushing, Ack, Inbound};
 use super::payload::{decode_route_message, encode_route_message};
 use super::plan::routes::{pattern_matches, RoutePlan};
 use super::sink::Sink;
 use crate::config::{BrokerAddr, ClientTlsFiles};
 use crate::counters::Counters;
-use crate::engine::{Event, Output};
+use crate::engine::Output;
 use crate::pipeline::{Feed, Pipeline};
 use crate::state::AppState;
 use futures::future::BoxFuture;
@@ -156,6 +157,7 @@ pub fn start_outbound(
         connected: connected.clone(),
         subscriptions: Vec::new(),
         ingest: None,
+        manual_acks: false,
     };
     state.tasks.spawn(conn.run(eventloop));
     Some(Box::new(RouteSink {
@@ -173,7 +175,7 @@ pub fn start_inbound(
     pipeline: &Arc<Pipeline>,
     feed: &Arc<Feed>,
     plan: RoutePlan,
-    ingest: mpsc::Sender<Event>,
+    ingest: mpsc::Sender<Inbound>,
 ) {
     let broker = match plan.broker {
         Ok(b) => b,
@@ -200,7 +202,12 @@ pub fn start_inbound(
         ),
     };
     let options = match options(&broker, &plan.tls, id, clean) {
-        Ok(o) => o,
+        // A persistent session acknowledges a message once its events' outputs are out, so
+        // the next copy gets again what this one did not finish (docs/dataplane.md).
+        Ok(mut o) => {
+            o.set_manual_acks(!clean);
+            o
+        }
         Err(reason) => {
             pipeline.set_degraded(reason);
             return;
@@ -217,6 +224,7 @@ pub fn start_inbound(
         connected: Arc::new(AtomicBool::new(false)),
         subscriptions: topics,
         ingest: Some(ingest),
+        manual_acks: !clean,
     };
     state.tasks.spawn(conn.run(eventloop));
 }
@@ -227,7 +235,9 @@ struct RouteConnection {
     client: AsyncClient,
     connected: Arc<AtomicBool>,
     subscriptions: Vec<String>,
-    ingest: Option<mpsc::Sender<Event>>,
+    ingest: Option<mpsc::Sender<Inbound>>,
+    /// A persistent session: messages are acknowledged by the ingest loop.
+    manual_acks: bool,
 }
 
 impl RouteConnection {
@@ -237,7 +247,7 @@ impl RouteConnection {
     async fn run(self, mut eventloop: EventLoop) {
         let cancel = self.feed.connections.clone();
         let mut backoff = BACKOFF_INITIAL;
-        loop {
+        'conn: loop {
             let polled = tokio::select! {
                 () = cancel.cancelled() => break,
                 r = eventloop.poll() => r,
@@ -265,12 +275,23 @@ impl RouteConnection {
                     match decode_route_message(&publish.payload) {
                         Ok(events) => {
                             let n = events.len() as u64;
-                            for ev in events {
+                            // The message is settled with its last event.
+                            let mut ack = self
+                                .manual_acks
+                                .then(|| Ack::new(self.client.clone(), publish));
+                            let last = events.len().saturating_sub(1);
+                            if events.is_empty() {
+                                if let Some(ack) = ack.take() {
+                                    ack.send();
+                                }
+                            }
+                            for (i, event) in events.into_iter().enumerate() {
+                                let ack = if i == last { ack.take() } else { None };
                                 // Only a deleted pipeline interrupts: when the sources are
                                 // replaced at a hand-over, the ingest loop drains this channel.
                                 tokio::select! {
-                                    () = self.feed.ingest.cancelled() => return,
-                                    r = tx.send(ev) => if r.is_err() { return },
+                                    () = self.feed.ingest.cancelled() => break 'conn,
+                                    r = tx.send(Inbound { event, ack }) => if r.is_err() { break 'conn },
                                 }
                             }
                             self.feed
@@ -280,6 +301,9 @@ impl RouteConnection {
                             self.feed
                                 .on_target(|p| Counters::add(&p.counters.route_dropped, 1));
                             tracing::debug!(topic = %publish.topic, error = %e, "route message dropped");
+                            if self.manual_acks {
+                                Ack::new(self.client.clone(), publish).send();
+                            }
                         }
                     }
                 }
@@ -292,6 +316,19 @@ impl RouteConnection {
                     }
                 }
             }
+        }
+        if self.manual_acks {
+            // Write the acknowledgements of what the ingest loop still publishes; what it
+            // does not finish stays with the broker for the next copy.
+            let RouteConnection {
+                feed,
+                client,
+                ingest,
+                ..
+            } = self;
+            drop(ingest);
+            close_flushing(&feed, &client, &mut eventloop).await;
+            return;
         }
         let _ = self.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;

@@ -40,7 +40,7 @@ async fn run(pipeline: Arc<Pipeline>) {
         if !out.is_empty() {
             tokio::select! {
                 () = pipeline.cancel.cancelled() => break,
-                () = ran.publish(&out) => {},
+                _ = ran.publish(&out) => {},
             }
         }
     }

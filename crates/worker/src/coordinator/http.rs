@@ -93,6 +93,14 @@ impl HttpLink {
         self.urls.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Starts the next calls at `url` when it is one of the URLs.
+    pub fn prefer(&self, url: &str) {
+        let url = url.trim_end_matches('/');
+        if let Some(i) = self.urls().iter().position(|u| u == url) {
+            self.current.store(i, Ordering::Relaxed);
+        }
+    }
+
     /// Adds the coordinators an answer named that are not known yet; returns how many.
     pub fn learn(&self, coordinators: &[String]) -> usize {
         let mut urls = self.urls.write().unwrap_or_else(|p| p.into_inner());

@@ -61,6 +61,9 @@ pub struct CoordinatorClient {
     link: Link,
     /// Event count of each pipeline at its last accepted checkpoint push.
     pushed: Mutex<HashMap<String, u64>>,
+    /// Asks the heartbeat loop for a heartbeat now (the session found the leader while the
+    /// worker is fenced: the answer lifts the fence), abandoning one that hangs elsewhere.
+    heartbeat_now: tokio::sync::Notify,
 }
 
 impl CoordinatorClient {
@@ -101,6 +104,7 @@ impl CoordinatorClient {
             state: state.clone(),
             link,
             pushed: Mutex::new(HashMap::new()),
+            heartbeat_now: tokio::sync::Notify::new(),
         })))
     }
 
@@ -136,6 +140,14 @@ impl CoordinatorClient {
                 fence::fence(&self.state);
             }
             self.state.lease.renew(sent, Duration::from_millis(ms));
+        }
+    }
+
+    /// Sends the next calls to `url` first (the coordinator that granted the last lease over
+    /// the session: the leader). HTTP only.
+    fn prefer(&self, url: &str) {
+        if let Link::Http(h) = &self.link {
+            h.prefer(url);
         }
     }
 

@@ -2,7 +2,10 @@
 //!
 //! Registration retries with exponential backoff (`registration_backoff_initial` doubling to
 //! `registration_backoff_max`, ±20 % jitter) until accepted; then a heartbeat every
-//! `heartbeat_interval`. A "who are you?" answer (404) means the coordinator lost us:
+//! `heartbeat_interval`, and at once when the worker session asks for one (a fenced worker's
+//! session reached the leader: the answer lifts the fence; a heartbeat hanging on an
+//! unreachable coordinator meanwhile is abandoned). A "who are you?" answer (404) means the
+//! coordinator lost us:
 //! re-register at once, reporting the pipelines that run here.
 //!
 //! With `checkpoint_interval` set, the loop also pushes the checkpoint of every
@@ -73,12 +76,22 @@ impl CoordinatorClient {
                 tokio::select! {
                     () = cancel.cancelled() => break 'session,
                     _ = ticker.tick() => {},
+                    () = self.heartbeat_now.notified() => {},
                     _ = pushes.tick(), if cfg.checkpoint_interval.is_some() => {
                         self.push_checkpoints().await;
                         continue;
                     }
                 }
-                match self.heartbeat(false).await {
+                // A heartbeat hanging on an unreachable coordinator is abandoned when the
+                // session asks for one now (it found the leader): sent again, to the leader.
+                let answer = loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => break 'session,
+                        r = self.heartbeat(false) => break r,
+                        () = self.heartbeat_now.notified() => {}
+                    }
+                };
+                match answer {
                     Ok(answer) => super::fence::after_heartbeat(&self.state, &answer),
                     Err(CallError::UnknownWorker) => {
                         tracing::warn!("coordinator does not know this worker; re-registering");

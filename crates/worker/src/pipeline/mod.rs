@@ -138,6 +138,15 @@ impl Pipeline {
         })
     }
 
+    /// The placement a coordinator-deployed pipeline is a copy of: its id without the
+    /// `-e{epoch}` suffix (`{name}-{group}-r{replica}`), the same on every worker and at every
+    /// epoch. `None` for pipelines deployed by hand.
+    pub fn placement(&self) -> Option<&str> {
+        let epoch = self.epoch?;
+        let (key, suffix) = self.id.rsplit_once("-e")?;
+        (suffix.parse::<u64>().ok()? == epoch && !key.is_empty()).then_some(key)
+    }
+
     /// Runs this pipeline under the worker's lease (coordinator-deployed pipelines).
     pub fn set_lease(&self, lease: Arc<Lease>) {
         let _ = self.lease.set(lease);
@@ -227,18 +236,20 @@ impl Pipeline {
     }
 
     /// Publishes outputs through every sink; each takes the outputs bound to it. Waits when a
-    /// connection's queue is full; failures are counted, never fatal (VPL.md §9).
-    pub async fn publish(&self, outputs: &[Output]) {
+    /// connection's queue is full; failures are counted, never fatal (VPL.md §9). `false` when
+    /// the outputs were discarded because the pipeline is fenced.
+    pub async fn publish(&self, outputs: &[Output]) -> bool {
         if outputs.is_empty() {
-            return;
+            return true;
         }
         if self.is_fenced() {
             Counters::add(&self.counters.fenced_dropped, outputs.len() as u64);
-            return;
+            return false;
         }
         for sink in self.sinks.get().map(Vec::as_slice).unwrap_or_default() {
             sink.publish(outputs, &self.counters).await;
         }
+        true
     }
 
     /// Marks the pipeline degraded (a connector failed) with a reason.

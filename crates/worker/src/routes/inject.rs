@@ -9,18 +9,24 @@
 //!   lists the refused events with that code);
 //! - an answer carries at most `max_outputs_per_response` output events; the others are
 //!   published as usual and counted in `outputs_omitted`.
+//!
+//! Fencing by epoch: events for a coordinator pipeline id (`{placement}-e{epoch}`) that is not
+//! here while a newer epoch of the same placement is are refused `409 stale_epoch` (the sender
+//! routed them with an outdated placement), not `404`.
 
 use super::{find, Shared};
 use crate::engine::{self, Event, Output};
 use crate::error::WorkerError;
 use crate::event_time::{now_ns, parse_rfc3339_ns};
-use crate::pipeline::{EventError, FaultKind, Outcome};
+use crate::pipeline::{EventError, FaultKind, Outcome, Pipeline};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Instant;
 use varpulis_api::worker::{BatchInjectRequest, InputEvent};
 
@@ -97,6 +103,34 @@ fn to_event(ev: &InputEvent, arrival_ns: i64) -> Result<Event, WorkerError> {
     Ok(Event::from_json(&ev.event_type, &ev.fields, ts))
 }
 
+/// The pipeline events for `id` go to; `409 stale_epoch` when `id` names an older epoch of a
+/// placement than a copy running here, else `404` for an unknown id.
+fn find_current(state: &AppState, id: &str) -> Result<Arc<Pipeline>, WorkerError> {
+    let missing = match find(state, id) {
+        Ok(p) => return Ok(p),
+        Err(e) => e,
+    };
+    let Some((key, epoch)) = id
+        .rsplit_once("-e")
+        .and_then(|(key, e)| Some((key, e.parse::<u64>().ok()?)))
+    else {
+        return Err(missing);
+    };
+    let newer = state
+        .registry
+        .all()
+        .into_iter()
+        .find(|p| p.placement() == Some(key) && p.epoch.is_some_and(|e| e > epoch));
+    match newer {
+        Some(p) => Err(WorkerError::StaleEpoch(format!(
+            "events for `{id}` (epoch {epoch}) refused: `{}` runs epoch {} of the same placement here",
+            p.id,
+            p.epoch.unwrap_or_default()
+        ))),
+        None => Err(missing),
+    }
+}
+
 /// `POST /api/v1/pipelines/{id}/events`: one event; 422 when it exceeded a budget or the
 /// pipeline is failed.
 pub async fn inject(
@@ -105,7 +139,7 @@ pub async fn inject(
     super::JsonBody(ev): super::JsonBody<InputEvent>,
 ) -> Result<Json<InjectBody>, WorkerError> {
     let started = Instant::now();
-    let p = find(&state, &id)?;
+    let p = find_current(&state, &id)?;
     let event = to_event(&ev, now_ns())?;
     let keep = state.config.limits.max_outputs_per_response;
     let Outcome {
@@ -142,7 +176,7 @@ pub async fn inject_batch(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<BatchBody>, WorkerError> {
     let started = Instant::now();
-    let p = find(&state, &id)?;
+    let p = find_current(&state, &id)?;
     let body = body?;
     let ctype = headers
         .get(header::CONTENT_TYPE)

@@ -44,8 +44,11 @@ pub async fn prometheus(State(state): State<Shared>) -> Response {
     let fenced = u8::from(state.lease.fence_recorded() || state.lease.is_fenced());
     text.push_str(&format!(
         "# TYPE varpulis_worker_fenced gauge\nvarpulis_worker_fenced {fenced}\n\
-         # TYPE varpulis_worker_fences_total counter\nvarpulis_worker_fences_total {}\n",
-        state.lease.fence_count()
+         # TYPE varpulis_worker_fences_total counter\nvarpulis_worker_fences_total {}\n\
+         # TYPE varpulis_worker_lease_session_renewals_total counter\n\
+         varpulis_worker_lease_session_renewals_total {}\n",
+        state.lease.fence_count(),
+        state.lease.session_renewals()
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
