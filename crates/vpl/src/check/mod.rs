@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use crate::ast::*;
 use crate::diagnostics::Diagnostic;
 
+mod connector;
 mod decl;
 mod expr;
 mod pattern;
@@ -18,6 +19,9 @@ mod stream;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_connector;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests3;
@@ -81,20 +85,6 @@ const TIER1_OPS: &[&str] = &[
     "within",
     "not",
     "on",
-];
-
-/// Connector kinds named by the spec; only `mqtt` is implemented.
-const CONNECTOR_KINDS: &[&str] = &["mqtt", "kafka", "nats", "http", "file"];
-
-/// Parameters of an MQTT connector (§9).
-const MQTT_PARAMS: &[&str] = &[
-    "host",
-    "port",
-    "client_id",
-    "username",
-    "password",
-    "qos",
-    "topic",
 ];
 
 /// Diagnostics after which did-you-mean hints are no longer computed.
