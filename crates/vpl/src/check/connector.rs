@@ -200,7 +200,12 @@ impl<'a> Checker<'a> {
             let hint = self
                 .capped_suggest(&c.kind.name, kind_names())
                 .map(|h| format!("did you mean `{h}`?"))
-                .or_else(|| Some(format!("kinds: {}", kind_names().collect::<Vec<_>>().join(", "))));
+                .or_else(|| {
+                    Some(format!(
+                        "kinds: {}",
+                        kind_names().collect::<Vec<_>>().join(", ")
+                    ))
+                });
             self.error_hint(
                 format!("unknown connector kind `{}`", c.kind.name),
                 c.kind.span,
@@ -320,11 +325,16 @@ impl<'a> Checker<'a> {
                     format!("parameters: {}", allowed.join(", "))
                 };
                 self.error_hint(
-                    format!("unknown `.{op}` parameter `{}` for a {} connector", n.name, kind.label),
+                    format!(
+                        "unknown `.{op}` parameter `{}` for a {} connector",
+                        n.name, kind.label
+                    ),
                     n.span,
                     Some(hint),
                 );
-            } else if n.name == "key" && !matches!(a.value.kind, ExprKind::Name(_) | ExprKind::Str(_)) {
+            } else if n.name == "key"
+                && !matches!(a.value.kind, ExprKind::Name(_) | ExprKind::Str(_))
+            {
                 self.error(
                     "`key` must name a field of the event (e.g. `key: pump`)",
                     a.value.span,
@@ -353,7 +363,13 @@ impl<'a> Checker<'a> {
             return true;
         }
         let found = literal_type(e);
-        let negative = matches!(e.kind, ExprKind::Unary { op: UnaryOp::Neg, .. });
+        let negative = matches!(
+            e.kind,
+            ExprKind::Unary {
+                op: UnaryOp::Neg,
+                ..
+            }
+        );
         if found == Ty::Unknown && !negative && !matches!(e.kind, ExprKind::Name(_)) {
             // Not a literal: `check_param_value` reported it already.
             return true;

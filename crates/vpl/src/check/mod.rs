@@ -21,10 +21,10 @@ mod stream;
 mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests_connector;
+mod tests3;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests3;
+mod tests_connector;
 mod tier3;
 
 pub use crate::suggest::suggest;

@@ -77,7 +77,9 @@ fn unknown_parameters_are_errors_with_a_suggestion() {
 fn unknown_kafka_parameters_only_warn() {
     assert_eq!(
         diags("connector K = kafka(brokers: \"h:9092\", linger_ms: 5)"),
-        vec!["3:40 warning unknown Kafka parameter `linger_ms` (passed to the client as a property)"]
+        vec![
+            "3:40 warning unknown Kafka parameter `linger_ms` (passed to the client as a property)"
+        ]
     );
 }
 
