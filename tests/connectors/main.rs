@@ -8,4 +8,5 @@ mod harness;
 
 mod file;
 mod http;
+mod run;
 mod target;
