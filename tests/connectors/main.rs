@@ -6,6 +6,7 @@
 #[path = "../worker/harness.rs"]
 mod harness;
 
+mod enrich;
 mod file;
 mod http;
 mod run;

@@ -148,6 +148,28 @@ pub struct ConnectorStatus {
     pub requests: u64,
     /// Attempts that failed and were retried.
     pub retries: u64,
+    /// For a connector used by `.enrich`: its lookups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrich: Option<EnrichCounts>,
+}
+
+/// The `.enrich` lookups through one HTTP connector (docs/connectors.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnrichCounts {
+    /// Lookups asked by the engine.
+    pub lookups: u64,
+    /// Answered from the cache (within `ttl`).
+    pub cache_hits: u64,
+    /// Answered by the server with fields (events enriched after a request).
+    pub fetched: u64,
+    /// The server had nothing for the key (404): the event passes on unenriched.
+    pub not_found: u64,
+    /// No answer within `timeout`: the event passed on unenriched.
+    pub timeouts: u64,
+    /// Failed requests or unusable answers: the event passed on unenriched.
+    pub errors: u64,
+    /// Answers held in the cache now.
+    pub cached: u64,
 }
 
 /// `GET /api/v1/pipelines`.

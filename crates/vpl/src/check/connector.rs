@@ -343,6 +343,95 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// `.enrich(H, key: e, fields: [a, b], ttl: 60s, timeout: 500ms)` (docs/connectors.md): an
+    /// HTTP connector, a key expression, field names, positive durations.
+    pub(super) fn check_enrich(&mut self, op: &'a StreamOp) {
+        let mut positional = op.args.iter().filter(|a| a.name.is_none());
+        match positional.next().map(|a| &a.value.kind) {
+            Some(ExprKind::Name(conn)) => {
+                self.check_connector_ref(conn);
+                if let Some(decl) = self.connectors.get(conn.name.as_str()) {
+                    if decl.kind.name != "http" {
+                        self.error_hint(
+                            format!(
+                                "`.enrich` needs an `http` connector; `{}` is of kind `{}`",
+                                conn.name, decl.kind.name
+                            ),
+                            conn.span,
+                            Some(format!(
+                                "declare `connector {} = http(url: \"…\")`",
+                                conn.name
+                            )),
+                        );
+                    }
+                }
+            }
+            _ => self.error_hint(
+                "`.enrich` needs an HTTP connector name first",
+                op.span,
+                Some(
+                    "write `.enrich(Ref, key: id, fields: [name], ttl: 60s, timeout: 500ms)`"
+                        .into(),
+                ),
+            ),
+        }
+        if let Some(extra) = positional.next() {
+            self.error(
+                "`.enrich` takes one connector and named parameters",
+                extra.span,
+            );
+        }
+        let mut seen = HashMap::new();
+        for a in op.args.iter() {
+            let Some(n) = &a.name else { continue };
+            self.dup_check(&mut seen, n, "parameter");
+            match n.name.as_str() {
+                "key" => {
+                    self.expr(&a.value, super::Place::Stream);
+                }
+                "fields" => {
+                    let ok = match &a.value.kind {
+                        ExprKind::Array(items) => items
+                            .iter()
+                            .all(|i| matches!(i.kind, ExprKind::Name(_) | ExprKind::Str(_))),
+                        _ => false,
+                    };
+                    if !ok {
+                        self.error(
+                            "`fields` must be an array of field names, e.g. `[name, zone]`",
+                            a.value.span,
+                        );
+                    }
+                }
+                "ttl" | "timeout" => {
+                    if !matches!(a.value.kind, ExprKind::Duration(d) if d > 0) {
+                        self.error(
+                            format!("`{}` must be a positive duration, e.g. `500ms`", n.name),
+                            a.value.span,
+                        );
+                    }
+                }
+                other => {
+                    let hint = self
+                        .capped_suggest(other, ["key", "fields", "ttl", "timeout"])
+                        .map(|h| format!("did you mean `{h}`?"));
+                    self.error_hint(
+                        format!("unknown `.enrich` parameter `{other}`"),
+                        n.span,
+                        hint,
+                    );
+                }
+            }
+        }
+        if op.named("key").is_none() {
+            self.error_hint(
+                "`.enrich` needs `key: expression`",
+                op.span,
+                Some("e.g. `key: customer_id`".into()),
+            );
+        }
+    }
+
     /// Whether `e` is a valid value of type `ty`; also reports values that are not literals.
     /// `quiet` only checks the value's shape (unknown parameters).
     fn connector_value(&mut self, e: &Expr, ty: ParamTy, quiet: bool) -> bool {

@@ -52,7 +52,6 @@ pub struct Checked {
 const UNSUPPORTED_OPS: &[(&str, &str)] = &[
     ("forecast", "pattern forecasting needs a learned prediction model that this runtime does not have"),
     ("score", "ONNX model scoring is not available in this runtime"),
-    ("enrich", "enrichment needs a reference-data connector, which this runtime does not have"),
     ("trend_aggregate", "trend aggregation over Kleene patterns is not available in this runtime; aggregate the matches with `.window(…) .aggregate(…)` in a downstream stream"),
 ];
 

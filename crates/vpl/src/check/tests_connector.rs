@@ -145,3 +145,29 @@ fn output_only_kinds_cannot_be_sources() {
         vec!["4:33 error unknown `.to` parameter `key` for a MQTT connector"]
     );
 }
+
+#[test]
+fn enrich_is_checked_against_its_http_connector() {
+    clean("connector R = http(url: \"http://r/c\")\nstream S = A .enrich(R, key: x, fields: [name, \"tier\"], ttl: 60s, timeout: 500ms) .emit()");
+    clean("connector R = http(url: \"http://r/c\")\nstream S = A .enrich(R, key: x) .emit()");
+    assert_eq!(
+        diags("connector M = mqtt(host: \"h\")\nstream S = A .enrich(M, key: x)"),
+        vec!["4:22 error `.enrich` needs an `http` connector; `M` is of kind `mqtt`"]
+    );
+    assert_eq!(
+        diags("connector R = http(url: \"u\")\nstream S = A .enrich(R)"),
+        vec!["4:14 error `.enrich` needs `key: expression`"]
+    );
+    assert_eq!(
+        diags("connector R = http(url: \"u\")\nstream S = A .enrich(R, key: x, ttl: 5, fields: name, tmeout: 1s)"),
+        vec![
+            "4:38 error `ttl` must be a positive duration, e.g. `500ms`",
+            "4:49 error `fields` must be an array of field names, e.g. `[name, zone]`",
+            "4:55 error unknown `.enrich` parameter `tmeout`",
+        ]
+    );
+    assert_eq!(
+        diags("stream S = A .enrich(Nope, key: x)"),
+        vec!["3:22 error unknown connector `Nope`"]
+    );
+}

@@ -67,8 +67,8 @@ impl Sink for HttpSink {
         })
     }
 
-    fn status(&self) -> Option<varpulis_api::worker::ConnectorStatus> {
-        Some(self.stats.status())
+    fn status(&self) -> Vec<varpulis_api::worker::ConnectorStatus> {
+        vec![self.stats.status()]
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`plan`]: what the connectors will do, resolved and checked before anything connects.
 //! - [`sink`]: the [`sink::Sink`] trait every output connection implements.
 //! - [`mqtt`], [`nats`], [`routes`]: the connections of each kind.
+//! - [`enrich`]: `.enrich` lookups over HTTP connectors.
 //! - [`http`], [`file`], [`console`]: output-only connectors ([`lines`] is the machinery file
 //!   and console share, [`stats`] their health and counters; docs/connectors.md).
 //! - [`ingest`]: the loop that runs what the sources received through the engine.
@@ -18,6 +19,7 @@
 //! then start at the hand-over, usually by taking the old version's feed over.
 
 pub mod console;
+pub mod enrich;
 pub mod file;
 pub mod http;
 pub mod ingest;
@@ -74,6 +76,9 @@ fn start_sinks(state: &AppState, pipeline: &Arc<Pipeline>, plan: Plan) {
     }
     for m in &plan.mqtt {
         sinks.extend(mqtt::start_sink(state, pipeline, m));
+    }
+    if let Some(e) = plan.enrich {
+        sinks.push(Box::new(enrich::EnrichStatus(e)));
     }
     for o in plan.outputs {
         match start_output(state, pipeline, o) {

@@ -16,8 +16,8 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// Health and counters, for sinks that report them (HTTP, file, console): shown in the
     /// pipeline's status and on `/metrics`; a connector that is down makes the pipeline
     /// `degraded`.
-    fn status(&self) -> Option<varpulis_api::worker::ConnectorStatus> {
-        None
+    fn status(&self) -> Vec<varpulis_api::worker::ConnectorStatus> {
+        Vec::new()
     }
 }
 

@@ -85,6 +85,7 @@ impl ConnectorStats {
             queued: self.queued.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            enrich: None,
         }
     }
 }

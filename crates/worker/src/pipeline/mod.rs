@@ -308,7 +308,7 @@ impl Pipeline {
     pub fn connectors(&self) -> Vec<ConnectorStatus> {
         self.sinks
             .get()
-            .map(|s| s.iter().filter_map(|s| s.status()).collect())
+            .map(|s| s.iter().flat_map(|s| s.status()).collect())
             .unwrap_or_default()
     }
 

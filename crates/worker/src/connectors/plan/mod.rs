@@ -88,6 +88,8 @@ pub struct Plan {
     pub nats: Vec<nats::NatsPlan>,
     /// Output-only connectors (HTTP, file, console).
     pub outputs: Vec<output::OutputPlan>,
+    /// The `.enrich` lookups of the pipeline (shown with the output side).
+    pub enrich: Option<std::sync::Arc<super::enrich::HttpEnricher>>,
     /// Connectors that cannot run here, with the reason (the pipeline starts `degraded`).
     pub unsupported: Vec<String>,
     /// Inter-pipeline routes (docs/dataplane.md).
@@ -124,8 +126,15 @@ impl Plan {
             sources.routes = inp;
         }
         sinks.outputs = self.outputs;
+        sinks.enrich = self.enrich;
         sinks.unsupported = self.unsupported;
         (sinks, sources)
+    }
+
+    /// Adds the pipeline's `.enrich` lookups.
+    pub fn with_enricher(mut self, enricher: std::sync::Arc<super::enrich::HttpEnricher>) -> Self {
+        self.enrich = Some(enricher);
+        self
     }
 
     /// Adds the pipeline's inter-pipeline routes.
