@@ -35,6 +35,9 @@ pub const MAX_CACHED: usize = 100_000;
 
 type Answer = Option<Arc<Map<String, Value>>>;
 
+/// `(connector, key)` → (expiry, answer).
+type Cache = Mutex<HashMap<(String, String), (Instant, Answer)>>;
+
 /// One HTTP connector as a lookup target.
 #[derive(Debug)]
 struct Target {
@@ -63,8 +66,7 @@ pub struct HttpEnricher {
     handle: tokio::runtime::Handle,
     client: reqwest::Client,
     targets: Mutex<BTreeMap<String, Arc<Target>>>,
-    /// `(connector, key)` → (expiry, answer).
-    cache: Arc<Mutex<HashMap<(String, String), (Instant, Answer)>>>,
+    cache: Arc<Cache>,
 }
 
 impl HttpEnricher {
@@ -158,7 +160,7 @@ impl HttpEnricher {
 
 /// Stores an answer, keeping the cache bounded.
 fn store(
-    cache: &Mutex<HashMap<(String, String), (Instant, Answer)>>,
+    cache: &Cache,
     key: (String, String),
     ttl: Duration,
     answer: Answer,
