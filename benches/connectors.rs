@@ -40,7 +40,12 @@ async fn receive(State(n): State<Arc<AtomicU64>>, body: Bytes) -> &'static str {
 }
 
 /// Injects for `secs` from `clients` clients; returns (events injected, start instant).
-async fn inject(url: &str, id: &str, secs: u64, clients: usize) -> Result<(u64, Instant), BoxError> {
+async fn inject(
+    url: &str,
+    id: &str,
+    secs: u64,
+    clients: usize,
+) -> Result<(u64, Instant), BoxError> {
     let events: Vec<Value> = (0..INJECT_BATCH)
         .map(|i| json!({"event_type": "Reading", "fields": {"id": format!("s{}", i % 50), "temp": (i % 100) as i64}}))
         .collect();
@@ -116,7 +121,10 @@ async fn bench() -> Result<(), BoxError> {
     let base_id = deploy(&url, "stream Out = Reading .emit(id: id, temp: temp)\n").await?;
     let (n, started) = inject(&url, &base_id, secs, clients).await?;
     let baseline = n as f64 / started.elapsed().as_secs_f64();
-    println!("baseline (no sink): {n} events in {:.2}s = {baseline:.0} events/s", started.elapsed().as_secs_f64());
+    println!(
+        "baseline (no sink): {n} events in {:.2}s = {baseline:.0} events/s",
+        started.elapsed().as_secs_f64()
+    );
 
     let src = format!(
         "connector H = http(url: \"{target_url}\", batch: {batch})\n\
@@ -126,7 +134,11 @@ async fn bench() -> Result<(), BoxError> {
     let (n, started) = inject(&url, &id, secs, clients).await?;
     while received.load(Ordering::Relaxed) < n {
         if started.elapsed() > Duration::from_secs(secs * 20 + 60) {
-            return Err(format!("only {} of {n} events arrived", received.load(Ordering::Relaxed)).into());
+            return Err(format!(
+                "only {} of {n} events arrived",
+                received.load(Ordering::Relaxed)
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -159,12 +159,7 @@ impl HttpEnricher {
 }
 
 /// Stores an answer, keeping the cache bounded.
-fn store(
-    cache: &Cache,
-    key: (String, String),
-    ttl: Duration,
-    answer: Answer,
-) {
+fn store(cache: &Cache, key: (String, String), ttl: Duration, answer: Answer) {
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() >= MAX_CACHED {
         let now = Instant::now();
