@@ -120,6 +120,56 @@ pub struct PipelineInfo {
     /// Placement epoch given at deploy time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// Health and counters of the pipeline's output connectors that report them (HTTP, file,
+    /// console; docs/connectors.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connectors: Vec<ConnectorStatus>,
+}
+
+/// One output connector of a pipeline, as shown in its status and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorStatus {
+    /// Connector name as declared.
+    pub name: String,
+    /// Kind (`http`, `file`, `console`).
+    pub kind: String,
+    /// `ok`, or `down` while its last attempt failed (the pipeline is then `degraded`).
+    pub health: String,
+    /// Why it is down (the last error), when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// Events delivered (written, or acknowledged by the server).
+    pub events_sent: u64,
+    /// Events finally given up after the retries (counted and logged, never silent).
+    pub events_given_up: u64,
+    /// Events waiting in the connector's bounded queue.
+    pub queued: u64,
+    /// Requests (HTTP) or writes (file) made, successful or not.
+    pub requests: u64,
+    /// Attempts that failed and were retried.
+    pub retries: u64,
+    /// For a connector used by `.enrich`: its lookups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrich: Option<EnrichCounts>,
+}
+
+/// The `.enrich` lookups through one HTTP connector (docs/connectors.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnrichCounts {
+    /// Lookups asked by the engine.
+    pub lookups: u64,
+    /// Answered from the cache (within `ttl`).
+    pub cache_hits: u64,
+    /// Answered by the server with fields (events enriched after a request).
+    pub fetched: u64,
+    /// The server had nothing for the key (404): the event passes on unenriched.
+    pub not_found: u64,
+    /// No answer within `timeout`: the event passed on unenriched.
+    pub timeouts: u64,
+    /// Failed requests or unusable answers: the event passed on unenriched.
+    pub errors: u64,
+    /// Answers held in the cache now.
+    pub cached: u64,
 }
 
 /// `GET /api/v1/pipelines`.
@@ -229,6 +279,9 @@ pub struct PipelineMetrics {
     pub events_out: u64,
     /// Runtime errors.
     pub errors: u64,
+    /// Output connectors with their counters (see [`PipelineInfo::connectors`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connectors: Vec<ConnectorStatus>,
 }
 
 /// `POST /api/v1/drain` answer.

@@ -12,6 +12,7 @@ pub mod local;
 pub mod logging;
 pub mod manpages;
 pub mod run;
+pub mod run_sinks;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

@@ -11,6 +11,8 @@
 //! * Compile errors and unreadable/unparsable event files print to stderr and exit 1. Runtime
 //!   errors on single events are printed to stderr as warnings and processing continues. Late
 //!   events dropped are summarised on stderr; `--stats` prints every counter and the throughput.
+//! * `file(...)` and `console()` connectors are opened (`run_sinks`, docs/connectors.md);
+//!   other connectors are not.
 
 use anyhow::Context;
 use std::io::{Read, Write};
@@ -69,6 +71,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let mut sinks = match super::run_sinks::RunSinks::open(engine.connectors()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     if !engine.warnings().is_empty() {
         eprintln!(
             "{}",
@@ -110,18 +119,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Timers are anchored at the file's start and tick as its time advances.
     let mut clock = 0i64;
     engine.advance_time(clock, &mut out);
-    write_step(&mut w, &mut engine, &out)?;
+    write_step(&mut w, &mut engine, &mut sinks, &out)?;
     for event in &events {
         out.clear();
         clock = clock.max(event.timestamp_ns);
         engine.advance_time(clock, &mut out);
         engine.process(event, &mut out)?;
-        write_step(&mut w, &mut engine, &out)?;
+        write_step(&mut w, &mut engine, &mut sinks, &out)?;
     }
     out.clear();
     engine.finish(&mut out);
-    write_step(&mut w, &mut engine, &out)?;
+    write_step(&mut w, &mut engine, &mut sinks, &out)?;
     w.flush()?;
+    sinks.finish()?;
     let s = engine.stats();
     if s.late_events > 0 {
         eprintln!(
@@ -164,8 +174,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn write_step(
     w: &mut impl Write,
     engine: &mut Engine,
+    sinks: &mut super::run_sinks::RunSinks,
     out: &[varpulis_runtime::OutputEvent],
 ) -> anyhow::Result<()> {
+    sinks.write(w, out)?;
     for line in engine.take_printed() {
         w.write_all(line.as_bytes())?;
         w.write_all(b"\n")?;

@@ -91,6 +91,17 @@ impl PipelineEngine {
         external_connectors: Vec<String>,
         limits: &PipelineLimits,
     ) -> Result<Self, WorkerError> {
+        Self::compile_with(source, external_connectors, limits, None)
+    }
+
+    /// [`Self::compile`] with the enricher that resolves the program's `.enrich` lookups
+    /// (connectors/enrich.rs).
+    pub fn compile_with(
+        source: &str,
+        external_connectors: Vec<String>,
+        limits: &PipelineLimits,
+        enricher: Option<std::sync::Arc<dyn varpulis_runtime::operators::enrich::Enricher>>,
+    ) -> Result<Self, WorkerError> {
         // Options the worker does not set yet (the runtime grows budgets) keep their defaults.
         #[allow(clippy::needless_update)]
         let opts = EngineOptions {
@@ -100,6 +111,7 @@ impl PipelineEngine {
             max_sequence_runs: limits.max_sequence_runs,
             // The runtime stops the event at the cap, before holding more outputs.
             max_outputs_per_event: limits.max_outputs_per_event,
+            enricher,
             ..EngineOptions::default()
         };
         match Engine::compile(source, &opts) {

@@ -139,6 +139,7 @@ impl WorkerMetrics {
                 );
             }
         }
+        render_connectors(pipelines, &mut out);
         let _ = writeln!(out, "# TYPE varpulis_worker_request_errors_total counter");
         let _ = writeln!(
             out,
@@ -159,5 +160,56 @@ impl WorkerMetrics {
         self.inject_latency
             .render("varpulis_worker_inject_latency_seconds", &mut out);
         out
+    }
+}
+
+/// Per-connector series of the output connectors that report them (docs/connectors.md),
+/// labelled `pipeline`, `connector` and `kind`.
+fn render_connectors(pipelines: &[Arc<Pipeline>], out: &mut String) {
+    type Pick = fn(&varpulis_api::worker::ConnectorStatus) -> u64;
+    let all: Vec<(&Arc<Pipeline>, Vec<varpulis_api::worker::ConnectorStatus>)> = pipelines
+        .iter()
+        .map(|p| (p, p.connectors()))
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    if all.is_empty() {
+        return;
+    }
+    let series: [(&str, &str, Pick); 6] = [
+        (
+            "varpulis_worker_connector_events_sent_total",
+            "counter",
+            |c| c.events_sent,
+        ),
+        (
+            "varpulis_worker_connector_events_given_up_total",
+            "counter",
+            |c| c.events_given_up,
+        ),
+        ("varpulis_worker_connector_requests_total", "counter", |c| {
+            c.requests
+        }),
+        ("varpulis_worker_connector_retries_total", "counter", |c| {
+            c.retries
+        }),
+        ("varpulis_worker_connector_queued", "gauge", |c| c.queued),
+        ("varpulis_worker_connector_up", "gauge", |c| {
+            u64::from(c.health == "ok")
+        }),
+    ];
+    for (name, ty, pick) in series {
+        let _ = writeln!(out, "# TYPE {name} {ty}");
+        for (p, conns) in &all {
+            for c in conns {
+                let _ = writeln!(
+                    out,
+                    "{name}{{pipeline=\"{}\",connector=\"{}\",kind=\"{}\"}} {}",
+                    escape(&p.id),
+                    escape(&c.name),
+                    escape(&c.kind),
+                    pick(c)
+                );
+            }
+        }
     }
 }

@@ -317,6 +317,20 @@ pub(crate) fn literal_json(e: &Expr) -> Option<serde_json::Value> {
         ExprKind::Array(items) => {
             serde_json::Value::Array(items.iter().map(literal_json).collect::<Option<Vec<_>>>()?)
         }
+        // Connector parameters such as `headers: {"authorization": "…"}` (docs/connectors.md).
+        ExprKind::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|e| {
+                    let key = match &e.key.kind {
+                        ExprKind::Str(s) => s.clone(),
+                        ExprKind::Name(id) => id.name.clone(),
+                        _ => return None,
+                    };
+                    Some((key, literal_json(&e.value)?))
+                })
+                .collect::<Option<serde_json::Map<_, _>>>()?,
+        ),
         _ => return None,
     })
 }

@@ -470,6 +470,19 @@ impl<'p> Builder<'p> {
             OpKind::Within | OpKind::Not | OpKind::On | OpKind::MatchMode => OpCode::Pass,
             // Read by the stream's stateful operator.
             OpKind::Watermark | OpKind::AllowedLateness | OpKind::WindowPattern => OpCode::Pass,
+            OpKind::Other if op.name.name == "enrich" => {
+                if let Some(conn) = ident_arg(op) {
+                    self.check_connector(known_connectors, conn);
+                }
+                let c = &mut self.c;
+                match crate::operators::enrich::compile(c, op, self.opts.enricher.clone()) {
+                    Ok((key, e)) => OpCode::Enrich(key, Box::new(e)),
+                    Err(d) => {
+                        c.errors.push(d);
+                        OpCode::Pass
+                    }
+                }
+            }
             _ => {
                 c.errors.push(Diagnostic::error(
                     format!("unknown operator `.{}`", op.name.name),

@@ -49,6 +49,8 @@ pub(super) enum OpCode {
         outputs: bool,
     },
     To(Arc<SinkBinding>),
+    /// `.enrich(H, key: e, …)`: the key expression and the lookup (operators/enrich.rs).
+    Enrich(ExprFn, Box<crate::operators::enrich::EnrichOp>),
     /// `.window` / `.aggregate` / `.partition_by` state of the stream (Tier 2).
     Window(Box<WindowOp>),
     /// Sequence pattern (`->`, `all`, `.within`, `.not`); always the stream's first operator.
@@ -359,6 +361,20 @@ pub(super) fn exec(
             };
             log_event(*level, &stream.name, &message, &data);
             exec(run, i + 1, ev, out_idx)
+        }
+        OpCode::Enrich(key, op) => {
+            let key = eval(run, key, ev)?;
+            match op.merged(&key, &ev.fields) {
+                Some(fields) => {
+                    let next = Event {
+                        event_type: ev.event_type.clone(),
+                        timestamp_ns: ev.timestamp_ns,
+                        fields: Arc::new(fields),
+                    };
+                    exec(run, i + 1, &next, None)
+                }
+                None => exec(run, i + 1, ev, out_idx),
+            }
         }
         OpCode::Pass => exec(run, i + 1, ev, out_idx),
     }

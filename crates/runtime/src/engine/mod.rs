@@ -58,6 +58,9 @@ pub struct EngineOptions {
     /// Reads the files the program imports (`import "path"`); without one, `import` is an
     /// error (a program deployed as text).
     pub loader: Option<std::sync::Arc<dyn varpulis_vpl::Loader>>,
+    /// Resolves `.enrich` lookups (docs/connectors.md); without one, `.enrich` passes events
+    /// on unenriched.
+    pub enricher: Option<std::sync::Arc<dyn crate::operators::enrich::Enricher>>,
 }
 
 /// Where the side output of `.print` goes.
@@ -99,6 +102,7 @@ impl Default for EngineOptions {
             max_sequence_runs: crate::operators::sequence::DEFAULT_MAX_SEQUENCE_RUNS,
             print: PrintTarget::Stdout,
             loader: None,
+            enricher: None,
         }
     }
 }

@@ -6,8 +6,10 @@
 //! * [`join`]: `join(…)` and `merge(…)` (§7);
 //! * [`gate`]: `.distinct` and `.limit` (Tier 3);
 //! * [`pattern`]: named patterns (§8);
+//! * [`enrich`]: `.enrich` over an embedder's [`enrich::Enricher`] (docs/connectors.md);
 //! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).
 
+pub mod enrich;
 pub(crate) mod gate;
 pub(crate) mod join;
 pub(crate) mod pattern;

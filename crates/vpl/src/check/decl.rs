@@ -1,8 +1,7 @@
 //! Declarations: the type, function, connector, context and binding namespaces, stream cycles,
 //! `event` fields and base events, type annotations, connector and context parameters, functions.
 
-use super::{literal_type, Ty};
-use super::{Checker, Local, BASIC_TYPES, CONNECTOR_KINDS, MQTT_PARAMS};
+use super::{Checker, Local, BASIC_TYPES};
 use crate::ast::*;
 use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
@@ -260,114 +259,6 @@ impl<'a> Checker<'a> {
                     self.check_type(t);
                 }
             }
-        }
-    }
-
-    pub(super) fn check_connector(&mut self, c: &'a ConnectorDecl) {
-        let kind = c.kind.name.as_str();
-        if kind == "nats" {
-            self.check_nats_connector(c);
-            return;
-        }
-        if kind != "mqtt" {
-            if CONNECTOR_KINDS.contains(&kind) {
-                self.error(
-                    format!(
-                        "connector kind `{kind}` is not supported yet (only `mqtt` and `nats`)"
-                    ),
-                    c.kind.span,
-                );
-            } else {
-                let hint = self
-                    .capped_suggest(kind, CONNECTOR_KINDS.iter().copied())
-                    .map(|h| format!("did you mean `{h}`?"));
-                self.error_hint(
-                    format!("unknown connector kind `{kind}`"),
-                    c.kind.span,
-                    hint,
-                );
-            }
-            return;
-        }
-        let mut seen = HashMap::new();
-        for a in &c.params {
-            self.check_param_value(&a.value);
-            let Some(name) = &a.name else {
-                self.error_hint(
-                    "connector parameters need a name",
-                    a.span,
-                    Some("write `param: value`, e.g. `host: \"localhost\"`".into()),
-                );
-                continue;
-            };
-            self.dup_check(&mut seen, name, "parameter");
-            if !MQTT_PARAMS.contains(&name.name.as_str()) {
-                let hint = self.capped_suggest(&name.name, MQTT_PARAMS.iter().copied());
-                let mut d = Diagnostic::warning(
-                    format!("unknown MQTT parameter `{}`", name.name),
-                    name.span,
-                );
-                d.hint = hint.map(|h| format!("did you mean `{h}`?"));
-                self.diags.push(d);
-            }
-            let ty = literal_type(&a.value);
-            let bad = match name.name.as_str() {
-                "port" | "qos" => ty.known() && ty != Ty::Int,
-                "host" | "client_id" | "username" | "password" | "topic" => {
-                    ty.known() && ty != Ty::Str
-                }
-                _ => false,
-            };
-            if bad {
-                self.error(
-                    format!(
-                        "MQTT parameter `{}` has the wrong type ({})",
-                        name.name,
-                        ty.name()
-                    ),
-                    a.value.span,
-                );
-            }
-        }
-        if !c
-            .params
-            .iter()
-            .any(|a| a.name.as_ref().is_some_and(|n| n.name == "host"))
-        {
-            self.error_hint(
-                format!("MQTT connector `{}` needs a `host`", c.name.name),
-                c.span,
-                Some("add `host: \"localhost\"`".into()),
-            );
-        }
-    }
-
-    /// A NATS connector (docs/nats.md): named parameters, and a server (`servers`, `url` or
-    /// `host`). Other parameters are checked by the worker when it connects.
-    pub(super) fn check_nats_connector(&mut self, c: &'a ConnectorDecl) {
-        let mut seen = HashMap::new();
-        for a in &c.params {
-            self.check_param_value(&a.value);
-            match &a.name {
-                Some(name) => self.dup_check(&mut seen, name, "parameter"),
-                None => self.error_hint(
-                    "connector parameters need a name",
-                    a.span,
-                    Some("write `param: value`, e.g. `servers: \"nats://localhost:4222\"`".into()),
-                ),
-            }
-        }
-        let has_server = c.params.iter().any(|a| {
-            a.name
-                .as_ref()
-                .is_some_and(|n| matches!(n.name.as_str(), "servers" | "url" | "host"))
-        });
-        if !has_server {
-            self.error_hint(
-                format!("NATS connector `{}` needs `servers`", c.name.name),
-                c.span,
-                Some("add `servers: \"nats://localhost:4222\"`".into()),
-            );
         }
     }
 

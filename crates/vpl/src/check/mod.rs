@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use crate::ast::*;
 use crate::diagnostics::Diagnostic;
 
+mod connector;
 mod decl;
 mod expr;
 mod pattern;
@@ -21,6 +22,9 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests3;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_connector;
 mod tier3;
 
 pub use crate::suggest::suggest;
@@ -48,7 +52,6 @@ pub struct Checked {
 const UNSUPPORTED_OPS: &[(&str, &str)] = &[
     ("forecast", "pattern forecasting needs a learned prediction model that this runtime does not have"),
     ("score", "ONNX model scoring is not available in this runtime"),
-    ("enrich", "enrichment needs a reference-data connector, which this runtime does not have"),
     ("trend_aggregate", "trend aggregation over Kleene patterns is not available in this runtime; aggregate the matches with `.window(…) .aggregate(…)` in a downstream stream"),
 ];
 
@@ -81,20 +84,6 @@ const TIER1_OPS: &[&str] = &[
     "within",
     "not",
     "on",
-];
-
-/// Connector kinds named by the spec; only `mqtt` is implemented.
-const CONNECTOR_KINDS: &[&str] = &["mqtt", "kafka", "nats", "http", "file"];
-
-/// Parameters of an MQTT connector (§9).
-const MQTT_PARAMS: &[&str] = &[
-    "host",
-    "port",
-    "client_id",
-    "username",
-    "password",
-    "qos",
-    "topic",
 ];
 
 /// Diagnostics after which did-you-mean hints are no longer computed.

@@ -78,6 +78,7 @@ impl<'a> Checker<'a> {
             self.check_connector_ref(&from.connector);
             let args: Vec<&Arg> = from.args.iter().collect();
             self.connector_args(&args, "from");
+            self.check_connector_binding(&from.connector, "from", &args);
         }
         let mut context_seen: Option<Span> = None;
         let mut partition_seen: Option<Span> = None;
@@ -269,6 +270,10 @@ impl<'a> Checker<'a> {
                     }
                     let named: Vec<&Arg> = op.args.iter().filter(|a| a.name.is_some()).collect();
                     self.connector_args(&named, "to");
+                    let first = op.args.iter().find(|a| a.name.is_none());
+                    if let Some(ExprKind::Name(conn)) = first.map(|a| &a.value.kind) {
+                        self.check_connector_binding(conn, "to", &named);
+                    }
                 }
                 OpKind::Distinct
                 | OpKind::Limit
@@ -279,6 +284,7 @@ impl<'a> Checker<'a> {
                 | OpKind::Watermark
                 | OpKind::AllowedLateness
                 | OpKind::WindowPattern => self.tier3_op(s, op, &mut state),
+                _ if op.name.name == "enrich" => self.check_enrich(op),
                 _ => {
                     let name = op.name.name.as_str();
                     if let Some((_, why)) = UNSUPPORTED_OPS.iter().find(|(n, _)| *n == name) {

@@ -192,8 +192,9 @@ fn tier3_operator_misuse_is_reported_with_positions() {
     assert_eq!(at2("stream S = A .score(model: \"m.onnx\")"), ["3:15 error: `.score` is not supported: ONNX model scoring is not available in this runtime"]);
     assert!(at2("stream S = A .trend_aggregate(n: count_trends())")[0]
         .starts_with("3:15 error: `.trend_aggregate` is not supported"));
+    // `.enrich` is supported over HTTP connectors (check/tests_connector.rs).
     assert!(at2("stream S = A .enrich(Ref, key: x)")[0]
-        .starts_with("3:15 error: `.enrich` is not supported"));
+        .starts_with("3:22 error: unknown connector `Ref`"));
 }
 
 #[test]

@@ -5,6 +5,9 @@
 //! - [`sink`]: the [`sink::Sink`] trait every output connection implements.
 //! - [`mqtt`], [`nats`], [`routes`]: the connections of each kind.
 //! - [`inbound`]: what sources hand the ingest loop (an event, maybe an MQTT acknowledgement).
+//! - [`enrich`]: `.enrich` lookups over HTTP connectors.
+//! - [`http`], [`file`], [`console`]: output-only connectors ([`lines`] is the machinery file
+//!   and console share, [`stats`] their health and counters; docs/connectors.md).
 //! - [`ingest`]: the loop that runs what the sources received through the engine.
 //! - [`payload`]: the wire format of events on each kind of connection.
 //! - [`timers`]: wall-clock ticks for `timer(…)` sources.
@@ -16,14 +19,20 @@
 //! it too, unless the deploy says `paused` (the new version of a rolling update): its sources
 //! then start at the hand-over, usually by taking the old version's feed over.
 
+pub mod console;
+pub mod enrich;
+pub mod file;
+pub mod http;
 pub mod inbound;
 pub mod ingest;
+pub mod lines;
 pub mod mqtt;
 pub mod nats;
 pub mod payload;
 pub mod plan;
 pub mod routes;
 pub mod sink;
+pub mod stats;
 pub mod timers;
 
 use crate::pipeline::{Feed, Pipeline};
@@ -70,7 +79,56 @@ fn start_sinks(state: &AppState, pipeline: &Arc<Pipeline>, plan: Plan) {
     for m in &plan.mqtt {
         sinks.extend(mqtt::start_sink(state, pipeline, m));
     }
+    if let Some(e) = plan.enrich {
+        sinks.push(Box::new(enrich::EnrichStatus(e)));
+    }
+    for o in plan.outputs {
+        match start_output(state, pipeline, o) {
+            Ok(sink) => sinks.push(sink),
+            Err(reason) => {
+                tracing::error!(pipeline = %pipeline.id, %reason, "output connector not started");
+                pipeline.set_degraded(reason);
+            }
+        }
+    }
     pipeline.set_sinks(sinks);
+}
+
+/// Starts one output-only connector (HTTP, file, console).
+fn start_output(
+    state: &AppState,
+    pipeline: &Arc<Pipeline>,
+    o: plan::output::OutputPlan,
+) -> Result<Box<dyn sink::Sink>, String> {
+    use plan::output::OutputKind;
+    match o.kind {
+        OutputKind::Http(params) => http::start(state, pipeline, &o.name, params),
+        OutputKind::File(params) => {
+            let target = file::RotatingFile::open(&params).map_err(|e| {
+                format!(
+                    "file connector `{}`: cannot open `{}`: {e}",
+                    o.name,
+                    params.path.display()
+                )
+            })?;
+            Ok(lines::start(
+                state,
+                pipeline,
+                &o.name,
+                "file",
+                payload::encode_output,
+                target,
+            ))
+        }
+        OutputKind::Console => Ok(lines::start(
+            state,
+            pipeline,
+            &o.name,
+            "console",
+            |o| serde_json::to_vec(&o.to_json()).unwrap_or_default(),
+            console::Stdout,
+        )),
+    }
 }
 
 /// Starts the input side of a pipeline from its recorded source plan: the source connections

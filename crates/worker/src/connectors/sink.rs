@@ -12,6 +12,13 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// Failures are counted in `counters` and logged, never returned: a publish error is not
     /// fatal to the pipeline (VPL.md §9).
     fn publish<'a>(&'a self, outputs: &'a [Output], counters: &'a Counters) -> BoxFuture<'a, ()>;
+
+    /// Health and counters, for sinks that report them (HTTP, file, console): shown in the
+    /// pipeline's status and on `/metrics`; a connector that is down makes the pipeline
+    /// `degraded`.
+    fn status(&self) -> Vec<varpulis_api::worker::ConnectorStatus> {
+        Vec::new()
+    }
 }
 
 /// Each output a `.to` bound to `connector`, with the topic (or subject) it goes to: the

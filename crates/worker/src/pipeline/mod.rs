@@ -37,7 +37,7 @@ use executor::Executor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use tokio_util::sync::CancellationToken;
-use varpulis_api::worker::{PipelineInfo, PipelineMetrics};
+use varpulis_api::worker::{ConnectorStatus, PipelineInfo, PipelineMetrics};
 
 /// Output events buffered per live subscriber before it lags.
 const OUTPUT_STREAM_CAPACITY: usize = 1024;
@@ -301,9 +301,27 @@ impl Pipeline {
             ("failed", Some(r.clone()))
         } else if let Some(r) = &s.degraded {
             ("degraded", Some(r.clone()))
+        } else if let Some(c) = self.connectors().into_iter().find(|c| c.health != "ok") {
+            (
+                "degraded",
+                Some(format!(
+                    "{} connector `{}` is down: {}",
+                    c.kind,
+                    c.name,
+                    c.status_reason.unwrap_or_default()
+                )),
+            )
         } else {
             ("running", None)
         }
+    }
+
+    /// Health and counters of the output connectors that report them (docs/connectors.md).
+    pub fn connectors(&self) -> Vec<ConnectorStatus> {
+        self.sinks
+            .get()
+            .map(|s| s.iter().flat_map(|s| s.status()).collect())
+            .unwrap_or_default()
     }
 
     /// Events accepted so far.
@@ -324,6 +342,7 @@ impl Pipeline {
             errors: Counters::get(&self.counters.errors),
             status_reason,
             epoch: self.epoch,
+            connectors: self.connectors(),
         }
     }
 
@@ -334,6 +353,7 @@ impl Pipeline {
             events_in: self.events_in(),
             events_out: Counters::get(&self.counters.events_out),
             errors: Counters::get(&self.counters.errors),
+            connectors: self.connectors(),
         }
     }
 }

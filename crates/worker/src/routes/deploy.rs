@@ -1,6 +1,7 @@
 //! `/api/v1/pipelines` and `/api/v1/pipelines/{id}`: deploy, list, get, delete.
 
 use super::{find, JsonBody, Shared};
+use crate::connectors::enrich::HttpEnricher;
 use crate::connectors::{self, plan};
 use crate::engine::PipelineEngine;
 use crate::error::WorkerError;
@@ -60,14 +61,19 @@ pub async fn deploy_pipeline(
     let worker_tls = state.config.tls_settings();
     let limits = state.config.limits;
     let store = state.state_dir.clone();
+    let enricher = Arc::new(HttpEnricher::new(tokio::runtime::Handle::current()));
     let (pipeline, plan, record) = tokio::task::spawn_blocking(move || {
         let external = req.connectors.keys().cloned().collect();
-        let engine = PipelineEngine::compile(&req.source, external, &limits)?;
-        let plan = plan::plan(&engine, &req.connectors)?.with_routes(plan::routes::plan(
-            worker_mqtt.as_deref(),
-            req.routes.as_ref(),
-            &worker_tls,
-        )?);
+        let engine =
+            PipelineEngine::compile_with(&req.source, external, &limits, Some(enricher.clone()))?;
+        enricher.configure(&engine.connectors(), &req.connectors)?;
+        let plan = plan::plan(&engine, &req.connectors)?
+            .with_routes(plan::routes::plan(
+                worker_mqtt.as_deref(),
+                req.routes.as_ref(),
+                &worker_tls,
+            )?)
+            .with_enricher(enricher);
         let id = req
             .id
             .clone()

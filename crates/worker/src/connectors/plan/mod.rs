@@ -7,6 +7,7 @@
 
 pub mod mqtt;
 pub mod nats;
+pub mod output;
 pub mod routes;
 
 use crate::engine::PipelineEngine;
@@ -85,6 +86,10 @@ pub struct Plan {
     pub mqtt: Vec<mqtt::MqttPlan>,
     /// NATS connectors.
     pub nats: Vec<nats::NatsPlan>,
+    /// Output-only connectors (HTTP, file, console).
+    pub outputs: Vec<output::OutputPlan>,
+    /// The `.enrich` lookups of the pipeline (shown with the output side).
+    pub enrich: Option<std::sync::Arc<super::enrich::HttpEnricher>>,
     /// Connectors that cannot run here, with the reason (the pipeline starts `degraded`).
     pub unsupported: Vec<String>,
     /// Inter-pipeline routes (docs/dataplane.md).
@@ -96,6 +101,7 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.mqtt.is_empty()
             && self.nats.is_empty()
+            && self.outputs.is_empty()
             && self.unsupported.is_empty()
             && self.routes.is_none()
     }
@@ -119,8 +125,16 @@ impl Plan {
             sinks.routes = out;
             sources.routes = inp;
         }
+        sinks.outputs = self.outputs;
+        sinks.enrich = self.enrich;
         sinks.unsupported = self.unsupported;
         (sinks, sources)
+    }
+
+    /// Adds the pipeline's `.enrich` lookups.
+    pub fn with_enricher(mut self, enricher: std::sync::Arc<super::enrich::HttpEnricher>) -> Self {
+        self.enrich = Some(enricher);
+        self
     }
 
     /// Adds the pipeline's inter-pipeline routes.
@@ -159,6 +173,7 @@ pub fn plan(
     };
     let mut mqtt_by_name: BTreeMap<String, mqtt::MqttPlan> = BTreeMap::new();
     let mut nats_by_name: BTreeMap<String, nats::NatsPlan> = BTreeMap::new();
+    let mut outputs_by_name: BTreeMap<String, output::OutputPlan> = BTreeMap::new();
     let mut plan = Plan::default();
     let sources = engine.sources();
     let sinks = engine.sinks();
@@ -176,6 +191,9 @@ pub fn plan(
             "nats" => {
                 nats_by_name.insert(name.to_owned(), nats::NatsPlan::new(name, &params)?);
             }
+            k if output::is_output_kind(k) => {
+                outputs_by_name.insert(name.to_owned(), output::OutputPlan::new(name, k, &params)?);
+            }
             _ => plan.unsupported.push(format!(
                 "connector `{name}` of kind `{kind}` is not supported by this worker"
             )),
@@ -188,6 +206,13 @@ pub fn plan(
         if let Some(p) = nats_by_name.get_mut(&s.connector) {
             p.add_source(s.topic.as_deref(), &s.event_type)?;
         }
+        if let Some(p) = outputs_by_name.get(&s.connector) {
+            return Err(WorkerError::Connector(format!(
+                "connector `{}` is of kind `{}`, which can only be written to (`.to`), not read with `.from`",
+                p.name,
+                p.kind.name()
+            )));
+        }
     }
     for s in &sinks {
         if let Some(p) = mqtt_by_name.get_mut(&s.connector) {
@@ -196,8 +221,12 @@ pub fn plan(
         if let Some(p) = nats_by_name.get_mut(&s.connector) {
             p.add_sink(s.topic.as_deref(), &s.stream)?;
         }
+        if let Some(p) = outputs_by_name.get_mut(&s.connector) {
+            p.sinks.push(s.stream.clone());
+        }
     }
     plan.mqtt = mqtt_by_name.into_values().collect();
     plan.nats = nats_by_name.into_values().collect();
+    plan.outputs = outputs_by_name.into_values().collect();
     Ok(plan)
 }
