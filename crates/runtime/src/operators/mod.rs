@@ -6,10 +6,12 @@
 //! * [`join`]: `join(…)` and `merge(…)` (§7);
 //! * [`gate`]: `.distinct` and `.limit` (Tier 3);
 //! * [`pattern`]: named patterns (§8);
+//! * [`kleene`]: Kleene captures read as arrays of their events;
 //! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).
 
 pub(crate) mod gate;
 pub(crate) mod join;
+pub(crate) mod kleene;
 pub(crate) mod pattern;
 pub(crate) mod reorder;
 pub(crate) mod self_ref;
