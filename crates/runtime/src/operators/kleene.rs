@@ -49,8 +49,7 @@ fn walk(e: &ast::Expr, kleene: &[String], bound: &[String], used: &mut Vec<Strin
     let mut r = |x: &ast::Expr| walk(x, kleene, bound, used);
     match &e.kind {
         ExprKind::Name(id) => {
-            if kleene.contains(&id.name) && !bound.contains(&id.name) && !used.contains(&id.name)
-            {
+            if kleene.contains(&id.name) && !bound.contains(&id.name) && !used.contains(&id.name) {
                 used.push(id.name.clone());
             }
         }
@@ -60,8 +59,8 @@ fn walk(e: &ast::Expr, kleene: &[String], bound: &[String], used: &mut Vec<Strin
             }
         }
         ExprKind::Call { callee, args, .. } => {
-            let count_of_name =
-                callee.name == "count" && matches!(args.as_slice(), [a] if matches!(a.kind, ExprKind::Name(_)));
+            let count_of_name = callee.name == "count"
+                && matches!(args.as_slice(), [a] if matches!(a.kind, ExprKind::Name(_)));
             if !count_of_name {
                 args.iter().for_each(r);
             }
@@ -152,6 +151,9 @@ mod tests {
         assert_eq!(uses("len(bs) > 1"), vec!["bs"]);
         assert_eq!(uses("bs[0].price > cs.price"), vec!["bs"]);
         assert_eq!(uses("any(cs, bs => bs.v > 1)"), vec!["cs"]);
-        assert_eq!(uses("sum(map(bs[1:], b => b.v)) > len(cs)"), vec!["bs", "cs"]);
+        assert_eq!(
+            uses("sum(map(bs[1:], b => b.v)) > len(cs)"),
+            vec!["bs", "cs"]
+        );
     }
 }

@@ -11,6 +11,7 @@ use crate::diagnostics::Diagnostic;
 
 mod decl;
 mod expr;
+mod kleene;
 mod pattern;
 mod seq;
 mod stmt;
@@ -185,6 +186,10 @@ struct Checker<'a> {
     lambdas: HashMap<&'a str, usize>,
     /// Capture names of the sequence or pattern stream being checked (`count(capture)`).
     stream_captures: Vec<String>,
+    /// The Kleene captures among them (arrays of events when read as values).
+    stream_kleene: Vec<String>,
+    /// Parameters of the lambdas being checked, innermost last (they shadow captures).
+    lambda_params: Vec<String>,
     /// Top-level bindings declared so far (all of them once items are checked).
     globals: HashMap<&'a str, BindingKind>,
     /// Function-local scopes, innermost last.
@@ -207,6 +212,8 @@ impl<'a> Checker<'a> {
             type_aliases: HashMap::new(),
             lambdas: HashMap::new(),
             stream_captures: Vec::new(),
+            stream_kleene: Vec::new(),
+            lambda_params: Vec::new(),
             globals: HashMap::new(),
             scopes: Vec::new(),
             loop_depth: 0,
@@ -255,6 +262,7 @@ impl<'a> Checker<'a> {
                 Item::Stream(s) => {
                     self.check_stream(s);
                     self.stream_captures.clear();
+                    self.stream_kleene.clear();
                 }
                 Item::Pattern(p) => self.check_pattern(p),
                 Item::Type(t) => self.check_type_decl(t),

@@ -561,3 +561,33 @@ fn sequences_over_patterns() {
     assert_eq!(caps, Some(vec!["a".into(), "b".into(), "c".into()]));
     assert_eq!(diags(&src), Vec::<String>::new());
 }
+
+#[test]
+fn kleene_captures_are_arrays() {
+    let ev = "event A:\n    k: int\n    v: int\nevent B:\n    k: int\n    v: int\n";
+    accepted(&format!(
+        "{ev}pattern P = SEQ(A as a, B+ as bs, A where v > sum(map(bs, b => b.v)) as c) within 1m\n\
+         stream S = P .where(len(bs) > 1 and bs[0].v < bs[-1].v) .emit(n: len(bs), f: bs[0].v, l: bs.v, s: bs[1:], m: max(map(bs, b => b.v)), ok: any(bs, b => b.v > a.v), c: count(bs), all: bs)\n\
+         stream Q = A as a -> all B where len(xs) < 3 as xs -> A .emit(n: len(xs), first: first(xs).v)\n\
+         stream Sh = A as a -> all B as bs -> A .emit(n: len(filter([1], bs => bs > 0)))\n"
+    ));
+    assert_eq!(
+        diags(&format!("{ev}pattern P = SEQ(A as a, B+ as bs)\nstream S = P .emit(x: a[0].v, y: len(a))\n")),
+        [
+            "8:23 error: `a` captures one event and cannot be indexed: only a Kleene capture (`T+`, `T*`, `all T`) is an array of events",
+            "8:38 error: `a` captures one event and cannot be given to `len`: only a Kleene capture (`T+`, `T*`, `all T`) is an array of events",
+        ]
+    );
+    assert_eq!(
+        diags(&format!("{ev}stream S = A as a -> all B as bs -> A as c .emit(x: c[1:], y: sum(bs), z: bs + 1)\n")),
+        [
+            "7:53 error: `c` captures one event and cannot be sliced: only a Kleene capture (`T+`, `T*`, `all T`) is an array of events",
+            "7:67 error: `sum` needs numbers, but `bs` is an array of events",
+            "7:75 error: type mismatch: cannot apply `+` to array and int",
+        ]
+    );
+    assert_eq!(
+        diags(&format!("{ev}pattern P = SEQ(A as a, B+ where len(a) > 1 as bs) within 1m\nstream S = P .emit()\n")),
+        ["7:38 error: `a` captures one event and cannot be given to `len`: only a Kleene capture (`T+`, `T*`, `all T`) is an array of events"]
+    );
+}
