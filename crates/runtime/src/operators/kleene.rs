@@ -48,16 +48,11 @@ pub(crate) fn array_captures<'e>(
 fn walk(e: &ast::Expr, kleene: &[String], bound: &[String], used: &mut Vec<String>) {
     let mut r = |x: &ast::Expr| walk(x, kleene, bound, used);
     match &e.kind {
-        ExprKind::Name(id) => {
-            if kleene.contains(&id.name) && !bound.contains(&id.name) && !used.contains(&id.name) {
-                used.push(id.name.clone());
-            }
+        ExprKind::Name(id) if kleene.contains(&id.name) && !bound.contains(&id.name) => {
+            used.push(id.name.clone());
         }
-        ExprKind::Field { base, .. } => {
-            if !matches!(base.kind, ExprKind::Name(_)) {
-                r(base);
-            }
-        }
+        // `cap.field` reads the most recent event; a field of anything else may hold a capture.
+        ExprKind::Field { base, .. } if !matches!(base.kind, ExprKind::Name(_)) => r(base),
         ExprKind::Call { callee, args, .. } => {
             let count_of_name = callee.name == "count"
                 && matches!(args.as_slice(), [a] if matches!(a.kind, ExprKind::Name(_)));

@@ -6,6 +6,7 @@
 //! * [`join`]: `join(…)` and `merge(…)` (§7);
 //! * [`gate`]: `.distinct` and `.limit` (Tier 3);
 //! * [`pattern`]: named patterns (§8);
+//! * [`trend`]: `.trend_aggregate(…)` over a Kleene sequence;
 //! * [`kleene`]: Kleene captures read as arrays of their events;
 //! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).
 
@@ -16,4 +17,5 @@ pub(crate) mod pattern;
 pub(crate) mod reorder;
 pub(crate) mod self_ref;
 pub mod sequence;
+pub(crate) mod trend;
 pub(crate) mod window;

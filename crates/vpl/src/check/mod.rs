@@ -23,6 +23,7 @@ mod tests;
 #[allow(clippy::unwrap_used)]
 mod tests3;
 mod tier3;
+mod trend;
 
 pub use crate::suggest::suggest;
 
@@ -47,10 +48,18 @@ pub struct Checked {
 
 /// Operators of the existing product that this implementation does not offer, with the reason.
 const UNSUPPORTED_OPS: &[(&str, &str)] = &[
-    ("forecast", "pattern forecasting needs a learned prediction model that this runtime does not have"),
-    ("score", "ONNX model scoring is not available in this runtime"),
-    ("enrich", "enrichment needs a reference-data connector, which this runtime does not have"),
-    ("trend_aggregate", "trend aggregation over Kleene patterns is not available in this runtime; aggregate the matches with `.window(…) .aggregate(…)` in a downstream stream"),
+    (
+        "forecast",
+        "pattern forecasting needs a learned prediction model that this runtime does not have",
+    ),
+    (
+        "score",
+        "ONNX model scoring is not available in this runtime",
+    ),
+    (
+        "enrich",
+        "enrichment needs a reference-data connector, which this runtime does not have",
+    ),
 ];
 
 /// Operators the language has beyond Tier 1 and 2 (for did-you-mean).

@@ -7,7 +7,7 @@ use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
 
 /// Every `x` of an `x.field` in `e` (like `seq::field_bases`, kept local to stay small).
-fn captured_names<'e>(e: &'e Expr, out: &mut Vec<&'e Ident>) {
+pub(super) fn captured_names<'e>(e: &'e Expr, out: &mut Vec<&'e Ident>) {
     match &e.kind {
         ExprKind::Field { base, .. } => match &base.kind {
             ExprKind::Name(id) => out.push(id),

@@ -285,6 +285,7 @@ impl<'a> Checker<'a> {
                 | OpKind::Watermark
                 | OpKind::AllowedLateness
                 | OpKind::WindowPattern => self.tier3_op(s, op, &mut state),
+                OpKind::TrendAggregate => self.check_trend_aggregate(s, op),
                 _ => {
                     let name = op.name.name.as_str();
                     if let Some((_, why)) = UNSUPPORTED_OPS.iter().find(|(n, _)| *n == name) {
