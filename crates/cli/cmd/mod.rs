@@ -7,6 +7,7 @@ pub mod check;
 pub mod cluster;
 pub mod completions;
 pub mod coordinator;
+pub mod interrupt;
 pub mod local;
 pub mod logging;
 pub mod manpages;

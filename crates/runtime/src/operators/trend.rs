@@ -317,8 +317,9 @@ impl TrendOp {
             }
             let first = run.nodes[0].ev.clone();
             let mut fresh = Vec::new();
-            for (s, step) in self.steps.iter().enumerate().skip(1) {
-                if *step.ty != *ev.event_type {
+            // Step 0 is extended only when it is an `all` step (`all A as a -> B`).
+            for (s, step) in self.steps.iter().enumerate() {
+                if *step.ty != *ev.event_type || (s == 0 && !step.all) {
                     continue;
                 }
                 let mut n = self.node(s, ev);
