@@ -65,7 +65,8 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::write(
         dir.join("hot.vpl"),
-        "stream Hot = SensorReading .where(temperature > 50.0) .emit(sensor_id, temperature)\n",
+        "event SensorReading:\n    sensor_id: str\n    temperature: float\n    humidity: float\n\
+         stream Hot = SensorReading .where(temperature > 50.0) .emit(sensor_id, temperature)\n",
     )
     .expect("program");
     let events = dir.join("sensors.evt");

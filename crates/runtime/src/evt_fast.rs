@@ -15,8 +15,35 @@ use std::sync::Arc;
 /// Interned type names, field names and short string values (bounded).
 #[derive(Default)]
 pub struct Names {
-    names: HashMap<Box<str>, Arc<str>>,
-    values: HashMap<Box<str>, Arc<str>>,
+    names: HashMap<Box<str>, Arc<str>, FastHash>,
+    values: HashMap<Box<str>, Arc<str>, FastHash>,
+    /// The names of the previous line, in order: consecutive lines mostly repeat them.
+    last: Vec<Arc<str>>,
+}
+
+/// FNV-1a: short keys, no denial-of-service concern (the file is the user's own input, and the
+/// maps are bounded).
+#[derive(Default, Clone, Copy)]
+struct FastHash;
+
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
 }
 
 /// At most this many distinct names and short values are interned (beyond, they are allocated).
@@ -24,7 +51,7 @@ const MAX_INTERNED: usize = 4096;
 /// String values up to this many bytes are interned.
 const MAX_INTERNED_VALUE: usize = 32;
 
-fn intern(map: &mut HashMap<Box<str>, Arc<str>>, s: &str) -> Arc<str> {
+fn intern(map: &mut HashMap<Box<str>, Arc<str>, FastHash>, s: &str) -> Arc<str> {
     if let Some(a) = map.get(s) {
         return a.clone();
     }
@@ -39,6 +66,22 @@ impl Names {
     /// A type or field name.
     pub fn name(&mut self, s: &str) -> Arc<str> {
         intern(&mut self.names, s)
+    }
+
+    /// The `i`-th name of this line (0: the type): the previous line's when equal.
+    fn nth(&mut self, i: usize, s: &str) -> Arc<str> {
+        if let Some(a) = self.last.get(i) {
+            if **a == *s {
+                return a.clone();
+            }
+        }
+        let a = self.name(s);
+        if i < self.last.len() {
+            self.last[i] = a.clone();
+        } else if i == self.last.len() && i < 64 {
+            self.last.push(a.clone());
+        }
+        a
     }
 
     /// A string value (interned when short).
@@ -139,7 +182,7 @@ pub fn parse_named(body: &str, ts: i64, names: &mut Names) -> Option<Event> {
                 v => v,
             }
         };
-        fields.push((names.name(key), value));
+        fields.push((names.nth(index + 1, key), value));
         index += 1;
         if last {
             break;
@@ -147,7 +190,7 @@ pub fn parse_named(body: &str, ts: i64, names: &mut Names) -> Option<Event> {
         pos += 1;
     }
     Some(Event {
-        event_type: names.name(&body[..name_end]),
+        event_type: names.nth(0, &body[..name_end]),
         timestamp_ns: ts,
         fields: Arc::new(fields),
     })

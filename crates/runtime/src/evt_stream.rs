@@ -15,8 +15,7 @@
 use crate::event::Event;
 use crate::evt::{EvtError, LineParser};
 use crate::evt_fast::Names;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::io::BufRead;
 
 /// The reorder window of `varpulis run` by default (events).
@@ -36,26 +35,7 @@ pub enum ReplayOrder {
 
 struct Held {
     ts: i64,
-    seq: u64,
     event: Event,
-}
-
-impl PartialEq for Held {
-    fn eq(&self, o: &Self) -> bool {
-        (self.ts, self.seq) == (o.ts, o.seq)
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Held {
-    /// Reversed: the max-heap pops the smallest (offset, file position) first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.ts, o.seq).cmp(&(self.ts, self.seq))
-    }
 }
 
 /// Events of an event file read incrementally from `R`.
@@ -66,8 +46,9 @@ pub struct EvtStream<R> {
     parser: LineParser,
     names: Names,
     order: ReplayOrder,
-    held: BinaryHeap<Held>,
-    seq: u64,
+    /// Held events sorted by offset, ties in file order (mostly appended: input is mostly
+    /// sorted, so inserting a displaced event moves few entries).
+    held: VecDeque<Held>,
     released: Option<i64>,
     late: u64,
     ended: bool,
@@ -83,8 +64,7 @@ impl<R: BufRead> EvtStream<R> {
             parser: LineParser::default(),
             names: Names::default(),
             order,
-            held: BinaryHeap::new(),
-            seq: 0,
+            held: VecDeque::new(),
             released: None,
             late: 0,
             ended: false,
@@ -127,7 +107,7 @@ impl<R: BufRead> EvtStream<R> {
     }
 
     fn release(&mut self) -> Option<Event> {
-        let h = self.held.pop()?;
+        let h = self.held.pop_front()?;
         match self.released {
             Some(r) if h.ts < r => self.late += 1,
             _ => self.released = Some(h.ts),
@@ -162,12 +142,14 @@ impl<R: BufRead> Iterator for EvtStream<R> {
         while !self.ended && self.held.len() <= window {
             match self.read_event() {
                 Ok(Some(event)) => {
-                    self.held.push(Held {
-                        ts: event.timestamp_ns,
-                        seq: self.seq,
-                        event,
-                    });
-                    self.seq += 1;
+                    let ts = event.timestamp_ns;
+                    // After every held event with an offset <= ts (stable).
+                    let at = if self.held.back().is_none_or(|h| h.ts <= ts) {
+                        self.held.len()
+                    } else {
+                        self.held.partition_point(|h| h.ts <= ts)
+                    };
+                    self.held.insert(at, Held { ts, event });
                 }
                 Ok(None) => self.ended = true,
                 Err(e) => {
