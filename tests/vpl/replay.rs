@@ -185,7 +185,7 @@ fn sigint_mid_replay_flushes_what_was_computed() {
         ),
         ("ev.evt", &file),
     ]);
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .current_dir(d.path())
         .args(["run", "p.vpl", "--events", "ev.evt"])
         .stdout(Stdio::piped())

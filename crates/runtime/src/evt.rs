@@ -47,14 +47,14 @@ pub(crate) struct LineParser {
 }
 
 impl LineParser {
-    /// Parses line `line_no` (1-based): `None` for blank, comment and `BATCH` lines. With
-    /// `names`, the common `Type { name: value, … }` shape takes the fast path
-    /// (`evt_fast.rs`), which gives the same event as the general parser.
+    /// Parses line `line_no` (1-based): `None` for blank, comment and `BATCH` lines. `fast`
+    /// is tried first on the event text and offset (`evt_fast::parse_named` in a replay; it
+    /// must give the same event as the general parser or `None`).
     pub(crate) fn line(
         &mut self,
         raw: &str,
         line_no: usize,
-        names: Option<&mut crate::evt_fast::Names>,
+        fast: Option<&mut dyn FnMut(&str, i64) -> Option<Event>>,
     ) -> Result<Option<Event>, EvtError> {
         let err = |message: String| EvtError {
             line: line_no,
@@ -90,8 +90,8 @@ impl LineParser {
         let ts = offset_ms
             .checked_mul(1_000_000)
             .ok_or_else(|| err("offset out of range".into()))?;
-        if let Some(names) = names {
-            if let Some(event) = crate::evt_fast::parse_named(body, ts, names) {
+        if let Some(fast) = fast {
+            if let Some(event) = fast(body, ts) {
                 return Ok(Some(event));
             }
         }
