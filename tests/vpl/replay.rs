@@ -185,17 +185,35 @@ fn sigint_mid_replay_flushes_what_was_computed() {
         ),
         ("ev.evt", &file),
     ]);
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .current_dir(d.path())
         .args(["run", "p.vpl", "--events", "ev.evt"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Signal once the first outputs were flushed (the handler is installed by then).
+    let mut stdout = child.stdout.take().unwrap();
+    let (first, got_first) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match std::io::Read::read(&mut stdout, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    all.extend_from_slice(&buf[..n]);
+                    let _ = first.send(());
+                }
+            }
+        }
+        all
+    });
+    got_first.recv_timeout(Duration::from_secs(60)).unwrap();
     sigint(child.id());
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
+    let stdout = reader.join().unwrap();
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -205,7 +223,7 @@ fn sigint_mid_replay_flushes_what_was_computed() {
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{err}"));
-    let got = outputs(&text(&out.stdout));
+    let got = outputs(&text(&stdout));
     assert!(n > 0 && n < 200_000, "{n}");
     // One output per event processed, every line complete, in order.
     assert_eq!(got, (0..n as i64).collect::<Vec<_>>());
