@@ -40,6 +40,10 @@ pub fn parse_evt_in_file_order(text: &str) -> Result<Vec<Event>, EvtError> {
     Ok(events)
 }
 
+/// A fast parser tried before the general one: event text and offset → the same event as the
+/// general parser, or `None`.
+pub(crate) type FastPath<'a> = dyn FnMut(&str, i64) -> Option<Event> + 'a;
+
 /// The state of an event file between lines: the `BATCH` offset.
 #[derive(Debug, Default)]
 pub(crate) struct LineParser {
@@ -54,7 +58,7 @@ impl LineParser {
         &mut self,
         raw: &str,
         line_no: usize,
-        fast: Option<&mut dyn FnMut(&str, i64) -> Option<Event>>,
+        fast: Option<&mut FastPath<'_>>,
     ) -> Result<Option<Event>, EvtError> {
         let err = |message: String| EvtError {
             line: line_no,
