@@ -1,9 +1,11 @@
 //! `varpulis check` and `varpulis run` end to end on Tier 3 programs: imports (relative paths,
 //! diagnostics in the imported file, cycles, depth), template `for` expansion, `.print` side
 //! output, event files whose offsets go backwards (late events summarised on stderr), timers
-//! ticking in the file's time.
+//! ticking in the file's time; streaming replay (`replay.rs`).
 
 #![allow(clippy::unwrap_used)]
+
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

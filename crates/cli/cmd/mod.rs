@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod completions;
 pub mod conns;
 pub mod coordinator;
+pub mod interrupt;
 pub mod local;
 pub mod logging;
 pub mod manpages;

@@ -1,31 +1,39 @@
 //! `varpulis run FILE.vpl --events FILE.evt|-`: run a program over an event file and print output
 //! events as JSON lines (VPL.md §13), in emission order.
 //!
-//! * Replay order: by offset (stable), or in file order (recorded arrivals, event times possibly
-//!   going backwards) for programs that declare `.watermark`/`.allowed_lateness`
-//!   (`--order time|file|auto`, default `auto`).
+//! * Streaming: the file (or stdin) is read, parsed and processed line by line, and outputs go
+//!   through one buffered writer, so memory does not grow with the file (`evt_stream`).
+//! * Replay order: by offset (stable) within a reorder window of `--reorder-window` events
+//!   (default 10,000; an event displaced further comes late and is counted on stderr), or in
+//!   file order (recorded arrivals, event times possibly going backwards) for programs that
+//!   declare `.watermark`/`.allowed_lateness` (`--order time|file|auto`, default `auto`).
 //! * Timers tick in event time: anchored at the file's start (offset 0) and advanced to each
 //!   event's time (the largest seen so far) before the event.
 //! * `.print` lines go to stdout as plain text (never starting with `{`), before the JSON lines
 //!   of the same event.
-//! * Compile errors and unreadable/unparsable event files print to stderr and exit 1. Runtime
+//! * Compile errors print to stderr and exit 1; a bad line of the event file stops the replay
+//!   with its line number (outputs of the events before it are written) and exits 1. Runtime
 //!   errors on single events are printed to stderr as warnings and processing continues. Late
 //!   events dropped are summarised on stderr; `--stats` prints every counter and the throughput.
 //! * `file(...)` and `console()` connectors are opened (`run_sinks`, docs/connectors.md);
 //!   other connectors are not.
+//! * SIGINT stops the replay, flushes every output computed so far and exits with 130
+//!   (`interrupt.rs`); end of input is not simulated (open windows do not fire).
 
+use super::interrupt::Interrupt;
 use anyhow::Context;
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-use varpulis_runtime::{evt, Engine, EngineOptions, PrintTarget, DEFAULT_STEP_BUDGET};
+use varpulis_runtime::evt_stream::{EvtStream, ReplayOrder, DEFAULT_REORDER_WINDOW};
+use varpulis_runtime::{json_out, Engine, EngineOptions, PrintTarget, DEFAULT_STEP_BUDGET};
 
 /// In which order `varpulis run` replays the event file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Order {
-    /// By offset (stable): event time never goes backwards.
+    /// By offset (stable) within the reorder window: event time never goes backwards.
     Time,
     /// As written: the file records arrival order.
     File,
@@ -50,7 +58,14 @@ pub struct Args {
     /// Replay order of the event file.
     #[arg(long, value_enum, default_value_t = Order::Auto)]
     pub order: Order,
+    /// With `--order time`: events held to sort by offset; an event displaced by more lines is
+    /// replayed late (counted on stderr), never dropped.
+    #[arg(long, default_value_t = DEFAULT_REORDER_WINDOW)]
+    pub reorder_window: usize,
 }
+
+/// Input and output buffer sizes.
+const BUFFER: usize = 256 * 1024;
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -84,55 +99,103 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             varpulis_vpl::render_all(&source, &opts.file_name, engine.warnings())
         );
     }
-    let text = if args.events == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read events from stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(&args.events)
-            .with_context(|| format!("cannot read `{}`", args.events))?
-    };
     let file_order = match args.order {
         Order::File => true,
         Order::Time => false,
         Order::Auto => engine.uses_watermark(),
     };
-    let parsed = if file_order {
-        evt::parse_evt_in_file_order(&text)
+    let order = if file_order {
+        ReplayOrder::File
     } else {
-        evt::parse_evt(&text)
-    };
-    let events = match parsed {
-        Ok(evs) => evs,
-        Err(e) => {
-            eprintln!("error: {}: {e}", args.events);
-            return Ok(ExitCode::from(1));
+        ReplayOrder::Time {
+            window: args.reorder_window.max(1),
         }
     };
+    let interrupt = Interrupt::install();
+    if args.events == "-" {
+        let input = BufReader::with_capacity(BUFFER, std::io::stdin());
+        replay(&args, &mut engine, &mut sinks, EvtStream::new(input, order), &interrupt)
+    } else {
+        let file = std::fs::File::open(&args.events)
+            .with_context(|| format!("cannot read `{}`", args.events))?;
+        let input = BufReader::with_capacity(BUFFER, file);
+        replay(&args, &mut engine, &mut sinks, EvtStream::new(input, order), &interrupt)
+    }
+}
 
+/// Replays `events` through `engine`, writing outputs as they come.
+fn replay<R: Read>(
+    args: &Args,
+    engine: &mut Engine,
+    sinks: &mut super::run_sinks::RunSinks,
+    mut events: EvtStream<BufReader<R>>,
+    interrupt: &Interrupt,
+) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
+    let mut w = std::io::BufWriter::with_capacity(BUFFER, stdout.lock());
     let mut out = Vec::new();
     let started = Instant::now();
     // Timers are anchored at the file's start and tick as its time advances.
     let mut clock = 0i64;
     engine.advance_time(clock, &mut out);
-    write_step(&mut w, &mut engine, &mut sinks, &out)?;
-    for event in &events {
+    write_step(&mut w, engine, sinks, &out)?;
+    let mut interrupted = false;
+    loop {
+        if interrupt.stop_requested() {
+            interrupted = true;
+            break;
+        }
+        // A read that may block (a pipe): flush what was computed first, so a SIGINT while
+        // waiting loses nothing.
+        let may_block = events.reader().buffer().is_empty();
+        if may_block {
+            w.flush()?;
+            if !interrupt.before_read() {
+                interrupted = true;
+                break;
+            }
+        }
+        let next = events.next();
+        if may_block {
+            interrupt.after_read();
+        }
+        let event = match next {
+            None => break,
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                w.flush()?;
+                sinks.finish()?;
+                eprintln!("error: {}: {e}", args.events);
+                return Ok(ExitCode::from(1));
+            }
+        };
         out.clear();
         clock = clock.max(event.timestamp_ns);
         engine.advance_time(clock, &mut out);
-        engine.process(event, &mut out)?;
-        write_step(&mut w, &mut engine, &mut sinks, &out)?;
+        engine.process(&event, &mut out)?;
+        write_step(&mut w, engine, sinks, &out)?;
     }
-    out.clear();
-    engine.finish(&mut out);
-    write_step(&mut w, &mut engine, &mut sinks, &out)?;
+    if !interrupted {
+        out.clear();
+        engine.finish(&mut out);
+        write_step(&mut w, engine, sinks, &out)?;
+    }
     w.flush()?;
     sinks.finish()?;
     let s = engine.stats();
+    if interrupted {
+        eprintln!(
+            "interrupted after {} event(s); outputs so far written",
+            s.events_in
+        );
+    }
+    if events.late() > 0 {
+        eprintln!(
+            "{} event(s) displaced by more than {} lines were replayed after later offsets (--reorder-window)",
+            events.late(),
+            args.reorder_window
+        );
+    }
     if s.late_events > 0 {
         eprintln!(
             "{} late event(s) dropped (older than the watermark minus the allowed lateness)",
@@ -166,7 +229,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rate
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Writes what one step produced: `.print` lines, output events as JSON lines, runtime errors
@@ -183,7 +250,7 @@ fn write_step(
         w.write_all(b"\n")?;
     }
     for o in out.iter().filter(|o| o.is_output) {
-        serde_json::to_writer(&mut *w, &o.to_json())?;
+        json_out::write_event(w, &o.event)?;
         w.write_all(b"\n")?;
     }
     for err in engine.take_errors() {

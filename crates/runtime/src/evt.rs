@@ -30,17 +30,43 @@ pub fn parse_evt(text: &str) -> Result<Vec<Event>, EvtError> {
 /// Parses an event file keeping the events in file order: a recording of arrival order, where
 /// event times (offsets) may go backwards (used for programs with `.watermark`).
 pub fn parse_evt_in_file_order(text: &str) -> Result<Vec<Event>, EvtError> {
-    let mut batch_ms: i64 = 0;
+    let mut lines = LineParser::default();
     let mut events: Vec<Event> = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
-        let line_no = idx + 1;
+        if let Some(event) = lines.line(raw, idx + 1, None)? {
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+/// A fast parser tried before the general one: event text and offset → the same event as the
+/// general parser, or `None`.
+pub(crate) type FastPath<'a> = dyn FnMut(&str, i64) -> Option<Event> + 'a;
+
+/// The state of an event file between lines: the `BATCH` offset.
+#[derive(Debug, Default)]
+pub(crate) struct LineParser {
+    batch_ms: i64,
+}
+
+impl LineParser {
+    /// Parses line `line_no` (1-based): `None` for blank, comment and `BATCH` lines. `fast`
+    /// is tried first on the event text and offset (`evt_fast::parse_named` in a replay; it
+    /// must give the same event as the general parser or `None`).
+    pub(crate) fn line(
+        &mut self,
+        raw: &str,
+        line_no: usize,
+        fast: Option<&mut FastPath<'_>>,
+    ) -> Result<Option<Event>, EvtError> {
         let err = |message: String| EvtError {
             line: line_no,
             message,
         };
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with("//") {
-            continue;
+            return Ok(None);
         }
         if let Some(rest) = strip_word(line, "BATCH") {
             let ms = rest.trim().parse::<i64>().map_err(|_| {
@@ -52,15 +78,15 @@ pub fn parse_evt_in_file_order(text: &str) -> Result<Vec<Event>, EvtError> {
             if ms < 0 {
                 return Err(err("`BATCH` offset must not be negative".into()));
             }
-            batch_ms = ms;
-            continue;
+            self.batch_ms = ms;
+            return Ok(None);
         }
         let (offset_ms, body) = if let Some(rest) = line.strip_prefix('@') {
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
             let ms = parse_offset(&rest[..end]).map_err(err)?;
             (ms, rest[end..].trim())
         } else {
-            (batch_ms, line)
+            (self.batch_ms, line)
         };
         if body.is_empty() {
             return Err(err("offset prefix without an event".into()));
@@ -68,10 +94,13 @@ pub fn parse_evt_in_file_order(text: &str) -> Result<Vec<Event>, EvtError> {
         let ts = offset_ms
             .checked_mul(1_000_000)
             .ok_or_else(|| err("offset out of range".into()))?;
-        let event = parse_event_line(body, ts).map_err(err)?;
-        events.push(event);
+        if let Some(fast) = fast {
+            if let Some(event) = fast(body, ts) {
+                return Ok(Some(event));
+            }
+        }
+        parse_event_line(body, ts).map(Some).map_err(err)
     }
-    Ok(events)
 }
 
 /// `BATCH 500` → Some(" 500"); keyword must be a whole word.
@@ -106,7 +135,7 @@ fn parse_offset(s: &str) -> Result<i64, String> {
 }
 
 /// One event line without its offset prefix.
-fn parse_event_line(body: &str, ts: i64) -> Result<Event, String> {
+pub(crate) fn parse_event_line(body: &str, ts: i64) -> Result<Event, String> {
     if body.starts_with('{') {
         return parse_json_line(body, ts);
     }
@@ -241,7 +270,7 @@ fn split_top(s: &str, sep: char) -> Result<Vec<&str>, String> {
 }
 
 /// One value: literal, quoted string, nested array, or bare string.
-fn parse_value(text: &str) -> Result<Value, String> {
+pub(crate) fn parse_value(text: &str) -> Result<Value, String> {
     let t = text.trim();
     match t {
         "true" => return Ok(Value::Bool(true)),

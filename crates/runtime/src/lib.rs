@@ -17,7 +17,9 @@
 //! connector bindings), [`error`], [`limits`] (per-event budgets), `key` (hashable keys), `codec`
 //! (exact JSON of values and events), [`stats`], [`checkpoint`] (state bytes), `builtins`
 //! (scalar built-ins), `compile` (AST → closures), [`operators`] (windows, sequences, joins),
-//! [`engine`] (compile phases, routing, execution), [`evt`] (event files).
+//! [`engine`] (compile phases, routing, execution), [`evt`] (event files), [`evt_fast`] (its
+//! fast line parser), [`evt_stream`] (streaming replay with a bounded reorder window),
+//! [`json_out`] (output lines written without building JSON trees).
 
 mod builtins;
 pub mod checkpoint;
@@ -27,6 +29,9 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod evt;
+pub mod evt_fast;
+pub mod evt_stream;
+pub mod json_out;
 mod key;
 pub mod limits;
 pub mod operators;

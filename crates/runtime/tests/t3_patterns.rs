@@ -2,7 +2,8 @@
 //!
 //! The model implements VPL.md §8 for sequence patterns (`SEQ` of items with quantifiers
 //! `+ ? *`, filters over earlier captures, one `NOT` anywhere, `within`, `partition by`) with
-//! plain lists: no progress vectors, no deadline index, no run cap.
+//! plain lists: no progress vectors, no deadline index, no run cap. Kleene items (`+ *`) are
+//! also read as arrays (`len(s0)` in filters, `map(s1, e => [e.k, e.v])` in the output).
 
 #![allow(clippy::unwrap_used)]
 
@@ -48,16 +49,23 @@ fn quant(q: Q) -> &'static str {
     }
 }
 
+fn kleene(q: Q) -> bool {
+    matches!(q, Q::Plus | Q::Star)
+}
+
 /// The filter of item `i` (none for the first item).
-fn filter_src(i: usize, f: usize) -> Option<String> {
+fn filter_src(s: &Shape, i: usize) -> Option<String> {
     if i == 0 {
         return None;
     }
-    match f % 4 {
+    match s.items[i].filter % 5 {
         0 => None,
         1 => Some("v >= s0.v".into()),
         2 => Some(format!("k == s{}.k", i - 1)),
-        _ => Some("v % 2 == 0".into()),
+        3 => Some("v % 2 == 0".into()),
+        // The first item's events as an array (only when it is a Kleene item).
+        _ if kleene(s.items[0].q) => Some("len(s0) >= 2".into()),
+        _ => None,
     }
 }
 
@@ -71,7 +79,7 @@ fn program(s: &Shape) -> String {
             ));
         }
         let mut item = format!("{}{}", TYPES[it.ty], quant(it.q));
-        if let Some(f) = filter_src(i, it.filter) {
+        if let Some(f) = filter_src(s, i) {
             item.push_str(&format!(" where {f}"));
         }
         item.push_str(&format!(" as s{i}"));
@@ -90,12 +98,25 @@ fn program(s: &Shape) -> String {
     if s.partitioned {
         src.push_str(" partition by k");
     }
-    src.push_str("\nstream S = P .emit()\n");
+    if s.items.iter().any(|i| kleene(i.q)) {
+        // Explicit fields (the same as `.emit()`'s) plus every Kleene capture as an array.
+        let mut fields = Vec::new();
+        for (i, it) in s.items.iter().enumerate() {
+            fields.push(format!("s{i}_k: s{i}.k, s{i}_v: s{i}.v"));
+            if kleene(it.q) {
+                fields.push(format!("l{i}: map(s{i}, e => [e.k, e.v])"));
+            }
+        }
+        src.push_str(&format!("\nstream S = P .emit({})\n", fields.join(", ")));
+    } else {
+        src.push_str("\nstream S = P .emit()\n");
+    }
     src
 }
 
-/// A match: its time and the `(k, v)` captured by every positive item.
-type MatchRow = (i64, Vec<Option<(i64, i64)>>);
+/// A match: its time, the `(k, v)` captured (last) by every positive item, and the events of
+/// every Kleene item (empty for other items).
+type MatchRow = (i64, Vec<Option<(i64, i64)>>, Vec<Vec<(i64, i64)>>);
 
 /// A run of the model.
 #[derive(Clone)]
@@ -106,6 +127,21 @@ struct MRun {
     at: usize,
     counts: Vec<u32>,
     caps: Vec<Option<(i64, i64)>>,
+    lists: Vec<Vec<(i64, i64)>>,
+}
+
+impl MRun {
+    fn take(&mut self, s: &Shape, j: usize, k: i64, v: i64) {
+        self.counts[j] += 1;
+        self.caps[j] = Some((k, v));
+        if kleene(s.items[j].q) {
+            self.lists[j].push((k, v));
+        }
+    }
+
+    fn row(&self, ts: i64) -> MatchRow {
+        (ts, self.caps.clone(), self.lists.clone())
+    }
 }
 
 /// The naive model: matches as (time, captures of every positive item).
@@ -123,11 +159,13 @@ fn model(s: &Shape, events: &[Event]) -> Vec<MatchRow> {
         Some(Value::Int(i)) => *i,
         _ => unreachable!(),
     };
-    let passes = |i: usize, k: i64, v: i64, caps: &[Option<(i64, i64)>]| -> bool {
-        match filter_src(i, s.items[i].filter).as_deref() {
+    let passes = |i: usize, k: i64, v: i64, r: &MRun| -> bool {
+        let caps = &r.caps;
+        match filter_src(s, i).as_deref() {
             None => true,
             Some("v >= s0.v") => caps[0].is_some_and(|c| v >= c.1),
             Some("v % 2 == 0") => v % 2 == 0,
+            Some("len(s0) >= 2") => r.lists[0].len() >= 2,
             Some(_) => caps[i - 1].is_some_and(|c| k == c.0),
         }
     };
@@ -200,7 +238,7 @@ fn model(s: &Shape, events: &[Event]) -> Vec<MatchRow> {
             for (d, i) in &due {
                 let r = &runs[*i];
                 if complete(r) && awaits(r) {
-                    out.push((*d, r.caps.clone()));
+                    out.push(r.row(*d));
                 }
             }
             let gone: Vec<usize> = due.iter().map(|(_, i)| *i).collect();
@@ -226,10 +264,9 @@ fn model(s: &Shape, events: &[Event]) -> Vec<MatchRow> {
             }
             let mut took = false;
             for j in reachable(r.at, &r.counts) {
-                if TYPES[s.items[j].ty] == t && passes(j, k, v, &r.caps) {
+                if TYPES[s.items[j].ty] == t && passes(j, k, v, &r) {
                     r.at = j;
-                    r.counts[j] += 1;
-                    r.caps[j] = Some((k, v));
+                    r.take(s, j, k, v);
                     took = true;
                     break;
                 }
@@ -237,14 +274,14 @@ fn model(s: &Shape, events: &[Event]) -> Vec<MatchRow> {
             if !took
                 && TYPES[s.items[r.at].ty] == t
                 && r.counts[r.at] < max(r.at)
-                && passes(r.at, k, v, &r.caps)
+                && passes(r.at, k, v, &r)
             {
-                r.counts[r.at] += 1;
-                r.caps[r.at] = Some((k, v));
+                let at = r.at;
+                r.take(s, at, k, v);
                 took = true;
             }
             if took && complete(&r) && !awaits(&r) {
-                out.push((ts, r.caps.clone()));
+                out.push(r.row(ts));
                 if !extendable(&r) {
                     continue;
                 }
@@ -266,22 +303,21 @@ fn model(s: &Shape, events: &[Event]) -> Vec<MatchRow> {
                 None => true,
             });
         for j in firsts {
-            let caps = vec![None; n];
-            if TYPES[s.items[j].ty] == t && passes(j, k, v, &caps) {
+            let mut r = MRun {
+                key,
+                start: ts,
+                at: j,
+                counts: vec![0; n],
+                caps: vec![None; n],
+                lists: vec![Vec::new(); n],
+            };
+            if TYPES[s.items[j].ty] == t && passes(j, k, v, &r) {
                 if blocked {
                     break;
                 }
-                let mut r = MRun {
-                    key,
-                    start: ts,
-                    at: j,
-                    counts: vec![0; n],
-                    caps,
-                };
-                r.counts[j] = 1;
-                r.caps[j] = Some((k, v));
+                r.take(s, j, k, v);
                 if complete(&r) && !awaits(&r) {
-                    out.push((ts, r.caps.clone()));
+                    out.push(r.row(ts));
                     if !extendable(&r) {
                         break;
                     }
@@ -295,7 +331,7 @@ fn model(s: &Shape, events: &[Event]) -> Vec<MatchRow> {
 }
 
 fn shapes() -> impl Strategy<Value = Shape> {
-    let item = (0usize..3, 0usize..4, 0usize..4).prop_map(|(ty, q, filter)| Item {
+    let item = (0usize..3, 0usize..4, 0usize..5).prop_map(|(ty, q, filter)| Item {
         ty,
         q: [Q::One, Q::Plus, Q::Opt, Q::Star][q],
         filter,
@@ -364,8 +400,17 @@ fn parse_matches(lines: &[String], n: usize) -> Vec<MatchRow> {
                         .map(|k| (k, f[format!("s{i}_v")].as_i64().unwrap()))
                 })
                 .collect();
+            let lists = (0..n)
+                .map(|i| match f[format!("l{i}")].as_array() {
+                    Some(items) => items
+                        .iter()
+                        .map(|kv| (kv[0].as_i64().unwrap(), kv[1].as_i64().unwrap()))
+                        .collect(),
+                    None => Vec::new(),
+                })
+                .collect();
             let ts = j["timestamp"].as_str().unwrap().to_string();
-            (parse_ts(&ts), caps)
+            (parse_ts(&ts), caps, lists)
         })
         .collect()
 }
@@ -444,6 +489,8 @@ stream Mo = A as a -> all B where k == a.k as b -> C .within(1s) .stnm() .emit(n
 stream Lo = A as a -> all A.increasing(v) as up .within(1s) .stnm() .emit(n: count(up), top: up.v)
 stream St = B as b -> C as c .within(1s) .strict() .emit(b: b.v, c: c.v)
 stream Lj = left_join(A, C) .on(A.k == C.k) .window(600ms) .emit(a: A.v, c: C.v)
+stream Ka = A as a -> all B where k == a.k and len(bs) < 3 as bs -> C .within(1s)
+    .emit(vs: map(bs, b => b.v), first: bs[0].v, n: count(bs))
 stream Fj = full_join(stream X = A, stream Y = B on X.k == Y.k) .window(400ms) .emit(x: X.v, y: Y.v)
 "#;
 

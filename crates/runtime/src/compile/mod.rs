@@ -207,6 +207,9 @@ pub(crate) struct Compiler {
     /// Other names of captures: a join input named by its event type (`OrderEvent.id` for
     /// `stream Orders = OrderEvent`), alias → capture.
     pub capture_aliases: Vec<(String, String)>,
+    /// Kleene captures read as arrays (`operators::kleene`): a bare name reads the hidden
+    /// `@<capture>` field (the collected events) instead of the most recent event.
+    pub array_captures: Vec<String>,
     /// Names that read a field of the current event whatever else they could mean: the
     /// parameter of a `.pattern(name: events => …)` lambda, evaluated on a synthetic event.
     pub field_params: Vec<String>,
@@ -349,6 +352,7 @@ impl Compiler {
             alias: None,
             captures: Vec::new(),
             capture_aliases: Vec::new(),
+            array_captures: Vec::new(),
             field_params: Vec::new(),
             match_names: false,
             errors: Vec::new(),
@@ -423,6 +427,7 @@ impl Compiler {
         self.alias = alias;
         self.captures.clear();
         self.capture_aliases.clear();
+        self.array_captures.clear();
         self.match_names = false;
     }
 
@@ -950,7 +955,11 @@ impl Compiler {
             return Box::new(|cx| Ok(Value::Map(cx.alias.fields.clone())));
         }
         if let Some(cap) = self.capture_of(name).map(str::to_string) {
-            let cap = self.intern(&cap);
+            let cap = if self.array_captures.contains(&cap) {
+                self.intern(&crate::operators::kleene::list_field(&cap))
+            } else {
+                self.intern(&cap)
+            };
             let slot = AtomicU32::new(0);
             return Box::new(move |cx| {
                 Ok(cx

@@ -23,6 +23,7 @@ use crate::operators::join::{JoinOp, MergeOp};
 use crate::operators::pattern::PatternOp;
 use crate::operators::reorder::ReorderOp;
 use crate::operators::sequence::SeqOp;
+use crate::operators::trend::TrendOp;
 use crate::operators::window::{is_site, Lateness, WindowOp};
 use crate::stats::EngineStats;
 use crate::value::Value;
@@ -286,6 +287,11 @@ impl<'p> Builder<'p> {
                 s,
                 self.opts.max_sequence_runs,
             ))))
+        } else if correlate::is_sequence(s)
+            && s.ops.iter().any(|o| o.kind() == OpKind::TrendAggregate)
+        {
+            TrendOp::compile(&mut self.c, s, self.opts.max_sequence_runs)
+                .map(|t| OpCode::Trend(Box::new(t)))
         } else if correlate::is_sequence(s) {
             SeqOp::compile(&mut self.c, s, self.opts.max_sequence_runs)
                 .map(|q| OpCode::Sequence(Box::new(q)))
@@ -301,7 +307,10 @@ impl<'p> Builder<'p> {
             }
         };
         // After a match, a bare name the match lacks reads the captures (`.emit(user: user_id)`).
-        self.c.match_names = matches!(front, Some(OpCode::Sequence(_) | OpCode::Pattern(_)));
+        self.c.match_names = matches!(
+            front,
+            Some(OpCode::Sequence(_) | OpCode::Pattern(_) | OpCode::Trend(_))
+        );
         match front {
             Some(OpCode::Pass) => {}
             Some(op) => ops.push(op),
@@ -467,7 +476,11 @@ impl<'p> Builder<'p> {
                 None => OpCode::Pass,
             },
             // Part of the pattern or join, compiled into the front operator.
-            OpKind::Within | OpKind::Not | OpKind::On | OpKind::MatchMode => OpCode::Pass,
+            OpKind::Within
+            | OpKind::Not
+            | OpKind::On
+            | OpKind::MatchMode
+            | OpKind::TrendAggregate => OpCode::Pass,
             // Read by the stream's stateful operator.
             OpKind::Watermark | OpKind::AllowedLateness | OpKind::WindowPattern => OpCode::Pass,
             OpKind::Other if op.name.name == "enrich" => {
@@ -591,7 +604,9 @@ fn lateness_front(decl: &[ast::StreamOp], ops: &[OpCode]) -> Option<OpCode> {
         match op {
             OpCode::Window(w) if w.handles_lateness() => return None,
             OpCode::Window(w) => reorder |= w.order_sensitive(),
-            OpCode::Sequence(_) | OpCode::Pattern(_) | OpCode::Join(_) => reorder = true,
+            OpCode::Sequence(_) | OpCode::Pattern(_) | OpCode::Join(_) | OpCode::Trend(_) => {
+                reorder = true
+            }
             _ => {}
         }
     }

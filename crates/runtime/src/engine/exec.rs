@@ -14,6 +14,7 @@ use crate::operators::join::{JoinOp, MergeOp};
 use crate::operators::pattern::PatternOp;
 use crate::operators::reorder::ReorderOp;
 use crate::operators::sequence::{Match, SeqOp};
+use crate::operators::trend::TrendOp;
 use crate::operators::window::WindowOp;
 use crate::value::{Fields, Value};
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub(super) enum OpCode {
     Sequence(Box<SeqOp>),
     /// `join(…)` source; always the stream's first operator.
     Join(Box<JoinOp>),
+    /// A sequence with `.trend_aggregate(…)`; the stream's first operator.
+    Trend(Box<TrendOp>),
     /// A named pattern source (§8); the stream's first operator (after a reorder front).
     Pattern(Box<PatternOp>),
     /// The `.watermark` front of a stream whose operators need ordered events (or only late
@@ -283,6 +286,12 @@ pub(super) fn exec(
             let matches = p.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut dropped);
             run.st.runs_dropped += dropped;
             exec_matches(run, i, &matches?)
+        }
+        OpCode::Trend(t) => {
+            let mut dropped = 0;
+            let results = t.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut dropped);
+            run.st.runs_dropped += dropped;
+            exec_matches(run, i, &results?)
         }
         OpCode::Reorder(r) => {
             let mut late = 0;

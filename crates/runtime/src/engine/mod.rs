@@ -279,6 +279,7 @@ impl Engine {
                     OpCode::Limit { op, .. } => op.snapshot(),
                     OpCode::Window(w) => w.snapshot(),
                     OpCode::Sequence(q) => q.snapshot(),
+                    OpCode::Trend(t) => t.snapshot(),
                     OpCode::Join(j) => j.snapshot(),
                     _ => continue,
                 };
@@ -363,6 +364,10 @@ impl Engine {
                     OpCode::Sequence(q) => {
                         let r = q.parse_snapshot(j)?;
                         installs.push(Box::new(move || q.install(r)));
+                    }
+                    OpCode::Trend(t) => {
+                        let r = t.parse_snapshot(j)?;
+                        installs.push(Box::new(move || t.install(r)));
                     }
                     OpCode::Join(jo) => {
                         let r = jo.parse_snapshot(j)?;

@@ -143,6 +143,7 @@ impl Engine {
                         | OpCode::Sequence(_)
                         | OpCode::Join(_)
                         | OpCode::Pattern(_)
+                        | OpCode::Trend(_)
                 ) {
                     continue;
                 }
@@ -200,6 +201,14 @@ impl Engine {
                         };
                         produced_any |= !matches.is_empty();
                         exec_matches(&mut run, i, &matches)
+                    }
+                    (OpCode::Trend(tr), how) => {
+                        let results = match how {
+                            Sweep::Time(t) => tr.on_time(t),
+                            Sweep::Flush => tr.flush(),
+                        };
+                        produced_any |= !results.is_empty();
+                        exec_matches(&mut run, i, &results)
                     }
                     (OpCode::Pattern(p), Sweep::Time(t)) => {
                         let mut dropped = 0;

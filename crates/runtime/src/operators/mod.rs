@@ -7,13 +7,17 @@
 //! * [`gate`]: `.distinct` and `.limit` (Tier 3);
 //! * [`pattern`]: named patterns (§8);
 //! * [`enrich`]: `.enrich` over an embedder's [`enrich::Enricher`] (docs/connectors.md);
+//! * [`trend`]: `.trend_aggregate(…)` over a Kleene sequence;
+//! * [`kleene`]: Kleene captures read as arrays of their events;
 //! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).
 
 pub mod enrich;
 pub(crate) mod gate;
 pub(crate) mod join;
+pub(crate) mod kleene;
 pub(crate) mod pattern;
 pub(crate) mod reorder;
 pub(crate) mod self_ref;
 pub mod sequence;
+pub(crate) mod trend;
 pub(crate) mod window;

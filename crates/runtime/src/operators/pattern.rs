@@ -14,7 +14,8 @@
 //!   item that takes an event. `?` and `*` items may be skipped.
 //! * A run whose pattern is complete after taking an event emits a match (timestamp: that event)
 //!   and closes, unless a Kleene item could take more: then every further event it takes emits
-//!   again (like a trailing `all`). A Kleene capture holds its most recent event.
+//!   again (like a trailing `all`). A Kleene capture holds its most recent event; one read as
+//!   a value is also the array of its events (`super::kleene`).
 //! * `NOT T` between two items kills the run if a `T` arrives in between; at the end it is an
 //!   absence: the match completes when the clock passes the deadline (timestamp: the deadline).
 //!   A leading `NOT T` rejects a start when a `T` was seen within `within` before it.
@@ -24,6 +25,7 @@
 //!   ([`crate::EngineOptions::max_sequence_runs`]): beyond it the oldest run is dropped and
 //!   counted (`EngineStats::runs_dropped`).
 
+use super::kleene;
 use super::self_ref::{carries, own_fields, refs_capture, without_own};
 use super::sequence::{alias_with_counts, chain_reads_match, uses_capture_count, EvalWith, Match};
 use crate::codec::{event_from_json, event_json};
@@ -56,6 +58,8 @@ enum Node {
         prev_cap: Option<usize>,
         /// Capture index.
         cap: usize,
+        /// A Kleene item read as an array: the captures field holding its events.
+        list: Option<usize>,
         min: u32,
         /// `u32::MAX`: unbounded (Kleene).
         max: u32,
@@ -152,6 +156,8 @@ struct Builder<'c> {
     c: &'c mut Compiler,
     nodes: Vec<Node>,
     captures: Vec<String>,
+    /// Kleene captures read as arrays (their list field follows the capture fields).
+    arrays: Vec<String>,
 }
 
 impl Builder<'_> {
@@ -192,6 +198,12 @@ impl Builder<'_> {
                     own_fields,
                     prev_cap: None,
                     cap,
+                    list: self
+                        .arrays
+                        .iter()
+                        .position(|a| *a == i.capture().name)
+                        .filter(|_| max == u32::MAX)
+                        .map(|k| self.captures.len() + k),
                     min,
                     max,
                 }
@@ -256,10 +268,22 @@ impl PatternOp {
             .map(|i| i.capture().name.clone())
             .collect();
         c.enter_pattern(captures.clone());
+        let kleene: Vec<String> = p
+            .body
+            .captures()
+            .into_iter()
+            .filter(|i| matches!(i.quant, Quantifier::Plus | Quantifier::Star))
+            .map(|i| i.capture().name.clone())
+            .collect();
+        let item_filters = p.body.items().into_iter().filter_map(|i| i.filter.as_ref());
+        let op_args = s.ops.iter().flat_map(|o| o.args.iter().map(|a| &a.value));
+        let arrays = kleene::array_captures(item_filters.chain(op_args), &kleene);
+        c.array_captures = arrays.clone();
         let mut b = Builder {
             c,
             nodes: Vec::new(),
             captures: captures.clone(),
+            arrays: arrays.clone(),
         };
         let root = b.node(&p.body);
         let nodes = b.nodes;
@@ -304,6 +328,13 @@ impl PatternOp {
             .iter()
             .map(|n| (c.intern(n), Value::Null))
             .collect();
+        let mut caps = caps;
+        for a in &arrays {
+            caps.push((
+                c.intern(&kleene::list_field(a)),
+                Value::Array(Arc::new(Vec::new())),
+            ));
+        }
         let flatten_needed = chain_reads_match(&s.ops, &captures, c);
         let capture_nodes = (0..captures.len())
             .map(|ci| {
@@ -484,6 +515,7 @@ impl PatternOp {
                 own_fields,
                 prev_cap,
                 cap,
+                list,
                 max,
                 ..
             } => {
@@ -523,6 +555,9 @@ impl PatternOp {
                 run.prog[n] += 1;
                 if let Some(slot) = Arc::make_mut(&mut run.caps.fields).get_mut(*cap) {
                     slot.1 = Value::Map(ev.fields.clone());
+                }
+                if let Some(l) = list {
+                    kleene::push(&mut run.caps, *l, ev);
                 }
                 Ok(true)
             }

@@ -32,6 +32,7 @@ use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::KeyRepr;
+use crate::operators::kleene;
 use crate::operators::self_ref::{carries, own_fields, refs_capture, without_own};
 use crate::value::{Fields, Value};
 use std::collections::{HashMap, VecDeque};
@@ -56,6 +57,8 @@ struct StepCode {
     first: Option<Option<ExprFn>>,
     /// The fields the filter reads from its own capture.
     own_fields: Vec<Arc<str>>,
+    /// A Kleene step read as an array: the captures field holding its events.
+    list: Option<usize>,
     /// Another step whose filter reads its own capture: the filter sees the candidate under it.
     reads_self: bool,
 }
@@ -147,16 +150,36 @@ impl SeqOp {
     pub(crate) fn compile(c: &mut Compiler, s: &ast::StreamDecl, max_runs: usize) -> Option<SeqOp> {
         let steps = correlate::sequence_steps(s)?;
         c.enter_pattern(steps.iter().map(|st| st.capture.name.clone()).collect());
+        let kleene: Vec<String> = steps
+            .iter()
+            .filter(|st| st.all)
+            .map(|st| st.capture.name.clone())
+            .collect();
+        let step_filters = steps.iter().filter_map(|st| st.filter);
+        let op_args = s.ops.iter().flat_map(|o| o.args.iter().map(|a| &a.value));
+        let arrays = kleene::array_captures(step_filters.chain(op_args), &kleene);
+        c.array_captures = arrays.clone();
         let caps: Fields = steps
             .iter()
             .map(|st| (c.intern(&st.capture.name), Value::Null))
             .collect();
+        let mut caps = caps;
+        for a in &arrays {
+            caps.push((
+                c.intern(&kleene::list_field(a)),
+                Value::Array(Arc::new(Vec::new())),
+            ));
+        }
         let step_code = steps
             .iter()
             .map(|st| {
                 let own = st.capture.name.as_str();
                 let reads_own = st.filter.is_some_and(|f| refs_capture(f, own));
                 StepCode {
+                    list: arrays
+                        .iter()
+                        .position(|a| st.all && *a == st.capture.name)
+                        .map(|k| steps.len() + k),
                     ty: c.intern(&st.event.name),
                     all: st.all,
                     filter: st.filter.map(|f| c.expr(f)),
@@ -234,6 +257,11 @@ impl SeqOp {
     /// is compiled); only then may matches without an `.emit` need their flattened fields.
     pub(crate) fn set_feeds_downstream(&mut self, feeds: bool) {
         self.flatten = self.flatten_needed.unwrap_or(feeds);
+    }
+
+    /// The list field of step `k` when it is a Kleene step read as an array.
+    fn list_of(&self, k: usize) -> Option<usize> {
+        self.steps.get(k).and_then(|s| s.list)
     }
 
     fn deadline(&self, start: i64) -> i64 {
@@ -337,7 +365,7 @@ impl SeqOp {
         let n = self.steps.len();
         if let Some(s) = self.steps.get(run.pos) {
             if *s.ty == *ev.event_type && self.passes_step(run.pos, true, ev, &run.caps, eval)? {
-                capture(run, run.pos, ev);
+                capture(run, run.pos, ev, self.list_of(run.pos));
                 run.kleene = s.all;
                 run.pos += 1;
                 if run.pos == n && !(s.all && self.longest) {
@@ -354,7 +382,7 @@ impl SeqOp {
             if let Some(s) = self.steps.get(k) {
                 if *s.ty == *ev.event_type {
                     if self.passes_step(k, false, ev, &run.caps, eval)? {
-                        capture(run, k, ev);
+                        capture(run, k, ev, self.list_of(k));
                         if run.pos == n && !self.longest {
                             return Ok(Some(Outcome::Match {
                                 close: false,
@@ -455,7 +483,7 @@ impl SeqOp {
                 caps: self.empty_caps.clone(),
                 counts: vec![0; self.steps.len()],
             };
-            capture(&mut run, 0, ev);
+            capture(&mut run, 0, ev, self.list_of(0));
             if first.all && self.steps.len() == 1 && !self.longest {
                 matches.push(self.matched(&mut st.flat, &run, ev));
             }
@@ -598,9 +626,12 @@ fn reads_event(e: &ast::Expr, captures: &[String], c: &Compiler) -> bool {
     }
 }
 
-fn capture(run: &mut SeqRun, step: usize, ev: &Event) {
+fn capture(run: &mut SeqRun, step: usize, ev: &Event, list: Option<usize>) {
     if let Some(slot) = Arc::make_mut(&mut run.caps.fields).get_mut(step) {
         slot.1 = Value::Map(ev.fields.clone());
+    }
+    if let Some(l) = list {
+        kleene::push(&mut run.caps, l, ev);
     }
     if let Some(n) = run.counts.get_mut(step) {
         *n = n.saturating_add(1);
@@ -764,7 +795,7 @@ impl SeqOp {
                 .and_then(|v| v.as_bool())
                 .ok_or_else(|| ck_err("run kleene"))?;
             let caps = event_from_json(r.get("c").ok_or_else(|| ck_err("captures"))?)?;
-            if caps.fields.len() != n {
+            if caps.fields.len() != self.empty_caps.fields.len() {
                 return Err(ck_err("capture count"));
             }
             let caps = Event {
@@ -790,6 +821,7 @@ impl SeqOp {
                 None => caps
                     .fields
                     .iter()
+                    .take(n)
                     .map(|(_, v)| u32::from(!v.is_null()))
                     .collect(),
             };

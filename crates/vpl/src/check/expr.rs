@@ -8,6 +8,7 @@ use crate::diagnostics::Diagnostic;
 impl<'a> Checker<'a> {
     /// Checks an expression and infers its type from literals.
     pub(super) fn expr(&mut self, e: &Expr, place: Place) -> Ty {
+        self.check_capture_use(e);
         match &e.kind {
             ExprKind::Int(_) => Ty::Int,
             ExprKind::Float(_) => Ty::Float,
@@ -16,6 +17,7 @@ impl<'a> Checker<'a> {
             ExprKind::Null => Ty::Null,
             ExprKind::Duration(_) => Ty::Duration,
             ExprKind::Timestamp(_) => Ty::Timestamp,
+            ExprKind::Name(id) if self.capture_kind(&id.name) == Some(true) => Ty::Array,
             ExprKind::Name(_) => Ty::Unknown,
             ExprKind::Array(items) => {
                 for i in items {

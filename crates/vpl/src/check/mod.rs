@@ -12,6 +12,7 @@ use crate::diagnostics::Diagnostic;
 mod connector;
 mod decl;
 mod expr;
+mod kleene;
 mod pattern;
 mod seq;
 mod stmt;
@@ -26,6 +27,7 @@ mod tests3;
 #[allow(clippy::unwrap_used)]
 mod tests_connector;
 mod tier3;
+mod trend;
 
 pub use crate::suggest::suggest;
 
@@ -50,9 +52,14 @@ pub struct Checked {
 
 /// Operators of the existing product that this implementation does not offer, with the reason.
 const UNSUPPORTED_OPS: &[(&str, &str)] = &[
-    ("forecast", "pattern forecasting needs a learned prediction model that this runtime does not have"),
-    ("score", "ONNX model scoring is not available in this runtime"),
-    ("trend_aggregate", "trend aggregation over Kleene patterns is not available in this runtime; aggregate the matches with `.window(…) .aggregate(…)` in a downstream stream"),
+    (
+        "forecast",
+        "pattern forecasting needs a learned prediction model that this runtime does not have",
+    ),
+    (
+        "score",
+        "ONNX model scoring is not available in this runtime",
+    ),
 ];
 
 /// Operators the language has beyond Tier 1 and 2 (for did-you-mean).
@@ -174,6 +181,10 @@ struct Checker<'a> {
     lambdas: HashMap<&'a str, usize>,
     /// Capture names of the sequence or pattern stream being checked (`count(capture)`).
     stream_captures: Vec<String>,
+    /// The Kleene captures among them (arrays of events when read as values).
+    stream_kleene: Vec<String>,
+    /// Parameters of the lambdas being checked, innermost last (they shadow captures).
+    lambda_params: Vec<String>,
     /// Top-level bindings declared so far (all of them once items are checked).
     globals: HashMap<&'a str, BindingKind>,
     /// Function-local scopes, innermost last.
@@ -196,6 +207,8 @@ impl<'a> Checker<'a> {
             type_aliases: HashMap::new(),
             lambdas: HashMap::new(),
             stream_captures: Vec::new(),
+            stream_kleene: Vec::new(),
+            lambda_params: Vec::new(),
             globals: HashMap::new(),
             scopes: Vec::new(),
             loop_depth: 0,
@@ -244,6 +257,7 @@ impl<'a> Checker<'a> {
                 Item::Stream(s) => {
                     self.check_stream(s);
                     self.stream_captures.clear();
+                    self.stream_kleene.clear();
                 }
                 Item::Pattern(p) => self.check_pattern(p),
                 Item::Type(t) => self.check_type_decl(t),

@@ -7,7 +7,7 @@ use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
 
 /// Every `x` of an `x.field` in `e` (like `seq::field_bases`, kept local to stay small).
-fn captured_names<'e>(e: &'e Expr, out: &mut Vec<&'e Ident>) {
+pub(super) fn captured_names<'e>(e: &'e Expr, out: &mut Vec<&'e Ident>) {
     match &e.kind {
         ExprKind::Field { base, .. } => match &base.kind {
             ExprKind::Name(id) => out.push(id),
@@ -96,6 +96,11 @@ impl<'a> Checker<'a> {
         }
         // Filters see the candidate's fields (also under the item's own capture name; a Kleene
         // item's own capture is its previous event) and the captures of earlier items.
+        let (captures, kleene) = super::stream::pattern_captures(p);
+        let saved = (
+            std::mem::replace(&mut self.stream_captures, captures),
+            std::mem::replace(&mut self.stream_kleene, kleene),
+        );
         for (i, item) in items.iter().enumerate() {
             let Some(filter) = &item.filter else { continue };
             self.condition(filter, Place::Stream, "`where` filter");
@@ -119,6 +124,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        (self.stream_captures, self.stream_kleene) = saved;
         self.check_pattern_shape(&p.body, true);
         if nullable(&p.body) {
             self.error_hint(

@@ -39,19 +39,25 @@ impl<'a> Checker<'a> {
             }
             _ => {}
         }
+        let (captures, kleene): (Vec<String>, Vec<String>) =
+            match crate::correlate::stream_pattern(self.program, s) {
+                Some(p) => pattern_captures(p),
+                None => crate::correlate::sequence_steps(s)
+                    .filter(|_| crate::correlate::is_sequence(s))
+                    .map(|steps| {
+                        let names = steps.iter().map(|st| st.capture.name.clone()).collect();
+                        let kleene = steps
+                            .iter()
+                            .filter(|st| st.all)
+                            .map(|st| st.capture.name.clone())
+                            .collect();
+                        (names, kleene)
+                    })
+                    .unwrap_or_default(),
+            };
+        self.stream_captures = captures;
+        self.stream_kleene = kleene;
         self.check_correlation(s);
-        self.stream_captures = match crate::correlate::stream_pattern(self.program, s) {
-            Some(p) => p
-                .body
-                .captures()
-                .iter()
-                .map(|i| i.capture().name.clone())
-                .collect(),
-            None => crate::correlate::sequence_steps(s)
-                .filter(|_| crate::correlate::is_sequence(s))
-                .map(|steps| steps.iter().map(|st| st.capture.name.clone()).collect())
-                .unwrap_or_default(),
-        };
         let mut state = super::tier3::OpState::default();
         for name in crate::correlate::stream_reads(self.program, s) {
             {
@@ -284,6 +290,7 @@ impl<'a> Checker<'a> {
                 | OpKind::Watermark
                 | OpKind::AllowedLateness
                 | OpKind::WindowPattern => self.tier3_op(s, op, &mut state),
+                OpKind::TrendAggregate => self.check_trend_aggregate(s, op),
                 _ if op.name.name == "enrich" => self.check_enrich(op),
                 _ => {
                     let name = op.name.name.as_str();
@@ -642,4 +649,16 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// The capture names of a pattern and, among them, its Kleene captures (`T+`, `T*`).
+pub(super) fn pattern_captures(p: &PatternDecl) -> (Vec<String>, Vec<String>) {
+    let items = p.body.captures();
+    let names = items.iter().map(|i| i.capture().name.clone()).collect();
+    let kleene = items
+        .iter()
+        .filter(|i| matches!(i.quant, Quantifier::Plus | Quantifier::Star))
+        .map(|i| i.capture().name.clone())
+        .collect();
+    (names, kleene)
 }

@@ -190,8 +190,10 @@ fn tier3_operator_misuse_is_reported_with_positions() {
         ["3:15 error: `.forecast` is not supported: pattern forecasting needs a learned prediction model that this runtime does not have"]
     );
     assert_eq!(at2("stream S = A .score(model: \"m.onnx\")"), ["3:15 error: `.score` is not supported: ONNX model scoring is not available in this runtime"]);
-    assert!(at2("stream S = A .trend_aggregate(n: count_trends())")[0]
-        .starts_with("3:15 error: `.trend_aggregate` is not supported"));
+    assert_eq!(
+        at2("stream S = A .trend_aggregate(n: count_trends())"),
+        ["3:15 error: `.trend_aggregate` needs a `->` sequence with an `all` step"]
+    );
     // `.enrich` is supported over HTTP connectors (check/tests_connector.rs).
     assert!(at2("stream S = A .enrich(Ref, key: x)")[0]
         .starts_with("3:22 error: unknown connector `Ref`"));
@@ -561,4 +563,60 @@ fn sequences_over_patterns() {
     });
     assert_eq!(caps, Some(vec!["a".into(), "b".into(), "c".into()]));
     assert_eq!(diags(&src), Vec::<String>::new());
+}
+
+#[test]
+fn kleene_captures_are_arrays() {
+    let ev = "event A:\n    k: int\n    v: int\nevent B:\n    k: int\n    v: int\n";
+    accepted(&format!(
+        "{ev}pattern P = SEQ(A as a, B+ as bs, A where v > sum(map(bs, b => b.v)) as c) within 1m\n\
+         stream S = P .where(len(bs) > 1 and bs[0].v < bs[-1].v) .emit(n: len(bs), f: bs[0].v, l: bs.v, s: bs[1:], m: max(map(bs, b => b.v)), ok: any(bs, b => b.v > a.v), c: count(bs), all: bs)\n\
+         stream Q = A as a -> all B where len(xs) < 3 as xs -> A .emit(n: len(xs), first: first(xs).v)\n\
+         stream Sh = A as a -> all B as bs -> A .emit(n: len(filter([1], bs => bs > 0)))\n"
+    ));
+    assert_eq!(
+        diags(&format!("{ev}pattern P = SEQ(A as a, B+ as bs)\nstream S = P .emit(x: a[0].v, y: len(a))\n")),
+        [
+            "8:23 error: `a` captures one event and cannot be indexed: only a Kleene capture (`T+`, `T*`, `all T`) is an array of events",
+            "8:38 error: `a` captures one event and cannot be given to `len`: only a Kleene capture (`T+`, `T*`, `all T`) is an array of events",
+        ]
+    );
+    assert_eq!(
+        diags(&format!("{ev}stream S = A as a -> all B as bs -> A as c .emit(x: c[1:], y: sum(bs), z: bs + 1)\n")),
+        [
+            "7:53 error: `c` captures one event and cannot be sliced: only a Kleene capture (`T+`, `T*`, `all T`) is an array of events",
+            "7:67 error: `sum` needs numbers, but `bs` is an array of events",
+            "7:75 error: type mismatch: cannot apply `+` to array and int",
+        ]
+    );
+    assert_eq!(
+        diags(&format!("{ev}pattern P = SEQ(A as a, B+ where len(a) > 1 as bs) within 1m\nstream S = P .emit()\n")),
+        ["7:38 error: `a` captures one event and cannot be given to `len`: only a Kleene capture (`T+`, `T*`, `all T`) is an array of events"]
+    );
+}
+
+#[test]
+fn trend_aggregate_diagnostics() {
+    let ev = "event A:\n    v: int\nevent B:\n    v: int\n";
+    accepted(&format!(
+        "{ev}stream T = A as a -> all B where v > a.v and v > b.v as b -> A as c .within(1m) .partition_by(v)\n\
+         \x20   .trend_aggregate(n: count_trends(), e: count_events(), nb: count_events(b), s: sum_trends(b.v), m: avg_trends(b.v), lo: min_trends(b.v), hi: max_trends(b.v))\n\
+         \x20   .emit(a: a.v, n: n)\n"
+    ));
+    assert_eq!(
+        diags(&format!("{ev}stream T = A as a -> B as b -> A as c .trend_aggregate(n: count_trends())\n")),
+        [
+            "5:40 error: `.trend_aggregate` needs `.within(…)`: each start's result is emitted when it ends",
+            "5:40 error: `.trend_aggregate` needs an `all` step: without one a start has at most one trend",
+        ]
+    );
+    assert_eq!(
+        diags(&format!("{ev}stream T = A as a -> all B as b -> A where v > a.v as c -> B where v > a.v and v < b.v as d .within(1s) .stnm() .trend_aggregate(n: count(), s: sum_trends(v))\n")),
+        [
+            "5:84 error: with `.trend_aggregate`, a filter reads the trend's first event (`a`) and its previous event, not `b`",
+            "5:106 error: a selection or emission mode cannot be combined with `.trend_aggregate` (trends use skip-till-any-match)",
+            "5:133 error: not a trend aggregate",
+            "5:145 error: not a trend aggregate",
+        ]
+    );
 }

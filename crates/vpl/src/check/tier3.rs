@@ -323,7 +323,12 @@ impl<'a> Checker<'a> {
                 self.error(format!("duplicate parameter name `{}`", p.name), p.span);
             }
         }
-        self.expr(body, place)
+        let depth = self.lambda_params.len();
+        self.lambda_params
+            .extend(params.iter().map(|p| p.name.clone()));
+        let t = self.expr(body, place);
+        self.lambda_params.truncate(depth);
+        t
     }
 
     /// Checks a call's argument that must be a lambda (`filter(xs, x => …)`).

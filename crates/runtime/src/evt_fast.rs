@@ -1,0 +1,316 @@
+//! The fast path of the `.evt` line parser for the common shape `Type { name: value, … }` whose
+//! values are numbers, `"…"` strings without escapes, booleans, `null` or bare words (no arrays,
+//! no single quotes, no brackets). Anything else returns `None` and goes to the general parser
+//! (`evt::parse_event_line`), so both always give the same event (proptest in `tests`).
+//!
+//! It scans the line once, with no intermediate vectors, and interns type names, field names and
+//! short string values ([`Names`]) so that a replay does not allocate them per event.
+
+use crate::event::Event;
+use crate::evt::parse_value;
+use crate::value::{Fields, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Interned type names, field names and short string values (bounded).
+#[derive(Default)]
+pub struct Names {
+    names: HashMap<Box<str>, Arc<str>, FastHash>,
+    values: HashMap<Box<str>, Arc<str>, FastHash>,
+    /// The names of the previous line, in order: consecutive lines mostly repeat them.
+    last: Vec<Arc<str>>,
+}
+
+/// FNV-1a: short keys, no denial-of-service concern (the file is the user's own input, and the
+/// maps are bounded).
+#[derive(Default, Clone, Copy)]
+struct FastHash;
+
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+/// At most this many distinct names and short values are interned (beyond, they are allocated).
+const MAX_INTERNED: usize = 4096;
+/// String values up to this many bytes are interned.
+const MAX_INTERNED_VALUE: usize = 32;
+
+fn intern(map: &mut HashMap<Box<str>, Arc<str>, FastHash>, s: &str) -> Arc<str> {
+    if let Some(a) = map.get(s) {
+        return a.clone();
+    }
+    let a: Arc<str> = Arc::from(s);
+    if map.len() < MAX_INTERNED {
+        map.insert(Box::from(s), a.clone());
+    }
+    a
+}
+
+impl Names {
+    /// A type or field name.
+    pub fn name(&mut self, s: &str) -> Arc<str> {
+        intern(&mut self.names, s)
+    }
+
+    /// The `i`-th name of this line (0: the type): the previous line's when equal.
+    fn nth(&mut self, i: usize, s: &str) -> Arc<str> {
+        if let Some(a) = self.last.get(i) {
+            if **a == *s {
+                return a.clone();
+            }
+        }
+        let a = self.name(s);
+        if i < self.last.len() {
+            self.last[i] = a.clone();
+        } else if i == self.last.len() && i < 64 {
+            self.last.push(a.clone());
+        }
+        a
+    }
+
+    /// A string value (interned when short).
+    pub fn value(&mut self, s: &str) -> Arc<str> {
+        if s.len() > MAX_INTERNED_VALUE {
+            return Arc::from(s);
+        }
+        intern(&mut self.values, s)
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// Parses `body` (a line without its offset prefix) when it has the common shape; `None`
+/// otherwise (the general parser decides, also about errors).
+pub fn parse_named(body: &str, ts: i64, names: &mut Names) -> Option<Event> {
+    // Only ASCII outside string values keeps the whitespace and identifier rules simple.
+    let body = body.strip_suffix(';').map(str::trim_end).unwrap_or(body);
+    let b = body.as_bytes();
+    let name_end = b
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))?;
+    if name_end == 0 || b[0].is_ascii_digit() || !b[name_end].is_ascii() {
+        return None;
+    }
+    let mut i = name_end;
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if b.get(i) != Some(&b'{') || b.last() != Some(&b'}') || i + 1 > b.len() - 1 {
+        return None;
+    }
+    let inner = &body[i + 1..b.len() - 1];
+    let ib = inner.as_bytes();
+    let mut fields: Fields = Vec::new();
+    let mut pos = 0;
+    let mut index = 0;
+    loop {
+        // One item: up to the next `,` outside a `"…"` string.
+        let start = pos;
+        let mut in_str = false;
+        let mut colon = None;
+        while pos < ib.len() {
+            let c = ib[pos];
+            if in_str {
+                match c {
+                    b'"' => in_str = false,
+                    b'\\' => return None,
+                    _ => {}
+                }
+            } else {
+                match c {
+                    b'"' => in_str = true,
+                    b',' => break,
+                    b':' if colon.is_none() => colon = Some(pos),
+                    b'[' | b']' | b'(' | b')' | b'{' | b'}' | b'\'' => return None,
+                    c if !c.is_ascii() => return None,
+                    _ => {}
+                }
+            }
+            pos += 1;
+        }
+        if in_str {
+            return None;
+        }
+        let item = &inner[start..pos];
+        let last = pos >= ib.len();
+        if item.trim().is_empty() {
+            // `Type {}`, or a trailing comma after at least one field; anything else is for
+            // the general parser (it reports the empty field).
+            if last && (index > 0 || fields.is_empty() && start == 0) {
+                break;
+            }
+            return None;
+        }
+        let colon = colon? - start;
+        let key = item[..colon].trim();
+        if !is_ident(key) || matches!(key, "true" | "false" | "null" | "nil") {
+            return None;
+        }
+        let vt = item[colon + 1..].trim();
+        let value = if let Some(rest) = vt.strip_prefix('"') {
+            let s = rest.strip_suffix('"')?;
+            if s.contains('"') {
+                return None;
+            }
+            Value::Str(names.value(s))
+        } else if vt.contains('"') {
+            return None;
+        } else {
+            match parse_value(vt).ok()? {
+                Value::Str(s) => Value::Str(names.value(&s)),
+                v => v,
+            }
+        };
+        fields.push((names.nth(index + 1, key), value));
+        index += 1;
+        if last {
+            break;
+        }
+        pos += 1;
+    }
+    Some(Event {
+        event_type: names.nth(0, &body[..name_end]),
+        timestamp_ns: ts,
+        fields: Arc::new(fields),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::evt::parse_event_line;
+    use proptest::prelude::*;
+
+    fn same(body: &str) -> Result<(), TestCaseError> {
+        let mut names = Names::default();
+        let slow = parse_event_line(body, 7);
+        if let Some(fast) = parse_named(body, 7, &mut names) {
+            let slow = slow.map_err(|e| {
+                TestCaseError::fail(format!("{body}: fast parsed, general failed: {e}"))
+            })?;
+            prop_assert_eq!(&*fast.event_type, &*slow.event_type, "{}", body);
+            prop_assert_eq!(fast.timestamp_ns, slow.timestamp_ns);
+            prop_assert_eq!(fast.to_json(), slow.to_json(), "{}", body);
+            // `to_json` merges duplicate keys: compare the field lists too.
+            let names_f: Vec<&str> = fast.fields.iter().map(|(k, _)| &**k).collect();
+            let names_s: Vec<&str> = slow.fields.iter().map(|(k, _)| &**k).collect();
+            prop_assert_eq!(names_f, names_s, "{}", body);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn common_shapes_take_the_fast_path() {
+        let mut n = Names::default();
+        let e = parse_named(
+            "SensorReading { sensor_id: \"S0001\", temperature: 51.25, humidity: 40, ok: true, z: null, w: hello there };",
+            5,
+            &mut n,
+        )
+        .unwrap();
+        assert_eq!(&*e.event_type, "SensorReading");
+        assert_eq!(e.fields.len(), 6);
+        assert!(matches!(e.field("temperature"), Some(Value::Float(f)) if *f == 51.25));
+        assert!(matches!(e.field("humidity"), Some(Value::Int(40))));
+        assert!(matches!(e.field("w"), Some(Value::Str(s)) if &**s == "hello there"));
+        assert!(parse_named("E {}", 0, &mut n).is_some());
+        assert!(parse_named("T { a: 1, }", 0, &mut n).is_some());
+        // Shapes for the general parser.
+        for other in [
+            "T(1, 2)",
+            "T { a: [1, 2] }",
+            "T { a: 'x' }",
+            "T { a: \"x\\n\" }",
+            "T { \"k\": 1 }",
+            "T { a: 1,, b: 2 }",
+            "T { , }",
+            "T { a }",
+            "Tä { a: 1 }",
+        ] {
+            assert!(parse_named(other, 0, &mut n).is_none(), "{other}");
+        }
+    }
+
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(" ".to_string()),
+            Just(",".to_string()),
+            Just(":".to_string()),
+            Just("\"".to_string()),
+            Just("'".to_string()),
+            Just("\\".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just("{".to_string()),
+            Just("}".to_string()),
+            Just(";".to_string()),
+            "[a-z_][a-z0-9_]{0,6}",
+            "-?[0-9]{1,20}",
+            "-?[0-9]{1,4}\\.[0-9]{1,4}",
+            "[0-9]e[0-9]",
+            Just("true".to_string()),
+            Just("nil".to_string()),
+            Just("é".to_string()),
+            Just("\t".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Random text after `T {`: whenever the fast path accepts, it agrees with the
+        /// general parser.
+        #[test]
+        fn fast_path_agrees_with_the_general_parser(parts in prop::collection::vec(piece(), 0..24)) {
+            same(&format!("T {{{}}}", parts.concat()))?;
+            same(&format!("T{{ {} }};", parts.concat()))?;
+        }
+
+        /// Well-formed lines of the common shape are parsed by the fast path, identically.
+        #[test]
+        fn well_formed_lines_take_the_fast_path(
+            fields in prop::collection::vec((
+                "[a-z_][a-z0-9_]{0,8}",
+                prop_oneof![
+                    any::<i64>().prop_map(|i| i.to_string()),
+                    any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:?}")),
+                    "[a-zA-Z0-9 ,:;.!?-]{0,12}".prop_map(|s| format!("\"{s}\"")),
+                    Just("false".to_string()),
+                    Just("null".to_string()),
+                ],
+            ), 0..6),
+        ) {
+            let body: Vec<String> = fields
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "true" | "false" | "null" | "nil"))
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let line = format!("Reading {{ {} }}", body.join(", "));
+            let mut names = Names::default();
+            prop_assert!(parse_named(&line, 0, &mut names).is_some(), "{}", line);
+            same(&line)?;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Output events as JSON lines written straight into a byte buffer or writer, without building a
+//! `serde_json::Value` tree: the same bytes as `serde_json::to_writer(&ev.to_json())`
+//! (`{"event_type":…,"timestamp":…,"fields":{…}}`, fields in order, floats as serde_json prints
+//! them, non-finite floats `null`, timestamps RFC 3339, durations in ns). Events or maps whose
+//! keys repeat take the `to_json` path, which keeps the last value at the first position.
+
+use crate::event::Event;
+use crate::value::{format_rfc3339, Value};
+use std::io::{self, Write};
+use std::sync::Arc;
+
+/// Writes `ev` as one JSON object (no newline).
+pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
+    if has_duplicates(&ev.fields) {
+        return serde_json::to_writer(w, &ev.to_json()).map_err(io::Error::other);
+    }
+    w.write_all(b"{\"event_type\":")?;
+    write_str(w, &ev.event_type)?;
+    w.write_all(b",\"timestamp\":\"")?;
+    write_timestamp(w, ev.timestamp_ns)?;
+    w.write_all(b"\",\"fields\":")?;
+    write_map(w, &ev.fields)?;
+    w.write_all(b"}")
+}
+
+fn has_duplicates(fields: &[(Arc<str>, Value)]) -> bool {
+    if fields.len() > 64 {
+        let mut seen = std::collections::HashSet::with_capacity(fields.len());
+        return !fields.iter().all(|(k, _)| seen.insert(&**k));
+    }
+    fields
+        .iter()
+        .enumerate()
+        .any(|(i, (k, _))| fields[..i].iter().any(|(j, _)| j == k))
+}
+
+fn write_str(w: &mut impl Write, s: &str) -> io::Result<()> {
+    serde_json::to_writer(w, s).map_err(io::Error::other)
+}
+
+fn write_timestamp(w: &mut impl Write, ns: i64) -> io::Result<()> {
+    // `format_rfc3339` allocates; outputs of one replay mostly share few distinct seconds, but
+    // the string is small: write it directly.
+    w.write_all(format_rfc3339(ns).as_bytes())
+}
+
+fn write_map(w: &mut impl Write, fields: &[(Arc<str>, Value)]) -> io::Result<()> {
+    if has_duplicates(fields) {
+        let v = Value::Map(Arc::new(fields.to_vec())).to_json();
+        return serde_json::to_writer(w, &v).map_err(io::Error::other);
+    }
+    w.write_all(b"{")?;
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        write_str(w, k)?;
+        w.write_all(b":")?;
+        write_value(w, v)?;
+    }
+    w.write_all(b"}")
+}
+
+fn write_value(w: &mut impl Write, v: &Value) -> io::Result<()> {
+    match v {
+        Value::Null => w.write_all(b"null"),
+        Value::Bool(true) => w.write_all(b"true"),
+        Value::Bool(false) => w.write_all(b"false"),
+        Value::Int(i) => serde_json::to_writer(w, i).map_err(io::Error::other),
+        Value::Float(f) if f.is_finite() => serde_json::to_writer(w, f).map_err(io::Error::other),
+        Value::Float(_) => w.write_all(b"null"),
+        Value::Str(s) => write_str(w, s),
+        Value::Array(items) => {
+            w.write_all(b"[")?;
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                write_value(w, x)?;
+            }
+            w.write_all(b"]")
+        }
+        Value::Map(m) => write_map(w, m),
+        Value::Timestamp(t) => {
+            w.write_all(b"\"")?;
+            write_timestamp(w, *t)?;
+            w.write_all(b"\"")
+        }
+        Value::Duration(d) => serde_json::to_writer(w, d).map_err(io::Error::other),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>().prop_map(Value::Float),
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(2.0),
+                Just(-0.0),
+                Just(1e300)
+            ]
+            .prop_map(Value::Float),
+            "(?s).{0,8}".prop_map(|s: String| Value::Str(Arc::from(s))),
+            any::<i64>().prop_map(Value::Timestamp),
+            any::<i64>().prop_map(Value::Duration),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(|v| Value::Array(Arc::new(v))),
+                prop::collection::vec(("[ab\"\\\\]{1,2}", inner), 0..4).prop_map(|kv| {
+                    Value::Map(Arc::new(
+                        kv.into_iter()
+                            .map(|(k, v)| (Arc::from(k.as_str()), v))
+                            .collect(),
+                    ))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// The direct writer gives the bytes of `serde_json::to_writer(&ev.to_json())`.
+        #[test]
+        fn same_bytes_as_the_json_tree(
+            ty in "[A-Za-z\"\\\\é]{1,6}",
+            ts in any::<i64>(),
+            fields in prop::collection::vec(("[abc\"\\n]{1,2}", value()), 0..5),
+        ) {
+            let ev = Event {
+                event_type: Arc::from(ty.as_str()),
+                timestamp_ns: ts,
+                fields: Arc::new(fields.into_iter().map(|(k, v)| (Arc::from(k.as_str()), v)).collect()),
+            };
+            let mut fast = Vec::new();
+            write_event(&mut fast, &ev).unwrap();
+            let slow = serde_json::to_vec(&ev.to_json()).unwrap();
+            prop_assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow));
+        }
+    }
+}
