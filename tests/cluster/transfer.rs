@@ -2,7 +2,7 @@
 //! `POST /raft/transfer-leader` and on SIGTERM of the leader, under a steady stream of writes;
 //! no acknowledged write is lost and the ensemble converges.
 
-use crate::failover::{ids_on, quiet_opts, wait_converged};
+use crate::failover::{quiet_opts, wait_converged};
 use crate::harness::{fake_worker, wait_until, Ensemble};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -58,10 +58,28 @@ async fn transfer(ens: &Ensemble, via: usize, body: Value) -> (u16, Value) {
     (r.status, r.body)
 }
 
+/// Every worker id coordinator `i` lists, page after page (a page holds at most 1,000).
+async fn all_ids(ens: &Ensemble, i: usize) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    loop {
+        let url = ens.cluster_url(i, &format!("/workers?limit=1000&offset={}", ids.len()));
+        let r = ens.api.get(&url).await.expect("worker list");
+        assert!(r.ok(), "worker list: {} {}", r.status, r.text);
+        let page = r.body["workers"].as_array().cloned().unwrap_or_default();
+        ids.extend(
+            page.iter()
+                .filter_map(|w| w["id"].as_str().map(str::to_owned)),
+        );
+        if page.is_empty() || r.body["pagination"]["has_more"] != true {
+            return ids;
+        }
+    }
+}
+
 /// Every acknowledged id is listed by every coordinator in `nodes`.
 async fn all_acked_everywhere(ens: &Ensemble, nodes: &[usize], acked: &HashSet<String>) {
     for &i in nodes {
-        let ids = ids_on(ens, i).await.expect("worker list");
+        let ids = all_ids(ens, i).await;
         let missing: Vec<&String> = acked.iter().filter(|id| !ids.contains(*id)).collect();
         assert!(
             missing.is_empty(),

@@ -486,25 +486,28 @@ impl RaftNode {
             // Held until the write is answered: a leadership transfer waits for it ([`transfer`]).
             let _gate = self.inner.gate.pass().await;
             if batch::is_batch(&cmd) {
-                return self.inner.raft.client_write(cmd).await.map(|r| r.data);
+                return Ok(self.inner.raft.client_write(cmd).await.map(|r| r.data));
             }
             match self.inner.batcher.submit(cmd) {
-                Some(rx) => rx
+                Ok(rx) => Ok(rx
                     .await
-                    .unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
-                None => Err(RaftError::Fatal(Fatal::Stopped)),
+                    .unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped)))),
+                Err(batch::Refused::Stopped) => Ok(Err(RaftError::Fatal(Fatal::Stopped))),
+                // Shed the load instead of queueing without bound (issue 24 item 6).
+                Err(batch::Refused::Full) => Err(WriteError::Overloaded),
             }
         };
         match tokio::time::timeout(timeout, proposed).await {
             Err(_) => Err(WriteError::Timeout),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Ok(Err(refused)) => Err(refused),
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))))) => {
                 Err(self.forward(&f))
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+            Ok(Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))))) => {
                 Err(WriteError::Fatal(e.to_string()))
             }
-            Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Fatal(e.to_string())),
+            Ok(Ok(Err(RaftError::Fatal(e)))) => Err(WriteError::Fatal(e.to_string())),
         }
     }
 
