@@ -402,6 +402,8 @@ enum Fault {
     /// A worker cut from every coordinator both ways; it still reaches the MQTT broker, so
     /// only its lease keeps it from running its pipelines next to their new copies.
     PartitionWorker,
+    /// SIGTERM of the leader: a planned stop, it hands leadership over first (issue 24).
+    TermLeader,
 }
 
 impl Fault {
@@ -546,7 +548,7 @@ pub async fn run(cfg: Config) -> Value {
     let end = t0 + cfg.duration;
     tokio::time::sleep(Duration::from_secs(3)).await;
     while Instant::now() + Duration::from_secs(8) < end && faults.len() < cfg.max_faults {
-        let fault = match rng.gen_range(0..8) {
+        let fault = match rng.gen_range(0..9) {
             0 => Fault::KillLeader,
             1 => Fault::KillFollower,
             2 => Fault::PauseLeader,
@@ -554,7 +556,8 @@ pub async fn run(cfg: Config) -> Value {
             4 => Fault::PartitionLeader,
             5 => Fault::PartitionFollower,
             6 => Fault::PartitionWorker,
-            _ => Fault::IsolateLeader,
+            7 => Fault::IsolateLeader,
+            _ => Fault::TermLeader,
         };
         let down_ms = rng.gen_range(1000..4000);
         let gap_ms = rng.gen_range(2000..6000);
@@ -738,18 +741,19 @@ async fn inject(
                 None,
             ));
         }
-        (Fault::KillLeader | Fault::PauseLeader, Some(l)) => {
+        (Fault::KillLeader | Fault::PauseLeader | Fault::TermLeader, Some(l)) => {
             let pause = matches!(fault, Fault::PauseLeader);
-            eprintln!(
-                "chaos: t={at_secs:.1}s {} leader coord-{}",
-                if pause { "SIGSTOP" } else { "kill -9" },
-                l + 1
-            );
+            let how = match fault {
+                Fault::PauseLeader => "SIGSTOP",
+                Fault::TermLeader => "SIGTERM",
+                _ => "kill -9",
+            };
+            eprintln!("chaos: t={at_secs:.1}s {how} leader coord-{}", l + 1);
             let started = Instant::now();
-            if pause {
-                ens.coords[l].proc.stop();
-            } else {
-                ens.coords[l].proc.kill();
+            match fault {
+                Fault::PauseLeader => ens.coords[l].proc.stop(),
+                Fault::TermLeader => ens.coords[l].proc.term(),
+                _ => ens.coords[l].proc.kill(),
             }
             let others = ens.others(l);
             let others = &others;
@@ -772,7 +776,11 @@ async fn inject(
                 ens.restart_coord(l);
             }
             faults.push(FaultRecord::new(
-                if pause { "pause_leader" } else { "kill_leader" },
+                match fault {
+                    Fault::PauseLeader => "pause_leader",
+                    Fault::TermLeader => "term_leader",
+                    _ => "kill_leader",
+                },
                 format!("coord-{}", l + 1),
                 at_secs,
                 no_leader_ms,

@@ -22,5 +22,6 @@ mod rebalance;
 mod rolling;
 mod sessions;
 mod tier3;
+mod transfer;
 mod tutorial;
 mod worker_health;

@@ -75,3 +75,38 @@ pub struct RemoveNodeRequest {
     #[serde(default)]
     pub force: bool,
 }
+
+/// `POST /raft/transfer-leader` (admin): hands leadership to another voter. An empty body (or
+/// `{}`) lets the leader pick the most up-to-date voter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeaderRequest {
+    /// The voter to hand leadership to; absent: the most up-to-date voter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+}
+
+/// Answer of `POST /raft/transfer-leader`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferLeaderResponse {
+    /// The node that led when the call arrived.
+    pub previous_leader_id: u64,
+    /// The node that leads now.
+    pub leader_id: u64,
+    /// Its base URL.
+    pub leader_url: Option<String>,
+    /// Milliseconds from the call to the new leader's election.
+    pub elapsed_ms: u64,
+}
+
+/// `POST /raft/elect` (peer RPC, sent by a leader handing over): the receiver campaigns at once
+/// if its log holds at least `last_log_index` (so it can win and no acknowledged entry is lost).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ElectRequest {
+    /// The sender's (the outgoing leader's) id.
+    pub from: u64,
+    /// The sender's term.
+    pub term: u64,
+    /// The sender's last log index: the receiver's log must reach it.
+    pub last_log_index: u64,
+}

@@ -55,6 +55,9 @@ pub enum ApiError {
          applied; retry with the same Idempotency-Key header so that it applies at most once"
     )]
     Timeout,
+    /// Too many writes wait for a proposal on this node (never proposed): retry shortly.
+    #[error("too many writes are waiting on this node (not applied): retry shortly")]
+    Overloaded,
     /// The target of an inject or deploy is not running.
     #[error("{0}")]
     Unavailable(String),
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::NotLeader { .. } => Code::NotLeader,
             ApiError::NoLeader => Code::NoLeader,
             ApiError::Timeout => Code::NoQuorum,
+            ApiError::Overloaded => Code::Overloaded,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::BadGateway(_) => Code::WorkerError,
             ApiError::StateIncompatible { .. } => Code::StateIncompatible,
@@ -142,6 +146,7 @@ impl From<WriteError> for ApiError {
                 leader_url,
             },
             WriteError::Timeout => ApiError::Timeout,
+            WriteError::Overloaded => ApiError::Overloaded,
             WriteError::Fatal(message) => ApiError::Internal(message),
         }
     }

@@ -4,7 +4,8 @@
 //! style, so tests bind `127.0.0.1:0` first and learn the port). It starts the Raft node (sled
 //! under `data_dir`, default `./varpulis-data/node-<id>`), serves the API and `/raft/*` on the same
 //! listener, spawns the leader-only loops (health sweep, reconciler) and the leader watcher, and on
-//! shutdown stops accepting requests, cancels the loops and shuts Raft down (flushing sled).
+//! shutdown hands leadership over when this node leads (SIGTERM: a planned stop), then stops
+//! accepting requests, cancels the loops and shuts Raft down (flushing sled).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -161,9 +162,12 @@ pub async fn run(
         limits: config.conn_limits(),
         reserved: Some(crate::http::edge::reserved(&config)),
     };
+    let handing_over = raft.clone();
     let serve = varpulis_tls::serve_with(listener, app, options, async move {
         tokio::select! {
-            _ = shutdown => {}
+            // A leader asked to stop hands leadership over first, while this listener still
+            // serves: the new leader's vote request must reach it (docs/raft.md).
+            _ = shutdown => handing_over.hand_over_before_stop().await,
             _ = stop.cancelled() => {}
         }
     });

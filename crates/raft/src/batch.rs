@@ -35,6 +35,52 @@ pub const MAX_BATCH: usize = 256;
 /// Proposals (batches or lone commands) outstanding at once. One: openraft appends and flushes
 /// proposals one after another, so one large batch commits sooner than several small ones.
 pub const MAX_IN_FLIGHT: usize = 1;
+/// Commands that may wait for a proposal at once. Beyond, a write is refused at once (503
+/// `overloaded` with `Retry-After`) instead of queueing without bound: at the measured 5–20k
+/// commits a second this is about a second of waiting, and memory stays bounded whatever the
+/// number of clients (issue 24 item 6).
+pub const MAX_QUEUED: usize = 16_384;
+
+/// Why a command was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The batching task is gone (the node is shutting down).
+    Stopped,
+    /// [`MAX_QUEUED`] commands are waiting already.
+    Full,
+}
+
+/// Counts the commands queued and refuses one beyond the bound.
+#[derive(Debug, Clone)]
+struct QueueBound {
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+impl QueueBound {
+    fn new(max: usize) -> Self {
+        Self {
+            queued: Arc::default(),
+            max,
+        }
+    }
+
+    /// Takes a place in the queue, or `false` when it is full.
+    fn enter(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives a place back (the command left the queue).
+    fn leave(&self) {
+        self.queued
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// What `client_write` answers, as seen by one caller.
 pub(crate) type ProposeResult =
@@ -76,6 +122,7 @@ pub(crate) fn encoded_len(command: &Command) -> usize {
 #[derive(Debug, Clone)]
 pub(crate) struct Batcher {
     queue: mpsc::UnboundedSender<Pending>,
+    bound: QueueBound,
 }
 
 impl Batcher {
@@ -83,24 +130,34 @@ impl Batcher {
     /// most `max_bytes` of serialized commands (or one command).
     pub(crate) fn spawn(raft: Raft, max_bytes: usize) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx, max_bytes));
-        Self { queue }
+        let bound = QueueBound::new(MAX_QUEUED);
+        tokio::spawn(run(raft, rx, max_bytes, bound.clone()));
+        Self { queue, bound }
     }
 
     /// Queues `command`; the receiver yields its response once it is committed and applied.
-    /// `None` when the batching task is gone (the node is shutting down). The command is
-    /// measured here, on the caller's task, not on the consensus runtime.
-    pub(crate) fn submit(&self, command: Command) -> Option<oneshot::Receiver<ProposeResult>> {
+    /// Refused when the batching task is gone (the node is shutting down) or [`MAX_QUEUED`]
+    /// commands wait already. The command is measured here, on the caller's task, not on the
+    /// consensus runtime.
+    pub(crate) fn submit(
+        &self,
+        command: Command,
+    ) -> Result<oneshot::Receiver<ProposeResult>, Refused> {
+        if !self.bound.enter() {
+            return Err(Refused::Full);
+        }
         let (reply, rx) = oneshot::channel();
         let bytes = encoded_len(&command);
-        self.queue
-            .send(Pending {
-                command,
-                bytes,
-                reply,
-            })
-            .ok()?;
-        Some(rx)
+        let sent = self.queue.send(Pending {
+            command,
+            bytes,
+            reply,
+        });
+        if sent.is_err() {
+            self.bound.leave();
+            return Err(Refused::Stopped);
+        }
+        Ok(rx)
     }
 }
 
@@ -113,7 +170,12 @@ pub(crate) fn is_batch(command: &Command) -> bool {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, max_bytes: usize) {
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    max_bytes: usize,
+    bound: QueueBound,
+) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     // A command that did not fit the previous batch opens the next one.
     let mut carried: Option<Pending> = None;
@@ -121,7 +183,10 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, max_bytes: us
         let first = match carried.take() {
             Some(p) => p,
             None => match rx.recv().await {
-                Some(p) => p,
+                Some(p) => {
+                    bound.leave();
+                    p
+                }
                 None => break,
             },
         };
@@ -134,10 +199,12 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, max_bytes: us
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) if bytes.saturating_add(p.bytes) > max_bytes => {
+                    bound.leave();
                     carried = Some(p);
                     break;
                 }
                 Ok(p) => {
+                    bound.leave();
                     bytes = bytes.saturating_add(p.bytes);
                     batch.push(p);
                 }
@@ -200,6 +267,18 @@ mod tests {
         assert!(is_batch(&Command::Batch(vec![]).with_key("k")));
         assert!(!is_batch(&Command::Noop));
         assert!(!is_batch(&Command::Noop.with_key("k")));
+    }
+
+    #[test]
+    fn the_queue_refuses_beyond_its_bound_and_frees_places() {
+        let bound = QueueBound::new(2);
+        assert!(bound.enter());
+        assert!(bound.enter());
+        assert!(!bound.enter(), "a third command is refused");
+        assert!(!bound.enter(), "and stays refused while the queue is full");
+        bound.leave();
+        assert!(bound.enter(), "a place freed is taken again");
+        assert!(!bound.enter());
     }
 
     #[test]

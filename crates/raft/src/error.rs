@@ -69,6 +69,10 @@ pub enum WriteError {
     /// The proposal was not committed in time (it may still commit later).
     #[error("timed out waiting for the raft group")]
     Timeout,
+    /// Too many writes wait for a proposal already ([`crate::batch::MAX_QUEUED`]): retry
+    /// shortly (503 `overloaded` with `Retry-After`).
+    #[error("too many writes are waiting on this node: retry shortly")]
+    Overloaded,
     /// The Raft node stopped or its storage failed.
     #[error("raft fatal error: {0}")]
     Fatal(String),
@@ -87,6 +91,7 @@ impl WriteError {
             }
             | WriteError::NoLeader => Code::NoLeader,
             WriteError::Timeout => Code::NoQuorum,
+            WriteError::Overloaded => Code::Overloaded,
             WriteError::Fatal(_) => Code::Internal,
         }
     }
@@ -133,5 +138,7 @@ mod tests {
         assert_eq!(WriteError::NoLeader.code(), Code::NoLeader);
         assert_eq!(WriteError::Timeout.code().status(), 503);
         assert_eq!(Error::Membership("busy".into()).code(), Code::Conflict);
+        let shed = WriteError::Overloaded.to_body();
+        assert_eq!((shed.code, shed.status()), (Code::Overloaded, 503));
     }
 }

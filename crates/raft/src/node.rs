@@ -30,6 +30,9 @@ use crate::network::{NetworkFactory, NetworkSettings};
 use crate::state_machine::{read_lock, AppliedEvent, SharedState, StateMachine};
 use crate::types::{BasicNode, NodeId, Raft, RaftMetrics};
 
+mod transfer;
+use transfer::{LeaderSince, WriteGate};
+
 /// Upper bound of an admin call (`add_learner` waits for the learner to catch up).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a new voter to catch up before a promotion is refused.
@@ -276,6 +279,12 @@ struct Inner {
     hash_cache: std::sync::Mutex<Option<(Option<u64>, String)>>,
     /// The cluster id ([`crate::cluster_id`]): stored by a restore, else derived from `peers`.
     cluster_id: String,
+    /// Writes pass it; a leadership transfer closes it ([`transfer`]).
+    gate: WriteGate,
+    /// When this node last became leader ([`transfer`]: a young leader's lease).
+    leader_since: LeaderSince,
+    /// HTTP client of the transfer's `POST /raft/elect` (TLS as for the peer RPCs).
+    admin_http: reqwest::Client,
 }
 
 /// Cloneable handle on a running Raft member.
@@ -370,7 +379,13 @@ impl RaftNode {
             let _on_consensus_runtime = handle.enter();
             Batcher::spawn(raft.clone(), config.max_append_bytes)
         };
-        Ok(RaftNode {
+        let admin_http = config
+            .tls
+            .reqwest_builder()
+            .connect_timeout(Duration::from_millis(config.rpc_timeout_ms.max(1)))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        let node = RaftNode {
             inner: Arc::new(Inner {
                 id: config.node_id,
                 batcher,
@@ -385,8 +400,13 @@ impl RaftNode {
                 peers,
                 hash_cache: std::sync::Mutex::new(None),
                 cluster_id,
+                gate: WriteGate::default(),
+                leader_since: LeaderSince::default(),
+                admin_http,
             }),
-        })
+        };
+        transfer::watch_leadership(node.clone());
+        Ok(node)
     }
 
     /// This node's id.
@@ -463,26 +483,31 @@ impl RaftNode {
         }
         let timeout = Duration::from_millis(self.inner.config.write_timeout_ms);
         let proposed = async {
+            // Held until the write is answered: a leadership transfer waits for it ([`transfer`]).
+            let _gate = self.inner.gate.pass().await;
             if batch::is_batch(&cmd) {
-                return self.inner.raft.client_write(cmd).await.map(|r| r.data);
+                return Ok(self.inner.raft.client_write(cmd).await.map(|r| r.data));
             }
             match self.inner.batcher.submit(cmd) {
-                Some(rx) => rx
+                Ok(rx) => Ok(rx
                     .await
-                    .unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
-                None => Err(RaftError::Fatal(Fatal::Stopped)),
+                    .unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped)))),
+                Err(batch::Refused::Stopped) => Ok(Err(RaftError::Fatal(Fatal::Stopped))),
+                // Shed the load instead of queueing without bound (issue 24 item 6).
+                Err(batch::Refused::Full) => Err(WriteError::Overloaded),
             }
         };
         match tokio::time::timeout(timeout, proposed).await {
             Err(_) => Err(WriteError::Timeout),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Ok(Err(refused)) => Err(refused),
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))))) => {
                 Err(self.forward(&f))
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+            Ok(Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))))) => {
                 Err(WriteError::Fatal(e.to_string()))
             }
-            Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Fatal(e.to_string())),
+            Ok(Ok(Err(RaftError::Fatal(e)))) => Err(WriteError::Fatal(e.to_string())),
         }
     }
 

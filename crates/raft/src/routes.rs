@@ -1,6 +1,7 @@
 //! Inbound Raft HTTP routes: peer RPCs (`/raft/vote`, `/raft/append`, `/raft/snapshot-chunk`,
-//! and `/raft/snapshot` and `/raft/install-snapshot` for older senders), admin calls
-//! (`/raft/add-learner`, `/raft/change-membership`) and `GET /raft/metrics`.
+//! `/raft/elect` (a leader handing over), and `/raft/snapshot` and `/raft/install-snapshot` for
+//! older senders), admin calls (`/raft/add-learner`, `/raft/change-membership`,
+//! `/raft/remove-node`, `/raft/transfer-leader`) and `GET /raft/metrics`.
 //!
 //! Access ([`crate::auth`]): peer RPCs need the peer secret (`x-varpulis-peer-secret`), or the
 //! cluster API key when no peer secret is configured, or a peer certificate recognised by the
@@ -27,7 +28,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use varpulis_api::raft::{AddLearnerRequest, ChangeMembershipRequest, RemoveNodeRequest};
+use varpulis_api::raft::{
+    AddLearnerRequest, ChangeMembershipRequest, ElectRequest, RemoveNodeRequest,
+    TransferLeaderRequest,
+};
 use varpulis_api::{Code, ErrorBody};
 
 use crate::auth::{Access, PeerCertificate};
@@ -50,12 +54,14 @@ pub fn router(node: RaftNode) -> Router {
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/snapshot-chunk", post(snapshot_chunk))
         .route("/raft/install-snapshot", post(install_snapshot_chunk))
+        .route("/raft/elect", post(elect))
         .route_layer(middleware::from_fn_with_state(node.clone(), require_peer))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
     let admin = Router::new()
         .route("/raft/add-learner", post(add_learner))
         .route("/raft/change-membership", post(change_membership))
         .route("/raft/remove-node", post(remove_node))
+        .route("/raft/transfer-leader", post(transfer_leader))
         .route_layer(middleware::from_fn_with_state(node.clone(), require_admin));
     Router::new()
         .route("/raft/metrics", get(metrics))
@@ -305,6 +311,44 @@ async fn remove_node(
     };
     match node.remove_node(req.node_id, req.force).await {
         Ok(()) => view_response(node).await,
+        Err(e) => admin_error_response(&e),
+    }
+}
+
+/// `POST /raft/transfer-leader` (admin): hands leadership over ([`RaftNode::transfer_leader`]).
+/// An empty body lets the leader choose the voter.
+async fn transfer_leader(State(node): State<RaftNode>, body: axum::body::Bytes) -> Response {
+    let req: TransferLeaderRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TransferLeaderRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(req) => req,
+            Err(e) => {
+                return error_response(ErrorBody::new(
+                    Code::BadRequest,
+                    format!("invalid transfer-leader body: {e}"),
+                ))
+            }
+        }
+    };
+    match node.transfer_leader(req.to).await {
+        Ok(done) => Json(done).into_response(),
+        Err(e) => admin_error_response(&e),
+    }
+}
+
+/// `POST /raft/elect` (peer): the leader hands leadership to this node
+/// ([`RaftNode::campaign_for_transfer`]).
+async fn elect(
+    State(node): State<RaftNode>,
+    body: Result<Json<ElectRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(rej) => return bad_json(rej),
+    };
+    match node.campaign_for_transfer(&req).await {
+        Ok(()) => Json(serde_json::json!({"campaigning": true})).into_response(),
         Err(e) => admin_error_response(&e),
     }
 }

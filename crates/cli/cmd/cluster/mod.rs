@@ -5,14 +5,14 @@
 //! closed pipe ([`crate::cmd::output`]). Exit codes: 0 success; 1 the server refused (4xx/5xx);
 //! 2 usage or transport failure; `status` has its own (0 healthy, 1 degraded, 2 no quorum).
 //!
-//! There is no `leader transfer`: the coordinator offers no transfer route, so a leader is moved
-//! by stopping it (a new one is elected within an election timeout), see docs/operations.md.
+//! `leader transfer` hands Raft leadership over (`POST /raft/transfer-leader`, docs/raft.md).
 
 mod client;
 mod connectors;
 mod events;
 mod groups;
 mod inject;
+mod leader;
 mod members;
 mod migrations;
 mod report;
@@ -91,6 +91,9 @@ enum Cmd {
     /// Raft membership: list, add or remove a coordinator.
     #[command(subcommand)]
     Members(members::MembersCmd),
+    /// Raft leadership: `leader transfer [--to N]` hands it to another voter.
+    #[command(subcommand)]
+    Leader(leader::LeaderCmd),
     /// Follow the cluster event stream (workers, groups, migrations, leader changes).
     Events(events::EventsArgs),
     /// Online backup: `snapshot save FILE` (restore offline with `varpulis snapshot restore`).
@@ -136,6 +139,7 @@ async fn dispatch(c: &Client, args: &Args) -> anyhow::Result<ExitCode> {
         Cmd::Rebalance => workers::rebalance(c, json).await?,
         Cmd::Connectors(cmd) => connectors::run(c, cmd, json).await?,
         Cmd::Members(m) => members::run(c, m, json).await?,
+        Cmd::Leader(l) => leader::run(c, l, json).await?,
         Cmd::Events(e) => events::run(c, e, json).await?,
         Cmd::Snapshot(s) => snapshot::run(c, s, json).await?,
     }

@@ -92,13 +92,25 @@ pub fn plan_reconcile_phase(
 }
 
 /// A migration for every placement without one on the workers whose status `leaves` selects.
+///
+/// Only workers that hold a placement can have something to move: they are found through the
+/// groups' placements (in id order, as before), not by walking every registered worker. The
+/// reconciler runs this on every pass (woken by every registration), and a cluster may have
+/// far more workers than placements: walking 100,000 workers twice per pass was a tenth of
+/// the leader's CPU under a registration burst (docs/benchmarks.md, issue 19).
 fn moves_off(
     state: &ClusterState,
     leaves: impl Fn(WorkerStatus) -> bool,
     reason: MigrationReason,
 ) -> Vec<Action> {
-    state
-        .workers()
+    let holders: std::collections::BTreeSet<&str> = state
+        .groups()
+        .into_iter()
+        .flat_map(|g| g.placements.iter().filter_map(|p| p.worker_id.as_deref()))
+        .collect();
+    holders
+        .into_iter()
+        .filter_map(|id| state.worker(id))
         .filter(|w| leaves(w.status))
         .flat_map(|w| plan_failover(state, &w.id))
         .map(|planned| Action::StartMigration { planned, reason })

@@ -18,7 +18,12 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && !matches!(self, ApiError::NoLeader | ApiError::Timeout) {
+        if status.is_server_error()
+            && !matches!(
+                self,
+                ApiError::NoLeader | ApiError::Timeout | ApiError::Overloaded
+            )
+        {
             tracing::warn!(code = %self.code(), "request failed: {self}");
         }
         let mut response = (status, Json(self.body())).into_response();
