@@ -21,7 +21,7 @@ enum Command {
     /// Run a VPL program over an event file and print output events as JSON lines.
     Run(cmd::run::Args),
     /// Run a worker: the VPL runtime behind a REST API, optionally registered with coordinators.
-    Server(cmd::server::Args),
+    Server(Box<cmd::server::Args>),
     /// Run a coordinator node (a Raft group of one without --raft-peers).
     Coordinator(Box<cmd::coordinator::Args>),
     /// Start a local ensemble: three coordinators, workers and an embedded MQTT broker.
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Run(args) => cmd::run::run(args),
-        Command::Server(args) => cmd::server::run(args),
+        Command::Server(args) => cmd::server::run(*args),
         Command::Coordinator(args) => cmd::coordinator::run(*args),
         Command::Local(args) => cmd::local::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),

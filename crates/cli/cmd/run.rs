@@ -114,12 +114,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let interrupt = Interrupt::install();
     if args.events == "-" {
         let input = BufReader::with_capacity(BUFFER, std::io::stdin());
-        replay(&args, &mut engine, &mut sinks, EvtStream::new(input, order), &interrupt)
+        replay(
+            &args,
+            &mut engine,
+            &mut sinks,
+            EvtStream::new(input, order),
+            &interrupt,
+        )
     } else {
         let file = std::fs::File::open(&args.events)
             .with_context(|| format!("cannot read `{}`", args.events))?;
         let input = BufReader::with_capacity(BUFFER, file);
-        replay(&args, &mut engine, &mut sinks, EvtStream::new(input, order), &interrupt)
+        replay(
+            &args,
+            &mut engine,
+            &mut sinks,
+            EvtStream::new(input, order),
+            &interrupt,
+        )
     }
 }
 

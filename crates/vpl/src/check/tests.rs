@@ -164,7 +164,9 @@ fn connector_declarations() {
     );
     // Programs of the existing product carry MQTT parameters we do not use: a warning.
     assert_eq!(
-        warnings(&format!("{PRELUDE}connector C = mqtt(host: \"h\", prot: 1)")),
+        warnings(&format!(
+            "{PRELUDE}connector C = mqtt(host: \"h\", prot: 1)"
+        )),
         vec!["unknown MQTT parameter `prot` (ignored)"]
     );
 }
