@@ -247,14 +247,16 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks the least recently active connection with no request in flight to close; false
-    /// when every connection is busy.
+    /// Asks the least recently active connection with no request in flight (the first
+    /// accepted among equals) to close; false when every connection is busy.
     pub(crate) fn reclaim_idle(&self) -> bool {
         let conns = self.lock();
+        // Ties (same millisecond) go to the connection accepted first: ids grow with accepts.
         let oldest = conns
-            .values()
-            .filter(|a| a.is_idle() && !a.closing.load(Ordering::Relaxed))
-            .min_by_key(|a| a.last_active_ms.load(Ordering::Relaxed));
+            .iter()
+            .filter(|(_, a)| a.is_idle() && !a.closing.load(Ordering::Relaxed))
+            .min_by_key(|(id, a)| (a.last_active_ms.load(Ordering::Relaxed), **id))
+            .map(|(_, a)| a);
         match oldest {
             Some(activity) => {
                 activity.closing.store(true, Ordering::Relaxed);
