@@ -112,27 +112,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let interrupt = Interrupt::install();
-    if args.events == "-" {
-        let input = BufReader::with_capacity(BUFFER, std::io::stdin());
-        replay(
-            &args,
-            &mut engine,
-            &mut sinks,
-            EvtStream::new(input, order),
-            &interrupt,
-        )
+    // Dynamic dispatch only on buffer refills (every 256 KiB).
+    let input: Box<dyn Read> = if args.events == "-" {
+        Box::new(std::io::stdin())
     } else {
-        let file = std::fs::File::open(&args.events)
-            .with_context(|| format!("cannot read `{}`", args.events))?;
-        let input = BufReader::with_capacity(BUFFER, file);
-        replay(
-            &args,
-            &mut engine,
-            &mut sinks,
-            EvtStream::new(input, order),
-            &interrupt,
+        Box::new(
+            std::fs::File::open(&args.events)
+                .with_context(|| format!("cannot read `{}`", args.events))?,
         )
-    }
+    };
+    let input = BufReader::with_capacity(BUFFER, input);
+    replay(
+        &args,
+        &mut engine,
+        &mut sinks,
+        EvtStream::new(input, order),
+        &interrupt,
+    )
 }
 
 /// Replays `events` through `engine`, writing outputs as they come.
