@@ -234,7 +234,7 @@ impl Default for CoordinatorConfig {
             max_connections: varpulis_tls::conns::DEFAULT_MAX_CONNECTIONS,
             rate_limit_writes: 100.0,
             rate_limit_burst: 200.0,
-            rate_limit_workers: 1000.0,
+            rate_limit_workers: 20000.0,
             rate_limit_metrics: 50.0,
             auto_rebalance: true,
             mqtt_url: None,

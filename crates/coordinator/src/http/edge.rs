@@ -110,10 +110,14 @@ fn classify(trust: &Trust, req: &Request) -> Option<usize> {
     if read {
         return Some(METRICS);
     }
-    if path.starts_with("/raft/") && trust.is_open() {
+    if path.starts_with("/raft/") {
         // Without secrets the peers cannot be told apart from anyone else.
-        return None;
+        return (!trust.is_open()).then_some(WRITES);
     }
+    // No API key: the REST API is open to every client, there is no stranger to tell apart
+    // from an operator, and a follower without a peer secret forwards every client's write
+    // from one address; limiting them would only throttle the cluster.
+    trust.api_key.as_ref()?;
     if is_worker_route(path) {
         return Some(WORKERS);
     }
@@ -203,7 +207,7 @@ mod tests {
     }
 
     #[test]
-    fn an_open_cluster_lets_raft_rpcs_through() {
+    fn without_an_api_key_only_raft_rpcs_and_metrics_are_limited() {
         let open = Trust {
             peer_secret: None,
             api_key: None,
@@ -212,7 +216,27 @@ mod tests {
         assert_eq!(classify(&open, &req("POST", "/raft/append", &[])), None);
         assert_eq!(
             classify(&open, &req("POST", "/api/v1/cluster/connectors", &[])),
+            None,
+            "no API key: no stranger to limit"
+        );
+        assert_eq!(
+            classify(&open, &req("GET", "/raft/metrics", &[])),
+            Some(METRICS)
+        );
+        let peers_only = Trust {
+            peer_secret: Some("peer".into()),
+            ..open
+        };
+        assert_eq!(
+            classify(&peers_only, &req("POST", "/raft/append", &[])),
             Some(WRITES)
+        );
+        assert_eq!(
+            classify(
+                &peers_only,
+                &req("POST", "/api/v1/cluster/workers/w1/heartbeat", &[])
+            ),
+            None
         );
     }
 }
