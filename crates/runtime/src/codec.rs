@@ -74,6 +74,20 @@ pub(crate) fn decode_value(j: &Json) -> Result<Value, RuntimeError> {
     }
 }
 
+/// A checkpoint's optional integer field (`null` or absent: `None`); `Err(())` when it holds
+/// something else (the caller names the field in its error).
+pub(crate) fn opt_i64_field(j: &Json, key: &str) -> Result<Option<i64>, ()> {
+    match j.get(key) {
+        Some(Json::Null) | None => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or(()),
+    }
+}
+
+/// A checkpoint's required unsigned integer field.
+pub(crate) fn u64_field(j: &Json, key: &str) -> Option<u64> {
+    j.get(key).and_then(Json::as_u64)
+}
+
 pub(crate) fn event_json(e: &Event) -> serde_json::Value {
     serde_json::json!({
         "t": &*e.event_type,

@@ -28,7 +28,7 @@
 use super::kleene;
 use super::self_ref::{carries, own_fields, refs_capture, without_own};
 use super::sequence::{alias_with_counts, chain_reads_match, uses_capture_count, EvalWith, Match};
-use crate::codec::{event_from_json, event_json};
+use crate::codec::{event_from_json, event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
@@ -971,14 +971,8 @@ impl PatternOp {
         let Some(j) = j else {
             return Ok(PatternRestored(st));
         };
-        st.clock = match j.get("clock") {
-            Some(Json::Null) | None => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| ck_err("clock"))?),
-        };
-        st.next_id = j
-            .get("next")
-            .and_then(Json::as_u64)
-            .ok_or_else(|| ck_err("next id"))?;
+        st.clock = opt_i64_field(j, "clock").map_err(|()| ck_err("clock"))?;
+        st.next_id = u64_field(j, "next").ok_or_else(|| ck_err("next id"))?;
         for r in j
             .get("runs")
             .and_then(Json::as_array)

@@ -27,7 +27,7 @@
 //! evaluation alias). A match passes on as an event typed with the stream name whose fields are
 //! `<capture>_<field>`, with the captures as alias for the remaining operators.
 
-use crate::codec::{event_from_json, event_json};
+use crate::codec::{event_from_json, event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
@@ -753,18 +753,9 @@ impl SeqOp {
         let Some(j) = j else {
             return Ok(Restored(st));
         };
-        st.watermark = match j.get("wm") {
-            Some(serde_json::Value::Null) | None => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| ck_err("watermark"))?),
-        };
-        st.next_id = j
-            .get("next")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| ck_err("next id"))?;
-        st.dropped = j
-            .get("dropped")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| ck_err("dropped"))?;
+        st.watermark = opt_i64_field(j, "wm").map_err(|()| ck_err("watermark"))?;
+        st.next_id = u64_field(j, "next").ok_or_else(|| ck_err("next id"))?;
+        st.dropped = u64_field(j, "dropped").ok_or_else(|| ck_err("dropped"))?;
         let n = self.steps.len();
         for r in j
             .get("runs")

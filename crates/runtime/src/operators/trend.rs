@@ -19,7 +19,7 @@
 //! maxima of the values seen on the way). Cost per event: one filter evaluation per node of the
 //! run that it may follow.
 
-use crate::codec::{event_from_json, event_json};
+use crate::codec::{event_from_json, event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
@@ -574,14 +574,8 @@ impl TrendOp {
         let Some(j) = j else {
             return Ok(TrendRestored(st));
         };
-        st.clock = match j.get("clock") {
-            Some(Json::Null) | None => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| ck_err("clock"))?),
-        };
-        st.next_id = j
-            .get("next")
-            .and_then(Json::as_u64)
-            .ok_or_else(|| ck_err("next id"))?;
+        st.clock = opt_i64_field(j, "clock").map_err(|()| ck_err("clock"))?;
+        st.next_id = u64_field(j, "next").ok_or_else(|| ck_err("next id"))?;
         let na = self.aggs.len();
         for r in j
             .get("runs")
