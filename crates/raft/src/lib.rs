@@ -1,9 +1,13 @@
 //! The coordinator's Raft layer: openraft 0.9 with sled-backed storage and an HTTP network.
 //!
 //! - [`types`]: the openraft type configuration (`Command` in, `CommandResponse` out).
-//! - [`log_store`]: the durable Raft log (sled, flushed before acknowledging).
+//! - [`log_store`]: the durable Raft log (sled, flushed before acknowledging), with an
+//!   [`entry_cache`] of recent entries for replication reads.
+//! - [`codec`]: the versioned storage format of every record; [`migrate`]: opening a data dir
+//!   of the older (JSON) format, refusing a newer one.
 //! - [`state_machine`]: applies committed commands to `ClusterState`, snapshot persistence.
-//! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes.
+//! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes;
+//!   [`wire`]: the format version every peer RPC body carries.
 //! - [`auth`]: who may call which route (peer secret, API key, mutual-TLS hook).
 //! - [`guard`]: sanity checks on peer RPCs (absurd terms, strangers, malformed entries).
 //! - [`node`]: [`RaftNode`], the handle the coordinator uses (write, read, leader, metrics).
@@ -19,10 +23,14 @@
 pub mod auth;
 pub mod batch;
 pub mod cluster_id;
+pub mod codec;
+pub mod entry_cache;
 pub mod error;
 pub mod guard;
 pub mod join;
+mod layout;
 pub mod log_store;
+pub mod migrate;
 pub mod network;
 pub mod node;
 pub mod peer_log;
@@ -32,6 +40,7 @@ pub mod routes;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;
+pub mod wire;
 
 pub use auth::{Credentials, PeerCertificate, PEER_SECRET_HEADER};
 pub use error::{Error, WriteError};

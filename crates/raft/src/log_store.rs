@@ -1,10 +1,12 @@
 //! sled-backed Raft log storage (openraft `storage-v2` [`RaftLogStorage`]).
 //!
-//! Layout (two trees of the node's sled database):
+//! Layout (two trees of the node's sled database, names in [`crate::layout`]):
 //! - `raft_log`: one entry per key, the key is the log index as 8 big-endian bytes (so sled's
-//!   lexicographic order is the index order), the value is the JSON-encoded [`Entry`].
-//! - `raft_meta`: `vote`, `committed`, `last_purged` and, in a restored data dir, `cluster_id`
-//!   (JSON).
+//!   lexicographic order is the index order), the value is the [`Entry`] in the versioned
+//!   storage format of [`crate::codec`].
+//! - `raft_meta`: `vote`, `committed`, `last_purged`, in a restored data dir `cluster_id`, and the
+//!   `format` marker ([`crate::migrate`]: a data dir written in the older JSON format is
+//!   migrated when the store is opened, one of a newer format is refused).
 //!
 //! Durability: `save_vote` and `append` flush the database (`flush_async`) before answering or
 //! before calling `log_io_completed`: a lost vote could let a node vote twice in a term (two
@@ -13,38 +15,37 @@
 //! openraft hands over several entries. `purge` records the purge point before deleting entries,
 //! so a crash in between leaves extra entries, never a hole.
 //!
-//! Replication reads through [`RaftLogReader::limited_get_log_entries`], which stops once the
-//! entries read reach `max_append_bytes` (their stored JSON size, which is what travels): one
+//! Replication reads are served from an [`EntryCache`] of the most recent entries (filled by
+//! `append`, trimmed by `truncate` and `purge`) and fall back to sled below it.
+//! [`RaftLogReader::limited_get_log_entries`] stops once the entries read reach
+//! `max_append_bytes` (their stored sizes; the command bodies, the bulk of what travels): one
 //! AppendEntries then carries a bounded number of bytes, not only openraft's bounded number of
 //! entries (at least one entry, however large, so replication always progresses).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
+use crate::codec::{self, CodecError};
+use crate::entry_cache::{CacheRead, EntryCache, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
 use crate::error::sto_err;
+use crate::layout::{
+    KEY_CLUSTER_ID, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG_TREE, META_TREE,
+};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
-const LOG_TREE: &str = "raft_log";
-pub(crate) const META_TREE: &str = "raft_meta";
-const KEY_VOTE: &[u8] = b"vote";
-pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
-pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
-/// The cluster id written by `varpulis snapshot restore` (JSON string); absent otherwise
-/// ([`crate::cluster_id`]).
-pub(crate) const KEY_CLUSTER_ID: &[u8] = b"cluster_id";
-
-/// The Raft log in sled. Cheap to clone: clones share the same trees (the clone is also the
-/// log reader used by replication tasks).
+/// The Raft log in sled. Cheap to clone: clones share the same trees and entry cache (the clone
+/// is also the log reader used by replication tasks).
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// The most recent entries, decoded (see [`crate::entry_cache`]).
+    cache: Arc<Mutex<EntryCache>>,
     /// Byte budget of one replication read (one AppendEntries).
     max_append_bytes: usize,
 }
@@ -59,8 +60,11 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log trees in `db`.
+    /// Opens (or creates) the log trees in `db`, first bringing the database to the current
+    /// storage format ([`crate::migrate`]; a newer format is refused with a clear error).
     pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        crate::migrate::ensure_current(db)
+            .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
         let log = db
             .open_tree(LOG_TREE)
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
@@ -71,6 +75,10 @@ impl LogStore {
             db: db.clone(),
             log,
             meta,
+            cache: Arc::new(Mutex::new(EntryCache::new(
+                DEFAULT_CACHE_ENTRIES,
+                DEFAULT_CACHE_BYTES,
+            ))),
             max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
         })
     }
@@ -81,22 +89,34 @@ impl LogStore {
         self
     }
 
+    /// The same store with an entry cache of at most `entries` entries and `bytes` stored bytes
+    /// (`entries = 0`: no cache, every read decodes from sled).
+    pub fn with_cache_limits(mut self, entries: usize, bytes: usize) -> Self {
+        self.cache = Arc::new(Mutex::new(EntryCache::new(entries, bytes)));
+        self
+    }
+
+    fn cache(&self) -> MutexGuard<'_, EntryCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// True when nothing was ever written: no vote and no log (initialization is allowed).
     pub fn is_fresh(&self) -> Result<bool, StorageError> {
-        let vote: Option<Vote> = self.get_meta(KEY_VOTE, ErrorSubject::Vote)?;
-        let purged: Option<LogId> = self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs)?;
+        let vote = self.get_meta(KEY_VOTE, ErrorSubject::Vote, codec::decode_vote)?;
+        let purged = self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs, codec::decode_log_id)?;
         Ok(vote.is_none() && purged.is_none() && self.log.is_empty())
     }
 
     /// The cluster id stored in this database, if one was (a restored cluster's).
     pub fn stored_cluster_id(&self) -> Result<Option<String>, StorageError> {
-        self.get_meta(KEY_CLUSTER_ID, ErrorSubject::Store)
+        self.get_meta(KEY_CLUSTER_ID, ErrorSubject::Store, codec::decode_str)
     }
 
-    fn get_meta<T: DeserializeOwned>(
+    fn get_meta<T>(
         &self,
         key: &[u8],
         subject: ErrorSubject<u64>,
+        decode: fn(&[u8]) -> Result<T, CodecError>,
     ) -> Result<Option<T>, StorageError> {
         let Some(bytes) = self
             .meta
@@ -105,19 +125,17 @@ impl LogStore {
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
+        decode(&bytes)
             .map(Some)
             .map_err(|e| sto_err(subject, ErrorVerb::Read, e))
     }
 
-    fn put_meta<T: Serialize>(
+    fn put_meta(
         &self,
         key: &[u8],
-        value: &T,
+        bytes: Vec<u8>,
         subject: ErrorSubject<u64>,
     ) -> Result<(), StorageError> {
-        let bytes =
-            serde_json::to_vec(value).map_err(|e| sto_err(subject.clone(), ErrorVerb::Write, e))?;
         self.meta
             .insert(key, bytes)
             .map_err(|e| sto_err(subject, ErrorVerb::Write, e))?;
@@ -133,7 +151,7 @@ impl LogStore {
     }
 
     fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
-        serde_json::from_slice(bytes)
+        codec::decode_entry(bytes)
             .map_err(|e| sto_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))
     }
 
@@ -164,6 +182,60 @@ impl LogStore {
             .apply_batch(batch)
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
+
+    /// Entries of `[start, end)` from sled, appended to `out`, within the byte budget.
+    fn read_sled(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        budget: Option<usize>,
+        bytes: &mut usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
+        let iter = match end {
+            Some(end) => self.log.range(start.to_be_bytes()..end.to_be_bytes()),
+            None => self.log.range(start.to_be_bytes()..),
+        };
+        for item in iter {
+            let (key, value) = item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let total = bytes.saturating_add(value.len());
+            if budget.is_some_and(|max| total > max) && !out.is_empty() {
+                break;
+            }
+            *bytes = total;
+            out.push(Self::decode_entry(index_of(&key), &value)?);
+        }
+        Ok(())
+    }
+
+    /// The entries of `[start, end)`: from the cache when it holds `start`, then whatever the
+    /// cache did not hold from sled (normally nothing: the cache ends at the log's end);
+    /// otherwise from sled alone.
+    fn read_range(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        budget: Option<usize>,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut out = Vec::new();
+        if end.is_some_and(|end| start >= end) {
+            return Ok(out);
+        }
+        let mut bytes = 0usize;
+        let read = self.cache().read(start, end, budget, &mut bytes, &mut out);
+        match read {
+            CacheRead::Hit {
+                budget_hit: true, ..
+            } => {}
+            CacheRead::Hit { next, .. } => {
+                if !matches!(end, Some(end) if next >= end) {
+                    self.read_sled(next, end, budget, &mut bytes, &mut out)?;
+                }
+            }
+            CacheRead::Miss => self.read_sled(start, end, budget, &mut bytes, &mut out)?,
+        }
+        Ok(out)
+    }
 }
 
 fn index_of(key: &[u8]) -> u64 {
@@ -191,16 +263,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => Some(*x),
             Bound::Unbounded => None,
         };
-        let mut out = Vec::new();
-        for item in self.log.range(start.to_be_bytes()..) {
-            let (key, value) = item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let index = index_of(&key);
-            if end.is_some_and(|end| index >= end) {
-                break;
-            }
-            out.push(Self::decode_entry(index, &value)?);
-        }
-        Ok(out)
+        self.read_range(start, end, None)
     }
 
     async fn limited_get_log_entries(
@@ -208,20 +271,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry>, StorageError> {
-        let mut out = Vec::new();
-        if start >= end {
-            return Ok(out);
-        }
-        let mut bytes = 0usize;
-        for item in self.log.range(start.to_be_bytes()..end.to_be_bytes()) {
-            let (key, value) = item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            bytes = bytes.saturating_add(value.len());
-            if !out.is_empty() && bytes > self.max_append_bytes {
-                break;
-            }
-            out.push(Self::decode_entry(index_of(&key), &value)?);
-        }
-        Ok(out)
+        self.read_range(start, Some(end), Some(self.max_append_bytes))
     }
 }
 
@@ -229,8 +279,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> =
-            self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs)?;
+        let last_purged_log_id =
+            self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs, codec::decode_log_id)?;
         let last_log_id = self.last_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
@@ -243,25 +293,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote, ErrorSubject::Vote)?;
+        self.put_meta(KEY_VOTE, codec::encode_vote(vote), ErrorSubject::Vote)?;
         // Flush before answering: a vote forgotten after a crash lets this node vote twice in
         // one term, which allows two leaders.
         self.flush(ErrorSubject::Vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.get_meta(KEY_VOTE, ErrorSubject::Vote)
+        self.get_meta(KEY_VOTE, ErrorSubject::Vote, codec::decode_vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not flushed on its own: it rides along with the next flush. Losing it only means the
         // node re-learns the commit point from the leader instead of replaying it at start-up.
-        self.put_meta(KEY_COMMITTED, &committed, ErrorSubject::Store)
+        self.put_meta(
+            KEY_COMMITTED,
+            codec::encode_opt_log_id(&committed),
+            ErrorSubject::Store,
+        )
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
         Ok(self
-            .get_meta::<Option<LogId>>(KEY_COMMITTED, ErrorSubject::Store)?
+            .get_meta(KEY_COMMITTED, ErrorSubject::Store, codec::decode_opt_log_id)?
             .flatten())
     }
 
@@ -275,14 +329,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        let mut written = Vec::new();
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry)
+            let bytes = codec::encode_entry(&entry)
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            let size = bytes.len();
             batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
+            written.push((entry, size));
         }
         self.log
             .apply_batch(batch)
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        {
+            // Readable in sled now, so readable in the cache too (replication may send entries
+            // before they are durable here; the quorum counts this node only after the flush).
+            let mut cache = self.cache();
+            for (entry, size) in written {
+                cache.insert(entry, size);
+            }
+        }
         // One flush for the whole batch, and only then report the entries as durable: the
         // leader counts this node in the quorum as soon as the callback fires.
         let res = self.db.flush_async().await;
@@ -300,6 +365,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // The cache first: once this returns, no reader may be handed a truncated entry.
+        self.cache().truncate_from(log_id.index);
         self.remove_range(log_id.index, None)?;
         self.flush(ErrorSubject::Logs).await
     }
@@ -307,9 +374,217 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge point first (and make it durable): a crash after it but before the
         // deletion leaves entries that are simply ignored, never a hole below last_purged.
-        self.put_meta(KEY_LAST_PURGED, &log_id, ErrorSubject::Logs)?;
+        self.put_meta(
+            KEY_LAST_PURGED,
+            codec::encode_log_id(&log_id),
+            ErrorSubject::Logs,
+        )?;
         self.flush(ErrorSubject::Logs).await?;
+        self.cache().purge_to(log_id.index);
         self.remove_range(0, log_id.index.checked_add(1))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use std::collections::BTreeMap;
+    use varpulis_cluster::Command;
+
+    fn entry(term: u64, index: u64, len: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(Command::DeregisterWorker {
+                worker_id: format!("{term}-{index}-{}", "x".repeat(len)),
+            }),
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> (sled::Db, LogStore) {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        let store = LogStore::open(&db).unwrap();
+        (db, store)
+    }
+
+    fn ids(entries: &[Entry]) -> Vec<(u64, u64)> {
+        entries
+            .iter()
+            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_truncated_entry_is_never_served_and_an_overwrite_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, mut store) = open(dir.path());
+        store
+            .blocking_append((1..=10).map(|i| entry(1, i, 3)))
+            .await
+            .unwrap();
+        assert_eq!(store.try_get_log_entries(1..11).await.unwrap().len(), 10);
+        store
+            .truncate(LogId::new(CommittedLeaderId::new(1, 1), 6))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&store.try_get_log_entries(1..).await.unwrap()),
+            (1..=5).map(|i| (1, i)).collect::<Vec<_>>()
+        );
+        assert!(store.try_get_log_entries(6..11).await.unwrap().is_empty());
+        assert!(store
+            .limited_get_log_entries(6, 11)
+            .await
+            .unwrap()
+            .is_empty());
+        // The new leader's entries replace them, in the cache and in sled alike.
+        store
+            .blocking_append((6..=8).map(|i| entry(2, i, 3)))
+            .await
+            .unwrap();
+        let got = store.try_get_log_entries(4..=8).await.unwrap();
+        assert_eq!(ids(&got), vec![(1, 4), (1, 5), (2, 6), (2, 7), (2, 8)]);
+        assert_eq!(got[2], entry(2, 6, 3));
+        // Purged entries are gone from both too.
+        store
+            .purge(LogId::new(CommittedLeaderId::new(1, 1), 4))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&store.try_get_log_entries(0..).await.unwrap()),
+            vec![(1, 5), (2, 6), (2, 7), (2, 8)]
+        );
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(8));
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(4));
+    }
+
+    /// A small deterministic generator (no test dependency needed).
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n.max(1)
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_reads_equal_uncached_reads_and_the_log_under_random_operations() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // A small cache (evictions happen) against no cache at all, and a model of the log.
+        let (_db1, cached) = open(dirs.0.path());
+        let mut cached = cached
+            .with_cache_limits(16, 1500)
+            .with_max_append_bytes(400);
+        let (_db2, plain) = open(dirs.1.path());
+        let mut plain = plain.with_cache_limits(0, 0).with_max_append_bytes(400);
+        let mut model: BTreeMap<u64, Entry> = BTreeMap::new();
+        let (mut term, mut purged) = (1u64, 0u64);
+        let mut rng = Lcg(7);
+        for _ in 0..400 {
+            let last = model.keys().next_back().copied().unwrap_or(purged);
+            match rng.below(10) {
+                0..=5 => {
+                    let n = 1 + rng.below(5);
+                    let batch: Vec<Entry> = (last + 1..=last + n)
+                        .map(|i| entry(term, i, rng.below(60) as usize))
+                        .collect();
+                    for e in &batch {
+                        model.insert(e.log_id.index, e.clone());
+                    }
+                    cached.blocking_append(batch.clone()).await.unwrap();
+                    plain.blocking_append(batch).await.unwrap();
+                }
+                6 | 7 if last > purged + 1 => {
+                    // A conflict: a new leader's entries overwrite the tail from `at`.
+                    let at = purged + 1 + rng.below(last - purged);
+                    let id = model[&at].log_id;
+                    cached.truncate(id).await.unwrap();
+                    plain.truncate(id).await.unwrap();
+                    model.retain(|i, _| *i < at);
+                    term += 1;
+                    let batch: Vec<Entry> = (at..at + 1 + rng.below(3))
+                        .map(|i| entry(term, i, rng.below(60) as usize))
+                        .collect();
+                    for e in &batch {
+                        model.insert(e.log_id.index, e.clone());
+                    }
+                    cached.blocking_append(batch.clone()).await.unwrap();
+                    plain.blocking_append(batch).await.unwrap();
+                }
+                8 if last > purged + 2 => {
+                    let upto = purged + 1 + rng.below(last - purged - 1);
+                    let id = model[&upto].log_id;
+                    cached.purge(id).await.unwrap();
+                    plain.purge(id).await.unwrap();
+                    model.retain(|i, _| *i > upto);
+                    purged = upto;
+                }
+                _ => {}
+            }
+            let last = model.keys().next_back().copied().unwrap_or(purged);
+            let start = rng.below(last + 3);
+            let end = start + rng.below(30);
+            let expected: Vec<Entry> = model.range(start..end).map(|(_, e)| e.clone()).collect();
+            assert_eq!(
+                cached.try_get_log_entries(start..end).await.unwrap(),
+                expected
+            );
+            assert_eq!(
+                plain.try_get_log_entries(start..end).await.unwrap(),
+                expected
+            );
+            let all: Vec<Entry> = model.range(start..).map(|(_, e)| e.clone()).collect();
+            assert_eq!(cached.try_get_log_entries(start..).await.unwrap(), all);
+            let limited = cached.limited_get_log_entries(start, end).await.unwrap();
+            assert_eq!(
+                limited,
+                plain.limited_get_log_entries(start, end).await.unwrap()
+            );
+            assert!(expected.starts_with(&limited));
+            assert_eq!(limited.is_empty(), expected.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_written_in_the_binary_format_and_json_ones_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut store) = open(dir.path());
+        store
+            .blocking_append((1..=3).map(|i| entry(1, i, 1)))
+            .await
+            .unwrap();
+        store.save_vote(&Vote::new(1, 1)).await.unwrap();
+        let log = db.open_tree(LOG_TREE).unwrap();
+        let meta = db.open_tree(META_TREE).unwrap();
+        for item in log.iter() {
+            assert_eq!(item.unwrap().1[0], codec::FORMAT_BINARY);
+        }
+        assert_eq!(
+            meta.get(KEY_VOTE).unwrap().unwrap()[0],
+            codec::FORMAT_BINARY
+        );
+        // A JSON record (left by an interrupted migration) reads the same.
+        log.insert(
+            &4u64.to_be_bytes(),
+            serde_json::to_vec(&entry(1, 4, 1)).unwrap(),
+        )
+        .unwrap();
+        let fresh = LogStore::open(&db).unwrap().with_cache_limits(0, 0);
+        let mut reader = fresh.clone();
+        assert_eq!(
+            reader.try_get_log_entries(4..5).await.unwrap(),
+            vec![entry(1, 4, 1)]
+        );
+        // A record of an unknown version is an error, not a guess.
+        log.insert(&5u64.to_be_bytes(), vec![7u8, 0, 0]).unwrap();
+        let err = reader.try_get_log_entries(5..6).await.unwrap_err();
+        assert!(err.to_string().contains("format version 7"), "{err}");
     }
 }

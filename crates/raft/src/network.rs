@@ -249,6 +249,7 @@ async fn exchange<Resp: DeserializeOwned>(
     let builder = client
         .post(&url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(crate::wire::FORMAT_HEADER, crate::wire::WIRE_JSON_STR)
         .body(body)
         .timeout(timeout);
     let send = credentials.sign_peer_request(builder).send();
@@ -260,6 +261,7 @@ async fn exchange<Resp: DeserializeOwned>(
         }
     })?;
     let status = resp.status();
+    let answer_format = crate::wire::check(resp.headers());
     let mut bytes = Vec::new();
     loop {
         match resp.chunk().await {
@@ -283,6 +285,8 @@ async fn exchange<Resp: DeserializeOwned>(
             text.chars().take(200).collect::<String>()
         )));
     }
+    // An answer in a body format this node does not know is refused, not guessed at.
+    answer_format.map_err(|e| Failure::Network(format!("POST {url}: {e}")))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Failure::Network(format!("POST {url}: undecodable answer: {e}")))
 }

@@ -25,9 +25,12 @@ use std::path::{Path, PathBuf};
 
 use openraft::{CommittedLeaderId, Membership};
 
-use crate::log_store::{KEY_CLUSTER_ID, KEY_COMMITTED, KEY_LAST_PURGED, META_TREE};
+use crate::codec;
+use crate::layout::{
+    KEY_CLUSTER_ID, KEY_COMMITTED, KEY_DATA, KEY_FORMAT, KEY_LAST_PURGED, KEY_META, META_TREE,
+    SNAPSHOT_TREE,
+};
 use crate::snapshot_file::SnapshotFile;
-use crate::state_machine::{KEY_DATA, KEY_META, SNAPSHOT_TREE};
 use crate::types::{BasicNode, LogId, NodeId, SnapshotMeta, StoredMembership};
 
 /// Why a restore did not happen (nothing was changed on disk in any case).
@@ -178,8 +181,10 @@ fn write_sled(
         .open_tree(SNAPSHOT_TREE)
         .map_err(|e| io("cannot open the snapshot tree", &e))?;
     let mut batch = sled::Batch::default();
-    batch.insert(KEY_META, to_json(&meta)?);
-    batch.insert(KEY_DATA, file.data.as_slice());
+    let meta = codec::encode_snapshot_meta(&meta)
+        .map_err(|e| RestoreError::Io(format!("cannot encode: {e}")))?;
+    batch.insert(KEY_META, meta);
+    batch.insert(KEY_DATA, codec::encode_snapshot_data(&file.data));
     snapshots
         .apply_batch(batch)
         .map_err(|e| io("cannot write the snapshot", &e))?;
@@ -187,9 +192,10 @@ fn write_sled(
         .open_tree(META_TREE)
         .map_err(|e| io("cannot open the meta tree", &e))?;
     let mut batch = sled::Batch::default();
-    batch.insert(KEY_LAST_PURGED, to_json(&log_id)?);
-    batch.insert(KEY_COMMITTED, to_json(&Some(log_id))?);
-    batch.insert(KEY_CLUSTER_ID, to_json(&cluster_id)?);
+    batch.insert(KEY_LAST_PURGED, codec::encode_log_id(&log_id));
+    batch.insert(KEY_COMMITTED, codec::encode_opt_log_id(&Some(log_id)));
+    batch.insert(KEY_CLUSTER_ID, codec::encode_str(&cluster_id));
+    batch.insert(KEY_FORMAT, &[codec::FORMAT_BINARY]);
     meta_tree
         .apply_batch(batch)
         .map_err(|e| io("cannot write the log metadata", &e))?;
@@ -200,8 +206,4 @@ fn write_sled(
         applied_index: index,
         state_hash: file.header.state_hash.clone(),
     })
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RestoreError> {
-    serde_json::to_vec(value).map_err(|e| RestoreError::Io(format!("cannot encode: {e}")))
 }

@@ -8,7 +8,9 @@
 //! TLS layer; admin calls need the API key; `GET /raft/metrics` is open. Refusals answer `401`
 //! before the body is read. Peer requests then pass [`crate::guard`] (absurd terms, strangers,
 //! malformed entries: `400`/`403` with codes `term_out_of_range`, `not_a_member`,
-//! `bad_request`) before openraft sees them. Peer RPC answers are the JSON-encoded openraft
+//! `bad_request`) before openraft sees them. A peer request naming a body format version this
+//! node cannot read ([`crate::wire`]) is refused with `400 bad_request`, and every peer answer
+//! names its own (`x-varpulis-raft-format`). Peer RPC answers are the JSON-encoded openraft
 //! `Result`, so remote Raft errors cross the wire intact. Admin calls must reach the leader: a
 //! follower answers `421` with `{"code": "not_leader", "leader_id", "leader_url"}` (the
 //! coordinator's proxy layer, or the client, retries there), and `503` with `Retry-After` when no
@@ -55,6 +57,7 @@ pub fn router(node: RaftNode) -> Router {
         .route("/raft/snapshot-chunk", post(snapshot_chunk))
         .route("/raft/install-snapshot", post(install_snapshot_chunk))
         .route("/raft/elect", post(elect))
+        .route_layer(middleware::from_fn(wire_format))
         .route_layer(middleware::from_fn_with_state(node.clone(), require_peer))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
     let admin = Router::new()
@@ -85,6 +88,20 @@ async fn require_peer(State(node): State<RaftNode>, req: Request, next: Next) ->
         };
         error_response(ErrorBody::new(Code::Unauthorized, what))
     }
+}
+
+/// Refuses a peer request whose body is in a format version this node cannot read
+/// ([`crate::wire`]); labels every answer with the version of its body.
+async fn wire_format(req: Request, next: Next) -> Response {
+    if let Err(e) = crate::wire::check(req.headers()) {
+        return error_response(ErrorBody::new(Code::BadRequest, e.to_string()));
+    }
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(
+        crate::wire::FORMAT_HEADER,
+        header::HeaderValue::from_static(crate::wire::WIRE_JSON_STR),
+    );
+    response
 }
 
 async fn require_admin(State(node): State<RaftNode>, req: Request, next: Next) -> Response {

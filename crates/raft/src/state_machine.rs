@@ -22,8 +22,10 @@
 //! received one, writing either to sled) runs on the blocking pool: the consensus runtime has one
 //! thread, and a snapshot of a large state built there would stop heartbeats long enough for a
 //! follower to start an election. A snapshot is stored as two sled keys written in one batch:
-//! `meta` (JSON) and `data` (the JSON state, raw bytes); a database written by an older version
-//! (one `current` key holding `{meta, data}` with the data as a JSON array) is still read.
+//! `meta` and `data` (the JSON state), each behind the storage format's version byte
+//! ([`crate::codec`]; what travels to peers and into backups is the JSON state alone); a
+//! database written by an older version (one `current` key holding `{meta, data}` with the data
+//! as a JSON array) is still read.
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -36,16 +38,13 @@ use tokio::sync::{broadcast, watch};
 use varpulis_api::events::ClusterEvent;
 use varpulis_cluster::{ClusterState, Command, CommandResponse, Outcome};
 
+use crate::codec;
 use crate::error::sto_err;
+use crate::layout::{KEY_CURRENT, KEY_DATA, KEY_META, SNAPSHOT_TREE};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
-pub(crate) const SNAPSHOT_TREE: &str = "raft_snapshot";
-/// Older layout: `{meta, data}` in one JSON value (read, never written).
-const KEY_CURRENT: &[u8] = b"current";
-pub(crate) const KEY_META: &[u8] = b"meta";
-pub(crate) const KEY_DATA: &[u8] = b"data";
 /// Capacity of the applied-events broadcast; slow subscribers see `Lagged` and resync.
 const EVENTS_CAPACITY: usize = 4096;
 
@@ -138,7 +137,7 @@ impl SnapshotStore {
     /// The stored snapshot's metadata, without its data.
     fn load_meta(&self) -> Result<Option<SnapshotMeta>, StorageError> {
         if let Some(bytes) = self.tree.get(KEY_META).map_err(Self::read_err)? {
-            return serde_json::from_slice(&bytes)
+            return codec::decode_snapshot_meta(&bytes)
                 .map(Some)
                 .map_err(Self::read_err);
         }
@@ -151,8 +150,10 @@ impl SnapshotStore {
         let data = self.tree.get(KEY_DATA).map_err(Self::read_err)?;
         match (meta, data) {
             (Some(meta), Some(data)) => Ok(Some(StoredSnapshot {
-                meta: serde_json::from_slice(&meta).map_err(Self::read_err)?,
-                data: data.to_vec(),
+                meta: codec::decode_snapshot_meta(&meta).map_err(Self::read_err)?,
+                data: codec::snapshot_data_json(&data)
+                    .map_err(Self::read_err)?
+                    .to_vec(),
             })),
             _ => self.load_legacy(),
         }
@@ -185,14 +186,14 @@ impl SnapshotStore {
                 }
             }
         }
-        let meta = serde_json::to_vec(&snap.meta).map_err(|e| write_err(&e))?;
+        let meta = codec::encode_snapshot_meta(&snap.meta).map_err(|e| write_err(&e))?;
         let tree = self.tree.clone();
         // Copying megabytes into sled is work proportional to the state: not on the consensus
         // runtime.
         tokio::task::spawn_blocking(move || {
             let mut batch = sled::Batch::default();
             batch.insert(KEY_META, meta);
-            batch.insert(KEY_DATA, snap.data);
+            batch.insert(KEY_DATA, codec::encode_snapshot_data(&snap.data));
             batch.remove(KEY_CURRENT);
             tree.apply_batch(batch)
         })
@@ -521,9 +522,16 @@ mod tests {
         sm.install_snapshot(&meta(9), Box::new(Cursor::new(bytes.clone())))
             .await
             .unwrap();
-        // Stored as raw bytes next to its metadata, no legacy key left.
+        // Stored as raw bytes behind the format version, next to its metadata, no legacy key
+        // left.
         let tree = db.open_tree(SNAPSHOT_TREE).unwrap();
-        assert_eq!(tree.get(KEY_DATA).unwrap().unwrap().to_vec(), bytes);
+        let stored = tree.get(KEY_DATA).unwrap().unwrap().to_vec();
+        assert_eq!(stored[0], codec::FORMAT_BINARY);
+        assert_eq!(&stored[1..], bytes.as_slice());
+        assert_eq!(
+            tree.get(KEY_META).unwrap().unwrap()[0],
+            codec::FORMAT_BINARY
+        );
         assert!(tree.get(KEY_CURRENT).unwrap().is_none());
         // A builder holding an older state does not overwrite the newer snapshot.
         let store = sm.store.clone();

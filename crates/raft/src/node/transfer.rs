@@ -243,6 +243,7 @@ impl RaftNode {
             .admin_http
             .post(format!("{}/raft/elect", url.trim_end_matches('/')))
             .json(&request)
+            .header(crate::wire::FORMAT_HEADER, crate::wire::WIRE_JSON_STR)
             .timeout(ELECT_RPC_TIMEOUT);
         let answer = self
             .inner
