@@ -572,7 +572,7 @@ mod tests {
         );
         // A JSON record (left by an interrupted migration) reads the same.
         log.insert(
-            &4u64.to_be_bytes(),
+            4u64.to_be_bytes(),
             serde_json::to_vec(&entry(1, 4, 1)).unwrap(),
         )
         .unwrap();
@@ -583,7 +583,7 @@ mod tests {
             vec![entry(1, 4, 1)]
         );
         // A record of an unknown version is an error, not a guess.
-        log.insert(&5u64.to_be_bytes(), vec![7u8, 0, 0]).unwrap();
+        log.insert(5u64.to_be_bytes(), vec![7u8, 0, 0]).unwrap();
         let err = reader.try_get_log_entries(5..6).await.unwrap_err();
         assert!(err.to_string().contains("format version 7"), "{err}");
     }

@@ -129,12 +129,13 @@ fn migrate_log(db: &sled::Db) -> Result<usize, MigrateError> {
     Ok(converted)
 }
 
+/// Re-encodes one metadata record (version 1 in, version 2 out).
+type Recode = fn(&[u8]) -> Result<Vec<u8>, CodecError>;
+
 fn migrate_meta(meta: &sled::Tree) -> Result<usize, MigrateError> {
     let mut batch = sled::Batch::default();
     let mut converted = 0;
-    let mut convert = |key: &'static [u8],
-                       f: &dyn Fn(&[u8]) -> Result<Vec<u8>, CodecError>|
-     -> Result<(), MigrateError> {
+    let mut convert = |key: &'static [u8], f: Recode| -> Result<(), MigrateError> {
         if let Some(value) = meta.get(key)? {
             if is_json(META_TREE, key, &value)? {
                 let bytes = f(&value).map_err(|e| record_err(META_TREE, key, e))?;
@@ -144,16 +145,16 @@ fn migrate_meta(meta: &sled::Tree) -> Result<usize, MigrateError> {
         }
         Ok(())
     };
-    convert(KEY_VOTE, &|v| {
+    convert(KEY_VOTE, |v| {
         Ok(codec::encode_vote(&codec::decode_vote(v)?))
     })?;
-    convert(KEY_COMMITTED, &|v| {
+    convert(KEY_COMMITTED, |v| {
         Ok(codec::encode_opt_log_id(&codec::decode_opt_log_id(v)?))
     })?;
-    convert(KEY_LAST_PURGED, &|v| {
+    convert(KEY_LAST_PURGED, |v| {
         Ok(codec::encode_log_id(&codec::decode_log_id(v)?))
     })?;
-    convert(KEY_CLUSTER_ID, &|v| {
+    convert(KEY_CLUSTER_ID, |v| {
         Ok(codec::encode_str(&codec::decode_str(v)?))
     })?;
     meta.apply_batch(batch)?;

@@ -37,6 +37,7 @@ pub fn check(headers: &HeaderMap) -> Result<u8, UnknownWireFormat> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use axum::http::HeaderValue;

@@ -181,7 +181,7 @@ async fn a_newer_format_is_refused_with_a_clear_error_and_left_untouched() {
         let db = open_db(&dir);
         db.open_tree("raft_log")
             .unwrap()
-            .insert(&6u64.to_be_bytes(), vec![5u8, 1, 2, 3])
+            .insert(6u64.to_be_bytes(), vec![5u8, 1, 2, 3])
             .unwrap();
         db.flush().unwrap();
     }
