@@ -478,24 +478,21 @@ impl Parser {
             );
             return Err(self.error_here(msg));
         }
-        if OpKind::from_name(&name.name) != OpKind::Other {
-            let mut args = self.args()?;
-            if OpKind::from_name(&name.name) == OpKind::Aggregate {
+        // A known operator's arguments must parse. An operator the language does not have
+        // (`.order_by(price desc)`, `.fork(…)`): its arguments may not even be expressions. Keep
+        // them if they parse; otherwise skip to the closing parenthesis, so the checker reports
+        // the unknown operator, not a syntax error.
+        let kind = OpKind::from_name(&name.name);
+        let (at, n_diags) = (self.pos, self.diags.len());
+        let parsed = if kind != OpKind::Other {
+            Some(self.args()?)
+        } else {
+            self.args().ok()
+        };
+        if let Some(mut args) = parsed {
+            if kind == OpKind::Aggregate {
                 name_aggregates(&mut args);
             }
-            return Ok(StreamOp {
-                span: self.span_from(dot.span),
-                name,
-                args,
-                emit_type,
-                unparsed: false,
-            });
-        }
-        // An operator the language does not have (`.order_by(price desc)`, `.fork(…)`): its
-        // arguments may not even be expressions. Keep them if they parse; otherwise skip to the
-        // closing parenthesis, so the checker reports the unknown operator, not a syntax error.
-        let (at, n_diags) = (self.pos, self.diags.len());
-        if let Ok(args) = self.args() {
             return Ok(StreamOp {
                 span: self.span_from(dot.span),
                 name,
