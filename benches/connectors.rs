@@ -12,23 +12,17 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/inproc_worker.rs"]
+mod inproc_worker;
+
+use inproc_worker::{arg, inject_for, readings_batch, BoxError, InProcessWorker};
+
 const INJECT_BATCH: usize = 1_000;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn receive(State(n): State<Arc<AtomicU64>>, body: Bytes) -> &'static str {
     let count = match serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&body) {
@@ -39,57 +33,16 @@ async fn receive(State(n): State<Arc<AtomicU64>>, body: Bytes) -> &'static str {
     "ok"
 }
 
-/// Injects for `secs` from `clients` clients; returns (events injected, start instant).
+/// Injects batches of 1,000 readings for `secs` from `clients` clients; returns (events
+/// injected, start instant).
 async fn inject(
     url: &str,
     id: &str,
     secs: u64,
     clients: usize,
 ) -> Result<(u64, Instant), BoxError> {
-    let events: Vec<Value> = (0..INJECT_BATCH)
-        .map(|i| json!({"event_type": "Reading", "fields": {"id": format!("s{}", i % 50), "temp": (i % 100) as i64}}))
-        .collect();
-    let body = Bytes::from(serde_json::to_vec(&json!({ "events": events }))?);
-    let batch_url = format!("{url}/api/v1/pipelines/{id}/events-batch");
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, body, batch_url) = (reqwest::Client::new(), body.clone(), batch_url.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut sent = 0u64;
-            while Instant::now() < deadline {
-                let r = http
-                    .post(&batch_url)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    return Err(format!("inject answered {}", r.status()).into());
-                }
-                let _ = r.bytes().await?;
-                sent += INJECT_BATCH as u64;
-            }
-            Ok::<u64, BoxError>(sent)
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await??;
-    }
-    Ok((total, started))
-}
-
-async fn deploy(url: &str, source: &str) -> Result<String, BoxError> {
-    let deployed: Value = reqwest::Client::new()
-        .post(format!("{url}/api/v1/pipelines"))
-        .json(&json!({"name": "bench", "source": source}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(deployed["id"].as_str().ok_or("deploy failed")?.to_owned())
+    let body = readings_batch(INJECT_BATCH)?;
+    inject_for(url, id, &body, INJECT_BATCH, secs, clients).await
 }
 
 async fn bench() -> Result<(), BoxError> {
@@ -97,16 +50,8 @@ async fn bench() -> Result<(), BoxError> {
     let clients = arg("--clients", 4) as usize;
     let batch = arg("--batch", 500);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let cfg = varpulis_worker::WorkerConfig {
-        worker_id: "bench".into(),
-        ..Default::default()
-    };
-    let server = tokio::spawn(varpulis_worker::run(cfg, listener, async move {
-        let _ = stopped.await;
-    }));
+    let worker = InProcessWorker::start().await?;
+    let url = worker.url.clone();
     let received = Arc::new(AtomicU64::new(0));
     let target = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let target_url = format!("http://{}/in", target.local_addr()?);
@@ -118,7 +63,9 @@ async fn bench() -> Result<(), BoxError> {
     });
 
     // Baseline: the same pipeline without a sink.
-    let base_id = deploy(&url, "stream Out = Reading .emit(id: id, temp: temp)\n").await?;
+    let base_id = worker
+        .deploy("bench", "stream Out = Reading .emit(id: id, temp: temp)\n")
+        .await?;
     let (n, started) = inject(&url, &base_id, secs, clients).await?;
     let baseline = n as f64 / started.elapsed().as_secs_f64();
     println!(
@@ -130,7 +77,7 @@ async fn bench() -> Result<(), BoxError> {
         "connector H = http(url: \"{target_url}\", batch: {batch})\n\
          stream Out = Reading .emit(id: id, temp: temp) .to(H)\n"
     );
-    let id = deploy(&url, &src).await?;
+    let id = worker.deploy("bench", &src).await?;
     let (n, started) = inject(&url, &id, secs, clients).await?;
     while received.load(Ordering::Relaxed) < n {
         if started.elapsed() > Duration::from_secs(secs * 20 + 60) {
@@ -156,7 +103,7 @@ async fn bench() -> Result<(), BoxError> {
          stream Out = Reading .emit(id: id, temp: temp) .to(F)\n",
         path.display()
     );
-    let fid = deploy(&url, &src).await?;
+    let fid = worker.deploy("bench", &src).await?;
     let (n, started) = inject(&url, &fid, secs, clients).await?;
     let http = reqwest::Client::new();
     loop {
@@ -181,8 +128,7 @@ async fn bench() -> Result<(), BoxError> {
         rate / baseline
     );
 
-    let _ = stop.send(());
-    let _ = server.await;
+    let _ = worker.stop().await;
     Ok(())
 }
 

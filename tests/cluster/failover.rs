@@ -3,7 +3,6 @@
 //! restarted on its data dir, converges to the same state hash.
 
 use crate::harness::{fake_worker, wait_until, Ensemble, Opts};
-use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -54,29 +53,7 @@ pub async fn register_retrying(ens: &Ensemble, via: usize, id: &str, timeout: Du
     .await
 }
 
-/// Waits until every coordinator in `nodes` reports the same `last_applied` and `state_hash`.
-pub async fn wait_converged(ens: &Ensemble, nodes: &[usize], timeout: Duration) -> (u64, String) {
-    wait_until(
-        "same last_applied and state_hash everywhere",
-        timeout,
-        Duration::from_millis(100),
-        || async move {
-            let mut seen: Option<(u64, String)> = None;
-            for &i in nodes {
-                let m: Value = ens.metrics(i).await?;
-                let applied = m["last_applied"].as_u64()?;
-                let hash = m["state_hash"].as_str()?.to_owned();
-                match &seen {
-                    None => seen = Some((applied, hash)),
-                    Some(s) if *s == (applied, hash) => {}
-                    Some(_) => return None,
-                }
-            }
-            seen
-        },
-    )
-    .await
-}
+pub use crate::harness::wait_converged;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_leader_keeps_acked_writes_and_restarted_node_converges() {

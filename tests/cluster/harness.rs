@@ -1208,6 +1208,44 @@ impl Ensemble {
     }
 }
 
+/// Waits until every coordinator in `nodes` reports the same `last_applied` and `state_hash`
+/// (`GET /raft/metrics`); returns them.
+pub async fn wait_converged(ens: &Ensemble, nodes: &[usize], timeout: Duration) -> (u64, String) {
+    wait_until(
+        "same last_applied and state_hash everywhere",
+        timeout,
+        Duration::from_millis(100),
+        || async move {
+            let mut seen: Option<(u64, String)> = None;
+            for &i in nodes {
+                let m: Value = ens.metrics(i).await?;
+                let applied = m["last_applied"].as_u64().unwrap_or(0);
+                let hash = m["state_hash"].as_str()?.to_owned();
+                match &seen {
+                    None => seen = Some((applied, hash)),
+                    Some(s) if *s == (applied, hash) => {}
+                    Some(_) => return None,
+                }
+            }
+            seen
+        },
+    )
+    .await
+}
+
+/// MQTT options of a test client on `127.0.0.1:port` named `name-<random>` (keep-alive 10 s,
+/// 100 in flight).
+pub fn mqtt_options(port: u16, name: &str) -> rumqttc::MqttOptions {
+    let mut o = rumqttc::MqttOptions::new(
+        format!("{name}-{:08x}", rand::random::<u32>()),
+        "127.0.0.1",
+        port,
+    );
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_inflight(100);
+    o
+}
+
 /// Subscribes a test MQTT client built from `options` (request queue `cap`) to `topic`;
 /// returns once the broker acknowledged, with the client and the received JSON payloads
 /// (`null` for a payload that is not JSON). The event loop runs in the background.

@@ -3,9 +3,9 @@
 //! exactly once across the switch (no gap, no duplicate) and the count must continue from the
 //! old version's state.
 
-use crate::harness::{free_port, mqtt_subscriber, Ensemble, Opts};
+use crate::harness::{free_port, mqtt_options, mqtt_subscriber, Ensemble, Opts};
 use crate::migration::group_view;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -57,24 +57,13 @@ fn mqtt_counter(port: u16, prefix: &str, ver: i64) -> String {
     )
 }
 
-fn options(port: u16, name: &str) -> MqttOptions {
-    let mut o = MqttOptions::new(
-        format!("{name}-{:08x}", rand::random::<u32>()),
-        "127.0.0.1",
-        port,
-    );
-    o.set_keep_alive(Duration::from_secs(10));
-    o.set_inflight(100);
-    o
-}
-
 fn client(port: u16, name: &str) -> (AsyncClient, rumqttc::EventLoop) {
-    AsyncClient::new(options(port, name), 256)
+    AsyncClient::new(mqtt_options(port, name), 256)
 }
 
 /// Subscribes to `topic`; returns once the broker acknowledged, with the received payloads.
 async fn subscribe(port: u16, topic: &str) -> (AsyncClient, mpsc::UnboundedReceiver<Value>) {
-    mqtt_subscriber(options(port, "live-sub"), 256, topic).await
+    mqtt_subscriber(mqtt_options(port, "live-sub"), 256, topic).await
 }
 
 /// A publisher whose event loop runs in the background.

@@ -2,8 +2,10 @@
 //! lease and self-fencing, and the removal of stale copies when a cut-off worker comes back.
 
 use crate::cut_proxy::CutProxy;
-use crate::harness::{free_port, mqtt_subscriber, wait_until, Api, Ensemble, NetLayout, Opts};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use crate::harness::{
+    free_port, mqtt_options, mqtt_subscriber, wait_until, Api, Ensemble, NetLayout, Opts,
+};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -65,15 +67,88 @@ fn echo(port: u16, prefix: &str) -> String {
     )
 }
 
-fn mqtt_options(port: u16, name: &str) -> MqttOptions {
-    let mut o = MqttOptions::new(
-        format!("{name}-{:08x}", rand::random::<u32>()),
-        "127.0.0.1",
-        port,
-    );
-    o.set_keep_alive(Duration::from_secs(10));
-    o.set_inflight(100);
-    o
+/// Waits (polling every 100 ms, panicking after `timeout`) until the coordinators hold `n`
+/// worker sessions in all.
+async fn wait_sessions(ens: &Ensemble, n: u64, what: &str, timeout: Duration) {
+    wait_until(what, timeout, Duration::from_millis(100), || async move {
+        (ws_connections(ens).await == n).then_some(())
+    })
+    .await;
+}
+
+/// A steady numbered MQTT flow: `{"value": i}` for i = 1, 2, … on one topic every 10 ms.
+struct NumberedFlow {
+    stopped: Arc<AtomicBool>,
+    sent: Arc<AtomicI64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NumberedFlow {
+    /// Starts publishing to `topic` on the broker at `port` as client `name`.
+    fn start(port: u16, name: &str, topic: String) -> Self {
+        let (pubc, mut el) = AsyncClient::new(mqtt_options(port, name), 1024);
+        tokio::spawn(async move {
+            loop {
+                if el.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicI64::new(0));
+        let task = {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let payload = json!({"value": i}).to_string();
+                    let _ = pubc.publish(&topic, QoS::AtLeastOnce, false, payload).await;
+                    sent.store(i, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        Self {
+            stopped: stop,
+            sent,
+            task,
+        }
+    }
+
+    /// Stops the flow; returns the last value sent.
+    async fn stop(self) -> i64 {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.task.await.expect("flow");
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// Waits up to 20 s for the first output.
+async fn first_output(outs: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>) {
+    wait_until(
+        "first outputs",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let got = outs.try_recv().ok();
+            async move { got }
+        },
+    )
+    .await;
+}
+
+/// How many times each `v` came out, reading until 1.5 s pass without an output.
+async fn output_counts(
+    outs: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) -> BTreeMap<i64, usize> {
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(1500), outs.recv()).await {
+        if let Some(n) = crate::harness::event_field(&v, "v").as_i64() {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    seen
 }
 
 /// Names of the pipelines of worker `url` in `status`.
@@ -129,40 +204,9 @@ async fn a_worker_cut_off_from_every_coordinator_fences_and_its_pipeline_runs_on
     ens.deploy_group(0, &spec).await;
 
     // A steady numbered flow, one message every 10 ms.
-    let (pubc, mut el) = AsyncClient::new(mqtt_options(broker_port, "cut-pub"), 1024);
-    tokio::spawn(async move {
-        loop {
-            if el.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicI64::new(0));
-    let flow = {
-        let (stop, sent, topic) = (stop.clone(), sent.clone(), format!("{prefix}/in"));
-        tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let payload = json!({"value": i}).to_string();
-                let _ = pubc.publish(&topic, QoS::AtLeastOnce, false, payload).await;
-                sent.store(i, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let flow = NumberedFlow::start(broker_port, "cut-pub", format!("{prefix}/in"));
     // Outputs flow from the worker about to be cut.
-    wait_until(
-        "first outputs",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            let got = outs.try_recv().ok();
-            async move { got }
-        },
-    )
-    .await;
+    first_output(&mut outs).await;
     assert_eq!(
         pipelines_in(&cut_api, &cut_url, "running").await,
         Some(vec![ECHO.to_owned()])
@@ -172,7 +216,7 @@ async fn a_worker_cut_off_from_every_coordinator_fences_and_its_pipeline_runs_on
     let overlap = Arc::new(AtomicI64::new(0));
     let samples = Arc::new(AtomicI64::new(0));
     let sampler = {
-        let (overlap, samples, stop) = (overlap.clone(), samples.clone(), stop.clone());
+        let (overlap, samples, stop) = (overlap.clone(), samples.clone(), flow.stopped.clone());
         let (cut_api, spare_api) = (cut_api.clone(), spare_api.clone());
         let (cut_url, spare_url) = (cut_url.clone(), spare_url.clone());
         tokio::spawn(async move {
@@ -225,7 +269,7 @@ async fn a_worker_cut_off_from_every_coordinator_fences_and_its_pipeline_runs_on
     )
     .await;
     let moved_after = cut_at.elapsed();
-    let moved_at_value = sent.load(Ordering::Relaxed);
+    let moved_at_value = flow.sent.load(Ordering::Relaxed);
     assert!(
         fenced_after < moved_after,
         "fenced after {fenced_after:?}, moved after {moved_after:?}"
@@ -252,18 +296,11 @@ async fn a_worker_cut_off_from_every_coordinator_fences_and_its_pipeline_runs_on
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    flow.await.expect("flow");
+    let last = flow.stop().await;
     sampler.await.expect("sampler");
-    let last = sent.load(Ordering::Relaxed);
 
     // Every output exactly once, none lost.
-    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
-    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(1500), outs.recv()).await {
-        if let Some(n) = crate::harness::event_field(&v, "v").as_i64() {
-            *seen.entry(n).or_default() += 1;
-        }
-    }
+    let seen = output_counts(&mut outs).await;
     let dups: Vec<i64> = seen
         .iter()
         .filter(|(_, c)| **c > 1)
@@ -322,14 +359,11 @@ async fn a_killed_workers_pipeline_moves_within_two_seconds_through_its_session(
         ..Opts::default()
     };
     let mut ens = Ensemble::start(3, 2, opts).await;
-    wait_until(
+    wait_sessions(
+        &ens,
+        2,
         "every worker holds a session",
         Duration::from_secs(15),
-        Duration::from_millis(100),
-        || {
-            let ens = &ens;
-            async move { (ws_connections(ens).await == 2).then_some(()) }
-        },
     )
     .await;
     // Sessions settle on the leader (a follower sends them there: it cannot renew leases)
@@ -373,14 +407,11 @@ async fn a_killed_workers_pipeline_moves_within_two_seconds_through_its_session(
         logs.contains("WebSocket disconnected: worker-0"),
         "no disconnect logged"
     );
-    wait_until(
+    wait_sessions(
+        &ens,
+        1,
         "the dead worker's session is gone",
         Duration::from_secs(5),
-        Duration::from_millis(100),
-        || {
-            let ens = &ens;
-            async move { (ws_connections(ens).await == 1).then_some(()) }
-        },
     )
     .await;
 }
@@ -441,14 +472,11 @@ async fn sessions_over_wss_renew_leases_with_mutual_tls() {
     };
     let ens = Ensemble::start(3, 1, opts).await;
     assert!(ens.coords[0].url.starts_with("https://"));
-    wait_until(
+    wait_sessions(
+        &ens,
+        1,
         "the worker holds a wss:// session",
         Duration::from_secs(20),
-        Duration::from_millis(100),
-        || {
-            let ens = &ens;
-            async move { (ws_connections(ens).await == 1).then_some(()) }
-        },
     )
     .await;
     let api = ens.api.with_key(Some(&ens.opts.worker_key));
@@ -493,53 +521,15 @@ async fn a_killed_workers_mqtt_pipeline_moves_and_loses_nothing() {
     let gid = ens.deploy_group(0, &spec).await;
     crate::migration::wait_placed(&ens, 0, &gid, "echo", "worker-0").await;
 
-    let (pubc, mut el) = AsyncClient::new(mqtt_options(broker_port, "kill-pub"), 1024);
-    tokio::spawn(async move {
-        loop {
-            if el.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicI64::new(0));
-    let flow = {
-        let (stop, sent, topic) = (stop.clone(), sent.clone(), format!("{prefix}/in"));
-        tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let payload = json!({"value": i}).to_string();
-                let _ = pubc.publish(&topic, QoS::AtLeastOnce, false, payload).await;
-                sent.store(i, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
-    wait_until(
-        "first outputs",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            let got = outs.try_recv().ok();
-            async move { got }
-        },
-    )
-    .await;
+    let flow = NumberedFlow::start(broker_port, "kill-pub", format!("{prefix}/in"));
+    first_output(&mut outs).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut ens = ens;
     ens.workers[0].proc.kill();
     crate::migration::wait_placed(&ens, 0, &gid, "echo", "worker-1").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    flow.await.expect("flow");
-    let last = sent.load(Ordering::Relaxed);
-    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
-    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(1500), outs.recv()).await {
-        if let Some(n) = crate::harness::event_field(&v, "v").as_i64() {
-            *seen.entry(n).or_default() += 1;
-        }
-    }
+    let last = flow.stop().await;
+    let seen = output_counts(&mut outs).await;
     let first = seen.keys().next().copied().unwrap_or(1);
     let missing: Vec<i64> = (first..=last).filter(|v| !seen.contains_key(v)).collect();
     let dups: usize = seen.values().map(|c| c - 1).sum();

@@ -22,6 +22,22 @@ fn program(params: &str) -> String {
     )
 }
 
+/// A target answering after `delay_ms`, a worker, and its `hot` pipeline sending to the target
+/// with the connector parameters `params(target URL)`; the target's stop handle must be kept.
+async fn delayed_target_pipeline(
+    delay_ms: u64,
+    params: impl FnOnce(&str) -> String,
+) -> (Target, tokio::sync::oneshot::Sender<()>, Worker, String) {
+    let (t, url, stop) = target::start(Behaviour {
+        delay: Duration::from_millis(delay_ms),
+        ..Behaviour::default()
+    })
+    .await;
+    let w = start_worker(config()).await;
+    let id = deploy(&w, "hot", &program(&params(&url))).await;
+    (t, stop, w, id)
+}
+
 async fn inject(w: &Worker, id: &str, events: Value) -> Value {
     let (s, b) = post(
         &format!("{}/api/v1/pipelines/{id}/events-batch", w.url),
@@ -104,18 +120,8 @@ async fn failed_requests_are_retried_until_delivered_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_json_arrays_of_at_most_batch_events() {
-    let (t, url, _stop) = target::start(Behaviour {
-        delay: Duration::from_millis(20),
-        ..Behaviour::default()
-    })
-    .await;
-    let w = start_worker(config()).await;
-    let id = deploy(
-        &w,
-        "hot",
-        &program(&format!("url: \"{url}/in\", batch: 50")),
-    )
-    .await;
+    let (t, _stop, w, id) =
+        delayed_target_pipeline(20, |url| format!("url: \"{url}/in\", batch: 50")).await;
     for k in 0..4 {
         inject(&w, &id, readings(k * 100..(k + 1) * 100)).await;
     }
@@ -136,18 +142,8 @@ async fn batches_are_json_arrays_of_at_most_batch_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_target_applies_backpressure_and_loses_nothing() {
-    let (t, url, _stop) = target::start(Behaviour {
-        delay: Duration::from_millis(100),
-        ..Behaviour::default()
-    })
-    .await;
-    let w = start_worker(config()).await;
-    let id = deploy(
-        &w,
-        "hot",
-        &program(&format!("url: \"{url}/slow\", queue: 5")),
-    )
-    .await;
+    let (t, _stop, w, id) =
+        delayed_target_pipeline(100, |url| format!("url: \"{url}/slow\", queue: 5")).await;
     let started = Instant::now();
     inject(&w, &id, readings(0..30)).await;
     let waited = started.elapsed();

@@ -5,29 +5,13 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_varpulis");
 
-#[test]
-fn run_writes_file_sinks_and_prints_console_sinks_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("hot.jsonl");
-    let vpl = dir.path().join("p.vpl");
-    std::fs::write(
-        &vpl,
-        format!(
-            "connector F = file(path: \"{}\", rotate_bytes: 100)\nconnector C = console()\n\
-             stream Hot = Reading .where(temp > 50) .emit(id: id, temp: temp) .to(F) .to(C)\n\
-             stream Raw = Reading .where(temp < 0) .to(C)\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    let evt = dir.path().join("e.evt");
-    std::fs::write(
-        &evt,
-        "Reading { id: \"a\", temp: 70 }\nReading { id: \"b\", temp: 10 }\n\
-         Reading { id: \"c\", temp: 90 }\nReading { id: \"d\", temp: -5 }\n",
-    )
-    .unwrap();
-    let o = Command::new(BIN)
+/// `varpulis run p.vpl --events e.evt` with both files written in `dir`.
+fn run(dir: &std::path::Path, program: &str, events: &str) -> std::process::Output {
+    let vpl = dir.join("p.vpl");
+    std::fs::write(&vpl, program).unwrap();
+    let evt = dir.join("e.evt");
+    std::fs::write(&evt, events).unwrap();
+    Command::new(BIN)
         .args([
             "run",
             vpl.to_str().unwrap(),
@@ -35,7 +19,25 @@ fn run_writes_file_sinks_and_prints_console_sinks_once() {
             evt.to_str().unwrap(),
         ])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn run_writes_file_sinks_and_prints_console_sinks_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hot.jsonl");
+    let program = format!(
+        "connector F = file(path: \"{}\", rotate_bytes: 100)\nconnector C = console()\n\
+         stream Hot = Reading .where(temp > 50) .emit(id: id, temp: temp) .to(F) .to(C)\n\
+         stream Raw = Reading .where(temp < 0) .to(C)\n",
+        out.display()
+    );
+    let o = run(
+        dir.path(),
+        &program,
+        "Reading { id: \"a\", temp: 70 }\nReading { id: \"b\", temp: 10 }\n\
+         Reading { id: \"c\", temp: 90 }\nReading { id: \"d\", temp: -5 }\n",
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout: Vec<Value> = String::from_utf8(o.stdout)
         .unwrap()
@@ -65,23 +67,11 @@ fn run_writes_file_sinks_and_prints_console_sinks_once() {
 #[test]
 fn run_refuses_a_file_sink_it_cannot_open() {
     let dir = tempfile::tempdir().unwrap();
-    let vpl = dir.path().join("p.vpl");
-    std::fs::write(
-        &vpl,
+    let o = run(
+        dir.path(),
         "connector F = file(path: \"/nonexistent-dir/q/o.jsonl\")\nstream S = A .emit(x: x) .to(F)\n",
-    )
-    .unwrap();
-    let evt = dir.path().join("e.evt");
-    std::fs::write(&evt, "A { x: 1 }\n").unwrap();
-    let o = Command::new(BIN)
-        .args([
-            "run",
-            vpl.to_str().unwrap(),
-            "--events",
-            evt.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        "A { x: 1 }\n",
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot open"));
 }

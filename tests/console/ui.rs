@@ -46,6 +46,39 @@ async fn type_vpl(browser: &Browser, text: &str) {
         .await;
 }
 
+/// Waits until the editor reports its program valid (`what` names it in a timeout).
+async fn wait_editor_valid(browser: &Browser, what: &str) {
+    browser
+        .wait_js(
+            "return document.querySelector('.editor-status').dataset.valid === 'true';",
+            vec![],
+            SHOWN,
+            what,
+        )
+        .await;
+}
+
+/// Clicks `button`, then waits up to 90 s (a rolling update) until `msg` satisfies `ok`.
+async fn click_and_wait(
+    browser: &Browser,
+    button: &str,
+    msg: &str,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) {
+    browser.click(button).await;
+    browser
+        .wait_text(msg, Duration::from_secs(90), what, ok)
+        .await;
+}
+
+/// Waits until the group page shows `version` as the current version.
+async fn wait_group_version(browser: &Browser, version: u32) {
+    browser
+        .wait_for(&format!("#group-version[data-version='{version}']"), SHOWN)
+        .await;
+}
+
 async fn page_has(browser: &Browser, needle: &str) -> bool {
     browser.page_text().await.contains(needle)
 }
@@ -357,26 +390,16 @@ async fn console_runs_a_cluster_through_a_follower() {
     // --- A new version from the editor (rolling update, state kept), then a rollback. ------
     type_vpl(&browser, V2).await;
     browser.wait_for("#pipeline-tabs button.dirty", SHOWN).await;
-    browser
-        .wait_js(
-            "return document.querySelector('.editor-status').dataset.valid === 'true';",
-            vec![],
-            SHOWN,
-            "v2 valid",
-        )
-        .await;
-    browser.click("#deploy").await;
-    browser
-        .wait_text(
-            "#deploy-msg",
-            Duration::from_secs(90),
-            "the rolling update",
-            |t| t.contains("Version 2 is running") && t.contains("state keep"),
-        )
-        .await;
-    browser
-        .wait_for("#group-version[data-version='2']", SHOWN)
-        .await;
+    wait_editor_valid(&browser, "v2 valid").await;
+    click_and_wait(
+        &browser,
+        "#deploy",
+        "#deploy-msg",
+        "the rolling update",
+        |t| t.contains("Version 2 is running") && t.contains("state keep"),
+    )
+    .await;
+    wait_group_version(&browser, 2).await;
     // 60 passes the new threshold only; the output stream follows the replaced pipeline.
     let deadline = std::time::Instant::now() + SHOWN;
     let v2_output = "return [...document.querySelectorAll('#output tr.output-row')]
@@ -392,18 +415,15 @@ async fn console_runs_a_cluster_through_a_follower() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    browser.click("#rollback").await;
-    browser
-        .wait_text(
-            "#rollback-msg",
-            Duration::from_secs(90),
-            "the rollback",
-            |t| t.contains("Version 3 is running") && t.contains("restores version 1"),
-        )
-        .await;
-    browser
-        .wait_for("#group-version[data-version='3']", SHOWN)
-        .await;
+    click_and_wait(
+        &browser,
+        "#rollback",
+        "#rollback-msg",
+        "the rollback",
+        |t| t.contains("Version 3 is running") && t.contains("restores version 1"),
+    )
+    .await;
+    wait_group_version(&browser, 3).await;
     browser
         .wait_js(
             "return document.querySelector('.editor-wrap textarea').value.includes('temperature > 100');",
@@ -415,36 +435,25 @@ async fn console_runs_a_cluster_through_a_follower() {
     // A version whose state cannot carry over (the stream is renamed): refused with "keep when
     // compatible", deployed with "state: reset".
     type_vpl(&browser, V4).await;
-    browser
-        .wait_js(
-            "return document.querySelector('.editor-status').dataset.valid === 'true';",
-            vec![],
-            SHOWN,
-            "v4 valid",
-        )
-        .await;
-    browser.click("#deploy").await;
-    browser
-        .wait_text(
-            "#deploy-msg",
-            Duration::from_secs(90),
-            "the refusal of a state change",
-            |t| t.contains("Not deployed") && t.contains("state: reset"),
-        )
-        .await;
-    browser
-        .wait_for("#group-version[data-version='3']", SHOWN)
-        .await;
+    wait_editor_valid(&browser, "v4 valid").await;
+    click_and_wait(
+        &browser,
+        "#deploy",
+        "#deploy-msg",
+        "the refusal of a state change",
+        |t| t.contains("Not deployed") && t.contains("state: reset"),
+    )
+    .await;
+    wait_group_version(&browser, 3).await;
     browser.click("#state-mode option[value='reset']").await;
-    browser.click("#deploy").await;
-    browser
-        .wait_text(
-            "#deploy-msg",
-            Duration::from_secs(90),
-            "the update with a state reset",
-            |t| t.contains("Version 4 is running") && t.contains("state reset"),
-        )
-        .await;
+    click_and_wait(
+        &browser,
+        "#deploy",
+        "#deploy-msg",
+        "the update with a state reset",
+        |t| t.contains("Version 4 is running") && t.contains("state reset"),
+    )
+    .await;
     browser
         .wait_for("#versions tr[data-version='4']", SHOWN)
         .await;

@@ -2,53 +2,18 @@
 //! `--transport nats`. Workers advertise HTTP addresses nobody listens on, so every deploy and
 //! inject that succeeds went over NATS request/reply.
 
-use crate::harness::{
-    event_field, free_port, wait_until, Ensemble, Opts, Proc, Worker, WORKER_KEY,
-};
+use crate::harness::{event_field, wait_until, Ensemble, Opts, Worker};
 use crate::start_nats;
 use serde_json::json;
 use std::time::Duration;
 
 fn nats_worker(id: &str, nats_url: &str, logs: &std::path::Path) -> Worker {
-    let port = free_port();
-    // Never listened on: coordinators must not need the worker's HTTP API.
-    let advertise = format!("http://127.0.0.1:{}", free_port());
-    let args = vec![
-        "server".to_owned(),
-        "--port".into(),
-        port.to_string(),
-        "--api-key".into(),
-        WORKER_KEY.into(),
-        "--worker-id".into(),
-        id.into(),
-        "--advertise-address".into(),
-        advertise.clone(),
-        "--heartbeat-interval".into(),
-        "1".into(),
-        "--transport".into(),
-        "nats".into(),
-        "--nats-url".into(),
-        nats_url.into(),
-    ];
-    Worker {
-        id: id.into(),
-        port,
-        url: advertise,
-        proc: Proc::spawn(id, args, logs),
-    }
+    crate::nats_worker(id, nats_url, &[], logs)
 }
 
 /// Coordinators in NATS mode on `nats_url`.
 fn nats_opts(nats_url: &str) -> Opts {
-    Opts {
-        coord_extra_args: vec![
-            "--transport".into(),
-            "nats".into(),
-            "--nats-url".into(),
-            nats_url.into(),
-        ],
-        ..Opts::default()
-    }
+    crate::nats_opts(nats_url, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,20 +28,7 @@ async fn nats_transport_register_heartbeat_deploy_inject_and_failure() {
     let ids: Vec<String> = vec!["nats-w0".into(), "nats-w1".into()];
 
     // Register + heartbeat over NATS: both become ready.
-    {
-        let ens = &ens;
-        let ids = &ids;
-        if crate::harness::try_wait_until(
-            Duration::from_secs(30),
-            Duration::from_millis(200),
-            || async move { ens.workers_in_status(ids, "ready").await.then_some(()) },
-        )
-        .await
-        .is_none()
-        {
-            panic!("workers never ready over nats:\n{}", ens.all_logs(40));
-        }
-    }
+    crate::wait_ready_over(&ens, &ids, "nats").await;
     let leader = ens.wait_leader(Duration::from_secs(20)).await;
     let follower = ens.others(leader)[0];
     let list = ens.worker_list(follower).await.expect("worker list");

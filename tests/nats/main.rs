@@ -14,7 +14,7 @@ mod connector;
 mod tls;
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,66 @@ fn nats_server_binary() -> Option<PathBuf> {
         .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join("nats-server"))
         .find(|p| p.is_file())
+}
+
+/// A worker with `--transport nats --nats-url URL` (and `extra` flags) that advertises an HTTP
+/// address nobody listens on: every deploy and inject that works went over NATS.
+pub fn nats_worker(id: &str, nats_url: &str, extra: &[String], logs: &Path) -> harness::Worker {
+    let port = harness::free_port();
+    let advertise = format!("http://127.0.0.1:{}", harness::free_port());
+    let mut args = vec![
+        "server".to_owned(),
+        "--port".into(),
+        port.to_string(),
+        "--api-key".into(),
+        harness::WORKER_KEY.into(),
+        "--worker-id".into(),
+        id.into(),
+        "--advertise-address".into(),
+        advertise.clone(),
+        "--heartbeat-interval".into(),
+        "1".into(),
+        "--transport".into(),
+        "nats".into(),
+        "--nats-url".into(),
+        nats_url.into(),
+    ];
+    args.extend_from_slice(extra);
+    harness::Worker {
+        id: id.into(),
+        port,
+        url: advertise,
+        proc: harness::Proc::spawn(id, args, logs),
+    }
+}
+
+/// Coordinators in NATS mode on `nats_url` (with `extra` flags).
+pub fn nats_opts(nats_url: &str, extra: &[String]) -> harness::Opts {
+    let mut coord_extra_args = vec![
+        "--transport".to_owned(),
+        "nats".into(),
+        "--nats-url".into(),
+        nats_url.into(),
+    ];
+    coord_extra_args.extend_from_slice(extra);
+    harness::Opts {
+        coord_extra_args,
+        ..harness::Opts::default()
+    }
+}
+
+/// Waits up to 30 s until every worker of `ids` is `ready`; panics with the logs otherwise
+/// (`over` names the transport in the message).
+pub async fn wait_ready_over(ens: &harness::Ensemble, ids: &[String], over: &str) {
+    let ready = harness::try_wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async move { ens.workers_in_status(ids, "ready").await.then_some(()) },
+    )
+    .await;
+    if ready.is_none() {
+        panic!("workers never ready over {over}:\n{}", ens.all_logs(40));
+    }
 }
 
 /// Starts `nats-server -a 127.0.0.1 -p PORT`; `None` (after printing why) when the binary is

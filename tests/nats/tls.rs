@@ -2,7 +2,7 @@
 //! CA, coordinators and workers on `tls://` with `--tls-ca`; a worker trusting another CA
 //! never registers.
 
-use crate::harness::{free_port, wait_until, Ensemble, Opts, Proc, Worker, WORKER_KEY};
+use crate::harness::{wait_until, Ensemble, Worker};
 use crate::start_nats_with;
 use serde_json::json;
 use std::path::Path;
@@ -10,34 +10,8 @@ use std::time::Duration;
 use varpulis_tls::throwaway::ThrowawayCa;
 
 fn tls_worker(id: &str, nats_url: &str, ca: &Path, logs: &Path) -> Worker {
-    let port = free_port();
-    // Never listened on: every deploy and inject that works went over NATS.
-    let advertise = format!("http://127.0.0.1:{}", free_port());
-    let args = vec![
-        "server".to_owned(),
-        "--port".into(),
-        port.to_string(),
-        "--api-key".into(),
-        WORKER_KEY.into(),
-        "--worker-id".into(),
-        id.into(),
-        "--advertise-address".into(),
-        advertise.clone(),
-        "--heartbeat-interval".into(),
-        "1".into(),
-        "--transport".into(),
-        "nats".into(),
-        "--nats-url".into(),
-        nats_url.into(),
-        "--tls-ca".into(),
-        ca.display().to_string(),
-    ];
-    Worker {
-        id: id.into(),
-        port,
-        url: advertise,
-        proc: Proc::spawn(id, args, logs),
-    }
+    let tls_ca = ["--tls-ca".to_owned(), ca.display().to_string()];
+    crate::nats_worker(id, nats_url, &tls_ca, logs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,17 +36,8 @@ async fn the_nats_transport_runs_over_tls_and_refuses_an_unknown_ca() {
     let Some(nats) = start_nats_with(&args, "tls") else {
         return;
     };
-    let opts = Opts {
-        coord_extra_args: vec![
-            "--transport".into(),
-            "nats".into(),
-            "--nats-url".into(),
-            nats.url.clone(),
-            "--tls-ca".into(),
-            ca_file.display().to_string(),
-        ],
-        ..Opts::default()
-    };
+    let tls_ca = ["--tls-ca".to_owned(), ca_file.display().to_string()];
+    let opts = crate::nats_opts(&nats.url, &tls_ca);
     let mut ens = Ensemble::start(3, 0, opts).await;
     let logs = tempfile::tempdir().expect("logs");
     ens.workers
@@ -80,20 +45,7 @@ async fn the_nats_transport_runs_over_tls_and_refuses_an_unknown_ca() {
     ens.workers
         .push(tls_worker("stranger", &nats.url, &other_file, logs.path()));
     let ids = vec!["tls-w0".to_string()];
-    {
-        let ens = &ens;
-        let ids = &ids;
-        if crate::harness::try_wait_until(
-            Duration::from_secs(30),
-            Duration::from_millis(200),
-            || async move { ens.workers_in_status(ids, "ready").await.then_some(()) },
-        )
-        .await
-        .is_none()
-        {
-            panic!("worker never ready over nats+tls:\n{}", ens.all_logs(40));
-        }
-    }
+    crate::wait_ready_over(&ens, &ids, "nats+tls").await;
     let leader = ens.wait_leader(Duration::from_secs(20)).await;
     let group = json!({
         "name": "tls-group",

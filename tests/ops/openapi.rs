@@ -516,21 +516,9 @@ async fn openapi_matches_a_live_ensemble() {
     let http = reqwest::Client::new();
 
     // Health, readiness, metrics on a coordinator.
-    ck.check(
-        "get",
-        "/health",
-        &api.get(&format!("{c}/health")).await.unwrap(),
-    );
-    ck.check(
-        "get",
-        "/ready",
-        &api.get(&format!("{c}/ready")).await.unwrap(),
-    );
-    ck.check(
-        "get",
-        "/metrics",
-        &api.get(&format!("{c}/metrics")).await.unwrap(),
-    );
+    for path in ["/health", "/ready", "/metrics"] {
+        ck.check("get", path, &api.get(&format!("{c}{path}")).await.unwrap());
+    }
     ck.check(
         "get",
         "/raft/metrics",
@@ -759,21 +747,9 @@ async fn openapi_matches_a_live_ensemble() {
 
     // A worker's own API, on the pipeline the coordinator placed there.
     let w = ens.workers[0].url.clone();
-    ck.check(
-        "get",
-        "/health",
-        &wapi.get(&format!("{w}/health")).await.unwrap(),
-    );
-    ck.check(
-        "get",
-        "/ready",
-        &wapi.get(&format!("{w}/ready")).await.unwrap(),
-    );
-    ck.check(
-        "get",
-        "/metrics",
-        &wapi.get(&format!("{w}/metrics")).await.unwrap(),
-    );
+    for path in ["/health", "/ready", "/metrics"] {
+        ck.check("get", path, &wapi.get(&format!("{w}{path}")).await.unwrap());
+    }
     let list = wapi.get(&format!("{w}/api/v1/pipelines")).await.unwrap();
     ck.check("get", "/api/v1/pipelines", &list);
     let deployed = wapi

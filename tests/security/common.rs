@@ -72,27 +72,7 @@ pub async fn term(ens: &Ensemble, i: usize) -> u64 {
         .expect("current_term")
 }
 
-/// Waits until every coordinator of `nodes` reports the same applied index and state hash.
-pub async fn wait_converged(ens: &Ensemble, nodes: &[usize], timeout: Duration) -> (u64, String) {
-    wait_until(
-        "same last_applied and state_hash everywhere",
-        timeout,
-        Duration::from_millis(100),
-        || async move {
-            let mut seen: Option<(u64, String)> = None;
-            for &i in nodes {
-                let (_, _, applied, hash) = raft_state(ens, i).await?;
-                match &seen {
-                    None => seen = Some((applied, hash)),
-                    Some(s) if *s == (applied, hash) => {}
-                    Some(_) => return None,
-                }
-            }
-            seen
-        },
-    )
-    .await
-}
+pub use crate::harness::wait_converged;
 
 /// What a [`Writer`] saw.
 #[derive(Debug, Default, Clone)]

@@ -53,6 +53,52 @@ async fn closed_or_refused(conns: &mut [TcpStream], wait: Duration) -> usize {
     count
 }
 
+/// Closes what the server left of `idle` within 5 s, and checks that the connections past the
+/// cap were closed or refused.
+async fn assert_extra_connections_closed(idle: &mut [TcpStream]) {
+    let refused = closed_or_refused(idle, Duration::from_secs(5)).await;
+    assert!(
+        refused >= idle.len().saturating_sub(600),
+        "{refused} of {} idle connections closed or refused",
+        idle.len()
+    );
+}
+
+/// `varpulis server` on a free loopback port with `extra` flags, run under `prefix`
+/// (`prlimit …`); returns it and its URL once `/health` answers 200 through `api`.
+async fn wrapped_worker(
+    prefix: Vec<String>,
+    extra: &[&str],
+    api: &Api,
+    dir: &std::path::Path,
+) -> (Proc, String) {
+    let port = free_port();
+    let mut args: Vec<String> = vec![
+        "server".into(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let worker = Proc::spawn_wrapped("worker", prefix, args, dir);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until(
+        "worker up",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let (api, url) = (api.clone(), url.clone());
+            async move {
+                matches!(api.get(&format!("{url}/health")).await, Ok(r) if r.status == 200)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    (worker, url)
+}
+
 /// Open descriptors of process `pid`.
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
@@ -96,12 +142,7 @@ async fn idle_connections_under_a_low_fd_limit_do_not_stop_a_coordinator() {
     // The cluster keeps committing through it.
     writer.wait_progress(50, Duration::from_secs(20)).await;
     // Extra connections were closed or refused, and the node stays below its limit.
-    let refused = closed_or_refused(&mut idle, Duration::from_secs(5)).await;
-    assert!(
-        refused >= idle.len().saturating_sub(600),
-        "{refused} of {} idle connections closed or refused",
-        idle.len()
-    );
+    assert_extra_connections_closed(&mut idle).await;
     let fds = open_fds(pid);
     assert!(fds < 1000, "{fds} descriptors open");
     drop(idle);
@@ -252,39 +293,11 @@ async fn writes_over_the_rate_get_429_then_recover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_connections_under_a_low_fd_limit_do_not_stop_a_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
     let key = "worker-key";
-    let mut worker = Proc::spawn_wrapped(
-        "worker",
-        low_fd_prefix(),
-        vec![
-            "server".into(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--api-key".into(),
-            key.into(),
-        ],
-        dir.path(),
-    );
-    let url = format!("http://127.0.0.1:{port}");
     let api = Api::new(Some(key)).with_timeout(Duration::from_secs(5));
-    wait_until(
-        "worker up",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || {
-            let api = api.clone();
-            let url = url.clone();
-            async move {
-                matches!(api.get(&format!("{url}/health")).await, Ok(r) if r.status == 200)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
-    let mut idle = idle_connections(&format!("127.0.0.1:{port}"), 1100).await;
+    let (mut worker, url) =
+        wrapped_worker(low_fd_prefix(), &["--api-key", key], &api, dir.path()).await;
+    let mut idle = idle_connections(&authority(&url), 1100).await;
     assert!(idle.len() >= 1000, "only {} connections opened", idle.len());
     for _ in 0..5 {
         let started = Instant::now();
@@ -305,12 +318,7 @@ async fn idle_connections_under_a_low_fd_limit_do_not_stop_a_worker() {
             pipelines.text
         );
     }
-    let refused = closed_or_refused(&mut idle, Duration::from_secs(5)).await;
-    assert!(
-        refused >= idle.len().saturating_sub(600),
-        "{refused} of {} idle connections closed or refused",
-        idle.len()
-    );
+    assert_extra_connections_closed(&mut idle).await;
     let fds = worker.pid().map(open_fds).unwrap_or(0);
     assert!(fds < 1000, "{fds} descriptors open");
     assert!(worker.is_up(), "the worker is still running");
@@ -320,39 +328,12 @@ async fn idle_connections_under_a_low_fd_limit_do_not_stop_a_worker() {
 async fn a_worker_out_of_descriptors_keeps_serving_and_recovers() {
     // So few descriptors that accepting fails with EMFILE before the connection cap is reached.
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut worker = Proc::spawn_wrapped(
-        "worker",
-        vec!["prlimit".into(), "--nofile=16:16".into(), "--".into()],
-        vec![
-            "server".into(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--max-connections".into(),
-            "4096".into(),
-        ],
-        dir.path(),
-    );
-    let url = format!("http://127.0.0.1:{port}");
     let api = Api::new(None).with_timeout(Duration::from_secs(5));
-    wait_until(
-        "worker up",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || {
-            let api = api.clone();
-            let url = url.clone();
-            async move {
-                matches!(api.get(&format!("{url}/health")).await, Ok(r) if r.status == 200)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    let prefix = vec!["prlimit".into(), "--nofile=16:16".into(), "--".into()];
+    let (mut worker, url) =
+        wrapped_worker(prefix, &["--max-connections", "4096"], &api, dir.path()).await;
     // More connections than descriptors; then, with them still open, the node answers.
-    let idle = idle_connections(&format!("127.0.0.1:{port}"), 200).await;
+    let idle = idle_connections(&authority(&url), 200).await;
     assert!(!idle.is_empty());
     let fresh = Api::new(None).with_timeout(Duration::from_secs(10));
     let health = wait_until(

@@ -1,6 +1,7 @@
 //! Wire-level names of the NATS cluster transport (spec/nats-transport.txt), shared by the
 //! coordinator and the workers: subjects, headers, the transport setting and the parsing of a
-//! NATS server list. Pure helpers only; the NATS client lives in the crates that connect.
+//! NATS server list. Pure helpers, and with the `nats-client` feature the one connection
+//! set-up ([`connect`]) of coordinators and workers.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,45 @@ where
         return Err("the NATS URL is empty".into());
     }
     Ok(addrs)
+}
+
+/// Largest delay between two reconnect attempts to the NATS server.
+pub const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Delay before reconnect attempt `attempt` (1-based): `initial` doubling per attempt, at most
+/// [`RECONNECT_MAX`].
+pub fn reconnect_delay(initial: std::time::Duration, attempt: usize) -> std::time::Duration {
+    let shift = attempt.saturating_sub(1).min(16) as u32;
+    initial.saturating_mul(1u32 << shift).min(RECONNECT_MAX)
+}
+
+/// Connects `options` (TLS already set) to `addrs` as client `name`: the connection is retried
+/// in the background forever (so this returns at once), reconnects back off from
+/// `reconnect_initial` ([`reconnect_delay`]), requests time out after `request_timeout`, and
+/// connection events are logged.
+#[cfg(feature = "nats-client")]
+pub async fn connect(
+    options: async_nats::ConnectOptions,
+    name: String,
+    addrs: Vec<async_nats::ServerAddr>,
+    request_timeout: std::time::Duration,
+    reconnect_initial: std::time::Duration,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    options
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .request_timeout(Some(request_timeout))
+        .reconnect_delay_callback(move |n| reconnect_delay(reconnect_initial, n))
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("nats transport connected"),
+                other => tracing::warn!("nats transport: {other}"),
+            }
+        })
+        .connect(addrs)
+        .await
 }
 
 /// Coordinator ↔ worker transport.

@@ -24,24 +24,18 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     /// Overlays the given flags on the configuration's values.
-    pub fn overlay(
-        self,
-        header_read_timeout: &mut Duration,
-        body_read_timeout: &mut Duration,
-        idle_timeout: &mut Duration,
-        max_connections: &mut usize,
-    ) {
+    pub fn overlay(self, limits: &mut varpulis_tls::ConnLimits) {
         for (given, target) in [
-            (self.header_read_timeout, header_read_timeout),
-            (self.body_read_timeout, body_read_timeout),
-            (self.idle_timeout, idle_timeout),
+            (self.header_read_timeout, &mut limits.header_read_timeout),
+            (self.body_read_timeout, &mut limits.body_read_timeout),
+            (self.idle_timeout, &mut limits.idle_timeout),
         ] {
             if let Some(value) = given {
                 *target = value;
             }
         }
         if let Some(n) = self.max_connections {
-            *max_connections = n;
+            limits.max_connections = n;
         }
     }
 }

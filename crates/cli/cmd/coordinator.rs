@@ -172,12 +172,7 @@ impl Args {
             rate_limit_burst => rate_limit_burst, rate_limit_workers => rate_limit_workers,
             rate_limit_metrics => rate_limit_metrics,
         );
-        self.conns.overlay(
-            &mut c.header_read_timeout,
-            &mut c.body_read_timeout,
-            &mut c.idle_timeout,
-            &mut c.max_connections,
-        );
+        self.conns.overlay(&mut c.conns);
         if self.nats_url.is_some() {
             c.nats_url = self.nats_url.filter(|u| !u.trim().is_empty());
         }
@@ -190,15 +185,9 @@ impl Args {
         if self.peer_secret.is_some() {
             c.peer_secret = self.peer_secret.filter(|k| !k.is_empty());
         }
-        let tls = self.tls;
-        tls.overlay(
-            &mut c.tls_cert,
-            &mut c.tls_key,
-            &mut c.tls_ca,
-            &mut c.tls_client_ca,
-        );
+        self.tls.overlay(&mut c.tls);
         if self.tls_peer_name.is_some() {
-            c.tls_peer_name = self.tls_peer_name.filter(|n| !n.is_empty());
+            c.tls.peer_name = self.tls_peer_name.filter(|n| !n.is_empty());
         }
         for assignment in &self.limits {
             c.limits

@@ -134,6 +134,18 @@ struct Managed {
     child: Child,
 }
 
+impl Managed {
+    /// `NAME (pid N) exited (STATUS)` once the process has exited.
+    fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        Some(format!(
+            "{} (pid {}) exited ({status})",
+            self.name,
+            self.child.id()
+        ))
+    }
+}
+
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.workers == 0 {
@@ -433,14 +445,8 @@ fn spawn(
 /// Fails when a child has exited, quoting the end of its log.
 fn check_alive(children: &mut [Managed]) -> anyhow::Result<()> {
     for c in children.iter_mut() {
-        if let Ok(Some(status)) = c.child.try_wait() {
-            bail!(
-                "{} (pid {}) exited ({status}); end of {}:\n{}",
-                c.name,
-                c.child.id(),
-                c.log.display(),
-                tail(&c.log, 20)
-            );
+        if let Some(exit) = c.exited() {
+            bail!("{exit}; end of {}:\n{}", c.log.display(), tail(&c.log, 20));
         }
     }
     Ok(())
@@ -514,11 +520,9 @@ async fn wait_and_serve(
         }
         for (c, seen) in children.iter_mut().zip(reported.iter_mut()) {
             if !*seen {
-                if let Ok(Some(status)) = c.child.try_wait() {
+                if let Some(exit) = c.exited() {
                     eprintln!(
-                        "warning: {} (pid {}) exited ({status}); the others keep running. End of {}:\n{}",
-                        c.name,
-                        c.child.id(),
+                        "warning: {exit}; the others keep running. End of {}:\n{}",
                         c.log.display(),
                         tail(&c.log, 10)
                     );

@@ -172,18 +172,8 @@ fn config(args: Args) -> anyhow::Result<WorkerConfig> {
         ..WorkerConfig::default()
     };
     let mut cfg = cfg;
-    args.tls.overlay(
-        &mut cfg.tls_cert,
-        &mut cfg.tls_key,
-        &mut cfg.tls_ca,
-        &mut cfg.tls_client_ca,
-    );
-    args.conns.overlay(
-        &mut cfg.header_read_timeout,
-        &mut cfg.body_read_timeout,
-        &mut cfg.idle_timeout,
-        &mut cfg.max_connections,
-    );
+    args.tls.overlay(&mut cfg.tls);
+    args.conns.overlay(&mut cfg.conns);
     cfg.validate()?;
     Ok(cfg)
 }
@@ -229,7 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!(
             "varpulis worker {} listening on {}://{local}",
             cfg.worker_id,
-            cfg.tls_settings().scheme()
+            cfg.tls.scheme()
         );
         if let Some(url) = cfg
             .nats_url

@@ -21,18 +21,12 @@ pub struct ServerTlsArgs {
 
 impl ServerTlsArgs {
     /// Overlays the given flags on the configuration's values (an empty value clears one).
-    pub fn overlay(
-        self,
-        cert: &mut Option<PathBuf>,
-        key: &mut Option<PathBuf>,
-        ca: &mut Option<PathBuf>,
-        client_ca: &mut Option<PathBuf>,
-    ) {
+    pub fn overlay(self, settings: &mut varpulis_tls::TlsSettings) {
         for (given, target) in [
-            (self.tls_cert, cert),
-            (self.tls_key, key),
-            (self.tls_ca, ca),
-            (self.tls_client_ca, client_ca),
+            (self.tls_cert, &mut settings.cert),
+            (self.tls_key, &mut settings.key),
+            (self.tls_ca, &mut settings.ca),
+            (self.tls_client_ca, &mut settings.client_ca),
         ] {
             if let Some(path) = given {
                 *target = Some(path).filter(|p| !p.as_os_str().is_empty());

@@ -6,7 +6,7 @@
 //! 1-based position of the advertise address in `peers`; without peers the node is a Raft group
 //! of one (`{1: self}`), so single-node and cluster mode share one code path.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -79,18 +79,12 @@ pub struct CoordinatorConfig {
     /// Peer secret of the Raft RPCs between coordinators (`--peer-secret`); without it the API
     /// key opens them, with a warning at start (docs/security.md).
     pub peer_secret: Option<String>,
-    /// PEM certificate chain served over HTTPS (`--tls-cert`; with `tls_key`, HTTPS only).
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `tls_cert` (`--tls-key`).
-    pub tls_key: Option<PathBuf>,
-    /// CA bundle every server this node calls must chain to: peers, leader, workers (`--tls-ca`).
-    pub tls_ca: Option<PathBuf>,
-    /// CA bundle client certificates must chain to: mutual TLS on every connection, and this
-    /// node presents `tls_cert` when it calls others (`--tls-client-ca`).
-    pub tls_client_ca: Option<PathBuf>,
-    /// Under mutual TLS, a client certificate valid for this DNS name is a coordinator peer's and
-    /// stands in for the peer secret on the Raft RPCs (`--tls-peer-name`; docs/security.md).
-    pub tls_peer_name: Option<String>,
+    /// TLS files (`tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`, `tls_peer_name`;
+    /// `--tls-*`; docs/security.md, "TLS"): with a certificate and key, HTTPS only; under
+    /// mutual TLS a client certificate valid for `tls_peer_name` is a coordinator peer's and
+    /// stands in for the peer secret on the Raft RPCs.
+    #[serde(flatten)]
+    pub tls: varpulis_tls::TlsSettings,
     /// Limits on what enters the Raft log (`[limits]`, `--limit KEY=VALUE`; docs/security.md).
     pub limits: varpulis_cluster::Limits,
     /// Largest accepted jump of a peer's Raft term above this node's (docs/raft.md).
@@ -154,18 +148,10 @@ pub struct CoordinatorConfig {
     pub raft_election_max_ms: u64,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
-    /// A connection must send a complete request head within this time (docs/security.md,
-    /// "Connections").
-    #[serde(deserialize_with = "secs")]
-    pub header_read_timeout: Duration,
-    /// A request body must arrive within this time.
-    #[serde(deserialize_with = "secs")]
-    pub body_read_timeout: Duration,
-    /// A kept-alive connection without a request is closed after this time.
-    #[serde(deserialize_with = "secs")]
-    pub idle_timeout: Duration,
-    /// Most client connections at once (clamped to half the file-descriptor limit).
-    pub max_connections: usize,
+    /// Connection timeouts and cap of the listener (`header_read_timeout`, `body_read_timeout`,
+    /// `idle_timeout`, `max_connections`; docs/security.md, "Connections").
+    #[serde(flatten)]
+    pub conns: varpulis_tls::ConnLimits,
     /// Write requests per second per client address without the API key or peer secret
     /// (0: unlimited).
     pub rate_limit_writes: f64,
@@ -196,11 +182,7 @@ impl Default for CoordinatorConfig {
             api_key: None,
             worker_token: None,
             peer_secret: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_ca: None,
-            tls_client_ca: None,
-            tls_peer_name: None,
+            tls: varpulis_tls::TlsSettings::default(),
             limits: varpulis_cluster::Limits::default(),
             raft_max_term_jump: 1_000_000,
             raft_max_append_bytes: 1024 * 1024,
@@ -228,10 +210,7 @@ impl Default for CoordinatorConfig {
             raft_election_min_ms: 200,
             raft_election_max_ms: 400,
             body_limit: DEFAULT_BODY_LIMIT,
-            header_read_timeout: varpulis_tls::conns::DEFAULT_HEADER_READ_TIMEOUT,
-            body_read_timeout: varpulis_tls::conns::DEFAULT_BODY_READ_TIMEOUT,
-            idle_timeout: varpulis_tls::conns::DEFAULT_IDLE_TIMEOUT,
-            max_connections: varpulis_tls::conns::DEFAULT_MAX_CONNECTIONS,
+            conns: varpulis_tls::ConnLimits::default(),
             rate_limit_writes: 100.0,
             rate_limit_burst: 200.0,
             rate_limit_workers: 20000.0,
@@ -253,10 +232,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("api_key", &redact(&self.api_key))
             .field("worker_token", &redact(&self.worker_token))
             .field("peer_secret", &redact(&self.peer_secret))
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
-            .field("tls_ca", &self.tls_ca)
-            .field("tls_client_ca", &self.tls_client_ca)
+            .field("tls", &self.tls)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("sweep_interval", &self.sweep_interval)
@@ -268,27 +244,11 @@ impl std::fmt::Debug for CoordinatorConfig {
     }
 }
 
-/// Deserializes a number of seconds (integer or fraction) into a `Duration`.
-fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let value = f64::deserialize(d)?;
-    parse_secs_f64(value).map_err(serde::de::Error::custom)
-}
-
-fn parse_secs_f64(value: f64) -> Result<Duration, String> {
-    if !value.is_finite() || !(0.0..=1.0e9).contains(&value) {
-        return Err(format!("{value} is not a valid number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(value))
-}
+// Reads a number of seconds (integer or fraction) into a `Duration`.
+use varpulis_tls::secs::deserialize as secs;
 
 /// Parses `"2.5"` or `"5"` (seconds) into a `Duration`; used by the CLI for fractional flags.
-pub fn parse_secs(text: &str) -> Result<Duration, String> {
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    parse_secs_f64(value)
-}
+pub use varpulis_tls::secs::parse as parse_secs;
 
 /// Strips a trailing `/` so URLs compare equal however they were typed.
 pub fn normalize_url(url: &str) -> String {
@@ -318,33 +278,7 @@ impl CoordinatorConfig {
     pub fn advertise_url(&self) -> String {
         match &self.advertise_address {
             Some(url) => normalize_url(url),
-            None => format!(
-                "{}://{}:{}",
-                self.tls_settings().scheme(),
-                self.bind,
-                self.port
-            ),
-        }
-    }
-
-    /// The connection timeouts and cap of this node's listener.
-    pub fn conn_limits(&self) -> varpulis_tls::ConnLimits {
-        varpulis_tls::ConnLimits {
-            header_read_timeout: self.header_read_timeout,
-            body_read_timeout: self.body_read_timeout,
-            idle_timeout: self.idle_timeout,
-            max_connections: self.max_connections,
-        }
-    }
-
-    /// The TLS files of this node (docs/security.md, "TLS").
-    pub fn tls_settings(&self) -> varpulis_tls::TlsSettings {
-        varpulis_tls::TlsSettings {
-            cert: self.tls_cert.clone(),
-            key: self.tls_key.clone(),
-            ca: self.tls_ca.clone(),
-            client_ca: self.tls_client_ca.clone(),
-            peer_name: self.tls_peer_name.clone(),
+            None => format!("{}://{}:{}", self.tls.scheme(), self.bind, self.port),
         }
     }
 
@@ -400,7 +334,7 @@ impl CoordinatorConfig {
     /// Checks ranges and consistency; run before starting the server.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if let Err(e) = self.tls_settings().validate() {
+        if let Err(e) = self.tls.validate() {
             return invalid(e.to_string());
         }
         if self.transport == Transport::Nats {
@@ -458,9 +392,7 @@ impl CoordinatorConfig {
         if self.body_limit < 1024 {
             return invalid("body limit must be at least 1024 bytes".into());
         }
-        self.conn_limits()
-            .validate()
-            .map_err(ConfigError::Invalid)?;
+        self.conns.validate().map_err(ConfigError::Invalid)?;
         for (name, value) in [
             ("rate_limit_writes", self.rate_limit_writes),
             ("rate_limit_burst", self.rate_limit_burst),
@@ -622,7 +554,7 @@ mod tests {
              tls_client_ca = \"ca.pem\"\ntls_peer_name = \"varpulis-coordinator\"\n",
         )
         .unwrap();
-        let tls = c.tls_settings();
+        let tls = &c.tls;
         assert!(tls.mutual());
         assert_eq!(tls.peer_name.as_deref(), Some("varpulis-coordinator"));
         assert!(
@@ -657,7 +589,7 @@ mod tests {
         )
         .unwrap();
         c.validate().unwrap();
-        let limits = c.conn_limits();
+        let limits = &c.conns;
         assert_eq!(limits.header_read_timeout, Duration::from_millis(2500));
         assert_eq!(limits.idle_timeout, Duration::from_secs(15));
         assert_eq!(limits.max_connections, 100);

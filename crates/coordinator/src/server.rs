@@ -43,7 +43,7 @@ pub async fn run(
     let data_dir = config.data_dir_for(node_id);
     // TLS: the server side (HTTPS only when a certificate is given) and the one client-side
     // configuration every outbound client of this node uses (peers, leader proxy, workers).
-    let tls_settings = config.tls_settings();
+    let tls_settings = config.tls.clone();
     let server_tls = varpulis_tls::ServerTls::from_settings(&tls_settings)?;
     let client_tls = varpulis_tls::ClientTls::from_settings(
         &tls_settings,
@@ -122,7 +122,7 @@ pub async fn run(
 
     let raft_routes = crate::tls::peer_certificates(
         varpulis_raft::router(raft.clone()),
-        config.tls_peer_name.clone(),
+        config.tls.peer_name.clone(),
     );
     let app = crate::http::router(state.clone()).merge(raft_routes);
     let app = crate::http::console::attach(app, state.clone()).layer(
@@ -159,7 +159,7 @@ pub async fn run(
     let listener = varpulis_tls::AnyListener::new(listener, server_tls)?;
     let stop = token.clone();
     let options = varpulis_tls::ServeOptions {
-        limits: config.conn_limits(),
+        limits: config.conns.clone(),
         reserved: Some(crate::http::edge::reserved(&config)),
     };
     let handing_over = raft.clone();
@@ -293,7 +293,7 @@ fn print_banner(
 }
 
 fn tls_banner(config: &CoordinatorConfig) -> String {
-    let settings = config.tls_settings();
+    let settings = &config.tls;
     if !settings.serves_tls() {
         return "off (plain HTTP)".to_string();
     }

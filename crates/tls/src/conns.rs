@@ -32,15 +32,22 @@ pub const MAX_PENDING_HANDSHAKES: usize = 512;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// The connection limits of one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// In a configuration file (flattened into the coordinator's and the worker's) the keys are the
+/// field names, durations in (fractional) seconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ConnLimits {
     /// A new connection must deliver its first request head within this time; a kept-alive
     /// connection, the rest of a request head within this time of its first byte (slowloris).
+    #[serde(with = "crate::secs")]
     pub header_read_timeout: Duration,
     /// A request body must be read within this time (`tower_http` request body timeout).
+    #[serde(with = "crate::secs")]
     pub body_read_timeout: Duration,
     /// A kept-alive connection with no request in flight and no byte moving is closed after
     /// this time.
+    #[serde(with = "crate::secs")]
     pub idle_timeout: Duration,
     /// Most client connections served at once; clamped to half the file-descriptor limit
     /// (see [`ConnLimits::budget`]).

@@ -13,6 +13,7 @@
 //!   [`conns`] (timeouts, a cap sized from the file-descriptor limit, peers served past it),
 //!   putting the remote address and the verified client certificate into each request.
 //! - [`ratelimit`]: per-client token buckets on write routes (`429 too_many_requests`).
+//! - [`secs`]: durations in configuration files, written as (fractional) seconds.
 //! - [`throwaway`]: a generated CA and leaf certificates (rcgen) for `varpulis local --tls`
 //!   and tests.
 
@@ -24,6 +25,7 @@ pub mod listener;
 pub mod pem;
 pub mod ratelimit;
 pub mod reload;
+pub mod secs;
 pub mod serve;
 pub mod server;
 pub mod settings;

@@ -1,9 +1,13 @@
 //! The TLS files a coordinator, worker or CLI is given, and what they switch on.
 
 use crate::error::TlsError;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// `--tls-cert`, `--tls-key`, `--tls-ca`, `--tls-client-ca` and `--tls-peer-name`.
+///
+/// In a configuration file (flattened into the coordinator's and the worker's) the keys are
+/// `tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca` and `tls_peer_name`.
 ///
 /// - `cert` + `key`: serve HTTPS only (PEM chain, leaf first; PEM key).
 /// - `ca`: verify every server this process calls against this CA bundle (instead of the
@@ -12,17 +16,23 @@ use std::path::PathBuf;
 ///   and present `cert` when calling others (mutual TLS). Needs `cert` + `key`.
 /// - `peer_name`: under mutual TLS, a client certificate valid for this DNS name identifies a
 ///   coordinator peer and stands in for the peer secret on the Raft RPCs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TlsSettings {
     /// Certificate chain served (and presented as client certificate under mutual TLS).
+    #[serde(rename = "tls_cert")]
     pub cert: Option<PathBuf>,
     /// Private key of `cert`.
+    #[serde(rename = "tls_key")]
     pub key: Option<PathBuf>,
     /// CA bundle that servers this process calls must chain to.
+    #[serde(rename = "tls_ca")]
     pub ca: Option<PathBuf>,
     /// CA bundle that client certificates must chain to (turns mutual TLS on).
+    #[serde(rename = "tls_client_ca")]
     pub client_ca: Option<PathBuf>,
     /// DNS name that marks a client certificate as a coordinator peer's.
+    #[serde(rename = "tls_peer_name")]
     pub peer_name: Option<String>,
 }
 

@@ -487,7 +487,47 @@ impl JoinKind {
     }
 }
 
+/// The events a `T …` or `all T …` source reads, as the first step of a sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct EventSource<'a> {
+    /// Written `all T` (a Kleene group).
+    pub all: bool,
+    /// Event type or stream name.
+    pub name: &'a Ident,
+    /// `as a` binding.
+    pub alias: Option<&'a Ident>,
+    /// `where` filter.
+    pub filter: Option<&'a Expr>,
+    /// Written `all T.increasing(f)` / `.decreasing(f)`.
+    pub trend: bool,
+}
+
 impl SourceKind {
+    /// The events of a `Named` or `All` source; `None` for `merge`, `join` and `timer`.
+    pub fn event_source(&self) -> Option<EventSource<'_>> {
+        let (all, name, alias, filter, trend) = match self {
+            SourceKind::Named {
+                name,
+                alias,
+                filter,
+            } => (false, name, alias, filter, false),
+            SourceKind::All {
+                name,
+                alias,
+                filter,
+                trend,
+            } => (true, name, alias, filter, *trend),
+            _ => return None,
+        };
+        Some(EventSource {
+            all,
+            name,
+            alias: alias.as_ref(),
+            filter: filter.as_deref(),
+            trend,
+        })
+    }
+
     /// Every event type or stream name this source reads.
     pub fn input_names(&self) -> Vec<&Ident> {
         match self {

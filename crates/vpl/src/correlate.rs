@@ -40,33 +40,14 @@ pub fn is_sequence(s: &StreamDecl) -> bool {
 /// The steps of a sequence stream, source first; `None` when the source cannot start a
 /// sequence (`merge(…)`, `join(…)`).
 pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
-    let first = match &s.source.kind {
-        SourceKind::Named {
-            name,
-            alias,
-            filter,
-        } => Step {
-            all: false,
-            event: name,
-            filter: filter.as_deref(),
-            trend: false,
-            capture: alias.as_ref().unwrap_or(name),
-            span: s.source.span,
-        },
-        SourceKind::All {
-            name,
-            alias,
-            filter,
-            trend,
-        } => Step {
-            all: true,
-            event: name,
-            filter: filter.as_deref(),
-            trend: *trend,
-            capture: alias.as_ref().unwrap_or(name),
-            span: s.source.span,
-        },
-        _ => return None,
+    let src = s.source.kind.event_source()?;
+    let first = Step {
+        all: src.all,
+        event: src.name,
+        filter: src.filter,
+        trend: src.trend,
+        capture: src.alias.unwrap_or(src.name),
+        span: s.source.span,
     };
     let mut steps = vec![first];
     steps.extend(s.steps.iter().map(|st| Step {
@@ -83,24 +64,30 @@ pub fn sequence_steps(s: &StreamDecl) -> Option<Vec<Step<'_>>> {
 /// Every event type or stream the stream reads, in first-mention order without duplicates: its
 /// source inputs, then sequence step types, then `.not(T …)` types.
 pub fn stream_inputs(s: &StreamDecl) -> Vec<&Ident> {
-    let mut out: Vec<&Ident> = Vec::new();
-    let nots = s
-        .ops
+    let sources = s.source.kind.input_names().into_iter();
+    first_mentions(
+        sources
+            .chain(s.steps.iter().map(|st| &st.event))
+            .chain(not_types(s)),
+    )
+}
+
+/// The event types of the stream's `.not(T …)` operators.
+fn not_types(s: &StreamDecl) -> impl Iterator<Item = &Ident> {
+    s.ops
         .iter()
         .filter(|o| o.kind() == OpKind::Not)
         .filter_map(|o| match &o.first_positional()?.kind {
             ExprKind::EventFilter { event, .. } => Some(event),
             ExprKind::Name(id) => Some(id),
             _ => None,
-        });
-    for id in s
-        .source
-        .kind
-        .input_names()
-        .into_iter()
-        .chain(s.steps.iter().map(|st| &st.event))
-        .chain(nots)
-    {
+        })
+}
+
+/// `names` in first-mention order without duplicates.
+fn first_mentions<'a>(names: impl Iterator<Item = &'a Ident>) -> Vec<&'a Ident> {
+    let mut out: Vec<&Ident> = Vec::new();
+    for id in names {
         if !out.iter().any(|o| o.name == id.name) {
             out.push(id);
         }
@@ -122,23 +109,8 @@ pub fn stream_reads<'a>(program: &'a Program, s: &'a StreamDecl) -> Vec<&'a Iden
     let Some(p) = stream_pattern(program, s) else {
         return stream_inputs(s);
     };
-    let mut out: Vec<&Ident> = Vec::new();
     let items = p.body.items();
-    let nots = s
-        .ops
-        .iter()
-        .filter(|o| o.kind() == OpKind::Not)
-        .filter_map(|o| match &o.first_positional()?.kind {
-            ExprKind::EventFilter { event, .. } => Some(event),
-            ExprKind::Name(id) => Some(id),
-            _ => None,
-        });
-    for id in items.iter().map(|i| &i.event).chain(nots) {
-        if !out.iter().any(|o| o.name == id.name) {
-            out.push(id);
-        }
-    }
-    out
+    first_mentions(items.iter().map(|i| &i.event).chain(not_types(s)))
 }
 
 /// Name of a `merge`/`join` input: `S` for `stream S = A …`, else the source `A`.

@@ -37,7 +37,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    if state.config.tls_settings().serves_tls() && state.server_tls.is_none() {
+    if state.config.tls.serves_tls() && state.server_tls.is_none() {
         return Err(WorkerError::Config(
             "TLS is configured but the state was built without it (use AppState::try_new)".into(),
         ));
@@ -91,7 +91,7 @@ pub async fn serve(
     let listener = varpulis_tls::AnyListener::new(listener, state.server_tls.clone())
         .map_err(WorkerError::Io)?;
     let options = varpulis_tls::ServeOptions {
-        limits: state.config.conn_limits(),
+        limits: state.config.conns.clone(),
         reserved: reserved_requests(state.config.api_key.clone()),
     };
     let served = varpulis_tls::serve_with(listener, app, options, stop).await;

@@ -41,7 +41,7 @@ pub struct AppState {
 impl AppState {
     /// Fresh state for a validated config, with its TLS files loaded.
     pub fn try_new(config: WorkerConfig) -> Result<Self, crate::error::WorkerError> {
-        let settings = config.tls_settings();
+        let settings = config.tls.clone();
         let tls_error =
             |e: varpulis_tls::TlsError| crate::error::WorkerError::Config(e.to_string());
         let server_tls = varpulis_tls::ServerTls::from_settings(&settings).map_err(tls_error)?;

@@ -40,7 +40,7 @@ impl Trust {
         Self {
             peer_secret: config.peer_secret.clone(),
             api_key: config.api_key.clone(),
-            peer_name: config.tls_peer_name.clone(),
+            peer_name: config.tls.peer_name.clone(),
         }
     }
 

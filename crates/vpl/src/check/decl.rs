@@ -265,14 +265,8 @@ impl<'a> Checker<'a> {
     /// Connector/context parameter values: literals, identifiers and arrays of those (§9).
     pub(super) fn check_param_value(&mut self, e: &Expr) {
         match &e.kind {
-            ExprKind::Int(_)
-            | ExprKind::Float(_)
-            | ExprKind::Str(_)
-            | ExprKind::Bool(_)
-            | ExprKind::Null
-            | ExprKind::Duration(_)
-            | ExprKind::Timestamp(_)
-            | ExprKind::Name(_) => {}
+            ExprKind::Name(_) => {}
+            _ if super::scalar_literal_type(e).is_some() => {}
             ExprKind::Unary {
                 op: UnaryOp::Neg,
                 operand,

@@ -227,6 +227,29 @@ impl<'a> Checker<'a> {
         suggest(word, candidates)
     }
 
+    /// Warns when an input is neither a declared event type nor a stream (it is read as an
+    /// event type), with a did-you-mean hint.
+    fn warn_undeclared_input(&mut self, input: &Ident) {
+        let n = input.name.as_str();
+        if self.events.contains_key(n) || self.streams.contains_key(n) {
+            return;
+        }
+        let candidates: Vec<&str> = self
+            .events
+            .keys()
+            .chain(self.streams.keys())
+            .copied()
+            .collect();
+        let mut d = Diagnostic::warning(
+            format!("`{n}` is neither a declared event type nor a stream; it is treated as an event type"),
+            input.span,
+        );
+        d.hint = self
+            .capped_suggest(n, candidates)
+            .map(|h| format!("did you mean `{h}`?"));
+        self.diags.push(d);
+    }
+
     fn error(&mut self, msg: impl Into<String>, span: Span) {
         self.diags.push(Diagnostic::error(msg, span));
     }
@@ -305,6 +328,15 @@ fn binding_word(k: BindingKind) -> &'static str {
 /// The type of a literal (or `Unknown`).
 fn literal_type(e: &Expr) -> Ty {
     match &e.kind {
+        ExprKind::Array(_) => Ty::Array,
+        ExprKind::Map(_) => Ty::Map,
+        _ => scalar_literal_type(e).unwrap_or(Ty::Unknown),
+    }
+}
+
+/// The type of a scalar literal (number, string, boolean, null, duration, timestamp).
+fn scalar_literal_type(e: &Expr) -> Option<Ty> {
+    Some(match &e.kind {
         ExprKind::Int(_) => Ty::Int,
         ExprKind::Float(_) => Ty::Float,
         ExprKind::Str(_) => Ty::Str,
@@ -312,8 +344,6 @@ fn literal_type(e: &Expr) -> Ty {
         ExprKind::Null => Ty::Null,
         ExprKind::Duration(_) => Ty::Duration,
         ExprKind::Timestamp(_) => Ty::Timestamp,
-        ExprKind::Array(_) => Ty::Array,
-        ExprKind::Map(_) => Ty::Map,
-        _ => Ty::Unknown,
-    }
+        _ => return None,
+    })
 }

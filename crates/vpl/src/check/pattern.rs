@@ -3,7 +3,6 @@
 
 use super::{Checker, Place};
 use crate::ast::*;
-use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
 
 /// Every `x` of an `x.field` in `e` (like `seq::field_bases`, kept local to stay small).
@@ -76,23 +75,7 @@ impl<'a> Checker<'a> {
         }
         // Event types.
         for item in &items {
-            let t = item.event.name.as_str();
-            if !self.events.contains_key(t) && !self.streams.contains_key(t) {
-                let mut d = Diagnostic::warning(
-                    format!("`{t}` is neither a declared event type nor a stream; it is treated as an event type"),
-                    item.event.span,
-                );
-                let candidates: Vec<&str> = self
-                    .events
-                    .keys()
-                    .chain(self.streams.keys())
-                    .copied()
-                    .collect();
-                d.hint = self
-                    .capped_suggest(t, candidates)
-                    .map(|h| format!("did you mean `{h}`?"));
-                self.diags.push(d);
-            }
+            self.warn_undeclared_input(&item.event);
         }
         // Filters see the candidate's fields (also under the item's own capture name; a Kleene
         // item's own capture is its previous event) and the captures of earlier items.

@@ -4,7 +4,6 @@
 use super::{literal_type, Checker, Place, Ty, LATER_TIER_OPS, TIER1_OPS, UNSUPPORTED_OPS};
 use crate::ast::*;
 use crate::builtins::{self, BuiltinKind};
-use crate::diagnostics::Diagnostic;
 use std::collections::HashMap;
 
 impl<'a> Checker<'a> {
@@ -60,25 +59,7 @@ impl<'a> Checker<'a> {
         self.check_correlation(s);
         let mut state = super::tier3::OpState::default();
         for name in crate::correlate::stream_reads(self.program, s) {
-            {
-                let n = name.name.as_str();
-                if !self.events.contains_key(n) && !self.streams.contains_key(n) {
-                    let candidates: Vec<&str> = self
-                        .events
-                        .keys()
-                        .chain(self.streams.keys())
-                        .copied()
-                        .collect();
-                    let mut d = Diagnostic::warning(
-                        format!("`{n}` is neither a declared event type nor a stream; it is treated as an event type"),
-                        name.span,
-                    );
-                    d.hint = self
-                        .capped_suggest(n, candidates)
-                        .map(|h| format!("did you mean `{h}`?"));
-                    self.diags.push(d);
-                }
-            }
+            self.warn_undeclared_input(name);
         }
         if let Some(from) = &s.source.from {
             self.check_connector_ref(&from.connector);

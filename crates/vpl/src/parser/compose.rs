@@ -150,36 +150,21 @@ fn sequences_over_patterns(program: &mut Program, bodies: &HashMap<String, Patte
             i += 1;
             continue;
         };
-        let first = match &s.source.kind {
-            SourceKind::Named {
-                name,
-                alias,
-                filter,
-            } => PatternItem {
-                event: name.clone(),
-                quant: Quantifier::One,
-                filter: filter.as_deref().cloned(),
-                alias: alias.clone(),
-                trend: false,
-                span: s.source.span,
+        let Some(src) = s.source.kind.event_source() else {
+            i += 1;
+            continue;
+        };
+        let first = PatternItem {
+            event: src.name.clone(),
+            quant: if src.all {
+                Quantifier::Plus
+            } else {
+                Quantifier::One
             },
-            SourceKind::All {
-                name,
-                alias,
-                filter,
-                trend,
-            } => PatternItem {
-                event: name.clone(),
-                quant: Quantifier::Plus,
-                filter: filter.as_deref().cloned(),
-                alias: alias.clone(),
-                trend: *trend,
-                span: s.source.span,
-            },
-            _ => {
-                i += 1;
-                continue;
-            }
+            filter: src.filter.cloned(),
+            alias: src.alias.cloned(),
+            trend: src.trend,
+            span: s.source.span,
         };
         let uses_pattern = bodies.contains_key(&first.event.name)
             || s.steps.iter().any(|st| bodies.contains_key(&st.event.name));

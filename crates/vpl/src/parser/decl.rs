@@ -127,17 +127,7 @@ impl Parser {
             }
             Tok::LParen => {
                 self.bump();
-                let items = self.bracketed(|p| {
-                    let mut items = Vec::new();
-                    while !matches!(p.peek(), Tok::RParen) {
-                        items.push(p.type_expr()?);
-                        if !p.eat(&Tok::Comma) {
-                            break;
-                        }
-                    }
-                    p.expect(&Tok::RParen, "`)`")?;
-                    Ok(items)
-                })?;
+                let items = self.bracketed(|p| p.comma_list("`)`", |p| p.type_expr()))?;
                 TypeKind::Tuple(items)
             }
             Tok::Null => {
@@ -243,25 +233,19 @@ impl Parser {
         let name = self.ident("a function name")?;
         self.expect(&Tok::LParen, "`(`")?;
         let params = self.bracketed(|p| {
-            let mut params = Vec::new();
-            while !matches!(p.peek(), Tok::RParen) {
+            p.comma_list("`)` or `,`", |p| {
                 let pname = p.ident("a parameter name")?;
                 let ty = if p.eat(&Tok::Colon) {
                     Some(p.type_expr()?)
                 } else {
                     None
                 };
-                params.push(Param {
+                Ok(Param {
                     span: p.span_from(pname.span),
                     name: pname,
                     ty,
-                });
-                if !p.eat(&Tok::Comma) {
-                    break;
-                }
-            }
-            p.expect(&Tok::RParen, "`)` or `,`")?;
-            Ok(params)
+                })
+            })
         })?;
         let ret = if self.eat(&Tok::Arrow) {
             Some(self.type_expr()?)

@@ -181,14 +181,7 @@ impl Parser {
             }
             Tok::LParen if self.is_lambda_params() => {
                 self.bump();
-                let mut params = Vec::new();
-                while !matches!(self.peek(), Tok::RParen) {
-                    params.push(self.ident("a parameter")?);
-                    if !self.eat(&Tok::Comma) {
-                        break;
-                    }
-                }
-                self.expect(&Tok::RParen, "`)`")?;
+                let params = self.comma_list("`)`", |p| p.ident("a parameter"))?;
                 self.lambda_body(params, start, min_bp)
             }
             _ => {
@@ -386,8 +379,7 @@ impl Parser {
     pub(super) fn call_args(&mut self) -> PResult<Vec<Expr>> {
         self.expect(&Tok::LParen, "`(`")?;
         self.bracketed(|p| {
-            let mut args = Vec::new();
-            while !matches!(p.peek(), Tok::RParen) {
+            p.comma_list("`,` or `)`", |p| {
                 if p.peek().word().is_some() && matches!(p.peek_n(1), Tok::Colon) {
                     let span = p.cur().span;
                     p.push(
@@ -396,13 +388,8 @@ impl Parser {
                     );
                     return Err(Fail);
                 }
-                args.push(p.expr()?);
-                if !p.eat(&Tok::Comma) {
-                    break;
-                }
-            }
-            p.expect(&Tok::RParen, "`,` or `)`")?;
-            Ok(args)
+                p.expr()
+            })
         })
     }
 

@@ -39,29 +39,6 @@ pub const MAX_DEPTH: usize = 100;
 /// Most diagnostics reported for one source; beyond this, parsing output is noise.
 const MAX_DIAGNOSTICS: usize = 100;
 
-/// Statement words: keywords only at the start of a statement (§1).
-pub const STATEMENT_WORDS: &[&str] = &[
-    "stream",
-    "event",
-    "type",
-    "connector",
-    "context",
-    "pattern",
-    "fn",
-    "let",
-    "var",
-    "const",
-    "config",
-    "import",
-    "elif",
-    "for",
-    "while",
-    "break",
-    "continue",
-    "return",
-    "emit",
-];
-
 /// Words that start a top-level declaration (used for the column-1 recovery fence).
 const DECLARATION_WORDS: &[&str] = &[
     "stream",
@@ -77,6 +54,16 @@ const DECLARATION_WORDS: &[&str] = &[
     "config",
     "import",
 ];
+
+/// Statement words that do not start a declaration.
+const CONTROL_WORDS: &[&str] = &[
+    "elif", "for", "while", "break", "continue", "return", "emit",
+];
+
+/// Statement words: keywords only at the start of a statement (§1), declarations first.
+pub fn statement_words() -> impl Iterator<Item = &'static str> {
+    DECLARATION_WORDS.iter().chain(CONTROL_WORDS).copied()
+}
 
 /// What [`Parser::bump`] returns: the consumed token's span (cheap to copy).
 #[derive(Debug, Clone, Copy)]
@@ -363,6 +350,29 @@ impl Parser {
         r
     }
 
+    /// Items up to a `)` (left in place), separated by commas, a trailing comma allowed.
+    fn comma_items<T>(&mut self, mut item: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
+        let mut items = Vec::new();
+        while !matches!(self.peek(), Tok::RParen) {
+            items.push(item(self)?);
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// [`Parser::comma_items`] and the closing `)` (`expected` names what else could come).
+    fn comma_list<T>(
+        &mut self,
+        expected: &str,
+        item: impl FnMut(&mut Self) -> PResult<T>,
+    ) -> PResult<Vec<T>> {
+        let items = self.comma_items(item)?;
+        self.expect(&Tok::RParen, expected)?;
+        Ok(items)
+    }
+
     fn program(&mut self) -> Program {
         let mut items = Vec::new();
         while !matches!(self.cur().kind, Tok::Eof) {
@@ -457,7 +467,7 @@ impl Parser {
                     "expected a declaration (`stream`, `event`, `fn`, `let`, …), found `{word}`"
                 );
                 let mut d = Diagnostic::error(msg, start);
-                if let Some(s) = crate::suggest::suggest(&word, STATEMENT_WORDS.iter().copied()) {
+                if let Some(s) = crate::suggest::suggest(&word, statement_words()) {
                     d = d.with_hint(format!("did you mean `{s}`?"));
                 }
                 self.push(d);

@@ -21,6 +21,24 @@ impl Parser {
         self.expect(&Tok::Assign, "`=`")?;
         let mut within = Vec::new();
         let body = self.pattern_infix(&mut within)?;
+        let partition_by = self.pattern_tail(&mut within, true)?;
+        Ok(PatternDecl {
+            span: self.span_from(kw.span),
+            name,
+            body,
+            within,
+            partition_by,
+        })
+    }
+
+    /// The clauses after a pattern body: `within d` and `partition by k` in any order, with
+    /// `dotted` also `.within(d)` / `.partition_by(k)` (a stream's inline pattern leaves `.` to
+    /// its operator chain). `within` durations are pushed to `within`; returns the key.
+    pub(super) fn pattern_tail(
+        &mut self,
+        within: &mut Vec<Expr>,
+        dotted: bool,
+    ) -> PResult<Option<Ident>> {
         let mut partition_by = None;
         loop {
             if self.is_word("within") {
@@ -32,7 +50,8 @@ impl Parser {
                 self.bump();
                 self.bump();
                 partition_by = Some(self.ident("a field name after `partition by`")?);
-            } else if matches!(self.peek(), Tok::Dot)
+            } else if dotted
+                && matches!(self.peek(), Tok::Dot)
                 && matches!(self.peek_n(1), Tok::Ident(w) if w == "within" || w == "partition_by")
             {
                 self.bump();
@@ -46,16 +65,9 @@ impl Parser {
                 }
                 self.expect(&Tok::RParen, "`)`")?;
             } else {
-                break;
+                return Ok(partition_by);
             }
         }
-        Ok(PatternDecl {
-            span: self.span_from(kw.span),
-            name,
-            body,
-            within,
-            partition_by,
-        })
     }
 
     /// `seq (AND seq)* (OR …)*`: infix `AND` / `OR` between sequences (`(A -> B) AND C`), `AND`
@@ -212,17 +224,8 @@ impl Parser {
         if let Some(which) = combinator {
             self.bump();
             self.bump();
-            let kids = self.bracketed(|p| {
-                let mut kids = Vec::new();
-                while !matches!(p.peek(), Tok::RParen) {
-                    kids.push(p.pattern_infix(within)?);
-                    if !p.eat(&Tok::Comma) {
-                        break;
-                    }
-                }
-                p.expect(&Tok::RParen, "`,` or `)`")?;
-                Ok(kids)
-            })?;
+            let kids =
+                self.bracketed(|p| p.comma_list("`,` or `)`", |p| p.pattern_infix(within)))?;
             if kids.is_empty() {
                 self.push(Diagnostic::error(
                     "a pattern combinator needs at least one item",

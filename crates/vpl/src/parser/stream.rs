@@ -25,21 +25,7 @@ impl Parser {
             self.stop_at_chain_op = saved;
             let body = body?;
             // `within d` / `partition by k` after the pattern, as in a `pattern` declaration.
-            let mut partition_by = None;
-            loop {
-                if self.is_word("within") {
-                    self.bump();
-                    within.push(self.pattern_duration()?);
-                } else if self.is_word("partition")
-                    && matches!(self.peek_n(1), Tok::Ident(w) if w == "by")
-                {
-                    self.bump();
-                    self.bump();
-                    partition_by = Some(self.ident("a field name after `partition by`")?);
-                } else {
-                    break;
-                }
-            }
+            let partition_by = self.pattern_tail(&mut within, false)?;
             let span = self.span_from(start);
             let pname = Ident::new(format!("{}#pattern", name.name), span);
             self.extra_items.push(Item::Pattern(PatternDecl {
@@ -177,8 +163,7 @@ impl Parser {
         self.bump();
         self.bump();
         let items = self.bracketed(|p| {
-            let mut items = Vec::new();
-            while !matches!(p.peek(), Tok::RParen) {
+            p.comma_list("`,` or `)`", |p| {
                 let item_start = p.cur().span;
                 let alias = p.ident("a step name (`name: EventType`)")?;
                 p.expect(&Tok::Colon, "`:` after the step name")?;
@@ -187,20 +172,13 @@ impl Parser {
                     p.bump();
                 }
                 let event = p.ident("an event type")?;
-                let filter = if p.eat_word("where") {
-                    let saved = std::mem::replace(&mut p.stop_at_chain_op, true);
-                    let e = p.expr();
-                    p.stop_at_chain_op = saved;
-                    Some(e?)
-                } else {
-                    None
-                };
+                let filter = p.where_before_chain()?;
                 let trend = false;
                 let mut ops = Vec::new();
                 while matches!(p.peek(), Tok::Dot) {
                     ops.push(p.stream_op()?);
                 }
-                items.push((
+                Ok((
                     SeqStep {
                         all,
                         event,
@@ -210,13 +188,8 @@ impl Parser {
                         span: p.span_from(item_start),
                     },
                     ops,
-                ));
-                if !p.eat(&Tok::Comma) {
-                    break;
-                }
-            }
-            p.expect(&Tok::RParen, "`,` or `)`")?;
-            Ok(items)
+                ))
+            })
         })?;
         let span = self.span_from(start);
         let mut steps = Vec::new();
@@ -378,6 +351,17 @@ impl Parser {
         }
     }
 
+    /// `[where c]` whose condition ends before a `.op(…)` of the operator chain.
+    fn where_before_chain(&mut self) -> PResult<Option<Expr>> {
+        if !self.eat_word("where") {
+            return Ok(None);
+        }
+        let saved = std::mem::replace(&mut self.stop_at_chain_op, true);
+        let e = self.expr();
+        self.stop_at_chain_op = saved;
+        e.map(Some)
+    }
+
     /// `[where c] [as a]` after a source or step's event type (`as a where c` is accepted too,
     /// as the existing product does).
     fn step_filter_alias(&mut self) -> PResult<(Option<Expr>, Option<Ident>)> {
@@ -386,14 +370,7 @@ impl Parser {
         } else {
             None
         };
-        let filter = if self.eat_word("where") {
-            let saved = std::mem::replace(&mut self.stop_at_chain_op, true);
-            let e = self.expr();
-            self.stop_at_chain_op = saved;
-            Some(e?)
-        } else {
-            None
-        };
+        let filter = self.where_before_chain()?;
         if alias.is_none() && self.eat_word("as") {
             alias = Some(self.ident("an alias name")?);
         }
@@ -404,8 +381,7 @@ impl Parser {
     pub(super) fn sub_streams(&mut self) -> PResult<Vec<SubStream>> {
         self.expect(&Tok::LParen, "`(`")?;
         self.bracketed(|p| {
-            let mut inputs = Vec::new();
-            while !matches!(p.peek(), Tok::RParen) {
+            p.comma_list("`,` or `)`", |p| {
                 let start = p.cur().span;
                 let name = if p.is_word("stream") && matches!(p.peek_n(1), Tok::Ident(_)) {
                     p.bump();
@@ -441,18 +417,13 @@ impl Parser {
                         break;
                     }
                 }
-                inputs.push(SubStream {
+                Ok(SubStream {
                     name,
                     source,
                     ops,
                     span: p.span_from(start),
-                });
-                if !p.eat(&Tok::Comma) {
-                    break;
-                }
-            }
-            p.expect(&Tok::RParen, "`,` or `)`")?;
-            Ok(inputs)
+                })
+            })
         })
     }
 
@@ -507,24 +478,21 @@ impl Parser {
             );
             return Err(self.error_here(msg));
         }
-        if OpKind::from_name(&name.name) != OpKind::Other {
-            let mut args = self.args()?;
-            if OpKind::from_name(&name.name) == OpKind::Aggregate {
+        // A known operator's arguments must parse. An operator the language does not have
+        // (`.order_by(price desc)`, `.fork(…)`): its arguments may not even be expressions. Keep
+        // them if they parse; otherwise skip to the closing parenthesis, so the checker reports
+        // the unknown operator, not a syntax error.
+        let kind = OpKind::from_name(&name.name);
+        let (at, n_diags) = (self.pos, self.diags.len());
+        let parsed = if kind != OpKind::Other {
+            Some(self.args()?)
+        } else {
+            self.args().ok()
+        };
+        if let Some(mut args) = parsed {
+            if kind == OpKind::Aggregate {
                 name_aggregates(&mut args);
             }
-            return Ok(StreamOp {
-                span: self.span_from(dot.span),
-                name,
-                args,
-                emit_type,
-                unparsed: false,
-            });
-        }
-        // An operator the language does not have (`.order_by(price desc)`, `.fork(…)`): its
-        // arguments may not even be expressions. Keep them if they parse; otherwise skip to the
-        // closing parenthesis, so the checker reports the unknown operator, not a syntax error.
-        let (at, n_diags) = (self.pos, self.diags.len());
-        if let Ok(args) = self.args() {
             return Ok(StreamOp {
                 span: self.span_from(dot.span),
                 name,
@@ -595,8 +563,7 @@ impl Parser {
     pub(super) fn args(&mut self) -> PResult<Vec<Arg>> {
         self.expect(&Tok::LParen, "`(`")?;
         self.bracketed(|p| {
-            let mut args = Vec::new();
-            while !matches!(p.peek(), Tok::RParen) {
+            let args = p.comma_items(|p| {
                 let start = p.cur().span;
                 let name = if p.peek().word().is_some() && matches!(p.peek_n(1), Tok::Colon) {
                     let n = p.any_word("an argument name")?;
@@ -622,15 +589,12 @@ impl Parser {
                         );
                     }
                 }
-                args.push(Arg {
+                Ok(Arg {
                     name,
                     value,
                     span: p.span_from(start),
-                });
-                if !p.eat(&Tok::Comma) {
-                    break;
-                }
-            }
+                })
+            })?;
             if matches!(p.peek(), Tok::Assign) {
                 let msg = format!("expected `,` or `)`, found {}", p.found());
                 let span = p.cur_span();

@@ -1,21 +1,5 @@
-//! Durations in configuration files: seconds as a (fractional) number.
-
-/// `Duration` as seconds.
-pub mod secs {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    /// Writes the duration as fractional seconds.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    /// Reads fractional seconds (negative or non-finite values are errors).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let v = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
-    }
-}
+//! Optional durations in configuration files: seconds as a (fractional) number, or `null`
+//! (plain durations use `varpulis_tls::secs`).
 
 /// `Option<Duration>` as seconds or `null`.
 pub mod opt_secs {
@@ -33,7 +17,7 @@ pub mod opt_secs {
     /// Reads fractional seconds or `null`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<f64>::deserialize(d)? {
-            Some(v) => Duration::try_from_secs_f64(v)
+            Some(v) => varpulis_tls::secs::from_f64(v)
                 .map(Some)
                 .map_err(serde::de::Error::custom),
             None => Ok(None),

@@ -76,7 +76,7 @@ pub struct WorkerConfig {
     /// Join token presented to coordinators in `x-worker-token`.
     pub worker_token: Option<String>,
     /// Interval between heartbeats.
-    #[serde(with = "duration::secs")]
+    #[serde(with = "varpulis_tls::secs")]
     pub heartbeat_interval: Duration,
     /// Most pipelines this worker accepts.
     pub max_pipelines: u32,
@@ -89,23 +89,23 @@ pub struct WorkerConfig {
     /// restarted worker resumes their state (`--state-dir`; docs/worker.md "Local state").
     pub state_dir: Option<std::path::PathBuf>,
     /// Interval between local checkpoints of pipelines whose state moved (`--state-interval`).
-    #[serde(with = "duration::secs")]
+    #[serde(with = "varpulis_tls::secs")]
     pub state_interval: Duration,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
     /// Per-request timeout.
-    #[serde(with = "duration::secs")]
+    #[serde(with = "varpulis_tls::secs")]
     pub request_timeout: Duration,
     /// Most requests handled concurrently (others wait).
     pub max_concurrent_requests: usize,
     /// Timeout of each call to a coordinator.
-    #[serde(with = "duration::secs")]
+    #[serde(with = "varpulis_tls::secs")]
     pub coordinator_timeout: Duration,
     /// First registration retry delay (doubles up to `registration_backoff_max`).
-    #[serde(with = "duration::secs")]
+    #[serde(with = "varpulis_tls::secs")]
     pub registration_backoff_initial: Duration,
     /// Largest registration retry delay.
-    #[serde(with = "duration::secs")]
+    #[serde(with = "varpulis_tls::secs")]
     pub registration_backoff_max: Duration,
     /// Capacity of the channel between an MQTT subscription and its pipeline (backpressure).
     pub connector_channel_capacity: usize,
@@ -114,11 +114,11 @@ pub struct WorkerConfig {
     pub mqtt_url: Option<String>,
     /// Longest wait for room in a route publisher's queue before the events are dropped
     /// (and counted).
-    #[serde(with = "duration::secs")]
+    #[serde(with = "varpulis_tls::secs")]
     pub route_publish_timeout: Duration,
     /// Longest time a deploy waits for the broker to acknowledge the pipeline's inbound route
     /// subscriptions before answering (the pipeline runs either way).
-    #[serde(with = "duration::secs")]
+    #[serde(with = "varpulis_tls::secs")]
     pub route_subscribe_wait: Duration,
     /// Coordinator transport: `http` (default) or `nats` (docs/nats.md).
     pub transport: Transport,
@@ -126,27 +126,16 @@ pub struct WorkerConfig {
     pub nats_url: Option<String>,
     /// Resource limits of every pipeline.
     pub limits: PipelineLimits,
-    /// PEM certificate chain: serve HTTPS only (`--tls-cert`, with `tls_key`; SIGHUP reloads).
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// PEM private key of `tls_cert` (`--tls-key`).
-    pub tls_key: Option<std::path::PathBuf>,
-    /// CA bundle the coordinators this worker calls must chain to (`--tls-ca`).
-    pub tls_ca: Option<std::path::PathBuf>,
-    /// CA bundle client certificates must chain to; the worker then presents `tls_cert` to
-    /// coordinators (mutual TLS, `--tls-client-ca`).
-    pub tls_client_ca: Option<std::path::PathBuf>,
-    /// A connection must send a complete request head within this time (docs/security.md,
-    /// "Connections").
-    #[serde(with = "duration::secs")]
-    pub header_read_timeout: Duration,
-    /// A request body must arrive within this time.
-    #[serde(with = "duration::secs")]
-    pub body_read_timeout: Duration,
-    /// A kept-alive connection without a request is closed after this time.
-    #[serde(with = "duration::secs")]
-    pub idle_timeout: Duration,
-    /// Most client connections at once (clamped to half the file-descriptor limit).
-    pub max_connections: usize,
+    /// TLS files (`tls_cert`, `tls_key`, `tls_ca`, `tls_client_ca`; `--tls-*`; docs/security.md,
+    /// "TLS"): with a certificate and key, HTTPS only (SIGHUP reloads); `tls_ca` is what the
+    /// coordinators this worker calls must chain to; with `tls_client_ca`, mutual TLS (the worker
+    /// then presents `tls_cert` to coordinators). A peer name is a coordinator setting and refused.
+    #[serde(flatten)]
+    pub tls: varpulis_tls::TlsSettings,
+    /// Connection timeouts and cap of the listener (`header_read_timeout`, `body_read_timeout`,
+    /// `idle_timeout`, `max_connections`; docs/security.md, "Connections").
+    #[serde(flatten)]
+    pub conns: varpulis_tls::ConnLimits,
 }
 
 impl Default for WorkerConfig {
@@ -178,47 +167,23 @@ impl Default for WorkerConfig {
             transport: Transport::Http,
             nats_url: None,
             limits: PipelineLimits::default(),
-            tls_cert: None,
-            tls_key: None,
-            tls_ca: None,
-            tls_client_ca: None,
-            header_read_timeout: varpulis_tls::conns::DEFAULT_HEADER_READ_TIMEOUT,
-            body_read_timeout: varpulis_tls::conns::DEFAULT_BODY_READ_TIMEOUT,
-            idle_timeout: varpulis_tls::conns::DEFAULT_IDLE_TIMEOUT,
-            max_connections: varpulis_tls::conns::DEFAULT_MAX_CONNECTIONS,
+            tls: varpulis_tls::TlsSettings::default(),
+            conns: varpulis_tls::ConnLimits::default(),
         }
     }
 }
 
 impl WorkerConfig {
-    /// The connection timeouts and cap of this worker's listener.
-    pub fn conn_limits(&self) -> varpulis_tls::ConnLimits {
-        varpulis_tls::ConnLimits {
-            header_read_timeout: self.header_read_timeout,
-            body_read_timeout: self.body_read_timeout,
-            idle_timeout: self.idle_timeout,
-            max_connections: self.max_connections,
-        }
-    }
-
-    /// The TLS files of this worker (docs/security.md, "TLS").
-    pub fn tls_settings(&self) -> varpulis_tls::TlsSettings {
-        varpulis_tls::TlsSettings {
-            cert: self.tls_cert.clone(),
-            key: self.tls_key.clone(),
-            ca: self.tls_ca.clone(),
-            client_ca: self.tls_client_ca.clone(),
-            peer_name: None,
-        }
-    }
-
     /// Checks values that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError(m.to_owned()));
-        self.tls_settings()
+        self.tls
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
-        self.conn_limits().validate().map_err(ConfigError)?;
+        if self.tls.peer_name.is_some() {
+            return bad("tls_peer_name is a coordinator setting (it names coordinator peers)");
+        }
+        self.conns.validate().map_err(ConfigError)?;
         if self.worker_id.trim().is_empty() {
             return bad("worker_id must not be empty");
         }
@@ -358,6 +323,30 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().0.contains("NATS subjects"));
+    }
+
+    #[test]
+    fn tls_and_connection_keys_keep_their_flat_names() {
+        let c: WorkerConfig = serde_json::from_str(
+            r#"{"tls_cert": "c.pem", "tls_key": "k.pem", "idle_timeout": 2.5, "max_connections": 9}"#,
+        )
+        .unwrap();
+        assert_eq!(c.tls.cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert!(c.tls.serves_tls());
+        assert_eq!(c.conns.idle_timeout, Duration::from_millis(2500));
+        assert_eq!(c.conns.max_connections, 9);
+        c.validate().unwrap();
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["tls_key"], "k.pem");
+        assert_eq!(back["idle_timeout"], 2.5);
+        let peer = WorkerConfig {
+            tls: varpulis_tls::TlsSettings {
+                peer_name: Some("p".into()),
+                ..c.tls.clone()
+            },
+            ..c
+        };
+        assert!(peer.validate().is_err());
     }
 
     #[test]

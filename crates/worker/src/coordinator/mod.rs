@@ -82,7 +82,7 @@ impl CoordinatorClient {
                     cfg.api_key.clone(),
                     cfg.worker_token.clone(),
                     cfg.coordinator_timeout,
-                    &crate::config::ClientTlsFiles::for_worker(false, &cfg.tls_settings()),
+                    &crate::config::ClientTlsFiles::for_worker(false, &cfg.tls),
                 )
                 .await
                 .map_err(WorkerError::Config)?;

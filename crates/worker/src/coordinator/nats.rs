@@ -9,15 +9,12 @@
 //! drain request: those calls answer [`CallError::Unsupported`] without sending anything.
 
 use super::CallError;
-use crate::backoff;
 use serde_json::Value;
 use std::time::Duration;
 use varpulis_api::nats::{heartbeat_subject, REGISTER_SUBJECT, STATUS_HEADER};
 
 /// First reconnect delay to the NATS server.
 const RECONNECT_INITIAL: Duration = Duration::from_millis(500);
-/// Largest delay between two reconnect attempts to the NATS server.
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// One worker's NATS link to its coordinators.
 #[derive(Debug)]
@@ -41,22 +38,15 @@ impl NatsLink {
     ) -> Result<Self, String> {
         let addrs = varpulis_api::nats::parse_servers::<async_nats::ServerAddr>(url)?;
         let options = tls.nats_options(async_nats::ConnectOptions::new());
-        let client = options
-            .name(format!("varpulis-worker-{worker_id}"))
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(Duration::from_secs(5))
-            .request_timeout(Some(request_timeout))
-            .reconnect_delay_callback(|n| backoff::delay(RECONNECT_INITIAL, n, RECONNECT_MAX))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("nats transport connected"),
-                    other => tracing::warn!("nats transport: {other}"),
-                }
-            })
-            .connect(addrs)
-            .await
-            .map_err(|e| format!("nats: {e}"))?;
+        let client = varpulis_api::nats::connect(
+            options,
+            format!("varpulis-worker-{worker_id}"),
+            addrs,
+            request_timeout,
+            RECONNECT_INITIAL,
+        )
+        .await
+        .map_err(|e| format!("nats: {e}"))?;
         Ok(Self {
             client,
             worker_id: worker_id.to_owned(),

@@ -58,7 +58,7 @@ pub async fn deploy_pipeline(
     }
     refuse_older_epoch(state, req.id.as_deref(), req.epoch)?;
     let worker_mqtt = state.config.mqtt_url.clone();
-    let worker_tls = state.config.tls_settings();
+    let worker_tls = state.config.tls.clone();
     let limits = state.config.limits;
     let store = state.state_dir.clone();
     let enricher = Arc::new(HttpEnricher::new(tokio::runtime::Handle::current()));

@@ -6,8 +6,8 @@ use crate::config::CoordinatorConfig;
 
 pub use varpulis_api::nats::Transport;
 
-/// Largest delay between two reconnect attempts to the NATS server.
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// First reconnect delay to the NATS server.
+const RECONNECT_INITIAL: Duration = Duration::from_millis(250);
 
 /// The configuration names no usable NATS server.
 #[derive(Debug, thiserror::Error)]
@@ -42,35 +42,23 @@ pub async fn connect(
     // TLS of the NATS link: `tls://` URLs (or a server that requires TLS) are verified
     // against `--tls-ca`; under mutual TLS the node presents its certificate.
     let mut options = async_nats::ConnectOptions::new();
-    if let Some(ca) = &config.tls_ca {
+    if let Some(ca) = &config.tls.ca {
         options = options.add_root_certificates(ca.clone());
     }
     if let (Some(cert), Some(key), Some(_)) =
-        (&config.tls_cert, &config.tls_key, &config.tls_client_ca)
+        (&config.tls.cert, &config.tls.key, &config.tls.client_ca)
     {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
-    let client = options
-        .name(format!("varpulis-coordinator-{node_id}"))
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(5))
-        .request_timeout(Some(config.http_client_timeout))
-        .reconnect_delay_callback(|n| {
-            let shift = n.saturating_sub(1).min(16) as u32;
-            Duration::from_millis(250)
-                .saturating_mul(1u32 << shift)
-                .min(RECONNECT_MAX)
-        })
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("nats transport connected"),
-                other => tracing::warn!("nats transport: {other}"),
-            }
-        })
-        .connect(addrs)
-        .await
-        .map_err(|e| NatsConfigError(e.to_string()))?;
+    let client = varpulis_api::nats::connect(
+        options,
+        format!("varpulis-coordinator-{node_id}"),
+        addrs,
+        config.http_client_timeout,
+        RECONNECT_INITIAL,
+    )
+    .await
+    .map_err(|e| NatsConfigError(e.to_string()))?;
     Ok(Some(NatsLink { client }))
 }
 
