@@ -1,6 +1,6 @@
 //! Issue 24 item 3: a follower batches concurrent forwards into few leader calls
 //! (`POST /raft/forward-batch`), and every client still gets its own answer: its own status and
-//! error code (201, 409 `conflict`, 400), and read-your-writes on the follower.
+//! error code (201, 409 `connector_exists`, 400), and read-your-writes on the follower.
 
 use crate::harness::{Ensemble, Opts};
 use serde_json::json;
@@ -24,7 +24,7 @@ async fn concurrent_forwards_share_leader_calls_and_keep_their_own_answers() {
     let leader = ens.wait_leader(Duration::from_secs(20)).await;
     let follower = ens.others(leader)[0];
     let url = ens.cluster_url(follower, "/connectors");
-    // An existing name: every concurrent create of it must answer 409 conflict.
+    // An existing name: every concurrent create of it must answer 409 `connector_exists`.
     ens.api
         .post(&ens.cluster_url(leader, "/connectors"), &connector("taken"))
         .await
@@ -36,7 +36,7 @@ async fn concurrent_forwards_share_leader_calls_and_keep_their_own_answers() {
         let (api, url) = (ens.api.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let r = match i % 3 {
-                0 => api.post(&url, &connector(&format!("fresh-{i}"))).await,
+                0 => api.post(&url, &connector(&format!("fresh_{i}"))).await,
                 1 => api.post(&url, &connector("taken")).await,
                 _ => {
                     api.post_raw(&url, b"{not json".to_vec(), "application/json")
@@ -49,10 +49,10 @@ async fn concurrent_forwards_share_leader_calls_and_keep_their_own_answers() {
     for task in tasks {
         let (i, r) = task.await.expect("client");
         match i % 3 {
-            0 => assert_eq!(r.status, 201, "fresh-{i}: {}", r.text),
+            0 => assert_eq!(r.status, 201, "fresh_{i}: {}", r.text),
             1 => {
                 assert_eq!(r.status, 409, "duplicate {i}: {}", r.text);
-                assert_eq!(r.body["code"], "conflict", "{}", r.text);
+                assert_eq!(r.body["code"], "connector_exists", "{}", r.text);
             }
             _ => {
                 assert_eq!(r.status, 400, "malformed {i}: {}", r.text);
@@ -64,10 +64,10 @@ async fn concurrent_forwards_share_leader_calls_and_keep_their_own_answers() {
     for i in (0..96).step_by(3) {
         let r = ens
             .api
-            .get(&ens.cluster_url(follower, &format!("/connectors/fresh-{i}")))
+            .get(&ens.cluster_url(follower, &format!("/connectors/fresh_{i}")))
             .await
             .expect("read");
-        assert_eq!(r.status, 200, "fresh-{i} not on the follower: {}", r.text);
+        assert_eq!(r.status, 200, "fresh_{i} not on the follower: {}", r.text);
     }
     let metrics = ens
         .api

@@ -56,7 +56,7 @@ async fn a_thousand_keep_alive_clients_through_a_follower_and_the_leader() {
         errors.extend(errs);
     }
     let elapsed = started.elapsed();
-    for (name, lat) in [("leader", &mut by_node[0]), ("follower", &mut by_node[1])] {
+    for (name, lat) in ["leader", "follower"].into_iter().zip(by_node.iter_mut()) {
         lat.sort();
         eprintln!(
             "{CLIENTS} clients: via {name}: {} writes, p50 {:?}, p99 {:?}, max {:?}",
