@@ -61,7 +61,12 @@ pub struct Forwarder {
     tx: mpsc::Sender<Job>,
     admitted: Arc<Semaphore>,
     shed: Arc<Metrics>,
+    batching: bool,
 }
+
+/// Environment switch that turns batching off (`0` or `off`): every forward then goes alone, as
+/// before batching. A diagnostic for A/B measurements (docs/raft.md), not a tuning knob.
+pub const BATCHING_ENV: &str = "VARPULIS_FORWARD_BATCHING";
 
 /// One admitted forward; dropping it frees its place.
 #[derive(Debug)]
@@ -110,11 +115,21 @@ impl Forwarder {
         };
         let shed = link.metrics.clone();
         tokio::spawn(run(rx, link));
+        let batching = !matches!(
+            std::env::var(BATCHING_ENV).ok().as_deref().map(str::trim),
+            Some("0" | "off" | "false")
+        );
         Forwarder {
             tx,
             admitted: Arc::new(Semaphore::new(max_forwards.max(1))),
             shed,
+            batching,
         }
+    }
+
+    /// Whether forwards are batched (see [`BATCHING_ENV`]).
+    pub fn batching(&self) -> bool {
+        self.batching
     }
 
     /// A place for one forward, or `None` when [`MAX_FORWARDS`] are under way.

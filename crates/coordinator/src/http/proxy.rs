@@ -236,7 +236,8 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
         headers,
         body: bytes,
     };
-    let batched = !matches!(item.method, Method::GET | Method::HEAD)
+    let batched = state.forwarder.batching()
+        && !matches!(item.method, Method::GET | Method::HEAD)
         && forward_wire::request_size(&item) <= forwarder::BATCHED_ITEM_BYTES;
     let answer = if batched {
         state.forwarder.submit(leader_url, item).await
