@@ -32,8 +32,8 @@ use crate::types::{BasicNode, NodeId, Raft, RaftMetrics};
 
 mod prevote;
 mod transfer;
-pub use prevote::{PreVoteRequest, PreVoteResponse, PreVoteTimings};
 use prevote::LeaderContact;
+pub use prevote::{PreVoteRequest, PreVoteResponse, PreVoteTimings};
 use transfer::{LeaderSince, WriteGate};
 
 /// Upper bound of an admin call (`add_learner` waits for the learner to catch up).
