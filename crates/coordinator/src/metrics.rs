@@ -21,7 +21,7 @@ pub struct Metrics {
     pub proxy_failures: AtomicU64,
     /// Batches of forwarded requests sent to the leader (`POST /raft/forward-batch`).
     pub forward_batches: AtomicU64,
-    /// Forwards refused because [`crate::http::forwarder::MAX_FORWARDS`] were under way.
+    /// Forwards refused with 503 because too many were under way (the forwarder's bound).
     pub forwards_shed: AtomicU64,
     /// Times the known leader changed (as seen by this node).
     pub leader_changes: AtomicU64,

@@ -24,11 +24,9 @@ use varpulis_raft::PEER_SECRET_HEADER;
 
 use crate::auth::secret_matches;
 use crate::error::ApiError;
-use crate::http::forward_wire::{self, WireResponse, CONTENT_TYPE};
+use crate::http::forward_wire::{self, WireResponse, CONTENT_TYPE, PATH};
 use crate::node::AppState;
 
-/// Route of the batch endpoint.
-pub const PATH: &str = "/raft/forward-batch";
 /// Most items one batch may hold.
 pub const MAX_ITEMS: usize = 1024;
 /// Largest answer body of one item that is relayed (writes answer with a few hundred bytes).

@@ -18,6 +18,8 @@
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+/// Route of the batch endpoint (served by `forward_batch`, called by `forwarder`).
+pub const PATH: &str = "/raft/forward-batch";
 /// Magic at the start of every batch and every answer.
 const MAGIC: &[u8; 3] = b"VFB";
 /// Format version written by this node; the only one it reads.

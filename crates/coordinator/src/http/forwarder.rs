@@ -22,8 +22,9 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use varpulis_api::FORWARDED_BY_HEADER;
 use varpulis_raft::PEER_SECRET_HEADER;
 
-use crate::http::forward_batch::PATH;
-use crate::http::forward_wire::{self, AnswerDecoder, WireRequest, WireResponse, CONTENT_TYPE};
+use crate::http::forward_wire::{
+    self, AnswerDecoder, WireRequest, WireResponse, CONTENT_TYPE, PATH,
+};
 use crate::metrics::Metrics;
 use crate::transport::worker_client::error_chain;
 
