@@ -151,8 +151,15 @@ fn main() {
             );
             if mode == Mode::Term {
                 let log = ens.coords[leader].proc.log_tail(200);
-                if let Some(line) = log.lines().rev().find(|l| l.contains("leadership transferred")) {
+                // The hand-over's outcome: transferred, or why not (then an election follows).
+                if let Some(line) = log.lines().rev().find(|l| {
+                    l.contains("leadership transferred")
+                        || l.contains("no leadership hand-over")
+                        || l.contains("leadership transfer:")
+                }) {
                     println!("           {}", line.trim());
+                } else {
+                    println!("           (no hand-over logged: the node did not see itself leading)");
                 }
             }
             samples.push(took);

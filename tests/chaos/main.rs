@@ -11,6 +11,7 @@
 mod harness;
 
 mod checker;
+mod healed;
 mod history;
 mod netns;
 mod probe;

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub proxied_requests: AtomicU64,
     /// Forwarding attempts that failed (leader unreachable).
     pub proxy_failures: AtomicU64,
+    /// Batches of forwarded requests sent to the leader (`POST /raft/forward-batch`).
+    pub forward_batches: AtomicU64,
+    /// Forwards refused with 503 because too many were under way (the forwarder's bound).
+    pub forwards_shed: AtomicU64,
     /// Times the known leader changed (as seen by this node).
     pub leader_changes: AtomicU64,
     /// Heartbeats handled by this node as leader.
@@ -77,6 +81,16 @@ impl Metrics {
                 "varpulis_coordinator_proxy_failures_total",
                 "Forwards that failed (leader unreachable)",
                 &self.proxy_failures,
+            ),
+            (
+                "varpulis_coordinator_forward_batches_total",
+                "Batches of forwarded requests sent to the leader",
+                &self.forward_batches,
+            ),
+            (
+                "varpulis_coordinator_forwards_shed_total",
+                "Forwards refused with 503 because too many were under way",
+                &self.forwards_shed,
             ),
             (
                 "varpulis_coordinator_leader_changes_total",

@@ -28,6 +28,8 @@ pub struct Shared {
     pub raft: RaftNode,
     /// Client for follower → leader forwarding (pooled, with the configured timeout).
     pub http: reqwest::Client,
+    /// Batches this follower's forwards to the leader and bounds how many are under way.
+    pub forwarder: crate::http::forwarder::Forwarder,
     /// The leader tasks' handle: store, worker client, liveness, settings.
     pub leader: LeaderCtx,
     /// Cancelled when the server shuts down.

@@ -90,7 +90,7 @@ pub async fn run(
     let leader = LeaderCtx::new(
         store,
         workers,
-        metrics,
+        metrics.clone(),
         LeaderSettings::from_config(&config),
     );
     let token = CancellationToken::new();
@@ -99,6 +99,12 @@ pub async fn run(
         node_id,
         advertise: advertise.clone(),
         raft: raft.clone(),
+        forwarder: crate::http::forwarder::Forwarder::start(
+            metrics.clone(),
+            http.clone(),
+            node_id,
+            config.peer_secret.as_deref(),
+        ),
         http,
         leader: leader.clone(),
         shutdown: token.clone(),
@@ -131,6 +137,8 @@ pub async fn run(
             crate::http::proxy::strip_untrusted_forward,
         ),
     );
+    // Batched forwards from followers: their items run through everything above.
+    let app = crate::http::forward_batch::attach(app, state.clone());
     // Outermost: a client over its rate is refused before anything reads its body.
     let app = match crate::http::edge::rate_limit(&config) {
         Some(layer) => app.layer(layer),

@@ -30,7 +30,10 @@ use crate::network::{NetworkFactory, NetworkSettings};
 use crate::state_machine::{read_lock, AppliedEvent, SharedState, StateMachine};
 use crate::types::{BasicNode, NodeId, Raft, RaftMetrics};
 
+mod prevote;
 mod transfer;
+use prevote::LeaderContact;
+pub use prevote::{PreVoteRequest, PreVoteResponse, PreVoteTimings};
 use transfer::{LeaderSince, WriteGate};
 
 /// Upper bound of an admin call (`add_learner` waits for the learner to catch up).
@@ -72,9 +75,12 @@ pub struct RaftConfig {
     pub limits: Limits,
     /// Leader heartbeat period (also openraft's AppendEntries timeout). Default 50 ms.
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomized election timeout. Default 200 ms.
+    /// With `election_timeout_max_ms`, sets the spread of the pre-vote silence (docs/raft.md,
+    /// "Elections: pre-vote"). Default 150 ms.
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomized election timeout. Default 400 ms.
+    /// The leader lease: a voter that heard from a leader within it refuses (pre-)votes; a
+    /// follower asks for a pre-vote after `max + heartbeat + rand(max - min)` of silence.
+    /// Default 250 ms.
     pub election_timeout_max_ms: u64,
     /// Upper bound of a vote/append HTTP exchange (openraft may impose a shorter one). Default 1 s.
     pub rpc_timeout_ms: u64,
@@ -140,8 +146,8 @@ impl RaftConfig {
             min_throughput_bytes_per_sec: 1024 * 1024,
             limits: Limits::default(),
             heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 200,
-            election_timeout_max_ms: 400,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 250,
             rpc_timeout_ms: 1000,
             snapshot_timeout_ms: 30_000,
             snapshot_logs_since_last: 5000,
@@ -213,7 +219,9 @@ impl RaftConfig {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             enable_heartbeat: true,
-            enable_elect: true,
+            // Elections start from the pre-vote elector only ([`prevote`]): openraft's timer
+            // would let a node that was cut off raise its term and depose a healthy leader.
+            enable_elect: false,
             enable_tick: true,
             ..Default::default()
         }
@@ -283,8 +291,11 @@ struct Inner {
     gate: WriteGate,
     /// When this node last became leader ([`transfer`]: a young leader's lease).
     leader_since: LeaderSince,
-    /// HTTP client of the transfer's `POST /raft/elect` (TLS as for the peer RPCs).
+    /// HTTP client of the transfer's `POST /raft/elect` and of `POST /raft/pre-vote` (TLS as
+    /// for the peer RPCs).
     admin_http: reqwest::Client,
+    /// When this node last heard from a leader ([`prevote`]).
+    contact: LeaderContact,
 }
 
 /// Cloneable handle on a running Raft member.
@@ -403,9 +414,11 @@ impl RaftNode {
                 gate: WriteGate::default(),
                 leader_since: LeaderSince::default(),
                 admin_http,
+                contact: LeaderContact::default(),
             }),
         };
         transfer::watch_leadership(node.clone());
+        prevote::spawn_elector(&node);
         Ok(node)
     }
 

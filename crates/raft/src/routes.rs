@@ -29,7 +29,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 use varpulis_api::raft::{
     AddLearnerRequest, ChangeMembershipRequest, ElectRequest, RemoveNodeRequest,
     TransferLeaderRequest,
@@ -40,7 +42,7 @@ use crate::auth::{Access, PeerCertificate};
 use crate::error::{Error, WriteError};
 use crate::guard::Refusal;
 use crate::network::{FullSnapshotRequest, SnapshotChunk};
-use crate::node::RaftNode;
+use crate::node::{PreVoteRequest, RaftNode};
 use crate::types::{NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
 /// Largest accepted Raft RPC body. Appends are bounded by `max_append_bytes` (one larger entry
@@ -57,6 +59,7 @@ pub fn router(node: RaftNode) -> Router {
         .route("/raft/snapshot-chunk", post(snapshot_chunk))
         .route("/raft/install-snapshot", post(install_snapshot_chunk))
         .route("/raft/elect", post(elect))
+        .route("/raft/pre-vote", post(pre_vote))
         .route_layer(middleware::from_fn(wire_format))
         .route_layer(middleware::from_fn_with_state(node.clone(), require_peer))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
@@ -190,7 +193,13 @@ async fn vote(
     if let Err(refusal) = node.guard_view().check_vote(&req) {
         return refuse(&node, "vote", refusal);
     }
-    Json(node.raft().vote(req).await).into_response()
+    let answer = node.raft().vote(req).await;
+    if answer.as_ref().is_ok_and(|a| a.vote_granted) {
+        // Granting a vote restarts this node's silence (pre-vote): the candidate is about to
+        // lead, no need to compete with it.
+        node.note_contact();
+    }
+    Json(answer).into_response()
 }
 
 async fn append(
@@ -204,7 +213,16 @@ async fn append(
     if let Err(refusal) = node.guard_view().check_append(&req) {
         return refuse(&node, "append", refusal);
     }
-    Json(node.raft().append_entries(req).await).into_response()
+    // Contact with the leader counts from the arrival: a slow flush must not look like silence.
+    node.note_append(&req.vote);
+    let answer = node.raft().append_entries(req).await;
+    if answer
+        .as_ref()
+        .is_ok_and(|a| !matches!(a, AppendEntriesResponse::HigherVote(_)))
+    {
+        node.note_contact();
+    }
+    Json(answer).into_response()
 }
 
 /// Checks and installs one chunk (openraft assembles the chunks of one snapshot id).
@@ -367,6 +385,17 @@ async fn elect(
     match node.campaign_for_transfer(&req).await {
         Ok(()) => Json(serde_json::json!({"campaigning": true})).into_response(),
         Err(e) => admin_error_response(&e),
+    }
+}
+
+/// `POST /raft/pre-vote` (peer RPC): would this node vote for the sender now? Changes nothing.
+async fn pre_vote(
+    State(node): State<RaftNode>,
+    body: Result<Json<PreVoteRequest>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(req)) => Json(node.answer_pre_vote(&req)).into_response(),
+        Err(rej) => bad_json(rej),
     }
 }
 

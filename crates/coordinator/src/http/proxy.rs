@@ -24,9 +24,10 @@ use varpulis_raft::{WriteError, PEER_SECRET_HEADER};
 
 use crate::auth::secret_matches;
 use crate::error::ApiError;
+use crate::http::forward_wire::{self, WireRequest};
+use crate::http::forwarder::{self, ForwardFailure};
 use crate::metrics::Metrics;
 use crate::node::AppState;
-use crate::transport::worker_client::error_chain;
 
 /// Headers that belong to one hop and are not copied.
 const HOP_BY_HOP: [&str; 8] = [
@@ -169,9 +170,10 @@ async fn wait_applied(state: &AppState, index: u64) {
     }
 }
 
-/// The current leader, waiting up to about two election timeouts for one to be elected.
+/// The current leader, waiting up to four leases (one second by default: a pre-vote after the
+/// lease, its retries, the election) for one to be elected.
 pub async fn wait_for_leader(state: &AppState) -> Option<(u64, String)> {
-    let patience = Duration::from_millis(state.config.raft_election_max_ms.saturating_mul(2));
+    let patience = Duration::from_millis(state.config.raft_election_max_ms.saturating_mul(4));
     let deadline = Instant::now() + patience;
     loop {
         if let Some(leader) = state.raft.leader() {
@@ -185,10 +187,17 @@ pub async fn wait_for_leader(state: &AppState) -> Option<(u64, String)> {
 }
 
 /// Forwards `req` to the leader at `leader_url` and returns its answer unchanged.
+///
+/// Writes up to [`forwarder::BATCHED_ITEM_BYTES`] share leader calls with other concurrent
+/// forwards ([`forwarder`]); larger ones and reads go alone. Past [`forwarder::MAX_FORWARDS`]
+/// forwards under way, `503 overloaded` at once.
 pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url: &str) -> Response {
     let not_leader = || ApiError::NotLeader {
         leader_id: Some(leader_id),
         leader_url: Some(leader_url.to_string()),
+    };
+    let Some(_place) = state.forwarder.admit() else {
+        return ApiError::Overloaded.into_response();
     };
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, state.config.body_limit).await {
@@ -199,8 +208,8 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
         .uri
         .path_and_query()
         .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let url = format!("{}{}", leader_url.trim_end_matches('/'), path_and_query);
+        .unwrap_or("/")
+        .to_string();
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
         if !is_hop_by_hop(name) {
@@ -221,59 +230,47 @@ pub async fn forward(state: &AppState, req: Request, leader_id: u64, leader_url:
         }
     }
     Metrics::inc(&state.metrics().proxied_requests);
-    let send = || {
-        state
-            .http
-            .request(parts.method.clone(), &url)
-            .headers(headers.clone())
-            .body(bytes.clone())
-            .send()
+    let item = WireRequest {
+        method: parts.method,
+        path_and_query,
+        headers,
+        body: bytes,
     };
-    let sent = match send().await {
-        // Connecting failed: the leader never saw the request, so one retry is safe (a stale
-        // pooled connection or a full accept queue are the usual causes).
-        Err(err) if err.is_connect() => send().await,
-        other => other,
+    let batched = state.forwarder.batching()
+        && !matches!(item.method, Method::GET | Method::HEAD)
+        && forward_wire::request_size(&item) <= forwarder::BATCHED_ITEM_BYTES;
+    let answer = if batched {
+        state.forwarder.submit(leader_url, item).await
+    } else {
+        forwarder::send_one(&state.http, leader_url, item).await
     };
-    let answer = match sent {
+    let answer = match answer {
         Ok(answer) => answer,
-        Err(err) => {
+        Err(ForwardFailure::Unreachable(reason)) => {
             Metrics::inc(&state.metrics().proxy_failures);
-            tracing::warn!(
-                leader_id, %leader_url,
-                "cannot reach the leader: {}", error_chain(&err)
-            );
+            tracing::debug!(leader_id, %leader_url, "cannot reach the leader: {reason}");
             return not_leader().into_response();
         }
     };
-    let status = answer.status();
+    let status = answer.status;
+    let leader_applied = answer
+        .headers
+        .get(APPLIED_INDEX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(index) = leader_applied.filter(|_| status.is_success()) {
+        wait_applied(state, index).await;
+    }
     let mut out_headers = HeaderMap::new();
-    for (name, value) in answer.headers() {
+    for (name, value) in &answer.headers {
         if !is_hop_by_hop(name) {
             out_headers.append(name.clone(), value.clone());
         }
     }
-    let leader_applied = answer
-        .headers()
-        .get(APPLIED_INDEX_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match answer.bytes().await {
-        Ok(body) => {
-            if let Some(index) = leader_applied.filter(|_| status.is_success()) {
-                wait_applied(state, index).await;
-            }
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() = status;
-            *response.headers_mut() = out_headers;
-            response
-        }
-        Err(err) => {
-            Metrics::inc(&state.metrics().proxy_failures);
-            tracing::warn!(leader_id, "leader answer cut short: {err}");
-            not_leader().into_response()
-        }
-    }
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() = status;
+    *response.headers_mut() = out_headers;
+    response
 }
 
 /// On a follower, waits (at most about 2 s) until the local state has applied everything the

@@ -1,0 +1,172 @@
+//! `POST /raft/forward-batch`: the leader's side of batched follower forwarding (issue 24 item 3).
+//!
+//! A follower sends many forwarded client requests in one peer request ([`super::forward_wire`]);
+//! the leader runs each through its own API router — the same middleware (API key, worker token,
+//! body caps, the leader gate) and handlers as if the client had called the leader directly — all
+//! at once, so their writes share Raft batches, and answers every item with its own status,
+//! headers and body (a 409 stays a 409). Nothing but the transport changes: an item carries the
+//! client's headers plus `x-varpulis-forwarded-by` (and the peer secret), and is judged on them.
+//!
+//! Access: the batch itself must come from a peer — with a peer secret configured, the request
+//! carries it; without one, `x-varpulis-forwarded-by` names another node (as for a single
+//! forward, docs/security.md). Anything else is `401 unauthorized` before the body is read.
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::StreamExt;
+use tower::ServiceExt;
+use varpulis_api::FORWARDED_BY_HEADER;
+use varpulis_raft::PEER_SECRET_HEADER;
+
+use crate::auth::secret_matches;
+use crate::error::ApiError;
+use crate::http::forward_wire::{self, WireResponse, CONTENT_TYPE, PATH};
+use crate::node::AppState;
+
+/// Most items one batch may hold.
+pub const MAX_ITEMS: usize = 1024;
+/// Largest answer body of one item that is relayed (writes answer with a few hundred bytes).
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+struct BatchState {
+    node: AppState,
+    inner: Router,
+}
+
+/// Adds [`PATH`] in front of `app`; the items of a batch are served by `app` itself (which has no
+/// batch route, so batches never nest).
+pub fn attach(app: Router, node: AppState) -> Router {
+    let state = BatchState {
+        node,
+        inner: app.clone(),
+    };
+    Router::new()
+        .route(PATH, post(handle))
+        .with_state(state)
+        .merge(app)
+}
+
+fn from_peer(state: &AppState, req: &Request) -> bool {
+    match state.config.peer_secret.as_deref() {
+        Some(secret) => secret_matches(
+            req.headers()
+                .get(PEER_SECRET_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            secret,
+        ),
+        None => req
+            .headers()
+            .get(FORWARDED_BY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|id| id != state.node_id),
+    }
+}
+
+/// Largest batch body accepted: a full batch of items at the body limit would be far more than a
+/// follower ever sends (it sends items up to [`crate::http::forwarder::BATCHED_ITEM_BYTES`] in
+/// batches of about [`crate::http::forwarder::BATCH_BYTES`]).
+fn max_batch_bytes(state: &AppState) -> usize {
+    state
+        .config
+        .body_limit
+        .max(crate::http::forwarder::BATCH_BYTES)
+        .saturating_mul(2)
+}
+
+async fn handle(State(batch): State<BatchState>, req: Request) -> Response {
+    if !from_peer(&batch.node, &req) {
+        return ApiError::Unauthorized("forward batches are accepted from peers only")
+            .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, max_batch_bytes(&batch.node)).await {
+        Ok(bytes) => bytes,
+        Err(_) => return ApiError::PayloadTooLarge.into_response(),
+    };
+    let items = match forward_wire::decode_requests(&bytes, MAX_ITEMS) {
+        Ok(items) => items,
+        Err(err) => return ApiError::BadRequest(err.to_string()).into_response(),
+    };
+    let count = items.len();
+    let running = futures::stream::FuturesUnordered::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let mut sub = axum::http::Request::builder()
+            .method(item.method)
+            .uri(item.path_and_query.as_str());
+        if let Some(headers) = sub.headers_mut() {
+            *headers = item.headers;
+        }
+        let sub = match sub.body(Body::from(item.body)) {
+            Ok(mut sub) => {
+                // The connection's facts (client address, a verified peer certificate) are the
+                // batch's.
+                *sub.extensions_mut() = parts.extensions.clone();
+                Ok(sub)
+            }
+            Err(_) => Err(ApiError::BadRequest("invalid forwarded request URI".into())),
+        };
+        // Each item runs as its own task (the two cores share the handlers' work; it finishes
+        // even if the follower goes away) and reaches the Raft batcher with the others.
+        let inner = batch.inner.clone();
+        let task = tokio::spawn(async move {
+            let response = match sub {
+                Ok(sub) => match inner.oneshot(sub).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                Err(err) => err.into_response(),
+            };
+            into_wire(response).await
+        });
+        running.push(async move {
+            let answer = task.await.unwrap_or_else(|_| {
+                error_wire(ApiError::Internal(
+                    "the forwarded request's handler failed".into(),
+                ))
+            });
+            Ok::<_, std::convert::Infallible>(Bytes::from(forward_wire::encode_answer_frame(
+                index, &answer,
+            )))
+        });
+    }
+    // Answers go out as they are ready (a slow item does not hold back the others).
+    let head = futures::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(Bytes::from(forward_wire::encode_answer_header(count)))
+    });
+    let mut response = Response::new(Body::from_stream(head.chain(running)));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+/// An error rendered as an item's answer (the JSON body of [`ApiError`]).
+fn error_wire(error: ApiError) -> WireResponse {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    WireResponse {
+        status: error.status(),
+        headers,
+        body: serde_json::to_vec(&error.body()).unwrap_or_default().into(),
+    }
+}
+
+/// The answer of one item as it travels back (its body read in full).
+async fn into_wire(response: Response) -> WireResponse {
+    let (parts, body) = response.into_parts();
+    let body = to_bytes(body, MAX_ANSWER_BYTES).await.unwrap_or_default();
+    WireResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
