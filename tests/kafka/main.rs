@@ -11,7 +11,6 @@
 #[path = "../worker/harness.rs"]
 mod harness;
 
-#[allow(dead_code)]
 #[path = "../cluster/harness.rs"]
 mod procs;
 

@@ -73,7 +73,7 @@ impl ProducerContext for SinkContext {
             Err((e, _)) => {
                 ConnectorStats::add(&self.stats.given_up, 1);
                 let n = self.failures.fetch_add(1, Ordering::Relaxed);
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     tracing::error!(
                         pipeline = %self.pipeline,
                         connector = %self.stats.name(),
