@@ -262,6 +262,14 @@ impl<'a> Checker<'a> {
                 }
                 continue;
             };
+            if kind.name == "kafka" && name.name.starts_with("tls") {
+                self.error_hint(
+                    "TLS is not supported for Kafka connectors (librdkafka is built without OpenSSL)",
+                    name.span,
+                    Some("use a plaintext listener".into()),
+                );
+                continue;
+            }
             if !self.connector_value(&a.value, ty, false) {
                 let found = literal_type(&a.value);
                 self.error(

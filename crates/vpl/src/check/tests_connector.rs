@@ -171,3 +171,11 @@ fn enrich_is_checked_against_its_http_connector() {
         vec!["3:22 error unknown connector `Nope`"]
     );
 }
+
+#[test]
+fn kafka_tls_is_refused_at_the_parameter() {
+    assert_eq!(
+        diags("connector K = kafka(brokers: \"h:9092\", tls: true)"),
+        vec!["3:40 error TLS is not supported for Kafka connectors (librdkafka is built without OpenSSL)"]
+    );
+}

@@ -1,5 +1,6 @@
 //! What a source connection hands to the ingest loop: an event and, for an MQTT message of a
-//! persistent session, the acknowledgement to send once the event's outputs are out.
+//! persistent session or a Kafka record, the acknowledgement to send once the event's outputs
+//! are out (a PUBACK; for Kafka, storing the record's offset for the next commit).
 //!
 //! A pipeline placed by a coordinator consumes QoS ≥ 1 MQTT topics through a persistent broker
 //! session named after its placement (docs/worker.md, "Zero loss at the lease edge"). Its
@@ -22,11 +23,18 @@ pub const ACK_FLUSH_DEADLINE: Duration = Duration::from_secs(2);
 /// Longest a closing connection waits for its last acknowledgements and DISCONNECT to go out.
 const DISCONNECT_DEADLINE: Duration = Duration::from_millis(500);
 
-/// The acknowledgement of one MQTT message, sent through the connection that received it.
+/// The acknowledgement of one input, sent through the connection that received it.
 #[derive(Debug)]
-pub struct Ack {
-    client: AsyncClient,
-    publish: Publish,
+pub enum Ack {
+    /// An MQTT message of a persistent session.
+    Mqtt {
+        /// The connection that received it.
+        client: AsyncClient,
+        /// The message (payload dropped).
+        publish: Publish,
+    },
+    /// A Kafka record.
+    Kafka(super::kafka::KafkaAck),
 }
 
 impl Ack {
@@ -34,14 +42,19 @@ impl Ack {
     pub fn new(client: AsyncClient, mut publish: Publish) -> Self {
         // Only the packet id and QoS are needed.
         publish.payload = Default::default();
-        Self { client, publish }
+        Self::Mqtt { client, publish }
     }
 
-    /// Queues the PUBACK; a connection gone meanwhile leaves the message to be delivered
-    /// again (to this copy when it reconnects, or to the next one).
+    /// Queues the PUBACK (a connection gone meanwhile leaves the message to be delivered
+    /// again, to this copy when it reconnects or to the next one), or stores the Kafka offset.
     pub fn send(self) {
-        if let Err(e) = self.client.try_ack(&self.publish) {
-            tracing::debug!(error = %e, pkid = self.publish.pkid, "mqtt ack not sent");
+        match self {
+            Self::Mqtt { client, publish } => {
+                if let Err(e) = client.try_ack(&publish) {
+                    tracing::debug!(error = %e, pkid = publish.pkid, "mqtt ack not sent");
+                }
+            }
+            Self::Kafka(ack) => ack.send(),
         }
     }
 }

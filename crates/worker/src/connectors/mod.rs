@@ -3,7 +3,7 @@
 //!
 //! - [`plan`]: what the connectors will do, resolved and checked before anything connects.
 //! - [`sink`]: the [`sink::Sink`] trait every output connection implements.
-//! - [`mqtt`], [`nats`], [`routes`]: the connections of each kind.
+//! - [`mqtt`], [`nats`], [`kafka`], [`routes`]: the connections of each kind.
 //! - [`inbound`]: what sources hand the ingest loop (an event, maybe an MQTT acknowledgement).
 //! - [`enrich`]: `.enrich` lookups over HTTP connectors.
 //! - [`http`], [`file`], [`console`]: output-only connectors ([`lines`] is the machinery file
@@ -25,6 +25,7 @@ pub mod file;
 pub mod http;
 pub mod inbound;
 pub mod ingest;
+pub mod kafka;
 pub mod lines;
 pub mod mqtt;
 pub mod nats;
@@ -78,6 +79,15 @@ fn start_sinks(state: &AppState, pipeline: &Arc<Pipeline>, plan: Plan) {
     }
     for m in &plan.mqtt {
         sinks.extend(mqtt::start_sink(state, pipeline, m));
+    }
+    for k in &plan.kafka {
+        match kafka::sink::start(state, pipeline, k) {
+            Ok(sink) => sinks.push(sink),
+            Err(reason) => {
+                tracing::error!(pipeline = %pipeline.id, %reason, "kafka sink not started");
+                pipeline.set_degraded(reason);
+            }
+        }
     }
     if let Some(e) = plan.enrich {
         sinks.push(Box::new(enrich::EnrichStatus(e)));
@@ -146,6 +156,9 @@ pub fn start_sources(state: &AppState, pipeline: &Arc<Pipeline>) {
     let feed = Feed::new(pipeline, signature);
     for m in plan.mqtt {
         mqtt::start_source(state, &feed, m, tx.clone());
+    }
+    for k in plan.kafka {
+        kafka::source::start(state, &feed, k, tx.clone());
     }
     if let Some(r) = plan.routes {
         routes::start_inbound(state, pipeline, &feed, r, tx.clone());

@@ -1,4 +1,4 @@
-//! Health and counters of one output connector (HTTP, file, console), shared by its sink
+//! Health and counters of one output connector (HTTP, file, console, Kafka), shared by its sink
 //! (which queues) and its task (which delivers). Lock-free counters; the health's reason sits
 //! behind a mutex taken only when it changes or is read.
 
@@ -38,6 +38,11 @@ impl ConnectorStats {
             retries: AtomicU64::new(0),
             down: Mutex::new(None),
         }
+    }
+
+    /// The connector's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Adds `n` to `counter`.

@@ -5,6 +5,7 @@
 //!
 //! Pure data and checks; the connections that carry a plan out are in the connector modules.
 
+pub mod kafka;
 pub mod mqtt;
 pub mod nats;
 pub mod output;
@@ -86,6 +87,8 @@ pub struct Plan {
     pub mqtt: Vec<mqtt::MqttPlan>,
     /// NATS connectors.
     pub nats: Vec<nats::NatsPlan>,
+    /// Kafka connectors.
+    pub kafka: Vec<kafka::KafkaPlan>,
     /// Output-only connectors (HTTP, file, console).
     pub outputs: Vec<output::OutputPlan>,
     /// The `.enrich` lookups of the pipeline (shown with the output side).
@@ -101,6 +104,7 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.mqtt.is_empty()
             && self.nats.is_empty()
+            && self.kafka.is_empty()
             && self.outputs.is_empty()
             && self.unsupported.is_empty()
             && self.routes.is_none()
@@ -119,6 +123,11 @@ impl Plan {
             let (out, inp) = n.split();
             sinks.nats.extend(out);
             sources.nats.extend(inp);
+        }
+        for k in self.kafka {
+            let (out, inp) = k.split();
+            sinks.kafka.extend(out);
+            sources.kafka.extend(inp);
         }
         if let Some(r) = self.routes {
             let (out, inp) = r.split();
@@ -173,6 +182,7 @@ pub fn plan(
     };
     let mut mqtt_by_name: BTreeMap<String, mqtt::MqttPlan> = BTreeMap::new();
     let mut nats_by_name: BTreeMap<String, nats::NatsPlan> = BTreeMap::new();
+    let mut kafka_by_name: BTreeMap<String, kafka::KafkaPlan> = BTreeMap::new();
     let mut outputs_by_name: BTreeMap<String, output::OutputPlan> = BTreeMap::new();
     let mut plan = Plan::default();
     let sources = engine.sources();
@@ -191,6 +201,9 @@ pub fn plan(
             "nats" => {
                 nats_by_name.insert(name.to_owned(), nats::NatsPlan::new(name, &params)?);
             }
+            "kafka" => {
+                kafka_by_name.insert(name.to_owned(), kafka::KafkaPlan::new(name, &params)?);
+            }
             k if output::is_output_kind(k) => {
                 outputs_by_name.insert(name.to_owned(), output::OutputPlan::new(name, k, &params)?);
             }
@@ -204,6 +217,9 @@ pub fn plan(
             p.add_source(s.topic.as_deref(), &s.event_type)?;
         }
         if let Some(p) = nats_by_name.get_mut(&s.connector) {
+            p.add_source(s.topic.as_deref(), &s.event_type)?;
+        }
+        if let Some(p) = kafka_by_name.get_mut(&s.connector) {
             p.add_source(s.topic.as_deref(), &s.event_type)?;
         }
         if let Some(p) = outputs_by_name.get(&s.connector) {
@@ -221,12 +237,16 @@ pub fn plan(
         if let Some(p) = nats_by_name.get_mut(&s.connector) {
             p.add_sink(s.topic.as_deref(), &s.stream)?;
         }
+        if let Some(p) = kafka_by_name.get_mut(&s.connector) {
+            p.add_sink(s.topic.as_deref(), &s.stream)?;
+        }
         if let Some(p) = outputs_by_name.get_mut(&s.connector) {
             p.sinks.push(s.stream.clone());
         }
     }
     plan.mqtt = mqtt_by_name.into_values().collect();
     plan.nats = nats_by_name.into_values().collect();
+    plan.kafka = kafka_by_name.into_values().collect();
     plan.outputs = outputs_by_name.into_values().collect();
     Ok(plan)
 }

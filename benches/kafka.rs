@@ -1,0 +1,236 @@
+//! Kafka source → filter → Kafka sink throughput of one pipeline (docs/connectors.md, figures in
+//! docs/benchmarks.md), against a local `tansu` broker (in-memory storage; skipped with a
+//! message when the binary is missing, like tests/kafka).
+//!
+//! Loads `--events` records (default 300,000; half pass the filter) into a 1-partition input
+//! topic first, then deploys `Reading.from(K) .where(temp >= 50) .emit(…) .to(K)` on an
+//! in-process worker and times from the deploy until the sink reported every passing record
+//! delivered (acks=all). Figure: input events per second, and its ratio to the same program fed
+//! by `events-batch` inject with no connector (the same-process baseline).
+//! Run: `cargo bench --bench kafka` (optionally `-- --events 500000`).
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn tansu() -> Option<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return Some(p.into());
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(std::path::PathBuf::from)
+        .chain([std::path::PathBuf::from(format!(
+            "{home}/.cache/varpulis/tansu/bin"
+        ))])
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+}
+
+async fn deploy(url: &str, source: &str) -> Result<String, BoxError> {
+    let deployed: Value = reqwest::Client::new()
+        .post(format!("{url}/api/v1/pipelines"))
+        .json(&json!({"name": "bench", "source": source}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(deployed["id"]
+        .as_str()
+        .ok_or_else(|| format!("deploy failed: {deployed}"))?
+        .to_owned())
+}
+
+async fn info(url: &str, id: &str) -> Result<Value, BoxError> {
+    Ok(reqwest::Client::new()
+        .get(format!("{url}/api/v1/pipelines/{id}"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+fn reading(i: u64) -> Value {
+    json!({"event_type": "Reading", "id": format!("s{}", i % 50), "temp": (i % 100) as i64})
+}
+
+/// The same program fed by inject (1,000-event batches, 4 clients) with no connector.
+async fn baseline(url: &str, events: u64) -> Result<f64, BoxError> {
+    let id = deploy(
+        url,
+        "stream Hot = Reading .where(temp >= 50) .emit(id: id, temp: temp)\n",
+    )
+    .await?;
+    let batch: Vec<Value> = (0..1000)
+        .map(|i| json!({"event_type": "Reading", "fields": {"id": format!("s{}", i % 50), "temp": (i % 100) as i64}}))
+        .collect();
+    let body = serde_json::to_vec(&json!({ "events": batch }))?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (http, body, u) = (
+            reqwest::Client::new(),
+            body.clone(),
+            format!("{url}/api/v1/pipelines/{id}/events-batch"),
+        );
+        let n = events / 4000;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..n {
+                http.post(&u)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?
+                    .error_for_status()?;
+            }
+            Ok::<(), BoxError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((events / 4000 * 4000) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn bench() -> Result<(), BoxError> {
+    let events = arg("--events", 300_000);
+    let Some(bin) = tansu() else {
+        println!(
+            "SKIPPED: tansu not found (see docs/connectors.md, \"Kafka\"; .ci/run installs it)"
+        );
+        return Ok(());
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let listener = format!("tcp://{addr}");
+    let mut broker = Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let up = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if up.elapsed() > Duration::from_secs(20) {
+            let _ = broker.kill();
+            return Err("tansu did not start".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = run(&addr, events).await;
+    let _ = broker.kill();
+    let _ = broker.wait();
+    result
+}
+
+async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", addr);
+    let admin: AdminClient<DefaultClientContext> = cfg.create()?;
+    let topics = [
+        NewTopic::new("bench-in", 1, TopicReplication::Fixed(1)),
+        NewTopic::new("bench-out", 1, TopicReplication::Fixed(1)),
+    ];
+    for r in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        r.map_err(|(t, e)| format!("create {t}: {e}"))?;
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = cfg
+        .clone()
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .create()?;
+    let load = Instant::now();
+    for i in 0..events {
+        let payload = reading(i).to_string();
+        let mut record = BaseRecord::<(), String>::to("bench-in").payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    println!(
+        "loaded {events} records in {:.2}s",
+        load.elapsed().as_secs_f64()
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let wcfg = varpulis_worker::WorkerConfig {
+        worker_id: "bench".into(),
+        ..Default::default()
+    };
+    let server = tokio::spawn(varpulis_worker::run(wcfg, listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let src = format!(
+        "connector K = kafka(brokers: \"{addr}\", group_id: \"bench\")\n\
+         stream R = Reading.from(K, topic: \"bench-in\")\n\
+         stream Hot = R .where(temp >= 50) .emit(id: id, temp: temp) .to(K, topic: \"bench-out\", key: id)\n"
+    );
+    let started = Instant::now();
+    let id = deploy(&url, &src).await?;
+    let expected = events / 2;
+    loop {
+        let i = info(&url, &id).await?;
+        let sent = i["connectors"][0]["events_sent"].as_u64().unwrap_or(0);
+        if sent >= expected {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(format!("only {sent} of {expected} records delivered: {i}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let rate = events as f64 / took;
+    let base = baseline(&url, events).await?;
+    println!("inject baseline (no connector): {base:.0} events/s");
+    println!(
+        "kafka source -> filter -> kafka sink: {events} events ({expected} produced) in {took:.2}s \
+         = {rate:.0} events/s ({:.2} x baseline; from deploy, group join included)",
+        rate / base
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}
