@@ -14,6 +14,7 @@
 //! here while a newer epoch of the same placement is are refused `409 stale_epoch` (the sender
 //! routed them with an outdated placement), not `404`.
 
+use super::inject_codec::{decode_batch, WireEvent};
 use super::{find, Shared};
 use crate::engine::{self, Event, Output};
 use crate::error::WorkerError;
@@ -25,13 +26,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use varpulis_runtime::json_out;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
-use super::inject_codec::{decode_batch, WireEvent};
 use varpulis_api::worker::InputEvent;
+use varpulis_runtime::json_out;
 
 /// `InjectResponse` with outputs kept as the runtime's JSON (no re-encoding).
 #[derive(Debug, Serialize)]
@@ -245,12 +245,7 @@ pub async fn inject_batch(
             error: e.error,
         })
         .collect();
-    let body = batch_answer(
-        total - rejected,
-        &outcome.outputs,
-        &errors,
-        outcome.omitted,
-    )?;
+    let body = batch_answer(total - rejected, &outcome.outputs, &errors, outcome.omitted)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -293,8 +288,8 @@ fn parse_json_batch(body: &[u8]) -> Result<Vec<Event>, WorkerError> {
             "expected `{\"events\": [...]}` or a JSON array".into(),
         ));
     }
-    let input = decode_batch(body)
-        .map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?;
+    let input =
+        decode_batch(body).map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?;
     let arrival = now_ns();
     input
         .into_iter()

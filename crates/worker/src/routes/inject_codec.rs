@@ -354,7 +354,13 @@ mod tests {
         Ok(decode_batch(body)
             .map_err(|e| e.to_string())?
             .into_iter()
-            .map(|w| (w.event_type.to_string(), format!("{:?}", w.fields), w.timestamp))
+            .map(|w| {
+                (
+                    w.event_type.to_string(),
+                    format!("{:?}", w.fields),
+                    w.timestamp,
+                )
+            })
             .collect())
     }
 
@@ -390,7 +396,11 @@ mod tests {
         }
         // Beyond the linear lookup: repeated keys among many.
         let keys: Vec<String> = (0..80).map(|i| format!("\"k{}\": {i}", i % 50)).collect();
-        same(&format!("[{{\"event_type\": \"T\", \"fields\": {{{}}}}}]", keys.join(", "))).unwrap();
+        same(&format!(
+            "[{{\"event_type\": \"T\", \"fields\": {{{}}}}}]",
+            keys.join(", ")
+        ))
+        .unwrap();
         assert!(decode_batch(br#"{"events": [{"event_type": "T"}]}"#).is_ok());
         assert!(decode_batch(br#"[{"event_type": "T", "fields": {"a": 1}]"#).is_err());
     }
@@ -409,9 +419,8 @@ mod tests {
         leaf.prop_recursive(3, 16, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-                prop::collection::vec(("[ab]{1,2}", inner), 0..4).prop_map(|kv| {
-                    serde_json::Value::Object(kv.into_iter().collect())
-                }),
+                prop::collection::vec(("[ab]{1,2}", inner), 0..4)
+                    .prop_map(|kv| { serde_json::Value::Object(kv.into_iter().collect()) }),
             ]
         })
     }

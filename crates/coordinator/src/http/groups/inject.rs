@@ -271,7 +271,13 @@ impl BatchRoutes {
         if let Some(p) = self.by_type.get(event_type) {
             return Ok(p.clone());
         }
-        let name = route_for(state, group_id, event_type, &mut self.routes, &mut self.order)?;
+        let name = route_for(
+            state,
+            group_id,
+            event_type,
+            &mut self.routes,
+            &mut self.order,
+        )?;
         self.by_type.insert(event_type.to_owned(), name.clone());
         Ok(name)
     }
