@@ -286,10 +286,10 @@ fn flat_fields(flat: &mut FlatNames, caps: &Event, flatten: bool) -> Fields {
 // ----- checkpoint -------------------------------------------------------------------------------
 
 /// The runs of every partition with their keys, in creation order (ids ascend).
-pub(crate) fn in_creation_order<'a, R>(
-    parts: &'a HashMap<KeyRepr, Vec<R>>,
+pub(crate) fn in_creation_order<R>(
+    parts: &HashMap<KeyRepr, Vec<R>>,
     id: impl Fn(&R) -> u64,
-) -> Vec<(&'a KeyRepr, &'a R)> {
+) -> Vec<(&KeyRepr, &R)> {
     let mut runs: Vec<(&KeyRepr, &R)> = parts
         .iter()
         .flat_map(|(k, rs)| rs.iter().map(move |r| (k, r)))
