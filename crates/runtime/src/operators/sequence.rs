@@ -36,7 +36,7 @@ use crate::operators::kleene;
 use crate::operators::runs::{
     self, caps_with, passes, FlatNames, MatchOut, Modes, NotClause, Outcome,
 };
-use crate::operators::self_ref::{carries, own_fields, refs_capture, without_own};
+use crate::operators::self_ref::{any_child, carries, own_fields, refs_capture, without_own};
 use crate::value::{Fields, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -498,23 +498,14 @@ fn capture(run: &mut SeqRun, step: usize, ev: &Event, list: Option<usize>) {
 /// Whether the operators after a pattern use `count(capture)` (then matches carry the counts).
 pub(crate) fn uses_capture_count(ops: &[ast::StreamOp], captures: &[String]) -> bool {
     fn walk(e: &ast::Expr, captures: &[String]) -> bool {
-        let r = |x: &ast::Expr| walk(x, captures);
-        match &e.kind {
+        let counts_capture = match &e.kind {
             ExprKind::Call { callee, args, .. } => {
-                (callee.name == "count"
-                    && matches!(args.as_slice(), [a] if matches!(&a.kind, ExprKind::Name(id) if captures.contains(&id.name))))
-                    || args.iter().any(r)
+                callee.name == "count"
+                    && matches!(args.as_slice(), [a] if matches!(&a.kind, ExprKind::Name(id) if captures.contains(&id.name)))
             }
-            ExprKind::Field { base, .. } => r(base),
-            ExprKind::Unary { operand, .. } => r(operand),
-            ExprKind::Binary { lhs, rhs, .. } => r(lhs) || r(rhs),
-            ExprKind::Array(items) => items.iter().any(r),
-            ExprKind::Map(entries) => entries.iter().any(|m| r(&m.key) || r(&m.value)),
-            ExprKind::Index { base, index } => r(base) || r(index),
-            ExprKind::If { cond, then, else_ } => r(cond) || r(then) || r(else_),
-            ExprKind::Range { start, end, .. } => r(start) || r(end),
             _ => false,
-        }
+        };
+        counts_capture || any_child(e, |x| walk(x, captures))
     }
     ops.iter()
         .flat_map(|o| o.args.iter())
