@@ -1113,23 +1113,21 @@ fn constant(v: Value) -> ExprFn {
 
 /// Reads field `key` of the current event (position cached; `null` when absent).
 fn event_field(key: Arc<str>) -> ExprFn {
-    let slot = AtomicU32::new(0);
-    Box::new(move |cx| {
-        Ok(cx
-            .event
-            .field_cached(&key, &slot)
-            .cloned()
-            .unwrap_or(Value::Null))
-    })
+    field_read::<false>(key, Value::Null)
 }
 
 /// Reads field `key` of the alias event (the stream's `as` event or a pattern's captures;
-/// position cached; `default` when absent).
+/// `default` when absent).
 fn alias_field(key: Arc<str>, default: Value) -> ExprFn {
+    field_read::<true>(key, default)
+}
+
+/// Reads field `key` of the alias (`ALIAS`) or the current event through a cached position.
+fn field_read<const ALIAS: bool>(key: Arc<str>, default: Value) -> ExprFn {
     let slot = AtomicU32::new(0);
     Box::new(move |cx| {
-        Ok(cx
-            .alias
+        let ev = if ALIAS { cx.alias } else { cx.event };
+        Ok(ev
             .field_cached(&key, &slot)
             .cloned()
             .unwrap_or_else(|| default.clone()))
