@@ -1,6 +1,7 @@
 //! `varpulis run` over a generated `.evt` file of sensor readings (issue 22): the whole process,
 //! wall time, events/s and peak RSS, next to reading the same file alone in this process (the
-//! baseline of the ratio). Outputs go to /dev/null.
+//! baseline of the ratio) and to reading and parsing it with the replay's own reader
+//! (`EvtStream`, the second baseline). Outputs go to /dev/null.
 //!
 //! `cargo bench --bench run_replay` (1,000,000 events; `RUN_REPLAY_EVENTS=10000000` for ten
 //! million). Program: `SensorReading .where(temperature > 50.0) .emit(sensor_id, temperature)`.
@@ -13,6 +14,7 @@ use proc_stats::env_usize;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+use varpulis_runtime::evt_stream::{EvtStream, ReplayOrder};
 
 const BIN: &str = env!("CARGO_BIN_EXE_varpulis");
 
@@ -82,6 +84,17 @@ fn main() {
     }
     let read_secs = started.elapsed().as_secs_f64();
     assert_eq!(lines, n);
+    // Second baseline: read and parse every event (the replay's reader, in this process).
+    let started = Instant::now();
+    let input = BufReader::with_capacity(256 * 1024, std::fs::File::open(&events).expect("open"));
+    let mut stream = EvtStream::new(input, ReplayOrder::Time { window: 10_000 });
+    let mut parsed = 0usize;
+    while let Some(ev) = stream.next() {
+        stream.recycle(ev.expect("event line"));
+        parsed += 1;
+    }
+    let parse_secs = started.elapsed().as_secs_f64();
+    assert_eq!(parsed, n);
     let runs = env_usize("RUN_REPLAY_ROUNDS", 3);
     let mut walls = Vec::new();
     let mut peak = 0;
@@ -107,7 +120,12 @@ fn main() {
         walls[0],
         walls[walls.len() - 1]
     );
+    println!(
+        "  parsing the file alone : {parse_secs:.3} s ({:.0} events/s)",
+        n as f64 / parse_secs
+    );
     println!("  peak RSS               : {:.1} MiB", peak as f64 / 1024.0);
     println!("  run / read-alone time  : {:.2}x", median / read_secs);
+    println!("  run / parse-alone time : {:.2}x", median / parse_secs);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -147,6 +147,7 @@ fn replay<R: Read>(
     let mut clock = 0i64;
     engine.advance_time(clock, &mut out);
     write_step(&mut w, engine, sinks, &out)?;
+    out.clear();
     let mut interrupted = false;
     loop {
         if interrupt.stop_requested() {
@@ -177,11 +178,14 @@ fn replay<R: Read>(
                 return Ok(ExitCode::from(1));
             }
         };
-        out.clear();
         clock = clock.max(event.timestamp_ns);
         engine.advance_time(clock, &mut out);
         engine.process(&event, &mut out)?;
         write_step(&mut w, engine, sinks, &out)?;
+        // Outputs may share the event's fields: drop them first, then the event's field list
+        // can be reused for the next line.
+        out.clear();
+        events.recycle(event);
     }
     if !interrupted {
         out.clear();

@@ -19,7 +19,15 @@ pub struct Names {
     values: HashMap<Box<str>, Arc<str>, FastHash>,
     /// The names of the previous line, in order: consecutive lines mostly repeat them.
     last: Vec<Arc<str>>,
+    /// Empty field lists of events handed back ([`Names::recycle`]), reused for new events.
+    spare: Vec<Arc<Fields>>,
 }
+
+/// Field lists kept for reuse at most (events held by a reorder window are not recycled until
+/// processed, so a few suffice).
+const MAX_SPARE: usize = 64;
+/// Field lists with more room than this are not kept.
+const MAX_SPARE_CAPACITY: usize = 64;
 
 /// FNV-1a: short keys, no denial-of-service concern (the file is the user's own input, and the
 /// maps are bounded).
@@ -68,6 +76,12 @@ impl Names {
         intern(&mut self.names, s)
     }
 
+    /// The previous line's `i`-th name when it equals `s`.
+    #[inline]
+    fn repeated(&self, i: usize, s: &str) -> Option<Arc<str>> {
+        self.last.get(i).filter(|a| ***a == *s).cloned()
+    }
+
     /// The `i`-th name of this line (0: the type): the previous line's when equal.
     fn nth(&mut self, i: usize, s: &str) -> Arc<str> {
         if let Some(a) = self.last.get(i) {
@@ -82,6 +96,27 @@ impl Names {
             self.last.push(a.clone());
         }
         a
+    }
+
+    /// Takes back the field list of a processed event when nothing else holds it, so the next
+    /// event parsed reuses its allocation (the list and its reference count).
+    pub fn recycle(&mut self, mut event: Event) {
+        if self.spare.len() >= MAX_SPARE {
+            return;
+        }
+        if let Some(fields) = Arc::get_mut(&mut event.fields) {
+            if fields.capacity() <= MAX_SPARE_CAPACITY {
+                fields.clear();
+                self.spare.push(event.fields);
+            }
+        }
+    }
+
+    /// An empty field list: a recycled one when there is one.
+    fn fields(&mut self) -> Arc<Fields> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Arc::new(Vec::with_capacity(8)))
     }
 
     /// A string value (interned when short).
@@ -121,7 +156,11 @@ pub fn parse_named(body: &str, ts: i64, names: &mut Names) -> Option<Event> {
     }
     let inner = &body[i + 1..b.len() - 1];
     let ib = inner.as_bytes();
-    let mut fields: Fields = Vec::new();
+    let mut list = names.fields();
+    // Recycled lists are unique and empty; `None` cannot happen, but the general parser would
+    // still give the right event.
+    let fields = Arc::get_mut(&mut list)?;
+    fields.clear();
     let mut pos = 0;
     let mut index = 0;
     loop {
@@ -154,19 +193,26 @@ pub fn parse_named(body: &str, ts: i64, names: &mut Names) -> Option<Event> {
         }
         let item = &inner[start..pos];
         let last = pos >= ib.len();
-        if item.trim().is_empty() {
-            // `Type {}`, or a trailing comma after at least one field; anything else is for
-            // the general parser (it reports the empty field).
-            if last && (index > 0 || fields.is_empty() && start == 0) {
+        let Some(colon) = colon else {
+            // No `:`: `Type {}` or a trailing comma after at least one field when blank;
+            // anything else is for the general parser (it reports the empty field).
+            if item.trim().is_empty() && last && (index > 0 || fields.is_empty() && start == 0) {
                 break;
             }
             return None;
-        }
-        let colon = colon? - start;
+        };
+        let colon = colon - start;
         let key = item[..colon].trim();
-        if !is_ident(key) || matches!(key, "true" | "false" | "null" | "nil") {
-            return None;
-        }
+        // The previous line's name at this position was checked already.
+        let key = match names.repeated(index + 1, key) {
+            Some(a) => a,
+            None => {
+                if !is_ident(key) || matches!(key, "true" | "false" | "null" | "nil") {
+                    return None;
+                }
+                names.nth(index + 1, key)
+            }
+        };
         let vt = item[colon + 1..].trim();
         let value = if let Some(rest) = vt.strip_prefix('"') {
             let s = rest.strip_suffix('"')?;
@@ -176,13 +222,15 @@ pub fn parse_named(body: &str, ts: i64, names: &mut Names) -> Option<Event> {
             Value::Str(names.value(s))
         } else if vt.contains('"') {
             return None;
+        } else if let Some(v) = plain_value(vt) {
+            v
         } else {
             match parse_value(vt).ok()? {
                 Value::Str(s) => Value::Str(names.value(&s)),
                 v => v,
             }
         };
-        fields.push((names.nth(index + 1, key), value));
+        fields.push((key, value));
         index += 1;
         if last {
             break;
@@ -192,8 +240,38 @@ pub fn parse_named(body: &str, ts: i64, names: &mut Names) -> Option<Event> {
     Some(Event {
         event_type: names.nth(0, &body[..name_end]),
         timestamp_ns: ts,
-        fields: Arc::new(fields),
+        fields: list,
     })
+}
+
+/// The common bare values, decided without the general value parser: `true`, `false`,
+/// `null`/`nil`, decimal integers (`-?[0-9]+` that fit in an i64) and decimals
+/// (`-?[0-9]+.[0-9]+`), exactly as `evt::parse_value` reads them; `None` for anything else.
+fn plain_value(t: &str) -> Option<Value> {
+    match t {
+        "true" => return Some(Value::Bool(true)),
+        "false" => return Some(Value::Bool(false)),
+        "null" | "nil" => return Some(Value::Null),
+        _ => {}
+    }
+    let b = t.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let int_len = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+    if int_len == 0 {
+        return None;
+    }
+    match digits.get(int_len) {
+        None => t.parse::<i64>().ok().map(Value::Int),
+        Some(b'.') => {
+            let frac = digits.get(int_len + 1..)?;
+            if !frac.is_empty() && frac.iter().all(u8::is_ascii_digit) {
+                t.parse::<f64>().ok().map(Value::Float)
+            } else {
+                None
+            }
+        }
+        Some(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +353,38 @@ mod tests {
             Just("é".to_string()),
             Just("\t".to_string()),
         ]
+    }
+
+    #[test]
+    fn recycled_field_lists_give_the_same_events() {
+        let mut n = Names::default();
+        let line = "R { a: 1, b: \"x\", c: 2.5 }";
+        let first = parse_named(line, 1, &mut n).unwrap();
+        let json = first.to_json();
+        let held = first.clone();
+        // Still shared: not taken.
+        n.recycle(first);
+        assert!(n.spare.is_empty());
+        n.recycle(held);
+        assert_eq!(n.spare.len(), 1);
+        let again = parse_named("R { z: 9 }", 2, &mut n).unwrap();
+        assert!(n.spare.is_empty());
+        assert_eq!(again.fields.len(), 1);
+        n.recycle(again);
+        assert_eq!(parse_named(line, 1, &mut n).unwrap().to_json(), json);
+    }
+
+    proptest! {
+        /// The bare-value shortcut reads what the general value parser reads.
+        #[test]
+        fn plain_values_match_the_general_parser(
+            t in "-?[0-9]{0,21}(\\.[0-9]{0,4})?[a-z.]?|true|false|null|nil|-|\\.5|\\+1|1e5",
+        ) {
+            if let Some(v) = plain_value(&t) {
+                let g = parse_value(&t).unwrap();
+                prop_assert_eq!(format!("{v:?}"), format!("{g:?}"), "{}", t);
+            }
+        }
     }
 
     proptest! {

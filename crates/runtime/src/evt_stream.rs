@@ -77,6 +77,12 @@ impl<R: BufRead> EvtStream<R> {
         self.late
     }
 
+    /// Hands back an event this stream produced once it has been processed: its field list is
+    /// reused for a later event when nothing else holds it any more.
+    pub fn recycle(&mut self, event: Event) {
+        self.names.recycle(event);
+    }
+
     /// The reader (e.g. to see whether its buffer is empty before a read that may block).
     pub fn reader(&self) -> &R {
         &self.reader

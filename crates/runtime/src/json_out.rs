@@ -5,7 +5,7 @@
 //! keys repeat take the `to_json` path, which keeps the last value at the first position.
 
 use crate::event::Event;
-use crate::value::{format_rfc3339, Value};
+use crate::value::{write_rfc3339, Value, RFC3339_MAX};
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -35,13 +35,19 @@ fn has_duplicates(fields: &[(Arc<str>, Value)]) -> bool {
 }
 
 fn write_str(w: &mut impl Write, s: &str) -> io::Result<()> {
+    // What serde_json escapes: `"`, `\\` and control characters below 0x20.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        w.write_all(b"\"")?;
+        w.write_all(s.as_bytes())?;
+        return w.write_all(b"\"");
+    }
     serde_json::to_writer(w, s).map_err(io::Error::other)
 }
 
 fn write_timestamp(w: &mut impl Write, ns: i64) -> io::Result<()> {
-    // `format_rfc3339` allocates; outputs of one replay mostly share few distinct seconds, but
-    // the string is small: write it directly.
-    w.write_all(format_rfc3339(ns).as_bytes())
+    let mut buf = [0u8; RFC3339_MAX];
+    let n = write_rfc3339(ns, &mut buf);
+    w.write_all(buf.get(..n).unwrap_or_default())
 }
 
 fn write_map(w: &mut impl Write, fields: &[(Arc<str>, Value)]) -> io::Result<()> {

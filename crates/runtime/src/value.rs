@@ -572,28 +572,54 @@ impl fmt::Display for Value {
 
 /// Formats ns since the epoch as RFC 3339 UTC (`1970-01-01T00:00:06Z`, fraction only when non-zero).
 pub fn format_rfc3339(ns: i64) -> String {
+    let mut buf = [0u8; RFC3339_MAX];
+    let n = write_rfc3339(ns, &mut buf);
+    String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned()
+}
+
+/// The longest text [`write_rfc3339`] writes (`yyyy-mm-ddThh:mm:ss.fffffffffZ`).
+pub(crate) const RFC3339_MAX: usize = 30;
+
+/// Writes the text of [`format_rfc3339`] into `buf` without allocating; returns its length.
+pub(crate) fn write_rfc3339(ns: i64, buf: &mut [u8; RFC3339_MAX]) -> usize {
     let secs = ns.div_euclid(1_000_000_000);
     let frac = ns.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let mut s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    );
+    // An i64 of ns spans the years 1677..=2262: always four digits.
+    let mut n = put_digits(buf, 0, y.clamp(0, 9999) as u64, 4);
+    buf[n] = b'-';
+    n = put_digits(buf, n + 1, u64::from(m), 2);
+    buf[n] = b'-';
+    n = put_digits(buf, n + 1, u64::from(d), 2);
+    buf[n] = b'T';
+    n = put_digits(buf, n + 1, (sod / 3600) as u64, 2);
+    buf[n] = b':';
+    n = put_digits(buf, n + 1, ((sod / 60) % 60) as u64, 2);
+    buf[n] = b':';
+    n = put_digits(buf, n + 1, (sod % 60) as u64, 2);
     if frac != 0 {
-        if frac % 1_000_000 == 0 {
-            s.push_str(&format!(".{:03}", frac / 1_000_000));
+        buf[n] = b'.';
+        n = if frac % 1_000_000 == 0 {
+            put_digits(buf, n + 1, (frac / 1_000_000) as u64, 3)
         } else if frac % 1_000 == 0 {
-            s.push_str(&format!(".{:06}", frac / 1_000));
+            put_digits(buf, n + 1, (frac / 1_000) as u64, 6)
         } else {
-            s.push_str(&format!(".{frac:09}"));
-        }
+            put_digits(buf, n + 1, frac as u64, 9)
+        };
     }
-    s.push('Z');
-    s
+    buf[n] = b'Z';
+    n + 1
+}
+
+/// Writes `v` as exactly `width` decimal digits (zero-padded; `v` < 10^width) at `at`.
+fn put_digits(buf: &mut [u8; RFC3339_MAX], at: usize, mut v: u64, width: usize) -> usize {
+    for i in (0..width).rev() {
+        buf[at + i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    at + width
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -675,6 +701,44 @@ mod tests {
             "2024-03-01T12:30:00.500Z"
         );
         assert_eq!(format_rfc3339(-1_000_000_000), "1969-12-31T23:59:59Z");
+        assert_eq!(format_rfc3339(i64::MIN), "1677-09-21T00:12:43.145224192Z");
+        assert_eq!(format_rfc3339(i64::MAX), "2262-04-11T23:47:16.854775807Z");
+        assert_eq!(format_rfc3339(1_500), "1970-01-01T00:00:00.000001500Z");
+        assert_eq!(format_rfc3339(7_000), "1970-01-01T00:00:00.000007Z");
+    }
+
+    /// The `format!` version the allocation-free writer replaced.
+    fn rfc3339_reference(ns: i64) -> String {
+        let secs = ns.div_euclid(1_000_000_000);
+        let frac = ns.rem_euclid(1_000_000_000);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400);
+        let mut s = format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        );
+        if frac != 0 {
+            if frac % 1_000_000 == 0 {
+                s.push_str(&format!(".{:03}", frac / 1_000_000));
+            } else if frac % 1_000 == 0 {
+                s.push_str(&format!(".{:06}", frac / 1_000));
+            } else {
+                s.push_str(&format!(".{frac:09}"));
+            }
+        }
+        s.push('Z');
+        s
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rfc3339_writer_matches_the_reference(ns in proptest::prelude::any::<i64>(), ms in -1_000_000_000_000i64..5_000_000_000_000) {
+            proptest::prop_assert_eq!(format_rfc3339(ns), rfc3339_reference(ns));
+            let ns = ms * 1_000_000;
+            proptest::prop_assert_eq!(format_rfc3339(ns), rfc3339_reference(ns));
+        }
     }
 
     #[test]

@@ -865,15 +865,7 @@ impl Compiler {
                         && self.lookup_local(&id.name).is_none()
                         && !self.globals.contains_key(&id.name)
                     {
-                        let key = self.intern(&name.name);
-                        let slot = AtomicU32::new(0);
-                        return Box::new(move |cx| {
-                            Ok(cx
-                                .alias
-                                .field_cached(&key, &slot)
-                                .cloned()
-                                .unwrap_or(Value::Null))
-                        });
+                        return alias_field(self.intern(&name.name), Value::Null);
                     }
                 }
                 let b = self.expr(base);
@@ -930,15 +922,7 @@ impl Compiler {
 
     fn name(&mut self, name: &str) -> ExprFn {
         if self.field_params.iter().any(|p| p == name) {
-            let key = self.intern(name);
-            let slot = AtomicU32::new(0);
-            return Box::new(move |cx| {
-                Ok(cx
-                    .event
-                    .field_cached(&key, &slot)
-                    .cloned()
-                    .unwrap_or(Value::Null))
-            });
+            return event_field(self.intern(name));
         }
         if let Some(l) = self.lookup_local(name) {
             let slot = l.slot;
@@ -960,14 +944,7 @@ impl Compiler {
             } else {
                 self.intern(&cap)
             };
-            let slot = AtomicU32::new(0);
-            return Box::new(move |cx| {
-                Ok(cx
-                    .alias
-                    .field_cached(&cap, &slot)
-                    .cloned()
-                    .unwrap_or(Value::Null))
-            });
+            return alias_field(cap, Value::Null);
         }
         if let Some(g) = self.globals.get(name).copied() {
             return Box::new(move |cx| {
@@ -975,8 +952,8 @@ impl Compiler {
             });
         }
         let key = self.intern(name);
-        let slot = AtomicU32::new(0);
         if self.match_names {
+            let slot = AtomicU32::new(0);
             return Box::new(move |cx| {
                 if let Some(v) = cx.event.field_cached(&key, &slot) {
                     return Ok(v.clone());
@@ -988,13 +965,7 @@ impl Compiler {
                 Ok(from_capture.unwrap_or(Value::Null))
             });
         }
-        Box::new(move |cx| {
-            Ok(cx
-                .event
-                .field_cached(&key, &slot)
-                .cloned()
-                .unwrap_or(Value::Null))
-        })
+        event_field(key)
     }
 
     fn binary(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> ExprFn {
@@ -1069,15 +1040,7 @@ impl Compiler {
             }] = args
             {
                 if let Some(cap) = self.capture_of(&id.name).map(str::to_string) {
-                    let key = self.intern(&format!("#{cap}"));
-                    let slot = AtomicU32::new(0);
-                    return Box::new(move |cx| {
-                        Ok(cx
-                            .alias
-                            .field_cached(&key, &slot)
-                            .cloned()
-                            .unwrap_or(Value::Int(0)))
-                    });
+                    return alias_field(self.intern(&format!("#{cap}")), Value::Int(0));
                 }
             }
         }
@@ -1146,4 +1109,27 @@ fn builtin_call(f: BuiltinFn, mut args: Vec<ExprFn>) -> ExprFn {
 
 fn constant(v: Value) -> ExprFn {
     Box::new(move |_| Ok(v.clone()))
+}
+
+/// Reads field `key` of the current event (position cached; `null` when absent).
+fn event_field(key: Arc<str>) -> ExprFn {
+    field_read::<false>(key, Value::Null)
+}
+
+/// Reads field `key` of the alias event (the stream's `as` event or a pattern's captures;
+/// `default` when absent).
+fn alias_field(key: Arc<str>, default: Value) -> ExprFn {
+    field_read::<true>(key, default)
+}
+
+/// Reads field `key` of the alias (`ALIAS`) or the current event through a cached position.
+fn field_read<const ALIAS: bool>(key: Arc<str>, default: Value) -> ExprFn {
+    let slot = AtomicU32::new(0);
+    Box::new(move |cx| {
+        let ev = if ALIAS { cx.alias } else { cx.event };
+        Ok(ev
+            .field_cached(&key, &slot)
+            .cloned()
+            .unwrap_or_else(|| default.clone()))
+    })
 }

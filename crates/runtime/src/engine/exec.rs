@@ -96,14 +96,23 @@ pub(super) struct Run<'a> {
     pub tail: &'a mut Vec<Event>,
 }
 
+impl Run<'_> {
+    /// The same run (state, stream, outputs) with another alias.
+    pub(super) fn with_alias<'b>(&'b mut self, alias: &'b Event) -> Run<'b> {
+        Run {
+            st: &mut *self.st,
+            fns: self.fns,
+            stream: self.stream,
+            alias,
+            out: &mut *self.out,
+            tail: &mut *self.tail,
+        }
+    }
+}
+
 pub(super) fn eval(run: &mut Run<'_>, f: &ExprFn, ev: &Event) -> Result<Value, RuntimeError> {
-    let mut cx = Ctx {
-        st: run.st,
-        event: ev,
-        alias: run.alias,
-        fns: run.fns,
-    };
-    f(&mut cx)
+    let alias = run.alias;
+    eval_with(run, f, ev, alias)
 }
 
 fn eval_with(
@@ -121,6 +130,17 @@ fn eval_with(
     f(&mut cx)
 }
 
+/// Runs operators `i + 1..` on each event a `.watermark` released, each its own alias.
+pub(super) fn exec_released(
+    run: &mut Run<'_>,
+    i: usize,
+    released: &[Event],
+) -> Result<(), RuntimeError> {
+    released
+        .iter()
+        .try_for_each(|e| exec(&mut run.with_alias(e), i + 1, e, None))
+}
+
 /// Runs operators `i + 1..` on each match, with the match's captures as alias.
 pub(super) fn exec_matches(
     run: &mut Run<'_>,
@@ -128,15 +148,7 @@ pub(super) fn exec_matches(
     matches: &[Match],
 ) -> Result<(), RuntimeError> {
     for (m, caps) in matches {
-        let mut sub = Run {
-            st: &mut *run.st,
-            fns: run.fns,
-            stream: run.stream,
-            alias: caps,
-            out: &mut *run.out,
-            tail: &mut *run.tail,
-        };
-        exec(&mut sub, i + 1, m, None)?;
+        exec(&mut run.with_alias(caps), i + 1, m, None)?;
     }
     Ok(())
 }
@@ -297,18 +309,7 @@ pub(super) fn exec(
             let mut late = 0;
             let released = r.on_event(ev, &mut late);
             run.st.late += late;
-            for e in &released {
-                let mut sub = Run {
-                    st: &mut *run.st,
-                    fns: run.fns,
-                    stream: run.stream,
-                    alias: e,
-                    out: &mut *run.out,
-                    tail: &mut *run.tail,
-                };
-                exec(&mut sub, i + 1, e, None)?;
-            }
-            Ok(())
+            exec_released(run, i, &released)
         }
         OpCode::Join(j) => {
             let matches = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;

@@ -14,7 +14,7 @@
 //!   every held event; it confirms no absence (where a recording stops says nothing about what
 //!   came after).
 
-use super::exec::{eval, exec, exec_matches, OpCode, Run};
+use super::exec::{eval, exec, exec_matches, exec_released, OpCode, Run};
 use super::Engine;
 use crate::event::{Event, OutputEvent};
 use crate::value::Value;
@@ -166,17 +166,7 @@ impl Engine {
                             Sweep::Flush => r.flush(),
                         };
                         produced_any |= !released.is_empty();
-                        released.iter().try_for_each(|e| {
-                            let mut sub = Run {
-                                st: &mut *run.st,
-                                fns: run.fns,
-                                stream: run.stream,
-                                alias: e,
-                                out: &mut *run.out,
-                                tail: &mut *run.tail,
-                            };
-                            exec(&mut sub, i + 1, e, None)
-                        })
+                        exec_released(&mut run, i, &released)
                     }
                     (OpCode::Window(w), how) => {
                         let fired = match how {

@@ -9,6 +9,7 @@
 //! * [`enrich`]: `.enrich` over an embedder's [`enrich::Enricher`] (docs/connectors.md);
 //! * [`trend`]: `.trend_aggregate(…)` over a Kleene sequence;
 //! * [`kleene`]: Kleene captures read as arrays of their events;
+//! * [`runs`]: what sequences and patterns share about their partial matches;
 //! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).
 
 pub mod enrich;
@@ -17,6 +18,7 @@ pub(crate) mod join;
 pub(crate) mod kleene;
 pub(crate) mod pattern;
 pub(crate) mod reorder;
+pub(crate) mod runs;
 pub(crate) mod self_ref;
 pub mod sequence;
 pub(crate) mod trend;

@@ -26,14 +26,17 @@
 //!   counted (`EngineStats::runs_dropped`).
 
 use super::kleene;
+use super::runs::{
+    self, caps_with, passes, EvalWith, FlatNames, Match, MatchOut, Modes, NotClause, Outcome,
+};
 use super::self_ref::{carries, own_fields, refs_capture, without_own};
-use super::sequence::{alias_with_counts, chain_reads_match, uses_capture_count, EvalWith, Match};
-use crate::codec::{event_from_json, event_json, opt_i64_field, u64_field};
+use super::sequence::{alias_with_counts, chain_reads_match, uses_capture_count};
+use crate::codec::{event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::KeyRepr;
-use crate::value::{Fields, Value};
+use crate::value::Value;
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -73,12 +76,6 @@ enum Node {
     Or(Vec<usize>),
 }
 
-/// A stream-level `.not(T [where c])`.
-struct NotClause {
-    ty: Arc<str>,
-    filter: Option<ExprFn>,
-}
-
 /// One partial match: progress per node (`Item`: events taken; `Seq`: index of the active
 /// item; `Or`: chosen item + 1) and the captures.
 #[derive(Clone)]
@@ -104,21 +101,7 @@ struct PatState {
     /// Per partition, the last time a leading `NOT` item matched (one slot per leading `NOT`).
     leading: HashMap<KeyRepr, Vec<Option<i64>>>,
     /// Interned `<capture>_<field>` names.
-    flat: HashMap<(usize, Arc<str>), Arc<str>>,
-}
-
-/// What one event did to one run.
-enum Step {
-    /// The run ignores the event.
-    Keep,
-    /// The run took the event and waits for more.
-    Took,
-    Drop,
-    /// The run matched (`took`: with this event; else the event broke a `.longest()` group).
-    Match {
-        close: bool,
-        took: bool,
-    },
+    flat: FlatNames,
 }
 
 /// The operator of a stream reading a named pattern.
@@ -130,22 +113,14 @@ pub(crate) struct PatternOp {
     nots: Vec<NotClause>,
     within: Option<i64>,
     key: Option<ExprFn>,
-    result_type: Arc<str>,
     max_runs: usize,
-    empty_caps: Event,
-    flatten_needed: Option<bool>,
-    flatten: bool,
+    out: MatchOut,
     /// For each capture, its item node (matches carry `#<capture>` counts when `count_captures`).
     capture_nodes: Vec<usize>,
     count_captures: bool,
-    /// `.strict()`: a run dies on an event of the pattern's item types that it does not take.
-    strict: bool,
-    /// `.stnm()`: an event goes to at most one run, and opens none if a run took it.
-    stnm: bool,
-    /// `.longest()` (implied by `.increasing`/`.decreasing` unless `.each()`): a complete run
-    /// whose Kleene item could take more matches once, when an event of a Kleene item's type
-    /// fails to extend it.
-    longest: bool,
+    /// `.strict()`, `.stnm()`, `.longest()` (a complete run whose Kleene item could take more
+    /// matches once, when an event of a Kleene item's type fails to extend it).
+    modes: Modes,
     /// Types of the items (`strict`) and of the Kleene items (`longest`).
     item_types: Vec<Arc<str>>,
     kleene_types: Vec<Arc<str>>,
@@ -233,18 +208,6 @@ impl Builder<'_> {
     }
 }
 
-fn passes(
-    filter: &Option<ExprFn>,
-    ev: &Event,
-    caps: &Event,
-    eval: &mut EvalWith<'_>,
-) -> Result<bool, RuntimeError> {
-    match filter {
-        Some(f) => Ok(eval(f, ev, caps)?.is_true()),
-        None => Ok(true),
-    }
-}
-
 fn duration_ns(e: &ast::Expr) -> Option<i64> {
     match e.kind {
         ExprKind::Duration(d) => i64::try_from(d).ok(),
@@ -311,31 +274,12 @@ impl PatternOp {
                     }
                 }
                 (OpKind::PartitionBy, Some(ExprKind::Name(_))) => key = arg.map(|e| c.expr(e)),
-                (OpKind::Not, Some(ExprKind::EventFilter { event, filter })) => {
-                    nots.push(NotClause {
-                        ty: c.intern(&event.name),
-                        filter: Some(c.expr(filter)),
-                    })
-                }
-                (OpKind::Not, Some(ExprKind::Name(event))) => nots.push(NotClause {
-                    ty: c.intern(&event.name),
-                    filter: None,
-                }),
+                (OpKind::Not, _) => nots.extend(NotClause::compile(c, arg)),
                 _ => {}
             }
         }
-        let caps: Fields = captures
-            .iter()
-            .map(|n| (c.intern(n), Value::Null))
-            .collect();
-        let mut caps = caps;
-        for a in &arrays {
-            caps.push((
-                c.intern(&kleene::list_field(a)),
-                Value::Array(Arc::new(Vec::new())),
-            ));
-        }
         let flatten_needed = chain_reads_match(&s.ops, &captures, c);
+        let out = MatchOut::new(c, &s.name.name, &captures, &arrays, flatten_needed);
         let capture_nodes = (0..captures.len())
             .map(|ci| {
                 nodes
@@ -344,11 +288,6 @@ impl PatternOp {
                     .unwrap_or(0)
             })
             .collect();
-        let mode = |n: &str| {
-            s.ops
-                .iter()
-                .any(|o| o.kind() == OpKind::MatchMode && o.name.name == n)
-        };
         let mut item_types: Vec<Arc<str>> = Vec::new();
         let mut kleene_types: Vec<Arc<str>> = Vec::new();
         for n in &nodes {
@@ -361,9 +300,7 @@ impl PatternOp {
         }
         let trend = p.body.items().iter().any(|i| i.trend);
         PatternOp {
-            strict: mode("strict"),
-            stnm: mode("stnm"),
-            longest: mode("longest") || (trend && !mode("each")),
+            modes: Modes::of(&s.ops, trend),
             item_types,
             kleene_types,
             count_captures: uses_capture_count(&s.ops, &captures),
@@ -374,22 +311,15 @@ impl PatternOp {
             nots,
             within,
             key,
-            result_type: c.intern(&s.name.name),
             max_runs: max_runs.max(1),
-            empty_caps: Event {
-                event_type: c.intern(&s.name.name),
-                timestamp_ns: 0,
-                fields: Arc::new(caps),
-            },
-            flatten_needed,
-            flatten: flatten_needed.unwrap_or(true),
+            out,
             state: Mutex::new(PatState::default()),
         }
     }
 
     /// Whether another stream consumes this one (see `SeqOp::set_feeds_downstream`).
     pub(crate) fn set_feeds_downstream(&mut self, feeds: bool) {
-        self.flatten = self.flatten_needed.unwrap_or(feeds);
+        self.out.set_feeds_downstream(feeds);
     }
 
     fn deadline(&self, start: i64) -> Option<i64> {
@@ -536,16 +466,7 @@ impl PatternOp {
                     }
                 }
                 let ok = if let Some(own) = own {
-                    let mut fields = (*run.caps.fields).clone();
-                    if let Some(slot) = fields.get_mut(*cap) {
-                        slot.1 = own;
-                    }
-                    let with_candidate = Event {
-                        event_type: run.caps.event_type.clone(),
-                        timestamp_ns: run.caps.timestamp_ns,
-                        fields: Arc::new(fields),
-                    };
-                    passes(filter, ev, &with_candidate, eval)?
+                    passes(filter, ev, &caps_with(&run.caps, *cap, own), eval)?
                 } else {
                     passes(filter, ev, &run.caps, eval)?
                 };
@@ -635,10 +556,10 @@ impl PatternOp {
         ev: &Event,
         may_take: bool,
         eval: &mut EvalWith<'_>,
-    ) -> Result<Step, RuntimeError> {
+    ) -> Result<Outcome, RuntimeError> {
         for n in &self.nots {
-            if *n.ty == *ev.event_type && passes(&n.filter, ev, &run.caps, eval)? {
-                return Ok(Step::Drop);
+            if n.kills(ev, &run.caps, eval)? {
+                return Ok(Outcome::Drop);
             }
         }
         let mut nots = Vec::new();
@@ -646,7 +567,7 @@ impl PatternOp {
         for k in nots {
             if let Node::Not { ty, filter } = &self.nodes[k] {
                 if **ty == *ev.event_type && passes(filter, ev, &run.caps, eval)? {
-                    return Ok(Step::Drop);
+                    return Ok(Outcome::Drop);
                 }
             }
         }
@@ -655,32 +576,32 @@ impl PatternOp {
                 |run: &PRun| self.nullable(self.root, &run.prog) && !self.awaits_absence(run);
             if self.offer(self.root, run, ev, eval)? {
                 if !complete(run) {
-                    return Ok(Step::Took);
+                    return Ok(Outcome::Took);
                 }
                 let more = self.extendable(self.root, &run.prog);
-                if more && self.longest {
-                    return Ok(Step::Took);
+                if more && self.modes.longest {
+                    return Ok(Outcome::Took);
                 }
-                return Ok(Step::Match {
+                return Ok(Outcome::Match {
                     close: !more,
                     took: true,
                 });
             }
-            if self.longest
+            if self.modes.longest
                 && self.kleene_types.iter().any(|t| **t == *ev.event_type)
                 && complete(run)
                 && self.extendable(self.root, &run.prog)
             {
-                return Ok(Step::Match {
+                return Ok(Outcome::Match {
                     close: true,
                     took: false,
                 });
             }
         }
-        if self.strict && self.item_types.iter().any(|t| **t == *ev.event_type) {
-            return Ok(Step::Drop);
+        if self.modes.strict && self.item_types.iter().any(|t| **t == *ev.event_type) {
+            return Ok(Outcome::Drop);
         }
-        Ok(Step::Keep)
+        Ok(Outcome::Keep)
     }
 
     // ----- events and time ------------------------------------------------------------------
@@ -694,10 +615,7 @@ impl PatternOp {
         eval: &mut EvalWith<'_>,
         dropped: &mut u64,
     ) -> Result<Vec<Match>, RuntimeError> {
-        let key = match &self.key {
-            Some(f) => KeyRepr::of(&eval(f, ev, ev)?),
-            None => KeyRepr::Null,
-        };
+        let key = runs::partition_key(&self.key, ev, eval)?;
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
@@ -705,7 +623,7 @@ impl PatternOp {
         // Leading `NOT`s remember when they last matched in this partition.
         for (slot, n) in self.leading.iter().enumerate() {
             if let Node::Not { ty, filter } = &self.nodes[*n] {
-                if **ty == *ev.event_type && passes(filter, ev, &self.empty_caps, eval)? {
+                if **ty == *ev.event_type && passes(filter, ev, &self.out.empty_caps, eval)? {
                     let seen = st
                         .leading
                         .entry(key.clone())
@@ -716,61 +634,32 @@ impl PatternOp {
                 }
             }
         }
-        let mut failure = None;
         let mut taken = false;
-        {
-            let PatState {
-                parts,
-                live,
-                flat,
-                deadlines,
-                ..
-            } = &mut *st;
-            if let Some(runs) = parts.get_mut(&key) {
-                runs.retain_mut(|run| {
-                    if failure.is_some() {
-                        return true;
-                    }
-                    // `.stnm()`: an event goes to at most one run.
-                    let may_take = !(self.stnm && taken);
-                    match self.step(run, ev, may_take, eval) {
-                        Ok(Step::Keep) => true,
-                        Ok(Step::Took) => {
-                            taken = true;
-                            true
-                        }
-                        Ok(Step::Drop) => {
-                            close(live, deadlines, self.deadline(run.start), run.id);
-                            false
-                        }
-                        Ok(Step::Match { close: done, took }) => {
-                            taken |= took;
-                            matches.push(self.matched(flat, run, ev.timestamp_ns));
-                            if done {
-                                close(live, deadlines, self.deadline(run.start), run.id);
-                            }
-                            !done
-                        }
-                        Err(e) => {
-                            failure = Some(e);
-                            true
-                        }
-                    }
-                });
-            }
-        }
-        if let Some(e) = failure {
-            return Err(e);
+        let PatState {
+            parts,
+            live,
+            flat,
+            deadlines,
+            ..
+        } = &mut *st;
+        if let Some(runs) = parts.get_mut(&key) {
+            taken = runs::feed(
+                runs,
+                self.modes.stnm,
+                |run, may_take| self.step(run, ev, may_take, eval),
+                |run| matches.push(self.matched(flat, run, ev.timestamp_ns)),
+                |run| close(live, deadlines, self.deadline(run.start), run.id),
+            )?;
         }
         // A new run, if the pattern can start with this event (`.stnm()`: one no run took).
-        if self.stnm && taken {
+        if self.modes.stnm && taken {
             return Ok(matches);
         }
         let mut run = PRun {
             id: st.next_id,
             start: ts,
             prog: vec![0; self.nodes.len()],
-            caps: self.empty_caps.clone(),
+            caps: self.out.empty_caps.clone(),
         };
         if !self.offer(self.root, &mut run, ev, eval)? || self.rejected_by_history(st, &key, ts) {
             return Ok(matches);
@@ -778,7 +667,7 @@ impl PatternOp {
         st.next_id += 1;
         if self.nullable(self.root, &run.prog) && !self.awaits_absence(&run) {
             let more = self.extendable(self.root, &run.prog);
-            if !(more && self.longest) {
+            if !(more && self.modes.longest) {
                 matches.push(self.matched(&mut st.flat, &run, ts));
             }
             if !more {
@@ -795,7 +684,7 @@ impl PatternOp {
         st.order.push_back(run.id);
         st.live.insert(run.id, key.clone());
         st.parts.entry(key).or_default().push(run);
-        if st.order.len() > 2 * st.live.len() + 64 {
+        if runs::needs_compaction(st.order.len(), st.live.len()) {
             let live = &st.live;
             st.order.retain(|id| live.contains_key(id));
             st.parts.retain(|_, runs| !runs.is_empty());
@@ -867,36 +756,14 @@ impl PatternOp {
                     st.parts.remove(&key);
                 }
             }
-            tracing::warn!(stream = %self.result_type, cap = self.max_runs, "pattern live-run cap hit; oldest partial match dropped");
+            tracing::warn!(stream = %self.out.result_type, cap = self.max_runs, "pattern live-run cap hit; oldest partial match dropped");
             return;
         }
     }
 
     /// The event passed on for a match at `ts`, and its captures.
-    fn matched(
-        &self,
-        flat: &mut HashMap<(usize, Arc<str>), Arc<str>>,
-        run: &PRun,
-        ts: i64,
-    ) -> Match {
-        let mut fields: Fields = Vec::new();
-        if self.flatten {
-            for (ci, (cap, v)) in run.caps.fields.iter().enumerate() {
-                let Value::Map(m) = v else { continue };
-                for (f, fv) in m.iter() {
-                    let name = flat
-                        .entry((ci, f.clone()))
-                        .or_insert_with(|| Arc::from(format!("{cap}_{f}")))
-                        .clone();
-                    fields.push((name, fv.clone()));
-                }
-            }
-        }
-        let out = Event {
-            event_type: self.result_type.clone(),
-            timestamp_ns: ts,
-            fields: Arc::new(fields),
-        };
+    fn matched(&self, flat: &mut FlatNames, run: &PRun, ts: i64) -> Match {
+        let out = self.out.event(flat, &run.caps, ts);
         if !self.count_captures {
             return (out, run.caps.clone());
         }
@@ -930,13 +797,7 @@ impl PatternOp {
     /// The clock, the live runs in creation order and the leading-`NOT` history.
     pub(crate) fn snapshot(&self) -> Json {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut runs: Vec<(&KeyRepr, &PRun)> = st
-            .parts
-            .iter()
-            .flat_map(|(k, rs)| rs.iter().map(move |r| (k, r)))
-            .collect();
-        runs.sort_by_key(|(_, r)| r.id);
-        let runs: Vec<Json> = runs
+        let runs: Vec<Json> = runs::in_creation_order(&st.parts, |r| r.id)
             .into_iter()
             .map(|(k, r)| {
                 json!({
@@ -978,41 +839,14 @@ impl PatternOp {
             .and_then(Json::as_array)
             .ok_or_else(|| ck_err("runs"))?
         {
-            let id = r
-                .get("id")
-                .and_then(Json::as_u64)
-                .ok_or_else(|| ck_err("run id"))?;
-            let key: KeyRepr = r
-                .get("k")
-                .cloned()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .ok_or_else(|| ck_err("run key"))?;
-            let start = r
-                .get("s")
-                .and_then(Json::as_i64)
-                .ok_or_else(|| ck_err("run start"))?;
+            let (id, key, start) = runs::run_head(r, ck_err)?;
             let prog: Vec<u32> = r
                 .get("p")
                 .and_then(|p| serde_json::from_value(p.clone()).ok())
                 .filter(|p: &Vec<u32>| p.len() == self.nodes.len())
                 .ok_or_else(|| ck_err("run progress"))?;
             self.validate(&prog)?;
-            let caps = event_from_json(r.get("c").ok_or_else(|| ck_err("captures"))?)?;
-            if caps.fields.len() != self.empty_caps.fields.len() {
-                return Err(ck_err("capture count"));
-            }
-            let caps = Event {
-                event_type: self.empty_caps.event_type.clone(),
-                timestamp_ns: caps.timestamp_ns,
-                fields: Arc::new(
-                    self.empty_caps
-                        .fields
-                        .iter()
-                        .zip(caps.fields.iter())
-                        .map(|((name, _), (_, v))| (name.clone(), v.clone()))
-                        .collect(),
-                ),
-            };
+            let caps = runs::run_caps(r, &self.out.empty_caps, ck_err)?;
             if let Some(d) = self.deadline(start) {
                 st.deadlines.insert((d, id), key.clone());
             }

@@ -12,20 +12,28 @@ use varpulis_vpl::ast::{self, ExprKind};
 
 /// Whether `e` reads `name.field`.
 pub(crate) fn refs_capture(e: &ast::Expr, name: &str) -> bool {
-    let r = |x: &ast::Expr| refs_capture(x, name);
     match &e.kind {
-        ExprKind::Field { base, .. } => match &base.kind {
-            ExprKind::Name(id) => id.name == name,
-            _ => r(base),
-        },
-        ExprKind::Unary { operand, .. } => r(operand),
-        ExprKind::Binary { lhs, rhs, .. } => r(lhs) || r(rhs),
-        ExprKind::Call { args, .. } => args.iter().any(r),
-        ExprKind::Array(items) => items.iter().any(r),
-        ExprKind::Map(entries) => entries.iter().any(|m| r(&m.key) || r(&m.value)),
-        ExprKind::Index { base, index } => r(base) || r(index),
-        ExprKind::If { cond, then, else_ } => r(cond) || r(then) || r(else_),
-        ExprKind::Range { start, end, .. } => r(start) || r(end),
+        ExprKind::Field { base, .. } if matches!(&base.kind, ExprKind::Name(id) if id.name == name) => {
+            true
+        }
+        _ => any_child(e, |x| refs_capture(x, name)),
+    }
+}
+
+/// Whether `f` holds for a direct subexpression of `e`: a field's base, operands, call
+/// arguments, array items, map keys and values, index, branches and range bounds (lambdas and
+/// the other kinds: none).
+pub(crate) fn any_child(e: &ast::Expr, mut f: impl FnMut(&ast::Expr) -> bool) -> bool {
+    match &e.kind {
+        ExprKind::Field { base, .. } => f(base),
+        ExprKind::Unary { operand, .. } => f(operand),
+        ExprKind::Binary { lhs, rhs, .. } => f(lhs) || f(rhs),
+        ExprKind::Call { args, .. } => args.iter().any(f),
+        ExprKind::Array(items) => items.iter().any(f),
+        ExprKind::Map(entries) => entries.iter().any(|m| f(&m.key) || f(&m.value)),
+        ExprKind::Index { base, index } => f(base) || f(index),
+        ExprKind::If { cond, then, else_ } => f(cond) || f(then) || f(else_),
+        ExprKind::Range { start, end, .. } => f(start) || f(end),
         _ => false,
     }
 }

@@ -27,13 +27,16 @@
 //! evaluation alias). A match passes on as an event typed with the stream name whose fields are
 //! `<capture>_<field>`, with the captures as alias for the remaining operators.
 
-use crate::codec::{event_from_json, event_json, opt_i64_field, u64_field};
+use crate::codec::{event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::KeyRepr;
 use crate::operators::kleene;
-use crate::operators::self_ref::{carries, own_fields, refs_capture, without_own};
+use crate::operators::runs::{
+    self, caps_with, passes, FlatNames, MatchOut, Modes, NotClause, Outcome,
+};
+use crate::operators::self_ref::{any_child, carries, own_fields, refs_capture, without_own};
 use crate::value::{Fields, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -43,9 +46,7 @@ use varpulis_vpl::correlate;
 /// Default cap on live runs of one sequence stream (all partitions together).
 pub const DEFAULT_MAX_SEQUENCE_RUNS: usize = 100_000;
 
-/// Evaluates a compiled expression on an event with the given alias (captures) event.
-pub(crate) type EvalWith<'a> =
-    dyn FnMut(&ExprFn, &Event, &Event) -> Result<Value, RuntimeError> + 'a;
+pub(crate) use crate::operators::runs::{EvalWith, Match};
 
 struct StepCode {
     ty: Arc<str>,
@@ -61,11 +62,6 @@ struct StepCode {
     list: Option<usize>,
     /// Another step whose filter reads its own capture: the filter sees the candidate under it.
     reads_self: bool,
-}
-
-struct NotCode {
-    ty: Arc<str>,
-    filter: Option<ExprFn>,
 }
 
 /// One partial match.
@@ -95,54 +91,26 @@ struct SeqState {
     live: HashMap<u64, KeyRepr>,
     /// Runs dropped because the live-run cap was hit.
     dropped: u64,
-    /// Interned `<capture>_<field>` names by (capture index, field).
-    flat: HashMap<(usize, Arc<str>), Arc<str>>,
-}
-
-/// What one event did to one run.
-enum Outcome {
-    /// The run ignores the event.
-    Keep,
-    /// The run took the event and waits for more.
-    Took,
-    Drop,
-    /// The run matched (`took`: with this event; else the event broke a `.longest()` group).
-    Match {
-        close: bool,
-        took: bool,
-    },
+    /// Interned `<capture>_<field>` names.
+    flat: FlatNames,
 }
 
 /// The pattern operator of a sequence stream.
 pub(crate) struct SeqOp {
     steps: Vec<StepCode>,
-    nots: Vec<NotCode>,
+    nots: Vec<NotClause>,
     /// `.within` in ns.
     within: Option<i64>,
-    /// `.strict()`: a run dies on an event of the sequence's types that it does not take.
-    strict: bool,
-    /// `.stnm()`: an event goes to at most one run, and opens none if a run took it.
-    stnm: bool,
-    /// `.longest()` (implied by `.increasing`/`.decreasing` unless `.each()`): a trailing
-    /// Kleene group matches once, when it breaks.
-    longest: bool,
+    /// `.strict()`, `.stnm()`, `.longest()` (a trailing Kleene group matches once, when it
+    /// breaks).
+    modes: Modes,
     key: Option<ExprFn>,
-    result_type: Arc<str>,
     max_runs: usize,
-    /// Captures of a fresh run: every capture name bound to `null`.
-    empty_caps: Event,
-    /// Whether matches need their `<capture>_<field>` fields: `Some` when the operators after
-    /// the pattern decide it, `None` when it depends on a downstream stream (see
-    /// [`SeqOp::set_feeds_downstream`]).
-    flatten_needed: Option<bool>,
-    flatten: bool,
+    out: MatchOut,
     /// Matches carry `#<capture>` counts (some operator uses `count(capture)`).
     counts: bool,
     state: Mutex<SeqState>,
 }
-
-/// A match: the event passed on and the captures (alias for the remaining operators).
-pub(crate) type Match = (Event, Event);
 
 impl SeqOp {
     /// Compiles the pattern of sequence stream `s` and switches `c` to its capture names, so the
@@ -159,17 +127,7 @@ impl SeqOp {
         let op_args = s.ops.iter().flat_map(|o| o.args.iter().map(|a| &a.value));
         let arrays = kleene::array_captures(step_filters.chain(op_args), &kleene);
         c.array_captures = arrays.clone();
-        let caps: Fields = steps
-            .iter()
-            .map(|st| (c.intern(&st.capture.name), Value::Null))
-            .collect();
-        let mut caps = caps;
-        for a in &arrays {
-            caps.push((
-                c.intern(&kleene::list_field(a)),
-                Value::Array(Arc::new(Vec::new())),
-            ));
-        }
+        let captures: Vec<String> = steps.iter().map(|st| st.capture.name.clone()).collect();
         let step_code = steps
             .iter()
             .map(|st| {
@@ -208,47 +166,24 @@ impl SeqOp {
                 (OpKind::Within, Some(ExprKind::Duration(d))) => {
                     within = Some(i64::try_from(*d).unwrap_or(i64::MAX));
                 }
-                (OpKind::Not, Some(ExprKind::EventFilter { event, filter })) => {
-                    nots.push(NotCode {
-                        ty: c.intern(&event.name),
-                        filter: Some(c.expr(filter)),
-                    })
-                }
-                (OpKind::Not, Some(ExprKind::Name(event))) => nots.push(NotCode {
-                    ty: c.intern(&event.name),
-                    filter: None,
-                }),
+                (OpKind::Not, _) => nots.extend(NotClause::compile(c, arg)),
                 (OpKind::PartitionBy, Some(ExprKind::Name(_))) => {
                     key = arg.map(|e| c.expr(e));
                 }
                 _ => {}
             }
         }
-        let captures: Vec<String> = steps.iter().map(|st| st.capture.name.clone()).collect();
         let flatten_needed = chain_reads_match(&s.ops, &captures, c);
-        let mode = |n: &str| {
-            s.ops
-                .iter()
-                .any(|o| o.kind() == OpKind::MatchMode && o.name.name == n)
-        };
+        let out = MatchOut::new(c, &s.name.name, &captures, &arrays, flatten_needed);
         Some(SeqOp {
-            strict: mode("strict"),
-            stnm: mode("stnm"),
-            longest: mode("longest") || (steps.iter().any(|st| st.trend) && !mode("each")),
+            modes: Modes::of(&s.ops, steps.iter().any(|st| st.trend)),
             counts: uses_capture_count(&s.ops, &captures),
-            flatten_needed,
-            flatten: flatten_needed.unwrap_or(true),
             steps: step_code,
             nots,
             within,
             key,
-            result_type: c.intern(&s.name.name),
             max_runs: max_runs.max(1),
-            empty_caps: Event {
-                event_type: c.intern(&s.name.name),
-                timestamp_ns: 0,
-                fields: Arc::new(caps),
-            },
+            out,
             state: Mutex::new(SeqState::default()),
         })
     }
@@ -256,7 +191,7 @@ impl SeqOp {
     /// Tells the operator whether another stream consumes this one (known once every stream
     /// is compiled); only then may matches without an `.emit` need their flattened fields.
     pub(crate) fn set_feeds_downstream(&mut self, feeds: bool) {
-        self.flatten = self.flatten_needed.unwrap_or(feeds);
+        self.out.set_feeds_downstream(feeds);
     }
 
     /// The list field of step `k` when it is a Kleene step read as an array.
@@ -266,18 +201,6 @@ impl SeqOp {
 
     fn deadline(&self, start: i64) -> i64 {
         self.within.map_or(i64::MAX, |d| start.saturating_add(d))
-    }
-
-    fn passes(
-        filter: &Option<ExprFn>,
-        ev: &Event,
-        caps: &Event,
-        eval: &mut EvalWith<'_>,
-    ) -> Result<bool, RuntimeError> {
-        match filter {
-            Some(f) => Ok(eval(f, ev, caps)?.is_true()),
-            None => Ok(true),
-        }
     }
 
     /// Whether `ev` passes the filter of step `k` (`entering`: as the step's first event).
@@ -302,7 +225,7 @@ impl SeqOp {
                     .filter(|(_, v)| carries(v, &s.own_fields));
                 match previous {
                     Some((_, v)) => own = Some(v.clone()),
-                    None => return Self::passes(first, ev, caps, eval),
+                    None => return passes(first, ev, caps, eval),
                 }
             }
         }
@@ -310,18 +233,9 @@ impl SeqOp {
             own = Some(Value::Map(ev.fields.clone()));
         }
         if let Some(own) = own {
-            let mut fields = (*caps.fields).clone();
-            if let Some(slot) = fields.get_mut(k) {
-                slot.1 = own;
-            }
-            let with_candidate = Event {
-                event_type: caps.event_type.clone(),
-                timestamp_ns: caps.timestamp_ns,
-                fields: Arc::new(fields),
-            };
-            return Self::passes(&s.filter, ev, &with_candidate, eval);
+            return passes(&s.filter, ev, &caps_with(caps, k, own), eval);
         }
-        Self::passes(&s.filter, ev, caps, eval)
+        passes(&s.filter, ev, caps, eval)
     }
 
     /// Applies `ev` to one run: expiry, `.not` clauses, then (when `may_take`) at most one
@@ -338,7 +252,7 @@ impl SeqOp {
             return Ok(Outcome::Drop);
         }
         for n in &self.nots {
-            if *n.ty == *ev.event_type && Self::passes(&n.filter, ev, &run.caps, eval)? {
+            if n.kills(ev, &run.caps, eval)? {
                 return Ok(Outcome::Drop);
             }
         }
@@ -347,7 +261,7 @@ impl SeqOp {
                 return Ok(o);
             }
         }
-        if self.strict && self.steps.iter().any(|s| *s.ty == *ev.event_type) {
+        if self.modes.strict && self.steps.iter().any(|s| *s.ty == *ev.event_type) {
             return Ok(Outcome::Drop);
         }
         Ok(Outcome::Keep)
@@ -368,7 +282,7 @@ impl SeqOp {
                 capture(run, run.pos, ev, self.list_of(run.pos));
                 run.kleene = s.all;
                 run.pos += 1;
-                if run.pos == n && !(s.all && self.longest) {
+                if run.pos == n && !(s.all && self.modes.longest) {
                     return Ok(Some(Outcome::Match {
                         close: !s.all,
                         took: true,
@@ -383,7 +297,7 @@ impl SeqOp {
                 if *s.ty == *ev.event_type {
                     if self.passes_step(k, false, ev, &run.caps, eval)? {
                         capture(run, k, ev, self.list_of(k));
-                        if run.pos == n && !self.longest {
+                        if run.pos == n && !self.modes.longest {
                             return Ok(Some(Outcome::Match {
                                 close: false,
                                 took: true,
@@ -391,7 +305,7 @@ impl SeqOp {
                         }
                         return Ok(Some(Outcome::Took));
                     }
-                    if run.pos == n && self.longest {
+                    if run.pos == n && self.modes.longest {
                         return Ok(Some(Outcome::Match {
                             close: true,
                             took: false,
@@ -409,10 +323,7 @@ impl SeqOp {
         ev: &Event,
         eval: &mut EvalWith<'_>,
     ) -> Result<Vec<Match>, RuntimeError> {
-        let key = match &self.key {
-            Some(f) => KeyRepr::of(&eval(f, ev, ev)?),
-            None => KeyRepr::Null,
-        };
+        let key = runs::partition_key(&self.key, ev, eval)?;
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
@@ -421,54 +332,27 @@ impl SeqOp {
         expire(st, wm);
 
         let mut matches = Vec::new();
-        let mut failure = None;
         let mut taken = false;
-        {
-            let SeqState {
-                parts, live, flat, ..
-            } = &mut *st;
-            if let Some(runs) = parts.get_mut(&key) {
-                runs.retain_mut(|run| {
-                    if failure.is_some() {
-                        return true;
-                    }
-                    // `.stnm()`: an event goes to at most one run.
-                    let may_take = !(self.stnm && taken);
-                    match self.step_run(run, ev, wm, may_take, eval) {
-                        Ok(Outcome::Keep) => true,
-                        Ok(Outcome::Took) => {
-                            taken = true;
-                            true
-                        }
-                        Ok(Outcome::Drop) => {
-                            live.remove(&run.id);
-                            false
-                        }
-                        Ok(Outcome::Match { close, took }) => {
-                            taken |= took;
-                            matches.push(self.matched(flat, run, ev));
-                            if close {
-                                live.remove(&run.id);
-                            }
-                            !close
-                        }
-                        Err(e) => {
-                            failure = Some(e);
-                            true
-                        }
-                    }
-                });
-            }
-        }
-        if let Some(e) = failure {
-            return Err(e);
+        let SeqState {
+            parts, live, flat, ..
+        } = &mut *st;
+        if let Some(runs) = parts.get_mut(&key) {
+            taken = runs::feed(
+                runs,
+                self.modes.stnm,
+                |run, may_take| self.step_run(run, ev, wm, may_take, eval),
+                |run| matches.push(self.matched(flat, run, ev)),
+                |run| {
+                    live.remove(&run.id);
+                },
+            )?;
         }
 
         let first = &self.steps[0];
         // `.stnm()`: an event a run took does not open another one.
         if *first.ty == *ev.event_type
-            && !(self.stnm && taken)
-            && self.passes_step(0, true, ev, &self.empty_caps, eval)?
+            && !(self.modes.stnm && taken)
+            && self.passes_step(0, true, ev, &self.out.empty_caps, eval)?
         {
             if st.live.len() >= self.max_runs {
                 self.drop_oldest(st);
@@ -480,19 +364,17 @@ impl SeqOp {
                 start: ts,
                 pos: 1,
                 kleene: first.all,
-                caps: self.empty_caps.clone(),
+                caps: self.out.empty_caps.clone(),
                 counts: vec![0; self.steps.len()],
             };
             capture(&mut run, 0, ev, self.list_of(0));
-            if first.all && self.steps.len() == 1 && !self.longest {
+            if first.all && self.steps.len() == 1 && !self.modes.longest {
                 matches.push(self.matched(&mut st.flat, &run, ev));
             }
             st.order.push_back((self.deadline(ts), id));
             st.live.insert(id, key.clone());
             st.parts.entry(key).or_default().push(run);
-            // Closed runs leave stale queue entries and empty partitions behind (kept to avoid
-            // churn on the hot path); compact both once they outnumber the live runs.
-            if st.order.len() > 2 * st.live.len() + 64 {
+            if runs::needs_compaction(st.order.len(), st.live.len()) {
                 let live = &st.live;
                 st.order.retain(|(_, id)| live.contains_key(id));
                 st.parts.retain(|_, runs| !runs.is_empty());
@@ -520,7 +402,7 @@ impl SeqOp {
             st.dropped += 1;
             if st.dropped.is_power_of_two() {
                 tracing::warn!(
-                    stream = %self.result_type,
+                    stream = %self.out.result_type,
                     cap = self.max_runs,
                     dropped = st.dropped,
                     "sequence live-run cap hit; oldest partial matches dropped"
@@ -531,33 +413,8 @@ impl SeqOp {
     }
 
     /// The event passed on for a completed match, and its captures.
-    fn matched(
-        &self,
-        flat: &mut HashMap<(usize, Arc<str>), Arc<str>>,
-        run: &SeqRun,
-        ev: &Event,
-    ) -> Match {
-        let mut fields: Fields = Vec::new();
-        let caps = if self.flatten {
-            &run.caps.fields[..]
-        } else {
-            &[]
-        };
-        for (ci, (cap, v)) in caps.iter().enumerate() {
-            let Value::Map(m) = v else { continue };
-            for (f, fv) in m.iter() {
-                let name = flat
-                    .entry((ci, f.clone()))
-                    .or_insert_with(|| Arc::from(format!("{cap}_{f}")))
-                    .clone();
-                fields.push((name, fv.clone()));
-            }
-        }
-        let out = Event {
-            event_type: self.result_type.clone(),
-            timestamp_ns: ev.timestamp_ns,
-            fields: Arc::new(fields),
-        };
+    fn matched(&self, flat: &mut FlatNames, run: &SeqRun, ev: &Event) -> Match {
+        let out = self.out.event(flat, &run.caps, ev.timestamp_ns);
         let counts = self.counts.then_some(&run.counts[..]);
         (out, alias_with_counts(&run.caps, counts))
     }
@@ -641,23 +498,14 @@ fn capture(run: &mut SeqRun, step: usize, ev: &Event, list: Option<usize>) {
 /// Whether the operators after a pattern use `count(capture)` (then matches carry the counts).
 pub(crate) fn uses_capture_count(ops: &[ast::StreamOp], captures: &[String]) -> bool {
     fn walk(e: &ast::Expr, captures: &[String]) -> bool {
-        let r = |x: &ast::Expr| walk(x, captures);
-        match &e.kind {
+        let counts_capture = match &e.kind {
             ExprKind::Call { callee, args, .. } => {
-                (callee.name == "count"
-                    && matches!(args.as_slice(), [a] if matches!(&a.kind, ExprKind::Name(id) if captures.contains(&id.name))))
-                    || args.iter().any(r)
+                callee.name == "count"
+                    && matches!(args.as_slice(), [a] if matches!(&a.kind, ExprKind::Name(id) if captures.contains(&id.name)))
             }
-            ExprKind::Field { base, .. } => r(base),
-            ExprKind::Unary { operand, .. } => r(operand),
-            ExprKind::Binary { lhs, rhs, .. } => r(lhs) || r(rhs),
-            ExprKind::Array(items) => items.iter().any(r),
-            ExprKind::Map(entries) => entries.iter().any(|m| r(&m.key) || r(&m.value)),
-            ExprKind::Index { base, index } => r(base) || r(index),
-            ExprKind::If { cond, then, else_ } => r(cond) || r(then) || r(else_),
-            ExprKind::Range { start, end, .. } => r(start) || r(end),
             _ => false,
-        }
+        };
+        counts_capture || any_child(e, |x| walk(x, captures))
     }
     ops.iter()
         .flat_map(|o| o.args.iter())
@@ -716,13 +564,7 @@ impl SeqOp {
     /// Serializes the live runs (in creation order) and the watermark.
     pub(crate) fn snapshot(&self) -> serde_json::Value {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut runs: Vec<(&KeyRepr, &SeqRun)> = st
-            .parts
-            .iter()
-            .flat_map(|(k, rs)| rs.iter().map(move |r| (k, r)))
-            .collect();
-        runs.sort_by_key(|(_, r)| r.id);
-        let runs: Vec<serde_json::Value> = runs
+        let runs: Vec<serde_json::Value> = runs::in_creation_order(&st.parts, |r| r.id)
             .into_iter()
             .map(|(k, r)| {
                 serde_json::json!({
@@ -762,19 +604,7 @@ impl SeqOp {
             .and_then(|v| v.as_array())
             .ok_or_else(|| ck_err("runs"))?
         {
-            let id = r
-                .get("id")
-                .and_then(|v| v.as_u64())
-                .ok_or_else(|| ck_err("run id"))?;
-            let key: KeyRepr = r
-                .get("k")
-                .cloned()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .ok_or_else(|| ck_err("run key"))?;
-            let start = r
-                .get("s")
-                .and_then(|v| v.as_i64())
-                .ok_or_else(|| ck_err("run start"))?;
+            let (id, key, start) = runs::run_head(r, ck_err)?;
             let pos = r
                 .get("p")
                 .and_then(|v| v.as_u64())
@@ -785,22 +615,7 @@ impl SeqOp {
                 .get("kl")
                 .and_then(|v| v.as_bool())
                 .ok_or_else(|| ck_err("run kleene"))?;
-            let caps = event_from_json(r.get("c").ok_or_else(|| ck_err("captures"))?)?;
-            if caps.fields.len() != self.empty_caps.fields.len() {
-                return Err(ck_err("capture count"));
-            }
-            let caps = Event {
-                event_type: self.empty_caps.event_type.clone(),
-                timestamp_ns: caps.timestamp_ns,
-                fields: Arc::new(
-                    self.empty_caps
-                        .fields
-                        .iter()
-                        .zip(caps.fields.iter())
-                        .map(|((name, _), (_, v))| (name.clone(), v.clone()))
-                        .collect(),
-                ),
-            };
+            let caps = runs::run_caps(r, &self.out.empty_caps, ck_err)?;
             st.order.push_back((self.deadline(start), id));
             st.live.insert(id, key.clone());
             // Older checkpoints have no counts: one event per captured step.

@@ -24,7 +24,7 @@ use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::KeyRepr;
-use crate::operators::sequence::{EvalWith, Match};
+use crate::operators::runs::{self, EvalWith, Match};
 use crate::value::{Fields, Value};
 use serde_json::{json, Value as Json};
 use std::sync::{Arc, Mutex};
@@ -303,10 +303,7 @@ impl TrendOp {
         eval: &mut EvalWith<'_>,
         dropped: &mut u64,
     ) -> Result<Vec<Match>, RuntimeError> {
-        let key = match &self.key {
-            Some(f) => KeyRepr::of(&eval(f, ev, ev)?),
-            None => KeyRepr::Null,
-        };
+        let key = runs::partition_key(&self.key, ev, eval)?;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let out = self.advance(&mut st, ev.timestamp_ns);
         let last = self.steps.len() - 1;

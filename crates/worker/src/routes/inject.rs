@@ -14,6 +14,7 @@
 //! here while a newer epoch of the same placement is are refused `409 stale_epoch` (the sender
 //! routed them with an outdated placement), not `404`.
 
+use super::inject_codec::{decode_batch, WireEvent};
 use super::{find, Shared};
 use crate::engine::{self, Event, Output};
 use crate::error::WorkerError;
@@ -23,12 +24,14 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
-use varpulis_api::worker::{BatchInjectRequest, InputEvent};
+use varpulis_api::worker::InputEvent;
+use varpulis_runtime::json_out;
 
 /// `InjectResponse` with outputs kept as the runtime's JSON (no re-encoding).
 #[derive(Debug, Serialize)]
@@ -38,19 +41,6 @@ pub struct InjectBody {
     /// Runtime errors of streams that failed on this event (the others' outputs are kept).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<String>,
-    /// Output events left out of this answer (`max_outputs_per_response`).
-    #[serde(skip_serializing_if = "is_zero")]
-    outputs_omitted: u64,
-}
-
-/// `BatchInjectResponse` with outputs kept as the runtime's JSON.
-#[derive(Debug, Serialize)]
-pub struct BatchBody {
-    /// Events processed (not rejected by a budget, not refused).
-    accepted: usize,
-    output_events: Vec<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<BatchErrorBody>,
     /// Output events left out of this answer (`max_outputs_per_response`).
     #[serde(skip_serializing_if = "is_zero")]
     outputs_omitted: u64,
@@ -87,7 +77,28 @@ fn to_event(ev: &InputEvent, arrival_ns: i64) -> Result<Event, WorkerError> {
             "`event_type` must not be empty".into(),
         ));
     }
-    let ts = match &ev.timestamp {
+    let ts = event_time(ev.timestamp.as_ref(), arrival_ns)?;
+    Ok(Event::from_json(&ev.event_type, &ev.fields, ts))
+}
+
+/// A decoded batch event as a runtime event (same checks as [`to_event`]).
+fn wire_to_event(ev: WireEvent, arrival_ns: i64) -> Result<Event, WorkerError> {
+    if ev.event_type.is_empty() {
+        return Err(WorkerError::BadRequest(
+            "`event_type` must not be empty".into(),
+        ));
+    }
+    let ts = event_time(ev.timestamp.as_ref(), arrival_ns)?;
+    Ok(Event {
+        event_type: ev.event_type,
+        timestamp_ns: ts,
+        fields: Arc::new(ev.fields),
+    })
+}
+
+/// The event time of an input event: `timestamp` (ns or RFC 3339), else its arrival.
+fn event_time(timestamp: Option<&Value>, arrival_ns: i64) -> Result<i64, WorkerError> {
+    Ok(match timestamp {
         None | Some(Value::Null) => arrival_ns,
         Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
             WorkerError::BadRequest("`timestamp` must be an integer (ns since epoch)".into())
@@ -99,8 +110,7 @@ fn to_event(ev: &InputEvent, arrival_ns: i64) -> Result<Event, WorkerError> {
                 "`timestamp` must be a string or an integer".into(),
             ))
         }
-    };
-    Ok(Event::from_json(&ev.event_type, &ev.fields, ts))
+    })
 }
 
 /// The pipeline events for `id` go to; `409 stale_epoch` when `id` names an older epoch of a
@@ -174,7 +184,7 @@ pub async fn inject_batch(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<BatchBody>, WorkerError> {
+) -> Result<Response, WorkerError> {
     let started = Instant::now();
     let p = find_current(&state, &id)?;
     let body = body?;
@@ -226,44 +236,67 @@ pub async fn inject_batch(
             return Err(rejection(e));
         }
     }
-    Ok(Json(BatchBody {
-        accepted: total - rejected,
-        output_events: into_json(&outcome.outputs),
-        errors: outcome
-            .errors
-            .into_iter()
-            .map(|e| BatchErrorBody {
-                index: e.index,
-                code: code_of(e.kind),
-                error: e.error,
-            })
-            .collect(),
-        outputs_omitted: outcome.omitted,
-    }))
+    let errors: Vec<BatchErrorBody> = outcome
+        .errors
+        .into_iter()
+        .map(|e| BatchErrorBody {
+            index: e.index,
+            code: code_of(e.kind),
+            error: e.error,
+        })
+        .collect();
+    let body = batch_answer(total - rejected, &outcome.outputs, &errors, outcome.omitted)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// The `BatchInjectResponse` JSON (`accepted`, `output_events`, `errors` when some,
+/// `outputs_omitted` when not 0), output events written straight from the runtime's events
+/// (`json_out`: the bytes `Output::to_json` would serialize to).
+fn batch_answer(
+    accepted: usize,
+    outputs: &[Output],
+    errors: &[BatchErrorBody],
+    omitted: u64,
+) -> Result<Vec<u8>, WorkerError> {
+    let internal = |e: std::io::Error| WorkerError::Internal(format!("encoding the answer: {e}"));
+    let mut w: Vec<u8> = Vec::with_capacity(64 + outputs.len() * 96);
+    w.extend_from_slice(format!("{{\"accepted\":{accepted},\"output_events\":[").as_bytes());
+    for (i, o) in outputs.iter().enumerate() {
+        if i > 0 {
+            w.push(b',');
+        }
+        json_out::write_event(&mut w, &o.event).map_err(internal)?;
+    }
+    w.push(b']');
+    if !errors.is_empty() {
+        w.extend_from_slice(b",\"errors\":");
+        serde_json::to_writer(&mut w, errors)
+            .map_err(|e| WorkerError::Internal(format!("encoding the answer: {e}")))?;
+    }
+    if omitted != 0 {
+        w.extend_from_slice(format!(",\"outputs_omitted\":{omitted}").as_bytes());
+    }
+    w.push(b'}');
+    Ok(w)
+}
+
+/// `{"events": [...]}` or a bare array, decoded straight into events (`inject_codec`).
 fn parse_json_batch(body: &[u8]) -> Result<Vec<Event>, WorkerError> {
     let first = body.iter().find(|c| !c.is_ascii_whitespace()).copied();
-    let input: Vec<InputEvent> = match first {
-        Some(b'[') => serde_json::from_slice(body)
-            .map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?,
-        Some(b'{') => {
-            serde_json::from_slice::<BatchInjectRequest>(body)
-                .map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?
-                .events
-        }
-        _ => {
-            return Err(WorkerError::BadRequest(
-                "expected `{\"events\": [...]}` or a JSON array".into(),
-            ))
-        }
-    };
+    if !matches!(first, Some(b'[' | b'{')) {
+        return Err(WorkerError::BadRequest(
+            "expected `{\"events\": [...]}` or a JSON array".into(),
+        ));
+    }
+    let input =
+        decode_batch(body).map_err(|e| WorkerError::BadRequest(format!("invalid JSON: {e}")))?;
     let arrival = now_ns();
     input
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, ev)| {
-            to_event(ev, arrival).map_err(|e| WorkerError::BadRequest(format!("event {i}: {e}")))
+            wire_to_event(ev, arrival)
+                .map_err(|e| WorkerError::BadRequest(format!("event {i}: {e}")))
         })
         .collect()
 }

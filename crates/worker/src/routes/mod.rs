@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod deploy;
 pub mod handover;
 pub mod inject;
+pub mod inject_codec;
 pub mod middleware;
 pub mod nats;
 pub mod output;

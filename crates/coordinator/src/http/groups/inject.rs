@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use varpulis_api::cluster::{GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse};
 use varpulis_api::worker::{BatchInjectRequest, InputEvent};
@@ -181,8 +181,7 @@ pub async fn inject_batch(
         await_settled(&state, &id, None).await;
     }
     // Per target pipeline: the body to send, in first-seen order of pipelines.
-    let mut order: Vec<String> = Vec::new();
-    let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+    let mut batch_routes = BatchRoutes::default();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut json_parts: BTreeMap<String, Vec<InputEvent>> = BTreeMap::new();
     let mut text_parts: BTreeMap<String, String> = BTreeMap::new();
@@ -202,7 +201,7 @@ pub async fn inject_batch(
                     }
                 }
                 Some(event_type) => {
-                    let target = route_for(&state, &id, event_type, &mut routes, &mut order)?;
+                    let target = batch_routes.target(&state, &id, event_type)?;
                     *counts.entry(target.clone()).or_default() += 1;
                     let part = text_parts
                         .entry(target)
@@ -215,13 +214,14 @@ pub async fn inject_batch(
     } else {
         let events = parse_json_events(&body)?;
         for event in events {
-            let target = route_for(&state, &id, &event.event_type, &mut routes, &mut order)?;
+            let target = batch_routes.target(&state, &id, &event.event_type)?;
             *counts.entry(target.clone()).or_default() += 1;
             json_parts.entry(target).or_default().push(event);
         }
     }
     let mut output_events = Vec::new();
     let mut accepted = 0;
+    let BatchRoutes { routes, order, .. } = batch_routes;
     for pipeline in &order {
         let Some(route) = routes.get(pipeline) else {
             continue;
@@ -249,6 +249,38 @@ pub async fn inject_batch(
         routed: counts,
         output_events,
     }))
+}
+
+/// The routes of one batch: target pipeline per event type (resolved once per type, not per
+/// event), the targets' routes, and the targets in first-seen order.
+#[derive(Default)]
+struct BatchRoutes {
+    by_type: HashMap<String, String>,
+    routes: BTreeMap<String, Route>,
+    order: Vec<String>,
+}
+
+impl BatchRoutes {
+    /// The pipeline `event_type` goes to (resolved in the replicated state on first use).
+    fn target(
+        &mut self,
+        state: &AppState,
+        group_id: &str,
+        event_type: &str,
+    ) -> Result<String, ApiError> {
+        if let Some(p) = self.by_type.get(event_type) {
+            return Ok(p.clone());
+        }
+        let name = route_for(
+            state,
+            group_id,
+            event_type,
+            &mut self.routes,
+            &mut self.order,
+        )?;
+        self.by_type.insert(event_type.to_owned(), name.clone());
+        Ok(name)
+    }
 }
 
 fn route_for(
