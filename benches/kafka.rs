@@ -17,16 +17,11 @@ use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/inproc_worker.rs"]
+#[allow(dead_code)] // the shared bench support has more than this bench uses
+mod inproc_worker;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use inproc_worker::{arg, BoxError, InProcessWorker};
 
 fn tansu() -> Option<std::path::PathBuf> {
     if let Ok(p) = std::env::var("TANSU_BIN") {
@@ -44,20 +39,6 @@ fn tansu() -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-async fn deploy(url: &str, source: &str) -> Result<String, BoxError> {
-    let deployed: Value = reqwest::Client::new()
-        .post(format!("{url}/api/v1/pipelines"))
-        .json(&json!({"name": "bench", "source": source}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(deployed["id"]
-        .as_str()
-        .ok_or_else(|| format!("deploy failed: {deployed}"))?
-        .to_owned())
-}
-
 async fn info(url: &str, id: &str) -> Result<Value, BoxError> {
     Ok(reqwest::Client::new()
         .get(format!("{url}/api/v1/pipelines/{id}"))
@@ -72,12 +53,14 @@ fn reading(i: u64) -> Value {
 }
 
 /// The same program fed by inject (1,000-event batches, 4 clients) with no connector.
-async fn baseline(url: &str, events: u64) -> Result<f64, BoxError> {
-    let id = deploy(
-        url,
-        "stream Hot = Reading .where(temp >= 50) .emit(id: id, temp: temp)\n",
-    )
-    .await?;
+async fn baseline(worker: &InProcessWorker, events: u64) -> Result<f64, BoxError> {
+    let url = &worker.url;
+    let id = worker
+        .deploy(
+            "baseline",
+            "stream Hot = Reading .where(temp >= 50) .emit(id: id, temp: temp)\n",
+        )
+        .await?;
     let batch: Vec<Value> = (0..1000)
         .map(|i| json!({"event_type": "Reading", "fields": {"id": format!("s{}", i % 50), "temp": (i % 100) as i64}}))
         .collect();
@@ -184,16 +167,8 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
         load.elapsed().as_secs_f64()
     );
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let wcfg = varpulis_worker::WorkerConfig {
-        worker_id: "bench".into(),
-        ..Default::default()
-    };
-    let server = tokio::spawn(varpulis_worker::run(wcfg, listener, async move {
-        let _ = stopped.await;
-    }));
+    let worker = InProcessWorker::start().await?;
+    let url = worker.url.clone();
 
     let src = format!(
         "connector K = kafka(brokers: \"{addr}\", group_id: \"bench\")\n\
@@ -201,7 +176,7 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
          stream Hot = R .where(temp >= 50) .emit(id: id, temp: temp) .to(K, topic: \"bench-out\", key: id)\n"
     );
     let started = Instant::now();
-    let id = deploy(&url, &src).await?;
+    let id = worker.deploy("bench", &src).await?;
     let expected = events / 2;
     loop {
         let i = info(&url, &id).await?;
@@ -216,16 +191,14 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
     }
     let took = started.elapsed().as_secs_f64();
     let rate = events as f64 / took;
-    let base = baseline(&url, events).await?;
+    let base = baseline(&worker, events).await?;
     println!("inject baseline (no connector): {base:.0} events/s");
     println!(
         "kafka source -> filter -> kafka sink: {events} events ({expected} produced) in {took:.2}s \
          = {rate:.0} events/s ({:.2} x baseline; from deploy, group join included)",
         rate / base
     );
-    let _ = stop.send(());
-    let _ = server.await;
-    Ok(())
+    worker.stop().await
 }
 
 fn main() -> Result<(), BoxError> {
