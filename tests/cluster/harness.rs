@@ -57,6 +57,38 @@ pub fn free_port() -> u16 {
     panic!("no free port found after 1000 attempts");
 }
 
+/// Starts an outside server (a broker) on a free loopback port and waits up to `ready_within`
+/// until it accepts connections; `command(port)` builds its command line. A child that exits
+/// early (port taken by another process) is retried on a fresh port, three times in all, then
+/// this panics naming `what`. Returns the child and its port.
+pub fn spawn_listening(
+    what: &str,
+    ready_within: Duration,
+    command: impl Fn(u16) -> Command,
+) -> (Child, u16) {
+    for _ in 0..3 {
+        let port = free_port();
+        let mut child = command(port)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let deadline = Instant::now() + ready_within;
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (child, port);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // port taken: try another one
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{what} did not start");
+}
+
 /// Polls `f` every `poll` until it returns `Some`, or gives up after `timeout`.
 pub async fn try_wait_until<T, F, Fut>(timeout: Duration, poll: Duration, mut f: F) -> Option<T>
 where

@@ -8,9 +8,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::Value;
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A `tansu broker` child on `127.0.0.1:port`, killed on drop.
@@ -49,40 +48,24 @@ pub fn start_broker() -> Option<Broker> {
         );
         return None;
     };
-    for _ in 0..3 {
-        let port = crate::harness::free_port();
+    let (child, port) = crate::procs::spawn_listening("tansu", Duration::from_secs(20), |port| {
         let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tansu");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Broker {
-                    addr: format!("127.0.0.1:{port}"),
-                    child,
-                });
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break; // port taken: try another one
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("tansu did not start");
+        let mut c = Command::new(&bin);
+        c.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]);
+        c
+    });
+    Some(Broker {
+        addr: format!("127.0.0.1:{port}"),
+        child,
+    })
 }
 
 impl Broker {

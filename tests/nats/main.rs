@@ -13,10 +13,9 @@ mod cluster;
 mod connector;
 mod tls;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 /// A `nats-server` child on `127.0.0.1:port`, killed on drop.
 pub struct NatsServer {
@@ -116,32 +115,16 @@ pub fn start_nats_with(extra: &[String], scheme: &str) -> Option<NatsServer> {
         println!("SKIPPED: nats-server not found (install with apt-get install nats-server)");
         return None;
     };
-    for _ in 0..3 {
-        let port = harness::free_port();
-        let mut child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(NatsServer {
-                    url: format!("{scheme}://127.0.0.1:{port}"),
-                    child,
-                });
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break; // port taken: try another one
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("nats-server did not start");
+    let (child, port) = harness::spawn_listening("nats-server", Duration::from_secs(10), |port| {
+        let mut c = Command::new(&bin);
+        c.args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra);
+        c
+    });
+    Some(NatsServer {
+        url: format!("{scheme}://127.0.0.1:{port}"),
+        child,
+    })
 }
 
 /// Waits (bounded) for the next message of `sub`.
