@@ -15,6 +15,9 @@
 //!   and a named pattern `SEQ(Login, Browse+, NOT Logout, Buy)` within 5s partitioned over 1,000
 //!   users, each next to a hand-written equivalent; peak RSS is sampled at 10% and at 100% of the
 //!   events to show that memory stays flat.
+//!
+//! `VPL_THROUGHPUT_ONLY=window,sequence,join,watermark,pattern` (any subset) runs only the named
+//! Tier 2/Tier 3 workloads, e.g. to profile one of them.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -362,31 +365,6 @@ mod tier2 {
         }
     }
 
-    fn engine_run(src: &str, n: u64, gen: impl Fn(u64) -> Event) -> Figures {
-        let mut engine = match Engine::compile(src, &EngineOptions::default()) {
-            Ok(e) => e,
-            Err(e) => panic!("bench program does not compile:\n{e}"),
-        };
-        let mut out = Vec::with_capacity(1024);
-        let cell = std::cell::RefCell::new(&mut engine);
-        measure(
-            n,
-            |i| {
-                out.clear();
-                if cell.borrow_mut().process(&gen(i), &mut out).is_err() {
-                    panic!("engine fault");
-                }
-                black_box(&out);
-                out.len() as u64
-            },
-            || {
-                let mut rest = Vec::new();
-                cell.borrow_mut().finish(&mut rest);
-                rest.len() as u64
-            },
-        )
-    }
-
     fn report(name: &str, n: u64, engine: &Figures, baseline: &Figures, target: Option<f64>) {
         let rate = |f: &Figures| n as f64 / f.secs;
         let cpu_rate = |f: &Figures| f.cpu.map(|c| n as f64 / c);
@@ -678,16 +656,18 @@ mod tier2 {
         (figures, early_peak)
     }
 
+    /// Prints the peak RSS after 10% of the events and after all of them (flat memory: equal).
+    fn flat_line(early: Option<u64>, f: &Figures) {
+        println!(
+            "    peak RSS after 10% of the events: {}, after all: {}",
+            early.map_or("n/a".to_string(), |k| format!("{k} KiB")),
+            f.peak_kib.map_or("n/a".to_string(), |k| format!("{k} KiB"))
+        );
+    }
+
     pub(super) fn run_tier3(n: u64) {
         let g = Gen::new();
         println!("vpl_throughput tier 3: {n} events per workload, {KEYS} keys, single thread");
-        let flat = |early: Option<u64>, f: &Figures| {
-            println!(
-                "    peak RSS after 10% of the events: {}, after all: {}",
-                early.map_or("n/a".to_string(), |k| format!("{k} KiB")),
-                f.peak_kib.map_or("n/a".to_string(), |k| format!("{k} KiB"))
-            );
-        };
         let gen_n = n.min(1_000_000);
         let gen_only = measure(
             gen_n,
@@ -705,26 +685,35 @@ mod tier2 {
                 2.0 * gen_n as f64 / c
             )),
         );
-        let (e, early) = engine_run_flat(WATERMARKED_AVG, n, |i| g.late_reading(i));
-        let b = watermarked_baseline(&g, n);
-        report(
-            "watermarked tumbling 1s avg per key (.watermark(100ms) .allowed_lateness(200ms))",
-            n,
-            &e,
-            &b,
-            Some(1_000_000.0),
-        );
-        flat(early, &e);
-        let (e, early) = engine_run_flat(PATTERN, n, |i| g.shop(i));
-        let b = pattern_baseline(&g, n);
-        report(
-            "named pattern SEQ(Login, Browse+, NOT Logout, Buy) within 5s partition by user",
-            n,
-            &e,
-            &b,
-            Some(500_000.0),
-        );
-        flat(early, &e);
+        if selected("watermark") {
+            let (e, early) = engine_run_flat(WATERMARKED_AVG, n, |i| g.late_reading(i));
+            let b = watermarked_baseline(&g, n);
+            report(
+                "watermarked tumbling 1s avg per key (.watermark(100ms) .allowed_lateness(200ms))",
+                n,
+                &e,
+                &b,
+                Some(1_000_000.0),
+            );
+            flat_line(early, &e);
+        }
+        if selected("pattern") {
+            let (e, early) = engine_run_flat(PATTERN, n, |i| g.shop(i));
+            let b = pattern_baseline(&g, n);
+            report(
+                "named pattern SEQ(Login, Browse+, NOT Logout, Buy) within 5s partition by user",
+                n,
+                &e,
+                &b,
+                Some(500_000.0),
+            );
+            flat_line(early, &e);
+        }
+    }
+
+    /// Whether workload `name` runs (`VPL_THROUGHPUT_ONLY` unset, or it names the workload).
+    fn selected(name: &str) -> bool {
+        std::env::var("VPL_THROUGHPUT_ONLY").map_or(true, |only| only.split(',').any(|w| w.trim() == name))
     }
 
     pub(super) fn run_all(n: u64) {
@@ -750,26 +739,35 @@ mod tier2 {
                 .map_or("n/a".to_string(), |c| format!("{:.0}", 3.0 * gen_n as f64 / c)),
             base_rss.map_or("n/a".to_string(), |k| format!("{k} KiB"))
         );
-        let e = engine_run(WINDOWED_AVG, n, |i| g.reading(i));
-        let b = windowed_baseline(&g, n);
-        report(
-            "tumbling 1s avg per key (.partition_by .window .aggregate)",
-            n,
-            &e,
-            &b,
-            Some(1_000_000.0),
-        );
-        let e = engine_run(SEQUENCE, n, |i| g.click(i));
-        let b = sequence_baseline(&g, n);
-        report(
-            "3-step sequence Login -> Browse -> Buy .partition_by(user) .within(5s)",
-            n,
-            &e,
-            &b,
-            Some(500_000.0),
-        );
-        let e = engine_run(JOIN, n, |i| g.trade(i));
-        let b = join_baseline(&g, n);
-        report("join(Order, Payment) .on(id) .window(1s)", n, &e, &b, None);
+        if selected("window") {
+            let (e, early) = engine_run_flat(WINDOWED_AVG, n, |i| g.reading(i));
+            let b = windowed_baseline(&g, n);
+            report(
+                "tumbling 1s avg per key (.partition_by .window .aggregate)",
+                n,
+                &e,
+                &b,
+                Some(1_000_000.0),
+            );
+            flat_line(early, &e);
+        }
+        if selected("sequence") {
+            let (e, early) = engine_run_flat(SEQUENCE, n, |i| g.click(i));
+            let b = sequence_baseline(&g, n);
+            report(
+                "3-step sequence Login -> Browse -> Buy .partition_by(user) .within(5s)",
+                n,
+                &e,
+                &b,
+                Some(500_000.0),
+            );
+            flat_line(early, &e);
+        }
+        if selected("join") {
+            let (e, early) = engine_run_flat(JOIN, n, |i| g.trade(i));
+            let b = join_baseline(&g, n);
+            report("join(Order, Payment) .on(id) .window(1s)", n, &e, &b, None);
+            flat_line(early, &e);
+        }
     }
 }

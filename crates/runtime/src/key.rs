@@ -5,15 +5,49 @@
 
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-/// Hashable form of a partition key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A hash map over keys built from event values (partitions, join keys, live runs): foldhash,
+/// several times cheaper than std's SipHash for the short keys of the hot paths, seeded randomly
+/// per map like std's, so keys chosen by a sender cannot be aimed at one bucket.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Hashable form of a partition key. Equality is by content; two strings sharing one
+/// allocation (names and values interned by the decoders) compare without reading the bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum KeyRepr {
     Null,
     Int(i64),
     Str(Arc<str>),
     Other(String),
+}
+
+impl PartialEq for KeyRepr {
+    fn eq(&self, other: &KeyRepr) -> bool {
+        match (self, other) {
+            (KeyRepr::Null, KeyRepr::Null) => true,
+            (KeyRepr::Int(a), KeyRepr::Int(b)) => a == b,
+            (KeyRepr::Str(a), KeyRepr::Str(b)) => Arc::ptr_eq(a, b) || a == b,
+            (KeyRepr::Other(a), KeyRepr::Other(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KeyRepr {}
+
+impl Hash for KeyRepr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            KeyRepr::Null => {}
+            KeyRepr::Int(i) => i.hash(state),
+            KeyRepr::Str(s) => s.hash(state),
+            KeyRepr::Other(s) => s.hash(state),
+        }
+    }
 }
 
 impl KeyRepr {

@@ -523,6 +523,7 @@ impl<'p> Builder<'p> {
                 match op {
                     OpCode::Sequence(q) => q.set_feeds_downstream(st.feeds_downstream),
                     OpCode::Pattern(p) => p.set_feeds_downstream(st.feeds_downstream),
+                    OpCode::Join(j) => j.set_feeds_downstream(st.feeds_downstream),
                     _ => {}
                 }
             }

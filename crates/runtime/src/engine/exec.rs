@@ -228,6 +228,15 @@ pub(super) fn exec(
                 }
             };
             run.st.produce()?;
+            if i + 1 == stream.ops.len() && !stream.feeds_downstream {
+                // Nothing reads the event after it is output: move it, no clone.
+                run.out.push(OutputEvent {
+                    event: next,
+                    is_output: true,
+                    sinks: Vec::new(),
+                });
+                return Ok(());
+            }
             run.out.push(OutputEvent {
                 event: next.clone(),
                 is_output: true,

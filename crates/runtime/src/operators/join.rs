@@ -30,7 +30,7 @@ use crate::codec::{event_from_json, event_json};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::key::KeyRepr;
+use crate::key::{FastMap, KeyRepr};
 use crate::value::{Fields, Value};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -56,15 +56,35 @@ struct Input {
 /// Key fields, each with a cached position.
 type KeyFields = Vec<(Arc<str>, AtomicU32)>;
 
+/// The key an index stores an event under: one value (a single `.on` field, the usual case,
+/// without a list allocated per event) or several. Every index has a fixed arity, so the two
+/// forms never meet in one map.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum JoinKey {
+    One(KeyRepr),
+    Many(Vec<KeyRepr>),
+}
+
+impl std::fmt::Debug for JoinKey {
+    /// Formats as the list of parts in both forms (checkpoints order entries by this text).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinKey::One(k) => f.debug_list().entry(k).finish(),
+            JoinKey::Many(ks) => ks.fmt(f),
+        }
+    }
+}
+
 /// The key of `ev` by `fields`, `None` if a part is missing or `null`.
-fn key_of(fields: &KeyFields, ev: &Event) -> Option<Vec<KeyRepr>> {
-    fields
-        .iter()
-        .map(|(f, slot)| match ev.field_cached(f, slot) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(KeyRepr::of(v)),
-        })
-        .collect()
+fn key_of(fields: &KeyFields, ev: &Event) -> Option<JoinKey> {
+    let part = |(f, slot): &(Arc<str>, AtomicU32)| match ev.field_cached(f, slot) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(KeyRepr::of(v)),
+    };
+    match fields.as_slice() {
+        [one] => part(one).map(JoinKey::One),
+        _ => fields.iter().map(part).collect::<Option<_>>().map(JoinKey::Many),
+    }
 }
 
 fn key_fields(c: &mut Compiler, g: &JoinGraph, classes: &[usize], input: usize) -> KeyFields {
@@ -154,7 +174,7 @@ struct JoinState {
     /// Watermark at the last sweep of old entries.
     swept: i64,
     /// Per input, per index: key → most recent event.
-    latest: Vec<Vec<HashMap<Vec<KeyRepr>, Event>>>,
+    latest: Vec<Vec<FastMap<JoinKey, Event>>>,
     /// Outer joins: events of preserved inputs in no joined event yet, by (deadline, arrival).
     pending: BTreeMap<(i64, u64), (usize, Event)>,
     /// `pending` entries by input and the address of their fields (shared with `latest`'s
@@ -217,6 +237,15 @@ pub(crate) struct JoinOp {
     /// Per input: whether it is preserved (outer joins).
     preserved: Vec<bool>,
     result_type: Arc<str>,
+    /// Whether the operators after the join read the joined event's own (unprefixed) fields:
+    /// `Some` when the stream's chain decides it, `None` when it depends on a downstream stream
+    /// (see `sequence::chain_reads_match`).
+    flatten_needed: Option<bool>,
+    /// Joined events carry the union of their inputs' fields; when nothing reads them, only the
+    /// captures (`Input.field`) are built.
+    flatten: bool,
+    /// The (shared) field list of joined events that carry no fields.
+    no_fields: Arc<Fields>,
     state: Mutex<JoinState>,
 }
 
@@ -283,7 +312,8 @@ impl JoinOp {
                 })
                 .collect()
         });
-        c.enter_pattern(names.iter().map(|n| n.to_string()).collect());
+        let captures: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        c.enter_pattern(captures.clone());
         for (i, t) in types.iter().enumerate() {
             let unique = types.iter().filter(|x| *x == t).count() == 1;
             if unique && !names.contains(t) {
@@ -291,11 +321,23 @@ impl JoinOp {
                     .push((t.to_string(), names[i].to_string()));
             }
         }
+        // `.on` and `.window` belong to the join itself; what follows decides whether joined
+        // events need their unprefixed fields.
+        let chain: Vec<ast::StreamOp> = s
+            .ops
+            .iter()
+            .filter(|o| !matches!(o.kind(), OpKind::On | OpKind::Window))
+            .cloned()
+            .collect();
+        let flatten_needed = super::sequence::chain_reads_match(&chain, &captures, c);
         Some(JoinOp {
+            flatten_needed,
+            flatten: flatten_needed.unwrap_or(true),
+            no_fields: Arc::new(Vec::new()),
             state: Mutex::new(JoinState {
                 latest: indexes
                     .iter()
-                    .map(|ix| vec![HashMap::new(); ix.len()])
+                    .map(|ix| vec![FastMap::default(); ix.len()])
                     .collect(),
                 ..JoinState::default()
             }),
@@ -309,6 +351,12 @@ impl JoinOp {
         })
     }
 
+    /// Tells the operator whether another stream consumes this one (known once every stream
+    /// is compiled); only then may joined events without an `.emit` need their fields.
+    pub(crate) fn set_feeds_downstream(&mut self, feeds: bool) {
+        self.flatten = self.flatten_needed.unwrap_or(feeds);
+    }
+
     /// Feeds one event; returns the joined events (one per input that accepted it and found
     /// partners on every other input).
     pub(crate) fn on_event(
@@ -316,12 +364,22 @@ impl JoinOp {
         ev: &Event,
         eval: &mut EvalWith<'_>,
     ) -> Result<Vec<Match>, RuntimeError> {
-        let mut accepted = Vec::new();
+        // The inputs accepting `ev` (all filters run before any state changes): a bit set for
+        // the first 64 inputs, a list beyond (allocated only for such joins).
+        let mut accepted_mask = 0u64;
+        let mut accepted_more = Vec::new();
         for (i, input) in self.inputs.iter().enumerate() {
             if input.accepts(ev, eval)? {
-                accepted.push(i);
+                if i < 64 {
+                    accepted_mask |= 1u64 << i;
+                } else {
+                    accepted_more.push(i);
+                }
             }
         }
+        let accepted = (0..self.inputs.len().min(64))
+            .filter(|i| accepted_mask & (1u64 << i) != 0)
+            .chain(accepted_more);
         let mut out = Vec::new();
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
@@ -344,7 +402,7 @@ impl JoinOp {
             }
             match self.partners(st, i, ev) {
                 Some(parts) => {
-                    let m = self.joined(&parts, ts);
+                    let m = self.joined_partial(&parts, ts);
                     let done: Vec<(usize, Event)> = if st.pending.is_empty() {
                         Vec::new()
                     } else {
@@ -352,7 +410,7 @@ impl JoinOp {
                             .iter()
                             .enumerate()
                             .filter(|(j, _)| self.preserved.get(*j) == Some(&true))
-                            .map(|(j, p)| (j, (*p).clone()))
+                            .filter_map(|(j, p)| p.map(|p| (j, p.clone())))
                             .collect()
                     };
                     for (j, p) in &done {
@@ -440,14 +498,25 @@ impl JoinOp {
         self.joined_partial(&chosen, at)
     }
 
-    /// The partner events of `ev` arriving on input `i`, one per input (`ev` itself for `i`),
-    /// found breadth-first along the shared keys; `None` when some input has none.
-    fn partners<'s>(&self, st: &'s JoinState, i: usize, ev: &'s Event) -> Option<Vec<&'s Event>> {
+    /// The partner events of `ev` arriving on input `i`, one per input (`ev` itself for `i`;
+    /// every entry is `Some`), found breadth-first along the shared keys; `None` when some input
+    /// has none.
+    fn partners<'s>(
+        &self,
+        st: &'s JoinState,
+        i: usize,
+        ev: &'s Event,
+    ) -> Option<Vec<Option<&'s Event>>> {
         let oldest = ev.timestamp_ns.saturating_sub(self.window);
         let mut chosen: Vec<Option<&Event>> = vec![None; self.inputs.len()];
         *chosen.get_mut(i)? = Some(ev);
-        let mut queue = std::collections::VecDeque::from([i]);
-        while let Some(u) = queue.pop_front() {
+        let mut missing = self.inputs.len() - 1;
+        // Breadth-first: `queue[head..]` waits; nothing is queued once every input has a
+        // partner (a two-input join never allocates the queue).
+        let mut queue: Vec<usize> = Vec::new();
+        let mut head = 0;
+        let mut u = i;
+        loop {
             let from = (*chosen.get(u)?)?;
             for e in self.edges.get(u)? {
                 if chosen.get(e.to)?.is_some() {
@@ -459,15 +528,27 @@ impl JoinOp {
                     return None;
                 }
                 *chosen.get_mut(e.to)? = Some(p);
-                queue.push_back(e.to);
+                missing -= 1;
+                if missing > 0 {
+                    queue.push(e.to);
+                }
+            }
+            if missing == 0 {
+                break;
+            }
+            match queue.get(head) {
+                Some(next) => {
+                    u = *next;
+                    head += 1;
+                }
+                None => return None,
             }
         }
-        let parts: Vec<&Event> = chosen.into_iter().collect::<Option<_>>()?;
         if let Some(classes) = &self.classes {
             for class in classes {
                 let mut value: Option<KeyRepr> = None;
                 for (input, f, slot) in class {
-                    let v = match parts.get(*input)?.field_cached(f, slot) {
+                    let v = match (*chosen.get(*input)?)?.field_cached(f, slot) {
                         None | Some(Value::Null) => return None,
                         Some(v) => KeyRepr::of(v),
                     };
@@ -479,7 +560,7 @@ impl JoinOp {
                 }
             }
         }
-        Some(parts)
+        Some(chosen)
     }
 
     /// Raises the watermark to `ts`, appends the null-filled joined events of outer joins whose
@@ -518,32 +599,36 @@ impl JoinOp {
         out
     }
 
-    fn joined(&self, parts: &[&Event], ts: i64) -> Match {
-        let parts: Vec<Option<&Event>> = parts.iter().map(|p| Some(*p)).collect();
-        self.joined_partial(&parts, ts)
-    }
-
     /// A joined event from the inputs' events; a missing input adds no fields and a `null`
-    /// capture (so `Input.field` reads `null` and `Input == null` holds).
+    /// capture (so `Input.field` reads `null` and `Input == null` holds). The joined event's
+    /// own fields are only built when something reads them (`flatten`).
     fn joined_partial(&self, parts: &[Option<&Event>], ts: i64) -> Match {
-        let mut fields: Fields = Vec::new();
-        let mut caps: Fields = Vec::with_capacity(parts.len());
-        for (input, p) in self.inputs.iter().zip(parts) {
-            let Some(p) = p else {
-                caps.push((input.name.clone(), Value::Null));
-                continue;
-            };
-            for (k, v) in p.fields.iter() {
-                if !fields.iter().any(|(n, _)| n == k) {
-                    fields.push((k.clone(), v.clone()));
+        let fields = if self.flatten {
+            let mut fields: Fields =
+                Vec::with_capacity(parts.iter().flatten().map(|p| p.fields.len()).sum());
+            for p in parts.iter().flatten() {
+                for (k, v) in p.fields.iter() {
+                    if !fields.iter().any(|(n, _)| Arc::ptr_eq(n, k) || n == k) {
+                        fields.push((k.clone(), v.clone()));
+                    }
                 }
             }
-            caps.push((input.name.clone(), Value::Map(p.fields.clone())));
+            Arc::new(fields)
+        } else {
+            self.no_fields.clone()
+        };
+        let mut caps: Fields = Vec::with_capacity(parts.len());
+        for (input, p) in self.inputs.iter().zip(parts) {
+            let cap = match p {
+                Some(p) => Value::Map(p.fields.clone()),
+                None => Value::Null,
+            };
+            caps.push((input.name.clone(), cap));
         }
         let ev = Event {
             event_type: self.result_type.clone(),
             timestamp_ns: ts,
-            fields: Arc::new(fields),
+            fields,
         };
         let caps = Event {
             event_type: self.result_type.clone(),
@@ -564,8 +649,8 @@ fn ck_err(msg: &str) -> RuntimeError {
 pub(crate) struct Restored(JoinState);
 
 /// One index's events, sorted by time then key for stable bytes.
-fn index_json(m: &HashMap<Vec<KeyRepr>, Event>) -> serde_json::Value {
-    let mut evs: Vec<(&Vec<KeyRepr>, &Event)> = m.iter().collect();
+fn index_json(m: &FastMap<JoinKey, Event>) -> serde_json::Value {
+    let mut evs: Vec<(&JoinKey, &Event)> = m.iter().collect();
     evs.sort_by(|a, b| {
         (a.1.timestamp_ns, format!("{:?}", a.0)).cmp(&(b.1.timestamp_ns, format!("{:?}", b.0)))
     });
@@ -606,7 +691,7 @@ impl JoinOp {
             latest: self
                 .indexes
                 .iter()
-                .map(|ix| vec![HashMap::new(); ix.len()])
+                .map(|ix| vec![FastMap::default(); ix.len()])
                 .collect(),
             ..JoinState::default()
         };

@@ -35,10 +35,10 @@ use crate::codec::{event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::key::KeyRepr;
+use crate::key::{FastMap, KeyRepr};
 use crate::value::Value;
 use serde_json::{json, Value as Json};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind, PatternDecl, PatternKind, Quantifier};
 
@@ -91,15 +91,15 @@ struct PRun {
 struct PatState {
     clock: Option<i64>,
     next_id: u64,
-    parts: HashMap<KeyRepr, Vec<PRun>>,
+    parts: FastMap<KeyRepr, Vec<PRun>>,
     /// Runs with a deadline, by (deadline, id).
     deadlines: BTreeMap<(i64, u64), KeyRepr>,
     /// Live runs in creation order (entries of closed runs are skipped).
     order: VecDeque<u64>,
     /// Partition of every live run.
-    live: HashMap<u64, KeyRepr>,
+    live: FastMap<u64, KeyRepr>,
     /// Per partition, the last time a leading `NOT` item matched (one slot per leading `NOT`).
-    leading: HashMap<KeyRepr, Vec<Option<i64>>>,
+    leading: FastMap<KeyRepr, Vec<Option<i64>>>,
     /// Interned `<capture>_<field>` names.
     flat: FlatNames,
 }
@@ -773,7 +773,7 @@ impl PatternOp {
 }
 
 fn close(
-    live: &mut HashMap<u64, KeyRepr>,
+    live: &mut FastMap<u64, KeyRepr>,
     deadlines: &mut BTreeMap<(i64, u64), KeyRepr>,
     deadline: Option<i64>,
     id: u64,

@@ -113,6 +113,8 @@ pub(crate) struct MatchOut {
     /// the pattern decide it, `None` when it depends on a downstream stream.
     flatten_needed: Option<bool>,
     flatten: bool,
+    /// The (shared) field list of match events that carry no fields.
+    no_fields: Arc<Fields>,
 }
 
 impl MatchOut {
@@ -130,6 +132,7 @@ impl MatchOut {
             empty_caps: empty_captures(c, stream, captures, arrays),
             flatten_needed,
             flatten: flatten_needed.unwrap_or(true),
+            no_fields: Arc::new(Vec::new()),
         }
     }
 
@@ -141,10 +144,15 @@ impl MatchOut {
 
     /// The event passed on for a match with captures `caps` at `ts`.
     pub(crate) fn event(&self, flat: &mut FlatNames, caps: &Event, ts: i64) -> Event {
+        let fields = if self.flatten {
+            Arc::new(flat_fields(flat, caps))
+        } else {
+            self.no_fields.clone()
+        };
         Event {
             event_type: self.result_type.clone(),
             timestamp_ns: ts,
-            fields: Arc::new(flat_fields(flat, caps, self.flatten)),
+            fields,
         }
     }
 }
@@ -263,13 +271,9 @@ pub(crate) fn needs_compaction(order_len: usize, live: usize) -> bool {
     order_len > 2 * live + 64
 }
 
-/// The fields of a match event: `<capture>_<field>` for every field of every captured map
-/// (none unless `flatten`).
-fn flat_fields(flat: &mut FlatNames, caps: &Event, flatten: bool) -> Fields {
+/// The fields of a match event: `<capture>_<field>` for every field of every captured map.
+fn flat_fields(flat: &mut FlatNames, caps: &Event) -> Fields {
     let mut fields: Fields = Vec::new();
-    if !flatten {
-        return fields;
-    }
     for (ci, (cap, v)) in caps.fields.iter().enumerate() {
         let Value::Map(m) = v else { continue };
         for (f, fv) in m.iter() {
@@ -286,8 +290,8 @@ fn flat_fields(flat: &mut FlatNames, caps: &Event, flatten: bool) -> Fields {
 // ----- checkpoint -------------------------------------------------------------------------------
 
 /// The runs of every partition with their keys, in creation order (ids ascend).
-pub(crate) fn in_creation_order<R>(
-    parts: &HashMap<KeyRepr, Vec<R>>,
+pub(crate) fn in_creation_order<R, S>(
+    parts: &HashMap<KeyRepr, Vec<R>, S>,
     id: impl Fn(&R) -> u64,
 ) -> Vec<(&KeyRepr, &R)> {
     let mut runs: Vec<(&KeyRepr, &R)> = parts

@@ -31,14 +31,14 @@ use crate::codec::{event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::key::KeyRepr;
+use crate::key::{FastMap, KeyRepr};
 use crate::operators::kleene;
 use crate::operators::runs::{
     self, caps_with, passes, FlatNames, MatchOut, Modes, NotClause, Outcome,
 };
 use crate::operators::self_ref::{any_child, carries, own_fields, refs_capture, without_own};
 use crate::value::{Fields, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
 use varpulis_vpl::correlate;
@@ -84,11 +84,11 @@ struct SeqRun {
 struct SeqState {
     watermark: Option<i64>,
     next_id: u64,
-    parts: HashMap<KeyRepr, Vec<SeqRun>>,
+    parts: FastMap<KeyRepr, Vec<SeqRun>>,
     /// `(deadline, id)` of runs in creation order; entries of closed runs are skipped.
     order: VecDeque<(i64, u64)>,
     /// Partition of every live run.
-    live: HashMap<u64, KeyRepr>,
+    live: FastMap<u64, KeyRepr>,
     /// Runs dropped because the live-run cap was hit.
     dropped: u64,
     /// Interned `<capture>_<field>` names.
@@ -455,8 +455,8 @@ pub(crate) fn chain_reads_match(
     None
 }
 
-/// Whether `e` may read a field of the current event: a bare name that is not a capture or a
-/// top-level binding, or a call of a user function (its body may read fields by name).
+/// Whether `e` may read a field of the current event: a bare name that is not a capture (or
+/// another name of one, e.g. a join input's type) or a top-level binding, or a call of a user function (its body may read fields by name).
 /// Conservative: unknown expression kinds count as reading.
 fn reads_event(e: &ast::Expr, captures: &[String], c: &Compiler) -> bool {
     let r = |x: &ast::Expr| reads_event(x, captures, c);
@@ -468,7 +468,11 @@ fn reads_event(e: &ast::Expr, captures: &[String], c: &Compiler) -> bool {
         | ExprKind::Null
         | ExprKind::Duration(_)
         | ExprKind::Timestamp(_) => false,
-        ExprKind::Name(id) => !captures.contains(&id.name) && !c.globals.contains_key(&id.name),
+        ExprKind::Name(id) => {
+            !captures.contains(&id.name)
+                && !c.capture_aliases.iter().any(|(alias, _)| *alias == id.name)
+                && !c.globals.contains_key(&id.name)
+        }
         ExprKind::Field { base, .. } => r(base),
         ExprKind::Array(items) => items.iter().any(r),
         ExprKind::Map(entries) => entries.iter().any(|m| r(&m.value) || r(&m.key)),

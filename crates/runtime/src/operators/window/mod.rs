@@ -30,10 +30,10 @@ pub(crate) use time::Lateness;
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::key::KeyRepr;
+use crate::key::{FastMap, KeyRepr};
 use crate::value::{Fields, Value};
 use acc::Contents;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
 use varpulis_vpl::builtins::is_aggregate_call;
@@ -117,7 +117,7 @@ struct WinState {
     /// Largest event time seen (`None` before the first event).
     max_ts: Option<i64>,
     parts: Vec<Part>,
-    index: HashMap<KeyRepr, usize>,
+    index: FastMap<KeyRepr, usize>,
     /// Earliest watermark at which some window may fire or be evicted (`i64::MAX`: none).
     next_due: i64,
     /// The current event's aggregate arguments (accumulating time windows; reused buffer).
@@ -129,7 +129,7 @@ impl Default for WinState {
         WinState {
             max_ts: None,
             parts: Vec::new(),
-            index: HashMap::new(),
+            index: FastMap::default(),
             next_due: i64::MAX,
             args: Vec::new(),
         }
