@@ -92,7 +92,7 @@ struct Builder<'p> {
     connectors: Vec<ConnectorDecl>,
     contexts: HashSet<String>,
     streams: Vec<StreamCode>,
-    routes: HashMap<String, Vec<usize>>,
+    routes: crate::key::FastMap<String, Vec<usize>>,
     /// The first input of every stream (for the cycle check).
     stream_sources: Vec<String>,
     input_types: Vec<String>,
@@ -118,7 +118,7 @@ impl<'p> Builder<'p> {
             connectors: Vec::new(),
             contexts: HashSet::new(),
             streams: Vec::new(),
-            routes: HashMap::new(),
+            routes: Default::default(),
             stream_sources: Vec::new(),
             input_types: Vec::new(),
             sources: Vec::new(),

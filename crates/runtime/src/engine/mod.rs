@@ -23,7 +23,7 @@ use crate::limits::{self, Limits};
 use crate::stats::EngineStats;
 use crate::value::Value;
 use exec::{exec, OpCode, Run, StreamCode};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// Key of the timers' state in a checkpoint's `operators` object (not a `<stream>#<i>` key).
 const TIMERS_KEY: &str = "#timers";
@@ -133,7 +133,8 @@ pub struct Engine {
     program_hash: String,
     fns: Vec<FnCode>,
     streams: Vec<StreamCode>,
-    routes: HashMap<String, Vec<usize>>,
+    /// Streams reading each event type, in declaration order (looked up once per event).
+    routes: crate::key::FastMap<String, Vec<usize>>,
     state: State,
     /// Top-level `var`s (name, global slot): what a checkpoint captures.
     vars: Vec<(String, usize)>,

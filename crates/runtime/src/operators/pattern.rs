@@ -112,7 +112,7 @@ pub(crate) struct PatternOp {
     leading: Vec<usize>,
     nots: Vec<NotClause>,
     within: Option<i64>,
-    key: Option<ExprFn>,
+    key: Option<runs::PartitionKey>,
     max_runs: usize,
     out: MatchOut,
     /// For each capture, its item node (matches carry `#<capture>` counts when `count_captures`).
@@ -262,7 +262,7 @@ impl PatternOp {
         let mut within = p.within.last().and_then(duration_ns);
         let mut key = p.partition_by.as_ref().map(|k| {
             let e = ast::Expr::new(ExprKind::Name(k.clone()), k.span);
-            c.expr(&e)
+            runs::PartitionKey::compile(c, &e)
         });
         let mut nots = Vec::new();
         for op in &s.ops {
@@ -273,7 +273,9 @@ impl PatternOp {
                         within = Some(d);
                     }
                 }
-                (OpKind::PartitionBy, Some(ExprKind::Name(_))) => key = arg.map(|e| c.expr(e)),
+                (OpKind::PartitionBy, Some(ExprKind::Name(_))) => {
+                    key = arg.map(|e| runs::PartitionKey::compile(c, e));
+                }
                 (OpKind::Not, _) => nots.extend(NotClause::compile(c, arg)),
                 _ => {}
             }

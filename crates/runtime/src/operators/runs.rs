@@ -13,6 +13,7 @@ use crate::key::KeyRepr;
 use crate::value::{Fields, Value};
 use serde_json::Value as Json;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
 
@@ -190,16 +191,52 @@ pub(crate) fn passes(
     }
 }
 
+/// A compiled `.partition_by(name)` of a sequence, pattern or trend stream.
+pub(crate) struct PartitionKey {
+    /// The name compiled as an expression (the plain path).
+    expr: ExprFn,
+    /// The name is not a capture or a top-level binding: when the event has that field, the key
+    /// is read in place through a cached position (the expression would read the same field
+    /// first); otherwise the expression decides.
+    field: Option<(Arc<str>, AtomicU32)>,
+}
+
+impl PartitionKey {
+    /// Compiles the `.partition_by` argument `e` in the stream's pattern scope.
+    pub(crate) fn compile(c: &mut Compiler, e: &ast::Expr) -> PartitionKey {
+        let field = match &e.kind {
+            ExprKind::Name(id)
+                if !c.captures.contains(&id.name)
+                    && !c.capture_aliases.iter().any(|(a, _)| *a == id.name)
+                    && !c.globals.contains_key(&id.name)
+                    && c.alias.as_deref() != Some(id.name.as_str()) =>
+            {
+                Some((c.intern(&id.name), AtomicU32::new(0)))
+            }
+            _ => None,
+        };
+        PartitionKey {
+            expr: c.expr(e),
+            field,
+        }
+    }
+}
+
 /// The partition of `ev` under `.partition_by` (`key`; none: one partition).
 pub(crate) fn partition_key(
-    key: &Option<ExprFn>,
+    key: &Option<PartitionKey>,
     ev: &Event,
     eval: &mut EvalWith<'_>,
 ) -> Result<KeyRepr, RuntimeError> {
-    match key {
-        Some(f) => Ok(KeyRepr::of(&eval(f, ev, ev)?)),
-        None => Ok(KeyRepr::Null),
+    let Some(key) = key else {
+        return Ok(KeyRepr::Null);
+    };
+    if let Some((name, slot)) = &key.field {
+        if let Some(v) = ev.field_cached(name, slot) {
+            return Ok(KeyRepr::of(v));
+        }
     }
+    Ok(KeyRepr::of(&eval(&key.expr, ev, ev)?))
 }
 
 /// `caps` with capture `slot` standing for `own` (a filter reading its own capture sees the

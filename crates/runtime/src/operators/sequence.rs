@@ -104,7 +104,7 @@ pub(crate) struct SeqOp {
     /// `.strict()`, `.stnm()`, `.longest()` (a trailing Kleene group matches once, when it
     /// breaks).
     modes: Modes,
-    key: Option<ExprFn>,
+    key: Option<runs::PartitionKey>,
     max_runs: usize,
     out: MatchOut,
     /// Matches carry `#<capture>` counts (some operator uses `count(capture)`).
@@ -168,7 +168,7 @@ impl SeqOp {
                 }
                 (OpKind::Not, _) => nots.extend(NotClause::compile(c, arg)),
                 (OpKind::PartitionBy, Some(ExprKind::Name(_))) => {
-                    key = arg.map(|e| c.expr(e));
+                    key = arg.map(|e| runs::PartitionKey::compile(c, e));
                 }
                 _ => {}
             }

@@ -108,7 +108,7 @@ pub(crate) struct TrendOp {
     /// Capture names (one per step), then the previous-event name slots used by filters.
     caps: Vec<Arc<str>>,
     within: i64,
-    key: Option<ExprFn>,
+    key: Option<runs::PartitionKey>,
     key_name: Option<Arc<str>>,
     aggs: Vec<(Arc<str>, Agg)>,
     /// Field read by each `Sum/Avg/Min/Max` aggregate.
@@ -182,7 +182,9 @@ impl TrendOp {
                 }
                 (OpKind::PartitionBy, Some(ExprKind::Name(id))) => {
                     key_name = Some(c.intern(&id.name));
-                    key = op.first_positional().map(|e| c.expr(e));
+                    key = op
+                        .first_positional()
+                        .map(|e| runs::PartitionKey::compile(c, e));
                 }
                 _ => {}
             }

@@ -34,6 +34,7 @@ use crate::key::{FastMap, KeyRepr};
 use crate::value::{Fields, Value};
 use acc::Contents;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
 use varpulis_vpl::builtins::is_aggregate_call;
@@ -149,6 +150,9 @@ pub(crate) struct WindowOp {
     /// `.watermark` / `.allowed_lateness` of the stream.
     lateness: Lateness,
     key: Option<(Arc<str>, ExprFn)>,
+    /// `.partition_by(f)` naming a field of the event (not a top-level binding): the key is
+    /// read in place through a cached position instead of evaluated into a copy.
+    key_field: Option<(Arc<str>, AtomicU32)>,
     aggs: Vec<Agg>,
     agg_names: Vec<Arc<str>>,
     /// `None`: no `.aggregate`, fired events continue singly.
@@ -244,6 +248,13 @@ impl WindowOp {
                 ExprKind::Name(id) => Some((c.intern(&id.name), c.expr(e))),
                 _ => None,
             });
+        // A bare name is an event field unless it names the stream's alias or a global.
+        let key_field = key.as_ref().and_then(|(name, _)| {
+            let binding = c.alias.as_deref() == Some(&**name)
+                || c.globals.contains_key(&**name)
+                || !c.captures.is_empty();
+            (!binding).then(|| (name.clone(), AtomicU32::new(0)))
+        });
         let batch_filter = ops
             .iter()
             .find(|o| o.kind() == OpKind::WindowPattern)
@@ -263,6 +274,7 @@ impl WindowOp {
             spec,
             lateness,
             key,
+            key_field,
             aggs: Vec::new(),
             agg_names: Vec::new(),
             outputs: None,
@@ -377,14 +389,14 @@ impl WindowOp {
         ast::Expr { kind, span: e.span }
     }
 
-    fn part_index(&self, st: &mut WinState, key: Value) -> usize {
-        let repr = KeyRepr::of(&key);
+    fn part_index(&self, st: &mut WinState, key: &Value) -> usize {
+        let repr = KeyRepr::of(key);
         if let Some(i) = st.index.get(&repr) {
             return *i;
         }
         let i = st.parts.len();
         st.parts.push(Part {
-            key,
+            key: key.clone(),
             ..Part::default()
         });
         st.index.insert(repr, i);
@@ -411,9 +423,14 @@ impl WindowOp {
         eval: &mut Eval<'_>,
         late: &mut u64,
     ) -> Result<Vec<Event>, RuntimeError> {
-        let key = match &self.key {
-            Some((_, f)) => eval(f, ev)?,
-            None => Value::Null,
+        let evaluated;
+        let key = match (&self.key_field, &self.key) {
+            (Some((name, slot)), _) => ev.field_cached(name, slot).unwrap_or(&Value::Null),
+            (None, Some((_, f))) => {
+                evaluated = eval(f, ev)?;
+                &evaluated
+            }
+            (None, None) => &Value::Null,
         };
         let batches = {
             let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -428,7 +445,7 @@ impl WindowOp {
         &self,
         st: &mut WinState,
         ev: &Event,
-        key: Value,
+        key: &Value,
         eval: &mut Eval<'_>,
         late: &mut u64,
     ) -> Result<Vec<Batch>, RuntimeError> {
