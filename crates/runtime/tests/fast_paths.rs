@@ -141,3 +141,41 @@ fn missing_and_null_partition_keys_share_one_partition() {
     assert!(lines[0].contains("\"n\":2"), "{lines:?}");
     assert!(lines[1].contains("\"k\":\"x\"") && lines[1].contains("\"n\":1"), "{lines:?}");
 }
+
+/// Sequences without a Kleene step derive `count(capture)` from the run's position instead of
+/// keeping counts per run: every captured step took exactly one event, also after a checkpoint
+/// taken mid-run is restored.
+#[test]
+fn capture_counts_without_kleene_steps_are_one_per_step() {
+    let src = "stream S = A as a -> B as b -> C as c .partition_by(k) .within(5s)\n    \
+               .emit(k: a.k, na: count(a), nb: count(b), nc: count(c))";
+    let evs = events(
+        &[
+            (0, 0, 1, 10),
+            (0, 1, 1, 10),
+            (1, 0, 2, 10),
+            (1, 1, 2, 10),
+            (0, 0, 3, 10),
+            (2, 0, 4, 10),
+            (2, 1, 4, 10),
+        ],
+        true,
+    );
+    let mut whole = compile(src);
+    let expected = run(&mut whole, &evs, true);
+    assert_eq!(expected.len(), 2, "{expected:?}");
+    for l in &expected {
+        assert!(
+            l.contains("\"na\":1") && l.contains("\"nb\":1") && l.contains("\"nc\":1"),
+            "{l}"
+        );
+    }
+    // Checkpoint after the two B events (runs waiting at their last step), restore, go on.
+    let mut first = compile(src);
+    let mut got = run(&mut first, &evs[..4], false);
+    let bytes = first.checkpoint().unwrap();
+    let mut second = compile(src);
+    second.restore(&bytes).unwrap();
+    got.extend(run(&mut second, &evs[4..], true));
+    assert_eq!(got, expected);
+}

@@ -220,7 +220,9 @@ impl Engine {
                     }
                 }
             }
-            queue.extend(tail.drain(..));
+            if !tail.is_empty() {
+                queue.extend(tail.drain(..));
+            }
             match queue.pop_front() {
                 Some(next) => current = std::borrow::Cow::Owned(next),
                 None => break,

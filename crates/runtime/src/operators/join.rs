@@ -95,6 +95,38 @@ fn key_fields(c: &mut Compiler, g: &JoinGraph, classes: &[usize], input: usize) 
         .collect()
 }
 
+/// The events of one joined result, one per input (`None`: no event from that input), held
+/// inline for joins of up to four inputs (no allocation per joined event).
+enum Parts<'a> {
+    Inline([Option<&'a Event>; 4], usize),
+    Heap(Vec<Option<&'a Event>>),
+}
+
+impl<'a> Parts<'a> {
+    /// `n` empty slots.
+    fn new(n: usize) -> Parts<'a> {
+        if n <= 4 {
+            Parts::Inline([None; 4], n)
+        } else {
+            Parts::Heap(vec![None; n])
+        }
+    }
+
+    fn as_slice(&self) -> &[Option<&'a Event>] {
+        match self {
+            Parts::Inline(a, n) => a.get(..*n).unwrap_or_default(),
+            Parts::Heap(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Option<&'a Event>] {
+        match self {
+            Parts::Inline(a, n) => a.get_mut(..*n).unwrap_or_default(),
+            Parts::Heap(v) => v,
+        }
+    }
+}
+
 /// The `(input, field)` terms of one class of equal fields.
 type ClassTerms = Vec<(usize, Arc<str>, AtomicU32)>;
 
@@ -402,7 +434,8 @@ impl JoinOp {
             }
             match self.partners(st, i, ev) {
                 Some(parts) => {
-                    let m = self.joined_partial(&parts, ts);
+                    let parts = parts.as_slice();
+                    let m = self.joined_partial(parts, ts);
                     let done: Vec<(usize, Event)> = if st.pending.is_empty() {
                         Vec::new()
                     } else {
@@ -506,9 +539,10 @@ impl JoinOp {
         st: &'s JoinState,
         i: usize,
         ev: &'s Event,
-    ) -> Option<Vec<Option<&'s Event>>> {
+    ) -> Option<Parts<'s>> {
         let oldest = ev.timestamp_ns.saturating_sub(self.window);
-        let mut chosen: Vec<Option<&Event>> = vec![None; self.inputs.len()];
+        let mut parts = Parts::new(self.inputs.len());
+        let chosen = parts.as_mut_slice();
         *chosen.get_mut(i)? = Some(ev);
         let mut missing = self.inputs.len() - 1;
         // Breadth-first: `queue[head..]` waits; nothing is queued once every input has a
@@ -548,7 +582,7 @@ impl JoinOp {
             for class in classes {
                 let mut value: Option<KeyRepr> = None;
                 for (input, f, slot) in class {
-                    let v = match (*chosen.get(*input)?)?.field_cached(f, slot) {
+                    let v = match (*parts.as_slice().get(*input)?)?.field_cached(f, slot) {
                         None | Some(Value::Null) => return None,
                         Some(v) => KeyRepr::of(v),
                     };
@@ -560,7 +594,7 @@ impl JoinOp {
                 }
             }
         }
-        Some(chosen)
+        Some(parts)
     }
 
     /// Raises the watermark to `ts`, appends the null-filled joined events of outer joins whose

@@ -76,7 +76,8 @@ struct SeqRun {
     kleene: bool,
     /// One field per step: capture name → map of the captured fields (`null` until captured).
     caps: Event,
-    /// Events taken by each step (a Kleene step counts every event it collected).
+    /// Events taken by each step (a Kleene step counts every event it collected); empty when
+    /// the sequence has no Kleene step (each step before `pos` then took exactly one event).
     counts: Vec<u32>,
 }
 
@@ -109,6 +110,9 @@ pub(crate) struct SeqOp {
     out: MatchOut,
     /// Matches carry `#<capture>` counts (some operator uses `count(capture)`).
     counts: bool,
+    /// No step is a Kleene step: runs derive their counts from their position instead of
+    /// keeping a list (one allocation less per run).
+    derive_counts: bool,
     state: Mutex<SeqState>,
 }
 
@@ -178,6 +182,7 @@ impl SeqOp {
         Some(SeqOp {
             modes: Modes::of(&s.ops, steps.iter().any(|st| st.trend)),
             counts: uses_capture_count(&s.ops, &captures),
+            derive_counts: steps.iter().all(|st| !st.all),
             steps: step_code,
             nots,
             within,
@@ -365,7 +370,11 @@ impl SeqOp {
                 pos: 1,
                 kleene: first.all,
                 caps: self.out.empty_caps.clone(),
-                counts: vec![0; self.steps.len()],
+                counts: if self.derive_counts {
+                    Vec::new()
+                } else {
+                    vec![0; self.steps.len()]
+                },
             };
             capture(&mut run, 0, ev, self.list_of(0));
             if first.all && self.steps.len() == 1 && !self.modes.longest {
@@ -415,8 +424,18 @@ impl SeqOp {
     /// The event passed on for a completed match, and its captures.
     fn matched(&self, flat: &mut FlatNames, run: &SeqRun, ev: &Event) -> Match {
         let out = self.out.event(flat, &run.caps, ev.timestamp_ns);
-        let counts = self.counts.then_some(&run.counts[..]);
-        (out, alias_with_counts(&run.caps, counts))
+        let counts = self.counts.then(|| self.counts_of(run));
+        (out, alias_with_counts(&run.caps, counts.as_deref()))
+    }
+
+    /// The events each step of `run` took.
+    fn counts_of<'r>(&self, run: &'r SeqRun) -> std::borrow::Cow<'r, [u32]> {
+        if self.derive_counts {
+            let taken = (0..self.steps.len()).map(|k| u32::from(k < run.pos));
+            std::borrow::Cow::Owned(taken.collect())
+        } else {
+            std::borrow::Cow::Borrowed(&run.counts)
+        }
     }
 }
 
@@ -578,7 +597,7 @@ impl SeqOp {
                     "p": r.pos,
                     "kl": r.kleene,
                     "c": event_json(&r.caps),
-                    "cn": r.counts,
+                    "cn": self.counts_of(r),
                 })
             })
             .collect();
@@ -641,7 +660,11 @@ impl SeqOp {
                 pos,
                 kleene,
                 caps,
-                counts,
+                counts: if self.derive_counts {
+                    Vec::new()
+                } else {
+                    counts
+                },
             });
         }
         Ok(Restored(st))
