@@ -739,7 +739,8 @@ mod tier2 {
 
     /// Whether workload `name` runs (`VPL_THROUGHPUT_ONLY` unset, or it names the workload).
     fn selected(name: &str) -> bool {
-        std::env::var("VPL_THROUGHPUT_ONLY").map_or(true, |only| only.split(',').any(|w| w.trim() == name))
+        std::env::var("VPL_THROUGHPUT_ONLY")
+            .map_or(true, |only| only.split(',').any(|w| w.trim() == name))
     }
 
     pub(super) fn run_all(n: u64) {

@@ -139,7 +139,10 @@ fn missing_and_null_partition_keys_share_one_partition() {
     let lines = run(&mut compile(src), &evs, true);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].contains("\"n\":2"), "{lines:?}");
-    assert!(lines[1].contains("\"k\":\"x\"") && lines[1].contains("\"n\":1"), "{lines:?}");
+    assert!(
+        lines[1].contains("\"k\":\"x\"") && lines[1].contains("\"n\":1"),
+        "{lines:?}"
+    );
 }
 
 /// Sequences without a Kleene step derive `count(capture)` from the run's position instead of

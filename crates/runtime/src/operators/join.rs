@@ -83,7 +83,11 @@ fn key_of(fields: &KeyFields, ev: &Event) -> Option<JoinKey> {
     };
     match fields.as_slice() {
         [one] => part(one).map(JoinKey::One),
-        _ => fields.iter().map(part).collect::<Option<_>>().map(JoinKey::Many),
+        _ => fields
+            .iter()
+            .map(part)
+            .collect::<Option<_>>()
+            .map(JoinKey::Many),
     }
 }
 
@@ -534,12 +538,7 @@ impl JoinOp {
     /// The partner events of `ev` arriving on input `i`, one per input (`ev` itself for `i`;
     /// every entry is `Some`), found breadth-first along the shared keys; `None` when some input
     /// has none.
-    fn partners<'s>(
-        &self,
-        st: &'s JoinState,
-        i: usize,
-        ev: &'s Event,
-    ) -> Option<Parts<'s>> {
+    fn partners<'s>(&self, st: &'s JoinState, i: usize, ev: &'s Event) -> Option<Parts<'s>> {
         let oldest = ev.timestamp_ns.saturating_sub(self.window);
         let mut parts = Parts::new(self.inputs.len());
         let chosen = parts.as_mut_slice();
