@@ -51,9 +51,7 @@ pub fn split_body(body: &[u8]) -> Result<RawBatch<'_>, String> {
 /// The event type of one event of a batch, after checking its shape (see the module doc).
 pub fn event_type(event: &RawValue) -> Result<Cow<'_, str>, String> {
     let mut de = serde_json::Deserializer::from_str(event.get());
-    let ty = de
-        .deserialize_map(HeadVisitor)
-        .map_err(|e| e.to_string())?;
+    let ty = de.deserialize_map(HeadVisitor).map_err(|e| e.to_string())?;
     if ty.is_empty() {
         return Err("`event_type` must not be empty".into());
     }
@@ -344,9 +342,7 @@ mod tests {
             outputs.push(items);
         }
         let routed = BTreeMap::from([("p".to_string(), 2), ("q".to_string(), 1)]);
-        let body: Vec<u8> = group_answer(accepted, &routed, outputs)
-            .unwrap()
-            .concat();
+        let body: Vec<u8> = group_answer(accepted, &routed, outputs).unwrap().concat();
         let parsed: GroupInjectBatchResponse = serde_json::from_slice(&body).unwrap();
         assert_eq!(parsed.accepted, 3);
         assert_eq!(parsed.routed, routed);

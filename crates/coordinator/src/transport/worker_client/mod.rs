@@ -342,7 +342,7 @@ impl WorkerClient {
         Ok(self.request(worker, &call).await?.body)
     }
 
-        /// Asks pipeline `pipeline_id` to hand its traffic (and state) over (rolling updates).
+    /// Asks pipeline `pipeline_id` to hand its traffic (and state) over (rolling updates).
     pub async fn handover(
         &self,
         worker: &WorkerRef,

@@ -141,7 +141,9 @@ mod tests {
         let raw = WorkerCall::InjectBatch {
             pipeline_id: "p\"q".into(),
             batch: EventBatch::Raw {
-                events: axum::body::Bytes::from_static(br#"[{"event_type":"A","fields":{"x":1.50}}]"#),
+                events: axum::body::Bytes::from_static(
+                    br#"[{"event_type":"A","fields":{"x":1.50}}]"#,
+                ),
                 count: 1,
             },
         };
