@@ -66,8 +66,8 @@ async fn coordinator_inject_batch_regroups_per_pipeline_like_direct_worker_calls
         .iter()
         .map(|e| e["event_type"].as_str().unwrap_or_default())
         .collect();
-    // `pb` was routed to first: its outputs come first.
-    assert_eq!(types, ["OutB", "OutB", "OutA", "OutA"], "{}", r.text);
+    // `pb` was routed to first: its outputs come first (its stream reads `B`, not `Bx`).
+    assert_eq!(types, ["OutB", "OutA", "OutA"], "{}", r.text);
 
     // The same parts posted to the workers directly give the same outputs.
     let worker = Api::new(Some(WORKER_KEY)).with_timeout(Duration::from_secs(10));
@@ -97,7 +97,7 @@ async fn coordinator_inject_batch_regroups_per_pipeline_like_direct_worker_calls
         direct.extend(untimed(&d.body["output_events"]));
     }
     assert_eq!(untimed(&r.body["output_events"]), direct);
-    assert_eq!(r.body["output_events"][2]["fields"]["tag"], "x\"yé");
+    assert_eq!(r.body["output_events"][1]["fields"]["tag"], "x\"yé");
 
     // .evt text: comments go to both parts, each pipeline gets its own lines.
     let evt = "# readings\nB { w: 5 }\nA { v: 9, tag: \"t\" }\n// end\n";
@@ -147,10 +147,6 @@ async fn coordinator_inject_batch_regroups_per_pipeline_like_direct_worker_calls
             r#"[{"event_type": ""}]"#,
             "event 0: `event_type` must not be empty",
         ),
-        (
-            r#"[{"event_type": "Zed"}]"#,
-            "no route for event type 'Zed'",
-        ),
         (r#"{"nope": []}"#, "missing field `events`"),
         ("[1, 2", "expected a JSON array of events"),
     ] {
@@ -159,7 +155,7 @@ async fn coordinator_inject_batch_regroups_per_pipeline_like_direct_worker_calls
             .post_raw(&url, bad.as_bytes().to_vec(), "application/json")
             .await
             .unwrap();
-        r.expect_error(400);
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
         assert!(
             r.body["error"]
                 .as_str()
