@@ -193,7 +193,6 @@ fn main() {
             ..Opts::default()
         };
         let ens = Ensemble::start(1, 2, opts).await;
-        let api = ens.api.with_timeout(Duration::from_secs(120));
 
         // 1. Two stages across workers over the MQTT route.
         let group = deploy(

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "common/inproc_worker.rs"]
+#[allow(dead_code)]
 mod inproc_worker;
 
 use inproc_worker::{arg, post_json, BoxError, InProcessWorker};
