@@ -3,7 +3,9 @@
 //! Routing reads the local replicated state and the event goes straight to the worker through
 //! the worker client. A follower that does not see the group or a running target yet catches up
 //! with the leader first, and an inject waits (bounded) for a placement that is being deployed or
-//! moved, so internal moves stay invisible to clients.
+//! moved, so internal moves stay invisible to clients. A batch is regrouped per target pipeline
+//! from the bytes the client sent and the workers' outputs are passed back as they wrote them
+//! ([`super::batch_wire`], issue 22).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
