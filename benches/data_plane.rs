@@ -6,18 +6,21 @@
 //! 2. **route, worker ingest**: the same, posting the batches straight to `stage1`'s worker
 //!    (`/api/v1/pipelines/{id}/events-batch`), to see the MQTT hop without the coordinator.
 //! 3. **inject**: coordinator inject-batch into a single pipeline (no route): the ingest path
-//!    alone.
+//!    alone; then the same batches posted straight to that pipeline's worker, alternated round
+//!    by round (`DATA_PLANE_ROUNDS`, default 3; medians), for the coordinator / direct ratio.
 //! 4. **direct**: `varpulis run` of both stages in one program over the same events (one
 //!    process, no network), for the ratio.
 //!
 //! Env: `DATA_PLANE_EVENTS` (default 200000), `DATA_PLANE_BATCH` (events per inject-batch,
-//! default 5000), `DATA_PLANE_CLIENTS` (concurrent injectors, default 4).
+//! default 5000), `DATA_PLANE_CLIENTS` (concurrent injectors, default 4). The batches are
+//! encoded before the clock starts and the answers read as bytes, not decoded, so the bench's
+//! own JSON work does not take CPU from the cluster (2 cores).
 //! Run: `cargo bench --bench data_plane` (debug figures: `cargo test --bench data_plane`).
 
 #[path = "../tests/cluster/harness.rs"]
 mod harness;
 
-use harness::{free_port, wait_until, Api, Ensemble, Opts, BIN, WORKER_KEY};
+use harness::{free_port, wait_until, Api, Ensemble, Opts, ADMIN_KEY, BIN, WORKER_KEY};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,32 +41,68 @@ fn reading(i: u64) -> Value {
     json!({"event_type": "Reading", "fields": {"id": i, "temp": 51 + i % 50}})
 }
 
-/// Posts `total` readings in batches from `clients` concurrent tasks; returns the elapsed time.
-async fn pump(api: &Api, url: &str, total: u64, batch: u64, clients: u64) -> Duration {
+/// The JSON bodies of `total` readings in batches of `batch` (encoded before the clock starts,
+/// so the figure is not the bench's own encoding).
+fn bodies(total: u64, batch: u64) -> Arc<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while from < total {
+        let events: Vec<Value> = (from..(from + batch).min(total)).map(reading).collect();
+        out.push(serde_json::to_vec(&events).expect("encode"));
+        from += batch;
+    }
+    Arc::new(out)
+}
+
+/// Posts the bodies from `clients` concurrent tasks over one keep-alive client; answers are
+/// read as bytes (not decoded: the bench must not compete with the cluster for CPU by parsing
+/// every output event). Returns the elapsed time and the answer bytes read.
+async fn pump(url: &str, key: &str, bodies: &Arc<Vec<Vec<u8>>>, clients: u64) -> (Duration, u64) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
     let next = Arc::new(AtomicU64::new(0));
+    let read = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (api, url, next) = (api.clone(), url.to_owned(), next.clone());
+        let (http, url, key, next, read, bodies) = (
+            http.clone(),
+            url.to_owned(),
+            key.to_owned(),
+            next.clone(),
+            read.clone(),
+            bodies.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
-                let from = next.fetch_add(batch, Ordering::Relaxed);
-                if from >= total {
-                    break;
-                }
-                let events: Vec<Value> = (from..(from + batch).min(total)).map(reading).collect();
-                let r = api
-                    .post(&url, &Value::Array(events))
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(body) = bodies.get(i) else { break };
+                let r = http
+                    .post(&url)
+                    .header("x-api-key", &key)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
                     .await
                     .expect("inject-batch");
-                assert!(r.ok(), "inject-batch failed: {}", r.text);
+                let status = r.status();
+                let answer = r.bytes().await.expect("answer");
+                assert!(
+                    status.is_success(),
+                    "inject-batch failed: {status} {}",
+                    String::from_utf8_lossy(&answer)
+                );
+                read.fetch_add(answer.len() as u64, Ordering::Relaxed);
             }
         }));
     }
     for t in tasks {
         t.await.expect("injector");
     }
-    started.elapsed()
+    (started.elapsed(), read.load(Ordering::Relaxed))
 }
 
 async fn deploy(ens: &Ensemble, spec: Value) -> Value {
@@ -154,7 +193,6 @@ fn main() {
             ..Opts::default()
         };
         let ens = Ensemble::start(1, 2, opts).await;
-        let api = ens.api.with_timeout(Duration::from_secs(120));
 
         // 1. Two stages across workers over the MQTT route.
         let group = deploy(
@@ -174,9 +212,10 @@ fn main() {
         .await;
         let gid = group["id"].as_str().expect("id").to_owned();
         let (addr2, id2) = placement(&group, "stage2");
+        let bodies = bodies(total, batch);
         let url = ens.cluster_url(0, &format!("/pipeline-groups/{gid}/inject-batch"));
         let started = Instant::now();
-        let injected = pump(&api, &url, total, batch, clients).await;
+        let (injected, _) = pump(&url, ADMIN_KEY, &bodies, clients).await;
         let worker = Api::new(Some(WORKER_KEY));
         let stage2 = format!("{addr2}/api/v1/pipelines/{id2}");
         let (worker, stage2) = (&worker, &stage2);
@@ -197,9 +236,8 @@ fn main() {
         // 1b. The same route, batches posted straight to stage1's worker.
         let (addr1, id1) = placement(&group, "stage1");
         let url1 = format!("{addr1}/api/v1/pipelines/{id1}/events-batch");
-        let worker_api = Api::new(Some(WORKER_KEY)).with_timeout(Duration::from_secs(120));
         let started = Instant::now();
-        pump(&worker_api, &url1, total, batch, clients).await;
+        pump(&url1, WORKER_KEY, &bodies, clients).await;
         wait_until(
             "stage2 received the second round",
             Duration::from_secs(600),
@@ -212,7 +250,8 @@ fn main() {
         .await;
         let hop_time = started.elapsed();
 
-        // 2. inject-batch alone, one pipeline, no route.
+        // 2. inject-batch alone, one pipeline, no route: through the coordinator, then the
+        //    same batches straight to the worker (same pipeline), back to back.
         let single = deploy(
             &ens,
             json!({
@@ -224,15 +263,29 @@ fn main() {
         .await;
         let sid = single["id"].as_str().expect("id").to_owned();
         let url = ens.cluster_url(0, &format!("/pipeline-groups/{sid}/inject-batch"));
-        let inject_time = pump(&api, &url, total, batch, clients).await;
+        let (addr_s, id_s) = placement(&single, "stage1");
+        let direct_url = format!("{addr_s}/api/v1/pipelines/{id_s}/events-batch");
+        let (mut via, mut straight) = (Vec::new(), Vec::new());
+        let mut answer_bytes = 0;
+        for _ in 0..env_u64("DATA_PLANE_ROUNDS", 3).max(1) {
+            let (t, n) = pump(&url, ADMIN_KEY, &bodies, clients).await;
+            via.push(t);
+            answer_bytes = n;
+            straight.push(pump(&direct_url, WORKER_KEY, &bodies, clients).await.0);
+        }
+        via.sort();
+        straight.sort();
+        let inject_time = via[via.len() / 2];
+        let worker_time = straight[straight.len() / 2];
 
         // 3. Both stages in one process.
         let direct = direct_run(total);
 
-        let (r_route, r_hop, r_inject, r_direct) = (
+        let (r_route, r_hop, r_inject, r_worker, r_direct) = (
             rate(total, route_time),
             rate(total, hop_time),
             rate(total, inject_time),
+            rate(total, worker_time),
             rate(total, direct),
         );
         println!(
@@ -252,9 +305,21 @@ fn main() {
             hop_time.as_secs_f64()
         );
         println!(
-            "  inject-batch only (stage1):                              {:.0} events/s ({:.2} s)",
+            "  inject-batch only (stage1), via the coordinator:         {:.0} events/s ({:.2} s, median of {}; answers {} bytes)",
             r_inject,
-            inject_time.as_secs_f64()
+            inject_time.as_secs_f64(),
+            via.len(),
+            answer_bytes
+        );
+        println!(
+            "  inject-batch only (stage1), straight to the worker:      {:.0} events/s ({:.2} s, median of {})",
+            r_worker,
+            worker_time.as_secs_f64(),
+            straight.len()
+        );
+        println!(
+            "  coordinator / direct worker: {:.3}",
+            r_inject / r_worker
         );
         println!(
             "  direct single process (varpulis run, both stages):       {:.0} events/s ({:.2} s)",

@@ -9,6 +9,7 @@
 mod harness;
 
 mod failover;
+mod inject;
 mod mandelbrot;
 mod routes;
 

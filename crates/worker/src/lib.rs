@@ -29,6 +29,7 @@ pub mod coordinator;
 pub mod counters;
 pub mod engine;
 pub mod error;
+pub mod event_codec;
 pub mod event_time;
 pub mod lease;
 pub mod metrics;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use varpulis_api::worker::{Checkpoint, HandoverResponse};
 use varpulis_coordinator::transport::worker_client::{
-    Answer, BoxFuture, EventBatch, WorkerCall, WorkerRef, WorkerTransport,
+    Answer, BoxFuture, WorkerCall, WorkerRef, WorkerTransport,
 };
 
 /// One pipeline on a fake worker.
@@ -203,10 +203,7 @@ impl FakeWorkers {
             WorkerCall::Inject { pipeline_id, .. }
             | WorkerCall::InjectBatch { pipeline_id, .. } => {
                 let n = match call {
-                    WorkerCall::InjectBatch {
-                        batch: EventBatch::Json(events),
-                        ..
-                    } => events.len() as u64,
+                    WorkerCall::InjectBatch { batch, .. } => batch.len() as u64,
                     _ => 1,
                 };
                 match w.pipelines.get_mut(pipeline_id) {

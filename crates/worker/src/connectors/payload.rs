@@ -7,8 +7,11 @@
 //!   "fields"}` object or a JSON array of them; the event time is kept across the hop.
 
 use crate::engine::{Event, Output};
+use crate::event_codec::decode_route;
 use crate::event_time::{now_ns, parse_rfc3339_ns};
 use serde_json::{Map, Number, Value};
+use std::sync::Arc;
+use varpulis_runtime::json_out;
 
 /// Decodes a payload (VPL.md §9): type = `event_type`, else `type`, else `default_type`;
 /// fields = the `data` object if present, else the other top-level keys; integral numbers
@@ -70,45 +73,56 @@ pub fn encode_output(o: &Output) -> Vec<u8> {
     serde_json::to_vec(&o.event.to_flat_json()).unwrap_or_default()
 }
 
-/// A route message: one event object, or an array when there are several.
-pub fn encode_route_message(events: &[Value]) -> Vec<u8> {
-    match events {
-        [one] => serde_json::to_vec(one),
-        many => serde_json::to_vec(many),
+/// A route message of `outputs`: one event object, or an array when there are several,
+/// written straight from the output events (`json_out`: the bytes `Output::to_json` would
+/// serialize to, without the `Value` tree).
+pub fn encode_route_message(outputs: &[&Output]) -> Vec<u8> {
+    let mut w = Vec::with_capacity(2 + outputs.len() * 96);
+    let written = match outputs {
+        [one] => json_out::write_event(&mut w, &one.event),
+        many => write_array(&mut w, many),
+    };
+    match written {
+        Ok(()) => w,
+        Err(_) => Vec::new(),
     }
-    .unwrap_or_default()
+}
+
+fn write_array(w: &mut Vec<u8>, outputs: &[&Output]) -> std::io::Result<()> {
+    w.push(b'[');
+    for (i, o) in outputs.iter().enumerate() {
+        if i > 0 {
+            w.push(b',');
+        }
+        json_out::write_event(w, &o.event)?;
+    }
+    w.push(b']');
+    Ok(())
 }
 
 /// Decodes a route message: one `{"event_type", "timestamp", "fields"}` object or an array of
-/// them. The event time is kept (arrival time when absent or unreadable).
+/// them, straight into events (`event_codec`, no `Value` tree). The event time is kept
+/// (arrival time when absent or unreadable).
 pub fn decode_route_message(payload: &[u8]) -> Result<Vec<Event>, String> {
-    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+    let wire = decode_route(payload).map_err(|e| format!("not a route message: {e}"))?;
     let now = now_ns();
-    match value {
-        Value::Array(items) => items.iter().map(|v| decode_route_event(v, now)).collect(),
-        v @ Value::Object(_) => Ok(vec![decode_route_event(&v, now)?]),
-        _ => Err("route message is neither an object nor an array".into()),
-    }
-}
-
-fn decode_route_event(v: &Value, now: i64) -> Result<Event, String> {
-    let ty = v
-        .get("event_type")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or("route event without `event_type`")?;
-    let ts = match v.get("timestamp") {
-        Some(Value::String(s)) => parse_rfc3339_ns(s).unwrap_or(now),
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(now),
-        _ => now,
-    };
-    let empty = Map::new();
-    let fields = match v.get("fields") {
-        Some(Value::Object(f)) => f,
-        None | Some(Value::Null) => &empty,
-        Some(_) => return Err("`fields` is not an object".into()),
-    };
-    Ok(Event::from_json(ty, fields, ts))
+    wire.into_iter()
+        .map(|w| {
+            if w.event_type.is_empty() {
+                return Err("route event without `event_type`".to_string());
+            }
+            let ts = match &w.timestamp {
+                Some(Value::String(s)) => parse_rfc3339_ns(s).unwrap_or(now),
+                Some(Value::Number(n)) => n.as_i64().unwrap_or(now),
+                _ => now,
+            };
+            Ok(Event {
+                event_type: w.event_type,
+                timestamp_ns: ts,
+                fields: Arc::new(w.fields),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -160,5 +174,107 @@ mod tests {
         assert!(decode_route_message(b"[1]").is_err());
         assert!(decode_route_message(b"{\"fields\":{}}").is_err());
         assert!(decode_route_message(b"nope").is_err());
+        assert!(decode_route_message(br#"{"event_type":""}"#).is_err());
+        let null_fields = decode_route_message(br#"{"event_type":"A","fields":null}"#).unwrap();
+        assert!(null_fields[0].fields.is_empty());
+    }
+
+    /// The tree decoder route messages used before `event_codec` (the oracle).
+    fn decode_with_trees(payload: &[u8]) -> Result<Vec<Event>, String> {
+        let value: Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        let one = |v: &Value| -> Result<Event, String> {
+            let ty = v
+                .get("event_type")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .ok_or("no type")?;
+            let ts = match v.get("timestamp") {
+                Some(Value::String(s)) => parse_rfc3339_ns(s).unwrap_or(0),
+                Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+                _ => 0,
+            };
+            let empty = Map::new();
+            let fields = match v.get("fields") {
+                Some(Value::Object(f)) => f,
+                None | Some(Value::Null) => &empty,
+                Some(_) => return Err("fields".into()),
+            };
+            Ok(Event::from_json(ty, fields, ts))
+        };
+        match &value {
+            Value::Array(items) => items.iter().map(one).collect(),
+            Value::Object(_) => Ok(vec![one(&value)?]),
+            _ => Err("shape".into()),
+        }
+    }
+
+    fn output(ty: &str, ts: i64, fields: &Value) -> Output {
+        let fields = fields.as_object().cloned().unwrap_or_default();
+        Output {
+            event: Event::from_json(ty, &fields, ts),
+            is_output: true,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// What a route carries: type, time and fields of each event, as text.
+    fn summary(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| format!("{} {} {:?}", e.event_type, e.timestamp_ns, e.fields))
+            .collect()
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "(?s).{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                prop::collection::vec(("[ab]{1,2}", inner), 0..3)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Output events through a route message and back: the typed encoder and decoder give
+        /// what the tree encoder (`Output::to_json`) and decoder gave.
+        #[test]
+        fn route_messages_round_trip_like_the_tree_path(
+            events in proptest::collection::vec((
+                "[A-Z][a-z]{0,3}",
+                0i64..4_000_000_000_000_000_000,
+                proptest::collection::vec(("[abc]{1,2}", json_value()), 0..4),
+            ), 1..5),
+        ) {
+            let outputs: Vec<Output> = events
+                .iter()
+                .map(|(ty, ts, fields)| {
+                    output(ty, *ts, &Value::Object(fields.iter().cloned().collect()))
+                })
+                .collect();
+            let refs: Vec<&Output> = outputs.iter().collect();
+            let bytes = encode_route_message(&refs);
+            let trees: Vec<Value> = outputs.iter().map(Output::to_json).collect();
+            let old_bytes = match trees.as_slice() {
+                [one] => serde_json::to_vec(one).unwrap(),
+                many => serde_json::to_vec(many).unwrap(),
+            };
+            proptest::prop_assert_eq!(&bytes, &old_bytes);
+            let new = decode_route_message(&bytes).unwrap();
+            let old = decode_with_trees(&old_bytes).unwrap();
+            proptest::prop_assert_eq!(summary(&new), summary(&old));
+        }
     }
 }

@@ -22,7 +22,6 @@ use crate::pipeline::{Feed, Pipeline};
 use crate::state::AppState;
 use futures::future::BoxFuture;
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, QoS};
-use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +94,7 @@ impl Sink for RouteSink {
     fn publish<'a>(&'a self, outputs: &'a [Output], counters: &'a Counters) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             for route in &self.routes {
-                let matching: Vec<Value> = outputs
+                let matching: Vec<&Output> = outputs
                     .iter()
                     .filter(|o| o.is_output)
                     .filter(|o| {
@@ -104,7 +103,6 @@ impl Sink for RouteSink {
                             .iter()
                             .any(|p| pattern_matches(p, &o.event.event_type))
                     })
-                    .map(Output::to_json)
                     .collect();
                 for chunk in matching.chunks(MAX_EVENTS_PER_MESSAGE) {
                     let n = chunk.len() as u64;

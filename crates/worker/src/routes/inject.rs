@@ -14,10 +14,10 @@
 //! here while a newer epoch of the same placement is are refused `409 stale_epoch` (the sender
 //! routed them with an outdated placement), not `404`.
 
-use super::inject_codec::{decode_batch, WireEvent};
 use super::{find, Shared};
 use crate::engine::{self, Event, Output};
 use crate::error::WorkerError;
+use crate::event_codec::{decode_batch, WireEvent};
 use crate::event_time::{now_ns, parse_rfc3339_ns};
 use crate::pipeline::{EventError, FaultKind, Outcome, Pipeline};
 use crate::state::AppState;
@@ -25,26 +25,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 use varpulis_api::worker::InputEvent;
 use varpulis_runtime::json_out;
-
-/// `InjectResponse` with outputs kept as the runtime's JSON (no re-encoding).
-#[derive(Debug, Serialize)]
-pub struct InjectBody {
-    accepted: bool,
-    output_events: Vec<Value>,
-    /// Runtime errors of streams that failed on this event (the others' outputs are kept).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<String>,
-    /// Output events left out of this answer (`max_outputs_per_response`).
-    #[serde(skip_serializing_if = "is_zero")]
-    outputs_omitted: u64,
-}
 
 /// One failed event of a batch: `{index, error}` plus `code` when it was rejected.
 #[derive(Debug, Serialize)]
@@ -55,20 +41,12 @@ struct BatchErrorBody {
     code: Option<&'static str>,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
 fn code_of(kind: FaultKind) -> Option<&'static str> {
     match kind {
         FaultKind::Runtime => None,
         FaultKind::Budget => Some("budget_exceeded"),
         FaultKind::Refused => Some("pipeline_failed"),
     }
-}
-
-fn into_json(outputs: &[Output]) -> Vec<Value> {
-    outputs.iter().map(Output::to_json).collect()
 }
 
 fn to_event(ev: &InputEvent, arrival_ns: i64) -> Result<Event, WorkerError> {
@@ -142,12 +120,13 @@ fn find_current(state: &AppState, id: &str) -> Result<Arc<Pipeline>, WorkerError
 }
 
 /// `POST /api/v1/pipelines/{id}/events`: one event; 422 when it exceeded a budget or the
-/// pipeline is failed.
+/// pipeline is failed. The answer (`InjectResponse`: `accepted`, `output_events`, `errors` when
+/// some, `outputs_omitted` when not 0) is written straight from the output events.
 pub async fn inject(
     State(state): State<Shared>,
     Path(id): Path<String>,
     super::JsonBody(ev): super::JsonBody<InputEvent>,
-) -> Result<Json<InjectBody>, WorkerError> {
+) -> Result<Response, WorkerError> {
     let started = Instant::now();
     let p = find_current(&state, &id)?;
     let event = to_event(&ev, now_ns())?;
@@ -161,12 +140,9 @@ pub async fn inject(
     if let Some(e) = errors.iter().find(|e| e.kind != FaultKind::Runtime) {
         return Err(rejection(e));
     }
-    Ok(Json(InjectBody {
-        accepted: true,
-        output_events: into_json(&outputs),
-        errors: errors.into_iter().map(|e| e.error).collect(),
-        outputs_omitted: omitted,
-    }))
+    let errors: Vec<String> = errors.into_iter().map(|e| e.error).collect();
+    let body = answer(AnswerHead::Single, &outputs, &errors, omitted)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 fn rejection(e: &EventError) -> WorkerError {
@@ -245,22 +221,40 @@ pub async fn inject_batch(
             error: e.error,
         })
         .collect();
-    let body = batch_answer(total - rejected, &outcome.outputs, &errors, outcome.omitted)?;
+    let body = answer(
+        AnswerHead::Batch(total - rejected),
+        &outcome.outputs,
+        &errors,
+        outcome.omitted,
+    )?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// The `BatchInjectResponse` JSON (`accepted`, `output_events`, `errors` when some,
-/// `outputs_omitted` when not 0), output events written straight from the runtime's events
-/// (`json_out`: the bytes `Output::to_json` would serialize to).
-fn batch_answer(
-    accepted: usize,
+/// How an inject answer starts: `"accepted": true` (one event) or the count (a batch).
+#[derive(Debug, Clone, Copy)]
+enum AnswerHead {
+    Single,
+    Batch(usize),
+}
+
+/// An inject answer, written straight from the runtime's output events (`json_out`: the bytes
+/// `Output::to_json` would serialize to, no `Value` tree per output) into one buffer:
+/// `{"accepted", "output_events", "errors" when some, "outputs_omitted" when not 0}`, the
+/// bytes serde wrote for `InjectResponse` / `BatchInjectResponse`.
+fn answer<E: Serialize>(
+    head: AnswerHead,
     outputs: &[Output],
-    errors: &[BatchErrorBody],
+    errors: &[E],
     omitted: u64,
 ) -> Result<Vec<u8>, WorkerError> {
     let internal = |e: std::io::Error| WorkerError::Internal(format!("encoding the answer: {e}"));
     let mut w: Vec<u8> = Vec::with_capacity(64 + outputs.len() * 96);
-    w.extend_from_slice(format!("{{\"accepted\":{accepted},\"output_events\":[").as_bytes());
+    match head {
+        AnswerHead::Single => w.extend_from_slice(b"{\"accepted\":true,\"output_events\":["),
+        AnswerHead::Batch(n) => {
+            w.extend_from_slice(format!("{{\"accepted\":{n},\"output_events\":[").as_bytes())
+        }
+    }
     for (i, o) in outputs.iter().enumerate() {
         if i > 0 {
             w.push(b',');
@@ -280,7 +274,7 @@ fn batch_answer(
     Ok(w)
 }
 
-/// `{"events": [...]}` or a bare array, decoded straight into events (`inject_codec`).
+/// `{"events": [...]}` or a bare array, decoded straight into events (`event_codec`).
 fn parse_json_batch(body: &[u8]) -> Result<Vec<Event>, WorkerError> {
     let first = body.iter().find(|c| !c.is_ascii_whitespace()).copied();
     if !matches!(first, Some(b'[' | b'{')) {

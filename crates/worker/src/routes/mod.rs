@@ -10,7 +10,6 @@ pub mod checkpoint;
 pub mod deploy;
 pub mod handover;
 pub mod inject;
-pub mod inject_codec;
 pub mod middleware;
 pub mod nats;
 pub mod output;

@@ -3,19 +3,24 @@
 //! Routing reads the local replicated state and the event goes straight to the worker through
 //! the worker client. A follower that does not see the group or a running target yet catches up
 //! with the leader first, and an inject waits (bounded) for a placement that is being deployed or
-//! moved, so internal moves stay invisible to clients.
+//! moved, so internal moves stay invisible to clients. A batch is regrouped per target pipeline
+//! from the bytes the client sent and the workers' outputs are passed back as they wrote them
+//! ([`super::batch_wire`], issue 22).
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::future::join_all;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use varpulis_api::cluster::{GroupInjectBatchResponse, GroupInjectRequest, GroupInjectResponse};
-use varpulis_api::worker::{BatchInjectRequest, InputEvent};
+use varpulis_api::cluster::{GroupInjectRequest, GroupInjectResponse};
+use varpulis_api::worker::InputEvent;
 use varpulis_cluster::group::PlacementStatus;
 use varpulis_cluster::ClusterState;
 
+use super::batch_wire::{self, PartBody};
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::http::proxy::catch_up_with_leader;
@@ -151,12 +156,18 @@ pub async fn inject(
 
 /// `POST /api/v1/cluster/pipeline-groups/{id}/inject-batch` (any node): a JSON array,
 /// `{"events": [...]}`, or `.evt` text with `Content-Type: text/plain`.
+///
+/// The events are regrouped per target pipeline without being re-encoded: only each event's
+/// type is decoded ([`batch_wire`]) and each pipeline gets the bytes the client sent (the whole
+/// array or text, untouched, when every event goes to one pipeline). The pipelines are called
+/// at the same time; their answers' output events are passed on as the workers wrote them, in
+/// the order the pipelines were first routed to.
 pub async fn inject_batch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<GroupInjectBatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -180,139 +191,163 @@ pub async fn inject_batch(
         catch_up_with_leader(&state).await;
         await_settled(&state, &id, None).await;
     }
-    // Per target pipeline: the body to send, in first-seen order of pipelines.
-    let mut batch_routes = BatchRoutes::default();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut json_parts: BTreeMap<String, Vec<InputEvent>> = BTreeMap::new();
-    let mut text_parts: BTreeMap<String, String> = BTreeMap::new();
-    let mut shared_lines = String::new();
-    if is_text {
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
-        for line in text.lines() {
-            match evt_event_type(line) {
-                None => {
-                    // Comments and BATCH lines apply to every target.
-                    shared_lines.push_str(line);
-                    shared_lines.push('\n');
-                    for part in text_parts.values_mut() {
-                        part.push_str(line);
-                        part.push('\n');
-                    }
-                }
-                Some(event_type) => {
-                    let target = batch_routes.target(&state, &id, event_type)?;
-                    *counts.entry(target.clone()).or_default() += 1;
-                    let part = text_parts
-                        .entry(target)
-                        .or_insert_with(|| shared_lines.clone());
-                    part.push_str(line);
-                    part.push('\n');
-                }
-            }
-        }
+    let mut routes = BatchRoutes::default();
+    let parts = if is_text {
+        split_evt(&state, &id, &body, &mut routes)?
     } else {
-        let events = parse_json_events(&body)?;
-        for event in events {
-            let target = batch_routes.target(&state, &id, &event.event_type)?;
-            *counts.entry(target.clone()).or_default() += 1;
-            json_parts.entry(target).or_default().push(event);
-        }
-    }
-    let mut output_events = Vec::new();
-    let mut accepted = 0;
-    let BatchRoutes { routes, order, .. } = batch_routes;
-    for pipeline in &order {
-        let Some(route) = routes.get(pipeline) else {
-            continue;
-        };
-        let batch = if is_text {
-            EventBatch::Evt(text_parts.remove(pipeline).unwrap_or_default())
-        } else {
-            EventBatch::Json(json_parts.remove(pipeline).unwrap_or_default())
-        };
-        let answer = state
+        split_json(&state, &id, &body, &mut routes)?
+    };
+    let routed: BTreeMap<String, usize> = routes
+        .routes
+        .iter()
+        .zip(&routes.counts)
+        .map(|(route, n)| (route.pipeline.clone(), *n))
+        .collect();
+    let calls = routes.routes.iter().zip(parts).map(|(route, batch)| {
+        state
             .leader
             .workers
-            .inject_batch(&route.worker, &route.pipeline_id, batch)
-            .await
-            .map_err(|e| ApiError::BadGateway(e.to_string()))?;
-        accepted += answer.accepted;
-        output_events.extend(answer.output_events);
+            .inject_batch_raw(&route.worker, &route.pipeline_id, batch)
+    });
+    let answers = join_all(calls).await;
+    let mut accepted = 0;
+    let mut outputs = Vec::with_capacity(answers.len());
+    for (route, answer) in routes.routes.iter().zip(answers) {
+        let answer = answer.map_err(|e| ApiError::BadGateway(e.to_string()))?;
+        let (n, items) = batch_wire::read_answer(&answer).map_err(|e| {
+            ApiError::BadGateway(format!(
+                "worker '{}' answered unexpected JSON: {e}",
+                route.worker.id
+            ))
+        })?;
+        accepted += n;
+        outputs.push(items);
     }
     state
         .metrics()
         .injected_events
         .fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
-    Ok(Json(GroupInjectBatchResponse {
-        accepted,
-        routed: counts,
-        output_events,
-    }))
+    let chunks = batch_wire::group_answer(accepted, &routed, outputs)
+        .map_err(|e| ApiError::Internal(format!("encoding the answer: {e}")))?;
+    let body = Body::from_stream(futures::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// The routes of one batch: target pipeline per event type (resolved once per type, not per
-/// event), the targets' routes, and the targets in first-seen order.
+/// A JSON batch split per target pipeline (in `routes` order): each event's type is read, a
+/// bad event is a 400 naming its index.
+fn split_json(
+    state: &AppState,
+    group_id: &str,
+    body: &Bytes,
+    routes: &mut BatchRoutes,
+) -> Result<Vec<EventBatch>, ApiError> {
+    let batch = batch_wire::split_body(body).map_err(ApiError::BadRequest)?;
+    let mut targets = Vec::with_capacity(batch.events.len());
+    for (i, raw) in batch.events.iter().enumerate() {
+        let ty = batch_wire::event_type(raw)
+            .map_err(|e| ApiError::BadRequest(format!("event {i}: {e}")))?;
+        targets.push(routes.target(state, group_id, &ty)?);
+    }
+    if routes.routes.len() == 1 {
+        // Every event goes to one pipeline: forward the array as it was sent.
+        return Ok(vec![EventBatch::Raw {
+            events: body.slice_ref(batch.array.as_bytes()),
+            count: targets.len(),
+        }]);
+    }
+    let mut parts: Vec<PartBody> = routes.routes.iter().map(|_| PartBody::default()).collect();
+    for (raw, target) in batch.events.iter().zip(targets) {
+        if let Some(part) = parts.get_mut(target) {
+            part.push(raw);
+        }
+    }
+    Ok(parts
+        .into_iter()
+        .map(|part| EventBatch::Raw {
+            count: part.count(),
+            events: part.finish(),
+        })
+        .collect())
+}
+
+/// An `.evt` batch split per target pipeline (in `routes` order). Comments and `BATCH` lines
+/// go to every target; the whole text, untouched, when every event goes to one pipeline.
+fn split_evt(
+    state: &AppState,
+    group_id: &str,
+    body: &Bytes,
+    routes: &mut BatchRoutes,
+) -> Result<Vec<EventBatch>, ApiError> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let mut lines: Vec<(&str, Option<usize>)> = Vec::new();
+    for line in text.lines() {
+        let target = match evt_event_type(line) {
+            None => None,
+            Some(event_type) => Some(routes.target(state, group_id, event_type)?),
+        };
+        lines.push((line, target));
+    }
+    if routes.routes.len() == 1 {
+        return Ok(vec![EventBatch::Evt(text.to_owned())]);
+    }
+    let mut parts: Vec<String> = routes.routes.iter().map(|_| String::new()).collect();
+    for (i, part) in parts.iter_mut().enumerate() {
+        for (line, target) in &lines {
+            if target.is_none_or(|t| t == i) {
+                part.push_str(line);
+                part.push('\n');
+            }
+        }
+    }
+    Ok(parts.into_iter().map(EventBatch::Evt).collect())
+}
+
+/// The routes of one batch: the target of each event type (resolved once per type, not per
+/// event) as an index into `routes`, the targets in first-seen order, and the events counted
+/// per target.
 #[derive(Default)]
 struct BatchRoutes {
-    by_type: HashMap<String, String>,
-    routes: BTreeMap<String, Route>,
-    order: Vec<String>,
+    by_type: HashMap<String, usize>,
+    routes: Vec<Route>,
+    counts: Vec<usize>,
 }
 
 impl BatchRoutes {
-    /// The pipeline `event_type` goes to (resolved in the replicated state on first use).
+    /// The index of the pipeline an event of `event_type` goes to (resolved in the replicated
+    /// state on first use); counts the event.
     fn target(
         &mut self,
         state: &AppState,
         group_id: &str,
         event_type: &str,
-    ) -> Result<String, ApiError> {
-        if let Some(p) = self.by_type.get(event_type) {
-            return Ok(p.clone());
+    ) -> Result<usize, ApiError> {
+        let i = match self.by_type.get(event_type) {
+            Some(&i) => i,
+            None => {
+                let route = state.read(|s| resolve(s, group_id, event_type))?;
+                let at = self
+                    .routes
+                    .iter()
+                    .position(|r| r.pipeline == route.pipeline);
+                let i = match at {
+                    Some(i) => i,
+                    None => {
+                        self.routes.push(route);
+                        self.counts.push(0);
+                        self.routes.len() - 1
+                    }
+                };
+                self.by_type.insert(event_type.to_owned(), i);
+                i
+            }
+        };
+        if let Some(n) = self.counts.get_mut(i) {
+            *n += 1;
         }
-        let name = route_for(
-            state,
-            group_id,
-            event_type,
-            &mut self.routes,
-            &mut self.order,
-        )?;
-        self.by_type.insert(event_type.to_owned(), name.clone());
-        Ok(name)
-    }
-}
-
-fn route_for(
-    state: &AppState,
-    group_id: &str,
-    event_type: &str,
-    routes: &mut BTreeMap<String, Route>,
-    order: &mut Vec<String>,
-) -> Result<String, ApiError> {
-    let route = state.read(|s| resolve(s, group_id, event_type))?;
-    let name = route.pipeline.clone();
-    if !routes.contains_key(&name) {
-        order.push(name.clone());
-        routes.insert(name.clone(), route);
-    }
-    Ok(name)
-}
-
-/// A JSON batch: a bare array of events or `{"events": [...]}`.
-fn parse_json_events(body: &[u8]) -> Result<Vec<InputEvent>, ApiError> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Batch {
-        Bare(Vec<InputEvent>),
-        Wrapped(BatchInjectRequest),
-    }
-    match serde_json::from_slice::<Batch>(body) {
-        Ok(Batch::Bare(events)) => Ok(events),
-        Ok(Batch::Wrapped(req)) => Ok(req.events),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "expected a JSON array of events or {{\"events\": [...]}}: {e}"
-        ))),
+        Ok(i)
     }
 }
 
@@ -461,15 +496,5 @@ mod tests {
             resolve(&s, "g", "X").map(|r| r.worker.id).ok(),
             Some("w2".into())
         );
-    }
-
-    #[test]
-    fn json_batches_take_both_shapes() {
-        let bare = parse_json_events(br#"[{"event_type":"A","fields":{"x":1}}]"#).unwrap();
-        assert_eq!(bare.len(), 1);
-        let wrapped =
-            parse_json_events(br#"{"events":[{"event_type":"A"},{"event_type":"B"}]}"#).unwrap();
-        assert_eq!(wrapped.len(), 2);
-        assert!(parse_json_events(b"{").is_err());
     }
 }

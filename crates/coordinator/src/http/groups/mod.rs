@@ -6,6 +6,7 @@
 //! on the workers (the reconciler does not resurrect deleted groups). Injects are [`inject`],
 //! rolling updates [`rollout`].
 
+pub mod batch_wire;
 pub mod inject;
 pub mod rollout;
 

@@ -56,8 +56,36 @@ pub enum WorkerCall {
 pub enum EventBatch {
     /// JSON events.
     Json(Vec<InputEvent>),
+    /// A JSON array of events as the client sent them (forwarded without re-encoding).
+    Raw {
+        /// The array's bytes.
+        events: Bytes,
+        /// How many events it holds.
+        count: usize,
+    },
     /// `.evt` text (sent as `text/plain`).
     Evt(String),
+}
+
+impl EventBatch {
+    /// Events in the batch (`.evt` text: its lines that are neither blank nor comments).
+    pub fn len(&self) -> usize {
+        match self {
+            EventBatch::Json(events) => events.len(),
+            EventBatch::Raw { count, .. } => *count,
+            EventBatch::Evt(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("//"))
+                .filter(|l| !l.starts_with("BATCH"))
+                .count(),
+        }
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl WorkerCall {

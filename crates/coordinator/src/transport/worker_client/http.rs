@@ -77,6 +77,9 @@ impl HttpTransport {
                     EventBatch::Json(events) => post.json(&BatchInjectRequest {
                         events: events.clone(),
                     }),
+                    EventBatch::Raw { events, .. } => post
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(events.clone()),
                     EventBatch::Evt(text) => post
                         .header(header::CONTENT_TYPE, "text/plain")
                         .body(text.clone()),

@@ -22,6 +22,7 @@ pub use call::{Answer, ByteStream, EventBatch, WorkerCall};
 pub use http::{error_chain, HttpTransport};
 pub use nats::NatsTransport;
 
+use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
@@ -324,6 +325,21 @@ impl WorkerClient {
             batch,
         };
         self.call(worker, &call).await
+    }
+
+    /// Sends a batch of events to a pipeline; returns the worker's 2xx answer as it came
+    /// (a `BatchInjectResponse`), for callers that pass its output events on without decoding.
+    pub async fn inject_batch_raw(
+        &self,
+        worker: &WorkerRef,
+        pipeline_id: &str,
+        batch: EventBatch,
+    ) -> Result<Bytes, WorkerCallError> {
+        let call = WorkerCall::InjectBatch {
+            pipeline_id: pipeline_id.to_string(),
+            batch,
+        };
+        Ok(self.request(worker, &call).await?.body)
     }
 
     /// Asks pipeline `pipeline_id` to hand its traffic (and state) over (rolling updates).

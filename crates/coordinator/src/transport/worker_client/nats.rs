@@ -33,6 +33,17 @@ fn with_pipeline(mut body: Value, pipeline_id: &str) -> Value {
     body
 }
 
+/// `{"pipeline_id": .., "events": [..]}` with the events as they are (not re-encoded).
+fn raw_batch_payload(pipeline_id: &str, events: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(events.len() + pipeline_id.len() + 32);
+    out.extend_from_slice(br#"{"pipeline_id":"#);
+    serde_json::to_writer(&mut out, pipeline_id).map_err(|e| e.to_string())?;
+    out.extend_from_slice(br#","events":"#);
+    out.extend_from_slice(events);
+    out.push(b'}');
+    Ok(out)
+}
+
 /// The payload of a command.
 pub fn payload(call: &WorkerCall) -> Result<Vec<u8>, String> {
     let value = match call {
@@ -46,6 +57,9 @@ pub fn payload(call: &WorkerCall) -> Result<Vec<u8>, String> {
         ),
         WorkerCall::InjectBatch { pipeline_id, batch } => {
             let events = match batch {
+                EventBatch::Raw { events, .. } => {
+                    return raw_batch_payload(pipeline_id, events);
+                }
                 EventBatch::Json(events) => {
                     serde_json::to_value(events).map_err(|e| e.to_string())?
                 }
@@ -124,5 +138,19 @@ mod tests {
         };
         let v: Value = serde_json::from_slice(&payload(&batch).unwrap()).unwrap();
         assert_eq!(v, json!({"events": "A { x: 1 }\n", "pipeline_id": "p"}));
+        let raw = WorkerCall::InjectBatch {
+            pipeline_id: "p\"q".into(),
+            batch: EventBatch::Raw {
+                events: axum::body::Bytes::from_static(
+                    br#"[{"event_type":"A","fields":{"x":1.50}}]"#,
+                ),
+                count: 1,
+            },
+        };
+        let bytes = payload(&raw).unwrap();
+        assert!(bytes.ends_with(br#""events":[{"event_type":"A","fields":{"x":1.50}}]}"#));
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["pipeline_id"], "p\"q");
+        assert_eq!(v["events"][0]["event_type"], "A");
     }
 }

@@ -1,6 +1,7 @@
-//! The JSON of `POST .../events-batch` without `serde_json::Value` trees (issue 22): the body
-//! (`{"events": [...]}` or a bare array of `{event_type, fields, timestamp?}`) is decoded
-//! straight into runtime events, and the answer is written straight from the output events
+//! Event JSON without `serde_json::Value` trees (issue 22): the body of `POST .../events-batch`
+//! (`{"events": [...]}` or a bare array of `{event_type, fields, timestamp?}`, [`decode_batch`])
+//! and inter-pipeline route messages (one such event or an array, [`decode_route`]) are decoded
+//! straight into runtime events; answers are written straight from the output events
 //! (`varpulis_runtime::json_out`).
 //!
 //! Decoding gives exactly what `serde_json` into `InputEvent` then `Event::from_json` gave
@@ -59,6 +60,46 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<WireEvent>, serde_json::Error> {
     let events = BodySeed { names: &mut names }.deserialize(&mut de)?;
     de.end()?;
     Ok(events)
+}
+
+/// Decodes a route message (docs/dataplane.md): one `{"event_type", "timestamp", "fields"}`
+/// object or an array of them. Unlike a batch body, `"fields": null` reads as no fields (what
+/// the tree decoder of route messages accepted).
+pub fn decode_route(payload: &[u8]) -> Result<Vec<WireEvent>, serde_json::Error> {
+    let mut names = Names::default();
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let events = de.deserialize_any(RouteSeed { names: &mut names })?;
+    de.end()?;
+    Ok(events)
+}
+
+struct RouteSeed<'n> {
+    names: &'n mut Names,
+}
+
+impl<'de> Visitor<'de> for RouteSeed<'_> {
+    type Value = Vec<WireEvent>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object or an array of them")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(ev) = seq.next_element_seed(EventSeed {
+            names: &mut *self.names,
+            null_fields: true,
+        })? {
+            out.push(ev);
+        }
+        Ok(out)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let one = EventSeed {
+            names: self.names,
+            null_fields: true,
+        }
+        .visit_map(map)?;
+        Ok(vec![one])
+    }
 }
 
 /// A string that borrows from the body when it has no escapes.
@@ -144,6 +185,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
         while let Some(ev) = seq.next_element_seed(EventSeed {
             names: &mut *self.names,
+            null_fields: false,
         })? {
             out.push(ev);
         }
@@ -153,6 +195,8 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
 
 struct EventSeed<'n> {
     names: &'n mut Names,
+    /// `"fields": null` reads as no fields (route messages) instead of an error.
+    null_fields: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
@@ -184,9 +228,14 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                     if fields.is_some() {
                         return Err(de::Error::duplicate_field("fields"));
                     }
-                    fields = Some(map.next_value_seed(FieldsSeed {
+                    let seed = FieldsSeed {
                         names: Some(&mut *self.names),
-                    })?);
+                    };
+                    fields = Some(if self.null_fields {
+                        map.next_value_seed(NullOr(seed))?
+                    } else {
+                        map.next_value_seed(seed)?
+                    });
                 }
                 "timestamp" => {
                     if timestamp.is_some() {
@@ -263,6 +312,32 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
             out.push((name, v));
         }
         Ok(out)
+    }
+}
+
+/// `null` as no fields, else the fields of an object.
+struct NullOr<'n>(FieldsSeed<'n>);
+
+impl<'de> DeserializeSeed<'de> for NullOr<'_> {
+    type Value = Fields;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NullOr<'_> {
+    type Value = Fields;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map or null")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Fields, E> {
+        Ok(Fields::new())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Fields, E> {
+        Ok(Fields::new())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+        self.0.deserialize(d)
     }
 }
 
