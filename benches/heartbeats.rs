@@ -14,6 +14,9 @@ mod harness;
 mod proc_stats;
 
 use harness::{fake_worker, Ensemble, Opts};
+
+/// The `api_key` every [`fake_worker`] registers with.
+const WORKER_FAKE_KEY: &str = "fake";
 use proc_stats::{cpu_ticks, env_usize, ticks_per_second};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -71,22 +74,31 @@ fn main() {
         let api = ens.api.with_timeout(Duration::from_secs(30));
         let reg_url = Arc::new(ens.cluster_url(leader, "/workers/register"));
 
-        // Heartbeats: every worker but the `silent` first ones, once per 5 s, spread evenly.
-        // They start with the registrations (a heartbeat that overtakes its registration gets
-        // 404 and is counted apart), so no worker waits 15 s for its first heartbeat when
-        // registering everyone takes longer than that.
+        // Heartbeats: every worker but the `silent` first ones, once per 5 s, spread evenly,
+        // each from the moment it is registered, while the registrations go on (so no worker
+        // waits 15 s for its first heartbeat when registering everyone takes longer than that).
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let early = Arc::new(AtomicU64::new(0));
         let sent = Arc::new(AtomicU64::new(0));
         let hb_fail = Arc::new(AtomicU64::new(0));
         let tasks_n = 64usize;
+        // How far each registration task got: task `c` registers `c, c + 64, ...` in order, the
+        // same ids heartbeat task `c` serves, so `registered[c]` is the first of them not yet
+        // registered. A heartbeat goes only to registered workers (a real worker does not
+        // heartbeat before it registered, and a 404 spent on one that has not would take a turn
+        // from a registered worker, which then looks silent).
+        let registered: Arc<Vec<AtomicU64>> =
+            Arc::new((0..tasks_n).map(|_| AtomicU64::new(0)).collect());
         let per_task = (n - silent).div_ceil(tasks_n).max(1);
         let period = Duration::from_secs_f64(5.0 / per_task as f64);
         let mut hb_tasks = Vec::new();
         for c in 0..tasks_n {
-            let (api, sent, hb_fail) = (api.clone(), sent.clone(), hb_fail.clone());
-            let (stop, early) = (stop.clone(), early.clone());
-            let base = ens.coords[leader].url.clone();
+            // A heartbeat carries the key the worker registered with (`fake_worker`'s): since the
+            // trust work a worker id is bound to its key and any other key gets 401.
+            let api = api.with_key(Some(WORKER_FAKE_KEY));
+            let (sent, hb_fail) = (sent.clone(), hb_fail.clone());
+            let (stop, early, registered) = (stop.clone(), early.clone(), registered.clone());
+            let mut base = ens.coords[leader].url.clone();
             hb_tasks.push(tokio::spawn(async move {
                 let ids: Vec<usize> = (silent..n).filter(|i| i % tasks_n == c).collect();
                 if ids.is_empty() {
@@ -96,7 +108,12 @@ fn main() {
                 let mut k = 0usize;
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    let id = ids[k % ids.len()];
+                    let upto = registered[c].load(Ordering::Relaxed) as usize;
+                    let eligible = ids.partition_point(|&i| i < upto);
+                    if eligible == 0 {
+                        continue;
+                    }
+                    let id = ids[k % eligible];
                     k += 1;
                     let url = format!("{base}/api/v1/cluster/workers/sim-{id:05}/heartbeat");
                     let body = json!({"events_processed": k, "pipelines_running": 0});
@@ -105,8 +122,20 @@ fn main() {
                         Ok(r) if r.status == 404 => {
                             early.fetch_add(1, Ordering::Relaxed);
                         }
-                        _ => {
+                        // Leadership moved: follow it, as a worker does.
+                        Ok(r) if r.status == 421 && r.body["leader_url"].is_string() => {
                             hb_fail.fetch_add(1, Ordering::Relaxed);
+                            if let Some(url) = r.body["leader_url"].as_str() {
+                                base = url.trim_end_matches('/').to_owned();
+                            }
+                        }
+                        other => {
+                            if hb_fail.fetch_add(1, Ordering::Relaxed) == 0 {
+                                match other {
+                                    Ok(r) => eprintln!("first failed heartbeat: {} {}", r.status, r.text),
+                                    Err(e) => eprintln!("first failed heartbeat: {e}"),
+                                }
+                            }
                         }
                     }
                     sent.fetch_add(1, Ordering::Relaxed);
@@ -120,16 +149,23 @@ fn main() {
         let mut tasks = Vec::new();
         for c in 0..64 {
             let (api, url, failures) = (api.clone(), reg_url.clone(), failures.clone());
+            let registered = registered.clone();
             tasks.push(tokio::spawn(async move {
                 let mut i = c;
                 while i < n {
                     match api.post(&url, &fake_worker(&format!("sim-{i:05}"))).await {
                         Ok(r) if r.ok() => {}
-                        _ => {
-                            failures.fetch_add(1, Ordering::Relaxed);
+                        other => {
+                            if failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                                match other {
+                                    Ok(r) => eprintln!("first failed registration: {} {}", r.status, r.text),
+                                    Err(e) => eprintln!("first failed registration: {e}"),
+                                }
+                            }
                         }
                     }
                     i += 64;
+                    registered[c].store(i as u64, Ordering::Relaxed);
                 }
             }));
         }
