@@ -1,7 +1,7 @@
 //! Output events as JSON lines written straight into a byte buffer or writer, without building a
 //! `serde_json::Value` tree: the same bytes as `serde_json::to_writer(&ev.to_json())`
 //! (`{"event_type":…,"timestamp":…,"fields":{…}}`, fields in order, floats as serde_json prints
-//! them (`ryu`, integers with `itoa`), non-finite floats `null`, timestamps RFC 3339, durations
+//! them (`zmij`, integers with `itoa`), non-finite floats `null`, timestamps RFC 3339, durations
 //! in ns). Events or maps whose keys repeat take the `to_json` path, which keeps the last value
 //! at the first position.
 
@@ -74,9 +74,9 @@ fn write_value(w: &mut impl Write, v: &Value) -> io::Result<()> {
         Value::Bool(true) => w.write_all(b"true"),
         Value::Bool(false) => w.write_all(b"false"),
         Value::Int(i) => w.write_all(itoa::Buffer::new().format(*i).as_bytes()),
-        // What serde_json prints for a finite f64 (it uses ryu the same way).
+        // What serde_json prints for a finite f64 (it uses zmij the same way).
         Value::Float(f) if f.is_finite() => {
-            w.write_all(ryu::Buffer::new().format_finite(*f).as_bytes())
+            w.write_all(zmij::Buffer::new().format_finite(*f).as_bytes())
         }
         Value::Float(_) => w.write_all(b"null"),
         Value::Str(s) => write_str(w, s),
