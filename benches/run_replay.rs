@@ -107,7 +107,8 @@ fn main() {
     // Third baseline: the reader thread of `varpulis run`, batches handed straight back.
     let started = Instant::now();
     let input = std::fs::File::open(&events).expect("open");
-    let mut piped = ParsedEvents::spawn(input, ReplayOrder::Time { window: 10_000 }).expect("spawn");
+    let mut piped =
+        ParsedEvents::spawn(input, ReplayOrder::Time { window: 10_000 }).expect("spawn");
     let mut parsed = 0usize;
     loop {
         match piped.next_batch() {

@@ -35,7 +35,10 @@ pub enum Batch {
 
 enum Msg {
     Events(Vec<Event>),
-    End { late: u64, result: Result<(), EvtError> },
+    End {
+        late: u64,
+        result: Result<(), EvtError>,
+    },
 }
 
 /// The events of a reader, parsed on a thread of its own.

@@ -350,7 +350,12 @@ mod tests {
                 .ok_or_else(|| TestCaseError::fail(format!("{line}: scanned, general: none")))?;
             prop_assert_eq!(&*fast.event_type, &*slow.event_type, "{}", line);
             prop_assert_eq!(fast.timestamp_ns, slow.timestamp_ns, "{}", line);
-            prop_assert_eq!(format!("{:?}", fast.fields), format!("{:?}", slow.fields), "{}", line);
+            prop_assert_eq!(
+                format!("{:?}", fast.fields),
+                format!("{:?}", slow.fields),
+                "{}",
+                line
+            );
         }
         Ok(())
     }
