@@ -1,7 +1,9 @@
 //! `varpulis run` over a generated `.evt` file of sensor readings (issue 22): the whole process,
 //! wall time, events/s and peak RSS, next to reading the same file alone in this process (the
 //! baseline of the ratio) and to reading and parsing it with the replay's own reader
-//! (`EvtStream`, the second baseline). Outputs go to /dev/null.
+//! (`EvtStream` on this thread, the second baseline; `evt_pipe::ParsedEvents`, the reader
+//! thread `varpulis run` uses, the third). Outputs go to /dev/null. The child's CPU time (user +
+//! system, both threads) is printed next to its wall time.
 //!
 //! `cargo bench --bench run_replay` (1,000,000 events; `RUN_REPLAY_EVENTS=10000000` for ten
 //! million). Program: `SensorReading .where(temperature > 50.0) .emit(sensor_id, temperature)`.
@@ -14,6 +16,7 @@ use proc_stats::env_usize;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+use varpulis_runtime::evt_pipe::{Batch, ParsedEvents};
 use varpulis_runtime::evt_stream::{EvtStream, ReplayOrder};
 
 const BIN: &str = env!("CARGO_BIN_EXE_varpulis");
@@ -38,8 +41,13 @@ fn generate(path: &std::path::Path, n: usize) -> std::io::Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-/// Runs `varpulis run` and returns (wall seconds, peak RSS in KiB, exit status).
-fn run(dir: &std::path::Path, events: &std::path::Path) -> (f64, i64, i32) {
+/// Seconds of a `timeval`.
+fn secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// Runs `varpulis run` and returns (wall seconds, CPU seconds, peak RSS in KiB, exit status).
+fn run(dir: &std::path::Path, events: &std::path::Path) -> (f64, f64, i64, i32) {
     let started = Instant::now();
     let child = Command::new(BIN)
         .current_dir(dir)
@@ -58,7 +66,8 @@ fn run(dir: &std::path::Path, events: &std::path::Path) -> (f64, i64, i32) {
     let secs = started.elapsed().as_secs_f64();
     std::mem::forget(child);
     assert_eq!(r, pid, "wait4 failed");
-    (secs, usage.ru_maxrss, libc::WEXITSTATUS(status))
+    let cpu = self::secs(usage.ru_utime) + self::secs(usage.ru_stime);
+    (secs, cpu, usage.ru_maxrss, libc::WEXITSTATUS(status))
 }
 
 fn main() {
@@ -86,7 +95,7 @@ fn main() {
     assert_eq!(lines, n);
     // Second baseline: read and parse every event (the replay's reader, in this process).
     let started = Instant::now();
-    let input = BufReader::with_capacity(256 * 1024, std::fs::File::open(&events).expect("open"));
+    let input = std::fs::File::open(&events).expect("open");
     let mut stream = EvtStream::new(input, ReplayOrder::Time { window: 10_000 });
     let mut parsed = 0usize;
     while let Some(ev) = stream.next() {
@@ -95,17 +104,41 @@ fn main() {
     }
     let parse_secs = started.elapsed().as_secs_f64();
     assert_eq!(parsed, n);
+    // Third baseline: the reader thread of `varpulis run`, batches handed straight back.
+    let started = Instant::now();
+    let input = std::fs::File::open(&events).expect("open");
+    let mut piped =
+        ParsedEvents::spawn(input, ReplayOrder::Time { window: 10_000 }).expect("spawn");
+    let mut parsed = 0usize;
+    loop {
+        match piped.next_batch() {
+            Batch::Events(b) => {
+                parsed += b.len();
+                piped.recycle(b);
+            }
+            Batch::End(r) => {
+                r.expect("event line");
+                break;
+            }
+        }
+    }
+    let pipe_secs = started.elapsed().as_secs_f64();
+    assert_eq!(parsed, n);
     let runs = env_usize("RUN_REPLAY_ROUNDS", 3);
     let mut walls = Vec::new();
+    let mut cpus = Vec::new();
     let mut peak = 0;
     for _ in 0..runs {
-        let (secs, rss_kib, code) = run(&dir, &events);
+        let (secs, cpu, rss_kib, code) = run(&dir, &events);
         assert_eq!(code, 0, "varpulis run failed");
         walls.push(secs);
+        cpus.push(cpu);
         peak = peak.max(rss_kib);
     }
     walls.sort_by(f64::total_cmp);
+    cpus.sort_by(f64::total_cmp);
     let median = walls[walls.len() / 2];
+    let cpu = cpus[cpus.len() / 2];
     println!(
         "run_replay: {n} events, {:.1} MB, {runs} runs of `varpulis run` (outputs to /dev/null)",
         bytes as f64 / 1e6
@@ -121,11 +154,20 @@ fn main() {
         walls[walls.len() - 1]
     );
     println!(
+        "  varpulis run CPU       : {cpu:.3} s user + system (median), {:.0} events per CPU-second",
+        n as f64 / cpu
+    );
+    println!(
         "  parsing the file alone : {parse_secs:.3} s ({:.0} events/s)",
         n as f64 / parse_secs
+    );
+    println!(
+        "  parsing, reader thread : {pipe_secs:.3} s ({:.0} events/s)",
+        n as f64 / pipe_secs
     );
     println!("  peak RSS               : {:.1} MiB", peak as f64 / 1024.0);
     println!("  run / read-alone time  : {:.2}x", median / read_secs);
     println!("  run / parse-alone time : {:.2}x", median / parse_secs);
+    println!("  run / reader-thread    : {:.2}x", median / pipe_secs);
     let _ = std::fs::remove_dir_all(&dir);
 }

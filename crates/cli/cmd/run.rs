@@ -1,8 +1,9 @@
 //! `varpulis run FILE.vpl --events FILE.evt|-`: run a program over an event file and print output
 //! events as JSON lines (VPL.md §13), in emission order.
 //!
-//! * Streaming: the file (or stdin) is read, parsed and processed line by line, and outputs go
-//!   through one buffered writer, so memory does not grow with the file (`evt_stream`).
+//! * Streaming: the file (or stdin) is read and parsed on a reader thread (`evt_pipe`: batches
+//!   of at most 512 events, at most 4 batches ahead) while this thread runs the engine; outputs
+//!   go through one buffered writer, so memory does not grow with the file.
 //! * Replay order: by offset (stable) within a reorder window of `--reorder-window` events
 //!   (default 10,000; an event displaced further comes late and is counted on stderr), or in
 //!   file order (recorded arrivals, event times possibly going backwards) for programs that
@@ -22,12 +23,13 @@
 
 use super::interrupt::Interrupt;
 use anyhow::Context;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-use varpulis_runtime::evt_stream::{EvtStream, ReplayOrder, DEFAULT_REORDER_WINDOW};
+use varpulis_runtime::evt_pipe::{Batch, ParsedEvents};
+use varpulis_runtime::evt_stream::{ReplayOrder, DEFAULT_REORDER_WINDOW};
 use varpulis_runtime::{json_out, Engine, EngineOptions, PrintTarget, DEFAULT_STEP_BUDGET};
 
 /// In which order `varpulis run` replays the event file.
@@ -64,7 +66,7 @@ pub struct Args {
     pub reorder_window: usize,
 }
 
-/// Input and output buffer sizes.
+/// Output buffer size (the input buffer is `evt_scan::READ_BUFFER`).
 const BUFFER: usize = 256 * 1024;
 
 /// Runs the subcommand.
@@ -112,8 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let interrupt = Interrupt::install();
-    // Dynamic dispatch only on buffer refills (every 256 KiB).
-    let input: Box<dyn Read> = if args.events == "-" {
+    // Dynamic dispatch only on buffer refills (every MiB).
+    let input: Box<dyn Read + Send> = if args.events == "-" {
         Box::new(std::io::stdin())
     } else {
         Box::new(
@@ -121,22 +123,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read `{}`", args.events))?,
         )
     };
-    let input = BufReader::with_capacity(BUFFER, input);
-    replay(
-        &args,
-        &mut engine,
-        &mut sinks,
-        EvtStream::new(input, order),
-        &interrupt,
-    )
+    let events = ParsedEvents::spawn(input, order).context("cannot start the event reader")?;
+    replay(&args, &mut engine, &mut sinks, events, &interrupt)
 }
 
 /// Replays `events` through `engine`, writing outputs as they come.
-fn replay<R: Read>(
+fn replay(
     args: &Args,
     engine: &mut Engine,
     sinks: &mut super::run_sinks::RunSinks,
-    mut events: EvtStream<BufReader<R>>,
+    mut events: ParsedEvents,
     interrupt: &Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
@@ -149,43 +145,50 @@ fn replay<R: Read>(
     write_step(&mut w, engine, sinks, &out)?;
     out.clear();
     let mut interrupted = false;
-    loop {
+    'replay: loop {
         if interrupt.stop_requested() {
             interrupted = true;
             break;
         }
-        // A read that may block (a pipe): flush what was computed first, so a SIGINT while
-        // waiting loses nothing.
-        let may_block = events.reader().buffer().is_empty();
-        if may_block {
-            w.flush()?;
-            if !interrupt.before_read() {
-                interrupted = true;
-                break;
+        let batch = match events.try_next() {
+            Some(b) => b,
+            None => {
+                // Waiting for the reader (a pipe, or parsing behind): flush what was computed
+                // first, so a SIGINT while waiting loses nothing.
+                w.flush()?;
+                if !interrupt.before_read() {
+                    interrupted = true;
+                    break;
+                }
+                let b = events.next_batch();
+                interrupt.after_read();
+                b
             }
-        }
-        let next = events.next();
-        if may_block {
-            interrupt.after_read();
-        }
-        let event = match next {
-            None => break,
-            Some(Ok(e)) => e,
-            Some(Err(e)) => {
+        };
+        let batch = match batch {
+            Batch::Events(batch) => batch,
+            Batch::End(Ok(())) => break,
+            Batch::End(Err(e)) => {
                 w.flush()?;
                 sinks.finish()?;
                 eprintln!("error: {}: {e}", args.events);
                 return Ok(ExitCode::from(1));
             }
         };
-        clock = clock.max(event.timestamp_ns);
-        engine.advance_time(clock, &mut out);
-        engine.process(&event, &mut out)?;
-        write_step(&mut w, engine, sinks, &out)?;
-        // Outputs may share the event's fields: drop them first, then the event's field list
-        // can be reused for the next line.
-        out.clear();
-        events.recycle(event);
+        for event in &batch {
+            if interrupt.stop_requested() {
+                interrupted = true;
+                break 'replay;
+            }
+            clock = clock.max(event.timestamp_ns);
+            engine.advance_time(clock, &mut out);
+            engine.process(event, &mut out)?;
+            write_step(&mut w, engine, sinks, &out)?;
+            // Outputs may share the event's fields: drop them first, so the event's field list
+            // can be reused by the reader once the batch goes back.
+            out.clear();
+        }
+        events.recycle(batch);
     }
     if !interrupted {
         out.clear();

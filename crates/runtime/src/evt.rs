@@ -51,6 +51,11 @@ pub(crate) struct LineParser {
 }
 
 impl LineParser {
+    /// The offset (ms) of lines without an `@` prefix: the last `BATCH`.
+    pub(crate) fn batch_ms(&self) -> i64 {
+        self.batch_ms
+    }
+
     /// Parses line `line_no` (1-based): `None` for blank, comment and `BATCH` lines. `fast`
     /// is tried first on the event text and offset (`evt_fast::parse_named` in a replay; it
     /// must give the same event as the general parser or `None`).

@@ -23,9 +23,10 @@ pub struct Names {
     spare: Vec<Arc<Fields>>,
 }
 
-/// Field lists kept for reuse at most (events held by a reorder window are not recycled until
-/// processed, so a few suffice).
-const MAX_SPARE: usize = 64;
+/// Field lists kept for reuse at most: a few batches of events in flight between the reader
+/// thread and the engine (`evt_pipe`); events held by a reorder window are not recycled until
+/// processed.
+const MAX_SPARE: usize = 2048;
 /// Field lists with more room than this are not kept.
 const MAX_SPARE_CAPACITY: usize = 64;
 
@@ -78,12 +79,12 @@ impl Names {
 
     /// The previous line's `i`-th name when it equals `s`.
     #[inline]
-    fn repeated(&self, i: usize, s: &str) -> Option<Arc<str>> {
+    pub(crate) fn repeated(&self, i: usize, s: &str) -> Option<Arc<str>> {
         self.last.get(i).filter(|a| ***a == *s).cloned()
     }
 
     /// The `i`-th name of this line (0: the type): the previous line's when equal.
-    fn nth(&mut self, i: usize, s: &str) -> Arc<str> {
+    pub(crate) fn nth(&mut self, i: usize, s: &str) -> Arc<str> {
         if let Some(a) = self.last.get(i) {
             if **a == *s {
                 return a.clone();
@@ -113,7 +114,7 @@ impl Names {
     }
 
     /// An empty field list: a recycled one when there is one.
-    fn fields(&mut self) -> Arc<Fields> {
+    pub(crate) fn fields(&mut self) -> Arc<Fields> {
         self.spare
             .pop()
             .unwrap_or_else(|| Arc::new(Vec::with_capacity(8)))

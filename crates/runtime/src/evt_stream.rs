@@ -15,8 +15,9 @@
 use crate::event::Event;
 use crate::evt::{EvtError, LineParser};
 use crate::evt_fast::{parse_named, Names};
+use crate::evt_scan::{scan_line, LineReader};
 use std::collections::VecDeque;
-use std::io::BufRead;
+use std::io::Read;
 
 /// The reorder window of `varpulis run` by default (events).
 pub const DEFAULT_REORDER_WINDOW: usize = 10_000;
@@ -40,8 +41,7 @@ struct Held {
 
 /// Events of an event file read incrementally from `R`.
 pub struct EvtStream<R> {
-    reader: R,
-    line: String,
+    lines: LineReader<R>,
     line_no: usize,
     parser: LineParser,
     names: Names,
@@ -54,12 +54,11 @@ pub struct EvtStream<R> {
     ended: bool,
 }
 
-impl<R: BufRead> EvtStream<R> {
-    /// A stream over `reader` in `order`.
+impl<R: Read> EvtStream<R> {
+    /// A stream over `reader` in `order` (it does its own buffering: `reader` may be a file).
     pub fn new(reader: R, order: ReplayOrder) -> Self {
         EvtStream {
-            reader,
-            line: String::new(),
+            lines: LineReader::new(reader),
             line_no: 0,
             parser: LineParser::default(),
             names: Names::default(),
@@ -83,32 +82,36 @@ impl<R: BufRead> EvtStream<R> {
         self.names.recycle(event);
     }
 
-    /// The reader (e.g. to see whether its buffer is empty before a read that may block).
-    pub fn reader(&self) -> &R {
-        &self.reader
+    /// Whether the next line is already buffered (or the input ended), so that reading it does
+    /// not wait (on a pipe).
+    pub fn line_ready(&self) -> bool {
+        self.lines.line_ready()
     }
 
     /// Reads the next event line in file order (`Ok(None)`: end of input).
     fn read_event(&mut self) -> Result<Option<Event>, EvtError> {
         loop {
-            self.line.clear();
             self.line_no += 1;
-            let n = self
-                .reader
-                .read_line(&mut self.line)
-                .map_err(|e| EvtError {
-                    line: self.line_no,
-                    message: format!("cannot read: {e}"),
-                })?;
-            if n == 0 {
-                return Ok(None);
+            let line = match self.lines.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Err(EvtError {
+                        line: self.line_no,
+                        message: format!("cannot read: {e}"),
+                    })
+                }
+            };
+            if let Some(ev) = scan_line(line, self.parser.batch_ms(), &mut self.names) {
+                return Ok(Some(ev));
             }
+            let text = std::str::from_utf8(line).map_err(|_| EvtError {
+                line: self.line_no,
+                message: "cannot read: stream did not contain valid UTF-8".into(),
+            })?;
             let names = &mut self.names;
             let mut fast = |body: &str, ts: i64| parse_named(body, ts, names);
-            if let Some(ev) = self
-                .parser
-                .line(&self.line, self.line_no, Some(&mut fast))?
-            {
+            if let Some(ev) = self.parser.line(text, self.line_no, Some(&mut fast))? {
                 return Ok(Some(ev));
             }
         }
@@ -124,7 +127,7 @@ impl<R: BufRead> EvtStream<R> {
     }
 }
 
-impl<R: BufRead> Iterator for EvtStream<R> {
+impl<R: Read> Iterator for EvtStream<R> {
     type Item = Result<Event, EvtError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -198,6 +201,17 @@ mod tests {
         );
         assert!(s.next().unwrap().is_ok());
         assert_eq!(s.next().unwrap().unwrap_err().line, 3);
+        assert!(s.next().is_none());
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_on_its_line() {
+        let text: &[u8] = b"T {a: 1}\nT {a: \"\xff\"}\nT {a: 2}\n";
+        let mut s = EvtStream::new(text, ReplayOrder::File);
+        assert!(s.next().unwrap().is_ok());
+        let e = s.next().unwrap().unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("UTF-8"), "{}", e.message);
         assert!(s.next().is_none());
     }
 

@@ -1,8 +1,9 @@
 //! Output events as JSON lines written straight into a byte buffer or writer, without building a
 //! `serde_json::Value` tree: the same bytes as `serde_json::to_writer(&ev.to_json())`
 //! (`{"event_type":…,"timestamp":…,"fields":{…}}`, fields in order, floats as serde_json prints
-//! them, non-finite floats `null`, timestamps RFC 3339, durations in ns). Events or maps whose
-//! keys repeat take the `to_json` path, which keeps the last value at the first position.
+//! them (`zmij`, integers with `itoa`), non-finite floats `null`, timestamps RFC 3339, durations
+//! in ns). Events or maps whose keys repeat take the `to_json` path, which keeps the last value
+//! at the first position.
 
 use crate::event::Event;
 use crate::value::{write_rfc3339, Value, RFC3339_MAX};
@@ -72,8 +73,11 @@ fn write_value(w: &mut impl Write, v: &Value) -> io::Result<()> {
         Value::Null => w.write_all(b"null"),
         Value::Bool(true) => w.write_all(b"true"),
         Value::Bool(false) => w.write_all(b"false"),
-        Value::Int(i) => serde_json::to_writer(w, i).map_err(io::Error::other),
-        Value::Float(f) if f.is_finite() => serde_json::to_writer(w, f).map_err(io::Error::other),
+        Value::Int(i) => w.write_all(itoa::Buffer::new().format(*i).as_bytes()),
+        // What serde_json prints for a finite f64 (it uses zmij the same way).
+        Value::Float(f) if f.is_finite() => {
+            w.write_all(zmij::Buffer::new().format_finite(*f).as_bytes())
+        }
         Value::Float(_) => w.write_all(b"null"),
         Value::Str(s) => write_str(w, s),
         Value::Array(items) => {
@@ -92,7 +96,7 @@ fn write_value(w: &mut impl Write, v: &Value) -> io::Result<()> {
             write_timestamp(w, *t)?;
             w.write_all(b"\"")
         }
-        Value::Duration(d) => serde_json::to_writer(w, d).map_err(io::Error::other),
+        Value::Duration(d) => w.write_all(itoa::Buffer::new().format(*d).as_bytes()),
     }
 }
 

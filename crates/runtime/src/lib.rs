@@ -18,8 +18,9 @@
 //! (exact JSON of values and events), [`stats`], [`checkpoint`] (state bytes), `builtins`
 //! (scalar built-ins), `compile` (AST → closures), [`operators`] (windows, sequences, joins),
 //! [`engine`] (compile phases, routing, execution), [`evt`] (event files), [`evt_fast`] (its
-//! fast line parser), [`evt_stream`] (streaming replay with a bounded reorder window),
-//! [`json_out`] (output lines written without building JSON trees).
+//! fast line parser), [`evt_scan`] (byte-level line reader and one-pass scanner of the common
+//! line shape), [`evt_stream`] (streaming replay with a bounded reorder window), [`evt_pipe`]
+//! (the replay's reading and parsing on a thread of its own), [`json_out`] (output lines written without building JSON trees).
 
 mod builtins;
 pub mod checkpoint;
@@ -30,6 +31,8 @@ pub mod error;
 pub mod event;
 pub mod evt;
 pub mod evt_fast;
+pub mod evt_pipe;
+pub mod evt_scan;
 pub mod evt_stream;
 pub mod json_out;
 mod key;
