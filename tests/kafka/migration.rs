@@ -74,7 +74,10 @@ async fn a_pipeline_moved_by_a_drain_resumes_from_the_committed_offsets() {
         .read_until(Duration::from_secs(60), |r| r.len() >= N / 3)
         .await;
     let before_move = out.len();
-    assert!(before_move >= N / 3, "worker-0 produced {before_move} outputs");
+    assert!(
+        before_move >= N / 3,
+        "worker-0 produced {before_move} outputs"
+    );
 
     let r = ens
         .api

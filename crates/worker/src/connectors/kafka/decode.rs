@@ -332,7 +332,11 @@ mod tests {
         for c in cases {
             for default in ["D", ""] {
                 let (r, d) = (reference(c, default), direct(c, default));
-                assert_eq!(r.is_ok(), d.is_ok(), "{c} with default {default:?}: {r:?} vs {d:?}");
+                assert_eq!(
+                    r.is_ok(),
+                    d.is_ok(),
+                    "{c} with default {default:?}: {r:?} vs {d:?}"
+                );
                 if r.is_ok() {
                     assert_eq!(r, d, "{c}");
                 }

@@ -329,7 +329,10 @@ mod tests {
                 ("f", Value::Float(2.5)),
                 ("nan", Value::Float(f64::NAN)),
                 ("esc", Value::str("q\"\\\n,\"fields\":{")),
-                ("arr", Value::Array(A::new(vec![Value::Null, Value::Bool(true)]))),
+                (
+                    "arr",
+                    Value::Array(A::new(vec![Value::Null, Value::Bool(true)])),
+                ),
                 ("m", nested),
                 ("t", Value::Timestamp(5)),
                 ("d", Value::Duration(7)),

@@ -19,11 +19,13 @@
 //! the partitions move to the other members at once.
 
 use super::super::inbound::{Ack, Inbound, ACK_FLUSH_DEADLINE};
-use super::decode::decode_record;
 use super::super::plan::kafka::KafkaPlan;
+use super::super::sink::DeliveryTicket;
+use super::decode::decode_record;
 use crate::event_time::now_ns;
 use crate::pipeline::Feed;
 use crate::state::AppState;
+use futures::{FutureExt, StreamExt};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -31,8 +33,6 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use futures::{FutureExt, StreamExt};
-use super::super::sink::DeliveryTicket;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +49,9 @@ const STORE_POLL: Duration = Duration::from_millis(20);
 /// Longest a closing source waits for the outputs of what it acknowledged to be delivered
 /// (the sink's own shutdown flush is 4 s) before committing.
 const DELIVERY_WAIT: Duration = Duration::from_secs(5);
+/// Longest a revoke of partitions waits for the deliveries of acknowledged outputs (it holds
+/// up the consumer's poll, and so the source, meanwhile).
+const REVOKE_WAIT: Duration = Duration::from_millis(500);
 
 /// The consumer of one source.
 type KafkaConsumer = StreamConsumer<SourceContext>;
@@ -58,6 +61,8 @@ type KafkaConsumer = StreamConsumer<SourceContext>;
 struct SourceContext {
     connector: String,
     feed: Arc<Feed>,
+    /// Offsets acknowledged and waiting for deliveries (stored before partitions are revoked).
+    stores: Arc<Stores>,
 }
 
 impl ClientContext for SourceContext {
@@ -73,6 +78,23 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    /// Before partitions are revoked (librdkafka then commits what is stored): waits, at most
+    /// [`REVOKE_WAIT`], for the deliveries of the outputs already acknowledged and stores their
+    /// offsets, so the next owner does not process those records again.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Revoke(_)) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            self.stores.store_settled(consumer);
+            if self.stores.is_empty() || started.elapsed() >= REVOKE_WAIT {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let what = match rebalance {
             Rebalance::Assign(tpl) => format!("assigned {} partition(s)", tpl.count()),
@@ -115,7 +137,7 @@ impl KafkaAck {
             tickets,
             offsets: self.offsets,
         });
-        self.stores.store_settled(&self.consumer);
+        self.stores.store_settled(self.consumer.as_ref());
     }
 }
 
@@ -144,7 +166,7 @@ impl Stores {
     }
 
     /// Stores the offsets of the oldest batches whose outputs are all settled, in one call.
-    fn store_settled(&self, consumer: &KafkaConsumer) {
+    fn store_settled(&self, consumer: &impl Consumer<SourceContext>) {
         let mut ready: Vec<(Arc<str>, i32, i64)> = Vec::new();
         {
             let mut q = self.lock();
@@ -209,9 +231,11 @@ pub fn start(state: &AppState, feed: &Arc<Feed>, plan: KafkaPlan, ingest: mpsc::
     ];
     let mut config = super::config(&plan.params, &defaults, &format!("varpulis-{pipeline_id}"));
     config.set("enable.auto.offset.store", "false");
+    let stores = Arc::new(Stores::default());
     let context = SourceContext {
         connector: plan.name.clone(),
         feed: feed.clone(),
+        stores: stores.clone(),
     };
     let consumer: KafkaConsumer = match config.create_with_context(context) {
         Ok(c) => c,
@@ -237,6 +261,7 @@ pub fn start(state: &AppState, feed: &Arc<Feed>, plan: KafkaPlan, ingest: mpsc::
     state.tasks.spawn(run(
         Arc::new(consumer),
         feed.clone(),
+        stores,
         plan.name,
         types,
         ingest,
@@ -269,11 +294,11 @@ impl Marks {
 async fn run(
     consumer: Arc<KafkaConsumer>,
     feed: Arc<Feed>,
+    stores: Arc<Stores>,
     name: String,
     types: HashMap<Arc<str>, String>,
     tx: mpsc::Sender<Inbound>,
 ) {
-    let stores = Arc::new(Stores::default());
     read(&consumer, &feed, &stores, &name, &types, &tx).await;
     drop(tx);
     close(consumer, &feed, &stores, &name).await;
@@ -293,7 +318,7 @@ async fn read(
     let mut batch: Vec<Inbound> = Vec::with_capacity(SOURCE_BATCH);
     let mut last_type = None;
     loop {
-        stores.store_settled(consumer);
+        stores.store_settled(consumer.as_ref());
         let waiting = !stores.is_empty();
         let mut next = tokio::select! {
             () = feed.connections.cancelled() => return,
@@ -373,7 +398,7 @@ async fn close(consumer: Arc<KafkaConsumer>, feed: &Feed, stores: &Stores, name:
     let _ = tokio::time::timeout(ACK_FLUSH_DEADLINE, feed.done.cancelled()).await;
     let _ = tokio::time::timeout(DELIVERY_WAIT, async {
         loop {
-            stores.store_settled(&consumer);
+            stores.store_settled(consumer.as_ref());
             if stores.is_empty() {
                 break;
             }
