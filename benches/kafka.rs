@@ -5,12 +5,16 @@
 //! Loads `--events` records (default 300,000; half pass the filter) into a 1-partition input
 //! topic first, then deploys `Reading.from(K) .where(temp >= 50) .emit(…) .to(K)` on an
 //! in-process worker and times from the deploy until the sink reported every passing record
-//! delivered (acks=all). Figure: input events per second, and its ratio to the same program fed
-//! by `events-batch` inject with no connector (the same-process baseline).
+//! delivered (acks=all), then checks the output topic holds them. Figures: input events per
+//! second from the deploy (consumer-group join included), the join alone (deploy → first event
+//! processed), the steady-state rate (first event processed → last output delivered), and their
+//! ratio to the same program fed by `events-batch` inject with no connector (the same-process
+//! baseline).
 //! Run: `cargo bench --bench kafka` (optionally `-- --events 500000`).
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
@@ -178,8 +182,14 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
     let started = Instant::now();
     let id = worker.deploy("bench", &src).await?;
     let expected = events / 2;
+    // Polled every 5 ms: the first processed input marks the end of the group join (deploy →
+    // subscribed → assigned → first fetch), the last delivery the end of the run.
+    let mut first_in: Option<Instant> = None;
     loop {
         let i = info(&url, &id).await?;
+        if first_in.is_none() && i["events_in"].as_u64().unwrap_or(0) > 0 {
+            first_in = Some(Instant::now());
+        }
         let sent = i["connectors"][0]["events_sent"].as_u64().unwrap_or(0);
         if sent >= expected {
             break;
@@ -187,18 +197,50 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
         if started.elapsed() > Duration::from_secs(600) {
             return Err(format!("only {sent} of {expected} records delivered: {i}").into());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let took = started.elapsed().as_secs_f64();
+    let done = Instant::now();
+    let first_in = first_in.unwrap_or(done);
+    // The broker's high watermark may trail its acknowledgements a little: polled (10 s).
+    let mut on_topic = high_watermark(addr, "bench-out")?;
+    let counting = Instant::now();
+    while on_topic < expected as i64 && counting.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        on_topic = high_watermark(addr, "bench-out")?;
+    }
+    if on_topic < expected as i64 {
+        // Seen with tansu 0.6 (in-memory): its high watermark stays ~0.5 % under the records
+        // it acknowledged; printed, not fatal (tests/kafka read the records themselves).
+        println!("note: bench-out high watermark {on_topic} < {expected} acknowledged records");
+    }
+    let took = (done - started).as_secs_f64();
+    let join = (first_in - started).as_secs_f64();
+    let steady = (done - first_in).as_secs_f64();
     let rate = events as f64 / took;
+    let steady_rate = events as f64 / steady;
     let base = baseline(&worker, events).await?;
     println!("inject baseline (no connector): {base:.0} events/s");
     println!(
-        "kafka source -> filter -> kafka sink: {events} events ({expected} produced) in {took:.2}s \
-         = {rate:.0} events/s ({:.2} x baseline; from deploy, group join included)",
+        "kafka source -> filter -> kafka sink: {events} events ({on_topic} on the output topic) in \
+         {took:.2}s from the deploy = {rate:.0} events/s ({:.2} x baseline; group join included)",
         rate / base
     );
+    println!(
+        "  group join (deploy -> first event processed): {join:.2}s; steady state (first event \
+         processed -> last output delivered): {steady:.2}s = {steady_rate:.0} events/s ({:.2} x baseline)",
+        steady_rate / base
+    );
     worker.stop().await
+}
+
+/// The high watermark of partition 0 of `topic` (how many records it holds).
+fn high_watermark(addr: &str, topic: &str) -> Result<i64, BoxError> {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "bench-watermarks")
+        .create()?;
+    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
+    Ok(high)
 }
 
 fn main() -> Result<(), BoxError> {

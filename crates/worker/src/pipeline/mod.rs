@@ -252,6 +252,15 @@ impl Pipeline {
         true
     }
 
+    /// One ticket per sink that delivers in the background, covering what it was handed so
+    /// far (a Kafka source stores its offsets once they are settled).
+    pub fn delivery_tickets(&self) -> Vec<crate::connectors::sink::DeliveryTicket> {
+        self.sinks
+            .get()
+            .map(|s| s.iter().filter_map(|s| s.delivery_ticket()).collect())
+            .unwrap_or_default()
+    }
+
     /// Marks the pipeline degraded (a connector failed) with a reason.
     pub fn set_degraded(&self, reason: impl Into<String>) {
         self.lock_status().degraded = Some(reason.into());

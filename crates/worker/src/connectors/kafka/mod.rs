@@ -7,15 +7,20 @@
 //! stream Big = Orders .where(amount > 1000) .emit(id: id, amount: amount) .to(K, topic: "big", key: id)
 //! ```
 //!
-//! - [`source`]: a `.from` consumes as a member of a consumer group; a record's offset is stored
-//!   only once its event ran and its outputs were published ([`KafkaAck`]), and stored offsets
-//!   are committed every second and when the source closes: at-least-once, per-partition order.
+//! - [`source`]: a `.from` consumes as a member of a consumer group, in batches; a record's
+//!   offset is stored only once its event ran and its outputs were published and delivered
+//!   ([`KafkaAck`], one store per batch), and stored offsets are committed every second and
+//!   when the source closes: at-least-once, per-partition order.
 //! - [`sink`]: `.to` produces the egress JSON with `acks=all`, idempotence and librdkafka's
-//!   retries, through its bounded queue (publishing waits when it is full); deliveries and
-//!   give-ups are counted and shown with the connector's health.
+//!   retries, through its bounded queue (publishing waits when it is full); deliveries,
+//!   give-ups and re-sent requests are counted and shown with the connector's health, and each
+//!   record's settling is tracked for the source's acknowledgements.
+//!
+//! - [`decode`]: record payloads straight into events (VPL.md §9 rules, no JSON tree).
 //!
 //! docs/connectors.md ("Kafka") has the parameters, guarantees and metrics.
 
+pub mod decode;
 pub mod sink;
 pub mod source;
 

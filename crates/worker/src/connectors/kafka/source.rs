@@ -1,40 +1,57 @@
 //! The `.from` side of a Kafka connector: one consumer-group member per connector and feed.
 //!
-//! Records are decoded like MQTT payloads (VPL.md §9; a bad payload is counted as dropped) and
-//! handed to the feed's ingest loop in the order the consumer returns them (per-partition
-//! order). Each carries a [`KafkaAck`]: the ingest loop sends it once the event ran and its
-//! outputs were published, which *stores* the record's offset; librdkafka commits the stored
-//! offsets every `auto.commit.interval.ms` (1 s), on a rebalance and when the source closes
-//! (`enable.auto.offset.store=false`). A record whose event was never finished (worker killed,
-//! pipeline fenced or moved) is therefore consumed again by the group member that gets its
-//! partition: at-least-once. A dropped (bad) payload stores nothing; the next good record of
-//! its partition covers it.
+//! Records are read in batches (what the consumer already fetched, up to [`SOURCE_BATCH`]),
+//! decoded like MQTT payloads (VPL.md §9; a bad payload is counted as dropped) and handed to the
+//! feed's ingest loop in the order the consumer returns them (per-partition order). The last
+//! event of a batch carries a [`KafkaAck`] for the whole batch: the ingest loop sends it once
+//! the event ran and its outputs were published; the offsets are then *stored* (one call per
+//! batch) as soon as the outputs the pipeline's Kafka sinks had been handed by then are
+//! delivered (or given up). librdkafka commits the stored offsets every
+//! `auto.commit.interval.ms` (1 s), on a rebalance and when the source closes
+//! (`enable.auto.offset.store=false`). A record whose event was never finished, or whose
+//! outputs were not yet delivered (worker killed, pipeline fenced or moved), is therefore
+//! consumed again by the group member that gets its partition: at-least-once. A dropped (bad)
+//! payload is covered by the acknowledgement of its batch (or of the next one with an event).
 //!
 //! Closing (the feed stops: pipeline deleted, fenced, moved): the source stops reading, waits
-//! for the ingest loop to finish its batch (at most [`ACK_FLUSH_DEADLINE`]), commits what was
-//! stored and leaves the group, so the partitions move to the other members at once.
+//! for the ingest loop to finish its batch (at most [`ACK_FLUSH_DEADLINE`]) and for the
+//! deliveries of its outputs (at most 5 s), commits what was stored and leaves the group, so
+//! the partitions move to the other members at once.
 
 use super::super::inbound::{Ack, Inbound, ACK_FLUSH_DEADLINE};
-use super::super::payload::decode_payload;
 use super::super::plan::kafka::KafkaPlan;
-use crate::engine::Event;
+use super::super::sink::DeliveryTicket;
+use super::decode::decode_record;
 use crate::event_time::now_ns;
 use crate::pipeline::Feed;
 use crate::state::AppState;
+use futures::{FutureExt, StreamExt};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::ClientContext;
-use std::collections::HashMap;
-use std::sync::Arc;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Pause after a consumer error before reading again (librdkafka reconnects by itself).
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
+/// Most records read from the consumer before their events go to the ingest loop (one offset
+/// store per partition per batch).
+pub const SOURCE_BATCH: usize = 1024;
+/// How often offsets waiting for the delivery of their outputs are looked at while no record
+/// comes (and while closing).
+const STORE_POLL: Duration = Duration::from_millis(20);
+/// Longest a closing source waits for the outputs of what it acknowledged to be delivered
+/// (the sink's own shutdown flush is 4 s) before committing.
+const DELIVERY_WAIT: Duration = Duration::from_secs(5);
+/// Longest a revoke of partitions waits for the deliveries of acknowledged outputs (it holds
+/// up the consumer's poll, and so the source, meanwhile).
+const REVOKE_WAIT: Duration = Duration::from_millis(500);
 
 /// The consumer of one source.
 type KafkaConsumer = StreamConsumer<SourceContext>;
@@ -44,6 +61,8 @@ type KafkaConsumer = StreamConsumer<SourceContext>;
 struct SourceContext {
     connector: String,
     feed: Arc<Feed>,
+    /// Offsets acknowledged and waiting for deliveries (stored before partitions are revoked).
+    stores: Arc<Stores>,
 }
 
 impl ClientContext for SourceContext {
@@ -59,6 +78,23 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    /// Before partitions are revoked (librdkafka then commits what is stored): waits, at most
+    /// [`REVOKE_WAIT`], for the deliveries of the outputs already acknowledged and stores their
+    /// offsets, so the next owner does not process those records again.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Revoke(_)) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            self.stores.store_settled(consumer);
+            if self.stores.is_empty() || started.elapsed() >= REVOKE_WAIT {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let what = match rebalance {
             Rebalance::Assign(tpl) => format!("assigned {} partition(s)", tpl.count()),
@@ -69,33 +105,96 @@ impl ConsumerContext for SourceContext {
     }
 }
 
-/// Acknowledges one consumed record: stores its offset for the next commit.
+/// Acknowledges the records of one batch: once the batch's last event ran and its outputs were
+/// published (the ingest loop runs events in order, so this covers the whole batch), and once
+/// the outputs the pipeline's Kafka sinks had been handed by then are delivered, stores per
+/// partition the offset after the last record, for the next commit.
 pub struct KafkaAck {
     consumer: Arc<KafkaConsumer>,
-    topic: Arc<str>,
-    partition: i32,
-    offset: i64,
+    feed: Arc<Feed>,
+    stores: Arc<Stores>,
+    /// Per partition: the next offset to consume.
+    offsets: Vec<(Arc<str>, i32, i64)>,
 }
 
 impl std::fmt::Debug for KafkaAck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "KafkaAck({}/{}@{})",
-            self.topic, self.partition, self.offset
-        )
+        write!(f, "KafkaAck({:?})", self.offsets)
     }
 }
 
 impl KafkaAck {
-    /// Stores the offset after this record (committed with the next commit). A partition
-    /// revoked meanwhile refuses it: its new owner consumes the record again.
+    /// Queues the offsets behind the deliveries of the outputs published so far, and stores
+    /// what is settled. A partition revoked meanwhile refuses its offset: its new owner
+    /// consumes those records again.
     pub fn send(self) {
-        if let Err(e) = self
-            .consumer
-            .store_offset(&self.topic, self.partition, self.offset)
+        let tickets = self
+            .feed
+            .target()
+            .map(|p| p.delivery_tickets())
+            .unwrap_or_default();
+        self.stores.push(Pending {
+            tickets,
+            offsets: self.offsets,
+        });
+        self.stores.store_settled(self.consumer.as_ref());
+    }
+}
+
+/// Acknowledged offsets waiting for the delivery of their outputs.
+struct Pending {
+    tickets: Vec<DeliveryTicket>,
+    offsets: Vec<(Arc<str>, i32, i64)>,
+}
+
+/// A source's acknowledged batches whose outputs are not all delivered yet, oldest first (the
+/// ingest loop acknowledges in input order, and each sink's tickets in handing order).
+#[derive(Default)]
+struct Stores(Mutex<VecDeque<Pending>>);
+
+impl Stores {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, p: Pending) {
+        self.lock().push_back(p);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Stores the offsets of the oldest batches whose outputs are all settled, in one call.
+    fn store_settled(&self, consumer: &impl Consumer<SourceContext>) {
+        let mut ready: Vec<(Arc<str>, i32, i64)> = Vec::new();
         {
-            tracing::debug!(ack = ?self, error = %e, "kafka offset not stored");
+            let mut q = self.lock();
+            while q
+                .front()
+                .is_some_and(|p| p.tickets.iter().all(DeliveryTicket::is_settled))
+            {
+                let Some(p) = q.pop_front() else { break };
+                for (t, part, next) in p.offsets {
+                    match ready.iter_mut().find(|(rt, rp, _)| *rp == part && *rt == t) {
+                        Some(r) => r.2 = r.2.max(next),
+                        None => ready.push((t, part, next)),
+                    }
+                }
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(ready.len());
+        for (topic, partition, next) in &ready {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+                tracing::debug!(?ready, error = %e, "kafka offset not stored");
+                return;
+            }
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            tracing::debug!(?ready, error = %e, "kafka offsets not (all) stored");
         }
     }
 }
@@ -132,9 +231,11 @@ pub fn start(state: &AppState, feed: &Arc<Feed>, plan: KafkaPlan, ingest: mpsc::
     ];
     let mut config = super::config(&plan.params, &defaults, &format!("varpulis-{pipeline_id}"));
     config.set("enable.auto.offset.store", "false");
+    let stores = Arc::new(Stores::default());
     let context = SourceContext {
         connector: plan.name.clone(),
         feed: feed.clone(),
+        stores: stores.clone(),
     };
     let consumer: KafkaConsumer = match config.create_with_context(context) {
         Ok(c) => c,
@@ -160,89 +261,154 @@ pub fn start(state: &AppState, feed: &Arc<Feed>, plan: KafkaPlan, ingest: mpsc::
     state.tasks.spawn(run(
         Arc::new(consumer),
         feed.clone(),
+        stores,
         plan.name,
         types,
         ingest,
     ));
 }
 
-/// One record, copied out of the consumer's buffer.
-struct Record {
-    topic: Arc<str>,
-    partition: i32,
-    offset: i64,
-    payload: Vec<u8>,
+/// Per partition, the offset after the last record read and not yet covered by an
+/// acknowledgement (records of a batch that were all bad payloads carry over to the next).
+#[derive(Default)]
+struct Marks(Vec<(Arc<str>, i32, i64)>);
+
+impl Marks {
+    /// Notes that the record at `offset` of `topic`/`partition` was read.
+    fn note(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
+        let next = offset + 1;
+        match self
+            .0
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && Arc::ptr_eq(t, topic))
+        {
+            Some(m) => m.2 = m.2.max(next),
+            None => self.0.push((topic.clone(), partition, next)),
+        }
+    }
 }
 
+/// Reads records in batches of up to [`SOURCE_BATCH`] (what the consumer already holds, without
+/// waiting for more), decodes them in place and hands their events to the ingest loop. Only the
+/// last event of a batch carries an acknowledgement, covering every partition the batch read.
 async fn run(
     consumer: Arc<KafkaConsumer>,
     feed: Arc<Feed>,
+    stores: Arc<Stores>,
     name: String,
     types: HashMap<Arc<str>, String>,
     tx: mpsc::Sender<Inbound>,
 ) {
-    let mut failing = false;
-    loop {
-        let received = tokio::select! {
-            () = feed.connections.cancelled() => break,
-            r = consumer.recv() => r.map(|m| Record {
-                topic: types
-                    .get_key_value(m.topic())
-                    .map(|(k, _)| k.clone())
-                    .unwrap_or_else(|| Arc::from(m.topic())),
-                partition: m.partition(),
-                offset: m.offset(),
-                payload: m.payload().unwrap_or_default().to_vec(),
-            }),
-        };
-        let record = match received {
-            Ok(r) => r,
-            Err(e) => {
-                failing = true;
-                let reason = format!("kafka connector `{name}`: {e}");
-                tracing::warn!("{reason}");
-                feed.on_target(|p| p.set_degraded(reason));
-                tokio::select! {
-                    () = feed.connections.cancelled() => break,
-                    () = tokio::time::sleep(ERROR_PAUSE) => continue,
-                }
-            }
-        };
-        if failing {
-            failing = false;
-            feed.on_target(|p| p.clear_degraded());
-        }
-        let default_type = types.get(&record.topic).map_or("", String::as_str);
-        let event = match decode_payload(&record.payload, default_type) {
-            Ok((ty, fields)) => Event::from_json(&ty, &fields, now_ns()),
-            Err(e) => {
-                feed.on_target(|p| p.count_dropped());
-                tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "kafka payload dropped");
-                continue;
-            }
-        };
-        let inbound = Inbound {
-            event,
-            ack: Some(Ack::Kafka(KafkaAck {
-                consumer: consumer.clone(),
-                topic: record.topic,
-                partition: record.partition,
-                offset: record.offset,
-            })),
-        };
-        tokio::select! {
-            () = feed.connections.cancelled() => break,
-            sent = tx.send(inbound) => if sent.is_err() { break },
-        }
-    }
+    read(&consumer, &feed, &stores, &name, &types, &tx).await;
     drop(tx);
-    close(consumer, &feed, &name).await;
+    close(consumer, &feed, &stores, &name).await;
 }
 
-/// Waits for the ingest loop to store the offsets of what it published (bounded), then
-/// commits them and leaves the group, on the blocking pool (both wait on the broker).
-async fn close(consumer: Arc<KafkaConsumer>, feed: &Feed, name: &str) {
+async fn read(
+    consumer: &Arc<KafkaConsumer>,
+    feed: &Arc<Feed>,
+    stores: &Arc<Stores>,
+    name: &str,
+    types: &HashMap<Arc<str>, String>,
+    tx: &mpsc::Sender<Inbound>,
+) {
+    let mut stream = consumer.stream();
+    let mut failing = false;
+    let mut marks = Marks::default();
+    let mut batch: Vec<Inbound> = Vec::with_capacity(SOURCE_BATCH);
+    let mut last_type = None;
+    loop {
+        stores.store_settled(consumer.as_ref());
+        let waiting = !stores.is_empty();
+        let mut next = tokio::select! {
+            () = feed.connections.cancelled() => return,
+            m = stream.next() => m,
+            // Offsets waiting for deliveries are stored even while no record comes.
+            () = tokio::time::sleep(STORE_POLL), if waiting => continue,
+        };
+        let mut taken = 0;
+        loop {
+            match next {
+                Some(Ok(m)) => {
+                    if failing {
+                        failing = false;
+                        feed.on_target(|p| p.clear_degraded());
+                    }
+                    taken += 1;
+                    let topic = types
+                        .get_key_value(m.topic())
+                        .map(|(k, _)| k.clone())
+                        .unwrap_or_else(|| Arc::from(m.topic()));
+                    marks.note(&topic, m.partition(), m.offset());
+                    let default_type = types.get(&topic).map_or("", String::as_str);
+                    let payload = m.payload().unwrap_or_default();
+                    match decode_record(payload, default_type, now_ns(), &mut last_type) {
+                        Ok(event) => batch.push(Inbound { event, ack: None }),
+                        Err(e) => {
+                            feed.on_target(|p| p.count_dropped());
+                            tracing::debug!(%topic, partition = m.partition(), offset = m.offset(), error = %e, "kafka payload dropped");
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    failing = true;
+                    let reason = format!("kafka connector `{name}`: {e}");
+                    tracing::warn!("{reason}");
+                    feed.on_target(|p| p.set_degraded(reason));
+                    if taken == 0 {
+                        tokio::select! {
+                            () = feed.connections.cancelled() => return,
+                            () = tokio::time::sleep(ERROR_PAUSE) => {}
+                        }
+                    }
+                    break;
+                }
+                // A consumer's stream never ends.
+                None => return,
+            }
+            if taken >= SOURCE_BATCH {
+                break;
+            }
+            match stream.next().now_or_never() {
+                Some(m) => next = m,
+                None => break,
+            }
+        }
+        if let Some(last) = batch.last_mut() {
+            last.ack = Some(Ack::Kafka(KafkaAck {
+                consumer: consumer.clone(),
+                feed: feed.clone(),
+                stores: stores.clone(),
+                offsets: std::mem::take(&mut marks.0),
+            }));
+        }
+        for inbound in batch.drain(..) {
+            tokio::select! {
+                () = feed.connections.cancelled() => return,
+                sent = tx.send(inbound) => if sent.is_err() { return },
+            }
+        }
+    }
+}
+
+/// Waits for the ingest loop to acknowledge what it published (bounded), then for the outputs
+/// of those inputs to be delivered (bounded) while storing their offsets, then commits and
+/// leaves the group, on the blocking pool (both wait on the broker).
+async fn close(consumer: Arc<KafkaConsumer>, feed: &Feed, stores: &Stores, name: &str) {
     let _ = tokio::time::timeout(ACK_FLUSH_DEADLINE, feed.done.cancelled()).await;
+    let _ = tokio::time::timeout(DELIVERY_WAIT, async {
+        loop {
+            stores.store_settled(consumer.as_ref());
+            if stores.is_empty() {
+                break;
+            }
+            tokio::time::sleep(STORE_POLL).await;
+        }
+    })
+    .await;
+    if !stores.is_empty() {
+        tracing::warn!(connector = %name, "kafka source closing before its outputs were delivered: their inputs will be consumed again");
+    }
     let name = name.to_owned();
     let closing = tokio::task::spawn_blocking(move || {
         match consumer.commit_consumer_state(CommitMode::Sync) {
