@@ -779,15 +779,9 @@ impl RaftNode {
         let node = BasicNode::new(address.trim_end_matches('/'));
         // The learner is in the membership once the change commits; the wait for it to catch
         // up is bounded so an unreachable address does not hang the caller.
-        match tokio::time::timeout(
-            ADMIN_TIMEOUT,
-            self.inner.raft.add_learner(node_id, node, true),
-        )
-        .await
-        {
-            Ok(res) => self.admin_result(res),
-            Err(_) => Err(Error::Write(WriteError::Timeout)),
-        }
+        // A change still committing (e.g. the first membership right after start) is waited out.
+        self.retry_in_progress(|| self.inner.raft.add_learner(node_id, node.clone(), true))
+            .await
     }
 
     /// Replaces the voter set with `members`; voters left out leave the membership entirely (in
@@ -926,15 +920,24 @@ impl RaftNode {
         change: ChangeMembers<NodeId, BasicNode>,
         retain: bool,
     ) -> Result<(), Error> {
+        self.retry_in_progress(|| self.inner.raft.change_membership(change.clone(), retain))
+            .await
+    }
+
+    /// Runs a membership call again while openraft refuses it as `InProgress` (a previous change
+    /// still committing), until [`ADMIN_TIMEOUT`]; the caller asked for a target membership, not
+    /// for a race with the last change.
+    async fn retry_in_progress<T, F, Fut>(&self, mut call: F) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<T, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>,
+        >,
+    {
         let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let res = match tokio::time::timeout(
-                left,
-                self.inner.raft.change_membership(change.clone(), retain),
-            )
-            .await
-            {
+            let res = match tokio::time::timeout(left, call()).await {
                 Ok(res) => res,
                 Err(_) => return Err(Error::Write(WriteError::Timeout)),
             };
