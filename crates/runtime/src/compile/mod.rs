@@ -71,6 +71,9 @@ pub(crate) struct State {
     pub late: u64,
     /// Pattern runs dropped (live-run cap) since the engine last collected the count.
     pub runs_dropped: u64,
+    /// A reused buffer for the matches (event, captures) a sequence or join produces for one
+    /// event: no list is allocated per event (see `engine::exec`).
+    pub match_buf: Vec<(Event, Event)>,
 }
 
 impl State {

@@ -553,6 +553,7 @@ impl<'p> Builder<'p> {
             fns: self.fns,
             streams: self.streams,
             routes: self.routes,
+            route_cache: Vec::new(),
             state: State {
                 globals: vec![Value::Null; self.n_globals],
                 limits: self.opts.limits(),

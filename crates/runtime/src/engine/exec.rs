@@ -299,8 +299,11 @@ pub(super) fn exec(
             Ok(())
         }
         OpCode::Sequence(q) => {
-            let matches = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
-            exec_matches(run, i, &matches)
+            let mut matches = take_match_buf(run);
+            let r = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut matches);
+            let r = r.and_then(|()| exec_matches(run, i, &matches));
+            return_match_buf(run, matches);
+            r
         }
         OpCode::Pattern(p) => {
             let mut dropped = 0;
@@ -321,8 +324,11 @@ pub(super) fn exec(
             exec_released(run, i, &released)
         }
         OpCode::Join(j) => {
-            let matches = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
-            exec_matches(run, i, &matches)
+            let mut matches = take_match_buf(run);
+            let r = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut matches);
+            let r = r.and_then(|()| exec_matches(run, i, &matches));
+            return_match_buf(run, matches);
+            r
         }
         OpCode::Merge(m) => {
             let n = m.accepts(ev, &mut |f, e, a| eval_with(run, f, e, a))?;
@@ -396,6 +402,23 @@ pub(super) fn exec(
             }
         }
         OpCode::Pass => exec(run, i + 1, ev, out_idx),
+    }
+}
+
+/// Most matches a kept match buffer may have room for; a larger one (an event that completed
+/// many runs) is released rather than held.
+const MATCH_BUF_KEEP: usize = 256;
+
+/// The evaluation state's empty match buffer (a fresh one when it is in use further up).
+fn take_match_buf(run: &mut Run<'_>) -> Vec<Match> {
+    std::mem::take(&mut run.st.match_buf)
+}
+
+/// Empties `buf` and gives it back to the evaluation state for the next event.
+fn return_match_buf(run: &mut Run<'_>, mut buf: Vec<Match>) {
+    buf.clear();
+    if buf.capacity() <= MATCH_BUF_KEEP && run.st.match_buf.capacity() == 0 {
+        run.st.match_buf = buf;
     }
 }
 

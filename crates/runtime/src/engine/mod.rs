@@ -24,12 +24,16 @@ use crate::stats::EngineStats;
 use crate::value::Value;
 use exec::{exec, OpCode, Run, StreamCode};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Key of the timers' state in a checkpoint's `operators` object (not a `<stream>#<i>` key).
 const TIMERS_KEY: &str = "#timers";
 
 /// How many recent runtime errors the engine keeps for [`Engine::take_errors`].
 const RECENT_ERRORS: usize = 100;
+
+/// Most event types kept in the engine's route cache.
+const ROUTE_CACHE: usize = 16;
 
 /// Options for [`Engine::compile`].
 #[derive(Debug, Clone)]
@@ -135,6 +139,10 @@ pub struct Engine {
     streams: Vec<StreamCode>,
     /// Streams reading each event type, in declaration order (looked up once per event).
     routes: crate::key::FastMap<String, Vec<usize>>,
+    /// The streams of the last few event types routed, found by pointer (decoders intern
+    /// type names, so the usual lookup is one pointer comparison, no hashing); see
+    /// [`Engine::streams_of`].
+    route_cache: Vec<(Arc<str>, Vec<usize>)>,
     state: State,
     /// Top-level `var`s (name, global slot): what a checkpoint captures.
     vars: Vec<(String, usize)>,
@@ -192,7 +200,8 @@ impl Engine {
         let mut current = std::borrow::Cow::Borrowed(event);
         let mut errors = Vec::new();
         loop {
-            if let Some(targets) = self.routes.get(&*current.event_type) {
+            let ci = self.streams_of(&current.event_type);
+            if let Some((_, targets)) = ci.and_then(|c| self.route_cache.get(c)) {
                 for &si in targets {
                     let Some(stream) = self.streams.get(si) else {
                         continue;
@@ -233,6 +242,29 @@ impl Engine {
         }
         self.stats.events_out += out[start..].iter().filter(|o| o.is_output).count() as u64;
         self.collect_counters();
+    }
+
+    /// The `route_cache` entry of event type `ty` (`None`: no stream reads it). An entry is
+    /// found by pointer, then by content; a type found neither way is looked up in `routes` and
+    /// cached (types without streams are not, so hostile type names cannot grow the cache; past
+    /// [`ROUTE_CACHE`] types the newest entry is replaced).
+    fn streams_of(&mut self, ty: &Arc<str>) -> Option<usize> {
+        if let Some(i) = self
+            .route_cache
+            .iter()
+            .position(|(t, _)| Arc::ptr_eq(t, ty))
+        {
+            return Some(i);
+        }
+        if let Some(i) = self.route_cache.iter().position(|(t, _)| **t == **ty) {
+            return Some(i);
+        }
+        let targets = self.routes.get(&**ty)?;
+        if self.route_cache.len() >= ROUTE_CACHE {
+            self.route_cache.pop();
+        }
+        self.route_cache.push((ty.clone(), targets.clone()));
+        Some(self.route_cache.len() - 1)
     }
 
     /// Moves the counters operators keep in the evaluation state into the stats.

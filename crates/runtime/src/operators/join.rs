@@ -393,13 +393,14 @@ impl JoinOp {
         self.flatten = self.flatten_needed.unwrap_or(feeds);
     }
 
-    /// Feeds one event; returns the joined events (one per input that accepted it and found
-    /// partners on every other input).
+    /// Feeds one event; appends to `out` the joined events (one per input that accepted it and
+    /// found partners on every other input).
     pub(crate) fn on_event(
         &self,
         ev: &Event,
         eval: &mut EvalWith<'_>,
-    ) -> Result<Vec<Match>, RuntimeError> {
+        out: &mut Vec<Match>,
+    ) -> Result<(), RuntimeError> {
         // The inputs accepting `ev` (all filters run before any state changes): a bit set for
         // the first 64 inputs, a list beyond (allocated only for such joins).
         let mut accepted_mask = 0u64;
@@ -416,11 +417,10 @@ impl JoinOp {
         let accepted = (0..self.inputs.len().min(64))
             .filter(|i| accepted_mask & (1u64 << i) != 0)
             .chain(accepted_more);
-        let mut out = Vec::new();
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
-        self.sweep(st, ts, &mut out);
+        self.sweep(st, ts, out);
         for i in accepted {
             if let (Some(ix), Some(maps)) = (self.indexes.get(i), st.latest.get_mut(i)) {
                 for (fields, m) in ix.iter().zip(maps.iter_mut()) {
@@ -478,7 +478,7 @@ impl JoinOp {
                 None => {}
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// `ev`'s copy stored in input `i`'s indexes, if any.

@@ -81,19 +81,100 @@ struct SeqRun {
     counts: Vec<u32>,
 }
 
+/// The live runs of one partition, in creation order.
+struct SeqPart {
+    key: KeyRepr,
+    runs: Vec<SeqRun>,
+}
+
+/// Runs by partition: the key is hashed once per event to find its slot; creation-order
+/// entries name the slot, so expiring or closing a run needs no further hashing. A slot whose
+/// runs all ended is freed (its key leaves `index`) when a run expires or is dropped from it,
+/// or at the next compaction; a freed slot is reused by the next new partition. Run ids are
+/// never reused, so a stale creation-order entry naming a reused slot finds no run there.
 #[derive(Default)]
 struct SeqState {
     watermark: Option<i64>,
     next_id: u64,
-    parts: FastMap<KeyRepr, Vec<SeqRun>>,
-    /// `(deadline, id)` of runs in creation order; entries of closed runs are skipped.
-    order: VecDeque<(i64, u64)>,
-    /// Partition of every live run.
-    live: FastMap<u64, KeyRepr>,
+    /// Slot of every partition with a slot.
+    index: FastMap<KeyRepr, usize>,
+    /// Partitions by slot (a free slot has no runs and no `index` entry).
+    slots: Vec<SeqPart>,
+    /// Free slots.
+    free: Vec<usize>,
+    /// `(deadline, id, slot)` of runs in creation order; entries of closed runs are skipped.
+    order: VecDeque<(i64, u64, usize)>,
+    /// Number of live runs (all partitions).
+    live: usize,
     /// Runs dropped because the live-run cap was hit.
     dropped: u64,
     /// Interned `<capture>_<field>` names.
     flat: FlatNames,
+}
+
+impl SeqState {
+    /// The slot of partition `key`, created (or a free one reused) when absent.
+    fn slot_for(&mut self, key: KeyRepr) -> usize {
+        if let Some(s) = self.index.get(&key) {
+            return *s;
+        }
+        let slot = match self.free.pop() {
+            Some(s) => {
+                if let Some(p) = self.slots.get_mut(s) {
+                    p.key = key.clone();
+                }
+                s
+            }
+            None => {
+                self.slots.push(SeqPart {
+                    key: key.clone(),
+                    runs: Vec::new(),
+                });
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(key, slot);
+        slot
+    }
+
+    /// Frees `slot` if it has no runs left.
+    fn free_if_empty(&mut self, slot: usize) {
+        let Some(p) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if p.runs.is_empty() && self.index.get(&p.key) == Some(&slot) {
+            self.index.remove(&p.key);
+            p.key = KeyRepr::Null;
+            self.free.push(slot);
+        }
+    }
+
+    /// Removes run `id` from `slot` if it is still there; returns whether it was.
+    fn remove_run(&mut self, slot: usize, id: u64) -> bool {
+        let Some(p) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        let Some(at) = p.runs.iter().position(|r| r.id == id) else {
+            return false;
+        };
+        p.runs.remove(at);
+        self.live = self.live.saturating_sub(1);
+        self.free_if_empty(slot);
+        true
+    }
+
+    /// Drops the creation-order entries of closed runs and frees the slots left empty.
+    fn compact(&mut self) {
+        let slots = &self.slots;
+        self.order.retain(|(_, id, s)| {
+            slots
+                .get(*s)
+                .is_some_and(|p| p.runs.iter().any(|r| r.id == *id))
+        });
+        for s in 0..self.slots.len() {
+            self.free_if_empty(s);
+        }
+    }
 }
 
 /// The pattern operator of a sequence stream.
@@ -322,12 +403,13 @@ impl SeqOp {
         Ok(None)
     }
 
-    /// Feeds one event; returns the completed matches in run-creation order.
+    /// Feeds one event; appends the completed matches to `matches` in run-creation order.
     pub(crate) fn on_event(
         &self,
         ev: &Event,
         eval: &mut EvalWith<'_>,
-    ) -> Result<Vec<Match>, RuntimeError> {
+        matches: &mut Vec<Match>,
+    ) -> Result<(), RuntimeError> {
         let key = runs::partition_key(&self.key, ev, eval)?;
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
@@ -336,20 +418,18 @@ impl SeqOp {
         st.watermark = Some(wm);
         expire(st, wm);
 
-        let mut matches = Vec::new();
         let mut taken = false;
+        let mut slot = st.index.get(&key).copied();
         let SeqState {
-            parts, live, flat, ..
+            slots, live, flat, ..
         } = &mut *st;
-        if let Some(runs) = parts.get_mut(&key) {
+        if let Some(runs) = slot.and_then(|s| slots.get_mut(s)).map(|p| &mut p.runs) {
             taken = runs::feed(
                 runs,
                 self.modes.stnm,
                 |run, may_take| self.step_run(run, ev, wm, may_take, eval),
                 |run| matches.push(self.matched(flat, run, ev)),
-                |run| {
-                    live.remove(&run.id);
-                },
+                |_| *live = live.saturating_sub(1),
             )?;
         }
 
@@ -359,8 +439,10 @@ impl SeqOp {
             && !(self.modes.stnm && taken)
             && self.passes_step(0, true, ev, &self.out.empty_caps, eval)?
         {
-            if st.live.len() >= self.max_runs {
+            if st.live >= self.max_runs {
                 self.drop_oldest(st);
+                // Dropping may have freed this partition's slot.
+                slot = None;
             }
             let id = st.next_id;
             st.next_id += 1;
@@ -380,16 +462,20 @@ impl SeqOp {
             if first.all && self.steps.len() == 1 && !self.modes.longest {
                 matches.push(self.matched(&mut st.flat, &run, ev));
             }
-            st.order.push_back((self.deadline(ts), id));
-            st.live.insert(id, key.clone());
-            st.parts.entry(key).or_default().push(run);
-            if runs::needs_compaction(st.order.len(), st.live.len()) {
-                let live = &st.live;
-                st.order.retain(|(_, id)| live.contains_key(id));
-                st.parts.retain(|_, runs| !runs.is_empty());
+            let slot = match slot {
+                Some(s) => s,
+                None => st.slot_for(key),
+            };
+            st.order.push_back((self.deadline(ts), id, slot));
+            st.live += 1;
+            if let Some(p) = st.slots.get_mut(slot) {
+                p.runs.push(run);
+            }
+            if runs::needs_compaction(st.order.len(), st.live) {
+                st.compact();
             }
         }
-        Ok(matches)
+        Ok(())
     }
 
     /// Time reached `now` without an event of this stream (a timer tick): expires the runs
@@ -403,11 +489,10 @@ impl SeqOp {
 
     /// Drops the oldest live run (the live-run cap was hit).
     fn drop_oldest(&self, st: &mut SeqState) {
-        while let Some((_, id)) = st.order.pop_front() {
-            let Some(k) = st.live.remove(&id) else {
+        while let Some((_, id, slot)) = st.order.pop_front() {
+            if !st.remove_run(slot, id) {
                 continue;
-            };
-            remove_run(st, &k, id);
+            }
             st.dropped += 1;
             if st.dropped.is_power_of_two() {
                 tracing::warn!(
@@ -552,25 +637,14 @@ pub(crate) fn alias_with_counts(caps: &Event, counts: Option<&[u32]>) -> Event {
     }
 }
 
-fn remove_run(st: &mut SeqState, key: &KeyRepr, id: u64) {
-    if let Some(runs) = st.parts.get_mut(key) {
-        runs.retain(|r| r.id != id);
-        if runs.is_empty() {
-            st.parts.remove(key);
-        }
-    }
-}
-
 /// Drops runs whose deadline is before the watermark, oldest first.
 fn expire(st: &mut SeqState, wm: i64) {
-    while let Some(&(deadline, id)) = st.order.front() {
+    while let Some(&(deadline, id, slot)) = st.order.front() {
         if deadline >= wm {
             break;
         }
         st.order.pop_front();
-        if let Some(k) = st.live.remove(&id) {
-            remove_run(st, &k, id);
-        }
+        st.remove_run(slot, id);
     }
 }
 
@@ -587,7 +661,13 @@ impl SeqOp {
     /// Serializes the live runs (in creation order) and the watermark.
     pub(crate) fn snapshot(&self) -> serde_json::Value {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let runs: Vec<serde_json::Value> = runs::in_creation_order(&st.parts, |r| r.id)
+        let mut live: Vec<(&KeyRepr, &SeqRun)> = st
+            .slots
+            .iter()
+            .flat_map(|p| p.runs.iter().map(move |r| (&p.key, r)))
+            .collect();
+        live.sort_by_key(|(_, r)| r.id);
+        let runs: Vec<serde_json::Value> = live
             .into_iter()
             .map(|(k, r)| {
                 serde_json::json!({
@@ -639,8 +719,9 @@ impl SeqOp {
                 .and_then(|v| v.as_bool())
                 .ok_or_else(|| ck_err("run kleene"))?;
             let caps = runs::run_caps(r, &self.out.empty_caps, ck_err)?;
-            st.order.push_back((self.deadline(start), id));
-            st.live.insert(id, key.clone());
+            let slot = st.slot_for(key);
+            st.order.push_back((self.deadline(start), id, slot));
+            st.live += 1;
             // Older checkpoints have no counts: one event per captured step.
             let counts: Vec<u32> = match r.get("cn") {
                 Some(c) => serde_json::from_value(c.clone())
@@ -654,7 +735,10 @@ impl SeqOp {
                     .map(|(_, v)| u32::from(!v.is_null()))
                     .collect(),
             };
-            st.parts.entry(key).or_default().push(SeqRun {
+            let Some(part) = st.slots.get_mut(slot) else {
+                return Err(ck_err("run slot"));
+            };
+            part.runs.push(SeqRun {
                 id,
                 start,
                 pos,
