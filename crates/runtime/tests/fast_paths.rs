@@ -9,6 +9,9 @@
 //! * Partition and join keys compare shared strings by pointer: events whose key strings share
 //!   one allocation must behave exactly like events with a fresh string per event.
 //! * Windowed aggregates read their partition key by reference.
+//! * Sequence runs live in partition slots (one hash per event, slots freed and reused): a
+//!   partitioned sequence matches exactly like the unpartitioned one whose steps compare keys,
+//!   also under a live-run cap.
 
 #![allow(clippy::unwrap_used)]
 
@@ -115,6 +118,32 @@ proptest! {
         let shared = run(&mut compile(src), &events(&steps, true), true);
         let copied = run(&mut compile(src), &events(&steps, false), true);
         prop_assert_eq!(shared, copied);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A partitioned sequence against the unpartitioned one whose later steps require the first
+    /// step's key, with expiry (`within`), slot reuse and, under `cap`, dropped runs.
+    #[test]
+    fn partition_slots_match_like_key_filters(
+        within_ms in 100i64..2_000,
+        cap in prop::option::of(1usize..6),
+        steps in prop::collection::vec((0usize..3, 0usize..4, 0i64..6, 0i64..400), 1..300),
+    ) {
+        let parted = format!("stream S = A as a -> B where v >= a.v as b -> C as c \
+            .partition_by(k) .within({within_ms}ms) .emit(k: a.k, a: a.v, b: b.v, c: c.v)");
+        let filtered = format!("stream S = A as a -> B where k == a.k and v >= a.v as b \
+            -> C where k == a.k as c .within({within_ms}ms) .emit(k: a.k, a: a.v, b: b.v, c: c.v)");
+        let opts = EngineOptions {
+            max_sequence_runs: cap.unwrap_or(EngineOptions::default().max_sequence_runs),
+            ..EngineOptions::default()
+        };
+        let evs = events(&steps, false);
+        let mut a = Engine::compile(&parted, &opts).unwrap();
+        let mut b = Engine::compile(&filtered, &opts).unwrap();
+        prop_assert_eq!(run(&mut a, &evs, true), run(&mut b, &evs, true));
     }
 }
 
