@@ -327,6 +327,7 @@ pub(super) fn exec(
             let mut matches = take_match_buf(run);
             let r = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut matches);
             let r = r.and_then(|()| exec_matches(run, i, &matches));
+            j.recycle(&mut matches);
             return_match_buf(run, matches);
             r
         }

@@ -220,7 +220,13 @@ struct JoinState {
     seq: u64,
     /// Pending events that produced their null-filled event early (for the log).
     forced: u64,
+    /// Emptied capture lists of earlier joined events, refilled by the next ones instead of
+    /// allocating (see [`JoinOp::recycle`]).
+    spare_caps: Vec<Arc<Fields>>,
 }
+
+/// Most emptied capture lists a join keeps for reuse.
+const SPARE_CAPS: usize = 8;
 
 /// Identity of an event's stored copies: they share one field list.
 fn ptr_of(ev: &Event) -> usize {
@@ -436,10 +442,11 @@ impl JoinOp {
                     }
                 }
             }
+            let mut spare = st.spare_caps.pop();
             match self.partners(st, i, ev) {
                 Some(parts) => {
                     let parts = parts.as_slice();
-                    let m = self.joined_partial(parts, ts);
+                    let m = self.joined_partial(parts, ts, spare.take());
                     let done: Vec<(usize, Event)> = if st.pending.is_empty() {
                         Vec::new()
                     } else {
@@ -477,8 +484,29 @@ impl JoinOp {
                 }
                 None => {}
             }
+            if let Some(caps) = spare {
+                st.spare_caps.push(caps);
+            }
         }
         Ok(())
+    }
+
+    /// Takes back the capture lists of joined events handled downstream (`matches`, emptied):
+    /// a list nothing else holds any more is cleared and kept for the next joined event.
+    pub(crate) fn recycle(&self, matches: &mut Vec<Match>) {
+        if matches.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, caps) in matches.drain(..) {
+            let mut fields = caps.fields;
+            if st.spare_caps.len() < SPARE_CAPS {
+                if let Some(list) = Arc::get_mut(&mut fields) {
+                    list.clear();
+                    st.spare_caps.push(fields);
+                }
+            }
+        }
     }
 
     /// `ev`'s copy stored in input `i`'s indexes, if any.
@@ -532,7 +560,7 @@ impl JoinOp {
                 }
             }
         }
-        self.joined_partial(&chosen, at)
+        self.joined_partial(&chosen, at, None)
     }
 
     /// The partner events of `ev` arriving on input `i`, one per input (`ev` itself for `i`;
@@ -635,7 +663,12 @@ impl JoinOp {
     /// A joined event from the inputs' events; a missing input adds no fields and a `null`
     /// capture (so `Input.field` reads `null` and `Input == null` holds). The joined event's
     /// own fields are only built when something reads them (`flatten`).
-    fn joined_partial(&self, parts: &[Option<&Event>], ts: i64) -> Match {
+    fn joined_partial(
+        &self,
+        parts: &[Option<&Event>],
+        ts: i64,
+        spare: Option<Arc<Fields>>,
+    ) -> Match {
         let fields = if self.flatten {
             let mut fields: Fields =
                 Vec::with_capacity(parts.iter().flatten().map(|p| p.fields.len()).sum());
@@ -650,13 +683,17 @@ impl JoinOp {
         } else {
             self.no_fields.clone()
         };
-        let mut caps: Fields = Vec::with_capacity(parts.len());
+        // An emptied list from an earlier joined event (see `recycle`), else a new one.
+        let mut caps = spare.unwrap_or_else(|| Arc::new(Vec::with_capacity(parts.len())));
+        // Spare lists are held by nothing else: this never copies.
+        let list = Arc::make_mut(&mut caps);
+        list.clear();
         for (input, p) in self.inputs.iter().zip(parts) {
             let cap = match p {
                 Some(p) => Value::Map(p.fields.clone()),
                 None => Value::Null,
             };
-            caps.push((input.name.clone(), cap));
+            list.push((input.name.clone(), cap));
         }
         let ev = Event {
             event_type: self.result_type.clone(),
@@ -666,7 +703,7 @@ impl JoinOp {
         let caps = Event {
             event_type: self.result_type.clone(),
             timestamp_ns: ts,
-            fields: Arc::new(caps),
+            fields: caps,
         };
         (ev, caps)
     }
