@@ -147,6 +147,35 @@ proptest! {
     }
 }
 
+/// More event types than the route cache holds, interleaved with types no stream reads and with
+/// type names allocated per event: every event reaches exactly its stream.
+#[test]
+fn routing_past_the_route_cache_reaches_every_stream() {
+    let src: String = (0..24)
+        .map(|i| format!("stream S{i} = T{i} .emit(v: v)\n"))
+        .collect();
+    let mut engine = compile(&src);
+    let mut evs = Vec::new();
+    for round in 0..3i64 {
+        for i in 0..30 {
+            let fields = vec![("v".into(), Value::Int(round * 100 + i))];
+            evs.push(Event::new(&format!("T{i}"), round * 1_000 + i, fields));
+        }
+    }
+    let lines = run(&mut engine, &evs, true);
+    assert_eq!(lines.len(), 3 * 24, "{lines:?}");
+    for (line, (round, i)) in lines
+        .iter()
+        .zip((0..3i64).flat_map(|round| (0..24).map(move |i| (round, i))))
+    {
+        assert!(line.contains(&format!("\"event_type\":\"S{i}\"")), "{line}");
+        assert!(
+            line.contains(&format!("\"v\":{}", round * 100 + i)),
+            "{line}"
+        );
+    }
+}
+
 /// A windowed aggregate partitioned by a field some events lack or hold `null` in: those events
 /// form the `null` partition, as before.
 #[test]

@@ -35,6 +35,14 @@ const RECENT_ERRORS: usize = 100;
 /// Most event types kept in the engine's route cache.
 const ROUTE_CACHE: usize = 16;
 
+/// Where [`Engine::streams_of`] found the streams of an event type.
+enum Targets {
+    /// This entry of the route cache.
+    Cached(usize),
+    /// Only in the routes map (the cache is full).
+    Map,
+}
+
 /// Options for [`Engine::compile`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -200,8 +208,12 @@ impl Engine {
         let mut current = std::borrow::Cow::Borrowed(event);
         let mut errors = Vec::new();
         loop {
-            let ci = self.streams_of(&current.event_type);
-            if let Some((_, targets)) = ci.and_then(|c| self.route_cache.get(c)) {
+            let targets = match self.streams_of(&current.event_type) {
+                Some(Targets::Cached(c)) => self.route_cache.get(c).map(|(_, t)| t),
+                Some(Targets::Map) => self.routes.get(&*current.event_type),
+                None => None,
+            };
+            if let Some(targets) = targets {
                 for &si in targets {
                     let Some(stream) = self.streams.get(si) else {
                         continue;
@@ -244,27 +256,27 @@ impl Engine {
         self.collect_counters();
     }
 
-    /// The `route_cache` entry of event type `ty` (`None`: no stream reads it). An entry is
-    /// found by pointer, then by content; a type found neither way is looked up in `routes` and
-    /// cached (types without streams are not, so hostile type names cannot grow the cache; past
-    /// [`ROUTE_CACHE`] types the newest entry is replaced).
-    fn streams_of(&mut self, ty: &Arc<str>) -> Option<usize> {
+    /// Where the streams of event type `ty` are (`None`: no stream reads it): its `route_cache`
+    /// entry, found by pointer, then by content; else `routes`, caching the type while the cache
+    /// has room for [`ROUTE_CACHE`] types (types without streams are never cached, so hostile
+    /// type names cannot grow it, and past the cap nothing is evicted or copied per event).
+    fn streams_of(&mut self, ty: &Arc<str>) -> Option<Targets> {
         if let Some(i) = self
             .route_cache
             .iter()
             .position(|(t, _)| Arc::ptr_eq(t, ty))
         {
-            return Some(i);
+            return Some(Targets::Cached(i));
         }
         if let Some(i) = self.route_cache.iter().position(|(t, _)| **t == **ty) {
-            return Some(i);
+            return Some(Targets::Cached(i));
         }
         let targets = self.routes.get(&**ty)?;
         if self.route_cache.len() >= ROUTE_CACHE {
-            self.route_cache.pop();
+            return Some(Targets::Map);
         }
         self.route_cache.push((ty.clone(), targets.clone()));
-        Some(self.route_cache.len() - 1)
+        Some(Targets::Cached(self.route_cache.len() - 1))
     }
 
     /// Moves the counters operators keep in the evaluation state into the stats.
