@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-use varpulis_runtime::evt_pipe::{Batch, ParsedEvents};
+use varpulis_runtime::evt_pipe::{self, Batch, ParsedEvents};
 use varpulis_runtime::evt_stream::{ReplayOrder, DEFAULT_REORDER_WINDOW};
 use varpulis_runtime::{json_out, Engine, EngineOptions, PrintTarget, DEFAULT_STEP_BUDGET};
 
@@ -166,7 +166,10 @@ fn replay(
             }
         };
         let batch = match batch {
-            Batch::Events(batch) => batch,
+            Batch::Events(batch) => {
+                evt_pipe::warm(&batch);
+                batch
+            }
             Batch::End(Ok(())) => break,
             Batch::End(Err(e)) => {
                 w.flush()?;

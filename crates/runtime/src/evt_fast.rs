@@ -16,11 +16,52 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct Names {
     names: HashMap<Box<str>, Arc<str>, FastHash>,
-    values: HashMap<Box<str>, Arc<str>, FastHash>,
+    /// Short string values: a direct-mapped cache (one slot per hash, a miss replaces the slot).
+    values: ValueCache,
     /// The names of the previous line, in order: consecutive lines mostly repeat them.
     last: Vec<Arc<str>>,
-    /// Empty field lists of events handed back ([`Names::recycle`]), reused for new events.
-    spare: Vec<Arc<Fields>>,
+    /// Events handed back ([`Names::recycle`]) with their type and field list still in place,
+    /// reused for new events: a line of the same shape only overwrites the values.
+    spare: Vec<Event>,
+}
+
+/// Slots of the value cache (a power of two).
+const VALUE_SLOTS: usize = 4096;
+
+/// A direct-mapped cache of short string values: no probing, no stored keys besides the value.
+#[derive(Default)]
+struct ValueCache {
+    slots: Vec<Option<Arc<str>>>,
+}
+
+impl ValueCache {
+    fn get(&mut self, s: &[u8]) -> Option<Arc<str>> {
+        if self.slots.is_empty() {
+            self.slots = vec![None; VALUE_SLOTS];
+        }
+        let slot = self.slots.get_mut(slot_of(s))?;
+        match slot {
+            Some(a) if a.as_bytes() == s => Some(a.clone()),
+            _ => {
+                let a: Arc<str> = Arc::from(std::str::from_utf8(s).ok()?);
+                *slot = Some(a.clone());
+                Some(a)
+            }
+        }
+    }
+}
+
+/// The cache slot of `s`: its first and last (up to) eight bytes and its length, mixed.
+#[inline]
+fn slot_of(s: &[u8]) -> usize {
+    let mut head = [0u8; 8];
+    let mut tail = [0u8; 8];
+    let n = s.len().min(8);
+    head[..n].copy_from_slice(&s[..n]);
+    tail[..n].copy_from_slice(&s[s.len() - n..]);
+    let h = (u64::from_le_bytes(head) ^ u64::from_le_bytes(tail).rotate_left(29) ^ s.len() as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 52) as usize & (VALUE_SLOTS - 1)
 }
 
 /// Field lists kept for reuse at most: a few batches of events in flight between the reader
@@ -99,33 +140,63 @@ impl Names {
         a
     }
 
-    /// Takes back the field list of a processed event when nothing else holds it, so the next
-    /// event parsed reuses its allocation (the list and its reference count).
-    pub fn recycle(&mut self, mut event: Event) {
-        if self.spare.len() >= MAX_SPARE {
+    /// Takes back a processed event when nothing else holds its field list, so the next event
+    /// parsed reuses it: the allocation, its reference count, and the names in place (a line of
+    /// the same shape overwrites only the values). Lists holding arrays or maps are emptied
+    /// first, so spare lists never pin large values.
+    ///
+    /// Only reads here (the counts, the values): the list was just read by the engine thread,
+    /// and the one write that takes it over (`Arc::make_mut`) happens when it is reused.
+    pub fn recycle(&mut self, event: Event) {
+        if self.spare.len() >= MAX_SPARE
+            || Arc::strong_count(&event.fields) != 1
+            || Arc::weak_count(&event.fields) != 0
+            || event.fields.capacity() > MAX_SPARE_CAPACITY
+            || event
+                .fields
+                .iter()
+                .any(|(_, v)| matches!(v, Value::Array(_) | Value::Map(_)))
+        {
             return;
         }
-        if let Some(fields) = Arc::get_mut(&mut event.fields) {
-            if fields.capacity() <= MAX_SPARE_CAPACITY {
-                fields.clear();
-                self.spare.push(event.fields);
-            }
-        }
+        self.spare.push(event);
+    }
+
+    /// A recycled event (type and fields of an earlier one, still in place, its field list
+    /// held by nothing else) when there is one.
+    #[inline]
+    pub(crate) fn spare(&mut self) -> Option<Event> {
+        self.spare.pop()
     }
 
     /// An empty field list: a recycled one when there is one.
     pub(crate) fn fields(&mut self) -> Arc<Fields> {
-        self.spare
-            .pop()
-            .unwrap_or_else(|| Arc::new(Vec::with_capacity(8)))
+        match self.spare.pop() {
+            Some(mut e) => {
+                Arc::make_mut(&mut e.fields).clear();
+                e.fields
+            }
+            None => Arc::new(Vec::with_capacity(8)),
+        }
     }
 
-    /// A string value (interned when short).
+    /// A string value (shared with an equal recent one when short).
     pub fn value(&mut self, s: &str) -> Arc<str> {
         if s.len() > MAX_INTERNED_VALUE {
             return Arc::from(s);
         }
-        intern(&mut self.values, s)
+        self.values
+            .get(s.as_bytes())
+            .unwrap_or_else(|| Arc::from(s))
+    }
+
+    /// The string value of UTF-8 bytes `s` (`None`: not UTF-8), shared like [`Names::value`].
+    #[inline]
+    pub(crate) fn value_bytes(&mut self, s: &[u8]) -> Option<Arc<str>> {
+        if s.len() > MAX_INTERNED_VALUE {
+            return std::str::from_utf8(s).ok().map(Arc::from);
+        }
+        self.values.get(s)
     }
 }
 

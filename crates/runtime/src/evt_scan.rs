@@ -27,6 +27,8 @@ pub struct LineReader<R> {
     end: usize,
     /// Bytes from `start` already searched for a newline in vain.
     scanned: usize,
+    /// The end of the next line when `line_ready` found it already.
+    newline: Option<usize>,
     eof: bool,
 }
 
@@ -44,13 +46,28 @@ impl<R: Read> LineReader<R> {
             start: 0,
             end: 0,
             scanned: 0,
+            newline: None,
             eof: false,
         }
     }
 
     /// Whether the next line can be handed out without reading (a read may wait on a pipe).
-    pub fn line_ready(&self) -> bool {
-        self.eof || memchr::memchr(b'\n', &self.buf[self.start + self.scanned..self.end]).is_some()
+    /// The newline found is kept for [`LineReader::next_line`].
+    pub fn line_ready(&mut self) -> bool {
+        if self.eof || self.newline.is_some() {
+            return true;
+        }
+        let from = self.start + self.scanned;
+        match memchr::memchr(b'\n', &self.buf[from..self.end]) {
+            Some(i) => {
+                self.newline = Some(from + i);
+                true
+            }
+            None => {
+                self.scanned = self.end - self.start;
+                false
+            }
+        }
     }
 
     /// The next line without its `\n` (`Ok(None)`: end of input; a last line without `\n`
@@ -58,9 +75,12 @@ impl<R: Read> LineReader<R> {
     pub fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
         loop {
             let from = self.start + self.scanned;
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[from..self.end]) {
+            let found = match self.newline.take() {
+                Some(e) => Some(e),
+                None => memchr::memchr(b'\n', &self.buf[from..self.end]).map(|i| from + i),
+            };
+            if let Some(e) = found {
                 let s = self.start;
-                let e = from + i;
                 self.start = e + 1;
                 self.scanned = 0;
                 return Ok(Some(&self.buf[s..e]));
@@ -183,11 +203,18 @@ pub fn scan_line(line: &[u8], batch_ms: i64, names: &mut Names) -> Option<Event>
         return None;
     }
     i = skip_space(line, i + 1);
-    let mut list = names.fields();
-    // Recycled lists are unique; `None` cannot happen, and the general parser would still give
-    // the right event.
-    let fields = Arc::get_mut(&mut list)?;
-    fields.clear();
+    // A recycled event keeps its type and names in place: a line of the same shape only
+    // overwrites the values (no name lookup, no reference-count traffic on the names).
+    let mut event = match names.spare() {
+        Some(e) => e,
+        None => Event {
+            event_type: names.nth(0, std::str::from_utf8(name).ok()?),
+            timestamp_ns: ts,
+            fields: Arc::new(Vec::with_capacity(8)),
+        },
+    };
+    // Recycled lists are held by nothing else: no copy (`make_mut` copies a shared list).
+    let fields = Arc::make_mut(&mut event.fields);
     let mut index = 0;
     if line.get(i) != Some(&b'}') {
         loop {
@@ -202,11 +229,6 @@ pub fn scan_line(line: &[u8], batch_ms: i64, names: &mut Names) -> Option<Event>
             {
                 return None;
             }
-            let key = std::str::from_utf8(key).ok()?;
-            let key = match names.repeated(index + 1, key) {
-                Some(a) => a,
-                None => names.nth(index + 1, key),
-            };
             i = skip_space(line, i);
             if line.get(i) != Some(&b':') {
                 return None;
@@ -221,7 +243,7 @@ pub fn scan_line(line: &[u8], batch_ms: i64, names: &mut Names) -> Option<Event>
                         return None;
                     }
                     i += close + 2;
-                    Value::Str(names.value(std::str::from_utf8(text).ok()?))
+                    Value::Str(names.value_bytes(text)?)
                 }
                 b'-' | b'0'..=b'9' => {
                     let (v, next) = number(line, i)?;
@@ -249,7 +271,17 @@ pub fn scan_line(line: &[u8], batch_ms: i64, names: &mut Names) -> Option<Event>
             if !ends_value(line.get(i)) {
                 return None;
             }
-            fields.push((key, value));
+            match fields.get_mut(index) {
+                Some(slot) if slot.0.as_bytes() == key => slot.1 = value,
+                slot => {
+                    // Identifiers are ASCII: this cannot fail.
+                    let key = names.nth(index + 1, std::str::from_utf8(key).ok()?);
+                    match slot {
+                        Some(slot) => *slot = (key, value),
+                        None => fields.push((key, value)),
+                    }
+                }
+            }
             index += 1;
             i = skip_space(line, i);
             match line.get(i) {
@@ -265,6 +297,7 @@ pub fn scan_line(line: &[u8], batch_ms: i64, names: &mut Names) -> Option<Event>
             }
         }
     }
+    fields.truncate(index);
     // At the closing `}`: only an optional `;` may follow.
     i = skip_space(line, i + 1);
     if line.get(i) == Some(&b';') {
@@ -273,16 +306,21 @@ pub fn scan_line(line: &[u8], batch_ms: i64, names: &mut Names) -> Option<Event>
     if i != line.len() {
         return None;
     }
-    let name = std::str::from_utf8(name).ok()?;
-    Some(Event {
-        event_type: names.nth(0, name),
-        timestamp_ns: ts,
-        fields: list,
-    })
+    if event.event_type.as_bytes() != name {
+        event.event_type = names.nth(0, std::str::from_utf8(name).ok()?);
+    }
+    event.timestamp_ns = ts;
+    Some(event)
 }
 
 /// `-?[0-9]+` (an i64) or `-?[0-9]+.[0-9]+` (an f64, read like the general parser) at `i`,
 /// followed by a space, `,`, `}` or the end; the value and the position after it.
+///
+/// A decimal of at most 15 digits is read in the same pass (Clinger's fast path): its digits
+/// form an integer below 2^53 and its scale a power of ten, both exact in an f64, so one IEEE
+/// division rounds correctly, as `str::parse::<f64>` does (proptest
+/// `short_decimals_match_the_std_parser`); longer ones go through `str::parse`.
+#[inline]
 fn number(line: &[u8], mut i: usize) -> Option<(Value, usize)> {
     let start = i;
     let negative = line[i] == b'-';
@@ -309,13 +347,22 @@ fn number(line: &[u8], mut i: usize) -> Option<(Value, usize)> {
         return None;
     }
     if line.get(i) == Some(&b'.') {
+        let int_digits = i - digits;
         i += 1;
         let frac = i;
-        while line.get(i).is_some_and(u8::is_ascii_digit) {
+        // Only used with 15 digits at most in all (no wrap then).
+        let mut m = n.unsigned_abs();
+        while let Some(d) = line.get(i).filter(|b| b.is_ascii_digit()) {
+            m = m.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
             i += 1;
         }
         if i == frac || !ends_value(line.get(i)) {
             return None;
+        }
+        let scale = i - frac;
+        if int_digits + scale <= 15 {
+            let f = m as f64 / POW10.get(scale)?;
+            return Some((Value::Float(if negative { -f } else { f }), i));
         }
         let text = std::str::from_utf8(&line[start..i]).ok()?;
         return Some((Value::Float(text.parse::<f64>().ok()?), i));
@@ -327,6 +374,11 @@ fn number(line: &[u8], mut i: usize) -> Option<(Value, usize)> {
     let v = if negative { n } else { n.checked_neg()? };
     Some((Value::Int(v), i))
 }
+
+/// Powers of ten exactly representable as an f64.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -451,6 +503,25 @@ mod tests {
     }
 
     proptest! {
+        /// Decimals read in one pass give what `str::parse::<f64>` gives, to the bit.
+        #[test]
+        fn short_decimals_match_the_std_parser(
+            sign in prop_oneof![Just(""), Just("-")],
+            int in "[0-9]{1,17}",
+            frac in "[0-9]{1,17}",
+        ) {
+            let text = format!("{sign}{int}.{frac}");
+            let std = text.parse::<f64>().unwrap();
+            let (v, end) = number(text.as_bytes(), 0).unwrap();
+            prop_assert_eq!(end, text.len());
+            match v {
+                Value::Float(f) => prop_assert_eq!(f.to_bits(), std.to_bits(), "{}", text),
+                other => prop_assert!(false, "{}: {:?}", text, other),
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
 
         /// Random text in and around the common shape: whenever the scanner accepts a line,
@@ -463,6 +534,43 @@ mod tests {
             same(&format!("{}T {{{}}}", head.concat(), parts.concat()))?;
             same(&format!("@{} T{{ {} }};", head.concat(), parts.concat()))?;
             same(&format!("{}{}", head.concat(), parts.concat()))?;
+        }
+
+        /// Lines scanned one after another into recycled events (names and values of an
+        /// earlier line still in place) give the general parser's events.
+        #[test]
+        fn recycled_events_are_overwritten_correctly(
+            lines in prop::collection::vec((
+                prop_oneof![Just("R"), Just("Q"), Just("Reading")],
+                prop::collection::vec((
+                    prop_oneof![Just("a"), Just("b"), Just("sensor_id"), Just("t")],
+                    prop_oneof![
+                        (0i64..100).prop_map(|i| i.to_string()),
+                        Just("-2.50".to_string()),
+                        Just("\"S0001\"".to_string()),
+                        Just("\"S0002\"".to_string()),
+                        Just("true".to_string()),
+                        Just("null".to_string()),
+                    ],
+                ), 0..5),
+                any::<bool>(),
+            ), 1..40),
+        ) {
+            let mut names = Names::default();
+            for (ty, fields, keep) in lines {
+                let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                let line = format!("@1ms {ty} {{ {} }}", body.join(", "));
+                let fast = scan_line(line.as_bytes(), 0, &mut names);
+                prop_assert!(fast.is_some(), "{}", line);
+                let fast = fast.unwrap();
+                let slow = general(&line, 0).unwrap().unwrap();
+                prop_assert_eq!(&*fast.event_type, &*slow.event_type);
+                prop_assert_eq!(format!("{:?}", fast.fields), format!("{:?}", slow.fields));
+                // Sometimes still held elsewhere when handed back: then it is not reused.
+                let held = keep.then(|| fast.clone());
+                names.recycle(fast);
+                drop(held);
+            }
         }
 
         /// Well-formed lines of the common shape are scanned, identically.

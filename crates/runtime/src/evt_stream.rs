@@ -84,7 +84,7 @@ impl<R: Read> EvtStream<R> {
 
     /// Whether the next line is already buffered (or the input ended), so that reading it does
     /// not wait (on a pipe).
-    pub fn line_ready(&self) -> bool {
+    pub fn line_ready(&mut self) -> bool {
         self.lines.line_ready()
     }
 
@@ -155,12 +155,12 @@ impl<R: Read> Iterator for EvtStream<R> {
                 Ok(Some(event)) => {
                     let ts = event.timestamp_ns;
                     // After every held event with an offset <= ts (stable).
-                    let at = if self.held.back().is_none_or(|h| h.ts <= ts) {
-                        self.held.len()
+                    if self.held.back().is_none_or(|h| h.ts <= ts) {
+                        self.held.push_back(Held { ts, event });
                     } else {
-                        self.held.partition_point(|h| h.ts <= ts)
-                    };
-                    self.held.insert(at, Held { ts, event });
+                        let at = self.held.partition_point(|h| h.ts <= ts);
+                        self.held.insert(at, Held { ts, event });
+                    }
                 }
                 Ok(None) => self.ended = true,
                 Err(e) => {

@@ -7,6 +7,7 @@
 
 use crate::event::Event;
 use crate::value::{write_rfc3339, Value, RFC3339_MAX};
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ pub fn write_event(w: &mut impl Write, ev: &Event) -> io::Result<()> {
     w.write_all(b",\"timestamp\":\"")?;
     write_timestamp(w, ev.timestamp_ns)?;
     w.write_all(b"\",\"fields\":")?;
-    write_map(w, &ev.fields)?;
+    write_fields(w, &ev.fields)?;
     w.write_all(b"}")
 }
 
@@ -45,10 +46,49 @@ fn write_str(w: &mut impl Write, s: &str) -> io::Result<()> {
     serde_json::to_writer(w, s).map_err(io::Error::other)
 }
 
+/// Length of `YYYY-MM-DDTHH:MM:SS`, the part of a timestamp shared by a whole second.
+const SECOND_PREFIX: usize = 19;
+
+thread_local! {
+    /// The last second written and its text: consecutive outputs mostly share it.
+    static LAST_SECOND: Cell<(i64, [u8; SECOND_PREFIX])> = const { Cell::new((i64::MIN, [0; SECOND_PREFIX])) };
+}
+
+/// Writes `ns` as `write_rfc3339` does; the date and time of day are reused from the previous
+/// call on this thread when in the same second.
 fn write_timestamp(w: &mut impl Write, ns: i64) -> io::Result<()> {
     let mut buf = [0u8; RFC3339_MAX];
-    let n = write_rfc3339(ns, &mut buf);
-    w.write_all(buf.get(..n).unwrap_or_default())
+    let second = ns.div_euclid(1_000_000_000);
+    let frac = ns.rem_euclid(1_000_000_000);
+    let (last, prefix) = LAST_SECOND.get();
+    if last != second {
+        let n = write_rfc3339(ns, &mut buf);
+        if n > SECOND_PREFIX {
+            let mut p = [0u8; SECOND_PREFIX];
+            p.copy_from_slice(&buf[..SECOND_PREFIX]);
+            LAST_SECOND.set((second, p));
+        }
+        return w.write_all(buf.get(..n).unwrap_or_default());
+    }
+    buf[..SECOND_PREFIX].copy_from_slice(&prefix);
+    let mut n = SECOND_PREFIX;
+    if frac != 0 {
+        buf[n] = b'.';
+        let (mut v, width) = if frac % 1_000_000 == 0 {
+            (frac / 1_000_000, 3)
+        } else if frac % 1_000 == 0 {
+            (frac / 1_000, 6)
+        } else {
+            (frac, 9)
+        };
+        for i in (0..width).rev() {
+            buf[n + 1 + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        n += 1 + width;
+    }
+    buf[n] = b'Z';
+    w.write_all(buf.get(..n + 1).unwrap_or_default())
 }
 
 fn write_map(w: &mut impl Write, fields: &[(Arc<str>, Value)]) -> io::Result<()> {
@@ -56,6 +96,11 @@ fn write_map(w: &mut impl Write, fields: &[(Arc<str>, Value)]) -> io::Result<()>
         let v = Value::Map(Arc::new(fields.to_vec())).to_json();
         return serde_json::to_writer(w, &v).map_err(io::Error::other);
     }
+    write_fields(w, fields)
+}
+
+/// `{"k":v,…}` for keys known to be distinct.
+fn write_fields(w: &mut impl Write, fields: &[(Arc<str>, Value)]) -> io::Result<()> {
     w.write_all(b"{")?;
     for (i, (k, v)) in fields.iter().enumerate() {
         if i > 0 {
@@ -136,6 +181,28 @@ mod tests {
                 }),
             ]
         })
+    }
+
+    proptest! {
+        /// Timestamps written in a row (the second reused) read as `write_rfc3339` writes them.
+        #[test]
+        fn timestamps_in_a_row_match_the_full_formatter(
+            start in any::<i64>(),
+            steps in prop::collection::vec(
+                prop_oneof![Just(0i64), 0i64..1_000, 0i64..2_000_000_000, Just(1_000_000)],
+                1..20,
+            ),
+        ) {
+            let mut ns = start;
+            for step in steps {
+                ns = ns.saturating_add(step);
+                let mut fast = Vec::new();
+                write_timestamp(&mut fast, ns).unwrap();
+                let mut buf = [0u8; RFC3339_MAX];
+                let n = write_rfc3339(ns, &mut buf);
+                prop_assert_eq!(&fast[..], &buf[..n], "{}", ns);
+            }
+        }
     }
 
     proptest! {
