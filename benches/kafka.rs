@@ -258,7 +258,9 @@ async fn run(addr: &str, events: u64, broker_pid: u32) -> Result<(), BoxError> {
     println!(
         "  CPU in the steady state per input event: worker process {worker_us:.2} us, broker \
          {broker_us:.2} us (load average {})",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     worker.stop().await
 }

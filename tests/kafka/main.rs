@@ -79,7 +79,12 @@ pub async fn collect_until_all(
     let mut counted = 0;
     let more = reader
         .read_until(timeout, |r| {
-            seen.extend(r.get(counted..).unwrap_or_default().iter().map(|r| id_of(r, field)));
+            seen.extend(
+                r.get(counted..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| id_of(r, field)),
+            );
             counted = r.len();
             seen.len() >= n
         })

@@ -18,7 +18,13 @@ async fn events_in(url: &str) -> u64 {
 async fn click(producer: &FutureProducer, next: &mut u64, count: u64) {
     for _ in 0..count {
         let n = *next;
-        send(producer, "clicks", &format!("k{n}"), &json!({"event_type": "Click", "n": n})).await;
+        send(
+            producer,
+            "clicks",
+            &format!("k{n}"),
+            &json!({"event_type": "Click", "n": n}),
+        )
+        .await;
         *next += 1;
     }
 }
@@ -66,7 +72,14 @@ async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_leav
     w1.shutdown().await;
     click(&producer, &mut n, 400).await;
     let reader = broker.reader("counted");
-    let all = collect_until_all(&reader, Vec::new(), "n", n as usize, Duration::from_secs(90)).await;
+    let all = collect_until_all(
+        &reader,
+        Vec::new(),
+        "n",
+        n as usize,
+        Duration::from_secs(90),
+    )
+    .await;
     println!(
         "rebalance test: {n} inputs, {} outputs, {} duplicates",
         all.records.len(),
