@@ -9,7 +9,11 @@
 //! second from the deploy (consumer-group join included), the join alone (deploy → first event
 //! processed), the steady-state rate (first event processed → last output delivered), and their
 //! ratio to the same program fed by `events-batch` inject with no connector (the same-process
-//! baseline).
+//! baseline). The output topic is then read back whole (every record counted, next to its
+//! high watermark), and the CPU time the worker's process and the broker spent during the
+//! steady state is printed per input event (a figure that moves less with the machine's load
+//! than the rate). `KAFKA_BENCH_PROPERTIES='{"linger.ms": "20"}'` adds client properties to the
+//! connector (A/B runs of client settings in one build).
 //! Run: `cargo bench --bench kafka` (optionally `-- --events 500000`).
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -20,6 +24,10 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "common/proc_stats.rs"]
+#[allow(dead_code)]
+mod proc_stats;
 
 #[path = "common/inproc_worker.rs"]
 #[allow(dead_code)] // the shared bench support has more than this bench uses
@@ -129,13 +137,13 @@ async fn bench() -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let result = run(&addr, events).await;
+    let result = run(&addr, events, broker.id()).await;
     let _ = broker.kill();
     let _ = broker.wait();
     result
 }
 
-async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
+async fn run(addr: &str, events: u64, broker_pid: u32) -> Result<(), BoxError> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", addr);
     let admin: AdminClient<DefaultClientContext> = cfg.create()?;
@@ -174,8 +182,12 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
     let worker = InProcessWorker::start().await?;
     let url = worker.url.clone();
 
+    let properties = match std::env::var("KAFKA_BENCH_PROPERTIES") {
+        Ok(p) if !p.trim().is_empty() => format!(", properties: {p}"),
+        _ => String::new(),
+    };
     let src = format!(
-        "connector K = kafka(brokers: \"{addr}\", group_id: \"bench\")\n\
+        "connector K = kafka(brokers: \"{addr}\", group_id: \"bench\"{properties})\n\
          stream R = Reading.from(K, topic: \"bench-in\")\n\
          stream Hot = R .where(temp >= 50) .emit(id: id, temp: temp) .to(K, topic: \"bench-out\", key: id)\n"
     );
@@ -185,10 +197,13 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
     // Polled every 5 ms: the first processed input marks the end of the group join (deploy →
     // subscribed → assigned → first fetch), the last delivery the end of the run.
     let mut first_in: Option<Instant> = None;
+    let me = std::process::id();
+    let mut cpu_at_first = (0, 0);
     loop {
         let i = info(&url, &id).await?;
         if first_in.is_none() && i["events_in"].as_u64().unwrap_or(0) > 0 {
             first_in = Some(Instant::now());
+            cpu_at_first = (proc_stats::cpu_ticks(me), proc_stats::cpu_ticks(broker_pid));
         }
         let sent = i["connectors"][0]["events_sent"].as_u64().unwrap_or(0);
         if sent >= expected {
@@ -200,29 +215,39 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let done = Instant::now();
+    let cpu_at_done = (proc_stats::cpu_ticks(me), proc_stats::cpu_ticks(broker_pid));
     let first_in = first_in.unwrap_or(done);
-    // The broker's high watermark may trail its acknowledgements a little: polled (10 s).
-    let mut on_topic = high_watermark(addr, "bench-out")?;
-    let counting = Instant::now();
-    while on_topic < expected as i64 && counting.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        on_topic = high_watermark(addr, "bench-out")?;
-    }
-    if on_topic < expected as i64 {
-        // Seen with tansu 0.6 (in-memory): its high watermark stays ~0.5 % under the records
-        // it acknowledged; printed, not fatal (tests/kafka read the records themselves).
-        println!("note: bench-out high watermark {on_topic} < {expected} acknowledged records");
+    let stats = info(&url, &id).await?;
+    let read_in = stats["events_in"].as_u64().unwrap_or(0);
+    let watermark = high_watermark(addr, "bench-out")?;
+    let back = read_back(addr, "bench-out", expected).await?;
+    println!(
+        "output topic read back: {} records (offsets 0..{}); high watermark {watermark}; \
+         {read_in} input events processed",
+        back.records, back.next_offset
+    );
+    if back.records < expected {
+        return Err(format!(
+            "only {} of {expected} acknowledged records on the output topic",
+            back.records
+        )
+        .into());
     }
     let took = (done - started).as_secs_f64();
     let join = (first_in - started).as_secs_f64();
     let steady = (done - first_in).as_secs_f64();
     let rate = events as f64 / took;
     let steady_rate = events as f64 / steady;
+    let hz = proc_stats::ticks_per_second();
+    let per_event = |ticks: u64| ticks as f64 / hz * 1e6 / events as f64;
+    let worker_us = per_event(cpu_at_done.0.saturating_sub(cpu_at_first.0));
+    let broker_us = per_event(cpu_at_done.1.saturating_sub(cpu_at_first.1));
     let base = baseline(&worker, events).await?;
     println!("inject baseline (no connector): {base:.0} events/s");
     println!(
-        "kafka source -> filter -> kafka sink: {events} events ({on_topic} on the output topic) in \
+        "kafka source -> filter -> kafka sink: {events} events ({} on the output topic) in \
          {took:.2}s from the deploy = {rate:.0} events/s ({:.2} x baseline; group join included)",
+        back.records,
         rate / base
     );
     println!(
@@ -230,7 +255,53 @@ async fn run(addr: &str, events: u64) -> Result<(), BoxError> {
          processed -> last output delivered): {steady:.2}s = {steady_rate:.0} events/s ({:.2} x baseline)",
         steady_rate / base
     );
+    println!(
+        "  CPU in the steady state per input event: worker process {worker_us:.2} us, broker \
+         {broker_us:.2} us (load average {})",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     worker.stop().await
+}
+
+/// What reading an output topic back found.
+struct ReadBack {
+    /// Records read.
+    records: u64,
+    /// The offset after the last record read.
+    next_offset: i64,
+}
+
+/// Reads partition 0 of `topic` from its start until `expected` records came, or nothing came
+/// for 5 s.
+async fn read_back(addr: &str, topic: &str, expected: u64) -> Result<ReadBack, BoxError> {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "bench-read-back")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut back = ReadBack {
+        records: 0,
+        next_offset: 0,
+    };
+    let mut last = Instant::now();
+    while back.records < expected && last.elapsed() < Duration::from_secs(5) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                use rdkafka::Message;
+                back.records += 1;
+                back.next_offset = back.next_offset.max(m.offset() + 1);
+                last = Instant::now();
+            }
+            Some(Err(e)) => return Err(format!("reading {topic} back: {e}").into()),
+            None => tokio::task::yield_now().await,
+        }
+    }
+    Ok(back)
 }
 
 /// The high watermark of partition 0 of `topic` (how many records it holds).

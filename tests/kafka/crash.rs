@@ -4,10 +4,10 @@
 //! 1 s, plus its in-flight batch) is processed again: those duplicates are counted and printed
 //! (docs/connectors.md, "Kafka": at-least-once).
 
-use crate::broker::{send, start_broker};
+use crate::broker::start_broker;
 use crate::procs::{free_port, wait_until, Api, Proc};
+use crate::{collect_until_all, feed_orders};
 use serde_json::json;
-use std::collections::HashSet;
 use std::time::Duration;
 
 const KEY: &str = "worker-secret";
@@ -59,26 +59,11 @@ async fn a_killed_worker_is_replaced_without_losing_events() {
     deploy(&api, &base, &source).await;
 
     const N: usize = 3000;
-    let producer = broker.producer();
-    let feeder = tokio::spawn(async move {
-        for i in 0..N {
-            let id = format!("o{i}");
-            send(
-                &producer,
-                "orders",
-                &id,
-                &json!({"event_type": "Order", "id": id, "amount": i}),
-            )
-            .await;
-            if i % 100 == 99 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    let feeder = feed_orders(broker.producer(), "orders", "o", N);
 
     // Kill the first worker once part of the stream went through.
     let reader = broker.reader("checked");
-    let mut out = reader
+    let out = reader
         .read_until(Duration::from_secs(60), |r| r.len() >= N / 4)
         .await;
     assert!(
@@ -93,36 +78,16 @@ async fn a_killed_worker_is_replaced_without_losing_events() {
     deploy(&api, &base2, &source).await;
     feeder.await.unwrap();
 
-    let mut ids: HashSet<String> = HashSet::new();
-    for (_, _, v) in &out {
-        ids.insert(v["id"].as_str().unwrap().to_owned());
-    }
-    let more = reader
-        .read_until(Duration::from_secs(120), |r| {
-            let mut seen = ids.clone();
-            seen.extend(
-                r.iter()
-                    .map(|(_, _, v)| v["id"].as_str().unwrap_or_default().to_owned()),
-            );
-            seen.len() >= N
-        })
-        .await;
-    out.extend(more);
-    // Let late duplicates arrive before counting.
-    out.extend(reader.read_until(Duration::from_secs(2), |_| false).await);
-    let distinct: HashSet<&str> = out
-        .iter()
-        .map(|(_, _, v)| v["id"].as_str().unwrap())
-        .collect();
-    let duplicates = out.len() - distinct.len();
+    let all = collect_until_all(&reader, out, "id", N, Duration::from_secs(120)).await;
     println!(
-        "kafka crash test: {N} inputs, {} outputs, {} distinct, {duplicates} duplicates \
+        "kafka crash test: {N} inputs, {} outputs, {} distinct, {} duplicates \
          (first worker killed after {killed_after} outputs)",
-        out.len(),
-        distinct.len()
+        all.records.len(),
+        all.distinct,
+        all.duplicates
     );
-    assert_eq!(distinct.len(), N, "events lost across the crash");
-    for (_, key, v) in &out {
+    assert_eq!(all.distinct, N, "events lost across the crash");
+    for (_, key, v) in &all.records {
         assert_eq!(key.as_deref(), v["id"].as_str());
     }
 }

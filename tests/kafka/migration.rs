@@ -4,10 +4,10 @@
 //! closes (docs/connectors.md, "Kafka"). Nothing is lost, and far fewer records are processed
 //! twice than a copy starting over from the topic's start would repeat.
 
-use crate::broker::{send, start_broker};
+use crate::broker::start_broker;
 use crate::procs::{wait_until, Ensemble, Opts};
+use crate::{collect_until_all, feed_orders};
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// The placement of the group's only pipeline, once it runs on `worker`.
@@ -57,20 +57,10 @@ async fn a_pipeline_moved_by_a_drain_resumes_from_the_committed_offsets() {
     wait_running_on(&ens, &gid, "worker-0").await;
 
     const N: usize = 2000;
-    let producer = broker.producer();
-    let feeder = tokio::spawn(async move {
-        for i in 0..N {
-            let id = format!("m{i}");
-            let order = json!({"event_type": "Order", "id": id, "amount": i});
-            send(&producer, "moves-in", &id, &order).await;
-            if i % 100 == 99 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    let feeder = feed_orders(broker.producer(), "moves-in", "m", N);
 
     let reader = broker.reader("moves-out");
-    let mut out = reader
+    let out = reader
         .read_until(Duration::from_secs(60), |r| r.len() >= N / 3)
         .await;
     let before_move = out.len();
@@ -93,34 +83,15 @@ async fn a_pipeline_moved_by_a_drain_resumes_from_the_committed_offsets() {
     wait_running_on(&ens, &gid, "worker-1").await;
     feeder.await.unwrap();
 
-    let mut seen: HashSet<String> = out
-        .iter()
-        .filter_map(|(_, _, v)| v["id"].as_str().map(str::to_owned))
-        .collect();
-    let more = reader
-        .read_until(Duration::from_secs(120), |r| {
-            seen.extend(
-                r.iter()
-                    .filter_map(|(_, _, v)| v["id"].as_str().map(str::to_owned)),
-            );
-            seen.len() >= N
-        })
-        .await;
-    out.extend(more);
-    // Let late duplicates arrive before counting.
-    out.extend(reader.read_until(Duration::from_secs(2), |_| false).await);
-    let distinct: HashSet<&str> = out
-        .iter()
-        .map(|(_, _, v)| v["id"].as_str().unwrap())
-        .collect();
-    let duplicates = out.len() - distinct.len();
+    let all = collect_until_all(&reader, out, "id", N, Duration::from_secs(120)).await;
+    let duplicates = all.duplicates;
     println!(
         "kafka migration test: {N} inputs, {} outputs, {} distinct, {duplicates} duplicates \
          (drained after {before_move} outputs)",
-        out.len(),
-        distinct.len()
+        all.records.len(),
+        all.distinct
     );
-    assert_eq!(distinct.len(), N, "events lost across the migration");
+    assert_eq!(all.distinct, N, "events lost across the migration");
     // A copy that started over (offsets not committed, or another group) would repeat every
     // output produced before the move.
     assert!(

@@ -4,13 +4,29 @@
 //! are counted).
 
 use crate::broker::{send, start_broker};
+use crate::collect_until_all;
 use crate::harness::{config, deploy, get, start_worker};
+use rdkafka::producer::FutureProducer;
 use serde_json::json;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 async fn events_in(url: &str) -> u64 {
     get(url).await.1["events_in"].as_u64().unwrap_or(0)
+}
+
+/// Sends clicks `next..next + count` (keyed `k{n}`), advancing `next`.
+async fn click(producer: &FutureProducer, next: &mut u64, count: u64) {
+    for _ in 0..count {
+        let n = *next;
+        send(
+            producer,
+            "clicks",
+            &format!("k{n}"),
+            &json!({"event_type": "Click", "n": n}),
+        )
+        .await;
+        *next += 1;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,16 +58,7 @@ async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_leav
             events_in(&url1).await,
             events_in(&url2).await
         );
-        for _ in 0..20 {
-            send(
-                &producer,
-                "clicks",
-                &format!("k{n}"),
-                &json!({"event_type": "Click", "n": n}),
-            )
-            .await;
-            n += 1;
-        }
+        click(&producer, &mut n, 20).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let shared = n;
@@ -63,33 +70,22 @@ async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_leav
 
     // One member leaves; the other gets every partition.
     w1.shutdown().await;
-    for _ in 0..400 {
-        send(
-            &producer,
-            "clicks",
-            &format!("k{n}"),
-            &json!({"event_type": "Click", "n": n}),
-        )
-        .await;
-        n += 1;
-    }
+    click(&producer, &mut n, 400).await;
     let reader = broker.reader("counted");
-    let out = reader
-        .read_until(Duration::from_secs(90), |r| {
-            r.iter()
-                .filter_map(|(_, _, v)| v["n"].as_u64())
-                .collect::<HashSet<_>>()
-                .len() as u64
-                >= n
-        })
-        .await;
-    let distinct: HashSet<u64> = out.iter().filter_map(|(_, _, v)| v["n"].as_u64()).collect();
+    let all = collect_until_all(
+        &reader,
+        Vec::new(),
+        "n",
+        n as usize,
+        Duration::from_secs(90),
+    )
+    .await;
     println!(
         "rebalance test: {n} inputs, {} outputs, {} duplicates",
-        out.len(),
-        out.len() - distinct.len()
+        all.records.len(),
+        all.duplicates
     );
-    assert_eq!(distinct.len() as u64, n, "events lost across the rebalance");
+    assert_eq!(all.distinct as u64, n, "events lost across the rebalance");
     assert!(
         events_in(&url2).await >= n - shared,
         "the remaining worker took the partitions over"

@@ -196,6 +196,9 @@ enum Fetched {
     Found(Arc<Map<String, Value>>),
     NotFound,
     Failed(String),
+    /// The request's own `timeout` ran out (it races the engine's wait of the same length:
+    /// either way the lookup timed out).
+    TimedOut,
 }
 
 async fn fetch(client: reqwest::Client, t: Arc<Target>, url: String, timeout: Duration) -> Fetched {
@@ -206,6 +209,7 @@ async fn fetch(client: reqwest::Client, t: Arc<Target>, url: String, timeout: Du
     }
     let resp = match req.send().await {
         Ok(r) => r,
+        Err(e) if e.is_timeout() => return Fetched::TimedOut,
         Err(e) => return Fetched::Failed(format!("GET {url} failed: {e}")),
     };
     let status = resp.status();
@@ -218,6 +222,7 @@ async fn fetch(client: reqwest::Client, t: Arc<Target>, url: String, timeout: Du
     match resp.json::<Value>().await {
         Ok(Value::Object(m)) => Fetched::Found(Arc::new(m)),
         Ok(_) => Fetched::Failed(format!("GET {url}: the answer is not a JSON object")),
+        Err(e) if e.is_timeout() => Fetched::TimedOut,
         Err(e) => Fetched::Failed(format!("GET {url}: unreadable answer: {e}")),
     }
 }
@@ -244,7 +249,7 @@ impl Enricher for HttpEnricher {
             match &got {
                 Fetched::Found(m) => store(&cache, cache_key, ttl, Some(m.clone())),
                 Fetched::NotFound => store(&cache, cache_key, ttl, None),
-                Fetched::Failed(_) => {}
+                Fetched::Failed(_) | Fetched::TimedOut => {}
             }
             let _ = tx.send(got);
         });
@@ -265,7 +270,7 @@ impl Enricher for HttpEnricher {
                 t.stats.set_down(e);
                 None
             }
-            Err(_) => {
+            Ok(Fetched::TimedOut) | Err(_) => {
                 bump(&t.counts.timeouts);
                 tracing::warn!(connector = %req.connector, key = %req.key,
                     timeout = ?req.timeout, "enrich lookup timed out");

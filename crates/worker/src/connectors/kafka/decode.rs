@@ -16,17 +16,43 @@ use std::sync::Arc;
 use varpulis_runtime::value::Fields;
 use varpulis_runtime::Value;
 
+/// The names a source saw recently (top-level keys, event types), shared by the events it
+/// decodes: a name already held costs a comparison instead of an allocation. At most
+/// [`Names::CAPACITY`] are held (the first seen, each at most [`Names::LONGEST`] bytes);
+/// others are allocated each time, so hostile payloads with ever-new or huge keys cannot grow
+/// it.
+#[derive(Debug, Default)]
+pub struct Names(Vec<Arc<str>>);
+
+impl Names {
+    /// Most names held.
+    pub const CAPACITY: usize = 64;
+    /// Longest name held, in bytes.
+    pub const LONGEST: usize = 128;
+
+    /// The shared name equal to `s` (held from now on if there is room).
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(n) = self.0.iter().find(|n| &***n == s) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(s);
+        if self.0.len() < Self::CAPACITY && s.len() <= Self::LONGEST {
+            self.0.push(n.clone());
+        }
+        n
+    }
+}
+
 /// Decodes one payload into an event of time `timestamp_ns`; `default_type` names payloads
-/// that name no type. `last_type` caches the previous event's type name (one allocation per
-/// change of type instead of per event).
+/// that name no type. `names` shares the top-level keys and type names between events.
 pub fn decode_record(
     payload: &[u8],
     default_type: &str,
     timestamp_ns: i64,
-    last_type: &mut Option<Arc<str>>,
+    names: &mut Names,
 ) -> Result<Event, String> {
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let top = TopSeed
+    let top = TopSeed(names)
         .deserialize(&mut de)
         .map_err(|e| format!("not JSON: {e}"))?;
     de.end().map_err(|e| format!("not JSON: {e}"))?;
@@ -64,14 +90,9 @@ pub fn decode_record(
     for (_, v) in &mut fields {
         integral_to_int(v);
     }
-    let cached = last_type.as_ref().filter(|t| &***t == ty).cloned();
-    let event_type = match cached {
+    let event_type = match named {
         Some(t) => t,
-        None => {
-            let t = named.clone().unwrap_or_else(|| Arc::from(ty));
-            *last_type = Some(t.clone());
-            t
-        }
+        None => names.get(ty),
     };
     Ok(Event {
         event_type,
@@ -132,20 +153,21 @@ struct Top {
     rest: Fields,
 }
 
-/// Reads the top level: `Some` for an object, `None` for any other JSON value.
-struct TopSeed;
+/// Reads the top level: `Some` for an object, `None` for any other JSON value; its keys and a
+/// string `event_type`/`type` come from the names.
+struct TopSeed<'n>(&'n mut Names);
 
-impl<'de> DeserializeSeed<'de> for TopSeed {
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
     type Value = Option<Top>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(TopVisitor)
+        d.deserialize_any(TopVisitor(self.0))
     }
 }
 
-struct TopVisitor;
+struct TopVisitor<'n>(&'n mut Names);
 
-impl<'de> Visitor<'de> for TopVisitor {
+impl<'de> Visitor<'de> for TopVisitor<'_> {
     type Value = Option<Top>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,12 +177,14 @@ impl<'de> Visitor<'de> for TopVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut top = Top::default();
         while let Some(key) = map.next_key::<KeyText<'de>>()? {
-            let value = map.next_value_seed(ValueSeed)?;
             match key.as_str() {
-                "event_type" => top.event_type = Some(value),
-                "type" => top.ty = Some(value),
-                "data" => top.data = Some(value),
-                k => top.rest.push((Arc::from(k), value)),
+                "event_type" => top.event_type = Some(map.next_value_seed(NameSeed(self.0))?),
+                "type" => top.ty = Some(map.next_value_seed(NameSeed(self.0))?),
+                "data" => top.data = Some(map.next_value_seed(ValueSeed)?),
+                k => {
+                    let value = map.next_value_seed(ValueSeed)?;
+                    top.rest.push((self.0.get(k), value));
+                }
             }
         }
         Ok(Some(top))
@@ -233,6 +257,53 @@ impl<'de> DeserializeSeed<'de> for ValueSeed {
     }
 }
 
+/// Any JSON value as [`ValueSeed`] reads it, except that a string is taken from the names (an
+/// event type repeats from record to record).
+struct NameSeed<'n>(&'n mut Names);
+
+impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(NameVisitor(self.0))
+    }
+}
+
+struct NameVisitor<'n>(&'n mut Names);
+
+impl<'de> Visitor<'de> for NameVisitor<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(self.0.get(s)))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        ValueVisitor.visit_unit()
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        ValueVisitor.visit_bool(b)
+    }
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Value, E> {
+        ValueVisitor.visit_i64(i)
+    }
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Value, E> {
+        ValueVisitor.visit_u64(u)
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Value, E> {
+        ValueVisitor.visit_f64(f)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        ValueVisitor.visit_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        ValueVisitor.visit_map(map)
+    }
+}
+
 struct ValueVisitor;
 
 impl<'de> Visitor<'de> for ValueVisitor {
@@ -302,8 +373,7 @@ mod tests {
     }
 
     fn direct(payload: &str, default_type: &str) -> Result<(String, Vec<String>), String> {
-        let mut last = None;
-        let ev = decode_record(payload.as_bytes(), default_type, 0, &mut last)?;
+        let ev = decode_record(payload.as_bytes(), default_type, 0, &mut Names::default())?;
         Ok((ev.event_type.to_string(), sorted(&ev)))
     }
 
@@ -345,14 +415,31 @@ mod tests {
     }
 
     #[test]
-    fn keeps_the_payload_field_order_and_reuses_the_type_name() {
-        let mut last = None;
+    fn keeps_the_payload_field_order_and_shares_the_names() {
+        let mut names = Names::default();
         let p = br#"{"event_type":"R","b":1,"a":2,"type":"t"}"#;
-        let e1 = decode_record(p, "D", 5, &mut last).unwrap();
-        let names: Vec<&str> = e1.fields.iter().map(|(k, _)| &**k).collect();
-        assert_eq!(names, ["b", "a", "type"]);
+        let e1 = decode_record(p, "D", 5, &mut names).unwrap();
+        let keys: Vec<&str> = e1.fields.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["b", "a", "type"]);
         assert_eq!(e1.timestamp_ns, 5);
-        let e2 = decode_record(p, "D", 6, &mut last).unwrap();
+        let e2 = decode_record(p, "D", 6, &mut names).unwrap();
         assert!(Arc::ptr_eq(&e1.event_type, &e2.event_type));
+        assert!(Arc::ptr_eq(&e1.fields[0].0, &e2.fields[0].0));
+        let e3 = decode_record(br#"{"b":3}"#, "D", 7, &mut names).unwrap();
+        let e4 = decode_record(br#"{"b":4}"#, "D", 7, &mut names).unwrap();
+        assert!(Arc::ptr_eq(&e3.event_type, &e4.event_type));
+        assert_eq!(&*e3.event_type, "D");
+    }
+
+    #[test]
+    fn holds_at_most_its_capacity_of_names() {
+        let mut names = Names::default();
+        for i in 0..Names::CAPACITY * 3 {
+            let p = format!(r#"{{"event_type":"T{i}","k{i}":1}}"#);
+            let ev = decode_record(p.as_bytes(), "", 0, &mut names).unwrap();
+            assert_eq!(&*ev.event_type, format!("T{i}"));
+            assert_eq!(&*ev.fields[0].0, format!("k{i}"));
+        }
+        assert_eq!(names.0.len(), Names::CAPACITY);
     }
 }

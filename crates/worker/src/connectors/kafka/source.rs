@@ -21,7 +21,7 @@
 use super::super::inbound::{Ack, Inbound, ACK_FLUSH_DEADLINE};
 use super::super::plan::kafka::KafkaPlan;
 use super::super::sink::DeliveryTicket;
-use super::decode::decode_record;
+use super::decode::{decode_record, Names};
 use crate::event_time::now_ns;
 use crate::pipeline::Feed;
 use crate::state::AppState;
@@ -43,6 +43,8 @@ const ERROR_PAUSE: Duration = Duration::from_millis(200);
 /// Most records read from the consumer before their events go to the ingest loop (one offset
 /// store per partition per batch).
 pub const SOURCE_BATCH: usize = 1024;
+/// Most events handed to the ingest loop under one reservation of its channel (its batch).
+const HAND_OVER_CHUNK: usize = super::super::ingest::INGEST_BATCH;
 /// How often offsets waiting for the delivery of their outputs are looked at while no record
 /// comes (and while closing).
 const STORE_POLL: Duration = Duration::from_millis(20);
@@ -316,7 +318,7 @@ async fn read(
     let mut failing = false;
     let mut marks = Marks::default();
     let mut batch: Vec<Inbound> = Vec::with_capacity(SOURCE_BATCH);
-    let mut last_type = None;
+    let mut names = Names::default();
     loop {
         stores.store_settled(consumer.as_ref());
         let waiting = !stores.is_empty();
@@ -327,6 +329,8 @@ async fn read(
             () = tokio::time::sleep(STORE_POLL), if waiting => continue,
         };
         let mut taken = 0;
+        // The records of a batch arrived together: one arrival time for all.
+        let arrived = now_ns();
         loop {
             match next {
                 Some(Ok(m)) => {
@@ -342,7 +346,7 @@ async fn read(
                     marks.note(&topic, m.partition(), m.offset());
                     let default_type = types.get(&topic).map_or("", String::as_str);
                     let payload = m.payload().unwrap_or_default();
-                    match decode_record(payload, default_type, now_ns(), &mut last_type) {
+                    match decode_record(payload, default_type, arrived, &mut names) {
                         Ok(event) => batch.push(Inbound { event, ack: None }),
                         Err(e) => {
                             feed.on_target(|p| p.count_dropped());
@@ -382,11 +386,28 @@ async fn read(
                 offsets: std::mem::take(&mut marks.0),
             }));
         }
-        for inbound in batch.drain(..) {
-            tokio::select! {
-                () = feed.connections.cancelled() => return,
-                sent = tx.send(inbound) => if sent.is_err() { return },
-            }
+        if !hand_over(&mut batch, feed, tx).await {
+            return;
+        }
+    }
+}
+
+/// Sends the batch's events to the ingest loop in order, reserving room for up to
+/// [`HAND_OVER_CHUNK`] at a time (one wait and one wake-up per chunk instead of per event).
+/// False when the feed stopped or the ingest loop is gone.
+async fn hand_over(batch: &mut Vec<Inbound>, feed: &Feed, tx: &mpsc::Sender<Inbound>) -> bool {
+    let mut events = batch.drain(..);
+    loop {
+        let n = events.len().min(HAND_OVER_CHUNK).min(tx.max_capacity());
+        if n == 0 {
+            return true;
+        }
+        let permits = tokio::select! {
+            () = feed.connections.cancelled() => return false,
+            p = tx.reserve_many(n) => match p { Ok(p) => p, Err(_) => return false },
+        };
+        for (permit, inbound) in permits.zip(events.by_ref()) {
+            permit.send(inbound);
         }
     }
 }
