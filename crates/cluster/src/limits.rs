@@ -586,7 +586,7 @@ pub fn check_counts(limits: &Limits, state: &ClusterState, cmd: &Command) -> Res
             full(
                 "max_connectors",
                 "connectors",
-                state.connectors().count(),
+                state.connector_count(),
                 limits.max_connectors,
             )
         }

@@ -217,7 +217,8 @@ pub async fn run(raft: RaftNode, log: Arc<EventLog>, shutdown: CancellationToken
     let applied_index = raft.applied_index_watch();
     let start = applied_index.borrow().unwrap_or(0);
     log.reset_to(start);
-    let mut metrics = raft.metrics();
+    // Server metrics: leader changes only, not every write.
+    let mut metrics = raft.server_metrics();
     let mut leader = metrics.borrow().current_leader;
     loop {
         tokio::select! {
@@ -242,7 +243,7 @@ pub async fn run(raft: RaftNode, log: Arc<EventLog>, shutdown: CancellationToken
                 }
                 let (now, term) = {
                     let m = metrics.borrow_and_update();
-                    (m.current_leader, m.current_term)
+                    (m.current_leader, m.vote.leader_id.term)
                 };
                 if now != leader && now.is_some() {
                     log.push_local(ClusterEvent::LeaderChanged {

@@ -131,12 +131,9 @@ pub async fn run(
         config.tls.peer_name.clone(),
     );
     let app = crate::http::router(state.clone()).merge(raft_routes);
-    let app = crate::http::console::attach(app, state.clone()).layer(
-        axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::http::proxy::strip_untrusted_forward,
-        ),
-    );
+    // The console's guard is the outermost layer and strips an untrusted forwarded-by header
+    // first (`proxy::strip_untrusted_forward`).
+    let app = crate::http::console::attach(app, state.clone());
     // Batched forwards from followers: their items run through everything above.
     let app = crate::http::forward_batch::attach(app, state.clone());
     // Outermost: a client over its rate is refused before anything reads its body.
@@ -242,8 +239,9 @@ async fn join(state: AppState, seed: String, failed: Arc<std::sync::Mutex<Option
 }
 
 /// Counts leader changes seen by this node (for `/metrics`) and logs them, until shutdown.
+/// Watches the server metrics, which do not change with each write.
 async fn watch_leader(state: AppState) {
-    let mut rx = state.raft.metrics();
+    let mut rx = state.raft.server_metrics();
     let mut last = rx.borrow().current_leader;
     loop {
         tokio::select! {

@@ -28,7 +28,7 @@ use crate::guard::{LocalView, DEFAULT_MAX_TERM_JUMP};
 use crate::log_store::{LogStore, DEFAULT_MAX_APPEND_BYTES};
 use crate::network::{NetworkFactory, NetworkSettings};
 use crate::state_machine::{read_lock, AppliedEvent, SharedState, StateMachine};
-use crate::types::{BasicNode, NodeId, Raft, RaftMetrics};
+use crate::types::{BasicNode, NodeId, Raft, RaftMetrics, RaftServerMetrics};
 
 mod prevote;
 mod transfer;
@@ -608,9 +608,17 @@ impl RaftNode {
         }
     }
 
-    /// openraft's metrics watch.
+    /// openraft's metrics watch. It changes with every log append, commit and apply: a task
+    /// that only follows leadership should watch [`RaftNode::server_metrics`] instead, or it
+    /// wakes on every write.
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics> {
         self.inner.raft.metrics()
+    }
+
+    /// openraft's server metrics watch: changes only with the vote, the server state, the
+    /// leader or the membership (not with each write).
+    pub fn server_metrics(&self) -> watch::Receiver<RaftServerMetrics> {
+        self.inner.raft.server_metrics()
     }
 
     /// A watch of the last applied log index.

@@ -68,7 +68,7 @@ impl SnapshotCounts {
         Self {
             workers: state.worker_count(),
             pipeline_groups: state.group_count(),
-            connectors: state.connectors().count(),
+            connectors: state.connector_count(),
             migrations: state.migrations().len(),
             commands_applied: state.applied(),
         }

@@ -40,3 +40,5 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub type Raft = openraft::Raft<TypeConfig>;
 /// Metrics published by the openraft core.
 pub type RaftMetrics = openraft::RaftMetrics<NodeId, BasicNode>;
+/// openraft's server metrics (vote, state, leader, membership) with our types.
+pub type RaftServerMetrics = openraft::metrics::RaftServerMetrics<NodeId, BasicNode>;

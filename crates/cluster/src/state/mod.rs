@@ -426,6 +426,11 @@ impl ClusterState {
         self.groups.len()
     }
 
+    /// Number of connectors (O(1): the write path checks it on every connector create).
+    pub fn connector_count(&self) -> usize {
+        self.connectors.len()
+    }
+
     /// A connector by name.
     pub fn connector(&self, name: &str) -> Option<&ConnectorSpec> {
         self.connectors.get(name)

@@ -2,7 +2,9 @@
 //! rendering, and one module per resource whose handlers only translate HTTP to calls.
 //!
 //! Layering (outermost first): API key (or worker token on the worker routes, [`auth`]) →
-//! leader gate ([`proxy`]: forward writes to the leader, linearizable reads) → handler.
+//! leader gate ([`proxy`]: forward writes to the leader, linearizable reads) → handler. The
+//! first two run as one middleware ([`auth::api_key_then_leader_gate`]): each `from_fn` layer
+//! costs a boxed service clone per request, and the write routes are hot (issue 24).
 //! `/health` and `/ready` are open. The Raft routes (`/raft/*`) come from
 //! `varpulis_raft::router` and carry their own auth.
 
@@ -89,8 +91,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/cluster/snapshot", get(snapshot::get))
         .route("/metrics", get(health::metrics))
-        .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
-        .layer(from_fn_with_state(state.clone(), auth::require_api_key));
+        .layer(from_fn_with_state(
+            state.clone(),
+            auth::api_key_then_leader_gate,
+        ));
     let worker_routes = Router::new()
         // A registration larger than its fields' limits allow is refused before it is parsed
         // (docs/security.md): a 9 MB body must not cost the leader a 9 MB parse.
@@ -117,10 +121,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/cluster/workers/{id}/suspect",
             post(session::suspect),
         )
-        .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
         .layer(from_fn_with_state(
             state.clone(),
-            auth::require_worker_token,
+            auth::worker_token_then_leader_gate,
         ));
     // A deregistration comes from an operator (cluster API key) or from the worker itself (its
     // own key): the worker's graceful shutdown deregisters with the key it registered with.

@@ -76,15 +76,16 @@ impl LeaderSince {
     }
 }
 
-/// Follows openraft's metrics and records when this node becomes leader (until the node
-/// stops). Runs on the caller's runtime, not the consensus one.
+/// Follows openraft's server metrics (they change with the vote and state, not with each
+/// write) and records when this node becomes leader (until the node stops). Runs on the
+/// caller's runtime, not the consensus one.
 pub(crate) fn watch_leadership(node: RaftNode) {
-    let mut rx = node.inner.raft.metrics();
+    let mut rx = node.inner.raft.server_metrics();
     tokio::spawn(async move {
         loop {
             let leading = {
                 let m = rx.borrow_and_update();
-                (m.state == ServerState::Leader).then_some(m.current_term)
+                (m.state == ServerState::Leader).then_some(m.vote.leader_id.term)
             };
             match (leading, node.inner.leader_since.get()) {
                 (Some(term), Some((since, _))) if since == term => {}

@@ -141,7 +141,9 @@ pub fn secure(headers: &mut HeaderMap) {
 }
 
 /// The middleware (see the module doc).
-pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    // First of all: nothing below may see a forged `x-varpulis-forwarded-by`.
+    crate::http::proxy::strip_untrusted_forward(&state, &mut req);
     let caller = classify(&state, req.headers());
     let method = req.method().clone();
     let mut response = if method == Method::OPTIONS
