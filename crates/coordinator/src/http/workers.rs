@@ -112,13 +112,15 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Json<WorkerList> {
-    let all = state.read(|s| {
-        let live: BTreeMap<String, WorkerLive> = s
-            .workers()
-            .filter_map(|w| live(&state, &w.id).map(|l| (w.id.clone(), l)))
-            .collect();
-        views::worker_views(s, &live)
-    });
+    // Outside the state lock: with 100,000 workers building the views takes long enough to
+    // hold up `apply`, and Raft's heartbeats with it ([`crate::leader::store::Store::snapshot`]).
+    let s = state.leader.store.snapshot();
+    let live: BTreeMap<String, WorkerLive> = s
+        .workers()
+        .filter_map(|w| live(&state, &w.id).map(|l| (w.id.clone(), l)))
+        .collect();
+    let all = views::worker_views(&s, &live);
+    drop(s);
     let (workers, total, pagination) = page.apply(all);
     Json(WorkerList {
         workers,
