@@ -138,22 +138,25 @@ fn main() {
                 let mut k = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let now = Instant::now();
+                    // `Ok(worker)` due now, or `Err(how long to wait)`.
                     let next = {
                         let mut q = schedules[c].lock().unwrap_or_else(|p| p.into_inner());
                         match q.peek() {
-                            Some(Reverse((due, _))) if *due <= now => q.pop(),
-                            Some(Reverse((due, _))) => {
-                                let wait = (*due - now).min(Duration::from_millis(50));
-                                drop(q);
-                                tokio::time::sleep(wait).await;
-                                continue;
+                            Some(Reverse((due, _))) if *due <= now => {
+                                q.pop().map(|Reverse(item)| item).ok_or(Duration::ZERO)
                             }
-                            None => None,
+                            Some(Reverse((due, _))) => {
+                                Err((*due - now).min(Duration::from_millis(50)))
+                            }
+                            None => Err(Duration::from_millis(50)),
                         }
                     };
-                    let Some(Reverse((due, id))) = next else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+                    let (due, id) = match next {
+                        Ok(item) => item,
+                        Err(wait) => {
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
                     };
                     let late = now.saturating_duration_since(due).as_millis() as u64;
                     max_late_ms.fetch_max(late, Ordering::Relaxed);
