@@ -104,6 +104,7 @@ pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
     }
     let expired = ctx.liveness.expired(now);
     if expired.is_empty() {
+        ctx.metrics.observe_sweep_scan(now.elapsed());
         return 0;
     }
     let timeout = ctx.settings.grant(count).timeout;
@@ -124,6 +125,7 @@ pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
     };
     let now_ms = ctx.now_ms();
     let actions = ctx.store.read(|s| plan_sweep(s, &view, now_ms));
+    ctx.metrics.observe_sweep_scan(now.elapsed());
     let mut proposed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut marked = 0;
     for action in actions {
