@@ -29,7 +29,11 @@ use std::time::{Duration, Instant};
 
 /// Worker counts by status from the leader's `GET /health` (cheap: no listing).
 async fn health_counts(ens: &Ensemble, i: usize) -> Option<(u64, u64, u64)> {
-    let r = ens.api.get(&format!("{}/health", ens.coords[i].url)).await.ok()?;
+    let r = ens
+        .api
+        .get(&format!("{}/health", ens.coords[i].url))
+        .await
+        .ok()?;
     let w = &r.body["workers"];
     Some((
         w["total"].as_u64()?,

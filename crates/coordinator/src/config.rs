@@ -374,8 +374,7 @@ impl CoordinatorConfig {
         if self.http_client_timeout.is_zero() || self.reconcile_interval.is_zero() {
             return invalid("HTTP client timeout and reconcile interval must be positive".into());
         }
-        if !(self.max_heartbeats_per_second.is_finite() && self.max_heartbeats_per_second >= 0.0)
-        {
+        if !(self.max_heartbeats_per_second.is_finite() && self.max_heartbeats_per_second >= 0.0) {
             return invalid(format!(
                 "max heartbeats per second must be a number >= 0 (0: no cap), got {}",
                 self.max_heartbeats_per_second

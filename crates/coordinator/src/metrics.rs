@@ -73,7 +73,8 @@ impl Metrics {
     pub fn observe_sweep_scan(&self, elapsed: Duration) {
         let micros = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
         self.sweep_scan_last_micros.store(micros, Ordering::Relaxed);
-        self.sweep_scan_max_micros.fetch_max(micros, Ordering::Relaxed);
+        self.sweep_scan_max_micros
+            .fetch_max(micros, Ordering::Relaxed);
     }
 
     /// Adds 1 to a counter.

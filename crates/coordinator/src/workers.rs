@@ -202,19 +202,18 @@ pub async fn heartbeat(
         });
         (verdict, s.worker_count())
     });
-    let status = match verdict {
-        None => {
-            return Err(ApiError::NotFound(format!(
-                "worker '{id}' is not registered"
-            )))
-        }
-        Some((false, _)) => {
-            return Err(ApiError::Unauthorized(
+    let status =
+        match verdict {
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "worker '{id}' is not registered"
+                )))
+            }
+            Some((false, _)) => return Err(ApiError::Unauthorized(
                 "missing or wrong x-api-key: this worker id is bound to the key it registered with",
-            ))
-        }
-        Some((true, status)) => status,
-    };
+            )),
+            Some((true, status)) => status,
+        };
     let (grant, scaled) = ctx.settings.grant_scaled(workers);
     crate::metrics::Metrics::inc(&ctx.metrics.heartbeats);
     ctx.liveness.heartbeat(
@@ -233,10 +232,9 @@ pub async fn heartbeat(
     };
     let coordinators = ctx.store.replica().coordinators();
     let lease_ms = Some(millis(grant.lease()));
-    let heartbeat_interval_ms = Some(millis(grant.jittered_interval(
-        scaled,
-        jitter_seed(id) ^ req.events_processed,
-    )));
+    let heartbeat_interval_ms = Some(millis(
+        grant.jittered_interval(scaled, jitter_seed(id) ^ req.events_processed),
+    ));
     let heartbeat_timeout_ms = Some(millis(grant.timeout));
     if req.draining {
         // Also resumes a drain whose migrations failed or were never started.

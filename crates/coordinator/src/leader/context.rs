@@ -391,11 +391,17 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..10_000u64 {
             let i = g.jittered_interval(scaled, seed);
-            assert!(i <= g.interval && i >= g.interval - g.interval / 10, "{i:?}");
+            assert!(
+                i <= g.interval && i >= g.interval - g.interval / 10,
+                "{i:?}"
+            );
             seen.insert(i.as_millis() / 100);
         }
         assert!(seen.len() > 15, "spread over the tenth: {seen:?}");
         let (small, scaled) = s.grant_scaled(10);
-        assert_eq!(small.jittered_interval(scaled, 12345), Duration::from_secs(5));
+        assert_eq!(
+            small.jittered_interval(scaled, 12345),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -303,7 +303,12 @@ impl Liveness {
 
     /// Gives every listed worker a fresh grace period (new leader): last-seen = `now`, alive
     /// until `now + timeout` at least.
-    pub fn grace<'a>(&self, ids: impl IntoIterator<Item = &'a str>, now: Instant, timeout: Duration) {
+    pub fn grace<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+        now: Instant,
+        timeout: Duration,
+    ) {
         for id in ids {
             self.touch(id, now, timeout);
         }
@@ -440,7 +445,9 @@ impl Liveness {
 /// Locks a shard; a poisoned one only means a panic elsewhere while holding it, and the map
 /// stays usable.
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -614,7 +621,10 @@ mod tests {
         let live = Liveness::default();
         let t0 = Instant::now();
         live.heartbeat("w", 0, 0, t0, T);
-        assert!(live.expired(t0 + T).is_empty(), "at the deadline it still lives");
+        assert!(
+            live.expired(t0 + T).is_empty(),
+            "at the deadline it still lives"
+        );
         assert_eq!(live.expired(t0 + T + Duration::from_millis(1)), vec!["w"]);
         assert!(
             live.expired(t0 + T * 2).is_empty(),
@@ -635,7 +645,9 @@ mod tests {
         for k in 0..100u32 {
             live.heartbeat("w", u64::from(k), 0, t0 + every * k, T);
             // Sweeps in between never see it: its deadline is always ahead.
-            assert!(live.expired(t0 + every * k + Duration::from_secs(1)).is_empty());
+            assert!(live
+                .expired(t0 + every * k + Duration::from_secs(1))
+                .is_empty());
         }
         // Copies are dropped as their buckets come due: at most timeout/interval + 1 remain.
         assert!(live.queued() <= 4, "queued copies: {}", live.queued());
@@ -720,7 +732,10 @@ mod tests {
         assert_eq!(live.len(), 1000);
         assert!(live.expired(elected).is_empty());
         assert!(live.expired(elected + T).is_empty());
-        assert_eq!(live.expired(elected + T + Duration::from_millis(1)).len(), 1000);
+        assert_eq!(
+            live.expired(elected + T + Duration::from_millis(1)).len(),
+            1000
+        );
     }
 
     #[test]
@@ -735,7 +750,10 @@ mod tests {
         assert_eq!(live.len(), 3);
         assert!(live.get("old").is_none());
         assert_eq!(live.get("new").map(|s| s.at), Some(later));
-        assert_eq!(live.expired(t0 + T + Duration::from_millis(1)), vec!["kept"]);
+        assert_eq!(
+            live.expired(t0 + T + Duration::from_millis(1)),
+            vec!["kept"]
+        );
         assert_eq!(
             sorted(live.expired(later + T + Duration::from_millis(1))),
             vec!["new", "third"]
