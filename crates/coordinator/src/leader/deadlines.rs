@@ -3,7 +3,7 @@
 //!
 //! Time is cut into buckets of [`BUCKET`]; a worker id sits in the bucket of its current
 //! deadline. A heartbeat that moves the deadline into another bucket queues the id there again
-//! and leaves the old copy behind: the owner ([`crate::leader::liveness`]) remembers the
+//! and leaves the old copy behind: the owner (the liveness map) remembers the
 //! bucket each worker is queued in, and a copy found in any other bucket is stale and dropped
 //! when its bucket comes due. Each worker therefore costs one queue push per heartbeat that
 //! crosses a bucket (a reference-count increment, no allocation beyond the bucket's vector) and
