@@ -261,7 +261,7 @@ fn main() {
             }
             if let Some((total, ready, _)) = health_counts(&ens, leader).await {
                 let not_ready = total - ready;
-                if ticks % 5 == 0 {
+                if ticks.is_multiple_of(5) {
                     println!(
                         "  t={:>3.0?} total {total} ready {ready} not ready {not_ready}",
                         hb_started.elapsed()
