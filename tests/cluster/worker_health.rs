@@ -2,7 +2,7 @@
 //! marked `unhealthy` within heartbeat-timeout + sweep interval (+ slack for a loaded CI
 //! machine), on the leader and the followers; restarted, it is `ready` again.
 
-use crate::harness::{wait_until, Ensemble, Opts};
+use crate::harness::{fake_worker, wait_until, Ensemble, Opts};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,5 +131,104 @@ async fn pipelines_of_a_killed_worker_move_to_a_live_one() {
             && m["reason"] == "worker_unhealthy"),
         "no migration recorded: {}",
         r.text
+    );
+}
+
+/// `varpulis_coordinator_heartbeats_total` summed over the coordinators (each counts the
+/// heartbeats it handled as leader, so the sum holds across a leader change).
+async fn heartbeats_total(ens: &Ensemble) -> f64 {
+    let mut sum = 0.0;
+    for c in &ens.coords {
+        let Ok(r) = ens.api.get(&format!("{}/metrics", c.url)).await else {
+            continue;
+        };
+        sum += r
+            .text
+            .lines()
+            .find(|l| l.starts_with("varpulis_coordinator_heartbeats_total"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    sum
+}
+
+/// Issue 24 (heartbeat rate): past `--max-heartbeats-per-second × interval` workers the leader
+/// asks for a longer interval and a proportionally longer timeout; it marks a silent worker
+/// only after the timeout it granted, and a real worker heartbeats at the asked interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_cluster_asks_for_slower_heartbeats_and_workers_follow() {
+    // 1 s / 3 s configured, at most 1 heartbeat/s: 4 workers → every 4 s, unhealthy after 12 s.
+    let opts = Opts {
+        coord_extra_args: vec!["--max-heartbeats-per-second".into(), "1".into()],
+        ..Opts::default()
+    };
+    let mut ens = Ensemble::start(3, 0, opts).await;
+    ens.wait_leader(Duration::from_secs(20)).await;
+    // A leadership change after the registrations would give every worker a new grace of its
+    // timeout (12 s): let the start-up election settle first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leader = ens.wait_leader(Duration::from_secs(20)).await;
+    let url = ens.cluster_url(leader, "/workers/register");
+    let mut last = serde_json::Value::Null;
+    for i in 0..4 {
+        let r = ens
+            .api
+            .post(&url, &fake_worker(&format!("silent-{i}")))
+            .await
+            .unwrap();
+        assert!(r.ok(), "{}", r.text);
+        last = r.body;
+    }
+    let registered = Instant::now();
+    let interval = last["heartbeat_interval_ms"].as_u64().unwrap();
+    assert!((3600..=4000).contains(&interval), "{last}");
+    assert_eq!(last["heartbeat_timeout_ms"], 12_000, "{last}");
+    assert_eq!(last["lease_ms"], 10_800, "{last}");
+    assert_eq!(last["heartbeat_interval_secs"], 4, "{last}");
+    // The first one registered alone: its grant was the configured 3 s, but the later ones'
+    // are 12 s; after 6 s (3 s + sweep + slack) the first is marked, the last not yet.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        ens.worker_status(leader, "silent-0").await.as_deref(),
+        Some("unhealthy")
+    );
+    assert_eq!(
+        ens.worker_status(leader, "silent-3").await.as_deref(),
+        Some("ready"),
+        "marked before the 12 s it was granted"
+    );
+    let me = &ens;
+    wait_until(
+        "silent-3 unhealthy after its 12 s",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async move { (me.worker_status(leader, "silent-3").await? == "unhealthy").then_some(()) },
+    )
+    .await;
+    assert!(registered.elapsed() >= Duration::from_secs(12));
+
+    // A real worker (configured for 1 s heartbeats) follows the asked ~5 s interval.
+    ens.add_worker("real");
+    let me = &ens;
+    wait_until(
+        "real ready",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async move { (me.worker_status(leader, "real").await? == "ready").then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = heartbeats_total(&ens).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let sent = heartbeats_total(&ens).await - before;
+    eprintln!("real worker: {sent} heartbeats in 12 s at the asked interval");
+    assert!(
+        (1.0..=4.0).contains(&sent),
+        "{sent} heartbeats in 12 s: the worker did not follow the ~4.5-5 s interval"
+    );
+    assert_eq!(
+        ens.worker_status(leader, "real").await.as_deref(),
+        Some("ready")
     );
 }

@@ -99,6 +99,16 @@ pub struct RegisterWorkerResponse {
     /// renews it (docs/worker.md "Leases and fencing"). Absent: no lease (never fenced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
+    /// The heartbeat interval in milliseconds (finer than `heartbeat_interval_secs`; it grows
+    /// with the number of workers past `--max-heartbeats-per-second`, docs/coordinator.md
+    /// "Heartbeat rate"). Workers heartbeat at this interval (never faster than their own
+    /// setting). Absent from an older coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Silence after which the leader marks this worker unhealthy, in milliseconds, as granted
+    /// with this answer. Absent from an older coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_ms: Option<u64>,
 }
 
 /// `POST /api/v1/cluster/workers/{id}/heartbeat`.
@@ -140,6 +150,14 @@ pub struct HeartbeatResponse {
     /// its fence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale_pipelines: Vec<String>,
+    /// When to send the next heartbeat, in milliseconds (see
+    /// [`RegisterWorkerResponse::heartbeat_interval_ms`]). Absent from an older coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Silence after which the leader marks this worker unhealthy, in milliseconds, as granted
+    /// with this answer. Absent from an older coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_ms: Option<u64>,
 }
 
 /// One worker in `GET /api/v1/cluster/workers` and `GET /api/v1/cluster/workers/{id}`.

@@ -44,6 +44,9 @@ pub struct Args {
     /// Seconds between health sweeps of the leader [default: 5]
     #[arg(long, value_parser = parse_secs, value_name = "SECS")]
     sweep_interval: Option<Duration>,
+    /// Heartbeats per second the leader asks of all workers together; past it the heartbeat interval (and timeout) grow with the number of workers (0: no cap) [default: 5000]
+    #[arg(long, env = "VARPULIS_MAX_HEARTBEATS_PER_SECOND", value_name = "N")]
+    max_heartbeats_per_second: Option<f64>,
     /// Timeout of coordinator → worker calls, in seconds [default: 10]
     #[arg(long, value_parser = parse_secs, value_name = "SECS")]
     http_client_timeout: Option<Duration>,
@@ -161,6 +164,7 @@ impl Args {
         overlay!(
             port => port, bind => bind, heartbeat_interval => heartbeat_interval,
             heartbeat_timeout => heartbeat_timeout, sweep_interval => sweep_interval,
+            max_heartbeats_per_second => max_heartbeats_per_second,
             http_client_timeout => http_client_timeout,
             checkpoint_interval => checkpoint_interval, raft_peers => peers,
             auto_rebalance => auto_rebalance, failure_detector => failure_detector,

@@ -63,9 +63,18 @@ pub fn worker_view(
 
 /// Every worker, sorted by id.
 pub fn worker_views(state: &ClusterState, live: &BTreeMap<String, WorkerLive>) -> Vec<WorkerInfo> {
+    worker_views_of(state, state.workers(), live)
+}
+
+/// The views of `workers` only (one page of a listing: a page of 100 out of 100,000 workers
+/// costs a page, not the whole list).
+pub fn worker_views_of<'a>(
+    state: &ClusterState,
+    workers: impl Iterator<Item = &'a Worker>,
+    live: &BTreeMap<String, WorkerLive>,
+) -> Vec<WorkerInfo> {
     let mut assigned = state.assigned_pipelines();
-    state
-        .workers()
+    workers
         .map(|w| {
             let mut info = worker_info(
                 w,

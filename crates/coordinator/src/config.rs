@@ -16,6 +16,10 @@ pub use varpulis_api::nats::Transport;
 /// Default body limit of every route (16 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Default of `max_heartbeats_per_second`: up to 25,000 workers keep the configured 5 s
+/// interval; beyond that the interval grows so the leader handles at most 5,000 heartbeats/s.
+pub const DEFAULT_MAX_HEARTBEATS_PER_SECOND: f64 = 5000.0;
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -109,6 +113,11 @@ pub struct CoordinatorConfig {
     /// Period of the leader's health sweep.
     #[serde(deserialize_with = "secs")]
     pub sweep_interval: Duration,
+    /// Heartbeats per second the leader asks of all workers together (0: no cap). With more
+    /// than `max_heartbeats_per_second × heartbeat_interval` workers the interval handed to
+    /// workers grows to `workers / max_heartbeats_per_second`, and the timeout with it
+    /// (`LeaderSettings::grant`, docs/coordinator.md "Heartbeat rate"). Default 5,000.
+    pub max_heartbeats_per_second: f64,
     /// Timeout of every coordinator → worker and follower → leader HTTP call.
     #[serde(deserialize_with = "secs")]
     pub http_client_timeout: Duration,
@@ -193,6 +202,7 @@ impl Default for CoordinatorConfig {
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(15),
             sweep_interval: Duration::from_secs(5),
+            max_heartbeats_per_second: DEFAULT_MAX_HEARTBEATS_PER_SECOND,
             http_client_timeout: Duration::from_secs(10),
             reconcile_interval: Duration::from_secs(2),
             checkpoint_interval: Duration::from_secs(30),
@@ -236,6 +246,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("sweep_interval", &self.sweep_interval)
+            .field("max_heartbeats_per_second", &self.max_heartbeats_per_second)
             .field("peers", &self.peers)
             .field("node_id", &self.node_id)
             .field("advertise_address", &self.advertise_address)
@@ -362,6 +373,12 @@ impl CoordinatorConfig {
         }
         if self.http_client_timeout.is_zero() || self.reconcile_interval.is_zero() {
             return invalid("HTTP client timeout and reconcile interval must be positive".into());
+        }
+        if !(self.max_heartbeats_per_second.is_finite() && self.max_heartbeats_per_second >= 0.0) {
+            return invalid(format!(
+                "max heartbeats per second must be a number >= 0 (0: no cap), got {}",
+                self.max_heartbeats_per_second
+            ));
         }
         if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
             return invalid(format!(

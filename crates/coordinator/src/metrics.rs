@@ -37,6 +37,10 @@ pub struct Metrics {
     pub sweep_max_micros: AtomicU64,
     /// Health sweeps run as leader.
     pub sweeps: AtomicU64,
+    /// Time the last sweep spent finding the expired workers (before proposing), microseconds.
+    pub sweep_scan_last_micros: AtomicU64,
+    /// Longest such search, in microseconds.
+    pub sweep_scan_max_micros: AtomicU64,
     write_buckets: [AtomicU64; BUCKETS.len()],
     write_count: AtomicU64,
     write_sum_micros: AtomicU64,
@@ -62,6 +66,15 @@ impl Metrics {
         self.sweep_last_micros.store(micros, Ordering::Relaxed);
         self.sweep_max_micros.fetch_max(micros, Ordering::Relaxed);
         self.sweeps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how long one sweep took to find its expired workers (the part that grows with
+    /// the number of workers; the rest is the Raft write of the marks).
+    pub fn observe_sweep_scan(&self, elapsed: Duration) {
+        let micros = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.sweep_scan_last_micros.store(micros, Ordering::Relaxed);
+        self.sweep_scan_max_micros
+            .fetch_max(micros, Ordering::Relaxed);
     }
 
     /// Adds 1 to a counter.
@@ -136,6 +149,16 @@ impl Metrics {
                 "varpulis_coordinator_sweep_max_seconds",
                 "Longest health sweep",
                 &self.sweep_max_micros,
+            ),
+            (
+                "varpulis_coordinator_sweep_scan_last_seconds",
+                "Time the last health sweep spent finding expired workers (before proposing)",
+                &self.sweep_scan_last_micros,
+            ),
+            (
+                "varpulis_coordinator_sweep_scan_max_seconds",
+                "Longest search for expired workers of a health sweep",
+                &self.sweep_scan_max_micros,
             ),
         ] {
             let secs = value.load(Ordering::Relaxed) as f64 / 1e6;

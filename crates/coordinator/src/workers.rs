@@ -31,7 +31,7 @@ use varpulis_cluster::{Command, Outcome};
 
 use crate::auth::secret_matches;
 use crate::error::ApiError;
-use crate::leader::context::LeaderCtx;
+use crate::leader::context::{Grant, LeaderCtx};
 use crate::leader::error::LeaderError;
 
 /// The credentials a worker route was called with.
@@ -134,8 +134,13 @@ pub async fn register(
     let command = Command::RegisterWorker(command);
     let outcome = ctx.store.write_keyed(command, idempotency_key).await?;
     let created = matches!(outcome, Outcome::WorkerRegistered { created: true, .. });
-    ctx.liveness
-        .registered(&worker_id, req.capacity.pipelines_running, Instant::now());
+    let (grant, scaled) = current_grant(ctx);
+    ctx.liveness.registered(
+        &worker_id,
+        req.capacity.pipelines_running,
+        Instant::now(),
+        grant.timeout,
+    );
     if ctx.settings.auto_rebalance {
         ctx.rebalance.request();
     }
@@ -144,13 +149,16 @@ pub async fn register(
         tracing::warn!(worker_id = %worker_id, "worker id taken over by an operator (new key)");
     }
     tracing::info!(worker_id = %worker_id, created, "worker registered");
+    let interval = grant.jittered_interval(scaled, jitter_seed(&worker_id));
     Ok(Registered {
         response: RegisterWorkerResponse {
             worker_id,
             status: "registered".to_string(),
-            heartbeat_interval_secs: ctx.settings.heartbeat_interval.as_secs().max(1),
+            heartbeat_interval_secs: interval.as_secs_f64().ceil().max(1.0) as u64,
             coordinators: ctx.store.replica().coordinators(),
-            lease_ms: lease_ms(ctx),
+            lease_ms: lease_ms_of(ctx, &grant),
+            heartbeat_interval_ms: Some(millis(interval)),
+            heartbeat_timeout_ms: Some(millis(grant.timeout)),
         },
         created,
     })
@@ -168,6 +176,10 @@ pub fn parse_heartbeat(body: &[u8]) -> Result<HeartbeatRequest, ApiError> {
 /// Handles a heartbeat on the leader (another node answers where the leader is). Unknown
 /// worker → not found (the worker registers again); a key other than the worker's → 401 (a
 /// stranger cannot drain a worker or keep a dead one alive).
+///
+/// The hot path of a large cluster (docs/coordinator.md "Heartbeat rate"): one read of the
+/// replicated state (key, status, worker count), one shard lock of the liveness map, no Raft
+/// write unless the worker comes back from Unhealthy or drains.
 pub async fn heartbeat(
     ctx: &LeaderCtx,
     id: &str,
@@ -181,18 +193,35 @@ pub async fn heartbeat(
     if !ctx.store.replica().may_grant_leases() {
         return Err(ApiError::Timeout);
     }
-    authorize_worker(ctx, id, presented_key)?;
-    let Some(status) = ctx.store.read(|s| s.worker(id).map(|w| w.status)) else {
-        return Err(ApiError::NotFound(format!(
-            "worker '{id}' is not registered"
-        )));
-    };
+    let (verdict, workers) = ctx.store.read(|s| {
+        let verdict = s.worker(id).map(|w| {
+            let allowed = w.api_key.is_empty()
+                || presented_key
+                    .is_some_and(|p| varpulis_cluster::identity::key_matches(p, &w.api_key));
+            (allowed, w.status)
+        });
+        (verdict, s.worker_count())
+    });
+    let status =
+        match verdict {
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "worker '{id}' is not registered"
+                )))
+            }
+            Some((false, _)) => return Err(ApiError::Unauthorized(
+                "missing or wrong x-api-key: this worker id is bound to the key it registered with",
+            )),
+            Some((true, status)) => status,
+        };
+    let (grant, scaled) = ctx.settings.grant_scaled(workers);
     crate::metrics::Metrics::inc(&ctx.metrics.heartbeats);
     ctx.liveness.heartbeat(
         id,
         req.events_processed,
         req.pipelines_running,
         Instant::now(),
+        grant.timeout,
     );
     let stale_pipelines = match req.pipelines.as_deref().filter(|r| !r.is_empty()) {
         Some(running) => {
@@ -202,6 +231,11 @@ pub async fn heartbeat(
         None => Vec::new(),
     };
     let coordinators = ctx.store.replica().coordinators();
+    let lease_ms = Some(millis(grant.lease()));
+    let heartbeat_interval_ms = Some(millis(
+        grant.jittered_interval(scaled, jitter_seed(id) ^ req.events_processed),
+    ));
+    let heartbeat_timeout_ms = Some(millis(grant.timeout));
     if req.draining {
         // Also resumes a drain whose migrations failed or were never started.
         let d = crate::leader::drain::drain_worker(ctx, id).await?;
@@ -214,8 +248,10 @@ pub async fn heartbeat(
             status: status.to_string(),
             drained: Some(d.response.removable),
             coordinators,
-            lease_ms: lease_ms(ctx),
+            lease_ms,
             stale_pipelines,
+            heartbeat_interval_ms,
+            heartbeat_timeout_ms,
         });
     }
     if status == WorkerStatus::Unhealthy {
@@ -233,18 +269,48 @@ pub async fn heartbeat(
         status: "ok".to_string(),
         drained: None,
         coordinators,
-        lease_ms: lease_ms(ctx),
+        lease_ms,
         stale_pipelines,
+        heartbeat_interval_ms,
+        heartbeat_timeout_ms,
     })
 }
 
-/// The lease every answer grants, in milliseconds (`LeaderSettings::lease`). It is granted
-/// at the time the leader records the heartbeat in its liveness map, which is what the sweep
-/// measures expiry from. None from a leader that lost its quorum (it may be deposed already):
-/// the worker's lease then runs out unless the new leader renews it.
+/// The grant in force for the number of workers registered now, and whether it was scaled
+/// up from the configured interval ([`crate::leader::context::LeaderSettings::grant`]).
+pub fn current_grant(ctx: &LeaderCtx) -> (Grant, bool) {
+    let workers = ctx.store.read(|s| s.worker_count());
+    ctx.settings.grant_scaled(workers)
+}
+
+/// The lease every answer grants, in milliseconds (the current [`Grant`]'s). It is granted
+/// at the time the leader records the sign of life in its liveness map, which is what the
+/// sweep measures expiry from. None from a leader that lost its quorum (it may be deposed
+/// already): the worker's lease then runs out unless the new leader renews it.
 pub fn lease_ms(ctx: &LeaderCtx) -> Option<u64> {
+    lease_ms_of(ctx, &current_grant(ctx).0)
+}
+
+/// [`lease_ms`] of `grant`.
+pub fn lease_ms_of(ctx: &LeaderCtx, grant: &Grant) -> Option<u64> {
     ctx.store
         .replica()
         .may_grant_leases()
-        .then(|| u64::try_from(ctx.settings.lease().as_millis()).unwrap_or(u64::MAX))
+        .then(|| millis(grant.lease()))
+}
+
+/// Milliseconds of `d`, saturating.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A per-worker, per-call seed of the interval jitter.
+fn jitter_seed(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    hasher.finish() ^ u64::from(nanos)
 }

@@ -99,7 +99,8 @@ fn answer(state: &AppState, id: &str, text: &str) -> Option<SessionMessage> {
     }
     // A leader cut off from its quorum may already be deposed: it grants nothing (the bound
     // on a deposed leader's grants, docs/coordinator.md "Leases and fencing").
-    let Some(lease_ms) = crate::workers::lease_ms(ctx) else {
+    let (grant, _) = crate::workers::current_grant(ctx);
+    let Some(lease_ms) = crate::workers::lease_ms_of(ctx, &grant) else {
         return Some(SessionMessage::Refused {
             seq,
             reason: "this leader lost its quorum".to_owned(),
@@ -118,7 +119,8 @@ fn answer(state: &AppState, id: &str, text: &str) -> Option<SessionMessage> {
     }
     // Recorded before the answer leaves, as for a heartbeat: the worker counts the lease from
     // when it sent the renewal, which is earlier still.
-    ctx.liveness.renewed(id, tokio::time::Instant::now());
+    ctx.liveness
+        .renewed(id, tokio::time::Instant::now(), grant.timeout);
     Some(SessionMessage::Lease { seq, lease_ms })
 }
 

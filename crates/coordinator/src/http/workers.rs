@@ -112,14 +112,24 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Json<WorkerList> {
-    let all = state.read(|s| {
-        let live: BTreeMap<String, WorkerLive> = s
-            .workers()
-            .filter_map(|w| live(&state, &w.id).map(|l| (w.id.clone(), l)))
-            .collect();
-        views::worker_views(s, &live)
-    });
-    let (workers, total, pagination) = page.apply(all);
+    // Outside the state lock, and only the page: with 100,000 workers building every view
+    // takes long enough to hold up `apply`, and Raft's heartbeats with it
+    // ([`crate::leader::store::Store::snapshot`]).
+    let s = state.leader.store.snapshot();
+    let total = s.worker_count();
+    let (limit, offset) = (page.limit(), page.offset());
+    let listed: Vec<_> = s.workers().skip(offset).take(limit).collect();
+    let live: BTreeMap<String, WorkerLive> = listed
+        .iter()
+        .filter_map(|w| live(&state, &w.id).map(|l| (w.id.clone(), l)))
+        .collect();
+    let workers = views::worker_views_of(&s, listed.into_iter(), &live);
+    drop(s);
+    let pagination = varpulis_api::Pagination {
+        limit,
+        offset,
+        has_more: offset.saturating_add(workers.len()) < total,
+    };
     Json(WorkerList {
         workers,
         total,

@@ -65,6 +65,8 @@ pub struct LeaderSettings {
     pub heartbeat_timeout: Duration,
     /// Period of the health sweep.
     pub sweep_interval: Duration,
+    /// Heartbeats per second asked of all workers together (0: no cap), see [`Self::grant`].
+    pub max_heartbeats_per_second: f64,
     /// Period of the reconciler.
     pub reconcile_interval: Duration,
     /// Period of the checkpoint loop (zero disables it).
@@ -92,6 +94,7 @@ impl LeaderSettings {
             heartbeat_interval: config.heartbeat_interval,
             heartbeat_timeout: config.heartbeat_timeout,
             sweep_interval: config.sweep_interval,
+            max_heartbeats_per_second: config.max_heartbeats_per_second,
             reconcile_interval: config.reconcile_interval,
             checkpoint_interval: config.checkpoint_interval,
             failure_detector: config.failure_detector,
@@ -113,17 +116,47 @@ impl LeaderSettings {
         }
     }
 
-    /// The lease margin: a tenth of the heartbeat timeout, at least 100 ms. It absorbs clock
-    /// rate drift between leader and worker and the worker's own lateness in noticing its
-    /// lease ran out (docs/coordinator.md "Leases").
+    /// The lease margin of the configured timeout ([`lease_margin_of`]).
     pub fn lease_margin(&self) -> Duration {
-        (self.heartbeat_timeout / 10).max(Duration::from_millis(100))
+        lease_margin_of(self.heartbeat_timeout)
     }
 
-    /// The lease granted with every registration and heartbeat answer: the heartbeat timeout
-    /// minus the margin, so a worker fences itself before the leader may mark it unhealthy.
+    /// The lease of the configured timeout ([`lease_of`]), granted while the number of
+    /// workers keeps the configured interval ([`Self::grant`]).
     pub fn lease(&self) -> Duration {
-        self.heartbeat_timeout.saturating_sub(self.lease_margin())
+        lease_of(self.heartbeat_timeout)
+    }
+
+    /// What the leader grants with an answer when `workers` are registered: the configured
+    /// interval and timeout while `workers / max_heartbeats_per_second` is no longer than the
+    /// interval; beyond, the interval becomes `workers / max_heartbeats_per_second` and the
+    /// timeout grows in the same ratio (a worker may still miss the same number of
+    /// heartbeats), so the leader's heartbeat load stays at the cap however many workers
+    /// register (Nomad's `max_heartbeats_per_second`). Deterministic in `workers`: every
+    /// coordinator computes the same grant from the replicated worker count.
+    pub fn grant(&self, workers: usize) -> Grant {
+        let base = Grant {
+            interval: self.heartbeat_interval,
+            timeout: self.heartbeat_timeout,
+        };
+        if self.max_heartbeats_per_second <= 0.0 || self.heartbeat_interval.is_zero() {
+            return base;
+        }
+        let needed = Duration::from_secs_f64(workers as f64 / self.max_heartbeats_per_second);
+        if needed <= self.heartbeat_interval {
+            return base;
+        }
+        let ratio = needed.as_secs_f64() / self.heartbeat_interval.as_secs_f64();
+        Grant {
+            interval: needed,
+            timeout: self.heartbeat_timeout.mul_f64(ratio),
+        }
+    }
+    /// [`Self::grant`], and whether it was scaled up from the configured interval.
+    pub fn grant_scaled(&self, workers: usize) -> (Grant, bool) {
+        let grant = self.grant(workers);
+        let scaled = grant.interval > self.heartbeat_interval;
+        (grant, scaled)
     }
 
     /// The failure detector these settings select.
@@ -136,6 +169,57 @@ impl LeaderSettings {
             },
         }
     }
+}
+
+/// The lease margin of `timeout`: a tenth of it, at least 100 ms. It absorbs clock rate drift
+/// between leader and worker and the worker's own lateness in noticing its lease ran out
+/// (docs/coordinator.md "Leases").
+pub fn lease_margin_of(timeout: Duration) -> Duration {
+    (timeout / 10).max(Duration::from_millis(100))
+}
+
+/// The lease granted with a heartbeat timeout of `timeout`: the timeout minus the margin, so
+/// a worker fences itself before the leader may mark it unhealthy.
+pub fn lease_of(timeout: Duration) -> Duration {
+    timeout.saturating_sub(lease_margin_of(timeout))
+}
+
+/// The heartbeat interval and timeout the leader grants with an answer
+/// ([`LeaderSettings::grant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// When the worker should heartbeat next (before jitter).
+    pub interval: Duration,
+    /// How long it may stay silent before the sweep marks it unhealthy.
+    pub timeout: Duration,
+}
+
+impl Grant {
+    /// The lease granted with it ([`lease_of`]).
+    pub fn lease(&self) -> Duration {
+        lease_of(self.timeout)
+    }
+
+    /// The interval handed to a worker: the grant's interval, minus up to 10 % when it was
+    /// scaled up (`scaled`), drawn from `seed`, so heartbeats of workers that registered in
+    /// one burst spread out over the interval instead of arriving in waves (Nomad jitters its
+    /// heartbeat TTLs likewise). Never longer than the interval the timeout was scaled for.
+    pub fn jittered_interval(&self, scaled: bool, seed: u64) -> Duration {
+        if !scaled {
+            return self.interval;
+        }
+        let tenth = self.interval / 10;
+        let nanos = u64::try_from(tenth.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.interval - Duration::from_nanos(splitmix(seed) % nanos)
+    }
+}
+
+/// A SplitMix64 step: a well-mixed 64-bit value from `seed` (jitter, not cryptography).
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The handle of leader tasks (cheap to clone).
@@ -246,5 +330,78 @@ impl LeaderCtx {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(group_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(rate: f64) -> LeaderSettings {
+        let config = CoordinatorConfig {
+            max_heartbeats_per_second: rate,
+            ..CoordinatorConfig::default()
+        };
+        LeaderSettings::from_config(&config)
+    }
+
+    #[test]
+    fn small_clusters_keep_the_configured_interval_and_timeout() {
+        let s = settings(5000.0);
+        let base = Grant {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+        };
+        for workers in [0, 1, 3, 1000, 10_000, 25_000] {
+            assert_eq!(s.grant_scaled(workers), (base, false), "{workers} workers");
+        }
+        assert_eq!(base.lease(), Duration::from_millis(13_500));
+        // No cap: never scaled.
+        assert_eq!(settings(0.0).grant_scaled(1_000_000), (base, false));
+    }
+
+    #[test]
+    fn large_clusters_heartbeat_at_the_capped_rate_with_a_proportional_timeout() {
+        let s = settings(5000.0);
+        let (g, scaled) = s.grant_scaled(100_000);
+        assert!(scaled);
+        assert_eq!(g.interval, Duration::from_secs(20));
+        assert_eq!(g.timeout, Duration::from_secs(60));
+        assert_eq!(g.lease(), Duration::from_secs(54));
+        // The rate the leader sees stays at the cap.
+        let rate = 100_000.0 / g.interval.as_secs_f64();
+        assert!((rate - 5000.0).abs() < 1e-6);
+        let (g, _) = s.grant_scaled(30_000);
+        assert_eq!(g.interval, Duration::from_secs(6));
+        assert_eq!(g.timeout, Duration::from_secs(18));
+        // Monotone in the worker count.
+        let mut last = Duration::ZERO;
+        for workers in (0..200_000).step_by(997) {
+            let g = s.grant(workers);
+            assert!(g.timeout >= last);
+            assert!(g.timeout >= g.interval * 3 - Duration::from_millis(1));
+            last = g.timeout;
+        }
+    }
+
+    #[test]
+    fn jitter_only_shortens_a_scaled_interval_by_at_most_a_tenth() {
+        let s = settings(5000.0);
+        let (g, scaled) = s.grant_scaled(100_000);
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..10_000u64 {
+            let i = g.jittered_interval(scaled, seed);
+            assert!(
+                i <= g.interval && i >= g.interval - g.interval / 10,
+                "{i:?}"
+            );
+            seen.insert(i.as_millis() / 100);
+        }
+        assert!(seen.len() > 15, "spread over the tenth: {seen:?}");
+        let (small, scaled) = s.grant_scaled(10);
+        assert_eq!(
+            small.jittered_interval(scaled, 12345),
+            Duration::from_secs(5)
+        );
     }
 }

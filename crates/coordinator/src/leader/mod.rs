@@ -5,7 +5,8 @@
 //! state only, so a new leader resumes whatever the old one left half done.
 //!
 //! - [`store`]: reads and Raft writes of the replicated state; [`error`]: what can fail.
-//! - [`liveness`] + [`phi`]: the in-memory heartbeat table and failure detectors;
+//! - [`liveness`] + [`deadlines`] + [`phi`]: the in-memory heartbeat table, its deadline wheel
+//!   and the failure detectors;
 //!   [`sweep`]: marks silent workers unhealthy.
 //! - [`reconciler`]: failovers, pending placements, migrations, (re)deploys, rebalance rounds.
 //! - [`checkpoint`], [`drain`], [`rebalance`], [`rolling`], [`orphans`]: the operations the
@@ -16,6 +17,7 @@
 pub mod backoff;
 pub mod checkpoint;
 pub mod context;
+pub mod deadlines;
 pub mod drain;
 pub mod error;
 pub mod executor;

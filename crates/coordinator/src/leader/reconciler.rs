@@ -68,9 +68,11 @@ pub async fn reconcile_once(ctx: &LeaderCtx, backoff: &mut Backoff) -> usize {
     for phase in Phase::ALL {
         let view = ctx.view();
         let now_ms = ctx.now_ms();
-        let actions = ctx
-            .store
-            .read(|s| plan_reconcile_phase(s, &view, now_ms, phase));
+        // Planning walks every worker and placement: on a snapshot, outside the state lock
+        // (`Store::snapshot`: a long read would stall `apply` and Raft's heartbeats with it).
+        let state = ctx.store.snapshot();
+        let actions = plan_reconcile_phase(&state, &view, now_ms, phase);
+        drop(state);
         if actions.is_empty() {
             continue;
         }

@@ -118,7 +118,20 @@ impl Store {
         self.replica.as_ref()
     }
 
-    /// Runs `f` on the locally applied state.
+    /// The locally applied state as of now, shared: for work proportional to the number of
+    /// workers (listing, a new leader's grace), done without holding the state lock. Holding
+    /// the lock that long would block `apply`, which runs on the consensus runtime's only
+    /// thread, and with it Raft's own heartbeats (a cause of elections under load, docs/raft.md
+    /// "Elections under CPU load"); with a snapshot out, `apply` waits for it asynchronously
+    /// (or copies the state), so drop it soon.
+    pub fn snapshot(&self) -> std::sync::Arc<ClusterState> {
+        let shared = self.replica.shared_state();
+        let guard = shared.read().unwrap_or_else(|p| p.into_inner());
+        std::sync::Arc::clone(&guard.state)
+    }
+
+    /// Runs `f` on the locally applied state (keep `f` short: it holds the state lock; see
+    /// [`Store::snapshot`]).
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         let shared = self.replica.shared_state();
         let guard = shared.read().unwrap_or_else(|p| p.into_inner());

@@ -1,18 +1,20 @@
 //! The leader's health sweep: marks silent workers unhealthy, through Raft.
 //!
-//! Every `sweep_interval` the leader compares each Ready/Busy worker's last heartbeat (in memory,
-//! [`crate::leader::liveness::Liveness`]) with `heartbeat_timeout` and proposes `SetWorkerStatus Unhealthy` for
-//! the silent ones, batched into one log entry when there are several. A worker is therefore marked
-//! within `heartbeat_timeout + sweep_interval` of its last heartbeat. When a node becomes leader
-//! (a new term) every worker first gets one full timeout of grace (last-seen = now), so a leader
-//! change never causes a false failover. Followers do nothing and keep no liveness data.
+//! Every sign of life grants a worker a deadline in the leader's memory
+//! ([`crate::leader::liveness::Liveness`]): `now + timeout`, the timeout of the grant in force
+//! (`LeaderSettings::grant`: `heartbeat_timeout`, longer past `--max-heartbeats-per-second`).
+//! Every `sweep_interval` the leader takes out the workers whose deadline has passed — a
+//! deadline-ordered wheel, so the sweep's cost is O(expired), not O(workers) — and proposes
+//! `SetWorkerStatus Unhealthy` for the Ready/Busy ones among them, batched into one log entry
+//! when there are several. A worker is therefore marked within its timeout plus one sweep
+//! interval of its last heartbeat. When a node becomes leader (a new term) every worker first
+//! gets one full timeout of grace (last-seen = now), so a leader change never causes a false
+//! failover. Followers do nothing and keep no liveness data.
 //!
-//! A worker is never marked before its lease ran out: lease + margin since the leader last
-//! heard from it (`LeaderSettings::lease`), which equals `heartbeat_timeout`; the phi detector
-//! can therefore not move pipelines sooner than the timeout would, only confirm it.
-//!
-//! With `--failure-detector phi` the test is phi accrual over each worker's heartbeat intervals
-//! (`--phi-threshold`, default 8.0; [`crate::leader::phi`]), still bounded by `heartbeat_timeout`.
+//! The deadline is also the end of the worker's lease plus its margin (the lease granted with
+//! an answer is the timeout minus the margin), so a worker is never marked before its lease
+//! certainly ran out. For the same reason the phi detector (`--failure-detector phi`) cannot
+//! mark anyone sooner than the timeout; it only words the reason.
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -53,14 +55,21 @@ pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
         }
         let term = ctx.store.replica().current_term();
         if leading_term != Some(term) {
-            let ids: Vec<String> = ctx
-                .store
-                .read(|s| s.workers().map(|w| w.id.clone()).collect());
-            ctx.liveness
-                .grace(ids.iter().map(String::as_str), Instant::now());
+            // Outside the state lock: 100,000 workers take a while.
+            let state = ctx.store.snapshot();
+            // The grant for the replicated worker count: the one the previous leader gave.
+            let grant = ctx.settings.grant(state.worker_count());
+            ctx.liveness.grace(
+                state.workers().map(|w| w.id.as_str()),
+                Instant::now(),
+                grant.timeout,
+            );
+            let ids = state.worker_count();
+            drop(state);
             tracing::info!(
                 term,
-                workers = ids.len(),
+                workers = ids,
+                grace_secs = grant.timeout.as_secs_f64(),
                 "leading: every worker gets a heartbeat-timeout of grace"
             );
             leading_term = Some(term);
@@ -76,27 +85,29 @@ pub async fn run(ctx: LeaderCtx, shutdown: CancellationToken) {
 }
 
 /// One sweep: proposes Unhealthy (`varpulis_cluster::plan::plan_sweep`) for every Ready/Busy
-/// worker the failure detector suspects; returns how many were marked.
+/// worker whose deadline has passed; returns how many were marked.
 pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
     let now = Instant::now();
-    let detector = ctx.settings.detector();
-    // Judged while walking the state: no copy of every id (a sweep of 100,000 workers every
-    // second made 100,000 allocations; docs/benchmarks.md, issue 19).
-    let mut suspected = ctx.store.read(|s| {
-        ctx.liveness
-            .suspected(s.workers().map(|w| w.id.as_str()), now, &detector)
-    });
-    // Never before the worker's lease has certainly expired (lease + margin since the last
-    // grant, on this clock): until then it may still be running its pipelines.
-    let held = ctx.settings.lease() + ctx.settings.lease_margin();
-    suspected.retain(|id| match ctx.liveness.get(id) {
-        Some(seen) => now.saturating_duration_since(seen.at) > held,
-        None => true,
-    });
-    if suspected.is_empty() {
+    // Workers this leader has not heard of yet (registered through another leader, or applied
+    // after the grace) get a grace period; deregistered ones are forgotten. Free while the
+    // counts agree.
+    let count = ctx.store.read(|s| s.worker_count());
+    if count != ctx.liveness.len() {
+        let grant = ctx.settings.grant(count);
+        let state = ctx.store.snapshot();
+        ctx.liveness.sync(
+            state.workers().map(|w| w.id.as_str()),
+            state.worker_count(),
+            now,
+            grant.timeout,
+        );
+    }
+    let expired = ctx.liveness.expired(now);
+    if expired.is_empty() {
+        ctx.metrics.observe_sweep_scan(now.elapsed());
         return 0;
     }
-    let timeout = ctx.settings.heartbeat_timeout;
+    let timeout = ctx.settings.grant(count).timeout;
     let suspicion = match ctx.settings.failure_detector {
         FailureDetector::Timeout => {
             format!("no heartbeat for more than {:.1} s", timeout.as_secs_f64())
@@ -108,12 +119,14 @@ pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
         ),
     };
     let view = LivenessView {
-        suspected: suspected.into_iter().collect(),
+        suspected: expired.iter().cloned().collect(),
         suspicion,
         ..ctx.view()
     };
     let now_ms = ctx.now_ms();
     let actions = ctx.store.read(|s| plan_sweep(s, &view, now_ms));
+    ctx.metrics.observe_sweep_scan(now.elapsed());
+    let mut proposed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut marked = 0;
     for action in actions {
         let Action::Propose(command) = action else {
@@ -129,6 +142,7 @@ pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
                     tracing::warn!(worker_id = %id, "{}: marked unhealthy", view.suspicion);
                 }
                 marked += workers.len();
+                proposed.extend(workers);
                 ctx.reconcile.notify_one();
             }
             Err(err) => {
@@ -136,8 +150,18 @@ pub async fn sweep_once(ctx: &LeaderCtx) -> usize {
                     workers = workers.len(),
                     "cannot mark silent workers unhealthy: {err}"
                 );
+                // Looked at again at the next sweep.
+                for id in &workers {
+                    ctx.liveness.requeue(id, now);
+                }
+                proposed.extend(workers);
             }
         }
+    }
+    // Expired but not eligible for a mark now (draining, already unhealthy or dead): looked
+    // at again a timeout later, in case their status changes without a sign of life.
+    for id in expired.iter().filter(|id| !proposed.contains(*id)) {
+        ctx.liveness.requeue(id, now + timeout);
     }
     marked
 }

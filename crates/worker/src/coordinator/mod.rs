@@ -64,6 +64,8 @@ pub struct CoordinatorClient {
     /// Asks the heartbeat loop for a heartbeat now (the session found the leader while the
     /// worker is fenced: the answer lifts the fence), abandoning one that hangs elsewhere.
     heartbeat_now: tokio::sync::Notify,
+    /// The heartbeat interval the coordinator last asked for, in milliseconds (0: none yet).
+    asked_interval_ms: std::sync::atomic::AtomicU64,
 }
 
 impl CoordinatorClient {
@@ -105,6 +107,7 @@ impl CoordinatorClient {
             link,
             pushed: Mutex::new(HashMap::new()),
             heartbeat_now: tokio::sync::Notify::new(),
+            asked_interval_ms: std::sync::atomic::AtomicU64::new(0),
         })))
     }
 
@@ -121,6 +124,27 @@ impl CoordinatorClient {
         match self.link {
             Link::Http(_) => url,
             Link::Nats(_) => "nats".to_owned(),
+        }
+    }
+
+    /// The interval between heartbeats: the one the coordinator asked for in its last answer
+    /// (it grows with the size of the cluster, docs/coordinator.md "Heartbeat rate"), never
+    /// shorter than this worker's own `heartbeat_interval`.
+    pub fn heartbeat_interval(&self) -> Duration {
+        let asked = self
+            .asked_interval_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.state
+            .config
+            .heartbeat_interval
+            .max(Duration::from_millis(asked))
+    }
+
+    /// Notes the heartbeat interval an answer asked for.
+    fn ask_interval(&self, interval_ms: Option<u64>) {
+        if let Some(ms) = interval_ms.filter(|ms| *ms > 0) {
+            self.asked_interval_ms
+                .store(ms, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -175,6 +199,7 @@ impl CoordinatorClient {
                     .await?;
                 if let Ok(answer) = resp.json::<RegisterWorkerResponse>().await {
                     self.absorb(&answer.coordinators, answer.lease_ms, sent);
+                    self.ask_interval(answer.heartbeat_interval_ms);
                 }
                 Ok(self.describe(url))
             }
@@ -207,6 +232,7 @@ impl CoordinatorClient {
             }
         };
         self.absorb(&answer.coordinators, answer.lease_ms, sent);
+        self.ask_interval(answer.heartbeat_interval_ms);
         Ok(answer)
     }
 

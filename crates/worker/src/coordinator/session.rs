@@ -2,7 +2,8 @@
 //!
 //! Registration retries with exponential backoff (`registration_backoff_initial` doubling to
 //! `registration_backoff_max`, ±20 % jitter) until accepted; then a heartbeat every
-//! `heartbeat_interval`, and at once when the worker session asks for one (a fenced worker's
+//! `heartbeat_interval` or the longer interval the coordinator asks for in its answers
+//! (`heartbeat_interval_ms`: large clusters heartbeat less often), and at once when the worker session asks for one (a fenced worker's
 //! session reached the leader: the answer lifts the fence; a heartbeat hanging on an
 //! unreachable coordinator meanwhile is abandoned). A "who are you?" answer (404) means the
 //! coordinator lost us:
@@ -65,7 +66,10 @@ impl CoordinatorClient {
             };
             tracing::info!(coordinator = %by, worker_id = %cfg.worker_id, "registered");
             self.state.set_registered(true);
-            let mut ticker = tokio::time::interval(cfg.heartbeat_interval);
+            // The coordinator may ask for a longer interval (a large cluster): followed from
+            // the next tick on.
+            let mut every = self.heartbeat_interval();
+            let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
             let mut pushes =
@@ -91,6 +95,12 @@ impl CoordinatorClient {
                         () = self.heartbeat_now.notified() => {}
                     }
                 };
+                if self.heartbeat_interval() != every {
+                    every = self.heartbeat_interval();
+                    tracing::debug!(?every, "heartbeat interval set by the coordinator");
+                    ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
                 match answer {
                     Ok(answer) => super::fence::after_heartbeat(&self.state, &answer),
                     Err(CallError::UnknownWorker) => {
