@@ -87,6 +87,16 @@ async fn consume_filter_produce_keeps_every_event_and_per_key_order() {
     assert_eq!(k["name"], "K");
     assert_eq!(k["health"], "ok");
     assert_eq!(k["events_given_up"], 0);
+    // The source side of the same connector: healthy, every record received.
+    let src = b["connectors"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["role"] == "source"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no kafka source in {b}"));
+    assert_eq!(src["name"], "K", "{src}");
+    assert_eq!(src["kind"], "kafka", "{src}");
+    assert_eq!(src["health"], "ok", "{src}");
+    assert_eq!(src["events_received"], N, "{src}");
     let metrics = metrics_text(&w).await;
     assert!(
         metrics.contains("varpulis_worker_connector_events_sent_total")
@@ -124,6 +134,18 @@ async fn a_broker_that_is_down_degrades_the_pipeline() {
             .unwrap_or_default()
             .contains("kafka"),
         "{b}"
+    );
+    // The source connection is listed down with librdkafka's error.
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            get(&url).await.1["connectors"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["role"] == "source"))
+                .is_some_and(|c| c["health"] == "down" && c["status_reason"].is_string())
+        })
+        .await,
+        "{}",
+        get(&url).await.1
     );
     w.shutdown().await;
 }

@@ -90,6 +90,27 @@ async fn mqtt_events_flow_through_the_pipeline_and_back_out() {
     );
     let (_, info) = get(&format!("{}/api/v1/pipelines/{id}", w.url)).await;
     assert_eq!(info["status"], "running", "{info}");
+    // The source connection is listed with its health and what it received (the bad
+    // payloads too).
+    let src = info["connectors"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["role"] == "source"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no source connector in {info}"));
+    assert_eq!(src["name"], "Plant", "{src}");
+    assert_eq!(src["kind"], "mqtt", "{src}");
+    assert_eq!(src["health"], "ok", "{src}");
+    assert!(src["events_received"].as_u64().unwrap_or(0) >= 2, "{src}");
+    let up = format!(
+        "varpulis_worker_connector_up{{pipeline=\"{id}\",connector=\"Plant\",kind=\"mqtt\",role=\"source\"}} 1"
+    );
+    assert!(text.lines().any(|l| l == up), "{up} missing from:\n{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!(
+            "varpulis_worker_connector_events_received_total{{pipeline=\"{id}\",connector=\"Plant\""
+        ))),
+        "{text}"
+    );
     w.shutdown().await;
 }
 
@@ -146,6 +167,20 @@ async fn unreachable_broker_degrades_the_pipeline_not_the_worker() {
         info["status_reason"].as_str().unwrap().contains("Dead"),
         "{info}"
     );
+    // The source connection itself is shown down, with the error, in the status and metrics.
+    let src = &info["connectors"][0];
+    assert_eq!(src["name"], "Dead", "{info}");
+    assert_eq!(src["role"], "source", "{info}");
+    assert_eq!(src["health"], "down", "{info}");
+    assert!(
+        src["status_reason"].as_str().unwrap_or("").contains("Dead"),
+        "{info}"
+    );
+    let text = metrics_text(&w).await;
+    let up = format!(
+        "varpulis_worker_connector_up{{pipeline=\"{id}\",connector=\"Dead\",kind=\"mqtt\",role=\"source\"}} 0"
+    );
+    assert!(text.lines().any(|l| l == up), "{up} missing from:\n{text}");
     let h = client()
         .get(format!("{}/health", w.url))
         .send()

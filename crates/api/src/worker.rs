@@ -120,19 +120,28 @@ pub struct PipelineInfo {
     /// Placement epoch given at deploy time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
-    /// Health and counters of the pipeline's output connectors that report them (HTTP, file,
-    /// console; docs/connectors.md).
+    /// Health and counters of the pipeline's connectors: its output connectors (HTTP, file,
+    /// console, Kafka, enrich) and its sources (Kafka, MQTT, NATS; `role: "source"`)
+    /// (docs/connectors.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connectors: Vec<ConnectorStatus>,
 }
 
-/// One output connector of a pipeline, as shown in its status and metrics.
+/// One connector of a pipeline, as shown in its status and metrics: an output connector, or
+/// (with `role: "source"`) a source the pipeline reads from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectorStatus {
     /// Connector name as declared.
     pub name: String,
-    /// Kind (`http`, `file`, `console`).
+    /// Kind (`http`, `file`, `console`, `kafka`, `mqtt`, `nats`).
     pub kind: String,
+    /// `source` for a connection the pipeline reads from; absent for an output connector.
+    /// A connector used by both `.from` and `.to` appears once in each role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// For a source: messages or records received from it (bad payloads included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_received: Option<u64>,
     /// `ok`, or `down` while its last attempt failed (the pipeline is then `degraded`).
     pub health: String,
     /// Why it is down (the last error), when it is.

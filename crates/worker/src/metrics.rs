@@ -163,10 +163,11 @@ impl WorkerMetrics {
     }
 }
 
-/// Per-connector series of the output connectors that report them (docs/connectors.md),
-/// labelled `pipeline`, `connector` and `kind`.
+/// Per-connector series (docs/connectors.md), labelled `pipeline`, `connector` and `kind`, plus
+/// `role="source"` for a source connection. Output connectors give every series but
+/// `events_received`; sources give `events_received` and `up`.
 fn render_connectors(pipelines: &[Arc<Pipeline>], out: &mut String) {
-    type Pick = fn(&varpulis_api::worker::ConnectorStatus) -> u64;
+    type Pick = fn(&varpulis_api::worker::ConnectorStatus) -> Option<u64>;
     let all: Vec<(&Arc<Pipeline>, Vec<varpulis_api::worker::ConnectorStatus>)> = pipelines
         .iter()
         .map(|p| (p, p.connectors()))
@@ -175,39 +176,57 @@ fn render_connectors(pipelines: &[Arc<Pipeline>], out: &mut String) {
     if all.is_empty() {
         return;
     }
-    let series: [(&str, &str, Pick); 6] = [
+    fn output(c: &varpulis_api::worker::ConnectorStatus, v: u64) -> Option<u64> {
+        c.role.is_none().then_some(v)
+    }
+    let series: [(&str, &str, Pick); 7] = [
         (
             "varpulis_worker_connector_events_sent_total",
             "counter",
-            |c| c.events_sent,
+            |c| output(c, c.events_sent),
         ),
         (
             "varpulis_worker_connector_events_given_up_total",
             "counter",
-            |c| c.events_given_up,
+            |c| output(c, c.events_given_up),
         ),
         ("varpulis_worker_connector_requests_total", "counter", |c| {
-            c.requests
+            output(c, c.requests)
         }),
         ("varpulis_worker_connector_retries_total", "counter", |c| {
-            c.retries
+            output(c, c.retries)
         }),
-        ("varpulis_worker_connector_queued", "gauge", |c| c.queued),
+        ("varpulis_worker_connector_queued", "gauge", |c| {
+            output(c, c.queued)
+        }),
+        (
+            "varpulis_worker_connector_events_received_total",
+            "counter",
+            |c| c.events_received,
+        ),
         ("varpulis_worker_connector_up", "gauge", |c| {
-            u64::from(c.health == "ok")
+            Some(u64::from(c.health == "ok"))
         }),
     ];
     for (name, ty, pick) in series {
-        let _ = writeln!(out, "# TYPE {name} {ty}");
+        let mut header = false;
         for (p, conns) in &all {
             for c in conns {
+                let Some(v) = pick(c) else { continue };
+                if !header {
+                    let _ = writeln!(out, "# TYPE {name} {ty}");
+                    header = true;
+                }
+                let role = match &c.role {
+                    Some(r) => format!(",role=\"{}\"", escape(r)),
+                    None => String::new(),
+                };
                 let _ = writeln!(
                     out,
-                    "{name}{{pipeline=\"{}\",connector=\"{}\",kind=\"{}\"}} {}",
+                    "{name}{{pipeline=\"{}\",connector=\"{}\",kind=\"{}\"{role}}} {v}",
                     escape(&p.id),
                     escape(&c.name),
                     escape(&c.kind),
-                    pick(c)
                 );
             }
         }

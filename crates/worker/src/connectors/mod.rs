@@ -164,11 +164,12 @@ pub fn start_sources(state: &AppState, pipeline: &Arc<Pipeline>) {
         routes::start_inbound(state, pipeline, &feed, r, tx.clone());
     }
     for n in plan.nats {
+        let health = feed.source_health(&n.name, "nats");
         let _ = nats::start(
             state,
             pipeline,
             n,
-            Some(tx.clone()),
+            Some((tx.clone(), health)),
             feed.connections.clone(),
         );
     }

@@ -24,6 +24,7 @@ use super::inbound::{close_flushing, Ack, Inbound};
 use super::payload::{decode_payload, encode_output};
 use super::plan::mqtt::MqttPlan;
 use super::sink::{bound_to, Sink};
+use super::stats::ConnectorStats;
 use crate::counters::Counters;
 use crate::engine::{Event, Output};
 use crate::event_time::now_ns;
@@ -171,6 +172,7 @@ pub fn start_sink(
         name: plan.name.clone(),
         feed: Feed::sinks_of(pipeline),
         client: client.clone(),
+        health: None,
     };
     state
         .tasks
@@ -213,6 +215,7 @@ pub fn start_source(
         name: plan.name.clone(),
         feed: feed.clone(),
         client,
+        health: Some(feed.source_health(&plan.name, "mqtt")),
     };
     let persistent = session.is_some();
     state.tasks.spawn(conn.run(
@@ -228,6 +231,8 @@ struct Connection {
     name: String,
     feed: Arc<Feed>,
     client: AsyncClient,
+    /// A subscriber's health and counters (`None` for a publisher).
+    health: Option<Arc<ConnectorStats>>,
 }
 
 impl Connection {
@@ -302,6 +307,9 @@ impl Connection {
                 Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = BACKOFF_INITIAL;
                     self.feed.on_target(Pipeline::clear_degraded);
+                    if let Some(h) = &self.health {
+                        h.set_ok();
+                    }
                     tracing::debug!(connector = %self.name, "mqtt connected");
                     for (filter, _) in &subscriptions {
                         if let Err(e) = self.client.try_subscribe(filter.clone(), qos) {
@@ -311,6 +319,9 @@ impl Connection {
                 }
                 Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
                     let Some(tx) = &ingest else { continue };
+                    if let Some(h) = &self.health {
+                        ConnectorStats::add(&h.received, 1);
+                    }
                     let default_type = subscriptions
                         .iter()
                         .find(|(f, _)| rumqttc::matches(&publish.topic, f))
@@ -344,6 +355,9 @@ impl Connection {
                 Ok(_) => {}
                 Err(e) => {
                     let reason = format!("mqtt connector `{}`: {e}", self.name);
+                    if let Some(h) = &self.health {
+                        h.set_down(reason.clone());
+                    }
                     if !self.feed.back_off(reason, &mut backoff, BACKOFF_MAX).await {
                         break;
                     }

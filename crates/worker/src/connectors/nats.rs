@@ -21,6 +21,7 @@ use super::inbound::Inbound;
 use super::payload::{decode_payload, encode_output};
 use super::plan::nats::{NatsParams, NatsPlan};
 use super::sink::{bound_to, Sink};
+use super::stats::ConnectorStats;
 use crate::counters::Counters;
 use crate::engine::{Event, Output};
 use crate::event_time::now_ns;
@@ -68,12 +69,13 @@ impl Sink for NatsSink {
 }
 
 /// Spawns the connection of `plan`, stopped by `cancel`; its subscriptions feed `ingest`
-/// (when given); returns the sink for its `.to` outputs, if any.
+/// (when given) and report through `health` (the source's health and counters); returns the
+/// sink for its `.to` outputs, if any.
 pub fn start(
     state: &AppState,
     pipeline: &Arc<Pipeline>,
     plan: NatsPlan,
-    ingest: Option<mpsc::Sender<Inbound>>,
+    ingest: Option<(mpsc::Sender<Inbound>, Arc<ConnectorStats>)>,
     cancel: CancellationToken,
 ) -> Option<Box<dyn Sink>> {
     let (sink, publish_rx) = if plan.sinks.is_empty() {
@@ -88,12 +90,16 @@ pub fn start(
         });
         (Some(sink), Some(rx))
     };
-    let ingest = ingest.filter(|_| !plan.subscriptions.is_empty());
+    let (ingest, health) = match ingest.filter(|_| !plan.subscriptions.is_empty()) {
+        Some((tx, health)) => (Some(tx), Some(health)),
+        None => (None, None),
+    };
     let conn = Connection {
         name: plan.name,
         params: plan.params,
         pipeline: pipeline.clone(),
         cancel,
+        health,
     };
     state
         .tasks
@@ -106,6 +112,8 @@ struct Connection {
     params: NatsParams,
     pipeline: Arc<Pipeline>,
     cancel: CancellationToken,
+    /// The subscriber side's health and counters (`None` without subscriptions).
+    health: Option<Arc<ConnectorStats>>,
 }
 
 impl Connection {
@@ -119,13 +127,15 @@ impl Connection {
     ) {
         let weak = Arc::downgrade(&self.pipeline);
         let name = self.name.clone();
+        let health = self.health.clone();
         let options = self
             .params
             .options(&format!("varpulis-{}", self.pipeline.id))
             .event_callback(move |event| {
                 let weak = weak.clone();
                 let name = name.clone();
-                async move { on_event(&weak, &name, event) }
+                let health = health.clone();
+                async move { on_event(&weak, &name, health.as_deref(), event) }
             });
         let client = match options.connect(self.params.addrs()).await {
             Ok(c) => c,
@@ -133,6 +143,9 @@ impl Connection {
                 // Only configuration errors end up here (retry_on_initial_connect is set).
                 let reason = format!("nats connector `{}`: {e}", self.name);
                 tracing::warn!(pipeline = %self.pipeline.id, "{reason}");
+                if let Some(h) = &self.health {
+                    h.set_down(reason.clone());
+                }
                 self.pipeline.set_degraded(reason);
                 return;
             }
@@ -146,6 +159,9 @@ impl Connection {
                         let reason =
                             format!("nats connector `{}`: subscribe `{subject}`: {e}", self.name);
                         tracing::warn!(pipeline = %self.pipeline.id, "{reason}");
+                        if let Some(h) = &self.health {
+                            h.set_down(reason.clone());
+                        }
                         self.pipeline.set_degraded(reason);
                     }
                 }
@@ -176,6 +192,9 @@ impl Connection {
                 .map(|(s, ty)| s.map(move |m| (m, ty.clone())).boxed()),
         );
         while let Some((msg, default_type)) = merged.next().await {
+            if let Some(h) = &self.health {
+                ConnectorStats::add(&h.received, 1);
+            }
             match decode_payload(&msg.payload, &default_type) {
                 Ok((ty, fields)) => {
                     let ev = Event::from_json(&ty, &fields, now_ns());
@@ -202,27 +221,36 @@ impl Connection {
     }
 }
 
-/// Client events: a connect clears `degraded`, a disconnect or error sets it.
-fn on_event(pipeline: &Weak<Pipeline>, name: &str, event: async_nats::Event) {
+/// Client events: a connect clears `degraded` (and the source's `down`), a disconnect or error
+/// sets them.
+fn on_event(
+    pipeline: &Weak<Pipeline>,
+    name: &str,
+    health: Option<&ConnectorStats>,
+    event: async_nats::Event,
+) {
     let Some(p) = pipeline.upgrade() else { return };
-    match event {
+    let reason = match event {
         async_nats::Event::Connected => {
             tracing::debug!(pipeline = %p.id, connector = %name, "nats connected");
+            if let Some(h) = health {
+                h.set_ok();
+            }
             p.clear_degraded();
+            return;
         }
         async_nats::Event::SlowConsumer(_) => {
-            let reason = format!("nats connector `{name}`: slow consumer, messages were dropped");
-            tracing::warn!(pipeline = %p.id, "{reason}");
-            p.set_degraded(reason);
+            format!("nats connector `{name}`: slow consumer, messages were dropped")
         }
         async_nats::Event::Disconnected
         | async_nats::Event::Closed
         | async_nats::Event::ClientError(_)
-        | async_nats::Event::ServerError(_) => {
-            let reason = format!("nats connector `{name}`: {event}");
-            tracing::warn!(pipeline = %p.id, "{reason}");
-            p.set_degraded(reason);
-        }
-        _ => {}
+        | async_nats::Event::ServerError(_) => format!("nats connector `{name}`: {event}"),
+        _ => return,
+    };
+    tracing::warn!(pipeline = %p.id, "{reason}");
+    if let Some(h) = health {
+        h.set_down(reason.clone());
     }
+    p.set_degraded(reason);
 }

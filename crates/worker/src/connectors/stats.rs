@@ -1,16 +1,21 @@
-//! Health and counters of one output connector (HTTP, file, console, Kafka), shared by its sink
-//! (which queues) and its task (which delivers). Lock-free counters; the health's reason sits
-//! behind a mutex taken only when it changes or is read.
+//! Health and counters of one connector of a pipeline: an output connector (HTTP, file, console,
+//! Kafka), shared by its sink (which queues) and its task (which delivers), or a source (Kafka,
+//! MQTT, NATS), shared by the feed and the connection that reads it. Lock-free counters; the
+//! health's reason sits behind a mutex taken only when it changes or is read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use varpulis_api::worker::ConnectorStatus;
 
-/// The counters and health of one output connector.
+/// The counters and health of one connector (output, or a source).
 #[derive(Debug)]
 pub struct ConnectorStats {
     name: String,
     kind: &'static str,
+    /// A source (reads for the pipeline) rather than an output connector.
+    source: bool,
+    /// Messages or records a source received.
+    pub received: AtomicU64,
     /// Events delivered.
     pub sent: AtomicU64,
     /// Events given up after the retries.
@@ -28,9 +33,20 @@ pub struct ConnectorStats {
 impl ConnectorStats {
     /// Fresh counters of connector `name` of `kind`, healthy.
     pub fn new(name: &str, kind: &'static str) -> Self {
+        Self::with_role(name, kind, false)
+    }
+
+    /// Fresh counters of source connector `name` of `kind`, healthy.
+    pub fn source(name: &str, kind: &'static str) -> Self {
+        Self::with_role(name, kind, true)
+    }
+
+    fn with_role(name: &str, kind: &'static str, source: bool) -> Self {
         Self {
             name: name.to_owned(),
             kind,
+            source,
+            received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             given_up: AtomicU64::new(0),
             queued: AtomicU64::new(0),
@@ -43,6 +59,11 @@ impl ConnectorStats {
     /// The connector's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The connector's kind.
+    pub fn kind(&self) -> &'static str {
+        self.kind
     }
 
     /// Adds `n` to `counter`.
@@ -85,6 +106,10 @@ impl ConnectorStats {
             kind: self.kind.to_owned(),
             health: if reason.is_some() { "down" } else { "ok" }.to_owned(),
             status_reason: reason,
+            role: self.source.then(|| "source".to_owned()),
+            events_received: self
+                .source
+                .then(|| self.received.load(Ordering::Relaxed)),
             events_sent: self.sent.load(Ordering::Relaxed),
             events_given_up: self.given_up.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),

@@ -325,12 +325,16 @@ impl Pipeline {
         }
     }
 
-    /// Health and counters of the output connectors that report them (docs/connectors.md).
+    /// Health and counters of the output connectors that report them, then of the source
+    /// connections (`role: "source"`) (docs/connectors.md).
     pub fn connectors(&self) -> Vec<ConnectorStatus> {
-        self.sinks
+        let mut all: Vec<ConnectorStatus> = self
+            .sinks
             .get()
             .map(|s| s.iter().flat_map(|s| s.status()).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        all.extend(self.source_statuses());
+        all
     }
 
     /// Events accepted so far.

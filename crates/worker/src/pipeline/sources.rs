@@ -9,8 +9,9 @@
 
 use super::Pipeline;
 use crate::connectors::plan::Plan;
+use crate::connectors::stats::ConnectorStats;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,9 @@ pub struct Feed {
     pub signature: String,
     /// Cancelled when the ingest loop ended (every connection closed, the queue drained).
     pub done: CancellationToken,
+    /// Health and counters of each source connection (shown under the pipeline's
+    /// `connectors` with `role: "source"`); they move with the feed at a hand-over.
+    health: Mutex<Vec<Arc<ConnectorStats>>>,
 }
 
 impl Feed {
@@ -41,6 +45,7 @@ impl Feed {
             ingest: CancellationToken::new(),
             signature,
             done: CancellationToken::new(),
+            health: Mutex::default(),
         })
     }
 
@@ -52,6 +57,7 @@ impl Feed {
             ingest: pipeline.cancel.clone(),
             signature: String::new(),
             done: CancellationToken::new(),
+            health: Mutex::default(),
         })
     }
 
@@ -61,6 +67,24 @@ impl Feed {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .upgrade()
+    }
+
+    /// The health and counters of source connector `name` of `kind` (created healthy the
+    /// first time a connection of the feed asks for it).
+    pub fn source_health(&self, name: &str, kind: &'static str) -> Arc<ConnectorStats> {
+        let mut all = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = all.iter().find(|h| h.name() == name && h.kind() == kind) {
+            return h.clone();
+        }
+        let h = Arc::new(ConnectorStats::source(name, kind));
+        all.push(h.clone());
+        h
+    }
+
+    /// The API view of the feed's source connections.
+    pub fn source_statuses(&self) -> Vec<varpulis_api::worker::ConnectorStatus> {
+        let all = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().map(|h| h.status()).collect()
     }
 
     /// Runs `f` on the pipeline the feed works for now (after a hand-over, the new one).
@@ -154,6 +178,12 @@ impl Pipeline {
         if let Some(old) = s.feed.replace(feed) {
             old.stop();
         }
+    }
+
+    /// The API view of the running feed's source connections (none without a feed).
+    pub(super) fn source_statuses(&self) -> Vec<varpulis_api::worker::ConnectorStatus> {
+        let feed = self.lock_sources().feed.clone();
+        feed.map(|f| f.source_statuses()).unwrap_or_default()
     }
 
     /// Whether a feed runs.

@@ -21,6 +21,7 @@
 use super::super::inbound::{Ack, Inbound, ACK_FLUSH_DEADLINE};
 use super::super::plan::kafka::KafkaPlan;
 use super::super::sink::DeliveryTicket;
+use super::super::stats::ConnectorStats;
 use super::decode::{decode_record, Names};
 use crate::event_time::now_ns;
 use crate::pipeline::Feed;
@@ -75,6 +76,9 @@ impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let reason = format!("kafka connector `{}`: {error}: {reason}", self.connector);
         tracing::warn!("{reason}");
+        self.feed
+            .source_health(&self.connector, "kafka")
+            .set_down(reason.clone());
         self.feed.on_target(|p| p.set_degraded(reason));
     }
 }
@@ -223,6 +227,8 @@ pub fn start(state: &AppState, feed: &Arc<Feed>, plan: KafkaPlan, ingest: mpsc::
     }
     let pipeline_id = feed.target().map(|p| p.id.clone()).unwrap_or_default();
     let group = group_id(&plan, feed);
+    // Listed (healthy) from the start, under the pipeline's `connectors`.
+    let health = feed.source_health(&plan.name, "kafka");
     let defaults = [
         ("group.id", group.as_str()),
         ("enable.auto.commit", "true"),
@@ -249,6 +255,7 @@ pub fn start(state: &AppState, feed: &Arc<Feed>, plan: KafkaPlan, ingest: mpsc::
         Err(e) => {
             let reason = format!("kafka connector `{}`: {e}", plan.name);
             tracing::error!(pipeline = %pipeline_id, "{reason}");
+            health.set_down(reason.clone());
             feed.on_target(|p| p.set_degraded(reason));
             return;
         }
@@ -256,6 +263,7 @@ pub fn start(state: &AppState, feed: &Arc<Feed>, plan: KafkaPlan, ingest: mpsc::
     let topics: Vec<&str> = plan.subscriptions.iter().map(|(t, _)| t.as_str()).collect();
     if let Err(e) = consumer.subscribe(&topics) {
         let reason = format!("kafka connector `{}`: subscribe: {e}", plan.name);
+        health.set_down(reason.clone());
         feed.on_target(|p| p.set_degraded(reason));
         return;
     }
@@ -324,6 +332,7 @@ async fn read(
     let mut marks = Marks::default();
     let mut batch: Vec<Inbound> = Vec::with_capacity(SOURCE_BATCH);
     let mut names = Names::default();
+    let health = feed.source_health(name, "kafka");
     loop {
         stores.store_settled(consumer.as_ref());
         let waiting = !stores.is_empty();
@@ -341,6 +350,7 @@ async fn read(
                 Some(Ok(m)) => {
                     if failing {
                         failing = false;
+                        health.set_ok();
                         feed.on_target(|p| p.clear_degraded());
                     }
                     taken += 1;
@@ -363,6 +373,7 @@ async fn read(
                     failing = true;
                     let reason = format!("kafka connector `{name}`: {e}");
                     tracing::warn!("{reason}");
+                    health.set_down(reason.clone());
                     feed.on_target(|p| p.set_degraded(reason));
                     if taken == 0 {
                         tokio::select! {
@@ -381,6 +392,14 @@ async fn read(
             match stream.next().now_or_never() {
                 Some(m) => next = m,
                 None => break,
+            }
+        }
+        if taken > 0 {
+            ConnectorStats::add(&health.received, taken as u64);
+            // Records flow again after a client error reported by librdkafka's callback.
+            if health.down_reason().is_some() {
+                health.set_ok();
+                feed.on_target(|p| p.clear_degraded());
             }
         }
         if let Some(last) = batch.last_mut() {
