@@ -133,6 +133,22 @@ async fn nats_from_and_to_round_trip_on_one_worker() {
     let info = status(&api, &base, &id).await;
     assert_eq!(info["status"], "running", "{info}");
     assert!(info["events_in"].as_u64().unwrap() >= 3, "{info}");
+    // Both sides of the connector are listed, healthy, with their counters.
+    let entry = |source: bool| {
+        info["connectors"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["kind"] == "nats" && (c["role"] == "source") == source)
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no nats entry (source: {source}) in {info}"))
+    };
+    let (src, sink) = (entry(true), entry(false));
+    assert_eq!(src["health"], "ok", "{src}");
+    assert!(src["events_received"].as_u64().unwrap_or(0) >= 3, "{src}");
+    assert_eq!(sink["health"], "ok", "{sink}");
+    assert!(sink["events_sent"].as_u64().unwrap_or(0) >= 2, "{sink}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,4 +177,7 @@ async fn nats_connector_with_server_down_marks_pipeline_degraded() {
     .await;
     let reason = info["status_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("nats connector `Bus`"), "{info}");
+    let src = &info["connectors"][0];
+    assert_eq!(src["role"], "source", "{info}");
+    assert_eq!(src["health"], "down", "{info}");
 }

@@ -101,6 +101,19 @@ async fn mqtt_events_flow_through_the_pipeline_and_back_out() {
     assert_eq!(src["kind"], "mqtt", "{src}");
     assert_eq!(src["health"], "ok", "{src}");
     assert!(src["events_received"].as_u64().unwrap_or(0) >= 2, "{src}");
+    // And so is the publisher side of the same connector, with what it published.
+    let sink = info["connectors"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["kind"] == "mqtt" && c["role"].is_null())
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no mqtt output connector in {info}"));
+    assert_eq!(sink["name"], "Plant", "{sink}");
+    assert_eq!(sink["health"], "ok", "{sink}");
+    assert!(sink["events_sent"].as_u64().unwrap_or(0) >= 1, "{sink}");
+    assert_eq!(sink["events_given_up"], 0, "{sink}");
     let up = format!(
         "varpulis_worker_connector_up{{pipeline=\"{id}\",connector=\"Plant\",kind=\"mqtt\",role=\"source\"}} 1"
     );

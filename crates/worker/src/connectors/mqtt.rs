@@ -136,6 +136,10 @@ pub struct MqttSink {
     qos: QoS,
     /// `publish().await` waits when the client's queue is full (backpressure).
     client: AsyncClient,
+    /// Health (of the publisher connection) and counters: `events_sent` = handed to the
+    /// client (it retransmits QoS ≥ 1 until the broker acknowledges), `events_given_up` =
+    /// refused by the client.
+    stats: Arc<ConnectorStats>,
 }
 
 impl Sink for MqttSink {
@@ -144,16 +148,25 @@ impl Sink for MqttSink {
             let default = self.default_topic.as_deref();
             for (o, topic) in bound_to(outputs, &self.connector, default) {
                 let payload = encode_output(o);
-                if let Err(e) = self
+                ConnectorStats::add(&self.stats.requests, 1);
+                match self
                     .client
                     .publish(topic.clone(), self.qos, false, payload)
                     .await
                 {
-                    Counters::add(&counters.errors, 1);
-                    tracing::warn!(pipeline = %self.pipeline, %topic, error = %e, "publish failed");
+                    Ok(()) => ConnectorStats::add(&self.stats.sent, 1),
+                    Err(e) => {
+                        ConnectorStats::add(&self.stats.given_up, 1);
+                        Counters::add(&counters.errors, 1);
+                        tracing::warn!(pipeline = %self.pipeline, %topic, error = %e, "publish failed");
+                    }
                 }
             }
         })
+    }
+
+    fn status(&self) -> Vec<varpulis_api::worker::ConnectorStatus> {
+        vec![self.stats.status()]
     }
 }
 
@@ -168,11 +181,12 @@ pub fn start_sink(
     }
     let (client, eventloop) =
         AsyncClient::new(options(plan, &pipeline.id, "out", None), REQUEST_QUEUE);
+    let stats = Arc::new(ConnectorStats::new(&plan.name, "mqtt"));
     let conn = Connection {
         name: plan.name.clone(),
         feed: Feed::sinks_of(pipeline),
         client: client.clone(),
-        health: None,
+        health: Some(stats.clone()),
     };
     state
         .tasks
@@ -183,6 +197,7 @@ pub fn start_sink(
         default_topic: plan.params.topic.clone(),
         qos: plan.params.qos,
         client,
+        stats,
     }))
 }
 
@@ -231,7 +246,8 @@ struct Connection {
     name: String,
     feed: Arc<Feed>,
     client: AsyncClient,
-    /// A subscriber's health and counters (`None` for a publisher).
+    /// The connection's health and counters (a subscriber's source entry, or the publisher's
+    /// sink entry).
     health: Option<Arc<ConnectorStats>>,
 }
 

@@ -46,6 +46,9 @@ pub struct NatsSink {
     /// Subject used when the `.to` names none.
     default_subject: Option<String>,
     tx: mpsc::Sender<(String, Vec<u8>)>,
+    /// Health (of the connection) and counters: `queued` = waiting in the publish queue,
+    /// `events_sent` = handed to the NATS client, `events_given_up` = refused by it.
+    stats: Arc<ConnectorStats>,
 }
 
 impl Sink for NatsSink {
@@ -53,18 +56,25 @@ impl Sink for NatsSink {
         Box::pin(async move {
             let default = self.default_subject.as_deref();
             for (o, subject) in bound_to(outputs, &self.connector, default) {
+                ConnectorStats::add(&self.stats.queued, 1);
                 if self
                     .tx
                     .send((subject.clone(), encode_output(o)))
                     .await
                     .is_err()
                 {
+                    self.stats.dequeued(1);
+                    ConnectorStats::add(&self.stats.given_up, 1);
                     // The connection is gone: the pipeline is stopping.
                     Counters::add(&counters.errors, 1);
                     tracing::warn!(pipeline = %self.pipeline, %subject, "nats publish queue closed");
                 }
             }
         })
+    }
+
+    fn status(&self) -> Vec<varpulis_api::worker::ConnectorStatus> {
+        vec![self.stats.status()]
     }
 }
 
@@ -78,17 +88,19 @@ pub fn start(
     ingest: Option<(mpsc::Sender<Inbound>, Arc<ConnectorStats>)>,
     cancel: CancellationToken,
 ) -> Option<Box<dyn Sink>> {
-    let (sink, publish_rx) = if plan.sinks.is_empty() {
-        (None, None)
+    let (sink, publish_rx, sink_health) = if plan.sinks.is_empty() {
+        (None, None, None)
     } else {
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let stats = Arc::new(ConnectorStats::new(&plan.name, "nats"));
         let sink: Box<dyn Sink> = Box::new(NatsSink {
             pipeline: pipeline.id.clone(),
             connector: plan.name.clone(),
             default_subject: plan.params.subject.clone(),
             tx,
+            stats: stats.clone(),
         });
-        (Some(sink), Some(rx))
+        (Some(sink), Some(rx), Some(stats))
     };
     let (ingest, health) = match ingest.filter(|_| !plan.subscriptions.is_empty()) {
         Some((tx, health)) => (Some(tx), Some(health)),
@@ -100,6 +112,7 @@ pub fn start(
         pipeline: pipeline.clone(),
         cancel,
         health,
+        sink_health,
     };
     state
         .tasks
@@ -114,6 +127,19 @@ struct Connection {
     cancel: CancellationToken,
     /// The subscriber side's health and counters (`None` without subscriptions).
     health: Option<Arc<ConnectorStats>>,
+    /// The publisher side's (`None` without `.to`).
+    sink_health: Option<Arc<ConnectorStats>>,
+}
+
+impl Connection {
+    /// The health entries of this connection (source and sink sides).
+    fn healths(&self) -> Vec<Arc<ConnectorStats>> {
+        self.health
+            .iter()
+            .chain(&self.sink_health)
+            .cloned()
+            .collect()
+    }
 }
 
 impl Connection {
@@ -127,15 +153,15 @@ impl Connection {
     ) {
         let weak = Arc::downgrade(&self.pipeline);
         let name = self.name.clone();
-        let health = self.health.clone();
+        let (source, sink) = (self.health.clone(), self.sink_health.clone());
         let options = self
             .params
             .options(&format!("varpulis-{}", self.pipeline.id))
             .event_callback(move |event| {
                 let weak = weak.clone();
                 let name = name.clone();
-                let health = health.clone();
-                async move { on_event(&weak, &name, health.as_deref(), event) }
+                let (source, sink) = (source.clone(), sink.clone());
+                async move { on_event(&weak, &name, source.as_deref(), sink.as_deref(), event) }
             });
         let client = match options.connect(self.params.addrs()).await {
             Ok(c) => c,
@@ -143,7 +169,7 @@ impl Connection {
                 // Only configuration errors end up here (retry_on_initial_connect is set).
                 let reason = format!("nats connector `{}`: {e}", self.name);
                 tracing::warn!(pipeline = %self.pipeline.id, "{reason}");
-                if let Some(h) = &self.health {
+                for h in self.healths() {
                     h.set_down(reason.clone());
                 }
                 self.pipeline.set_degraded(reason);
@@ -213,7 +239,13 @@ impl Connection {
     async fn send(&self, client: &Client, rx: Option<mpsc::Receiver<(String, Vec<u8>)>>) {
         let Some(mut rx) = rx else { return };
         while let Some((subject, payload)) = rx.recv().await {
-            if let Err(e) = client.publish(subject.clone(), payload.into()).await {
+            let result = client.publish(subject.clone(), payload.into()).await;
+            if let Some(h) = &self.sink_health {
+                h.dequeued(1);
+                let counter = if result.is_ok() { &h.sent } else { &h.given_up };
+                ConnectorStats::add(counter, 1);
+            }
+            if let Err(e) = result {
                 self.pipeline.count_dropped();
                 tracing::warn!(pipeline = %self.pipeline.id, %subject, error = %e, "nats publish failed");
             }
@@ -226,21 +258,30 @@ impl Connection {
 fn on_event(
     pipeline: &Weak<Pipeline>,
     name: &str,
-    health: Option<&ConnectorStats>,
+    source: Option<&ConnectorStats>,
+    sink: Option<&ConnectorStats>,
     event: async_nats::Event,
 ) {
     let Some(p) = pipeline.upgrade() else { return };
+    let healths = || source.into_iter().chain(sink);
     let reason = match event {
         async_nats::Event::Connected => {
             tracing::debug!(pipeline = %p.id, connector = %name, "nats connected");
-            if let Some(h) = health {
+            for h in healths() {
                 h.set_ok();
             }
             p.clear_degraded();
             return;
         }
         async_nats::Event::SlowConsumer(_) => {
-            format!("nats connector `{name}`: slow consumer, messages were dropped")
+            // The subscriber's problem only: the publisher side stays healthy.
+            let reason = format!("nats connector `{name}`: slow consumer, messages were dropped");
+            tracing::warn!(pipeline = %p.id, "{reason}");
+            if let Some(h) = source {
+                h.set_down(reason.clone());
+            }
+            p.set_degraded(reason);
+            return;
         }
         async_nats::Event::Disconnected
         | async_nats::Event::Closed
@@ -249,7 +290,7 @@ fn on_event(
         _ => return,
     };
     tracing::warn!(pipeline = %p.id, "{reason}");
-    if let Some(h) = health {
+    for h in healths() {
         h.set_down(reason.clone());
     }
     p.set_degraded(reason);

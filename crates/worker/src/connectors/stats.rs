@@ -107,9 +107,7 @@ impl ConnectorStats {
             health: if reason.is_some() { "down" } else { "ok" }.to_owned(),
             status_reason: reason,
             role: self.source.then(|| "source".to_owned()),
-            events_received: self
-                .source
-                .then(|| self.received.load(Ordering::Relaxed)),
+            events_received: self.source.then(|| self.received.load(Ordering::Relaxed)),
             events_sent: self.sent.load(Ordering::Relaxed),
             events_given_up: self.given_up.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
