@@ -87,7 +87,8 @@ async fn consume_filter_produce_keeps_every_event_and_per_key_order() {
     assert_eq!(k["name"], "K");
     assert_eq!(k["health"], "ok");
     assert_eq!(k["events_given_up"], 0);
-    // The source side of the same connector: healthy, every record received.
+    // The source side of the same connector: healthy, every record received (the three bad
+    // payloads too: they are counted as received, then dropped).
     let src = b["connectors"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["role"] == "source"))
@@ -96,7 +97,7 @@ async fn consume_filter_produce_keeps_every_event_and_per_key_order() {
     assert_eq!(src["name"], "K", "{src}");
     assert_eq!(src["kind"], "kafka", "{src}");
     assert_eq!(src["health"], "ok", "{src}");
-    assert_eq!(src["events_received"], N, "{src}");
+    assert_eq!(src["events_received"], N + 3, "{src}");
     let metrics = metrics_text(&w).await;
     assert!(
         metrics.contains("varpulis_worker_connector_events_sent_total")
