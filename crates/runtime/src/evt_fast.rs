@@ -351,6 +351,7 @@ fn plain_value(t: &str) -> Option<Value> {
 mod tests {
     use super::*;
     use crate::evt::parse_event_line;
+    use crate::evt_alphabet::piece;
     use proptest::prelude::*;
 
     fn same(body: &str) -> Result<(), TestCaseError> {
@@ -401,30 +402,6 @@ mod tests {
         ] {
             assert!(parse_named(other, 0, &mut n).is_none(), "{other}");
         }
-    }
-
-    fn piece() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just(" ".to_string()),
-            Just(",".to_string()),
-            Just(":".to_string()),
-            Just("\"".to_string()),
-            Just("'".to_string()),
-            Just("\\".to_string()),
-            Just("[".to_string()),
-            Just("]".to_string()),
-            Just("{".to_string()),
-            Just("}".to_string()),
-            Just(";".to_string()),
-            "[a-z_][a-z0-9_]{0,6}",
-            "-?[0-9]{1,20}",
-            "-?[0-9]{1,4}\\.[0-9]{1,4}",
-            "[0-9]e[0-9]",
-            Just("true".to_string()),
-            Just("nil".to_string()),
-            Just("é".to_string()),
-            Just("\t".to_string()),
-        ]
     }
 
     #[test]

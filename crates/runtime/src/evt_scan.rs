@@ -385,6 +385,7 @@ const POW10: [f64; 16] = [
 mod tests {
     use super::*;
     use crate::evt::LineParser;
+    use crate::evt_alphabet::piece;
     use proptest::prelude::*;
 
     /// The general parser's event for `line` (after `BATCH batch_ms`), or its error.
@@ -470,36 +471,6 @@ mod tests {
         }
         assert_eq!(lines, ["a", "", "longer line than the buffer\r", "last"]);
         assert!(r.line_ready());
-    }
-
-    fn piece() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just(" ".to_string()),
-            Just(",".to_string()),
-            Just(":".to_string()),
-            Just("\"".to_string()),
-            Just("'".to_string()),
-            Just("\\".to_string()),
-            Just("[".to_string()),
-            Just("]".to_string()),
-            Just("{".to_string()),
-            Just("}".to_string()),
-            Just(";".to_string()),
-            Just("@".to_string()),
-            "[a-z_][a-z0-9_]{0,6}",
-            "-?[0-9]{1,20}",
-            "-?[0-9]{1,4}\\.[0-9]{0,4}",
-            "[0-9]e[0-9]",
-            Just("true".to_string()),
-            Just("nil".to_string()),
-            Just("ms".to_string()),
-            Just("BATCH".to_string()),
-            Just("é".to_string()),
-            Just("\t".to_string()),
-            Just("\r".to_string()),
-            Just("\u{b}".to_string()),
-            Just("\u{a0}".to_string()),
-        ]
     }
 
     proptest! {

@@ -30,6 +30,8 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod evt;
+#[cfg(test)]
+mod evt_alphabet;
 pub mod evt_fast;
 pub mod evt_pipe;
 pub mod evt_scan;
