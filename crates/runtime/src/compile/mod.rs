@@ -376,6 +376,11 @@ impl Compiler {
         self.errors.push(Diagnostic::error(msg, span));
     }
 
+    /// Whether `name` is a local variable or parameter in scope.
+    pub(crate) fn is_local(&self, name: &str) -> bool {
+        self.lookup_local(name).is_some()
+    }
+
     fn lookup_local(&self, name: &str) -> Option<LocalVar> {
         self.scopes.iter().rev().find_map(|s| s.get(name).copied())
     }

@@ -110,7 +110,13 @@ struct SeqState {
     dropped: u64,
     /// Interned `<capture>_<field>` names.
     flat: FlatNames,
+    /// Capture lists of ended runs that nothing else held, reset to the empty captures: a new
+    /// run takes one instead of allocating a list and its `Arc` (at most [`SPARE_CAPS`]).
+    spare: Vec<Arc<Fields>>,
 }
+
+/// Most spare capture lists a sequence keeps.
+const SPARE_CAPS: usize = 16;
 
 impl SeqState {
     /// The slot of partition `key`, created (or a free one reused) when absent.
@@ -150,16 +156,18 @@ impl SeqState {
     }
 
     /// Removes run `id` from `slot` if it is still there; returns whether it was.
-    fn remove_run(&mut self, slot: usize, id: u64) -> bool {
+    /// The run's capture list is kept as a spare (reset to `empty`) when nothing else holds it.
+    fn remove_run(&mut self, slot: usize, id: u64, empty: &Arc<Fields>) -> bool {
         let Some(p) = self.slots.get_mut(slot) else {
             return false;
         };
         let Some(at) = p.runs.iter().position(|r| r.id == id) else {
             return false;
         };
-        p.runs.remove(at);
+        let run = p.runs.remove(at);
         self.live = self.live.saturating_sub(1);
         self.free_if_empty(slot);
+        keep_spare(&mut self.spare, run.caps.fields, empty);
         true
     }
 
@@ -416,20 +424,30 @@ impl SeqOp {
         let ts = ev.timestamp_ns;
         let wm = st.watermark.map_or(ts, |w| w.max(ts));
         st.watermark = Some(wm);
-        expire(st, wm);
+        expire(st, wm, &self.out.empty_caps.fields);
 
         let mut taken = false;
         let mut slot = st.index.get(&key).copied();
         let SeqState {
-            slots, live, flat, ..
+            slots,
+            live,
+            flat,
+            spare,
+            ..
         } = &mut *st;
         if let Some(runs) = slot.and_then(|s| slots.get_mut(s)).map(|p| &mut p.runs) {
+            let empty = &self.out.empty_caps.fields;
             taken = runs::feed(
                 runs,
                 self.modes.stnm,
                 |run, may_take| self.step_run(run, ev, wm, may_take, eval),
                 |run| matches.push(self.matched(flat, run, ev)),
-                |_| *live = live.saturating_sub(1),
+                |run| {
+                    *live = live.saturating_sub(1);
+                    // A matched run's list is shared with its match: taken back by `recycle`.
+                    let caps = std::mem::replace(&mut run.caps.fields, empty.clone());
+                    keep_spare(spare, caps, empty);
+                },
             )?;
         }
 
@@ -446,12 +464,21 @@ impl SeqOp {
             }
             let id = st.next_id;
             st.next_id += 1;
+            let empty = &self.out.empty_caps;
+            let caps = match st.spare.pop() {
+                Some(fields) => Event {
+                    event_type: empty.event_type.clone(),
+                    timestamp_ns: empty.timestamp_ns,
+                    fields,
+                },
+                None => empty.clone(),
+            };
             let mut run = SeqRun {
                 id,
                 start: ts,
                 pos: 1,
                 kleene: first.all,
-                caps: self.out.empty_caps.clone(),
+                caps,
                 counts: if self.derive_counts {
                     Vec::new()
                 } else {
@@ -478,19 +505,32 @@ impl SeqOp {
         Ok(())
     }
 
+    /// Takes back the capture lists of matches handled downstream (`matches`, emptied): a list
+    /// nothing else holds any more is reset to the empty captures and kept for a new run.
+    pub(crate) fn recycle(&self, matches: &mut Vec<Match>) {
+        if matches.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let empty = &self.out.empty_caps.fields;
+        for (_, caps) in matches.drain(..) {
+            keep_spare(&mut st.spare, caps.fields, empty);
+        }
+    }
+
     /// Time reached `now` without an event of this stream (a timer tick): expires the runs
     /// whose `.within` the raised watermark passes.
     pub(crate) fn on_time(&self, now: i64) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let wm = st.watermark.map_or(now, |w| w.max(now));
         st.watermark = Some(wm);
-        expire(&mut st, wm);
+        expire(&mut st, wm, &self.out.empty_caps.fields);
     }
 
     /// Drops the oldest live run (the live-run cap was hit).
     fn drop_oldest(&self, st: &mut SeqState) {
         while let Some((_, id, slot)) = st.order.pop_front() {
-            if !st.remove_run(slot, id) {
+            if !st.remove_run(slot, id, &self.out.empty_caps.fields) {
                 continue;
             }
             st.dropped += 1;
@@ -637,14 +677,32 @@ pub(crate) fn alias_with_counts(caps: &Event, counts: Option<&[u32]>) -> Event {
     }
 }
 
+/// Keeps a capture list nothing else holds as a spare, reset to the values of `empty` (the
+/// empty captures: the captured events are released now). Lists of another length
+/// (`#<capture>` counts added) are dropped.
+fn keep_spare(spare: &mut Vec<Arc<Fields>>, mut fields: Arc<Fields>, empty: &Arc<Fields>) {
+    if spare.len() >= SPARE_CAPS || Arc::ptr_eq(&fields, empty) {
+        return;
+    }
+    if let Some(list) = Arc::get_mut(&mut fields) {
+        if list.len() != empty.len() {
+            return;
+        }
+        for (slot, (_, v)) in list.iter_mut().zip(empty.iter()) {
+            slot.1 = v.clone();
+        }
+        spare.push(fields);
+    }
+}
+
 /// Drops runs whose deadline is before the watermark, oldest first.
-fn expire(st: &mut SeqState, wm: i64) {
+fn expire(st: &mut SeqState, wm: i64, empty: &Arc<Fields>) {
     while let Some(&(deadline, id, slot)) = st.order.front() {
         if deadline >= wm {
             break;
         }
         st.order.pop_front();
-        st.remove_run(slot, id);
+        st.remove_run(slot, id, empty);
     }
 }
 
