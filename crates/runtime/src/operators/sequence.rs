@@ -113,10 +113,15 @@ struct SeqState {
     /// Capture lists of ended runs that nothing else held, reset to the empty captures: a new
     /// run takes one instead of allocating a list and its `Arc` (at most [`SPARE_CAPS`]).
     spare: Vec<Arc<Fields>>,
+    /// The steps taking each recently seen event type (type name, bit set by step).
+    types: Vec<(Arc<str>, u64)>,
 }
 
 /// Most spare capture lists a sequence keeps.
 const SPARE_CAPS: usize = 16;
+
+/// Most event type names whose steps a sequence remembers ([`SeqOp::steps_of_type`]).
+const TYPE_CACHE: usize = 8;
 
 impl SeqState {
     /// The slot of partition `key`, created (or a free one reused) when absent.
@@ -288,6 +293,26 @@ impl SeqOp {
         self.out.set_feeds_downstream(feeds);
     }
 
+    /// Bit `k` set: step `k` takes events of type `ty` (steps past 63 are not tracked: their
+    /// runs always go through [`SeqOp::step_run`]).
+    /// `cache` remembers the answer for the last few type names, compared by pointer (decoders
+    /// intern type names).
+    fn steps_of_type(&self, cache: &mut Vec<(Arc<str>, u64)>, ty: &Arc<str>) -> u64 {
+        if let Some((_, bits)) = cache.iter().find(|(t, _)| Arc::ptr_eq(t, ty)) {
+            return *bits;
+        }
+        let mut bits = 0u64;
+        for (k, s) in self.steps.iter().enumerate().take(64) {
+            if Arc::ptr_eq(&s.ty, ty) || *s.ty == **ty {
+                bits |= 1 << k;
+            }
+        }
+        if cache.len() < TYPE_CACHE {
+            cache.push((ty.clone(), bits));
+        }
+        bits
+    }
+
     /// The list field of step `k` when it is a Kleene step read as an array.
     fn list_of(&self, k: usize) -> Option<usize> {
         self.steps.get(k).and_then(|s| s.list)
@@ -334,11 +359,12 @@ impl SeqOp {
 
     /// Applies `ev` to one run: expiry, `.not` clauses, then (when `may_take`) at most one
     /// step; under `.strict()` a run that does not take an event of the sequence's types dies.
+    /// `waiting`: the steps taking `ev`'s type ([`SeqOp::steps_of_type`]).
     fn step_run(
         &self,
         run: &mut SeqRun,
         ev: &Event,
-        wm: i64,
+        (wm, waiting): (i64, u64),
         may_take: bool,
         eval: &mut EvalWith<'_>,
     ) -> Result<Outcome, RuntimeError> {
@@ -351,7 +377,7 @@ impl SeqOp {
             }
         }
         if may_take {
-            if let Some(o) = self.take(run, ev, eval)? {
+            if let Some(o) = self.take(run, ev, waiting, eval)? {
                 return Ok(o);
             }
         }
@@ -368,11 +394,14 @@ impl SeqOp {
         &self,
         run: &mut SeqRun,
         ev: &Event,
+        waiting: u64,
         eval: &mut EvalWith<'_>,
     ) -> Result<Option<Outcome>, RuntimeError> {
         let n = self.steps.len();
         if let Some(s) = self.steps.get(run.pos) {
-            if *s.ty == *ev.event_type && self.passes_step(run.pos, true, ev, &run.caps, eval)? {
+            if takes_type(waiting, run.pos, s, ev)
+                && self.passes_step(run.pos, true, ev, &run.caps, eval)?
+            {
                 capture(run, run.pos, ev, self.list_of(run.pos));
                 run.kleene = s.all;
                 run.pos += 1;
@@ -388,7 +417,7 @@ impl SeqOp {
         if run.kleene {
             let k = run.pos - 1;
             if let Some(s) = self.steps.get(k) {
-                if *s.ty == *ev.event_type {
+                if takes_type(waiting, k, s, ev) {
                     if self.passes_step(k, false, ev, &run.caps, eval)? {
                         capture(run, k, ev, self.list_of(k));
                         if run.pos == n && !self.modes.longest {
@@ -425,6 +454,8 @@ impl SeqOp {
         let wm = st.watermark.map_or(ts, |w| w.max(ts));
         st.watermark = Some(wm);
         expire(st, wm, &self.out.empty_caps.fields);
+        // The steps of this event's type, found once per event.
+        let waiting = self.steps_of_type(&mut st.types, &ev.event_type);
 
         let mut taken = false;
         let mut slot = st.index.get(&key).copied();
@@ -437,10 +468,23 @@ impl SeqOp {
         } = &mut *st;
         if let Some(runs) = slot.and_then(|s| slots.get_mut(s)).map(|p| &mut p.runs) {
             let empty = &self.out.empty_caps.fields;
+            // Without `.strict()` and `.not`, a live run that waits for another type (and
+            // collects no Kleene group) ignores the event: it is passed over with a bit test.
+            let quick = !self.modes.strict && self.nots.is_empty();
             taken = runs::feed(
                 runs,
                 self.modes.stnm,
-                |run, may_take| self.step_run(run, ev, wm, may_take, eval),
+                |run, may_take| {
+                    if quick
+                        && !run.kleene
+                        && run.pos < 64
+                        && waiting & (1u64 << run.pos) == 0
+                        && self.deadline(run.start) >= wm
+                    {
+                        return Ok(Outcome::Keep);
+                    }
+                    self.step_run(run, ev, (wm, waiting), may_take, eval)
+                },
                 |run| matches.push(self.matched(flat, run, ev)),
                 |run| {
                     *live = live.saturating_sub(1);
@@ -453,7 +497,7 @@ impl SeqOp {
 
         let first = &self.steps[0];
         // `.stnm()`: an event a run took does not open another one.
-        if *first.ty == *ev.event_type
+        if takes_type(waiting, 0, first, ev)
             && !(self.modes.stnm && taken)
             && self.passes_step(0, true, ev, &self.out.empty_caps, eval)?
         {
@@ -674,6 +718,17 @@ pub(crate) fn alias_with_counts(caps: &Event, counts: Option<&[u32]>) -> Event {
         event_type: caps.event_type.clone(),
         timestamp_ns: caps.timestamp_ns,
         fields: Arc::new(fields),
+    }
+}
+
+/// Whether step `k` (`s`) takes events of `ev`'s type (`waiting`: the bits of
+/// [`SeqOp::steps_of_type`], which covers the first 64 steps).
+#[inline]
+fn takes_type(waiting: u64, k: usize, s: &StepCode, ev: &Event) -> bool {
+    if k < 64 {
+        waiting & (1u64 << k) != 0
+    } else {
+        *s.ty == *ev.event_type
     }
 }
 
