@@ -51,7 +51,10 @@ fn mixed(steps: &[(usize, usize, u8, i64, i64)]) -> Vec<Event> {
 }
 
 fn mixed_steps() -> impl Strategy<Value = Vec<(usize, usize, u8, i64, i64)>> {
-    prop::collection::vec((0usize..3, 0usize..3, 0u8..6, -4i64..8, -200i64..400), 1..150)
+    prop::collection::vec(
+        (0usize..3, 0usize..3, 0u8..6, -4i64..8, -200i64..400),
+        1..150,
+    )
 }
 
 /// The aggregates every window test computes, over `v` (`x` = how `v` is written).

@@ -243,7 +243,9 @@ impl Engine {
                 }
             }
             if !tail.is_empty() {
-                queue.get_or_insert_with(VecDeque::new).extend(tail.drain(..));
+                queue
+                    .get_or_insert_with(VecDeque::new)
+                    .extend(tail.drain(..));
             }
             match queue.as_mut().and_then(VecDeque::pop_front) {
                 Some(next) => current = std::borrow::Cow::Owned(next),
