@@ -85,6 +85,10 @@ struct SeqRun {
 struct SeqPart {
     key: KeyRepr,
     runs: Vec<SeqRun>,
+    /// No run started here since the last compaction (an empty slot is freed by the second
+    /// compaction that finds it unused, not the first: a key that comes back between two
+    /// compactions keeps its slot instead of freeing and re-creating it).
+    idle: bool,
 }
 
 /// Runs by partition: the key is hashed once per event to find its slot; creation-order
@@ -140,6 +144,7 @@ impl SeqState {
                 self.slots.push(SeqPart {
                     key: key.clone(),
                     runs: Vec::new(),
+                    idle: false,
                 });
                 self.slots.len() - 1
             }
@@ -185,7 +190,14 @@ impl SeqState {
                 .is_some_and(|p| p.runs.iter().any(|r| r.id == *id))
         });
         for s in 0..self.slots.len() {
-            self.free_if_empty(s);
+            let Some(p) = self.slots.get_mut(s) else {
+                continue;
+            };
+            if p.runs.is_empty() && p.idle {
+                self.free_if_empty(s);
+            } else {
+                p.idle = true;
+            }
         }
     }
 }
@@ -540,6 +552,7 @@ impl SeqOp {
             st.order.push_back((self.deadline(ts), id, slot));
             st.live += 1;
             if let Some(p) = st.slots.get_mut(slot) {
+                p.idle = false;
                 p.runs.push(run);
             }
             if runs::needs_compaction(st.order.len(), st.live) {
