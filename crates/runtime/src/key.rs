@@ -38,14 +38,17 @@ impl PartialEq for KeyRepr {
 
 impl Eq for KeyRepr {}
 
+/// One write per key (the hot paths hash a partition key per event): a string key hashes its
+/// bytes only, without a kind tag or the terminator `str` adds; keys of different kinds may
+/// then share a hash, which equality tells apart.
 impl Hash for KeyRepr {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        std::mem::discriminant(self).hash(state);
         match self {
-            KeyRepr::Null => {}
-            KeyRepr::Int(i) => i.hash(state),
-            KeyRepr::Str(s) => s.hash(state),
-            KeyRepr::Other(s) => s.hash(state),
+            KeyRepr::Null => state.write_u8(0),
+            KeyRepr::Int(i) => state.write_i64(*i),
+            KeyRepr::Str(s) => state.write(s.as_bytes()),
+            KeyRepr::Other(s) => state.write(s.as_bytes()),
         }
     }
 }

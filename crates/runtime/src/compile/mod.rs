@@ -376,6 +376,11 @@ impl Compiler {
         self.errors.push(Diagnostic::error(msg, span));
     }
 
+    /// Whether `name` is a local variable or parameter in scope.
+    pub(crate) fn is_local(&self, name: &str) -> bool {
+        self.lookup_local(name).is_some()
+    }
+
     fn lookup_local(&self, name: &str) -> Option<LocalVar> {
         self.scopes.iter().rev().find_map(|s| s.get(name).copied())
     }
@@ -971,7 +976,55 @@ impl Compiler {
         event_field(key)
     }
 
+    /// Whether a bare `name` reads the current event's field first (when the event has it):
+    /// the field reads of [`Compiler::name`], as opposed to locals, the alias, captures and
+    /// top-level bindings.
+    fn reads_event_field(&self, name: &str) -> bool {
+        self.field_params.iter().any(|p| p == name)
+            || (self.lookup_local(name).is_none()
+                && self.alias.as_deref() != Some(name)
+                && self.capture_of(name).is_none()
+                && !self.globals.contains_key(name))
+    }
+
+    /// `field <cmp> literal` (`amount > 50.0`, `k == 3`): compares the event's field in place
+    /// (no clone of it, no closure call per operand) when the event has it; otherwise (and for
+    /// every other shape) `plain`, the general comparison, decides.
+    fn field_cmp(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr, plain: ExprFn) -> ExprFn {
+        let lit = match &rhs.kind {
+            ExprKind::Int(i) => Value::Int(*i),
+            ExprKind::Float(f) => Value::Float(*f),
+            _ => return plain,
+        };
+        let ExprKind::Name(id) = &lhs.kind else {
+            return plain;
+        };
+        if !self.reads_event_field(&id.name) {
+            return plain;
+        }
+        let pred: fn(&Value, &Value) -> Value = match op {
+            BinaryOp::Eq => |a, b| Value::Bool(a.vpl_eq(b)),
+            BinaryOp::Ne => |a, b| Value::Bool(!a.vpl_eq(b)),
+            BinaryOp::Lt => |a, b| ordered(a, b, std::cmp::Ordering::is_lt),
+            BinaryOp::Le => |a, b| ordered(a, b, std::cmp::Ordering::is_le),
+            BinaryOp::Gt => |a, b| ordered(a, b, std::cmp::Ordering::is_gt),
+            BinaryOp::Ge => |a, b| ordered(a, b, std::cmp::Ordering::is_ge),
+            _ => return plain,
+        };
+        let key = self.intern(&id.name);
+        let slot = AtomicU32::new(0);
+        Box::new(move |cx| match cx.event.field_cached(&key, &slot) {
+            Some(v) => Ok(pred(v, &lit)),
+            None => plain(cx),
+        })
+    }
+
     fn binary(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> ExprFn {
+        let plain = self.binary_plain(op, lhs, rhs);
+        self.field_cmp(op, lhs, rhs, plain)
+    }
+
+    fn binary_plain(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> ExprFn {
         let (l, r) = (self.expr(lhs), self.expr(rhs));
         if let Some(aop) = to_arith(op) {
             return Box::new(move |cx| {
@@ -1108,6 +1161,14 @@ fn builtin_call(f: BuiltinFn, mut args: Vec<ExprFn>) -> ExprFn {
             finish(cx, v)
         }),
     }
+}
+
+/// `a <cmp> b` as the plain comparison computes it (`null` when the values do not order).
+#[inline]
+fn ordered(a: &Value, b: &Value, pred: fn(std::cmp::Ordering) -> bool) -> Value {
+    a.vpl_cmp(b)
+        .map(|o| Value::Bool(pred(o)))
+        .unwrap_or(Value::Null)
 }
 
 fn constant(v: Value) -> ExprFn {

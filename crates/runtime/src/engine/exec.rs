@@ -292,7 +292,9 @@ pub(super) fn exec(
             let mut late = 0;
             let fired = w.on_event(ev, &mut |f, e| eval(run, f, e), &mut late);
             run.st.late += late;
-            let fired = fired?;
+            let Some(fired) = fired? else {
+                return Ok(());
+            };
             for e in &fired {
                 exec(run, i + 1, e, None)?;
             }
@@ -302,6 +304,7 @@ pub(super) fn exec(
             let mut matches = take_match_buf(run);
             let r = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut matches);
             let r = r.and_then(|()| exec_matches(run, i, &matches));
+            q.recycle(&mut matches);
             return_match_buf(run, matches);
             r
         }

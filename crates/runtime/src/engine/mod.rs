@@ -203,7 +203,8 @@ impl Engine {
     fn route(&mut self, event: &Event, out: &mut Vec<OutputEvent>) {
         self.state.produced = 0;
         let start = out.len();
-        let mut queue: VecDeque<Event> = VecDeque::new();
+        // Created only when a stream fed another (most events reach one stream and stop).
+        let mut queue: Option<VecDeque<Event>> = None;
         let mut tail: Vec<Event> = Vec::new();
         let mut current = std::borrow::Cow::Borrowed(event);
         let mut errors = Vec::new();
@@ -242,17 +243,23 @@ impl Engine {
                 }
             }
             if !tail.is_empty() {
-                queue.extend(tail.drain(..));
+                queue
+                    .get_or_insert_with(VecDeque::new)
+                    .extend(tail.drain(..));
             }
-            match queue.pop_front() {
+            match queue.as_mut().and_then(VecDeque::pop_front) {
                 Some(next) => current = std::borrow::Cow::Owned(next),
                 None => break,
             }
         }
-        for (stream, event_type, error) in errors {
-            self.record_error(stream, event_type, error);
+        if !errors.is_empty() {
+            for (stream, event_type, error) in errors {
+                self.record_error(stream, event_type, error);
+            }
         }
-        self.stats.events_out += out[start..].iter().filter(|o| o.is_output).count() as u64;
+        if out.len() > start {
+            self.stats.events_out += out[start..].iter().filter(|o| o.is_output).count() as u64;
+        }
         self.collect_counters();
     }
 
@@ -280,11 +287,14 @@ impl Engine {
     }
 
     /// Moves the counters operators keep in the evaluation state into the stats.
+    #[inline]
     fn collect_counters(&mut self) {
         self.stats.division_by_zero += std::mem::take(&mut self.state.div_by_zero);
         self.stats.late_events += std::mem::take(&mut self.state.late);
         self.stats.runs_dropped += std::mem::take(&mut self.state.runs_dropped);
-        self.flush_printed();
+        if !self.state.printed.is_empty() {
+            self.flush_printed();
+        }
     }
 
     /// Counts, logs and keeps a runtime error of `stream` on an event of type `event_type`.

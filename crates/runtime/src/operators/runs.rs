@@ -255,14 +255,15 @@ pub(crate) fn caps_with(caps: &Event, slot: usize, own: Value) -> Event {
 
 /// Feeds one event to the runs of a partition, in creation order. `step` says what the event
 /// does to a run (`may_take` is false under `.stnm()` once a run took the event); `on_match`
-/// gets every matching run, `on_close` every run that ends. A failing `step` leaves that run
+/// gets every matching run, `on_close` every run that ends (it may take parts of the run, which
+/// is dropped right after). A failing `step` leaves that run
 /// and the later ones unchanged and is returned. Returns whether some run took the event.
 pub(crate) fn feed<R>(
     runs: &mut Vec<R>,
     stnm: bool,
     mut step: impl FnMut(&mut R, bool) -> Result<Outcome, RuntimeError>,
     mut on_match: impl FnMut(&R),
-    mut on_close: impl FnMut(&R),
+    mut on_close: impl FnMut(&mut R),
 ) -> Result<bool, RuntimeError> {
     let mut failure = None;
     let mut taken = false;

@@ -85,6 +85,10 @@ struct SeqRun {
 struct SeqPart {
     key: KeyRepr,
     runs: Vec<SeqRun>,
+    /// No run started here since the last compaction (an empty slot is freed by the second
+    /// compaction that finds it unused, not the first: a key that comes back between two
+    /// compactions keeps its slot instead of freeing and re-creating it).
+    idle: bool,
 }
 
 /// Runs by partition: the key is hashed once per event to find its slot; creation-order
@@ -110,7 +114,18 @@ struct SeqState {
     dropped: u64,
     /// Interned `<capture>_<field>` names.
     flat: FlatNames,
+    /// Capture lists of ended runs that nothing else held, reset to the empty captures: a new
+    /// run takes one instead of allocating a list and its `Arc` (at most [`SPARE_CAPS`]).
+    spare: Vec<Arc<Fields>>,
+    /// The steps taking each recently seen event type (type name, bit set by step).
+    types: Vec<(Arc<str>, u64)>,
 }
+
+/// Most spare capture lists a sequence keeps.
+const SPARE_CAPS: usize = 16;
+
+/// Most event type names whose steps a sequence remembers ([`SeqOp::steps_of_type`]).
+const TYPE_CACHE: usize = 8;
 
 impl SeqState {
     /// The slot of partition `key`, created (or a free one reused) when absent.
@@ -129,6 +144,7 @@ impl SeqState {
                 self.slots.push(SeqPart {
                     key: key.clone(),
                     runs: Vec::new(),
+                    idle: false,
                 });
                 self.slots.len() - 1
             }
@@ -150,16 +166,18 @@ impl SeqState {
     }
 
     /// Removes run `id` from `slot` if it is still there; returns whether it was.
-    fn remove_run(&mut self, slot: usize, id: u64) -> bool {
+    /// The run's capture list is kept as a spare (reset to `empty`) when nothing else holds it.
+    fn remove_run(&mut self, slot: usize, id: u64, empty: &Arc<Fields>) -> bool {
         let Some(p) = self.slots.get_mut(slot) else {
             return false;
         };
         let Some(at) = p.runs.iter().position(|r| r.id == id) else {
             return false;
         };
-        p.runs.remove(at);
+        let run = p.runs.remove(at);
         self.live = self.live.saturating_sub(1);
         self.free_if_empty(slot);
+        keep_spare(&mut self.spare, run.caps.fields, empty);
         true
     }
 
@@ -172,7 +190,14 @@ impl SeqState {
                 .is_some_and(|p| p.runs.iter().any(|r| r.id == *id))
         });
         for s in 0..self.slots.len() {
-            self.free_if_empty(s);
+            let Some(p) = self.slots.get_mut(s) else {
+                continue;
+            };
+            if p.runs.is_empty() && p.idle {
+                self.free_if_empty(s);
+            } else {
+                p.idle = true;
+            }
         }
     }
 }
@@ -280,6 +305,26 @@ impl SeqOp {
         self.out.set_feeds_downstream(feeds);
     }
 
+    /// Bit `k` set: step `k` takes events of type `ty` (steps past 63 are not tracked: their
+    /// runs always go through [`SeqOp::step_run`]).
+    /// `cache` remembers the answer for the last few type names, compared by pointer (decoders
+    /// intern type names).
+    fn steps_of_type(&self, cache: &mut Vec<(Arc<str>, u64)>, ty: &Arc<str>) -> u64 {
+        if let Some((_, bits)) = cache.iter().find(|(t, _)| Arc::ptr_eq(t, ty)) {
+            return *bits;
+        }
+        let mut bits = 0u64;
+        for (k, s) in self.steps.iter().enumerate().take(64) {
+            if Arc::ptr_eq(&s.ty, ty) || *s.ty == **ty {
+                bits |= 1 << k;
+            }
+        }
+        if cache.len() < TYPE_CACHE {
+            cache.push((ty.clone(), bits));
+        }
+        bits
+    }
+
     /// The list field of step `k` when it is a Kleene step read as an array.
     fn list_of(&self, k: usize) -> Option<usize> {
         self.steps.get(k).and_then(|s| s.list)
@@ -326,11 +371,12 @@ impl SeqOp {
 
     /// Applies `ev` to one run: expiry, `.not` clauses, then (when `may_take`) at most one
     /// step; under `.strict()` a run that does not take an event of the sequence's types dies.
+    /// `waiting`: the steps taking `ev`'s type ([`SeqOp::steps_of_type`]).
     fn step_run(
         &self,
         run: &mut SeqRun,
         ev: &Event,
-        wm: i64,
+        (wm, waiting): (i64, u64),
         may_take: bool,
         eval: &mut EvalWith<'_>,
     ) -> Result<Outcome, RuntimeError> {
@@ -343,7 +389,7 @@ impl SeqOp {
             }
         }
         if may_take {
-            if let Some(o) = self.take(run, ev, eval)? {
+            if let Some(o) = self.take(run, ev, waiting, eval)? {
                 return Ok(o);
             }
         }
@@ -360,11 +406,14 @@ impl SeqOp {
         &self,
         run: &mut SeqRun,
         ev: &Event,
+        waiting: u64,
         eval: &mut EvalWith<'_>,
     ) -> Result<Option<Outcome>, RuntimeError> {
         let n = self.steps.len();
         if let Some(s) = self.steps.get(run.pos) {
-            if *s.ty == *ev.event_type && self.passes_step(run.pos, true, ev, &run.caps, eval)? {
+            if takes_type(waiting, run.pos, s, ev)
+                && self.passes_step(run.pos, true, ev, &run.caps, eval)?
+            {
                 capture(run, run.pos, ev, self.list_of(run.pos));
                 run.kleene = s.all;
                 run.pos += 1;
@@ -380,7 +429,7 @@ impl SeqOp {
         if run.kleene {
             let k = run.pos - 1;
             if let Some(s) = self.steps.get(k) {
-                if *s.ty == *ev.event_type {
+                if takes_type(waiting, k, s, ev) {
                     if self.passes_step(k, false, ev, &run.caps, eval)? {
                         capture(run, k, ev, self.list_of(k));
                         if run.pos == n && !self.modes.longest {
@@ -416,26 +465,51 @@ impl SeqOp {
         let ts = ev.timestamp_ns;
         let wm = st.watermark.map_or(ts, |w| w.max(ts));
         st.watermark = Some(wm);
-        expire(st, wm);
+        expire(st, wm, &self.out.empty_caps.fields);
+        // The steps of this event's type, found once per event.
+        let waiting = self.steps_of_type(&mut st.types, &ev.event_type);
 
         let mut taken = false;
         let mut slot = st.index.get(&key).copied();
         let SeqState {
-            slots, live, flat, ..
+            slots,
+            live,
+            flat,
+            spare,
+            ..
         } = &mut *st;
         if let Some(runs) = slot.and_then(|s| slots.get_mut(s)).map(|p| &mut p.runs) {
+            let empty = &self.out.empty_caps.fields;
+            // Without `.strict()` and `.not`, a live run that waits for another type (and
+            // collects no Kleene group) ignores the event: it is passed over with a bit test.
+            let quick = !self.modes.strict && self.nots.is_empty();
             taken = runs::feed(
                 runs,
                 self.modes.stnm,
-                |run, may_take| self.step_run(run, ev, wm, may_take, eval),
+                |run, may_take| {
+                    if quick
+                        && !run.kleene
+                        && run.pos < 64
+                        && waiting & (1u64 << run.pos) == 0
+                        && self.deadline(run.start) >= wm
+                    {
+                        return Ok(Outcome::Keep);
+                    }
+                    self.step_run(run, ev, (wm, waiting), may_take, eval)
+                },
                 |run| matches.push(self.matched(flat, run, ev)),
-                |_| *live = live.saturating_sub(1),
+                |run| {
+                    *live = live.saturating_sub(1);
+                    // A matched run's list is shared with its match: taken back by `recycle`.
+                    let caps = std::mem::replace(&mut run.caps.fields, empty.clone());
+                    keep_spare(spare, caps, empty);
+                },
             )?;
         }
 
         let first = &self.steps[0];
         // `.stnm()`: an event a run took does not open another one.
-        if *first.ty == *ev.event_type
+        if takes_type(waiting, 0, first, ev)
             && !(self.modes.stnm && taken)
             && self.passes_step(0, true, ev, &self.out.empty_caps, eval)?
         {
@@ -446,12 +520,21 @@ impl SeqOp {
             }
             let id = st.next_id;
             st.next_id += 1;
+            let empty = &self.out.empty_caps;
+            let caps = match st.spare.pop() {
+                Some(fields) => Event {
+                    event_type: empty.event_type.clone(),
+                    timestamp_ns: empty.timestamp_ns,
+                    fields,
+                },
+                None => empty.clone(),
+            };
             let mut run = SeqRun {
                 id,
                 start: ts,
                 pos: 1,
                 kleene: first.all,
-                caps: self.out.empty_caps.clone(),
+                caps,
                 counts: if self.derive_counts {
                     Vec::new()
                 } else {
@@ -469,6 +552,7 @@ impl SeqOp {
             st.order.push_back((self.deadline(ts), id, slot));
             st.live += 1;
             if let Some(p) = st.slots.get_mut(slot) {
+                p.idle = false;
                 p.runs.push(run);
             }
             if runs::needs_compaction(st.order.len(), st.live) {
@@ -478,19 +562,32 @@ impl SeqOp {
         Ok(())
     }
 
+    /// Takes back the capture lists of matches handled downstream (`matches`, emptied): a list
+    /// nothing else holds any more is reset to the empty captures and kept for a new run.
+    pub(crate) fn recycle(&self, matches: &mut Vec<Match>) {
+        if matches.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let empty = &self.out.empty_caps.fields;
+        for (_, caps) in matches.drain(..) {
+            keep_spare(&mut st.spare, caps.fields, empty);
+        }
+    }
+
     /// Time reached `now` without an event of this stream (a timer tick): expires the runs
     /// whose `.within` the raised watermark passes.
     pub(crate) fn on_time(&self, now: i64) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let wm = st.watermark.map_or(now, |w| w.max(now));
         st.watermark = Some(wm);
-        expire(&mut st, wm);
+        expire(&mut st, wm, &self.out.empty_caps.fields);
     }
 
     /// Drops the oldest live run (the live-run cap was hit).
     fn drop_oldest(&self, st: &mut SeqState) {
         while let Some((_, id, slot)) = st.order.pop_front() {
-            if !st.remove_run(slot, id) {
+            if !st.remove_run(slot, id, &self.out.empty_caps.fields) {
                 continue;
             }
             st.dropped += 1;
@@ -637,14 +734,43 @@ pub(crate) fn alias_with_counts(caps: &Event, counts: Option<&[u32]>) -> Event {
     }
 }
 
+/// Whether step `k` (`s`) takes events of `ev`'s type (`waiting`: the bits of
+/// [`SeqOp::steps_of_type`], which covers the first 64 steps).
+#[inline]
+fn takes_type(waiting: u64, k: usize, s: &StepCode, ev: &Event) -> bool {
+    if k < 64 {
+        waiting & (1u64 << k) != 0
+    } else {
+        *s.ty == *ev.event_type
+    }
+}
+
+/// Keeps a capture list nothing else holds as a spare, reset to the values of `empty` (the
+/// empty captures: the captured events are released now). Lists of another length
+/// (`#<capture>` counts added) are dropped.
+fn keep_spare(spare: &mut Vec<Arc<Fields>>, mut fields: Arc<Fields>, empty: &Arc<Fields>) {
+    if spare.len() >= SPARE_CAPS || Arc::ptr_eq(&fields, empty) {
+        return;
+    }
+    if let Some(list) = Arc::get_mut(&mut fields) {
+        if list.len() != empty.len() {
+            return;
+        }
+        for (slot, (_, v)) in list.iter_mut().zip(empty.iter()) {
+            slot.1 = v.clone();
+        }
+        spare.push(fields);
+    }
+}
+
 /// Drops runs whose deadline is before the watermark, oldest first.
-fn expire(st: &mut SeqState, wm: i64) {
+fn expire(st: &mut SeqState, wm: i64, empty: &Arc<Fields>) {
     while let Some(&(deadline, id, slot)) = st.order.front() {
         if deadline >= wm {
             break;
         }
         st.order.pop_front();
-        st.remove_run(slot, id);
+        st.remove_run(slot, id, empty);
     }
 }
 

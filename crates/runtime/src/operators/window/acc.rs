@@ -65,6 +65,24 @@ impl Acc {
         Ok(())
     }
 
+    /// Folds in one non-null argument value given by reference (numbers and counts without a
+    /// clone of the value).
+    #[inline]
+    pub(super) fn add_ref(&mut self, agg: &Agg, v: &Value) -> Result<(), RuntimeError> {
+        match self {
+            Acc::Count(n) => *n += 1,
+            Acc::Avg(n, s) => {
+                if let Some(x) = v.as_f64() {
+                    *n += 1;
+                    *s += x;
+                }
+            }
+            Acc::Spread(xs) => xs.extend(v.as_f64()),
+            _ => return self.add(agg, v.clone()),
+        }
+        Ok(())
+    }
+
     /// Folds in one non-null argument value.
     pub(super) fn add(&mut self, agg: &Agg, v: Value) -> Result<(), RuntimeError> {
         match self {
@@ -208,7 +226,11 @@ fn percentile(xs: &[f64], q: f64) -> Value {
 }
 
 /// The value `agg` folds for event `e` (`count()` counts every event).
+#[inline]
 fn arg_of(agg: &Agg, e: &Event, eval: &mut Eval<'_>) -> Result<Value, RuntimeError> {
+    if let Some((name, slot)) = &agg.field {
+        return Ok(e.field_cached(name, slot).cloned().unwrap_or_default());
+    }
     match &agg.arg {
         Some(f) => eval(f, e),
         None => Ok(Value::Bool(true)),
@@ -268,19 +290,37 @@ impl Contents {
         Ok(())
     }
 
-    /// Adds an event, whose aggregate arguments are `args` (used by accumulators only).
+    /// Adds an event, whose aggregate arguments are `args` (used by accumulators only), or,
+    /// when `direct`, read from the event (every aggregate is `count()` or reads a field).
+    #[inline]
     pub(super) fn add(
         &mut self,
         aggs: &[Agg],
         ev: &Event,
         args: &[Value],
+        direct: bool,
     ) -> Result<(), RuntimeError> {
         match self {
             Contents::Events(evs) => evs.push(ev.clone()),
+            Contents::Accs(accs) if direct => {
+                for (acc, agg) in accs.iter_mut().zip(aggs) {
+                    match &agg.field {
+                        Some((name, slot)) => {
+                            if let Some(v) = ev.field_cached(name, slot) {
+                                if !v.is_null() {
+                                    acc.add_ref(agg, v)?;
+                                }
+                            }
+                        }
+                        // `count()`: every event.
+                        None => acc.add_ref(agg, &Value::Bool(true))?,
+                    }
+                }
+            }
             Contents::Accs(accs) => {
                 for ((acc, agg), v) in accs.iter_mut().zip(aggs).zip(args) {
                     if !v.is_null() {
-                        acc.add(agg, v.clone())?;
+                        acc.add_ref(agg, v)?;
                     }
                 }
             }

@@ -82,6 +82,10 @@ struct Agg {
     kind: AggKind,
     /// `None` for `count()`.
     arg: Option<ExprFn>,
+    /// The argument is a bare name of an event field: read in place through a cached position
+    /// (the compiled `arg` reads the same field, `null` when absent) instead of through a
+    /// closure call.
+    field: Option<(Arc<str>, AtomicU32)>,
     /// `ema` period.
     period: i64,
     /// Percentile quantile in `[0, 1]`.
@@ -162,8 +166,26 @@ pub(crate) struct WindowOp {
     batch_filter: Option<(Arc<str>, ExprFn)>,
     /// Time windows fold events into accumulators as they arrive (results are only aggregates).
     accumulate: bool,
+    /// Some aggregate is a `sum` (whose fold can fail: windows are checked before any changes).
+    has_sum: bool,
+    /// Accumulating windows whose aggregates are all `count()` or read a bare event field, none
+    /// a `sum`: each event is folded in straight from its fields (no argument list, nothing can
+    /// fail half way).
+    direct: bool,
     result_type: Arc<str>,
     state: Mutex<WinState>,
+}
+
+/// Whether a bare `name` in the stream's window operators reads an event field (not the
+/// stream's alias, a top-level binding, a pattern capture or a lambda parameter).
+fn plain_field(c: &Compiler, name: &str) -> bool {
+    let binding = c.alias.as_deref() == Some(name)
+        || c.globals.contains_key(name)
+        || !c.captures.is_empty()
+        || !c.field_params.is_empty()
+        || c.match_names
+        || c.is_local(name);
+    !binding
 }
 
 /// Where the stream's [`WindowOp`] sits: at `.aggregate` if any, else at `.window`.
@@ -249,12 +271,9 @@ impl WindowOp {
                 _ => None,
             });
         // A bare name is an event field unless it names the stream's alias or a global.
-        let key_field = key.as_ref().and_then(|(name, _)| {
-            let binding = c.alias.as_deref() == Some(&**name)
-                || c.globals.contains_key(&**name)
-                || !c.captures.is_empty();
-            (!binding).then(|| (name.clone(), AtomicU32::new(0)))
-        });
+        let key_field = key
+            .as_ref()
+            .and_then(|(name, _)| plain_field(c, name).then(|| (name.clone(), AtomicU32::new(0))));
         let batch_filter = ops
             .iter()
             .find(|o| o.kind() == OpKind::WindowPattern)
@@ -280,6 +299,8 @@ impl WindowOp {
             outputs: None,
             batch_filter,
             accumulate: false,
+            has_sum: false,
+            direct: false,
             result_type: stream.clone(),
             state: Mutex::new(WinState::default()),
         };
@@ -292,6 +313,10 @@ impl WindowOp {
             }
             op.outputs = Some(outputs);
             op.accumulate = matches!(op.spec, Spec::Time { .. }) && op.batch_filter.is_none();
+            op.has_sum = op.aggs.iter().any(|a| a.kind == AggKind::Sum);
+            op.direct = op.accumulate
+                && !op.has_sum
+                && op.aggs.iter().all(|a| a.field.is_some() || a.arg.is_none());
         }
         op
     }
@@ -354,9 +379,16 @@ impl WindowOp {
                     _ => 0.5,
                 };
                 let name = format!("__agg{}", self.aggs.len());
+                let field = arg.and_then(|a| match &a.kind {
+                    ExprKind::Name(id) if plain_field(c, &id.name) => {
+                        Some((c.intern(&id.name), AtomicU32::new(0)))
+                    }
+                    _ => None,
+                });
                 self.aggs.push(Agg {
                     kind,
                     arg: arg.map(|a| c.expr(a)),
+                    field,
                     period,
                     q,
                 });
@@ -415,14 +447,14 @@ impl WindowOp {
     }
 
     /// Feeds one event; returns the events to pass downstream (aggregate results or the events
-    /// of fired windows), in firing order, and counts in `late` an event too late for every
-    /// window it belongs to.
+    /// of fired windows), in firing order (`None`: no window fired), and counts in `late` an
+    /// event too late for every window it belongs to.
     pub(crate) fn on_event(
         &self,
         ev: &Event,
         eval: &mut Eval<'_>,
         late: &mut u64,
-    ) -> Result<Vec<Event>, RuntimeError> {
+    ) -> Result<Option<Vec<Event>>, RuntimeError> {
         let evaluated;
         let key = match (&self.key_field, &self.key) {
             (Some((name, slot)), _) => ev.field_cached(name, slot).unwrap_or(&Value::Null),
@@ -436,7 +468,10 @@ impl WindowOp {
             let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
             self.add_event(&mut guard, ev, key, eval, late)?
         };
-        self.results(batches, eval)
+        if batches.is_empty() {
+            return Ok(None);
+        }
+        self.results(batches, eval).map(Some)
     }
 
     /// Adds `ev` (partition `key`) to its windows; returns the batches that fire. An error
@@ -449,7 +484,7 @@ impl WindowOp {
         eval: &mut Eval<'_>,
         late: &mut u64,
     ) -> Result<Vec<Batch>, RuntimeError> {
-        if self.accumulate {
+        if self.accumulate && !self.direct {
             acc::eval_args(&self.aggs, ev, eval, &mut st.args)?;
         }
         let pi = self.part_index(st, key);
@@ -463,7 +498,10 @@ impl WindowOp {
             if !joined {
                 *late += 1;
             }
-            self.fire_time(st, size, st.watermark(self.lateness), &mut batches);
+            let wm = st.watermark(self.lateness);
+            if wm.is_none_or(|w| w >= st.next_due) {
+                self.fire_time(st, size, wm, &mut batches);
+            }
             return Ok(batches);
         }
         let old_wm = st.advance(ts, self.lateness);

@@ -13,7 +13,7 @@
 //!   fired but within lateness) joins and merges them; a merged session that had fired and is
 //!   still past its deadline fires again.
 
-use super::{AggKind, Batch, Contents, Session, WinState, WindowOp};
+use super::{Batch, Contents, Session, WinState, WindowOp};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use varpulis_vpl::ast::{self, ExprKind, OpKind};
@@ -84,10 +84,14 @@ impl TimeWindows {
     /// The starts of the windows containing `ts`, in increasing order.
     fn starts(self, ts: i64) -> impl Iterator<Item = i64> {
         let last = ts.div_euclid(self.slide);
-        let first = ts
-            .saturating_sub(self.size)
-            .div_euclid(self.slide)
-            .saturating_add(1);
+        let first = if self.size == self.slide {
+            // Tumbling: exactly one window.
+            last
+        } else {
+            ts.saturating_sub(self.size)
+                .div_euclid(self.slide)
+                .saturating_add(1)
+        };
         (first..=last).map(move |k| k.saturating_mul(self.slide))
     }
 }
@@ -120,7 +124,7 @@ impl WindowOp {
             return Ok(false);
         };
         let args = &st.args;
-        if self.accumulate && self.aggs.iter().any(|a| a.kind == AggKind::Sum) {
+        if self.accumulate && self.has_sum {
             for start in w.starts(ts) {
                 let window = match takes(start) {
                     Some(true) => p.fired.get(&start),
@@ -139,7 +143,7 @@ impl WindowOp {
                 None => {}
                 Some(true) => {
                     let c = p.fired.entry(start).or_insert_with(|| self.new_contents());
-                    c.add(&self.aggs, ev, args)?;
+                    c.add(&self.aggs, ev, args, self.direct)?;
                     out.push(Batch {
                         part: pi,
                         ts: end,
@@ -152,7 +156,7 @@ impl WindowOp {
                     p.buckets
                         .entry(start)
                         .or_insert_with(|| self.new_contents())
-                        .add(&self.aggs, ev, args)?;
+                        .add(&self.aggs, ev, args, self.direct)?;
                     st.next_due = st.next_due.min(end);
                     joined = true;
                 }

@@ -1,0 +1,224 @@
+//! The session-10 hot-path shortcuts (issue 22 item 4) against the plain paths they replace, on
+//! random inputs with missing, `null`, int, float and string values:
+//!
+//! * Accumulating windows fold `count()` and bare-field aggregate arguments straight from the
+//!   event (no argument list, no closure call): they must equal the same aggregates written
+//!   through the stream's alias (`e.v`), which goes through the compiled expressions.
+//! * `field <cmp> literal` reads the field in place: it must equal the same comparison through
+//!   the alias.
+//! * Sequences reuse the capture lists of ended runs and pass over runs waiting for another
+//!   event type with a bit test: a partitioned sequence with `.within`, and one with a `.not`
+//!   clause reading a not-yet-captured step (which sees a stale capture if a reused list were
+//!   not reset), must match a hand-written reference.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::run;
+use proptest::prelude::*;
+use std::sync::Arc;
+use varpulis_runtime::{Engine, EngineOptions, Event, Value};
+
+fn compile(src: &str) -> Engine {
+    Engine::compile(src, &EngineOptions::default()).unwrap()
+}
+
+/// A value for field `v`: `None` leaves the field out.
+fn value(kind: u8, n: i64) -> Option<Value> {
+    match kind % 6 {
+        0 => None,
+        1 => Some(Value::Null),
+        2 => Some(Value::str(&format!("s{n}"))),
+        3 => Some(Value::Float(n as f64 / 2.0)),
+        _ => Some(Value::Int(n)),
+    }
+}
+
+/// Events of type A, B or C with key `k` (one of three), a varied `v` and time steps `dt` ms
+/// (a negative step makes the event arrive out of order).
+fn mixed(steps: &[(usize, usize, u8, i64, i64)]) -> Vec<Event> {
+    let mut t = 0i64;
+    steps
+        .iter()
+        .map(|(ty, k, kind, n, dt)| {
+            t = (t + dt).max(0);
+            let mut fields = vec![("k".into(), Value::str(&format!("k{}", k % 3)))];
+            fields.extend(value(*kind, *n).map(|v| (Arc::<str>::from("v"), v)));
+            Event::new(["A", "B", "C"][*ty % 3], t * 1_000_000, fields)
+        })
+        .collect()
+}
+
+fn mixed_steps() -> impl Strategy<Value = Vec<(usize, usize, u8, i64, i64)>> {
+    prop::collection::vec(
+        (0usize..3, 0usize..3, 0u8..6, -4i64..8, -200i64..400),
+        1..150,
+    )
+}
+
+/// The aggregates every window test computes, over `v` (`x` = how `v` is written).
+fn aggregates(x: &str) -> String {
+    format!(
+        "n: count(), c: count({x}), m: avg({x}), lo: min({x}), hi: max({x}), \
+         f: first({x}), l: last({x}), sd: stddev({x}), d: count(distinct({x}))"
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Direct folds (bare `v`) against the compiled argument (`e.v`), tumbling and hopping,
+    /// with and without lateness.
+    #[test]
+    fn direct_window_folds_equal_compiled_arguments(
+        window in prop::sample::select(vec![
+            ".window(1s)",
+            ".window(1s, sliding: 400ms)",
+            ".watermark(out_of_order: 300ms) .allowed_lateness(500ms) .window(700ms)",
+        ]),
+        steps in mixed_steps(),
+    ) {
+        let direct = format!(
+            "stream W = A .partition_by(k) {window} .aggregate({}) .emit()",
+            aggregates("v")
+        );
+        let plain = format!(
+            "stream W = A as e .partition_by(k) {window} .aggregate({}) .emit()",
+            aggregates("e.v")
+        );
+        let evs = mixed(&steps);
+        prop_assert_eq!(run(&mut compile(&direct), &evs, true), run(&mut compile(&plain), &evs, true));
+    }
+
+    /// `v <cmp> literal` in place against `e.v <cmp> literal`.
+    #[test]
+    fn field_comparisons_equal_the_plain_comparison(
+        op in prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">="]),
+        lit in prop::sample::select(vec!["2", "2.5", "-1", "0"]),
+        steps in mixed_steps(),
+    ) {
+        let fast = format!("stream S = A .where(v {op} {lit}) .emit(k: k, v: v)");
+        let plain = format!("stream S = A as e .where(e.v {op} {lit}) .emit(k: k, v: v)");
+        let evs = mixed(&steps);
+        prop_assert_eq!(run(&mut compile(&fast), &evs, true), run(&mut compile(&plain), &evs, true));
+    }
+}
+
+/// One partial match of the reference sequence `A as a -> B where v >= a.v as b -> C as c`.
+struct RefRun {
+    key: String,
+    start: i64,
+    a: i64,
+    b: Option<i64>,
+}
+
+/// The reference: per event, runs past `within` expire, then the event's partition's runs in
+/// creation order may be killed (`kill_c_before_b`: a C while `b` is not captured), advance or
+/// match; an A opens a run. Matches as `(k, a, b, c)`.
+fn reference(evs: &[Event], within_ns: i64, kill_c_before_b: bool) -> Vec<(String, i64, i64, i64)> {
+    let int = |e: &Event| match e.field("v") {
+        Some(Value::Int(i)) => *i,
+        _ => 0,
+    };
+    let mut runs: Vec<RefRun> = Vec::new();
+    let mut out = Vec::new();
+    let mut wm = i64::MIN;
+    for e in evs {
+        wm = wm.max(e.timestamp_ns);
+        runs.retain(|r| r.start + within_ns >= wm);
+        let key = match e.field("k") {
+            Some(Value::Str(s)) => s.to_string(),
+            _ => String::new(),
+        };
+        let (ty, v) = (&*e.event_type, int(e));
+        runs.retain_mut(|r| {
+            if r.key != key {
+                return true;
+            }
+            match (ty, r.b) {
+                ("C", None) if kill_c_before_b => false,
+                ("B", None) if v >= r.a => {
+                    r.b = Some(v);
+                    true
+                }
+                ("C", Some(b)) => {
+                    out.push((key.clone(), r.a, b, v));
+                    false
+                }
+                _ => true,
+            }
+        });
+        if ty == "A" {
+            runs.push(RefRun {
+                key,
+                start: e.timestamp_ns,
+                a: v,
+                b: None,
+            });
+        }
+    }
+    out
+}
+
+/// The engine's matches as `(k, a, b, c)`.
+fn matches(engine: &mut Engine, evs: &[Event]) -> Vec<(String, i64, i64, i64)> {
+    let mut got = Vec::new();
+    let mut out = Vec::new();
+    for e in evs {
+        out.clear();
+        engine.process(e, &mut out).unwrap();
+        for o in &out {
+            let f = |n: &str| match o.event.field(n) {
+                Some(Value::Int(i)) => *i,
+                _ => i64::MIN,
+            };
+            let k = match o.event.field("k") {
+                Some(Value::Str(s)) => s.to_string(),
+                _ => String::new(),
+            };
+            got.push((k, f("a"), f("b"), f("c")));
+        }
+    }
+    got
+}
+
+/// Int-valued events for the sequence reference (its filter compares ints).
+fn int_events(steps: &[(usize, usize, u8, i64, i64)]) -> Vec<Event> {
+    let mut t = 0i64;
+    steps
+        .iter()
+        .map(|(ty, k, _, n, dt)| {
+            t += dt;
+            Event::new(
+                ["A", "B", "C"][*ty % 3],
+                t * 1_000_000,
+                vec![
+                    ("k".into(), Value::str(&format!("k{}", k % 3))),
+                    ("v".into(), Value::Int(*n)),
+                ],
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Reused capture lists and the per-type pass-over against the reference, with expiry.
+    #[test]
+    fn sequences_with_reused_captures_match_the_reference(
+        within_ms in 100i64..3_000,
+        kill in any::<bool>(),
+        steps in prop::collection::vec((0usize..3, 0usize..3, 0u8..1, 0i64..6, 0i64..400), 1..300),
+    ) {
+        let not = if kill { " .not(C where b == null)" } else { "" };
+        let src = format!(
+            "stream S = A as a -> B where v >= a.v as b -> C as c .partition_by(k) \
+             .within({within_ms}ms){not} .emit(k: a.k, a: a.v, b: b.v, c: c.v)"
+        );
+        let evs = int_events(&steps);
+        let got = matches(&mut compile(&src), &evs);
+        prop_assert_eq!(got, reference(&evs, within_ms * 1_000_000, kill));
+    }
+}
