@@ -50,16 +50,16 @@ pub enum CodecError {
     )]
     UnknownVersion(u8),
     /// The record is empty.
-    #[error("empty raft storage record")]
+    #[error("empty raft record")]
     Empty,
     /// The record ends before its layout does.
-    #[error("truncated raft storage record ({0})")]
+    #[error("truncated raft record or body ({0})")]
     Truncated(&'static str),
     /// A field holds a value the layout does not allow.
-    #[error("malformed raft storage record: {0}")]
+    #[error("malformed raft record or body: {0}")]
     Malformed(String),
     /// The JSON part (a version-1 record, or a JSON body) does not decode.
-    #[error("raft storage record: {0}")]
+    #[error("raft record or body: {0}")]
     Json(#[from] serde_json::Error),
 }
 
