@@ -276,7 +276,10 @@ mod tests {
             c.insert_with_record(entry(1, i), Bytes::from(vec![i as u8; 4]));
         }
         c.insert(entry(1, 4), 4);
-        assert_eq!(c.record(&entry(1, 2).log_id).as_deref(), Some(&[2u8; 4][..]));
+        assert_eq!(
+            c.record(&entry(1, 2).log_id).as_deref(),
+            Some(&[2u8; 4][..])
+        );
         // Another term at the same index is another entry; no record stored, none handed out.
         assert_eq!(c.record(&entry(2, 2).log_id), None);
         assert_eq!(c.record(&entry(1, 4).log_id), None);
@@ -285,7 +288,11 @@ mod tests {
         c.insert_with_record(entry(2, 2), Bytes::from_static(b"new"));
         assert_eq!(c.record(&entry(1, 2).log_id), None);
         assert_eq!(c.record(&entry(2, 2).log_id).as_deref(), Some(&b"new"[..]));
-        assert_eq!(c.record(&entry(1, 3).log_id), None, "the overwritten suffix is gone");
+        assert_eq!(
+            c.record(&entry(1, 3).log_id),
+            None,
+            "the overwritten suffix is gone"
+        );
     }
 
     #[test]

@@ -690,7 +690,11 @@ mod tests {
         );
         // Reads decode them to the entries.
         assert_eq!(
-            store.with_cache_limits(0, 0).try_get_log_entries(1..4).await.unwrap(),
+            store
+                .with_cache_limits(0, 0)
+                .try_get_log_entries(1..4)
+                .await
+                .unwrap(),
             vec![e1, e2, e3]
         );
     }
@@ -701,7 +705,10 @@ mod tests {
         let ids: Vec<LogId> = (1..=5)
             .map(|i| LogId::new(CommittedLeaderId::new(1, 1), i))
             .collect();
-        r.offer(ids.iter().map(|id| (*id, Bytes::from(vec![codec::FORMAT_BINARY; 4]))));
+        r.offer(
+            ids.iter()
+                .map(|id| (*id, Bytes::from(vec![codec::FORMAT_BINARY; 4]))),
+        );
         // Asking for index 3 drops 1 and 2 (their entries were in the log already).
         assert!(r.take(&ids[2]).is_some());
         assert_eq!(r.len(), 2);

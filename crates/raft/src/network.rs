@@ -257,7 +257,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             let text = format!("{base}{path}");
             reqwest::Url::parse(&text).map_err(|e| format!("peer {target} address {text}: {e}"))
         };
-        let urls = (|| Ok::<_, String>([url("/raft/append")?, url("/raft/vote")?, url("/raft/snapshot-chunk")?]))();
+        let urls = (|| {
+            Ok::<_, String>([
+                url("/raft/append")?,
+                url("/raft/vote")?,
+                url("/raft/snapshot-chunk")?,
+            ])
+        })();
         let peer = Arc::new(Peer {
             client: self.client.clone(),
             signed: self.signed.clone(),
@@ -401,12 +407,8 @@ fn decode_answer<T: DeserializeOwned>(
     } else {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     };
-    decoded.map_err(|e| {
-        Failure::Network(format!(
-            "POST {}: undecodable answer: {e}",
-            req_path(route)
-        ))
-    })
+    decoded
+        .map_err(|e| Failure::Network(format!("POST {}: undecodable answer: {e}", req_path(route))))
 }
 
 /// An append that outlives openraft's deadline: what it carries and its running task.
@@ -492,7 +494,12 @@ async fn send_append(
     timeout: Duration,
 ) -> Result<AppendResult, Failure> {
     let (format, bytes) = peer.exchange(Route::Append, version, body, timeout).await?;
-    decode_answer(Route::Append, format, &bytes, rpc_codec::decode_append_answer)
+    decode_answer(
+        Route::Append,
+        format,
+        &bytes,
+        rpc_codec::decode_append_answer,
+    )
 }
 
 impl Network {
@@ -686,13 +693,14 @@ impl RaftNetwork<TypeConfig> for Network {
                     .payload_timeout(body.len())
                     .min(option.hard_ttl())
                     .min(self.factory.settings.snapshot_timeout);
-                match self.peer.exchange(Route::Chunk, version, body, timeout).await {
-                    Ok((format, bytes)) => decode_answer(
-                        Route::Chunk,
-                        format,
-                        &bytes,
-                        rpc_codec::decode_chunk_answer,
-                    ),
+                match self
+                    .peer
+                    .exchange(Route::Chunk, version, body, timeout)
+                    .await
+                {
+                    Ok((format, bytes)) => {
+                        decode_answer(Route::Chunk, format, &bytes, rpc_codec::decode_chunk_answer)
+                    }
                     Err(f) => Err(f),
                 }
             }
@@ -719,7 +727,11 @@ impl RaftNetwork<TypeConfig> for Network {
                 .map_err(|e| Failure::Network(format!("cannot encode the vote: {e}")))
         };
         let res: Result<VoteAnswer, Failure> = match body {
-            Ok(body) => match self.peer.exchange(Route::Vote, version, body, timeout).await {
+            Ok(body) => match self
+                .peer
+                .exchange(Route::Vote, version, body, timeout)
+                .await
+            {
                 Ok((format, bytes)) => {
                     decode_answer(Route::Vote, format, &bytes, rpc_codec::decode_vote_answer)
                 }
@@ -905,59 +917,57 @@ mod tests {
         let (s, o) = (seen.clone(), old.clone());
         let url = serve(Router::new().route(
             "/raft/vote",
-            post(
-                move |headers: axum::http::HeaderMap, body: Bytes| {
-                    let (s, o) = (s.clone(), o.clone());
-                    async move {
-                        use axum::response::IntoResponse;
-                        let v = headers
-                            .get(wire::FORMAT_HEADER)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("none")
-                            .to_string();
-                        s.lock().unwrap().push(v.clone());
-                        if o.load(Ordering::SeqCst) {
-                            // What a binary older than format 2 answers.
-                            if v == "2" {
-                                return (StatusCode::BAD_REQUEST, "format version \"2\"")
-                                    .into_response();
-                            }
-                            let req: VoteRequest<NodeId> = serde_json::from_slice(&body).unwrap();
-                            let answer: VoteAnswer = Ok(VoteResponse {
-                                vote: req.vote,
-                                vote_granted: true,
-                                last_log_id: None,
-                            });
-                            return axum::Json(answer).into_response();
+            post(move |headers: axum::http::HeaderMap, body: Bytes| {
+                let (s, o) = (s.clone(), o.clone());
+                async move {
+                    use axum::response::IntoResponse;
+                    let v = headers
+                        .get(wire::FORMAT_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_string();
+                    s.lock().unwrap().push(v.clone());
+                    if o.load(Ordering::SeqCst) {
+                        // What a binary older than format 2 answers.
+                        if v == "2" {
+                            return (StatusCode::BAD_REQUEST, "format version \"2\"")
+                                .into_response();
                         }
-                        let req: VoteRequest<NodeId> = if v == "2" {
-                            rpc_codec::decode_vote_request(&body).unwrap()
-                        } else {
-                            serde_json::from_slice(&body).unwrap()
-                        };
+                        let req: VoteRequest<NodeId> = serde_json::from_slice(&body).unwrap();
                         let answer: VoteAnswer = Ok(VoteResponse {
                             vote: req.vote,
                             vote_granted: true,
                             last_log_id: None,
                         });
-                        let mut resp = if v == "2" {
-                            let mut r = rpc_codec::encode_vote_answer(&answer).into_response();
-                            r.headers_mut().insert(
-                                wire::FORMAT_HEADER,
-                                HeaderValue::from_static(wire::WIRE_BINARY_STR),
-                            );
-                            r
-                        } else {
-                            axum::Json(answer).into_response()
-                        };
-                        resp.headers_mut().insert(
-                            wire::ACCEPT_HEADER,
-                            HeaderValue::from_static(wire::ACCEPT_BINARY),
-                        );
-                        resp
+                        return axum::Json(answer).into_response();
                     }
-                },
-            ),
+                    let req: VoteRequest<NodeId> = if v == "2" {
+                        rpc_codec::decode_vote_request(&body).unwrap()
+                    } else {
+                        serde_json::from_slice(&body).unwrap()
+                    };
+                    let answer: VoteAnswer = Ok(VoteResponse {
+                        vote: req.vote,
+                        vote_granted: true,
+                        last_log_id: None,
+                    });
+                    let mut resp = if v == "2" {
+                        let mut r = rpc_codec::encode_vote_answer(&answer).into_response();
+                        r.headers_mut().insert(
+                            wire::FORMAT_HEADER,
+                            HeaderValue::from_static(wire::WIRE_BINARY_STR),
+                        );
+                        r
+                    } else {
+                        axum::Json(answer).into_response()
+                    };
+                    resp.headers_mut().insert(
+                        wire::ACCEPT_HEADER,
+                        HeaderValue::from_static(wire::ACCEPT_BINARY),
+                    );
+                    resp
+                }
+            }),
         ))
         .await;
         let mut factory = NetworkFactory::new(1, settings(Duration::from_secs(1))).unwrap();

@@ -49,8 +49,8 @@ use crate::guard::Refusal;
 use crate::network::{FullSnapshotRequest, SnapshotChunk};
 use crate::node::{PreVoteRequest, RaftNode};
 use crate::rpc_codec;
-use crate::wire::{self, WIRE_BINARY};
 use crate::types::{NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::wire::{self, WIRE_BINARY};
 
 /// Largest accepted Raft RPC body. Appends are bounded by `max_append_bytes` (one larger entry
 /// travels alone) and snapshots travel in chunks, but an older peer sends a whole snapshot in

@@ -218,7 +218,9 @@ pub fn decode_vote_answer(bytes: &[u8]) -> Result<VoteAnswer, CodecError> {
 }
 
 /// Encodes one snapshot chunk (its bytes travel raw, not in base64).
-pub fn encode_chunk(req: &InstallSnapshotRequest<TypeConfig>) -> Result<Vec<u8>, serde_json::Error> {
+pub fn encode_chunk(
+    req: &InstallSnapshotRequest<TypeConfig>,
+) -> Result<Vec<u8>, serde_json::Error> {
     let meta = serde_json::to_vec(&req.meta)?;
     let mut out = Vec::with_capacity(VOTE_LEN + 8 + 1 + 4 + meta.len() + req.data.len());
     put_vote(&mut out, &req.vote);
@@ -337,12 +339,14 @@ mod tests {
             proptest::option::of(log_id()),
             proptest::collection::vec(entry(), 0..8),
         )
-            .prop_map(|(vote, prev_log_id, leader_commit, entries)| AppendEntriesRequest {
-                vote,
-                prev_log_id,
-                leader_commit,
-                entries,
-            })
+            .prop_map(
+                |(vote, prev_log_id, leader_commit, entries)| AppendEntriesRequest {
+                    vote,
+                    prev_log_id,
+                    leader_commit,
+                    entries,
+                },
+            )
     }
 
     fn same_append(a: &AppendEntriesRequest<TypeConfig>, b: &AppendEntriesRequest<TypeConfig>) {
@@ -456,8 +460,14 @@ mod tests {
         assert_eq!(format!("{back:?}"), format!("{fwd:?}"));
         let chunk: ChunkAnswer = Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
             SnapshotMismatch {
-                expect: openraft::SnapshotSegmentId { id: "a".into(), offset: 0 },
-                got: openraft::SnapshotSegmentId { id: "b".into(), offset: 7 },
+                expect: openraft::SnapshotSegmentId {
+                    id: "a".into(),
+                    offset: 0,
+                },
+                got: openraft::SnapshotSegmentId {
+                    id: "b".into(),
+                    offset: 7,
+                },
             },
         )));
         let back = decode_chunk_answer(&encode_chunk_answer(&chunk)).unwrap();

@@ -328,15 +328,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             drop(state);
             serde_json::to_vec(&copy)
         })
-            .await
-            .map_err(|e| {
-                sto_err(
-                    ErrorSubject::Snapshot(Some(sig.clone())),
-                    ErrorVerb::Write,
-                    std::io::Error::other(e.to_string()),
-                )
-            })?
-            .map_err(|e| sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, e))?;
+        .await
+        .map_err(|e| {
+            sto_err(
+                ErrorSubject::Snapshot(Some(sig.clone())),
+                ErrorVerb::Write,
+                std::io::Error::other(e.to_string()),
+            )
+        })?
+        .map_err(|e| sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data: data.clone(),

@@ -779,7 +779,11 @@ async fn a_mixed_ensemble_with_a_json_only_node_keeps_committing() {
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let mut leader_id = agreed_leader(&refs).await;
     if leader_id == 3 {
-        by_id(&nodes, 3).node.transfer_leader(Some(1)).await.unwrap();
+        by_id(&nodes, 3)
+            .node
+            .transfer_leader(Some(1))
+            .await
+            .unwrap();
         leader_id = agreed_leader(&refs).await;
     }
     let leader = &by_id(&nodes, leader_id).node;
