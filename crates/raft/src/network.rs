@@ -6,7 +6,7 @@
 //! **Transport.** One [`reqwest::Client`] (connection pool, `TCP_NODELAY`, HTTP/1.1 keep-alive)
 //! is shared by every peer connection: each replication stream sends one request at a time, so it
 //! reuses one pooled connection per peer (checked with `ss` during the bench, docs/raft.md
-//! "Network"). What every request to a peer shares is built once per peer ([`Peer`]): the parsed
+//! "Network"). What every request to a peer shares is built once per peer (`Peer`): the parsed
 //! URLs, the signed header map; a request is those, its body (moved, not copied) and its
 //! deadline. The leader's entries travel as the records it stored (the entry cache keeps them),
 //! not encoded again for each follower.

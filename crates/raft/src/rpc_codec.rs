@@ -14,7 +14,7 @@
 //! | Snapshot chunk answer | tag `0` + vote, or `0xEE` + the error's JSON |
 //!
 //! Entries travel as their storage records: the leader sends the bytes it stored (no second
-//! encoding, [`crate::log_store::LogStore::encoded`]) and a follower can store the bytes it
+//! encoding, [`crate::entry_cache::EntryCache::record`]) and a follower can store the bytes it
 //! received ([`crate::log_store::Received`]); the command stays JSON inside (why: docs/raft.md,
 //! "Format versions"). Remote errors are rare and keep openraft's JSON. A body that ends early,
 //! has bytes left over, or holds an impossible value is refused ([`CodecError`]), never guessed
