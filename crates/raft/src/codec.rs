@@ -90,7 +90,7 @@ fn starts_json(b: u8) -> bool {
 }
 
 /// Reads the fixed fields of a version-2 record (and of the binary peer RPC bodies,
-/// [`crate::rpc_codec`]).
+/// `rpc_codec`).
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,

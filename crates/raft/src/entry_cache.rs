@@ -10,7 +10,7 @@
 //! entries go first.
 //!
 //! Each entry also keeps the storage record it was written as ([`crate::codec`]), which the
-//! binary AppendEntries body carries as is ([`crate::rpc_codec`]): the leader encodes an entry
+//! binary AppendEntries body carries as is (`rpc_codec`): the leader encodes an entry
 //! once, for its log, not once more per follower.
 
 use std::collections::VecDeque;

@@ -16,7 +16,7 @@
 //! so a crash in between leaves extra entries, never a hole.
 //!
 //! Records are encoded once: the leader's entry cache keeps the record each entry was stored
-//! as, which replication sends as is (wire format 2, [`crate::rpc_codec`]), and a follower stores
+//! as, which replication sends as is (wire format 2, `rpc_codec`), and a follower stores
 //! the records it received in a version-2 AppendEntries ([`Received`]: matched by log id, which
 //! names one entry in a Raft log) instead of encoding the decoded entries again.
 //!
@@ -267,7 +267,7 @@ const MAX_RECEIVED_ENTRIES: usize = 8192;
 /// Most bytes of records kept waiting.
 const MAX_RECEIVED_BYTES: usize = 32 * 1024 * 1024;
 
-/// Storage records that arrived in a version-2 AppendEntries ([`crate::rpc_codec`]), kept until
+/// Storage records that arrived in a version-2 AppendEntries (`rpc_codec`), kept until
 /// openraft appends their entries, so the follower stores the bytes it received instead of
 /// encoding the decoded entry again. A record is used only for the entry of the same log id (in
 /// Raft a log id names one entry), and only a record in the current storage format is kept; a

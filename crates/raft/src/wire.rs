@@ -6,7 +6,7 @@
 //! - version 1: JSON (`Content-Type: application/json`, the openraft request types as
 //!   `serde_json` writes them). Every route reads it. A request without the header comes from a
 //!   binary older than the header (issue 24), whose bodies are version 1 too.
-//! - version 2: the binary bodies of [`crate::rpc_codec`] (`Content-Type:
+//! - version 2: the binary bodies of `rpc_codec` (`Content-Type:
 //!   application/vnd.varpulis.raft`), on `/raft/append`, `/raft/vote` and `/raft/snapshot-chunk`
 //!   only (the other peer routes are rare and stay JSON).
 //!
@@ -28,7 +28,7 @@ pub const FORMAT_HEADER: &str = "x-varpulis-raft-format";
 pub const ACCEPT_HEADER: &str = "x-varpulis-raft-formats";
 /// Version 1: JSON bodies.
 pub const WIRE_JSON: u8 = 1;
-/// Version 2: binary bodies ([`crate::rpc_codec`]).
+/// Version 2: binary bodies (`rpc_codec`).
 pub const WIRE_BINARY: u8 = 2;
 /// The newest version this binary reads and sends.
 pub const WIRE_NEWEST: u8 = WIRE_BINARY;
