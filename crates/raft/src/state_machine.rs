@@ -300,7 +300,7 @@ fn noop_response() -> CommandResponse {
 ///
 /// The builder holds a reference to that state (taking it is O(1)), and copies it on the blocking
 /// pool: a deep copy of a large state made on the consensus runtime's only thread stopped
-/// heartbeats for hundreds of milliseconds (measured in session 10: 200–340 ms at ~150,000
+/// heartbeats for hundreds of milliseconds (measured in session 10: 87–443 ms at over 100,000
 /// connectors, on all three nodes at once since they build at the same index, which let the
 /// followers' pre-vote win and cost an election under load). `apply` meanwhile waits for the
 /// reference to go (yielding the thread, [`wait_for_readers`]), so the state it mutates is never
