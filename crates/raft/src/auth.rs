@@ -128,6 +128,12 @@ impl Credentials {
         }
     }
 
+    /// What a peer request carries, as [`Credentials::sign_peer_request`] adds it: the peer
+    /// secret and the API key, each when configured.
+    pub fn peer_headers(&self) -> (Option<&str>, Option<&str>) {
+        (self.peer_secret.as_deref(), self.api_key.as_deref())
+    }
+
     /// Adds what a peer RPC must carry to an outbound request: the peer secret, and the API key
     /// too so that peers not yet configured with the secret (a rolling change of the
     /// configuration) still accept it.

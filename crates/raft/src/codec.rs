@@ -50,16 +50,16 @@ pub enum CodecError {
     )]
     UnknownVersion(u8),
     /// The record is empty.
-    #[error("empty raft storage record")]
+    #[error("empty raft record")]
     Empty,
     /// The record ends before its layout does.
-    #[error("truncated raft storage record ({0})")]
+    #[error("truncated raft record or body ({0})")]
     Truncated(&'static str),
     /// A field holds a value the layout does not allow.
-    #[error("malformed raft storage record: {0}")]
+    #[error("malformed raft record or body: {0}")]
     Malformed(String),
     /// The JSON part (a version-1 record, or a JSON body) does not decode.
-    #[error("raft storage record: {0}")]
+    #[error("raft record or body: {0}")]
     Json(#[from] serde_json::Error),
 }
 
@@ -89,8 +89,9 @@ fn starts_json(b: u8) -> bool {
     )
 }
 
-/// Reads the fixed fields of a version-2 record.
-struct Reader<'a> {
+/// Reads the fixed fields of a version-2 record (and of the binary peer RPC bodies,
+/// `rpc_codec`).
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
@@ -101,7 +102,74 @@ impl<'a> Reader<'a> {
         Reader { bytes, pos: 1 }
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
+    /// A reader from the first byte.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, pos: 0 }
+    }
+
+    /// The position of the next byte to read.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
+
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, CodecError> {
+        let end = self.pos.checked_add(4).ok_or(CodecError::Truncated(what))?;
+        let raw = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(CodecError::Truncated(what))?;
+        let mut buf = [0u8; 4];
+        buf.copy_from_slice(raw);
+        self.pos = end;
+        Ok(u32::from_le_bytes(buf))
+    }
+
+    /// The next `n` bytes.
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+        let end = self.pos.checked_add(n).ok_or(CodecError::Truncated(what))?;
+        let raw = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(CodecError::Truncated(what))?;
+        self.pos = end;
+        Ok(raw)
+    }
+
+    /// A byte that must be 0 or 1.
+    pub(crate) fn bool(&mut self, what: &'static str) -> Result<bool, CodecError> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(CodecError::Malformed(format!("{what} {other}"))),
+        }
+    }
+
+    /// A vote: term, node id, committed.
+    pub(crate) fn vote(&mut self) -> Result<Vote, CodecError> {
+        let term = self.u64("vote term")?;
+        let node = self.u64("vote node")?;
+        Ok(if self.bool("vote committed")? {
+            Vote::new_committed(term, node)
+        } else {
+            Vote::new(term, node)
+        })
+    }
+
+    /// A presence byte, then a log id when present.
+    pub(crate) fn opt_log_id(&mut self) -> Result<Option<LogId>, CodecError> {
+        if self.bool("presence byte")? {
+            Ok(Some(self.log_id()?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
         let b = *self
             .bytes
             .get(self.pos)
@@ -110,7 +178,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    fn u64(&mut self, what: &'static str) -> Result<u64, CodecError> {
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, CodecError> {
         let end = self.pos.checked_add(8).ok_or(CodecError::Truncated(what))?;
         let raw = self
             .bytes
@@ -122,18 +190,18 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(buf))
     }
 
-    fn log_id(&mut self) -> Result<LogId, CodecError> {
+    pub(crate) fn log_id(&mut self) -> Result<LogId, CodecError> {
         let term = self.u64("log id term")?;
         let node = self.u64("log id node")?;
         let index = self.u64("log id index")?;
         Ok(LogId::new(CommittedLeaderId::new(term, node), index))
     }
 
-    fn rest(&self) -> &'a [u8] {
+    pub(crate) fn rest(&self) -> &'a [u8] {
         self.bytes.get(self.pos..).unwrap_or_default()
     }
 
-    fn end(&self, what: &'static str) -> Result<(), CodecError> {
+    pub(crate) fn end(&self, what: &'static str) -> Result<(), CodecError> {
         if self.pos == self.bytes.len() {
             Ok(())
         } else {
@@ -145,10 +213,28 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_log_id(out: &mut Vec<u8>, id: &LogId) {
+pub(crate) fn put_log_id(out: &mut Vec<u8>, id: &LogId) {
     out.extend_from_slice(&id.leader_id.term.to_le_bytes());
     out.extend_from_slice(&id.leader_id.node_id.to_le_bytes());
     out.extend_from_slice(&id.index.to_le_bytes());
+}
+
+/// Writes a vote's fields: term, node id, committed (u8).
+pub(crate) fn put_vote(out: &mut Vec<u8>, vote: &Vote) {
+    out.extend_from_slice(&vote.leader_id.term.to_le_bytes());
+    out.extend_from_slice(&vote.leader_id.node_id.to_le_bytes());
+    out.push(u8::from(vote.committed));
+}
+
+/// Writes a presence byte, then the log id when there is one.
+pub(crate) fn put_opt_log_id(out: &mut Vec<u8>, id: &Option<LogId>) {
+    match id {
+        None => out.push(0),
+        Some(id) => {
+            out.push(1);
+            put_log_id(out, id);
+        }
+    }
 }
 
 /// Encodes a log entry (version 2).

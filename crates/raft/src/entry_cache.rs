@@ -8,10 +8,20 @@
 //! dropping the cached suffix on `truncate` before it deletes the entries from sled, and the
 //! cached prefix on `purge`. Bounded by a count and by the entries' stored sizes: the oldest
 //! entries go first.
+//!
+//! Each entry also keeps the storage record it was written as ([`crate::codec`]), which the
+//! binary AppendEntries body carries as is (`rpc_codec`): the leader encodes an entry
+//! once, for its log, not once more per follower.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-use crate::types::Entry;
+use axum::body::Bytes;
+
+use crate::types::{Entry, LogId};
+
+/// The cache shared by the log store, its readers and the network (records for replication).
+pub type SharedCache = Arc<Mutex<EntryCache>>;
 
 /// Default number of cached entries (a batch entry holds many commands).
 pub const DEFAULT_CACHE_ENTRIES: usize = 8192;
@@ -22,6 +32,8 @@ struct Cached {
     entry: Entry,
     /// Stored (encoded) size, what replication budgets count.
     size: usize,
+    /// The stored record, when the writer handed it over.
+    record: Option<Bytes>,
 }
 
 /// The cache (wrap it in a lock to share it between the store and its readers).
@@ -30,6 +42,16 @@ pub struct EntryCache {
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
+}
+
+impl std::fmt::Debug for EntryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryCache")
+            .field("first", &self.first_index())
+            .field("last", &self.last_index())
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a cached read returned.
@@ -81,6 +103,25 @@ impl EntryCache {
 
     /// Caches `entry` (just written to the log, `size` bytes stored).
     pub fn insert(&mut self, entry: Entry, size: usize) {
+        self.push(entry, size, None);
+    }
+
+    /// Caches `entry` with the record it was stored as.
+    pub fn insert_with_record(&mut self, entry: Entry, record: Bytes) {
+        self.push(entry, record.len(), Some(record));
+    }
+
+    /// The stored record of the entry `id`, if it is cached with one (same log id: same entry).
+    pub fn record(&self, id: &LogId) -> Option<Bytes> {
+        let first = self.first_index()?;
+        let at = usize::try_from(id.index.checked_sub(first)?).ok()?;
+        let cached = self.entries.get(at)?;
+        (cached.entry.log_id == *id)
+            .then(|| cached.record.clone())
+            .flatten()
+    }
+
+    fn push(&mut self, entry: Entry, size: usize, record: Option<Bytes>) {
         if self.max_entries == 0 {
             return;
         }
@@ -93,7 +134,11 @@ impl EntryCache {
             _ => {}
         }
         self.bytes = self.bytes.saturating_add(size);
-        self.entries.push_back(Cached { entry, size });
+        self.entries.push_back(Cached {
+            entry,
+            size,
+            record,
+        });
         while self.entries.len() > self.max_entries
             || (self.bytes > self.max_bytes && self.entries.len() > 1)
         {
@@ -222,6 +267,32 @@ mod tests {
         // Before the first cached entry: restart too.
         c.insert(entry(3, 2), 10);
         assert_eq!((c.first_index(), c.last_index()), (Some(2), Some(2)));
+    }
+
+    #[test]
+    fn records_are_found_by_log_id_only() {
+        let mut c = EntryCache::new(100, 1 << 20);
+        for i in 1..=3 {
+            c.insert_with_record(entry(1, i), Bytes::from(vec![i as u8; 4]));
+        }
+        c.insert(entry(1, 4), 4);
+        assert_eq!(
+            c.record(&entry(1, 2).log_id).as_deref(),
+            Some(&[2u8; 4][..])
+        );
+        // Another term at the same index is another entry; no record stored, none handed out.
+        assert_eq!(c.record(&entry(2, 2).log_id), None);
+        assert_eq!(c.record(&entry(1, 4).log_id), None);
+        assert_eq!(c.record(&entry(1, 9).log_id), None);
+        assert_eq!(c.record(&entry(1, 0).log_id), None);
+        c.insert_with_record(entry(2, 2), Bytes::from_static(b"new"));
+        assert_eq!(c.record(&entry(1, 2).log_id), None);
+        assert_eq!(c.record(&entry(2, 2).log_id).as_deref(), Some(&b"new"[..]));
+        assert_eq!(
+            c.record(&entry(1, 3).log_id),
+            None,
+            "the overwritten suffix is gone"
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!   of the older (JSON) format, refusing a newer one.
 //! - [`state_machine`]: applies committed commands to `ClusterState`, snapshot persistence.
 //! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes;
-//!   [`wire`]: the format version every peer RPC body carries.
+//!   [`wire`]: the format version every peer RPC body carries; [`rpc_codec`]: the binary
+//!   bodies of version 2.
 //! - [`auth`]: who may call which route (peer secret, API key, mutual-TLS hook).
 //! - [`guard`]: sanity checks on peer RPCs (absurd terms, strangers, malformed entries).
 //! - [`node`]: [`RaftNode`], the handle the coordinator uses (write, read, leader, metrics).
@@ -37,6 +38,7 @@ pub mod peer_log;
 pub mod private_dir;
 pub mod restore;
 pub mod routes;
+pub mod rpc_codec;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;

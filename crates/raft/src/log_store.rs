@@ -15,6 +15,11 @@
 //! openraft hands over several entries. `purge` records the purge point before deleting entries,
 //! so a crash in between leaves extra entries, never a hole.
 //!
+//! Records are encoded once: the leader's entry cache keeps the record each entry was stored
+//! as, which replication sends as is (wire format 2, `rpc_codec`), and a follower stores
+//! the records it received in a version-2 AppendEntries ([`Received`]: matched by log id, which
+//! names one entry in a Raft log) instead of encoding the decoded entries again.
+//!
 //! Replication reads are served from an [`EntryCache`] of the most recent entries (filled by
 //! `append`, trimmed by `truncate` and `purge`) and fall back to sled below it.
 //! [`RaftLogReader::limited_get_log_entries`] stops once the entries read reach
@@ -22,15 +27,20 @@
 //! AppendEntries then carries a bounded number of bytes, not only openraft's bounded number of
 //! entries (at least one entry, however large, so replication always progresses).
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 
 use crate::codec::{self, CodecError};
-use crate::entry_cache::{CacheRead, EntryCache, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
+use crate::entry_cache::{
+    CacheRead, EntryCache, SharedCache, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES,
+};
 use crate::error::sto_err;
 use crate::layout::{
     KEY_CLUSTER_ID, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG_TREE, META_TREE,
@@ -44,8 +54,10 @@ pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
-    /// The most recent entries, decoded (see [`crate::entry_cache`]).
-    cache: Arc<Mutex<EntryCache>>,
+    /// The most recent entries, decoded, with their records (see [`crate::entry_cache`]).
+    cache: SharedCache,
+    /// Records received from the leader, waiting for their entries' append.
+    received: Arc<Mutex<Received>>,
     /// Byte budget of one replication read (one AppendEntries).
     max_append_bytes: usize,
 }
@@ -80,7 +92,18 @@ impl LogStore {
                 DEFAULT_CACHE_BYTES,
             ))),
             max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
+            received: Arc::default(),
         })
+    }
+
+    /// The entry cache (shared: the network sends the records it holds).
+    pub fn shared_cache(&self) -> SharedCache {
+        self.cache.clone()
+    }
+
+    /// Where the `/raft/append` route leaves the records of a version-2 AppendEntries.
+    pub fn received(&self) -> Arc<Mutex<Received>> {
+        self.received.clone()
     }
 
     /// The same store whose replication reads stop at `bytes` (at least one entry).
@@ -238,6 +261,72 @@ impl LogStore {
     }
 }
 
+/// Most records kept waiting for their append (beyond, the oldest go: the entry is then
+/// encoded again, nothing else changes).
+const MAX_RECEIVED_ENTRIES: usize = 8192;
+/// Most bytes of records kept waiting.
+const MAX_RECEIVED_BYTES: usize = 32 * 1024 * 1024;
+
+/// Storage records that arrived in a version-2 AppendEntries (`rpc_codec`), kept until
+/// openraft appends their entries, so the follower stores the bytes it received instead of
+/// encoding the decoded entry again. A record is used only for the entry of the same log id (in
+/// Raft a log id names one entry), and only a record in the current storage format is kept; a
+/// record never used (the entry was already in the log) is dropped when a later index is
+/// appended, or by the bounds.
+#[derive(Debug, Default)]
+pub struct Received {
+    records: VecDeque<(LogId, Bytes)>,
+    bytes: usize,
+}
+
+impl Received {
+    /// Keeps the records of one AppendEntries (in log order).
+    pub fn offer(&mut self, records: impl IntoIterator<Item = (LogId, Bytes)>) {
+        for (id, record) in records {
+            if record.first() != Some(&codec::FORMAT_BINARY) {
+                continue;
+            }
+            self.bytes = self.bytes.saturating_add(record.len());
+            self.records.push_back((id, record));
+        }
+        while self.records.len() > MAX_RECEIVED_ENTRIES || self.bytes > MAX_RECEIVED_BYTES {
+            self.pop();
+        }
+    }
+
+    /// The record of the entry `id`, if one arrived; drops the records of lower indexes (and of
+    /// other entries at the same index) on the way.
+    pub fn take(&mut self, id: &LogId) -> Option<Bytes> {
+        while let Some((front, _)) = self.records.front() {
+            if front.index < id.index || (front.index == id.index && front != id) {
+                self.pop();
+            } else {
+                break;
+            }
+        }
+        match self.records.front() {
+            Some((front, _)) if front == id => self.pop(),
+            _ => None,
+        }
+    }
+
+    /// Number of records waiting.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no record waits.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn pop(&mut self) -> Option<Bytes> {
+        let (_, record) = self.records.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(record.len());
+        Some(record)
+    }
+}
+
 fn index_of(key: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     let n = key.len().min(8);
@@ -330,12 +419,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         let mut written = Vec::new();
-        for entry in entries {
-            let bytes = codec::encode_entry(&entry)
-                .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
-            let size = bytes.len();
-            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
-            written.push((entry, size));
+        {
+            let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                let record = match received.take(&entry.log_id) {
+                    Some(record) => record,
+                    None => Bytes::from(codec::encode_entry(&entry).map_err(|e| {
+                        sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e)
+                    })?),
+                };
+                batch.insert(&entry.log_id.index.to_be_bytes(), &record[..]);
+                written.push((entry, record));
+            }
         }
         self.log
             .apply_batch(batch)
@@ -344,8 +439,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // Readable in sled now, so readable in the cache too (replication may send entries
             // before they are durable here; the quorum counts this node only after the flush).
             let mut cache = self.cache();
-            for (entry, size) in written {
-                cache.insert(entry, size);
+            for (entry, record) in written {
+                cache.insert_with_record(entry, record);
             }
         }
         // One flush for the whole batch, and only then report the entries as durable: the
@@ -550,6 +645,83 @@ mod tests {
             assert!(expected.starts_with(&limited));
             assert_eq!(limited.is_empty(), expected.is_empty());
         }
+    }
+
+    /// `entry`'s record with a space before its JSON body: decodes to the same entry, but is
+    /// not what `encode_entry` writes, so it shows which bytes were stored.
+    fn spaced_record(e: &Entry) -> Bytes {
+        let plain = codec::encode_entry(e).unwrap();
+        let mut spaced = plain[..codec::ENTRY_HEADER_LEN].to_vec();
+        spaced.push(b' ');
+        spaced.extend_from_slice(&plain[codec::ENTRY_HEADER_LEN..]);
+        assert_eq!(codec::decode_entry(&spaced).unwrap(), *e);
+        Bytes::from(spaced)
+    }
+
+    #[tokio::test]
+    async fn received_records_are_stored_as_they_arrived_for_their_entry_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut store) = open(dir.path());
+        let (e1, e2, e3) = (entry(1, 1, 3), entry(1, 2, 3), entry(1, 3, 3));
+        let other_term = entry(2, 2, 3);
+        store.received().lock().unwrap().offer(vec![
+            (e1.log_id, spaced_record(&e1)),
+            // Another entry at index 2 (another term): never stored for e2.
+            (other_term.log_id, spaced_record(&other_term)),
+            // A JSON record is not kept.
+            (e3.log_id, Bytes::from(serde_json::to_vec(&e3).unwrap())),
+        ]);
+        assert_eq!(store.received().lock().unwrap().len(), 2);
+        store
+            .blocking_append(vec![e1.clone(), e2.clone(), e3.clone()])
+            .await
+            .unwrap();
+        assert!(store.received().lock().unwrap().is_empty());
+        let log = db.open_tree(LOG_TREE).unwrap();
+        let raw = |i: u64| log.get(i.to_be_bytes()).unwrap().unwrap().to_vec();
+        assert_eq!(raw(1), spaced_record(&e1).to_vec(), "stored as received");
+        assert_eq!(raw(2), codec::encode_entry(&e2).unwrap(), "encoded here");
+        assert_eq!(raw(3), codec::encode_entry(&e3).unwrap(), "encoded here");
+        // The cache hands the same records to replication.
+        let cache = store.shared_cache();
+        assert_eq!(
+            cache.lock().unwrap().record(&e1.log_id).unwrap().to_vec(),
+            raw(1)
+        );
+        // Reads decode them to the entries.
+        assert_eq!(
+            store
+                .with_cache_limits(0, 0)
+                .try_get_log_entries(1..4)
+                .await
+                .unwrap(),
+            vec![e1, e2, e3]
+        );
+    }
+
+    #[test]
+    fn received_records_are_bounded_and_skipped_past() {
+        let mut r = Received::default();
+        let ids: Vec<LogId> = (1..=5)
+            .map(|i| LogId::new(CommittedLeaderId::new(1, 1), i))
+            .collect();
+        r.offer(
+            ids.iter()
+                .map(|id| (*id, Bytes::from(vec![codec::FORMAT_BINARY; 4]))),
+        );
+        // Asking for index 3 drops 1 and 2 (their entries were in the log already).
+        assert!(r.take(&ids[2]).is_some());
+        assert_eq!(r.len(), 2);
+        // An index below what is kept: nothing, and nothing dropped.
+        assert!(r.take(&ids[0]).is_none());
+        assert_eq!(r.len(), 2);
+        r.offer((0..MAX_RECEIVED_ENTRIES as u64 + 10).map(|i| {
+            (
+                LogId::new(CommittedLeaderId::new(1, 1), 100 + i),
+                Bytes::from_static(&[codec::FORMAT_BINARY]),
+            )
+        }));
+        assert_eq!(r.len(), MAX_RECEIVED_ENTRIES);
     }
 
     #[tokio::test]

@@ -1,12 +1,22 @@
 //! Outbound Raft RPCs over HTTP (reqwest): `POST {addr}/raft/append`, `/raft/vote` and
-//! `/raft/snapshot-chunk`, JSON bodies, signed with this node's [`Credentials`].
+//! `/raft/snapshot-chunk`, signed with this node's [`Credentials`], in the body format version
+//! the peer reads ([`crate::wire`]: version 2, binary ([`crate::rpc_codec`]), once the peer's
+//! answers advertised it; version 1, JSON, until then and for older peers).
 //!
-//! One [`reqwest::Client`] (connection pool) is shared by every peer connection. Failures are
-//! mapped so openraft backs off where it should: connection failures and non-2xx answers are
-//! `Unreachable` (openraft sleeps before retrying), timeouts are `Timeout`, undecodable answers
-//! are `Network`, and an error returned by the remote Raft is a `RemoteError`. An answer whose
-//! vote is absurdly far ahead ([`crate::guard::check_answer_vote`]) is a `Network` error: a
-//! member we call (a learner an operator added, say) cannot move us to term `u64::MAX`.
+//! **Transport.** One [`reqwest::Client`] (connection pool, `TCP_NODELAY`, HTTP/1.1 keep-alive)
+//! is shared by every peer connection: each replication stream sends one request at a time, so it
+//! reuses one pooled connection per peer (checked with `ss` during the bench, docs/raft.md
+//! "Network"). What every request to a peer shares is built once per peer (`Peer`): the parsed
+//! URLs, the signed header map; a request is those, its body (moved, not copied) and its
+//! deadline. The leader's entries travel as the records it stored (the entry cache keeps them),
+//! not encoded again for each follower.
+//!
+//! Failures are mapped so openraft backs off where it should: connection failures and non-2xx
+//! answers are `Unreachable` (openraft sleeps before retrying), timeouts are `Timeout`,
+//! undecodable answers are `Network`, and an error returned by the remote Raft is a
+//! `RemoteError`. An answer whose vote is absurdly far ahead ([`crate::guard::check_answer_vote`])
+//! is a `Network` error: a member we call (a learner an operator added, say) cannot move us to
+//! term `u64::MAX`.
 //!
 //! **Deadlines that follow the payload.** openraft gives every AppendEntries one heartbeat
 //! interval (50 ms by default) and drops the call when it runs out, so an append that needs
@@ -22,10 +32,14 @@
 //! ([`crate::log_store`]), not only by openraft's entry count.
 //!
 //! **Chunked snapshots.** A snapshot is sent with openraft's chunked transport, one
-//! `POST /raft/snapshot-chunk` per `snapshot_chunk_bytes` (base64 in JSON), each chunk under its
-//! own deadline, so a large snapshot never has to fit one timeout.
+//! `POST /raft/snapshot-chunk` per `snapshot_chunk_bytes` (raw bytes in version 2, base64 in
+//! JSON in version 1), each chunk under its own deadline, so a large snapshot never has to fit
+//! one timeout.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -40,16 +54,22 @@ use openraft::raft::{
     SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RPCTypes};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::auth::Credentials;
 pub use crate::auth::API_KEY_HEADER;
+use crate::auth::PEER_SECRET_HEADER;
+use crate::codec::CodecError;
+use crate::entry_cache::SharedCache;
 use crate::guard::check_answer_vote;
+use crate::rpc_codec::{self, AppendAnswer, ChunkAnswer, VoteAnswer};
 use crate::types::{BasicNode, LogId, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::wire::{self, WIRE_BINARY, WIRE_JSON};
 
-/// Largest answer body read from a peer (answers are small JSON values).
+/// Largest answer body read from a peer (answers are small).
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Body of `POST /raft/snapshot`: a whole snapshot in one request (accepted from older nodes;
@@ -71,7 +91,7 @@ impl FullSnapshotRequest {
     }
 }
 
-/// Body of `POST /raft/snapshot-chunk`: one chunk of a snapshot (openraft's
+/// Body of `POST /raft/snapshot-chunk` in version 1: one chunk of a snapshot (openraft's
 /// `InstallSnapshotRequest` with the bytes in base64 instead of a JSON array of numbers).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotChunk {
@@ -128,7 +148,13 @@ pub struct NetworkSettings {
     pub max_term_jump: u64,
     /// TLS of the peer RPCs.
     pub tls: varpulis_tls::ClientTls,
+    /// Newest body format version sent to peers ([`crate::wire::WIRE_NEWEST`]; 1 keeps every
+    /// RPC in JSON, as a binary older than version 2 does).
+    pub max_wire_format: u8,
 }
+
+/// The body format version to send to each peer, learnt from its answers.
+type PeerFormats = Arc<Mutex<HashMap<NodeId, Arc<AtomicU8>>>>;
 
 /// Creates one [`Network`] per peer, all sharing one HTTP client.
 #[derive(Clone, Debug)]
@@ -136,8 +162,14 @@ pub struct NetworkFactory {
     client: reqwest::Client,
     settings: NetworkSettings,
     id: NodeId,
+    /// Headers every peer request carries (the secrets), built once.
+    signed: HeaderMap,
     /// Peers' reachability, for log lines once per transition ([`crate::peer_log`]).
-    peers: std::sync::Arc<crate::peer_log::PeerLog>,
+    peers: Arc<crate::peer_log::PeerLog>,
+    /// The format each peer reads, shared by every connection to it.
+    formats: PeerFormats,
+    /// The leader's recent entries with their stored records (sent as they are).
+    records: Option<SharedCache>,
 }
 
 impl NetworkFactory {
@@ -148,19 +180,40 @@ impl NetworkFactory {
             .reqwest_builder()
             .connect_timeout(settings.rpc_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(4)
             .tcp_nodelay(true)
             .build()?;
+        let signed = signed_headers(&settings.credentials);
         Ok(Self {
             client,
             settings,
             id,
+            signed,
             peers: Default::default(),
+            formats: Default::default(),
+            records: None,
         })
     }
 
+    /// The same factory sending entries found in `cache` as their stored records.
+    pub fn with_records(mut self, cache: SharedCache) -> Self {
+        self.records = Some(cache);
+        self
+    }
+
     /// Peers' reachability as this node's RPCs see it (shared by every peer connection).
-    pub fn peers(&self) -> std::sync::Arc<crate::peer_log::PeerLog> {
+    pub fn peers(&self) -> Arc<crate::peer_log::PeerLog> {
         self.peers.clone()
+    }
+
+    /// The body format version this node currently sends to `target` (1 until the peer
+    /// advertised version 2).
+    pub fn format_for(&self, target: NodeId) -> u8 {
+        self.formats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&target)
+            .map_or(WIRE_JSON, |f| f.load(Ordering::Relaxed))
     }
 
     /// The deadline of an RPC carrying `bytes`: the base RPC timeout plus the time the payload
@@ -170,20 +223,192 @@ impl NetworkFactory {
         let transfer = Duration::from_secs_f64(bytes as f64 / rate as f64);
         self.settings.rpc_timeout.saturating_add(transfer)
     }
+
+    fn format_cell(&self, target: NodeId) -> Arc<AtomicU8> {
+        self.formats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(target)
+            .or_insert_with(|| Arc::new(AtomicU8::new(WIRE_JSON)))
+            .clone()
+    }
+}
+
+/// The secrets as a header map (values that are not valid header text are left out: the peer
+/// then refuses the request with 401, which names the header).
+fn signed_headers(credentials: &Credentials) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let (secret, key) = credentials.peer_headers();
+    if let Some(v) = secret.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(PEER_SECRET_HEADER, v);
+    }
+    if let Some(v) = key.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(API_KEY_HEADER, v);
+    }
+    headers
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        let base = node.addr.trim_end_matches('/').to_string();
+        let url = |path: &str| {
+            let text = format!("{base}{path}");
+            reqwest::Url::parse(&text).map_err(|e| format!("peer {target} address {text}: {e}"))
+        };
+        let urls = (|| {
+            Ok::<_, String>([
+                url("/raft/append")?,
+                url("/raft/vote")?,
+                url("/raft/snapshot-chunk")?,
+            ])
+        })();
+        let peer = Arc::new(Peer {
+            client: self.client.clone(),
+            signed: self.signed.clone(),
+            urls,
+            format: self.format_cell(target),
+            newest: self.settings.max_wire_format.min(wire::WIRE_NEWEST),
+        });
         Network {
             factory: self.clone(),
             target,
-            base: node.addr.trim_end_matches('/').to_string(),
+            base,
+            peer,
             inflight: None,
             keepalive: None,
         }
     }
+}
+
+/// What every request to one peer shares.
+#[derive(Debug)]
+struct Peer {
+    client: reqwest::Client,
+    /// The secrets, built once.
+    signed: HeaderMap,
+    /// `/raft/append`, `/raft/vote`, `/raft/snapshot-chunk` (or why the address is not a URL).
+    urls: Result<[reqwest::Url; 3], String>,
+    /// The body format to send; follows the peer's answers.
+    format: Arc<AtomicU8>,
+    /// Newest format this node sends.
+    newest: u8,
+}
+
+/// Which peer route a request goes to.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Append = 0,
+    Vote = 1,
+    Chunk = 2,
+}
+
+impl Peer {
+    /// The format to send now.
+    fn format(&self) -> u8 {
+        self.format.load(Ordering::Relaxed).min(self.newest)
+    }
+
+    /// Sends `body` (in `version`) and returns the answer's format version and body (at most
+    /// [`MAX_ANSWER_BYTES`]); learns from the answer which version the peer reads.
+    async fn exchange(
+        &self,
+        route: Route,
+        version: u8,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(u8, Vec<u8>), Failure> {
+        let url = match &self.urls {
+            Ok(urls) => urls[route as usize].clone(),
+            Err(e) => return Err(Failure::Unreachable(e.clone())),
+        };
+        let mut req = reqwest::Request::new(reqwest::Method::POST, url);
+        let mut headers = self.signed.clone();
+        let (content_type, format) = if version == WIRE_BINARY {
+            (wire::CONTENT_TYPE_BINARY, wire::WIRE_BINARY_STR)
+        } else {
+            ("application/json", wire::WIRE_JSON_STR)
+        };
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(wire::FORMAT_HEADER, HeaderValue::from_static(format));
+        *req.headers_mut() = headers;
+        *req.body_mut() = Some(body.into());
+        *req.timeout_mut() = Some(timeout);
+        let path = || req_path(route);
+        let mut resp = self.client.execute(req).await.map_err(|e| {
+            if e.is_timeout() {
+                Failure::Timeout(timeout)
+            } else {
+                Failure::Unreachable(format!("POST {}: {e}", path()))
+            }
+        })?;
+        // Whatever the status, the answer says which formats the peer reads now (an older
+        // binary, or one downgraded at the same address, says nothing: back to JSON).
+        let reads_binary = self.newest >= WIRE_BINARY && wire::advertises_binary(resp.headers());
+        self.format.store(
+            if reads_binary { WIRE_BINARY } else { WIRE_JSON },
+            Ordering::Relaxed,
+        );
+        let status = resp.status();
+        let answer_format = wire::check(resp.headers(), self.newest);
+        let mut bytes = Vec::with_capacity(
+            resp.content_length()
+                .map_or(256, |n| (n as usize).min(MAX_ANSWER_BYTES)),
+        );
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                        return Err(Failure::Network(format!(
+                            "POST {}: answer larger than {MAX_ANSWER_BYTES} bytes",
+                            path()
+                        )));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(Failure::Timeout(timeout)),
+                Err(e) => return Err(Failure::Network(format!("POST {}: {e}", path()))),
+            }
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(Failure::Unreachable(format!(
+                "POST {}: HTTP {status}: {}",
+                path(),
+                text.chars().take(200).collect::<String>()
+            )));
+        }
+        // An answer in a body format this node does not know is refused, not guessed at.
+        let answer_format =
+            answer_format.map_err(|e| Failure::Network(format!("POST {}: {e}", path())))?;
+        Ok((answer_format, bytes))
+    }
+}
+
+fn req_path(route: Route) -> &'static str {
+    match route {
+        Route::Append => "/raft/append",
+        Route::Vote => "/raft/vote",
+        Route::Chunk => "/raft/snapshot-chunk",
+    }
+}
+
+/// Decodes an answer in `version`: JSON, or the binary layout `binary` reads.
+fn decode_answer<T: DeserializeOwned>(
+    route: Route,
+    version: u8,
+    bytes: &[u8],
+    binary: fn(&[u8]) -> Result<T, CodecError>,
+) -> Result<T, Failure> {
+    let decoded = if version == WIRE_BINARY {
+        binary(bytes).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    };
+    decoded
+        .map_err(|e| Failure::Network(format!("POST {}: undecodable answer: {e}", req_path(route))))
 }
 
 /// An append that outlives openraft's deadline: what it carries and its running task.
@@ -199,6 +424,7 @@ pub struct Network {
     factory: NetworkFactory,
     target: NodeId,
     base: String,
+    peer: Arc<Peer>,
     /// The append (with entries) currently running, if any.
     inflight: Option<InFlight>,
     /// The keepalive sent while `inflight` runs long, if any.
@@ -238,85 +464,45 @@ enum Failure {
 #[error("{0}")]
 struct Message(String);
 
-/// Sends a signed JSON body and decodes the answer (at most [`MAX_ANSWER_BYTES`]).
-async fn exchange<Resp: DeserializeOwned>(
-    client: reqwest::Client,
-    credentials: Credentials,
-    url: String,
-    body: Vec<u8>,
-    timeout: Duration,
-) -> Result<Resp, Failure> {
-    let builder = client
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(crate::wire::FORMAT_HEADER, crate::wire::WIRE_JSON_STR)
-        .body(body)
-        .timeout(timeout);
-    let send = credentials.sign_peer_request(builder).send();
-    let mut resp = send.await.map_err(|e| {
-        if e.is_timeout() {
-            Failure::Timeout(timeout)
-        } else {
-            Failure::Unreachable(format!("POST {url}: {e}"))
-        }
-    })?;
-    let status = resp.status();
-    let answer_format = crate::wire::check(resp.headers());
-    let mut bytes = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                    return Err(Failure::Network(format!(
-                        "POST {url}: answer larger than {MAX_ANSWER_BYTES} bytes"
-                    )));
-                }
-                bytes.extend_from_slice(&chunk);
+type AppendResult = AppendAnswer;
+
+/// Encodes an append in `version` (entries found in `records` go as their stored records).
+fn encode_append(
+    rpc: &AppendEntriesRequest<TypeConfig>,
+    version: u8,
+    records: Option<&SharedCache>,
+) -> Result<Vec<u8>, Failure> {
+    let encoded = if version == WIRE_BINARY {
+        match records {
+            Some(cache) => {
+                let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                rpc_codec::encode_append(rpc, |e| cache.record(&e.log_id))
             }
-            Ok(None) => break,
-            Err(e) if e.is_timeout() => return Err(Failure::Timeout(timeout)),
-            Err(e) => return Err(Failure::Network(format!("POST {url}: {e}"))),
+            None => rpc_codec::encode_append(rpc, |_| None),
         }
-    }
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&bytes);
-        return Err(Failure::Unreachable(format!(
-            "POST {url}: HTTP {status}: {}",
-            text.chars().take(200).collect::<String>()
-        )));
-    }
-    // An answer in a body format this node does not know is refused, not guessed at.
-    answer_format.map_err(|e| Failure::Network(format!("POST {url}: {e}")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Failure::Network(format!("POST {url}: undecodable answer: {e}")))
+    } else {
+        serde_json::to_vec(rpc)
+    };
+    encoded.map_err(|e| Failure::Network(format!("cannot encode the append: {e}")))
 }
 
-type AppendResult = Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>;
+/// Sends one append and decodes its answer.
+async fn send_append(
+    peer: Arc<Peer>,
+    version: u8,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<AppendResult, Failure> {
+    let (format, bytes) = peer.exchange(Route::Append, version, body, timeout).await?;
+    decode_answer(
+        Route::Append,
+        format,
+        &bytes,
+        rpc_codec::decode_append_answer,
+    )
+}
 
 impl Network {
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    /// One exchange in this task (no detaching): heartbeats, votes.
-    async fn post<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        path: &str,
-        req: &Req,
-        timeout: Duration,
-    ) -> Result<Resp, Failure> {
-        let body = serde_json::to_vec(req)
-            .map_err(|e| Failure::Network(format!("cannot encode the request: {e}")))?;
-        exchange(
-            self.factory.client.clone(),
-            self.factory.settings.credentials.clone(),
-            self.url(path),
-            body,
-            timeout,
-        )
-        .await
-    }
-
     fn timeout_err(&self, action: RPCTypes, timeout: Duration) -> Timeout<NodeId> {
         Timeout {
             action,
@@ -376,13 +562,10 @@ impl Network {
 
     /// Starts the detached task of an append with entries.
     fn spawn_append(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> Result<InFlight, Failure> {
-        let body = serde_json::to_vec(rpc)
-            .map_err(|e| Failure::Network(format!("cannot encode the append: {e}")))?;
+        let version = self.peer.format();
+        let body = encode_append(rpc, version, self.factory.records.as_ref())?;
         let timeout = self.factory.payload_timeout(body.len());
-        let client = self.factory.client.clone();
-        let credentials = self.factory.settings.credentials.clone();
-        let url = self.url("/raft/append");
-        let task = tokio::spawn(exchange(client, credentials, url, body, timeout));
+        let task = tokio::spawn(send_append(self.peer.clone(), version, body, timeout));
         Ok(InFlight {
             vote: rpc.vote,
             prev: rpc.prev_log_id,
@@ -405,16 +588,14 @@ impl Network {
             entries: Vec::new(),
             leader_commit: rpc.leader_commit,
         };
-        let Ok(body) = serde_json::to_vec(&beat) else {
+        let version = self.peer.format();
+        let Ok(body) = encode_append(&beat, version, None) else {
             return;
         };
-        let client = self.factory.client.clone();
-        let credentials = self.factory.settings.credentials.clone();
-        let url = self.url("/raft/append");
         let timeout = self.factory.settings.rpc_timeout;
+        let peer = self.peer.clone();
         self.keepalive = Some(tokio::spawn(async move {
-            let _: Result<AppendResult, Failure> =
-                exchange(client, credentials, url, body, timeout).await;
+            let _: Result<AppendResult, Failure> = send_append(peer, version, body, timeout).await;
         }));
     }
 
@@ -473,7 +654,11 @@ impl RaftNetwork<TypeConfig> for Network {
         if rpc.entries.is_empty() {
             // A heartbeat: small, and openraft sends the next one soon anyway.
             let timeout = self.short_timeout(&option);
-            let res: Result<AppendResult, Failure> = self.post("/raft/append", &rpc, timeout).await;
+            let version = self.peer.format();
+            let res = match encode_append(&rpc, version, None) {
+                Ok(body) => send_append(self.peer.clone(), version, body, timeout).await,
+                Err(e) => Err(e),
+            };
             let res = match res {
                 Ok(Ok(AppendEntriesResponse::HigherVote(v))) => self
                     .sane_answer(&rpc.vote, &v)
@@ -495,16 +680,32 @@ impl RaftNetwork<TypeConfig> for Network {
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         // One chunk of `full_snapshot` (openraft's chunked transport calls this).
-        let chunk = SnapshotChunk::encode(&rpc);
-        let timeout = self
-            .factory
-            .payload_timeout(chunk.data.len())
-            .min(option.hard_ttl())
-            .min(self.factory.settings.snapshot_timeout);
-        let res: Result<
-            Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-            Failure,
-        > = self.post("/raft/snapshot-chunk", &chunk, timeout).await;
+        let version = self.peer.format();
+        let body = if version == WIRE_BINARY {
+            rpc_codec::encode_chunk(&rpc)
+        } else {
+            serde_json::to_vec(&SnapshotChunk::encode(&rpc))
+        };
+        let res: Result<ChunkAnswer, Failure> = match body {
+            Ok(body) => {
+                let timeout = self
+                    .factory
+                    .payload_timeout(body.len())
+                    .min(option.hard_ttl())
+                    .min(self.factory.settings.snapshot_timeout);
+                match self
+                    .peer
+                    .exchange(Route::Chunk, version, body, timeout)
+                    .await
+                {
+                    Ok((format, bytes)) => {
+                        decode_answer(Route::Chunk, format, &bytes, rpc_codec::decode_chunk_answer)
+                    }
+                    Err(f) => Err(f),
+                }
+            }
+            Err(e) => Err(Failure::Network(format!("cannot encode the chunk: {e}"))),
+        };
         let res = match res {
             Ok(Ok(resp)) => self.sane_answer(&rpc.vote, &resp.vote).map(|()| Ok(resp)),
             other => other,
@@ -518,8 +719,26 @@ impl RaftNetwork<TypeConfig> for Network {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let timeout = self.short_timeout(&option);
-        let res: Result<Result<VoteResponse<NodeId>, RaftError<NodeId>>, Failure> =
-            self.post("/raft/vote", &rpc, timeout).await;
+        let version = self.peer.format();
+        let body = if version == WIRE_BINARY {
+            Ok(rpc_codec::encode_vote_request(&rpc))
+        } else {
+            serde_json::to_vec(&rpc)
+                .map_err(|e| Failure::Network(format!("cannot encode the vote: {e}")))
+        };
+        let res: Result<VoteAnswer, Failure> = match body {
+            Ok(body) => match self
+                .peer
+                .exchange(Route::Vote, version, body, timeout)
+                .await
+            {
+                Ok((format, bytes)) => {
+                    decode_answer(Route::Vote, format, &bytes, rpc_codec::decode_vote_answer)
+                }
+                Err(f) => Err(f),
+            },
+            Err(f) => Err(f),
+        };
         let res = match res {
             Ok(Ok(resp)) => self.sane_answer(&rpc.vote, &resp.vote).map(|()| Ok(resp)),
             other => other,
@@ -552,6 +771,7 @@ impl RaftNetwork<TypeConfig> for Network {
 mod tests {
     use super::*;
     use crate::auth::PEER_SECRET_HEADER;
+    use axum::body::Bytes;
     use axum::http::StatusCode;
     use axum::routing::post;
     use axum::Router;
@@ -578,6 +798,7 @@ mod tests {
             min_throughput_bytes_per_sec: 1024 * 1024,
             max_term_jump: 1000,
             tls: varpulis_tls::ClientTls::none(),
+            max_wire_format: wire::WIRE_NEWEST,
         }
     }
 
@@ -684,6 +905,96 @@ mod tests {
         .await;
         let err = vote_to(&url, Duration::from_secs(1)).await;
         assert!(err.to_string().contains("418"), "{err}");
+    }
+
+    /// A peer that reads format 2 gets it once its answers advertised it; when it stops
+    /// advertising (an older binary at the same address), one refused request later it gets
+    /// JSON again.
+    #[tokio::test]
+    async fn binary_goes_only_to_a_peer_that_advertised_it() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let old = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, o) = (seen.clone(), old.clone());
+        let url = serve(Router::new().route(
+            "/raft/vote",
+            post(move |headers: axum::http::HeaderMap, body: Bytes| {
+                let (s, o) = (s.clone(), o.clone());
+                async move {
+                    use axum::response::IntoResponse;
+                    let v = headers
+                        .get(wire::FORMAT_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_string();
+                    s.lock().unwrap().push(v.clone());
+                    if o.load(Ordering::SeqCst) {
+                        // What a binary older than format 2 answers.
+                        if v == "2" {
+                            return (StatusCode::BAD_REQUEST, "format version \"2\"")
+                                .into_response();
+                        }
+                        let req: VoteRequest<NodeId> = serde_json::from_slice(&body).unwrap();
+                        let answer: VoteAnswer = Ok(VoteResponse {
+                            vote: req.vote,
+                            vote_granted: true,
+                            last_log_id: None,
+                        });
+                        return axum::Json(answer).into_response();
+                    }
+                    let req: VoteRequest<NodeId> = if v == "2" {
+                        rpc_codec::decode_vote_request(&body).unwrap()
+                    } else {
+                        serde_json::from_slice(&body).unwrap()
+                    };
+                    let answer: VoteAnswer = Ok(VoteResponse {
+                        vote: req.vote,
+                        vote_granted: true,
+                        last_log_id: None,
+                    });
+                    let mut resp = if v == "2" {
+                        let mut r = rpc_codec::encode_vote_answer(&answer).into_response();
+                        r.headers_mut().insert(
+                            wire::FORMAT_HEADER,
+                            HeaderValue::from_static(wire::WIRE_BINARY_STR),
+                        );
+                        r
+                    } else {
+                        axum::Json(answer).into_response()
+                    };
+                    resp.headers_mut().insert(
+                        wire::ACCEPT_HEADER,
+                        HeaderValue::from_static(wire::ACCEPT_BINARY),
+                    );
+                    resp
+                }
+            }),
+        ))
+        .await;
+        let mut factory = NetworkFactory::new(1, settings(Duration::from_secs(1))).unwrap();
+        let mut net = factory.new_client(2, &BasicNode::new(&url)).await;
+        let vote = || VoteRequest::new(Vote::new(1, 1), None);
+        let opt = || RPCOption::new(Duration::from_secs(5));
+        assert_eq!(factory.format_for(2), WIRE_JSON);
+        assert!(net.vote(vote(), opt()).await.unwrap().vote_granted);
+        assert_eq!(factory.format_for(2), WIRE_BINARY);
+        assert!(net.vote(vote(), opt()).await.unwrap().vote_granted);
+        old.store(true, Ordering::SeqCst);
+        let err = net.vote(vote(), opt()).await.unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+        assert_eq!(factory.format_for(2), WIRE_JSON);
+        assert!(net.vote(vote(), opt()).await.unwrap().vote_granted);
+        assert_eq!(*seen.lock().unwrap(), vec!["1", "2", "2", "1"]);
+
+        // A node pinned to JSON never sends version 2, whatever the peer advertises.
+        old.store(false, Ordering::SeqCst);
+        let mut pinned = settings(Duration::from_secs(1));
+        pinned.max_wire_format = WIRE_JSON;
+        let mut factory = NetworkFactory::new(1, pinned).unwrap();
+        let mut net = factory.new_client(2, &BasicNode::new(&url)).await;
+        for _ in 0..2 {
+            assert!(net.vote(vote(), opt()).await.unwrap().vote_granted);
+        }
+        assert_eq!(seen.lock().unwrap()[4..], ["1", "1"]);
     }
 
     #[test]

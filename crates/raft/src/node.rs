@@ -25,7 +25,7 @@ use crate::auth::Credentials;
 use crate::batch::{self, Batcher};
 use crate::error::{Error, WriteError};
 use crate::guard::{LocalView, DEFAULT_MAX_TERM_JUMP};
-use crate::log_store::{LogStore, DEFAULT_MAX_APPEND_BYTES};
+use crate::log_store::{LogStore, Received, DEFAULT_MAX_APPEND_BYTES};
 use crate::network::{NetworkFactory, NetworkSettings};
 use crate::state_machine::{read_lock, AppliedEvent, SharedState, StateMachine};
 use crate::types::{BasicNode, NodeId, Raft, RaftMetrics, RaftServerMetrics};
@@ -101,6 +101,11 @@ pub struct RaftConfig {
     /// TLS of the outbound peer RPCs (`https://` peers: CA to verify them, client certificate
     /// under mutual TLS). Default: reqwest's defaults.
     pub tls: varpulis_tls::ClientTls,
+    /// Newest peer RPC body format this node reads and sends ([`crate::wire`]). Default
+    /// [`crate::wire::WIRE_NEWEST`] (2, binary, negotiated per peer); 1 makes the node behave as
+    /// a binary older than format 2 (JSON only, version 2 refused, not advertised): for mixed-
+    /// version tests, or to pin JSON while debugging.
+    pub max_wire_format: u8,
 }
 
 impl std::fmt::Debug for RaftConfig {
@@ -122,6 +127,7 @@ impl std::fmt::Debug for RaftConfig {
             .field("election_timeout_max_ms", &self.election_timeout_max_ms)
             .field("rpc_timeout_ms", &self.rpc_timeout_ms)
             .field("snapshot_logs_since_last", &self.snapshot_logs_since_last)
+            .field("max_wire_format", &self.max_wire_format)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +161,7 @@ impl RaftConfig {
             write_timeout_ms: 5000,
             auto_initialize: true,
             tls: varpulis_tls::ClientTls::none(),
+            max_wire_format: crate::wire::WIRE_NEWEST,
         }
     }
 
@@ -296,6 +303,10 @@ struct Inner {
     admin_http: reqwest::Client,
     /// When this node last heard from a leader ([`prevote`]).
     contact: LeaderContact,
+    /// Records of the last version-2 AppendEntries, for the log store ([`Received`]).
+    received: Arc<std::sync::Mutex<Received>>,
+    /// The outbound RPC factory (a clone sharing the peers' negotiated formats).
+    outbound: NetworkFactory,
 }
 
 /// Cloneable handle on a running Raft member.
@@ -354,9 +365,13 @@ impl RaftNode {
                 min_throughput_bytes_per_sec: config.min_throughput_bytes_per_sec,
                 max_term_jump: config.max_term_jump,
                 tls: config.tls.clone(),
+                max_wire_format: config.max_wire_format,
             },
         )
-        .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?
+        .with_records(log_store.shared_cache());
+        let received = log_store.received();
+        let outbound = network.clone();
         let peers = network.peers();
 
         // Consensus runs on its own runtime: its core, replication and state-machine tasks must
@@ -415,6 +430,8 @@ impl RaftNode {
                 leader_since: LeaderSince::default(),
                 admin_http,
                 contact: LeaderContact::default(),
+                received,
+                outbound,
             }),
         };
         transfer::watch_leadership(node.clone());
@@ -984,6 +1001,25 @@ impl RaftNode {
     /// The secrets this node requires from callers and sends to its peers.
     pub fn credentials(&self) -> &Credentials {
         &self.inner.credentials
+    }
+
+    /// The peer RPC body format version this node sends to `peer` now ([`crate::wire`]: 1,
+    /// JSON, until that peer's answers advertised 2).
+    pub fn wire_format_to(&self, peer: NodeId) -> u8 {
+        self.inner.outbound.format_for(peer)
+    }
+
+    /// Hands the storage records of a version-2 AppendEntries to the log store, which stores
+    /// them as they are when openraft appends their entries ([`Received`]).
+    pub fn offer_received(&self, records: Vec<(crate::types::LogId, axum::body::Bytes)>) {
+        if records.is_empty() {
+            return;
+        }
+        self.inner
+            .received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .offer(records);
     }
 
     /// What [`crate::guard`] needs to judge a peer request: the current term, the members this

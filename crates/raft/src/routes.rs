@@ -9,9 +9,13 @@
 //! before the body is read. Peer requests then pass [`crate::guard`] (absurd terms, strangers,
 //! malformed entries: `400`/`403` with codes `term_out_of_range`, `not_a_member`,
 //! `bad_request`) before openraft sees them. A peer request naming a body format version this
-//! node cannot read ([`crate::wire`]) is refused with `400 bad_request`, and every peer answer
-//! names its own (`x-varpulis-raft-format`). Peer RPC answers are the JSON-encoded openraft
-//! `Result`, so remote Raft errors cross the wire intact. Admin calls must reach the leader: a
+//! node cannot read ([`crate::wire`]) is refused with `400 bad_request`; every peer answer
+//! names its own (`x-varpulis-raft-format`) and the versions this node reads
+//! (`x-varpulis-raft-formats: 1,2`). `/raft/vote`, `/raft/append` and `/raft/snapshot-chunk`
+//! read JSON (version 1) and binary (version 2, [`crate::rpc_codec`]) bodies and answer in the
+//! version of the request; the body is decoded straight from its bytes. Peer RPC answers are
+//! openraft's `Result` (JSON, or the binary layout), so remote Raft errors cross the wire
+//! intact. Admin calls must reach the leader: a
 //! follower answers `421` with `{"code": "not_leader", "leader_id", "leader_url"}` (the
 //! coordinator's proxy layer, or the client, retries there), and `503` with `Retry-After` when no
 //! leader is known. Errors are [`ErrorBody`]s whose status is their code's
@@ -22,8 +26,9 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -43,7 +48,9 @@ use crate::error::{Error, WriteError};
 use crate::guard::Refusal;
 use crate::network::{FullSnapshotRequest, SnapshotChunk};
 use crate::node::{PreVoteRequest, RaftNode};
+use crate::rpc_codec;
 use crate::types::{NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::wire::{self, WIRE_BINARY};
 
 /// Largest accepted Raft RPC body. Appends are bounded by `max_append_bytes` (one larger entry
 /// travels alone) and snapshots travel in chunks, but an older peer sends a whole snapshot in
@@ -60,7 +67,7 @@ pub fn router(node: RaftNode) -> Router {
         .route("/raft/install-snapshot", post(install_snapshot_chunk))
         .route("/raft/elect", post(elect))
         .route("/raft/pre-vote", post(pre_vote))
-        .route_layer(middleware::from_fn(wire_format))
+        .route_layer(middleware::from_fn_with_state(node.clone(), wire_format))
         .route_layer(middleware::from_fn_with_state(node.clone(), require_peer))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
     let admin = Router::new()
@@ -93,18 +100,62 @@ async fn require_peer(State(node): State<RaftNode>, req: Request, next: Next) ->
     }
 }
 
+/// The body format version of a peer request ([`crate::wire`]), set by [`wire_format`].
+#[derive(Debug, Clone, Copy)]
+struct WireVersion(u8);
+
 /// Refuses a peer request whose body is in a format version this node cannot read
-/// ([`crate::wire`]); labels every answer with the version of its body.
-async fn wire_format(req: Request, next: Next) -> Response {
-    if let Err(e) = crate::wire::check(req.headers()) {
-        return error_response(ErrorBody::new(Code::BadRequest, e.to_string()));
+/// ([`crate::wire`]); hands the version to the handler; labels every answer with the version of
+/// its body (JSON unless the handler answered in binary) and the versions this node reads.
+async fn wire_format(State(node): State<RaftNode>, mut req: Request, next: Next) -> Response {
+    let newest = node.config().max_wire_format.min(wire::WIRE_NEWEST);
+    let mut response = match wire::check(req.headers(), newest) {
+        Ok(version) => {
+            req.extensions_mut().insert(WireVersion(version));
+            next.run(req).await
+        }
+        Err(e) => error_response(ErrorBody::new(Code::BadRequest, e.to_string())),
+    };
+    let headers = response.headers_mut();
+    if !headers.contains_key(wire::FORMAT_HEADER) {
+        headers.insert(
+            wire::FORMAT_HEADER,
+            header::HeaderValue::from_static(wire::WIRE_JSON_STR),
+        );
     }
-    let mut response = next.run(req).await;
-    response.headers_mut().insert(
-        crate::wire::FORMAT_HEADER,
-        header::HeaderValue::from_static(crate::wire::WIRE_JSON_STR),
+    if newest >= WIRE_BINARY {
+        headers.insert(
+            wire::ACCEPT_HEADER,
+            header::HeaderValue::from_static(wire::ACCEPT_BINARY),
+        );
+    }
+    response
+}
+
+/// An answer in the request's format: binary (version 2) or JSON.
+fn answer<T: serde::Serialize>(version: u8, value: &T, binary: fn(&T) -> Vec<u8>) -> Response {
+    if version != WIRE_BINARY {
+        return Json(value).into_response();
+    }
+    let mut response = binary(value).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(wire::CONTENT_TYPE_BINARY),
+    );
+    headers.insert(
+        wire::FORMAT_HEADER,
+        header::HeaderValue::from_static(wire::WIRE_BINARY_STR),
     );
     response
+}
+
+/// A version-2 body that does not decode.
+fn bad_binary(what: &str, e: crate::codec::CodecError) -> Response {
+    error_response(ErrorBody::new(
+        Code::BadRequest,
+        format!("undecodable binary {what} (raft wire format 2): {e}"),
+    ))
 }
 
 async fn require_admin(State(node): State<RaftNode>, req: Request, next: Next) -> Response {
@@ -184,11 +235,19 @@ fn admin_error_response(err: &Error) -> Response {
 
 async fn vote(
     State(node): State<RaftNode>,
-    body: Result<Json<VoteRequest<NodeId>>, JsonRejection>,
+    Extension(WireVersion(version)): Extension<WireVersion>,
+    body: Bytes,
 ) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rej) => return bad_json(rej),
+    let req: VoteRequest<NodeId> = if version == WIRE_BINARY {
+        match rpc_codec::decode_vote_request(&body) {
+            Ok(req) => req,
+            Err(e) => return bad_binary("vote request", e),
+        }
+    } else {
+        match Json::from_bytes(&body) {
+            Ok(Json(req)) => req,
+            Err(rej) => return bad_json(rej),
+        }
     };
     if let Err(refusal) = node.guard_view().check_vote(&req) {
         return refuse(&node, "vote", refusal);
@@ -199,20 +258,31 @@ async fn vote(
         // lead, no need to compete with it.
         node.note_contact();
     }
-    Json(answer).into_response()
+    self::answer(version, &answer, rpc_codec::encode_vote_answer)
 }
 
 async fn append(
     State(node): State<RaftNode>,
-    body: Result<Json<AppendEntriesRequest<TypeConfig>>, JsonRejection>,
+    Extension(WireVersion(version)): Extension<WireVersion>,
+    body: Bytes,
 ) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rej) => return bad_json(rej),
+    let (req, records): (AppendEntriesRequest<TypeConfig>, _) = if version == WIRE_BINARY {
+        match rpc_codec::decode_append(&body) {
+            Ok(decoded) => (decoded.request, decoded.records),
+            Err(e) => return bad_binary("append request", e),
+        }
+    } else {
+        match Json::from_bytes(&body) {
+            Ok(Json(req)) => (req, Vec::new()),
+            Err(rej) => return bad_json(rej),
+        }
     };
+    drop(body);
     if let Err(refusal) = node.guard_view().check_append(&req) {
         return refuse(&node, "append", refusal);
     }
+    // The log store stores these records as they are when openraft appends their entries.
+    node.offer_received(records);
     // Contact with the leader counts from the arrival: a slow flush must not look like silence.
     node.note_append(&req.vote);
     let answer = node.raft().append_entries(req).await;
@@ -222,11 +292,16 @@ async fn append(
     {
         node.note_contact();
     }
-    Json(answer).into_response()
+    self::answer(version, &answer, rpc_codec::encode_append_answer)
 }
 
-/// Checks and installs one chunk (openraft assembles the chunks of one snapshot id).
-async fn receive_chunk(node: &RaftNode, req: InstallSnapshotRequest<TypeConfig>) -> Response {
+/// Checks and installs one chunk (openraft assembles the chunks of one snapshot id); answers in
+/// `version`.
+async fn receive_chunk(
+    node: &RaftNode,
+    req: InstallSnapshotRequest<TypeConfig>,
+    version: u8,
+) -> Response {
     if let Err(refusal) = node.guard_view().check_snapshot(&req.vote, &req.meta) {
         return refuse(node, "snapshot-chunk", refusal);
     }
@@ -234,19 +309,27 @@ async fn receive_chunk(node: &RaftNode, req: InstallSnapshotRequest<TypeConfig>)
     if let Some(refused) = snapshot_too_large(node, end) {
         return refused;
     }
-    Json(node.raft().install_snapshot(req).await).into_response()
+    let answer = node.raft().install_snapshot(req).await;
+    self::answer(version, &answer, rpc_codec::encode_chunk_answer)
 }
 
 async fn snapshot_chunk(
     State(node): State<RaftNode>,
-    body: Result<Json<SnapshotChunk>, JsonRejection>,
+    Extension(WireVersion(version)): Extension<WireVersion>,
+    body: Bytes,
 ) -> Response {
-    let Json(chunk) = match body {
+    if version == WIRE_BINARY {
+        return match rpc_codec::decode_chunk(&body) {
+            Ok(req) => receive_chunk(&node, req, version).await,
+            Err(e) => bad_binary("snapshot chunk", e),
+        };
+    }
+    let Json(chunk): Json<SnapshotChunk> = match Json::from_bytes(&body) {
         Ok(b) => b,
         Err(rej) => return bad_json(rej),
     };
     match chunk.decode() {
-        Ok(req) => receive_chunk(&node, req).await,
+        Ok(req) => receive_chunk(&node, req, version).await,
         Err(e) => error_response(ErrorBody::new(
             Code::BadRequest,
             format!("snapshot chunk data: {e}"),
@@ -259,7 +342,7 @@ async fn install_snapshot_chunk(
     body: Result<Json<InstallSnapshotRequest<TypeConfig>>, JsonRejection>,
 ) -> Response {
     match body {
-        Ok(Json(req)) => receive_chunk(&node, req).await,
+        Ok(Json(req)) => receive_chunk(&node, req, wire::WIRE_JSON).await,
         Err(rej) => bad_json(rej),
     }
 }

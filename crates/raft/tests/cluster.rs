@@ -762,3 +762,63 @@ async fn commands_over_the_limits_are_answered_without_being_proposed() {
     assert_eq!(after.map(|a| a - before.unwrap_or(0)), Some(2));
     node.stop().await;
 }
+
+/// Peer RPC wire format 2 in a rolling upgrade (issue 24 item 5): node 3 behaves as a binary
+/// older than format 2 (`max_wire_format = 1`: JSON only, version 2 refused and never
+/// advertised). The ensemble commits under a new-binary leader, which talks binary to the other
+/// new node and JSON to the old one, and under the old node as leader; all converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mixed_ensemble_with_a_json_only_node_keeps_committing() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _) = cluster(root.path(), &[1, 2, 3], |cfg| {
+        if cfg.node_id == 3 {
+            cfg.max_wire_format = 1;
+        }
+    })
+    .await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut leader_id = agreed_leader(&refs).await;
+    if leader_id == 3 {
+        by_id(&nodes, 3)
+            .node
+            .transfer_leader(Some(1))
+            .await
+            .unwrap();
+        leader_id = agreed_leader(&refs).await;
+    }
+    let leader = &by_id(&nodes, leader_id).node;
+    write_n(leader, 20).await;
+    assert_converged(&refs, leader).await;
+    let other_new = if leader_id == 1 { 2 } else { 1 };
+    assert_eq!(leader.wire_format_to(other_new), 2, "new nodes talk binary");
+    assert_eq!(leader.wire_format_to(3), 1, "the old node gets JSON");
+
+    // The old node leads: JSON to everyone, and the new nodes read it.
+    leader.transfer_leader(Some(3)).await.unwrap();
+    assert_eq!(agreed_leader(&refs).await, 3);
+    let old = &by_id(&nodes, 3).node;
+    write_n(old, 20).await;
+    assert_converged(&refs, old).await;
+    assert_eq!(old.wire_format_to(1), 1);
+    assert_eq!(old.wire_format_to(2), 1);
+
+    // And back to a new node, whose concurrent writes travel in batch entries.
+    old.transfer_leader(Some(2)).await.unwrap();
+    assert_eq!(agreed_leader(&refs).await, 2);
+    let new = by_id(&nodes, 2).node.clone();
+    let writes: Vec<_> = (0..40)
+        .map(|_| {
+            let n = new.clone();
+            tokio::spawn(async move { n.write(Command::Noop).await })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    assert_converged(&refs, &new).await;
+    assert_eq!(new.wire_format_to(1), 2);
+    assert_eq!(new.wire_format_to(3), 1);
+    for n in nodes {
+        n.stop().await;
+    }
+}

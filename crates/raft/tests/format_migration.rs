@@ -249,7 +249,51 @@ async fn a_peer_rpc_in_an_unknown_body_format_is_refused_with_400() {
             answer.headers()[varpulis_raft::wire::FORMAT_HEADER],
             varpulis_raft::wire::WIRE_JSON_STR
         );
+        assert_eq!(
+            answer.headers()[varpulis_raft::wire::ACCEPT_HEADER],
+            varpulis_raft::wire::ACCEPT_BINARY
+        );
     }
+    // Version 2 (binary) is read and answered in version 2.
+    let binary_vote = openraft::raft::VoteRequest::<u64> {
+        vote: openraft::Vote::new(1, 1),
+        last_log_id: None,
+    };
+    let answer = http
+        .post(format!("{url}/raft/vote"))
+        .header(varpulis_raft::wire::FORMAT_HEADER, "2")
+        .body(varpulis_raft::rpc_codec::encode_vote_request(&binary_vote))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()[varpulis_raft::wire::FORMAT_HEADER],
+        varpulis_raft::wire::WIRE_BINARY_STR
+    );
+    let decoded =
+        varpulis_raft::rpc_codec::decode_vote_answer(&answer.bytes().await.unwrap()).unwrap();
+    assert!(decoded.is_ok(), "{decoded:?}");
+    // A damaged binary body is refused with a clear error, before openraft sees it.
+    let mut damaged = varpulis_raft::rpc_codec::encode_vote_request(&binary_vote);
+    damaged.push(0);
+    let refused = http
+        .post(format!("{url}/raft/append"))
+        .header(varpulis_raft::wire::FORMAT_HEADER, "2")
+        .body(damaged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "bad_request");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("undecodable binary append request"),
+        "{body}"
+    );
     server.abort();
     node.shutdown().await.unwrap();
 }
