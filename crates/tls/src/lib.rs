@@ -36,7 +36,7 @@ pub use client::ClientTls;
 pub use conns::ConnLimits;
 pub use error::TlsError;
 pub use listener::{AnyListener, VerifiedClientCert};
-pub use serve::{serve, serve_with, ServeOptions};
+pub use serve::{serve, serve_service_with, serve_with, ServeOptions};
 pub use server::ServerTls;
 pub use settings::TlsSettings;
 
