@@ -17,6 +17,7 @@
 //! - [`throwaway`]: a generated CA and leaf certificates (rcgen) for `varpulis local --tls`
 //!   and tests.
 
+pub mod body_timeout;
 pub mod client;
 pub mod conns;
 pub mod error;

@@ -2,7 +2,7 @@
 //!
 //! Each connection is a hyper HTTP/1 connection (upgrades allowed, for WebSockets) with a
 //! watcher that closes it when it breaks a timeout of [`ConnLimits`] while no request is in
-//! flight; request bodies are bounded in time by `tower_http`'s request body timeout.
+//! flight; request bodies are bounded in time ([`crate::body_timeout`]).
 //!
 //! **The cap.** At most [`Budget::clients`] connections are served normally. A connection past
 //! the cap makes the least recently active idle connection close and takes its slot (the
@@ -17,6 +17,7 @@
 //! connection, back off and retry; open connections keep being served. Logged at most once a
 //! minute.
 
+use crate::body_timeout::BodyTimeout;
 use crate::conns::{
     now_ms, AcceptErrors, Activity, ConnLimits, InFlight, Registry, Slot, Slots, Tracked,
 };
@@ -38,7 +39,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
-use tower_http::timeout::TimeoutBody;
 
 /// How long the accept loop waits for the slot of the idle connection it asked to close.
 pub const RECLAIM_WAIT: Duration = Duration::from_millis(500);
@@ -173,7 +173,7 @@ where
 /// What every connection of one server shares.
 struct Shared<S> {
     service: S,
-    /// Bound on reading a request body (`tower_http`'s [`TimeoutBody`] around each body).
+    /// Bound on reading a request body ([`BodyTimeout`] around each body).
     body_read_timeout: Duration,
     limits: ConnLimits,
     reserved: Option<Reserved>,
@@ -357,7 +357,7 @@ where
 
     fn call(&mut self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         let timeout = self.shared.body_read_timeout;
-        let mut req = req.map(|body| Body::new(TimeoutBody::new(timeout, body)));
+        let mut req = req.map(|body| Body::new(BodyTimeout::new(timeout, body)));
         req.extensions_mut().insert(ConnectInfo(self.addr));
         if let Some(cert) = &self.cert {
             req.extensions_mut().insert(cert.clone());
