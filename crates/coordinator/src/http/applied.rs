@@ -117,7 +117,10 @@ mod tests {
     async fn waiters_wake_when_their_index_is_applied_and_not_before() {
         let (tx, rx) = watch::channel(Some(3));
         let waiters = AppliedWaiters::start(rx);
-        assert!(waiters.wait(3, Duration::from_secs(1)).await, "already applied");
+        assert!(
+            waiters.wait(3, Duration::from_secs(1)).await,
+            "already applied"
+        );
         let early = tokio::spawn({
             let w = waiters.clone();
             async move { w.wait(5, Duration::from_secs(5)).await }

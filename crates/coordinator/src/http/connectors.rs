@@ -76,7 +76,9 @@ fn answer(status: StatusCode, spec: &ConnectorSpec) -> Response {
             );
             response
         }
-        Err(err) => ApiError::Internal(format!("cannot render the connector: {err}")).into_response(),
+        Err(err) => {
+            ApiError::Internal(format!("cannot render the connector: {err}")).into_response()
+        }
     }
 }
 

@@ -127,7 +127,12 @@ mod tests {
 
     #[tokio::test]
     async fn bare_framework_errors_become_json_and_a_413_closes() {
-        let bare = (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")], "").into_response();
+        let bare = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            "",
+        )
+            .into_response();
         let r = json_errors(bare);
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[header::ALLOW], "POST");

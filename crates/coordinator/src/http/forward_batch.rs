@@ -79,7 +79,10 @@ impl Frontend {
 impl tower::Service<Request> for Frontend {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<<Router as tower::Service<Request>>::Future, <App as tower::Service<Request>>::Future>;
+    type Future = Either<
+        <Router as tower::Service<Request>>::Future,
+        <App as tower::Service<Request>>::Future,
+    >;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // Both are always ready (routers are).

@@ -94,10 +94,7 @@ impl<S> Gate<S> {
 
 impl<S> tower::Service<Request> for Gate<S>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response;
