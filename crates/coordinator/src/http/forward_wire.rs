@@ -16,8 +16,8 @@
 //! checked against what is left.
 
 use axum::body::Bytes;
-use bytes::BytesMut;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use bytes::BytesMut;
 
 /// Route of the batch endpoint (served by `forward_batch`, called by `forwarder`).
 pub const PATH: &str = "/raft/forward-batch";
