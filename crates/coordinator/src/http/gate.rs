@@ -9,7 +9,6 @@
 //! wait for the network anyway) take a boxed future.
 
 use axum::extract::Request;
-use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::future::Future;
@@ -177,9 +176,4 @@ where
             GateProj::Boxed { future } => future.as_mut().poll(cx).map(Ok),
         }
     }
-}
-
-/// Whether `method` only reads.
-pub fn is_read(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }

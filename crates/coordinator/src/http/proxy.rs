@@ -50,6 +50,11 @@ fn served_anywhere(path: &str) -> bool {
     path.ends_with("/inject") || path.ends_with("/inject-batch")
 }
 
+/// Whether `method` only reads.
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 fn wants_consistent(req: &Request) -> bool {
     req.uri().query().is_some_and(|q| {
         q.split('&')
@@ -84,8 +89,7 @@ fn peer_forwarded(state: &AppState, req: &mut Request) -> bool {
 
 /// Strips an untrusted `x-varpulis-forwarded-by` from `req`. The console's guard, the
 /// outermost service around the whole router (`console::guard::Guard`), calls it first, before
-/// anything (its own origin check, the leader gate) looks at the header: one middleware layer
-/// per request instead of two.
+/// anything (its own origin check, the leader gate) looks at the header.
 pub fn strip_untrusted_forward(state: &AppState, req: &mut Request) {
     peer_forwarded(state, req);
 }
@@ -106,11 +110,11 @@ pub enum Route {
     },
 }
 
-/// The leader gate's decision for `req` (the API routes' gate, [`crate::http::gate`]); strips
+/// The leader gate's decision for `req` (the API routes' gate, `http::gate`, calls it); strips
 /// an untrusted `x-varpulis-forwarded-by` first.
 pub fn route(state: &AppState, req: &mut Request) -> Route {
     let forwarded = peer_forwarded(state, req);
-    if crate::http::gate::is_read(req.method()) {
+    if is_read(req.method()) {
         return if wants_consistent(req) {
             Route::Elsewhere { forwarded }
         } else {
@@ -140,7 +144,7 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
-    if crate::http::gate::is_read(req.method()) {
+    if is_read(req.method()) {
         return match state.raft.ensure_linearizable().await {
             Ok(()) => run(req).await,
             Err(WriteError::ForwardToLeader {
