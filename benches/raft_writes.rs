@@ -17,8 +17,8 @@
 //!
 //! Every cell also prints the CPU the processes used while it ran, in % of one core: the
 //! bench's own client (`client`), the node written to (`via`), and the two others; and the CPU
-//! per write of all four together (µs), since the clients and the three coordinators share the
-//! same cores. Run: `cargo bench --bench raft_writes`.
+//! per write (µs) of all four together, since the clients and the three coordinators share the
+//! same cores, then of the leader alone and of the node written to alone. Run: `cargo bench --bench raft_writes`.
 
 #[path = "../tests/cluster/harness.rs"]
 mod harness;
@@ -371,7 +371,7 @@ fn main() {
             pid(follower)
         );
         println!(
-            "{:<9} {:>7} {:>9} {:>9} {:>9} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>8}",
+            "{:<9} {:>7} {:>9} {:>9} {:>9} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>8} {:>6} {:>6}",
             "via",
             "clients",
             "writes/s",
@@ -382,7 +382,9 @@ fn main() {
             "via",
             "peer",
             "peer",
-            "µs/write"
+            "µs/write",
+            "leader",
+            "via"
         );
         for via_name in &vias {
             let via = match via_name.as_str() {
@@ -408,13 +410,9 @@ fn main() {
                     .map(|i| cell.coord_cpu[i])
                     .collect();
                 let total_cpu = cell.client_cpu.as_secs_f64() + cell.coord_cpu.iter().sum::<f64>();
-                let per_write = if writes < 1.0 {
-                    0.0
-                } else {
-                    1e6 * total_cpu / writes
-                };
+                let per_write = |cpu: f64| if writes < 1.0 { 0.0 } else { 1e6 * cpu / writes };
                 println!(
-                    "{:<9} {:>7} {:>9.0} {:>9.2?} {:>9.2?} {:>6} | {:>5.0}% {:>5.0}% {:>5.0}% {:>5.0}% {:>8.0}",
+                    "{:<9} {:>7} {:>9.0} {:>9.2?} {:>9.2?} {:>6} | {:>5.0}% {:>5.0}% {:>5.0}% {:>5.0}% {:>8.0} {:>6.0} {:>6.0}",
                     via_name,
                     clients,
                     rate,
@@ -425,10 +423,12 @@ fn main() {
                     pct(cell.coord_cpu[via]),
                     pct(others.first().copied().unwrap_or(0.0)),
                     pct(others.get(1).copied().unwrap_or(0.0)),
-                    per_write,
+                    per_write(total_cpu),
+                    per_write(cell.coord_cpu[leader]),
+                    per_write(cell.coord_cpu[via]),
                 );
             }
         }
-        println!("(CPU columns: % of one core during the cell; target: 64 clients >= 20,000 writes/s via the leader, >= 15,000 via a follower)");
+        println!("(CPU columns: % of one core during the cell; µs/write: CPU of the client and the three coordinators per write, then of the leader alone and of the node written to alone; target: 64 clients >= 20,000 writes/s via the leader, >= 15,000 via a follower)");
     });
 }

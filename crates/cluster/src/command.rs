@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use varpulis_api::cluster::{ConnectorSpec, PipelineGroupSpec};
 
 use crate::error::Error;
@@ -352,8 +353,8 @@ pub enum Outcome {
     },
     /// A connector was created or replaced.
     ConnectorSaved {
-        /// The stored (normalised) connector.
-        spec: ConnectorSpec,
+        /// The stored (normalised) connector, shared with the state (serialized as the spec).
+        spec: Arc<ConnectorSpec>,
         /// Whether it was new.
         created: bool,
     },

@@ -432,7 +432,7 @@ pub fn check_group_spec(limits: &Limits, spec: &PipelineGroupSpec) -> Result<(),
         }
     }
     // Every field is bounded now; the whole spec must also fit one log entry comfortably.
-    let size = serde_json::to_vec(spec).map_or(usize::MAX, |v| v.len());
+    let size = json_len(spec);
     within(
         "max_spec_bytes",
         || format!("the spec of {} (bytes)", group()),
@@ -440,6 +440,26 @@ pub fn check_group_spec(limits: &Limits, spec: &PipelineGroupSpec) -> Result<(),
         limits.max_spec_bytes,
     )?;
     Ok(())
+}
+
+/// The length of `value` as JSON, counted without building the text (the write path checks
+/// every connector's params on every write); `usize::MAX` if it cannot be serialized.
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// Checks the sizes of a connector definition.
@@ -472,7 +492,7 @@ pub fn check_connector(limits: &Limits, spec: &ConnectorSpec) -> Result<(), Erro
         )?;
         let size = match value {
             serde_json::Value::String(s) => s.len(),
-            other => serde_json::to_vec(other).map_or(usize::MAX, |v| v.len()),
+            other => json_len(other),
         };
         within(
             "max_param_bytes",
@@ -807,6 +827,17 @@ mod tests {
         };
         let (_, status) = refused(enforce(&l, &ClusterState::new(), &mut cmd));
         assert_eq!(status, 400);
+    }
+
+    #[test]
+    fn json_len_is_the_length_of_the_json_text() {
+        for value in [
+            serde_json::json!(1883),
+            serde_json::json!({"a": [1, "two", null], "b": {"c": 2.5}}),
+            serde_json::json!("caf\u{e9} \"quoted\""),
+        ] {
+            assert_eq!(json_len(&value), serde_json::to_vec(&value).unwrap().len());
+        }
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Shared {
     pub http: reqwest::Client,
     /// Batches this follower's forwards to the leader and bounds how many are under way.
     pub forwarder: crate::http::forwarder::Forwarder,
+    /// Proxied writes waiting until this node applied them (read-your-writes).
+    pub applied: crate::http::applied::AppliedWaiters,
     /// The leader tasks' handle: store, worker client, liveness, settings.
     pub leader: LeaderCtx,
     /// Cancelled when the server shuts down.

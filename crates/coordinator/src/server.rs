@@ -105,6 +105,7 @@ pub async fn run(
             node_id,
             config.peer_secret.as_deref(),
         ),
+        applied: crate::http::applied::AppliedWaiters::start(raft.applied_index_watch()),
         http,
         leader: leader.clone(),
         shutdown: token.clone(),
@@ -134,12 +135,14 @@ pub async fn run(
     // The console's guard is the outermost layer and strips an untrusted forwarded-by header
     // first (`proxy::strip_untrusted_forward`).
     let app = crate::http::console::attach(app, state.clone());
-    // Batched forwards from followers: their items run through everything above.
-    let app = crate::http::forward_batch::attach(app, state.clone());
-    // Outermost: a client over its rate is refused before anything reads its body.
+    // The console's guard around everything but the batch route, whose items run through the
+    // router above (`forward_batch::Frontend`).
+    let app = crate::http::forward_batch::Frontend::new(app, state.clone());
+    // Outermost: a client over its rate is refused before anything reads its body. The layers
+    // around the router are plain services (no per-route boxing, issue 24).
     let app = match crate::http::edge::rate_limit(&config) {
-        Some(layer) => app.layer(layer),
-        None => app,
+        Some(layer) => tower::util::Either::Left(tower::Layer::layer(&layer, app)),
+        None => tower::util::Either::Right(app),
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(sweep::run(leader.clone(), token.clone()));
@@ -168,7 +171,7 @@ pub async fn run(
         reserved: Some(crate::http::edge::reserved(&config)),
     };
     let handing_over = raft.clone();
-    let serve = varpulis_tls::serve_with(listener, app, options, async move {
+    let serve = varpulis_tls::serve_service_with(listener, app, options, async move {
         tokio::select! {
             // A leader asked to stop hands leadership over first, while this listener still
             // serves: the new leader's vote request must reach it (docs/raft.md).

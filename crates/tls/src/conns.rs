@@ -42,7 +42,7 @@ pub struct ConnLimits {
     /// connection, the rest of a request head within this time of its first byte (slowloris).
     #[serde(with = "crate::secs")]
     pub header_read_timeout: Duration,
-    /// A request body must be read within this time (`tower_http` request body timeout).
+    /// A request body must deliver its next frame within this time (`body_timeout`).
     #[serde(with = "crate::secs")]
     pub body_read_timeout: Duration,
     /// A kept-alive connection with no request in flight and no byte moving is closed after

@@ -17,6 +17,7 @@
 //! - [`throwaway`]: a generated CA and leaf certificates (rcgen) for `varpulis local --tls`
 //!   and tests.
 
+pub mod body_timeout;
 pub mod client;
 pub mod conns;
 pub mod error;
@@ -36,7 +37,7 @@ pub use client::ClientTls;
 pub use conns::ConnLimits;
 pub use error::TlsError;
 pub use listener::{AnyListener, VerifiedClientCert};
-pub use serve::{serve, serve_with, ServeOptions};
+pub use serve::{serve, serve_service_with, serve_with, ServeOptions};
 pub use server::ServerTls;
 pub use settings::TlsSettings;
 

@@ -223,7 +223,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = RateLimitFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -236,12 +236,45 @@ where
             .map(|c| c.0.ip());
         if let (Some(class), Some(client)) = ((self.classify)(&req), client) {
             if let Err(wait) = self.limiter.check(class, client, Instant::now()) {
-                return Box::pin(std::future::ready(Ok(too_many_requests(wait))));
+                return RateLimitFuture::Refused {
+                    response: Some(too_many_requests(wait)),
+                };
             }
         }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { inner.call(req).await })
+        RateLimitFuture::Inner {
+            future: inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RateLimit`]: the refusal, or the inner service's answer (no boxing: it
+    /// wraps every request of the node).
+    #[project = RateLimitProj]
+    pub enum RateLimitFuture<F> {
+        /// Over the rate: `429`.
+        Refused { response: Option<Response> },
+        /// Let through.
+        Inner { #[pin] future: F },
+    }
+}
+
+impl<F> Future for RateLimitFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            RateLimitProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+            RateLimitProj::Inner { future } => future.poll(cx),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Each connection is a hyper HTTP/1 connection (upgrades allowed, for WebSockets) with a
 //! watcher that closes it when it breaks a timeout of [`ConnLimits`] while no request is in
-//! flight; request bodies are bounded in time by `tower_http`'s request body timeout.
+//! flight; request bodies are bounded in time ([`crate::body_timeout`]).
 //!
 //! **The cap.** At most [`Budget::clients`] connections are served normally. A connection past
 //! the cap makes the least recently active idle connection close and takes its slot (the
@@ -17,6 +17,7 @@
 //! connection, back off and retry; open connections keep being served. Logged at most once a
 //! minute.
 
+use crate::body_timeout::BodyTimeout;
 use crate::conns::{
     now_ms, AcceptErrors, Activity, ConnLimits, InFlight, Registry, Slot, Slots, Tracked,
 };
@@ -38,8 +39,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
-use tower::ServiceExt;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// How long the accept loop waits for the slot of the idle connection it asked to close.
 pub const RECLAIM_WAIT: Duration = Duration::from_millis(500);
@@ -86,11 +85,31 @@ pub async fn serve(
 /// .with_graceful_shutdown`). Every request carries `ConnectInfo<SocketAddr>` and, under mutual
 /// TLS, the client's [`VerifiedClientCert`].
 pub async fn serve_with(
-    mut listener: AnyListener,
+    listener: AnyListener,
     router: Router,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_service_with(listener, router, options, shutdown).await
+}
+
+/// [`serve_with`] for any cloneable service (a router wrapped in hand-written layers, issue
+/// 24): it is cloned per request (keep its clone cheap: `Arc`s) and called once, without
+/// `poll_ready` (the services served here are always ready).
+pub async fn serve_service_with<S>(
+    mut listener: AnyListener,
+    service: S,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let budget = options.limits.budget();
     tracing::debug!(
         clients = budget.clients,
@@ -99,9 +118,8 @@ pub async fn serve_with(
         "connection limits"
     );
     let shared = Arc::new(Shared {
-        router: router.layer(RequestBodyTimeoutLayer::new(
-            options.limits.body_read_timeout,
-        )),
+        service,
+        body_read_timeout: options.limits.body_read_timeout,
         limits: options.limits,
         reserved: options.reserved,
         registry: Arc::new(Registry::default()),
@@ -153,8 +171,10 @@ pub async fn serve_with(
 }
 
 /// What every connection of one server shares.
-struct Shared {
-    router: Router,
+struct Shared<S> {
+    service: S,
+    /// Bound on reading a request body ([`BodyTimeout`] around each body).
+    body_read_timeout: Duration,
     limits: ConnLimits,
     reserved: Option<Reserved>,
     registry: Arc<Registry>,
@@ -172,7 +192,7 @@ enum Mode {
 
 /// The slot a new connection gets: a free one; else the one of the idle connection it makes
 /// close; else an overflow one; else none.
-async fn admit(shared: &Shared) -> Option<(Mode, Slot)> {
+async fn admit<S>(shared: &Shared<S>) -> Option<(Mode, Slot)> {
     if let Some(slot) = shared.clients.try_take(0) {
         return Some((Mode::Client, slot));
     }
@@ -214,14 +234,21 @@ fn overloaded() -> Response {
         .into_response()
 }
 
-async fn serve_conn(
-    shared: Arc<Shared>,
+async fn serve_conn<S>(
+    shared: Arc<Shared<S>>,
     conn: Conn,
     addr: SocketAddr,
     mode: Mode,
     slot: Slot,
     mut close: watch::Receiver<()>,
-) {
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let cert = conn.client_certificate();
     let activity = Arc::new(Activity::new());
     let _registered = (mode == Mode::Client).then(|| shared.registry.insert(activity.clone()));
@@ -291,16 +318,35 @@ fn tick_period(limits: &ConnLimits) -> Duration {
 
 /// The router of one connection: adds the connection's facts to each request and tracks the
 /// request until its response body is done.
-#[derive(Clone)]
-struct ConnService {
-    shared: Arc<Shared>,
+struct ConnService<S> {
+    shared: Arc<Shared<S>>,
     addr: SocketAddr,
     cert: Option<VerifiedClientCert>,
     activity: Arc<Activity>,
     mode: Mode,
 }
 
-impl tower::Service<hyper::Request<hyper::body::Incoming>> for ConnService {
+impl<S> Clone for ConnService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            addr: self.addr,
+            cert: self.cert.clone(),
+            activity: self.activity.clone(),
+            mode: self.mode,
+        }
+    }
+}
+
+impl<S> tower::Service<hyper::Request<hyper::body::Incoming>> for ConnService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -310,7 +356,8 @@ impl tower::Service<hyper::Request<hyper::body::Incoming>> for ConnService {
     }
 
     fn call(&mut self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-        let mut req = req.map(Body::new);
+        let timeout = self.shared.body_read_timeout;
+        let mut req = req.map(|body| Body::new(BodyTimeout::new(timeout, body)));
         req.extensions_mut().insert(ConnectInfo(self.addr));
         if let Some(cert) = &self.cert {
             req.extensions_mut().insert(cert.clone());
@@ -323,9 +370,9 @@ impl tower::Service<hyper::Request<hyper::body::Incoming>> for ConnService {
         if !served {
             return Box::pin(std::future::ready(Ok(guarded(overloaded(), in_flight))));
         }
-        let router = self.shared.router.clone();
+        let mut service = self.shared.service.clone();
         Box::pin(async move {
-            let response = router.oneshot(req).await?;
+            let response = service.call(req).await?;
             Ok(guarded(response, in_flight))
         })
     }

@@ -1,5 +1,10 @@
 //! Connector commands: create, replace, upsert, delete (validation in `crate::connector`).
+//!
+//! A saved connector is stored once, behind an `Arc` that the [`Outcome::ConnectorSaved`] of
+//! its command shares: apply runs on every replica for every write, and the leader's handler
+//! answers from the outcome (issue 24, docs/benchmarks.md "write path (session 10)").
 
+use std::sync::Arc;
 use varpulis_api::cluster::ConnectorSpec;
 
 use super::ClusterState;
@@ -32,10 +37,11 @@ impl ClusterState {
             }
             _ => {}
         }
-        self.connectors
-            .insert(normalized.name.clone(), normalized.clone());
+        // One copy of the spec (out of the log entry); the map and the outcome share it.
+        let spec = Arc::new(normalized);
+        self.connectors.insert(spec.name.clone(), Arc::clone(&spec));
         Ok(Outcome::ConnectorSaved {
-            spec: normalized,
+            spec,
             created: !exists,
         })
     }

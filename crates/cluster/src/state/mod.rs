@@ -25,6 +25,7 @@ mod workers;
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use varpulis_api::cluster::ConnectorSpec;
 use varpulis_api::events::ClusterEvent;
 
@@ -114,8 +115,9 @@ pub struct ClusterState {
     workers: BTreeMap<String, Worker>,
     /// Groups by id.
     pub(crate) groups: BTreeMap<String, Group>,
-    /// Connectors by name (normalised).
-    connectors: BTreeMap<String, ConnectorSpec>,
+    /// Connectors by name (normalised), shared with the outcome that reported their save (the
+    /// write path answers from it without copying the spec; serialized as the spec itself).
+    connectors: BTreeMap<String, Arc<ConnectorSpec>>,
     /// Migrations by id.
     pub(crate) migrations: BTreeMap<String, Migration>,
     /// Round-robin cursor, stored so a new leader continues where the old one stopped.
@@ -433,12 +435,12 @@ impl ClusterState {
 
     /// A connector by name.
     pub fn connector(&self, name: &str) -> Option<&ConnectorSpec> {
-        self.connectors.get(name)
+        self.connectors.get(name).map(Arc::as_ref)
     }
 
     /// Every connector, sorted by name.
     pub fn connectors(&self) -> impl Iterator<Item = &ConnectorSpec> {
-        self.connectors.values()
+        self.connectors.values().map(Arc::as_ref)
     }
 
     /// A migration by id.

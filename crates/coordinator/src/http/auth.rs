@@ -4,6 +4,8 @@
 //! (register, heartbeat, checkpoint push); those need `x-worker-token` only when a worker token
 //! is configured. A worker's deregistration takes either the cluster API key or the worker's
 //! own key (with the join token when one is configured): [`require_operator_or_worker`].
+//! On the API and worker routes the key and token checks run inside the gate service
+//! ([`crate::http::gate`]), together with the leader gate.
 
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
@@ -12,7 +14,6 @@ use varpulis_api::{API_KEY_HEADER, WORKER_TOKEN_HEADER};
 
 use crate::auth::{check_worker_token, secret_matches};
 use crate::error::ApiError;
-use crate::http::proxy;
 use crate::node::AppState;
 
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -27,38 +28,6 @@ pub async fn require_api_key(State(state): State<AppState>, req: Request, next: 
         }
     }
     next.run(req).await
-}
-
-/// [`require_api_key`], then the leader gate ([`proxy::leader_gate`]), as one middleware: every
-/// `from_fn` layer clones and boxes the inner service per request, and these two always run
-/// together on the API routes.
-pub async fn api_key_then_leader_gate(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Some(expected) = state.config.api_key.as_deref() {
-        if !secret_matches(header(&req, API_KEY_HEADER), expected) {
-            return ApiError::Unauthorized("missing or invalid x-api-key header").into_response();
-        }
-    }
-    proxy::leader_gate(State(state), req, next).await
-}
-
-/// [`require_worker_token`], then the leader gate, as one middleware (see
-/// [`api_key_then_leader_gate`]).
-pub async fn worker_token_then_leader_gate(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Err(e) = check_worker_token(
-        state.config.worker_token.as_deref(),
-        header(&req, WORKER_TOKEN_HEADER),
-    ) {
-        return e.into_response();
-    }
-    proxy::leader_gate(State(state), req, next).await
 }
 
 /// Rejects worker requests without the configured join token (no-op when none is configured).

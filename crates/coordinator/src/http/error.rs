@@ -5,7 +5,6 @@
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use varpulis_api::{Code, ErrorBody};
@@ -76,9 +75,13 @@ pub async fn not_found(req: Request) -> ApiError {
 /// Turns the framework's bare error answers (405, 413, ...) into JSON error bodies.
 /// A 413 is answered before the body was read: it also says `Connection: close`, so the client
 /// does not reuse a connection the server is about to drop (else its next request on it fails).
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+/// A plain function over the answer (`tower::util::MapResponseLayer`, see `http::router`): no
+/// middleware chain boxed per request.
+pub fn json_errors(mut response: Response) -> Response {
     let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         response
             .headers_mut()
@@ -89,7 +92,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/plain; version"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if is_json {
         return response;
     }
     let code = match status {
@@ -120,5 +123,31 @@ mod tests {
         let response = ApiError::NoLeader.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn bare_framework_errors_become_json_and_a_413_closes() {
+        let bare = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            "",
+        )
+            .into_response();
+        let r = json_errors(bare);
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "POST");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(r.into_body(), 1024).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], "method_not_allowed");
+        assert_eq!(v["error"], "Method Not Allowed");
+        let too_large = json_errors(StatusCode::PAYLOAD_TOO_LARGE.into_response());
+        assert_eq!(too_large.headers()[header::CONNECTION], "close");
+        // JSON answers and successes pass unchanged.
+        let own = json_errors(ApiError::NoLeader.into_response());
+        assert_eq!(own.headers()[header::RETRY_AFTER], "1");
+        let ok = json_errors(StatusCode::CREATED.into_response());
+        assert_eq!(ok.status(), StatusCode::CREATED);
+        assert!(ok.headers().get(header::CONTENT_TYPE).is_none());
     }
 }

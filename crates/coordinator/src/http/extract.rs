@@ -18,6 +18,23 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
+/// The `Idempotency-Key` header as an extractor that copies nothing else (the `HeaderMap`
+/// extractor clones every header of the request). Never rejects: the handler returns the
+/// error after its body was parsed, so a bad body is reported first, as before.
+#[derive(Debug)]
+pub struct IdempotencyKey(pub Result<Option<String>, ApiError>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdempotencyKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyKey(idempotency_key(&parts.headers)))
+    }
+}
+
 /// The `Idempotency-Key` header, if present and sane.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {

@@ -17,13 +17,17 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use futures::future::Either;
 use futures::StreamExt;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 use tower::ServiceExt;
 use varpulis_api::FORWARDED_BY_HEADER;
 use varpulis_raft::PEER_SECRET_HEADER;
 
 use crate::auth::secret_matches;
 use crate::error::ApiError;
+use crate::http::console::guard::Guard;
 use crate::http::forward_wire::{self, WireResponse, CONTENT_TYPE, PATH};
 use crate::node::AppState;
 
@@ -32,23 +36,66 @@ pub const MAX_ITEMS: usize = 1024;
 /// Largest answer body of one item that is relayed (writes answer with a few hundred bytes).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
+/// The application the clients' requests run through: the guarded router.
+type App = Guard<Router>;
+
 #[derive(Clone)]
 struct BatchState {
     node: AppState,
+    /// The router *without* the guard: an item is a request the follower's own guard already
+    /// let in, and whose answer that guard completes with the same security headers on the way
+    /// out (the leader's guard would only add headers that the follower overwrites; it classes
+    /// forwarded requests as same-origin, so no CORS and no refusal). The leader gate still
+    /// checks that the item comes from a peer.
     inner: Router,
 }
 
-/// Adds [`PATH`] in front of `app`; the items of a batch are served by `app` itself (which has no
-/// batch route, so batches never nest).
-pub fn attach(app: Router, node: AppState) -> Router {
-    let state = BatchState {
-        node,
-        inner: app.clone(),
-    };
-    Router::new()
-        .route(PATH, post(handle))
-        .with_state(state)
-        .merge(app)
+/// The node's outermost service: [`PATH`] goes to the batch handler, everything else to `app`
+/// (which has no batch route, so batches never nest). A path comparison instead of one more
+/// router level in front of every request (issue 24).
+#[derive(Clone)]
+pub struct Frontend {
+    batch: Router,
+    app: App,
+}
+
+impl Frontend {
+    /// Serves [`PATH`] in front of `app` wrapped in the console's [`Guard`]; the items of a
+    /// batch are served by `app` itself, without the guard (the follower's guard let them in and
+    /// completes their answers).
+    pub fn new(app: Router, node: AppState) -> Self {
+        let state = BatchState {
+            node: node.clone(),
+            inner: app.clone(),
+        };
+        let batch = Router::new().route(PATH, post(handle)).with_state(state);
+        Self {
+            batch,
+            app: Guard::new(node, app),
+        }
+    }
+}
+
+impl tower::Service<Request> for Frontend {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<
+        <Router as tower::Service<Request>>::Future,
+        <App as tower::Service<Request>>::Future,
+    >;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Both are always ready (routers are).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.uri().path() == PATH {
+            Either::Left(self.batch.call(req))
+        } else {
+            Either::Right(self.app.call(req))
+        }
+    }
 }
 
 fn from_peer(state: &AppState, req: &Request) -> bool {

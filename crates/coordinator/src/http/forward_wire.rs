@@ -17,6 +17,7 @@
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use bytes::BytesMut;
 
 /// Route of the batch endpoint (served by `forward_batch`, called by `forwarder`).
 pub const PATH: &str = "/raft/forward-batch";
@@ -159,7 +160,9 @@ pub struct AnswerDecoder {
     expected: usize,
     /// Items announced by the header, once it was read.
     count: Option<usize>,
-    buf: Vec<u8>,
+    /// Received, not yet decoded; a decoded frame is split off its front and its body is a
+    /// slice of it (no copy, no shifting of what follows).
+    buf: BytesMut,
     answered: Vec<bool>,
 }
 
@@ -169,7 +172,7 @@ impl AnswerDecoder {
         Self {
             expected,
             count: None,
-            buf: Vec::new(),
+            buf: BytesMut::new(),
             answered: vec![false; expected],
         }
     }
@@ -189,7 +192,7 @@ impl AnswerDecoder {
             match r.header() {
                 Ok(count) if count == self.expected => {
                     self.count = Some(count);
-                    self.buf.drain(..r.pos);
+                    let _ = self.buf.split_to(r.pos);
                 }
                 Ok(_) => return Err(WireError::Invalid("answer count")),
                 Err(WireError::Truncated) => return Ok(None),
@@ -205,8 +208,10 @@ impl AnswerDecoder {
             let index = r.u32()? as usize;
             let status = r.u16()?;
             let headers = r.headers()?;
-            let body = Bytes::copy_from_slice(r.u32_bytes()?);
-            Ok((index, status, headers, body))
+            let len = r.u32()? as usize;
+            let start = r.pos;
+            r.take(len)?;
+            Ok((index, status, headers, start..start + len))
         })();
         let (index, status, headers, body) = match frame {
             Ok(frame) => frame,
@@ -214,7 +219,7 @@ impl AnswerDecoder {
             Err(e) => return Err(e),
         };
         let consumed = r.pos;
-        self.buf.drain(..consumed);
+        let body = self.buf.split_to(consumed).freeze().slice(body);
         let status = StatusCode::from_u16(status).map_err(|_| WireError::Invalid("status"))?;
         match self.answered.get_mut(index) {
             Some(seen) if !*seen => *seen = true,

@@ -3,11 +3,12 @@
 //!
 //! Layering (outermost first): API key (or worker token on the worker routes, [`auth`]) →
 //! leader gate ([`proxy`]: forward writes to the leader, linearizable reads) → handler. The
-//! first two run as one middleware ([`auth::api_key_then_leader_gate`]): each `from_fn` layer
-//! costs a boxed service clone per request, and the write routes are hot (issue 24).
+//! first two run as one hand-written service ([`gate`]): a `from_fn` layer costs a boxed
+//! service clone and boxed futures per request, and the write routes are hot (issue 24).
 //! `/health` and `/ready` are open. The Raft routes (`/raft/*`) come from
 //! `varpulis_raft::router` and carry their own auth.
 
+pub mod applied;
 pub mod auth;
 pub mod body_cap;
 pub mod connectors;
@@ -19,6 +20,7 @@ pub mod extract;
 pub mod forward_batch;
 pub mod forward_wire;
 pub mod forwarder;
+pub mod gate;
 pub mod groups;
 pub mod health;
 pub mod migrations;
@@ -30,11 +32,13 @@ pub mod snapshot;
 pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use tower::util::MapResponseLayer;
 
 use crate::http::error::{json_errors, not_found};
+use crate::http::gate::{Credential, GateLayer};
 use crate::node::AppState;
 
 const GROUPS: &str = "/api/v1/cluster/pipeline-groups";
@@ -91,10 +95,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/cluster/snapshot", get(snapshot::get))
         .route("/metrics", get(health::metrics))
-        .layer(from_fn_with_state(
-            state.clone(),
-            auth::api_key_then_leader_gate,
-        ));
+        .layer(GateLayer::new(state.clone(), Credential::ApiKey));
     let worker_routes = Router::new()
         // A registration larger than its fields' limits allow is refused before it is parsed
         // (docs/security.md): a 9 MB body must not cost the leader a 9 MB parse.
@@ -121,15 +122,12 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/cluster/workers/{id}/suspect",
             post(session::suspect),
         )
-        .layer(from_fn_with_state(
-            state.clone(),
-            auth::worker_token_then_leader_gate,
-        ));
+        .layer(GateLayer::new(state.clone(), Credential::WorkerToken));
     // A deregistration comes from an operator (cluster API key) or from the worker itself (its
     // own key): the worker's graceful shutdown deregisters with the key it registered with.
     let deregistration = Router::new()
         .route("/api/v1/cluster/workers/{id}", delete(workers::delete))
-        .layer(from_fn_with_state(state.clone(), proxy::leader_gate))
+        .layer(GateLayer::new(state.clone(), Credential::Checked))
         .route_layer(from_fn_with_state(
             state.clone(),
             auth::require_operator_or_worker,
@@ -143,7 +141,12 @@ pub fn router(state: AppState) -> Router {
         .merge(deregistration)
         .merge(open)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(from_fn(json_errors))
+        // One layer (one boxed service per route) for both: JSON error bodies outside, the body
+        // limit inside, as two `.layer` calls would order them.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(MapResponseLayer::new(json_errors))
+                .layer(DefaultBodyLimit::max(state.config.body_limit)),
+        )
         .with_state(state)
 }

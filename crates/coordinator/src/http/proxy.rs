@@ -14,10 +14,10 @@
 //! only a value naming another node id counts (docs/security.md).
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::future::Future;
 use std::time::{Duration, Instant};
 use varpulis_api::{APPLIED_INDEX_HEADER, FORWARDED_BY_HEADER};
 use varpulis_raft::{WriteError, PEER_SECRET_HEADER};
@@ -48,6 +48,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Whether the route is served by any node without going through the leader.
 fn served_anywhere(path: &str) -> bool {
     path.ends_with("/inject") || path.ends_with("/inject-batch")
+}
+
+/// Whether `method` only reads.
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 fn wants_consistent(req: &Request) -> bool {
@@ -83,48 +88,83 @@ fn peer_forwarded(state: &AppState, req: &mut Request) -> bool {
 }
 
 /// Strips an untrusted `x-varpulis-forwarded-by` from `req`. The console's guard, the
-/// outermost middleware of the whole router (`console::guard::layer`), calls it first, before
-/// anything (its own origin check, the leader gate) looks at the header: one middleware layer
-/// per request instead of two.
+/// outermost service around the whole router (`console::guard::Guard`), calls it first, before
+/// anything (its own origin check, the leader gate) looks at the header.
 pub fn strip_untrusted_forward(state: &AppState, req: &mut Request) {
     peer_forwarded(state, req);
 }
 
-/// Middleware on the API routes: forwards writes to the leader, makes `?consistent=true` reads linearizable.
-pub async fn leader_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let forwarded = peer_forwarded(&state, &mut req);
-    let is_read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if is_read {
-        if !wants_consistent(&req) {
-            return next.run(req).await;
-        }
+/// Where the leader gate sends a request ([`route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Handled here as it is (a plain read, an inject, a heartbeat on the leader).
+    Here,
+    /// A write handled here: its answer is stamped with the applied index
+    /// ([`with_applied_index`]).
+    HereStamped,
+    /// Needs the network first ([`gate_slow`]): a linearizable read, or a write on a follower
+    /// (`forwarded`: whether a peer forwarded it).
+    Elsewhere {
+        /// Whether a peer forwarded the request (it is then never forwarded again).
+        forwarded: bool,
+    },
+}
+
+/// The leader gate's decision for `req` (the API routes' gate, `http::gate`, calls it); strips
+/// an untrusted `x-varpulis-forwarded-by` first.
+pub fn route(state: &AppState, req: &mut Request) -> Route {
+    let forwarded = peer_forwarded(state, req);
+    if is_read(req.method()) {
+        return if wants_consistent(req) {
+            Route::Elsewhere { forwarded }
+        } else {
+            Route::Here
+        };
+    }
+    let path = req.uri().path();
+    if served_anywhere(path) {
+        return Route::Here;
+    }
+    if forwarded || state.raft.is_leader() {
+        // Heartbeats never go through the log: nothing to wait for on the way back.
+        return if path.ends_with("/heartbeat") {
+            Route::Here
+        } else {
+            Route::HereStamped
+        };
+    }
+    Route::Elsewhere { forwarded }
+}
+
+/// The leader gate's [`Route::Elsewhere`] case: a `?consistent=true` read confirms leadership
+/// (or is forwarded); a write on a follower is forwarded to the leader, or handled here if this
+/// node became the leader meanwhile; `run` runs the request here.
+pub async fn gate_slow<F, Fut>(state: &AppState, req: Request, forwarded: bool, run: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    if is_read(req.method()) {
         return match state.raft.ensure_linearizable().await {
-            Ok(()) => next.run(req).await,
+            Ok(()) => run(req).await,
             Err(WriteError::ForwardToLeader {
                 leader_id: Some(id),
                 leader_url: Some(url),
-            }) if !forwarded && id != state.node_id => forward(&state, req, id, &url).await,
+            }) if !forwarded && id != state.node_id => forward(state, req, id, &url).await,
             Err(err) => ApiError::from(err).into_response(),
         };
     }
-    if served_anywhere(req.uri().path()) {
-        return next.run(req).await;
-    }
-    // Heartbeats never go through the log: nothing to wait for on the way back.
     let stamp = !req.uri().path().ends_with("/heartbeat");
-    let local = |response: Response| {
-        if stamp {
-            with_applied_index(&state, response)
-        } else {
-            response
+    match wait_for_leader(state).await {
+        Some((id, _)) if id == state.node_id => {
+            let response = run(req).await;
+            if stamp {
+                with_applied_index(state, response)
+            } else {
+                response
+            }
         }
-    };
-    if forwarded || state.raft.is_leader() {
-        return local(next.run(req).await);
-    }
-    match wait_for_leader(&state).await {
-        Some((id, _)) if id == state.node_id => local(next.run(req).await),
-        Some((id, url)) => forward(&state, req, id, &url).await,
+        Some((id, url)) => forward(state, req, id, &url).await,
         None => ApiError::NoLeader.into_response(),
     }
 }
@@ -134,12 +174,11 @@ const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
 
 /// Stamps a locally handled write's answer with this node's applied index (see
 /// [`APPLIED_INDEX_HEADER`]); the write, when it succeeded, is at or below that index.
-fn with_applied_index(state: &AppState, mut response: Response) -> Response {
+pub fn with_applied_index(state: &AppState, mut response: Response) -> Response {
     if !response.status().is_success() {
         return response;
     }
-    let applied = *state.raft.applied_index_watch().borrow();
-    if let Some(index) = applied {
+    if let Some(index) = state.applied.current() {
         response.headers_mut().insert(
             HeaderName::from_static(APPLIED_INDEX_HEADER),
             HeaderValue::from(index),
@@ -150,15 +189,9 @@ fn with_applied_index(state: &AppState, mut response: Response) -> Response {
 
 /// Waits (bounded) until this node has applied `index`, so that a client reading from the node
 /// it wrote through sees its write. On timeout the answer goes out anyway: the write is durable,
-/// only this replica is slow.
+/// only this replica is slow. Woken once, when the index is applied ([`crate::http::applied`]).
 async fn wait_applied(state: &AppState, index: u64) {
-    let mut rx = state.raft.applied_index_watch();
-    let reached = tokio::time::timeout(
-        READ_YOUR_WRITES_WAIT,
-        rx.wait_for(|applied| applied.is_some_and(|a| a >= index)),
-    )
-    .await;
-    if reached.is_err() {
+    if !state.applied.wait(index, READ_YOUR_WRITES_WAIT).await {
         tracing::debug!(
             index,
             "proxied write not yet applied locally; answering anyway"
@@ -294,14 +327,7 @@ pub async fn catch_up_with_leader(state: &AppState) -> bool {
     let Some(target) = view.last_applied else {
         return false;
     };
-    let mut applied = state.raft.applied_index_watch();
-    let wait = async {
-        applied
-            .wait_for(|a| a.is_some_and(|i| i >= target))
-            .await
-            .is_ok()
-    };
-    tokio::time::timeout(PATIENCE, wait).await.unwrap_or(false)
+    state.applied.wait(target, PATIENCE).await
 }
 
 #[cfg(test)]

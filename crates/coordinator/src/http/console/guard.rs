@@ -1,4 +1,5 @@
-//! The middleware around every coordinator answer: security headers, CORS for member
+//! The guard around every coordinator answer ([`Guard`], a tower service wrapping the whole
+//! application): security headers, CORS for member
 //! origins, and no cross-site writes.
 //!
 //! - Every answer carries `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`,
@@ -15,12 +16,15 @@
 //!   requests a member forwarded (that member checked them).
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use varpulis_api::{Code, ErrorBody, FORWARDED_BY_HEADER};
 
 use super::origin::{is_member, is_same_origin, Origin};
@@ -125,47 +129,145 @@ fn preflight(caller: Caller, request: &HeaderMap) -> Response {
     response
 }
 
+/// The headers [`secure`] adds (name, value), built at compile time.
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+];
+
 /// Adds the security headers every answer carries.
 pub fn secure(headers: &mut HeaderMap) {
-    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(headers, header::X_FRAME_OPTIONS, "DENY");
-    set(headers, header::REFERRER_POLICY, "no-referrer");
-    set(
-        headers,
-        HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    );
+    // One growth of the map at most, instead of one per header.
+    headers.reserve(5);
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, value);
+    }
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         set(headers, header::CONTENT_SECURITY_POLICY, DEFAULT_CSP);
     }
 }
 
-/// The middleware (see the module doc).
-pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// What the guard decided before the inner service runs: an answer of its own, or the CORS
+/// origin to echo on the inner service's answer (if any).
+enum Decision {
+    Answer(Response),
+    Pass(Option<HeaderValue>),
+}
+
+fn decide(state: &AppState, req: &mut Request) -> Decision {
     // First of all: nothing below may see a forged `x-varpulis-forwarded-by`.
-    crate::http::proxy::strip_untrusted_forward(&state, &mut req);
-    let caller = classify(&state, req.headers());
-    let method = req.method().clone();
-    let mut response = if method == Method::OPTIONS
+    crate::http::proxy::strip_untrusted_forward(state, req);
+    let caller = classify(state, req.headers());
+    let method = req.method();
+    if method == Method::OPTIONS
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     {
-        preflight(caller, req.headers())
-    } else {
-        let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        match caller {
-            Caller::Foreign if !safe => forbidden_origin(),
-            Caller::Member(origin) => {
-                let mut response = next.run(req).await;
-                allow_origin(response.headers_mut(), origin);
-                response
-            }
-            _ => next.run(req).await,
-        }
-    };
+        return Decision::Answer(preflight(caller, req.headers()));
+    }
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    match caller {
+        Caller::Foreign if !safe => Decision::Answer(forbidden_origin()),
+        Caller::Member(origin) => Decision::Pass(Some(origin)),
+        _ => Decision::Pass(None),
+    }
+}
+
+fn finish(mut response: Response, origin: Option<HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        allow_origin(response.headers_mut(), origin);
+    }
     secure(response.headers_mut());
     response
+}
+
+/// The guard as a plain tower service around the whole application (see the module doc): no
+/// per-request boxing or cloning of a middleware chain (issue 24: every request of the write
+/// path goes through it).
+#[derive(Clone)]
+pub struct Guard<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> Guard<S> {
+    /// Guards `inner`.
+    pub fn new(state: AppState, inner: S) -> Self {
+        Self { state, inner }
+    }
+}
+
+impl<S> tower::Service<Request> for Guard<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        match decide(&self.state, &mut req) {
+            Decision::Answer(response) => GuardFuture::Ready {
+                response: Some(finish(response, None)),
+            },
+            Decision::Pass(origin) => {
+                // The usual tower dance: the clone stays, the instance that was ready is used.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                GuardFuture::Inner {
+                    future: inner.call(req),
+                    origin,
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Guard`].
+    #[project = GuardProj]
+    pub enum GuardFuture<F> {
+        /// The guard answered itself.
+        Ready { response: Option<Response> },
+        /// The inner service answers; the guard adds its headers.
+        Inner { #[pin] future: F, origin: Option<HeaderValue> },
+    }
+}
+
+impl<F> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GuardProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+            GuardProj::Inner { future, origin } => {
+                let Ok(response) = std::task::ready!(future.poll(cx));
+                Poll::Ready(Ok(finish(response, origin.take())))
+            }
+        }
+    }
 }
 
 /// Turns axum's bare `405 Method Not Allowed` into the JSON error body every route answers with.

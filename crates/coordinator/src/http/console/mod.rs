@@ -7,7 +7,7 @@
 //! (`docs/api.md`): VPL validation without deploying ([`check`]) and the per-pipeline counters
 //! of a group ([`pipeline_metrics`]).
 //!
-//! [`guard`] wraps the whole router: security headers and a Content-Security-Policy on every
+//! [`guard::Guard`] wraps the whole router: security headers and a Content-Security-Policy on every
 //! answer, CORS for the other members' origins (so a console whose node dies carries on through
 //! another member) and a refusal of cross-site writes.
 
@@ -24,8 +24,8 @@ use axum::Router;
 
 use crate::node::AppState;
 
-/// Adds the console pages and routes to a coordinator's `app` (API + `/raft/*`) and wraps the
-/// result in [`guard::layer`]. This is the one hook `server::run` calls.
+/// Adds the console pages and routes to a coordinator's `app` (API + `/raft/*`); `server::run`
+/// then wraps the result in [`guard::Guard`].
 pub fn attach(app: Router, state: AppState) -> Router {
     let pages = Router::new()
         .route("/", get(assets::root))
@@ -46,5 +46,4 @@ pub fn attach(app: Router, state: AppState) -> Router {
         ));
     let console = pages.merge(api).with_state(state.clone());
     app.merge(console)
-        .layer(from_fn_with_state(state, guard::layer))
 }
