@@ -7,8 +7,17 @@
 //! enum around the handler's, stamped with the applied index on the way out: no `from_fn`
 //! middleware chain boxed and cloned per request. Forwarding and linearizable reads (which
 //! wait for the network anyway) take a boxed future.
+//!
+//! **Oversized bodies.** A request whose `Content-Length` is over the body limit is answered
+//! `413 payload_too_large` (with `Connection: close`) only after its body was read and thrown
+//! away, up to [`DRAIN_CAP`] bytes past the limit and within the server's body read timeout:
+//! answering while the client is still sending makes the kernel reset the connection (unread
+//! data at close), and the client then sees a broken pipe instead of the answer. A body larger
+//! than the cap gets the answer at once (and may see the reset): reading gigabytes to be polite
+//! is not worth it.
 
 use axum::extract::Request;
+use axum::http::header::CONTENT_LENGTH;
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::future::Future;
@@ -66,6 +75,30 @@ pub struct Gate<S> {
     inner: S,
 }
 
+/// How many bytes past the body limit an oversized body is read (and dropped) before its 413.
+pub const DRAIN_CAP: u64 = 64 * 1024 * 1024;
+
+/// The declared length of `req`'s body when it is over `limit`.
+fn oversized(req: &Request, limit: usize) -> Option<u64> {
+    let declared: u64 = header(req, CONTENT_LENGTH.as_str())?.trim().parse().ok()?;
+    (declared > limit as u64).then_some(declared)
+}
+
+/// Reads `req`'s body to its end (at most `cap` bytes; a read error or timeout ends it too),
+/// then answers `413`.
+async fn drain_then_refuse(req: Request, cap: u64) -> Response {
+    use futures::StreamExt;
+    let mut body = req.into_body().into_data_stream();
+    let mut read: u64 = 0;
+    while read <= cap {
+        match body.next().await {
+            Some(Ok(data)) => read += data.len() as u64,
+            Some(Err(_)) | None => break,
+        }
+    }
+    ApiError::PayloadTooLarge.into_response()
+}
+
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -108,6 +141,18 @@ where
         if let Some(refused) = self.refused(&req) {
             return GateFuture::Ready {
                 response: Some(refused),
+            };
+        }
+        let limit = self.state.config.body_limit;
+        if let Some(declared) = oversized(&req, limit) {
+            let cap = DRAIN_CAP.saturating_add(limit as u64);
+            if declared <= cap {
+                return GateFuture::Boxed {
+                    future: Box::pin(drain_then_refuse(req, cap)),
+                };
+            }
+            return GateFuture::Ready {
+                response: Some(ApiError::PayloadTooLarge.into_response()),
             };
         }
         let clone = self.inner.clone();
@@ -175,5 +220,56 @@ where
             }
             GateProj::Boxed { future } => future.as_mut().poll(cx).map(Ok),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+
+    fn with_length(len: &str, body: Vec<u8>) -> Request {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/cluster/pipeline-groups")
+            .header(CONTENT_LENGTH, len)
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[test]
+    fn only_a_declared_length_over_the_limit_is_oversized() {
+        assert_eq!(oversized(&with_length("11", vec![]), 10), Some(11));
+        assert_eq!(oversized(&with_length("10", vec![]), 10), None);
+        assert_eq!(oversized(&with_length("nope", vec![]), 10), None);
+        let chunked = Request::builder().body(Body::empty()).unwrap();
+        assert_eq!(oversized(&chunked, 10), None);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_read_to_its_end_before_the_413() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let chunks = futures::stream::iter((0..100).map(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 1_000]))
+        }));
+        let req = Request::builder()
+            .header(CONTENT_LENGTH, "100000")
+            .body(Body::from_stream(chunks))
+            .unwrap();
+        let response = drain_then_refuse(req, 1_000_000).await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            pulled.load(Ordering::SeqCst),
+            100,
+            "the whole body was read"
+        );
+        // A body past the cap stops the reading early, and still gets its answer.
+        let response = drain_then_refuse(with_length("100000", vec![0; 100_000]), 10).await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 }
