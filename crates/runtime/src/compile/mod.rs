@@ -1029,7 +1029,7 @@ impl Compiler {
             BinaryOp::Ge => |a, b| ordered(a, b, std::cmp::Ordering::is_ge),
             _ => return None,
         };
-        let order: Option<fn(std::cmp::Ordering) -> bool> = match op {
+        let order: Option<OrderTest> = match op {
             BinaryOp::Lt => Some(std::cmp::Ordering::is_lt),
             BinaryOp::Le => Some(std::cmp::Ordering::is_le),
             BinaryOp::Gt => Some(std::cmp::Ordering::is_gt),
@@ -1202,6 +1202,9 @@ fn builtin_call(f: BuiltinFn, mut args: Vec<ExprFn>) -> ExprFn {
     }
 }
 
+/// An ordering test (`Ordering::is_lt`, …).
+type OrderTest = fn(std::cmp::Ordering) -> bool;
+
 /// `field <cmp> literal` on the current event, compared in place (no clone of the field, no
 /// closure call per operand); see [`Compiler::filter_test`].
 pub(crate) struct FieldTest {
@@ -1211,7 +1214,7 @@ pub(crate) struct FieldTest {
     lit: Value,
     /// An ordering against a float literal: the literal and the ordering test, applied
     /// straight to a float field (what `pred` computes for it).
-    float: Option<(f64, fn(std::cmp::Ordering) -> bool)>,
+    float: Option<(f64, OrderTest)>,
 }
 
 impl FieldTest {
@@ -1221,7 +1224,10 @@ impl FieldTest {
     pub(crate) fn value(&self, ev: &Event) -> Option<Value> {
         let v = ev.field_cached(&self.key, &self.slot)?;
         if let (Value::Float(a), Some((b, test))) = (v, self.float) {
-            return Some(a.partial_cmp(&b).map_or(Value::Null, |o| Value::Bool(test(o))));
+            return Some(
+                a.partial_cmp(&b)
+                    .map_or(Value::Null, |o| Value::Bool(test(o))),
+            );
         }
         Some((self.pred)(v, &self.lit))
     }

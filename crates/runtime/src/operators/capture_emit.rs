@@ -41,7 +41,10 @@ impl CaptureEmit {
                 continue;
             }
             let name = a.field_name()?;
-            let ExprKind::Field { base, name: key, .. } = &a.value.kind else {
+            let ExprKind::Field {
+                base, name: key, ..
+            } = &a.value.kind
+            else {
                 return None;
             };
             let ExprKind::Name(id) = &base.kind else {
