@@ -10,6 +10,9 @@
 //!   event type with a bit test: a partitioned sequence with `.within`, and one with a `.not`
 //!   clause reading a not-yet-captured step (which sees a stale capture if a reused list were
 //!   not reset), must match a hand-written reference.
+//! * A sequence's `.emit` of capture fields is built straight from the captures: it must equal
+//!   the `.emit` operator run on each match. A step filter `field <cmp> literal` is tested in
+//!   place: it must pass the same events as the compiled filter.
 
 #![allow(clippy::unwrap_used)]
 
@@ -220,5 +223,53 @@ proptest! {
         let evs = int_events(&steps);
         let got = matches(&mut compile(&src), &evs);
         prop_assert_eq!(got, reference(&evs, within_ms * 1_000_000, kill));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A sequence whose only operator after the pattern is an `.emit` of capture fields builds
+    /// its output straight from the captures (`operators/capture_emit.rs`): it must equal the
+    /// same `.emit` run as an operator on each match (a `.where(true)` before it keeps the
+    /// plain path), with missing, `null`, int, float and string values, a missing field, an
+    /// `.emit as` type, and a downstream stream reading the matches.
+    #[test]
+    fn capture_emits_equal_the_emit_operator(
+        emit_as in any::<bool>(),
+        downstream in any::<bool>(),
+        steps in mixed_steps(),
+    ) {
+        let ty = if emit_as { " as Out" } else { "" };
+        let tail = if downstream { "\nstream T = S .emit()" } else { "" };
+        let program = |mid: &str| format!(
+            "stream S = A as a -> B as b -> C as c .partition_by(k) .within(1s){mid} \
+             .emit{ty}(k: a.k, x: a.v, y: b.v, z: c.v, w: c.missing){tail}"
+        );
+        let evs = mixed(&steps);
+        prop_assert_eq!(
+            run(&mut compile(&program("")), &evs, true),
+            run(&mut compile(&program(" .where(true)")), &evs, true)
+        );
+    }
+
+    /// A step filter `field <cmp> literal` is tested in place before the compiled filter: it
+    /// must pass the same events as the general comparison (`v <cmp> literal + 0`, whose right
+    /// side is no literal).
+    #[test]
+    fn step_field_tests_equal_the_plain_filter(
+        op in prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">="]),
+        lit in prop::sample::select(vec!["2", "2.5", "-1", "0", "1.0"]),
+        steps in mixed_steps(),
+    ) {
+        let program = |filter: &str| format!(
+            "stream S = A as a -> B where {filter} as b -> C as c .partition_by(k) .within(1s) \
+             .emit(k: a.k, x: a.v, y: b.v, z: c.v)"
+        );
+        let evs = mixed(&steps);
+        prop_assert_eq!(
+            run(&mut compile(&program(&format!("v {op} {lit}"))), &evs, true),
+            run(&mut compile(&program(&format!("v {op} {lit} + 0"))), &evs, true)
+        );
     }
 }

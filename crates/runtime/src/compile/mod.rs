@@ -447,6 +447,12 @@ impl Compiler {
     }
 
     /// The capture `name` reads (itself or the capture it is another name of), if any.
+    /// The capture `name` reads in the current pattern scope (a capture or another name of
+    /// one), unless a local or top-level binding shadows it.
+    pub(crate) fn capture_name(&self, name: &str) -> Option<String> {
+        self.capture_of(name).map(str::to_string)
+    }
+
     fn capture_of<'n>(&'n self, name: &'n str) -> Option<&'n str> {
         if self.lookup_local(name).is_some() || self.globals.contains_key(name) {
             return None;
@@ -991,16 +997,28 @@ impl Compiler {
     /// (no clone of it, no closure call per operand) when the event has it; otherwise (and for
     /// every other shape) `plain`, the general comparison, decides.
     fn field_cmp(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr, plain: ExprFn) -> ExprFn {
+        let Some(t) = self.field_test(op, lhs, rhs) else {
+            return plain;
+        };
+        Box::new(move |cx| match t.value(cx.event) {
+            Some(v) => Ok(v),
+            None => plain(cx),
+        })
+    }
+
+    /// The in-place form of `field <cmp> literal` ([`Compiler::field_cmp`]), if `op lhs rhs`
+    /// has that shape.
+    fn field_test(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Option<FieldTest> {
         let lit = match &rhs.kind {
             ExprKind::Int(i) => Value::Int(*i),
             ExprKind::Float(f) => Value::Float(*f),
-            _ => return plain,
+            _ => return None,
         };
         let ExprKind::Name(id) = &lhs.kind else {
-            return plain;
+            return None;
         };
         if !self.reads_event_field(&id.name) {
-            return plain;
+            return None;
         }
         let pred: fn(&Value, &Value) -> Value = match op {
             BinaryOp::Eq => |a, b| Value::Bool(a.vpl_eq(b)),
@@ -1009,14 +1027,35 @@ impl Compiler {
             BinaryOp::Le => |a, b| ordered(a, b, std::cmp::Ordering::is_le),
             BinaryOp::Gt => |a, b| ordered(a, b, std::cmp::Ordering::is_gt),
             BinaryOp::Ge => |a, b| ordered(a, b, std::cmp::Ordering::is_ge),
-            _ => return plain,
+            _ => return None,
         };
-        let key = self.intern(&id.name);
-        let slot = AtomicU32::new(0);
-        Box::new(move |cx| match cx.event.field_cached(&key, &slot) {
-            Some(v) => Ok(pred(v, &lit)),
-            None => plain(cx),
+        let order: Option<OrderTest> = match op {
+            BinaryOp::Lt => Some(std::cmp::Ordering::is_lt),
+            BinaryOp::Le => Some(std::cmp::Ordering::is_le),
+            BinaryOp::Gt => Some(std::cmp::Ordering::is_gt),
+            BinaryOp::Ge => Some(std::cmp::Ordering::is_ge),
+            _ => None,
+        };
+        Some(FieldTest {
+            key: self.intern(&id.name),
+            slot: AtomicU32::new(0),
+            pred,
+            float: match (&lit, order) {
+                (Value::Float(f), Some(o)) => Some((*f, o)),
+                _ => None,
+            },
+            lit,
         })
+    }
+
+    /// A filter `e` that is `field <cmp> literal`, tested in place: the compiled `e` gives
+    /// the same value, so a caller may test with it first and run `e` only when it answers
+    /// `None` (the event lacks the field).
+    pub(crate) fn filter_test(&mut self, e: &Expr) -> Option<FieldTest> {
+        match &e.kind {
+            ExprKind::Binary { op, lhs, rhs } => self.field_test(*op, lhs, rhs),
+            _ => None,
+        }
     }
 
     fn binary(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> ExprFn {
@@ -1160,6 +1199,37 @@ fn builtin_call(f: BuiltinFn, mut args: Vec<ExprFn>) -> ExprFn {
             let v = f(&vals, &cx.st.limits)?;
             finish(cx, v)
         }),
+    }
+}
+
+/// An ordering test (`Ordering::is_lt`, …).
+type OrderTest = fn(std::cmp::Ordering) -> bool;
+
+/// `field <cmp> literal` on the current event, compared in place (no clone of the field, no
+/// closure call per operand); see [`Compiler::filter_test`].
+pub(crate) struct FieldTest {
+    key: Arc<str>,
+    slot: AtomicU32,
+    pred: fn(&Value, &Value) -> Value,
+    lit: Value,
+    /// An ordering against a float literal: the literal and the ordering test, applied
+    /// straight to a float field (what `pred` computes for it).
+    float: Option<(f64, OrderTest)>,
+}
+
+impl FieldTest {
+    /// The comparison's value on `ev` (`Bool`, or `null` for values without an order), `None`
+    /// when `ev` lacks the field (then the general comparison decides).
+    #[inline]
+    pub(crate) fn value(&self, ev: &Event) -> Option<Value> {
+        let v = ev.field_cached(&self.key, &self.slot)?;
+        if let (Value::Float(a), Some((b, test))) = (v, self.float) {
+            return Some(
+                a.partial_cmp(&b)
+                    .map_or(Value::Null, |o| Value::Bool(test(o))),
+            );
+        }
+        Some((self.pred)(v, &self.lit))
     }
 }
 

@@ -18,6 +18,7 @@ use crate::checkpoint;
 use crate::compile::{literal_json, Compiler, Ctx, FnCode, GlobalVar, State, StmtFn};
 use crate::error::CompileError;
 use crate::event::{ConnectorDecl, Event, SinkBinding, SourceBinding};
+use crate::operators::capture_emit::CaptureEmit;
 use crate::operators::gate::{DistinctOp, LimitOp, DISTINCT_CAPACITY};
 use crate::operators::join::{JoinOp, MergeOp};
 use crate::operators::pattern::PatternOp;
@@ -328,6 +329,7 @@ impl<'p> Builder<'p> {
         if let Some(front) = lateness_front(&s.ops, &ops) {
             ops.insert(0, front);
         }
+        capture_emit(&mut self.c, s, &mut ops);
         ops
     }
 
@@ -589,6 +591,28 @@ impl<'p> Builder<'p> {
         }
         engine.stats.division_by_zero = std::mem::take(&mut engine.state.div_by_zero);
         Ok(engine)
+    }
+}
+
+/// A sequence stream whose only operator after the pattern is an `.emit` of capture fields
+/// (`.emit(user: l.user, …)`): the sequence builds each match's output straight from the
+/// captures (`operators/capture_emit.rs`); the `.emit` operator stays for the plain path.
+fn capture_emit(c: &mut Compiler, s: &StreamDecl, ops: &mut [OpCode]) {
+    let Some((OpCode::Sequence(q), rest)) = ops.split_first_mut() else {
+        return;
+    };
+    let mut rest = rest.iter().filter(|o| !matches!(o, OpCode::Pass));
+    let (Some(OpCode::Emit(fields, ty)), None) = (rest.next(), rest.next()) else {
+        return;
+    };
+    let mut emits = s.ops.iter().filter(|o| o.kind() == OpKind::Emit);
+    let (Some(op), None) = (emits.next(), emits.next()) else {
+        return;
+    };
+    if let Some(emit) = CaptureEmit::compile(c, &op.args) {
+        if emit.len() == fields.len() {
+            q.set_capture_emit(emit, ty.clone());
+        }
     }
 }
 

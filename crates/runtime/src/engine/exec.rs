@@ -153,6 +153,22 @@ pub(super) fn exec_matches(
     Ok(())
 }
 
+/// Outputs the matches of a sequence whose only operator after the pattern is an `.emit` of
+/// capture fields (`matches`, drained): each match is the output event, built from its captures
+/// by the sequence; limits and order are those of running that `.emit` on each match.
+fn emit_built(run: &mut Run<'_>, matches: &mut Vec<Match>) -> Result<(), RuntimeError> {
+    for (event, _) in matches.drain(..) {
+        run.st.charge_fields(&event.fields)?;
+        run.st.produce()?;
+        run.out.push(OutputEvent {
+            event,
+            is_output: true,
+            sinks: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
 fn build(
     run: &mut Run<'_>,
     fields: &[(Arc<str>, ExprFn)],
@@ -303,7 +319,21 @@ pub(super) fn exec(
         OpCode::Sequence(q) => {
             let mut matches = take_match_buf(run);
             let r = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut matches);
-            let r = r.and_then(|()| exec_matches(run, i, &matches));
+            if matches.is_empty() {
+                // Nothing to run or take back: the buffer goes straight back.
+                if run.st.match_buf.capacity() == 0 {
+                    // The buffer left there is an empty one without allocation: nothing to drop.
+                    std::mem::forget(std::mem::replace(&mut run.st.match_buf, matches));
+                }
+                return r;
+            }
+            let r = r.and_then(|()| {
+                if q.capture_emit().is_some() {
+                    emit_built(run, &mut matches)
+                } else {
+                    exec_matches(run, i, &matches)
+                }
+            });
             q.recycle(&mut matches);
             return_match_buf(run, matches);
             r

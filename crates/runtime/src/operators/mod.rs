@@ -8,10 +8,12 @@
 //! * [`pattern`]: named patterns (§8);
 //! * [`enrich`]: `.enrich` over an embedder's [`enrich::Enricher`] (docs/connectors.md);
 //! * [`trend`]: `.trend_aggregate(…)` over a Kleene sequence;
+//! * [`capture_emit`]: a sequence's `.emit` of capture fields, built from the captures;
 //! * [`kleene`]: Kleene captures read as arrays of their events;
 //! * [`runs`]: what sequences and patterns share about their partial matches;
 //! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).
 
+pub(crate) mod capture_emit;
 pub mod enrich;
 pub(crate) mod gate;
 pub(crate) mod join;

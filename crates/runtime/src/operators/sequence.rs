@@ -28,10 +28,11 @@
 //! `<capture>_<field>`, with the captures as alias for the remaining operators.
 
 use crate::codec::{event_json, opt_i64_field, u64_field};
-use crate::compile::{Compiler, ExprFn};
+use crate::compile::{Compiler, ExprFn, FieldTest};
 use crate::error::RuntimeError;
 use crate::event::Event;
 use crate::key::{FastMap, KeyRepr};
+use crate::operators::capture_emit::CaptureEmit;
 use crate::operators::kleene;
 use crate::operators::runs::{
     self, caps_with, passes, FlatNames, MatchOut, Modes, NotClause, Outcome,
@@ -52,6 +53,9 @@ struct StepCode {
     ty: Arc<str>,
     all: bool,
     filter: Option<ExprFn>,
+    /// The filter is `field <cmp> literal` on the candidate (and the step reads no own
+    /// capture): tested in place first, `filter` runs only when the event lacks the field.
+    test: Option<FieldTest>,
     /// A Kleene step whose filter reads its own capture: the filter for its first event (the
     /// conjuncts reading the capture dropped; `self_ref.rs`), used when the previous step's
     /// event lacks one of `own_fields` (else it stands for the capture).
@@ -219,6 +223,9 @@ pub(crate) struct SeqOp {
     /// No step is a Kleene step: runs derive their counts from their position instead of
     /// keeping a list (one allocation less per run).
     derive_counts: bool,
+    /// The stream's only operator after the pattern is an `.emit` of capture fields: its
+    /// fields and output type, built straight from each match's captures (`capture_emit.rs`).
+    emit: Option<(CaptureEmit, Arc<str>)>,
     state: Mutex<SeqState>,
 }
 
@@ -251,6 +258,10 @@ impl SeqOp {
                     ty: c.intern(&st.event.name),
                     all: st.all,
                     filter: st.filter.map(|f| c.expr(f)),
+                    test: st
+                        .filter
+                        .filter(|_| !st.all && !reads_own)
+                        .and_then(|f| c.filter_test(f)),
                     first: match st.filter {
                         Some(f) if st.all && reads_own => {
                             Some(without_own(f, own).map(|f| c.expr(&f)))
@@ -295,14 +306,31 @@ impl SeqOp {
             key,
             max_runs: max_runs.max(1),
             out,
+            emit: None,
             state: Mutex::new(SeqState::default()),
         })
+    }
+
+    /// Builds matches' output straight from their captures with `emit` (output type `ty`):
+    /// the stream's only operator after the pattern is that `.emit` (and no stream reads this
+    /// one, see [`SeqOp::set_feeds_downstream`]). Matches are then the output events.
+    pub(crate) fn set_capture_emit(&mut self, emit: CaptureEmit, ty: Arc<str>) {
+        self.emit = emit.resolve(&self.out.empty_caps).map(|e| (e, ty));
+    }
+
+    /// The `.emit` built straight from the captures, and its output type, if any.
+    pub(crate) fn capture_emit(&self) -> Option<&(CaptureEmit, Arc<str>)> {
+        self.emit.as_ref()
     }
 
     /// Tells the operator whether another stream consumes this one (known once every stream
     /// is compiled); only then may matches without an `.emit` need their flattened fields.
     pub(crate) fn set_feeds_downstream(&mut self, feeds: bool) {
         self.out.set_feeds_downstream(feeds);
+        // Another stream reads the matches: they go through the operator chain.
+        if feeds {
+            self.emit = None;
+        }
     }
 
     /// Bit `k` set: step `k` takes events of type `ty` (steps past 63 are not tracked: their
@@ -335,6 +363,7 @@ impl SeqOp {
     }
 
     /// Whether `ev` passes the filter of step `k` (`entering`: as the step's first event).
+    #[inline]
     fn passes_step(
         &self,
         k: usize,
@@ -346,6 +375,9 @@ impl SeqOp {
         let Some(s) = self.steps.get(k) else {
             return Ok(false);
         };
+        if let Some(v) = s.test.as_ref().and_then(|t| t.value(ev)) {
+            return Ok(v.is_true());
+        }
         // The value the step's own capture stands for, when it is not the captured one.
         let mut own = None;
         if entering {
@@ -603,8 +635,18 @@ impl SeqOp {
         }
     }
 
-    /// The event passed on for a completed match, and its captures.
+    /// The event passed on for a completed match, and its captures. With an `.emit` of
+    /// capture fields ([`SeqOp::capture_emit`]) it is the output event itself, built from the
+    /// captures, and the captures passed on are the empty ones (nothing reads them).
     fn matched(&self, flat: &mut FlatNames, run: &SeqRun, ev: &Event) -> Match {
+        if let Some((emit, ty)) = &self.emit {
+            let out = Event {
+                event_type: ty.clone(),
+                timestamp_ns: ev.timestamp_ns,
+                fields: Arc::new(emit.fields(&run.caps)),
+            };
+            return (out, self.out.empty_caps.clone());
+        }
         let out = self.out.event(flat, &run.caps, ev.timestamp_ns);
         let counts = self.counts.then(|| self.counts_of(run));
         (out, alias_with_counts(&run.caps, counts.as_deref()))

@@ -1,0 +1,99 @@
+//! A sequence's `.emit(name: capture.field, …)` built straight from a match's captures.
+//!
+//! When a sequence stream's only operator after the pattern is an `.emit` whose every field is
+//! a capture's field (`.emit(user: l.user, amount: p.amount)`), the engine builds each match's
+//! output fields here instead of running the `.emit` operator on the match: no closure call per
+//! field, no match-event frame. Each read gives what the compiled `capture.field` read gives
+//! (`compile/mod.rs`: the capture's map, then the field through a cached position; `null` when
+//! either is missing), the capture found at its fixed position in the run's capture list, and
+//! null values are left out as `.emit` does. Limits (text size, bytes, output count) are charged by the caller as for `.emit`.
+
+use crate::compile::Compiler;
+use crate::event::{fields_cached, Event};
+use crate::value::{Fields, Value};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use varpulis_vpl::ast::{self, ExprKind};
+
+/// One output field: `name: capture.key`.
+struct CapRead {
+    name: Arc<str>,
+    capture: Arc<str>,
+    /// Position of the capture in the sequence's capture list (see [`CaptureEmit::resolve`]).
+    at: usize,
+    key: Arc<str>,
+    key_slot: AtomicU32,
+}
+
+/// The fields of an `.emit` that reads only capture fields.
+pub(crate) struct CaptureEmit {
+    reads: Vec<CapRead>,
+}
+
+impl CaptureEmit {
+    /// The `.emit` arguments `args` as capture reads, compiled in the stream's pattern scope
+    /// (`c`); `None` unless there is at least one field and every field (but `context:`) is
+    /// `name: capture.field` on a capture of the pattern.
+    pub(crate) fn compile(c: &mut Compiler, args: &[ast::Arg]) -> Option<CaptureEmit> {
+        let mut reads = Vec::with_capacity(args.len());
+        for a in args {
+            if a.name.as_ref().is_some_and(|n| n.name == "context") {
+                continue;
+            }
+            let name = a.field_name()?;
+            let ExprKind::Field {
+                base, name: key, ..
+            } = &a.value.kind
+            else {
+                return None;
+            };
+            let ExprKind::Name(id) = &base.kind else {
+                return None;
+            };
+            let capture = c.capture_name(&id.name)?;
+            reads.push(CapRead {
+                name: c.intern(name),
+                capture: c.intern(&capture),
+                at: usize::MAX,
+                key: c.intern(&key.name),
+                key_slot: AtomicU32::new(0),
+            });
+        }
+        (!reads.is_empty()).then_some(CaptureEmit { reads })
+    }
+
+    /// Finds each read's capture in `captures` (a fresh run's capture list: every run's list
+    /// has its layout); `None` if one is not there. A capture name occurring twice is read at
+    /// its first position, as the compiled read does.
+    pub(crate) fn resolve(mut self, captures: &Event) -> Option<CaptureEmit> {
+        for r in &mut self.reads {
+            r.at = captures
+                .fields
+                .iter()
+                .position(|(n, _)| **n == *r.capture)?;
+        }
+        Some(self)
+    }
+
+    /// Number of output fields.
+    pub(crate) fn len(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// The output fields of a match with captures `caps` (a run's capture list, laid out as the
+    /// one given to [`CaptureEmit::resolve`]; null values left out).
+    pub(crate) fn fields(&self, caps: &Event) -> Fields {
+        let mut out: Fields = Vec::with_capacity(self.reads.len());
+        for r in &self.reads {
+            let v = match caps.fields.get(r.at).map(|(_, v)| v) {
+                Some(Value::Map(m)) => fields_cached(m, &r.key, &r.key_slot),
+                _ => None,
+            };
+            match v {
+                Some(v) if !v.is_null() => out.push((r.name.clone(), v.clone())),
+                _ => {}
+            }
+        }
+        out
+    }
+}
