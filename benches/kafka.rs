@@ -39,16 +39,15 @@ fn tansu() -> Option<std::path::PathBuf> {
     if let Ok(p) = std::env::var("TANSU_BIN") {
         return Some(p.into());
     }
+    // The patched build of .ci/tansu/build.sh first, then PATH (as tests/kafka does).
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(std::path::PathBuf::from)
-        .chain([std::path::PathBuf::from(format!(
-            "{home}/.cache/varpulis/tansu/bin"
-        ))])
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::iter::once(std::path::PathBuf::from(format!(
+        "{home}/.cache/varpulis/tansu-0.6.0-p1/bin"
+    )))
+    .chain(path.split(':').map(std::path::PathBuf::from))
+    .map(|d| d.join("tansu"))
+    .find(|p| p.is_file())
 }
 
 async fn info(url: &str, id: &str) -> Result<Value, BoxError> {

@@ -30,21 +30,24 @@ fn tansu_binary() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("TANSU_BIN") {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
+    // The patched build of .ci/tansu/build.sh first: tansu 0.6.0 as published can leave a
+    // consumer group without a leader for good (see that script).
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .map(PathBuf::from)
-        .chain([PathBuf::from(format!("{home}/.cache/varpulis/tansu/bin"))])
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
+    std::iter::once(PathBuf::from(format!(
+        "{home}/.cache/varpulis/tansu-0.6.0-p1/bin"
+    )))
+    .chain(path.split(':').map(PathBuf::from))
+    .map(|d| d.join("tansu"))
+    .find(|p| p.is_file())
 }
 
 /// Starts a broker; `None` (after printing why) when the binary is missing.
 pub fn start_broker() -> Option<Broker> {
     let Some(bin) = tansu_binary() else {
         println!(
-            "SKIPPED: tansu not found (install with `cargo install tansu --locked --features \
-             dynostore --root ~/.cache/varpulis/tansu`, or set TANSU_BIN; .ci/run does it)"
+            "SKIPPED: tansu not found (build it with `.ci/tansu/build.sh \
+             ~/.cache/varpulis/tansu-0.6.0-p1`, or set TANSU_BIN; .ci/run does it)"
         );
         return None;
     };

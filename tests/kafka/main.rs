@@ -5,8 +5,8 @@
 //! resuming from the committed offsets.
 //!
 //! When the `tansu` binary is missing each test prints `SKIPPED: tansu not found (…)` and
-//! returns; `.ci/run` installs it (`cargo install tansu`, cached under
-//! `~/.cache/varpulis/tansu`).
+//! returns; `.ci/run` builds it with a consumer-group fix (`.ci/tansu/build.sh`, cached under
+//! `~/.cache/varpulis/tansu-0.6.0-p1`).
 
 #[allow(dead_code)]
 #[path = "../worker/harness.rs"]
@@ -17,6 +17,7 @@ mod procs;
 
 mod broker;
 mod crash;
+mod group;
 mod migration;
 mod pipeline;
 mod rebalance;
