@@ -1,6 +1,7 @@
-//! A sequence's `.emit(name: capture.field, …)` built straight from a match's captures.
+//! A sequence's or join's `.emit(name: capture.field, …)` built straight from a match's
+//! captures (a join's captures are its inputs' events).
 //!
-//! When a sequence stream's only operator after the pattern is an `.emit` whose every field is
+//! When a sequence or join stream's only operator after the pattern is an `.emit` whose every field is
 //! a capture's field (`.emit(user: l.user, amount: p.amount)`), the engine builds each match's
 //! output fields here instead of running the `.emit` operator on the match: no closure call per
 //! field, no match-event frame. Each read gives what the compiled `capture.field` read gives
@@ -65,12 +66,18 @@ impl CaptureEmit {
     /// Finds each read's capture in `captures` (a fresh run's capture list: every run's list
     /// has its layout); `None` if one is not there. A capture name occurring twice is read at
     /// its first position, as the compiled read does.
-    pub(crate) fn resolve(mut self, captures: &Event) -> Option<CaptureEmit> {
+    pub(crate) fn resolve(self, captures: &Event) -> Option<CaptureEmit> {
+        self.resolve_names(captures.fields.iter().map(|(n, _)| &**n))
+    }
+
+    /// Finds each read's capture among `names`, the capture names in capture-list order (a
+    /// join's input names); `None` if one is not there. The first of equal names wins.
+    pub(crate) fn resolve_names<'n>(
+        mut self,
+        names: impl Iterator<Item = &'n str> + Clone,
+    ) -> Option<CaptureEmit> {
         for r in &mut self.reads {
-            r.at = captures
-                .fields
-                .iter()
-                .position(|(n, _)| **n == *r.capture)?;
+            r.at = names.clone().position(|n| n == &*r.capture)?;
         }
         Some(self)
     }
@@ -84,16 +91,35 @@ impl CaptureEmit {
     /// one given to [`CaptureEmit::resolve`]; null values left out).
     pub(crate) fn fields(&self, caps: &Event) -> Fields {
         let mut out: Fields = Vec::with_capacity(self.reads.len());
-        for r in &self.reads {
-            let v = match caps.fields.get(r.at).map(|(_, v)| v) {
-                Some(Value::Map(m)) => fields_cached(m, &r.key, &r.key_slot),
-                _ => None,
-            };
-            match v {
-                Some(v) if !v.is_null() => out.push((r.name.clone(), v.clone())),
-                _ => {}
-            }
-        }
+        self.fill(&mut out, |at| match caps.fields.get(at).map(|(_, v)| v) {
+            Some(Value::Map(m)) => Some(&**m),
+            _ => None,
+        });
         out
+    }
+
+    /// Makes `out` the output fields read from the captures' field lists, `capture(at)` giving
+    /// the list of the capture at position `at` (`None`: a missing or `null` capture, whose
+    /// fields read `null`); null values are left out. `out` may hold an earlier output of this
+    /// `.emit` (a reused list): an entry already bearing the right name only gets its value
+    /// replaced (the name is not cloned again); from the first entry that does not, the rest
+    /// is rebuilt.
+    pub(crate) fn fill<'f>(&self, out: &mut Fields, capture: impl Fn(usize) -> Option<&'f Fields>) {
+        let mut k = 0;
+        for r in &self.reads {
+            let v = capture(r.at).and_then(|m| fields_cached(m, &r.key, &r.key_slot));
+            let Some(v) = v.filter(|v| !v.is_null()) else {
+                continue;
+            };
+            match out.get_mut(k) {
+                Some((name, old)) if Arc::ptr_eq(name, &r.name) => old.clone_from(v),
+                _ => {
+                    out.truncate(k);
+                    out.push((r.name.clone(), v.clone()));
+                }
+            }
+            k += 1;
+        }
+        out.truncate(k);
     }
 }
