@@ -1,13 +1,14 @@
 //! A sequence's or join's `.emit(name: capture.field, …)` built straight from a match's
 //! captures (a join's captures are its inputs' events).
 //!
-//! When a sequence or join stream's only operator after the pattern is an `.emit` whose every field is
-//! a capture's field (`.emit(user: l.user, amount: p.amount)`), the engine builds each match's
-//! output fields here instead of running the `.emit` operator on the match: no closure call per
-//! field, no match-event frame. Each read gives what the compiled `capture.field` read gives
-//! (`compile/mod.rs`: the capture's map, then the field through a cached position; `null` when
-//! either is missing), the capture found at its fixed position in the run's capture list, and
-//! null values are left out as `.emit` does. Limits (text size, bytes, output count) are charged by the caller as for `.emit`.
+//! When a sequence or join stream's only operator after the pattern (join) is an `.emit` whose
+//! every field is a capture's field (`.emit(user: l.user, amount: p.amount)`), the engine builds
+//! each match's output fields here instead of running the `.emit` operator on the match: no
+//! closure call per field, no match-event frame. Each read gives what the compiled
+//! `capture.field` read gives (`compile/mod.rs`: the capture's map, then the field through a
+//! cached position; `null` when either is missing), the capture found at its fixed position in
+//! the run's capture list (a join's input list), and null values are left out as `.emit` does.
+//! Limits (text size, bytes, output count) are charged by the caller as for `.emit`.
 
 use crate::compile::Compiler;
 use crate::event::{fields_cached, Event};
