@@ -976,3 +976,42 @@ impl JoinOp {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = r.0;
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn one(list: &mut Fields, v: i64) {
+        list.clear();
+        list.push((Arc::from("v"), Value::Int(v)));
+    }
+
+    /// A list whose output was dropped comes back to its slot's next output (same allocation);
+    /// a held one is never touched and its slot gets a new list; the pool never grows past
+    /// `OUT_LISTS`.
+    #[test]
+    fn out_lists_reuse_only_dropped_lists() {
+        let mut pool = OutLists::default();
+        let first = pool.take(1, |l| one(l, 0));
+        let first_ptr = Arc::as_ptr(&first);
+        drop(first);
+        for i in 1..OUT_LISTS {
+            drop(pool.take(1, |l| one(l, i as i64)));
+        }
+        assert_eq!(pool.lists.len(), OUT_LISTS);
+        // Slot 0 again: its output was dropped, so the list is refilled in place.
+        let again = pool.take(1, |l| one(l, 100));
+        assert_eq!(Arc::as_ptr(&again), first_ptr);
+        assert!(matches!(again.first(), Some((_, Value::Int(100)))));
+        // Held across a whole round: the slot gets a new list, the held one keeps its value.
+        for i in 1..OUT_LISTS {
+            drop(pool.take(1, |l| one(l, i as i64)));
+        }
+        let next = pool.take(1, |l| one(l, 7));
+        assert_ne!(Arc::as_ptr(&next), first_ptr);
+        assert!(matches!(again.first(), Some((_, Value::Int(100)))));
+        assert!(matches!(next.first(), Some((_, Value::Int(7)))));
+        assert_eq!(pool.lists.len(), OUT_LISTS);
+    }
+}
