@@ -277,7 +277,8 @@ proptest! {
     }
 }
 
-/// Every output of `evs` then of the end of input, as the event's `Debug` text (type, time,
+/// Every output of `evs`, of a heartbeat 200 ms past every fourth event (outer joins' pending
+/// events expire there too) and of the end of input, as the event's `Debug` text (type, time,
 /// fields in order) and its output flag. With `hold`, every output is kept alive until the
 /// end (a joined event's field list can then never be reused); else each is dropped as soon
 /// as it is read.
@@ -286,8 +287,11 @@ fn held_outputs(engine: &mut Engine, evs: &[Event], hold: bool) -> Vec<String> {
     let mut held: Vec<OutputEvent> = Vec::new();
     let mut lines = Vec::new();
     let mut out = Vec::new();
-    for e in evs {
+    for (i, e) in evs.iter().enumerate() {
         engine.process(e, &mut out).unwrap();
+        if i % 4 == 3 {
+            engine.heartbeat(e.timestamp_ns + 200_000_000, &mut out);
+        }
         if hold {
             held.append(&mut out);
         } else {
@@ -310,7 +314,7 @@ proptest! {
     /// inner and outer joins of two and three inputs, with missing, `null`, int, float and
     /// string values (so an output's field layout changes from one to the next), a missing
     /// field, fields read out of input order, an `.emit as` type, a downstream stream reading
-    /// the joined events, and a consumer that holds or drops the outputs.
+    /// the joined events, heartbeats, and a consumer that holds or drops the outputs.
     #[test]
     fn join_capture_emits_equal_the_emit_operator(
         kind in prop::sample::select(vec!["join", "left_join", "right_join", "full_join"]),
