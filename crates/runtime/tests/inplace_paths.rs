@@ -10,8 +10,9 @@
 //!   event type with a bit test: a partitioned sequence with `.within`, and one with a `.not`
 //!   clause reading a not-yet-captured step (which sees a stale capture if a reused list were
 //!   not reset), must match a hand-written reference.
-//! * A sequence's `.emit` of capture fields is built straight from the captures: it must equal
-//!   the `.emit` operator run on each match. A step filter `field <cmp> literal` is tested in
+//! * A sequence's `.emit` of capture fields is built straight from the captures into reused
+//!   field lists (session 11): it must equal the `.emit` operator run on each match, with a
+//!   consumer that holds every output and with one that drops each at once. A step filter `field <cmp> literal` is tested in
 //!   place: it must pass the same events as the compiled filter.
 //! * A join's `.emit` of capture fields (session 11) is built straight from the partner events
 //!   into reused field lists: it must equal the `.emit` operator run on each joined event, with
@@ -233,26 +234,36 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// A sequence whose only operator after the pattern is an `.emit` of capture fields builds
-    /// its output straight from the captures (`operators/capture_emit.rs`): it must equal the
+    /// its output straight from the captures (`operators/capture_emit.rs`) into field lists
+    /// reused once their consumer dropped them (session 11, `OutLists`): it must equal the
     /// same `.emit` run as an operator on each match (a `.where(true)` before it keeps the
-    /// plain path), with missing, `null`, int, float and string values, a missing field, an
-    /// `.emit as` type, and a downstream stream reading the matches.
+    /// plain path), with missing, `null`, int, float and string values (so an output's field
+    /// layout changes from one to the next), a missing field, fields read out of step order, an
+    /// `.emit as` type, a downstream stream reading the matches, two or three steps, and a
+    /// consumer that holds every output or drops each at once.
     #[test]
     fn capture_emits_equal_the_emit_operator(
         emit_as in any::<bool>(),
         downstream in any::<bool>(),
+        hold in any::<bool>(),
+        three in any::<bool>(),
         steps in mixed_steps(),
     ) {
         let ty = if emit_as { " as Out" } else { "" };
         let tail = if downstream { "\nstream T = S .emit()" } else { "" };
+        let (pattern, z) = if three {
+            ("A as a -> B as b -> C as c", ", z: c.v")
+        } else {
+            ("A as a -> B as b", "")
+        };
         let program = |mid: &str| format!(
-            "stream S = A as a -> B as b -> C as c .partition_by(k) .within(1s){mid} \
-             .emit{ty}(k: a.k, x: a.v, y: b.v, z: c.v, w: c.missing){tail}"
+            "stream S = {pattern} .partition_by(k) .within(1s){mid} \
+             .emit{ty}(y: b.v, k: a.k, x: a.v{z}, w: a.missing){tail}"
         );
         let evs = mixed(&steps);
         prop_assert_eq!(
-            run(&mut compile(&program("")), &evs, true),
-            run(&mut compile(&program(" .where(true)")), &evs, true)
+            held_outputs(&mut compile(&program("")), &evs, hold),
+            held_outputs(&mut compile(&program(" .where(true)")), &evs, hold)
         );
     }
 
@@ -280,7 +291,7 @@ proptest! {
 /// Every output of `evs`, of a heartbeat 200 ms past every fourth event (outer joins' pending
 /// events expire there too) and of the end of input, as the event's `Debug` text (type, time,
 /// fields in order) and its output flag. With `hold`, every output is kept alive until the
-/// end (a joined event's field list can then never be reused); else each is dropped as soon
+/// end (a built output's field list can then never be reused); else each is dropped as soon
 /// as it is read.
 fn held_outputs(engine: &mut Engine, evs: &[Event], hold: bool) -> Vec<String> {
     let text = |o: &OutputEvent| format!("{:?} {}", o.event, o.is_output);

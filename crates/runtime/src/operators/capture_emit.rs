@@ -88,15 +88,14 @@ impl CaptureEmit {
         self.reads.len()
     }
 
-    /// The output fields of a match with captures `caps` (a run's capture list, laid out as the
-    /// one given to [`CaptureEmit::resolve`]; null values left out).
-    pub(crate) fn fields(&self, caps: &Event) -> Fields {
-        let mut out: Fields = Vec::with_capacity(self.reads.len());
-        self.fill(&mut out, |at| match caps.fields.get(at).map(|(_, v)| v) {
+    /// Makes `out` the output fields of a match with captures `caps` (a run's capture list,
+    /// laid out as the one given to [`CaptureEmit::resolve`]; null values left out); `out` may
+    /// hold an earlier output, as in [`CaptureEmit::fill`].
+    pub(crate) fn fill_from_captures(&self, out: &mut Fields, caps: &Event) {
+        self.fill(out, |at| match caps.fields.get(at).map(|(_, v)| v) {
             Some(Value::Map(m)) => Some(&**m),
             _ => None,
         });
-        out
     }
 
     /// Makes `out` the output fields read from the captures' field lists, `capture(at)` giving
@@ -122,5 +121,82 @@ impl CaptureEmit {
             k += 1;
         }
         out.truncate(k);
+    }
+}
+
+/// Field lists of recent output events, reused round-robin: a list whose consumer dropped its
+/// output (this pool holds the only reference) is cleared and refilled by the next output that
+/// comes to its slot instead of allocating a list and its `Arc`; a list still held elsewhere is
+/// left to its holder and the slot gets a new one. At most [`OUT_LISTS`] lists (and the values
+/// in them) are kept.
+#[derive(Default)]
+pub(crate) struct OutLists {
+    lists: Vec<Arc<Fields>>,
+    next: usize,
+}
+
+/// Most output field lists a sequence or join keeps for reuse.
+const OUT_LISTS: usize = 16;
+
+impl OutLists {
+    /// A field list filled by `fill`: the next slot's list when nothing else holds it (still
+    /// holding the fields of an earlier output: `fill` makes it the new one), else a new empty
+    /// one (`capacity` fields) that takes the slot.
+    pub(crate) fn take(&mut self, capacity: usize, fill: impl FnOnce(&mut Fields)) -> Arc<Fields> {
+        let slot = self.next;
+        self.next = (slot + 1) % OUT_LISTS;
+        if let Some(held) = self.lists.get_mut(slot) {
+            if let Some(list) = Arc::get_mut(held) {
+                fill(list);
+                return held.clone();
+            }
+        }
+        let mut list = Vec::with_capacity(capacity);
+        fill(&mut list);
+        let list = Arc::new(list);
+        match self.lists.get_mut(slot) {
+            Some(held) => *held = list.clone(),
+            None => self.lists.push(list.clone()),
+        }
+        list
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn one(list: &mut Fields, v: i64) {
+        list.clear();
+        list.push((Arc::from("v"), Value::Int(v)));
+    }
+
+    /// A list whose output was dropped comes back to its slot's next output (same allocation);
+    /// a held one is never touched and its slot gets a new list; the pool never grows past
+    /// `OUT_LISTS`.
+    #[test]
+    fn out_lists_reuse_only_dropped_lists() {
+        let mut pool = OutLists::default();
+        let first = pool.take(1, |l| one(l, 0));
+        let first_ptr = Arc::as_ptr(&first);
+        drop(first);
+        for i in 1..OUT_LISTS {
+            drop(pool.take(1, |l| one(l, i as i64)));
+        }
+        assert_eq!(pool.lists.len(), OUT_LISTS);
+        // Slot 0 again: its output was dropped, so the list is refilled in place.
+        let again = pool.take(1, |l| one(l, 100));
+        assert_eq!(Arc::as_ptr(&again), first_ptr);
+        assert!(matches!(again.first(), Some((_, Value::Int(100)))));
+        // Held across a whole round: the slot gets a new list, the held one keeps its value.
+        for i in 1..OUT_LISTS {
+            drop(pool.take(1, |l| one(l, i as i64)));
+        }
+        let next = pool.take(1, |l| one(l, 7));
+        assert_ne!(Arc::as_ptr(&next), first_ptr);
+        assert!(matches!(again.first(), Some((_, Value::Int(100)))));
+        assert!(matches!(next.first(), Some((_, Value::Int(7)))));
+        assert_eq!(pool.lists.len(), OUT_LISTS);
     }
 }
