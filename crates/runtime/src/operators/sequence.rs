@@ -31,7 +31,7 @@ use crate::codec::{event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn, FieldTest};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::key::{FastMap, KeyRepr};
+use crate::key::{KeyMap, KeyRepr};
 use crate::operators::capture_emit::{CaptureEmit, OutLists};
 use crate::operators::kleene;
 use crate::operators::runs::{
@@ -105,7 +105,7 @@ struct SeqState {
     watermark: Option<i64>,
     next_id: u64,
     /// Slot of every partition with a slot.
-    index: FastMap<KeyRepr, usize>,
+    index: KeyMap<usize>,
     /// Partitions by slot (a free slot has no runs and no `index` entry).
     slots: Vec<SeqPart>,
     /// Free slots.
@@ -494,7 +494,7 @@ impl SeqOp {
         eval: &mut EvalWith<'_>,
         matches: &mut Vec<Match>,
     ) -> Result<(), RuntimeError> {
-        let key = runs::partition_key(&self.key, ev, eval)?;
+        let key = runs::partition_key_ref(&self.key, ev, eval)?;
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
@@ -505,7 +505,7 @@ impl SeqOp {
         let waiting = self.steps_of_type(&mut st.types, &ev.event_type);
 
         let mut taken = false;
-        let mut slot = st.index.get(&key).copied();
+        let mut slot = key.get(&st.index);
         let SeqState {
             slots,
             live,
@@ -583,7 +583,7 @@ impl SeqOp {
             }
             let slot = match slot {
                 Some(s) => s,
-                None => st.slot_for(key),
+                None => st.slot_for(key.into_owned()),
             };
             st.order.push_back((self.deadline(ts), id, slot));
             st.live += 1;
