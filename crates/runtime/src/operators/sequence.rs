@@ -487,12 +487,15 @@ impl SeqOp {
         Ok(None)
     }
 
-    /// Feeds one event; appends the completed matches to `matches` in run-creation order.
+    /// Feeds one event; appends the completed matches to `matches` in run-creation order, or,
+    /// with an `.emit` of capture fields ([`SeqOp::capture_emit`]), their output events to
+    /// `built` (no captures: nothing reads them).
     pub(crate) fn on_event(
         &self,
         ev: &Event,
         eval: &mut EvalWith<'_>,
         matches: &mut Vec<Match>,
+        built: &mut Vec<Event>,
     ) -> Result<(), RuntimeError> {
         let key = runs::partition_key_ref(&self.key, ev, eval)?;
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -533,7 +536,7 @@ impl SeqOp {
                     }
                     self.step_run(run, ev, (wm, waiting), may_take, eval)
                 },
-                |run| matches.push(self.matched(flat, out_lists, run, ev)),
+                |run| self.matched(flat, out_lists, run, ev, &mut *matches, &mut *built),
                 |run| {
                     *live = live.saturating_sub(1);
                     // A matched run's list is shared with its match: taken back by `recycle`.
@@ -579,7 +582,7 @@ impl SeqOp {
             };
             capture(&mut run, 0, ev, self.list_of(0));
             if first.all && self.steps.len() == 1 && !self.modes.longest {
-                matches.push(self.matched(&mut st.flat, &mut st.out_lists, &run, ev));
+                self.matched(&mut st.flat, &mut st.out_lists, &run, ev, matches, built);
             }
             let slot = match slot {
                 Some(s) => s,
@@ -639,30 +642,32 @@ impl SeqOp {
         }
     }
 
-    /// The event passed on for a completed match, and its captures. With an `.emit` of
-    /// capture fields ([`SeqOp::capture_emit`]) it is the output event itself, built from the
-    /// captures, and the captures passed on are the empty ones (nothing reads them).
+    /// Appends the event passed on for a completed match, and its captures, to `matches`; with
+    /// an `.emit` of capture fields ([`SeqOp::capture_emit`]) appends the output event itself,
+    /// built from the captures into a reused field list, to `built`.
     fn matched(
         &self,
         flat: &mut FlatNames,
         out_lists: &mut OutLists,
         run: &SeqRun,
         ev: &Event,
-    ) -> Match {
+        matches: &mut Vec<Match>,
+        built: &mut Vec<Event>,
+    ) {
         if let Some((emit, ty)) = &self.emit {
             let fields = out_lists.take(emit.len(), |list| {
                 emit.fill_from_captures(list, &run.caps);
             });
-            let out = Event {
+            built.push(Event {
                 event_type: ty.clone(),
                 timestamp_ns: ev.timestamp_ns,
                 fields,
-            };
-            return (out, self.out.empty_caps.clone());
+            });
+            return;
         }
         let out = self.out.event(flat, &run.caps, ev.timestamp_ns);
         let counts = self.counts.then(|| self.counts_of(run));
-        (out, alias_with_counts(&run.caps, counts.as_deref()))
+        matches.push((out, alias_with_counts(&run.caps, counts.as_deref())));
     }
 
     /// The events each step of `run` took.
