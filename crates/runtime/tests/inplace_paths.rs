@@ -57,6 +57,27 @@ fn mixed(steps: &[(usize, usize, u8, i64, i64)]) -> Vec<Event> {
         .collect()
 }
 
+/// [`mixed`] with `v` before `k` in the events with an odd time step (so a field's position
+/// changes from one event to the next); with `shared`, every event's field names are the
+/// same two allocations (as a decoder's interned names), else each event has its own.
+fn mixed_names(steps: &[(usize, usize, u8, i64, i64)], shared: bool) -> Vec<Event> {
+    let (k_name, v_name): (Arc<str>, Arc<str>) = ("k".into(), "v".into());
+    let name = |n: &Arc<str>| if shared { n.clone() } else { Arc::from(&**n) };
+    let mut t = 0i64;
+    steps
+        .iter()
+        .map(|(ty, k, kind, n, dt)| {
+            t = (t + dt).max(0);
+            let mut fields = vec![(name(&k_name), Value::str(&format!("k{}", k % 3)))];
+            if let Some(v) = value(*kind, *n) {
+                let at = if dt % 2 == 0 { 1 } else { 0 };
+                fields.insert(at, (name(&v_name), v));
+            }
+            Event::new(["A", "B", "C"][*ty % 3], t * 1_000_000, fields)
+        })
+        .collect()
+}
+
 fn mixed_steps() -> impl Strategy<Value = Vec<(usize, usize, u8, i64, i64)>> {
     prop::collection::vec(
         (0usize..3, 0usize..3, 0u8..6, -4i64..8, -200i64..400),
@@ -240,13 +261,15 @@ proptest! {
     /// plain path), with missing, `null`, int, float and string values (so an output's field
     /// layout changes from one to the next), a missing field, fields read out of step order, an
     /// `.emit as` type, a downstream stream reading the matches, two or three steps, and a
-    /// consumer that holds every output or drops each at once.
+    /// consumer that holds every output or drops each at once, and events whose field names
+    /// are shared allocations (read through the names seen last) or their own.
     #[test]
     fn capture_emits_equal_the_emit_operator(
         emit_as in any::<bool>(),
         downstream in any::<bool>(),
         hold in any::<bool>(),
         three in any::<bool>(),
+        shared in any::<bool>(),
         steps in mixed_steps(),
     ) {
         let ty = if emit_as { " as Out" } else { "" };
@@ -260,7 +283,7 @@ proptest! {
             "stream S = {pattern} .partition_by(k) .within(1s){mid} \
              .emit{ty}(y: b.v, k: a.k, x: a.v{z}, w: a.missing){tail}"
         );
-        let evs = mixed(&steps);
+        let evs = mixed_names(&steps, shared);
         prop_assert_eq!(
             held_outputs(&mut compile(&program("")), &evs, hold),
             held_outputs(&mut compile(&program(" .where(true)")), &evs, hold)
@@ -325,7 +348,8 @@ proptest! {
     /// inner and outer joins of two and three inputs, with missing, `null`, int, float and
     /// string values (so an output's field layout changes from one to the next), a missing
     /// field, fields read out of input order, an `.emit as` type, a downstream stream reading
-    /// the joined events, heartbeats, and a consumer that holds or drops the outputs.
+    /// the joined events, heartbeats, a consumer that holds or drops the outputs, and events
+    /// whose field names are shared allocations or their own.
     #[test]
     fn join_capture_emits_equal_the_emit_operator(
         kind in prop::sample::select(vec!["join", "left_join", "right_join", "full_join"]),
@@ -334,6 +358,7 @@ proptest! {
         downstream in any::<bool>(),
         hold in any::<bool>(),
         window_ms in 1i64..1_500,
+        shared in any::<bool>(),
         steps in mixed_steps(),
     ) {
         let ty = if emit_as { " as Out" } else { "" };
@@ -347,7 +372,7 @@ proptest! {
             "stream S = {kind}(A, B{inputs}) .on(A.k == B.k{on}) .window({window_ms}ms){mid} \
              .emit{ty}(x: B.v, k: A.k, y: A.v, w: B.missing{z}){tail}"
         );
-        let evs = mixed(&steps);
+        let evs = mixed_names(&steps, shared);
         prop_assert_eq!(
             held_outputs(&mut compile(&program("")), &evs, hold),
             held_outputs(&mut compile(&program(" .where(true)")), &evs, hold)

@@ -13,7 +13,7 @@
 use crate::compile::Compiler;
 use crate::event::{fields_cached, Event};
 use crate::value::{Fields, Value};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use varpulis_vpl::ast::{self, ExprKind};
 
@@ -91,8 +91,8 @@ impl CaptureEmit {
     /// Makes `out` the output fields of a match with captures `caps` (a run's capture list,
     /// laid out as the one given to [`CaptureEmit::resolve`]; null values left out); `out` may
     /// hold an earlier output, as in [`CaptureEmit::fill`].
-    pub(crate) fn fill_from_captures(&self, out: &mut Fields, caps: &Event) {
-        self.fill(out, |at| match caps.fields.get(at).map(|(_, v)| v) {
+    pub(crate) fn fill_from_captures(&self, out: &mut Fields, seen: &mut SeenNames, caps: &Event) {
+        self.fill(out, seen, |at| match caps.fields.get(at).map(|(_, v)| v) {
             Some(Value::Map(m)) => Some(&**m),
             _ => None,
         });
@@ -103,11 +103,19 @@ impl CaptureEmit {
     /// fields read `null`); null values are left out. `out` may hold an earlier output of this
     /// `.emit` (a reused list): an entry already bearing the right name only gets its value
     /// replaced (the name is not cloned again); from the first entry that does not, the rest
-    /// is rebuilt.
-    pub(crate) fn fill<'f>(&self, out: &mut Fields, capture: impl Fn(usize) -> Option<&'f Fields>) {
+    /// is rebuilt. `seen` remembers the captured events' own names (see [`SeenNames`]).
+    pub(crate) fn fill<'f>(
+        &self,
+        out: &mut Fields,
+        seen: &mut SeenNames,
+        capture: impl Fn(usize) -> Option<&'f Fields>,
+    ) {
+        if seen.0.len() != self.reads.len() {
+            seen.0 = vec![None; self.reads.len()];
+        }
         let mut k = 0;
-        for r in &self.reads {
-            let v = capture(r.at).and_then(|m| fields_cached(m, &r.key, &r.key_slot));
+        for (r, seen) in self.reads.iter().zip(seen.0.iter_mut()) {
+            let v = capture(r.at).and_then(|m| r.read(m, seen));
             let Some(v) = v.filter(|v| !v.is_null()) else {
                 continue;
             };
@@ -124,6 +132,35 @@ impl CaptureEmit {
     }
 }
 
+impl CapRead {
+    /// The field `key` of a captured event's fields `m` (the compiled read's lookup: cached
+    /// position, then a scan). The name found there last is kept in `seen`: the next event
+    /// whose name at the cached position is that same allocation (events of one decoder share
+    /// their names) is read without comparing the name's bytes.
+    #[inline]
+    fn read<'f>(&self, m: &'f Fields, seen: &mut Option<Arc<str>>) -> Option<&'f Value> {
+        let at = self.key_slot.load(Ordering::Relaxed) as usize;
+        if let (Some((k, v)), Some(s)) = (m.get(at), seen.as_ref()) {
+            if Arc::ptr_eq(k, s) {
+                return Some(v);
+            }
+        }
+        let v = fields_cached(m, &self.key, &self.key_slot)?;
+        let at = self.key_slot.load(Ordering::Relaxed) as usize;
+        if let Some((k, _)) = m.get(at) {
+            *seen = Some(k.clone());
+        }
+        Some(v)
+    }
+}
+
+/// Per read of an [`CaptureEmit`], the field name (an `Arc` of the captured events, equal to the
+/// read's key) it found last: a later event holding that very allocation at the cached position
+/// is read by a pointer comparison. Holding the name keeps the comparison sound (the allocation
+/// cannot be reused for another name while it is held).
+#[derive(Default)]
+pub(crate) struct SeenNames(Vec<Option<Arc<str>>>);
+
 /// Field lists of recent output events, reused round-robin: a list whose consumer dropped its
 /// output (this pool holds the only reference) is cleared and refilled by the next output that
 /// comes to its slot instead of allocating a list and its `Arc`; a list still held elsewhere is
@@ -133,26 +170,32 @@ impl CaptureEmit {
 pub(crate) struct OutLists {
     lists: Vec<Arc<Fields>>,
     next: usize,
+    /// The names the `.emit`'s reads found last (see [`SeenNames`]).
+    seen: SeenNames,
 }
 
 /// Most output field lists a sequence or join keeps for reuse.
 const OUT_LISTS: usize = 16;
 
 impl OutLists {
-    /// A field list filled by `fill`: the next slot's list when nothing else holds it (still
-    /// holding the fields of an earlier output: `fill` makes it the new one), else a new empty
-    /// one (`capacity` fields) that takes the slot.
-    pub(crate) fn take(&mut self, capacity: usize, fill: impl FnOnce(&mut Fields)) -> Arc<Fields> {
+    /// A field list filled by `fill` (given the pool's [`SeenNames`]): the next slot's list
+    /// when nothing else holds it (still holding the fields of an earlier output: `fill` makes
+    /// it the new one), else a new empty one (`capacity` fields) that takes the slot.
+    pub(crate) fn take(
+        &mut self,
+        capacity: usize,
+        fill: impl FnOnce(&mut Fields, &mut SeenNames),
+    ) -> Arc<Fields> {
         let slot = self.next;
         self.next = (slot + 1) % OUT_LISTS;
         if let Some(held) = self.lists.get_mut(slot) {
             if let Some(list) = Arc::get_mut(held) {
-                fill(list);
+                fill(list, &mut self.seen);
                 return held.clone();
             }
         }
         let mut list = Vec::with_capacity(capacity);
-        fill(&mut list);
+        fill(&mut list, &mut self.seen);
         let list = Arc::new(list);
         match self.lists.get_mut(slot) {
             Some(held) => *held = list.clone(),
@@ -178,22 +221,22 @@ mod tests {
     #[test]
     fn out_lists_reuse_only_dropped_lists() {
         let mut pool = OutLists::default();
-        let first = pool.take(1, |l| one(l, 0));
+        let first = pool.take(1, |l, _| one(l, 0));
         let first_ptr = Arc::as_ptr(&first);
         drop(first);
         for i in 1..OUT_LISTS {
-            drop(pool.take(1, |l| one(l, i as i64)));
+            drop(pool.take(1, |l, _| one(l, i as i64)));
         }
         assert_eq!(pool.lists.len(), OUT_LISTS);
         // Slot 0 again: its output was dropped, so the list is refilled in place.
-        let again = pool.take(1, |l| one(l, 100));
+        let again = pool.take(1, |l, _| one(l, 100));
         assert_eq!(Arc::as_ptr(&again), first_ptr);
         assert!(matches!(again.first(), Some((_, Value::Int(100)))));
         // Held across a whole round: the slot gets a new list, the held one keeps its value.
         for i in 1..OUT_LISTS {
-            drop(pool.take(1, |l| one(l, i as i64)));
+            drop(pool.take(1, |l, _| one(l, i as i64)));
         }
-        let next = pool.take(1, |l| one(l, 7));
+        let next = pool.take(1, |l, _| one(l, 7));
         assert_ne!(Arc::as_ptr(&next), first_ptr);
         assert!(matches!(again.first(), Some((_, Value::Int(100)))));
         assert!(matches!(next.first(), Some((_, Value::Int(7)))));

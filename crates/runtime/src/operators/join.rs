@@ -734,8 +734,8 @@ impl JoinOp {
     ) -> Match {
         if let Some((emit, ty)) = &self.emit {
             // The `.emit` of capture fields, read straight from the inputs' events.
-            let fields = out_lists.take(emit.len(), |list| {
-                emit.fill(list, |at| {
+            let fields = out_lists.take(emit.len(), |list, seen| {
+                emit.fill(list, seen, |at| {
                     parts.get(at).copied().flatten().map(|p| &*p.fields)
                 });
             });

@@ -655,8 +655,8 @@ impl SeqOp {
         built: &mut Vec<Event>,
     ) {
         if let Some((emit, ty)) = &self.emit {
-            let fields = out_lists.take(emit.len(), |list| {
-                emit.fill_from_captures(list, &run.caps);
+            let fields = out_lists.take(emit.len(), |list, seen| {
+                emit.fill_from_captures(list, seen, &run.caps);
             });
             built.push(Event {
                 event_type: ty.clone(),
