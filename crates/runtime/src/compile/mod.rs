@@ -74,9 +74,6 @@ pub(crate) struct State {
     /// A reused buffer for the matches (event, captures) a sequence or join produces for one
     /// event: no list is allocated per event (see `engine::exec`).
     pub match_buf: Vec<(Event, Event)>,
-    /// A reused buffer for the output events a sequence with an `.emit` of capture fields
-    /// builds for one event (no captures passed with them; see `engine::exec`).
-    pub built_buf: Vec<Event>,
 }
 
 impl State {

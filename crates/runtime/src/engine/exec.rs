@@ -153,36 +153,20 @@ pub(super) fn exec_matches(
     Ok(())
 }
 
-/// Outputs the matches of a join whose only operator after the join is an `.emit` of capture
-/// fields (`matches`, drained): each match is the output event, built from the partner events
-/// by the join; limits and order are those of running that `.emit` on each match.
+/// Outputs the matches of a sequence or join whose only operator after the pattern (join) is
+/// an `.emit` of capture fields (`matches`, drained): each match is the output event, built from
+/// its captures by the operator; limits and order are those of running that `.emit` on each
+/// match.
 pub(super) fn emit_built(run: &mut Run<'_>, matches: &mut Vec<Match>) -> Result<(), RuntimeError> {
     for (event, _) in matches.drain(..) {
-        emit_one(run, event)?;
+        run.st.charge_fields(&event.fields)?;
+        run.st.produce()?;
+        run.out.push(OutputEvent {
+            event,
+            is_output: true,
+            sinks: Vec::new(),
+        });
     }
-    Ok(())
-}
-
-/// Outputs the events a sequence whose only operator after the pattern is an `.emit` of
-/// capture fields built from its matches' captures (`built`, drained), as [`emit_built`].
-fn emit_events(run: &mut Run<'_>, built: &mut Vec<Event>) -> Result<(), RuntimeError> {
-    for event in built.drain(..) {
-        emit_one(run, event)?;
-    }
-    Ok(())
-}
-
-/// Outputs one event built by an operator for its stream's `.emit` of capture fields, charged
-/// as that `.emit` charges its output.
-#[inline]
-fn emit_one(run: &mut Run<'_>, event: Event) -> Result<(), RuntimeError> {
-    run.st.charge_fields(&event.fields)?;
-    run.st.produce()?;
-    run.out.push(OutputEvent {
-        event,
-        is_output: true,
-        sinks: Vec::new(),
-    });
     Ok(())
 }
 
@@ -333,32 +317,9 @@ pub(super) fn exec(
             }
             Ok(())
         }
-        OpCode::Sequence(q) if q.capture_emit().is_some() => {
-            // Output events built by the sequence: no match buffer, no captures.
-            let mut built = std::mem::take(&mut run.st.built_buf);
-            let mut no_matches = Vec::new();
-            let r = q.on_event(
-                ev,
-                &mut |f, e, a| eval_with(run, f, e, a),
-                &mut no_matches,
-                &mut built,
-            );
-            let r = r.and_then(|()| emit_events(run, &mut built));
-            built.clear();
-            if built.capacity() <= MATCH_BUF_KEEP {
-                run.st.built_buf = built;
-            }
-            r
-        }
         OpCode::Sequence(q) => {
             let mut matches = take_match_buf(run);
-            let mut no_built = Vec::new();
-            let r = q.on_event(
-                ev,
-                &mut |f, e, a| eval_with(run, f, e, a),
-                &mut matches,
-                &mut no_built,
-            );
+            let r = q.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut matches);
             if matches.is_empty() {
                 // Nothing to run or take back: the buffer goes straight back.
                 if run.st.match_buf.capacity() == 0 {
@@ -367,7 +328,13 @@ pub(super) fn exec(
                 }
                 return r;
             }
-            let r = r.and_then(|()| exec_matches(run, i, &matches));
+            let r = r.and_then(|()| {
+                if q.capture_emit().is_some() {
+                    emit_built(run, &mut matches)
+                } else {
+                    exec_matches(run, i, &matches)
+                }
+            });
             q.recycle(&mut matches);
             return_match_buf(run, matches);
             r

@@ -487,15 +487,12 @@ impl SeqOp {
         Ok(None)
     }
 
-    /// Feeds one event; appends the completed matches to `matches` in run-creation order, or,
-    /// with an `.emit` of capture fields ([`SeqOp::capture_emit`]), their output events to
-    /// `built` (no captures: nothing reads them).
+    /// Feeds one event; appends the completed matches to `matches` in run-creation order.
     pub(crate) fn on_event(
         &self,
         ev: &Event,
         eval: &mut EvalWith<'_>,
         matches: &mut Vec<Match>,
-        built: &mut Vec<Event>,
     ) -> Result<(), RuntimeError> {
         let key = runs::partition_key_ref(&self.key, ev, eval)?;
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -536,7 +533,7 @@ impl SeqOp {
                     }
                     self.step_run(run, ev, (wm, waiting), may_take, eval)
                 },
-                |run| self.matched(flat, out_lists, run, ev, &mut *matches, &mut *built),
+                |run| matches.push(self.matched(flat, out_lists, run, ev)),
                 |run| {
                     *live = live.saturating_sub(1);
                     // A matched run's list is shared with its match: taken back by `recycle`.
@@ -582,7 +579,7 @@ impl SeqOp {
             };
             capture(&mut run, 0, ev, self.list_of(0));
             if first.all && self.steps.len() == 1 && !self.modes.longest {
-                self.matched(&mut st.flat, &mut st.out_lists, &run, ev, matches, built);
+                matches.push(self.matched(&mut st.flat, &mut st.out_lists, &run, ev));
             }
             let slot = match slot {
                 Some(s) => s,
@@ -642,32 +639,30 @@ impl SeqOp {
         }
     }
 
-    /// Appends the event passed on for a completed match, and its captures, to `matches`; with
-    /// an `.emit` of capture fields ([`SeqOp::capture_emit`]) appends the output event itself,
-    /// built from the captures into a reused field list, to `built`.
+    /// The event passed on for a completed match, and its captures. With an `.emit` of
+    /// capture fields ([`SeqOp::capture_emit`]) it is the output event itself, built from the
+    /// captures, and the captures passed on are the empty ones (nothing reads them).
     fn matched(
         &self,
         flat: &mut FlatNames,
         out_lists: &mut OutLists,
         run: &SeqRun,
         ev: &Event,
-        matches: &mut Vec<Match>,
-        built: &mut Vec<Event>,
-    ) {
+    ) -> Match {
         if let Some((emit, ty)) = &self.emit {
             let fields = out_lists.take(emit.len(), |list, seen| {
                 emit.fill_from_captures(list, seen, &run.caps);
             });
-            built.push(Event {
+            let out = Event {
                 event_type: ty.clone(),
                 timestamp_ns: ev.timestamp_ns,
                 fields,
-            });
-            return;
+            };
+            return (out, self.out.empty_caps.clone());
         }
         let out = self.out.event(flat, &run.caps, ev.timestamp_ns);
         let counts = self.counts.then(|| self.counts_of(run));
-        matches.push((out, alias_with_counts(&run.caps, counts.as_deref())));
+        (out, alias_with_counts(&run.caps, counts.as_deref()))
     }
 
     /// The events each step of `run` took.
