@@ -14,6 +14,10 @@ use std::sync::Arc;
 /// per map like std's, so keys chosen by a sender cannot be aimed at one bucket.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A [`FastMap`] keyed by partition keys that also takes a [`KeyRef`] borrowed from an event to
+/// look a key up (no string clone per lookup).
+pub(crate) type KeyMap<V> = hashbrown::HashMap<KeyRepr, V, foldhash::fast::RandomState>;
+
 /// Hashable form of a partition key. Equality is by content; two strings sharing one
 /// allocation (names and values interned by the decoders) compare without reading the bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,7 +44,7 @@ impl Eq for KeyRepr {}
 
 /// One write per key (the hot paths hash a partition key per event): a string key hashes its
 /// bytes only, without a kind tag or the terminator `str` adds; keys of different kinds may
-/// then share a hash, which equality tells apart.
+/// then share a hash, which equality tells apart. [`KeyRef`] hashes the same way.
 impl Hash for KeyRepr {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -49,6 +53,64 @@ impl Hash for KeyRepr {
             KeyRepr::Int(i) => state.write_i64(*i),
             KeyRepr::Str(s) => state.write(s.as_bytes()),
             KeyRepr::Other(s) => state.write(s.as_bytes()),
+        }
+    }
+}
+
+/// A partition key borrowed from an event's value (null, int or string): looks up a
+/// [`KeyMap`] without cloning the string. Hashes and compares as [`KeyRepr::of`] of the value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyRef<'a> {
+    /// [`KeyRepr::Null`].
+    Null,
+    /// [`KeyRepr::Int`].
+    Int(i64),
+    /// [`KeyRepr::Str`].
+    Str(&'a Arc<str>),
+}
+
+impl<'a> KeyRef<'a> {
+    /// The key of `v` when it can be borrowed (null, int, string); `None` for the other kinds,
+    /// whose key is a text built from the value ([`KeyRepr::of`]).
+    #[inline]
+    pub(crate) fn of(v: &'a Value) -> Option<KeyRef<'a>> {
+        match v {
+            Value::Null => Some(KeyRef::Null),
+            Value::Int(i) => Some(KeyRef::Int(*i)),
+            Value::Str(s) => Some(KeyRef::Str(s)),
+            _ => None,
+        }
+    }
+
+    /// The owned key (`KeyRepr::of` of the value).
+    pub(crate) fn to_owned_key(self) -> KeyRepr {
+        match self {
+            KeyRef::Null => KeyRepr::Null,
+            KeyRef::Int(i) => KeyRepr::Int(i),
+            KeyRef::Str(s) => KeyRepr::Str(s.clone()),
+        }
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            KeyRef::Null => state.write_u8(0),
+            KeyRef::Int(i) => state.write_i64(*i),
+            KeyRef::Str(s) => state.write(s.as_bytes()),
+        }
+    }
+}
+
+impl hashbrown::Equivalent<KeyRepr> for KeyRef<'_> {
+    #[inline]
+    fn equivalent(&self, key: &KeyRepr) -> bool {
+        match (self, key) {
+            (KeyRef::Null, KeyRepr::Null) => true,
+            (KeyRef::Int(a), KeyRepr::Int(b)) => a == b,
+            (KeyRef::Str(a), KeyRepr::Str(b)) => Arc::ptr_eq(a, b) || ***a == **b,
+            _ => false,
         }
     }
 }
@@ -133,5 +195,44 @@ impl ValueKey {
                     .collect(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A key borrowed from a value finds the entry of the owned key of an equal value (same
+    /// hash, equal), and only that one: not a key of another kind with the same text or bits.
+    #[test]
+    fn borrowed_keys_find_the_owned_keys() {
+        let values = [
+            Value::Null,
+            Value::Int(7),
+            Value::Int(-1),
+            Value::str("7"),
+            Value::str(""),
+            Value::str("k1"),
+            Value::Float(7.0),
+            Value::Bool(true),
+        ];
+        let mut map: KeyMap<usize> = KeyMap::default();
+        for (i, v) in values.iter().enumerate() {
+            map.insert(KeyRepr::of(v), i);
+        }
+        for (i, v) in values.iter().enumerate() {
+            // A string equal in content but in another allocation finds it too.
+            let copy = match v {
+                Value::Str(s) => Value::str(s),
+                other => other.clone(),
+            };
+            if let Some(k) = KeyRef::of(&copy) {
+                assert_eq!(map.get(&k), Some(&i), "{v:?}");
+                assert_eq!(k.to_owned_key(), KeyRepr::of(v));
+            }
+        }
+        assert!(map.get(&KeyRef::Str(&Arc::from("k2"))).is_none());
+        assert!(map.get(&KeyRef::Int(8)).is_none());
     }
 }

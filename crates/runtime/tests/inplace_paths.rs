@@ -10,9 +10,13 @@
 //!   event type with a bit test: a partitioned sequence with `.within`, and one with a `.not`
 //!   clause reading a not-yet-captured step (which sees a stale capture if a reused list were
 //!   not reset), must match a hand-written reference.
-//! * A sequence's `.emit` of capture fields is built straight from the captures: it must equal
-//!   the `.emit` operator run on each match. A step filter `field <cmp> literal` is tested in
+//! * A sequence's `.emit` of capture fields is built straight from the captures into reused
+//!   field lists (session 11): it must equal the `.emit` operator run on each match, with a
+//!   consumer that holds every output and with one that drops each at once. A step filter `field <cmp> literal` is tested in
 //!   place: it must pass the same events as the compiled filter.
+//! * A join's `.emit` of capture fields (session 11) is built straight from the partner events
+//!   into reused field lists: it must equal the `.emit` operator run on each joined event, with
+//!   a consumer that holds every output and with one that drops each at once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -21,7 +25,7 @@ mod common;
 use common::run;
 use proptest::prelude::*;
 use std::sync::Arc;
-use varpulis_runtime::{Engine, EngineOptions, Event, Value};
+use varpulis_runtime::{Engine, EngineOptions, Event, OutputEvent, Value};
 
 fn compile(src: &str) -> Engine {
     Engine::compile(src, &EngineOptions::default()).unwrap()
@@ -48,6 +52,27 @@ fn mixed(steps: &[(usize, usize, u8, i64, i64)]) -> Vec<Event> {
             t = (t + dt).max(0);
             let mut fields = vec![("k".into(), Value::str(&format!("k{}", k % 3)))];
             fields.extend(value(*kind, *n).map(|v| (Arc::<str>::from("v"), v)));
+            Event::new(["A", "B", "C"][*ty % 3], t * 1_000_000, fields)
+        })
+        .collect()
+}
+
+/// [`mixed`] with `v` before `k` in the events with an odd time step (so a field's position
+/// changes from one event to the next); with `shared`, every event's field names are the
+/// same two allocations (as a decoder's interned names), else each event has its own.
+fn mixed_names(steps: &[(usize, usize, u8, i64, i64)], shared: bool) -> Vec<Event> {
+    let (k_name, v_name): (Arc<str>, Arc<str>) = ("k".into(), "v".into());
+    let name = |n: &Arc<str>| if shared { n.clone() } else { Arc::from(&**n) };
+    let mut t = 0i64;
+    steps
+        .iter()
+        .map(|(ty, k, kind, n, dt)| {
+            t = (t + dt).max(0);
+            let mut fields = vec![(name(&k_name), Value::str(&format!("k{}", k % 3)))];
+            if let Some(v) = value(*kind, *n) {
+                let at = if dt % 2 == 0 { 1 } else { 0 };
+                fields.insert(at, (name(&v_name), v));
+            }
             Event::new(["A", "B", "C"][*ty % 3], t * 1_000_000, fields)
         })
         .collect()
@@ -230,26 +255,38 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// A sequence whose only operator after the pattern is an `.emit` of capture fields builds
-    /// its output straight from the captures (`operators/capture_emit.rs`): it must equal the
+    /// its output straight from the captures (`operators/capture_emit.rs`) into field lists
+    /// reused once their consumer dropped them (session 11, `OutLists`): it must equal the
     /// same `.emit` run as an operator on each match (a `.where(true)` before it keeps the
-    /// plain path), with missing, `null`, int, float and string values, a missing field, an
-    /// `.emit as` type, and a downstream stream reading the matches.
+    /// plain path), with missing, `null`, int, float and string values (so an output's field
+    /// layout changes from one to the next), a missing field, fields read out of step order, an
+    /// `.emit as` type, a downstream stream reading the matches, two or three steps, and a
+    /// consumer that holds every output or drops each at once, and events whose field names
+    /// are shared allocations (read through the names seen last) or their own.
     #[test]
     fn capture_emits_equal_the_emit_operator(
         emit_as in any::<bool>(),
         downstream in any::<bool>(),
+        hold in any::<bool>(),
+        three in any::<bool>(),
+        shared in any::<bool>(),
         steps in mixed_steps(),
     ) {
         let ty = if emit_as { " as Out" } else { "" };
         let tail = if downstream { "\nstream T = S .emit()" } else { "" };
+        let (pattern, z) = if three {
+            ("A as a -> B as b -> C as c", ", z: c.v")
+        } else {
+            ("A as a -> B as b", "")
+        };
         let program = |mid: &str| format!(
-            "stream S = A as a -> B as b -> C as c .partition_by(k) .within(1s){mid} \
-             .emit{ty}(k: a.k, x: a.v, y: b.v, z: c.v, w: c.missing){tail}"
+            "stream S = {pattern} .partition_by(k) .within(1s){mid} \
+             .emit{ty}(y: b.v, k: a.k, x: a.v{z}, w: a.missing){tail}"
         );
-        let evs = mixed(&steps);
+        let evs = mixed_names(&steps, shared);
         prop_assert_eq!(
-            run(&mut compile(&program("")), &evs, true),
-            run(&mut compile(&program(" .where(true)")), &evs, true)
+            held_outputs(&mut compile(&program("")), &evs, hold),
+            held_outputs(&mut compile(&program(" .where(true)")), &evs, hold)
         );
     }
 
@@ -270,6 +307,75 @@ proptest! {
         prop_assert_eq!(
             run(&mut compile(&program(&format!("v {op} {lit}"))), &evs, true),
             run(&mut compile(&program(&format!("v {op} {lit} + 0"))), &evs, true)
+        );
+    }
+}
+
+/// Every output of `evs`, of a heartbeat 200 ms past every fourth event (outer joins' pending
+/// events expire there too) and of the end of input, as the event's `Debug` text (type, time,
+/// fields in order) and its output flag. With `hold`, every output is kept alive until the
+/// end (a built output's field list can then never be reused); else each is dropped as soon
+/// as it is read.
+fn held_outputs(engine: &mut Engine, evs: &[Event], hold: bool) -> Vec<String> {
+    let text = |o: &OutputEvent| format!("{:?} {}", o.event, o.is_output);
+    let mut held: Vec<OutputEvent> = Vec::new();
+    let mut lines = Vec::new();
+    let mut out = Vec::new();
+    for (i, e) in evs.iter().enumerate() {
+        engine.process(e, &mut out).unwrap();
+        if i % 4 == 3 {
+            engine.heartbeat(e.timestamp_ns + 200_000_000, &mut out);
+        }
+        if hold {
+            held.append(&mut out);
+        } else {
+            lines.extend(out.drain(..).map(|o| text(&o)));
+        }
+    }
+    engine.finish(&mut out);
+    held.append(&mut out);
+    lines.extend(held.iter().map(text));
+    lines
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// A join whose only operator after the join is an `.emit` of capture fields builds its
+    /// outputs straight from the partner events, into field lists reused once their consumer
+    /// dropped them (`operators/join.rs`, `OutLists`): they must equal the same `.emit` run as
+    /// an operator on each joined event (a `.where(true)` before it keeps the plain path), for
+    /// inner and outer joins of two and three inputs, with missing, `null`, int, float and
+    /// string values (so an output's field layout changes from one to the next), a missing
+    /// field, fields read out of input order, an `.emit as` type, a downstream stream reading
+    /// the joined events, heartbeats, a consumer that holds or drops the outputs, and events
+    /// whose field names are shared allocations or their own.
+    #[test]
+    fn join_capture_emits_equal_the_emit_operator(
+        kind in prop::sample::select(vec!["join", "left_join", "right_join", "full_join"]),
+        three in any::<bool>(),
+        emit_as in any::<bool>(),
+        downstream in any::<bool>(),
+        hold in any::<bool>(),
+        window_ms in 1i64..1_500,
+        shared in any::<bool>(),
+        steps in mixed_steps(),
+    ) {
+        let ty = if emit_as { " as Out" } else { "" };
+        let tail = if downstream { "\nstream T = S .emit()" } else { "" };
+        let (inputs, on, z) = if three {
+            (", C", " and B.k == C.k", ", z: C.v")
+        } else {
+            ("", "", "")
+        };
+        let program = |mid: &str| format!(
+            "stream S = {kind}(A, B{inputs}) .on(A.k == B.k{on}) .window({window_ms}ms){mid} \
+             .emit{ty}(x: B.v, k: A.k, y: A.v, w: B.missing{z}){tail}"
+        );
+        let evs = mixed_names(&steps, shared);
+        prop_assert_eq!(
+            held_outputs(&mut compile(&program("")), &evs, hold),
+            held_outputs(&mut compile(&program(" .where(true)")), &evs, hold)
         );
     }
 }

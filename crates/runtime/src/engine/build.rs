@@ -594,11 +594,13 @@ impl<'p> Builder<'p> {
     }
 }
 
-/// A sequence stream whose only operator after the pattern is an `.emit` of capture fields
-/// (`.emit(user: l.user, …)`): the sequence builds each match's output straight from the
-/// captures (`operators/capture_emit.rs`); the `.emit` operator stays for the plain path.
+/// A sequence or join stream whose only operator after the pattern (join) is an `.emit` of
+/// capture fields (`.emit(user: l.user, …)`): the sequence (join) builds each match's output
+/// straight from the captures (partner events, `operators/capture_emit.rs`); the `.emit`
+/// operator stays for the plain path.
 fn capture_emit(c: &mut Compiler, s: &StreamDecl, ops: &mut [OpCode]) {
-    let Some((OpCode::Sequence(q), rest)) = ops.split_first_mut() else {
+    let Some((first @ (OpCode::Sequence(_) | OpCode::Join(_)), rest)) = ops.split_first_mut()
+    else {
         return;
     };
     let mut rest = rest.iter().filter(|o| !matches!(o, OpCode::Pass));
@@ -611,7 +613,11 @@ fn capture_emit(c: &mut Compiler, s: &StreamDecl, ops: &mut [OpCode]) {
     };
     if let Some(emit) = CaptureEmit::compile(c, &op.args) {
         if emit.len() == fields.len() {
-            q.set_capture_emit(emit, ty.clone());
+            match first {
+                OpCode::Sequence(q) => q.set_capture_emit(emit, ty.clone()),
+                OpCode::Join(j) => j.set_capture_emit(emit, ty.clone()),
+                _ => {}
+            }
         }
     }
 }

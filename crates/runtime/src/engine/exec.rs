@@ -153,10 +153,11 @@ pub(super) fn exec_matches(
     Ok(())
 }
 
-/// Outputs the matches of a sequence whose only operator after the pattern is an `.emit` of
-/// capture fields (`matches`, drained): each match is the output event, built from its captures
-/// by the sequence; limits and order are those of running that `.emit` on each match.
-fn emit_built(run: &mut Run<'_>, matches: &mut Vec<Match>) -> Result<(), RuntimeError> {
+/// Outputs the matches of a sequence or join whose only operator after the pattern (join) is
+/// an `.emit` of capture fields (`matches`, drained): each match is the output event, built from
+/// its captures by the operator; limits and order are those of running that `.emit` on each
+/// match.
+pub(super) fn emit_built(run: &mut Run<'_>, matches: &mut Vec<Match>) -> Result<(), RuntimeError> {
     for (event, _) in matches.drain(..) {
         run.st.charge_fields(&event.fields)?;
         run.st.produce()?;
@@ -359,7 +360,13 @@ pub(super) fn exec(
         OpCode::Join(j) => {
             let mut matches = take_match_buf(run);
             let r = j.on_event(ev, &mut |f, e, a| eval_with(run, f, e, a), &mut matches);
-            let r = r.and_then(|()| exec_matches(run, i, &matches));
+            let r = r.and_then(|()| {
+                if j.capture_emit() {
+                    emit_built(run, &mut matches)
+                } else {
+                    exec_matches(run, i, &matches)
+                }
+            });
             j.recycle(&mut matches);
             return_match_buf(run, matches);
             r

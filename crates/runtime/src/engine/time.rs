@@ -14,7 +14,7 @@
 //!   every held event; it confirms no absence (where a recording stops says nothing about what
 //!   came after).
 
-use super::exec::{eval, exec, exec_matches, exec_released, OpCode, Run};
+use super::exec::{emit_built, eval, exec, exec_matches, exec_released, OpCode, Run};
 use super::Engine;
 use crate::event::{Event, OutputEvent};
 use crate::value::Value;
@@ -185,12 +185,16 @@ impl Engine {
                         Ok(())
                     }
                     (OpCode::Join(j), how) => {
-                        let matches = match how {
+                        let mut matches = match how {
                             Sweep::Time(t) => j.on_time(t),
                             Sweep::Flush => j.flush(),
                         };
                         produced_any |= !matches.is_empty();
-                        exec_matches(&mut run, i, &matches)
+                        if j.capture_emit() {
+                            emit_built(&mut run, &mut matches)
+                        } else {
+                            exec_matches(&mut run, i, &matches)
+                        }
                     }
                     (OpCode::Trend(tr), how) => {
                         let results = match how {

@@ -25,6 +25,7 @@
 //! * [`MergeOp`]: `merge(A, stream S = B .where(c))` forwards each event once per input that
 //!   accepts it (type and filters).
 
+use super::capture_emit::{CaptureEmit, OutLists};
 use super::sequence::{EvalWith, Match};
 use crate::codec::{event_from_json, event_json};
 use crate::compile::{Compiler, ExprFn};
@@ -204,13 +205,16 @@ impl MergeOp {
     }
 }
 
+/// Per input, per index: key → most recent event.
+type Latest = Vec<Vec<FastMap<JoinKey, Event>>>;
+
 #[derive(Default)]
 struct JoinState {
     watermark: Option<i64>,
     /// Watermark at the last sweep of old entries.
     swept: i64,
     /// Per input, per index: key → most recent event.
-    latest: Vec<Vec<FastMap<JoinKey, Event>>>,
+    latest: Latest,
     /// Outer joins: events of preserved inputs in no joined event yet, by (deadline, arrival).
     pending: BTreeMap<(i64, u64), (usize, Event)>,
     /// `pending` entries by input and the address of their fields (shared with `latest`'s
@@ -223,6 +227,9 @@ struct JoinState {
     /// Emptied capture lists of earlier joined events, refilled by the next ones instead of
     /// allocating (see [`JoinOp::recycle`]).
     spare_caps: Vec<Arc<Fields>>,
+    /// With an `.emit` of capture fields ([`JoinOp::capture_emit`]): the field lists of the
+    /// last output events, each refilled by a later output once its consumer dropped it.
+    out_lists: OutLists,
 }
 
 /// Most emptied capture lists a join keeps for reuse.
@@ -288,6 +295,12 @@ pub(crate) struct JoinOp {
     flatten: bool,
     /// The (shared) field list of joined events that carry no fields.
     no_fields: Arc<Fields>,
+    /// The stream's only operator after the join is an `.emit` of capture fields (and no
+    /// stream reads this one): its fields and output type, built straight from the partner
+    /// events (`capture_emit.rs`); joined events are then the output events.
+    emit: Option<(CaptureEmit, Arc<str>)>,
+    /// The captures passed with output events built by `emit` (nothing reads them).
+    empty_caps: Event,
     state: Mutex<JoinState>,
 }
 
@@ -372,10 +385,18 @@ impl JoinOp {
             .cloned()
             .collect();
         let flatten_needed = super::sequence::chain_reads_match(&chain, &captures, c);
+        let no_fields: Arc<Fields> = Arc::new(Vec::new());
+        let result_type = c.intern(&s.name.name);
         Some(JoinOp {
             flatten_needed,
             flatten: flatten_needed.unwrap_or(true),
-            no_fields: Arc::new(Vec::new()),
+            emit: None,
+            empty_caps: Event {
+                event_type: result_type.clone(),
+                timestamp_ns: 0,
+                fields: no_fields.clone(),
+            },
+            no_fields,
             state: Mutex::new(JoinState {
                 latest: indexes
                     .iter()
@@ -389,7 +410,7 @@ impl JoinOp {
             edges,
             classes,
             window,
-            result_type: c.intern(&s.name.name),
+            result_type,
         })
     }
 
@@ -397,6 +418,27 @@ impl JoinOp {
     /// is compiled); only then may joined events without an `.emit` need their fields.
     pub(crate) fn set_feeds_downstream(&mut self, feeds: bool) {
         self.flatten = self.flatten_needed.unwrap_or(feeds);
+        // Another stream reads the joined events: they go through the operator chain.
+        if feeds {
+            self.emit = None;
+        }
+    }
+
+    /// Builds joined events as the output of `emit` (output type `ty`), read straight from the
+    /// partner events: the stream's only operator after the join is that `.emit` (and no
+    /// stream reads this one, see [`JoinOp::set_feeds_downstream`]). Unchanged if a read names
+    /// no input.
+    pub(crate) fn set_capture_emit(&mut self, emit: CaptureEmit, ty: Arc<str>) {
+        let names = self.inputs.iter().map(|i| &*i.name);
+        if let Some(emit) = emit.resolve_names(names) {
+            self.emit = Some((emit, ty));
+        }
+    }
+
+    /// Whether joined events are output events built by an `.emit` of capture fields
+    /// ([`JoinOp::set_capture_emit`]).
+    pub(crate) fn capture_emit(&self) -> bool {
+        self.emit.is_some()
     }
 
     /// Feeds one event; appends to `out` the joined events (one per input that accepted it and
@@ -442,11 +484,16 @@ impl JoinOp {
                     }
                 }
             }
-            let mut spare = st.spare_caps.pop();
-            match self.partners(st, i, ev) {
+            // Output events built by `emit` carry no capture list.
+            let mut spare = if self.emit.is_none() {
+                st.spare_caps.pop()
+            } else {
+                None
+            };
+            match self.partners(&st.latest, i, ev) {
                 Some(parts) => {
                     let parts = parts.as_slice();
-                    let m = self.joined_partial(parts, ts, spare.take());
+                    let m = self.joined_partial(parts, ts, spare.take(), &mut st.out_lists);
                     let done: Vec<(usize, Event)> = if st.pending.is_empty() {
                         Vec::new()
                     } else {
@@ -471,7 +518,13 @@ impl JoinOp {
                             break;
                         };
                         st.pending_by_ptr.remove(&(j, ptr_of(&early)));
-                        out.push(self.unmatched(st, j, &early, deadline));
+                        out.push(self.unmatched(
+                            &st.latest,
+                            &mut st.out_lists,
+                            j,
+                            &early,
+                            deadline,
+                        ));
                         st.forced += 1;
                         if st.forced.is_power_of_two() {
                             tracing::warn!(
@@ -526,13 +579,20 @@ impl JoinOp {
             return;
         }
         for (deadline, i, ev) in st.expired(st.watermark) {
-            out.push(self.unmatched(st, i, &ev, deadline));
+            out.push(self.unmatched(&st.latest, &mut st.out_lists, i, &ev, deadline));
         }
     }
 
     /// The joined event of a preserved event without a full set of partners: the partners found
     /// along the keys now, nothing for the others.
-    fn unmatched(&self, st: &JoinState, i: usize, ev: &Event, at: i64) -> Match {
+    fn unmatched(
+        &self,
+        latest: &Latest,
+        out_lists: &mut OutLists,
+        i: usize,
+        ev: &Event,
+        at: i64,
+    ) -> Match {
         let oldest = ev.timestamp_ns.saturating_sub(self.window);
         let mut chosen: Vec<Option<&Event>> = vec![None; self.inputs.len()];
         if let Some(c) = chosen.get_mut(i) {
@@ -548,7 +608,7 @@ impl JoinOp {
                     continue;
                 }
                 let found = key_of(&e.from_fields, from).and_then(|key| {
-                    st.latest
+                    latest
                         .get(e.to)?
                         .get(e.index)?
                         .get(&key)
@@ -560,13 +620,13 @@ impl JoinOp {
                 }
             }
         }
-        self.joined_partial(&chosen, at, None)
+        self.joined_partial(&chosen, at, None, out_lists)
     }
 
     /// The partner events of `ev` arriving on input `i`, one per input (`ev` itself for `i`;
     /// every entry is `Some`), found breadth-first along the shared keys; `None` when some input
     /// has none.
-    fn partners<'s>(&self, st: &'s JoinState, i: usize, ev: &'s Event) -> Option<Parts<'s>> {
+    fn partners<'s>(&self, latest: &'s Latest, i: usize, ev: &'s Event) -> Option<Parts<'s>> {
         let oldest = ev.timestamp_ns.saturating_sub(self.window);
         let mut parts = Parts::new(self.inputs.len());
         let chosen = parts.as_mut_slice();
@@ -584,7 +644,7 @@ impl JoinOp {
                     continue;
                 }
                 let key = key_of(&e.from_fields, from)?;
-                let p = st.latest.get(e.to)?.get(e.index)?.get(&key)?;
+                let p = latest.get(e.to)?.get(e.index)?.get(&key)?;
                 if p.timestamp_ns < oldest {
                     return None;
                 }
@@ -655,20 +715,37 @@ impl JoinOp {
         let st = &mut *guard;
         let mut out = Vec::new();
         for (deadline, i, ev) in st.expired(None) {
-            out.push(self.unmatched(st, i, &ev, deadline));
+            out.push(self.unmatched(&st.latest, &mut st.out_lists, i, &ev, deadline));
         }
         out
     }
 
     /// A joined event from the inputs' events; a missing input adds no fields and a `null`
     /// capture (so `Input.field` reads `null` and `Input == null` holds). The joined event's
-    /// own fields are only built when something reads them (`flatten`).
+    /// own fields are only built when something reads them (`flatten`). With an `.emit` of
+    /// capture fields ([`JoinOp::capture_emit`]) it is the output event itself, its field list
+    /// from `out_lists`, and the captures passed on are the empty ones (nothing reads them).
     fn joined_partial(
         &self,
         parts: &[Option<&Event>],
         ts: i64,
         spare: Option<Arc<Fields>>,
+        out_lists: &mut OutLists,
     ) -> Match {
+        if let Some((emit, ty)) = &self.emit {
+            // The `.emit` of capture fields, read straight from the inputs' events.
+            let fields = out_lists.take(emit.len(), |list, seen| {
+                emit.fill(list, seen, |at| {
+                    parts.get(at).copied().flatten().map(|p| &*p.fields)
+                });
+            });
+            let ev = Event {
+                event_type: ty.clone(),
+                timestamp_ns: ts,
+                fields,
+            };
+            return (ev, self.empty_caps.clone());
+        }
         let fields = if self.flatten {
             let mut fields: Fields =
                 Vec::with_capacity(parts.iter().flatten().map(|p| p.fields.len()).sum());

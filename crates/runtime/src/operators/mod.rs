@@ -8,7 +8,7 @@
 //! * [`pattern`]: named patterns (§8);
 //! * [`enrich`]: `.enrich` over an embedder's [`enrich::Enricher`] (docs/connectors.md);
 //! * [`trend`]: `.trend_aggregate(…)` over a Kleene sequence;
-//! * [`capture_emit`]: a sequence's `.emit` of capture fields, built from the captures;
+//! * [`capture_emit`]: a sequence's or join's `.emit` of capture fields, built from the captures;
 //! * [`kleene`]: Kleene captures read as arrays of their events;
 //! * [`runs`]: what sequences and patterns share about their partial matches;
 //! * [`reorder`]: the `.watermark` front of streams whose operators need ordered events (§6.4).

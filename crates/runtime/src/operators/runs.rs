@@ -9,7 +9,7 @@ use crate::codec::event_from_json;
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::key::KeyRepr;
+use crate::key::{KeyMap, KeyRef, KeyRepr};
 use crate::value::{Fields, Value};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -228,15 +228,56 @@ pub(crate) fn partition_key(
     ev: &Event,
     eval: &mut EvalWith<'_>,
 ) -> Result<KeyRepr, RuntimeError> {
+    partition_key_ref(key, ev, eval).map(PartKey::into_owned)
+}
+
+/// The partition of an event: borrowed from the event's field when the key is read in place
+/// and holds a null, an int or a string (a lookup clones nothing), else owned.
+pub(crate) enum PartKey<'e> {
+    /// Read from the event's field.
+    Ref(KeyRef<'e>),
+    /// Computed.
+    Owned(KeyRepr),
+}
+
+impl PartKey<'_> {
+    /// The entry of this key in `map`.
+    #[inline]
+    pub(crate) fn get<V: Copy>(&self, map: &KeyMap<V>) -> Option<V> {
+        match self {
+            PartKey::Ref(k) => map.get(k).copied(),
+            PartKey::Owned(k) => map.get(k).copied(),
+        }
+    }
+
+    /// The owned key.
+    pub(crate) fn into_owned(self) -> KeyRepr {
+        match self {
+            PartKey::Ref(k) => k.to_owned_key(),
+            PartKey::Owned(k) => k,
+        }
+    }
+}
+
+/// [`partition_key`], borrowed from `ev` where it can be ([`PartKey`]).
+#[inline]
+pub(crate) fn partition_key_ref<'e>(
+    key: &Option<PartitionKey>,
+    ev: &'e Event,
+    eval: &mut EvalWith<'_>,
+) -> Result<PartKey<'e>, RuntimeError> {
     let Some(key) = key else {
-        return Ok(KeyRepr::Null);
+        return Ok(PartKey::Ref(KeyRef::Null));
     };
     if let Some((name, slot)) = &key.field {
         if let Some(v) = ev.field_cached(name, slot) {
-            return Ok(KeyRepr::of(v));
+            return Ok(match KeyRef::of(v) {
+                Some(k) => PartKey::Ref(k),
+                None => PartKey::Owned(KeyRepr::of(v)),
+            });
         }
     }
-    Ok(KeyRepr::of(&eval(&key.expr, ev, ev)?))
+    Ok(PartKey::Owned(KeyRepr::of(&eval(&key.expr, ev, ev)?)))
 }
 
 /// `caps` with capture `slot` standing for `own` (a filter reading its own capture sees the

@@ -31,8 +31,8 @@ use crate::codec::{event_json, opt_i64_field, u64_field};
 use crate::compile::{Compiler, ExprFn, FieldTest};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::key::{FastMap, KeyRepr};
-use crate::operators::capture_emit::CaptureEmit;
+use crate::key::{KeyMap, KeyRepr};
+use crate::operators::capture_emit::{CaptureEmit, OutLists};
 use crate::operators::kleene;
 use crate::operators::runs::{
     self, caps_with, passes, FlatNames, MatchOut, Modes, NotClause, Outcome,
@@ -105,7 +105,7 @@ struct SeqState {
     watermark: Option<i64>,
     next_id: u64,
     /// Slot of every partition with a slot.
-    index: FastMap<KeyRepr, usize>,
+    index: KeyMap<usize>,
     /// Partitions by slot (a free slot has no runs and no `index` entry).
     slots: Vec<SeqPart>,
     /// Free slots.
@@ -123,6 +123,9 @@ struct SeqState {
     spare: Vec<Arc<Fields>>,
     /// The steps taking each recently seen event type (type name, bit set by step).
     types: Vec<(Arc<str>, u64)>,
+    /// With an `.emit` of capture fields ([`SeqOp::capture_emit`]): the field lists of the
+    /// last output events, each refilled by a later output once its consumer dropped it.
+    out_lists: OutLists,
 }
 
 /// Most spare capture lists a sequence keeps.
@@ -491,7 +494,7 @@ impl SeqOp {
         eval: &mut EvalWith<'_>,
         matches: &mut Vec<Match>,
     ) -> Result<(), RuntimeError> {
-        let key = runs::partition_key(&self.key, ev, eval)?;
+        let key = runs::partition_key_ref(&self.key, ev, eval)?;
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
         let ts = ev.timestamp_ns;
@@ -502,12 +505,13 @@ impl SeqOp {
         let waiting = self.steps_of_type(&mut st.types, &ev.event_type);
 
         let mut taken = false;
-        let mut slot = st.index.get(&key).copied();
+        let mut slot = key.get(&st.index);
         let SeqState {
             slots,
             live,
             flat,
             spare,
+            out_lists,
             ..
         } = &mut *st;
         if let Some(runs) = slot.and_then(|s| slots.get_mut(s)).map(|p| &mut p.runs) {
@@ -529,7 +533,7 @@ impl SeqOp {
                     }
                     self.step_run(run, ev, (wm, waiting), may_take, eval)
                 },
-                |run| matches.push(self.matched(flat, run, ev)),
+                |run| matches.push(self.matched(flat, out_lists, run, ev)),
                 |run| {
                     *live = live.saturating_sub(1);
                     // A matched run's list is shared with its match: taken back by `recycle`.
@@ -575,11 +579,11 @@ impl SeqOp {
             };
             capture(&mut run, 0, ev, self.list_of(0));
             if first.all && self.steps.len() == 1 && !self.modes.longest {
-                matches.push(self.matched(&mut st.flat, &run, ev));
+                matches.push(self.matched(&mut st.flat, &mut st.out_lists, &run, ev));
             }
             let slot = match slot {
                 Some(s) => s,
-                None => st.slot_for(key),
+                None => st.slot_for(key.into_owned()),
             };
             st.order.push_back((self.deadline(ts), id, slot));
             st.live += 1;
@@ -638,12 +642,21 @@ impl SeqOp {
     /// The event passed on for a completed match, and its captures. With an `.emit` of
     /// capture fields ([`SeqOp::capture_emit`]) it is the output event itself, built from the
     /// captures, and the captures passed on are the empty ones (nothing reads them).
-    fn matched(&self, flat: &mut FlatNames, run: &SeqRun, ev: &Event) -> Match {
+    fn matched(
+        &self,
+        flat: &mut FlatNames,
+        out_lists: &mut OutLists,
+        run: &SeqRun,
+        ev: &Event,
+    ) -> Match {
         if let Some((emit, ty)) = &self.emit {
+            let fields = out_lists.take(emit.len(), |list, seen| {
+                emit.fill_from_captures(list, seen, &run.caps);
+            });
             let out = Event {
                 event_type: ty.clone(),
                 timestamp_ns: ev.timestamp_ns,
-                fields: Arc::new(emit.fields(&run.caps)),
+                fields,
             };
             return (out, self.out.empty_caps.clone());
         }
