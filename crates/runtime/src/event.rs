@@ -208,6 +208,33 @@ pub(crate) fn fields_cached<'f>(
     fields.get(pos).map(|(_, v)| v)
 }
 
+/// [`fields_cached`] that also remembers in `seen` the name (the event's own `Arc`, equal to
+/// `name`) it found last: a later event holding that very allocation at the cached position is
+/// read by one pointer comparison instead of comparing the texts (decoders and generators share
+/// one name allocation across events, distinct from the program's interned name). Holding the
+/// name keeps this sound: its allocation cannot be reused for another text while held.
+#[inline]
+pub(crate) fn fields_seen<'f>(
+    fields: &'f Fields,
+    name: &Arc<str>,
+    slot: &AtomicU32,
+    seen: &mut Option<Arc<str>>,
+) -> Option<&'f Value> {
+    let i = slot.load(Ordering::Relaxed) as usize;
+    if let (Some((k, v)), Some(s)) = (fields.get(i), seen.as_ref()) {
+        if Arc::ptr_eq(k, s) {
+            return Some(v);
+        }
+    }
+    let v = fields_cached(fields, name, slot)?;
+    if let Some((k, _)) = fields.get(slot.load(Ordering::Relaxed) as usize) {
+        if **k == **name && !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, k)) {
+            *seen = Some(k.clone());
+        }
+    }
+    Some(v)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

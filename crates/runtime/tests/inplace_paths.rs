@@ -14,6 +14,11 @@
 //!   field lists (session 11): it must equal the `.emit` operator run on each match, with a
 //!   consumer that holds every output and with one that drops each at once. A step filter `field <cmp> literal` is tested in
 //!   place: it must pass the same events as the compiled filter.
+//! * A window reads its partition key and bare aggregate fields through the last name
+//!   allocation it saw and looks partitions up with a key borrowed from the event (session 11):
+//!   counts and sums per key and window must equal a hand-written reference, with keys of every
+//!   kind (int, string, float, bool, `null`, missing), names shared by all events or not, and
+//!   fields moving between positions.
 //! * A join's `.emit` of capture fields (session 11) is built straight from the partner events
 //!   into reused field lists: it must equal the `.emit` operator run on each joined event, with
 //!   a consumer that holds every output and with one that drops each at once.
@@ -377,5 +382,99 @@ proptest! {
             held_outputs(&mut compile(&program("")), &evs, hold),
             held_outputs(&mut compile(&program(" .where(true)")), &evs, hold)
         );
+    }
+}
+
+/// A partition key of any kind (`None`: the field is left out).
+fn any_key(kind: u8, n: i64) -> Option<Value> {
+    match kind % 7 {
+        0 => None,
+        1 => Some(Value::Null),
+        2 => Some(Value::Int(n % 3)),
+        3 => Some(Value::Float((n % 3) as f64 / 2.0)),
+        4 => Some(Value::Bool(n % 2 == 0)),
+        _ => Some(Value::str(&format!("k{}", n % 3))),
+    }
+}
+
+/// Events of type A with key `k` of any kind and an int `v`, in time order; `v` comes first in
+/// the events with an odd step; with `shared`, all events hold the same two name allocations.
+fn keyed(steps: &[(u8, i64, i64, i64)], shared: bool) -> Vec<Event> {
+    let (k_name, v_name): (Arc<str>, Arc<str>) = ("k".into(), "v".into());
+    let name = |n: &Arc<str>| if shared { n.clone() } else { Arc::from(&**n) };
+    let mut t = 0i64;
+    steps
+        .iter()
+        .map(|(kind, n, v, dt)| {
+            t += dt;
+            let mut fields: Vec<(Arc<str>, Value)> = Vec::new();
+            fields.extend(any_key(*kind, *n).map(|k| (name(&k_name), k)));
+            let at = if dt % 2 == 1 { 0 } else { fields.len() };
+            fields.insert(at, (name(&v_name), Value::Int(*v)));
+            Event::new("A", t * 1_000_000, fields)
+        })
+        .collect()
+}
+
+/// Per (key, window end): how many events and the sum of `v`, as the engine computes them.
+fn window_counts(evs: &[Event]) -> Vec<(String, i64, i64, i64)> {
+    let mut engine = compile(
+        "stream W = A .partition_by(k) .window(1s) .aggregate(n: count(), s: sum(v)) .emit()",
+    );
+    let mut out = Vec::new();
+    for e in evs {
+        engine.process(e, &mut out).unwrap();
+    }
+    engine.finish(&mut out);
+    let int = |e: &Event, f: &str| match e.field(f) {
+        Some(Value::Int(i)) => *i,
+        other => panic!("{f}: {other:?}"),
+    };
+    let mut rows: Vec<_> = out
+        .iter()
+        .map(|o| {
+            let key = format!("{:?}", o.event.field("k").unwrap_or(&Value::Null));
+            (
+                key,
+                o.event.timestamp_ns,
+                int(&o.event, "n"),
+                int(&o.event, "s"),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The same by hand: a missing key is `null`; keys of different kinds never share a window.
+fn window_reference(evs: &[Event]) -> Vec<(String, i64, i64, i64)> {
+    let mut acc: std::collections::BTreeMap<(String, i64), (i64, i64)> = Default::default();
+    for e in evs {
+        let key = format!("{:?}", e.field("k").unwrap_or(&Value::Null));
+        let end = (e.timestamp_ns.div_euclid(1_000_000_000) + 1) * 1_000_000_000;
+        let v = match e.field("v") {
+            Some(Value::Int(i)) => *i,
+            _ => 0,
+        };
+        let slot = acc.entry((key, end)).or_default();
+        slot.0 += 1;
+        slot.1 += v;
+    }
+    acc.into_iter()
+        .map(|((k, end), (n, s))| (k, end, n, s))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Window partitions and in-place field reads against the reference.
+    #[test]
+    fn window_partitions_equal_the_reference(
+        steps in prop::collection::vec((0u8..7, 0i64..6, -5i64..20, 0i64..400), 1..200),
+        shared in any::<bool>(),
+    ) {
+        let evs = keyed(&steps, shared);
+        prop_assert_eq!(window_counts(&evs), window_reference(&evs));
     }
 }

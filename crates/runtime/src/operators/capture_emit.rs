@@ -11,9 +11,9 @@
 //! Limits (text size, bytes, output count) are charged by the caller as for `.emit`.
 
 use crate::compile::Compiler;
-use crate::event::{fields_cached, Event};
+use crate::event::{fields_seen, Event};
 use crate::value::{Fields, Value};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use varpulis_vpl::ast::{self, ExprKind};
 
@@ -139,18 +139,7 @@ impl CapRead {
     /// their names) is read without comparing the name's bytes.
     #[inline]
     fn read<'f>(&self, m: &'f Fields, seen: &mut Option<Arc<str>>) -> Option<&'f Value> {
-        let at = self.key_slot.load(Ordering::Relaxed) as usize;
-        if let (Some((k, v)), Some(s)) = (m.get(at), seen.as_ref()) {
-            if Arc::ptr_eq(k, s) {
-                return Some(v);
-            }
-        }
-        let v = fields_cached(m, &self.key, &self.key_slot)?;
-        let at = self.key_slot.load(Ordering::Relaxed) as usize;
-        if let Some((k, _)) = m.get(at) {
-            *seen = Some(k.clone());
-        }
-        Some(v)
+        fields_seen(m, &self.key, &self.key_slot, seen)
     }
 }
 

@@ -12,11 +12,12 @@
 use super::{Agg, AggKind, Eval};
 use crate::codec::{decode_value, encode_value, event_json, events_from_json};
 use crate::error::RuntimeError;
-use crate::event::Event;
+use crate::event::{fields_seen, Event};
 use crate::key::KeyRepr;
 use crate::value::{ArithOp, Value};
 use serde_json::{json, Value as Json};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// The state of one aggregate's fold.
 #[derive(Debug, Clone)]
@@ -291,7 +292,8 @@ impl Contents {
     }
 
     /// Adds an event, whose aggregate arguments are `args` (used by accumulators only), or,
-    /// when `direct`, read from the event (every aggregate is `count()` or reads a field).
+    /// when `direct`, read from the event (every aggregate is `count()` or reads a field, found
+    /// through `seen`, one slot per aggregate: see [`fields_seen`]).
     #[inline]
     pub(super) fn add(
         &mut self,
@@ -299,14 +301,21 @@ impl Contents {
         ev: &Event,
         args: &[Value],
         direct: bool,
+        seen: &mut [Option<Arc<str>>],
     ) -> Result<(), RuntimeError> {
         match self {
             Contents::Events(evs) => evs.push(ev.clone()),
             Contents::Accs(accs) if direct => {
+                let mut seen = seen.iter_mut();
                 for (acc, agg) in accs.iter_mut().zip(aggs) {
+                    let last = seen.next();
                     match &agg.field {
                         Some((name, slot)) => {
-                            if let Some(v) = ev.field_cached(name, slot) {
+                            let found = match last {
+                                Some(last) => fields_seen(&ev.fields, name, slot, last),
+                                None => ev.field_cached(name, slot),
+                            };
+                            if let Some(v) = found {
                                 if !v.is_null() {
                                     acc.add_ref(agg, v)?;
                                 }

@@ -29,8 +29,9 @@ pub(crate) use time::Lateness;
 
 use crate::compile::{Compiler, ExprFn};
 use crate::error::RuntimeError;
+use crate::event::fields_seen;
 use crate::event::Event;
-use crate::key::{FastMap, KeyRepr};
+use crate::key::{KeyMap, KeyRef, KeyRepr};
 use crate::value::{Fields, Value};
 use acc::Contents;
 use std::collections::{BTreeMap, VecDeque};
@@ -122,11 +123,14 @@ struct WinState {
     /// Largest event time seen (`None` before the first event).
     max_ts: Option<i64>,
     parts: Vec<Part>,
-    index: FastMap<KeyRepr, usize>,
+    index: KeyMap<usize>,
     /// Earliest watermark at which some window may fire or be evicted (`i64::MAX`: none).
     next_due: i64,
     /// The current event's aggregate arguments (accumulating time windows; reused buffer).
     args: Vec<Value>,
+    /// The field names the in-place reads found last (see [`fields_seen`]): slot 0 for the
+    /// partition key field, slot `1 + i` for aggregate `i`'s bare field argument.
+    seen: Vec<Option<Arc<str>>>,
 }
 
 impl Default for WinState {
@@ -134,9 +138,10 @@ impl Default for WinState {
         WinState {
             max_ts: None,
             parts: Vec::new(),
-            index: FastMap::default(),
+            index: KeyMap::default(),
             next_due: i64::MAX,
             args: Vec::new(),
+            seen: Vec::new(),
         }
     }
 }
@@ -421,9 +426,14 @@ impl WindowOp {
         ast::Expr { kind, span: e.span }
     }
 
+    /// The partition of `key`, created on its first event. Ints, strings and `null` are looked
+    /// up borrowed from the event (no key copy); other values through their owned form.
     fn part_index(&self, st: &mut WinState, key: &Value) -> usize {
-        let repr = KeyRepr::of(key);
-        if let Some(i) = st.index.get(&repr) {
+        let found = match KeyRef::of(key) {
+            Some(k) => st.index.get(&k),
+            None => st.index.get(&KeyRepr::of(key)),
+        };
+        if let Some(i) = found {
             return *i;
         }
         let i = st.parts.len();
@@ -431,7 +441,7 @@ impl WindowOp {
             key: key.clone(),
             ..Part::default()
         });
-        st.index.insert(repr, i);
+        st.index.insert(KeyRepr::of(key), i);
         i
     }
 
@@ -455,18 +465,26 @@ impl WindowOp {
         eval: &mut Eval<'_>,
         late: &mut u64,
     ) -> Result<Option<Vec<Event>>, RuntimeError> {
-        let evaluated;
-        let key = match (&self.key_field, &self.key) {
-            (Some((name, slot)), _) => ev.field_cached(name, slot).unwrap_or(&Value::Null),
-            (None, Some((_, f))) => {
-                evaluated = eval(f, ev)?;
-                &evaluated
-            }
-            (None, None) => &Value::Null,
+        let evaluated = match (&self.key_field, &self.key) {
+            (None, Some((_, f))) => Some(eval(f, ev)?),
+            _ => None,
         };
         let batches = {
             let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            self.add_event(&mut guard, ev, key, eval, late)?
+            let st = &mut *guard;
+            if st.seen.len() != self.aggs.len() + 1 {
+                st.seen = vec![None; self.aggs.len() + 1];
+            }
+            let key = match (&self.key_field, &evaluated) {
+                (Some((name, slot)), _) => st
+                    .seen
+                    .first_mut()
+                    .and_then(|seen| fields_seen(&ev.fields, name, slot, seen))
+                    .unwrap_or(&Value::Null),
+                (None, Some(v)) => v,
+                (None, None) => &Value::Null,
+            };
+            self.add_event(st, ev, key, eval, late)?
         };
         if batches.is_empty() {
             return Ok(None);

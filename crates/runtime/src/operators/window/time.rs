@@ -124,6 +124,7 @@ impl WindowOp {
             return Ok(false);
         };
         let args = &st.args;
+        let seen = st.seen.get_mut(1..).unwrap_or_default();
         if self.accumulate && self.has_sum {
             for start in w.starts(ts) {
                 let window = match takes(start) {
@@ -143,7 +144,7 @@ impl WindowOp {
                 None => {}
                 Some(true) => {
                     let c = p.fired.entry(start).or_insert_with(|| self.new_contents());
-                    c.add(&self.aggs, ev, args, self.direct)?;
+                    c.add(&self.aggs, ev, args, self.direct, seen)?;
                     out.push(Batch {
                         part: pi,
                         ts: end,
@@ -156,7 +157,7 @@ impl WindowOp {
                     p.buckets
                         .entry(start)
                         .or_insert_with(|| self.new_contents())
-                        .add(&self.aggs, ev, args, self.direct)?;
+                        .add(&self.aggs, ev, args, self.direct, seen)?;
                     st.next_due = st.next_due.min(end);
                     joined = true;
                 }
