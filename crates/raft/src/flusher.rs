@@ -24,12 +24,20 @@ pub const FLUSH_ENV: &str = "VARPULIS_RAFT_FLUSH";
 
 type Reply = oneshot::Sender<Result<(), String>>;
 
+/// One flush request. It carries its own handle on the database: the thread holds none between
+/// requests, so once the stores are dropped the database is closed and can be opened again in
+/// the same process (a node restarted in place).
+struct Request {
+    db: sled::Db,
+    reply: Reply,
+}
+
 /// Flushes one sled database on request (cheap to clone; the thread ends with the last clone).
 #[derive(Debug, Clone)]
 pub struct Flusher {
     db: sled::Db,
     /// `None`: flush with sled's `flush_async` ([`FLUSH_ENV`]`=sled`, or no thread could start).
-    requests: Option<mpsc::Sender<Reply>>,
+    requests: Option<mpsc::Sender<Request>>,
 }
 
 impl Flusher {
@@ -41,11 +49,10 @@ impl Flusher {
         if sled_pool {
             return Self::sled_pool(db);
         }
-        let (tx, rx) = mpsc::channel::<Reply>();
-        let thread_db = db.clone();
+        let (tx, rx) = mpsc::channel::<Request>();
         let started = std::thread::Builder::new()
             .name("raft-flush".into())
-            .spawn(move || run(&thread_db, &rx));
+            .spawn(move || run(&rx));
         match started {
             Ok(_) => Self {
                 db: db.clone(),
@@ -77,7 +84,11 @@ impl Flusher {
                 .map_err(|e| e.to_string());
         };
         let (reply, answer) = oneshot::channel();
-        if requests.send(reply).is_err() {
+        let request = Request {
+            db: self.db.clone(),
+            reply,
+        };
+        if requests.send(request).is_err() {
             return Err("the flusher thread stopped".into());
         }
         answer
@@ -87,13 +98,17 @@ impl Flusher {
 }
 
 /// The flusher thread: waits for a request, takes every request queued meanwhile, flushes once
-/// and answers them all. Ends when every [`Flusher`] is dropped.
-fn run(db: &sled::Db, requests: &mpsc::Receiver<Reply>) {
+/// and answers them all (requests made during the flush wait for the next one). Ends when every
+/// [`Flusher`] is dropped.
+fn run(requests: &mpsc::Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut waiting = vec![first];
         waiting.extend(requests.try_iter());
-        let result = db.flush().map(drop).map_err(|e| e.to_string());
-        for reply in waiting {
+        let result = waiting[0].db.flush().map(drop).map_err(|e| e.to_string());
+        // The database handles go before the answers: an answered caller may close the
+        // database and open it again at once.
+        let replies: Vec<Reply> = waiting.into_iter().map(|r| r.reply).collect();
+        for reply in replies {
             // A caller that went away (shutdown) needs no answer.
             let _ = reply.send(result.clone());
         }

@@ -35,8 +35,8 @@ pub const BATCHED_ITEM_BYTES: usize = 256 * 1024;
 /// Most items in one batch.
 pub const MAX_BATCH_ITEMS: usize = 256;
 /// Batches on the wire at once (while it is answered, the next one fills). One: the leader
-/// proposes the whole batch as one entry, and the next batch, larger, forms meanwhile; with 2–8
-/// the follower path cost 5–25 % more CPU per write for less throughput (docs/benchmarks.md,
+/// proposes the whole batch as one entry, and the next batch, larger, forms meanwhile; with 2, 4
+/// or 8 the follower path cost more CPU per write for fewer writes/s (docs/benchmarks.md,
 /// "Issue 24: commit pipeline (session 11)").
 pub const IN_FLIGHT_BATCHES: usize = 1;
 /// Environment override of [`IN_FLIGHT_BATCHES`] (1 to 64), a diagnostic for A/B measurements
