@@ -35,6 +35,18 @@ pub const MAX_BATCH: usize = 256;
 /// Proposals (batches or lone commands) outstanding at once. One: openraft appends and flushes
 /// proposals one after another, so one large batch commits sooner than several small ones.
 pub const MAX_IN_FLIGHT: usize = 1;
+/// Environment override of [`MAX_IN_FLIGHT`] (1 to 8), a diagnostic for A/B measurements
+/// (docs/raft.md), not a tuning knob.
+pub const IN_FLIGHT_ENV: &str = "VARPULIS_RAFT_IN_FLIGHT";
+
+/// [`MAX_IN_FLIGHT`], or its override from [`IN_FLIGHT_ENV`].
+fn in_flight() -> usize {
+    std::env::var(IN_FLIGHT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=8).contains(n))
+        .unwrap_or(MAX_IN_FLIGHT)
+}
 /// Commands that may wait for a proposal at once. Beyond, a write is refused at once (503
 /// `overloaded` with `Retry-After`) instead of queueing without bound: at the measured 5–20k
 /// commits a second this is about a second of waiting, and memory stays bounded whatever the
@@ -176,7 +188,7 @@ async fn run(
     max_bytes: usize,
     bound: QueueBound,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let permits = Arc::new(Semaphore::new(in_flight()));
     // A command that did not fit the previous batch opens the next one.
     let mut carried: Option<Pending> = None;
     loop {

@@ -27,6 +27,7 @@ pub mod cluster_id;
 pub mod codec;
 pub mod entry_cache;
 pub mod error;
+pub mod flusher;
 pub mod guard;
 pub mod join;
 mod layout;

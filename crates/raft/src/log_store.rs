@@ -8,7 +8,7 @@
 //!   `format` marker ([`crate::migrate`]: a data dir written in the older JSON format is
 //!   migrated when the store is opened, one of a newer format is refused).
 //!
-//! Durability: `save_vote` and `append` flush the database (`flush_async`) before answering or
+//! Durability: `save_vote` and `append` flush the database ([`crate::flusher`]) before answering or
 //! before calling `log_io_completed`: a lost vote could let a node vote twice in a term (two
 //! leaders) and a lost acknowledged entry could lose a committed write. An `append` call writes
 //! its whole batch with one sled batch and one flush, so group commit comes for free when
@@ -42,6 +42,7 @@ use crate::entry_cache::{
     CacheRead, EntryCache, SharedCache, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES,
 };
 use crate::error::sto_err;
+use crate::flusher::Flusher;
 use crate::layout::{
     KEY_CLUSTER_ID, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG_TREE, META_TREE,
 };
@@ -51,7 +52,6 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 /// is also the log reader used by replication tasks).
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
     /// The most recent entries, decoded, with their records (see [`crate::entry_cache`]).
@@ -60,6 +60,8 @@ pub struct LogStore {
     received: Arc<Mutex<Received>>,
     /// Byte budget of one replication read (one AppendEntries).
     max_append_bytes: usize,
+    /// Makes the writes durable ([`crate::flusher`]).
+    flusher: Flusher,
 }
 
 /// Default byte budget of one AppendEntries (`RaftConfig::max_append_bytes`).
@@ -84,7 +86,6 @@ impl LogStore {
             .open_tree(META_TREE)
             .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
         Ok(Self {
-            db: db.clone(),
             log,
             meta,
             cache: Arc::new(Mutex::new(EntryCache::new(
@@ -93,6 +94,7 @@ impl LogStore {
             ))),
             max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
             received: Arc::default(),
+            flusher: Flusher::start(db),
         })
     }
 
@@ -166,11 +168,10 @@ impl LogStore {
     }
 
     async fn flush(&self, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
-        self.db
-            .flush_async()
+        self.flusher
+            .flush()
             .await
-            .map_err(|e| sto_err(subject, ErrorVerb::Write, e))?;
-        Ok(())
+            .map_err(|e| sto_err(subject, ErrorVerb::Write, std::io::Error::other(e)))
     }
 
     fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
@@ -445,16 +446,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // One flush for the whole batch, and only then report the entries as durable: the
         // leader counts this node in the quorum as soon as the callback fires.
-        let res = self.db.flush_async().await;
-        match res {
-            Ok(_) => {
+        match self.flusher.flush().await {
+            Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
-            Err(e) => {
-                let msg = e.to_string();
-                callback.log_io_completed(Err(std::io::Error::other(msg)));
-                Err(sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+            Err(msg) => {
+                callback.log_io_completed(Err(std::io::Error::other(msg.clone())));
+                Err(sto_err(
+                    ErrorSubject::Logs,
+                    ErrorVerb::Write,
+                    std::io::Error::other(msg),
+                ))
             }
         }
     }

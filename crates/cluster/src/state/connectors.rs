@@ -4,6 +4,7 @@
 //! its command shares: apply runs on every replica for every write, and the leader's handler
 //! answers from the outcome (issue 24, docs/benchmarks.md "write path (session 10)").
 
+use std::collections::btree_map::Entry;
 use std::sync::Arc;
 use varpulis_api::cluster::ConnectorSpec;
 
@@ -27,7 +28,9 @@ impl ClusterState {
         mode: ConnectorMode,
     ) -> Result<Outcome, Error> {
         let normalized = connector::normalize(spec)?;
-        let exists = self.connectors.contains_key(&normalized.name);
+        // One walk down the map (its keys share long prefixes: each comparison is a memcmp).
+        let slot = self.connectors.entry(normalized.name.clone());
+        let exists = matches!(slot, Entry::Occupied(_));
         match mode {
             ConnectorMode::Create if exists => {
                 return Err(Error::DuplicateConnector(normalized.name))
@@ -39,7 +42,14 @@ impl ClusterState {
         }
         // One copy of the spec (out of the log entry); the map and the outcome share it.
         let spec = Arc::new(normalized);
-        self.connectors.insert(spec.name.clone(), Arc::clone(&spec));
+        match slot {
+            Entry::Occupied(mut slot) => {
+                slot.insert(Arc::clone(&spec));
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Arc::clone(&spec));
+            }
+        }
         Ok(Outcome::ConnectorSaved {
             spec,
             created: !exists,

@@ -34,8 +34,23 @@ pub const BATCH_BYTES: usize = 1024 * 1024;
 pub const BATCHED_ITEM_BYTES: usize = 256 * 1024;
 /// Most items in one batch.
 pub const MAX_BATCH_ITEMS: usize = 256;
-/// Batches on the wire at once (while they are answered, the next ones fill).
-pub const IN_FLIGHT_BATCHES: usize = 4;
+/// Batches on the wire at once (while it is answered, the next one fills). One: the leader
+/// proposes the whole batch as one entry, and the next batch, larger, forms meanwhile; with 2, 4
+/// or 8 the follower path cost more CPU per write for fewer writes/s (docs/benchmarks.md,
+/// "Issue 24: commit pipeline (session 11)").
+pub const IN_FLIGHT_BATCHES: usize = 1;
+/// Environment override of [`IN_FLIGHT_BATCHES`] (1 to 64), a diagnostic for A/B measurements
+/// (docs/raft.md), not a tuning knob.
+pub const IN_FLIGHT_ENV: &str = "VARPULIS_FORWARD_IN_FLIGHT";
+
+/// [`IN_FLIGHT_BATCHES`], or its override from [`IN_FLIGHT_ENV`].
+fn in_flight_batches() -> usize {
+    std::env::var(IN_FLIGHT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(IN_FLIGHT_BATCHES)
+}
 /// Longest a batch whose answers are not all in keeps its in-flight place.
 pub const PERMIT_HOLD: std::time::Duration = std::time::Duration::from_millis(100);
 /// Forwards under way on one node at once; beyond, `503 overloaded`.
@@ -170,7 +185,7 @@ impl Forwarder {
 }
 
 async fn run(mut rx: mpsc::Receiver<Job>, link: Link) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES));
+    let in_flight = Arc::new(Semaphore::new(in_flight_batches()));
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
