@@ -609,38 +609,35 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn apply_waits_for_a_reader_without_blocking_the_thread() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let mut sm = StateMachine::open(&db).unwrap();
         let shared = sm.shared();
         // A reader working on the state outside the lock (a hash of `GET /raft/metrics`).
         let held = Arc::clone(&read_lock(&shared).state);
-        let ticks = Arc::new(AtomicUsize::new(0));
-        let counter = ticks.clone();
-        // Stands for the heartbeats sharing the one consensus thread.
-        let beat = tokio::spawn(async move {
-            loop {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        });
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Normal(Command::Noop),
         };
         let apply = tokio::spawn(async move { sm.apply(vec![entry]).await.map(|r| r.len()) });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Let `apply` start and meet the reader.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // Stands for the heartbeats sharing the one consensus thread: it runs to its end while
+        // `apply` waits. An `apply` that blocked the thread instead would only let it run after
+        // giving up on the reader and copying the state, and so would be finished by then.
+        let beat = tokio::spawn(async {
+            for _ in 0..20 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        });
+        beat.await.unwrap();
         assert!(!apply.is_finished(), "apply waits for the reader");
-        assert!(
-            ticks.load(Ordering::SeqCst) > 5,
-            "the thread stays free meanwhile"
-        );
         drop(held);
         assert_eq!(apply.await.unwrap().unwrap(), 1);
         assert_eq!(read_lock(&shared).last_applied, Some(1));
         // Mutated in place: nobody else holds the state now.
         assert_eq!(Arc::strong_count(&read_lock(&shared).state), 1);
-        beat.abort();
     }
 }
