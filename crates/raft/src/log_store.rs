@@ -30,6 +30,7 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -65,6 +66,9 @@ pub struct LogStore {
     flusher: Flusher,
     /// Deletes purged entries in the background, one purge at a time.
     purger: Purger,
+    /// Index of the first entry above the purge point: reads start here, so an entry the
+    /// background deletion has not reached yet is never served.
+    first_kept: Arc<AtomicU64>,
 }
 
 /// Default byte budget of one AppendEntries (`RaftConfig::max_append_bytes`).
@@ -88,6 +92,16 @@ impl LogStore {
         let meta = db
             .open_tree(META_TREE)
             .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        let first_kept = match meta
+            .get(KEY_LAST_PURGED)
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+        {
+            Some(bytes) => codec::decode_log_id(&bytes)
+                .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+                .index
+                .saturating_add(1),
+            None => 0,
+        };
         Ok(Self {
             log,
             meta,
@@ -99,6 +113,7 @@ impl LogStore {
             received: Arc::default(),
             flusher: Flusher::start(db),
             purger: Purger::default(),
+            first_kept: Arc::new(AtomicU64::new(first_kept)),
         })
     }
 
@@ -251,6 +266,7 @@ impl LogStore {
         budget: Option<usize>,
     ) -> Result<Vec<Entry>, StorageError> {
         let mut out = Vec::new();
+        let start = start.max(self.first_kept.load(Ordering::Acquire));
         if end.is_some_and(|end| start >= end) {
             return Ok(out);
         }
@@ -494,6 +510,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             codec::encode_log_id(&log_id),
             ErrorSubject::Logs,
         )?;
+        self.first_kept
+            .fetch_max(log_id.index.saturating_add(1), Ordering::AcqRel);
         self.cache().purge_to(log_id.index);
         self.purger
             .delete_below(
@@ -594,6 +612,8 @@ mod tests {
         // An installed snapshot ends past the log: everything is purged.
         let upto = LogId::new(CommittedLeaderId::new(2, 1), 5000);
         store.purge(upto).await.unwrap();
+        // Not served even before the background deletion reached them.
+        assert!(store.try_get_log_entries(0..).await.unwrap().is_empty());
         // Before and after the background deletion, the log state is the purge point.
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(upto));
