@@ -37,6 +37,7 @@ pub mod network;
 pub mod node;
 pub mod peer_log;
 pub mod private_dir;
+mod purger;
 pub mod restore;
 pub mod routes;
 pub mod rpc_codec;

@@ -30,6 +30,7 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -46,6 +47,7 @@ use crate::flusher::Flusher;
 use crate::layout::{
     KEY_CLUSTER_ID, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG_TREE, META_TREE,
 };
+use crate::purger::Purger;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The Raft log in sled. Cheap to clone: clones share the same trees and entry cache (the clone
@@ -62,6 +64,11 @@ pub struct LogStore {
     max_append_bytes: usize,
     /// Makes the writes durable ([`crate::flusher`]).
     flusher: Flusher,
+    /// Deletes purged entries in the background, one purge at a time.
+    purger: Purger,
+    /// Index of the first entry above the purge point: reads start here, so an entry the
+    /// background deletion has not reached yet is never served.
+    first_kept: Arc<AtomicU64>,
 }
 
 /// Default byte budget of one AppendEntries (`RaftConfig::max_append_bytes`).
@@ -85,6 +92,16 @@ impl LogStore {
         let meta = db
             .open_tree(META_TREE)
             .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        let first_kept = match meta
+            .get(KEY_LAST_PURGED)
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+        {
+            Some(bytes) => codec::decode_log_id(&bytes)
+                .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+                .index
+                .saturating_add(1),
+            None => 0,
+        };
         Ok(Self {
             log,
             meta,
@@ -95,7 +112,14 @@ impl LogStore {
             max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
             received: Arc::default(),
             flusher: Flusher::start(db),
+            purger: Purger::default(),
+            first_kept: Arc::new(AtomicU64::new(first_kept)),
         })
+    }
+
+    /// Waits until every purge requested so far has deleted its entries (tests, shutdown).
+    pub async fn purges_settled(&self) {
+        self.purger.settled().await;
     }
 
     /// The entry cache (shared: the network sends the records it holds).
@@ -242,6 +266,7 @@ impl LogStore {
         budget: Option<usize>,
     ) -> Result<Vec<Entry>, StorageError> {
         let mut out = Vec::new();
+        let start = start.max(self.first_kept.load(Ordering::Acquire));
         if end.is_some_and(|end| start >= end) {
             return Ok(out);
         }
@@ -371,7 +396,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id =
             self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs, codec::decode_log_id)?;
-        let last_log_id = self.last_log_id()?.or(last_purged_log_id);
+        // Entries at or below the purge point may still be in sled (deleted in the background,
+        // or left by a crash before their deletion): the last log id is never below the purge
+        // point.
+        let last_log_id = match (self.last_log_id()?, last_purged_log_id) {
+            (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
+            (last, purged) => last.or(purged),
+        };
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -470,16 +501,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first (and make it durable): a crash after it but before the
-        // deletion leaves entries that are simply ignored, never a hole below last_purged.
+        // Record the purge point first; the entries are deleted only once it is durable (a crash
+        // in between leaves entries that are simply ignored, never a hole below last_purged).
+        // The flush and the deletion run in the background ([`Purger`]): openraft's core awaits
+        // `purge`, and while it waits it neither sends heartbeats nor answers appends.
         self.put_meta(
             KEY_LAST_PURGED,
             codec::encode_log_id(&log_id),
             ErrorSubject::Logs,
         )?;
-        self.flush(ErrorSubject::Logs).await?;
+        self.first_kept
+            .fetch_max(log_id.index.saturating_add(1), Ordering::AcqRel);
         self.cache().purge_to(log_id.index);
-        self.remove_range(0, log_id.index.checked_add(1))?;
+        self.purger
+            .delete_below(
+                self.log.clone(),
+                self.flusher.clone(),
+                log_id.index.saturating_add(1),
+            )
+            .await;
         Ok(())
     }
 }
@@ -551,6 +591,7 @@ mod tests {
             .purge(LogId::new(CommittedLeaderId::new(1, 1), 4))
             .await
             .unwrap();
+        store.purges_settled().await;
         assert_eq!(
             ids(&store.try_get_log_entries(0..).await.unwrap()),
             vec![(1, 5), (2, 6), (2, 7), (2, 8)]
@@ -558,6 +599,43 @@ mod tests {
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id.map(|l| l.index), Some(8));
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_purge_past_the_log_end_reports_the_purge_point_and_deletes_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, mut store) = open(dir.path());
+        store
+            .blocking_append((1..=3000).map(|i| entry(1, i, 3)))
+            .await
+            .unwrap();
+        // An installed snapshot ends past the log: everything is purged.
+        let upto = LogId::new(CommittedLeaderId::new(2, 1), 5000);
+        store.purge(upto).await.unwrap();
+        // Not served even before the background deletion reached them.
+        assert!(store.try_get_log_entries(0..).await.unwrap().is_empty());
+        // Before and after the background deletion, the log state is the purge point.
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(upto));
+        assert_eq!(state.last_log_id, Some(upto));
+        store.purges_settled().await;
+        assert!(store.log.is_empty());
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(upto));
+        // A purge below the end deletes exactly the entries up to it, in several batches.
+        store
+            .blocking_append((5001..=8000).map(|i| entry(2, i, 3)))
+            .await
+            .unwrap();
+        store
+            .purge(LogId::new(CommittedLeaderId::new(2, 1), 7500))
+            .await
+            .unwrap();
+        store.purges_settled().await;
+        assert_eq!(store.log.len(), 500);
+        let got = store.try_get_log_entries(7501..).await.unwrap();
+        assert_eq!(got.first().map(|e| e.log_id.index), Some(7501));
+        assert_eq!(got.len(), 500);
     }
 
     /// A small deterministic generator (no test dependency needed).
@@ -621,6 +699,8 @@ mod tests {
                     let id = model[&upto].log_id;
                     cached.purge(id).await.unwrap();
                     plain.purge(id).await.unwrap();
+                    cached.purges_settled().await;
+                    plain.purges_settled().await;
                     model.retain(|i, _| *i > upto);
                     purged = upto;
                 }

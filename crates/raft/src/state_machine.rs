@@ -322,11 +322,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let state = self.state.take();
         let sig = meta.signature();
+        let t0 = std::time::Instant::now();
         let data = tokio::task::spawn_blocking(move || {
             // Copy, let `apply` go on, then serialize the copy.
             let copy = state.as_deref().cloned().unwrap_or_default();
             drop(state);
-            serde_json::to_vec(&copy)
+            let copied = std::time::Instant::now();
+            let data = serde_json::to_vec(&copy);
+            tracing::debug!(
+                "snapshot: copied in {:?}, serialized in {:?}",
+                copied - t0,
+                copied.elapsed()
+            );
+            data
         })
         .await
         .map_err(|e| {
@@ -342,7 +350,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             data: data.clone(),
         };
         // Durable before openraft learns about it: it purges the log up to this snapshot next.
+        let saving = std::time::Instant::now();
         self.store.save(stored, false).await?;
+        tracing::debug!(
+            bytes = data.len(),
+            "snapshot: built in {:?}, stored and flushed in {:?}",
+            t0.elapsed(),
+            saving.elapsed()
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -327,6 +327,7 @@ pub(crate) fn spawn_elector(node: &RaftNode) {
     tokio::spawn(async move {
         let mut wait = timings.silence(&mut seed);
         let mut retry_at = Instant::now();
+        let mut reported_gap = false;
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -364,6 +365,14 @@ pub(crate) fn spawn_elector(node: &RaftNode) {
                 // whole silence first.
                 node.inner.contact.touch();
                 continue;
+            }
+            // Diagnostic (debug level): a leader silent for three heartbeats, once per gap.
+            let silence = node.inner.contact.silence();
+            if silence > timings.retry * 3 / 2 && !reported_gap {
+                reported_gap = true;
+                tracing::debug!(silence_ms = silence.as_millis() as u64, "leader gap");
+            } else if silence < timings.retry / 2 {
+                reported_gap = false;
             }
             if node.inner.contact.silence() < wait
                 || Instant::now() < retry_at
