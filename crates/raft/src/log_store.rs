@@ -122,6 +122,12 @@ impl LogStore {
         self.purger.settled().await;
     }
 
+    /// The store's background purges (shared): [`crate::RaftNode::shutdown`] waits for them, so
+    /// no deletion still holds the database once a node has shut down.
+    pub(crate) fn purger(&self) -> Purger {
+        self.purger.clone()
+    }
+
     /// The entry cache (shared: the network sends the records it holds).
     pub fn shared_cache(&self) -> SharedCache {
         self.cache.clone()

@@ -284,6 +284,8 @@ struct Inner {
     applied_rx: watch::Receiver<Option<u64>>,
     events: broadcast::Sender<AppliedEvent>,
     db: sled::Db,
+    /// The log store's background purges ([`RaftNode::shutdown`] waits for them).
+    purger: crate::purger::Purger,
     config: RaftConfig,
     /// Secrets required from callers and sent to peers.
     credentials: Credentials,
@@ -345,6 +347,7 @@ impl RaftNode {
         })?;
 
         let log_store = LogStore::open(&db)?.with_max_append_bytes(config.max_append_bytes);
+        let purger = log_store.purger();
         let fresh = log_store.is_fresh()?;
         let cluster_id = match log_store.stored_cluster_id()? {
             Some(id) => id,
@@ -421,6 +424,7 @@ impl RaftNode {
                 applied_rx,
                 events,
                 db,
+                purger,
                 config,
                 credentials,
                 peers,
@@ -1039,13 +1043,16 @@ impl RaftNode {
         }
     }
 
-    /// Stops openraft and flushes sled. Idempotent.
+    /// Stops openraft, waits for the log purges still deleting, and flushes sled. Idempotent.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.inner
             .raft
             .shutdown()
             .await
             .map_err(|e| Error::Raft(format!("shutdown: {e}")))?;
+        // A purge still deleting holds the database: let it finish, so that the node's data
+        // dir can be opened again as soon as this returns.
+        self.inner.purger.settled().await;
         self.inner
             .db
             .flush_async()
