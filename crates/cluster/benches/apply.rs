@@ -38,6 +38,45 @@ fn spec(i: usize) -> PipelineGroupSpec {
     }
 }
 
+/// A connector create as the `raft_writes` bench sends it (distinct names sharing a long prefix).
+fn connector(i: usize) -> Command {
+    let params = serde_json::json!({"host": "localhost", "port": 1883});
+    Command::CreateConnector {
+        spec: varpulis_api::cluster::ConnectorSpec {
+            name: format!("bench_connector_c{i:03}_{i:08}"),
+            connector_type: "mqtt".into(),
+            params: params.as_object().cloned().unwrap_or_default(),
+            description: None,
+        },
+    }
+}
+
+/// Connector creates by reference (`apply`, copies the spec) and by value (`apply_owned`,
+/// moves it: the replicated apply loop's path), alternated in rounds; each round starts from
+/// an empty state and applies `n` distinct creates. Building the commands is not timed.
+fn connector_saves(n: usize) {
+    for round in 0..2 {
+        let cmds: Vec<Command> = (0..n).map(connector).collect();
+        let mut s = ClusterState::default();
+        let t = Instant::now();
+        for c in &cmds {
+            black_box(s.apply(c));
+        }
+        per_op(
+            &format!("connector create by reference (round {round})"),
+            n,
+            t,
+        );
+        drop(s);
+        let mut s = ClusterState::default();
+        let t = Instant::now();
+        for c in cmds {
+            black_box(s.apply_owned(c));
+        }
+        per_op(&format!("connector create by value (round {round})"), n, t);
+    }
+}
+
 fn per_op(label: &str, n: usize, start: Instant) {
     let el = start.elapsed();
     println!(
@@ -49,6 +88,7 @@ fn per_op(label: &str, n: usize, start: Instant) {
 
 fn main() {
     const N: usize = 10_000;
+    connector_saves(100_000);
     let cmds: Vec<Command> = (0..N).map(reg).collect();
 
     let mut s = ClusterState::default();

@@ -5,7 +5,7 @@
 //! lowercase). An MQTT connector needs a non-empty `host`; a `port` (MQTT or NATS) may arrive as
 //! a number or a numeric string and is stored as a number in `1..=65535`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use varpulis_api::cluster::ConnectorSpec;
 
 use crate::error::Error;
@@ -38,24 +38,38 @@ fn parse_port(value: &Value) -> Result<u64, Error> {
 }
 
 /// Validates a connector and returns its normalised form (lowercase type, numeric port).
+///
+/// Copies the spec; [`normalize_owned`] moves it instead (the apply path, which owns the
+/// command). Both give the same result.
 pub fn normalize(spec: &ConnectorSpec) -> Result<ConnectorSpec, Error> {
+    normalize_owned(spec.clone())
+}
+
+/// [`normalize`] by value: validates `spec` and normalises it in place, so the params map is
+/// moved rather than copied (every replica runs this for every connector write, issue 24).
+pub fn normalize_owned(mut spec: ConnectorSpec) -> Result<ConnectorSpec, Error> {
     if !is_identifier(&spec.name) {
         return Err(Error::InvalidConnector(format!(
             "name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*) because VPL refers to it",
             spec.name
         )));
     }
-    let kind = spec.connector_type.trim().to_ascii_lowercase();
-    if !CONNECTOR_TYPES.contains(&kind.as_str()) {
+    let trimmed = spec.connector_type.trim();
+    let Some(kind) = CONNECTOR_TYPES
+        .into_iter()
+        .find(|t| t.eq_ignore_ascii_case(trimmed))
+    else {
         return Err(Error::InvalidConnector(format!(
             "connector_type '{}' is not supported (expected one of: {})",
             spec.connector_type,
             CONNECTOR_TYPES.join(", ")
         )));
+    };
+    if spec.connector_type != kind {
+        spec.connector_type = kind.to_string();
     }
-    let mut params: Map<String, Value> = spec.params.clone();
     if kind == "mqtt" {
-        match params.get("host") {
+        match spec.params.get("host") {
             Some(Value::String(h)) if !h.trim().is_empty() => {}
             Some(_) => {
                 return Err(Error::InvalidConnector(
@@ -69,16 +83,14 @@ pub fn normalize(spec: &ConnectorSpec) -> Result<ConnectorSpec, Error> {
             }
         }
     }
-    if let Some(port) = params.get("port") {
-        let port = parse_port(port)?;
-        params.insert("port".to_string(), Value::from(port));
+    if let Some(value) = spec.params.get_mut("port") {
+        let port = parse_port(value)?;
+        // An integer in range is already its normal form; only a string is rewritten.
+        if !matches!(value, Value::Number(_)) {
+            *value = Value::from(port);
+        }
     }
-    Ok(ConnectorSpec {
-        name: spec.name.clone(),
-        connector_type: kind,
-        params,
-        description: spec.description.clone(),
-    })
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -152,6 +164,109 @@ mod tests {
                 json!({"host": "h", "port": port}),
             )));
             assert!(m.contains("between 1 and 65535"), "{m}");
+        }
+    }
+
+    /// The copying implementation `normalize_owned` replaced (session 11), kept as the oracle.
+    fn reference(spec: &ConnectorSpec) -> Result<ConnectorSpec, Error> {
+        if !is_identifier(&spec.name) {
+            return Err(Error::InvalidConnector(format!(
+                "name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*) because VPL refers to it",
+                spec.name
+            )));
+        }
+        let kind = spec.connector_type.trim().to_ascii_lowercase();
+        if !CONNECTOR_TYPES.contains(&kind.as_str()) {
+            return Err(Error::InvalidConnector(format!(
+                "connector_type '{}' is not supported (expected one of: {})",
+                spec.connector_type,
+                CONNECTOR_TYPES.join(", ")
+            )));
+        }
+        let mut params = spec.params.clone();
+        if kind == "mqtt" {
+            match params.get("host") {
+                Some(Value::String(h)) if !h.trim().is_empty() => {}
+                Some(_) => {
+                    return Err(Error::InvalidConnector(
+                        "mqtt 'host' must be a non-empty string".into(),
+                    ))
+                }
+                None => {
+                    return Err(Error::InvalidConnector(
+                        "mqtt connector needs a 'host' parameter".into(),
+                    ))
+                }
+            }
+        }
+        if let Some(port) = params.get("port") {
+            let port = parse_port(port)?;
+            params.insert("port".to_string(), Value::from(port));
+        }
+        Ok(ConnectorSpec {
+            name: spec.name.clone(),
+            connector_type: kind,
+            params,
+            description: spec.description.clone(),
+        })
+    }
+
+    fn param() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(json!(1883)),
+            Just(json!(0)),
+            Just(json!(65535)),
+            Just(json!(70000)),
+            Just(json!(-3)),
+            Just(json!(12.5)),
+            Just(json!(true)),
+            Just(json!(null)),
+            Just(json!("")),
+            Just(json!(" 8883 ")),
+            Just(json!("4222")),
+            Just(json!("abc")),
+            Just(json!("localhost")),
+            Just(json!({"nested": [1, 2]})),
+        ]
+    }
+
+    proptest::proptest! {
+        /// By value and by reference give the reference result: same spec (byte for byte once
+        /// serialized, so the state hash is unchanged) or the same error message.
+        #[test]
+        fn normalize_owned_equals_the_copying_version(
+            name in proptest::sample::select(vec!["M", "_x9", "bad-name", "", "9x", "Out_1"]),
+            kind in proptest::sample::select(
+                vec!["mqtt", "MQTT", " Nats ", "nats", "kafka", "", "mqtt\t", "NaTs"],
+            ),
+            host in proptest::option::of(param()),
+            port in proptest::option::of(param()),
+            extra in proptest::option::of(param()),
+            description in proptest::option::of("[a-z ]{0,8}"),
+        ) {
+            let mut params = serde_json::Map::new();
+            for (k, v) in [("host", host), ("port", port), ("topic", extra)] {
+                if let Some(v) = v {
+                    params.insert(k.to_string(), v);
+                }
+            }
+            let spec = ConnectorSpec {
+                name: name.to_string(),
+                connector_type: kind.to_string(),
+                params,
+                description,
+            };
+            let want = reference(&spec);
+            let by_ref = normalize(&spec);
+            let by_value = normalize_owned(spec.clone());
+            let show = |r: &Result<ConnectorSpec, Error>| match r {
+                Ok(s) => format!("ok {}", serde_json::to_string(s).unwrap_or_default()),
+                Err(e) => format!("err {e}"),
+            };
+            proptest::prop_assert_eq!(show(&by_ref), show(&want));
+            proptest::prop_assert_eq!(show(&by_value), show(&want));
+            proptest::prop_assert_eq!(by_value.ok(), want.ok());
         }
     }
 }

@@ -36,7 +36,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshot
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use varpulis_api::events::ClusterEvent;
-use varpulis_cluster::{ClusterState, Command, CommandResponse, Outcome};
+use varpulis_cluster::{ClusterState, CommandResponse, Outcome};
 
 use crate::codec;
 use crate::error::sto_err;
@@ -62,13 +62,12 @@ pub struct AppliedState {
 /// Shared, cheaply readable handle on the applied state.
 pub type SharedState = Arc<RwLock<AppliedState>>;
 
-/// One applied command with its log index, result and the events it produced.
+/// One applied command's log index, result and the events it produced (the command itself is
+/// not kept: apply moves it into the state, see `apply`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppliedCommand {
     /// Log index of the command.
     pub index: u64,
-    /// The command.
-    pub command: Command,
     /// What applying it returned.
     pub response: CommandResponse,
     /// What it changed, as cluster events (none for a rejection).
@@ -388,12 +387,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 match entry.payload {
                     EntryPayload::Blank => responses.push(noop_response()),
                     EntryPayload::Normal(cmd) => {
+                        // By value: the state keeps what it needs of the command without a copy.
                         // In place unless a reader took a reference since `wait_for_readers`.
-                        let outcome = Arc::make_mut(&mut guard.state).apply(&cmd);
+                        let outcome = Arc::make_mut(&mut guard.state).apply_owned(cmd);
                         responses.push(outcome.response.clone());
                         applied.push(AppliedEvent::Command(Arc::new(AppliedCommand {
                             index: entry.log_id.index,
-                            command: cmd,
                             response: outcome.response,
                             events: outcome.events,
                         })));
@@ -497,6 +496,7 @@ mod tests {
     use super::*;
     use openraft::{CommittedLeaderId, Membership};
     use std::collections::{BTreeMap, BTreeSet};
+    use varpulis_cluster::Command;
 
     fn meta(index: u64) -> SnapshotMeta {
         let membership = Membership::new(vec![BTreeSet::from([1])], None::<BTreeSet<u64>>);

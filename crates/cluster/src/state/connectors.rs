@@ -24,10 +24,11 @@ pub(super) enum ConnectorMode {
 impl ClusterState {
     pub(super) fn save_connector(
         &mut self,
-        spec: &ConnectorSpec,
+        spec: ConnectorSpec,
         mode: ConnectorMode,
     ) -> Result<Outcome, Error> {
-        let normalized = connector::normalize(spec)?;
+        // By value: the params move out of the command instead of being copied.
+        let normalized = connector::normalize_owned(spec)?;
         // One walk down the map (its keys share long prefixes: each comparison is a memcmp).
         let slot = self.connectors.entry(normalized.name.clone());
         let exists = matches!(slot, Entry::Occupied(_));
@@ -40,7 +41,7 @@ impl ClusterState {
             }
             _ => {}
         }
-        // One copy of the spec (out of the log entry); the map and the outcome share it.
+        // The spec moved out of the log entry; the map and the outcome share it.
         let spec = Arc::new(normalized);
         match slot {
             Entry::Occupied(mut slot) => {

@@ -24,6 +24,7 @@ mod rollouts;
 mod workers;
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use varpulis_api::cluster::ConnectorSpec;
@@ -142,8 +143,20 @@ impl ClusterState {
     }
 
     /// Applies one command deterministically and returns its response and events. Never
-    /// panics; a rejection is a response.
+    /// panics; a rejection is a response. Copies what it keeps out of `cmd`; [`Self::apply_owned`]
+    /// moves it instead, with the same result.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
+        self.apply_cow(Cow::Borrowed(cmd))
+    }
+
+    /// [`Self::apply`] by value: what the state keeps (a connector's spec and params) is moved
+    /// out of the command rather than copied. The replicated apply loop owns each log entry's
+    /// command, and every replica applies every write (issue 24).
+    pub fn apply_owned(&mut self, cmd: Command) -> Applied {
+        self.apply_cow(Cow::Owned(cmd))
+    }
+
+    fn apply_cow(&mut self, cmd: Cow<'_, Command>) -> Applied {
         self.applied = self.applied.wrapping_add(1);
         let mut events = Vec::new();
         let response = self.apply_nested(cmd, Nesting::default(), &mut events);
@@ -162,12 +175,12 @@ impl ClusterState {
 
     fn apply_nested(
         &mut self,
-        cmd: &Command,
+        cmd: Cow<'_, Command>,
         nesting: Nesting,
         events: &mut Events,
     ) -> CommandResponse {
-        match cmd {
-            Command::Batch(items) => {
+        match cmd.as_ref() {
+            Command::Batch(_) => {
                 if nesting.in_batch {
                     return CommandResponse::err(Error::InvalidCommand(
                         "batches cannot be nested".into(),
@@ -177,13 +190,21 @@ impl ClusterState {
                     in_batch: true,
                     ..nesting
                 };
-                let responses = items
-                    .iter()
-                    .map(|c| self.apply_nested(c, inner, events))
-                    .collect();
+                let responses = match cmd {
+                    Cow::Owned(Command::Batch(items)) => items
+                        .into_iter()
+                        .map(|c| self.apply_nested(Cow::Owned(c), inner, events))
+                        .collect(),
+                    Cow::Borrowed(Command::Batch(items)) => items
+                        .iter()
+                        .map(|c| self.apply_nested(Cow::Borrowed(c), inner, events))
+                        .collect(),
+                    // Matched as a batch above.
+                    _ => Vec::new(),
+                };
                 CommandResponse::ok(Outcome::Batch(responses))
             }
-            Command::Idempotent { key, command } => {
+            Command::Idempotent { key, .. } => {
                 if nesting.in_idempotent {
                     return CommandResponse::err(Error::InvalidCommand(
                         "idempotency keys cannot be nested".into(),
@@ -198,6 +219,18 @@ impl ClusterState {
                     // Applied before: nothing happens again, so nothing is reported.
                     return previous.clone();
                 }
+                let (key, command) = match cmd {
+                    Cow::Owned(Command::Idempotent { key, command }) => (key, Cow::Owned(*command)),
+                    Cow::Borrowed(Command::Idempotent { key, command }) => {
+                        (key.clone(), Cow::Borrowed(command.as_ref()))
+                    }
+                    // Matched as an idempotency envelope above.
+                    _ => {
+                        return CommandResponse::err(Error::InvalidCommand(
+                            "unexpected envelope".into(),
+                        ))
+                    }
+                };
                 let response = self.apply_nested(
                     command,
                     Nesting {
@@ -206,12 +239,12 @@ impl ClusterState {
                     },
                     events,
                 );
-                self.idempotency.insert(key, response.clone());
+                self.idempotency.insert(&key, response.clone());
                 response
             }
-            other => {
+            _ => {
                 let before = events.len();
-                let result = self.apply_one(other, events);
+                let result = self.apply_leaf(cmd, events);
                 if result.is_err() {
                     // A rejected command changed nothing: it reports nothing either.
                     events.truncate(before);
@@ -219,6 +252,19 @@ impl ClusterState {
                 result.into()
             }
         }
+    }
+
+    /// One non-envelope command; the connector saves take their spec by value when the command
+    /// is owned (the other handlers copy only the little they keep).
+    fn apply_leaf(&mut self, cmd: Cow<'_, Command>, events: &mut Events) -> Result<Outcome, Error> {
+        use connectors::ConnectorMode;
+        let (spec, mode) = match cmd {
+            Cow::Owned(Command::CreateConnector { spec }) => (spec, ConnectorMode::Create),
+            Cow::Owned(Command::UpdateConnector { spec }) => (spec, ConnectorMode::Update),
+            Cow::Owned(Command::PutConnector { spec }) => (spec, ConnectorMode::Upsert),
+            other => return self.apply_one(other.as_ref(), events),
+        };
+        self.save_connector(spec, mode)
     }
 
     fn apply_one(&mut self, cmd: &Command, events: &mut Events) -> Result<Outcome, Error> {
@@ -281,13 +327,13 @@ impl ClusterState {
                 reason,
             ),
             Command::CreateConnector { spec } => {
-                self.save_connector(spec, connectors::ConnectorMode::Create)
+                self.save_connector(spec.clone(), connectors::ConnectorMode::Create)
             }
             Command::UpdateConnector { spec } => {
-                self.save_connector(spec, connectors::ConnectorMode::Update)
+                self.save_connector(spec.clone(), connectors::ConnectorMode::Update)
             }
             Command::PutConnector { spec } => {
-                self.save_connector(spec, connectors::ConnectorMode::Upsert)
+                self.save_connector(spec.clone(), connectors::ConnectorMode::Upsert)
             }
             Command::DeleteConnector { name } => self.delete_connector(name),
             Command::StartMigration {
