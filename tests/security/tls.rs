@@ -468,6 +468,24 @@ async fn local_tls_runs_the_ensemble_on_a_throwaway_ca() {
     if let Err(e) = outcome {
         panic!("{e}\n{text}");
     }
+    // SIGTERM stopped the whole ensemble, although nobody reads `local`'s stdout any more (its
+    // last line once panicked on the closed pipe and left every child running).
+    let ports = [base, base + 1, base + 2];
+    let gone = crate::harness::try_wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || async move {
+            ports
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        gone.is_some(),
+        "a coordinator of `local` still listens after SIGTERM"
+    );
 }
 
 /// `varpulis cluster --tls-ca --tls-cert --tls-key` against coordinators that require mutual

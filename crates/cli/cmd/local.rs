@@ -26,7 +26,7 @@
 use anyhow::{bail, Context};
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -132,6 +132,17 @@ struct Managed {
     url: String,
     log: PathBuf,
     child: Child,
+}
+
+/// A child is never left behind, whatever ends the run (an error, a panic such as a failed
+/// write to a closed stdout): dropping it kills it if it still runs, and reaps it.
+impl Drop for Managed {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
 }
 
 impl Managed {
@@ -531,7 +542,9 @@ async fn wait_and_serve(
             }
         }
     }
-    println!("\nStopping the ensemble...");
+    // Whoever read the banner may be gone (its end of a pipe closed): say it if we can, and
+    // stop the children either way.
+    let _ = writeln!(std::io::stdout(), "\nStopping the ensemble...");
     Ok(ExitCode::SUCCESS)
 }
 
