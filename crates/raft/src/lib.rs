@@ -44,6 +44,7 @@ pub mod rpc_codec;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;
+pub mod wal;
 pub mod wire;
 
 pub use auth::{Credentials, PeerCertificate, PEER_SECRET_HEADER};
