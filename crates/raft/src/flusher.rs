@@ -14,11 +14,19 @@
 //! after a flush that *started after it was made* succeeded, so everything written before the
 //! request is durable when it is answered.
 //!
-//! [`FLUSH_ENV`] set to `sled` brings back `flush_async` (a diagnostic for A/B measurements).
+//! The log's own segment files ([`crate::wal`], storage layout 3) go through the same thread:
+//! [`Flusher::sync_files`] hands it the files an append wrote, and it `fdatasync`s each file named
+//! by the requests it took (once, however many requests named it) and the directory when a
+//! segment was created, without touching sled. A request waits only for its own kind of work.
+//!
+//! [`FLUSH_ENV`] set to `sled` brings back `flush_async` for the sled flushes (a diagnostic for
+//! A/B measurements).
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
+
+use crate::wal::Pending;
 
 /// Environment switch: `sled` flushes through sled's own `flush_async` instead of the flusher
 /// thread. A diagnostic for A/B measurements (docs/raft.md), not a tuning knob.
@@ -26,12 +34,14 @@ pub const FLUSH_ENV: &str = "VARPULIS_RAFT_FLUSH";
 
 type Reply = oneshot::Sender<Result<(), String>>;
 
-/// One flush request. It carries its own handle on the database: the thread holds none between
-/// requests, so once the stores are dropped the database is closed and can be opened again in
-/// the same process (a node restarted in place).
-struct Request {
-    db: sled::Db,
-    reply: Reply,
+/// One flush request. A sled flush carries its own handle on the database: the thread holds none
+/// between requests, so once the stores are dropped the database is closed and can be opened
+/// again in the same process (a node restarted in place).
+enum Request {
+    /// Flush sled.
+    Db { db: sled::Db, reply: Reply },
+    /// `fdatasync` these log segments (and fsync their directory).
+    Files { pending: Pending, reply: Reply },
 }
 
 /// Flushes one sled database on request (cheap to clone; the thread ends with the last clone).
@@ -86,7 +96,7 @@ impl Flusher {
                 .map_err(|e| e.to_string());
         };
         let (reply, answer) = oneshot::channel();
-        let request = Request {
+        let request = Request::Db {
             db: self.db.clone(),
             reply,
         };
@@ -97,22 +107,74 @@ impl Flusher {
             .await
             .unwrap_or_else(|_| Err("the flusher thread stopped".into()))
     }
+
+    /// Makes the log segments written by an append durable (`fdatasync`, on the flusher thread;
+    /// without the thread, on the blocking pool).
+    pub async fn sync_files(&self, pending: Pending) -> Result<(), String> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let Some(requests) = &self.requests else {
+            return tokio::task::spawn_blocking(move || pending.sync())
+                .await
+                .map_err(|e| format!("log sync task: {e}"))?
+                .map_err(|e| format!("cannot sync the raft log: {e}"));
+        };
+        let (reply, answer) = oneshot::channel();
+        if requests.send(Request::Files { pending, reply }).is_err() {
+            return Err("the flusher thread stopped".into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the flusher thread stopped".into()))
+    }
 }
 
-/// The flusher thread: waits for a request, takes every request queued meanwhile, flushes once
-/// and answers them all (requests made during the flush wait for the next one). Ends when every
+/// The flusher thread: waits for a request, takes every request queued meanwhile, does the work
+/// once (one sled flush for all sled requests; one `fdatasync` per distinct segment file) and
+/// answers them all (requests made meanwhile wait for the next round). Ends when every
 /// [`Flusher`] is dropped.
 fn run(requests: &mpsc::Receiver<Request>) {
     while let Ok(first) = requests.recv() {
-        let mut waiting = vec![first];
-        waiting.extend(requests.try_iter());
-        let result = waiting[0].db.flush().map(drop).map_err(|e| e.to_string());
-        // The database handles go before the answers: an answered caller may close the
-        // database and open it again at once.
-        let replies: Vec<Reply> = waiting.into_iter().map(|r| r.reply).collect();
-        for reply in replies {
-            // A caller that went away (shutdown) needs no answer.
-            let _ = reply.send(result.clone());
+        let mut db: Option<sled::Db> = None;
+        let mut db_replies = Vec::new();
+        let mut files: Vec<Arc<std::fs::File>> = Vec::new();
+        let mut dir: Option<Arc<std::fs::File>> = None;
+        let mut file_replies = Vec::new();
+        for request in std::iter::once(first).chain(requests.try_iter()) {
+            match request {
+                Request::Db { db: d, reply } => {
+                    db.get_or_insert(d);
+                    db_replies.push(reply);
+                }
+                Request::Files { pending, reply } => {
+                    for f in pending.files {
+                        if !files.iter().any(|g| Arc::ptr_eq(g, &f)) {
+                            files.push(f);
+                        }
+                    }
+                    dir = dir.or(pending.dir);
+                    file_replies.push(reply);
+                }
+            }
+        }
+        if !file_replies.is_empty() {
+            let result = Pending { files, dir }
+                .sync()
+                .map_err(|e| format!("cannot sync the raft log: {e}"));
+            for reply in file_replies {
+                // A caller that went away (shutdown) needs no answer.
+                let _ = reply.send(result.clone());
+            }
+        }
+        if let Some(db) = db {
+            let result = db.flush().map(drop).map_err(|e| e.to_string());
+            // The database handle goes before the answers: an answered caller may close the
+            // database and open it again at once.
+            drop(db);
+            for reply in db_replies {
+                let _ = reply.send(result.clone());
+            }
         }
     }
 }

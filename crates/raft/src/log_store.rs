@@ -1,19 +1,23 @@
-//! sled-backed Raft log storage (openraft `storage-v2` [`RaftLogStorage`]).
+//! Raft log storage (openraft `storage-v2` [`RaftLogStorage`]): entries in the log's own
+//! segment files, metadata in sled.
 //!
-//! Layout (two trees of the node's sled database, names in [`crate::layout`]):
-//! - `raft_log`: one entry per key, the key is the log index as 8 big-endian bytes (so sled's
-//!   lexicographic order is the index order), the value is the [`Entry`] in the versioned
-//!   storage format of [`crate::codec`].
-//! - `raft_meta`: `vote`, `committed`, `last_purged`, in a restored data dir `cluster_id`, and the
-//!   `format` marker ([`crate::migrate`]: a data dir written in the older JSON format is
-//!   migrated when the store is opened, one of a newer format is refused).
+//! Layout (storage layout 3, [`crate::layout::LAYOUT_WAL`]):
+//! - `<raft dir>/wal/`: the entries, in segment files ([`crate::wal`]); each record holds the
+//!   entry's log id and the [`Entry`] in the versioned storage format of [`crate::codec`].
+//! - the `raft_meta` tree of the node's sled database: `vote`, `committed`, `last_purged`, in a
+//!   restored data dir `cluster_id`, and the `format` marker ([`crate::migrate`]).
 //!
-//! Durability: `save_vote` and `append` flush the database ([`crate::flusher`]) before answering or
-//! before calling `log_io_completed`: a lost vote could let a node vote twice in a term (two
-//! leaders) and a lost acknowledged entry could lose a committed write. An `append` call writes
-//! its whole batch with one sled batch and one flush, so group commit comes for free when
-//! openraft hands over several entries. `purge` records the purge point before deleting entries,
-//! so a crash in between leaves extra entries, never a hole.
+//! Opening a data dir of layout 2 or older (the entries in sled's `raft_log` tree, JSON records
+//! first converted by [`crate::migrate`]) copies the entries into fresh segment files, syncs them,
+//! sets the marker to 3, and only then empties the tree; a crash before the marker redoes the copy
+//! from the tree. A marker above 3 is refused (written by a newer binary), and a binary older
+//! than layout 3 refuses this data dir in turn (its marker is newer than it knows).
+//!
+//! Durability: `append` writes its whole batch with one `write` and `fdatasync`s it (on the
+//! [`crate::flusher`] thread) before calling `log_io_completed`; a lost acknowledged entry could
+//! lose a committed write. `save_vote` flushes sled before answering: a lost vote could let a node
+//! vote twice in a term (two leaders). `purge` records the purge point (flushed) before the
+//! segment files below it are deleted, so a crash in between leaves extra entries, never a hole.
 //!
 //! Records are encoded once: the leader's entry cache keeps the record each entry was stored
 //! as, which replication sends as is (wire format 2, `rpc_codec`), and a follower stores
@@ -21,7 +25,7 @@
 //! names one entry in a Raft log) instead of encoding the decoded entries again.
 //!
 //! Replication reads are served from an [`EntryCache`] of the most recent entries (filled by
-//! `append`, trimmed by `truncate` and `purge`) and fall back to sled below it.
+//! `append`, trimmed by `truncate` and `purge`) and fall back to the segment files below it.
 //! [`RaftLogReader::limited_get_log_entries`] stops once the entries read reach
 //! `max_append_bytes` (their stored sizes; the command bodies, the bulk of what travels): one
 //! AppendEntries then carries a bounded number of bytes, not only openraft's bounded number of
@@ -30,6 +34,7 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -45,16 +50,21 @@ use crate::entry_cache::{
 use crate::error::sto_err;
 use crate::flusher::Flusher;
 use crate::layout::{
-    KEY_CLUSTER_ID, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG_TREE, META_TREE,
+    KEY_CLUSTER_ID, KEY_COMMITTED, KEY_FORMAT, KEY_LAST_PURGED, KEY_VOTE, LAYOUT_WAL, LOG_TREE,
+    META_TREE,
 };
 use crate::purger::Purger;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::wal::{Wal, WalError};
 
-/// The Raft log in sled. Cheap to clone: clones share the same trees and entry cache (the clone
+/// Entries copied per append when a sled log is moved into segment files.
+const IMPORT_BATCH: usize = 1024;
+
+/// The Raft log. Cheap to clone: clones share the same files, trees and entry cache (the clone
 /// is also the log reader used by replication tasks).
 #[derive(Clone)]
 pub struct LogStore {
-    log: sled::Tree,
+    wal: Arc<Mutex<Wal>>,
     meta: sled::Tree,
     /// The most recent entries, decoded, with their records (see [`crate::entry_cache`]).
     cache: SharedCache,
@@ -81,29 +91,55 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log trees in `db`, first bringing the database to the current
-    /// storage format ([`crate::migrate`]; a newer format is refused with a clear error).
-    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
-        crate::migrate::ensure_current(db)
-            .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
-        let log = db
-            .open_tree(LOG_TREE)
-            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        let meta = db
-            .open_tree(META_TREE)
-            .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
-        let first_kept = match meta
-            .get(KEY_LAST_PURGED)
-            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
-        {
-            Some(bytes) => codec::decode_log_id(&bytes)
-                .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
-                .index
-                .saturating_add(1),
-            None => 0,
+    /// Opens (or creates) the log: its metadata in `db`, its entries in segment files under
+    /// `wal_dir`. The database is first brought to the current storage format
+    /// ([`crate::migrate`]; a newer format is refused with a clear error), and a log still in
+    /// sled is moved into segment files (module docs).
+    pub fn open(db: &sled::Db, wal_dir: &Path) -> Result<Self, StorageError> {
+        let store_err = |e: &dyn std::fmt::Display| {
+            sto_err(
+                ErrorSubject::Store,
+                ErrorVerb::Read,
+                std::io::Error::other(e.to_string()),
+            )
         };
+        let migrated = crate::migrate::ensure_current(db).map_err(|e| store_err(&e))?;
+        let log = db.open_tree(LOG_TREE).map_err(|e| store_err(&e))?;
+        let meta = db.open_tree(META_TREE).map_err(|e| store_err(&e))?;
+        let mut wal = if migrated.layout < LAYOUT_WAL {
+            import_sled_log(db, &log, &meta, wal_dir).map_err(|e| store_err(&e))?
+        } else {
+            let wal = Wal::open(wal_dir).map_err(|e| store_err(&e))?;
+            if !log.is_empty() {
+                // Left by a crash after the copy into segment files was made durable.
+                log.clear().map_err(|e| store_err(&e))?;
+            }
+            wal
+        };
+        let last_purged = match meta.get(KEY_LAST_PURGED).map_err(|e| store_err(&e))? {
+            Some(bytes) => Some(codec::decode_log_id(&bytes).map_err(|e| store_err(&e))?),
+            None => None,
+        };
+        let first_kept = last_purged.map_or(0, |p| p.index.saturating_add(1));
+        // Entries at or below the purge point whose deletion a crash interrupted.
+        if let Some(p) = last_purged {
+            for path in wal.purge_to(p.index) {
+                std::fs::remove_file(&path)
+                    .map_err(|e| store_err(&format!("{}: {e}", path.display())))?;
+            }
+        }
+        // A log never purged may start anywhere (openraft's first entry is not always index 0).
+        if let (Some(first), Some(_)) = (wal.first_index(), last_purged) {
+            if first > first_kept {
+                return Err(store_err(&format!(
+                    "the raft log in {} starts at index {first} but the purge point is {}: entries are missing (refusing to guess; restore this node from a backup or wipe its data dir and let it rejoin)",
+                    wal_dir.display(),
+                    first_kept.saturating_sub(1)
+                )));
+            }
+        }
         Ok(Self {
-            log,
+            wal: Arc::new(Mutex::new(wal)),
             meta,
             cache: Arc::new(Mutex::new(EntryCache::new(
                 DEFAULT_CACHE_ENTRIES,
@@ -155,11 +191,15 @@ impl LogStore {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// True when nothing was ever written: no vote and no log (initialization is allowed).
     pub fn is_fresh(&self) -> Result<bool, StorageError> {
         let vote = self.get_meta(KEY_VOTE, ErrorSubject::Vote, codec::decode_vote)?;
         let purged = self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs, codec::decode_log_id)?;
-        Ok(vote.is_none() && purged.is_none() && self.log.is_empty())
+        Ok(vote.is_none() && purged.is_none() && self.wal().is_empty())
     }
 
     /// The cluster id stored in this database, if one was (a restored cluster's).
@@ -209,36 +249,13 @@ impl LogStore {
             .map_err(|e| sto_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))
     }
 
-    fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
-        let Some((key, value)) = self
-            .log
-            .last()
-            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
-        else {
-            return Ok(None);
-        };
-        let entry = Self::decode_entry(index_of(&key), &value)?;
-        Ok(Some(entry.log_id))
+    fn last_log_id(&self) -> Option<LogId> {
+        self.wal().last_log_id()
     }
 
-    /// Removes every entry whose index is in `[from, to)` (`to = None`: to the end).
-    fn remove_range(&self, from: u64, to: Option<u64>) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        let iter = match to {
-            Some(to) => self.log.range(from.to_be_bytes()..to.to_be_bytes()),
-            None => self.log.range(from.to_be_bytes()..),
-        };
-        for item in iter {
-            let (key, _) = item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            batch.remove(key);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
-    }
-
-    /// Entries of `[start, end)` from sled, appended to `out`, within the byte budget.
-    fn read_sled(
+    /// Entries of `[start, end)` from the segment files, appended to `out`, within the byte
+    /// budget.
+    fn read_files(
         &self,
         start: u64,
         end: Option<u64>,
@@ -246,25 +263,31 @@ impl LogStore {
         bytes: &mut usize,
         out: &mut Vec<Entry>,
     ) -> Result<(), StorageError> {
-        let iter = match end {
-            Some(end) => self.log.range(start.to_be_bytes()..end.to_be_bytes()),
-            None => self.log.range(start.to_be_bytes()..),
+        let wal = self.wal();
+        let Some(last) = wal.last_log_id().map(|l| l.index) else {
+            return Ok(());
         };
-        for item in iter {
-            let (key, value) = item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let total = bytes.saturating_add(value.len());
+        let end = end.unwrap_or(u64::MAX).min(last.saturating_add(1));
+        for index in start..end {
+            let read = wal
+                .read(index)
+                .map_err(|e| sto_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+            let Some((_, record)) = read else {
+                continue;
+            };
+            let total = bytes.saturating_add(record.len());
             if budget.is_some_and(|max| total > max) && !out.is_empty() {
                 break;
             }
             *bytes = total;
-            out.push(Self::decode_entry(index_of(&key), &value)?);
+            out.push(Self::decode_entry(index, &record)?);
         }
         Ok(())
     }
 
     /// The entries of `[start, end)`: from the cache when it holds `start`, then whatever the
-    /// cache did not hold from sled (normally nothing: the cache ends at the log's end);
-    /// otherwise from sled alone.
+    /// cache did not hold from the files (normally nothing: the cache ends at the log's end);
+    /// otherwise from the files alone.
     fn read_range(
         &self,
         start: u64,
@@ -284,10 +307,10 @@ impl LogStore {
             } => {}
             CacheRead::Hit { next, .. } => {
                 if !matches!(end, Some(end) if next >= end) {
-                    self.read_sled(next, end, budget, &mut bytes, &mut out)?;
+                    self.read_files(next, end, budget, &mut bytes, &mut out)?;
                 }
             }
-            CacheRead::Miss => self.read_sled(start, end, budget, &mut bytes, &mut out)?,
+            CacheRead::Miss => self.read_files(start, end, budget, &mut bytes, &mut out)?,
         }
         Ok(out)
     }
@@ -359,6 +382,57 @@ impl Received {
     }
 }
 
+/// Moves a log kept in sled (layout 2) into fresh segment files under `wal_dir`, then marks the
+/// database as layout 3 and empties the tree (module docs).
+fn import_sled_log(
+    db: &sled::Db,
+    log: &sled::Tree,
+    meta: &sled::Tree,
+    wal_dir: &Path,
+) -> Result<Wal, String> {
+    // Segment files under a layout-2 database are leftovers of an interrupted copy: the tree is
+    // the log.
+    if wal_dir.exists() {
+        std::fs::remove_dir_all(wal_dir).map_err(|e| format!("{}: {e}", wal_dir.display()))?;
+    }
+    let mut wal = Wal::open(wal_dir).map_err(|e| e.to_string())?;
+    let mut copied = 0usize;
+    let mut chunk: Vec<(LogId, sled::IVec)> = Vec::with_capacity(IMPORT_BATCH);
+    let mut flush_chunk = |wal: &mut Wal, chunk: &mut Vec<(LogId, sled::IVec)>| {
+        wal.append(chunk.iter().map(|(id, r)| (*id, &r[..])))
+            .map_err(|e: WalError| e.to_string())?;
+        copied += chunk.len();
+        chunk.clear();
+        Ok::<(), String>(())
+    };
+    for item in log.iter() {
+        let (key, value) = item.map_err(|e| e.to_string())?;
+        let entry = codec::decode_entry(&value)
+            .map_err(|e| format!("log entry {}: {e}", index_of(&key)))?;
+        chunk.push((entry.log_id, value));
+        if chunk.len() >= IMPORT_BATCH {
+            flush_chunk(&mut wal, &mut chunk)?;
+        }
+    }
+    flush_chunk(&mut wal, &mut chunk)?;
+    wal.take_pending()
+        .sync()
+        .map_err(|e| format!("cannot sync the raft log: {e}"))?;
+    meta.insert(KEY_FORMAT, &[LAYOUT_WAL])
+        .map_err(|e| e.to_string())?;
+    db.flush().map_err(|e| e.to_string())?;
+    log.clear().map_err(|e| e.to_string())?;
+    db.flush().map_err(|e| e.to_string())?;
+    if copied > 0 {
+        tracing::info!(
+            entries = copied,
+            dir = %wal_dir.display(),
+            "raft log moved from sled into segment files (storage layout {LAYOUT_WAL})"
+        );
+    }
+    Ok(wal)
+}
+
 fn index_of(key: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     let n = key.len().min(8);
@@ -402,10 +476,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id =
             self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs, codec::decode_log_id)?;
-        // Entries at or below the purge point may still be in sled (deleted in the background,
-        // or left by a crash before their deletion): the last log id is never below the purge
-        // point.
-        let last_log_id = match (self.last_log_id()?, last_purged_log_id) {
+        // Entries at or below the purge point may still be in the files (a segment is deleted
+        // once all its entries are purged): the last log id is never below the purge point.
+        let last_log_id = match (self.last_log_id(), last_purged_log_id) {
             (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
             (last, purged) => last.or(purged),
         };
@@ -455,7 +528,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
         let mut written = Vec::new();
         {
             let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
@@ -466,24 +538,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e)
                     })?),
                 };
-                batch.insert(&entry.log_id.index.to_be_bytes(), &record[..]);
                 written.push((entry, record));
             }
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let pending = {
+            let mut wal = self.wal();
+            wal.append(written.iter().map(|(e, r)| (e.log_id, &r[..])))
+                .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            wal.take_pending()
+        };
         {
-            // Readable in sled now, so readable in the cache too (replication may send entries
-            // before they are durable here; the quorum counts this node only after the flush).
+            // Readable in the files now, so readable in the cache too (replication may send
+            // entries before they are durable here; the quorum counts this node only after the
+            // sync).
             let mut cache = self.cache();
             for (entry, record) in written {
                 cache.insert_with_record(entry, record);
             }
         }
-        // One flush for the whole batch, and only then report the entries as durable: the
+        // One sync for the whole batch, and only then report the entries as durable: the
         // leader counts this node in the quorum as soon as the callback fires.
-        match self.flusher.flush().await {
+        match self.flusher.sync_files(pending).await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -502,15 +577,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The cache first: once this returns, no reader may be handed a truncated entry.
         self.cache().truncate_from(log_id.index);
-        self.remove_range(log_id.index, None)?;
-        self.flush(ErrorSubject::Logs).await
+        let pending = {
+            let mut wal = self.wal();
+            wal.truncate_from(log_id.index)
+                .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            wal.take_pending()
+        };
+        self.flusher.sync_files(pending).await.map_err(|e| {
+            sto_err(
+                ErrorSubject::Logs,
+                ErrorVerb::Delete,
+                std::io::Error::other(e),
+            )
+        })
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first; the entries are deleted only once it is durable (a crash
-        // in between leaves entries that are simply ignored, never a hole below last_purged).
-        // The flush and the deletion run in the background ([`Purger`]): openraft's core awaits
-        // `purge`, and while it waits it neither sends heartbeats nor answers appends.
+        // Record the purge point first; the segment files wholly below it are deleted only once
+        // it is durable (a crash in between leaves entries that are simply ignored, never a hole
+        // below last_purged). The flush and the deletion run in the background ([`Purger`]):
+        // openraft's core awaits `purge`, and while it waits it neither sends heartbeats nor
+        // answers appends.
         self.put_meta(
             KEY_LAST_PURGED,
             codec::encode_log_id(&log_id),
@@ -519,13 +606,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.first_kept
             .fetch_max(log_id.index.saturating_add(1), Ordering::AcqRel);
         self.cache().purge_to(log_id.index);
-        self.purger
-            .delete_below(
-                self.log.clone(),
-                self.flusher.clone(),
-                log_id.index.saturating_add(1),
-            )
-            .await;
+        let gone = self.wal().purge_to(log_id.index);
+        self.purger.delete_files(self.flusher.clone(), gone).await;
         Ok(())
     }
 }
@@ -550,7 +632,7 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> (sled::Db, LogStore) {
         let db = sled::Config::new().path(dir).open().unwrap();
-        let store = LogStore::open(&db).unwrap();
+        let store = LogStore::open(&db, &dir.join(crate::layout::WAL_DIR)).unwrap();
         (db, store)
     }
 
@@ -625,7 +707,7 @@ mod tests {
         assert_eq!(state.last_purged_log_id, Some(upto));
         assert_eq!(state.last_log_id, Some(upto));
         store.purges_settled().await;
-        assert!(store.log.is_empty());
+        assert!(store.wal().is_empty());
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id, Some(upto));
         // A purge below the end deletes exactly the entries up to it, in several batches.
@@ -638,7 +720,7 @@ mod tests {
             .await
             .unwrap();
         store.purges_settled().await;
-        assert_eq!(store.log.len(), 500);
+        assert_eq!(store.wal().len(), 500);
         let got = store.try_get_log_entries(7501..).await.unwrap();
         assert_eq!(got.first().map(|e| e.log_id.index), Some(7501));
         assert_eq!(got.len(), 500);
@@ -766,8 +848,8 @@ mod tests {
             .await
             .unwrap();
         assert!(store.received().lock().unwrap().is_empty());
-        let log = db.open_tree(LOG_TREE).unwrap();
-        let raw = |i: u64| log.get(i.to_be_bytes()).unwrap().unwrap().to_vec();
+        drop(db);
+        let raw = |i: u64| store.wal().read(i).unwrap().unwrap().1;
         assert_eq!(raw(1), spaced_record(&e1).to_vec(), "stored as received");
         assert_eq!(raw(2), codec::encode_entry(&e2).unwrap(), "encoded here");
         assert_eq!(raw(3), codec::encode_entry(&e3).unwrap(), "encoded here");
@@ -814,7 +896,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn records_are_written_in_the_binary_format_and_json_ones_still_read() {
+    async fn records_are_written_in_the_binary_format_and_an_unknown_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let (db, mut store) = open(dir.path());
         store
@@ -822,30 +904,110 @@ mod tests {
             .await
             .unwrap();
         store.save_vote(&Vote::new(1, 1)).await.unwrap();
-        let log = db.open_tree(LOG_TREE).unwrap();
         let meta = db.open_tree(META_TREE).unwrap();
-        for item in log.iter() {
-            assert_eq!(item.unwrap().1[0], codec::FORMAT_BINARY);
+        for i in 1..=3 {
+            assert_eq!(
+                store.wal().read(i).unwrap().unwrap().1[0],
+                codec::FORMAT_BINARY
+            );
         }
         assert_eq!(
             meta.get(KEY_VOTE).unwrap().unwrap()[0],
             codec::FORMAT_BINARY
         );
-        // A JSON record (left by an interrupted migration) reads the same.
-        log.insert(
-            4u64.to_be_bytes(),
-            serde_json::to_vec(&entry(1, 4, 1)).unwrap(),
-        )
-        .unwrap();
-        let fresh = LogStore::open(&db).unwrap().with_cache_limits(0, 0);
-        let mut reader = fresh.clone();
         assert_eq!(
-            reader.try_get_log_entries(4..5).await.unwrap(),
-            vec![entry(1, 4, 1)]
+            meta.get(KEY_FORMAT).unwrap().unwrap().as_ref(),
+            &[LAYOUT_WAL]
         );
         // A record of an unknown version is an error, not a guess.
-        log.insert(5u64.to_be_bytes(), vec![7u8, 0, 0]).unwrap();
-        let err = reader.try_get_log_entries(5..6).await.unwrap_err();
+        store
+            .wal()
+            .append([(entry(1, 4, 1).log_id, &[7u8, 0, 0][..])])
+            .unwrap();
+        let mut reader = store.clone().with_cache_limits(0, 0);
+        let err = reader.try_get_log_entries(4..5).await.unwrap_err();
         assert!(err.to_string().contains("format version 7"), "{err}");
+    }
+
+    /// A layout-2 database: the log in sled (`records` as given), marker 2.
+    fn layout2_db(dir: &std::path::Path, records: &[(u64, Vec<u8>)]) {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        let log = db.open_tree(LOG_TREE).unwrap();
+        for (i, r) in records {
+            log.insert(i.to_be_bytes(), r.clone()).unwrap();
+        }
+        let meta = db.open_tree(META_TREE).unwrap();
+        meta.insert(KEY_FORMAT, &[codec::FORMAT_BINARY]).unwrap();
+        meta.insert(KEY_VOTE, codec::encode_vote(&Vote::new(3, 1)))
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_log_in_sled_moves_into_segment_files_once_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<Entry> = (1..=2500).map(|i| entry(1 + i / 1000, i, 5)).collect();
+        let mut records: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.log_id.index, codec::encode_entry(e).unwrap()))
+            .collect();
+        // A JSON record (version 1) is converted on the way.
+        records[7].1 = serde_json::to_vec(&entries[7]).unwrap();
+        layout2_db(dir.path(), &records);
+        // Leftovers of an interrupted earlier copy are not trusted.
+        let wal_dir = dir.path().join(crate::layout::WAL_DIR);
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        std::fs::write(wal_dir.join(format!("{:020}.wal", 1)), b"garbage").unwrap();
+        {
+            let (db, mut store) = open(dir.path());
+            assert_eq!(store.try_get_log_entries(0..).await.unwrap(), entries);
+            assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+            let meta = db.open_tree(META_TREE).unwrap();
+            assert_eq!(
+                meta.get(KEY_FORMAT).unwrap().unwrap().as_ref(),
+                &[LAYOUT_WAL]
+            );
+            assert!(db.open_tree(LOG_TREE).unwrap().is_empty());
+        }
+        // Opened again: layout 3, read from the files (no cache), nothing copied twice.
+        let (_db, store) = open(dir.path());
+        let mut plain = store.with_cache_limits(0, 0);
+        assert_eq!(plain.try_get_log_entries(0..).await.unwrap(), entries);
+        assert_eq!(
+            plain.get_log_state().await.unwrap().last_log_id,
+            Some(entries[2499].log_id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_newer_layout_is_refused_and_a_hole_below_the_log_is_too() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let meta = db.open_tree(META_TREE).unwrap();
+            meta.insert(KEY_FORMAT, &[LAYOUT_WAL + 1]).unwrap();
+            db.flush().unwrap();
+            let err = LogStore::open(&db, &dir.path().join("wal")).unwrap_err();
+            assert!(err.to_string().contains("newer than this binary"), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_db, mut store) = open(dir.path());
+            store
+                .blocking_append((5..=9).map(|i| entry(1, i, 1)))
+                .await
+                .unwrap();
+        }
+        // Purged up to 2, but entries 3 and 4 are not there: a hole below index 5.
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        db.open_tree(META_TREE)
+            .unwrap()
+            .insert(
+                KEY_LAST_PURGED,
+                codec::encode_log_id(&LogId::new(CommittedLeaderId::new(1, 1), 2)),
+            )
+            .unwrap();
+        let err = LogStore::open(&db, &dir.path().join(crate::layout::WAL_DIR)).unwrap_err();
+        assert!(err.to_string().contains("entries are missing"), "{err}");
     }
 }

@@ -3,7 +3,9 @@
 //! The `format` key of `raft_meta` ([`KEY_FORMAT`]) names the format of the whole database:
 //! - absent: written before issue 24 (JSON records, version 1) or never written at all: every
 //!   record is rewritten in version 2 ([`crate::codec`]), in place, then the marker is set;
-//! - [`FORMAT_BINARY`]: current, nothing to do;
+//! - [`FORMAT_BINARY`]: binary records, log in sled: nothing to do here (the log store then moves
+//!   the log into segment files, [`crate::log_store`]);
+//! - [`LAYOUT_WAL`]: current, nothing to do;
 //! - anything else: written by a newer binary: the open fails with [`MigrateError::Newer`],
 //!   nothing is touched.
 //!
@@ -15,7 +17,7 @@
 use crate::codec::{self, CodecError, Format, FORMAT_BINARY};
 use crate::layout::{
     KEY_CLUSTER_ID, KEY_COMMITTED, KEY_DATA, KEY_FORMAT, KEY_LAST_PURGED, KEY_META, KEY_VOTE,
-    LOG_TREE, META_TREE, SNAPSHOT_TREE,
+    LAYOUT_WAL, LOG_TREE, META_TREE, SNAPSHOT_TREE,
 };
 
 /// Log entries converted per sled batch.
@@ -26,7 +28,7 @@ const BATCH: usize = 1024;
 pub enum MigrateError {
     /// The marker names a format this binary does not know.
     #[error(
-        "the raft data dir is in storage format version {0}, newer than this binary's ({FORMAT_BINARY}); \
+        "the raft data dir is in storage format version {0}, newer than this binary's ({LAYOUT_WAL}); \
          refusing to open it (run the newer varpulis, or restore a backup with `varpulis snapshot restore`)"
     )]
     Newer(u8),
@@ -56,6 +58,9 @@ pub enum MigrateError {
 pub struct Migrated {
     /// Records rewritten from version 1 (0: the database already was current, or empty).
     pub records: usize,
+    /// The layout the database is in now: [`FORMAT_BINARY`] (log still in sled) or
+    /// [`LAYOUT_WAL`].
+    pub layout: u8,
 }
 
 /// Brings `db` to the current storage format (see the module docs), or refuses a newer one.
@@ -63,7 +68,10 @@ pub fn ensure_current(db: &sled::Db) -> Result<Migrated, MigrateError> {
     let meta = db.open_tree(META_TREE)?;
     if let Some(marker) = meta.get(KEY_FORMAT)? {
         return match marker.as_ref() {
-            [FORMAT_BINARY] => Ok(Migrated::default()),
+            [v @ (FORMAT_BINARY | LAYOUT_WAL)] => Ok(Migrated {
+                records: 0,
+                layout: *v,
+            }),
             [v] => Err(MigrateError::Newer(*v)),
             other => Err(MigrateError::BadMarker(other.len())),
         };
@@ -81,7 +89,10 @@ pub fn ensure_current(db: &sled::Db) -> Result<Migrated, MigrateError> {
             "raft data dir migrated from the JSON storage format (version 1) to version {FORMAT_BINARY}"
         );
     }
-    Ok(Migrated { records })
+    Ok(Migrated {
+        records,
+        layout: FORMAT_BINARY,
+    })
 }
 
 fn record_err(tree: &'static str, key: &[u8], source: CodecError) -> MigrateError {

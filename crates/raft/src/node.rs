@@ -346,7 +346,8 @@ impl RaftNode {
             ))
         })?;
 
-        let log_store = LogStore::open(&db)?.with_max_append_bytes(config.max_append_bytes);
+        let log_store = LogStore::open(&db, &dir.join(crate::layout::WAL_DIR))?
+            .with_max_append_bytes(config.max_append_bytes);
         let purger = log_store.purger();
         let fresh = log_store.is_fresh()?;
         let cluster_id = match log_store.stored_cluster_id()? {

@@ -197,7 +197,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// One record read back from a segment's bytes.
 enum Scan {
-    Record { pos_len: u32, log_id: LogId, next: usize },
+    Record {
+        pos_len: u32,
+        log_id: LogId,
+        next: usize,
+    },
     /// Nothing after this offset.
     End,
     /// Not a valid record at this offset.
@@ -214,7 +218,9 @@ fn scan_at(bytes: &[u8], at: usize) -> Scan {
     let len = u32_at(bytes, at);
     let end = at as u64 + FRAME as u64 + u64::from(len);
     if u64::from(len) > MAX_PAYLOAD || end > bytes.len() as u64 {
-        return Scan::Bad(format!("record of {len} bytes runs past the end of the file"));
+        return Scan::Bad(format!(
+            "record of {len} bytes runs past the end of the file"
+        ));
     }
     let end = end as usize;
     let crc = u32_at(bytes, at + 4);
@@ -281,8 +287,8 @@ impl Wal {
         // A segment whose creation a crash cut short (its header never reached the disk) is
         // empty: only possible for the newest one.
         let header_len = SEGMENT_HEADER as usize;
-        let torn_header = last
-            && (bytes.len() < header_len || bytes[..header_len].iter().all(|b| *b == 0));
+        let torn_header =
+            last && (bytes.len() < header_len || bytes[..header_len].iter().all(|b| *b == 0));
         if !torn_header {
             if bytes.len() < header_len || bytes[..12] != MAGIC[..] {
                 return Err(corrupt(0, "not a Varpulis raft log segment".into()));
@@ -329,7 +335,9 @@ impl Wal {
                 Scan::Bad(what) => {
                     // The write a crash cut short: only at the very end of the newest segment.
                     let tail_is_last_record = match u32_at_checked(&bytes, at) {
-                        Some(len) => at as u64 + FRAME as u64 + u64::from(len) >= bytes.len() as u64,
+                        Some(len) => {
+                            at as u64 + FRAME as u64 + u64::from(len) >= bytes.len() as u64
+                        }
                         None => true,
                     };
                     let zeros = bytes[at..].iter().all(|b| *b == 0);
@@ -574,9 +582,7 @@ impl Wal {
             self.remove_segment(k)?;
         }
         if let Some(seg) = self.segments.get_mut(&seg_key) {
-            seg.file
-                .set_len(offset)
-                .map_err(|e| io_err(&seg.path, e))?;
+            seg.file.set_len(offset).map_err(|e| io_err(&seg.path, e))?;
             seg.len = offset;
             if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &seg.file)) {
                 self.dirty.push(seg.file.clone());
@@ -603,7 +609,10 @@ impl Wal {
         let mut gone = Vec::new();
         let keys: Vec<u64> = self.segments.keys().copied().collect();
         for k in keys {
-            if Some(k) == active || Some(k) == first_kept_seg || first_kept_seg.is_some_and(|f| k > f) {
+            if Some(k) == active
+                || Some(k) == first_kept_seg
+                || first_kept_seg.is_some_and(|f| k > f)
+            {
                 break;
             }
             if let Some(seg) = self.segments.remove(&k) {

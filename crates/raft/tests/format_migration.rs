@@ -50,12 +50,13 @@ fn open_db(data_dir: &Path) -> sled::Db {
         .unwrap()
 }
 
-/// True when every record of every tree starts with the binary format's version byte.
+/// True when every record of every tree (the layout marker aside) starts with the binary
+/// format's version byte.
 fn all_binary(db: &sled::Db) -> bool {
     ["raft_log", "raft_meta", "raft_snapshot"].iter().all(|t| {
         db.open_tree(t).unwrap().iter().all(|item| {
-            let (_, v) = item.unwrap();
-            v.first() == Some(&varpulis_raft::codec::FORMAT_BINARY)
+            let (k, v) = item.unwrap();
+            k.as_ref() == b"format" || v.first() == Some(&varpulis_raft::codec::FORMAT_BINARY)
         })
     })
 }
@@ -96,8 +97,13 @@ async fn a_json_data_dir_is_migrated_in_place_keeps_its_state_and_takes_writes()
     {
         let db = open_db(&dir);
         assert!(!all_binary(&db), "the fixture is in the JSON format");
-        let mut store = LogStore::open(&db).unwrap();
+        let mut store = LogStore::open(&db, &dir.join("raft").join("wal")).unwrap();
         assert!(all_binary(&db), "every record rewritten");
+        // The log moved on into segment files (storage layout 3).
+        let meta = db.open_tree("raft_meta").unwrap();
+        assert_eq!(meta.get("format").unwrap().unwrap().as_ref(), &[3u8]);
+        assert!(db.open_tree("raft_log").unwrap().is_empty());
+        assert!(dir.join("raft").join("wal").read_dir().unwrap().count() > 0);
         let entries = store.try_get_log_entries(0..).await.unwrap();
         assert_eq!(
             entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),

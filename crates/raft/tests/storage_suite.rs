@@ -18,7 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
             .path(dir.path().join("raft"))
             .open()
             .expect("open sled");
-        let log = LogStore::open(&db)?;
+        let log = LogStore::open(&db, &dir.path().join("raft").join("wal"))?;
         let sm = StateMachine::open(&db)?;
         Ok((dir, log, sm))
     }
