@@ -12,6 +12,11 @@
 //!   - log id (`last_purged`): term, node id, index; `committed`: a presence byte, then a log id;
 //!   - string (`cluster_id`): UTF-8 bytes; snapshot meta: its JSON; snapshot data: the JSON
 //!     state bytes.
+//! - **3** ([`FORMAT_SNAPSHOT_FILE`]), snapshot `data` record only: the state is in a file of
+//!   `<raft dir>/snapshots/` (module `snapshot_dir`) and the record names it: data length (u64),
+//!   SHA-256 of the data (32 bytes), then the file name (UTF-8). A binary that predates version 3
+//!   refuses the record as a newer format (open fails with a clear error) instead of taking the
+//!   reference for the state. Records of other kinds stay in version 2.
 //!
 //! A record whose first byte is neither JSON nor a known version is refused with
 //! [`CodecError::UnknownVersion`]: a binary never guesses at a layout it does not know. Versions
@@ -32,6 +37,8 @@ use crate::types::{BasicNode, Entry, LogId, NodeId, SnapshotMeta, Vote};
 pub const FORMAT_BINARY: u8 = 2;
 /// The legacy JSON format (no version byte in the records).
 pub const FORMAT_JSON: u8 = 1;
+/// The snapshot `data` record that names a data file instead of holding the state.
+pub const FORMAT_SNAPSHOT_FILE: u8 = 3;
 
 const KIND_BLANK: u8 = 0;
 const KIND_NORMAL: u8 = 1;
@@ -417,6 +424,58 @@ pub fn snapshot_data_json(bytes: &[u8]) -> Result<&[u8], CodecError> {
     }
 }
 
+/// Where a stored snapshot's data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotData<'a> {
+    /// In the record itself (versions 1 and 2): the JSON state.
+    Inline(&'a [u8]),
+    /// In a data file (version 3).
+    File(DataFileRef),
+}
+
+/// A snapshot data file as the `data` record names it: enough to tell a missing, torn or
+/// altered file from the one that was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFileRef {
+    /// The file name inside `<raft dir>/snapshots/` (no directory part).
+    pub name: String,
+    /// The data length in bytes.
+    pub len: u64,
+    /// The SHA-256 of the data.
+    pub sha256: [u8; 32],
+}
+
+/// Encodes a snapshot `data` record naming a data file (version 3).
+pub fn encode_snapshot_data_ref(file: &DataFileRef) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 8 + 32 + file.name.len());
+    out.push(FORMAT_SNAPSHOT_FILE);
+    out.extend_from_slice(&file.len.to_le_bytes());
+    out.extend_from_slice(&file.sha256);
+    out.extend_from_slice(file.name.as_bytes());
+    out
+}
+
+/// Decodes a snapshot `data` record of any version: the state itself, or the file holding it.
+pub fn decode_snapshot_data(bytes: &[u8]) -> Result<SnapshotData<'_>, CodecError> {
+    if bytes.first() != Some(&FORMAT_SNAPSHOT_FILE) {
+        return snapshot_data_json(bytes).map(SnapshotData::Inline);
+    }
+    let mut r = Reader::after_version(bytes);
+    let len = r.u64("snapshot data length")?;
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(r.take(32, "snapshot data checksum")?);
+    let name = std::str::from_utf8(r.rest())
+        .map_err(|e| CodecError::Malformed(format!("snapshot data file name: {e}")))?;
+    if name.is_empty() {
+        return Err(CodecError::Truncated("snapshot data file name"));
+    }
+    Ok(SnapshotData::File(DataFileRef {
+        name: name.to_owned(),
+        len,
+        sha256,
+    }))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
@@ -495,6 +554,34 @@ mod tests {
             b"{}"
         );
         assert_eq!(snapshot_data_json(b"{}").unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_snapshot_data_record_holds_the_state_or_names_its_file() {
+        let file = DataFileRef {
+            name: "snapshot-7.json".into(),
+            len: 1234,
+            sha256: [9; 32],
+        };
+        let record = encode_snapshot_data_ref(&file);
+        assert_eq!(
+            decode_snapshot_data(&record).unwrap(),
+            SnapshotData::File(file)
+        );
+        assert_eq!(
+            decode_snapshot_data(&encode_snapshot_data(b"{}")).unwrap(),
+            SnapshotData::Inline(b"{}")
+        );
+        assert_eq!(
+            decode_snapshot_data(b"{}").unwrap(),
+            SnapshotData::Inline(b"{}")
+        );
+        // A reference cut short is refused, not read as a shorter name or a state.
+        assert!(decode_snapshot_data(&record[..20]).is_err());
+        assert!(decode_snapshot_data(&record[..41]).is_err());
+        // What a binary that predates version 3 does with it: refuse it as a newer format.
+        let err = snapshot_data_json(&record).unwrap_err();
+        assert!(matches!(err, CodecError::UnknownVersion(3)), "{err}");
     }
 
     #[test]

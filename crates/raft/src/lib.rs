@@ -5,7 +5,8 @@
 //!   [`entry_cache`] of recent entries for replication reads.
 //! - [`codec`]: the versioned storage format of every record; [`migrate`]: opening a data dir
 //!   of the older (JSON) format, refusing a newer one.
-//! - [`state_machine`]: applies committed commands to `ClusterState`, snapshot persistence.
+//! - [`state_machine`]: applies committed commands to `ClusterState`; `snapshot_store`:
+//!   the stored snapshot (metadata in sled, data in a [`snapshot_dir`] file made durable first).
 //! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes;
 //!   [`wire`]: the format version every peer RPC body carries; [`rpc_codec`]: the binary
 //!   bodies of version 2.
@@ -41,7 +42,9 @@ mod purger;
 pub mod restore;
 pub mod routes;
 pub mod rpc_codec;
+pub mod snapshot_dir;
 pub mod snapshot_file;
+mod snapshot_store;
 pub mod state_machine;
 pub mod types;
 pub mod wal;

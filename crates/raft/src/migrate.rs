@@ -189,7 +189,10 @@ fn migrate_snapshot(db: &sled::Db) -> Result<usize, MigrateError> {
         batch.insert(KEY_META, bytes);
         converted += 1;
     }
-    if is_json(SNAPSHOT_TREE, KEY_DATA, &data)? {
+    // A reference to a data file (version 3) has nothing to convert.
+    if data.first() != Some(&codec::FORMAT_SNAPSHOT_FILE)
+        && is_json(SNAPSHOT_TREE, KEY_DATA, &data)?
+    {
         batch.insert(KEY_DATA, codec::encode_snapshot_data(&data));
         converted += 1;
     }

@@ -354,7 +354,12 @@ impl RaftNode {
             Some(id) => id,
             None => crate::cluster_id::from_peers(&config.peers),
         };
-        let sm = StateMachine::open(&db)?;
+        // Reads (and checks) the snapshot data file: megabytes for a large state, off the async
+        // workers too.
+        let (sm_db, sm_dir) = (db.clone(), dir.clone());
+        let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_db, &sm_dir))
+            .await
+            .map_err(|e| Error::Raft(format!("state machine open task: {e}")))??;
         let shared = sm.shared();
         let applied_rx = sm.applied_index_watch();
         let events = sm.events();

@@ -2,9 +2,10 @@
 //! (`varpulis snapshot restore FILE --data-dir DIR --raft-node-id N --raft-peers URLS`).
 //!
 //! The data dir gets exactly what a node has after it compacted its log into a snapshot:
-//! - `raft_snapshot`: the backup's state bytes, with metadata whose last log id is
-//!   `(term 0, node 0, applied index)` and whose membership is the new peer list (all voters),
-//!   recorded at that same log id;
+//! - `raft_snapshot`: a reference to the backup's state bytes, which are in a data file of
+//!   `raft/snapshots/` synced before the reference is written ([`crate::snapshot_dir`]), with
+//!   metadata whose last log id is `(term 0, node 0, applied index)` and whose membership is the
+//!   new peer list (all voters), recorded at that same log id;
 //! - `raft_meta`: `last_purged` and `committed` at that log id (the log is empty, everything up
 //!   to it counts as compacted and committed), and the new cluster id ([`crate::cluster_id`]);
 //! - no vote and no log entries.
@@ -30,6 +31,7 @@ use crate::layout::{
     KEY_CLUSTER_ID, KEY_COMMITTED, KEY_DATA, KEY_FORMAT, KEY_LAST_PURGED, KEY_META, META_TREE,
     SNAPSHOT_TREE,
 };
+use crate::snapshot_dir::SnapshotDir;
 use crate::snapshot_file::SnapshotFile;
 use crate::types::{BasicNode, LogId, NodeId, SnapshotMeta, StoredMembership};
 
@@ -111,6 +113,8 @@ pub fn restore_data_dir(
             RestoreError::Io(format!("cannot move the restored dir into place: {e}"))
         })?;
     }
+    // The rename durable too.
+    crate::snapshot_dir::sync_dir(&parent).map_err(|e| RestoreError::Io(e.to_string()))?;
     Ok(restored)
 }
 
@@ -180,11 +184,16 @@ fn write_sled(
     let snapshots = db
         .open_tree(SNAPSHOT_TREE)
         .map_err(|e| io("cannot open the snapshot tree", &e))?;
+    // The data durable in its own file before the record naming it (sled does not sync the
+    // separate file it would put a value this large in).
+    let data_file = SnapshotDir::open(dir)
+        .and_then(|files| files.write(&file.data))
+        .map_err(|e| io("cannot write the snapshot data", &e))?;
     let mut batch = sled::Batch::default();
     let meta = codec::encode_snapshot_meta(&meta)
         .map_err(|e| RestoreError::Io(format!("cannot encode: {e}")))?;
     batch.insert(KEY_META, meta);
-    batch.insert(KEY_DATA, codec::encode_snapshot_data(&file.data));
+    batch.insert(KEY_DATA, codec::encode_snapshot_data_ref(&data_file));
     snapshots
         .apply_batch(batch)
         .map_err(|e| io("cannot write the snapshot", &e))?;

@@ -19,28 +19,23 @@
 //! reader, so heartbeats keep flowing however large the state is.
 //!
 //! The work proportional to the state's size (serializing it into a snapshot, decoding a
-//! received one, writing either to sled) runs on the blocking pool: the consensus runtime has one
+//! received one, writing either to disk) runs on the blocking pool: the consensus runtime has one
 //! thread, and a snapshot of a large state built there would stop heartbeats long enough for a
-//! follower to start an election. A snapshot is stored as two sled keys written in one batch:
-//! `meta` and `data` (the JSON state), each behind the storage format's version byte
-//! ([`crate::codec`]; what travels to peers and into backups is the JSON state alone); a
-//! database written by an older version (one `current` key holding `{meta, data}` with the data
-//! as a JSON array) is still read.
+//! follower to start an election. A snapshot is stored by the `snapshot_store` module: its data in
+//! a file made durable first, then the metadata naming it in sled (older layouts, with the data
+//! inside sled, are still read); what travels to peers and into backups is the JSON state alone.
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::storage::RaftStateMachine;
-use openraft::storage::SnapshotSignature;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use varpulis_api::events::ClusterEvent;
 use varpulis_cluster::{ClusterState, CommandResponse, Outcome};
 
-use crate::codec;
 use crate::error::sto_err;
-use crate::layout::{KEY_CURRENT, KEY_DATA, KEY_META, SNAPSHOT_TREE};
+use crate::snapshot_store::{SnapshotStore, StoredSnapshot};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -86,13 +81,6 @@ pub enum AppliedEvent {
     },
 }
 
-/// A snapshot: metadata plus the JSON-encoded [`ClusterState`] (also the older stored layout).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
-
 /// Locks for reading, ignoring poisoning (the state is only replaced whole or applied by
 /// deterministic code; a panic elsewhere must not make reads fail forever).
 pub(crate) fn read_lock(s: &RwLock<AppliedState>) -> RwLockReadGuard<'_, AppliedState> {
@@ -119,91 +107,6 @@ async fn wait_for_readers(shared: &RwLock<AppliedState>) {
     }
 }
 
-/// Persistent store of the current snapshot.
-#[derive(Clone)]
-struct SnapshotStore {
-    db: sled::Db,
-    tree: sled::Tree,
-    /// Serializes writers so an older built snapshot never overwrites a newer installed one.
-    write_lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl SnapshotStore {
-    fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-        sto_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)
-    }
-
-    /// The stored snapshot's metadata, without its data.
-    fn load_meta(&self) -> Result<Option<SnapshotMeta>, StorageError> {
-        if let Some(bytes) = self.tree.get(KEY_META).map_err(Self::read_err)? {
-            return codec::decode_snapshot_meta(&bytes)
-                .map(Some)
-                .map_err(Self::read_err);
-        }
-        Ok(self.load_legacy()?.map(|s| s.meta))
-    }
-
-    /// The stored snapshot (blocking: run it off the consensus runtime for large states).
-    fn load(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        let meta = self.tree.get(KEY_META).map_err(Self::read_err)?;
-        let data = self.tree.get(KEY_DATA).map_err(Self::read_err)?;
-        match (meta, data) {
-            (Some(meta), Some(data)) => Ok(Some(StoredSnapshot {
-                meta: codec::decode_snapshot_meta(&meta).map_err(Self::read_err)?,
-                data: codec::snapshot_data_json(&data)
-                    .map_err(Self::read_err)?
-                    .to_vec(),
-            })),
-            _ => self.load_legacy(),
-        }
-    }
-
-    fn load_legacy(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        let Some(bytes) = self.tree.get(KEY_CURRENT).map_err(Self::read_err)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(Self::read_err)
-    }
-
-    /// Stores `snap` and flushes; unless `force`, skips it when a newer snapshot is stored.
-    async fn save(&self, snap: StoredSnapshot, force: bool) -> Result<(), StorageError> {
-        let _guard = self.write_lock.lock().await;
-        let sig: Option<SnapshotSignature<u64>> = Some(snap.meta.signature());
-        let write_err = |e: &dyn std::fmt::Display| {
-            sto_err(
-                ErrorSubject::Snapshot(sig.clone()),
-                ErrorVerb::Write,
-                std::io::Error::other(e.to_string()),
-            )
-        };
-        if !force {
-            if let Some(cur) = self.load_meta()? {
-                if cur.last_log_id >= snap.meta.last_log_id {
-                    return Ok(());
-                }
-            }
-        }
-        let meta = codec::encode_snapshot_meta(&snap.meta).map_err(|e| write_err(&e))?;
-        let tree = self.tree.clone();
-        // Copying megabytes into sled is work proportional to the state: not on the consensus
-        // runtime.
-        tokio::task::spawn_blocking(move || {
-            let mut batch = sled::Batch::default();
-            batch.insert(KEY_META, meta);
-            batch.insert(KEY_DATA, codec::encode_snapshot_data(&snap.data));
-            batch.remove(KEY_CURRENT);
-            tree.apply_batch(batch)
-        })
-        .await
-        .map_err(|e| write_err(&e))?
-        .map_err(|e| write_err(&e))?;
-        self.db.flush_async().await.map_err(|e| write_err(&e))?;
-        Ok(())
-    }
-}
-
 /// The openraft state machine over [`ClusterState`].
 pub struct StateMachine {
     shared: SharedState,
@@ -224,16 +127,10 @@ impl std::fmt::Debug for StateMachine {
 }
 
 impl StateMachine {
-    /// Opens the state machine in `db`, restoring the last stored snapshot if any.
-    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
-        let tree = db
-            .open_tree(SNAPSHOT_TREE)
-            .map_err(|e| sto_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        let store = SnapshotStore {
-            db: db.clone(),
-            tree,
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
-        };
+    /// Opens the state machine of the sled database `db` kept in `raft_dir` (snapshot data
+    /// files go to `raft_dir/snapshots`), restoring the last stored snapshot if any. Blocking.
+    pub fn open(db: &sled::Db, raft_dir: &std::path::Path) -> Result<Self, StorageError> {
+        let store = SnapshotStore::open(db, raft_dir)?;
         let (state, last_applied, last_membership) = match store.load()? {
             Some(snap) => (
                 decode_state(&snap.meta, &snap.data)?,
@@ -346,11 +243,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(|e| sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data: data.clone(),
+            data,
         };
         // Durable before openraft learns about it: it purges the log up to this snapshot next.
         let saving = std::time::Instant::now();
-        self.store.save(stored, false).await?;
+        let data = self.store.save(stored, false).await?;
         tracing::debug!(
             bytes = data.len(),
             "snapshot: built in {:?}, stored and flushed in {:?}",
@@ -494,6 +391,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+    use crate::codec;
+    use crate::layout::{KEY_CURRENT, KEY_DATA, KEY_META, SNAPSHOT_TREE};
     use openraft::{CommittedLeaderId, Membership};
     use std::collections::{BTreeMap, BTreeSet};
     use varpulis_cluster::Command;
@@ -523,10 +422,34 @@ mod tests {
         state
     }
 
+    /// A sled database in `dir` (the raft dir: snapshot files go to `dir/snapshots`).
+    fn open_db(dir: &tempfile::TempDir) -> sled::Db {
+        sled::Config::new().path(dir.path()).open().unwrap()
+    }
+
+    fn data_files(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The data file the stored snapshot names.
+    fn named_file(db: &sled::Db) -> codec::DataFileRef {
+        let tree = db.open_tree(SNAPSHOT_TREE).unwrap();
+        let record = tree.get(KEY_DATA).unwrap().unwrap();
+        match codec::decode_snapshot_data(&record).unwrap() {
+            codec::SnapshotData::File(file) => file,
+            codec::SnapshotData::Inline(_) => panic!("data still inside sled"),
+        }
+    }
+
     #[test]
     fn a_snapshot_stored_by_an_older_version_is_still_read() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = open_db(&dir);
         let state = state_with_worker("old");
         let legacy = StoredSnapshot {
             meta: meta(7),
@@ -535,27 +458,68 @@ mod tests {
         let tree = db.open_tree(SNAPSHOT_TREE).unwrap();
         tree.insert(KEY_CURRENT, serde_json::to_vec(&legacy).unwrap())
             .unwrap();
-        let sm = StateMachine::open(&db).unwrap();
+        let sm = StateMachine::open(&db, dir.path()).unwrap();
         assert_eq!(sm.last_applied.map(|l| l.index), Some(7));
         assert!(read_lock(&sm.shared).state.worker("old").is_some());
     }
 
+    /// The layout before the data files: the state inside sled's `data` record (version 2, or
+    /// JSON). It still restores, and the next snapshot moves the data to a file.
     #[tokio::test]
-    async fn snapshots_are_stored_raw_and_only_newer_ones_replace_them() {
+    async fn a_snapshot_with_its_data_inside_sled_is_read_and_moved_to_a_file_next_time() {
+        for inline in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = open_db(&dir);
+            let json = serde_json::to_vec(&state_with_worker("in-sled")).unwrap();
+            let tree = db.open_tree(SNAPSHOT_TREE).unwrap();
+            let mut batch = sled::Batch::default();
+            batch.insert(KEY_META, codec::encode_snapshot_meta(&meta(5)).unwrap());
+            if inline {
+                batch.insert(KEY_DATA, codec::encode_snapshot_data(&json));
+            } else {
+                batch.insert(KEY_DATA, json.clone());
+            }
+            tree.apply_batch(batch).unwrap();
+            let mut sm = StateMachine::open(&db, dir.path()).unwrap();
+            assert_eq!(sm.last_applied.map(|l| l.index), Some(5));
+            assert!(read_lock(&sm.shared).state.worker("in-sled").is_some());
+            let current = sm.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(current.snapshot.into_inner(), json);
+            assert!(data_files(&dir).is_empty());
+            // The next snapshot goes to a file.
+            let newer = serde_json::to_vec(&state_with_worker("moved")).unwrap();
+            sm.install_snapshot(&meta(6), Box::new(Cursor::new(newer.clone())))
+                .await
+                .unwrap();
+            let file = named_file(&db);
+            assert_eq!(data_files(&dir), vec![file.name.clone()]);
+            drop(sm);
+            let reopened = StateMachine::open(&db, dir.path()).unwrap();
+            assert!(read_lock(&reopened.shared).state.worker("moved").is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_stored_in_a_file_and_only_newer_ones_replace_them() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let mut sm = StateMachine::open(&db).unwrap();
+        let db = open_db(&dir);
+        let mut sm = StateMachine::open(&db, dir.path()).unwrap();
         let newer = state_with_worker("new");
         let bytes = serde_json::to_vec(&newer).unwrap();
         sm.install_snapshot(&meta(9), Box::new(Cursor::new(bytes.clone())))
             .await
             .unwrap();
-        // Stored as raw bytes behind the format version, next to its metadata, no legacy key
-        // left.
+        // The raw JSON in a file; sled holds the metadata and the reference (version 3), no
+        // legacy key left.
+        let file = named_file(&db);
+        assert_eq!(file.len, bytes.len() as u64);
+        let on_disk = std::fs::read(dir.path().join("snapshots").join(&file.name)).unwrap();
+        assert_eq!(on_disk, bytes);
         let tree = db.open_tree(SNAPSHOT_TREE).unwrap();
-        let stored = tree.get(KEY_DATA).unwrap().unwrap().to_vec();
-        assert_eq!(stored[0], codec::FORMAT_BINARY);
-        assert_eq!(&stored[1..], bytes.as_slice());
+        assert_eq!(
+            tree.get(KEY_DATA).unwrap().unwrap()[0],
+            codec::FORMAT_SNAPSHOT_FILE
+        );
         assert_eq!(
             tree.get(KEY_META).unwrap().unwrap()[0],
             codec::FORMAT_BINARY
@@ -576,9 +540,60 @@ mod tests {
         let current = sm.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(9));
         assert_eq!(current.snapshot.into_inner(), bytes);
+        assert_eq!(data_files(&dir), vec![file.name]);
         drop(sm);
-        let reopened = StateMachine::open(&db).unwrap();
+        let reopened = StateMachine::open(&db, dir.path()).unwrap();
+        assert_eq!(reopened.last_applied.map(|l| l.index), Some(9));
         assert!(read_lock(&reopened.shared).state.worker("new").is_some());
+    }
+
+    /// A data file lost, cut short or altered (a power loss, a bad copy of the data dir) is
+    /// refused at open with an error that says so, never decoded as a state.
+    #[tokio::test]
+    async fn a_missing_torn_or_altered_data_file_is_refused_at_open() {
+        type Damage = fn(&std::path::Path);
+        let cases: [(&str, Damage, &str); 4] = [
+            (
+                "truncated",
+                |p| {
+                    let len = std::fs::metadata(p).unwrap().len();
+                    let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                    f.set_len(len / 2).unwrap();
+                },
+                "is torn",
+            ),
+            (
+                "flipped byte",
+                |p| {
+                    let mut bytes = std::fs::read(p).unwrap();
+                    let mid = bytes.len() / 2;
+                    bytes[mid] ^= 0x01;
+                    std::fs::write(p, bytes).unwrap();
+                },
+                "SHA-256 does not match",
+            ),
+            ("empty", |p| std::fs::write(p, b"").unwrap(), "is torn"),
+            (
+                "missing",
+                |p| std::fs::remove_file(p).unwrap(),
+                "is missing",
+            ),
+        ];
+        for (what, damage, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let db = open_db(&dir);
+            let mut sm = StateMachine::open(&db, dir.path()).unwrap();
+            let bytes = serde_json::to_vec(&state_with_worker("w")).unwrap();
+            sm.install_snapshot(&meta(4), Box::new(Cursor::new(bytes)))
+                .await
+                .unwrap();
+            drop(sm);
+            let file = named_file(&db);
+            damage(&dir.path().join("snapshots").join(&file.name));
+            let err = StateMachine::open(&db, dir.path()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{what}: {err}");
+            assert!(err.contains(&file.name), "{what}: names the file: {err}");
+        }
     }
 
     /// Taking the builder copies nothing on the consensus thread; the snapshot is the state
@@ -587,7 +602,7 @@ mod tests {
     async fn a_snapshot_is_the_state_when_the_builder_was_taken() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let mut sm = StateMachine::open(&db).unwrap();
+        let mut sm = StateMachine::open(&db, dir.path()).unwrap();
         let register = |id: &str, index: u64| Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(Command::RegisterWorker(
@@ -626,7 +641,7 @@ mod tests {
     async fn apply_waits_for_a_reader_without_blocking_the_thread() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let mut sm = StateMachine::open(&db).unwrap();
+        let mut sm = StateMachine::open(&db, dir.path()).unwrap();
         let shared = sm.shared();
         // A reader working on the state outside the lock (a hash of `GET /raft/metrics`).
         let held = Arc::clone(&read_lock(&shared).state);

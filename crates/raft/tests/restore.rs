@@ -139,6 +139,13 @@ async fn a_snapshot_under_writes_restores_into_a_new_group_with_its_exact_state(
         .unwrap();
         assert_eq!(r.applied_index, index);
         ids.insert(r.cluster_id);
+        // The state is in its own (synced) data file, byte for byte the backup's, not in sled.
+        let files: Vec<_> = std::fs::read_dir(new_root.join(format!("node{id}/raft/snapshots")))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(std::fs::read(&files[0]).unwrap(), file.data);
     }
     assert_eq!(
         ids.len(),

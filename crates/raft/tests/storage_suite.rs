@@ -14,12 +14,13 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("tempdir");
+        let raft_dir = dir.path().join("raft");
         let db = sled::Config::new()
-            .path(dir.path().join("raft"))
+            .path(&raft_dir)
             .open()
             .expect("open sled");
-        let log = LogStore::open(&db, &dir.path().join("raft").join("wal"))?;
-        let sm = StateMachine::open(&db)?;
+        let log = LogStore::open(&db, &raft_dir.join("wal"))?;
+        let sm = StateMachine::open(&db, &raft_dir)?;
         Ok((dir, log, sm))
     }
 }
