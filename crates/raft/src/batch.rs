@@ -28,6 +28,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use varpulis_cluster::{Command, CommandResponse, Outcome};
 
+use crate::cork::Cork;
 use crate::types::{BasicNode, NodeId, Raft};
 
 /// Largest number of commands merged into one log entry.
@@ -140,10 +141,11 @@ pub(crate) struct Batcher {
 impl Batcher {
     /// Spawns the batching task for `raft` (must run inside a Tokio runtime); a batch holds at
     /// most `max_bytes` of serialized commands (or one command).
-    pub(crate) fn spawn(raft: Raft, max_bytes: usize) -> Self {
+    /// While `cork` has tickets out, a proposal waits for them (at most [`crate::cork::MAX_HOLD`]).
+    pub(crate) fn spawn(raft: Raft, max_bytes: usize, cork: Cork) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let bound = QueueBound::new(MAX_QUEUED);
-        tokio::spawn(run(raft, rx, max_bytes, bound.clone()));
+        tokio::spawn(run(raft, rx, max_bytes, bound.clone(), cork));
         Self { queue, bound }
     }
 
@@ -187,6 +189,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Pending>,
     max_bytes: usize,
     bound: QueueBound,
+    cork: Cork,
 ) {
     let permits = Arc::new(Semaphore::new(in_flight()));
     // A command that did not fit the previous batch opens the next one.
@@ -206,6 +209,8 @@ async fn run(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        // The rest of a forwarded batch is on its way: let it join this proposal.
+        cork.wait_back(crate::cork::MAX_HOLD).await;
         let mut bytes = first.bytes;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

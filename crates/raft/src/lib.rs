@@ -26,6 +26,7 @@ pub mod auth;
 pub mod batch;
 pub mod cluster_id;
 pub mod codec;
+pub mod cork;
 pub mod entry_cache;
 pub mod error;
 pub mod flusher;

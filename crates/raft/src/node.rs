@@ -23,6 +23,7 @@ use varpulis_cluster::Limits;
 
 use crate::auth::Credentials;
 use crate::batch::{self, Batcher};
+use crate::cork::Cork;
 use crate::error::{Error, WriteError};
 use crate::guard::{LocalView, DEFAULT_MAX_TERM_JUMP};
 use crate::log_store::{LogStore, Received, DEFAULT_MAX_APPEND_BYTES};
@@ -277,6 +278,8 @@ struct Inner {
     id: NodeId,
     raft: Raft,
     batcher: Batcher,
+    /// Tickets of forwarded batches being queued ([`crate::cork`]).
+    cork: Cork,
     /// Declared after `raft` and `batcher` so they drop first.
     #[allow(dead_code)] // held for its Drop
     runtime: ConsensusRuntime,
@@ -410,9 +413,10 @@ impl RaftNode {
             }
         }
 
+        let cork = Cork::default();
         let batcher = {
             let _on_consensus_runtime = handle.enter();
-            Batcher::spawn(raft.clone(), config.max_append_bytes)
+            Batcher::spawn(raft.clone(), config.max_append_bytes, cork.clone())
         };
         let admin_http = config
             .tls
@@ -424,6 +428,7 @@ impl RaftNode {
             inner: Arc::new(Inner {
                 id: config.node_id,
                 batcher,
+                cork,
                 runtime,
                 raft,
                 shared,
@@ -495,6 +500,12 @@ impl RaftNode {
             .map_err(|e| Error::Raft(e.to_string()))
     }
 
+    /// `n` tickets for the items of one forwarded batch: while they are out, the next proposal
+    /// waits for their writes ([`crate::cork`]; run each item in [`crate::cork::with_ticket`]).
+    pub fn cork_tickets(&self, n: usize) -> Vec<crate::cork::Ticket> {
+        self.inner.cork.tickets(n)
+    }
+
     /// The configuration the node was started with.
     pub fn config(&self) -> &RaftConfig {
         &self.inner.config
@@ -528,7 +539,10 @@ impl RaftNode {
             if batch::is_batch(&cmd) {
                 return Ok(self.inner.raft.client_write(cmd).await.map(|r| r.data));
             }
-            match self.inner.batcher.submit(cmd) {
+            let submitted = self.inner.batcher.submit(cmd);
+            // Queued (or refused): this task's forwarded-batch ticket, if any, is back.
+            crate::cork::queued();
+            match submitted {
                 Ok(rx) => Ok(rx
                     .await
                     .unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped)))),

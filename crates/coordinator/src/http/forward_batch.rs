@@ -142,7 +142,11 @@ async fn handle(State(batch): State<BatchState>, req: Request) -> Response {
     };
     let count = items.len();
     let running = futures::stream::FuturesUnordered::new();
-    for (index, item) in items.into_iter().enumerate() {
+    // One ticket per item: the next Raft proposal waits until every item's write is queued (or
+    // the item ended without one), so the batch's writes share one log entry
+    // ([`varpulis_raft::cork`]).
+    let tickets = batch.node.raft.cork_tickets(count);
+    for ((index, item), ticket) in items.into_iter().enumerate().zip(tickets) {
         let mut sub = axum::http::Request::builder()
             .method(item.method)
             .uri(item.path_and_query.as_str());
@@ -161,7 +165,7 @@ async fn handle(State(batch): State<BatchState>, req: Request) -> Response {
         // Each item runs as its own task (the two cores share the handlers' work; it finishes
         // even if the follower goes away) and reaches the Raft batcher with the others.
         let inner = batch.inner.clone();
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(varpulis_raft::cork::with_ticket(ticket, async move {
             let response = match sub {
                 Ok(sub) => match inner.oneshot(sub).await {
                     Ok(response) => response,
@@ -170,7 +174,7 @@ async fn handle(State(batch): State<BatchState>, req: Request) -> Response {
                 Err(err) => err.into_response(),
             };
             into_wire(response).await
-        });
+        }));
         running.push(async move {
             let answer = task.await.unwrap_or_else(|_| {
                 error_wire(ApiError::Internal(
