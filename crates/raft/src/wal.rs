@@ -64,7 +64,7 @@ const FRAME: usize = 32;
 /// A segment is closed (the next append opens a new one) once it is this large.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Zeros written ahead of the last record at a time (module docs).
-pub const PREALLOC_STEP: u64 = 4 * 1024 * 1024;
+pub const PREALLOC_STEP: u64 = 1024 * 1024;
 /// Largest payload accepted when reading (a record claiming more is corrupt).
 const MAX_PAYLOAD: u64 = 1 << 31;
 
