@@ -3,15 +3,15 @@
 //!
 //! A follower sends the writes its clients made as one `POST /raft/forward-batch`; the leader
 //! runs every item through its API router as its own task, and each reaches the proposal
-//! [`crate::batch`] whenever its handler is done. Without a cork the batcher proposes as soon as
+//! batcher (`batch.rs`) whenever its handler is done. Without a cork the batcher proposes as soon as
 //! the first items are queued and the rest wait for the next proposal: measured on the Raft write
 //! bench through a follower, a forwarded batch of 39 writes spread over 1.5 proposals on average
 //! and took 3.6 ms to answer while a proposal took 1.4 ms (docs/benchmarks.md, "Issue 24: the
 //! log in its own files (session 12)").
 //!
-//! The handler takes one [`Ticket`] per item ([`crate::RaftNode::cork_tickets`]) and runs each
+//! The handler takes one [`Ticket`] per item (`RaftNode::cork_tickets`) and runs each
 //! item inside [`with_ticket`]. A ticket is given back when its task's first write is queued
-//! ([`crate::RaftNode::write`]), or when the task ends without writing (a read, a refused
+//! (`RaftNode::write`), or when the task ends without writing (a read, a refused
 //! request). While tickets are out, the batcher waits before it takes the queued commands,
 //! at most [`MAX_HOLD`], so one forwarded batch becomes one proposal. Nothing else changes: a
 //! write is still answered only once committed and applied, and a node without forwarded

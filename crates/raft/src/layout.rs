@@ -3,12 +3,12 @@
 //! hold is [`crate::codec`]'s business.
 
 /// The log up to storage layout 2: key = index as 8 big-endian bytes, value = one entry. Since
-/// layout 3 ([`LAYOUT_WAL`]) the entries live in segment files ([`crate::wal`]) and this tree is
+/// layout 3 (`LAYOUT_WAL`) the entries live in segment files (`wal.rs`) and this tree is
 /// only read to move an older log there.
 pub(crate) const LOG_TREE: &str = "raft_log";
 /// Directory of the log's segment files, inside the node's raft directory (layout 3).
 pub const WAL_DIR: &str = "wal";
-/// Value of [`KEY_FORMAT`] once the log lives in segment files ([`crate::log_store`]); records
+/// Value of [`KEY_FORMAT`] once the log lives in segment files (`log_store.rs`); records
 /// are still in [`crate::codec::FORMAT_BINARY`].
 pub const LAYOUT_WAL: u8 = 3;
 /// Log metadata: vote, commit point, purge point, cluster id, storage format marker.
@@ -27,7 +27,7 @@ pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 pub(crate) const KEY_CLUSTER_ID: &[u8] = b"cluster_id";
 /// The storage layout of the whole data dir (one byte): absent before issue 24 (JSON records,
 /// migrated at open), [`crate::codec::FORMAT_BINARY`] (2: binary records, log in sled), or
-/// [`LAYOUT_WAL`] (3: log in segment files).
+/// `LAYOUT_WAL` (3: log in segment files).
 pub(crate) const KEY_FORMAT: &[u8] = b"format";
 
 /// Snapshot metadata (in [`SNAPSHOT_TREE`]).

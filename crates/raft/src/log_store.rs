@@ -1,7 +1,7 @@
 //! Raft log storage (openraft `storage-v2` [`RaftLogStorage`]): entries in the log's own
 //! segment files, metadata in sled.
 //!
-//! Layout (storage layout 3, [`crate::layout::LAYOUT_WAL`]):
+//! Layout (storage layout 3, `layout::LAYOUT_WAL`):
 //! - `<raft dir>/wal/`: the entries, in segment files ([`crate::wal`]); each record holds the
 //!   entry's log id and the [`Entry`] in the versioned storage format of [`crate::codec`].
 //! - the `raft_meta` tree of the node's sled database: `vote`, `committed`, `last_purged`, in a

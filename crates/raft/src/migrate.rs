@@ -4,8 +4,8 @@
 //! - absent: written before issue 24 (JSON records, version 1) or never written at all: every
 //!   record is rewritten in version 2 ([`crate::codec`]), in place, then the marker is set;
 //! - [`FORMAT_BINARY`]: binary records, log in sled: nothing to do here (the log store then moves
-//!   the log into segment files, [`crate::log_store`]);
-//! - [`LAYOUT_WAL`]: current, nothing to do;
+//!   the log into segment files, `log_store.rs`);
+//! - `LAYOUT_WAL` (3): current, nothing to do;
 //! - anything else: written by a newer binary: the open fails with [`MigrateError::Newer`],
 //!   nothing is touched.
 //!
@@ -59,7 +59,7 @@ pub struct Migrated {
     /// Records rewritten from version 1 (0: the database already was current, or empty).
     pub records: usize,
     /// The layout the database is in now: [`FORMAT_BINARY`] (log still in sled) or
-    /// [`LAYOUT_WAL`].
+    /// `LAYOUT_WAL`.
     pub layout: u8,
 }
 

@@ -31,7 +31,7 @@
 //! first all-zero frame.
 //!
 //! Durability: [`Wal::append`] writes (page cache only); the caller then syncs the files named by
-//! [`Wal::take_pending`] (the [`crate::flusher`] thread: `fdatasync` of each, and of the directory
+//! [`Wal::take_pending`] (the flusher thread, `flusher.rs`: `fdatasync` of each, and of the directory
 //! when a segment was created) before reporting the entries as durable. Truncation deletes the
 //! later segments first and then cuts the segment holding the first removed entry, so a crash in
 //! between leaves a prefix of the old log, never a hole.
