@@ -686,10 +686,27 @@ impl RaftNode {
         self.view(false)
     }
 
-    /// Bytes of Raft storage (sled) on this node's disk; walks the files, so call it off the
+    /// Bytes of Raft storage on this node's disk: sled, the log's segment files (their
+    /// preallocated zeros included) and the snapshot files; walks the files, so call it off the
     /// async workers.
     pub fn data_size_bytes(&self) -> Option<u64> {
-        self.inner.db.size_on_disk().ok()
+        let raft_dir = self.inner.config.data_dir.join("raft");
+        let files = |dir: std::path::PathBuf| -> u64 {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok()?.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        let sled = self.inner.db.size_on_disk().ok()?;
+        Some(
+            sled + files(raft_dir.join(crate::layout::WAL_DIR))
+                + files(raft_dir.join(crate::snapshot_dir::DIR_NAME)),
+        )
     }
 
     /// Whether this node leads but has not heard from a quorum of voters for longer than
