@@ -12,8 +12,10 @@
 //! The handler takes one [`Ticket`] per item (`RaftNode::cork_tickets`) and runs each
 //! item inside [`with_ticket`]. A ticket is given back when its task's first write is queued
 //! (`RaftNode::write`), or when the task ends without writing (a read, a refused
-//! request). While tickets are out, the batcher waits before it takes the queued commands,
-//! at most [`MAX_HOLD`], so one forwarded batch becomes one proposal. Nothing else changes: a
+//! request). While tickets are out, the batcher waits before it takes the queued commands, until
+//! [`MAX_HOLD`] after the newest tickets were issued, so one forwarded batch becomes one
+//! proposal; an item that takes longer (a deploy that talks to workers) holds no later
+//! proposal. Nothing else changes: a
 //! write is still answered only once committed and applied, and a node without forwarded
 //! batches never waits (one atomic load per proposal).
 
@@ -35,6 +37,8 @@ pub struct Cork(Arc<Shared>);
 struct Shared {
     out: AtomicUsize,
     all_back: Notify,
+    /// When the newest tickets were issued.
+    issued: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Shared {
@@ -83,6 +87,8 @@ pub(crate) fn queued() {
 impl Cork {
     /// `n` tickets, each expected to be given back soon.
     pub fn tickets(&self, n: usize) -> Vec<Ticket> {
+        *self.0.issued.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now());
         self.0.out.fetch_add(n, Ordering::AcqRel);
         (0..n)
             .map(|_| Ticket {
@@ -97,21 +103,28 @@ impl Cork {
         self.0.out.load(Ordering::Acquire)
     }
 
-    /// Returns once every ticket is back, or after `max`.
-    pub async fn wait_back(&self, max: Duration) {
+    /// Returns once every ticket is back, or `max` after the newest tickets were issued;
+    /// whether it waited at all.
+    pub async fn wait_back(&self, max: Duration) -> bool {
         if self.out() == 0 {
-            return;
+            return false;
         }
-        let deadline = tokio::time::Instant::now() + max;
+        let issued = *self.0.issued.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(deadline) = issued.map(|t| t + max) else {
+            return false;
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         loop {
             let notified = self.0.all_back.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.out() == 0 {
-                return;
+                return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
+                return true;
             }
         }
     }
@@ -152,7 +165,7 @@ mod tests {
         assert!(waiter.await.unwrap() < Duration::from_secs(30));
         // No ticket out: no wait; outside a ticket's task `queued` does nothing.
         queued();
-        cork.wait_back(Duration::from_secs(30)).await;
+        assert!(!cork.wait_back(Duration::from_secs(30)).await);
     }
 
     #[tokio::test]
@@ -160,9 +173,15 @@ mod tests {
         let cork = Cork::default();
         let _kept = cork.tickets(1);
         let started = tokio::time::Instant::now();
-        cork.wait_back(Duration::from_millis(20)).await;
+        assert!(cork.wait_back(Duration::from_millis(20)).await);
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(20), "{waited:?}");
         assert!(waited < Duration::from_secs(10), "{waited:?}");
+        // The bound runs from the tickets' issue, not from each wait: a ticket still out
+        // holds no later proposal.
+        assert!(!cork.wait_back(Duration::from_millis(20)).await);
+        // New tickets start a new bound.
+        let _next = cork.tickets(1);
+        assert!(cork.wait_back(Duration::from_millis(1)).await);
     }
 }

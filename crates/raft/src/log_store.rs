@@ -109,6 +109,15 @@ impl LogStore {
         let mut wal = if migrated.layout < LAYOUT_WAL {
             import_sled_log(db, &log, &meta, wal_dir).map_err(|e| store_err(&e))?
         } else {
+            // Layout 3 names segment files: without their directory this node would start over
+            // an empty log after having voted and acknowledged entries.
+            if !wal_dir.is_dir() {
+                return Err(store_err(&format!(
+                    "the raft data dir is in storage layout {LAYOUT_WAL} but its log directory {} \
+                     is missing (a copy without it?); refusing to start over an empty log",
+                    wal_dir.display()
+                )));
+            }
             let wal = Wal::open(wal_dir).map_err(|e| store_err(&e))?;
             if !log.is_empty() {
                 // Left by a crash after the copy into segment files was made durable.
@@ -606,7 +615,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.first_kept
             .fetch_max(log_id.index.saturating_add(1), Ordering::AcqRel);
         self.cache().purge_to(log_id.index);
-        let gone = self.wal().purge_to(log_id.index);
+        let (gone, emptied) = {
+            let mut wal = self.wal();
+            let gone = wal.purge_to(log_id.index);
+            (gone, wal.is_empty())
+        };
+        if emptied {
+            // The next append starts the log past the purge point (an installed snapshot): the
+            // point must be durable first, or a crash would reopen a log that starts above it.
+            // Rare (snapshot installs), so the core may wait for this flush.
+            self.flush(ErrorSubject::Logs).await?;
+        }
         self.purger.delete_files(self.flusher.clone(), gone).await;
         Ok(())
     }
@@ -630,8 +649,24 @@ mod tests {
         }
     }
 
+    /// Opens the database in `dir`, retrying while a just-dropped handle's background threads
+    /// still hold sled's lock.
+    fn open_db(dir: &std::path::Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => return db,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("cannot open sled: {e}"),
+            }
+        }
+    }
+
     fn open(dir: &std::path::Path) -> (sled::Db, LogStore) {
-        let db = sled::Config::new().path(dir).open().unwrap();
+        let db = open_db(dir);
         let store = LogStore::open(&db, &dir.join(crate::layout::WAL_DIR)).unwrap();
         (db, store)
     }
@@ -998,8 +1033,17 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // Layout 3 without its log directory: refused, not opened as an empty log.
+        let moved = dir.path().join("wal-moved");
+        std::fs::rename(dir.path().join(crate::layout::WAL_DIR), &moved).unwrap();
+        {
+            let db = open_db(dir.path());
+            let err = LogStore::open(&db, &dir.path().join(crate::layout::WAL_DIR)).unwrap_err();
+            assert!(err.to_string().contains("is missing"), "{err}");
+        }
+        std::fs::rename(&moved, dir.path().join(crate::layout::WAL_DIR)).unwrap();
         // Purged up to 2, but entries 3 and 4 are not there: a hole below index 5.
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = open_db(dir.path());
         db.open_tree(META_TREE)
             .unwrap()
             .insert(

@@ -20,8 +20,10 @@
 //! byte), `len` its length, and the CRC-32 covers everything after the CRC. Indexes are
 //! contiguous inside a segment; a new segment starts when the active one passes
 //! [`SEGMENT_BYTES`], and also when an append does not follow the last entry (the log was
-//! emptied by a purge, e.g. after a snapshot was installed): the older segments then hold only
-//! purged entries, and opening keeps the entries after the last such jump.
+//! emptied by a purge, e.g. after a snapshot was installed; openraft never leaves a gap in a live
+//! log, its storage suite does): the entries before such a jump are forgotten, and opening keeps
+//! the entries after the last jump (the log store then checks that they start right above the
+//! durable purge point).
 //!
 //! Preallocation: a segment is filled with zeros ahead of its writes, [`PREALLOC_STEP`] at a
 //! time, so an append overwrites blocks the file already has and `fdatasync` need not commit the
@@ -333,6 +335,18 @@ impl Wal {
                 } => {
                     if let Some(prev) = positions.last().map(|p: &Pos| p.log_id.index) {
                         if log_id.index != prev + 1 {
+                            // In the newest segment: an older record a crash uncovered (zeros
+                            // over it were lost), part of the unsynced tail.
+                            if last {
+                                tracing::warn!(
+                                    path = %path.display(),
+                                    offset = at,
+                                    "raft log: cutting off index {} after index {prev}",
+                                    log_id.index
+                                );
+                                cut = Some(at);
+                                continue;
+                            }
                             return Err(corrupt(
                                 at as u64,
                                 format!("index {} follows index {prev}", log_id.index),
@@ -365,6 +379,17 @@ impl Wal {
                     }
                 }
             }
+        }
+        // Anything after the newest segment's last record that is not zero (older records a crash
+        // left behind a lost zeroing, part of an unsynced write) is zeroed too, so no later
+        // append can line up with it.
+        if last && cut.is_none() && bytes[at..].iter().any(|b| *b != 0) {
+            tracing::warn!(
+                path = %path.display(),
+                offset = at,
+                "raft log: zeroing bytes left after the last record"
+            );
+            cut = Some(at);
         }
         let file = OpenOptions::new()
             .read(true)
@@ -477,8 +502,16 @@ impl Wal {
         entries: impl IntoIterator<Item = (LogId, &'a [u8])>,
     ) -> Result<(), WalError> {
         let mut buf = Vec::new();
-        let mut ids = Vec::new();
+        let mut ids: Vec<(LogId, u64, u32)> = Vec::new();
         for (id, payload) in entries {
+            if let Some((prev, _, _)) = ids.last() {
+                if id.index != prev.index + 1 {
+                    return Err(WalError::OutOfOrder {
+                        last: prev.index,
+                        got: id.index,
+                    });
+                }
+            }
             let at = buf.len();
             encode_record(&mut buf, &id, payload);
             ids.push((id, at as u64, payload.len() as u32));
@@ -494,6 +527,8 @@ impl Wal {
                     got: first_id.index,
                 })
             }
+            // Empty, or a gap (never made by openraft on a live log, but its storage suite
+            // appends with gaps): a new segment, the earlier entries forgotten (module docs).
             _ => false,
         };
         let roll = !follows
@@ -604,8 +639,16 @@ impl Wal {
             .range(seg_key.saturating_add(1)..)
             .map(|(k, _)| *k)
             .collect();
+        let removed = !later.is_empty();
         for k in later.into_iter().rev() {
             self.remove_segment(k)?;
+        }
+        if removed {
+            // The later segments must be gone on disk before the cut segment ends early: the
+            // other order could reopen as a jump to the removed entries.
+            self.dir_handle
+                .sync_all()
+                .map_err(|e| io_err(&self.dir, e))?;
         }
         if let Some(seg) = self.segments.get_mut(&seg_key) {
             // Zeros over the removed records: the records end at `offset` again.
@@ -756,6 +799,48 @@ mod tests {
             Err(WalError::OutOfOrder { last: 4, got: 3 })
         ));
         assert_eq!(indexes(&wal), vec![1, 2, 3, 4]);
+        // A gap inside one append.
+        let q = payload(7);
+        assert!(matches!(
+            wal.append([(id(1, 5), &q[..]), (id(1, 7), &q[..])]),
+            Err(WalError::OutOfOrder { last: 5, got: 7 })
+        ));
+        assert_eq!(indexes(&wal), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn records_a_crash_left_behind_the_end_are_zeroed_and_never_line_up_with_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let offsets: Vec<u64> = {
+            let mut wal = Wal::open(dir.path()).unwrap();
+            append(&mut wal, 1, 1..11);
+            wal.index.iter().map(|p| p.offset).collect()
+        };
+        let seg = segment_files(dir.path()).pop().unwrap();
+        let full = std::fs::read(&seg).unwrap();
+        // The frame of entry 5 reads as zeros (a lost write), entries 6..=10 are still there.
+        let mut torn = full.clone();
+        let at = offsets[4] as usize;
+        torn[at..at + FRAME].fill(0);
+        std::fs::write(&seg, &torn).unwrap();
+        {
+            let mut wal = Wal::open(dir.path()).unwrap();
+            assert_eq!(indexes(&wal), vec![1, 2, 3, 4]);
+            // Same-sized records from another term: without the zeroing, the old entry 6 would
+            // follow them at the next open.
+            append(&mut wal, 2, 5..6);
+        }
+        let wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(indexes(&wal), vec![1, 2, 3, 4, 5]);
+        assert_eq!(wal.read(5).unwrap().unwrap().0, id(2, 5));
+        // An index out of order in the newest segment is cut there too.
+        let mut swapped = full.clone();
+        let (a, b) = (offsets[2] as usize, offsets[3] as usize);
+        swapped[a + 8..a + 16].copy_from_slice(&9u64.to_le_bytes());
+        let crc = crc32fast::hash(&swapped[a + 8..b]);
+        swapped[a + 4..a + 8].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&seg, &swapped).unwrap();
+        assert_eq!(indexes(&Wal::open(dir.path()).unwrap()), vec![1, 2]);
     }
 
     #[test]
