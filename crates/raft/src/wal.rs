@@ -758,6 +758,15 @@ mod tests {
         wal.take_pending().sync().unwrap();
     }
 
+    /// Appends entries `1..=n`, each over half a segment (two per segment), and syncs them.
+    fn append_half_segments(wal: &mut Wal, n: u64) {
+        let big = vec![7u8; (SEGMENT_BYTES / 2) as usize + 1];
+        for i in 1..=n {
+            wal.append([(id(1, i), &big[..])]).unwrap();
+        }
+        wal.take_pending().sync().unwrap();
+    }
+
     fn indexes(wal: &Wal) -> Vec<u64> {
         wal.index.iter().map(|p| p.log_id.index).collect()
     }
@@ -864,11 +873,7 @@ mod tests {
     fn segments_roll_and_truncation_across_them_removes_the_later_ones() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path()).unwrap();
-        let big = vec![7u8; (SEGMENT_BYTES / 2) as usize + 1];
-        for i in 1..=5u64 {
-            wal.append([(id(1, i), &big[..])]).unwrap();
-        }
-        wal.take_pending().sync().unwrap();
+        append_half_segments(&mut wal, 5);
         // 2 records per segment: [1,2] [3,4] [5]
         assert_eq!(segment_files(dir.path()).len(), 3);
         wal.truncate_from(2).unwrap();
@@ -883,11 +888,7 @@ mod tests {
     fn purge_returns_whole_segments_below_the_point_and_keeps_the_active_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path()).unwrap();
-        let big = vec![7u8; (SEGMENT_BYTES / 2) as usize + 1];
-        for i in 1..=5u64 {
-            wal.append([(id(1, i), &big[..])]).unwrap();
-        }
-        wal.take_pending().sync().unwrap();
+        append_half_segments(&mut wal, 5);
         // [1,2] [3,4] [5]: purging to 3 frees the first segment only.
         let gone = wal.purge_to(3);
         assert_eq!(gone, vec![dir.path().join(segment_name(1))]);
@@ -956,14 +957,7 @@ mod tests {
     #[test]
     fn a_bad_record_in_an_older_segment_refuses_the_open() {
         let dir = tempfile::tempdir().unwrap();
-        let big = vec![7u8; (SEGMENT_BYTES / 2) as usize + 1];
-        {
-            let mut wal = Wal::open(dir.path()).unwrap();
-            for i in 1..=3u64 {
-                wal.append([(id(1, i), &big[..])]).unwrap();
-            }
-            wal.take_pending().sync().unwrap();
-        }
+        append_half_segments(&mut Wal::open(dir.path()).unwrap(), 3);
         let first = segment_files(dir.path()).remove(0);
         let mut bytes = std::fs::read(&first).unwrap();
         bytes[SEGMENT_HEADER as usize + FRAME + 10] ^= 0x40;
