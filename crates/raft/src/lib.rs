@@ -48,6 +48,7 @@ pub mod snapshot_file;
 mod snapshot_store;
 pub mod state_machine;
 pub mod types;
+pub mod vote_file;
 pub mod wal;
 pub mod wire;
 

@@ -65,6 +65,8 @@ const IMPORT_BATCH: usize = 1024;
 #[derive(Clone)]
 pub struct LogStore {
     wal: Arc<Mutex<Wal>>,
+    /// The segment files' directory (also holds the vote, `vote_file.rs`).
+    wal_dir: Arc<Path>,
     meta: sled::Tree,
     /// The most recent entries, decoded, with their records (see [`crate::entry_cache`]).
     cache: SharedCache,
@@ -149,6 +151,7 @@ impl LogStore {
         }
         Ok(Self {
             wal: Arc::new(Mutex::new(wal)),
+            wal_dir: Arc::from(wal_dir),
             meta,
             cache: Arc::new(Mutex::new(EntryCache::new(
                 DEFAULT_CACHE_ENTRIES,
@@ -200,13 +203,27 @@ impl LogStore {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The vote: from its file, else (a data dir from before layout 3 that has not voted since)
+    /// from sled.
+    fn vote(&self) -> Result<Option<Vote>, StorageError> {
+        match crate::vote_file::read(&self.wal_dir) {
+            Ok(Some(vote)) => Ok(Some(vote)),
+            Ok(None) => self.get_meta(KEY_VOTE, ErrorSubject::Vote, codec::decode_vote),
+            Err(e) => Err(sto_err(
+                ErrorSubject::Vote,
+                ErrorVerb::Read,
+                std::io::Error::other(e),
+            )),
+        }
+    }
+
     fn wal(&self) -> MutexGuard<'_, Wal> {
         self.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True when nothing was ever written: no vote and no log (initialization is allowed).
     pub fn is_fresh(&self) -> Result<bool, StorageError> {
-        let vote = self.get_meta(KEY_VOTE, ErrorSubject::Vote, codec::decode_vote)?;
+        let vote = self.vote()?;
         let purged = self.get_meta(KEY_LAST_PURGED, ErrorSubject::Logs, codec::decode_log_id)?;
         Ok(vote.is_none() && purged.is_none() && self.wal().is_empty())
     }
@@ -502,14 +519,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, codec::encode_vote(vote), ErrorSubject::Vote)?;
-        // Flush before answering: a vote forgotten after a crash lets this node vote twice in
-        // one term, which allows two leaders.
-        self.flush(ErrorSubject::Vote).await
+        // Durable before answering: a vote forgotten after a crash lets this node vote twice in
+        // one term, which allows two leaders (`vote_file.rs`: fdatasync, not sled's
+        // sync_file_range).
+        let (dir, vote) = (self.wal_dir.clone(), *vote);
+        tokio::task::spawn_blocking(move || crate::vote_file::write(&dir, &vote))
+            .await
+            .map_err(|e| {
+                sto_err(
+                    ErrorSubject::Vote,
+                    ErrorVerb::Write,
+                    std::io::Error::other(e),
+                )
+            })?
+            .map_err(|e| sto_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.get_meta(KEY_VOTE, ErrorSubject::Vote, codec::decode_vote)
+        self.vote()
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -946,9 +973,11 @@ mod tests {
                 codec::FORMAT_BINARY
             );
         }
+        // The vote is in its own file now, not in sled.
+        assert!(meta.get(KEY_VOTE).unwrap().is_none());
         assert_eq!(
-            meta.get(KEY_VOTE).unwrap().unwrap()[0],
-            codec::FORMAT_BINARY
+            crate::vote_file::read(&dir.path().join(crate::layout::WAL_DIR)).unwrap(),
+            Some(Vote::new(1, 1))
         );
         assert_eq!(
             meta.get(KEY_FORMAT).unwrap().unwrap().as_ref(),
@@ -996,7 +1025,10 @@ mod tests {
         {
             let (db, mut store) = open(dir.path());
             assert_eq!(store.try_get_log_entries(0..).await.unwrap(), entries);
+            // The vote of layout 2 is still read from sled, until the next vote.
             assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+            store.save_vote(&Vote::new(5, 1)).await.unwrap();
+            assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(5, 1)));
             let meta = db.open_tree(META_TREE).unwrap();
             assert_eq!(
                 meta.get(KEY_FORMAT).unwrap().unwrap().as_ref(),
