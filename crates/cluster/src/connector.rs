@@ -23,6 +23,19 @@ pub fn is_identifier(name: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// An MQTT connector's `host` must be a non-empty string.
+fn check_mqtt_host(params: &serde_json::Map<String, Value>) -> Result<(), Error> {
+    match params.get("host") {
+        Some(Value::String(h)) if !h.trim().is_empty() => Ok(()),
+        Some(_) => Err(Error::InvalidConnector(
+            "mqtt 'host' must be a non-empty string".into(),
+        )),
+        None => Err(Error::InvalidConnector(
+            "mqtt connector needs a 'host' parameter".into(),
+        )),
+    }
+}
+
 fn parse_port(value: &Value) -> Result<u64, Error> {
     let n = match value {
         Value::Number(n) => n.as_u64(),
@@ -69,19 +82,7 @@ pub fn normalize_owned(mut spec: ConnectorSpec) -> Result<ConnectorSpec, Error> 
         spec.connector_type = kind.to_string();
     }
     if kind == "mqtt" {
-        match spec.params.get("host") {
-            Some(Value::String(h)) if !h.trim().is_empty() => {}
-            Some(_) => {
-                return Err(Error::InvalidConnector(
-                    "mqtt 'host' must be a non-empty string".into(),
-                ))
-            }
-            None => {
-                return Err(Error::InvalidConnector(
-                    "mqtt connector needs a 'host' parameter".into(),
-                ))
-            }
-        }
+        check_mqtt_host(&spec.params)?;
     }
     if let Some(value) = spec.params.get_mut("port") {
         let port = parse_port(value)?;
@@ -185,19 +186,7 @@ mod tests {
         }
         let mut params = spec.params.clone();
         if kind == "mqtt" {
-            match params.get("host") {
-                Some(Value::String(h)) if !h.trim().is_empty() => {}
-                Some(_) => {
-                    return Err(Error::InvalidConnector(
-                        "mqtt 'host' must be a non-empty string".into(),
-                    ))
-                }
-                None => {
-                    return Err(Error::InvalidConnector(
-                        "mqtt connector needs a 'host' parameter".into(),
-                    ))
-                }
-            }
+            check_mqtt_host(&params)?;
         }
         if let Some(port) = params.get("port") {
             let port = parse_port(port)?;
