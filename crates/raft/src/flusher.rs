@@ -1,4 +1,5 @@
-//! Making the log durable: one flusher thread per log store.
+//! Making the log durable: segment syncs on the calling thread, sled flushes on one flusher
+//! thread per log store.
 //!
 //! sled's `flush_async` runs `flush` on sled's global thread pool, whose queue wakes *every*
 //! idle pool thread (`notify_all`, seven or more threads) for each task; `flush` itself hands
@@ -14,13 +15,22 @@
 //! after a flush that *started after it was made* succeeded, so everything written before the
 //! request is durable when it is answered.
 //!
-//! The log's own segment files ([`crate::wal`], storage layout 3) go through the same thread:
-//! [`Flusher::sync_files`] hands it the files an append wrote, and it `fdatasync`s each file named
-//! by the requests it took (once, however many requests named it) and the directory when a
-//! segment was created, without touching sled. A request waits only for its own kind of work.
+//! The log's own segment files ([`crate::wal`], storage layout 3) are synced by
+//! [`Flusher::sync_files`] **on the calling thread**: the consensus thread, inside the log
+//! store's `append`. openraft 0.9's core waits for an append's flush before it does anything
+//! else (`append_to_log` awaits the flush callback), so the consensus thread has nothing to do
+//! during the `fdatasync` anyway, while handing it to another thread and back cost two thread
+//! wake-ups per append on every node. Measured on the Raft write bench (64 clients through the
+//! leader, alternated): a leader append went from 0.55–0.69 ms to 0.31–0.38 ms (of which the
+//! `fdatasync` is 0.28–0.33 ms), 18,000–19,700 writes/s became 19,600–21,600
+//! (docs/benchmarks.md, "Issue 24: the sync on the consensus thread (session 13)"). A disk that
+//! stalls holds the consensus thread as long as the flush: openraft's core waited for that flush
+//! before as well, so no heartbeat or vote is answered later than before.
 //!
-//! [`FLUSH_ENV`] set to `sled` brings back `flush_async` for the sled flushes (a diagnostic for
-//! A/B measurements).
+//! [`FLUSH_ENV`] set to `thread` syncs the segment files on the flusher thread instead (each
+//! file named by the requests it took synced once, and the directory when a segment was
+//! created), and set to `sled` brings back `flush_async` for the sled flushes and the blocking
+//! pool for the segment files: diagnostics for A/B measurements.
 
 use std::sync::{mpsc, Arc};
 
@@ -29,7 +39,8 @@ use tokio::sync::oneshot;
 use crate::wal::Pending;
 
 /// Environment switch: `sled` flushes through sled's own `flush_async` instead of the flusher
-/// thread. A diagnostic for A/B measurements (docs/raft.md), not a tuning knob.
+/// thread; `thread` syncs the log's segment files on the flusher thread instead of the calling
+/// thread. Diagnostics for A/B measurements (docs/raft.md), not tuning knobs.
 pub const FLUSH_ENV: &str = "VARPULIS_RAFT_FLUSH";
 
 type Reply = oneshot::Sender<Result<(), String>>;
@@ -50,17 +61,20 @@ pub struct Flusher {
     db: sled::Db,
     /// `None`: flush with sled's `flush_async` ([`FLUSH_ENV`]`=sled`, or no thread could start).
     requests: Option<mpsc::Sender<Request>>,
+    /// Whether segment files are synced on the calling thread (the default) rather than
+    /// handed to another thread.
+    files_inline: bool,
 }
 
 impl Flusher {
     /// Starts the flusher thread of `db` (unless [`FLUSH_ENV`] asks for sled's own flush).
     pub fn start(db: &sled::Db) -> Self {
-        let sled_pool = std::env::var(FLUSH_ENV)
-            .map(|v| v.trim().eq_ignore_ascii_case("sled"))
-            .unwrap_or(false);
-        if sled_pool {
-            return Self::sled_pool(db);
+        let mode = std::env::var(FLUSH_ENV).unwrap_or_default();
+        let mode = mode.trim();
+        if mode.eq_ignore_ascii_case("sled") {
+            return Self::sled_pool(db).with_files_inline(false);
         }
+        let files_inline = !mode.eq_ignore_ascii_case("thread");
         let (tx, rx) = mpsc::channel::<Request>();
         let started = std::thread::Builder::new()
             .name("raft-flush".into())
@@ -69,6 +83,7 @@ impl Flusher {
             Ok(_) => Self {
                 db: db.clone(),
                 requests: Some(tx),
+                files_inline,
             },
             Err(err) => {
                 tracing::warn!("cannot start the flusher thread ({err}); using sled's flush");
@@ -82,7 +97,15 @@ impl Flusher {
         Self {
             db: db.clone(),
             requests: None,
+            files_inline: true,
         }
+    }
+
+    /// The same flusher, syncing segment files on the calling thread (`true`) or on another
+    /// one.
+    pub fn with_files_inline(mut self, inline: bool) -> Self {
+        self.files_inline = inline;
+        self
     }
 
     /// Makes every write made to the database before this call durable.
@@ -108,11 +131,17 @@ impl Flusher {
             .unwrap_or_else(|_| Err("the flusher thread stopped".into()))
     }
 
-    /// Makes the log segments written by an append durable (`fdatasync`, on the flusher thread;
-    /// without the thread, on the blocking pool).
+    /// Makes the log segments written by an append durable (`fdatasync`): on the calling
+    /// thread (blocking it for the sync; see the module docs), or with [`FLUSH_ENV`] on the
+    /// flusher thread (without the thread, on the blocking pool).
     pub async fn sync_files(&self, pending: Pending) -> Result<(), String> {
         if pending.is_empty() {
             return Ok(());
+        }
+        if self.files_inline {
+            return pending
+                .sync()
+                .map_err(|e| format!("cannot sync the raft log: {e}"));
         }
         let Some(requests) = &self.requests else {
             return tokio::task::spawn_blocking(move || pending.sync())
@@ -218,5 +247,49 @@ mod tests {
         }
         let pool = Flusher::sled_pool(&db);
         assert_eq!(pool.flush().await, Ok(()));
+    }
+
+    /// The three ways to sync segment files: on the caller's thread (the default), on the
+    /// flusher thread, on the blocking pool. Each reports success, and a failed `fdatasync`
+    /// (here of `/dev/null`, which refuses it) as an error rather than as durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn segment_syncs_succeed_or_fail_in_every_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        let segment = Arc::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(dir.path().join("seg"))
+                .expect("segment"),
+        );
+        let refuses = Arc::new(std::fs::File::open("/dev/null").expect("/dev/null"));
+        let pending = |file: &Arc<std::fs::File>| Pending {
+            files: vec![file.clone()],
+            dir: None,
+        };
+        let modes = [
+            ("inline", Flusher::start(&db)),
+            ("thread", Flusher::start(&db).with_files_inline(false)),
+            ("pool", Flusher::sled_pool(&db).with_files_inline(false)),
+        ];
+        for (mode, flusher) in modes {
+            assert_eq!(
+                flusher.sync_files(pending(&segment)).await,
+                Ok(()),
+                "{mode}"
+            );
+            let failed = flusher.sync_files(pending(&refuses)).await;
+            assert!(
+                failed.is_err_and(|e| e.contains("cannot sync the raft log")),
+                "{mode}"
+            );
+            let nothing = Pending {
+                files: Vec::new(),
+                dir: None,
+            };
+            assert_eq!(flusher.sync_files(nothing).await, Ok(()), "{mode}");
+        }
     }
 }
