@@ -826,3 +826,50 @@ async fn a_mixed_ensemble_with_a_json_only_node_keeps_committing() {
         n.stop().await;
     }
 }
+
+/// A voter asked to campaign for a hand-over (`POST /raft/elect`) waits briefly for its own log
+/// to show what the outgoing leader saw it acknowledge (openraft answers an AppendEntries before
+/// it publishes the new last index), and still refuses when its log stays shorter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_asked_to_campaign_waits_for_its_log_and_refuses_a_shorter_one() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _) = cluster(root.path(), &[1, 2, 3], |_| {}).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let leader_id = agreed_leader(&refs).await;
+    let leader = by_id(&nodes, leader_id).node.clone();
+    write_n(&leader, 5).await;
+    assert_converged(&refs, &leader).await;
+    let voter_id = if leader_id == 1 { 2 } else { 1 };
+    let voter = by_id(&nodes, voter_id).node.clone();
+    let view = leader.metrics_view();
+    let last = view.last_log_index.unwrap();
+    let asked = |last_log_index| varpulis_api::raft::ElectRequest {
+        from: leader_id,
+        term: view.current_term,
+        last_log_index,
+    };
+
+    // A log that never gets there: refused after the bounded wait.
+    let started = std::time::Instant::now();
+    let err = voter
+        .campaign_for_transfer(&asked(last + 1000))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("would lose the election"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!voter.is_leader());
+
+    // The next entry, written while the voter waits: it campaigns once its log holds it.
+    let campaign = tokio::spawn({
+        let voter = voter.clone();
+        let req = asked(last + 1);
+        async move { voter.campaign_for_transfer(&req).await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!campaign.is_finished(), "the voter waits for the entry");
+    leader.write(Command::Noop).await.unwrap();
+    campaign.await.unwrap().unwrap();
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -42,6 +42,12 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 const ELECTION_WAIT: Duration = Duration::from_secs(2);
 /// Deadline of the `POST /raft/elect` call.
 const ELECT_RPC_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest the voter asked to campaign waits for its own metrics to show the log the outgoing
+/// leader saw it acknowledge. openraft answers an AppendEntries (the acknowledgement the leader
+/// counts) before it publishes the new last index in the node's metrics, so the request can
+/// arrive in between: seen once in 40 SIGTERM rounds of `benches/failover`, where the hand-over
+/// was refused ("holds the log up to 1573, not 1574") and the leader stopped without one.
+const LOG_SETTLE_WAIT: Duration = Duration::from_millis(250);
 
 /// The gate writes pass on a leader: open, except while a transfer hands leadership over.
 ///
@@ -300,18 +306,25 @@ impl RaftNode {
         self.guard_view()
             .check_term(req.term)
             .map_err(|r| Error::Config(r.to_string()))?;
-        let last = self
-            .inner
-            .raft
-            .metrics()
-            .borrow()
-            .last_log_index
-            .unwrap_or(0);
-        if last < req.last_log_index {
-            return Err(Error::Membership(format!(
-                "node {me} holds the log up to {last}, not {}: it would lose the election",
-                req.last_log_index
-            )));
+        let mut metrics = self.inner.raft.metrics();
+        let deadline = tokio::time::Instant::now() + LOG_SETTLE_WAIT;
+        loop {
+            let last = metrics.borrow_and_update().last_log_index.unwrap_or(0);
+            if last >= req.last_log_index {
+                break;
+            }
+            // Not there yet: the acknowledged entries show up in the metrics shortly, or the
+            // log really is shorter and the campaign would fail.
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::Write(WriteError::Fatal("raft stopped".into()))),
+                Err(_) => {
+                    return Err(Error::Membership(format!(
+                        "node {me} holds the log up to {last}, not {}: it would lose the election",
+                        req.last_log_index
+                    )))
+                }
+            }
         }
         tracing::info!(
             node_id = me,
