@@ -24,8 +24,9 @@
 //! leader, alternated): a leader append went from 0.55–0.69 ms to 0.31–0.38 ms (of which the
 //! `fdatasync` is 0.28–0.33 ms), 18,000–19,700 writes/s became 19,600–21,600
 //! (docs/benchmarks.md, "Issue 24: the sync on the consensus thread (session 13)"). A disk that
-//! stalls holds the consensus thread as long as the flush: openraft's core waited for that flush
-//! before as well, so no heartbeat or vote is answered later than before.
+//! stalls holds the consensus thread as long as the flush. openraft's core waited for that flush
+//! before as well (it sends no heartbeat and answers no vote meanwhile); what else runs on that
+//! thread (applying committed entries, reading replication answers) now waits with it.
 //!
 //! [`FLUSH_ENV`] set to `thread` syncs the segment files on the flusher thread instead (each
 //! file named by the requests it took synced once, and the directory when a segment was
