@@ -22,8 +22,9 @@
 //! during the `fdatasync` anyway, while handing it to another thread and back cost two thread
 //! wake-ups per append on every node. Measured on the Raft write bench (64 clients through the
 //! leader, alternated): a leader append went from 0.55–0.69 ms to 0.31–0.38 ms (of which the
-//! `fdatasync` is 0.28–0.33 ms), 18,000–19,700 writes/s became 19,600–21,600
-//! (docs/benchmarks.md, "Issue 24: the sync on the consensus thread (session 13)"). A disk that
+//! `fdatasync` is 0.28–0.33 ms); writes/s rose 11–14 % in two alternated runs (16,100–17,000 →
+//! 17,900–19,400, and in quieter minutes 18,000–19,700 → 19,600–21,600; docs/benchmarks.md,
+//! "Issue 24: the sync on the consensus thread (session 13)"). A disk that
 //! stalls holds the consensus thread as long as the flush. openraft's core waited for that flush
 //! before as well (it sends no heartbeat and answers no vote meanwhile); what else runs on that
 //! thread (applying committed entries, reading replication answers) now waits with it.
