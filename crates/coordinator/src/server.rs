@@ -169,6 +169,7 @@ pub async fn run(
     let options = varpulis_tls::ServeOptions {
         limits: config.conns.clone(),
         reserved: Some(crate::http::edge::reserved(&config)),
+        placement: raft.rpc_placement(),
     };
     let handing_over = raft.clone();
     let serve = varpulis_tls::serve_service_with(listener, app, options, async move {

@@ -7,7 +7,8 @@
 //!   of the older (JSON) format, refusing a newer one.
 //! - [`state_machine`]: applies committed commands to `ClusterState`; `snapshot_store`:
 //!   the stored snapshot (metadata in sled, data in a [`snapshot_dir`] file made durable first).
-//! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes;
+//! - [`network`]: outbound RPCs with reqwest; [`routes`]: the inbound `/raft/*` axum routes
+//!   ([`peer_conn`]: peers' RPC connections served on the consensus thread);
 //!   [`wire`]: the format version every peer RPC body carries; [`rpc_codec`]: the binary
 //!   bodies of version 2.
 //! - [`auth`]: who may call which route (peer secret, API key, mutual-TLS hook).
@@ -37,6 +38,7 @@ pub mod log_store;
 pub mod migrate;
 pub mod network;
 pub mod node;
+pub mod peer_conn;
 pub mod peer_log;
 pub mod private_dir;
 mod purger;

@@ -274,6 +274,10 @@ impl Drop for ConsensusRuntime {
 /// Worker threads of the consensus runtime.
 const CONSENSUS_THREADS: usize = 1;
 
+/// Environment switch (`off`) that serves the peers' Raft RPCs on the HTTP runtime, as before
+/// [`RaftNode::rpc_placement`]. A diagnostic for A/B measurements, not a tuning knob.
+pub const PLACEMENT_ENV: &str = "VARPULIS_RAFT_RPC_PLACEMENT";
+
 struct Inner {
     id: NodeId,
     raft: Raft,
@@ -281,8 +285,9 @@ struct Inner {
     /// Tickets of forwarded batches being queued ([`crate::cork`]).
     cork: Cork,
     /// Declared after `raft` and `batcher` so they drop first.
-    #[allow(dead_code)] // held for its Drop
     runtime: ConsensusRuntime,
+    /// Whether peers' RPC connections are served on `runtime` ([`RaftNode::rpc_placement`]).
+    place_rpcs: bool,
     shared: SharedState,
     applied_rx: watch::Receiver<Option<u64>>,
     events: broadcast::Sender<AppliedEvent>,
@@ -430,6 +435,10 @@ impl RaftNode {
                 batcher,
                 cork,
                 runtime,
+                place_rpcs: !matches!(
+                    std::env::var(PLACEMENT_ENV).ok().as_deref().map(str::trim),
+                    Some("off" | "0" | "false")
+                ),
                 raft,
                 shared,
                 applied_rx,
@@ -504,6 +513,19 @@ impl RaftNode {
     /// waits for their writes ([`crate::cork`]; run each item in [`crate::cork::with_ticket`]).
     pub fn cork_tickets(&self, n: usize) -> Vec<crate::cork::Ticket> {
         self.inner.cork.tickets(n)
+    }
+
+    /// The placement that serves peers' Raft RPC connections on the consensus runtime
+    /// ([`crate::peer_conn`], issue 24), for the listener (`varpulis_tls::ServeOptions`);
+    /// `None` when [`PLACEMENT_ENV`] is `off` (a diagnostic for A/B measurements,
+    /// docs/raft.md).
+    pub fn rpc_placement(&self) -> Option<varpulis_tls::placement::SharedPlacement> {
+        self.inner.place_rpcs.then(|| {
+            crate::peer_conn::PeerRpcPlacement::shared(
+                self.inner.runtime.handle(),
+                self.inner.credentials.clone(),
+            )
+        })
     }
 
     /// The configuration the node was started with.

@@ -12,6 +12,7 @@
 //! - [`serve()`] / [`serve_with`]: serve an axum router on it within the connection limits of
 //!   [`conns`] (timeouts, a cap sized from the file-descriptor limit, peers served past it),
 //!   putting the remote address and the verified client certificate into each request.
+//! - [`placement`]: connections served on another runtime, chosen from their first bytes.
 //! - [`ratelimit`]: per-client token buckets on write routes (`429 too_many_requests`).
 //! - [`secs`]: durations in configuration files, written as (fractional) seconds.
 //! - [`throwaway`]: a generated CA and leaf certificates (rcgen) for `varpulis local --tls`
@@ -24,6 +25,7 @@ pub mod error;
 pub mod keys;
 pub mod listener;
 pub mod pem;
+pub mod placement;
 pub mod ratelimit;
 pub mod reload;
 pub mod secs;

@@ -22,6 +22,7 @@ use crate::conns::{
     now_ms, AcceptErrors, Activity, ConnLimits, InFlight, Registry, Slot, Slots, Tracked,
 };
 use crate::listener::{AnyListener, Conn, VerifiedClientCert};
+use crate::placement::{adopt, place, Placed, SharedPlacement};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, StatusCode};
@@ -60,6 +61,9 @@ pub struct ServeOptions {
     /// Requests served even past the cap (on overflow connections): the peers' RPCs, so that
     /// consensus never waits behind client connections. `None`: none.
     pub reserved: Option<Reserved>,
+    /// Connections served on another runtime, chosen from their first bytes (the peers' Raft
+    /// appends on the consensus runtime, [`crate::placement`]). `None`: all served here.
+    pub placement: Option<SharedPlacement>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -67,6 +71,7 @@ impl std::fmt::Debug for ServeOptions {
         f.debug_struct("ServeOptions")
             .field("limits", &self.limits)
             .field("reserved", &self.reserved.is_some())
+            .field("placement", &self.placement.is_some())
             .finish()
     }
 }
@@ -122,6 +127,7 @@ where
         body_read_timeout: options.limits.body_read_timeout,
         limits: options.limits,
         reserved: options.reserved,
+        placement: options.placement,
         registry: Arc::new(Registry::default()),
         clients: Slots::new(budget.clients),
         overflow: Slots::new(budget.overflow),
@@ -139,7 +145,7 @@ where
                 errors.succeeded();
                 match admit(&shared).await {
                     Some((mode, slot)) => {
-                        tokio::spawn(serve_conn(
+                        tokio::spawn(place_and_serve(
                             shared.clone(),
                             conn,
                             addr,
@@ -177,6 +183,7 @@ struct Shared<S> {
     body_read_timeout: Duration,
     limits: ConnLimits,
     reserved: Option<Reserved>,
+    placement: Option<SharedPlacement>,
     registry: Arc<Registry>,
     clients: Arc<Slots>,
     overflow: Arc<Slots>,
@@ -220,6 +227,19 @@ fn refuse_now(conn: Conn) {
     }
 }
 
+/// `400` on a connection moved for other requests ([`crate::placement`]), closing it.
+fn not_here() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONNECTION, "close"),
+        ],
+        r#"{"error":"this connection carries peer RPCs only; open another one","code":"bad_request"}"#,
+    )
+        .into_response()
+}
+
 /// `503` `overloaded`, closing the connection.
 fn overloaded() -> Response {
     (
@@ -234,6 +254,41 @@ fn overloaded() -> Response {
         .into_response()
 }
 
+/// Serves `conn` where the server's [`crate::placement::Placement`] says (here without one).
+async fn place_and_serve<S>(
+    shared: Arc<Shared<S>>,
+    conn: Conn,
+    addr: SocketAddr,
+    mode: Mode,
+    slot: Slot,
+    close: watch::Receiver<()>,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let Some(placement) = shared.placement.clone() else {
+        return serve_conn(shared, conn, addr, mode, slot, close, None).await;
+    };
+    match place(conn, &*placement, shared.limits.header_read_timeout).await {
+        Placed::Here(conn) => serve_conn(shared, conn, addr, mode, slot, close, None).await,
+        Placed::There(runtime, std) => {
+            runtime.spawn(async move {
+                match adopt(std) {
+                    Ok(conn) => {
+                        serve_conn(shared, conn, addr, mode, slot, close, Some(placement)).await
+                    }
+                    Err(err) => tracing::debug!(%addr, "cannot serve a moved connection: {err}"),
+                }
+            });
+        }
+        Placed::Gone => {}
+    }
+}
+
 async fn serve_conn<S>(
     shared: Arc<Shared<S>>,
     conn: Conn,
@@ -241,6 +296,7 @@ async fn serve_conn<S>(
     mode: Mode,
     slot: Slot,
     mut close: watch::Receiver<()>,
+    placed: Option<SharedPlacement>,
 ) where
     S: tower::Service<Request, Response = Response, Error = Infallible>
         + Clone
@@ -263,6 +319,7 @@ async fn serve_conn<S>(
         cert,
         activity: activity.clone(),
         mode,
+        placed,
     };
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(io, TowerToHyperService::new(service))
@@ -324,6 +381,8 @@ struct ConnService<S> {
     cert: Option<VerifiedClientCert>,
     activity: Arc<Activity>,
     mode: Mode,
+    /// The placement that moved this connection to the runtime serving it, if one did.
+    placed: Option<SharedPlacement>,
 }
 
 impl<S> Clone for ConnService<S> {
@@ -334,6 +393,7 @@ impl<S> Clone for ConnService<S> {
             cert: self.cert.clone(),
             activity: self.activity.clone(),
             mode: self.mode,
+            placed: self.placed.clone(),
         }
     }
 }
@@ -370,9 +430,25 @@ where
         if !served {
             return Box::pin(std::future::ready(Ok(guarded(overloaded(), in_flight))));
         }
+        let placed = self.placed.is_some();
+        if self.placed.as_ref().is_some_and(|p| !p.serves(&req)) {
+            return Box::pin(std::future::ready(Ok(guarded(not_here(), in_flight))));
+        }
         let mut service = self.shared.service.clone();
         Box::pin(async move {
-            let response = service.call(req).await?;
+            let mut response = service.call(req).await?;
+            if placed
+                && matches!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                )
+            {
+                // No second try on a moved connection ([`crate::placement`]).
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
             Ok(guarded(response, in_flight))
         })
     }
@@ -445,6 +521,7 @@ mod tests {
                 ..ConnLimits::default()
             },
             reserved: Some(Arc::new(|req: &Request| req.uri().path() == "/peer")),
+            placement: None,
         }
     }
 

@@ -93,6 +93,7 @@ pub async fn serve(
     let options = varpulis_tls::ServeOptions {
         limits: state.config.conns.clone(),
         reserved: reserved_requests(state.config.api_key.clone()),
+        placement: None,
     };
     let served = varpulis_tls::serve_with(listener, app, options, stop).await;
     reload.abort();

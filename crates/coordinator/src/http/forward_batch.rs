@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures::future::Either;
+use futures::FutureExt;
 use futures::StreamExt;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -141,7 +142,7 @@ async fn handle(State(batch): State<BatchState>, req: Request) -> Response {
         Err(err) => return ApiError::BadRequest(err.to_string()).into_response(),
     };
     let count = items.len();
-    let running = futures::stream::FuturesUnordered::new();
+    let mut running = futures::stream::FuturesUnordered::new();
     // One ticket per item: the next Raft proposal waits until every item's write is queued (or
     // the item ended without one), so the batch's writes share one log entry
     // ([`varpulis_raft::cork`]).
@@ -162,10 +163,8 @@ async fn handle(State(batch): State<BatchState>, req: Request) -> Response {
             }
             Err(_) => Err(ApiError::BadRequest("invalid forwarded request URI".into())),
         };
-        // Each item runs as its own task (the two cores share the handlers' work; it finishes
-        // even if the follower goes away) and reaches the Raft batcher with the others.
         let inner = batch.inner.clone();
-        let task = tokio::spawn(varpulis_raft::cork::with_ticket(ticket, async move {
+        let item = varpulis_raft::cork::with_ticket(ticket, async move {
             let response = match sub {
                 Ok(sub) => match inner.oneshot(sub).await {
                     Ok(response) => response,
@@ -174,19 +173,33 @@ async fn handle(State(batch): State<BatchState>, req: Request) -> Response {
                 Err(err) => err.into_response(),
             };
             into_wire(response).await
-        }));
+        });
         running.push(async move {
-            let answer = task.await.unwrap_or_else(|_| {
-                error_wire(ApiError::Internal(
-                    "the forwarded request's handler failed".into(),
-                ))
-            });
-            Ok::<_, std::convert::Infallible>(Bytes::from(forward_wire::encode_answer_frame(
-                index, &answer,
-            )))
+            // A handler that panics fails its own item, not the batch.
+            let answer = std::panic::AssertUnwindSafe(item)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    error_wire(ApiError::Internal(
+                        "the forwarded request's handler failed".into(),
+                    ))
+                });
+            Bytes::from(forward_wire::encode_answer_frame(index, &answer))
         });
     }
-    // Answers go out as they are ready (a slow item does not hold back the others).
+    // The items run together in one task of their own: they reach the Raft batcher in one pass
+    // and wake one task, not one each, when their entry commits (issue 24); the task finishes
+    // them even if the follower goes away. Answers go out as they are ready (a slow item does
+    // not hold back the others).
+    let (answers, mut ready) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(async move {
+        while let Some(frame) = running.next().await {
+            // The follower went away: the items still finish (their writes stand).
+            let _ = answers.send(frame);
+        }
+    });
+    let running = futures::stream::poll_fn(move |cx| ready.poll_recv(cx))
+        .map(Ok::<_, std::convert::Infallible>);
     let head = futures::stream::once(async move {
         Ok::<_, std::convert::Infallible>(Bytes::from(forward_wire::encode_answer_header(count)))
     });
