@@ -10,6 +10,9 @@
 //! it names: deregistered from this runtime's reactor and registered with the other's, so that
 //! its readiness wakes that runtime's thread directly.
 //!
+//! While it waits for those bytes a connection is already registered with the connection cap's
+//! registry: a client that connects and stays silent is reclaimed like any idle connection.
+//!
 //! TLS connections are served where they were accepted: their first bytes are ciphertext. So is
 //! a connection whose first bytes do not arrive within the header timeout, or do not decide.
 //!
@@ -301,6 +304,46 @@ mod tests {
         assert!(
             closed(&mut peer).await,
             "no second try on a moved connection"
+        );
+        runtime.shutdown_background();
+    }
+
+    #[tokio::test]
+    async fn silent_connections_being_placed_make_room_for_new_ones() {
+        use axum::routing::get;
+        let runtime = other_runtime();
+        let router = axum::Router::new().route("/who", get(|| async { "me" }));
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let options = crate::ServeOptions {
+            limits: crate::ConnLimits {
+                max_connections: 8,
+                // Longer than the test: only a reclaim closes a silent connection.
+                header_read_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(30),
+                ..crate::ConnLimits::default()
+            },
+            placement: Some(Arc::new(Appends(runtime.handle().clone()))),
+            ..Default::default()
+        };
+        let listener = crate::AnyListener::new(tcp, None).unwrap();
+        tokio::spawn(crate::serve_with(
+            listener,
+            router,
+            options,
+            std::future::pending(),
+        ));
+        // Connections that never send a byte wait in `place` for their first bytes.
+        let mut silent = Vec::new();
+        for _ in 0..40 {
+            silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let answer = exchange(&mut client, "GET /who HTTP/1.1\r\nhost: n\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            closed(&mut silent.remove(0)).await,
+            "the oldest silent one was reclaimed"
         );
         runtime.shutdown_background();
     }

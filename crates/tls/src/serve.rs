@@ -19,7 +19,8 @@
 
 use crate::body_timeout::BodyTimeout;
 use crate::conns::{
-    now_ms, AcceptErrors, Activity, ConnLimits, InFlight, Registry, Slot, Slots, Tracked,
+    now_ms, AcceptErrors, Activity, ConnLimits, InFlight, Registered, Registry, Slot, Slots,
+    Tracked,
 };
 use crate::listener::{AnyListener, Conn, VerifiedClientCert};
 use crate::placement::{adopt, place, Placed, SharedPlacement};
@@ -145,14 +146,20 @@ where
                 errors.succeeded();
                 match admit(&shared).await {
                     Some((mode, slot)) => {
-                        tokio::spawn(place_and_serve(
-                            shared.clone(),
-                            conn,
+                        let activity = Arc::new(Activity::new());
+                        // Registered at once: a connection silent before its first bytes can be
+                        // reclaimed like any idle one, also while it is being placed.
+                        let registered = (mode == Mode::Client)
+                            .then(|| shared.registry.insert(activity.clone()));
+                        let admitted = Admitted {
                             addr,
                             mode,
                             slot,
-                            close_rx.clone(),
-                        ));
+                            close: close_rx.clone(),
+                            activity,
+                            _registered: registered,
+                        };
+                        tokio::spawn(place_and_serve(shared.clone(), conn, admitted));
                     }
                     None => refuse_now(conn),
                 }
@@ -254,15 +261,21 @@ fn overloaded() -> Response {
         .into_response()
 }
 
-/// Serves `conn` where the server's [`crate::placement::Placement`] says (here without one).
-async fn place_and_serve<S>(
-    shared: Arc<Shared<S>>,
-    conn: Conn,
+/// What the accept loop gives an admitted connection; it goes along to the runtime serving it.
+struct Admitted {
     addr: SocketAddr,
     mode: Mode,
     slot: Slot,
+    /// Changes when the server shuts down.
     close: watch::Receiver<()>,
-) where
+    activity: Arc<Activity>,
+    /// Its place in the registry of reclaimable connections (client connections only).
+    _registered: Option<Registered>,
+}
+
+/// Serves `conn` where the server's [`crate::placement::Placement`] says (here without one).
+async fn place_and_serve<S>(shared: Arc<Shared<S>>, conn: Conn, admitted: Admitted)
+where
     S: tower::Service<Request, Response = Response, Error = Infallible>
         + Clone
         + Send
@@ -271,17 +284,23 @@ async fn place_and_serve<S>(
     S::Future: Send + 'static,
 {
     let Some(placement) = shared.placement.clone() else {
-        return serve_conn(shared, conn, addr, mode, slot, close, None).await;
+        return serve_conn(shared, conn, admitted, None).await;
     };
-    match place(conn, &*placement, shared.limits.header_read_timeout).await {
-        Placed::Here(conn) => serve_conn(shared, conn, addr, mode, slot, close, None).await,
+    let activity = admitted.activity.clone();
+    let placed = tokio::select! {
+        placed = place(conn, &*placement, shared.limits.header_read_timeout) => placed,
+        // Reclaimed for a new connection before it sent anything: closed (dropped).
+        () = activity.close.notified() => return,
+    };
+    match placed {
+        Placed::Here(conn) => serve_conn(shared, conn, admitted, None).await,
         Placed::There(runtime, std) => {
             runtime.spawn(async move {
                 match adopt(std) {
-                    Ok(conn) => {
-                        serve_conn(shared, conn, addr, mode, slot, close, Some(placement)).await
+                    Ok(conn) => serve_conn(shared, conn, admitted, Some(placement)).await,
+                    Err(err) => {
+                        tracing::debug!(addr = %admitted.addr, "cannot serve a moved connection: {err}")
                     }
-                    Err(err) => tracing::debug!(%addr, "cannot serve a moved connection: {err}"),
                 }
             });
         }
@@ -292,10 +311,7 @@ async fn place_and_serve<S>(
 async fn serve_conn<S>(
     shared: Arc<Shared<S>>,
     conn: Conn,
-    addr: SocketAddr,
-    mode: Mode,
-    slot: Slot,
-    mut close: watch::Receiver<()>,
+    admitted: Admitted,
     placed: Option<SharedPlacement>,
 ) where
     S: tower::Service<Request, Response = Response, Error = Infallible>
@@ -305,9 +321,15 @@ async fn serve_conn<S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let Admitted {
+        addr,
+        mode,
+        slot,
+        mut close,
+        activity,
+        _registered,
+    } = admitted;
     let cert = conn.client_certificate();
-    let activity = Arc::new(Activity::new());
-    let _registered = (mode == Mode::Client).then(|| shared.registry.insert(activity.clone()));
     let io = TokioIo::new(Tracked {
         io: conn,
         activity: activity.clone(),
