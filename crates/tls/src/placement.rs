@@ -177,6 +177,32 @@ mod tests {
         runtime.shutdown_background();
     }
 
+    /// Options that place append connections on `runtime`.
+    fn placing(
+        runtime: &tokio::runtime::Runtime,
+        limits: crate::ConnLimits,
+    ) -> crate::ServeOptions {
+        crate::ServeOptions {
+            limits,
+            placement: Some(Arc::new(Appends(runtime.handle().clone()))),
+            ..Default::default()
+        }
+    }
+
+    /// Serves `router` with `options` on a loopback port; its address.
+    async fn serve(router: axum::Router, options: crate::ServeOptions) -> std::net::SocketAddr {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = crate::AnyListener::new(tcp, None).unwrap();
+        tokio::spawn(crate::serve_with(
+            listener,
+            router,
+            options,
+            std::future::pending(),
+        ));
+        addr
+    }
+
     /// Writes `request` and reads one answer (its head and a `content-length` body).
     async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> String {
         stream.write_all(request.as_bytes()).await.unwrap();
@@ -230,19 +256,7 @@ mod tests {
         let router = axum::Router::new()
             .route("/raft/append", post(thread))
             .route("/other", get(thread));
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let options = crate::ServeOptions {
-            placement: Some(Arc::new(Appends(runtime.handle().clone()))),
-            ..Default::default()
-        };
-        let listener = crate::AnyListener::new(tcp, None).unwrap();
-        tokio::spawn(crate::serve_with(
-            listener,
-            router,
-            options,
-            std::future::pending(),
-        ));
+        let addr = serve(router, placing(&runtime, crate::ConnLimits::default())).await;
         let append = "POST /raft/append HTTP/1.1\r\nhost: n\r\ncontent-length: 0\r\n\r\n";
 
         // Moved: its requests run on the other runtime's thread, one after another.
@@ -281,19 +295,7 @@ mod tests {
             "/raft/append",
             post(|| async { axum::http::StatusCode::UNAUTHORIZED }),
         );
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let options = crate::ServeOptions {
-            placement: Some(Arc::new(Appends(runtime.handle().clone()))),
-            ..Default::default()
-        };
-        let listener = crate::AnyListener::new(tcp, None).unwrap();
-        tokio::spawn(crate::serve_with(
-            listener,
-            router,
-            options,
-            std::future::pending(),
-        ));
+        let addr = serve(router, placing(&runtime, crate::ConnLimits::default())).await;
         let mut peer = tokio::net::TcpStream::connect(addr).await.unwrap();
         let answer = exchange(
             &mut peer,
@@ -313,26 +315,14 @@ mod tests {
         use axum::routing::get;
         let runtime = other_runtime();
         let router = axum::Router::new().route("/who", get(|| async { "me" }));
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let options = crate::ServeOptions {
-            limits: crate::ConnLimits {
-                max_connections: 8,
-                // Longer than the test: only a reclaim closes a silent connection.
-                header_read_timeout: Duration::from_secs(30),
-                idle_timeout: Duration::from_secs(30),
-                ..crate::ConnLimits::default()
-            },
-            placement: Some(Arc::new(Appends(runtime.handle().clone()))),
-            ..Default::default()
+        let limits = crate::ConnLimits {
+            max_connections: 8,
+            // Longer than the test: only a reclaim closes a silent connection.
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            ..crate::ConnLimits::default()
         };
-        let listener = crate::AnyListener::new(tcp, None).unwrap();
-        tokio::spawn(crate::serve_with(
-            listener,
-            router,
-            options,
-            std::future::pending(),
-        ));
+        let addr = serve(router, placing(&runtime, limits)).await;
         // Connections that never send a byte wait in `place` for their first bytes.
         let mut silent = Vec::new();
         for _ in 0..40 {

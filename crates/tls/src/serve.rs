@@ -54,6 +54,28 @@ const OVERLOADED_BODY: &str =
 /// Which requests an overflow connection still serves.
 pub type Reserved = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
 
+/// What the loop serves: a cloneable service that answers every request (an axum router, or a
+/// router wrapped in hand-written layers). Implemented for every such service.
+pub trait AppService:
+    tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> AppService for S
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+}
+
 /// How [`serve_with`] serves.
 #[derive(Clone, Default)]
 pub struct ServeOptions {
@@ -109,12 +131,7 @@ pub async fn serve_service_with<S>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AppService,
 {
     let budget = options.limits.budget();
     tracing::debug!(
@@ -276,12 +293,7 @@ struct Admitted {
 /// Serves `conn` where the server's [`crate::placement::Placement`] says (here without one).
 async fn place_and_serve<S>(shared: Arc<Shared<S>>, conn: Conn, admitted: Admitted)
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AppService,
 {
     let Some(placement) = shared.placement.clone() else {
         return serve_conn(shared, conn, admitted, None).await;
@@ -314,12 +326,7 @@ async fn serve_conn<S>(
     admitted: Admitted,
     placed: Option<SharedPlacement>,
 ) where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AppService,
 {
     let Admitted {
         addr,
@@ -422,12 +429,7 @@ impl<S> Clone for ConnService<S> {
 
 impl<S> tower::Service<hyper::Request<hyper::body::Incoming>> for ConnService<S>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AppService,
 {
     type Response = Response;
     type Error = Infallible;
