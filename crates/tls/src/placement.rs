@@ -337,4 +337,37 @@ mod tests {
         );
         runtime.shutdown_background();
     }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_silent_connections_being_placed() {
+        use axum::routing::get;
+        let runtime = other_runtime();
+        let router = axum::Router::new().route("/who", get(|| async { "me" }));
+        let limits = crate::ConnLimits {
+            header_read_timeout: Duration::from_secs(30),
+            ..crate::ConnLimits::default()
+        };
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = crate::AnyListener::new(tcp, None).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve_with(
+            listener,
+            router,
+            placing(&runtime, limits),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stop.send(());
+        let ended = tokio::time::timeout(Duration::from_secs(5), server).await;
+        assert!(
+            ended.is_ok(),
+            "the server stops without waiting 30 s for a silent client"
+        );
+        assert!(closed(&mut silent).await);
+        runtime.shutdown_background();
+    }
 }

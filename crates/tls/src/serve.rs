@@ -299,10 +299,19 @@ where
         return serve_conn(shared, conn, admitted, None).await;
     };
     let activity = admitted.activity.clone();
+    let mut shutdown = admitted.close.clone();
+    // The first bytes are awaited no longer than the head they start (an overflow connection's
+    // header timeout is shorter: it must not squat).
+    let wait = match admitted.mode {
+        Mode::Client => shared.limits.header_read_timeout,
+        Mode::Overflow => shared.limits.header_read_timeout.min(OVERFLOW_TIMEOUT),
+    };
     let placed = tokio::select! {
-        placed = place(conn, &*placement, shared.limits.header_read_timeout) => placed,
-        // Reclaimed for a new connection before it sent anything: closed (dropped).
+        placed = place(conn, &*placement, wait) => placed,
+        // Reclaimed for a new connection, or the server is shutting down, before it sent
+        // anything: closed (dropped), as hyper closes a connection that has seen no bytes.
         () = activity.close.notified() => return,
+        _ = shutdown.changed() => return,
     };
     match placed {
         Placed::Here(conn) => serve_conn(shared, conn, admitted, None).await,

@@ -221,9 +221,8 @@ async fn run(mut rx: mpsc::Receiver<Job>, link: Link) {
 }
 
 /// Sends one batch and hands out its answers. `permit` (its place among the
-/// [`IN_FLIGHT_BATCHES`]) is given back once every item is answered (before the answer's stream
-/// has ended), or [`PERMIT_HOLD`] after the answer started, whichever comes first: a slow item
-/// must not keep the next batches waiting.
+/// [`IN_FLIGHT_BATCHES`]) is given back once every item is answered, or [`PERMIT_HOLD`] after the
+/// answer started, whichever comes first: a slow item must not keep the next batches waiting.
 async fn send_batch(
     link: &Link,
     leader_url: &str,
@@ -298,7 +297,6 @@ async fn send_batch(
     // Answers arrive as the leader has them, in any order: hand each out at once.
     let mut replies: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
     let mut decoder = AnswerDecoder::new(replies.len());
-    let mut unanswered = replies.len();
     let mut answer = answer;
     let release_at = tokio::time::Instant::now() + PERMIT_HOLD;
     let failure = 'read: loop {
@@ -321,12 +319,6 @@ async fn send_batch(
                         Ok(Some((index, item))) => {
                             if let Some(reply) = replies.get_mut(index).and_then(Option::take) {
                                 let _ = reply.send(Ok(item));
-                                unanswered -= 1;
-                                if unanswered == 0 {
-                                    // Every item is answered: the next batch need not wait for
-                                    // the end of this answer's stream.
-                                    *permit = None;
-                                }
                             }
                         }
                         Ok(None) => break,
