@@ -98,7 +98,7 @@ fn main() {
     }
     per_op("register one by one", N, t);
 
-    let batch = Command::Batch(cmds.clone());
+    let batch = Command::batch(cmds.clone());
     let mut b = ClusterState::default();
     let t = Instant::now();
     black_box(b.apply(&batch));

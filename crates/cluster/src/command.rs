@@ -249,7 +249,11 @@ pub enum Command {
     /// One step of a rolling update ([`crate::version`]).
     Rollout(crate::version::RolloutCommand),
     /// Applies commands in order, each on its own; answers one response per item.
-    Batch(Vec<Command>),
+    ///
+    /// Shared (`Arc`): a log entry holding a batch is read once per replication stream and once
+    /// for the apply, and each read is a clone; the items are not copied for it (issue 24). The
+    /// JSON form is that of a plain list. Build one with [`Command::batch`].
+    Batch(Arc<Vec<Command>>),
     /// Applies `command` once per `key`; repeats answer the original response.
     Idempotent {
         /// Client-chosen key.
@@ -260,6 +264,11 @@ pub enum Command {
 }
 
 impl Command {
+    /// A [`Command::Batch`] of `items`.
+    pub fn batch(items: Vec<Command>) -> Command {
+        Command::Batch(Arc::new(items))
+    }
+
     /// Short name of the command (for logs and metrics).
     pub fn name(&self) -> &'static str {
         match self {

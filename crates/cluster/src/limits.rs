@@ -567,7 +567,9 @@ pub fn check_sizes(limits: &Limits, cmd: &mut Command) -> Result<(), Error> {
             }
             RolloutCommand::Switch { .. } | RolloutCommand::Finish { .. } => Ok(()),
         },
-        Command::Batch(items) => items.iter_mut().try_for_each(|c| check_sizes(limits, c)),
+        Command::Batch(items) => std::sync::Arc::make_mut(items)
+            .iter_mut()
+            .try_for_each(|c| check_sizes(limits, c)),
         Command::Idempotent { command, .. } => check_sizes(limits, command),
     }
 }
@@ -903,7 +905,7 @@ mod tests {
         let l = Limits::default();
         let mut r = registration("w");
         r.labels.insert("k".into(), "v".repeat(300));
-        let mut cmd = Command::Batch(vec![
+        let mut cmd = Command::batch(vec![
             Command::Noop,
             Command::RegisterWorker(r).with_key("key"),
         ]);

@@ -35,15 +35,15 @@ fn pool() -> Vec<Command> {
         Command::DeleteConnector {
             name: "MqttOut".into(),
         },
-        Command::Batch(vec![mqtt("InBatch", json!(1)), update.clone(), put.clone()]),
-        Command::Batch(vec![Command::Batch(vec![])]),
+        Command::batch(vec![mqtt("InBatch", json!(1)), update.clone(), put.clone()]),
+        Command::batch(vec![Command::batch(vec![])]),
         Command::Idempotent {
             key: "k1".into(),
             command: Box::new(mqtt("Keyed", json!("10"))),
         },
         Command::Idempotent {
             key: "k2".into(),
-            command: Box::new(Command::Batch(vec![put, mqtt("KeyedBatch", json!(2))])),
+            command: Box::new(Command::batch(vec![put, mqtt("KeyedBatch", json!(2))])),
         },
         Command::Idempotent {
             key: "k3".into(),
@@ -62,19 +62,31 @@ fn pool() -> Vec<Command> {
     ]
 }
 
+/// `cmd` as the log decodes it: nothing shared with `cmd`.
+fn decoded(cmd: &Command) -> Command {
+    serde_json::from_slice(&serde_json::to_vec(cmd).unwrap()).unwrap()
+}
+
 proptest! {
     #[test]
     fn apply_owned_equals_apply(picks in proptest::collection::vec(0usize..16, 1..40)) {
         let pool = pool();
         let mut by_ref = ClusterState::default();
         let mut by_value = ClusterState::default();
+        let mut unshared = ClusterState::default();
         for i in picks {
             let cmd = &pool[i % pool.len()];
             let a = by_ref.apply(cmd);
+            // A clone shares its batches' items with `pool` (the path of a log entry that is
+            // still cached); a decoded copy owns them (the path that moves them).
             let b = by_value.apply_owned(cmd.clone());
-            prop_assert_eq!(a, b);
+            let c = unshared.apply_owned(decoded(cmd));
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(a, c);
             prop_assert_eq!(&by_ref, &by_value);
+            prop_assert_eq!(&by_ref, &unshared);
         }
         prop_assert_eq!(by_ref.state_hash(), by_value.state_hash());
+        prop_assert_eq!(by_ref.state_hash(), unshared.state_hash());
     }
 }

@@ -278,7 +278,7 @@ fn worker_counts_cover_every_status() {
 #[test]
 fn a_batch_registers_ten_thousand_workers_in_one_command() {
     let mut s = ClusterState::default();
-    let batch = Command::Batch((0..10_000).map(|i| reg(&format!("w{i:05}"))).collect());
+    let batch = Command::batch((0..10_000).map(|i| reg(&format!("w{i:05}"))).collect());
     let Outcome::Batch(responses) = ok(&mut s, batch) else {
         panic!("not a batch outcome")
     };
@@ -291,12 +291,12 @@ fn a_batch_registers_ten_thousand_workers_in_one_command() {
 #[test]
 fn batch_items_succeed_or_fail_on_their_own_and_do_not_nest() {
     let mut s = ClusterState::default();
-    let batch = Command::Batch(vec![
+    let batch = Command::batch(vec![
         reg("w1"),
         Command::DeregisterWorker {
             worker_id: "ghost".into(),
         },
-        Command::Batch(vec![reg("w2")]),
+        Command::batch(vec![reg("w2")]),
         reg("w3"),
     ]);
     let Outcome::Batch(r) = ok(&mut s, batch) else {
@@ -1105,7 +1105,7 @@ fn bad_keys_and_nested_keys_are_rejected() {
 #[test]
 fn keys_inside_a_batch_are_honoured() {
     let mut s = ClusterState::default();
-    let batch = Command::Batch(vec![reg("w1").with_key("a"), reg("w2").with_key("a")]);
+    let batch = Command::batch(vec![reg("w1").with_key("a"), reg("w2").with_key("a")]);
     let Outcome::Batch(r) = ok(&mut s, batch) else {
         panic!("not a batch outcome")
     };
@@ -1121,7 +1121,7 @@ fn the_idempotency_table_forgets_the_oldest_keys_first() {
     }
     .with_key("k0");
     assert!(!s.apply(&first).is_ok());
-    let batch = Command::Batch(
+    let batch = Command::batch(
         (1..=IDEMPOTENCY_CAPACITY)
             .map(|i| Command::Noop.with_key(format!("k{i}")))
             .collect(),
@@ -1161,7 +1161,7 @@ fn commands_and_responses_round_trip_through_json() {
         start("m1", "g1", "a", "w1", Some("w2")),
         complete("m1"),
         checkpoint(2, "cp", 1),
-        Command::Batch(vec![Command::Noop.with_key("x")]),
+        Command::batch(vec![Command::Noop.with_key("x")]),
     ];
     for cmd in cmds {
         let json = serde_json::to_string(&cmd).unwrap();

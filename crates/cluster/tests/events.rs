@@ -15,7 +15,7 @@ fn kinds(events: &[ClusterEvent]) -> Vec<&'static str> {
 #[test]
 fn batches_yield_one_event_per_accepted_item_and_never_a_key() {
     let mut s = ClusterState::new();
-    let batch = Command::Batch(vec![reg("w1"), reg(""), reg("w2")]);
+    let batch = Command::batch(vec![reg("w1"), reg(""), reg("w2")]);
     let applied = s.apply(&batch);
     assert_eq!(kinds(&applied.events), ["worker_joined", "worker_joined"]);
     let json = serde_json::to_string(&applied.events).unwrap();

@@ -204,7 +204,7 @@ fn keyed(cmd: impl Strategy<Value = Command>) -> impl Strategy<Value = Command> 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => keyed(raw_command()).prop_map(Op::Raw),
-        1 => prop::collection::vec(raw_command(), 0..4).prop_map(|v| Op::Raw(Command::Batch(v))),
+        1 => prop::collection::vec(raw_command(), 0..4).prop_map(|v| Op::Raw(Command::batch(v))),
         2 => (group_id(), 0..3u8, 1..4usize, 1..3u32, any::<bool>()).prop_map(|(id, n, pipelines, replicas, least_loaded)| {
             Op::PlanCreate { id, name: format!("n{n}"), pipelines, replicas, least_loaded }
         }),

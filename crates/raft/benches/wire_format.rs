@@ -55,7 +55,7 @@ fn request(batch: usize) -> AppendEntriesRequest<TypeConfig> {
         leader_commit: Some(LogId::new(CommittedLeaderId::new(3, 1), 4_998)),
         entries: vec![Entry {
             log_id: LogId::new(CommittedLeaderId::new(3, 1), 5_000),
-            payload: EntryPayload::Normal(Command::Batch(commands)),
+            payload: EntryPayload::Normal(Command::batch(commands)),
         }],
     }
 }

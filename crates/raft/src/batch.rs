@@ -248,7 +248,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
     let (commands, replies): (Vec<Command>, Vec<oneshot::Sender<ProposeResult>>) =
         batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let count = commands.len();
-    match raft.client_write(Command::Batch(commands)).await {
+    match raft.client_write(Command::batch(commands)).await {
         Ok(resp) => match resp.data.result {
             Ok(Outcome::Batch(items)) if items.len() == count => {
                 for (reply, item) in replies.into_iter().zip(items) {
@@ -280,8 +280,8 @@ mod tests {
 
     #[test]
     fn batches_and_keyed_batches_are_not_merged() {
-        assert!(is_batch(&Command::Batch(vec![])));
-        assert!(is_batch(&Command::Batch(vec![]).with_key("k")));
+        assert!(is_batch(&Command::batch(vec![])));
+        assert!(is_batch(&Command::batch(vec![]).with_key("k")));
         assert!(!is_batch(&Command::Noop));
         assert!(!is_batch(&Command::Noop.with_key("k")));
     }

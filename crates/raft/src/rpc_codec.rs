@@ -318,7 +318,7 @@ mod tests {
             Just(EntryPayload::Blank),
             ".{0,40}".prop_map(|name| EntryPayload::Normal(Command::DeleteConnector { name })),
             proptest::collection::vec(".{0,12}", 0..6).prop_map(|ids| {
-                EntryPayload::Normal(Command::Batch(
+                EntryPayload::Normal(Command::batch(
                     ids.into_iter()
                         .map(|worker_id| Command::DeregisterWorker { worker_id })
                         .collect(),

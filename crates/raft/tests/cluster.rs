@@ -531,7 +531,7 @@ async fn concurrent_writes_share_log_entries_and_get_their_own_answers() {
     }
     // A caller's own batch is proposed as is (batches do not nest) and answered whole.
     let own = leader
-        .write(Command::Batch(vec![Command::Noop, Command::Noop]))
+        .write(Command::batch(vec![Command::Noop, Command::Noop]))
         .await
         .unwrap();
     assert!(matches!(

@@ -31,6 +31,6 @@ pub fn plan_sweep(state: &ClusterState, live: &LivenessView, now_ms: u64) -> Vec
     match commands.len() {
         0 => Vec::new(),
         1 => vec![Action::Propose(commands.remove(0))],
-        _ => vec![Action::Propose(Command::Batch(commands))],
+        _ => vec![Action::Propose(Command::batch(commands))],
     }
 }

@@ -191,10 +191,18 @@ impl ClusterState {
                     ..nesting
                 };
                 let responses = match cmd {
-                    Cow::Owned(Command::Batch(items)) => items
-                        .into_iter()
-                        .map(|c| self.apply_nested(Cow::Owned(c), inner, events))
-                        .collect(),
+                    // Items taken by value when nobody else holds the batch (a log entry
+                    // still cached for replication does), else applied from a reference.
+                    Cow::Owned(Command::Batch(items)) => match Arc::try_unwrap(items) {
+                        Ok(items) => items
+                            .into_iter()
+                            .map(|c| self.apply_nested(Cow::Owned(c), inner, events))
+                            .collect(),
+                        Err(shared) => shared
+                            .iter()
+                            .map(|c| self.apply_nested(Cow::Borrowed(c), inner, events))
+                            .collect(),
+                    },
                     Cow::Borrowed(Command::Batch(items)) => items
                         .iter()
                         .map(|c| self.apply_nested(Cow::Borrowed(c), inner, events))
