@@ -191,16 +191,23 @@ mod tests {
 
     /// Serves `router` with `options` on a loopback port; its address.
     async fn serve(router: axum::Router, options: crate::ServeOptions) -> std::net::SocketAddr {
+        serve_until(router, options, std::future::pending()).await.0
+    }
+
+    /// [`serve`] until `shutdown` completes; the address and the server's task.
+    async fn serve_until(
+        router: axum::Router,
+        options: crate::ServeOptions,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
         let listener = crate::AnyListener::new(tcp, None).unwrap();
-        tokio::spawn(crate::serve_with(
-            listener,
-            router,
-            options,
-            std::future::pending(),
-        ));
-        addr
+        let server = tokio::spawn(crate::serve_with(listener, router, options, shutdown));
+        (addr, server)
     }
 
     /// Writes `request` and reads one answer (its head and a `content-length` body).
@@ -347,18 +354,11 @@ mod tests {
             header_read_timeout: Duration::from_secs(30),
             ..crate::ConnLimits::default()
         };
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let listener = crate::AnyListener::new(tcp, None).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::serve_with(
-            listener,
-            router,
-            placing(&runtime, limits),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (addr, server) = serve_until(router, placing(&runtime, limits), async move {
+            let _ = stopped.await;
+        })
+        .await;
         let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let _ = stop.send(());
