@@ -16,6 +16,7 @@ mod iot;
 mod join;
 mod live_mqtt;
 mod many_clients;
+mod membership;
 mod migration;
 mod output;
 mod pagination;

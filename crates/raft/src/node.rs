@@ -317,6 +317,8 @@ struct Inner {
     received: Arc<std::sync::Mutex<Received>>,
     /// The outbound RPC factory (a clone sharing the peers' negotiated formats).
     outbound: NetworkFactory,
+    /// Held by each membership call on this node ([`RaftNode::change_membership`]).
+    membership_serial: tokio::sync::Mutex<()>,
 }
 
 /// Cloneable handle on a running Raft member.
@@ -456,6 +458,7 @@ impl RaftNode {
                 contact: LeaderContact::default(),
                 received,
                 outbound,
+                membership_serial: tokio::sync::Mutex::new(()),
             }),
         };
         transfer::watch_leadership(node.clone());
@@ -927,8 +930,8 @@ impl RaftNode {
     }
 
     /// Removes the learners among `nodes` from the membership, each once it has replicated
-    /// the leader's log (waited for up to [`CATCH_UP_WAIT`]). Does nothing when this node no
-    /// longer leads (it removed itself) or for nodes that are not learners.
+    /// the leader's log (waited for up to [`CATCH_UP_WAIT`]). Does nothing for nodes that are
+    /// not learners; refuses (421/503) when this node does not lead.
     async fn drop_learners(&self, nodes: BTreeSet<NodeId>) -> Result<(), Error> {
         let learners: BTreeSet<NodeId> = {
             let m = self.inner.raft.metrics().borrow().clone();
@@ -936,9 +939,10 @@ impl RaftNode {
             learners
         };
         let nodes: BTreeSet<NodeId> = nodes.intersection(&learners).copied().collect();
-        if nodes.is_empty() || !self.is_leader() {
+        if nodes.is_empty() {
             return Ok(());
         }
+        self.refuse_unless_leader()?;
         for &n in &nodes {
             // A dead node never catches up: remove it anyway (at once when it is known down).
             if !self.inner.peers.is_down(n) {
@@ -1024,8 +1028,14 @@ impl RaftNode {
     {
         let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
         loop {
+            // One membership call at a time per node, each checked against the state the
+            // previous one left (see `refuse_unless_leader`).
+            let serial = self.inner.membership_serial.lock().await;
+            self.refuse_unless_leader()?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let res = match tokio::time::timeout(left, call()).await {
+            let res = tokio::time::timeout(left, call()).await;
+            drop(serial);
+            let res = match res {
                 Ok(res) => res,
                 Err(_) => return Err(Error::Write(WriteError::Timeout)),
             };
@@ -1043,6 +1053,32 @@ impl RaftNode {
             }
             return self.admin_result(res);
         }
+    }
+
+    /// Refuses a membership change unless this node leads and is a member (voter or learner)
+    /// of its own effective membership. A leader whose removal from the membership has been
+    /// appended keeps leading until a later heartbeat tick after the removal applied, and
+    /// openraft 0.9 cannot append another membership entry in that window (a debug assertion
+    /// stops its core). The caller gets `421` naming the leader when another node is known to
+    /// lead, else `503` with `Retry-After`, and retries there (the CLI does).
+    fn refuse_unless_leader(&self) -> Result<(), Error> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let me = self.inner.id;
+        let member = m
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(id, _)| *id == me);
+        if member && m.state == ServerState::Leader && m.current_leader == Some(me) {
+            return Ok(());
+        }
+        Err(Error::Write(match m.current_leader {
+            Some(leader) if leader != me => WriteError::ForwardToLeader {
+                leader_id: Some(leader),
+                leader_url: self.node_url(leader),
+            },
+            _ => WriteError::NoLeader,
+        }))
     }
 
     fn admin_result<T>(

@@ -2,7 +2,10 @@
 //!
 //! A request goes to the first URL of `--coordinator`; on a connection error, `421 Misdirected
 //! Request` or `503 Service Unavailable` the next URL is tried (a 421 or 503 naming a
-//! `leader_url` moves that URL to the front). Every write (`POST`, `PUT`, `DELETE`) carries one
+//! `leader_url` moves that URL to the front). When every coordinator refused with 421 or 503
+//! (an election in progress, e.g. right after the leader removed itself), the whole list is
+//! tried again with a growing pause (0.25 s to 1 s) for up to [`REFUSAL_RETRY`] (at most
+//! `--timeout`), then the last refusal is the answer. Every write (`POST`, `PUT`, `DELETE`) carries one
 //! `Idempotency-Key` for all its attempts, so a write that timed out on one coordinator ("outcome
 //! unknown") and is retried on the next applies at most once.
 
@@ -13,6 +16,9 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 use varpulis_api::{ErrorBody, API_KEY_HEADER, IDEMPOTENCY_KEY_HEADER};
+
+/// How long a request is retried while every coordinator answers 421 or 503.
+pub const REFUSAL_RETRY: Duration = Duration::from_secs(10);
 
 /// Failures the server reported, or no server could be reached.
 #[derive(Debug)]
@@ -197,6 +203,33 @@ impl Client {
         body: Option<Body>,
     ) -> Result<String, ClientError> {
         let key = is_write(&method).then(|| format!("varpulis-cli-{}", uuid::Uuid::new_v4()));
+        let deadline = tokio::time::Instant::now() + REFUSAL_RETRY.min(self.timeout);
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let refused = match self
+                .request_pass(&method, path, body.as_ref(), key.as_deref())
+                .await
+            {
+                Ok(text) => return Ok(text),
+                Err(Pass::Final(err)) => return Err(err),
+                Err(Pass::Refused(err)) => err,
+            };
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(refused);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// One pass over the coordinators (see [`Client::request`]).
+    async fn request_pass(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Body>,
+        key: Option<&str>,
+    ) -> Result<String, Pass> {
         let mut queue: Vec<String> = self.urls.clone();
         let mut tried: Vec<String> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
@@ -207,13 +240,10 @@ impl Client {
                 continue;
             }
             tried.push(url.clone());
-            match self
-                .send_to(&url, &method, path, body.as_ref(), key.as_deref())
-                .await
-            {
+            match self.send_to(&url, method, path, body, key).await {
                 Err(e) => failures.push(format!("{url}: {}", transport_reason(&e))),
                 Ok((status, text)) if status.is_success() => return Ok(text),
-                Ok((status, text)) => match refusal(&method, path, &url, status, &text) {
+                Ok((status, text)) => match refusal(method, path, &url, status, &text) {
                     Refusal::TryNext { err, leader } => {
                         if let Some(leader) = leader {
                             queue.insert(0, leader);
@@ -221,15 +251,18 @@ impl Client {
                         failures.push(format!("{url}: HTTP {status}"));
                         last_refusal = Some(err);
                     }
-                    Refusal::Final(err) => return Err(err),
+                    Refusal::Final(err) => return Err(Pass::Final(err)),
                 },
             }
         }
-        Err(last_refusal.unwrap_or(ClientError::Unreachable {
-            method,
-            path: path.to_owned(),
-            details: failures.join("; "),
-        }))
+        Err(match last_refusal {
+            Some(err) => Pass::Refused(err),
+            None => Pass::Final(ClientError::Unreachable {
+                method: method.clone(),
+                path: path.to_owned(),
+                details: failures.join("; "),
+            }),
+        })
     }
 
     /// `GET path`, decoded as `T` and kept as raw JSON (for `--json`).
@@ -248,6 +281,14 @@ impl Client {
         let text = self.request(method, path, body.map(Body::Json)).await?;
         decode(path, &text)
     }
+}
+
+/// How one pass over the coordinators failed.
+enum Pass {
+    /// Every coordinator that answered refused with 421 or 503: worth another pass.
+    Refused(ClientError),
+    /// A definite answer (or nobody answered at all).
+    Final(ClientError),
 }
 
 /// Whether `method` changes state (and so carries an idempotency key).
