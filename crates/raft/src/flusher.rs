@@ -29,6 +29,12 @@
 //! before as well (it sends no heartbeat and answers no vote meanwhile); what else runs on that
 //! thread (applying committed entries, reading replication answers) now waits with it.
 //!
+//! Since session 15 this holds for followers' appends only. A leader's own appends are synced
+//! by the flusher thread ([`Flusher::queue_files`]) while the consensus thread
+//! replicates the same entries (the vendored openraft's patch, `vendor/README.md`; docs/raft.md,
+//! "The leader's flush overlaps replication"): the two wake-ups cost less than the follower
+//! round trip they overlap.
+//!
 //! [`FLUSH_ENV`] set to `thread` syncs the segment files on the flusher thread instead (each
 //! file named by the requests it took synced once, and the directory when a segment was
 //! created), and set to `sled` brings back `flush_async` for the sled flushes and the blocking
@@ -145,6 +151,32 @@ impl Flusher {
                 .sync()
                 .map_err(|e| format!("cannot sync the raft log: {e}"));
         }
+        self.sync_files_elsewhere(pending).await
+    }
+
+    /// Hands the sync of `pending` to the flusher thread **now** and returns its answer to wait
+    /// for; `Err(pending)` when there is no flusher thread. The thread serves requests in the
+    /// order they were queued, in rounds, so an answer also means that every sync queued before
+    /// it is done: a leader's own appends rely on it (their callbacks count the whole log up to
+    /// their last entry as durable; docs/raft.md, "The leader's flush overlaps replication").
+    pub fn queue_files(&self, pending: Pending) -> Result<SyncAnswer, Pending> {
+        let Some(requests) = &self.requests else {
+            return Err(pending);
+        };
+        let (reply, answer) = oneshot::channel();
+        match requests.send(Request::Files { pending, reply }) {
+            Ok(()) => Ok(SyncAnswer(answer)),
+            Err(mpsc::SendError(Request::Files { pending, .. })) => Err(pending),
+            Err(mpsc::SendError(Request::Db { .. })) => Err(Pending::default()),
+        }
+    }
+
+    /// As [`Flusher::sync_files`], but never on the calling thread: on the flusher thread (or
+    /// the blocking pool without it).
+    async fn sync_files_elsewhere(&self, pending: Pending) -> Result<(), String> {
+        if pending.is_empty() {
+            return Ok(());
+        }
         let Some(requests) = &self.requests else {
             return tokio::task::spawn_blocking(move || pending.sync())
                 .await
@@ -156,6 +188,19 @@ impl Flusher {
             return Err("the flusher thread stopped".into());
         }
         answer
+            .await
+            .unwrap_or_else(|_| Err("the flusher thread stopped".into()))
+    }
+}
+
+/// The answer to a sync queued with [`Flusher::queue_files`].
+#[derive(Debug)]
+pub struct SyncAnswer(oneshot::Receiver<Result<(), String>>);
+
+impl SyncAnswer {
+    /// Waits until the sync (and every sync queued before it) is done.
+    pub async fn wait(self) -> Result<(), String> {
+        self.0
             .await
             .unwrap_or_else(|_| Err("the flusher thread stopped".into()))
     }

@@ -35,7 +35,7 @@ use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -54,7 +54,7 @@ use crate::layout::{
     META_TREE,
 };
 use crate::purger::Purger;
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 use crate::wal::{Wal, WalError};
 
 /// Entries copied per append when a sled log is moved into segment files.
@@ -81,6 +81,11 @@ pub struct LogStore {
     /// Index of the first entry above the purge point: reads start here, so an entry the
     /// background deletion has not reached yet is never served.
     first_kept: Arc<AtomicU64>,
+    /// This node's id, when its own (leader) appends return before their sync
+    /// ([`LogStore::with_leader_flush_overlap`]).
+    overlap_for: Option<NodeId>,
+    /// Own appends whose sync on the flusher thread has not answered yet.
+    outstanding: Arc<AtomicUsize>,
 }
 
 /// Default byte budget of one AppendEntries (`RaftConfig::max_append_bytes`).
@@ -162,7 +167,34 @@ impl LogStore {
             flusher: Flusher::start(db),
             purger: Purger::default(),
             first_kept: Arc::new(AtomicU64::new(first_kept)),
+            overlap_for: None,
+            outstanding: Arc::default(),
         })
+    }
+
+    /// Syncs `pending` before returning: on the calling thread, unless a leader's own appends
+    /// still wait for their syncs on the flusher thread (a node that just stopped leading);
+    /// then behind them on that thread, so that this sync's success also covers everything
+    /// they wrote (a segment or the directory this sync does not name).
+    async fn sync_after_queued(&self, pending: crate::wal::Pending) -> Result<(), String> {
+        if self.outstanding.load(Ordering::SeqCst) > 0 {
+            match self.flusher.queue_files(pending) {
+                Ok(answer) => return answer.wait().await,
+                Err(pending) => return self.flusher.sync_files(pending).await,
+            }
+        }
+        self.flusher.sync_files(pending).await
+    }
+
+    /// Appends of entries that node `id` proposed as leader return once the entries are
+    /// written and readable, and report them durable (the flush callback) when their sync on
+    /// the flusher thread finished: the consensus core replicates them meanwhile (the
+    /// vendored openraft's leader path, docs/raft.md "The leader's flush overlaps
+    /// replication"). Other appends (a follower's) still sync before returning. `None` turns
+    /// it off (every append syncs before returning).
+    pub fn with_leader_flush_overlap(mut self, id: Option<NodeId>) -> Self {
+        self.overlap_for = id;
+        self
     }
 
     /// Waits until every purge requested so far has deleted its entries (tests, shutdown).
@@ -550,9 +582,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self
+        let stored = self
             .get_meta(KEY_COMMITTED, ErrorSubject::Store, codec::decode_opt_log_id)?
-            .flatten())
+            .flatten();
+        // A leader commits entries its followers hold before its own sync finished (docs/raft.md,
+        // "The leader's flush overlaps replication"), and sled may persist that commit point
+        // before the log's tail reaches the disk. After a power cut the point can then lie past
+        // the last entry this node holds: it is only used to replay entries at start-up, so
+        // capping it at the log's end is safe (the leader brings the rest).
+        let last = self.wal().last_log_id();
+        Ok(match (stored, last) {
+            (Some(c), Some(l)) if c.index > l.index => Some(l),
+            (c, _) => c,
+        })
     }
 
     async fn append<I>(
@@ -577,6 +619,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 written.push((entry, record));
             }
         }
+        let written_by = written.last().map(|(e, _)| e.log_id.leader_id.node_id);
         let pending = {
             let mut wal = self.wal();
             wal.append(written.iter().map(|(e, r)| (e.log_id, &r[..])))
@@ -594,7 +637,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // One sync for the whole batch, and only then report the entries as durable: the
         // leader counts this node in the quorum as soon as the callback fires.
-        match self.flusher.sync_files(pending).await {
+        let own = written_by.is_some() && written_by == self.overlap_for;
+        let pending = if own {
+            // Queued now, from this call, so the flusher thread syncs the appends in order;
+            // only the wait for the answer runs in a task.
+            match self.flusher.queue_files(pending) {
+                Ok(answer) => {
+                    let outstanding = self.outstanding.clone();
+                    outstanding.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        let result = answer.wait().await;
+                        outstanding.fetch_sub(1, Ordering::SeqCst);
+                        callback.log_io_completed(result.map_err(std::io::Error::other));
+                    });
+                    return Ok(());
+                }
+                // No flusher thread: sync before returning.
+                Err(pending) => pending,
+            }
+        } else {
+            pending
+        };
+        match self.sync_after_queued(pending).await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -619,7 +683,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
             wal.take_pending()
         };
-        self.flusher.sync_files(pending).await.map_err(|e| {
+        self.sync_after_queued(pending).await.map_err(|e| {
             sto_err(
                 ErrorSubject::Logs,
                 ErrorVerb::Delete,
@@ -703,6 +767,75 @@ mod tests {
             .iter()
             .map(|e| (e.log_id.leader_id.term, e.log_id.index))
             .collect()
+    }
+
+    /// The leader's own appends return before their sync and report it through the callback;
+    /// a later leader's appends sync before returning; both kinds survive a reopen.
+    #[tokio::test]
+    async fn own_appends_with_the_overlap_complete_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_db, store) = open(dir.path());
+            // `entry` writes node 1's entries.
+            let mut store = store.with_leader_flush_overlap(Some(1));
+            for batch in 0..10u64 {
+                let own: Vec<Entry> = (batch * 10 + 1..=batch * 10 + 10)
+                    .map(|i| entry(1, i, 3))
+                    .collect();
+                // Readable as soon as `append` returned, durable once the callback said so.
+                store.blocking_append(own).await.unwrap();
+                assert_eq!(
+                    store
+                        .try_get_log_entries(batch * 10 + 1..batch * 10 + 11)
+                        .await
+                        .unwrap()
+                        .len(),
+                    10
+                );
+            }
+            let theirs = (101..=105).map(|i| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(2, 2), i),
+                ..entry(2, i, 3)
+            });
+            store.blocking_append(theirs).await.unwrap();
+        }
+        let (_db, mut store) = open(dir.path());
+        let all = store.try_get_log_entries(1..).await.unwrap();
+        assert_eq!(all.len(), 105);
+        assert_eq!(all[104].log_id.leader_id.node_id, 2);
+    }
+
+    /// A commit point stored past the log's end (a power cut took the log's unsynced tail but
+    /// not the commit point) is read back capped at the last entry: start-up replays only
+    /// entries the node holds.
+    #[tokio::test]
+    async fn a_commit_point_past_the_log_end_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_db, mut store) = open(dir.path());
+            store
+                .blocking_append((1..=5).map(|i| entry(1, i, 3)))
+                .await
+                .unwrap();
+            store
+                .save_committed(Some(LogId::new(CommittedLeaderId::new(1, 1), 9)))
+                .await
+                .unwrap();
+            store.flusher.flush().await.unwrap();
+        }
+        let (_db, mut store) = open(dir.path());
+        assert_eq!(
+            store.read_committed().await.unwrap(),
+            Some(LogId::new(CommittedLeaderId::new(1, 1), 5))
+        );
+        store
+            .save_committed(Some(LogId::new(CommittedLeaderId::new(1, 1), 3)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.read_committed().await.unwrap(),
+            Some(LogId::new(CommittedLeaderId::new(1, 1), 3))
+        );
     }
 
     #[tokio::test]

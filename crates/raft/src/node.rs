@@ -278,6 +278,11 @@ const CONSENSUS_THREADS: usize = 1;
 /// [`RaftNode::rpc_placement`]. A diagnostic for A/B measurements, not a tuning knob.
 pub const PLACEMENT_ENV: &str = "VARPULIS_RAFT_RPC_PLACEMENT";
 
+/// Environment switch (`off`): the leader's appends sync before returning, as before the
+/// overlap of the leader's flush with replication (docs/raft.md). A diagnostic for A/B
+/// measurements, not a tuning knob.
+pub const LEADER_FLUSH_OVERLAP_ENV: &str = "VARPULIS_RAFT_LEADER_FLUSH_OVERLAP";
+
 struct Inner {
     id: NodeId,
     raft: Raft,
@@ -356,8 +361,16 @@ impl RaftNode {
             ))
         })?;
 
+        let overlap = !matches!(
+            std::env::var(LEADER_FLUSH_OVERLAP_ENV)
+                .ok()
+                .as_deref()
+                .map(str::trim),
+            Some("off" | "0" | "false")
+        );
         let log_store = LogStore::open(&db, &dir.join(crate::layout::WAL_DIR))?
-            .with_max_append_bytes(config.max_append_bytes);
+            .with_max_append_bytes(config.max_append_bytes)
+            .with_leader_flush_overlap(overlap.then_some(config.node_id));
         let purger = log_store.purger();
         let fresh = log_store.is_fresh()?;
         let cluster_id = match log_store.stored_cluster_id()? {

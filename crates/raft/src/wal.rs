@@ -290,6 +290,14 @@ impl Wal {
         for (i, key) in keys.into_iter().enumerate() {
             wal.load_segment(key, i + 1 == count)?;
         }
+        // What a crashed *process* wrote but never synced is still in the page cache and was
+        // just read as the log: make it durable before anything counts on it (a node restarting
+        // as leader counts its whole log as its own progress), so an OS crash later cannot take
+        // it back.
+        for seg in wal.segments.values() {
+            seg.file.sync_data().map_err(|e| io_err(&seg.path, e))?;
+        }
+        wal.dir_handle.sync_all().map_err(|e| io_err(dir, e))?;
         Ok(wal)
     }
 
