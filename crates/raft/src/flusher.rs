@@ -167,7 +167,10 @@ impl Flusher {
         match requests.send(Request::Files { pending, reply }) {
             Ok(()) => Ok(SyncAnswer(answer)),
             Err(mpsc::SendError(Request::Files { pending, .. })) => Err(pending),
-            Err(mpsc::SendError(Request::Db { .. })) => Err(Pending::default()),
+            // `send` hands back the request it was given.
+            Err(mpsc::SendError(Request::Db { .. })) => {
+                unreachable!("a refused Files request comes back as Files")
+            }
         }
     }
 
