@@ -180,19 +180,14 @@ impl Flusher {
         if pending.is_empty() {
             return Ok(());
         }
-        let Some(requests) = &self.requests else {
-            return tokio::task::spawn_blocking(move || pending.sync())
+        match self.queue_files(pending) {
+            Ok(answer) => answer.wait().await,
+            // No flusher thread (or it is gone): the blocking pool.
+            Err(pending) => tokio::task::spawn_blocking(move || pending.sync())
                 .await
                 .map_err(|e| format!("log sync task: {e}"))?
-                .map_err(|e| format!("cannot sync the raft log: {e}"));
-        };
-        let (reply, answer) = oneshot::channel();
-        if requests.send(Request::Files { pending, reply }).is_err() {
-            return Err("the flusher thread stopped".into());
+                .map_err(|e| format!("cannot sync the raft log: {e}")),
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the flusher thread stopped".into()))
     }
 }
 
