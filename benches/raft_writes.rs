@@ -9,7 +9,8 @@
 //! - `RAFT_WRITES_CLIENT`: `lean` (default: one raw keep-alive HTTP/1.1 connection per client,
 //!   [`lean_http`]), `reqwest` (the harness's reqwest client, the figure of sessions 2–8) or
 //!   `wrk` (the `wrk` load generator with `benches/wrk/connector_creates.lua`, one thread, as
-//!   issue 24 measured; connector creates only; latency percentiles are wrk's).
+//!   issue 24 measured; connector creates only; latency percentiles are wrk's;
+//!   `RAFT_WRITES_WRK_VERBOSE=1` prints wrk's whole report).
 //! - `RAFT_WRITES_CLIENTS` (default `1,16,64`) and `RAFT_WRITES_VIA` (default
 //!   `leader,follower`): the cells.
 //! - `RAFT_HEARTBEAT_MS`, `RAFT_ELECTION_MIN_MS`, `RAFT_ELECTION_MAX_MS`: Raft timings.
@@ -151,7 +152,7 @@ fn run_wrk(url: &str, tag: &str, clients: usize, secs: f64) -> (f64, Duration, D
             _ => {}
         }
     }
-    if rate == 0.0 {
+    if rate == 0.0 || std::env::var_os("RAFT_WRITES_WRK_VERBOSE").is_some() {
         eprintln!("  wrk said: {text}{}", String::from_utf8_lossy(&out.stderr));
     }
     (rate, p50, p99, errors)
