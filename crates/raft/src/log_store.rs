@@ -177,13 +177,13 @@ impl LogStore {
     /// then behind them on that thread, so that this sync's success also covers everything
     /// they wrote (a segment or the directory this sync does not name).
     async fn sync_after_queued(&self, pending: crate::wal::Pending) -> Result<(), String> {
-        if self.outstanding.load(Ordering::SeqCst) > 0 {
-            match self.flusher.queue_files(pending) {
-                Ok(answer) => return answer.wait().await,
-                Err(pending) => return self.flusher.sync_files(pending).await,
-            }
+        if self.outstanding.load(Ordering::SeqCst) == 0 {
+            return self.flusher.sync_files(pending).await;
         }
-        self.flusher.sync_files(pending).await
+        match self.flusher.queue_files(pending) {
+            Ok(answer) => answer.wait().await,
+            Err(pending) => self.flusher.sync_files(pending).await,
+        }
     }
 
     /// Appends of entries that node `id` proposed as leader return once the entries are

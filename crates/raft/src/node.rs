@@ -278,6 +278,14 @@ const CONSENSUS_THREADS: usize = 1;
 /// [`RaftNode::rpc_placement`]. A diagnostic for A/B measurements, not a tuning knob.
 pub const PLACEMENT_ENV: &str = "VARPULIS_RAFT_RPC_PLACEMENT";
 
+/// Whether the diagnostic environment switch `name` is set to `off` (or `0`, `false`).
+fn switched_off(name: &str) -> bool {
+    matches!(
+        std::env::var(name).ok().as_deref().map(str::trim),
+        Some("off" | "0" | "false")
+    )
+}
+
 /// Environment switch (`off`): the leader's appends sync before returning, as before the
 /// overlap of the leader's flush with replication (docs/raft.md). A diagnostic for A/B
 /// measurements, not a tuning knob.
@@ -361,13 +369,7 @@ impl RaftNode {
             ))
         })?;
 
-        let overlap = !matches!(
-            std::env::var(LEADER_FLUSH_OVERLAP_ENV)
-                .ok()
-                .as_deref()
-                .map(str::trim),
-            Some("off" | "0" | "false")
-        );
+        let overlap = !switched_off(LEADER_FLUSH_OVERLAP_ENV);
         let log_store = LogStore::open(&db, &dir.join(crate::layout::WAL_DIR))?
             .with_max_append_bytes(config.max_append_bytes)
             .with_leader_flush_overlap(overlap.then_some(config.node_id));
@@ -450,10 +452,7 @@ impl RaftNode {
                 batcher,
                 cork,
                 runtime,
-                place_rpcs: !matches!(
-                    std::env::var(PLACEMENT_ENV).ok().as_deref().map(str::trim),
-                    Some("off" | "0" | "false")
-                ),
+                place_rpcs: !switched_off(PLACEMENT_ENV),
                 raft,
                 shared,
                 applied_rx,
